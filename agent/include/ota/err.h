@@ -1,0 +1,38 @@
+/* Error context: fallible functions return 0 or a negative errno and, when
+ * given a struct ota_err, write a human-readable reason into it. Library code
+ * never prints; the top level reports the reason once. */
+#ifndef OTA_ERR_H
+#define OTA_ERR_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTA_MUST __attribute__((warn_unused_result))
+
+/* Drops a result on purpose (best-effort calls); a (void) cast does not
+ * silence warn_unused_result in GCC. */
+static inline void ota_ignore(int r)
+{
+    (void)r;
+}
+
+struct ota_err {
+    int code;          /* positive errno of the first failure, 0 if none */
+    char reason[512];  /* what went wrong, for a person */
+};
+
+/* Records the failure (first one wins unless overwrite) and returns -code.
+ * err may be NULL. */
+int ota_err_set(struct ota_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Clears err. err may be NULL. */
+void ota_err_clear(struct ota_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,33 @@
+/* File helpers with the durability rule: temp file, fsync, rename, fsync of
+ * the directory. Never trust a write that was not made durable. */
+#ifndef OTA_FSUTIL_H
+#define OTA_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "ota/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Writes n bytes to path atomically and durably (tmp in the same dir). */
+int ota_fs_write_atomic(const char *path, const void *buf, size_t n, int mode, struct ota_err *err) OTA_MUST;
+/* fsync of the directory that holds path (path itself if it is a dir). */
+int ota_fs_sync_parent(const char *path, struct ota_err *err) OTA_MUST;
+int ota_fs_sync_dir(const char *dir, struct ota_err *err) OTA_MUST;
+/* mkdir -p (mode 0755); parents made durable. */
+int ota_fs_mkdirs(const char *dir, struct ota_err *err) OTA_MUST;
+/* rm -rf of path's contents and path itself; ENOENT is success. Does not
+ * follow symlinks. */
+int ota_fs_remove_tree(const char *path, struct ota_err *err) OTA_MUST;
+/* Whole file into a malloc'ed NUL-terminated buffer, at most max bytes
+ * (-EFBIG beyond). */
+int ota_fs_read_all(const char *path, size_t max, char **ret, size_t *ret_len, struct ota_err *err) OTA_MUST;
+/* Free bytes for an unprivileged writer on the file system of path. */
+int ota_fs_free_bytes(const char *path, uint64_t *ret, struct ota_err *err) OTA_MUST;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,72 @@
+/* Wire format of docs/protocol.md: request bodies the agent builds and the
+ * answers it parses. Pure functions, no I/O. */
+#ifndef OTA_PROTOCOL_H
+#define OTA_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "ota/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An update offered by the fleet API's check-in. */
+struct ota_offer {
+    char update_id[OTA_ID_LEN];
+    char rollout_id[OTA_ID_LEN];
+    char manifest[OTA_MANIFEST_TEXT_LEN];
+    char signature[128];
+    char url[OTA_URL_LEN];
+};
+
+#define OTA_GH_MAX_ASSETS 32
+struct ota_gh_asset {
+    char name[256];
+    char url[OTA_URL_LEN];
+    uint64_t size;
+};
+/* A GitHub release (releases/latest). */
+struct ota_gh_release {
+    char tag[64];
+    struct ota_gh_asset assets[OTA_GH_MAX_ASSETS];
+    int n_assets;
+};
+
+/* Device inventory sent at registration and check-in. */
+struct ota_inventory {
+    const char *device_id;
+    const char *device_type;
+    const char *group;
+    const char *state;
+    const char *app_version;
+    const char *rootfs_version;
+    const char *app_slot;
+    const char *rootfs_slot;
+};
+
+/* Bodies: malloc'ed JSON text in *ret. */
+int ota_proto_register_body(const struct ota_inventory *inv, char **ret) OTA_MUST;
+int ota_proto_checkin_body(const struct ota_inventory *inv, char **ret) OTA_MUST;
+int ota_proto_report_body(const struct ota_report *r, char **ret) OTA_MUST;
+
+/* {"device_id":..., "token":...}. -EINVAL on anything else. */
+int ota_proto_parse_register(const char *body, size_t n, char *ret_device_id, size_t id_cap,
+                             char *ret_token, size_t token_cap, struct ota_err *err) OTA_MUST;
+/* {"update": null} -> *ret_has = 0; {"update": {...}} -> *ret_has = 1 and *ret. */
+int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota_offer *ret,
+                            struct ota_err *err) OTA_MUST;
+int ota_proto_parse_gh_release(const char *body, size_t n, struct ota_gh_release *ret,
+                               struct ota_err *err) OTA_MUST;
+/* The asset called name, or NULL. */
+const struct ota_gh_asset *ota_proto_gh_asset(const struct ota_gh_release *r, const char *name);
+
+/* "bytes START-END/TOTAL" -> values; -EINVAL for anything else (including
+ * "*" forms, END < START, END >= TOTAL). */
+int ota_proto_parse_content_range(const char *hdr, uint64_t *ret_start, uint64_t *ret_end,
+                                  uint64_t *ret_total) OTA_MUST;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

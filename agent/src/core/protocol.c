@@ -1,0 +1,241 @@
+/* docs/protocol.md in code: the agent's side of the wire format. */
+#include "ota/protocol.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ota/json.h"
+
+static int dump_and_free(json_t *o, char **ret)
+{
+    int r;
+
+    if (!o)
+        return -ENOMEM;
+    r = ota_json_dump(o, ret);
+    json_decref(o);
+    return r;
+}
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+int ota_proto_register_body(const struct ota_inventory *inv, char **ret)
+{
+    return dump_and_free(json_pack("{s:s, s:s, s:s, s:[], s:{s:s, s:s}}", "device_id",
+                                   nz(inv->device_id), "device_type", nz(inv->device_type), "group",
+                                   nz(inv->group), "tags", "versions", "app",
+                                   nz(inv->app_version), "rootfs", nz(inv->rootfs_version)),
+                         ret);
+}
+
+int ota_proto_checkin_body(const struct ota_inventory *inv, char **ret)
+{
+    return dump_and_free(json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "device_type",
+                                   nz(inv->device_type), "group", nz(inv->group), "state",
+                                   nz(inv->state), "versions", "app", nz(inv->app_version),
+                                   "rootfs", nz(inv->rootfs_version), "slots", "app",
+                                   nz(inv->app_slot), "rootfs", nz(inv->rootfs_slot)),
+                         ret);
+}
+
+int ota_proto_report_body(const struct ota_report *r, char **ret)
+{
+    return dump_and_free(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "update_id",
+                                   r->update_id, "rollout_id", r->rollout_id, "version",
+                                   r->version, "kind", r->kind, "state", r->state, "status",
+                                   r->status, "reason", r->reason, "ts", (json_int_t)r->ts_ms),
+                         ret);
+}
+
+int ota_proto_parse_register(const char *body, size_t n, char *ret_device_id, size_t id_cap,
+                             char *ret_token, size_t token_cap, struct ota_err *err)
+{
+    json_t *o = NULL;
+    char id[OTA_ID_LEN], token[256];
+    int r;
+
+    r = ota_json_parse(body, n, &o, err);
+    if (r < 0)
+        return r;
+    r = ota_json_str(o, "device_id", id, sizeof(id), err);
+    if (r < 0)
+        goto out;
+    r = ota_json_str(o, "token", token, sizeof(token), err);
+    if (r < 0)
+        goto out;
+    if (!id[0] || !token[0] || strlen(id) >= id_cap || strlen(token) >= token_cap) {
+        r = ota_err_set(err, EINVAL, "registration answer has an empty or oversized id/token");
+        goto out;
+    }
+    ota_strlcpy(ret_device_id, id, id_cap);
+    ota_strlcpy(ret_token, token, token_cap);
+out:
+    json_decref(o);
+    return r;
+}
+
+int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota_offer *ret,
+                            struct ota_err *err)
+{
+    json_t *o = NULL;
+    const json_t *u;
+    struct ota_offer *off = NULL;
+    int r;
+
+    r = ota_json_parse(body, n, &o, err);
+    if (r < 0)
+        return r;
+    u = json_object_get(o, "update");
+    if (!u) {
+        r = ota_err_set(err, EINVAL, "check-in answer has no 'update' field");
+        goto out;
+    }
+    if (json_is_null(u)) {
+        *ret_has = 0;
+        r = 0;
+        goto out;
+    }
+    if (!json_is_object(u)) {
+        r = ota_err_set(err, EINVAL, "check-in 'update' is not an object");
+        goto out;
+    }
+    off = calloc(1, sizeof(*off));
+    if (!off) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if ((r = ota_json_str(u, "update_id", off->update_id, sizeof(off->update_id), err)) < 0 ||
+        (r = ota_json_str(u, "manifest", off->manifest, sizeof(off->manifest), err)) < 0 ||
+        (r = ota_json_str(u, "signature", off->signature, sizeof(off->signature), err)) < 0 ||
+        (r = ota_json_str(u, "url", off->url, sizeof(off->url), err)) < 0)
+        goto out;
+    if (json_object_get(u, "rollout_id") && !json_is_null(json_object_get(u, "rollout_id"))) {
+        r = ota_json_str(u, "rollout_id", off->rollout_id, sizeof(off->rollout_id), err);
+        if (r < 0)
+            goto out;
+    }
+    if (!off->update_id[0]) {
+        r = ota_err_set(err, EINVAL, "check-in offer has an empty update_id");
+        goto out;
+    }
+    *ret = *off;
+    *ret_has = 1;
+out:
+    free(off);
+    json_decref(o);
+    return r;
+}
+
+int ota_proto_parse_gh_release(const char *body, size_t n, struct ota_gh_release *ret,
+                               struct ota_err *err)
+{
+    json_t *o = NULL;
+    const json_t *assets, *as;
+    struct ota_gh_release *rel = NULL;
+    size_t i;
+    int r;
+
+    r = ota_json_parse(body, n, &o, err);
+    if (r < 0)
+        return r;
+    rel = calloc(1, sizeof(*rel));
+    if (!rel) {
+        r = -ENOMEM;
+        goto out;
+    }
+    r = ota_json_str(o, "tag_name", rel->tag, sizeof(rel->tag), err);
+    if (r < 0)
+        goto out;
+    assets = json_object_get(o, "assets");
+    if (!json_is_array(assets)) {
+        r = ota_err_set(err, EINVAL, "release has no 'assets' array");
+        goto out;
+    }
+    json_array_foreach(assets, i, as)
+    {
+        struct ota_gh_asset *a;
+
+        if (rel->n_assets == OTA_GH_MAX_ASSETS) {
+            r = ota_err_set(err, E2BIG, "release has more than %d assets", OTA_GH_MAX_ASSETS);
+            goto out;
+        }
+        if (!json_is_object(as)) {
+            r = ota_err_set(err, EINVAL, "asset %zu is not an object", i);
+            goto out;
+        }
+        a = &rel->assets[rel->n_assets];
+        if ((r = ota_json_str(as, "name", a->name, sizeof(a->name), err)) < 0 ||
+            (r = ota_json_str(as, "browser_download_url", a->url, sizeof(a->url), err)) < 0 ||
+            (r = ota_json_u64(as, "size", &a->size, err)) < 0)
+            goto out;
+        rel->n_assets++;
+    }
+    *ret = *rel;
+out:
+    free(rel);
+    json_decref(o);
+    return r;
+}
+
+const struct ota_gh_asset *ota_proto_gh_asset(const struct ota_gh_release *r, const char *name)
+{
+    for (int i = 0; i < r->n_assets; i++)
+        if (strcmp(r->assets[i].name, name) == 0)
+            return &r->assets[i];
+    return NULL;
+}
+
+/* Digits only, no sign, no overflow. */
+static int parse_u64(const char **p, uint64_t *ret)
+{
+    uint64_t v = 0;
+    const char *s = *p;
+
+    if (!isdigit((unsigned char)*s))
+        return -EINVAL;
+    while (isdigit((unsigned char)*s)) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+        s++;
+    }
+    *p = s;
+    *ret = v;
+    return 0;
+}
+
+int ota_proto_parse_content_range(const char *hdr, uint64_t *ret_start, uint64_t *ret_end,
+                                  uint64_t *ret_total)
+{
+    const char *p = hdr;
+    uint64_t start, end, total;
+
+    if (!p)
+        return -EINVAL;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncasecmp(p, "bytes", 5) != 0)
+        return -EINVAL;
+    p += 5;
+    if (*p != ' ')
+        return -EINVAL;
+    while (*p == ' ')
+        p++;
+    if (parse_u64(&p, &start) < 0 || *p++ != '-' || parse_u64(&p, &end) < 0 || *p++ != '/' ||
+        parse_u64(&p, &total) < 0)
+        return -EINVAL;
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    if (*p || end < start || end >= total)
+        return -EINVAL;
+    *ret_start = start;
+    *ret_end = end;
+    *ret_total = total;
+    return 0;
+}

@@ -1,0 +1,594 @@
+// Transport over libcurl, against the Python test server (tests/e2e/fakeserver.py).
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ota/drivers.h"
+#include "ota/json.h"
+
+namespace
+{
+
+const char *const kScript = OTA_SOURCE_DIR "/agent/tests/e2e/fakeserver.py";
+const size_t kPayloadSize = 3 * 1024 * 1024 + 4321;
+const char *const kEnroll = "enroll-secret";
+
+// A fakeserver.py child process.
+struct FakeServer {
+    pid_t pid = -1;
+    std::string base; // http(s)://127.0.0.1:PORT
+
+    bool Start(const std::string &root, const std::string &port_file,
+               const std::vector<std::string> &extra, const char *scheme)
+    {
+        std::vector<std::string> args = {"/usr/bin/python3", kScript, "--root",      root,
+                                         "--port",           "0",     "--port-file", port_file,
+                                         "--enroll-token",   kEnroll};
+        args.insert(args.end(), extra.begin(), extra.end());
+        std::vector<char *> argv;
+        for (auto &a : args)
+            argv.push_back(const_cast<char *>(a.c_str()));
+        argv.push_back(nullptr);
+        unlink(port_file.c_str());
+        pid = fork();
+        if (pid < 0)
+            return false;
+        if (pid == 0) {
+            execv(argv[0], argv.data());
+            _exit(127);
+        }
+        for (int i = 0; i < 200; i++) {
+            std::ifstream f(port_file);
+            int port = 0;
+            if (f >> port && port > 0) {
+                base = std::string(scheme) + "://127.0.0.1:" + std::to_string(port);
+                return true;
+            }
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                pid = -1;
+                return false;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return false;
+    }
+
+    void Stop()
+    {
+        if (pid <= 0)
+            return;
+        kill(pid, SIGTERM);
+        int st;
+        waitpid(pid, &st, 0);
+        pid = -1;
+    }
+};
+
+// Records what the transport hands to the sink.
+struct Rec {
+    int headers_calls = 0;
+    long status = 0;
+    std::string content_range;
+    int64_t content_length = -2;
+    std::string etag;
+    std::vector<uint8_t> data;
+    int headers_rc = 0; // returned by on_headers
+    int data_rc = 0;    // returned by on_data once data_fail_at bytes are in
+    size_t data_fail_at = 0;
+};
+
+int RecHeaders(void *ctx, long status, const char *cr, int64_t cl, const char *etag)
+{
+    Rec *r = static_cast<Rec *>(ctx);
+    r->headers_calls++;
+    r->status = status;
+    r->content_range = cr ? cr : "";
+    r->content_length = cl;
+    r->etag = etag ? etag : "";
+    return r->headers_rc;
+}
+
+int RecData(void *ctx, const void *buf, size_t n)
+{
+    Rec *r = static_cast<Rec *>(ctx);
+    EXPECT_EQ(r->headers_calls, 1);
+    const uint8_t *p = static_cast<const uint8_t *>(buf);
+    r->data.insert(r->data.end(), p, p + n);
+    if (r->data_rc < 0 && r->data.size() >= r->data_fail_at)
+        return r->data_rc;
+    return 0;
+}
+
+class TransportCurl : public ::testing::Test
+{
+  protected:
+    static void SetUpTestSuite()
+    {
+        char tmpl[] = "/tmp/ota-test-curl-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        std::string rel = dir_ + "/root/rel1";
+        std::filesystem::create_directories(rel);
+        payload_.resize(kPayloadSize);
+        uint64_t x = 0x9E3779B97F4A7C15ull;
+        for (auto &b : payload_) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b = static_cast<uint8_t>(x >> 24);
+        }
+        std::ofstream(rel + "/p.bin", std::ios::binary)
+            .write(reinterpret_cast<const char *>(payload_.data()), payload_.size());
+        std::ofstream(rel + "/manifest.json") << R"({"payload":"p.bin","version":"2.0.0"})";
+        ASSERT_TRUE(server_.Start(dir_ + "/root", dir_ + "/port", {}, "http"))
+            << "fakeserver.py did not start";
+    }
+
+    static void TearDownTestSuite()
+    {
+        server_.Stop();
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+
+    void SetUp() override
+    {
+        ota_curl_config_defaults(&cfg_);
+        ASSERT_EQ(ota_curl_new(&cfg_, &t_, &err_), 0) << err_.reason;
+        long st;
+        std::string body;
+        ASSERT_EQ(Post("/_test/reset", R"({"devices":true})", &st, &body), 0) << err_.reason;
+        ASSERT_EQ(st, 200);
+    }
+
+    void TearDown() override
+    {
+        ota_curl_free(t_);
+    }
+
+    // Rebuilds the transport with cfg_.
+    void Renew()
+    {
+        ota_curl_free(t_);
+        t_ = nullptr;
+        ASSERT_EQ(ota_curl_new(&cfg_, &t_, &err_), 0) << err_.reason;
+    }
+
+    int Request(const char *method, const std::string &url, const char *body, const char *bearer,
+                long *status, std::string *out)
+    {
+        ota_http_req req;
+        req.method = method;
+        req.url = url.c_str();
+        req.body = body;
+        req.bearer = bearer;
+        ota_http_resp resp = {};
+        ota_err_clear(&err_);
+        int r = ota_curl_ops.request(t_, &req, &resp, &err_);
+        if (r == 0) {
+            *status = resp.status;
+            EXPECT_NE(resp.body, nullptr);
+            EXPECT_EQ(resp.body[resp.len], '\0');
+            out->assign(resp.body, resp.len);
+            free(resp.body);
+        }
+        return r;
+    }
+
+    int Get(const std::string &path, long *status, std::string *out, const char *bearer = nullptr)
+    {
+        return Request("GET", server_.base + path, nullptr, bearer, status, out);
+    }
+
+    int Post(const std::string &path, const char *body, long *status, std::string *out,
+             const char *bearer = nullptr)
+    {
+        return Request("POST", server_.base + path, body, bearer, status, out);
+    }
+
+    void Faults(const char *json)
+    {
+        long st;
+        std::string body;
+        ASSERT_EQ(Post("/_test/faults", json, &st, &body), 0) << err_.reason;
+        ASSERT_EQ(st, 200) << body;
+    }
+
+    int Download(const std::string &path, uint64_t offset, const char *etag, Rec *rec,
+                 const char *bearer = nullptr)
+    {
+        ota_dl_sink sink;
+        sink.ctx = rec;
+        sink.on_headers = RecHeaders;
+        sink.on_data = RecData;
+        ota_err_clear(&err_);
+        std::string url = server_.base + path;
+        return ota_curl_ops.download(t_, url.c_str(), bearer, offset, etag, &sink, &err_);
+    }
+
+    // Registers a device; returns its token.
+    std::string Register(const char *id)
+    {
+        long st = 0;
+        std::string body;
+        std::string req = std::string(R"({"device_id":")") + id + R"(","device_type":"rpi3b"})";
+        EXPECT_EQ(Post("/api/v1/devices/register", req.c_str(), &st, &body, kEnroll), 0)
+            << err_.reason;
+        EXPECT_EQ(st, 201) << body;
+        json_t *j = nullptr;
+        char token[256] = "";
+        if (ota_json_parse(body.c_str(), body.size(), &j, &err_) == 0) {
+            EXPECT_EQ(ota_json_str(j, "token", token, sizeof(token), &err_), 0);
+            json_decref(j);
+        }
+        return token;
+    }
+
+    std::vector<uint8_t> Tail(uint64_t from)
+    {
+        return std::vector<uint8_t>(payload_.begin() + from, payload_.end());
+    }
+
+    static std::string dir_;
+    static std::vector<uint8_t> payload_;
+    static FakeServer server_;
+    ota_curl_config cfg_;
+    ota_curl *t_ = nullptr;
+    ota_err err_ = {};
+};
+
+std::string TransportCurl::dir_;
+std::vector<uint8_t> TransportCurl::payload_;
+FakeServer TransportCurl::server_;
+
+const char *const kAsset = "/_assets/rel1/p.bin";
+const char *const kGithubAsset = "/owner/repo/releases/download/rel1/p.bin";
+
+TEST(TransportCurlConfig, Defaults)
+{
+    ota_curl_config c;
+    ota_curl_config_defaults(&c);
+    EXPECT_STREQ(c.ca_file, "");
+    EXPECT_EQ(c.connect_timeout_s, 10);
+    EXPECT_EQ(c.low_speed_bytes, 1);
+    EXPECT_EQ(c.low_speed_time_s, 30);
+    EXPECT_EQ(c.request_timeout_s, 30);
+    EXPECT_EQ(c.max_bytes_per_s, 0);
+    EXPECT_EQ(strncmp(c.user_agent, "ota-agent/", 10), 0);
+    ota_curl_free(nullptr);
+}
+
+TEST_F(TransportCurl, RequestStatusesAndBodies)
+{
+    long st = 0;
+    std::string body;
+    ASSERT_EQ(Get("/repos/owner/repo/releases/latest", &st, &body), 0) << err_.reason;
+    EXPECT_EQ(st, 404);
+    EXPECT_NE(body.find("\"detail\""), std::string::npos);
+
+    ASSERT_EQ(Post("/_test/offer", R"({"release":"rel1"})", &st, &body), 0);
+    EXPECT_EQ(st, 200) << body;
+    ASSERT_EQ(Get("/repos/owner/repo/releases/latest", &st, &body), 0);
+    EXPECT_EQ(st, 200);
+    EXPECT_NE(body.find("\"tag_name\":\"v2.0.0\""), std::string::npos) << body;
+
+    ASSERT_EQ(Post("/api/v1/devices/register", R"({"device_id":"d1"})", &st, &body, "wrong"), 0);
+    EXPECT_EQ(st, 401);
+    ASSERT_EQ(Get("/no/such/thing", &st, &body), 0);
+    EXPECT_EQ(st, 404);
+}
+
+TEST_F(TransportCurl, RequestSendsJsonHeadersAndBearer)
+{
+    long st = 0;
+    std::string body;
+    ASSERT_EQ(Post("/_test/echo", R"({"a":1})", &st, &body, "tok-123"), 0) << err_.reason;
+    ASSERT_EQ(st, 200);
+    json_t *j = nullptr;
+    ASSERT_EQ(ota_json_parse(body.c_str(), body.size(), &j, &err_), 0) << body;
+    json_t *h = json_object_get(j, "headers");
+    ASSERT_NE(h, nullptr);
+    EXPECT_STREQ(json_string_value(json_object_get(h, "content-type")), "application/json");
+    EXPECT_STREQ(json_string_value(json_object_get(h, "accept")), "application/json");
+    EXPECT_STREQ(json_string_value(json_object_get(h, "authorization")), "Bearer tok-123");
+    EXPECT_EQ(strncmp(json_string_value(json_object_get(h, "user-agent")), "ota-agent/", 10), 0);
+    EXPECT_STREQ(json_string_value(json_object_get(j, "method")), "POST");
+    EXPECT_STREQ(json_string_value(json_object_get(j, "body")), R"({"a":1})");
+    json_decref(j);
+
+    ASSERT_EQ(Get("/_test/echo", &st, &body), 0);
+    ASSERT_EQ(ota_json_parse(body.c_str(), body.size(), &j, &err_), 0) << body;
+    EXPECT_STREQ(json_string_value(json_object_get(j, "method")), "GET");
+    EXPECT_EQ(json_object_get(json_object_get(j, "headers"), "authorization"), nullptr);
+    json_decref(j);
+}
+
+TEST_F(TransportCurl, FleetRoundTrip)
+{
+    std::string tok = Register("dev-1");
+    ASSERT_FALSE(tok.empty());
+    long st = 0;
+    std::string body;
+    ASSERT_EQ(Post("/_test/offer", R"({"release":"rel1","rollout_id":"r7"})", &st, &body), 0);
+    ASSERT_EQ(Post("/api/v1/devices/dev-1/checkin", R"({"state":"IDLE"})", &st, &body, tok.c_str()),
+              0);
+    EXPECT_EQ(st, 200);
+    EXPECT_NE(body.find("\"update_id\":\"r7-dev-1\""), std::string::npos) << body;
+    EXPECT_NE(body.find("/api/v1/releases/rel1/payload"), std::string::npos) << body;
+
+    const char *rep = R"({"update_id":"r7-dev-1","rollout_id":"r7","version":"2.0.0",)"
+                      R"("kind":"app","state":"DOWNLOADING","status":"in_progress",)"
+                      R"("reason":"","ts":1})";
+    ASSERT_EQ(Post("/api/v1/devices/dev-1/status", rep, &st, &body, tok.c_str()), 0);
+    EXPECT_EQ(st, 200) << body;
+    ASSERT_EQ(Post("/api/v1/devices/dev-1/status", rep, &st, &body, "bad-token"), 0);
+    EXPECT_EQ(st, 401);
+    ASSERT_EQ(Get("/_test/reports", &st, &body), 0);
+    EXPECT_NE(body.find("\"state\":\"DOWNLOADING\""), std::string::npos) << body;
+
+    // Payload download needs a device token.
+    Rec ok;
+    ASSERT_EQ(Download("/api/v1/releases/rel1/payload", 0, "", &ok, tok.c_str()), 0) << err_.reason;
+    EXPECT_EQ(ok.status, 200);
+    EXPECT_EQ(ok.data, payload_);
+    Rec denied;
+    ASSERT_EQ(Download("/api/v1/releases/rel1/payload", 0, "", &denied), 0) << err_.reason;
+    EXPECT_EQ(denied.headers_calls, 1);
+    EXPECT_EQ(denied.status, 401);
+    EXPECT_TRUE(denied.data.empty());
+
+    // Fleet API down: 503 until it is back.
+    ASSERT_EQ(Post("/_test/down", R"({"seconds":30})", &st, &body), 0);
+    ASSERT_EQ(Post("/api/v1/devices/dev-1/checkin", "{}", &st, &body, tok.c_str()), 0);
+    EXPECT_EQ(st, 503);
+    ASSERT_EQ(Post("/_test/down", R"({"seconds":0})", &st, &body), 0);
+    ASSERT_EQ(Post("/api/v1/devices/dev-1/checkin", "{}", &st, &body, tok.c_str()), 0);
+    EXPECT_EQ(st, 200);
+}
+
+TEST_F(TransportCurl, RequestErrors)
+{
+    long st = 0;
+    std::string body;
+    // Connection refused: a port nobody listens on.
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(s, 0);
+    sockaddr_in a = {};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(s, reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    ASSERT_EQ(getsockname(s, reinterpret_cast<sockaddr *>(&a), &len), 0);
+    close(s);
+    std::string dead = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/";
+    EXPECT_EQ(Request("GET", dead, nullptr, nullptr, &st, &body), -ECONNREFUSED);
+    EXPECT_EQ(err_.code, ECONNREFUSED);
+    EXPECT_NE(strstr(err_.reason, "127.0.0.1"), nullptr) << err_.reason;
+
+    // Answers over 1 MiB are refused.
+    EXPECT_EQ(Get(kAsset, &st, &body), -EFBIG);
+    // Only http and https.
+    EXPECT_LT(Request("GET", "file:///etc/passwd", nullptr, nullptr, &st, &body), 0);
+    // No header injection, no unknown methods.
+    EXPECT_EQ(Get("/_test/echo", &st, &body, "a\r\nX-Evil: 1"), -EINVAL);
+    EXPECT_EQ(Request("PUT", server_.base + "/", nullptr, nullptr, &st, &body), -EINVAL);
+}
+
+TEST_F(TransportCurl, DownloadWhole)
+{
+    Rec rec;
+    ASSERT_EQ(Download(kAsset, 0, "", &rec), 0) << err_.reason;
+    EXPECT_EQ(rec.headers_calls, 1);
+    EXPECT_EQ(rec.status, 200);
+    EXPECT_EQ(rec.content_length, (int64_t)kPayloadSize);
+    EXPECT_EQ(rec.content_range, "");
+    EXPECT_FALSE(rec.etag.empty());
+    EXPECT_EQ(rec.data, payload_);
+}
+
+TEST_F(TransportCurl, DownloadOffsetThroughRedirect)
+{
+    const uint64_t off = 1000000;
+    Rec rec;
+    ASSERT_EQ(Download(kGithubAsset, off, nullptr, &rec), 0) << err_.reason;
+    EXPECT_EQ(rec.headers_calls, 1);
+    EXPECT_EQ(rec.status, 206);
+    EXPECT_EQ(rec.content_range, "bytes 1000000-" + std::to_string(kPayloadSize - 1) + "/" +
+                                     std::to_string(kPayloadSize));
+    EXPECT_EQ(rec.content_length, (int64_t)(kPayloadSize - off));
+    EXPECT_FALSE(rec.etag.empty());
+    EXPECT_EQ(rec.data, Tail(off));
+}
+
+TEST_F(TransportCurl, IfRangeEtag)
+{
+    Rec whole;
+    ASSERT_EQ(Download(kAsset, 0, "", &whole), 0);
+    ASSERT_FALSE(whole.etag.empty());
+
+    Rec same;
+    ASSERT_EQ(Download(kAsset, 5000, whole.etag.c_str(), &same), 0) << err_.reason;
+    EXPECT_EQ(same.status, 206);
+    EXPECT_EQ(same.etag, whole.etag);
+    EXPECT_EQ(same.data, Tail(5000));
+
+    Rec stale;
+    ASSERT_EQ(Download(kAsset, 5000, "\"stale\"", &stale), 0) << err_.reason;
+    EXPECT_EQ(stale.status, 200);
+    EXPECT_EQ(stale.data, payload_);
+
+    long st;
+    std::string body;
+    ASSERT_EQ(Get("/_test/state", &st, &body), 0);
+    EXPECT_NE(body.find("\"if_range\":\"\\\"stale\\\"\""), std::string::npos) << body;
+
+    Rec bad;
+    EXPECT_EQ(Download(kAsset, 5000, "\"x\"\r\nX-Evil: 1", &bad), -EINVAL);
+}
+
+TEST_F(TransportCurl, RangeNotSatisfiable)
+{
+    Rec rec;
+    ASSERT_EQ(Download(kAsset, kPayloadSize + 10, "", &rec), 0) << err_.reason;
+    EXPECT_EQ(rec.headers_calls, 1);
+    EXPECT_EQ(rec.status, 416);
+    EXPECT_EQ(rec.content_range, "bytes */" + std::to_string(kPayloadSize));
+    EXPECT_TRUE(rec.data.empty());
+}
+
+TEST_F(TransportCurl, TruncatedDownloadFails)
+{
+    Faults(R"([{"kind":"truncate","after":100000}])");
+    Rec rec;
+    EXPECT_EQ(Download(kAsset, 0, "", &rec), -EIO);
+    EXPECT_EQ(err_.code, EIO);
+    EXPECT_EQ(rec.headers_calls, 1);
+    ASSERT_EQ(rec.data.size(), 100000u);
+    EXPECT_TRUE(std::equal(rec.data.begin(), rec.data.end(), payload_.begin()));
+    // One-shot: the next try is whole.
+    Rec again;
+    EXPECT_EQ(Download(kAsset, 0, "", &again), 0);
+    EXPECT_EQ(again.data, payload_);
+}
+
+TEST_F(TransportCurl, ServerFaultsReachTheSink)
+{
+    Faults(R"([{"kind":"ignore_range"}])");
+    Rec full;
+    ASSERT_EQ(Download(kAsset, 4096, "", &full), 0) << err_.reason;
+    EXPECT_EQ(full.status, 200);
+    EXPECT_EQ(full.data, payload_);
+
+    Faults(R"([{"kind":"status","code":503}])");
+    Rec busy;
+    ASSERT_EQ(Download(kAsset, 0, "", &busy), 0) << err_.reason;
+    EXPECT_EQ(busy.headers_calls, 1);
+    EXPECT_EQ(busy.status, 503);
+    EXPECT_TRUE(busy.data.empty());
+
+    Faults(R"([{"kind":"corrupt","offset":12345}])");
+    Rec bad;
+    ASSERT_EQ(Download(kAsset, 0, "", &bad), 0);
+    ASSERT_EQ(bad.data.size(), payload_.size());
+    EXPECT_EQ(bad.data[12345], payload_[12345] ^ 0xFF);
+    bad.data[12345] ^= 0xFF;
+    EXPECT_EQ(bad.data, payload_);
+
+    Faults(R"([{"kind":"change_length"},{"kind":"garbage_range"}])");
+    Rec wrong;
+    ASSERT_EQ(Download(kAsset, 100, "", &wrong), 0);
+    EXPECT_EQ(wrong.status, 206);
+    EXPECT_EQ(wrong.content_range, "bytes 100-" + std::to_string(kPayloadSize - 1) + "/" +
+                                       std::to_string(kPayloadSize + 1000));
+    Rec garbage;
+    ASSERT_EQ(Download(kAsset, 100, "", &garbage), 0);
+    EXPECT_EQ(garbage.status, 206);
+    EXPECT_EQ(garbage.content_range, "bytes garbage/??");
+}
+
+TEST_F(TransportCurl, SinkAbortPropagates)
+{
+    Rec data;
+    data.data_rc = -ENOSPC;
+    data.data_fail_at = 1;
+    EXPECT_EQ(Download(kAsset, 0, "", &data), -ENOSPC);
+    EXPECT_EQ(err_.code, ENOSPC);
+    EXPECT_LT(data.data.size(), payload_.size());
+
+    Rec headers;
+    headers.headers_rc = -ECANCELED;
+    EXPECT_EQ(Download(kAsset, 0, "", &headers), -ECANCELED);
+    EXPECT_TRUE(headers.data.empty());
+
+    // Also when the body is empty and the headers come last.
+    Rec empty;
+    empty.headers_rc = -EFBIG;
+    EXPECT_EQ(Download(kAsset, kPayloadSize + 1, "", &empty), -EFBIG);
+    EXPECT_EQ(empty.headers_calls, 1);
+}
+
+TEST_F(TransportCurl, BandwidthLimit)
+{
+    cfg_.max_bytes_per_s = 512 * 1024;
+    Renew();
+    const uint64_t off = kPayloadSize - 1024 * 1024;
+    Rec rec;
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(Download(kAsset, off, "", &rec), 0) << err_.reason;
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(rec.data, Tail(off));
+    EXPECT_GE(s, 1.5);
+    EXPECT_LT(s, 6.0);
+}
+
+TEST_F(TransportCurl, StallTimesOut)
+{
+    // curl measures the speed over its last 5 s: with the default 1 byte/s,
+    // the 1000 bytes before the stall would hold the alarm off for 5 s more.
+    cfg_.low_speed_bytes = 10000;
+    cfg_.low_speed_time_s = 2;
+    Renew();
+    Faults(R"([{"kind":"stall","after":1000,"seconds":8}])");
+    Rec rec;
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(Download(kAsset, 0, "", &rec), -ETIMEDOUT);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(err_.code, ETIMEDOUT);
+    EXPECT_EQ(rec.data.size(), 1000u);
+    EXPECT_GE(s, 1.5);
+    EXPECT_LT(s, 6.0);
+}
+
+TEST_F(TransportCurl, TlsWithOwnCa)
+{
+    if (access("/usr/bin/openssl", X_OK) != 0)
+        GTEST_SKIP() << "no openssl command";
+    std::string key = dir_ + "/tls.key", crt = dir_ + "/tls.crt";
+    std::string cmd = "/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                      "-nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                      "-keyout " +
+                      key + " -out " + crt + " >/dev/null 2>&1";
+    ASSERT_EQ(system(cmd.c_str()), 0);
+    FakeServer tls;
+    ASSERT_TRUE(tls.Start(dir_ + "/root", dir_ + "/tls-port", {"--tls-cert", crt, "--tls-key", key},
+                          "https"));
+    long st = 0;
+    std::string body;
+
+    // System CAs do not know this server.
+    int r = Request("GET", tls.base + "/_test/echo", nullptr, nullptr, &st, &body);
+    EXPECT_EQ(r, -EPROTO);
+    EXPECT_NE(strstr(err_.reason, "TLS"), nullptr) << err_.reason;
+
+    snprintf(cfg_.ca_file, sizeof(cfg_.ca_file), "%s", crt.c_str());
+    Renew();
+    r = Request("GET", tls.base + "/_test/echo", nullptr, nullptr, &st, &body);
+    EXPECT_EQ(r, 0) << err_.reason;
+    EXPECT_EQ(st, 200);
+    Rec rec;
+    std::string url = tls.base + kAsset;
+    ota_dl_sink sink = {&rec, RecHeaders, RecData};
+    EXPECT_EQ(ota_curl_ops.download(t_, url.c_str(), nullptr, 0, "", &sink, &err_), 0)
+        << err_.reason;
+    EXPECT_EQ(rec.data, payload_);
+    tls.Stop();
+}
+
+} // namespace

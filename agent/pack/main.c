@@ -205,10 +205,10 @@ static int parse_options(const char *cmd, int argc, char **argv, struct cmdline 
 {
     struct ota_pack_build_opts *b = &c->build;
     uint64_t v;
-    int opt, i;
+    int opt, i, idx = -1;
 
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":h", all_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":h", all_options, &idx)) != -1) {
         if (opt == 'h') {
             fputs(usage_text, stdout);
             return 0;
@@ -218,7 +218,8 @@ static int parse_options(const char *cmd, int argc, char **argv, struct cmdline 
         if (opt == ':')
             return usage_error("option '%s' needs a value", argv[optind - 1]);
         if (!allowed(cmd, opt))
-            return usage_error("option '%s' does not apply to this command", argv[optind - 1]);
+            return usage_error("option '--%s' does not apply to this command",
+                               all_options[idx].name);
         switch (opt) {
         case OPT_PRIVATE:
             c->private_key = optarg;

@@ -247,6 +247,9 @@ static int image_size(const char *payload, enum ota_format format, const char *d
     if (snprintf(tmp, sizeof(tmp), "%s/.%s.image.tmp.%ld", dir, base_name(payload),
                  (long)getpid()) >= (int)sizeof(tmp))
         return ota_err_set(err, ENAMETOOLONG, "path too long in %s", dir);
+    r = ota_fs_mkdirs(dir, err);
+    if (r < 0)
+        return r;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return ota_err_set(err, errno, "cannot create %s: %s", tmp, strerror(errno));
@@ -370,10 +373,10 @@ int ota_pack_build(const struct ota_pack_build_opts *o, struct ota_manifest *ret
     r = ota_ed25519_sign(o->key, "", 0, probe, err);
     if (r < 0)
         goto out;
-    r = ota_fs_mkdirs(o->out_dir, err);
+    r = installed_size(o, format, m->size, &m->installed_size, err);
     if (r < 0)
         goto out;
-    r = installed_size(o, format, m->size, &m->installed_size, err);
+    r = ota_fs_mkdirs(o->out_dir, err);
     if (r < 0)
         goto out;
     r = copy_and_hash(o->payload, o->out_dir, base, &m->size, m->sha256, err);

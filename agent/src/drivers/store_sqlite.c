@@ -377,6 +377,9 @@ int ota_sqlite_open(const char *path, struct ota_sqlite **ret, struct ota_err *e
         r = move_aside(s->path, err);
         if (r < 0)
             goto out;
+        for (char *p = why; *p; p++)
+            if (*p == '\n')
+                *p = ' '; /* quick_check lists problems one a line */
         s->was_reset = 1;
         snprintf(s->reset_reason, sizeof(s->reset_reason),
                  "database %s was unusable (%s): moved to %s.broken, started a new one", s->path,

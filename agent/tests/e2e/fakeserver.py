@@ -59,6 +59,7 @@ substring of the path) or "release" (an id) narrow it. Kinds:
     {"kind": "change_length", "total": T} Content-Range names total T (size+1000)
     {"kind": "garbage_range"}             an unparsable Content-Range
     {"kind": "delay", "seconds": S}       wait S before answering
+    {"kind": "throttle", "bytes_per_s": B} send the body at B bytes/s (default 65536)
 ignore_range, change_length and garbage_range only fit requests with Range.
 """
 
@@ -83,7 +84,7 @@ MAX_BODY = 1 << 20
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 FAULT_KINDS = {
     "truncate", "ignore_range", "corrupt", "status", "stall",
-    "change_length", "garbage_range", "delay",
+    "change_length", "garbage_range", "delay", "throttle",
 }
 RANGE_ONLY = {"ignore_range", "change_length", "garbage_range"}
 STATUSES = {"in_progress", "success", "failure"}
@@ -205,7 +206,7 @@ class State:
 def valid_fault(f):
     if not isinstance(f, dict) or f.get("kind") not in FAULT_KINDS:
         return False
-    for key in ("after", "offset", "code", "count", "total"):
+    for key in ("after", "offset", "code", "count", "total", "bytes_per_s"):
         if key in f and (not isinstance(f[key], int) or isinstance(f[key], bool)):
             return False
     if "seconds" in f and not isinstance(f["seconds"], (int, float)):
@@ -247,6 +248,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # Headers and body go out in separate writes: no Nagle delay.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()
 
@@ -319,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self.read_body() if method == "POST" else b""
             path = urlsplit(self.path).path
-            parts = [unquote(p) for p in path.split("/")[1:]]
+            parts = [unquote(p) for p in path.split("/")[1:]] or [""]
             self.route(method, path, parts, body)
         except HTTPError as e:
             self.send_json(e.code, {"detail": e.detail})
@@ -588,7 +591,7 @@ class Handler(BaseHTTPRequestHandler):
     def stream(self, path, start, length, fault, log):
         kind = fault["kind"] if fault else None
         with open(path, "rb") as f:
-            if kind not in ("truncate", "corrupt", "stall"):
+            if kind not in ("truncate", "corrupt", "stall", "throttle"):
                 log["sent"] = self.connection.sendfile(f, start, length)
                 return
             limit = length
@@ -596,13 +599,21 @@ class Handler(BaseHTTPRequestHandler):
                 limit = min(length, max(0, int(fault.get("after", 0))))
             stall_at = max(0, int(fault.get("after", 0))) if kind == "stall" else None
             flip = int(fault.get("offset", 0)) if kind == "corrupt" else None
+            rate = max(1, int(fault.get("bytes_per_s", 65536))) if kind == "throttle" else None
             f.seek(start)
             sent = 0
+            t0 = time.monotonic()
             while sent < limit:
+                if rate is not None:
+                    ahead = sent / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
                 if stall_at is not None and sent == stall_at:
                     time.sleep(float(fault.get("seconds", 30)))
                     stall_at = None
                 n = min(CHUNK, limit - sent)
+                if rate is not None:
+                    n = min(n, max(1, rate // 20))
                 if stall_at is not None and sent < stall_at:
                     n = min(n, stall_at - sent)
                 buf = f.read(n)

@@ -587,6 +587,24 @@ TEST_F(StoreTest, CorruptJournalRowIsEbadmsg)
     EXPECT_NE(strstr(err.reason, "prefix_sha256"), nullptr) << err.reason;
 }
 
+TEST_F(StoreTest, OversizedOutboxAndHistoryFieldsAreEbadmsg)
+{
+    open_store();
+    struct ota_journal j = make_journal(OTA_STATE_IDLE, 1);
+    struct ota_report r = make_report(1);
+    struct ota_history h = make_history(1);
+    ASSERT_EQ(save(j, &r, &h), 0) << err.reason;
+    raw_exec(path, "UPDATE outbox SET kind = 'much-too-long'; "
+                   "UPDATE history SET status = 'much-too-long-for-status'");
+    struct ota_report got;
+    int64_t id;
+    EXPECT_EQ(ota_sqlite_ops.outbox_peek(s, &got, &id, &err), -EBADMSG);
+    struct ota_history hist[2];
+    size_t n = 99;
+    EXPECT_EQ(ota_sqlite_history(s, hist, 2, &n, &err), -EBADMSG);
+    EXPECT_EQ(n, 99u);
+}
+
 TEST_F(StoreTest, UnopenablePathIsAnErrorNotAReset)
 {
     std::string missing = dir + "/no/such/dir/agent.db";

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -50,6 +51,7 @@ struct FakeServer {
         if (pid < 0)
             return false;
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM); // no orphan server if the test dies
             execv(argv[0], argv.data());
             _exit(127);
         }
@@ -150,6 +152,7 @@ class TransportCurl : public ::testing::Test
 
     void SetUp() override
     {
+        ASSERT_FALSE(server_.base.empty()) << "no fakeserver";
         ota_curl_config_defaults(&cfg_);
         ASSERT_EQ(ota_curl_new(&cfg_, &t_, &err_), 0) << err_.reason;
         long st;

@@ -1,0 +1,248 @@
+"""The real ota-agent, end to end, against the test server on loopback:
+v1 -> v2 app update, a bad v2 rolled back with a failure report, kill -9 in
+each state followed by a restart that recovers per DESIGN.md's table, and
+bad input that must be refused with nothing lost."""
+
+import itertools
+import json
+import os
+import sqlite3
+import time
+
+import pytest
+
+import otadev
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    work = str(tmp_path_factory.mktemp("releases"))
+    root = os.path.join(work, "root")
+    os.makedirs(root)
+    keys = otadev.Keys(work)
+    pk = {
+        "v1": otadev.make_package(work, "video-app", "1.0.0", "tar.gz"),
+        "v2": otadev.make_package(work, "video-app-v2", "2.0.0", "deb"),
+        "v2-crash-after": otadev.make_package(work, "video-app-v2-crash-after", "2.0.0", "deb"),
+        "v2-health-500": otadev.make_package(work, "video-app-v2-health-500", "2.0.0", "tar.gz"),
+    }
+    otadev.publish(root, "v2", pk["v2"], "2.0.0", keys)
+    otadev.publish(root, "v2-crash-after", pk["v2-crash-after"], "2.0.0", keys)
+    otadev.publish(root, "v2-health-500", pk["v2-health-500"], "2.0.0", keys)
+    server = otadev.Server(root, work)
+    yield {"work": work, "root": root, "keys": keys, "pk": pk, "server": server}
+    server.stop()
+
+
+@pytest.fixture
+def device(world, tmp_path):
+    devs = []
+
+    def make(release=None, **kw):
+        dev_id = f"dev-{next(_ids):04d}"
+        d = otadev.Device(str(tmp_path / dev_id), world["server"], world["keys"], world["pk"]["v1"],
+                          device_id=dev_id, **kw)
+        devs.append(d)
+        if release:
+            world["server"].offer(release, device_id=dev_id)
+        return d
+
+    yield make
+    for d in devs:
+        d.stop()
+
+
+def reports(world, dev):
+    return [r for r in world["server"].reports() if r.get("device_id") == dev.id]
+
+
+def final_statuses(world, dev):
+    return [r["status"] for r in reports(world, dev) if r["status"] != "in_progress"]
+
+
+def test_app_update_v1_to_v2(world, device):
+    dev = device("v2")
+    assert dev.app_version()["version"] == "1.0.0"
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr
+    assert dev.current() == "b"
+    v = dev.app_version()
+    assert v["version"] == "2.0.0" and v["mode"] == "bw"
+    lines = otadev.state_lines(r.stderr)
+    assert [l["to"] for l in lines] == ["CHECKING", "DOWNLOADING", "VERIFYING", "INSTALLING",
+                                        "SWITCHING", "HEALTH_CHECK", "COMMITTING", "IDLE"]
+    reps = reports(world, dev)
+    assert reps[-1]["status"] == "success"
+    assert [r["status"] for r in reps[:-1]] == ["in_progress"] * (len(reps) - 1)
+    st = dev.status()
+    assert st["state"] == "IDLE" and st["app"] == {"version": "2.0.0", "slot": "b"}
+    assert st["history"][0]["status"] == "success"
+    assert st["outbox"] == 0
+    # The last-known-good slot still holds v1, untouched.
+    with open(os.path.join(dev.app_root, "a", "VERSION")) as f:
+        assert f.read().strip() == "1.0.0"
+    # A second pass has nothing to do.
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr
+    assert dev.current() == "b"
+
+
+def test_check_changes_nothing(world, device):
+    dev = device("v2")
+    r = dev.agent("check")
+    assert r.returncode == 10, r.stderr
+    assert "2.0.0" in r.stdout
+    assert dev.current() == "a"
+    assert not os.path.exists(os.path.join(dev.data, "download", "payload.part"))
+
+
+@pytest.mark.parametrize("release,why", [("v2-crash-after", "not active"),
+                                         ("v2-health-500", "500")])
+def test_bad_release_rolled_back_with_failure_report(world, device, release, why):
+    dev = device(release, health_window=6)
+    r = dev.agent("update")
+    assert r.returncode == 1, r.stderr
+    assert why in r.stderr
+    assert dev.current() == "a"
+    assert dev.app_version()["version"] == "1.0.0"
+    assert final_statuses(world, dev) == ["failure"]
+    st = dev.status()
+    assert st["app"]["version"] == "1.0.0"
+    assert st["history"][0]["status"] == "failure"
+
+
+# kill -9 right after the agent enters each state; the next run recovers per
+# the table: the update still succeeds, except an interrupted health check,
+# which rolls back.
+@pytest.mark.parametrize("state", ["CHECKING", "DOWNLOADING", "VERIFYING", "INSTALLING",
+                                   "SWITCHING", "HEALTH_CHECK", "COMMITTING"])
+def test_kill9_in_each_state_recovers(world, device, state):
+    dev = device("v2")
+    world["server"].faults([{"kind": "throttle", "bytes_per_s": 100000, "count": 0,
+                             "match": "v2/payload"}])
+    proc = dev.spawn("update")
+    seen = otadev.kill_at_state(proc, state)
+    world["server"].faults([])
+    assert seen is not None, f"agent never reached {state}"
+    r = dev.agent("update")
+    lines = otadev.state_lines(r.stderr)
+    if state == "HEALTH_CHECK":
+        assert r.returncode == 1, r.stderr
+        assert lines[0]["to"] == "ROLLING_BACK"
+        assert dev.current() == "a"
+        assert final_statuses(world, dev) == ["failure"]
+        assert dev.status()["app"]["version"] == "1.0.0"
+    else:
+        assert r.returncode == 0, r.stderr
+        assert dev.current() == "b"
+        assert dev.app_version()["version"] == "2.0.0"
+        assert final_statuses(world, dev) == ["success"]
+    st = dev.status()
+    assert st["state"] == "IDLE" and st["outbox"] == 0
+    db = sqlite3.connect(os.path.join(dev.data, "agent.db"))
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
+def downloads_since(world, n):
+    return world["server"].state()["downloads"][n:]
+
+
+def test_kill9_mid_download_resumes_from_durable_prefix(world, device):
+    dev = device("v2", agent_extra={"checkpoint_bytes": "16384"})
+    n = len(world["server"].state()["downloads"])
+    world["server"].faults([{"kind": "throttle", "bytes_per_s": 20000, "count": 0,
+                             "match": "v2/payload"}])
+    proc = dev.spawn("update")
+    assert otadev.kill_at_state(proc, "DOWNLOADING") is not None
+    proc2 = dev.spawn("update")
+    time.sleep(1.5)  # ~30 KB at 20 KB/s: past the first checkpoint, then the "power" goes
+    proc2.kill()
+    proc2.wait()
+    world["server"].faults([])
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr
+    assert dev.current() == "b"
+    ranges = [d["range"] for d in downloads_since(world, n) if d["range"]]
+    assert ranges, "the agent never resumed with Range"
+    offset = int(ranges[-1].split("=")[1].rstrip("-"))
+    assert offset >= 16384  # a durable checkpoint, not byte 0
+
+
+def test_truncated_download_resumes_exact_bytes(world, device):
+    dev = device("v2")
+    n = len(world["server"].state()["downloads"])
+    world["server"].faults([{"kind": "truncate", "after": 30000, "match": "v2/"}])
+    r = dev.agent("update")
+    world["server"].faults([])
+    assert r.returncode == 0, r.stderr
+    assert dev.current() == "b"
+    assert dev.app_version()["version"] == "2.0.0"
+    assert "bytes=30000-" in [d["range"] for d in downloads_since(world, n)]
+
+
+def test_corrupt_download_refused_nothing_installed(world, device):
+    dev = device("v2", agent_extra={"max_attempts": "2"})
+    world["server"].faults([{"kind": "corrupt", "offset": 1000, "count": 0, "match": "v2/"}])
+    r = dev.agent("update")
+    world["server"].faults([])
+    assert r.returncode == 1
+    assert "checksum" in r.stderr
+    assert dev.current() == "a"
+    assert not os.path.exists(os.path.join(dev.app_root, "b", "VERSION"))
+    assert final_statuses(world, dev) == ["failure"]
+
+
+def test_reports_wait_in_outbox_while_server_is_down(world, device):
+    dev = device("v2")
+    proc = dev.spawn("update")
+    assert otadev.kill_at_state(proc, "SWITCHING") is not None
+    world["server"].call("POST", "/_test/down", {"seconds": 4})
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr
+    assert dev.status()["outbox"] > 0
+    time.sleep(4.5)
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr
+    assert dev.status()["outbox"] == 0
+    assert final_statuses(world, dev) == ["success"]
+
+
+def test_corrupt_database_moved_aside_device_stays(world, device):
+    dev = device()
+    db = os.path.join(dev.data, "agent.db")
+    with open(db, "wb") as f:
+        f.write(b"this is not a database" * 100)
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(db + ".broken")
+    assert "moved aside" in r.stderr
+    assert dev.current() == "a"
+    assert dev.app_version()["version"] == "1.0.0"
+    assert any(rep["status"] == "failure" and "moved aside" in rep["reason"]
+               for rep in reports(world, dev))
+
+
+def test_operator_rollback_and_status(world, device):
+    dev = device("v2")
+    assert dev.agent("update").returncode == 0
+    assert dev.current() == "b"
+    r = dev.agent("rollback")
+    assert r.returncode == 0, r.stderr
+    assert dev.current() == "a"
+    assert dev.app_version()["version"] == "1.0.0"
+    r = dev.agent("status")
+    assert r.returncode == 0 and "1.0.0" in r.stdout
+
+
+def test_bad_config_is_a_usage_error(world, device, tmp_path):
+    dev = device()
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[agent]\nserver = http://x\nfrobnicate = 1\n")
+    r = otadev.run([otadev.agent_bin(), "--config", str(bad), "status"], check=False)
+    assert r.returncode == 2
+    assert "unknown key 'frobnicate'" in r.stderr
+    r = otadev.run([otadev.agent_bin(), "--config", dev.config, "bogus"], check=False)
+    assert r.returncode == 2

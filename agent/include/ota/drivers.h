@@ -52,7 +52,9 @@ extern const struct ota_store_ops ota_sqlite_ops; /* ctx: struct ota_sqlite * */
 
 /* ---- U-Boot env over libubootenv ---- */
 struct ota_ubootenv;
-/* config_path: an fw_env.config file (as fw_printenv reads it). */
+/* config_path: an fw_env.config file (as fw_printenv reads it). Opening
+ * succeeds on a corrupt env (bad CRC, no valid copy) so that the agent can
+ * start and report it; get and set then return -EBADMSG and never write. */
 int ota_ubootenv_open(const char *config_path, struct ota_ubootenv **ret, struct ota_err *err) OTA_MUST;
 void ota_ubootenv_close(struct ota_ubootenv *e);
 extern const struct ota_bootenv_ops ota_ubootenv_ops; /* ctx: struct ota_ubootenv * */
@@ -70,6 +72,7 @@ struct ota_service_config {
     char restart_cmd[1024];    /* command: exit 0 = restarted */
     char is_active_cmd[1024];  /* command: exit 0 = active */
     char reboot_cmd[1024];     /* command: exit 0 = reboot requested */
+    int timeout_s;             /* a command still running after this is killed; 0 = 60 */
 };
 struct ota_service;
 int ota_service_new(const struct ota_service_config *c, struct ota_service **ret, struct ota_err *err) OTA_MUST;

@@ -62,6 +62,7 @@ static const struct key keys[] = {
     S("service", "restart_cmd", service.restart_cmd),
     S("service", "is_active_cmd", service.is_active_cmd),
     S("service", "reboot_cmd", service.reboot_cmd),
+    I("service", "timeout", service.timeout_s, 1, 1),
 };
 
 void ota_config_defaults(struct ota_config *c)

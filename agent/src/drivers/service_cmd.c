@@ -31,6 +31,12 @@ struct ota_service {
     struct ota_service_config c;
 };
 
+/* The configured command timeout, CMD_TIMEOUT_MS when unset. */
+static int64_t timeout_ms(const struct ota_service *s)
+{
+    return s->c.timeout_s > 0 ? (int64_t)s->c.timeout_s * 1000 : CMD_TIMEOUT_MS;
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -66,10 +72,11 @@ static void exec_child(char *const argv[], pid_t parent)
     _exit(EXIT_NOT_FOUND);
 }
 
-/* Runs argv and waits for it, at most CMD_TIMEOUT_MS. 0 and its exit status
+/* Runs argv and waits for it, at most timeout_ms. 0 and its exit status
  * when it exited; -ETIMEDOUT (killed), -EINTR (killed by a signal) or fork
  * errors otherwise. what names the command in reasons. */
-static int run(char *const argv[], const char *what, int *ret_status, struct ota_err *err)
+static int run(int64_t timeout_ms, char *const argv[], const char *what, int *ret_status,
+               struct ota_err *err)
 {
     pid_t parent = getpid(), pid;
     int64_t deadline;
@@ -83,7 +90,7 @@ static int run(char *const argv[], const char *what, int *ret_status, struct ota
         exec_child(argv, parent);
     setpgid(pid, pid); /* both sides, so a kill(-pid) right away finds the group */
 
-    deadline = mono_ms() + CMD_TIMEOUT_MS;
+    deadline = mono_ms() + timeout_ms;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid)
@@ -99,7 +106,7 @@ static int run(char *const argv[], const char *what, int *ret_status, struct ota
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
             return ota_err_set(err, ETIMEDOUT, "`%s` did not finish in %d s: killed", what,
-                               CMD_TIMEOUT_MS / 1000);
+                               (int)(timeout_ms / 1000));
         }
         struct timespec ts = {0, delay_us * 1000};
         nanosleep(&ts, NULL);
@@ -113,9 +120,9 @@ static int run(char *const argv[], const char *what, int *ret_status, struct ota
 }
 
 /* Runs argv; 0 when it exits 0. */
-static int run_ok(char *const argv[], const char *what, struct ota_err *err)
+static int run_ok(int64_t timeout_ms, char *const argv[], const char *what, struct ota_err *err)
 {
-    int status, r = run(argv, what, &status, err);
+    int status, r = run(timeout_ms, argv, what, &status, err);
 
     if (r < 0)
         return r;
@@ -126,20 +133,21 @@ static int run_ok(char *const argv[], const char *what, struct ota_err *err)
     return 0;
 }
 
-static int run_shell(const char *cmd, struct ota_err *err)
+static int run_shell(const struct ota_service *s, const char *cmd, struct ota_err *err)
 {
     char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
 
-    return run_ok(argv, cmd, err);
+    return run_ok(timeout_ms(s), argv, cmd, err);
 }
 
-static int run_systemctl(const char *verb, const char *unit, struct ota_err *err)
+static int run_systemctl(const struct ota_service *s, const char *verb, const char *unit,
+                         struct ota_err *err)
 {
     char what[192];
     char *argv[] = {"systemctl", (char *)verb, (char *)unit, NULL};
 
     snprintf(what, sizeof(what), "systemctl %s%s%s", verb, unit ? " " : "", unit ? unit : "");
-    return run_ok(argv, what, err);
+    return run_ok(timeout_ms(s), argv, what, err);
 }
 
 static int field_ok(const char *s, size_t cap)
@@ -182,8 +190,8 @@ static int svc_restart(void *ctx, struct ota_err *err)
     struct ota_service *s = ctx;
 
     if (s->c.kind == OTA_SERVICE_SYSTEMD)
-        return run_systemctl("restart", s->c.unit, err);
-    return run_shell(s->c.restart_cmd, err);
+        return run_systemctl(s, "restart", s->c.unit, err);
+    return run_shell(s, s->c.restart_cmd, err);
 }
 
 /* Exit 0: active; any other exit (systemctl says 3 for inactive) is
@@ -197,10 +205,10 @@ static int svc_is_active(void *ctx, int *ret_active, struct ota_err *err)
     if (s->c.kind == OTA_SERVICE_SYSTEMD) {
         char *argv[] = {"systemctl", "is-active", "--quiet", s->c.unit, NULL};
         snprintf(what, sizeof(what), "systemctl is-active --quiet %s", s->c.unit);
-        r = run(argv, what, &status, err);
+        r = run(timeout_ms(s), argv, what, &status, err);
     } else {
         char *argv[] = {"/bin/sh", "-c", s->c.is_active_cmd, NULL};
-        r = run(argv, s->c.is_active_cmd, &status, err);
+        r = run(timeout_ms(s), argv, s->c.is_active_cmd, &status, err);
     }
     if (r < 0)
         return r;
@@ -218,10 +226,10 @@ static int svc_reboot(void *ctx, struct ota_err *err)
     struct ota_service *s = ctx;
 
     if (s->c.kind == OTA_SERVICE_SYSTEMD)
-        return run_systemctl("reboot", NULL, err);
+        return run_systemctl(s, "reboot", NULL, err);
     if (!s->c.reboot_cmd[0])
         return ota_err_set(err, EOPNOTSUPP, "service: no reboot command configured");
-    return run_shell(s->c.reboot_cmd, err);
+    return run_shell(s, s->c.reboot_cmd, err);
 }
 
 const struct ota_service_ops ota_service_ops = {

@@ -131,9 +131,11 @@ struct ota_http_resp {
     size_t len;
 };
 
-/* Download callbacks, called by the transport in order: on_headers once per
- * response (after redirects), then on_data for each chunk. A negative return
- * aborts the transfer; download() then returns that value. */
+/* Download callbacks, called by the transport in order: on_headers once, for
+ * the final response (after redirects), then on_data for each body chunk of
+ * a 2xx answer. Missing headers come as "" (content_range, etag) or -1
+ * (content_length). A negative return aborts the transfer; download() then
+ * returns that value. */
 struct ota_dl_sink {
     void *ctx;
     int (*on_headers)(void *ctx, long status, const char *content_range,
@@ -148,7 +150,9 @@ struct ota_transport_ops {
                    struct ota_err *err);
     /* Streams url into sink, asking for bytes from offset on (Range) when
      * offset > 0, with If-Range: etag when etag is not empty. 0 when the body
-     * ended as announced; negative errno when cut, timed out or aborted. */
+     * ended as announced, and for any non-2xx final answer (its body is not
+     * passed on: the core decides from on_headers); negative errno when cut,
+     * timed out or aborted. */
     int (*download)(void *ctx, const char *url, const char *bearer, uint64_t offset,
                     const char *etag, const struct ota_dl_sink *sink, struct ota_err *err);
 };

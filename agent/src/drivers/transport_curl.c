@@ -315,7 +315,10 @@ static int curl_request(void *ctx, const struct ota_http_req *req, struct ota_ht
         goto out;
     }
     SETOPT(t, CURLOPT_HTTPHEADER, hdrs);
-    SETOPT(t, CURLOPT_TIMEOUT, t->cfg.request_timeout_s);
+    if (req->timeout_ms > 0)
+        SETOPT(t, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    else
+        SETOPT(t, CURLOPT_TIMEOUT, t->cfg.request_timeout_s);
     SETOPT(t, CURLOPT_WRITEFUNCTION, membuf_write);
     SETOPT(t, CURLOPT_WRITEDATA, &b);
 

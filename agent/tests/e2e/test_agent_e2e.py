@@ -27,10 +27,12 @@ def world(tmp_path_factory):
         "v2": otadev.make_package(work, "video-app-v2", "2.0.0", "deb"),
         "v2-crash-after": otadev.make_package(work, "video-app-v2-crash-after", "2.0.0", "deb"),
         "v2-health-500": otadev.make_package(work, "video-app-v2-health-500", "2.0.0", "tar.gz"),
+        "v2-hang": otadev.make_package(work, "video-app-v2-hang", "2.0.0", "tar.gz"),
     }
     otadev.publish(root, "v2", pk["v2"], "2.0.0", keys)
     otadev.publish(root, "v2-crash-after", pk["v2-crash-after"], "2.0.0", keys)
     otadev.publish(root, "v2-health-500", pk["v2-health-500"], "2.0.0", keys)
+    otadev.publish(root, "v2-hang", pk["v2-hang"], "2.0.0", keys)
     server = otadev.Server(root, work)
     yield {"work": work, "root": root, "keys": keys, "pk": pk, "server": server}
     server.stop()
@@ -99,7 +101,8 @@ def test_check_changes_nothing(world, device):
 
 
 @pytest.mark.parametrize("release,why", [("v2-crash-after", "not active"),
-                                         ("v2-health-500", "500")])
+                                         ("v2-health-500", "500"),
+                                         ("v2-hang", "health check")])
 def test_bad_release_rolled_back_with_failure_report(world, device, release, why):
     dev = device(release, health_window=6)
     r = dev.agent("update")
@@ -246,3 +249,24 @@ def test_bad_config_is_a_usage_error(world, device, tmp_path):
     assert "unknown key 'frobnicate'" in r.stderr
     r = otadev.run([otadev.agent_bin(), "--config", dev.config, "bogus"], check=False)
     assert r.returncode == 2
+
+
+def test_github_releases_source(world, device):
+    """The seed's flow: releases/latest -> manifest + signature assets ->
+    the payload asset (through GitHub's 302 to the asset host)."""
+    dev = device(agent_extra={"source": "github", "repo": "owner/repo"})
+    r = dev.agent("check")
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout + r.stderr
+    world["server"].offer("v2")
+    try:
+        r = dev.agent("update")
+    finally:
+        world["server"].offer(None)
+    assert r.returncode == 0, r.stderr
+    assert dev.current() == "b"
+    assert dev.app_version()["version"] == "2.0.0"
+    st = dev.status()
+    assert st["history"][0]["update_id"].startswith("gh-")
+    assert st["history"][0]["status"] == "success"
+    assert st["outbox"] == 0
+    assert reports(world, dev) == []  # this face has no status endpoint

@@ -15,11 +15,11 @@ struct ota_config {
     struct ota_curl_config curl;
     struct ota_install_config install;
     struct ota_service_config service;
-    char database[512];        /* [agent] database */
-    char public_key[512];      /* [agent] public_key: path of the PEM */
-    char env_config[512];      /* [rootfs] env_config: fw_env.config; "" = no rootfs updates */
-    int64_t poll_interval_s;   /* [agent] poll_interval (daemon) */
-    int64_t poll_jitter_s;     /* [agent] poll_jitter */
+    char database[512];      /* [agent] database */
+    char public_key[512];    /* [agent] public_key: path of the PEM */
+    char env_config[512];    /* [rootfs] env_config: fw_env.config; "" = no rootfs updates */
+    int64_t poll_interval_s; /* [agent] poll_interval (daemon) */
+    int64_t poll_jitter_s;   /* [agent] poll_jitter */
 };
 
 /* Defaults, then the file. Unknown sections or keys and bad values are

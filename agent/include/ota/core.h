@@ -57,36 +57,36 @@ enum ota_status {
 };
 extern const char *const ota_status_names[OTA_STATUS_MAX]; /* "in_progress", "success", "failure" */
 
-#define OTA_ID_LEN 64
-#define OTA_URL_LEN 1024
-#define OTA_REASON_LEN 256
+#define OTA_ID_LEN            64
+#define OTA_URL_LEN           1024
+#define OTA_REASON_LEN        256
 #define OTA_MANIFEST_TEXT_LEN 8192
 
 /* The update journal: everything needed to resume an update after any
  * interruption. Saved durably by the store before each state's side effects. */
 struct ota_journal {
     enum ota_state state;
-    char update_id[OTA_ID_LEN];    /* "" when no update is in progress */
-    char rollout_id[OTA_ID_LEN];   /* fleet rollout, "" for GitHub source */
+    char update_id[OTA_ID_LEN];           /* "" when no update is in progress */
+    char rollout_id[OTA_ID_LEN];          /* fleet rollout, "" for GitHub source */
     char manifest[OTA_MANIFEST_TEXT_LEN]; /* exact signed manifest text */
-    char signature[128];           /* base64 Ed25519 over manifest */
-    char url[OTA_URL_LEN];         /* payload URL */
-    char etag[128];                /* payload ETag seen, for If-Range */
-    int from_slot;                 /* enum ota_slot: active (last-known-good) slot */
-    int to_slot;                   /* enum ota_slot: slot being installed */
+    char signature[128];                  /* base64 Ed25519 over manifest */
+    char url[OTA_URL_LEN];                /* payload URL */
+    char etag[128];                       /* payload ETag seen, for If-Range */
+    int from_slot;                        /* enum ota_slot: active (last-known-good) slot */
+    int to_slot;                          /* enum ota_slot: slot being installed */
     char from_version[64];
-    uint64_t durable_len;          /* download bytes fsynced and hashed */
+    uint64_t durable_len;                  /* download bytes fsynced and hashed */
     uint8_t prefix_sha256[OTA_SHA256_LEN]; /* SHA-256 of [0, durable_len) */
-    uint32_t resumes;              /* starts that found this update in progress */
-    uint32_t attempts;             /* failed download/verify attempts */
-    int failed;                    /* 1: update failed; on the way to IDLE or rolling back */
-    uint32_t flags;                /* OTA_JF_* below */
-    char reason[OTA_REASON_LEN];   /* why it failed / why this transition */
+    uint32_t resumes;                      /* starts that found this update in progress */
+    uint32_t attempts;                     /* failed download/verify attempts */
+    int failed;                  /* 1: update failed; on the way to IDLE or rolling back */
+    uint32_t flags;              /* OTA_JF_* below */
+    char reason[OTA_REASON_LEN]; /* why it failed / why this transition */
 };
 
 /* journal flags */
 #define OTA_JF_REBOOT_ASKED 0x1u /* a reboot was requested in this state */
-#define OTA_JF_MANUAL 0x2u       /* operator-ordered rollback of a committed release */
+#define OTA_JF_MANUAL       0x2u /* operator-ordered rollback of a committed release */
 
 /* One status report, queued in the outbox and delivered when possible. */
 struct ota_report {
@@ -95,10 +95,10 @@ struct ota_report {
     char rollout_id[OTA_ID_LEN];
     char version[64];
     char kind[8];
-    char state[24];      /* state name */
-    char status[16];     /* status name */
+    char state[24];  /* state name */
+    char status[16]; /* status name */
     char reason[OTA_REASON_LEN];
-    int64_t ts_ms;       /* wall clock */
+    int64_t ts_ms; /* wall clock */
 };
 
 /* One finished update. */
@@ -118,16 +118,16 @@ struct ota_history {
  * -EINPROGRESS; the core then returns OTA_STEP_WAIT and calls again. */
 
 struct ota_http_req {
-    const char *method;     /* "GET", "POST" */
+    const char *method; /* "GET", "POST" */
     const char *url;
-    const char *body;       /* JSON, or NULL */
-    const char *bearer;     /* Authorization: Bearer ..., or NULL */
-    long timeout_ms;        /* whole request; 0 = the driver's default */
+    const char *body;   /* JSON, or NULL */
+    const char *bearer; /* Authorization: Bearer ..., or NULL */
+    long timeout_ms;    /* whole request; 0 = the driver's default */
 };
 
 struct ota_http_resp {
     long status;
-    char *body;             /* malloc'ed, NUL-terminated; caller frees */
+    char *body; /* malloc'ed, NUL-terminated; caller frees */
     size_t len;
 };
 
@@ -138,8 +138,8 @@ struct ota_http_resp {
  * returns that value. */
 struct ota_dl_sink {
     void *ctx;
-    int (*on_headers)(void *ctx, long status, const char *content_range,
-                      int64_t content_length, const char *etag);
+    int (*on_headers)(void *ctx, long status, const char *content_range, int64_t content_length,
+                      const char *etag);
     int (*on_data)(void *ctx, const void *buf, size_t n);
 };
 
@@ -189,9 +189,9 @@ struct ota_service_ops {
 };
 
 struct ota_clock_ops {
-    int64_t (*wall_ms)(void *ctx);  /* for reports */
-    int64_t (*mono_ms)(void *ctx);  /* for windows and backoff */
-    uint32_t (*random)(void *ctx);  /* for jitter */
+    int64_t (*wall_ms)(void *ctx); /* for reports */
+    int64_t (*mono_ms)(void *ctx); /* for windows and backoff */
+    uint32_t (*random)(void *ctx); /* for jitter */
 };
 
 /* The device's disks: the download file and the slots. */
@@ -227,30 +227,30 @@ struct ota_install_ops {
 /* ---- the agent ------------------------------------------------------- */
 
 enum ota_source {
-    OTA_SOURCE_FLEET,   /* /api/v1 fleet API */
-    OTA_SOURCE_GITHUB,  /* /repos/OWNER/REPO/releases/latest */
+    OTA_SOURCE_FLEET,  /* /api/v1 fleet API */
+    OTA_SOURCE_GITHUB, /* /repos/OWNER/REPO/releases/latest */
     OTA_SOURCE_MAX,
 };
 extern const char *const ota_source_names[OTA_SOURCE_MAX]; /* "fleet", "github" */
 
 struct ota_agent_config {
     enum ota_source source;
-    char server_url[512];        /* base URL, no trailing slash */
-    char repo[128];              /* OWNER/REPO for the GitHub source */
-    char enroll_token[128];      /* fleet registration token */
-    char device_id[OTA_ID_LEN];  /* proposed id; the server may confirm it */
+    char server_url[512];       /* base URL, no trailing slash */
+    char repo[128];             /* OWNER/REPO for the GitHub source */
+    char enroll_token[128];     /* fleet registration token */
+    char device_id[OTA_ID_LEN]; /* proposed id; the server may confirm it */
     char device_type[64];
     char group[64];
-    char pubkey_pem[4096];       /* Ed25519 public key, PEM text */
-    char rootfs_version[64];     /* version of the factory rootfs */
-    int64_t health_window_ms;    /* service must stay healthy this long */
-    int64_t health_interval_ms;  /* probe period inside the window */
-    char health_url[512];        /* "" = no HTTP probe */
-    uint32_t max_resumes;        /* loop breaker */
-    uint32_t max_attempts;       /* download/verify attempts per update */
+    char pubkey_pem[4096];      /* Ed25519 public key, PEM text */
+    char rootfs_version[64];    /* version of the factory rootfs */
+    int64_t health_window_ms;   /* service must stay healthy this long */
+    int64_t health_interval_ms; /* probe period inside the window */
+    char health_url[512];       /* "" = no HTTP probe */
+    uint32_t max_resumes;       /* loop breaker */
+    uint32_t max_attempts;      /* download/verify attempts per update */
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
-    uint64_t checkpoint_bytes;   /* download bytes between durable checkpoints */
+    uint64_t checkpoint_bytes; /* download bytes between durable checkpoints */
 };
 
 /* Sets the documented defaults. */
@@ -260,8 +260,8 @@ struct ota_transition {
     enum ota_state from;
     enum ota_state to;
     const struct ota_journal *journal;
-    const char *version;   /* target version, "" if none */
-    const char *kind;      /* "app", "rootfs", "" */
+    const char *version; /* target version, "" if none */
+    const char *kind;    /* "app", "rootfs", "" */
 };
 
 struct ota_agent_ops {
@@ -298,7 +298,8 @@ struct ota_step {
 };
 
 /* Copies cfg; ops must outlive the agent. NULL on allocation failure. */
-struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg, const struct ota_agent_ops *ops);
+struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg,
+                                const struct ota_agent_ops *ops);
 void ota_agent_free(struct ota_agent *a);
 
 /* Loads the journal without applying any recovery rule (for operator

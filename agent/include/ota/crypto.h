@@ -11,8 +11,8 @@
 extern "C" {
 #endif
 
-#define OTA_SHA256_LEN 32
-#define OTA_SHA256_HEX 65 /* 64 hex digits + NUL */
+#define OTA_SHA256_LEN      32
+#define OTA_SHA256_HEX      65 /* 64 hex digits + NUL */
 #define OTA_ED25519_SIG_LEN 64
 
 struct ota_sha256; /* opaque streaming context */

@@ -19,17 +19,18 @@ extern "C" {
 
 /* ---- transport over libcurl (easy interface; blocking per call) ---- */
 struct ota_curl_config {
-    char ca_file[512];          /* "" = system CAs; else only this CA file */
-    long connect_timeout_s;     /* default 10 */
-    long low_speed_bytes;       /* abort below this many bytes/s ... (default 1) */
-    long low_speed_time_s;      /* ... for this long (default 30) */
-    long request_timeout_s;     /* whole small request (default 30) */
-    int64_t max_bytes_per_s;    /* download bandwidth limit, 0 = none */
-    char user_agent[64];        /* default "ota-agent/VERSION" */
+    char ca_file[512];       /* "" = system CAs; else only this CA file */
+    long connect_timeout_s;  /* default 10 */
+    long low_speed_bytes;    /* abort below this many bytes/s ... (default 1) */
+    long low_speed_time_s;   /* ... for this long (default 30) */
+    long request_timeout_s;  /* whole small request (default 30) */
+    int64_t max_bytes_per_s; /* download bandwidth limit, 0 = none */
+    char user_agent[64];     /* default "ota-agent/VERSION" */
 };
 void ota_curl_config_defaults(struct ota_curl_config *c);
 struct ota_curl;
-int ota_curl_new(const struct ota_curl_config *c, struct ota_curl **ret, struct ota_err *err) OTA_MUST;
+int ota_curl_new(const struct ota_curl_config *c, struct ota_curl **ret,
+                 struct ota_err *err) OTA_MUST;
 void ota_curl_free(struct ota_curl *t);
 extern const struct ota_transport_ops ota_curl_ops; /* ctx: struct ota_curl * */
 
@@ -55,27 +56,29 @@ struct ota_ubootenv;
 /* config_path: an fw_env.config file (as fw_printenv reads it). Opening
  * succeeds on a corrupt env (bad CRC, no valid copy) so that the agent can
  * start and report it; get and set then return -EBADMSG and never write. */
-int ota_ubootenv_open(const char *config_path, struct ota_ubootenv **ret, struct ota_err *err) OTA_MUST;
+int ota_ubootenv_open(const char *config_path, struct ota_ubootenv **ret,
+                      struct ota_err *err) OTA_MUST;
 void ota_ubootenv_close(struct ota_ubootenv *e);
 extern const struct ota_bootenv_ops ota_ubootenv_ops; /* ctx: struct ota_ubootenv * */
 
 /* ---- service control ---- */
 enum ota_service_kind {
-    OTA_SERVICE_SYSTEMD,  /* systemctl restart|is-active UNIT, systemctl reboot */
-    OTA_SERVICE_COMMAND,  /* shell commands: a plain supervisor (the simulator) */
+    OTA_SERVICE_SYSTEMD, /* systemctl restart|is-active UNIT, systemctl reboot */
+    OTA_SERVICE_COMMAND, /* shell commands: a plain supervisor (the simulator) */
     OTA_SERVICE_KIND_MAX,
 };
 extern const char *const ota_service_kind_names[OTA_SERVICE_KIND_MAX]; /* "systemd", "command" */
 struct ota_service_config {
     enum ota_service_kind kind;
-    char unit[128];            /* systemd: e.g. "video-app.service" */
-    char restart_cmd[1024];    /* command: exit 0 = restarted */
-    char is_active_cmd[1024];  /* command: exit 0 = active */
-    char reboot_cmd[1024];     /* command: exit 0 = reboot requested */
-    int timeout_s;             /* a command still running after this is killed; 0 = 60 */
+    char unit[128];           /* systemd: e.g. "video-app.service" */
+    char restart_cmd[1024];   /* command: exit 0 = restarted */
+    char is_active_cmd[1024]; /* command: exit 0 = active */
+    char reboot_cmd[1024];    /* command: exit 0 = reboot requested */
+    int timeout_s;            /* a command still running after this is killed; 0 = 60 */
 };
 struct ota_service;
-int ota_service_new(const struct ota_service_config *c, struct ota_service **ret, struct ota_err *err) OTA_MUST;
+int ota_service_new(const struct ota_service_config *c, struct ota_service **ret,
+                    struct ota_err *err) OTA_MUST;
 void ota_service_free(struct ota_service *s);
 extern const struct ota_service_ops ota_service_ops; /* ctx: struct ota_service * */
 
@@ -88,14 +91,15 @@ extern const struct ota_clock_ops ota_clock_posix_ops; /* ctx: struct ota_clock_
 
 /* ---- install: slots and download file on POSIX file systems ---- */
 struct ota_install_config {
-    char app_root[512];        /* slots app_root/a, app_root/b, symlink app_root/current */
-    char download_dir[512];    /* partial and complete downloads (data partition) */
-    char rootfs_dev[2][512];   /* rootA, rootB: block devices or image files */
-    char booted_file[512];     /* file naming the booted rootfs slot: "ota.slot=a" in a
-                                  kernel command line, or just "a"; "" = unknown */
+    char app_root[512];      /* slots app_root/a, app_root/b, symlink app_root/current */
+    char download_dir[512];  /* partial and complete downloads (data partition) */
+    char rootfs_dev[2][512]; /* rootA, rootB: block devices or image files */
+    char booted_file[512];   /* file naming the booted rootfs slot: "ota.slot=a" in a
+                                kernel command line, or just "a"; "" = unknown */
 };
 struct ota_install;
-int ota_install_new(const struct ota_install_config *c, struct ota_install **ret, struct ota_err *err) OTA_MUST;
+int ota_install_new(const struct ota_install_config *c, struct ota_install **ret,
+                    struct ota_err *err) OTA_MUST;
 void ota_install_free(struct ota_install *i);
 extern const struct ota_install_ops ota_install_posix_ops; /* ctx: struct ota_install * */
 

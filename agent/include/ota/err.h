@@ -20,8 +20,8 @@ static inline void ota_ignore(int r)
 }
 
 struct ota_err {
-    int code;          /* positive errno of the first failure, 0 if none */
-    char reason[512];  /* what went wrong, for a person */
+    int code;         /* positive errno of the first failure, 0 if none */
+    char reason[512]; /* what went wrong, for a person */
 };
 
 /* Records the failure (first one wins unless overwrite) and returns -code.

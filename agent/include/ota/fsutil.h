@@ -12,7 +12,8 @@ extern "C" {
 #endif
 
 /* Writes n bytes to path atomically and durably (tmp in the same dir). */
-int ota_fs_write_atomic(const char *path, const void *buf, size_t n, int mode, struct ota_err *err) OTA_MUST;
+int ota_fs_write_atomic(const char *path, const void *buf, size_t n, int mode,
+                        struct ota_err *err) OTA_MUST;
 /* fsync of the directory that holds path (path itself if it is a dir). */
 int ota_fs_sync_parent(const char *path, struct ota_err *err) OTA_MUST;
 int ota_fs_sync_dir(const char *dir, struct ota_err *err) OTA_MUST;
@@ -23,7 +24,8 @@ int ota_fs_mkdirs(const char *dir, struct ota_err *err) OTA_MUST;
 int ota_fs_remove_tree(const char *path, struct ota_err *err) OTA_MUST;
 /* Whole file into a malloc'ed NUL-terminated buffer, at most max bytes
  * (-EFBIG beyond). */
-int ota_fs_read_all(const char *path, size_t max, char **ret, size_t *ret_len, struct ota_err *err) OTA_MUST;
+int ota_fs_read_all(const char *path, size_t max, char **ret, size_t *ret_len,
+                    struct ota_err *err) OTA_MUST;
 /* Free bytes for an unprivileged writer on the file system of path. */
 int ota_fs_free_bytes(const char *path, uint64_t *ret, struct ota_err *err) OTA_MUST;
 

@@ -15,7 +15,8 @@ extern "C" {
 /* Parses n bytes of a JSON object. *ret is a new reference. */
 int ota_json_parse(const char *text, size_t n, json_t **ret, struct ota_err *err) OTA_MUST;
 /* String field copied into buf (NUL-terminated); -ENAMETOOLONG if it does not fit. */
-int ota_json_str(const json_t *obj, const char *key, char *buf, size_t cap, struct ota_err *err) OTA_MUST;
+int ota_json_str(const json_t *obj, const char *key, char *buf, size_t cap,
+                 struct ota_err *err) OTA_MUST;
 /* Integer field >= 0. */
 int ota_json_u64(const json_t *obj, const char *key, uint64_t *ret, struct ota_err *err) OTA_MUST;
 int ota_json_int(const json_t *obj, const char *key, int64_t *ret, struct ota_err *err) OTA_MUST;

@@ -32,32 +32,34 @@ enum ota_format {
     OTA_FORMAT_ZST,
     OTA_FORMAT_MAX,
 };
-extern const char *const ota_format_names[OTA_FORMAT_MAX]; /* "deb", "tar.gz", "raw", "gz", "xz", "zst" */
+extern const char
+    *const ota_format_names[OTA_FORMAT_MAX]; /* "deb", "tar.gz", "raw", "gz", "xz", "zst" */
 
 #define OTA_MANIFEST_MAX_TYPES 8
 #define OTA_MANIFEST_MAX_BYTES 8192 /* larger manifests are refused (docs/protocol.md: 8 KiB) */
 
 struct ota_manifest {
-    int schema;                   /* 1 */
-    char name[64];                /* release name, e.g. "video-app" */
-    char version[64];             /* semver */
+    int schema;       /* 1 */
+    char name[64];    /* release name, e.g. "video-app" */
+    char version[64]; /* semver */
     enum ota_kind kind;
     enum ota_format format;
-    char payload[256];            /* payload file name (asset name) */
-    uint64_t size;                /* payload bytes */
+    char payload[256]; /* payload file name (asset name) */
+    uint64_t size;     /* payload bytes */
     uint8_t sha256[OTA_SHA256_LEN];
-    uint64_t installed_size;      /* bytes needed in the slot (app) or image bytes (rootfs) */
+    uint64_t installed_size; /* bytes needed in the slot (app) or image bytes (rootfs) */
     char device_types[OTA_MANIFEST_MAX_TYPES][64];
     int n_device_types;
-    char min_version[64];         /* "" = none */
-    int rollback;                 /* 1: a signed rollback order (downgrade allowed) */
-    int64_t created;              /* unix seconds */
+    char min_version[64]; /* "" = none */
+    int rollback;         /* 1: a signed rollback order (downgrade allowed) */
+    int64_t created;      /* unix seconds */
 };
 
 /* Parses and validates manifest JSON (n bytes, not NUL-terminated).
  * -EINVAL with the reason on malformed JSON, missing or mistyped fields,
  * unknown kind/format, bad version, format that does not fit the kind. */
-int ota_manifest_parse(const char *json, size_t n, struct ota_manifest *ret, struct ota_err *err) OTA_MUST;
+int ota_manifest_parse(const char *json, size_t n, struct ota_manifest *ret,
+                       struct ota_err *err) OTA_MUST;
 
 /* Serialises m as compact JSON with keys in a fixed order (what ota-pack
  * signs). Returns malloc'ed NUL-terminated text in *ret_json. */

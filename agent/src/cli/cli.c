@@ -57,28 +57,27 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: ota-agent [--config FILE] COMMAND [--json]\n"
-            "\n"
-            "Commands:\n"
-            "  check     ask the server whether an update is offered (changes nothing)\n"
-            "  update    one pass: finish or recover an interrupted update, then check,\n"
-            "            download, verify, install, switch, health-check, commit (timer)\n"
-            "  daemon    update every poll_interval seconds (+ random jitter)\n"
-            "  status    the state, installed versions and slots, history (--json)\n"
-            "  rollback  roll back now (during an update after the switch), or go back\n"
-            "            to the previous committed app release\n"
-            "  commit    commit the release under health check now\n"
-            "\n"
-            "Options:\n"
-            "  -c, --config FILE  config file (default /etc/ota-agent.conf)\n"
-            "  --json             status as JSON\n"
-            "  -h, --help         this text\n"
-            "\n"
-            "One line per state change goes to stderr: OTA-STATE {json}.\n"
-            "Exit codes: 0 done or up to date; 1 update failed, refused or rolled back;\n"
-            "2 usage/config error; 3 server unreachable; 4 another ota-agent is running;\n"
-            "5 internal error; 10 (check) an update is available.\n");
+    fprintf(f, "usage: ota-agent [--config FILE] COMMAND [--json]\n"
+               "\n"
+               "Commands:\n"
+               "  check     ask the server whether an update is offered (changes nothing)\n"
+               "  update    one pass: finish or recover an interrupted update, then check,\n"
+               "            download, verify, install, switch, health-check, commit (timer)\n"
+               "  daemon    update every poll_interval seconds (+ random jitter)\n"
+               "  status    the state, installed versions and slots, history (--json)\n"
+               "  rollback  roll back now (during an update after the switch), or go back\n"
+               "            to the previous committed app release\n"
+               "  commit    commit the release under health check now\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config FILE  config file (default /etc/ota-agent.conf)\n"
+               "  --json             status as JSON\n"
+               "  -h, --help         this text\n"
+               "\n"
+               "One line per state change goes to stderr: OTA-STATE {json}.\n"
+               "Exit codes: 0 done or up to date; 1 update failed, refused or rolled back;\n"
+               "2 usage/config error; 3 server unreachable; 4 another ota-agent is running;\n"
+               "5 internal error; 10 (check) an update is available.\n");
 }
 
 static void print_transition(void *ctx, const struct ota_transition *t)
@@ -95,9 +94,8 @@ static void print_transition(void *ctx, const struct ota_transition *t)
                   ota_state_names[t->from], "to", ota_state_names[t->to], "update", j->update_id,
                   "version", t->version, "kind", t->kind, "slot",
                   j->update_id[0] ? ota_slot_names[j->to_slot & 1] : "", "status",
-                  t->to == OTA_STATE_IDLE && j->update_id[0]
-                      ? (j->failed ? "failure" : "success")
-                      : "in_progress",
+                  t->to == OTA_STATE_IDLE && j->update_id[0] ? (j->failed ? "failure" : "success")
+                                                             : "in_progress",
                   "resumes", (int)j->resumes, "reason", j->reason);
     if (o && ota_json_dump(o, &s) == 0) {
         fprintf(stderr, "OTA-STATE %s\n", s);
@@ -150,8 +148,8 @@ static void report_db_reset(struct host *h)
     ota_strlcpy(hist.status, "failure", sizeof(hist.status));
     ota_strlcpy(hist.reason, r.reason, sizeof(hist.reason));
     hist.ts_ms = now;
-    if (ota_sqlite_ops.save(h->db, j,
-                            h->cfg.agent.source == OTA_SOURCE_FLEET ? &r : NULL, &hist, NULL) < 0)
+    if (ota_sqlite_ops.save(h->db, j, h->cfg.agent.source == OTA_SOURCE_FLEET ? &r : NULL, &hist,
+                            NULL) < 0)
         fprintf(stderr, "ota-agent: could not record the database reset\n");
     fprintf(stderr, "ota-agent: %s\n", r.reason);
     free(j);
@@ -412,17 +410,16 @@ static int cmd_status(struct host *h, int as_json, struct ota_err *err)
         printf("outbox:   %zu report(s) waiting\n", queued);
         for (size_t i = 0; i < n; i++)
             printf("history:  %s %s -> %s %s%s%s\n", hist[i].update_id, hist[i].from_version,
-                   hist[i].version, hist[i].status, hist[i].reason[0] ? ": " : "",
-                   hist[i].reason);
+                   hist[i].version, hist[i].status, hist[i].reason[0] ? ": " : "", hist[i].reason);
         return EXIT_OK;
     }
     ha = json_array();
     for (size_t i = 0; i < n && ha; i++)
-        json_array_append_new(
-            ha, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "update_id", hist[i].update_id,
-                          "version", hist[i].version, "from_version", hist[i].from_version, "kind",
-                          hist[i].kind, "status", hist[i].status, "reason", hist[i].reason, "ts",
-                          (json_int_t)hist[i].ts_ms));
+        json_array_append_new(ha, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "update_id",
+                                            hist[i].update_id, "version", hist[i].version,
+                                            "from_version", hist[i].from_version, "kind",
+                                            hist[i].kind, "status", hist[i].status, "reason",
+                                            hist[i].reason, "ts", (json_int_t)hist[i].ts_ms));
     o = json_pack("{s:s, s:s, s:s, s:i, s:{s:s, s:s?}, s:{s:s, s:s?}, s:I, s:o}", "state",
                   ota_state_names[j->state], "update_id", j->update_id, "target_slot",
                   j->update_id[0] ? ota_slot_names[j->to_slot & 1] : "", "resumes", (int)j->resumes,

@@ -23,8 +23,16 @@ struct key {
     int64_t scale;
 };
 
-#define S(sec, name, field) {sec, name, T_STR, offsetof(struct ota_config, field), sizeof(((struct ota_config *)0)->field), 0, 1}
-#define I(sec, name, field, min, scale) {sec, name, T_INT, offsetof(struct ota_config, field), sizeof(((struct ota_config *)0)->field), min, scale}
+#define S(sec, name, field)                                                                        \
+    {                                                                                              \
+        sec, name, T_STR, offsetof(struct ota_config, field),                                      \
+            sizeof(((struct ota_config *)0)->field), 0, 1                                          \
+    }
+#define I(sec, name, field, min, scale)                                                            \
+    {                                                                                              \
+        sec, name, T_INT, offsetof(struct ota_config, field),                                      \
+            sizeof(((struct ota_config *)0)->field), min, scale                                    \
+    }
 
 static const struct key keys[] = {
     S("agent", "server", agent.server_url),

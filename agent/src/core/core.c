@@ -34,21 +34,21 @@ struct ota_agent {
     struct ota_agent_ops ops;
     struct ota_journal j;
     int loaded;
-    int resumed;               /* the state in j was found at start, not entered now */
+    int resumed; /* the state in j was found at start, not entered now */
 
-    struct ota_manifest m;     /* parsed j.manifest, valid when m_ok */
+    struct ota_manifest m; /* parsed j.manifest, valid when m_ok */
     int m_ok;
 
     /* download, in this process */
-    struct ota_sha256 *sha;    /* hashes [0, received) of the download file */
+    struct ota_sha256 *sha; /* hashes [0, received) of the download file */
     uint64_t received;
     int sha_ok;
-    int digest_ok;             /* digest holds the whole payload's hash */
+    int digest_ok; /* digest holds the whole payload's hash */
     uint8_t digest[OTA_SHA256_LEN];
-    int64_t wake_ms;           /* backoff: no attempt before this (mono) */
-    int dl_from_zero;          /* the answer says: start again from byte 0 */
+    int64_t wake_ms;  /* backoff: no attempt before this (mono) */
+    int dl_from_zero; /* the answer says: start again from byte 0 */
     long dl_status;
-    int dl_fatal;              /* no point retrying this answer */
+    int dl_fatal; /* no point retrying this answer */
     struct ota_err dl_err;
 
     int64_t health_deadline;
@@ -56,7 +56,7 @@ struct ota_agent {
 
     char device_id[OTA_ID_LEN];
     char token[256];
-    int server_ok;             /* last report delivery reached the server */
+    int server_ok; /* last report delivery reached the server */
 
     int dry_run;
     enum ota_check_result check;
@@ -448,7 +448,8 @@ static int device_inventory(struct ota_agent *a, struct ota_inventory *inv, char
         *app_slot = OTA_SLOT_A;
         ota_strlcpy(appv, "0.0.0", cap);
     }
-    if (!a->ops.bootenv || ota_agent_installed(a, OTA_KIND_ROOTFS, root_slot, rootv, cap, NULL) < 0) {
+    if (!a->ops.bootenv ||
+        ota_agent_installed(a, OTA_KIND_ROOTFS, root_slot, rootv, cap, NULL) < 0) {
         *root_slot = OTA_SLOT_A;
         ota_strlcpy(rootv, a->cfg.rootfs_version, cap);
     }
@@ -492,8 +493,8 @@ static int ensure_registered(struct ota_agent *a, const struct ota_inventory *in
                         resp.body ? resp.body : "");
         goto out;
     }
-    r = ota_proto_parse_register(resp.body, resp.len, a->device_id, sizeof(a->device_id),
-                                 a->token, sizeof(a->token), err);
+    r = ota_proto_parse_register(resp.body, resp.len, a->device_id, sizeof(a->device_id), a->token,
+                                 sizeof(a->token), err);
     if (r < 0)
         goto out;
     if ((r = st->kv_set(a->ops.store_ctx, "device.id", a->device_id, err)) < 0 ||
@@ -640,8 +641,8 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     uint64_t dl_free = 0, room = 0;
     int slot, r;
 
-    r = ota_manifest_verify(off->manifest, strlen(off->manifest), off->signature,
-                            a->cfg.pubkey_pem, err);
+    r = ota_manifest_verify(off->manifest, strlen(off->manifest), off->signature, a->cfg.pubkey_pem,
+                            err);
     if (r < 0)
         return r == -EBADMSG ? r : ota_err_set(err, EBADMSG, "signature check failed");
     r = ota_manifest_parse(off->manifest, strlen(off->manifest), &m, err);
@@ -667,7 +668,8 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     if (r < 0)
         return r;
     if (dl_free < m.size)
-        return ota_err_set(err, ENOSPC, "not enough space for the download: %llu bytes free, %llu needed",
+        return ota_err_set(err, ENOSPC,
+                           "not enough space for the download: %llu bytes free, %llu needed",
                            (unsigned long long)dl_free, (unsigned long long)m.size);
     if (room < m.installed_size)
         return ota_err_set(err, ENOSPC, "not enough room in the slot: %llu bytes, %llu needed",
@@ -775,7 +777,8 @@ static int sink_headers(void *ctx, long status, const char *content_range, int64
         if (content_length >= 0 && (uint64_t)content_length != a->m.size) {
             char d[64];
             snprintf(d, sizeof(d), "%lld", (long long)content_length);
-            return dl_abort(a, EBADMSG, 1, 0, "server sends %s bytes, the manifest says otherwise", d);
+            return dl_abort(a, EBADMSG, 1, 0, "server sends %s bytes, the manifest says otherwise",
+                            d);
         }
         if (a->received > 0) {
             /* Range ignored (or If-Range did not match): start over. */
@@ -846,8 +849,8 @@ static int prepare_resume(struct ota_agent *a, struct ota_err *err)
         return a->ops.install->dl_open(a->ops.install_ctx, a->received, err);
     ota_ignore(ota_sha256_reset(a->sha));
     a->received = 0;
-    if (a->j.durable_len > 0 &&
-        a->ops.install->dl_size(a->ops.install_ctx, &have, NULL) == 0 && have >= a->j.durable_len &&
+    if (a->j.durable_len > 0 && a->ops.install->dl_size(a->ops.install_ctx, &have, NULL) == 0 &&
+        have >= a->j.durable_len &&
         a->ops.install->dl_hash(a->ops.install_ctx, a->j.durable_len, a->sha, NULL) == 0 &&
         ota_sha256_peek(a->sha, d) == 0 && memcmp(d, a->j.prefix_sha256, sizeof(d)) == 0) {
         a->received = a->j.durable_len;
@@ -870,7 +873,8 @@ static int64_t backoff_ms(struct ota_agent *a)
     if (d > a->cfg.backoff_max_ms)
         d = a->cfg.backoff_max_ms;
     /* Full jitter in the upper half: spread a fleet, never retry at once. */
-    return d / 2 + (d > 1 ? (int64_t)(a->ops.clock->random(a->ops.clock_ctx) % (uint32_t)(d / 2 + 1)) : 0);
+    return d / 2 +
+           (d > 1 ? (int64_t)(a->ops.clock->random(a->ops.clock_ctx) % (uint32_t)(d / 2 + 1)) : 0);
 }
 
 /* A failed attempt: retry after a backoff, or give up. */
@@ -1122,8 +1126,8 @@ static int handle_health(struct ota_agent *a, struct ota_step *st, struct ota_er
                 if (r < 0)
                     snprintf(why, sizeof(why), "health check: %s", e.reason);
                 else
-                    snprintf(why, sizeof(why), "health check: %s answered %ld",
-                             a->cfg.health_url, resp.status);
+                    snprintf(why, sizeof(why), "health check: %s answered %ld", a->cfg.health_url,
+                             resp.status);
                 st->result = OTA_STEP_CONTINUE;
                 return start_rollback(a, why, err);
             }
@@ -1175,8 +1179,8 @@ static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ot
             return start_rollback(a, why, err);
         }
     }
-    r = kv_set_versions(a, a->m.kind, a->j.to_slot, a->m.version, a->j.from_slot,
-                        a->j.from_version, err);
+    r = kv_set_versions(a, a->m.kind, a->j.to_slot, a->m.version, a->j.from_slot, a->j.from_version,
+                        err);
     if (r < 0)
         return r;
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
@@ -1308,7 +1312,8 @@ int ota_agent_check(struct ota_agent *a, int dry_run, struct ota_err *err)
     if (!a->loaded)
         return ota_err_set(err, EINVAL, "agent not started");
     if (a->j.state != OTA_STATE_IDLE)
-        return ota_err_set(err, EBUSY, "an update is in progress (%s)", ota_state_names[a->j.state]);
+        return ota_err_set(err, EBUSY, "an update is in progress (%s)",
+                           ota_state_names[a->j.state]);
     a->check = OTA_CHECK_NONE;
     a->dry_run = dry_run;
     return transition(a, OTA_STATE_CHECKING, err);

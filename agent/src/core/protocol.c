@@ -28,8 +28,8 @@ int ota_proto_register_body(const struct ota_inventory *inv, char **ret)
 {
     return dump_and_free(json_pack("{s:s, s:s, s:s, s:[], s:{s:s, s:s}}", "device_id",
                                    nz(inv->device_id), "device_type", nz(inv->device_type), "group",
-                                   nz(inv->group), "tags", "versions", "app",
-                                   nz(inv->app_version), "rootfs", nz(inv->rootfs_version)),
+                                   nz(inv->group), "tags", "versions", "app", nz(inv->app_version),
+                                   "rootfs", nz(inv->rootfs_version)),
                          ret);
 }
 
@@ -46,9 +46,9 @@ int ota_proto_checkin_body(const struct ota_inventory *inv, char **ret)
 int ota_proto_report_body(const struct ota_report *r, char **ret)
 {
     return dump_and_free(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "update_id",
-                                   r->update_id, "rollout_id", r->rollout_id, "version",
-                                   r->version, "kind", r->kind, "state", r->state, "status",
-                                   r->status, "reason", r->reason, "ts", (json_int_t)r->ts_ms),
+                                   r->update_id, "rollout_id", r->rollout_id, "version", r->version,
+                                   "kind", r->kind, "state", r->state, "status", r->status,
+                                   "reason", r->reason, "ts", (json_int_t)r->ts_ms),
                          ret);
 }
 

@@ -2,12 +2,20 @@
 temporary directory: releases made with make-release + ota-pack, the test
 server (fakeserver.py), and a device (app slots, data dir, supervisor, config).
 
+A device may also have rootfs disks (Rootfs: rootA/rootB image files, a
+U-Boot env file read and written with the real libubootenv tools, a booted
+file standing for /proc/cmdline) and a Bootloader model with U-Boot's
+bootcount semantics that "reboots" it.
+
 Used by the end-to-end tests, by ci/demo (the README's main job) and by the
 agent benchmark, so that all three run the same flow.
 """
 
+import gzip
+import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -71,12 +79,15 @@ def make_package(workdir, variant, version, fmt="tar.gz"):
     return out
 
 
-def publish(root, release_id, payload, version, keys, kind="app", fmt=None, extra=()):
+def publish(root, release_id, payload, version, keys, kind="app", fmt=None, extra=(),
+            device_types=("rpi3b",)):
     """ota-pack build into root/release_id; returns that directory."""
     out = os.path.join(root, release_id)
     cmd = [pack_bin(), "build", "--key", keys.priv, "--payload", payload, "--kind", kind,
            "--name", "video-app" if kind == "app" else "rootfs", "--version", version,
-           "--device-type", "rpi3b", "--out", out]
+           "--out", out]
+    for t in device_types:
+        cmd += ["--device-type", t]
     if fmt:
         cmd += ["--format", fmt]
     run(cmd + list(extra))
@@ -129,6 +140,10 @@ class Server:
             reps = [r for r in reps if r.get("device_id") == device_id]
         return reps
 
+    def final_reports(self, device_id):
+        """The device's "success" and "failure" reports, oldest first."""
+        return [r for r in self.reports(device_id) if r["status"] != "in_progress"]
+
     def state(self):
         return self.call("GET", "/_test/state")
 
@@ -143,14 +158,207 @@ class Server:
         self.log.close()
 
 
+BROKEN = b"BROKEN"  # an image starting so cannot boot (Bootloader)
+ENV_SIZE = 0x4000  # bytes of the U-Boot env, as mkenvimage -s and fw_env.config say
+
+
+def make_image(workdir, name, size, fmt="raw", broken=False, seed=None):
+    """A rootfs image of size random bytes (starting with b"BROKEN" if
+    broken: the Bootloader model cannot boot it), as name.img or, gzipped,
+    name.img.gz. Returns (path, the raw image bytes)."""
+    data = random.Random(seed if seed is not None else name).randbytes(size)
+    if broken:
+        data = BROKEN + data[len(BROKEN):]
+    if fmt == "raw":
+        path = os.path.join(workdir, f"{name}.img")
+        with open(path, "wb") as f:
+            f.write(data)
+    elif fmt == "gz":
+        path = os.path.join(workdir, f"{name}.img.gz")
+        with open(path, "wb") as f:
+            f.write(gzip.compress(data, mtime=0))
+    else:
+        raise ValueError(f"image format {fmt}")
+    return path, data
+
+
+def tree_digest(path):
+    """SHA-256 over a whole tree: every name, its type and mode, a symlink's
+    target and a file's bytes. Equal digests: nothing under path changed."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            rel = os.path.relpath(full, path)
+            h.update(f"{rel}\0{st.st_mode:o}\0".encode())
+            if os.path.islink(full):
+                h.update(os.readlink(full).encode())
+            elif os.path.isfile(full):
+                with open(full, "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+class Rootfs:
+    """A device's rootfs disks as files in dir: rootA and rootB (part_size
+    bytes each; rootA holds a 1.0.0 image, rootB zeros), a U-Boot env made
+    by mkenvimage (boot_part=A bootcount=0 bootlimit=3 upgrade_available=0,
+    and a bootcmd that no one may drop) with its fw_env.config, the booted
+    file ("a" or "b", what /proc/cmdline tells on a real device) and the
+    marker file that the agent's reboot_cmd touches."""
+
+    def __init__(self, dir, part_size=8 << 20, bootlimit=3):
+        self.dir = dir
+        os.makedirs(dir, exist_ok=True)
+        self.a = os.path.join(dir, "rootA")
+        self.b = os.path.join(dir, "rootB")
+        self.env_file = os.path.join(dir, "uboot.env")
+        self.env_config = os.path.join(dir, "fw_env.config")
+        self.booted_file = os.path.join(dir, "booted")
+        self.marker = os.path.join(dir, "reboot-requested")
+        image = random.Random("rootA-1.0.0").randbytes(256 << 10)
+        with open(self.a, "wb") as f:
+            f.write(image)
+            f.truncate(part_size)
+        with open(self.b, "wb") as f:
+            f.truncate(part_size)
+        text = os.path.join(dir, "env.txt")
+        with open(text, "w") as f:
+            f.write(f"boot_part=A\nbootcount=0\nbootlimit={bootlimit}\nupgrade_available=0\n"
+                    "bootcmd=run ota_boot\n")
+        run(["mkenvimage", "-s", hex(ENV_SIZE), "-o", self.env_file, text])
+        with open(self.env_config, "w") as f:
+            f.write(f"{self.env_file} 0x0 {hex(ENV_SIZE)}\n")
+        self.set_booted("a")
+
+    def env(self):
+        """The env as a dict, read with fw_printenv (raises on a bad CRC)."""
+        out = run(["fw_printenv", "-c", self.env_config]).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def set_env(self, **values):
+        """fw_setenv of several variables at once (one write), then read
+        back: libubootenv 0.3.2 takes "name=value" script lines and ignores
+        others silently."""
+        script = os.path.join(self.dir, "setenv.script")
+        with open(script, "w") as f:
+            for k, v in values.items():
+                f.write(f"{k}={v}\n")
+        run(["fw_setenv", "-c", self.env_config, "-s", script])
+        env = self.env()
+        for k, v in values.items():
+            if env.get(k) != str(v):
+                raise RuntimeError(f"fw_setenv did not set {k}={v}: {env}")
+
+    def env_bytes(self):
+        with open(self.env_file, "rb") as f:
+            return f.read()
+
+    def corrupt_env(self, offset=64):
+        """Flips one byte of the env's data: its CRC no longer matches."""
+        with open(self.env_file, "r+b") as f:
+            f.seek(offset)
+            b = f.read(1)
+            f.seek(offset)
+            f.write(bytes([b[0] ^ 0xFF]))
+
+    def booted(self):
+        with open(self.booted_file) as f:
+            return f.read().strip()
+
+    def set_booted(self, slot):
+        with open(self.booted_file, "w") as f:
+            f.write(slot + "\n")
+
+    def part(self, slot):
+        return self.a if slot.lower() == "a" else self.b
+
+    def read(self, slot, n=None, offset=0):
+        with open(self.part(slot), "rb") as f:
+            f.seek(offset)
+            return f.read() if n is None else f.read(n)
+
+    def digest(self, slot):
+        return hashlib.sha256(self.read(slot)).hexdigest()
+
+    def reboot_requested(self):
+        return os.path.exists(self.marker)
+
+
+class Bootloader:
+    """U-Boot's bootcount logic on a Rootfs, through fw_printenv/fw_setenv:
+    at each boot, if upgrade_available=1 then bootcount += 1, and past
+    bootlimit the alternative boot (boot_part = the other slot,
+    upgrade_available = 0). A slot whose image starts with b"BROKEN" (or
+    that can_boot refuses) does not come up: the watchdog resets the board
+    and the loop boots again. The slot that comes up is written to the
+    booted file. `log` lists (slot, came_up) per boot."""
+
+    def __init__(self, rootfs, can_boot=None):
+        self.rootfs = rootfs
+        self.can_boot = can_boot or (lambda slot: rootfs.read(slot, len(BROKEN)) != BROKEN)
+        self.log = []
+
+    def boot_once(self):
+        """One power-on. Returns (slot, came_up)."""
+        env = self.rootfs.env()
+        part = env.get("boot_part", "A")
+        if env.get("upgrade_available") == "1":
+            count = int(env.get("bootcount", "0")) + 1
+            changes = {"bootcount": count}
+            if count > int(env.get("bootlimit", "3")):
+                part = "B" if part == "A" else "A"
+                changes.update(boot_part=part, upgrade_available=0)
+            self.rootfs.set_env(**changes)
+        slot = part.lower()
+        up = bool(self.can_boot(slot))
+        self.log.append((slot, up))
+        if up:
+            self.rootfs.set_booted(slot)
+        return slot, up
+
+    def boot(self, max_boots=16):
+        """Reboots until a slot comes up; returns it. Clears the reboot
+        marker (the reboot happened)."""
+        if os.path.exists(self.rootfs.marker):
+            os.unlink(self.rootfs.marker)
+        for _ in range(max_boots):
+            slot, up = self.boot_once()
+            if up:
+                return slot
+        raise RuntimeError(f"no slot came up in {max_boots} boots: {self.log}")
+
+
+def mount_tmpfs(path, size):
+    """A tmpfs of size (mount's syntax, e.g. "3m") at path; False if this
+    machine does not let us mount (not root, no CAP_SYS_ADMIN)."""
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
+                       capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def umount(path):
+    if subprocess.run(["umount", path], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", path], capture_output=True)
+
+
 class Device:
-    """A device tree: app/{a,b,current}, data/, the supervisor's state, a config."""
+    """A device tree: app/{a,b,current}, data/, the supervisor's state, a config.
+
+    app_root puts the app slots elsewhere (a small tmpfs, say); rootfs=True
+    adds rootfs disks (self.rootfs, a Rootfs in disks/) and the [rootfs]
+    section, with a reboot_cmd that touches self.rootfs.marker."""
 
     def __init__(self, workdir, server, keys, initial_package, device_id="dev-0001",
-                 health_window=3, health_url=True, transport=None, agent_extra=None):
+                 health_window=3, health_url=True, transport=None, agent_extra=None,
+                 app_root=None, rootfs=False):
         self.dir = workdir
         self.id = device_id
-        self.app_root = os.path.join(workdir, "app")
+        self.app_root = app_root or os.path.join(workdir, "app")
         self.data = os.path.join(workdir, "data")
         self.sup_state = os.path.join(workdir, "supervisor")
         for d in (self.app_root, self.data, self.sup_state):
@@ -184,6 +392,15 @@ class Device:
         }
         if health_url:
             sections["health"]["url"] = f"http://127.0.0.1:{self.app_port}/health"
+        self.rootfs = None
+        if rootfs:
+            self.rootfs = Rootfs(os.path.join(workdir, "disks"))
+            sections["rootfs"] = {
+                "device_a": self.rootfs.a, "device_b": self.rootfs.b,
+                "booted_file": self.rootfs.booted_file, "env_config": self.rootfs.env_config,
+                "version": "1.0.0",
+            }
+            sections["service"]["reboot_cmd"] = f"touch {self.rootfs.marker}"
         with open(self.config, "w") as f:
             for name, keys_ in sections.items():
                 f.write(f"[{name}]\n")

@@ -266,9 +266,7 @@ static int in_dl_sync(void *ctx, ota_err *err)
     W(ctx)->dl_durable = W(ctx)->dl.size();
     return 0;
 }
-static void in_dl_close(void *ctx)
-{
-}
+static void in_dl_close(void *ctx) {}
 static int in_dl_size(void *ctx, uint64_t *ret, ota_err *err)
 {
     if (!W(ctx)->dl_exists)
@@ -336,8 +334,8 @@ static int in_switch(void *ctx, int slot, ota_err *err)
 }
 
 static const ota_install_ops install_ops = {
-    in_dl_open, in_dl_write,       in_dl_sync,      in_dl_close, in_dl_size, in_dl_hash,
-    in_dl_remove, in_space,        in_active,       in_slot_version, in_slot_install, in_switch,
+    in_dl_open,   in_dl_write, in_dl_sync, in_dl_close,     in_dl_size,      in_dl_hash,
+    in_dl_remove, in_space,    in_active,  in_slot_version, in_slot_install, in_switch,
 };
 
 FakeWorld::FakeWorld()
@@ -409,8 +407,8 @@ std::string TestKeys::sign(const std::string &m) const
 }
 
 std::string make_manifest(const std::string &version, const std::string &kind,
-                          const std::string &payload, const std::string &device_type,
-                          bool rollback, const std::string &format)
+                          const std::string &payload, const std::string &device_type, bool rollback,
+                          const std::string &format)
 {
     uint8_t d[OTA_SHA256_LEN];
     char hex[OTA_SHA256_HEX];
@@ -421,19 +419,20 @@ std::string make_manifest(const std::string &version, const std::string &kind,
     ota_hex_encode(d, sizeof(d), hex);
     std::string fmt = format.empty() ? (kind == "app" ? "tar.gz" : "raw") : format;
     return "{\"schema\":1,\"name\":\"video-app\",\"version\":\"" + version + "\",\"kind\":\"" +
-           kind + "\",\"format\":\"" + fmt + "\",\"payload\":\"p.bin\",\"size\":" +
-           std::to_string(payload.size()) + ",\"sha256\":\"" + hex +
-           "\",\"installed_size\":" + std::to_string(payload.size()) + ",\"device_types\":[\"" +
-           device_type + "\"],\"min_version\":\"\",\"rollback\":" + (rollback ? "true" : "false") +
+           kind + "\",\"format\":\"" + fmt +
+           "\",\"payload\":\"p.bin\",\"size\":" + std::to_string(payload.size()) +
+           ",\"sha256\":\"" + hex + "\",\"installed_size\":" + std::to_string(payload.size()) +
+           ",\"device_types\":[\"" + device_type +
+           "\"],\"min_version\":\"\",\"rollback\":" + (rollback ? "true" : "false") +
            ",\"created\":1795000000}";
 }
 
 std::string make_offer(const std::string &update_id, const std::string &manifest,
                        const std::string &sig, const std::string &url)
 {
-    json_t *o = json_pack("{s:{s:s, s:s, s:s, s:s, s:s}}", "update", "update_id",
-                          update_id.c_str(), "rollout_id", "r1", "manifest", manifest.c_str(),
-                          "signature", sig.c_str(), "url", url.c_str());
+    json_t *o = json_pack("{s:{s:s, s:s, s:s, s:s, s:s}}", "update", "update_id", update_id.c_str(),
+                          "rollout_id", "r1", "manifest", manifest.c_str(), "signature",
+                          sig.c_str(), "url", url.c_str());
     char *s = json_dumps(o, JSON_COMPACT);
     std::string out = s;
     free(s);

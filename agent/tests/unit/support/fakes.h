@@ -27,20 +27,20 @@ struct FakeWorld {
     std::vector<ota_state> saved_states;
 
     // ---- server / transport
-    std::string offer_json;           // check-in answer; "" = {"update": null}
-    std::string payload;              // bytes served at payload_url
+    std::string offer_json; // check-in answer; "" = {"update": null}
+    std::string payload;    // bytes served at payload_url
     std::string payload_url = "http://srv/payload";
     std::string etag = "\"e1\"";
-    bool server_down = false;         // every request: -ECONNREFUSED
-    long report_status = 200;         // answer to status reports
+    bool server_down = false; // every request: -ECONNREFUSED
+    long report_status = 200; // answer to status reports
     std::vector<ota_report> delivered;
     long health_status = 200;
-    int64_t cut_after = -1;           // next download: cut after this many body bytes (one-shot)
-    bool ignore_range = false;        // answer 200 to Range requests
+    int64_t cut_after = -1;             // next download: cut after this many body bytes (one-shot)
+    bool ignore_range = false;          // answer 200 to Range requests
     std::string content_range_override; // send this Content-Range on 206
-    long download_status = 0;         // answer this status instead of the payload (one-shot)
+    long download_status = 0;           // answer this status instead of the payload (one-shot)
     std::vector<uint64_t> download_offsets; // offsets asked for
-    std::vector<std::string> requests;    // "METHOD URL"
+    std::vector<std::string> requests;      // "METHOD URL"
 
     // ---- boot env
     std::map<std::string, std::string> env;
@@ -58,16 +58,16 @@ struct FakeWorld {
     int64_t wall = 1795000000000;
 
     // ---- disks
-    std::string dl;                   // the download file
+    std::string dl; // the download file
     bool dl_exists = false;
-    std::string dl_unsynced_from;     // unused marker
-    uint64_t dl_durable = 0;          // bytes fsynced
+    std::string dl_unsynced_from;                          // unused marker
+    uint64_t dl_durable = 0;                               // bytes fsynced
     std::map<int, std::string> slot_version{{0, "1.0.0"}}; // app slot -> VERSION
-    int current = 0;                  // app `current`
-    int booted = 0;                   // rootfs slot running
+    int current = 0;                                       // app `current`
+    int booted = 0;                                        // rootfs slot running
     bool booted_known = true;
-    int install_error = 0;            // errno slot_install fails with
-    std::vector<int> slots_written;   // slots slot_install wrote
+    int install_error = 0;                   // errno slot_install fails with
+    std::vector<int> slots_written;          // slots slot_install wrote
     std::map<int, std::string> rootfs_image; // slot -> image bytes
     uint64_t dl_free = 1ull << 40, slot_room = 1ull << 40;
 

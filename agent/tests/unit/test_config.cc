@@ -1,0 +1,111 @@
+// ota-agent's config file: defaults, every section, strict errors.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <unistd.h>
+
+#include "ota/config.h"
+
+class ConfigTest : public ::testing::Test
+{
+  protected:
+    std::string dir, pub, path;
+    void SetUp() override
+    {
+        char tmpl[] = "/tmp/ota-config-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+        pub = dir + "/key.pub";
+        write(pub, "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n");
+        path = dir + "/agent.conf";
+    }
+    void TearDown() override
+    {
+        std::string cmd = "rm -rf '" + dir + "'";
+        ASSERT_EQ(system(cmd.c_str()), 0);
+    }
+    static void write(const std::string &p, const std::string &text)
+    {
+        FILE *f = fopen(p.c_str(), "w");
+        fputs(text.c_str(), f);
+        fclose(f);
+    }
+    int load(const std::string &text, ota_config *c, ota_err *err)
+    {
+        write(path, text);
+        return ota_config_load(path.c_str(), c, err);
+    }
+    std::string base()
+    {
+        return "[agent]\nserver = http://127.0.0.1:8080/\npublic_key = " + pub + "\n";
+    }
+};
+
+TEST_F(ConfigTest, DefaultsAndEveryKey)
+{
+    ota_config c;
+    ota_err err{};
+    std::string text =
+        base() + "# a comment\n; another\n\n"
+                 "source = github\nrepo = me/app\ndevice_id = d1\ndevice_type = rpi4\n"
+                 "max_attempts = 3\ncheckpoint_bytes = 65536\n"
+                 "[transport]\nca_file = /etc/ca.pem\nmax_bytes_per_s = 1000\n"
+                 "[app]\nroot = /srv/app\n[download]\ndir = /data/dl\n"
+                 "[rootfs]\nenv_config = /etc/fw_env.config\ndevice_a = /dev/mmcblk0p2\n"
+                 "[health]\nwindow = 12\nurl = http://127.0.0.1:8081/health\n"
+                 "[service]\nkind = command\nrestart_cmd = r\nis_active_cmd = a\ntimeout = 5\n";
+    ASSERT_EQ(load(text, &c, &err), 0) << err.reason;
+    EXPECT_STREQ(c.agent.server_url, "http://127.0.0.1:8080"); // trailing slash dropped
+    EXPECT_EQ(c.agent.source, OTA_SOURCE_GITHUB);
+    EXPECT_STREQ(c.agent.repo, "me/app");
+    EXPECT_STREQ(c.agent.device_type, "rpi4");
+    EXPECT_EQ(c.agent.max_attempts, 3u);
+    EXPECT_EQ(c.agent.max_resumes, 5u); // default kept
+    EXPECT_EQ(c.agent.checkpoint_bytes, 65536u);
+    EXPECT_EQ(c.agent.health_window_ms, 12000);
+    EXPECT_STREQ(c.curl.ca_file, "/etc/ca.pem");
+    EXPECT_EQ(c.curl.max_bytes_per_s, 1000);
+    EXPECT_STREQ(c.install.app_root, "/srv/app");
+    EXPECT_STREQ(c.install.rootfs_dev[0], "/dev/mmcblk0p2");
+    EXPECT_STREQ(c.env_config, "/etc/fw_env.config");
+    EXPECT_EQ(c.service.kind, OTA_SERVICE_COMMAND);
+    EXPECT_EQ(c.service.timeout_s, 5);
+    EXPECT_NE(std::string(c.agent.pubkey_pem).find("BEGIN PUBLIC KEY"), std::string::npos);
+}
+
+TEST_F(ConfigTest, ErrorsNameFileAndLine)
+{
+    struct {
+        std::string text, want;
+    } cases[] = {
+        {base() + "frobnicate = 1\n", ":4: unknown key 'frobnicate'"},
+        {base() + "[nosuch]\nx = 1\n", "unknown key 'x' in [nosuch]"},
+        {base() + "max_attempts = 0\n", "max_attempts wants a number >= 1"},
+        {base() + "max_attempts = 3x\n", "max_attempts wants a number"},
+        {base() + "source = ftp\n", "source must be fleet or github"},
+        {base() + "just words\n", "expected 'key = value'"},
+        {"x = 1\n", "inside a [section]"},
+        {base() + "[agent\n", "bad section header"},
+        {"[agent]\npublic_key = " + pub + "\n", "server is required"},
+        {base() + "source = github\n", "repo = OWNER/REPO is required"},
+        {"[agent]\nserver = http://x\npublic_key = /nonexistent/key.pub\n", "key.pub"},
+        {base() + "[service]\nkind = upstart\n", "systemd or command"},
+    };
+    for (auto &tc : cases) {
+        ota_config c;
+        ota_err err{};
+        EXPECT_LT(load(tc.text, &c, &err), 0) << tc.text;
+        EXPECT_NE(std::string(err.reason).find(tc.want), std::string::npos)
+            << "reason: " << err.reason << "\nwant: " << tc.want;
+    }
+}
+
+TEST_F(ConfigTest, MissingFile)
+{
+    ota_config c;
+    ota_err err{};
+    EXPECT_EQ(ota_config_load((dir + "/nope.conf").c_str(), &c, &err), -ENOENT);
+    EXPECT_NE(std::string(err.reason).find("nope.conf"), std::string::npos) << err.reason;
+}

@@ -1,0 +1,177 @@
+// docs/protocol.md in code: bodies built and answers parsed.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "ota/protocol.h"
+
+static std::string take(char *s)
+{
+    std::string out = s;
+    free(s);
+    return out;
+}
+
+TEST(Protocol, ContentRangeGood)
+{
+    uint64_t a, b, t;
+    ASSERT_EQ(ota_proto_parse_content_range("bytes 0-99/100", &a, &b, &t), 0);
+    EXPECT_EQ(a, 0u);
+    EXPECT_EQ(b, 99u);
+    EXPECT_EQ(t, 100u);
+    ASSERT_EQ(ota_proto_parse_content_range("  bytes 200000-499999/500000\r\n", &a, &b, &t), 0);
+    EXPECT_EQ(a, 200000u);
+    ASSERT_EQ(ota_proto_parse_content_range("BYTES 5-5/6", &a, &b, &t), 0);
+}
+
+TEST(Protocol, ContentRangeGarbageRefused)
+{
+    const char *bad[] = {nullptr,          "",
+                         "bytes",          "bytes */100",
+                         "bytes 10-5/100", "bytes 0-100/100",
+                         "bytes -1-5/100", "bytes 0-5/",
+                         "bytes 0-5/100x", "items 0-5/100",
+                         "bytes 0-5 /100", "bytes 99999999999999999999-1/2",
+                         "bytes=0-5/100"};
+    for (const char *s : bad) {
+        uint64_t a = 7, b = 7, t = 7;
+        EXPECT_EQ(ota_proto_parse_content_range(s, &a, &b, &t), -EINVAL) << (s ? s : "(null)");
+        EXPECT_EQ(a, 7u); // outputs untouched on failure
+    }
+}
+
+TEST(Protocol, CheckinNoUpdate)
+{
+    const char *body = "{\"update\":null}";
+    ota_offer off{};
+    int has = 5;
+    ota_err err{};
+    ASSERT_EQ(ota_proto_parse_checkin(body, strlen(body), &has, &off, &err), 0) << err.reason;
+    EXPECT_EQ(has, 0);
+}
+
+TEST(Protocol, CheckinOffer)
+{
+    const char *body =
+        "{\"update\":{\"update_id\":\"u1\",\"rollout_id\":\"r1\",\"release_id\":\"x\","
+        "\"manifest\":\"{\\\"a\\\":1}\",\"signature\":\"c2ln\",\"url\":\"http://h/p\"}}";
+    ota_offer off{};
+    int has = 0;
+    ota_err err{};
+    ASSERT_EQ(ota_proto_parse_checkin(body, strlen(body), &has, &off, &err), 0) << err.reason;
+    EXPECT_EQ(has, 1);
+    EXPECT_STREQ(off.update_id, "u1");
+    EXPECT_STREQ(off.rollout_id, "r1");
+    EXPECT_STREQ(off.manifest, "{\"a\":1}"); // exact bytes, unescaped
+    EXPECT_STREQ(off.url, "http://h/p");
+}
+
+TEST(Protocol, CheckinMalformedRefused)
+{
+    const char *bad[] = {"",
+                         "[]",
+                         "{}",
+                         "{\"update\":5}",
+                         "{\"update\":{\"update_id\":\"u\"}}",
+                         "{\"update\":{\"update_id\":\"\",\"manifest\":\"m\",\"signature\":\"s\","
+                         "\"url\":\"u\"}}",
+                         "{\"update\":null,\"update\":null}",
+                         "{\"update\":"};
+    for (const char *b : bad) {
+        ota_offer off{};
+        int has = 7;
+        ota_err err{};
+        EXPECT_LT(ota_proto_parse_checkin(b, strlen(b), &has, &off, &err), 0) << b;
+        EXPECT_EQ(has, 7) << b;
+        EXPECT_NE(err.reason[0], '\0') << b;
+    }
+}
+
+TEST(Protocol, GithubRelease)
+{
+    std::string body = "{\"tag_name\":\"v2.0.0\",\"assets\":[";
+    body += "{\"name\":\"manifest.json\",\"size\":300,\"browser_download_url\":\"http://h/m\"},";
+    body += "{\"name\":\"app.deb\",\"size\":1234,\"browser_download_url\":\"http://h/a\"}]}";
+    ota_gh_release rel{};
+    ota_err err{};
+    ASSERT_EQ(ota_proto_parse_gh_release(body.data(), body.size(), &rel, &err), 0) << err.reason;
+    EXPECT_STREQ(rel.tag, "v2.0.0");
+    ASSERT_EQ(rel.n_assets, 2);
+    const ota_gh_asset *a = ota_proto_gh_asset(&rel, "app.deb");
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(a->size, 1234u);
+    EXPECT_STREQ(a->url, "http://h/a");
+    EXPECT_EQ(ota_proto_gh_asset(&rel, "nope"), nullptr);
+}
+
+TEST(Protocol, GithubReleaseMalformedRefused)
+{
+    const char *bad[] = {"{\"assets\":[]}", "{\"tag_name\":\"v1\"}",
+                         "{\"tag_name\":\"v1\",\"assets\":[1]}",
+                         "{\"tag_name\":\"v1\",\"assets\":[{\"name\":\"a\",\"size\":-1,"
+                         "\"browser_download_url\":\"u\"}]}"};
+    for (const char *b : bad) {
+        ota_gh_release rel{};
+        ota_err err{};
+        EXPECT_LT(ota_proto_parse_gh_release(b, strlen(b), &rel, &err), 0) << b;
+    }
+    std::string many = "{\"tag_name\":\"v1\",\"assets\":[";
+    for (int i = 0; i <= OTA_GH_MAX_ASSETS; i++)
+        many += std::string(i ? "," : "") +
+                "{\"name\":\"a\",\"size\":1,\"browser_download_url\":\"u\"}";
+    many += "]}";
+    ota_gh_release rel{};
+    EXPECT_EQ(ota_proto_parse_gh_release(many.data(), many.size(), &rel, nullptr), -E2BIG);
+}
+
+TEST(Protocol, Register)
+{
+    const char *ok = "{\"device_id\":\"dev-1\",\"token\":\"secret\"}";
+    char id[64], tok[64];
+    ota_err err{};
+    ASSERT_EQ(ota_proto_parse_register(ok, strlen(ok), id, sizeof(id), tok, sizeof(tok), &err), 0);
+    EXPECT_STREQ(id, "dev-1");
+    EXPECT_STREQ(tok, "secret");
+    const char *empty = "{\"device_id\":\"\",\"token\":\"t\"}";
+    EXPECT_LT(
+        ota_proto_parse_register(empty, strlen(empty), id, sizeof(id), tok, sizeof(tok), &err), 0);
+    char small[4];
+    EXPECT_LT(ota_proto_parse_register(ok, strlen(ok), id, sizeof(id), small, sizeof(small), &err),
+              0);
+}
+
+TEST(Protocol, BodiesAreTheDocumentedJson)
+{
+    ota_inventory inv{};
+    inv.device_id = "dev-1";
+    inv.device_type = "rpi3b";
+    inv.group = "lab";
+    inv.state = "IDLE";
+    inv.app_version = "1.0.0";
+    inv.rootfs_version = "1.0.0";
+    inv.app_slot = "a";
+    inv.rootfs_slot = "b";
+    char *s = nullptr;
+    ASSERT_EQ(ota_proto_checkin_body(&inv, &s), 0);
+    EXPECT_EQ(take(s),
+              "{\"device_type\":\"rpi3b\",\"group\":\"lab\",\"state\":\"IDLE\",\"versions\":"
+              "{\"app\":\"1.0.0\",\"rootfs\":\"1.0.0\"},\"slots\":{\"app\":\"a\",\"rootfs\":"
+              "\"b\"}}");
+    ASSERT_EQ(ota_proto_register_body(&inv, &s), 0);
+    EXPECT_EQ(take(s), "{\"device_id\":\"dev-1\",\"device_type\":\"rpi3b\",\"group\":\"lab\","
+                       "\"tags\":[],\"versions\":{\"app\":\"1.0.0\",\"rootfs\":\"1.0.0\"}}");
+    ota_report r{};
+    strcpy(r.update_id, "u1");
+    strcpy(r.version, "2.0.0");
+    strcpy(r.kind, "app");
+    strcpy(r.state, "IDLE");
+    strcpy(r.status, "failure");
+    strcpy(r.reason, "say \"why\"");
+    r.ts_ms = 42;
+    ASSERT_EQ(ota_proto_report_body(&r, &s), 0);
+    EXPECT_EQ(take(s), "{\"update_id\":\"u1\",\"rollout_id\":\"\",\"version\":\"2.0.0\",\"kind\":"
+                       "\"app\",\"state\":\"IDLE\",\"status\":\"failure\",\"reason\":\"say "
+                       "\\\"why\\\"\",\"ts\":42}");
+}

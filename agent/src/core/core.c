@@ -648,8 +648,17 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     r = ota_manifest_parse(off->manifest, strlen(off->manifest), &m, err);
     if (r < 0)
         return -EBADMSG;
-    if (m.kind == OTA_KIND_ROOTFS && !a->ops.bootenv)
-        return ota_err_set(err, EPERM, "rootfs release %s but no boot env configured", m.version);
+    if (m.kind == OTA_KIND_ROOTFS) {
+        int env_part;
+        if (!a->ops.bootenv)
+            return ota_err_set(err, EPERM, "rootfs release %s but no boot env configured",
+                               m.version);
+        /* A trial boot needs a boot env we can read and write: find out now,
+         * before downloading anything. */
+        r = env_slot(a, &env_part, err);
+        if (r < 0)
+            return r;
+    }
     r = ota_agent_installed(a, m.kind, &slot, cur, sizeof(cur), err);
     if (r < 0)
         return r;
@@ -1198,8 +1207,20 @@ static int handle_rolling_back(struct ota_agent *a, struct ota_step *st, struct 
     if (is_rootfs(a)) {
         int booted, known;
         r = env_set3(a, a->j.from_slot, "0", &e);
-        if (r < 0)
-            return ota_err_set(err, -r, "rollback: boot env write failed: %s", e.reason);
+        if (r < 0) {
+            char why[OTA_REASON_LEN];
+            /* Running the old slot and the env unwritable: the trial boot was
+             * never set (the env write is what failed), so there is nothing
+             * to undo; say so. Anywhere else we cannot finish: retry later. */
+            if (a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_ROOTFS, &booted, NULL) <
+                    0 ||
+                booted != a->j.from_slot)
+                return ota_err_set(err, -r, "rollback: boot env write failed: %s", e.reason);
+            snprintf(why, sizeof(why), "%s; boot env left as it was: %s", a->j.reason, e.reason);
+            set_reason(a, why);
+            (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
+            return transition(a, OTA_STATE_IDLE, err);
+        }
         r = rootfs_booted(a, &booted, &known, &e);
         if (r == 0 && known && booted != a->j.from_slot)
             return request_reboot(a, st, err);

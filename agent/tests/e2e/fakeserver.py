@@ -26,7 +26,8 @@ GitHub-Releases face (no auth):
 
 Fleet API (docs/protocol.md):
     POST /api/v1/devices/register              Bearer: enrollment token (any
-         token is taken when --enroll-token is not given); 201, 409, 401
+         token is taken when --enroll-token is not given); 201, 401; 200 with a
+         new token when the id is registered already (re-enrollment)
     POST /api/v1/devices/ID/checkin            Bearer: device token
     POST /api/v1/devices/ID/status             Bearer: device token; kept in
          memory, duplicates accepted (and marked "duplicate": true)
@@ -447,7 +448,12 @@ class Handler(BaseHTTPRequestHandler):
             if not did:
                 did = "dev-%04d" % (len(self.state.devices) + 1)
             if did in self.state.devices:
-                raise HTTPError(409, "device id %s is taken" % did)
+                # Re-enrollment (the device lost its token, e.g. a power cut
+                # between our answer and its write): rotate the token.
+                self.state.devices[did]["token_sha256"] = hashlib.sha256(
+                    token.encode()).hexdigest()
+                self.state.devices[did]["reenrolled_ms"] = now_ms()
+                return self.send_json(200, {"device_id": did, "token": token})
             self.state.devices[did] = {
                 "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
                 "device_type": req.get("device_type", ""),

@@ -4,6 +4,11 @@ reason on stderr, `current` still -> "a", slot a's whole tree unchanged, the
 app still answering 1.0.0, and a "failure" report (never "success") with the
 reason at the server.
 
+The reason is looked for in the agent's own error lines ("ota-agent: ..."),
+not in its OTA-STATE lines. Devices run the agent once before the bad
+release is offered (as a device in the field has); a refusal on the very
+first run has a test of its own.
+
 Covered here: malformed manifests (signed, so only the parser can refuse
 them), bad signatures, a wrong device type, a downgrade and an unmet
 min_version, a payload swapped on the server (checksum), an oversized and a
@@ -99,13 +104,18 @@ def world(tmp_path_factory):
 def device(world, tmp_path):
     devs = []
 
-    def make(release=None, **kw):
+    def make(release=None, warm=True, **kw):
+        """A device running 1.0.0 from slot a; warm: it ran the agent once
+        (registered, nothing offered) before release is offered to it."""
         dev_id = f"bdev-{next(_ids):04d}"
         kw.setdefault("agent_extra", {"max_attempts": "3"})
         d = otadev.Device(str(tmp_path / dev_id), world["server"], world["keys"], world["v1"],
                           device_id=dev_id, **kw)
-        d.slot_a_digest = otadev.tree_digest(os.path.join(d.app_root, "a"))
         devs.append(d)
+        if warm:
+            r = d.agent("update")
+            assert r.returncode == 0, r.stderr
+        d.slot_a_digest = otadev.tree_digest(os.path.join(d.app_root, "a"))
         if release:
             world["server"].offer(release, device_id=dev_id)
         return d
@@ -115,11 +125,16 @@ def device(world, tmp_path):
         d.stop()
 
 
+def said(r):
+    """The agent's own error lines on stderr (its state lines left out)."""
+    return "\n".join(l for l in r.stderr.splitlines() if not l.startswith("OTA-STATE "))
+
+
 def assert_nothing_lost(world, dev, r, *whys):
     """Refused or failed with each of whys in the reason; slot a as it was."""
     assert r.returncode == 1, r.stderr
     for why in whys:
-        assert why in r.stderr, f"{why!r} not in stderr:\n{r.stderr}"
+        assert why in said(r), f"{why!r} not in the agent's error:\n{r.stderr}"
     assert dev.current() == "a"
     assert otadev.tree_digest(os.path.join(dev.app_root, "a")) == dev.slot_a_digest
     assert dev.app_version()["version"] == "1.0.0"
@@ -215,6 +230,18 @@ def test_release_not_for_this_device_refused(world, device, rid, why):
     assert_not_installed(dev)
     assert not any(d["path"].startswith(f"/api/v1/releases/{rid}/")
                    for d in world["server"].state()["downloads"])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "on a device's first run the error line says 'store: no journal yet': ota_agent_load() "
+    "(core.c) takes -ENOENT from store->load as 'IDLE' but leaves its reason in err, and "
+    "ota_err_set keeps the first reason, so the real one (here 'release refused: ...') is lost"))
+def test_refusal_on_first_run_names_the_reason(world, device):
+    dev = device("v2-rpi4", warm=False)
+    r = dev.agent("update")
+    assert r.returncode == 1, r.stderr
+    assert "no journal" not in said(r)
+    assert "release refused" in said(r) and "not for device type 'rpi3b'" in said(r)
 
 
 # ---- bad downloads ------------------------------------------------------
@@ -337,8 +364,6 @@ def test_full_disk_while_unpacking(world, small_app_root, device):
 def registered_device(world, device):
     """A device that ran once (registered, has a token and a database)."""
     dev = device()
-    r = dev.agent("update")
-    assert r.returncode == 0, r.stderr
     db = os.path.join(dev.data, "agent.db")
     assert os.path.getsize(db) > 8192
     return dev, db
@@ -349,7 +374,7 @@ def test_truncated_database_moved_aside_device_stays(world, device):
     with open(db, "r+b") as f:
         f.truncate(os.path.getsize(db) // 2)
     r = dev.agent("update")
-    assert "moved aside" in r.stderr and "malformed" in r.stderr, r.stderr
+    assert "moved aside" in said(r) and "malformed" in said(r), r.stderr
     assert os.path.exists(db + ".broken")
     assert dev.current() == "a"
     assert otadev.tree_digest(os.path.join(dev.app_root, "a")) == dev.slot_a_digest
@@ -387,7 +412,7 @@ def test_unreadable_database_is_an_internal_error_nothing_moved(world, device):
     n = len(world["server"].reports(dev.id))
     r = dev.agent("update")
     assert r.returncode == 5, r.stderr
-    assert db in r.stderr and "unable to open database file" in r.stderr
+    assert db in said(r) and "unable to open database file" in said(r)
     assert os.path.isdir(db) and not os.path.exists(db + ".broken")
     assert dev.current() == "a"
     assert otadev.tree_digest(os.path.join(dev.app_root, "a")) == dev.slot_a_digest

@@ -50,12 +50,17 @@ def world(tmp_path_factory):
 def device(world, tmp_path):
     devs = []
 
-    def make(release=None, **kw):
+    def make(release=None, warm=False, **kw):
+        """A device on rootfs A and app slot a; warm: it ran the agent once
+        (registered, nothing offered) before release is offered to it."""
         dev_id = f"rdev-{next(_ids):04d}"
         kw.setdefault("health_window", 1)
         d = otadev.Device(str(tmp_path / dev_id), world["server"], world["keys"], world["v1"],
                           device_id=dev_id, rootfs=True, **kw)
         devs.append(d)
+        if warm:
+            r = d.agent("update")
+            assert r.returncode == 0, r.stderr
         if release:
             world["server"].offer(release, device_id=dev_id)
         return d
@@ -63,6 +68,11 @@ def device(world, tmp_path):
     yield make
     for d in devs:
         d.stop()
+
+
+def said(r):
+    """The agent's own error lines on stderr (its state lines left out)."""
+    return "\n".join(l for l in r.stderr.splitlines() if not l.startswith("OTA-STATE "))
 
 
 def finals(world, dev):
@@ -141,7 +151,7 @@ def test_rootfs_that_does_not_boot_falls_back(world, device):
     assert finals(world, dev) == []
     r = dev.agent("update")
     assert r.returncode == 1, r.stderr
-    assert "fell back" in r.stderr
+    assert "fell back" in said(r), r.stderr
     assert not dev.rootfs.reboot_requested()  # A runs: no reboot needed
     env = dev.rootfs.env()
     assert (env["boot_part"], env["upgrade_available"], env["bootcount"]) == ("A", "0", "0")
@@ -216,7 +226,7 @@ def test_kill9_in_health_check_after_reboot_rolls_back(world, device):
     assert otadev.Bootloader(dev.rootfs).boot() == "a"
     r = dev.agent("update")
     assert r.returncode == 1, r.stderr
-    assert "interrupted" in r.stderr
+    assert "interrupted" in said(r), r.stderr
     reps = world["server"].final_reports(dev.id)
     assert [x["status"] for x in reps] == ["failure"]
     assert dev.rootfs.digest("a") == rootA
@@ -224,24 +234,36 @@ def test_kill9_in_health_check_after_reboot_rolls_back(world, device):
     assert st["state"] == "IDLE" and st["rootfs"] == {"version": "1.0.0", "slot": "a"}
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "a corrupt boot env is found only in SWITCHING, after rootB was written; start_rollback "
+    "then tries to write the env again in ROLLING_BACK, fails (-EBADMSG), the step returns an "
+    "error: exit 5 on this and every later run, the journal stays in ROLLING_BACK for ever, no "
+    "failure report, and app updates are blocked too (core.c check_offer / handle_rolling_back)"))
 def test_corrupt_boot_env_rootfs_update_fails_cleanly(world, device):
-    dev = device("rootfs-raw")
+    dev = device(warm=True)
     rootA = dev.rootfs.digest("a")
     dev.rootfs.corrupt_env()
     env_bytes = dev.rootfs.env_bytes()
     assert otadev.run(["fw_printenv", "-c", dev.rootfs.env_config], check=False).returncode != 0
+    world["server"].offer("rootfs-raw", device_id=dev.id)
     r = dev.agent("update")
     assert r.returncode == 1, r.stderr
-    assert "bad CRC" in r.stderr or "corrupt" in r.stderr
+    assert "bad CRC" in said(r), r.stderr
     assert dev.rootfs.env_bytes() == env_bytes, "the agent rewrote a corrupt env"
     assert dev.rootfs.digest("a") == rootA
     assert not dev.rootfs.reboot_requested()
     reps = world["server"].final_reports(dev.id)
     assert [x["status"] for x in reps] == ["failure"]
-    assert "bad CRC" in reps[0]["reason"] or "corrupt" in reps[0]["reason"]
+    assert "bad CRC" in reps[0]["reason"]
     st = dev.status()
-    assert st["state"] == "IDLE"
+    assert st["state"] == "IDLE" and st["rootfs"]["slot"] == "a"
     assert dev.current() == "a" and dev.app_version()["version"] == "1.0.0"
+    # The device is not stuck: an app update still goes through.
+    world["server"].offer("app-v2", device_id=dev.id)
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr
+    assert dev.current() == "b" and dev.app_version()["version"] == "2.0.0"
+    assert dev.rootfs.env_bytes() == env_bytes
 
 
 def test_corrupt_boot_env_does_not_block_app_update(world, device):

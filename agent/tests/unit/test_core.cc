@@ -826,7 +826,7 @@ TEST(Core, RootfsUnhealthyAfterBootRollsBackWithAReboot)
     EXPECT_FALSE(any_success(w));
 }
 
-TEST(Core, RootfsCorruptEnvAfterRebootRollsBack)
+TEST(Core, RootfsCorruptEnvAfterRebootWaitsForTheOldSlot)
 {
     FakeWorld w;
     offer(w, "2.0.0", payload_of(1000), "rootfs");
@@ -835,11 +835,59 @@ TEST(Core, RootfsCorruptEnvAfterRebootRollsBack)
         ASSERT_EQ(ag.update(), OTA_STEP_REBOOT);
     }
     boot(w);
+    ASSERT_EQ(w.booted, 1);
     w.env_corrupt = true;
+    {
+        // Running the new slot, and the env cannot be read or written: the
+        // agent cannot commit nor set the old slot. It stays in ROLLING_BACK
+        // and says why; it never reports success.
+        Agent ag(w);
+        ASSERT_EQ(ag.start(), 0);
+        ota_step st{};
+        ota_err err{};
+        EXPECT_EQ(ota_agent_step(ag.a, &st, &err), 0); // REBOOTING -> ROLLING_BACK
+        EXPECT_EQ(ota_agent_step(ag.a, &st, &err), -EBADMSG);
+        EXPECT_NE(std::string(err.reason).find("boot env"), std::string::npos) << err.reason;
+        EXPECT_EQ(w.journal->state, OTA_STATE_ROLLING_BACK);
+    }
+    // U-Boot, finding a bad CRC, boots its default env: the old slot.
+    w.booted = 0;
     Agent ag(w);
     ASSERT_EQ(ag.start(), 0);
-    ag.run();
+    ASSERT_EQ(ag.run(), OTA_STEP_IDLE);
+    EXPECT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_FAILURE);
     EXPECT_FALSE(any_success(w));
-    EXPECT_EQ(w.history.empty() ? std::string("failure") : std::string(w.history.back().status),
-              "failure");
+}
+
+TEST(Core, RootfsCorruptEnvRefusedBeforeDownload)
+{
+    FakeWorld w;
+    w.env_corrupt = true;
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(1000), "rootfs");
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_check(ag.a, &why), OTA_CHECK_REFUSED);
+    EXPECT_NE(std::string(why).find("CRC"), std::string::npos) << why;
+    EXPECT_TRUE(w.download_offsets.empty());
+    EXPECT_TRUE(w.rootfs_image.empty());
+    EXPECT_TRUE(w.env_corrupt); // never rewritten
+}
+
+TEST(Core, RootfsEnvBrokenAtSwitchFinishesOnTheOldSlot)
+{
+    FakeWorld w;
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(1000), "rootfs");
+    ag.stop_at = OTA_STATE_SWITCHING;
+    ag.update();
+    w.env_corrupt = true; // the env goes bad between the check and the switch
+    Agent ag2(w);
+    ASSERT_EQ(ag2.start(), 0);
+    ASSERT_EQ(ag2.run(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_outcome(ag2.a, &why), OTA_STATUS_FAILURE);
+    EXPECT_NE(std::string(why).find("boot env"), std::string::npos) << why;
+    EXPECT_EQ(w.booted, 0);
+    EXPECT_FALSE(any_success(w));
 }

@@ -193,9 +193,11 @@ static int env_get(void *ctx, const char *name, char *buf, size_t cap, ota_err *
 static int env_set(void *ctx, const char *const *names, const char *const *values, size_t n,
                    ota_err *err)
 {
+    // As the libubootenv driver: a corrupt env is never written.
+    if (W(ctx)->env_corrupt)
+        return ota_err_set(err, EBADMSG, "fake env: bad CRC");
     for (size_t i = 0; i < n; i++)
         W(ctx)->env[names[i]] = values[i];
-    W(ctx)->env_corrupt = false;
     return 0;
 }
 

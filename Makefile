@@ -6,10 +6,11 @@ PYTEST ?= /usr/bin/python3 -m pytest
 .PHONY: all test unit e2e scenario image report demo bench clean
 
 all:
-	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON >/dev/null
+	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON -DOTA_FAULT_POINTS=ON >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Unit tests (googletest, ASan+UBSan) and end-to-end tests (pytest), all through CTest.
+# The test build: ASan+UBSan and named fault points. Unit tests (googletest)
+# and end-to-end tests (pytest), all through CTest.
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 

@@ -6,6 +6,8 @@
 // stores names, link targets and device nodes exactly as given.
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -110,7 +112,7 @@ class ArchiveTest : public ::testing::Test
     {
         if (!mnt_.empty())
             umount2(mnt_.c_str(), MNT_DETACH);
-        Sh("chmod -R u+rwx '" + dir_ + "' 2>/dev/null; rm -rf '" + dir_ + "'");
+        sh("chmod -R u+rwx '" + dir_ + "' 2>/dev/null; rm -rf '" + dir_ + "'");
     }
     std::string P(const std::string &rel) const
     {
@@ -119,28 +121,6 @@ class ArchiveTest : public ::testing::Test
     std::string D(const std::string &rel) const
     {
         return dest_ + "/" + rel;
-    }
-    static int Sh(const std::string &cmd)
-    {
-        int st = system(cmd.c_str());
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    }
-    static void Put(const std::string &path, const std::string &data)
-    {
-        std::ofstream f(path, std::ios::binary);
-        f << data;
-    }
-    static std::string Get(const std::string &path)
-    {
-        std::ifstream f(path, std::ios::binary);
-        std::stringstream ss;
-        ss << f.rdbuf();
-        return ss.str();
-    }
-    static bool Exists(const std::string &path)
-    {
-        struct stat st;
-        return lstat(path.c_str(), &st) == 0;
     }
     static mode_t Mode(const std::string &path)
     {
@@ -185,11 +165,11 @@ class ArchiveTest : public ::testing::Test
     // A staged app tree, as the video-app package holds.
     void StageApp(const std::string &root)
     {
-        ASSERT_EQ(Sh("mkdir -p '" + root + "/bin' '" + root + "/lib' '" + root + "/share/doc'"), 0);
-        Put(root + "/bin/video-app", "#!/bin/sh\necho video\n");
-        Put(root + "/VERSION", "2.0.0\n");
-        Put(root + "/lib/libvideo.so.1", Bytes(70000, 7));
-        Put(root + "/share/doc/README", "read me\n");
+        ASSERT_EQ(sh("mkdir -p '" + root + "/bin' '" + root + "/lib' '" + root + "/share/doc'"), 0);
+        write_file(root + "/bin/video-app", "#!/bin/sh\necho video\n");
+        write_file(root + "/VERSION", "2.0.0\n");
+        write_file(root + "/lib/libvideo.so.1", Bytes(70000, 7));
+        write_file(root + "/share/doc/README", "read me\n");
         ASSERT_EQ(chmod((root + "/bin/video-app").c_str(), 0755), 0);
         ASSERT_EQ(chmod((root + "/share/doc").c_str(), 0750), 0);
         ASSERT_EQ(symlink("libvideo.so.1", (root + "/lib/libvideo.so").c_str()), 0);
@@ -197,17 +177,17 @@ class ArchiveTest : public ::testing::Test
     }
     void ExpectApp()
     {
-        EXPECT_EQ(Get(D("bin/video-app")), "#!/bin/sh\necho video\n");
+        EXPECT_EQ(read_file(D("bin/video-app")), "#!/bin/sh\necho video\n");
         EXPECT_EQ(Mode(D("bin/video-app")) & 07777, 0755u);
-        EXPECT_EQ(Get(D("VERSION")), "2.0.0\n");
+        EXPECT_EQ(read_file(D("VERSION")), "2.0.0\n");
         EXPECT_EQ(Mode(D("VERSION")) & 07777, 0644u);
-        EXPECT_EQ(Get(D("lib/libvideo.so.1")), Bytes(70000, 7));
+        EXPECT_EQ(read_file(D("lib/libvideo.so.1")), Bytes(70000, 7));
         EXPECT_TRUE(S_ISLNK(Mode(D("lib/libvideo.so"))));
         EXPECT_EQ(Link(D("lib/libvideo.so")), "libvideo.so.1");
         EXPECT_EQ(Link(D("share/doc/VERSION")), "../../VERSION");
-        EXPECT_EQ(Get(D("share/doc/VERSION")), "2.0.0\n"); // resolves inside the slot
+        EXPECT_EQ(read_file(D("share/doc/VERSION")), "2.0.0\n"); // resolves inside the slot
         EXPECT_EQ(Mode(D("share/doc")) & 07777, 0750u);
-        EXPECT_EQ(Get(D("share/doc/README")), "read me\n");
+        EXPECT_EQ(read_file(D("share/doc/README")), "read me\n");
     }
     // Extracting path must be refused with -EPERM naming the entry, and
     // nothing may appear outside dest.
@@ -221,8 +201,8 @@ class ArchiveTest : public ::testing::Test
         EXPECT_EQ(err_.code, EPERM);
         EXPECT_NE(std::string(err_.reason).find(entry), std::string::npos) << err_.reason;
         EXPECT_EQ(List(dir_), before);
-        EXPECT_FALSE(Exists(D("after.txt"))) << "extraction went on after a refusal";
-        EXPECT_FALSE(Exists("/tmp/ota-archive-escape"));
+        EXPECT_FALSE(file_exists(D("after.txt"))) << "extraction went on after a refusal";
+        EXPECT_FALSE(file_exists("/tmp/ota-archive-escape"));
         ExpectNothingPointsOut(dest_);
     }
     // Every symlink in the tree resolves inside dest_.
@@ -251,7 +231,7 @@ class ArchiveTest : public ::testing::Test
 TEST_F(ArchiveTest, ExtractsTarGzMadeByTar)
 {
     StageApp(P("stage"));
-    ASSERT_EQ(Sh("tar -C '" + P("stage") + "' -czf '" + P("app.tar.gz") + "' ."), 0);
+    ASSERT_EQ(sh("tar -C '" + P("stage") + "' -czf '" + P("app.tar.gz") + "' ."), 0);
     ASSERT_EQ(ota_archive_extract(P("app.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
               0)
         << err_.reason;
@@ -267,21 +247,21 @@ TEST_P(DebTest, ExtractsDataOfRealDeb)
 {
     std::string stage = P("pkg");
     StageApp(stage);
-    ASSERT_EQ(Sh("mkdir -p '" + stage + "/DEBIAN'"), 0);
-    Put(stage + "/DEBIAN/control", "Package: video-app\nVersion: 2.0.0\nArchitecture: all\n"
-                                   "Maintainer: ota <ota@example.invalid>\n"
-                                   "Description: demo app\n");
+    ASSERT_EQ(sh("mkdir -p '" + stage + "/DEBIAN'"), 0);
+    write_file(stage + "/DEBIAN/control", "Package: video-app\nVersion: 2.0.0\nArchitecture: all\n"
+                                          "Maintainer: ota <ota@example.invalid>\n"
+                                          "Description: demo app\n");
     std::string cmd = std::string("dpkg-deb --root-owner-group -Z") + GetParam() + " --build '" +
                       stage + "' '" + P("app.deb") + "' >/dev/null";
-    ASSERT_EQ(Sh(cmd), 0);
+    ASSERT_EQ(sh(cmd), 0);
     // The member really is data.tar.<compressor>.
-    ASSERT_EQ(Sh("ar t '" + P("app.deb") + "' | grep -q '^data.tar'"), 0);
+    ASSERT_EQ(sh("ar t '" + P("app.deb") + "' | grep -q '^data.tar'"), 0);
 
     ASSERT_EQ(ota_archive_extract(P("app.deb").c_str(), OTA_FORMAT_DEB, dest_.c_str(), &err_), 0)
         << err_.reason;
     ExpectApp();
-    EXPECT_FALSE(Exists(D("DEBIAN")));
-    EXPECT_FALSE(Exists(D("control")));
+    EXPECT_FALSE(file_exists(D("DEBIAN")));
+    EXPECT_FALSE(file_exists(D("control")));
     ExpectNothingPointsOut(dest_);
 
     uint64_t size = 0;
@@ -313,13 +293,13 @@ TEST_F(ArchiveTest, ModesHardlinksAndRepeats)
     EXPECT_EQ(Mode(D("setuid")) & 07777, 0755u);
     EXPECT_EQ(Mode(D("setgid")) & 07777, 0711u);
     EXPECT_EQ(Mode(D("ro")) & 07777, 0555u);
-    EXPECT_EQ(Get(D("ro/f")), "in ro");
-    EXPECT_EQ(Get(D("x")), "second"); // a later entry replaces an earlier file
+    EXPECT_EQ(read_file(D("ro/f")), "in ro");
+    EXPECT_EQ(read_file(D("x")), "second"); // a later entry replaces an earlier file
     struct stat a, b;
     ASSERT_EQ(stat(D("x").c_str(), &a), 0);
     ASSERT_EQ(stat(D("hl").c_str(), &b), 0);
     EXPECT_EQ(a.st_ino, b.st_ino);
-    EXPECT_EQ(Get(D("implicit/dirs/f")), "deep");
+    EXPECT_EQ(read_file(D("implicit/dirs/f")), "deep");
     EXPECT_EQ(Mode(D("implicit/dirs")) & 07777, 0755u);
     EXPECT_EQ(a.st_mtime, 1700000000);
 }
@@ -329,15 +309,15 @@ TEST_F(ArchiveTest, RefusesAbsolutePath)
     WriteTar(P("p.tar.gz"),
              {File("ok.txt", "ok"), File(P("abs.txt"), "evil"), File("after.txt", "no")});
     ExpectRefused(P("p.tar.gz"), P("abs.txt"));
-    EXPECT_FALSE(Exists(P("abs.txt")));
-    EXPECT_TRUE(Exists(D("ok.txt")));
+    EXPECT_FALSE(file_exists(P("abs.txt")));
+    EXPECT_TRUE(file_exists(D("ok.txt")));
 }
 
 TEST_F(ArchiveTest, RefusesDotDot)
 {
     WriteTar(P("p.tar.gz"), {File("ok.txt", "ok"), File("../x", "evil"), File("after.txt", "")});
     ExpectRefused(P("p.tar.gz"), "../x");
-    EXPECT_FALSE(Exists(P("x")));
+    EXPECT_FALSE(file_exists(P("x")));
 }
 
 TEST_F(ArchiveTest, RefusesDotDotInside)
@@ -345,7 +325,7 @@ TEST_F(ArchiveTest, RefusesDotDotInside)
     WriteTar(P("p.tar.gz"),
              {Dir("a"), File("a/../../x", "evil"), File("after.txt", ""), File("./a/../y", "")});
     ExpectRefused(P("p.tar.gz"), "a/../../x");
-    EXPECT_FALSE(Exists(P("x")));
+    EXPECT_FALSE(file_exists(P("x")));
 }
 
 TEST_F(ArchiveTest, RefusesDotDotEvenIfItStaysInside)
@@ -358,14 +338,14 @@ TEST_F(ArchiveTest, RefusesSymlinkToEtc)
 {
     WriteTar(P("p.tar.gz"), {Symlink("etc", "/etc"), File("after.txt", "")});
     ExpectRefused(P("p.tar.gz"), "etc");
-    EXPECT_FALSE(Exists(D("etc")));
+    EXPECT_FALSE(file_exists(D("etc")));
 }
 
 TEST_F(ArchiveTest, RefusesSymlinkClimbingOut)
 {
     WriteTar(P("p.tar.gz"), {Dir("sub"), Symlink("sub/l", "../../x"), File("after.txt", "")});
     ExpectRefused(P("p.tar.gz"), "sub/l");
-    EXPECT_FALSE(Exists(D("sub/l")));
+    EXPECT_FALSE(file_exists(D("sub/l")));
 }
 
 TEST_F(ArchiveTest, RefusesSymlinkChainThatEscapes)
@@ -373,7 +353,7 @@ TEST_F(ArchiveTest, RefusesSymlinkChainThatEscapes)
     // "a" -> "." is harmless alone, but "a/.." is then the parent of dest.
     WriteTar(P("p.tar.gz"), {Symlink("a", "."), Symlink("b", "a/.."), File("after.txt", "")});
     ExpectRefused(P("p.tar.gz"), "b");
-    EXPECT_FALSE(Exists(D("b")));
+    EXPECT_FALSE(file_exists(D("b")));
 }
 
 TEST_F(ArchiveTest, RefusesWritingThroughSymlink)
@@ -383,27 +363,27 @@ TEST_F(ArchiveTest, RefusesWritingThroughSymlink)
     WriteTar(P("p.tar.gz"), {Symlink("link", "/tmp"), File("link/ota-archive-escape", "evil")});
     ExpectRefused(P("p.tar.gz"), "link");
 
-    ASSERT_EQ(Sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
+    ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
     ota_err_clear(&err_);
     WriteTar(P("q.tar.gz"),
              {Dir("d"), Symlink("l", "d"), File("l/x", "through"), File("after.txt", "")});
     ExpectRefused(P("q.tar.gz"), "l/x");
-    EXPECT_FALSE(Exists(D("d/x")));
+    EXPECT_FALSE(file_exists(D("d/x")));
 }
 
 TEST_F(ArchiveTest, RefusesHardlinkToEtcPasswd)
 {
     WriteTar(P("p.tar.gz"), {Hardlink("pw", "/etc/passwd"), File("after.txt", "")});
     ExpectRefused(P("p.tar.gz"), "pw");
-    EXPECT_FALSE(Exists(D("pw")));
+    EXPECT_FALSE(file_exists(D("pw")));
 }
 
 TEST_F(ArchiveTest, RefusesHardlinkClimbingOut)
 {
-    Put(P("outside"), "secret");
+    write_file(P("outside"), "secret");
     WriteTar(P("p.tar.gz"), {Hardlink("pw", "../outside"), File("after.txt", "")});
     ExpectRefused(P("p.tar.gz"), "pw");
-    EXPECT_FALSE(Exists(D("pw")));
+    EXPECT_FALSE(file_exists(D("pw")));
 }
 
 TEST_F(ArchiveTest, RefusesHardlinkToSymlink)
@@ -413,7 +393,7 @@ TEST_F(ArchiveTest, RefusesHardlinkToSymlink)
     WriteTar(P("p.tar.gz"), {Dir("sub"), Dir("sub/deep"), Symlink("sub/deep/l", "../../x"),
                              Hardlink("l2", "sub/deep/l"), File("after.txt", "")});
     ExpectRefused(P("p.tar.gz"), "l2");
-    EXPECT_FALSE(Exists(D("l2")));
+    EXPECT_FALSE(file_exists(D("l2")));
     EXPECT_EQ(Link(D("sub/deep/l")), "../../x");
 }
 
@@ -426,13 +406,13 @@ TEST_F(ArchiveTest, RefusesDeviceNodesAndFifos)
     } cases[] = {{"null", AE_IFCHR}, {"sda", AE_IFBLK}, {"fifo", AE_IFIFO}};
     for (const auto &c : cases) {
         SCOPED_TRACE(c.name);
-        ASSERT_EQ(Sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
+        ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
         ota_err_clear(&err_);
         std::string payload = P(std::string(c.name) + ".tar.gz");
         WriteTar(payload, {File("ok.txt", "ok"), Node(c.name, c.type), File("after.txt", "")});
         ExpectRefused(payload, c.name);
-        EXPECT_FALSE(Exists(D(c.name)));
-        EXPECT_TRUE(Exists(D("ok.txt")));
+        EXPECT_FALSE(file_exists(D(c.name)));
+        EXPECT_TRUE(file_exists(D("ok.txt")));
     }
 }
 
@@ -441,10 +421,10 @@ TEST_F(ArchiveTest, EntryConflicts)
     WriteTar(P("p.tar.gz"), {Dir("d"), File("d/f", "x"), File("d", "replaces a dir")});
     EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
               -EINVAL);
-    EXPECT_EQ(Get(D("d/f")), "x");
+    EXPECT_EQ(read_file(D("d/f")), "x");
 
     // A file where a directory is needed.
-    ASSERT_EQ(Sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
+    ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
     ota_err_clear(&err_);
     WriteTar(P("q.tar.gz"), {File("f", "x"), File("f/x", "y")});
     EXPECT_EQ(ota_archive_extract(P("q.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
@@ -452,7 +432,7 @@ TEST_F(ArchiveTest, EntryConflicts)
     EXPECT_NE(std::string(err_.reason).find("f/x"), std::string::npos) << err_.reason;
 
     // A hard link to something not (yet) extracted.
-    ASSERT_EQ(Sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
+    ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
     ota_err_clear(&err_);
     WriteTar(P("r.tar.gz"), {Hardlink("h", "nothing")});
     EXPECT_EQ(ota_archive_extract(P("r.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
@@ -467,14 +447,14 @@ TEST_F(ArchiveTest, LaterLinksReplaceEarlierEntries)
     ASSERT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_), 0)
         << err_.reason;
     EXPECT_EQ(Link(D("l")), "b");
-    EXPECT_EQ(Get(D("h")), "b");
+    EXPECT_EQ(read_file(D("h")), "b");
     EXPECT_EQ(Link(D("l2")), "a");
 }
 
 TEST_F(ArchiveTest, DestMustBeEmptyAndExist)
 {
     WriteTar(P("p.tar.gz"), {File("a", "a")});
-    Put(D("old"), "old");
+    write_file(D("old"), "old");
     EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
               -ENOTEMPTY);
     ota_err_clear(&err_);
@@ -490,7 +470,7 @@ TEST_F(ArchiveTest, BadPayloads)
         -ENOENT);
     ota_err_clear(&err_);
 
-    Put(P("garbage"), Bytes(5000, 3));
+    write_file(P("garbage"), Bytes(5000, 3));
     EXPECT_EQ(ota_archive_extract(P("garbage").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
               -EINVAL);
     ota_err_clear(&err_);
@@ -499,8 +479,8 @@ TEST_F(ArchiveTest, BadPayloads)
     ota_err_clear(&err_);
 
     // A .deb without a data member.
-    Put(P("debian-binary"), "2.0\n");
-    ASSERT_EQ(Sh("cd '" + dir_ + "' && ar rc nodata.deb debian-binary"), 0);
+    write_file(P("debian-binary"), "2.0\n");
+    ASSERT_EQ(sh("cd '" + dir_ + "' && ar rc nodata.deb debian-binary"), 0);
     EXPECT_EQ(ota_archive_extract(P("nodata.deb").c_str(), OTA_FORMAT_DEB, dest_.c_str(), &err_),
               -EINVAL);
     EXPECT_NE(std::string(err_.reason).find("data.tar"), std::string::npos) << err_.reason;
@@ -515,7 +495,7 @@ TEST_F(ArchiveTest, BadPayloads)
 
     // An image format is not a package.
     WriteTar(P("q.tar.gz"), {File("a", "a")});
-    ASSERT_EQ(Sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
+    ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
     EXPECT_EQ(ota_archive_extract(P("q.tar.gz").c_str(), OTA_FORMAT_GZ, dest_.c_str(), &err_),
               -EINVAL);
     uint64_t size = 7;
@@ -550,15 +530,15 @@ class ImageTest : public ArchiveTest
     {
         ArchiveTest::SetUp();
         image_ = Bytes((3 << 20) + 123, 11); // not a multiple of any buffer
-        Put(P("img.raw"), image_);
-        Put(P("dev"), std::string(4 << 20, '\xff')); // the partition
+        write_file(P("img.raw"), image_);
+        write_file(P("dev"), std::string(4 << 20, '\xff')); // the partition
     }
     std::string image_;
 };
 
 TEST_F(ImageTest, StreamsRawGzXzZst)
 {
-    ASSERT_EQ(Sh("cd '" + dir_ + "' && gzip -k -c img.raw > img.gz && xz -k -c img.raw > img.xz" +
+    ASSERT_EQ(sh("cd '" + dir_ + "' && gzip -k -c img.raw > img.gz && xz -k -c img.raw > img.xz" +
                  " && zstd -q -c img.raw > img.zst"),
               0);
     const struct {
@@ -570,14 +550,14 @@ TEST_F(ImageTest, StreamsRawGzXzZst)
                  {"img.zst", OTA_FORMAT_ZST}};
     for (const auto &c : cases) {
         SCOPED_TRACE(c.file);
-        Put(P("dev"), std::string(4 << 20, '\xff'));
+        write_file(P("dev"), std::string(4 << 20, '\xff'));
         uint64_t written = 0;
         ASSERT_EQ(ota_archive_write_image(P(c.file).c_str(), c.format, P("dev").c_str(), 4 << 20,
                                           &written, &err_),
                   0)
             << err_.reason;
         EXPECT_EQ(written, image_.size());
-        std::string dev = Get(P("dev"));
+        std::string dev = read_file(P("dev"));
         ASSERT_EQ(dev.size(), (size_t)(4 << 20)); // the partition keeps its size
         EXPECT_TRUE(dev.compare(0, image_.size(), image_) == 0);
         EXPECT_EQ(dev.find_first_not_of('\xff', image_.size()), std::string::npos);
@@ -586,19 +566,19 @@ TEST_F(ImageTest, StreamsRawGzXzZst)
 
 TEST_F(ImageTest, NoLimitExtendsAnImageFile)
 {
-    Put(P("dev"), "");
+    write_file(P("dev"), "");
     uint64_t written = 0;
     ASSERT_EQ(ota_archive_write_image(P("img.raw").c_str(), OTA_FORMAT_RAW, P("dev").c_str(), 0,
                                       &written, &err_),
               0)
         << err_.reason;
     EXPECT_EQ(written, image_.size());
-    EXPECT_EQ(Get(P("dev")), image_);
+    EXPECT_EQ(read_file(P("dev")), image_);
 }
 
 TEST_F(ImageTest, TooBigIsENOSPC)
 {
-    ASSERT_EQ(Sh("cd '" + dir_ + "' && xz -k -c img.raw > img.xz"), 0);
+    ASSERT_EQ(sh("cd '" + dir_ + "' && xz -k -c img.raw > img.xz"), 0);
     uint64_t written = 99;
     EXPECT_EQ(ota_archive_write_image(P("img.raw").c_str(), OTA_FORMAT_RAW, P("dev").c_str(),
                                       image_.size() - 1, &written, &err_),
@@ -630,7 +610,7 @@ TEST_F(ImageTest, BadImages)
               -EINVAL);
     ota_err_clear(&err_);
     // Truncated compressed stream.
-    ASSERT_EQ(Sh("cd '" + dir_ + "' && gzip -k -c img.raw | head -c 100000 > cut.gz"), 0);
+    ASSERT_EQ(sh("cd '" + dir_ + "' && gzip -k -c img.raw | head -c 100000 > cut.gz"), 0);
     EXPECT_LT(ota_archive_write_image(P("cut.gz").c_str(), OTA_FORMAT_GZ, P("dev").c_str(), 0,
                                       &written, &err_),
               0);
@@ -638,7 +618,7 @@ TEST_F(ImageTest, BadImages)
     EXPECT_EQ(ota_archive_write_image(P("img.raw").c_str(), OTA_FORMAT_RAW, P("nodev").c_str(), 0,
                                       &written, &err_),
               -ENOENT);
-    EXPECT_FALSE(Exists(P("nodev"))); // a missing device is never created
+    EXPECT_FALSE(file_exists(P("nodev"))); // a missing device is never created
     ota_err_clear(&err_);
     EXPECT_EQ(ota_archive_write_image(P("missing").c_str(), OTA_FORMAT_XZ, P("dev").c_str(), 0,
                                       &written, &err_),
@@ -648,7 +628,7 @@ TEST_F(ImageTest, BadImages)
                                       &written, &err_),
               -EINVAL);
     ota_err_clear(&err_);
-    Put(P("empty"), "");
+    write_file(P("empty"), "");
     EXPECT_EQ(ota_archive_write_image(P("empty").c_str(), OTA_FORMAT_RAW, P("dev").c_str(), 0,
                                       &written, &err_),
               -EINVAL);

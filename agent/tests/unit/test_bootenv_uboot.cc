@@ -3,6 +3,8 @@
 // (libubootenv-tool), corrupt CRCs, and a redundant env in two files.
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -23,18 +25,6 @@ const char kEnvText[] = "bootcmd=run ab_select; bootm\n"
                         "bootcount=0\n"
                         "bootlimit=3\n"
                         "upgrade_available=0\n";
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-void write_file(const std::string &path, const std::string &data)
-{
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f << data;
-}
 
 // Flips one byte of the env data (after CRC and flags) so its CRC is wrong.
 void corrupt(const std::string &path)

@@ -1,6 +1,8 @@
 // Unit tests for src/common/crypto.c: SHA-256, hex, base64, Ed25519.
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -51,20 +53,6 @@ std::string b64_of(const std::vector<uint8_t> &b)
     std::vector<char> s(4 * ((b.size() + 2) / 3) + 1);
     ota_b64_encode(b.data(), b.size(), s.data());
     return s.data();
-}
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void write_file(const std::string &path, const std::string &data)
-{
-    std::ofstream f(path, std::ios::binary);
-    f << data;
 }
 
 class TempDir : public ::testing::Test

@@ -2,6 +2,8 @@
 // without following symlinks, bounded reads, free space.
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -36,23 +38,6 @@ class FsutilTest : public ::testing::Test
     {
         return dir_ + "/" + rel;
     }
-    static void Put(const std::string &path, const std::string &data)
-    {
-        std::ofstream f(path, std::ios::binary);
-        f << data;
-    }
-    static std::string Get(const std::string &path)
-    {
-        std::ifstream f(path, std::ios::binary);
-        std::stringstream ss;
-        ss << f.rdbuf();
-        return ss.str();
-    }
-    static bool Exists(const std::string &path)
-    {
-        struct stat st;
-        return lstat(path.c_str(), &st) == 0;
-    }
     std::string dir_;
     struct ota_err err_;
 };
@@ -63,7 +48,7 @@ TEST_F(FsutilTest, WriteAtomicCreatesWithExactMode)
     int r = ota_fs_write_atomic(P("f").c_str(), "hello", 5, 0644, &err_);
     umask(old);
     ASSERT_EQ(r, 0) << err_.reason;
-    EXPECT_EQ(Get(P("f")), "hello");
+    EXPECT_EQ(read_file(P("f")), "hello");
     struct stat st;
     ASSERT_EQ(stat(P("f").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0644u);
@@ -71,14 +56,14 @@ TEST_F(FsutilTest, WriteAtomicCreatesWithExactMode)
 
 TEST_F(FsutilTest, WriteAtomicReplacesAndLeavesNoTemp)
 {
-    Put(P("f"), "old contents that are longer");
+    write_file(P("f"), "old contents that are longer");
     ASSERT_EQ(ota_fs_write_atomic(P("f").c_str(), "new", 3, 0600, &err_), 0) << err_.reason;
-    EXPECT_EQ(Get(P("f")), "new");
+    EXPECT_EQ(read_file(P("f")), "new");
     std::string tmp = P("f") + ".tmp." + std::to_string(getpid());
-    EXPECT_FALSE(Exists(tmp));
+    EXPECT_FALSE(file_exists(tmp));
     // Empty content is a valid file.
     ASSERT_EQ(ota_fs_write_atomic(P("e").c_str(), "", 0, 0600, &err_), 0) << err_.reason;
-    EXPECT_EQ(Get(P("e")), "");
+    EXPECT_EQ(read_file(P("e")), "");
 }
 
 TEST_F(FsutilTest, WriteAtomicFailsInMissingDir)
@@ -92,15 +77,15 @@ TEST_F(FsutilTest, WriteAtomicDoesNotWriteThroughSymlinkedTemp)
 {
     // A symlink planted at the temp name must not redirect the write.
     std::string tmp = P("f") + ".tmp." + std::to_string(getpid());
-    Put(P("victim"), "keep");
+    write_file(P("victim"), "keep");
     ASSERT_EQ(symlink(P("victim").c_str(), tmp.c_str()), 0);
     EXPECT_LT(ota_fs_write_atomic(P("f").c_str(), "x", 1, 0600, &err_), 0);
-    EXPECT_EQ(Get(P("victim")), "keep");
+    EXPECT_EQ(read_file(P("victim")), "keep");
 }
 
 TEST_F(FsutilTest, SyncDirAndParent)
 {
-    Put(P("f"), "x");
+    write_file(P("f"), "x");
     EXPECT_EQ(ota_fs_sync_dir(dir_.c_str(), &err_), 0);
     EXPECT_EQ(ota_fs_sync_parent(P("f").c_str(), &err_), 0);
     EXPECT_EQ(ota_fs_sync_parent(dir_.c_str(), &err_), 0);
@@ -124,7 +109,7 @@ TEST_F(FsutilTest, MkdirsMakesEveryLevel)
 
 TEST_F(FsutilTest, MkdirsRefusesFileInTheWay)
 {
-    Put(P("file"), "x");
+    write_file(P("file"), "x");
     EXPECT_EQ(ota_fs_mkdirs(P("file/sub").c_str(), &err_), -ENOTDIR);
     ota_err_clear(&err_);
     EXPECT_EQ(ota_fs_mkdirs(P("file").c_str(), &err_), -ENOTDIR);
@@ -135,13 +120,13 @@ TEST_F(FsutilTest, MkdirsRefusesFileInTheWay)
 TEST_F(FsutilTest, RemoveTreeRemovesEverythingBelow)
 {
     ASSERT_EQ(ota_fs_mkdirs(P("t/x/y").c_str(), &err_), 0);
-    Put(P("t/f"), "1");
-    Put(P("t/x/y/g"), "2");
+    write_file(P("t/f"), "1");
+    write_file(P("t/x/y/g"), "2");
     ASSERT_EQ(mkfifo(P("t/fifo").c_str(), 0600), 0);
     // Read-only directories (as a package may ship) are emptied too.
     ASSERT_EQ(chmod(P("t/x").c_str(), 0555), 0);
     ASSERT_EQ(ota_fs_remove_tree(P("t").c_str(), &err_), 0) << err_.reason;
-    EXPECT_FALSE(Exists(P("t")));
+    EXPECT_FALSE(file_exists(P("t")));
     // Missing is success.
     EXPECT_EQ(ota_fs_remove_tree(P("t").c_str(), &err_), 0);
     EXPECT_EQ(ota_fs_remove_tree(P("nodir/t").c_str(), &err_), 0);
@@ -150,32 +135,32 @@ TEST_F(FsutilTest, RemoveTreeRemovesEverythingBelow)
 TEST_F(FsutilTest, RemoveTreeDoesNotFollowSymlinks)
 {
     ASSERT_EQ(ota_fs_mkdirs(P("outside").c_str(), &err_), 0);
-    Put(P("outside/keep"), "keep");
+    write_file(P("outside/keep"), "keep");
     ASSERT_EQ(ota_fs_mkdirs(P("t").c_str(), &err_), 0);
     ASSERT_EQ(symlink(P("outside").c_str(), P("t/link").c_str()), 0);
     ASSERT_EQ(symlink("../outside/keep", P("t/flink").c_str()), 0);
     ASSERT_EQ(ota_fs_remove_tree(P("t").c_str(), &err_), 0) << err_.reason;
-    EXPECT_FALSE(Exists(P("t")));
-    EXPECT_EQ(Get(P("outside/keep")), "keep");
+    EXPECT_FALSE(file_exists(P("t")));
+    EXPECT_EQ(read_file(P("outside/keep")), "keep");
 
     // The path itself a symlink to a directory: the link goes, not the dir.
     ASSERT_EQ(symlink(P("outside").c_str(), P("l2").c_str()), 0);
     ASSERT_EQ(ota_fs_remove_tree(P("l2/").c_str(), &err_), 0) << err_.reason;
-    EXPECT_FALSE(Exists(P("l2")));
-    EXPECT_EQ(Get(P("outside/keep")), "keep");
+    EXPECT_FALSE(file_exists(P("l2")));
+    EXPECT_EQ(read_file(P("outside/keep")), "keep");
 }
 
 TEST_F(FsutilTest, RemoveTreeOfAFile)
 {
-    Put(P("f"), "x");
+    write_file(P("f"), "x");
     ASSERT_EQ(ota_fs_remove_tree(P("f").c_str(), &err_), 0);
-    EXPECT_FALSE(Exists(P("f")));
+    EXPECT_FALSE(file_exists(P("f")));
     EXPECT_EQ(ota_fs_remove_tree("/", &err_), -EINVAL);
 }
 
 TEST_F(FsutilTest, ReadAll)
 {
-    Put(P("f"), std::string("ab\0cd", 5));
+    write_file(P("f"), std::string("ab\0cd", 5));
     char *buf = nullptr;
     size_t len = 0;
     ASSERT_EQ(ota_fs_read_all(P("f").c_str(), 5, &buf, &len, &err_), 0) << err_.reason;
@@ -194,7 +179,7 @@ TEST_F(FsutilTest, ReadAll)
 
 TEST_F(FsutilTest, ReadAllEmptyAndLarge)
 {
-    Put(P("empty"), "");
+    write_file(P("empty"), "");
     char *buf = nullptr;
     size_t len = 99;
     ASSERT_EQ(ota_fs_read_all(P("empty").c_str(), 0, &buf, &len, &err_), 0);
@@ -203,7 +188,7 @@ TEST_F(FsutilTest, ReadAllEmptyAndLarge)
     free(buf);
 
     std::string big(300000, 'z');
-    Put(P("big"), big);
+    write_file(P("big"), big);
     buf = nullptr;
     ASSERT_EQ(ota_fs_read_all(P("big").c_str(), big.size(), &buf, &len, &err_), 0);
     EXPECT_EQ(len, big.size());

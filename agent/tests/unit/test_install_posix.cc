@@ -2,6 +2,8 @@
 // slots and their `current` symlink, rootfs partitions as image files.
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -41,8 +43,8 @@ class InstallTest : public ::testing::Test
         snprintf(cfg_.rootfs_dev[0], sizeof(cfg_.rootfs_dev[0]), "%s/rootA.img", dir_.c_str());
         snprintf(cfg_.rootfs_dev[1], sizeof(cfg_.rootfs_dev[1]), "%s/rootB.img", dir_.c_str());
         snprintf(cfg_.booted_file, sizeof(cfg_.booted_file), "%s/cmdline", dir_.c_str());
-        Put(cfg_.rootfs_dev[0], std::string(2 << 20, 'A'));
-        Put(cfg_.rootfs_dev[1], std::string(3 << 20, 'B'));
+        write_file(cfg_.rootfs_dev[0], std::string(2 << 20, 'A'));
+        write_file(cfg_.rootfs_dev[1], std::string(3 << 20, 'B'));
         ota_err_clear(&err_);
         Reopen();
     }
@@ -51,7 +53,7 @@ class InstallTest : public ::testing::Test
         ota_install_free(inst_);
         for (const std::string &m : mounts_)
             umount2(m.c_str(), MNT_DETACH);
-        Sh("rm -rf '" + dir_ + "'");
+        sh("rm -rf '" + dir_ + "'");
     }
     void Reopen()
     {
@@ -71,28 +73,6 @@ class InstallTest : public ::testing::Test
     {
         return std::string(cfg_.download_dir) + "/payload.part";
     }
-    static int Sh(const std::string &cmd)
-    {
-        int st = system(cmd.c_str());
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    }
-    static void Put(const std::string &path, const std::string &data)
-    {
-        std::ofstream f(path, std::ios::binary);
-        f << data;
-    }
-    static std::string Get(const std::string &path)
-    {
-        std::ifstream f(path, std::ios::binary);
-        std::stringstream ss;
-        ss << f.rdbuf();
-        return ss.str();
-    }
-    static bool Exists(const std::string &path)
-    {
-        struct stat st;
-        return lstat(path.c_str(), &st) == 0;
-    }
     static std::string Link(const std::string &path)
     {
         char buf[4096];
@@ -111,13 +91,13 @@ class InstallTest : public ::testing::Test
     std::string AppPackage(const std::string &version)
     {
         std::string stage = P("stage-" + version);
-        EXPECT_EQ(Sh("mkdir -p '" + stage + "/bin'"), 0);
-        Put(stage + "/VERSION", version + "\n");
-        Put(stage + "/bin/video-app", "#!/bin/sh\n");
+        EXPECT_EQ(sh("mkdir -p '" + stage + "/bin'"), 0);
+        write_file(stage + "/VERSION", version + "\n");
+        write_file(stage + "/bin/video-app", "#!/bin/sh\n");
         EXPECT_EQ(chmod((stage + "/bin/video-app").c_str(), 0755), 0);
         std::string out = P("app-" + version + ".tar.gz");
-        EXPECT_EQ(Sh("tar -C '" + stage + "' -czf '" + out + "' ."), 0);
-        return Get(out);
+        EXPECT_EQ(sh("tar -C '" + stage + "' -czf '" + out + "' ."), 0);
+        return read_file(out);
     }
     int Active(enum ota_kind kind, int *slot)
     {
@@ -193,18 +173,18 @@ TEST_F(InstallTest, DownloadOpenWriteResume)
     ASSERT_EQ(ops.dl_open(inst_, 6, &err_), 0) << err_.reason;
     ASSERT_EQ(ops.dl_write(inst_, "there", 5, &err_), 0);
     ASSERT_EQ(ops.dl_sync(inst_, &err_), 0);
-    EXPECT_EQ(Get(DlPath()), "hello there");
+    EXPECT_EQ(read_file(DlPath()), "hello there");
 
     // Opening again while open starts over cleanly.
     ASSERT_EQ(ops.dl_open(inst_, 11, &err_), 0) << err_.reason;
     ASSERT_EQ(ops.dl_write(inst_, "!", 1, &err_), 0);
     ops.dl_close(inst_);
-    EXPECT_EQ(Get(DlPath()), "hello there!");
+    EXPECT_EQ(read_file(DlPath()), "hello there!");
 
     // Fewer bytes on disk than the journal claims.
     EXPECT_EQ(ops.dl_open(inst_, 100, &err_), -ENODATA);
     EXPECT_EQ(err_.code, ENODATA);
-    EXPECT_EQ(Get(DlPath()), "hello there!");
+    EXPECT_EQ(read_file(DlPath()), "hello there!");
 }
 
 TEST_F(InstallTest, DownloadHashAndRemove)
@@ -281,8 +261,8 @@ TEST_F(InstallTest, SpaceCountsTheInactiveSlot)
     ASSERT_EQ(symlink("a", A("current").c_str()), 0);
     uint64_t dl_free = 0, before = 0, after = 0;
     ASSERT_EQ(ops.space(inst_, OTA_KIND_APP, &dl_free, &before, &err_), 0) << err_.reason;
-    Put(A("b/big"), std::string(8 << 20, 'b'));
-    Put(A("a/big"), std::string(4 << 20, 'a'));
+    write_file(A("b/big"), std::string(8 << 20, 'b'));
+    write_file(A("a/big"), std::string(4 << 20, 'a'));
     ASSERT_EQ(ops.space(inst_, OTA_KIND_APP, &dl_free, &after, &err_), 0) << err_.reason;
     // The active slot's 4 MiB are gone; the inactive slot's 8 MiB are room.
     EXPECT_NEAR((double)after, (double)before - (4 << 20), 64 * 1024.0);
@@ -346,7 +326,7 @@ TEST_F(InstallTest, ActiveRootfsSlotFromBootedFile)
     };
     for (const auto &c : cases) {
         SCOPED_TRACE(c.text);
-        Put(cfg_.booted_file, c.text);
+        write_file(cfg_.booted_file, c.text);
         slot = -1;
         EXPECT_EQ(Active(OTA_KIND_ROOTFS, &slot), c.ret) << err_.reason;
         EXPECT_EQ(slot, c.slot);
@@ -362,7 +342,7 @@ TEST_F(InstallTest, SlotVersion)
     char buf[64];
     EXPECT_EQ(ops.slot_version(inst_, OTA_KIND_APP, OTA_SLOT_A, buf, sizeof(buf), &err_), -ENOENT);
     ASSERT_EQ(mkdir(A("a").c_str(), 0755), 0);
-    Put(A("a/VERSION"), "  1.2.3\n");
+    write_file(A("a/VERSION"), "  1.2.3\n");
     ota_err_clear(&err_);
     ASSERT_EQ(ops.slot_version(inst_, OTA_KIND_APP, OTA_SLOT_A, buf, sizeof(buf), &err_), 0)
         << err_.reason;
@@ -371,7 +351,7 @@ TEST_F(InstallTest, SlotVersion)
     ota_err_clear(&err_);
     ASSERT_EQ(ops.slot_version(inst_, OTA_KIND_APP, OTA_SLOT_A, buf, 6, &err_), 0);
     EXPECT_STREQ(buf, "1.2.3");
-    Put(A("a/VERSION"), "\n");
+    write_file(A("a/VERSION"), "\n");
     EXPECT_EQ(ops.slot_version(inst_, OTA_KIND_APP, OTA_SLOT_A, buf, sizeof(buf), &err_), -ENOENT);
     ota_err_clear(&err_);
     EXPECT_EQ(ops.slot_version(inst_, OTA_KIND_ROOTFS, OTA_SLOT_A, buf, sizeof(buf), &err_),
@@ -391,20 +371,20 @@ TEST_F(InstallTest, AppInstallNeverTouchesTheActiveSlot)
     Download(AppPackage("2.0.0"));
     EXPECT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_A, &err_), -EBUSY);
     EXPECT_EQ(err_.code, EBUSY);
-    EXPECT_EQ(Get(A("a/VERSION")), "1.0.0\n");
+    EXPECT_EQ(read_file(A("a/VERSION")), "1.0.0\n");
 
     // The inactive slot is wiped first: leftovers of an earlier try vanish.
-    ASSERT_EQ(Sh("mkdir -p '" + A("b/junk/deeper") + "'"), 0);
-    Put(A("b/junk/deeper/file"), "stale");
-    Put(A("b/VERSION"), "0.0.1\n");
+    ASSERT_EQ(sh("mkdir -p '" + A("b/junk/deeper") + "'"), 0);
+    write_file(A("b/junk/deeper/file"), "stale");
+    write_file(A("b/VERSION"), "0.0.1\n");
     ota_err_clear(&err_);
     ASSERT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_B, &err_), 0) << err_.reason;
-    EXPECT_EQ(Get(A("b/VERSION")), "2.0.0\n");
-    EXPECT_FALSE(Exists(A("b/junk")));
+    EXPECT_EQ(read_file(A("b/VERSION")), "2.0.0\n");
+    EXPECT_FALSE(file_exists(A("b/junk")));
     struct stat st;
     ASSERT_EQ(stat(A("b/bin/video-app").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0755u);
-    EXPECT_EQ(Get(A("a/VERSION")), "1.0.0\n");
+    EXPECT_EQ(read_file(A("a/VERSION")), "1.0.0\n");
     EXPECT_EQ(Link(A("current")), "a"); // installing does not switch
 
     char buf[64];
@@ -415,40 +395,40 @@ TEST_F(InstallTest, AppInstallNeverTouchesTheActiveSlot)
 TEST_F(InstallTest, AppInstallFromDeb)
 {
     std::string stage = P("pkg");
-    ASSERT_EQ(Sh("mkdir -p '" + stage + "/DEBIAN' '" + stage + "/bin'"), 0);
-    Put(stage + "/DEBIAN/control", "Package: video-app\nVersion: 3.0.0\nArchitecture: all\n"
-                                   "Maintainer: ota <ota@example.invalid>\n"
-                                   "Description: demo app\n");
-    Put(stage + "/VERSION", "3.0.0\n");
-    Put(stage + "/bin/video-app", "#!/bin/sh\n");
+    ASSERT_EQ(sh("mkdir -p '" + stage + "/DEBIAN' '" + stage + "/bin'"), 0);
+    write_file(stage + "/DEBIAN/control", "Package: video-app\nVersion: 3.0.0\nArchitecture: all\n"
+                                          "Maintainer: ota <ota@example.invalid>\n"
+                                          "Description: demo app\n");
+    write_file(stage + "/VERSION", "3.0.0\n");
+    write_file(stage + "/bin/video-app", "#!/bin/sh\n");
     ASSERT_EQ(chmod((stage + "/bin/video-app").c_str(), 0755), 0);
     ASSERT_EQ(
-        Sh("dpkg-deb --root-owner-group --build '" + stage + "' '" + P("app.deb") + "' >/dev/null"),
+        sh("dpkg-deb --root-owner-group --build '" + stage + "' '" + P("app.deb") + "' >/dev/null"),
         0);
-    Download(Get(P("app.deb")));
+    Download(read_file(P("app.deb")));
     struct ota_manifest m = Manifest(OTA_KIND_APP, OTA_FORMAT_DEB);
     ASSERT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_B, &err_), 0) << err_.reason;
-    EXPECT_EQ(Get(A("b/VERSION")), "3.0.0\n");
-    EXPECT_FALSE(Exists(A("b/DEBIAN")));
+    EXPECT_EQ(read_file(A("b/VERSION")), "3.0.0\n");
+    EXPECT_FALSE(file_exists(A("b/DEBIAN")));
 }
 
 TEST_F(InstallTest, AppInstallFailureLeavesNoHalfSlot)
 {
     // A hostile package: refused, and the half-written slot is wiped.
     std::string stage = P("evil");
-    ASSERT_EQ(Sh("mkdir -p '" + stage + "' && ln -s /etc '" + stage + "/etc'"), 0);
-    Put(stage + "/VERSION", "6.6.6\n");
-    ASSERT_EQ(Sh("tar -C '" + stage + "' -czf '" + P("evil.tar.gz") + "' VERSION etc"), 0);
-    Download(Get(P("evil.tar.gz")));
+    ASSERT_EQ(sh("mkdir -p '" + stage + "' && ln -s /etc '" + stage + "/etc'"), 0);
+    write_file(stage + "/VERSION", "6.6.6\n");
+    ASSERT_EQ(sh("tar -C '" + stage + "' -czf '" + P("evil.tar.gz") + "' VERSION etc"), 0);
+    Download(read_file(P("evil.tar.gz")));
     struct ota_manifest m = Manifest(OTA_KIND_APP, OTA_FORMAT_TARGZ);
     EXPECT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_B, &err_), -EPERM);
-    EXPECT_FALSE(Exists(A("b")));
+    EXPECT_FALSE(file_exists(A("b")));
 
     // Not a package at all.
     Download("this is not a tarball, not even gzip");
     ota_err_clear(&err_);
     EXPECT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_B, &err_), -EINVAL);
-    EXPECT_FALSE(Exists(A("b")));
+    EXPECT_FALSE(file_exists(A("b")));
 
     // A broken `current` is not "no active slot".
     ASSERT_EQ(symlink("elsewhere", A("current").c_str()), 0);
@@ -468,18 +448,18 @@ TEST_F(InstallTest, AppInstallFailureLeavesNoHalfSlot)
 TEST_F(InstallTest, RootfsInstallStreamsOntoInactivePartition)
 {
     std::string image = std::string(1 << 20, 'I') + "tail";
-    Put(P("img.raw"), image);
-    ASSERT_EQ(Sh("gzip -c '" + P("img.raw") + "' > '" + P("img.gz") + "'"), 0);
-    Put(cfg_.booted_file, "console=ttyAMA0 ota.slot=a\n");
+    write_file(P("img.raw"), image);
+    ASSERT_EQ(sh("gzip -c '" + P("img.raw") + "' > '" + P("img.gz") + "'"), 0);
+    write_file(cfg_.booted_file, "console=ttyAMA0 ota.slot=a\n");
 
-    Download(Get(P("img.gz")));
+    Download(read_file(P("img.gz")));
     struct ota_manifest m = Manifest(OTA_KIND_ROOTFS, OTA_FORMAT_GZ);
     EXPECT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_A, &err_), -EBUSY);
-    EXPECT_EQ(Get(cfg_.rootfs_dev[0]), std::string(2 << 20, 'A'));
+    EXPECT_EQ(read_file(cfg_.rootfs_dev[0]), std::string(2 << 20, 'A'));
 
     ota_err_clear(&err_);
     ASSERT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_B, &err_), 0) << err_.reason;
-    std::string b = Get(cfg_.rootfs_dev[1]);
+    std::string b = read_file(cfg_.rootfs_dev[1]);
     ASSERT_EQ(b.size(), (size_t)(3 << 20));
     EXPECT_EQ(b.substr(0, image.size()), image);
     EXPECT_EQ(b.find_first_not_of('B', image.size()), std::string::npos);
@@ -513,14 +493,14 @@ TEST_F(InstallTest, AppSwitchFlipsCurrentAndIsIdempotent)
     // Again: nothing changes.
     ASSERT_EQ(ops.app_switch(inst_, OTA_SLOT_B, &err_), 0) << err_.reason;
     EXPECT_EQ(Link(A("current")), "b");
-    EXPECT_FALSE(Exists(A("current.tmp")));
+    EXPECT_FALSE(file_exists(A("current.tmp")));
 
     // A switch interrupted after the temp link: a stale current.tmp is
     // replaced, whatever it pointed to.
     ASSERT_EQ(symlink("b", A("current.tmp").c_str()), 0);
     ASSERT_EQ(ops.app_switch(inst_, OTA_SLOT_A, &err_), 0) << err_.reason;
     EXPECT_EQ(Link(A("current")), "a");
-    EXPECT_FALSE(Exists(A("current.tmp")));
+    EXPECT_FALSE(file_exists(A("current.tmp")));
 
     // An absolute `current` is rewritten to the relative form.
     unlink(A("current").c_str());
@@ -529,7 +509,7 @@ TEST_F(InstallTest, AppSwitchFlipsCurrentAndIsIdempotent)
     EXPECT_EQ(Link(A("current")), "b");
 
     // The tree still works after a move.
-    ASSERT_EQ(Sh("cp -a '" + app_ + "' '" + P("moved") + "'"), 0);
+    ASSERT_EQ(sh("cp -a '" + app_ + "' '" + P("moved") + "'"), 0);
     snprintf(cfg_.app_root, sizeof(cfg_.app_root), "%s", P("moved").c_str());
     Reopen();
     ASSERT_EQ(Active(OTA_KIND_APP, &slot), 0) << err_.reason;
@@ -582,7 +562,7 @@ TEST_F(InstallTest, SwitchFaultPoints)
         // Recovery: finish the switch.
         ASSERT_EQ(ops.app_switch(inst_, OTA_SLOT_B, &err_), 0) << err_.reason;
         EXPECT_EQ(Link(A("current")), "b");
-        EXPECT_FALSE(Exists(A("current.tmp")));
+        EXPECT_FALSE(file_exists(A("current.tmp")));
         ASSERT_EQ(ops.app_switch(inst_, OTA_SLOT_A, &err_), 0) << err_.reason;
     }
 #endif

@@ -2,6 +2,8 @@
 // signature over the exact bytes.
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -89,14 +91,6 @@ std::string format(const ota_manifest &m)
     std::string out = text ? text : "";
     free(text);
     return out;
-}
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
 }
 
 } // namespace

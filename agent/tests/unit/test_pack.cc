@@ -2,6 +2,8 @@
 // and verify, run as a user would, checked with the library the agent uses.
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -24,20 +26,6 @@ namespace
 {
 
 const std::string kPack = OTA_BINARY_DIR "/agent/pack/ota-pack";
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void write_file(const std::string &path, const std::string &data)
-{
-    std::ofstream f(path, std::ios::binary);
-    f << data;
-}
 
 std::string sha_hex(const std::string &path)
 {

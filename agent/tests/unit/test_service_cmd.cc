@@ -2,6 +2,8 @@
 // kind is only constructed (there is no systemd in CI).
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -19,12 +21,6 @@ namespace fs = std::filesystem;
 
 namespace
 {
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
 
 class ServiceTest : public ::testing::Test
 {

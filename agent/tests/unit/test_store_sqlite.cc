@@ -2,6 +2,8 @@
 // with databases that are garbage, truncated, corrupt or from the future.
 #include <gtest/gtest.h>
 
+#include "testutil.h"
+
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -75,18 +77,6 @@ struct ota_history make_history(int n)
     snprintf(h.reason, sizeof(h.reason), "history %d %s", n, std::string(200, 'h').c_str());
     h.ts_ms = -1000 + n; // negative on purpose: int64 round trip
     return h;
-}
-
-std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-void write_file(const std::string &path, const std::string &data)
-{
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f << data;
 }
 
 // Runs SQL on the database with a connection of our own.

@@ -73,7 +73,7 @@ int ota_json_int(const json_t *obj, const char *key, int64_t *ret, struct ota_er
 
 int ota_json_u64(const json_t *obj, const char *key, uint64_t *ret, struct ota_err *err)
 {
-    int64_t v;
+    int64_t v = 0;
     int r = ota_json_int(obj, key, &v, err);
 
     if (r < 0)

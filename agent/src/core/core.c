@@ -1261,16 +1261,18 @@ static int handle_rolling_back(struct ota_agent *a, struct ota_step *st, struct 
 int ota_agent_load(struct ota_agent *a, struct ota_err *err)
 {
     const struct ota_store_ops *st = a->ops.store;
+    struct ota_err lerr = {0};
     int r;
 
-    r = st->load(a->ops.store_ctx, &a->j, err);
+    /* A new store has no journal: that is IDLE, not a reason to keep. */
+    r = st->load(a->ops.store_ctx, &a->j, &lerr);
     if (r == -ENOENT) {
         memset(&a->j, 0, sizeof(a->j));
         a->j.state = OTA_STATE_IDLE;
         r = 0;
     }
     if (r < 0)
-        return r;
+        return ota_err_set(err, -r, "%s", lerr.reason);
     if (a->j.state < 0 || a->j.state >= OTA_STATE_MAX)
         return ota_err_set(err, EBADMSG, "journal holds an unknown state %d", (int)a->j.state);
     if (st->kv_get(a->ops.store_ctx, "device.id", a->device_id, sizeof(a->device_id), NULL) < 0)

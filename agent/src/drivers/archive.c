@@ -860,7 +860,7 @@ int ota_archive_write_image(const char *payload, enum ota_format format, const c
         goto out;
     }
     for (;;) {
-        size_t n;
+        size_t n = 0;
 
         r = image_fill(&src, buf, IMAGE_BUF_SIZE, &n, payload, err);
         if (r < 0)

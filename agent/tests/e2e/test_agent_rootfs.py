@@ -9,8 +9,9 @@ reported only after the commit), an image that does not boot (the bootloader
 falls back, the agent reports it), kill -9 at each state up to the reboot
 (the next run recovers and the update still succeeds), kill -9 in the health
 check after the reboot (rolled back with a reboot into A), and a corrupt boot
-env (bad CRC: the rootfs update fails cleanly without rewriting the env; an
-app update, which never touches the env, still goes through)."""
+env (bad CRC: the rootfs release is refused before anything is downloaded,
+the env is not rewritten, and app updates, which never touch the env, still
+go through)."""
 
 import itertools
 import os
@@ -234,23 +235,23 @@ def test_kill9_in_health_check_after_reboot_rolls_back(world, device):
     assert st["state"] == "IDLE" and st["rootfs"] == {"version": "1.0.0", "slot": "a"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a corrupt boot env is found only in SWITCHING, after rootB was written; start_rollback "
-    "then tries to write the env again in ROLLING_BACK, fails (-EBADMSG), the step returns an "
-    "error: exit 5 on this and every later run, the journal stays in ROLLING_BACK for ever, no "
-    "failure report, and app updates are blocked too (core.c check_offer / handle_rolling_back)"))
 def test_corrupt_boot_env_rootfs_update_fails_cleanly(world, device):
     dev = device(warm=True)
     rootA = dev.rootfs.digest("a")
     dev.rootfs.corrupt_env()
     env_bytes = dev.rootfs.env_bytes()
     assert otadev.run(["fw_printenv", "-c", dev.rootfs.env_config], check=False).returncode != 0
+    rootB = dev.rootfs.digest("b")
+    n = len(world["server"].state()["downloads"])
     world["server"].offer("rootfs-raw", device_id=dev.id)
     r = dev.agent("update")
     assert r.returncode == 1, r.stderr
-    assert "bad CRC" in said(r), r.stderr
+    assert "release refused" in said(r) and "bad CRC" in said(r), r.stderr
     assert dev.rootfs.env_bytes() == env_bytes, "the agent rewrote a corrupt env"
     assert dev.rootfs.digest("a") == rootA
+    # Refused before anything was downloaded or written.
+    assert world["server"].state()["downloads"][n:] == []
+    assert dev.rootfs.digest("b") == rootB
     assert not dev.rootfs.reboot_requested()
     reps = world["server"].final_reports(dev.id)
     assert [x["status"] for x in reps] == ["failure"]

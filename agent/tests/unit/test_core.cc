@@ -700,7 +700,9 @@ TEST(Core, ManualRollbackWithoutHistoryIsRefused)
     Agent ag(w);
     ota_err err{};
     ASSERT_EQ(ota_agent_load(ag.a, &err), 0);
+    EXPECT_EQ(err.code, 0) << "a new store is not an error: " << err.reason;
     EXPECT_EQ(ota_agent_rollback(ag.a, &err), -ENOENT);
+    EXPECT_NE(std::string(err.reason).find("no previous release"), std::string::npos) << err.reason;
     EXPECT_EQ(w.current, 0);
 }
 

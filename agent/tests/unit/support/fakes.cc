@@ -28,7 +28,7 @@ static char *dup_body(const std::string &s)
 static int st_load(void *ctx, ota_journal *ret, ota_err *err)
 {
     if (!W(ctx)->journal)
-        return -ENOENT;
+        return ota_err_set(err, ENOENT, "fake store: no journal yet");
     *ret = *W(ctx)->journal;
     return 0;
 }

@@ -167,7 +167,8 @@ static void host_close(struct host *h)
         close(h->lock_fd);
 }
 
-static int host_open(struct host *h, const char *config, struct ota_err *err)
+/* lock: commands that change state take the lock; status only reads. */
+static int host_open(struct host *h, const char *config, int lock, struct ota_err *err)
 {
     struct ota_agent_ops ops;
     int r;
@@ -176,7 +177,7 @@ static int host_open(struct host *h, const char *config, struct ota_err *err)
     r = ota_config_load(config, &h->cfg, err);
     if (r < 0)
         return EXIT_USAGE;
-    if (take_lock(h, err) < 0)
+    if (lock && take_lock(h, err) < 0)
         return EXIT_LOCKED;
     if (ota_sqlite_open(h->cfg.database, &h->db, err) < 0 ||
         ota_curl_new(&h->cfg.curl, &h->curl, err) < 0 ||
@@ -478,7 +479,7 @@ int ota_cli_main(int argc, char **argv)
         return EXIT_USAGE;
     }
     memset(&h, 0, sizeof(h));
-    rc = host_open(&h, config, &err);
+    rc = host_open(&h, config, strcmp(cmd, "status") != 0, &err);
     if (rc == EXIT_OK) {
         if (strcmp(cmd, "check") == 0)
             rc = cmd_check(&h, &err);

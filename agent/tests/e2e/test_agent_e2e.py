@@ -270,3 +270,24 @@ def test_github_releases_source(world, device):
     assert st["history"][0]["status"] == "success"
     assert st["outbox"] == 0
     assert reports(world, dev) == []  # this face has no status endpoint
+
+
+def test_daemon_polls_updates_and_stops_on_sigterm(world, device):
+    dev = device(agent_extra={"poll_interval": "1", "poll_jitter": "0"})
+    proc = dev.spawn("daemon")
+    try:
+        time.sleep(1.5)  # a poll or two with nothing offered
+        world["server"].offer("v2", device_id=dev.id)
+        deadline = time.time() + 60
+        while time.time() < deadline and not final_statuses(world, dev):
+            time.sleep(0.3)
+        assert final_statuses(world, dev) == ["success"]
+        assert dev.current() == "b"
+        # a second instance cannot run beside the daemon
+        r = dev.agent("update")
+        assert r.returncode == 4 and "another ota-agent" in r.stderr
+        assert dev.status()["app"]["version"] == "2.0.0"  # status needs no lock
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err

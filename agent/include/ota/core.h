@@ -250,7 +250,8 @@ struct ota_agent_config {
     uint32_t max_attempts;      /* download/verify attempts per update */
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
-    uint64_t checkpoint_bytes; /* download bytes between durable checkpoints */
+    uint64_t checkpoint_bytes;      /* download bytes between durable checkpoints */
+    int64_t checkpoint_interval_ms; /* ... and at least this long apart (mono) */
 };
 
 /* Sets the documented defaults. */

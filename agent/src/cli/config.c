@@ -50,6 +50,7 @@ static const struct key keys[] = {
     I("agent", "backoff_base_ms", agent.backoff_base_ms, 0, 1),
     I("agent", "backoff_max_ms", agent.backoff_max_ms, 0, 1),
     I("agent", "checkpoint_bytes", agent.checkpoint_bytes, 4096, 1),
+    I("agent", "checkpoint_interval_ms", agent.checkpoint_interval_ms, 0, 1),
     S("transport", "ca_file", curl.ca_file),
     I("transport", "connect_timeout", curl.connect_timeout_s, 1, 1),
     I("transport", "low_speed_bytes", curl.low_speed_bytes, 0, 1),

@@ -154,7 +154,7 @@ def downloads_since(world, n):
 
 
 def test_kill9_mid_download_resumes_from_durable_prefix(world, device):
-    dev = device("v2", agent_extra={"checkpoint_bytes": "16384"})
+    dev = device("v2", agent_extra={"checkpoint_bytes": "16384", "checkpoint_interval_ms": "0"})
     n = len(world["server"].state()["downloads"])
     world["server"].faults([{"kind": "throttle", "bytes_per_s": 20000, "count": 0,
                              "match": "v2/payload"}])

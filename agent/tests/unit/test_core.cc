@@ -43,6 +43,7 @@ struct Agent {
         cfg.health_window_ms = 5000;
         cfg.health_interval_ms = 1000;
         cfg.checkpoint_bytes = 64 * 1024;
+        cfg.checkpoint_interval_ms = 0; // the fake clock stands still during a download
         if (with_health_url)
             strcpy(cfg.health_url, "http://app/health");
         ops = w.ops();
@@ -412,6 +413,24 @@ TEST(Core, RestartInDownloadResumesFromDurablePrefix)
     ASSERT_EQ(ag2.run(), OTA_STEP_IDLE);
     EXPECT_EQ(ota_agent_last_outcome(ag2.a, nullptr), OTA_STATUS_SUCCESS);
     EXPECT_EQ(w.download_offsets.back(), durable);
+}
+
+TEST(Core, CheckpointsAreSpacedInTime)
+{
+    FakeWorld w;
+    Agent ag(w);
+    ag.cfg.checkpoint_interval_ms = 1000;
+    ag.reopen();
+    offer(w, "2.0.0", payload_of(1000000));
+    w.cut_after = 700000;
+    ota_err err{};
+    ASSERT_EQ(ag.start(), 0);
+    ASSERT_EQ(ota_agent_check(ag.a, 0, &err), 0);
+    ota_step st{};
+    ASSERT_EQ(ota_agent_step(ag.a, &st, &err), 0);
+    ASSERT_EQ(ota_agent_step(ag.a, &st, &err), 0);
+    // 700000 bytes at a standing clock: one checkpoint at 64 KiB, none after.
+    EXPECT_EQ(w.journal->durable_len, 65536u);
 }
 
 TEST(Core, RestartInDownloadWithCorruptPrefixStartsFromZero)

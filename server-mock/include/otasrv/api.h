@@ -1,0 +1,32 @@
+/* The request handlers: one module per face (api_github.c, api_device.c,
+ * api_admin.c). The router in server.c picks the face from the path; a
+ * handler answers everything under it, errors included. */
+#ifndef OTASRV_API_H
+#define OTASRV_API_H
+
+#include "otasrv/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* GitHub-Releases face: /repos/{owner}/{repo}/releases..., and asset
+ * downloads at /{owner}/{repo}/releases/download/{release id}/{name}. */
+enum MHD_Result ota_api_github_handle(struct ota_req *req);
+
+/* Device face: /api/v1/devices/register, /api/v1/devices/{id}/checkin,
+ * /api/v1/devices/{id}/status, GET|HEAD /api/v1/releases/{id}/{file}. */
+enum MHD_Result ota_api_device_handle(struct ota_req *req);
+
+/* Admin face: the rest of /api/v1 (Bearer: admin token). */
+enum MHD_Result ota_api_admin_handle(struct ota_req *req);
+/* PUT /api/v1/releases/{id}/payload, called before the body arrives: sets
+ * up req->up (fd >= 0) or records req->early_status. */
+void ota_api_admin_upload_begin(struct ota_req *req);
+/* Called once the whole upload is written: checks, renames, answers. */
+enum MHD_Result ota_api_admin_upload_end(struct ota_req *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,135 @@
+/* The HTTP server (wraps libmicrohttpd; the only file that starts it): the
+ * daemon, the request context every handler gets, the router and the reply
+ * helpers. Every answer carries X-Request-Id; every 4xx/5xx carries the
+ * JSON body {"detail": "..."}. Endpoints: docs/protocol.md. */
+#ifndef OTASRV_SERVER_H
+#define OTASRV_SERVER_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "ota/crypto.h"
+#include "ota/err.h"
+#include "otasrv/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTA_SRV_MAX_SEGS 10
+
+struct ota_srv_config {
+    const char *listen;           /* address, default "127.0.0.1" */
+    uint16_t port;                /* 0: any free port */
+    const char *port_file;        /* written (atomically) once listening; NULL: none */
+    const char *db_path;          /* default "./ota-server.db" */
+    const char *data_dir;         /* release files; default "./ota-server-data" */
+    const char *admin_token;      /* NULL: read or generate admin_token_file */
+    const char *admin_token_file; /* NULL: <data_dir>/admin.token */
+    const char *enroll_token;     /* NULL: registration takes any token */
+    const char *tls_cert, *tls_key;
+    const char *public_key; /* PEM file: releases must verify against it; NULL: not checked */
+    const char *public_url; /* base of URLs in answers; NULL: from Host */
+    const char *log_path;   /* JSON-lines access log; "-": stderr; NULL: none */
+    size_t max_body;        /* JSON body limit, default 1 MiB */
+    uint64_t max_upload;    /* raw upload limit, default 8 GiB */
+    unsigned threads;       /* thread pool size, default 4 */
+};
+
+struct ota_srv {
+    struct ota_srv_config cfg;
+    struct ota_store *store;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    int tls;
+    int enroll_open;         /* no enrollment token configured */
+    char enroll_sha[65];     /* its SHA-256 */
+    char releases_dir[4096]; /* <data_dir>/releases */
+    char *public_key_pem;    /* NULL: signatures not checked */
+    char *tls_cert_pem, *tls_key_pem;
+    FILE *log;
+    pthread_mutex_t log_lock;
+    atomic_ullong seq;
+    char boot[9];
+    /* Rollout hook: 1 if a release may not be deleted (in use). NULL: never. */
+    int (*release_in_use)(void *ctx, const char *release_id);
+    void *hook_ctx;
+};
+
+struct ota_req {
+    struct ota_srv *srv;
+    struct MHD_Connection *conn;
+    const char *method;
+    int is_head;
+    char path[2048];                   /* decoded path, without the query */
+    char segbuf[2048];                 /* path, split at '/' */
+    const char *seg[OTA_SRV_MAX_SEGS]; /* path segments, into segbuf */
+    int nseg;
+    char id[40]; /* request id */
+    int64_t t0_ms;
+    unsigned status; /* the answer's status, once queued */
+    /* JSON body, NUL-terminated */
+    char *body;
+    size_t body_len, body_cap;
+    /* an error decided before the body was read; answered at the end */
+    unsigned early_status;
+    char early_detail[256];
+    /* raw upload streamed to a file (PUT): fd >= 0 while open */
+    struct {
+        int fd;
+        char tmp[4200];
+        char dst[4200];
+        uint64_t len;
+        struct ota_sha256 *hash;
+        char release_id[129];
+    } up;
+};
+
+/* Starts listening (and writes the port file). */
+int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret,
+                     struct ota_err *err) OTA_MUST;
+/* Stops the daemon and frees everything; NULL ok. */
+void ota_server_stop(struct ota_srv *srv);
+
+/* ---- for handlers ---- */
+
+/* Queues resp (destroyed here) with the common headers. */
+enum MHD_Result ota_srv_reply(struct ota_req *req, unsigned status, struct MHD_Response *resp);
+/* Queues body (reference stolen) as JSON. */
+enum MHD_Result ota_srv_reply_json(struct ota_req *req, unsigned status, json_t *body);
+/* {"detail": ...}. */
+enum MHD_Result ota_srv_reply_error(struct ota_req *req, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A store failure: 404 for -ENOENT, 409 for -EEXIST, 503 for -EBUSY, else 500. */
+enum MHD_Result ota_srv_reply_store_error(struct ota_req *req, int r, const struct ota_err *err);
+
+const char *ota_srv_header(struct ota_req *req, const char *name);
+const char *ota_srv_query(struct ota_req *req, const char *name);
+/* SHA-256 hex of the Bearer token; -ENOENT if there is none. */
+int ota_srv_bearer_sha(struct ota_req *req, char ret_sha[65]) OTA_MUST;
+/* 0 if the Bearer token is the admin token, else replies 401 and returns -EACCES. */
+int ota_srv_require_admin(struct ota_req *req, enum MHD_Result *ret_reply) OTA_MUST;
+/* "http://host:port" as the client reached us (or public_url). */
+void ota_srv_base_url(struct ota_req *req, char *buf, size_t cap);
+/* The body as a JSON object; on failure replies 400 and returns -EINVAL. */
+int ota_srv_body_object(struct ota_req *req, json_t **ret, enum MHD_Result *ret_reply) OTA_MUST;
+/* 0 if obj's keys are all in allowed (NULL-terminated); else -EINVAL naming one. */
+int ota_srv_check_keys(const json_t *obj, const char *const *allowed, struct ota_err *err) OTA_MUST;
+/* 1 if s is an id: [A-Za-z0-9][A-Za-z0-9._+-]{0,127}. */
+int ota_srv_valid_id(const char *s);
+int64_t ota_srv_now_ms(void);
+/* nbytes (<= 64) random bytes as hex into buf (2 * nbytes + 1). */
+int ota_srv_random_hex(char *buf, size_t nbytes) OTA_MUST;
+/* SHA-256 of the string s as lower-case hex. */
+int ota_srv_sha_hex(const char *s, char ret[65]) OTA_MUST;
+/* Query parameter as an integer in [min, max]; def if absent; -EINVAL. */
+int ota_srv_query_int(struct ota_req *req, const char *name, int64_t def, int64_t min, int64_t max,
+                      int64_t *ret, struct ota_err *err) OTA_MUST;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,565 @@
+/* The admin face of the fleet API: releases, devices, reports. Every call
+ * needs the admin token. How a release built by ota-pack gets in
+ * (docs/protocol.md, "Admin API"):
+ *   1. POST /api/v1/releases {"dir": "<ota-pack --out dir on this host>"}
+ *      copies manifest, signature and payload in; or
+ *   2. POST /api/v1/releases {"manifest": text, "signature": b64,
+ *      "payload_path"?: path on this host}; without payload_path, the
+ *      payload follows as the raw body of PUT /api/v1/releases/{id}/payload,
+ *      streamed to disk and checked against the manifest's size and sha256.
+ * Files land in <data-dir>/releases/<id>/ (written durably) before the
+ * database row; a release becomes visible to devices only when published. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ota/crypto.h"
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "ota/manifest.h"
+#include "otasrv/api.h"
+#include "otasrv/files.h"
+
+#define RELEASE_ID_MAX 56 /* "rel-<id>" must fit the agent's 64-byte update id */
+
+static json_t *release_json(const struct ota_release *r)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:b, s:I, s:I, s:s, s:s}", "id",
+                     r->id, "name", r->name, "version", r->version, "kind", r->kind, "payload",
+                     r->payload_name, "size", (json_int_t)r->size, "sha256", r->sha256,
+                     "has_payload", r->payload_path[0] != 0, "published", r->published,
+                     "published_ms", (json_int_t)r->published_ms, "created_ms",
+                     (json_int_t)r->created_ms, "manifest", r->manifest, "signature", r->signature);
+}
+
+/* Unknown query parameters are refused like unknown body fields. */
+struct query_check {
+    const char *const *allowed;
+    char bad[64];
+};
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    struct query_check *q = cls;
+
+    for (const char *const *a = q->allowed; *a; a++)
+        if (strcmp(*a, key) == 0)
+            return MHD_YES;
+    ota_strlcpy(q->bad, key, sizeof(q->bad));
+    return MHD_NO;
+}
+
+static int check_query(struct ota_req *req, const char *const *allowed, enum MHD_Result *ret)
+{
+    struct query_check q = {allowed, ""};
+
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
+    if (q.bad[0]) {
+        *ret = ota_srv_reply_error(req, 400, "unknown query parameter \"%s\"", q.bad);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Copies src to dst durably, checking size and SHA-256 on the way; never
+ * holds more than a buffer of it. */
+static int copy_checked(const char *src, const char *dst, uint64_t size, const char *sha_hex,
+                        struct ota_err *err)
+{
+    char tmp[4200], got[OTA_SHA256_HEX];
+    uint8_t d[OTA_SHA256_LEN];
+    static __thread char buf[1 << 16];
+    struct ota_sha256 *h = ota_sha256_new();
+    uint64_t total = 0;
+    int in = -1, out = -1, r = 0;
+    ssize_t n;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
+    if (!h)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        r = ota_err_set(err, errno, "%s: %s", src, strerror(errno));
+        goto out;
+    }
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        r = ota_err_set(err, errno, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            r = ota_err_set(err, errno ? errno : EIO, "%s: %s", tmp, strerror(errno ? errno : EIO));
+            goto out;
+        }
+        if ((r = ota_sha256_update(h, buf, (size_t)n)) < 0)
+            goto out;
+        total += (uint64_t)n;
+    }
+    if (n < 0) {
+        r = ota_err_set(err, errno, "%s: %s", src, strerror(errno));
+        goto out;
+    }
+    if ((r = ota_sha256_final(h, d)) < 0)
+        goto out;
+    ota_hex_encode(d, sizeof(d), got);
+    if (total != size || strcmp(got, sha_hex) != 0) {
+        r = ota_err_set(err, EBADMSG,
+                        "payload %s: %llu bytes, sha256 %s; the manifest says %llu, %s", src,
+                        (unsigned long long)total, got, (unsigned long long)size, sha_hex);
+        goto out;
+    }
+    if (fsync(out) < 0 || rename(tmp, dst) < 0) {
+        r = ota_err_set(err, errno, "%s: %s", dst, strerror(errno));
+        goto out;
+    }
+    r = ota_fs_sync_parent(dst, err);
+out:
+    if (out >= 0)
+        close(out);
+    if (in >= 0)
+        close(in);
+    if (r < 0)
+        unlink(tmp);
+    ota_sha256_free(h);
+    return r;
+}
+
+static char *read_trimmed(const char *path, size_t max, struct ota_err *err)
+{
+    char *text = NULL;
+    size_t n = 0;
+
+    if (ota_fs_read_all(path, max, &text, &n, err) < 0)
+        return NULL;
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+        text[--n] = '\0';
+    return text;
+}
+
+static enum MHD_Result release_add(struct ota_req *req)
+{
+    static const char *const keys[] = {"id",           "dir",     "manifest", "signature",
+                                       "payload_path", "publish", NULL};
+    struct ota_srv *srv = req->srv;
+    struct ota_err err = {0};
+    struct ota_release rel = {0}, *got = NULL;
+    struct ota_manifest m;
+    char *manifest = NULL, *sig = NULL, src[4200] = "", dir[4200], path[4400];
+    uint8_t raw[OTA_ED25519_SIG_LEN + 4];
+    size_t rawn = 0;
+    const char *dirarg, *id, *payload_path;
+    json_t *o = NULL, *pub;
+    enum MHD_Result ret;
+    int r, made_dir = 0;
+
+    if (ota_srv_body_object(req, &o, &ret) < 0)
+        return ret;
+    if (ota_srv_check_keys(o, keys, &err) < 0) {
+        ret = ota_srv_reply_error(req, 400, "%s", err.reason);
+        goto out;
+    }
+    dirarg = json_string_value(json_object_get(o, "dir"));
+    payload_path = json_string_value(json_object_get(o, "payload_path"));
+    id = json_string_value(json_object_get(o, "id"));
+    pub = json_object_get(o, "publish");
+    if ((json_object_get(o, "dir") && !dirarg) || (json_object_get(o, "id") && !id) ||
+        (json_object_get(o, "payload_path") && !payload_path) || (pub && !json_is_boolean(pub))) {
+        ret = ota_srv_reply_error(req, 400, "dir, id, payload_path: strings; publish: a boolean");
+        goto out;
+    }
+    if (dirarg) {
+        if (json_object_get(o, "manifest") || json_object_get(o, "signature") || payload_path) {
+            ret = ota_srv_reply_error(req, 400, "give dir, or manifest and signature: not both");
+            goto out;
+        }
+        snprintf(path, sizeof(path), "%s/manifest.json", dirarg);
+        manifest = read_trimmed(path, OTA_MANIFEST_MAX_BYTES, &err);
+        snprintf(path, sizeof(path), "%s/manifest.json.sig", dirarg);
+        sig = manifest ? read_trimmed(path, 1024, &err) : NULL;
+        if (!manifest || !sig) {
+            ret = ota_srv_reply_error(req, 400, "dir: %s", err.reason);
+            goto out;
+        }
+    } else {
+        const char *mt = json_string_value(json_object_get(o, "manifest"));
+        const char *st = json_string_value(json_object_get(o, "signature"));
+        if (!mt || !st) {
+            ret = ota_srv_reply_error(req, 400,
+                                      "fields manifest and signature (strings) are required "
+                                      "without dir");
+            goto out;
+        }
+        manifest = strdup(mt);
+        sig = strdup(st);
+        if (!manifest || !sig) {
+            ret = ota_srv_reply_error(req, 500, "out of memory");
+            goto out;
+        }
+    }
+    if (ota_manifest_parse(manifest, strlen(manifest), &m, &err) < 0) {
+        ret = ota_srv_reply_error(req, 400, "manifest: %s", err.reason);
+        goto out;
+    }
+    if (strlen(sig) >= sizeof(rel.signature) || ota_b64_decode(sig, raw, sizeof(raw), &rawn) < 0 ||
+        rawn != OTA_ED25519_SIG_LEN) {
+        ret = ota_srv_reply_error(req, 400, "signature: base64 of a 64-byte Ed25519 signature");
+        goto out;
+    }
+    if (srv->public_key_pem &&
+        ota_manifest_verify(manifest, strlen(manifest), sig, srv->public_key_pem, &err) < 0) {
+        ret = ota_srv_reply_error(req, 400, "signature: %s", err.reason);
+        goto out;
+    }
+    if (id)
+        ota_strlcpy(rel.id, id, sizeof(rel.id));
+    else
+        snprintf(rel.id, sizeof(rel.id), "%s-%s", m.name, m.version);
+    if (!ota_srv_valid_id(rel.id) || strlen(rel.id) > RELEASE_ID_MAX) {
+        ret = ota_srv_reply_error(req, 400, "release id \"%s\": [A-Za-z0-9][A-Za-z0-9._+-]{0,55}",
+                                  rel.id);
+        goto out;
+    }
+    if (!ota_srv_valid_id(m.payload)) {
+        ret = ota_srv_reply_error(req, 400, "manifest: payload name \"%s\" is not a plain name",
+                                  m.payload);
+        goto out;
+    }
+    if (ota_store_release_get(srv->store, rel.id, &got, NULL) == 0) {
+        ret = ota_srv_reply_error(req, 409, "release %s exists", rel.id);
+        goto out;
+    }
+    ota_strlcpy(rel.name, m.name, sizeof(rel.name));
+    ota_strlcpy(rel.version, m.version, sizeof(rel.version));
+    ota_strlcpy(rel.kind, ota_kind_names[m.kind], sizeof(rel.kind));
+    ota_strlcpy(rel.payload_name, m.payload, sizeof(rel.payload_name));
+    ota_strlcpy(rel.signature, sig, sizeof(rel.signature));
+    ota_hex_encode(m.sha256, sizeof(m.sha256), rel.sha256);
+    rel.size = m.size;
+    rel.manifest = manifest;
+    rel.created_ms = ota_srv_now_ms();
+    if (dirarg)
+        snprintf(src, sizeof(src), "%s/%s", dirarg, m.payload);
+    else if (payload_path)
+        ota_strlcpy(src, payload_path, sizeof(src));
+
+    /* Files first (a stale directory from a crash is replaced), row last. */
+    snprintf(dir, sizeof(dir), "%s/%s", srv->releases_dir, rel.id);
+    if ((r = ota_fs_remove_tree(dir, &err)) < 0 || (r = ota_fs_mkdirs(dir, &err)) < 0) {
+        ret = ota_srv_reply_error(req, 500, "%s", err.reason);
+        goto out;
+    }
+    made_dir = 1;
+    {
+        char line[400];
+        snprintf(line, sizeof(line), "%s  %s\n", rel.sha256, rel.payload_name);
+        snprintf(path, sizeof(path), "%s/manifest.json", dir);
+        r = ota_fs_write_atomic(path, manifest, strlen(manifest), 0644, &err);
+        snprintf(path, sizeof(path), "%s/manifest.json.sig", dir);
+        if (r == 0)
+            r = ota_fs_write_atomic(path, sig, strlen(sig), 0644, &err);
+        snprintf(path, sizeof(path), "%s/%s.sha256", dir, rel.payload_name);
+        if (r == 0)
+            r = ota_fs_write_atomic(path, line, strlen(line), 0644, &err);
+        if (r < 0) {
+            ret = ota_srv_reply_error(req, 500, "%s", err.reason);
+            goto out;
+        }
+    }
+    if (src[0]) {
+        snprintf(path, sizeof(path), "%s/%s", dir, rel.payload_name);
+        r = copy_checked(src, path, rel.size, rel.sha256, &err);
+        if (r < 0) {
+            ret = ota_srv_reply_error(req, r == -EBADMSG || r == -ENOENT ? 400 : 500, "%s",
+                                      err.reason);
+            goto out;
+        }
+        ota_strlcpy(rel.payload_path, path, sizeof(rel.payload_path));
+        if (json_is_true(pub)) {
+            rel.published = 1;
+            rel.published_ms = rel.created_ms;
+        }
+    } else if (json_is_true(pub)) {
+        ret = ota_srv_reply_error(req, 409, "cannot publish a release without its payload");
+        goto out;
+    }
+    if ((r = ota_store_release_add(srv->store, &rel, &err)) < 0) {
+        if (r == -EEXIST)
+            made_dir = 0; /* someone else's now */
+        ret = ota_srv_reply_store_error(req, r, &err);
+        goto out;
+    }
+    made_dir = 0;
+    ret = ota_srv_reply_json(req, 201, release_json(&rel));
+out:
+    if (made_dir)
+        ota_ignore(ota_fs_remove_tree(dir, NULL));
+    ota_release_free(got);
+    free(manifest);
+    free(sig);
+    json_decref(o);
+    return ret;
+}
+
+void ota_api_admin_upload_begin(struct ota_req *req)
+{
+    struct ota_srv *srv = req->srv;
+    struct ota_release *rel = NULL;
+    const char *rid = req->seg[3];
+    const char *cl = ota_srv_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char sha[65];
+
+    if (ota_srv_bearer_sha(req, sha) < 0 ||
+        ota_store_admin_token_check(srv->store, sha, NULL) < 0) {
+        req->early_status = 401;
+        snprintf(req->early_detail, sizeof(req->early_detail), "admin token required");
+        return;
+    }
+    if (!ota_srv_valid_id(rid) || ota_store_release_get(srv->store, rid, &rel, NULL) < 0) {
+        req->early_status = 404;
+        snprintf(req->early_detail, sizeof(req->early_detail), "no release %.128s", rid);
+        return;
+    }
+    if (rel->payload_path[0]) {
+        req->early_status = 409;
+        snprintf(req->early_detail, sizeof(req->early_detail), "release %s has its payload",
+                 rel->id);
+    } else if (cl && strtoull(cl, NULL, 10) != rel->size) {
+        req->early_status = 400;
+        snprintf(req->early_detail, sizeof(req->early_detail),
+                 "Content-Length %s: the manifest says %llu bytes", cl,
+                 (unsigned long long)rel->size);
+    } else {
+        snprintf(req->up.tmp, sizeof(req->up.tmp), "%s/%s/.upload-%s", srv->releases_dir, rel->id,
+                 req->id);
+        snprintf(req->up.dst, sizeof(req->up.dst), "%s/%s/%s", srv->releases_dir, rel->id,
+                 rel->payload_name);
+        ota_strlcpy(req->up.release_id, rel->id, sizeof(req->up.release_id));
+        req->up.hash = ota_sha256_new();
+        req->up.fd =
+            req->up.hash ? open(req->up.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
+        if (req->up.fd < 0) {
+            req->early_status = 500;
+            snprintf(req->early_detail, sizeof(req->early_detail), "cannot store the upload: %s",
+                     strerror(errno ? errno : ENOMEM));
+        }
+    }
+    ota_release_free(rel);
+}
+
+enum MHD_Result ota_api_admin_upload_end(struct ota_req *req)
+{
+    struct ota_srv *srv = req->srv;
+    struct ota_release *rel = NULL;
+    struct ota_err err = {0};
+    uint8_t d[OTA_SHA256_LEN];
+    char got[OTA_SHA256_HEX];
+    enum MHD_Result ret;
+    int r;
+
+    if ((r = ota_store_release_get(srv->store, req->up.release_id, &rel, &err)) < 0)
+        return ota_srv_reply_store_error(req, r, &err);
+    if (ota_sha256_final(req->up.hash, d) < 0) {
+        ret = ota_srv_reply_error(req, 500, "hashing the upload");
+        goto out;
+    }
+    ota_hex_encode(d, sizeof(d), got);
+    if (req->up.len != rel->size || strcmp(got, rel->sha256) != 0) {
+        ret = ota_srv_reply_error(
+            req, 400, "upload: %llu bytes, sha256 %s; the manifest says %llu, %s",
+            (unsigned long long)req->up.len, got, (unsigned long long)rel->size, rel->sha256);
+        goto out;
+    }
+    if (fsync(req->up.fd) < 0 || rename(req->up.tmp, req->up.dst) < 0) {
+        ret = ota_srv_reply_error(req, 500, "storing the upload: %s", strerror(errno));
+        goto out;
+    }
+    close(req->up.fd);
+    req->up.fd = -1;
+    if ((r = ota_fs_sync_parent(req->up.dst, &err)) < 0 ||
+        (r = ota_store_release_set_payload(srv->store, rel->id, req->up.dst, &err)) < 0) {
+        ret = ota_srv_reply_store_error(req, r, &err);
+        goto out;
+    }
+    ota_strlcpy(rel->payload_path, req->up.dst, sizeof(rel->payload_path));
+    ret = ota_srv_reply_json(req, 200, release_json(rel));
+out:
+    ota_release_free(rel);
+    return ret;
+}
+
+static enum MHD_Result releases_list(struct ota_req *req)
+{
+    static const char *const q[] = {"published", "limit", "offset", NULL};
+    struct ota_err err = {0};
+    struct ota_release **v = NULL;
+    int64_t published, limit, offset;
+    size_t n = 0;
+    json_t *out, *arr;
+    enum MHD_Result ret;
+    int r;
+
+    if (check_query(req, q, &ret) < 0)
+        return ret;
+    if (ota_srv_query_int(req, "published", -1, 0, 1, &published, &err) < 0 ||
+        ota_srv_query_int(req, "limit", 100, 1, 1000, &limit, &err) < 0 ||
+        ota_srv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0)
+        return ota_srv_reply_error(req, 400, "%s", err.reason);
+    if ((r = ota_store_release_list(req->srv->store, published == 1, &v, &n, &err)) < 0)
+        return ota_srv_reply_store_error(req, r, &err);
+    out = json_pack("{s:[], s:I}", "releases", "total", (json_int_t)0);
+    arr = json_object_get(out, "releases");
+    for (size_t i = 0, seen = 0; i < n; i++) {
+        if (published == 0 && v[i]->published)
+            continue;
+        if (seen++ >= (size_t)offset && json_array_size(arr) < (size_t)limit)
+            json_array_append_new(arr, release_json(v[i]));
+        json_object_set_new(out, "total", json_integer((json_int_t)seen));
+    }
+    for (size_t i = 0; i < n; i++)
+        ota_release_free(v[i]);
+    free(v);
+    return ota_srv_reply_json(req, 200, out);
+}
+
+static enum MHD_Result release_one(struct ota_req *req, const char *rid, const char *action)
+{
+    struct ota_srv *srv = req->srv;
+    struct ota_release *rel = NULL;
+    struct ota_err err = {0};
+    char dir[4200];
+    enum MHD_Result ret;
+    int r;
+
+    if (!ota_srv_valid_id(rid) || (r = ota_store_release_get(srv->store, rid, &rel, &err)) < 0)
+        return ota_srv_reply_error(req, 404, "no release %s", rid);
+    if (strcmp(action, "get") == 0) {
+        ret = ota_srv_reply_json(req, 200, release_json(rel));
+    } else if (strcmp(action, "publish") == 0) {
+        if (!rel->payload_path[0])
+            ret = ota_srv_reply_error(req, 409, "release %s has no payload yet", rid);
+        else if ((r = ota_store_release_publish(srv->store, rid, ota_srv_now_ms(), &err)) < 0 ||
+                 (ota_release_free(rel), rel = NULL,
+                  r = ota_store_release_get(srv->store, rid, &rel, &err)) < 0)
+            ret = ota_srv_reply_store_error(req, r, &err);
+        else
+            ret = ota_srv_reply_json(req, 200, release_json(rel));
+    } else { /* delete */
+        if (srv->release_in_use && srv->release_in_use(srv->hook_ctx, rid))
+            ret = ota_srv_reply_error(req, 409, "release %s is used by a rollout", rid);
+        else if ((r = ota_store_release_delete(srv->store, rid, &err)) < 0)
+            ret = ota_srv_reply_store_error(req, r, &err);
+        else {
+            snprintf(dir, sizeof(dir), "%s/%s", srv->releases_dir, rid);
+            ota_ignore(ota_fs_remove_tree(dir, NULL)); /* the row is gone: files are garbage */
+            ret = ota_srv_reply_json(req, 200, json_pack("{s:s}", "deleted", rid));
+        }
+    }
+    ota_release_free(rel);
+    return ret;
+}
+
+static enum MHD_Result devices_list(struct ota_req *req)
+{
+    static const char *const q[] = {"type", "group", "tag",    "version",
+                                    "kind", "limit", "offset", NULL};
+    struct ota_device_filter f = {0};
+    struct ota_err err = {0};
+    enum MHD_Result ret;
+    json_t *out;
+    int r;
+
+    if (check_query(req, q, &ret) < 0)
+        return ret;
+    f.type = ota_srv_query(req, "type");
+    f.group = ota_srv_query(req, "group");
+    f.tag = ota_srv_query(req, "tag");
+    f.version = ota_srv_query(req, "version");
+    f.kind = ota_srv_query(req, "kind");
+    if (f.kind && strcmp(f.kind, "app") != 0 && strcmp(f.kind, "rootfs") != 0)
+        return ota_srv_reply_error(req, 400, "query parameter kind: app or rootfs");
+    if (ota_srv_query_int(req, "limit", 100, 1, 1000, &f.limit, &err) < 0 ||
+        ota_srv_query_int(req, "offset", 0, 0, INT64_MAX, &f.offset, &err) < 0)
+        return ota_srv_reply_error(req, 400, "%s", err.reason);
+    if ((r = ota_store_devices_list(req->srv->store, &f, &out, &err)) < 0)
+        return ota_srv_reply_store_error(req, r, &err);
+    {
+        int64_t total = json_integer_value(json_object_get(out, "total"));
+        int64_t next = f.offset + (int64_t)json_array_size(json_object_get(out, "devices"));
+        json_object_set_new(out, "limit", json_integer(f.limit));
+        json_object_set_new(out, "offset", json_integer(f.offset));
+        json_object_set_new(out, "next_offset", next < total ? json_integer(next) : json_null());
+    }
+    return ota_srv_reply_json(req, 200, out);
+}
+
+static enum MHD_Result reports_list(struct ota_req *req)
+{
+    static const char *const q[] = {"device", "update_id", "limit", "offset", NULL};
+    struct ota_err err = {0};
+    int64_t limit, offset;
+    enum MHD_Result ret;
+    json_t *out;
+    int r;
+
+    if (check_query(req, q, &ret) < 0)
+        return ret;
+    if (ota_srv_query_int(req, "limit", 1000, 1, 10000, &limit, &err) < 0 ||
+        ota_srv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0)
+        return ota_srv_reply_error(req, 400, "%s", err.reason);
+    r = ota_store_reports_list(req->srv->store, ota_srv_query(req, "device"),
+                               ota_srv_query(req, "update_id"), limit, offset, &out, &err);
+    if (r < 0)
+        return ota_srv_reply_store_error(req, r, &err);
+    return ota_srv_reply_json(req, 200, out);
+}
+
+enum MHD_Result ota_api_admin_handle(struct ota_req *req)
+{
+    const char *const *s = req->seg;
+    const char *m = req->method;
+    int n = req->nseg, get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
+    enum MHD_Result ret;
+    json_t *dev;
+    struct ota_err err = {0};
+    int r;
+
+    if (ota_srv_require_admin(req, &ret) < 0)
+        return ret;
+    if (n == 3 && strcmp(s[2], "releases") == 0) {
+        if (get)
+            return releases_list(req);
+        if (post)
+            return release_add(req);
+    } else if (n == 4 && strcmp(s[2], "releases") == 0) {
+        if (get)
+            return release_one(req, s[3], "get");
+        if (strcmp(m, "DELETE") == 0)
+            return release_one(req, s[3], "delete");
+    } else if (n == 5 && strcmp(s[2], "releases") == 0 && strcmp(s[4], "publish") == 0) {
+        if (post)
+            return release_one(req, s[3], "publish");
+    } else if (n == 3 && strcmp(s[2], "devices") == 0) {
+        if (get)
+            return devices_list(req);
+    } else if (n == 4 && strcmp(s[2], "devices") == 0) {
+        if (get) {
+            if (!ota_srv_valid_id(s[3]))
+                return ota_srv_reply_error(req, 404, "no device %s", s[3]);
+            if ((r = ota_store_device_get(req->srv->store, s[3], &dev, &err)) < 0)
+                return ota_srv_reply_store_error(req, r, &err);
+            return ota_srv_reply_json(req, 200, dev);
+        }
+    } else if (n == 3 && strcmp(s[2], "reports") == 0) {
+        if (get)
+            return reports_list(req);
+    } else {
+        return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+    }
+    return ota_srv_reply_error(req, 405, "method %s not allowed on %s", m, req->path);
+}

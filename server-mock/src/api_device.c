@@ -1,0 +1,364 @@
+/* The device face of the fleet API (docs/protocol.md). A device token
+ * names exactly one device: it may act only on the {device_id} of the path
+ * (401 without a valid token, 403 with another device's). Bodies are
+ * strict: unknown fields and wrong types are 400, and nothing is written.
+ *
+ * The offer, until the rollout engine decides it: the newest published
+ * release for the device's type that is newer than the device's version of
+ * its kind and whose min_version the device meets, unless the device sent
+ * a final report (success or failure) for it. update_id = "rel-<id>". */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ota/json.h"
+#include "ota/manifest.h"
+#include "otasrv/api.h"
+#include "otasrv/files.h"
+
+#define FIELD_MAX 64
+
+/* A string of at most max bytes, printable ASCII. */
+static int check_str(const json_t *v, size_t max, int empty_ok)
+{
+    const char *s = json_string_value(v);
+    size_t n;
+
+    if (!json_is_string(v))
+        return 0;
+    n = json_string_length(v);
+    if (n > max || (!empty_ok && n == 0) || strlen(s) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Optional string field; *ret NULL if absent. */
+static int opt_str(const json_t *o, const char *key, size_t max, const char **ret,
+                   struct ota_err *err)
+{
+    const json_t *v = json_object_get(o, key);
+
+    *ret = NULL;
+    if (!v)
+        return 0;
+    if (!check_str(v, max, 1))
+        return ota_err_set(err, EINVAL, "field %s: a string of at most %zu characters", key, max);
+    *ret = json_string_value(v);
+    return 0;
+}
+
+/* Optional {"app": str, "rootfs": str} field, as compact JSON text
+ * (malloc'ed) in *ret; NULL if absent. */
+static int opt_kinds(const json_t *o, const char *key, char **ret, struct ota_err *err)
+{
+    const json_t *v = json_object_get(o, key);
+    static const char *const kinds[] = {"app", "rootfs", NULL};
+    const char *k;
+    json_t *x;
+
+    *ret = NULL;
+    if (!v)
+        return 0;
+    if (!json_is_object(v) || ota_srv_check_keys(v, kinds, NULL) < 0)
+        return ota_err_set(err, EINVAL, "field %s: an object with keys app, rootfs", key);
+    json_object_foreach((json_t *)v, k, x)
+    {
+        if (!check_str(x, FIELD_MAX, 1))
+            return ota_err_set(err, EINVAL, "field %s.%s: a short string", key, k);
+    }
+    *ret = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    return *ret ? 0 : ota_err_set(err, ENOMEM, "out of memory");
+}
+
+static int opt_tags(const json_t *o, char **ret, struct ota_err *err)
+{
+    const json_t *v = json_object_get(o, "tags");
+    size_t i;
+    json_t *x;
+
+    *ret = NULL;
+    if (!v)
+        return 0;
+    if (!json_is_array(v) || json_array_size(v) > 32)
+        return ota_err_set(err, EINVAL, "field tags: an array of at most 32 strings");
+    json_array_foreach(v, i, x)
+    {
+        if (!check_str(x, FIELD_MAX, 0))
+            return ota_err_set(err, EINVAL, "field tags[%zu]: a non-empty short string", i);
+    }
+    *ret = json_dumps(v, JSON_COMPACT);
+    return *ret ? 0 : ota_err_set(err, ENOMEM, "out of memory");
+}
+
+/* Inventory fields of a register or checkin body into inv (strings point
+ * into o or into the malloc'ed *tags, *versions, *slots). */
+static int parse_inventory(const json_t *o, struct ota_device_inv *inv, char **tags,
+                           char **versions, char **slots, struct ota_err *err)
+{
+    int r;
+
+    if ((r = opt_str(o, "device_type", FIELD_MAX, &inv->type, err)) < 0 ||
+        (r = opt_str(o, "group", FIELD_MAX, &inv->group, err)) < 0 ||
+        (r = opt_str(o, "state", 32, &inv->state, err)) < 0 || (r = opt_tags(o, tags, err)) < 0 ||
+        (r = opt_kinds(o, "versions", versions, err)) < 0 ||
+        (r = opt_kinds(o, "slots", slots, err)) < 0)
+        return r;
+    inv->tags = *tags;
+    inv->versions = *versions;
+    inv->slots = *slots;
+    return 0;
+}
+
+static enum MHD_Result do_register(struct ota_req *req)
+{
+    static const char *const keys[] = {"device_id", "device_type", "group",
+                                       "tags",      "versions",    NULL};
+    struct ota_srv *srv = req->srv;
+    struct ota_device_inv inv = {0};
+    struct ota_err err = {0};
+    char sha[65], token[65], token_sha[65];
+    char *tags = NULL, *versions = NULL, *slots = NULL;
+    const char *id;
+    json_t *o = NULL;
+    enum MHD_Result ret;
+    int r, created = 0;
+
+    r = ota_srv_bearer_sha(req, sha);
+    if (!srv->enroll_open && (r < 0 || strcmp(sha, srv->enroll_sha) != 0))
+        return ota_srv_reply_error(req, 401, "bad or missing enrollment token");
+    if (ota_srv_body_object(req, &o, &ret) < 0)
+        return ret;
+    if (ota_srv_check_keys(o, keys, &err) < 0 ||
+        parse_inventory(o, &inv, &tags, &versions, &slots, &err) < 0) {
+        ret = ota_srv_reply_error(req, 400, "%s", err.reason);
+        goto out;
+    }
+    id = json_string_value(json_object_get(o, "device_id"));
+    if (!id || !ota_srv_valid_id(id) || strlen(id) >= 64) {
+        ret = ota_srv_reply_error(req, 400,
+                                  "field device_id: required, [A-Za-z0-9][A-Za-z0-9._+-]{0,62}");
+        goto out;
+    }
+    if (!inv.type || !inv.type[0]) {
+        ret = ota_srv_reply_error(req, 400, "field device_type: required");
+        goto out;
+    }
+    if (ota_srv_random_hex(token, 32) < 0 || ota_srv_sha_hex(token, token_sha) < 0) {
+        ret = ota_srv_reply_error(req, 500, "cannot make a token");
+        goto out;
+    }
+    r = ota_store_device_register(srv->store, id, token_sha, &inv, ota_srv_now_ms(), &created,
+                                  &err);
+    if (r < 0) {
+        ret = ota_srv_reply_store_error(req, r, &err);
+        goto out;
+    }
+    ret = ota_srv_reply_json(req, created ? 201 : 200,
+                             json_pack("{s:s, s:s}", "device_id", id, "token", token));
+out:
+    free(tags);
+    free(versions);
+    free(slots);
+    json_decref(o);
+    return ret;
+}
+
+/* 0 if the Bearer token is the token of device id; else replies. */
+static int device_auth(struct ota_req *req, const char *id, enum MHD_Result *ret)
+{
+    char sha[65], who[129];
+
+    if (ota_srv_bearer_sha(req, sha) < 0 ||
+        ota_store_device_by_token(req->srv->store, sha, who, sizeof(who), NULL) < 0) {
+        *ret = ota_srv_reply_error(req, 401, "bad or missing device token");
+        return -EACCES;
+    }
+    if (strcmp(who, id) != 0) {
+        *ret = ota_srv_reply_error(req, 403, "this token is not the token of device %s", id);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* The offer for a device (its stored inventory); *ret NULL if none. */
+static int find_offer(struct ota_req *req, const char *id, json_t **ret, struct ota_err *err)
+{
+    struct ota_release **v = NULL;
+    json_t *dev = NULL, *offer = NULL;
+    const char *type;
+    size_t n = 0;
+    int r;
+
+    if ((r = ota_store_device_get(req->srv->store, id, &dev, err)) < 0)
+        return r;
+    if ((r = ota_store_release_list(req->srv->store, 1, &v, &n, err)) < 0)
+        goto out;
+    type = json_string_value(json_object_get(dev, "device_type"));
+    for (size_t i = 0; i < n && !offer; i++) {
+        struct ota_manifest m;
+        const char *cur;
+        char update_id[80], base[512], url[1200];
+        int fin = 0;
+
+        if (!v[i]->payload_path[0] ||
+            ota_manifest_parse(v[i]->manifest, strlen(v[i]->manifest), &m, NULL) < 0 || m.rollback)
+            continue;
+        cur = json_string_value(
+            json_object_get(json_object_get(dev, "versions"), ota_kind_names[m.kind]));
+        if (!cur || !cur[0] || ota_manifest_check_device(&m, type ? type : "", cur, NULL) < 0)
+            continue;
+        snprintf(update_id, sizeof(update_id), "rel-%s", v[i]->id);
+        if ((r = ota_store_report_final(req->srv->store, id, update_id, &fin, err)) < 0)
+            goto out;
+        if (fin)
+            continue;
+        ota_srv_base_url(req, base, sizeof(base));
+        snprintf(url, sizeof(url), "%s/api/v1/releases/%s/payload", base, v[i]->id);
+        offer = json_pack("{s:s, s:n, s:s, s:s, s:s, s:s}", "update_id", update_id, "rollout_id",
+                          "release_id", v[i]->id, "manifest", v[i]->manifest, "signature",
+                          v[i]->signature, "url", url);
+        if (!offer) {
+            r = ota_err_set(err, ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    *ret = offer;
+out:
+    for (size_t i = 0; i < n; i++)
+        ota_release_free(v[i]);
+    free(v);
+    json_decref(dev);
+    return r;
+}
+
+static enum MHD_Result do_checkin(struct ota_req *req, const char *id)
+{
+    static const char *const keys[] = {"device_type", "group", "state", "versions",
+                                       "slots",       "tags",  NULL};
+    struct ota_device_inv inv = {0};
+    struct ota_err err = {0};
+    char *tags = NULL, *versions = NULL, *slots = NULL;
+    json_t *o = NULL, *offer = NULL;
+    enum MHD_Result ret;
+    int r;
+
+    if (device_auth(req, id, &ret) < 0 || ota_srv_body_object(req, &o, &ret) < 0)
+        return ret;
+    if (ota_srv_check_keys(o, keys, &err) < 0 ||
+        parse_inventory(o, &inv, &tags, &versions, &slots, &err) < 0) {
+        ret = ota_srv_reply_error(req, 400, "%s", err.reason);
+        goto out;
+    }
+    if ((r = ota_store_device_checkin(req->srv->store, id, &inv, ota_srv_now_ms(), &err)) < 0 ||
+        (r = find_offer(req, id, &offer, &err)) < 0) {
+        ret = ota_srv_reply_store_error(req, r, &err);
+        goto out;
+    }
+    ret = ota_srv_reply_json(req, 200, json_pack("{s:o}", "update", offer ? offer : json_null()));
+out:
+    free(tags);
+    free(versions);
+    free(slots);
+    json_decref(o);
+    return ret;
+}
+
+static enum MHD_Result do_status(struct ota_req *req, const char *id)
+{
+    static const char *const keys[] = {"update_id", "rollout_id", "version", "kind", "state",
+                                       "status",    "reason",     "ts",      NULL};
+    struct ota_report_in rep = {0};
+    struct ota_err err = {0};
+    json_t *o = NULL, *ts;
+    enum MHD_Result ret;
+    int r, dup = 0;
+
+    if (device_auth(req, id, &ret) < 0 || ota_srv_body_object(req, &o, &ret) < 0)
+        return ret;
+    if (ota_srv_check_keys(o, keys, &err) < 0 ||
+        opt_str(o, "update_id", FIELD_MAX, &rep.update_id, &err) < 0 ||
+        opt_str(o, "rollout_id", FIELD_MAX, &rep.rollout_id, &err) < 0 ||
+        opt_str(o, "version", FIELD_MAX, &rep.version, &err) < 0 ||
+        opt_str(o, "kind", 16, &rep.kind, &err) < 0 ||
+        opt_str(o, "state", 32, &rep.state, &err) < 0 ||
+        opt_str(o, "status", 16, &rep.status, &err) < 0 ||
+        opt_str(o, "reason", 1024, &rep.reason, &err) < 0) {
+        ret = ota_srv_reply_error(req, 400, "%s", err.reason);
+        goto out;
+    }
+    if (!rep.update_id || !rep.update_id[0] || !rep.state || !rep.state[0] || !rep.status) {
+        ret = ota_srv_reply_error(req, 400, "fields update_id, state and status are required");
+        goto out;
+    }
+    if (strcmp(rep.status, "in_progress") != 0 && strcmp(rep.status, "success") != 0 &&
+        strcmp(rep.status, "failure") != 0) {
+        ret = ota_srv_reply_error(req, 400, "field status: in_progress, success or failure");
+        goto out;
+    }
+    ts = json_object_get(o, "ts");
+    if (ts && (!json_is_integer(ts) || json_integer_value(ts) < 0)) {
+        ret = ota_srv_reply_error(req, 400, "field ts: an integer >= 0 (unix ms)");
+        goto out;
+    }
+    rep.ts = ts ? (int64_t)json_integer_value(ts) : 0;
+    r = ota_store_report_add(req->srv->store, id, &rep, ota_srv_now_ms(), &dup, &err);
+    if (r < 0) {
+        ret = ota_srv_reply_store_error(req, r, &err);
+        goto out;
+    }
+    ret = ota_srv_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+out:
+    json_decref(o);
+    return ret;
+}
+
+/* GET|HEAD /api/v1/releases/{id}/{file}: any device's token (published
+ * releases) or the admin token (any release). */
+static enum MHD_Result do_download(struct ota_req *req, const char *rid, const char *name)
+{
+    struct ota_err err = {0};
+    struct ota_release *rel = NULL;
+    char sha[65], who[129], path[4400];
+    enum MHD_Result ret;
+    int admin = 0;
+
+    if (ota_srv_bearer_sha(req, sha) < 0)
+        return ota_srv_reply_error(req, 401, "device token required");
+    if (ota_store_device_by_token(req->srv->store, sha, who, sizeof(who), NULL) < 0) {
+        if (ota_store_admin_token_check(req->srv->store, sha, NULL) < 0)
+            return ota_srv_reply_error(req, 401, "bad device token");
+        admin = 1;
+    }
+    if (!ota_srv_valid_id(rid) || ota_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
+        (!rel->published && !admin)) {
+        ota_release_free(rel);
+        return ota_srv_reply_error(req, 404, "no release %s", rid);
+    }
+    if (ota_files_release_path(req->srv, rel, name, path, sizeof(path)) < 0)
+        ret = ota_srv_reply_error(req, 404, "no file %s in release %s", name, rid);
+    else
+        ret = ota_files_serve(req, path, NULL);
+    ota_release_free(rel);
+    return ret;
+}
+
+enum MHD_Result ota_api_device_handle(struct ota_req *req)
+{
+    const char *const *s = req->seg;
+    int post = strcmp(req->method, "POST") == 0;
+
+    if (strcmp(s[2], "releases") == 0)
+        return do_download(req, s[3], s[4]);
+    if (!post)
+        return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+    if (req->nseg == 4)
+        return do_register(req);
+    if (!ota_srv_valid_id(s[3]))
+        return ota_srv_reply_error(req, 404, "no device %s", s[3]);
+    if (strcmp(s[4], "checkin") == 0)
+        return do_checkin(req, s[3]);
+    return do_status(req, s[3]);
+}

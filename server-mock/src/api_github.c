@@ -1,0 +1,161 @@
+/* The GitHub-Releases face, as the Raspberry Pi agent of seed 000 polls it.
+ * Public (no auth), published releases only, any owner/repo (this server
+ * holds one release line). Tags are "v" + version; "latest" is the newest
+ * published release that is not a pre-release (version with "-"), as on
+ * GitHub. Assets live at /{owner}/{repo}/releases/download/{release id}/
+ * {name} and are served directly (GitHub answers with a redirect). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "ota/json.h"
+#include "otasrv/api.h"
+#include "otasrv/files.h"
+
+static void tag_of(const struct ota_release *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%s", r->version[0] == 'v' ? "" : "v", r->version);
+}
+
+static void iso_time(int64_t ms, char *buf, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *release_json(struct ota_req *req, const char *owner, const char *repo,
+                            const struct ota_release *r)
+{
+    char base[512], tag[80], pub[32], created[32], path[4400], url[1200], name[300];
+    const char *names[4];
+    json_t *o, *assets;
+
+    ota_srv_base_url(req, base, sizeof(base));
+    tag_of(r, tag, sizeof(tag));
+    iso_time(r->published_ms, pub, sizeof(pub));
+    iso_time(r->created_ms, created, sizeof(created));
+    snprintf(name, sizeof(name), "%s.sha256", r->payload_name);
+    names[0] = "manifest.json";
+    names[1] = "manifest.json.sig";
+    names[2] = r->payload_name;
+    names[3] = name;
+    o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:s, s:[]}", "tag_name", tag, "name",
+                  r->version[0] == 'v' ? r->version + 1 : r->version, "release_id", r->id, "draft",
+                  0, "prerelease", strchr(r->version, '-') != NULL, "created_at", created,
+                  "published_at", pub, "body", "", "assets");
+    if (!o)
+        return NULL;
+    assets = json_object_get(o, "assets");
+    for (int i = 0; i < 4; i++) {
+        struct stat st;
+        if (ota_files_release_path(req->srv, r, names[i], path, sizeof(path)) < 0 ||
+            stat(path, &st) < 0)
+            continue;
+        snprintf(url, sizeof(url), "%s/%s/%s/releases/download/%s/%s", base, owner, repo, r->id,
+                 names[i]);
+        json_array_append_new(assets,
+                              json_pack("{s:s, s:I, s:s, s:s}", "name", names[i], "size",
+                                        (json_int_t)st.st_size, "content_type",
+                                        "application/octet-stream", "browser_download_url", url));
+    }
+    return o;
+}
+
+static void free_list(struct ota_release **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ota_release_free(v[i]);
+    free(v);
+}
+
+static enum MHD_Result releases(struct ota_req *req, const char *owner, const char *repo,
+                                const char *which, const char *tag_want)
+{
+    struct ota_err err = {0};
+    struct ota_release **v = NULL;
+    size_t n = 0;
+    int64_t per_page, page;
+    json_t *arr;
+    enum MHD_Result ret;
+    int r;
+
+    if ((r = ota_srv_query_int(req, "per_page", 30, 1, 100, &per_page, &err)) < 0 ||
+        (r = ota_srv_query_int(req, "page", 1, 1, 1000000, &page, &err)) < 0)
+        return ota_srv_reply_error(req, 400, "%s", err.reason);
+    if ((r = ota_store_release_list(req->srv->store, 1, &v, &n, &err)) < 0)
+        return ota_srv_reply_store_error(req, r, &err);
+    if (strcmp(which, "list") == 0) {
+        arr = json_array();
+        for (size_t i = (size_t)((page - 1) * per_page); i < n && arr; i++) {
+            if (json_array_size(arr) == (size_t)per_page)
+                break;
+            json_array_append_new(arr, release_json(req, owner, repo, v[i]));
+        }
+        ret = ota_srv_reply_json(req, 200, arr);
+        free_list(v, n);
+        return ret;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char tag[80];
+        tag_of(v[i], tag, sizeof(tag));
+        if (tag_want ? strcmp(tag, tag_want) == 0 : strchr(v[i]->version, '-') == NULL) {
+            ret = ota_srv_reply_json(req, 200, release_json(req, owner, repo, v[i]));
+            free_list(v, n);
+            return ret;
+        }
+    }
+    free_list(v, n);
+    return ota_srv_reply_error(req, 404, tag_want ? "no release with tag %s" : "no release%s",
+                               tag_want ? tag_want : "");
+}
+
+static enum MHD_Result download(struct ota_req *req, const char *rid, const char *name)
+{
+    struct ota_err err = {0};
+    struct ota_release *rel = NULL;
+    char path[4400];
+    enum MHD_Result ret;
+
+    if (!ota_srv_valid_id(rid) || ota_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
+        !rel->published) {
+        ota_release_free(rel);
+        return ota_srv_reply_error(req, 404, "no release %s", rid);
+    }
+    if (strcmp(name, "payload") == 0 ||
+        ota_files_release_path(req->srv, rel, name, path, sizeof(path)) < 0) {
+        ret = ota_srv_reply_error(req, 404, "no asset %s in release %s", name, rid);
+    } else {
+        ret = ota_files_serve(req, path, NULL);
+    }
+    ota_release_free(rel);
+    return ret;
+}
+
+enum MHD_Result ota_api_github_handle(struct ota_req *req)
+{
+    const char *const *s = req->seg;
+    int get = strcmp(req->method, "GET") == 0;
+
+    /* /repos/{owner}/{repo}/releases[/latest | /tags/{tag}] */
+    if (strcmp(s[0], "repos") == 0 && req->nseg >= 4 && strcmp(s[3], "releases") == 0) {
+        if (!get && !req->is_head)
+            return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+        if (req->nseg == 4)
+            return releases(req, s[1], s[2], "list", NULL);
+        if (req->nseg == 5 && strcmp(s[4], "latest") == 0)
+            return releases(req, s[1], s[2], "one", NULL);
+        if (req->nseg == 6 && strcmp(s[4], "tags") == 0)
+            return releases(req, s[1], s[2], "one", s[5]);
+    }
+    /* /{owner}/{repo}/releases/download/{release id}/{name} */
+    if (req->nseg == 6 && strcmp(s[2], "releases") == 0 && strcmp(s[3], "download") == 0) {
+        if (!get && !req->is_head)
+            return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+        return download(req, s[4], s[5]);
+    }
+    return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+}

@@ -1,0 +1,295 @@
+/* Admin commands. "release add" uploads: manifest and signature as JSON,
+ * then the payload as a raw PUT streamed from the file, then (--publish)
+ * the publish call, so it works against a server on another host. */
+#include "otasrv/ctl.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "ota/manifest.h"
+#include "otasrv/client.h"
+
+const char OTA_CTL_USAGE[] =
+    "admin commands (all take --server URL (default $OTA_SERVER or http://127.0.0.1:8080)\n"
+    "and --admin-token T | --admin-token-file F (default $OTA_ADMIN_TOKEN)):\n"
+    "  ota-server release add DIR [--id ID] [--publish]   upload an ota-pack --out DIR\n"
+    "  ota-server release list [--published]\n"
+    "  ota-server release get ID\n"
+    "  ota-server release publish ID\n"
+    "  ota-server release delete ID\n"
+    "  ota-server devices [--type T] [--group G] [--tag X] [--version V] [--limit N]\n"
+    "                     [--offset N]\n"
+    "  ota-server device ID\n"
+    "  ota-server reports [--device ID] [--update-id U]\n"
+    "Each prints the server's JSON answer; exit status 1 with the server's detail on refusal.\n";
+
+struct ctx {
+    const char *server;
+    char token[256];
+    struct ota_err *err;
+};
+
+/* One call; *ret is the parsed answer (2xx only). */
+static int call(struct ctx *c, const char *method, const char *path, const char *body,
+                const char *file, json_t **ret)
+{
+    struct ota_client_req req = {c->server, method, path, c->token, body, file};
+    struct ota_client_resp resp = {0};
+    json_t *o = NULL;
+    int r;
+
+    if ((r = ota_client_request(&req, &resp, c->err)) < 0)
+        return r;
+    o = json_loads(resp.body, 0, NULL);
+    if (resp.status < 200 || resp.status > 299) {
+        const char *d = json_string_value(json_object_get(o, "detail"));
+        r = ota_err_set(c->err, EIO, "HTTP %d: %s", resp.status, d ? d : resp.body);
+        json_decref(o);
+    } else if (!o) {
+        r = ota_err_set(c->err, EPROTO, "HTTP %d: the answer is not JSON", resp.status);
+    } else {
+        *ret = o;
+    }
+    ota_client_resp_free(&resp);
+    return r;
+}
+
+static int release_add(struct ctx *c, const char *dir, const char *id, int publish, json_t **ret)
+{
+    char path[4200], url[512];
+    char *manifest = NULL, *sig = NULL, *body = NULL;
+    size_t n;
+    struct ota_manifest m;
+    json_t *rel = NULL, *req = NULL;
+    int r;
+
+    snprintf(path, sizeof(path), "%s/manifest.json", dir);
+    if ((r = ota_fs_read_all(path, OTA_MANIFEST_MAX_BYTES, &manifest, &n, c->err)) < 0)
+        goto out;
+    snprintf(path, sizeof(path), "%s/manifest.json.sig", dir);
+    if ((r = ota_fs_read_all(path, 1024, &sig, &n, c->err)) < 0)
+        goto out;
+    while (n > 0 && (sig[n - 1] == '\n' || sig[n - 1] == '\r'))
+        sig[--n] = '\0';
+    if ((r = ota_manifest_parse(manifest, strlen(manifest), &m, c->err)) < 0)
+        goto out;
+    req = json_pack("{s:s, s:s}", "manifest", manifest, "signature", sig);
+    if (req && id)
+        json_object_set_new(req, "id", json_string(id));
+    if (!req || ota_json_dump(req, &body) < 0) {
+        r = ota_err_set(c->err, ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = call(c, "POST", "/api/v1/releases", body, NULL, &rel)) < 0)
+        goto out;
+    snprintf(path, sizeof(path), "%s/%s", dir, m.payload);
+    url[0] = '\0';
+    ota_client_urlencode(json_string_value(json_object_get(rel, "id")), url, sizeof(url));
+    {
+        char p2[700];
+        json_t *next = NULL;
+        snprintf(p2, sizeof(p2), "/api/v1/releases/%s/payload", url);
+        if ((r = call(c, "PUT", p2, NULL, path, &next)) < 0)
+            goto out;
+        json_decref(rel);
+        rel = next;
+        if (publish) {
+            snprintf(p2, sizeof(p2), "/api/v1/releases/%s/publish", url);
+            if ((r = call(c, "POST", p2, "{}", NULL, &next)) < 0)
+                goto out;
+            json_decref(rel);
+            rel = next;
+        }
+    }
+    *ret = rel;
+    rel = NULL;
+out:
+    json_decref(rel);
+    json_decref(req);
+    free(body);
+    free(manifest);
+    free(sig);
+    return r;
+}
+
+/* Appends "&key=value" (encoded) when value is set. */
+static void add_query(char *q, size_t cap, const char *key, const char *value)
+{
+    size_t n = strlen(q);
+    if (!value)
+        return;
+    snprintf(q + n, cap - n, "%s%s=", strchr(q, '?') ? "&" : "?", key);
+    ota_client_urlencode(value, q, cap);
+}
+
+int ota_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
+{
+    enum {
+        O_SERVER = 256,
+        O_TOKEN,
+        O_TOKEN_FILE,
+        O_ID,
+        O_PUBLISH,
+        O_PUBLISHED,
+        O_TYPE,
+        O_GROUP,
+        O_TAG,
+        O_VERSION,
+        O_LIMIT,
+        O_OFFSET,
+        O_DEVICE,
+        O_UPDATE
+    };
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, O_SERVER},
+        {"admin-token", required_argument, NULL, O_TOKEN},
+        {"admin-token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"id", required_argument, NULL, O_ID},
+        {"publish", no_argument, NULL, O_PUBLISH},
+        {"published", no_argument, NULL, O_PUBLISHED},
+        {"type", required_argument, NULL, O_TYPE},
+        {"group", required_argument, NULL, O_GROUP},
+        {"tag", required_argument, NULL, O_TAG},
+        {"version", required_argument, NULL, O_VERSION},
+        {"limit", required_argument, NULL, O_LIMIT},
+        {"offset", required_argument, NULL, O_OFFSET},
+        {"device", required_argument, NULL, O_DEVICE},
+        {"update-id", required_argument, NULL, O_UPDATE},
+        {NULL, 0, NULL, 0},
+    };
+    const char *q_type = NULL, *q_group = NULL, *q_tag = NULL, *q_version = NULL, *q_limit = NULL,
+               *q_offset = NULL, *q_device = NULL, *q_update = NULL, *id = NULL, *token_file = NULL,
+               *env;
+    const char *pos[3] = {NULL, NULL, NULL};
+    int npos = 0, publish = 0, published = 0, o, r;
+    struct ctx c = {.err = err};
+    char path[2048], enc[512];
+    json_t *out = NULL;
+
+    c.server = getenv("OTA_SERVER") ? getenv("OTA_SERVER") : "http://127.0.0.1:8080";
+    if ((env = getenv("OTA_ADMIN_TOKEN")))
+        ota_strlcpy(c.token, env, sizeof(c.token));
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
+        switch (o) {
+        case 1:
+            if (npos == 3)
+                return ota_err_set(err, EINVAL, "too many arguments");
+            pos[npos++] = optarg;
+            break;
+        case O_SERVER:
+            c.server = optarg;
+            break;
+        case O_TOKEN:
+            ota_strlcpy(c.token, optarg, sizeof(c.token));
+            break;
+        case O_TOKEN_FILE:
+            token_file = optarg;
+            break;
+        case O_ID:
+            id = optarg;
+            break;
+        case O_PUBLISH:
+            publish = 1;
+            break;
+        case O_PUBLISHED:
+            published = 1;
+            break;
+        case O_TYPE:
+            q_type = optarg;
+            break;
+        case O_GROUP:
+            q_group = optarg;
+            break;
+        case O_TAG:
+            q_tag = optarg;
+            break;
+        case O_VERSION:
+            q_version = optarg;
+            break;
+        case O_LIMIT:
+            q_limit = optarg;
+            break;
+        case O_OFFSET:
+            q_offset = optarg;
+            break;
+        case O_DEVICE:
+            q_device = optarg;
+            break;
+        case O_UPDATE:
+            q_update = optarg;
+            break;
+        default:
+            return ota_err_set(err, EINVAL, "unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (token_file) {
+        char *t = NULL;
+        size_t n = 0;
+        if ((r = ota_fs_read_all(token_file, sizeof(c.token) - 1, &t, &n, err)) < 0)
+            return r;
+        while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' '))
+            t[--n] = '\0';
+        ota_strlcpy(c.token, t, sizeof(c.token));
+        free(t);
+    }
+    if (!c.token[0])
+        return ota_err_set(err, EINVAL, "no admin token (--admin-token, --admin-token-file)");
+    if (npos == 0)
+        return ota_err_set(err, EINVAL, "no command");
+    enc[0] = '\0';
+    if (strcmp(pos[0], "release") == 0 && npos >= 2) {
+        const char *sub = pos[1];
+        if (strcmp(sub, "add") == 0 && npos == 3) {
+            r = release_add(&c, pos[2], id, publish, &out);
+        } else if (strcmp(sub, "list") == 0 && npos == 2) {
+            r = call(&c, "GET", published ? "/api/v1/releases?published=1" : "/api/v1/releases",
+                     NULL, NULL, &out);
+        } else if (npos == 3 && (strcmp(sub, "get") == 0 || strcmp(sub, "publish") == 0 ||
+                                 strcmp(sub, "delete") == 0)) {
+            ota_client_urlencode(pos[2], enc, sizeof(enc));
+            snprintf(path, sizeof(path), "/api/v1/releases/%s%s", enc,
+                     strcmp(sub, "publish") == 0 ? "/publish" : "");
+            r = call(&c,
+                     strcmp(sub, "get") == 0      ? "GET"
+                     : strcmp(sub, "delete") == 0 ? "DELETE"
+                                                  : "POST",
+                     path, strcmp(sub, "publish") == 0 ? "{}" : NULL, NULL, &out);
+        } else {
+            return ota_err_set(err, EINVAL,
+                               "release: add DIR | list | get ID | publish ID | "
+                               "delete ID");
+        }
+    } else if (strcmp(pos[0], "devices") == 0 && npos == 1) {
+        snprintf(path, sizeof(path), "/api/v1/devices");
+        add_query(path, sizeof(path), "type", q_type);
+        add_query(path, sizeof(path), "group", q_group);
+        add_query(path, sizeof(path), "tag", q_tag);
+        add_query(path, sizeof(path), "version", q_version);
+        add_query(path, sizeof(path), "limit", q_limit);
+        add_query(path, sizeof(path), "offset", q_offset);
+        r = call(&c, "GET", path, NULL, NULL, &out);
+    } else if (strcmp(pos[0], "device") == 0 && npos == 2) {
+        ota_client_urlencode(pos[1], enc, sizeof(enc));
+        snprintf(path, sizeof(path), "/api/v1/devices/%s", enc);
+        r = call(&c, "GET", path, NULL, NULL, &out);
+    } else if (strcmp(pos[0], "reports") == 0 && npos == 1) {
+        snprintf(path, sizeof(path), "/api/v1/reports");
+        add_query(path, sizeof(path), "device", q_device);
+        add_query(path, sizeof(path), "update_id", q_update);
+        r = call(&c, "GET", path, NULL, NULL, &out);
+    } else {
+        return ota_err_set(err, EINVAL, "unknown command or wrong arguments: %s", pos[0]);
+    }
+    if (r < 0)
+        return r;
+    *ret_out = json_dumps(out, JSON_INDENT(2));
+    json_decref(out);
+    return *ret_out ? 0 : ota_err_set(err, ENOMEM, "out of memory");
+}

@@ -1,0 +1,1330 @@
+/* Fault plans. Both syntaxes end in one jansson tree (YAML through libyaml's
+ * event API, the only libyaml user) and one validator, so a JSON plan and its
+ * YAML twin cannot behave differently. Matching holds the plan's mutex for
+ * the whole walk: rules are few and cheap, and one lock makes the per-rule
+ * counters, the count budgets and the log ring consistent with each other. */
+#include "otasrv/faultplan.h"
+#include "ota/json.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#define PATH_CAP    256 /* path glob and logged path, with the NUL */
+#define NAME_CAP    128 /* device and release ids, with the NUL */
+#define METHOD_CAP  16
+#define BIG         ((int64_t)1 << 53) /* bound for sizes and counters */
+#define YAML_DEPTH  64
+#define YAML_ANCHOR 256
+
+struct rule {
+    char id[OTASRV_FAULT_ID_MAX];
+    uint64_t id_hash;
+    char *path;                 /* glob, NULL: any */
+    char method[METHOD_CAP];    /* upper case, "": any */
+    char *device;               /* NULL: any */
+    char *release;              /* NULL: any */
+    uint64_t nth, after, every; /* 0: not set */
+    double probability;
+    uint64_t count; /* 0: unlimited */
+    struct otasrv_fault fault;
+    json_t *source; /* the rule as validated, for describe */
+    uint64_t matched, applied;
+};
+
+struct log_entry {
+    struct otasrv_fault_decision d;
+    uint64_t request_id;
+    uint64_t ts;
+    char method[METHOD_CAP];
+    char path[PATH_CAP];
+    char device[NAME_CAP];
+    char release[NAME_CAP];
+    int has_method, has_path, has_device, has_release;
+};
+
+struct otasrv_faultplan {
+    pthread_mutex_t lock;
+    uint64_t seed;
+    struct rule *rules;
+    size_t nrules;
+    struct log_entry *ring; /* OTASRV_FAULTLOG_CAP entries */
+    size_t next;            /* slot the next entry goes to */
+    size_t len;             /* entries held */
+    uint64_t total;         /* applications since the last clear */
+};
+
+struct kind_spec {
+    const char *name;
+    const char *keys[4]; /* allowed keys, NULL-terminated */
+};
+
+static const struct kind_spec kinds[OTASRV_FAULT_KIND_MAX] = {
+    [OTASRV_FAULT_NONE] = {"none", {NULL}},
+    [OTASRV_FAULT_STATUS] = {"status", {"kind", "code", "retry_after", NULL}},
+    [OTASRV_FAULT_DELAY] = {"delay", {"kind", "ms", NULL}},
+    [OTASRV_FAULT_STALL] = {"stall", {"kind", "after_bytes", "ms", NULL}},
+    [OTASRV_FAULT_TRUNCATE] = {"truncate", {"kind", "after_bytes", NULL}},
+    [OTASRV_FAULT_RESET] = {"reset", {"kind", NULL}},
+    [OTASRV_FAULT_CORRUPT] = {"corrupt", {"kind", "offset", "length", NULL}},
+    [OTASRV_FAULT_WRONG_LENGTH] = {"wrong_length", {"kind", "delta", NULL}},
+    [OTASRV_FAULT_IGNORE_RANGE] = {"ignore_range", {"kind", NULL}},
+    [OTASRV_FAULT_THROTTLE] = {"throttle", {"kind", "bytes_per_s", NULL}},
+};
+
+static const char *const plan_keys[] = {"seed", "rules", NULL};
+static const char *const rule_keys[] = {"id", "match", "fault", "count", NULL};
+static const char *const match_keys[] = {"path",  "method", "device",      "release", "nth",
+                                         "after", "every",  "probability", NULL};
+
+const char *otasrv_fault_kind_name(enum otasrv_fault_kind kind)
+{
+    if ((int)kind < 0 || kind >= OTASRV_FAULT_KIND_MAX)
+        return "?";
+    return kinds[kind].name;
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+static void join_keys(const char *const *keys, char *buf, size_t cap)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; keys[i] && used < cap; i++) {
+        int w = snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", keys[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+static int check_keys(const json_t *obj, const char *where, const char *const *allowed,
+                      struct ota_err *err)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        int ok = 0;
+        char list[256];
+
+        for (size_t i = 0; allowed[i]; i++)
+            if (strcmp(key, allowed[i]) == 0)
+                ok = 1;
+        if (ok)
+            continue;
+        join_keys(allowed, list, sizeof(list));
+        return ota_err_set(err, EINVAL, "%s: unknown key '%s' (expected %s)", where, key, list);
+    }
+    return 0;
+}
+
+/* Integer field in [min, max]. Absent: *ret_present 0 (an error if required). */
+static int get_int(const json_t *obj, const char *where, const char *key, int64_t min, int64_t max,
+                   int required, int64_t *ret, int *ret_present, struct ota_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    int64_t x;
+
+    if (!v) {
+        if (required)
+            return ota_err_set(err, EINVAL, "%s: missing '%s'", where, key);
+        *ret = 0;
+        if (ret_present)
+            *ret_present = 0;
+        return 0;
+    }
+    if (!json_is_integer(v))
+        return ota_err_set(err, EINVAL, "%s: '%s' must be an integer", where, key);
+    x = json_integer_value(v);
+    if (x < 0 && min >= 0)
+        return ota_err_set(err, EINVAL, "%s: '%s' must not be negative (got %lld)", where, key,
+                           (long long)x);
+    if (x < min || x > max)
+        return ota_err_set(err, EINVAL, "%s: '%s' must be between %lld and %lld (got %lld)", where,
+                           key, (long long)min, (long long)max, (long long)x);
+    *ret = x;
+    if (ret_present)
+        *ret_present = 1;
+    return 0;
+}
+
+/* String field of 1..cap-1 bytes without control characters; *ret borrows
+ * from obj, NULL when absent and not required. */
+static int get_str(const json_t *obj, const char *where, const char *key, size_t cap, int required,
+                   const char **ret, struct ota_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    const char *s;
+    size_t n;
+
+    if (!v) {
+        if (required)
+            return ota_err_set(err, EINVAL, "%s: missing '%s'", where, key);
+        *ret = NULL;
+        return 0;
+    }
+    if (!json_is_string(v))
+        return ota_err_set(err, EINVAL, "%s: '%s' must be a string", where, key);
+    s = json_string_value(v);
+    n = json_string_length(v);
+    if (n == 0)
+        return ota_err_set(err, EINVAL, "%s: '%s' is empty", where, key);
+    if (n >= cap)
+        return ota_err_set(err, EINVAL, "%s: '%s' is too long (%zu bytes, limit %zu)", where, key,
+                           n, cap - 1);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return ota_err_set(err, EINVAL, "%s: '%s' holds a control character", where, key);
+    *ret = s;
+    return 0;
+}
+
+static int dup_str(const char *s, char **ret, struct ota_err *err)
+{
+    if (!s) {
+        *ret = NULL;
+        return 0;
+    }
+    *ret = strdup(s);
+    if (!*ret)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    return 0;
+}
+
+static int parse_match(const json_t *m, const char *where, struct rule *r, struct ota_err *err)
+{
+    const char *path, *method, *device, *release;
+    const json_t *p;
+    int64_t x;
+    int has_nth, has_after, has_every;
+    int rc;
+
+    r->probability = 1.0;
+    if (!m)
+        return 0;
+    if (!json_is_object(m))
+        return ota_err_set(err, EINVAL, "%s: must be a mapping", where);
+    rc = check_keys(m, where, match_keys, err);
+    if (rc < 0)
+        return rc;
+
+    rc = get_str(m, where, "path", PATH_CAP, 0, &path, err);
+    if (rc < 0)
+        return rc;
+    if (path && path[0] != '/' && path[0] != '*')
+        return ota_err_set(err, EINVAL, "%s: 'path' must start with '/' or '*' (got '%s')", where,
+                           path);
+    rc = get_str(m, where, "method", METHOD_CAP, 0, &method, err);
+    if (rc < 0)
+        return rc;
+    if (method) {
+        size_t i;
+        for (i = 0; method[i]; i++) {
+            char c = method[i];
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+                return ota_err_set(err, EINVAL, "%s: 'method' must be letters only (got '%s')",
+                                   where, method);
+            r->method[i] = (char)(c >= 'a' ? c - 'a' + 'A' : c);
+        }
+        r->method[i] = '\0';
+    }
+    rc = get_str(m, where, "device", NAME_CAP, 0, &device, err);
+    if (rc < 0)
+        return rc;
+    rc = get_str(m, where, "release", NAME_CAP, 0, &release, err);
+    if (rc < 0)
+        return rc;
+
+    rc = get_int(m, where, "nth", 1, BIG, 0, &x, &has_nth, err);
+    if (rc < 0)
+        return rc;
+    r->nth = (uint64_t)x;
+    rc = get_int(m, where, "after", 0, BIG, 0, &x, &has_after, err);
+    if (rc < 0)
+        return rc;
+    r->after = (uint64_t)x;
+    rc = get_int(m, where, "every", 1, BIG, 0, &x, &has_every, err);
+    if (rc < 0)
+        return rc;
+    r->every = (uint64_t)x;
+    if (has_nth && (has_after || has_every))
+        return ota_err_set(err, EINVAL, "%s: 'nth' cannot be combined with 'after' or 'every'",
+                           where);
+
+    p = json_object_get(m, "probability");
+    if (p) {
+        if (!json_is_number(p))
+            return ota_err_set(err, EINVAL, "%s: 'probability' must be a number", where);
+        r->probability = json_number_value(p);
+        if (!(r->probability >= 0.0 && r->probability <= 1.0))
+            return ota_err_set(err, EINVAL, "%s: 'probability' must be between 0 and 1 (got %g)",
+                               where, r->probability);
+    }
+
+    rc = dup_str(path, &r->path, err);
+    if (rc == 0)
+        rc = dup_str(device, &r->device, err);
+    if (rc == 0)
+        rc = dup_str(release, &r->release, err);
+    return rc;
+}
+
+static int parse_fault(const json_t *f, const char *where, struct otasrv_fault *ret,
+                       struct ota_err *err)
+{
+    struct otasrv_fault out = {.kind = OTASRV_FAULT_NONE, .retry_after = -1};
+    char where2[192];
+    const char *kind;
+    int64_t x;
+    int present;
+    int rc;
+
+    if (!f)
+        return ota_err_set(err, EINVAL, "%s: missing 'fault'", where);
+    if (!json_is_object(f))
+        return ota_err_set(err, EINVAL, "%s fault: must be a mapping", where);
+    snprintf(where2, sizeof(where2), "%s fault", where);
+    rc = get_str(f, where2, "kind", 32, 1, &kind, err);
+    if (rc < 0)
+        return rc;
+    for (int k = OTASRV_FAULT_NONE + 1; k < OTASRV_FAULT_KIND_MAX; k++)
+        if (strcmp(kind, kinds[k].name) == 0)
+            out.kind = (enum otasrv_fault_kind)k;
+    if (out.kind == OTASRV_FAULT_NONE) {
+        char list[256];
+        size_t used = 0;
+        list[0] = '\0';
+        for (int k = OTASRV_FAULT_NONE + 1; k < OTASRV_FAULT_KIND_MAX; k++)
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+                                     k > OTASRV_FAULT_NONE + 1 ? ", " : "", kinds[k].name);
+        return ota_err_set(err, EINVAL, "%s: unknown kind '%s' (expected %s)", where2, kind, list);
+    }
+    snprintf(where2, sizeof(where2), "%s fault (%s)", where, kind);
+    rc = check_keys(f, where2, kinds[out.kind].keys, err);
+    if (rc < 0)
+        return rc;
+
+    switch (out.kind) {
+    case OTASRV_FAULT_STATUS:
+        rc = get_int(f, where2, "code", 400, 599, 1, &x, NULL, err);
+        if (rc < 0)
+            return rc;
+        out.code = (int)x;
+        rc = get_int(f, where2, "retry_after", 0, 86400, 0, &x, &present, err);
+        if (rc < 0)
+            return rc;
+        out.retry_after = present ? (int)x : -1;
+        break;
+    case OTASRV_FAULT_DELAY:
+        rc = get_int(f, where2, "ms", 0, 600000, 1, &x, NULL, err);
+        if (rc < 0)
+            return rc;
+        out.ms = (uint32_t)x;
+        break;
+    case OTASRV_FAULT_STALL:
+        rc = get_int(f, where2, "ms", 0, 600000, 0, &x, &present, err);
+        if (rc < 0)
+            return rc;
+        out.ms = present ? (uint32_t)x : OTASRV_FAULT_STALL_MS;
+        __attribute__((fallthrough)); /* stall cuts like truncate */
+    case OTASRV_FAULT_TRUNCATE:
+        rc = get_int(f, where2, "after_bytes", 0, BIG, 1, &x, NULL, err);
+        if (rc < 0)
+            return rc;
+        out.after_bytes = (uint64_t)x;
+        break;
+    case OTASRV_FAULT_CORRUPT:
+        rc = get_int(f, where2, "offset", 0, BIG, 1, &x, NULL, err);
+        if (rc < 0)
+            return rc;
+        out.offset = (uint64_t)x;
+        rc = get_int(f, where2, "length", 1, BIG, 1, &x, NULL, err);
+        if (rc < 0)
+            return rc;
+        out.length = (uint64_t)x;
+        break;
+    case OTASRV_FAULT_WRONG_LENGTH:
+        rc = get_int(f, where2, "delta", -BIG, BIG, 1, &x, NULL, err);
+        if (rc < 0)
+            return rc;
+        if (x == 0)
+            return ota_err_set(err, EINVAL, "%s: 'delta' must not be 0", where2);
+        out.delta = x;
+        break;
+    case OTASRV_FAULT_THROTTLE:
+        rc = get_int(f, where2, "bytes_per_s", 1, (int64_t)1 << 40, 1, &x, NULL, err);
+        if (rc < 0)
+            return rc;
+        out.bytes_per_s = (uint64_t)x;
+        break;
+    default: /* reset, ignore_range: no parameters */
+        break;
+    }
+    *ret = out;
+    return 0;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+static int parse_rule(const json_t *jr, size_t idx, struct rule *r, struct ota_err *err)
+{
+    char where[128], where2[160];
+    const char *id;
+    int64_t x;
+    int rc;
+
+    snprintf(where, sizeof(where), "rules[%zu]", idx);
+    if (!json_is_object(jr))
+        return ota_err_set(err, EINVAL, "%s: must be a mapping", where);
+    rc = check_keys(jr, where, rule_keys, err);
+    if (rc < 0)
+        return rc;
+    rc = get_str(jr, where, "id", OTASRV_FAULT_ID_MAX, 1, &id, err);
+    if (rc < 0)
+        return rc;
+    for (const char *c = id; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == '-'))
+            return ota_err_set(
+                err, EINVAL, "%s: 'id' may hold only letters, digits, '.', '_' and '-' (got '%s')",
+                where, id);
+    ota_strlcpy(r->id, id, sizeof(r->id));
+    r->id_hash = fnv1a(r->id);
+    snprintf(where, sizeof(where), "rules[%zu] (%s)", idx, r->id);
+
+    snprintf(where2, sizeof(where2), "%s match", where);
+    rc = parse_match(json_object_get(jr, "match"), where2, r, err);
+    if (rc < 0)
+        return rc;
+    rc = parse_fault(json_object_get(jr, "fault"), where, &r->fault, err);
+    if (rc < 0)
+        return rc;
+    rc = get_int(jr, where, "count", 1, BIG, 0, &x, NULL, err);
+    if (rc < 0)
+        return rc;
+    r->count = (uint64_t)x;
+
+    r->source = json_deep_copy(jr);
+    if (!r->source)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    if (r->method[0]) {
+        json_t *m = json_object_get(r->source, "match");
+        if (json_object_set_new(m, "method", json_string(r->method)) < 0)
+            return ota_err_set(err, ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int build_plan(const json_t *root, struct otasrv_faultplan *p, struct ota_err *err)
+{
+    const json_t *rules;
+    int64_t seed;
+    size_t n;
+    int rc;
+
+    if (!json_is_object(root))
+        return ota_err_set(err, EINVAL, "plan: must be a mapping");
+    rc = check_keys(root, "plan", plan_keys, err);
+    if (rc < 0)
+        return rc;
+    rc = get_int(root, "plan", "seed", 0, INT64_MAX, 0, &seed, NULL, err);
+    if (rc < 0)
+        return rc;
+    p->seed = (uint64_t)seed;
+    rules = json_object_get(root, "rules");
+    if (!rules)
+        return ota_err_set(err, EINVAL, "plan: missing 'rules'");
+    if (!json_is_array(rules))
+        return ota_err_set(err, EINVAL, "plan: 'rules' must be a list");
+    n = json_array_size(rules);
+    if (n > OTASRV_FAULTPLAN_RULES)
+        return ota_err_set(err, EINVAL, "plan: too many rules (%zu, limit %d)", n,
+                           OTASRV_FAULTPLAN_RULES);
+    p->rules = calloc(n ? n : 1, sizeof(*p->rules));
+    if (!p->rules)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        p->nrules = i + 1; /* so a half-built rule is freed */
+        rc = parse_rule(json_array_get(rules, i), i, &p->rules[i], err);
+        if (rc < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p->rules[j].id, p->rules[i].id) == 0)
+                return ota_err_set(err, EINVAL, "rules[%zu]: duplicate id '%s' (see rules[%zu])", i,
+                                   p->rules[i].id, j);
+    }
+    return 0;
+}
+
+/* ---- YAML to jansson ----------------------------------------------------- */
+
+struct yframe {
+    json_t *node;
+    char *anchor;
+    char *key; /* mapping: the key waiting for its value */
+};
+
+struct yanchor {
+    char *name;
+    json_t *value;
+};
+
+struct ybuild {
+    struct yframe stack[YAML_DEPTH];
+    size_t depth;
+    struct yanchor anchors[YAML_ANCHOR];
+    size_t nanchors;
+    json_t *root;
+    int docs;
+};
+
+static void ybuild_free(struct ybuild *b)
+{
+    for (size_t i = 0; i < b->depth; i++) {
+        json_decref(b->stack[i].node);
+        free(b->stack[i].anchor);
+        free(b->stack[i].key);
+    }
+    for (size_t i = 0; i < b->nanchors; i++) {
+        free(b->anchors[i].name);
+        json_decref(b->anchors[i].value);
+    }
+    json_decref(b->root);
+}
+
+static int at(const yaml_event_t *ev, struct ota_err *err, const char *fmt, const char *what)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg), fmt, what);
+    return ota_err_set(err, EINVAL, "YAML line %zu column %zu: %s", ev->start_mark.line + 1,
+                       ev->start_mark.column + 1, msg);
+}
+
+/* Takes v (a new reference) into the tree, under anchor if any. */
+static int yadd(struct ybuild *b, json_t *v, const char *anchor, const yaml_event_t *ev,
+                struct ota_err *err)
+{
+    struct yframe *top;
+    int rc;
+
+    if (!v)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    if (anchor) {
+        if (b->nanchors == YAML_ANCHOR) {
+            json_decref(v);
+            return at(ev, err, "too many anchors (limit %s)", "256");
+        }
+        b->anchors[b->nanchors].name = strdup(anchor);
+        if (!b->anchors[b->nanchors].name) {
+            json_decref(v);
+            return ota_err_set(err, ENOMEM, "out of memory");
+        }
+        b->anchors[b->nanchors++].value = json_incref(v);
+    }
+    if (b->depth == 0) {
+        b->root = v;
+        return 0;
+    }
+    top = &b->stack[b->depth - 1];
+    if (json_is_array(top->node))
+        return json_array_append_new(top->node, v) < 0 ? ota_err_set(err, ENOMEM, "out of memory")
+                                                       : 0;
+    rc = json_object_set_new(top->node, top->key, v);
+    free(top->key);
+    top->key = NULL;
+    return rc < 0 ? ota_err_set(err, ENOMEM, "out of memory") : 0;
+}
+
+static int is_digits(const char *s, const char *digits)
+{
+    if (!*s)
+        return 0;
+    return s[strspn(s, digits)] == '\0';
+}
+
+/* A YAML 1.2 float of the core schema, without .inf/.nan (JSON has none). */
+static int is_float(const char *s)
+{
+    int mant = 0;
+
+    if (*s == '+' || *s == '-')
+        s++;
+    while (*s >= '0' && *s <= '9')
+        s++, mant = 1;
+    if (*s == '.') {
+        s++;
+        while (*s >= '0' && *s <= '9')
+            s++, mant = 1;
+    }
+    if (!mant)
+        return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (!(*s >= '0' && *s <= '9'))
+            return 0;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    return *s == '\0';
+}
+
+enum ytype { Y_ANY, Y_STR, Y_INT, Y_FLOAT, Y_BOOL, Y_NULL };
+
+/* Resolves a scalar as the YAML 1.2 core schema does; want narrows it to an
+ * explicit tag. */
+static int yscalar(const yaml_event_t *ev, enum ytype want, json_t **ret, struct ota_err *err)
+{
+    const char *s = (const char *)ev->data.scalar.value;
+    const char *num = s[0] == '+' || s[0] == '-' ? s + 1 : s;
+    int neg = s[0] == '-';
+
+    if (want == Y_STR) {
+        *ret = json_stringn(s, ev->data.scalar.length);
+        return 0;
+    }
+    if ((want == Y_ANY || want == Y_NULL) && (!*s || !strcmp(s, "~") || !strcmp(s, "null") ||
+                                              !strcmp(s, "Null") || !strcmp(s, "NULL"))) {
+        *ret = json_null();
+        return 0;
+    }
+    if ((want == Y_ANY || want == Y_BOOL) &&
+        (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))) {
+        *ret = json_true();
+        return 0;
+    }
+    if ((want == Y_ANY || want == Y_BOOL) &&
+        (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))) {
+        *ret = json_false();
+        return 0;
+    }
+    if (want == Y_ANY || want == Y_INT || want == Y_FLOAT) {
+        int base = 0;
+        const char *digits = num;
+
+        if (is_digits(num, "0123456789"))
+            base = 10;
+        else if (s == num && !strncmp(s, "0x", 2) && is_digits(s + 2, "0123456789abcdefABCDEF"))
+            base = 16, digits = s + 2;
+        else if (s == num && !strncmp(s, "0o", 2) && is_digits(s + 2, "01234567"))
+            base = 8, digits = s + 2;
+        if (base) {
+            char *end;
+            unsigned long long u;
+
+            errno = 0;
+            u = strtoull(digits, &end, base);
+            if (errno == ERANGE || u > (neg ? (unsigned long long)INT64_MAX + 1 : INT64_MAX))
+                return at(ev, err, "integer out of range: %s", s);
+            if (want == Y_FLOAT)
+                *ret = json_real(neg ? -(double)u : (double)u);
+            else
+                *ret = json_integer(neg ? (json_int_t)(0 - u) : (json_int_t)u);
+            return 0;
+        }
+    }
+    if ((want == Y_ANY || want == Y_FLOAT) && is_float(s)) {
+        *ret = json_real(strtod(s, NULL));
+        return 0;
+    }
+    if (want != Y_ANY)
+        return at(ev, err, "scalar '%s' does not fit its tag", s);
+    *ret = json_stringn(s, ev->data.scalar.length);
+    return 0;
+}
+
+static int yscalar_event(struct ybuild *b, const yaml_event_t *ev, struct ota_err *err)
+{
+    const char *s = (const char *)ev->data.scalar.value;
+    const char *tag = (const char *)ev->data.scalar.tag;
+    const char *anchor = (const char *)ev->data.scalar.anchor;
+    struct yframe *top = b->depth ? &b->stack[b->depth - 1] : NULL;
+    enum ytype want = Y_STR;
+    json_t *v = NULL;
+    int rc;
+
+    if (strlen(s) != ev->data.scalar.length)
+        return at(ev, err, "%s", "a scalar holds a NUL byte");
+    if (top && json_is_object(top->node) && !top->key) {
+        if (json_object_get(top->node, s))
+            return at(ev, err, "duplicate key '%s'", s);
+        top->key = strdup(s);
+        return top->key ? 0 : ota_err_set(err, ENOMEM, "out of memory");
+    }
+    if (tag && strcmp(tag, "!") == 0)
+        want = Y_STR;
+    else if (ev->data.scalar.plain_implicit)
+        want = Y_ANY;
+    else if (!tag)
+        want = Y_STR;
+    else if (!strcmp(tag, YAML_STR_TAG))
+        want = Y_STR;
+    else if (!strcmp(tag, YAML_INT_TAG))
+        want = Y_INT;
+    else if (!strcmp(tag, YAML_FLOAT_TAG))
+        want = Y_FLOAT;
+    else if (!strcmp(tag, YAML_BOOL_TAG))
+        want = Y_BOOL;
+    else if (!strcmp(tag, YAML_NULL_TAG))
+        want = Y_NULL;
+    else
+        return at(ev, err, "unsupported tag '%s'", tag);
+    rc = yscalar(ev, want, &v, err);
+    if (rc < 0)
+        return rc;
+    return yadd(b, v, anchor, ev, err);
+}
+
+static int ystart(struct ybuild *b, const yaml_event_t *ev, json_t *node, const char *anchor,
+                  const char *tag, struct ota_err *err)
+{
+    struct yframe *top = b->depth ? &b->stack[b->depth - 1] : NULL;
+
+    if (!node)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    if (tag && strcmp(tag, YAML_SEQ_TAG) && strcmp(tag, YAML_MAP_TAG) && strcmp(tag, "!")) {
+        json_decref(node);
+        return at(ev, err, "unsupported tag '%s'", tag);
+    }
+    if (top && json_is_object(top->node) && !top->key) {
+        json_decref(node);
+        return at(ev, err, "%s", "mapping keys must be scalars");
+    }
+    if (b->depth == YAML_DEPTH) {
+        json_decref(node);
+        return at(ev, err, "nested too deeply (limit %s)", "64");
+    }
+    b->stack[b->depth].node = node;
+    b->stack[b->depth].key = NULL;
+    b->stack[b->depth].anchor = anchor ? strdup(anchor) : NULL;
+    b->depth++;
+    if (anchor && !b->stack[b->depth - 1].anchor)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    return 0;
+}
+
+static int yend(struct ybuild *b, const yaml_event_t *ev, struct ota_err *err)
+{
+    struct yframe f = b->stack[--b->depth];
+    int rc = yadd(b, f.node, f.anchor, ev, err);
+
+    free(f.anchor);
+    free(f.key);
+    return rc;
+}
+
+static int yalias(struct ybuild *b, const yaml_event_t *ev, struct ota_err *err)
+{
+    const char *name = (const char *)ev->data.alias.anchor;
+    struct yframe *top = b->depth ? &b->stack[b->depth - 1] : NULL;
+
+    if (top && json_is_object(top->node) && !top->key)
+        return at(ev, err, "%s", "mapping keys must be scalars");
+    for (size_t i = b->nanchors; i-- > 0;)
+        if (strcmp(b->anchors[i].name, name) == 0)
+            return yadd(b, json_incref(b->anchors[i].value), NULL, ev, err);
+    return at(ev, err, "unknown anchor '%s'", name);
+}
+
+static int yevent(struct ybuild *b, const yaml_event_t *ev, struct ota_err *err)
+{
+    switch (ev->type) {
+    case YAML_DOCUMENT_START_EVENT:
+        if (++b->docs > 1)
+            return at(ev, err, "%s", "a plan is one YAML document");
+        return 0;
+    case YAML_SCALAR_EVENT:
+        return yscalar_event(b, ev, err);
+    case YAML_SEQUENCE_START_EVENT:
+        return ystart(b, ev, json_array(), (const char *)ev->data.sequence_start.anchor,
+                      (const char *)ev->data.sequence_start.tag, err);
+    case YAML_MAPPING_START_EVENT:
+        return ystart(b, ev, json_object(), (const char *)ev->data.mapping_start.anchor,
+                      (const char *)ev->data.mapping_start.tag, err);
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        return yend(b, ev, err);
+    case YAML_ALIAS_EVENT:
+        return yalias(b, ev, err);
+    default:
+        return 0;
+    }
+}
+
+static int yaml_to_json(const char *text, size_t n, json_t **ret, struct ota_err *err)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    struct ybuild *b;
+    int done = 0;
+    int rc = 0;
+
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    if (!yaml_parser_initialize(&parser)) {
+        free(b);
+        return ota_err_set(err, ENOMEM, "out of memory");
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, n);
+    while (!done) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            if (parser.error == YAML_MEMORY_ERROR)
+                rc = ota_err_set(err, ENOMEM, "out of memory");
+            else
+                rc = ota_err_set(err, EINVAL, "YAML line %zu column %zu: %s%s%s",
+                                 parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+                                 parser.problem ? parser.problem : "syntax error",
+                                 parser.context ? " " : "", parser.context ? parser.context : "");
+            goto out;
+        }
+        rc = yevent(b, &ev, err);
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+        if (rc < 0)
+            goto out;
+    }
+    if (!b->root) {
+        rc = ota_err_set(err, EINVAL, "empty plan");
+        goto out;
+    }
+    *ret = b->root;
+    b->root = NULL;
+out:
+    ybuild_free(b);
+    free(b);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+/* ---- plan object --------------------------------------------------------- */
+
+static struct otasrv_faultplan *plan_alloc(void)
+{
+    struct otasrv_faultplan *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->ring = calloc(OTASRV_FAULTLOG_CAP, sizeof(*p->ring));
+    if (!p->ring || pthread_mutex_init(&p->lock, NULL) != 0) {
+        free(p->ring);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void rules_free(struct rule *rules, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(rules[i].path);
+        free(rules[i].device);
+        free(rules[i].release);
+        json_decref(rules[i].source);
+    }
+    free(rules);
+}
+
+void otasrv_faultplan_free(struct otasrv_faultplan *plan)
+{
+    if (!plan)
+        return;
+    rules_free(plan->rules, plan->nrules);
+    free(plan->ring);
+    pthread_mutex_destroy(&plan->lock);
+    free(plan);
+}
+
+int otasrv_faultplan_new(struct otasrv_faultplan **ret, struct ota_err *err)
+{
+    struct otasrv_faultplan *p = plan_alloc();
+
+    if (!p)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    *ret = p;
+    return 0;
+}
+
+enum otasrv_plan_format otasrv_faultplan_format_from_name(const char *name)
+{
+    const char *dot = name ? strrchr(name, '.') : NULL;
+
+    if (!dot)
+        return OTASRV_PLAN_AUTO;
+    if (strcasecmp(dot, ".json") == 0)
+        return OTASRV_PLAN_JSON;
+    if (strcasecmp(dot, ".yaml") == 0 || strcasecmp(dot, ".yml") == 0)
+        return OTASRV_PLAN_YAML;
+    return OTASRV_PLAN_AUTO;
+}
+
+int otasrv_faultplan_parse(const char *text, size_t n, enum otasrv_plan_format fmt,
+                           struct otasrv_faultplan **ret, struct ota_err *err)
+{
+    struct otasrv_faultplan *p = NULL;
+    json_t *root = NULL;
+    int rc;
+
+    if (!text && n)
+        return ota_err_set(err, EINVAL, "no plan text");
+    if (n > OTASRV_FAULTPLAN_MAX)
+        return ota_err_set(err, EFBIG, "fault plan is too large (%zu bytes, limit %d)", n,
+                           OTASRV_FAULTPLAN_MAX);
+    if (!text)
+        text = "";
+    if (n >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        text += 3, n -= 3;
+    if (fmt == OTASRV_PLAN_AUTO) {
+        size_t i = 0;
+        while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+            i++;
+        fmt = i < n && text[i] == '{' ? OTASRV_PLAN_JSON : OTASRV_PLAN_YAML;
+    }
+    if (fmt == OTASRV_PLAN_JSON)
+        rc = ota_json_parse(text, n, &root, err);
+    else
+        rc = yaml_to_json(text, n, &root, err);
+    if (rc < 0)
+        goto out;
+    p = plan_alloc();
+    if (!p) {
+        rc = ota_err_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = build_plan(root, p, err);
+    if (rc < 0)
+        goto out;
+    *ret = p;
+    p = NULL;
+out:
+    json_decref(root);
+    otasrv_faultplan_free(p);
+    return rc;
+}
+
+void otasrv_faultplan_swap(struct otasrv_faultplan *live, struct otasrv_faultplan *next)
+{
+    struct rule *rules;
+    uint64_t seed;
+    size_t n;
+
+    if (!live || !next || live == next)
+        return;
+    pthread_mutex_lock(&live->lock);
+    rules = live->rules;
+    n = live->nrules;
+    seed = live->seed;
+    live->rules = next->rules;
+    live->nrules = next->nrules;
+    live->seed = next->seed;
+    pthread_mutex_unlock(&live->lock);
+    next->rules = rules;
+    next->nrules = n;
+    next->seed = seed;
+}
+
+/* ---- matching ------------------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x)
+{
+    x += UINT64_C(0x9e3779b97f4a7c15);
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return x ^ (x >> 31);
+}
+
+/* The k-th draw of a rule, uniform in [0, 1): a pure function of (seed, rule
+ * id, k), so neither thread timing nor other rules can change it. */
+static double draw(uint64_t seed, uint64_t id_hash, uint64_t k)
+{
+    uint64_t h = mix64(mix64(mix64(seed) ^ id_hash) ^ k);
+
+    return (double)(h >> 11) * 0x1p-53;
+}
+
+static int filters_pass(const struct rule *r, const struct otasrv_request_info *req)
+{
+    if (r->path && (!req->path || fnmatch(r->path, req->path, 0) != 0))
+        return 0;
+    if (r->method[0] && (!req->method || strcasecmp(r->method, req->method) != 0))
+        return 0;
+    if (r->device && (!req->device || strcmp(r->device, req->device) != 0))
+        return 0;
+    if (r->release && (!req->release || strcmp(r->release, req->release) != 0))
+        return 0;
+    return 1;
+}
+
+static int fires(uint64_t seed, const struct rule *r, uint64_t k)
+{
+    if (r->count && r->applied >= r->count)
+        return 0;
+    if (r->nth && k != r->nth)
+        return 0;
+    if (k <= r->after)
+        return 0;
+    if (r->every && (k - r->after) % r->every != 0)
+        return 0;
+    if (r->probability < 1.0 && !(draw(seed, r->id_hash, k) < r->probability))
+        return 0;
+    return 1;
+}
+
+static void copy_opt(char *dst, size_t cap, const char *src, int *ret_has)
+{
+    *ret_has = src != NULL;
+    ota_strlcpy(dst, src ? src : "", cap);
+}
+
+static void record(struct otasrv_faultplan *p, const struct otasrv_fault_decision *d,
+                   uint64_t request_id, const struct otasrv_request_info *req)
+{
+    struct log_entry *e = &p->ring[p->next];
+
+    e->d = *d;
+    e->request_id = request_id;
+    e->ts = req->now_ms;
+    copy_opt(e->method, sizeof(e->method), req->method, &e->has_method);
+    copy_opt(e->path, sizeof(e->path), req->path, &e->has_path);
+    copy_opt(e->device, sizeof(e->device), req->device, &e->has_device);
+    copy_opt(e->release, sizeof(e->release), req->release, &e->has_release);
+    p->next = (p->next + 1) % OTASRV_FAULTLOG_CAP;
+    if (p->len < OTASRV_FAULTLOG_CAP)
+        p->len++;
+    p->total++;
+}
+
+int otasrv_faultplan_match(struct otasrv_faultplan *plan, const struct otasrv_request_info *req,
+                           uint64_t request_id, struct otasrv_fault_decision *ret)
+{
+    struct otasrv_fault_decision d;
+    int fired = 0;
+
+    if (!plan || !req)
+        return 0;
+    pthread_mutex_lock(&plan->lock);
+    for (size_t i = 0; i < plan->nrules; i++) {
+        struct rule *r = &plan->rules[i];
+        uint64_t k;
+
+        if (!filters_pass(r, req))
+            continue;
+        k = ++r->matched;
+        if (fired || !fires(plan->seed, r, k))
+            continue;
+        r->applied++;
+        memset(&d, 0, sizeof(d));
+        d.fault = r->fault;
+        ota_strlcpy(d.rule, r->id, sizeof(d.rule));
+        d.match = k;
+        d.applied = r->applied;
+        fired = 1;
+    }
+    if (fired)
+        record(plan, &d, request_id, req);
+    pthread_mutex_unlock(&plan->lock);
+    if (fired)
+        *ret = d;
+    return fired;
+}
+
+/* ---- admin views and the log line ---------------------------------------- */
+
+/* A JSON string even from bytes that are not UTF-8 (a request path, or one
+ * cut by the ring's fixed buffers): those bytes become '?'. */
+static json_t *jstr(const char *s)
+{
+    json_t *v;
+    char *copy;
+
+    if (!s)
+        return json_null();
+    v = json_string(s);
+    if (v)
+        return v;
+    copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *c = copy; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            *c = '?';
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
+
+static int set(json_t *o, const char *key, json_t *v)
+{
+    return json_object_set_new(o, key, v);
+}
+
+static json_t *entry_json(const struct otasrv_fault_decision *d, uint64_t request_id, uint64_t ts,
+                          const char *method, const char *path, const char *device,
+                          const char *release)
+{
+    const struct otasrv_fault *f = &d->fault;
+    json_t *o = json_object();
+    int rc = 0;
+
+    if (!o)
+        return NULL;
+    rc |= set(o, "ts", json_integer((json_int_t)ts));
+    rc |= set(o, "request_id", json_integer((json_int_t)request_id));
+    rc |= set(o, "rule", jstr(d->rule));
+    rc |= set(o, "kind", json_string(otasrv_fault_kind_name(f->kind)));
+    rc |= set(o, "match", json_integer((json_int_t)d->match));
+    rc |= set(o, "method", jstr(method));
+    rc |= set(o, "path", jstr(path));
+    rc |= set(o, "device", jstr(device));
+    rc |= set(o, "release", jstr(release));
+    switch (f->kind) {
+    case OTASRV_FAULT_STATUS:
+        rc |= set(o, "code", json_integer(f->code));
+        if (f->retry_after >= 0)
+            rc |= set(o, "retry_after", json_integer(f->retry_after));
+        break;
+    case OTASRV_FAULT_DELAY:
+        rc |= set(o, "ms", json_integer(f->ms));
+        break;
+    case OTASRV_FAULT_STALL:
+        rc |= set(o, "after_bytes", json_integer((json_int_t)f->after_bytes));
+        rc |= set(o, "ms", json_integer(f->ms));
+        break;
+    case OTASRV_FAULT_TRUNCATE:
+        rc |= set(o, "after_bytes", json_integer((json_int_t)f->after_bytes));
+        break;
+    case OTASRV_FAULT_CORRUPT:
+        rc |= set(o, "offset", json_integer((json_int_t)f->offset));
+        rc |= set(o, "length", json_integer((json_int_t)f->length));
+        break;
+    case OTASRV_FAULT_WRONG_LENGTH:
+        rc |= set(o, "delta", json_integer(f->delta));
+        break;
+    case OTASRV_FAULT_THROTTLE:
+        rc |= set(o, "bytes_per_s", json_integer((json_int_t)f->bytes_per_s));
+        break;
+    default:
+        break;
+    }
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int otasrv_faultplan_log_json(const struct otasrv_fault_decision *d, uint64_t request_id,
+                              const struct otasrv_request_info *req, char **ret)
+{
+    static const struct otasrv_request_info none;
+    json_t *o;
+    int rc;
+
+    if (!req)
+        req = &none;
+    o = entry_json(d, request_id, req->now_ms, req->method, req->path, req->device, req->release);
+    if (!o)
+        return -ENOMEM;
+    rc = ota_json_dump(o, ret);
+    json_decref(o);
+    return rc;
+}
+
+int otasrv_faultplan_log_list(struct otasrv_faultplan *plan, json_t **ret, uint64_t *ret_total,
+                              struct ota_err *err)
+{
+    json_t *arr = json_array();
+    uint64_t total;
+    int rc = 0;
+
+    if (!arr)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    pthread_mutex_lock(&plan->lock);
+    total = plan->total;
+    for (size_t i = 0; i < plan->len && rc == 0; i++) {
+        size_t slot = (plan->next + OTASRV_FAULTLOG_CAP - plan->len + i) % OTASRV_FAULTLOG_CAP;
+        const struct log_entry *e = &plan->ring[slot];
+        json_t *o = entry_json(&e->d, e->request_id, e->ts, e->has_method ? e->method : NULL,
+                               e->has_path ? e->path : NULL, e->has_device ? e->device : NULL,
+                               e->has_release ? e->release : NULL);
+        if (!o || json_array_append_new(arr, o) < 0)
+            rc = -ENOMEM;
+    }
+    pthread_mutex_unlock(&plan->lock);
+    if (rc < 0) {
+        json_decref(arr);
+        return ota_err_set(err, ENOMEM, "out of memory");
+    }
+    *ret = arr;
+    if (ret_total)
+        *ret_total = total;
+    return 0;
+}
+
+void otasrv_faultplan_log_clear(struct otasrv_faultplan *plan)
+{
+    if (!plan)
+        return;
+    pthread_mutex_lock(&plan->lock);
+    plan->next = 0;
+    plan->len = 0;
+    plan->total = 0;
+    pthread_mutex_unlock(&plan->lock);
+}
+
+int otasrv_faultplan_describe(struct otasrv_faultplan *plan, json_t **ret, struct ota_err *err)
+{
+    json_t *o = json_object();
+    json_t *rules = json_array();
+    int rc = 0;
+
+    if (!o || !rules) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    pthread_mutex_lock(&plan->lock);
+    if (set(o, "seed", json_integer((json_int_t)plan->seed)) < 0 ||
+        set(o, "rules", json_incref(rules)) < 0)
+        rc = -ENOMEM;
+    for (size_t i = 0; i < plan->nrules && rc == 0; i++) {
+        const struct rule *r = &plan->rules[i];
+        json_t *copy = json_deep_copy(r->source);
+
+        if (!copy || set(copy, "matched", json_integer((json_int_t)r->matched)) < 0 ||
+            set(copy, "applied", json_integer((json_int_t)r->applied)) < 0 ||
+            json_array_append_new(rules, copy) < 0)
+            rc = -ENOMEM;
+    }
+    pthread_mutex_unlock(&plan->lock);
+out:
+    json_decref(rules);
+    if (rc < 0) {
+        json_decref(o);
+        return ota_err_set(err, ENOMEM, "out of memory");
+    }
+    *ret = o;
+    return 0;
+}
+
+/* ---- applying a decision ------------------------------------------------- */
+
+void otasrv_fault_headers(const struct otasrv_fault_decision *d, struct otasrv_fault_response *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->retry_after = -1;
+    if (!d)
+        return;
+    switch (d->fault.kind) {
+    case OTASRV_FAULT_DELAY:
+        ret->delay_ms = d->fault.ms;
+        break;
+    case OTASRV_FAULT_RESET:
+        ret->reset = 1;
+        break;
+    case OTASRV_FAULT_STATUS:
+        ret->status = d->fault.code;
+        ret->retry_after = d->fault.retry_after;
+        break;
+    case OTASRV_FAULT_IGNORE_RANGE:
+        ret->ignore_range = 1;
+        break;
+    case OTASRV_FAULT_WRONG_LENGTH:
+        ret->length_delta = d->fault.delta;
+        break;
+    default:
+        break;
+    }
+}
+
+uint64_t otasrv_fault_content_length(const struct otasrv_fault_decision *d, uint64_t real_len)
+{
+    uint64_t mag;
+
+    if (!d || d->fault.kind != OTASRV_FAULT_WRONG_LENGTH)
+        return real_len;
+    if (d->fault.delta < 0) {
+        mag = (uint64_t)(-(d->fault.delta + 1)) + 1;
+        return real_len > mag ? real_len - mag : 0;
+    }
+    mag = (uint64_t)d->fault.delta;
+    return real_len > UINT64_MAX - mag ? UINT64_MAX : real_len + mag;
+}
+
+enum otasrv_chunk_action otasrv_fault_apply_chunk(const struct otasrv_fault_decision *d,
+                                                  uint64_t body_start, uint64_t off, void *buf,
+                                                  size_t len, size_t *ret_len)
+{
+    const struct otasrv_fault *f = d ? &d->fault : NULL;
+
+    *ret_len = len;
+    if (!f)
+        return OTASRV_CHUNK_SEND;
+    switch (f->kind) {
+    case OTASRV_FAULT_CORRUPT: {
+        /* Absolute resource offsets: the chunk covers [a, a + len). */
+        uint64_t a = body_start + off;
+        uint64_t lo = a > f->offset ? a : f->offset;
+        uint64_t hi = a + len < f->offset + f->length ? a + len : f->offset + f->length;
+        unsigned char *p = buf;
+
+        for (uint64_t i = lo; i < hi; i++)
+            p[i - a] ^= 0xFF;
+        return OTASRV_CHUNK_SEND;
+    }
+    case OTASRV_FAULT_TRUNCATE:
+    case OTASRV_FAULT_STALL: {
+        enum otasrv_chunk_action cut =
+            f->kind == OTASRV_FAULT_TRUNCATE ? OTASRV_CHUNK_CLOSE : OTASRV_CHUNK_STALL;
+
+        if (off >= f->after_bytes) {
+            *ret_len = 0;
+            return cut;
+        }
+        if (len > f->after_bytes - off) {
+            *ret_len = (size_t)(f->after_bytes - off);
+            return cut;
+        }
+        return OTASRV_CHUNK_SEND;
+    }
+    case OTASRV_FAULT_THROTTLE: {
+        uint64_t q = f->bytes_per_s / OTASRV_FAULT_THROTTLE_Q;
+
+        if (q == 0)
+            q = 1;
+        if (len > q)
+            *ret_len = (size_t)q;
+        return OTASRV_CHUNK_SEND;
+    }
+    default:
+        return OTASRV_CHUNK_SEND;
+    }
+}
+
+uint64_t otasrv_fault_pace_ms(const struct otasrv_fault_decision *d, uint64_t total,
+                              uint64_t elapsed_ms)
+{
+    uint64_t bps, need;
+
+    if (!d || d->fault.kind != OTASRV_FAULT_THROTTLE || d->fault.bytes_per_s == 0)
+        return 0;
+    bps = d->fault.bytes_per_s;
+    need = (total / bps) * 1000 + ((total % bps) * 1000 + bps - 1) / bps;
+    return need > elapsed_ms ? need - elapsed_ms : 0;
+}

@@ -1,0 +1,113 @@
+/* File answers. The fd goes to libmicrohttpd, which sends from it with
+ * sendfile (plain HTTP) or pread (TLS); the response owns and closes it. */
+#include "otasrv/files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "otasrv/range.h"
+#include "otasrv/store.h"
+
+static const char UNSAT[] = "{\"detail\":\"range not satisfiable\"}";
+
+static void http_date(time_t t, char *buf, size_t cap)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+static void add_common(struct MHD_Response *resp, const char *etag, const char *lastmod,
+                       const char *ctype)
+{
+    MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "Last-Modified", lastmod);
+    MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+    if (ctype)
+        MHD_add_response_header(resp, "Content-Type", ctype);
+}
+
+enum MHD_Result ota_files_serve(struct ota_req *req, const char *path, const char *content_type)
+{
+    const char *range = ota_srv_header(req, MHD_HTTP_HEADER_RANGE);
+    const char *if_range = ota_srv_header(req, MHD_HTTP_HEADER_IF_RANGE);
+    const char *ctype = content_type ? content_type : "application/octet-stream";
+    char etag[96], lastmod[64], cr[96];
+    struct MHD_Response *resp;
+    enum ota_range_result rr;
+    uint64_t start = 0, len, total;
+    struct stat st;
+    unsigned status = 200;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ota_srv_reply_error(req, 404, "no such file");
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ota_srv_reply_error(req, 404, "no such file");
+    }
+    total = (uint64_t)st.st_size;
+    snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"", total,
+             (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec,
+             (uint64_t)st.st_ino);
+    http_date(st.st_mtim.tv_sec, lastmod, sizeof(lastmod));
+    len = total;
+
+    /* If-Range: a strong ETag or the exact date; anything else means the
+     * client's copy is stale, so it gets the whole body. */
+    if (range && if_range && strcmp(if_range, etag) != 0 && strcmp(if_range, lastmod) != 0)
+        range = NULL;
+    rr = ota_range_parse(range, total, &start, &len);
+    if (rr == OTA_RANGE_UNSATISFIABLE) {
+        close(fd);
+        snprintf(cr, sizeof(cr), "bytes */%" PRIu64, total);
+        resp = MHD_create_response_from_buffer(sizeof(UNSAT) - 1, (void *)UNSAT,
+                                               MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        add_common(resp, etag, lastmod, "application/json");
+        MHD_add_response_header(resp, "Content-Range", cr);
+        return ota_srv_reply(req, 416, resp);
+    }
+    if (rr == OTA_RANGE_PARTIAL)
+        status = 206;
+    else
+        start = 0, len = total;
+
+    resp = MHD_create_response_from_fd_at_offset64(len, fd, start);
+    if (!resp) {
+        close(fd);
+        return MHD_NO;
+    }
+    add_common(resp, etag, lastmod, ctype);
+    if (status == 206) {
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1,
+                 total);
+        MHD_add_response_header(resp, "Content-Range", cr);
+    }
+    return ota_srv_reply(req, status, resp);
+}
+
+int ota_files_release_path(const struct ota_srv *srv, const struct ota_release *rel,
+                           const char *name, char *buf, size_t cap)
+{
+    size_t pn = strlen(rel->payload_name);
+
+    if (strcmp(name, "payload") == 0 || strcmp(name, rel->payload_name) == 0) {
+        if (!rel->payload_path[0])
+            return -ENOENT;
+        snprintf(buf, cap, "%s", rel->payload_path);
+        return 0;
+    }
+    if (strcmp(name, "manifest.json") != 0 && strcmp(name, "manifest.json.sig") != 0 &&
+        !(strncmp(name, rel->payload_name, pn) == 0 && strcmp(name + pn, ".sha256") == 0))
+        return -ENOENT;
+    snprintf(buf, cap, "%s/%s/%s", srv->releases_dir, rel->id, name);
+    return 0;
+}

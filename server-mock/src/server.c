@@ -1,0 +1,651 @@
+/* libmicrohttpd daemon: epoll + a thread pool, one ota_req per request.
+ * Bodies are small JSON (kept in memory, limited) except raw uploads, which
+ * are streamed to a file as they arrive. Too-large bodies are read and
+ * dropped, then answered 413, so that clients see the answer; a declared
+ * Content-Length past EARLY_413_BYTES is answered at once. */
+#include "otasrv/server.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ota/crypto.h"
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "otasrv/api.h"
+
+/* A declared body this large is refused before it is read (the client may
+ * then see a reset while it sends); smaller too-large bodies are read and
+ * dropped first, so that every client reads its 413. */
+#define EARLY_413_BYTES (256ULL << 20)
+
+int64_t ota_srv_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ota_srv_valid_id(const char *s)
+{
+    size_t n = 0;
+
+    if (!s || !isalnum((unsigned char)s[0]))
+        return 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (!isalnum(c) && c != '.' && c != '_' && c != '+' && c != '-')
+            return 0;
+    }
+    return n <= 128;
+}
+
+/* ---- replies ---- */
+
+static void log_request(struct ota_req *req)
+{
+    struct ota_srv *srv = req->srv;
+    json_t *o;
+    char *line;
+
+    if (!srv->log)
+        return;
+    o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:I}", "ts_ms", (json_int_t)ota_srv_now_ms(), "id",
+                  req->id, "method", req->method, "path", req->path, "status", (int)req->status,
+                  "ms", (json_int_t)(mono_ms() - req->t0_ms));
+    line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (line) {
+        pthread_mutex_lock(&srv->log_lock);
+        fprintf(srv->log, "%s\n", line);
+        fflush(srv->log);
+        pthread_mutex_unlock(&srv->log_lock);
+    }
+    free(line);
+    json_decref(o);
+}
+
+enum MHD_Result ota_srv_reply(struct ota_req *req, unsigned status, struct MHD_Response *resp)
+{
+    enum MHD_Result r;
+
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "X-Request-Id", req->id);
+    MHD_add_response_header(resp, "Server", "ota-server");
+    if (status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    req->status = status;
+    r = MHD_queue_response(req->conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+enum MHD_Result ota_srv_reply_json(struct ota_req *req, unsigned status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct MHD_Response *resp;
+
+    json_decref(body);
+    if (!text)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return ota_srv_reply(req, status, resp);
+}
+
+enum MHD_Result ota_srv_reply_error(struct ota_req *req, unsigned status, const char *fmt, ...)
+{
+    char detail[600];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    return ota_srv_reply_json(req, status, json_pack("{s:s}", "detail", detail));
+}
+
+enum MHD_Result ota_srv_reply_store_error(struct ota_req *req, int r, const struct ota_err *err)
+{
+    const char *why = err && err->reason[0] ? err->reason : strerror(-r);
+
+    switch (r) {
+    case -ENOENT:
+        return ota_srv_reply_error(req, 404, "%s", why);
+    case -EEXIST:
+        return ota_srv_reply_error(req, 409, "%s", why);
+    case -EBUSY:
+        return ota_srv_reply_error(req, 503, "database busy: %s", why);
+    default:
+        return ota_srv_reply_error(req, 500, "%s", why);
+    }
+}
+
+/* ---- request helpers ---- */
+
+const char *ota_srv_header(struct ota_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *ota_srv_query(struct ota_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int ota_srv_query_int(struct ota_req *req, const char *name, int64_t def, int64_t min, int64_t max,
+                      int64_t *ret, struct ota_err *err)
+{
+    const char *v = ota_srv_query(req, name);
+    char *end;
+    long long n;
+
+    if (!v) {
+        *ret = def;
+        return 0;
+    }
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (!*v || *end || errno || n < min || n > max)
+        return ota_err_set(err, EINVAL, "query parameter %s: an integer in [%lld, %lld]", name,
+                           (long long)min, (long long)max);
+    *ret = n;
+    return 0;
+}
+
+int ota_srv_bearer_sha(struct ota_req *req, char ret_sha[65])
+{
+    const char *h = ota_srv_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    uint8_t d[OTA_SHA256_LEN];
+    struct ota_sha256 *ctx;
+    int r;
+
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return -ENOENT;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    if (!*h)
+        return -ENOENT;
+    ctx = ota_sha256_new();
+    if (!ctx)
+        return -ENOMEM;
+    r = ota_sha256_update(ctx, h, strlen(h));
+    if (r == 0)
+        r = ota_sha256_final(ctx, d);
+    ota_sha256_free(ctx);
+    if (r < 0)
+        return r;
+    ota_hex_encode(d, sizeof(d), ret_sha);
+    return 0;
+}
+
+int ota_srv_require_admin(struct ota_req *req, enum MHD_Result *ret_reply)
+{
+    char sha[65];
+
+    if (ota_srv_bearer_sha(req, sha) == 0 &&
+        ota_store_admin_token_check(req->srv->store, sha, NULL) == 0)
+        return 0;
+    *ret_reply = ota_srv_reply_error(req, 401, "admin token required");
+    return -EACCES;
+}
+
+void ota_srv_base_url(struct ota_req *req, char *buf, size_t cap)
+{
+    const char *host = ota_srv_header(req, MHD_HTTP_HEADER_HOST);
+    const char *scheme = req->srv->tls ? "https" : "http";
+    int ok = host && *host && strlen(host) < 256;
+
+    if (req->srv->cfg.public_url) {
+        ota_strlcpy(buf, req->srv->cfg.public_url, cap);
+        return;
+    }
+    for (const char *p = host; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || strchr(".-:[]_", *p);
+    if (ok)
+        snprintf(buf, cap, "%s://%s", scheme, host);
+    else
+        snprintf(buf, cap, "%s://%s:%u", scheme, req->srv->cfg.listen, req->srv->port);
+}
+
+int ota_srv_body_object(struct ota_req *req, json_t **ret, enum MHD_Result *ret_reply)
+{
+    struct ota_err err = {0};
+    json_t *o = NULL;
+
+    if (ota_json_parse(req->body ? req->body : "", req->body_len, &o, &err) < 0 ||
+        !json_is_object(o)) {
+        json_decref(o);
+        *ret_reply = ota_srv_reply_error(req, 400, "body is not a JSON object: %s",
+                                         err.reason[0] ? err.reason : "not an object");
+        return -EINVAL;
+    }
+    *ret = o;
+    return 0;
+}
+
+int ota_srv_check_keys(const json_t *obj, const char *const *allowed, struct ota_err *err)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(*a, key) == 0;
+        if (!ok)
+            return ota_err_set(err, EINVAL, "unknown field \"%s\"", key);
+    }
+    return 0;
+}
+
+/* ---- routing ---- */
+
+static int split_path(struct ota_req *req, const char *url)
+{
+    char *p;
+
+    if (strlen(url) >= sizeof(req->path) || url[0] != '/')
+        return -EINVAL;
+    ota_strlcpy(req->path, url, sizeof(req->path));
+    ota_strlcpy(req->segbuf, url, sizeof(req->segbuf));
+    p = req->segbuf + 1;
+    req->nseg = 0;
+    for (;;) {
+        char *slash = strchr(p, '/');
+        if (req->nseg == OTA_SRV_MAX_SEGS)
+            return -E2BIG;
+        req->seg[req->nseg++] = p;
+        if (!slash)
+            break;
+        *slash = '\0';
+        p = slash + 1;
+    }
+    return 0;
+}
+
+static int seg_is(struct ota_req *req, int i, const char *s)
+{
+    return i < req->nseg && strcmp(req->seg[i], s) == 0;
+}
+
+static enum MHD_Result route(struct ota_req *req)
+{
+    if (seg_is(req, 0, "api") && seg_is(req, 1, "v1")) {
+        int dev = 0;
+        if (seg_is(req, 2, "devices"))
+            dev = (req->nseg == 4 && seg_is(req, 3, "register")) ||
+                  (req->nseg == 5 && (seg_is(req, 4, "checkin") || seg_is(req, 4, "status")));
+        else if (seg_is(req, 2, "releases") && req->nseg == 5)
+            dev = strcmp(req->method, "GET") == 0 || req->is_head;
+        return dev ? ota_api_device_handle(req) : ota_api_admin_handle(req);
+    }
+    if (seg_is(req, 0, "repos") || (seg_is(req, 2, "releases") && seg_is(req, 3, "download")))
+        return ota_api_github_handle(req);
+    return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+}
+
+static int is_upload(struct ota_req *req)
+{
+    return strcmp(req->method, "PUT") == 0 && req->nseg == 5 && seg_is(req, 0, "api") &&
+           seg_is(req, 1, "v1") && seg_is(req, 2, "releases") && seg_is(req, 4, "payload");
+}
+
+static void body_append(struct ota_req *req, const char *data, size_t n)
+{
+    size_t cap;
+    char *nb;
+
+    if (req->early_status)
+        return; /* dropping the rest of a refused body */
+    if (req->up.fd >= 0) {
+        while (n > 0) {
+            ssize_t w;
+            if (req->up.len + n > req->srv->cfg.max_upload) {
+                req->early_status = 413;
+                snprintf(req->early_detail, sizeof(req->early_detail),
+                         "upload larger than %llu bytes",
+                         (unsigned long long)req->srv->cfg.max_upload);
+                return;
+            }
+            w = write(req->up.fd, data, n);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0 || ota_sha256_update(req->up.hash, data, (size_t)w) < 0) {
+                req->early_status = errno == ENOSPC ? 507 : 500;
+                snprintf(req->early_detail, sizeof(req->early_detail), "writing the upload: %s",
+                         strerror(errno ? errno : EIO));
+                return;
+            }
+            req->up.len += (uint64_t)w;
+            data += w;
+            n -= (size_t)w;
+        }
+        return;
+    }
+    if (req->body_len + n > req->srv->cfg.max_body) {
+        req->early_status = 413;
+        snprintf(req->early_detail, sizeof(req->early_detail), "body larger than %zu bytes",
+                 req->srv->cfg.max_body);
+        return;
+    }
+    if (req->body_len + n + 1 > req->body_cap) {
+        cap = req->body_cap ? req->body_cap : 1024;
+        while (cap < req->body_len + n + 1)
+            cap *= 2;
+        nb = realloc(req->body, cap);
+        if (!nb) {
+            req->early_status = 500;
+            snprintf(req->early_detail, sizeof(req->early_detail), "out of memory");
+            return;
+        }
+        req->body = nb;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+    req->body[req->body_len] = '\0';
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct ota_srv *srv = cls;
+    struct ota_req *req = *con_cls;
+
+    if (!req) {
+        const char *cl;
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        req->srv = srv;
+        req->conn = conn;
+        req->method = method;
+        req->is_head = strcmp(method, "HEAD") == 0;
+        req->up.fd = -1;
+        req->t0_ms = mono_ms();
+        snprintf(req->id, sizeof(req->id), "%s-%llu", srv->boot,
+                 (unsigned long long)atomic_fetch_add(&srv->seq, 1) + 1);
+        *con_cls = req;
+        if (split_path(req, url) < 0) {
+            ota_strlcpy(req->path, "(too long)", sizeof(req->path));
+            req->nseg = 0;
+            req->early_status = 404;
+            snprintf(req->early_detail, sizeof(req->early_detail), "no such endpoint");
+        }
+        cl = ota_srv_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (!req->early_status && is_upload(req)) {
+            ota_api_admin_upload_begin(req);
+        } else if (cl && strtoull(cl, NULL, 10) > EARLY_413_BYTES) {
+            return ota_srv_reply_error(req, 413, "body larger than %zu bytes", srv->cfg.max_body);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        body_append(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->status)
+        return MHD_YES; /* answered early */
+    if (req->early_status)
+        return ota_srv_reply_error(req, req->early_status, "%s", req->early_detail);
+    if (req->up.fd >= 0)
+        return ota_api_admin_upload_end(req);
+    return route(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct ota_req *req = *con_cls;
+
+    if (!req)
+        return;
+    log_request(req);
+    if (req->up.fd >= 0) {
+        close(req->up.fd);
+        unlink(req->up.tmp);
+    }
+    ota_sha256_free(req->up.hash);
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+/* ---- start / stop ---- */
+
+int ota_srv_random_hex(char *buf, size_t nbytes)
+{
+    uint8_t raw[64];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0 || nbytes > sizeof(raw))
+        return fd < 0 ? -errno : -EINVAL;
+    n = read(fd, raw, nbytes);
+    close(fd);
+    if (n != (ssize_t)nbytes)
+        return -EIO;
+    ota_hex_encode(raw, nbytes, buf);
+    return 0;
+}
+
+int ota_srv_sha_hex(const char *s, char ret[65])
+{
+    uint8_t d[OTA_SHA256_LEN];
+    struct ota_sha256 *h = ota_sha256_new();
+    int r;
+
+    if (!h)
+        return -ENOMEM;
+    r = ota_sha256_update(h, s, strlen(s));
+    if (r == 0)
+        r = ota_sha256_final(h, d);
+    ota_sha256_free(h);
+    if (r == 0)
+        ota_hex_encode(d, sizeof(d), ret);
+    return r;
+}
+
+/* The admin token: given, read from the token file, or generated into it. */
+static int setup_admin_token(struct ota_srv *srv, struct ota_err *err)
+{
+    char path[4200], token[129], sha[65];
+    char *text = NULL;
+    size_t n = 0;
+    int r;
+
+    if (srv->cfg.admin_token) {
+        ota_strlcpy(token, srv->cfg.admin_token, sizeof(token));
+    } else {
+        if (srv->cfg.admin_token_file)
+            ota_strlcpy(path, srv->cfg.admin_token_file, sizeof(path));
+        else
+            snprintf(path, sizeof(path), "%s/admin.token", srv->cfg.data_dir);
+        r = ota_fs_read_all(path, 4096, &text, &n, NULL);
+        while (r == 0 && n > 0 && isspace((unsigned char)text[n - 1]))
+            text[--n] = '\0';
+        if (r == 0 && n > 0 && n < sizeof(token)) {
+            ota_strlcpy(token, text, sizeof(token));
+        } else {
+            if ((r = ota_srv_random_hex(token, 24)) < 0) {
+                free(text);
+                return ota_err_set(err, -r, "making an admin token");
+            }
+            strcat(token, "\n");
+            r = ota_fs_write_atomic(path, token, strlen(token), 0600, err);
+            token[strlen(token) - 1] = '\0';
+            if (r < 0) {
+                free(text);
+                return r;
+            }
+        }
+        free(text);
+    }
+    if (!token[0])
+        return ota_err_set(err, EINVAL, "the admin token is empty");
+    if ((r = ota_srv_sha_hex(token, sha)) < 0)
+        return ota_err_set(err, -r, "hashing the admin token");
+    return ota_store_admin_token_set(srv->store, sha, err);
+}
+
+void ota_server_stop(struct ota_srv *srv)
+{
+    if (!srv)
+        return;
+    if (srv->daemon)
+        MHD_stop_daemon(srv->daemon);
+    ota_store_close(srv->store);
+    if (srv->log && srv->log != stderr)
+        fclose(srv->log);
+    pthread_mutex_destroy(&srv->log_lock);
+    free(srv->public_key_pem);
+    free(srv->tls_cert_pem);
+    free(srv->tls_key_pem);
+    free(srv);
+}
+
+int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, struct ota_err *err)
+{
+    struct ota_srv *srv = calloc(1, sizeof(*srv));
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+    struct sockaddr *sa;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+    const union MHD_DaemonInfo *info;
+    size_t n;
+    int r;
+
+    if (!srv)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    pthread_mutex_init(&srv->log_lock, NULL);
+    srv->cfg = *cfg;
+    if (!srv->cfg.listen)
+        srv->cfg.listen = "127.0.0.1";
+    if (!srv->cfg.db_path)
+        srv->cfg.db_path = "ota-server.db";
+    if (!srv->cfg.data_dir)
+        srv->cfg.data_dir = "ota-server-data";
+    if (!srv->cfg.max_body)
+        srv->cfg.max_body = 1 << 20;
+    if (!srv->cfg.max_upload)
+        srv->cfg.max_upload = 8ULL << 30;
+    if (!srv->cfg.threads)
+        srv->cfg.threads = 4;
+    if (ota_srv_random_hex(srv->boot, 4) < 0)
+        snprintf(srv->boot, sizeof(srv->boot), "%08x", (unsigned)getpid());
+
+    snprintf(srv->releases_dir, sizeof(srv->releases_dir), "%s/releases", srv->cfg.data_dir);
+    if ((r = ota_fs_mkdirs(srv->releases_dir, err)) < 0)
+        goto fail;
+    if ((r = ota_store_open(srv->cfg.db_path, srv->cfg.threads + 2, &srv->store, err)) < 0)
+        goto fail;
+    if ((r = setup_admin_token(srv, err)) < 0)
+        goto fail;
+    if (srv->cfg.enroll_token) {
+        if (!srv->cfg.enroll_token[0]) {
+            r = ota_err_set(err, EINVAL, "the enrollment token is empty");
+            goto fail;
+        }
+        if ((r = ota_srv_sha_hex(srv->cfg.enroll_token, srv->enroll_sha)) < 0)
+            goto fail;
+    } else {
+        srv->enroll_open = 1;
+    }
+    if (srv->cfg.public_key &&
+        (r = ota_fs_read_all(srv->cfg.public_key, 65536, &srv->public_key_pem, &n, err)) < 0)
+        goto fail;
+    if (srv->cfg.log_path) {
+        srv->log = strcmp(srv->cfg.log_path, "-") == 0 ? stderr : fopen(srv->cfg.log_path, "ae");
+        if (!srv->log) {
+            r = ota_err_set(err, errno, "%s: %s", srv->cfg.log_path, strerror(errno));
+            goto fail;
+        }
+    }
+
+    memset(&sin, 0, sizeof(sin));
+    memset(&sin6, 0, sizeof(sin6));
+    if (inet_pton(AF_INET, srv->cfg.listen, &sin.sin_addr) == 1) {
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(srv->cfg.port);
+        sa = (struct sockaddr *)&sin;
+    } else if (inet_pton(AF_INET6, srv->cfg.listen, &sin6.sin6_addr) == 1) {
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(srv->cfg.port);
+        sa = (struct sockaddr *)&sin6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        r = ota_err_set(err, EINVAL, "--listen %s: not an IPv4 or IPv6 address", srv->cfg.listen);
+        goto fail;
+    }
+    if (srv->cfg.tls_cert || srv->cfg.tls_key) {
+        if (!srv->cfg.tls_cert || !srv->cfg.tls_key) {
+            r = ota_err_set(err, EINVAL, "TLS needs both --tls-cert and --tls-key");
+            goto fail;
+        }
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            r = ota_err_set(err, ENOTSUP, "this libmicrohttpd has no TLS support");
+            goto fail;
+        }
+        if ((r = ota_fs_read_all(srv->cfg.tls_cert, 1 << 20, &srv->tls_cert_pem, &n, err)) < 0 ||
+            (r = ota_fs_read_all(srv->cfg.tls_key, 1 << 20, &srv->tls_key_pem, &n, err)) < 0)
+            goto fail;
+        flags |= MHD_USE_TLS;
+        srv->tls = 1;
+    }
+
+    if (srv->tls)
+        srv->daemon = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
+            MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads, MHD_OPTION_NOTIFY_COMPLETED,
+            on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
+            16384u, MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
+            srv->tls_key_pem, MHD_OPTION_END);
+    else
+        srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+                                       sa, MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
+                                       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                                       MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                                       MHD_OPTION_CONNECTION_LIMIT, 16384u, MHD_OPTION_END);
+    if (!srv->daemon) {
+        r = ota_err_set(err, EADDRINUSE, "cannot listen on %s:%u (in use, or bad TLS files?)",
+                        srv->cfg.listen, srv->cfg.port);
+        goto fail;
+    }
+    info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : srv->cfg.port;
+    if (srv->cfg.port_file) {
+        char text[16];
+        snprintf(text, sizeof(text), "%u\n", srv->port);
+        if ((r = ota_fs_write_atomic(srv->cfg.port_file, text, strlen(text), 0644, err)) < 0)
+            goto fail;
+    }
+    *ret = srv;
+    return 0;
+fail:
+    ota_server_stop(srv);
+    return r;
+}

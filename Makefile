@@ -1,9 +1,8 @@
 # Thin wrapper over CMake/CTest: the verbs users expect.
 BUILD ?= build
 JOBS  ?= $(shell nproc)
-PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all test unit e2e scenario image report demo bench clean
+.PHONY: all test scenario image report demo bench bench-server clean
 
 all:
 	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON -DOTA_FAULT_POINTS=ON >/dev/null
@@ -19,6 +18,9 @@ demo: all
 
 bench:
 	ci/bench-agent
+
+bench-server:
+	ci/bench-server
 
 scenario:
 	@echo "make scenario: not yet - the simulator (sim/, issue 4) is not built yet." >&2; exit 2

@@ -9,11 +9,12 @@
 #include <sys/resource.h>
 
 #include "otasrv/ctl.h"
+#include "otasrv/faults.h"
 #include "otasrv/server.h"
 
 static const char USAGE[] =
     "usage: ota-server serve [options]\n"
-    "       ota-server release|devices|device|reports ... (admin commands, below)\n"
+    "       ota-server release|rollout|devices|device|reports ... (admin commands, below)\n"
     "       ota-server --help\n"
     "\n"
     "The mock OTA release server: a GitHub-Releases face, the fleet API for\n"
@@ -39,7 +40,10 @@ static const char USAGE[] =
     "  --max-body BYTES       JSON body limit, 413 beyond (default 1048576)\n"
     "  --max-upload BYTES     raw payload upload limit (default 8 GiB)\n"
     "  --log FILE             access log as JSON lines (\"-\": stderr)\n"
-    "  --faults FILE          fault plan (JSON or YAML): NOT YET, refused for now\n"
+    "  --faults FILE          fault plan (JSON or YAML; docs/protocol.md, \"Fault\n"
+    "                         plans\"); a bad plan exits 2 with the reason. Applied\n"
+    "                         faults are logged as JSON lines to --log (else stderr);\n"
+    "                         replace the plan at run time: PUT /api/v1/faults\n"
     "\n"
     "\n";
 
@@ -180,8 +184,8 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "ota-server serve: unexpected argument %s\n", argv[optind]);
         return 2;
     }
-    if (faults) { /* fault plans (faultplan.c) are not wired into the server yet */
-        fprintf(stderr, "ota-server: --faults %s: fault plans are not supported yet\n", faults);
+    if (faults && ota_api_faults_load(faults, &cfg.faults, &err) < 0) {
+        fprintf(stderr, "ota-server: --faults %s: %s\n", faults, err.reason);
         return 2;
     }
     /* Many connections: take all the descriptors we may. */
@@ -220,7 +224,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "serve") == 0)
         return serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "release") == 0 || strcmp(argv[1], "devices") == 0 ||
-        strcmp(argv[1], "device") == 0 || strcmp(argv[1], "reports") == 0) {
+        strcmp(argv[1], "device") == 0 || strcmp(argv[1], "reports") == 0 ||
+        strcmp(argv[1], "rollout") == 0) {
         struct ota_err err = {0};
         char *out = NULL;
         int r = ota_ctl_run(argc, argv, &out, &err);

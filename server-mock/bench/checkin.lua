@@ -1,7 +1,7 @@
 -- wrk script: fleet check-ins (POST /api/v1/devices/{id}/checkin) as the
 -- devices that bench-server registered. See server-mock/bench/README.md.
 --
---   wrk -t2 -c1000 -d10s --latency -s checkin.lua URL -- DEVICES BODY [count]
+--   wrk -t2 -c1000 -d10s --latency -s checkin.lua URL -- DEVICES BODY [count] [delay=MS]
 --
 -- DEVICES: one "device_id token" per line. BODY: the check-in body, sent
 -- as is by every device. Each wrk thread cycles through all the devices,
@@ -11,6 +11,10 @@
 -- as one line "checkin-statuses: CODE=N ..." (costs wrk the header parsing,
 -- so the bench uses it for the warm-up only; measured runs rely on wrk's
 -- own "Non-2xx or 3xx responses" line).
+-- With "delay=MS", each connection waits a random 0..2*MS ms (mean MS)
+-- before each request: an offered load of about connections*1000/MS req/s
+-- instead of wrk's closed loop. wrk starts a request's latency clock after
+-- the delay, so the delay is not counted in the latency.
 
 local threads = {}
 local nthreads = 0
@@ -46,9 +50,29 @@ function init(args)
     -- 4999 is prime: the threads start far apart whatever their number.
     i = (thread_index * 4999) % n
     statuses = {}
-    if args[3] ~= "count" then
+    local count = false
+    mean_delay = nil
+    for k = 3, #args do
+        if args[k] == "count" then
+            count = true
+        elseif args[k]:match("^delay=") then
+            mean_delay = assert(tonumber(args[k]:sub(7)), "bad " .. args[k])
+        else
+            error("unknown argument " .. args[k])
+        end
+    end
+    if not count then
         response = nil
     end
+    if mean_delay then
+        math.randomseed(1000 + thread_index)
+    else
+        delay = nil
+    end
+end
+
+function delay()
+    return math.random() * 2 * mean_delay
 end
 
 function request()

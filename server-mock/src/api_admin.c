@@ -22,7 +22,9 @@
 #include "ota/json.h"
 #include "ota/manifest.h"
 #include "otasrv/api.h"
+#include "otasrv/faults.h"
 #include "otasrv/files.h"
+#include "otasrv/rollouts.h"
 
 #define RELEASE_ID_MAX 56 /* "rel-<id>" must fit the agent's 64-byte update id */
 
@@ -531,6 +533,8 @@ enum MHD_Result ota_api_admin_handle(struct ota_req *req)
 
     if (ota_srv_require_admin(req, &ret) < 0)
         return ret;
+    if (n >= 3 && strcmp(s[2], "faults") == 0) /* fault plans: api_faults.c */
+        return ota_api_faults_handle(req);
     if (n == 3 && strcmp(s[2], "releases") == 0) {
         if (get)
             return releases_list(req);
@@ -558,6 +562,9 @@ enum MHD_Result ota_api_admin_handle(struct ota_req *req)
     } else if (n == 3 && strcmp(s[2], "reports") == 0) {
         if (get)
             return reports_list(req);
+    } else if (strcmp(s[2], "rollouts") == 0 || strcmp(s[2], "events") == 0 ||
+               strcmp(s[2], "stats") == 0) {
+        return ota_api_rollouts_handle(req);
     } else {
         return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
     }

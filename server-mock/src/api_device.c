@@ -3,7 +3,8 @@
  * (401 without a valid token, 403 with another device's). Bodies are
  * strict: unknown fields and wrong types are 400, and nothing is written.
  *
- * The offer, until the rollout engine decides it: the newest published
+ * The offer comes from the rollouts (rollouts.h); only while no rollout
+ * exists at all, it is the newest published
  * release for the device's type that is newer than the device's version of
  * its kind and whose min_version the device meets, unless the device sent
  * a final report (success or failure) for it. update_id = "rel-<id>". */
@@ -14,7 +15,9 @@
 #include "ota/json.h"
 #include "ota/manifest.h"
 #include "otasrv/api.h"
+#include "otasrv/events.h"
 #include "otasrv/files.h"
+#include "otasrv/rollouts.h"
 
 #define FIELD_MAX 64
 
@@ -156,6 +159,9 @@ static enum MHD_Result do_register(struct ota_req *req)
         ret = ota_srv_reply_store_error(req, r, &err);
         goto out;
     }
+    ota_events_publish(
+        srv->events, NULL, "device_registered",
+        json_pack("{s:s, s:s, s:b}", "device", id, "device_type", inv.type, "created", created));
     ret = ota_srv_reply_json(req, created ? 201 : 200,
                              json_pack("{s:s, s:s}", "device_id", id, "token", token));
 out:
@@ -253,7 +259,8 @@ static enum MHD_Result do_checkin(struct ota_req *req, const char *id)
         goto out;
     }
     if ((r = ota_store_device_checkin(req->srv->store, id, &inv, ota_srv_now_ms(), &err)) < 0 ||
-        (r = find_offer(req, id, &offer, &err)) < 0) {
+        (r = ota_rollouts_offer(req, id, &offer, &err)) < 0 ||
+        (r == 0 && (r = find_offer(req, id, &offer, &err)) < 0)) {
         ret = ota_srv_reply_store_error(req, r, &err);
         goto out;
     }
@@ -305,6 +312,9 @@ static enum MHD_Result do_status(struct ota_req *req, const char *id)
     }
     rep.ts = ts ? (int64_t)json_integer_value(ts) : 0;
     r = ota_store_report_add(req->srv->store, id, &rep, ota_srv_now_ms(), &dup, &err);
+    if (r == 0 && !dup)
+        r = ota_rollouts_report(req->srv, id, rep.update_id, rep.rollout_id, rep.state, rep.status,
+                                &err);
     if (r < 0) {
         ret = ota_srv_reply_store_error(req, r, &err);
         goto out;

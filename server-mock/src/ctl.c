@@ -26,6 +26,10 @@ const char OTA_CTL_USAGE[] =
     "                     [--offset N]\n"
     "  ota-server device ID\n"
     "  ota-server reports [--device ID] [--update-id U]\n"
+    "  ota-server rollout create FILE.json   a rollout definition (docs/protocol.md)\n"
+    "  ota-server rollout list\n"
+    "  ota-server rollout status ID          definition, status and metrics\n"
+    "  ota-server rollout approve|start|pause|resume|cancel|rollback ID\n"
     "Each prints the server's JSON answer; exit status 1 with the server's detail on refusal.\n";
 
 struct ctx {
@@ -115,6 +119,40 @@ out:
     free(manifest);
     free(sig);
     return r;
+}
+
+/* "rollout SUB [ARG]"; -ENOSYS for a wrong command line. */
+static int rollout_cmd(struct ctx *c, const char *sub, const char *arg, int npos, json_t **ret)
+{
+    static const char *const acts[] = {"approve", "start",    "pause", "resume",
+                                       "cancel",  "rollback", NULL};
+    char path[1024], enc[512];
+    char *text = NULL;
+    size_t n = 0;
+    int r;
+
+    if (strcmp(sub, "list") == 0 && npos == 2)
+        return call(c, "GET", "/api/v1/rollouts", NULL, NULL, ret);
+    if (npos != 3)
+        return -ENOSYS;
+    if (strcmp(sub, "create") == 0) {
+        if ((r = ota_fs_read_all(arg, 1 << 20, &text, &n, c->err)) < 0)
+            return r;
+        r = call(c, "POST", "/api/v1/rollouts", text, NULL, ret);
+        free(text);
+        return r;
+    }
+    ota_client_urlencode(arg, enc, sizeof(enc));
+    if (strcmp(sub, "status") == 0) {
+        snprintf(path, sizeof(path), "/api/v1/rollouts/%s", enc);
+        return call(c, "GET", path, NULL, NULL, ret);
+    }
+    for (const char *const *a = acts; *a; a++)
+        if (strcmp(sub, *a) == 0) {
+            snprintf(path, sizeof(path), "/api/v1/rollouts/%s/%s", enc, sub);
+            return call(c, "POST", path, "{}", NULL, ret);
+        }
+    return -ENOSYS;
 }
 
 /* Appends "&key=value" (encoded) when value is set. */
@@ -266,6 +304,12 @@ int ota_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
                                "release: add DIR | list | get ID | publish ID | "
                                "delete ID");
         }
+    } else if (strcmp(pos[0], "rollout") == 0 && npos >= 2) {
+        r = rollout_cmd(&c, pos[1], npos == 3 ? pos[2] : NULL, npos, &out);
+        if (r == -ENOSYS)
+            return ota_err_set(err, EINVAL,
+                               "rollout: create FILE | list | status ID | approve|start|pause|"
+                               "resume|cancel|rollback ID");
     } else if (strcmp(pos[0], "devices") == 0 && npos == 1) {
         snprintf(path, sizeof(path), "/api/v1/devices");
         add_query(path, sizeof(path), "type", q_type);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "otasrv/faults.h"
 #include "otasrv/range.h"
 #include "otasrv/store.h"
 
@@ -63,6 +64,8 @@ enum MHD_Result ota_files_serve(struct ota_req *req, const char *path, const cha
      * client's copy is stale, so it gets the whole body. */
     if (range && if_range && strcmp(if_range, etag) != 0 && strcmp(if_range, lastmod) != 0)
         range = NULL;
+    if (req->has_fault && req->fault.fault.kind == OTASRV_FAULT_IGNORE_RANGE)
+        range = NULL; /* fault plan: ignore_range */
     rr = ota_range_parse(range, total, &start, &len);
     if (rr == OTA_RANGE_UNSATISFIABLE) {
         close(fd);
@@ -80,8 +83,10 @@ enum MHD_Result ota_files_serve(struct ota_req *req, const char *path, const cha
     else
         start = 0, len = total;
 
-    resp = MHD_create_response_from_fd_at_offset64(len, fd, start);
-    if (!resp) {
+    if (ota_faultserve_body(req)) { /* fault plan: the body goes through the fault */
+        if (!(resp = ota_faultserve_response(req, fd, start, len)))
+            return MHD_NO;
+    } else if (!(resp = MHD_create_response_from_fd_at_offset64(len, fd, start))) {
         close(fd);
         return MHD_NO;
     }

@@ -21,6 +21,8 @@
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasrv/api.h"
+#include "otasrv/rollouts.h"
+#include "otasrv/faults.h"
 
 /* A declared body this large is refused before it is read (the client may
  * then see a reset while it sends); smaller too-large bodies are read and
@@ -414,6 +416,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return ota_srv_reply_error(req, req->early_status, "%s", req->early_detail);
     if (req->up.fd >= 0)
         return ota_api_admin_upload_end(req);
+    {
+        enum MHD_Result fr;
+        if (ota_api_faults_before(req, &fr)) /* fault plan: answered or dropped */
+            return fr;
+    }
     return route(req);
 }
 
@@ -516,9 +523,12 @@ void ota_server_stop(struct ota_srv *srv)
 {
     if (!srv)
         return;
+    ota_rollouts_shutdown(srv); /* ends event streams before the daemon stops */
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    ota_rollouts_free(srv);
     ota_store_close(srv->store);
+    otasrv_faultplan_free(srv->faults);
     if (srv->log && srv->log != stderr)
         fclose(srv->log);
     pthread_mutex_destroy(&srv->log_lock);
@@ -534,7 +544,7 @@ int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, str
     struct sockaddr_in sin;
     struct sockaddr_in6 sin6;
     struct sockaddr *sa;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     const union MHD_DaemonInfo *info;
     size_t n;
     int r;
@@ -543,6 +553,7 @@ int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, str
         return ota_err_set(err, ENOMEM, "out of memory");
     pthread_mutex_init(&srv->log_lock, NULL);
     srv->cfg = *cfg;
+    srv->faults = cfg->faults; /* taken over, even on failure */
     if (!srv->cfg.listen)
         srv->cfg.listen = "127.0.0.1";
     if (!srv->cfg.db_path)
@@ -564,6 +575,10 @@ int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, str
     if ((r = ota_store_open(srv->cfg.db_path, srv->cfg.threads + 2, &srv->store, err)) < 0)
         goto fail;
     if ((r = setup_admin_token(srv, err)) < 0)
+        goto fail;
+    if ((r = ota_rollouts_open(srv, err)) < 0)
+        goto fail;
+    if ((r = ota_api_faults_init(srv, err)) < 0)
         goto fail;
     if (srv->cfg.enroll_token) {
         if (!srv->cfg.enroll_token[0]) {

@@ -324,8 +324,8 @@ struct otasrv_device_info {
     const char *group;
     const char *const *tags;
     size_t n_tags;
-    const char
-        *version; /* current version of the release's kind (app or rootfs); NULL/"" = unknown */
+    /* Current version of the release's kind (app or rootfs); NULL/"" = unknown. */
+    const char *version;
 };
 
 /* 1 if the device passes the rollout's filters (and, for manual, is
@@ -351,8 +351,8 @@ struct otasrv_rollout_device {
     int dirty;
 };
 
-/* Fills *ret as a pending row of rollout r (bucket computed, stage -1 until
- * start). -EINVAL if device_id is empty or too long. */
+/* Fills *ret as a pending row of rollout rollout_id (bucket computed, stage
+ * -1 until the start). -EINVAL if device_id is empty or too long. */
 int otasrv_rollout_device_init(const char *rollout_id, const char *device_id,
                                struct otasrv_rollout_device *ret, struct ota_err *err) OTA_MUST;
 
@@ -400,10 +400,11 @@ void otasrv_rollout_recount(struct otasrv_rollout *r, const struct otasrv_rollou
                             size_t n);
 
 /* Lifecycle action at now_ms. devs/n: the whole table (may be NULL except
- * for START and ROLLBACK); it is recounted first. START plans it (and refuses
- * an empty one), ROLLBACK orders devices back. 0, or -EALREADY / -EINVAL with the reason (e.g.
- * "rollout is cancelled"); r is unchanged on refusal. Resume accepts the failures so far:
- * thresholds then count only failures after the resume. */
+ * for START and ROLLBACK); it is recounted first. START plans it (and
+ * refuses an empty one), ROLLBACK orders devices back. 0, or -EALREADY /
+ * -EINVAL with the reason (e.g. "rollout is cancelled"); the status is
+ * unchanged on refusal. Resume accepts the failures so far: thresholds then
+ * count only failures after the resume. */
 int otasrv_rollout_act(struct otasrv_rollout *r, enum otasrv_op op,
                        struct otasrv_rollout_device *devs, size_t n, int64_t now_ms,
                        struct ota_err *err) OTA_MUST;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include "ota/crypto.h"
 #include "ota/err.h"
+#include "otasrv/faultplan.h"
 #include "otasrv/store.h"
 
 #ifdef __cplusplus
@@ -37,6 +38,7 @@ struct ota_srv_config {
     size_t max_body;        /* JSON body limit, default 1 MiB */
     uint64_t max_upload;    /* raw upload limit, default 8 GiB */
     unsigned threads;       /* thread pool size, default 4 */
+    struct otasrv_faultplan *faults; /* --faults plan, freed by the server; NULL: none */
 };
 
 struct ota_srv {
@@ -57,6 +59,11 @@ struct ota_srv {
     /* Rollout hook: 1 if a release may not be deleted (in use). NULL: never. */
     int (*release_in_use)(void *ctx, const char *release_id);
     void *hook_ctx;
+    struct ota_rollouts *rollouts; /* rollouts.h */
+    struct ota_events *events;     /* events.h */
+    /* Fault plans (api_faults.c): the live plan, and 1 while it has rules. */
+    struct otasrv_faultplan *faults;
+    atomic_int faults_on;
 };
 
 struct ota_req {
@@ -86,6 +93,9 @@ struct ota_req {
         struct ota_sha256 *hash;
         char release_id[129];
     } up;
+    /* the fault-plan decision for this request, when has_fault (api_faults.c) */
+    int has_fault;
+    struct otasrv_fault_decision fault;
 };
 
 /* Starts listening (and writes the port file). */

@@ -1,0 +1,47 @@
+/* The event stream: server-sent events (text/event-stream) for dashboards
+ * and tests. Publishers (the handlers, the rollout timer) push named JSON
+ * events; each subscriber (one HTTP connection) has a bounded queue: when
+ * it is full the oldest event is dropped and the subscriber gets an
+ * "event: dropped" with the count before the next one. Needs a daemon with
+ * MHD_ALLOW_SUSPEND_RESUME: an idle subscriber is suspended, not polled.
+ * Wire format: docs/protocol.md, "Event stream". */
+#ifndef OTASRV_EVENTS_H
+#define OTASRV_EVENTS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "ota/err.h"
+#include "otasrv/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ota_events;
+
+#define OTA_EVENTS_QUEUE     1024  /* events queued per subscriber */
+#define OTA_EVENTS_KEEPALIVE 15000 /* ms between ": keepalive" comments */
+
+int ota_events_new(struct ota_events **ret, struct ota_err *err) OTA_MUST;
+/* Ends every stream (resumes the suspended ones so that they finish); call
+ * before MHD_stop_daemon. NULL ok. */
+void ota_events_shutdown(struct ota_events *ev);
+/* Frees ev; after MHD_stop_daemon. NULL ok. */
+void ota_events_free(struct ota_events *ev);
+
+/* Sends event name with data (reference stolen; NULL: {}) to every
+ * subscriber of all events and, when rollout_id is not NULL, to the
+ * subscribers of that rollout. */
+void ota_events_publish(struct ota_events *ev, const char *rollout_id, const char *name,
+                        json_t *data);
+/* Keepalive comments to subscribers idle for OTA_EVENTS_KEEPALIVE ms (it
+ * also finds the ones that went away); call every second or so. */
+void ota_events_tick(struct ota_events *ev, int64_t now_ms);
+/* Answers req with a stream of the events (rollout_id NULL: all). */
+enum MHD_Result ota_events_serve(struct ota_events *ev, struct ota_req *req,
+                                 const char *rollout_id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

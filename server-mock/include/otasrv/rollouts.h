@@ -1,0 +1,44 @@
+/* The rollouts of a running server: the engine (rollout.h) over the
+ * persisted rollouts (rollout_store.h), the admin endpoints, the device
+ * face's offers and reports, a 1 s timer and the event stream. One mutex
+ * serialises every engine call; each call's changes are written before the
+ * answer (kill -9 loses no acknowledged write). Endpoints and rules:
+ * docs/protocol.md, "Rollouts (admin)" and "Event stream". */
+#ifndef OTASRV_ROLLOUTS_H
+#define OTASRV_ROLLOUTS_H
+
+#include <jansson.h>
+#include "ota/err.h"
+#include "otasrv/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Loads the stored rollouts, sets srv->rollouts, srv->events and the
+ * release_in_use hook, starts the timer. */
+int ota_rollouts_open(struct ota_srv *srv, struct ota_err *err) OTA_MUST;
+/* Stops the timer and ends the event streams: before MHD_stop_daemon. */
+void ota_rollouts_shutdown(struct ota_srv *srv);
+/* Frees what open made: after MHD_stop_daemon. */
+void ota_rollouts_free(struct ota_srv *srv);
+
+/* The check-in offer of device id from the rollouts: 1 when some rollout
+ * exists (*ret the update object, or NULL for none), 0 when there is no
+ * rollout at all (the caller falls back to the newest published release),
+ * or a negative errno (nothing was offered). */
+int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret,
+                       struct ota_err *err) OTA_MUST;
+/* A stored status report of device id: feeds the rollout it names. */
+int ota_rollouts_report(struct ota_srv *srv, const char *id, const char *update_id,
+                        const char *rollout_id, const char *state, const char *status,
+                        struct ota_err *err) OTA_MUST;
+
+/* /api/v1/rollouts..., /api/v1/events, /api/v1/stats (admin token checked
+ * by the caller). */
+enum MHD_Result ota_api_rollouts_handle(struct ota_req *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,333 @@
+/* Fault plans in the server: the live plan lives in srv->faults for the
+ * server's lifetime; a new plan is swapped into it (otasrv_faultplan_swap),
+ * so a request in flight holds no pointer into the plan, only its copied
+ * decision. srv->faults_on lets requests skip the plan (and the token
+ * lookup for the device id) when it has no rules. */
+#include "otasrv/faults.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "ota/fsutil.h"
+
+int ota_api_faults_load(const char *path, struct otasrv_faultplan **ret, struct ota_err *err)
+{
+    char *text = NULL;
+    size_t n = 0;
+    int r;
+
+    r = ota_fs_read_all(path, OTASRV_FAULTPLAN_MAX + 1, &text, &n, err);
+    if (r < 0)
+        return r;
+    r = otasrv_faultplan_parse(text, n, otasrv_faultplan_format_from_name(path), ret, err);
+    free(text);
+    return r;
+}
+
+static int plan_has_rules(struct otasrv_faultplan *plan)
+{
+    json_t *d = NULL;
+    int on = 1; /* when in doubt, ask the plan */
+
+    if (otasrv_faultplan_describe(plan, &d, NULL) == 0)
+        on = json_array_size(json_object_get(d, "rules")) > 0;
+    json_decref(d);
+    return on;
+}
+
+int ota_api_faults_init(struct ota_srv *srv, struct ota_err *err)
+{
+    int r;
+
+    if (!srv->faults && (r = otasrv_faultplan_new(&srv->faults, err)) < 0)
+        return r;
+    atomic_store(&srv->faults_on, plan_has_rules(srv->faults));
+    return 0;
+}
+
+/* ---- matching ---- */
+
+static int seg_is(const struct ota_req *req, int i, const char *s)
+{
+    return i < req->nseg && strcmp(req->seg[i], s) == 0;
+}
+
+/* The admin face, as route() in server.c tells it: /api/v1/... except the
+ * device calls. Admin calls are never faulted (a test must always be able to
+ * read and change the plan). */
+static int is_admin(const struct ota_req *req)
+{
+    if (!seg_is(req, 0, "api") || !seg_is(req, 1, "v1"))
+        return 0;
+    if (seg_is(req, 2, "devices"))
+        return !((req->nseg == 4 && seg_is(req, 3, "register")) ||
+                 (req->nseg == 5 && (seg_is(req, 4, "checkin") || seg_is(req, 4, "status"))));
+    if (seg_is(req, 2, "releases") && req->nseg == 5)
+        return !(strcmp(req->method, "GET") == 0 || req->is_head);
+    return 1;
+}
+
+/* The device id and release id the request is about (NULL when none). */
+static void request_subjects(struct ota_req *req, char *dev, size_t cap, const char **ret_dev,
+                             const char **ret_rel)
+{
+    char sha[65];
+    int download = 0;
+
+    *ret_dev = NULL;
+    *ret_rel = NULL;
+    if (seg_is(req, 0, "api") && seg_is(req, 2, "devices") && req->nseg == 4 &&
+        seg_is(req, 3, "register") && req->body) {
+        /* registration: the device_id of the body, if it is readable */
+        json_t *o = json_loadb(req->body, req->body_len, 0, NULL);
+        const char *id = json_string_value(json_object_get(o, "device_id"));
+
+        if (id && strlen(id) < cap) {
+            snprintf(dev, cap, "%s", id);
+            *ret_dev = dev;
+        }
+        json_decref(o);
+    } else if (seg_is(req, 0, "api") && seg_is(req, 2, "devices") && req->nseg == 5) {
+        *ret_dev = req->seg[3];
+    } else if (seg_is(req, 0, "api") && seg_is(req, 2, "releases") && req->nseg == 5) {
+        *ret_rel = req->seg[3];
+        download = 1;
+    } else if (req->nseg == 6 && seg_is(req, 2, "releases") && seg_is(req, 3, "download")) {
+        *ret_rel = req->seg[4];
+        download = 1;
+    } else if (seg_is(req, 0, "repos") && req->nseg == 6 && seg_is(req, 4, "tags")) {
+        *ret_rel = req->seg[5];
+    }
+    /* downloads: the device is the token's */
+    if (download && ota_srv_bearer_sha(req, sha) == 0 &&
+        ota_store_device_by_token(req->srv->store, sha, dev, cap, NULL) == 0)
+        *ret_dev = dev;
+}
+
+static void log_fault(struct ota_req *req, const struct otasrv_fault_decision *d, uint64_t seq,
+                      const struct otasrv_request_info *info)
+{
+    struct ota_srv *srv = req->srv;
+    FILE *out = srv->log ? srv->log : stderr;
+    char *line = NULL;
+
+    if (otasrv_faultplan_log_json(d, seq, info, &line) < 0 || line[0] != '{')
+        goto out;
+    /* the X-Request-Id too, so a log line can be matched to an answer */
+    pthread_mutex_lock(&srv->log_lock);
+    fprintf(out, "{\"fault\":true,\"x_request_id\":\"%s\",%s\n", req->id, line + 1);
+    fflush(out);
+    pthread_mutex_unlock(&srv->log_lock);
+out:
+    free(line);
+}
+
+static uint64_t request_seq(const struct ota_req *req)
+{
+    const char *dash = strchr(req->id, '-');
+    return dash ? strtoull(dash + 1, NULL, 10) : 0;
+}
+
+int ota_api_faults_before(struct ota_req *req, enum MHD_Result *ret)
+{
+    struct otasrv_request_info info = {0};
+    struct otasrv_fault_decision d;
+    struct otasrv_fault_response fr;
+    struct MHD_Response *resp;
+    char dev[129], ra[32];
+    uint64_t seq;
+
+    if (!atomic_load(&req->srv->faults_on) || req->nseg == 0 || is_admin(req))
+        return 0;
+    info.method = req->method;
+    info.path = req->path;
+    info.now_ms = (uint64_t)ota_srv_now_ms();
+    request_subjects(req, dev, sizeof(dev), &info.device, &info.release);
+    seq = request_seq(req);
+    if (otasrv_faultplan_match(req->srv->faults, &info, seq, &d) != 1)
+        return 0;
+    log_fault(req, &d, seq, &info);
+    otasrv_fault_headers(&d, &fr);
+    if (fr.delay_ms) {
+        struct timespec ts = {fr.delay_ms / 1000, (long)(fr.delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    if (fr.reset) {
+        *ret = MHD_NO; /* libmicrohttpd closes the connection, nothing sent */
+        return 1;
+    }
+    if (fr.status) {
+        char detail[160];
+        json_t *o;
+        char *body;
+
+        snprintf(detail, sizeof(detail), "fault injected by rule %s", d.rule);
+        o = json_pack("{s:s}", "detail", detail);
+        body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        resp = body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE)
+                    : NULL;
+        if (!resp) {
+            free(body);
+            *ret = MHD_NO;
+            return 1;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        if (fr.retry_after >= 0) {
+            snprintf(ra, sizeof(ra), "%d", fr.retry_after);
+            MHD_add_response_header(resp, "Retry-After", ra);
+        }
+        *ret = ota_srv_reply(req, (unsigned)fr.status, resp);
+        return 1;
+    }
+    req->fault = d;
+    req->has_fault = 1;
+    return 0;
+}
+
+/* ---- admin endpoints ---- */
+
+/* Unknown query parameters are 400, as on the other admin endpoints. */
+struct query_check {
+    int paging; /* limit and offset allowed */
+    char bad[64];
+};
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    struct query_check *q = cls;
+
+    (void)kind;
+    (void)value;
+    if (q->paging && (strcmp(key, "limit") == 0 || strcmp(key, "offset") == 0))
+        return MHD_YES;
+    snprintf(q->bad, sizeof(q->bad), "%s", key);
+    return MHD_NO;
+}
+
+static int bad_query(struct ota_req *req, int paging, enum MHD_Result *ret)
+{
+    struct query_check q = {paging, ""};
+
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
+    if (!q.bad[0])
+        return 0;
+    *ret = ota_srv_reply_error(req, 400, "unknown query parameter \"%s\"", q.bad);
+    return 1;
+}
+
+static enum MHD_Result reply_plan(struct ota_req *req, unsigned status)
+{
+    struct ota_err err = {0};
+    json_t *o = NULL;
+
+    if (otasrv_faultplan_describe(req->srv->faults, &o, &err) < 0)
+        return ota_srv_reply_error(req, 500, "%s", err.reason);
+    return ota_srv_reply_json(req, status, o);
+}
+
+static enum MHD_Result put_plan(struct ota_req *req)
+{
+    const char *ct = ota_srv_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    enum otasrv_plan_format fmt = OTASRV_PLAN_AUTO;
+    struct otasrv_faultplan *next = NULL;
+    struct ota_err err = {0};
+    int r;
+
+    if (ct && strncasecmp(ct, "application/json", 16) == 0)
+        fmt = OTASRV_PLAN_JSON;
+    else if (ct && (strncasecmp(ct, "application/yaml", 16) == 0 ||
+                    strncasecmp(ct, "application/x-yaml", 18) == 0 ||
+                    strncasecmp(ct, "text/yaml", 9) == 0))
+        fmt = OTASRV_PLAN_YAML;
+    r = otasrv_faultplan_parse(req->body ? req->body : "", req->body_len, fmt, &next, &err);
+    if (r == -ENOMEM)
+        return ota_srv_reply_error(req, 500, "out of memory");
+    if (r < 0)
+        return ota_srv_reply_error(req, r == -EFBIG ? 413 : 400, "bad fault plan: %s", err.reason);
+    otasrv_faultplan_swap(req->srv->faults, next);
+    otasrv_faultplan_free(next);
+    atomic_store(&req->srv->faults_on, plan_has_rules(req->srv->faults));
+    return reply_plan(req, 200);
+}
+
+static enum MHD_Result delete_plan(struct ota_req *req)
+{
+    struct otasrv_faultplan *empty = NULL;
+    struct ota_err err = {0};
+
+    if (otasrv_faultplan_new(&empty, &err) < 0)
+        return ota_srv_reply_error(req, 500, "%s", err.reason);
+    otasrv_faultplan_swap(req->srv->faults, empty);
+    otasrv_faultplan_free(empty);
+    atomic_store(&req->srv->faults_on, 0);
+    return reply_plan(req, 200);
+}
+
+static enum MHD_Result list_applied(struct ota_req *req)
+{
+    struct ota_err err = {0};
+    int64_t limit, offset;
+    uint64_t total = 0;
+    json_t *all = NULL, *page, *e;
+    size_t i, n;
+    char rid[64];
+
+    if (ota_srv_query_int(req, "limit", OTASRV_FAULTLOG_CAP, 1, OTASRV_FAULTLOG_CAP, &limit, &err) <
+            0 ||
+        ota_srv_query_int(req, "offset", 0, 0, OTASRV_FAULTLOG_CAP, &offset, &err) < 0)
+        return ota_srv_reply_error(req, 400, "%s", err.reason);
+    if (otasrv_faultplan_log_list(req->srv->faults, &all, &total, &err) < 0)
+        return ota_srv_reply_error(req, 500, "%s", err.reason);
+    page = json_array();
+    n = json_array_size(all);
+    for (i = (size_t)offset; page && i < n && i < (size_t)(offset + limit); i++) {
+        e = json_array_get(all, i);
+        snprintf(rid, sizeof(rid), "%s-%llu", req->srv->boot,
+                 (unsigned long long)json_integer_value(json_object_get(e, "request_id")));
+        json_object_set_new(e, "x_request_id", json_string(rid));
+        json_array_append(page, e);
+    }
+    json_decref(all);
+    if (!page)
+        return ota_srv_reply_error(req, 500, "out of memory");
+    return ota_srv_reply_json(req, 200,
+                              json_pack("{s:o, s:I, s:I, s:I, s:I}", "applied", page, "kept",
+                                        (json_int_t)n, "total", (json_int_t)total, "limit",
+                                        (json_int_t)limit, "offset", (json_int_t)offset));
+}
+
+enum MHD_Result ota_api_faults_handle(struct ota_req *req)
+{
+    const char *m = req->method;
+    int get = strcmp(m, "GET") == 0, del = strcmp(m, "DELETE") == 0;
+    enum MHD_Result ret;
+
+    if (bad_query(req, req->nseg == 4 && get, &ret))
+        return ret;
+
+    if (req->nseg == 3) {
+        if (get)
+            return reply_plan(req, 200);
+        if (strcmp(m, "PUT") == 0 || strcmp(m, "POST") == 0)
+            return put_plan(req);
+        if (del)
+            return delete_plan(req);
+    } else if (req->nseg == 4 && strcmp(req->seg[3], "applied") == 0) {
+        if (get)
+            return list_applied(req);
+        if (del) {
+            otasrv_faultplan_log_clear(req->srv->faults);
+            return ota_srv_reply_json(req, 200, json_pack("{s:b}", "cleared", 1));
+        }
+    } else {
+        return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+    }
+    return ota_srv_reply_error(req, 405, "method %s not allowed on %s", m, req->path);
+}

@@ -1,0 +1,810 @@
+/* Rollouts in the server: the engine's calls, their persistence, the admin
+ * endpoints and the device face's offers. All rollouts (terminal ones too:
+ * a rolled-back rollout still serves its rollback orders) live in memory,
+ * each with its device table sorted by device id; one mutex serialises
+ * everything, and every engine call is followed by a write of what changed
+ * before anyone is answered. */
+#include "otasrv/rollouts.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "ota/manifest.h"
+#include "otasrv/events.h"
+#include "otasrv/rollout.h"
+#include "otasrv/rollout_store.h"
+
+struct ro {
+    struct otasrv_rollout *r;
+    struct otasrv_rollout_device *devs; /* sorted by device id */
+    size_t n;
+    char kind[16]; /* the release's kind: which version the filters look at */
+};
+
+struct ota_rollouts {
+    struct ota_srv *srv;
+    struct ota_rstore *st;
+    pthread_mutex_t lock;
+    struct ro *v; /* creation order */
+    size_t n, cap;
+    pthread_t timer;
+    int timer_started;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    int stop;
+};
+
+static int terminal(enum otasrv_rollout_state s)
+{
+    return s == OTASRV_ROLLOUT_COMPLETED || s == OTASRV_ROLLOUT_FAILED ||
+           s == OTASRV_ROLLOUT_CANCELLED || s == OTASRV_ROLLOUT_ROLLED_BACK;
+}
+
+static int cmp_dev(const void *a, const void *b)
+{
+    return strcmp(((const struct otasrv_rollout_device *)a)->device_id,
+                  ((const struct otasrv_rollout_device *)b)->device_id);
+}
+
+static struct otasrv_rollout_device *find_dev(struct ro *ro, const char *id)
+{
+    struct otasrv_rollout_device key;
+
+    if (!ro->n || strlen(id) >= sizeof(key.device_id))
+        return NULL;
+    strcpy(key.device_id, id);
+    return bsearch(&key, ro->devs, ro->n, sizeof(*ro->devs), cmp_dev);
+}
+
+static struct ro *find_ro(struct ota_rollouts *m, const char *id)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->v[i].r->def.id, id) == 0)
+            return &m->v[i];
+    return NULL;
+}
+
+/* The kind ("app" or "rootfs") of a release, "" if unknown. */
+static void release_kind(struct ota_srv *srv, const char *rid, char *kind, size_t cap)
+{
+    struct ota_release *rel = NULL;
+    struct ota_manifest mf;
+
+    kind[0] = '\0';
+    if (ota_store_release_get(srv->store, rid, &rel, NULL) == 0 &&
+        ota_manifest_parse(rel->manifest, strlen(rel->manifest), &mf, NULL) == 0)
+        ota_strlcpy(kind, ota_kind_names[mf.kind], cap);
+    ota_release_free(rel);
+}
+
+/* The engine's view of a stored device object (strings borrowed from dev). */
+static void device_info(const json_t *dev, const char *kind, const char *tags[32],
+                        struct otasrv_device_info *info)
+{
+    const json_t *t = json_object_get(dev, "tags");
+    size_t i;
+    json_t *x;
+
+    memset(info, 0, sizeof(*info));
+    info->device_id = json_string_value(json_object_get(dev, "device_id"));
+    info->device_type = json_string_value(json_object_get(dev, "device_type"));
+    info->group = json_string_value(json_object_get(dev, "group"));
+    json_array_foreach(t, i, x)
+    {
+        if (info->n_tags < 32 && json_is_string(x))
+            tags[info->n_tags++] = json_string_value(x);
+    }
+    info->tags = tags;
+    info->version =
+        kind[0] ? json_string_value(json_object_get(json_object_get(dev, "versions"), kind)) : NULL;
+}
+
+/* A table of the registered devices that match r's filters, sorted. */
+static int build_table(struct ota_srv *srv, const struct otasrv_rollout_def *def, const char *kind,
+                       struct otasrv_rollout_device **ret, size_t *ret_n, struct ota_err *err)
+{
+    struct ota_device_filter f = {0};
+    struct otasrv_rollout_device *v = NULL, *nv;
+    size_t n = 0, cap = 0;
+    int r;
+
+    f.limit = 1000;
+    for (;;) {
+        json_t *page = NULL, *devs, *dev;
+        size_t i, got;
+        if ((r = ota_store_devices_list(srv->store, &f, &page, err)) < 0)
+            goto fail;
+        devs = json_object_get(page, "devices");
+        got = json_array_size(devs);
+        json_array_foreach(devs, i, dev)
+        {
+            struct otasrv_device_info info;
+            const char *tags[32];
+            device_info(dev, kind, tags, &info);
+            if (!info.device_id || !otasrv_rollout_matches(def, &info, NULL))
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                nv = realloc(v, cap * sizeof(*v));
+                if (!nv) {
+                    json_decref(page);
+                    r = ota_err_set(err, ENOMEM, "out of memory");
+                    goto fail;
+                }
+                v = nv;
+            }
+            if (otasrv_rollout_device_init(def->id, info.device_id, &v[n], NULL) == 0)
+                n++;
+        }
+        json_decref(page);
+        if (got < (size_t)f.limit)
+            break;
+        f.offset += f.limit;
+    }
+    if (n)
+        qsort(v, n, sizeof(*v), cmp_dev);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+fail:
+    free(v);
+    return r;
+}
+
+/* ---- events ---- */
+
+static json_t *metrics_json(const struct ro *ro)
+{
+    struct otasrv_rollout_metrics m;
+    json_t *j = NULL;
+
+    if (otasrv_rollout_measure(ro->r, ro->devs, ro->n, &m) < 0 ||
+        otasrv_rollout_metrics_to_json(&m, &j) < 0)
+        return json_object();
+    return j;
+}
+
+static void emit_state(struct ota_rollouts *m, const struct ro *ro)
+{
+    const struct otasrv_rollout *r = ro->r;
+
+    ota_events_publish(m->srv->events, r->def.id, "rollout_state",
+                       json_pack("{s:s, s:s, s:i, s:s}", "id", r->def.id, "state",
+                                 otasrv_rollout_state_names[r->state], "stage", r->stage, "reason",
+                                 r->reason));
+}
+
+static void emit_metrics(struct ota_rollouts *m, const struct ro *ro)
+{
+    json_t *j = metrics_json(ro);
+
+    json_object_set_new(j, "id", json_string(ro->r->def.id));
+    ota_events_publish(m->srv->events, ro->r->def.id, "rollout_metrics", j);
+}
+
+/* Tick ro at now and emit what changed. Locked. 1 if something changed. */
+static int tick(struct ota_rollouts *m, struct ro *ro, int64_t now)
+{
+    struct otasrv_rollout_tick_result res = {0};
+
+    otasrv_rollout_tick(ro->r, ro->devs, ro->n, now, &res);
+    if (res.from_stage != res.to_stage && res.to_state == OTASRV_ROLLOUT_RUNNING)
+        ota_events_publish(m->srv->events, ro->r->def.id, "stage_advanced",
+                           json_pack("{s:s, s:i, s:i}", "id", ro->r->def.id, "from", res.from_stage,
+                                     "to", res.to_stage));
+    if (res.from_state != res.to_state)
+        emit_state(m, ro);
+    if (res.changed || res.timed_out || res.rollback_ordered)
+        emit_metrics(m, ro);
+    return res.changed || res.timed_out || res.rollback_ordered;
+}
+
+static int any_dirty(const struct ro *ro)
+{
+    for (size_t i = 0; i < ro->n; i++)
+        if (ro->devs[i].dirty)
+            return 1;
+    return 0;
+}
+
+static int save(struct ota_rollouts *m, struct ro *ro, int replace, struct ota_err *err)
+{
+    return ota_rstore_save(m->st, ro->r, ro->devs, ro->n, replace, err);
+}
+
+/* ---- timer ---- */
+
+static void *timer_main(void *arg)
+{
+    struct ota_rollouts *m = arg;
+    struct timespec ts;
+
+    pthread_mutex_lock(&m->stop_lock);
+    while (!m->stop) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&m->stop_cond, &m->stop_lock, &ts);
+        if (m->stop)
+            break;
+        pthread_mutex_unlock(&m->stop_lock);
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < m->n; i++) {
+            struct ro *ro = &m->v[i];
+            int64_t now = ota_srv_now_ms();
+            if (terminal(ro->r->state) || ro->r->state == OTASRV_ROLLOUT_DRAFT ||
+                ro->r->state == OTASRV_ROLLOUT_APPROVED)
+                continue;
+            if (tick(m, ro, now) || any_dirty(ro))
+                ota_ignore(save(m, ro, 0, NULL)); /* retried next second (rows stay dirty) */
+        }
+        pthread_mutex_unlock(&m->lock);
+        ota_events_tick(m->srv->events, ota_srv_now_ms());
+        pthread_mutex_lock(&m->stop_lock);
+    }
+    pthread_mutex_unlock(&m->stop_lock);
+    return NULL;
+}
+
+/* ---- open / close ---- */
+
+static void on_loaded(void *ctx, struct otasrv_rollout *r, struct otasrv_rollout_device *devs,
+                      size_t n)
+{
+    struct ota_rollouts *m = ctx;
+    struct ro *nv;
+
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        nv = realloc(m->v, cap * sizeof(*nv));
+        if (!nv) {
+            otasrv_rollout_free(r);
+            free(devs);
+            return;
+        }
+        m->v = nv;
+        m->cap = cap;
+    }
+    nv = &m->v[m->n++];
+    nv->r = r;
+    nv->devs = devs;
+    nv->n = n;
+    release_kind(m->srv, r->def.release_id, nv->kind, sizeof(nv->kind));
+}
+
+static int in_use(void *ctx, const char *rid)
+{
+    struct ota_rollouts *m = ctx;
+    int used = 0;
+
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->n && !used; i++) {
+        const struct otasrv_rollout *r = m->v[i].r;
+        used = !terminal(r->state) && (strcmp(r->def.release_id, rid) == 0 ||
+                                       strcmp(r->def.previous_release_id, rid) == 0);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return used;
+}
+
+int ota_rollouts_open(struct ota_srv *srv, struct ota_err *err)
+{
+    struct ota_rollouts *m = calloc(1, sizeof(*m));
+    int r;
+
+    if (!m)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    m->srv = srv;
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_mutex_init(&m->stop_lock, NULL);
+    pthread_cond_init(&m->stop_cond, NULL);
+    srv->rollouts = m;
+    if ((r = ota_events_new(&srv->events, err)) < 0 ||
+        (r = ota_rstore_open(srv->cfg.db_path, &m->st, err)) < 0)
+        return r;
+    if ((r = ota_rstore_load(m->st, on_loaded, m, err)) < 0 && r != -EINVAL)
+        return r;
+    srv->release_in_use = in_use;
+    srv->hook_ctx = m;
+    if (pthread_create(&m->timer, NULL, timer_main, m) != 0)
+        return ota_err_set(err, EAGAIN, "cannot start the rollout timer");
+    m->timer_started = 1;
+    return 0;
+}
+
+void ota_rollouts_shutdown(struct ota_srv *srv)
+{
+    struct ota_rollouts *m = srv->rollouts;
+
+    if (m && m->timer_started) {
+        pthread_mutex_lock(&m->stop_lock);
+        m->stop = 1;
+        pthread_cond_signal(&m->stop_cond);
+        pthread_mutex_unlock(&m->stop_lock);
+        pthread_join(m->timer, NULL);
+        m->timer_started = 0;
+    }
+    ota_events_shutdown(srv->events);
+}
+
+void ota_rollouts_free(struct ota_srv *srv)
+{
+    struct ota_rollouts *m = srv->rollouts;
+
+    ota_rollouts_shutdown(srv);
+    ota_events_free(srv->events);
+    srv->events = NULL;
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        otasrv_rollout_free(m->v[i].r);
+        free(m->v[i].devs);
+    }
+    free(m->v);
+    ota_rstore_close(m->st);
+    pthread_mutex_destroy(&m->lock);
+    pthread_mutex_destroy(&m->stop_lock);
+    pthread_cond_destroy(&m->stop_cond);
+    free(m);
+    srv->rollouts = NULL;
+}
+
+/* ---- the device face ---- */
+
+/* The update object for release rid (update id uid) of rollout; NULL if
+ * the release is gone or has no payload. */
+static json_t *offer_json(struct ota_req *req, const char *rollout, const char *rid,
+                          const char *uid)
+{
+    struct ota_release *rel = NULL;
+    char base[512], url[1200];
+    json_t *o = NULL;
+
+    if (ota_store_release_get(req->srv->store, rid, &rel, NULL) < 0 || !rel->payload_path[0]) {
+        ota_release_free(rel);
+        return NULL;
+    }
+    ota_srv_base_url(req, base, sizeof(base));
+    snprintf(url, sizeof(url), "%s/api/v1/releases/%s/payload", base, rid);
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "update_id", uid, "rollout_id", rollout,
+                  "release_id", rid, "manifest", rel->manifest, "signature", rel->signature, "url",
+                  url);
+    ota_release_free(rel);
+    return o;
+}
+
+int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret, struct ota_err *err)
+{
+    struct ota_rollouts *m = req->srv->rollouts;
+    json_t *dev = NULL, *offer = NULL;
+    int r = 0, any, told = 0;
+
+    pthread_mutex_lock(&m->lock);
+    any = m->n > 0;
+    if (!any)
+        goto out;
+    if ((r = ota_store_device_get(req->srv->store, id, &dev, err)) < 0)
+        goto out;
+    /* Newest rollout first: a newer rollout supersedes an older one. */
+    for (size_t i = m->n; i-- > 0 && !offer;) {
+        struct ro *ro = &m->v[i];
+        struct otasrv_rollout_device *d = find_dev(ro, id);
+        struct otasrv_rollout_decision dec;
+        struct otasrv_device_info info;
+        const char *tags[32];
+        char uid[160];
+        int64_t now = ota_srv_now_ms();
+
+        if (!d || ro->r->state == OTASRV_ROLLOUT_DRAFT || ro->r->state == OTASRV_ROLLOUT_APPROVED)
+            continue;
+        device_info(dev, ro->kind, tags, &info);
+        tick(m, ro, now);
+        otasrv_rollout_checkin(ro->r, &info, d, now, &dec);
+        if (dec.offer != OTASRV_OFFER_NONE) {
+            snprintf(uid, sizeof(uid), "%s-%s%s", ro->r->def.id, id,
+                     dec.offer == OTASRV_OFFER_ROLLBACK ? "-rollback" : "");
+            offer = offer_json(req, ro->r->def.id, dec.release_id, uid);
+        }
+        tick(m, ro, now);
+        if ((r = save(m, ro, 0, err)) < 0) {
+            json_decref(offer);
+            offer = NULL;
+            goto out;
+        }
+        told = 1;
+        ota_events_publish(
+            req->srv->events, ro->r->def.id, "checkin",
+            json_pack("{s:s, s:s, s:s, s:s, s:s?}", "device", id, "rollout", ro->r->def.id, "offer",
+                      otasrv_offer_names[dec.offer], "why", otasrv_why_names[dec.why], "update_id",
+                      offer ? json_string_value(json_object_get(offer, "update_id")) : NULL));
+    }
+out:
+    pthread_mutex_unlock(&m->lock);
+    json_decref(dev);
+    if (r < 0)
+        return r;
+    if (!told)
+        ota_events_publish(req->srv->events, NULL, "checkin",
+                           json_pack("{s:s, s:n}", "device", id, "rollout"));
+    *ret = offer;
+    return any;
+}
+
+int ota_rollouts_report(struct ota_srv *srv, const char *id, const char *update_id,
+                        const char *rollout_id, const char *state, const char *status,
+                        struct ota_err *err)
+{
+    struct ota_rollouts *m = srv->rollouts;
+    struct otasrv_rollout_device *d;
+    struct ro *ro;
+    char uid[160], uid_rb[170];
+    int rep, rollback, r = 0;
+    int64_t now = ota_srv_now_ms();
+
+    ota_events_publish(srv->events, rollout_id && rollout_id[0] ? rollout_id : NULL, "report",
+                       json_pack("{s:s, s:s, s:s, s:s, s:s?}", "device", id, "update_id", update_id,
+                                 "state", state, "status", status, "rollout",
+                                 rollout_id && rollout_id[0] ? rollout_id : NULL));
+    if (!rollout_id || !rollout_id[0])
+        return 0;
+    rep = otasrv_rollout_name_index(otasrv_report_names, OTASRV_REPORT_MAX, status);
+    if (rep < 0)
+        return 0;
+    pthread_mutex_lock(&m->lock);
+    ro = find_ro(m, rollout_id);
+    d = ro ? find_dev(ro, id) : NULL;
+    if (!d)
+        goto out;
+    snprintf(uid, sizeof(uid), "%s-%s", rollout_id, id);
+    snprintf(uid_rb, sizeof(uid_rb), "%s-%s-rollback", rollout_id, id);
+    if (strcmp(update_id, uid) == 0)
+        rollback = 0;
+    else if (strcmp(update_id, uid_rb) == 0)
+        rollback = 1;
+    else
+        goto out;
+    tick(m, ro, now);
+    /* A report the engine refuses (never offered) is stored all the same. */
+    ota_ignore(otasrv_rollout_on_report(ro->r, d, rollback, (enum otasrv_report)rep, now, NULL));
+    tick(m, ro, now);
+    emit_metrics(m, ro);
+    r = save(m, ro, 0, err);
+out:
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+/* ---- admin ---- */
+
+static json_t *rollout_json(const struct ro *ro, int with_metrics)
+{
+    json_t *def = NULL, *st = NULL, *o;
+
+    if (otasrv_rollout_to_json(&ro->r->def, &def) < 0 ||
+        otasrv_rollout_status_to_json(ro->r, &st) < 0) {
+        json_decref(def);
+        return NULL;
+    }
+    o = json_pack("{s:s, s:o, s:o, s:i}", "id", ro->r->def.id, "definition", def, "status", st,
+                  "devices", (int)ro->n);
+    if (o && with_metrics)
+        json_object_set_new(o, "metrics", metrics_json(ro));
+    return o;
+}
+
+static enum MHD_Result reply_err(struct ota_req *req, int r, const struct ota_err *err)
+{
+    return ota_srv_reply_store_error(req, r, err);
+}
+
+static int release_ok(struct ota_srv *srv, const char *rid)
+{
+    struct ota_release *rel = NULL;
+    int ok = ota_store_release_get(srv->store, rid, &rel, NULL) == 0;
+
+    ota_release_free(rel);
+    return ok;
+}
+
+static enum MHD_Result create(struct ota_req *req)
+{
+    struct ota_rollouts *m = req->srv->rollouts;
+    struct otasrv_rollout_def def = {0};
+    struct otasrv_rollout_device *devs = NULL;
+    struct otasrv_rollout *r = NULL;
+    struct ota_err err = {0};
+    struct ro *ro, *nv;
+    enum MHD_Result ret;
+    json_t *o = NULL;
+    char kind[16];
+    size_t n = 0;
+    int e;
+
+    if (ota_srv_body_object(req, &o, &ret) < 0)
+        return ret;
+    if (otasrv_rollout_from_json(o, &def, &err) < 0) {
+        json_decref(o);
+        return ota_srv_reply_error(req, 400, "%s", err.reason);
+    }
+    json_decref(o);
+    pthread_mutex_lock(&m->lock);
+    if (!def.id[0]) {
+        char hex[9];
+        do {
+            if (ota_srv_random_hex(hex, 4) < 0) {
+                ret = ota_srv_reply_error(req, 500, "cannot make an id");
+                goto out;
+            }
+            snprintf(def.id, sizeof(def.id), "r%s", hex);
+        } while (find_ro(m, def.id));
+    }
+    if (find_ro(m, def.id)) {
+        ret = ota_srv_reply_error(req, 409, "rollout %s exists", def.id);
+        goto out;
+    }
+    if (!release_ok(req->srv, def.release_id)) {
+        ret = ota_srv_reply_error(req, 400, "field release_id: no release %s", def.release_id);
+        goto out;
+    }
+    if (def.previous_release_id[0] && !release_ok(req->srv, def.previous_release_id)) {
+        ret = ota_srv_reply_error(req, 400, "field previous_release_id: no release %s",
+                                  def.previous_release_id);
+        goto out;
+    }
+    release_kind(req->srv, def.release_id, kind, sizeof(kind));
+    if ((e = build_table(req->srv, &def, kind, &devs, &n, &err)) < 0) {
+        ret = reply_err(req, e, &err);
+        goto out;
+    }
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        nv = realloc(m->v, cap * sizeof(*nv));
+        if (!nv) {
+            ret = ota_srv_reply_error(req, 500, "out of memory");
+            goto out;
+        }
+        m->v = nv;
+        m->cap = cap;
+    }
+    if ((e = otasrv_rollout_new(&def, ota_srv_now_ms(), &r, &err)) < 0) {
+        ret = ota_srv_reply_error(req, e == -EINVAL ? 400 : 500, "%s", err.reason);
+        goto out;
+    }
+    otasrv_rollout_recount(r, devs, n);
+    ro = &m->v[m->n];
+    ro->r = r;
+    ro->devs = devs;
+    ro->n = n;
+    ota_strlcpy(ro->kind, kind, sizeof(ro->kind));
+    if ((e = save(m, ro, 1, &err)) < 0) {
+        ret = reply_err(req, e, &err);
+        goto out;
+    }
+    m->n++;
+    r = NULL;
+    devs = NULL;
+    emit_state(m, ro);
+    ret = ota_srv_reply_json(req, 201, rollout_json(ro, 1));
+out:
+    pthread_mutex_unlock(&m->lock);
+    otasrv_rollout_free(r);
+    free(devs);
+    otasrv_rollout_def_clear(&def);
+    return ret;
+}
+
+static enum MHD_Result act(struct ota_req *req, struct ro *ro, const char *action)
+{
+    struct ota_rollouts *m = req->srv->rollouts;
+    struct ota_err err = {0};
+    enum otasrv_rollout_state before = ro->r->state;
+    int op = otasrv_rollout_name_index(otasrv_op_names, OTASRV_OP_MAX, action);
+    int e, replace = 0;
+
+    if (op < 0)
+        return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+    if (req->body_len) {
+        json_t *o = NULL;
+        enum MHD_Result ret;
+        if (ota_srv_body_object(req, &o, &ret) < 0)
+            return ret;
+        e = json_object_size(o);
+        json_decref(o);
+        if (e)
+            return ota_srv_reply_error(req, 400, "%s takes no fields", action);
+    }
+    if (op == OTASRV_OP_START && ro->r->state == OTASRV_ROLLOUT_APPROVED) {
+        /* The devices registered now are the rollout's targets. */
+        struct otasrv_rollout_device *devs = NULL;
+        size_t n = 0;
+        if ((e = build_table(req->srv, &ro->r->def, ro->kind, &devs, &n, &err)) < 0)
+            return reply_err(req, e, &err);
+        free(ro->devs);
+        ro->devs = devs;
+        ro->n = n;
+        replace = 1;
+    }
+    e = otasrv_rollout_act(ro->r, (enum otasrv_op)op, ro->devs, ro->n, ota_srv_now_ms(), &err);
+    if (e == -EINVAL)
+        return ota_srv_reply_error(req, 409, "%s", err.reason);
+    if (e < 0 && e != -EALREADY)
+        return ota_srv_reply_error(req, 500, "%s", err.reason);
+    if (e == 0 || replace) {
+        if ((e = save(m, ro, replace, &err)) < 0)
+            return reply_err(req, e, &err);
+    }
+    if (ro->r->state != before)
+        emit_state(m, ro);
+    return ota_srv_reply_json(req, 200, rollout_json(ro, 1));
+}
+
+static enum MHD_Result devices(struct ota_req *req, struct ro *ro)
+{
+    struct ota_err err = {0};
+    const char *sname = ota_srv_query(req, "state");
+    int state = -1;
+    int64_t limit, offset, total = 0;
+    json_t *arr = json_array();
+
+    if (ota_srv_query_int(req, "limit", 100, 1, 10000, &limit, &err) < 0 ||
+        ota_srv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0) {
+        json_decref(arr);
+        return ota_srv_reply_error(req, 400, "%s", err.reason);
+    }
+    if (sname &&
+        (state = otasrv_rollout_name_index(otasrv_rdev_state_names, OTASRV_RDEV_MAX, sname)) < 0) {
+        json_decref(arr);
+        return ota_srv_reply_error(req, 400, "query parameter state: a device state");
+    }
+    for (size_t i = 0; i < ro->n; i++) {
+        const struct otasrv_rollout_device *d = &ro->devs[i];
+        if (state >= 0 && (int)d->state != state)
+            continue;
+        if (total >= offset && total < offset + limit)
+            json_array_append_new(
+                arr,
+                json_pack("{s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:I}", "device_id",
+                          d->device_id, "bucket", (int)d->bucket, "stage", d->stage, "state",
+                          otasrv_rdev_state_names[d->state], "offered_ms",
+                          (json_int_t)d->offered_ms, "started_ms", (json_int_t)d->started_ms,
+                          "last_ms", (json_int_t)d->last_ms, "finished_ms",
+                          (json_int_t)d->finished_ms, "rollback_ms", (json_int_t)d->rollback_ms));
+        total++;
+    }
+    return ota_srv_reply_json(req, 200,
+                              json_pack("{s:o, s:I, s:I, s:I}", "devices", arr, "total",
+                                        (json_int_t)total, "limit", (json_int_t)limit, "offset",
+                                        (json_int_t)offset));
+}
+
+static void bump(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key ? key : "");
+
+    json_object_set_new(o, key ? key : "", json_integer(v ? json_integer_value(v) + 1 : 1));
+}
+
+static enum MHD_Result stats(struct ota_req *req)
+{
+    struct ota_rollouts *m = req->srv->rollouts;
+    struct ota_device_filter f = {0};
+    struct ota_err err = {0};
+    json_t *by_type = json_object(), *by_group = json_object(), *app = json_object(),
+           *rootfs = json_object(), *by_state = json_object();
+    int64_t total = 0;
+    int e;
+
+    f.limit = 1000;
+    for (;;) {
+        json_t *page = NULL, *dev;
+        size_t i, got;
+        if ((e = ota_store_devices_list(req->srv->store, &f, &page, &err)) < 0) {
+            json_decref(by_type);
+            json_decref(by_group);
+            json_decref(app);
+            json_decref(rootfs);
+            json_decref(by_state);
+            return reply_err(req, e, &err);
+        }
+        got = json_array_size(json_object_get(page, "devices"));
+        json_array_foreach(json_object_get(page, "devices"), i, dev)
+        {
+            json_t *v = json_object_get(dev, "versions");
+            bump(by_type, json_string_value(json_object_get(dev, "device_type")));
+            bump(by_group, json_string_value(json_object_get(dev, "group")));
+            bump(app, json_string_value(json_object_get(v, "app")));
+            bump(rootfs, json_string_value(json_object_get(v, "rootfs")));
+            total++;
+        }
+        json_decref(page);
+        if (got < (size_t)f.limit)
+            break;
+        f.offset += f.limit;
+    }
+    pthread_mutex_lock(&m->lock);
+    for (int s = 0; s < OTASRV_ROLLOUT_STATE_MAX; s++)
+        json_object_set_new(by_state, otasrv_rollout_state_names[s], json_integer(0));
+    for (size_t i = 0; i < m->n; i++)
+        bump(by_state, otasrv_rollout_state_names[m->v[i].r->state]);
+    total += 0;
+    e = (int)m->n;
+    pthread_mutex_unlock(&m->lock);
+    return ota_srv_reply_json(req, 200,
+                              json_pack("{s:{s:I, s:o, s:o, s:{s:o, s:o}}, s:{s:i, s:o}}",
+                                        "devices", "total", (json_int_t)total, "by_type", by_type,
+                                        "by_group", by_group, "by_version", "app", app, "rootfs",
+                                        rootfs, "rollouts", "total", e, "by_state", by_state));
+}
+
+enum MHD_Result ota_api_rollouts_handle(struct ota_req *req)
+{
+    struct ota_rollouts *m = req->srv->rollouts;
+    const char *const *s = req->seg;
+    int n = req->nseg, get = strcmp(req->method, "GET") == 0,
+        post = strcmp(req->method, "POST") == 0;
+    enum MHD_Result ret;
+    struct ro *ro;
+
+    if (strcmp(s[2], "events") == 0) {
+        if (n != 3)
+            return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+        if (!get)
+            return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+        return ota_events_serve(req->srv->events, req, NULL);
+    }
+    if (strcmp(s[2], "stats") == 0) {
+        if (n != 3)
+            return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+        if (!get)
+            return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+        return stats(req);
+    }
+    if (n == 3) {
+        if (post)
+            return create(req);
+        if (get) {
+            json_t *arr = json_array();
+            pthread_mutex_lock(&m->lock);
+            for (size_t i = 0; i < m->n; i++)
+                json_array_append_new(arr, rollout_json(&m->v[i], 0));
+            pthread_mutex_unlock(&m->lock);
+            return ota_srv_reply_json(
+                req, 200,
+                json_pack("{s:o, s:i}", "rollouts", arr, "total", (int)json_array_size(arr)));
+        }
+        return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+    }
+    if (n > 5)
+        return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+    if (n == 5 && strcmp(s[4], "events") == 0 && get) {
+        pthread_mutex_lock(&m->lock);
+        ro = find_ro(m, s[3]);
+        pthread_mutex_unlock(&m->lock);
+        if (!ro)
+            return ota_srv_reply_error(req, 404, "no rollout %s", s[3]);
+        return ota_events_serve(req->srv->events, req, s[3]);
+    }
+    pthread_mutex_lock(&m->lock);
+    ro = find_ro(m, s[3]);
+    if (!ro)
+        ret = ota_srv_reply_error(req, 404, "no rollout %s", s[3]);
+    else if (n == 4 && get)
+        ret = ota_srv_reply_json(req, 200, rollout_json(ro, 1));
+    else if (n == 5 && get && strcmp(s[4], "metrics") == 0)
+        ret = ota_srv_reply_json(req, 200, metrics_json(ro));
+    else if (n == 5 && get && strcmp(s[4], "devices") == 0)
+        ret = devices(req, ro);
+    else if (n == 5 && post)
+        ret = act(req, ro, s[4]);
+    else if (n == 4 || (n == 5 && (strcmp(s[4], "metrics") == 0 || strcmp(s[4], "devices") == 0)))
+        ret = ota_srv_reply_error(req, 405, "method %s not allowed on %s", req->method, req->path);
+    else
+        ret = ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+    pthread_mutex_unlock(&m->lock);
+    return ret;
+}

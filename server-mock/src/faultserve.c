@@ -1,0 +1,125 @@
+/* File bodies through a fault: a libmicrohttpd response callback reads the
+ * file with pread, runs each chunk through otasrv_fault_apply_chunk and
+ * paces it (throttle). Returning MHD_CONTENT_READER_END_WITH_ERROR makes
+ * libmicrohttpd close the connection: that is how truncate, stall and a
+ * too-long wrong_length end. The callback runs in the connection's worker
+ * thread, so a stall or a throttle holds that thread (a test double: fine).
+ * Bytes returned by one call are sent before the next call, so what was
+ * returned before the error reaches the client. */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "otasrv/faults.h"
+
+#define CHUNK (64 * 1024)
+
+struct body {
+    int fd;
+    uint64_t start, len; /* the real body: len bytes of the file at start */
+    struct otasrv_fault_decision d;
+    int64_t t0_ms; /* the body's first byte, for throttle */
+    int ending;    /* 1: close at the next call; 2: stall, then close */
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+int ota_faultserve_body(const struct ota_req *req)
+{
+    if (!req->has_fault)
+        return 0;
+    switch (req->fault.fault.kind) {
+    case OTASRV_FAULT_STALL:
+    case OTASRV_FAULT_TRUNCATE:
+    case OTASRV_FAULT_CORRUPT:
+    case OTASRV_FAULT_WRONG_LENGTH:
+    case OTASRV_FAULT_THROTTLE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct body *b = cls;
+    enum otasrv_chunk_action act;
+    size_t n, out;
+    ssize_t got;
+    uint64_t pace;
+
+    if (b->ending) {
+        if (b->ending == 2)
+            sleep_ms(b->d.fault.ms);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (pos >= b->len) /* wrong_length declared more than there is */
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (b->t0_ms < 0)
+        b->t0_ms = mono_ms();
+    n = max < CHUNK ? max : CHUNK;
+    if (n > b->len - pos)
+        n = (size_t)(b->len - pos);
+    do
+        got = pread(b->fd, buf, n, (off_t)(b->start + pos));
+    while (got < 0 && errno == EINTR);
+    if (got <= 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    act = otasrv_fault_apply_chunk(&b->d, b->start, pos, buf, (size_t)got, &out);
+    pace = otasrv_fault_pace_ms(&b->d, pos + out, (uint64_t)(mono_ms() - b->t0_ms));
+    if (pace)
+        sleep_ms(pace);
+    if (act != OTASRV_CHUNK_SEND) {
+        b->ending = act == OTASRV_CHUNK_STALL ? 2 : 1;
+        if (out == 0)
+            return read_body(cls, pos, buf, max);
+    }
+    return (ssize_t)out;
+}
+
+static void free_body(void *cls)
+{
+    struct body *b = cls;
+
+    close(b->fd);
+    free(b);
+}
+
+struct MHD_Response *ota_faultserve_response(struct ota_req *req, int fd, uint64_t start,
+                                             uint64_t len)
+{
+    struct body *b = calloc(1, sizeof(*b));
+    struct MHD_Response *resp;
+
+    if (!b) {
+        close(fd);
+        return NULL;
+    }
+    b->fd = fd;
+    b->start = start;
+    b->len = len;
+    b->d = req->fault;
+    b->t0_ms = -1;
+    resp = MHD_create_response_from_callback(otasrv_fault_content_length(&b->d, len), CHUNK,
+                                             read_body, b, free_body);
+    if (!resp) {
+        free_body(b);
+        return NULL;
+    }
+    /* the fault ends the connection (or may leave it out of step) */
+    MHD_add_response_header(resp, "Connection", "close");
+    return resp;
+}

@@ -189,43 +189,38 @@ static int device_auth(struct ota_req *req, const char *id, enum MHD_Result *ret
     return 0;
 }
 
-/* The offer for a device (its stored inventory); *ret NULL if none. */
-static int find_offer(struct ota_req *req, const char *id, json_t **ret, struct ota_err *err)
+/* The offer for a device (brief: its stored inventory); *ret NULL if none.
+ * The releases and their manifests come from the store's cache. */
+static int find_offer(struct ota_req *req, const char *id, const struct ota_device_brief *brief,
+                      json_t **ret, struct ota_err *err)
 {
-    struct ota_release **v = NULL;
-    json_t *dev = NULL, *offer = NULL;
-    const char *type;
-    size_t n = 0;
+    struct ota_published_set *set = NULL;
+    json_t *offer = NULL;
     int r;
 
-    if ((r = ota_store_device_get(req->srv->store, id, &dev, err)) < 0)
+    if ((r = ota_store_published(req->srv->store, &set, err)) < 0)
         return r;
-    if ((r = ota_store_release_list(req->srv->store, 1, &v, &n, err)) < 0)
-        goto out;
-    type = json_string_value(json_object_get(dev, "device_type"));
-    for (size_t i = 0; i < n && !offer; i++) {
-        struct ota_manifest m;
+    for (size_t i = 0; i < set->n && !offer; i++) {
+        const struct ota_published *p = &set->v[i];
         const char *cur;
         char update_id[80], base[512], url[1200];
         int fin = 0;
 
-        if (!v[i]->payload_path[0] ||
-            ota_manifest_parse(v[i]->manifest, strlen(v[i]->manifest), &m, NULL) < 0 || m.rollback)
+        if (!p->rel.payload_path[0] || !p->manifest_ok || p->m.rollback)
             continue;
-        cur = json_string_value(
-            json_object_get(json_object_get(dev, "versions"), ota_kind_names[m.kind]));
-        if (!cur || !cur[0] || ota_manifest_check_device(&m, type ? type : "", cur, NULL) < 0)
+        cur = brief->version[p->m.kind];
+        if (!cur[0] || ota_manifest_check_device(&p->m, brief->type, cur, NULL) < 0)
             continue;
-        snprintf(update_id, sizeof(update_id), "rel-%s", v[i]->id);
+        snprintf(update_id, sizeof(update_id), "rel-%s", p->rel.id);
         if ((r = ota_store_report_final(req->srv->store, id, update_id, &fin, err)) < 0)
             goto out;
         if (fin)
             continue;
         ota_srv_base_url(req, base, sizeof(base));
-        snprintf(url, sizeof(url), "%s/api/v1/releases/%s/payload", base, v[i]->id);
+        snprintf(url, sizeof(url), "%s/api/v1/releases/%s/payload", base, p->rel.id);
         offer = json_pack("{s:s, s:n, s:s, s:s, s:s, s:s}", "update_id", update_id, "rollout_id",
-                          "release_id", v[i]->id, "manifest", v[i]->manifest, "signature",
-                          v[i]->signature, "url", url);
+                          "release_id", p->rel.id, "manifest", p->rel.manifest, "signature",
+                          p->rel.signature, "url", url);
         if (!offer) {
             r = ota_err_set(err, ENOMEM, "out of memory");
             goto out;
@@ -233,10 +228,7 @@ static int find_offer(struct ota_req *req, const char *id, json_t **ret, struct 
     }
     *ret = offer;
 out:
-    for (size_t i = 0; i < n; i++)
-        ota_release_free(v[i]);
-    free(v);
-    json_decref(dev);
+    ota_store_published_put(req->srv->store, set);
     return r;
 }
 
@@ -245,6 +237,7 @@ static enum MHD_Result do_checkin(struct ota_req *req, const char *id)
     static const char *const keys[] = {"device_type", "group", "state", "versions",
                                        "slots",       "tags",  NULL};
     struct ota_device_inv inv = {0};
+    struct ota_device_brief brief;
     struct ota_err err = {0};
     char *tags = NULL, *versions = NULL, *slots = NULL;
     json_t *o = NULL, *offer = NULL;
@@ -258,9 +251,10 @@ static enum MHD_Result do_checkin(struct ota_req *req, const char *id)
         ret = ota_srv_reply_error(req, 400, "%s", err.reason);
         goto out;
     }
-    if ((r = ota_store_device_checkin(req->srv->store, id, &inv, ota_srv_now_ms(), &err)) < 0 ||
+    if ((r = ota_store_device_checkin(req->srv->store, id, &inv, ota_srv_now_ms(), &brief, &err)) <
+            0 ||
         (r = ota_rollouts_offer(req, id, &offer, &err)) < 0 ||
-        (r == 0 && (r = find_offer(req, id, &offer, &err)) < 0)) {
+        (r == 0 && (r = find_offer(req, id, &brief, &offer, &err)) < 0)) {
         ret = ota_srv_reply_store_error(req, r, &err);
         goto out;
     }

@@ -382,13 +382,16 @@ int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret, struct
 {
     struct ota_rollouts *m = req->srv->rollouts;
     json_t *dev = NULL, *offer = NULL;
-    int r = 0, any, told = 0;
+    int r = 0, any, told = 0, changed;
 
     pthread_mutex_lock(&m->lock);
     any = m->n > 0;
+    pthread_mutex_unlock(&m->lock);
+    /* The device is read outside the lock: other check-ins go on meanwhile. */
+    if (any && (r = ota_store_device_get(req->srv->store, id, &dev, err)) < 0)
+        return r;
+    pthread_mutex_lock(&m->lock);
     if (!any)
-        goto out;
-    if ((r = ota_store_device_get(req->srv->store, id, &dev, err)) < 0)
         goto out;
     /* Newest rollout first: a newer rollout supersedes an older one. */
     for (size_t i = m->n; i-- > 0 && !offer;) {
@@ -403,15 +406,17 @@ int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret, struct
         if (!d || ro->r->state == OTASRV_ROLLOUT_DRAFT || ro->r->state == OTASRV_ROLLOUT_APPROVED)
             continue;
         device_info(dev, ro->kind, tags, &info);
-        tick(m, ro, now);
+        changed = tick(m, ro, now);
         otasrv_rollout_checkin(ro->r, &info, d, now, &dec);
         if (dec.offer != OTASRV_OFFER_NONE) {
             snprintf(uid, sizeof(uid), "%s-%s%s", ro->r->def.id, id,
                      dec.offer == OTASRV_OFFER_ROLLBACK ? "-rollback" : "");
             offer = offer_json(req, ro->r->def.id, dec.release_id, uid);
         }
-        tick(m, ro, now);
-        if ((r = save(m, ro, 0, err)) < 0) {
+        changed |= tick(m, ro, now);
+        /* The engine changes the status only with a row (dirty) or in a tick:
+         * a check-in that changed neither has nothing to write. */
+        if ((changed || d->dirty) && (r = save(m, ro, 0, err)) < 0) {
             json_decref(offer);
             offer = NULL;
             goto out;

@@ -1,7 +1,18 @@
 /* SQLite store. Every connection runs WAL + synchronous=FULL, so a write is
- * durable when sqlite3_step returns; writers serialise on SQLite's own lock
- * (busy_timeout), readers never block them. Statements are cached per
- * connection, keyed by the address of their static SQL text. */
+ * durable when sqlite3_step returns. All writes go through one writer
+ * connection under an in-process mutex (wlock): our writers queue on the
+ * mutex instead of colliding in SQLite, whose busy handler sleeps 1-10 ms a
+ * try. Reads take a pool connection and run concurrently (WAL). The only
+ * other writer is rollout_store.c's connection (busy_timeout covers it).
+ *
+ * Caches (under mlock): one struct dev per device seen, in two hash chains
+ * (by id, by token hash), with the inventory, and last_checkin_ms/checkins
+ * which live in memory once loaded and are flushed by a timer thread. A
+ * cache is filled from a read only if no invalidating write (gen, rel_gen)
+ * happened since the read began; write calls update or invalidate it under
+ * wlock, after their commit, so the cache follows the commit order.
+ * Statements are cached per connection, keyed by the address of their
+ * static SQL text. */
 #include "otasrv/store.h"
 
 #include <errno.h>
@@ -9,10 +20,13 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ota/json.h"
 
 #define STMT_CACHE 32
+#define NBUCKET    65536 /* fixed: chains grow past that many devices */
+#define NINV       6     /* type, grp, tags, versions, slots, state */
 
 struct conn {
     sqlite3 *db;
@@ -22,6 +36,19 @@ struct conn {
     } cache[STMT_CACHE];
 };
 
+struct dev {
+    struct dev *next, *tnext, *dnext; /* by id, by token, dirty list */
+    char id[129];
+    char token[65]; /* "": not in the token chains */
+    int inv_known, hb_known, dirty;
+    char *inv[NINV];
+    struct ota_device_brief brief;
+    int64_t last_ms, checkins;
+    int finals_known;
+    char **finals; /* update ids with a final report */
+    size_t n_finals;
+};
+
 struct ota_store {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -29,6 +56,17 @@ struct ota_store {
     struct conn *conns;
     struct conn **free_list;
     unsigned n_free;
+    struct conn writer;
+    pthread_mutex_t wlock;
+    pthread_mutex_t mlock;
+    struct dev **by_id, **by_tok;
+    struct dev *dirty;
+    uint64_t gen, rel_gen, rep_gen;
+    struct ota_published_set *pub;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    pthread_t flusher;
+    int flusher_on, stop;
 };
 
 static const char SCHEMA[] =
@@ -95,14 +133,77 @@ static void conn_close(struct conn *c)
     sqlite3_close(c->db);
 }
 
+static int hb_flush(struct ota_store *s, struct ota_err *err);
+static void pub_put_locked(struct ota_published_set *set);
+
+static void dev_free(struct dev *d)
+{
+    for (int i = 0; i < NINV; i++)
+        free(d->inv[i]);
+    for (size_t i = 0; i < d->n_finals; i++)
+        free(d->finals[i]);
+    free(d->finals);
+    free(d);
+}
+
+static void *flusher_main(void *arg)
+{
+    struct ota_store *s = arg;
+    struct timespec ts;
+
+    pthread_mutex_lock(&s->stop_lock);
+    while (!s->stop) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += OTA_STORE_FLUSH_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->stop_cond, &s->stop_lock, &ts);
+        if (s->stop)
+            break;
+        pthread_mutex_unlock(&s->stop_lock);
+        ota_ignore(hb_flush(s, NULL)); /* failed rows stay dirty: retried next time */
+        pthread_mutex_lock(&s->stop_lock);
+    }
+    pthread_mutex_unlock(&s->stop_lock);
+    return NULL;
+}
+
 void ota_store_close(struct ota_store *s)
 {
     if (!s)
         return;
+    if (s->flusher_on) {
+        pthread_mutex_lock(&s->stop_lock);
+        s->stop = 1;
+        pthread_cond_signal(&s->stop_cond);
+        pthread_mutex_unlock(&s->stop_lock);
+        pthread_join(s->flusher, NULL);
+    }
+    if (s->writer.db)
+        ota_ignore(hb_flush(s, NULL));
     for (unsigned i = 0; i < s->n; i++)
         conn_close(&s->conns[i]);
+    if (s->writer.db)
+        conn_close(&s->writer);
+    if (s->by_id) {
+        for (size_t i = 0; i < NBUCKET; i++) {
+            struct dev *d = s->by_id[i], *next;
+            for (; d; d = next) {
+                next = d->next;
+                dev_free(d);
+            }
+        }
+    }
+    if (s->pub)
+        pub_put_locked(s->pub);
+    free(s->by_id);
+    free(s->by_tok);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->wlock);
+    pthread_mutex_destroy(&s->mlock);
+    pthread_mutex_destroy(&s->stop_lock);
+    pthread_cond_destroy(&s->stop_cond);
     free(s->conns);
     free(s->free_list);
     free(s);
@@ -121,10 +222,23 @@ int ota_store_open(const char *path, unsigned nconn, struct ota_store **ret, str
         return ota_err_set(err, ENOMEM, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->wlock, NULL);
+    pthread_mutex_init(&s->mlock, NULL);
+    pthread_mutex_init(&s->stop_lock, NULL);
+    pthread_cond_init(&s->stop_cond, NULL);
     s->conns = calloc(nconn, sizeof(*s->conns));
     s->free_list = calloc(nconn, sizeof(*s->free_list));
-    if (!s->conns || !s->free_list) {
+    s->by_id = calloc(NBUCKET, sizeof(*s->by_id));
+    s->by_tok = calloc(NBUCKET, sizeof(*s->by_tok));
+    if (!s->conns || !s->free_list || !s->by_id || !s->by_tok) {
         r = ota_err_set(err, ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((r = conn_open(&s->writer, path, err)) < 0)
+        goto fail;
+    if (sqlite3_exec(s->writer.db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+        r = ota_err_set(err, EIO, "%s: schema: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
         goto fail;
     }
     for (unsigned i = 0; i < nconn; i++) {
@@ -132,13 +246,13 @@ int ota_store_open(const char *path, unsigned nconn, struct ota_store **ret, str
         r = conn_open(&s->conns[i], path, err);
         if (r < 0)
             goto fail;
-        if (i == 0 && sqlite3_exec(s->conns[0].db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
-            r = ota_err_set(err, EIO, "%s: schema: %s", path, msg ? msg : "?");
-            sqlite3_free(msg);
-            goto fail;
-        }
         s->free_list[s->n_free++] = &s->conns[i];
     }
+    if (pthread_create(&s->flusher, NULL, flusher_main, s) != 0) {
+        r = ota_err_set(err, EAGAIN, "cannot start the check-in flusher");
+        goto fail;
+    }
+    s->flusher_on = 1;
     *ret = s;
     return 0;
 fail:
@@ -160,10 +274,204 @@ static struct conn *acquire(struct ota_store *s)
 
 static void release(struct ota_store *s, struct conn *c)
 {
+    if (c == &s->writer) {
+        pthread_mutex_unlock(&s->wlock);
+        return;
+    }
     pthread_mutex_lock(&s->lock);
     s->free_list[s->n_free++] = c;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* The writer connection, exclusively until release(). */
+static struct conn *wacquire(struct ota_store *s)
+{
+    pthread_mutex_lock(&s->wlock);
+    return &s->writer;
+}
+
+/* ---- caches (mlock held) ---- */
+
+static size_t hash(const char *k)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 16777619u;
+    return h % NBUCKET;
+}
+
+static struct dev *dev_find(struct ota_store *s, const char *id)
+{
+    struct dev *d = s->by_id[hash(id)];
+
+    while (d && strcmp(d->id, id) != 0)
+        d = d->next;
+    return d;
+}
+
+/* Finds or adds; NULL on ENOMEM or an id too long to cache. */
+static struct dev *dev_get(struct ota_store *s, const char *id)
+{
+    struct dev *d = dev_find(s, id);
+    size_t h;
+
+    if (d || strlen(id) >= sizeof(d->id))
+        return d;
+    d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    strcpy(d->id, id);
+    h = hash(id);
+    d->next = s->by_id[h];
+    s->by_id[h] = d;
+    return d;
+}
+
+static struct dev *tok_find(struct ota_store *s, const char *sha)
+{
+    struct dev *d = s->by_tok[hash(sha)];
+
+    while (d && strcmp(d->token, sha) != 0)
+        d = d->tnext;
+    return d;
+}
+
+static void tok_unlink(struct ota_store *s, struct dev *d)
+{
+    struct dev **p;
+
+    if (!d->token[0])
+        return;
+    for (p = &s->by_tok[hash(d->token)]; *p; p = &(*p)->tnext) {
+        if (*p == d) {
+            *p = d->tnext;
+            break;
+        }
+    }
+    d->tnext = NULL;
+    d->token[0] = '\0';
+}
+
+static void tok_link(struct ota_store *s, struct dev *d, const char *sha)
+{
+    size_t h;
+
+    tok_unlink(s, d);
+    if (strlen(sha) >= sizeof(d->token))
+        return;
+    strcpy(d->token, sha);
+    h = hash(sha);
+    d->tnext = s->by_tok[h];
+    s->by_tok[h] = d;
+}
+
+/* Sets the cached inventory (column texts in v); unknown again on ENOMEM. */
+static void inv_set(struct dev *d, const char *const v[NINV])
+{
+    json_t *vers;
+
+    d->inv_known = 1;
+    for (int i = 0; i < NINV; i++) {
+        free(d->inv[i]);
+        d->inv[i] = strdup(v[i] ? v[i] : "");
+        if (!d->inv[i])
+            d->inv_known = 0;
+    }
+    memset(&d->brief, 0, sizeof(d->brief));
+    ota_strlcpy(d->brief.type, d->inv[0] ? d->inv[0] : "", sizeof(d->brief.type));
+    vers = d->inv[3] ? json_loads(d->inv[3], 0, NULL) : NULL;
+    for (int k = 0; k < OTA_KIND_MAX; k++) {
+        const char *x = json_string_value(json_object_get(vers, ota_kind_names[k]));
+        ota_strlcpy(d->brief.version[k], x ? x : "", sizeof(d->brief.version[k]));
+    }
+    json_decref(vers);
+}
+
+/* 1 if every field inv gives equals the cached one. */
+static int inv_same(const struct dev *d, const struct ota_device_inv *inv)
+{
+    const char *v[NINV] = {inv->type, inv->group, inv->tags, inv->versions, inv->slots, inv->state};
+
+    for (int i = 0; i < NINV; i++)
+        if (v[i] && strcmp(v[i], d->inv[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static void hb_touch(struct ota_store *s, struct dev *d, int64_t now_ms)
+{
+    d->last_ms = now_ms;
+    d->checkins++;
+    if (!d->dirty) {
+        d->dirty = 1;
+        d->dnext = s->dirty;
+        s->dirty = d;
+    }
+}
+
+/* Adds a final report's update id; the list is unknown again on ENOMEM. */
+static void finals_add(struct dev *d, const char *update_id)
+{
+    char **nv = realloc(d->finals, (d->n_finals + 1) * sizeof(*nv));
+
+    if (nv)
+        d->finals = nv;
+    if (!nv || !(d->finals[d->n_finals] = strdup(update_id))) {
+        for (size_t i = 0; i < d->n_finals; i++)
+            free(d->finals[i]);
+        d->n_finals = 0;
+        d->finals_known = 0;
+        return;
+    }
+    d->n_finals++;
+}
+
+static int finals_has(const struct dev *d, const char *update_id)
+{
+    for (size_t i = 0; i < d->n_finals; i++)
+        if (strcmp(d->finals[i], update_id) == 0)
+            return 1;
+    return 0;
+}
+
+/* Sets the in-memory heartbeat of device id into its JSON object. */
+static void hb_merge(struct ota_store *s, json_t *o)
+{
+    const char *id = json_string_value(json_object_get(o, "device_id"));
+    struct dev *d;
+
+    if (!id)
+        return;
+    pthread_mutex_lock(&s->mlock);
+    d = dev_find(s, id);
+    if (d && d->hb_known) {
+        json_object_set_new(o, "last_checkin_ms", json_integer((json_int_t)d->last_ms));
+        json_object_set_new(o, "checkins", json_integer((json_int_t)d->checkins));
+    }
+    pthread_mutex_unlock(&s->mlock);
+}
+
+static void pub_put_locked(struct ota_published_set *set)
+{
+    if (!set || --set->ref > 0)
+        return;
+    for (size_t i = 0; i < set->n; i++)
+        free(set->v[i].rel.manifest);
+    free(set->v);
+    free(set);
+}
+
+/* After a release write (wlock held): the cached set is stale. */
+static void pub_invalidate(struct ota_store *s)
+{
+    pthread_mutex_lock(&s->mlock);
+    s->rel_gen++;
+    if (s->pub)
+        pub_put_locked(s->pub);
+    s->pub = NULL;
+    pthread_mutex_unlock(&s->mlock);
 }
 
 /* A cached statement for static SQL text, reset and unbound. */
@@ -218,7 +526,7 @@ static const char SQL_ADMIN_CHECK[] = "SELECT 1 FROM admin_tokens WHERE sha256 =
 
 int ota_store_admin_token_set(struct ota_store *s, const char *sha_hex, struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct conn *c = wacquire(s);
     sqlite3_stmt *st;
     int r, rc;
 
@@ -285,8 +593,11 @@ static const char SQL_DEV_BY_TOKEN[] = "SELECT id FROM devices WHERE token_sha25
 static const char SQL_DEV_CHECKIN[] =
     "UPDATE devices SET type = coalesce(?2, type), grp = coalesce(?3, grp),"
     " tags = coalesce(?4, tags), versions = coalesce(?5, versions),"
-    " slots = coalesce(?6, slots), state = coalesce(?7, state), last_checkin_ms = ?8,"
-    " checkins = checkins + 1 WHERE id = ?1";
+    " slots = coalesce(?6, slots), state = coalesce(?7, state) WHERE id = ?1";
+static const char SQL_DEV_INV[] = "SELECT type, grp, tags, versions, slots, state,"
+                                  " last_checkin_ms, checkins FROM devices WHERE id = ?";
+static const char SQL_DEV_HB[] =
+    "UPDATE devices SET last_checkin_ms = ?2, checkins = ?3 WHERE id = ?1";
 #define DEV_COLS                                                                                   \
     "id, type, grp, tags, versions, slots, state, registered_ms, reenrolled_ms, last_checkin_ms,"  \
     " checkins"
@@ -296,7 +607,7 @@ int ota_store_device_register(struct ota_store *s, const char *id, const char *t
                               const struct ota_device_inv *inv, int64_t now_ms, int *ret_created,
                               struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct conn *c = wacquire(s);
     sqlite3_stmt *st;
     int r, rc, exists;
 
@@ -328,6 +639,17 @@ int ota_store_device_register(struct ota_store *s, const char *id, const char *t
     if ((r = exec_simple(c, "COMMIT", err)) < 0)
         goto rollback;
     *ret_created = !exists;
+    /* New token, maybe new inventory: forget both (refilled on use). */
+    pthread_mutex_lock(&s->mlock);
+    s->gen++;
+    {
+        struct dev *d = dev_find(s, id);
+        if (d) {
+            tok_unlink(s, d);
+            d->inv_known = 0;
+        }
+    }
+    pthread_mutex_unlock(&s->mlock);
     goto out;
 rollback:
     ota_ignore(exec_simple(c, "ROLLBACK", NULL));
@@ -339,17 +661,38 @@ out:
 int ota_store_device_by_token(struct ota_store *s, const char *sha, char *ret_id, size_t cap,
                               struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct conn *c;
     sqlite3_stmt *st;
+    uint64_t gen;
     int r, rc;
 
+    pthread_mutex_lock(&s->mlock);
+    {
+        struct dev *d = tok_find(s, sha);
+        if (d) {
+            ota_strlcpy(ret_id, d->id, cap);
+            pthread_mutex_unlock(&s->mlock);
+            return 0;
+        }
+    }
+    gen = s->gen;
+    pthread_mutex_unlock(&s->mlock);
+    c = acquire(s);
     if ((r = prep(c, SQL_DEV_BY_TOKEN, &st, err)) < 0)
         goto out;
     bind_text(st, 1, sha);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        ota_strlcpy(ret_id, col_text(st, 0), cap);
+        const char *id = col_text(st, 0);
+        ota_strlcpy(ret_id, id, cap);
         r = 0;
+        pthread_mutex_lock(&s->mlock);
+        if (s->gen == gen) { /* no re-enrollment since the read began */
+            struct dev *d = dev_get(s, id);
+            if (d)
+                tok_link(s, d, sha);
+        }
+        pthread_mutex_unlock(&s->mlock);
     } else if (rc == SQLITE_DONE) {
         r = ota_err_set(err, ENOENT, "unknown device token");
     } else {
@@ -361,13 +704,94 @@ out:
     return r;
 }
 
-int ota_store_device_checkin(struct ota_store *s, const char *id, const struct ota_device_inv *inv,
-                             int64_t now_ms, struct ota_err *err)
+/* The inventory and heartbeat row of id into the cache (the parts not
+ * known yet); c is a pool connection, or the writer (wlock held, where
+ * nothing can invalidate: gen is not checked). -ENOENT. */
+static int dev_load(struct ota_store *s, struct conn *c, const char *id, struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    sqlite3_stmt *st;
+    uint64_t gen;
+    int r, rc;
+
+    pthread_mutex_lock(&s->mlock);
+    gen = s->gen;
+    pthread_mutex_unlock(&s->mlock);
+    if ((r = prep(c, SQL_DEV_INV, &st, err)) < 0)
+        return r;
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *v[NINV];
+        for (int i = 0; i < NINV; i++)
+            v[i] = col_text(st, i);
+        pthread_mutex_lock(&s->mlock);
+        if (s->gen == gen || c == &s->writer) {
+            struct dev *d = dev_get(s, id);
+            if (d && (!d->inv_known || c == &s->writer))
+                inv_set(d, v);
+            if (d && !d->hb_known) {
+                d->last_ms = sqlite3_column_int64(st, 6);
+                d->checkins = sqlite3_column_int64(st, 7);
+                d->hb_known = 1;
+            }
+        }
+        pthread_mutex_unlock(&s->mlock);
+    } else if (rc == SQLITE_DONE) {
+        r = ota_err_set(err, ENOENT, "no device %s", id);
+    } else {
+        r = map_rc(c->db, rc, err, "device");
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+/* The heartbeat alone, if the cache knows the device and inv changes
+ * nothing: 1 done, 0 not known, -EAGAIN the inventory changes. */
+static int checkin_cached(struct ota_store *s, const char *id, const struct ota_device_inv *inv,
+                          int64_t now_ms, struct ota_device_brief *ret_brief)
+{
+    struct dev *d;
+    int r = 0;
+
+    pthread_mutex_lock(&s->mlock);
+    d = dev_find(s, id);
+    if (d && d->inv_known && d->hb_known) {
+        if (inv_same(d, inv)) {
+            hb_touch(s, d, now_ms);
+            if (ret_brief)
+                *ret_brief = d->brief;
+            r = 1;
+        } else {
+            r = -EAGAIN;
+        }
+    }
+    pthread_mutex_unlock(&s->mlock);
+    return r;
+}
+
+int ota_store_device_checkin(struct ota_store *s, const char *id, const struct ota_device_inv *inv,
+                             int64_t now_ms, struct ota_device_brief *ret_brief,
+                             struct ota_err *err)
+{
+    struct conn *c;
     sqlite3_stmt *st;
     int r, rc;
 
+    /* Twice at most: a re-enrollment racing the load leaves it unknown. */
+    for (int i = 0; i < 2; i++) {
+        r = checkin_cached(s, id, inv, now_ms, ret_brief);
+        if (r == 1)
+            return 0;
+        if (r < 0)
+            break;
+        c = acquire(s);
+        r = dev_load(s, c, id, err);
+        release(s, c);
+        if (r < 0)
+            return r;
+    }
+    /* The inventory changes (or the cache would not settle): durably. */
+    c = wacquire(s);
     if ((r = prep(c, SQL_DEV_CHECKIN, &st, err)) < 0)
         goto out;
     bind_text(st, 1, id);
@@ -377,15 +801,97 @@ int ota_store_device_checkin(struct ota_store *s, const char *id, const struct o
     bind_text(st, 5, inv->versions);
     bind_text(st, 6, inv->slots);
     bind_text(st, 7, inv->state);
-    sqlite3_bind_int64(st, 8, now_ms);
     rc = sqlite3_step(st);
     if (rc != SQLITE_DONE)
         r = map_rc(c->db, rc, err, "checkin");
     else if (sqlite3_changes(c->db) == 0)
         r = ota_err_set(err, ENOENT, "no device %s", id);
     sqlite3_reset(st);
+    if (r == 0)
+        r = dev_load(s, c, id, err); /* the committed inventory, in commit order */
+    if (r == 0) {
+        struct dev *d;
+        pthread_mutex_lock(&s->mlock);
+        d = dev_find(s, id);
+        if (d && d->hb_known) {
+            hb_touch(s, d, now_ms);
+            if (ret_brief)
+                *ret_brief = d->brief;
+        } else {
+            r = ota_err_set(err, ENOMEM, "out of memory");
+        }
+        pthread_mutex_unlock(&s->mlock);
+    }
 out:
     release(s, c);
+    return r;
+}
+
+/* Writes the dirty heartbeats in one transaction (wlock); rows that fail
+ * are dirty again. */
+static int hb_flush(struct ota_store *s, struct ota_err *err)
+{
+    struct hb {
+        char id[129];
+        int64_t last_ms, checkins;
+    } *v = NULL;
+    size_t n = 0, cap = 0;
+    struct conn *c;
+    sqlite3_stmt *st;
+    struct dev *d;
+    int r = 0, rc;
+
+    pthread_mutex_lock(&s->mlock);
+    for (d = s->dirty; d; d = d->dnext)
+        cap++;
+    if (cap)
+        v = malloc(cap * sizeof(*v));
+    if (!v) {
+        pthread_mutex_unlock(&s->mlock);
+        return cap ? ota_err_set(err, ENOMEM, "out of memory") : 0;
+    }
+    for (d = s->dirty; d; d = d->dnext) {
+        strcpy(v[n].id, d->id);
+        v[n].last_ms = d->last_ms;
+        v[n].checkins = d->checkins;
+        d->dirty = 0;
+        n++;
+    }
+    s->dirty = NULL;
+    pthread_mutex_unlock(&s->mlock);
+
+    c = wacquire(s);
+    if ((r = exec_simple(c, "BEGIN IMMEDIATE", err)) < 0)
+        goto out;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        if ((r = prep(c, SQL_DEV_HB, &st, err)) < 0)
+            break;
+        bind_text(st, 1, v[i].id);
+        sqlite3_bind_int64(st, 2, v[i].last_ms);
+        sqlite3_bind_int64(st, 3, v[i].checkins);
+        if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+            r = map_rc(c->db, rc, err, "heartbeats");
+        sqlite3_reset(st);
+    }
+    if (r == 0)
+        r = exec_simple(c, "COMMIT", err);
+    if (r < 0)
+        ota_ignore(exec_simple(c, "ROLLBACK", NULL));
+out:
+    release(s, c);
+    if (r < 0) {
+        pthread_mutex_lock(&s->mlock);
+        for (size_t i = 0; i < n; i++) {
+            d = dev_find(s, v[i].id);
+            if (d && !d->dirty) {
+                d->dirty = 1;
+                d->dnext = s->dirty;
+                s->dirty = d;
+            }
+        }
+        pthread_mutex_unlock(&s->mlock);
+    }
+    free(v);
     return r;
 }
 
@@ -419,6 +925,7 @@ int ota_store_device_get(struct ota_store *s, const char *id, json_t **ret, stru
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         json_t *o = device_row(st);
+        hb_merge(s, o);
         if (o)
             *ret = o;
         else
@@ -516,8 +1023,11 @@ int ota_store_devices_list(struct ota_store *s, const struct ota_device_filter *
         goto out;
     }
     arr = json_object_get(out, "devices");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(arr, device_row(st));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *o = device_row(st);
+        hb_merge(s, o);
+        json_array_append_new(arr, o);
+    }
     if (rc != SQLITE_DONE) {
         r = map_rc(c->db, rc, err, "devices");
         goto out;
@@ -585,7 +1095,7 @@ static struct ota_release *release_row(sqlite3_stmt *st)
 
 int ota_store_release_add(struct ota_store *s, const struct ota_release *rel, struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct conn *c = wacquire(s);
     sqlite3_stmt *st;
     int r, rc;
 
@@ -610,6 +1120,8 @@ int ota_store_release_add(struct ota_store *s, const struct ota_release *rel, st
     else if (rc != SQLITE_DONE)
         r = map_rc(c->db, rc, err, "release");
     sqlite3_reset(st);
+    if (r == 0)
+        pub_invalidate(s);
 out:
     release(s, c);
     return r;
@@ -682,10 +1194,69 @@ out:
     return r;
 }
 
+int ota_store_published(struct ota_store *s, struct ota_published_set **ret, struct ota_err *err)
+{
+    struct ota_published_set *set;
+    struct ota_release **v = NULL;
+    size_t n = 0;
+    uint64_t gen;
+    int r;
+
+    pthread_mutex_lock(&s->mlock);
+    if (s->pub) {
+        s->pub->ref++;
+        *ret = s->pub;
+        pthread_mutex_unlock(&s->mlock);
+        return 0;
+    }
+    gen = s->rel_gen;
+    pthread_mutex_unlock(&s->mlock);
+    if ((r = ota_store_release_list(s, 1, &v, &n, err)) < 0)
+        return r;
+    set = calloc(1, sizeof(*set));
+    if (set && n)
+        set->v = calloc(n, sizeof(*set->v));
+    if (!set || (n && !set->v)) {
+        r = ota_err_set(err, ENOMEM, "out of memory");
+        free(set);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct ota_published *p = &set->v[i];
+        p->rel = *v[i];
+        v[i]->manifest = NULL; /* moved */
+        p->manifest_ok =
+            ota_manifest_parse(p->rel.manifest, strlen(p->rel.manifest), &p->m, NULL) == 0;
+    }
+    set->n = n;
+    set->ref = 1;
+    pthread_mutex_lock(&s->mlock);
+    if (s->rel_gen == gen && !s->pub) { /* no release write since the read began */
+        s->pub = set;
+        set->ref++;
+    }
+    pthread_mutex_unlock(&s->mlock);
+    *ret = set;
+out:
+    for (size_t i = 0; i < n; i++)
+        ota_release_free(v[i]);
+    free(v);
+    return r;
+}
+
+void ota_store_published_put(struct ota_store *s, struct ota_published_set *set)
+{
+    if (!set)
+        return;
+    pthread_mutex_lock(&s->mlock);
+    pub_put_locked(set);
+    pthread_mutex_unlock(&s->mlock);
+}
+
 static int update_one(struct ota_store *s, const char *sql, const char *id, const char *text,
                       int64_t num, struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct conn *c = wacquire(s);
     sqlite3_stmt *st;
     int r, rc;
 
@@ -702,6 +1273,8 @@ static int update_one(struct ota_store *s, const char *sql, const char *id, cons
     else if (sqlite3_changes(c->db) == 0)
         r = ota_err_set(err, ENOENT, "no release %s", id);
     sqlite3_reset(st);
+    if (r == 0)
+        pub_invalidate(s);
 out:
     release(s, c);
     return r;
@@ -729,13 +1302,13 @@ int ota_store_release_delete(struct ota_store *s, const char *id, struct ota_err
 static const char SQL_REP_ADD[] =
     "INSERT OR IGNORE INTO reports(device, update_id, rollout_id, version, kind, state, status,"
     " reason, ts, received_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-static const char SQL_REP_FINAL[] =
-    "SELECT 1 FROM reports WHERE update_id = ? AND device = ? AND status <> 'in_progress' LIMIT 1";
+static const char SQL_REP_FINALS[] =
+    "SELECT DISTINCT update_id FROM reports WHERE device = ? AND status <> 'in_progress'";
 
 int ota_store_report_add(struct ota_store *s, const char *device, const struct ota_report_in *rep,
                          int64_t now_ms, int *ret_dup, struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct conn *c = wacquire(s);
     sqlite3_stmt *st;
     int r, rc;
 
@@ -757,6 +1330,16 @@ int ota_store_report_add(struct ota_store *s, const char *device, const struct o
     else
         *ret_dup = sqlite3_changes(c->db) == 0;
     sqlite3_reset(st);
+    if (r == 0 && (!rep->status || strcmp(rep->status, "in_progress") != 0)) {
+        /* Committed: the cached list of finals follows (commit order). */
+        struct dev *d;
+        pthread_mutex_lock(&s->mlock);
+        s->rep_gen++;
+        d = dev_find(s, device);
+        if (d && d->finals_known && !finals_has(d, rep->update_id))
+            finals_add(d, rep->update_id);
+        pthread_mutex_unlock(&s->mlock);
+    }
 out:
     release(s, c);
     return r;
@@ -765,22 +1348,51 @@ out:
 int ota_store_report_final(struct ota_store *s, const char *device, const char *update_id, int *ret,
                            struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct conn *c;
     sqlite3_stmt *st;
+    struct dev *d, tmp = {0};
+    uint64_t gen;
     int r, rc;
 
-    if ((r = prep(c, SQL_REP_FINAL, &st, err)) < 0)
+    pthread_mutex_lock(&s->mlock);
+    d = dev_find(s, device);
+    if (d && d->finals_known) {
+        *ret = finals_has(d, update_id);
+        pthread_mutex_unlock(&s->mlock);
+        return 0;
+    }
+    gen = s->rep_gen;
+    pthread_mutex_unlock(&s->mlock);
+    /* All the device's finals at once: later questions need no SQL. */
+    tmp.finals_known = 1;
+    c = acquire(s);
+    if ((r = prep(c, SQL_REP_FINALS, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, update_id);
-    bind_text(st, 2, device);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-        *ret = rc == SQLITE_ROW;
-    else
+    bind_text(st, 1, device);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        finals_add(&tmp, col_text(st, 0));
+    if (rc != SQLITE_DONE)
         r = map_rc(c->db, rc, err, "report");
     sqlite3_reset(st);
 out:
     release(s, c);
+    if (r == 0 && !tmp.finals_known)
+        r = ota_err_set(err, ENOMEM, "out of memory");
+    if (r == 0) {
+        *ret = finals_has(&tmp, update_id);
+        pthread_mutex_lock(&s->mlock);
+        if (s->rep_gen == gen && (d = dev_get(s, device)) && !d->finals_known) {
+            d->finals = tmp.finals;
+            d->n_finals = tmp.n_finals;
+            d->finals_known = 1;
+            tmp.finals = NULL;
+            tmp.n_finals = 0;
+        }
+        pthread_mutex_unlock(&s->mlock);
+    }
+    for (size_t i = 0; i < tmp.n_finals; i++)
+        free(tmp.finals[i]);
+    free(tmp.finals);
     return r;
 }
 

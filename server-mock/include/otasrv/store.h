@@ -1,9 +1,17 @@
 /* The server's database (wraps SQLite; the only file that does): devices,
  * releases, status reports and admin tokens.
  *
- * WAL with synchronous=FULL: a call that returned 0 is on disk, so the
- * server answers only after its write returned (kill -9 loses nothing
- * acknowledged). Thread-safe: a pool of connections, one per call at a time.
+ * WAL with synchronous=FULL: a write call that returned 0 is on disk, so
+ * the server answers only after its write returned (kill -9 loses nothing
+ * acknowledged) -- except a device's last_checkin_ms and checkins, which a
+ * check-in updates in memory only: they are flushed in one transaction at
+ * most every OTA_STORE_FLUSH_MS and at close, so kill -9 may lose that
+ * window. Every read shows the in-memory values. Thread-safe: writes run on
+ * one writer connection, one at a time (an in-process mutex, so SQLite's
+ * busy handler never sleeps between our own writers); reads run on a pool
+ * of connections, concurrently (WAL). Device inventories, token hashes and
+ * the published releases (with parsed manifests) are cached in memory and
+ * kept coherent by the write calls, so a steady check-in does no SQL.
  * Tokens are never stored, only their SHA-256 (lower-case hex). JSON
  * columns (tags, versions, slots) hold compact JSON text. */
 #ifndef OTASRV_STORE_H
@@ -13,12 +21,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "ota/err.h"
+#include "ota/manifest.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 struct ota_store;
+
+#define OTA_STORE_FLUSH_MS 200
 
 /* Opens (creating and migrating) the database at path with nconn pooled
  * connections (>= 1). */
@@ -54,9 +65,17 @@ int ota_store_device_register(struct ota_store *s, const char *id, const char *t
 /* The id of the device whose token hash is sha (cap bytes); -ENOENT. */
 int ota_store_device_by_token(struct ota_store *s, const char *sha, char *ret_id, size_t cap,
                               struct ota_err *err) OTA_MUST;
-/* Updates the inventory and the check-in time and count; -ENOENT. */
+/* What an offer lookup needs of a device. */
+struct ota_device_brief {
+    char type[64];
+    char version[OTA_KIND_MAX][64]; /* by enum ota_kind; "" if unknown */
+};
+/* Updates the inventory (durably, before returning, if it changed) and the
+ * check-in time and count (in memory, flushed later: see above); -ENOENT.
+ * ret_brief (NULL: not wanted) gets the device after the check-in. */
 int ota_store_device_checkin(struct ota_store *s, const char *id, const struct ota_device_inv *inv,
-                             int64_t now_ms, struct ota_err *err) OTA_MUST;
+                             int64_t now_ms, struct ota_device_brief *ret_brief,
+                             struct ota_err *err) OTA_MUST;
 /* The device as a JSON object (new reference; no token hash); -ENOENT. */
 int ota_store_device_get(struct ota_store *s, const char *id, json_t **ret,
                          struct ota_err *err) OTA_MUST;
@@ -100,6 +119,22 @@ int ota_store_release_get(struct ota_store *s, const char *id, struct ota_releas
  * with ota_release_free, then the array with free(). */
 int ota_store_release_list(struct ota_store *s, int published_only, struct ota_release ***ret,
                            size_t *ret_n, struct ota_err *err) OTA_MUST;
+/* The published releases as ota_store_release_list gives them, each with
+ * its parsed manifest (manifest_ok 0 if it does not parse). Shared and
+ * read-only: release it with ota_store_published_put. */
+struct ota_published {
+    struct ota_release rel;
+    struct ota_manifest m;
+    int manifest_ok;
+};
+struct ota_published_set {
+    size_t n;
+    struct ota_published *v;
+    int ref; /* the store's */
+};
+int ota_store_published(struct ota_store *s, struct ota_published_set **ret,
+                        struct ota_err *err) OTA_MUST;
+void ota_store_published_put(struct ota_store *s, struct ota_published_set *set);
 int ota_store_release_set_payload(struct ota_store *s, const char *id, const char *path,
                                   struct ota_err *err) OTA_MUST;
 /* Publishes (idempotent: keeps the first publication time); -ENOENT. */

@@ -586,6 +586,49 @@ def test_kill9_under_load_loses_no_acknowledged_write(tmp_path):
         srv.stop()
 
 
+def test_checkin_inventory_durable_heartbeat_flushed(tmp_path):
+    """Inventory changes are on disk before the answer; last_checkin_ms and
+    checkins live in memory (the admin API shows them at once) and reach the
+    disk within ~200 ms, and at a clean stop."""
+    srv = Server(str(tmp_path))
+    try:
+        tok = srv.register("hb-1", device_type="t")
+        body = {"device_type": "t", "state": "IDLE", "versions": {"app": "1.0.0", "rootfs": "3"}}
+        for _ in range(3):
+            st, _, b = srv.call("POST", "/api/v1/devices/hb-1/checkin", body, token=tok)
+            assert st == 200, b
+        st, _, d = srv.admin("GET", "/api/v1/devices/hb-1")
+        assert st == 200 and d["checkins"] == 3 and d["last_checkin_ms"] > 0
+        listed = srv.admin("GET", "/api/v1/devices?limit=10")[2]["devices"]
+        assert [x["checkins"] for x in listed if x["device_id"] == "hb-1"] == [3]
+        time.sleep(0.8)  # > the flush interval
+        # an inventory change, killed right after the answer: it is on disk
+        st, _, b = srv.call("POST", "/api/v1/devices/hb-1/checkin", dict(body, state="BUSY"),
+                            token=tok)
+        assert st == 200, b
+        srv.kill9()
+        srv.start()
+        st, _, d = srv.admin("GET", "/api/v1/devices/hb-1")
+        assert st == 200 and d["state"] == "BUSY" and d["versions"]["rootfs"] == "3"
+        assert d["checkins"] in (3, 4)  # the last heartbeat may be lost with kill -9
+        n = d["checkins"]
+        # the token still works after the restart; a clean stop flushes
+        st, _, b = srv.call("POST", "/api/v1/devices/hb-1/checkin", {}, token=tok)
+        assert st == 200, b
+        srv.stop()
+        srv.start()
+        st, _, d = srv.admin("GET", "/api/v1/devices/hb-1")
+        assert st == 200 and d["checkins"] == n + 1 and d["state"] == "BUSY"
+        # re-enrollment rotates the token: the old one is refused at once
+        tok2 = srv.register("hb-1", device_type="t")
+        st, _, _ = srv.call("POST", "/api/v1/devices/hb-1/checkin", {}, token=tok)
+        assert st == 401
+        st, _, b = srv.call("POST", "/api/v1/devices/hb-1/checkin", {}, token=tok2)
+        assert st == 200, b
+    finally:
+        srv.stop()
+
+
 def test_admin_token_file_is_generated_and_reused(tmp_path):
     port_file = tmp_path / "port"
     tok_file = tmp_path / "admin.token"

@@ -255,18 +255,17 @@ static int run_to_idle(struct host *h, int *ret_rebooting, struct ota_err *err)
 static int outcome_code(struct host *h, struct ota_err *err)
 {
     const char *why;
-    enum ota_status out = ota_agent_last_outcome(h->agent, &why);
-    enum ota_check_result chk = ota_agent_last_check(h->agent, &why);
 
-    out = ota_agent_last_outcome(h->agent, &why);
-    if (out == OTA_STATUS_FAILURE) {
+    switch (ota_agent_last_outcome(h->agent, &why)) {
+    case OTA_STATUS_FAILURE:
         (void)ota_err_set(err, EIO, "update failed: %s", why);
         return EXIT_FAILED;
-    }
-    if (out == OTA_STATUS_SUCCESS)
+    case OTA_STATUS_SUCCESS:
         return EXIT_OK;
-    if (chk == OTA_CHECK_UNREACHABLE) {
-        ota_agent_last_check(h->agent, &why);
+    default:
+        break;
+    }
+    if (ota_agent_last_check(h->agent, &why) == OTA_CHECK_UNREACHABLE) {
         (void)ota_err_set(err, EHOSTUNREACH, "server unreachable: %s", why);
         return EXIT_UNREACHABLE;
     }

@@ -168,7 +168,7 @@ static int apply(struct ota_config *c, const char *path, int line, const char *s
 int ota_config_load(const char *path, struct ota_config *ret, struct ota_err *err)
 {
     struct ota_config *c = malloc(sizeof(*c));
-    char section[32] = "", *text = NULL, *save = NULL, *ln, *pem = NULL;
+    char section[32] = "", *text = NULL, *ln, *pem = NULL;
     size_t len, pem_len;
     int line = 0, r;
 
@@ -178,7 +178,7 @@ int ota_config_load(const char *path, struct ota_config *ret, struct ota_err *er
     r = ota_fs_read_all(path, 1 << 20, &text, &len, err);
     if (r < 0)
         goto out;
-    /* strtok_r skips empty lines; count lines ourselves for messages. */
+    /* Line by line, counting lines for messages. */
     for (char *p = text; p; p = ln) {
         char *eq, *k, *v;
 
@@ -212,7 +212,6 @@ int ota_config_load(const char *path, struct ota_config *ret, struct ota_err *er
         if (r < 0)
             goto out;
     }
-    (void)save;
     if (!c->agent.server_url[0]) {
         r = ota_err_set(err, EINVAL, "%s: [agent] server is required", path);
         goto out;

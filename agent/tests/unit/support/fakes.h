@@ -60,7 +60,6 @@ struct FakeWorld {
     // ---- disks
     std::string dl; // the download file
     bool dl_exists = false;
-    std::string dl_unsynced_from;                          // unused marker
     uint64_t dl_durable = 0;                               // bytes fsynced
     std::map<int, std::string> slot_version{{0, "1.0.0"}}; // app slot -> VERSION
     int current = 0;                                       // app `current`

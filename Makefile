@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all test scenario image report demo bench bench-server clean
+.PHONY: all test scenario matrix image report demo bench bench-server bench-sim clean
 
 all:
 	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON -DOTA_FAULT_POINTS=ON >/dev/null
@@ -22,8 +22,21 @@ bench:
 bench-server:
 	ci/bench-server
 
-scenario:
-	@echo "make scenario: not yet - the simulator (sim/, issue 4) is not built yet." >&2; exit 2
+# One scenario file on the native simulator: make scenario NAME=power-loss-switching
+# (TARGET=qemu is the QEMU tier, not built yet). ARGS passes options to ota-sim.
+NAME ?=
+TARGET ?= native
+scenario: all
+	@test -n "$(NAME)" || { echo "usage: make scenario NAME=<scenarios/NAME.yaml>" >&2; exit 2; }
+	@test "$(TARGET)" = native || { echo "make scenario: TARGET=$(TARGET): only the native tier is built (the QEMU tier is issue 5)" >&2; exit 2; }
+	$(BUILD)/sim/ota-sim run scenarios/$(NAME).yaml --junit $(BUILD)/scenario-$(NAME).xml $(ARGS)
+
+# The whole state x fault matrix and the persistence-point enumeration.
+matrix: all
+	$(BUILD)/sim/ota-sim matrix -j $(JOBS) --junit $(BUILD)/matrix.xml $(ARGS)
+
+bench-sim:
+	ci/bench-sim
 
 image:
 	@echo "make image: not yet - the QEMU images (images/, issue 5) are not built yet." >&2; exit 2

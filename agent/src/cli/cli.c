@@ -80,6 +80,23 @@ static void usage(FILE *f)
                "5 internal error; 10 (check) an update is available.\n");
 }
 
+/* The whole line in one write(2): lines of concurrent writers never mix,
+ * and the simulator's interposer (which wraps write; stdio does not go
+ * through it) sees each line whole. */
+static void write_line(const char *line, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        ssize_t w = write(STDERR_FILENO, line + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        off += (size_t)w;
+    }
+}
+
 static void print_transition(void *ctx, const struct ota_transition *t)
 {
     const struct ota_journal *j = t->journal;
@@ -98,8 +115,13 @@ static void print_transition(void *ctx, const struct ota_transition *t)
                                                              : "in_progress",
                   "resumes", (int)j->resumes, "reason", j->reason);
     if (o && ota_json_dump(o, &s) == 0) {
-        fprintf(stderr, "OTA-STATE %s\n", s);
-        fflush(stderr);
+        char *line = NULL;
+        int n = asprintf(&line, "OTA-STATE %s\n", s);
+        if (n > 0) {
+            fflush(stderr); /* whatever stdio still holds goes first */
+            write_line(line, (size_t)n);
+            free(line);
+        }
     }
     free(s);
     json_decref(o);

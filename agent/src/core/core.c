@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ota/crypto.h"
+#include "ota/faultpoint.h"
 #include "ota/json.h"
 #include "ota/manifest.h"
 #include "ota/protocol.h"
@@ -375,6 +376,15 @@ static int transition(struct ota_agent *a, enum ota_state to, struct ota_err *er
     /* Best effort: a report that cannot go now waits in the outbox. */
     if (prep && a->server_ok)
         ota_ignore(ota_agent_flush_outbox(a, NULL));
+#ifdef OTA_MUTANT_SUCCESS_BEFORE_COMMIT
+    /* MUTANT: success-before-commit: "success" is queued and sent as soon as
+     * HEALTH_CHECK is entered, before the window and the commit. */
+    if (to == OTA_STATE_HEALTH_CHECK && prep) {
+        fill_report(a, &a->j, to, OTA_STATUS_SUCCESS, &rep, now);
+        if (a->ops.store->save(a->ops.store_ctx, &a->j, &rep, NULL, NULL) == 0)
+            ota_ignore(ota_agent_flush_outbox(a, NULL));
+    }
+#endif
     return 0;
 }
 
@@ -834,22 +844,37 @@ static int checkpoint(struct ota_agent *a)
     return 0;
 }
 
+/* Data arrives in chunks of whatever size the network gave; a chunk that
+ * crosses the next checkpoint is split there, so checkpoints land at exact
+ * multiples of checkpoint_bytes (when the time spacing allows) whatever the
+ * chunking: the same download makes the same durable states every time. */
 static int sink_data(void *ctx, const void *buf, size_t n)
 {
     struct ota_agent *a = ctx;
+    const uint8_t *p = buf;
     struct ota_err e = {0};
 
     if (a->received + n > a->m.size)
         return dl_abort(a, EFBIG, 1, 0, "%s", "download is larger than the manifest's size");
-    if (a->ops.install->dl_write(a->ops.install_ctx, buf, n, &e) < 0)
-        return dl_abort(a, e.code ? e.code : EIO, 0, e.code == ENOSPC, "%s", e.reason);
-    if (ota_sha256_update(a->sha, buf, n) < 0)
-        return dl_abort(a, EIO, 0, 1, "%s", "hash update failed");
-    a->received += n;
-    if (a->received - a->j.durable_len >= a->cfg.checkpoint_bytes &&
-        mono(a) - a->checkpoint_ms >= a->cfg.checkpoint_interval_ms) {
-        a->checkpoint_ms = mono(a);
-        return checkpoint(a);
+    while (n > 0) {
+        uint64_t pending = a->received - a->j.durable_len;
+        size_t k = n;
+        if (pending < a->cfg.checkpoint_bytes && a->cfg.checkpoint_bytes - pending < k)
+            k = (size_t)(a->cfg.checkpoint_bytes - pending);
+        if (a->ops.install->dl_write(a->ops.install_ctx, p, k, &e) < 0)
+            return dl_abort(a, e.code ? e.code : EIO, 0, e.code == ENOSPC, "%s", e.reason);
+        if (ota_sha256_update(a->sha, p, k) < 0)
+            return dl_abort(a, EIO, 0, 1, "%s", "hash update failed");
+        a->received += k;
+        p += k;
+        n -= k;
+        if (a->received - a->j.durable_len >= a->cfg.checkpoint_bytes &&
+            mono(a) - a->checkpoint_ms >= a->cfg.checkpoint_interval_ms) {
+            int r;
+            a->checkpoint_ms = mono(a);
+            if ((r = checkpoint(a)) != 0)
+                return r;
+        }
     }
     return 0;
 }
@@ -1041,6 +1066,18 @@ static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ot
                  e.reason);
         return fail_update(a, why, err);
     }
+#ifdef OTA_MUTANT_STATE_AFTER_SWITCH
+    /* MUTANT: state-after-switch: the switch is made while the journal still
+     * says INSTALLING; SWITCHING is saved only after it (handle_switching
+     * then finds it done). */
+    if (!is_rootfs(a)) {
+        r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, &e);
+        if (r < 0) {
+            snprintf(why, sizeof(why), "switch failed: %s", e.reason);
+            return fail_update(a, why, err);
+        }
+    }
+#endif
     return transition(a, OTA_STATE_SWITCHING, err);
 }
 
@@ -1124,6 +1161,11 @@ static int handle_health(struct ota_agent *a, struct ota_step *st, struct ota_er
     int64_t now = mono(a);
     int active = 0, r;
 
+#ifdef OTA_MUTANT_COMMIT_BEFORE_HEALTH
+    /* MUTANT: commit-before-health: commits at once, no window, no probe. */
+    st->result = OTA_STEP_CONTINUE;
+    return transition(a, OTA_STATE_COMMITTING, err);
+#endif
     if (now >= a->health_next) {
         r = a->ops.service->is_active(a->ops.service_ctx, &active, &e);
         if (r < 0 || !active) {
@@ -1202,6 +1244,7 @@ static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ot
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
     set_reason(a, "");
     a->j.failed = 0;
+    OTA_FAULT_POINT("commit.before_save");
     return transition(a, OTA_STATE_IDLE, err);
 }
 

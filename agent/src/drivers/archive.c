@@ -19,6 +19,7 @@
  * Ownership is not restored: the agent runs as root and slot files belong
  * to it. */
 #include "ota/archive.h"
+#include "ota/faultpoint.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -885,6 +886,8 @@ int ota_archive_write_image(const char *payload, enum ota_format format, const c
         r = ota_err_set(err, EINVAL, "%s: empty image", payload);
         goto out;
     }
+    /* written, not yet durable: a power cut here loses what is not on disk */
+    OTA_FAULT_POINT("rootfs.after_image_write");
     if (fsync(fd) < 0) {
         r = sys_fail(err, errno, "fsync", dev);
         goto out;

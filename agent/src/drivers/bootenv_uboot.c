@@ -23,6 +23,8 @@
 
 #include <libuboot.h>
 
+#include "ota/faultpoint.h"
+
 struct ota_ubootenv {
     struct uboot_ctx *ctx;
     char config[PATH_MAX];
@@ -174,11 +176,14 @@ static int env_set(void *ctx, const char *const *names, const char *const *value
     }
     /* One write; with a redundant env it goes to the older copy and flips the
      * flags, so a cut write leaves the previous env valid. */
+    OTA_FAULT_POINT("bootenv.before_save");
     r = libuboot_env_store(e->ctx);
     if (r != 0) {
         int code = r < -1 ? -r : EIO; /* -1: a short write */
         r = ota_err_set(err, code, "U-Boot env: cannot write %s: %s", e->devices, strerror(code));
+        goto out;
     }
+    OTA_FAULT_POINT("bootenv.after_save");
 out:
     libuboot_close(e->ctx);
     return r;

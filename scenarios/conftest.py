@@ -1,0 +1,51 @@
+"""pytest collection of the scenarios: every scenarios/*.yaml is a test
+(test_scenarios.py), every case of the matrix is a test (test_matrix.py),
+and every mutant agent must be caught (test_mutants.py).
+
+Run with Debian's Python (it sees python3-pytest):
+    OTA_BUILD_DIR=build /usr/bin/python3 -m pytest scenarios
+"""
+import os
+import sqlite3
+import subprocess
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("OTA_SOURCE_DIR", os.path.dirname(HERE))
+BUILD = os.environ.get("OTA_BUILD_DIR", os.path.join(SRC, "build"))
+SIM = os.path.join(BUILD, "sim", "ota-sim")
+JOBS = os.environ.get("OTASIM_JOBS", "3")
+
+
+def sim(*args, timeout=1800):
+    """Runs ota-sim; returns the CompletedProcess (output captured)."""
+    return subprocess.run([SIM, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def scenario_files():
+    return sorted(f for f in os.listdir(HERE) if f.endswith(".yaml") and f != "matrix.yaml")
+
+
+def failed_invariants(db, case_id=None, run_id=None):
+    """{case_id: [invariant names that failed]} of a run database."""
+    con = sqlite3.connect(db)
+    try:
+        if run_id is None:
+            run_id = con.execute("SELECT max(id) FROM runs").fetchone()[0]
+        rows = con.execute(
+            "SELECT t.case_id, i.name FROM trials t JOIN invariants i ON i.trial_id = t.id "
+            "WHERE t.run_id = ? AND i.ok = 0", (run_id,)).fetchall()
+    finally:
+        con.close()
+    out = {}
+    for cid, name in rows:
+        if case_id is None or cid == case_id:
+            out.setdefault(cid, []).append(name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory):
+    """One work dir (release cache, recordings) for the whole session."""
+    return str(tmp_path_factory.mktemp("sim-work"))

@@ -1,0 +1,93 @@
+/* The bootloader model: U-Boot's A/B choice with bootcount, over a boot env
+ * file in U-Boot's format (CRC32 + NUL-separated "name=value" pairs; the real
+ * fw_printenv/fw_setenv read it with the fw_env.config written beside it),
+ * read and written through libubootenv, the library the agent uses.
+ *
+ * One boot (otasim_boot_once), as the boot.scr of DESIGN.md does it:
+ *   1. an env that cannot be read (bad CRC) -> BOOT_ENV_BAD, nothing boots
+ *      (U-Boot would fall back to its built-in default env: the model stops,
+ *      which the invariant checker reports);
+ *   2. if upgrade_available=1: bootcount += 1, saved;
+ *      if then bootcount > bootlimit: boot_part = the other slot,
+ *      upgrade_available=0, bootcount=0, saved (the fallback);
+ *   3. the image in the partition of boot_part boots if it is one of the
+ *      known bootable images (its first size bytes hash to one listed in
+ *      cfg->images with bootable=1); a half-written or broken image does not
+ *      (the board resets: the next boot_once counts again).
+ * otasim_boot() repeats boot_once until something boots or max_boots.
+ * Values as a boot.scr reads them: boot_part "B" (any case) is slot B, else
+ * A (unset too); an unset bootcount is 0; an unset or 0 bootlimit never falls
+ * back (U-Boot's rule). A fallback writes boot_part "A" or "B".
+ */
+#ifndef OTASIM_BOOTLOADER_H
+#define OTASIM_BOOTLOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "ota/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTASIM_ENV_SIZE 0x4000
+
+struct otasim_image {
+    char version[32];
+    uint8_t sha256[32]; /* of the first size bytes of the partition */
+    uint64_t size;
+    int bootable;
+};
+
+struct otasim_bootcfg {
+    const char *env_config; /* fw_env.config naming the env file */
+    const char *part[2];    /* rootA, rootB partition files */
+    const struct otasim_image *images;
+    size_t n_images;
+    int max_boots; /* otasim_boot: give up after this many (default 16) */
+};
+
+enum otasim_boot_outcome {
+    OTASIM_BOOT_OK,      /* slot booted */
+    OTASIM_BOOT_FAILED,  /* the image did not boot (reset) */
+    OTASIM_BOOT_ENV_BAD, /* env unreadable */
+    OTASIM_BOOT_OUTCOME_MAX
+};
+extern const char *const otasim_boot_outcome_names[OTASIM_BOOT_OUTCOME_MAX];
+
+struct otasim_boot_result {
+    enum otasim_boot_outcome outcome;
+    int slot;         /* 0 = A, 1 = B: the slot tried (last); -1 if ENV_BAD */
+    int fell_back;    /* this boot (otasim_boot: any of its boots) switched slots */
+    int boots;        /* boot_once calls made (otasim_boot; 1 for boot_once) */
+    char version[32]; /* version of the image that booted */
+};
+
+/* Writes a fresh env file (size OTASIM_ENV_SIZE, one copy) holding vars
+ * ("name=value" strings) and the fw_env.config that names it. */
+int otasim_bootenv_create(const char *env_file, const char *env_config, const char *const *vars,
+                          size_t n, struct ota_err *err) OTA_MUST;
+/* Reads one variable (-ENOENT if unset, -EBADMSG if the env is unreadable). */
+int otasim_bootenv_get(const char *env_config, const char *name, char *buf, size_t cap,
+                       struct ota_err *err) OTA_MUST;
+/* Flips one byte of the env's data, so its CRC no longer matches. */
+int otasim_bootenv_corrupt(const char *env_file, struct ota_err *err) OTA_MUST;
+
+/* An env with a bad CRC is an outcome (ENV_BAD, return 0, nothing written);
+ * -errno only when the config, env file or a partition cannot be read, or
+ * the env cannot be written. */
+int otasim_boot_once(const struct otasim_bootcfg *cfg, struct otasim_boot_result *ret,
+                     struct ota_err *err) OTA_MUST;
+/* Stops at OK or ENV_BAD; FAILED after max_boots failed boots. */
+int otasim_boot(const struct otasim_bootcfg *cfg, struct otasim_boot_result *ret,
+                struct ota_err *err) OTA_MUST;
+
+/* Which known image (index into cfg->images) the partition holds, -ENOENT if
+ * none. */
+int otasim_image_identify(const struct otasim_bootcfg *cfg, int slot, size_t *ret,
+                          struct ota_err *err) OTA_MUST;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,16 @@
+/* The ota-sim command line (run, matrix, svc). Returns the exit code:
+ * 0 every trial passed; 1 a trial failed; 2 usage or a bad scenario file;
+ * 5 the harness itself failed. */
+#ifndef OTASIM_CLI_H
+#define OTASIM_CLI_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int otasim_cli_main(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,53 @@
+/* The runner: expands scenarios into cases (one trigger each; states lists;
+ * every persistence point after a recording run), starts one ota-server per
+ * scenario, runs the cases as child processes (-j at a time), writes every
+ * trial to the run database, prints a progress line and, for each failure,
+ * the command that reproduces it; JUnit at the end. */
+#ifndef OTASIM_RUNNER_H
+#define OTASIM_RUNNER_H
+
+#include <stdint.h>
+#include "ota/err.h"
+#include "otasim/sim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct otasim_run_opts {
+    int jobs;               /* concurrent trials (default 2) */
+    uint64_t seed;          /* base seed (case i gets seed + i) */
+    int exhaustive;         /* run every crash point, not one per class */
+    int list;               /* print the case ids, run nothing (points: recorded) */
+    const char *only_case;  /* run just this case id */
+    const char *db_path;    /* run database (default WORK/runs.db) */
+    const char *junit_path; /* JUnit XML (optional) */
+    const char *command;    /* the command line, for the run row */
+    int quiet;              /* no progress line */
+    int fail_fast;          /* start no new case after the first failure */
+};
+
+struct otasim_run_stats {
+    uint64_t cases, run, passed, failed, errors, equivalent;
+    int64_t wall_ms;
+};
+
+struct otasim_runner;
+
+int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts *o,
+                      struct otasim_runner **ret, struct ota_err *err) OTA_MUST;
+/* Adds a scenario (owned by the runner from then on). A fault override
+ * (kind + trigger) replaces the file's fault when override is non-NULL. */
+int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
+                      const struct otasim_fault *override, struct ota_err *err) OTA_MUST;
+/* Adds the cases of a matrix file (scenarios/matrix.yaml). */
+int otasim_runner_add_matrix(struct otasim_runner *r, const char *path,
+                             struct ota_err *err) OTA_MUST;
+int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret,
+                      struct ota_err *err) OTA_MUST;
+void otasim_runner_free(struct otasim_runner *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,140 @@
+/* The simulator: tools, artifacts (keys, release payloads, reference trees),
+ * one ota-server per scenario, simulated devices and the trials run on them.
+ *
+ * A trial: a fresh device tree (factory release in slot a / rootA), boot,
+ * the real ota-agent runs `update` with the fault armed (interposer env,
+ * named fault point, proxy partition, faketime...), the fault fires, the
+ * device reboots as the fault says (power cut: tree rebuilt by the power
+ * model), then the agent runs `update` passes until it settles; then the
+ * invariant checker. Every trial gets its own device id on the server. */
+#ifndef OTASIM_SIM_H
+#define OTASIM_SIM_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "ota/err.h"
+#include "otasim/scenario.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct otasim_tools {
+    char agent[PATH_MAX];     /* ota-agent under test (or a mutant) */
+    char server[PATH_MAX];    /* ota-server */
+    char pack[PATH_MAX];      /* ota-pack */
+    char self[PATH_MAX];      /* ota-sim (for `ota-sim svc`) */
+    char interpose[PATH_MAX]; /* libotasim-interpose.so */
+    char app_dir[PATH_MAX];   /* dir of the video-app builds */
+    char make_release[PATH_MAX];
+    char faketime[PATH_MAX]; /* libfaketime.so.1 ("" if missing) */
+    char work[PATH_MAX];     /* cache + trial trees */
+    int keep;                /* keep the trees of passing trials too */
+    int verbose;
+};
+
+/* Finds the tools next to the running ota-sim in a build tree (or from
+ * $OTASIM_AGENT, $OTASIM_SERVER...). agent overrides the agent if non-NULL. */
+int otasim_tools_find(struct otasim_tools *t, const char *agent, const char *work,
+                      struct ota_err *err) OTA_MUST;
+
+/* ---- artifacts (artifacts.c) ------------------------------------------ */
+struct otasim_built {
+    char dir[PATH_MAX]; /* ota-pack --out dir */
+    char payload[PATH_MAX];
+    char ref_tree[PATH_MAX]; /* app: the release extracted by tar/dpkg-deb */
+    char ref_digest[65];     /* app: tree digest of ref_tree; rootfs: sha256 of the image */
+    uint64_t size;           /* payload size; rootfs: image size */
+    uint8_t image_sha[32];   /* rootfs: of the raw image */
+};
+int otasim_keys(const struct otasim_tools *t, char *priv, char *pub, char *rogue, size_t cap,
+                struct ota_err *err) OTA_MUST;
+int otasim_build_release(const struct otasim_tools *t, const struct otasim_scenario *s,
+                         const struct otasim_release *r, struct otasim_built *ret,
+                         struct ota_err *err) OTA_MUST;
+/* SHA-256 over a tree: names, types, modes, symlink targets, file bytes. */
+int otasim_tree_digest(const char *root, char ret_hex[65], struct ota_err *err) OTA_MUST;
+
+/* ---- the server (srvproc.c) --------------------------------------------- */
+struct otasim_server {
+    pid_t pid;
+    int port;
+    char dir[PATH_MAX];
+    char url[128];
+    char admin_token[64];
+    char enroll_token[64];
+};
+int otasim_server_start(const struct otasim_tools *t, const char *dir, struct otasim_server *ret,
+                        struct ota_err *err) OTA_MUST;
+int otasim_server_add_release(const struct otasim_tools *t, const struct otasim_server *s,
+                              const char *reldir, int publish, struct ota_err *err) OTA_MUST;
+/* PUT /api/v1/faults with body (JSON text). */
+int otasim_server_put_faults(const struct otasim_server *s, const char *json,
+                             struct ota_err *err) OTA_MUST;
+/* GET an admin path; *ret malloc'ed body. */
+int otasim_server_get(const struct otasim_server *s, const char *path, char **ret,
+                      struct ota_err *err) OTA_MUST;
+void otasim_server_stop(struct otasim_server *s);
+
+/* ---- a trial and its result (trial.c, invariants.c) ------------------- */
+enum otasim_outcome { OTASIM_PASS, OTASIM_FAIL, OTASIM_ERROR, OTASIM_OUTCOME_MAX };
+extern const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX];
+
+#define OTASIM_MAX_INVARIANTS 16
+
+struct otasim_check {
+    char name[40];
+    int ok;
+    char detail[400];
+};
+
+struct otasim_trial {
+    /* in */
+    const struct otasim_scenario *sc;
+    struct otasim_fault fault; /* the scenario's fault with one concrete trigger */
+    uint64_t seed;
+    char device_id[96];
+    char dir[PATH_MAX]; /* the trial's work dir */
+    const struct otasim_server *srv;
+    const struct otasim_built *built; /* sc->n_rel entries */
+    char pub[PATH_MAX];
+    /* out */
+    enum otasim_outcome outcome;
+    int fired; /* the fault fired */
+    char final_version[32], final_slot[4], final_report[16], final_state[24];
+    int passes;
+    int cycle_passes; /* passes until the update cycle ended (final state line) */
+    uint64_t calls;   /* mutating calls journaled in the update cycle */
+    int64_t started_ms, duration_ms, recover_ms;
+    struct otasim_check checks[OTASIM_MAX_INVARIANTS];
+    size_t n_checks;
+    char detail[1024]; /* error or first failed invariant */
+    char *state_lines; /* malloc'ed: every OTA-STATE JSON, one per line */
+};
+
+/* Runs one trial; fills the out fields. Returns 0 (whatever the outcome)
+ * or -errno if the harness itself failed (outcome ERROR, detail says). */
+int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
+                     struct ota_err *err) OTA_MUST;
+void otasim_trial_free(struct otasim_trial *tr);
+
+/* What a recording run (no fault) learnt of an update cycle. */
+struct otasim_recording {
+    uint64_t calls;    /* mutating calls in the cycle */
+    uint64_t syncs;    /* of them fsync/fdatasync/sync */
+    uint8_t *distinct; /* [calls + 1]: 1 if crashing after call n can differ from n-1 */
+    uint64_t n_distinct;
+};
+int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
+                  struct otasim_recording *ret, struct ota_err *err) OTA_MUST;
+void otasim_recording_free(struct otasim_recording *r);
+
+/* The command that reruns a trial exactly. */
+void otasim_reproduce_cmd(const struct otasim_tools *t, const struct otasim_trial *tr, char *buf,
+                          size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,329 @@
+/* ota-sim's commands. The only place that prints. */
+#include "otasim/cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ota/json.h"
+#include "otasim/journal.h"
+#include "otasim/runner.h"
+#include "otasim/svc.h"
+
+#ifndef OTA_SOURCE_DIR
+#define OTA_SOURCE_DIR "."
+#endif
+
+enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_HARNESS = 5 };
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ota-sim run SCENARIO.yaml... [options]\n"
+               "       ota-sim matrix [--matrix FILE] [--list] [--case ID] [options]\n"
+               "       ota-sim svc --dev ROOT start|stop|restart|is-active\n"
+               "       ota-sim journal FILE   (print an interposer journal)\n"
+               "\n"
+               "Runs the real ota-agent on simulated devices against a real ota-server on\n"
+               "127.0.0.1 and breaks them: power cuts, agent and service crashes, disk full,\n"
+               "network partitions, clock jumps, bad releases, download faults. Every trial\n"
+               "ends with the invariant checker and lands in the run database.\n"
+               "\n"
+               "run options:\n"
+               "  --fault KIND         override the file's fault: none power-cut agent-crash\n"
+               "                       disk-full eio partition clock-jump corrupt-bootenv\n"
+               "                       service-crash\n"
+               "  --trigger T          with --fault: state:NAME[#N] | point:N |\n"
+               "                       fault-point:NAME | start\n"
+               "matrix options:\n"
+               "  --matrix FILE        the matrix (default scenarios/matrix.yaml)\n"
+               "  --list               print the case ids (records the persistence points)\n"
+               "  --case ID            run one case\n"
+               "  --with-scenarios DIR also every scenario file of DIR, first\n"
+               "  --fail-fast          start no new trial after the first failure\n"
+               "common options:\n"
+               "  -j, --jobs N         trials at a time (default 2)\n"
+               "  --seed N             base seed (default 1)\n"
+               "  --agent BIN          the ota-agent to test (default: the build's)\n"
+               "  --work DIR           cache and trial trees (default BUILD/sim-work)\n"
+               "  --db FILE            run database (default WORK/runs.db)\n"
+               "  --junit FILE         JUnit XML of this run\n"
+               "  --exhaustive         run every crash point, not one per equivalence class\n"
+               "  --keep               keep the trees of passing trials too\n"
+               "  -q, --quiet          no progress line\n"
+               "\n"
+               "Exit: 0 all passed, 1 a trial failed, 2 usage or bad scenario, 5 harness error.\n");
+}
+
+static int do_svc(int argc, char **argv)
+{
+    const char *dev = NULL, *cmd = NULL;
+    struct ota_err e = {0};
+    int r;
+
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--dev") == 0 && i + 1 < argc)
+            dev = argv[++i];
+        else
+            cmd = argv[i];
+    }
+    if (!dev || !cmd) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    for (int c = 0; c < OTASIM_SVC_CMD_MAX; c++)
+        if (strcmp(cmd, otasim_svc_cmd_names[c]) == 0) {
+            r = otasim_svc_run(dev, (enum otasim_svc_cmd)c, &e);
+            if (r < 0) {
+                fprintf(stderr, "ota-sim svc: %s\n", e.reason);
+                return 1;
+            }
+            return r;
+        }
+    fprintf(stderr, "ota-sim svc: unknown command '%s'\n", cmd);
+    return EXIT_USAGE;
+}
+
+/* Every scenario file of dir (not matrix.yaml), in name order. */
+static int add_dir(struct otasim_runner *r, const char *dir, struct ota_err *err)
+{
+    struct dirent **ents = NULL;
+    int n = scandir(dir, &ents, NULL, alphasort), rc = 0;
+
+    if (n < 0)
+        return ota_err_set(err, errno, "%s: %s", dir, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        const char *name = ents[i]->d_name;
+        size_t len = strlen(name);
+        char path[PATH_MAX];
+        struct otasim_scenario sc;
+        if (rc == 0 && len > 5 && strcmp(name + len - 5, ".yaml") == 0 &&
+            strcmp(name, "matrix.yaml") != 0) {
+            snprintf(path, sizeof(path), "%s/%s", dir, name);
+            rc = otasim_scenario_load(path, &sc, err);
+            if (rc == 0)
+                rc = otasim_runner_add(r, &sc, NULL, err);
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return rc;
+}
+
+/* ota-sim journal FILE: the interposer's journal, one record a line. */
+static int do_journal(int argc, char **argv)
+{
+    struct otasim_journal *j = NULL;
+    struct ota_err e = {0};
+
+    if (argc != 3) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (otasim_journal_load(argv[2], &j, &e) < 0) {
+        fprintf(stderr, "ota-sim journal: %s\n", e.reason);
+        return EXIT_HARNESS;
+    }
+    for (size_t i = 0; i < j->n; i++) {
+        const struct otasim_rec *r = &j->v[i];
+        printf("%5llu %-8s %s%s%s%s", (unsigned long long)r->seq, otasim_op_names[r->op], r->path,
+               r->path2[0] ? " -> " : "", r->path2, r->done ? "" : " (not done)");
+        if (r->op == OTASIM_OP_WRITE || r->op == OTASIM_OP_TRUNC)
+            printf(" off=%llu len=%llu", (unsigned long long)r->off, (unsigned long long)r->len);
+        if (r->result < 0)
+            printf(" = %s", strerror(-r->result));
+        if (r->text[0])
+            printf(" %.160s", r->text);
+        printf("\n");
+    }
+    printf("%llu counted calls\n", (unsigned long long)j->calls);
+    otasim_journal_free(j);
+    return EXIT_PASS;
+}
+
+int otasim_cli_main(int argc, char **argv)
+{
+    enum {
+        O_FAULT = 256,
+        O_TRIGGER,
+        O_MATRIX,
+        O_LIST,
+        O_CASE,
+        O_SEED,
+        O_AGENT,
+        O_WORK,
+        O_DB,
+        O_JUNIT,
+        O_EXH,
+        O_KEEP,
+        O_FAILFAST,
+        O_WITH
+    };
+    static const struct option opts[] = {{"fault", required_argument, NULL, O_FAULT},
+                                         {"trigger", required_argument, NULL, O_TRIGGER},
+                                         {"matrix", required_argument, NULL, O_MATRIX},
+                                         {"list", no_argument, NULL, O_LIST},
+                                         {"case", required_argument, NULL, O_CASE},
+                                         {"jobs", required_argument, NULL, 'j'},
+                                         {"seed", required_argument, NULL, O_SEED},
+                                         {"agent", required_argument, NULL, O_AGENT},
+                                         {"work", required_argument, NULL, O_WORK},
+                                         {"db", required_argument, NULL, O_DB},
+                                         {"junit", required_argument, NULL, O_JUNIT},
+                                         {"exhaustive", no_argument, NULL, O_EXH},
+                                         {"keep", no_argument, NULL, O_KEEP},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"fail-fast", no_argument, NULL, O_FAILFAST},
+                                         {"with-scenarios", required_argument, NULL, O_WITH},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct otasim_run_opts o = {.jobs = 2, .seed = 1};
+    struct otasim_fault override;
+    struct otasim_tools t;
+    struct otasim_runner *r = NULL;
+    struct otasim_run_stats st = {0};
+    struct ota_err e = {0};
+    const char *matrix = OTA_SOURCE_DIR "/scenarios/matrix.yaml", *agent = NULL, *work = NULL;
+    const char *cmd, *with_dir = NULL;
+    char cmdline[4096] = "";
+    int have_fault = 0, have_trigger = 0, keep = 0, c, rc = EXIT_HARNESS;
+
+    memset(&override, 0, sizeof(override));
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_PASS;
+    }
+    cmd = argv[1];
+    if (strcmp(cmd, "svc") == 0)
+        return do_svc(argc, argv);
+    if (strcmp(cmd, "journal") == 0)
+        return do_journal(argc, argv);
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "matrix") != 0) {
+        fprintf(stderr, "ota-sim: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < argc; i++) {
+        size_t n = strlen(cmdline);
+        snprintf(cmdline + n, sizeof(cmdline) - n, "%s%s", i ? " " : "", argv[i]);
+    }
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case O_FAULT:
+            if (otasim_fault_kind_parse(optarg, &override.kind, &e) < 0)
+                goto usage_err;
+            have_fault = 1;
+            break;
+        case O_TRIGGER:
+            if (otasim_trigger_parse(optarg, &override.trigger, &e) < 0)
+                goto usage_err;
+            have_trigger = 1;
+            break;
+        case O_MATRIX:
+            matrix = optarg;
+            break;
+        case O_LIST:
+            o.list = 1;
+            break;
+        case O_CASE:
+            o.only_case = optarg;
+            break;
+        case 'j':
+            o.jobs = atoi(optarg);
+            if (o.jobs < 1 || o.jobs > 64) {
+                ota_err_set(&e, EINVAL, "--jobs: 1..64");
+                goto usage_err;
+            }
+            break;
+        case O_SEED:
+            o.seed = strtoull(optarg, NULL, 10);
+            break;
+        case O_AGENT:
+            agent = optarg;
+            break;
+        case O_WORK:
+            work = optarg;
+            break;
+        case O_DB:
+            o.db_path = optarg;
+            break;
+        case O_JUNIT:
+            o.junit_path = optarg;
+            break;
+        case O_EXH:
+            o.exhaustive = 1;
+            break;
+        case O_KEEP:
+            keep = 1;
+            break;
+        case O_FAILFAST:
+            o.fail_fast = 1;
+            break;
+        case O_WITH:
+            with_dir = optarg;
+            break;
+        case 'q':
+            o.quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_PASS;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (have_trigger && !have_fault) {
+        ota_err_set(&e, EINVAL, "--trigger needs --fault");
+        goto usage_err;
+    }
+    if (strcmp(cmd, "run") == 0 && optind >= argc) {
+        ota_err_set(&e, EINVAL, "run: name at least one scenario file");
+        goto usage_err;
+    }
+    o.command = cmdline;
+    if (otasim_tools_find(&t, agent, work, &e) < 0) {
+        fprintf(stderr, "ota-sim: %s\n", e.reason);
+        return EXIT_HARNESS;
+    }
+    t.keep = keep;
+    if (otasim_runner_new(&t, &o, &r, &e) < 0)
+        goto harness;
+    if (strcmp(cmd, "run") == 0) {
+        for (int i = optind; i < argc; i++) {
+            struct otasim_scenario sc;
+            if (otasim_scenario_load(argv[i], &sc, &e) < 0) {
+                fprintf(stderr, "ota-sim: %s\n", e.reason);
+                rc = EXIT_USAGE;
+                goto out;
+            }
+            if (otasim_runner_add(r, &sc, have_fault ? &override : NULL, &e) < 0)
+                goto harness;
+        }
+    } else if (with_dir && add_dir(r, with_dir, &e) < 0) {
+        fprintf(stderr, "ota-sim: %s\n", e.reason);
+        rc = e.code == EINVAL ? EXIT_USAGE : EXIT_HARNESS;
+        goto out;
+    } else if (otasim_runner_add_matrix(r, matrix, &e) < 0) {
+        fprintf(stderr, "ota-sim: %s\n", e.reason);
+        rc = e.code == EINVAL ? EXIT_USAGE : EXIT_HARNESS;
+        goto out;
+    }
+    if (otasim_runner_run(r, &st, &e) < 0)
+        goto harness;
+    rc = st.errors ? EXIT_HARNESS : st.failed ? EXIT_FAILED : EXIT_PASS;
+    goto out;
+usage_err:
+    fprintf(stderr, "ota-sim: %s\n", e.reason);
+    return EXIT_USAGE;
+harness:
+    fprintf(stderr, "ota-sim: %s\n", e.reason);
+    rc = EXIT_HARNESS;
+out:
+    otasim_runner_free(r);
+    return rc;
+}

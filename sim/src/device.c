@@ -1,0 +1,591 @@
+/* Simulated devices: the tree, the boot (bootloader model, process group,
+ * the app under `ota-sim svc`), and one pass of the real agent with a fault
+ * armed through its environment (interposer, named fault points, faketime)
+ * or live from its state lines (partition, clock jump, service crash). */
+#include "otasim/device.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "otasim/journal.h"
+#include "otasim/proc.h"
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {0};
+    socklen_t n = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &n) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int put_file(const char *path, const char *text, struct ota_err *err)
+{
+    return ota_fs_write_atomic(path, text, strlen(text), 0644, err);
+}
+
+static int sized_copy(const char *src, const char *dst, uint64_t size, struct ota_err *err)
+{
+    char buf[65536];
+    int in = src ? open(src, O_RDONLY | O_CLOEXEC) : -1;
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int r = 0;
+    ssize_t n;
+
+    if ((src && in < 0) || out < 0) {
+        r = ota_err_set(err, errno, "%s: %s", src && in < 0 ? src : dst, strerror(errno));
+        goto out;
+    }
+    while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            r = ota_err_set(err, errno, "%s: %s", dst, strerror(errno));
+            goto out;
+        }
+    if (ftruncate(out, (off_t)size) < 0)
+        r = ota_err_set(err, errno, "%s: %s", dst, strerror(errno));
+out:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return r;
+}
+
+static int write_config(struct otasim_device *d, struct ota_err *err)
+{
+    const struct otasim_scenario *sc = d->tr->sc;
+    const struct otasim_release *fac = otasim_scenario_factory(sc);
+    char text[8192];
+    size_t n = 0;
+    int window_s = (sc->health_window_ms + 999) / 1000;
+
+#define ADD(...) n += (size_t)snprintf(text + n, sizeof(text) - n, __VA_ARGS__)
+    ADD("[agent]\nsource = %s\nserver = http://127.0.0.1:%d\n", sc->source,
+        otasim_proxy_port(d->proxy));
+    if (strcmp(sc->source, "github") == 0)
+        ADD("repo = sim/video-app\n");
+    ADD("enroll_token = %s\ndevice_id = %s\ndevice_type = %s\npublic_key = %s\n",
+        d->tr->srv->enroll_token, d->tr->device_id, sc->device_type, d->tr->pub);
+    ADD("database = %s/var/lib/ota/agent.db\nmax_resumes = 5\nmax_attempts = 5\n", d->root);
+    ADD("backoff_base_ms = 50\nbackoff_max_ms = 500\ncheckpoint_bytes = 16384\n"
+        "checkpoint_interval_ms = 0\n");
+    ADD("[transport]\nconnect_timeout = 2\nrequest_timeout = 10\nlow_speed_bytes = 1\n"
+        "low_speed_time = 2\n");
+    ADD("[app]\nroot = %s/opt/app\n[download]\ndir = %s/var/lib/ota/download\n", d->root, d->root);
+    ADD("[health]\nwindow = %d\ninterval_ms = %d\nurl = http://127.0.0.1:%d/health\n", window_s,
+        sc->health_interval_ms, d->app_port);
+    ADD("[service]\nkind = command\nrestart_cmd = %s svc --dev %s restart\n"
+        "is_active_cmd = %s svc --dev %s is-active\nreboot_cmd = touch %s/run/reboot-requested\n"
+        "timeout = 10\n",
+        d->tools->self, d->root, d->tools->self, d->root, d->root);
+    if (sc->profile == OTASIM_PROFILE_ROOTFS)
+        ADD("[rootfs]\nenv_config = %s\ndevice_a = %s\ndevice_b = %s\nbooted_file = "
+            "%s/run/booted\nversion = %s\n",
+            d->env_config, d->part[0], d->part[1], d->root, fac->version);
+#undef ADD
+    if (n >= sizeof(text))
+        return ota_err_set(err, ENAMETOOLONG, "config too long");
+    return put_file(d->config, text, err);
+}
+
+int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
+                         struct otasim_trial *tr, struct ota_err *err)
+{
+    const struct otasim_scenario *sc = tr->sc;
+    const struct otasim_release *fac = otasim_scenario_factory(sc);
+    const struct otasim_built *fb = &tr->built[fac - sc->rel];
+    char p[PATH_MAX + 64], port[16];
+    static const char *const dirs[] = {
+        "opt/app", "var/lib/ota/download", "etc", "run", "boot", "disks", ".sim"};
+
+    memset(d, 0, sizeof(*d));
+    d->tools = t;
+    d->tr = tr;
+    d->booted_slot = -1;
+    snprintf(d->root, sizeof(d->root), "%s/dev", tr->dir);
+    snprintf(d->config, sizeof(d->config), "%s/etc/ota-agent.conf", d->root);
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", d->root, dirs[i]);
+        if (ota_fs_mkdirs(p, err) < 0)
+            return -EIO;
+    }
+    /* the factory app in slot a, current -> a */
+    if (sc->profile == OTASIM_PROFILE_APP) {
+        char src[PATH_MAX + 8], dst[PATH_MAX + 16];
+        int st = 0;
+        snprintf(src, sizeof(src), "%s/.", fb->ref_tree);
+        snprintf(dst, sizeof(dst), "%s/opt/app/a", d->root);
+        const char *cp[] = {"cp", "-a", src, dst, NULL};
+        if (otasim_run(cp, NULL, 30000, NULL, NULL, &st, err) < 0)
+            return -EIO;
+        if (st != 0)
+            return ota_err_set(err, EIO, "cp -a %s %s: exit %d", src, dst, st);
+    } else {
+        /* A rootfs device still runs the demo app: the factory build. */
+        char src[PATH_MAX + 8], dst[PATH_MAX + 16];
+        snprintf(dst, sizeof(dst), "%s/opt/app/a/bin", d->root);
+        if (ota_fs_mkdirs(dst, err) < 0)
+            return -EIO;
+        snprintf(src, sizeof(src), "%s/video-app", t->app_dir);
+        snprintf(dst, sizeof(dst), "%s/opt/app/a/bin/video-app", d->root);
+        if (symlink(src, dst) < 0)
+            return ota_err_set(err, errno, "%s: %s", dst, strerror(errno));
+    }
+    snprintf(p, sizeof(p), "%s/opt/app/current", d->root);
+    if (symlink("a", p) < 0)
+        return ota_err_set(err, errno, "%s: %s", p, strerror(errno));
+    d->app_port = free_port();
+    if (d->app_port <= 0)
+        return ota_err_set(err, EADDRNOTAVAIL, "no free port");
+    snprintf(port, sizeof(port), "%d\n", d->app_port);
+    snprintf(p, sizeof(p), "%s/run/app.port", d->root);
+    if (put_file(p, port, err) < 0)
+        return -EIO;
+    snprintf(d->faketime_file, sizeof(d->faketime_file), "%s/.sim/faketime", d->root);
+    if (put_file(d->faketime_file, "+0\n", err) < 0)
+        return -EIO;
+    if (sc->profile == OTASIM_PROFILE_ROOTFS) {
+        static const char *const vars[] = {"boot_part=A", "bootcount=0", "bootlimit=3",
+                                           "upgrade_available=0", "bootcmd=run ota_boot"};
+        char envfile[PATH_MAX + 32];
+        for (int s = 0; s < 2; s++)
+            snprintf(d->part[s], sizeof(d->part[s]), "%s/disks/root%c", d->root, "AB"[s]);
+        if (strcmp(fac->format, "raw") != 0)
+            return ota_err_set(err, EINVAL, "a factory rootfs must be format raw");
+        if (sized_copy(fb->payload, d->part[0], OTASIM_PART_SIZE, err) < 0 ||
+            sized_copy(NULL, d->part[1], OTASIM_PART_SIZE, err) < 0)
+            return -EIO;
+        snprintf(envfile, sizeof(envfile), "%s/boot/uboot.env", d->root);
+        snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
+        if (otasim_bootenv_create(envfile, d->env_config, vars, 5, err) < 0)
+            return -EIO;
+        for (size_t i = 0; i < sc->n_rel; i++) {
+            struct otasim_image *im = &d->images[d->n_images++];
+            ota_strlcpy(im->version, sc->rel[i].version, sizeof(im->version));
+            memcpy(im->sha256, tr->built[i].image_sha, 32);
+            im->size = tr->built[i].size;
+            im->bootable = strcmp(sc->rel[i].variant, "good") == 0;
+        }
+        d->boot.env_config = d->env_config;
+        d->boot.part[0] = d->part[0];
+        d->boot.part[1] = d->part[1];
+        d->boot.images = d->images;
+        d->boot.n_images = d->n_images;
+        d->boot.max_boots = 16;
+    }
+    if (otasim_proxy_start(tr->srv->port, &d->proxy, err) < 0)
+        return -EIO;
+    return write_config(d, err);
+}
+
+static int svc(struct otasim_device *d, const char *cmd, int *ret_status, struct ota_err *err)
+{
+    char pg[32];
+    const char *env[] = {pg, "OTASIM_SVC_SETTLE_MS=50", NULL};
+    const char *argv[] = {d->tools->self, "svc", "--dev", d->root, cmd, NULL};
+
+    snprintf(pg, sizeof(pg), "OTASIM_PGID=%d", (int)d->pgid);
+    return otasim_run(argv, env, 20000, NULL, NULL, ret_status, err);
+}
+
+int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
+{
+    const char *init[] = {"sleep", "1000000", NULL};
+    char p[PATH_MAX + 32];
+    int st = 0;
+
+    d->boot_failed = 0;
+    if (d->tr->sc->profile == OTASIM_PROFILE_ROOTFS) {
+        struct otasim_boot_result br;
+        if (otasim_boot(&d->boot, &br, err) < 0)
+            return -EIO;
+        if (br.outcome != OTASIM_BOOT_OK) {
+            d->boot_failed = 1;
+            d->booted_slot = -1;
+            return 0;
+        }
+        d->booted_slot = br.slot;
+        ota_strlcpy(d->booted_version, br.version, sizeof(d->booted_version));
+        snprintf(p, sizeof(p), "%s/run/booted", d->root);
+        if (put_file(p, br.slot ? "b\n" : "a\n", err) < 0)
+            return -EIO;
+    }
+    snprintf(p, sizeof(p), "%s/run/reboot-requested", d->root);
+    unlink(p);
+    if (otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err) < 0)
+        return -EIO;
+    if (svc(d, "start", &st, err) < 0)
+        return -EIO;
+    /* An app that does not start is for the agent (and the invariants) to see. */
+    return 0;
+}
+
+void otasim_device_kill(struct otasim_device *d)
+{
+    char p[PATH_MAX + 32], *text = NULL;
+    size_t n;
+    int st;
+
+    if (d->pgid > 0) {
+        killpg(d->pgid, SIGKILL);
+        ota_ignore(otasim_wait(d->pgid, 2000, &st));
+        d->pgid = 0;
+    }
+    /* The app should be in the group; make sure. */
+    snprintf(p, sizeof(p), "%s/run/app.pid", d->root);
+    if (ota_fs_read_all(p, 256, &text, &n, NULL) == 0) {
+        int pid = atoi(text);
+        if (pid > 1)
+            kill(pid, SIGKILL);
+        free(text);
+    }
+}
+
+static void add_env(const char **env, size_t *k, char *slot, size_t cap, const char *fmt,
+                    const char *a, const char *b)
+{
+    snprintf(slot, cap, fmt, a, b);
+    env[(*k)++] = slot;
+}
+
+static int line_to(const char *json, char *to, size_t cap, char *status, size_t scap)
+{
+    json_t *o = NULL;
+    int r = ota_json_parse(json, strlen(json), &o, NULL);
+
+    if (r == 0) {
+        if (ota_json_str(o, "to", to, cap, NULL) < 0 ||
+            ota_json_str(o, "status", status, scap, NULL) < 0)
+            r = -EINVAL;
+        json_decref(o);
+    }
+    return r;
+}
+
+static void append_line(char **acc, const char *line)
+{
+    size_t a = *acc ? strlen(*acc) : 0, b = strlen(line);
+    char *n = realloc(*acc, a + b + 2);
+
+    if (!n)
+        return;
+    memcpy(n + a, line, b);
+    n[a + b] = '\n';
+    n[a + b + 1] = '\0';
+    *acc = n;
+}
+
+/* Live faults, fired on a state line. */
+static void live_fault(struct otasim_device *d, const struct otasim_fault *f, int64_t *part_until)
+{
+    char p[PATH_MAX + 32], *text = NULL, buf[64];
+    size_t n;
+
+    switch (f->kind) {
+    case OTASIM_FAULT_PARTITION:
+        otasim_proxy_partition(d->proxy, 1);
+        *part_until = otasim_now_ms() + f->duration_ms;
+        break;
+    case OTASIM_FAULT_CLOCK_JUMP:
+        snprintf(buf, sizeof(buf), "%+lld\n", f->jump_s);
+        ota_ignore(put_file(d->faketime_file, buf, NULL));
+        break;
+    case OTASIM_FAULT_SERVICE_CRASH:
+        snprintf(p, sizeof(p), "%s/run/app.pid", d->root);
+        if (ota_fs_read_all(p, 256, &text, &n, NULL) == 0) {
+            int pid = atoi(text);
+            if (pid > 1)
+                kill(pid, SIGKILL);
+            free(text);
+        }
+        break;
+    default:
+        break;
+    }
+    d->tr->fired = 1;
+}
+
+static int is_live(enum otasim_fault_kind k)
+{
+    return k == OTASIM_FAULT_PARTITION || k == OTASIM_FAULT_CLOCK_JUMP ||
+           k == OTASIM_FAULT_SERVICE_CRASH;
+}
+
+int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim_arm *arm,
+                       struct otasim_pass *ret, struct ota_err *err)
+{
+    const struct otasim_tools *t = d->tools;
+    const struct otasim_fault *f = arm ? arm->fault : NULL;
+    const char *env[24];
+    char slots[20][PATH_MAX + 96], logpath[PATH_MAX + 32], outpath[PATH_MAX + 32];
+    char line[16384];
+    size_t k = 0, s = 0, ll = 0;
+    struct otasim_pass ps;
+    struct otasim_journal *j = NULL;
+    int errfd = -1, logfd = -1, r = 0, st = 0;
+    int64_t part_until = 0;
+    pid_t pid;
+
+    memset(&ps, 0, sizeof(ps));
+    ps.quiet = 1;
+    snprintf(ps.journal, sizeof(ps.journal), "%s/.sim/journal-%d.bin", d->root, pass_no);
+    snprintf(logpath, sizeof(logpath), "%s/.sim/agent-%d.log", d->root, pass_no);
+    snprintf(outpath, sizeof(outpath), "%s/.sim/agent-%d.out", d->root, pass_no);
+#define ENV(fmt, a, b) add_env(env, &k, slots[s++], sizeof(slots[0]), fmt, a, b)
+    if (f && f->kind == OTASIM_FAULT_CLOCK_JUMP && t->faketime[0]) {
+        ENV("LD_PRELOAD=%s:%s", t->interpose, t->faketime);
+        ENV("FAKETIME_TIMESTAMP_FILE=%s%s", d->faketime_file, "");
+        ENV("FAKETIME_NO_CACHE=1%s%s", "", "");
+        ENV("FAKETIME_DONT_FAKE_MONOTONIC=1%s%s", "", "");
+    } else {
+        ENV("LD_PRELOAD=%s%s", t->interpose, "");
+    }
+    ENV("ASAN_OPTIONS=verify_asan_link_order=0%s%s", "", "");
+    ENV("OTASIM_SVC_SETTLE_MS=50%s%s", "", "");
+    ENV("OTASIM_ROOT=%s%s", d->root, "");
+    ENV("OTASIM_JOURNAL=%s%s", ps.journal, "");
+    {
+        char pg[32];
+        snprintf(pg, sizeof(pg), "%d", (int)d->pgid);
+        ENV("OTASIM_PGID=%s%s", pg, "");
+    }
+    if (f) {
+        const char *mode = f->kind == OTASIM_FAULT_AGENT_CRASH ? "process" : "power";
+        char num[32];
+        switch (f->kind) {
+        case OTASIM_FAULT_POWER_CUT:
+        case OTASIM_FAULT_AGENT_CRASH:
+            ENV("OTASIM_CRASH_MODE=%s%s", mode, "");
+            if (f->trigger.kind == OTASIM_TRIGGER_STATE) {
+                snprintf(num, sizeof(num), "%d", f->trigger.nth > 0 ? f->trigger.nth : 1);
+                ENV("OTASIM_CRASH_STATE=%s#%s", f->trigger.state, num);
+            } else if (f->trigger.kind == OTASIM_TRIGGER_POINT) {
+                snprintf(num, sizeof(num), "%llu", (unsigned long long)arm->point);
+                ENV("OTASIM_CRASH_AT=%s%s", num, "");
+            } else if (f->trigger.kind == OTASIM_TRIGGER_FAULT_POINT) {
+                ENV("OTA_FAULT_POINT=%s%s", f->trigger.fault_point, "");
+                ENV("OTA_FAULT_POINT_MODE=%s%s", mode, "");
+            }
+            break;
+        case OTASIM_FAULT_DISK_FULL:
+        case OTASIM_FAULT_EIO:
+            ENV("OTASIM_FAIL_ERRNO=%s%s", f->kind == OTASIM_FAULT_EIO ? "EIO" : "ENOSPC", "");
+            if (f->trigger.kind == OTASIM_TRIGGER_STATE)
+                ENV("OTASIM_FAIL_STATE=%s%s", f->trigger.state, "");
+            if (f->trigger.kind == OTASIM_TRIGGER_POINT) {
+                snprintf(num, sizeof(num), "%llu", (unsigned long long)arm->point);
+                ENV("OTASIM_FAIL_FROM=%s%s", num, "");
+            }
+            ENV("OTASIM_FAIL_PATH=%s/%s", d->root, f->path_glob[0] ? f->path_glob : "*");
+            if (f->count > 0) {
+                snprintf(num, sizeof(num), "%d", f->count);
+                ENV("OTASIM_FAIL_COUNT=%s%s", num, "");
+            }
+            d->tr->fired = 1;
+            break;
+        default:
+            break;
+        }
+    }
+    env[k] = NULL;
+#undef ENV
+    const char *argv[] = {t->agent, "--config", d->config, "update", NULL};
+    if (otasim_spawn(argv, env, d->pgid, outpath, NULL, &errfd, &pid, err) < 0)
+        return -EIO;
+    logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (f && is_live(f->kind) && f->trigger.kind == OTASIM_TRIGGER_NONE && !d->tr->fired)
+        live_fault(d, f, &part_until);
+    for (;;) {
+        struct pollfd pfd = {errfd, POLLIN, 0};
+        int timeout = part_until ? (int)(part_until - otasim_now_ms()) : 60000;
+        if (part_until && timeout <= 0) {
+            otasim_proxy_partition(d->proxy, 0);
+            part_until = 0;
+            continue;
+        }
+        int pr = poll(&pfd, 1, timeout);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr == 0) {
+            if (!part_until) {
+                /* an agent quiet for a minute: let the wait below decide */
+                break;
+            }
+            continue;
+        }
+        ssize_t n = read(errfd, line + ll, sizeof(line) - 1 - ll);
+        if (n <= 0)
+            break;
+        if (logfd >= 0)
+            ota_ignore((int)write(logfd, line + ll, (size_t)n));
+        ll += (size_t)n;
+        line[ll] = '\0';
+        char *nl;
+        while ((nl = strchr(line, '\n'))) {
+            *nl = '\0';
+            if (strncmp(line, "OTA-STATE ", 10) == 0) {
+                char to[32] = "", status[24] = "";
+                append_line(&d->tr->state_lines, line + 10);
+                if (line_to(line + 10, to, sizeof(to), status, sizeof(status)) == 0) {
+                    if (strcmp(to, "CHECKING") != 0 && strcmp(to, "IDLE") != 0)
+                        ps.quiet = 0;
+                    if (strcmp(status, "success") == 0 || strcmp(status, "failure") == 0)
+                        ps.ended_cycle = 1;
+                    if (strcmp(to, "HEALTH_CHECK") == 0)
+                        d->health_enter_ms = otasim_now_ms();
+                    if (strcmp(to, "COMMITTING") == 0)
+                        d->commit_enter_ms = otasim_now_ms();
+                    if (f && is_live(f->kind) && f->trigger.kind == OTASIM_TRIGGER_STATE &&
+                        strcmp(to, f->trigger.state) == 0 && !d->tr->fired &&
+                        ++d->state_seen >= (f->trigger.nth > 0 ? f->trigger.nth : 1))
+                        live_fault(d, f, &part_until);
+                }
+            }
+            memmove(line, nl + 1, strlen(nl + 1) + 1);
+            ll = strlen(line);
+        }
+        if (ll >= sizeof(line) - 1)
+            ll = 0; /* an absurd line: drop it */
+    }
+    r = otasim_wait(pid, 120000, &st);
+    if (r == -ETIMEDOUT) {
+        kill(pid, SIGKILL);
+        ota_ignore(otasim_wait(pid, -1, &st));
+        r = ota_err_set(err, ETIMEDOUT, "ota-agent did not finish within 120 s (pass %d)", pass_no);
+        goto out;
+    }
+    if (r < 0) {
+        r = ota_err_set(err, -r, "waitpid: %s", strerror(-r));
+        goto out;
+    }
+    if (part_until) {
+        int64_t left = part_until - otasim_now_ms();
+        if (left > 0)
+            usleep((useconds_t)left * 1000);
+        otasim_proxy_partition(d->proxy, 0);
+    }
+    ps.status = st;
+    if (otasim_journal_load(ps.journal, &j, NULL) == 0) {
+        ps.calls = j->calls;
+        for (size_t i = 0; i < j->n; i++)
+            if (j->v[i].op == OTASIM_OP_CRASH) {
+                ps.crashed = 1;
+                ps.power = strcmp(j->v[i].text, "process") != 0;
+            }
+        otasim_journal_free(j);
+    }
+    /* A named fault point kills through the agent itself, not the interposer. */
+    if (!ps.crashed && f && f->trigger.kind == OTASIM_TRIGGER_FAULT_POINT && st == 128 + SIGKILL) {
+        ps.crashed = 1;
+        ps.power = f->kind != OTASIM_FAULT_AGENT_CRASH;
+    }
+    if (ps.crashed)
+        d->tr->fired = 1;
+    {
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/run/reboot-requested", d->root);
+        ps.reboot_asked = access(p, F_OK) == 0;
+    }
+    *ret = ps;
+out:
+    if (errfd >= 0)
+        close(errfd);
+    if (logfd >= 0)
+        close(logfd);
+    return r;
+}
+
+int otasim_device_status(struct otasim_device *d, char **ret, struct ota_err *err)
+{
+    const char *argv[] = {d->tools->agent, "--config", d->config, "status", "--json", NULL};
+    const char *env[] = {"ASAN_OPTIONS=verify_asan_link_order=0", NULL};
+    char errlog[PATH_MAX + 32];
+    int st = 0, r;
+
+    snprintf(errlog, sizeof(errlog), "%s/.sim/status.err", d->root);
+    r = otasim_run(argv, env, 30000, ret, errlog, &st, err);
+    if (r < 0)
+        return r;
+    if (st != 0) {
+        free(*ret);
+        *ret = NULL;
+        return ota_err_set(err, EIO, "ota-agent status --json: exit %d", st);
+    }
+    return 0;
+}
+
+int otasim_device_app_get(struct otasim_device *d, const char *path, long *ret_status, char **ret,
+                          struct ota_err *err)
+{
+    struct sockaddr_in a = {0};
+    char req[256], buf[8192];
+    size_t len = 0;
+    int fd, r = 0;
+    struct timeval tv = {2, 0};
+
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)d->app_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ota_err_set(err, errno, "socket: %s", strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        r = ota_err_set(err, errno, "app on port %d: %s", d->app_port, strerror(errno));
+        goto out;
+    }
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, strlen(req)) < 0) {
+        r = ota_err_set(err, errno, "app: %s", strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len >= sizeof(buf) - 1)
+            break;
+    }
+    buf[len] = '\0';
+    if (strncmp(buf, "HTTP/1.", 7) != 0) {
+        r = ota_err_set(err, EPROTO, "app on port %d: no HTTP answer", d->app_port);
+        goto out;
+    }
+    *ret_status = strtol(buf + 9, NULL, 10);
+    {
+        char *body = strstr(buf, "\r\n\r\n");
+        *ret = strdup(body ? body + 4 : "");
+    }
+out:
+    close(fd);
+    return r;
+}
+
+void otasim_device_destroy(struct otasim_device *d)
+{
+    otasim_device_kill(d);
+    if (d->proxy)
+        otasim_proxy_stop(d->proxy);
+    d->proxy = NULL;
+}

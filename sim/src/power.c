@@ -1,0 +1,605 @@
+/* The power model's rebuild (contract: otasim/power.h).
+ *
+ * Durability is decided backwards over the journal: walking from the end, a
+ * successful fsync adds its inode to the synced set and a sync makes all that
+ * precedes it durable; a data record is durable when its inode is in the set,
+ * a directory change when its directory is (a rename: both). Per inode the
+ * durable records are thus a prefix, so undoing the rest newest first gives
+ * back exactly the state of the last sync point.
+ *
+ * Names move while directory changes are undone, so each undo looks its
+ * directory up by inode (the recorded path first, a walk of the tree when it
+ * no longer holds that directory) and checks by inode that the change took
+ * effect before it reverses it. */
+#include "otasim/power.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ota/fsutil.h"
+
+/* ---- inode sets and maps ----------------------------------------------- */
+
+struct iset {
+    uint64_t *v; /* 0 = empty slot; inode 0 is never stored */
+    size_t cap;  /* power of two */
+    size_t n;
+};
+
+static size_t ihash(uint64_t k, size_t cap)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return (size_t)k & (cap - 1);
+}
+
+static int iset_add(struct iset *s, uint64_t k)
+{
+    size_t i;
+
+    if (!k)
+        return 0;
+    if ((s->n + 1) * 2 > s->cap) {
+        struct iset t = {NULL, s->cap ? s->cap * 2 : 64, 0};
+        t.v = calloc(t.cap, sizeof(*t.v));
+        if (!t.v)
+            return -ENOMEM;
+        for (i = 0; i < s->cap; i++)
+            if (s->v[i])
+                ota_ignore(iset_add(&t, s->v[i]));
+        free(s->v);
+        *s = t;
+    }
+    for (i = ihash(k, s->cap); s->v[i]; i = (i + 1) & (s->cap - 1))
+        if (s->v[i] == k)
+            return 0;
+    s->v[i] = k;
+    s->n++;
+    return 0;
+}
+
+static int iset_has(const struct iset *s, uint64_t k)
+{
+    size_t i;
+
+    if (!k || !s->cap)
+        return 0;
+    for (i = ihash(k, s->cap); s->v[i]; i = (i + 1) & (s->cap - 1))
+        if (s->v[i] == k)
+            return 1;
+    return 0;
+}
+
+/* inode -> path of the tree as walked (first name found). */
+struct imap {
+    uint64_t *ino;
+    char **path;
+    size_t cap, n;
+};
+
+static void imap_clear(struct imap *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->cap; i++)
+        free(m->path ? m->path[i] : NULL);
+    free(m->ino);
+    free(m->path);
+    memset(m, 0, sizeof(*m));
+}
+
+static int imap_put(struct imap *m, uint64_t k, const char *p)
+{
+    size_t i;
+
+    if (!k)
+        return 0;
+    if ((m->n + 1) * 2 > m->cap) {
+        struct imap t = {NULL, NULL, m->cap ? m->cap * 2 : 256, 0};
+        t.ino = calloc(t.cap, sizeof(*t.ino));
+        t.path = calloc(t.cap, sizeof(*t.path));
+        if (!t.ino || !t.path) {
+            free(t.ino);
+            free(t.path);
+            return -ENOMEM;
+        }
+        for (i = 0; i < m->cap; i++) {
+            if (m->ino[i]) {
+                size_t j = ihash(m->ino[i], t.cap);
+                while (t.ino[j])
+                    j = (j + 1) & (t.cap - 1);
+                t.ino[j] = m->ino[i];
+                t.path[j] = m->path[i];
+                t.n++;
+            }
+        }
+        free(m->ino);
+        free(m->path);
+        *m = t;
+    }
+    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
+        if (m->ino[i] == k)
+            return 0;
+    m->path[i] = strdup(p);
+    if (!m->path[i])
+        return -ENOMEM;
+    m->ino[i] = k;
+    m->n++;
+    return 0;
+}
+
+static const char *imap_get(const struct imap *m, uint64_t k)
+{
+    size_t i;
+
+    if (!k || !m->cap)
+        return NULL;
+    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
+        if (m->ino[i] == k)
+            return m->path[i];
+    return NULL;
+}
+
+/* ---- rebuild state ----------------------------------------------------- */
+
+struct pw {
+    const char *root;
+    char sim[PATH_MAX];
+    char stash[PATH_MAX];
+    int jfd;
+    const struct otasim_journal *j;
+    unsigned char *durable;
+    struct imap map; /* every inode of the tree and the stash */
+    int map_fresh;
+    char *img;
+    size_t img_cap;
+    struct otasim_rebuild_stats st;
+    struct ota_err *err;
+};
+
+/* Walks dir (path p, len n in buf of PATH_MAX) into the map. .sim is skipped
+ * but for its stash. */
+static int walk(struct pw *w, char *buf, size_t n)
+{
+    DIR *d = opendir(buf);
+    struct dirent *de;
+    struct stat st;
+    size_t l;
+    int r = 0;
+
+    if (!d)
+        return 0; /* gone or unreadable: nothing of ours in it */
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        l = strlen(de->d_name);
+        if (n + 1 + l >= PATH_MAX)
+            continue;
+        buf[n] = '/';
+        memcpy(buf + n + 1, de->d_name, l + 1);
+        if (strcmp(buf, w->sim) == 0) {
+            if (lstat(w->stash, &st) == 0 && S_ISDIR(st.st_mode)) {
+                snprintf(buf + n, PATH_MAX - n, "/.sim/stash");
+                r = walk(w, buf, strlen(buf));
+            }
+        } else if (lstat(buf, &st) == 0) {
+            r = imap_put(&w->map, (uint64_t)st.st_ino, buf);
+            if (r == 0 && S_ISDIR(st.st_mode))
+                r = walk(w, buf, n + 1 + l);
+        }
+        buf[n] = '\0';
+        if (r < 0)
+            break;
+    }
+    closedir(d);
+    return r;
+}
+
+/* The current name of inode ino, the map (re)built when stale. */
+static const char *find_ino(struct pw *w, uint64_t ino)
+{
+    char buf[PATH_MAX];
+    struct stat st;
+
+    if (!w->map_fresh) {
+        imap_clear(&w->map);
+        snprintf(buf, sizeof(buf), "%s", w->root);
+        if (lstat(buf, &st) == 0)
+            ota_ignore(imap_put(&w->map, (uint64_t)st.st_ino, buf));
+        if (walk(w, buf, strlen(buf)) < 0)
+            return NULL;
+        w->map_fresh = 1;
+    }
+    return imap_get(&w->map, ino);
+}
+
+/* ---- data undo ---------------------------------------------------------- */
+
+static int read_image(struct pw *w, const struct otasim_rec *r)
+{
+    size_t got = 0;
+
+    if (r->img_len > w->img_cap) {
+        char *p = realloc(w->img, r->img_len);
+        if (!p)
+            return ota_err_set(w->err, ENOMEM, "out of memory for a %llu-byte before-image",
+                               (unsigned long long)r->img_len);
+        w->img = p;
+        w->img_cap = r->img_len;
+    }
+    while (got < r->img_len) {
+        ssize_t n = pread(w->jfd, w->img + got, r->img_len - got, (off_t)(r->img_off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return ota_err_set(w->err, n < 0 ? errno : EIO,
+                               "journal: before-image of call %llu: %s", (unsigned long long)r->seq,
+                               n < 0 ? strerror(errno) : "short");
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static int open_w(const char *p, mode_t *ret_chmod)
+{
+    struct stat st;
+    int fd = open(p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+
+    *ret_chmod = 0;
+    if (fd >= 0 || errno != EACCES || lstat(p, &st) < 0)
+        return fd;
+    if (chmod(p, (st.st_mode & 07777) | 0200) < 0)
+        return -1;
+    *ret_chmod = (st.st_mode & 07777) | 01000000; /* marks "restore" */
+    return open(p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Puts file r->ino back as it was before r. */
+static int undo_data(struct pw *w, const struct otasim_rec *r)
+{
+    const char *p = r->path;
+    struct stat st;
+    mode_t chm;
+    int fd, rc = 0;
+
+    if (!r->ino)
+        return 0;
+    if (lstat(p, &st) < 0 || (uint64_t)st.st_ino != r->ino || !S_ISREG(st.st_mode)) {
+        p = find_ino(w, r->ino);
+        if (!p)
+            return 0; /* no name left: nothing can be read back anyway */
+    }
+    fd = open_w(p, &chm);
+    if (fd < 0)
+        return ota_err_set(w->err, errno, "undo of %s %s: open %s: %s", otasim_op_names[r->op],
+                           r->path, p, strerror(errno));
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != r->ino)
+        goto cleanup;
+    if (r->img_len) {
+        rc = read_image(w, r);
+        if (rc < 0)
+            goto cleanup;
+        if (pwrite(fd, w->img, r->img_len, (off_t)r->off) != (ssize_t)r->img_len) {
+            rc = ota_err_set(w->err, errno ? errno : EIO, "undo of %s %s: write: %s",
+                             otasim_op_names[r->op], p, strerror(errno));
+            goto cleanup;
+        }
+    }
+    if (ftruncate(fd, (off_t)r->old_size) < 0) {
+        rc = ota_err_set(w->err, errno, "undo of %s %s: truncate: %s", otasim_op_names[r->op], p,
+                         strerror(errno));
+        goto cleanup;
+    }
+    w->st.writes_undone++;
+    w->st.bytes_restored += r->img_len;
+cleanup:
+    close(fd);
+    if (chm)
+        ota_ignore(chmod(p, chm & 07777));
+    return rc;
+}
+
+/* ---- directory undo ---------------------------------------------------- */
+
+/* Where path's name is now: its recorded directory if that still is inode
+ * dir_ino, else wherever that inode went, else the recorded path if its
+ * directory exists. NULL: the directory is gone (so is the name). */
+static const char *where(struct pw *w, const char *path, uint64_t dir_ino, char *out)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    const char *moved;
+    struct stat st;
+    size_t n;
+
+    if (!slash || (size_t)(slash - path) >= sizeof(dir))
+        return NULL;
+    n = slash == path ? 1 : (size_t)(slash - path);
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+        (!dir_ino || (uint64_t)st.st_ino == dir_ino)) {
+        snprintf(out, PATH_MAX, "%s", path);
+        return out;
+    }
+    moved = dir_ino ? find_ino(w, dir_ino) : NULL;
+    if (moved && snprintf(out, PATH_MAX, "%s%s", moved, slash) < PATH_MAX)
+        return out;
+    if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(out, PATH_MAX, "%s", path);
+        return out;
+    }
+    return NULL;
+}
+
+static void stash_name(const struct pw *w, const struct otasim_rec *r, char *out)
+{
+    snprintf(out, PATH_MAX, "%s/%llu.%u", w->stash, (unsigned long long)r->seq, r->pid);
+}
+
+/* Puts back the name that r destroyed at p: the stashed file, the symlink,
+ * or the empty directory. */
+static int restore_victim(struct pw *w, const struct otasim_rec *r, const char *p)
+{
+    char s[PATH_MAX];
+
+    if (r->flags & OTASIM_REC_VICTIM_FILE) {
+        stash_name(w, r, s);
+        if (rename(s, p) < 0 && errno != ENOENT)
+            return ota_err_set(w->err, errno, "undo of %s %s: restore %s: %s",
+                               otasim_op_names[r->op], r->path, p, strerror(errno));
+    } else if (r->flags & OTASIM_REC_VICTIM_LINK) {
+        if (symlink(r->text, p) < 0)
+            return ota_err_set(w->err, errno, "undo of %s %s: symlink %s: %s",
+                               otasim_op_names[r->op], r->path, p, strerror(errno));
+    } else if (r->flags & OTASIM_REC_VICTIM_DIR) {
+        if (mkdir(p, r->mode) < 0)
+            return ota_err_set(w->err, errno, "undo of %s %s: mkdir %s: %s", otasim_op_names[r->op],
+                               r->path, p, strerror(errno));
+        w->map_fresh = 0;
+    }
+    return 0;
+}
+
+static int undo_rename(struct pw *w, const struct otasim_rec *r)
+{
+    char p[PATH_MAX], p2[PATH_MAX];
+    struct stat st, st2;
+    int rc;
+
+    if (!where(w, r->path, r->dir_ino, p) || !where(w, r->path2, r->dir2_ino, p2))
+        return 0;
+    if (lstat(p2, &st2) < 0 || (uint64_t)st2.st_ino != r->ino)
+        return 0; /* did not happen, or a later durable change owns the name */
+    if (r->flags & OTASIM_REC_EXCHANGE) {
+        if (lstat(p, &st) < 0 || (uint64_t)st.st_ino != r->victim_ino)
+            return 0;
+        if (renameat2(AT_FDCWD, p2, AT_FDCWD, p, RENAME_EXCHANGE) < 0)
+            return ota_err_set(w->err, errno, "undo of rename %s: exchange back: %s", r->path,
+                               strerror(errno));
+    } else {
+        if (lstat(p, &st) == 0)
+            return 0; /* the old name was taken again, durably */
+        if (rename(p2, p) < 0)
+            return ota_err_set(w->err, errno, "undo of rename %s -> %s: %s", r->path, r->path2,
+                               strerror(errno));
+        rc = restore_victim(w, r, p2);
+        if (rc < 0)
+            return rc;
+    }
+    if (r->is_dir)
+        w->map_fresh = 0;
+    w->st.dirops_undone++;
+    return 0;
+}
+
+static int undo_dirop(struct pw *w, const struct otasim_rec *r)
+{
+    char p[PATH_MAX], t[PATH_MAX];
+    struct stat st;
+    ssize_t n;
+    int rc;
+
+    if (r->op == OTASIM_OP_RENAME)
+        return undo_rename(w, r);
+    if (!where(w, r->op == OTASIM_OP_LINK ? r->path2 : r->path,
+               r->op == OTASIM_OP_LINK ? r->dir2_ino : r->dir_ino, p))
+        return 0;
+    if (lstat(p, &st) < 0) {
+        if (errno != ENOENT)
+            return ota_err_set(w->err, errno, "undo of %s %s: %s", otasim_op_names[r->op], p,
+                               strerror(errno));
+        /* The name is free: only the removals have something to put back. */
+        if (r->op == OTASIM_OP_RMDIR) {
+            if (mkdir(p, r->mode) < 0)
+                return ota_err_set(w->err, errno, "undo of rmdir %s: %s", p, strerror(errno));
+            w->map_fresh = 0;
+        } else if (r->op == OTASIM_OP_UNLINK) {
+            if (!(r->flags & (OTASIM_REC_VICTIM_FILE | OTASIM_REC_VICTIM_LINK)))
+                return 0;
+            rc = restore_victim(w, r, p);
+            if (rc < 0)
+                return rc;
+        } else {
+            return 0;
+        }
+        w->st.dirops_undone++;
+        return 0;
+    }
+    switch (r->op) {
+    case OTASIM_OP_CREATE:
+        if (S_ISDIR(st.st_mode) || (r->ino && (uint64_t)st.st_ino != r->ino))
+            return 0;
+        break;
+    case OTASIM_OP_LINK:
+        if ((uint64_t)st.st_ino != r->ino)
+            return 0;
+        break;
+    case OTASIM_OP_SYMLINK:
+        if (!S_ISLNK(st.st_mode))
+            return 0;
+        if (r->ino && (uint64_t)st.st_ino != r->ino)
+            return 0;
+        if (!r->ino) {
+            n = readlink(p, t, sizeof(t) - 1);
+            if (n < 0 || (t[n] = '\0', strcmp(t, r->path2) != 0))
+                return 0;
+        }
+        break;
+    case OTASIM_OP_MKDIR:
+        if (!S_ISDIR(st.st_mode) || (r->ino && (uint64_t)st.st_ino != r->ino))
+            return 0;
+        rc = ota_fs_remove_tree(p, w->err);
+        if (rc < 0)
+            return rc;
+        w->map_fresh = 0;
+        w->st.dirops_undone++;
+        return 0;
+    default:
+        return 0; /* UNLINK/RMDIR whose name is there: it did not happen */
+    }
+    if (unlink(p) < 0)
+        return ota_err_set(w->err, errno, "undo of %s %s: unlink: %s", otasim_op_names[r->op], p,
+                           strerror(errno));
+    w->st.dirops_undone++;
+    return 0;
+}
+
+/* ---- the model ---------------------------------------------------------- */
+
+static int is_data(enum otasim_op op)
+{
+    return op == OTASIM_OP_WRITE || op == OTASIM_OP_TRUNC;
+}
+
+static int is_dirop(enum otasim_op op)
+{
+    return op == OTASIM_OP_CREATE || op == OTASIM_OP_RENAME || op == OTASIM_OP_LINK ||
+           op == OTASIM_OP_SYMLINK || op == OTASIM_OP_UNLINK || op == OTASIM_OP_MKDIR ||
+           op == OTASIM_OP_RMDIR;
+}
+
+/* 1 if r made no change to undo: it failed (the real call or by injection). */
+static int failed_call(const struct otasim_rec *r)
+{
+    return r->done && r->result < 0;
+}
+
+static int mark_durable(struct pw *w)
+{
+    const struct otasim_journal *j = w->j;
+    struct iset synced = {0};
+    int all = 0, rc = 0;
+    size_t i;
+
+    for (i = j->n; i-- > 0;) {
+        const struct otasim_rec *r = &j->v[i];
+        int d = 0;
+        if (r->op >= OTASIM_OP_STATE || failed_call(r))
+            continue;
+        switch (r->op) {
+        case OTASIM_OP_SYNC:
+            all |= r->done;
+            continue;
+        case OTASIM_OP_FSYNC:
+            if (r->done)
+                rc = iset_add(&synced, r->ino);
+            if (rc < 0)
+                goto cleanup;
+            continue;
+        case OTASIM_OP_WRITE:
+        case OTASIM_OP_TRUNC:
+            d = iset_has(&synced, r->ino);
+            break;
+        case OTASIM_OP_RENAME:
+            d = iset_has(&synced, r->dir_ino) && iset_has(&synced, r->dir2_ino);
+            break;
+        case OTASIM_OP_LINK:
+            d = iset_has(&synced, r->dir2_ino);
+            break;
+        default:
+            d = iset_has(&synced, r->dir_ino);
+        }
+        w->durable[i] = (unsigned char)(all || d);
+        if (w->durable[i])
+            w->st.durable++;
+    }
+cleanup:
+    free(synced.v);
+    return rc < 0 ? ota_err_set(w->err, ENOMEM, "out of memory") : 0;
+}
+
+int otasim_power_rebuild(const char *root, const char *journal_path,
+                         struct otasim_rebuild_stats *ret, struct ota_err *err)
+{
+    struct otasim_journal *j = NULL;
+    struct pw w;
+    size_t i;
+    int rc;
+
+    memset(&w, 0, sizeof(w));
+    w.root = root;
+    w.err = err;
+    w.jfd = -1;
+    snprintf(w.sim, sizeof(w.sim), "%s/.sim", root);
+    snprintf(w.stash, sizeof(w.stash), "%s/.sim/stash", root);
+    rc = otasim_journal_load(journal_path, &j, err);
+    if (rc < 0)
+        goto cleanup;
+    w.j = j;
+    w.jfd = open(journal_path, O_RDONLY | O_CLOEXEC);
+    w.durable = calloc(j->n ? j->n : 1, 1);
+    if (w.jfd < 0 || !w.durable) {
+        rc = ota_err_set(err, w.jfd < 0 ? errno : ENOMEM, "journal %s: %s", journal_path,
+                         strerror(w.jfd < 0 ? errno : ENOMEM));
+        goto cleanup;
+    }
+    rc = mark_durable(&w);
+    if (rc < 0)
+        goto cleanup;
+    /* Data first, while every inode still has the names the walk finds. */
+    for (i = j->n; i-- > 0;) {
+        if (!is_data(j->v[i].op) || w.durable[i] || failed_call(&j->v[i]))
+            continue;
+        rc = undo_data(&w, &j->v[i]);
+        if (rc < 0)
+            goto cleanup;
+    }
+    for (i = j->n; i-- > 0;) {
+        if (!is_dirop(j->v[i].op) || w.durable[i] || failed_call(&j->v[i]))
+            continue;
+        rc = undo_dirop(&w, &j->v[i]);
+        if (rc < 0)
+            goto cleanup;
+    }
+    rc = otasim_power_drop_stash(root, err);
+    if (rc < 0)
+        goto cleanup;
+    if (ret)
+        *ret = w.st;
+cleanup:
+    if (w.jfd >= 0)
+        close(w.jfd);
+    free(w.durable);
+    free(w.img);
+    imap_clear(&w.map);
+    otasim_journal_free(j);
+    return rc;
+}
+
+int otasim_power_drop_stash(const char *root, struct ota_err *err)
+{
+    char p[PATH_MAX];
+
+    if (snprintf(p, sizeof(p), "%s/.sim/stash", root) >= (int)sizeof(p))
+        return ota_err_set(err, ENAMETOOLONG, "%s: path too long", root);
+    return ota_fs_remove_tree(p, err);
+}

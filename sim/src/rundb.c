@@ -1,0 +1,275 @@
+/* The run database over SQLite (WAL; one writer: the runner's parent
+ * process) and the JUnit writer that reads it back. */
+#include "otasim/rundb.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ota/fsutil.h"
+#include "otasim/proc.h"
+
+struct otasim_rundb {
+    sqlite3 *db;
+};
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, started_ms INTEGER, finished_ms "
+    "INTEGER, command TEXT, agent TEXT);"
+    "CREATE TABLE IF NOT EXISTS trials(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(id),"
+    " case_id TEXT, scenario TEXT, scenario_file TEXT, fault TEXT, trigger TEXT, seed INTEGER,"
+    " device_id TEXT, outcome TEXT, detail TEXT, final_version TEXT, final_slot TEXT,"
+    " final_report TEXT, final_state TEXT, fired INTEGER, passes INTEGER, calls INTEGER,"
+    " equivalent_to TEXT, started_ms INTEGER, duration_ms INTEGER, recover_ms INTEGER,"
+    " reproduce TEXT, state_lines TEXT);"
+    "CREATE TABLE IF NOT EXISTS invariants(trial_id INTEGER REFERENCES trials(id), name TEXT,"
+    " ok INTEGER, detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);";
+
+static int fail(struct otasim_rundb *db, struct ota_err *err, const char *what)
+{
+    return ota_err_set(err, EIO, "run database: %s: %s", what, sqlite3_errmsg(db->db));
+}
+
+int otasim_rundb_open(const char *path, struct otasim_rundb **ret, struct ota_err *err)
+{
+    struct otasim_rundb *db = calloc(1, sizeof(*db));
+
+    if (!db)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    if (sqlite3_open(path, &db->db) != SQLITE_OK) {
+        int r = ota_err_set(err, EIO, "run database %s: %s", path,
+                            db->db ? sqlite3_errmsg(db->db) : "cannot open");
+        otasim_rundb_close(db);
+        return r;
+    }
+    sqlite3_busy_timeout(db->db, 10000);
+    if (sqlite3_exec(db->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+        int r = fail(db, err, "schema");
+        otasim_rundb_close(db);
+        return r;
+    }
+    *ret = db;
+    return 0;
+}
+
+void otasim_rundb_close(struct otasim_rundb *db)
+{
+    if (!db)
+        return;
+    sqlite3_close(db->db);
+    free(db);
+}
+
+int otasim_rundb_begin(struct otasim_rundb *db, const char *command, const char *agent,
+                       int64_t *ret_id, struct ota_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0;
+
+    if (sqlite3_prepare_v2(db->db, "INSERT INTO runs(started_ms, command, agent) VALUES(?,?,?)", -1,
+                           &st, NULL) != SQLITE_OK)
+        return fail(db, err, "insert run");
+    sqlite3_bind_int64(st, 1, otasim_wall_ms());
+    sqlite3_bind_text(st, 2, command, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, agent, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        r = fail(db, err, "insert run");
+    else
+        *ret_id = sqlite3_last_insert_rowid(db->db);
+    sqlite3_finalize(st);
+    return r;
+}
+
+int otasim_rundb_end(struct otasim_rundb *db, int64_t run_id, struct ota_err *err)
+{
+    char sql[128];
+
+    snprintf(sql, sizeof(sql), "UPDATE runs SET finished_ms=%lld WHERE id=%lld",
+             (long long)otasim_wall_ms(), (long long)run_id);
+    if (sqlite3_exec(db->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return fail(db, err, "end run");
+    return 0;
+}
+
+int otasim_rundb_add(struct otasim_rundb *db, int64_t run_id, const char *case_id,
+                     const struct otasim_trial *tr, const char *reproduce,
+                     const char *equivalent_to, struct ota_err *err)
+{
+    static const char sql[] =
+        "INSERT INTO trials(run_id, case_id, scenario, scenario_file, fault, trigger, seed,"
+        " device_id, outcome, detail, final_version, final_slot, final_report, final_state, fired,"
+        " passes, calls, equivalent_to, started_ms, duration_ms, recover_ms, reproduce,"
+        " state_lines) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    sqlite3_stmt *st = NULL;
+    char label[160];
+    const char *at;
+    int64_t id;
+    int r = 0, i = 1;
+
+    otasim_fault_label(&tr->fault, label, sizeof(label));
+    at = strchr(label, '@');
+    if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return fail(db, err, "begin");
+    if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        r = fail(db, err, "insert trial");
+        goto out;
+    }
+    sqlite3_bind_int64(st, i++, run_id);
+    sqlite3_bind_text(st, i++, case_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, tr->sc->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, tr->sc->path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, otasim_fault_kind_names[tr->fault.kind], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, i++, at ? at + 1 : "start", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)tr->seed);
+    sqlite3_bind_text(st, i++, tr->device_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, otasim_outcome_names[tr->outcome], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, i++, tr->detail, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, tr->final_version, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, tr->final_slot, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, tr->final_report, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, tr->final_state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, i++, tr->fired);
+    sqlite3_bind_int(st, i++, tr->passes);
+    sqlite3_bind_int64(st, i++, (sqlite3_int64)tr->calls);
+    sqlite3_bind_text(st, i++, equivalent_to ? equivalent_to : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, i++, tr->started_ms);
+    sqlite3_bind_int64(st, i++, tr->duration_ms);
+    sqlite3_bind_int64(st, i++, tr->recover_ms);
+    sqlite3_bind_text(st, i++, reproduce, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++, tr->state_lines ? tr->state_lines : "", -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        r = fail(db, err, "insert trial");
+        goto out;
+    }
+    id = sqlite3_last_insert_rowid(db->db);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db->db,
+                           "INSERT INTO invariants(trial_id, name, ok, detail) "
+                           "VALUES(?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        r = fail(db, err, "insert invariant");
+        goto out;
+    }
+    for (size_t k = 0; k < tr->n_checks; k++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, tr->checks[k].name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 3, tr->checks[k].ok);
+        sqlite3_bind_text(st, 4, tr->checks[k].detail, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            r = fail(db, err, "insert invariant");
+            goto out;
+        }
+    }
+out:
+    sqlite3_finalize(st);
+    if (sqlite3_exec(db->db, r == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK &&
+        r == 0)
+        r = fail(db, err, "commit");
+    return r;
+}
+
+static void xml_text(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        default:
+            if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t')
+                fputc(*s, f);
+        }
+    }
+}
+
+int otasim_rundb_junit(struct otasim_rundb *db, int64_t run_id, const char *path,
+                       struct ota_err *err)
+{
+    sqlite3_stmt *st = NULL, *inv = NULL;
+    char tmp[4096], cur[256] = "";
+    FILE *f;
+    int r = 0, open_suite = 0;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (!f)
+        return ota_err_set(err, errno, "%s: %s", tmp, strerror(errno));
+    if (sqlite3_prepare_v2(db->db,
+                           "SELECT id, scenario, case_id, outcome, detail, duration_ms, reproduce,"
+                           " equivalent_to FROM trials WHERE run_id=? ORDER BY scenario, id",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->db, "SELECT name, detail FROM invariants WHERE trial_id=? AND ok=0",
+                           -1, &inv, NULL) != SQLITE_OK) {
+        r = fail(db, err, "junit query");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, run_id);
+    fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ota-sim\">\n", f);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *scen = (const char *)sqlite3_column_text(st, 1);
+        const char *outcome = (const char *)sqlite3_column_text(st, 3);
+        if (strcmp(scen, cur) != 0) {
+            if (open_suite)
+                fputs("  </testsuite>\n", f);
+            fputs("  <testsuite name=\"", f);
+            xml_text(f, scen);
+            fputs("\">\n", f);
+            snprintf(cur, sizeof(cur), "%s", scen);
+            open_suite = 1;
+        }
+        fputs("    <testcase classname=\"ota-sim.", f);
+        xml_text(f, scen);
+        fputs("\" name=\"", f);
+        xml_text(f, (const char *)sqlite3_column_text(st, 2));
+        fprintf(f, "\" time=\"%.3f\">\n", sqlite3_column_int64(st, 5) / 1000.0);
+        if (strcmp(outcome, "pass") != 0) {
+            fprintf(f, "      <%s message=\"", strcmp(outcome, "fail") == 0 ? "failure" : "error");
+            xml_text(f, (const char *)sqlite3_column_text(st, 4));
+            fputs("\">", f);
+            sqlite3_reset(inv);
+            sqlite3_bind_int64(inv, 1, sqlite3_column_int64(st, 0));
+            while (sqlite3_step(inv) == SQLITE_ROW) {
+                fputs("invariant ", f);
+                xml_text(f, (const char *)sqlite3_column_text(inv, 0));
+                fputs(": ", f);
+                xml_text(f, (const char *)sqlite3_column_text(inv, 1));
+                fputs("\n", f);
+            }
+            fputs("reproduce: ", f);
+            xml_text(f, (const char *)sqlite3_column_text(st, 6));
+            fprintf(f, "</%s>\n", strcmp(outcome, "fail") == 0 ? "failure" : "error");
+        }
+        if (sqlite3_column_text(st, 7) && sqlite3_column_text(st, 7)[0]) {
+            fputs("      <system-out>equivalent to ", f);
+            xml_text(f, (const char *)sqlite3_column_text(st, 7));
+            fputs(" (same durable state, same server view)</system-out>\n", f);
+        }
+        fputs("    </testcase>\n", f);
+    }
+    if (open_suite)
+        fputs("  </testsuite>\n", f);
+    fputs("</testsuites>\n", f);
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(inv);
+    if (fclose(f) != 0 && r == 0)
+        r = ota_err_set(err, errno, "%s: %s", tmp, strerror(errno));
+    if (r == 0 && rename(tmp, path) < 0)
+        r = ota_err_set(err, errno, "%s: %s", path, strerror(errno));
+    return r;
+}

@@ -1,0 +1,688 @@
+/* The runner (runner.h). Each case runs in a child process of its own, so a
+ * trial's processes, signals and proxy thread never meet another's; the
+ * parent is the only writer of the run database. A child leaves its result
+ * in CASE_DIR.result (the trial struct's plain fields, then the state
+ * lines) and exits. */
+#include "otasim/runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ota/crypto.h"
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "ota/yaml.h"
+#include "otasim/proc.h"
+#include "otasim/rundb.h"
+
+struct scen {
+    struct otasim_scenario sc;
+    struct otasim_built built[OTASIM_MAX_RELEASES];
+    int built_ok;
+    struct otasim_server srv;
+    int srv_up;
+    size_t cases_left; /* server stops when its last case is done */
+    char pub[PATH_MAX];
+};
+
+struct rcase {
+    size_t scen;
+    struct otasim_fault fault;
+    uint64_t seed;
+    char id[200];
+    char device_id[96];
+    long equivalent_to; /* index of the case whose trial stands for this one, -1 */
+    int done;
+    pid_t pid;
+    struct otasim_trial tr;
+};
+
+struct otasim_runner {
+    struct otasim_tools t;
+    struct otasim_run_opts o;
+    struct scen *scens;
+    size_t n_scens;
+    struct rcase *cases;
+    size_t n_cases, cap_cases;
+    char run_dir[PATH_MAX];
+    struct otasim_rundb *db;
+    int64_t run_id;
+};
+
+int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts *o,
+                      struct otasim_runner **ret, struct ota_err *err)
+{
+    struct otasim_runner *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    r->t = *t;
+    r->o = *o;
+    if (r->o.jobs < 1)
+        r->o.jobs = 2;
+    snprintf(r->run_dir, sizeof(r->run_dir), "%s/run-%d", t->work, (int)getpid());
+    *ret = r;
+    return 0;
+}
+
+void otasim_runner_free(struct otasim_runner *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_scens; i++) {
+        otasim_server_stop(&r->scens[i].srv);
+        otasim_scenario_release(&r->scens[i].sc);
+    }
+    for (size_t i = 0; i < r->n_cases; i++)
+        otasim_trial_free(&r->cases[i].tr);
+    free(r->scens);
+    free(r->cases);
+    otasim_rundb_close(r->db);
+    free(r);
+}
+
+static struct rcase *new_case(struct otasim_runner *r, size_t scen, const struct otasim_fault *f,
+                              struct ota_err *err)
+{
+    struct rcase *c;
+    char label[160];
+    uint32_t h = 2166136261u;
+
+    if (r->n_cases == r->cap_cases) {
+        size_t cap = r->cap_cases ? r->cap_cases * 2 : 64;
+        struct rcase *n = realloc(r->cases, cap * sizeof(*n));
+        if (!n) {
+            ota_ignore(ota_err_set(err, ENOMEM, "out of memory"));
+            return NULL;
+        }
+        r->cases = n;
+        r->cap_cases = cap;
+    }
+    c = &r->cases[r->n_cases];
+    memset(c, 0, sizeof(*c));
+    c->scen = scen;
+    c->fault = *f;
+    c->fault.n_states = 0;
+    c->fault.all_points = 0;
+    c->seed = r->o.seed + r->n_cases;
+    c->equivalent_to = -1;
+    otasim_fault_label(&c->fault, label, sizeof(label));
+    if (c->fault.kind == OTASIM_FAULT_NONE && c->fault.trigger.kind == OTASIM_TRIGGER_NONE)
+        snprintf(c->id, sizeof(c->id), "%s", r->scens[scen].sc.name);
+    else
+        snprintf(c->id, sizeof(c->id), "%s/%s", r->scens[scen].sc.name, label);
+    for (const char *p = c->id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    snprintf(c->device_id, sizeof(c->device_id), "sim-%08x-%llu", h, (unsigned long long)c->seed);
+    r->scens[scen].cases_left++;
+    r->n_cases++;
+    return c;
+}
+
+static int ensure_built(struct otasim_runner *r, struct scen *s, struct ota_err *err)
+{
+    char priv[PATH_MAX], rogue[PATH_MAX];
+
+    if (s->built_ok)
+        return 0;
+    if (otasim_keys(&r->t, priv, s->pub, rogue, sizeof(priv), err) < 0)
+        return -EIO;
+    for (size_t i = 0; i < s->sc.n_rel; i++)
+        if (otasim_build_release(&r->t, &s->sc, &s->sc.rel[i], &s->built[i], err) < 0)
+            return -EIO;
+    s->built_ok = 1;
+    return 0;
+}
+
+/* A fault plan with the scenario's rules once per case device. */
+static int put_plan(struct otasim_runner *r, size_t si, struct ota_err *err)
+{
+    struct scen *s = &r->scens[si];
+    json_t *plan = json_pack("{s:I, s:[]}", "seed", (json_int_t)r->o.seed, "rules");
+    json_t *rules = json_object_get(plan, "rules");
+    char *text = NULL;
+    int rc = 0;
+
+    for (size_t i = 0; i < r->n_cases; i++) {
+        size_t k;
+        json_t *rule;
+        if (r->cases[i].scen != si)
+            continue;
+        json_array_foreach(s->sc.server_faults, k, rule)
+        {
+            json_t *copy = json_deep_copy(rule), *match;
+            char id[160];
+            const char *base = json_string_value(json_object_get(rule, "id"));
+            snprintf(id, sizeof(id), "%s-%zu", base ? base : "rule", i);
+            json_object_set_new(copy, "id", json_string(id));
+            match = json_object_get(copy, "match");
+            if (!match) {
+                match = json_object();
+                json_object_set_new(copy, "match", match);
+            }
+            json_object_set_new(match, "device", json_string(r->cases[i].device_id));
+            json_array_append_new(rules, copy);
+        }
+    }
+    if (ota_json_dump(plan, &text) < 0)
+        rc = ota_err_set(err, ENOMEM, "out of memory");
+    else
+        rc = otasim_server_put_faults(&s->srv, text, err);
+    free(text);
+    json_decref(plan);
+    return rc;
+}
+
+static int ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err)
+{
+    struct scen *s = &r->scens[si];
+    char dir[PATH_MAX + 64];
+
+    if (s->srv_up)
+        return 0;
+    if (ensure_built(r, s, err) < 0)
+        return -EIO;
+    snprintf(dir, sizeof(dir), "%s/server-%zu", r->run_dir, si);
+    if (otasim_server_start(&r->t, dir, &s->srv, err) < 0)
+        return -EIO;
+    s->srv_up = 1;
+    for (size_t i = 0; i < s->sc.n_rel; i++) {
+        const struct otasim_release *rel = &s->sc.rel[i];
+        char out[PATH_MAX + 8];
+        if (rel->factory)
+            continue;
+        snprintf(out, sizeof(out), "%s/out", s->built[i].dir);
+        if (otasim_server_add_release(&r->t, &s->srv, out, rel->publish, err) < 0)
+            return -EIO;
+    }
+    if (s->sc.server_faults && put_plan(r, si, err) < 0)
+        return -EIO;
+    return 0;
+}
+
+static void setup_trial(struct otasim_runner *r, size_t ci)
+{
+    struct rcase *c = &r->cases[ci];
+    struct scen *s = &r->scens[c->scen];
+    struct otasim_trial *tr = &c->tr;
+
+    memset(tr, 0, sizeof(*tr));
+    tr->sc = &s->sc;
+    tr->fault = c->fault;
+    tr->seed = c->seed;
+    ota_strlcpy(tr->device_id, c->device_id, sizeof(tr->device_id));
+    snprintf(tr->dir, sizeof(tr->dir), "%s/case-%zu", r->run_dir, ci);
+    tr->srv = &s->srv;
+    tr->built = s->built;
+    ota_strlcpy(tr->pub, s->pub, sizeof(tr->pub));
+}
+
+/* ---- persistence points ------------------------------------------------- */
+
+/* Cached per scenario file + agent binary, so `--list` and the run agree. */
+static int recording(struct otasim_runner *r, size_t si, struct otasim_recording *ret,
+                     struct ota_err *err)
+{
+    struct scen *s = &r->scens[si];
+    char key[PATH_MAX * 2 + 64], hex[65], path[PATH_MAX + 128], *text = NULL;
+    uint8_t d[32];
+    struct stat sa, ss;
+    struct ota_sha256 *h;
+    size_t n;
+    int rc;
+
+    if (stat(r->t.agent, &sa) < 0 || stat(s->sc.path, &ss) < 0)
+        return ota_err_set(err, errno, "stat: %s", strerror(errno));
+    snprintf(key, sizeof(key), "%s|%lld|%lld|%s|%lld|%s", r->t.agent, (long long)sa.st_mtime,
+             (long long)sa.st_size, s->sc.path, (long long)ss.st_mtime,
+             otasim_fault_kind_names[s->sc.fault.kind]);
+    h = ota_sha256_new();
+    if (!h || ota_sha256_update(h, key, strlen(key)) < 0 || ota_sha256_final(h, d) < 0) {
+        ota_sha256_free(h);
+        return ota_err_set(err, EIO, "sha256 failed");
+    }
+    ota_sha256_free(h);
+    ota_hex_encode(d, 16, hex);
+    snprintf(path, sizeof(path), "%s/cache/recordings/%s", r->t.work, hex);
+    if (ota_fs_read_all(path, 1 << 24, &text, &n, NULL) == 0 && n > 8) {
+        uint64_t calls;
+        memcpy(&calls, text, 8);
+        if (n == 8 + calls + 2) {
+            ret->calls = calls;
+            ret->distinct = malloc(calls + 2);
+            if (!ret->distinct) {
+                free(text);
+                return ota_err_set(err, ENOMEM, "out of memory");
+            }
+            memcpy(ret->distinct, text + 8, calls + 2);
+            ret->n_distinct = 0;
+            for (uint64_t i = 1; i <= calls; i++)
+                ret->n_distinct += ret->distinct[i];
+            free(text);
+            return 0;
+        }
+    }
+    free(text);
+    {
+        struct otasim_trial tr;
+        char dir[PATH_MAX + 64];
+        struct rcase tmpc;
+        memset(&tmpc, 0, sizeof(tmpc));
+        if (ensure_server(r, si, err) < 0)
+            return -EIO;
+        memset(&tr, 0, sizeof(tr));
+        tr.sc = &s->sc;
+        tr.seed = r->o.seed;
+        snprintf(tr.device_id, sizeof(tr.device_id), "rec-%.8s-%d", hex, (int)getpid());
+        snprintf(dir, sizeof(dir), "%s/record-%zu", r->run_dir, si);
+        ota_strlcpy(tr.dir, dir, sizeof(tr.dir));
+        tr.srv = &s->srv;
+        tr.built = s->built;
+        ota_strlcpy(tr.pub, s->pub, sizeof(tr.pub));
+        rc = otasim_record(&r->t, &tr, ret, err);
+        otasim_trial_free(&tr);
+        if (rc < 0)
+            return rc;
+    }
+    {
+        size_t len = 8 + ret->calls + 2;
+        char *buf = malloc(len), dir[PATH_MAX + 64];
+        if (buf) {
+            memcpy(buf, &ret->calls, 8);
+            memcpy(buf + 8, ret->distinct, ret->calls + 2);
+            snprintf(dir, sizeof(dir), "%s/cache/recordings", r->t.work);
+            if (ota_fs_mkdirs(dir, NULL) == 0)
+                ota_ignore(ota_fs_write_atomic(path, buf, len, 0644, NULL));
+            free(buf);
+        }
+    }
+    return 0;
+}
+
+static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
+{
+    struct scen *s = &r->scens[si];
+    struct otasim_fault f = s->sc.fault;
+
+    if (f.n_states > 0) {
+        for (size_t i = 0; i < f.n_states; i++) {
+            struct otasim_fault g = f;
+            g.trigger.kind = OTASIM_TRIGGER_STATE;
+            ota_strlcpy(g.trigger.state, f.states[i], sizeof(g.trigger.state));
+            g.trigger.nth = 1;
+            if (!new_case(r, si, &g, err))
+                return -ENOMEM;
+        }
+        return 0;
+    }
+    if (f.all_points) {
+        struct otasim_recording rec = {0};
+        long rep = -1;
+        if (recording(r, si, &rec, err) < 0)
+            return -EIO;
+        for (uint64_t n = 1; n <= rec.calls; n++) {
+            struct otasim_fault g = f;
+            struct rcase *c;
+            g.trigger.kind = OTASIM_TRIGGER_POINT;
+            g.trigger.point = n;
+            c = new_case(r, si, &g, err);
+            if (!c) {
+                otasim_recording_free(&rec);
+                return -ENOMEM;
+            }
+            if (rec.distinct[n] || r->o.exhaustive || rep < 0)
+                rep = (long)(c - r->cases);
+            else
+                c->equivalent_to = rep;
+        }
+        otasim_recording_free(&rec);
+        return 0;
+    }
+    return new_case(r, si, &f, err) ? 0 : -ENOMEM;
+}
+
+int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
+                      const struct otasim_fault *override, struct ota_err *err)
+{
+    struct scen *n = realloc(r->scens, (r->n_scens + 1) * sizeof(*n));
+
+    if (!n)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    r->scens = n;
+    memset(&n[r->n_scens], 0, sizeof(n[0]));
+    n[r->n_scens].sc = *sc;
+    if (override) {
+        n[r->n_scens].sc.fault.kind = override->kind;
+        n[r->n_scens].sc.fault.trigger = override->trigger;
+        n[r->n_scens].sc.fault.n_states = 0;
+        n[r->n_scens].sc.fault.all_points = 0;
+    }
+    memset(sc, 0, sizeof(*sc));
+    r->n_scens++;
+    if (ota_fs_mkdirs(r->run_dir, err) < 0)
+        return -EIO;
+    return expand(r, r->n_scens - 1, err);
+}
+
+/* matrix.yaml: {matrix: [{scenario: FILE, kinds: [...], states: [...]} |
+ *                        {scenario: FILE, kinds: [...], points: all}]}
+ * FILE is relative to the matrix file. */
+int otasim_runner_add_matrix(struct otasim_runner *r, const char *path, struct ota_err *err)
+{
+    char *text = NULL, dir[PATH_MAX];
+    json_t *root = NULL, *list, *e;
+    size_t n, i;
+    int rc = 0;
+
+    if ((rc = ota_fs_read_all(path, 1 << 20, &text, &n, err)) < 0)
+        return rc;
+    if ((rc = ota_yaml_to_json(text, n, &root, err)) < 0)
+        goto out;
+    ota_strlcpy(dir, path, sizeof(dir));
+    if (strrchr(dir, '/'))
+        *strrchr(dir, '/') = '\0';
+    else
+        ota_strlcpy(dir, ".", sizeof(dir));
+    list = json_object_get(root, "matrix");
+    if (!json_is_array(list)) {
+        rc = ota_err_set(err, EINVAL, "%s: want {matrix: [...]}", path);
+        goto out;
+    }
+    json_array_foreach(list, i, e)
+    {
+        const char *file = json_string_value(json_object_get(e, "scenario"));
+        json_t *kinds = json_object_get(e, "kinds"), *states = json_object_get(e, "states");
+        json_t *points = json_object_get(e, "points"), *k;
+        char sp[PATH_MAX * 2];
+        size_t ki;
+        if (!file || !json_is_array(kinds) || (!states && !points)) {
+            rc = ota_err_set(err, EINVAL,
+                             "%s: matrix[%zu] needs scenario, kinds and states or points", path, i);
+            goto out;
+        }
+        snprintf(sp, sizeof(sp), "%s/%s", dir, file);
+        json_array_foreach(kinds, ki, k)
+        {
+            struct otasim_scenario sc;
+            enum otasim_fault_kind kind;
+            if ((rc = otasim_scenario_load(sp, &sc, err)) < 0)
+                goto out;
+            if (!json_is_string(k) ||
+                (rc = otasim_fault_kind_parse(json_string_value(k), &kind, err)) < 0) {
+                otasim_scenario_release(&sc);
+                rc = rc < 0 ? rc : ota_err_set(err, EINVAL, "%s: matrix kinds: strings", path);
+                goto out;
+            }
+            memset(&sc.fault, 0, sizeof(sc.fault));
+            sc.fault.kind = kind;
+            if (states) {
+                size_t si;
+                json_t *st;
+                json_array_foreach(states, si, st)
+                {
+                    if (si >= OTASIM_MAX_STATES || !json_is_string(st))
+                        continue;
+                    ota_strlcpy(sc.fault.states[si], json_string_value(st),
+                                sizeof(sc.fault.states[si]));
+                    sc.fault.n_states = si + 1;
+                }
+            } else {
+                sc.fault.all_points = 1;
+                sc.fault.trigger.kind = OTASIM_TRIGGER_POINT;
+            }
+            /* the matrix asserts the invariants; the file's expect is for its own fault */
+            memset(&sc.expect, 0, sizeof(sc.expect));
+            if ((rc = otasim_runner_add(r, &sc, NULL, err)) < 0)
+                goto out;
+        }
+    }
+out:
+    json_decref(root);
+    free(text);
+    return rc;
+}
+
+/* ---- running ------------------------------------------------------------- */
+
+static int save_result(const struct otasim_trial *tr, const char *path)
+{
+    size_t sl = tr->state_lines ? strlen(tr->state_lines) : 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int ok;
+
+    if (fd < 0)
+        return -errno;
+    ok = write(fd, tr, sizeof(*tr)) == (ssize_t)sizeof(*tr) &&
+         write(fd, &sl, sizeof(sl)) == (ssize_t)sizeof(sl) &&
+         (sl == 0 || write(fd, tr->state_lines, sl) == (ssize_t)sl);
+    close(fd);
+    return ok ? 0 : -EIO;
+}
+
+static void load_result(struct rcase *c, const char *path)
+{
+    struct otasim_trial keep = c->tr;
+    char *text = NULL;
+    size_t n = 0, sl;
+
+    if (ota_fs_read_all(path, 1 << 26, &text, &n, NULL) < 0 || n < sizeof(c->tr) + sizeof(sl)) {
+        c->tr.outcome = OTASIM_ERROR;
+        snprintf(c->tr.detail, sizeof(c->tr.detail), "harness: the trial process left no result");
+        free(text);
+        return;
+    }
+    memcpy(&c->tr, text, sizeof(c->tr));
+    memcpy(&sl, text + sizeof(c->tr), sizeof(sl));
+    /* pointers are the parent's own */
+    c->tr.sc = keep.sc;
+    c->tr.srv = keep.srv;
+    c->tr.built = keep.built;
+    c->tr.state_lines = NULL;
+    if (sl && sizeof(c->tr) + sizeof(sl) + sl <= n) {
+        c->tr.state_lines = malloc(sl + 1);
+        if (c->tr.state_lines) {
+            memcpy(c->tr.state_lines, text + sizeof(c->tr) + sizeof(sl), sl);
+            c->tr.state_lines[sl] = '\0';
+        }
+    }
+    free(text);
+}
+
+static void child_main(struct otasim_runner *r, size_t ci)
+{
+    struct rcase *c = &r->cases[ci];
+    struct ota_err e = {0};
+    char path[PATH_MAX + 16];
+
+    signal(SIGINT, SIG_DFL);
+    if (otasim_trial_run(&r->t, &c->tr, &e) < 0) {
+        c->tr.outcome = OTASIM_ERROR;
+        snprintf(c->tr.detail, sizeof(c->tr.detail), "harness: %s", e.reason);
+    }
+    snprintf(path, sizeof(path), "%s.result", c->tr.dir);
+    _exit(save_result(&c->tr, path) == 0 ? 0 : 3);
+}
+
+static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, int64_t t0,
+                     int final)
+{
+    double min = (double)(otasim_now_ms() - t0) / 60000.0;
+    uint64_t done = s->passed + s->failed + s->errors;
+
+    if (r->o.quiet)
+        return;
+    fprintf(stderr,
+            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  (%llu by equivalence)  %.0f/min%s",
+            isatty(2) ? "\r" : "", (unsigned long long)done, (unsigned long long)s->cases,
+            (unsigned long long)s->passed, (unsigned long long)s->failed,
+            (unsigned long long)s->errors, (unsigned long long)s->equivalent,
+            min > 0 ? (double)done / min : 0.0, final || !isatty(2) ? "\n" : "");
+}
+
+static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *s)
+{
+    struct rcase *c = &r->cases[ci];
+    struct ota_err e = {0};
+    char repro[PATH_MAX * 3];
+    const char *eq = c->equivalent_to >= 0 ? r->cases[c->equivalent_to].id : "";
+
+    otasim_reproduce_cmd(&r->t, &c->tr, repro, sizeof(repro));
+    if (c->tr.outcome == OTASIM_PASS)
+        s->passed++;
+    else if (c->tr.outcome == OTASIM_FAIL)
+        s->failed++;
+    else
+        s->errors++;
+    if (c->tr.outcome != OTASIM_PASS && c->equivalent_to < 0 && !r->o.quiet) {
+        fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r" : "", c->id,
+                c->tr.detail, repro);
+    }
+    if (r->db && otasim_rundb_add(r->db, r->run_id, c->id, &c->tr, repro, eq, &e) < 0)
+        fprintf(stderr, "ota-sim: %s\n", e.reason);
+}
+
+int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, struct ota_err *err)
+{
+    struct otasim_run_stats s = {0};
+    char dbp[PATH_MAX + 32];
+    size_t next = 0, running = 0, done = 0, to_run = 0;
+    int64_t t0 = otasim_now_ms(), last = 0;
+    int rc = 0;
+
+    s.cases = r->n_cases;
+    if (r->o.only_case) {
+        int found = 0;
+        for (size_t i = 0; i < r->n_cases; i++) {
+            if (strcmp(r->cases[i].id, r->o.only_case) == 0) {
+                found = 1;
+                r->cases[i].equivalent_to = -1;
+            } else {
+                r->cases[i].done = 1;
+            }
+        }
+        if (!found)
+            return ota_err_set(err, ENOENT, "no case '%s' (see --list)", r->o.only_case);
+        s.cases = 1;
+    }
+    if (r->o.list) {
+        for (size_t i = 0; i < r->n_cases; i++)
+            if (!r->cases[i].done)
+                printf("%s\n", r->cases[i].id);
+        *ret = s;
+        return 0;
+    }
+    snprintf(dbp, sizeof(dbp), "%s/runs.db", r->t.work);
+    if ((rc = otasim_rundb_open(r->o.db_path ? r->o.db_path : dbp, &r->db, err)) < 0 ||
+        (rc = otasim_rundb_begin(r->db, r->o.command ? r->o.command : "", r->t.agent, &r->run_id,
+                                 err)) < 0)
+        return rc;
+    /* servers started early (recordings) learn the devices of every case now */
+    for (size_t i = 0; i < r->n_scens; i++)
+        if (r->scens[i].srv_up && r->scens[i].sc.server_faults && (rc = put_plan(r, i, err)) < 0)
+            return rc;
+    for (size_t i = 0; i < r->n_cases; i++) {
+        if (r->cases[i].done)
+            continue;
+        if (r->cases[i].equivalent_to >= 0)
+            s.equivalent++;
+        else
+            to_run++;
+    }
+    while (done < to_run && !(r->o.fail_fast && (s.failed || s.errors) && running == 0)) {
+        while (running < (size_t)r->o.jobs && next < r->n_cases &&
+               !(r->o.fail_fast && (s.failed || s.errors))) {
+            struct rcase *c = &r->cases[next];
+            pid_t pid;
+            if (c->done || c->equivalent_to >= 0) {
+                next++;
+                continue;
+            }
+            if ((rc = ensure_server(r, c->scen, err)) < 0)
+                goto out;
+            setup_trial(r, next);
+            fflush(NULL);
+            pid = fork();
+            if (pid < 0) {
+                rc = ota_err_set(err, errno, "fork: %s", strerror(errno));
+                goto out;
+            }
+            if (pid == 0)
+                child_main(r, next);
+            c->pid = pid;
+            running++;
+            next++;
+        }
+        {
+            int st;
+            pid_t pid = waitpid(-1, &st, 0);
+            if (pid < 0) {
+                if (errno == EINTR)
+                    continue;
+                rc = ota_err_set(err, errno, "waitpid: %s", strerror(errno));
+                goto out;
+            }
+            for (size_t i = 0; i < r->n_cases; i++) {
+                struct rcase *c = &r->cases[i];
+                char path[PATH_MAX + 16];
+                if (c->pid != pid || c->done)
+                    continue;
+                c->done = 1;
+                running--;
+                done++;
+                snprintf(path, sizeof(path), "%s.result", c->tr.dir);
+                load_result(c, path);
+                unlink(path);
+                s.run++;
+                record(r, i, &s);
+                if (--r->scens[c->scen].cases_left == 0)
+                    otasim_server_stop(&r->scens[c->scen].srv);
+                break;
+            }
+        }
+        if (otasim_now_ms() - last > 1000 || done == to_run) {
+            progress(r, &s, t0, 0);
+            last = otasim_now_ms();
+        }
+    }
+    /* crash points that cannot differ from a run one: the same result */
+    for (size_t i = 0; i < r->n_cases; i++) {
+        struct rcase *c = &r->cases[i];
+        if (c->done || c->equivalent_to < 0 || !r->cases[c->equivalent_to].done)
+            continue;
+        struct rcase *rep = &r->cases[c->equivalent_to];
+        uint64_t point = c->fault.trigger.point;
+        c->tr = rep->tr;
+        c->tr.state_lines = rep->tr.state_lines ? strdup(rep->tr.state_lines) : NULL;
+        c->tr.fault.trigger.point = point;
+        c->tr.seed = c->seed;
+        ota_strlcpy(c->tr.device_id, rep->device_id, sizeof(c->tr.device_id));
+        c->done = 1;
+        record(r, i, &s);
+    }
+    progress(r, &s, t0, 1);
+    if ((rc = otasim_rundb_end(r->db, r->run_id, err)) < 0)
+        goto out;
+    if (r->o.junit_path && (rc = otasim_rundb_junit(r->db, r->run_id, r->o.junit_path, err)) < 0)
+        goto out;
+    if (!r->t.keep && s.failed == 0 && s.errors == 0)
+        ota_ignore(ota_fs_remove_tree(r->run_dir, NULL));
+out:
+    if (rc < 0) {
+        for (size_t i = 0; i < r->n_cases; i++)
+            if (r->cases[i].pid > 0 && !r->cases[i].done) {
+                int st;
+                kill(r->cases[i].pid, SIGKILL);
+                ota_ignore(otasim_wait(r->cases[i].pid, -1, &st));
+            }
+    }
+    s.wall_ms = otasim_now_ms() - t0;
+    *ret = s;
+    return rc;
+}

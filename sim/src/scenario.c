@@ -1,0 +1,516 @@
+/* Scenario files: YAML (or JSON) -> struct otasim_scenario, strictly.
+ * Both syntaxes go through one jansson tree (ota_yaml_to_json accepts
+ * JSON too, as YAML's flow style), so one validator serves both. */
+#include "otasim/scenario.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "ota/yaml.h"
+
+const char *const otasim_profile_names[OTASIM_PROFILE_MAX] = {"app", "rootfs"};
+const char *const otasim_fault_kind_names[OTASIM_FAULT_KIND_MAX] = {
+    "none",      "power-cut",  "agent-crash",     "disk-full",    "eio",
+    "partition", "clock-jump", "corrupt-bootenv", "service-crash"};
+const char *const otasim_trigger_kind_names[OTASIM_TRIGGER_KIND_MAX] = {"start", "state", "point",
+                                                                        "fault-point"};
+const char *const otasim_report_expect_names[OTASIM_EXPECT_REPORT_MAX] = {"any", "success",
+                                                                          "failure", "none"};
+
+static const char *const agent_states[] = {
+    "IDLE",      "CHECKING",  "DOWNLOADING",  "VERIFYING",  "INSTALLING",
+    "SWITCHING", "REBOOTING", "HEALTH_CHECK", "COMMITTING", "ROLLING_BACK"};
+
+static int lookup(const char *const *names, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Every key of obj must be in allowed (NULL-terminated). */
+static int only_keys(const json_t *obj, const char *where, const char *const *allowed,
+                     struct ota_err *err)
+{
+    const char *k;
+    json_t *v;
+
+    if (!json_is_object(obj))
+        return ota_err_set(err, EINVAL, "%s: must be a mapping", where);
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        size_t i = 0;
+        (void)v;
+        while (allowed[i] && strcmp(allowed[i], k) != 0)
+            i++;
+        if (!allowed[i])
+            return ota_err_set(err, EINVAL, "%s: unknown key '%s'", where, k);
+    }
+    return 0;
+}
+
+static int opt_str(const json_t *obj, const char *where, const char *key, char *buf, size_t cap,
+                   struct ota_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    const char *s;
+
+    if (!v)
+        return 0;
+    /* YAML scalars like 2.0 or 1 arrive typed; a version is text. */
+    if (json_is_string(v))
+        s = json_string_value(v);
+    else
+        return ota_err_set(err, EINVAL, "%s.%s: must be a string (quote it)", where, key);
+    if (strlen(s) >= cap)
+        return ota_err_set(err, ENAMETOOLONG, "%s.%s: longer than %zu", where, key, cap - 1);
+    ota_strlcpy(buf, s, cap);
+    return 0;
+}
+
+static int opt_int(const json_t *obj, const char *where, const char *key, long long min,
+                   long long max, long long *inout, struct ota_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+        return ota_err_set(err, EINVAL, "%s.%s: must be an integer in [%lld, %lld]", where, key,
+                           min, max);
+    *inout = json_integer_value(v);
+    return 0;
+}
+
+static int opt_bool(const json_t *obj, const char *where, const char *key, int *inout,
+                    struct ota_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v))
+        return ota_err_set(err, EINVAL, "%s.%s: must be true or false", where, key);
+    *inout = json_is_true(v);
+    return 0;
+}
+
+static int check_state(const char *s, const char *where, struct ota_err *err)
+{
+    if (lookup(agent_states, sizeof(agent_states) / sizeof(agent_states[0]), s) < 0)
+        return ota_err_set(err, EINVAL, "%s: unknown agent state '%s'", where, s);
+    return 0;
+}
+
+int otasim_fault_kind_parse(const char *text, enum otasim_fault_kind *ret, struct ota_err *err)
+{
+    int i = lookup(otasim_fault_kind_names, OTASIM_FAULT_KIND_MAX, text);
+
+    if (i < 0)
+        return ota_err_set(err, EINVAL, "unknown fault kind '%s'", text);
+    *ret = (enum otasim_fault_kind)i;
+    return 0;
+}
+
+/* "state:SWITCHING[#2]", "point:57", "fault-point:NAME", "start". */
+int otasim_trigger_parse(const char *text, struct otasim_trigger *ret, struct ota_err *err)
+{
+    struct otasim_trigger t = {0};
+    const char *colon = strchr(text, ':');
+    char *end;
+
+    if (strcmp(text, "start") == 0 || strcmp(text, "none") == 0) {
+        *ret = t;
+        return 0;
+    }
+    if (!colon)
+        return ota_err_set(err, EINVAL,
+                           "trigger '%s': want state:NAME, point:N or fault-point:NAME", text);
+    if (strncmp(text, "state:", 6) == 0) {
+        const char *hash = strchr(colon + 1, '#');
+        size_t n = hash ? (size_t)(hash - colon - 1) : strlen(colon + 1);
+        if (n >= sizeof(t.state))
+            return ota_err_set(err, EINVAL, "trigger '%s': state name too long", text);
+        memcpy(t.state, colon + 1, n);
+        t.nth = 1;
+        if (hash) {
+            long v = strtol(hash + 1, &end, 10);
+            if (*end || v < 1 || v > 100)
+                return ota_err_set(err, EINVAL, "trigger '%s': bad #N", text);
+            t.nth = (int)v;
+        }
+        t.kind = OTASIM_TRIGGER_STATE;
+        if (check_state(t.state, "trigger", err) < 0)
+            return -EINVAL;
+    } else if (strncmp(text, "point:", 6) == 0) {
+        unsigned long long v = strtoull(colon + 1, &end, 10);
+        if (*end || v < 1)
+            return ota_err_set(err, EINVAL, "trigger '%s': point must be >= 1", text);
+        t.kind = OTASIM_TRIGGER_POINT;
+        t.point = v;
+    } else if (strncmp(text, "fault-point:", 12) == 0) {
+        if (strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof(t.fault_point))
+            return ota_err_set(err, EINVAL, "trigger '%s': bad fault point name", text);
+        t.kind = OTASIM_TRIGGER_FAULT_POINT;
+        ota_strlcpy(t.fault_point, colon + 1, sizeof(t.fault_point));
+    } else {
+        return ota_err_set(err, EINVAL, "trigger '%s': want state:, point: or fault-point:", text);
+    }
+    *ret = t;
+    return 0;
+}
+
+void otasim_fault_label(const struct otasim_fault *f, char *buf, size_t cap)
+{
+    const char *k = otasim_fault_kind_names[f->kind];
+
+    switch (f->trigger.kind) {
+    case OTASIM_TRIGGER_STATE:
+        if (f->trigger.nth > 1)
+            snprintf(buf, cap, "%s@state:%s#%d", k, f->trigger.state, f->trigger.nth);
+        else
+            snprintf(buf, cap, "%s@state:%s", k, f->trigger.state);
+        break;
+    case OTASIM_TRIGGER_POINT:
+        snprintf(buf, cap, "%s@point:%llu", k, (unsigned long long)f->trigger.point);
+        break;
+    case OTASIM_TRIGGER_FAULT_POINT:
+        snprintf(buf, cap, "%s@fault-point:%s", k, f->trigger.fault_point);
+        break;
+    default:
+        snprintf(buf, cap, "%s", k);
+        break;
+    }
+}
+
+static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_err *err)
+{
+    static const char *const keys[] = {
+        "profile", "source", "device_type", "health_window_ms", "health_interval_ms", NULL};
+    char profile[16] = "app";
+    long long v;
+    int i;
+
+    if (!d)
+        return 0;
+    if (only_keys(d, "device", keys, err) < 0 ||
+        opt_str(d, "device", "profile", profile, sizeof(profile), err) < 0 ||
+        opt_str(d, "device", "source", s->source, sizeof(s->source), err) < 0 ||
+        opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type), err) < 0)
+        return -EINVAL;
+    i = lookup(otasim_profile_names, OTASIM_PROFILE_MAX, profile);
+    if (i < 0)
+        return ota_err_set(err, EINVAL, "device.profile: '%s' is not app or rootfs", profile);
+    s->profile = (enum otasim_profile)i;
+    if (strcmp(s->source, "fleet") != 0 && strcmp(s->source, "github") != 0)
+        return ota_err_set(err, EINVAL, "device.source: '%s' is not fleet or github", s->source);
+    v = s->health_window_ms;
+    if (opt_int(d, "device", "health_window_ms", 0, 600000, &v, err) < 0)
+        return -EINVAL;
+    s->health_window_ms = (int)v;
+    v = s->health_interval_ms;
+    if (opt_int(d, "device", "health_interval_ms", 10, 60000, &v, err) < 0)
+        return -EINVAL;
+    s->health_interval_ms = (int)v;
+    return 0;
+}
+
+static int parse_release(const json_t *r, size_t idx, struct otasim_scenario *s,
+                         struct otasim_release *rel, struct ota_err *err)
+{
+    static const char *const keys[] = {"version",     "variant",     "format",
+                                       "device_type", "min_version", "publish",
+                                       "signature",   "factory",     NULL};
+    char where[32], sig[16] = "good";
+
+    snprintf(where, sizeof(where), "releases[%zu]", idx);
+    memset(rel, 0, sizeof(*rel));
+    rel->publish = 1;
+    if (only_keys(r, where, keys, err) < 0 ||
+        opt_str(r, where, "version", rel->version, sizeof(rel->version), err) < 0 ||
+        opt_str(r, where, "variant", rel->variant, sizeof(rel->variant), err) < 0 ||
+        opt_str(r, where, "format", rel->format, sizeof(rel->format), err) < 0 ||
+        opt_str(r, where, "device_type", rel->device_type, sizeof(rel->device_type), err) < 0 ||
+        opt_str(r, where, "min_version", rel->min_version, sizeof(rel->min_version), err) < 0 ||
+        opt_bool(r, where, "publish", &rel->publish, err) < 0 ||
+        opt_str(r, where, "signature", sig, sizeof(sig), err) < 0 ||
+        opt_bool(r, where, "factory", &rel->factory, err) < 0)
+        return -EINVAL;
+    if (!rel->version[0])
+        return ota_err_set(err, EINVAL, "%s.version: required", where);
+    if (strcmp(sig, "good") != 0 && strcmp(sig, "bad") != 0)
+        return ota_err_set(err, EINVAL, "%s.signature: 'good' or 'bad'", where);
+    rel->bad_signature = strcmp(sig, "bad") == 0;
+    if (!rel->variant[0])
+        ota_strlcpy(rel->variant, s->profile == OTASIM_PROFILE_APP ? "video-app" : "good",
+                    sizeof(rel->variant));
+    if (!rel->format[0])
+        ota_strlcpy(rel->format, s->profile == OTASIM_PROFILE_APP ? "tar.gz" : "raw",
+                    sizeof(rel->format));
+    if (s->profile == OTASIM_PROFILE_APP) {
+        if (strncmp(rel->variant, "video-app", 9) != 0 || strchr(rel->variant, '/'))
+            return ota_err_set(err, EINVAL, "%s.variant: '%s' is not a video-app build", where,
+                               rel->variant);
+        if (strcmp(rel->format, "tar.gz") != 0 && strcmp(rel->format, "deb") != 0)
+            return ota_err_set(err, EINVAL, "%s.format: tar.gz or deb", where);
+    } else {
+        if (strcmp(rel->variant, "good") != 0 && strcmp(rel->variant, "broken") != 0)
+            return ota_err_set(err, EINVAL, "%s.variant: 'good' or 'broken' for a rootfs", where);
+        if (strcmp(rel->format, "raw") != 0 && strcmp(rel->format, "gz") != 0)
+            return ota_err_set(err, EINVAL, "%s.format: raw or gz for a rootfs", where);
+    }
+    return 0;
+}
+
+static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_err *err)
+{
+    static const char *const keys[] = {"kind",        "trigger", "path",   "count",
+                                       "duration_ms", "jump_s",  "server", NULL};
+    static const char *const tkeys[] = {"state",       "nth",    "point", "points",
+                                        "fault_point", "states", NULL};
+    struct otasim_fault *ft = &s->fault;
+    char kind[32] = "none";
+    json_t *t, *v;
+    long long n;
+
+    if (!f)
+        return 0;
+    if (only_keys(f, "fault", keys, err) < 0 ||
+        opt_str(f, "fault", "kind", kind, sizeof(kind), err) < 0 ||
+        otasim_fault_kind_parse(kind, &ft->kind, err) < 0 ||
+        opt_str(f, "fault", "path", ft->path_glob, sizeof(ft->path_glob), err) < 0)
+        return -EINVAL;
+    n = 0;
+    if (opt_int(f, "fault", "count", 0, 1000000, &n, err) < 0)
+        return -EINVAL;
+    ft->count = (int)n;
+    n = 3000;
+    if (opt_int(f, "fault", "duration_ms", 1, 600000, &n, err) < 0)
+        return -EINVAL;
+    ft->duration_ms = (int)n;
+    n = 0;
+    if (opt_int(f, "fault", "jump_s", -100LL * 365 * 86400, 100LL * 365 * 86400, &n, err) < 0)
+        return -EINVAL;
+    ft->jump_s = n;
+    v = json_object_get(f, "server");
+    if (v) {
+        if (!json_is_array(v))
+            return ota_err_set(err, EINVAL, "fault.server: a list of fault-plan rules");
+        s->server_faults = json_incref(v);
+    }
+    t = json_object_get(f, "trigger");
+    if (!t)
+        return 0;
+    if (json_is_string(t))
+        return otasim_trigger_parse(json_string_value(t), &ft->trigger, err) < 0 ? -EINVAL : 0;
+    if (only_keys(t, "fault.trigger", tkeys, err) < 0)
+        return -EINVAL;
+    if ((v = json_object_get(t, "state"))) {
+        ft->trigger.kind = OTASIM_TRIGGER_STATE;
+        if (opt_str(t, "fault.trigger", "state", ft->trigger.state, sizeof(ft->trigger.state),
+                    err) < 0 ||
+            check_state(ft->trigger.state, "fault.trigger.state", err) < 0)
+            return -EINVAL;
+        n = 1;
+        if (opt_int(t, "fault.trigger", "nth", 1, 100, &n, err) < 0)
+            return -EINVAL;
+        ft->trigger.nth = (int)n;
+    } else if ((v = json_object_get(t, "point"))) {
+        n = 0;
+        if (opt_int(t, "fault.trigger", "point", 1, 1LL << 40, &n, err) < 0)
+            return -EINVAL;
+        ft->trigger.kind = OTASIM_TRIGGER_POINT;
+        ft->trigger.point = (uint64_t)n;
+    } else if ((v = json_object_get(t, "points"))) {
+        if (!json_is_string(v) || strcmp(json_string_value(v), "all") != 0)
+            return ota_err_set(err, EINVAL, "fault.trigger.points: only 'all'");
+        ft->all_points = 1;
+        ft->trigger.kind = OTASIM_TRIGGER_POINT;
+    } else if ((v = json_object_get(t, "fault_point"))) {
+        ft->trigger.kind = OTASIM_TRIGGER_FAULT_POINT;
+        if (opt_str(t, "fault.trigger", "fault_point", ft->trigger.fault_point,
+                    sizeof(ft->trigger.fault_point), err) < 0)
+            return -EINVAL;
+    } else if ((v = json_object_get(t, "states"))) {
+        size_t i;
+        json_t *e;
+        if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > OTASIM_MAX_STATES)
+            return ota_err_set(err, EINVAL, "fault.trigger.states: a list of 1..%d states",
+                               OTASIM_MAX_STATES);
+        json_array_foreach(v, i, e)
+        {
+            if (!json_is_string(e) || strlen(json_string_value(e)) >= sizeof(ft->states[0]))
+                return ota_err_set(err, EINVAL, "fault.trigger.states[%zu]: a state name", i);
+            ota_strlcpy(ft->states[i], json_string_value(e), sizeof(ft->states[0]));
+            if (check_state(ft->states[i], "fault.trigger.states", err) < 0)
+                return -EINVAL;
+        }
+        ft->n_states = json_array_size(v);
+        ft->trigger.kind = OTASIM_TRIGGER_STATE;
+        ota_strlcpy(ft->trigger.state, ft->states[0], sizeof(ft->trigger.state));
+        ft->trigger.nth = 1;
+    }
+    return 0;
+}
+
+static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_err *err)
+{
+    static const char *const keys[] = {
+        "version",       "slot",           "report",       "recover_within_s",
+        "min_health_ms", "exact_download", "min_attempts", NULL};
+    struct otasim_expect *x = &s->expect;
+    char report[16] = "any";
+    long long n;
+    int i;
+
+    if (!e)
+        return 0;
+    if (only_keys(e, "expect", keys, err) < 0 ||
+        opt_str(e, "expect", "version", x->version, sizeof(x->version), err) < 0 ||
+        opt_str(e, "expect", "slot", x->slot, sizeof(x->slot), err) < 0 ||
+        opt_str(e, "expect", "report", report, sizeof(report), err) < 0 ||
+        opt_bool(e, "expect", "exact_download", &x->exact_download, err) < 0)
+        return -EINVAL;
+    if (x->slot[0] && strcmp(x->slot, "a") != 0 && strcmp(x->slot, "b") != 0)
+        return ota_err_set(err, EINVAL, "expect.slot: a or b");
+    i = lookup(otasim_report_expect_names, OTASIM_EXPECT_REPORT_MAX, report);
+    if (i < 0)
+        return ota_err_set(err, EINVAL, "expect.report: any, success, failure or none");
+    x->report = (enum otasim_report_expect)i;
+    n = 0;
+    if (opt_int(e, "expect", "recover_within_s", 0, 3600, &n, err) < 0)
+        return -EINVAL;
+    x->recover_within_s = (int)n;
+    n = 0;
+    if (opt_int(e, "expect", "min_health_ms", 0, 3600000, &n, err) < 0)
+        return -EINVAL;
+    x->min_health_ms = (int)n;
+    n = 0;
+    if (opt_int(e, "expect", "min_attempts", 0, 100, &n, err) < 0)
+        return -EINVAL;
+    x->min_attempts = (int)n;
+    return 0;
+}
+
+int otasim_scenario_parse(const char *text, size_t n, const char *path, struct otasim_scenario *ret,
+                          struct ota_err *err)
+{
+    static const char *const keys[] = {"name",  "description", "device", "releases",
+                                       "fault", "expect",      "passes", NULL};
+    struct otasim_scenario s;
+    json_t *root = NULL, *rels, *r;
+    const char *base;
+    long long passes = 8;
+    size_t i;
+    int factories = 0, rc = -EINVAL;
+
+    memset(&s, 0, sizeof(s));
+    ota_strlcpy(s.source, "fleet", sizeof(s.source));
+    ota_strlcpy(s.device_type, "rpi3b", sizeof(s.device_type));
+    s.health_window_ms = 500;
+    s.health_interval_ms = 100;
+    ota_strlcpy(s.path, path ? path : "", sizeof(s.path));
+    base = path ? strrchr(path, '/') : NULL;
+    base = base ? base + 1 : (path ? path : "scenario");
+    ota_strlcpy(s.name, base, sizeof(s.name));
+    if (strrchr(s.name, '.'))
+        *strrchr(s.name, '.') = '\0';
+
+    if (ota_yaml_to_json(text, n, &root, err) < 0)
+        goto out;
+    if (only_keys(root, "scenario", keys, err) < 0 ||
+        opt_str(root, "scenario", "name", s.name, sizeof(s.name), err) < 0 ||
+        opt_str(root, "scenario", "description", s.description, sizeof(s.description), err) < 0 ||
+        opt_int(root, "scenario", "passes", 1, 50, &passes, err) < 0 ||
+        parse_device(json_object_get(root, "device"), &s, err) < 0)
+        goto out;
+    s.passes = (int)passes;
+    rels = json_object_get(root, "releases");
+    if (!json_is_array(rels) || json_array_size(rels) < 1 ||
+        json_array_size(rels) > OTASIM_MAX_RELEASES) {
+        ota_err_set(err, EINVAL, "releases: a list of 1..%d releases", OTASIM_MAX_RELEASES);
+        goto out;
+    }
+    json_array_foreach(rels, i, r)
+    {
+        if (parse_release(r, i, &s, &s.rel[i], err) < 0)
+            goto out;
+        factories += s.rel[i].factory;
+        if (!s.rel[i].device_type[0])
+            ota_strlcpy(s.rel[i].device_type, s.device_type, sizeof(s.rel[i].device_type));
+    }
+    s.n_rel = json_array_size(rels);
+    if (factories != 1) {
+        ota_err_set(err, EINVAL, "releases: exactly one must be 'factory: true' (has %d)",
+                    factories);
+        goto out;
+    }
+    if (parse_fault(json_object_get(root, "fault"), &s, err) < 0 ||
+        parse_expect(json_object_get(root, "expect"), &s, err) < 0)
+        goto out;
+    if ((s.fault.kind == OTASIM_FAULT_DISK_FULL || s.fault.kind == OTASIM_FAULT_EIO) &&
+        s.fault.trigger.kind != OTASIM_TRIGGER_NONE &&
+        s.fault.trigger.kind != OTASIM_TRIGGER_STATE &&
+        s.fault.trigger.kind != OTASIM_TRIGGER_POINT) {
+        ota_err_set(err, EINVAL, "fault.trigger: disk faults start at a state or a point");
+        goto out;
+    }
+    *ret = s;
+    s.server_faults = NULL;
+    rc = 0;
+out:
+    json_decref(s.server_faults);
+    json_decref(root);
+    return rc;
+}
+
+int otasim_scenario_load(const char *path, struct otasim_scenario *ret, struct ota_err *err)
+{
+    char *text = NULL;
+    size_t n = 0;
+    int r;
+
+    r = ota_fs_read_all(path, 1 << 20, &text, &n, err);
+    if (r < 0)
+        return r;
+    r = otasim_scenario_parse(text, n, path, ret, err);
+    if (r < 0 && err && !strstr(err->reason, path)) {
+        char tmp[sizeof(err->reason)];
+        snprintf(tmp, sizeof(tmp), "%s: %s", path, err->reason);
+        ota_strlcpy(err->reason, tmp, sizeof(err->reason));
+    }
+    free(text);
+    return r;
+}
+
+void otasim_scenario_release(struct otasim_scenario *s)
+{
+    if (!s)
+        return;
+    json_decref(s->server_faults);
+    s->server_faults = NULL;
+}
+
+const struct otasim_release *otasim_scenario_factory(const struct otasim_scenario *s)
+{
+    for (size_t i = 0; i < s->n_rel; i++)
+        if (s->rel[i].factory)
+            return &s->rel[i];
+    return NULL;
+}
+
+/* The release the device is offered: the last published non-factory one. */
+const struct otasim_release *otasim_scenario_target(const struct otasim_scenario *s)
+{
+    const struct otasim_release *t = NULL;
+
+    for (size_t i = 0; i < s->n_rel; i++)
+        if (!s->rel[i].factory && s->rel[i].publish)
+            t = &s->rel[i];
+    return t;
+}

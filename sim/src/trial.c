@@ -1,0 +1,257 @@
+/* One trial: provision, boot, the agent's passes with the fault armed until
+ * it fires, the reboots the fault or the agent asks for (a power cut
+ * rebuilds the tree first), passes until the agent settles, then the
+ * invariant checker. Also the recording run that counts the persistence
+ * points of an update cycle and finds which crash points can differ. */
+#include "otasim/sim.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "otasim/device.h"
+#include "otasim/invariants.h"
+#include "otasim/journal.h"
+#include "otasim/power.h"
+#include "otasim/proc.h"
+
+#define MAX_PASSES 48
+
+const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX] = {"pass", "fail", "error"};
+
+static int armed_kind(enum otasim_fault_kind k)
+{
+    return k != OTASIM_FAULT_NONE && k != OTASIM_FAULT_CORRUPT_BOOTENV;
+}
+
+void otasim_trial_free(struct otasim_trial *tr)
+{
+    if (!tr)
+        return;
+    free(tr->state_lines);
+    tr->state_lines = NULL;
+}
+
+int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, struct ota_err *err)
+{
+    struct otasim_pass_info info[MAX_PASSES];
+    struct otasim_settle settle = {0};
+    struct otasim_device d;
+    struct otasim_arm arm = {&tr->fault, tr->fault.trigger.point};
+    const struct otasim_scenario *sc = tr->sc;
+    char *env_before = NULL, p[PATH_MAX + 32];
+    size_t env_len = 0, n_info = 0;
+    int64_t t0 = otasim_now_ms(), fault_ms = 0;
+    int armed = armed_kind(tr->fault.kind), budget, r = 0, created = 0;
+    uint64_t cycle_calls = 0;
+    int cycle_open = 1;
+
+    tr->outcome = OTASIM_ERROR;
+    tr->started_ms = otasim_wall_ms();
+    tr->fired = 0;
+    tr->n_checks = 0;
+    tr->detail[0] = '\0';
+    if (ota_fs_remove_tree(tr->dir, err) < 0 || ota_fs_mkdirs(tr->dir, err) < 0)
+        return -EIO;
+    r = otasim_device_create(&d, t, tr, err);
+    created = 1;
+    if (r < 0)
+        goto out;
+    r = otasim_device_boot(&d, err);
+    if (r < 0)
+        goto out;
+    if (tr->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV) {
+        snprintf(p, sizeof(p), "%s/boot/uboot.env", d.root);
+        if (sc->profile != OTASIM_PROFILE_ROOTFS) {
+            r = ota_err_set(err, EINVAL, "corrupt-bootenv needs the rootfs profile");
+            goto out;
+        }
+        if ((r = otasim_bootenv_corrupt(p, err)) < 0 ||
+            (r = ota_fs_read_all(p, 1 << 20, &env_before, &env_len, err)) < 0)
+            goto out;
+        tr->fired = 1;
+        fault_ms = otasim_now_ms();
+    }
+    budget = sc->passes + 1;
+    for (int pass = 1; pass <= MAX_PASSES && budget > 0; pass++) {
+        struct otasim_pass ps;
+        struct otasim_pass_info *pi = &info[n_info++];
+        const struct otasim_arm *a = armed && !tr->fired ? &arm : NULL;
+        ssize_t k;
+
+        snprintf(p, sizeof(p), "%s/opt/app/current", d.root);
+        k = readlink(p, pi->current, sizeof(pi->current) - 1);
+        pi->current[k > 0 ? k : 0] = '\0';
+        pi->booted = d.booted_slot;
+        if (d.boot_failed) {
+            snprintf(settle.why, sizeof(settle.why), "the device does not boot any more");
+            break;
+        }
+        r = otasim_device_pass(&d, pass, a, &ps, err);
+        if (r < 0)
+            goto out;
+        ota_strlcpy(pi->journal, ps.journal, sizeof(pi->journal));
+        tr->passes = pass;
+        if (cycle_open) {
+            cycle_calls += ps.calls;
+            tr->cycle_passes = pass;
+            if (ps.ended_cycle && !ps.crashed)
+                cycle_open = 0;
+        }
+        if (ps.crashed) {
+            fault_ms = otasim_now_ms();
+            if (ps.power) {
+                struct otasim_rebuild_stats rs;
+                otasim_device_kill(&d);
+                if ((r = otasim_power_rebuild(d.root, ps.journal, &rs, err)) < 0 ||
+                    (r = otasim_device_boot(&d, err)) < 0)
+                    goto out;
+            } else if ((r = otasim_power_drop_stash(d.root, err)) < 0) {
+                goto out;
+            }
+            continue;
+        }
+        if ((r = otasim_power_drop_stash(d.root, err)) < 0)
+            goto out;
+        if (a && tr->fault.trigger.kind == OTASIM_TRIGGER_POINT &&
+            (tr->fault.kind == OTASIM_FAULT_POWER_CUT ||
+             tr->fault.kind == OTASIM_FAULT_AGENT_CRASH)) {
+            /* the point lies in a later pass of the cycle (after a reboot) */
+            if (arm.point > ps.calls && cycle_open)
+                arm.point -= ps.calls;
+            else
+                armed = 0; /* the cycle ended first: nothing left to cut */
+        }
+        if (tr->fired && !fault_ms)
+            fault_ms = otasim_now_ms();
+        if (ps.status == 5 || (ps.status > 128 && !ps.crashed)) {
+            snprintf(settle.why, sizeof(settle.why), "pass %d: ota-agent %s %d", pass,
+                     ps.status > 128 ? "died of signal" : "exited",
+                     ps.status > 128 ? ps.status - 128 : ps.status);
+            settle.settled = -1;
+        }
+        if (ps.reboot_asked) {
+            otasim_device_kill(&d);
+            if ((r = otasim_device_boot(&d, err)) < 0)
+                goto out;
+            continue;
+        }
+        /* Settled: a pass with nothing to do (up to date, or the same refusal
+         * again: exit 1), the fault no longer pending. */
+        if (ps.quiet && (ps.status == 0 || ps.status == 1) && !(armed && !tr->fired)) {
+            if (settle.settled == 0)
+                settle.settled = 1;
+            break;
+        }
+        if (ps.status == 3)
+            usleep(200 * 1000);
+        budget--;
+    }
+    if (settle.settled == 0 && !settle.why[0])
+        snprintf(settle.why, sizeof(settle.why), "still busy after %zu passes", n_info);
+    if (settle.settled < 0)
+        settle.settled = 0;
+    settle.recover_ms = otasim_now_ms() - (fault_ms ? fault_ms : t0);
+    tr->recover_ms = settle.recover_ms;
+    tr->calls = cycle_calls;
+    r = otasim_invariants_check(&d, info, n_info, &settle, env_before, env_len, err);
+out:
+    if (created)
+        otasim_device_destroy(&d);
+    free(env_before);
+    tr->duration_ms = otasim_now_ms() - t0;
+    if (r < 0) {
+        tr->outcome = OTASIM_ERROR;
+        snprintf(tr->detail, sizeof(tr->detail), "harness: %s", err ? err->reason : "error");
+        return r;
+    }
+    if (tr->outcome == OTASIM_PASS && !t->keep)
+        ota_ignore(ota_fs_remove_tree(tr->dir, NULL));
+    return 0;
+}
+
+/* ---- the recording run ---------------------------------------------------- */
+
+void otasim_recording_free(struct otasim_recording *r)
+{
+    if (!r)
+        return;
+    free(r->distinct);
+    r->distinct = NULL;
+}
+
+int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
+                  struct otasim_recording *ret, struct ota_err *err)
+{
+    struct otasim_tools keep = *t;
+    struct otasim_recording rec = {0};
+    uint64_t off = 0;
+    int r;
+
+    keep.keep = 1;
+    memset(&tr->fault, 0, sizeof(tr->fault));
+    r = otasim_trial_run(&keep, tr, err);
+    if (r < 0)
+        return r;
+    if (tr->outcome != OTASIM_PASS) {
+        r = ota_err_set(err, EIO, "the recording run (no fault) failed: %s", tr->detail);
+        goto out;
+    }
+    rec.calls = tr->calls;
+    rec.distinct = calloc(rec.calls + 2, 1);
+    if (!rec.distinct) {
+        r = ota_err_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int pass = 1; pass <= tr->cycle_passes; pass++) {
+        struct otasim_journal *j = NULL;
+        char p[PATH_MAX + 64];
+        snprintf(p, sizeof(p), "%s/dev/.sim/journal-%d.bin", tr->dir, pass);
+        if ((r = otasim_journal_load(p, &j, err)) < 0)
+            goto out;
+        if (off + 1 <= rec.calls)
+            rec.distinct[off + 1] = 1; /* the first call after a boot */
+        for (size_t i = 0; i < j->n; i++) {
+            const struct otasim_rec *x = &j->v[i];
+            uint64_t n = off + x->seq;
+            if (x->op == OTASIM_OP_FSYNC || x->op == OTASIM_OP_SYNC) {
+                if (n <= rec.calls)
+                    rec.distinct[n] = 1;
+                rec.syncs++;
+            } else if (x->op == OTASIM_OP_NET && n + 1 <= rec.calls) {
+                rec.distinct[n + 1] = 1; /* the server saw something since call n */
+            }
+        }
+        off += j->calls;
+        otasim_journal_free(j);
+    }
+    if (rec.calls)
+        rec.distinct[rec.calls] = 1;
+    for (uint64_t n = 1; n <= rec.calls; n++)
+        rec.n_distinct += rec.distinct[n];
+    *ret = rec;
+    rec.distinct = NULL;
+out:
+    otasim_recording_free(&rec);
+    if (!t->keep)
+        ota_ignore(ota_fs_remove_tree(tr->dir, NULL));
+    return r;
+}
+
+void otasim_reproduce_cmd(const struct otasim_tools *t, const struct otasim_trial *tr, char *buf,
+                          size_t cap)
+{
+    char label[160], trig[120];
+    const char *at;
+
+    otasim_fault_label(&tr->fault, label, sizeof(label));
+    at = strchr(label, '@');
+    snprintf(trig, sizeof(trig), "%s", at ? at + 1 : "start");
+    snprintf(buf, cap, "%s run %s --fault %s --trigger %s --seed %llu --agent %s --keep", t->self,
+             tr->sc->path, otasim_fault_kind_names[tr->fault.kind], trig,
+             (unsigned long long)tr->seed, t->agent);
+}

@@ -1,0 +1,351 @@
+/* otasim-callseq: performs a script of file-system calls with plain libc
+ * calls, for sim_test_power to run under the interposer. Each argument is one
+ * command; paths are relative to the working directory or absolute:
+ *   open P FLAGS [MODE]  FLAGS of r w c(reat) t(runc) a(ppend) x(cl) d(ir)
+ *   close P | write P TEXT | pwrite P OFF TEXT | ftruncate P LEN | fsync P |
+ *   fdatasync P | fsyncdir D | creat P | truncate P LEN | rename A B |
+ *   link A B | symlink TARGET LINK | unlink P | mkdir P | rmdir P | remove P |
+ *   renameat D A B | unlinkat D NAME | mkdirat D NAME | symlinkat TARGET D NAME |
+ *   sync | state NAME | fstate NAME | crash |
+ *   sqlopen DB | sql STATEMENT | sqlclose | net PORT TEXT
+ * TEXT is the rest of the command. A failing command prints
+ * "ERR <n> <command> <errno>" on stdout and the script goes on; the exit
+ * status is the number of failures. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAXOPEN 64
+
+static struct {
+    char path[512];
+    int fd;
+} opened[MAXOPEN];
+
+static sqlite3 *db;
+
+static int fd_of(const char *p)
+{
+    int i;
+
+    for (i = 0; i < MAXOPEN; i++)
+        if (opened[i].fd > 0 && strcmp(opened[i].path, p) == 0)
+            return opened[i].fd;
+    errno = EBADF;
+    return -1;
+}
+
+static int remember(const char *p, int fd)
+{
+    int i;
+
+    if (fd < 0)
+        return -1;
+    for (i = 0; i < MAXOPEN; i++) {
+        if (opened[i].fd <= 0) {
+            snprintf(opened[i].path, sizeof(opened[i].path), "%s", p);
+            opened[i].fd = fd;
+            return 0;
+        }
+    }
+    errno = EMFILE;
+    return -1;
+}
+
+static int forget(const char *p)
+{
+    int i;
+
+    for (i = 0; i < MAXOPEN; i++) {
+        if (opened[i].fd > 0 && strcmp(opened[i].path, p) == 0) {
+            int fd = opened[i].fd;
+            opened[i].fd = 0;
+            return close(fd);
+        }
+    }
+    errno = EBADF;
+    return -1;
+}
+
+static int open_flags(const char *s)
+{
+    int f = 0, rw = 0, w = 0;
+
+    for (; *s; s++) {
+        switch (*s) {
+        case 'r':
+            rw = 1;
+            break;
+        case 'w':
+            w = 1;
+            break;
+        case 'c':
+            f |= O_CREAT;
+            break;
+        case 't':
+            f |= O_TRUNC;
+            break;
+        case 'a':
+            f |= O_APPEND;
+            break;
+        case 'x':
+            f |= O_EXCL;
+            break;
+        case 'd':
+            f |= O_DIRECTORY;
+            break;
+        }
+    }
+    if (rw && w)
+        f |= O_RDWR;
+    else if (w)
+        f |= O_WRONLY;
+    return f | O_CLOEXEC;
+}
+
+static int with_dir(const char *d, int (*fn)(int, const char *, const char *), const char *a,
+                    const char *b)
+{
+    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r, e;
+
+    if (dfd < 0)
+        return -1;
+    r = fn(dfd, a, b);
+    e = errno;
+    close(dfd);
+    errno = e;
+    return r;
+}
+
+static int do_renameat(int dfd, const char *a, const char *b)
+{
+    return renameat(dfd, a, dfd, b);
+}
+
+static int do_unlinkat(int dfd, const char *a, const char *b)
+{
+    return unlinkat(dfd, a, 0);
+}
+
+static int do_mkdirat(int dfd, const char *a, const char *b)
+{
+    return mkdirat(dfd, a, 0755);
+}
+
+static int do_symlinkat(int dfd, const char *a, const char *b)
+{
+    return symlinkat(b, dfd, a);
+}
+
+static int fsync_dir(const char *d)
+{
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r, e;
+
+    if (fd < 0)
+        return -1;
+    r = fsync(fd);
+    e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+static int net_send(const char *port, const char *text)
+{
+    struct sockaddr_in a;
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int r = -1, e;
+
+    if (s < 0)
+        return -1;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)atoi(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
+        r = send(s, text, strlen(text), MSG_NOSIGNAL) < 0 ? -1 : 0;
+    e = errno;
+    close(s);
+    errno = e;
+    return r;
+}
+
+static int sql(const char *stmt)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, stmt, NULL, NULL, &msg);
+
+    if (rc != SQLITE_OK) {
+        printf("SQL %s: %s\n", stmt, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* Splits cmd into at most max words; the last takes the rest. */
+static int split(char *cmd, char **w, int max)
+{
+    int n = 0;
+
+    while (*cmd && n < max) {
+        while (*cmd == ' ')
+            cmd++;
+        if (!*cmd)
+            break;
+        w[n++] = cmd;
+        if (n == max)
+            break;
+        while (*cmd && *cmd != ' ')
+            cmd++;
+        if (*cmd)
+            *cmd++ = '\0';
+    }
+    return n;
+}
+
+/* Words each command takes after its name (the last one takes the rest). */
+static int nwords(const char *c)
+{
+    static const struct {
+        const char *name;
+        int n;
+    } t[] = {{"open", 3},    {"write", 2},     {"pwrite", 3},  {"ftruncate", 2}, {"truncate", 2},
+             {"rename", 2},  {"link", 2},      {"symlink", 2}, {"renameat", 3},  {"unlinkat", 2},
+             {"mkdirat", 2}, {"symlinkat", 3}, {"net", 2}};
+    size_t i;
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if (strcmp(c, t[i].name) == 0)
+            return t[i].n;
+    return 1;
+}
+
+static int run(char *line)
+{
+    char *w[5] = {0};
+    char buf[256];
+    int n = split(line, w, 2), fd;
+
+    if (n == 0)
+        return 0;
+    if (strcmp(w[0], "sync") == 0) {
+        sync();
+        return 0;
+    }
+    if (strcmp(w[0], "crash") == 0)
+        return kill(0, SIGKILL);
+    if (strcmp(w[0], "sqlclose") == 0) {
+        int rc = sqlite3_close(db);
+        db = NULL;
+        return rc == SQLITE_OK ? 0 : -1;
+    }
+    if (n < 2)
+        return errno = EINVAL, -1;
+    if (strcmp(w[0], "sql") == 0)
+        return sql(w[1]);
+    if (strcmp(w[0], "state") == 0 || strcmp(w[0], "fstate") == 0) {
+        int l = snprintf(buf, sizeof(buf), "OTA-STATE {\"from\":\"x\",\"to\":\"%s\"}\n", w[1]);
+        if (w[0][0] == 'f')
+            return fprintf(stderr, "%s", buf) == l ? 0 : -1;
+        return write(2, buf, (size_t)l) == l ? 0 : -1;
+    }
+    n = 1 + split(w[1], w + 1, nwords(w[0]));
+    if (strcmp(w[0], "open") == 0)
+        return remember(w[1], open(w[1], open_flags(n > 2 ? w[2] : "r"),
+                                   n > 3 ? (mode_t)strtol(w[3], NULL, 8) : 0644));
+    if (strcmp(w[0], "creat") == 0)
+        return remember(w[1], creat(w[1], 0644));
+    if (strcmp(w[0], "close") == 0)
+        return forget(w[1]);
+    if (strcmp(w[0], "sqlopen") == 0)
+        return sqlite3_open(w[1], &db) == SQLITE_OK ? 0 : (errno = EIO, -1);
+    if (strcmp(w[0], "fsync") == 0 || strcmp(w[0], "fdatasync") == 0) {
+        fd = fd_of(w[1]);
+        if (fd < 0)
+            return -1;
+        return w[0][1] == 's' ? fsync(fd) : fdatasync(fd);
+    }
+    if (strcmp(w[0], "fsyncdir") == 0)
+        return fsync_dir(w[1]);
+    if (strcmp(w[0], "unlink") == 0)
+        return unlink(w[1]);
+    if (strcmp(w[0], "rmdir") == 0)
+        return rmdir(w[1]);
+    if (strcmp(w[0], "remove") == 0)
+        return remove(w[1]);
+    if (strcmp(w[0], "mkdir") == 0)
+        return mkdir(w[1], 0755);
+    if (n < 3)
+        return errno = EINVAL, -1;
+    if (strcmp(w[0], "write") == 0) {
+        fd = fd_of(w[1]);
+        if (fd < 0)
+            return -1;
+        return write(fd, w[2], strlen(w[2])) == (ssize_t)strlen(w[2]) ? 0 : -1;
+    }
+    if (strcmp(w[0], "net") == 0)
+        return net_send(w[1], w[2]);
+    if (strcmp(w[0], "ftruncate") == 0) {
+        fd = fd_of(w[1]);
+        return fd < 0 ? -1 : ftruncate(fd, atol(w[2]));
+    }
+    if (strcmp(w[0], "truncate") == 0)
+        return truncate(w[1], atol(w[2]));
+    if (strcmp(w[0], "rename") == 0)
+        return rename(w[1], w[2]);
+    if (strcmp(w[0], "link") == 0)
+        return link(w[1], w[2]);
+    if (strcmp(w[0], "symlink") == 0)
+        return symlink(w[1], w[2]);
+    if (strcmp(w[0], "unlinkat") == 0)
+        return with_dir(w[1], do_unlinkat, w[2], NULL);
+    if (strcmp(w[0], "mkdirat") == 0)
+        return with_dir(w[1], do_mkdirat, w[2], NULL);
+    if (n < 4)
+        return errno = EINVAL, -1;
+    if (strcmp(w[0], "pwrite") == 0) {
+        fd = fd_of(w[1]);
+        if (fd < 0)
+            return -1;
+        return pwrite(fd, w[3], strlen(w[3]), atol(w[2])) == (ssize_t)strlen(w[3]) ? 0 : -1;
+    }
+    if (strcmp(w[0], "renameat") == 0)
+        return with_dir(w[1], do_renameat, w[2], w[3]);
+    if (strcmp(w[0], "symlinkat") == 0)
+        return with_dir(w[2], do_symlinkat, w[3], w[1]);
+    return errno = EINVAL, -1;
+}
+
+int main(int argc, char **argv)
+{
+    int i, bad = 0;
+
+    for (i = 1; i < argc; i++) {
+        char *line = strdup(argv[i]);
+        if (!line)
+            return 100;
+        errno = 0;
+        if (run(line) < 0) {
+            printf("ERR %d %s %s\n", i, argv[i], strerror(errno));
+            bad++;
+        }
+        fflush(stdout);
+        free(line);
+    }
+    if (db)
+        sqlite3_close(db);
+    return bad > 99 ? 99 : bad;
+}

@@ -67,7 +67,16 @@ int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts
     r->o = *o;
     if (r->o.jobs < 1)
         r->o.jobs = 2;
-    snprintf(r->run_dir, sizeof(r->run_dir), "%s/run-%d", t->work, (int)getpid());
+    /* Trial trees and servers live on a RAM file system when there is one:
+     * the power model does not need a real disk (it rebuilds from its own
+     * journal), and thousands of fsyncs per minute on a real disk would be
+     * the slowest part of a run. --trees (OTASIM_TREES) chooses. */
+    {
+        const char *trees = o->trees_dir ? o->trees_dir : getenv("OTASIM_TREES");
+        if (!trees || !*trees)
+            trees = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : t->work;
+        snprintf(r->run_dir, sizeof(r->run_dir), "%s/ota-sim-run-%d", trees, (int)getpid());
+    }
     *ret = r;
     return 0;
 }

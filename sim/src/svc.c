@@ -15,7 +15,10 @@
  * running. */
 #include "otasim/svc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -35,7 +38,7 @@
 #define EXIT_INACTIVE   3
 #define STOP_TIMEOUT_MS 3000
 #define START_SETTLE_MS 200
-#define POLL_MS         10
+#define POLL_MS         2
 
 const char *const otasim_svc_cmd_names[OTASIM_SVC_CMD_MAX] = {
     [OTASIM_SVC_START] = "start",
@@ -204,6 +207,23 @@ static int svc_stop(const struct svc *s)
     svc_log(s, "stopped pid %ld", (long)pid);
     forget(s);
     return 0;
+}
+
+/* Something accepts connections on 127.0.0.1:port. */
+static int listening(int port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+    if (fd < 0)
+        return 0;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
 }
 
 /* The port from ROOT/run/app.port: digits only. */
@@ -397,13 +417,17 @@ static int svc_start(const struct svc *s, struct ota_err *err)
         goto out;
     svc_log(s, "started pid %ld: %s (port %s)", (long)pid, s->bin, port);
     {
-        /* $OTASIM_SVC_SETTLE_MS shortens the wait (the simulator uses 50 ms). */
+        /* Started = listening on its port (what systemd's Type=notify would
+         * call ready), or still alive after the settle time;
+         * $OTASIM_SVC_SETTLE_MS changes that time (the simulator uses 50). */
         const char *e = getenv("OTASIM_SVC_SETTLE_MS");
         long ms = e && *e ? strtol(e, NULL, 10) : START_SETTLE_MS;
         deadline = now_ms() + (ms >= 0 && ms <= 10000 ? ms : START_SETTLE_MS);
     }
     r = 0;
     while (now_ms() < deadline) {
+        if (listening(atoi(port)))
+            break;
         pid_t w = waitpid(pid, &status, WNOHANG);
         int dead = 0;
 

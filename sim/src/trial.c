@@ -23,6 +23,19 @@
 
 const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX] = {"pass", "fail", "error"};
 
+/* $OTASIM_TRACE=1: each step of a trial with its time, on stderr (the one
+ * place in the library that prints: it is a debugging aid, off by default). */
+static void trace(int64_t t0, const char *what, int n)
+{
+    static int on = -1;
+
+    if (on < 0)
+        on = getenv("OTASIM_TRACE") && *getenv("OTASIM_TRACE") == '1';
+    if (on)
+        fprintf(stderr, "ota-sim trace: %6lld ms  %s %d\n", (long long)(otasim_now_ms() - t0), what,
+                n);
+}
+
 static int armed_kind(enum otasim_fault_kind k)
 {
     return k != OTASIM_FAULT_NONE && k != OTASIM_FAULT_CORRUPT_BOOTENV;
@@ -59,9 +72,11 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
         return -EIO;
     r = otasim_device_create(&d, t, tr, err);
     created = 1;
+    trace(t0, "created", r);
     if (r < 0)
         goto out;
     r = otasim_device_boot(&d, err);
+    trace(t0, "booted", r);
     if (r < 0)
         goto out;
     if (tr->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV) {
@@ -91,7 +106,9 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
             snprintf(settle.why, sizeof(settle.why), "the device does not boot any more");
             break;
         }
+        trace(t0, "pass start", pass);
         r = otasim_device_pass(&d, pass, a, &ps, err);
+        trace(t0, "pass end, exit", ps.status);
         if (r < 0)
             goto out;
         ota_strlcpy(pi->journal, ps.journal, sizeof(pi->journal));
@@ -107,9 +124,12 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
             if (ps.power) {
                 struct otasim_rebuild_stats rs;
                 otasim_device_kill(&d);
-                if ((r = otasim_power_rebuild(d.root, ps.journal, &rs, err)) < 0 ||
-                    (r = otasim_device_boot(&d, err)) < 0)
+                if ((r = otasim_power_rebuild(d.root, ps.journal, &rs, err)) < 0)
                     goto out;
+                trace(t0, "rebuilt, records undone", (int)(rs.writes_undone + rs.dirops_undone));
+                if ((r = otasim_device_boot(&d, err)) < 0)
+                    goto out;
+                trace(t0, "booted", 0);
             } else if ((r = otasim_power_drop_stash(d.root, err)) < 0) {
                 goto out;
             }
@@ -159,6 +179,7 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
     tr->recover_ms = settle.recover_ms;
     tr->calls = cycle_calls;
     r = otasim_invariants_check(&d, info, n_info, &settle, env_before, env_len, err);
+    trace(t0, "checked", r);
 out:
     if (created)
         otasim_device_destroy(&d);

@@ -25,6 +25,7 @@ struct otasim_run_opts {
     const char *command;    /* the command line, for the run row */
     int quiet;              /* no progress line */
     int fail_fast;          /* start no new case after the first failure */
+    const char *trees_dir;  /* where trial trees go (default /dev/shm, else WORK) */
 };
 
 struct otasim_run_stats {

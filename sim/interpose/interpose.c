@@ -1073,16 +1073,7 @@ API int open(const char *path, int flags, ...)
     return do_openat(AT_FDCWD, path, flags, m);
 }
 
-API int open64(const char *path, int flags, ...)
-{
-    va_list ap;
-    mode_t m;
-
-    va_start(ap, flags);
-    m = open_mode(flags, ap);
-    va_end(ap);
-    return do_openat(AT_FDCWD, path, flags, m);
-}
+API int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 API int openat(int dirfd, const char *path, int flags, ...)
 {
@@ -1095,16 +1086,7 @@ API int openat(int dirfd, const char *path, int flags, ...)
     return do_openat(dirfd, path, flags, m);
 }
 
-API int openat64(int dirfd, const char *path, int flags, ...)
-{
-    va_list ap;
-    mode_t m;
-
-    va_start(ap, flags);
-    m = open_mode(flags, ap);
-    va_end(ap);
-    return do_openat(dirfd, path, flags, m);
-}
+API int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
 API int __open_2(const char *path, int flags)
 {
@@ -1627,107 +1609,6 @@ API int mkdir(const char *p, mode_t mode)
 }
 
 /* ---- stdio on stderr --------------------------------------------------- */
-
-/* The agent may print its state lines with stdio, whose own write(2) does not
- * come through our write(): send stderr text through it. */
-static int err_text(const char *s, size_t n)
-{
-    fflush(stderr);
-    return write(2, s, n) == (ssize_t)n ? 0 : -1;
-}
-
-static int err_vprintf(const char *fmt, va_list ap)
-{
-    char small[2048], *big = NULL;
-    va_list ap2;
-    int n, r;
-
-    va_copy(ap2, ap);
-    n = vsnprintf(small, sizeof(small), fmt, ap);
-    if (n < 0) {
-        va_end(ap2);
-        return n;
-    }
-    if ((size_t)n >= sizeof(small)) {
-        big = malloc((size_t)n + 1);
-        if (!big) {
-            va_end(ap2);
-            return -1;
-        }
-        vsnprintf(big, (size_t)n + 1, fmt, ap2);
-    }
-    va_end(ap2);
-    r = err_text(big ? big : small, (size_t)n);
-    free(big);
-    return r < 0 ? -1 : n;
-}
-
-static int stderr_hooked(FILE *f)
-{
-    return g.enabled && !busy && f == stderr;
-}
-
-API int vfprintf(FILE *f, const char *fmt, va_list ap)
-{
-    static int (*rv)(FILE *, const char *, va_list);
-    if (stderr_hooked(f))
-        return err_vprintf(fmt, ap);
-    if (!rv)
-        rv = (int (*)(FILE *, const char *, va_list))dlsym(RTLD_NEXT, "vfprintf");
-    return rv(f, fmt, ap);
-}
-
-API int fprintf(FILE *f, const char *fmt, ...)
-{
-    va_list ap;
-    int r;
-
-    va_start(ap, fmt);
-    r = vfprintf(f, fmt, ap);
-    va_end(ap);
-    return r;
-}
-
-API int __vfprintf_chk(FILE *f, int flag, const char *fmt, va_list ap)
-{
-    static int (*rv)(FILE *, int, const char *, va_list);
-    if (stderr_hooked(f))
-        return err_vprintf(fmt, ap);
-    if (!rv)
-        rv = (int (*)(FILE *, int, const char *, va_list))dlsym(RTLD_NEXT, "__vfprintf_chk");
-    return rv(f, flag, fmt, ap);
-}
-
-API int __fprintf_chk(FILE *f, int flag, const char *fmt, ...)
-{
-    va_list ap;
-    int r;
-
-    va_start(ap, fmt);
-    r = __vfprintf_chk(f, flag, fmt, ap);
-    va_end(ap);
-    return r;
-}
-
-API int fputs(const char *s, FILE *f)
-{
-    static int (*rf)(const char *, FILE *);
-    if (stderr_hooked(f))
-        return err_text(s, strlen(s)) < 0 ? EOF : 1;
-    if (!rf)
-        rf = (int (*)(const char *, FILE *))dlsym(RTLD_NEXT, "fputs");
-    return rf(s, f);
-}
-
-API size_t fwrite(const void *p, size_t sz, size_t n, FILE *f)
-{
-    static size_t (*rf)(const void *, size_t, size_t, FILE *);
-    if (stderr_hooked(f) && sz && n)
-        return err_text(p, sz * n) < 0 ? 0 : n;
-    if (!rf)
-        rf = (size_t(*)(const void *, size_t, size_t, FILE *))dlsym(RTLD_NEXT, "fwrite");
-    return rf(p, sz, n, f);
-}
 
 /* ---- setup ------------------------------------------------------------- */
 

@@ -6,7 +6,7 @@
  *   fdatasync P | fsyncdir D | creat P | truncate P LEN | rename A B |
  *   link A B | symlink TARGET LINK | unlink P | mkdir P | rmdir P | remove P |
  *   renameat D A B | unlinkat D NAME | mkdirat D NAME | symlinkat TARGET D NAME |
- *   sync | state NAME | fstate NAME | crash |
+ *   sync | state NAME | crash |
  *   sqlopen DB | sql STATEMENT | sqlclose | net PORT TEXT
  * TEXT is the rest of the command. A failing command prints
  * "ERR <n> <command> <errno>" on stdout and the script goes on; the exit
@@ -256,10 +256,8 @@ static int run(char *line)
         return errno = EINVAL, -1;
     if (strcmp(w[0], "sql") == 0)
         return sql(w[1]);
-    if (strcmp(w[0], "state") == 0 || strcmp(w[0], "fstate") == 0) {
+    if (strcmp(w[0], "state") == 0) {
         int l = snprintf(buf, sizeof(buf), "OTA-STATE {\"from\":\"x\",\"to\":\"%s\"}\n", w[1]);
-        if (w[0][0] == 'f')
-            return fprintf(stderr, "%s", buf) == l ? 0 : -1;
         return write(2, buf, (size_t)l) == l ? 0 : -1;
     }
     n = 1 + split(w[1], w + 1, nwords(w[0]));

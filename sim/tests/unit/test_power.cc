@@ -664,7 +664,8 @@ TEST_F(PowerTest, FailStateArmsInjection)
 
 TEST_F(PowerTest, StateLinesAreEventsAndCrashState)
 {
-    Result r = run({"state A", "mkdir x", "fstate B", "mkdir y", "state B", "mkdir z"},
+    /* the agent writes each state line with one write(2) (cli.c) */
+    Result r = run({"state A", "mkdir x", "state B", "mkdir y", "state B", "mkdir z"},
                    {"OTASIM_CRASH_STATE=B#2"});
     ASSERT_EQ(r.status, -SIGKILL);
     EXPECT_TRUE(exists(P("y")));
@@ -677,7 +678,7 @@ TEST_F(PowerTest, StateLinesAreEventsAndCrashState)
             states.push_back(std::to_string(j->v[i].seq) + " " + j->v[i].text);
     ASSERT_EQ(states.size(), 3u);
     EXPECT_EQ(states[0], "0 {\"from\":\"x\",\"to\":\"A\"}");
-    EXPECT_EQ(states[1], "1 {\"from\":\"x\",\"to\":\"B\"}"); // written with fprintf
+    EXPECT_EQ(states[1], "1 {\"from\":\"x\",\"to\":\"B\"}");
     EXPECT_EQ(states[2], "2 {\"from\":\"x\",\"to\":\"B\"}");
     EXPECT_EQ(j->v[j->n - 1].op, OTASIM_OP_CRASH);
 }

@@ -70,6 +70,26 @@ out:
     return r;
 }
 
+/* libfaketime's spec for the agent: "+OFFSET" seconds, " xRATE" when the
+ * clocks run faster. Read again at every clock call (FAKETIME_NO_CACHE). */
+static int faketime_write(struct otasim_device *d, struct ota_err *err)
+{
+    char buf[64];
+    int rate = d->tr->sc->clock_rate;
+
+    if (rate > 1)
+        snprintf(buf, sizeof(buf), "%+lld x%d\n", d->clock_offset_s, rate);
+    else
+        snprintf(buf, sizeof(buf), "%+lld\n", d->clock_offset_s);
+    return put_file(d->faketime_file, buf, err);
+}
+
+static int uses_faketime(const struct otasim_device *d)
+{
+    return d->tools->faketime[0] &&
+           (d->tr->fault.kind == OTASIM_FAULT_CLOCK_JUMP || d->tr->sc->clock_rate > 1);
+}
+
 static int write_config(struct otasim_device *d, struct ota_err *err)
 {
     const struct otasim_scenario *sc = d->tr->sc;
@@ -161,7 +181,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     if (put_file(p, port, err) < 0)
         return -EIO;
     snprintf(d->faketime_file, sizeof(d->faketime_file), "%s/.sim/faketime", d->root);
-    if (put_file(d->faketime_file, "+0\n", err) < 0)
+    if (faketime_write(d, err) < 0)
         return -EIO;
     if (sc->profile == OTASIM_PROFILE_ROOTFS) {
         static const char *const vars[] = {"boot_part=A", "bootcount=0", "bootlimit=3",
@@ -297,7 +317,7 @@ static void append_line(char **acc, const char *line)
 /* Live faults, fired on a state line. */
 static void live_fault(struct otasim_device *d, const struct otasim_fault *f, int64_t *part_until)
 {
-    char p[PATH_MAX + 32], *text = NULL, buf[64];
+    char p[PATH_MAX + 32], *text = NULL;
     size_t n;
 
     switch (f->kind) {
@@ -306,8 +326,8 @@ static void live_fault(struct otasim_device *d, const struct otasim_fault *f, in
         *part_until = otasim_now_ms() + f->duration_ms;
         break;
     case OTASIM_FAULT_CLOCK_JUMP:
-        snprintf(buf, sizeof(buf), "%+lld\n", f->jump_s);
-        ota_ignore(put_file(d->faketime_file, buf, NULL));
+        d->clock_offset_s += f->jump_s;
+        ota_ignore(faketime_write(d, NULL));
         break;
     case OTASIM_FAULT_SERVICE_CRASH:
         snprintf(p, sizeof(p), "%s/run/app.pid", d->root);
@@ -351,11 +371,13 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
     snprintf(logpath, sizeof(logpath), "%s/.sim/agent-%d.log", d->root, pass_no);
     snprintf(outpath, sizeof(outpath), "%s/.sim/agent-%d.out", d->root, pass_no);
 #define ENV(fmt, a, b) add_env(env, &k, slots[s++], sizeof(slots[0]), fmt, a, b)
-    if (f && f->kind == OTASIM_FAULT_CLOCK_JUMP && t->faketime[0]) {
+    if (uses_faketime(d)) {
+        /* A jump moves the wall clock only; a rate speeds up both. */
         ENV("LD_PRELOAD=%s:%s", t->interpose, t->faketime);
         ENV("FAKETIME_TIMESTAMP_FILE=%s%s", d->faketime_file, "");
         ENV("FAKETIME_NO_CACHE=1%s%s", "", "");
-        ENV("FAKETIME_DONT_FAKE_MONOTONIC=1%s%s", "", "");
+        if (d->tr->sc->clock_rate <= 1)
+            ENV("FAKETIME_DONT_FAKE_MONOTONIC=1%s%s", "", "");
     } else {
         ENV("LD_PRELOAD=%s%s", t->interpose, "");
     }

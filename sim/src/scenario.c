@@ -191,7 +191,8 @@ void otasim_fault_label(const struct otasim_fault *f, char *buf, size_t cap)
 static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_err *err)
 {
     static const char *const keys[] = {
-        "profile", "source", "device_type", "health_window_ms", "health_interval_ms", NULL};
+        "profile",    "source", "device_type", "health_window_ms", "health_interval_ms",
+        "clock_rate", NULL};
     char profile[16] = "app";
     long long v;
     int i;
@@ -217,6 +218,10 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if (opt_int(d, "device", "health_interval_ms", 10, 60000, &v, err) < 0)
         return -EINVAL;
     s->health_interval_ms = (int)v;
+    v = s->clock_rate;
+    if (opt_int(d, "device", "clock_rate", 1, 1000, &v, err) < 0)
+        return -EINVAL;
+    s->clock_rate = (int)v;
     return 0;
 }
 
@@ -414,6 +419,7 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
     ota_strlcpy(s.device_type, "rpi3b", sizeof(s.device_type));
     s.health_window_ms = 500;
     s.health_interval_ms = 100;
+    s.clock_rate = 1;
     ota_strlcpy(s.path, path ? path : "", sizeof(s.path));
     base = path ? strrchr(path, '/') : NULL;
     base = base ? base + 1 : (path ? path : "scenario");

@@ -38,6 +38,7 @@ struct otasim_device {
     char booted_version[32];
     int boot_failed; /* the last boot found nothing bootable */
     char faketime_file[PATH_MAX + 32];
+    long long clock_offset_s;                 /* wall clock jump so far (libfaketime) */
     int64_t health_enter_ms, commit_enter_ms; /* monotonic, as the lines arrived */
     int state_seen;                           /* live trigger: times its state was entered */
 };

@@ -112,7 +112,8 @@ struct otasim_scenario {
     char device_type[32];
     int health_window_ms;
     int health_interval_ms;
-    int app_fault_seconds; /* (informational) */
+    int clock_rate; /* > 1: the agent's clocks (wall and monotonic) run this many
+                       times faster (libfaketime), for long windows */
     struct otasim_release rel[OTASIM_MAX_RELEASES];
     size_t n_rel;
     json_t *server_faults; /* fault plan rules (docs/protocol.md) or NULL */

@@ -1,6 +1,6 @@
 """The harness must be able to fail: each mutant agent (a test build with
 one known bug, agent/CMakeLists.txt) must be caught by the matrix plus the
-scenario files, and by the invariant named here."""
+scenario files, and by one of the invariants named here."""
 import os
 
 import pytest
@@ -30,8 +30,11 @@ def test_mutant_is_caught(mutant, tmp_path):
     if not os.path.exists(agent):
         pytest.fail(f"{agent} not built (OTA_MUTANTS=ON)")
     db = str(tmp_path / "runs.db")
+    # The whole run, not --fail-fast: a mutant is caught when one of the named
+    # invariants fails anywhere; a failure that is not the mutant's cannot
+    # end the run before the real catch.
     r = sim("matrix", "-q", "-j", JOBS, "--work", WORK, "--db", db, "--agent", agent,
-            "--fail-fast", "--with-scenarios", HERE, timeout=3000)
+            "--with-scenarios", HERE, timeout=3000)
     assert r.returncode == 1, f"mutant {mutant} was not caught (exit {r.returncode})\n{r.stderr[-2000:]}"
     caught = set()
     for names in failed_invariants(db).values():

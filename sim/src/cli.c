@@ -161,7 +161,8 @@ int otasim_cli_main(int argc, char **argv)
         O_EXH,
         O_KEEP,
         O_FAILFAST,
-        O_WITH
+        O_WITH,
+        O_TREES
     };
     static const struct option opts[] = {{"fault", required_argument, NULL, O_FAULT},
                                          {"trigger", required_argument, NULL, O_TRIGGER},
@@ -179,6 +180,7 @@ int otasim_cli_main(int argc, char **argv)
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"fail-fast", no_argument, NULL, O_FAILFAST},
                                          {"with-scenarios", required_argument, NULL, O_WITH},
+                                         {"trees", required_argument, NULL, O_TREES},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct otasim_run_opts o = {.jobs = 2, .seed = 1};
@@ -266,6 +268,9 @@ int otasim_cli_main(int argc, char **argv)
             break;
         case O_WITH:
             with_dir = optarg;
+            break;
+        case O_TREES:
+            o.trees_dir = optarg;
             break;
         case 'q':
             o.quiet = 1;

@@ -259,24 +259,48 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
     return 0;
 }
 
+/* A process that is gone or a zombie (its sockets and files are released). */
+static int dead(int pid)
+{
+    char p[64], buf[512], *rp;
+    int fd, n;
+
+    snprintf(p, sizeof(p), "/proc/%d/stat", pid);
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    n = (int)read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    buf[n] = '\0';
+    rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
 void otasim_device_kill(struct otasim_device *d)
 {
     char p[PATH_MAX + 32], *text = NULL;
     size_t n;
-    int st;
+    int st, pid = 0;
 
+    snprintf(p, sizeof(p), "%s/run/app.pid", d->root);
+    if (ota_fs_read_all(p, 256, &text, &n, NULL) == 0) {
+        pid = atoi(text);
+        free(text);
+    }
     if (d->pgid > 0) {
         killpg(d->pgid, SIGKILL);
         ota_ignore(otasim_wait(d->pgid, 2000, &st));
         d->pgid = 0;
     }
-    /* The app should be in the group; make sure. */
-    snprintf(p, sizeof(p), "%s/run/app.pid", d->root);
-    if (ota_fs_read_all(p, 256, &text, &n, NULL) == 0) {
-        int pid = atoi(text);
-        if (pid > 1)
-            kill(pid, SIGKILL);
-        free(text);
+    /* The app is in the group; make sure, and wait until it is really gone:
+     * SIGKILL lands asynchronously, and the next boot's app needs its port. */
+    if (pid > 1) {
+        int64_t deadline = otasim_now_ms() + 3000;
+        kill(pid, SIGKILL);
+        while (!dead(pid) && otasim_now_ms() < deadline)
+            usleep(1000);
     }
 }
 

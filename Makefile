@@ -41,8 +41,11 @@ bench-sim:
 image:
 	@echo "make image: not yet - the QEMU images (images/, issue 5) are not built yet." >&2; exit 2
 
+# HTML + Markdown + JSON-lines report of the latest run in the run database
+# (DB=FILE for another; ota-sim's default is BUILD/sim-work/runs.db).
+DB ?= $(BUILD)/sim-work/runs.db
 report:
-	@echo "make report: not yet - reports come with the simulator (issue 4)." >&2; exit 2
+	/usr/bin/python3 reports/ota-report --db $(DB) --out $(BUILD)/report
 
 clean:
 	rm -rf $(BUILD)

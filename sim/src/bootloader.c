@@ -304,7 +304,8 @@ int otasim_boot_once(const struct otasim_bootcfg *cfg, struct otasim_boot_result
             r = libuboot_set_env(ctx, "boot_part", slot_names[slot]);
             if (r == 0)
                 r = libuboot_set_env(ctx, "upgrade_available", "0");
-            count = 0;
+            /* bootcount stays past the limit, as images/boot.cmd (and U-Boot's
+             * own bootcount) leaves it: the agent clears it when it reports. */
         }
         snprintf(num, sizeof(num), "%lu", count);
         if (r == 0)

@@ -9,7 +9,8 @@
  *      which the invariant checker reports);
  *   2. if upgrade_available=1: bootcount += 1, saved;
  *      if then bootcount > bootlimit: boot_part = the other slot,
- *      upgrade_available=0, bootcount=0, saved (the fallback);
+ *      upgrade_available=0, saved (the fallback; bootcount stays past the
+ *      limit, as images/boot.cmd leaves it: the agent clears it);
  *   3. the image in the partition of boot_part boots if it is one of the
  *      known bootable images (its first size bytes hash to one listed in
  *      cfg->images with bootable=1); a half-written or broken image does not

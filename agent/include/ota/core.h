@@ -245,6 +245,10 @@ struct ota_agent_config {
     char rootfs_version[64];    /* version of the factory rootfs */
     int64_t health_window_ms;   /* service must stay healthy this long */
     int64_t health_interval_ms; /* probe period inside the window */
+    int64_t health_grace_ms;    /* a service not yet healthy may fail probes this long
+                                   after the restart (0: the first failure rolls back);
+                                   once healthy, any failure rolls back, and the commit
+                                   needs one healthy probe */
     char health_url[512];       /* "" = no HTTP probe */
     uint32_t max_resumes;       /* loop breaker */
     uint32_t max_attempts;      /* download/verify attempts per update */

@@ -66,6 +66,7 @@ static const struct key keys[] = {
     S("rootfs", "version", agent.rootfs_version),
     I("health", "window", agent.health_window_ms, 0, 1000),
     I("health", "interval_ms", agent.health_interval_ms, 10, 1),
+    I("health", "start_grace", agent.health_grace_ms, 0, 1000),
     S("health", "url", agent.health_url),
     S("service", "unit", service.unit),
     S("service", "restart_cmd", service.restart_cmd),

@@ -55,6 +55,9 @@ struct ota_agent {
 
     int64_t health_deadline;
     int64_t health_next;
+    int64_t health_grace_end; /* failures before the first healthy probe are
+                                 tolerated until then */
+    int health_ok;            /* a probe succeeded in this window */
 
     char device_id[OTA_ID_LEN];
     char token[256];
@@ -433,6 +436,8 @@ static void on_enter(struct ota_agent *a, enum ota_state to)
     case OTA_STATE_HEALTH_CHECK:
         a->health_deadline = mono(a) + a->cfg.health_window_ms;
         a->health_next = mono(a);
+        a->health_grace_end = mono(a) + a->cfg.health_grace_ms;
+        a->health_ok = 0;
         break;
     case OTA_STATE_IDLE:
         reset_download(a);
@@ -1167,38 +1172,40 @@ static int handle_health(struct ota_agent *a, struct ota_step *st, struct ota_er
     return transition(a, OTA_STATE_COMMITTING, err);
 #endif
     if (now >= a->health_next) {
+        why[0] = '\0';
         r = a->ops.service->is_active(a->ops.service_ctx, &active, &e);
         if (r < 0 || !active) {
             snprintf(why, sizeof(why), "health check: service not active%s%s", r < 0 ? ": " : "",
                      r < 0 ? e.reason : "");
-            st->result = OTA_STEP_CONTINUE;
-            return start_rollback(a, why, err);
-        }
-        if (a->cfg.health_url[0]) {
+        } else if (a->cfg.health_url[0]) {
             struct ota_http_resp resp = {0};
             struct ota_http_req req = {"GET", a->cfg.health_url, NULL, NULL,
                                        (long)a->cfg.health_interval_ms * 2 + 1000};
             r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, &e);
             free(resp.body);
-            if (r < 0 || resp.status != 200) {
-                if (r < 0)
-                    snprintf(why, sizeof(why), "health check: %s", e.reason);
-                else
-                    snprintf(why, sizeof(why), "health check: %s answered %ld", a->cfg.health_url,
-                             resp.status);
-                st->result = OTA_STEP_CONTINUE;
-                return start_rollback(a, why, err);
-            }
+            if (r < 0)
+                snprintf(why, sizeof(why), "health check: %s", e.reason);
+            else if (resp.status != 200)
+                snprintf(why, sizeof(why), "health check: %s answered %ld", a->cfg.health_url,
+                         resp.status);
         }
+        if (!why[0]) {
+            a->health_ok = 1;
+        } else if (a->health_ok || now >= a->health_grace_end) {
+            /* Healthy once and now not, or never healthy within the grace. */
+            st->result = OTA_STEP_CONTINUE;
+            return start_rollback(a, why, err);
+        } /* else: still starting, within the grace */
         now = mono(a);
         a->health_next = now + a->cfg.health_interval_ms;
     }
-    if (now >= a->health_deadline) {
+    if (now >= a->health_deadline && a->health_ok) {
         st->result = OTA_STEP_CONTINUE;
         return transition(a, OTA_STATE_COMMITTING, err);
     }
     st->result = OTA_STEP_WAIT;
-    st->wake_ms = a->health_next < a->health_deadline ? a->health_next : a->health_deadline;
+    st->wake_ms =
+        a->health_next < a->health_deadline || !a->health_ok ? a->health_next : a->health_deadline;
     return 0;
 }
 

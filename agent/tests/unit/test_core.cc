@@ -604,6 +604,69 @@ TEST(Core, HealthUrlFailureRollsBack)
     EXPECT_EQ(w.current, 0);
 }
 
+TEST(Core, HealthStartGraceWaitsForAServiceStillStarting)
+{
+    FakeWorld w;
+    w.health_starting = 3; // 503 for the first three probes, then healthy
+    Agent ag(w, true);
+    ag.cfg.health_grace_ms = 10000;
+    ag.reopen();
+    offer(w, "2.0.0", payload_of(1000));
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_outcome(ag.a, &why), OTA_STATUS_SUCCESS) << why;
+    EXPECT_EQ(w.current, 1);
+}
+
+TEST(Core, HealthStartGraceWithoutGraceTheFirstFailureRollsBack)
+{
+    FakeWorld w;
+    w.health_starting = 1;
+    Agent ag(w, true);
+    offer(w, "2.0.0", payload_of(1000));
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    EXPECT_EQ(ota_agent_last_outcome(ag.a, NULL), OTA_STATUS_FAILURE);
+    EXPECT_EQ(w.current, 0);
+}
+
+TEST(Core, HealthStartGraceEndsARollbackIfNeverHealthy)
+{
+    FakeWorld w;
+    w.health_status = 500;
+    Agent ag(w, true);
+    ag.cfg.health_grace_ms = 8000; // longer than the 5 s window
+    ag.reopen();
+    offer(w, "2.0.0", payload_of(1000));
+    int64_t t0 = w.mono;
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_outcome(ag.a, &why), OTA_STATUS_FAILURE);
+    EXPECT_NE(std::string(why).find("500"), std::string::npos) << why;
+    EXPECT_GE(w.mono - t0, 8000); // not committed at the end of the window
+    EXPECT_EQ(w.current, 0);
+    EXPECT_FALSE(any_success(w));
+}
+
+TEST(Core, HealthStartGraceDoesNotForgiveAFailureAfterHealthy)
+{
+    FakeWorld w;
+    Agent ag(w, true);
+    ag.cfg.health_grace_ms = 10000;
+    ag.reopen();
+    offer(w, "2.0.0", payload_of(1000));
+    ag.stop_at = OTA_STATE_HEALTH_CHECK;
+    ASSERT_EQ(ag.update(), OTA_STEP_MAX);
+    ag.stopped = false;
+    ag.stop_at = OTA_STATE_MAX;
+    ota_step st{};
+    ota_err err{};
+    ASSERT_EQ(ota_agent_step(ag.a, &st, &err), 0) << err.reason; // the first probe: healthy
+    w.health_status = 500;                                       // then not, within the grace
+    ASSERT_EQ(ag.run(), OTA_STEP_IDLE);
+    EXPECT_EQ(ota_agent_last_outcome(ag.a, NULL), OTA_STATUS_FAILURE);
+    EXPECT_EQ(w.current, 0);
+}
+
 TEST(Core, HealthWindowLastsTheConfiguredTime)
 {
     FakeWorld w;

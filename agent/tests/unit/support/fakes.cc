@@ -118,7 +118,9 @@ static int tr_request(void *ctx, const ota_http_req *req, ota_http_resp *ret, ot
             json_decref(o);
         }
     } else if (url.find("/health") != std::string::npos) {
-        ret->status = w->health_status;
+        ret->status = w->health_starting > 0 ? 503 : w->health_status;
+        if (w->health_starting > 0)
+            w->health_starting--;
         body = "{}";
     }
     ret->body = dup_body(body);

@@ -35,10 +35,11 @@ struct FakeWorld {
     long report_status = 200; // answer to status reports
     std::vector<ota_report> delivered;
     long health_status = 200;
-    int64_t cut_after = -1;             // next download: cut after this many body bytes (one-shot)
-    bool ignore_range = false;          // answer 200 to Range requests
-    std::string content_range_override; // send this Content-Range on 206
-    long download_status = 0;           // answer this status instead of the payload (one-shot)
+    int health_starting = 0;   // the first N health probes answer 503 (a service still starting)
+    int64_t cut_after = -1;    // next download: cut after this many body bytes (one-shot)
+    bool ignore_range = false; // answer 200 to Range requests
+    std::string content_range_override;     // send this Content-Range on 206
+    long download_status = 0;               // answer this status instead of the payload (one-shot)
     std::vector<uint64_t> download_offsets; // offsets asked for
     std::vector<std::string> requests;      // "METHOD URL"
 

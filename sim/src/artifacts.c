@@ -18,6 +18,7 @@
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/proc.h"
+#include "otasim/qemu.h"
 
 #ifndef OTA_SOURCE_DIR
 #define OTA_SOURCE_DIR "."
@@ -133,10 +134,17 @@ int otasim_keys(const struct otasim_tools *t, char *priv, char *pub, char *rogue
         return -EIO;
     snprintf(priv, cap, "%s/release.key", dir);
     snprintf(pub, cap, "%s/release.pub", dir);
+    if (t->key_dir[0]) { /* the keys a QEMU image trusts */
+        snprintf(priv, cap, "%s/release-key.pem", t->key_dir);
+        snprintf(pub, cap, "%s/release-key.pub", t->key_dir);
+        if (!exists(priv, 0) || !exists(pub, 0))
+            return ota_err_set(err, ENOENT, "no release-key.pem/.pub in %s (run `make image`)",
+                               t->key_dir);
+    }
     snprintf(rogue, cap, "%s/rogue.key", dir);
     snprintf(rpub, sizeof(rpub), "%s/rogue.pub", dir);
     snprintf(log, sizeof(log), "%s/keygen.log", dir);
-    if (!exists(pub, 0)) {
+    if (!t->key_dir[0] && !exists(pub, 0)) {
         const char *argv[] = {t->pack,    "keygen", "--private", priv,
                               "--public", pub,      "--force",   NULL};
         if (run_quiet(argv, log, err) < 0)
@@ -257,12 +265,70 @@ static int write_image(const char *path, const struct otasim_release *r, uint8_t
     return rc;
 }
 
-static int key_of(const struct otasim_scenario *s, const struct otasim_release *r, char *buf,
-                  size_t cap)
+static int key_of(const struct otasim_tools *t, const struct otasim_scenario *s,
+                  const struct otasim_release *r, char *buf, size_t cap)
 {
-    return snprintf(buf, cap, "%s-%s-%s-%s-%s-%s-%s", otasim_profile_names[s->profile], r->variant,
-                    r->version, r->format, r->device_type, r->min_version[0] ? r->min_version : "_",
-                    r->bad_signature ? "rogue" : "ok");
+    const char *img = strrchr(t->image_dir, '/');
+
+    return snprintf(buf, cap, "%s-%s-%s-%s-%s-%s-%s-%s-%s", otasim_profile_names[s->profile],
+                    r->variant, r->version, r->format, r->device_type,
+                    r->min_version[0] ? r->min_version : "_", r->bad_signature ? "rogue" : "ok",
+                    t->arch[0] ? t->arch : "host",
+                    t->target == OTASIM_TARGET_QEMU && img ? img + 1 : "sim");
+}
+
+/* QEMU rootfs releases are real ext4 images that say what they are in
+ * /etc/ota-release ("version=V"): good = the image's own rootA (the Debian
+ * tree with the agent), broken = a small file system with no /sbin/init. */
+static int write_qemu_image(const struct otasim_tools *t, const char *path,
+                            const struct otasim_release *r, const char *tmp, const char *log,
+                            uint64_t *ret_size, struct ota_err *err)
+{
+    struct otasim_qemu_image im;
+    char marker[PATH_MAX + 32], text[96], cmd[PATH_MAX + 96], skip[32], count[32], dir[PATH_MAX];
+    int good = strcmp(r->variant, "good") == 0;
+    struct stat st;
+
+    snprintf(marker, sizeof(marker), "%s/ota-release", tmp);
+    snprintf(text, sizeof(text), "%sversion=%s\n", good ? "" : "BROKEN ", r->version);
+    if (ota_fs_write_atomic(marker, text, strlen(text), 0644, err) < 0)
+        return -EIO;
+    if (good) {
+        if (otasim_qemu_image_open(t->image_dir, &im, err) < 0)
+            return -EIO;
+        snprintf(skip, sizeof(skip), "skip=%llu", (unsigned long long)(im.off[1] >> 20));
+        snprintf(count, sizeof(count), "count=%llu", (unsigned long long)(im.len[1] >> 20));
+        char in[PATH_MAX + 32], of[PATH_MAX + 8];
+        snprintf(in, sizeof(in), "if=%s", im.sd);
+        snprintf(of, sizeof(of), "of=%s", path);
+        const char *dd[] = {"dd", in, of, "bs=1M", skip, count, "status=none", NULL};
+        if (run_quiet(dd, log, err) < 0)
+            return -EIO;
+    } else {
+        snprintf(dir, sizeof(dir), "%s/broken-tree/etc", tmp);
+        if (ota_fs_mkdirs(dir, err) < 0)
+            return -EIO;
+        snprintf(dir, sizeof(dir), "%s/broken-tree/etc/ota-release", tmp);
+        if (ota_fs_write_atomic(dir, text, strlen(text), 0644, err) < 0)
+            return -EIO;
+        snprintf(dir, sizeof(dir), "%s/broken-tree", tmp);
+        const char *mk[] = {"mkfs.ext4", "-q", "-F", "-L", "broken", "-d", dir, path, "8M", NULL};
+        if (run_quiet(mk, log, err) < 0)
+            return -EIO;
+    }
+    snprintf(cmd, sizeof(cmd), "write %s /etc/ota-release", marker);
+    {
+        const char *rm[] = {"debugfs", "-w", "-R", "rm /etc/ota-release", path, NULL};
+        const char *wr[] = {"debugfs", "-w", "-R", cmd, path, NULL};
+        if (good && run_quiet(rm, log, err) < 0)
+            return -EIO;
+        if (good && run_quiet(wr, log, err) < 0)
+            return -EIO;
+    }
+    if (stat(path, &st) < 0)
+        return ota_err_set(err, errno, "%s: %s", path, strerror(errno));
+    *ret_size = (uint64_t)st.st_size;
+    return 0;
 }
 
 static int load_built(const char *dir, struct otasim_built *b, struct ota_err *err)
@@ -306,9 +372,10 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
     struct otasim_built b;
     struct stat st;
     int app = s->profile == OTASIM_PROFILE_APP, rc;
+    uint64_t image_size = IMAGE_SIZE;
 
     memset(&b, 0, sizeof(b));
-    key_of(s, r, key, sizeof(key));
+    key_of(t, s, r, key, sizeof(key));
     snprintf(dir, sizeof(dir), "%s/cache/releases/%s", t->work, key);
     if (load_built(dir, ret, NULL) == 0)
         return 0;
@@ -326,8 +393,11 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
         if (!exists(bin, 1))
             return ota_err_set(err, ENOENT, "video-app build %s not found (%s)", r->variant, bin);
         snprintf(payload, sizeof(payload), "%s/video-app_%s.%s", tmp, r->version, r->format);
-        const char *mk[] = {t->make_release, "--binary", bin,     "--version", r->version,
-                            "--format",      r->format,  "--out", payload,     NULL};
+        const char *mk[] = {t->make_release, "--binary", bin,       "--version",
+                            r->version,      "--format", r->format, "--out",
+                            payload,         "--arch",   t->arch,   NULL};
+        if (!t->arch[0])
+            mk[9] = NULL;
         if (run_quiet(mk, log, err) < 0)
             return -EIO;
         if (strcmp(r->format, "deb") == 0) {
@@ -344,13 +414,18 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
     } else {
         uint8_t sha[32];
         snprintf(payload, sizeof(payload), "%s/rootfs_%s.img", tmp, r->version);
-        if (write_image(payload, r, sha, err) < 0)
+        if (t->target == OTASIM_TARGET_QEMU) {
+            if (write_qemu_image(t, payload, r, tmp, log, &image_size, err) < 0 ||
+                ota_sha256_file(payload, image_size, sha, err) < 0)
+                return -EIO;
+        } else if (write_image(payload, r, sha, err) < 0) {
             return -EIO;
+        }
         ota_hex_encode(sha, 32, imghex);
         ota_strlcpy(hex, imghex, sizeof(hex));
         if (strcmp(r->format, "gz") == 0) {
             char gz[PATH_MAX + 80];
-            const char *g[] = {"gzip", "-n", "-9", payload, NULL};
+            const char *g[] = {"gzip", "-n", image_size > IMAGE_SIZE ? "-1" : "-9", payload, NULL};
             if (run_quiet(g, log, err) < 0)
                 return -EIO;
             snprintf(gz, sizeof(gz), "%s.gz", payload);
@@ -392,8 +467,8 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
             return ota_err_set(err, errno, "%s: %s", payload, strerror(errno));
         snprintf(json, sizeof(json),
                  "{\"payload\":\"%s\",\"ref_digest\":\"%s\",\"size\":%llu,\"image_sha\":\"%s\"}",
-                 final_payload, hex,
-                 (unsigned long long)(app ? (uint64_t)st.st_size : (uint64_t)IMAGE_SIZE), imghex);
+                 final_payload, hex, (unsigned long long)(app ? (uint64_t)st.st_size : image_size),
+                 imghex);
     }
     snprintf(tmp + strlen(tmp), sizeof(tmp) - strlen(tmp), "%s", "");
     {

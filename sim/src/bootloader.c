@@ -55,10 +55,9 @@ int otasim_bootenv_create(const char *env_file, const char *env_config, const ch
                           size_t n, struct ota_err *err)
 {
     uint8_t *img = NULL;
-    char abs_env[PATH_MAX], line[PATH_MAX + 64];
     size_t off = 4;
     uint32_t crc;
-    int r, len;
+    int r;
 
     if (!env_file || !env_config)
         return ota_err_set(err, EINVAL, "boot env: missing env file or config path");
@@ -86,22 +85,27 @@ int otasim_bootenv_create(const char *env_file, const char *env_config, const ch
     for (int b = 0; b < 4; b++)
         img[b] = (uint8_t)(crc >> (8 * b));
     r = ota_fs_write_atomic(env_file, img, OTASIM_ENV_SIZE, 0644, err);
-    if (r < 0)
-        goto out;
-    /* The config names the file absolutely: tools may run from anywhere. */
-    if (!realpath(env_file, abs_env)) {
-        r = ota_err_set(err, errno, "boot env: cannot resolve %s: %s", env_file, strerror(errno));
-        goto out;
-    }
-    if (strpbrk(abs_env, " \t\n#")) {
-        r = ota_err_set(err, EINVAL, "boot env: path %s cannot be named in fw_env.config", abs_env);
-        goto out;
-    }
-    len = snprintf(line, sizeof(line), "%s 0x0 0x%x\n", abs_env, OTASIM_ENV_SIZE);
-    r = ota_fs_write_atomic(env_config, line, (size_t)len, 0644, err);
+    if (r == 0)
+        r = otasim_bootenv_config(env_file, env_config, err);
 out:
     free(img);
     return r;
+}
+
+int otasim_bootenv_config(const char *env_file, const char *env_config, struct ota_err *err)
+{
+    char abs_env[PATH_MAX], line[PATH_MAX + 64];
+    int len;
+
+    /* The config names the file absolutely: tools may run from anywhere. */
+    if (!realpath(env_file, abs_env))
+        return ota_err_set(err, errno, "boot env: cannot resolve %s: %s", env_file,
+                           strerror(errno));
+    if (strpbrk(abs_env, " \t\n#"))
+        return ota_err_set(err, EINVAL, "boot env: path %s cannot be named in fw_env.config",
+                           abs_env);
+    len = snprintf(line, sizeof(line), "%s 0x0 0x%x\n", abs_env, OTASIM_ENV_SIZE);
+    return ota_fs_write_atomic(env_config, line, (size_t)len, 0644, err);
 }
 
 /* A context with the env loaded; *ret_bad set instead when its CRC is bad. */
@@ -173,6 +177,30 @@ int otasim_bootenv_get(const char *env_config, const char *name, char *buf, size
     else
         memcpy(buf, v, strlen(v) + 1);
     free(v);
+    env_done(ctx);
+    return r;
+}
+
+int otasim_bootenv_set(const char *env_config, const char *name, const char *value,
+                       struct ota_err *err)
+{
+    struct uboot_ctx *ctx = NULL;
+    int bad = 0, r;
+
+    if (!name || !*name)
+        return ota_err_set(err, EINVAL, "boot env: empty variable name");
+    r = env_open(env_config, &ctx, &bad, err);
+    if (r < 0)
+        return r;
+    /* an unreadable env holds nothing: storing it would lose every variable */
+    if (bad)
+        return ota_err_set(err, EBADMSG, "boot env of %s is corrupt: bad CRC", env_config);
+    r = libuboot_set_env(ctx, name, value && *value ? value : NULL);
+    if (r == 0)
+        r = libuboot_env_store(ctx);
+    if (r < 0)
+        r = ota_err_set(err, -r, "boot env: cannot set %s in %s: %s", name, env_config,
+                        strerror(-r));
     env_done(ctx);
     return r;
 }

@@ -55,6 +55,12 @@ static void usage(FILE *f)
                "  --exhaustive         run every crash point, not one per equivalence class\n"
                "  --keep               keep the trees of passing trials too\n"
                "  -q, --quiet          no progress line\n"
+               "QEMU tier (images/: `make image` first):\n"
+               "  --target native|qemu where trials run (default native); qemu runs the\n"
+               "                       aarch64 agent of the image, -j defaults to 1\n"
+               "  --profile raspi3b|virt  the QEMU machine (default raspi3b)\n"
+               "  --image DIR          build-image output (default images/out/latest-empty)\n"
+               "  --qemu-timeout S     per boot-to-settle phase (raspi3b 420, virt 240)\n"
                "\n"
                "Exit: 0 all passed, 1 a trial failed, 2 usage or bad scenario, 5 harness error.\n");
 }
@@ -162,7 +168,11 @@ int otasim_cli_main(int argc, char **argv)
         O_KEEP,
         O_FAILFAST,
         O_WITH,
-        O_TREES
+        O_TREES,
+        O_TARGET,
+        O_PROFILE,
+        O_IMAGE,
+        O_QTIMEOUT
     };
     static const struct option opts[] = {{"fault", required_argument, NULL, O_FAULT},
                                          {"trigger", required_argument, NULL, O_TRIGGER},
@@ -181,6 +191,10 @@ int otasim_cli_main(int argc, char **argv)
                                          {"fail-fast", no_argument, NULL, O_FAILFAST},
                                          {"with-scenarios", required_argument, NULL, O_WITH},
                                          {"trees", required_argument, NULL, O_TREES},
+                                         {"target", required_argument, NULL, O_TARGET},
+                                         {"profile", required_argument, NULL, O_PROFILE},
+                                         {"image", required_argument, NULL, O_IMAGE},
+                                         {"qemu-timeout", required_argument, NULL, O_QTIMEOUT},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct otasim_run_opts o = {.jobs = 2, .seed = 1};
@@ -190,9 +204,10 @@ int otasim_cli_main(int argc, char **argv)
     struct otasim_run_stats st = {0};
     struct ota_err e = {0};
     const char *matrix = OTA_SOURCE_DIR "/scenarios/matrix.yaml", *agent = NULL, *work = NULL;
-    const char *cmd, *with_dir = NULL;
+    const char *cmd, *with_dir = NULL, *target = "native", *profile = NULL, *image = NULL;
     char cmdline[4096] = "";
-    int have_fault = 0, have_trigger = 0, keep = 0, c, rc = EXIT_HARNESS;
+    int have_fault = 0, have_trigger = 0, keep = 0, c, rc = EXIT_HARNESS, jobs_set = 0;
+    int qtimeout = 0;
 
     memset(&override, 0, sizeof(override));
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -235,7 +250,24 @@ int otasim_cli_main(int argc, char **argv)
         case O_CASE:
             o.only_case = optarg;
             break;
+        case O_TARGET:
+            target = optarg;
+            break;
+        case O_PROFILE:
+            profile = optarg;
+            break;
+        case O_IMAGE:
+            image = optarg;
+            break;
+        case O_QTIMEOUT:
+            qtimeout = atoi(optarg);
+            if (qtimeout < 10) {
+                ota_err_set(&e, EINVAL, "--qemu-timeout: at least 10 (seconds)");
+                goto usage_err;
+            }
+            break;
         case 'j':
+            jobs_set = 1;
             o.jobs = atoi(optarg);
             if (o.jobs < 1 || o.jobs > 64) {
                 ota_err_set(&e, EINVAL, "--jobs: 1..64");
@@ -297,6 +329,21 @@ int otasim_cli_main(int argc, char **argv)
         return EXIT_HARNESS;
     }
     t.keep = keep;
+    if (strcmp(target, "qemu") == 0) {
+        t.qemu_timeout_s = qtimeout;
+        if (otasim_tools_qemu(&t, profile, image, &e) < 0) {
+            fprintf(stderr, "ota-sim: %s\n", e.reason);
+            return EXIT_HARNESS;
+        }
+        if (!jobs_set)
+            o.jobs = 1;
+    } else if (strcmp(target, "native") != 0) {
+        ota_err_set(&e, EINVAL, "--target: native or qemu");
+        goto usage_err;
+    } else if (profile || image) {
+        ota_err_set(&e, EINVAL, "--profile and --image go with --target qemu");
+        goto usage_err;
+    }
     if (otasim_runner_new(&t, &o, &r, &e) < 0)
         goto harness;
     if (strcmp(cmd, "run") == 0) {

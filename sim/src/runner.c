@@ -54,6 +54,7 @@ struct otasim_runner {
     char run_dir[PATH_MAX];
     struct otasim_rundb *db;
     int64_t run_id;
+    uint64_t skipped;
 };
 
 int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts *o,
@@ -74,7 +75,8 @@ int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts
     {
         const char *trees = o->trees_dir ? o->trees_dir : getenv("OTASIM_TREES");
         if (!trees || !*trees)
-            trees = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : t->work;
+            trees = access("/dev/shm", W_OK) == 0 && t->target != OTASIM_TARGET_QEMU ? "/dev/shm"
+                                                                                     : t->work;
         snprintf(r->run_dir, sizeof(r->run_dir), "%s/ota-sim-run-%d", trees, (int)getpid());
     }
     *ret = r;
@@ -315,10 +317,35 @@ static int recording(struct otasim_runner *r, size_t si, struct otasim_recording
     return 0;
 }
 
+/* A case the QEMU tier cannot run is left out, with a note. */
+static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fault *f)
+{
+    const struct otasim_scenario *sc = &r->scens[si].sc;
+    struct ota_err e = {0};
+    char label[160];
+
+    if (r->t.target != OTASIM_TARGET_QEMU)
+        return 0;
+    if (f->all_points)
+        ota_ignore(ota_err_set(&e, ENOTSUP, "persistence points need the native tier"));
+    else if (sc->profile == OTASIM_PROFILE_ROOTFS && r->t.qemu_profile != 0)
+        ota_ignore(ota_err_set(&e, ENOTSUP, "rootfs updates need U-Boot: --profile raspi3b"));
+    else if (otasim_qemu_supports(sc, f, &e) == 0)
+        return 0;
+    otasim_fault_label(f, label, sizeof(label));
+    if (!r->o.quiet && !r->o.list)
+        fprintf(stderr, "ota-sim: skipped on qemu: %s/%s: %s\n", sc->name, label, e.reason);
+    r->skipped++;
+    return 1;
+}
+
 static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
 {
     struct scen *s = &r->scens[si];
     struct otasim_fault f = s->sc.fault;
+
+    if (f.n_states == 0 && qemu_skips(r, si, &f))
+        return 0;
 
     if (f.n_states > 0) {
         for (size_t i = 0; i < f.n_states; i++) {
@@ -326,6 +353,8 @@ static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
             g.trigger.kind = OTASIM_TRIGGER_STATE;
             ota_strlcpy(g.trigger.state, f.states[i], sizeof(g.trigger.state));
             g.trigger.nth = 1;
+            if (qemu_skips(r, si, &g))
+                continue;
             if (!new_case(r, si, &g, err))
                 return -ENOMEM;
         }
@@ -511,7 +540,8 @@ static void child_main(struct otasim_runner *r, size_t ci)
     char path[PATH_MAX + 16];
 
     signal(SIGINT, SIG_DFL);
-    if (otasim_trial_run(&r->t, &c->tr, &e) < 0) {
+    if ((r->t.target == OTASIM_TARGET_QEMU ? otasim_qemu_trial_run(&r->t, &c->tr, &e)
+                                           : otasim_trial_run(&r->t, &c->tr, &e)) < 0) {
         c->tr.outcome = OTASIM_ERROR;
         snprintf(c->tr.detail, sizeof(c->tr.detail), "harness: %s", e.reason);
     }
@@ -552,6 +582,8 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
     if (c->tr.outcome != OTASIM_PASS && c->equivalent_to < 0 && !r->o.quiet) {
         fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r" : "", c->id,
                 c->tr.detail, repro);
+        for (const char *l = c->tr.logs; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
+            fprintf(stderr, "  serial log: %.*s\n", (int)strcspn(l, "\n"), l);
     }
     if (r->db && otasim_rundb_add(r->db, r->run_id, c->id, &c->tr, repro, eq, &e) < 0)
         fprintf(stderr, "ota-sim: %s\n", e.reason);
@@ -566,6 +598,7 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
     int rc = 0;
 
     s.cases = r->n_cases;
+    s.skipped = r->skipped;
     if (r->o.only_case) {
         int found = 0;
         for (size_t i = 0; i < r->n_cases; i++) {
@@ -680,7 +713,8 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
         goto out;
     if (r->o.junit_path && (rc = otasim_rundb_junit(r->db, r->run_id, r->o.junit_path, err)) < 0)
         goto out;
-    if (!r->t.keep && s.failed == 0 && s.errors == 0)
+    /* QEMU trials keep their serial logs (the run database names them) */
+    if (!r->t.keep && s.failed == 0 && s.errors == 0 && r->t.target != OTASIM_TARGET_QEMU)
         ota_ignore(ota_fs_remove_tree(r->run_dir, NULL));
 out:
     if (rc < 0) {

@@ -272,7 +272,14 @@ void otasim_reproduce_cmd(const struct otasim_tools *t, const struct otasim_tria
     otasim_fault_label(&tr->fault, label, sizeof(label));
     at = strchr(label, '@');
     snprintf(trig, sizeof(trig), "%s", at ? at + 1 : "start");
-    snprintf(buf, cap, "%s run %s --fault %s --trigger %s --seed %llu --agent %s --keep", t->self,
-             tr->sc->path, otasim_fault_kind_names[tr->fault.kind], trig,
-             (unsigned long long)tr->seed, t->agent);
+    if (t->target == OTASIM_TARGET_QEMU)
+        snprintf(buf, cap,
+                 "%s run %s --fault %s --trigger %s --seed %llu --target qemu --profile %s "
+                 "--image %s --keep",
+                 t->self, tr->sc->path, otasim_fault_kind_names[tr->fault.kind], trig,
+                 (unsigned long long)tr->seed, t->qemu_profile ? "virt" : "raspi3b", t->image_dir);
+    else
+        snprintf(buf, cap, "%s run %s --fault %s --trigger %s --seed %llu --agent %s --keep",
+                 t->self, tr->sc->path, otasim_fault_kind_names[tr->fault.kind], trig,
+                 (unsigned long long)tr->seed, t->agent);
 }

@@ -10,6 +10,10 @@
  *     a power cut. The simulator puts every process of a simulated device
  *     (agent, supervisor, app) in one group. Never set it for an agent that
  *     shares its process group with the harness: the harness dies too.
+ *   - OTA_FAULT_POINT_MODE=stop: raise(SIGSTOP), the agent freezes right
+ *     there. The QEMU driver cuts the machine's power when the line reaches
+ *     the console: whatever the agent did not make durable is lost, and the
+ *     agent cannot run on meanwhile.
  * In normal builds the macro is nothing.
  *
  * The points (keep this list in sync with the code):
@@ -30,7 +34,10 @@
  *   bootenv.after_save            bootenv_uboot.c: env written, before return
  *   commit.before_save            core.c, COMMITTING: versions recorded and the
  *                                 download removed, before the final state
- *                                 (IDLE, "success") is saved */
+ *                                 (IDLE, "success") is saved
+ *   state.<STATE>                 cli.c: right after the OTA-STATE line of the
+ *                                 change to <STATE> (e.g. state.SWITCHING);
+ *                                 the state is saved by then */
 #ifndef OTA_FAULTPOINT_H
 #define OTA_FAULTPOINT_H
 
@@ -66,6 +73,10 @@ static inline void ota_fault_point_hit(const char *name)
     mode = getenv("OTA_FAULT_POINT_MODE");
     if (mode && strcmp(mode, "power") == 0)
         kill(0, SIGKILL);
+    if (mode && strcmp(mode, "stop") == 0) {
+        raise(SIGSTOP);
+        return; /* continued by hand: go on as if nothing happened */
+    }
     kill(getpid(), SIGKILL);
 }
 

@@ -23,6 +23,7 @@
 
 #include "ota/config.h"
 #include "ota/drivers.h"
+#include "ota/faultpoint.h"
 #include "ota/json.h"
 
 enum {
@@ -125,6 +126,13 @@ static void print_transition(void *ctx, const struct ota_transition *t)
     }
     free(s);
     json_decref(o);
+#ifdef OTA_FAULT_POINTS
+    {
+        char point[48];
+        snprintf(point, sizeof(point), "state.%s", ota_state_names[t->to]);
+        OTA_FAULT_POINT(point);
+    }
+#endif
 }
 
 static int take_lock(struct host *h, struct ota_err *err)

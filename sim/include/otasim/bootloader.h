@@ -71,6 +71,13 @@ int otasim_bootenv_create(const char *env_file, const char *env_config, const ch
 /* Reads one variable (-ENOENT if unset, -EBADMSG if the env is unreadable). */
 int otasim_bootenv_get(const char *env_config, const char *name, char *buf, size_t cap,
                        struct ota_err *err) OTA_MUST;
+/* Writes the fw_env.config that names an existing env file (one copy). */
+int otasim_bootenv_config(const char *env_file, const char *env_config,
+                          struct ota_err *err) OTA_MUST;
+/* Sets one variable (value NULL or "": unsets it) and stores the env;
+ * -EBADMSG (nothing written) if the env is unreadable. */
+int otasim_bootenv_set(const char *env_config, const char *name, const char *value,
+                       struct ota_err *err) OTA_MUST;
 /* Flips one byte of the env's data, so its CRC no longer matches. */
 int otasim_bootenv_corrupt(const char *env_file, struct ota_err *err) OTA_MUST;
 

@@ -41,6 +41,12 @@ struct otasim_device {
     long long clock_offset_s;                 /* wall clock jump so far (libfaketime) */
     int64_t health_enter_ms, commit_enter_ms; /* monotonic, as the lines arrived */
     int state_seen;                           /* live trigger: times its state was entered */
+    /* QEMU target (qtrial.c): the tree is what the host read off the disk
+     * after the power went off; no journal; the app was asked before that. */
+    int qemu;
+    int probe_health;         /* HTTP status of /health, 0 if no answer */
+    char probe_version[32];   /* what /version said */
+    char slot_version[2][32]; /* rootfs: /etc/ota-release of rootA/rootB ("" none) */
 };
 
 /* One agent pass: what the sim learnt. */

@@ -30,6 +30,7 @@ struct otasim_run_opts {
 
 struct otasim_run_stats {
     uint64_t cases, run, passed, failed, errors, equivalent;
+    uint64_t skipped; /* cases the target cannot run (QEMU: interposer faults...) */
     int64_t wall_ms;
 };
 

@@ -20,8 +20,12 @@
 extern "C" {
 #endif
 
+/* Where trials run: simulated devices (native) or QEMU machines. */
+enum otasim_target { OTASIM_TARGET_NATIVE, OTASIM_TARGET_QEMU, OTASIM_TARGET_MAX };
+extern const char *const otasim_target_names[OTASIM_TARGET_MAX];
+
 struct otasim_tools {
-    char agent[PATH_MAX];     /* ota-agent under test (or a mutant) */
+    char agent[PATH_MAX];     /* ota-agent under test (or a mutant); qemu: reads the database */
     char server[PATH_MAX];    /* ota-server */
     char pack[PATH_MAX];      /* ota-pack */
     char self[PATH_MAX];      /* ota-sim (for `ota-sim svc`) */
@@ -32,11 +36,25 @@ struct otasim_tools {
     char work[PATH_MAX];     /* cache + trial trees */
     int keep;                /* keep the trees of passing trials too */
     int verbose;
+    /* the QEMU target (otasim_tools_qemu) */
+    enum otasim_target target;
+    int qemu_profile;         /* enum otasim_qemu_profile */
+    char image_dir[PATH_MAX]; /* images/build-image output */
+    char key_dir[PATH_MAX];   /* release-key.pem/.pub the image trusts ("": generated keys) */
+    char arch[16];            /* video-app releases for this architecture ("": the host's) */
+    int qemu_timeout_s;       /* one boot-to-settle phase */
 };
 
 /* Finds the tools next to the running ota-sim in a build tree (or from
  * $OTASIM_AGENT, $OTASIM_SERVER...). agent overrides the agent if non-NULL. */
 int otasim_tools_find(struct otasim_tools *t, const char *agent, const char *work,
+                      struct ota_err *err) OTA_MUST;
+
+/* Switches t to the QEMU target: the aarch64 video-app builds
+ * ($OTASIM_APP_DIR_AARCH64, else SRC/build-aarch64/agent/video-app), the
+ * image (image_dir, else SRC/images/out/latest-empty) and the keys it
+ * trusts ($OTASIM_IMAGE_KEYS, else SRC/images/cache/rootfs/keys). */
+int otasim_tools_qemu(struct otasim_tools *t, const char *profile, const char *image_dir,
                       struct ota_err *err) OTA_MUST;
 
 /* ---- artifacts (artifacts.c) ------------------------------------------ */
@@ -110,6 +128,8 @@ struct otasim_trial {
     struct otasim_check checks[OTASIM_MAX_INVARIANTS];
     size_t n_checks;
     char detail[1024]; /* error or first failed invariant */
+    char target[8];    /* "native" or "qemu" */
+    char logs[1024];   /* qemu: the serial console log of each power-on, one a line */
     char *state_lines; /* malloc'ed: every OTA-STATE JSON, one per line */
 };
 
@@ -117,6 +137,13 @@ struct otasim_trial {
  * or -errno if the harness itself failed (outcome ERROR, detail says). */
 int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
                      struct ota_err *err) OTA_MUST;
+/* The same on a QEMU machine (qtrial.c); -ENOTSUP with the reason for a
+ * fault the QEMU tier cannot inject. */
+int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
+                          struct ota_err *err) OTA_MUST;
+/* Whether the QEMU tier can run this fault (0, or -ENOTSUP with why). */
+int otasim_qemu_supports(const struct otasim_scenario *sc, const struct otasim_fault *f,
+                         struct ota_err *err) OTA_MUST;
 void otasim_trial_free(struct otasim_trial *tr);
 
 /* What a recording run (no fault) learnt of an update cycle. */

@@ -1,0 +1,480 @@
+/* One trial on a QEMU machine: the real aarch64 agent in the image, booted
+ * by real U-Boot (raspi3b) on a real kernel and ext4, against this
+ * scenario's ota-server on the host.
+ *
+ * The fault is armed from the kernel command line (images/rootfs/generators/
+ * ota-test-env turns ota.env=/ota.conf= into the agent's environment and
+ * config): a named fault point, or state.<STATE> right after a state line,
+ * with OTA_FAULT_POINT_MODE=stop, so the agent freezes there; when its
+ * "ota-fault-point:" line reaches the console the machine is killed (the
+ * power cut) and powered on again without the fault. An agent crash is the
+ * same point without stop: the agent SIGKILLs itself and the timer runs it
+ * again. The trial ends at the final state line (IDLE with success or
+ * failure) once the server has the report; the app is asked for /health and
+ * /version through the host forward, then the power goes off and the host
+ * reads the disk (qemu-img, debugfs, mtools) into a tree that the same
+ * invariant checker reads. */
+#include "otasim/sim.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "otasim/device.h"
+#include "otasim/invariants.h"
+#include "otasim/proc.h"
+#include "otasim/qemu.h"
+
+#define REPORT_WAIT_MS 30000
+#define APP_WAIT_MS    20000
+#define MAX_STARTS     8
+
+const char *const otasim_target_names[OTASIM_TARGET_MAX] = {"native", "qemu"};
+
+int otasim_tools_qemu(struct otasim_tools *t, const char *profile, const char *image_dir,
+                      struct ota_err *err)
+{
+    enum otasim_qemu_profile pr = OTASIM_QEMU_RASPI3B;
+    const char *e;
+    char p[PATH_MAX + 64];
+
+    if (profile && otasim_qemu_profile_parse(profile, &pr) < 0)
+        return ota_err_set(err, EINVAL, "unknown QEMU profile '%s' (raspi3b, virt)", profile);
+    t->target = OTASIM_TARGET_QEMU;
+    t->qemu_profile = pr;
+    ota_strlcpy(t->arch, "arm64", sizeof(t->arch));
+    if (!t->qemu_timeout_s)
+        t->qemu_timeout_s = pr == OTASIM_QEMU_RASPI3B ? 420 : 240;
+    e = getenv("OTASIM_APP_DIR_AARCH64");
+    snprintf(p, sizeof(p), "%s/build-aarch64/agent/video-app", OTA_SOURCE_DIR);
+    ota_strlcpy(t->app_dir, e && *e ? e : p, sizeof(t->app_dir));
+    e = getenv("OTASIM_IMAGE_KEYS");
+    snprintf(p, sizeof(p), "%s/images/cache/rootfs/keys", OTA_SOURCE_DIR);
+    ota_strlcpy(t->key_dir, e && *e ? e : p, sizeof(t->key_dir));
+    snprintf(p, sizeof(p), "%s/images/out/latest-empty", OTA_SOURCE_DIR);
+    if (!realpath(image_dir ? image_dir : p, t->image_dir))
+        return ota_err_set(err, errno, "QEMU image %s: %s (run `make image`)",
+                           image_dir ? image_dir : p, strerror(errno));
+    snprintf(p, sizeof(p), "%s/video-app", t->app_dir);
+    if (access(p, X_OK) < 0)
+        return ota_err_set(err, ENOENT, "no aarch64 video-app at %s (run `make image`)", p);
+    return 0;
+}
+
+int otasim_qemu_supports(const struct otasim_scenario *sc, const struct otasim_fault *f,
+                         struct ota_err *err)
+{
+    const struct otasim_trigger *tg = &f->trigger;
+
+    if (f->kind != OTASIM_FAULT_NONE && f->kind != OTASIM_FAULT_POWER_CUT &&
+        f->kind != OTASIM_FAULT_AGENT_CRASH)
+        return ota_err_set(err, ENOTSUP, "fault %s needs the native tier",
+                           otasim_fault_kind_names[f->kind]);
+    if (f->kind != OTASIM_FAULT_NONE && tg->kind != OTASIM_TRIGGER_STATE &&
+        tg->kind != OTASIM_TRIGGER_FAULT_POINT)
+        return ota_err_set(err, ENOTSUP, "only state and fault_point triggers on QEMU");
+    if (tg->kind == OTASIM_TRIGGER_STATE && tg->nth > 1)
+        return ota_err_set(err, ENOTSUP, "state triggers with nth > 1 need the native tier");
+    if (sc->clock_rate > 1 || sc->expect.exact_download || sc->expect.min_health_ms)
+        return ota_err_set(err, ENOTSUP,
+                           "clock_rate, exact_download and min_health_ms need the native tier");
+    return 0;
+}
+
+/* "ota.env=... ota.conf=..." for a boot; fault NULL: no fault armed. */
+static void kernel_args(const struct otasim_trial *tr, const struct otasim_fault *fault, char *buf,
+                        size_t cap)
+{
+    const struct otasim_scenario *sc = tr->sc;
+    size_t n = 0;
+
+#define ADD(...) n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__)
+    ADD("ota.conf=agent.device_id=%s ota.conf=agent.enroll_token=%s "
+        "ota.conf=agent.device_type=%s ota.conf=agent.source=%s ota.app_env=VIDEO_APP_BIND=0.0.0.0",
+        tr->device_id, tr->srv->enroll_token, sc->device_type, sc->source);
+    if (strcmp(sc->source, "github") == 0)
+        ADD(" ota.conf=agent.repo=sim/video-app");
+    ADD(" ota.conf=health.window=%d ota.conf=health.interval_ms=%d",
+        (sc->health_window_ms + 999) / 1000, sc->health_interval_ms);
+    if (sc->profile == OTASIM_PROFILE_ROOTFS)
+        ADD(" ota.conf=rootfs.version=%s", otasim_scenario_factory(sc)->version);
+    if (fault && fault->kind != OTASIM_FAULT_NONE) {
+        if (fault->trigger.kind == OTASIM_TRIGGER_STATE)
+            ADD(" ota.env=OTA_FAULT_POINT=state.%s", fault->trigger.state);
+        else
+            ADD(" ota.env=OTA_FAULT_POINT=%s", fault->trigger.fault_point);
+        if (fault->kind == OTASIM_FAULT_POWER_CUT)
+            ADD(" ota.env=OTA_FAULT_POINT_MODE=stop");
+    }
+    if (getenv("OTASIM_QEMU_KARGS")) /* debugging: e.g. systemd.log_level=debug */
+        ADD(" %s", getenv("OTASIM_QEMU_KARGS"));
+#undef ADD
+}
+
+/* What the next mount would do first: replay the ext4 journal (debugfs
+ * reads only what was checkpointed; an fsynced file may be in the journal
+ * alone when the power goes). */
+static int replay_journal(struct otasim_qemu *q, const char *image, struct ota_err *err)
+{
+    const char *argv[] = {"e2fsck", "-y", "-E", "journal_only", image, NULL};
+    char log[PATH_MAX + 32];
+    int st = 0;
+
+    snprintf(log, sizeof(log), "%s/tools.log", q->dir);
+    if (otasim_run(argv, NULL, 120000, NULL, log, &st, err) < 0)
+        return -EIO;
+    if (st >= 4) /* 1: replayed (corrected), 2: would reboot; 4+: errors left */
+        return ota_err_set(err, EIO, "e2fsck -E journal_only %s: exit %d", image, st);
+    return 0;
+}
+
+static int debugfs(struct otasim_qemu *q, const char *req, const char *image, char **ret,
+                   struct ota_err *err)
+{
+    const char *argv[] = {"debugfs", "-R", req, image, NULL};
+    char log[PATH_MAX + 32];
+    int st = 0;
+
+    snprintf(log, sizeof(log), "%s/tools.log", q->dir);
+    if (otasim_run(argv, NULL, 120000, ret, log, &st, err) < 0)
+        return -EIO;
+    if (st != 0)
+        return ota_err_set(err, EIO, "debugfs -R '%s' %s: exit %d", req, image, st);
+    return 0;
+}
+
+/* /etc/ota-release of a root partition image: "version=V" -> V. */
+static void slot_version(struct otasim_qemu *q, const char *image, char *buf, size_t cap)
+{
+    char *text = NULL, *v;
+
+    buf[0] = '\0';
+    if (debugfs(q, "cat /etc/ota-release", image, &text, NULL) == 0 && text &&
+        strncmp(text, "version=", 8) == 0) {
+        v = text + 8;
+        v[strcspn(v, "\n")] = '\0';
+        ota_strlcpy(buf, v, cap);
+    }
+    free(text);
+}
+
+/* The factory rootfs says what it is: /etc/ota-release in the overlay's rootA. */
+static int provision_rootfs(struct otasim_qemu *q, const char *version, struct ota_err *err)
+{
+    char part[PATH_MAX + 32], marker[PATH_MAX + 32], req[PATH_MAX + 64], text[64];
+
+    snprintf(part, sizeof(part), "%s/rootA.ext4", q->dir);
+    snprintf(marker, sizeof(marker), "%s/ota-release", q->dir);
+    snprintf(text, sizeof(text), "version=%s\n", version);
+    snprintf(req, sizeof(req), "write %s /etc/ota-release", marker);
+    if (ota_fs_write_atomic(marker, text, strlen(text), 0644, err) < 0 ||
+        otasim_qemu_part_read(q, OTASIM_QPART_ROOTA, part, err) < 0)
+        return -EIO;
+    const char *argv[] = {"debugfs", "-w", "-R", req, part, NULL};
+    int st = 0;
+    if (otasim_run(argv, NULL, 60000, NULL, NULL, &st, err) < 0 || st != 0)
+        return ota_err_set(err, EIO, "debugfs -w %s: exit %d", part, st);
+    if (otasim_qemu_part_write(q, OTASIM_QPART_ROOTA, part, err) < 0)
+        return -EIO;
+    unlink(part);
+    return 0;
+}
+
+/* What the console said, as it went. */
+struct watch {
+    int64_t fault_ms, back_ms; /* the fault; the agent's first line after it */
+    int fired, final, boots, boot_fails, fell_back, booted_slot;
+    char status[16];
+    size_t sl_len, sl_cap;
+    char last[1024];
+};
+
+static void add_state_line(struct otasim_trial *tr, struct watch *w, const char *json)
+{
+    size_t n = strlen(json);
+
+    if (strcmp(json, w->last) == 0) /* journald and the console may both pass it on */
+        return;
+    ota_strlcpy(w->last, json, sizeof(w->last));
+    if (w->sl_len + n + 2 > w->sl_cap) {
+        size_t cap = (w->sl_cap + n + 2) * 2;
+        char *p = realloc(tr->state_lines, cap);
+        if (!p)
+            return;
+        tr->state_lines = p;
+        w->sl_cap = cap;
+    }
+    memcpy(tr->state_lines + w->sl_len, json, n);
+    w->sl_len += n;
+    tr->state_lines[w->sl_len++] = '\n';
+    tr->state_lines[w->sl_len] = '\0';
+}
+
+/* One console line; returns 1 when it was the fault point firing. */
+static int on_line(struct otasim_trial *tr, struct otasim_device *d, struct watch *w,
+                   const char *line)
+{
+    const char *s;
+
+    if ((s = strstr(line, "OTA-STATE {"))) {
+        json_t *o = NULL;
+        const char *to, *st;
+        add_state_line(tr, w, s + 10);
+        if (w->fired && !w->back_ms)
+            w->back_ms = otasim_now_ms();
+        if (ota_json_parse(s + 10, strlen(s + 10), &o, NULL) == 0) {
+            to = json_string_value(json_object_get(o, "to"));
+            st = json_string_value(json_object_get(o, "status"));
+            if (to && strcmp(to, "HEALTH_CHECK") == 0)
+                d->health_enter_ms = otasim_now_ms();
+            if (to && strcmp(to, "COMMITTING") == 0)
+                d->commit_enter_ms = otasim_now_ms();
+            if (to && st && strcmp(to, "IDLE") == 0 &&
+                (strcmp(st, "success") == 0 || strcmp(st, "failure") == 0)) {
+                w->final = 1;
+                ota_strlcpy(w->status, st, sizeof(w->status));
+            }
+            json_decref(o);
+        }
+        return 0;
+    }
+    if (strstr(line, "ota-fault-point: "))
+        return 1;
+    if ((s = strstr(line, "Kernel command line:"))) {
+        const char *sl = strstr(s, "ota.slot=");
+        w->boots++;
+        w->booted_slot = sl && sl[9] == 'b' ? 1 : 0;
+    } else if (strstr(line, "OTA-BOOT-FAIL")) {
+        w->boot_fails++;
+        w->booted_slot = -1;
+    } else if (strstr(line, "falling back")) {
+        w->fell_back = 1;
+    }
+    return 0;
+}
+
+static int start(struct otasim_qemu *q, struct otasim_trial *tr, const char *args,
+                 struct ota_err *err)
+{
+    size_t n = strlen(tr->logs);
+
+    if (otasim_qemu_start(q, args, err) < 0)
+        return -EIO;
+    if (n + strlen(q->log) + 2 < sizeof(tr->logs))
+        snprintf(tr->logs + n, sizeof(tr->logs) - n, "%s\n", q->log);
+    return 0;
+}
+
+static int has_final_report(const struct otasim_trial *tr)
+{
+    char path[256], *text = NULL;
+    int found;
+
+    snprintf(path, sizeof(path), "/api/v1/reports?device=%s&limit=1000", tr->device_id);
+    if (otasim_server_get(tr->srv, path, &text, NULL) < 0)
+        return 0;
+    found = strstr(text, "\"success\"") || strstr(text, "\"failure\"");
+    free(text);
+    return found;
+}
+
+/* The app through the host forward: /health status and /version. */
+static void probe_app(struct otasim_device *d)
+{
+    int64_t end = otasim_now_ms() + APP_WAIT_MS;
+    long hs = 0;
+    char *body = NULL;
+
+    /* a restarted app (rollback, reboot) takes seconds to listen under TCG */
+    do {
+        free(body);
+        body = NULL;
+        if (otasim_device_app_get(d, "/health", &hs, &body, NULL) == 0)
+            d->probe_health = (int)hs;
+        if (d->probe_health != 200)
+            usleep(250000);
+    } while (d->probe_health != 200 && otasim_now_ms() < end);
+    free(body);
+    body = NULL;
+    if (otasim_device_app_get(d, "/version", &hs, &body, NULL) == 0 && hs == 200) {
+        json_t *o = NULL;
+        if (ota_json_parse(body, strlen(body), &o, NULL) == 0) {
+            const char *v = json_string_value(json_object_get(o, "version"));
+            ota_strlcpy(d->probe_version, v ? v : "", sizeof(d->probe_version));
+            json_decref(o);
+        }
+    }
+    free(body);
+}
+
+/* The disk, read off the overlay into d->root the way the native tree is
+ * laid out, and a host config for `ota-agent status` over it. */
+static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct otasim_device *d,
+                     struct ota_err *err)
+{
+    const struct otasim_scenario *sc = d->tr->sc;
+    char p[PATH_MAX + 64], img[PATH_MAX + 64], env[PATH_MAX + 64], conf[4096], req[PATH_MAX + 96];
+    static const char *const dirs[] = {"opt", "var/lib/ota", "boot", "etc", "disks", "run", ".sim"};
+    int rootfs = sc->profile == OTASIM_PROFILE_ROOTFS;
+
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", d->root, dirs[i]);
+        if (ota_fs_mkdirs(p, err) < 0)
+            return -EIO;
+    }
+    snprintf(img, sizeof(img), "%s/data.ext4", q->dir);
+    snprintf(req, sizeof(req), "rdump / %s/var/lib/ota", d->root);
+    if (otasim_qemu_part_read(q, OTASIM_QPART_DATA, img, err) < 0 ||
+        replay_journal(q, img, err) < 0 || debugfs(q, req, img, NULL, err) < 0)
+        return -EIO;
+    unlink(img);
+    snprintf(p, sizeof(p), "%s/var/lib/ota/lost+found", d->root);
+    ota_ignore(ota_fs_remove_tree(p, NULL));
+    for (int s = 0; s < 2; s++) {
+        snprintf(d->part[s], sizeof(d->part[s]), "%s/disks/root%c", d->root, "AB"[s]);
+        if (!rootfs && s == 1)
+            continue;
+        if (otasim_qemu_part_read(q, s ? OTASIM_QPART_ROOTB : OTASIM_QPART_ROOTA, d->part[s], err) <
+            0)
+            return -EIO;
+        /* rootB of a failed install may hold no file system at all */
+        if (replay_journal(q, d->part[s], s == 0 ? err : NULL) < 0 && s == 0)
+            return -EIO;
+        if (rootfs)
+            slot_version(q, d->part[s], d->slot_version[s], sizeof(d->slot_version[s]));
+    }
+    snprintf(req, sizeof(req), "rdump /opt/app %s/opt", d->root);
+    if (debugfs(q, req, d->part[0], NULL, err) < 0)
+        return -EIO;
+    if (!rootfs)
+        unlink(d->part[0]); /* 256 MiB: the app tree is what counts */
+    snprintf(env, sizeof(env), "%s/boot/uboot.env", d->root);
+    snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
+    if (otasim_qemu_env_fetch(q, env, d->env_config, err) < 0)
+        return -EIO;
+    snprintf(p, sizeof(p), "%s/run/booted", d->root);
+    snprintf(req, sizeof(req), "ota.slot=%c\n", d->booted_slot == 1 ? 'b' : 'a');
+    if (ota_fs_write_atomic(p, req, strlen(req), 0644, err) < 0)
+        return -EIO;
+    snprintf(conf, sizeof(conf),
+             "[agent]\nsource = %s\nserver = http://127.0.0.1:9\nrepo = sim/video-app\n"
+             "device_id = %s\ndevice_type = %s\npublic_key = %s/release-key.pub\n"
+             "database = %s/var/lib/ota/agent.db\n[app]\nroot = %s/opt/app\n"
+             "[download]\ndir = %s/var/lib/ota/download\n"
+             "[rootfs]\nenv_config = %s\ndevice_a = %s\ndevice_b = %s\nbooted_file = %s\n"
+             "version = %s\n",
+             sc->source, d->tr->device_id, sc->device_type, t->key_dir, d->root, d->root, d->root,
+             d->env_config, d->part[0], d->part[1], p, otasim_scenario_factory(sc)->version);
+    return ota_fs_write_atomic(d->config, conf, strlen(conf), 0644, err);
+}
+
+int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
+                          struct ota_err *err)
+{
+    const struct otasim_scenario *sc = tr->sc;
+    struct otasim_qemu_image im;
+    struct otasim_qemu q;
+    struct otasim_device d;
+    struct otasim_settle settle = {0};
+    struct watch w = {0};
+    char qdir[PATH_MAX + 16], args[2048], line[4096];
+    int64_t t0 = otasim_now_ms(), deadline;
+    int armed = tr->fault.kind != OTASIM_FAULT_NONE, r;
+
+    tr->outcome = OTASIM_ERROR;
+    tr->started_ms = otasim_wall_ms();
+    tr->fired = 0;
+    tr->n_checks = 0;
+    tr->detail[0] = '\0';
+    tr->logs[0] = '\0';
+    ota_strlcpy(tr->target, "qemu", sizeof(tr->target));
+    memset(&q, 0, sizeof(q));
+    q.log_fd = -1;
+    memset(&d, 0, sizeof(d));
+    d.tools = t;
+    d.tr = tr;
+    d.qemu = 1;
+    d.booted_slot = -1;
+    w.booted_slot = -1;
+    snprintf(d.root, sizeof(d.root), "%s/disk", tr->dir);
+    snprintf(d.config, sizeof(d.config), "%s/etc/ota-agent.conf", d.root);
+    snprintf(qdir, sizeof(qdir), "%s/qemu", tr->dir);
+    if (otasim_qemu_supports(sc, &tr->fault, err) < 0)
+        return -ENOTSUP;
+    if (otasim_qemu_image_open(t->image_dir, &im, err) < 0 ||
+        ota_fs_remove_tree(tr->dir, err) < 0 || ota_fs_mkdirs(tr->dir, err) < 0 ||
+        otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir, tr->srv->port,
+                         err) < 0)
+        return -EIO;
+    r = -EIO;
+    if (sc->profile == OTASIM_PROFILE_ROOTFS &&
+        provision_rootfs(&q, otasim_scenario_factory(sc)->version, err) < 0)
+        goto out;
+    kernel_args(tr, armed ? &tr->fault : NULL, args, sizeof(args));
+    if (start(&q, tr, args, err) < 0)
+        goto out;
+    deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
+    while (!w.final) {
+        int n = otasim_qemu_line(&q, 500, line, sizeof(line));
+        if (n < 0) {
+            r = ota_err_set(err, EIO, "QEMU stopped by itself (see %s)", q.log);
+            goto out;
+        }
+        if (otasim_now_ms() > deadline) {
+            ota_strlcpy(settle.why, "no final state line before the timeout", sizeof(settle.why));
+            break;
+        }
+        if (n == 0 || !on_line(tr, &d, &w, line) || w.fired)
+            continue;
+        w.fired = 1;
+        w.fault_ms = otasim_now_ms();
+        if (tr->fault.kind != OTASIM_FAULT_POWER_CUT)
+            continue; /* the agent killed itself; the timer runs it again */
+        otasim_qemu_kill(&q);
+        if (q.starts >= MAX_STARTS) {
+            r = ota_err_set(err, EIO, "%d power cycles and no end", q.starts);
+            goto out;
+        }
+        kernel_args(tr, NULL, args, sizeof(args));
+        if (start(&q, tr, args, err) < 0)
+            goto out;
+        deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
+    }
+    tr->fired = w.fired;
+    if (w.final) {
+        int64_t end = otasim_now_ms() + REPORT_WAIT_MS;
+        settle.settled = 1;
+        while (strcmp(sc->source, "fleet") == 0 && !has_final_report(tr) && otasim_now_ms() < end)
+            usleep(200000);
+        /* from the agent's first line after the fault: the boot is not the
+         * agent's to shorten (and takes 10-60 s under TCG) */
+        settle.recover_ms = w.fired ? otasim_now_ms() - (w.back_ms ? w.back_ms : w.fault_ms) : 0;
+    }
+    d.app_port = q.app_port;
+    probe_app(&d);
+    otasim_qemu_kill(&q); /* the agent is idle: its last write was synced */
+    d.booted_slot = w.booted_slot;
+    d.boot_failed = w.booted_slot < 0;
+    if (read_disk(t, &q, &d, err) < 0)
+        goto out;
+    if (d.booted_slot >= 0)
+        ota_strlcpy(d.booted_version, d.slot_version[d.booted_slot], sizeof(d.booted_version));
+    r = otasim_invariants_check(&d, NULL, 0, &settle, NULL, 0, err);
+    if (r == 0 && !t->keep && tr->outcome == OTASIM_PASS) {
+        /* the console logs stay; the disks go */
+        unlink(q.overlay);
+        for (int s = 0; s < 2; s++)
+            unlink(d.part[s]);
+    }
+out:
+    otasim_qemu_close(&q);
+    tr->duration_ms = otasim_now_ms() - t0;
+    tr->recover_ms = settle.recover_ms;
+    if (r < 0)
+        snprintf(tr->detail, sizeof(tr->detail), "harness: %s", err->reason);
+    return r;
+}

@@ -39,8 +39,15 @@ else
 endif
 
 # The whole state x fault matrix and the persistence-point enumeration.
+# TARGET=qemu: the matrix's state cases and every scenario file the QEMU tier
+# can run, in the QEMU Raspberry Pi 3B (PROFILE=virt: app cases on the fast board).
 matrix: all
+ifeq ($(TARGET),qemu)
+	$(BUILD)/sim/ota-sim matrix --with-scenarios scenarios --target qemu --profile $(PROFILE) \
+	  --image $$(images/make-image | tail -n1) --junit $(BUILD)/matrix-qemu.xml $(ARGS)
+else
 	$(BUILD)/sim/ota-sim matrix -j $(JOBS) --junit $(BUILD)/matrix.xml $(ARGS)
+endif
 
 bench-sim:
 	ci/bench-sim

@@ -61,6 +61,8 @@ static void usage(FILE *f)
                "  --profile raspi3b|virt  the QEMU machine (default raspi3b)\n"
                "  --image DIR          build-image output (default images/out/latest-empty)\n"
                "  --qemu-timeout S     per boot-to-settle phase (raspi3b 420, virt 240)\n"
+               "  --guest-agent BIN    an aarch64 ota-agent to test instead of the image's\n"
+               "                       (written into each trial's overlay)\n"
                "\n"
                "Exit: 0 all passed, 1 a trial failed, 2 usage or bad scenario, 5 harness error.\n");
 }
@@ -172,7 +174,8 @@ int otasim_cli_main(int argc, char **argv)
         O_TARGET,
         O_PROFILE,
         O_IMAGE,
-        O_QTIMEOUT
+        O_QTIMEOUT,
+        O_GUEST_AGENT
     };
     static const struct option opts[] = {{"fault", required_argument, NULL, O_FAULT},
                                          {"trigger", required_argument, NULL, O_TRIGGER},
@@ -195,6 +198,7 @@ int otasim_cli_main(int argc, char **argv)
                                          {"profile", required_argument, NULL, O_PROFILE},
                                          {"image", required_argument, NULL, O_IMAGE},
                                          {"qemu-timeout", required_argument, NULL, O_QTIMEOUT},
+                                         {"guest-agent", required_argument, NULL, O_GUEST_AGENT},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct otasim_run_opts o = {.jobs = 2, .seed = 1};
@@ -208,6 +212,7 @@ int otasim_cli_main(int argc, char **argv)
     char cmdline[4096] = "";
     int have_fault = 0, have_trigger = 0, keep = 0, c, rc = EXIT_HARNESS, jobs_set = 0;
     int qtimeout = 0;
+    const char *guest_agent = NULL;
 
     memset(&override, 0, sizeof(override));
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -258,6 +263,9 @@ int otasim_cli_main(int argc, char **argv)
             break;
         case O_IMAGE:
             image = optarg;
+            break;
+        case O_GUEST_AGENT:
+            guest_agent = optarg;
             break;
         case O_QTIMEOUT:
             qtimeout = atoi(optarg);
@@ -337,11 +345,15 @@ int otasim_cli_main(int argc, char **argv)
         }
         if (!jobs_set)
             o.jobs = 1;
+        if (guest_agent && !realpath(guest_agent, t.guest_agent)) {
+            ota_err_set(&e, errno, "--guest-agent %s: %s", guest_agent, strerror(errno));
+            goto usage_err;
+        }
     } else if (strcmp(target, "native") != 0) {
         ota_err_set(&e, EINVAL, "--target: native or qemu");
         goto usage_err;
-    } else if (profile || image) {
-        ota_err_set(&e, EINVAL, "--profile and --image go with --target qemu");
+    } else if (profile || image || guest_agent) {
+        ota_err_set(&e, EINVAL, "--profile, --image and --guest-agent go with --target qemu");
         goto usage_err;
     }
     if (otasim_runner_new(&t, &o, &r, &e) < 0)

@@ -162,26 +162,46 @@ static void slot_version(struct otasim_qemu *q, const char *image, char *buf, si
     free(text);
 }
 
-/* The factory rootfs says what it is: /etc/ota-release in the overlay's rootA. */
-static int provision_rootfs(struct otasim_qemu *q, const char *version, struct ota_err *err)
+static int debugfs_w(const char *part, const char *req, struct ota_err *err)
 {
-    char part[PATH_MAX + 32], marker[PATH_MAX + 32], req[PATH_MAX + 64], text[64];
-
-    snprintf(part, sizeof(part), "%s/rootA.ext4", q->dir);
-    snprintf(marker, sizeof(marker), "%s/ota-release", q->dir);
-    snprintf(text, sizeof(text), "version=%s\n", version);
-    snprintf(req, sizeof(req), "write %s /etc/ota-release", marker);
-    if (ota_fs_write_atomic(marker, text, strlen(text), 0644, err) < 0 ||
-        otasim_qemu_part_read(q, OTASIM_QPART_ROOTA, part, err) < 0)
-        return -EIO;
     const char *argv[] = {"debugfs", "-w", "-R", req, part, NULL};
     int st = 0;
+
     if (otasim_run(argv, NULL, 60000, NULL, NULL, &st, err) < 0 || st != 0)
-        return ota_err_set(err, EIO, "debugfs -w %s: exit %d", part, st);
-    if (otasim_qemu_part_write(q, OTASIM_QPART_ROOTA, part, err) < 0)
-        return -EIO;
-    unlink(part);
+        return ota_err_set(err, EIO, "debugfs -w -R '%s' %s: exit %d", req, part, st);
     return 0;
+}
+
+/* The overlay's rootA before the first boot: for a rootfs scenario the
+ * factory image says what it is (/etc/ota-release); with --guest-agent the
+ * agent under test replaces the image's /usr/bin/ota-agent. */
+static int provision(struct otasim_qemu *q, const char *version, const char *agent,
+                     struct ota_err *err)
+{
+    char part[PATH_MAX + 32], marker[PATH_MAX + 32], req[PATH_MAX + 64], text[64];
+    int r = -EIO;
+
+    snprintf(part, sizeof(part), "%s/rootA.ext4", q->dir);
+    if (otasim_qemu_part_read(q, OTASIM_QPART_ROOTA, part, err) < 0)
+        return -EIO;
+    if (version) {
+        snprintf(marker, sizeof(marker), "%s/ota-release", q->dir);
+        snprintf(text, sizeof(text), "version=%s\n", version);
+        snprintf(req, sizeof(req), "write %s /etc/ota-release", marker);
+        if (ota_fs_write_atomic(marker, text, strlen(text), 0644, err) < 0 ||
+            debugfs_w(part, req, err) < 0)
+            goto out;
+    }
+    if (agent) {
+        snprintf(req, sizeof(req), "write %s /usr/bin/ota-agent", agent);
+        if (debugfs_w(part, "rm /usr/bin/ota-agent", err) < 0 || debugfs_w(part, req, err) < 0 ||
+            debugfs_w(part, "sif /usr/bin/ota-agent mode 0100755", err) < 0)
+            goto out;
+    }
+    r = otasim_qemu_part_write(q, OTASIM_QPART_ROOTA, part, err);
+out:
+    unlink(part);
+    return r;
 }
 
 /* What the console said, as it went. */
@@ -411,8 +431,10 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
                          err) < 0)
         return -EIO;
     r = -EIO;
-    if (sc->profile == OTASIM_PROFILE_ROOTFS &&
-        provision_rootfs(&q, otasim_scenario_factory(sc)->version, err) < 0)
+    if ((sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
+        provision(
+            &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
+            t->guest_agent[0] ? t->guest_agent : NULL, err) < 0)
         goto out;
     kernel_args(tr, armed ? &tr->fault : NULL, args, sizeof(args));
     if (start(&q, tr, args, err) < 0)

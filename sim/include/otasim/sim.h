@@ -38,11 +38,12 @@ struct otasim_tools {
     int verbose;
     /* the QEMU target (otasim_tools_qemu) */
     enum otasim_target target;
-    int qemu_profile;         /* enum otasim_qemu_profile */
-    char image_dir[PATH_MAX]; /* images/build-image output */
-    char key_dir[PATH_MAX];   /* release-key.pem/.pub the image trusts ("": generated keys) */
-    char arch[16];            /* video-app releases for this architecture ("": the host's) */
-    int qemu_timeout_s;       /* one boot-to-settle phase */
+    int qemu_profile;           /* enum otasim_qemu_profile */
+    char image_dir[PATH_MAX];   /* images/build-image output */
+    char key_dir[PATH_MAX];     /* release-key.pem/.pub the image trusts ("": generated keys) */
+    char arch[16];              /* video-app releases for this architecture ("": the host's) */
+    int qemu_timeout_s;         /* one boot-to-settle phase */
+    char guest_agent[PATH_MAX]; /* aarch64 agent put into the image per trial ("": the image's) */
 };
 
 /* Finds the tools next to the running ota-sim in a build tree (or from

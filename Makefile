@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all test scenario matrix image report demo bench bench-server bench-sim clean
+.PHONY: all test scenario matrix image report demo bench bench-server bench-sim bench-qemu clean
 
 all:
 	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON -DOTA_FAULT_POINTS=ON >/dev/null
@@ -51,6 +51,9 @@ endif
 
 bench-sim:
 	ci/bench-sim
+
+bench-qemu:
+	ci/bench-qemu $(ARGS)
 
 # The QEMU Raspberry Pi 3B SD image (cached): images/out/<hash>, also images/out/latest-empty.
 image:

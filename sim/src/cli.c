@@ -63,6 +63,8 @@ static void usage(FILE *f)
                "  --qemu-timeout S     per boot-to-settle phase (raspi3b 420, virt 240)\n"
                "  --guest-agent BIN    an aarch64 ota-agent to test instead of the image's\n"
                "                       (written into each trial's overlay)\n"
+               "  --snapshot           power cuts at states boot from the disk frozen there in\n"
+               "                       one recording run per scenario (no first boot per trial)\n"
                "\n"
                "Exit: 0 all passed, 1 a trial failed, 2 usage or bad scenario, 5 harness error.\n");
 }
@@ -175,7 +177,8 @@ int otasim_cli_main(int argc, char **argv)
         O_PROFILE,
         O_IMAGE,
         O_QTIMEOUT,
-        O_GUEST_AGENT
+        O_GUEST_AGENT,
+        O_SNAPSHOT
     };
     static const struct option opts[] = {{"fault", required_argument, NULL, O_FAULT},
                                          {"trigger", required_argument, NULL, O_TRIGGER},
@@ -199,6 +202,7 @@ int otasim_cli_main(int argc, char **argv)
                                          {"image", required_argument, NULL, O_IMAGE},
                                          {"qemu-timeout", required_argument, NULL, O_QTIMEOUT},
                                          {"guest-agent", required_argument, NULL, O_GUEST_AGENT},
+                                         {"snapshot", no_argument, NULL, O_SNAPSHOT},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct otasim_run_opts o = {.jobs = 2, .seed = 1};
@@ -213,6 +217,7 @@ int otasim_cli_main(int argc, char **argv)
     int have_fault = 0, have_trigger = 0, keep = 0, c, rc = EXIT_HARNESS, jobs_set = 0;
     int qtimeout = 0;
     const char *guest_agent = NULL;
+    int snapshot = 0;
 
     memset(&override, 0, sizeof(override));
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -263,6 +268,9 @@ int otasim_cli_main(int argc, char **argv)
             break;
         case O_IMAGE:
             image = optarg;
+            break;
+        case O_SNAPSHOT:
+            snapshot = 1;
             break;
         case O_GUEST_AGENT:
             guest_agent = optarg;
@@ -345,6 +353,7 @@ int otasim_cli_main(int argc, char **argv)
         }
         if (!jobs_set)
             o.jobs = 1;
+        t.qemu_snapshot = snapshot;
         if (guest_agent && !realpath(guest_agent, t.guest_agent)) {
             ota_err_set(&e, errno, "--guest-agent %s: %s", guest_agent, strerror(errno));
             goto usage_err;
@@ -352,7 +361,7 @@ int otasim_cli_main(int argc, char **argv)
     } else if (strcmp(target, "native") != 0) {
         ota_err_set(&e, EINVAL, "--target: native or qemu");
         goto usage_err;
-    } else if (profile || image || guest_agent) {
+    } else if (profile || image || guest_agent || snapshot) {
         ota_err_set(&e, EINVAL, "--profile, --image and --guest-agent go with --target qemu");
         goto usage_err;
     }

@@ -119,8 +119,8 @@ static int tool(struct otasim_qemu *q, const char *const *argv, struct ota_err *
 }
 
 int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
-                     const struct otasim_qemu_image *img, const char *dir, int server_port,
-                     struct ota_err *err)
+                     const struct otasim_qemu_image *img, const char *dir, const char *backing,
+                     int server_port, struct ota_err *err)
 {
     memset(q, 0, sizeof(*q));
     q->profile = profile;
@@ -132,8 +132,17 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
         return -EIO;
     snprintf(q->overlay, sizeof(q->overlay), "%s/disk.qcow2", dir);
     unlink(q->overlay);
-    const char *argv[] = {"qemu-img", "create", "-q",  "-f",       "qcow2", "-b",
-                          img->sd,    "-F",     "raw", q->overlay, NULL};
+    const char *argv[] = {"qemu-img",
+                          "create",
+                          "-q",
+                          "-f",
+                          "qcow2",
+                          "-b",
+                          backing ? backing : img->sd,
+                          "-F",
+                          backing ? "qcow2" : "raw",
+                          q->overlay,
+                          NULL};
     if (tool(q, argv, err) < 0)
         return -EIO;
     q->app_port = free_port();
@@ -428,12 +437,14 @@ static int qmp_read(int fd, char *buf, size_t cap, int64_t end)
     return 0;
 }
 
-/* A human-monitor command over QMP; an answer with "error" or a non-empty
- * "return" string (HMP prints errors there) fails with its text. */
-static int hmp(struct otasim_qemu *q, const char *cmd, struct ota_err *err)
+/* One QMP command (a JSON object text); fails with QEMU's answer unless it
+ * is a "return". The socket is opened per command: QMP greets, takes
+ * qmp_capabilities, then the command. */
+static int qmp(struct otasim_qemu *q, const char *cmd, struct ota_err *err)
 {
     struct sockaddr_un a = {0};
-    char line[4096], req[512];
+    char line[4096];
+    const char *caps = "{\"execute\":\"qmp_capabilities\"}\n";
     int64_t end = otasim_now_ms() + QMP_TIMEOUT_MS;
     int fd, r = 0, stage = 0;
 
@@ -449,7 +460,7 @@ static int hmp(struct otasim_qemu *q, const char *cmd, struct ota_err *err)
             r = ota_err_set(err, errno, "QMP %s: %s", a.sun_path, strerror(errno));
             goto out;
         }
-        usleep(50000);
+        usleep(20000);
     }
     while (stage < 3) {
         if (qmp_read(fd, line, sizeof(line), end) < 0) {
@@ -458,44 +469,45 @@ static int hmp(struct otasim_qemu *q, const char *cmd, struct ota_err *err)
         }
         if (strstr(line, "\"event\""))
             continue;
-        if (stage == 0) { /* the greeting */
-            const char *c = "{\"execute\":\"qmp_capabilities\"}\n";
-            if (write(fd, c, strlen(c)) < 0)
-                break;
-        } else if (stage == 1) {
-            snprintf(req, sizeof(req),
-                     "{\"execute\":\"human-monitor-command\","
-                     "\"arguments\":{\"command-line\":\"%s\"}}\n",
-                     cmd);
-            if (write(fd, req, strlen(req)) < 0)
-                break;
-        } else if (strstr(line, "\"error\"") || !strstr(line, "{\"return\": \"\"}")) {
+        if (stage > 0 && !strstr(line, "\"return\"")) {
             r = ota_err_set(err, EIO, "QMP %s: %s", cmd, line);
+            goto out;
+        }
+        if (stage < 2) {
+            const char *msg = stage == 0 ? caps : cmd;
+            if (write(fd, msg, strlen(msg)) < 0 || (stage == 1 && write(fd, "\n", 1) < 0)) {
+                r = ota_err_set(err, errno, "QMP: %s", strerror(errno));
+                goto out;
+            }
         }
         stage++;
     }
-    if (stage < 3 && r == 0)
-        r = ota_err_set(err, EIO, "QMP %s: %s", cmd, strerror(errno));
 out:
     close(fd);
     return r;
 }
 
-int otasim_qemu_savevm(struct otasim_qemu *q, const char *name, struct ota_err *err)
+int otasim_qemu_pause(struct otasim_qemu *q, struct ota_err *err)
 {
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "savevm %s", name);
-    return hmp(q, cmd, err);
+    return qmp(q, "{\"execute\":\"stop\"}", err);
 }
 
-int otasim_qemu_loadvm(struct otasim_qemu *q, const char *name, struct ota_err *err)
+int otasim_qemu_resume(struct otasim_qemu *q, struct ota_err *err)
 {
-    char cmd[128];
+    return qmp(q, "{\"execute\":\"cont\"}", err);
+}
 
-    snprintf(cmd, sizeof(cmd), "loadvm %s", name);
-    q->blen = 0;
-    return hmp(q, cmd, err);
+int otasim_qemu_disk_snapshot(struct otasim_qemu *q, const char *file, struct ota_err *err)
+{
+    char cmd[PATH_MAX + 192];
+
+    if (strpbrk(file, "\"\\"))
+        return ota_err_set(err, EINVAL, "%s: cannot be named in QMP", file);
+    snprintf(cmd, sizeof(cmd),
+             "{\"execute\":\"blockdev-snapshot-sync\",\"arguments\":{\"device\":\"%s\","
+             "\"snapshot-file\":\"%s\",\"format\":\"qcow2\"}}",
+             q->profile == OTASIM_QEMU_RASPI3B ? "sd0" : "d0", file);
+    return qmp(q, cmd, err);
 }
 
 void otasim_qemu_close(struct otasim_qemu *q)

@@ -17,9 +17,11 @@
 #include "otasim/sim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "ota/fsutil.h"
@@ -392,6 +394,209 @@ static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct
     return ota_fs_write_atomic(d->config, conf, strlen(conf), 0644, err);
 }
 
+/* ---- snapshot mode --------------------------------------------------------
+ * One recording run per scenario (WORK/qemu-snap/<key>/, built by the first
+ * trial that needs it, under a lock): no fault; at the agent's first line
+ * into each state the machine is paused, its disk frozen (QMP
+ * blockdev-snapshot-sync: the file written so far becomes read-only, QEMU
+ * goes on in a new overlay) and the scenario server's state copied beside
+ * it (sqlite3 .backup, payloads hard-linked), then resumed. A power cut at
+ * state X is then a boot from an overlay over X's frozen disk, against a
+ * server started from X's copy: the first boot and the update up to X are
+ * not run again. A power cut drops the RAM, so the disk is the whole state;
+ * the RAM image of savevm would add nothing to these trials. The device id
+ * is the recording's (the agent's database registered it). */
+
+static void snap_dir(const struct otasim_tools *t, const struct otasim_trial *tr, char *buf,
+                     size_t cap)
+{
+    uint32_t h = 2166136261u;
+    char key[PATH_MAX * 3];
+
+    char work[PATH_MAX];
+
+    snprintf(key, sizeof(key), "%s|%s|%s|%d", tr->sc->path, t->image_dir, t->guest_agent,
+             t->qemu_profile);
+    for (const char *p = key; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    /* absolute: the frozen layers name each other as backing files */
+    if (!realpath(t->work, work))
+        ota_strlcpy(work, t->work, sizeof(work));
+    snprintf(buf, cap, "%s/qemu-snap/%s-%08x", work, tr->sc->name, h);
+}
+
+/* The scenario's releases on a server of our own. */
+static int snap_server(const struct otasim_tools *t, const struct otasim_trial *tr, const char *dir,
+                       struct otasim_server *srv, struct ota_err *err)
+{
+    if (otasim_server_start(t, dir, srv, err) < 0)
+        return -EIO;
+    for (size_t i = 0; i < tr->sc->n_rel; i++) {
+        char out[PATH_MAX + 8];
+        if (tr->sc->rel[i].factory)
+            continue;
+        snprintf(out, sizeof(out), "%s/out", tr->built[i].dir);
+        if (otasim_server_add_release(t, srv, out, tr->sc->rel[i].publish, err) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+static int run_tool(const char *const *argv, struct ota_err *err)
+{
+    int st = 0;
+
+    if (otasim_run(argv, NULL, 120000, NULL, NULL, &st, err) < 0)
+        return -EIO;
+    return st == 0 ? 0 : ota_err_set(err, EIO, "%s %s: exit %d", argv[0], argv[1], st);
+}
+
+/* The server of srv_dir as it is now, into dst (a server dir). */
+static int copy_server(const char *srv_dir, const char *dst, struct ota_err *err)
+{
+    char db[PATH_MAX + 16], cmd[PATH_MAX + 32], data[PATH_MAX + 16], ddata[PATH_MAX + 16];
+
+    snprintf(db, sizeof(db), "%s/server.db", srv_dir);
+    snprintf(cmd, sizeof(cmd), ".backup %s/server.db", dst);
+    snprintf(data, sizeof(data), "%s/data", srv_dir);
+    snprintf(ddata, sizeof(ddata), "%s/data", dst);
+    const char *backup[] = {"sqlite3", db, cmd, NULL};
+    const char *link[] = {"cp", "-al", data, ddata, NULL};
+    if (ota_fs_mkdirs(dst, err) < 0 || run_tool(backup, err) < 0 || run_tool(link, err) < 0)
+        return -EIO;
+    return 0;
+}
+
+static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, const char *sdir,
+                       struct ota_err *err)
+{
+    struct otasim_trial rec = *tr;
+    struct otasim_server srv;
+    struct otasim_qemu_image im;
+    struct otasim_qemu q;
+    struct otasim_device d;
+    struct watch w = {0};
+    char p[PATH_MAX + 64], layer[PATH_MAX + 64], active[PATH_MAX + 64], args[2048], line[4096];
+    char done[64] = " ";
+    int64_t deadline;
+    int r = -EIO, n_layers = 0, srv_up = 0;
+
+    memset(&q, 0, sizeof(q));
+    q.log_fd = -1;
+    memset(&d, 0, sizeof(d));
+    rec.state_lines = NULL;
+    rec.logs[0] = '\0';
+    snprintf(rec.device_id, sizeof(rec.device_id), "snap-%s", strrchr(sdir, '-') + 1);
+    snprintf(p, sizeof(p), "%s/server", sdir);
+    if (ota_fs_remove_tree(sdir, err) < 0 || snap_server(t, tr, p, &srv, err) < 0)
+        goto out;
+    srv_up = 1;
+    rec.srv = &srv;
+    snprintf(p, sizeof(p), "%s/rec", sdir);
+    if (otasim_qemu_image_open(t->image_dir, &im, err) < 0 ||
+        otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, p, NULL, srv.port,
+                         err) < 0)
+        goto out;
+    if ((tr->sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
+        provision(&q,
+                  tr->sc->profile == OTASIM_PROFILE_ROOTFS
+                      ? otasim_scenario_factory(tr->sc)->version
+                      : NULL,
+                  t->guest_agent[0] ? t->guest_agent : NULL, err) < 0)
+        goto out;
+    kernel_args(&rec, NULL, args, sizeof(args));
+    if (start(&q, &rec, args, err) < 0)
+        goto out;
+    ota_strlcpy(active, q.overlay, sizeof(active));
+    deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
+    while (!w.final) {
+        const char *to;
+        char state[32];
+        int n = otasim_qemu_line(&q, 500, line, sizeof(line));
+        if (n < 0 || otasim_now_ms() > deadline) {
+            r = ota_err_set(err, EIO, "snapshot recording: %s (see %s)",
+                            n < 0 ? "QEMU stopped" : "no final state line", q.log);
+            goto out;
+        }
+        if (n == 0)
+            continue;
+        on_line(&rec, &d, &w, line);
+        if (!strstr(line, "OTA-STATE {") || !(to = strstr(line, "\"to\":\"")))
+            continue;
+        snprintf(state, sizeof(state), "%.*s", (int)strcspn(to + 6, "\""), to + 6);
+        snprintf(p, sizeof(p), " %s ", state);
+        if (strcmp(state, "IDLE") == 0 || strstr(done, p))
+            continue;
+        /* the first entry into this state: freeze the disk and the server */
+        snprintf(layer, sizeof(layer), "%s/rec/layer-%d.qcow2", sdir, ++n_layers);
+        if (otasim_qemu_pause(&q, err) < 0 || otasim_qemu_disk_snapshot(&q, layer, err) < 0)
+            goto out;
+        snprintf(p, sizeof(p), "%s/state-%s", sdir, state);
+        if (copy_server(srv.dir, p, err) < 0)
+            goto out;
+        snprintf(p, sizeof(p), "%s/state-%s/disk", sdir, state);
+        if (ota_fs_write_atomic(p, active, strlen(active), 0644, err) < 0 ||
+            otasim_qemu_resume(&q, err) < 0)
+            goto out;
+        ota_strlcpy(active, layer, sizeof(active));
+        if (strlen(done) + strlen(state) + 2 < sizeof(done))
+            strcat(strcat(done, state), " ");
+    }
+    snprintf(p, sizeof(p), "%s/device_id", sdir);
+    r = ota_fs_write_atomic(p, rec.device_id, strlen(rec.device_id), 0644, err);
+out:
+    otasim_qemu_close(&q);
+    if (srv_up)
+        otasim_server_stop(&srv);
+    free(rec.state_lines);
+    return r;
+}
+
+/* The frozen disk and server copy of the trial's state (recorded first if
+ * need be); *ret_fired 0 if the recording never entered that state. */
+static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, char *disk,
+                        char *srv_copy, size_t cap, int *ret_fired, struct ota_err *err)
+{
+    char sdir[PATH_MAX], p[PATH_MAX + 64], *text = NULL;
+    size_t n;
+    int fd, r = 0;
+
+    snap_dir(t, tr, sdir, sizeof(sdir));
+    snprintf(p, sizeof(p), "%s.lock", sdir);
+    if (ota_fs_mkdirs(t->work, err) < 0)
+        return -EIO;
+    {
+        char parent[PATH_MAX];
+        ota_strlcpy(parent, sdir, sizeof(parent));
+        *strrchr(parent, '/') = '\0';
+        if (ota_fs_mkdirs(parent, err) < 0)
+            return -EIO;
+    }
+    fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+        r = ota_err_set(err, errno, "%s: %s", p, strerror(errno));
+        goto out;
+    }
+    snprintf(p, sizeof(p), "%s/device_id", sdir);
+    if (access(p, F_OK) < 0 && (r = snap_record(t, tr, sdir, err)) < 0)
+        goto out;
+    if ((r = ota_fs_read_all(p, 95, &text, &n, err)) < 0)
+        goto out;
+    snprintf(tr->device_id, sizeof(tr->device_id), "%.*s", (int)n, text);
+    free(text);
+    text = NULL;
+    snprintf(srv_copy, cap, "%s/state-%s", sdir, tr->fault.trigger.state);
+    snprintf(p, sizeof(p), "%s/disk", srv_copy);
+    *ret_fired = access(p, F_OK) == 0;
+    if (*ret_fired && (r = ota_fs_read_all(p, PATH_MAX, &text, &n, err)) == 0)
+        snprintf(disk, cap, "%.*s", (int)n, text);
+out:
+    free(text);
+    if (fd >= 0)
+        close(fd);
+    return r;
+}
+
 int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
                           struct ota_err *err)
 {
@@ -401,9 +606,13 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     struct otasim_device d;
     struct otasim_settle settle = {0};
     struct watch w = {0};
-    char qdir[PATH_MAX + 16], args[2048], line[4096];
+    struct otasim_server own = {0};
+    const struct otasim_server *scen_srv = tr->srv;
+    char qdir[PATH_MAX + 16], args[2048], line[4096], frozen[PATH_MAX] = "", state[PATH_MAX];
     int64_t t0 = otasim_now_ms(), deadline;
-    int armed = tr->fault.kind != OTASIM_FAULT_NONE, r;
+    int armed = tr->fault.kind != OTASIM_FAULT_NONE, r, fired = 0;
+    int snap = t->qemu_snapshot && tr->fault.kind == OTASIM_FAULT_POWER_CUT &&
+               tr->fault.trigger.kind == OTASIM_TRIGGER_STATE;
 
     tr->outcome = OTASIM_ERROR;
     tr->started_ms = otasim_wall_ms();
@@ -426,17 +635,40 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     if (otasim_qemu_supports(sc, &tr->fault, err) < 0)
         return -ENOTSUP;
     if (otasim_qemu_image_open(t->image_dir, &im, err) < 0 ||
-        ota_fs_remove_tree(tr->dir, err) < 0 || ota_fs_mkdirs(tr->dir, err) < 0 ||
-        otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir, tr->srv->port,
-                         err) < 0)
+        ota_fs_remove_tree(tr->dir, err) < 0 || ota_fs_mkdirs(tr->dir, err) < 0)
         return -EIO;
+    if (snap) {
+        /* the power cut happened in the recording: boot what it left */
+        char p[PATH_MAX + 16];
+        if (snap_prepare(t, tr, frozen, state, sizeof(state), &fired, err) < 0)
+            return -EIO;
+        if (!fired) {
+            tr->outcome = OTASIM_FAIL;
+            tr->n_checks = 1;
+            ota_strlcpy(tr->checks[0].name, "fault-fired", sizeof(tr->checks[0].name));
+            snprintf(tr->checks[0].detail, sizeof(tr->checks[0].detail),
+                     "the recording never entered %s", tr->fault.trigger.state);
+            snprintf(tr->detail, sizeof(tr->detail), "fault-fired: %s", tr->checks[0].detail);
+            return 0;
+        }
+        snprintf(p, sizeof(p), "%s/server", tr->dir);
+        const char *cp[] = {"cp", "-al", state, p, NULL};
+        if (run_tool(cp, err) < 0 || otasim_server_start(t, p, &own, err) < 0)
+            return -EIO;
+        tr->srv = &own;
+        w.fired = 1;
+        w.fault_ms = otasim_now_ms();
+    }
     r = -EIO;
-    if ((sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
+    if (otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir,
+                         frozen[0] ? frozen : NULL, tr->srv->port, err) < 0)
+        goto out;
+    if (!snap && (sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
         provision(
             &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
             t->guest_agent[0] ? t->guest_agent : NULL, err) < 0)
         goto out;
-    kernel_args(tr, armed ? &tr->fault : NULL, args, sizeof(args));
+    kernel_args(tr, armed && !snap ? &tr->fault : NULL, args, sizeof(args));
     if (start(&q, tr, args, err) < 0)
         goto out;
     deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
@@ -494,6 +726,9 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     }
 out:
     otasim_qemu_close(&q);
+    if (own.pid > 0)
+        otasim_server_stop(&own);
+    tr->srv = scen_srv;
     tr->duration_ms = otasim_now_ms() - t0;
     tr->recover_ms = settle.recover_ms;
     if (r < 0)

@@ -275,10 +275,11 @@ void otasim_reproduce_cmd(const struct otasim_tools *t, const struct otasim_tria
     if (t->target == OTASIM_TARGET_QEMU)
         snprintf(buf, cap,
                  "%s run %s --fault %s --trigger %s --seed %llu --target qemu --profile %s "
-                 "--image %s%s%s --keep",
+                 "--image %s%s%s%s --keep",
                  t->self, tr->sc->path, otasim_fault_kind_names[tr->fault.kind], trig,
                  (unsigned long long)tr->seed, t->qemu_profile ? "virt" : "raspi3b", t->image_dir,
-                 t->guest_agent[0] ? " --guest-agent " : "", t->guest_agent);
+                 t->guest_agent[0] ? " --guest-agent " : "", t->guest_agent,
+                 t->qemu_snapshot ? " --snapshot" : "");
     else
         snprintf(buf, cap, "%s run %s --fault %s --trigger %s --seed %llu --agent %s --keep",
                  t->self, tr->sc->path, otasim_fault_kind_names[tr->fault.kind], trig,

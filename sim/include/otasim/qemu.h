@@ -60,10 +60,11 @@ struct otasim_qemu {
     int64_t started_ms; /* monotonic, of the current start */
 };
 
-/* Makes dir and a fresh overlay over the image. */
+/* Makes dir and a fresh overlay over the image, or (backing non-NULL) over
+ * a frozen disk of a snapshot recording. */
 int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
-                     const struct otasim_qemu_image *img, const char *dir, int server_port,
-                     struct ota_err *err) OTA_MUST;
+                     const struct otasim_qemu_image *img, const char *dir, const char *backing,
+                     int server_port, struct ota_err *err) OTA_MUST;
 /* Powers the machine on. kargs: more kernel arguments (may be NULL): on
  * raspi3b they go into the overlay's uboot.env as ota_extra_args (boot.scr
  * appends them), on virt onto -append. virt boots slot a. */
@@ -86,10 +87,15 @@ int otasim_qemu_env_fetch(struct otasim_qemu *q, const char *env_file, const cha
 /* Sets one variable of the overlay's uboot.env (raspi3b). Off only. */
 int otasim_qemu_env_set(struct otasim_qemu *q, const char *name, const char *value,
                         struct ota_err *err) OTA_MUST;
-/* Snapshots of the running machine through QMP (savevm/loadvm, stored in
- * the overlay). */
-int otasim_qemu_savevm(struct otasim_qemu *q, const char *name, struct ota_err *err) OTA_MUST;
-int otasim_qemu_loadvm(struct otasim_qemu *q, const char *name, struct ota_err *err) OTA_MUST;
+/* QMP: pause and resume the machine's CPUs; freeze the disk as it is
+ * (blockdev-snapshot-sync: the file written so far becomes read-only, QEMU
+ * goes on writing into the new overlay `file` over it). The frozen file plus
+ * its backing chain is the disk a power cut at that moment would leave:
+ * every write the guest sent, nothing of its RAM. */
+int otasim_qemu_pause(struct otasim_qemu *q, struct ota_err *err) OTA_MUST;
+int otasim_qemu_resume(struct otasim_qemu *q, struct ota_err *err) OTA_MUST;
+int otasim_qemu_disk_snapshot(struct otasim_qemu *q, const char *file,
+                              struct ota_err *err) OTA_MUST;
 /* Kills QEMU if on; the files stay. */
 void otasim_qemu_close(struct otasim_qemu *q);
 

@@ -44,6 +44,7 @@ struct otasim_tools {
     char arch[16];              /* video-app releases for this architecture ("": the host's) */
     int qemu_timeout_s;         /* one boot-to-settle phase */
     char guest_agent[PATH_MAX]; /* aarch64 agent put into the image per trial ("": the image's) */
+    int qemu_snapshot;          /* power cuts at states boot from a recording's frozen disks */
 };
 
 /* Finds the tools next to the running ota-sim in a build tree (or from

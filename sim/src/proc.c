@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -187,7 +188,7 @@ int otasim_spawn(const char *const *argv, const char *const *envp, pid_t pgid, c
                  const char *errfile, int *ret_errfd, pid_t *ret_pid, struct ota_err *err)
 {
     int pipefd[2] = {-1, -1}, outfd = -1, errfd = -1, r = 0;
-    pid_t pid;
+    pid_t pid, parent;
 
     if (ret_errfd && pipe2(pipefd, O_CLOEXEC) < 0)
         return ota_err_set(err, errno, "pipe: %s", strerror(errno));
@@ -200,6 +201,7 @@ int otasim_spawn(const char *const *argv, const char *const *envp, pid_t pgid, c
         r = ota_err_set(err, errno, "%s: %s", errfile, strerror(errno));
         goto out;
     }
+    parent = getpid();
     pid = fork();
     if (pid < 0) {
         r = ota_err_set(err, errno, "fork: %s", strerror(errno));
@@ -207,6 +209,10 @@ int otasim_spawn(const char *const *argv, const char *const *envp, pid_t pgid, c
     }
     if (pid == 0) {
         if (setpgid(0, pgid) < 0)
+            _exit(126);
+        /* A group of its own (a server, a QEMU machine) dies with the trial
+         * that started it: a killed ota-sim leaves no machine running. */
+        if (pgid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
             _exit(126);
         child_exec(argv, envp, outfd, ret_errfd ? pipefd[1] : errfd);
     }

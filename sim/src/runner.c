@@ -77,7 +77,13 @@ int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts
         if (!trees || !*trees)
             trees = access("/dev/shm", W_OK) == 0 && t->target != OTASIM_TARGET_QEMU ? "/dev/shm"
                                                                                      : t->work;
-        snprintf(r->run_dir, sizeof(r->run_dir), "%s/ota-sim-run-%d", trees, (int)getpid());
+        /* unique, not just by pid: a failed run's dir is kept, and pids come round again */
+        snprintf(r->run_dir, sizeof(r->run_dir), "%s/ota-sim-run-%d-XXXXXX", trees, (int)getpid());
+        if (ota_fs_mkdirs(trees, NULL) < 0 || !mkdtemp(r->run_dir)) {
+            int e = errno;
+            free(r);
+            return ota_err_set(err, e, "cannot make a run dir in %s: %s", trees, strerror(e));
+        }
     }
     *ret = r;
     return 0;
@@ -96,6 +102,7 @@ void otasim_runner_free(struct otasim_runner *r)
     free(r->scens);
     free(r->cases);
     otasim_rundb_close(r->db);
+    rmdir(r->run_dir); /* if nothing was kept in it (--list) */
     free(r);
 }
 

@@ -34,6 +34,8 @@ TRIAL_COLUMNS = [
     "final_report", "final_state", "fired", "passes", "calls", "equivalent_to",
     "started_ms", "duration_ms", "recover_ms", "reproduce", "state_lines",
 ]
+# Columns of newer databases (the QEMU tier): read when present, else "".
+OPTIONAL_COLUMNS = ["target", "logs"]
 
 
 class ReportError(Exception):
@@ -150,9 +152,13 @@ def load(db_path, run_id=None):
                 raise ReportError("%s: no run %d (runs: %s)" % (
                     db_path, run_id, ", ".join(map(str, ids)) or "none"))
         run = dict(row)
+        have = {r[1] for r in con.execute("PRAGMA table_info(trials)")}
+        cols = TRIAL_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in have]
         trials = [dict(r) for r in con.execute(
-            "SELECT %s FROM trials WHERE run_id=? ORDER BY id" % ", ".join(TRIAL_COLUMNS),
-            (run["id"],))]
+            "SELECT %s FROM trials WHERE run_id=? ORDER BY id" % ", ".join(cols), (run["id"],))]
+        for t in trials:
+            for c in OPTIONAL_COLUMNS:
+                t[c] = t.get(c) or ""
         by_id = {t["id"]: t for t in trials}
         for t in trials:
             t["invariants"] = []
@@ -654,6 +660,9 @@ def html_failures(trials):
             out.append('<p class="note">All %d invariants held.</p>' % len(t["invariants"]))
         out.append("<b>Reproduce:</b>")
         out.append('<pre class="repro"><code>%s</code></pre>' % e(t["reproduce"]))
+        if t["logs"]:
+            out.append("<b>Serial console</b> (a log per power-on):")
+            out.append('<pre class="repro"><code>%s</code></pre>' % e(t["logs"].strip()))
         states = parse_states(t["state_lines"])
         out.append("<b>Agent states</b> (%d lines, time from the first):" % len(states))
         out.append(svg_timeline(states))
@@ -761,6 +770,7 @@ def render_summary(run, trials, max_failed=30):
             eq = " (equivalent to `%s`)" % t["equivalent_to"] if is_equiv(t) else ""
             out += ["- **%s** %s%s — %s" % (md_cell(t["case_id"]), t["outcome"], eq, md_cell(why)),
                     "  ```", "  %s" % t["reproduce"], "  ```"]
+            out += ["  serial log: `%s`" % l for l in t["logs"].split()]
         if len(failed) > max_failed:
             out.append("- ... and %d more: see report.html or trials.jsonl" % (
                 len(failed) - max_failed))
@@ -769,7 +779,7 @@ def render_summary(run, trials, max_failed=30):
 
 
 def render_jsonl(trials):
-    return "".join(json.dumps({c: t[c] for c in TRIAL_COLUMNS + ["invariants"]},
+    return "".join(json.dumps({c: t[c] for c in TRIAL_COLUMNS + OPTIONAL_COLUMNS + ["invariants"]},
                               ensure_ascii=False, sort_keys=False) + "\n" for t in trials)
 
 

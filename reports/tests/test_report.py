@@ -291,11 +291,28 @@ def test_trials_jsonl(rundb, tmp_path):
     assert len(lines) == 14
     recs = [json.loads(l) for l in lines]
     assert all(r["run_id"] == 2 for r in recs)
-    assert set(recs[0]) == set(report.TRIAL_COLUMNS) | {"invariants"}
+    assert set(recs[0]) == set(report.TRIAL_COLUMNS) | set(report.OPTIONAL_COLUMNS) | {"invariants"}
     assert all(len(r["invariants"]) == len(INVARIANTS) for r in recs)
     failed = [r for r in recs if r["outcome"] == "fail" and not r["equivalent_to"]]
     assert {i["name"] for r in failed for i in r["invariants"] if not i["ok"]} == {
         "one-active-slot", "bootable"}
+
+
+def test_serial_logs_of_qemu_trials(rundb, tmp_path):
+    """A QEMU trial's console logs (one per power-on) reach the failure sections."""
+    db, _ = rundb
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE trials SET target='qemu', logs=? WHERE run_id=2 AND outcome='fail'",
+                    ("/w/case-3/qemu/console-1.log\n/w/case-3/qemu/console-2.log\n",))
+    con.close()
+    out = tmp_path / "out"
+    assert run_report("--db", db, "--out", str(out)).returncode == 0
+    md = (out / "summary.md").read_text()
+    assert "serial log: `/w/case-3/qemu/console-2.log`" in md
+    assert "/w/case-3/qemu/console-1.log" in (out / "report.html").read_text()
+    recs = [json.loads(l) for l in (out / "trials.jsonl").read_text().splitlines()]
+    assert {r["target"] for r in recs if r["outcome"] == "fail"} == {"qemu"}
 
 
 def test_explicit_run_and_errors(rundb, tmp_path):

@@ -100,14 +100,16 @@ def test_check_changes_nothing(world, device):
     assert not os.path.exists(os.path.join(dev.data, "download", "payload.part"))
 
 
-@pytest.mark.parametrize("release,why", [("v2-crash-after", "not active"),
-                                         ("v2-health-500", "500"),
-                                         ("v2-hang", "health check")])
+# A crashed app is seen either way round: the service check finds it gone, or
+# a probe finds its port closed first (a loaded machine; seen in a CI run).
+@pytest.mark.parametrize("release,why", [("v2-crash-after", ("not active", "Couldn't connect")),
+                                         ("v2-health-500", ("500",)),
+                                         ("v2-hang", ("health check",))])
 def test_bad_release_rolled_back_with_failure_report(world, device, release, why):
     dev = device(release, health_window=6)
     r = dev.agent("update")
     assert r.returncode == 1, r.stderr
-    assert why in r.stderr
+    assert any(w in r.stderr for w in why), r.stderr
     assert dev.current() == "a"
     assert dev.app_version()["version"] == "1.0.0"
     assert final_statuses(world, dev) == ["failure"]

@@ -652,8 +652,15 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
             return 0;
         }
         snprintf(p, sizeof(p), "%s/server", tr->dir);
+        /* payloads hard-linked; the database a copy of its own: the trial's
+         * server writes to it, and the recording serves the next runs */
+        char db_src[PATH_MAX + 16], db_dst[PATH_MAX + 32];
+        snprintf(db_src, sizeof(db_src), "%s/server.db", state);
+        snprintf(db_dst, sizeof(db_dst), "%s/server.db", p);
         const char *cp[] = {"cp", "-al", state, p, NULL};
-        if (run_tool(cp, err) < 0 || otasim_server_start(t, p, &own, err) < 0)
+        const char *cpdb[] = {"cp", "--remove-destination", db_src, db_dst, NULL};
+        if (run_tool(cp, err) < 0 || run_tool(cpdb, err) < 0 ||
+            otasim_server_start(t, p, &own, err) < 0)
             return -EIO;
         tr->srv = &own;
         w.fired = 1;

@@ -117,21 +117,36 @@ static void kernel_args(const struct otasim_trial *tr, const struct otasim_fault
 #undef ADD
 }
 
+/* Runs a host tool (stderr to log, if any); an exit status above max_ok
+ * fails with the command named. */
+static int run_tool(const char *log, const char *const *argv, char **ret, int max_ok,
+                    struct ota_err *err)
+{
+    int st = 0;
+
+    if (otasim_run(argv, NULL, 120000, ret, log, &st, err) < 0)
+        return -EIO;
+    if (st > max_ok) {
+        if (ret) {
+            free(*ret);
+            *ret = NULL;
+        }
+        return ota_err_set(err, EIO, "%s %s %s: exit %d", argv[0], argv[1], argv[2] ? argv[2] : "",
+                           st);
+    }
+    return 0;
+}
+
 /* What the next mount would do first: replay the ext4 journal (debugfs
  * reads only what was checkpointed; an fsynced file may be in the journal
- * alone when the power goes). */
+ * alone when the power goes). e2fsck: 1 replayed, 2 would reboot, 4+ errors. */
 static int replay_journal(struct otasim_qemu *q, const char *image, struct ota_err *err)
 {
     const char *argv[] = {"e2fsck", "-y", "-E", "journal_only", image, NULL};
     char log[PATH_MAX + 32];
-    int st = 0;
 
     snprintf(log, sizeof(log), "%s/tools.log", q->dir);
-    if (otasim_run(argv, NULL, 120000, NULL, log, &st, err) < 0)
-        return -EIO;
-    if (st >= 4) /* 1: replayed (corrected), 2: would reboot; 4+: errors left */
-        return ota_err_set(err, EIO, "e2fsck -E journal_only %s: exit %d", image, st);
-    return 0;
+    return run_tool(log, argv, NULL, 3, err);
 }
 
 static int debugfs(struct otasim_qemu *q, const char *req, const char *image, char **ret,
@@ -139,14 +154,9 @@ static int debugfs(struct otasim_qemu *q, const char *req, const char *image, ch
 {
     const char *argv[] = {"debugfs", "-R", req, image, NULL};
     char log[PATH_MAX + 32];
-    int st = 0;
 
     snprintf(log, sizeof(log), "%s/tools.log", q->dir);
-    if (otasim_run(argv, NULL, 120000, ret, log, &st, err) < 0)
-        return -EIO;
-    if (st != 0)
-        return ota_err_set(err, EIO, "debugfs -R '%s' %s: exit %d", req, image, st);
-    return 0;
+    return run_tool(log, argv, ret, 0, err);
 }
 
 /* /etc/ota-release of a root partition image: "version=V" -> V. */
@@ -167,11 +177,8 @@ static void slot_version(struct otasim_qemu *q, const char *image, char *buf, si
 static int debugfs_w(const char *part, const char *req, struct ota_err *err)
 {
     const char *argv[] = {"debugfs", "-w", "-R", req, part, NULL};
-    int st = 0;
 
-    if (otasim_run(argv, NULL, 60000, NULL, NULL, &st, err) < 0 || st != 0)
-        return ota_err_set(err, EIO, "debugfs -w -R '%s' %s: exit %d", req, part, st);
-    return 0;
+    return run_tool(NULL, argv, NULL, 0, err);
 }
 
 /* The overlay's rootA before the first boot: for a rootfs scenario the
@@ -442,15 +449,6 @@ static int snap_server(const struct otasim_tools *t, const struct otasim_trial *
     return 0;
 }
 
-static int run_tool(const char *const *argv, struct ota_err *err)
-{
-    int st = 0;
-
-    if (otasim_run(argv, NULL, 120000, NULL, NULL, &st, err) < 0)
-        return -EIO;
-    return st == 0 ? 0 : ota_err_set(err, EIO, "%s %s: exit %d", argv[0], argv[1], st);
-}
-
 /* The server of srv_dir as it is now, into dst (a server dir). */
 static int copy_server(const char *srv_dir, const char *dst, struct ota_err *err)
 {
@@ -462,7 +460,8 @@ static int copy_server(const char *srv_dir, const char *dst, struct ota_err *err
     snprintf(ddata, sizeof(ddata), "%s/data", dst);
     const char *backup[] = {"sqlite3", db, cmd, NULL};
     const char *link[] = {"cp", "-al", data, ddata, NULL};
-    if (ota_fs_mkdirs(dst, err) < 0 || run_tool(backup, err) < 0 || run_tool(link, err) < 0)
+    if (ota_fs_mkdirs(dst, err) < 0 || run_tool(NULL, backup, NULL, 0, err) < 0 ||
+        run_tool(NULL, link, NULL, 0, err) < 0)
         return -EIO;
     return 0;
 }
@@ -659,7 +658,7 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
         snprintf(db_dst, sizeof(db_dst), "%s/server.db", p);
         const char *cp[] = {"cp", "-al", state, p, NULL};
         const char *cpdb[] = {"cp", "--remove-destination", db_src, db_dst, NULL};
-        if (run_tool(cp, err) < 0 || run_tool(cpdb, err) < 0 ||
+        if (run_tool(NULL, cp, NULL, 0, err) < 0 || run_tool(NULL, cpdb, NULL, 0, err) < 0 ||
             otasim_server_start(t, p, &own, err) < 0)
             return -EIO;
         tr->srv = &own;

@@ -13,5 +13,7 @@ def test_scenario(name, work, tmp_path):
     junit = str(tmp_path / "junit.xml")
     r = sim("run", os.path.join(HERE, name), "-q", "-j", JOBS, "--work", work, "--db", db,
             "--junit", junit)
+    if r.returncode == 4:  # not run: the agent lacks what it needs (named fault points)
+        pytest.skip(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "not run")
     assert r.returncode == 0, f"ota-sim run {name}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
     assert os.path.exists(junit)

@@ -125,6 +125,26 @@ out:
     free(line);
 }
 
+/* A fault applied but not stored: the request goes on (the fault is the
+ * test's), the log says why the per-device count will miss it. */
+static void store_failed(struct ota_req *req, const char *rule, const char *why)
+{
+    struct ota_srv *srv = req->srv;
+    FILE *out = srv->log ? srv->log : stderr;
+    json_t *o = json_pack("{s:b, s:s, s:s, s:s}", "fault_not_stored", 1, "x_request_id", req->id,
+                          "rule", rule, "reason", why);
+    char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+    if (line) {
+        pthread_mutex_lock(&srv->log_lock);
+        fprintf(out, "%s\n", line);
+        fflush(out);
+        pthread_mutex_unlock(&srv->log_lock);
+    }
+    free(line);
+    json_decref(o);
+}
+
 static uint64_t request_seq(const struct ota_req *req)
 {
     const char *dash = strchr(req->id, '-');
@@ -136,6 +156,7 @@ int ota_api_faults_before(struct ota_req *req, enum MHD_Result *ret)
     struct otasrv_request_info info = {0};
     struct otasrv_fault_decision d;
     struct otasrv_fault_response fr;
+    struct ota_err err = {0};
     struct MHD_Response *resp;
     char dev[129], ra[32];
     uint64_t seq;
@@ -150,6 +171,11 @@ int ota_api_faults_before(struct ota_req *req, enum MHD_Result *ret)
     if (otasrv_faultplan_match(req->srv->faults, &info, seq, &d) != 1)
         return 0;
     log_fault(req, &d, seq, &info);
+    /* kept per device and rule in the database: GET /api/v1/faults/devices */
+    if (ota_store_fault_applied(req->srv->store, info.device, d.rule,
+                                otasrv_fault_kind_name(d.fault.kind), (int64_t)info.now_ms,
+                                &err) < 0)
+        store_failed(req, d.rule, err.reason);
     otasrv_fault_headers(&d, &fr);
     if (fr.delay_ms) {
         struct timespec ts = {fr.delay_ms / 1000, (long)(fr.delay_ms % 1000) * 1000000L};
@@ -303,13 +329,32 @@ static enum MHD_Result list_applied(struct ota_req *req)
                                         (json_int_t)limit, "offset", (json_int_t)offset));
 }
 
+/* GET /api/v1/faults/devices[/ID]: what the database kept of applied
+ * faults, per device and rule. One device: {"device", "rules"}, with an
+ * empty rules list for a device nothing was applied to. */
+static enum MHD_Result list_by_device(struct ota_req *req, const char *device)
+{
+    struct ota_err err = {0};
+    json_t *all = NULL, *one;
+
+    if (ota_store_faults_applied(req->srv->store, device, &all, &err) < 0)
+        return ota_srv_reply_error(req, 500, "%s", err.reason);
+    if (!device)
+        return ota_srv_reply_json(req, 200, json_pack("{s:o}", "devices", all));
+    one = json_incref(json_array_get(all, 0));
+    json_decref(all);
+    if (!one)
+        one = json_pack("{s:s, s:[]}", "device", device, "rules");
+    return ota_srv_reply_json(req, 200, one);
+}
+
 enum MHD_Result ota_api_faults_handle(struct ota_req *req)
 {
     const char *m = req->method;
     int get = strcmp(m, "GET") == 0, del = strcmp(m, "DELETE") == 0;
     enum MHD_Result ret;
 
-    if (bad_query(req, req->nseg == 4 && get, &ret))
+    if (bad_query(req, req->nseg == 4 && get && strcmp(req->seg[3], "applied") == 0, &ret))
         return ret;
 
     if (req->nseg == 3) {
@@ -324,6 +369,15 @@ enum MHD_Result ota_api_faults_handle(struct ota_req *req)
             return list_applied(req);
         if (del) {
             otasrv_faultplan_log_clear(req->srv->faults);
+            return ota_srv_reply_json(req, 200, json_pack("{s:b}", "cleared", 1));
+        }
+    } else if (req->nseg >= 4 && req->nseg <= 5 && strcmp(req->seg[3], "devices") == 0) {
+        if (get)
+            return list_by_device(req, req->nseg == 5 ? req->seg[4] : NULL);
+        if (del && req->nseg == 4) {
+            struct ota_err err = {0};
+            if (ota_store_faults_applied_clear(req->srv->store, &err) < 0)
+                return ota_srv_reply_error(req, 500, "%s", err.reason);
             return ota_srv_reply_json(req, 200, json_pack("{s:b}", "cleared", 1));
         }
     } else {

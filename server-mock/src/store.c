@@ -92,7 +92,10 @@ static const char SCHEMA[] =
     " received_ms INTEGER NOT NULL,"
     " UNIQUE(device, update_id, state, status, ts, reason));"
     "CREATE INDEX IF NOT EXISTS reports_update ON reports(update_id);"
-    "CREATE TABLE IF NOT EXISTS admin_tokens(sha256 TEXT PRIMARY KEY, created_ms INTEGER);";
+    "CREATE TABLE IF NOT EXISTS admin_tokens(sha256 TEXT PRIMARY KEY, created_ms INTEGER);"
+    "CREATE TABLE IF NOT EXISTS fault_applied("
+    " device TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, applied INTEGER NOT NULL,"
+    " first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, PRIMARY KEY(device, rule));";
 
 static int map_rc(sqlite3 *db, int rc, struct ota_err *err, const char *what)
 {
@@ -1460,6 +1463,100 @@ int ota_store_reports_list(struct ota_store *s, const char *device, const char *
 out:
     sqlite3_finalize(st);
     json_decref(out);
+    release(s, c);
+    return r;
+}
+
+/* ---- applied faults ---- */
+
+static const char SQL_FAULT_APPLIED[] =
+    "INSERT INTO fault_applied(device, rule, kind, applied, first_ms, last_ms)"
+    " VALUES(?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT(device, rule) DO UPDATE SET"
+    " applied = applied + 1, kind = excluded.kind, last_ms = excluded.last_ms";
+
+int ota_store_fault_applied(struct ota_store *s, const char *device, const char *rule,
+                            const char *kind, int64_t now_ms, struct ota_err *err)
+{
+    struct conn *c = wacquire(s);
+    sqlite3_stmt *st;
+    int r, rc;
+
+    if ((r = prep(c, SQL_FAULT_APPLIED, &st, err)) < 0)
+        goto out;
+    bind_text(st, 1, device ? device : "");
+    bind_text(st, 2, rule);
+    bind_text(st, 3, kind);
+    sqlite3_bind_int64(st, 4, now_ms);
+    rc = sqlite3_step(st);
+    r = rc == SQLITE_DONE ? 0 : map_rc(c->db, rc, err, "applied faults");
+    sqlite3_reset(st);
+out:
+    release(s, c);
+    return r;
+}
+
+/* One device's rows into {"device": id, "rules": [...]}, appended to arr. */
+static json_t *device_entry(json_t *arr, const char *device)
+{
+    json_t *last = json_array_get(arr, json_array_size(arr) - 1);
+
+    if (last && strcmp(json_string_value(json_object_get(last, "device")), device) == 0)
+        return last;
+    last = json_pack("{s:s, s:[]}", "device", device, "rules");
+    if (!last || json_array_append_new(arr, last) < 0)
+        return NULL;
+    return last;
+}
+
+int ota_store_faults_applied(struct ota_store *s, const char *device, json_t **ret,
+                             struct ota_err *err)
+{
+    static const char sql[] = "SELECT device, rule, kind, applied, first_ms, last_ms"
+                              " FROM fault_applied WHERE (?1 IS NULL OR device = ?1)"
+                              " ORDER BY device, rule";
+    struct conn *c = acquire(s);
+    sqlite3_stmt *st = NULL;
+    json_t *arr = json_array();
+    int r = 0, rc;
+
+    if (!arr) {
+        r = ota_err_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL)) != SQLITE_OK) {
+        r = map_rc(c->db, rc, err, "applied faults");
+        goto out;
+    }
+    bind_text(st, 1, device);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *dev = device_entry(arr, col_text(st, 0));
+        json_t *row = json_pack("{s:s, s:s, s:I, s:I, s:I}", "rule", col_text(st, 1), "kind",
+                                col_text(st, 2), "applied", (json_int_t)sqlite3_column_int64(st, 3),
+                                "first_ms", (json_int_t)sqlite3_column_int64(st, 4), "last_ms",
+                                (json_int_t)sqlite3_column_int64(st, 5));
+        if (!dev || !row || json_array_append_new(json_object_get(dev, "rules"), row) < 0) {
+            r = ota_err_set(err, ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        r = map_rc(c->db, rc, err, "applied faults");
+        goto out;
+    }
+    *ret = arr;
+    arr = NULL;
+out:
+    sqlite3_finalize(st);
+    json_decref(arr);
+    release(s, c);
+    return r;
+}
+
+int ota_store_faults_applied_clear(struct ota_store *s, struct ota_err *err)
+{
+    struct conn *c = wacquire(s);
+    int r = exec_simple(c, "DELETE FROM fault_applied", err);
+
     release(s, c);
     return r;
 }

@@ -18,7 +18,9 @@
 #define OTA_SOURCE_DIR "."
 #endif
 
-enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_HARNESS = 5 };
+/* EXIT_NOT_RUN: nothing failed, but trials could not run on the agent under
+ * test (a fault-point scenario on an agent built without fault points). */
+enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_RUN = 4, EXIT_HARNESS = 5 };
 
 static void usage(FILE *f)
 {
@@ -66,7 +68,9 @@ static void usage(FILE *f)
                "  --snapshot           power cuts at states boot from the disk frozen there in\n"
                "                       one recording run per scenario (no first boot per trial)\n"
                "\n"
-               "Exit: 0 all passed, 1 a trial failed, 2 usage or bad scenario, 5 harness error.\n");
+               "Exit: 0 all passed, 1 a trial failed, 2 usage or bad scenario, 4 nothing failed\n"
+               "but trials could not run on this agent (fault points: cmake\n"
+               "-DOTA_FAULT_POINTS=ON), 5 harness error.\n");
 }
 
 static int do_svc(int argc, char **argv)
@@ -389,7 +393,7 @@ int otasim_cli_main(int argc, char **argv)
     }
     if (otasim_runner_run(r, &st, &e) < 0)
         goto harness;
-    rc = st.errors ? EXIT_HARNESS : st.failed ? EXIT_FAILED : EXIT_PASS;
+    rc = st.errors ? EXIT_HARNESS : st.failed ? EXIT_FAILED : st.not_run ? EXIT_NOT_RUN : EXIT_PASS;
     goto out;
 usage_err:
     fprintf(stderr, "ota-sim: %s\n", e.reason);

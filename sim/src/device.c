@@ -343,29 +343,31 @@ static void live_fault(struct otasim_device *d, const struct otasim_fault *f, in
 {
     char p[PATH_MAX + 32], *text = NULL;
     size_t n;
+    int done = 0; /* fired only if it happened: no app to kill is no crash */
 
     switch (f->kind) {
     case OTASIM_FAULT_PARTITION:
         otasim_proxy_partition(d->proxy, 1);
         *part_until = otasim_now_ms() + f->duration_ms;
+        done = 1;
         break;
     case OTASIM_FAULT_CLOCK_JUMP:
         d->clock_offset_s += f->jump_s;
-        ota_ignore(faketime_write(d, NULL));
+        done = uses_faketime(d) && faketime_write(d, NULL) == 0; /* no libfaketime: no jump */
         break;
     case OTASIM_FAULT_SERVICE_CRASH:
         snprintf(p, sizeof(p), "%s/run/app.pid", d->root);
         if (ota_fs_read_all(p, 256, &text, &n, NULL) == 0) {
             int pid = atoi(text);
-            if (pid > 1)
-                kill(pid, SIGKILL);
+            done = pid > 1 && kill(pid, SIGKILL) == 0;
             free(text);
         }
         break;
     default:
         break;
     }
-    d->tr->fired = 1;
+    if (done)
+        d->tr->fired = 1;
 }
 
 static int is_live(enum otasim_fault_kind k)
@@ -446,7 +448,8 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
                 snprintf(num, sizeof(num), "%d", f->count);
                 ENV("OTASIM_FAIL_COUNT=%s%s", num, "");
             }
-            d->tr->fired = 1;
+            /* fired when the interposer journals a failed call (below), not
+             * when armed: a path or state nothing reaches fails nothing */
             break;
         default:
             break;
@@ -536,6 +539,8 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
             if (j->v[i].op == OTASIM_OP_CRASH) {
                 ps.crashed = 1;
                 ps.power = strcmp(j->v[i].text, "process") != 0;
+            } else if (j->v[i].op == OTASIM_OP_FAIL) {
+                ps.failed_calls++;
             }
         otasim_journal_free(j);
     }
@@ -544,7 +549,7 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
         ps.crashed = 1;
         ps.power = f->kind != OTASIM_FAULT_AGENT_CRASH;
     }
-    if (ps.crashed)
+    if (ps.crashed || ps.failed_calls)
         d->tr->fired = 1;
     {
         char p[PATH_MAX + 32];

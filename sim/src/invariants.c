@@ -334,6 +334,19 @@ int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_in
         check(tr, "fault-fired", tr->fired, "%s %s", label,
               tr->fired ? "fired" : "never fired: the agent did not get there");
     }
+    /* server rules: one check each, as the server counted them (faults.c) */
+    for (size_t i = 0; i < tr->n_srv_rules; i++) {
+        const struct otasim_rule_seen *rs = &tr->srv_rules[i];
+        if (rs->applied < 0)
+            check(tr, "fault-fired", 0, "server rule %s: its applied count is unknown: %s",
+                  rs->rule, tr->srv_rules_why[0] ? tr->srv_rules_why : "not asked");
+        else if (rs->applied > 0)
+            check(tr, "fault-fired", 1, "server rule %s applied %lld time%s", rs->rule, rs->applied,
+                  rs->applied == 1 ? "" : "s");
+        else
+            check(tr, "fault-fired", 0,
+                  "server rule %s never applied: no request of the device matched it", rs->rule);
+    }
 
     /* one active slot */
     if (rootfs) {

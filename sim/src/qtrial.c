@@ -723,6 +723,7 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
         goto out;
     if (d.booted_slot >= 0)
         ota_strlcpy(d.booted_version, d.slot_version[d.booted_slot], sizeof(d.booted_version));
+    otasim_faults_server_seen(tr);
     r = otasim_invariants_check(&d, NULL, 0, &settle, NULL, 0, err);
     if (r == 0 && !t->keep && tr->outcome == OTASIM_PASS) {
         /* the console logs stay; the disks go */

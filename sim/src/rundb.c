@@ -250,7 +250,11 @@ int otasim_rundb_junit(struct otasim_rundb *db, int64_t run_id, const char *path
         fputs("\" name=\"", f);
         xml_text(f, (const char *)sqlite3_column_text(st, 2));
         fprintf(f, "\" time=\"%.3f\">\n", sqlite3_column_int64(st, 5) / 1000.0);
-        if (strcmp(outcome, "pass") != 0) {
+        if (strcmp(outcome, "not-run") == 0) {
+            fputs("      <skipped message=\"", f);
+            xml_text(f, (const char *)sqlite3_column_text(st, 4));
+            fputs("\"/>\n", f);
+        } else if (strcmp(outcome, "pass") != 0) {
             fprintf(f, "      <%s message=\"", strcmp(outcome, "fail") == 0 ? "failure" : "error");
             xml_text(f, (const char *)sqlite3_column_text(st, 4));
             fputs("\">", f);

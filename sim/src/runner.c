@@ -52,6 +52,7 @@ struct otasim_runner {
     struct rcase *cases;
     size_t n_cases, cap_cases;
     char run_dir[PATH_MAX];
+    int fault_points; /* the agent's named fault points: 1 on, 0 off, -1 unknown, -2 not asked */
     struct otasim_rundb *db;
     int64_t run_id;
     uint64_t skipped;
@@ -66,6 +67,7 @@ int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts
         return ota_err_set(err, ENOMEM, "out of memory");
     r->t = *t;
     r->o = *o;
+    r->fault_points = -2;
     if (r->o.jobs < 1)
         r->o.jobs = 2;
     /* Trial trees and servers live on a RAM file system when there is one:
@@ -178,7 +180,7 @@ static int put_plan(struct otasim_runner *r, size_t si, struct ota_err *err)
             json_t *copy = json_deep_copy(rule), *match;
             char id[160];
             const char *base = json_string_value(json_object_get(rule, "id"));
-            snprintf(id, sizeof(id), "%s-%zu", base ? base : "rule", i);
+            otasim_fault_rule_id(base, i, id, sizeof(id));
             json_object_set_new(copy, "id", json_string(id));
             match = json_object_get(copy, "match");
             if (!match) {
@@ -240,6 +242,20 @@ static void setup_trial(struct otasim_runner *r, size_t ci)
     tr->srv = &s->srv;
     tr->built = s->built;
     ota_strlcpy(tr->pub, s->pub, sizeof(tr->pub));
+    /* the ids put_plan gave this case's copies of the server rules */
+    if (s->sc.server_faults) {
+        size_t k;
+        json_t *rule;
+        json_array_foreach(s->sc.server_faults, k, rule)
+        {
+            if (tr->n_srv_rules == OTASIM_MAX_SERVER_RULES)
+                break;
+            otasim_fault_rule_id(json_string_value(json_object_get(rule, "id")), ci,
+                                 tr->srv_rules[tr->n_srv_rules].rule,
+                                 sizeof(tr->srv_rules[0].rule));
+            tr->srv_rules[tr->n_srv_rules++].applied = -1;
+        }
+    }
 }
 
 /* ---- persistence points ------------------------------------------------- */
@@ -560,16 +576,18 @@ static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, 
                      int final)
 {
     double min = (double)(otasim_now_ms() - t0) / 60000.0;
-    uint64_t done = s->passed + s->failed + s->errors;
+    uint64_t done = s->passed + s->failed + s->errors + s->not_run;
 
     if (r->o.quiet)
         return;
     fprintf(stderr,
-            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  (%llu by equivalence)  %.0f/min%s",
+            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  (%llu by equivalence)"
+            "  %.0f/min%s",
             isatty(2) ? "\r" : "", (unsigned long long)done, (unsigned long long)s->cases,
             (unsigned long long)s->passed, (unsigned long long)s->failed,
-            (unsigned long long)s->errors, (unsigned long long)s->equivalent,
-            min > 0 ? (double)done / min : 0.0, final || !isatty(2) ? "\n" : "");
+            (unsigned long long)s->errors, (unsigned long long)s->not_run,
+            (unsigned long long)s->equivalent, min > 0 ? (double)done / min : 0.0,
+            final || !isatty(2) ? "\n" : "");
 }
 
 static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *s)
@@ -584,9 +602,12 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
         s->passed++;
     else if (c->tr.outcome == OTASIM_FAIL)
         s->failed++;
+    else if (c->tr.outcome == OTASIM_NOT_RUN)
+        s->not_run++;
     else
         s->errors++;
-    if (c->tr.outcome != OTASIM_PASS && c->equivalent_to < 0 && !r->o.quiet) {
+    if (c->tr.outcome != OTASIM_PASS && c->tr.outcome != OTASIM_NOT_RUN && c->equivalent_to < 0 &&
+        !r->o.quiet) {
         fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r" : "", c->id,
                 c->tr.detail, repro);
         for (const char *l = c->tr.logs; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
@@ -594,6 +615,56 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
     }
     if (r->db && otasim_rundb_add(r->db, r->run_id, c->id, &c->tr, repro, eq, &e) < 0)
         fprintf(stderr, "ota-sim: %s\n", e.reason);
+}
+
+/* Whether the agent under test has named fault points (`ota-agent
+ * --build-info`): 1 yes, 0 built without them, -1 cannot tell (an agent
+ * without --build-info: its trials run as before). Asked once. */
+static int agent_fault_points(struct otasim_runner *r)
+{
+    const char *argv[] = {r->t.agent, "--build-info", NULL};
+    char *out = NULL;
+    int st = 0;
+
+    if (r->fault_points != -2)
+        return r->fault_points;
+    r->fault_points = -1;
+    if (otasim_run(argv, NULL, 10000, &out, NULL, &st, NULL) == 0 && st == 0 && out) {
+        if (strstr(out, "fault-points: on"))
+            r->fault_points = 1;
+        else if (strstr(out, "fault-points: off"))
+            r->fault_points = 0;
+    }
+    free(out);
+    return r->fault_points;
+}
+
+/* A case the agent under test cannot run (a fault-point trigger, an agent
+ * without fault points) is not run: not a failure of the agent, not a pass.
+ * Said even with -q: otherwise a run of nothing but such cases looks like a
+ * failed agent with no word of why. */
+static int cannot_run(struct otasim_runner *r, size_t ci, struct otasim_run_stats *s)
+{
+    struct rcase *c = &r->cases[ci];
+
+    if (r->t.target != OTASIM_TARGET_NATIVE ||
+        c->fault.trigger.kind != OTASIM_TRIGGER_FAULT_POINT || agent_fault_points(r) != 0)
+        return 0;
+    setup_trial(r, ci);
+    c->tr.outcome = OTASIM_NOT_RUN;
+    c->tr.n_srv_rules = 0;
+    ota_strlcpy(c->tr.target, "native", sizeof(c->tr.target));
+    snprintf(c->tr.detail, sizeof(c->tr.detail),
+             "not run: the agent was built without named fault points (trigger fault_point: "
+             "%s): cmake -DOTA_FAULT_POINTS=ON",
+             c->fault.trigger.fault_point);
+    fprintf(stderr, "%sota-sim: %s: %s (%s)\n", isatty(2) && !r->o.quiet ? "\r" : "", c->id,
+            c->tr.detail, r->t.agent);
+    c->done = 1;
+    record(r, ci, s);
+    if (--r->scens[c->scen].cases_left == 0)
+        otasim_server_stop(&r->scens[c->scen].srv);
+    return 1;
 }
 
 int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, struct ota_err *err)
@@ -637,7 +708,7 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
         if (r->scens[i].srv_up && r->scens[i].sc.server_faults && (rc = put_plan(r, i, err)) < 0)
             return rc;
     for (size_t i = 0; i < r->n_cases; i++) {
-        if (r->cases[i].done)
+        if (r->cases[i].done || (r->cases[i].equivalent_to < 0 && cannot_run(r, i, &s)))
             continue;
         if (r->cases[i].equivalent_to >= 0)
             s.equivalent++;

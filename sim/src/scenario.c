@@ -311,6 +311,11 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
     t = json_object_get(f, "trigger");
     if (!t)
         return 0;
+    /* it is made before the update starts: a trigger would never be waited for */
+    if (ft->kind == OTASIM_FAULT_CORRUPT_BOOTENV)
+        return ota_err_set(err, EINVAL,
+                           "fault.trigger: corrupt-bootenv breaks the env before the update "
+                           "starts; it takes no trigger");
     if (json_is_string(t))
         return otasim_trigger_parse(json_string_value(t), &ft->trigger, err) < 0 ? -EINVAL : 0;
     if (only_keys(t, "fault.trigger", tkeys, err) < 0)

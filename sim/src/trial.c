@@ -21,7 +21,7 @@
 
 #define MAX_PASSES 48
 
-const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX] = {"pass", "fail", "error"};
+const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX] = {"pass", "fail", "error", "not-run"};
 
 /* $OTASIM_TRACE=1: each step of a trial with its time, on stderr (the one
  * place in the library that prints: it is a debugging aid, off by default). */
@@ -85,10 +85,15 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
             r = ota_err_set(err, EINVAL, "corrupt-bootenv needs the rootfs profile");
             goto out;
         }
+        if (tr->fault.trigger.kind != OTASIM_TRIGGER_NONE) {
+            r = ota_err_set(err, EINVAL, "corrupt-bootenv takes no trigger (it is made first)");
+            goto out;
+        }
         if ((r = otasim_bootenv_corrupt(p, err)) < 0 ||
             (r = ota_fs_read_all(p, 1 << 20, &env_before, &env_len, err)) < 0)
             goto out;
-        tr->fired = 1;
+        /* fired when the device reads it as corrupt, not when a byte was flipped */
+        tr->fired = otasim_bootenv_get(d.env_config, "boot_part", p, sizeof(p), NULL) == -EBADMSG;
         fault_ms = otasim_now_ms();
     }
     budget = sc->passes + 1;
@@ -137,9 +142,10 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
         }
         if ((r = otasim_power_drop_stash(d.root, err)) < 0)
             goto out;
-        if (a && tr->fault.trigger.kind == OTASIM_TRIGGER_POINT &&
+        if (a && tr->fault.trigger.kind == OTASIM_TRIGGER_POINT && !tr->fired &&
             (tr->fault.kind == OTASIM_FAULT_POWER_CUT ||
-             tr->fault.kind == OTASIM_FAULT_AGENT_CRASH)) {
+             tr->fault.kind == OTASIM_FAULT_AGENT_CRASH ||
+             tr->fault.kind == OTASIM_FAULT_DISK_FULL || tr->fault.kind == OTASIM_FAULT_EIO)) {
             /* the point lies in a later pass of the cycle (after a reboot) */
             if (arm.point > ps.calls && cycle_open)
                 arm.point -= ps.calls;
@@ -178,6 +184,7 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
     settle.recover_ms = otasim_now_ms() - (fault_ms ? fault_ms : t0);
     tr->recover_ms = settle.recover_ms;
     tr->calls = cycle_calls;
+    otasim_faults_server_seen(tr);
     r = otasim_invariants_check(&d, info, n_info, &settle, env_before, env_len, err);
     trace(t0, "checked", r);
 out:

@@ -73,6 +73,7 @@ static void usage(FILE *f)
                "Options:\n"
                "  -c, --config FILE  config file (default /etc/ota-agent.conf)\n"
                "  --json             status as JSON\n"
+               "  --build-info       how this agent was built (fault-points: on|off)\n"
                "  -h, --help         this text\n"
                "\n"
                "One line per state change goes to stderr: OTA-STATE {json}.\n"
@@ -132,6 +133,18 @@ static void print_transition(void *ctx, const struct ota_transition *t)
         snprintf(point, sizeof(point), "state.%s", ota_state_names[t->to]);
         OTA_FAULT_POINT(point);
     }
+#endif
+}
+
+/* What a test harness must know of this binary: a scenario that kills the
+ * agent at a named fault point (OTA_FAULT_POINT) tests nothing on a build
+ * without them, and ota-sim says so instead of failing the agent. */
+static void print_build_info(void)
+{
+#ifdef OTA_FAULT_POINTS
+    printf("fault-points: on\n");
+#else
+    printf("fault-points: off\n");
 #endif
 }
 
@@ -473,6 +486,7 @@ int ota_cli_main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
+        {"build-info", no_argument, NULL, 'B'},
         {NULL, 0, NULL, 0},
     };
     const char *config = "/etc/ota-agent.conf", *cmd;
@@ -490,6 +504,9 @@ int ota_cli_main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return EXIT_OK;
+        case 'B':
+            print_build_info();
             return EXIT_OK;
         default:
             usage(stderr);

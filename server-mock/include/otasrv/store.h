@@ -162,6 +162,18 @@ int ota_store_reports_list(struct ota_store *s, const char *device, const char *
                            int64_t limit, int64_t offset, json_t **ret,
                            struct ota_err *err) OTA_MUST;
 
+/* Faults the server applied (api_faults.c), counted per device and rule id
+ * in the database: a new plan, a cleared log or a restart does not forget
+ * them, so a harness can ask afterwards whether each of its rules fired.
+ * device NULL or "": the request named no device. */
+int ota_store_fault_applied(struct ota_store *s, const char *device, const char *rule,
+                            const char *kind, int64_t now_ms, struct ota_err *err) OTA_MUST;
+/* [{"device": D, "rules": [{"rule", "kind", "applied", "first_ms",
+ * "last_ms"}]}], by device then rule; device NULL: every device. */
+int ota_store_faults_applied(struct ota_store *s, const char *device, json_t **ret,
+                             struct ota_err *err) OTA_MUST;
+int ota_store_faults_applied_clear(struct ota_store *s, struct ota_err *err) OTA_MUST;
+
 #ifdef __cplusplus
 }
 #endif

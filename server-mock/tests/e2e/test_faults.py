@@ -237,6 +237,60 @@ def test_device_filter_sees_the_registering_device_and_the_token(fw, clean):
     assert [(e["rule"], e["device"]) for e in log[-2:]] == [("reg", "reg-b"), ("dl", "reg-a")]
 
 
+def test_applied_faults_per_device_are_kept_in_the_database(tmp_path):
+    """GET /api/v1/faults/devices[/ID]: which rules applied to which device
+    and how often, from the database: a new plan, a cleared log and a
+    restart keep it; a rule that matched no request is absent."""
+    srv = Server(str(tmp_path))
+    try:
+        tok_a = srv.register("ap-a")
+        tok_b = srv.register("ap-b")
+        plan = {"rules": [
+            {"id": "busy-a", "match": {"path": "/api/v1/devices/*/checkin", "device": "ap-a"},
+             "fault": {"kind": "status", "code": 503}, "count": 2},
+            {"id": "never", "match": {"path": "/api/v1/devices/*/checkin", "device": "ap-zz"},
+             "fault": {"kind": "status", "code": 500}},
+            {"id": "slow-b", "match": {"path": "/api/v1/devices/*/checkin", "device": "ap-b"},
+             "fault": {"kind": "delay", "ms": 0}, "count": 1}]}
+        st, b = put_plan(srv, plan)
+        assert st == 200, b
+        st, _, b = srv.admin("GET", "/api/v1/faults/devices/ap-a")
+        assert st == 200 and b == {"device": "ap-a", "rules": []}
+        for _ in range(3):
+            srv.call("POST", "/api/v1/devices/ap-a/checkin", {}, token=tok_a)
+        srv.call("POST", "/api/v1/devices/ap-b/checkin", {}, token=tok_b)
+        st, _, a = srv.admin("GET", "/api/v1/faults/devices/ap-a")
+        assert st == 200 and a["device"] == "ap-a"
+        assert [(r["rule"], r["kind"], r["applied"]) for r in a["rules"]] == \
+            [("busy-a", "status", 2)]
+        assert 0 < a["rules"][0]["first_ms"] <= a["rules"][0]["last_ms"]
+        # a new plan and a cleared in-memory log forget nothing
+        st, b = put_plan(srv, {"rules": []})
+        st, _, _ = srv.admin("DELETE", "/api/v1/faults/applied")
+        srv.stop()
+        srv.start()
+        st, _, every = srv.admin("GET", "/api/v1/faults/devices")
+        assert st == 200
+        got = {d["device"]: {r["rule"]: r["applied"] for r in d["rules"]}
+               for d in every["devices"]}
+        assert got == {"ap-a": {"busy-a": 2}, "ap-b": {"slow-b": 1}}
+        st, _, b = srv.admin("GET", "/api/v1/faults/devices/ap-zz")
+        assert st == 200 and b["rules"] == []
+        st, _, b = srv.admin("GET", "/api/v1/faults/devices?limit=1")
+        assert st == 400
+        st, _, b = srv.admin("PUT", "/api/v1/faults/devices/ap-a", {})
+        assert st == 405
+        st, _, b = srv.admin("DELETE", "/api/v1/faults/devices")
+        assert st == 200
+        st, _, every = srv.admin("GET", "/api/v1/faults/devices")
+        assert every["devices"] == []
+        # device calls cannot read it
+        st, _, _ = srv.call("GET", "/api/v1/faults/devices/ap-a", token=tok_a)
+        assert st in (401, 403)
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------- each kind
 
 def test_status_429_with_retry_after_and_delay(fw, clean):

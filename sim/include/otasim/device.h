@@ -58,6 +58,7 @@ struct otasim_pass {
     int quiet;        /* only CHECKING/IDLE transitions */
     int ended_cycle;  /* a final (success/failure) state line */
     uint64_t calls;   /* mutating calls journaled */
+    int failed_calls; /* calls the interposer failed by injection (FAIL records) */
     char journal[PATH_MAX + 32];
 };
 

@@ -25,7 +25,12 @@
  *   no-temp-files          no temp files, stash or download leftovers
  *   expected-outcome       the scenario's expect: block
  *   fault-fired            the trial's fault actually happened (a trigger
- *                          whose state never came tests nothing)
+ *                          whose state never came tests nothing): seen, not
+ *                          armed (a journaled crash or failed call, the app
+ *                          killed, the env read as corrupt...); and one check
+ *                          per server rule of the scenario, passed only if
+ *                          the server applied it to the trial's device
+ *                          (struct otasim_trial.srv_rules, faults.c)
  */
 #ifndef OTASIM_INVARIANTS_H
 #define OTASIM_INVARIANTS_H

@@ -31,6 +31,7 @@ struct otasim_run_opts {
 struct otasim_run_stats {
     uint64_t cases, run, passed, failed, errors, equivalent;
     uint64_t skipped; /* cases the target cannot run (QEMU: interposer faults...) */
+    uint64_t not_run; /* cases the agent cannot run (built without named fault points) */
     int64_t wall_ms;
 };
 

@@ -98,15 +98,26 @@ int otasim_server_get(const struct otasim_server *s, const char *path, char **re
 void otasim_server_stop(struct otasim_server *s);
 
 /* ---- a trial and its result (trial.c, invariants.c) ------------------- */
-enum otasim_outcome { OTASIM_PASS, OTASIM_FAIL, OTASIM_ERROR, OTASIM_OUTCOME_MAX };
+/* not-run: the agent under test lacks what the trial needs (a fault-point
+ * trigger on an agent built without OTA_FAULT_POINTS): neither a pass nor
+ * the agent's failure. */
+enum otasim_outcome { OTASIM_PASS, OTASIM_FAIL, OTASIM_ERROR, OTASIM_NOT_RUN, OTASIM_OUTCOME_MAX };
 extern const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX];
 
-#define OTASIM_MAX_INVARIANTS 16
+#define OTASIM_MAX_INVARIANTS   24
+#define OTASIM_MAX_SERVER_RULES 8
 
 struct otasim_check {
     char name[40];
     int ok;
     char detail[400];
+};
+
+/* One of the scenario's server fault-plan rules, as the trial's device has
+ * it (faults.c): the runner names it, the server counts it. */
+struct otasim_rule_seen {
+    char rule[64];     /* the rule's id in the server's plan (otasim_fault_rule_id) */
+    long long applied; /* times the server applied it to the device; -1: unknown */
 };
 
 struct otasim_trial {
@@ -119,6 +130,10 @@ struct otasim_trial {
     const struct otasim_server *srv;
     const struct otasim_built *built; /* sc->n_rel entries */
     char pub[PATH_MAX];
+    /* in: the server rules of this device (ids); out: how often each applied */
+    struct otasim_rule_seen srv_rules[OTASIM_MAX_SERVER_RULES];
+    size_t n_srv_rules;
+    char srv_rules_why[200]; /* why the server's log could not be read ("": it was) */
     /* out */
     enum otasim_outcome outcome;
     int fired; /* the fault fired */
@@ -158,6 +173,15 @@ struct otasim_recording {
 int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
                   struct otasim_recording *ret, struct ota_err *err) OTA_MUST;
 void otasim_recording_free(struct otasim_recording *r);
+
+/* ---- faults that must be seen to fire (faults.c) ------------------------ */
+/* The id of a scenario rule (base) in the server's plan for case ci: each
+ * case device has its own copy of every rule. */
+void otasim_fault_rule_id(const char *base, size_t ci, char *buf, size_t cap);
+/* Asks the server how often it applied each of tr->srv_rules to
+ * tr->device_id (GET /api/v1/faults/devices/ID) and fills their applied
+ * counts; the `fault-fired` check fails each rule that never applied. */
+void otasim_faults_server_seen(struct otasim_trial *tr);
 
 /* The command that reruns a trial exactly. */
 void otasim_reproduce_cmd(const struct otasim_tools *t, const struct otasim_trial *tr, char *buf,

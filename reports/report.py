@@ -223,12 +223,11 @@ def fault_key(kind):
 
 def summarize(trials):
     """Counts used by the header and the summary."""
-    s = {"trials": len(trials), "pass": 0, "fail": 0, "error": 0, "executed": 0,
+    s = {"trials": len(trials), "pass": 0, "fail": 0, "error": 0, "not-run": 0, "executed": 0,
          "equivalent": 0, "points": 0, "points_run": 0, "points_equiv": 0,
          "point_classes": 0}
     for t in trials:
-        o = t["outcome"] if t["outcome"] in ("pass", "fail") else "error"
-        s[o] += 1
+        s[outcome_class(t["outcome"])] += 1
         if is_equiv(t):
             s["equivalent"] += 1
         else:
@@ -246,11 +245,12 @@ def summarize(trials):
 def rates_by_fault(trials):
     """Per fault kind over executed trials (equivalent points copy another
     trial's result, so they add no independent evidence): n = pass + fail,
-    k = fail; harness errors are counted apart."""
+    k = fail; harness errors and trials not run (the agent lacks what the
+    case needs, e.g. named fault points) are counted apart."""
     out = {}
     for t in trials:
-        r = out.setdefault(t["fault"], {"n": 0, "k": 0, "errors": 0, "equivalent": 0,
-                                        "failed_equivalent": 0})
+        r = out.setdefault(t["fault"], {"n": 0, "k": 0, "errors": 0, "not_run": 0,
+                                        "equivalent": 0, "failed_equivalent": 0})
         if is_equiv(t):
             r["equivalent"] += 1
             if t["outcome"] != "pass":
@@ -261,6 +261,8 @@ def rates_by_fault(trials):
         elif t["outcome"] == "fail":
             r["n"] += 1
             r["k"] += 1
+        elif t["outcome"] == "not-run":
+            r["not_run"] += 1
         else:
             r["errors"] += 1
     for r in out.values():
@@ -342,7 +344,7 @@ pre.repro{background:#1d232a;color:#e8ecf1;padding:8px 10px;border-radius:4px;wh
 .pass{background:#d7f2dc}.fail{background:#f7c9c9}.error{background:#fbe2b8}.empty{background:#f3f3f3;color:#999}
 .mixed{background:#f9d8a8}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;font-weight:600}
-.badge.pass{color:#155d27}.badge.fail{color:#8a1111}.badge.error{color:#7a4b00}
+.not-run{background:#e4e4f4}.badge.not-run{color:#333366}.badge.pass{color:#155d27}.badge.fail{color:#8a1111}.badge.error{color:#7a4b00}
 .cell{text-align:center;white-space:nowrap}
 .strip{display:flex;flex-wrap:wrap;gap:1px;margin:4px 0 8px;max-width:1150px}
 .strip span{display:block;width:9px;height:18px}
@@ -364,7 +366,9 @@ def e(x):
 
 
 def outcome_class(o):
-    return o if o in ("pass", "fail") else "error"
+    """pass, fail, not-run (a case this agent cannot run: not its failure,
+    not the harness's), or error (the harness broke)."""
+    return o if o in ("pass", "fail", "not-run") else "error"
 
 
 def badge(o):
@@ -392,7 +396,8 @@ def html_header(run, trials, s):
         ("Trials", "%d: %d executed, %d equivalent (result of an executed one)" % (
             s["trials"], s["executed"], s["equivalent"])),
         ("Outcomes", '<span class="badge pass">%d pass</span> <span class="badge fail">%d fail</span>'
-         ' <span class="badge error">%d error</span>' % (s["pass"], s["fail"], s["error"])),
+         ' <span class="badge error">%d error</span> <span class="badge not-run">%d not run</span>' % (
+             s["pass"], s["fail"], s["error"], s["not-run"])),
         ("Crash points", "%d persistence points: %d run, %d equivalent to a run one "
          "(same durable state, same server view)" % (s["points"], s["points_run"],
                                                      s["points_equiv"])),
@@ -415,7 +420,8 @@ def html_matrix(trials):
         r = row_of(t["trigger"])
         rows.add(r)
         kinds.add(t["fault"])
-        c = cells.setdefault((r, t["fault"]), {"pass": 0, "fail": 0, "error": 0, "eq": 0})
+        c = cells.setdefault((r, t["fault"]), {"pass": 0, "fail": 0, "error": 0, "not-run": 0,
+                                               "eq": 0})
         c[outcome_class(t["outcome"])] += 1
         if is_equiv(t):
             c["eq"] += 1
@@ -434,9 +440,13 @@ def html_matrix(trials):
                 cls = "fail"
             elif c["error"]:
                 cls = "error"
+            elif c["not-run"] and not c["pass"]:
+                cls = "not-run"
             txt = "%d&#10003; %d&#10007;" % (c["pass"], c["fail"])
             if c["error"]:
                 txt += " %d err" % c["error"]
+            if c["not-run"]:
+                txt += " %d not run" % c["not-run"]
             title = "%s x %s: %d pass, %d fail, %d error, %d of them equivalent" % (
                 r, k, c["pass"], c["fail"], c["error"], c["eq"])
             out.append('<td class="cell %s" title="%s">%s</td>' % (cls, e(title), txt))
@@ -740,8 +750,9 @@ def render_summary(run, trials, max_failed=30):
         "`%s`" % (run["command"] or "").replace("`", "'"),
         "",
         "- agent: `%s`" % run["agent"],
-        "- %d trials (%d executed, %d equivalent): **%d pass, %d fail, %d error**" % (
-            s["trials"], s["executed"], s["equivalent"], s["pass"], s["fail"], s["error"]),
+        "- %d trials (%d executed, %d equivalent): **%d pass, %d fail, %d error, %d not run**" % (
+            s["trials"], s["executed"], s["equivalent"], s["pass"], s["fail"], s["error"],
+            s["not-run"]),
         "- persistence points: %d (%d run, %d equivalent)" % (
             s["points"], s["points_run"], s["points_equiv"]),
         "- failure rate: %d/%d executed trials, 95%% upper bound %s" % (
@@ -838,8 +849,8 @@ def main(argv=None):
         print("ota-report: %s: %s" % (ex.filename or a.out, ex.strerror or ex), file=sys.stderr)
         return 1
     s = summarize(trials)
-    print("ota-report: run %d: %d trials, %d pass, %d fail, %d error -> %s" % (
-        run["id"], s["trials"], s["pass"], s["fail"], s["error"],
+    print("ota-report: run %d: %d trials, %d pass, %d fail, %d error, %d not run -> %s" % (
+        run["id"], s["trials"], s["pass"], s["fail"], s["error"], s["not-run"],
         os.path.join(a.out, "report.html")))
     return 0
 

@@ -278,7 +278,7 @@ def test_summary_table(rundb, tmp_path):
     assert rows["power-cut"][:4] == ["4", "2", "0", "5"]
     assert "Clopper-Pearson" in rows["power-cut"][4]
     assert rows["eio"][:3] == ["0", "0", "1"]
-    assert "**9 pass, 4 fail, 1 error**" in md  # equivalents of the failed point fail too
+    assert "**9 pass, 4 fail, 1 error, 0 not run**" in md  # equivalents of the failed point fail too
     assert cases["fail_state"] in md and cases["error"] in md
     assert repro("powerloss", "power-cut", "state:SWITCHING", 4) in md
 
@@ -385,3 +385,28 @@ def test_summary_caps_the_failed_list(rundb):
     assert "### Failed cases (5)" in md
     assert "and 3 more" in md
     assert cases["fail_state"] in md  # executed failures come first
+
+
+def test_not_run_is_neither_a_failure_nor_a_harness_error(tmp_path):
+    """A case the agent cannot run (built without named fault points) is
+    counted as not run: not in the failure rate, not as an error."""
+    path = str(tmp_path / "runs.db")
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA)
+    con.execute("INSERT INTO runs VALUES(1, ?, ?, 'ota-sim run x', '/b/agent/ota-agent')",
+                (T0, T0 + 1000))
+    add_trial(con, 1, "pts", "power-cut", "state:SWITCHING", "pass", 1)
+    add_trial(con, 1, "fp", "power-cut", "fault-point:env.save", "not-run", 2,
+              detail="the agent was built without named fault points")
+    con.commit()
+    con.close()
+    out = tmp_path / "out"
+    r = run_report("--db", path, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "1 pass, 0 fail, 0 error, 1 not run" in r.stdout
+    md = (out / "summary.md").read_text()
+    assert "**1 pass, 0 fail, 0 error, 1 not run**" in md
+    rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]]
+            for l in md.splitlines() if l.startswith("| ") and "---" not in l}
+    assert rows["power-cut"][:3] == ["1", "0", "0"]  # n, failures, errors
+    assert 'badge not-run' in (out / "report.html").read_text()

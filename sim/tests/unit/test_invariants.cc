@@ -1045,4 +1045,63 @@ TEST_F(DbTest, CopyReplacesAnOldCopyAndItsWal)
     EXPECT_PASS(run(otasim_inv_db_integrity));
 }
 
+// The whole view, loaded the way the checker loads it, over the real
+// `ota-agent status`: an agent that finds its database broken moves it aside
+// and starts a new one, so a check of the database after `status` would see
+// a fresh, sound one. The copy is taken first.
+TEST_F(DbTest, ViewLoadChecksTheDatabaseAsTheAgentLeftIt)
+{
+    const std::string agent = OTA_BINARY_DIR "/agent/ota-agent";
+    const std::string pack = OTA_BINARY_DIR "/agent/pack/ota-pack";
+    ASSERT_EQ(access(agent.c_str(), X_OK), 0) << agent;
+    ASSERT_EQ(access(pack.c_str(), X_OK), 0) << pack;
+    std::string keygen = pack + " keygen --private " + dir + "/k.key --public " + dir +
+                         "/k.pub --force >/dev/null 2>&1";
+    ASSERT_EQ(system(keygen.c_str()), 0);
+    snprintf(sc.source, sizeof(sc.source), "github"); // no server to ask
+    app_tree("a", false);
+    snprintf(d.config, sizeof(d.config), "%s/etc/ota-agent.conf", root.c_str());
+    write_all(d.config, "[agent]\nsource = github\nserver = http://127.0.0.1:9\n"
+                        "repo = sim/video-app\ndevice_id = dev-test\ndevice_type = rpi3b\n"
+                        "public_key = " +
+                            dir + "/k.pub\ndatabase = " + db() + "\n[app]\nroot = " + root +
+                            "/opt/app\n[download]\ndir = " + root + "/var/lib/ota/download\n");
+    struct otasim_tools tools = {};
+    snprintf(tools.agent, sizeof(tools.agent), "%s", agent.c_str());
+    d.tools = &tools;
+    make_db(false);
+    std::string bytes = read_all(db());
+    for (size_t i = 20000; i < 24000; i++)
+        bytes[i] = (char)(i * 7);
+    write_all(db(), bytes);
+
+    struct otasim_inv_view lv = {};
+    ASSERT_EQ(otasim_inv_view_load(&d, nullptr, 0, &settle, nullptr, 0, &lv, &err), 0)
+        << err.reason;
+    ASSERT_NE(lv.status, nullptr) << lv.status_err;
+    // `status` moved the broken database aside and made a new one
+    EXPECT_TRUE(fs::exists(db() + ".broken"));
+    struct otasim_check c = {};
+    ASSERT_EQ(otasim_inv_db_integrity(&lv, &c), 1);
+    EXPECT_FAIL(c);
+    // the reset is in the agent's history: the reports come from there
+    EXPECT_STREQ(lv.reports_from, "history");
+    // no journal for the passes: the journal checks fail, not pass
+    EXPECT_TRUE(lv.writes.read);
+    ASSERT_EQ(otasim_inv_lkg_untouched(&lv, &c), 1);
+    EXPECT_FAIL(c);
+    otasim_inv_view_free(&lv);
+
+    // and a sound database passes, through the same path
+    fs::remove(db());
+    for (const char *sfx : {".broken", ".broken-wal", ".broken-shm", "-wal", "-shm"})
+        fs::remove(db() + sfx);
+    make_db(false);
+    ASSERT_EQ(otasim_inv_view_load(&d, nullptr, 0, &settle, nullptr, 0, &lv, &err), 0)
+        << err.reason;
+    ASSERT_EQ(otasim_inv_db_integrity(&lv, &c), 1);
+    EXPECT_PASS(c);
+    otasim_inv_view_free(&lv);
+}
+
 } // namespace

@@ -1,13 +1,18 @@
 /* The invariant checker (names and meaning: invariants.h). It looks at the
  * device from outside the agent: the tree, the boot env through
- * libubootenv (bootloader.c), the running app over HTTP, the agent's
- * database through SQLite and `ota-agent status --json`, the server's
- * reports through the admin API, and the interposer's journals for what was
- * written where and when. */
+ * libubootenv (bootloader.c), the running app over HTTP, a copy of the
+ * agent's database through SQLite and `ota-agent status --json`, the
+ * server's reports through the admin API, and the interposer's journals for
+ * what was written where and when.
+ *
+ * otasim_inv_view_load gathers all of it into a view first; then one function
+ * per invariant reads the view. A piece that cannot be gathered is kept as
+ * the reason it is missing, and the invariants that need it fail on it. */
 #include "otasim/invariants.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -22,32 +27,40 @@
 #include "otasim/journal.h"
 #include "otasim/svc.h"
 
-struct view {
-    json_t *status; /* ota-agent status --json */
-    char state[24];
-    char app_version[32], app_slot[4];
-    char root_version[32], root_slot[4];
-    long long outbox;
-    json_t *reports; /* the server's reports for the device (array) or NULL */
-    char current[8]; /* readlink current */
-};
-
-static void check(struct otasim_trial *tr, const char *name, int ok, const char *fmt, ...)
+static int set(struct otasim_check *c, const char *name, int ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void check(struct otasim_trial *tr, const char *name, int ok, const char *fmt, ...)
+static int set(struct otasim_check *c, const char *name, int ok, const char *fmt, ...)
 {
-    struct otasim_check *c;
     va_list ap;
 
-    if (tr->n_checks >= OTASIM_MAX_INVARIANTS)
-        return;
-    c = &tr->checks[tr->n_checks++];
+    memset(c, 0, sizeof(*c));
     ota_strlcpy(c->name, name, sizeof(c->name));
     c->ok = ok;
     va_start(ap, fmt);
     vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
     va_end(ap);
+    return 1;
+}
+
+static const struct otasim_trial *trial(const struct otasim_inv_view *v)
+{
+    return v->d->tr;
+}
+
+static int is_rootfs(const struct otasim_inv_view *v)
+{
+    return trial(v)->sc->profile == OTASIM_PROFILE_ROOTFS;
+}
+
+static const char *db_version(const struct otasim_inv_view *v)
+{
+    return v->db_version ? v->db_version : "";
+}
+
+static const char *db_slot(const struct otasim_inv_view *v)
+{
+    return v->db_slot ? v->db_slot : "";
 }
 
 static const struct otasim_built *built_of(const struct otasim_trial *tr, const char *version)
@@ -67,37 +80,251 @@ static void jstr(json_t *o, const char *a, const char *b, char *buf, size_t cap)
     ota_strlcpy(buf, json_is_string(v) ? json_string_value(v) : "", cap);
 }
 
-static int load_view(struct otasim_device *d, struct view *v, struct ota_err *err)
+/* The status of the last final report (for update_version only, if set). */
+static const char *last_final(json_t *reports, const char *update_version, char *buf, size_t cap)
 {
-    char *text = NULL, p[PATH_MAX + 32], path[256];
+    size_t i;
+    json_t *r;
+
+    buf[0] = '\0';
+    json_array_foreach(reports, i, r)
+    {
+        const char *s = json_string_value(json_object_get(r, "status"));
+        const char *v = json_string_value(json_object_get(r, "version"));
+        if (!s || (strcmp(s, "success") != 0 && strcmp(s, "failure") != 0))
+            continue;
+        if (update_version && (!v || strcmp(v, update_version) != 0))
+            continue;
+        snprintf(buf, cap, "%s", s);
+    }
+    return buf;
+}
+
+static int any_success_for(json_t *reports, const char *version)
+{
+    size_t i;
+    json_t *r;
+
+    json_array_foreach(reports, i, r)
+    {
+        const char *s = json_string_value(json_object_get(r, "status"));
+        const char *v = json_string_value(json_object_get(r, "version"));
+        if (s && v && strcmp(s, "success") == 0 && strcmp(v, version) != 0)
+            return 1; /* success for a version other than the one running */
+    }
+    return 0;
+}
+
+/* ---- the view ------------------------------------------------------------- */
+
+void otasim_inv_view_reports(struct otasim_inv_view *v, json_t *reports, const char *from)
+{
+    json_decref(v->reports);
+    v->reports = reports;
+    ota_strlcpy(v->reports_from, from ? from : "", sizeof(v->reports_from));
+    last_final(reports, NULL, v->fin, sizeof(v->fin));
+}
+
+void otasim_inv_view_status(struct otasim_inv_view *v, json_t *status)
+{
+    const struct otasim_scenario *sc = trial(v)->sc;
+
+    if (v->status != status)
+        json_decref(v->status);
+    v->status = status;
+    jstr(status, "state", NULL, v->state, sizeof(v->state));
+    jstr(status, "app", "version", v->app_version, sizeof(v->app_version));
+    jstr(status, "app", "slot", v->app_slot, sizeof(v->app_slot));
+    jstr(status, "rootfs", "version", v->root_version, sizeof(v->root_version));
+    jstr(status, "rootfs", "slot", v->root_slot, sizeof(v->root_slot));
+    v->outbox = json_integer_value(json_object_get(status, "outbox"));
+    v->db_version = is_rootfs(v) ? v->root_version : v->app_version;
+    v->db_slot = is_rootfs(v) ? v->root_slot : v->app_slot;
+    if (strcmp(sc->source, "github") == 0) {
+        /* No server keeps reports: the agent's own history is what it
+         * claims (newest first in the status; oldest first here). */
+        json_t *hist = json_object_get(status, "history"), *a;
+        if (!json_is_array(hist)) {
+            otasim_inv_view_reports(v, NULL, NULL);
+            snprintf(v->reports_err, sizeof(v->reports_err), "%s",
+                     status ? "the agent's status has no history"
+                            : "no agent status, so no history to check");
+            return;
+        }
+        a = json_array();
+        for (size_t i = json_array_size(hist); a && i-- > 0;)
+            json_array_append(a, json_array_get(hist, i));
+        otasim_inv_view_reports(v, a, "history");
+    }
+}
+
+void otasim_inv_view_free(struct otasim_inv_view *v)
+{
+    json_decref(v->status);
+    json_decref(v->reports);
+    v->status = NULL;
+    v->reports = NULL;
+}
+
+static int copy_file(const char *from, const char *to, struct ota_err *err)
+{
+    char buf[65536];
+    int in, out, r = 0;
     ssize_t n;
 
-    memset(v, 0, sizeof(v[0]));
-    snprintf(p, sizeof(p), "%s/opt/app/current", d->root);
-    n = readlink(p, v->current, sizeof(v->current) - 1);
-    if (n < 0)
-        v->current[0] = '\0';
-    if (otasim_device_status(d, &text, err) == 0 &&
-        ota_json_parse(text, strlen(text), &v->status, err) == 0) {
-        jstr(v->status, "state", NULL, v->state, sizeof(v->state));
-        jstr(v->status, "app", "version", v->app_version, sizeof(v->app_version));
-        jstr(v->status, "app", "slot", v->app_slot, sizeof(v->app_slot));
-        jstr(v->status, "rootfs", "version", v->root_version, sizeof(v->root_version));
-        jstr(v->status, "rootfs", "slot", v->root_slot, sizeof(v->root_slot));
-        v->outbox = json_integer_value(json_object_get(v->status, "outbox"));
+    in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return ota_err_set(err, errno, "%s: %s", from, strerror(errno));
+    out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        r = ota_err_set(err, errno, "%s: %s", to, strerror(errno));
+        close(in);
+        return r;
+    }
+    while ((n = read(in, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || write(out, buf, (size_t)n) != n) {
+            r = ota_err_set(err, errno ? errno : EIO, "copy %s to %s: %s", from, to,
+                            strerror(errno ? errno : EIO));
+            break;
+        }
+    }
+    close(in);
+    if (close(out) < 0 && r == 0)
+        r = ota_err_set(err, errno, "%s: %s", to, strerror(errno));
+    return r;
+}
+
+int otasim_inv_copy_db(const char *db, const char *dir, char *ret_copy, size_t cap,
+                       struct ota_err *err)
+{
+    /* the -wal holds committed transactions not yet in the main file; a
+     * -journal (rollback mode) what a hot rollback would restore */
+    static const char *const sfx[] = {"", "-wal", "-journal", "-shm"};
+    const char *base = strrchr(db, '/') ? strrchr(db, '/') + 1 : db;
+    char src[PATH_MAX + 16], dst[PATH_MAX + 16];
+
+    ret_copy[0] = '\0';
+    if (access(db, F_OK) != 0)
+        return ota_err_set(err, ENOENT, "%s does not exist", db);
+    if (ota_fs_mkdirs(dir, err) < 0)
+        return -EIO;
+    for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+        snprintf(src, sizeof(src), "%s%s", db, sfx[i]);
+        snprintf(dst, sizeof(dst), "%s/%s%s", dir, base, sfx[i]);
+        if (unlink(dst) < 0 && errno != ENOENT)
+            return ota_err_set(err, errno, "%s: %s", dst, strerror(errno));
+        /* the -shm is an index SQLite rebuilds from the -wal: not copied */
+        if (i == 3 || access(src, F_OK) != 0)
+            continue;
+        if (copy_file(src, dst, err) < 0)
+            return -EIO;
+    }
+    if ((size_t)snprintf(ret_copy, cap, "%s/%s", dir, base) >= cap)
+        return ota_err_set(err, ENAMETOOLONG, "%s/%s: too long", dir, base);
+    return 0;
+}
+
+static void load_reports(struct otasim_device *d, struct otasim_inv_view *v)
+{
+    char path[256], *text = NULL;
+    struct ota_err e = {0};
+    json_t *o = NULL, *list;
+
+    snprintf(path, sizeof(path), "/api/v1/reports?device=%s&limit=1000", d->tr->device_id);
+    if (!d->tr->srv) {
+        ota_strlcpy(v->reports_err, "no server to ask for the reports", sizeof(v->reports_err));
+        return;
+    }
+    if (otasim_server_get(d->tr->srv, path, &text, &e) < 0 ||
+        ota_json_parse(text, strlen(text), &o, &e) < 0) {
+        snprintf(v->reports_err, sizeof(v->reports_err), "the server's reports: %s", e.reason);
+        free(text);
+        return;
     }
     free(text);
-    text = NULL;
-    if (strcmp(d->tr->sc->source, "fleet") == 0) {
+    list = json_object_get(o, "reports");
+    if (!json_is_array(list))
+        snprintf(v->reports_err, sizeof(v->reports_err),
+                 "the server's answer to %s holds no reports list", path);
+    else
+        otasim_inv_view_reports(v, json_incref(list), "server");
+    json_decref(o);
+}
+
+static void probe_app(struct otasim_device *d, struct otasim_inv_view *v)
+{
+    struct ota_err e = {0};
+    char *body = NULL;
+    long hs = 0;
+
+    v->svc_active = otasim_svc_run(d->root, OTASIM_SVC_IS_ACTIVE, &e) == 0;
+    if (otasim_device_app_get(d, "/health", &hs, &body, &e) == 0)
+        v->health = hs;
+    else
+        ota_strlcpy(v->health_err, e.reason, sizeof(v->health_err));
+    free(body);
+    body = NULL;
+    if (otasim_device_app_get(d, "/version", &hs, &body, NULL) == 0) {
         json_t *o = NULL;
-        snprintf(path, sizeof(path), "/api/v1/reports?device=%s&limit=1000", d->tr->device_id);
-        if (otasim_server_get(d->tr->srv, path, &text, err) == 0 &&
-            ota_json_parse(text, strlen(text), &o, err) == 0) {
-            v->reports = json_incref(json_object_get(o, "reports"));
+        if (ota_json_parse(body, strlen(body), &o, NULL) == 0) {
+            jstr(o, "version", NULL, v->running, sizeof(v->running));
             json_decref(o);
         }
-        free(text);
     }
+    free(body);
+}
+
+int otasim_inv_view_load(struct otasim_device *d, const struct otasim_pass_info *passes,
+                         size_t n_passes, const struct otasim_settle *settle,
+                         const char *env_before, size_t env_before_len, struct otasim_inv_view *v,
+                         struct ota_err *err)
+{
+    char p[PATH_MAX + 32], dir[PATH_MAX + 32], *text = NULL;
+    struct ota_err e = {0};
+    json_t *status = NULL;
+    ssize_t n;
+
+    (void)err;
+    memset(v, 0, sizeof(*v));
+    v->d = d;
+    v->passes = passes;
+    v->n_passes = n_passes;
+    v->settle = settle;
+    v->env_before = env_before;
+    v->env_before_len = env_before_len;
+    /* First of all: the database copy. `ota-agent status` below opens the
+     * database, which replays its WAL into it and may move a broken one
+     * aside; the check must see what the agent left. */
+    snprintf(p, sizeof(p), "%s/var/lib/ota/agent.db", d->root);
+    snprintf(dir, sizeof(dir), "%s/.sim/db-copy", d->root);
+    if (otasim_inv_copy_db(p, dir, v->db_copy, sizeof(v->db_copy), &e) < 0)
+        ota_strlcpy(v->db_copy_err, e.reason, sizeof(v->db_copy_err));
+
+    snprintf(p, sizeof(p), "%s/opt/app/current", d->root);
+    n = readlink(p, v->current, sizeof(v->current) - 1);
+    v->current[n > 0 ? n : 0] = '\0';
+
+    memset(&e, 0, sizeof(e));
+    if (otasim_device_status(d, &text, &e) < 0 ||
+        ota_json_parse(text, strlen(text), &status, &e) < 0) {
+        ota_strlcpy(v->status_err, e.reason, sizeof(v->status_err));
+        status = NULL;
+    }
+    free(text);
+    otasim_inv_view_status(v, status);
+    if (strcmp(d->tr->sc->source, "fleet") == 0)
+        load_reports(d, v);
+
+    if (is_rootfs(v))
+        ota_strlcpy(v->running, d->booted_version, sizeof(v->running));
+    else if (d->qemu)
+        ota_strlcpy(v->running, d->probe_version, sizeof(v->running));
+    else
+        probe_app(d, v);
+    if (!d->qemu)
+        otasim_inv_view_journals(v);
     return 0;
 }
 
@@ -124,68 +351,162 @@ static int target_slot(const char *t)
     return n > 0 && t[n - 1] == 'b';
 }
 
-struct slotwrites {
-    char lkg[256];    /* first write into the factory slot */
-    char active[256]; /* first write into the then-active slot */
-    uint64_t download_bytes;
+/* The parent directories resolved (realpath) as far as they exist, the last
+ * component as written: the form the interposer records a path in. Applied
+ * to both sides, a tree reached through a symlink (/dev/shm on some systems)
+ * still compares equal. cache_in/cache_out: the last directory resolved. */
+struct canon_cache {
+    char in[PATH_MAX], out[PATH_MAX];
 };
 
-static void scan_journals(struct otasim_device *d, const struct otasim_pass_info *passes,
-                          size_t n_passes, struct slotwrites *w)
+static void canon_dir(const char *dir, char *out, size_t cap, struct canon_cache *cc)
 {
-    int rootfs = d->tr->sc->profile == OTASIM_PROFILE_ROOTFS;
-    char slot[2][PATH_MAX + 32], current_link[PATH_MAX + 32], dl[PATH_MAX + 32];
+    char real[PATH_MAX], up[PATH_MAX];
+    const char *slash;
+
+    if (cc && cc->in[0] && strcmp(cc->in, dir) == 0) {
+        snprintf(out, cap, "%s", cc->out);
+        return;
+    }
+    if (realpath(dir, real)) {
+        snprintf(out, cap, "%s", real);
+    } else if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+        snprintf(up, sizeof(up), "%.*s", (int)(slash - dir), dir);
+        canon_dir(up, real, sizeof(real), NULL);
+        snprintf(out, cap, "%s%s", strcmp(real, "/") == 0 ? "" : real, slash);
+    } else {
+        snprintf(out, cap, "%s", dir);
+    }
+    if (cc && strlen(dir) < sizeof(cc->in)) {
+        snprintf(cc->in, sizeof(cc->in), "%s", dir);
+        snprintf(cc->out, sizeof(cc->out), "%s", out);
+    }
+}
+
+static void canon(const char *path, char *out, size_t cap, struct canon_cache *cc)
+{
+    char p[PATH_MAX], dir[PATH_MAX];
+    size_t n;
+    char *slash;
+
+    snprintf(p, sizeof(p), "%s", path);
+    n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    slash = strrchr(p, '/');
+    if (!slash || slash == p) {
+        snprintf(out, cap, "%s", p);
+        return;
+    }
+    *slash = '\0';
+    canon_dir(p, dir, sizeof(dir), cc);
+    snprintf(out, cap, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, slash + 1);
+}
+
+/* The "from" of a state line's JSON. */
+static void state_from(const char *text, char *buf, size_t cap)
+{
+    json_t *o = NULL;
+
+    buf[0] = '\0';
+    if (ota_json_parse(text, strlen(text), &o, NULL) == 0) {
+        jstr(o, "from", NULL, buf, cap);
+        json_decref(o);
+    }
+}
+
+void otasim_inv_view_journals(struct otasim_inv_view *v)
+{
+    const struct otasim_device *d = v->d;
+    struct otasim_inv_writes *w = &v->writes;
+    int rootfs = is_rootfs(v), crashed = 0, ran = 0;
+    char slot[2][PATH_MAX], current_link[PATH_MAX], dl[PATH_MAX], p[PATH_MAX + 32];
+    char path[PATH_MAX], path2[PATH_MAX];
+    struct canon_cache *cc = calloc(1, sizeof(*cc));
 
     memset(w, 0, sizeof(*w));
+    v->found_state[0] = '\0';
+    w->read = 1;
     for (int s = 0; s < 2; s++) {
         if (rootfs)
-            snprintf(slot[s], sizeof(slot[s]), "%s", d->part[s]);
+            snprintf(p, sizeof(p), "%s", d->part[s]);
         else
-            snprintf(slot[s], sizeof(slot[s]), "%s/opt/app/%c", d->root, "ab"[s]);
+            snprintf(p, sizeof(p), "%s/opt/app/%c", d->root, "ab"[s]);
+        canon(p, slot[s], sizeof(slot[s]), NULL);
     }
-    snprintf(current_link, sizeof(current_link), "%s/opt/app/current", d->root);
-    snprintf(dl, sizeof(dl), "%s/var/lib/ota/download", d->root);
-    for (size_t p = 0; p < n_passes; p++) {
+    snprintf(p, sizeof(p), "%s/opt/app/current", d->root);
+    canon(p, current_link, sizeof(current_link), NULL);
+    snprintf(p, sizeof(p), "%s/var/lib/ota/download", d->root);
+    canon(p, dl, sizeof(dl), NULL);
+    for (size_t pi = 0; pi < v->n_passes; pi++) {
+        const struct otasim_pass_info *ps = &v->passes[pi];
         struct otasim_journal *j = NULL;
-        int active = rootfs ? passes[p].booted : (passes[p].current[0] == 'b');
+        struct ota_err e = {0};
+        int active = rootfs ? ps->booted : (ps->current[0] == 'b');
         /* temp symlink -> its target, to follow renames over `current` */
         char tmp_link[PATH_MAX] = "", tmp_target[16] = "";
 
-        if (otasim_journal_load(passes[p].journal, &j, NULL) < 0)
+        if (!ps->journal[0])
+            continue; /* the agent did not run (the device did not boot) */
+        ran++;
+        /* The interposer creates the journal when it is loaded (nothing
+         * else does) and every pass of the agent makes calls it records:
+         * a journal that is missing or holds no record means the writes of
+         * that pass went unseen. */
+        if (otasim_journal_load(ps->journal, &j, &e) < 0) {
+            if (!w->missing[0])
+                snprintf(w->missing, sizeof(w->missing),
+                         "pass %zu: no journal (the interposer was not loaded?): %s", pi + 1,
+                         e.reason);
             continue;
+        }
+        if (j->n == 0 && !w->missing[0])
+            snprintf(w->missing, sizeof(w->missing),
+                     "pass %zu: journal %s holds no record although the agent ran", pi + 1,
+                     ps->journal);
         for (size_t i = 0; i < j->n; i++) {
             const struct otasim_rec *r = &j->v[i];
-            if (!r->done || r->result < 0)
+            if (r->op == OTASIM_OP_CRASH)
+                crashed = 1;
+            else if (r->op == OTASIM_OP_STATE && crashed && !v->found_state[0])
+                state_from(r->text, v->found_state, sizeof(v->found_state));
+            if (!r->done || r->result < 0 || r->op >= OTASIM_OP_STATE)
                 continue;
+            canon(r->path, path, sizeof(path), cc);
+            path2[0] = '\0';
+            if (r->path2[0] && r->op != OTASIM_OP_SYMLINK)
+                canon(r->path2, path2, sizeof(path2), cc);
             if (r->op == OTASIM_OP_SYMLINK) {
-                ota_strlcpy(tmp_link, r->path, sizeof(tmp_link));
+                ota_strlcpy(tmp_link, path, sizeof(tmp_link));
                 ota_strlcpy(tmp_target, r->path2, sizeof(tmp_target));
-                if (strcmp(r->path, current_link) == 0)
+                if (strcmp(path, current_link) == 0)
                     active = target_slot(r->path2);
             }
-            if (r->op == OTASIM_OP_RENAME && strcmp(r->path2, current_link) == 0 &&
-                strcmp(r->path, tmp_link) == 0 && tmp_target[0])
+            if (r->op == OTASIM_OP_RENAME && strcmp(path2, current_link) == 0 &&
+                strcmp(path, tmp_link) == 0 && tmp_target[0])
                 active = target_slot(tmp_target);
             if (!is_write(r->op))
                 continue;
-            if (r->op == OTASIM_OP_WRITE && under(r->path, dl))
+            if (r->op == OTASIM_OP_WRITE && under(path, dl))
                 w->download_bytes += r->len;
             for (int s = 0; s < 2; s++) {
-                int hit = under(r->path, slot[s]) ||
-                          (r->path2[0] && r->op != OTASIM_OP_SYMLINK && under(r->path2, slot[s]));
+                int hit = under(path, slot[s]) || (path2[0] && under(path2, slot[s]));
                 if (!hit)
                     continue;
                 if (s == 0 && !w->lkg[0])
-                    snprintf(w->lkg, sizeof(w->lkg), "pass %zu call %llu: %s %s", p + 1,
+                    snprintf(w->lkg, sizeof(w->lkg), "pass %zu call %llu: %s %s", pi + 1,
                              (unsigned long long)r->seq, otasim_op_names[r->op], r->path);
                 if (s == active && !w->active[0])
                     snprintf(w->active, sizeof(w->active),
-                             "pass %zu call %llu: %s %s (slot %c active)", p + 1,
+                             "pass %zu call %llu: %s %s (slot %c active)", pi + 1,
                              (unsigned long long)r->seq, otasim_op_names[r->op], r->path, "ab"[s]);
             }
         }
         otasim_journal_free(j);
     }
+    if (!ran && !w->missing[0])
+        snprintf(w->missing, sizeof(w->missing), "no pass of the agent was journaled");
+    free(cc);
 }
 
 /* ---- temp files ---------------------------------------------------------- */
@@ -237,23 +558,258 @@ static int dir_entries(const char *dir, char *first, size_t cap)
     return n;
 }
 
-/* ---- the checks ------------------------------------------------------------ */
+/* ---- the invariants -------------------------------------------------------- */
 
-static void check_db(struct otasim_device *d)
+int otasim_inv_settled(const struct otasim_inv_view *v, struct otasim_check *c)
 {
-    char p[PATH_MAX + 32], res[256] = "";
+    const struct otasim_settle *s = v->settle;
+    int settled = s && s->settled > 0;
+
+    return set(c, "settled", settled && v->status && strcmp(v->state, "IDLE") == 0,
+               "%s%s state %s, outbox %lld%s%s", settled ? "settled" : "not settled: ",
+               settled ? "," : (s ? s->why : "(no settle record)"),
+               v->state[0] ? v->state : "(no status)", v->outbox, v->status_err[0] ? ": " : "",
+               v->status_err);
+}
+
+/* Thin: whether the fault fired is the trial's to find out (trial.c,
+ * device.c); this only turns it into a verdict. */
+int otasim_inv_fault_fired(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_trial *tr = trial(v);
+    char label[160];
+
+    if (tr->fault.kind == OTASIM_FAULT_NONE)
+        return 0;
+    otasim_fault_label(&tr->fault, label, sizeof(label));
+    return set(c, "fault-fired", tr->fired, "%s %s", label,
+               tr->fired ? "fired" : "never fired: the agent did not get there");
+}
+
+/* As the server counted the rule's applications to the trial's device
+ * (faults.c fills tr->srv_rules). */
+int otasim_inv_server_rule_fired(const struct otasim_inv_view *v, size_t i, struct otasim_check *c)
+{
+    const struct otasim_trial *tr = trial(v);
+    const struct otasim_rule_seen *rs;
+
+    if (i >= tr->n_srv_rules)
+        return 0;
+    rs = &tr->srv_rules[i];
+    if (rs->applied < 0)
+        return set(c, "fault-fired", 0, "server rule %s: its applied count is unknown: %s",
+                   rs->rule, tr->srv_rules_why[0] ? tr->srv_rules_why : "not asked");
+    if (rs->applied > 0)
+        return set(c, "fault-fired", 1, "server rule %s applied %lld time%s", rs->rule, rs->applied,
+                   rs->applied == 1 ? "" : "s");
+    return set(c, "fault-fired", 0,
+               "server rule %s never applied: no request of the device matched it", rs->rule);
+}
+
+int otasim_inv_one_active_slot(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_device *d = v->d;
+
+    if (is_rootfs(v)) {
+        char bp[8] = "", ua[8] = "";
+        int ok =
+            otasim_bootenv_get(d->env_config, "boot_part", bp, sizeof(bp), NULL) == 0 &&
+            (strcmp(bp, "A") == 0 || strcmp(bp, "B") == 0) &&
+            (otasim_bootenv_get(d->env_config, "upgrade_available", ua, sizeof(ua), NULL) != 0 ||
+             strcmp(ua, "0") == 0);
+        if (trial(v)->sc->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV)
+            ok = !d->boot_failed && d->booted_slot >= 0;
+        return set(c, "one-active-slot", ok, "boot_part=%s upgrade_available=%s booted=%c", bp, ua,
+                   d->booted_slot >= 0 ? "ab"[d->booted_slot] : '-');
+    }
+    return set(c, "one-active-slot", strcmp(v->current, "a") == 0 || strcmp(v->current, "b") == 0,
+               "current -> '%s'", v->current);
+}
+
+int otasim_inv_active_slot_complete(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_device *d = v->d;
+    const struct otasim_built *b = built_of(trial(v), db_version(v));
+    const char *dbv = db_version(v);
+    char hex[65] = "", p[PATH_MAX + 32];
+    int slot = d->booted_slot, ok;
+
+    if (!b)
+        return set(c, "active-slot-complete", 0, "the database names version '%s', no such release",
+                   dbv);
+    if (is_rootfs(v) && d->qemu) {
+        ok = slot >= 0 && strcmp(d->slot_version[slot], dbv) == 0;
+        return set(c, "active-slot-complete", ok, "root%c says version '%s', database says %s",
+                   slot >= 0 ? "AB"[slot] : '?', slot >= 0 ? d->slot_version[slot] : "", dbv);
+    }
+    if (is_rootfs(v)) {
+        size_t idx = 0;
+        ok = slot >= 0 && otasim_image_identify(&d->boot, slot, &idx, NULL) == 0 &&
+             strcmp(d->images[idx].version, dbv) == 0;
+        return set(c, "active-slot-complete", ok, "root%c holds %s, database says %s",
+                   slot >= 0 ? "AB"[slot] : '?', ok ? d->images[idx].version : "another image",
+                   dbv);
+    }
+    snprintf(p, sizeof(p), "%s/opt/app/%s", d->root, v->current);
+    ok = v->current[0] && otasim_tree_digest(p, hex, NULL) == 0 && strcmp(hex, b->ref_digest) == 0;
+    return set(c, "active-slot-complete", ok, "slot %s digest %.12s, release %s is %.12s",
+               v->current, hex[0] ? hex : "(unreadable)", dbv, b->ref_digest);
+}
+
+int otasim_inv_bootable(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_device *d = v->d;
+    int ok;
+
+    if (is_rootfs(v))
+        return set(c, "bootable", !d->boot_failed && d->booted_slot >= 0, "last boot: %s",
+                   d->boot_failed || d->booted_slot < 0 ? "nothing bootable" : "booted");
+    if (d->qemu)
+        return set(c, "bootable", d->probe_health == 200, "/health %d", d->probe_health);
+    ok = v->svc_active && v->health == 200;
+    return set(c, "bootable", ok, "service %s, /health %ld %s",
+               v->svc_active ? "active" : "inactive", v->health, ok ? "" : v->health_err);
+}
+
+int otasim_inv_running_version(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_device *d = v->d;
+    const char *dbv = db_version(v), *dbs = db_slot(v);
+
+    if (is_rootfs(v))
+        return set(c, "running-version",
+                   strcmp(v->running, dbv) == 0 && d->booted_slot >= 0 &&
+                       dbs[0] == "ab"[d->booted_slot],
+                   "booted %s (slot %c), database %s (slot %s)", v->running,
+                   d->booted_slot >= 0 ? "ab"[d->booted_slot] : '-', dbv, dbs);
+    return set(c, "running-version", strcmp(v->running, dbv) == 0 && strcmp(v->current, dbs) == 0,
+               "app answers %s from current -> %s, database %s (slot %s)",
+               v->running[0] ? v->running : "(nothing)", v->current, dbv, dbs);
+}
+
+int otasim_inv_bootenv_consistent(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_device *d = v->d;
+    char bp[8] = "", bc[8] = "", p[PATH_MAX + 32];
+    const char *dbs = db_slot(v);
+    int ok;
+
+    if (!is_rootfs(v))
+        return 0;
+    if (trial(v)->sc->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV) {
+        /* the agent must not "repair" an env it cannot read: that would
+         * write a default env over whatever the bootloader trusts */
+        char *now = NULL;
+        size_t nn = 0;
+        snprintf(p, sizeof(p), "%s/boot/uboot.env", d->root);
+        ok = v->env_before && ota_fs_read_all(p, 1 << 20, &now, &nn, NULL) == 0 &&
+             nn == v->env_before_len && memcmp(now, v->env_before, nn) == 0;
+        free(now);
+        return set(c, "bootenv-consistent", ok, "the corrupt env was %s",
+                   ok ? "left untouched" : "rewritten");
+    }
+    ok = otasim_bootenv_get(d->env_config, "boot_part", bp, sizeof(bp), NULL) == 0 &&
+         otasim_bootenv_get(d->env_config, "bootcount", bc, sizeof(bc), NULL) == 0 &&
+         strcmp(bc, "0") == 0 && bp[0] && dbs[0] && (bp[0] | 0x20) == dbs[0];
+    return set(c, "bootenv-consistent", ok, "boot_part=%s bootcount=%s, database slot %s", bp, bc,
+               dbs);
+}
+
+int otasim_inv_lkg_untouched(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_device *d = v->d;
+    const struct otasim_trial *tr = trial(v);
+    const struct otasim_release *fac = otasim_scenario_factory(tr->sc);
+
+    if (d->qemu) {
+        /* no journal: the factory slot must still hold the factory release */
+        const struct otasim_built *b = fac ? built_of(tr, fac->version) : NULL;
+        char hex[65] = "", p[PATH_MAX + 32];
+        int ok;
+        if (is_rootfs(v)) {
+            ok = fac && strcmp(d->slot_version[0], fac->version) == 0;
+            return set(c, "lkg-untouched", ok, "rootA says version '%s', factory %s",
+                       d->slot_version[0], fac ? fac->version : "?");
+        }
+        snprintf(p, sizeof(p), "%s/opt/app/a", d->root);
+        ok = b && otasim_tree_digest(p, hex, NULL) == 0 && strcmp(hex, b->ref_digest) == 0;
+        return set(c, "lkg-untouched", ok, "slot a digest %.12s, factory release %.12s",
+                   hex[0] ? hex : "(unreadable)", b ? b->ref_digest : "?");
+    }
+    if (!v->writes.read)
+        return set(c, "lkg-untouched", 0, "the journals were not read");
+    if (v->writes.missing[0])
+        return set(c, "lkg-untouched", 0, "%s", v->writes.missing);
+    return set(c, "lkg-untouched", !v->writes.lkg[0], "%s",
+               v->writes.lkg[0] ? v->writes.lkg : "factory slot never written");
+}
+
+int otasim_inv_active_slot_untouched(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    if (v->d->qemu)
+        return 0;
+    if (!v->writes.read)
+        return set(c, "active-slot-untouched", 0, "the journals were not read");
+    if (v->writes.missing[0])
+        return set(c, "active-slot-untouched", 0, "%s", v->writes.missing);
+    return set(c, "active-slot-untouched", !v->writes.active[0], "%s",
+               v->writes.active[0] ? v->writes.active : "no write into an active slot");
+}
+
+int otasim_inv_truthful_report(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_scenario *sc = trial(v)->sc;
+    const struct otasim_release *fac = otasim_scenario_factory(sc);
+    const struct otasim_release *tgt = otasim_scenario_target(sc);
+    const char *dbv = db_version(v), *runs = v->running[0] ? v->running : dbv;
+    const char *whose =
+        strcmp(v->reports_from, "history") == 0 ? "the agent's history" : "the server";
+
+    if (!v->reports)
+        return set(c, "truthful-report", 0, "cannot check the reports: %s",
+                   v->reports_err[0] ? v->reports_err : "none were read");
+    if (any_success_for(v->reports, runs))
+        return set(c, "truthful-report", 0,
+                   "%s has \"success\" for a version the device does not run (runs %s)", whose,
+                   runs);
+    if (tgt && strcmp(dbv, tgt->version) == 0 && strcmp(v->fin, "success") != 0)
+        return set(c, "truthful-report", 0,
+                   "the device runs %s but the last final report (%s) is '%s'", tgt->version, whose,
+                   v->fin[0] ? v->fin : "(none)");
+    if (tgt && fac && strcmp(dbv, fac->version) == 0 && strcmp(v->fin, "success") == 0)
+        return set(c, "truthful-report", 0,
+                   "the device runs %s but the last final report (%s) is success", fac->version,
+                   whose);
+    return set(c, "truthful-report", 1, "%s agrees with the device (%zu reports)", whose,
+               json_array_size(v->reports));
+}
+
+int otasim_inv_db_integrity(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    char res[256] = "", note[64] = "";
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    int ok = 0;
+    int ok = 0, rc;
 
-    snprintf(p, sizeof(p), "%s/var/lib/ota/agent.db", d->root);
-    if (access(p, F_OK) != 0) {
-        check(d->tr, "db-integrity", 0, "%s does not exist", p);
-        return;
+    if (!v->db_copy[0])
+        return set(c, "db-integrity", 0, "%s",
+                   v->db_copy_err[0] ? v->db_copy_err : "no copy of the database");
+    rc = sqlite3_open_v2(v->db_copy, &db, SQLITE_OPEN_READONLY, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
+    if ((rc & 0xff) == SQLITE_READONLY) {
+        /* A hot rollback journal: a read-only connection cannot roll it
+         * back, and the agent's next open would. Do that on the copy. */
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        st = NULL;
+        db = NULL;
+        snprintf(note, sizeof(note), " (hot journal rolled back on the copy)");
+        rc = sqlite3_open_v2(v->db_copy, &db, SQLITE_OPEN_READWRITE, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
     }
-    if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
         ota_strlcpy(res, (const char *)sqlite3_column_text(st, 0), sizeof(res));
         ok = strcmp(res, "ok") == 0;
     } else {
@@ -261,324 +817,180 @@ static void check_db(struct otasim_device *d)
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
-    check(d->tr, "db-integrity", ok, "PRAGMA integrity_check: %s", res);
+    return set(c, "db-integrity", ok, "PRAGMA integrity_check: %s%s", res, note);
 }
 
-static const char *last_final(json_t *reports, const char *update_version, char *buf, size_t cap)
+int otasim_inv_no_temp_files(const struct otasim_inv_view *v, struct otasim_check *c)
 {
-    size_t i;
-    json_t *r;
+    const char *root = v->d->root;
+    char hit[PATH_MAX] = "", first[256] = "", stash[PATH_MAX + 32], run[PATH_MAX + 32];
+    char p[PATH_MAX + 32];
+    int ok;
 
-    buf[0] = '\0';
-    json_array_foreach(reports, i, r)
-    {
-        const char *s = json_string_value(json_object_get(r, "status"));
-        const char *v = json_string_value(json_object_get(r, "version"));
-        if (!s || (strcmp(s, "success") != 0 && strcmp(s, "failure") != 0))
-            continue;
-        if (update_version && (!v || strcmp(v, update_version) != 0))
-            continue;
-        snprintf(buf, cap, "%s", s);
+    snprintf(stash, sizeof(stash), "%s/.sim", root);
+    snprintf(run, sizeof(run), "%s/run", root);
+    ok = !find_temp(root, stash, run, hit, sizeof(hit));
+    snprintf(p, sizeof(p), "%s/.sim/stash", root);
+    if (ok && access(p, F_OK) == 0 && dir_entries(p, first, sizeof(first)) > 0) {
+        ok = 0;
+        snprintf(hit, sizeof(hit), "%s/%s", p, first);
     }
-    return buf;
+    snprintf(p, sizeof(p), "%s/var/lib/ota/download", root);
+    if (ok && strcmp(v->state, "IDLE") == 0 && dir_entries(p, first, sizeof(first)) > 0) {
+        ok = 0;
+        snprintf(hit, sizeof(hit), "%s/%s (download left while IDLE)", p, first);
+    }
+    return set(c, "no-temp-files", ok, "%s", ok ? "none" : hit);
 }
 
-static int any_success_for(json_t *reports, const char *version)
+/* The state the agent found after the fault: from its journals, else (no
+ * journal: QEMU) the state a state trigger fired in (made durable before the
+ * line was written). */
+static const char *found_state(const struct otasim_inv_view *v)
 {
-    size_t i;
-    json_t *r;
+    const struct otasim_trial *tr = trial(v);
 
-    json_array_foreach(reports, i, r)
-    {
-        const char *s = json_string_value(json_object_get(r, "status"));
-        const char *v = json_string_value(json_object_get(r, "version"));
-        if (s && v && strcmp(s, "success") == 0 && strcmp(v, version) != 0)
-            return 1; /* success for a version other than the one running */
-    }
-    return 0;
+    if (v->found_state[0])
+        return v->found_state;
+    if (tr->fired && tr->fault.trigger.kind == OTASIM_TRIGGER_STATE)
+        return tr->fault.trigger.state;
+    return "";
 }
+
+static const struct otasim_expect_unless *unless_for(const struct otasim_expect *x,
+                                                     const char *found)
+{
+    for (size_t i = 0; found[0] && i < x->n_unless && i < OTASIM_MAX_UNLESS; i++)
+        for (size_t k = 0; k < x->unless[i].n_found && k < 4; k++)
+            if (strcmp(x->unless[i].found[k], found) == 0)
+                return &x->unless[i];
+    return NULL;
+}
+
+static int count_attempts(const char *lines)
+{
+    int attempts = 0;
+    const char *s = lines;
+
+    while (s && (s = strstr(s, "\"to\":\"DOWNLOADING\""))) {
+        attempts++;
+        s++;
+    }
+    s = lines;
+    while (s && (s = strstr(s, "(attempt "))) {
+        attempts++;
+        s++;
+    }
+    return attempts;
+}
+
+int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_trial *tr = trial(v);
+    const struct otasim_device *d = v->d;
+    const struct otasim_expect *x = &tr->sc->expect;
+    const struct otasim_release *tgt = otasim_scenario_target(tr->sc);
+    const char *found = found_state(v), *version = x->version, *slot = x->slot;
+    const char *dbv = db_version(v), *dbs = db_slot(v), *fin = v->fin;
+    const struct otasim_expect_unless *u = unless_for(x, found);
+    enum otasim_report_expect report = x->report;
+    char why[400] = "", note[300] = "";
+
+    if (u) {
+        version = u->version;
+        slot = u->slot;
+        report = u->report;
+        snprintf(note, sizeof(note), " (the agent found %s after the fault: %s)", found, u->why);
+    } else if (found[0]) {
+        snprintf(note, sizeof(note), " (the agent found %s after the fault)", found);
+    }
+    if (version[0] && strcmp(version, dbv) != 0)
+        snprintf(why, sizeof(why), "version %s, expected %s", dbv, version);
+    else if (slot[0] && strcmp(slot, dbs) != 0)
+        snprintf(why, sizeof(why), "slot %s, expected %s", dbs, slot);
+    else if (report == OTASIM_EXPECT_REPORT_SUCCESS && strcmp(fin, "success") != 0)
+        snprintf(why, sizeof(why), "final report '%s', expected success", fin);
+    else if (report == OTASIM_EXPECT_REPORT_FAILURE && strcmp(fin, "failure") != 0)
+        snprintf(why, sizeof(why), "final report '%s', expected failure", fin);
+    else if (report == OTASIM_EXPECT_REPORT_NONE && fin[0])
+        snprintf(why, sizeof(why), "final report '%s', expected none", fin);
+    else if (x->recover_within_s && v->settle &&
+             v->settle->recover_ms > (int64_t)x->recover_within_s * 1000)
+        snprintf(why, sizeof(why), "recovered in %lld ms, bound %d s",
+                 (long long)v->settle->recover_ms, x->recover_within_s);
+    else if (x->min_health_ms && d->health_enter_ms && d->commit_enter_ms &&
+             d->commit_enter_ms - d->health_enter_ms < x->min_health_ms)
+        snprintf(why, sizeof(why), "committed %lld ms after HEALTH_CHECK, want >= %d",
+                 (long long)(d->commit_enter_ms - d->health_enter_ms), x->min_health_ms);
+    else if (x->exact_download && tgt && !d->qemu) {
+        const struct otasim_built *b = built_of(tr, tgt->version);
+        uint64_t want = 0;
+        struct stat st;
+        if (b && stat(b->payload, &st) == 0)
+            want = (uint64_t)st.st_size;
+        if (!v->writes.read || v->writes.missing[0])
+            snprintf(why, sizeof(why), "payload bytes written unknown: %s",
+                     v->writes.read ? v->writes.missing : "the journals were not read");
+        else if (v->writes.download_bytes != want)
+            snprintf(why, sizeof(why), "%llu payload bytes written, payload is %llu",
+                     (unsigned long long)v->writes.download_bytes, (unsigned long long)want);
+    }
+    if (!why[0] && x->min_attempts) {
+        int attempts = count_attempts(tr->state_lines);
+        if (attempts < x->min_attempts)
+            snprintf(why, sizeof(why), "%d download attempts seen, expected >= %d", attempts,
+                     x->min_attempts);
+    }
+    return set(c, "expected-outcome", !why[0], "%s%s", why[0] ? why : "as expected", note);
+}
+
+/* ---- the driver ------------------------------------------------------------ */
+
+typedef int (*invariant_fn)(const struct otasim_inv_view *, struct otasim_check *);
 
 int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_info *passes,
                             size_t n_passes, const struct otasim_settle *settle,
                             const char *env_before, size_t env_before_len, struct ota_err *err)
 {
+    static const invariant_fn all[] = {
+        otasim_inv_settled,
+        otasim_inv_fault_fired,
+        otasim_inv_one_active_slot,
+        otasim_inv_active_slot_complete,
+        otasim_inv_bootable,
+        otasim_inv_running_version,
+        otasim_inv_bootenv_consistent,
+        otasim_inv_lkg_untouched,
+        otasim_inv_active_slot_untouched,
+        otasim_inv_truthful_report,
+        otasim_inv_db_integrity,
+        otasim_inv_no_temp_files,
+        otasim_inv_expected_outcome,
+    };
     struct otasim_trial *tr = d->tr;
-    const struct otasim_scenario *sc = tr->sc;
-    const struct otasim_release *fac = otasim_scenario_factory(sc);
-    const struct otasim_release *tgt = otasim_scenario_target(sc);
-    int rootfs = sc->profile == OTASIM_PROFILE_ROOTFS;
-    const char *db_version, *db_slot;
-    char running[32] = "", fin[16] = "", p[PATH_MAX + 64];
-    struct slotwrites w;
-    struct view v;
-    long hs = 0;
-    char *body = NULL;
+    struct otasim_inv_view v;
 
     tr->n_checks = 0;
-    if (load_view(d, &v, err) < 0)
+    if (otasim_inv_view_load(d, passes, n_passes, settle, env_before, env_before_len, &v, err) <
+        0) {
+        otasim_inv_view_free(&v);
         return -EIO;
-    db_version = rootfs ? v.root_version : v.app_version;
-    db_slot = rootfs ? v.root_slot : v.app_slot;
+    }
     ota_strlcpy(tr->final_state, v.state, sizeof(tr->final_state));
-    ota_strlcpy(tr->final_version, db_version, sizeof(tr->final_version));
-    ota_strlcpy(tr->final_slot, db_slot, sizeof(tr->final_slot));
-
-    check(tr, "settled", settle->settled && v.status && strcmp(v.state, "IDLE") == 0,
-          "%s%s state %s, outbox %lld",
-          settle->settled ? "settled" : "not settled: ", settle->settled ? "," : settle->why,
-          v.state[0] ? v.state : "(no status)", v.outbox);
-
-    if (tr->fault.kind != OTASIM_FAULT_NONE) {
-        char label[160];
-        otasim_fault_label(&tr->fault, label, sizeof(label));
-        check(tr, "fault-fired", tr->fired, "%s %s", label,
-              tr->fired ? "fired" : "never fired: the agent did not get there");
+    ota_strlcpy(tr->final_version, db_version(&v), sizeof(tr->final_version));
+    ota_strlcpy(tr->final_slot, db_slot(&v), sizeof(tr->final_slot));
+    ota_strlcpy(tr->final_report, v.fin[0] ? v.fin : "none", sizeof(tr->final_report));
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        struct otasim_check c;
+        if (all[i](&v, &c) && tr->n_checks < OTASIM_MAX_INVARIANTS)
+            tr->checks[tr->n_checks++] = c;
+        /* the server rules' fault-fired checks follow the trial's own */
+        for (size_t k = 0;
+             all[i] == otasim_inv_fault_fired && otasim_inv_server_rule_fired(&v, k, &c) &&
+             tr->n_checks < OTASIM_MAX_INVARIANTS;
+             k++)
+            tr->checks[tr->n_checks++] = c;
     }
-    /* server rules: one check each, as the server counted them (faults.c) */
-    for (size_t i = 0; i < tr->n_srv_rules; i++) {
-        const struct otasim_rule_seen *rs = &tr->srv_rules[i];
-        if (rs->applied < 0)
-            check(tr, "fault-fired", 0, "server rule %s: its applied count is unknown: %s",
-                  rs->rule, tr->srv_rules_why[0] ? tr->srv_rules_why : "not asked");
-        else if (rs->applied > 0)
-            check(tr, "fault-fired", 1, "server rule %s applied %lld time%s", rs->rule, rs->applied,
-                  rs->applied == 1 ? "" : "s");
-        else
-            check(tr, "fault-fired", 0,
-                  "server rule %s never applied: no request of the device matched it", rs->rule);
-    }
-
-    /* one active slot */
-    if (rootfs) {
-        char bp[8] = "", ua[8] = "";
-        int ok =
-            otasim_bootenv_get(d->env_config, "boot_part", bp, sizeof(bp), NULL) == 0 &&
-            (strcmp(bp, "A") == 0 || strcmp(bp, "B") == 0) &&
-            (otasim_bootenv_get(d->env_config, "upgrade_available", ua, sizeof(ua), NULL) != 0 ||
-             strcmp(ua, "0") == 0);
-        if (sc->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV)
-            ok = !d->boot_failed && d->booted_slot >= 0;
-        check(tr, "one-active-slot", ok, "boot_part=%s upgrade_available=%s booted=%c", bp, ua,
-              d->booted_slot >= 0 ? "ab"[d->booted_slot] : '-');
-    } else {
-        int ok = strcmp(v.current, "a") == 0 || strcmp(v.current, "b") == 0;
-        check(tr, "one-active-slot", ok, "current -> '%s'", v.current);
-    }
-
-    /* complete */
-    {
-        const struct otasim_built *b = built_of(tr, db_version);
-        char hex[65] = "";
-        int ok = 0;
-        if (!b) {
-            check(tr, "active-slot-complete", 0, "the database names version '%s', no such release",
-                  db_version);
-        } else if (rootfs && d->qemu) {
-            int slot = d->booted_slot;
-            ok = slot >= 0 && strcmp(d->slot_version[slot], db_version) == 0;
-            check(tr, "active-slot-complete", ok, "root%c says version '%s', database says %s",
-                  slot >= 0 ? "AB"[slot] : '?', slot >= 0 ? d->slot_version[slot] : "", db_version);
-        } else if (rootfs) {
-            size_t idx = 0;
-            int slot = d->booted_slot;
-            ok = slot >= 0 && otasim_image_identify(&d->boot, slot, &idx, NULL) == 0 &&
-                 strcmp(d->images[idx].version, db_version) == 0;
-            check(tr, "active-slot-complete", ok, "root%c holds %s, database says %s",
-                  slot >= 0 ? "AB"[slot] : '?', ok ? d->images[idx].version : "another image",
-                  db_version);
-        } else {
-            snprintf(p, sizeof(p), "%s/opt/app/%s", d->root, v.current);
-            ok = otasim_tree_digest(p, hex, NULL) == 0 && strcmp(hex, b->ref_digest) == 0;
-            check(tr, "active-slot-complete", ok, "slot %s digest %.12s, release %s is %.12s",
-                  v.current, hex[0] ? hex : "(unreadable)", db_version, b->ref_digest);
-        }
-    }
-
-    /* bootable + running version */
-    if (rootfs) {
-        check(tr, "bootable", !d->boot_failed && d->booted_slot >= 0, "last boot: %s",
-              d->boot_failed ? "nothing bootable" : "booted");
-        ota_strlcpy(running, d->booted_version, sizeof(running));
-        check(tr, "running-version",
-              strcmp(running, db_version) == 0 && d->booted_slot >= 0 &&
-                  db_slot[0] == "ab"[d->booted_slot],
-              "booted %s (slot %c), database %s (slot %s)", running,
-              d->booted_slot >= 0 ? "ab"[d->booted_slot] : '-', db_version, db_slot);
-    } else if (d->qemu) {
-        ota_strlcpy(running, d->probe_version, sizeof(running));
-        check(tr, "bootable", d->probe_health == 200, "/health %d", d->probe_health);
-        check(tr, "running-version",
-              strcmp(running, db_version) == 0 && strcmp(v.current, db_slot) == 0,
-              "app answers %s from current -> %s, database %s (slot %s)",
-              running[0] ? running : "(nothing)", v.current, db_version, db_slot);
-    } else {
-        struct ota_err e = {0};
-        int active = otasim_svc_run(d->root, OTASIM_SVC_IS_ACTIVE, &e);
-        int ok =
-            active == 0 && otasim_device_app_get(d, "/health", &hs, &body, &e) == 0 && hs == 200;
-        check(tr, "bootable", ok, "service %s, /health %ld %s", active == 0 ? "active" : "inactive",
-              hs, ok ? "" : e.reason);
-        free(body);
-        body = NULL;
-        if (otasim_device_app_get(d, "/version", &hs, &body, NULL) == 0) {
-            json_t *o = NULL;
-            if (ota_json_parse(body, strlen(body), &o, NULL) == 0) {
-                jstr(o, "version", NULL, running, sizeof(running));
-                json_decref(o);
-            }
-        }
-        free(body);
-        check(tr, "running-version",
-              strcmp(running, db_version) == 0 && strcmp(v.current, db_slot) == 0,
-              "app answers %s from current -> %s, database %s (slot %s)",
-              running[0] ? running : "(nothing)", v.current, db_version, db_slot);
-    }
-
-    /* boot env */
-    if (rootfs) {
-        char bp[8] = "", bc[8] = "";
-        int ok;
-        if (sc->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV) {
-            char *now = NULL;
-            size_t nn = 0;
-            snprintf(p, sizeof(p), "%s/boot/uboot.env", d->root);
-            ok = ota_fs_read_all(p, 1 << 20, &now, &nn, NULL) == 0 && nn == env_before_len &&
-                 memcmp(now, env_before, nn) == 0;
-            free(now);
-            check(tr, "bootenv-consistent", ok, "the corrupt env was %s",
-                  ok ? "left untouched" : "rewritten");
-        } else {
-            ok = otasim_bootenv_get(d->env_config, "boot_part", bp, sizeof(bp), NULL) == 0 &&
-                 otasim_bootenv_get(d->env_config, "bootcount", bc, sizeof(bc), NULL) == 0 &&
-                 strcmp(bc, "0") == 0 && bp[0] && db_slot[0] && (bp[0] | 0x20) == db_slot[0];
-            check(tr, "bootenv-consistent", ok, "boot_part=%s bootcount=%s, database slot %s", bp,
-                  bc, db_slot);
-        }
-    }
-
-    scan_journals(d, passes, n_passes, &w);
-    if (d->qemu) {
-        /* no journal: the factory slot must still hold the factory release */
-        char hex[65] = "";
-        const struct otasim_built *b = fac ? built_of(tr, fac->version) : NULL;
-        int ok;
-        if (rootfs) {
-            ok = fac && strcmp(d->slot_version[0], fac->version) == 0;
-            check(tr, "lkg-untouched", ok, "rootA says version '%s', factory %s",
-                  d->slot_version[0], fac ? fac->version : "?");
-        } else {
-            snprintf(p, sizeof(p), "%s/opt/app/a", d->root);
-            ok = b && otasim_tree_digest(p, hex, NULL) == 0 && strcmp(hex, b->ref_digest) == 0;
-            check(tr, "lkg-untouched", ok, "slot a digest %.12s, factory release %.12s",
-                  hex[0] ? hex : "(unreadable)", b ? b->ref_digest : "?");
-        }
-    } else {
-        check(tr, "lkg-untouched", !w.lkg[0], "%s",
-              w.lkg[0] ? w.lkg : "factory slot never written");
-        check(tr, "active-slot-untouched", !w.active[0], "%s",
-              w.active[0] ? w.active : "no write into an active slot");
-    }
-
-    /* reports */
-    if (v.reports) {
-        char why[300] = "";
-        int ok = 1;
-        if (any_success_for(v.reports, running[0] ? running : db_version)) {
-            ok = 0;
-            snprintf(why, sizeof(why),
-                     "the server got \"success\" for a version the device does "
-                     "not run (runs %s)",
-                     running[0] ? running : db_version);
-        }
-        last_final(v.reports, NULL, fin, sizeof(fin));
-        if (ok && tgt && strcmp(db_version, tgt->version) == 0 && strcmp(fin, "success") != 0) {
-            ok = 0;
-            snprintf(why, sizeof(why), "the device runs %s but the last final report is '%s'",
-                     tgt->version, fin[0] ? fin : "(none)");
-        }
-        if (ok && tgt && fac && strcmp(db_version, fac->version) == 0 &&
-            strcmp(fin, "success") == 0) {
-            ok = 0;
-            snprintf(why, sizeof(why), "the device runs %s but the last final report is success",
-                     fac->version);
-        }
-        check(tr, "truthful-report", ok, "%s", ok ? "reports agree with the device" : why);
-    }
-    ota_strlcpy(tr->final_report, fin[0] ? fin : "none", sizeof(tr->final_report));
-
-    check_db(d);
-
-    {
-        char hit[PATH_MAX] = "", first[256] = "", stash[PATH_MAX + 32], run[PATH_MAX + 32];
-        int ok;
-        snprintf(stash, sizeof(stash), "%s/.sim", d->root);
-        snprintf(run, sizeof(run), "%s/run", d->root);
-        ok = !find_temp(d->root, stash, run, hit, sizeof(hit));
-        snprintf(p, sizeof(p), "%s/.sim/stash", d->root);
-        if (ok && access(p, F_OK) == 0 && dir_entries(p, first, sizeof(first)) > 0) {
-            ok = 0;
-            snprintf(hit, sizeof(hit), "%s/%s", p, first);
-        }
-        snprintf(p, sizeof(p), "%s/var/lib/ota/download", d->root);
-        if (ok && strcmp(v.state, "IDLE") == 0 && dir_entries(p, first, sizeof(first)) > 0) {
-            ok = 0;
-            snprintf(hit, sizeof(hit), "%s/%s (download left while IDLE)", p, first);
-        }
-        check(tr, "no-temp-files", ok, "%s", ok ? "none" : hit);
-    }
-
-    /* the scenario's expectations */
-    {
-        const struct otasim_expect *x = &sc->expect;
-        char why[400] = "";
-        int ok = 1;
-        if (x->version[0] && strcmp(x->version, db_version) != 0)
-            ok = 0, snprintf(why, sizeof(why), "version %s, expected %s", db_version, x->version);
-        else if (x->slot[0] && strcmp(x->slot, db_slot) != 0)
-            ok = 0, snprintf(why, sizeof(why), "slot %s, expected %s", db_slot, x->slot);
-        else if (x->report == OTASIM_EXPECT_REPORT_SUCCESS && strcmp(fin, "success") != 0)
-            ok = 0, snprintf(why, sizeof(why), "final report '%s', expected success", fin);
-        else if (x->report == OTASIM_EXPECT_REPORT_FAILURE && strcmp(fin, "failure") != 0)
-            ok = 0, snprintf(why, sizeof(why), "final report '%s', expected failure", fin);
-        else if (x->report == OTASIM_EXPECT_REPORT_NONE && fin[0])
-            ok = 0, snprintf(why, sizeof(why), "final report '%s', expected none", fin);
-        else if (x->recover_within_s && settle->recover_ms > (int64_t)x->recover_within_s * 1000)
-            ok = 0, snprintf(why, sizeof(why), "recovered in %lld ms, bound %d s",
-                             (long long)settle->recover_ms, x->recover_within_s);
-        else if (x->min_health_ms && d->health_enter_ms && d->commit_enter_ms &&
-                 d->commit_enter_ms - d->health_enter_ms < x->min_health_ms)
-            ok = 0,
-            snprintf(why, sizeof(why), "committed %lld ms after HEALTH_CHECK, want >= %d",
-                     (long long)(d->commit_enter_ms - d->health_enter_ms), x->min_health_ms);
-        else if (x->exact_download && tgt && !d->qemu) {
-            const struct otasim_built *b = built_of(tr, tgt->version);
-            uint64_t want = 0;
-            struct stat st;
-            if (b && stat(b->payload, &st) == 0)
-                want = (uint64_t)st.st_size;
-            if (w.download_bytes != want)
-                ok = 0, snprintf(why, sizeof(why), "%llu payload bytes written, payload is %llu",
-                                 (unsigned long long)w.download_bytes, (unsigned long long)want);
-        }
-        if (ok && x->min_attempts) {
-            int attempts = 0;
-            const char *s = tr->state_lines;
-            while (s && (s = strstr(s, "\"to\":\"DOWNLOADING\""))) {
-                attempts++;
-                s++;
-            }
-            const char *q = tr->state_lines;
-            while (q && (q = strstr(q, "(attempt "))) {
-                attempts++;
-                q++;
-            }
-            if (attempts < x->min_attempts)
-                ok = 0, snprintf(why, sizeof(why), "%d download attempts seen, expected >= %d",
-                                 attempts, x->min_attempts);
-        }
-        check(tr, "expected-outcome", ok, "%s", ok ? "as expected" : why);
-    }
-
     tr->outcome = OTASIM_PASS;
     for (size_t i = 0; i < tr->n_checks; i++)
         if (!tr->checks[i].ok) {
@@ -587,7 +999,6 @@ int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_in
                 snprintf(tr->detail, sizeof(tr->detail), "%s: %s", tr->checks[i].name,
                          tr->checks[i].detail);
         }
-    json_decref(v.status);
-    json_decref(v.reports);
+    otasim_inv_view_free(&v);
     return 0;
 }

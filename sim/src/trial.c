@@ -103,6 +103,8 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
         const struct otasim_arm *a = armed && !tr->fired ? &arm : NULL;
         ssize_t k;
 
+        memset(pi, 0, sizeof(*pi)); /* journal "": this pass did not run (invariants.h) */
+
         snprintf(p, sizeof(p), "%s/opt/app/current", d.root);
         k = readlink(p, pi->current, sizeof(pi->current) - 1);
         pi->current[k > 0 ? k : 0] = '\0';

@@ -20,10 +20,13 @@
  *                          active (current / booted) at that moment
  *   truthful-report        the server never got "success" for an update the
  *                          device does not run, and its last final report
- *                          says what happened
- *   db-integrity           PRAGMA integrity_check of the agent's database
+ *                          says what happened (source github: the agent's
+ *                          own history, as `ota-agent status --json` shows it)
+ *   db-integrity           PRAGMA integrity_check of a copy of the agent's
+ *                          database taken before anything opened it
  *   no-temp-files          no temp files, stash or download leftovers
- *   expected-outcome       the scenario's expect: block
+ *   expected-outcome       the scenario's expect: block (the matrix: its
+ *                          progress/rollback expectation, see matrix.yaml)
  *   fault-fired            the trial's fault actually happened (a trigger
  *                          whose state never came tests nothing): seen, not
  *                          armed (a journaled crash or failed call, the app
@@ -31,10 +34,20 @@
  *                          per server rule of the scenario, passed only if
  *                          the server applied it to the trial's device
  *                          (struct otasim_trial.srv_rules, faults.c)
- */
+ *
+ * A missing input is a failure, never a skipped check: reports that cannot
+ * be fetched fail truthful-report; a pass whose journal is missing (the
+ * interposer creates it when it is loaded, nothing else does) or holds no
+ * record fails lkg-untouched and active-slot-untouched.
+ *
+ * otasim_invariants_check gathers a view of the device (otasim_inv_view_load)
+ * and runs one function per invariant on it. The functions read only the
+ * view (and the files it names), so a test can hand-make one: a tree, an env,
+ * journals in the interposer's format, a status JSON, reports. */
 #ifndef OTASIM_INVARIANTS_H
 #define OTASIM_INVARIANTS_H
 
+#include <jansson.h>
 #include "otasim/device.h"
 
 #ifdef __cplusplus
@@ -42,9 +55,9 @@ extern "C" {
 #endif
 
 struct otasim_pass_info {
-    char journal[PATH_MAX + 32];
-    char current[8]; /* app slot `current` named when the pass started */
-    int booted;      /* rootfs slot booted when the pass started (-1) */
+    char journal[PATH_MAX + 32]; /* "" : the agent did not run (the device did not boot) */
+    char current[8];             /* app slot `current` named when the pass started */
+    int booted;                  /* rootfs slot booted when the pass started (-1) */
 };
 
 struct otasim_settle {
@@ -58,6 +71,98 @@ int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_in
                             size_t n_passes, const struct otasim_settle *settle,
                             const char *env_before, size_t env_before_len,
                             struct ota_err *err) OTA_MUST;
+
+/* ---- the checker's parts, for tests ------------------------------------- */
+
+/* What the checks look at. The first block is the trial's own (pointers, not
+ * owned); the rest otasim_inv_view_load gathers from the device. */
+struct otasim_inv_view {
+    const struct otasim_device *d; /* root, qemu, env_config, part, boot, booted_*, probe_*,
+                                      slot_version, health/commit_enter_ms; d->tr the trial */
+    const struct otasim_pass_info *passes;
+    size_t n_passes;
+    const struct otasim_settle *settle;
+    const char *env_before; /* corrupt-bootenv: the env as the fault left it */
+    size_t env_before_len;
+
+    /* `ota-agent status --json` (otasim_inv_view_status fills the rest) */
+    json_t *status; /* owned; NULL: the status could not be read */
+    char status_err[200];
+    char state[24];
+    char app_version[32], app_slot[4];
+    char root_version[32], root_slot[4];
+    const char *db_version, *db_slot; /* app_* or root_* by profile */
+    long long outbox;
+    /* final reports, oldest first ({status, version} objects): the server's
+     * (fleet) or the agent's history (github) */
+    json_t *reports;       /* owned; NULL: could not be read (reports_err says why) */
+    char reports_from[16]; /* "server" | "history" */
+    char reports_err[256];
+    char fin[16]; /* the last final report's status, "" none */
+    /* the device */
+    char current[8];        /* readlink ROOT/opt/app/current */
+    char running[32];       /* app /version, booted image (rootfs), probe (qemu) */
+    int svc_active;         /* native app: `ota-sim svc is-active` said yes */
+    long health;            /* native app: /health status, 0 no answer */
+    char health_err[160];   /* why not */
+    char db_copy[PATH_MAX]; /* the database copy db-integrity checks ("" none) */
+    char db_copy_err[256];  /* why there is none */
+    /* the passes' journals (otasim_inv_view_journals) */
+    struct otasim_inv_writes {
+        int read;          /* the journals were read */
+        char missing[300]; /* a pass whose journal is missing or holds no record */
+        char lkg[256];     /* first write into the factory slot */
+        char active[256];  /* first write into the then-active slot */
+        uint64_t download_bytes;
+    } writes;
+    char found_state[24]; /* the state the agent found when it first ran after the fault:
+                             the "from" of its first state line after the CRASH record */
+};
+
+/* Copies the agent's database (DB, DB-wal, DB-journal) into dir, before
+ * anything opens it (opening replays the WAL, and a start of the agent may
+ * move a bad database aside). *ret_copy: the copy of DB. -ENOENT if DB does
+ * not exist. */
+int otasim_inv_copy_db(const char *db, const char *dir, char *ret_copy, size_t cap,
+                       struct ota_err *err) OTA_MUST;
+/* Gathers the view (the database copy first, then `ota-agent status`, the
+ * server's reports, the app's answers). Missing pieces are recorded in the
+ * view for the checks to fail on; -errno only when the harness failed. */
+int otasim_inv_view_load(struct otasim_device *d, const struct otasim_pass_info *passes,
+                         size_t n_passes, const struct otasim_settle *settle,
+                         const char *env_before, size_t env_before_len, struct otasim_inv_view *ret,
+                         struct ota_err *err) OTA_MUST;
+/* Takes status (owned from then on; NULL: none) and fills state, versions,
+ * slots, outbox; source github: reports from its history. */
+void otasim_inv_view_status(struct otasim_inv_view *v, json_t *status);
+/* Takes reports (a JSON array, oldest first; owned) and sets fin. */
+void otasim_inv_view_reports(struct otasim_inv_view *v, json_t *reports, const char *from);
+void otasim_inv_view_free(struct otasim_inv_view *v);
+
+/* Reads the journals of v->passes into v->writes and v->found_state. Slot
+ * and journal paths are compared with their parent directories resolved
+ * (realpath), as the interposer records them. */
+void otasim_inv_view_journals(struct otasim_inv_view *v);
+
+/* One function per invariant: each fills *ret and returns 1, or returns 0
+ * when the invariant does not apply to this trial (rootfs-only checks on an
+ * app device, journal checks on QEMU, fault-fired without a fault). */
+int otasim_inv_settled(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_fault_fired(const struct otasim_inv_view *v, struct otasim_check *ret);
+/* fault-fired for the i-th server rule of the scenario (0 past the last). */
+int otasim_inv_server_rule_fired(const struct otasim_inv_view *v, size_t i,
+                                 struct otasim_check *ret);
+int otasim_inv_one_active_slot(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_active_slot_complete(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_bootable(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_running_version(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_bootenv_consistent(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_lkg_untouched(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_active_slot_untouched(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_truthful_report(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_db_integrity(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_no_temp_files(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_check *ret);
 
 #ifdef __cplusplus
 }

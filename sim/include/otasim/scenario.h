@@ -93,6 +93,19 @@ enum otasim_report_expect {
 };
 extern const char *const otasim_report_expect_names[OTASIM_EXPECT_REPORT_MAX];
 
+/* The matrix (matrix.yaml `unless`, runner.c): when the agent found one of
+ * these states in its database after the fault, this replaces the
+ * expectation's version, slot and report; why says why (in the detail). */
+#define OTASIM_MAX_UNLESS 4
+struct otasim_expect_unless {
+    char found[4][24];
+    size_t n_found;
+    char version[32];
+    char slot[4];
+    enum otasim_report_expect report;
+    char why[200];
+};
+
 struct otasim_expect {
     char version[32]; /* "" : any */
     char slot[4];     /* "a"/"b"/"" */
@@ -101,6 +114,8 @@ struct otasim_expect {
     int min_health_ms;    /* COMMITTING no earlier than this after HEALTH_CHECK */
     int exact_download;   /* payload bytes written == payload size (resumes exact) */
     int min_attempts;     /* the download had at least this many attempts (state lines) */
+    struct otasim_expect_unless unless[OTASIM_MAX_UNLESS]; /* the matrix only */
+    size_t n_unless;
 };
 
 struct otasim_scenario {

@@ -383,8 +383,16 @@ int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_in
 
     /* bootable + running version */
     if (rootfs) {
-        check(tr, "bootable", !d->boot_failed && d->booted_slot >= 0, "last boot: %s",
-              d->boot_failed ? "nothing bootable" : "booted");
+        /* booted is not enough: a rootfs whose service never comes up must
+         * not pass (the native model runs the demo app on every healthy one) */
+        int up =
+            d->qemu || (otasim_svc_run(d->root, OTASIM_SVC_IS_ACTIVE, NULL) == 0 &&
+                        otasim_device_app_get(d, "/health", &hs, &body, NULL) == 0 && hs == 200);
+        free(body);
+        body = NULL;
+        check(tr, "bootable", !d->boot_failed && d->booted_slot >= 0 && up, "last boot: %s%s",
+              d->boot_failed ? "nothing bootable" : "booted",
+              d->boot_failed || up ? "" : ", but its service is not up (/health)");
         ota_strlcpy(running, d->booted_version, sizeof(running));
         check(tr, "running-version",
               strcmp(running, db_version) == 0 && d->booted_slot >= 0 &&

@@ -107,6 +107,11 @@ CATCHES = {
 }
 
 
+# mutant -> extra `ota-sim matrix` options its cases need (a crash model, ...);
+# the real agent runs those cases with the same options.
+ARGS = {}
+
+
 def mutant_names():
     """OTA_MUTANT_NAMES of agent/CMakeLists.txt."""
     text = open(os.path.join(SRC, "agent", "CMakeLists.txt")).read()
@@ -120,18 +125,19 @@ def case_ids(names):
     return sorted({case for m in names for case, _, _ in CATCHES[m]})
 
 
-def run_cases(agent, cases, db, tmp_path):
+def run_cases(agent, cases, db, tmp_path, args=()):
     listing = tmp_path / (os.path.basename(db) + ".cases")
     listing.write_text("".join(c + "\n" for c in cases))
     return sim("matrix", "-q", "-j", JOBS, "--work", WORK, "--db", db, "--agent", agent,
-               "--with-scenarios", HERE, "--cases-from", str(listing), timeout=1200)
+               "--with-scenarios", HERE, "--cases-from", str(listing), *args, timeout=1200)
 
 
-def outcomes(db):
+def outcomes(db, what="outcome"):
+    """{case id: outcome (or another trials column)} of the last run."""
     con = sqlite3.connect(db)
     try:
         return dict(con.execute(
-            "SELECT case_id, outcome FROM trials WHERE run_id = (SELECT max(id) FROM runs)"))
+            f"SELECT case_id, {what} FROM trials WHERE run_id = (SELECT max(id) FROM runs)"))
     finally:
         con.close()
 
@@ -145,32 +151,40 @@ def test_every_mutant_has_named_catches():
 
 
 @pytest.fixture(scope="module")
-def real_db(tmp_path_factory):
-    """The real agent on the union of every mutant's cases, once."""
+def real_dbs(tmp_path_factory):
+    """The real agent on the union of the mutants' cases, once per option set:
+    {options: run database}."""
     tmp = tmp_path_factory.mktemp("real")
-    db = str(tmp / "real.db")
-    r = run_cases(REAL, case_ids(CATCHES), db, tmp)
-    assert r.returncode == 0, f"the real agent fails the mutants' cases (exit {r.returncode})\n" \
-        f"{r.stderr[-3000:]}"
-    return db
+    dbs = {}
+    for i, args in enumerate(sorted({tuple(ARGS.get(m, ())) for m in CATCHES})):
+        names = [m for m in CATCHES if tuple(ARGS.get(m, ())) == args]
+        db = str(tmp / f"real-{i}.db")
+        r = run_cases(REAL, case_ids(names), db, tmp, args)
+        assert r.returncode == 0, f"the real agent fails the cases of {names} {list(args)} " \
+            f"(exit {r.returncode})\n{r.stderr[-3000:]}"
+        dbs[args] = db
+    return dbs
 
 
 @pytest.mark.parametrize("mutant", sorted(CATCHES))
-def test_mutant_is_caught(mutant, real_db, tmp_path):
+def test_mutant_is_caught(mutant, real_dbs, tmp_path):
     agent = os.path.join(BUILD, "agent", f"ota-agent-mutant-{mutant}")
     if not os.path.exists(agent):
         pytest.fail(f"{agent} not built (OTA_MUTANTS=ON)")
     cases = case_ids([mutant])
     db = str(tmp_path / "mutant.db")
-    r = run_cases(agent, cases, db, tmp_path)
+    args = tuple(ARGS.get(mutant, ()))
+    r = run_cases(agent, cases, db, tmp_path, args)
     assert r.returncode == 1, f"mutant {mutant} was not caught (exit {r.returncode})\n" \
         f"{r.stderr[-2000:]}"
     failed = failed_invariants(db)
     missed = [(case, inv) for case, inv, _ in CATCHES[mutant] if inv not in failed.get(case, [])]
     assert not missed, f"{mutant}: not caught by {missed}; failed: {failed}"
-    real = outcomes(real_db)
+    real = outcomes(real_dbs[args])
     assert {c: real.get(c) for c in cases} == {c: "pass" for c in cases}, \
         f"the real agent does not pass {mutant}'s cases"
+    seeds = outcomes(real_dbs[args], "seed")
+    assert outcomes(db, "seed") == {c: seeds[c] for c in cases}, "not the same seeds"
     for case, inv, why in CATCHES[mutant]:
         print(f"{mutant}: {case}: {inv} ({why})")
 

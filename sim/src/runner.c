@@ -374,6 +374,36 @@ static int prefix_wanted(const struct otasim_runner *r, const char *prefix)
     return 0;
 }
 
+/* --case: the asked-for cases run (each on its own, not by equivalence);
+ * failed recording runs stay (the points asked for depend on them). */
+static int select_cases(struct otasim_runner *r, struct otasim_run_stats *s, struct ota_err *err)
+{
+    s->cases = 0;
+    for (size_t i = 0; i < r->n_cases; i++) {
+        struct rcase *c = &r->cases[i];
+        if (c->prerun) {
+            s->cases++;
+        } else if (case_wanted(r, c->id)) {
+            c->equivalent_to = -1;
+            s->cases++;
+        } else {
+            c->done = 1;
+        }
+    }
+    for (size_t k = 0; k < r->o.n_only_cases; k++) {
+        int found = 0;
+        for (size_t i = 0; i < r->n_cases && !found; i++)
+            found = strcmp(r->cases[i].id, r->o.only_cases[k]) == 0;
+        for (size_t i = 0; i < r->n_cases && !found; i++)
+            found =
+                r->cases[i].prerun && strncmp(r->cases[i].id, r->o.only_cases[k],
+                                              strlen(r->cases[i].id) - strlen("recording")) == 0;
+        if (!found)
+            return ota_err_set(err, ENOENT, "no case '%s' (see --list)", r->o.only_cases[k]);
+    }
+    return 0;
+}
+
 /* "SCENARIO/KIND@point:": what the case ids of a points: all entry start with. */
 static void points_prefix(const struct otasim_runner *r, size_t si, const struct otasim_fault *f,
                           char *buf, size_t cap)
@@ -690,36 +720,6 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
     }
     if (r->db && otasim_rundb_add(r->db, r->run_id, c->id, &c->tr, repro, eq, &e) < 0)
         fprintf(stderr, "ota-sim: %s\n", e.reason);
-}
-
-/* --case: the asked-for cases run (each on its own, not by equivalence);
- * failed recording runs stay (the points asked for depend on them). */
-static int select_cases(struct otasim_runner *r, struct otasim_run_stats *s, struct ota_err *err)
-{
-    s->cases = 0;
-    for (size_t i = 0; i < r->n_cases; i++) {
-        struct rcase *c = &r->cases[i];
-        if (c->prerun) {
-            s->cases++;
-        } else if (case_wanted(r, c->id)) {
-            c->equivalent_to = -1;
-            s->cases++;
-        } else {
-            c->done = 1;
-        }
-    }
-    for (size_t k = 0; k < r->o.n_only_cases; k++) {
-        int found = 0;
-        for (size_t i = 0; i < r->n_cases && !found; i++)
-            found = strcmp(r->cases[i].id, r->o.only_cases[k]) == 0;
-        for (size_t i = 0; i < r->n_cases && !found; i++)
-            found =
-                r->cases[i].prerun && strncmp(r->cases[i].id, r->o.only_cases[k],
-                                              strlen(r->cases[i].id) - strlen("recording")) == 0;
-        if (!found)
-            return ota_err_set(err, ENOENT, "no case '%s' (see --list)", r->o.only_cases[k]);
-    }
-    return 0;
 }
 
 int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, struct ota_err *err)

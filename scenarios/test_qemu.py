@@ -8,6 +8,10 @@ aarch64 agent in the Debian image, real U-Boot and boot.scr, real ext4.
   boot.scr counts three failed trial boots of B, falls back to A, and the
   agent reports the failure.
 
+Mutants (aarch64 builds with one known bug, --guest-agent): commit-before-health
+on virt, fallback-keeps-bootcount (rootfs, raspi3b: U-Boot's fallback) each
+caught by a named invariant.
+
 The image is built first (images/make-image: cross build, mmdebstrap rootfs,
 SD image; cached). CMake registers this test only where the QEMU tier's
 tools are installed (ci/install-deps installs them).
@@ -33,12 +37,32 @@ def image():
     return out
 
 
-def test_qemu_smoke_raspi3b(image, work, tmp_path):
-    db = str(tmp_path / "runs.db")
-    junit = str(tmp_path / "qemu.xml")
+@pytest.fixture(scope="module")
+def smoke(image, work, tmp_path_factory):
+    """The real agent on the smoke set, once: (the finished process, db, junit)."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    db = str(tmp / "runs.db")
+    junit = str(tmp / "qemu.xml")
     files = [os.path.join(HERE, f) for f in SMOKE]
     p = sim("run", *files, "--target", "qemu", "--profile", "raspi3b", "--image", image,
             "--work", work, "--db", db, "--junit", junit, timeout=3000)
+    return p, db, junit
+
+
+@pytest.fixture(scope="module")
+def aarch64_mutants():
+    """The aarch64 mutant agents (images/build-agent-aarch64 with OTA_AARCH64_MUTANTS=1)."""
+    mbuild = os.path.join(os.environ.get("OTA_BUILD_DIR", os.path.join(SRC, "build")),
+                          "aarch64-mutants")
+    p = subprocess.run([os.path.join(SRC, "images", "build-agent-aarch64"), mbuild],
+                       env={**os.environ, "OTA_AARCH64_MUTANTS": "1"}, capture_output=True,
+                       text=True, timeout=1800)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return os.path.abspath(os.path.join(mbuild, "agent"))
+
+
+def test_qemu_smoke_raspi3b(smoke):
+    p, db, junit = smoke
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     con = sqlite3.connect(db)
     try:
@@ -63,18 +87,12 @@ def test_qemu_smoke_raspi3b(image, work, tmp_path):
     assert os.path.getsize(junit) > 0
 
 
-def test_qemu_catches_mutant(image, work, tmp_path):
+def test_qemu_catches_mutant(image, work, aarch64_mutants, tmp_path):
     """The QEMU checker can fail: an aarch64 agent that commits before its
     health check (ota-agent-mutant-commit-before-health, written into the
     trial's overlay with --guest-agent) keeps the crashing 2.0.0 that the
     real agent rolls back (virt: the fast board)."""
-    mbuild = os.path.join(os.environ.get("OTA_BUILD_DIR", os.path.join(SRC, "build")),
-                          "aarch64-mutants")
-    p = subprocess.run([os.path.join(SRC, "images", "build-agent-aarch64"), mbuild],
-                       env={**os.environ, "OTA_AARCH64_MUTANTS": "1"}, capture_output=True,
-                       text=True, timeout=1800)
-    assert p.returncode == 0, p.stderr[-3000:]
-    mutant = os.path.join(mbuild, "agent", "ota-agent-mutant-commit-before-health")
+    mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-commit-before-health")
     db = str(tmp_path / "runs.db")
     p = sim("run", os.path.join(HERE, "service-crash-after-switch.yaml"), "--target", "qemu",
             "--profile", "virt", "--image", image, "--guest-agent", mutant, "--work", work,
@@ -83,3 +101,28 @@ def test_qemu_catches_mutant(image, work, tmp_path):
     assert "--guest-agent " + mutant in p.stderr  # the reproduce line names it
     failed = failed_invariants(db)
     assert "expected-outcome" in failed.get("service-crash-after-switch", []), failed
+
+
+def test_qemu_catches_rootfs_mutant(image, work, smoke, aarch64_mutants, tmp_path):
+    """A rootfs mutant on real U-Boot: after boot.scr's fallback to A (three
+    failed trial boots of the broken 2.0.0; it leaves bootcount past
+    bootlimit, as U-Boot's bootcount does) the agent must clear bootcount
+    when it rolls back. ota-agent-mutant-fallback-keeps-bootcount does not:
+    bootenv-consistent, read from the guest's uboot.env. The real agent
+    passes the same case (same seed) in the smoke run."""
+    _, smoke_db, _ = smoke
+    con = sqlite3.connect(smoke_db)
+    try:
+        real = con.execute("SELECT outcome, seed FROM trials WHERE case_id = 'rootfs-boot-failure'"
+                           ).fetchone()
+    finally:
+        con.close()
+    assert real and real[0] == "pass", f"the real agent: {real}"
+    mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-fallback-keeps-bootcount")
+    db = str(tmp_path / "runs.db")
+    p = sim("run", os.path.join(HERE, "rootfs-boot-failure.yaml"), "--target", "qemu",
+            "--profile", "raspi3b", "--image", image, "--guest-agent", mutant, "--seed",
+            str(real[1]), "--work", work, "--db", db, timeout=2400)
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-4000:]
+    failed = failed_invariants(db)
+    assert "bootenv-consistent" in failed.get("rootfs-boot-failure", []), failed

@@ -249,7 +249,10 @@ static int write_image(const char *path, const struct otasim_release *r, uint8_t
         memcpy(buf + i, &x, 8);
     }
     snprintf((char *)buf, 64, "%sOTASIM-ROOTFS version=%s\n",
-             strcmp(r->variant, "broken") == 0 ? "BROKEN " : "", r->version);
+             strcmp(r->variant, "broken") == 0      ? "BROKEN "
+             : strcmp(r->variant, "unhealthy") == 0 ? "UNHEALTHY "
+                                                    : "",
+             r->version);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || write(fd, buf, IMAGE_SIZE) != (ssize_t)IMAGE_SIZE)
         rc = ota_err_set(err, errno ? errno : EIO, "%s: %s", path, strerror(errno));

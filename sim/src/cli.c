@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/journal.h"
 #include "otasim/runner.h"
@@ -25,7 +26,7 @@ enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_RUN = 4, EXIT_HA
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ota-sim run SCENARIO.yaml... [options]\n"
-               "       ota-sim matrix [--matrix FILE] [--list] [--case ID] [options]\n"
+               "       ota-sim matrix [--matrix FILE] [--list] [--case ID]... [options]\n"
                "       ota-sim svc --dev ROOT start|stop|restart|is-active\n"
                "       ota-sim journal FILE   (print an interposer journal)\n"
                "\n"
@@ -43,7 +44,8 @@ static void usage(FILE *f)
                "matrix options:\n"
                "  --matrix FILE        the matrix (default scenarios/matrix.yaml)\n"
                "  --list               print the case ids (records the persistence points)\n"
-               "  --case ID            run one case\n"
+               "  --case ID            run this case (repeatable; each on its own trial)\n"
+               "  --cases-from FILE    run the case ids FILE lists, one a line (# comments)\n"
                "  --with-scenarios DIR also every scenario file of DIR, first\n"
                "  --fail-fast          start no new trial after the first failure\n"
                "common options:\n"
@@ -159,6 +161,67 @@ static int do_journal(int argc, char **argv)
     return EXIT_PASS;
 }
 
+/* The case ids of --case and --cases-from. */
+struct case_list {
+    char **v;
+    size_t n;
+};
+
+static void case_list_free(struct case_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static int case_add(struct case_list *l, const char *id, size_t len, struct ota_err *err)
+{
+    char **v;
+
+    if (len == 0 || len >= 200)
+        return ota_err_set(err, EINVAL, "--case: an id of 1..199 characters, got '%.*s'",
+                           (int)(len < 60 ? len : 60), id);
+    v = realloc(l->v, (l->n + 1) * sizeof(*v));
+    if (!v)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    l->v = v;
+    l->v[l->n] = strndup(id, len);
+    if (!l->v[l->n])
+        return ota_err_set(err, ENOMEM, "out of memory");
+    l->n++;
+    return 0;
+}
+
+/* One id a line; blank lines and lines starting with # are skipped. */
+static int cases_read(struct case_list *l, const char *path, struct ota_err *err)
+{
+    char *text = NULL, *p;
+    size_t n = 0, before = l->n;
+    int r;
+
+    if ((r = ota_fs_read_all(path, 1 << 20, &text, &n, err)) < 0)
+        return r;
+    for (p = text; p < text + n;) {
+        size_t len = strcspn(p, "\n");
+        size_t a = 0, b = len;
+        while (a < b && (p[a] == ' ' || p[a] == '\t'))
+            a++;
+        while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t' || p[b - 1] == '\r'))
+            b--;
+        if (b > a && p[a] != '#' && (r = case_add(l, p + a, b - a, err)) < 0)
+            break;
+        p += len + (p[len] == '\n');
+    }
+    free(text);
+    if (r < 0)
+        return r;
+    if (l->n == before)
+        return ota_err_set(err, EINVAL, "--cases-from %s: no case ids in it", path);
+    return 0;
+}
+
 int otasim_cli_main(int argc, char **argv)
 {
     enum {
@@ -182,7 +245,8 @@ int otasim_cli_main(int argc, char **argv)
         O_IMAGE,
         O_QTIMEOUT,
         O_GUEST_AGENT,
-        O_SNAPSHOT
+        O_SNAPSHOT,
+        O_CASES_FROM
     };
     static const struct option opts[] = {{"fault", required_argument, NULL, O_FAULT},
                                          {"trigger", required_argument, NULL, O_TRIGGER},
@@ -207,6 +271,7 @@ int otasim_cli_main(int argc, char **argv)
                                          {"qemu-timeout", required_argument, NULL, O_QTIMEOUT},
                                          {"guest-agent", required_argument, NULL, O_GUEST_AGENT},
                                          {"snapshot", no_argument, NULL, O_SNAPSHOT},
+                                         {"cases-from", required_argument, NULL, O_CASES_FROM},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct otasim_run_opts o = {.jobs = 2, .seed = 1};
@@ -222,6 +287,7 @@ int otasim_cli_main(int argc, char **argv)
     int qtimeout = 0;
     const char *guest_agent = NULL;
     int snapshot = 0;
+    struct case_list cases = {0};
 
     memset(&override, 0, sizeof(override));
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -262,7 +328,12 @@ int otasim_cli_main(int argc, char **argv)
             o.list = 1;
             break;
         case O_CASE:
-            o.only_case = optarg;
+            if (case_add(&cases, optarg, strlen(optarg), &e) < 0)
+                goto usage_err;
+            break;
+        case O_CASES_FROM:
+            if (cases_read(&cases, optarg, &e) < 0)
+                goto usage_err;
             break;
         case O_TARGET:
             target = optarg;
@@ -343,6 +414,12 @@ int otasim_cli_main(int argc, char **argv)
         ota_err_set(&e, EINVAL, "run: name at least one scenario file");
         goto usage_err;
     }
+    if (cases.n && strcmp(cmd, "matrix") != 0) {
+        ota_err_set(&e, EINVAL, "--case and --cases-from go with matrix");
+        goto usage_err;
+    }
+    o.only_cases = (const char *const *)cases.v;
+    o.n_only_cases = cases.n;
     o.command = cmdline;
     if (otasim_tools_find(&t, agent, work, &e) < 0) {
         fprintf(stderr, "ota-sim: %s\n", e.reason);
@@ -397,11 +474,13 @@ int otasim_cli_main(int argc, char **argv)
     goto out;
 usage_err:
     fprintf(stderr, "ota-sim: %s\n", e.reason);
+    case_list_free(&cases);
     return EXIT_USAGE;
 harness:
     fprintf(stderr, "ota-sim: %s\n", e.reason);
     rc = EXIT_HARNESS;
 out:
     otasim_runner_free(r);
+    case_list_free(&cases);
     return rc;
 }

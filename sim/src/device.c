@@ -192,7 +192,8 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         if (strcmp(fac->format, "raw") != 0)
             return ota_err_set(err, EINVAL, "a factory rootfs must be format raw");
         if (sized_copy(fb->payload, d->part[0], OTASIM_PART_SIZE, err) < 0 ||
-            sized_copy(NULL, d->part[1], OTASIM_PART_SIZE, err) < 0)
+            sized_copy(sc->slot_b_factory ? fb->payload : NULL, d->part[1], OTASIM_PART_SIZE, err) <
+                0)
             return -EIO;
         snprintf(envfile, sizeof(envfile), "%s/boot/uboot.env", d->root);
         snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
@@ -203,7 +204,8 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
             ota_strlcpy(im->version, sc->rel[i].version, sizeof(im->version));
             memcpy(im->sha256, tr->built[i].image_sha, 32);
             im->size = tr->built[i].size;
-            im->bootable = strcmp(sc->rel[i].variant, "good") == 0;
+            im->bootable = strcmp(sc->rel[i].variant, "broken") != 0;
+            im->unhealthy = strcmp(sc->rel[i].variant, "unhealthy") == 0;
         }
         d->boot.env_config = d->env_config;
         d->boot.part[0] = d->part[0];
@@ -233,6 +235,8 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
     char p[PATH_MAX + 32];
     int st = 0;
 
+    int unhealthy = 0;
+
     d->boot_failed = 0;
     if (d->tr->sc->profile == OTASIM_PROFILE_ROOTFS) {
         struct otasim_boot_result br;
@@ -245,6 +249,9 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
         }
         d->booted_slot = br.slot;
         ota_strlcpy(d->booted_version, br.version, sizeof(d->booted_version));
+        for (size_t i = 0; i < d->n_images; i++)
+            if (d->images[i].unhealthy && strcmp(d->images[i].version, br.version) == 0)
+                unhealthy = 1;
         snprintf(p, sizeof(p), "%s/run/booted", d->root);
         if (put_file(p, br.slot ? "b\n" : "a\n", err) < 0)
             return -EIO;
@@ -253,7 +260,8 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
     unlink(p);
     if (otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err) < 0)
         return -EIO;
-    if (svc(d, "start", &st, err) < 0)
+    /* an unhealthy rootfs boots, but its service never comes up */
+    if (!unhealthy && svc(d, "start", &st, err) < 0)
         return -EIO;
     /* An app that does not start is for the agent (and the invariants) to see. */
     return 0;

@@ -317,6 +317,8 @@ int otasim_inv_view_load(struct otasim_device *d, const struct otasim_pass_info 
     if (strcmp(d->tr->sc->source, "fleet") == 0)
         load_reports(d, v);
 
+    if (is_rootfs(v) && !d->qemu)
+        probe_app(d, v); /* the service of the booted rootfs (bootable) */
     if (is_rootfs(v))
         ota_strlcpy(v->running, d->booted_version, sizeof(v->running));
     else if (d->qemu)
@@ -661,9 +663,16 @@ int otasim_inv_bootable(const struct otasim_inv_view *v, struct otasim_check *c)
     const struct otasim_device *d = v->d;
     int ok;
 
-    if (is_rootfs(v))
-        return set(c, "bootable", !d->boot_failed && d->booted_slot >= 0, "last boot: %s",
-                   d->boot_failed || d->booted_slot < 0 ? "nothing bootable" : "booted");
+    if (is_rootfs(v)) {
+        /* booted is not enough: a rootfs whose service never comes up must
+         * not pass (the native model runs the demo app on every healthy one) */
+        int up = d->qemu || (v->svc_active && v->health == 200);
+        return set(c, "bootable", !d->boot_failed && d->booted_slot >= 0 && up, "last boot: %s%s",
+                   d->boot_failed || d->booted_slot < 0 ? "nothing bootable" : "booted",
+                   d->boot_failed || d->booted_slot < 0 || up
+                       ? ""
+                       : ", but its service is not up (/health)");
+    }
     if (d->qemu)
         return set(c, "bootable", d->probe_health == 200, "/health %d", d->probe_health);
     ok = v->svc_active && v->health == 200;

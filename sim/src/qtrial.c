@@ -81,6 +81,11 @@ int otasim_qemu_supports(const struct otasim_scenario *sc, const struct otasim_f
         return ota_err_set(err, ENOTSUP, "only state and fault_point triggers on QEMU");
     if (tg->kind == OTASIM_TRIGGER_STATE && tg->nth > 1)
         return ota_err_set(err, ENOTSUP, "state triggers with nth > 1 need the native tier");
+    for (size_t i = 0; i < sc->n_rel; i++)
+        if (strcmp(sc->rel[i].variant, "unhealthy") == 0)
+            return ota_err_set(err, ENOTSUP, "an unhealthy rootfs image needs the native tier");
+    if (sc->slot_b_factory)
+        return ota_err_set(err, ENOTSUP, "device.slot_b: factory needs the native tier");
     if (sc->clock_rate > 1 || sc->expect.exact_download || sc->expect.min_health_ms)
         return ota_err_set(err, ENOTSUP,
                            "clock_rate, exact_download and min_health_ms need the native tier");

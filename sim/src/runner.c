@@ -40,6 +40,7 @@ struct rcase {
     char device_id[96];
     long equivalent_to; /* index of the case whose trial stands for this one, -1 */
     int done;
+    int prerun; /* tr is the failed recording run, recorded as this case's trial */
     pid_t pid;
     struct otasim_trial tr;
 };
@@ -260,9 +261,10 @@ static void setup_trial(struct otasim_runner *r, size_t ci)
 
 /* ---- persistence points ------------------------------------------------- */
 
-/* Cached per scenario file + agent binary, so `--list` and the run agree. */
+/* Cached per scenario file + agent binary, so `--list` and the run agree.
+ * OTASIM_RECORD_FAILED: the agent failed the run, *failed holds its trial. */
 static int recording(struct otasim_runner *r, size_t si, struct otasim_recording *ret,
-                     struct ota_err *err)
+                     struct otasim_trial *failed, struct ota_err *err)
 {
     struct scen *s = &r->scens[si];
     char key[PATH_MAX * 2 + 64], hex[65], path[PATH_MAX + 128], *text = NULL;
@@ -321,6 +323,10 @@ static int recording(struct otasim_runner *r, size_t si, struct otasim_recording
         tr.built = s->built;
         ota_strlcpy(tr.pub, s->pub, sizeof(tr.pub));
         rc = otasim_record(&r->t, &tr, ret, err);
+        if (rc == OTASIM_RECORD_FAILED) {
+            *failed = tr;
+            return rc;
+        }
         otasim_trial_free(&tr);
         if (rc < 0)
             return rc;
@@ -362,6 +368,94 @@ static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fa
     return 1;
 }
 
+/* --case: whether id is asked for (everything without the option). */
+static int case_wanted(const struct otasim_runner *r, const char *id)
+{
+    if (!r->o.n_only_cases)
+        return 1;
+    for (size_t i = 0; i < r->o.n_only_cases; i++)
+        if (strcmp(r->o.only_cases[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether any asked-for case id starts with prefix. */
+static int prefix_wanted(const struct otasim_runner *r, const char *prefix)
+{
+    if (!r->o.n_only_cases)
+        return 1;
+    for (size_t i = 0; i < r->o.n_only_cases; i++)
+        if (strncmp(r->o.only_cases[i], prefix, strlen(prefix)) == 0)
+            return 1;
+    return 0;
+}
+
+/* --case: the asked-for cases run (each on its own, not by equivalence);
+ * failed recording runs stay (the points asked for depend on them). */
+static int select_cases(struct otasim_runner *r, struct otasim_run_stats *s, struct ota_err *err)
+{
+    s->cases = 0;
+    for (size_t i = 0; i < r->n_cases; i++) {
+        struct rcase *c = &r->cases[i];
+        if (c->prerun) {
+            s->cases++;
+        } else if (case_wanted(r, c->id)) {
+            c->equivalent_to = -1;
+            s->cases++;
+        } else {
+            c->done = 1;
+        }
+    }
+    for (size_t k = 0; k < r->o.n_only_cases; k++) {
+        int found = 0;
+        for (size_t i = 0; i < r->n_cases && !found; i++)
+            found = strcmp(r->cases[i].id, r->o.only_cases[k]) == 0;
+        for (size_t i = 0; i < r->n_cases && !found; i++)
+            found =
+                r->cases[i].prerun && strncmp(r->cases[i].id, r->o.only_cases[k],
+                                              strlen(r->cases[i].id) - strlen("recording")) == 0;
+        if (!found)
+            return ota_err_set(err, ENOENT, "no case '%s' (see --list)", r->o.only_cases[k]);
+    }
+    return 0;
+}
+
+/* "SCENARIO/KIND@point:": what the case ids of a points: all entry start with. */
+static void points_prefix(const struct otasim_runner *r, size_t si, const struct otasim_fault *f,
+                          char *buf, size_t cap)
+{
+    char label[160];
+    struct otasim_fault g = *f;
+
+    g.trigger.point = 1;
+    otasim_fault_label(&g, label, sizeof(label));
+    if (strrchr(label, ':'))
+        strrchr(label, ':')[1] = '\0';
+    snprintf(buf, cap, "%s/%s", r->scens[si].sc.name, label);
+}
+
+/* The agent under test failed the no-fault recording run of a points: all
+ * entry: that is a failed trial of the agent (its invariants, its reproduce
+ * command), not a harness error; the points cannot be enumerated. */
+static int recording_failed(struct otasim_runner *r, size_t si, const struct otasim_fault *f,
+                            const char *prefix, struct otasim_trial *failed, struct ota_err *err)
+{
+    struct rcase *c = new_case(r, si, f, err);
+
+    if (!c) {
+        otasim_trial_free(failed);
+        return -ENOMEM;
+    }
+    snprintf(c->id, sizeof(c->id), "%srecording", prefix);
+    c->tr = *failed;
+    c->seed = failed->seed;
+    ota_strlcpy(c->device_id, failed->device_id, sizeof(c->device_id));
+    c->prerun = 1;
+    c->done = 1;
+    r->scens[si].cases_left--; /* it never runs: no server to wait for */
+    return 0;
+}
+
 static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
 {
     struct scen *s = &r->scens[si];
@@ -385,8 +479,19 @@ static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
     }
     if (f.all_points) {
         struct otasim_recording rec = {0};
+        struct otasim_trial failed;
+        char prefix[200];
         long rep = -1;
-        if (recording(r, si, &rec, err) < 0)
+        int rc;
+        f.trigger.kind = OTASIM_TRIGGER_POINT;
+        f.trigger.point = 0;
+        points_prefix(r, si, &f, prefix, sizeof(prefix));
+        if (!prefix_wanted(r, prefix))
+            return 0; /* --case names none of these points: no recording run */
+        rc = recording(r, si, &rec, &failed, err);
+        if (rc == OTASIM_RECORD_FAILED)
+            return recording_failed(r, si, &f, prefix, &failed, err);
+        if (rc < 0)
             return -EIO;
         for (uint64_t n = 1; n <= rec.calls; n++) {
             struct otasim_fault g = f;
@@ -804,23 +909,11 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
 
     s.cases = r->n_cases;
     s.skipped = r->skipped;
-    if (r->o.only_case) {
-        int found = 0;
-        for (size_t i = 0; i < r->n_cases; i++) {
-            if (strcmp(r->cases[i].id, r->o.only_case) == 0) {
-                found = 1;
-                r->cases[i].equivalent_to = -1;
-            } else {
-                r->cases[i].done = 1;
-            }
-        }
-        if (!found)
-            return ota_err_set(err, ENOENT, "no case '%s' (see --list)", r->o.only_case);
-        s.cases = 1;
-    }
+    if (r->o.n_only_cases && (rc = select_cases(r, &s, err)) < 0)
+        return rc;
     if (r->o.list) {
         for (size_t i = 0; i < r->n_cases; i++)
-            if (!r->cases[i].done)
+            if (!r->cases[i].done || r->cases[i].prerun)
                 printf("%s\n", r->cases[i].id);
         *ret = s;
         return 0;
@@ -830,6 +923,18 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
         (rc = otasim_rundb_begin(r->db, r->o.command ? r->o.command : "", r->t.agent, &r->run_id,
                                  err)) < 0)
         return rc;
+    /* failed recording runs: trials of their own, already run */
+    for (size_t i = 0; i < r->n_cases; i++) {
+        struct rcase *c = &r->cases[i];
+        struct scen *sc = &r->scens[c->scen];
+        if (!c->prerun)
+            continue;
+        c->tr.sc = &sc->sc; /* the scens array moved since */
+        c->tr.srv = &sc->srv;
+        c->tr.built = sc->built;
+        s.run++;
+        record(r, i, &s);
+    }
     /* servers started early (recordings) learn the devices of every case now */
     for (size_t i = 0; i < r->n_scens; i++)
         if (r->scens[i].srv_up && r->scens[i].sc.server_faults && (rc = put_plan(r, i, err)) < 0)

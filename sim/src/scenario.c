@@ -192,8 +192,8 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
 {
     static const char *const keys[] = {
         "profile",    "source", "device_type", "health_window_ms", "health_interval_ms",
-        "clock_rate", NULL};
-    char profile[16] = "app";
+        "clock_rate", "slot_b", NULL};
+    char profile[16] = "app", slot_b[16] = "empty";
     long long v;
     int i;
 
@@ -202,12 +202,18 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if (only_keys(d, "device", keys, err) < 0 ||
         opt_str(d, "device", "profile", profile, sizeof(profile), err) < 0 ||
         opt_str(d, "device", "source", s->source, sizeof(s->source), err) < 0 ||
-        opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type), err) < 0)
+        opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type), err) < 0 ||
+        opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err) < 0)
         return -EINVAL;
+    if (strcmp(slot_b, "empty") != 0 && strcmp(slot_b, "factory") != 0)
+        return ota_err_set(err, EINVAL, "device.slot_b: '%s' is not empty or factory", slot_b);
+    s->slot_b_factory = strcmp(slot_b, "factory") == 0;
     i = lookup(otasim_profile_names, OTASIM_PROFILE_MAX, profile);
     if (i < 0)
         return ota_err_set(err, EINVAL, "device.profile: '%s' is not app or rootfs", profile);
     s->profile = (enum otasim_profile)i;
+    if (s->slot_b_factory && s->profile != OTASIM_PROFILE_ROOTFS)
+        return ota_err_set(err, EINVAL, "device.slot_b: for the rootfs profile");
     if (strcmp(s->source, "fleet") != 0 && strcmp(s->source, "github") != 0)
         return ota_err_set(err, EINVAL, "device.source: '%s' is not fleet or github", s->source);
     v = s->health_window_ms;
@@ -264,8 +270,10 @@ static int parse_release(const json_t *r, size_t idx, struct otasim_scenario *s,
         if (strcmp(rel->format, "tar.gz") != 0 && strcmp(rel->format, "deb") != 0)
             return ota_err_set(err, EINVAL, "%s.format: tar.gz or deb", where);
     } else {
-        if (strcmp(rel->variant, "good") != 0 && strcmp(rel->variant, "broken") != 0)
-            return ota_err_set(err, EINVAL, "%s.variant: 'good' or 'broken' for a rootfs", where);
+        if (strcmp(rel->variant, "good") != 0 && strcmp(rel->variant, "broken") != 0 &&
+            strcmp(rel->variant, "unhealthy") != 0)
+            return ota_err_set(err, EINVAL,
+                               "%s.variant: 'good', 'broken' or 'unhealthy' for a rootfs", where);
         if (strcmp(rel->format, "raw") != 0 && strcmp(rel->format, "gz") != 0)
             return ota_err_set(err, EINVAL, "%s.format: raw or gz for a rootfs", where);
     }

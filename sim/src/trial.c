@@ -227,8 +227,13 @@ int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
     r = otasim_trial_run(&keep, tr, err);
     if (r < 0)
         return r;
+    if (tr->outcome == OTASIM_FAIL) {
+        /* the agent under test, not the harness: a failed trial of its own,
+         * tree kept for the reproduce command */
+        return OTASIM_RECORD_FAILED;
+    }
     if (tr->outcome != OTASIM_PASS) {
-        r = ota_err_set(err, EIO, "the recording run (no fault) failed: %s", tr->detail);
+        r = ota_err_set(err, EIO, "the recording run (no fault): %s", tr->detail);
         goto out;
     }
     rec.calls = tr->calls;

@@ -1152,6 +1152,12 @@ static int handle_rebooting(struct ota_agent *a, struct ota_step *st, struct ota
     }
     if (strcmp(upgrade, "1") == 0 && atoi(count) == 0 && (!known || booted != a->j.to_slot))
         return request_reboot(a, st, err); /* the reboot never happened */
+#ifdef OTA_MUTANT_ROOTFS_COMMIT_ON_BOOT
+    /* MUTANT: rootfs-commit-on-boot: the new slot booted, so it is committed
+     * at once; the post-reboot health check never runs. */
+    if (booted == a->j.to_slot && strcmp(upgrade, "1") == 0)
+        return transition(a, OTA_STATE_COMMITTING, err);
+#endif
     if (booted == a->j.to_slot && strcmp(upgrade, "1") == 0)
         return transition(a, OTA_STATE_HEALTH_CHECK, err);
     return start_rollback(a, "new rootfs did not boot: the bootloader fell back", err);
@@ -1248,7 +1254,9 @@ static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ot
                         err);
     if (r < 0)
         return r;
+#ifndef OTA_MUTANT_COMMIT_KEEPS_DOWNLOAD
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
+#endif /* else MUTANT: commit-keeps-download: every committed payload stays on disk */
     set_reason(a, "");
     a->j.failed = 0;
     OTA_FAULT_POINT("commit.before_save");
@@ -1263,7 +1271,15 @@ static int handle_rolling_back(struct ota_agent *a, struct ota_step *st, struct 
     st->result = OTA_STEP_CONTINUE;
     if (is_rootfs(a)) {
         int booted, known;
+#ifdef OTA_MUTANT_FALLBACK_KEEPS_BOOTCOUNT
+        /* MUTANT: fallback-keeps-bootcount: boot_part and upgrade_available
+         * are set back, bootcount (past the limit after a fallback) is not. */
+        const char *names[] = {"boot_part", "upgrade_available"};
+        const char *values[] = {env_slot_names[a->j.from_slot], "0"};
+        r = a->ops.bootenv->set(a->ops.bootenv_ctx, names, values, 2, &e);
+#else
         r = env_set3(a, a->j.from_slot, "0", &e);
+#endif
         if (r < 0) {
             char why[OTA_REASON_LEN];
             /* Running the old slot and the env unwritable: the trial boot was

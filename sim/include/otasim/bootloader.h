@@ -38,6 +38,7 @@ struct otasim_image {
     uint8_t sha256[32]; /* of the first size bytes of the partition */
     uint64_t size;
     int bootable;
+    int unhealthy; /* boots, but its service never comes up (variant unhealthy) */
 };
 
 struct otasim_bootcfg {

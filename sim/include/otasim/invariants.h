@@ -9,7 +9,8 @@
  *   active-slot-complete   the active slot holds exactly the release the
  *                          agent's database names (tree digest / image hash)
  *   bootable               app: the service is active and /health answers
- *                          200; rootfs: the bootloader model booted the slot
+ *                          200; rootfs: the bootloader model booted the slot,
+ *                          and (native) its service is up the same way
  *   running-version        the running version (app /version, booted image)
  *                          equals the agent's database
  *   bootenv-consistent     the env reads (CRC), bootcount 0, boot_part = the

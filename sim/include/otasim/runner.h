@@ -19,13 +19,15 @@ struct otasim_run_opts {
     uint64_t seed;          /* base seed (case i gets seed + i) */
     int exhaustive;         /* run every crash point, not one per class */
     int list;               /* print the case ids, run nothing (points: recorded) */
-    const char *only_case;  /* run just this case id */
     const char *db_path;    /* run database (default WORK/runs.db) */
     const char *junit_path; /* JUnit XML (optional) */
     const char *command;    /* the command line, for the run row */
     int quiet;              /* no progress line */
     int fail_fast;          /* start no new case after the first failure */
     const char *trees_dir;  /* where trial trees go (default /dev/shm, else WORK) */
+    /* --case, --cases-from: run just these case ids */
+    const char *const *only_cases;
+    size_t n_only_cases;
 };
 
 struct otasim_run_stats {

@@ -75,7 +75,7 @@ struct otasim_fault {
 struct otasim_release {
     char version[32];
     char variant[48];     /* app: video-app build (video-app-v2, video-app-v2-hang, ...);
-                             rootfs: "good" or "broken" */
+                             rootfs: "good", "broken" or "unhealthy" */
     char format[16];      /* app: tar.gz | deb; rootfs: raw | gz */
     char device_type[32]; /* default: the device's */
     char min_version[32];
@@ -129,6 +129,9 @@ struct otasim_scenario {
     int health_interval_ms;
     int clock_rate; /* > 1: the agent's clocks (wall and monotonic) run this many
                        times faster (libfaketime), for long windows */
+
+    /* rootfs: rootB starts with the factory image too (device.slot_b: factory) */
+    int slot_b_factory;
     struct otasim_release rel[OTASIM_MAX_RELEASES];
     size_t n_rel;
     json_t *server_faults; /* fault plan rules (docs/protocol.md) or NULL */

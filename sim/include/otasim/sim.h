@@ -170,6 +170,10 @@ struct otasim_recording {
     uint8_t *distinct; /* [calls + 1]: 1 if crashing after call n can differ from n-1 */
     uint64_t n_distinct;
 };
+/* Runs tr with no fault and learns its cycle: 0, or OTASIM_RECORD_FAILED
+ * when the agent under test already fails that run (an invariant: tr holds
+ * the failed trial, its tree is kept), or -errno when the harness failed. */
+#define OTASIM_RECORD_FAILED 1
 int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
                   struct otasim_recording *ret, struct ota_err *err) OTA_MUST;
 void otasim_recording_free(struct otasim_recording *r);

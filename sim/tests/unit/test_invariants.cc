@@ -432,7 +432,12 @@ TEST_F(InvTest, BootableApp)
 TEST_F(InvTest, BootableRootfs)
 {
     rootfs_device({"boot_part=B"}, 1);
+    v.svc_active = 1;
+    v.health = 200;
     EXPECT_PASS(run(otasim_inv_bootable));
+    v.health = 0; // booted, but its service never came up (variant unhealthy)
+    EXPECT_FAIL(run(otasim_inv_bootable));
+    v.health = 200;
     d.boot_failed = 1;
     d.booted_slot = -1;
     EXPECT_FAIL(run(otasim_inv_bootable));

@@ -62,6 +62,7 @@ enum otasim_crash_model {
     OTASIM_CRASH_MODEL_MAX
 };
 extern const char *const otasim_crash_model_names[OTASIM_CRASH_MODEL_MAX];
+#define OTASIM_MAX_CRASH_SUBSETS 64 /* trials per cut, at most */
 int otasim_crash_model_parse(const char *text, enum otasim_crash_model *ret,
                              struct ota_err *err) OTA_MUST;
 

@@ -26,6 +26,10 @@ struct otasim_run_opts {
     int quiet;              /* no progress line */
     int fail_fast;          /* start no new case after the first failure */
     const char *trees_dir;  /* where trial trees go (default /dev/shm, else WORK) */
+    /* --crash-model, --crash-subsets: for every power cut, instead of each
+     * scenario's own (fault.crash_model, fault.crash_subsets) */
+    int crash_model;   /* enum otasim_crash_model, or -1: the scenario's */
+    int crash_subsets; /* 1..OTASIM_MAX_CRASH_SUBSETS, or 0: the scenario's */
 };
 
 struct otasim_run_stats {

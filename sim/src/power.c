@@ -743,12 +743,20 @@ static int take_tear(struct pw *w, const struct otasim_rec *r)
         free(t.data);
         return ota_err_set(w->err, ENOMEM, "out of memory for a torn write");
     }
-    for (k = 0; k < nsec; k++)
-        on += t.keep[k] = (unsigned char)rnd_below(w, 2);
-    /* Two sectors or more: torn for sure (a whole or no write is minimal's). */
-    if (nsec > 1 && (on == 0 || on == nsec)) {
-        k = rnd_below(w, nsec);
-        t.keep[k] ^= 1;
+    if (nsec == 1) {
+        t.keep[0] = (unsigned char)rnd_below(w, 2); /* one sector: atomic */
+    } else {
+        /* Torn for sure (a whole or no write is minimal's): the first sectors
+         * (written back in order), the last ones, or any mix. */
+        uint64_t shape = rnd_below(w, 3), cut = 1 + rnd_below(w, nsec - 1);
+        for (k = 0; k < nsec; k++) {
+            t.keep[k] = (unsigned char)(shape == 0   ? k < cut
+                                        : shape == 1 ? k >= cut
+                                                     : rnd_below(w, 2));
+            on += t.keep[k];
+        }
+        if (on == 0 || on == nsec)
+            t.keep[rnd_below(w, nsec)] ^= 1;
     }
     if (w->n_tears == w->cap_tears) {
         size_t cap = w->cap_tears ? w->cap_tears * 2 : 8;

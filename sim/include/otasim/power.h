@@ -35,9 +35,10 @@
  *
  * torn: as minimal, except that the last unsynced write to each file (when
  * it is the file's last data operation) persists partly: a seeded subset of
- * its 512-byte sectors (by absolute file offset), never all and never none
- * when it spans two or more; a write within one sector persists whole or not
- * at all (sector writes are atomic). Bytes of sectors that did not persist
+ * its 512-byte sectors (by absolute file offset): a third of the seeds its
+ * first sectors (written back in order), a third its last ones, a third any
+ * mix; never all and never none when it spans two or more. A write within
+ * one sector persists whole or not at all (sector writes are atomic). Bytes of sectors that did not persist
  * read as they were (or as zeros past the old end of the file). A half-written
  * uboot.env or database page.
  *

@@ -1,0 +1,89 @@
+"""Each crash model earns its place (sim/include/otasim/power.h): a seeded
+sample of power cuts under minimal, reorder and torn, run with the real agent
+and with two mutants that only one model catches.
+
+- switch-before-sync installs the app and renames `current` onto it with no
+  fsync, then one sync(): right if the slot's unsynced data reaches the disk
+  before the unsynced rename. minimal loses both, torn too (the slot's names
+  were never durable); only reorder keeps the rename without the data.
+- trust-download-size takes a full-length download file as written: right if
+  unsynced writes persist whole (minimal loses them, reorder keeps a prefix
+  of them); only torn leaves a full length over holes.
+
+The real agent passes every trial of both scenarios under every model.
+The scenarios (scenarios/crash-models/) cut at named fault points: the build
+needs -DOTA_FAULT_POINTS=ON, the mutants -DOTA_MUTANTS=ON."""
+import os
+import sqlite3
+
+import pytest
+
+from conftest import BUILD, HERE, JOBS, failed_invariants, sim
+
+WORK = os.path.join(BUILD, "sim-work-pytest")
+MODELS = ["minimal", "reorder", "torn"]
+CUT_SWITCH = os.path.join(HERE, "crash-models", "cut-after-switch-rename.yaml")
+CUT_DOWNLOAD = os.path.join(HERE, "crash-models", "cut-before-download-sync.yaml")
+
+# agent -> (scenarios, the one model that must catch it, subsets per cut under
+# that model: enough seeds that the catch does not hang on one)
+AGENTS = {
+    "ota-agent": ([CUT_SWITCH, CUT_DOWNLOAD], None, 4),
+    "ota-agent-mutant-switch-before-sync": ([CUT_SWITCH], "reorder", 8),
+    "ota-agent-mutant-trust-download-size": ([CUT_DOWNLOAD], "torn", 8),
+}
+# what the mutants' bug looks like: the good update did not complete (broken
+# slot rolled back, corrupt payload refused) or the slot is not the release
+BUG_INVARIANTS = {"expected-outcome", "active-slot-complete", "running-version", "bootable"}
+
+
+def trials(db):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(
+            "SELECT case_id, seed, outcome, crash_model, reproduce, detail FROM trials "
+            "WHERE run_id = (SELECT max(id) FROM runs)").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_crash_model(agent, model, tmp_path):
+    scenarios, catcher, n = AGENTS[agent]
+    binary = os.path.join(BUILD, "agent", agent)
+    if not os.path.exists(binary):
+        pytest.fail(f"{binary} not built (-DOTA_MUTANTS=ON)")
+    subsets = n if model == catcher else 4
+    db = str(tmp_path / "runs.db")
+    r = sim("run", *scenarios, "-q", "-j", JOBS, "--work", WORK, "--db", db, "--agent", binary,
+            "--seed", "1", "--crash-model", model, "--crash-subsets", str(subsets), timeout=900)
+    rows = trials(db)
+    failed = failed_invariants(db)
+
+    # recorded per trial: the model, one trial per subset, each its own seed
+    per_cut = 1 if model == "minimal" else subsets
+    assert len(rows) == per_cut * len(scenarios), rows
+    assert {row[3] for row in rows} == {model}
+    assert len({row[1] for row in rows}) == len(rows), "seeds repeat"
+    for case_id, seed, _, _, repro, _ in rows:
+        if model == "minimal":
+            assert "--crash-model" not in repro
+        else:
+            assert case_id.rsplit("/", 1)[1].startswith(model + "-"), case_id
+            assert f"--crash-model {model} --crash-subsets 1" in repro
+            assert f"--seed {seed} " in repro
+    for cid, names in failed.items():
+        assert "fault-fired" not in names, (
+            f"{cid}: the fault point never fired (build with -DOTA_FAULT_POINTS=ON)")
+
+    if model != catcher:
+        assert r.returncode == 0, f"{agent} failed under {model}: {failed}\n{r.stderr[-2000:]}"
+        assert not failed
+        return
+    assert r.returncode == 1, f"{agent} not caught under {model} (exit {r.returncode})\n" \
+                              f"{r.stderr[-2000:]}"
+    assert failed, "exit 1 without a failed invariant"
+    for cid, names in failed.items():
+        assert set(names) & BUG_INVARIANTS, f"{cid}: caught by {names}, not by its bug"
+    print(f"{agent}: {len(failed)} of {len(rows)} {model} trials caught it: {failed}")

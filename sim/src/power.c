@@ -335,6 +335,37 @@ static int open_w(const char *p, mode_t *ret_chmod)
     return open(p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/* Gives inode r->ino (file, directory) back the attributes r changed. */
+static int undo_attr(struct pw *w, const struct otasim_rec *r)
+{
+    const char *p = r->path;
+    struct timespec ts[2];
+    struct stat st;
+
+    if (lstat(p, &st) < 0 || (uint64_t)st.st_ino != r->ino) {
+        p = find_ino(w, r->ino);
+        if (!p || lstat(p, &st) < 0)
+            return 0; /* no name left */
+    }
+    if ((r->flags & OTASIM_REC_ATTR_MODE) && !S_ISLNK(st.st_mode) && chmod(p, r->mode) < 0)
+        return ota_err_set(w->err, errno, "undo of attr %s: chmod: %s", p, strerror(errno));
+    if ((r->flags & OTASIM_REC_ATTR_OWNER) &&
+        lchown(p, (uid_t)(r->old_size >> 32), (gid_t)(r->old_size & 0xffffffffu)) < 0 &&
+        errno != EPERM)
+        return ota_err_set(w->err, errno, "undo of attr %s: chown: %s", p, strerror(errno));
+    if (r->flags & OTASIM_REC_ATTR_TIMES) {
+        ts[0].tv_sec = (time_t)(r->off / 1000000000ULL);
+        ts[0].tv_nsec = (long)(r->off % 1000000000ULL);
+        ts[1].tv_sec = (time_t)(r->len / 1000000000ULL);
+        ts[1].tv_nsec = (long)(r->len % 1000000000ULL);
+        if (utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW) < 0)
+            return ota_err_set(w->err, errno, "undo of attr %s: utimensat: %s", p,
+                               strerror(errno));
+    }
+    w->st.writes_undone++;
+    return 0;
+}
+
 /* Puts file r->ino back as it was before r. */
 static int undo_data(struct pw *w, const struct otasim_rec *r)
 {
@@ -345,6 +376,8 @@ static int undo_data(struct pw *w, const struct otasim_rec *r)
 
     if (!r->ino)
         return 0;
+    if (r->op == OTASIM_OP_ATTR)
+        return undo_attr(w, r);
     if (lstat(p, &st) < 0 || (uint64_t)st.st_ino != r->ino || !S_ISREG(st.st_mode)) {
         p = find_ino(w, r->ino);
         if (!p)
@@ -575,9 +608,11 @@ static uint64_t rnd_below(struct pw *w, uint64_t n)
     return n ? rnd_next(w) % n : 0;
 }
 
+/* The records of one inode, durable through an fsync of it: its data and,
+ * like ext4's inode, its attributes. */
 static int is_data(enum otasim_op op)
 {
-    return op == OTASIM_OP_WRITE || op == OTASIM_OP_TRUNC;
+    return op == OTASIM_OP_WRITE || op == OTASIM_OP_TRUNC || op == OTASIM_OP_ATTR;
 }
 
 static int is_dirop(enum otasim_op op)
@@ -617,6 +652,7 @@ static int mark_durable(struct pw *w)
             continue;
         case OTASIM_OP_WRITE:
         case OTASIM_OP_TRUNC:
+        case OTASIM_OP_ATTR:
             d = iset_has(&synced, r->ino);
             break;
         case OTASIM_OP_RENAME:

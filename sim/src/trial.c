@@ -49,6 +49,18 @@ void otasim_trial_free(struct otasim_trial *tr)
     tr->state_lines = NULL;
 }
 
+/* A pass whose journal holds a mutation the power model cannot represent
+ * ends the trial as a harness error: a rebuild would treat it as durable. */
+static int check_modelled(const char *journal, struct ota_err *err)
+{
+    char what[PATH_MAX + 64];
+
+    if (otasim_journal_unmodelled(journal, what, sizeof(what)))
+        return ota_err_set(err, ENOTSUP, "unmodelled call %s (the power model cannot rebuild it)",
+                           what);
+    return 0;
+}
+
 /* The tree after a power cut, per the trial's crash model; its subset is
  * chosen by the trial's seed (and the pass, should one trial cut twice). */
 static int rebuild(const struct otasim_trial *tr, const char *root, const char *journal, int pass,
@@ -123,6 +135,8 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
         if (r < 0)
             goto out;
         ota_strlcpy(pi->journal, ps.journal, sizeof(pi->journal));
+        if ((r = check_modelled(ps.journal, err)) < 0)
+            goto out;
         tr->passes = pass;
         if (cycle_open) {
             cycle_calls += ps.calls;

@@ -968,6 +968,202 @@ TEST_F(PowerTest, TornIsReproducibleBySeed)
     }
 }
 
+
+// ---- calls beyond open/write/rename -------------------------------------------
+
+// The first UNMODELLED event of the journal ("" if none).
+std::string unmodelled_of(const std::string &journal)
+{
+    char buf[4200];
+    return otasim_journal_unmodelled(journal.c_str(), buf, sizeof(buf)) ? buf : "";
+}
+
+TEST_F(PowerTest, FallocateGrowingAFileIsUndone)
+{
+    write_file(P("f"), "abc");
+    cut({"open f rw", "fallocate f 0 4096 0", "crash"});
+    EXPECT_EQ(read_file(P("f")), "abc");
+    EXPECT_EQ(stats_.writes_undone, 1u);
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
+TEST_F(PowerTest, PosixFallocateIsJournaledAndKeptByFsync)
+{
+    write_file(P("f"), "abc");
+    cut({"open f rw", "posix_fallocate f 0 100", "fsync f", "posix_fallocate f 0 900", "crash"});
+    EXPECT_EQ(read_file(P("f")).size(), 100u);
+}
+
+TEST_F(PowerTest, FallocateKeepSizeChangesNothingVisible)
+{
+    write_file(P("f"), "abc");
+    cut({"open f rw", "fallocate f 0 8192 keep", "crash"});
+    EXPECT_EQ(read_file(P("f")), "abc");
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
+TEST_F(PowerTest, FallocatePunchingAHoleIsUnmodelled)
+{
+    write_file(P("f"), sectors(16, 'x'));
+    Result r = run({"open f rw", "fallocate f 0 4096 punch"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "fallocate " + P("f"));
+}
+
+TEST_F(PowerTest, CopyFileRangeIntoAFileIsAWriteAndUndone)
+{
+    write_file(P("src"), "new content");
+    write_file(P("dst"), "old");
+    cut({"open src r", "open dst w", "copyrange src dst", "crash"});
+    EXPECT_EQ(read_file(P("dst")), "old");
+    EXPECT_EQ(stats_.writes_undone, 1u);
+}
+
+TEST_F(PowerTest, CopyFileRangeKeptByFsync)
+{
+    write_file(P("src"), "new content");
+    write_file(P("dst"), "old");
+    cut({"open src r", "open dst w", "copyrange src dst", "fsync dst", "crash"});
+    EXPECT_EQ(read_file(P("dst")), "new content");
+}
+
+TEST_F(PowerTest, SendfileIntoAFileIsAWriteAndUndone)
+{
+    write_file(P("src"), "sent bytes");
+    write_file(P("dst"), "0123456789abc");
+    cut({"open src r", "open dst rw", "sendfile src dst", "crash"});
+    EXPECT_EQ(read_file(P("dst")), "0123456789abc");
+    EXPECT_EQ(stats_.bytes_restored, 10u);
+}
+
+TEST_F(PowerTest, SpliceIntoAFileIsAWriteAndUndone)
+{
+    write_file(P("dst"), "before");
+    cut({"open dst w", "splice dst spliced!", "crash"});
+    EXPECT_EQ(read_file(P("dst")), "before");
+}
+
+TEST_F(PowerTest, SharedWritableMappingIsUnmodelled)
+{
+    write_file(P("f"), "0123456789");
+    Result r = run({"open f rw", "mmapw f MAPPED"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "mmap(MAP_SHARED, PROT_WRITE) " + P("f"));
+}
+
+TEST_F(PowerTest, SqliteShmMappingIsNotUnmodelled)
+{
+    write_file(P("app.db-shm"), std::string(32768, '\0'));
+    Result r = run({"open app.db-shm rw", "mmapw app.db-shm shared"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
+TEST_F(PowerTest, StdioWritesAreUnmodelled)
+{
+    Result r = run({"fopenw f hello"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "fopen(\"w\") " + P("f"));
+    fresh_root();
+    write_file(P("g"), "x");
+    r = run({"open g rw", "fdopenw g more"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "fdopen(\"a\") " + P("g"));
+}
+
+TEST_F(PowerTest, ReadingThroughStdioIsFine)
+{
+    write_file(P("f"), "x");
+    Result r = run({"open f r"});
+    ASSERT_EQ(r.status, 0);
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
+mode_t mode_of(const std::string &p)
+{
+    struct stat st;
+    return lstat(p.c_str(), &st) == 0 ? st.st_mode & 07777 : 0;
+}
+
+TEST_F(PowerTest, ChmodWithoutFsyncIsUndone)
+{
+    write_file(P("f"), "x");
+    ASSERT_EQ(chmod(P("f").c_str(), 0644), 0);
+    cut({"open f r", "fchmod f 0755", "chmod f 0700", "crash"});
+    EXPECT_EQ(mode_of(P("f")), 0644u);
+    EXPECT_EQ(stats_.writes_undone, 2u);
+}
+
+TEST_F(PowerTest, ChmodWithFsyncIsKept)
+{
+    write_file(P("f"), "x");
+    ASSERT_EQ(chmod(P("f").c_str(), 0644), 0);
+    cut({"open f r", "fchmod f 0755", "fsync f", "crash"});
+    EXPECT_EQ(mode_of(P("f")), 0755u);
+}
+
+TEST_F(PowerTest, TimesAndOwnerWithoutFsyncAreUndone)
+{
+    write_file(P("f"), "x");
+    struct timespec ts[2] = {{1000, 0}, {2000, 0}};
+    ASSERT_EQ(utimensat(AT_FDCWD, P("f").c_str(), ts, 0), 0);
+    cut({"utimens f 5000", "chown f", "crash"});
+    struct stat st;
+    ASSERT_EQ(stat(P("f").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mtim.tv_sec, 2000);
+    EXPECT_EQ(st.st_atim.tv_sec, 1000);
+}
+
+TEST_F(PowerTest, AttributeCallsKeepTheCrashPointNumbers)
+{
+    write_file(P("f"), "x");
+    Result r = run({"open f rw", "write f a", "fchmod f 0600", "utimens f 7", "write f b"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    Journal j = load();
+    EXPECT_EQ(j->calls, 1u); // the two writes are one burst; attr changes are not counted
+}
+
+TEST_F(PowerTest, TmpfileLinkedInIsANewName)
+{
+    cut({"tmpfile . t data", "crash"});
+    EXPECT_FALSE(exists(P("t")));
+    EXPECT_EQ(unmodelled_of(journal_), "");
+    fresh_root();
+    cut({"tmpfile . t data", "open t r", "fsync t", "fsyncdir .", "crash"});
+    EXPECT_EQ(read_file(P("t")), "data");
+}
+
+TEST_F(PowerTest, RenameIntoTheRootFromOutsideIsUnmodelled)
+{
+    write_file(top_ + "/outside", "from elsewhere");
+    Result r = run({"rename " + top_ + "/outside in"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "rename from outside the device root " + P("in"));
+}
+
+TEST_F(PowerTest, LinkIntoTheRootFromOutsideIsUnmodelled)
+{
+    write_file(top_ + "/outside", "from elsewhere");
+    Result r = run({"link " + top_ + "/outside in"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "link from outside the device root " + P("in"));
+}
+
+TEST_F(PowerTest, RenameOutOfTheRootIsUnmodelled)
+{
+    write_file(P("f"), "leaving");
+    Result r = run({"rename f " + top_ + "/gone"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "rename out of the device root " + P("f"));
+}
+
+TEST_F(PowerTest, AFailedCrossingIsNotUnmodelled)
+{
+    Result r = run({"rename " + top_ + "/nothing-there in"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
 // ---- SQLite against the model ------------------------------------------------
 
 // Rows after transaction k of the script below (-1: no table yet).

@@ -359,8 +359,7 @@ static int undo_attr(struct pw *w, const struct otasim_rec *r)
         ts[1].tv_sec = (time_t)(r->len / 1000000000ULL);
         ts[1].tv_nsec = (long)(r->len % 1000000000ULL);
         if (utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW) < 0)
-            return ota_err_set(w->err, errno, "undo of attr %s: utimensat: %s", p,
-                               strerror(errno));
+            return ota_err_set(w->err, errno, "undo of attr %s: utimensat: %s", p, strerror(errno));
     }
     w->st.writes_undone++;
     return 0;
@@ -628,49 +627,88 @@ static int failed_call(const struct otasim_rec *r)
     return r->done && r->result < 0;
 }
 
+#define SYNCED   1u /* a later fsync of the inode succeeded */
+#define POISONED 2u /* a later fsync of it failed with EIO, nothing synced it since */
+
+static uint64_t icount_get(const struct icount *m, uint64_t k)
+{
+    size_t i;
+
+    if (!k || !m->cap)
+        return 0;
+    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
+        if (m->ino[i] == k)
+            return m->n[i];
+    return 0;
+}
+
+/* Whether a change covered by inode k's state (all: a later sync) is durable.
+ * Linux drops the dirty pages whose writeback failed and a later fsync
+ * returns 0 (nothing left to write): what an fsync EIO covered stays lost,
+ * whatever syncs come after it. */
+static int covered(const struct icount *st, uint64_t k, int all)
+{
+    uint64_t v = icount_get(st, k);
+
+    return !(v & POISONED) && (all || (v & SYNCED));
+}
+
 static int mark_durable(struct pw *w)
 {
     const struct otasim_journal *j = w->j;
-    struct iset synced = {0};
-    int all = 0, rc = 0;
-    size_t i;
+    struct icount st = {0};
+    uint64_t *v;
+    int all = 0;
+    size_t i, k;
 
     for (i = j->n; i-- > 0;) {
         const struct otasim_rec *r = &j->v[i];
         int d = 0;
+        if (r->op == OTASIM_OP_FSYNC && r->done && r->result == -EIO) {
+            if (!(v = icount_slot(&st, r->ino)))
+                goto oom;
+            *v = POISONED;
+            continue;
+        }
         if (r->op >= OTASIM_OP_STATE || failed_call(r))
             continue;
         switch (r->op) {
         case OTASIM_OP_SYNC:
             all |= r->done;
+            /* earlier than a failed fsync: it wrote those pages */
+            for (k = 0; r->done && k < st.cap; k++)
+                st.n[k] &= ~(uint64_t)POISONED;
             continue;
         case OTASIM_OP_FSYNC:
-            if (r->done)
-                rc = iset_add(&synced, r->ino);
-            if (rc < 0)
-                goto cleanup;
+            if (!r->done)
+                continue;
+            if (!(v = icount_slot(&st, r->ino)))
+                goto oom;
+            *v = SYNCED;
             continue;
         case OTASIM_OP_WRITE:
         case OTASIM_OP_TRUNC:
         case OTASIM_OP_ATTR:
-            d = iset_has(&synced, r->ino);
+            d = covered(&st, r->ino, all);
             break;
         case OTASIM_OP_RENAME:
-            d = iset_has(&synced, r->dir_ino) && iset_has(&synced, r->dir2_ino);
+            d = covered(&st, r->dir_ino, all) && covered(&st, r->dir2_ino, all);
             break;
         case OTASIM_OP_LINK:
-            d = iset_has(&synced, r->dir2_ino);
+            d = covered(&st, r->dir2_ino, all);
             break;
         default:
-            d = iset_has(&synced, r->dir_ino);
+            d = covered(&st, r->dir_ino, all);
         }
-        w->durable[i] = (unsigned char)(all || d);
+        w->durable[i] = (unsigned char)d;
         if (w->durable[i])
             w->st.durable++;
     }
-cleanup:
-    free(synced.v);
-    return rc < 0 ? ota_err_set(w->err, ENOMEM, "out of memory") : 0;
+    icount_free(&st);
+    return 0;
+oom:
+    icount_free(&st);
+    return ota_err_set(w->err, ENOMEM, "out of memory");
 }
 
 /* 1 if record i may be undone: a change that is neither failed nor durable. */

@@ -683,6 +683,50 @@ TEST_F(PowerTest, FailInjectionEioOnFsyncLosesTheData)
     EXPECT_EQ(read_file(P("f")), "old");
 }
 
+// Linux drops the dirty pages whose writeback failed; a later fsync returns 0.
+TEST_F(PowerTest, AfterAnFsyncEioALaterFsyncDoesNotSaveTheData)
+{
+    write_file(P("f"), "old");
+    Result r = run({"open f rw", "pwrite f 0 new", "fsync f", "fsync f", "crash"},
+                   {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=2", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    EXPECT_EQ(r.out, "ERR 3 fsync f Input/output error\n");
+    rebuild();
+    EXPECT_EQ(read_file(P("f")), "old");
+}
+
+TEST_F(PowerTest, AfterAnFsyncEioSyncDoesNotSaveTheDataEither)
+{
+    write_file(P("f"), "old");
+    Result r = run({"open f rw", "pwrite f 0 new", "fsync f", "sync", "crash"},
+                   {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=2", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    rebuild();
+    EXPECT_EQ(read_file(P("f")), "old");
+}
+
+TEST_F(PowerTest, AfterAnFsyncEioNewWritesAreSavedAgain)
+{
+    write_file(P("f"), "aaaa bbbb");
+    Result r =
+        run({"open f rw", "pwrite f 0 AAAA", "fsync f", "pwrite f 5 BBBB", "fsync f", "crash"},
+            {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=2", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    rebuild();
+    EXPECT_EQ(read_file(P("f")), "aaaa BBBB");
+}
+
+TEST_F(PowerTest, AnFsyncBeforeTheEioStillCounts)
+{
+    write_file(P("f"), "aaaa bbbb");
+    Result r = run({"open f rw", "pwrite f 0 AAAA", "fsync f", "pwrite f 5 BBBB", "fsync f",
+                    "fsync f", "crash"},
+                   {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=4", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    rebuild();
+    EXPECT_EQ(read_file(P("f")), "AAAA bbbb");
+}
+
 TEST_F(PowerTest, FailStateArmsInjection)
 {
     Result r = run({"mkdir a", "state DOWNLOADING", "mkdir b", "state INSTALLING", "mkdir c"},
@@ -967,7 +1011,6 @@ TEST_F(PowerTest, TornIsReproducibleBySeed)
             EXPECT_EQ(read_file(P("f")), first);
     }
 }
-
 
 // ---- calls beyond open/write/rename -------------------------------------------
 

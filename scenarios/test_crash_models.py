@@ -13,6 +13,7 @@ and with two mutants that only one model catches.
 The real agent passes every trial of both scenarios under every model.
 The scenarios (scenarios/crash-models/) cut at named fault points: the build
 needs -DOTA_FAULT_POINTS=ON, the mutants -DOTA_MUTANTS=ON."""
+import glob
 import os
 import sqlite3
 
@@ -87,3 +88,45 @@ def test_crash_model(agent, model, tmp_path):
     for cid, names in failed.items():
         assert set(names) & BUG_INVARIANTS, f"{cid}: caught by {names}, not by its bug"
     print(f"{agent}: {len(failed)} of {len(rows)} {model} trials caught it: {failed}")
+
+
+# ---- fsync EIO: the agent must not trust what the disk may have dropped ----
+
+EIO_SCENARIO = os.path.join(HERE, "crash-models", "eio-on-download-fsync.yaml")
+
+
+def download_fsync_points(tmp_path):
+    """The numbers of the download's fdatasync calls in a recorded app update."""
+    trees = tmp_path / "trees"
+    r = sim("run", os.path.join(HERE, "app-update-good.yaml"), "-q", "--keep", "--trees",
+            str(trees), "--work", WORK, "--db", str(tmp_path / "rec.db"), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    journals = glob.glob(str(trees / "*" / "case-0" / "dev" / ".sim" / "journal-1.bin"))
+    assert len(journals) == 1, journals
+    out = sim("journal", journals[0]).stdout
+    points = [int(line.split()[0]) for line in out.splitlines()
+              if line.split()[1:2] == ["fsync"] and line.rstrip().endswith("payload.part")]
+    assert points, out
+    return points
+
+
+@pytest.mark.parametrize("agent", ["ota-agent", "ota-agent-mutant-hash-after-eio"])
+def test_fsync_eio_drops_the_pages(agent, tmp_path):
+    """An fdatasync of the download fails once with EIO (the interposer drops
+    the unsynced pages, as Linux may): the real agent checks the file from disk
+    and completes; the mutant goes on from its in-memory hash and length and
+    never completes the update."""
+    binary = os.path.join(BUILD, "agent", agent)
+    if not os.path.exists(binary):
+        pytest.fail(f"{binary} not built (-DOTA_MUTANTS=ON)")
+    for point in download_fsync_points(tmp_path):
+        db = str(tmp_path / f"eio-{point}.db")
+        r = sim("run", EIO_SCENARIO, "-q", "--work", WORK, "--db", db, "--agent", binary,
+                "--fault", "eio", "--trigger", f"point:{point}", timeout=600)
+        failed = failed_invariants(db)
+        assert not any("fault-fired" in v for v in failed.values()), failed
+        if agent == "ota-agent":
+            assert r.returncode == 0, f"fsync EIO at call {point}: {failed}\n{r.stderr[-2000:]}"
+        else:
+            assert r.returncode == 1, f"mutant not caught at call {point}"
+            assert all("expected-outcome" in v for v in failed.values()), failed

@@ -1219,6 +1219,73 @@ API int fcntl64(int fd, int cmd, ...)
 
 /* ---- sync -------------------------------------------------------------- */
 
+/* ---- fsync EIO: the dirty pages are dropped ---------------------------- */
+
+struct dropped {
+    uint64_t pos, head, img_len, off, old_size;
+};
+
+/* After an fsync of inode ino failed with EIO (injected), Linux may have
+ * dropped the pages whose writeback failed, and a later fsync returns 0: the
+ * file reads as the disk has it. Here at once, the worst case: every write
+ * and truncate of ino by this process since its last fsync that ran (or
+ * sync) is undone now, from the before-images in the journal. The records
+ * stay: the power model counts them as lost at the next cut too. Under mu. */
+static void drop_unsynced(int fd, uint64_t ino)
+{
+    struct otasim_jhdr h;
+    struct stat st;
+    struct dropped *v = NULL, *nv;
+    size_t n = 0, cap = 0;
+    uint64_t pos = 0, size;
+    char l[64];
+    int wfd;
+
+    if (sys_fstat(g.jfd, &st) < 0)
+        return;
+    size = (uint64_t)st.st_size;
+    while (pos + sizeof(h) <= size && sys_pread(g.jfd, &h, sizeof(h), (off_t)pos) == sizeof(h) &&
+           h.magic == OTASIM_J_MAGIC && h.size >= sizeof(h) && pos + h.size <= size) {
+        int ran = !(h.flags & OTASIM_REC_DONE); /* not failed by injection */
+        if (h.kind == OTASIM_JK_CALL && h.pid == g.pid) {
+            if ((h.op == OTASIM_OP_FSYNC && h.ino == ino && ran) || h.op == OTASIM_OP_SYNC) {
+                n = 0;
+            } else if ((h.op == OTASIM_OP_WRITE || h.op == OTASIM_OP_TRUNC) && h.ino == ino &&
+                       ran) {
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    nv = realloc(v, cap * sizeof(*v));
+                    if (!nv)
+                        goto out;
+                    v = nv;
+                }
+                v[n].pos = pos;
+                v[n].head = OTASIM_J_ALIGN((uint64_t)sizeof(h) + h.path_len + 1 + h.path2_len + 1 +
+                                           h.text_len + 1);
+                v[n].img_len = h.img_len;
+                v[n].off = h.off;
+                v[n].old_size = h.old_size;
+                n++;
+            }
+        }
+        pos += h.size;
+    }
+    snprintf(l, sizeof(l), "/proc/self/fd/%d", fd);
+    wfd = (int)syscall(SYS_openat, AT_FDCWD, l, O_WRONLY | O_CLOEXEC);
+    if (wfd < 0)
+        goto out;
+    while (n-- > 0) {
+        const struct dropped *d = &v[n];
+        if (d->img_len && grow(&g.img, &g.img_cap, d->img_len) == 0 &&
+            sys_pread(g.jfd, g.img, d->img_len, (off_t)(d->pos + d->head)) == (ssize_t)d->img_len)
+            ota_ignore((int)syscall(SYS_pwrite64, wfd, g.img, d->img_len, (off_t)d->off));
+        ota_ignore((int)syscall(SYS_ftruncate, wfd, (off_t)d->old_size));
+    }
+    sys_close(wfd);
+out:
+    free(v);
+}
+
 static int do_fsync(int fd, int data)
 {
     struct stat st;
@@ -1246,6 +1313,9 @@ static int do_fsync(int fd, int data)
     fe = fail_for(F_SYNC, e->path, NULL, r.seq);
     if (fe) {
         res = failed(&r, fe);
+        if (fe == EIO)
+            drop_unsynced(fd, r.ino);
+        errno = fe;
     } else {
         jwrite(&r);
         res = data ? REAL(fdatasync)(fd) : REAL(fsync)(fd);

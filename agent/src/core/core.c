@@ -840,9 +840,17 @@ static int checkpoint(struct ota_agent *a)
 {
     struct ota_err e = {0};
 
-    if (a->ops.install->dl_sync(a->ops.install_ctx, &e) < 0 ||
-        ota_sha256_peek(a->sha, a->j.prefix_sha256) < 0)
+    if (a->ops.install->dl_sync(a->ops.install_ctx, &e) < 0) {
+        /* After an fsync error Linux may drop the pages it could not write,
+         * and the next fsync succeeds: the in-memory hash no longer vouches
+         * for the file. The next attempt checks the durable prefix on disk. */
+#ifndef OTA_MUTANT_HASH_AFTER_EIO
+        a->sha_ok = 0;
+#endif
         return dl_abort(a, EIO, 0, 0, "%s", e.reason[0] ? e.reason : "checkpoint failed");
+    }
+    if (ota_sha256_peek(a->sha, a->j.prefix_sha256) < 0)
+        return dl_abort(a, EIO, 0, 0, "%s", "checkpoint failed");
     a->j.durable_len = a->received;
     if (save_journal(a, &e) < 0)
         return dl_abort(a, EIO, 0, 1, "%s", e.reason);
@@ -1015,8 +1023,15 @@ static int handle_downloading(struct ota_agent *a, struct ota_step *st, struct o
     }
     OTA_FAULT_POINT("download.before_sync");
     r = a->ops.install->dl_sync(a->ops.install_ctx, &e);
-    if (r < 0)
+    if (r < 0) {
+#ifndef OTA_MUTANT_HASH_AFTER_EIO
+        a->sha_ok = 0; /* as in checkpoint(): verify from disk next time */
+#else
+        /* MUTANT: hash-after-eio: after a failed fdatasync the next attempt
+         * goes on from its in-memory hash and length, as before the fix. */
+#endif
         return attempt_failed(a, e.reason, 0, st, err);
+    }
     a->ops.install->dl_close(a->ops.install_ctx);
     r = ota_sha256_final(a->sha, a->digest);
     a->sha_ok = 0;

@@ -727,6 +727,19 @@ TEST_F(PowerTest, AnFsyncBeforeTheEioStillCounts)
     EXPECT_EQ(read_file(P("f")), "AAAA bbbb");
 }
 
+TEST_F(PowerTest, AnFsyncEioDropsTheUnsyncedWritesAtOnce)
+{
+    // No cut: the file reads as the disk has it right after the failed fsync.
+    write_file(P("f"), "0123456789");
+    Result r = run({"open f rw", "pwrite f 0 AB", "fsync f", "pwrite f 4 CD", "pwrite f 10 EF",
+                    "fsync f", "pwrite f 6 GH"},
+                   {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=4", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, 1) << r.out;
+    EXPECT_EQ(r.out, "ERR 6 fsync f Input/output error\n");
+    // AB was synced; CD and EF were dropped by the failed fsync; GH came after
+    EXPECT_EQ(read_file(P("f")), "AB2345GH89");
+}
+
 TEST_F(PowerTest, FailStateArmsInjection)
 {
     Result r = run({"mkdir a", "state DOWNLOADING", "mkdir b", "state INSTALLING", "mkdir c"},

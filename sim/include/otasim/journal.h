@@ -27,7 +27,12 @@
  *   OTASIM_FAIL_COUNT=K    at most K calls fail (default: no limit).
  *                      ENOSPC fails calls that allocate (write, pwrite, create,
  *                      mkdir, symlink, link, rename, ftruncate growing); EIO
- *                      fails writes and fsync/fdatasync.
+ *                      fails writes and fsync/fdatasync. An fsync failed with
+ *                      EIO also drops, at once, the process's writes and
+ *                      truncates of that file since its last fsync or sync
+ *                      (their before-images are written back): Linux may drop
+ *                      the pages whose writeback failed, and a later fsync
+ *                      returns 0. The power model counts them lost too.
  *
  * Counted ("mutating") calls: open/openat/creat with O_CREAT or O_TRUNC (on a
  * regular file), write/pwrite/writev/pwritev on such files, ftruncate,

@@ -130,3 +130,43 @@ def test_fsync_eio_drops_the_pages(agent, tmp_path):
         else:
             assert r.returncode == 1, f"mutant not caught at call {point}"
             assert all("expected-outcome" in v for v in failed.values()), failed
+
+
+# ---- a mutation the model cannot represent ends the trial as an error ----
+
+FAKE_AGENT = """#!/usr/bin/python3
+# A stand-in for ota-agent: changes a file under the device root, through a
+# shared writable mapping (unmodelled) or with write(2) (modelled).
+import mmap, os, sys
+root = os.environ.get("OTASIM_ROOT")
+if root and "update" in sys.argv:
+    p = os.path.join(root, "var", "lib", "ota", "mapped")
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, b"\\0" * 4096)
+    if MAPPED:
+        m = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        m[:4] = b"live"
+        m.close()
+    os.close(fd)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_unmodelled_call_ends_the_trial_as_an_error(mapped, tmp_path):
+    agent = tmp_path / "agent"
+    agent.write_text(FAKE_AGENT.replace("MAPPED", str(mapped)))
+    agent.chmod(0o755)
+    db = str(tmp_path / "runs.db")
+    r = sim("run", os.path.join(HERE, "app-update-good.yaml"), "-q", "--work", WORK, "--db", db,
+            "--agent", str(agent), timeout=300)
+    (outcome, detail), = [row[2:6:3] for row in trials(db)]
+    if mapped:
+        assert r.returncode == 5, r.stderr[-2000:]
+        assert outcome == "error"
+        assert "unmodelled call mmap(MAP_SHARED, PROT_WRITE) " in detail
+        assert detail.split(" (")[0].endswith("/var/lib/ota/mapped"), detail
+    else:
+        # the stand-in does no update: the invariants fail it, the harness does not
+        assert r.returncode == 1, r.stderr[-2000:]
+        assert outcome == "fail" and "unmodelled" not in detail, detail

@@ -170,3 +170,16 @@ def test_unmodelled_call_ends_the_trial_as_an_error(mapped, tmp_path):
         # the stand-in does no update: the invariants fail it, the harness does not
         assert r.returncode == 1, r.stderr[-2000:]
         assert outcome == "fail" and "unmodelled" not in detail, detail
+
+
+def test_bad_crash_model_options_are_usage_errors(tmp_path):
+    good = os.path.join(HERE, "app-update-good.yaml")
+    r = sim("run", good, "--crash-model", "ext4")
+    assert r.returncode == 2 and "unknown crash model 'ext4' (minimal, reorder or torn)" in r.stderr
+    r = sim("run", good, "--crash-subsets", "0")
+    assert r.returncode == 2 and "--crash-subsets: 1..64" in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('device: {profile: app}\nreleases:\n  - {version: "1.0.0", factory: true}\n'
+                   'fault: {kind: eio, crash_model: torn}\n')
+    r = sim("run", str(bad))
+    assert r.returncode == 2 and "fault.crash_model: only for kind power-cut" in r.stderr

@@ -16,6 +16,7 @@ needs -DOTA_FAULT_POINTS=ON, the mutants -DOTA_MUTANTS=ON."""
 import glob
 import os
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_crash_model(agent, model, tmp_path):
     subsets = n if model == catcher else 4
     db = str(tmp_path / "runs.db")
     r = sim("run", *scenarios, "-q", "-j", JOBS, "--work", WORK, "--db", db, "--agent", binary,
-            "--seed", "1", "--crash-model", model, "--crash-subsets", str(subsets), timeout=900)
+            "--trees", str(tmp_path), "--seed", "1", "--crash-model", model, "--crash-subsets", str(subsets), timeout=900)
     rows = trials(db)
     failed = failed_invariants(db)
 
@@ -87,6 +88,15 @@ def test_crash_model(agent, model, tmp_path):
     assert failed, "exit 1 without a failed invariant"
     for cid, names in failed.items():
         assert set(names) & BUG_INVARIANTS, f"{cid}: caught by {names}, not by its bug"
+    # the reproduce command reruns a subset exactly: the same outcome
+    for outcome in ("fail", "pass"):
+        repro = next((row[4] for row in rows if row[2] == outcome), None)
+        if repro:
+            again = subprocess.run(repro.replace(" --keep", "").split() + ["-q", "--work", WORK,
+                                                                      "--db", db, "--trees",
+                                                                      str(tmp_path)],
+                                   capture_output=True, text=True, timeout=300)
+            assert again.returncode == (1 if outcome == "fail" else 0), repro
     print(f"{agent}: {len(failed)} of {len(rows)} {model} trials caught it: {failed}")
 
 
@@ -122,7 +132,7 @@ def test_fsync_eio_drops_the_pages(agent, tmp_path):
     for point in download_fsync_points(tmp_path):
         db = str(tmp_path / f"eio-{point}.db")
         r = sim("run", EIO_SCENARIO, "-q", "--work", WORK, "--db", db, "--agent", binary,
-                "--fault", "eio", "--trigger", f"point:{point}", timeout=600)
+                "--trees", str(tmp_path), "--fault", "eio", "--trigger", f"point:{point}", timeout=600)
         failed = failed_invariants(db)
         assert not any("fault-fired" in v for v in failed.values()), failed
         if agent == "ota-agent":
@@ -159,7 +169,7 @@ def test_unmodelled_call_ends_the_trial_as_an_error(mapped, tmp_path):
     agent.chmod(0o755)
     db = str(tmp_path / "runs.db")
     r = sim("run", os.path.join(HERE, "app-update-good.yaml"), "-q", "--work", WORK, "--db", db,
-            "--agent", str(agent), timeout=300)
+            "--agent", str(agent), "--trees", str(tmp_path), timeout=300)
     (outcome, detail), = [row[2:6:3] for row in trials(db)]
     if mapped:
         assert r.returncode == 5, r.stderr[-2000:]

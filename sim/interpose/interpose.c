@@ -23,7 +23,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
+#include <utime.h>
 #include <unistd.h>
 
 #include "jformat.h"
@@ -1217,6 +1219,73 @@ API int fcntl64(int fd, int cmd, ...)
 
 /* ---- sync -------------------------------------------------------------- */
 
+/* ---- fsync EIO: the dirty pages are dropped ---------------------------- */
+
+struct dropped {
+    uint64_t pos, head, img_len, off, old_size;
+};
+
+/* After an fsync of inode ino failed with EIO (injected), Linux may have
+ * dropped the pages whose writeback failed, and a later fsync returns 0: the
+ * file reads as the disk has it. Here at once, the worst case: every write
+ * and truncate of ino by this process since its last fsync that ran (or
+ * sync) is undone now, from the before-images in the journal. The records
+ * stay: the power model counts them as lost at the next cut too. Under mu. */
+static void drop_unsynced(int fd, uint64_t ino)
+{
+    struct otasim_jhdr h;
+    struct stat st;
+    struct dropped *v = NULL, *nv;
+    size_t n = 0, cap = 0;
+    uint64_t pos = 0, size;
+    char l[64];
+    int wfd;
+
+    if (sys_fstat(g.jfd, &st) < 0)
+        return;
+    size = (uint64_t)st.st_size;
+    while (pos + sizeof(h) <= size && sys_pread(g.jfd, &h, sizeof(h), (off_t)pos) == sizeof(h) &&
+           h.magic == OTASIM_J_MAGIC && h.size >= sizeof(h) && pos + h.size <= size) {
+        int ran = !(h.flags & OTASIM_REC_DONE); /* not failed by injection */
+        if (h.kind == OTASIM_JK_CALL && h.pid == g.pid) {
+            if ((h.op == OTASIM_OP_FSYNC && h.ino == ino && ran) || h.op == OTASIM_OP_SYNC) {
+                n = 0;
+            } else if ((h.op == OTASIM_OP_WRITE || h.op == OTASIM_OP_TRUNC) && h.ino == ino &&
+                       ran) {
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    nv = realloc(v, cap * sizeof(*v));
+                    if (!nv)
+                        goto out;
+                    v = nv;
+                }
+                v[n].pos = pos;
+                v[n].head = OTASIM_J_ALIGN((uint64_t)sizeof(h) + h.path_len + 1 + h.path2_len + 1 +
+                                           h.text_len + 1);
+                v[n].img_len = h.img_len;
+                v[n].off = h.off;
+                v[n].old_size = h.old_size;
+                n++;
+            }
+        }
+        pos += h.size;
+    }
+    snprintf(l, sizeof(l), "/proc/self/fd/%d", fd);
+    wfd = (int)syscall(SYS_openat, AT_FDCWD, l, O_WRONLY | O_CLOEXEC);
+    if (wfd < 0)
+        goto out;
+    while (n-- > 0) {
+        const struct dropped *d = &v[n];
+        if (d->img_len && grow(&g.img, &g.img_cap, d->img_len) == 0 &&
+            sys_pread(g.jfd, g.img, d->img_len, (off_t)(d->pos + d->head)) == (ssize_t)d->img_len)
+            ota_ignore((int)syscall(SYS_pwrite64, wfd, g.img, d->img_len, (off_t)d->off));
+        ota_ignore((int)syscall(SYS_ftruncate, wfd, (off_t)d->old_size));
+    }
+    sys_close(wfd);
+out:
+    free(v);
+}
+
 static int do_fsync(int fd, int data)
 {
     struct stat st;
@@ -1244,6 +1313,9 @@ static int do_fsync(int fd, int data)
     fe = fail_for(F_SYNC, e->path, NULL, r.seq);
     if (fe) {
         res = failed(&r, fe);
+        if (fe == EIO)
+            drop_unsynced(fd, r.ino);
+        errno = fe;
     } else {
         jwrite(&r);
         res = data ? REAL(fdatasync)(fd) : REAL(fsync)(fd);
@@ -1381,13 +1453,53 @@ static int dirop_real(const struct dirop *d)
     return -1;
 }
 
+static void unmodelled(const char *call, const char *path);
+
+/* A rename or link between ROOT and the outside (called under mu once
+ * resolve() said which side each name is on; a2 is the resolved target).
+ * 1: an O_TMPFILE file (no name yet) linked under ROOT, r made a LINK of it
+ * (the model undoes it like any new name); -1: a name brought in from
+ * outside, -2: a name taken out (*what says which; unmodelled); 0: neither. */
+static int crossing(const struct dirop *d, int o1, int o2, const char *a2, uint64_t pino2,
+                    struct rec *r, const char **what)
+{
+    struct stat st;
+    int got;
+
+    if ((d->op != OTASIM_OP_RENAME && d->op != OTASIM_OP_LINK) || (o1 && o2))
+        return 0;
+    if (o1) { /* ROOT -> outside: a rename takes the name away, a link does not */
+        *what = "rename out of the device root";
+        return d->op == OTASIM_OP_RENAME ? -2 : 0;
+    }
+    if (d->op == OTASIM_OP_LINK) {
+        struct stat st2;
+        if ((d->flags & AT_EMPTY_PATH) && (!d->p1 || !d->p1[0]))
+            got = sys_fstat(d->dfd1, &st);
+        else
+            got = (int)syscall(SYS_newfstatat, d->dfd1, d->p1, &st,
+                               (d->flags & AT_SYMLINK_FOLLOW) ? 0 : AT_SYMLINK_NOFOLLOW);
+        if (got == 0 && st.st_nlink == 0 && S_ISREG(st.st_mode) && sys_lstat(a2, &st2) < 0) {
+            r->path = "";
+            r->path2 = a2;
+            r->dir2_ino = pino2;
+            r->ino = (uint64_t)st.st_ino;
+            return 1;
+        }
+    }
+    *what = d->op == OTASIM_OP_RENAME ? "rename from outside the device root"
+                                      : "link from outside the device root";
+    return -1;
+}
+
 static int do_dirop(const struct dirop *d)
 {
     char a1[PATH_MAX], a2[PATH_MAX], text[PATH_MAX];
     uint64_t pino1 = 0, pino2 = 0;
     struct stat st, st2;
     struct rec r;
-    int o1 = 0, o2 = 0, res, err, fe, have1, have2;
+    int o1 = 0, o2 = 0, res, err, fe, have1, have2, cross = 0;
+    const char *cross_what = NULL;
 
     if (!g.enabled || busy)
         return dirop_real(d);
@@ -1411,6 +1523,15 @@ static int do_dirop(const struct dirop *d)
     if (!o1 && !o2) {
         r.kind = 0;
         goto run;
+    }
+    cross = crossing(d, o1, o2, a2, pino2, &r, &cross_what);
+    if (cross == 1) {
+        a1[0] = '\0';
+        goto record; /* O_TMPFILE linked in: r is a LINK */
+    }
+    if (cross) {
+        r.kind = 0;
+        goto run; /* unmodelled, recorded if it succeeds */
     }
     if (!o1)
         a1[0] = '\0';
@@ -1487,6 +1608,7 @@ static int do_dirop(const struct dirop *d)
         r.victim_ino = 0;
         break;
     }
+record:
     if (r.kind == OTASIM_JK_CALL) {
         r.seq = ++g.seq;
         fe = d->op == OTASIM_OP_RENAME || d->op == OTASIM_OP_LINK || d->op == OTASIM_OP_SYMLINK ||
@@ -1502,6 +1624,8 @@ static int do_dirop(const struct dirop *d)
 run:
     res = dirop_real(d);
     err = errno;
+    if (cross < 0 && res == 0)
+        unmodelled(cross_what, cross == -2 ? a1 : a2);
     if (r.kind == OTASIM_JK_CALL) {
         uint64_t made = 0;
         const char *np = d->op == OTASIM_OP_LINK ? a2 : a1;
@@ -1608,6 +1732,532 @@ API int mkdir(const char *p, mode_t mode)
     return mkdirat(AT_FDCWD, p, mode);
 }
 
+/* ---- calls beyond open/write/rename ------------------------------------ */
+
+/* Mutations the basic calls above do not cover. The model represents what
+ * it can (fallocate that grows a file: a TRUNC; copy_file_range, sendfile
+ * and splice into a file: a WRITE; chmod/chown/utimens: an ATTR, not
+ * counted so that crash points keep their numbers; O_TMPFILE + linkat: a
+ * LINK). Anything else that mutates the tree under ROOT (a write through a
+ * stdio FILE, a shared writable mapping, fallocate punching holes, a rename
+ * or link between ROOT and the outside) is recorded as an UNMODELLED event,
+ * and the harness ends the trial as an error: a rebuild would take it as
+ * durable. */
+
+DECL_REAL(int, fallocate, int, int, off_t, off_t);
+DECL_REAL(int, posix_fallocate, int, off_t, off_t);
+DECL_REAL(ssize_t, copy_file_range, int, off_t *, int, off_t *, size_t, unsigned int);
+DECL_REAL(ssize_t, sendfile, int, int, off_t *, size_t);
+DECL_REAL(ssize_t, splice, int, off_t *, int, off_t *, size_t, unsigned int);
+DECL_REAL(void *, mmap, void *, size_t, int, int, int, off_t);
+DECL_REAL(FILE *, fopen, const char *, const char *);
+DECL_REAL(FILE *, fopen64, const char *, const char *);
+DECL_REAL(FILE *, freopen, const char *, const char *, FILE *);
+DECL_REAL(FILE *, fdopen, int, const char *);
+DECL_REAL(int, fchmod, int, mode_t);
+DECL_REAL(int, fchmodat, int, const char *, mode_t, int);
+DECL_REAL(int, chmod, const char *, mode_t);
+DECL_REAL(int, fchown, int, uid_t, gid_t);
+DECL_REAL(int, fchownat, int, const char *, uid_t, gid_t, int);
+DECL_REAL(int, chown, const char *, uid_t, gid_t);
+DECL_REAL(int, lchown, const char *, uid_t, gid_t);
+DECL_REAL(int, utimensat, int, const char *, const struct timespec *, int);
+DECL_REAL(int, futimens, int, const struct timespec *);
+DECL_REAL(int, utimes, const char *, const struct timeval *);
+DECL_REAL(int, utime, const char *, const struct utimbuf *);
+
+static void resolve_reals_more(void)
+{
+    void *all[] = {REAL(fallocate), REAL(posix_fallocate), REAL(copy_file_range),
+                   REAL(sendfile),  REAL(splice),          REAL(mmap),
+                   REAL(fopen),     REAL(fopen64),         REAL(freopen),
+                   REAL(fdopen),    REAL(fchmod),          REAL(fchmodat),
+                   REAL(chmod),     REAL(fchown),          REAL(fchownat),
+                   REAL(chown),     REAL(lchown),          REAL(utimensat),
+                   REAL(futimens),  REAL(utimes),          REAL(utime)};
+    (void)all;
+}
+
+/* Records that call changed path in a way the model cannot represent
+ * (under mu). */
+static void unmodelled(const char *call, const char *path)
+{
+    char text[PATH_MAX + 64];
+    int n = snprintf(text, sizeof(text), "%s %s", call, path);
+
+    jevent(OTASIM_OP_UNMODELLED, text, n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0);
+}
+
+/* The counted file or directory open as fd, or NULL (under mu). */
+static struct fdent *counted_fd(int fd, struct stat *st)
+{
+    struct fdent *e = fd >= 0 && sys_fstat(fd, st) == 0 ? fd_classify(fd, st) : NULL;
+
+    return e && (e->kind == FD_FILE || e->kind == FD_DIR) ? e : NULL;
+}
+
+static void enter(void)
+{
+    busy = 1;
+    lock();
+}
+
+static int leave(int res)
+{
+    int err = errno;
+
+    unlock();
+    busy = 0;
+    errno = err;
+    return res;
+}
+
+/* -- writes into a file by other calls -- */
+
+/* Records a WRITE of [off, off+len) of the counted file fd that the call
+ * about to run may make (off < 0: at the file position). Returns 1 with *r
+ * filled (the caller runs the call, then range_end), 0 when fd is not a
+ * counted file, -1 when injection failed the call (errno set). Under mu. */
+static int range_begin(int fd, int64_t off, size_t len, struct rec *r)
+{
+    struct stat st;
+    struct fdent *e = fd == g.jfd || len == 0 ? NULL : counted_fd(fd, &st);
+    size_t img_n = 0;
+    int fe;
+
+    if (!e || e->kind != FD_FILE)
+        return 0;
+    memset(r, 0, sizeof(*r));
+    r->kind = OTASIM_JK_CALL;
+    r->op = OTASIM_OP_WRITE;
+    r->path = e->path;
+    r->ino = (uint64_t)st.st_ino;
+    r->old_size = (uint64_t)st.st_size;
+    r->len = len;
+    if (off >= 0) {
+        r->off = (uint64_t)off;
+    } else {
+        off_t cur = lseek(fd, 0, SEEK_CUR);
+        r->off = e->append || cur < 0 ? (uint64_t)st.st_size : (uint64_t)cur;
+    }
+    r->seq = ++g.seq;
+    g.burst_ino = 0;
+    fe = fail_for(F_WRITE, e->path, NULL, r->seq);
+    if (fe)
+        return failed(r, fe);
+    if (before_image(fd, e->readable, r->off, r->len, r->old_size, &img_n) == 0) {
+        r->img = g.img;
+        r->img_len = img_n;
+    }
+    jwrite(r);
+    return 1;
+}
+
+static void range_end(const struct rec *r, ssize_t res, int err)
+{
+    jdone(r->op, r->seq, res < 0 ? -err : 0, 0);
+    after_call(r->seq);
+}
+
+#define RANGED(call, fd, off, len)                                                                 \
+    do {                                                                                           \
+        struct rec r_;                                                                             \
+        ssize_t res_;                                                                              \
+        int k_, e_;                                                                                \
+        if (!g.enabled || busy)                                                                    \
+            return call;                                                                           \
+        enter();                                                                                   \
+        k_ = range_begin(fd, off, len, &r_);                                                       \
+        if (k_ < 0)                                                                                \
+            return leave(-1);                                                                      \
+        res_ = call;                                                                               \
+        e_ = errno;                                                                                \
+        if (k_)                                                                                    \
+            range_end(&r_, res_, e_);                                                              \
+        errno = e_;                                                                                \
+        return leave((int)(res_ < 0 ? -1 : 0)) < 0 ? -1 : res_;                                    \
+    } while (0)
+
+API ssize_t copy_file_range(int in, off_t *oin, int out, off_t *oout, size_t len, unsigned fl)
+{
+    RANGED(REAL(copy_file_range)(in, oin, out, oout, len, fl), out, oout ? (int64_t)*oout : -1,
+           len);
+}
+
+API ssize_t sendfile(int out, int in, off_t *off, size_t n)
+{
+    RANGED(REAL(sendfile)(out, in, off, n), out, -1, n);
+}
+
+API ssize_t sendfile64(int out, int in, off_t *off, size_t n)
+{
+    return sendfile(out, in, off, n);
+}
+
+API ssize_t splice(int in, off_t *oin, int out, off_t *oout, size_t len, unsigned int fl)
+{
+    RANGED(REAL(splice)(in, oin, out, oout, len, fl), out, oout ? (int64_t)*oout : -1, len);
+}
+
+/* -- fallocate -- */
+
+/* fallocate that only allocates: a TRUNC when it grows the file (the bytes
+ * it adds read as zeros), nothing when it does not; any other mode changes
+ * bytes the model does not journal. */
+static int do_fallocate(const char *call, int fd, int mode, off_t off, off_t len)
+{
+    struct stat st;
+    struct fdent *e;
+    struct rec r;
+    uint64_t end = (uint64_t)off + (uint64_t)len;
+    int res, err, fe, rec = 0;
+
+    enter();
+    e = counted_fd(fd, &st);
+    if (e && e->kind == FD_FILE) {
+        if (mode & ~FALLOC_FL_KEEP_SIZE) {
+            unmodelled(call, e->path);
+        } else if (!(mode & FALLOC_FL_KEEP_SIZE) && off >= 0 && len > 0 &&
+                   end > (uint64_t)st.st_size) {
+            memset(&r, 0, sizeof(r));
+            r.kind = OTASIM_JK_CALL;
+            r.op = OTASIM_OP_TRUNC;
+            r.path = e->path;
+            r.ino = (uint64_t)st.st_ino;
+            r.off = end;
+            r.old_size = (uint64_t)st.st_size;
+            r.seq = ++g.seq;
+            fe = fail_for(F_ALLOC, e->path, NULL, r.seq);
+            if (fe) {
+                ota_ignore(failed(&r, fe));
+                return leave(strcmp(call, "posix_fallocate") == 0 ? fe : -1);
+            }
+            jwrite(&r);
+            rec = 1;
+        }
+    }
+    if (strcmp(call, "posix_fallocate") == 0)
+        res = REAL(posix_fallocate)(fd, off, len);
+    else
+        res = REAL(fallocate)(fd, mode, off, len);
+    err = strcmp(call, "posix_fallocate") == 0 ? res : (res < 0 ? errno : 0);
+    if (rec) {
+        jdone(r.op, r.seq, err ? -err : 0, 0);
+        after_call(r.seq);
+    }
+    return leave(res);
+}
+
+API int fallocate(int fd, int mode, off_t off, off_t len)
+{
+    if (!g.enabled || busy)
+        return REAL(fallocate)(fd, mode, off, len);
+    return do_fallocate("fallocate", fd, mode, off, len);
+}
+
+API int fallocate64(int fd, int mode, off_t off, off_t len)
+{
+    return fallocate(fd, mode, off, len);
+}
+
+API int posix_fallocate(int fd, off_t off, off_t len)
+{
+    if (!g.enabled || busy)
+        return REAL(posix_fallocate)(fd, off, len);
+    return do_fallocate("posix_fallocate", fd, 0, off, len);
+}
+
+API int posix_fallocate64(int fd, off_t off, off_t len)
+{
+    return posix_fallocate(fd, off, len);
+}
+
+/* -- shared writable mappings -- */
+
+static void *mmap_any(void *a, size_t n, int prot, int fl, int fd, off_t off)
+{
+    void *(*m)(void *, size_t, int, int, int, off_t) =
+        __atomic_load_n(&real_mmap, __ATOMIC_ACQUIRE);
+
+    /* before the lookup (dlsym may map memory itself): the system call */
+    if (!m)
+        return (void *)syscall(SYS_mmap, a, n, prot, fl, fd, off);
+    return m(a, n, prot, fl, fd, off);
+}
+
+/* SQLite's -shm is shared memory it rebuilds from the WAL after a crash:
+ * its content never has to survive one. */
+static int is_shm(const char *path)
+{
+    size_t n = strlen(path);
+
+    return n > 4 && strcmp(path + n - 4, "-shm") == 0;
+}
+
+API void *mmap(void *a, size_t n, int prot, int fl, int fd, off_t off)
+{
+    struct stat st;
+    struct fdent *e;
+
+    if (fd < 0 || !(prot & PROT_WRITE) || !(fl & MAP_SHARED) || !g.enabled || busy)
+        return mmap_any(a, n, prot, fl, fd, off);
+    enter();
+    e = counted_fd(fd, &st);
+    if (e && e->kind == FD_FILE && !is_shm(e->path))
+        unmodelled("mmap(MAP_SHARED, PROT_WRITE)", e->path);
+    ota_ignore(leave(0));
+    return mmap_any(a, n, prot, fl, fd, off);
+}
+
+API void *mmap64(void *a, size_t n, int prot, int fl, int fd, off_t off)
+{
+    return mmap(a, n, prot, fl, fd, off);
+}
+
+/* -- stdio: glibc writes a FILE through its own internal calls -- */
+
+static int stdio_writes(const char *mode)
+{
+    return mode && (strchr(mode, 'w') || strchr(mode, 'a') || strchr(mode, '+'));
+}
+
+static void stdio_path(const char *call, const char *path, const char *mode)
+{
+    char abs[PATH_MAX], what[64];
+    uint64_t pino;
+
+    if (!g.enabled || busy || !path || !stdio_writes(mode))
+        return;
+    enter();
+    if (resolve(AT_FDCWD, path, abs, &pino) == 1) {
+        snprintf(what, sizeof(what), "%s(\"%.8s\")", call, mode);
+        unmodelled(what, abs);
+    }
+    ota_ignore(leave(0));
+}
+
+API FILE *fopen(const char *path, const char *mode)
+{
+    stdio_path("fopen", path, mode);
+    return REAL(fopen)(path, mode);
+}
+
+API FILE *fopen64(const char *path, const char *mode)
+{
+    stdio_path("fopen", path, mode);
+    return REAL(fopen64)(path, mode);
+}
+
+API FILE *freopen(const char *path, const char *mode, FILE *f)
+{
+    stdio_path("freopen", path, mode);
+    return REAL(freopen)(path, mode, f);
+}
+
+API FILE *fdopen(int fd, const char *mode)
+{
+    struct stat st;
+    struct fdent *e;
+    char what[64];
+
+    if (g.enabled && !busy && stdio_writes(mode)) {
+        enter();
+        e = counted_fd(fd, &st);
+        if (e && e->kind == FD_FILE) {
+            snprintf(what, sizeof(what), "fdopen(\"%.8s\")", mode);
+            unmodelled(what, e->path);
+        }
+        ota_ignore(leave(0));
+    }
+    return REAL(fdopen)(fd, mode);
+}
+
+/* -- attributes: mode, owner, times -- */
+
+enum attr_call {
+    A_FCHMOD,
+    A_FCHMODAT,
+    A_CHMOD,
+    A_FCHOWN,
+    A_FCHOWNAT,
+    A_CHOWN,
+    A_LCHOWN,
+    A_UTIMENSAT,
+    A_FUTIMENS,
+    A_UTIMES,
+    A_UTIME
+};
+
+struct attr_args {
+    enum attr_call c;
+    int fd, dirfd, flags;
+    const char *path;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    const struct timespec *ts;
+    const struct timeval *tv;
+    const struct utimbuf *ub;
+};
+
+static int attr_real(const struct attr_args *a)
+{
+    switch (a->c) {
+    case A_FCHMOD:
+        return REAL(fchmod)(a->fd, a->mode);
+    case A_FCHMODAT:
+        return REAL(fchmodat)(a->dirfd, a->path, a->mode, a->flags);
+    case A_CHMOD:
+        return REAL(chmod)(a->path, a->mode);
+    case A_FCHOWN:
+        return REAL(fchown)(a->fd, a->uid, a->gid);
+    case A_FCHOWNAT:
+        return REAL(fchownat)(a->dirfd, a->path, a->uid, a->gid, a->flags);
+    case A_CHOWN:
+        return REAL(chown)(a->path, a->uid, a->gid);
+    case A_LCHOWN:
+        return REAL(lchown)(a->path, a->uid, a->gid);
+    case A_UTIMENSAT:
+        return REAL(utimensat)(a->dirfd, a->path, a->ts, a->flags);
+    case A_FUTIMENS:
+        return REAL(futimens)(a->fd, a->ts);
+    case A_UTIMES:
+        return REAL(utimes)(a->path, a->tv);
+    case A_UTIME:
+        return REAL(utime)(a->path, a->ub);
+    }
+    errno = EINVAL;
+    return -1;
+}
+
+static uint64_t ns_of(const struct timespec *t)
+{
+    return (uint64_t)t->tv_sec * 1000000000ULL + (uint64_t)t->tv_nsec;
+}
+
+/* What the call works on: a counted file or directory, its path and stat. */
+static int attr_target(const struct attr_args *a, char *abs, struct stat *st)
+{
+    uint64_t pino;
+    struct fdent *e;
+    int follow = !(a->flags & AT_SYMLINK_NOFOLLOW) && a->c != A_LCHOWN;
+
+    if (a->c == A_FCHMOD || a->c == A_FCHOWN || a->c == A_FUTIMENS ||
+        (a->c == A_UTIMENSAT && !a->path)) {
+        e = counted_fd(a->c == A_UTIMENSAT ? a->dirfd : a->fd, st);
+        if (!e)
+            return 0;
+        snprintf(abs, PATH_MAX, "%s", e->path);
+        return 1;
+    }
+    if (resolve(a->c == A_FCHMODAT || a->c == A_FCHOWNAT || a->c == A_UTIMENSAT ? a->dirfd
+                                                                                : AT_FDCWD,
+                a->path, abs, &pino) != 1)
+        return 0;
+    return (follow ? sys_stat(abs, st) : sys_lstat(abs, st)) == 0;
+}
+
+static int do_attr(const struct attr_args *a, uint32_t what)
+{
+    char abs[PATH_MAX];
+    struct stat st;
+    struct rec r;
+    int res, err, rec = 0;
+
+    if (!g.enabled || busy)
+        return attr_real(a);
+    enter();
+    if (attr_target(a, abs, &st)) {
+        memset(&r, 0, sizeof(r));
+        r.kind = OTASIM_JK_CALL;
+        r.op = OTASIM_OP_ATTR;
+        r.flags = what;
+        r.path = abs;
+        r.ino = (uint64_t)st.st_ino;
+        r.is_dir = S_ISDIR(st.st_mode);
+        r.mode = st.st_mode & 07777;
+        r.old_size = (uint64_t)st.st_uid << 32 | (uint64_t)st.st_gid;
+        r.off = ns_of(&st.st_atim);
+        r.len = ns_of(&st.st_mtim);
+        r.seq = g.seq; /* not counted: crash points keep their numbers */
+        jwrite(&r);
+        rec = 1;
+    }
+    res = attr_real(a);
+    err = errno;
+    if (rec)
+        jdone(r.op, r.seq, res < 0 ? -err : 0, 0);
+    errno = err;
+    return leave(res);
+}
+
+API int fchmod(int fd, mode_t m)
+{
+    struct attr_args a = {.c = A_FCHMOD, .fd = fd, .mode = m};
+    return do_attr(&a, OTASIM_REC_ATTR_MODE);
+}
+
+API int fchmodat(int dfd, const char *p, mode_t m, int fl)
+{
+    struct attr_args a = {.c = A_FCHMODAT, .dirfd = dfd, .path = p, .mode = m, .flags = fl};
+    return do_attr(&a, OTASIM_REC_ATTR_MODE);
+}
+
+API int chmod(const char *p, mode_t m)
+{
+    struct attr_args a = {.c = A_CHMOD, .path = p, .mode = m};
+    return do_attr(&a, OTASIM_REC_ATTR_MODE);
+}
+
+API int fchown(int fd, uid_t u, gid_t gr)
+{
+    struct attr_args a = {.c = A_FCHOWN, .fd = fd, .uid = u, .gid = gr};
+    return do_attr(&a, OTASIM_REC_ATTR_OWNER);
+}
+
+API int fchownat(int dfd, const char *p, uid_t u, gid_t gr, int fl)
+{
+    struct attr_args a = {
+        .c = A_FCHOWNAT, .dirfd = dfd, .path = p, .uid = u, .gid = gr, .flags = fl};
+    return do_attr(&a, OTASIM_REC_ATTR_OWNER);
+}
+
+API int chown(const char *p, uid_t u, gid_t gr)
+{
+    struct attr_args a = {.c = A_CHOWN, .path = p, .uid = u, .gid = gr};
+    return do_attr(&a, OTASIM_REC_ATTR_OWNER);
+}
+
+API int lchown(const char *p, uid_t u, gid_t gr)
+{
+    struct attr_args a = {.c = A_LCHOWN, .path = p, .uid = u, .gid = gr};
+    return do_attr(&a, OTASIM_REC_ATTR_OWNER);
+}
+
+API int utimensat(int dfd, const char *p, const struct timespec ts[2], int fl)
+{
+    struct attr_args a = {.c = A_UTIMENSAT, .dirfd = dfd, .path = p, .ts = ts, .flags = fl};
+    return do_attr(&a, OTASIM_REC_ATTR_TIMES);
+}
+
+API int futimens(int fd, const struct timespec ts[2])
+{
+    struct attr_args a = {.c = A_FUTIMENS, .fd = fd, .ts = ts};
+    return do_attr(&a, OTASIM_REC_ATTR_TIMES);
+}
+
+API int utimes(const char *p, const struct timeval tv[2])
+{
+    struct attr_args a = {.c = A_UTIMES, .path = p, .tv = tv};
+    return do_attr(&a, OTASIM_REC_ATTR_TIMES);
+}
+
+API int utime(const char *p, const struct utimbuf *ub)
+{
+    struct attr_args a = {.c = A_UTIME, .path = p, .ub = ub};
+    return do_attr(&a, OTASIM_REC_ATTR_TIMES);
+}
+
 /* ---- stdio on stderr --------------------------------------------------- */
 
 /* ---- setup ------------------------------------------------------------- */
@@ -1623,6 +2273,7 @@ static void resolve_reals(void)
                    REAL(fdatasync), REAL(sync),      REAL(syncfs),   REAL(send),
                    REAL(sendto),    REAL(sendmsg)};
     (void)all;
+    resolve_reals_more();
 }
 
 /* The largest seq in the journal open as fd; a torn tail is cut off. */

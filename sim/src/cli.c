@@ -57,6 +57,12 @@ static void usage(FILE *f)
                "  --db FILE            run database (default WORK/runs.db)\n"
                "  --junit FILE         JUnit XML of this run\n"
                "  --exhaustive         run every crash point, not one per equivalence class\n"
+               "  --crash-model M      how a power cut's tree is rebuilt: minimal (all that\n"
+               "                       was not made durable is lost; default), reorder\n"
+               "                       (seeded subsets of it persist, in ext4's orders) or\n"
+               "                       torn (each file's last unsynced write persists partly)\n"
+               "  --crash-subsets N    reorder/torn: each power cut becomes N trials, each\n"
+               "                       its own seed (default: the scenario's, else 1)\n"
                "  --keep               keep the trees of passing trials too\n"
                "  -q, --quiet          no progress line\n"
                "QEMU tier (images/: `make image` first):\n"
@@ -222,6 +228,26 @@ static int cases_read(struct case_list *l, const char *path, struct ota_err *err
     return 0;
 }
 
+/* --crash-model M (model) or --crash-subsets N into o. */
+static int crash_opt(int model, const char *arg, struct otasim_run_opts *o, struct ota_err *e)
+{
+    enum otasim_crash_model m;
+    char *end;
+    long v;
+
+    if (model) {
+        if (otasim_crash_model_parse(arg, &m, e) < 0)
+            return -EINVAL;
+        o->crash_model = (int)m;
+        return 0;
+    }
+    v = strtol(arg, &end, 10);
+    if (!*arg || *end || v < 1 || v > OTASIM_MAX_CRASH_SUBSETS)
+        return ota_err_set(e, EINVAL, "--crash-subsets: 1..%d", OTASIM_MAX_CRASH_SUBSETS);
+    o->crash_subsets = (int)v;
+    return 0;
+}
+
 int otasim_cli_main(int argc, char **argv)
 {
     enum {
@@ -246,7 +272,9 @@ int otasim_cli_main(int argc, char **argv)
         O_QTIMEOUT,
         O_GUEST_AGENT,
         O_SNAPSHOT,
-        O_CASES_FROM
+        O_CASES_FROM,
+        O_CMODEL,
+        O_CSUBSETS
     };
     static const struct option opts[] = {{"fault", required_argument, NULL, O_FAULT},
                                          {"trigger", required_argument, NULL, O_TRIGGER},
@@ -272,9 +300,11 @@ int otasim_cli_main(int argc, char **argv)
                                          {"guest-agent", required_argument, NULL, O_GUEST_AGENT},
                                          {"snapshot", no_argument, NULL, O_SNAPSHOT},
                                          {"cases-from", required_argument, NULL, O_CASES_FROM},
+                                         {"crash-model", required_argument, NULL, O_CMODEL},
+                                         {"crash-subsets", required_argument, NULL, O_CSUBSETS},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    struct otasim_run_opts o = {.jobs = 2, .seed = 1};
+    struct otasim_run_opts o = {.jobs = 2, .seed = 1, .crash_model = -1};
     struct otasim_fault override;
     struct otasim_tools t;
     struct otasim_runner *r = NULL;
@@ -346,6 +376,11 @@ int otasim_cli_main(int argc, char **argv)
             break;
         case O_SNAPSHOT:
             snapshot = 1;
+            break;
+        case O_CMODEL:
+        case O_CSUBSETS:
+            if (crash_opt(c == O_CMODEL, optarg, &o, &e) < 0)
+                goto usage_err;
             break;
         case O_GUEST_AGENT:
             guest_agent = optarg;
@@ -442,6 +477,11 @@ int otasim_cli_main(int argc, char **argv)
     } else if (strcmp(target, "native") != 0) {
         ota_err_set(&e, EINVAL, "--target: native or qemu");
         goto usage_err;
+        if (o.crash_model > OTASIM_CRASH_MINIMAL) {
+            ota_err_set(&e, EINVAL, "--crash-model %s: the native tier only",
+                        otasim_crash_model_names[o.crash_model]);
+            goto usage_err;
+        }
     } else if (profile || image || guest_agent || snapshot) {
         ota_err_set(&e, EINVAL, "--profile, --image and --guest-agent go with --target qemu");
         goto usage_err;

@@ -19,6 +19,7 @@ const char *const otasim_op_names[OTASIM_OP_MAX] = {
     [OTASIM_OP_LINK] = "link",     [OTASIM_OP_SYMLINK] = "symlink", [OTASIM_OP_UNLINK] = "unlink",
     [OTASIM_OP_MKDIR] = "mkdir",   [OTASIM_OP_RMDIR] = "rmdir",     [OTASIM_OP_STATE] = "state",
     [OTASIM_OP_NET] = "net",       [OTASIM_OP_CRASH] = "crash",     [OTASIM_OP_FAIL] = "fail",
+    [OTASIM_OP_ATTR] = "attr",     [OTASIM_OP_UNMODELLED] = "unmodelled",
 };
 
 /* Strings are gathered in one arena; records hold offsets into it until the
@@ -288,4 +289,22 @@ int otasim_interpose_path(char *buf, size_t cap, struct ota_err *err)
     }
     return ota_err_set(err, ENOENT,
                        "libotasim-interpose.so not found next to %s (set OTASIM_INTERPOSE)", exe);
+}
+
+int otasim_journal_unmodelled(const char *path, char *buf, size_t cap)
+{
+    struct otasim_journal *j = NULL;
+    int found = 0;
+
+    if (cap)
+        buf[0] = '\0';
+    if (otasim_journal_load(path, &j, NULL) < 0)
+        return 0;
+    for (size_t i = 0; i < j->n && !found; i++)
+        if (j->v[i].op == OTASIM_OP_UNMODELLED) {
+            snprintf(buf, cap, "%s", j->v[i].text);
+            found = 1;
+        }
+    otasim_journal_free(j);
+    return found;
 }

@@ -1,4 +1,5 @@
-/* The power model's rebuild (contract: otasim/power.h).
+/* The power model's rebuild (contract: otasim/power.h, which says what each
+ * crash model allows).
  *
  * Durability is decided backwards over the journal: walking from the end, a
  * successful fsync adds its inode to the synced set and a sync makes all that
@@ -10,7 +11,14 @@
  * Names move while directory changes are undone, so each undo looks its
  * directory up by inode (the recorded path first, a walk of the tree when it
  * no longer holds that directory) and checks by inode that the change took
- * effect before it reverses it. */
+ * effect before it reverses it.
+ *
+ * reorder marks some of the records that are not durable as kept (per file a
+ * prefix of its data records, globally a prefix of the directory changes),
+ * so what is undone is still, per inode and for the names, a suffix: the
+ * same newest-first undo gives exactly the chosen state. torn reads the
+ * persisting sectors of each file's last write from the tree before the undo
+ * and writes them back after it. */
 #include "otasim/power.h"
 
 #include <dirent.h>
@@ -148,7 +156,67 @@ static const char *imap_get(const struct imap *m, uint64_t k)
     return NULL;
 }
 
+/* inode -> a count (reorder: records of the inode still to keep). */
+struct icount {
+    uint64_t *ino;
+    uint64_t *n;
+    size_t cap, len;
+};
+
+static uint64_t *icount_slot(struct icount *m, uint64_t k)
+{
+    size_t i;
+
+    if ((m->len + 1) * 2 > m->cap) {
+        struct icount t = {NULL, NULL, m->cap ? m->cap * 2 : 64, 0};
+        t.ino = calloc(t.cap, sizeof(*t.ino));
+        t.n = calloc(t.cap, sizeof(*t.n));
+        if (!t.ino || !t.n) {
+            free(t.ino);
+            free(t.n);
+            return NULL;
+        }
+        for (i = 0; i < m->cap; i++) {
+            if (m->ino[i]) {
+                size_t j = ihash(m->ino[i], t.cap);
+                while (t.ino[j])
+                    j = (j + 1) & (t.cap - 1);
+                t.ino[j] = m->ino[i];
+                t.n[j] = m->n[i];
+                t.len++;
+            }
+        }
+        free(m->ino);
+        free(m->n);
+        *m = t;
+    }
+    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
+        if (m->ino[i] == k)
+            return &m->n[i];
+    m->ino[i] = k;
+    m->n[i] = 0;
+    m->len++;
+    return &m->n[i];
+}
+
+static void icount_free(struct icount *m)
+{
+    free(m->ino);
+    free(m->n);
+    memset(m, 0, sizeof(*m));
+}
+
 /* ---- rebuild state ----------------------------------------------------- */
+
+#define SECTOR 512u
+
+/* torn: what persists of one write, read from the tree before the undo. */
+struct tear {
+    const struct otasim_rec *r;
+    uint64_t off, len;   /* the bytes that were readable of the write */
+    unsigned char *data; /* [len] */
+    unsigned char *keep; /* per sector of [off, off+len), first = off / SECTOR */
+};
 
 struct pw {
     const char *root;
@@ -157,6 +225,11 @@ struct pw {
     int jfd;
     const struct otasim_journal *j;
     unsigned char *durable;
+    unsigned char *keep; /* durable, or kept by the crash model */
+    struct otasim_crash cm;
+    uint64_t rnd; /* the model's seeded generator */
+    struct tear *tears;
+    size_t n_tears, cap_tears;
     struct imap map; /* every inode of the tree and the stash */
     int map_fresh;
     char *img;
@@ -262,6 +335,36 @@ static int open_w(const char *p, mode_t *ret_chmod)
     return open(p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/* Gives inode r->ino (file, directory) back the attributes r changed. */
+static int undo_attr(struct pw *w, const struct otasim_rec *r)
+{
+    const char *p = r->path;
+    struct timespec ts[2];
+    struct stat st;
+
+    if (lstat(p, &st) < 0 || (uint64_t)st.st_ino != r->ino) {
+        p = find_ino(w, r->ino);
+        if (!p || lstat(p, &st) < 0)
+            return 0; /* no name left */
+    }
+    if ((r->flags & OTASIM_REC_ATTR_MODE) && !S_ISLNK(st.st_mode) && chmod(p, r->mode) < 0)
+        return ota_err_set(w->err, errno, "undo of attr %s: chmod: %s", p, strerror(errno));
+    if ((r->flags & OTASIM_REC_ATTR_OWNER) &&
+        lchown(p, (uid_t)(r->old_size >> 32), (gid_t)(r->old_size & 0xffffffffu)) < 0 &&
+        errno != EPERM)
+        return ota_err_set(w->err, errno, "undo of attr %s: chown: %s", p, strerror(errno));
+    if (r->flags & OTASIM_REC_ATTR_TIMES) {
+        ts[0].tv_sec = (time_t)(r->off / 1000000000ULL);
+        ts[0].tv_nsec = (long)(r->off % 1000000000ULL);
+        ts[1].tv_sec = (time_t)(r->len / 1000000000ULL);
+        ts[1].tv_nsec = (long)(r->len % 1000000000ULL);
+        if (utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW) < 0)
+            return ota_err_set(w->err, errno, "undo of attr %s: utimensat: %s", p, strerror(errno));
+    }
+    w->st.writes_undone++;
+    return 0;
+}
+
 /* Puts file r->ino back as it was before r. */
 static int undo_data(struct pw *w, const struct otasim_rec *r)
 {
@@ -272,6 +375,8 @@ static int undo_data(struct pw *w, const struct otasim_rec *r)
 
     if (!r->ino)
         return 0;
+    if (r->op == OTASIM_OP_ATTR)
+        return undo_attr(w, r);
     if (lstat(p, &st) < 0 || (uint64_t)st.st_ino != r->ino || !S_ISREG(st.st_mode)) {
         p = find_ino(w, r->ino);
         if (!p)
@@ -475,9 +580,38 @@ static int undo_dirop(struct pw *w, const struct otasim_rec *r)
 
 /* ---- the model ---------------------------------------------------------- */
 
+const char *const otasim_crash_model_names[OTASIM_CRASH_MODEL_MAX] = {"minimal", "reorder", "torn"};
+
+int otasim_crash_model_parse(const char *text, enum otasim_crash_model *ret, struct ota_err *err)
+{
+    for (int i = 0; i < OTASIM_CRASH_MODEL_MAX; i++)
+        if (text && strcmp(text, otasim_crash_model_names[i]) == 0) {
+            *ret = (enum otasim_crash_model)i;
+            return 0;
+        }
+    return ota_err_set(err, EINVAL, "unknown crash model '%s' (minimal, reorder or torn)",
+                       text ? text : "");
+}
+
+/* splitmix64: small, and the same sequence for a seed on every machine. */
+static uint64_t rnd_next(struct pw *w)
+{
+    uint64_t z = (w->rnd += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rnd_below(struct pw *w, uint64_t n)
+{
+    return n ? rnd_next(w) % n : 0;
+}
+
+/* The records of one inode, durable through an fsync of it: its data and,
+ * like ext4's inode, its attributes. */
 static int is_data(enum otasim_op op)
 {
-    return op == OTASIM_OP_WRITE || op == OTASIM_OP_TRUNC;
+    return op == OTASIM_OP_WRITE || op == OTASIM_OP_TRUNC || op == OTASIM_OP_ATTR;
 }
 
 static int is_dirop(enum otasim_op op)
@@ -493,52 +627,290 @@ static int failed_call(const struct otasim_rec *r)
     return r->done && r->result < 0;
 }
 
+#define SYNCED   1u /* a later fsync of the inode succeeded */
+#define POISONED 2u /* a later fsync of it failed with EIO, nothing synced it since */
+
+static uint64_t icount_get(const struct icount *m, uint64_t k)
+{
+    size_t i;
+
+    if (!k || !m->cap)
+        return 0;
+    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
+        if (m->ino[i] == k)
+            return m->n[i];
+    return 0;
+}
+
+/* Whether a change covered by inode k's state (all: a later sync) is durable.
+ * Linux drops the dirty pages whose writeback failed and a later fsync
+ * returns 0 (nothing left to write): what an fsync EIO covered stays lost,
+ * whatever syncs come after it. */
+static int covered(const struct icount *st, uint64_t k, int all)
+{
+    uint64_t v = icount_get(st, k);
+
+    return !(v & POISONED) && (all || (v & SYNCED));
+}
+
 static int mark_durable(struct pw *w)
 {
     const struct otasim_journal *j = w->j;
-    struct iset synced = {0};
-    int all = 0, rc = 0;
-    size_t i;
+    struct icount st = {0};
+    uint64_t *v;
+    int all = 0;
+    size_t i, k;
 
     for (i = j->n; i-- > 0;) {
         const struct otasim_rec *r = &j->v[i];
         int d = 0;
+        if (r->op == OTASIM_OP_FSYNC && r->done && r->result == -EIO) {
+            if (!(v = icount_slot(&st, r->ino)))
+                goto oom;
+            *v = POISONED;
+            continue;
+        }
         if (r->op >= OTASIM_OP_STATE || failed_call(r))
             continue;
         switch (r->op) {
         case OTASIM_OP_SYNC:
             all |= r->done;
+            /* earlier than a failed fsync: it wrote those pages */
+            for (k = 0; r->done && k < st.cap; k++)
+                st.n[k] &= ~(uint64_t)POISONED;
             continue;
         case OTASIM_OP_FSYNC:
-            if (r->done)
-                rc = iset_add(&synced, r->ino);
-            if (rc < 0)
-                goto cleanup;
+            if (!r->done)
+                continue;
+            if (!(v = icount_slot(&st, r->ino)))
+                goto oom;
+            *v = SYNCED;
             continue;
         case OTASIM_OP_WRITE:
         case OTASIM_OP_TRUNC:
-            d = iset_has(&synced, r->ino);
+        case OTASIM_OP_ATTR:
+            d = covered(&st, r->ino, all);
             break;
         case OTASIM_OP_RENAME:
-            d = iset_has(&synced, r->dir_ino) && iset_has(&synced, r->dir2_ino);
+            d = covered(&st, r->dir_ino, all) && covered(&st, r->dir2_ino, all);
             break;
         case OTASIM_OP_LINK:
-            d = iset_has(&synced, r->dir2_ino);
+            d = covered(&st, r->dir2_ino, all);
             break;
         default:
-            d = iset_has(&synced, r->dir_ino);
+            d = covered(&st, r->dir_ino, all);
         }
-        w->durable[i] = (unsigned char)(all || d);
+        w->durable[i] = (unsigned char)d;
         if (w->durable[i])
             w->st.durable++;
     }
-cleanup:
-    free(synced.v);
-    return rc < 0 ? ota_err_set(w->err, ENOMEM, "out of memory") : 0;
+    icount_free(&st);
+    return 0;
+oom:
+    icount_free(&st);
+    return ota_err_set(w->err, ENOMEM, "out of memory");
 }
 
-int otasim_power_rebuild(const char *root, const char *journal_path,
-                         struct otasim_rebuild_stats *ret, struct ota_err *err)
+/* 1 if record i may be undone: a change that is neither failed nor durable. */
+static int undoable(const struct pw *w, size_t i)
+{
+    const struct otasim_rec *r = &w->j->v[i];
+
+    return (is_data(r->op) || is_dirop(r->op)) && !failed_call(r) && !w->durable[i];
+}
+
+/* reorder: keeps a seeded prefix of the undoable directory changes and, per
+ * inode, a seeded prefix of its undoable data records (otasim/power.h). */
+static int choose_reorder(struct pw *w)
+{
+    const struct otasim_journal *j = w->j;
+    struct icount left = {0};
+    uint64_t m = 0, p;
+    uint64_t *c;
+    size_t i;
+    int rc = 0;
+
+    for (i = 0; i < j->n; i++) {
+        if (!undoable(w, i))
+            continue;
+        if (is_dirop(j->v[i].op)) {
+            m++;
+        } else if (j->v[i].ino) {
+            if (!(c = icount_slot(&left, j->v[i].ino)))
+                goto oom;
+            (*c)++;
+        }
+    }
+    /* Half the cuts keep every directory change; the draws are made in
+     * journal order so that a seed names one subset. */
+    p = rnd_below(w, 2) ? m : rnd_below(w, m + 1);
+    for (i = 0; i < j->n; i++) {
+        const struct otasim_rec *r = &j->v[i];
+        if (!undoable(w, i) || !is_data(r->op) || !r->ino)
+            continue;
+        if (!(c = icount_slot(&left, r->ino)))
+            goto oom;
+        if (!(*c & (1ULL << 63))) {
+            uint64_t n = *c, how = rnd_below(w, 3);
+            *c = (1ULL << 63) | (how == 0 ? 0 : how == 1 ? n : rnd_below(w, n + 1));
+        }
+        if (*c & ~(1ULL << 63)) {
+            (*c)--;
+            w->keep[i] = 1;
+            w->st.kept_unsynced++;
+        }
+    }
+    for (i = 0; i < j->n && p > 0; i++) {
+        if (!undoable(w, i) || !is_dirop(j->v[i].op))
+            continue;
+        w->keep[i] = 1;
+        w->st.kept_unsynced++;
+        p--;
+    }
+    icount_free(&left);
+    return rc;
+oom:
+    icount_free(&left);
+    return ota_err_set(w->err, ENOMEM, "out of memory");
+}
+
+/* The name of inode r->ino now: r's path if it still is that inode. */
+static const char *name_of(struct pw *w, const struct otasim_rec *r)
+{
+    struct stat st;
+
+    if (lstat(r->path, &st) == 0 && (uint64_t)st.st_ino == r->ino && S_ISREG(st.st_mode))
+        return r->path;
+    return find_ino(w, r->ino);
+}
+
+/* torn: reads the bytes of write r and picks the sectors that persist. */
+static int take_tear(struct pw *w, const struct otasim_rec *r)
+{
+    struct tear t = {r, r->off, r->len, NULL, NULL};
+    uint64_t first, nsec, k, on = 0;
+    const char *p = name_of(w, r);
+    ssize_t got;
+    int fd;
+
+    if (!p || r->len == 0 || r->len > (1ULL << 30))
+        return 0;
+    fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* unreadable: nothing of it can persist either */
+    t.data = malloc(r->len);
+    if (!t.data) {
+        close(fd);
+        return ota_err_set(w->err, ENOMEM, "out of memory for a torn write");
+    }
+    got = pread(fd, t.data, r->len, (off_t)r->off);
+    close(fd);
+    if (got <= 0) {
+        free(t.data);
+        return 0;
+    }
+    t.len = (uint64_t)got;
+    first = t.off / SECTOR;
+    nsec = (t.off + t.len - 1) / SECTOR - first + 1;
+    t.keep = calloc(nsec, 1);
+    if (!t.keep) {
+        free(t.data);
+        return ota_err_set(w->err, ENOMEM, "out of memory for a torn write");
+    }
+    if (nsec == 1) {
+        t.keep[0] = (unsigned char)rnd_below(w, 2); /* one sector: atomic */
+    } else {
+        /* Torn for sure (a whole or no write is minimal's): the first sectors
+         * (written back in order), the last ones, or any mix. */
+        uint64_t shape = rnd_below(w, 3), cut = 1 + rnd_below(w, nsec - 1);
+        for (k = 0; k < nsec; k++) {
+            t.keep[k] = (unsigned char)(shape == 0   ? k < cut
+                                        : shape == 1 ? k >= cut
+                                                     : rnd_below(w, 2));
+            on += t.keep[k];
+        }
+        if (on == 0 || on == nsec)
+            t.keep[rnd_below(w, nsec)] ^= 1;
+    }
+    if (w->n_tears == w->cap_tears) {
+        size_t cap = w->cap_tears ? w->cap_tears * 2 : 8;
+        struct tear *n = realloc(w->tears, cap * sizeof(*n));
+        if (!n) {
+            free(t.data);
+            free(t.keep);
+            return ota_err_set(w->err, ENOMEM, "out of memory");
+        }
+        w->tears = n;
+        w->cap_tears = cap;
+    }
+    w->tears[w->n_tears++] = t;
+    return 0;
+}
+
+/* torn: the last undoable data record of each inode, if it is a write that
+ * completed, persists partly. */
+static int choose_torn(struct pw *w)
+{
+    const struct otasim_journal *j = w->j;
+    struct iset seen = {0};
+    size_t i;
+    int rc = 0;
+
+    for (i = j->n; i-- > 0 && rc == 0;) {
+        const struct otasim_rec *r = &j->v[i];
+        if (!undoable(w, i) || !is_data(r->op) || !r->ino || iset_has(&seen, r->ino))
+            continue;
+        if ((rc = iset_add(&seen, r->ino)) < 0) {
+            rc = ota_err_set(w->err, ENOMEM, "out of memory");
+            break;
+        }
+        if (r->op == OTASIM_OP_WRITE && r->done)
+            rc = take_tear(w, r);
+    }
+    free(seen.v);
+    return rc;
+}
+
+/* torn: writes the persisting sectors back over the rebuilt tree. */
+static int apply_tears(struct pw *w)
+{
+    w->map_fresh = 0;
+    for (size_t i = 0; i < w->n_tears; i++) {
+        const struct tear *t = &w->tears[i];
+        uint64_t first = t->off / SECTOR, end = t->off + t->len, s;
+        const char *p = name_of(w, t->r);
+        mode_t chm;
+        int fd, n = 0;
+
+        if (!p)
+            continue; /* the file's name did not survive: neither did its data */
+        fd = open_w(p, &chm);
+        if (fd < 0)
+            return ota_err_set(w->err, errno, "torn write to %s: open: %s", p, strerror(errno));
+        for (s = first; s * SECTOR < end; s++) {
+            uint64_t a = s * SECTOR < t->off ? t->off : s * SECTOR;
+            uint64_t b = (s + 1) * SECTOR > end ? end : (s + 1) * SECTOR;
+            if (!t->keep[s - first])
+                continue;
+            if (pwrite(fd, t->data + (a - t->off), b - a, (off_t)a) != (ssize_t)(b - a)) {
+                int e = errno ? errno : EIO;
+                close(fd);
+                return ota_err_set(w->err, e, "torn write to %s: %s", p, strerror(e));
+            }
+            n++;
+        }
+        close(fd);
+        if (chm)
+            ota_ignore(chmod(p, chm & 07777));
+        w->st.torn_writes += n > 0;
+        w->st.torn_sectors += (uint64_t)n;
+    }
+    return 0;
+}
+
+int otasim_power_rebuild_model(const char *root, const char *journal_path,
+                               const struct otasim_crash *cm, struct otasim_rebuild_stats *ret,
+                               struct ota_err *err)
 {
     struct otasim_journal *j = NULL;
     struct pw w;
@@ -549,6 +921,11 @@ int otasim_power_rebuild(const char *root, const char *journal_path,
     w.root = root;
     w.err = err;
     w.jfd = -1;
+    if (cm)
+        w.cm = *cm;
+    if (w.cm.model >= OTASIM_CRASH_MODEL_MAX)
+        return ota_err_set(err, EINVAL, "bad crash model %d", (int)w.cm.model);
+    w.rnd = w.cm.seed;
     snprintf(w.sim, sizeof(w.sim), "%s/.sim", root);
     snprintf(w.stash, sizeof(w.stash), "%s/.sim/stash", root);
     rc = otasim_journal_load(journal_path, &j, err);
@@ -557,7 +934,8 @@ int otasim_power_rebuild(const char *root, const char *journal_path,
     w.j = j;
     w.jfd = open(journal_path, O_RDONLY | O_CLOEXEC);
     w.durable = calloc(j->n ? j->n : 1, 1);
-    if (w.jfd < 0 || !w.durable) {
+    w.keep = calloc(j->n ? j->n : 1, 1);
+    if (w.jfd < 0 || !w.durable || !w.keep) {
         rc = ota_err_set(err, w.jfd < 0 ? errno : ENOMEM, "journal %s: %s", journal_path,
                          strerror(w.jfd < 0 ? errno : ENOMEM));
         goto cleanup;
@@ -565,21 +943,30 @@ int otasim_power_rebuild(const char *root, const char *journal_path,
     rc = mark_durable(&w);
     if (rc < 0)
         goto cleanup;
+    memcpy(w.keep, w.durable, j->n);
+    if (w.cm.model == OTASIM_CRASH_REORDER)
+        rc = choose_reorder(&w);
+    else if (w.cm.model == OTASIM_CRASH_TORN)
+        rc = choose_torn(&w);
+    if (rc < 0)
+        goto cleanup;
     /* Data first, while every inode still has the names the walk finds. */
     for (i = j->n; i-- > 0;) {
-        if (!is_data(j->v[i].op) || w.durable[i] || failed_call(&j->v[i]))
+        if (!is_data(j->v[i].op) || w.keep[i] || failed_call(&j->v[i]))
             continue;
         rc = undo_data(&w, &j->v[i]);
         if (rc < 0)
             goto cleanup;
     }
     for (i = j->n; i-- > 0;) {
-        if (!is_dirop(j->v[i].op) || w.durable[i] || failed_call(&j->v[i]))
+        if (!is_dirop(j->v[i].op) || w.keep[i] || failed_call(&j->v[i]))
             continue;
         rc = undo_dirop(&w, &j->v[i]);
         if (rc < 0)
             goto cleanup;
     }
+    if (w.n_tears && (rc = apply_tears(&w)) < 0)
+        goto cleanup;
     rc = otasim_power_drop_stash(root, err);
     if (rc < 0)
         goto cleanup;
@@ -588,11 +975,23 @@ int otasim_power_rebuild(const char *root, const char *journal_path,
 cleanup:
     if (w.jfd >= 0)
         close(w.jfd);
+    for (i = 0; i < w.n_tears; i++) {
+        free(w.tears[i].data);
+        free(w.tears[i].keep);
+    }
+    free(w.tears);
     free(w.durable);
+    free(w.keep);
     free(w.img);
     imap_clear(&w.map);
     otasim_journal_free(j);
     return rc;
+}
+
+int otasim_power_rebuild(const char *root, const char *journal_path,
+                         struct otasim_rebuild_stats *ret, struct ota_err *err)
+{
+    return otasim_power_rebuild_model(root, journal_path, NULL, ret, err);
 }
 
 int otasim_power_drop_stash(const char *root, struct ota_err *err)

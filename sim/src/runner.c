@@ -109,8 +109,10 @@ void otasim_runner_free(struct otasim_runner *r)
     free(r);
 }
 
-static struct rcase *new_case(struct otasim_runner *r, size_t scen, const struct otasim_fault *f,
-                              struct ota_err *err)
+/* A case; subset >= 0: the subset-th seeded rebuild of a power cut under a
+ * crash model other than minimal ("/reorder-2" ends its id). */
+static struct rcase *new_case_sub(struct otasim_runner *r, size_t scen,
+                                  const struct otasim_fault *f, int subset, struct ota_err *err)
 {
     struct rcase *c;
     char label[160];
@@ -139,12 +141,41 @@ static struct rcase *new_case(struct otasim_runner *r, size_t scen, const struct
         snprintf(c->id, sizeof(c->id), "%s", r->scens[scen].sc.name);
     else
         snprintf(c->id, sizeof(c->id), "%s/%s", r->scens[scen].sc.name, label);
+    if (subset >= 0) {
+        size_t l = strlen(c->id);
+        snprintf(c->id + l, sizeof(c->id) - l, "/%s-%d",
+                 otasim_crash_model_names[c->fault.crash_model], subset + 1);
+    }
     for (const char *p = c->id; *p; p++)
         h = (h ^ (uint8_t)*p) * 16777619u;
     snprintf(c->device_id, sizeof(c->device_id), "sim-%08x-%llu", h, (unsigned long long)c->seed);
     r->scens[scen].cases_left++;
     r->n_cases++;
     return c;
+}
+
+/* Whether f's cuts become several trials, one per seeded subset. */
+static int subsets_of(const struct otasim_fault *f)
+{
+    if (f->kind != OTASIM_FAULT_POWER_CUT || f->crash_model == OTASIM_CRASH_MINIMAL)
+        return 0;
+    return f->crash_subsets > 0 ? f->crash_subsets : 1;
+}
+
+/* The case(s) of fault f: one, or one per subset of its crash model (each its
+ * own seed). Returns the first. */
+static struct rcase *new_case(struct otasim_runner *r, size_t scen, const struct otasim_fault *f,
+                              struct ota_err *err)
+{
+    size_t first = r->n_cases; /* an index: the array moves as it grows */
+    int n = subsets_of(f);
+
+    if (n == 0)
+        return new_case_sub(r, scen, f, -1, err);
+    for (int k = 0; k < n; k++)
+        if (!new_case_sub(r, scen, f, k, err))
+            return NULL;
+    return &r->cases[first];
 }
 
 static int ensure_built(struct otasim_runner *r, struct scen *s, struct ota_err *err)
@@ -357,6 +388,11 @@ static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fa
         return 0;
     if (f->all_points)
         ota_ignore(ota_err_set(&e, ENOTSUP, "persistence points need the native tier"));
+    else if (subsets_of(f))
+        ota_ignore(ota_err_set(&e, ENOTSUP,
+                               "crash model %s needs the native tier (a QEMU disk "
+                               "loses what its file system loses)",
+                               otasim_crash_model_names[f->crash_model]));
     else if (sc->profile == OTASIM_PROFILE_ROOTFS && r->t.qemu_profile != 0)
         ota_ignore(ota_err_set(&e, ENOTSUP, "rootfs updates need U-Boot: --profile raspi3b"));
     else if (otasim_qemu_supports(sc, f, &e) == 0)
@@ -503,7 +539,10 @@ static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
                 otasim_recording_free(&rec);
                 return -ENOMEM;
             }
-            if (rec.distinct[n] || r->o.exhaustive || rep < 0)
+            /* Points with no fsync or message between them leave the same
+             * durable state, but not the same unsynced operations: under reorder
+             * or torn each point is its own trial. */
+            if (rec.distinct[n] || r->o.exhaustive || rep < 0 || subsets_of(&g))
                 rep = (long)(c - r->cases);
             else
                 c->equivalent_to = rep;
@@ -512,6 +551,17 @@ static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
         return 0;
     }
     return new_case(r, si, &f, err) ? 0 : -ENOMEM;
+}
+
+/* --crash-model and --crash-subsets over the scenario's own, for power cuts. */
+static void apply_crash_opts(const struct otasim_runner *r, struct otasim_fault *f)
+{
+    if (f->kind != OTASIM_FAULT_POWER_CUT)
+        return;
+    if (r->o.crash_model >= 0)
+        f->crash_model = (enum otasim_crash_model)r->o.crash_model;
+    if (r->o.crash_subsets > 0)
+        f->crash_subsets = r->o.crash_subsets;
 }
 
 int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
@@ -530,6 +580,7 @@ int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
         n[r->n_scens].sc.fault.n_states = 0;
         n[r->n_scens].sc.fault.all_points = 0;
     }
+    apply_crash_opts(r, &n[r->n_scens].sc.fault);
     memset(sc, 0, sizeof(*sc));
     r->n_scens++;
     if (ota_fs_mkdirs(r->run_dir, err) < 0)

@@ -280,10 +280,30 @@ static int parse_release(const json_t *r, size_t idx, struct otasim_scenario *s,
     return 0;
 }
 
+/* fault.crash_model, fault.crash_subsets: a power cut's crash model. */
+static int parse_crash_model(const json_t *f, struct otasim_fault *ft, struct ota_err *err)
+{
+    char model[16] = "minimal";
+    long long n = 1;
+
+    if (opt_str(f, "fault", "crash_model", model, sizeof(model), err) < 0 ||
+        opt_int(f, "fault", "crash_subsets", 1, OTASIM_MAX_CRASH_SUBSETS, &n, err) < 0)
+        return -EINVAL;
+    if (otasim_crash_model_parse(model, &ft->crash_model, err) < 0)
+        return ota_err_set(err, EINVAL, "fault.crash_model: '%s' is not minimal, reorder or torn",
+                           model);
+    if ((json_object_get(f, "crash_model") || json_object_get(f, "crash_subsets")) &&
+        ft->kind != OTASIM_FAULT_POWER_CUT)
+        return ota_err_set(err, EINVAL, "fault.crash_model: only for kind power-cut");
+    ft->crash_subsets = (int)n;
+    return 0;
+}
+
 static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_err *err)
 {
-    static const char *const keys[] = {"kind",        "trigger", "path",   "count",
-                                       "duration_ms", "jump_s",  "server", NULL};
+    static const char *const keys[] = {"kind",        "trigger", "path",        "count",
+                                       "duration_ms", "jump_s",  "crash_model", "crash_subsets",
+                                       "server",      NULL};
     static const char *const tkeys[] = {"state",       "nth",    "point", "points",
                                         "fault_point", "states", NULL};
     struct otasim_fault *ft = &s->fault;
@@ -310,6 +330,8 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
     if (opt_int(f, "fault", "jump_s", -100LL * 365 * 86400, 100LL * 365 * 86400, &n, err) < 0)
         return -EINVAL;
     ft->jump_s = n;
+    if (parse_crash_model(f, ft, err) < 0)
+        return -EINVAL;
     v = json_object_get(f, "server");
     if (v) {
         if (!json_is_array(v))

@@ -17,6 +17,8 @@
  * In normal builds the macro is nothing.
  *
  * The points (keep this list in sync with the code):
+ *   download.before_sync          core.c, DOWNLOADING: the whole payload written,
+ *                                 before the final fdatasync
  *   store.save.before_commit      store_sqlite.c: journal, report and history
  *                                 written in the transaction, before COMMIT
  *   install.after_extract         install_posix.c, INSTALLING (app): slot tree

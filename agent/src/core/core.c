@@ -840,9 +840,17 @@ static int checkpoint(struct ota_agent *a)
 {
     struct ota_err e = {0};
 
-    if (a->ops.install->dl_sync(a->ops.install_ctx, &e) < 0 ||
-        ota_sha256_peek(a->sha, a->j.prefix_sha256) < 0)
+    if (a->ops.install->dl_sync(a->ops.install_ctx, &e) < 0) {
+        /* After an fsync error Linux may drop the pages it could not write,
+         * and the next fsync succeeds: the in-memory hash no longer vouches
+         * for the file. The next attempt checks the durable prefix on disk. */
+#ifndef OTA_MUTANT_HASH_AFTER_EIO
+        a->sha_ok = 0;
+#endif
         return dl_abort(a, EIO, 0, 0, "%s", e.reason[0] ? e.reason : "checkpoint failed");
+    }
+    if (ota_sha256_peek(a->sha, a->j.prefix_sha256) < 0)
+        return dl_abort(a, EIO, 0, 0, "%s", "checkpoint failed");
     a->j.durable_len = a->received;
     if (save_journal(a, &e) < 0)
         return dl_abort(a, EIO, 0, 1, "%s", e.reason);
@@ -953,6 +961,23 @@ static int handle_downloading(struct ota_agent *a, struct ota_step *st, struct o
         st->wake_ms = a->wake_ms;
         return 0;
     }
+#ifdef OTA_MUTANT_TRUST_DOWNLOAD_SIZE
+    /* MUTANT: trust-download-size: after a restart, a download file as long
+     * as the manifest says is taken as written to the end and synced (the
+     * re-hash of hundreds of MB is skipped). Right when unsynced writes are
+     * lost whole, or kept whole in order (minimal, reorder); wrong when the
+     * last one persists partly and leaves holes under the full length (torn). */
+    if (!a->sha_ok && a->m.size > 0) {
+        uint64_t have = 0;
+        if (a->ops.install->dl_size(a->ops.install_ctx, &have, NULL) == 0 && have == a->m.size) {
+            memcpy(a->digest, a->m.sha256, OTA_SHA256_LEN);
+            a->digest_ok = 1;
+            a->j.durable_len = a->m.size;
+            st->result = OTA_STEP_CONTINUE;
+            return transition(a, OTA_STATE_VERIFYING, err);
+        }
+    }
+#endif
     r = prepare_resume(a, &e);
     if (r < 0)
         return attempt_failed(a, e.reason, r == -ENOSPC, st, err);
@@ -996,9 +1021,17 @@ static int handle_downloading(struct ota_agent *a, struct ota_step *st, struct o
         }
         return attempt_failed(a, why[0] ? why : "download failed", a->dl_fatal, st, err);
     }
+    OTA_FAULT_POINT("download.before_sync");
     r = a->ops.install->dl_sync(a->ops.install_ctx, &e);
-    if (r < 0)
+    if (r < 0) {
+#ifndef OTA_MUTANT_HASH_AFTER_EIO
+        a->sha_ok = 0; /* as in checkpoint(): verify from disk next time */
+#else
+        /* MUTANT: hash-after-eio: after a failed fdatasync the next attempt
+         * goes on from its in-memory hash and length, as before the fix. */
+#endif
         return attempt_failed(a, e.reason, 0, st, err);
+    }
     a->ops.install->dl_close(a->ops.install_ctx);
     r = ota_sha256_final(a->sha, a->digest);
     a->sha_ok = 0;
@@ -1058,6 +1091,35 @@ bad:
 
 /* ---- INSTALLING, SWITCHING, REBOOTING ------------------------------- */
 
+#ifdef OTA_MUTANT_SWITCH_BEFORE_SYNC
+/* MUTANT: switch-before-sync (install_posix.c turns fsync off meanwhile).
+ * The app is installed and `current` renamed onto it with no fsync at all,
+ * then one sync() makes both durable before SWITCHING is saved. A resumed
+ * INSTALLING that finds `current` on the new slot takes the install as done:
+ * it relies on the slot's unsynced data reaching the disk before the
+ * unsynced rename. Right when everything unsynced is lost (minimal), wrong
+ * when the rename persists without the data (reorder). */
+#include <unistd.h>
+extern int ota_mutant_defer_sync;
+
+static int mutant_install_then_sync(struct ota_agent *a, struct ota_err *e)
+{
+    int cur = -1, r;
+
+    if (a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_APP, &cur, NULL) == 0 &&
+        cur == a->j.to_slot)
+        return 0; /* the rename persisted: so did the slot, it assumes */
+    ota_mutant_defer_sync = 1;
+    r = a->ops.install->slot_install(a->ops.install_ctx, &a->m, a->j.to_slot, e);
+    if (r == 0)
+        r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, e);
+    ota_mutant_defer_sync = 0;
+    if (r == 0)
+        sync();
+    return r;
+}
+#endif
+
 static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
     struct ota_err e = {0};
@@ -1065,6 +1127,17 @@ static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ot
     int r;
 
     st->result = OTA_STEP_CONTINUE;
+#ifdef OTA_MUTANT_SWITCH_BEFORE_SYNC
+    if (!is_rootfs(a)) {
+        r = mutant_install_then_sync(a, &e);
+        if (r < 0) {
+            snprintf(why, sizeof(why), "install into slot %s failed: %s",
+                     ota_slot_names[a->j.to_slot], e.reason);
+            return fail_update(a, why, err);
+        }
+        return transition(a, OTA_STATE_SWITCHING, err);
+    }
+#endif
     r = a->ops.install->slot_install(a->ops.install_ctx, &a->m, a->j.to_slot, &e);
     if (r < 0) {
         snprintf(why, sizeof(why), "install into slot %s failed: %s", ota_slot_names[a->j.to_slot],

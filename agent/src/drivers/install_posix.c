@@ -38,19 +38,22 @@ struct ota_install {
 
 static const char *const slot_dirs[OTA_SLOT_MAX] = {"a", "b"};
 
-#ifdef OTA_MUTANT_INSTALL_NO_FSYNC
+#if defined(OTA_MUTANT_INSTALL_NO_FSYNC) || defined(OTA_MUTANT_SWITCH_BEFORE_SYNC)
 /* MUTANT: install-no-fsync. The extraction and the image write (archive.c)
  * fsync what they write; this test build's fsync() does nothing while a slot
  * is being installed, so the slot is not durable before SWITCHING. Outside
- * an install it is the next fsync (the simulator's interposer, then libc). */
+ * an install it is the next fsync (the simulator's interposer, then libc).
+ * MUTANT: switch-before-sync sets ota_mutant_defer_sync (core.c) around its
+ * install and switch, which it makes durable with one sync() after both. */
 #include <dlfcn.h>
 static int mutant_installing;
+int ota_mutant_defer_sync;
 
 int fsync(int fd)
 {
     static int (*next)(int);
 
-    if (mutant_installing)
+    if (mutant_installing || ota_mutant_defer_sync)
         return 0;
     if (!next)
         next = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
@@ -60,6 +63,8 @@ int fsync(int fd)
     }
     return next(fd);
 }
+#endif
+#ifdef OTA_MUTANT_INSTALL_NO_FSYNC
 #define MUTANT_INSTALLING(on) (mutant_installing = (on))
 #else
 #define MUTANT_INSTALLING(on) ((void)0)

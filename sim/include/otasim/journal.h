@@ -27,7 +27,12 @@
  *   OTASIM_FAIL_COUNT=K    at most K calls fail (default: no limit).
  *                      ENOSPC fails calls that allocate (write, pwrite, create,
  *                      mkdir, symlink, link, rename, ftruncate growing); EIO
- *                      fails writes and fsync/fdatasync.
+ *                      fails writes and fsync/fdatasync. An fsync failed with
+ *                      EIO also drops, at once, the process's writes and
+ *                      truncates of that file since its last fsync or sync
+ *                      (their before-images are written back): Linux may drop
+ *                      the pages whose writeback failed, and a later fsync
+ *                      returns 0. The power model counts them lost too.
  *
  * Counted ("mutating") calls: open/openat/creat with O_CREAT or O_TRUNC (on a
  * regular file), write/pwrite/writev/pwritev on such files, ftruncate,
@@ -44,6 +49,22 @@
  * process continues the numbering of the journal it appends to, so sequential processes sharing one
  * journal (one at a time) number their calls as one sequence; children of a journaled process are
  * not journaled (fork without exec: neither).
+ *
+ * Also journaled: fallocate/posix_fallocate growing a file (as TRUNC; with
+ * FALLOC_FL_KEEP_SIZE nothing visible changes), copy_file_range, sendfile
+ * and splice into a file (as WRITE), O_TMPFILE files linked in (as LINK),
+ * and chmod/fchmod/fchmodat, chown/fchown/lchown/fchownat, utimensat/
+ * futimens/utimes/utime (as ATTR: not counted, so crash points keep their
+ * numbers; made durable by an fsync of the inode, as its data). Every other
+ * mutation under ROOT that the interposer sees but the model cannot represent
+ * - a write through a stdio FILE (fopen/freopen/fdopen for writing: glibc
+ * writes through internal calls), a shared writable mmap (but SQLite's
+ * -shm, which SQLite rebuilds after a crash), fallocate that punches, zeroes,
+ * collapses or inserts, a rename or link between ROOT and the outside - is
+ * an UNMODELLED event, and the harness ends the trial as an error. Not seen
+ * at all: raw syscall(2), io_uring, and calls from inside libc itself
+ * (another libc function that writes, such as a stdio write or
+ * copy_file_range's fallback): what is not seen is as if made durable.
  *
  * So that a power cut can be rebuilt, the interposer keeps before-images of
  * bytes that a write or truncate overwrites or cuts, and before an unlink or
@@ -73,11 +94,16 @@ enum otasim_op {
     OTASIM_OP_UNLINK,  /* path */
     OTASIM_OP_MKDIR,   /* path */
     OTASIM_OP_RMDIR,   /* path */
+    OTASIM_OP_ATTR,    /* chmod/chown/utimens family: path, ino; the old attributes:
+                          mode, old_size = uid << 32 | gid, off/len = atime/mtime in ns;
+                          flags OTASIM_REC_ATTR_* say which the call changes */
     /* Events: not counted (seq = the number of the last counted call). */
     OTASIM_OP_STATE, /* text = the agent's OTA-STATE JSON */
     OTASIM_OP_NET,   /* the process sent on an inet socket; text = first bytes */
     OTASIM_OP_CRASH, /* a crash trigger fired; text = "power" or "process" */
     OTASIM_OP_FAIL,  /* call seq failed by injection; text = errno name, path */
+    OTASIM_OP_UNMODELLED, /* a mutation under ROOT the power model cannot represent; text =
+                             "CALL PATH". The harness ends the trial as an error. */
     OTASIM_OP_MAX
 };
 
@@ -113,6 +139,9 @@ struct otasim_rec {
 #define OTASIM_REC_VICTIM_DIR  0x4u  /* the old name was an empty directory (mode) */
 #define OTASIM_REC_DONE        0x8u  /* on disk: the call record already holds the result */
 #define OTASIM_REC_EXCHANGE    0x10u /* RENAME: renameat2(RENAME_EXCHANGE) */
+#define OTASIM_REC_ATTR_MODE   0x20u /* ATTR: the call changes the mode */
+#define OTASIM_REC_ATTR_OWNER  0x40u /* ATTR: ... the owner */
+#define OTASIM_REC_ATTR_TIMES  0x80u /* ATTR: ... the times */
 
 struct otasim_journal {
     struct otasim_rec *v;
@@ -126,6 +155,10 @@ struct otasim_journal {
 int otasim_journal_load(const char *path, struct otasim_journal **ret,
                         struct ota_err *err) OTA_MUST;
 void otasim_journal_free(struct otasim_journal *j);
+
+/* The first UNMODELLED event of the journal at path, as "CALL PATH" into
+ * buf: 1 if there is one, 0 if not (or the journal cannot be read). */
+int otasim_journal_unmodelled(const char *path, char *buf, size_t cap);
 
 /* Path of the interposer library next to the running ota-sim, or from
  * $OTASIM_INTERPOSE. */

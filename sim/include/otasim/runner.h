@@ -28,6 +28,10 @@ struct otasim_run_opts {
     /* --case, --cases-from: run just these case ids */
     const char *const *only_cases;
     size_t n_only_cases;
+    /* --crash-model, --crash-subsets: for every power cut, instead of each
+     * scenario's own (fault.crash_model, fault.crash_subsets) */
+    int crash_model;   /* enum otasim_crash_model, or -1: the scenario's */
+    int crash_subsets; /* 1..OTASIM_MAX_CRASH_SUBSETS, or 0: the scenario's */
 };
 
 struct otasim_run_stats {

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "ota/err.h"
+#include "otasim/power.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,6 +71,10 @@ struct otasim_fault {
     int count;           /* DISK_FULL/EIO: how many calls fail (0: all) */
     int duration_ms;     /* PARTITION */
     long long jump_s;    /* CLOCK_JUMP (negative: backward) */
+    /* POWER_CUT: how the cut tree is rebuilt (otasim/power.h), and how many
+     * trials (each its own seed, so its own subset) a cut becomes */
+    enum otasim_crash_model crash_model;
+    int crash_subsets; /* 0: 1 */
 };
 
 struct otasim_release {

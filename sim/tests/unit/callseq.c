@@ -7,7 +7,13 @@
  *   link A B | symlink TARGET LINK | unlink P | mkdir P | rmdir P | remove P |
  *   renameat D A B | unlinkat D NAME | mkdirat D NAME | symlinkat TARGET D NAME |
  *   sync | state NAME | crash |
- *   sqlopen DB | sql STATEMENT | sqlclose | net PORT TEXT
+ *   sqlopen DB | sql STATEMENT | sqlclose | net PORT TEXT |
+ *   fallocate P OFF LEN MODE (0, keep or punch) | posix_fallocate P OFF LEN |
+ *   copyrange SRC DST | sendfile SRC DST | splice DST TEXT (through a pipe) |
+ *   mmapw P TEXT (shared writable mapping) | fopenw P TEXT | fdopenw P TEXT |
+ *   fchmod P MODE | chmod P MODE | utimens P SECONDS | chown P |
+ *   tmpfile DIR NAME TEXT (O_TMPFILE, written, linked in as DIR/NAME)
+ * (SRC, DST, P of the fd calls: names given to open before)
  * TEXT is the rest of the command. A failing command prints
  * "ERR <n> <command> <errno>" on stdout and the script goes on; the exit
  * status is the number of failures. */
@@ -21,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,9 +230,15 @@ static int nwords(const char *c)
     static const struct {
         const char *name;
         int n;
-    } t[] = {{"open", 3},    {"write", 2},     {"pwrite", 3},  {"ftruncate", 2}, {"truncate", 2},
-             {"rename", 2},  {"link", 2},      {"symlink", 2}, {"renameat", 3},  {"unlinkat", 2},
-             {"mkdirat", 2}, {"symlinkat", 3}, {"net", 2}};
+    } t[] = {{"open", 3},      {"write", 2},     {"pwrite", 3},
+             {"ftruncate", 2}, {"truncate", 2},  {"rename", 2},
+             {"link", 2},      {"symlink", 2},   {"renameat", 3},
+             {"unlinkat", 2},  {"mkdirat", 2},   {"symlinkat", 3},
+             {"net", 2},       {"fallocate", 4}, {"posix_fallocate", 3},
+             {"copyrange", 2}, {"sendfile", 2},  {"splice", 2},
+             {"mmapw", 2},     {"fopenw", 2},    {"fdopenw", 2},
+             {"fchmod", 2},    {"chmod", 2},     {"utimens", 2},
+             {"tmpfile", 3}};
     size_t i;
 
     for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
@@ -233,9 +247,111 @@ static int nwords(const char *c)
     return 1;
 }
 
+/* The calls beyond open/write/rename (power model: journaled or unmodelled).
+ * Returns 1 if cmd is none of them. */
+static int run_more(char **w, int n)
+{
+    int fd, out, p[2], r, e;
+    struct stat st;
+    char link[64];
+
+    if (strcmp(w[0], "chown") == 0)
+        return chown(w[1], getuid(), getgid());
+    if (n < 3)
+        return 1;
+    if (strcmp(w[0], "fchmod") == 0)
+        return (fd = fd_of(w[1])) < 0 ? -1 : fchmod(fd, (mode_t)strtol(w[2], NULL, 8));
+    if (strcmp(w[0], "chmod") == 0)
+        return chmod(w[1], (mode_t)strtol(w[2], NULL, 8));
+    if (strcmp(w[0], "utimens") == 0) {
+        struct timespec ts[2] = {{atol(w[2]), 0}, {atol(w[2]), 0}};
+        return utimensat(AT_FDCWD, w[1], ts, 0);
+    }
+    if (strcmp(w[0], "copyrange") == 0 || strcmp(w[0], "sendfile") == 0) {
+        fd = fd_of(w[1]);
+        out = fd_of(w[2]);
+        if (fd < 0 || out < 0 || fstat(fd, &st) < 0)
+            return -1;
+        if (w[0][0] == 'c')
+            return copy_file_range(fd, NULL, out, NULL, (size_t)st.st_size, 0) < 0 ? -1 : 0;
+        return sendfile(out, fd, NULL, (size_t)st.st_size) < 0 ? -1 : 0;
+    }
+    if (strcmp(w[0], "splice") == 0) {
+        if ((out = fd_of(w[1])) < 0 || pipe(p) < 0)
+            return -1;
+        r = write(p[1], w[2], strlen(w[2])) < 0 ? -1 : 0;
+        if (r == 0)
+            r = splice(p[0], NULL, out, NULL, strlen(w[2]), 0) < 0 ? -1 : 0;
+        e = errno;
+        close(p[0]);
+        close(p[1]);
+        errno = e;
+        return r;
+    }
+    if (strcmp(w[0], "mmapw") == 0) {
+        char *m;
+        if ((fd = fd_of(w[1])) < 0 || fstat(fd, &st) < 0 || (size_t)st.st_size < strlen(w[2]))
+            return errno = EINVAL, -1;
+        m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+            return -1;
+        memcpy(m, w[2], strlen(w[2]));
+        r = msync(m, (size_t)st.st_size, MS_SYNC);
+        munmap(m, (size_t)st.st_size);
+        return r;
+    }
+    if (strcmp(w[0], "fopenw") == 0) {
+        FILE *f = fopen(w[1], "w");
+        if (!f)
+            return -1;
+        fputs(w[2], f);
+        return fclose(f) == 0 ? 0 : -1;
+    }
+    if (strcmp(w[0], "fdopenw") == 0) {
+        FILE *f;
+        if ((fd = fd_of(w[1])) < 0 || (fd = dup(fd)) < 0 || !(f = fdopen(fd, "a")))
+            return -1;
+        fputs(w[2], f);
+        return fclose(f) == 0 ? 0 : -1;
+    }
+    if (n < 4)
+        return 1;
+    if (strcmp(w[0], "posix_fallocate") == 0) {
+        if ((fd = fd_of(w[1])) < 0)
+            return -1;
+        r = posix_fallocate(fd, atol(w[2]), atol(w[3]));
+        return r ? (errno = r, -1) : 0;
+    }
+    if (strcmp(w[0], "tmpfile") == 0) {
+        fd = open(w[1], O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        r = write(fd, w[3], strlen(w[3])) < 0 ? -1 : 0;
+        if (r == 0) {
+            char name[512];
+            snprintf(name, sizeof(name), "%s/%s", w[1], w[2]);
+            r = linkat(AT_FDCWD, link, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
+        }
+        e = errno;
+        close(fd);
+        errno = e;
+        return r;
+    }
+    if (n < 5)
+        return 1;
+    if (strcmp(w[0], "fallocate") == 0) {
+        int mode = strcmp(w[4], "keep") == 0    ? FALLOC_FL_KEEP_SIZE
+                   : strcmp(w[4], "punch") == 0 ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                                                : 0;
+        return (fd = fd_of(w[1])) < 0 ? -1 : fallocate(fd, mode, atol(w[2]), atol(w[3]));
+    }
+    return 1;
+}
+
 static int run(char *line)
 {
-    char *w[5] = {0};
+    char *w[6] = {0};
     char buf[256];
     int n = split(line, w, 2), fd;
 
@@ -261,6 +377,8 @@ static int run(char *line)
         return write(2, buf, (size_t)l) == l ? 0 : -1;
     }
     n = 1 + split(w[1], w + 1, nwords(w[0]));
+    if ((fd = run_more(w, n)) != 1)
+        return fd;
     if (strcmp(w[0], "open") == 0)
         return remember(w[1], open(w[1], open_flags(n > 2 ? w[2] : "r"),
                                    n > 3 ? (mode_t)strtol(w[3], NULL, 8) : 0644));

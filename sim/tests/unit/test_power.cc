@@ -18,6 +18,7 @@
 
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -172,6 +173,35 @@ class PowerTest : public ::testing::Test
             << err.reason;
         EXPECT_FALSE(exists(P(".sim/stash")));
     }
+
+    void rebuild_model(otasim_crash_model m, uint64_t seed)
+    {
+        ota_err err{};
+        otasim_crash cm{m, seed};
+        stats_ = otasim_rebuild_stats{};
+        ASSERT_EQ(otasim_power_rebuild_model(root_.c_str(), journal_.c_str(), &cm, &stats_, &err),
+                  0)
+            << err.reason;
+        EXPECT_FALSE(exists(P(".sim/stash")));
+    }
+
+    // For seeds 1..n: a fresh root, setup(), cmds (ending in a power cut), a
+    // rebuild under model m; then look() records what it finds.
+    template <class Setup, class Look>
+    void each_seed(otasim_crash_model m, int n, const std::vector<std::string> &cmds, Setup setup,
+                   Look look)
+    {
+        for (int seed = 1; seed <= n; seed++) {
+            fresh_root();
+            setup();
+            Result r = run(cmds);
+            ASSERT_EQ(r.status, -SIGKILL) << r.out;
+            rebuild_model(m, (uint64_t)seed);
+            look(seed);
+        }
+    }
+
+    void sqlite_every_call(otasim_crash_model m);
 
     // Runs cmds, which must end in a power cut, then rebuilds.
     void cut(const std::vector<std::string> &cmds, const std::vector<std::string> &env = {})
@@ -653,6 +683,63 @@ TEST_F(PowerTest, FailInjectionEioOnFsyncLosesTheData)
     EXPECT_EQ(read_file(P("f")), "old");
 }
 
+// Linux drops the dirty pages whose writeback failed; a later fsync returns 0.
+TEST_F(PowerTest, AfterAnFsyncEioALaterFsyncDoesNotSaveTheData)
+{
+    write_file(P("f"), "old");
+    Result r = run({"open f rw", "pwrite f 0 new", "fsync f", "fsync f", "crash"},
+                   {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=2", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    EXPECT_EQ(r.out, "ERR 3 fsync f Input/output error\n");
+    rebuild();
+    EXPECT_EQ(read_file(P("f")), "old");
+}
+
+TEST_F(PowerTest, AfterAnFsyncEioSyncDoesNotSaveTheDataEither)
+{
+    write_file(P("f"), "old");
+    Result r = run({"open f rw", "pwrite f 0 new", "fsync f", "sync", "crash"},
+                   {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=2", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    rebuild();
+    EXPECT_EQ(read_file(P("f")), "old");
+}
+
+TEST_F(PowerTest, AfterAnFsyncEioNewWritesAreSavedAgain)
+{
+    write_file(P("f"), "aaaa bbbb");
+    Result r =
+        run({"open f rw", "pwrite f 0 AAAA", "fsync f", "pwrite f 5 BBBB", "fsync f", "crash"},
+            {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=2", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    rebuild();
+    EXPECT_EQ(read_file(P("f")), "aaaa BBBB");
+}
+
+TEST_F(PowerTest, AnFsyncBeforeTheEioStillCounts)
+{
+    write_file(P("f"), "aaaa bbbb");
+    Result r = run({"open f rw", "pwrite f 0 AAAA", "fsync f", "pwrite f 5 BBBB", "fsync f",
+                    "fsync f", "crash"},
+                   {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=4", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    rebuild();
+    EXPECT_EQ(read_file(P("f")), "AAAA bbbb");
+}
+
+TEST_F(PowerTest, AnFsyncEioDropsTheUnsyncedWritesAtOnce)
+{
+    // No cut: the file reads as the disk has it right after the failed fsync.
+    write_file(P("f"), "0123456789");
+    Result r = run({"open f rw", "pwrite f 0 AB", "fsync f", "pwrite f 4 CD", "pwrite f 10 EF",
+                    "fsync f", "pwrite f 6 GH"},
+                   {"OTASIM_FAIL_ERRNO=EIO", "OTASIM_FAIL_FROM=4", "OTASIM_FAIL_COUNT=1"});
+    ASSERT_EQ(r.status, 1) << r.out;
+    EXPECT_EQ(r.out, "ERR 6 fsync f Input/output error\n");
+    // AB was synced; CD and EF were dropped by the failed fsync; GH came after
+    EXPECT_EQ(read_file(P("f")), "AB2345GH89");
+}
+
 TEST_F(PowerTest, FailStateArmsInjection)
 {
     Result r = run({"mkdir a", "state DOWNLOADING", "mkdir b", "state INSTALLING", "mkdir c"},
@@ -752,6 +839,387 @@ TEST_F(PowerTest, InterposePathFromEnvironment)
     EXPECT_STREQ(buf, want);
 }
 
+// ---- crash models: reorder, torn ---------------------------------------------
+
+TEST(CrashModel, NamesParse)
+{
+    otasim_crash_model m = OTASIM_CRASH_MINIMAL;
+    ota_err err{};
+    for (int i = 0; i < OTASIM_CRASH_MODEL_MAX; i++) {
+        ASSERT_EQ(otasim_crash_model_parse(otasim_crash_model_names[i], &m, &err), 0);
+        EXPECT_EQ((int)m, i);
+    }
+    EXPECT_EQ(otasim_crash_model_parse("ext4", &m, &err), -EINVAL);
+    EXPECT_NE(std::string(err.reason).find("minimal, reorder or torn"), std::string::npos);
+}
+
+TEST_F(PowerTest, MinimalModelIsTheDefaultRebuild)
+{
+    write_file(P("f"), "before");
+    Result r = run({"open f rw", "pwrite f 0 AFTER!", "crash"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    rebuild_model(OTASIM_CRASH_MINIMAL, 99);
+    EXPECT_EQ(read_file(P("f")), "before");
+    EXPECT_EQ(stats_.kept_unsynced, 0u);
+}
+
+TEST_F(PowerTest, ReorderCanKeepALaterWriteAndLoseAnEarlierOne)
+{
+    // Two files written in order, neither synced: only reorder can leave the
+    // second without the first (minimal loses both).
+    std::set<std::string> seen;
+    each_seed(
+        OTASIM_CRASH_REORDER, 40,
+        {"open a rw", "pwrite a 0 A1", "open b rw", "pwrite b 0 B1", "crash"},
+        [&] {
+            write_file(P("a"), "a0");
+            write_file(P("b"), "b0");
+        },
+        [&](int) { seen.insert(read_file(P("a")) + "," + read_file(P("b"))); });
+    EXPECT_EQ(seen, (std::set<std::string>{"a0,b0", "A1,b0", "a0,B1", "A1,B1"}));
+}
+
+TEST_F(PowerTest, ReorderKeepsOneFilesWritesInOrder)
+{
+    std::set<std::string> seen;
+    each_seed(
+        OTASIM_CRASH_REORDER, 40,
+        {"open f rw", "pwrite f 0 11", "pwrite f 2 22", "pwrite f 4 33", "crash"},
+        [&] { write_file(P("f"), "......"); }, [&](int) { seen.insert(read_file(P("f"))); });
+    // a prefix of the three writes, never a later one without an earlier
+    EXPECT_EQ(seen, (std::set<std::string>{"......", "11....", "1122..", "112233"}));
+}
+
+TEST_F(PowerTest, ReorderNeverLosesWhatFsyncMadeDurable)
+{
+    int kept = 0;
+    each_seed(
+        OTASIM_CRASH_REORDER, 30,
+        {"open f rw", "pwrite f 0 SYNCED", "fsync f", "open n wc", "write n x", "fsyncdir .",
+         "pwrite f 0 later!", "unlink n", "crash"},
+        [&] { write_file(P("f"), "before"); },
+        [&](int) {
+            std::string f = read_file(P("f"));
+            EXPECT_TRUE(f == "SYNCED" || f == "later!") << f;
+            // n's name was made durable by the directory fsync; its data never was
+            if (exists(P("n")))
+                EXPECT_TRUE(read_file(P("n")) == "" || read_file(P("n")) == "x");
+            kept += f == "later!";
+        });
+    EXPECT_GT(kept, 0);
+}
+
+TEST_F(PowerTest, ReorderKeepsDirectoryChangesAsAPrefix)
+{
+    // create n1, create n2, rename n1 -> m: the journal commits in order, so
+    // m never exists without n2.
+    std::set<std::string> seen;
+    each_seed(
+        OTASIM_CRASH_REORDER, 40, {"open n1 wc", "open n2 wc", "rename n1 m", "crash"}, [] {},
+        [&](int) {
+            std::string s;
+            for (const char *n : {"n1", "n2", "m"})
+                if (exists(P(n)))
+                    s += std::string(n) + " ";
+            seen.insert(s);
+        });
+    EXPECT_EQ(seen, (std::set<std::string>{"", "n1 ", "n1 n2 ", "n2 m "}));
+}
+
+TEST_F(PowerTest, ReorderCanKeepARenameAndLoseTheDataBeforeIt)
+{
+    // The ext4 delayed-allocation case: new content written (no fsync), then
+    // renamed into place (no fsync either). minimal: the old file; reorder
+    // can also give the new name with the data lost.
+    std::set<std::string> seen;
+    each_seed(
+        OTASIM_CRASH_REORDER, 40,
+        {"open state.tmp wct", "write state.tmp new state", "close state.tmp",
+         "rename state.tmp state", "crash"},
+        [&] { write_file(P("state"), "old state"); },
+        [&](int) {
+            seen.insert(read_file(P("state")));
+            EXPECT_FALSE(exists(P("state.tmp")) && read_file(P("state")) != "old state");
+        });
+    EXPECT_EQ(seen, (std::set<std::string>{"old state", "", "new state"}));
+}
+
+std::string sectors(size_t n, char c)
+{
+    return std::string(n * 512, c);
+}
+
+TEST_F(PowerTest, TornWritePersistsSomeSectorsNeverAllNorNone)
+{
+    std::string old = sectors(8, 'o');
+    std::set<std::string> seen;
+    each_seed(
+        OTASIM_CRASH_TORN, 30, {"open f rw", "pwrite f 512 " + sectors(4, 'N'), "crash"},
+        [&] { write_file(P("f"), old); },
+        [&](int) {
+            std::string f = read_file(P("f"));
+            ASSERT_EQ(f.size(), old.size());
+            std::string pattern;
+            for (size_t k = 0; k < 8; k++) {
+                std::string sec = f.substr(k * 512, 512);
+                ASSERT_TRUE(sec == sectors(1, 'o') || sec == sectors(1, 'N')) << "sector " << k;
+                pattern += sec[0];
+            }
+            EXPECT_EQ(pattern.substr(0, 1) + pattern.substr(5), "oooo"); // outside the write
+            EXPECT_NE(pattern.substr(1, 4), "oooo");
+            EXPECT_NE(pattern.substr(1, 4), "NNNN");
+            EXPECT_EQ(stats_.torn_writes, 1u);
+            seen.insert(pattern);
+        });
+    EXPECT_GT(seen.size(), 4u); // the seed chooses
+}
+
+TEST_F(PowerTest, TornWriteWithinOneSectorIsWholeOrNothing)
+{
+    std::set<std::string> seen;
+    each_seed(
+        OTASIM_CRASH_TORN, 20, {"open f rw", "pwrite f 100 NEWNEWNEW", "crash"},
+        [&] { write_file(P("f"), sectors(1, 'o')); },
+        [&](int) { seen.insert(read_file(P("f")).substr(100, 9)); });
+    EXPECT_EQ(seen, (std::set<std::string>{"ooooooooo", "NEWNEWNEW"}));
+}
+
+TEST_F(PowerTest, TornTearsOnlyTheLastWriteAndLosesTheRest)
+{
+    // Appends: the first is lost, the last persists partly; sectors that did
+    // not persist past the old end read as zeros.
+    each_seed(
+        OTASIM_CRASH_TORN, 20,
+        {"open f wa", "write f " + sectors(2, '1'), "write f " + sectors(3, '2'), "crash"},
+        [&] { write_file(P("f"), "durable"); },
+        [&](int) {
+            std::string f = read_file(P("f"));
+            ASSERT_GE(f.size(), 7u);
+            EXPECT_EQ(f.substr(0, 7), "durable");
+            EXPECT_EQ(f.find('1'), std::string::npos) << "the earlier write persisted";
+            EXPECT_NE(f.find('2'), std::string::npos) << "nothing of the last write persisted";
+            for (size_t i = 7; i < f.size(); i++)
+                ASSERT_TRUE(f[i] == '2' || f[i] == '\0') << "byte " << i;
+        });
+}
+
+TEST_F(PowerTest, TornWriteOfAFileWhoseNameIsLostLeavesNothing)
+{
+    each_seed(
+        OTASIM_CRASH_TORN, 5, {"open n wc", "write n " + sectors(4, 'x'), "crash"}, [] {},
+        [&](int) { EXPECT_FALSE(exists(P("n"))); });
+}
+
+TEST_F(PowerTest, TornIsReproducibleBySeed)
+{
+    std::string first;
+    for (int i = 0; i < 2; i++) {
+        fresh_root();
+        write_file(P("f"), sectors(8, 'o'));
+        ASSERT_EQ(run({"open f rw", "pwrite f 0 " + sectors(8, 'N'), "crash"}).status, -SIGKILL);
+        rebuild_model(OTASIM_CRASH_TORN, 7);
+        if (i == 0)
+            first = read_file(P("f"));
+        else
+            EXPECT_EQ(read_file(P("f")), first);
+    }
+}
+
+// ---- calls beyond open/write/rename -------------------------------------------
+
+// The first UNMODELLED event of the journal ("" if none).
+std::string unmodelled_of(const std::string &journal)
+{
+    char buf[4200];
+    return otasim_journal_unmodelled(journal.c_str(), buf, sizeof(buf)) ? buf : "";
+}
+
+TEST_F(PowerTest, FallocateGrowingAFileIsUndone)
+{
+    write_file(P("f"), "abc");
+    cut({"open f rw", "fallocate f 0 4096 0", "crash"});
+    EXPECT_EQ(read_file(P("f")), "abc");
+    EXPECT_EQ(stats_.writes_undone, 1u);
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
+TEST_F(PowerTest, PosixFallocateIsJournaledAndKeptByFsync)
+{
+    write_file(P("f"), "abc");
+    cut({"open f rw", "posix_fallocate f 0 100", "fsync f", "posix_fallocate f 0 900", "crash"});
+    EXPECT_EQ(read_file(P("f")).size(), 100u);
+}
+
+TEST_F(PowerTest, FallocateKeepSizeChangesNothingVisible)
+{
+    write_file(P("f"), "abc");
+    cut({"open f rw", "fallocate f 0 8192 keep", "crash"});
+    EXPECT_EQ(read_file(P("f")), "abc");
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
+TEST_F(PowerTest, FallocatePunchingAHoleIsUnmodelled)
+{
+    write_file(P("f"), sectors(16, 'x'));
+    Result r = run({"open f rw", "fallocate f 0 4096 punch"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "fallocate " + P("f"));
+}
+
+TEST_F(PowerTest, CopyFileRangeIntoAFileIsAWriteAndUndone)
+{
+    write_file(P("src"), "new content");
+    write_file(P("dst"), "old");
+    cut({"open src r", "open dst w", "copyrange src dst", "crash"});
+    EXPECT_EQ(read_file(P("dst")), "old");
+    EXPECT_EQ(stats_.writes_undone, 1u);
+}
+
+TEST_F(PowerTest, CopyFileRangeKeptByFsync)
+{
+    write_file(P("src"), "new content");
+    write_file(P("dst"), "old");
+    cut({"open src r", "open dst w", "copyrange src dst", "fsync dst", "crash"});
+    EXPECT_EQ(read_file(P("dst")), "new content");
+}
+
+TEST_F(PowerTest, SendfileIntoAFileIsAWriteAndUndone)
+{
+    write_file(P("src"), "sent bytes");
+    write_file(P("dst"), "0123456789abc");
+    cut({"open src r", "open dst rw", "sendfile src dst", "crash"});
+    EXPECT_EQ(read_file(P("dst")), "0123456789abc");
+    EXPECT_EQ(stats_.bytes_restored, 10u);
+}
+
+TEST_F(PowerTest, SpliceIntoAFileIsAWriteAndUndone)
+{
+    write_file(P("dst"), "before");
+    cut({"open dst w", "splice dst spliced!", "crash"});
+    EXPECT_EQ(read_file(P("dst")), "before");
+}
+
+TEST_F(PowerTest, SharedWritableMappingIsUnmodelled)
+{
+    write_file(P("f"), "0123456789");
+    Result r = run({"open f rw", "mmapw f MAPPED"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "mmap(MAP_SHARED, PROT_WRITE) " + P("f"));
+}
+
+TEST_F(PowerTest, SqliteShmMappingIsNotUnmodelled)
+{
+    write_file(P("app.db-shm"), std::string(32768, '\0'));
+    Result r = run({"open app.db-shm rw", "mmapw app.db-shm shared"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
+TEST_F(PowerTest, StdioWritesAreUnmodelled)
+{
+    Result r = run({"fopenw f hello"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "fopen(\"w\") " + P("f"));
+    fresh_root();
+    write_file(P("g"), "x");
+    r = run({"open g rw", "fdopenw g more"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "fdopen(\"a\") " + P("g"));
+}
+
+TEST_F(PowerTest, ReadingThroughStdioIsFine)
+{
+    write_file(P("f"), "x");
+    Result r = run({"open f r"});
+    ASSERT_EQ(r.status, 0);
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
+mode_t mode_of(const std::string &p)
+{
+    struct stat st;
+    return lstat(p.c_str(), &st) == 0 ? st.st_mode & 07777 : 0;
+}
+
+TEST_F(PowerTest, ChmodWithoutFsyncIsUndone)
+{
+    write_file(P("f"), "x");
+    ASSERT_EQ(chmod(P("f").c_str(), 0644), 0);
+    cut({"open f r", "fchmod f 0755", "chmod f 0700", "crash"});
+    EXPECT_EQ(mode_of(P("f")), 0644u);
+    EXPECT_EQ(stats_.writes_undone, 2u);
+}
+
+TEST_F(PowerTest, ChmodWithFsyncIsKept)
+{
+    write_file(P("f"), "x");
+    ASSERT_EQ(chmod(P("f").c_str(), 0644), 0);
+    cut({"open f r", "fchmod f 0755", "fsync f", "crash"});
+    EXPECT_EQ(mode_of(P("f")), 0755u);
+}
+
+TEST_F(PowerTest, TimesAndOwnerWithoutFsyncAreUndone)
+{
+    write_file(P("f"), "x");
+    struct timespec ts[2] = {{1000, 0}, {2000, 0}};
+    ASSERT_EQ(utimensat(AT_FDCWD, P("f").c_str(), ts, 0), 0);
+    cut({"utimens f 5000", "chown f", "crash"});
+    struct stat st;
+    ASSERT_EQ(stat(P("f").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mtim.tv_sec, 2000);
+    EXPECT_EQ(st.st_atim.tv_sec, 1000);
+}
+
+TEST_F(PowerTest, AttributeCallsKeepTheCrashPointNumbers)
+{
+    write_file(P("f"), "x");
+    Result r = run({"open f rw", "write f a", "fchmod f 0600", "utimens f 7", "write f b"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    Journal j = load();
+    EXPECT_EQ(j->calls, 1u); // the two writes are one burst; attr changes are not counted
+}
+
+TEST_F(PowerTest, TmpfileLinkedInIsANewName)
+{
+    cut({"tmpfile . t data", "crash"});
+    EXPECT_FALSE(exists(P("t")));
+    EXPECT_EQ(unmodelled_of(journal_), "");
+    fresh_root();
+    cut({"tmpfile . t data", "open t r", "fsync t", "fsyncdir .", "crash"});
+    EXPECT_EQ(read_file(P("t")), "data");
+}
+
+TEST_F(PowerTest, RenameIntoTheRootFromOutsideIsUnmodelled)
+{
+    write_file(top_ + "/outside", "from elsewhere");
+    Result r = run({"rename " + top_ + "/outside in"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "rename from outside the device root " + P("in"));
+}
+
+TEST_F(PowerTest, LinkIntoTheRootFromOutsideIsUnmodelled)
+{
+    write_file(top_ + "/outside", "from elsewhere");
+    Result r = run({"link " + top_ + "/outside in"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "link from outside the device root " + P("in"));
+}
+
+TEST_F(PowerTest, RenameOutOfTheRootIsUnmodelled)
+{
+    write_file(P("f"), "leaving");
+    Result r = run({"rename f " + top_ + "/gone"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(unmodelled_of(journal_), "rename out of the device root " + P("f"));
+}
+
+TEST_F(PowerTest, AFailedCrossingIsNotUnmodelled)
+{
+    Result r = run({"rename " + top_ + "/nothing-there in"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(unmodelled_of(journal_), "");
+}
+
 // ---- SQLite against the model ------------------------------------------------
 
 // Rows after transaction k of the script below (-1: no table yet).
@@ -797,7 +1265,9 @@ std::string check_db(const std::string &path, int *rows)
     return bad;
 }
 
-TEST_F(PowerTest, SqliteSurvivesACutAtEveryCall)
+// SQLite (WAL, synchronous=FULL, as the agent) against a cut after every call
+// of a script, the tree rebuilt under model m (seed: the point).
+void PowerTest::sqlite_every_call(otasim_crash_model m)
 {
     std::vector<std::string> script = {
         "sqlopen app.db", "sql PRAGMA journal_mode=WAL", "sql PRAGMA synchronous=FULL",
@@ -829,7 +1299,7 @@ TEST_F(PowerTest, SqliteSurvivesACutAtEveryCall)
         for (size_t i = 0; i < j->n; i++)
             if (j->v[i].op == OTASIM_OP_STATE)
                 committed = std::min(4, atoi(strchr(j->v[i].text, 'T') + 1));
-        rebuild();
+        rebuild_model(m, n);
         int rows = 0;
         std::string bad = check_db(P("app.db"), &rows);
         EXPECT_EQ(bad, "") << "cut at " << n;
@@ -838,6 +1308,21 @@ TEST_F(PowerTest, SqliteSurvivesACutAtEveryCall)
         ok += bad.empty();
     }
     EXPECT_EQ(ok, (int)calls);
+}
+
+TEST_F(PowerTest, SqliteSurvivesACutAtEveryCall)
+{
+    sqlite_every_call(OTASIM_CRASH_MINIMAL);
+}
+
+TEST_F(PowerTest, SqliteSurvivesACutAtEveryCallReordered)
+{
+    sqlite_every_call(OTASIM_CRASH_REORDER);
+}
+
+TEST_F(PowerTest, SqliteSurvivesACutAtEveryCallTorn)
+{
+    sqlite_every_call(OTASIM_CRASH_TORN);
 }
 
 } // namespace

@@ -5,12 +5,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+extern char **environ;
 
 int otasim_baseline(void)
 {
@@ -159,4 +163,79 @@ int otasim_copy_tree(const char *src, const char *dst, struct ota_err *err)
         snprintf(d, sizeof(d), "%s", dst) >= (int)sizeof(d))
         return ota_err_set(err, ENAMETOOLONG, "%s: path too long", src);
     return copy_entry(s, strlen(s), d, strlen(d), err);
+}
+
+/* environ with envp's NAME=VALUE entries in place of the same names (what
+ * putenv of each in a forked child gives); a malloc'ed array of borrowed
+ * strings. */
+static char **merged_env(const char *const *envp)
+{
+    size_t n = 0, m = 0, k = 0;
+    char **out;
+
+    while (environ && environ[n])
+        n++;
+    while (envp && envp[m])
+        m++;
+    out = calloc(n + m + 1, sizeof(*out));
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strcspn(environ[i], "=");
+        int over = 0;
+        for (size_t j = 0; j < m && !over; j++)
+            over = strncmp(envp[j], environ[i], nl) == 0 &&
+                   (envp[j][nl] == '=' || envp[j][nl] == '\0');
+        if (!over)
+            out[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++)
+        if (strchr(envp[j], '='))
+            out[k++] = (char *)envp[j];
+    out[k] = NULL;
+    return out;
+}
+
+int otasim_spawn_light(const char *const *argv, const char *const *envp, pid_t pgid, int out_fd,
+                       int err_fd, pid_t *ret_pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t def;
+    char **env;
+    short flags = POSIX_SPAWN_SETSIGDEF;
+    int r;
+
+    if (otasim_baseline())
+        return -ENOSYS;
+    env = merged_env(envp);
+    if (!env)
+        return -ENOMEM;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+    if (!r)
+        r = out_fd >= 0 ? posix_spawn_file_actions_adddup2(&fa, out_fd, 1)
+                        : posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_RDWR, 0);
+    if (!r)
+        r = err_fd >= 0 ? posix_spawn_file_actions_adddup2(&fa, err_fd, 2)
+                        : posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_RDWR, 0);
+    if (!r)
+        r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    if (!r)
+        r = posix_spawnattr_setsigdefault(&at, &def);
+    if (!r && pgid >= 0) {
+        flags |= POSIX_SPAWN_SETPGROUP;
+        r = posix_spawnattr_setpgroup(&at, pgid);
+    }
+    if (!r)
+        r = posix_spawnattr_setflags(&at, flags);
+    if (!r)
+        r = posix_spawnp(ret_pid, argv[0], &fa, &at, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    free(env);
+    return -r;
 }

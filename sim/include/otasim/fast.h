@@ -10,6 +10,7 @@
 #define OTASIM_FAST_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include "ota/err.h"
 #include "otasim/sim.h"
 
@@ -36,6 +37,16 @@ void otasim_init_argv(const struct otasim_tools *t, char *buf, size_t cap, const
 /* Copies the tree src to dst (which must not exist) like `cp -a`: regular
  * files, directories, symlinks, modes and modification times. */
 int otasim_copy_tree(const char *src, const char *dst, struct ota_err *err) OTA_MUST;
+
+/* Starts argv like a fork + exec in otasim_run/otasim_spawn would, without
+ * the fork's copy of the caller's page tables (posix_spawn): the environment
+ * is environ with envp's entries in place, stdin /dev/null, stdout out_fd and
+ * stderr err_fd (-1: /dev/null), fds from 3 closed, SIGPIPE default, process
+ * group pgid (-1: the caller's). 0 with *ret_pid, or -errno and nothing
+ * started (baseline mode: -ENOSYS): the caller then forks as before, which
+ * also reports a failed exec the old way (exit 127). */
+int otasim_spawn_light(const char *const *argv, const char *const *envp, pid_t pgid, int out_fd,
+                       int err_fd, pid_t *ret_pid);
 
 #ifdef __cplusplus
 }

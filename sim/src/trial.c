@@ -35,13 +35,16 @@ static void trace(int64_t t0, const char *what, int n)
     if (on) {
         /* and the CPU of the processes reaped so far (agent passes, service
          * commands): where a trial's time goes when the machine is shared */
-        struct rusage ru;
-        long long cpu = getrusage(RUSAGE_CHILDREN, &ru) == 0
-                            ? (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL +
-                                  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000
-                            : -1;
-        fprintf(stderr, "ota-sim trace: %6lld ms  children cpu %5lld ms  %s %d\n",
-                (long long)(otasim_now_ms() - t0), cpu, what, n);
+        struct rusage ru, me;
+        long long cpu = -1, self = -1;
+        if (getrusage(RUSAGE_CHILDREN, &ru) == 0 && getrusage(RUSAGE_SELF, &me) == 0) {
+            cpu = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL +
+                  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+            self = (me.ru_utime.tv_sec + me.ru_stime.tv_sec) * 1000LL +
+                   (me.ru_utime.tv_usec + me.ru_stime.tv_usec) / 1000;
+        }
+        fprintf(stderr, "ota-sim trace: %6lld ms  cpu: children %4lld ms, ota-sim %4lld ms  %s %d\n",
+                (long long)(otasim_now_ms() - t0), cpu, self, what, n);
     }
 }
 

@@ -5,7 +5,8 @@ that cannot differ (no fsync, sync or message to the server since the class's
 first point) and copies that trial's result to the others. Here the same
 points of the app update cycle also run --exhaustive (every point its own
 trial) and every point's outcome must be the same both ways: the verdict,
-the failed invariants, the final version, slot and report.
+the failed invariants, the final version, slot and report. The same check
+holds the trial's cheaper steps to the old ones (OTASIM_BASELINE=1).
 
 With the real agent every point passes, which would make "the same" cheap;
 so a mutant agent whose bug only some crash points expose runs too (a test
@@ -14,10 +15,11 @@ fail and points that pass, so the comparison can go wrong.
 """
 import os
 import sqlite3
+import subprocess
 
 import pytest
 
-from conftest import BUILD, HERE, JOBS, sim
+from conftest import BUILD, HERE, JOBS, SIM
 
 WORK = os.path.join(BUILD, "sim-work-pytest")
 # a power cut between the `current` rename and the directory's fsync: only
@@ -58,10 +60,15 @@ def outcomes(db):
     return out, copied
 
 
-def run(tmp_path, agent, name, *extra):
+def run(tmp_path, agent, name, *extra, baseline=False):
     db = str(tmp_path / f"{name}.db")
-    r = sim("matrix", "--matrix", matrix_file(tmp_path), "-q", "-j", JOBS, "--work", WORK,
-            "--db", db, "--agent", agent, *extra, timeout=900)
+    env = dict(os.environ)
+    env.pop("OTASIM_BASELINE", None)
+    if baseline:
+        env["OTASIM_BASELINE"] = "1"
+    r = subprocess.run([SIM, "matrix", "--matrix", matrix_file(tmp_path), "-q", "-j", JOBS,
+                        "--work", WORK, "--db", db, "--agent", agent, *extra],
+                       capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode in (0, 1), f"ota-sim matrix {' '.join(extra)}: exit {r.returncode}\n{r.stderr[-3000:]}"
     return outcomes(db)
 
@@ -80,13 +87,28 @@ AGENTS = {"real": os.path.join(BUILD, "agent", "ota-agent"),
           MUTANT: os.path.join(BUILD, "agent", f"ota-agent-mutant-{MUTANT}")}
 
 
-@pytest.mark.parametrize("agent", sorted(AGENTS))
-def test_reduced_equals_exhaustive(agent, tmp_path):
+_exhaustive = {}
+
+
+def exhaustive_run(agent, tmp_path):
+    """The --exhaustive run of agent, once per session (both tests use it)."""
+    if agent not in _exhaustive:
+        _exhaustive[agent] = run(tmp_path, AGENTS[agent], "exhaustive", "--exhaustive")
+    return _exhaustive[agent]
+
+
+def agent_path(agent):
     path = AGENTS[agent]
     if not os.path.exists(path):
         pytest.fail(f"{path} not built (a test build: OTA_MUTANTS=ON)")
+    return path
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_reduced_equals_exhaustive(agent, tmp_path):
+    path = agent_path(agent)
     reduced, copied = run(tmp_path, path, "reduced")
-    exhaustive, copied_ex = run(tmp_path, path, "exhaustive", "--exhaustive")
+    exhaustive, copied_ex = exhaustive_run(agent, tmp_path)
     assert not copied_ex, f"--exhaustive copied results: {sorted(copied_ex)[:5]}"
     assert copied, "the reduced run copied nothing: no equivalence to check"
     assert len(copied) < len(reduced)
@@ -104,6 +126,19 @@ def test_reduced_equals_exhaustive(agent, tmp_path):
         assert verdicts >= {"pass", "fail"}, f"{agent}: verdicts {verdicts}, want both"
     print(f"{agent}: {len(reduced)} points, {len(reduced) - len(copied)} run reduced, "
           f"{len(copied)} copied, all equal to --exhaustive")
+
+
+def test_cheaper_steps_keep_every_verdict(tmp_path):
+    """The trial's cheaper steps (otasim/fast.h: ota-sim-svc, the in-process
+    tree copy, posix_spawn) against the old ones (OTASIM_BASELINE=1), every
+    point of the app cycle run both ways with the mutant (verdicts differ by
+    point, so a step that changed one would show)."""
+    path = agent_path(MUTANT)
+    new, _ = exhaustive_run(MUTANT, tmp_path)
+    old, _ = run(tmp_path, path, "baseline", "--exhaustive", baseline=True)
+    diff = differences(old, new)
+    assert not diff, "old and new trial steps disagree:\n" + "\n".join(diff)
+    assert {v[0] for v in new.values()} >= {"pass", "fail"}
 
 
 def test_differences_are_found():

@@ -73,13 +73,13 @@ def run(tmp_path, agent, name, *extra, baseline=False):
     return outcomes(db)
 
 
-def differences(reduced, exhaustive):
+def differences(reduced, exhaustive, names=("reduced", "exhaustive")):
     """The points whose outcome differs, as printable lines."""
     lines = []
     for case in sorted(set(reduced) | set(exhaustive), key=lambda c: int(c.rsplit(":", 1)[-1])):
         a, b = reduced.get(case), exhaustive.get(case)
         if a != b:
-            lines.append(f"{case}: reduced {a} / exhaustive {b}")
+            lines.append(f"{case}: {names[0]} {a} / {names[1]} {b}")
     return lines
 
 
@@ -136,7 +136,7 @@ def test_cheaper_steps_keep_every_verdict(tmp_path):
     path = agent_path(MUTANT)
     new, _ = exhaustive_run(MUTANT, tmp_path)
     old, _ = run(tmp_path, path, "baseline", "--exhaustive", baseline=True)
-    diff = differences(old, new)
+    diff = differences(old, new, ("old", "new"))
     assert not diff, "old and new trial steps disagree:\n" + "\n".join(diff)
     assert {v[0] for v in new.values()} >= {"pass", "fail"}
 

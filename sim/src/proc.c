@@ -207,8 +207,8 @@ int otasim_spawn(const char *const *argv, const char *const *envp, pid_t pgid, c
     }
     parent = getpid();
     /* joining a group: no parent-death signal to set, no fork needed */
-    if (pgid > 0 && otasim_spawn_light(argv, envp, pgid, outfd, ret_errfd ? pipefd[1] : errfd,
-                                       &pid) == 0)
+    if (pgid > 0 &&
+        otasim_spawn_light(argv, envp, pgid, outfd, ret_errfd ? pipefd[1] : errfd, &pid) == 0)
         goto spawned;
     pid = fork();
     if (pid < 0) {

@@ -43,7 +43,8 @@ static void trace(int64_t t0, const char *what, int n)
             self = (me.ru_utime.tv_sec + me.ru_stime.tv_sec) * 1000LL +
                    (me.ru_utime.tv_usec + me.ru_stime.tv_usec) / 1000;
         }
-        fprintf(stderr, "ota-sim trace: %6lld ms  cpu: children %4lld ms, ota-sim %4lld ms  %s %d\n",
+        fprintf(stderr,
+                "ota-sim trace: %6lld ms  cpu: children %4lld ms, ota-sim %4lld ms  %s %d\n",
                 (long long)(otasim_now_ms() - t0), cpu, self, what, n);
     }
 }

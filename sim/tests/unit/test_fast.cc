@@ -29,7 +29,10 @@ struct Tmp {
         char t[] = "/tmp/otasim-fast-XXXXXX";
         dir = mkdtemp(t);
     }
-    ~Tmp() { fs::remove_all(dir); }
+    ~Tmp()
+    {
+        fs::remove_all(dir);
+    }
 };
 
 std::string read_all(const fs::path &p)

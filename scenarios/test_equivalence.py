@@ -16,6 +16,7 @@ fail and points that pass, so the comparison can go wrong.
 import os
 import sqlite3
 import subprocess
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -107,8 +108,17 @@ def agent_path(agent):
 @pytest.mark.parametrize("agent", sorted(AGENTS))
 def test_reduced_equals_exhaustive(agent, tmp_path):
     path = agent_path(agent)
-    reduced, copied = run(tmp_path, path, "reduced")
+    junit = tmp_path / "reduced.xml"
+    reduced, copied = run(tmp_path, path, "reduced", "--junit", str(junit))
     exhaustive, copied_ex = exhaustive_run(agent, tmp_path)
+    # JUnit, like pytest: a passed copy is skipped ("equivalent to CASE"), not a pass
+    skipped = {}
+    for tc in ET.parse(junit).getroot().iter("testcase"):
+        sk = tc.find("skipped")
+        if sk is not None:
+            skipped[tc.get("name")] = sk.get("message")
+    assert skipped == {c: f"equivalent to {rep}" for c, rep in copied.items()
+                       if reduced[c][0] == "pass"}
     assert not copied_ex, f"--exhaustive copied results: {sorted(copied_ex)[:5]}"
     assert copied, "the reduced run copied nothing: no equivalence to check"
     assert len(copied) < len(reduced)

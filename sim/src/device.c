@@ -19,6 +19,7 @@
 
 #include "ota/fsutil.h"
 #include "ota/json.h"
+#include "otasim/fast.h"
 #include "otasim/journal.h"
 #include "otasim/proc.h"
 
@@ -94,7 +95,7 @@ static int write_config(struct otasim_device *d, struct ota_err *err)
 {
     const struct otasim_scenario *sc = d->tr->sc;
     const struct otasim_release *fac = otasim_scenario_factory(sc);
-    char text[8192];
+    char text[8192], svc[PATH_MAX + 8];
     size_t n = 0;
     int window_s = (sc->health_window_ms + 999) / 1000;
 
@@ -113,10 +114,11 @@ static int write_config(struct otasim_device *d, struct ota_err *err)
     ADD("[app]\nroot = %s/opt/app\n[download]\ndir = %s/var/lib/ota/download\n", d->root, d->root);
     ADD("[health]\nwindow = %d\ninterval_ms = %d\nurl = http://127.0.0.1:%d/health\n", window_s,
         sc->health_interval_ms, d->app_port);
-    ADD("[service]\nkind = command\nrestart_cmd = %s svc --dev %s restart\n"
-        "is_active_cmd = %s svc --dev %s is-active\nreboot_cmd = touch %s/run/reboot-requested\n"
+    otasim_svc_prefix(d->tools, svc, sizeof(svc));
+    ADD("[service]\nkind = command\nrestart_cmd = %s --dev %s restart\n"
+        "is_active_cmd = %s --dev %s is-active\nreboot_cmd = touch %s/run/reboot-requested\n"
         "timeout = 10\n",
-        d->tools->self, d->root, d->tools->self, d->root, d->root);
+        svc, d->root, svc, d->root, d->root);
     if (sc->profile == OTASIM_PROFILE_ROOTFS)
         ADD("[rootfs]\nenv_config = %s\ndevice_a = %s\ndevice_b = %s\nbooted_file = "
             "%s/run/booted\nversion = %s\n",
@@ -155,7 +157,10 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         snprintf(src, sizeof(src), "%s/.", fb->ref_tree);
         snprintf(dst, sizeof(dst), "%s/opt/app/a", d->root);
         const char *cp[] = {"cp", "-a", src, dst, NULL};
-        if (otasim_run(cp, NULL, 30000, NULL, NULL, &st, err) < 0)
+        if (!otasim_baseline()) {
+            if (otasim_copy_tree(fb->ref_tree, dst, err) < 0)
+                return -EIO;
+        } else if (otasim_run(cp, NULL, 30000, NULL, NULL, &st, err) < 0)
             return -EIO;
         if (st != 0)
             return ota_err_set(err, EIO, "cp -a %s %s: exit %d", src, dst, st);
@@ -221,18 +226,20 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
 
 static int svc(struct otasim_device *d, const char *cmd, int *ret_status, struct ota_err *err)
 {
-    char pg[32];
+    char pg[32], bin[PATH_MAX + 8];
     const char *env[] = {pg, "OTASIM_SVC_SETTLE_MS=50", NULL};
     const char *argv[] = {d->tools->self, "svc", "--dev", d->root, cmd, NULL};
+    const char *fast[] = {bin, "--dev", d->root, cmd, NULL};
 
     snprintf(pg, sizeof(pg), "OTASIM_PGID=%d", (int)d->pgid);
-    return otasim_run(argv, env, 20000, NULL, NULL, ret_status, err);
+    return otasim_run(otasim_svc_bin(d->tools, bin, sizeof(bin)) ? fast : argv, env, 20000, NULL,
+                      NULL, ret_status, err);
 }
 
 int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
 {
-    const char *init[] = {"sleep", "1000000", NULL};
-    char p[PATH_MAX + 32];
+    const char *init[3];
+    char p[PATH_MAX + 32], bin[PATH_MAX + 8];
     int st = 0;
 
     int unhealthy = 0;
@@ -258,6 +265,7 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
     }
     snprintf(p, sizeof(p), "%s/run/reboot-requested", d->root);
     unlink(p);
+    otasim_init_argv(d->tools, bin, sizeof(bin), init);
     if (otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err) < 0)
         return -EIO;
     /* an unhealthy rootfs boots, but its service never comes up */

@@ -1,6 +1,8 @@
 /* Child processes: fork/exec with a timeout, output capture, process groups. */
 #include "otasim/proc.h"
 
+#include "otasim/fast.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -112,13 +114,15 @@ int otasim_run(const char *const *argv, const char *const *envp, int timeout_ms,
             goto out;
         }
     }
-    pid = fork();
-    if (pid < 0) {
-        r = ota_err_set(err, errno, "fork: %s", strerror(errno));
-        goto out;
+    if (otasim_spawn_light(argv, envp, -1, pipefd[1], errfd, &pid) != 0) {
+        pid = fork();
+        if (pid < 0) {
+            r = ota_err_set(err, errno, "fork: %s", strerror(errno));
+            goto out;
+        }
+        if (pid == 0)
+            child_exec(argv, envp, pipefd[1], errfd);
     }
-    if (pid == 0)
-        child_exec(argv, envp, pipefd[1], errfd);
     close(pipefd[1]);
     pipefd[1] = -1;
     for (;;) {
@@ -202,6 +206,10 @@ int otasim_spawn(const char *const *argv, const char *const *envp, pid_t pgid, c
         goto out;
     }
     parent = getpid();
+    /* joining a group: no parent-death signal to set, no fork needed */
+    if (pgid > 0 &&
+        otasim_spawn_light(argv, envp, pgid, outfd, ret_errfd ? pipefd[1] : errfd, &pid) == 0)
+        goto spawned;
     pid = fork();
     if (pid < 0) {
         r = ota_err_set(err, errno, "fork: %s", strerror(errno));
@@ -216,6 +224,7 @@ int otasim_spawn(const char *const *argv, const char *const *envp, pid_t pgid, c
             _exit(126);
         child_exec(argv, envp, outfd, ret_errfd ? pipefd[1] : errfd);
     }
+spawned:
     /* Also from the parent, so the group exists before either goes on. */
     ota_ignore(setpgid(pid, pgid));
     *ret_pid = pid;

@@ -863,13 +863,15 @@ static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, 
 
     if (r->o.quiet)
         return;
+    /* The rate is of trials run: a copied result is not a trial. */
     fprintf(stderr,
-            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  (%llu by equivalence)"
-            "  %.0f/min%s",
+            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  (%llu run, %llu copied "
+            "by equivalence)  %.0f trials/min%s",
             isatty(2) ? "\r" : "", (unsigned long long)done, (unsigned long long)s->cases,
             (unsigned long long)s->passed, (unsigned long long)s->failed,
             (unsigned long long)s->errors, (unsigned long long)s->not_run,
-            (unsigned long long)s->equivalent, min > 0 ? (double)done / min : 0.0,
+            (unsigned long long)s->run, (unsigned long long)s->equivalent,
+            min > 0 ? (double)s->run / min : 0.0,
             final || !isatty(2) ? "\n" : "");
 }
 

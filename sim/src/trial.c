@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ota/fsutil.h"
@@ -31,9 +32,21 @@ static void trace(int64_t t0, const char *what, int n)
 
     if (on < 0)
         on = getenv("OTASIM_TRACE") && *getenv("OTASIM_TRACE") == '1';
-    if (on)
-        fprintf(stderr, "ota-sim trace: %6lld ms  %s %d\n", (long long)(otasim_now_ms() - t0), what,
-                n);
+    if (on) {
+        /* and the CPU of the processes reaped so far (agent passes, service
+         * commands): where a trial's time goes when the machine is shared */
+        struct rusage ru, me;
+        long long cpu = -1, self = -1;
+        if (getrusage(RUSAGE_CHILDREN, &ru) == 0 && getrusage(RUSAGE_SELF, &me) == 0) {
+            cpu = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL +
+                  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+            self = (me.ru_utime.tv_sec + me.ru_stime.tv_sec) * 1000LL +
+                   (me.ru_utime.tv_usec + me.ru_stime.tv_usec) / 1000;
+        }
+        fprintf(stderr,
+                "ota-sim trace: %6lld ms  cpu: children %4lld ms, ota-sim %4lld ms  %s %d\n",
+                (long long)(otasim_now_ms() - t0), cpu, self, what, n);
+    }
 }
 
 static int armed_kind(enum otasim_fault_kind k)

@@ -74,7 +74,8 @@ def test_a_call_is_found_in_the_sources(tmp_path, kind):
 
 
 def test_a_program_that_is_not_there_fails(tmp_path):
-    args = tree(tmp_path, {"scenarios/t.py": "import shutil\nshutil.which('no-such-tool-x')\n"},
+    # Split so that check-tools, reading this file, does not take it for a call.
+    args = tree(tmp_path, {"scenarios/t.py": "import shutil\nshutil.which" + "('no-such-tool-x')\n"},
                 ["curl"])
     r = check(*args)
     assert r.returncode == 1 and "MISSING no-such-tool-x: not found" in r.stdout, r.stdout

@@ -33,7 +33,7 @@ def copies(tmp_path, drop):
     return out
 
 
-@pytest.mark.parametrize("package,program", [("socat", "socat"), ("mount", "mount"),
+@pytest.mark.parametrize("package,program", [("socat", "socat"), ("systemd", "systemctl"),
                                              ("qemu-utils", "qemu-img"), ("mtools", "mcopy")])
 def test_a_package_left_out_fails(tmp_path, package, program):
     r = check(*copies(tmp_path, package))
@@ -56,6 +56,7 @@ def tree(tmp_path, files, packages):
 
 CALLERS = {
     "shell": {"ci/tool": "#!/bin/sh\nset -e\nx=1 socat -V | head -1\n"},
+    "shell-array": {"images/tool": "#!/usr/bin/env bash\nsc=(socat -d)\n\"${sc[@]}\" -V\n"},
     "python": {"agent/tests/e2e/test_x.py":
                "import subprocess\nsubprocess.run(['socat', '-V'], check=True)\n"},
     "c": {"sim/src/x.c": "static const char *argv[] = {\"socat\", \"-V\", 0};\n"},

@@ -177,7 +177,7 @@ class TransportCurl : public ::testing::Test
     int Request(const char *method, const std::string &url, const char *body, const char *bearer,
                 long *status, std::string *out)
     {
-        ota_http_req req;
+        ota_http_req req = {}; // timeout_ms 0: the default (garbage timed out in optimized builds)
         req.method = method;
         req.url = url.c_str();
         req.body = body;

@@ -234,14 +234,42 @@ TEST_F(SvcTest, KilledAppIsInactive)
     EXPECT_EQ(run(OTASIM_SVC_IS_ACTIVE), 0);
 }
 
+// A live process that is not the app and whose start time differs from `not_start`:
+// what a pid reused after the app's exit looks like. Start times count 10 ms clock
+// ticks, so a process forked in the app's tick (the test process itself, often) would
+// look like the app: fork again, a tick later, until the start time differs.
+pid_t other_process(unsigned long long not_start)
+{
+    for (int i = 0; i < 200; i++) {
+        pid_t c = fork();
+        if (c < 0)
+            return -1;
+        if (c == 0) {
+            pause();
+            _exit(0);
+        }
+        if (proc_start(c) != not_start)
+            return c;
+        kill(c, SIGKILL);
+        waitpid(c, nullptr, 0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+}
+
 TEST_F(SvcTest, RecycledPidIsNotTheApp)
 {
     ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;
     unsigned long long start = 0;
     pid_t pid = recorded(&start);
-    // Our own pid, with the app's start time: a pid reused by another process.
-    write_all(root + "/run/app.pid", std::to_string(getpid()) + " " + std::to_string(start) + "\n");
+    // Another live process's pid, with the app's start time: a pid reused by another process.
+    pid_t other = other_process(start);
+    ASSERT_GT(other, 0) << "no process with a start time other than the app's";
+    ASSERT_NE(proc_start(other), start);
+    write_all(root + "/run/app.pid", std::to_string(other) + " " + std::to_string(start) + "\n");
     EXPECT_EQ(run(OTASIM_SVC_IS_ACTIVE), 3);
+    kill(other, SIGKILL);
+    waitpid(other, nullptr, 0);
     write_all(root + "/run/app.pid", std::to_string(pid) + " " + std::to_string(start) + "\n");
     EXPECT_EQ(run(OTASIM_SVC_IS_ACTIVE), 0);
 }

@@ -33,7 +33,13 @@ def matrix_file(tmp_path):
     m.write_text("matrix:\n"
                  f"  - scenario: {os.path.relpath(os.path.join(HERE, 'app-update-good.yaml'), tmp_path)}\n"
                  "    kinds: [power-cut]\n"
-                 "    points: all\n")
+                 "    points: all\n"
+                 # ota-sim wants every entry's expectation (as sim/bench/points.yaml)
+                 "    expect: progress\n"
+                 "    unless:\n"
+                 "      - found: [HEALTH_CHECK]\n"
+                 "        expect: rollback\n"
+                 "        why: an interrupted health window cannot vouch for the release\n")
     return str(m)
 
 

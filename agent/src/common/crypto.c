@@ -26,8 +26,12 @@
 #define KEY_FILE_MAX (16 * 1024)
 #define HASH_CHUNK   (64 * 1024)
 
+/* The digest is set up at the first use, not by new() or reset(): setting
+ * it up initialises OpenSSL's providers (~1 ms), which `ota-agent status`
+ * (it makes an agent, hashes nothing) does not need. */
 struct ota_sha256 {
     EVP_MD_CTX *ctx;
+    int started; /* 0 not yet, 1 a SHA-256 in progress, 2 finished (reset() to reuse) */
 };
 
 /* The first reason in the OpenSSL error queue; the queue is emptied. */
@@ -52,8 +56,7 @@ struct ota_sha256 *ota_sha256_new(void)
     if (!h)
         return NULL;
     h->ctx = EVP_MD_CTX_new();
-    if (!h->ctx || EVP_DigestInit_ex2(h->ctx, EVP_sha256(), NULL) != 1) {
-        ERR_clear_error();
+    if (!h->ctx) {
         ota_sha256_free(h);
         return NULL;
     }
@@ -72,10 +75,21 @@ int ota_sha256_reset(struct ota_sha256 *h)
 {
     if (!h)
         return -EINVAL;
+    h->started = 0;
+    return 0;
+}
+
+/* 0 when h->ctx holds a SHA-256 in progress (started now if not yet);
+ * -EIO once finished, as OpenSSL refuses a finished digest until reset. */
+static int sha256_start(struct ota_sha256 *h)
+{
+    if (h->started)
+        return h->started == 1 ? 0 : -EIO;
     if (EVP_DigestInit_ex2(h->ctx, EVP_sha256(), NULL) != 1) {
         ERR_clear_error();
         return -EIO;
     }
+    h->started = 1;
     return 0;
 }
 
@@ -85,6 +99,8 @@ int ota_sha256_update(struct ota_sha256 *h, const void *buf, size_t n)
         return -EINVAL;
     if (n == 0)
         return 0;
+    if (sha256_start(h) < 0)
+        return -EIO;
     if (EVP_DigestUpdate(h->ctx, buf, n) != 1) {
         ERR_clear_error();
         return -EIO;
@@ -99,6 +115,9 @@ int ota_sha256_final(struct ota_sha256 *h, uint8_t ret_digest[OTA_SHA256_LEN])
 
     if (!h)
         return -EINVAL;
+    if (sha256_start(h) < 0)
+        return -EIO;
+    h->started = 2;
     if (EVP_DigestFinal_ex(h->ctx, md, &len) != 1 || len != OTA_SHA256_LEN) {
         ERR_clear_error();
         return -EIO;
@@ -120,8 +139,13 @@ int ota_sha256_peek(const struct ota_sha256 *h, uint8_t ret_digest[OTA_SHA256_LE
     copy = EVP_MD_CTX_new();
     if (!copy)
         return -ENOMEM;
-    if (EVP_MD_CTX_copy_ex(copy, h->ctx) == 1 && EVP_DigestFinal_ex(copy, md, &len) == 1 &&
-        len == OTA_SHA256_LEN) {
+    /* Not started yet: the digest of nothing so far (new() and reset() do
+     * not set up the digest). */
+    if (h->started == 2)
+        r = -EIO;
+    else if ((h->started ? EVP_MD_CTX_copy_ex(copy, h->ctx)
+                         : EVP_DigestInit_ex2(copy, EVP_sha256(), NULL)) == 1 &&
+             EVP_DigestFinal_ex(copy, md, &len) == 1 && len == OTA_SHA256_LEN) {
         memcpy(ret_digest, md, OTA_SHA256_LEN);
         r = 0;
     }

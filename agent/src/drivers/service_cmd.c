@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,7 +83,7 @@ static int run(int64_t timeout_ms, char *const argv[], const char *what, int *re
     pid_t parent = getpid(), pid;
     int64_t deadline;
     long delay_us = 1000;
-    int status;
+    int status, pidfd;
 
     pid = fork();
     if (pid < 0)
@@ -91,6 +93,10 @@ static int run(int64_t timeout_ms, char *const argv[], const char *what, int *re
     setpgid(pid, pid); /* both sides, so a kill(-pid) right away finds the group */
 
     deadline = mono_ms() + timeout_ms;
+    /* A pidfd wakes us the moment the command exits (a short command is
+     * waited for its own time, not a polling step); polling is the fallback
+     * on kernels without pidfd_open. */
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid)
@@ -98,6 +104,8 @@ static int run(int64_t timeout_ms, char *const argv[], const char *what, int *re
         if (w < 0 && errno != EINTR) {
             int e = errno;
             kill(-pid, SIGKILL);
+            if (pidfd >= 0)
+                close(pidfd);
             return ota_err_set(err, e, "`%s`: waitpid: %s", what, strerror(e));
         }
         if (mono_ms() >= deadline) {
@@ -105,14 +113,24 @@ static int run(int64_t timeout_ms, char *const argv[], const char *what, int *re
             kill(pid, SIGKILL);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
+            if (pidfd >= 0)
+                close(pidfd);
             return ota_err_set(err, ETIMEDOUT, "`%s` did not finish in %d s: killed", what,
                                (int)(timeout_ms / 1000));
+        }
+        if (pidfd >= 0) {
+            struct pollfd pfd = {pidfd, POLLIN, 0};
+            int64_t left = deadline - mono_ms();
+            (void)poll(&pfd, 1, left > 0 ? (int)(left < 1000 ? left : 1000) : 0);
+            continue;
         }
         struct timespec ts = {0, delay_us * 1000};
         nanosleep(&ts, NULL);
         if (delay_us < 50000)
             delay_us *= 2;
     }
+    if (pidfd >= 0)
+        close(pidfd);
     if (WIFSIGNALED(status))
         return ota_err_set(err, EINTR, "`%s` was killed by signal %d", what, WTERMSIG(status));
     *ret_status = WEXITSTATUS(status);
@@ -133,10 +151,51 @@ static int run_ok(int64_t timeout_ms, char *const argv[], const char *what, stru
     return 0;
 }
 
+#define SIMPLE_ARGS 16
+
+/* A command the shell would run as one program with its words as the
+ * arguments, unchanged: a program named by a path (a '/' in the first word,
+ * so no builtin, keyword, alias or function), words of plain characters
+ * only (no quotes, escapes, variables, globs, redirections, separators or
+ * assignments), at most SIMPLE_ARGS words. Such a command is run without
+ * `sh -c` (one process less: the simulator runs thousands of them); any
+ * other goes to the shell. Fills argv from buf (a copy of cmd); 1 when
+ * simple. */
+static int split_simple(const char *cmd, char *buf, size_t cap, char *argv[SIMPLE_ARGS + 1])
+{
+    size_t n = strlen(cmd), k = 0;
+    char *p;
+
+    if (n == 0 || n >= cap ||
+        strspn(cmd, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                    "0123456789/._+,:@%- ") != n)
+        return 0;
+    memcpy(buf, cmd, n + 1);
+    for (p = strtok(buf, " "); p; p = strtok(NULL, " ")) {
+        if (k == SIMPLE_ARGS)
+            return 0;
+        argv[k++] = p;
+    }
+    argv[k] = NULL;
+    return k > 0 && strchr(argv[0], '/') != NULL;
+}
+
+/* argv for cmd: its own words when simple, else `/bin/sh -c cmd`. */
+static void command_argv(const char *cmd, char *buf, size_t cap, char *argv[SIMPLE_ARGS + 1])
+{
+    if (split_simple(cmd, buf, cap, argv))
+        return;
+    argv[0] = "/bin/sh";
+    argv[1] = "-c";
+    argv[2] = (char *)cmd;
+    argv[3] = NULL;
+}
+
 static int run_shell(const struct ota_service *s, const char *cmd, struct ota_err *err)
 {
-    char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+    char buf[1024], *argv[SIMPLE_ARGS + 1];
 
+    command_argv(cmd, buf, sizeof(buf), argv);
     return run_ok(timeout_ms(s), argv, cmd, err);
 }
 
@@ -207,7 +266,8 @@ static int svc_is_active(void *ctx, int *ret_active, struct ota_err *err)
         snprintf(what, sizeof(what), "systemctl is-active --quiet %s", s->c.unit);
         r = run(timeout_ms(s), argv, what, &status, err);
     } else {
-        char *argv[] = {"/bin/sh", "-c", s->c.is_active_cmd, NULL};
+        char buf[1024], *argv[SIMPLE_ARGS + 1];
+        command_argv(s->c.is_active_cmd, buf, sizeof(buf), argv);
         r = run(timeout_ms(s), argv, s->c.is_active_cmd, &status, err);
     }
     if (r < 0)

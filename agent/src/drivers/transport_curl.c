@@ -55,42 +55,47 @@ void ota_curl_config_defaults(struct ota_curl_config *c)
 
 int ota_curl_new(const struct ota_curl_config *c, struct ota_curl **ret, struct ota_err *err)
 {
-    struct ota_curl *t = NULL;
-    int r;
+    struct ota_curl *t;
 
     if (!c || !ret)
         return ota_err_set(err, EINVAL, "curl: no config");
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return ota_err_set(err, ENOMEM, "curl: out of memory");
+    t->cfg = *c;
+    *ret = t;
+    return 0;
+}
+
+/* curl is set up at the first call, not in ota_curl_new: loading and
+ * initialising it (and its TLS library) is most of the cost of starting the
+ * agent, and commands such as `status` never talk to the server
+ * (lazy_libs.c). */
+static int ensure_handle(struct ota_curl *t, struct ota_err *err)
+{
+    if (t->h)
+        return 0;
     /* Reference counted by curl, and thread-safe in the curl we build on
      * (>= 7.84 with a thread-safe TLS backend). */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return ota_err_set(err, ENOMEM, "curl: global init failed");
-    t = calloc(1, sizeof(*t));
-    if (!t) {
-        r = ota_err_set(err, ENOMEM, "curl: out of memory");
-        goto fail;
-    }
-    t->cfg = *c;
     t->h = curl_easy_init();
     if (!t->h) {
-        r = ota_err_set(err, ENOMEM, "curl: cannot create a handle");
-        goto fail;
+        curl_global_cleanup();
+        return ota_err_set(err, ENOMEM, "curl: cannot create a handle");
     }
-    *ret = t;
     return 0;
-
-fail:
-    free(t);
-    curl_global_cleanup();
-    return r;
 }
 
 void ota_curl_free(struct ota_curl *t)
 {
     if (!t)
         return;
-    curl_easy_cleanup(t->h);
+    if (t->h) {
+        curl_easy_cleanup(t->h);
+        curl_global_cleanup();
+    }
     free(t);
-    curl_global_cleanup();
 }
 
 /* ---- helpers ---- */
@@ -169,6 +174,9 @@ static int map_error(struct ota_curl *t, CURLcode c, const char *what, const cha
 /* Options shared by request() and download(), on a freshly reset handle. */
 static int setup_common(struct ota_curl *t, const char *url, struct ota_err *err)
 {
+    int r = ensure_handle(t, err);
+    if (r < 0)
+        return r;
     curl_easy_reset(t->h);
     t->errbuf[0] = '\0';
     SETOPT(t, CURLOPT_ERRORBUFFER, t->errbuf);

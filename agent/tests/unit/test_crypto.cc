@@ -135,6 +135,32 @@ TEST(Sha256, ResetForgetsEarlierInput)
     ota_sha256_free(h);
 }
 
+// The digest is set up at the first use (crypto.c): a hasher that has seen
+// nothing yet, fresh or reset, still peeks and finishes as SHA-256 of "",
+// and a finished one refuses more input until reset, as OpenSSL does.
+TEST(Sha256, UntouchedHasherIsTheEmptyDigestAndFinishedOneNeedsAReset)
+{
+    const char *empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    ota_sha256 *h = ota_sha256_new();
+    uint8_t d[OTA_SHA256_LEN];
+    ASSERT_NE(h, nullptr);
+    ASSERT_EQ(ota_sha256_peek(h, d), 0);
+    EXPECT_EQ(hex_of(d, sizeof(d)), empty);
+    ASSERT_EQ(ota_sha256_final(h, d), 0);
+    EXPECT_EQ(hex_of(d, sizeof(d)), empty);
+    EXPECT_EQ(ota_sha256_update(h, "abc", 3), -EIO);
+    EXPECT_EQ(ota_sha256_final(h, d), -EIO);
+    EXPECT_EQ(ota_sha256_peek(h, d), -EIO);
+    ASSERT_EQ(ota_sha256_reset(h), 0);
+    ASSERT_EQ(ota_sha256_peek(h, d), 0);
+    EXPECT_EQ(hex_of(d, sizeof(d)), empty);
+    ASSERT_EQ(ota_sha256_update(h, "abc", 3), 0);
+    ASSERT_EQ(ota_sha256_peek(h, d), 0);
+    EXPECT_EQ(hex_of(d, sizeof(d)),
+              "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    ota_sha256_free(h);
+}
+
 TEST_F(TempDir, Sha256FileWholeAndPrefix)
 {
     std::vector<uint8_t> data = random_bytes(300000, 2);

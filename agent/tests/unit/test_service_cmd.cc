@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ota/drivers.h"
@@ -126,6 +127,28 @@ TEST_F(ServiceTest, RestartRunsTheCommandThroughTheShell)
     EXPECT_EQ(read_file(marker), "one\ntwo\n");
     ASSERT_EQ(restart(), 0) << err.reason;
     EXPECT_EQ(read_file(marker), "one\ntwo\none\ntwo\n");
+}
+
+// A command that is one program named by a path with plain words runs
+// without `sh -c` (the agent is its parent); anything with shell syntax
+// (here quotes) still goes through the shell, which is then the parent.
+TEST_F(ServiceTest, SimpleCommandRunsWithoutAShell)
+{
+    std::string rec = dir + "/rec", out = dir + "/ppid";
+    {
+        std::ofstream f(rec);
+        f << "#!/bin/sh\necho $PPID > \"$1\"\n";
+    }
+    ASSERT_EQ(chmod(rec.c_str(), 0755), 0);
+    snprintf(cfg.restart_cmd, sizeof(cfg.restart_cmd), "%s %s", rec.c_str(), out.c_str());
+    make();
+    ASSERT_EQ(restart(), 0) << err.reason;
+    EXPECT_EQ(read_file(out), std::to_string(getpid()) + "\n");
+
+    snprintf(cfg.restart_cmd, sizeof(cfg.restart_cmd), "%s '%s'", rec.c_str(), out.c_str());
+    make();
+    ASSERT_EQ(restart(), 0) << err.reason;
+    EXPECT_NE(read_file(out), std::to_string(getpid()) + "\n");
 }
 
 TEST_F(ServiceTest, HangingCommandIsKilledWithItsChildren)

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -276,6 +277,47 @@ TEST(TransportCurlConfig, Defaults)
     EXPECT_EQ(c.max_bytes_per_s, 0);
     EXPECT_EQ(strncmp(c.user_agent, "ota-agent/", 10), 0);
     ota_curl_free(nullptr);
+}
+
+// libcurl is loaded by the first request, not at start nor by ota_curl_new
+// (lazy_libs.c): commands that never talk to the server must not pay for it.
+// Checked in a fresh process (threadsafe death test: the binary re-executed),
+// since other tests of this binary load it.
+static bool CurlLoaded()
+{
+    void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_NOLOAD);
+    if (h)
+        dlclose(h);
+    return h != nullptr;
+}
+
+static void NewThenRequest()
+{
+    ota_curl_config c;
+    ota_curl_config_defaults(&c);
+    c.connect_timeout_s = 2;
+    ota_curl *t = nullptr;
+    ota_err err = {};
+    if (CurlLoaded())
+        _exit(2);
+    if (ota_curl_new(&c, &t, &err) < 0 || CurlLoaded())
+        _exit(3);
+    ota_http_req req = {};
+    req.method = "GET";
+    req.url = "http://127.0.0.1:1/nothing-listens-here";
+    ota_http_resp resp = {};
+    if (ota_curl_ops.request(t, &req, &resp, &err) == 0) // refused: an error is expected
+        _exit(4);
+    if (!CurlLoaded())
+        _exit(5);
+    ota_curl_free(t);
+    _exit(0);
+}
+
+TEST(TransportCurlLazy, LoadedByTheFirstRequestOnly)
+{
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_EXIT(NewThenRequest(), ::testing::ExitedWithCode(0), "");
 }
 
 TEST_F(TransportCurl, RequestStatusesAndBodies)

@@ -22,6 +22,7 @@
 #include "otasim/fast.h"
 #include "otasim/journal.h"
 #include "otasim/proc.h"
+#include "otasim/svc.h"
 
 static int free_port(void)
 {
@@ -227,7 +228,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
 static int svc(struct otasim_device *d, const char *cmd, int *ret_status, struct ota_err *err)
 {
     char pg[32], bin[PATH_MAX + 8];
-    const char *env[] = {pg, "OTASIM_SVC_SETTLE_MS=50", NULL};
+    const char *env[] = {pg, OTASIM_SVC_SIM_SETTLE_ENV, NULL};
     const char *argv[] = {d->tools->self, "svc", "--dev", d->root, cmd, NULL};
     const char *fast[] = {bin, "--dev", d->root, cmd, NULL};
 
@@ -424,7 +425,7 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
         ENV("LD_PRELOAD=%s%s", t->interpose, "");
     }
     ENV("ASAN_OPTIONS=verify_asan_link_order=0%s%s", "", "");
-    ENV("OTASIM_SVC_SETTLE_MS=50%s%s", "", "");
+    ENV("%s%s", OTASIM_SVC_SIM_SETTLE_ENV, "");
     ENV("OTASIM_ROOT=%s%s", d->root, "");
     ENV("OTASIM_JOURNAL=%s%s", ps.journal, "");
     {

@@ -218,6 +218,34 @@ TEST_F(SvcTest, StartIsActiveRestartStop)
     EXPECT_EQ(run(OTASIM_SVC_STOP), 0); // stopping a stopped app is fine
 }
 
+// The simulator's settle time covers a slow start: an app that takes 300 ms to
+// listen (an ASan build on a loaded machine can) is started once /health
+// answers, because the agent probes it as soon as the restart returns (no start
+// grace in the simulator's config). The old bound, 50 ms, returned before the
+// app listened: the agent rolled a good update back ("Failed to connect").
+TEST_F(SvcTest, SimulatorSettleCoversASlowStart)
+{
+    app_script(std::string("sleep 0.3\nexec ") + kVideoApp + "\n");
+    setenv("OTASIM_SVC_SETTLE_MS", std::to_string(OTASIM_SVC_SIM_SETTLE_MS).c_str(), 1);
+    auto t0 = std::chrono::steady_clock::now();
+    int r = run(OTASIM_SVC_START);
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    unsetenv("OTASIM_SVC_SETTLE_MS");
+    ASSERT_EQ(r, 0) << err.reason;
+    EXPECT_NE(http_get(port, "/health").find("\"status\":\"ok\""), std::string::npos);
+    EXPECT_GE(ms, 300);
+    EXPECT_LT(ms, OTASIM_SVC_SIM_SETTLE_MS); // it returned once listening, not at the bound
+
+    // The old bound: started, but nothing answers yet.
+    setenv("OTASIM_SVC_SETTLE_MS", "50", 1);
+    r = run(OTASIM_SVC_RESTART);
+    unsetenv("OTASIM_SVC_SETTLE_MS");
+    ASSERT_EQ(r, 0) << err.reason;
+    EXPECT_EQ(http_get(port, "/health"), "");
+}
+
 TEST_F(SvcTest, KilledAppIsInactive)
 {
     ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;

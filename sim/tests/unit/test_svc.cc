@@ -246,6 +246,38 @@ TEST_F(SvcTest, SimulatorSettleCoversASlowStart)
     EXPECT_EQ(http_get(port, "/health"), "");
 }
 
+// The simulator reserves each device's app port for the device's life (device.c
+// reserve_port: bound with SO_REUSEADDR, never listening), so nothing else takes
+// it while the app is down. The app must still start on it, and another socket
+// must not get it.
+TEST_F(SvcTest, AppStartsOnAReservedPort)
+{
+    int res = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    struct sockaddr_in a = {};
+    socklen_t len = sizeof(a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_GE(res, 0);
+    ASSERT_EQ(setsockopt(res, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    ASSERT_EQ(bind(res, (struct sockaddr *)&a, sizeof(a)), 0);
+    ASSERT_EQ(getsockname(res, (struct sockaddr *)&a, &len), 0);
+    port = ntohs(a.sin_port);
+    write_all(root + "/run/app.port", std::to_string(port) + "\n");
+
+    ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;
+    EXPECT_NE(http_get_retry(port, "/health").find("\"status\":\"ok\""), std::string::npos);
+    ASSERT_EQ(run(OTASIM_SVC_STOP), 0) << err.reason;
+    // the app is down: an intruder cannot take the port
+    int other = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(other, 0);
+    EXPECT_EQ(bind(other, (struct sockaddr *)&a, sizeof(a)), -1);
+    EXPECT_EQ(errno, EADDRINUSE);
+    close(other);
+    ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;
+    EXPECT_NE(http_get_retry(port, "/health").find("\"status\":\"ok\""), std::string::npos);
+    close(res);
+}
+
 TEST_F(SvcTest, KilledAppIsInactive)
 {
     ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;

@@ -264,15 +264,17 @@ TEST_F(SvcTest, AppStartsOnAReservedPort)
     port = ntohs(a.sin_port);
     write_all(root + "/run/app.port", std::to_string(port) + "\n");
 
-    ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;
-    EXPECT_NE(http_get_retry(port, "/health").find("\"status\":\"ok\""), std::string::npos);
-    ASSERT_EQ(run(OTASIM_SVC_STOP), 0) << err.reason;
-    // the app is down: an intruder cannot take the port
+    // the app is down (not started yet, so no TIME_WAIT holds the port
+    // either): another socket cannot take the port
     int other = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(other, 0);
     EXPECT_EQ(bind(other, (struct sockaddr *)&a, sizeof(a)), -1);
     EXPECT_EQ(errno, EADDRINUSE);
     close(other);
+    // yet the app starts on it, and again after a stop
+    ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;
+    EXPECT_NE(http_get_retry(port, "/health").find("\"status\":\"ok\""), std::string::npos);
+    ASSERT_EQ(run(OTASIM_SVC_STOP), 0) << err.reason;
     ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;
     EXPECT_NE(http_get_retry(port, "/health").find("\"status\":\"ok\""), std::string::npos);
     close(res);

@@ -22,20 +22,33 @@
 #include "otasim/fast.h"
 #include "otasim/journal.h"
 #include "otasim/proc.h"
+#include "otasim/svc.h"
 
-static int free_port(void)
+/* A port for the app, reserved for the device's whole life: *ret_fd stays
+ * bound to it (SO_REUSEADDR, never listening). A port merely found free and
+ * closed is free again whenever the app is down (a power cut, a restart):
+ * any bind(0) on the machine, another trial's server or proxy, could take it,
+ * and the app then dies at start (EADDRINUSE) while the intruder answers its
+ * /health (seen: "service inactive, /health 404"). The reservation keeps
+ * every other socket off the port (bind(0) and connect() skip it, an explicit
+ * bind fails), yet the app, which also sets SO_REUSEADDR, binds and listens. */
+static int reserve_port(int *ret_fd)
 {
     struct sockaddr_in a = {0};
     socklen_t n = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, port = -1;
 
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+        bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
         getsockname(fd, (struct sockaddr *)&a, &n) == 0)
         port = ntohs(a.sin_port);
-    if (fd >= 0)
+    if (port <= 0 && fd >= 0) {
         close(fd);
+        fd = -1;
+    }
+    *ret_fd = fd;
     return port;
 }
 
@@ -143,6 +156,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     d->tools = t;
     d->tr = tr;
     d->booted_slot = -1;
+    d->app_port_fd = -1;
     snprintf(d->root, sizeof(d->root), "%s/dev", tr->dir);
     snprintf(d->config, sizeof(d->config), "%s/etc/ota-agent.conf", d->root);
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
@@ -178,7 +192,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     snprintf(p, sizeof(p), "%s/opt/app/current", d->root);
     if (symlink("a", p) < 0)
         return ota_err_set(err, errno, "%s: %s", p, strerror(errno));
-    d->app_port = free_port();
+    d->app_port = reserve_port(&d->app_port_fd);
     if (d->app_port <= 0)
         return ota_err_set(err, EADDRNOTAVAIL, "no free port");
     snprintf(port, sizeof(port), "%d\n", d->app_port);
@@ -227,7 +241,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
 static int svc(struct otasim_device *d, const char *cmd, int *ret_status, struct ota_err *err)
 {
     char pg[32], bin[PATH_MAX + 8];
-    const char *env[] = {pg, "OTASIM_SVC_SETTLE_MS=50", NULL};
+    const char *env[] = {pg, OTASIM_SVC_SIM_SETTLE_ENV, NULL};
     const char *argv[] = {d->tools->self, "svc", "--dev", d->root, cmd, NULL};
     const char *fast[] = {bin, "--dev", d->root, cmd, NULL};
 
@@ -424,7 +438,7 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
         ENV("LD_PRELOAD=%s%s", t->interpose, "");
     }
     ENV("ASAN_OPTIONS=verify_asan_link_order=0%s%s", "", "");
-    ENV("OTASIM_SVC_SETTLE_MS=50%s%s", "", "");
+    ENV("%s%s", OTASIM_SVC_SIM_SETTLE_ENV, "");
     ENV("OTASIM_ROOT=%s%s", d->root, "");
     ENV("OTASIM_JOURNAL=%s%s", ps.journal, "");
     {
@@ -655,4 +669,7 @@ void otasim_device_destroy(struct otasim_device *d)
     if (d->proxy)
         otasim_proxy_stop(d->proxy);
     d->proxy = NULL;
+    if (d->app_port_fd >= 0)
+        close(d->app_port_fd);
+    d->app_port_fd = -1;
 }

@@ -419,7 +419,8 @@ static int svc_start(const struct svc *s, struct ota_err *err)
     {
         /* Started = listening on its port (what systemd's Type=notify would
          * call ready), or still alive after the settle time;
-         * $OTASIM_SVC_SETTLE_MS changes that time (the simulator uses 50). */
+         * $OTASIM_SVC_SETTLE_MS changes that time (the simulator uses
+         * OTASIM_SVC_SIM_SETTLE_MS: a bound that must cover a slow start). */
         const char *e = getenv("OTASIM_SVC_SETTLE_MS");
         long ms = e && *e ? strtol(e, NULL, 10) : START_SETTLE_MS;
         deadline = now_ms() + (ms >= 0 && ms <= 10000 ? ms : START_SETTLE_MS);

@@ -28,6 +28,7 @@ struct otasim_device {
     struct otasim_trial *tr;
     pid_t pgid; /* the device's process group (leader: a placeholder init) */
     int app_port;
+    int app_port_fd; /* holds app_port for the device's life (-1: none) */
     struct otasim_proxy *proxy;
     struct otasim_image images[OTASIM_MAX_RELEASES];
     size_t n_images;

@@ -8,8 +8,10 @@
  * (guarding against pid reuse). The app joins the process group named by
  * $OTASIM_PGID (the device's group, so a power cut kills it with the
  * rest); without it, the group of the caller.
- *   start      exit 0 if running 200 ms later (or already running), 1 if it
- *              died (status in the log);
+ *   start      exit 0 once the app listens on its port (or is already
+ *              running), or if it still lives but does not listen after
+ *              the settle time ($OTASIM_SVC_SETTLE_MS, 200 ms by default);
+ *              1 if it died (status in the log);
  *   stop       SIGTERM, SIGKILL after 3 s; exit 0;
  *   restart    stop then start;
  *   is-active  exit 0 if the recorded process lives, 3 if not.
@@ -23,6 +25,22 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The settle time the simulator gives its devices' supervisor: how long
+ * `start` waits for a live app to listen before calling it started anyway.
+ * A bound, not a delay: start returns as soon as the app listens, so it
+ * costs nothing when the app is quick. It must cover a slow start on a
+ * loaded machine (an ASan app under a load of 15 takes well over 50 ms, the
+ * old value): the agent's health check probes as soon as the restart
+ * returns, with no start grace (health.start_grace = 0), so an app reported
+ * started but not yet listening made it roll back a good update. Below the
+ * agent's service timeout (10 s in the simulator's config) minus the stop's
+ * SIGTERM wait (3 s). */
+#define OTASIM_SVC_SIM_SETTLE_MS 5000
+#define OTASIM_SVC_STR_(x)       #x
+#define OTASIM_SVC_STR(x)        OTASIM_SVC_STR_(x)
+/* The environment entry that sets it, for the supervisor's callers. */
+#define OTASIM_SVC_SIM_SETTLE_ENV "OTASIM_SVC_SETTLE_MS=" OTASIM_SVC_STR(OTASIM_SVC_SIM_SETTLE_MS)
 
 enum otasim_svc_cmd {
     OTASIM_SVC_START,

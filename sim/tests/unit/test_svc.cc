@@ -218,6 +218,68 @@ TEST_F(SvcTest, StartIsActiveRestartStop)
     EXPECT_EQ(run(OTASIM_SVC_STOP), 0); // stopping a stopped app is fine
 }
 
+// The simulator's settle time covers a slow start: an app that takes 300 ms to
+// listen (an ASan build on a loaded machine can) is started once /health
+// answers, because the agent probes it as soon as the restart returns (no start
+// grace in the simulator's config). The old bound, 50 ms, returned before the
+// app listened: the agent rolled a good update back ("Failed to connect").
+TEST_F(SvcTest, SimulatorSettleCoversASlowStart)
+{
+    app_script(std::string("sleep 0.3\nexec ") + kVideoApp + "\n");
+    setenv("OTASIM_SVC_SETTLE_MS", std::to_string(OTASIM_SVC_SIM_SETTLE_MS).c_str(), 1);
+    auto t0 = std::chrono::steady_clock::now();
+    int r = run(OTASIM_SVC_START);
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    unsetenv("OTASIM_SVC_SETTLE_MS");
+    ASSERT_EQ(r, 0) << err.reason;
+    EXPECT_NE(http_get(port, "/health").find("\"status\":\"ok\""), std::string::npos);
+    EXPECT_GE(ms, 300);
+    EXPECT_LT(ms, OTASIM_SVC_SIM_SETTLE_MS); // it returned once listening, not at the bound
+
+    // The old bound: started, but nothing answers yet.
+    setenv("OTASIM_SVC_SETTLE_MS", "50", 1);
+    r = run(OTASIM_SVC_RESTART);
+    unsetenv("OTASIM_SVC_SETTLE_MS");
+    ASSERT_EQ(r, 0) << err.reason;
+    EXPECT_EQ(http_get(port, "/health"), "");
+}
+
+// The simulator reserves each device's app port for the device's life (device.c
+// reserve_port: bound with SO_REUSEADDR, never listening), so nothing else takes
+// it while the app is down. The app must still start on it, and another socket
+// must not get it.
+TEST_F(SvcTest, AppStartsOnAReservedPort)
+{
+    int res = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    struct sockaddr_in a = {};
+    socklen_t len = sizeof(a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_GE(res, 0);
+    ASSERT_EQ(setsockopt(res, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    ASSERT_EQ(bind(res, (struct sockaddr *)&a, sizeof(a)), 0);
+    ASSERT_EQ(getsockname(res, (struct sockaddr *)&a, &len), 0);
+    port = ntohs(a.sin_port);
+    write_all(root + "/run/app.port", std::to_string(port) + "\n");
+
+    // the app is down (not started yet, so no TIME_WAIT holds the port
+    // either): another socket cannot take the port
+    int other = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(other, 0);
+    EXPECT_EQ(bind(other, (struct sockaddr *)&a, sizeof(a)), -1);
+    EXPECT_EQ(errno, EADDRINUSE);
+    close(other);
+    // yet the app starts on it, and again after a stop
+    ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;
+    EXPECT_NE(http_get_retry(port, "/health").find("\"status\":\"ok\""), std::string::npos);
+    ASSERT_EQ(run(OTASIM_SVC_STOP), 0) << err.reason;
+    ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;
+    EXPECT_NE(http_get_retry(port, "/health").find("\"status\":\"ok\""), std::string::npos);
+    close(res);
+}
+
 TEST_F(SvcTest, KilledAppIsInactive)
 {
     ASSERT_EQ(run(OTASIM_SVC_START), 0) << err.reason;

@@ -71,10 +71,27 @@ class Keys:
             run([pack_bin(), "keygen", "--private", self.priv, "--public", self.pub])
 
 
-def make_package(workdir, variant, version, fmt="tar.gz"):
-    """A video-app package (.deb or .tar.gz) of a build variant."""
+def padded_binary(workdir, variant, pad):
+    """A copy of a video-app build variant with pad bytes of incompressible,
+    reproducible filler after its end (the ELF loader maps only what the
+    program headers name, so the binary runs as before)."""
+    path = os.path.join(workdir, f"{variant}.pad{pad}")
+    shutil.copyfile(app_bin(variant), path)
+    os.chmod(path, 0o755)
+    with open(path, "ab") as f:
+        f.write(random.Random(f"{variant}/{pad}").randbytes(pad))
+    return path
+
+
+def make_package(workdir, variant, version, fmt="tar.gz", pad=0):
+    """A video-app package (.deb or .tar.gz) of a build variant. The package's
+    size follows the build (a Release video-app compresses to ~11 KB, an ASan
+    one to ~66 KB): a test that cuts or throttles a download at fixed byte
+    counts asks for pad bytes of filler so that its payload is longer than
+    those counts in every build."""
     out = os.path.join(workdir, f"{variant}_{version}.{'deb' if fmt == 'deb' else 'tar.gz'}")
-    run([os.path.join(SRC, "agent", "video-app", "make-release"), "--binary", app_bin(variant),
+    binary_path = padded_binary(workdir, variant, pad) if pad else app_bin(variant)
+    run([os.path.join(SRC, "agent", "video-app", "make-release"), "--binary", binary_path,
          "--version", version, "--format", fmt, "--out", out])
     return out
 

@@ -87,7 +87,9 @@ def world(tmp_path_factory):
     keys = otadev.Keys(work)
     other = otadev.Keys(str(tmp_path_factory.mktemp("other-key")))
     v1 = otadev.make_package(work, "video-app", "1.0.0", "tar.gz")
-    v2 = otadev.make_package(work, "video-app-v2", "2.0.0", "deb")
+    # Filler: the truncation test cuts every answer after 8 KiB and needs a
+    # payload longer than three cuts; a Release build's is only ~11 KB.
+    v2 = otadev.make_package(work, "video-app-v2", "2.0.0", "deb", pad=32 << 10)
     old = otadev.make_package(work, "video-app", "0.9.0", "tar.gz")
     otadev.publish(root, "v2", v2, "2.0.0", keys)
     otadev.publish(root, "v2-other-key", v2, "2.0.0", other)
@@ -282,6 +284,8 @@ def test_truncated_download_fails_after_max_attempts(world, device):
     from where it is, never gets the whole payload, gives up after
     max_attempts, and the partial file is dropped."""
     dev = device("v2")
+    # Three cuts fall inside the payload, whatever build made it.
+    assert os.path.getsize(world["v2"]) > 3 * 8192
     n = len(world["server"].state()["downloads"])
     world["server"].faults([{"kind": "truncate", "after": 8192, "count": 0, "match": "v2/"}])
     try:

@@ -15,6 +15,11 @@ import otadev
 
 _ids = itertools.count(1)
 
+# Filler in the v2 package: the download tests below cut and throttle it at
+# fixed byte counts up to ~45 KB, and without it a Release build's payload is
+# only ~11 KB (so nothing was cut, and nothing resumed).
+V2_PAD = 48 << 10
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -24,7 +29,7 @@ def world(tmp_path_factory):
     keys = otadev.Keys(work)
     pk = {
         "v1": otadev.make_package(work, "video-app", "1.0.0", "tar.gz"),
-        "v2": otadev.make_package(work, "video-app-v2", "2.0.0", "deb"),
+        "v2": otadev.make_package(work, "video-app-v2", "2.0.0", "deb", pad=V2_PAD),
         "v2-crash-after": otadev.make_package(work, "video-app-v2-crash-after", "2.0.0", "deb"),
         "v2-health-500": otadev.make_package(work, "video-app-v2-health-500", "2.0.0", "tar.gz"),
         "v2-hang": otadev.make_package(work, "video-app-v2-hang", "2.0.0", "tar.gz"),
@@ -155,8 +160,16 @@ def downloads_since(world, n):
     return world["server"].state()["downloads"][n:]
 
 
+def assert_payload_longer(world, release, nbytes):
+    """A fault at byte nbytes must fall inside the payload, or the test
+    would pass or fail for the payload's size, not the agent."""
+    size = os.path.getsize(world["pk"][release])
+    assert size > nbytes, f"{release}'s payload is {size} bytes, the test needs > {nbytes}"
+
+
 def test_kill9_mid_download_resumes_from_durable_prefix(world, device):
     dev = device("v2", agent_extra={"checkpoint_bytes": "16384", "checkpoint_interval_ms": "0"})
+    assert_payload_longer(world, "v2", 45000)  # 1.5 s at 20 KB/s, and a margin
     n = len(world["server"].state()["downloads"])
     world["server"].faults([{"kind": "throttle", "bytes_per_s": 20000, "count": 0,
                              "match": "v2/payload"}])
@@ -178,6 +191,7 @@ def test_kill9_mid_download_resumes_from_durable_prefix(world, device):
 
 def test_truncated_download_resumes_exact_bytes(world, device):
     dev = device("v2")
+    assert_payload_longer(world, "v2", 30000)
     n = len(world["server"].state()["downloads"])
     world["server"].faults([{"kind": "truncate", "after": 30000, "match": "v2/"}])
     r = dev.agent("update")

@@ -14,12 +14,23 @@
 #include "../interpose/jformat.h"
 
 const char *const otasim_op_names[OTASIM_OP_MAX] = {
-    [OTASIM_OP_CREATE] = "create", [OTASIM_OP_TRUNC] = "trunc",     [OTASIM_OP_WRITE] = "write",
-    [OTASIM_OP_FSYNC] = "fsync",   [OTASIM_OP_SYNC] = "sync",       [OTASIM_OP_RENAME] = "rename",
-    [OTASIM_OP_LINK] = "link",     [OTASIM_OP_SYMLINK] = "symlink", [OTASIM_OP_UNLINK] = "unlink",
-    [OTASIM_OP_MKDIR] = "mkdir",   [OTASIM_OP_RMDIR] = "rmdir",     [OTASIM_OP_STATE] = "state",
-    [OTASIM_OP_NET] = "net",       [OTASIM_OP_CRASH] = "crash",     [OTASIM_OP_FAIL] = "fail",
-    [OTASIM_OP_ATTR] = "attr",     [OTASIM_OP_UNMODELLED] = "unmodelled",
+    [OTASIM_OP_CREATE] = "create",
+    [OTASIM_OP_TRUNC] = "trunc",
+    [OTASIM_OP_WRITE] = "write",
+    [OTASIM_OP_FSYNC] = "fsync",
+    [OTASIM_OP_SYNC] = "sync",
+    [OTASIM_OP_RENAME] = "rename",
+    [OTASIM_OP_LINK] = "link",
+    [OTASIM_OP_SYMLINK] = "symlink",
+    [OTASIM_OP_UNLINK] = "unlink",
+    [OTASIM_OP_MKDIR] = "mkdir",
+    [OTASIM_OP_RMDIR] = "rmdir",
+    [OTASIM_OP_STATE] = "state",
+    [OTASIM_OP_NET] = "net",
+    [OTASIM_OP_CRASH] = "crash",
+    [OTASIM_OP_FAIL] = "fail",
+    [OTASIM_OP_ATTR] = "attr",
+    [OTASIM_OP_UNMODELLED] = "unmodelled",
 };
 
 /* Strings are gathered in one arena; records hold offsets into it until the

@@ -871,8 +871,7 @@ static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, 
             (unsigned long long)s->passed, (unsigned long long)s->failed,
             (unsigned long long)s->errors, (unsigned long long)s->not_run,
             (unsigned long long)s->run, (unsigned long long)s->equivalent,
-            min > 0 ? (double)s->run / min : 0.0,
-            final || !isatty(2) ? "\n" : "");
+            min > 0 ? (double)s->run / min : 0.0, final || !isatty(2) ? "\n" : "");
 }
 
 static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *s)

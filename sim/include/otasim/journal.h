@@ -98,10 +98,10 @@ enum otasim_op {
                           mode, old_size = uid << 32 | gid, off/len = atime/mtime in ns;
                           flags OTASIM_REC_ATTR_* say which the call changes */
     /* Events: not counted (seq = the number of the last counted call). */
-    OTASIM_OP_STATE, /* text = the agent's OTA-STATE JSON */
-    OTASIM_OP_NET,   /* the process sent on an inet socket; text = first bytes */
-    OTASIM_OP_CRASH, /* a crash trigger fired; text = "power" or "process" */
-    OTASIM_OP_FAIL,  /* call seq failed by injection; text = errno name, path */
+    OTASIM_OP_STATE,      /* text = the agent's OTA-STATE JSON */
+    OTASIM_OP_NET,        /* the process sent on an inet socket; text = first bytes */
+    OTASIM_OP_CRASH,      /* a crash trigger fired; text = "power" or "process" */
+    OTASIM_OP_FAIL,       /* call seq failed by injection; text = errno name, path */
     OTASIM_OP_UNMODELLED, /* a mutation under ROOT the power model cannot represent; text =
                              "CALL PATH". The harness ends the trial as an error. */
     OTASIM_OP_MAX

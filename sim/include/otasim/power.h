@@ -38,9 +38,9 @@
  * its 512-byte sectors (by absolute file offset): a third of the seeds its
  * first sectors (written back in order), a third its last ones, a third any
  * mix; never all and never none when it spans two or more. A write within
- * one sector persists whole or not at all (sector writes are atomic). Bytes of sectors that did not persist
- * read as they were (or as zeros past the old end of the file). A half-written
- * uboot.env or database page.
+ * one sector persists whole or not at all (sector writes are atomic). Bytes of sectors that did not
+ * persist read as they were (or as zeros past the old end of the file). A half-written uboot.env or
+ * database page.
  *
  * Then ROOT/.sim/stash is emptied. Memory-mapped writes are not seen (the
  * agent makes none; SQLite's -shm is rebuilt by SQLite).

@@ -86,77 +86,8 @@ static int iset_has(const struct iset *s, uint64_t k)
     return 0;
 }
 
-/* inode -> path of the tree as walked (first name found). */
-struct imap {
-    uint64_t *ino;
-    char **path;
-    size_t cap, n;
-};
-
-static void imap_clear(struct imap *m)
-{
-    size_t i;
-
-    for (i = 0; i < m->cap; i++)
-        free(m->path ? m->path[i] : NULL);
-    free(m->ino);
-    free(m->path);
-    memset(m, 0, sizeof(*m));
-}
-
-static int imap_put(struct imap *m, uint64_t k, const char *p)
-{
-    size_t i;
-
-    if (!k)
-        return 0;
-    if ((m->n + 1) * 2 > m->cap) {
-        struct imap t = {NULL, NULL, m->cap ? m->cap * 2 : 256, 0};
-        t.ino = calloc(t.cap, sizeof(*t.ino));
-        t.path = calloc(t.cap, sizeof(*t.path));
-        if (!t.ino || !t.path) {
-            free(t.ino);
-            free(t.path);
-            return -ENOMEM;
-        }
-        for (i = 0; i < m->cap; i++) {
-            if (m->ino[i]) {
-                size_t j = ihash(m->ino[i], t.cap);
-                while (t.ino[j])
-                    j = (j + 1) & (t.cap - 1);
-                t.ino[j] = m->ino[i];
-                t.path[j] = m->path[i];
-                t.n++;
-            }
-        }
-        free(m->ino);
-        free(m->path);
-        *m = t;
-    }
-    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
-        if (m->ino[i] == k)
-            return 0;
-    m->path[i] = strdup(p);
-    if (!m->path[i])
-        return -ENOMEM;
-    m->ino[i] = k;
-    m->n++;
-    return 0;
-}
-
-static const char *imap_get(const struct imap *m, uint64_t k)
-{
-    size_t i;
-
-    if (!k || !m->cap)
-        return NULL;
-    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
-        if (m->ino[i] == k)
-            return m->path[i];
-    return NULL;
-}
-
-/* inode -> a count (reorder: records of the inode still to keep). */
+/* inode -> a 64-bit value, open addressing: a count (reorder: records of the
+ * inode still to keep; the durability bits below) or a path (imap). */
 struct icount {
     uint64_t *ino;
     uint64_t *n;
@@ -204,6 +135,53 @@ static void icount_free(struct icount *m)
     free(m->ino);
     free(m->n);
     memset(m, 0, sizeof(*m));
+}
+
+static uint64_t icount_get(const struct icount *m, uint64_t k)
+{
+    size_t i;
+
+    if (!k || !m->cap)
+        return 0;
+    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
+        if (m->ino[i] == k)
+            return m->n[i];
+    return 0;
+}
+
+/* inode -> path of the tree as walked (first name found): an icount whose
+ * values are the paths (owned). */
+struct imap {
+    struct icount m;
+};
+
+static void imap_clear(struct imap *m)
+{
+    for (size_t i = 0; i < m->m.cap; i++)
+        free((char *)(uintptr_t)m->m.n[i]);
+    icount_free(&m->m);
+}
+
+static int imap_put(struct imap *m, uint64_t k, const char *p)
+{
+    uint64_t *v;
+    char *dup;
+
+    if (!k)
+        return 0;
+    if (!(v = icount_slot(&m->m, k)))
+        return -ENOMEM;
+    if (*v)
+        return 0;
+    if (!(dup = strdup(p)))
+        return -ENOMEM;
+    *v = (uint64_t)(uintptr_t)dup;
+    return 0;
+}
+
+static const char *imap_get(const struct imap *m, uint64_t k)
+{
+    return (const char *)(uintptr_t)icount_get(&m->m, k);
 }
 
 /* ---- rebuild state ----------------------------------------------------- */
@@ -629,18 +607,6 @@ static int failed_call(const struct otasim_rec *r)
 
 #define SYNCED   1u /* a later fsync of the inode succeeded */
 #define POISONED 2u /* a later fsync of it failed with EIO, nothing synced it since */
-
-static uint64_t icount_get(const struct icount *m, uint64_t k)
-{
-    size_t i;
-
-    if (!k || !m->cap)
-        return 0;
-    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
-        if (m->ino[i] == k)
-            return m->n[i];
-    return 0;
-}
 
 /* Whether a change covered by inode k's state (all: a later sync) is durable.
  * Linux drops the dirty pages whose writeback failed and a later fsync

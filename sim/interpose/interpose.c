@@ -2333,7 +2333,10 @@ static void atfork_child(void)
     g.enabled = 0; /* a child until exec: its calls are not the device's */
 }
 
-__attribute__((constructor)) static void otasim_interpose_init(void)
+/* The constructor; also called by a zygote's child (zygote.c) once it has
+ * the environment of its pass. */
+void otasim_interpose_init(void);
+__attribute__((constructor)) void otasim_interpose_init(void)
 {
     const char *root = getenv("OTASIM_ROOT");
     const char *j, *v;

@@ -129,9 +129,13 @@ static int write_config(struct otasim_device *d, struct ota_err *err)
         sc->health_interval_ms, d->app_port);
     otasim_svc_prefix(d->tools, svc, sizeof(svc));
     ADD("[service]\nkind = command\nrestart_cmd = %s --dev %s restart\n"
-        "is_active_cmd = %s --dev %s is-active\nreboot_cmd = touch %s/run/reboot-requested\n"
+        "is_active_cmd = %s --dev %s is-active\n"
         "timeout = 10\n",
-        svc, d->root, svc, d->root, d->root);
+        svc, d->root, svc, d->root);
+    if (otasim_svc_bin(d->tools, svc, sizeof(svc)))
+        ADD("reboot_cmd = %s --dev %s reboot\n", svc, d->root);
+    else
+        ADD("reboot_cmd = touch %s/run/reboot-requested\n", d->root);
     if (sc->profile == OTASIM_PROFILE_ROOTFS)
         ADD("[rootfs]\nenv_config = %s\ndevice_a = %s\ndevice_b = %s\nbooted_file = "
             "%s/run/booted\nversion = %s\n",
@@ -252,8 +256,8 @@ static int svc(struct otasim_device *d, const char *cmd, int *ret_status, struct
 
 int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
 {
-    const char *init[3];
-    char p[PATH_MAX + 32], bin[PATH_MAX + 8];
+    const char *init[] = {"sleep", "1000000", NULL};
+    char p[PATH_MAX + 32];
     int st = 0;
 
     int unhealthy = 0;
@@ -279,8 +283,8 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
     }
     snprintf(p, sizeof(p), "%s/run/reboot-requested", d->root);
     unlink(p);
-    otasim_init_argv(d->tools, bin, sizeof(bin), init);
-    if (otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err) < 0)
+    if (otasim_spawn_leader(d->tools, &d->pgid) != 0 &&
+        otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err) < 0)
         return -EIO;
     /* an unhealthy rootfs boots, but its service never comes up */
     if (!unhealthy && svc(d, "start", &st, err) < 0)

@@ -1,6 +1,7 @@
 /* Cheaper trial steps (contract: otasim/fast.h). */
 #include "otasim/fast.h"
 
+#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,8 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "ota/crypto.h"
 
 extern char **environ;
 
@@ -45,16 +48,34 @@ const char *otasim_svc_prefix(const struct otasim_tools *t, char *buf, size_t ca
     return buf;
 }
 
-void otasim_init_argv(const struct otasim_tools *t, char *buf, size_t cap, const char *argv[3])
+void otasim_prefork_init(void)
 {
-    if (otasim_svc_bin(t, buf, cap)) {
-        argv[0] = buf;
-        argv[1] = "init";
-    } else {
-        argv[0] = "sleep";
-        argv[1] = "1000000";
+    struct ota_sha256 *h;
+    uint8_t d[OTA_SHA256_LEN];
+
+    if (otasim_baseline())
+        return;
+    /* libcurl's global setup (OpenSSL's SSL library, its config file) and
+     * OpenSSL's digest lookup, done once here instead of in every trial:
+     * each trial is a fork of this process */
+    ota_ignore((int)curl_global_init(CURL_GLOBAL_DEFAULT));
+    h = ota_sha256_new();
+    if (h) {
+        ota_ignore(ota_sha256_update(h, "", 0));
+        ota_ignore(ota_sha256_final(h, d));
+        ota_sha256_free(h);
     }
-    argv[2] = NULL;
+}
+
+int otasim_spawn_leader(const struct otasim_tools *t, pid_t *ret_pid)
+{
+    char bin[PATH_MAX + 16], parent[24];
+    const char *argv[] = {bin, "init", "--parent", parent, NULL};
+
+    if (!otasim_svc_bin(t, bin, sizeof(bin)))
+        return -ENOSYS;
+    snprintf(parent, sizeof(parent), "%d", (int)getpid());
+    return otasim_spawn_light(argv, NULL, 0, -1, -1, ret_pid);
 }
 
 static int copy_file(const char *src, const char *dst, const struct stat *st, struct ota_err *err)
@@ -211,6 +232,11 @@ int otasim_spawn_light(const char *const *argv, const char *const *envp, pid_t p
     env = merged_env(envp);
     if (!env)
         return -ENOMEM;
+    /* the agent: forked by its zygote when one serves this run */
+    if (otasim_zygote_spawn(argv, env, pgid, out_fd, err_fd, ret_pid) == 0) {
+        free(env);
+        return 0;
+    }
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&at);
     r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);

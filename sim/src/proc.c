@@ -44,7 +44,14 @@ int otasim_wait(pid_t pid, int timeout_ms, int *ret_status)
     int64_t deadline = otasim_now_ms() + timeout_ms;
     int st, sleep_us = 200;
     /* A pidfd wakes us the moment the child exits; polling is the fallback. */
-    int pfd = timeout_ms > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    int pfd, zr = otasim_zygote_wait(pid, timeout_ms, &st);
+
+    if (zr != -ESRCH) { /* a child of the agent zygote (zygote.c) */
+        if (zr == 0)
+            *ret_status = status_code(st);
+        return zr;
+    }
+    pfd = timeout_ms > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
 
     for (;;) {
         pid_t r = waitpid(pid, &st, timeout_ms < 0 ? 0 : WNOHANG);

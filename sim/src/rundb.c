@@ -17,6 +17,10 @@ struct otasim_rundb {
 
 static const char schema[] =
     "PRAGMA journal_mode=WAL;"
+    /* no fsync per trial: the runner forks no new trial while it waits for
+     * the disk. A crash of the machine may lose the last rows, never the
+     * database (WAL). */
+    "PRAGMA synchronous=NORMAL;"
     "CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, started_ms INTEGER, finished_ms "
     "INTEGER, command TEXT, agent TEXT);"
     "CREATE TABLE IF NOT EXISTS trials(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(id),"

@@ -3,6 +3,7 @@
  * parent is the only writer of the run database. A child leaves its result
  * in CASE_DIR.result (the trial struct's plain fields, then the state
  * lines) and exits. */
+#include "otasim/fast.h"
 #include "otasim/runner.h"
 
 #include <errno.h>
@@ -88,6 +89,12 @@ int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts
             return ota_err_set(err, e, "cannot make a run dir in %s: %s", trees, strerror(e));
         }
     }
+    otasim_prefork_init();
+    if (otasim_zygote_start(t, err) < 0) {
+        rmdir(r->run_dir);
+        free(r);
+        return -EIO;
+    }
     *ret = r;
     return 0;
 }
@@ -96,6 +103,7 @@ void otasim_runner_free(struct otasim_runner *r)
 {
     if (!r)
         return;
+    otasim_zygote_stop();
     for (size_t i = 0; i < r->n_scens; i++) {
         otasim_server_stop(&r->scens[i].srv);
         otasim_scenario_release(&r->scens[i].sc);

@@ -41,10 +41,9 @@
 #define POLL_MS         2
 
 const char *const otasim_svc_cmd_names[OTASIM_SVC_CMD_MAX] = {
-    [OTASIM_SVC_START] = "start",
-    [OTASIM_SVC_STOP] = "stop",
-    [OTASIM_SVC_RESTART] = "restart",
-    [OTASIM_SVC_IS_ACTIVE] = "is-active",
+    [OTASIM_SVC_START] = "start",     [OTASIM_SVC_STOP] = "stop",
+    [OTASIM_SVC_RESTART] = "restart", [OTASIM_SVC_IS_ACTIVE] = "is-active",
+    [OTASIM_SVC_REBOOT] = "reboot",
 };
 
 extern char **environ;
@@ -483,6 +482,16 @@ int otasim_svc_run(const char *root, enum otasim_svc_cmd cmd, struct ota_err *er
     r = ota_fs_mkdirs(s.run, err);
     if (r < 0)
         return r;
+    if (cmd == OTASIM_SVC_REBOOT) {
+        char p[PATH_MAX + 32];
+        int fd;
+        snprintf(p, sizeof(p), "%s/reboot-requested", s.run);
+        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return ota_err_set(err, errno, "cannot create %s: %s", p, strerror(errno));
+        close(fd);
+        return 0;
+    }
     lock = open(s.lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock < 0)
         return ota_err_set(err, errno, "cannot open %s: %s", s.lock_file, strerror(errno));

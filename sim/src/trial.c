@@ -15,6 +15,7 @@
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/device.h"
+#include "otasim/fast.h"
 #include "otasim/invariants.h"
 #include "otasim/journal.h"
 #include "otasim/power.h"
@@ -39,7 +40,8 @@ static void trace(int64_t t0, const char *what, int n)
         long long cpu = -1, self = -1;
         if (getrusage(RUSAGE_CHILDREN, &ru) == 0 && getrusage(RUSAGE_SELF, &me) == 0) {
             cpu = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL +
-                  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+                  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000 +
+                  otasim_zygote_children_cpu_us() / 1000;
             self = (me.ru_utime.tv_sec + me.ru_stime.tv_sec) * 1000LL +
                    (me.ru_utime.tv_usec + me.ru_stime.tv_usec) / 1000;
         }

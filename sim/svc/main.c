@@ -3,13 +3,17 @@
  * start) - `ota-sim` links ~40 shared libraries, and resolving them cost more
  * than the command itself (sim/bench/README.md).
  *
- *   ota-sim-svc --dev ROOT start|stop|restart|is-active   as `ota-sim svc`
- *   ota-sim-svc init                                        waits for a signal
- *                                                           (a device's group leader)
+ *   ota-sim-svc --dev ROOT start|stop|restart|is-active|reboot   as `ota-sim svc`
+ *   ota-sim-svc init [--parent PID]   waits for a signal (a device's group
+ *                                     leader); with --parent, dies with PID,
+ *                                     its parent (which posix_spawn cannot
+ *                                     arrange: PR_SET_PDEATHSIG)
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "otasim/svc.h"
@@ -21,7 +25,10 @@ int main(int argc, char **argv)
     const char *dev = NULL, *cmd = NULL;
     struct ota_err e = {0};
 
-    if (argc == 2 && strcmp(argv[1], "init") == 0) {
+    if (argc >= 2 && strcmp(argv[1], "init") == 0) {
+        if (argc == 4 && strcmp(argv[2], "--parent") == 0 &&
+            (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != (pid_t)atol(argv[3])))
+            return 1; /* the parent is gone already */
         for (;;)
             pause();
     }
@@ -32,8 +39,8 @@ int main(int argc, char **argv)
             cmd = argv[i];
     }
     if (!dev || !cmd) {
-        fprintf(stderr, "usage: ota-sim-svc --dev ROOT start|stop|restart|is-active\n"
-                        "       ota-sim-svc init\n");
+        fprintf(stderr, "usage: ota-sim-svc --dev ROOT start|stop|restart|is-active|reboot\n"
+                        "       ota-sim-svc init [--parent PID]\n");
         return EXIT_USAGE;
     }
     for (int c = 0; c < OTASIM_SVC_CMD_MAX; c++)

@@ -334,6 +334,41 @@ TEST_F(TempDir, Ed25519Rfc8032Vector)
     EXPECT_EQ(ota_ed25519_verify(pub_pem.c_str(), "x", 1, sig, &err), -EBADMSG);
 }
 
+// The plain Ed25519 PEM is read without OpenSSL's decoder; the other forms
+// still go through it and give the same answers.
+TEST_F(TempDir, Ed25519PublicKeyForms)
+{
+    std::string priv = path("rfc.pem");
+    std::string der = std::string("302a300506032b6570032100") + rfc_public;
+    std::string b64 = b64_of(from_hex(der));
+    write_file(priv,
+               pem("PRIVATE KEY", std::string("302e020100300506032b657004220420") + rfc_secret));
+    uint8_t sig[OTA_ED25519_SIG_LEN];
+    ota_err err = {};
+    ASSERT_EQ(ota_ed25519_sign(priv.c_str(), "", 0, sig, &err), 0) << err.reason;
+
+    // CRLF, leading blank lines, the base64 split over lines, trailing space
+    std::string crlf = "\r\n\n-----BEGIN PUBLIC KEY-----\r\n" + b64.substr(0, 30) + "\r\n" +
+                       b64.substr(30) + "\r\n-----END PUBLIC KEY-----\r\n  \n";
+    EXPECT_EQ(ota_ed25519_verify(crlf.c_str(), "", 0, sig, &err), 0) << err.reason;
+    EXPECT_EQ(ota_ed25519_verify(crlf.c_str(), "x", 1, sig, &err), -EBADMSG);
+    // text before the block, or a second block: the general reader
+    std::string lead = "key of the fleet\n" + pem("PUBLIC KEY", der);
+    EXPECT_EQ(ota_ed25519_verify(lead.c_str(), "", 0, sig, &err), 0) << err.reason;
+    std::string two = pem("PUBLIC KEY", der) + pem("PUBLIC KEY", der);
+    EXPECT_EQ(ota_ed25519_verify(two.c_str(), "", 0, sig, &err), 0) << err.reason;
+    // X25519's OID (1.3.101.110) in the same frame: not an Ed25519 key
+    std::string x = pem("PUBLIC KEY", std::string("302a300506032b656e032100") + rfc_public);
+    err = {};
+    EXPECT_EQ(ota_ed25519_verify(x.c_str(), "", 0, sig, &err), -EINVAL);
+    EXPECT_NE(std::string(err.reason).find("not an Ed25519 key"), std::string::npos) << err.reason;
+    // a key cut short, and bad base64
+    std::string cut = pem("PUBLIC KEY", der.substr(0, der.size() - 2));
+    EXPECT_EQ(ota_ed25519_verify(cut.c_str(), "", 0, sig, nullptr), -EINVAL);
+    std::string junk = "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n";
+    EXPECT_EQ(ota_ed25519_verify(junk.c_str(), "", 0, sig, nullptr), -EINVAL);
+}
+
 TEST_F(TempDir, Ed25519KeygenSignVerify)
 {
     std::string priv = path("key.pem"), pub = path("pub.pem");

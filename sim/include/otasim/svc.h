@@ -14,7 +14,10 @@
  *              1 if it died (status in the log);
  *   stop       SIGTERM, SIGKILL after 3 s; exit 0;
  *   restart    stop then start;
- *   is-active  exit 0 if the recorded process lives, 3 if not.
+ *   is-active  exit 0 if the recorded process lives, 3 if not;
+ *   reboot     asks the simulator for a reboot (ROOT/run/reboot-requested,
+ *              which the trial reads after the pass): the agent's
+ *              reboot_cmd, without a shell and `touch`.
  * No restart on failure: a crash is left for is-active (and the agent's
  * health window) to see. */
 #ifndef OTASIM_SVC_H
@@ -47,6 +50,7 @@ enum otasim_svc_cmd {
     OTASIM_SVC_STOP,
     OTASIM_SVC_RESTART,
     OTASIM_SVC_IS_ACTIVE,
+    OTASIM_SVC_REBOOT,
     OTASIM_SVC_CMD_MAX
 };
 extern const char *const otasim_svc_cmd_names[OTASIM_SVC_CMD_MAX];

@@ -1,4 +1,4 @@
-// Unit tests for src/common/crypto.c: SHA-256, hex, base64, Ed25519.
+// Unit tests for common/src/crypto.c: SHA-256, hex, base64, Ed25519.
 #include <gtest/gtest.h>
 
 #include "testutil.h"

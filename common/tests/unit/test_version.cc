@@ -1,4 +1,4 @@
-// Unit tests for src/common/version.c: semver validity and precedence.
+// Unit tests for common/src/version.c: semver validity and precedence.
 #include <gtest/gtest.h>
 
 #include <cerrno>

@@ -1,4 +1,4 @@
-// Unit tests for src/yaml/yaml.c: YAML text to the jansson tree JSON would
+// Unit tests for common/src/yaml.c: YAML text to the jansson tree JSON would
 // give, and errors that say where.
 #include <gtest/gtest.h>
 

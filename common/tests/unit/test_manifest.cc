@@ -1,4 +1,4 @@
-// Unit tests for src/common/manifest.c: parse, format, device checks and the
+// Unit tests for common/src/manifest.c: parse, format, device checks and the
 // signature over the exact bytes.
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// Unit tests for src/common/fsutil.c: durable writes, mkdir -p, rm -rf
+// Unit tests for common/src/fsutil.c: durable writes, mkdir -p, rm -rf
 // without following symlinks, bounded reads, free space.
 #include <gtest/gtest.h>
 

@@ -1,6 +1,8 @@
 # boot.scr source (mkimage -T script): the A/B slot choice with a boot counter.
 #
-# Env (uboot.env on the FAT partition, read and written by the agent with libubootenv):
+# Env (uboot.env on the FAT partition, read and written by the agent with libubootenv); the
+# names are the A/B contract of common/include/ota/abboot.h (docs/DESIGN.md), shared with the
+# agent and the simulator's bootloader model:
 #   boot_part          A or B: the slot to boot (anything else counts as A)
 #   upgrade_available  1 while a new slot is on trial: every boot counts in bootcount
 #   bootcount          trial boots so far; past bootlimit the other slot boots, upgrade_available=0

@@ -21,6 +21,29 @@ int ota_err_set(struct ota_err *err, int code, const char *fmt, ...)
     return -code;
 }
 
+int ota_err_prefix(struct ota_err *err, int r, const char *fmt, ...)
+{
+    int code = r < 0 ? -r : r;
+    char prefix[sizeof(err->reason)], old[sizeof(err->reason)];
+    va_list ap;
+
+    if (code == 0)
+        code = 5; /* EIO, as ota_err_set */
+    if (!err)
+        return -code;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    va_end(ap);
+    if (err->code == 0) {
+        err->code = code;
+        snprintf(err->reason, sizeof(err->reason), "%s: %s", prefix, strerror(code));
+        return -code;
+    }
+    memcpy(old, err->reason, sizeof(old));
+    snprintf(err->reason, sizeof(err->reason), "%s: %s", prefix, old);
+    return -code;
+}
+
 void ota_err_clear(struct ota_err *err)
 {
     if (!err)

@@ -24,6 +24,7 @@
 
 #include <libuboot.h>
 
+#include "ota/abboot.h"
 #include "ota/crypto.h"
 #include "ota/fsutil.h"
 
@@ -36,7 +37,7 @@ const char *const otasim_boot_outcome_names[OTASIM_BOOT_OUTCOME_MAX] = {
     [OTASIM_BOOT_ENV_BAD] = "env-bad",
 };
 
-static const char *const slot_names[2] = {"A", "B"};
+static const char *const slot_names[2] = {OTA_ENV_SLOT_A, OTA_ENV_SLOT_B};
 
 /* CRC-32 (IEEE 802.3, reflected, as zlib and U-Boot compute it). */
 static uint32_t crc32_ieee(const uint8_t *p, size_t n)
@@ -242,8 +243,8 @@ static unsigned long env_ulong(struct uboot_ctx *ctx, const char *name)
 
 static int env_slot(struct uboot_ctx *ctx)
 {
-    char *v = libuboot_get_env(ctx, "boot_part");
-    int slot = v && strcasecmp(v, "B") == 0;
+    char *v = libuboot_get_env(ctx, OTA_ENV_BOOT_PART);
+    int slot = v && strcasecmp(v, OTA_ENV_SLOT_B) == 0;
 
     free(v);
     return slot;
@@ -321,23 +322,23 @@ int otasim_boot_once(const struct otasim_bootcfg *cfg, struct otasim_boot_result
         goto done;
     }
     slot = env_slot(ctx);
-    if (env_ulong(ctx, "upgrade_available") == 1) {
-        unsigned long count = env_ulong(ctx, "bootcount") + 1;
-        unsigned long limit = env_ulong(ctx, "bootlimit");
+    if (env_ulong(ctx, OTA_ENV_UPGRADE_AVAILABLE) == 1) {
+        unsigned long count = env_ulong(ctx, OTA_ENV_BOOTCOUNT) + 1;
+        unsigned long limit = env_ulong(ctx, OTA_ENV_BOOTLIMIT);
         char num[32];
 
         if (limit > 0 && count > limit) {
             slot = !slot;
             res.fell_back = 1;
-            r = libuboot_set_env(ctx, "boot_part", slot_names[slot]);
+            r = libuboot_set_env(ctx, OTA_ENV_BOOT_PART, slot_names[slot]);
             if (r == 0)
-                r = libuboot_set_env(ctx, "upgrade_available", "0");
+                r = libuboot_set_env(ctx, OTA_ENV_UPGRADE_AVAILABLE, "0");
             /* bootcount stays past the limit, as images/boot.cmd (and U-Boot's
              * own bootcount) leaves it: the agent clears it when it reports. */
         }
         snprintf(num, sizeof(num), "%lu", count);
         if (r == 0)
-            r = libuboot_set_env(ctx, "bootcount", num);
+            r = libuboot_set_env(ctx, OTA_ENV_BOOTCOUNT, num);
         if (r < 0) {
             r = ota_err_set(err, -r, "boot env: cannot set a variable: %s", strerror(-r));
             goto out;

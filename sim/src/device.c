@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ota/abboot.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/fast.h"
@@ -207,8 +208,10 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     if (faketime_write(d, err) < 0)
         return -EIO;
     if (sc->profile == OTASIM_PROFILE_ROOTFS) {
-        static const char *const vars[] = {"boot_part=A", "bootcount=0", "bootlimit=3",
-                                           "upgrade_available=0", "bootcmd=run ota_boot"};
+        static const char *const vars[] = {OTA_ENV_BOOT_PART "=" OTA_ENV_SLOT_A,
+                                           OTA_ENV_BOOTCOUNT "=0",
+                                           OTA_ENV_BOOTLIMIT "=" OTA_ENV_BOOTLIMIT_DEFAULT,
+                                           OTA_ENV_UPGRADE_AVAILABLE "=0", "bootcmd=run ota_boot"};
         char envfile[PATH_MAX + 32];
         for (int s = 0; s < 2; s++)
             snprintf(d->part[s], sizeof(d->part[s]), "%s/disks/root%c", d->root, "AB"[s]);

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ota/abboot.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/journal.h"
@@ -614,11 +615,11 @@ int otasim_inv_one_active_slot(const struct otasim_inv_view *v, struct otasim_ch
 
     if (is_rootfs(v)) {
         char bp[8] = "", ua[8] = "";
-        int ok =
-            otasim_bootenv_get(d->env_config, "boot_part", bp, sizeof(bp), NULL) == 0 &&
-            (strcmp(bp, "A") == 0 || strcmp(bp, "B") == 0) &&
-            (otasim_bootenv_get(d->env_config, "upgrade_available", ua, sizeof(ua), NULL) != 0 ||
-             strcmp(ua, "0") == 0);
+        int ok = otasim_bootenv_get(d->env_config, OTA_ENV_BOOT_PART, bp, sizeof(bp), NULL) == 0 &&
+                 (strcmp(bp, OTA_ENV_SLOT_A) == 0 || strcmp(bp, OTA_ENV_SLOT_B) == 0) &&
+                 (otasim_bootenv_get(d->env_config, OTA_ENV_UPGRADE_AVAILABLE, ua, sizeof(ua),
+                                     NULL) != 0 ||
+                  strcmp(ua, "0") == 0);
         if (trial(v)->sc->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV)
             ok = !d->boot_failed && d->booted_slot >= 0;
         return set(c, "one-active-slot", ok, "boot_part=%s upgrade_available=%s booted=%c", bp, ua,
@@ -717,8 +718,8 @@ int otasim_inv_bootenv_consistent(const struct otasim_inv_view *v, struct otasim
         return set(c, "bootenv-consistent", ok, "the corrupt env was %s",
                    ok ? "left untouched" : "rewritten");
     }
-    ok = otasim_bootenv_get(d->env_config, "boot_part", bp, sizeof(bp), NULL) == 0 &&
-         otasim_bootenv_get(d->env_config, "bootcount", bc, sizeof(bc), NULL) == 0 &&
+    ok = otasim_bootenv_get(d->env_config, OTA_ENV_BOOT_PART, bp, sizeof(bp), NULL) == 0 &&
+         otasim_bootenv_get(d->env_config, OTA_ENV_BOOTCOUNT, bc, sizeof(bc), NULL) == 0 &&
          strcmp(bc, "0") == 0 && bp[0] && dbs[0] && (bp[0] | 0x20) == dbs[0];
     return set(c, "bootenv-consistent", ok, "boot_part=%s bootcount=%s, database slot %s", bp, bc,
                dbs);

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "ota/abboot.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/device.h"
@@ -131,7 +132,8 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
             (r = ota_fs_read_all(p, 1 << 20, &env_before, &env_len, err)) < 0)
             goto out;
         /* fired when the device reads it as corrupt, not when a byte was flipped */
-        tr->fired = otasim_bootenv_get(d.env_config, "boot_part", p, sizeof(p), NULL) == -EBADMSG;
+        tr->fired =
+            otasim_bootenv_get(d.env_config, OTA_ENV_BOOT_PART, p, sizeof(p), NULL) == -EBADMSG;
         fault_ms = otasim_now_ms();
     }
     budget = sc->passes + 1;

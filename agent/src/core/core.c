@@ -3,6 +3,7 @@
  * One function changes state (transition: persist, report, notify, on-enter),
  * one handler per state. A state is saved before its side effects start, so
  * that every start can apply the recovery rule of the state it finds. */
+#include "ota/abboot.h"
 #include "ota/core.h"
 
 #include <errno.h>
@@ -28,7 +29,7 @@ const char *const ota_check_result_names[OTA_CHECK_MAX] = {"none", "up_to_date",
                                                            "refused", "unreachable"};
 
 /* Boot env values of the slots, as boot.scr reads them. */
-static const char *const env_slot_names[OTA_SLOT_MAX] = {"A", "B"};
+static const char *const env_slot_names[OTA_SLOT_MAX] = {OTA_ENV_SLOT_A, OTA_ENV_SLOT_B};
 
 struct ota_agent {
     struct ota_agent_config cfg;
@@ -176,7 +177,7 @@ static int env_get(struct ota_agent *a, const char *name, char *buf, size_t cap,
 static int env_slot(struct ota_agent *a, int *ret_slot, struct ota_err *err)
 {
     char v[16];
-    int r = env_get(a, "boot_part", v, sizeof(v), err);
+    int r = env_get(a, OTA_ENV_BOOT_PART, v, sizeof(v), err);
 
     if (r < 0)
         return r;
@@ -190,7 +191,7 @@ static int env_slot(struct ota_agent *a, int *ret_slot, struct ota_err *err)
 
 static int env_set3(struct ota_agent *a, int slot, const char *upgrade, struct ota_err *err)
 {
-    const char *names[] = {"boot_part", "upgrade_available", "bootcount"};
+    const char *names[] = {OTA_ENV_BOOT_PART, OTA_ENV_UPGRADE_AVAILABLE, OTA_ENV_BOOTCOUNT};
     const char *values[] = {env_slot_names[slot], upgrade, "0"};
 
     if (!a->ops.bootenv)
@@ -1215,8 +1216,8 @@ static int handle_rebooting(struct ota_agent *a, struct ota_step *st, struct ota
     /* Found after a start: which slot did the bootloader give us? */
     r = rootfs_booted(a, &booted, &known, &e);
     if (r == 0)
-        r = env_get(a, "upgrade_available", upgrade, sizeof(upgrade), &e);
-    if (r == 0 && env_get(a, "bootcount", count, sizeof(count), NULL) < 0)
+        r = env_get(a, OTA_ENV_UPGRADE_AVAILABLE, upgrade, sizeof(upgrade), &e);
+    if (r == 0 && env_get(a, OTA_ENV_BOOTCOUNT, count, sizeof(count), NULL) < 0)
         ota_strlcpy(count, "0", sizeof(count));
     if (r < 0) {
         char why[OTA_REASON_LEN];
@@ -1347,7 +1348,7 @@ static int handle_rolling_back(struct ota_agent *a, struct ota_step *st, struct 
 #ifdef OTA_MUTANT_FALLBACK_KEEPS_BOOTCOUNT
         /* MUTANT: fallback-keeps-bootcount: boot_part and upgrade_available
          * are set back, bootcount (past the limit after a fallback) is not. */
-        const char *names[] = {"boot_part", "upgrade_available"};
+        const char *names[] = {OTA_ENV_BOOT_PART, OTA_ENV_UPGRADE_AVAILABLE};
         const char *values[] = {env_slot_names[a->j.from_slot], "0"};
         r = a->ops.bootenv->set(a->ops.bootenv_ctx, names, values, 2, &e);
 #else

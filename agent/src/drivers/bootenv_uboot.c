@@ -13,6 +13,7 @@
  * every other variable: set() therefore refuses a corrupt env as get() does,
  * with -EBADMSG. open() succeeds on a corrupt env so that the agent can start
  * and report it; it fails when the config or the device cannot be read. */
+#include "ota/abboot.h"
 #include "ota/drivers.h"
 
 #include <errno.h>
@@ -51,7 +52,7 @@ int fsync(int fd)
 static int mutant_is_trial(const char *const *names, const char *const *values, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (names[i] && values[i] && strcmp(names[i], "upgrade_available") == 0 &&
+        if (names[i] && values[i] && strcmp(names[i], OTA_ENV_UPGRADE_AVAILABLE) == 0 &&
             strcmp(values[i], "1") == 0)
             return 1;
     return 0;

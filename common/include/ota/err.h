@@ -29,6 +29,18 @@ struct ota_err {
 int ota_err_set(struct ota_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Adds context in front of a failure a callee has already described and
+ * returns the callee's code unchanged: the one way to pass an error up with
+ * more to say (never a new code, never a flattened -EIO):
+ *     if ((r = ota_fs_write_atomic(p, ..., err)) < 0)
+ *         return ota_err_prefix(err, r, "journal %s", name);
+ * gives "journal x: <the callee's reason>". r is the callee's result (a
+ * negative errno; 0 or a positive value are made a failure as by ota_err_set).
+ * When err holds no reason yet, the reason is the prefix and strerror(code).
+ * err may be NULL. */
+int ota_err_prefix(struct ota_err *err, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Clears err. err may be NULL. */
 void ota_err_clear(struct ota_err *err);
 

@@ -44,23 +44,23 @@ struct query_check {
     char bad[64];
 };
 
-static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value)
+static int query_iter(void *cls, const char *key, const char *value)
 {
     struct query_check *q = cls;
 
+    (void)value;
     for (const char *const *a = q->allowed; *a; a++)
         if (strcmp(*a, key) == 0)
-            return MHD_YES;
+            return 0;
     ota_strlcpy(q->bad, key, sizeof(q->bad));
-    return MHD_NO;
+    return 1;
 }
 
-static int check_query(struct ota_req *req, const char *const *allowed, enum MHD_Result *ret)
+static int check_query(struct ota_req *req, const char *const *allowed, enum ota_srv_result *ret)
 {
     struct query_check q = {allowed, ""};
 
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
+    ota_srv_query_each(req, query_iter, &q);
     if (q.bad[0]) {
         *ret = ota_srv_reply_error(req, 400, "unknown query parameter \"%s\"", q.bad);
         return -EINVAL;
@@ -144,7 +144,7 @@ static char *read_trimmed(const char *path, size_t max, struct ota_err *err)
     return text;
 }
 
-static enum MHD_Result release_add(struct ota_req *req)
+static enum ota_srv_result release_add(struct ota_req *req)
 {
     static const char *const keys[] = {"id",           "dir",     "manifest", "signature",
                                        "payload_path", "publish", NULL};
@@ -157,7 +157,7 @@ static enum MHD_Result release_add(struct ota_req *req)
     size_t rawn = 0;
     const char *dirarg, *id, *payload_path;
     json_t *o = NULL, *pub;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int r, made_dir = 0;
 
     if (ota_srv_body_object(req, &o, &ret) < 0)
@@ -313,7 +313,7 @@ void ota_api_admin_upload_begin(struct ota_req *req)
     struct ota_srv *srv = req->srv;
     struct ota_release *rel = NULL;
     const char *rid = req->seg[3];
-    const char *cl = ota_srv_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl = ota_srv_header(req, "Content-Length");
     char sha[65];
 
     if (ota_srv_bearer_sha(req, sha) < 0 ||
@@ -354,14 +354,14 @@ void ota_api_admin_upload_begin(struct ota_req *req)
     ota_release_free(rel);
 }
 
-enum MHD_Result ota_api_admin_upload_end(struct ota_req *req)
+enum ota_srv_result ota_api_admin_upload_end(struct ota_req *req)
 {
     struct ota_srv *srv = req->srv;
     struct ota_release *rel = NULL;
     struct ota_err err = {0};
     uint8_t d[OTA_SHA256_LEN];
     char got[OTA_SHA256_HEX];
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int r;
 
     if ((r = ota_store_release_get(srv->store, req->up.release_id, &rel, &err)) < 0)
@@ -395,7 +395,7 @@ out:
     return ret;
 }
 
-static enum MHD_Result releases_list(struct ota_req *req)
+static enum ota_srv_result releases_list(struct ota_req *req)
 {
     static const char *const q[] = {"published", "limit", "offset", NULL};
     struct ota_err err = {0};
@@ -403,7 +403,7 @@ static enum MHD_Result releases_list(struct ota_req *req)
     int64_t published, limit, offset;
     size_t n = 0;
     json_t *out, *arr;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int r;
 
     if (check_query(req, q, &ret) < 0)
@@ -429,13 +429,13 @@ static enum MHD_Result releases_list(struct ota_req *req)
     return ota_srv_reply_json(req, 200, out);
 }
 
-static enum MHD_Result release_one(struct ota_req *req, const char *rid, const char *action)
+static enum ota_srv_result release_one(struct ota_req *req, const char *rid, const char *action)
 {
     struct ota_srv *srv = req->srv;
     struct ota_release *rel = NULL;
     struct ota_err err = {0};
     char dir[4200];
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int r;
 
     if (!ota_srv_valid_id(rid) || (r = ota_store_release_get(srv->store, rid, &rel, &err)) < 0)
@@ -466,13 +466,13 @@ static enum MHD_Result release_one(struct ota_req *req, const char *rid, const c
     return ret;
 }
 
-static enum MHD_Result devices_list(struct ota_req *req)
+static enum ota_srv_result devices_list(struct ota_req *req)
 {
     static const char *const q[] = {"type", "group", "tag",    "version",
                                     "kind", "limit", "offset", NULL};
     struct ota_device_filter f = {0};
     struct ota_err err = {0};
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     json_t *out;
     int r;
 
@@ -500,12 +500,12 @@ static enum MHD_Result devices_list(struct ota_req *req)
     return ota_srv_reply_json(req, 200, out);
 }
 
-static enum MHD_Result reports_list(struct ota_req *req)
+static enum ota_srv_result reports_list(struct ota_req *req)
 {
     static const char *const q[] = {"device", "update_id", "limit", "offset", NULL};
     struct ota_err err = {0};
     int64_t limit, offset;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     json_t *out;
     int r;
 
@@ -521,12 +521,12 @@ static enum MHD_Result reports_list(struct ota_req *req)
     return ota_srv_reply_json(req, 200, out);
 }
 
-enum MHD_Result ota_api_admin_handle(struct ota_req *req)
+enum ota_srv_result ota_api_admin_handle(struct ota_req *req)
 {
     const char *const *s = req->seg;
     const char *m = req->method;
     int n = req->nseg, get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     json_t *dev;
     struct ota_err err = {0};
     int r;

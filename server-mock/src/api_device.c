@@ -115,7 +115,7 @@ static int parse_inventory(const json_t *o, struct ota_device_inv *inv, char **t
     return 0;
 }
 
-static enum MHD_Result do_register(struct ota_req *req)
+static enum ota_srv_result do_register(struct ota_req *req)
 {
     static const char *const keys[] = {"device_id", "device_type", "group",
                                        "tags",      "versions",    NULL};
@@ -126,7 +126,7 @@ static enum MHD_Result do_register(struct ota_req *req)
     char *tags = NULL, *versions = NULL, *slots = NULL;
     const char *id;
     json_t *o = NULL;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int r, created = 0;
 
     r = ota_srv_bearer_sha(req, sha);
@@ -173,7 +173,7 @@ out:
 }
 
 /* 0 if the Bearer token is the token of device id; else replies. */
-static int device_auth(struct ota_req *req, const char *id, enum MHD_Result *ret)
+static int device_auth(struct ota_req *req, const char *id, enum ota_srv_result *ret)
 {
     char sha[65], who[129];
 
@@ -232,7 +232,7 @@ out:
     return r;
 }
 
-static enum MHD_Result do_checkin(struct ota_req *req, const char *id)
+static enum ota_srv_result do_checkin(struct ota_req *req, const char *id)
 {
     static const char *const keys[] = {"device_type", "group", "state", "versions",
                                        "slots",       "tags",  NULL};
@@ -241,7 +241,7 @@ static enum MHD_Result do_checkin(struct ota_req *req, const char *id)
     struct ota_err err = {0};
     char *tags = NULL, *versions = NULL, *slots = NULL;
     json_t *o = NULL, *offer = NULL;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int r;
 
     if (device_auth(req, id, &ret) < 0 || ota_srv_body_object(req, &o, &ret) < 0)
@@ -267,14 +267,14 @@ out:
     return ret;
 }
 
-static enum MHD_Result do_status(struct ota_req *req, const char *id)
+static enum ota_srv_result do_status(struct ota_req *req, const char *id)
 {
     static const char *const keys[] = {"update_id", "rollout_id", "version", "kind", "state",
                                        "status",    "reason",     "ts",      NULL};
     struct ota_report_in rep = {0};
     struct ota_err err = {0};
     json_t *o = NULL, *ts;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int r, dup = 0;
 
     if (device_auth(req, id, &ret) < 0 || ota_srv_body_object(req, &o, &ret) < 0)
@@ -321,12 +321,12 @@ out:
 
 /* GET|HEAD /api/v1/releases/{id}/{file}: any device's token (published
  * releases) or the admin token (any release). */
-static enum MHD_Result do_download(struct ota_req *req, const char *rid, const char *name)
+static enum ota_srv_result do_download(struct ota_req *req, const char *rid, const char *name)
 {
     struct ota_err err = {0};
     struct ota_release *rel = NULL;
     char sha[65], who[129], path[4400];
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int admin = 0;
 
     if (ota_srv_bearer_sha(req, sha) < 0)
@@ -349,7 +349,7 @@ static enum MHD_Result do_download(struct ota_req *req, const char *rid, const c
     return ret;
 }
 
-enum MHD_Result ota_api_device_handle(struct ota_req *req)
+enum ota_srv_result ota_api_device_handle(struct ota_req *req)
 {
     const char *const *s = req->seg;
     int post = strcmp(req->method, "POST") == 0;

@@ -151,13 +151,13 @@ static uint64_t request_seq(const struct ota_req *req)
     return dash ? strtoull(dash + 1, NULL, 10) : 0;
 }
 
-int ota_api_faults_before(struct ota_req *req, enum MHD_Result *ret)
+int ota_api_faults_before(struct ota_req *req, enum ota_srv_result *ret)
 {
     struct otasrv_request_info info = {0};
     struct otasrv_fault_decision d;
     struct otasrv_fault_response fr;
     struct ota_err err = {0};
-    struct MHD_Response *resp;
+    struct ota_resp *resp;
     char dev[129], ra[32];
     uint64_t seq;
 
@@ -183,30 +183,21 @@ int ota_api_faults_before(struct ota_req *req, enum MHD_Result *ret)
             ;
     }
     if (fr.reset) {
-        *ret = MHD_NO; /* libmicrohttpd closes the connection, nothing sent */
+        *ret = OTA_SRV_DROP; /* the connection closes, nothing sent */
         return 1;
     }
     if (fr.status) {
         char detail[160];
-        json_t *o;
-        char *body;
 
         snprintf(detail, sizeof(detail), "fault injected by rule %s", d.rule);
-        o = json_pack("{s:s}", "detail", detail);
-        body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        resp = body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE)
-                    : NULL;
+        resp = ota_resp_json(json_pack("{s:s}", "detail", detail));
         if (!resp) {
-            free(body);
-            *ret = MHD_NO;
+            *ret = OTA_SRV_DROP;
             return 1;
         }
-        MHD_add_response_header(resp, "Content-Type", "application/json");
-        MHD_add_response_header(resp, "Cache-Control", "no-store");
         if (fr.retry_after >= 0) {
             snprintf(ra, sizeof(ra), "%d", fr.retry_after);
-            MHD_add_response_header(resp, "Retry-After", ra);
+            ota_resp_header(resp, "Retry-After", ra);
         }
         *ret = ota_srv_reply(req, (unsigned)fr.status, resp);
         return 1;
@@ -224,31 +215,29 @@ struct query_check {
     char bad[64];
 };
 
-static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value)
+static int query_iter(void *cls, const char *key, const char *value)
 {
     struct query_check *q = cls;
 
-    (void)kind;
     (void)value;
     if (q->paging && (strcmp(key, "limit") == 0 || strcmp(key, "offset") == 0))
-        return MHD_YES;
+        return 0;
     snprintf(q->bad, sizeof(q->bad), "%s", key);
-    return MHD_NO;
+    return 1;
 }
 
-static int bad_query(struct ota_req *req, int paging, enum MHD_Result *ret)
+static int bad_query(struct ota_req *req, int paging, enum ota_srv_result *ret)
 {
     struct query_check q = {paging, ""};
 
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
+    ota_srv_query_each(req, query_iter, &q);
     if (!q.bad[0])
         return 0;
     *ret = ota_srv_reply_error(req, 400, "unknown query parameter \"%s\"", q.bad);
     return 1;
 }
 
-static enum MHD_Result reply_plan(struct ota_req *req, unsigned status)
+static enum ota_srv_result reply_plan(struct ota_req *req, unsigned status)
 {
     struct ota_err err = {0};
     json_t *o = NULL;
@@ -258,9 +247,9 @@ static enum MHD_Result reply_plan(struct ota_req *req, unsigned status)
     return ota_srv_reply_json(req, status, o);
 }
 
-static enum MHD_Result put_plan(struct ota_req *req)
+static enum ota_srv_result put_plan(struct ota_req *req)
 {
-    const char *ct = ota_srv_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct = ota_srv_header(req, "Content-Type");
     enum otasrv_plan_format fmt = OTASRV_PLAN_AUTO;
     struct otasrv_faultplan *next = NULL;
     struct ota_err err = {0};
@@ -283,7 +272,7 @@ static enum MHD_Result put_plan(struct ota_req *req)
     return reply_plan(req, 200);
 }
 
-static enum MHD_Result delete_plan(struct ota_req *req)
+static enum ota_srv_result delete_plan(struct ota_req *req)
 {
     struct otasrv_faultplan *empty = NULL;
     struct ota_err err = {0};
@@ -296,7 +285,7 @@ static enum MHD_Result delete_plan(struct ota_req *req)
     return reply_plan(req, 200);
 }
 
-static enum MHD_Result list_applied(struct ota_req *req)
+static enum ota_srv_result list_applied(struct ota_req *req)
 {
     struct ota_err err = {0};
     int64_t limit, offset;
@@ -332,7 +321,7 @@ static enum MHD_Result list_applied(struct ota_req *req)
 /* GET /api/v1/faults/devices[/ID]: what the database kept of applied
  * faults, per device and rule. One device: {"device", "rules"}, with an
  * empty rules list for a device nothing was applied to. */
-static enum MHD_Result list_by_device(struct ota_req *req, const char *device)
+static enum ota_srv_result list_by_device(struct ota_req *req, const char *device)
 {
     struct ota_err err = {0};
     json_t *all = NULL, *one;
@@ -348,11 +337,11 @@ static enum MHD_Result list_by_device(struct ota_req *req, const char *device)
     return ota_srv_reply_json(req, 200, one);
 }
 
-enum MHD_Result ota_api_faults_handle(struct ota_req *req)
+enum ota_srv_result ota_api_faults_handle(struct ota_req *req)
 {
     const char *m = req->method;
     int get = strcmp(m, "GET") == 0, del = strcmp(m, "DELETE") == 0;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
 
     if (bad_query(req, req->nseg == 4 && get && strcmp(req->seg[3], "applied") == 0, &ret))
         return ret;

@@ -72,15 +72,15 @@ static void free_list(struct ota_release **v, size_t n)
     free(v);
 }
 
-static enum MHD_Result releases(struct ota_req *req, const char *owner, const char *repo,
-                                const char *which, const char *tag_want)
+static enum ota_srv_result releases(struct ota_req *req, const char *owner, const char *repo,
+                                    const char *which, const char *tag_want)
 {
     struct ota_err err = {0};
     struct ota_release **v = NULL;
     size_t n = 0;
     int64_t per_page, page;
     json_t *arr;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     int r;
 
     if ((r = ota_srv_query_int(req, "per_page", 30, 1, 100, &per_page, &err)) < 0 ||
@@ -113,12 +113,12 @@ static enum MHD_Result releases(struct ota_req *req, const char *owner, const ch
                                tag_want ? tag_want : "");
 }
 
-static enum MHD_Result download(struct ota_req *req, const char *rid, const char *name)
+static enum ota_srv_result download(struct ota_req *req, const char *rid, const char *name)
 {
     struct ota_err err = {0};
     struct ota_release *rel = NULL;
     char path[4400];
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
 
     if (!ota_srv_valid_id(rid) || ota_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
         !rel->published) {
@@ -135,7 +135,7 @@ static enum MHD_Result download(struct ota_req *req, const char *rid, const char
     return ret;
 }
 
-enum MHD_Result ota_api_github_handle(struct ota_req *req)
+enum ota_srv_result ota_api_github_handle(struct ota_req *req)
 {
     const char *const *s = req->seg;
     int get = strcmp(req->method, "GET") == 0;

@@ -502,7 +502,7 @@ static json_t *rollout_json(const struct ro *ro, int with_metrics)
     return o;
 }
 
-static enum MHD_Result reply_err(struct ota_req *req, int r, const struct ota_err *err)
+static enum ota_srv_result reply_err(struct ota_req *req, int r, const struct ota_err *err)
 {
     return ota_srv_reply_store_error(req, r, err);
 }
@@ -516,7 +516,7 @@ static int release_ok(struct ota_srv *srv, const char *rid)
     return ok;
 }
 
-static enum MHD_Result create(struct ota_req *req)
+static enum ota_srv_result create(struct ota_req *req)
 {
     struct ota_rollouts *m = req->srv->rollouts;
     struct otasrv_rollout_def def = {0};
@@ -524,7 +524,7 @@ static enum MHD_Result create(struct ota_req *req)
     struct otasrv_rollout *r = NULL;
     struct ota_err err = {0};
     struct ro *ro, *nv;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     json_t *o = NULL;
     char kind[16];
     size_t n = 0;
@@ -603,7 +603,7 @@ out:
     return ret;
 }
 
-static enum MHD_Result act(struct ota_req *req, struct ro *ro, const char *action)
+static enum ota_srv_result act(struct ota_req *req, struct ro *ro, const char *action)
 {
     struct ota_rollouts *m = req->srv->rollouts;
     struct ota_err err = {0};
@@ -615,7 +615,7 @@ static enum MHD_Result act(struct ota_req *req, struct ro *ro, const char *actio
         return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
     if (req->body_len) {
         json_t *o = NULL;
-        enum MHD_Result ret;
+        enum ota_srv_result ret;
         if (ota_srv_body_object(req, &o, &ret) < 0)
             return ret;
         e = json_object_size(o);
@@ -648,7 +648,7 @@ static enum MHD_Result act(struct ota_req *req, struct ro *ro, const char *actio
     return ota_srv_reply_json(req, 200, rollout_json(ro, 1));
 }
 
-static enum MHD_Result devices(struct ota_req *req, struct ro *ro)
+static enum ota_srv_result devices(struct ota_req *req, struct ro *ro)
 {
     struct ota_err err = {0};
     const char *sname = ota_srv_query(req, "state");
@@ -694,7 +694,7 @@ static void bump(json_t *o, const char *key)
     json_object_set_new(o, key ? key : "", json_integer(v ? json_integer_value(v) + 1 : 1));
 }
 
-static enum MHD_Result stats(struct ota_req *req)
+static enum ota_srv_result stats(struct ota_req *req)
 {
     struct ota_rollouts *m = req->srv->rollouts;
     struct ota_device_filter f = {0};
@@ -746,13 +746,13 @@ static enum MHD_Result stats(struct ota_req *req)
                                         rootfs, "rollouts", "total", e, "by_state", by_state));
 }
 
-enum MHD_Result ota_api_rollouts_handle(struct ota_req *req)
+enum ota_srv_result ota_api_rollouts_handle(struct ota_req *req)
 {
     struct ota_rollouts *m = req->srv->rollouts;
     const char *const *s = req->seg;
     int n = req->nseg, get = strcmp(req->method, "GET") == 0,
         post = strcmp(req->method, "POST") == 0;
-    enum MHD_Result ret;
+    enum ota_srv_result ret;
     struct ro *ro;
 
     if (strcmp(s[2], "events") == 0) {

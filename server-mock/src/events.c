@@ -1,9 +1,9 @@
 /* Server-sent events. One mutex guards the subscriber list and every
  * queue; publishers only copy bytes under it. A subscriber with nothing to
  * send suspends its connection inside the content reader (returning 0
- * would make MHD poll it); publish and keepalive resume it. A client that
- * went away is noticed at the next write (keepalive at the latest), and
- * MHD's free callback unlinks it. */
+ * would make the server poll it); publish and keepalive resume it. A client
+ * that went away is noticed at the next write (keepalive at the latest),
+ * and the response's free callback unlinks it. */
 #include "otasrv/events.h"
 
 #include <errno.h>
@@ -18,7 +18,7 @@
 struct sub {
     struct sub *next;
     struct ota_events *ev;
-    struct MHD_Connection *conn;
+    struct ota_conn *conn;
     char rollout[128]; /* "" = all events */
     char *q[OTA_EVENTS_QUEUE];
     size_t head, n;
@@ -50,7 +50,7 @@ static void wake(struct sub *s)
 {
     if (s->suspended) {
         s->suspended = 0;
-        MHD_resume_connection(s->conn);
+        ota_srv_resume(s->conn);
     }
 }
 
@@ -182,10 +182,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
         }
         out = (ssize_t)k;
     } else if (ev->closing) {
-        out = MHD_CONTENT_READER_END_OF_STREAM;
+        out = OTA_RESP_END_OF_STREAM;
     } else {
         s->suspended = 1;
-        MHD_suspend_connection(s->conn);
+        ota_srv_suspend(s->conn);
     }
     pthread_mutex_unlock(&ev->lock);
     return out;
@@ -208,9 +208,10 @@ static void reader_free(void *cls)
     sub_free(s);
 }
 
-enum MHD_Result ota_events_serve(struct ota_events *ev, struct ota_req *req, const char *rollout_id)
+enum ota_srv_result ota_events_serve(struct ota_events *ev, struct ota_req *req,
+                                     const char *rollout_id)
 {
-    struct MHD_Response *resp;
+    struct ota_resp *resp;
     struct sub *s = calloc(1, sizeof(*s));
 
     if (!s)
@@ -222,13 +223,11 @@ enum MHD_Result ota_events_serve(struct ota_events *ev, struct ota_req *req, con
         ota_strlcpy(s->rollout, rollout_id, sizeof(s->rollout));
     s->q[0] = strdup(": connected\n\n");
     s->n = s->q[0] ? 1 : 0;
-    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, s, reader_free);
-    if (!resp) {
-        sub_free(s);
+    resp = ota_resp_reader(OTA_RESP_SIZE_UNKNOWN, 4096, reader, s, reader_free);
+    if (!resp)
         return ota_srv_reply_error(req, 500, "out of memory");
-    }
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    ota_resp_header(resp, "Content-Type", "text/event-stream");
+    ota_resp_header(resp, "Cache-Control", "no-store");
     pthread_mutex_lock(&ev->lock);
     s->next = ev->subs;
     ev->subs = s;

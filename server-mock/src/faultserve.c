@@ -1,7 +1,7 @@
-/* File bodies through a fault: a libmicrohttpd response callback reads the
+/* File bodies through a fault: a response reader (server.h) reads the
  * file with pread, runs each chunk through otasrv_fault_apply_chunk and
- * paces it (throttle). Returning MHD_CONTENT_READER_END_WITH_ERROR makes
- * libmicrohttpd close the connection: that is how truncate, stall and a
+ * paces it (throttle). Returning OTA_RESP_END_WITH_ERROR makes the
+ * server close the connection: that is how truncate, stall and a
  * too-long wrong_length end. The callback runs in the connection's worker
  * thread, so a stall or a throttle holds that thread (a test double: fine).
  * Bytes returned by one call are sent before the next call, so what was
@@ -64,10 +64,10 @@ static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
     if (b->ending) {
         if (b->ending == 2)
             sleep_ms(b->d.fault.ms);
-        return MHD_CONTENT_READER_END_WITH_ERROR;
+        return OTA_RESP_END_WITH_ERROR;
     }
     if (pos >= b->len) /* wrong_length declared more than there is */
-        return MHD_CONTENT_READER_END_WITH_ERROR;
+        return OTA_RESP_END_WITH_ERROR;
     if (b->t0_ms < 0)
         b->t0_ms = mono_ms();
     n = max < CHUNK ? max : CHUNK;
@@ -77,7 +77,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
         got = pread(b->fd, buf, n, (off_t)(b->start + pos));
     while (got < 0 && errno == EINTR);
     if (got <= 0)
-        return MHD_CONTENT_READER_END_WITH_ERROR;
+        return OTA_RESP_END_WITH_ERROR;
     act = otasrv_fault_apply_chunk(&b->d, b->start, pos, buf, (size_t)got, &out);
     pace = otasrv_fault_pace_ms(&b->d, pos + out, (uint64_t)(mono_ms() - b->t0_ms));
     if (pace)
@@ -98,11 +98,10 @@ static void free_body(void *cls)
     free(b);
 }
 
-struct MHD_Response *ota_faultserve_response(struct ota_req *req, int fd, uint64_t start,
-                                             uint64_t len)
+struct ota_resp *ota_faultserve_response(struct ota_req *req, int fd, uint64_t start, uint64_t len)
 {
     struct body *b = calloc(1, sizeof(*b));
-    struct MHD_Response *resp;
+    struct ota_resp *resp;
 
     if (!b) {
         close(fd);
@@ -113,13 +112,10 @@ struct MHD_Response *ota_faultserve_response(struct ota_req *req, int fd, uint64
     b->len = len;
     b->d = req->fault;
     b->t0_ms = -1;
-    resp = MHD_create_response_from_callback(otasrv_fault_content_length(&b->d, len), CHUNK,
-                                             read_body, b, free_body);
-    if (!resp) {
-        free_body(b);
+    resp = ota_resp_reader(otasrv_fault_content_length(&b->d, len), CHUNK, read_body, b, free_body);
+    if (!resp)
         return NULL;
-    }
     /* the fault ends the connection (or may leave it out of step) */
-    MHD_add_response_header(resp, "Connection", "close");
+    ota_resp_header(resp, "Connection", "close");
     return resp;
 }

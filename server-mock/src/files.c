@@ -1,5 +1,5 @@
-/* File answers. The fd goes to libmicrohttpd, which sends from it with
- * sendfile (plain HTTP) or pread (TLS); the response owns and closes it. */
+/* File answers. The fd goes to the response (ota_resp_fd), which sends from
+ * it with sendfile (plain HTTP) or pread (TLS), and owns and closes it. */
 #include "otasrv/files.h"
 
 #include <errno.h>
@@ -23,23 +23,23 @@ static void http_date(time_t t, char *buf, size_t cap)
     strftime(buf, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-static void add_common(struct MHD_Response *resp, const char *etag, const char *lastmod,
+static void add_common(struct ota_resp *resp, const char *etag, const char *lastmod,
                        const char *ctype)
 {
-    MHD_add_response_header(resp, "ETag", etag);
-    MHD_add_response_header(resp, "Last-Modified", lastmod);
-    MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+    ota_resp_header(resp, "ETag", etag);
+    ota_resp_header(resp, "Last-Modified", lastmod);
+    ota_resp_header(resp, "Accept-Ranges", "bytes");
     if (ctype)
-        MHD_add_response_header(resp, "Content-Type", ctype);
+        ota_resp_header(resp, "Content-Type", ctype);
 }
 
-enum MHD_Result ota_files_serve(struct ota_req *req, const char *path, const char *content_type)
+enum ota_srv_result ota_files_serve(struct ota_req *req, const char *path, const char *content_type)
 {
-    const char *range = ota_srv_header(req, MHD_HTTP_HEADER_RANGE);
-    const char *if_range = ota_srv_header(req, MHD_HTTP_HEADER_IF_RANGE);
+    const char *range = ota_srv_header(req, "Range");
+    const char *if_range = ota_srv_header(req, "If-Range");
     const char *ctype = content_type ? content_type : "application/octet-stream";
     char etag[96], lastmod[64], cr[96];
-    struct MHD_Response *resp;
+    struct ota_resp *resp;
     enum ota_range_result rr;
     uint64_t start = 0, len, total;
     struct stat st;
@@ -70,12 +70,11 @@ enum MHD_Result ota_files_serve(struct ota_req *req, const char *path, const cha
     if (rr == OTA_RANGE_UNSATISFIABLE) {
         close(fd);
         snprintf(cr, sizeof(cr), "bytes */%" PRIu64, total);
-        resp = MHD_create_response_from_buffer(sizeof(UNSAT) - 1, (void *)UNSAT,
-                                               MHD_RESPMEM_PERSISTENT);
+        resp = ota_resp_static(UNSAT, sizeof(UNSAT) - 1);
         if (!resp)
-            return MHD_NO;
+            return OTA_SRV_DROP;
         add_common(resp, etag, lastmod, "application/json");
-        MHD_add_response_header(resp, "Content-Range", cr);
+        ota_resp_header(resp, "Content-Range", cr);
         return ota_srv_reply(req, 416, resp);
     }
     if (rr == OTA_RANGE_PARTIAL)
@@ -85,16 +84,15 @@ enum MHD_Result ota_files_serve(struct ota_req *req, const char *path, const cha
 
     if (ota_faultserve_body(req)) { /* fault plan: the body goes through the fault */
         if (!(resp = ota_faultserve_response(req, fd, start, len)))
-            return MHD_NO;
-    } else if (!(resp = MHD_create_response_from_fd_at_offset64(len, fd, start))) {
-        close(fd);
-        return MHD_NO;
+            return OTA_SRV_DROP;
+    } else if (!(resp = ota_resp_fd(fd, start, len))) {
+        return OTA_SRV_DROP;
     }
     add_common(resp, etag, lastmod, ctype);
     if (status == 206) {
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1,
                  total);
-        MHD_add_response_header(resp, "Content-Range", cr);
+        ota_resp_header(resp, "Content-Range", cr);
     }
     return ota_srv_reply(req, status, resp);
 }

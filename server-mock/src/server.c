@@ -1,4 +1,8 @@
 /* libmicrohttpd daemon: epoll + a thread pool, one ota_req per request.
+ * This is the only file that includes microhttpd.h: the handlers use the
+ * request/response API of server.h, whose struct ota_resp, ota_conn and
+ * ota_daemon are libmicrohttpd's response, connection and daemon under our
+ * names (converted back by mhd_resp() and friends, never dereferenced).
  * Bodies are small JSON (kept in memory, limited) except raw uploads, which
  * are streamed to a file as they arrive. Too-large bodies are read and
  * dropped, then answered 413, so that clients see the answer; a declared
@@ -9,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -28,6 +33,30 @@
  * then see a reset while it sends); smaller too-large bodies are read and
  * dropped first, so that every client reads its 413. */
 #define EARLY_413_BYTES (256ULL << 20)
+
+_Static_assert(OTA_RESP_SIZE_UNKNOWN == MHD_SIZE_UNKNOWN, "size unknown");
+_Static_assert(OTA_RESP_END_OF_STREAM == MHD_CONTENT_READER_END_OF_STREAM, "end of stream");
+_Static_assert(OTA_RESP_END_WITH_ERROR == MHD_CONTENT_READER_END_WITH_ERROR, "end with error");
+
+static struct MHD_Response *mhd_resp(struct ota_resp *resp)
+{
+    return (struct MHD_Response *)resp;
+}
+
+static struct MHD_Connection *mhd_conn(struct ota_conn *conn)
+{
+    return (struct MHD_Connection *)conn;
+}
+
+static struct MHD_Daemon *mhd_daemon(struct ota_daemon *d)
+{
+    return (struct MHD_Daemon *)d;
+}
+
+static enum MHD_Result mhd_result(enum ota_srv_result r)
+{
+    return r == OTA_SRV_OK ? MHD_YES : MHD_NO;
+}
 
 int64_t ota_srv_now_ms(void)
 {
@@ -57,6 +86,62 @@ int ota_srv_valid_id(const char *s)
     return n <= 128;
 }
 
+/* ---- responses ---- */
+
+struct ota_resp *ota_resp_json(json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct MHD_Response *resp;
+
+    json_decref(body);
+    if (!text)
+        return NULL;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return NULL;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return (struct ota_resp *)resp;
+}
+
+struct ota_resp *ota_resp_static(const char *data, size_t len)
+{
+    return (struct ota_resp *)MHD_create_response_from_buffer(len, (void *)data,
+                                                              MHD_RESPMEM_PERSISTENT);
+}
+
+struct ota_resp *ota_resp_fd(int fd, uint64_t start, uint64_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, start);
+
+    if (!resp)
+        close(fd);
+    return (struct ota_resp *)resp;
+}
+
+struct ota_resp *ota_resp_reader(uint64_t size, size_t block, ota_resp_reader_fn fn, void *ctx,
+                                 ota_resp_free_fn free_fn)
+{
+    struct MHD_Response *resp = MHD_create_response_from_callback(size, block, fn, ctx, free_fn);
+
+    if (!resp && free_fn)
+        free_fn(ctx);
+    return (struct ota_resp *)resp;
+}
+
+int ota_resp_header(struct ota_resp *resp, const char *name, const char *value)
+{
+    return MHD_add_response_header(mhd_resp(resp), name, value) == MHD_YES ? 0 : -ENOMEM;
+}
+
+void ota_resp_free(struct ota_resp *resp)
+{
+    if (resp)
+        MHD_destroy_response(mhd_resp(resp));
+}
+
 /* ---- replies ---- */
 
 static void log_request(struct ota_req *req)
@@ -81,41 +166,28 @@ static void log_request(struct ota_req *req)
     json_decref(o);
 }
 
-enum MHD_Result ota_srv_reply(struct ota_req *req, unsigned status, struct MHD_Response *resp)
+enum ota_srv_result ota_srv_reply(struct ota_req *req, unsigned status, struct ota_resp *resp)
 {
     enum MHD_Result r;
 
     if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, "X-Request-Id", req->id);
-    MHD_add_response_header(resp, "Server", "ota-server");
+        return OTA_SRV_DROP;
+    ota_resp_header(resp, "X-Request-Id", req->id);
+    ota_resp_header(resp, "Server", "ota-server");
     if (status == 401)
-        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+        ota_resp_header(resp, "WWW-Authenticate", "Bearer");
     req->status = status;
-    r = MHD_queue_response(req->conn, status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    r = MHD_queue_response(mhd_conn(req->conn), status, mhd_resp(resp));
+    ota_resp_free(resp);
+    return r == MHD_YES ? OTA_SRV_OK : OTA_SRV_DROP;
 }
 
-enum MHD_Result ota_srv_reply_json(struct ota_req *req, unsigned status, json_t *body)
+enum ota_srv_result ota_srv_reply_json(struct ota_req *req, unsigned status, json_t *body)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    struct MHD_Response *resp;
-
-    json_decref(body);
-    if (!text)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    return ota_srv_reply(req, status, resp);
+    return ota_srv_reply(req, status, ota_resp_json(body));
 }
 
-enum MHD_Result ota_srv_reply_error(struct ota_req *req, unsigned status, const char *fmt, ...)
+enum ota_srv_result ota_srv_reply_error(struct ota_req *req, unsigned status, const char *fmt, ...)
 {
     char detail[600];
     va_list ap;
@@ -126,7 +198,7 @@ enum MHD_Result ota_srv_reply_error(struct ota_req *req, unsigned status, const 
     return ota_srv_reply_json(req, status, json_pack("{s:s}", "detail", detail));
 }
 
-enum MHD_Result ota_srv_reply_store_error(struct ota_req *req, int r, const struct ota_err *err)
+enum ota_srv_result ota_srv_reply_store_error(struct ota_req *req, int r, const struct ota_err *err)
 {
     const char *why = err && err->reason[0] ? err->reason : strerror(-r);
 
@@ -146,12 +218,47 @@ enum MHD_Result ota_srv_reply_store_error(struct ota_req *req, int r, const stru
 
 const char *ota_srv_header(struct ota_req *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+    return MHD_lookup_connection_value(mhd_conn(req->conn), MHD_HEADER_KIND, name);
 }
 
 const char *ota_srv_query(struct ota_req *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    return MHD_lookup_connection_value(mhd_conn(req->conn), MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct query_each {
+    int (*fn)(void *ctx, const char *key, const char *value);
+    void *ctx;
+    int r;
+};
+
+static enum MHD_Result query_each_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    struct query_each *q = cls;
+
+    (void)kind;
+    q->r = q->fn(q->ctx, key, value);
+    return q->r ? MHD_NO : MHD_YES;
+}
+
+int ota_srv_query_each(struct ota_req *req,
+                       int (*fn)(void *ctx, const char *key, const char *value), void *ctx)
+{
+    struct query_each q = {fn, ctx, 0};
+
+    MHD_get_connection_values(mhd_conn(req->conn), MHD_GET_ARGUMENT_KIND, query_each_iter, &q);
+    return q.r;
+}
+
+void ota_srv_suspend(struct ota_conn *conn)
+{
+    MHD_suspend_connection(mhd_conn(conn));
+}
+
+void ota_srv_resume(struct ota_conn *conn)
+{
+    MHD_resume_connection(mhd_conn(conn));
 }
 
 int ota_srv_query_int(struct ota_req *req, const char *name, int64_t def, int64_t min, int64_t max,
@@ -201,7 +308,7 @@ int ota_srv_bearer_sha(struct ota_req *req, char ret_sha[65])
     return 0;
 }
 
-int ota_srv_require_admin(struct ota_req *req, enum MHD_Result *ret_reply)
+int ota_srv_require_admin(struct ota_req *req, enum ota_srv_result *ret_reply)
 {
     char sha[65];
 
@@ -230,7 +337,7 @@ void ota_srv_base_url(struct ota_req *req, char *buf, size_t cap)
         snprintf(buf, cap, "%s://%s:%u", scheme, req->srv->cfg.listen, req->srv->port);
 }
 
-int ota_srv_body_object(struct ota_req *req, json_t **ret, enum MHD_Result *ret_reply)
+int ota_srv_body_object(struct ota_req *req, json_t **ret, enum ota_srv_result *ret_reply)
 {
     struct ota_err err = {0};
     json_t *o = NULL;
@@ -292,7 +399,7 @@ static int seg_is(struct ota_req *req, int i, const char *s)
     return i < req->nseg && strcmp(req->seg[i], s) == 0;
 }
 
-static enum MHD_Result route(struct ota_req *req)
+static enum ota_srv_result route(struct ota_req *req)
 {
     if (seg_is(req, 0, "api") && seg_is(req, 1, "v1")) {
         int dev = 0;
@@ -383,7 +490,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         req->srv = srv;
-        req->conn = conn;
+        req->conn = (struct ota_conn *)conn;
         req->method = method;
         req->is_head = strcmp(method, "HEAD") == 0;
         req->up.fd = -1;
@@ -401,7 +508,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req->early_status && is_upload(req)) {
             ota_api_admin_upload_begin(req);
         } else if (cl && strtoull(cl, NULL, 10) > EARLY_413_BYTES) {
-            return ota_srv_reply_error(req, 413, "body larger than %zu bytes", srv->cfg.max_body);
+            return mhd_result(
+                ota_srv_reply_error(req, 413, "body larger than %zu bytes", srv->cfg.max_body));
         }
         return MHD_YES;
     }
@@ -413,15 +521,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req->status)
         return MHD_YES; /* answered early */
     if (req->early_status)
-        return ota_srv_reply_error(req, req->early_status, "%s", req->early_detail);
+        return mhd_result(ota_srv_reply_error(req, req->early_status, "%s", req->early_detail));
     if (req->up.fd >= 0)
-        return ota_api_admin_upload_end(req);
+        return mhd_result(ota_api_admin_upload_end(req));
     {
-        enum MHD_Result fr;
+        enum ota_srv_result fr;
         if (ota_api_faults_before(req, &fr)) /* fault plan: answered or dropped */
-            return fr;
+            return mhd_result(fr);
     }
-    return route(req);
+    return mhd_result(route(req));
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -525,7 +633,7 @@ void ota_server_stop(struct ota_srv *srv)
         return;
     ota_rollouts_shutdown(srv); /* ends event streams before the daemon stops */
     if (srv->daemon)
-        MHD_stop_daemon(srv->daemon);
+        MHD_stop_daemon(mhd_daemon(srv->daemon));
     ota_rollouts_free(srv);
     ota_store_close(srv->store);
     otasrv_faultplan_free(srv->faults);
@@ -546,6 +654,7 @@ int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, str
     struct sockaddr *sa;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     const union MHD_DaemonInfo *info;
+    struct MHD_Daemon *d;
     size_t n;
     int r;
 
@@ -633,24 +742,25 @@ int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, str
     }
 
     if (srv->tls)
-        srv->daemon = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
-            MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads, MHD_OPTION_NOTIFY_COMPLETED,
-            on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-            16384u, MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
-            srv->tls_key_pem, MHD_OPTION_END);
+        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
+                             MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                             MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
+                             16384u, MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem,
+                             MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key_pem, MHD_OPTION_END);
     else
-        srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-                                       sa, MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
-                                       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                                       MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-                                       MHD_OPTION_CONNECTION_LIMIT, 16384u, MHD_OPTION_END);
-    if (!srv->daemon) {
+        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
+                             MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                             MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
+                             16384u, MHD_OPTION_END);
+    srv->daemon = (struct ota_daemon *)d;
+    if (!d) {
         r = ota_err_set(err, EADDRINUSE, "cannot listen on %s:%u (in use, or bad TLS files?)",
                         srv->cfg.listen, srv->cfg.port);
         goto fail;
     }
-    info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : srv->cfg.port;
     if (srv->cfg.port_file) {
         char text[16];

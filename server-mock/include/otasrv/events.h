@@ -3,7 +3,7 @@
  * events; each subscriber (one HTTP connection) has a bounded queue: when
  * it is full the oldest event is dropped and the subscriber gets an
  * "event: dropped" with the count before the next one. Needs a daemon with
- * MHD_ALLOW_SUSPEND_RESUME: an idle subscriber is suspended, not polled.
+ * suspend/resume (ota_srv_suspend): an idle subscriber is suspended, not polled.
  * Wire format: docs/protocol.md, "Event stream". */
 #ifndef OTASRV_EVENTS_H
 #define OTASRV_EVENTS_H
@@ -24,9 +24,9 @@ struct ota_events;
 
 int ota_events_new(struct ota_events **ret, struct ota_err *err) OTA_MUST;
 /* Ends every stream (resumes the suspended ones so that they finish); call
- * before MHD_stop_daemon. NULL ok. */
+ * before the daemon stops. NULL ok. */
 void ota_events_shutdown(struct ota_events *ev);
-/* Frees ev; after MHD_stop_daemon. NULL ok. */
+/* Frees ev; after the daemon stops. NULL ok. */
 void ota_events_free(struct ota_events *ev);
 
 /* Sends event name with data (reference stolen; NULL: {}) to every
@@ -38,8 +38,8 @@ void ota_events_publish(struct ota_events *ev, const char *rollout_id, const cha
  * also finds the ones that went away); call every second or so. */
 void ota_events_tick(struct ota_events *ev, int64_t now_ms);
 /* Answers req with a stream of the events (rollout_id NULL: all). */
-enum MHD_Result ota_events_serve(struct ota_events *ev, struct ota_req *req,
-                                 const char *rollout_id);
+enum ota_srv_result ota_events_serve(struct ota_events *ev, struct ota_req *req,
+                                     const char *rollout_id);
 
 #ifdef __cplusplus
 }

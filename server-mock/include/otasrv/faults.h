@@ -28,11 +28,11 @@ int ota_api_faults_init(struct ota_srv *srv, struct ota_err *err) OTA_MUST;
  * answers status and reset faults: returns 1 with *ret set when the request
  * is answered (or dropped) here, 0 to route it as usual (req->has_fault set
  * when a body fault waits for the file download). */
-int ota_api_faults_before(struct ota_req *req, enum MHD_Result *ret);
+int ota_api_faults_before(struct ota_req *req, enum ota_srv_result *ret);
 
 /* /api/v1/faults and /api/v1/faults/applied (the caller checked the admin
  * token). */
-enum MHD_Result ota_api_faults_handle(struct ota_req *req);
+enum ota_srv_result ota_api_faults_handle(struct ota_req *req);
 
 /* 1 if req's fault changes a file body (stall, truncate, corrupt,
  * wrong_length, throttle): serve it with ota_faultserve_response(). */
@@ -41,8 +41,7 @@ int ota_faultserve_body(const struct ota_req *req);
 /* A response sending len bytes of fd from offset start through req's body
  * fault, with Connection: close. Takes fd (closed with the response, or here
  * on failure). NULL on failure. */
-struct MHD_Response *ota_faultserve_response(struct ota_req *req, int fd, uint64_t start,
-                                             uint64_t len);
+struct ota_resp *ota_faultserve_response(struct ota_req *req, int fd, uint64_t start, uint64_t len);
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,8 @@ extern "C" {
 
 /* Answers req with the file at path (404 JSON if it is not there).
  * content_type NULL: application/octet-stream. */
-enum MHD_Result ota_files_serve(struct ota_req *req, const char *path, const char *content_type);
+enum ota_srv_result ota_files_serve(struct ota_req *req, const char *path,
+                                    const char *content_type);
 
 struct ota_release;
 

@@ -18,9 +18,9 @@ extern "C" {
 /* Loads the stored rollouts, sets srv->rollouts, srv->events and the
  * release_in_use hook, starts the timer. */
 int ota_rollouts_open(struct ota_srv *srv, struct ota_err *err) OTA_MUST;
-/* Stops the timer and ends the event streams: before MHD_stop_daemon. */
+/* Stops the timer and ends the event streams: before the daemon stops. */
 void ota_rollouts_shutdown(struct ota_srv *srv);
-/* Frees what open made: after MHD_stop_daemon. */
+/* Frees what open made: after the daemon stops. */
 void ota_rollouts_free(struct ota_srv *srv);
 
 /* The check-in offer of device id from the rollouts: 1 when some rollout
@@ -36,7 +36,7 @@ int ota_rollouts_report(struct ota_srv *srv, const char *id, const char *update_
 
 /* /api/v1/rollouts..., /api/v1/events, /api/v1/stats (admin token checked
  * by the caller). */
-enum MHD_Result ota_api_rollouts_handle(struct ota_req *req);
+enum ota_srv_result ota_api_rollouts_handle(struct ota_req *req);
 
 #ifdef __cplusplus
 }

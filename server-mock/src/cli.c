@@ -1,0 +1,261 @@
+/* ota-server's command line: "serve" (parse the options, start the server
+ * library, wait for SIGINT/SIGTERM) and the admin commands (ctl.h). main.c
+ * only calls ota_srv_cli_main(). */
+#include "otasrv/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "otasrv/ctl.h"
+#include "otasrv/faults.h"
+#include "otasrv/server.h"
+
+static const char USAGE[] =
+    "usage: ota-server serve [options]\n"
+    "       ota-server release|rollout|devices|device|reports ... (admin commands, below)\n"
+    "       ota-server --help\n"
+    "\n"
+    "The mock OTA release server: a GitHub-Releases face, the fleet API for\n"
+    "devices (register, checkin, download, status) and an admin API (releases,\n"
+    "devices, reports). Wire format: docs/protocol.md.\n"
+    "\n"
+    "serve options:\n"
+    "  --listen ADDR          IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
+    "  --port N               TCP port; 0 picks a free one (default 8080)\n"
+    "  --port-file FILE       write the port there (atomically) once listening\n"
+    "  --db FILE              SQLite database (default ./ota-server.db; WAL,\n"
+    "                         synchronous=FULL: acknowledged writes survive kill -9,\n"
+    "                         except check-in times and counts, flushed every ~200 ms)\n"
+    "  --data-dir DIR         release files (default ./ota-server-data)\n"
+    "  --admin-token T        the admin API's Bearer token\n"
+    "  --admin-token-file F   read the admin token from F, or generate one and\n"
+    "                         write it there (default DATA-DIR/admin.token)\n"
+    "  --enroll-token T       the token devices register with (default: any\n"
+    "                         token is taken: open enrollment)\n"
+    "  --public-key PEM       refuse releases whose signature this key does not verify\n"
+    "  --public-url URL       base of URLs in answers (default: from the Host header)\n"
+    "  --tls-cert PEM --tls-key PEM   serve HTTPS\n"
+    "  --threads N            worker threads (default 4)\n"
+    "  --max-body BYTES       JSON body limit, 413 beyond (default 1048576)\n"
+    "  --max-upload BYTES     raw payload upload limit (default 8 GiB)\n"
+    "  --log FILE             access log as JSON lines (\"-\": stderr)\n"
+    "  --faults FILE          fault plan (JSON or YAML; docs/protocol.md, \"Fault\n"
+    "                         plans\"); a bad plan exits 2 with the reason. Applied\n"
+    "                         faults are logged as JSON lines to --log (else stderr);\n"
+    "                         replace the plan at run time: PUT /api/v1/faults\n"
+    "\n"
+    "\n";
+
+static int parse_u64(const char *s, unsigned long long max, unsigned long long *ret)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (!*s || *end || errno || v > max || s[0] == '-')
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+enum {
+    O_LISTEN = 256,
+    O_PORT,
+    O_PORT_FILE,
+    O_DB,
+    O_DATA,
+    O_ADMIN,
+    O_ADMIN_FILE,
+    O_ENROLL,
+    O_PUBKEY,
+    O_PUBURL,
+    O_CERT,
+    O_KEY,
+    O_THREADS,
+    O_MAXBODY,
+    O_MAXUP,
+    O_LOG,
+    O_FAULTS
+};
+static const struct option SERVE_OPTS[] = {
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"port", required_argument, NULL, O_PORT},
+    {"port-file", required_argument, NULL, O_PORT_FILE},
+    {"db", required_argument, NULL, O_DB},
+    {"data-dir", required_argument, NULL, O_DATA},
+    {"admin-token", required_argument, NULL, O_ADMIN},
+    {"admin-token-file", required_argument, NULL, O_ADMIN_FILE},
+    {"enroll-token", required_argument, NULL, O_ENROLL},
+    {"public-key", required_argument, NULL, O_PUBKEY},
+    {"public-url", required_argument, NULL, O_PUBURL},
+    {"tls-cert", required_argument, NULL, O_CERT},
+    {"tls-key", required_argument, NULL, O_KEY},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"max-body", required_argument, NULL, O_MAXBODY},
+    {"max-upload", required_argument, NULL, O_MAXUP},
+    {"log", required_argument, NULL, O_LOG},
+    {"faults", required_argument, NULL, O_FAULTS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* serve's options into cfg (strings pointing into argv) and *faults (the
+ * --faults path): -1 to go on and serve, else the exit code (0 after
+ * --help, 2 for bad usage, with the message printed). */
+static int serve_options(int argc, char **argv, struct ota_srv_config *cfg, const char **faults)
+{
+    unsigned long long v;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", SERVE_OPTS, NULL)) != -1) {
+        switch (c) {
+        case O_LISTEN:
+            cfg->listen = optarg;
+            break;
+        case O_PORT:
+            if (parse_u64(optarg, 65535, &v) < 0)
+                goto bad;
+            cfg->port = (uint16_t)v;
+            break;
+        case O_PORT_FILE:
+            cfg->port_file = optarg;
+            break;
+        case O_DB:
+            cfg->db_path = optarg;
+            break;
+        case O_DATA:
+            cfg->data_dir = optarg;
+            break;
+        case O_ADMIN:
+            cfg->admin_token = optarg;
+            break;
+        case O_ADMIN_FILE:
+            cfg->admin_token_file = optarg;
+            break;
+        case O_ENROLL:
+            cfg->enroll_token = optarg;
+            break;
+        case O_PUBKEY:
+            cfg->public_key = optarg;
+            break;
+        case O_PUBURL:
+            cfg->public_url = optarg;
+            break;
+        case O_CERT:
+            cfg->tls_cert = optarg;
+            break;
+        case O_KEY:
+            cfg->tls_key = optarg;
+            break;
+        case O_THREADS:
+            if (parse_u64(optarg, 256, &v) < 0 || v == 0)
+                goto bad;
+            cfg->threads = (unsigned)v;
+            break;
+        case O_MAXBODY:
+            if (parse_u64(optarg, 1ULL << 30, &v) < 0 || v == 0)
+                goto bad;
+            cfg->max_body = (size_t)v;
+            break;
+        case O_MAXUP:
+            if (parse_u64(optarg, ~0ULL, &v) < 0 || v == 0)
+                goto bad;
+            cfg->max_upload = v;
+            break;
+        case O_LOG:
+            cfg->log_path = optarg;
+            break;
+        case O_FAULTS:
+            *faults = optarg;
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return 0;
+        default:
+            fputs(USAGE, stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "ota-server serve: unexpected argument %s\n", argv[optind]);
+        return 2;
+    }
+    return -1;
+bad:
+    fprintf(stderr, "ota-server serve: bad value for --%s: %s\n", SERVE_OPTS[c - O_LISTEN].name,
+            optarg);
+    return 2;
+}
+
+static int serve(int argc, char **argv)
+{
+    struct ota_srv_config cfg = {.port = 8080};
+    struct ota_err err = {0};
+    struct ota_srv *srv = NULL;
+    const char *faults = NULL;
+    struct rlimit rl;
+    sigset_t set;
+    int r, sig;
+
+    if ((r = serve_options(argc, argv, &cfg, &faults)) >= 0)
+        return r;
+    if (faults && ota_api_faults_load(faults, &cfg.faults, &err) < 0) {
+        fprintf(stderr, "ota-server: --faults %s: %s\n", faults, err.reason);
+        return 2;
+    }
+    /* Many connections: take all the descriptors we may. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ota_ignore(setrlimit(RLIMIT_NOFILE, &rl));
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the threads start */
+    if (ota_server_start(&cfg, &srv, &err) < 0) {
+        fprintf(stderr, "ota-server: %s\n", err.reason);
+        return 1;
+    }
+    fprintf(stderr, "ota-server: listening on %s://%s:%u\n", srv->tls ? "https" : "http",
+            srv->cfg.listen, srv->port);
+    if (sigwait(&set, &sig) != 0)
+        sig = SIGTERM;
+    ota_server_stop(srv);
+    return 0;
+}
+
+int ota_srv_cli_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        fputs(OTA_CTL_USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "serve") == 0)
+        return serve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "release") == 0 || strcmp(argv[1], "devices") == 0 ||
+        strcmp(argv[1], "device") == 0 || strcmp(argv[1], "reports") == 0 ||
+        strcmp(argv[1], "rollout") == 0) {
+        struct ota_err err = {0};
+        char *out = NULL;
+        int r = ota_ctl_run(argc, argv, &out, &err);
+        if (r < 0) {
+            fprintf(stderr, "ota-server %s: %s\n", argv[1], err.reason);
+            return r == -EINVAL ? 2 : 1;
+        }
+        puts(out);
+        free(out);
+        return 0;
+    }
+    fprintf(stderr, "ota-server: unknown command %s (try --help)\n", argv[1]);
+    return 2;
+}

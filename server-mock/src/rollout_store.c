@@ -1,16 +1,17 @@
 /* SQLite tables of the rollouts. The definition and the status are JSON
- * text (the engine's own formats); a device row is one table row. */
+ * text (the engine's own formats); a device row is one table row. The
+ * connection, its statements and the error mapping: db.h. */
 #include "otasrv/rollout_store.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ota/json.h"
+#include "otasrv/db.h"
 
 struct ota_rstore {
-    sqlite3 *db;
+    struct ota_db c;
 };
 
 static const char SCHEMA[] =
@@ -22,17 +23,23 @@ static const char SCHEMA[] =
     " finished_ms INTEGER NOT NULL, rollback_ms INTEGER NOT NULL,"
     " PRIMARY KEY(rollout, device));";
 
-static int fail(struct ota_rstore *s, struct ota_err *err, const char *what)
-{
-    int rc = sqlite3_errcode(s->db) & 0xff;
-    return ota_err_set(err, rc == SQLITE_BUSY ? EBUSY : EIO, "%s: %s", what, sqlite3_errmsg(s->db));
-}
+static const char SQL_ROLLOUT_PUT[] =
+    "INSERT INTO rollouts(id, definition, status, created_ms) VALUES(?1, ?2, ?3, ?4)"
+    " ON CONFLICT(id) DO UPDATE SET definition = ?2, status = ?3";
+static const char SQL_RDEV_CLEAR[] = "DELETE FROM rollout_devices WHERE rollout = ?1";
+static const char SQL_RDEV_PUT[] =
+    "INSERT OR REPLACE INTO rollout_devices VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+static const char SQL_RDEV_LIST[] =
+    "SELECT device, bucket, stage, state, offered_ms, started_ms, last_ms, finished_ms,"
+    " rollback_ms FROM rollout_devices WHERE rollout = ?1 ORDER BY device";
+static const char SQL_ROLLOUT_LIST[] =
+    "SELECT id, definition, status FROM rollouts ORDER BY created_ms, id";
 
 void ota_rstore_close(struct ota_rstore *s)
 {
     if (!s)
         return;
-    sqlite3_close(s->db);
+    ota_db_close(&s->c);
     free(s);
 }
 
@@ -43,16 +50,10 @@ int ota_rstore_open(const char *path, struct ota_rstore **ret, struct ota_err *e
 
     if (!s)
         return ota_err_set(err, ENOMEM, "out of memory");
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        r = fail(s, err, path);
+    if ((r = ota_db_open(&s->c, path, 0, err)) < 0)
         goto fail;
-    }
-    sqlite3_busy_timeout(s->db, 10000);
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
-                     NULL) != SQLITE_OK ||
-        sqlite3_exec(s->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
-        r = fail(s, err, path);
+    if ((r = sqlite3_exec(s->c.db, SCHEMA, NULL, NULL, NULL)) != SQLITE_OK) {
+        r = ota_db_fail(s->c.db, r, path, err);
         goto fail;
     }
     *ret = s;
@@ -62,73 +63,38 @@ fail:
     return r;
 }
 
-static int exec(struct ota_rstore *s, const char *sql, struct ota_err *err)
+/* The rollout's row, and its device rows (all of them after a DELETE when
+ * replace, else the dirty ones), inside the caller's transaction. */
+static int save_rows(struct ota_rstore *s, const struct otasrv_rollout *r, const char *def_text,
+                     const char *st_text, const struct otasrv_rollout_device *devs, size_t n,
+                     int replace, struct ota_err *err)
 {
-    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : fail(s, err, sql);
-}
+    struct ota_db *c = &s->c;
+    sqlite3_stmt *q;
+    int ret;
 
-int ota_rstore_save(struct ota_rstore *s, const struct otasrv_rollout *r,
-                    struct otasrv_rollout_device *devs, size_t n, int replace, struct ota_err *err)
-{
-    json_t *def = NULL, *st = NULL;
-    char *def_text = NULL, *st_text = NULL;
-    sqlite3_stmt *q = NULL;
-    int ret, began = 0;
-
-    if ((ret = otasrv_rollout_to_json(&r->def, &def)) < 0 ||
-        (ret = otasrv_rollout_status_to_json(r, &st)) < 0) {
-        ret = ota_err_set(err, -ret, "rollout %s: to JSON", r->def.id);
-        goto out;
-    }
-    def_text = json_dumps(def, JSON_COMPACT);
-    st_text = json_dumps(st, JSON_COMPACT);
-    if (!def_text || !st_text) {
-        ret = ota_err_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((ret = exec(s, "BEGIN IMMEDIATE", err)) < 0)
-        goto out;
-    began = 1;
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO rollouts(id, definition, status, created_ms)"
-                           " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET"
-                           " definition = ?2, status = ?3",
-                           -1, &q, NULL) != SQLITE_OK) {
-        ret = fail(s, err, "rollouts");
-        goto out;
-    }
+    if ((ret = ota_db_prep(c, SQL_ROLLOUT_PUT, &q, err)) < 0)
+        return ret;
     sqlite3_bind_text(q, 1, r->def.id, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, def_text, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 3, st_text, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 4, r->created_ms);
-    if (sqlite3_step(q) != SQLITE_DONE) {
-        ret = fail(s, err, "rollouts");
-        goto out;
-    }
-    sqlite3_finalize(q);
-    q = NULL;
+    ret = ota_db_step_done(c, q, "rollouts", err);
+    sqlite3_reset(q);
+    if (ret < 0)
+        return ret;
     if (replace) {
-        if (sqlite3_prepare_v2(s->db, "DELETE FROM rollout_devices WHERE rollout = ?1", -1, &q,
-                               NULL) != SQLITE_OK) {
-            ret = fail(s, err, "rollout_devices");
-            goto out;
-        }
+        if ((ret = ota_db_prep(c, SQL_RDEV_CLEAR, &q, err)) < 0)
+            return ret;
         sqlite3_bind_text(q, 1, r->def.id, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) != SQLITE_DONE) {
-            ret = fail(s, err, "rollout_devices");
-            goto out;
-        }
-        sqlite3_finalize(q);
-        q = NULL;
+        ret = ota_db_step_done(c, q, "rollout_devices", err);
+        sqlite3_reset(q);
+        if (ret < 0)
+            return ret;
     }
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT OR REPLACE INTO rollout_devices VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
-                           " ?7, ?8, ?9, ?10)",
-                           -1, &q, NULL) != SQLITE_OK) {
-        ret = fail(s, err, "rollout_devices");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
+    if ((ret = ota_db_prep(c, SQL_RDEV_PUT, &q, err)) < 0)
+        return ret;
+    for (size_t i = 0; i < n && ret == 0; i++) {
         const struct otasrv_rollout_device *d = &devs[i];
         if (!replace && !d->dirty)
             continue;
@@ -143,20 +109,40 @@ int ota_rstore_save(struct ota_rstore *s, const struct otasrv_rollout *r,
         sqlite3_bind_int64(q, 8, d->last_ms);
         sqlite3_bind_int64(q, 9, d->finished_ms);
         sqlite3_bind_int64(q, 10, d->rollback_ms);
-        if (sqlite3_step(q) != SQLITE_DONE) {
-            ret = fail(s, err, "rollout_devices");
-            goto out;
-        }
+        ret = ota_db_step_done(c, q, "rollout_devices", err);
     }
-    if ((ret = exec(s, "COMMIT", err)) < 0)
+    sqlite3_reset(q);
+    return ret;
+}
+
+int ota_rstore_save(struct ota_rstore *s, const struct otasrv_rollout *r,
+                    struct otasrv_rollout_device *devs, size_t n, int replace, struct ota_err *err)
+{
+    json_t *def = NULL, *st = NULL;
+    char *def_text = NULL, *st_text = NULL;
+    int ret;
+
+    if ((ret = otasrv_rollout_to_json(&r->def, &def)) < 0 ||
+        (ret = otasrv_rollout_status_to_json(r, &st)) < 0) {
+        ret = ota_err_set(err, -ret, "rollout %s: to JSON", r->def.id);
         goto out;
-    began = 0;
+    }
+    def_text = json_dumps(def, JSON_COMPACT);
+    st_text = json_dumps(st, JSON_COMPACT);
+    if (!def_text || !st_text) {
+        ret = ota_err_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((ret = ota_db_exec(&s->c, "BEGIN IMMEDIATE", err)) < 0)
+        goto out;
+    if ((ret = save_rows(s, r, def_text, st_text, devs, n, replace, err)) < 0 ||
+        (ret = ota_db_exec(&s->c, "COMMIT", err)) < 0) {
+        ota_db_rollback(&s->c);
+        goto out;
+    }
     for (size_t i = 0; i < n; i++)
         devs[i].dirty = 0;
 out:
-    sqlite3_finalize(q);
-    if (began)
-        ota_ignore(exec(s, "ROLLBACK", NULL));
     free(def_text);
     free(st_text);
     json_decref(def);
@@ -170,17 +156,13 @@ static int load_rows(struct ota_rstore *s, const char *id, struct otasrv_rollout
 {
     struct otasrv_rollout_device *v = NULL, *nv;
     size_t n = 0, cap = 0;
-    sqlite3_stmt *q = NULL;
-    int rc;
+    sqlite3_stmt *q;
+    int r;
 
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT device, bucket, stage, state, offered_ms, started_ms, last_ms,"
-                           " finished_ms, rollback_ms FROM rollout_devices WHERE rollout = ?1"
-                           " ORDER BY device",
-                           -1, &q, NULL) != SQLITE_OK)
-        return fail(s, err, "rollout_devices");
+    if ((r = ota_db_prep(&s->c, SQL_RDEV_LIST, &q, err)) < 0)
+        return r;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    while ((r = ota_db_row(&s->c, q, "rollout_devices", err)) == 1) {
         struct otasrv_rollout_device *d;
         const char *dev = (const char *)sqlite3_column_text(q, 0);
         int st = sqlite3_column_int(q, 3);
@@ -188,9 +170,8 @@ static int load_rows(struct ota_rstore *s, const char *id, struct otasrv_rollout
             cap = cap ? cap * 2 : 64;
             nv = realloc(v, cap * sizeof(*v));
             if (!nv) {
-                free(v);
-                sqlite3_finalize(q);
-                return ota_err_set(err, ENOMEM, "out of memory");
+                r = ota_err_set(err, ENOMEM, "out of memory");
+                break;
             }
             v = nv;
         }
@@ -209,10 +190,10 @@ static int load_rows(struct ota_rstore *s, const char *id, struct otasrv_rollout
         d->rollback_ms = sqlite3_column_int64(q, 8);
         n++;
     }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE) {
+    sqlite3_reset(q);
+    if (r < 0) {
         free(v);
-        return fail(s, err, "rollout_devices");
+        return r;
     }
     *ret = v;
     *ret_n = n;
@@ -221,19 +202,17 @@ static int load_rows(struct ota_rstore *s, const char *id, struct otasrv_rollout
 
 int ota_rstore_load(struct ota_rstore *s, ota_rstore_fn fn, void *ctx, struct ota_err *err)
 {
-    sqlite3_stmt *q = NULL;
-    int rc, ret = 0;
+    sqlite3_stmt *q;
+    int r, ret = 0;
 
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, definition, status FROM rollouts ORDER BY created_ms, id",
-                           -1, &q, NULL) != SQLITE_OK)
-        return fail(s, err, "rollouts");
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    if ((r = ota_db_prep(&s->c, SQL_ROLLOUT_LIST, &q, err)) < 0)
+        return r;
+    while ((r = ota_db_row(&s->c, q, "rollouts", err)) == 1) {
         const char *id = (const char *)sqlite3_column_text(q, 0);
         const char *dt = (const char *)sqlite3_column_text(q, 1);
         const char *st = (const char *)sqlite3_column_text(q, 2);
         struct otasrv_rollout_def def = {0};
-        struct otasrv_rollout *r = NULL;
+        struct otasrv_rollout *ro = NULL;
         struct otasrv_rollout_device *devs = NULL;
         json_t *dj = NULL, *sj = NULL;
         size_t n = 0;
@@ -242,21 +221,19 @@ int ota_rstore_load(struct ota_rstore *s, ota_rstore_fn fn, void *ctx, struct ot
         if ((e = ota_json_parse(dt, strlen(dt), &dj, err)) < 0 ||
             (e = ota_json_parse(st, strlen(st), &sj, err)) < 0 ||
             (e = otasrv_rollout_from_json(dj, &def, err)) < 0 ||
-            (e = otasrv_rollout_new(&def, 0, &r, err)) < 0 ||
-            (e = otasrv_rollout_status_from_json(sj, r, err)) < 0 ||
+            (e = otasrv_rollout_new(&def, 0, &ro, err)) < 0 ||
+            (e = otasrv_rollout_status_from_json(sj, ro, err)) < 0 ||
             (e = load_rows(s, id, &devs, &n, err)) < 0) {
             ret = e;
             otasrv_rollout_def_clear(&def);
-            otasrv_rollout_free(r);
+            otasrv_rollout_free(ro);
         } else {
-            otasrv_rollout_recount(r, devs, n);
-            fn(ctx, r, devs, n);
+            otasrv_rollout_recount(ro, devs, n);
+            fn(ctx, ro, devs, n);
         }
         json_decref(dj);
         json_decref(sj);
     }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE)
-        return fail(s, err, "rollouts");
-    return ret;
+    sqlite3_reset(q);
+    return r < 0 ? r : ret;
 }

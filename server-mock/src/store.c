@@ -17,24 +17,15 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "ota/json.h"
+#include "otasrv/db.h"
 
-#define STMT_CACHE 32
-#define NBUCKET    65536 /* fixed: chains grow past that many devices */
-#define NINV       6     /* type, grp, tags, versions, slots, state */
-
-struct conn {
-    sqlite3 *db;
-    struct {
-        const char *sql;
-        sqlite3_stmt *st;
-    } cache[STMT_CACHE];
-};
+#define NBUCKET 65536 /* fixed: chains grow past that many devices */
+#define NINV    6     /* type, grp, tags, versions, slots, state */
 
 struct dev {
     struct dev *next, *tnext, *dnext; /* by id, by token, dirty list */
@@ -53,10 +44,10 @@ struct ota_store {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     unsigned n;
-    struct conn *conns;
-    struct conn **free_list;
+    struct ota_db *conns;
+    struct ota_db **free_list;
     unsigned n_free;
-    struct conn writer;
+    struct ota_db writer;
     pthread_mutex_t wlock;
     pthread_mutex_t mlock;
     struct dev **by_id, **by_tok;
@@ -96,45 +87,6 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS fault_applied("
     " device TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, applied INTEGER NOT NULL,"
     " first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, PRIMARY KEY(device, rule));";
-
-static int map_rc(sqlite3 *db, int rc, struct ota_err *err, const char *what)
-{
-    int code = EIO;
-
-    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
-        code = EBUSY;
-    else if ((rc & 0xff) == SQLITE_CONSTRAINT)
-        code = EEXIST;
-    else if ((rc & 0xff) == SQLITE_FULL)
-        code = ENOSPC;
-    return ota_err_set(err, code, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-}
-
-static int conn_open(struct conn *c, const char *path, struct ota_err *err)
-{
-    int rc;
-    char *msg = NULL;
-
-    rc = sqlite3_open_v2(path, &c->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK)
-        return map_rc(c->db, rc, err, path);
-    sqlite3_busy_timeout(c->db, 10000);
-    rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        int r = ota_err_set(err, EIO, "%s: %s", path, msg ? msg : "pragma failed");
-        sqlite3_free(msg);
-        return r;
-    }
-    return 0;
-}
-
-static void conn_close(struct conn *c)
-{
-    for (int i = 0; i < STMT_CACHE; i++)
-        sqlite3_finalize(c->cache[i].st);
-    sqlite3_close(c->db);
-}
 
 static int hb_flush(struct ota_store *s, struct ota_err *err);
 static void pub_put_locked(struct ota_published_set *set);
@@ -185,9 +137,9 @@ void ota_store_close(struct ota_store *s)
     if (s->writer.db)
         ota_ignore(hb_flush(s, NULL));
     for (unsigned i = 0; i < s->n; i++)
-        conn_close(&s->conns[i]);
+        ota_db_close(&s->conns[i]);
     if (s->writer.db)
-        conn_close(&s->writer);
+        ota_db_close(&s->writer);
     if (s->by_id) {
         for (size_t i = 0; i < NBUCKET; i++) {
             struct dev *d = s->by_id[i], *next;
@@ -215,7 +167,6 @@ void ota_store_close(struct ota_store *s)
 int ota_store_open(const char *path, unsigned nconn, struct ota_store **ret, struct ota_err *err)
 {
     struct ota_store *s;
-    char *msg = NULL;
     int r;
 
     if (nconn < 1)
@@ -237,16 +188,15 @@ int ota_store_open(const char *path, unsigned nconn, struct ota_store **ret, str
         r = ota_err_set(err, ENOMEM, "out of memory");
         goto fail;
     }
-    if ((r = conn_open(&s->writer, path, err)) < 0)
+    if ((r = ota_db_open(&s->writer, path, 1, err)) < 0)
         goto fail;
-    if (sqlite3_exec(s->writer.db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
-        r = ota_err_set(err, EIO, "%s: schema: %s", path, msg ? msg : "?");
-        sqlite3_free(msg);
+    if ((r = sqlite3_exec(s->writer.db, SCHEMA, NULL, NULL, NULL)) != SQLITE_OK) {
+        r = ota_err_prefix(err, ota_db_fail(s->writer.db, r, "schema", err), "%s", path);
         goto fail;
     }
     for (unsigned i = 0; i < nconn; i++) {
         s->n = i + 1;
-        r = conn_open(&s->conns[i], path, err);
+        r = ota_db_open(&s->conns[i], path, 1, err);
         if (r < 0)
             goto fail;
         s->free_list[s->n_free++] = &s->conns[i];
@@ -263,9 +213,9 @@ fail:
     return r;
 }
 
-static struct conn *acquire(struct ota_store *s)
+static struct ota_db *acquire(struct ota_store *s)
 {
-    struct conn *c;
+    struct ota_db *c;
 
     pthread_mutex_lock(&s->lock);
     while (s->n_free == 0)
@@ -275,7 +225,7 @@ static struct conn *acquire(struct ota_store *s)
     return c;
 }
 
-static void release(struct ota_store *s, struct conn *c)
+static void release(struct ota_store *s, struct ota_db *c)
 {
     if (c == &s->writer) {
         pthread_mutex_unlock(&s->wlock);
@@ -288,7 +238,7 @@ static void release(struct ota_store *s, struct conn *c)
 }
 
 /* The writer connection, exclusively until release(). */
-static struct conn *wacquire(struct ota_store *s)
+static struct ota_db *wacquire(struct ota_store *s)
 {
     pthread_mutex_lock(&s->wlock);
     return &s->writer;
@@ -477,49 +427,6 @@ static void pub_invalidate(struct ota_store *s)
     pthread_mutex_unlock(&s->mlock);
 }
 
-/* A cached statement for static SQL text, reset and unbound. */
-static int prep(struct conn *c, const char *sql, sqlite3_stmt **ret, struct ota_err *err)
-{
-    int i, rc;
-
-    for (i = 0; i < STMT_CACHE && c->cache[i].sql; i++) {
-        if (c->cache[i].sql == sql) {
-            sqlite3_reset(c->cache[i].st);
-            sqlite3_clear_bindings(c->cache[i].st);
-            *ret = c->cache[i].st;
-            return 0;
-        }
-    }
-    if (i == STMT_CACHE)
-        return ota_err_set(err, ENOSPC, "statement cache full");
-    rc = sqlite3_prepare_v2(c->db, sql, -1, &c->cache[i].st, NULL);
-    if (rc != SQLITE_OK)
-        return map_rc(c->db, rc, err, "prepare");
-    c->cache[i].sql = sql;
-    *ret = c->cache[i].st;
-    return 0;
-}
-
-static int exec_simple(struct conn *c, const char *sql, struct ota_err *err)
-{
-    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : map_rc(c->db, rc, err, sql);
-}
-
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, i);
-}
-
 /* ---- admin tokens ---- */
 
 static const char SQL_ADMIN_CLEAR[] = "DELETE FROM admin_tokens";
@@ -529,31 +436,29 @@ static const char SQL_ADMIN_CHECK[] = "SELECT 1 FROM admin_tokens WHERE sha256 =
 
 int ota_store_admin_token_set(struct ota_store *s, const char *sha_hex, struct ota_err *err)
 {
-    struct conn *c = wacquire(s);
+    struct ota_db *c = wacquire(s);
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
-    r = exec_simple(c, "BEGIN IMMEDIATE", err);
+    r = ota_db_exec(c, "BEGIN IMMEDIATE", err);
     if (r < 0)
         goto out;
-    if ((r = prep(c, SQL_ADMIN_CLEAR, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_ADMIN_CLEAR, &st, err)) < 0)
         goto rollback;
-    if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
-        r = map_rc(c->db, rc, err, "admin tokens");
-        goto rollback;
-    }
-    if ((r = prep(c, SQL_ADMIN_ADD, &st, err)) < 0)
-        goto rollback;
-    bind_text(st, 1, sha_hex);
-    if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
-        r = map_rc(c->db, rc, err, "admin tokens");
+    if ((r = ota_db_step_done(c, st, "admin tokens", err)) < 0) {
         goto rollback;
     }
-    r = exec_simple(c, "COMMIT", err);
+    if ((r = ota_db_prep(c, SQL_ADMIN_ADD, &st, err)) < 0)
+        goto rollback;
+    ota_db_bind_text(st, 1, sha_hex);
+    if ((r = ota_db_step_done(c, st, "admin tokens", err)) < 0) {
+        goto rollback;
+    }
+    r = ota_db_exec(c, "COMMIT", err);
     if (r == 0)
         goto out;
 rollback:
-    ota_ignore(exec_simple(c, "ROLLBACK", NULL));
+    ota_db_rollback(c);
 out:
     release(s, c);
     return r;
@@ -561,20 +466,18 @@ out:
 
 int ota_store_admin_token_check(struct ota_store *s, const char *sha_hex, struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct ota_db *c = acquire(s);
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
-    if ((r = prep(c, SQL_ADMIN_CHECK, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_ADMIN_CHECK, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, sha_hex);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    ota_db_bind_text(st, 1, sha_hex);
+    r = ota_db_row(c, st, "admin token", err);
+    if (r == 1)
         r = 0;
-    else if (rc == SQLITE_DONE)
+    else if (r == 0)
         r = ota_err_set(err, ENOENT, "not an admin token");
-    else
-        r = map_rc(c->db, rc, err, "admin token");
     sqlite3_reset(st);
 out:
     release(s, c);
@@ -610,36 +513,33 @@ int ota_store_device_register(struct ota_store *s, const char *id, const char *t
                               const struct ota_device_inv *inv, int64_t now_ms, int *ret_created,
                               struct ota_err *err)
 {
-    struct conn *c = wacquire(s);
+    struct ota_db *c = wacquire(s);
     sqlite3_stmt *st;
-    int r, rc, exists;
+    int r, exists;
 
-    if ((r = exec_simple(c, "BEGIN IMMEDIATE", err)) < 0)
+    if ((r = ota_db_exec(c, "BEGIN IMMEDIATE", err)) < 0)
         goto out;
-    if ((r = prep(c, SQL_DEV_EXISTS, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_DEV_EXISTS, &st, err)) < 0)
         goto rollback;
-    bind_text(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        r = map_rc(c->db, rc, err, "device");
+    ota_db_bind_text(st, 1, id);
+    if ((exists = ota_db_row(c, st, "device", err)) < 0) {
+        r = exists;
         goto rollback;
     }
-    exists = rc == SQLITE_ROW;
     sqlite3_reset(st);
-    if ((r = prep(c, exists ? SQL_DEV_REENROLL : SQL_DEV_INSERT, &st, err)) < 0)
+    if ((r = ota_db_prep(c, exists ? SQL_DEV_REENROLL : SQL_DEV_INSERT, &st, err)) < 0)
         goto rollback;
-    bind_text(st, 1, id);
-    bind_text(st, 2, token_sha);
-    bind_text(st, 3, inv->type);
-    bind_text(st, 4, inv->group);
-    bind_text(st, 5, inv->tags);
-    bind_text(st, 6, inv->versions);
+    ota_db_bind_text(st, 1, id);
+    ota_db_bind_text(st, 2, token_sha);
+    ota_db_bind_text(st, 3, inv->type);
+    ota_db_bind_text(st, 4, inv->group);
+    ota_db_bind_text(st, 5, inv->tags);
+    ota_db_bind_text(st, 6, inv->versions);
     sqlite3_bind_int64(st, 7, now_ms);
-    if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
-        r = map_rc(c->db, rc, err, "register");
+    if ((r = ota_db_step_done(c, st, "register", err)) < 0) {
         goto rollback;
     }
-    if ((r = exec_simple(c, "COMMIT", err)) < 0)
+    if ((r = ota_db_exec(c, "COMMIT", err)) < 0)
         goto rollback;
     *ret_created = !exists;
     /* New token, maybe new inventory: forget both (refilled on use). */
@@ -655,7 +555,7 @@ int ota_store_device_register(struct ota_store *s, const char *id, const char *t
     pthread_mutex_unlock(&s->mlock);
     goto out;
 rollback:
-    ota_ignore(exec_simple(c, "ROLLBACK", NULL));
+    ota_db_rollback(c);
 out:
     release(s, c);
     return r;
@@ -664,10 +564,10 @@ out:
 int ota_store_device_by_token(struct ota_store *s, const char *sha, char *ret_id, size_t cap,
                               struct ota_err *err)
 {
-    struct conn *c;
+    struct ota_db *c;
     sqlite3_stmt *st;
     uint64_t gen;
-    int r, rc;
+    int r;
 
     pthread_mutex_lock(&s->mlock);
     {
@@ -681,12 +581,13 @@ int ota_store_device_by_token(struct ota_store *s, const char *sha, char *ret_id
     gen = s->gen;
     pthread_mutex_unlock(&s->mlock);
     c = acquire(s);
-    if ((r = prep(c, SQL_DEV_BY_TOKEN, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_DEV_BY_TOKEN, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, sha);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *id = col_text(st, 0);
+    ota_db_bind_text(st, 1, sha);
+    r = ota_db_row(c, st, "device token", err);
+    if (r == 1) {
+        const char *id = ota_db_col_text(st, 0);
+        r = 0;
         ota_strlcpy(ret_id, id, cap);
         r = 0;
         pthread_mutex_lock(&s->mlock);
@@ -696,10 +597,8 @@ int ota_store_device_by_token(struct ota_store *s, const char *sha, char *ret_id
                 tok_link(s, d, sha);
         }
         pthread_mutex_unlock(&s->mlock);
-    } else if (rc == SQLITE_DONE) {
+    } else if (r == 0) {
         r = ota_err_set(err, ENOENT, "unknown device token");
-    } else {
-        r = map_rc(c->db, rc, err, "device token");
     }
     sqlite3_reset(st);
 out:
@@ -710,23 +609,24 @@ out:
 /* The inventory and heartbeat row of id into the cache (the parts not
  * known yet); c is a pool connection, or the writer (wlock held, where
  * nothing can invalidate: gen is not checked). -ENOENT. */
-static int dev_load(struct ota_store *s, struct conn *c, const char *id, struct ota_err *err)
+static int dev_load(struct ota_store *s, struct ota_db *c, const char *id, struct ota_err *err)
 {
     sqlite3_stmt *st;
     uint64_t gen;
-    int r, rc;
+    int r;
 
     pthread_mutex_lock(&s->mlock);
     gen = s->gen;
     pthread_mutex_unlock(&s->mlock);
-    if ((r = prep(c, SQL_DEV_INV, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_DEV_INV, &st, err)) < 0)
         return r;
-    bind_text(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    ota_db_bind_text(st, 1, id);
+    r = ota_db_row(c, st, "device", err);
+    if (r == 1) {
         const char *v[NINV];
+        r = 0;
         for (int i = 0; i < NINV; i++)
-            v[i] = col_text(st, i);
+            v[i] = ota_db_col_text(st, i);
         pthread_mutex_lock(&s->mlock);
         if (s->gen == gen || c == &s->writer) {
             struct dev *d = dev_get(s, id);
@@ -739,10 +639,8 @@ static int dev_load(struct ota_store *s, struct conn *c, const char *id, struct 
             }
         }
         pthread_mutex_unlock(&s->mlock);
-    } else if (rc == SQLITE_DONE) {
+    } else if (r == 0) {
         r = ota_err_set(err, ENOENT, "no device %s", id);
-    } else {
-        r = map_rc(c->db, rc, err, "device");
     }
     sqlite3_reset(st);
     return r;
@@ -776,9 +674,9 @@ int ota_store_device_checkin(struct ota_store *s, const char *id, const struct o
                              int64_t now_ms, struct ota_device_brief *ret_brief,
                              struct ota_err *err)
 {
-    struct conn *c;
+    struct ota_db *c;
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
     /* Twice at most: a re-enrollment racing the load leaves it unknown. */
     for (int i = 0; i < 2; i++) {
@@ -795,19 +693,17 @@ int ota_store_device_checkin(struct ota_store *s, const char *id, const struct o
     }
     /* The inventory changes (or the cache would not settle): durably. */
     c = wacquire(s);
-    if ((r = prep(c, SQL_DEV_CHECKIN, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_DEV_CHECKIN, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, id);
-    bind_text(st, 2, inv->type);
-    bind_text(st, 3, inv->group);
-    bind_text(st, 4, inv->tags);
-    bind_text(st, 5, inv->versions);
-    bind_text(st, 6, inv->slots);
-    bind_text(st, 7, inv->state);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        r = map_rc(c->db, rc, err, "checkin");
-    else if (sqlite3_changes(c->db) == 0)
+    ota_db_bind_text(st, 1, id);
+    ota_db_bind_text(st, 2, inv->type);
+    ota_db_bind_text(st, 3, inv->group);
+    ota_db_bind_text(st, 4, inv->tags);
+    ota_db_bind_text(st, 5, inv->versions);
+    ota_db_bind_text(st, 6, inv->slots);
+    ota_db_bind_text(st, 7, inv->state);
+    r = ota_db_step_done(c, st, "checkin", err);
+    if (r == 0 && sqlite3_changes(c->db) == 0)
         r = ota_err_set(err, ENOENT, "no device %s", id);
     sqlite3_reset(st);
     if (r == 0)
@@ -839,10 +735,10 @@ static int hb_flush(struct ota_store *s, struct ota_err *err)
         int64_t last_ms, checkins;
     } *v = NULL;
     size_t n = 0, cap = 0;
-    struct conn *c;
+    struct ota_db *c;
     sqlite3_stmt *st;
     struct dev *d;
-    int r = 0, rc;
+    int r = 0;
 
     pthread_mutex_lock(&s->mlock);
     for (d = s->dirty; d; d = d->dnext)
@@ -864,22 +760,21 @@ static int hb_flush(struct ota_store *s, struct ota_err *err)
     pthread_mutex_unlock(&s->mlock);
 
     c = wacquire(s);
-    if ((r = exec_simple(c, "BEGIN IMMEDIATE", err)) < 0)
+    if ((r = ota_db_exec(c, "BEGIN IMMEDIATE", err)) < 0)
         goto out;
     for (size_t i = 0; i < n && r == 0; i++) {
-        if ((r = prep(c, SQL_DEV_HB, &st, err)) < 0)
+        if ((r = ota_db_prep(c, SQL_DEV_HB, &st, err)) < 0)
             break;
-        bind_text(st, 1, v[i].id);
+        ota_db_bind_text(st, 1, v[i].id);
         sqlite3_bind_int64(st, 2, v[i].last_ms);
         sqlite3_bind_int64(st, 3, v[i].checkins);
-        if ((rc = sqlite3_step(st)) != SQLITE_DONE)
-            r = map_rc(c->db, rc, err, "heartbeats");
+        r = ota_db_step_done(c, st, "heartbeats", err);
         sqlite3_reset(st);
     }
     if (r == 0)
-        r = exec_simple(c, "COMMIT", err);
+        r = ota_db_exec(c, "COMMIT", err);
     if (r < 0)
-        ota_ignore(exec_simple(c, "ROLLBACK", NULL));
+        ota_db_rollback(c);
 out:
     release(s, c);
     if (r < 0) {
@@ -900,16 +795,17 @@ out:
 
 static json_t *json_col(sqlite3_stmt *st, int i, const char *fallback)
 {
-    json_t *v = json_loads(col_text(st, i), JSON_DECODE_ANY, NULL);
+    json_t *v = json_loads(ota_db_col_text(st, i), JSON_DECODE_ANY, NULL);
     return v ? v : json_loads(fallback, 0, NULL);
 }
 
 static json_t *device_row(sqlite3_stmt *st)
 {
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:I, s:I}", "device_id",
-                     col_text(st, 0), "device_type", col_text(st, 1), "group", col_text(st, 2),
-                     "tags", json_col(st, 3, "[]"), "versions", json_col(st, 4, "{}"), "slots",
-                     json_col(st, 5, "{}"), "state", col_text(st, 6), "registered_ms",
+                     ota_db_col_text(st, 0), "device_type", ota_db_col_text(st, 1), "group",
+                     ota_db_col_text(st, 2), "tags", json_col(st, 3, "[]"), "versions",
+                     json_col(st, 4, "{}"), "slots", json_col(st, 5, "{}"), "state",
+                     ota_db_col_text(st, 6), "registered_ms",
                      (json_int_t)sqlite3_column_int64(st, 7), "reenrolled_ms",
                      (json_int_t)sqlite3_column_int64(st, 8), "last_checkin_ms",
                      (json_int_t)sqlite3_column_int64(st, 9), "checkins",
@@ -918,25 +814,24 @@ static json_t *device_row(sqlite3_stmt *st)
 
 int ota_store_device_get(struct ota_store *s, const char *id, json_t **ret, struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct ota_db *c = acquire(s);
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
-    if ((r = prep(c, SQL_DEV_GET, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_DEV_GET, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    ota_db_bind_text(st, 1, id);
+    r = ota_db_row(c, st, "device", err);
+    if (r == 1) {
+        r = 0;
         json_t *o = device_row(st);
         hb_merge(s, o);
         if (o)
             *ret = o;
         else
             r = ota_err_set(err, ENOMEM, "out of memory");
-    } else if (rc == SQLITE_DONE) {
+    } else if (r == 0) {
         r = ota_err_set(err, ENOENT, "no device %s", id);
-    } else {
-        r = map_rc(c->db, rc, err, "device");
     }
     sqlite3_reset(st);
 out:
@@ -971,17 +866,17 @@ static int bind_filter(sqlite3_stmt *st, const struct ota_device_filter *f)
     int i = 1;
 
     if (f->type)
-        bind_text(st, i++, f->type);
+        ota_db_bind_text(st, i++, f->type);
     if (f->group)
-        bind_text(st, i++, f->group);
+        ota_db_bind_text(st, i++, f->group);
     if (f->tag)
-        bind_text(st, i++, f->tag);
+        ota_db_bind_text(st, i++, f->tag);
     if (f->version && f->kind) {
-        bind_text(st, i++, f->kind);
-        bind_text(st, i++, f->version);
+        ota_db_bind_text(st, i++, f->kind);
+        ota_db_bind_text(st, i++, f->version);
     } else if (f->version) {
-        bind_text(st, i++, f->version);
-        bind_text(st, i++, f->version);
+        ota_db_bind_text(st, i++, f->version);
+        ota_db_bind_text(st, i++, f->version);
     }
     return i;
 }
@@ -989,34 +884,28 @@ static int bind_filter(sqlite3_stmt *st, const struct ota_device_filter *f)
 int ota_store_devices_list(struct ota_store *s, const struct ota_device_filter *f, json_t **ret,
                            struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct ota_db *c = acquire(s);
     sqlite3_stmt *st = NULL;
     char where[512], sql[1024];
     json_t *out = NULL, *arr;
     int64_t total = 0;
-    int r = 0, rc, i;
+    int r = 0, i;
 
     filter_sql(f, where, sizeof(where));
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM devices%s", where);
-    if ((rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL)) != SQLITE_OK) {
-        r = map_rc(c->db, rc, err, "devices");
+    if ((r = ota_db_prepare(c, sql, &st, "devices", err)) < 0)
         goto out;
-    }
     bind_filter(st, f);
-    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-        r = map_rc(c->db, rc, err, "devices");
+    if ((r = ota_db_row(c, st, "devices", err)) < 0)
         goto out;
-    }
-    total = sqlite3_column_int64(st, 0);
+    total = r ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     st = NULL;
 
     snprintf(sql, sizeof(sql), "SELECT " DEV_COLS " FROM devices%s ORDER BY id LIMIT ? OFFSET ?",
              where);
-    if ((rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL)) != SQLITE_OK) {
-        r = map_rc(c->db, rc, err, "devices");
+    if ((r = ota_db_prepare(c, sql, &st, "devices", err)) < 0)
         goto out;
-    }
     i = bind_filter(st, f);
     sqlite3_bind_int64(st, i, f->limit);
     sqlite3_bind_int64(st, i + 1, f->offset);
@@ -1026,15 +915,13 @@ int ota_store_devices_list(struct ota_store *s, const struct ota_device_filter *
         goto out;
     }
     arr = json_object_get(out, "devices");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((r = ota_db_row(c, st, "devices", err)) == 1) {
         json_t *o = device_row(st);
         hb_merge(s, o);
         json_array_append_new(arr, o);
     }
-    if (rc != SQLITE_DONE) {
-        r = map_rc(c->db, rc, err, "devices");
+    if (r < 0)
         goto out;
-    }
     *ret = out;
     out = NULL;
 out:
@@ -1076,16 +963,16 @@ static struct ota_release *release_row(sqlite3_stmt *st)
 
     if (!r)
         return NULL;
-    ota_strlcpy(r->id, col_text(st, 0), sizeof(r->id));
-    ota_strlcpy(r->name, col_text(st, 1), sizeof(r->name));
-    ota_strlcpy(r->version, col_text(st, 2), sizeof(r->version));
-    ota_strlcpy(r->kind, col_text(st, 3), sizeof(r->kind));
-    r->manifest = strdup(col_text(st, 4));
-    ota_strlcpy(r->signature, col_text(st, 5), sizeof(r->signature));
-    ota_strlcpy(r->payload_name, col_text(st, 6), sizeof(r->payload_name));
-    ota_strlcpy(r->payload_path, col_text(st, 7), sizeof(r->payload_path));
+    ota_strlcpy(r->id, ota_db_col_text(st, 0), sizeof(r->id));
+    ota_strlcpy(r->name, ota_db_col_text(st, 1), sizeof(r->name));
+    ota_strlcpy(r->version, ota_db_col_text(st, 2), sizeof(r->version));
+    ota_strlcpy(r->kind, ota_db_col_text(st, 3), sizeof(r->kind));
+    r->manifest = strdup(ota_db_col_text(st, 4));
+    ota_strlcpy(r->signature, ota_db_col_text(st, 5), sizeof(r->signature));
+    ota_strlcpy(r->payload_name, ota_db_col_text(st, 6), sizeof(r->payload_name));
+    ota_strlcpy(r->payload_path, ota_db_col_text(st, 7), sizeof(r->payload_path));
     r->size = (uint64_t)sqlite3_column_int64(st, 8);
-    ota_strlcpy(r->sha256, col_text(st, 9), sizeof(r->sha256));
+    ota_strlcpy(r->sha256, ota_db_col_text(st, 9), sizeof(r->sha256));
     r->published = sqlite3_column_int(st, 10);
     r->published_ms = sqlite3_column_int64(st, 11);
     r->created_ms = sqlite3_column_int64(st, 12);
@@ -1098,30 +985,30 @@ static struct ota_release *release_row(sqlite3_stmt *st)
 
 int ota_store_release_add(struct ota_store *s, const struct ota_release *rel, struct ota_err *err)
 {
-    struct conn *c = wacquire(s);
+    struct ota_db *c = wacquire(s);
     sqlite3_stmt *st;
     int r, rc;
 
-    if ((r = prep(c, SQL_REL_ADD, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_REL_ADD, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, rel->id);
-    bind_text(st, 2, rel->name);
-    bind_text(st, 3, rel->version);
-    bind_text(st, 4, rel->kind);
-    bind_text(st, 5, rel->manifest);
-    bind_text(st, 6, rel->signature);
-    bind_text(st, 7, rel->payload_name);
-    bind_text(st, 8, rel->payload_path);
+    ota_db_bind_text(st, 1, rel->id);
+    ota_db_bind_text(st, 2, rel->name);
+    ota_db_bind_text(st, 3, rel->version);
+    ota_db_bind_text(st, 4, rel->kind);
+    ota_db_bind_text(st, 5, rel->manifest);
+    ota_db_bind_text(st, 6, rel->signature);
+    ota_db_bind_text(st, 7, rel->payload_name);
+    ota_db_bind_text(st, 8, rel->payload_path);
     sqlite3_bind_int64(st, 9, (sqlite3_int64)rel->size);
-    bind_text(st, 10, rel->sha256);
+    ota_db_bind_text(st, 10, rel->sha256);
     sqlite3_bind_int(st, 11, rel->published);
     sqlite3_bind_int64(st, 12, rel->published_ms);
     sqlite3_bind_int64(st, 13, rel->created_ms);
     rc = sqlite3_step(st);
-    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) /* the id is taken: said so, not SQLite's words */
         r = ota_err_set(err, EEXIST, "release %s exists", rel->id);
     else if (rc != SQLITE_DONE)
-        r = map_rc(c->db, rc, err, "release");
+        r = ota_db_fail(c->db, rc, "release", err);
     sqlite3_reset(st);
     if (r == 0)
         pub_invalidate(s);
@@ -1133,24 +1020,23 @@ out:
 int ota_store_release_get(struct ota_store *s, const char *id, struct ota_release **ret,
                           struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct ota_db *c = acquire(s);
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
-    if ((r = prep(c, SQL_REL_GET, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_REL_GET, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    ota_db_bind_text(st, 1, id);
+    r = ota_db_row(c, st, "release", err);
+    if (r == 1) {
+        r = 0;
         struct ota_release *rel = release_row(st);
         if (rel)
             *ret = rel;
         else
             r = ota_err_set(err, ENOMEM, "out of memory");
-    } else if (rc == SQLITE_DONE) {
+    } else if (r == 0) {
         r = ota_err_set(err, ENOENT, "no release %s", id);
-    } else {
-        r = map_rc(c->db, rc, err, "release");
     }
     sqlite3_reset(st);
 out:
@@ -1161,16 +1047,16 @@ out:
 int ota_store_release_list(struct ota_store *s, int published_only, struct ota_release ***ret,
                            size_t *ret_n, struct ota_err *err)
 {
-    struct conn *c = acquire(s);
+    struct ota_db *c = acquire(s);
     struct ota_release **v = NULL, **nv;
     size_t n = 0;
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
-    if ((r = prep(c, SQL_REL_LIST, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_REL_LIST, &st, err)) < 0)
         goto out;
     sqlite3_bind_int(st, 1, published_only ? 1 : 0);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((r = ota_db_row(c, st, "releases", err)) == 1) {
         nv = realloc(v, (n + 1) * sizeof(*v));
         if (!nv || !(nv[n] = release_row(st))) {
             v = nv ? nv : v;
@@ -1180,8 +1066,6 @@ int ota_store_release_list(struct ota_store *s, int published_only, struct ota_r
         v = nv;
         n++;
     }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = map_rc(c->db, rc, err, "releases");
     sqlite3_reset(st);
     if (r == 0) {
         *ret = v;
@@ -1259,21 +1143,19 @@ void ota_store_published_put(struct ota_store *s, struct ota_published_set *set)
 static int update_one(struct ota_store *s, const char *sql, const char *id, const char *text,
                       int64_t num, struct ota_err *err)
 {
-    struct conn *c = wacquire(s);
+    struct ota_db *c = wacquire(s);
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
-    if ((r = prep(c, sql, &st, err)) < 0)
+    if ((r = ota_db_prep(c, sql, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, id);
+    ota_db_bind_text(st, 1, id);
     if (text)
-        bind_text(st, 2, text);
+        ota_db_bind_text(st, 2, text);
     else if (sqlite3_bind_parameter_count(st) >= 2)
         sqlite3_bind_int64(st, 2, num);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        r = map_rc(c->db, rc, err, "release");
-    else if (sqlite3_changes(c->db) == 0)
+    r = ota_db_step_done(c, st, "release", err);
+    if (r == 0 && sqlite3_changes(c->db) == 0)
         r = ota_err_set(err, ENOENT, "no release %s", id);
     sqlite3_reset(st);
     if (r == 0)
@@ -1311,26 +1193,24 @@ static const char SQL_REP_FINALS[] =
 int ota_store_report_add(struct ota_store *s, const char *device, const struct ota_report_in *rep,
                          int64_t now_ms, int *ret_dup, struct ota_err *err)
 {
-    struct conn *c = wacquire(s);
+    struct ota_db *c = wacquire(s);
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
-    if ((r = prep(c, SQL_REP_ADD, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_REP_ADD, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, device);
-    bind_text(st, 2, rep->update_id);
-    bind_text(st, 3, rep->rollout_id ? rep->rollout_id : "");
-    bind_text(st, 4, rep->version ? rep->version : "");
-    bind_text(st, 5, rep->kind ? rep->kind : "");
-    bind_text(st, 6, rep->state);
-    bind_text(st, 7, rep->status);
-    bind_text(st, 8, rep->reason ? rep->reason : "");
+    ota_db_bind_text(st, 1, device);
+    ota_db_bind_text(st, 2, rep->update_id);
+    ota_db_bind_text(st, 3, rep->rollout_id ? rep->rollout_id : "");
+    ota_db_bind_text(st, 4, rep->version ? rep->version : "");
+    ota_db_bind_text(st, 5, rep->kind ? rep->kind : "");
+    ota_db_bind_text(st, 6, rep->state);
+    ota_db_bind_text(st, 7, rep->status);
+    ota_db_bind_text(st, 8, rep->reason ? rep->reason : "");
     sqlite3_bind_int64(st, 9, rep->ts);
     sqlite3_bind_int64(st, 10, now_ms);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        r = map_rc(c->db, rc, err, "report");
-    else
+    r = ota_db_step_done(c, st, "report", err);
+    if (r == 0)
         *ret_dup = sqlite3_changes(c->db) == 0;
     sqlite3_reset(st);
     if (r == 0 && (!rep->status || strcmp(rep->status, "in_progress") != 0)) {
@@ -1351,11 +1231,11 @@ out:
 int ota_store_report_final(struct ota_store *s, const char *device, const char *update_id, int *ret,
                            struct ota_err *err)
 {
-    struct conn *c;
+    struct ota_db *c;
     sqlite3_stmt *st;
     struct dev *d, tmp = {0};
     uint64_t gen;
-    int r, rc;
+    int r;
 
     pthread_mutex_lock(&s->mlock);
     d = dev_find(s, device);
@@ -1369,13 +1249,11 @@ int ota_store_report_final(struct ota_store *s, const char *device, const char *
     /* All the device's finals at once: later questions need no SQL. */
     tmp.finals_known = 1;
     c = acquire(s);
-    if ((r = prep(c, SQL_REP_FINALS, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_REP_FINALS, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, device);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        finals_add(&tmp, col_text(st, 0));
-    if (rc != SQLITE_DONE)
-        r = map_rc(c->db, rc, err, "report");
+    ota_db_bind_text(st, 1, device);
+    while ((r = ota_db_row(c, st, "report", err)) == 1)
+        finals_add(&tmp, ota_db_col_text(st, 0));
     sqlite3_reset(st);
 out:
     release(s, c);
@@ -1404,25 +1282,23 @@ int ota_store_reports_list(struct ota_store *s, const char *device, const char *
 {
     static const char where[] =
         " WHERE (?1 IS NULL OR device = ?1) AND (?2 IS NULL OR update_id = ?2)";
-    struct conn *c = acquire(s);
+    struct ota_db *c = acquire(s);
     sqlite3_stmt *st = NULL;
     json_t *out = NULL, *arr;
-    int r = 0, rc;
+    int r = 0;
 
-    if ((rc = sqlite3_prepare_v2(c->db,
-                                 "SELECT count(*) FROM reports WHERE (?1 IS NULL OR device = ?1)"
-                                 " AND (?2 IS NULL OR update_id = ?2)",
-                                 -1, &st, NULL)) != SQLITE_OK) {
-        r = map_rc(c->db, rc, err, "reports");
+    if ((r = ota_db_prepare(c,
+                            "SELECT count(*) FROM reports WHERE (?1 IS NULL OR device = ?1)"
+                            " AND (?2 IS NULL OR update_id = ?2)",
+                            &st, "reports", err)) < 0)
         goto out;
-    }
-    bind_text(st, 1, device);
-    bind_text(st, 2, update_id);
-    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-        r = map_rc(c->db, rc, err, "reports");
+    ota_db_bind_text(st, 1, device);
+    ota_db_bind_text(st, 2, update_id);
+    if ((r = ota_db_row(c, st, "reports", err)) < 0)
         goto out;
-    }
-    out = json_pack("{s:[], s:I}", "reports", "total", (json_int_t)sqlite3_column_int64(st, 0));
+    out = json_pack("{s:[], s:I}", "reports", "total",
+                    (json_int_t)(r ? sqlite3_column_int64(st, 0) : 0));
+    r = 0;
     sqlite3_finalize(st);
     st = NULL;
     if (!out) {
@@ -1436,26 +1312,24 @@ int ota_store_reports_list(struct ota_store *s, const char *device, const char *
                  "SELECT seq, device, update_id, rollout_id, version, kind, state, status, reason,"
                  " ts, received_ms FROM reports%s ORDER BY seq LIMIT ?3 OFFSET ?4",
                  where);
-        if ((rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL)) != SQLITE_OK) {
-            r = map_rc(c->db, rc, err, "reports");
+        if ((r = ota_db_prepare(c, sql, &st, "reports", err)) < 0)
             goto out;
-        }
     }
-    bind_text(st, 1, device);
-    bind_text(st, 2, update_id);
+    ota_db_bind_text(st, 1, device);
+    ota_db_bind_text(st, 2, update_id);
     sqlite3_bind_int64(st, 3, limit);
     sqlite3_bind_int64(st, 4, offset);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    while ((r = ota_db_row(c, st, "reports", err)) == 1)
         json_array_append_new(
-            arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "seq",
-                           (json_int_t)sqlite3_column_int64(st, 0), "device_id", col_text(st, 1),
-                           "update_id", col_text(st, 2), "rollout_id", col_text(st, 3), "version",
-                           col_text(st, 4), "kind", col_text(st, 5), "state", col_text(st, 6),
-                           "status", col_text(st, 7), "reason", col_text(st, 8), "ts",
-                           (json_int_t)sqlite3_column_int64(st, 9), "received_ms",
-                           (json_int_t)sqlite3_column_int64(st, 10)));
-    if (rc != SQLITE_DONE) {
-        r = map_rc(c->db, rc, err, "reports");
+            arr,
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "seq",
+                      (json_int_t)sqlite3_column_int64(st, 0), "device_id", ota_db_col_text(st, 1),
+                      "update_id", ota_db_col_text(st, 2), "rollout_id", ota_db_col_text(st, 3),
+                      "version", ota_db_col_text(st, 4), "kind", ota_db_col_text(st, 5), "state",
+                      ota_db_col_text(st, 6), "status", ota_db_col_text(st, 7), "reason",
+                      ota_db_col_text(st, 8), "ts", (json_int_t)sqlite3_column_int64(st, 9),
+                      "received_ms", (json_int_t)sqlite3_column_int64(st, 10)));
+    if (r < 0) {
         goto out;
     }
     *ret = out;
@@ -1477,18 +1351,17 @@ static const char SQL_FAULT_APPLIED[] =
 int ota_store_fault_applied(struct ota_store *s, const char *device, const char *rule,
                             const char *kind, int64_t now_ms, struct ota_err *err)
 {
-    struct conn *c = wacquire(s);
+    struct ota_db *c = wacquire(s);
     sqlite3_stmt *st;
-    int r, rc;
+    int r;
 
-    if ((r = prep(c, SQL_FAULT_APPLIED, &st, err)) < 0)
+    if ((r = ota_db_prep(c, SQL_FAULT_APPLIED, &st, err)) < 0)
         goto out;
-    bind_text(st, 1, device ? device : "");
-    bind_text(st, 2, rule);
-    bind_text(st, 3, kind);
+    ota_db_bind_text(st, 1, device ? device : "");
+    ota_db_bind_text(st, 2, rule);
+    ota_db_bind_text(st, 3, kind);
     sqlite3_bind_int64(st, 4, now_ms);
-    rc = sqlite3_step(st);
-    r = rc == SQLITE_DONE ? 0 : map_rc(c->db, rc, err, "applied faults");
+    r = ota_db_step_done(c, st, "applied faults", err);
     sqlite3_reset(st);
 out:
     release(s, c);
@@ -1514,33 +1387,31 @@ int ota_store_faults_applied(struct ota_store *s, const char *device, json_t **r
     static const char sql[] = "SELECT device, rule, kind, applied, first_ms, last_ms"
                               " FROM fault_applied WHERE (?1 IS NULL OR device = ?1)"
                               " ORDER BY device, rule";
-    struct conn *c = acquire(s);
+    struct ota_db *c = acquire(s);
     sqlite3_stmt *st = NULL;
     json_t *arr = json_array();
-    int r = 0, rc;
+    int r = 0;
 
     if (!arr) {
         r = ota_err_set(err, ENOMEM, "out of memory");
         goto out;
     }
-    if ((rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL)) != SQLITE_OK) {
-        r = map_rc(c->db, rc, err, "applied faults");
+    if ((r = ota_db_prepare(c, sql, &st, "applied faults", err)) < 0)
         goto out;
-    }
-    bind_text(st, 1, device);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *dev = device_entry(arr, col_text(st, 0));
-        json_t *row = json_pack("{s:s, s:s, s:I, s:I, s:I}", "rule", col_text(st, 1), "kind",
-                                col_text(st, 2), "applied", (json_int_t)sqlite3_column_int64(st, 3),
-                                "first_ms", (json_int_t)sqlite3_column_int64(st, 4), "last_ms",
-                                (json_int_t)sqlite3_column_int64(st, 5));
+    ota_db_bind_text(st, 1, device);
+    while ((r = ota_db_row(c, st, "applied faults", err)) == 1) {
+        json_t *dev = device_entry(arr, ota_db_col_text(st, 0));
+        json_t *row =
+            json_pack("{s:s, s:s, s:I, s:I, s:I}", "rule", ota_db_col_text(st, 1), "kind",
+                      ota_db_col_text(st, 2), "applied", (json_int_t)sqlite3_column_int64(st, 3),
+                      "first_ms", (json_int_t)sqlite3_column_int64(st, 4), "last_ms",
+                      (json_int_t)sqlite3_column_int64(st, 5));
         if (!dev || !row || json_array_append_new(json_object_get(dev, "rules"), row) < 0) {
             r = ota_err_set(err, ENOMEM, "out of memory");
             goto out;
         }
     }
-    if (rc != SQLITE_DONE) {
-        r = map_rc(c->db, rc, err, "applied faults");
+    if (r < 0) {
         goto out;
     }
     *ret = arr;
@@ -1554,8 +1425,8 @@ out:
 
 int ota_store_faults_applied_clear(struct ota_store *s, struct ota_err *err)
 {
-    struct conn *c = wacquire(s);
-    int r = exec_simple(c, "DELETE FROM fault_applied", err);
+    struct ota_db *c = wacquire(s);
+    int r = ota_db_exec(c, "DELETE FROM fault_applied", err);
 
     release(s, c);
     return r;

@@ -1,5 +1,5 @@
-/* The server's database (wraps SQLite; the only file that does): devices,
- * releases, status reports and admin tokens.
+/* The server's database (over db.h, the SQLite layer it shares with
+ * rollout_store.c): devices, releases, status reports and admin tokens.
  *
  * WAL with synchronous=FULL: a write call that returned 0 is on disk, so
  * the server answers only after its write returned (kill -9 loses nothing

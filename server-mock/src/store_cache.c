@@ -1,0 +1,198 @@
+/* The store's in-memory caches (store_impl.h; mlock held unless told):
+ * devices by id and by token hash, their inventory, heartbeat and final
+ * reports, and the published releases. How they stay coherent: store.c. */
+#include "store_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void store_dev_free(struct dev *d)
+{
+    for (int i = 0; i < NINV; i++)
+        free(d->inv[i]);
+    for (size_t i = 0; i < d->n_finals; i++)
+        free(d->finals[i]);
+    free(d->finals);
+    free(d);
+}
+
+static size_t hash(const char *k)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 16777619u;
+    return h % NBUCKET;
+}
+
+struct dev *store_dev_find(struct ota_store *s, const char *id)
+{
+    struct dev *d = s->by_id[hash(id)];
+
+    while (d && strcmp(d->id, id) != 0)
+        d = d->next;
+    return d;
+}
+
+/* Finds or adds; NULL on ENOMEM or an id too long to cache. */
+struct dev *store_dev_get(struct ota_store *s, const char *id)
+{
+    struct dev *d = store_dev_find(s, id);
+    size_t h;
+
+    if (d || strlen(id) >= sizeof(d->id))
+        return d;
+    d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    strcpy(d->id, id);
+    h = hash(id);
+    d->next = s->by_id[h];
+    s->by_id[h] = d;
+    return d;
+}
+
+struct dev *store_tok_find(struct ota_store *s, const char *sha)
+{
+    struct dev *d = s->by_tok[hash(sha)];
+
+    while (d && strcmp(d->token, sha) != 0)
+        d = d->tnext;
+    return d;
+}
+
+void store_tok_unlink(struct ota_store *s, struct dev *d)
+{
+    struct dev **p;
+
+    if (!d->token[0])
+        return;
+    for (p = &s->by_tok[hash(d->token)]; *p; p = &(*p)->tnext) {
+        if (*p == d) {
+            *p = d->tnext;
+            break;
+        }
+    }
+    d->tnext = NULL;
+    d->token[0] = '\0';
+}
+
+void store_tok_link(struct ota_store *s, struct dev *d, const char *sha)
+{
+    size_t h;
+
+    store_tok_unlink(s, d);
+    if (strlen(sha) >= sizeof(d->token))
+        return;
+    strcpy(d->token, sha);
+    h = hash(sha);
+    d->tnext = s->by_tok[h];
+    s->by_tok[h] = d;
+}
+
+/* Sets the cached inventory (column texts in v); unknown again on ENOMEM. */
+void store_inv_set(struct dev *d, const char *const v[NINV])
+{
+    json_t *vers;
+
+    d->inv_known = 1;
+    for (int i = 0; i < NINV; i++) {
+        free(d->inv[i]);
+        d->inv[i] = strdup(v[i] ? v[i] : "");
+        if (!d->inv[i])
+            d->inv_known = 0;
+    }
+    memset(&d->brief, 0, sizeof(d->brief));
+    ota_strlcpy(d->brief.type, d->inv[0] ? d->inv[0] : "", sizeof(d->brief.type));
+    vers = d->inv[3] ? json_loads(d->inv[3], 0, NULL) : NULL;
+    for (int k = 0; k < OTA_KIND_MAX; k++) {
+        const char *x = json_string_value(json_object_get(vers, ota_kind_names[k]));
+        ota_strlcpy(d->brief.version[k], x ? x : "", sizeof(d->brief.version[k]));
+    }
+    json_decref(vers);
+}
+
+/* 1 if every field inv gives equals the cached one. */
+int store_inv_same(const struct dev *d, const struct ota_device_inv *inv)
+{
+    const char *v[NINV] = {inv->type, inv->group, inv->tags, inv->versions, inv->slots, inv->state};
+
+    for (int i = 0; i < NINV; i++)
+        if (v[i] && strcmp(v[i], d->inv[i]) != 0)
+            return 0;
+    return 1;
+}
+
+void store_hb_touch(struct ota_store *s, struct dev *d, int64_t now_ms)
+{
+    d->last_ms = now_ms;
+    d->checkins++;
+    if (!d->dirty) {
+        d->dirty = 1;
+        d->dnext = s->dirty;
+        s->dirty = d;
+    }
+}
+
+/* Adds a final report's update id; the list is unknown again on ENOMEM. */
+void store_finals_add(struct dev *d, const char *update_id)
+{
+    char **nv = realloc(d->finals, (d->n_finals + 1) * sizeof(*nv));
+
+    if (nv)
+        d->finals = nv;
+    if (!nv || !(d->finals[d->n_finals] = strdup(update_id))) {
+        for (size_t i = 0; i < d->n_finals; i++)
+            free(d->finals[i]);
+        d->n_finals = 0;
+        d->finals_known = 0;
+        return;
+    }
+    d->n_finals++;
+}
+
+int store_finals_has(const struct dev *d, const char *update_id)
+{
+    for (size_t i = 0; i < d->n_finals; i++)
+        if (strcmp(d->finals[i], update_id) == 0)
+            return 1;
+    return 0;
+}
+
+/* Sets the in-memory heartbeat of device id into its JSON object. */
+void store_hb_merge(struct ota_store *s, json_t *o)
+{
+    const char *id = json_string_value(json_object_get(o, "device_id"));
+    struct dev *d;
+
+    if (!id)
+        return;
+    pthread_mutex_lock(&s->mlock);
+    d = store_dev_find(s, id);
+    if (d && d->hb_known) {
+        json_object_set_new(o, "last_checkin_ms", json_integer((json_int_t)d->last_ms));
+        json_object_set_new(o, "checkins", json_integer((json_int_t)d->checkins));
+    }
+    pthread_mutex_unlock(&s->mlock);
+}
+
+void store_pub_put_locked(struct ota_published_set *set)
+{
+    if (!set || --set->ref > 0)
+        return;
+    for (size_t i = 0; i < set->n; i++)
+        free(set->v[i].rel.manifest);
+    free(set->v);
+    free(set);
+}
+
+/* After a release write (wlock held): the cached set is stale. */
+void store_pub_invalidate(struct ota_store *s)
+{
+    pthread_mutex_lock(&s->mlock);
+    s->rel_gen++;
+    if (s->pub)
+        store_pub_put_locked(s->pub);
+    s->pub = NULL;
+    pthread_mutex_unlock(&s->mlock);
+}

@@ -1,21 +1,27 @@
-/* HTTP client over plain sockets. HTTP/1.1 with Connection: close, so the
- * answer ends at EOF; Content-Length, when sent, bounds the body. */
+/* The admin commands' HTTP client over libcurl (client.h): a transfer is an
+ * easy handle whose write callback grows the response body; libcurl's
+ * failures are mapped to our errno here, with libcurl's own words. */
 #include "otasrv/client.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/sendfile.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "ota/json.h"
+struct ota_client_xfer {
+    CURL *h;
+    struct curl_slist *headers;
+    FILE *in; /* the streamed body, or NULL */
+    char *body;
+    char url[2600];
+    char errbuf[CURL_ERROR_SIZE];
+    struct ota_client_resp *resp;
+    size_t cap;
+    int nomem;
+};
 
 void ota_client_resp_free(struct ota_client_resp *r)
 {
@@ -39,169 +45,205 @@ void ota_client_urlencode(const char *s, char *buf, size_t cap)
     buf[n] = '\0';
 }
 
-static int send_all(int fd, const void *buf, size_t n)
+static size_t on_write(char *data, size_t size, size_t nmemb, void *ctx)
 {
-    const char *p = buf;
+    struct ota_client_xfer *x = ctx;
+    struct ota_client_resp *r = x->resp;
+    size_t n = size * nmemb;
 
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
+    if (r->len + n + 1 > x->cap) {
+        size_t cap = x->cap ? x->cap : 16384;
+        char *nb;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        nb = realloc(r->body, cap);
+        if (!nb) {
+            x->nomem = 1;
+            return 0; /* libcurl ends the transfer: CURLE_WRITE_ERROR */
+        }
+        r->body = nb;
+        x->cap = cap;
     }
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return n;
+}
+
+/* The failure of a transfer as our errno, with libcurl's words. */
+static int map_error(struct ota_client_xfer *x, CURLcode c, struct ota_err *err)
+{
+    const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(c);
+    int code;
+
+    switch (c) {
+    case CURLE_COULDNT_CONNECT:
+        code = ECONNREFUSED;
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        code = ETIMEDOUT;
+        break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        code = EHOSTUNREACH;
+        break;
+    case CURLE_URL_MALFORMAT:
+        code = EINVAL;
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        code = ENOMEM;
+        break;
+    default:
+        /* SEND_ERROR, RECV_ERROR, GOT_NOTHING, READ_ERROR, ... */
+        code = x->nomem ? ENOMEM : EIO;
+        break;
+    }
+    return ota_err_set(err, code, "%s: %s", x->url, detail);
+}
+
+static int add_header(struct ota_client_xfer *x, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(x->headers, line);
+
+    if (!l)
+        return -ENOMEM;
+    x->headers = l;
     return 0;
 }
 
-/* Splits "http://host[:port][/prefix]". */
-static int parse_base(const char *base, char *host, size_t hcap, char *port, size_t pcap,
-                      char *prefix, size_t xcap)
+/* The body: a JSON text, a file streamed with its size, or none. */
+static int set_body(struct ota_client_xfer *x, const struct ota_client_req *req,
+                    struct ota_err *err)
 {
-    const char *p, *slash, *colon;
+    struct stat st;
+    int r = 0;
 
-    if (strncmp(base, "http://", 7) != 0)
-        return -EINVAL;
-    p = base + 7;
-    slash = strchr(p, '/');
-    if (!slash)
-        slash = p + strlen(p);
-    colon = memchr(p, ':', (size_t)(slash - p));
-    if (*p == '[') { /* [v6]:port */
-        const char *end = memchr(p, ']', (size_t)(slash - p));
-        if (!end)
-            return -EINVAL;
-        snprintf(host, hcap, "%.*s", (int)(end - p - 1), p + 1);
-        colon = end[1] == ':' ? end + 1 : NULL;
-    } else {
-        snprintf(host, hcap, "%.*s", (int)((colon ? colon : slash) - p), p);
+    if (req->file) {
+        x->in = fopen(req->file, "rbe");
+        if (!x->in || fstat(fileno(x->in), &st) < 0)
+            return ota_err_set(err, errno, "%s: %s", req->file, strerror(errno));
+        if (curl_easy_setopt(x->h, CURLOPT_UPLOAD, 1L) != CURLE_OK ||
+            curl_easy_setopt(x->h, CURLOPT_READDATA, x->in) != CURLE_OK ||
+            curl_easy_setopt(x->h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size) != CURLE_OK)
+            return ota_err_set(err, ENOMEM, "setting up %s", x->url);
+        r = add_header(x, "Content-Type: application/octet-stream");
+    } else if (req->body || strcmp(req->method, "GET") != 0) {
+        /* a copy: the transfer may outlive req (an event loop) */
+        x->body = strdup(req->body ? req->body : "");
+        if (!x->body)
+            return ota_err_set(err, ENOMEM, "out of memory");
+        if (curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, x->body) != CURLE_OK ||
+            curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(x->body)) !=
+                CURLE_OK)
+            return ota_err_set(err, ENOMEM, "setting up %s", x->url);
+        r = add_header(x, req->body ? "Content-Type: application/json" : "Content-Type:");
     }
-    if (colon)
-        snprintf(port, pcap, "%.*s", (int)(slash - colon - 1), colon + 1);
-    else
-        snprintf(port, pcap, "80");
-    snprintf(prefix, xcap, "%s", slash);
-    while (strlen(prefix) > 0 && prefix[strlen(prefix) - 1] == '/')
-        prefix[strlen(prefix) - 1] = '\0';
-    return host[0] ? 0 : -EINVAL;
+    if (r == 0)
+        r = add_header(x, "Expect:"); /* the whole body at once, no 100-continue wait */
+    return r < 0 ? ota_err_set(err, -r, "out of memory") : 0;
+}
+
+int ota_client_xfer_new(const struct ota_client_req *req, struct ota_client_resp *resp,
+                        struct ota_client_xfer **ret, struct ota_err *err)
+{
+    struct ota_client_xfer *x;
+    size_t n;
+    int r;
+
+    if (strncmp(req->base, "http://", 7) != 0 || !req->base[7])
+        return ota_err_set(err, EINVAL, "%s: not an http://host:port URL", req->base);
+    x = calloc(1, sizeof(*x));
+    if (!x)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    snprintf(x->url, sizeof(x->url), "%s", req->base);
+    n = strlen(x->url);
+    while (n > 7 && x->url[n - 1] == '/')
+        x->url[--n] = '\0';
+    snprintf(x->url + n, sizeof(x->url) - n, "%s", req->path);
+    x->h = curl_easy_init();
+    if (!x->h) {
+        r = ota_err_set(err, ENOMEM, "cannot start libcurl");
+        goto fail;
+    }
+    if ((r = set_body(x, req, err)) < 0)
+        goto fail;
+    if (req->token) {
+        char auth[600];
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", req->token);
+        if (add_header(x, auth) < 0) {
+            r = ota_err_set(err, ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if (curl_easy_setopt(x->h, CURLOPT_URL, x->url) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, req->method) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_USERAGENT, "ota-server") != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_PROTOCOLS_STR, "http") != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK ||
+        curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x) != CURLE_OK) {
+        r = ota_err_set(err, ENOMEM, "setting up %s", x->url);
+        goto fail;
+    }
+    memset(resp, 0, sizeof(*resp));
+    x->resp = resp;
+    *ret = x;
+    return 0;
+fail:
+    ota_client_xfer_free(x);
+    return r;
+}
+
+void *ota_client_xfer_handle(struct ota_client_xfer *x)
+{
+    return x->h;
+}
+
+int ota_client_xfer_done(struct ota_client_xfer *x, int curl_result, struct ota_err *err)
+{
+    struct ota_client_resp *r = x->resp;
+    long status = 0;
+
+    if (curl_result != CURLE_OK)
+        return map_error(x, (CURLcode)curl_result, err);
+    if (curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status <= 0)
+        return ota_err_set(err, EPROTO, "%s: the answer is not HTTP", x->url);
+    if (!r->body && !(r->body = calloc(1, 1)))
+        return ota_err_set(err, ENOMEM, "out of memory");
+    r->status = (int)status;
+    return 0;
+}
+
+void ota_client_xfer_free(struct ota_client_xfer *x)
+{
+    if (!x)
+        return;
+    if (x->h)
+        curl_easy_cleanup(x->h);
+    curl_slist_free_all(x->headers);
+    if (x->in)
+        fclose(x->in);
+    free(x->body);
+    free(x);
 }
 
 int ota_client_request(const struct ota_client_req *req, struct ota_client_resp *ret,
                        struct ota_err *err)
 {
-    char host[256], port[16], prefix[512], head[2048];
-    struct addrinfo hints = {0}, *ai = NULL, *a;
-    char *buf = NULL, *hdr_end, *nb;
-    size_t len = 0, cap = 0;
-    long long body_len = 0;
-    int fd = -1, in = -1, r, status;
-    struct stat st;
+    struct ota_client_resp resp = {0};
+    struct ota_client_xfer *x = NULL;
+    int r;
 
-    if (parse_base(req->base, host, sizeof(host), port, sizeof(port), prefix, sizeof(prefix)) < 0)
-        return ota_err_set(err, EINVAL, "%s: not an http://host:port URL", req->base);
-    if (req->file) {
-        in = open(req->file, O_RDONLY | O_CLOEXEC);
-        if (in < 0 || fstat(in, &st) < 0) {
-            r = ota_err_set(err, errno, "%s: %s", req->file, strerror(errno));
-            goto out;
-        }
-        body_len = (long long)st.st_size;
-    } else if (req->body) {
-        body_len = (long long)strlen(req->body);
+    if ((r = ota_client_xfer_new(req, &resp, &x, err)) < 0)
+        return r;
+    r = ota_client_xfer_done(x, curl_easy_perform(x->h), err);
+    ota_client_xfer_free(x);
+    if (r < 0) {
+        ota_client_resp_free(&resp);
+        return r;
     }
-    hints.ai_socktype = SOCK_STREAM;
-    if ((r = getaddrinfo(host, port, &hints, &ai)) != 0) {
-        r = ota_err_set(err, EHOSTUNREACH, "%s: %s", host, gai_strerror(r));
-        goto out;
-    }
-    r = -ECONNREFUSED;
-    for (a = ai; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-            break;
-        r = -errno;
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    if (fd < 0) {
-        r = ota_err_set(err, -r, "%s:%s: %s", host, port, strerror(-r));
-        goto out;
-    }
-    snprintf(head, sizeof(head),
-             "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\nUser-Agent: ota-server\r\n"
-             "%s%s%s%s%sContent-Length: %lld\r\n\r\n",
-             req->method, prefix, req->path, host, port, req->token ? "Authorization: Bearer " : "",
-             req->token ? req->token : "", req->token ? "\r\n" : "",
-             req->body ? "Content-Type: application/json\r\n" : "",
-             req->file ? "Content-Type: application/octet-stream\r\n" : "", body_len);
-    if ((r = send_all(fd, head, strlen(head))) < 0 ||
-        (req->body && !req->file && (r = send_all(fd, req->body, strlen(req->body))) < 0)) {
-        r = ota_err_set(err, -r, "sending: %s", strerror(-r));
-        goto out;
-    }
-    if (req->file) {
-        off_t off = 0;
-        while (off < st.st_size) {
-            ssize_t w = sendfile(fd, in, &off, (size_t)(st.st_size - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                r = ota_err_set(err, errno ? errno : EIO, "sending %s: %s", req->file,
-                                strerror(errno ? errno : EIO));
-                goto out;
-            }
-        }
-    }
-    for (;;) {
-        ssize_t n;
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 16384;
-            nb = realloc(buf, cap);
-            if (!nb) {
-                r = ota_err_set(err, ENOMEM, "out of memory");
-                goto out;
-            }
-            buf = nb;
-        }
-        n = recv(fd, buf + len, cap - len - 1, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = ota_err_set(err, errno, "receiving: %s", strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    if (!buf)
-        buf = calloc(1, 1);
-    if (!buf) {
-        r = ota_err_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
-    buf[len] = '\0';
-    hdr_end = strstr(buf, "\r\n\r\n");
-    if (!hdr_end || sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-        r = ota_err_set(err, EPROTO, "%s: the answer is not HTTP", req->base);
-        goto out;
-    }
-    hdr_end += 4;
-    ret->status = status;
-    ret->len = len - (size_t)(hdr_end - buf);
-    memmove(buf, hdr_end, ret->len + 1);
-    ret->body = buf;
-    buf = NULL;
-    r = 0;
-out:
-    free(buf);
-    if (ai)
-        freeaddrinfo(ai);
-    if (fd >= 0)
-        close(fd);
-    if (in >= 0)
-        close(in);
-    return r;
+    *ret = resp;
+    return 0;
 }

@@ -144,6 +144,90 @@ static char *read_trimmed(const char *path, size_t max, struct ota_err *err)
     return text;
 }
 
+/* The manifest and its signature of a release add: read from dir's files,
+ * or the body's fields (malloc'ed into *ret_manifest, *ret_sig). On
+ * failure replies (400 / 500) and returns -EINVAL. */
+static int manifest_and_sig(struct ota_req *req, json_t *o, const char *dirarg,
+                            const char *payload_path, char **ret_manifest, char **ret_sig,
+                            enum ota_srv_result *ret)
+{
+    struct ota_err err = {0};
+    char *manifest = NULL, *sig = NULL, path[4400];
+
+    if (dirarg) {
+        if (json_object_get(o, "manifest") || json_object_get(o, "signature") || payload_path) {
+            *ret = ota_srv_reply_error(req, 400, "give dir, or manifest and signature: not both");
+            return -EINVAL;
+        }
+        snprintf(path, sizeof(path), "%s/manifest.json", dirarg);
+        manifest = read_trimmed(path, OTA_MANIFEST_MAX_BYTES, &err);
+        snprintf(path, sizeof(path), "%s/manifest.json.sig", dirarg);
+        sig = manifest ? read_trimmed(path, 1024, &err) : NULL;
+        if (!manifest || !sig) {
+            *ret = ota_srv_reply_error(req, 400, "dir: %s", err.reason);
+            goto fail;
+        }
+    } else {
+        const char *mt = json_string_value(json_object_get(o, "manifest"));
+        const char *st = json_string_value(json_object_get(o, "signature"));
+        if (!mt || !st) {
+            *ret = ota_srv_reply_error(req, 400,
+                                       "fields manifest and signature (strings) are required "
+                                       "without dir");
+            return -EINVAL;
+        }
+        manifest = strdup(mt);
+        sig = strdup(st);
+        if (!manifest || !sig) {
+            *ret = ota_srv_reply_error(req, 500, "out of memory");
+            goto fail;
+        }
+    }
+    *ret_manifest = manifest;
+    *ret_sig = sig;
+    return 0;
+fail:
+    free(manifest);
+    free(sig);
+    return -EINVAL;
+}
+
+/* A release's files in dir: the manifest, its signature, the payload's
+ * .sha256 line, each written atomically. */
+static int write_release_files(const char *dir, const struct ota_release *rel, const char *sig,
+                               struct ota_err *err)
+{
+    char line[400], path[4400];
+    int r;
+
+    snprintf(line, sizeof(line), "%s  %s\n", rel->sha256, rel->payload_name);
+    snprintf(path, sizeof(path), "%s/manifest.json", dir);
+    r = ota_fs_write_atomic(path, rel->manifest, strlen(rel->manifest), 0644, err);
+    snprintf(path, sizeof(path), "%s/manifest.json.sig", dir);
+    if (r == 0)
+        r = ota_fs_write_atomic(path, sig, strlen(sig), 0644, err);
+    snprintf(path, sizeof(path), "%s/%s.sha256", dir, rel->payload_name);
+    if (r == 0)
+        r = ota_fs_write_atomic(path, line, strlen(line), 0644, err);
+    return r;
+}
+
+/* The row of a new release (its id set) from its parsed manifest; rel
+ * borrows manifest. */
+static void release_from_manifest(struct ota_release *rel, const struct ota_manifest *m,
+                                  char *manifest, const char *sig)
+{
+    ota_strlcpy(rel->name, m->name, sizeof(rel->name));
+    ota_strlcpy(rel->version, m->version, sizeof(rel->version));
+    ota_strlcpy(rel->kind, ota_kind_names[m->kind], sizeof(rel->kind));
+    ota_strlcpy(rel->payload_name, m->payload, sizeof(rel->payload_name));
+    ota_strlcpy(rel->signature, sig, sizeof(rel->signature));
+    ota_hex_encode(m->sha256, sizeof(m->sha256), rel->sha256);
+    rel->size = m->size;
+    rel->manifest = manifest;
+    rel->created_ms = ota_srv_now_ms();
+}
+
 static enum ota_srv_result release_add(struct ota_req *req)
 {
     static const char *const keys[] = {"id",           "dir",     "manifest", "signature",
@@ -175,35 +259,8 @@ static enum ota_srv_result release_add(struct ota_req *req)
         ret = ota_srv_reply_error(req, 400, "dir, id, payload_path: strings; publish: a boolean");
         goto out;
     }
-    if (dirarg) {
-        if (json_object_get(o, "manifest") || json_object_get(o, "signature") || payload_path) {
-            ret = ota_srv_reply_error(req, 400, "give dir, or manifest and signature: not both");
-            goto out;
-        }
-        snprintf(path, sizeof(path), "%s/manifest.json", dirarg);
-        manifest = read_trimmed(path, OTA_MANIFEST_MAX_BYTES, &err);
-        snprintf(path, sizeof(path), "%s/manifest.json.sig", dirarg);
-        sig = manifest ? read_trimmed(path, 1024, &err) : NULL;
-        if (!manifest || !sig) {
-            ret = ota_srv_reply_error(req, 400, "dir: %s", err.reason);
-            goto out;
-        }
-    } else {
-        const char *mt = json_string_value(json_object_get(o, "manifest"));
-        const char *st = json_string_value(json_object_get(o, "signature"));
-        if (!mt || !st) {
-            ret = ota_srv_reply_error(req, 400,
-                                      "fields manifest and signature (strings) are required "
-                                      "without dir");
-            goto out;
-        }
-        manifest = strdup(mt);
-        sig = strdup(st);
-        if (!manifest || !sig) {
-            ret = ota_srv_reply_error(req, 500, "out of memory");
-            goto out;
-        }
-    }
+    if (manifest_and_sig(req, o, dirarg, payload_path, &manifest, &sig, &ret) < 0)
+        goto out;
     if (ota_manifest_parse(manifest, strlen(manifest), &m, &err) < 0) {
         ret = ota_srv_reply_error(req, 400, "manifest: %s", err.reason);
         goto out;
@@ -236,15 +293,7 @@ static enum ota_srv_result release_add(struct ota_req *req)
         ret = ota_srv_reply_error(req, 409, "release %s exists", rel.id);
         goto out;
     }
-    ota_strlcpy(rel.name, m.name, sizeof(rel.name));
-    ota_strlcpy(rel.version, m.version, sizeof(rel.version));
-    ota_strlcpy(rel.kind, ota_kind_names[m.kind], sizeof(rel.kind));
-    ota_strlcpy(rel.payload_name, m.payload, sizeof(rel.payload_name));
-    ota_strlcpy(rel.signature, sig, sizeof(rel.signature));
-    ota_hex_encode(m.sha256, sizeof(m.sha256), rel.sha256);
-    rel.size = m.size;
-    rel.manifest = manifest;
-    rel.created_ms = ota_srv_now_ms();
+    release_from_manifest(&rel, &m, manifest, sig);
     if (dirarg)
         snprintf(src, sizeof(src), "%s/%s", dirarg, m.payload);
     else if (payload_path)
@@ -257,21 +306,9 @@ static enum ota_srv_result release_add(struct ota_req *req)
         goto out;
     }
     made_dir = 1;
-    {
-        char line[400];
-        snprintf(line, sizeof(line), "%s  %s\n", rel.sha256, rel.payload_name);
-        snprintf(path, sizeof(path), "%s/manifest.json", dir);
-        r = ota_fs_write_atomic(path, manifest, strlen(manifest), 0644, &err);
-        snprintf(path, sizeof(path), "%s/manifest.json.sig", dir);
-        if (r == 0)
-            r = ota_fs_write_atomic(path, sig, strlen(sig), 0644, &err);
-        snprintf(path, sizeof(path), "%s/%s.sha256", dir, rel.payload_name);
-        if (r == 0)
-            r = ota_fs_write_atomic(path, line, strlen(line), 0644, &err);
-        if (r < 0) {
-            ret = ota_srv_reply_error(req, 500, "%s", err.reason);
-            goto out;
-        }
+    if (write_release_files(dir, &rel, sig, &err) < 0) {
+        ret = ota_srv_reply_error(req, 500, "%s", err.reason);
+        goto out;
     }
     if (src[0]) {
         snprintf(path, sizeof(path), "%s/%s", dir, rel.payload_name);

@@ -646,15 +646,71 @@ void ota_server_stop(struct ota_srv *srv)
     free(srv);
 }
 
-int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, struct ota_err *err)
+/* Starts the daemon on cfg.listen:cfg.port (TLS when configured) and sets
+ * srv->daemon and srv->port. */
+static int start_daemon(struct ota_srv *srv, struct ota_err *err)
 {
-    struct ota_srv *srv = calloc(1, sizeof(*srv));
     struct sockaddr_in sin;
     struct sockaddr_in6 sin6;
     struct sockaddr *sa;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     const union MHD_DaemonInfo *info;
     struct MHD_Daemon *d;
+    size_t n;
+    int r;
+
+    memset(&sin, 0, sizeof(sin));
+    memset(&sin6, 0, sizeof(sin6));
+    if (inet_pton(AF_INET, srv->cfg.listen, &sin.sin_addr) == 1) {
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(srv->cfg.port);
+        sa = (struct sockaddr *)&sin;
+    } else if (inet_pton(AF_INET6, srv->cfg.listen, &sin6.sin6_addr) == 1) {
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(srv->cfg.port);
+        sa = (struct sockaddr *)&sin6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        return ota_err_set(err, EINVAL, "--listen %s: not an IPv4 or IPv6 address",
+                           srv->cfg.listen);
+    }
+    if (srv->cfg.tls_cert || srv->cfg.tls_key) {
+        if (!srv->cfg.tls_cert || !srv->cfg.tls_key)
+            return ota_err_set(err, EINVAL, "TLS needs both --tls-cert and --tls-key");
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+            return ota_err_set(err, ENOTSUP, "this libmicrohttpd has no TLS support");
+        if ((r = ota_fs_read_all(srv->cfg.tls_cert, 1 << 20, &srv->tls_cert_pem, &n, err)) < 0 ||
+            (r = ota_fs_read_all(srv->cfg.tls_key, 1 << 20, &srv->tls_key_pem, &n, err)) < 0)
+            return r;
+        flags |= MHD_USE_TLS;
+        srv->tls = 1;
+    }
+
+    if (srv->tls)
+        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
+                             MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                             MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
+                             16384u, MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem,
+                             MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key_pem, MHD_OPTION_END);
+    else
+        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
+                             MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                             MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
+                             16384u, MHD_OPTION_END);
+    srv->daemon = (struct ota_daemon *)d;
+    if (!d)
+        return ota_err_set(err, EADDRINUSE, "cannot listen on %s:%u (in use, or bad TLS files?)",
+                           srv->cfg.listen, srv->cfg.port);
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : srv->cfg.port;
+    return 0;
+}
+
+int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, struct ota_err *err)
+{
+    struct ota_srv *srv = calloc(1, sizeof(*srv));
     size_t n;
     int r;
 
@@ -710,58 +766,8 @@ int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, str
         }
     }
 
-    memset(&sin, 0, sizeof(sin));
-    memset(&sin6, 0, sizeof(sin6));
-    if (inet_pton(AF_INET, srv->cfg.listen, &sin.sin_addr) == 1) {
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons(srv->cfg.port);
-        sa = (struct sockaddr *)&sin;
-    } else if (inet_pton(AF_INET6, srv->cfg.listen, &sin6.sin6_addr) == 1) {
-        sin6.sin6_family = AF_INET6;
-        sin6.sin6_port = htons(srv->cfg.port);
-        sa = (struct sockaddr *)&sin6;
-        flags |= MHD_USE_IPv6;
-    } else {
-        r = ota_err_set(err, EINVAL, "--listen %s: not an IPv4 or IPv6 address", srv->cfg.listen);
+    if ((r = start_daemon(srv, err)) < 0)
         goto fail;
-    }
-    if (srv->cfg.tls_cert || srv->cfg.tls_key) {
-        if (!srv->cfg.tls_cert || !srv->cfg.tls_key) {
-            r = ota_err_set(err, EINVAL, "TLS needs both --tls-cert and --tls-key");
-            goto fail;
-        }
-        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-            r = ota_err_set(err, ENOTSUP, "this libmicrohttpd has no TLS support");
-            goto fail;
-        }
-        if ((r = ota_fs_read_all(srv->cfg.tls_cert, 1 << 20, &srv->tls_cert_pem, &n, err)) < 0 ||
-            (r = ota_fs_read_all(srv->cfg.tls_key, 1 << 20, &srv->tls_key_pem, &n, err)) < 0)
-            goto fail;
-        flags |= MHD_USE_TLS;
-        srv->tls = 1;
-    }
-
-    if (srv->tls)
-        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
-                             MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                             MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-                             16384u, MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem,
-                             MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key_pem, MHD_OPTION_END);
-    else
-        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
-                             MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                             MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-                             16384u, MHD_OPTION_END);
-    srv->daemon = (struct ota_daemon *)d;
-    if (!d) {
-        r = ota_err_set(err, EADDRINUSE, "cannot listen on %s:%u (in use, or bad TLS files?)",
-                        srv->cfg.listen, srv->cfg.port);
-        goto fail;
-    }
-    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info ? info->port : srv->cfg.port;
     if (srv->cfg.port_file) {
         char text[16];
         snprintf(text, sizeof(text), "%u\n", srv->port);

@@ -1,6 +1,6 @@
 /* The HTTP server: the daemon, the request context every handler gets, the
  * router, and our own request/response API for the handlers. server.c is the
- * only file that knows libmicrohttpd: handlers see a struct ota_req (method,
+ * only file that knows the HTTP library: handlers see a struct ota_req (method,
  * path, headers, query, body) and build a struct ota_resp (a JSON, buffer,
  * file or streamed body plus headers) that ota_srv_reply() queues. Every
  * answer carries X-Request-Id; every 4xx/5xx carries the JSON body

@@ -1,7 +1,6 @@
 /* Cheaper trial steps (contract: otasim/fast.h). */
 #include "otasim/fast.h"
 
-#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +57,7 @@ void otasim_prefork_init(void)
     /* libcurl's global setup (OpenSSL's SSL library, its config file) and
      * OpenSSL's digest lookup, done once here instead of in every trial:
      * each trial is a fork of this process */
-    ota_ignore((int)curl_global_init(CURL_GLOBAL_DEFAULT));
+    otasim_http_global_init();
     h = ota_sha256_new();
     if (h) {
         ota_ignore(ota_sha256_update(h, "", 0));

@@ -121,6 +121,11 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
     return k;
 }
 
+void otasim_http_global_init(void)
+{
+    ota_ignore((int)curl_global_init(CURL_GLOBAL_DEFAULT));
+}
+
 static int admin_call(const struct otasim_server *s, const char *method, const char *path,
                       const char *body, char **ret, struct ota_err *err)
 {

@@ -96,6 +96,9 @@ int otasim_server_put_faults(const struct otasim_server *s, const char *json,
 int otasim_server_get(const struct otasim_server *s, const char *path, char **ret,
                       struct ota_err *err) OTA_MUST;
 void otasim_server_stop(struct otasim_server *s);
+/* libcurl's one-time global setup (srvproc.c is the simulator's libcurl
+ * adapter), for a process that forks workers that will talk to the server. */
+void otasim_http_global_init(void);
 
 /* ---- a trial and its result (trial.c, invariants.c) ------------------- */
 /* not-run: the agent under test lacks what the trial needs (a fault-point

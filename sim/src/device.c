@@ -150,6 +150,7 @@ static int write_config(struct otasim_device *d, struct ota_err *err)
 int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
                          struct otasim_trial *tr, struct ota_err *err)
 {
+    int r;
     const struct otasim_scenario *sc = tr->sc;
     const struct otasim_release *fac = otasim_scenario_factory(sc);
     const struct otasim_built *fb = &tr->built[fac - sc->rel];
@@ -166,8 +167,8 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     snprintf(d->config, sizeof(d->config), "%s/etc/ota-agent.conf", d->root);
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", d->root, dirs[i]);
-        if (ota_fs_mkdirs(p, err) < 0)
-            return -EIO;
+        if ((r = ota_fs_mkdirs(p, err)) < 0)
+            return r;
     }
     /* the factory app in slot a, current -> a */
     if (sc->profile == OTASIM_PROFILE_APP) {
@@ -177,18 +178,18 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         snprintf(dst, sizeof(dst), "%s/opt/app/a", d->root);
         const char *cp[] = {"cp", "-a", src, dst, NULL};
         if (!otasim_baseline()) {
-            if (otasim_copy_tree(fb->ref_tree, dst, err) < 0)
-                return -EIO;
-        } else if (otasim_run(cp, NULL, 30000, NULL, NULL, &st, err) < 0)
-            return -EIO;
+            if ((r = otasim_copy_tree(fb->ref_tree, dst, err)) < 0)
+                return r;
+        } else if ((r = otasim_run(cp, NULL, 30000, NULL, NULL, &st, err)) < 0)
+            return r;
         if (st != 0)
             return ota_err_set(err, EIO, "cp -a %s %s: exit %d", src, dst, st);
     } else {
         /* A rootfs device still runs the demo app: the factory build. */
         char src[PATH_MAX + 8], dst[PATH_MAX + 16];
         snprintf(dst, sizeof(dst), "%s/opt/app/a/bin", d->root);
-        if (ota_fs_mkdirs(dst, err) < 0)
-            return -EIO;
+        if ((r = ota_fs_mkdirs(dst, err)) < 0)
+            return r;
         snprintf(src, sizeof(src), "%s/video-app", t->app_dir);
         snprintf(dst, sizeof(dst), "%s/opt/app/a/bin/video-app", d->root);
         if (symlink(src, dst) < 0)
@@ -202,11 +203,11 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         return ota_err_set(err, EADDRNOTAVAIL, "no free port");
     snprintf(port, sizeof(port), "%d\n", d->app_port);
     snprintf(p, sizeof(p), "%s/run/app.port", d->root);
-    if (put_file(p, port, err) < 0)
-        return -EIO;
+    if ((r = put_file(p, port, err)) < 0)
+        return r;
     snprintf(d->faketime_file, sizeof(d->faketime_file), "%s/.sim/faketime", d->root);
-    if (faketime_write(d, err) < 0)
-        return -EIO;
+    if ((r = faketime_write(d, err)) < 0)
+        return r;
     if (sc->profile == OTASIM_PROFILE_ROOTFS) {
         static const char *const vars[] = {OTA_ENV_BOOT_PART "=" OTA_ENV_SLOT_A,
                                            OTA_ENV_BOOTCOUNT "=0",
@@ -217,14 +218,14 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
             snprintf(d->part[s], sizeof(d->part[s]), "%s/disks/root%c", d->root, "AB"[s]);
         if (strcmp(fac->format, "raw") != 0)
             return ota_err_set(err, EINVAL, "a factory rootfs must be format raw");
-        if (sized_copy(fb->payload, d->part[0], OTASIM_PART_SIZE, err) < 0 ||
-            sized_copy(sc->slot_b_factory ? fb->payload : NULL, d->part[1], OTASIM_PART_SIZE, err) <
-                0)
-            return -EIO;
+        if ((r = sized_copy(fb->payload, d->part[0], OTASIM_PART_SIZE, err)) < 0 ||
+            (r = sized_copy(sc->slot_b_factory ? fb->payload : NULL, d->part[1], OTASIM_PART_SIZE,
+                            err)) < 0)
+            return r;
         snprintf(envfile, sizeof(envfile), "%s/boot/uboot.env", d->root);
         snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
-        if (otasim_bootenv_create(envfile, d->env_config, vars, 5, err) < 0)
-            return -EIO;
+        if ((r = otasim_bootenv_create(envfile, d->env_config, vars, 5, err)) < 0)
+            return r;
         for (size_t i = 0; i < sc->n_rel; i++) {
             struct otasim_image *im = &d->images[d->n_images++];
             ota_strlcpy(im->version, sc->rel[i].version, sizeof(im->version));
@@ -240,8 +241,8 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         d->boot.n_images = d->n_images;
         d->boot.max_boots = 16;
     }
-    if (otasim_proxy_start(tr->srv->port, &d->proxy, err) < 0)
-        return -EIO;
+    if ((r = otasim_proxy_start(tr->srv->port, &d->proxy, err)) < 0)
+        return r;
     return write_config(d, err);
 }
 
@@ -259,6 +260,7 @@ static int svc(struct otasim_device *d, const char *cmd, int *ret_status, struct
 
 int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
 {
+    int r;
     const char *init[] = {"sleep", "1000000", NULL};
     char p[PATH_MAX + 32];
     int st = 0;
@@ -268,8 +270,8 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
     d->boot_failed = 0;
     if (d->tr->sc->profile == OTASIM_PROFILE_ROOTFS) {
         struct otasim_boot_result br;
-        if (otasim_boot(&d->boot, &br, err) < 0)
-            return -EIO;
+        if ((r = otasim_boot(&d->boot, &br, err)) < 0)
+            return r;
         if (br.outcome != OTASIM_BOOT_OK) {
             d->boot_failed = 1;
             d->booted_slot = -1;
@@ -281,17 +283,17 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
             if (d->images[i].unhealthy && strcmp(d->images[i].version, br.version) == 0)
                 unhealthy = 1;
         snprintf(p, sizeof(p), "%s/run/booted", d->root);
-        if (put_file(p, br.slot ? "b\n" : "a\n", err) < 0)
-            return -EIO;
+        if ((r = put_file(p, br.slot ? "b\n" : "a\n", err)) < 0)
+            return r;
     }
     snprintf(p, sizeof(p), "%s/run/reboot-requested", d->root);
     unlink(p);
     if (otasim_spawn_leader(d->tools, &d->pgid) != 0 &&
-        otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err) < 0)
-        return -EIO;
+        (r = otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err)) < 0)
+        return r;
     /* an unhealthy rootfs boots, but its service never comes up */
-    if (!unhealthy && svc(d, "start", &st, err) < 0)
-        return -EIO;
+    if (!unhealthy && (r = svc(d, "start", &st, err)) < 0)
+        return r;
     /* An app that does not start is for the agent (and the invariants) to see. */
     return 0;
 }
@@ -495,8 +497,8 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
     env[k] = NULL;
 #undef ENV
     const char *argv[] = {t->agent, "--config", d->config, "update", NULL};
-    if (otasim_spawn(argv, env, d->pgid, outpath, NULL, &errfd, &pid, err) < 0)
-        return -EIO;
+    if ((r = otasim_spawn(argv, env, d->pgid, outpath, NULL, &errfd, &pid, err)) < 0)
+        return r;
     logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (f && is_live(f->kind) && f->trigger.kind == OTASIM_TRIGGER_NONE && !d->tr->fired)
         live_fault(d, f, &part_until);

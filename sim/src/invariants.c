@@ -200,6 +200,7 @@ static int copy_file(const char *from, const char *to, struct ota_err *err)
 int otasim_inv_copy_db(const char *db, const char *dir, char *ret_copy, size_t cap,
                        struct ota_err *err)
 {
+    int r;
     /* the -wal holds committed transactions not yet in the main file; a
      * -journal (rollback mode) what a hot rollback would restore */
     static const char *const sfx[] = {"", "-wal", "-journal", "-shm"};
@@ -209,8 +210,8 @@ int otasim_inv_copy_db(const char *db, const char *dir, char *ret_copy, size_t c
     ret_copy[0] = '\0';
     if (access(db, F_OK) != 0)
         return ota_err_set(err, ENOENT, "%s does not exist", db);
-    if (ota_fs_mkdirs(dir, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_mkdirs(dir, err)) < 0)
+        return r;
     for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
         snprintf(src, sizeof(src), "%s%s", db, sfx[i]);
         snprintf(dst, sizeof(dst), "%s/%s%s", dir, base, sfx[i]);
@@ -219,8 +220,8 @@ int otasim_inv_copy_db(const char *db, const char *dir, char *ret_copy, size_t c
         /* the -shm is an index SQLite rebuilds from the -wal: not copied */
         if (i == 3 || access(src, F_OK) != 0)
             continue;
-        if (copy_file(src, dst, err) < 0)
-            return -EIO;
+        if ((r = copy_file(src, dst, err)) < 0)
+            return r;
     }
     if ((size_t)snprintf(ret_copy, cap, "%s/%s", dir, base) >= cap)
         return ota_err_set(err, ENAMETOOLONG, "%s/%s: too long", dir, base);
@@ -962,6 +963,7 @@ int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_in
                             size_t n_passes, const struct otasim_settle *settle,
                             const char *env_before, size_t env_before_len, struct ota_err *err)
 {
+    int r;
     static const invariant_fn all[] = {
         otasim_inv_settled,
         otasim_inv_fault_fired,
@@ -981,10 +983,10 @@ int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_in
     struct otasim_inv_view v;
 
     tr->n_checks = 0;
-    if (otasim_inv_view_load(d, passes, n_passes, settle, env_before, env_before_len, &v, err) <
-        0) {
+    if ((r = otasim_inv_view_load(d, passes, n_passes, settle, env_before, env_before_len, &v,
+                                  err)) < 0) {
         otasim_inv_view_free(&v);
-        return -EIO;
+        return r;
     }
     ota_strlcpy(tr->final_state, v.state, sizeof(tr->final_state));
     ota_strlcpy(tr->final_version, db_version(&v), sizeof(tr->final_version));

@@ -127,10 +127,11 @@ static void kernel_args(const struct otasim_trial *tr, const struct otasim_fault
 static int run_tool(const char *log, const char *const *argv, char **ret, int max_ok,
                     struct ota_err *err)
 {
+    int r;
     int st = 0;
 
-    if (otasim_run(argv, NULL, 120000, ret, log, &st, err) < 0)
-        return -EIO;
+    if ((r = otasim_run(argv, NULL, 120000, ret, log, &st, err)) < 0)
+        return r;
     if (st > max_ok) {
         if (ret) {
             free(*ret);
@@ -196,8 +197,8 @@ static int provision(struct otasim_qemu *q, const char *version, const char *age
     int r = -EIO;
 
     snprintf(part, sizeof(part), "%s/rootA.ext4", q->dir);
-    if (otasim_qemu_part_read(q, OTASIM_QPART_ROOTA, part, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_part_read(q, OTASIM_QPART_ROOTA, part, err)) < 0)
+        return r;
     if (version) {
         snprintf(marker, sizeof(marker), "%s/ota-release", q->dir);
         snprintf(text, sizeof(text), "version=%s\n", version);
@@ -294,10 +295,11 @@ static int on_line(struct otasim_trial *tr, struct otasim_device *d, struct watc
 static int start(struct otasim_qemu *q, struct otasim_trial *tr, const char *args,
                  struct ota_err *err)
 {
+    int r;
     size_t n = strlen(tr->logs);
 
-    if (otasim_qemu_start(q, args, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_start(q, args, err)) < 0)
+        return r;
     if (n + strlen(q->log) + 2 < sizeof(tr->logs))
         snprintf(tr->logs + n, sizeof(tr->logs) - n, "%s\n", q->log);
     return 0;
@@ -350,6 +352,7 @@ static void probe_app(struct otasim_device *d)
 static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct otasim_device *d,
                      struct ota_err *err)
 {
+    int r;
     const struct otasim_scenario *sc = d->tr->sc;
     char p[PATH_MAX + 64], img[PATH_MAX + 64], env[PATH_MAX + 64], conf[4096], req[PATH_MAX + 96];
     static const char *const dirs[] = {"opt", "var/lib/ota", "boot", "etc", "disks", "run", ".sim"};
@@ -357,14 +360,14 @@ static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct
 
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", d->root, dirs[i]);
-        if (ota_fs_mkdirs(p, err) < 0)
-            return -EIO;
+        if ((r = ota_fs_mkdirs(p, err)) < 0)
+            return r;
     }
     snprintf(img, sizeof(img), "%s/data.ext4", q->dir);
     snprintf(req, sizeof(req), "rdump / %s/var/lib/ota", d->root);
-    if (otasim_qemu_part_read(q, OTASIM_QPART_DATA, img, err) < 0 ||
-        replay_journal(q, img, err) < 0 || debugfs(q, req, img, NULL, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_part_read(q, OTASIM_QPART_DATA, img, err)) < 0 ||
+        (r = replay_journal(q, img, err)) < 0 || (r = debugfs(q, req, img, NULL, err)) < 0)
+        return r;
     unlink(img);
     snprintf(p, sizeof(p), "%s/var/lib/ota/lost+found", d->root);
     ota_ignore(ota_fs_remove_tree(p, NULL));
@@ -372,28 +375,29 @@ static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct
         snprintf(d->part[s], sizeof(d->part[s]), "%s/disks/root%c", d->root, "AB"[s]);
         if (!rootfs && s == 1)
             continue;
-        if (otasim_qemu_part_read(q, s ? OTASIM_QPART_ROOTB : OTASIM_QPART_ROOTA, d->part[s], err) <
-            0)
-            return -EIO;
+        if ((r = otasim_qemu_part_read(q, s ? OTASIM_QPART_ROOTB : OTASIM_QPART_ROOTA, d->part[s],
+                                       err)) < 0)
+            return r;
         /* rootB of a failed install may hold no file system at all */
-        if (replay_journal(q, d->part[s], s == 0 ? err : NULL) < 0 && s == 0)
-            return -EIO;
+        r = replay_journal(q, d->part[s], s == 0 ? err : NULL);
+        if (r < 0 && s == 0)
+            return r;
         if (rootfs)
             slot_version(q, d->part[s], d->slot_version[s], sizeof(d->slot_version[s]));
     }
     snprintf(req, sizeof(req), "rdump /opt/app %s/opt", d->root);
-    if (debugfs(q, req, d->part[0], NULL, err) < 0)
-        return -EIO;
+    if ((r = debugfs(q, req, d->part[0], NULL, err)) < 0)
+        return r;
     if (!rootfs)
         unlink(d->part[0]); /* 256 MiB: the app tree is what counts */
     snprintf(env, sizeof(env), "%s/boot/uboot.env", d->root);
     snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
-    if (otasim_qemu_env_fetch(q, env, d->env_config, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_env_fetch(q, env, d->env_config, err)) < 0)
+        return r;
     snprintf(p, sizeof(p), "%s/run/booted", d->root);
     snprintf(req, sizeof(req), "ota.slot=%c\n", d->booted_slot == 1 ? 'b' : 'a');
-    if (ota_fs_write_atomic(p, req, strlen(req), 0644, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_write_atomic(p, req, strlen(req), 0644, err)) < 0)
+        return r;
     snprintf(conf, sizeof(conf),
              "[agent]\nsource = %s\nserver = http://127.0.0.1:9\nrepo = sim/video-app\n"
              "device_id = %s\ndevice_type = %s\npublic_key = %s/release-key.pub\n"
@@ -441,15 +445,16 @@ static void snap_dir(const struct otasim_tools *t, const struct otasim_trial *tr
 static int snap_server(const struct otasim_tools *t, const struct otasim_trial *tr, const char *dir,
                        struct otasim_server *srv, struct ota_err *err)
 {
-    if (otasim_server_start(t, dir, srv, err) < 0)
-        return -EIO;
+    int r;
+    if ((r = otasim_server_start(t, dir, srv, err)) < 0)
+        return r;
     for (size_t i = 0; i < tr->sc->n_rel; i++) {
         char out[PATH_MAX + 8];
         if (tr->sc->rel[i].factory)
             continue;
         snprintf(out, sizeof(out), "%s/out", tr->built[i].dir);
-        if (otasim_server_add_release(t, srv, out, tr->sc->rel[i].publish, err) < 0)
-            return -EIO;
+        if ((r = otasim_server_add_release(t, srv, out, tr->sc->rel[i].publish, err)) < 0)
+            return r;
     }
     return 0;
 }
@@ -457,6 +462,7 @@ static int snap_server(const struct otasim_tools *t, const struct otasim_trial *
 /* The server of srv_dir as it is now, into dst (a server dir). */
 static int copy_server(const char *srv_dir, const char *dst, struct ota_err *err)
 {
+    int r;
     char db[PATH_MAX + 16], cmd[PATH_MAX + 32], data[PATH_MAX + 16], ddata[PATH_MAX + 16];
 
     snprintf(db, sizeof(db), "%s/server.db", srv_dir);
@@ -465,9 +471,9 @@ static int copy_server(const char *srv_dir, const char *dst, struct ota_err *err
     snprintf(ddata, sizeof(ddata), "%s/data", dst);
     const char *backup[] = {"sqlite3", db, cmd, NULL};
     const char *link[] = {"cp", "-al", data, ddata, NULL};
-    if (ota_fs_mkdirs(dst, err) < 0 || run_tool(NULL, backup, NULL, 0, err) < 0 ||
-        run_tool(NULL, link, NULL, 0, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_mkdirs(dst, err)) < 0 || (r = run_tool(NULL, backup, NULL, 0, err)) < 0 ||
+        (r = run_tool(NULL, link, NULL, 0, err)) < 0)
+        return r;
     return 0;
 }
 
@@ -567,14 +573,14 @@ static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, c
 
     snap_dir(t, tr, sdir, sizeof(sdir));
     snprintf(p, sizeof(p), "%s.lock", sdir);
-    if (ota_fs_mkdirs(t->work, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_mkdirs(t->work, err)) < 0)
+        return r;
     {
         char parent[PATH_MAX];
         ota_strlcpy(parent, sdir, sizeof(parent));
         *strrchr(parent, '/') = '\0';
-        if (ota_fs_mkdirs(parent, err) < 0)
-            return -EIO;
+        if ((r = ota_fs_mkdirs(parent, err)) < 0)
+            return r;
     }
     fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || flock(fd, LOCK_EX) < 0) {
@@ -636,16 +642,16 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     snprintf(d.root, sizeof(d.root), "%s/disk", tr->dir);
     snprintf(d.config, sizeof(d.config), "%s/etc/ota-agent.conf", d.root);
     snprintf(qdir, sizeof(qdir), "%s/qemu", tr->dir);
-    if (otasim_qemu_supports(sc, &tr->fault, err) < 0)
-        return -ENOTSUP;
-    if (otasim_qemu_image_open(t->image_dir, &im, err) < 0 ||
-        ota_fs_remove_tree(tr->dir, err) < 0 || ota_fs_mkdirs(tr->dir, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_supports(sc, &tr->fault, err)) < 0)
+        return r;
+    if ((r = otasim_qemu_image_open(t->image_dir, &im, err)) < 0 ||
+        (r = ota_fs_remove_tree(tr->dir, err)) < 0 || (r = ota_fs_mkdirs(tr->dir, err)) < 0)
+        return r;
     if (snap) {
         /* the power cut happened in the recording: boot what it left */
         char p[PATH_MAX + 16];
-        if (snap_prepare(t, tr, frozen, state, sizeof(state), &fired, err) < 0)
-            return -EIO;
+        if ((r = snap_prepare(t, tr, frozen, state, sizeof(state), &fired, err)) < 0)
+            return r;
         if (!fired) {
             tr->outcome = OTASIM_FAIL;
             tr->n_checks = 1;
@@ -663,9 +669,10 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
         snprintf(db_dst, sizeof(db_dst), "%s/server.db", p);
         const char *cp[] = {"cp", "-al", state, p, NULL};
         const char *cpdb[] = {"cp", "--remove-destination", db_src, db_dst, NULL};
-        if (run_tool(NULL, cp, NULL, 0, err) < 0 || run_tool(NULL, cpdb, NULL, 0, err) < 0 ||
-            otasim_server_start(t, p, &own, err) < 0)
-            return -EIO;
+        if ((r = run_tool(NULL, cp, NULL, 0, err)) < 0 ||
+            (r = run_tool(NULL, cpdb, NULL, 0, err)) < 0 ||
+            (r = otasim_server_start(t, p, &own, err)) < 0)
+            return r;
         tr->srv = &own;
         w.fired = 1;
         w.fault_ms = otasim_now_ms();

@@ -63,6 +63,7 @@ struct otasim_runner {
 int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts *o,
                       struct otasim_runner **ret, struct ota_err *err)
 {
+    int rc;
     struct otasim_runner *r = calloc(1, sizeof(*r));
 
     if (!r)
@@ -90,10 +91,10 @@ int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts
         }
     }
     otasim_prefork_init();
-    if (otasim_zygote_start(t, err) < 0) {
+    if ((rc = otasim_zygote_start(t, err)) < 0) {
         rmdir(r->run_dir);
         free(r);
-        return -EIO;
+        return rc;
     }
     *ret = r;
     return 0;
@@ -188,15 +189,16 @@ static struct rcase *new_case(struct otasim_runner *r, size_t scen, const struct
 
 static int ensure_built(struct otasim_runner *r, struct scen *s, struct ota_err *err)
 {
+    int rc;
     char priv[PATH_MAX], rogue[PATH_MAX];
 
     if (s->built_ok)
         return 0;
-    if (otasim_keys(&r->t, priv, s->pub, rogue, sizeof(priv), err) < 0)
-        return -EIO;
+    if ((rc = otasim_keys(&r->t, priv, s->pub, rogue, sizeof(priv), err)) < 0)
+        return ota_err_prefix(err, rc, "release keys");
     for (size_t i = 0; i < s->sc.n_rel; i++)
-        if (otasim_build_release(&r->t, &s->sc, &s->sc.rel[i], &s->built[i], err) < 0)
-            return -EIO;
+        if ((rc = otasim_build_release(&r->t, &s->sc, &s->sc.rel[i], &s->built[i], err)) < 0)
+            return ota_err_prefix(err, rc, "release %s", s->sc.rel[i].version);
     s->built_ok = 1;
     return 0;
 }
@@ -242,16 +244,17 @@ static int put_plan(struct otasim_runner *r, size_t si, struct ota_err *err)
 
 static int ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err)
 {
+    int rc;
     struct scen *s = &r->scens[si];
     char dir[PATH_MAX + 64];
 
     if (s->srv_up)
         return 0;
-    if (ensure_built(r, s, err) < 0)
-        return -EIO;
+    if ((rc = ensure_built(r, s, err)) < 0)
+        return rc;
     snprintf(dir, sizeof(dir), "%s/server-%zu", r->run_dir, si);
-    if (otasim_server_start(&r->t, dir, &s->srv, err) < 0)
-        return -EIO;
+    if ((rc = otasim_server_start(&r->t, dir, &s->srv, err)) < 0)
+        return rc;
     s->srv_up = 1;
     for (size_t i = 0; i < s->sc.n_rel; i++) {
         const struct otasim_release *rel = &s->sc.rel[i];
@@ -259,11 +262,11 @@ static int ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err
         if (rel->factory)
             continue;
         snprintf(out, sizeof(out), "%s/out", s->built[i].dir);
-        if (otasim_server_add_release(&r->t, &s->srv, out, rel->publish, err) < 0)
-            return -EIO;
+        if ((rc = otasim_server_add_release(&r->t, &s->srv, out, rel->publish, err)) < 0)
+            return rc;
     }
-    if (s->sc.server_faults && put_plan(r, si, err) < 0)
-        return -EIO;
+    if (s->sc.server_faults && (rc = put_plan(r, si, err)) < 0)
+        return rc;
     return 0;
 }
 
@@ -350,8 +353,8 @@ static int recording(struct otasim_runner *r, size_t si, struct otasim_recording
         char dir[PATH_MAX + 64];
         struct rcase tmpc;
         memset(&tmpc, 0, sizeof(tmpc));
-        if (ensure_server(r, si, err) < 0)
-            return -EIO;
+        if ((rc = ensure_server(r, si, err)) < 0)
+            return rc;
         memset(&tr, 0, sizeof(tr));
         tr.sc = &s->sc;
         tr.seed = r->o.seed;
@@ -536,7 +539,7 @@ static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
         if (rc == OTASIM_RECORD_FAILED)
             return recording_failed(r, si, &f, prefix, &failed, err);
         if (rc < 0)
-            return -EIO;
+            return rc;
         for (uint64_t n = 1; n <= rec.calls; n++) {
             struct otasim_fault g = f;
             struct rcase *c;
@@ -575,6 +578,7 @@ static void apply_crash_opts(const struct otasim_runner *r, struct otasim_fault 
 int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
                       const struct otasim_fault *override, struct ota_err *err)
 {
+    int rc;
     struct scen *n = realloc(r->scens, (r->n_scens + 1) * sizeof(*n));
 
     if (!n)
@@ -591,8 +595,8 @@ int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
     apply_crash_opts(r, &n[r->n_scens].sc.fault);
     memset(sc, 0, sizeof(*sc));
     r->n_scens++;
-    if (ota_fs_mkdirs(r->run_dir, err) < 0)
-        return -EIO;
+    if ((rc = ota_fs_mkdirs(r->run_dir, err)) < 0)
+        return rc;
     return expand(r, r->n_scens - 1, err);
 }
 
@@ -658,6 +662,7 @@ static int keys_in(const json_t *o, const char *where, const char *const *allowe
 static int matrix_expect(const json_t *e, const char *path, size_t i, struct otasim_scenario *sc,
                          struct ota_err *err)
 {
+    int r;
     static const char *const ukeys[] = {"found", "expect", "why", NULL};
     struct otasim_expect *x = &sc->expect;
     const char *what = json_string_value(json_object_get(e, "expect"));
@@ -668,9 +673,9 @@ static int matrix_expect(const json_t *e, const char *path, size_t i, struct ota
 
     memset(x, 0, sizeof(*x));
     snprintf(where, sizeof(where), "%s: matrix[%zu].expect", path, i);
-    if (outcome_of(what, sc, where, x->version, sizeof(x->version), x->slot, sizeof(x->slot),
-                   &x->report, err) < 0)
-        return -EINVAL;
+    if ((r = outcome_of(what, sc, where, x->version, sizeof(x->version), x->slot, sizeof(x->slot),
+                        &x->report, err)) < 0)
+        return r;
     if (strcmp(what, "invariants") == 0 && (!why || !*why))
         return ota_err_set(err, EINVAL, "%s: invariants only: say why (why: ...)", where);
     if (unless && (!json_is_array(unless) || json_array_size(unless) > OTASIM_MAX_UNLESS))
@@ -683,8 +688,8 @@ static int matrix_expect(const json_t *e, const char *path, size_t i, struct ota
         const char *uwhy = json_string_value(json_object_get(u, "why"));
         size_t si;
         snprintf(where, sizeof(where), "%s: matrix[%zu].unless[%zu]", path, i, ui);
-        if (keys_in(u, where, ukeys, err) < 0)
-            return -EINVAL;
+        if ((r = keys_in(u, where, ukeys, err)) < 0)
+            return r;
         if (!json_is_array(found) || json_array_size(found) < 1 ||
             json_array_size(found) > sizeof(xu->found) / sizeof(xu->found[0]))
             return ota_err_set(err, EINVAL, "%s.found: a list of 1..%zu states", where,
@@ -706,9 +711,9 @@ static int matrix_expect(const json_t *e, const char *path, size_t i, struct ota
         }
         xu->n_found = json_array_size(found);
         ota_strlcpy(xu->why, uwhy, sizeof(xu->why));
-        if (outcome_of(json_string_value(json_object_get(u, "expect")), sc, where, xu->version,
-                       sizeof(xu->version), xu->slot, sizeof(xu->slot), &xu->report, err) < 0)
-            return -EINVAL;
+        if ((r = outcome_of(json_string_value(json_object_get(u, "expect")), sc, where, xu->version,
+                            sizeof(xu->version), xu->slot, sizeof(xu->slot), &xu->report, err)) < 0)
+            return r;
         x->n_unless = ui + 1;
     }
     return 0;

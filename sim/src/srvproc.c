@@ -18,6 +18,7 @@
 int otasim_server_start(const struct otasim_tools *t, const char *dir, struct otasim_server *ret,
                         struct ota_err *err)
 {
+    int r;
     struct otasim_server s;
     char portfile[PATH_MAX + 16], db[PATH_MAX + 16], data[PATH_MAX + 16], log[PATH_MAX + 16];
     char *text = NULL;
@@ -32,8 +33,8 @@ int otasim_server_start(const struct otasim_tools *t, const char *dir, struct ot
     snprintf(db, sizeof(db), "%s/server.db", dir);
     snprintf(data, sizeof(data), "%s/data", dir);
     snprintf(log, sizeof(log), "%s/server.log", dir);
-    if (ota_fs_mkdirs(dir, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_mkdirs(dir, err)) < 0)
+        return r;
     unlink(portfile);
     const char *argv[] = {t->server,
                           "serve",
@@ -54,8 +55,8 @@ int otasim_server_start(const struct otasim_tools *t, const char *dir, struct ot
                           "--log",
                           log,
                           NULL};
-    if (otasim_spawn(argv, NULL, 0, NULL, log, NULL, &s.pid, err) < 0)
-        return -EIO;
+    if ((r = otasim_spawn(argv, NULL, 0, NULL, log, NULL, &s.pid, err)) < 0)
+        return r;
     deadline = otasim_now_ms() + 15000;
     while (ota_fs_read_all(portfile, 64, &text, &n, NULL) < 0) {
         int st;

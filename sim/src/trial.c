@@ -107,8 +107,8 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
     tr->fired = 0;
     tr->n_checks = 0;
     tr->detail[0] = '\0';
-    if (ota_fs_remove_tree(tr->dir, err) < 0 || ota_fs_mkdirs(tr->dir, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_remove_tree(tr->dir, err)) < 0 || (r = ota_fs_mkdirs(tr->dir, err)) < 0)
+        return r;
     r = otasim_device_create(&d, t, tr, err);
     created = 1;
     trace(t0, "created", r);

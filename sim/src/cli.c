@@ -111,6 +111,65 @@ static int do_svc(int argc, char **argv)
     return EXIT_USAGE;
 }
 
+/* How a run's events look on the terminal (the runner's sink). */
+struct printer {
+    int quiet; /* -q: no progress line, no failure reports */
+    int list;  /* --list: no word of skipped cases */
+};
+
+static void print_progress(const struct otasim_run_event *ev)
+{
+    const struct otasim_run_stats *s = ev->stats;
+    double min = (double)ev->elapsed_ms / 60000.0;
+    uint64_t done = s->passed + s->failed + s->errors + s->not_run;
+
+    /* The rate is of trials run: a copied result is not a trial. */
+    fprintf(stderr,
+            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  (%llu run, %llu copied "
+            "by equivalence)  %.0f trials/min%s",
+            isatty(2) ? "\r" : "", (unsigned long long)done, (unsigned long long)s->cases,
+            (unsigned long long)s->passed, (unsigned long long)s->failed,
+            (unsigned long long)s->errors, (unsigned long long)s->not_run,
+            (unsigned long long)s->run, (unsigned long long)s->equivalent,
+            min > 0 ? (double)s->run / min : 0.0, ev->final || !isatty(2) ? "\n" : "");
+}
+
+static void print_event(void *user, const struct otasim_run_event *ev)
+{
+    const struct printer *p = user;
+
+    switch (ev->kind) {
+    case OTASIM_RUN_SKIPPED:
+        if (!p->quiet && !p->list)
+            fprintf(stderr, "ota-sim: skipped on qemu: %s: %s\n", ev->id, ev->detail);
+        break;
+    case OTASIM_RUN_LISTED:
+        printf("%s\n", ev->id);
+        break;
+    case OTASIM_RUN_PROGRESS:
+        if (!p->quiet)
+            print_progress(ev);
+        break;
+    case OTASIM_RUN_FAILED:
+        if (p->quiet)
+            break;
+        fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r" : "", ev->id,
+                ev->detail, ev->reproduce);
+        for (const char *l = ev->logs; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
+            fprintf(stderr, "  serial log: %.*s\n", (int)strcspn(l, "\n"), l);
+        break;
+    case OTASIM_RUN_NOT_RUN:
+        /* even with -q: a run of nothing but these must say why */
+        fprintf(stderr, "%sota-sim: %s: %s (%s)\n", isatty(2) && !p->quiet ? "\r" : "", ev->id,
+                ev->detail, ev->agent);
+        break;
+    case OTASIM_RUN_WARNING:
+    case OTASIM_RUN_EVENT_MAX:
+        fprintf(stderr, "ota-sim: %s\n", ev->detail);
+        break;
+    }
+}
+
 /* Every scenario file of dir (not matrix.yaml), in name order. */
 static int add_dir(struct otasim_runner *r, const char *dir, struct ota_err *err)
 {
@@ -320,6 +379,7 @@ int otasim_cli_main(int argc, char **argv)
     const char *guest_agent = NULL;
     int snapshot = 0;
     struct case_list cases = {0};
+    struct printer pr = {0};
 
     memset(&override, 0, sizeof(override));
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -433,7 +493,7 @@ int otasim_cli_main(int argc, char **argv)
             o.trees_dir = optarg;
             break;
         case 'q':
-            o.quiet = 1;
+            pr.quiet = 1;
             break;
         case 'h':
             usage(stdout);
@@ -458,6 +518,8 @@ int otasim_cli_main(int argc, char **argv)
     o.only_cases = (const char *const *)cases.v;
     o.n_only_cases = cases.n;
     o.command = cmdline;
+    pr.list = o.list;
+    o.sink = (struct otasim_run_sink){print_event, &pr};
     if (otasim_tools_find(&t, agent, work, &e) < 0) {
         fprintf(stderr, "ota-sim: %s\n", e.reason);
         return EXIT_HARNESS;

@@ -60,6 +60,13 @@ struct otasim_runner {
     uint64_t skipped;
 };
 
+/* The runner prints nothing: what a person should see goes to the sink. */
+static void tell(const struct otasim_runner *r, const struct otasim_run_event *ev)
+{
+    if (r->o.sink.fn)
+        r->o.sink.fn(r->o.sink.user, ev);
+}
+
 int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts *o,
                       struct otasim_runner **ret, struct ota_err *err)
 {
@@ -393,7 +400,7 @@ static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fa
 {
     const struct otasim_scenario *sc = &r->scens[si].sc;
     struct ota_err e = {0};
-    char label[160];
+    char label[160], id[sizeof(sc->name) + sizeof(label) + 2];
 
     if (r->t.target != OTASIM_TARGET_QEMU)
         return 0;
@@ -409,8 +416,8 @@ static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fa
     else if (otasim_qemu_supports(sc, f, &e) == 0)
         return 0;
     otasim_fault_label(f, label, sizeof(label));
-    if (!r->o.quiet && !r->o.list)
-        fprintf(stderr, "ota-sim: skipped on qemu: %s/%s: %s\n", sc->name, label, e.reason);
+    snprintf(id, sizeof(id), "%s/%s", sc->name, label);
+    tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_SKIPPED, .id = id, .detail = e.reason});
     r->skipped++;
     return 1;
 }
@@ -871,20 +878,10 @@ static void child_main(struct otasim_runner *r, size_t ci)
 static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, int64_t t0,
                      int final)
 {
-    double min = (double)(otasim_now_ms() - t0) / 60000.0;
-    uint64_t done = s->passed + s->failed + s->errors + s->not_run;
-
-    if (r->o.quiet)
-        return;
-    /* The rate is of trials run: a copied result is not a trial. */
-    fprintf(stderr,
-            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  (%llu run, %llu copied "
-            "by equivalence)  %.0f trials/min%s",
-            isatty(2) ? "\r" : "", (unsigned long long)done, (unsigned long long)s->cases,
-            (unsigned long long)s->passed, (unsigned long long)s->failed,
-            (unsigned long long)s->errors, (unsigned long long)s->not_run,
-            (unsigned long long)s->run, (unsigned long long)s->equivalent,
-            min > 0 ? (double)s->run / min : 0.0, final || !isatty(2) ? "\n" : "");
+    tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_PROGRESS,
+                                       .stats = s,
+                                       .elapsed_ms = otasim_now_ms() - t0,
+                                       .final = final});
 }
 
 static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *s)
@@ -903,15 +900,14 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
         s->not_run++;
     else
         s->errors++;
-    if (c->tr.outcome != OTASIM_PASS && c->tr.outcome != OTASIM_NOT_RUN && c->equivalent_to < 0 &&
-        !r->o.quiet) {
-        fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r" : "", c->id,
-                c->tr.detail, repro);
-        for (const char *l = c->tr.logs; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
-            fprintf(stderr, "  serial log: %.*s\n", (int)strcspn(l, "\n"), l);
-    }
+    if (c->tr.outcome != OTASIM_PASS && c->tr.outcome != OTASIM_NOT_RUN && c->equivalent_to < 0)
+        tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_FAILED,
+                                           .id = c->id,
+                                           .detail = c->tr.detail,
+                                           .reproduce = repro,
+                                           .logs = c->tr.logs});
     if (r->db && otasim_rundb_add(r->db, r->run_id, c->id, &c->tr, repro, eq, &e) < 0)
-        fprintf(stderr, "ota-sim: %s\n", e.reason);
+        tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_WARNING, .detail = e.reason});
 }
 
 /* Whether the agent under test has named fault points (`ota-agent
@@ -955,8 +951,9 @@ static int cannot_run(struct otasim_runner *r, size_t ci, struct otasim_run_stat
              "not run: the agent was built without named fault points (trigger fault_point: "
              "%s): cmake -DOTA_FAULT_POINTS=ON",
              c->fault.trigger.fault_point);
-    fprintf(stderr, "%sota-sim: %s: %s (%s)\n", isatty(2) && !r->o.quiet ? "\r" : "", c->id,
-            c->tr.detail, r->t.agent);
+    tell(r,
+         &(struct otasim_run_event){
+             .kind = OTASIM_RUN_NOT_RUN, .id = c->id, .detail = c->tr.detail, .agent = r->t.agent});
     c->done = 1;
     record(r, ci, s);
     if (--r->scens[c->scen].cases_left == 0)
@@ -979,7 +976,8 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
     if (r->o.list) {
         for (size_t i = 0; i < r->n_cases; i++)
             if (!r->cases[i].done || r->cases[i].prerun)
-                printf("%s\n", r->cases[i].id);
+                tell(r,
+                     &(struct otasim_run_event){.kind = OTASIM_RUN_LISTED, .id = r->cases[i].id});
         *ret = s;
         return 0;
     }

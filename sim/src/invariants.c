@@ -583,8 +583,6 @@ int otasim_inv_fault_fired(const struct otasim_inv_view *v, struct otasim_check 
     const struct otasim_trial *tr = trial(v);
     char label[160];
 
-    if (tr->fault.kind == OTASIM_FAULT_NONE)
-        return 0;
     otasim_fault_label(&tr->fault, label, sizeof(label));
     return set(c, "fault-fired", tr->fired, "%s %s", label,
                tr->fired ? "fired" : "never fired: the agent did not get there");
@@ -705,8 +703,6 @@ int otasim_inv_bootenv_consistent(const struct otasim_inv_view *v, struct otasim
     const char *dbs = db_slot(v);
     int ok;
 
-    if (!is_rootfs(v))
-        return 0;
     if (trial(v)->sc->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV) {
         /* the agent must not "repair" an env it cannot read: that would
          * write a default env over whatever the bootloader trusts */
@@ -757,8 +753,6 @@ int otasim_inv_lkg_untouched(const struct otasim_inv_view *v, struct otasim_chec
 
 int otasim_inv_active_slot_untouched(const struct otasim_inv_view *v, struct otasim_check *c)
 {
-    if (v->d->qemu)
-        return 0;
     if (!v->writes.read)
         return set(c, "active-slot-untouched", 0, "the journals were not read");
     if (v->writes.missing[0])
@@ -957,30 +951,90 @@ int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_c
 
 /* ---- the driver ------------------------------------------------------------ */
 
-typedef int (*invariant_fn)(const struct otasim_inv_view *, struct otasim_check *);
+/* In the order the checks appear in a trial's report. fault-fired's server
+ * rules follow the trial's own fault. */
+const struct otasim_invariant otasim_invariants[] = {
+    {"settled", otasim_inv_settled, NULL, OTASIM_INV_ALL},
+    {"fault-fired", otasim_inv_fault_fired, NULL, OTASIM_INV_FAULTED},
+    {"fault-fired", NULL, otasim_inv_server_rule_fired, OTASIM_INV_ALL},
+    {"one-active-slot", otasim_inv_one_active_slot, NULL, OTASIM_INV_ALL},
+    {"active-slot-complete", otasim_inv_active_slot_complete, NULL, OTASIM_INV_ALL},
+    {"bootable", otasim_inv_bootable, NULL, OTASIM_INV_ALL},
+    {"running-version", otasim_inv_running_version, NULL, OTASIM_INV_ALL},
+    {"bootenv-consistent", otasim_inv_bootenv_consistent, NULL, OTASIM_INV_ROOTFS},
+    {"lkg-untouched", otasim_inv_lkg_untouched, NULL, OTASIM_INV_ALL},
+    {"active-slot-untouched", otasim_inv_active_slot_untouched, NULL, OTASIM_INV_NATIVE},
+    {"truthful-report", otasim_inv_truthful_report, NULL, OTASIM_INV_ALL},
+    {"db-integrity", otasim_inv_db_integrity, NULL, OTASIM_INV_ALL},
+    {"no-temp-files", otasim_inv_no_temp_files, NULL, OTASIM_INV_ALL},
+    {"expected-outcome", otasim_inv_expected_outcome, NULL, OTASIM_INV_ALL},
+};
+const size_t otasim_n_invariants = sizeof(otasim_invariants) / sizeof(otasim_invariants[0]);
+
+const struct otasim_invariant *otasim_inv_find(const char *name)
+{
+    for (size_t i = 0; i < otasim_n_invariants; i++)
+        if (otasim_invariants[i].check && strcmp(otasim_invariants[i].name, name) == 0)
+            return &otasim_invariants[i];
+    return NULL;
+}
+
+int otasim_inv_applies(const struct otasim_invariant *inv, const struct otasim_inv_view *v)
+{
+    switch (inv->scope) {
+    case OTASIM_INV_ROOTFS:
+        return is_rootfs(v);
+    case OTASIM_INV_NATIVE:
+        return !v->d->qemu;
+    case OTASIM_INV_FAULTED:
+        return trial(v)->fault.kind != OTASIM_FAULT_NONE;
+    default:
+        return 1;
+    }
+}
+
+static void add_check(struct otasim_trial *tr, const struct otasim_check *c)
+{
+    if (tr->n_checks < OTASIM_MAX_INVARIANTS)
+        tr->checks[tr->n_checks++] = *c;
+}
+
+/* Runs the table on v into tr->checks. */
+static void run_checks(const struct otasim_inv_view *v, struct otasim_trial *tr)
+{
+    for (size_t i = 0; i < otasim_n_invariants; i++) {
+        const struct otasim_invariant *inv = &otasim_invariants[i];
+        struct otasim_check c;
+        if (!otasim_inv_applies(inv, v))
+            continue;
+        if (inv->check && inv->check(v, &c))
+            add_check(tr, &c);
+        for (size_t k = 0; inv->each && tr->n_checks < OTASIM_MAX_INVARIANTS && inv->each(v, k, &c);
+             k++)
+            add_check(tr, &c);
+    }
+}
+
+/* PASS unless a check failed; the first failure is the trial's detail. */
+static void verdict(struct otasim_trial *tr)
+{
+    tr->outcome = OTASIM_PASS;
+    for (size_t i = 0; i < tr->n_checks; i++)
+        if (!tr->checks[i].ok) {
+            tr->outcome = OTASIM_FAIL;
+            if (!tr->detail[0])
+                snprintf(tr->detail, sizeof(tr->detail), "%s: %s", tr->checks[i].name,
+                         tr->checks[i].detail);
+        }
+}
 
 int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_info *passes,
                             size_t n_passes, const struct otasim_settle *settle,
                             const char *env_before, size_t env_before_len, struct ota_err *err)
 {
-    int r;
-    static const invariant_fn all[] = {
-        otasim_inv_settled,
-        otasim_inv_fault_fired,
-        otasim_inv_one_active_slot,
-        otasim_inv_active_slot_complete,
-        otasim_inv_bootable,
-        otasim_inv_running_version,
-        otasim_inv_bootenv_consistent,
-        otasim_inv_lkg_untouched,
-        otasim_inv_active_slot_untouched,
-        otasim_inv_truthful_report,
-        otasim_inv_db_integrity,
-        otasim_inv_no_temp_files,
-        otasim_inv_expected_outcome,
-    };
     struct otasim_trial *tr = d->tr;
     struct otasim_inv_view v;
+    int r;
 
     tr->n_checks = 0;
     if ((r = otasim_inv_view_load(d, passes, n_passes, settle, env_before, env_before_len, &v,
@@ -992,25 +1046,8 @@ int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_in
     ota_strlcpy(tr->final_version, db_version(&v), sizeof(tr->final_version));
     ota_strlcpy(tr->final_slot, db_slot(&v), sizeof(tr->final_slot));
     ota_strlcpy(tr->final_report, v.fin[0] ? v.fin : "none", sizeof(tr->final_report));
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        struct otasim_check c;
-        if (all[i](&v, &c) && tr->n_checks < OTASIM_MAX_INVARIANTS)
-            tr->checks[tr->n_checks++] = c;
-        /* the server rules' fault-fired checks follow the trial's own */
-        for (size_t k = 0;
-             all[i] == otasim_inv_fault_fired && otasim_inv_server_rule_fired(&v, k, &c) &&
-             tr->n_checks < OTASIM_MAX_INVARIANTS;
-             k++)
-            tr->checks[tr->n_checks++] = c;
-    }
-    tr->outcome = OTASIM_PASS;
-    for (size_t i = 0; i < tr->n_checks; i++)
-        if (!tr->checks[i].ok) {
-            tr->outcome = OTASIM_FAIL;
-            if (!tr->detail[0])
-                snprintf(tr->detail, sizeof(tr->detail), "%s: %s", tr->checks[i].name,
-                         tr->checks[i].detail);
-        }
+    run_checks(&v, tr);
+    verdict(tr);
     otasim_inv_view_free(&v);
     return 0;
 }

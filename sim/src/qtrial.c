@@ -607,6 +607,110 @@ out:
     return r;
 }
 
+/* --snapshot: the power cut happened in the recording; the trial boots the
+ * disk it froze, served by a copy of the recording's server. 1: the
+ * recording never got there (tr holds the failed verdict); 0 go on. */
+static int snap_boot(const struct otasim_tools *t, struct otasim_trial *tr, char *frozen,
+                     struct otasim_server *own, struct watch *w, struct ota_err *err)
+{
+    char state[PATH_MAX], p[PATH_MAX + 16], db_src[PATH_MAX + 16], db_dst[PATH_MAX + 32];
+    int r, fired = 0;
+
+    if ((r = snap_prepare(t, tr, frozen, state, sizeof(state), &fired, err)) < 0)
+        return r;
+    if (!fired) {
+        tr->outcome = OTASIM_FAIL;
+        tr->n_checks = 1;
+        ota_strlcpy(tr->checks[0].name, "fault-fired", sizeof(tr->checks[0].name));
+        snprintf(tr->checks[0].detail, sizeof(tr->checks[0].detail),
+                 "the recording never entered %s", tr->fault.trigger.state);
+        snprintf(tr->detail, sizeof(tr->detail), "fault-fired: %s", tr->checks[0].detail);
+        return 1;
+    }
+    snprintf(p, sizeof(p), "%s/server", tr->dir);
+    /* payloads hard-linked; the database a copy of its own: the trial's
+     * server writes to it, and the recording serves the next runs */
+    snprintf(db_src, sizeof(db_src), "%s/server.db", state);
+    snprintf(db_dst, sizeof(db_dst), "%s/server.db", p);
+    const char *cp[] = {"cp", "-al", state, p, NULL};
+    const char *cpdb[] = {"cp", "--remove-destination", db_src, db_dst, NULL};
+    if ((r = run_tool(NULL, cp, NULL, 0, err)) < 0 ||
+        (r = run_tool(NULL, cpdb, NULL, 0, err)) < 0 ||
+        (r = otasim_server_start(t, p, own, err)) < 0)
+        return r;
+    tr->srv = own;
+    w->fired = 1;
+    w->fault_ms = otasim_now_ms();
+    return 0;
+}
+
+/* Follows the console until the agent's final state line, power-cycling the
+ * machine when a power cut fires; settle->why when the timeout came first. */
+static int follow(const struct otasim_tools *t, struct otasim_trial *tr, struct otasim_qemu *q,
+                  struct otasim_device *d, struct watch *w, char *args, size_t cap,
+                  struct otasim_settle *settle, struct ota_err *err)
+{
+    char line[4096];
+    int64_t deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
+    int r;
+
+    while (!w->final) {
+        int n = otasim_qemu_line(q, 500, line, sizeof(line));
+        if (n < 0)
+            return ota_err_set(err, EIO, "QEMU stopped by itself (see %s)", q->log);
+        if (otasim_now_ms() > deadline) {
+            ota_strlcpy(settle->why, "no final state line before the timeout", sizeof(settle->why));
+            break;
+        }
+        if (n == 0 || !on_line(tr, d, w, line) || w->fired)
+            continue;
+        w->fired = 1;
+        w->fault_ms = otasim_now_ms();
+        if (tr->fault.kind != OTASIM_FAULT_POWER_CUT)
+            continue; /* the agent killed itself; the timer runs it again */
+        otasim_qemu_kill(q);
+        if (q->starts >= MAX_STARTS)
+            return ota_err_set(err, EIO, "%d power cycles and no end", q->starts);
+        kernel_args(tr, NULL, args, cap);
+        if ((r = start(q, tr, args, err)) < 0)
+            return r;
+        deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
+    }
+    return 0;
+}
+
+/* After the run: the settle record, the app's answers, the disk read back
+ * into d for the invariants. */
+static int settle_and_read(const struct otasim_tools *t, struct otasim_trial *tr,
+                           struct otasim_qemu *q, struct otasim_device *d, const struct watch *w,
+                           struct otasim_settle *settle, struct ota_err *err)
+{
+    int r;
+
+    tr->fired = w->fired;
+    if (w->final) {
+        int64_t end = otasim_now_ms() + REPORT_WAIT_MS;
+        settle->settled = 1;
+        while (strcmp(tr->sc->source, "fleet") == 0 && !has_final_report(tr) &&
+               otasim_now_ms() < end)
+            usleep(200000);
+        /* from the agent's first line after the fault: the boot is not the
+         * agent's to shorten (and takes 10-60 s under TCG) */
+        settle->recover_ms =
+            w->fired ? otasim_now_ms() - (w->back_ms ? w->back_ms : w->fault_ms) : 0;
+    }
+    d->app_port = q->app_port;
+    probe_app(d);
+    otasim_qemu_kill(q); /* the agent is idle: its last write was synced */
+    d->booted_slot = w->booted_slot;
+    d->boot_failed = w->booted_slot < 0;
+    if ((r = read_disk(t, q, d, err)) < 0)
+        return r;
+    if (d->booted_slot >= 0)
+        ota_strlcpy(d->booted_version, d->slot_version[d->booted_slot], sizeof(d->booted_version));
+    return 0;
+}
+
 int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
                           struct ota_err *err)
 {
@@ -618,9 +722,9 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     struct watch w = {0};
     struct otasim_server own = {0};
     const struct otasim_server *scen_srv = tr->srv;
-    char qdir[PATH_MAX + 16], args[2048], line[4096], frozen[PATH_MAX] = "", state[PATH_MAX];
-    int64_t t0 = otasim_now_ms(), deadline;
-    int armed = tr->fault.kind != OTASIM_FAULT_NONE, r, fired = 0;
+    char qdir[PATH_MAX + 16], args[2048], frozen[PATH_MAX] = "";
+    int64_t t0 = otasim_now_ms();
+    int armed = tr->fault.kind != OTASIM_FAULT_NONE, r;
     int snap = t->qemu_snapshot && tr->fault.kind == OTASIM_FAULT_POWER_CUT &&
                tr->fault.trigger.kind == OTASIM_TRIGGER_STATE;
 
@@ -647,94 +751,21 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     if ((r = otasim_qemu_image_open(t->image_dir, &im, err)) < 0 ||
         (r = ota_fs_remove_tree(tr->dir, err)) < 0 || (r = ota_fs_mkdirs(tr->dir, err)) < 0)
         return r;
-    if (snap) {
-        /* the power cut happened in the recording: boot what it left */
-        char p[PATH_MAX + 16];
-        if ((r = snap_prepare(t, tr, frozen, state, sizeof(state), &fired, err)) < 0)
-            return r;
-        if (!fired) {
-            tr->outcome = OTASIM_FAIL;
-            tr->n_checks = 1;
-            ota_strlcpy(tr->checks[0].name, "fault-fired", sizeof(tr->checks[0].name));
-            snprintf(tr->checks[0].detail, sizeof(tr->checks[0].detail),
-                     "the recording never entered %s", tr->fault.trigger.state);
-            snprintf(tr->detail, sizeof(tr->detail), "fault-fired: %s", tr->checks[0].detail);
-            return 0;
-        }
-        snprintf(p, sizeof(p), "%s/server", tr->dir);
-        /* payloads hard-linked; the database a copy of its own: the trial's
-         * server writes to it, and the recording serves the next runs */
-        char db_src[PATH_MAX + 16], db_dst[PATH_MAX + 32];
-        snprintf(db_src, sizeof(db_src), "%s/server.db", state);
-        snprintf(db_dst, sizeof(db_dst), "%s/server.db", p);
-        const char *cp[] = {"cp", "-al", state, p, NULL};
-        const char *cpdb[] = {"cp", "--remove-destination", db_src, db_dst, NULL};
-        if ((r = run_tool(NULL, cp, NULL, 0, err)) < 0 ||
-            (r = run_tool(NULL, cpdb, NULL, 0, err)) < 0 ||
-            (r = otasim_server_start(t, p, &own, err)) < 0)
-            return r;
-        tr->srv = &own;
-        w.fired = 1;
-        w.fault_ms = otasim_now_ms();
-    }
-    r = -EIO;
-    if (otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir,
-                         frozen[0] ? frozen : NULL, tr->srv->port, err) < 0)
+    if (snap && (r = snap_boot(t, tr, frozen, &own, &w, err)) != 0)
+        return r < 0 ? r : 0;
+    if ((r = otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir,
+                              frozen[0] ? frozen : NULL, tr->srv->port, err)) < 0)
         goto out;
     if (!snap && (sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
-        provision(
-            &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
-            t->guest_agent[0] ? t->guest_agent : NULL, err) < 0)
+        (r = provision(
+             &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
+             t->guest_agent[0] ? t->guest_agent : NULL, err)) < 0)
         goto out;
     kernel_args(tr, armed && !snap ? &tr->fault : NULL, args, sizeof(args));
-    if (start(&q, tr, args, err) < 0)
+    if ((r = start(&q, tr, args, err)) < 0 ||
+        (r = follow(t, tr, &q, &d, &w, args, sizeof(args), &settle, err)) < 0 ||
+        (r = settle_and_read(t, tr, &q, &d, &w, &settle, err)) < 0)
         goto out;
-    deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
-    while (!w.final) {
-        int n = otasim_qemu_line(&q, 500, line, sizeof(line));
-        if (n < 0) {
-            r = ota_err_set(err, EIO, "QEMU stopped by itself (see %s)", q.log);
-            goto out;
-        }
-        if (otasim_now_ms() > deadline) {
-            ota_strlcpy(settle.why, "no final state line before the timeout", sizeof(settle.why));
-            break;
-        }
-        if (n == 0 || !on_line(tr, &d, &w, line) || w.fired)
-            continue;
-        w.fired = 1;
-        w.fault_ms = otasim_now_ms();
-        if (tr->fault.kind != OTASIM_FAULT_POWER_CUT)
-            continue; /* the agent killed itself; the timer runs it again */
-        otasim_qemu_kill(&q);
-        if (q.starts >= MAX_STARTS) {
-            r = ota_err_set(err, EIO, "%d power cycles and no end", q.starts);
-            goto out;
-        }
-        kernel_args(tr, NULL, args, sizeof(args));
-        if (start(&q, tr, args, err) < 0)
-            goto out;
-        deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
-    }
-    tr->fired = w.fired;
-    if (w.final) {
-        int64_t end = otasim_now_ms() + REPORT_WAIT_MS;
-        settle.settled = 1;
-        while (strcmp(sc->source, "fleet") == 0 && !has_final_report(tr) && otasim_now_ms() < end)
-            usleep(200000);
-        /* from the agent's first line after the fault: the boot is not the
-         * agent's to shorten (and takes 10-60 s under TCG) */
-        settle.recover_ms = w.fired ? otasim_now_ms() - (w.back_ms ? w.back_ms : w.fault_ms) : 0;
-    }
-    d.app_port = q.app_port;
-    probe_app(&d);
-    otasim_qemu_kill(&q); /* the agent is idle: its last write was synced */
-    d.booted_slot = w.booted_slot;
-    d.boot_failed = w.booted_slot < 0;
-    if (read_disk(t, &q, &d, err) < 0)
-        goto out;
-    if (d.booted_slot >= 0)
-        ota_strlcpy(d.booted_version, d.slot_version[d.booted_slot], sizeof(d.booted_version));
     otasim_faults_server_seen(tr);
     r = otasim_invariants_check(&d, NULL, 0, &settle, NULL, 0, err);
     if (r == 0 && !t->keep && tr->outcome == OTASIM_PASS) {

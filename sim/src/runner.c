@@ -961,12 +961,151 @@ static int cannot_run(struct otasim_runner *r, size_t ci, struct otasim_run_stat
     return 1;
 }
 
+/* The failed recording runs: trials of their own, already run. */
+static void record_preruns(struct otasim_runner *r, struct otasim_run_stats *s)
+{
+    for (size_t i = 0; i < r->n_cases; i++) {
+        struct rcase *c = &r->cases[i];
+        struct scen *sc = &r->scens[c->scen];
+        if (!c->prerun)
+            continue;
+        c->tr.sc = &sc->sc; /* the scens array moved since */
+        c->tr.srv = &sc->srv;
+        c->tr.built = sc->built;
+        s->run++;
+        record(r, i, s);
+    }
+}
+
+/* Starts cases until -j of them run (none after a failure with
+ * --fail-fast); each in a child process of its own. */
+static int start_cases(struct otasim_runner *r, const struct otasim_run_stats *s, size_t *next,
+                       size_t *running, struct ota_err *err)
+{
+    int rc;
+
+    while (*running < (size_t)r->o.jobs && *next < r->n_cases &&
+           !(r->o.fail_fast && (s->failed || s->errors))) {
+        struct rcase *c = &r->cases[*next];
+        pid_t pid;
+        if (c->done || c->equivalent_to >= 0) {
+            (*next)++;
+            continue;
+        }
+        if ((rc = ensure_server(r, c->scen, err)) < 0)
+            return rc;
+        setup_trial(r, *next);
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0)
+            return ota_err_set(err, errno, "fork: %s", strerror(errno));
+        if (pid == 0)
+            child_main(r, *next);
+        c->pid = pid;
+        (*running)++;
+        (*next)++;
+    }
+    return 0;
+}
+
+/* Waits for a case's child and records its result: 1, or 0 when the wait
+ * was interrupted. */
+static int reap_case(struct otasim_runner *r, struct otasim_run_stats *s, size_t *running,
+                     size_t *done, struct ota_err *err)
+{
+    int st;
+    pid_t pid = waitpid(-1, &st, 0);
+
+    if (pid < 0) {
+        if (errno == EINTR)
+            return 0;
+        return ota_err_set(err, errno, "waitpid: %s", strerror(errno));
+    }
+    for (size_t i = 0; i < r->n_cases; i++) {
+        struct rcase *c = &r->cases[i];
+        char path[PATH_MAX + 16];
+        if (c->pid != pid || c->done)
+            continue;
+        c->done = 1;
+        (*running)--;
+        (*done)++;
+        snprintf(path, sizeof(path), "%s.result", c->tr.dir);
+        load_result(c, path);
+        unlink(path);
+        s->run++;
+        record(r, i, s);
+        if (--r->scens[c->scen].cases_left == 0)
+            otasim_server_stop(&r->scens[c->scen].srv);
+        break;
+    }
+    return 1;
+}
+
+/* Crash points that cannot differ from a run one: the same result. */
+static void copy_equivalents(struct otasim_runner *r, struct otasim_run_stats *s)
+{
+    for (size_t i = 0; i < r->n_cases; i++) {
+        struct rcase *c = &r->cases[i];
+        if (c->done || c->equivalent_to < 0 || !r->cases[c->equivalent_to].done)
+            continue;
+        struct rcase *rep = &r->cases[c->equivalent_to];
+        uint64_t point = c->fault.trigger.point;
+        c->tr = rep->tr;
+        c->tr.state_lines = rep->tr.state_lines ? strdup(rep->tr.state_lines) : NULL;
+        c->tr.fault.trigger.point = point;
+        c->tr.seed = c->seed;
+        ota_strlcpy(c->tr.device_id, rep->device_id, sizeof(c->tr.device_id));
+        c->done = 1;
+        record(r, i, s);
+    }
+}
+
+/* Runs the cases, -j at a time, until all ran (or --fail-fast stopped). */
+static int run_cases(struct otasim_runner *r, struct otasim_run_stats *s, int64_t t0,
+                     struct ota_err *err)
+{
+    size_t next = 0, running = 0, done = 0, to_run = 0;
+    int64_t last = 0;
+    int rc;
+
+    for (size_t i = 0; i < r->n_cases; i++) {
+        if (r->cases[i].done || (r->cases[i].equivalent_to < 0 && cannot_run(r, i, s)))
+            continue;
+        if (r->cases[i].equivalent_to >= 0)
+            s->equivalent++;
+        else
+            to_run++;
+    }
+    while (done < to_run && !(r->o.fail_fast && (s->failed || s->errors) && running == 0)) {
+        if ((rc = start_cases(r, s, &next, &running, err)) < 0 ||
+            (rc = reap_case(r, s, &running, &done, err)) < 0)
+            return rc;
+        if (rc == 0)
+            continue;
+        if (otasim_now_ms() - last > 1000 || done == to_run) {
+            progress(r, s, t0, 0);
+            last = otasim_now_ms();
+        }
+    }
+    return 0;
+}
+
+/* After a harness failure: the cases still running are killed. */
+static void kill_running(struct otasim_runner *r)
+{
+    for (size_t i = 0; i < r->n_cases; i++)
+        if (r->cases[i].pid > 0 && !r->cases[i].done) {
+            int st;
+            kill(r->cases[i].pid, SIGKILL);
+            ota_ignore(otasim_wait(r->cases[i].pid, -1, &st));
+        }
+}
+
 int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, struct ota_err *err)
 {
     struct otasim_run_stats s = {0};
     char dbp[PATH_MAX + 32];
-    size_t next = 0, running = 0, done = 0, to_run = 0;
-    int64_t t0 = otasim_now_ms(), last = 0;
+    int64_t t0 = otasim_now_ms();
     int rc = 0;
 
     s.cases = r->n_cases;
@@ -986,101 +1125,14 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
         (rc = otasim_rundb_begin(r->db, r->o.command ? r->o.command : "", r->t.agent, &r->run_id,
                                  err)) < 0)
         return rc;
-    /* failed recording runs: trials of their own, already run */
-    for (size_t i = 0; i < r->n_cases; i++) {
-        struct rcase *c = &r->cases[i];
-        struct scen *sc = &r->scens[c->scen];
-        if (!c->prerun)
-            continue;
-        c->tr.sc = &sc->sc; /* the scens array moved since */
-        c->tr.srv = &sc->srv;
-        c->tr.built = sc->built;
-        s.run++;
-        record(r, i, &s);
-    }
+    record_preruns(r, &s);
     /* servers started early (recordings) learn the devices of every case now */
     for (size_t i = 0; i < r->n_scens; i++)
         if (r->scens[i].srv_up && r->scens[i].sc.server_faults && (rc = put_plan(r, i, err)) < 0)
             return rc;
-    for (size_t i = 0; i < r->n_cases; i++) {
-        if (r->cases[i].done || (r->cases[i].equivalent_to < 0 && cannot_run(r, i, &s)))
-            continue;
-        if (r->cases[i].equivalent_to >= 0)
-            s.equivalent++;
-        else
-            to_run++;
-    }
-    while (done < to_run && !(r->o.fail_fast && (s.failed || s.errors) && running == 0)) {
-        while (running < (size_t)r->o.jobs && next < r->n_cases &&
-               !(r->o.fail_fast && (s.failed || s.errors))) {
-            struct rcase *c = &r->cases[next];
-            pid_t pid;
-            if (c->done || c->equivalent_to >= 0) {
-                next++;
-                continue;
-            }
-            if ((rc = ensure_server(r, c->scen, err)) < 0)
-                goto out;
-            setup_trial(r, next);
-            fflush(NULL);
-            pid = fork();
-            if (pid < 0) {
-                rc = ota_err_set(err, errno, "fork: %s", strerror(errno));
-                goto out;
-            }
-            if (pid == 0)
-                child_main(r, next);
-            c->pid = pid;
-            running++;
-            next++;
-        }
-        {
-            int st;
-            pid_t pid = waitpid(-1, &st, 0);
-            if (pid < 0) {
-                if (errno == EINTR)
-                    continue;
-                rc = ota_err_set(err, errno, "waitpid: %s", strerror(errno));
-                goto out;
-            }
-            for (size_t i = 0; i < r->n_cases; i++) {
-                struct rcase *c = &r->cases[i];
-                char path[PATH_MAX + 16];
-                if (c->pid != pid || c->done)
-                    continue;
-                c->done = 1;
-                running--;
-                done++;
-                snprintf(path, sizeof(path), "%s.result", c->tr.dir);
-                load_result(c, path);
-                unlink(path);
-                s.run++;
-                record(r, i, &s);
-                if (--r->scens[c->scen].cases_left == 0)
-                    otasim_server_stop(&r->scens[c->scen].srv);
-                break;
-            }
-        }
-        if (otasim_now_ms() - last > 1000 || done == to_run) {
-            progress(r, &s, t0, 0);
-            last = otasim_now_ms();
-        }
-    }
-    /* crash points that cannot differ from a run one: the same result */
-    for (size_t i = 0; i < r->n_cases; i++) {
-        struct rcase *c = &r->cases[i];
-        if (c->done || c->equivalent_to < 0 || !r->cases[c->equivalent_to].done)
-            continue;
-        struct rcase *rep = &r->cases[c->equivalent_to];
-        uint64_t point = c->fault.trigger.point;
-        c->tr = rep->tr;
-        c->tr.state_lines = rep->tr.state_lines ? strdup(rep->tr.state_lines) : NULL;
-        c->tr.fault.trigger.point = point;
-        c->tr.seed = c->seed;
-        ota_strlcpy(c->tr.device_id, rep->device_id, sizeof(c->tr.device_id));
-        c->done = 1;
-        record(r, i, &s);
-    }
+    if ((rc = run_cases(r, &s, t0, err)) < 0)
+        goto out;
+    copy_equivalents(r, &s);
     progress(r, &s, t0, 1);
     if ((rc = otasim_rundb_end(r->db, r->run_id, err)) < 0)
         goto out;
@@ -1090,14 +1142,8 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
     if (!r->t.keep && s.failed == 0 && s.errors == 0 && r->t.target != OTASIM_TARGET_QEMU)
         ota_ignore(ota_fs_remove_tree(r->run_dir, NULL));
 out:
-    if (rc < 0) {
-        for (size_t i = 0; i < r->n_cases; i++)
-            if (r->cases[i].pid > 0 && !r->cases[i].done) {
-                int st;
-                kill(r->cases[i].pid, SIGKILL);
-                ota_ignore(otasim_wait(r->cases[i].pid, -1, &st));
-            }
-    }
+    if (rc < 0)
+        kill_running(r);
     s.wall_ms = otasim_now_ms() - t0;
     *ret = s;
     return rc;

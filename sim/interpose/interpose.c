@@ -1,5 +1,5 @@
 /* libotasim-interpose.so: journals a device process's mutating file-system
- * calls for the power model (contract: otasim/journal.h, format: jformat.h).
+ * calls for the power model (contract: otasim/journal.h, format: otasim/jformat.h).
  *
  * Every interposed function passes straight through when OTASIM_ROOT is
  * unset, in a forked child, or when re-entered on the same thread (our own
@@ -28,7 +28,7 @@
 #include <utime.h>
 #include <unistd.h>
 
-#include "jformat.h"
+#include "otasim/jformat.h"
 
 #define API __attribute__((visibility("default")))
 

@@ -1,6 +1,6 @@
 // The invariant checker, one invariant at a time, on hand-made inputs: device
 // trees, boot envs (libubootenv, as the bootloader model writes them),
-// journals in the interposer's format (sim/interpose/jformat.h), agent status
+// journals in the interposer's format (otasim/jformat.h), agent status
 // JSON, server reports and SQLite databases. Every invariant is shown both
 // failing and passing, and a missing input is shown to fail.
 #include <gtest/gtest.h>
@@ -22,7 +22,7 @@
 
 // jformat.h is C: its layout asserts are C11 _Static_assert.
 #define _Static_assert static_assert
-#include "../../interpose/jformat.h"
+#include "otasim/jformat.h"
 #undef _Static_assert
 #include "ota/crypto.h"
 #include "otasim/bootloader.h"

@@ -46,13 +46,13 @@ static int pick(char *dst, size_t cap, const char *env, const char *dflt, int wa
 int otasim_tools_find(struct otasim_tools *t, const char *agent, const char *work,
                       struct ota_err *err)
 {
-    int rc;
     char exe[PATH_MAX], bin[PATH_MAX], p[PATH_MAX + 64];
     static const char *const faketimes[] = {"/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
                                             "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
                                             "/usr/lib/faketime/libfaketime.so.1"};
     ssize_t n;
     char *slash;
+    int rc;
 
     memset(t, 0, sizeof(*t));
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -129,8 +129,8 @@ static int run_quiet(const char *const *argv, const char *log, struct ota_err *e
 int otasim_keys(const struct otasim_tools *t, char *priv, char *pub, char *rogue, size_t cap,
                 struct ota_err *err)
 {
-    int rc;
     char dir[PATH_MAX], log[PATH_MAX + 16], rpub[PATH_MAX + 16];
+    int rc;
 
     snprintf(dir, sizeof(dir), "%s/cache/keys", t->work);
     if ((rc = ota_fs_mkdirs(dir, err)) < 0)
@@ -290,11 +290,11 @@ static int write_qemu_image(const struct otasim_tools *t, const char *path,
                             const struct otasim_release *r, const char *tmp, const char *log,
                             uint64_t *ret_size, struct ota_err *err)
 {
-    int rc;
     struct otasim_qemu_image im;
     char marker[PATH_MAX + 32], text[96], cmd[PATH_MAX + 96], skip[32], count[32], dir[PATH_MAX];
     int good = strcmp(r->variant, "good") == 0;
     struct stat st;
+    int rc;
 
     snprintf(marker, sizeof(marker), "%s/ota-release", tmp);
     snprintf(text, sizeof(text), "%sversion=%s\n", good ? "" : "BROKEN ", r->version);

@@ -291,10 +291,10 @@ static int cases_read(struct case_list *l, const char *path, struct ota_err *err
 /* --crash-model M (model) or --crash-subsets N into o. */
 static int crash_opt(int model, const char *arg, struct otasim_run_opts *o, struct ota_err *e)
 {
-    int r;
     enum otasim_crash_model m;
     char *end;
     long v;
+    int r;
 
     if (model) {
         if ((r = otasim_crash_model_parse(arg, &m, e)) < 0)

@@ -150,13 +150,13 @@ static int write_config(struct otasim_device *d, struct ota_err *err)
 int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
                          struct otasim_trial *tr, struct ota_err *err)
 {
-    int r;
     const struct otasim_scenario *sc = tr->sc;
     const struct otasim_release *fac = otasim_scenario_factory(sc);
     const struct otasim_built *fb = &tr->built[fac - sc->rel];
     char p[PATH_MAX + 64], port[16];
     static const char *const dirs[] = {
         "opt/app", "var/lib/ota/download", "etc", "run", "boot", "disks", ".sim"};
+    int r;
 
     memset(d, 0, sizeof(*d));
     d->tools = t;
@@ -260,10 +260,10 @@ static int svc(struct otasim_device *d, const char *cmd, int *ret_status, struct
 
 int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
 {
-    int r;
     const char *init[] = {"sleep", "1000000", NULL};
     char p[PATH_MAX + 32];
     int st = 0;
+    int r;
 
     int unhealthy = 0;
 

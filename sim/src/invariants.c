@@ -200,12 +200,12 @@ static int copy_file(const char *from, const char *to, struct ota_err *err)
 int otasim_inv_copy_db(const char *db, const char *dir, char *ret_copy, size_t cap,
                        struct ota_err *err)
 {
-    int r;
     /* the -wal holds committed transactions not yet in the main file; a
      * -journal (rollback mode) what a hot rollback would restore */
     static const char *const sfx[] = {"", "-wal", "-journal", "-shm"};
     const char *base = strrchr(db, '/') ? strrchr(db, '/') + 1 : db;
     char src[PATH_MAX + 16], dst[PATH_MAX + 16];
+    int r;
 
     ret_copy[0] = '\0';
     if (access(db, F_OK) != 0)

@@ -107,9 +107,9 @@ static int free_port(void)
 /* Runs a tool to completion; its stderr goes to dir/tools.log. */
 static int tool(struct otasim_qemu *q, const char *const *argv, struct ota_err *err)
 {
-    int r;
     char log[PATH_MAX + 32];
     int st = 0;
+    int r;
 
     snprintf(log, sizeof(log), "%s/tools.log", q->dir);
     if ((r = otasim_run(argv, NULL, TOOL_TIMEOUT_MS, NULL, log, &st, err)) < 0)
@@ -124,6 +124,7 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
                      int server_port, struct ota_err *err)
 {
     int r;
+
     memset(q, 0, sizeof(*q));
     q->profile = profile;
     q->img = img;
@@ -155,12 +156,12 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
 
 int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *err)
 {
-    int r;
     char drive[PATH_MAX + 64], chardev[PATH_MAX + 64], net[256], qmp[PATH_MAX + 48];
     char out[PATH_MAX + 32], f[4][PATH_MAX + 32], append[1024];
     const char *argv[48];
     size_t k = 0;
     int fd;
+    int r;
 
     if (q->pid > 0)
         return ota_err_set(err, EBUSY, "QEMU is already on");
@@ -375,6 +376,7 @@ static int fetch_env(struct otasim_qemu *q, const char *boot, const char *env_fi
                      const char *env_config, struct ota_err *err)
 {
     int r;
+
     if ((r = otasim_qemu_part_read(q, OTASIM_QPART_BOOT, boot, err)) < 0)
         return r;
     unlink(env_file);

@@ -127,8 +127,8 @@ static void kernel_args(const struct otasim_trial *tr, const struct otasim_fault
 static int run_tool(const char *log, const char *const *argv, char **ret, int max_ok,
                     struct ota_err *err)
 {
-    int r;
     int st = 0;
+    int r;
 
     if ((r = otasim_run(argv, NULL, 120000, ret, log, &st, err)) < 0)
         return r;
@@ -295,8 +295,8 @@ static int on_line(struct otasim_trial *tr, struct otasim_device *d, struct watc
 static int start(struct otasim_qemu *q, struct otasim_trial *tr, const char *args,
                  struct ota_err *err)
 {
-    int r;
     size_t n = strlen(tr->logs);
+    int r;
 
     if ((r = otasim_qemu_start(q, args, err)) < 0)
         return r;
@@ -352,11 +352,11 @@ static void probe_app(struct otasim_device *d)
 static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct otasim_device *d,
                      struct ota_err *err)
 {
-    int r;
     const struct otasim_scenario *sc = d->tr->sc;
     char p[PATH_MAX + 64], img[PATH_MAX + 64], env[PATH_MAX + 64], conf[4096], req[PATH_MAX + 96];
     static const char *const dirs[] = {"opt", "var/lib/ota", "boot", "etc", "disks", "run", ".sim"};
     int rootfs = sc->profile == OTASIM_PROFILE_ROOTFS;
+    int r;
 
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", d->root, dirs[i]);
@@ -446,6 +446,7 @@ static int snap_server(const struct otasim_tools *t, const struct otasim_trial *
                        struct otasim_server *srv, struct ota_err *err)
 {
     int r;
+
     if ((r = otasim_server_start(t, dir, srv, err)) < 0)
         return r;
     for (size_t i = 0; i < tr->sc->n_rel; i++) {
@@ -462,8 +463,8 @@ static int snap_server(const struct otasim_tools *t, const struct otasim_trial *
 /* The server of srv_dir as it is now, into dst (a server dir). */
 static int copy_server(const char *srv_dir, const char *dst, struct ota_err *err)
 {
-    int r;
     char db[PATH_MAX + 16], cmd[PATH_MAX + 32], data[PATH_MAX + 16], ddata[PATH_MAX + 16];
+    int r;
 
     snprintf(db, sizeof(db), "%s/server.db", srv_dir);
     snprintf(cmd, sizeof(cmd), ".backup %s/server.db", dst);

@@ -70,8 +70,8 @@ static void tell(const struct otasim_runner *r, const struct otasim_run_event *e
 int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts *o,
                       struct otasim_runner **ret, struct ota_err *err)
 {
-    int rc;
     struct otasim_runner *r = calloc(1, sizeof(*r));
+    int rc;
 
     if (!r)
         return ota_err_set(err, ENOMEM, "out of memory");
@@ -196,8 +196,8 @@ static struct rcase *new_case(struct otasim_runner *r, size_t scen, const struct
 
 static int ensure_built(struct otasim_runner *r, struct scen *s, struct ota_err *err)
 {
-    int rc;
     char priv[PATH_MAX], rogue[PATH_MAX];
+    int rc;
 
     if (s->built_ok)
         return 0;
@@ -251,9 +251,9 @@ static int put_plan(struct otasim_runner *r, size_t si, struct ota_err *err)
 
 static int ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err)
 {
-    int rc;
     struct scen *s = &r->scens[si];
     char dir[PATH_MAX + 64];
+    int rc;
 
     if (s->srv_up)
         return 0;
@@ -585,8 +585,8 @@ static void apply_crash_opts(const struct otasim_runner *r, struct otasim_fault 
 int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
                       const struct otasim_fault *override, struct ota_err *err)
 {
-    int rc;
     struct scen *n = realloc(r->scens, (r->n_scens + 1) * sizeof(*n));
+    int rc;
 
     if (!n)
         return ota_err_set(err, ENOMEM, "out of memory");
@@ -669,7 +669,6 @@ static int keys_in(const json_t *o, const char *where, const char *const *allowe
 static int matrix_expect(const json_t *e, const char *path, size_t i, struct otasim_scenario *sc,
                          struct ota_err *err)
 {
-    int r;
     static const char *const ukeys[] = {"found", "expect", "why", NULL};
     struct otasim_expect *x = &sc->expect;
     const char *what = json_string_value(json_object_get(e, "expect"));
@@ -677,6 +676,7 @@ static int matrix_expect(const json_t *e, const char *path, size_t i, struct ota
     json_t *unless = json_object_get(e, "unless"), *u;
     char where[PATH_MAX + 64];
     size_t ui;
+    int r;
 
     memset(x, 0, sizeof(*x));
     snprintf(where, sizeof(where), "%s: matrix[%zu].expect", path, i);

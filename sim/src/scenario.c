@@ -120,10 +120,10 @@ int otasim_fault_kind_parse(const char *text, enum otasim_fault_kind *ret, struc
 /* "state:SWITCHING[#2]", "point:57", "fault-point:NAME", "start". */
 int otasim_trigger_parse(const char *text, struct otasim_trigger *ret, struct ota_err *err)
 {
-    int r;
     struct otasim_trigger t = {0};
     const char *colon = strchr(text, ':');
     char *end;
+    int r;
 
     if (strcmp(text, "start") == 0 || strcmp(text, "none") == 0) {
         *ret = t;
@@ -191,13 +191,13 @@ void otasim_fault_label(const struct otasim_fault *f, char *buf, size_t cap)
 
 static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_err *err)
 {
-    int r;
     static const char *const keys[] = {
         "profile",    "source", "device_type", "health_window_ms", "health_interval_ms",
         "clock_rate", "slot_b", NULL};
     char profile[16] = "app", slot_b[16] = "empty";
     long long v;
     int i;
+    int r;
 
     if (!d)
         return 0;
@@ -289,9 +289,9 @@ static int parse_release(const json_t *r, size_t idx, struct otasim_scenario *s,
 /* fault.crash_model, fault.crash_subsets: a power cut's crash model. */
 static int parse_crash_model(const json_t *f, struct otasim_fault *ft, struct ota_err *err)
 {
-    int r;
     char model[16] = "minimal";
     long long n = 1;
+    int r;
 
     if ((r = opt_str(f, "fault", "crash_model", model, sizeof(model), err)) < 0 ||
         (r = opt_int(f, "fault", "crash_subsets", 1, OTASIM_MAX_CRASH_SUBSETS, &n, err)) < 0)
@@ -308,7 +308,6 @@ static int parse_crash_model(const json_t *f, struct otasim_fault *ft, struct ot
 
 static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_err *err)
 {
-    int r;
     static const char *const keys[] = {"kind",        "trigger", "path",        "count",
                                        "duration_ms", "jump_s",  "crash_model", "crash_subsets",
                                        "server",      NULL};
@@ -318,6 +317,7 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
     char kind[32] = "none";
     json_t *t, *v;
     long long n;
+    int r;
 
     if (!f)
         return 0;
@@ -408,7 +408,6 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
 
 static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_err *err)
 {
-    int r;
     static const char *const keys[] = {
         "version",       "slot",           "report",       "recover_within_s",
         "min_health_ms", "exact_download", "min_attempts", NULL};
@@ -416,6 +415,7 @@ static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_e
     char report[16] = "any";
     long long n;
     int i;
+    int r;
 
     if (!e)
         return 0;

@@ -18,12 +18,12 @@
 int otasim_server_start(const struct otasim_tools *t, const char *dir, struct otasim_server *ret,
                         struct ota_err *err)
 {
-    int r;
     struct otasim_server s;
     char portfile[PATH_MAX + 16], db[PATH_MAX + 16], data[PATH_MAX + 16], log[PATH_MAX + 16];
     char *text = NULL;
     size_t n;
     int64_t deadline;
+    int r;
 
     memset(&s, 0, sizeof(s));
     ota_strlcpy(s.dir, dir, sizeof(s.dir));

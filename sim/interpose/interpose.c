@@ -1,5 +1,5 @@
 /* libotasim-interpose.so: journals a device process's mutating file-system
- * calls for the power model (contract: otasim/journal.h, format: jformat.h).
+ * calls for the power model (contract: otasim/journal.h, format: otasim/jformat.h).
  *
  * Every interposed function passes straight through when OTASIM_ROOT is
  * unset, in a forked child, or when re-entered on the same thread (our own
@@ -28,7 +28,7 @@
 #include <utime.h>
 #include <unistd.h>
 
-#include "jformat.h"
+#include "otasim/jformat.h"
 
 #define API __attribute__((visibility("default")))
 
@@ -1492,13 +1492,95 @@ static int crossing(const struct dirop *d, int o1, int o2, const char *a2, uint6
     return -1;
 }
 
+/* The record of a dirop inside the device root, from the paths as they are
+ * before it runs (a1, a2 resolved; text holds a kept victim's name); kind 0
+ * when the call will fail and change nothing. */
+static void describe(const struct dirop *d, struct rec *r, char *a1, uint64_t pino1, char *a2,
+                     uint64_t pino2, char *text, size_t cap)
+{
+    struct stat st, st2;
+    int have1, have2;
+
+    have1 = a1[0] && sys_lstat(a1, &st) == 0;
+    r->path = a1;
+    r->dir_ino = pino1;
+    switch (d->op) {
+    case OTASIM_OP_RENAME:
+        have2 = a2[0] && sys_lstat(a2, &st2) == 0;
+        if (!have1) {
+            r->kind = 0; /* fails ENOENT: changes nothing */
+            break;
+        }
+        r->path2 = a2;
+        r->dir2_ino = pino2;
+        r->ino = (uint64_t)st.st_ino;
+        r->is_dir = S_ISDIR(st.st_mode);
+        r->seq = g.seq + 1;
+        if (d->flags & RENAME_EXCHANGE) {
+            r->flags |= OTASIM_REC_EXCHANGE;
+            if (have2)
+                r->victim_ino = (uint64_t)st2.st_ino;
+        } else if (have2 && !(d->flags & RENAME_NOREPLACE) && st2.st_ino != st.st_ino) {
+            keep_victim(r, a2, &st2, text, cap);
+        }
+        break;
+    case OTASIM_OP_LINK:
+        if (!have1 || !a2[0] || sys_lstat(a2, &st2) == 0) {
+            r->kind = 0; /* source missing or target exists: fails, changes nothing */
+            break;
+        }
+        if ((d->flags & AT_SYMLINK_FOLLOW) && sys_stat(a1, &st) < 0) {
+            r->kind = 0;
+            break;
+        }
+        r->path2 = a2;
+        r->dir2_ino = pino2;
+        r->ino = (uint64_t)st.st_ino;
+        break;
+    case OTASIM_OP_SYMLINK:
+        if (have1) {
+            r->kind = 0;
+            break;
+        }
+        r->path2 = d->p1;
+        break;
+    case OTASIM_OP_MKDIR:
+        if (have1) {
+            r->kind = 0;
+            break;
+        }
+        r->is_dir = 1;
+        r->mode = d->mode & 07777;
+        break;
+    case OTASIM_OP_RMDIR:
+        if (!have1) {
+            r->kind = 0;
+            break;
+        }
+        r->is_dir = 1;
+        r->ino = (uint64_t)st.st_ino;
+        r->mode = st.st_mode & 07777;
+        break;
+    case OTASIM_OP_UNLINK:
+        if (!have1 || S_ISDIR(st.st_mode)) {
+            r->kind = 0;
+            break;
+        }
+        r->ino = (uint64_t)st.st_ino;
+        r->seq = g.seq + 1;
+        keep_victim(r, a1, &st, text, cap);
+        r->victim_ino = 0;
+        break;
+    }
+}
+
 static int do_dirop(const struct dirop *d)
 {
     char a1[PATH_MAX], a2[PATH_MAX], text[PATH_MAX];
     uint64_t pino1 = 0, pino2 = 0;
-    struct stat st, st2;
+    struct stat st;
     struct rec r;
-    int o1 = 0, o2 = 0, res, err, fe, have1, have2, cross = 0;
+    int o1 = 0, o2 = 0, res, err, fe, cross = 0;
     const char *cross_what = NULL;
 
     if (!g.enabled || busy)
@@ -1537,77 +1619,7 @@ static int do_dirop(const struct dirop *d)
         a1[0] = '\0';
     if (!o2)
         a2[0] = '\0';
-    have1 = a1[0] && sys_lstat(a1, &st) == 0;
-    r.path = a1;
-    r.dir_ino = pino1;
-    switch (d->op) {
-    case OTASIM_OP_RENAME:
-        have2 = a2[0] && sys_lstat(a2, &st2) == 0;
-        if (!have1) {
-            r.kind = 0; /* fails ENOENT: changes nothing */
-            break;
-        }
-        r.path2 = a2;
-        r.dir2_ino = pino2;
-        r.ino = (uint64_t)st.st_ino;
-        r.is_dir = S_ISDIR(st.st_mode);
-        r.seq = g.seq + 1;
-        if (d->flags & RENAME_EXCHANGE) {
-            r.flags |= OTASIM_REC_EXCHANGE;
-            if (have2)
-                r.victim_ino = (uint64_t)st2.st_ino;
-        } else if (have2 && !(d->flags & RENAME_NOREPLACE) && st2.st_ino != st.st_ino) {
-            keep_victim(&r, a2, &st2, text, sizeof(text));
-        }
-        break;
-    case OTASIM_OP_LINK:
-        if (!have1 || !a2[0] || sys_lstat(a2, &st2) == 0) {
-            r.kind = 0; /* source missing or target exists: fails, changes nothing */
-            break;
-        }
-        if ((d->flags & AT_SYMLINK_FOLLOW) && sys_stat(a1, &st) < 0) {
-            r.kind = 0;
-            break;
-        }
-        r.path2 = a2;
-        r.dir2_ino = pino2;
-        r.ino = (uint64_t)st.st_ino;
-        break;
-    case OTASIM_OP_SYMLINK:
-        if (have1) {
-            r.kind = 0;
-            break;
-        }
-        r.path2 = d->p1;
-        break;
-    case OTASIM_OP_MKDIR:
-        if (have1) {
-            r.kind = 0;
-            break;
-        }
-        r.is_dir = 1;
-        r.mode = d->mode & 07777;
-        break;
-    case OTASIM_OP_RMDIR:
-        if (!have1) {
-            r.kind = 0;
-            break;
-        }
-        r.is_dir = 1;
-        r.ino = (uint64_t)st.st_ino;
-        r.mode = st.st_mode & 07777;
-        break;
-    case OTASIM_OP_UNLINK:
-        if (!have1 || S_ISDIR(st.st_mode)) {
-            r.kind = 0;
-            break;
-        }
-        r.ino = (uint64_t)st.st_ino;
-        r.seq = g.seq + 1;
-        keep_victim(&r, a1, &st, text, sizeof(text));
-        r.victim_ino = 0;
-        break;
-    }
+    describe(d, &r, a1, pino1, a2, pino2, text, sizeof(text));
 record:
     if (r.kind == OTASIM_JK_CALL) {
         r.seq = ++g.seq;

@@ -52,6 +52,7 @@ int otasim_tools_find(struct otasim_tools *t, const char *agent, const char *wor
                                             "/usr/lib/faketime/libfaketime.so.1"};
     ssize_t n;
     char *slash;
+    int rc;
 
     memset(t, 0, sizeof(*t));
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -66,9 +67,9 @@ int otasim_tools_find(struct otasim_tools *t, const char *agent, const char *wor
     if ((slash = strrchr(bin, '/')))
         *slash = '\0';
     snprintf(p, sizeof(p), "%s/agent/ota-agent", bin);
-    if (pick(t->agent, sizeof(t->agent), agent ? NULL : "OTASIM_AGENT", agent ? agent : p, 1,
-             "ota-agent", err) < 0)
-        return -ENOENT;
+    if ((rc = pick(t->agent, sizeof(t->agent), agent ? NULL : "OTASIM_AGENT", agent ? agent : p, 1,
+                   "ota-agent", err)) < 0)
+        return rc;
     if (t->agent[0] != '/') {
         char abs[PATH_MAX];
         if (!realpath(t->agent, abs))
@@ -76,22 +77,23 @@ int otasim_tools_find(struct otasim_tools *t, const char *agent, const char *wor
         ota_strlcpy(t->agent, abs, sizeof(t->agent));
     }
     snprintf(p, sizeof(p), "%s/server-mock/ota-server", bin);
-    if (pick(t->server, sizeof(t->server), "OTASIM_SERVER", p, 1, "ota-server", err) < 0)
-        return -ENOENT;
+    if ((rc = pick(t->server, sizeof(t->server), "OTASIM_SERVER", p, 1, "ota-server", err)) < 0)
+        return rc;
     snprintf(p, sizeof(p), "%s/agent/pack/ota-pack", bin);
-    if (pick(t->pack, sizeof(t->pack), "OTASIM_PACK", p, 1, "ota-pack", err) < 0)
-        return -ENOENT;
+    if ((rc = pick(t->pack, sizeof(t->pack), "OTASIM_PACK", p, 1, "ota-pack", err)) < 0)
+        return rc;
     snprintf(p, sizeof(p), "%s/sim/libotasim-interpose.so", bin);
-    if (pick(t->interpose, sizeof(t->interpose), "OTASIM_INTERPOSE", p, 0, "libotasim-interpose.so",
-             err) < 0)
-        return -ENOENT;
+    if ((rc = pick(t->interpose, sizeof(t->interpose), "OTASIM_INTERPOSE", p, 0,
+                   "libotasim-interpose.so", err)) < 0)
+        return rc;
     snprintf(p, sizeof(p), "%s/agent/video-app", bin);
-    if (pick(t->app_dir, sizeof(t->app_dir), "OTASIM_APP_DIR", p, 0, "video-app builds", err) < 0)
-        return -ENOENT;
+    if ((rc = pick(t->app_dir, sizeof(t->app_dir), "OTASIM_APP_DIR", p, 0, "video-app builds",
+                   err)) < 0)
+        return rc;
     snprintf(p, sizeof(p), "%s/agent/video-app/make-release", OTA_SOURCE_DIR);
-    if (pick(t->make_release, sizeof(t->make_release), "OTASIM_MAKE_RELEASE", p, 1, "make-release",
-             err) < 0)
-        return -ENOENT;
+    if ((rc = pick(t->make_release, sizeof(t->make_release), "OTASIM_MAKE_RELEASE", p, 1,
+                   "make-release", err)) < 0)
+        return rc;
     for (size_t i = 0; i < sizeof(faketimes) / sizeof(faketimes[0]); i++)
         if (exists(faketimes[i], 0)) {
             ota_strlcpy(t->faketime, faketimes[i], sizeof(t->faketime));
@@ -100,8 +102,8 @@ int otasim_tools_find(struct otasim_tools *t, const char *agent, const char *wor
     snprintf(t->work, sizeof(t->work), "%s", work ? work : "");
     if (!t->work[0])
         snprintf(t->work, sizeof(t->work), "%s/sim-work", bin);
-    if (ota_fs_mkdirs(t->work, err) < 0)
-        return -EIO;
+    if ((rc = ota_fs_mkdirs(t->work, err)) < 0)
+        return rc;
     if (t->work[0] != '/') {
         char abs[PATH_MAX];
         if (!realpath(t->work, abs))
@@ -128,10 +130,11 @@ int otasim_keys(const struct otasim_tools *t, char *priv, char *pub, char *rogue
                 struct ota_err *err)
 {
     char dir[PATH_MAX], log[PATH_MAX + 16], rpub[PATH_MAX + 16];
+    int rc;
 
     snprintf(dir, sizeof(dir), "%s/cache/keys", t->work);
-    if (ota_fs_mkdirs(dir, err) < 0)
-        return -EIO;
+    if ((rc = ota_fs_mkdirs(dir, err)) < 0)
+        return rc;
     snprintf(priv, cap, "%s/release.key", dir);
     snprintf(pub, cap, "%s/release.pub", dir);
     if (t->key_dir[0]) { /* the keys a QEMU image trusts */
@@ -147,14 +150,14 @@ int otasim_keys(const struct otasim_tools *t, char *priv, char *pub, char *rogue
     if (!t->key_dir[0] && !exists(pub, 0)) {
         const char *argv[] = {t->pack,    "keygen", "--private", priv,
                               "--public", pub,      "--force",   NULL};
-        if (run_quiet(argv, log, err) < 0)
-            return -EIO;
+        if ((rc = run_quiet(argv, log, err)) < 0)
+            return rc;
     }
     if (!exists(rpub, 0)) {
         const char *argv[] = {t->pack,    "keygen", "--private", rogue,
                               "--public", rpub,     "--force",   NULL};
-        if (run_quiet(argv, log, err) < 0)
-            return -EIO;
+        if ((rc = run_quiet(argv, log, err)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -291,42 +294,41 @@ static int write_qemu_image(const struct otasim_tools *t, const char *path,
     char marker[PATH_MAX + 32], text[96], cmd[PATH_MAX + 96], skip[32], count[32], dir[PATH_MAX];
     int good = strcmp(r->variant, "good") == 0;
     struct stat st;
+    int rc;
 
     snprintf(marker, sizeof(marker), "%s/ota-release", tmp);
     snprintf(text, sizeof(text), "%sversion=%s\n", good ? "" : "BROKEN ", r->version);
-    if (ota_fs_write_atomic(marker, text, strlen(text), 0644, err) < 0)
-        return -EIO;
+    if ((rc = ota_fs_write_atomic(marker, text, strlen(text), 0644, err)) < 0)
+        return rc;
     if (good) {
-        if (otasim_qemu_image_open(t->image_dir, &im, err) < 0)
-            return -EIO;
+        if ((rc = otasim_qemu_image_open(t->image_dir, &im, err)) < 0)
+            return rc;
         snprintf(skip, sizeof(skip), "skip=%llu", (unsigned long long)(im.off[1] >> 20));
         snprintf(count, sizeof(count), "count=%llu", (unsigned long long)(im.len[1] >> 20));
         char in[PATH_MAX + 32], of[PATH_MAX + 8];
         snprintf(in, sizeof(in), "if=%s", im.sd);
         snprintf(of, sizeof(of), "of=%s", path);
         const char *dd[] = {"dd", in, of, "bs=1M", skip, count, "status=none", NULL};
-        if (run_quiet(dd, log, err) < 0)
-            return -EIO;
+        if ((rc = run_quiet(dd, log, err)) < 0)
+            return rc;
     } else {
         snprintf(dir, sizeof(dir), "%s/broken-tree/etc", tmp);
-        if (ota_fs_mkdirs(dir, err) < 0)
-            return -EIO;
+        if ((rc = ota_fs_mkdirs(dir, err)) < 0)
+            return rc;
         snprintf(dir, sizeof(dir), "%s/broken-tree/etc/ota-release", tmp);
-        if (ota_fs_write_atomic(dir, text, strlen(text), 0644, err) < 0)
-            return -EIO;
+        if ((rc = ota_fs_write_atomic(dir, text, strlen(text), 0644, err)) < 0)
+            return rc;
         snprintf(dir, sizeof(dir), "%s/broken-tree", tmp);
         const char *mk[] = {"mkfs.ext4", "-q", "-F", "-L", "broken", "-d", dir, path, "8M", NULL};
-        if (run_quiet(mk, log, err) < 0)
-            return -EIO;
+        if ((rc = run_quiet(mk, log, err)) < 0)
+            return rc;
     }
     snprintf(cmd, sizeof(cmd), "write %s /etc/ota-release", marker);
     {
         const char *rm[] = {"debugfs", "-w", "-R", "rm /etc/ota-release", path, NULL};
         const char *wr[] = {"debugfs", "-w", "-R", cmd, path, NULL};
-        if (good && run_quiet(rm, log, err) < 0)
-            return -EIO;
-        if (good && run_quiet(wr, log, err) < 0)
-            return -EIO;
+        if (good && ((rc = run_quiet(rm, log, err)) < 0 || (rc = run_quiet(wr, log, err)) < 0))
+            return rc;
     }
     if (stat(path, &st) < 0)
         return ota_err_set(err, errno, "%s: %s", path, strerror(errno));
@@ -382,15 +384,15 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
     snprintf(dir, sizeof(dir), "%s/cache/releases/%s", t->work, key);
     if (load_built(dir, ret, NULL) == 0)
         return 0;
-    if (otasim_keys(t, priv, pub, rogue, sizeof(priv), err) < 0)
-        return -EIO;
+    if ((rc = otasim_keys(t, priv, pub, rogue, sizeof(priv), err)) < 0)
+        return rc;
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", dir, (int)getpid());
     ota_ignore(ota_fs_remove_tree(tmp, NULL));
     snprintf(outdir, sizeof(outdir), "%s/out", tmp);
     snprintf(ref, sizeof(ref), "%s/ref", tmp);
     snprintf(log, sizeof(log), "%s/build.log", tmp);
-    if (ota_fs_mkdirs(ref, err) < 0)
-        return -EIO;
+    if ((rc = ota_fs_mkdirs(ref, err)) < 0)
+        return rc;
     if (app) {
         snprintf(bin, sizeof(bin), "%s/%s", t->app_dir, r->variant);
         if (!exists(bin, 1))
@@ -401,36 +403,36 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
                             payload,         "--arch",   t->arch,   NULL};
         if (!t->arch[0])
             mk[9] = NULL;
-        if (run_quiet(mk, log, err) < 0)
-            return -EIO;
+        if ((rc = run_quiet(mk, log, err)) < 0)
+            return rc;
         if (strcmp(r->format, "deb") == 0) {
             const char *x[] = {"dpkg-deb", "-x", payload, ref, NULL};
-            if (run_quiet(x, log, err) < 0)
-                return -EIO;
+            if ((rc = run_quiet(x, log, err)) < 0)
+                return rc;
         } else {
             const char *x[] = {"tar", "-xzf", payload, "-C", ref, NULL};
-            if (run_quiet(x, log, err) < 0)
-                return -EIO;
+            if ((rc = run_quiet(x, log, err)) < 0)
+                return rc;
         }
-        if (otasim_tree_digest(ref, hex, err) < 0)
-            return -EIO;
+        if ((rc = otasim_tree_digest(ref, hex, err)) < 0)
+            return rc;
     } else {
         uint8_t sha[32];
         snprintf(payload, sizeof(payload), "%s/rootfs_%s.img", tmp, r->version);
         if (t->target == OTASIM_TARGET_QEMU) {
-            if (write_qemu_image(t, payload, r, tmp, log, &image_size, err) < 0 ||
-                ota_sha256_file(payload, image_size, sha, err) < 0)
-                return -EIO;
-        } else if (write_image(payload, r, sha, err) < 0) {
-            return -EIO;
+            if ((rc = write_qemu_image(t, payload, r, tmp, log, &image_size, err)) < 0 ||
+                (rc = ota_sha256_file(payload, image_size, sha, err)) < 0)
+                return rc;
+        } else if ((rc = write_image(payload, r, sha, err)) < 0) {
+            return rc;
         }
         ota_hex_encode(sha, 32, imghex);
         ota_strlcpy(hex, imghex, sizeof(hex));
         if (strcmp(r->format, "gz") == 0) {
             char gz[PATH_MAX + 80];
             const char *g[] = {"gzip", "-n", image_size > IMAGE_SIZE ? "-1" : "-9", payload, NULL};
-            if (run_quiet(g, log, err) < 0)
-                return -EIO;
+            if ((rc = run_quiet(g, log, err)) < 0)
+                return rc;
             snprintf(gz, sizeof(gz), "%s.gz", payload);
             ota_strlcpy(payload, gz, sizeof(payload));
         }
@@ -459,8 +461,8 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
         argv[k++] = "--out";
         argv[k++] = outdir;
         argv[k] = NULL;
-        if (run_quiet(argv, log, err) < 0)
-            return -EIO;
+        if ((rc = run_quiet(argv, log, err)) < 0)
+            return rc;
     }
     {
         const char *base = strrchr(payload, '/') + 1;
@@ -477,8 +479,8 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
     {
         char p[PATH_MAX + 32];
         snprintf(p, sizeof(p), "%s/built.json", tmp);
-        if (ota_fs_write_atomic(p, json, strlen(json), 0644, err) < 0)
-            return -EIO;
+        if ((rc = ota_fs_write_atomic(p, json, strlen(json), 0644, err)) < 0)
+            return rc;
     }
     if (rename(tmp, dir) < 0 && errno != ENOTEMPTY && errno != EEXIST)
         return ota_err_set(err, errno, "rename %s: %s", tmp, strerror(errno));

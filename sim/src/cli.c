@@ -111,6 +111,65 @@ static int do_svc(int argc, char **argv)
     return EXIT_USAGE;
 }
 
+/* How a run's events look on the terminal (the runner's sink). */
+struct printer {
+    int quiet; /* -q: no progress line, no failure reports */
+    int list;  /* --list: no word of skipped cases */
+};
+
+static void print_progress(const struct otasim_run_event *ev)
+{
+    const struct otasim_run_stats *s = ev->stats;
+    double min = (double)ev->elapsed_ms / 60000.0;
+    uint64_t done = s->passed + s->failed + s->errors + s->not_run;
+
+    /* The rate is of trials run: a copied result is not a trial. */
+    fprintf(stderr,
+            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  (%llu run, %llu copied "
+            "by equivalence)  %.0f trials/min%s",
+            isatty(2) ? "\r" : "", (unsigned long long)done, (unsigned long long)s->cases,
+            (unsigned long long)s->passed, (unsigned long long)s->failed,
+            (unsigned long long)s->errors, (unsigned long long)s->not_run,
+            (unsigned long long)s->run, (unsigned long long)s->equivalent,
+            min > 0 ? (double)s->run / min : 0.0, ev->final || !isatty(2) ? "\n" : "");
+}
+
+static void print_event(void *user, const struct otasim_run_event *ev)
+{
+    const struct printer *p = user;
+
+    switch (ev->kind) {
+    case OTASIM_RUN_SKIPPED:
+        if (!p->quiet && !p->list)
+            fprintf(stderr, "ota-sim: skipped on qemu: %s: %s\n", ev->id, ev->detail);
+        break;
+    case OTASIM_RUN_LISTED:
+        printf("%s\n", ev->id);
+        break;
+    case OTASIM_RUN_PROGRESS:
+        if (!p->quiet)
+            print_progress(ev);
+        break;
+    case OTASIM_RUN_FAILED:
+        if (p->quiet)
+            break;
+        fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r" : "", ev->id,
+                ev->detail, ev->reproduce);
+        for (const char *l = ev->logs; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
+            fprintf(stderr, "  serial log: %.*s\n", (int)strcspn(l, "\n"), l);
+        break;
+    case OTASIM_RUN_NOT_RUN:
+        /* even with -q: a run of nothing but these must say why */
+        fprintf(stderr, "%sota-sim: %s: %s (%s)\n", isatty(2) && !p->quiet ? "\r" : "", ev->id,
+                ev->detail, ev->agent);
+        break;
+    case OTASIM_RUN_WARNING:
+    case OTASIM_RUN_EVENT_MAX:
+        fprintf(stderr, "ota-sim: %s\n", ev->detail);
+        break;
+    }
+}
+
 /* Every scenario file of dir (not matrix.yaml), in name order. */
 static int add_dir(struct otasim_runner *r, const char *dir, struct ota_err *err)
 {
@@ -235,10 +294,11 @@ static int crash_opt(int model, const char *arg, struct otasim_run_opts *o, stru
     enum otasim_crash_model m;
     char *end;
     long v;
+    int r;
 
     if (model) {
-        if (otasim_crash_model_parse(arg, &m, e) < 0)
-            return -EINVAL;
+        if ((r = otasim_crash_model_parse(arg, &m, e)) < 0)
+            return r;
         o->crash_model = (int)m;
         return 0;
     }
@@ -249,285 +309,324 @@ static int crash_opt(int model, const char *arg, struct otasim_run_opts *o, stru
     return 0;
 }
 
-int otasim_cli_main(int argc, char **argv)
-{
-    enum {
-        O_FAULT = 256,
-        O_TRIGGER,
-        O_MATRIX,
-        O_LIST,
-        O_CASE,
-        O_SEED,
-        O_AGENT,
-        O_WORK,
-        O_DB,
-        O_JUNIT,
-        O_EXH,
-        O_KEEP,
-        O_FAILFAST,
-        O_WITH,
-        O_TREES,
-        O_TARGET,
-        O_PROFILE,
-        O_IMAGE,
-        O_QTIMEOUT,
-        O_GUEST_AGENT,
-        O_SNAPSHOT,
-        O_CASES_FROM,
-        O_CMODEL,
-        O_CSUBSETS
-    };
-    static const struct option opts[] = {{"fault", required_argument, NULL, O_FAULT},
-                                         {"trigger", required_argument, NULL, O_TRIGGER},
-                                         {"matrix", required_argument, NULL, O_MATRIX},
-                                         {"list", no_argument, NULL, O_LIST},
-                                         {"case", required_argument, NULL, O_CASE},
-                                         {"jobs", required_argument, NULL, 'j'},
-                                         {"seed", required_argument, NULL, O_SEED},
-                                         {"agent", required_argument, NULL, O_AGENT},
-                                         {"work", required_argument, NULL, O_WORK},
-                                         {"db", required_argument, NULL, O_DB},
-                                         {"junit", required_argument, NULL, O_JUNIT},
-                                         {"exhaustive", no_argument, NULL, O_EXH},
-                                         {"keep", no_argument, NULL, O_KEEP},
-                                         {"quiet", no_argument, NULL, 'q'},
-                                         {"fail-fast", no_argument, NULL, O_FAILFAST},
-                                         {"with-scenarios", required_argument, NULL, O_WITH},
-                                         {"trees", required_argument, NULL, O_TREES},
-                                         {"target", required_argument, NULL, O_TARGET},
-                                         {"profile", required_argument, NULL, O_PROFILE},
-                                         {"image", required_argument, NULL, O_IMAGE},
-                                         {"qemu-timeout", required_argument, NULL, O_QTIMEOUT},
-                                         {"guest-agent", required_argument, NULL, O_GUEST_AGENT},
-                                         {"snapshot", no_argument, NULL, O_SNAPSHOT},
-                                         {"cases-from", required_argument, NULL, O_CASES_FROM},
-                                         {"crash-model", required_argument, NULL, O_CMODEL},
-                                         {"crash-subsets", required_argument, NULL, O_CSUBSETS},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    struct otasim_run_opts o = {.jobs = 2, .seed = 1, .crash_model = -1};
+/* ota-sim run / matrix: what the command line asked for. */
+struct run_cmd {
+    const char *cmd; /* "run" or "matrix" */
+    struct otasim_run_opts o;
     struct otasim_fault override;
+    int have_fault, have_trigger, keep, jobs_set, qtimeout, snapshot;
+    const char *matrix, *agent, *work, *with_dir, *target, *profile, *image, *guest_agent;
+    char cmdline[4096];
+    struct case_list cases;
+    struct printer pr;
+};
+
+enum {
+    O_FAULT = 256,
+    O_TRIGGER,
+    O_MATRIX,
+    O_LIST,
+    O_CASE,
+    O_SEED,
+    O_AGENT,
+    O_WORK,
+    O_DB,
+    O_JUNIT,
+    O_EXH,
+    O_KEEP,
+    O_FAILFAST,
+    O_WITH,
+    O_TREES,
+    O_TARGET,
+    O_PROFILE,
+    O_IMAGE,
+    O_QTIMEOUT,
+    O_GUEST_AGENT,
+    O_SNAPSHOT,
+    O_CASES_FROM,
+    O_CMODEL,
+    O_CSUBSETS
+};
+
+static const struct option run_options[] = {{"fault", required_argument, NULL, O_FAULT},
+                                            {"trigger", required_argument, NULL, O_TRIGGER},
+                                            {"matrix", required_argument, NULL, O_MATRIX},
+                                            {"list", no_argument, NULL, O_LIST},
+                                            {"case", required_argument, NULL, O_CASE},
+                                            {"jobs", required_argument, NULL, 'j'},
+                                            {"seed", required_argument, NULL, O_SEED},
+                                            {"agent", required_argument, NULL, O_AGENT},
+                                            {"work", required_argument, NULL, O_WORK},
+                                            {"db", required_argument, NULL, O_DB},
+                                            {"junit", required_argument, NULL, O_JUNIT},
+                                            {"exhaustive", no_argument, NULL, O_EXH},
+                                            {"keep", no_argument, NULL, O_KEEP},
+                                            {"quiet", no_argument, NULL, 'q'},
+                                            {"fail-fast", no_argument, NULL, O_FAILFAST},
+                                            {"with-scenarios", required_argument, NULL, O_WITH},
+                                            {"trees", required_argument, NULL, O_TREES},
+                                            {"target", required_argument, NULL, O_TARGET},
+                                            {"profile", required_argument, NULL, O_PROFILE},
+                                            {"image", required_argument, NULL, O_IMAGE},
+                                            {"qemu-timeout", required_argument, NULL, O_QTIMEOUT},
+                                            {"guest-agent", required_argument, NULL, O_GUEST_AGENT},
+                                            {"snapshot", no_argument, NULL, O_SNAPSHOT},
+                                            {"cases-from", required_argument, NULL, O_CASES_FROM},
+                                            {"crash-model", required_argument, NULL, O_CMODEL},
+                                            {"crash-subsets", required_argument, NULL, O_CSUBSETS},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
+
+/* Prints a usage error's reason; the exit code for it. */
+static int usage_error(const struct ota_err *e)
+{
+    fprintf(stderr, "ota-sim: %s\n", e->reason);
+    return EXIT_USAGE;
+}
+
+/* A failure of the harness itself: its reason printed; the exit code. */
+static int harness_error(const struct ota_err *e)
+{
+    fprintf(stderr, "ota-sim: %s\n", e->reason);
+    return EXIT_HARNESS;
+}
+
+/* One option c (with optarg) into rc. 0, or -errno with e set (a usage error). */
+static int run_option(struct run_cmd *rc, int c, struct ota_err *e)
+{
+    struct otasim_run_opts *o = &rc->o;
+
+    switch (c) {
+    case O_FAULT:
+        rc->have_fault = 1;
+        return otasim_fault_kind_parse(optarg, &rc->override.kind, e);
+    case O_TRIGGER:
+        rc->have_trigger = 1;
+        return otasim_trigger_parse(optarg, &rc->override.trigger, e);
+    case O_MATRIX:
+        rc->matrix = optarg;
+        return 0;
+    case O_LIST:
+        o->list = 1;
+        return 0;
+    case O_CASE:
+        return case_add(&rc->cases, optarg, strlen(optarg), e);
+    case O_CASES_FROM:
+        return cases_read(&rc->cases, optarg, e);
+    case O_TARGET:
+        rc->target = optarg;
+        return 0;
+    case O_PROFILE:
+        rc->profile = optarg;
+        return 0;
+    case O_IMAGE:
+        rc->image = optarg;
+        return 0;
+    case O_SNAPSHOT:
+        rc->snapshot = 1;
+        return 0;
+    case O_CMODEL:
+    case O_CSUBSETS:
+        return crash_opt(c == O_CMODEL, optarg, o, e);
+    case O_GUEST_AGENT:
+        rc->guest_agent = optarg;
+        return 0;
+    case O_QTIMEOUT:
+        rc->qtimeout = atoi(optarg);
+        if (rc->qtimeout < 10)
+            return ota_err_set(e, EINVAL, "--qemu-timeout: at least 10 (seconds)");
+        return 0;
+    case 'j':
+        rc->jobs_set = 1;
+        o->jobs = atoi(optarg);
+        if (o->jobs < 1 || o->jobs > 64)
+            return ota_err_set(e, EINVAL, "--jobs: 1..64");
+        return 0;
+    case O_SEED:
+        o->seed = strtoull(optarg, NULL, 10);
+        return 0;
+    case O_AGENT:
+        rc->agent = optarg;
+        return 0;
+    case O_WORK:
+        rc->work = optarg;
+        return 0;
+    case O_DB:
+        o->db_path = optarg;
+        return 0;
+    case O_JUNIT:
+        o->junit_path = optarg;
+        return 0;
+    case O_EXH:
+        o->exhaustive = 1;
+        return 0;
+    case O_KEEP:
+        rc->keep = 1;
+        return 0;
+    case O_FAILFAST:
+        o->fail_fast = 1;
+        return 0;
+    case O_WITH:
+        rc->with_dir = optarg;
+        return 0;
+    case O_TREES:
+        o->trees_dir = optarg;
+        return 0;
+    case 'q':
+        rc->pr.quiet = 1;
+        return 0;
+    }
+    return ota_err_set(e, EINVAL, "unknown option");
+}
+
+/* The options of run and matrix into rc: -1 to go on, else the exit code
+ * (usage and usage errors printed). */
+static int parse_run(struct run_cmd *rc, int argc, char **argv)
+{
+    struct ota_err e = {0};
+    int c;
+
+    for (int i = 0; i < argc; i++) {
+        size_t n = strlen(rc->cmdline);
+        snprintf(rc->cmdline + n, sizeof(rc->cmdline) - n, "%s%s", i ? " " : "", argv[i]);
+    }
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "j:qh", run_options, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return EXIT_PASS;
+        }
+        if (c == '?' || c == ':') {
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        if (run_option(rc, c, &e) < 0)
+            return usage_error(&e);
+    }
+    if (rc->have_trigger && !rc->have_fault)
+        ota_ignore(ota_err_set(&e, EINVAL, "--trigger needs --fault"));
+    else if (strcmp(rc->cmd, "run") == 0 && optind >= argc)
+        ota_ignore(ota_err_set(&e, EINVAL, "run: name at least one scenario file"));
+    else if (rc->cases.n && strcmp(rc->cmd, "matrix") != 0)
+        ota_ignore(ota_err_set(&e, EINVAL, "--case and --cases-from go with matrix"));
+    if (e.code)
+        return usage_error(&e);
+    rc->o.only_cases = (const char *const *)rc->cases.v;
+    rc->o.n_only_cases = rc->cases.n;
+    rc->o.command = rc->cmdline;
+    rc->pr.list = rc->o.list;
+    rc->o.sink = (struct otasim_run_sink){print_event, &rc->pr};
+    return -1;
+}
+
+/* The tools and the target (native, or QEMU with its options) into t: -1 to
+ * go on, else the exit code (the reason printed). */
+static int setup_target(struct run_cmd *rc, struct otasim_tools *t)
+{
+    struct ota_err e = {0};
+
+    if (otasim_tools_find(t, rc->agent, rc->work, &e) < 0)
+        return harness_error(&e);
+    t->keep = rc->keep;
+    if (strcmp(rc->target, "qemu") == 0) {
+        t->qemu_timeout_s = rc->qtimeout;
+        if (otasim_tools_qemu(t, rc->profile, rc->image, &e) < 0)
+            return harness_error(&e);
+        if (!rc->jobs_set)
+            rc->o.jobs = 1;
+        t->qemu_snapshot = rc->snapshot;
+        if (rc->guest_agent && !realpath(rc->guest_agent, t->guest_agent))
+            ota_ignore(
+                ota_err_set(&e, errno, "--guest-agent %s: %s", rc->guest_agent, strerror(errno)));
+        else if (rc->o.crash_model > OTASIM_CRASH_MINIMAL)
+            ota_ignore(ota_err_set(&e, EINVAL, "--crash-model %s: the native tier only",
+                                   otasim_crash_model_names[rc->o.crash_model]));
+    } else if (strcmp(rc->target, "native") != 0) {
+        ota_ignore(ota_err_set(&e, EINVAL, "--target: native or qemu"));
+    } else if (rc->profile || rc->image || rc->guest_agent || rc->snapshot) {
+        ota_ignore(
+            ota_err_set(&e, EINVAL, "--profile, --image and --guest-agent go with --target qemu"));
+    } else if (!rc->jobs_set) {
+        /* a native trial waits for its app, server and service commands about
+         * a quarter of its time: two per CPU keep the CPUs busy */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        rc->o.jobs = cpus < 1 ? 2 : cpus > 32 ? 64 : (int)(2 * cpus);
+    }
+    return e.code ? usage_error(&e) : -1;
+}
+
+/* The scenario files (run) or the matrix (matrix) into r: -1 to go on, else
+ * the exit code (the reason printed). */
+static int add_cases(struct run_cmd *rc, struct otasim_runner *r, int argc, char **argv)
+{
+    struct ota_err e = {0};
+
+    if (strcmp(rc->cmd, "run") == 0) {
+        for (int i = optind; i < argc; i++) {
+            struct otasim_scenario sc;
+            if (otasim_scenario_load(argv[i], &sc, &e) < 0)
+                return usage_error(&e);
+            if (otasim_runner_add(r, &sc, rc->have_fault ? &rc->override : NULL, &e) < 0)
+                return harness_error(&e);
+        }
+        return -1;
+    }
+    if ((rc->with_dir && add_dir(r, rc->with_dir, &e) < 0) ||
+        otasim_runner_add_matrix(r, rc->matrix, &e) < 0) {
+        fprintf(stderr, "ota-sim: %s\n", e.reason);
+        return e.code == EINVAL ? EXIT_USAGE : EXIT_HARNESS;
+    }
+    return -1;
+}
+
+/* ota-sim run SCENARIO... / ota-sim matrix: the trials and their verdict. */
+static int do_run(int argc, char **argv)
+{
+    struct run_cmd rc = {.cmd = argv[1],
+                         .o = {.jobs = 2, .seed = 1, .crash_model = -1},
+                         .matrix = OTA_SOURCE_DIR "/scenarios/matrix.yaml",
+                         .target = "native"};
     struct otasim_tools t;
     struct otasim_runner *r = NULL;
     struct otasim_run_stats st = {0};
     struct ota_err e = {0};
-    const char *matrix = OTA_SOURCE_DIR "/scenarios/matrix.yaml", *agent = NULL, *work = NULL;
-    const char *cmd, *with_dir = NULL, *target = "native", *profile = NULL, *image = NULL;
-    char cmdline[4096] = "";
-    int have_fault = 0, have_trigger = 0, keep = 0, c, rc = EXIT_HARNESS, jobs_set = 0;
-    int qtimeout = 0;
-    const char *guest_agent = NULL;
-    int snapshot = 0;
-    struct case_list cases = {0};
+    int code;
 
-    memset(&override, 0, sizeof(override));
+    if ((code = parse_run(&rc, argc, argv)) >= 0 || (code = setup_target(&rc, &t)) >= 0)
+        goto out;
+    if (otasim_runner_new(&t, &rc.o, &r, &e) < 0) {
+        code = harness_error(&e);
+        goto out;
+    }
+    if ((code = add_cases(&rc, r, argc, argv)) >= 0)
+        goto out;
+    if (otasim_runner_run(r, &st, &e) < 0) {
+        code = harness_error(&e);
+        goto out;
+    }
+    code = st.errors    ? EXIT_HARNESS
+           : st.failed  ? EXIT_FAILED
+           : st.not_run ? EXIT_NOT_RUN
+                        : EXIT_PASS;
+out:
+    otasim_runner_free(r);
+    case_list_free(&rc.cases);
+    return code;
+}
+
+int otasim_cli_main(int argc, char **argv)
+{
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_PASS;
     }
-    cmd = argv[1];
-    if (strcmp(cmd, "svc") == 0)
+    if (strcmp(argv[1], "svc") == 0)
         return do_svc(argc, argv);
-    if (strcmp(cmd, "journal") == 0)
+    if (strcmp(argv[1], "journal") == 0)
         return do_journal(argc, argv);
-    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "matrix") != 0) {
-        fprintf(stderr, "ota-sim: unknown command '%s'\n", cmd);
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    for (int i = 0; i < argc; i++) {
-        size_t n = strlen(cmdline);
-        snprintf(cmdline + n, sizeof(cmdline) - n, "%s%s", i ? " " : "", argv[i]);
-    }
-    optind = 2;
-    while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case O_FAULT:
-            if (otasim_fault_kind_parse(optarg, &override.kind, &e) < 0)
-                goto usage_err;
-            have_fault = 1;
-            break;
-        case O_TRIGGER:
-            if (otasim_trigger_parse(optarg, &override.trigger, &e) < 0)
-                goto usage_err;
-            have_trigger = 1;
-            break;
-        case O_MATRIX:
-            matrix = optarg;
-            break;
-        case O_LIST:
-            o.list = 1;
-            break;
-        case O_CASE:
-            if (case_add(&cases, optarg, strlen(optarg), &e) < 0)
-                goto usage_err;
-            break;
-        case O_CASES_FROM:
-            if (cases_read(&cases, optarg, &e) < 0)
-                goto usage_err;
-            break;
-        case O_TARGET:
-            target = optarg;
-            break;
-        case O_PROFILE:
-            profile = optarg;
-            break;
-        case O_IMAGE:
-            image = optarg;
-            break;
-        case O_SNAPSHOT:
-            snapshot = 1;
-            break;
-        case O_CMODEL:
-        case O_CSUBSETS:
-            if (crash_opt(c == O_CMODEL, optarg, &o, &e) < 0)
-                goto usage_err;
-            break;
-        case O_GUEST_AGENT:
-            guest_agent = optarg;
-            break;
-        case O_QTIMEOUT:
-            qtimeout = atoi(optarg);
-            if (qtimeout < 10) {
-                ota_err_set(&e, EINVAL, "--qemu-timeout: at least 10 (seconds)");
-                goto usage_err;
-            }
-            break;
-        case 'j':
-            jobs_set = 1;
-            o.jobs = atoi(optarg);
-            if (o.jobs < 1 || o.jobs > 64) {
-                ota_err_set(&e, EINVAL, "--jobs: 1..64");
-                goto usage_err;
-            }
-            break;
-        case O_SEED:
-            o.seed = strtoull(optarg, NULL, 10);
-            break;
-        case O_AGENT:
-            agent = optarg;
-            break;
-        case O_WORK:
-            work = optarg;
-            break;
-        case O_DB:
-            o.db_path = optarg;
-            break;
-        case O_JUNIT:
-            o.junit_path = optarg;
-            break;
-        case O_EXH:
-            o.exhaustive = 1;
-            break;
-        case O_KEEP:
-            keep = 1;
-            break;
-        case O_FAILFAST:
-            o.fail_fast = 1;
-            break;
-        case O_WITH:
-            with_dir = optarg;
-            break;
-        case O_TREES:
-            o.trees_dir = optarg;
-            break;
-        case 'q':
-            o.quiet = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return EXIT_PASS;
-        default:
-            usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
-    if (have_trigger && !have_fault) {
-        ota_err_set(&e, EINVAL, "--trigger needs --fault");
-        goto usage_err;
-    }
-    if (strcmp(cmd, "run") == 0 && optind >= argc) {
-        ota_err_set(&e, EINVAL, "run: name at least one scenario file");
-        goto usage_err;
-    }
-    if (cases.n && strcmp(cmd, "matrix") != 0) {
-        ota_err_set(&e, EINVAL, "--case and --cases-from go with matrix");
-        goto usage_err;
-    }
-    o.only_cases = (const char *const *)cases.v;
-    o.n_only_cases = cases.n;
-    o.command = cmdline;
-    if (otasim_tools_find(&t, agent, work, &e) < 0) {
-        fprintf(stderr, "ota-sim: %s\n", e.reason);
-        return EXIT_HARNESS;
-    }
-    t.keep = keep;
-    if (strcmp(target, "qemu") == 0) {
-        t.qemu_timeout_s = qtimeout;
-        if (otasim_tools_qemu(&t, profile, image, &e) < 0) {
-            fprintf(stderr, "ota-sim: %s\n", e.reason);
-            return EXIT_HARNESS;
-        }
-        if (!jobs_set)
-            o.jobs = 1;
-        t.qemu_snapshot = snapshot;
-        if (guest_agent && !realpath(guest_agent, t.guest_agent)) {
-            ota_err_set(&e, errno, "--guest-agent %s: %s", guest_agent, strerror(errno));
-            goto usage_err;
-        }
-        /* (this check sat after a goto in the branch below: never reached) */
-        if (o.crash_model > OTASIM_CRASH_MINIMAL) {
-            ota_err_set(&e, EINVAL, "--crash-model %s: the native tier only",
-                        otasim_crash_model_names[o.crash_model]);
-            goto usage_err;
-        }
-    } else if (strcmp(target, "native") != 0) {
-        ota_err_set(&e, EINVAL, "--target: native or qemu");
-        goto usage_err;
-    } else if (profile || image || guest_agent || snapshot) {
-        ota_err_set(&e, EINVAL, "--profile, --image and --guest-agent go with --target qemu");
-        goto usage_err;
-    } else if (!jobs_set) {
-        /* a native trial waits for its app, server and service commands about
-         * a quarter of its time: two per CPU keep the CPUs busy */
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        o.jobs = cpus < 1 ? 2 : cpus > 32 ? 64 : (int)(2 * cpus);
-    }
-    if (otasim_runner_new(&t, &o, &r, &e) < 0)
-        goto harness;
-    if (strcmp(cmd, "run") == 0) {
-        for (int i = optind; i < argc; i++) {
-            struct otasim_scenario sc;
-            if (otasim_scenario_load(argv[i], &sc, &e) < 0) {
-                fprintf(stderr, "ota-sim: %s\n", e.reason);
-                rc = EXIT_USAGE;
-                goto out;
-            }
-            if (otasim_runner_add(r, &sc, have_fault ? &override : NULL, &e) < 0)
-                goto harness;
-        }
-    } else if (with_dir && add_dir(r, with_dir, &e) < 0) {
-        fprintf(stderr, "ota-sim: %s\n", e.reason);
-        rc = e.code == EINVAL ? EXIT_USAGE : EXIT_HARNESS;
-        goto out;
-    } else if (otasim_runner_add_matrix(r, matrix, &e) < 0) {
-        fprintf(stderr, "ota-sim: %s\n", e.reason);
-        rc = e.code == EINVAL ? EXIT_USAGE : EXIT_HARNESS;
-        goto out;
-    }
-    if (otasim_runner_run(r, &st, &e) < 0)
-        goto harness;
-    rc = st.errors ? EXIT_HARNESS : st.failed ? EXIT_FAILED : st.not_run ? EXIT_NOT_RUN : EXIT_PASS;
-    goto out;
-usage_err:
-    fprintf(stderr, "ota-sim: %s\n", e.reason);
-    case_list_free(&cases);
+    if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "matrix") == 0)
+        return do_run(argc, argv);
+    fprintf(stderr, "ota-sim: unknown command '%s'\n", argv[1]);
+    usage(stderr);
     return EXIT_USAGE;
-harness:
-    fprintf(stderr, "ota-sim: %s\n", e.reason);
-    rc = EXIT_HARNESS;
-out:
-    otasim_runner_free(r);
-    case_list_free(&cases);
-    return rc;
 }

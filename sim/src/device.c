@@ -156,6 +156,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     char p[PATH_MAX + 64], port[16];
     static const char *const dirs[] = {
         "opt/app", "var/lib/ota/download", "etc", "run", "boot", "disks", ".sim"};
+    int r;
 
     memset(d, 0, sizeof(*d));
     d->tools = t;
@@ -166,8 +167,8 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     snprintf(d->config, sizeof(d->config), "%s/etc/ota-agent.conf", d->root);
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", d->root, dirs[i]);
-        if (ota_fs_mkdirs(p, err) < 0)
-            return -EIO;
+        if ((r = ota_fs_mkdirs(p, err)) < 0)
+            return r;
     }
     /* the factory app in slot a, current -> a */
     if (sc->profile == OTASIM_PROFILE_APP) {
@@ -177,18 +178,18 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         snprintf(dst, sizeof(dst), "%s/opt/app/a", d->root);
         const char *cp[] = {"cp", "-a", src, dst, NULL};
         if (!otasim_baseline()) {
-            if (otasim_copy_tree(fb->ref_tree, dst, err) < 0)
-                return -EIO;
-        } else if (otasim_run(cp, NULL, 30000, NULL, NULL, &st, err) < 0)
-            return -EIO;
+            if ((r = otasim_copy_tree(fb->ref_tree, dst, err)) < 0)
+                return r;
+        } else if ((r = otasim_run(cp, NULL, 30000, NULL, NULL, &st, err)) < 0)
+            return r;
         if (st != 0)
             return ota_err_set(err, EIO, "cp -a %s %s: exit %d", src, dst, st);
     } else {
         /* A rootfs device still runs the demo app: the factory build. */
         char src[PATH_MAX + 8], dst[PATH_MAX + 16];
         snprintf(dst, sizeof(dst), "%s/opt/app/a/bin", d->root);
-        if (ota_fs_mkdirs(dst, err) < 0)
-            return -EIO;
+        if ((r = ota_fs_mkdirs(dst, err)) < 0)
+            return r;
         snprintf(src, sizeof(src), "%s/video-app", t->app_dir);
         snprintf(dst, sizeof(dst), "%s/opt/app/a/bin/video-app", d->root);
         if (symlink(src, dst) < 0)
@@ -202,11 +203,11 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         return ota_err_set(err, EADDRNOTAVAIL, "no free port");
     snprintf(port, sizeof(port), "%d\n", d->app_port);
     snprintf(p, sizeof(p), "%s/run/app.port", d->root);
-    if (put_file(p, port, err) < 0)
-        return -EIO;
+    if ((r = put_file(p, port, err)) < 0)
+        return r;
     snprintf(d->faketime_file, sizeof(d->faketime_file), "%s/.sim/faketime", d->root);
-    if (faketime_write(d, err) < 0)
-        return -EIO;
+    if ((r = faketime_write(d, err)) < 0)
+        return r;
     if (sc->profile == OTASIM_PROFILE_ROOTFS) {
         static const char *const vars[] = {OTA_ENV_BOOT_PART "=" OTA_ENV_SLOT_A,
                                            OTA_ENV_BOOTCOUNT "=0",
@@ -217,14 +218,14 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
             snprintf(d->part[s], sizeof(d->part[s]), "%s/disks/root%c", d->root, "AB"[s]);
         if (strcmp(fac->format, "raw") != 0)
             return ota_err_set(err, EINVAL, "a factory rootfs must be format raw");
-        if (sized_copy(fb->payload, d->part[0], OTASIM_PART_SIZE, err) < 0 ||
-            sized_copy(sc->slot_b_factory ? fb->payload : NULL, d->part[1], OTASIM_PART_SIZE, err) <
-                0)
-            return -EIO;
+        if ((r = sized_copy(fb->payload, d->part[0], OTASIM_PART_SIZE, err)) < 0 ||
+            (r = sized_copy(sc->slot_b_factory ? fb->payload : NULL, d->part[1], OTASIM_PART_SIZE,
+                            err)) < 0)
+            return r;
         snprintf(envfile, sizeof(envfile), "%s/boot/uboot.env", d->root);
         snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
-        if (otasim_bootenv_create(envfile, d->env_config, vars, 5, err) < 0)
-            return -EIO;
+        if ((r = otasim_bootenv_create(envfile, d->env_config, vars, 5, err)) < 0)
+            return r;
         for (size_t i = 0; i < sc->n_rel; i++) {
             struct otasim_image *im = &d->images[d->n_images++];
             ota_strlcpy(im->version, sc->rel[i].version, sizeof(im->version));
@@ -240,8 +241,8 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         d->boot.n_images = d->n_images;
         d->boot.max_boots = 16;
     }
-    if (otasim_proxy_start(tr->srv->port, &d->proxy, err) < 0)
-        return -EIO;
+    if ((r = otasim_proxy_start(tr->srv->port, &d->proxy, err)) < 0)
+        return r;
     return write_config(d, err);
 }
 
@@ -262,14 +263,15 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
     const char *init[] = {"sleep", "1000000", NULL};
     char p[PATH_MAX + 32];
     int st = 0;
+    int r;
 
     int unhealthy = 0;
 
     d->boot_failed = 0;
     if (d->tr->sc->profile == OTASIM_PROFILE_ROOTFS) {
         struct otasim_boot_result br;
-        if (otasim_boot(&d->boot, &br, err) < 0)
-            return -EIO;
+        if ((r = otasim_boot(&d->boot, &br, err)) < 0)
+            return r;
         if (br.outcome != OTASIM_BOOT_OK) {
             d->boot_failed = 1;
             d->booted_slot = -1;
@@ -281,17 +283,17 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
             if (d->images[i].unhealthy && strcmp(d->images[i].version, br.version) == 0)
                 unhealthy = 1;
         snprintf(p, sizeof(p), "%s/run/booted", d->root);
-        if (put_file(p, br.slot ? "b\n" : "a\n", err) < 0)
-            return -EIO;
+        if ((r = put_file(p, br.slot ? "b\n" : "a\n", err)) < 0)
+            return r;
     }
     snprintf(p, sizeof(p), "%s/run/reboot-requested", d->root);
     unlink(p);
     if (otasim_spawn_leader(d->tools, &d->pgid) != 0 &&
-        otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err) < 0)
-        return -EIO;
+        (r = otasim_spawn(init, NULL, 0, NULL, NULL, NULL, &d->pgid, err)) < 0)
+        return r;
     /* an unhealthy rootfs boots, but its service never comes up */
-    if (!unhealthy && svc(d, "start", &st, err) < 0)
-        return -EIO;
+    if (!unhealthy && (r = svc(d, "start", &st, err)) < 0)
+        return r;
     /* An app that does not start is for the agent (and the invariants) to see. */
     return 0;
 }
@@ -339,13 +341,6 @@ void otasim_device_kill(struct otasim_device *d)
         while (!dead(pid) && otasim_now_ms() < deadline)
             usleep(1000);
     }
-}
-
-static void add_env(const char **env, size_t *k, char *slot, size_t cap, const char *fmt,
-                    const char *a, const char *b)
-{
-    snprintf(slot, cap, fmt, a, b);
-    env[(*k)++] = slot;
 }
 
 static int line_to(const char *json, char *to, size_t cap, char *status, size_t scap)
@@ -413,107 +408,140 @@ static int is_live(enum otasim_fault_kind k)
            k == OTASIM_FAULT_SERVICE_CRASH;
 }
 
-int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim_arm *arm,
-                       struct otasim_pass *ret, struct ota_err *err)
+/* An agent pass's environment: the interposer, libfaketime, the fault it
+ * arms. */
+struct pass_env {
+    const char *v[24];
+    char slots[20][PATH_MAX + 96];
+    size_t k, s;
+};
+
+static void add_env(struct pass_env *e, const char *fmt, const char *a, const char *b)
+{
+    snprintf(e->slots[e->s], sizeof(e->slots[0]), fmt, a, b);
+    e->v[e->k++] = e->slots[e->s++];
+    e->v[e->k] = NULL;
+}
+
+/* What the interposer (or a named fault point) is to do in this pass. */
+static void fault_env(struct pass_env *e, const struct otasim_device *d,
+                      const struct otasim_arm *arm)
+{
+    const struct otasim_fault *f = arm->fault;
+    const char *mode = f->kind == OTASIM_FAULT_AGENT_CRASH ? "process" : "power";
+    char num[32];
+
+    switch (f->kind) {
+    case OTASIM_FAULT_POWER_CUT:
+    case OTASIM_FAULT_AGENT_CRASH:
+        add_env(e, "OTASIM_CRASH_MODE=%s%s", mode, "");
+        if (f->trigger.kind == OTASIM_TRIGGER_STATE) {
+            snprintf(num, sizeof(num), "%d", f->trigger.nth > 0 ? f->trigger.nth : 1);
+            add_env(e, "OTASIM_CRASH_STATE=%s#%s", f->trigger.state, num);
+        } else if (f->trigger.kind == OTASIM_TRIGGER_POINT) {
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)arm->point);
+            add_env(e, "OTASIM_CRASH_AT=%s%s", num, "");
+        } else if (f->trigger.kind == OTASIM_TRIGGER_FAULT_POINT) {
+            add_env(e, "OTA_FAULT_POINT=%s%s", f->trigger.fault_point, "");
+            add_env(e, "OTA_FAULT_POINT_MODE=%s%s", mode, "");
+        }
+        break;
+    case OTASIM_FAULT_DISK_FULL:
+    case OTASIM_FAULT_EIO:
+        add_env(e, "OTASIM_FAIL_ERRNO=%s%s", f->kind == OTASIM_FAULT_EIO ? "EIO" : "ENOSPC", "");
+        if (f->trigger.kind == OTASIM_TRIGGER_STATE)
+            add_env(e, "OTASIM_FAIL_STATE=%s%s", f->trigger.state, "");
+        if (f->trigger.kind == OTASIM_TRIGGER_POINT) {
+            snprintf(num, sizeof(num), "%llu", (unsigned long long)arm->point);
+            add_env(e, "OTASIM_FAIL_FROM=%s%s", num, "");
+        }
+        add_env(e, "OTASIM_FAIL_PATH=%s/%s", d->root, f->path_glob[0] ? f->path_glob : "*");
+        if (f->count > 0) {
+            snprintf(num, sizeof(num), "%d", f->count);
+            add_env(e, "OTASIM_FAIL_COUNT=%s%s", num, "");
+        }
+        /* fired when the interposer journals a failed call (pass_result), not
+         * when armed: a path or state nothing reaches fails nothing */
+        break;
+    default:
+        break;
+    }
+}
+
+static void pass_env(struct pass_env *e, const struct otasim_device *d,
+                     const struct otasim_arm *arm, const char *journal)
 {
     const struct otasim_tools *t = d->tools;
-    const struct otasim_fault *f = arm ? arm->fault : NULL;
-    const char *env[24];
-    char slots[20][PATH_MAX + 96], logpath[PATH_MAX + 32], outpath[PATH_MAX + 32];
-    char line[16384];
-    size_t k = 0, s = 0, ll = 0;
-    struct otasim_pass ps;
-    struct otasim_journal *j = NULL;
-    int errfd = -1, logfd = -1, r = 0, st = 0;
-    int64_t part_until = 0;
-    pid_t pid;
+    char pg[32];
 
-    memset(&ps, 0, sizeof(ps));
-    ps.quiet = 1;
-    snprintf(ps.journal, sizeof(ps.journal), "%s/.sim/journal-%d.bin", d->root, pass_no);
-    snprintf(logpath, sizeof(logpath), "%s/.sim/agent-%d.log", d->root, pass_no);
-    snprintf(outpath, sizeof(outpath), "%s/.sim/agent-%d.out", d->root, pass_no);
-#define ENV(fmt, a, b) add_env(env, &k, slots[s++], sizeof(slots[0]), fmt, a, b)
+    e->k = e->s = 0;
     if (uses_faketime(d)) {
         /* A jump moves the wall clock only; a rate speeds up both. */
-        ENV("LD_PRELOAD=%s:%s", t->interpose, t->faketime);
-        ENV("FAKETIME_TIMESTAMP_FILE=%s%s", d->faketime_file, "");
-        ENV("FAKETIME_NO_CACHE=1%s%s", "", "");
+        add_env(e, "LD_PRELOAD=%s:%s", t->interpose, t->faketime);
+        add_env(e, "FAKETIME_TIMESTAMP_FILE=%s%s", d->faketime_file, "");
+        add_env(e, "FAKETIME_NO_CACHE=1%s%s", "", "");
         if (d->tr->sc->clock_rate <= 1)
-            ENV("FAKETIME_DONT_FAKE_MONOTONIC=1%s%s", "", "");
+            add_env(e, "FAKETIME_DONT_FAKE_MONOTONIC=1%s%s", "", "");
     } else {
-        ENV("LD_PRELOAD=%s%s", t->interpose, "");
+        add_env(e, "LD_PRELOAD=%s%s", t->interpose, "");
     }
-    ENV("ASAN_OPTIONS=verify_asan_link_order=0%s%s", "", "");
-    ENV("%s%s", OTASIM_SVC_SIM_SETTLE_ENV, "");
-    ENV("OTASIM_ROOT=%s%s", d->root, "");
-    ENV("OTASIM_JOURNAL=%s%s", ps.journal, "");
-    {
-        char pg[32];
-        snprintf(pg, sizeof(pg), "%d", (int)d->pgid);
-        ENV("OTASIM_PGID=%s%s", pg, "");
-    }
-    if (f) {
-        const char *mode = f->kind == OTASIM_FAULT_AGENT_CRASH ? "process" : "power";
-        char num[32];
-        switch (f->kind) {
-        case OTASIM_FAULT_POWER_CUT:
-        case OTASIM_FAULT_AGENT_CRASH:
-            ENV("OTASIM_CRASH_MODE=%s%s", mode, "");
-            if (f->trigger.kind == OTASIM_TRIGGER_STATE) {
-                snprintf(num, sizeof(num), "%d", f->trigger.nth > 0 ? f->trigger.nth : 1);
-                ENV("OTASIM_CRASH_STATE=%s#%s", f->trigger.state, num);
-            } else if (f->trigger.kind == OTASIM_TRIGGER_POINT) {
-                snprintf(num, sizeof(num), "%llu", (unsigned long long)arm->point);
-                ENV("OTASIM_CRASH_AT=%s%s", num, "");
-            } else if (f->trigger.kind == OTASIM_TRIGGER_FAULT_POINT) {
-                ENV("OTA_FAULT_POINT=%s%s", f->trigger.fault_point, "");
-                ENV("OTA_FAULT_POINT_MODE=%s%s", mode, "");
-            }
-            break;
-        case OTASIM_FAULT_DISK_FULL:
-        case OTASIM_FAULT_EIO:
-            ENV("OTASIM_FAIL_ERRNO=%s%s", f->kind == OTASIM_FAULT_EIO ? "EIO" : "ENOSPC", "");
-            if (f->trigger.kind == OTASIM_TRIGGER_STATE)
-                ENV("OTASIM_FAIL_STATE=%s%s", f->trigger.state, "");
-            if (f->trigger.kind == OTASIM_TRIGGER_POINT) {
-                snprintf(num, sizeof(num), "%llu", (unsigned long long)arm->point);
-                ENV("OTASIM_FAIL_FROM=%s%s", num, "");
-            }
-            ENV("OTASIM_FAIL_PATH=%s/%s", d->root, f->path_glob[0] ? f->path_glob : "*");
-            if (f->count > 0) {
-                snprintf(num, sizeof(num), "%d", f->count);
-                ENV("OTASIM_FAIL_COUNT=%s%s", num, "");
-            }
-            /* fired when the interposer journals a failed call (below), not
-             * when armed: a path or state nothing reaches fails nothing */
-            break;
-        default:
-            break;
-        }
-    }
-    env[k] = NULL;
-#undef ENV
-    const char *argv[] = {t->agent, "--config", d->config, "update", NULL};
-    if (otasim_spawn(argv, env, d->pgid, outpath, NULL, &errfd, &pid, err) < 0)
-        return -EIO;
-    logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (f && is_live(f->kind) && f->trigger.kind == OTASIM_TRIGGER_NONE && !d->tr->fired)
-        live_fault(d, f, &part_until);
+    add_env(e, "ASAN_OPTIONS=verify_asan_link_order=0%s%s", "", "");
+    add_env(e, "%s%s", OTASIM_SVC_SIM_SETTLE_ENV, "");
+    add_env(e, "OTASIM_ROOT=%s%s", d->root, "");
+    add_env(e, "OTASIM_JOURNAL=%s%s", journal, "");
+    snprintf(pg, sizeof(pg), "%d", (int)d->pgid);
+    add_env(e, "OTASIM_PGID=%s%s", pg, "");
+    if (arm && arm->fault)
+        fault_env(e, d, arm);
+}
+
+/* One OTA-STATE line of the agent: the pass's and device's records of it,
+ * and a live fault whose state it is. */
+static void state_line(struct otasim_device *d, const struct otasim_fault *f, const char *json,
+                       struct otasim_pass *ps, int64_t *part_until)
+{
+    char to[32] = "", status[24] = "";
+
+    append_line(&d->tr->state_lines, json);
+    if (line_to(json, to, sizeof(to), status, sizeof(status)) != 0)
+        return;
+    if (strcmp(to, "CHECKING") != 0 && strcmp(to, "IDLE") != 0)
+        ps->quiet = 0;
+    if (strcmp(status, "success") == 0 || strcmp(status, "failure") == 0)
+        ps->ended_cycle = 1;
+    if (strcmp(to, "HEALTH_CHECK") == 0)
+        d->health_enter_ms = otasim_now_ms();
+    if (strcmp(to, "COMMITTING") == 0)
+        d->commit_enter_ms = otasim_now_ms();
+    if (f && is_live(f->kind) && f->trigger.kind == OTASIM_TRIGGER_STATE &&
+        strcmp(to, f->trigger.state) == 0 && !d->tr->fired &&
+        ++d->state_seen >= (f->trigger.nth > 0 ? f->trigger.nth : 1))
+        live_fault(d, f, part_until);
+}
+
+/* Reads the agent's stderr until it closes (or the agent is quiet for a
+ * minute), copying it to logfd and acting on its state lines; ends a
+ * partition when its time is up. */
+static void watch_agent(struct otasim_device *d, const struct otasim_fault *f, int errfd, int logfd,
+                        struct otasim_pass *ps, int64_t *part_until)
+{
+    char line[16384];
+    size_t ll = 0;
+
     for (;;) {
         struct pollfd pfd = {errfd, POLLIN, 0};
-        int timeout = part_until ? (int)(part_until - otasim_now_ms()) : 60000;
-        if (part_until && timeout <= 0) {
+        int timeout = *part_until ? (int)(*part_until - otasim_now_ms()) : 60000;
+        if (*part_until && timeout <= 0) {
             otasim_proxy_partition(d->proxy, 0);
-            part_until = 0;
+            *part_until = 0;
             continue;
         }
         int pr = poll(&pfd, 1, timeout);
         if (pr < 0 && errno == EINTR)
             continue;
         if (pr == 0) {
-            if (!part_until) {
-                /* an agent quiet for a minute: let the wait below decide */
+            if (!*part_until) {
+                /* an agent quiet for a minute: let the wait decide */
                 break;
             }
             continue;
@@ -528,30 +556,71 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
         char *nl;
         while ((nl = strchr(line, '\n'))) {
             *nl = '\0';
-            if (strncmp(line, "OTA-STATE ", 10) == 0) {
-                char to[32] = "", status[24] = "";
-                append_line(&d->tr->state_lines, line + 10);
-                if (line_to(line + 10, to, sizeof(to), status, sizeof(status)) == 0) {
-                    if (strcmp(to, "CHECKING") != 0 && strcmp(to, "IDLE") != 0)
-                        ps.quiet = 0;
-                    if (strcmp(status, "success") == 0 || strcmp(status, "failure") == 0)
-                        ps.ended_cycle = 1;
-                    if (strcmp(to, "HEALTH_CHECK") == 0)
-                        d->health_enter_ms = otasim_now_ms();
-                    if (strcmp(to, "COMMITTING") == 0)
-                        d->commit_enter_ms = otasim_now_ms();
-                    if (f && is_live(f->kind) && f->trigger.kind == OTASIM_TRIGGER_STATE &&
-                        strcmp(to, f->trigger.state) == 0 && !d->tr->fired &&
-                        ++d->state_seen >= (f->trigger.nth > 0 ? f->trigger.nth : 1))
-                        live_fault(d, f, &part_until);
-                }
-            }
+            if (strncmp(line, "OTA-STATE ", 10) == 0)
+                state_line(d, f, line + 10, ps, part_until);
             memmove(line, nl + 1, strlen(nl + 1) + 1);
             ll = strlen(line);
         }
         if (ll >= sizeof(line) - 1)
             ll = 0; /* an absurd line: drop it */
     }
+}
+
+/* What the pass left: its exit status st, the crash or failed calls its
+ * journal holds, a reboot it asked for. */
+static void pass_result(struct otasim_device *d, const struct otasim_fault *f, int st,
+                        struct otasim_pass *ps)
+{
+    struct otasim_journal *j = NULL;
+    char p[PATH_MAX + 32];
+
+    ps->status = st;
+    if (otasim_journal_load(ps->journal, &j, NULL) == 0) {
+        ps->calls = j->calls;
+        for (size_t i = 0; i < j->n; i++)
+            if (j->v[i].op == OTASIM_OP_CRASH) {
+                ps->crashed = 1;
+                ps->power = strcmp(j->v[i].text, "process") != 0;
+            } else if (j->v[i].op == OTASIM_OP_FAIL) {
+                ps->failed_calls++;
+            }
+        otasim_journal_free(j);
+    }
+    /* A named fault point kills through the agent itself, not the interposer. */
+    if (!ps->crashed && f && f->trigger.kind == OTASIM_TRIGGER_FAULT_POINT && st == 128 + SIGKILL) {
+        ps->crashed = 1;
+        ps->power = f->kind != OTASIM_FAULT_AGENT_CRASH;
+    }
+    if (ps->crashed || ps->failed_calls)
+        d->tr->fired = 1;
+    snprintf(p, sizeof(p), "%s/run/reboot-requested", d->root);
+    ps->reboot_asked = access(p, F_OK) == 0;
+}
+
+int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim_arm *arm,
+                       struct otasim_pass *ret, struct ota_err *err)
+{
+    const struct otasim_fault *f = arm ? arm->fault : NULL;
+    const char *argv[] = {d->tools->agent, "--config", d->config, "update", NULL};
+    char logpath[PATH_MAX + 32], outpath[PATH_MAX + 32];
+    struct pass_env env;
+    struct otasim_pass ps;
+    int errfd = -1, logfd = -1, r = 0, st = 0;
+    int64_t part_until = 0;
+    pid_t pid;
+
+    memset(&ps, 0, sizeof(ps));
+    ps.quiet = 1;
+    snprintf(ps.journal, sizeof(ps.journal), "%s/.sim/journal-%d.bin", d->root, pass_no);
+    snprintf(logpath, sizeof(logpath), "%s/.sim/agent-%d.log", d->root, pass_no);
+    snprintf(outpath, sizeof(outpath), "%s/.sim/agent-%d.out", d->root, pass_no);
+    pass_env(&env, d, arm, ps.journal);
+    if ((r = otasim_spawn(argv, env.v, d->pgid, outpath, NULL, &errfd, &pid, err)) < 0)
+        return r;
+    logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (f && is_live(f->kind) && f->trigger.kind == OTASIM_TRIGGER_NONE && !d->tr->fired)
+        live_fault(d, f, &part_until);
+    watch_agent(d, f, errfd, logfd, &ps, &part_until);
     r = otasim_wait(pid, 120000, &st);
     if (r == -ETIMEDOUT) {
         kill(pid, SIGKILL);
@@ -569,30 +638,7 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
             usleep((useconds_t)left * 1000);
         otasim_proxy_partition(d->proxy, 0);
     }
-    ps.status = st;
-    if (otasim_journal_load(ps.journal, &j, NULL) == 0) {
-        ps.calls = j->calls;
-        for (size_t i = 0; i < j->n; i++)
-            if (j->v[i].op == OTASIM_OP_CRASH) {
-                ps.crashed = 1;
-                ps.power = strcmp(j->v[i].text, "process") != 0;
-            } else if (j->v[i].op == OTASIM_OP_FAIL) {
-                ps.failed_calls++;
-            }
-        otasim_journal_free(j);
-    }
-    /* A named fault point kills through the agent itself, not the interposer. */
-    if (!ps.crashed && f && f->trigger.kind == OTASIM_TRIGGER_FAULT_POINT && st == 128 + SIGKILL) {
-        ps.crashed = 1;
-        ps.power = f->kind != OTASIM_FAULT_AGENT_CRASH;
-    }
-    if (ps.crashed || ps.failed_calls)
-        d->tr->fired = 1;
-    {
-        char p[PATH_MAX + 32];
-        snprintf(p, sizeof(p), "%s/run/reboot-requested", d->root);
-        ps.reboot_asked = access(p, F_OK) == 0;
-    }
+    pass_result(d, f, st, &ps);
     *ret = ps;
 out:
     if (errfd >= 0)

@@ -1,4 +1,4 @@
-/* Reading the interposer's journal (format: sim/interpose/jformat.h). */
+/* Reading the interposer's journal (format: otasim/jformat.h). */
 #include "otasim/journal.h"
 
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../interpose/jformat.h"
+#include "otasim/jformat.h"
 
 const char *const otasim_op_names[OTASIM_OP_MAX] = {
     [OTASIM_OP_CREATE] = "create",

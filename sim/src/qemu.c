@@ -109,10 +109,11 @@ static int tool(struct otasim_qemu *q, const char *const *argv, struct ota_err *
 {
     char log[PATH_MAX + 32];
     int st = 0;
+    int r;
 
     snprintf(log, sizeof(log), "%s/tools.log", q->dir);
-    if (otasim_run(argv, NULL, TOOL_TIMEOUT_MS, NULL, log, &st, err) < 0)
-        return -EIO;
+    if ((r = otasim_run(argv, NULL, TOOL_TIMEOUT_MS, NULL, log, &st, err)) < 0)
+        return r;
     if (st != 0)
         return ota_err_set(err, EIO, "%s %s failed (exit %d; see %s)", argv[0], argv[1], st, log);
     return 0;
@@ -122,14 +123,16 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
                      const struct otasim_qemu_image *img, const char *dir, const char *backing,
                      int server_port, struct ota_err *err)
 {
+    int r;
+
     memset(q, 0, sizeof(*q));
     q->profile = profile;
     q->img = img;
     q->server_port = server_port;
     q->log_fd = -1;
     ota_strlcpy(q->dir, dir, sizeof(q->dir));
-    if (ota_fs_mkdirs(dir, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_mkdirs(dir, err)) < 0)
+        return r;
     snprintf(q->overlay, sizeof(q->overlay), "%s/disk.qcow2", dir);
     unlink(q->overlay);
     const char *argv[] = {"qemu-img",
@@ -143,8 +146,8 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
                           backing ? "qcow2" : "raw",
                           q->overlay,
                           NULL};
-    if (tool(q, argv, err) < 0)
-        return -EIO;
+    if ((r = tool(q, argv, err)) < 0)
+        return r;
     q->app_port = free_port();
     if (q->app_port <= 0)
         return ota_err_set(err, EADDRNOTAVAIL, "no free port for the app forward");
@@ -158,12 +161,13 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
     const char *argv[48];
     size_t k = 0;
     int fd;
+    int r;
 
     if (q->pid > 0)
         return ota_err_set(err, EBUSY, "QEMU is already on");
     if (q->profile == OTASIM_QEMU_RASPI3B &&
-        otasim_qemu_env_set(q, "ota_extra_args", kargs, err) < 0)
-        return -EIO;
+        (r = otasim_qemu_env_set(q, "ota_extra_args", kargs, err)) < 0)
+        return r;
     q->starts++;
     snprintf(q->log, sizeof(q->log), "%s/console-%d.log", q->dir, q->starts);
     snprintf(out, sizeof(out), "%s/qemu-%d.out", q->dir, q->starts);
@@ -250,9 +254,9 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
         argv[k++] = "virtio-net-device,netdev=n0";
     }
     argv[k] = NULL;
-    if (otasim_spawn(argv, NULL, 0, out, out, NULL, &q->pid, err) < 0) {
+    if ((r = otasim_spawn(argv, NULL, 0, out, out, NULL, &q->pid, err)) < 0) {
         q->pid = 0;
-        return -EIO;
+        return r;
     }
     q->started_ms = otasim_now_ms();
     return 0;
@@ -371,12 +375,14 @@ int otasim_qemu_part_write(struct otasim_qemu *q, enum otasim_qemu_part p, const
 static int fetch_env(struct otasim_qemu *q, const char *boot, const char *env_file,
                      const char *env_config, struct ota_err *err)
 {
-    if (otasim_qemu_part_read(q, OTASIM_QPART_BOOT, boot, err) < 0)
-        return -EIO;
+    int r;
+
+    if ((r = otasim_qemu_part_read(q, OTASIM_QPART_BOOT, boot, err)) < 0)
+        return r;
     unlink(env_file);
     const char *argv[] = {"mcopy", "-n", "-i", boot, "::uboot.env", env_file, NULL};
-    if (tool(q, argv, err) < 0)
-        return -EIO;
+    if ((r = tool(q, argv, err)) < 0)
+        return r;
     return otasim_bootenv_config(env_file, env_config, err);
 }
 

@@ -128,9 +128,10 @@ static int run_tool(const char *log, const char *const *argv, char **ret, int ma
                     struct ota_err *err)
 {
     int st = 0;
+    int r;
 
-    if (otasim_run(argv, NULL, 120000, ret, log, &st, err) < 0)
-        return -EIO;
+    if ((r = otasim_run(argv, NULL, 120000, ret, log, &st, err)) < 0)
+        return r;
     if (st > max_ok) {
         if (ret) {
             free(*ret);
@@ -196,8 +197,8 @@ static int provision(struct otasim_qemu *q, const char *version, const char *age
     int r = -EIO;
 
     snprintf(part, sizeof(part), "%s/rootA.ext4", q->dir);
-    if (otasim_qemu_part_read(q, OTASIM_QPART_ROOTA, part, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_part_read(q, OTASIM_QPART_ROOTA, part, err)) < 0)
+        return r;
     if (version) {
         snprintf(marker, sizeof(marker), "%s/ota-release", q->dir);
         snprintf(text, sizeof(text), "version=%s\n", version);
@@ -295,9 +296,10 @@ static int start(struct otasim_qemu *q, struct otasim_trial *tr, const char *arg
                  struct ota_err *err)
 {
     size_t n = strlen(tr->logs);
+    int r;
 
-    if (otasim_qemu_start(q, args, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_start(q, args, err)) < 0)
+        return r;
     if (n + strlen(q->log) + 2 < sizeof(tr->logs))
         snprintf(tr->logs + n, sizeof(tr->logs) - n, "%s\n", q->log);
     return 0;
@@ -354,17 +356,18 @@ static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct
     char p[PATH_MAX + 64], img[PATH_MAX + 64], env[PATH_MAX + 64], conf[4096], req[PATH_MAX + 96];
     static const char *const dirs[] = {"opt", "var/lib/ota", "boot", "etc", "disks", "run", ".sim"};
     int rootfs = sc->profile == OTASIM_PROFILE_ROOTFS;
+    int r;
 
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", d->root, dirs[i]);
-        if (ota_fs_mkdirs(p, err) < 0)
-            return -EIO;
+        if ((r = ota_fs_mkdirs(p, err)) < 0)
+            return r;
     }
     snprintf(img, sizeof(img), "%s/data.ext4", q->dir);
     snprintf(req, sizeof(req), "rdump / %s/var/lib/ota", d->root);
-    if (otasim_qemu_part_read(q, OTASIM_QPART_DATA, img, err) < 0 ||
-        replay_journal(q, img, err) < 0 || debugfs(q, req, img, NULL, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_part_read(q, OTASIM_QPART_DATA, img, err)) < 0 ||
+        (r = replay_journal(q, img, err)) < 0 || (r = debugfs(q, req, img, NULL, err)) < 0)
+        return r;
     unlink(img);
     snprintf(p, sizeof(p), "%s/var/lib/ota/lost+found", d->root);
     ota_ignore(ota_fs_remove_tree(p, NULL));
@@ -372,28 +375,29 @@ static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct
         snprintf(d->part[s], sizeof(d->part[s]), "%s/disks/root%c", d->root, "AB"[s]);
         if (!rootfs && s == 1)
             continue;
-        if (otasim_qemu_part_read(q, s ? OTASIM_QPART_ROOTB : OTASIM_QPART_ROOTA, d->part[s], err) <
-            0)
-            return -EIO;
+        if ((r = otasim_qemu_part_read(q, s ? OTASIM_QPART_ROOTB : OTASIM_QPART_ROOTA, d->part[s],
+                                       err)) < 0)
+            return r;
         /* rootB of a failed install may hold no file system at all */
-        if (replay_journal(q, d->part[s], s == 0 ? err : NULL) < 0 && s == 0)
-            return -EIO;
+        r = replay_journal(q, d->part[s], s == 0 ? err : NULL);
+        if (r < 0 && s == 0)
+            return r;
         if (rootfs)
             slot_version(q, d->part[s], d->slot_version[s], sizeof(d->slot_version[s]));
     }
     snprintf(req, sizeof(req), "rdump /opt/app %s/opt", d->root);
-    if (debugfs(q, req, d->part[0], NULL, err) < 0)
-        return -EIO;
+    if ((r = debugfs(q, req, d->part[0], NULL, err)) < 0)
+        return r;
     if (!rootfs)
         unlink(d->part[0]); /* 256 MiB: the app tree is what counts */
     snprintf(env, sizeof(env), "%s/boot/uboot.env", d->root);
     snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
-    if (otasim_qemu_env_fetch(q, env, d->env_config, err) < 0)
-        return -EIO;
+    if ((r = otasim_qemu_env_fetch(q, env, d->env_config, err)) < 0)
+        return r;
     snprintf(p, sizeof(p), "%s/run/booted", d->root);
     snprintf(req, sizeof(req), "ota.slot=%c\n", d->booted_slot == 1 ? 'b' : 'a');
-    if (ota_fs_write_atomic(p, req, strlen(req), 0644, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_write_atomic(p, req, strlen(req), 0644, err)) < 0)
+        return r;
     snprintf(conf, sizeof(conf),
              "[agent]\nsource = %s\nserver = http://127.0.0.1:9\nrepo = sim/video-app\n"
              "device_id = %s\ndevice_type = %s\npublic_key = %s/release-key.pub\n"
@@ -441,15 +445,17 @@ static void snap_dir(const struct otasim_tools *t, const struct otasim_trial *tr
 static int snap_server(const struct otasim_tools *t, const struct otasim_trial *tr, const char *dir,
                        struct otasim_server *srv, struct ota_err *err)
 {
-    if (otasim_server_start(t, dir, srv, err) < 0)
-        return -EIO;
+    int r;
+
+    if ((r = otasim_server_start(t, dir, srv, err)) < 0)
+        return r;
     for (size_t i = 0; i < tr->sc->n_rel; i++) {
         char out[PATH_MAX + 8];
         if (tr->sc->rel[i].factory)
             continue;
         snprintf(out, sizeof(out), "%s/out", tr->built[i].dir);
-        if (otasim_server_add_release(t, srv, out, tr->sc->rel[i].publish, err) < 0)
-            return -EIO;
+        if ((r = otasim_server_add_release(t, srv, out, tr->sc->rel[i].publish, err)) < 0)
+            return r;
     }
     return 0;
 }
@@ -458,6 +464,7 @@ static int snap_server(const struct otasim_tools *t, const struct otasim_trial *
 static int copy_server(const char *srv_dir, const char *dst, struct ota_err *err)
 {
     char db[PATH_MAX + 16], cmd[PATH_MAX + 32], data[PATH_MAX + 16], ddata[PATH_MAX + 16];
+    int r;
 
     snprintf(db, sizeof(db), "%s/server.db", srv_dir);
     snprintf(cmd, sizeof(cmd), ".backup %s/server.db", dst);
@@ -465,9 +472,9 @@ static int copy_server(const char *srv_dir, const char *dst, struct ota_err *err
     snprintf(ddata, sizeof(ddata), "%s/data", dst);
     const char *backup[] = {"sqlite3", db, cmd, NULL};
     const char *link[] = {"cp", "-al", data, ddata, NULL};
-    if (ota_fs_mkdirs(dst, err) < 0 || run_tool(NULL, backup, NULL, 0, err) < 0 ||
-        run_tool(NULL, link, NULL, 0, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_mkdirs(dst, err)) < 0 || (r = run_tool(NULL, backup, NULL, 0, err)) < 0 ||
+        (r = run_tool(NULL, link, NULL, 0, err)) < 0)
+        return r;
     return 0;
 }
 
@@ -567,14 +574,14 @@ static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, c
 
     snap_dir(t, tr, sdir, sizeof(sdir));
     snprintf(p, sizeof(p), "%s.lock", sdir);
-    if (ota_fs_mkdirs(t->work, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_mkdirs(t->work, err)) < 0)
+        return r;
     {
         char parent[PATH_MAX];
         ota_strlcpy(parent, sdir, sizeof(parent));
         *strrchr(parent, '/') = '\0';
-        if (ota_fs_mkdirs(parent, err) < 0)
-            return -EIO;
+        if ((r = ota_fs_mkdirs(parent, err)) < 0)
+            return r;
     }
     fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || flock(fd, LOCK_EX) < 0) {
@@ -601,6 +608,110 @@ out:
     return r;
 }
 
+/* --snapshot: the power cut happened in the recording; the trial boots the
+ * disk it froze, served by a copy of the recording's server. 1: the
+ * recording never got there (tr holds the failed verdict); 0 go on. */
+static int snap_boot(const struct otasim_tools *t, struct otasim_trial *tr, char *frozen,
+                     struct otasim_server *own, struct watch *w, struct ota_err *err)
+{
+    char state[PATH_MAX], p[PATH_MAX + 16], db_src[PATH_MAX + 16], db_dst[PATH_MAX + 32];
+    int r, fired = 0;
+
+    if ((r = snap_prepare(t, tr, frozen, state, sizeof(state), &fired, err)) < 0)
+        return r;
+    if (!fired) {
+        tr->outcome = OTASIM_FAIL;
+        tr->n_checks = 1;
+        ota_strlcpy(tr->checks[0].name, "fault-fired", sizeof(tr->checks[0].name));
+        snprintf(tr->checks[0].detail, sizeof(tr->checks[0].detail),
+                 "the recording never entered %s", tr->fault.trigger.state);
+        snprintf(tr->detail, sizeof(tr->detail), "fault-fired: %s", tr->checks[0].detail);
+        return 1;
+    }
+    snprintf(p, sizeof(p), "%s/server", tr->dir);
+    /* payloads hard-linked; the database a copy of its own: the trial's
+     * server writes to it, and the recording serves the next runs */
+    snprintf(db_src, sizeof(db_src), "%s/server.db", state);
+    snprintf(db_dst, sizeof(db_dst), "%s/server.db", p);
+    const char *cp[] = {"cp", "-al", state, p, NULL};
+    const char *cpdb[] = {"cp", "--remove-destination", db_src, db_dst, NULL};
+    if ((r = run_tool(NULL, cp, NULL, 0, err)) < 0 ||
+        (r = run_tool(NULL, cpdb, NULL, 0, err)) < 0 ||
+        (r = otasim_server_start(t, p, own, err)) < 0)
+        return r;
+    tr->srv = own;
+    w->fired = 1;
+    w->fault_ms = otasim_now_ms();
+    return 0;
+}
+
+/* Follows the console until the agent's final state line, power-cycling the
+ * machine when a power cut fires; settle->why when the timeout came first. */
+static int follow(const struct otasim_tools *t, struct otasim_trial *tr, struct otasim_qemu *q,
+                  struct otasim_device *d, struct watch *w, char *args, size_t cap,
+                  struct otasim_settle *settle, struct ota_err *err)
+{
+    char line[4096];
+    int64_t deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
+    int r;
+
+    while (!w->final) {
+        int n = otasim_qemu_line(q, 500, line, sizeof(line));
+        if (n < 0)
+            return ota_err_set(err, EIO, "QEMU stopped by itself (see %s)", q->log);
+        if (otasim_now_ms() > deadline) {
+            ota_strlcpy(settle->why, "no final state line before the timeout", sizeof(settle->why));
+            break;
+        }
+        if (n == 0 || !on_line(tr, d, w, line) || w->fired)
+            continue;
+        w->fired = 1;
+        w->fault_ms = otasim_now_ms();
+        if (tr->fault.kind != OTASIM_FAULT_POWER_CUT)
+            continue; /* the agent killed itself; the timer runs it again */
+        otasim_qemu_kill(q);
+        if (q->starts >= MAX_STARTS)
+            return ota_err_set(err, EIO, "%d power cycles and no end", q->starts);
+        kernel_args(tr, NULL, args, cap);
+        if ((r = start(q, tr, args, err)) < 0)
+            return r;
+        deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
+    }
+    return 0;
+}
+
+/* After the run: the settle record, the app's answers, the disk read back
+ * into d for the invariants. */
+static int settle_and_read(const struct otasim_tools *t, struct otasim_trial *tr,
+                           struct otasim_qemu *q, struct otasim_device *d, const struct watch *w,
+                           struct otasim_settle *settle, struct ota_err *err)
+{
+    int r;
+
+    tr->fired = w->fired;
+    if (w->final) {
+        int64_t end = otasim_now_ms() + REPORT_WAIT_MS;
+        settle->settled = 1;
+        while (strcmp(tr->sc->source, "fleet") == 0 && !has_final_report(tr) &&
+               otasim_now_ms() < end)
+            usleep(200000);
+        /* from the agent's first line after the fault: the boot is not the
+         * agent's to shorten (and takes 10-60 s under TCG) */
+        settle->recover_ms =
+            w->fired ? otasim_now_ms() - (w->back_ms ? w->back_ms : w->fault_ms) : 0;
+    }
+    d->app_port = q->app_port;
+    probe_app(d);
+    otasim_qemu_kill(q); /* the agent is idle: its last write was synced */
+    d->booted_slot = w->booted_slot;
+    d->boot_failed = w->booted_slot < 0;
+    if ((r = read_disk(t, q, d, err)) < 0)
+        return r;
+    if (d->booted_slot >= 0)
+        ota_strlcpy(d->booted_version, d->slot_version[d->booted_slot], sizeof(d->booted_version));
+    return 0;
+}
+
 int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
                           struct ota_err *err)
 {
@@ -612,9 +723,9 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     struct watch w = {0};
     struct otasim_server own = {0};
     const struct otasim_server *scen_srv = tr->srv;
-    char qdir[PATH_MAX + 16], args[2048], line[4096], frozen[PATH_MAX] = "", state[PATH_MAX];
-    int64_t t0 = otasim_now_ms(), deadline;
-    int armed = tr->fault.kind != OTASIM_FAULT_NONE, r, fired = 0;
+    char qdir[PATH_MAX + 16], args[2048], frozen[PATH_MAX] = "";
+    int64_t t0 = otasim_now_ms();
+    int armed = tr->fault.kind != OTASIM_FAULT_NONE, r;
     int snap = t->qemu_snapshot && tr->fault.kind == OTASIM_FAULT_POWER_CUT &&
                tr->fault.trigger.kind == OTASIM_TRIGGER_STATE;
 
@@ -636,98 +747,26 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     snprintf(d.root, sizeof(d.root), "%s/disk", tr->dir);
     snprintf(d.config, sizeof(d.config), "%s/etc/ota-agent.conf", d.root);
     snprintf(qdir, sizeof(qdir), "%s/qemu", tr->dir);
-    if (otasim_qemu_supports(sc, &tr->fault, err) < 0)
-        return -ENOTSUP;
-    if (otasim_qemu_image_open(t->image_dir, &im, err) < 0 ||
-        ota_fs_remove_tree(tr->dir, err) < 0 || ota_fs_mkdirs(tr->dir, err) < 0)
-        return -EIO;
-    if (snap) {
-        /* the power cut happened in the recording: boot what it left */
-        char p[PATH_MAX + 16];
-        if (snap_prepare(t, tr, frozen, state, sizeof(state), &fired, err) < 0)
-            return -EIO;
-        if (!fired) {
-            tr->outcome = OTASIM_FAIL;
-            tr->n_checks = 1;
-            ota_strlcpy(tr->checks[0].name, "fault-fired", sizeof(tr->checks[0].name));
-            snprintf(tr->checks[0].detail, sizeof(tr->checks[0].detail),
-                     "the recording never entered %s", tr->fault.trigger.state);
-            snprintf(tr->detail, sizeof(tr->detail), "fault-fired: %s", tr->checks[0].detail);
-            return 0;
-        }
-        snprintf(p, sizeof(p), "%s/server", tr->dir);
-        /* payloads hard-linked; the database a copy of its own: the trial's
-         * server writes to it, and the recording serves the next runs */
-        char db_src[PATH_MAX + 16], db_dst[PATH_MAX + 32];
-        snprintf(db_src, sizeof(db_src), "%s/server.db", state);
-        snprintf(db_dst, sizeof(db_dst), "%s/server.db", p);
-        const char *cp[] = {"cp", "-al", state, p, NULL};
-        const char *cpdb[] = {"cp", "--remove-destination", db_src, db_dst, NULL};
-        if (run_tool(NULL, cp, NULL, 0, err) < 0 || run_tool(NULL, cpdb, NULL, 0, err) < 0 ||
-            otasim_server_start(t, p, &own, err) < 0)
-            return -EIO;
-        tr->srv = &own;
-        w.fired = 1;
-        w.fault_ms = otasim_now_ms();
-    }
-    r = -EIO;
-    if (otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir,
-                         frozen[0] ? frozen : NULL, tr->srv->port, err) < 0)
+    if ((r = otasim_qemu_supports(sc, &tr->fault, err)) < 0)
+        return r;
+    if ((r = otasim_qemu_image_open(t->image_dir, &im, err)) < 0 ||
+        (r = ota_fs_remove_tree(tr->dir, err)) < 0 || (r = ota_fs_mkdirs(tr->dir, err)) < 0)
+        return r;
+    if (snap && (r = snap_boot(t, tr, frozen, &own, &w, err)) != 0)
+        return r < 0 ? r : 0;
+    if ((r = otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir,
+                              frozen[0] ? frozen : NULL, tr->srv->port, err)) < 0)
         goto out;
     if (!snap && (sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
-        provision(
-            &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
-            t->guest_agent[0] ? t->guest_agent : NULL, err) < 0)
+        (r = provision(
+             &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
+             t->guest_agent[0] ? t->guest_agent : NULL, err)) < 0)
         goto out;
     kernel_args(tr, armed && !snap ? &tr->fault : NULL, args, sizeof(args));
-    if (start(&q, tr, args, err) < 0)
+    if ((r = start(&q, tr, args, err)) < 0 ||
+        (r = follow(t, tr, &q, &d, &w, args, sizeof(args), &settle, err)) < 0 ||
+        (r = settle_and_read(t, tr, &q, &d, &w, &settle, err)) < 0)
         goto out;
-    deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
-    while (!w.final) {
-        int n = otasim_qemu_line(&q, 500, line, sizeof(line));
-        if (n < 0) {
-            r = ota_err_set(err, EIO, "QEMU stopped by itself (see %s)", q.log);
-            goto out;
-        }
-        if (otasim_now_ms() > deadline) {
-            ota_strlcpy(settle.why, "no final state line before the timeout", sizeof(settle.why));
-            break;
-        }
-        if (n == 0 || !on_line(tr, &d, &w, line) || w.fired)
-            continue;
-        w.fired = 1;
-        w.fault_ms = otasim_now_ms();
-        if (tr->fault.kind != OTASIM_FAULT_POWER_CUT)
-            continue; /* the agent killed itself; the timer runs it again */
-        otasim_qemu_kill(&q);
-        if (q.starts >= MAX_STARTS) {
-            r = ota_err_set(err, EIO, "%d power cycles and no end", q.starts);
-            goto out;
-        }
-        kernel_args(tr, NULL, args, sizeof(args));
-        if (start(&q, tr, args, err) < 0)
-            goto out;
-        deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
-    }
-    tr->fired = w.fired;
-    if (w.final) {
-        int64_t end = otasim_now_ms() + REPORT_WAIT_MS;
-        settle.settled = 1;
-        while (strcmp(sc->source, "fleet") == 0 && !has_final_report(tr) && otasim_now_ms() < end)
-            usleep(200000);
-        /* from the agent's first line after the fault: the boot is not the
-         * agent's to shorten (and takes 10-60 s under TCG) */
-        settle.recover_ms = w.fired ? otasim_now_ms() - (w.back_ms ? w.back_ms : w.fault_ms) : 0;
-    }
-    d.app_port = q.app_port;
-    probe_app(&d);
-    otasim_qemu_kill(&q); /* the agent is idle: its last write was synced */
-    d.booted_slot = w.booted_slot;
-    d.boot_failed = w.booted_slot < 0;
-    if (read_disk(t, &q, &d, err) < 0)
-        goto out;
-    if (d.booted_slot >= 0)
-        ota_strlcpy(d.booted_version, d.slot_version[d.booted_slot], sizeof(d.booted_version));
     otasim_faults_server_seen(tr);
     r = otasim_invariants_check(&d, NULL, 0, &settle, NULL, 0, err);
     if (r == 0 && !t->keep && tr->outcome == OTASIM_PASS) {

@@ -19,7 +19,6 @@
 #include "ota/crypto.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
-#include "ota/yaml.h"
 #include "otasim/proc.h"
 #include "otasim/rundb.h"
 
@@ -60,10 +59,18 @@ struct otasim_runner {
     uint64_t skipped;
 };
 
+/* The runner prints nothing: what a person should see goes to the sink. */
+static void tell(const struct otasim_runner *r, const struct otasim_run_event *ev)
+{
+    if (r->o.sink.fn)
+        r->o.sink.fn(r->o.sink.user, ev);
+}
+
 int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts *o,
                       struct otasim_runner **ret, struct ota_err *err)
 {
     struct otasim_runner *r = calloc(1, sizeof(*r));
+    int rc;
 
     if (!r)
         return ota_err_set(err, ENOMEM, "out of memory");
@@ -90,10 +97,10 @@ int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts
         }
     }
     otasim_prefork_init();
-    if (otasim_zygote_start(t, err) < 0) {
+    if ((rc = otasim_zygote_start(t, err)) < 0) {
         rmdir(r->run_dir);
         free(r);
-        return -EIO;
+        return rc;
     }
     *ret = r;
     return 0;
@@ -189,14 +196,15 @@ static struct rcase *new_case(struct otasim_runner *r, size_t scen, const struct
 static int ensure_built(struct otasim_runner *r, struct scen *s, struct ota_err *err)
 {
     char priv[PATH_MAX], rogue[PATH_MAX];
+    int rc;
 
     if (s->built_ok)
         return 0;
-    if (otasim_keys(&r->t, priv, s->pub, rogue, sizeof(priv), err) < 0)
-        return -EIO;
+    if ((rc = otasim_keys(&r->t, priv, s->pub, rogue, sizeof(priv), err)) < 0)
+        return ota_err_prefix(err, rc, "release keys");
     for (size_t i = 0; i < s->sc.n_rel; i++)
-        if (otasim_build_release(&r->t, &s->sc, &s->sc.rel[i], &s->built[i], err) < 0)
-            return -EIO;
+        if ((rc = otasim_build_release(&r->t, &s->sc, &s->sc.rel[i], &s->built[i], err)) < 0)
+            return ota_err_prefix(err, rc, "release %s", s->sc.rel[i].version);
     s->built_ok = 1;
     return 0;
 }
@@ -244,14 +252,15 @@ static int ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err
 {
     struct scen *s = &r->scens[si];
     char dir[PATH_MAX + 64];
+    int rc;
 
     if (s->srv_up)
         return 0;
-    if (ensure_built(r, s, err) < 0)
-        return -EIO;
+    if ((rc = ensure_built(r, s, err)) < 0)
+        return rc;
     snprintf(dir, sizeof(dir), "%s/server-%zu", r->run_dir, si);
-    if (otasim_server_start(&r->t, dir, &s->srv, err) < 0)
-        return -EIO;
+    if ((rc = otasim_server_start(&r->t, dir, &s->srv, err)) < 0)
+        return rc;
     s->srv_up = 1;
     for (size_t i = 0; i < s->sc.n_rel; i++) {
         const struct otasim_release *rel = &s->sc.rel[i];
@@ -259,11 +268,11 @@ static int ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err
         if (rel->factory)
             continue;
         snprintf(out, sizeof(out), "%s/out", s->built[i].dir);
-        if (otasim_server_add_release(&r->t, &s->srv, out, rel->publish, err) < 0)
-            return -EIO;
+        if ((rc = otasim_server_add_release(&r->t, &s->srv, out, rel->publish, err)) < 0)
+            return rc;
     }
-    if (s->sc.server_faults && put_plan(r, si, err) < 0)
-        return -EIO;
+    if (s->sc.server_faults && (rc = put_plan(r, si, err)) < 0)
+        return rc;
     return 0;
 }
 
@@ -350,8 +359,8 @@ static int recording(struct otasim_runner *r, size_t si, struct otasim_recording
         char dir[PATH_MAX + 64];
         struct rcase tmpc;
         memset(&tmpc, 0, sizeof(tmpc));
-        if (ensure_server(r, si, err) < 0)
-            return -EIO;
+        if ((rc = ensure_server(r, si, err)) < 0)
+            return rc;
         memset(&tr, 0, sizeof(tr));
         tr.sc = &s->sc;
         tr.seed = r->o.seed;
@@ -390,7 +399,7 @@ static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fa
 {
     const struct otasim_scenario *sc = &r->scens[si].sc;
     struct ota_err e = {0};
-    char label[160];
+    char label[160], id[sizeof(sc->name) + sizeof(label) + 2];
 
     if (r->t.target != OTASIM_TARGET_QEMU)
         return 0;
@@ -406,8 +415,8 @@ static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fa
     else if (otasim_qemu_supports(sc, f, &e) == 0)
         return 0;
     otasim_fault_label(f, label, sizeof(label));
-    if (!r->o.quiet && !r->o.list)
-        fprintf(stderr, "ota-sim: skipped on qemu: %s/%s: %s\n", sc->name, label, e.reason);
+    snprintf(id, sizeof(id), "%s/%s", sc->name, label);
+    tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_SKIPPED, .id = id, .detail = e.reason});
     r->skipped++;
     return 1;
 }
@@ -536,7 +545,7 @@ static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
         if (rc == OTASIM_RECORD_FAILED)
             return recording_failed(r, si, &f, prefix, &failed, err);
         if (rc < 0)
-            return -EIO;
+            return rc;
         for (uint64_t n = 1; n <= rec.calls; n++) {
             struct otasim_fault g = f;
             struct rcase *c;
@@ -576,6 +585,7 @@ int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
                       const struct otasim_fault *override, struct ota_err *err)
 {
     struct scen *n = realloc(r->scens, (r->n_scens + 1) * sizeof(*n));
+    int rc;
 
     if (!n)
         return ota_err_set(err, ENOMEM, "out of memory");
@@ -591,214 +601,9 @@ int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
     apply_crash_opts(r, &n[r->n_scens].sc.fault);
     memset(sc, 0, sizeof(*sc));
     r->n_scens++;
-    if (ota_fs_mkdirs(r->run_dir, err) < 0)
-        return -EIO;
-    return expand(r, r->n_scens - 1, err);
-}
-
-/* A matrix entry's expectation. The scenario file's expect is for its own
- * fault, so the entry says what must hold after any of its faults:
- *   progress    the offered release ends installed: its version in slot b,
- *               final report success (a good update survives interruption)
- *   rollback    the factory release stays: its version in slot a, final
- *               report failure
- *   invariants  the invariants only (`why` says why nothing more can be)
- * and `unless`: [{found: [STATE...], expect: ..., why: ...}] for the states
- * in which the agent, finding them after the fault, may rightly do
- * otherwise (the checker reads the state from the agent's first line after
- * the fault). */
-static int outcome_of(const char *what, const struct otasim_scenario *sc, const char *where,
-                      char *version, size_t vcap, char *slot, size_t scap,
-                      enum otasim_report_expect *report, struct ota_err *err)
-{
-    const struct otasim_release *r = NULL;
-
-    if (!what)
-        return ota_err_set(err, EINVAL, "%s: want expect: progress, rollback or invariants", where);
-    if (strcmp(what, "invariants") == 0) {
-        version[0] = slot[0] = '\0';
-        *report = OTASIM_EXPECT_REPORT_ANY;
-        return 0;
-    }
-    if (strcmp(what, "progress") == 0)
-        r = otasim_scenario_target(sc);
-    else if (strcmp(what, "rollback") == 0)
-        r = otasim_scenario_factory(sc);
-    else
-        return ota_err_set(err, EINVAL, "%s: '%s': want progress, rollback or invariants", where,
-                           what);
-    if (!r)
-        return ota_err_set(err, EINVAL, "%s: %s needs %s release in %s", where, what,
-                           what[0] == 'p' ? "an offered" : "a factory", sc->name);
-    ota_strlcpy(version, r->version, vcap);
-    ota_strlcpy(slot, what[0] == 'p' ? "b" : "a", scap); /* the factory is in slot a */
-    *report = what[0] == 'p' ? OTASIM_EXPECT_REPORT_SUCCESS : OTASIM_EXPECT_REPORT_FAILURE;
-    return 0;
-}
-
-static int keys_in(const json_t *o, const char *where, const char *const *allowed,
-                   struct ota_err *err)
-{
-    const char *k;
-    json_t *val;
-
-    if (!json_is_object(o))
-        return ota_err_set(err, EINVAL, "%s: want a mapping", where);
-    json_object_foreach((json_t *)o, k, val)
-    {
-        size_t i = 0;
-        while (allowed[i] && strcmp(allowed[i], k) != 0)
-            i++;
-        if (!allowed[i])
-            return ota_err_set(err, EINVAL, "%s: unknown key '%s'", where, k);
-    }
-    return 0;
-}
-
-static int matrix_expect(const json_t *e, const char *path, size_t i, struct otasim_scenario *sc,
-                         struct ota_err *err)
-{
-    static const char *const ukeys[] = {"found", "expect", "why", NULL};
-    struct otasim_expect *x = &sc->expect;
-    const char *what = json_string_value(json_object_get(e, "expect"));
-    const char *why = json_string_value(json_object_get(e, "why"));
-    json_t *unless = json_object_get(e, "unless"), *u;
-    char where[PATH_MAX + 64];
-    size_t ui;
-
-    memset(x, 0, sizeof(*x));
-    snprintf(where, sizeof(where), "%s: matrix[%zu].expect", path, i);
-    if (outcome_of(what, sc, where, x->version, sizeof(x->version), x->slot, sizeof(x->slot),
-                   &x->report, err) < 0)
-        return -EINVAL;
-    if (strcmp(what, "invariants") == 0 && (!why || !*why))
-        return ota_err_set(err, EINVAL, "%s: invariants only: say why (why: ...)", where);
-    if (unless && (!json_is_array(unless) || json_array_size(unless) > OTASIM_MAX_UNLESS))
-        return ota_err_set(err, EINVAL, "%s: matrix[%zu].unless: a list of 1..%d", path, i,
-                           OTASIM_MAX_UNLESS);
-    json_array_foreach(unless, ui, u)
-    {
-        struct otasim_expect_unless *xu = &x->unless[ui];
-        json_t *found = json_object_get(u, "found"), *st;
-        const char *uwhy = json_string_value(json_object_get(u, "why"));
-        size_t si;
-        snprintf(where, sizeof(where), "%s: matrix[%zu].unless[%zu]", path, i, ui);
-        if (keys_in(u, where, ukeys, err) < 0)
-            return -EINVAL;
-        if (!json_is_array(found) || json_array_size(found) < 1 ||
-            json_array_size(found) > sizeof(xu->found) / sizeof(xu->found[0]))
-            return ota_err_set(err, EINVAL, "%s.found: a list of 1..%zu states", where,
-                               sizeof(xu->found) / sizeof(xu->found[0]));
-        if (!uwhy || !*uwhy || strlen(uwhy) >= sizeof(xu->why))
-            return ota_err_set(err, EINVAL, "%s.why: say why the agent may do otherwise there",
-                               where);
-        json_array_foreach(found, si, st)
-        {
-            struct otasim_trigger t;
-            char spec[64];
-            if (!json_is_string(st) || strlen(json_string_value(st)) >= sizeof(xu->found[0]))
-                return ota_err_set(err, EINVAL, "%s.found[%zu]: a state name", where, si);
-            snprintf(spec, sizeof(spec), "state:%s", json_string_value(st));
-            struct ota_err te = {0};
-            if (otasim_trigger_parse(spec, &t, &te) < 0)
-                return ota_err_set(err, EINVAL, "%s.found[%zu]: %s", where, si, te.reason);
-            ota_strlcpy(xu->found[si], json_string_value(st), sizeof(xu->found[si]));
-        }
-        xu->n_found = json_array_size(found);
-        ota_strlcpy(xu->why, uwhy, sizeof(xu->why));
-        if (outcome_of(json_string_value(json_object_get(u, "expect")), sc, where, xu->version,
-                       sizeof(xu->version), xu->slot, sizeof(xu->slot), &xu->report, err) < 0)
-            return -EINVAL;
-        x->n_unless = ui + 1;
-    }
-    return 0;
-}
-
-/* matrix.yaml: {matrix: [{scenario: FILE, kinds: [...], states: [...], expect: E} |
- *                        {scenario: FILE, kinds: [...], points: all, expect: E}]}
- * with E and the optional why and unless as matrix_expect reads them. FILE
- * is relative to the matrix file. */
-int otasim_runner_add_matrix(struct otasim_runner *r, const char *path, struct ota_err *err)
-{
-    char *text = NULL, dir[PATH_MAX];
-    json_t *root = NULL, *list, *e;
-    size_t n, i;
-    int rc = 0;
-
-    if ((rc = ota_fs_read_all(path, 1 << 20, &text, &n, err)) < 0)
+    if ((rc = ota_fs_mkdirs(r->run_dir, err)) < 0)
         return rc;
-    if ((rc = ota_yaml_to_json(text, n, &root, err)) < 0)
-        goto out;
-    ota_strlcpy(dir, path, sizeof(dir));
-    if (strrchr(dir, '/'))
-        *strrchr(dir, '/') = '\0';
-    else
-        ota_strlcpy(dir, ".", sizeof(dir));
-    list = json_object_get(root, "matrix");
-    if (!json_is_array(list)) {
-        rc = ota_err_set(err, EINVAL, "%s: want {matrix: [...]}", path);
-        goto out;
-    }
-    json_array_foreach(list, i, e)
-    {
-        const char *file = json_string_value(json_object_get(e, "scenario"));
-        json_t *kinds = json_object_get(e, "kinds"), *states = json_object_get(e, "states");
-        json_t *points = json_object_get(e, "points"), *k;
-        char sp[PATH_MAX * 2];
-        size_t ki;
-        static const char *const keys[] = {"scenario", "kinds", "states", "points",
-                                           "expect",   "why",   "unless", NULL};
-        char where[PATH_MAX + 32];
-        snprintf(where, sizeof(where), "%s: matrix[%zu]", path, i);
-        if ((rc = keys_in(e, where, keys, err)) < 0)
-            goto out;
-        if (!file || !json_is_array(kinds) || (!states && !points)) {
-            rc = ota_err_set(err, EINVAL,
-                             "%s: matrix[%zu] needs scenario, kinds and states or points", path, i);
-            goto out;
-        }
-        snprintf(sp, sizeof(sp), "%s/%s", dir, file);
-        json_array_foreach(kinds, ki, k)
-        {
-            struct otasim_scenario sc;
-            enum otasim_fault_kind kind;
-            if ((rc = otasim_scenario_load(sp, &sc, err)) < 0)
-                goto out;
-            if (!json_is_string(k) ||
-                (rc = otasim_fault_kind_parse(json_string_value(k), &kind, err)) < 0) {
-                otasim_scenario_release(&sc);
-                rc = rc < 0 ? rc : ota_err_set(err, EINVAL, "%s: matrix kinds: strings", path);
-                goto out;
-            }
-            memset(&sc.fault, 0, sizeof(sc.fault));
-            sc.fault.kind = kind;
-            if (states) {
-                size_t si;
-                json_t *st;
-                json_array_foreach(states, si, st)
-                {
-                    if (si >= OTASIM_MAX_STATES || !json_is_string(st))
-                        continue;
-                    ota_strlcpy(sc.fault.states[si], json_string_value(st),
-                                sizeof(sc.fault.states[si]));
-                    sc.fault.n_states = si + 1;
-                }
-            } else {
-                sc.fault.all_points = 1;
-                sc.fault.trigger.kind = OTASIM_TRIGGER_POINT;
-            }
-            if ((rc = matrix_expect(e, path, i, &sc, err)) < 0) {
-                otasim_scenario_release(&sc);
-                goto out;
-            }
-            if ((rc = otasim_runner_add(r, &sc, NULL, err)) < 0)
-                goto out;
-        }
-    }
-out:
-    json_decref(root);
-    free(text);
-    return rc;
+    return expand(r, r->n_scens - 1, err);
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -866,20 +671,10 @@ static void child_main(struct otasim_runner *r, size_t ci)
 static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, int64_t t0,
                      int final)
 {
-    double min = (double)(otasim_now_ms() - t0) / 60000.0;
-    uint64_t done = s->passed + s->failed + s->errors + s->not_run;
-
-    if (r->o.quiet)
-        return;
-    /* The rate is of trials run: a copied result is not a trial. */
-    fprintf(stderr,
-            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  (%llu run, %llu copied "
-            "by equivalence)  %.0f trials/min%s",
-            isatty(2) ? "\r" : "", (unsigned long long)done, (unsigned long long)s->cases,
-            (unsigned long long)s->passed, (unsigned long long)s->failed,
-            (unsigned long long)s->errors, (unsigned long long)s->not_run,
-            (unsigned long long)s->run, (unsigned long long)s->equivalent,
-            min > 0 ? (double)s->run / min : 0.0, final || !isatty(2) ? "\n" : "");
+    tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_PROGRESS,
+                                       .stats = s,
+                                       .elapsed_ms = otasim_now_ms() - t0,
+                                       .final = final});
 }
 
 static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *s)
@@ -898,15 +693,14 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
         s->not_run++;
     else
         s->errors++;
-    if (c->tr.outcome != OTASIM_PASS && c->tr.outcome != OTASIM_NOT_RUN && c->equivalent_to < 0 &&
-        !r->o.quiet) {
-        fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r" : "", c->id,
-                c->tr.detail, repro);
-        for (const char *l = c->tr.logs; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
-            fprintf(stderr, "  serial log: %.*s\n", (int)strcspn(l, "\n"), l);
-    }
+    if (c->tr.outcome != OTASIM_PASS && c->tr.outcome != OTASIM_NOT_RUN && c->equivalent_to < 0)
+        tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_FAILED,
+                                           .id = c->id,
+                                           .detail = c->tr.detail,
+                                           .reproduce = repro,
+                                           .logs = c->tr.logs});
     if (r->db && otasim_rundb_add(r->db, r->run_id, c->id, &c->tr, repro, eq, &e) < 0)
-        fprintf(stderr, "ota-sim: %s\n", e.reason);
+        tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_WARNING, .detail = e.reason});
 }
 
 /* Whether the agent under test has named fault points (`ota-agent
@@ -950,8 +744,9 @@ static int cannot_run(struct otasim_runner *r, size_t ci, struct otasim_run_stat
              "not run: the agent was built without named fault points (trigger fault_point: "
              "%s): cmake -DOTA_FAULT_POINTS=ON",
              c->fault.trigger.fault_point);
-    fprintf(stderr, "%sota-sim: %s: %s (%s)\n", isatty(2) && !r->o.quiet ? "\r" : "", c->id,
-            c->tr.detail, r->t.agent);
+    tell(r,
+         &(struct otasim_run_event){
+             .kind = OTASIM_RUN_NOT_RUN, .id = c->id, .detail = c->tr.detail, .agent = r->t.agent});
     c->done = 1;
     record(r, ci, s);
     if (--r->scens[c->scen].cases_left == 0)
@@ -959,31 +754,9 @@ static int cannot_run(struct otasim_runner *r, size_t ci, struct otasim_run_stat
     return 1;
 }
 
-int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, struct ota_err *err)
+/* The failed recording runs: trials of their own, already run. */
+static void record_preruns(struct otasim_runner *r, struct otasim_run_stats *s)
 {
-    struct otasim_run_stats s = {0};
-    char dbp[PATH_MAX + 32];
-    size_t next = 0, running = 0, done = 0, to_run = 0;
-    int64_t t0 = otasim_now_ms(), last = 0;
-    int rc = 0;
-
-    s.cases = r->n_cases;
-    s.skipped = r->skipped;
-    if (r->o.n_only_cases && (rc = select_cases(r, &s, err)) < 0)
-        return rc;
-    if (r->o.list) {
-        for (size_t i = 0; i < r->n_cases; i++)
-            if (!r->cases[i].done || r->cases[i].prerun)
-                printf("%s\n", r->cases[i].id);
-        *ret = s;
-        return 0;
-    }
-    snprintf(dbp, sizeof(dbp), "%s/runs.db", r->t.work);
-    if ((rc = otasim_rundb_open(r->o.db_path ? r->o.db_path : dbp, &r->db, err)) < 0 ||
-        (rc = otasim_rundb_begin(r->db, r->o.command ? r->o.command : "", r->t.agent, &r->run_id,
-                                 err)) < 0)
-        return rc;
-    /* failed recording runs: trials of their own, already run */
     for (size_t i = 0; i < r->n_cases; i++) {
         struct rcase *c = &r->cases[i];
         struct scen *sc = &r->scens[c->scen];
@@ -992,78 +765,78 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
         c->tr.sc = &sc->sc; /* the scens array moved since */
         c->tr.srv = &sc->srv;
         c->tr.built = sc->built;
-        s.run++;
-        record(r, i, &s);
+        s->run++;
+        record(r, i, s);
     }
-    /* servers started early (recordings) learn the devices of every case now */
-    for (size_t i = 0; i < r->n_scens; i++)
-        if (r->scens[i].srv_up && r->scens[i].sc.server_faults && (rc = put_plan(r, i, err)) < 0)
-            return rc;
-    for (size_t i = 0; i < r->n_cases; i++) {
-        if (r->cases[i].done || (r->cases[i].equivalent_to < 0 && cannot_run(r, i, &s)))
+}
+
+/* Starts cases until -j of them run (none after a failure with
+ * --fail-fast); each in a child process of its own. */
+static int start_cases(struct otasim_runner *r, const struct otasim_run_stats *s, size_t *next,
+                       size_t *running, struct ota_err *err)
+{
+    int rc;
+
+    while (*running < (size_t)r->o.jobs && *next < r->n_cases &&
+           !(r->o.fail_fast && (s->failed || s->errors))) {
+        struct rcase *c = &r->cases[*next];
+        pid_t pid;
+        if (c->done || c->equivalent_to >= 0) {
+            (*next)++;
             continue;
-        if (r->cases[i].equivalent_to >= 0)
-            s.equivalent++;
-        else
-            to_run++;
+        }
+        if ((rc = ensure_server(r, c->scen, err)) < 0)
+            return rc;
+        setup_trial(r, *next);
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0)
+            return ota_err_set(err, errno, "fork: %s", strerror(errno));
+        if (pid == 0)
+            child_main(r, *next);
+        c->pid = pid;
+        (*running)++;
+        (*next)++;
     }
-    while (done < to_run && !(r->o.fail_fast && (s.failed || s.errors) && running == 0)) {
-        while (running < (size_t)r->o.jobs && next < r->n_cases &&
-               !(r->o.fail_fast && (s.failed || s.errors))) {
-            struct rcase *c = &r->cases[next];
-            pid_t pid;
-            if (c->done || c->equivalent_to >= 0) {
-                next++;
-                continue;
-            }
-            if ((rc = ensure_server(r, c->scen, err)) < 0)
-                goto out;
-            setup_trial(r, next);
-            fflush(NULL);
-            pid = fork();
-            if (pid < 0) {
-                rc = ota_err_set(err, errno, "fork: %s", strerror(errno));
-                goto out;
-            }
-            if (pid == 0)
-                child_main(r, next);
-            c->pid = pid;
-            running++;
-            next++;
-        }
-        {
-            int st;
-            pid_t pid = waitpid(-1, &st, 0);
-            if (pid < 0) {
-                if (errno == EINTR)
-                    continue;
-                rc = ota_err_set(err, errno, "waitpid: %s", strerror(errno));
-                goto out;
-            }
-            for (size_t i = 0; i < r->n_cases; i++) {
-                struct rcase *c = &r->cases[i];
-                char path[PATH_MAX + 16];
-                if (c->pid != pid || c->done)
-                    continue;
-                c->done = 1;
-                running--;
-                done++;
-                snprintf(path, sizeof(path), "%s.result", c->tr.dir);
-                load_result(c, path);
-                unlink(path);
-                s.run++;
-                record(r, i, &s);
-                if (--r->scens[c->scen].cases_left == 0)
-                    otasim_server_stop(&r->scens[c->scen].srv);
-                break;
-            }
-        }
-        if (otasim_now_ms() - last > 1000 || done == to_run) {
-            progress(r, &s, t0, 0);
-            last = otasim_now_ms();
-        }
+    return 0;
+}
+
+/* Waits for a case's child and records its result: 1, or 0 when the wait
+ * was interrupted. */
+static int reap_case(struct otasim_runner *r, struct otasim_run_stats *s, size_t *running,
+                     size_t *done, struct ota_err *err)
+{
+    int st;
+    pid_t pid = waitpid(-1, &st, 0);
+
+    if (pid < 0) {
+        if (errno == EINTR)
+            return 0;
+        return ota_err_set(err, errno, "waitpid: %s", strerror(errno));
     }
-    /* crash points that cannot differ from a run one: the same result */
+    for (size_t i = 0; i < r->n_cases; i++) {
+        struct rcase *c = &r->cases[i];
+        char path[PATH_MAX + 16];
+        if (c->pid != pid || c->done)
+            continue;
+        c->done = 1;
+        (*running)--;
+        (*done)++;
+        snprintf(path, sizeof(path), "%s.result", c->tr.dir);
+        load_result(c, path);
+        unlink(path);
+        s->run++;
+        record(r, i, s);
+        if (--r->scens[c->scen].cases_left == 0)
+            otasim_server_stop(&r->scens[c->scen].srv);
+        break;
+    }
+    return 1;
+}
+
+/* Crash points that cannot differ from a run one: the same result. */
+static void copy_equivalents(struct otasim_runner *r, struct otasim_run_stats *s)
+{
     for (size_t i = 0; i < r->n_cases; i++) {
         struct rcase *c = &r->cases[i];
         if (c->done || c->equivalent_to < 0 || !r->cases[c->equivalent_to].done)
@@ -1076,8 +849,83 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
         c->tr.seed = c->seed;
         ota_strlcpy(c->tr.device_id, rep->device_id, sizeof(c->tr.device_id));
         c->done = 1;
-        record(r, i, &s);
+        record(r, i, s);
     }
+}
+
+/* Runs the cases, -j at a time, until all ran (or --fail-fast stopped). */
+static int run_cases(struct otasim_runner *r, struct otasim_run_stats *s, int64_t t0,
+                     struct ota_err *err)
+{
+    size_t next = 0, running = 0, done = 0, to_run = 0;
+    int64_t last = 0;
+    int rc;
+
+    for (size_t i = 0; i < r->n_cases; i++) {
+        if (r->cases[i].done || (r->cases[i].equivalent_to < 0 && cannot_run(r, i, s)))
+            continue;
+        if (r->cases[i].equivalent_to >= 0)
+            s->equivalent++;
+        else
+            to_run++;
+    }
+    while (done < to_run && !(r->o.fail_fast && (s->failed || s->errors) && running == 0)) {
+        if ((rc = start_cases(r, s, &next, &running, err)) < 0 ||
+            (rc = reap_case(r, s, &running, &done, err)) < 0)
+            return rc;
+        if (rc == 0)
+            continue;
+        if (otasim_now_ms() - last > 1000 || done == to_run) {
+            progress(r, s, t0, 0);
+            last = otasim_now_ms();
+        }
+    }
+    return 0;
+}
+
+/* After a harness failure: the cases still running are killed. */
+static void kill_running(struct otasim_runner *r)
+{
+    for (size_t i = 0; i < r->n_cases; i++)
+        if (r->cases[i].pid > 0 && !r->cases[i].done) {
+            int st;
+            kill(r->cases[i].pid, SIGKILL);
+            ota_ignore(otasim_wait(r->cases[i].pid, -1, &st));
+        }
+}
+
+int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, struct ota_err *err)
+{
+    struct otasim_run_stats s = {0};
+    char dbp[PATH_MAX + 32];
+    int64_t t0 = otasim_now_ms();
+    int rc = 0;
+
+    s.cases = r->n_cases;
+    s.skipped = r->skipped;
+    if (r->o.n_only_cases && (rc = select_cases(r, &s, err)) < 0)
+        return rc;
+    if (r->o.list) {
+        for (size_t i = 0; i < r->n_cases; i++)
+            if (!r->cases[i].done || r->cases[i].prerun)
+                tell(r,
+                     &(struct otasim_run_event){.kind = OTASIM_RUN_LISTED, .id = r->cases[i].id});
+        *ret = s;
+        return 0;
+    }
+    snprintf(dbp, sizeof(dbp), "%s/runs.db", r->t.work);
+    if ((rc = otasim_rundb_open(r->o.db_path ? r->o.db_path : dbp, &r->db, err)) < 0 ||
+        (rc = otasim_rundb_begin(r->db, r->o.command ? r->o.command : "", r->t.agent, &r->run_id,
+                                 err)) < 0)
+        return rc;
+    record_preruns(r, &s);
+    /* servers started early (recordings) learn the devices of every case now */
+    for (size_t i = 0; i < r->n_scens; i++)
+        if (r->scens[i].srv_up && r->scens[i].sc.server_faults && (rc = put_plan(r, i, err)) < 0)
+            return rc;
+    if ((rc = run_cases(r, &s, t0, err)) < 0)
+        goto out;
+    copy_equivalents(r, &s);
     progress(r, &s, t0, 1);
     if ((rc = otasim_rundb_end(r->db, r->run_id, err)) < 0)
         goto out;
@@ -1087,14 +935,8 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
     if (!r->t.keep && s.failed == 0 && s.errors == 0 && r->t.target != OTASIM_TARGET_QEMU)
         ota_ignore(ota_fs_remove_tree(r->run_dir, NULL));
 out:
-    if (rc < 0) {
-        for (size_t i = 0; i < r->n_cases; i++)
-            if (r->cases[i].pid > 0 && !r->cases[i].done) {
-                int st;
-                kill(r->cases[i].pid, SIGKILL);
-                ota_ignore(otasim_wait(r->cases[i].pid, -1, &st));
-            }
-    }
+    if (rc < 0)
+        kill_running(r);
     s.wall_ms = otasim_now_ms() - t0;
     *ret = s;
     return rc;

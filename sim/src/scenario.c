@@ -123,6 +123,7 @@ int otasim_trigger_parse(const char *text, struct otasim_trigger *ret, struct ot
     struct otasim_trigger t = {0};
     const char *colon = strchr(text, ':');
     char *end;
+    int r;
 
     if (strcmp(text, "start") == 0 || strcmp(text, "none") == 0) {
         *ret = t;
@@ -145,8 +146,8 @@ int otasim_trigger_parse(const char *text, struct otasim_trigger *ret, struct ot
             t.nth = (int)v;
         }
         t.kind = OTASIM_TRIGGER_STATE;
-        if (check_state(t.state, "trigger", err) < 0)
-            return -EINVAL;
+        if ((r = check_state(t.state, "trigger", err)) < 0)
+            return r;
     } else if (strncmp(text, "point:", 6) == 0) {
         unsigned long long v = strtoull(colon + 1, &end, 10);
         if (*end || v < 1)
@@ -196,15 +197,17 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     char profile[16] = "app", slot_b[16] = "empty";
     long long v;
     int i;
+    int r;
 
     if (!d)
         return 0;
-    if (only_keys(d, "device", keys, err) < 0 ||
-        opt_str(d, "device", "profile", profile, sizeof(profile), err) < 0 ||
-        opt_str(d, "device", "source", s->source, sizeof(s->source), err) < 0 ||
-        opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type), err) < 0 ||
-        opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err) < 0)
-        return -EINVAL;
+    if ((r = only_keys(d, "device", keys, err)) < 0 ||
+        (r = opt_str(d, "device", "profile", profile, sizeof(profile), err)) < 0 ||
+        (r = opt_str(d, "device", "source", s->source, sizeof(s->source), err)) < 0 ||
+        (r = opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type), err)) <
+            0 ||
+        (r = opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err)) < 0)
+        return r;
     if (strcmp(slot_b, "empty") != 0 && strcmp(slot_b, "factory") != 0)
         return ota_err_set(err, EINVAL, "device.slot_b: '%s' is not empty or factory", slot_b);
     s->slot_b_factory = strcmp(slot_b, "factory") == 0;
@@ -217,16 +220,16 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if (strcmp(s->source, "fleet") != 0 && strcmp(s->source, "github") != 0)
         return ota_err_set(err, EINVAL, "device.source: '%s' is not fleet or github", s->source);
     v = s->health_window_ms;
-    if (opt_int(d, "device", "health_window_ms", 0, 600000, &v, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(d, "device", "health_window_ms", 0, 600000, &v, err)) < 0)
+        return r;
     s->health_window_ms = (int)v;
     v = s->health_interval_ms;
-    if (opt_int(d, "device", "health_interval_ms", 10, 60000, &v, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(d, "device", "health_interval_ms", 10, 60000, &v, err)) < 0)
+        return r;
     s->health_interval_ms = (int)v;
     v = s->clock_rate;
-    if (opt_int(d, "device", "clock_rate", 1, 1000, &v, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(d, "device", "clock_rate", 1, 1000, &v, err)) < 0)
+        return r;
     s->clock_rate = (int)v;
     return 0;
 }
@@ -238,20 +241,23 @@ static int parse_release(const json_t *r, size_t idx, struct otasim_scenario *s,
                                        "device_type", "min_version", "publish",
                                        "signature",   "factory",     NULL};
     char where[32], sig[16] = "good";
+    int rc;
 
     snprintf(where, sizeof(where), "releases[%zu]", idx);
     memset(rel, 0, sizeof(*rel));
     rel->publish = 1;
-    if (only_keys(r, where, keys, err) < 0 ||
-        opt_str(r, where, "version", rel->version, sizeof(rel->version), err) < 0 ||
-        opt_str(r, where, "variant", rel->variant, sizeof(rel->variant), err) < 0 ||
-        opt_str(r, where, "format", rel->format, sizeof(rel->format), err) < 0 ||
-        opt_str(r, where, "device_type", rel->device_type, sizeof(rel->device_type), err) < 0 ||
-        opt_str(r, where, "min_version", rel->min_version, sizeof(rel->min_version), err) < 0 ||
-        opt_bool(r, where, "publish", &rel->publish, err) < 0 ||
-        opt_str(r, where, "signature", sig, sizeof(sig), err) < 0 ||
-        opt_bool(r, where, "factory", &rel->factory, err) < 0)
-        return -EINVAL;
+    if ((rc = only_keys(r, where, keys, err)) < 0 ||
+        (rc = opt_str(r, where, "version", rel->version, sizeof(rel->version), err)) < 0 ||
+        (rc = opt_str(r, where, "variant", rel->variant, sizeof(rel->variant), err)) < 0 ||
+        (rc = opt_str(r, where, "format", rel->format, sizeof(rel->format), err)) < 0 ||
+        (rc = opt_str(r, where, "device_type", rel->device_type, sizeof(rel->device_type), err)) <
+            0 ||
+        (rc = opt_str(r, where, "min_version", rel->min_version, sizeof(rel->min_version), err)) <
+            0 ||
+        (rc = opt_bool(r, where, "publish", &rel->publish, err)) < 0 ||
+        (rc = opt_str(r, where, "signature", sig, sizeof(sig), err)) < 0 ||
+        (rc = opt_bool(r, where, "factory", &rel->factory, err)) < 0)
+        return rc;
     if (!rel->version[0])
         return ota_err_set(err, EINVAL, "%s.version: required", where);
     if (strcmp(sig, "good") != 0 && strcmp(sig, "bad") != 0)
@@ -285,10 +291,11 @@ static int parse_crash_model(const json_t *f, struct otasim_fault *ft, struct ot
 {
     char model[16] = "minimal";
     long long n = 1;
+    int r;
 
-    if (opt_str(f, "fault", "crash_model", model, sizeof(model), err) < 0 ||
-        opt_int(f, "fault", "crash_subsets", 1, OTASIM_MAX_CRASH_SUBSETS, &n, err) < 0)
-        return -EINVAL;
+    if ((r = opt_str(f, "fault", "crash_model", model, sizeof(model), err)) < 0 ||
+        (r = opt_int(f, "fault", "crash_subsets", 1, OTASIM_MAX_CRASH_SUBSETS, &n, err)) < 0)
+        return r;
     if (otasim_crash_model_parse(model, &ft->crash_model, err) < 0)
         return ota_err_set(err, EINVAL, "fault.crash_model: '%s' is not minimal, reorder or torn",
                            model);
@@ -310,28 +317,29 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
     char kind[32] = "none";
     json_t *t, *v;
     long long n;
+    int r;
 
     if (!f)
         return 0;
-    if (only_keys(f, "fault", keys, err) < 0 ||
-        opt_str(f, "fault", "kind", kind, sizeof(kind), err) < 0 ||
-        otasim_fault_kind_parse(kind, &ft->kind, err) < 0 ||
-        opt_str(f, "fault", "path", ft->path_glob, sizeof(ft->path_glob), err) < 0)
-        return -EINVAL;
+    if ((r = only_keys(f, "fault", keys, err)) < 0 ||
+        (r = opt_str(f, "fault", "kind", kind, sizeof(kind), err)) < 0 ||
+        (r = otasim_fault_kind_parse(kind, &ft->kind, err)) < 0 ||
+        (r = opt_str(f, "fault", "path", ft->path_glob, sizeof(ft->path_glob), err)) < 0)
+        return r;
     n = 0;
-    if (opt_int(f, "fault", "count", 0, 1000000, &n, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(f, "fault", "count", 0, 1000000, &n, err)) < 0)
+        return r;
     ft->count = (int)n;
     n = 3000;
-    if (opt_int(f, "fault", "duration_ms", 1, 600000, &n, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(f, "fault", "duration_ms", 1, 600000, &n, err)) < 0)
+        return r;
     ft->duration_ms = (int)n;
     n = 0;
-    if (opt_int(f, "fault", "jump_s", -100LL * 365 * 86400, 100LL * 365 * 86400, &n, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(f, "fault", "jump_s", -100LL * 365 * 86400, 100LL * 365 * 86400, &n, err)) < 0)
+        return r;
     ft->jump_s = n;
-    if (parse_crash_model(f, ft, err) < 0)
-        return -EINVAL;
+    if ((r = parse_crash_model(f, ft, err)) < 0)
+        return r;
     v = json_object_get(f, "server");
     if (v) {
         if (!json_is_array(v))
@@ -348,22 +356,22 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
                            "starts; it takes no trigger");
     if (json_is_string(t))
         return otasim_trigger_parse(json_string_value(t), &ft->trigger, err) < 0 ? -EINVAL : 0;
-    if (only_keys(t, "fault.trigger", tkeys, err) < 0)
-        return -EINVAL;
+    if ((r = only_keys(t, "fault.trigger", tkeys, err)) < 0)
+        return r;
     if ((v = json_object_get(t, "state"))) {
         ft->trigger.kind = OTASIM_TRIGGER_STATE;
-        if (opt_str(t, "fault.trigger", "state", ft->trigger.state, sizeof(ft->trigger.state),
-                    err) < 0 ||
-            check_state(ft->trigger.state, "fault.trigger.state", err) < 0)
-            return -EINVAL;
+        if ((r = opt_str(t, "fault.trigger", "state", ft->trigger.state, sizeof(ft->trigger.state),
+                         err)) < 0 ||
+            (r = check_state(ft->trigger.state, "fault.trigger.state", err)) < 0)
+            return r;
         n = 1;
-        if (opt_int(t, "fault.trigger", "nth", 1, 100, &n, err) < 0)
-            return -EINVAL;
+        if ((r = opt_int(t, "fault.trigger", "nth", 1, 100, &n, err)) < 0)
+            return r;
         ft->trigger.nth = (int)n;
     } else if ((v = json_object_get(t, "point"))) {
         n = 0;
-        if (opt_int(t, "fault.trigger", "point", 1, 1LL << 40, &n, err) < 0)
-            return -EINVAL;
+        if ((r = opt_int(t, "fault.trigger", "point", 1, 1LL << 40, &n, err)) < 0)
+            return r;
         ft->trigger.kind = OTASIM_TRIGGER_POINT;
         ft->trigger.point = (uint64_t)n;
     } else if ((v = json_object_get(t, "points"))) {
@@ -373,9 +381,9 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
         ft->trigger.kind = OTASIM_TRIGGER_POINT;
     } else if ((v = json_object_get(t, "fault_point"))) {
         ft->trigger.kind = OTASIM_TRIGGER_FAULT_POINT;
-        if (opt_str(t, "fault.trigger", "fault_point", ft->trigger.fault_point,
-                    sizeof(ft->trigger.fault_point), err) < 0)
-            return -EINVAL;
+        if ((r = opt_str(t, "fault.trigger", "fault_point", ft->trigger.fault_point,
+                         sizeof(ft->trigger.fault_point), err)) < 0)
+            return r;
     } else if ((v = json_object_get(t, "states"))) {
         size_t i;
         json_t *e;
@@ -387,8 +395,8 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
             if (!json_is_string(e) || strlen(json_string_value(e)) >= sizeof(ft->states[0]))
                 return ota_err_set(err, EINVAL, "fault.trigger.states[%zu]: a state name", i);
             ota_strlcpy(ft->states[i], json_string_value(e), sizeof(ft->states[0]));
-            if (check_state(ft->states[i], "fault.trigger.states", err) < 0)
-                return -EINVAL;
+            if ((r = check_state(ft->states[i], "fault.trigger.states", err)) < 0)
+                return r;
         }
         ft->n_states = json_array_size(v);
         ft->trigger.kind = OTASIM_TRIGGER_STATE;
@@ -407,15 +415,16 @@ static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_e
     char report[16] = "any";
     long long n;
     int i;
+    int r;
 
     if (!e)
         return 0;
-    if (only_keys(e, "expect", keys, err) < 0 ||
-        opt_str(e, "expect", "version", x->version, sizeof(x->version), err) < 0 ||
-        opt_str(e, "expect", "slot", x->slot, sizeof(x->slot), err) < 0 ||
-        opt_str(e, "expect", "report", report, sizeof(report), err) < 0 ||
-        opt_bool(e, "expect", "exact_download", &x->exact_download, err) < 0)
-        return -EINVAL;
+    if ((r = only_keys(e, "expect", keys, err)) < 0 ||
+        (r = opt_str(e, "expect", "version", x->version, sizeof(x->version), err)) < 0 ||
+        (r = opt_str(e, "expect", "slot", x->slot, sizeof(x->slot), err)) < 0 ||
+        (r = opt_str(e, "expect", "report", report, sizeof(report), err)) < 0 ||
+        (r = opt_bool(e, "expect", "exact_download", &x->exact_download, err)) < 0)
+        return r;
     if (x->slot[0] && strcmp(x->slot, "a") != 0 && strcmp(x->slot, "b") != 0)
         return ota_err_set(err, EINVAL, "expect.slot: a or b");
     i = lookup(otasim_report_expect_names, OTASIM_EXPECT_REPORT_MAX, report);
@@ -423,16 +432,16 @@ static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_e
         return ota_err_set(err, EINVAL, "expect.report: any, success, failure or none");
     x->report = (enum otasim_report_expect)i;
     n = 0;
-    if (opt_int(e, "expect", "recover_within_s", 0, 3600, &n, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(e, "expect", "recover_within_s", 0, 3600, &n, err)) < 0)
+        return r;
     x->recover_within_s = (int)n;
     n = 0;
-    if (opt_int(e, "expect", "min_health_ms", 0, 3600000, &n, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(e, "expect", "min_health_ms", 0, 3600000, &n, err)) < 0)
+        return r;
     x->min_health_ms = (int)n;
     n = 0;
-    if (opt_int(e, "expect", "min_attempts", 0, 100, &n, err) < 0)
-        return -EINVAL;
+    if ((r = opt_int(e, "expect", "min_attempts", 0, 100, &n, err)) < 0)
+        return r;
     x->min_attempts = (int)n;
     return 0;
 }

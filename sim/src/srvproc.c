@@ -23,6 +23,7 @@ int otasim_server_start(const struct otasim_tools *t, const char *dir, struct ot
     char *text = NULL;
     size_t n;
     int64_t deadline;
+    int r;
 
     memset(&s, 0, sizeof(s));
     ota_strlcpy(s.dir, dir, sizeof(s.dir));
@@ -32,8 +33,8 @@ int otasim_server_start(const struct otasim_tools *t, const char *dir, struct ot
     snprintf(db, sizeof(db), "%s/server.db", dir);
     snprintf(data, sizeof(data), "%s/data", dir);
     snprintf(log, sizeof(log), "%s/server.log", dir);
-    if (ota_fs_mkdirs(dir, err) < 0)
-        return -EIO;
+    if ((r = ota_fs_mkdirs(dir, err)) < 0)
+        return r;
     unlink(portfile);
     const char *argv[] = {t->server,
                           "serve",
@@ -54,8 +55,8 @@ int otasim_server_start(const struct otasim_tools *t, const char *dir, struct ot
                           "--log",
                           log,
                           NULL};
-    if (otasim_spawn(argv, NULL, 0, NULL, log, NULL, &s.pid, err) < 0)
-        return -EIO;
+    if ((r = otasim_spawn(argv, NULL, 0, NULL, log, NULL, &s.pid, err)) < 0)
+        return r;
     deadline = otasim_now_ms() + 15000;
     while (ota_fs_read_all(portfile, 64, &text, &n, NULL) < 0) {
         int st;

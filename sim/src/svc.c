@@ -332,15 +332,51 @@ static void describe(int status, char *buf, size_t cap)
         snprintf(buf, cap, "status 0x%x", status);
 }
 
+/* Started = listening on its port (what systemd's Type=notify would call
+ * ready), or still alive after the settle time; $OTASIM_SVC_SETTLE_MS changes
+ * that time (the simulator uses OTASIM_SVC_SIM_SETTLE_MS: a bound that must
+ * cover a slow start). 0, or 1 when it died at start (the reason in err). */
+static int wait_started(const struct svc *s, pid_t pid, unsigned long long start, const char *port,
+                        struct ota_err *err)
+{
+    const char *e = getenv("OTASIM_SVC_SETTLE_MS");
+    long ms = e && *e ? strtol(e, NULL, 10) : START_SETTLE_MS;
+    long long deadline = now_ms() + (ms >= 0 && ms <= 10000 ? ms : START_SETTLE_MS);
+    char why[160];
+    int status;
+
+    while (now_ms() < deadline) {
+        if (listening(atoi(port)))
+            break;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        int dead = 0;
+
+        if (w == pid) {
+            describe(status, why, sizeof(why));
+            dead = 1;
+        } else if (w < 0 && gone(pid, start)) {
+            /* Not ours to reap (SIGCHLD ignored): /proc tells it is gone. */
+            snprintf(why, sizeof(why), "status unknown");
+            dead = 1;
+        }
+        if (dead) {
+            svc_log(s, "pid %ld died at start: %s", (long)pid, why);
+            ota_err_set(err, ECHILD, "video-app died at start: %s (see %s)", why, s->log_file);
+            return 1;
+        }
+        sleep_ms(POLL_MS);
+    }
+    return 0;
+}
+
 /* Exit status 0 or 1 (with a reason in err), or -errno. */
 static int svc_start(const struct svc *s, struct ota_err *err)
 {
-    char port[16], port_var[32], line[64], why[160];
+    char port[16], port_var[32], line[64];
     const char *pgid_env = getenv("OTASIM_PGID");
-    int sp[2] = {-1, -1}, devnull = -1, log = -1, msg[2], status, r;
+    int sp[2] = {-1, -1}, devnull = -1, log = -1, msg[2], r;
     unsigned long long start = 0;
     char **envp = NULL, state;
-    long long deadline;
     pid_t pid, pgid = 0;
     ssize_t got;
 
@@ -415,38 +451,7 @@ static int svc_start(const struct svc *s, struct ota_err *err)
     if (r < 0)
         goto out;
     svc_log(s, "started pid %ld: %s (port %s)", (long)pid, s->bin, port);
-    {
-        /* Started = listening on its port (what systemd's Type=notify would
-         * call ready), or still alive after the settle time;
-         * $OTASIM_SVC_SETTLE_MS changes that time (the simulator uses
-         * OTASIM_SVC_SIM_SETTLE_MS: a bound that must cover a slow start). */
-        const char *e = getenv("OTASIM_SVC_SETTLE_MS");
-        long ms = e && *e ? strtol(e, NULL, 10) : START_SETTLE_MS;
-        deadline = now_ms() + (ms >= 0 && ms <= 10000 ? ms : START_SETTLE_MS);
-    }
-    r = 0;
-    while (now_ms() < deadline) {
-        if (listening(atoi(port)))
-            break;
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        int dead = 0;
-
-        if (w == pid) {
-            describe(status, why, sizeof(why));
-            dead = 1;
-        } else if (w < 0 && gone(pid, start)) {
-            /* Not ours to reap (SIGCHLD ignored): /proc tells it is gone. */
-            snprintf(why, sizeof(why), "status unknown");
-            dead = 1;
-        }
-        if (dead) {
-            svc_log(s, "pid %ld died at start: %s", (long)pid, why);
-            ota_err_set(err, ECHILD, "video-app died at start: %s (see %s)", why, s->log_file);
-            r = 1;
-            break;
-        }
-        sleep_ms(POLL_MS);
-    }
+    r = wait_started(s, pid, start, port, err);
 out:
     if (sp[0] >= 0)
         close(sp[0]);

@@ -88,156 +88,220 @@ static int rebuild(const struct otasim_trial *tr, const char *root, const char *
     return otasim_power_rebuild_model(root, journal, &cm, rs, err);
 }
 
+/* A trial under way: the device, what its passes left, the fault's arming. */
+struct run {
+    struct otasim_trial *tr;
+    struct otasim_device d;
+    struct otasim_pass_info info[MAX_PASSES];
+    size_t n_info;
+    struct otasim_settle settle;
+    struct otasim_arm arm;
+    int armed;      /* the fault is still to be armed in a pass */
+    int cycle_open; /* the update cycle has not ended yet */
+    uint64_t cycle_calls;
+    int64_t t0, fault_ms;
+    char *env_before; /* corrupt-bootenv: the env as the fault left it */
+    size_t env_len;
+};
+
+/* corrupt-bootenv: the env is broken before the first pass. */
+static int corrupt_env(struct run *ru, struct ota_err *err)
+{
+    struct otasim_trial *tr = ru->tr;
+    char p[PATH_MAX + 32];
+    int r;
+
+    snprintf(p, sizeof(p), "%s/boot/uboot.env", ru->d.root);
+    if (tr->sc->profile != OTASIM_PROFILE_ROOTFS)
+        return ota_err_set(err, EINVAL, "corrupt-bootenv needs the rootfs profile");
+    if (tr->fault.trigger.kind != OTASIM_TRIGGER_NONE)
+        return ota_err_set(err, EINVAL, "corrupt-bootenv takes no trigger (it is made first)");
+    if ((r = otasim_bootenv_corrupt(p, err)) < 0 ||
+        (r = ota_fs_read_all(p, 1 << 20, &ru->env_before, &ru->env_len, err)) < 0)
+        return r;
+    /* fired when the device reads it as corrupt, not when a byte was flipped */
+    tr->fired =
+        otasim_bootenv_get(ru->d.env_config, OTA_ENV_BOOT_PART, p, sizeof(p), NULL) == -EBADMSG;
+    ru->fault_ms = otasim_now_ms();
+    return 0;
+}
+
+/* A pass that crashed: a power cut rebuilds the tree and boots again, an
+ * agent crash only loses the stash. */
+static int after_crash(struct run *ru, const struct otasim_pass *ps, int pass, struct ota_err *err)
+{
+    struct otasim_rebuild_stats rs;
+    int r;
+
+    ru->fault_ms = otasim_now_ms();
+    if (!ps->power)
+        return otasim_power_drop_stash(ru->d.root, err);
+    otasim_device_kill(&ru->d);
+    if ((r = rebuild(ru->tr, ru->d.root, ps->journal, pass, &rs, err)) < 0)
+        return r;
+    trace(ru->t0, "rebuilt, records undone", (int)(rs.writes_undone + rs.dirops_undone));
+    trace(ru->t0, "  unsynced kept (reorder)", (int)rs.kept_unsynced);
+    trace(ru->t0, "  sectors of torn writes kept", (int)rs.torn_sectors);
+    if ((r = otasim_device_boot(&ru->d, err)) < 0)
+        return r;
+    trace(ru->t0, "booted", 0);
+    return 0;
+}
+
+/* A point trigger the pass did not reach lies in a later pass of the cycle
+ * (after a reboot), or nowhere once the cycle ended. */
+static void rearm(struct run *ru, const struct otasim_arm *a, const struct otasim_pass *ps)
+{
+    const struct otasim_fault *f = &ru->tr->fault;
+
+    if (!a || f->trigger.kind != OTASIM_TRIGGER_POINT || ru->tr->fired ||
+        !(f->kind == OTASIM_FAULT_POWER_CUT || f->kind == OTASIM_FAULT_AGENT_CRASH ||
+          f->kind == OTASIM_FAULT_DISK_FULL || f->kind == OTASIM_FAULT_EIO))
+        return;
+    if (ru->arm.point > ps->calls && ru->cycle_open)
+        ru->arm.point -= ps->calls;
+    else
+        ru->armed = 0; /* the cycle ended first: nothing left to cut */
+}
+
+/* What one_pass asks of the loop. */
+enum { PASS_NEXT, PASS_AGAIN, PASS_STOP };
+
+/* One pass of the agent and what it leads to: PASS_NEXT (one of the budget
+ * spent), PASS_AGAIN (a crash or reboot: the budget is kept), PASS_STOP (the
+ * device settled or cannot boot); -errno when the harness failed. */
+static int one_pass(struct run *ru, int pass, struct ota_err *err)
+{
+    struct otasim_trial *tr = ru->tr;
+    struct otasim_pass ps;
+    struct otasim_pass_info *pi = &ru->info[ru->n_info++];
+    const struct otasim_arm *a = ru->armed && !tr->fired ? &ru->arm : NULL;
+    char p[PATH_MAX + 32];
+    ssize_t k;
+    int r;
+
+    memset(pi, 0, sizeof(*pi)); /* journal "": this pass did not run (invariants.h) */
+    snprintf(p, sizeof(p), "%s/opt/app/current", ru->d.root);
+    k = readlink(p, pi->current, sizeof(pi->current) - 1);
+    pi->current[k > 0 ? k : 0] = '\0';
+    pi->booted = ru->d.booted_slot;
+    if (ru->d.boot_failed) {
+        snprintf(ru->settle.why, sizeof(ru->settle.why), "the device does not boot any more");
+        return PASS_STOP;
+    }
+    trace(ru->t0, "pass start", pass);
+    r = otasim_device_pass(&ru->d, pass, a, &ps, err);
+    trace(ru->t0, "pass end, exit", ps.status);
+    if (r < 0)
+        return r;
+    ota_strlcpy(pi->journal, ps.journal, sizeof(pi->journal));
+    if ((r = check_modelled(ps.journal, err)) < 0)
+        return r;
+    tr->passes = pass;
+    if (ru->cycle_open) {
+        ru->cycle_calls += ps.calls;
+        tr->cycle_passes = pass;
+        if (ps.ended_cycle && !ps.crashed)
+            ru->cycle_open = 0;
+    }
+    if (ps.crashed)
+        return (r = after_crash(ru, &ps, pass, err)) < 0 ? r : PASS_AGAIN;
+    if ((r = otasim_power_drop_stash(ru->d.root, err)) < 0)
+        return r;
+    rearm(ru, a, &ps);
+    if (tr->fired && !ru->fault_ms)
+        ru->fault_ms = otasim_now_ms();
+    if (ps.status == 5 || (ps.status > 128 && !ps.crashed)) {
+        snprintf(ru->settle.why, sizeof(ru->settle.why), "pass %d: ota-agent %s %d", pass,
+                 ps.status > 128 ? "died of signal" : "exited",
+                 ps.status > 128 ? ps.status - 128 : ps.status);
+        ru->settle.settled = -1;
+    }
+    if (ps.reboot_asked) {
+        otasim_device_kill(&ru->d);
+        return (r = otasim_device_boot(&ru->d, err)) < 0 ? r : PASS_AGAIN;
+    }
+    /* Settled: a pass with nothing to do (up to date, or the same refusal
+     * again: exit 1), the fault no longer pending. */
+    if (ps.quiet && (ps.status == 0 || ps.status == 1) && !(ru->armed && !tr->fired)) {
+        if (ru->settle.settled == 0)
+            ru->settle.settled = 1;
+        return PASS_STOP;
+    }
+    if (ps.status == 3)
+        usleep(200 * 1000);
+    return PASS_NEXT;
+}
+
+/* The passes until the device settles or the scenario's budget is spent;
+ * then the settle record. */
+static int passes(struct run *ru, struct ota_err *err)
+{
+    struct otasim_trial *tr = ru->tr;
+    int budget = tr->sc->passes + 1, r;
+
+    for (int pass = 1; pass <= MAX_PASSES && budget > 0; pass++) {
+        if ((r = one_pass(ru, pass, err)) < 0)
+            return r;
+        if (r == PASS_STOP)
+            break;
+        if (r == PASS_NEXT)
+            budget--;
+    }
+    if (ru->settle.settled == 0 && !ru->settle.why[0])
+        snprintf(ru->settle.why, sizeof(ru->settle.why), "still busy after %zu passes", ru->n_info);
+    if (ru->settle.settled < 0)
+        ru->settle.settled = 0;
+    ru->settle.recover_ms = otasim_now_ms() - (ru->fault_ms ? ru->fault_ms : ru->t0);
+    tr->recover_ms = ru->settle.recover_ms;
+    tr->calls = ru->cycle_calls;
+    return 0;
+}
+
 int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, struct ota_err *err)
 {
-    struct otasim_pass_info info[MAX_PASSES];
-    struct otasim_settle settle = {0};
-    struct otasim_device d;
-    struct otasim_arm arm = {&tr->fault, tr->fault.trigger.point};
-    const struct otasim_scenario *sc = tr->sc;
-    char *env_before = NULL, p[PATH_MAX + 32];
-    size_t env_len = 0, n_info = 0;
-    int64_t t0 = otasim_now_ms(), fault_ms = 0;
-    int armed = armed_kind(tr->fault.kind), budget, r = 0, created = 0;
-    uint64_t cycle_calls = 0;
-    int cycle_open = 1;
+    struct run *ru = calloc(1, sizeof(*ru));
+    int r = 0, created = 0;
 
+    if (!ru)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    ru->tr = tr;
+    ru->arm = (struct otasim_arm){&tr->fault, tr->fault.trigger.point};
+    ru->armed = armed_kind(tr->fault.kind);
+    ru->cycle_open = 1;
+    ru->t0 = otasim_now_ms();
     tr->outcome = OTASIM_ERROR;
     tr->started_ms = otasim_wall_ms();
     tr->fired = 0;
     tr->n_checks = 0;
     tr->detail[0] = '\0';
-    if (ota_fs_remove_tree(tr->dir, err) < 0 || ota_fs_mkdirs(tr->dir, err) < 0)
-        return -EIO;
-    r = otasim_device_create(&d, t, tr, err);
+    if ((r = ota_fs_remove_tree(tr->dir, err)) < 0 || (r = ota_fs_mkdirs(tr->dir, err)) < 0) {
+        free(ru);
+        return r;
+    }
+    r = otasim_device_create(&ru->d, t, tr, err);
     created = 1;
-    trace(t0, "created", r);
+    trace(ru->t0, "created", r);
     if (r < 0)
         goto out;
-    r = otasim_device_boot(&d, err);
-    trace(t0, "booted", r);
+    r = otasim_device_boot(&ru->d, err);
+    trace(ru->t0, "booted", r);
     if (r < 0)
         goto out;
-    if (tr->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV) {
-        snprintf(p, sizeof(p), "%s/boot/uboot.env", d.root);
-        if (sc->profile != OTASIM_PROFILE_ROOTFS) {
-            r = ota_err_set(err, EINVAL, "corrupt-bootenv needs the rootfs profile");
-            goto out;
-        }
-        if (tr->fault.trigger.kind != OTASIM_TRIGGER_NONE) {
-            r = ota_err_set(err, EINVAL, "corrupt-bootenv takes no trigger (it is made first)");
-            goto out;
-        }
-        if ((r = otasim_bootenv_corrupt(p, err)) < 0 ||
-            (r = ota_fs_read_all(p, 1 << 20, &env_before, &env_len, err)) < 0)
-            goto out;
-        /* fired when the device reads it as corrupt, not when a byte was flipped */
-        tr->fired =
-            otasim_bootenv_get(d.env_config, OTA_ENV_BOOT_PART, p, sizeof(p), NULL) == -EBADMSG;
-        fault_ms = otasim_now_ms();
-    }
-    budget = sc->passes + 1;
-    for (int pass = 1; pass <= MAX_PASSES && budget > 0; pass++) {
-        struct otasim_pass ps;
-        struct otasim_pass_info *pi = &info[n_info++];
-        const struct otasim_arm *a = armed && !tr->fired ? &arm : NULL;
-        ssize_t k;
-
-        memset(pi, 0, sizeof(*pi)); /* journal "": this pass did not run (invariants.h) */
-
-        snprintf(p, sizeof(p), "%s/opt/app/current", d.root);
-        k = readlink(p, pi->current, sizeof(pi->current) - 1);
-        pi->current[k > 0 ? k : 0] = '\0';
-        pi->booted = d.booted_slot;
-        if (d.boot_failed) {
-            snprintf(settle.why, sizeof(settle.why), "the device does not boot any more");
-            break;
-        }
-        trace(t0, "pass start", pass);
-        r = otasim_device_pass(&d, pass, a, &ps, err);
-        trace(t0, "pass end, exit", ps.status);
-        if (r < 0)
-            goto out;
-        ota_strlcpy(pi->journal, ps.journal, sizeof(pi->journal));
-        if ((r = check_modelled(ps.journal, err)) < 0)
-            goto out;
-        tr->passes = pass;
-        if (cycle_open) {
-            cycle_calls += ps.calls;
-            tr->cycle_passes = pass;
-            if (ps.ended_cycle && !ps.crashed)
-                cycle_open = 0;
-        }
-        if (ps.crashed) {
-            fault_ms = otasim_now_ms();
-            if (ps.power) {
-                struct otasim_rebuild_stats rs;
-                otasim_device_kill(&d);
-                if ((r = rebuild(tr, d.root, ps.journal, pass, &rs, err)) < 0)
-                    goto out;
-                trace(t0, "rebuilt, records undone", (int)(rs.writes_undone + rs.dirops_undone));
-                trace(t0, "  unsynced kept (reorder)", (int)rs.kept_unsynced);
-                trace(t0, "  sectors of torn writes kept", (int)rs.torn_sectors);
-                if ((r = otasim_device_boot(&d, err)) < 0)
-                    goto out;
-                trace(t0, "booted", 0);
-            } else if ((r = otasim_power_drop_stash(d.root, err)) < 0) {
-                goto out;
-            }
-            continue;
-        }
-        if ((r = otasim_power_drop_stash(d.root, err)) < 0)
-            goto out;
-        if (a && tr->fault.trigger.kind == OTASIM_TRIGGER_POINT && !tr->fired &&
-            (tr->fault.kind == OTASIM_FAULT_POWER_CUT ||
-             tr->fault.kind == OTASIM_FAULT_AGENT_CRASH ||
-             tr->fault.kind == OTASIM_FAULT_DISK_FULL || tr->fault.kind == OTASIM_FAULT_EIO)) {
-            /* the point lies in a later pass of the cycle (after a reboot) */
-            if (arm.point > ps.calls && cycle_open)
-                arm.point -= ps.calls;
-            else
-                armed = 0; /* the cycle ended first: nothing left to cut */
-        }
-        if (tr->fired && !fault_ms)
-            fault_ms = otasim_now_ms();
-        if (ps.status == 5 || (ps.status > 128 && !ps.crashed)) {
-            snprintf(settle.why, sizeof(settle.why), "pass %d: ota-agent %s %d", pass,
-                     ps.status > 128 ? "died of signal" : "exited",
-                     ps.status > 128 ? ps.status - 128 : ps.status);
-            settle.settled = -1;
-        }
-        if (ps.reboot_asked) {
-            otasim_device_kill(&d);
-            if ((r = otasim_device_boot(&d, err)) < 0)
-                goto out;
-            continue;
-        }
-        /* Settled: a pass with nothing to do (up to date, or the same refusal
-         * again: exit 1), the fault no longer pending. */
-        if (ps.quiet && (ps.status == 0 || ps.status == 1) && !(armed && !tr->fired)) {
-            if (settle.settled == 0)
-                settle.settled = 1;
-            break;
-        }
-        if (ps.status == 3)
-            usleep(200 * 1000);
-        budget--;
-    }
-    if (settle.settled == 0 && !settle.why[0])
-        snprintf(settle.why, sizeof(settle.why), "still busy after %zu passes", n_info);
-    if (settle.settled < 0)
-        settle.settled = 0;
-    settle.recover_ms = otasim_now_ms() - (fault_ms ? fault_ms : t0);
-    tr->recover_ms = settle.recover_ms;
-    tr->calls = cycle_calls;
+    if (tr->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV && (r = corrupt_env(ru, err)) < 0)
+        goto out;
+    if ((r = passes(ru, err)) < 0)
+        goto out;
     otasim_faults_server_seen(tr);
-    r = otasim_invariants_check(&d, info, n_info, &settle, env_before, env_len, err);
-    trace(t0, "checked", r);
+    r = otasim_invariants_check(&ru->d, ru->info, ru->n_info, &ru->settle, ru->env_before,
+                                ru->env_len, err);
+    trace(ru->t0, "checked", r);
 out:
     if (created)
-        otasim_device_destroy(&d);
-    free(env_before);
-    tr->duration_ms = otasim_now_ms() - t0;
+        otasim_device_destroy(&ru->d);
+    free(ru->env_before);
+    tr->duration_ms = otasim_now_ms() - ru->t0;
+    free(ru);
     if (r < 0) {
         tr->outcome = OTASIM_ERROR;
         snprintf(tr->detail, sizeof(tr->detail), "harness: %s", err ? err->reason : "error");

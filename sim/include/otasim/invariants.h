@@ -42,7 +42,8 @@
  * record fails lkg-untouched and active-slot-untouched.
  *
  * otasim_invariants_check gathers a view of the device (otasim_inv_view_load)
- * and runs one function per invariant on it. The functions read only the
+ * and runs the table otasim_invariants on it: per invariant its name, its
+ * function and which trials it applies to. The functions read only the
  * view (and the files it names), so a test can hand-make one: a tree, an env,
  * journals in the interposer's format, a status JSON, reports. */
 #ifndef OTASIM_INVARIANTS_H
@@ -145,9 +146,9 @@ void otasim_inv_view_free(struct otasim_inv_view *v);
  * (realpath), as the interposer records them. */
 void otasim_inv_view_journals(struct otasim_inv_view *v);
 
-/* One function per invariant: each fills *ret and returns 1, or returns 0
- * when the invariant does not apply to this trial (rootfs-only checks on an
- * app device, journal checks on QEMU, fault-fired without a fault). */
+/* One function per invariant: each fills *ret and returns 1 (0: no check to
+ * report). Each assumes the invariant applies to the trial: the table says
+ * when it does (otasim_inv_applies). */
 int otasim_inv_settled(const struct otasim_inv_view *v, struct otasim_check *ret);
 int otasim_inv_fault_fired(const struct otasim_inv_view *v, struct otasim_check *ret);
 /* fault-fired for the i-th server rule of the scenario (0 past the last). */
@@ -164,6 +165,32 @@ int otasim_inv_truthful_report(const struct otasim_inv_view *v, struct otasim_ch
 int otasim_inv_db_integrity(const struct otasim_inv_view *v, struct otasim_check *ret);
 int otasim_inv_no_temp_files(const struct otasim_inv_view *v, struct otasim_check *ret);
 int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_check *ret);
+
+/* Which trials an invariant applies to. */
+enum otasim_inv_scope {
+    OTASIM_INV_ALL,     /* every trial */
+    OTASIM_INV_ROOTFS,  /* rootfs-profile devices (the bootloader env) */
+    OTASIM_INV_NATIVE,  /* native devices (the interposer's journals; QEMU has none) */
+    OTASIM_INV_FAULTED, /* trials with a fault of their own */
+    OTASIM_INV_SCOPE_MAX
+};
+
+/* One entry of the checker: check gives one check; each gives the i-th of a
+ * list of them (0 past the last). */
+struct otasim_invariant {
+    const char *name;
+    int (*check)(const struct otasim_inv_view *v, struct otasim_check *ret);
+    int (*each)(const struct otasim_inv_view *v, size_t i, struct otasim_check *ret);
+    enum otasim_inv_scope scope;
+};
+
+/* The invariants in report order. */
+extern const struct otasim_invariant otasim_invariants[];
+extern const size_t otasim_n_invariants;
+/* The entry with a check function named name; NULL if there is none. */
+const struct otasim_invariant *otasim_inv_find(const char *name);
+/* Whether inv applies to the trial of v (1) or not (0). */
+int otasim_inv_applies(const struct otasim_invariant *inv, const struct otasim_inv_view *v);
 
 #ifdef __cplusplus
 }

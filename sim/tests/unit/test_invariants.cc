@@ -1,6 +1,6 @@
 // The invariant checker, one invariant at a time, on hand-made inputs: device
 // trees, boot envs (libubootenv, as the bootloader model writes them),
-// journals in the interposer's format (sim/interpose/jformat.h), agent status
+// journals in the interposer's format (otasim/jformat.h), agent status
 // JSON, server reports and SQLite databases. Every invariant is shown both
 // failing and passing, and a missing input is shown to fail.
 #include <gtest/gtest.h>
@@ -22,7 +22,7 @@
 
 // jformat.h is C: its layout asserts are C11 _Static_assert.
 #define _Static_assert static_assert
-#include "../../interpose/jformat.h"
+#include "otasim/jformat.h"
 #undef _Static_assert
 #include "ota/crypto.h"
 #include "otasim/bootloader.h"
@@ -326,13 +326,27 @@ TEST_F(InvTest, SettledFailsWithoutAStatus)
     EXPECT_NE(strstr(c.detail, "no status"), nullptr) << c.detail;
 }
 
+// ---- the table ---------------------------------------------------------------------
+
+TEST(InvTable, EachNameHasOneCheckAndOneScope)
+{
+    for (size_t i = 0; i < otasim_n_invariants; i++) {
+        const struct otasim_invariant *inv = &otasim_invariants[i];
+        EXPECT_TRUE((inv->check != nullptr) != (inv->each != nullptr)) << inv->name;
+        EXPECT_LT(inv->scope, OTASIM_INV_SCOPE_MAX) << inv->name;
+        if (inv->check)
+            EXPECT_EQ(otasim_inv_find(inv->name), inv) << inv->name;
+    }
+    EXPECT_EQ(otasim_inv_find("no-such-invariant"), nullptr);
+}
+
 // ---- fault-fired (thin: the trial decides whether it fired) -------------------
 
 TEST_F(InvTest, FaultFiredAppliesOnlyWithAFault)
 {
-    struct otasim_check c = {};
-    EXPECT_EQ(otasim_inv_fault_fired(&v, &c), 0);
+    EXPECT_FALSE(otasim_inv_applies(otasim_inv_find("fault-fired"), &v));
     tr.fault.kind = OTASIM_FAULT_POWER_CUT;
+    EXPECT_TRUE(otasim_inv_applies(otasim_inv_find("fault-fired"), &v));
     tr.fault.trigger.kind = OTASIM_TRIGGER_STATE;
     snprintf(tr.fault.trigger.state, sizeof(tr.fault.trigger.state), "SWITCHING");
     EXPECT_FAIL(run(otasim_inv_fault_fired));
@@ -470,8 +484,7 @@ TEST_F(InvTest, RunningVersionRootfs)
 
 TEST_F(InvTest, BootenvConsistentDoesNotApplyToApps)
 {
-    struct otasim_check c = {};
-    EXPECT_EQ(otasim_inv_bootenv_consistent(&v, &c), 0);
+    EXPECT_FALSE(otasim_inv_applies(otasim_inv_find("bootenv-consistent"), &v));
 }
 
 TEST_F(InvTest, BootenvConsistentPassesOnACommittedEnv)
@@ -716,8 +729,8 @@ TEST_F(InvTest, QemuLkgComparesTheFactoryTree)
     d.qemu = 1;
     app_tree("b");
     EXPECT_PASS(run(otasim_inv_lkg_untouched));
-    struct otasim_check c = {};
-    EXPECT_EQ(otasim_inv_active_slot_untouched(&v, &c), 0); // no journal on QEMU
+    // no journal on QEMU
+    EXPECT_FALSE(otasim_inv_applies(otasim_inv_find("active-slot-untouched"), &v));
     write_all(root + "/opt/app/a/bin/video-app", "overwritten");
     EXPECT_FAIL(run(otasim_inv_lkg_untouched));
 }

@@ -1,0 +1,123 @@
+/* What the rollout engine's files share (rollout.c: the engine,
+ * rollout_def.c: definitions and their JSON, rollout_status.c: status and
+ * metrics JSON). Private to server-mock/src. */
+#ifndef OTASRV_ROLLOUT_IMPL_H
+#define OTASRV_ROLLOUT_IMPL_H
+
+#include "otasrv/rollout.h"
+
+/* Offered or in progress: the device has the release in hand. */
+static inline int in_flight(enum otasrv_rdev_state s)
+{
+    return s == OTASRV_RDEV_OFFERED || s == OTASRV_RDEV_IN_PROGRESS;
+}
+
+/* Not finished: pending or in flight. */
+static inline int open_state(enum otasrv_rdev_state s)
+{
+    return s == OTASRV_RDEV_PENDING || in_flight(s);
+}
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ota/json.h"
+
+#define N_KEYS(a) (sizeof(a) / sizeof((a)[0]))
+
+static inline int has_stage(const struct otasrv_rollout *r, const struct otasrv_rollout_device *d)
+{
+    return d->stage >= 0 && d->stage < r->def.n_stages;
+}
+
+static inline int check_keys(const json_t *obj, const char *const *keys, size_t n,
+                             const char *where, struct ota_err *err)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        size_t i = 0;
+        while (i < n && strcmp(key, keys[i]) != 0)
+            i++;
+        if (i == n)
+            return ota_err_set(err, EINVAL, "%s%sunknown field '%s'", where, *where ? ": " : "",
+                               key);
+    }
+    return 0;
+}
+
+/* Runs an ota_json_* getter into a scratch error, then reports its reason
+ * under the field's place in the document ("stages[1]: ..."). */
+static inline int placed(int r, const char *where, const struct ota_err *tmp, struct ota_err *err)
+{
+    if (r >= 0)
+        return r;
+    if (*where)
+        return ota_err_set(err, -r, "%s: %s", where, tmp->reason);
+    return ota_err_set(err, -r, "%s", tmp->reason);
+}
+
+/* Optional string: absent leaves buf as it is. */
+static inline int opt_str(const json_t *obj, const char *where, const char *key, char *buf,
+                          size_t cap, struct ota_err *err)
+{
+    struct ota_err tmp = {0};
+
+    if (!json_object_get(obj, key))
+        return 0;
+    return placed(ota_json_str(obj, key, buf, cap, &tmp), where, &tmp, err);
+}
+
+/* Optional integer within lo..hi: absent leaves *ret as it is. */
+static inline int opt_int(const json_t *obj, const char *where, const char *key, int64_t lo,
+                          int64_t hi, int64_t *ret, struct ota_err *err)
+{
+    struct ota_err tmp = {0};
+    int64_t v = 0;
+    int r;
+
+    if (!json_object_get(obj, key))
+        return 0;
+    r = placed(ota_json_int(obj, key, &v, &tmp), where, &tmp, err);
+    if (r < 0)
+        return r;
+    if (v < lo || v > hi)
+        return ota_err_set(err, EINVAL, "%s%s%s: %" PRId64 " is not within %" PRId64 "..%" PRId64,
+                           where, *where ? "." : "", key, v, lo, hi);
+    *ret = v;
+    return 0;
+}
+
+static inline int opt_bool(const json_t *obj, const char *key, int *ret, struct ota_err *err)
+{
+    struct ota_err tmp = {0};
+
+    if (!json_object_get(obj, key))
+        return 0;
+    return placed(ota_json_bool(obj, key, ret, &tmp), "", &tmp, err);
+}
+
+/* Collects jansson's failures: any NULL or -1 turns into -ENOMEM once. */
+static inline void put(json_t *obj, const char *key, json_t *v, int *bad)
+{
+    if (!v || json_object_set_new(obj, key, v) < 0)
+        *bad = 1;
+}
+
+static inline void append(json_t *arr, json_t *v, int *bad)
+{
+    if (!v || json_array_append_new(arr, v) < 0)
+        *bad = 1;
+}
+
+/* strcmp for qsort/bsearch over a definition's device ids. */
+int otasrv_rollout_cmp_str(const void *a, const void *b);
+
+/* Sorts def->devices and refuses duplicates. */
+int otasrv_rollout_sort_devices(struct otasrv_rollout_def *def, struct ota_err *err);
+
+#endif

@@ -380,15 +380,6 @@ static int transition(struct ota_agent *a, enum ota_state to, struct ota_err *er
     /* Best effort: a report that cannot go now waits in the outbox. */
     if (prep && a->server_ok)
         ota_ignore(ota_agent_flush_outbox(a, NULL));
-#ifdef OTA_MUTANT_SUCCESS_BEFORE_COMMIT
-    /* MUTANT: success-before-commit: "success" is queued and sent as soon as
-     * HEALTH_CHECK is entered, before the window and the commit. */
-    if (to == OTA_STATE_HEALTH_CHECK && prep) {
-        fill_report(a, &a->j, to, OTA_STATUS_SUCCESS, &rep, now);
-        if (a->ops.store->save(a->ops.store_ctx, &a->j, &rep, NULL, NULL) == 0)
-            ota_ignore(ota_agent_flush_outbox(a, NULL));
-    }
-#endif
     return 0;
 }
 
@@ -845,9 +836,7 @@ static int checkpoint(struct ota_agent *a)
         /* After an fsync error Linux may drop the pages it could not write,
          * and the next fsync succeeds: the in-memory hash no longer vouches
          * for the file. The next attempt checks the durable prefix on disk. */
-#ifndef OTA_MUTANT_HASH_AFTER_EIO
         a->sha_ok = 0;
-#endif
         return dl_abort(a, EIO, 0, 0, "%s", e.reason[0] ? e.reason : "checkpoint failed");
     }
     if (ota_sha256_peek(a->sha, a->j.prefix_sha256) < 0)
@@ -962,23 +951,6 @@ static int handle_downloading(struct ota_agent *a, struct ota_step *st, struct o
         st->wake_ms = a->wake_ms;
         return 0;
     }
-#ifdef OTA_MUTANT_TRUST_DOWNLOAD_SIZE
-    /* MUTANT: trust-download-size: after a restart, a download file as long
-     * as the manifest says is taken as written to the end and synced (the
-     * re-hash of hundreds of MB is skipped). Right when unsynced writes are
-     * lost whole, or kept whole in order (minimal, reorder); wrong when the
-     * last one persists partly and leaves holes under the full length (torn). */
-    if (!a->sha_ok && a->m.size > 0) {
-        uint64_t have = 0;
-        if (a->ops.install->dl_size(a->ops.install_ctx, &have, NULL) == 0 && have == a->m.size) {
-            memcpy(a->digest, a->m.sha256, OTA_SHA256_LEN);
-            a->digest_ok = 1;
-            a->j.durable_len = a->m.size;
-            st->result = OTA_STEP_CONTINUE;
-            return transition(a, OTA_STATE_VERIFYING, err);
-        }
-    }
-#endif
     r = prepare_resume(a, &e);
     if (r < 0)
         return attempt_failed(a, e.reason, r == -ENOSPC, st, err);
@@ -1025,12 +997,7 @@ static int handle_downloading(struct ota_agent *a, struct ota_step *st, struct o
     OTA_FAULT_POINT("download.before_sync");
     r = a->ops.install->dl_sync(a->ops.install_ctx, &e);
     if (r < 0) {
-#ifndef OTA_MUTANT_HASH_AFTER_EIO
         a->sha_ok = 0; /* as in checkpoint(): verify from disk next time */
-#else
-        /* MUTANT: hash-after-eio: after a failed fdatasync the next attempt
-         * goes on from its in-memory hash and length, as before the fix. */
-#endif
         return attempt_failed(a, e.reason, 0, st, err);
     }
     a->ops.install->dl_close(a->ops.install_ctx);
@@ -1092,35 +1059,6 @@ bad:
 
 /* ---- INSTALLING, SWITCHING, REBOOTING ------------------------------- */
 
-#ifdef OTA_MUTANT_SWITCH_BEFORE_SYNC
-/* MUTANT: switch-before-sync (install_posix.c turns fsync off meanwhile).
- * The app is installed and `current` renamed onto it with no fsync at all,
- * then one sync() makes both durable before SWITCHING is saved. A resumed
- * INSTALLING that finds `current` on the new slot takes the install as done:
- * it relies on the slot's unsynced data reaching the disk before the
- * unsynced rename. Right when everything unsynced is lost (minimal), wrong
- * when the rename persists without the data (reorder). */
-#include <unistd.h>
-extern int ota_mutant_defer_sync;
-
-static int mutant_install_then_sync(struct ota_agent *a, struct ota_err *e)
-{
-    int cur = -1, r;
-
-    if (a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_APP, &cur, NULL) == 0 &&
-        cur == a->j.to_slot)
-        return 0; /* the rename persisted: so did the slot, it assumes */
-    ota_mutant_defer_sync = 1;
-    r = a->ops.install->slot_install(a->ops.install_ctx, &a->m, a->j.to_slot, e);
-    if (r == 0)
-        r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, e);
-    ota_mutant_defer_sync = 0;
-    if (r == 0)
-        sync();
-    return r;
-}
-#endif
-
 static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
     struct ota_err e = {0};
@@ -1128,35 +1066,12 @@ static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ot
     int r;
 
     st->result = OTA_STEP_CONTINUE;
-#ifdef OTA_MUTANT_SWITCH_BEFORE_SYNC
-    if (!is_rootfs(a)) {
-        r = mutant_install_then_sync(a, &e);
-        if (r < 0) {
-            snprintf(why, sizeof(why), "install into slot %s failed: %s",
-                     ota_slot_names[a->j.to_slot], e.reason);
-            return fail_update(a, why, err);
-        }
-        return transition(a, OTA_STATE_SWITCHING, err);
-    }
-#endif
     r = a->ops.install->slot_install(a->ops.install_ctx, &a->m, a->j.to_slot, &e);
     if (r < 0) {
         snprintf(why, sizeof(why), "install into slot %s failed: %s", ota_slot_names[a->j.to_slot],
                  e.reason);
         return fail_update(a, why, err);
     }
-#ifdef OTA_MUTANT_STATE_AFTER_SWITCH
-    /* MUTANT: state-after-switch: the switch is made while the journal still
-     * says INSTALLING; SWITCHING is saved only after it (handle_switching
-     * then finds it done). */
-    if (!is_rootfs(a)) {
-        r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, &e);
-        if (r < 0) {
-            snprintf(why, sizeof(why), "switch failed: %s", e.reason);
-            return fail_update(a, why, err);
-        }
-    }
-#endif
     return transition(a, OTA_STATE_SWITCHING, err);
 }
 
@@ -1226,12 +1141,6 @@ static int handle_rebooting(struct ota_agent *a, struct ota_step *st, struct ota
     }
     if (strcmp(upgrade, "1") == 0 && atoi(count) == 0 && (!known || booted != a->j.to_slot))
         return request_reboot(a, st, err); /* the reboot never happened */
-#ifdef OTA_MUTANT_ROOTFS_COMMIT_ON_BOOT
-    /* MUTANT: rootfs-commit-on-boot: the new slot booted, so it is committed
-     * at once; the post-reboot health check never runs. */
-    if (booted == a->j.to_slot && strcmp(upgrade, "1") == 0)
-        return transition(a, OTA_STATE_COMMITTING, err);
-#endif
     if (booted == a->j.to_slot && strcmp(upgrade, "1") == 0)
         return transition(a, OTA_STATE_HEALTH_CHECK, err);
     return start_rollback(a, "new rootfs did not boot: the bootloader fell back", err);
@@ -1246,11 +1155,6 @@ static int handle_health(struct ota_agent *a, struct ota_step *st, struct ota_er
     int64_t now = mono(a);
     int active = 0, r;
 
-#ifdef OTA_MUTANT_COMMIT_BEFORE_HEALTH
-    /* MUTANT: commit-before-health: commits at once, no window, no probe. */
-    st->result = OTA_STEP_CONTINUE;
-    return transition(a, OTA_STATE_COMMITTING, err);
-#endif
     if (now >= a->health_next) {
         why[0] = '\0';
         r = a->ops.service->is_active(a->ops.service_ctx, &active, &e);
@@ -1328,9 +1232,7 @@ static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ot
                         err);
     if (r < 0)
         return r;
-#ifndef OTA_MUTANT_COMMIT_KEEPS_DOWNLOAD
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
-#endif /* else MUTANT: commit-keeps-download: every committed payload stays on disk */
     set_reason(a, "");
     a->j.failed = 0;
     OTA_FAULT_POINT("commit.before_save");
@@ -1345,15 +1247,7 @@ static int handle_rolling_back(struct ota_agent *a, struct ota_step *st, struct 
     st->result = OTA_STEP_CONTINUE;
     if (is_rootfs(a)) {
         int booted, known;
-#ifdef OTA_MUTANT_FALLBACK_KEEPS_BOOTCOUNT
-        /* MUTANT: fallback-keeps-bootcount: boot_part and upgrade_available
-         * are set back, bootcount (past the limit after a fallback) is not. */
-        const char *names[] = {OTA_ENV_BOOT_PART, OTA_ENV_UPGRADE_AVAILABLE};
-        const char *values[] = {env_slot_names[a->j.from_slot], "0"};
-        r = a->ops.bootenv->set(a->ops.bootenv_ctx, names, values, 2, &e);
-#else
         r = env_set3(a, a->j.from_slot, "0", &e);
-#endif
         if (r < 0) {
             char why[OTA_REASON_LEN];
             /* Running the old slot and the env unwritable: the trial boot was

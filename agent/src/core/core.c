@@ -31,6 +31,24 @@ const char *const ota_check_result_names[OTA_CHECK_MAX] = {"none", "up_to_date",
 /* Boot env values of the slots, as boot.scr reads them. */
 static const char *const env_slot_names[OTA_SLOT_MAX] = {OTA_ENV_SLOT_A, OTA_ENV_SLOT_B};
 
+/* The download of the current update in this process. Its durable side is
+ * in the journal (durable_len, prefix_sha256, etag). dl_restart() is the one
+ * way back to byte 0, dl_attempt_begin() starts each request. */
+struct dl_session {
+    struct ota_sha256 *sha; /* hashes [0, received) of the download file */
+    uint64_t received;
+    int sha_ok;    /* sha and received match the file: no check of the disk needed */
+    int digest_ok; /* digest holds the whole payload's hash */
+    uint8_t digest[OTA_SHA256_LEN];
+    int64_t wake_ms;       /* backoff: no attempt before this (mono) */
+    int64_t checkpoint_ms; /* when the last checkpoint was made (mono) */
+    /* the current attempt's answer */
+    int from_zero; /* the answer says: start again from byte 0 */
+    long status;
+    int fatal; /* no point retrying this answer */
+    struct ota_err err;
+};
+
 struct ota_agent {
     struct ota_agent_config cfg;
     struct ota_agent_ops ops;
@@ -41,18 +59,7 @@ struct ota_agent {
     struct ota_manifest m; /* parsed j.manifest, valid when m_ok */
     int m_ok;
 
-    /* download, in this process */
-    struct ota_sha256 *sha; /* hashes [0, received) of the download file */
-    uint64_t received;
-    int sha_ok;
-    int digest_ok; /* digest holds the whole payload's hash */
-    uint8_t digest[OTA_SHA256_LEN];
-    int64_t wake_ms;       /* backoff: no attempt before this (mono) */
-    int64_t checkpoint_ms; /* when the last checkpoint was made (mono) */
-    int dl_from_zero;      /* the answer says: start again from byte 0 */
-    long dl_status;
-    int dl_fatal; /* no point retrying this answer */
-    struct ota_err dl_err;
+    struct dl_session dl;
 
     int64_t health_deadline;
     int64_t health_next;
@@ -107,8 +114,8 @@ struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg, const struct
         return NULL;
     a->cfg = *cfg;
     a->ops = *ops;
-    a->sha = ota_sha256_new();
-    if (!a->sha) {
+    a->dl.sha = ota_sha256_new();
+    if (!a->dl.sha) {
         free(a);
         return NULL;
     }
@@ -121,7 +128,7 @@ void ota_agent_free(struct ota_agent *a)
 {
     if (!a)
         return;
-    ota_sha256_free(a->sha);
+    ota_sha256_free(a->dl.sha);
     free(a);
 }
 
@@ -412,18 +419,43 @@ static int start_rollback(struct ota_agent *a, const char *reason, struct ota_er
     return transition(a, OTA_STATE_ROLLING_BACK, err);
 }
 
-static void reset_download(struct ota_agent *a)
+/* The download starts again from byte 0: the hash and count in this
+ * process, the durable prefix and (unless keep_etag: the answer at hand sets
+ * it) the ETag in the journal. sha_ok is the caller's: set when the file was
+ * cut to 0 as well. The one place that takes a download back to zero. */
+static void dl_restart(struct ota_agent *a, int keep_etag)
 {
-    a->received = 0;
-    a->sha_ok = 0;
-    a->digest_ok = 0;
+    ota_ignore(ota_sha256_reset(a->dl.sha));
+    a->dl.received = 0;
+    a->dl.digest_ok = 0;
+    a->j.durable_len = 0;
+    if (!keep_etag)
+        a->j.etag[0] = '\0';
+}
+
+/* No download in this process vouches for the file any more (a new update,
+ * none, or bytes found wrong): the next attempt starts from what the disk
+ * and the journal prove. */
+static void dl_reset(struct ota_agent *a)
+{
+    dl_restart(a, 0);
+    a->dl.sha_ok = 0;
+}
+
+/* A new request: forget what the last answer said. */
+static void dl_attempt_begin(struct ota_agent *a)
+{
+    ota_err_clear(&a->dl.err);
+    a->dl.from_zero = 0;
+    a->dl.fatal = 0;
+    a->dl.status = 0;
 }
 
 static void on_enter(struct ota_agent *a, enum ota_state to)
 {
     switch (to) {
     case OTA_STATE_DOWNLOADING:
-        a->wake_ms = 0;
+        a->dl.wake_ms = 0;
         break;
     case OTA_STATE_HEALTH_CHECK:
         a->health_deadline = mono(a) + a->cfg.health_window_ms;
@@ -432,7 +464,7 @@ static void on_enter(struct ota_agent *a, enum ota_state to)
         a->health_ok = 0;
         break;
     case OTA_STATE_IDLE:
-        reset_download(a);
+        dl_reset(a);
         a->m_ok = 0;
         break;
     default:
@@ -766,7 +798,7 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
         r = transition(a, OTA_STATE_IDLE, err);
         goto out;
     }
-    reset_download(a);
+    dl_reset(a);
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
     r = transition(a, OTA_STATE_DOWNLOADING, err);
 out:
@@ -780,9 +812,9 @@ out:
 static int dl_abort(struct ota_agent *a, int code, int from_zero, int fatal, const char *fmt,
                     const char *detail)
 {
-    a->dl_from_zero |= from_zero;
-    a->dl_fatal |= fatal;
-    return ota_err_set(&a->dl_err, code, fmt, detail);
+    a->dl.from_zero |= from_zero;
+    a->dl.fatal |= fatal;
+    return ota_err_set(&a->dl.err, code, fmt, detail);
 }
 
 static int sink_headers(void *ctx, long status, const char *content_range, int64_t content_length,
@@ -792,7 +824,7 @@ static int sink_headers(void *ctx, long status, const char *content_range, int64
     uint64_t start, end, total;
     struct ota_err e = {0};
 
-    a->dl_status = status;
+    a->dl.status = status;
     if (status == 200) {
         if (content_length >= 0 && (uint64_t)content_length != a->m.size) {
             char d[64];
@@ -800,19 +832,17 @@ static int sink_headers(void *ctx, long status, const char *content_range, int64
             return dl_abort(a, EBADMSG, 1, 0, "server sends %s bytes, the manifest says otherwise",
                             d);
         }
-        if (a->received > 0) {
+        if (a->dl.received > 0) {
             /* Range ignored (or If-Range did not match): start over. */
             if (a->ops.install->dl_open(a->ops.install_ctx, 0, &e) < 0)
                 return dl_abort(a, EIO, 1, 0, "%s", e.reason);
-            ota_ignore(ota_sha256_reset(a->sha));
-            a->received = 0;
-            a->j.durable_len = 0;
+            dl_restart(a, 1);
         }
     } else if (status == 206) {
         if (ota_proto_parse_content_range(content_range, &start, &end, &total) < 0)
             return dl_abort(a, EBADMSG, 1, 0, "unparsable Content-Range '%s'",
                             content_range ? content_range : "(none)");
-        if (start != a->received || total != a->m.size)
+        if (start != a->dl.received || total != a->m.size)
             return dl_abort(a, EBADMSG, 1, 0, "Content-Range '%s' does not fit the resume",
                             content_range);
     } else if (status == 416) {
@@ -836,12 +866,12 @@ static int checkpoint(struct ota_agent *a)
         /* After an fsync error Linux may drop the pages it could not write,
          * and the next fsync succeeds: the in-memory hash no longer vouches
          * for the file. The next attempt checks the durable prefix on disk. */
-        a->sha_ok = 0;
+        a->dl.sha_ok = 0;
         return dl_abort(a, EIO, 0, 0, "%s", e.reason[0] ? e.reason : "checkpoint failed");
     }
-    if (ota_sha256_peek(a->sha, a->j.prefix_sha256) < 0)
+    if (ota_sha256_peek(a->dl.sha, a->j.prefix_sha256) < 0)
         return dl_abort(a, EIO, 0, 0, "%s", "checkpoint failed");
-    a->j.durable_len = a->received;
+    a->j.durable_len = a->dl.received;
     if (save_journal(a, &e) < 0)
         return dl_abort(a, EIO, 0, 1, "%s", e.reason);
     return 0;
@@ -857,24 +887,24 @@ static int sink_data(void *ctx, const void *buf, size_t n)
     const uint8_t *p = buf;
     struct ota_err e = {0};
 
-    if (a->received + n > a->m.size)
+    if (a->dl.received + n > a->m.size)
         return dl_abort(a, EFBIG, 1, 0, "%s", "download is larger than the manifest's size");
     while (n > 0) {
-        uint64_t pending = a->received - a->j.durable_len;
+        uint64_t pending = a->dl.received - a->j.durable_len;
         size_t k = n;
         if (pending < a->cfg.checkpoint_bytes && a->cfg.checkpoint_bytes - pending < k)
             k = (size_t)(a->cfg.checkpoint_bytes - pending);
         if (a->ops.install->dl_write(a->ops.install_ctx, p, k, &e) < 0)
             return dl_abort(a, e.code ? e.code : EIO, 0, e.code == ENOSPC, "%s", e.reason);
-        if (ota_sha256_update(a->sha, p, k) < 0)
+        if (ota_sha256_update(a->dl.sha, p, k) < 0)
             return dl_abort(a, EIO, 0, 1, "%s", "hash update failed");
-        a->received += k;
+        a->dl.received += k;
         p += k;
         n -= k;
-        if (a->received - a->j.durable_len >= a->cfg.checkpoint_bytes &&
-            mono(a) - a->checkpoint_ms >= a->cfg.checkpoint_interval_ms) {
+        if (a->dl.received - a->j.durable_len >= a->cfg.checkpoint_bytes &&
+            mono(a) - a->dl.checkpoint_ms >= a->cfg.checkpoint_interval_ms) {
             int r;
-            a->checkpoint_ms = mono(a);
+            a->dl.checkpoint_ms = mono(a);
             if ((r = checkpoint(a)) != 0)
                 return r;
         }
@@ -889,22 +919,19 @@ static int prepare_resume(struct ota_agent *a, struct ota_err *err)
     uint8_t d[OTA_SHA256_LEN];
     uint64_t have = 0;
 
-    if (a->sha_ok)
-        return a->ops.install->dl_open(a->ops.install_ctx, a->received, err);
-    ota_ignore(ota_sha256_reset(a->sha));
-    a->received = 0;
+    if (a->dl.sha_ok)
+        return a->ops.install->dl_open(a->ops.install_ctx, a->dl.received, err);
+    ota_ignore(ota_sha256_reset(a->dl.sha));
+    a->dl.received = 0;
     if (a->j.durable_len > 0 && a->ops.install->dl_size(a->ops.install_ctx, &have, NULL) == 0 &&
         have >= a->j.durable_len &&
-        a->ops.install->dl_hash(a->ops.install_ctx, a->j.durable_len, a->sha, NULL) == 0 &&
-        ota_sha256_peek(a->sha, d) == 0 && memcmp(d, a->j.prefix_sha256, sizeof(d)) == 0) {
-        a->received = a->j.durable_len;
-    } else {
-        ota_ignore(ota_sha256_reset(a->sha));
-        a->j.durable_len = 0;
-        a->j.etag[0] = '\0';
-    }
-    a->sha_ok = 1;
-    return a->ops.install->dl_open(a->ops.install_ctx, a->received, err);
+        a->ops.install->dl_hash(a->ops.install_ctx, a->j.durable_len, a->dl.sha, NULL) == 0 &&
+        ota_sha256_peek(a->dl.sha, d) == 0 && memcmp(d, a->j.prefix_sha256, sizeof(d)) == 0)
+        a->dl.received = a->j.durable_len;
+    else
+        dl_restart(a, 0);
+    a->dl.sha_ok = 1;
+    return a->ops.install->dl_open(a->ops.install_ctx, a->dl.received, err);
 }
 
 static int64_t backoff_ms(struct ota_agent *a)
@@ -934,9 +961,9 @@ static int attempt_failed(struct ota_agent *a, const char *reason, int fatal, st
         return fail_update(a, why, err);
     }
     set_reason(a, why);
-    a->wake_ms = mono(a) + backoff_ms(a);
+    a->dl.wake_ms = mono(a) + backoff_ms(a);
     st->result = OTA_STEP_WAIT;
-    st->wake_ms = a->wake_ms;
+    st->wake_ms = a->dl.wake_ms;
     return save_journal(a, err);
 }
 
@@ -946,66 +973,60 @@ static int handle_downloading(struct ota_agent *a, struct ota_step *st, struct o
     struct ota_err e = {0};
     int r;
 
-    if (a->wake_ms && mono(a) < a->wake_ms) {
+    if (a->dl.wake_ms && mono(a) < a->dl.wake_ms) {
         st->result = OTA_STEP_WAIT;
-        st->wake_ms = a->wake_ms;
+        st->wake_ms = a->dl.wake_ms;
         return 0;
     }
     r = prepare_resume(a, &e);
     if (r < 0)
         return attempt_failed(a, e.reason, r == -ENOSPC, st, err);
-    if (a->received == a->m.size && a->m.size > 0) {
+    if (a->dl.received == a->m.size && a->m.size > 0) {
         r = 0; /* everything is already on disk */
     } else {
-        ota_err_clear(&a->dl_err);
-        a->dl_from_zero = 0;
-        a->dl_fatal = 0;
-        a->dl_status = 0;
+        dl_attempt_begin(a);
         r = a->ops.transport->download(a->ops.transport_ctx, a->j.url,
-                                       a->token[0] ? a->token : NULL, a->received, a->j.etag, &sink,
-                                       &e);
+                                       a->token[0] ? a->token : NULL, a->dl.received, a->j.etag,
+                                       &sink, &e);
         if (r == -EINPROGRESS) {
             st->result = OTA_STEP_WAIT;
             st->wake_ms = mono(a);
             return 0;
         }
-        if (r == 0 && a->dl_status != 200 && a->dl_status != 206) {
+        if (r == 0 && a->dl.status != 200 && a->dl.status != 206) {
             /* an error answer without an abort (empty body) */
             char d[64];
-            snprintf(d, sizeof(d), "download: HTTP %ld", a->dl_status);
-            if (!a->dl_err.code)
-                (void)ota_err_set(&a->dl_err, EIO, "%s", d);
+            snprintf(d, sizeof(d), "download: HTTP %ld", a->dl.status);
+            if (!a->dl.err.code)
+                (void)ota_err_set(&a->dl.err, EIO, "%s", d);
             r = -EIO;
         }
     }
-    if (r == 0 && a->received != a->m.size) {
-        (void)ota_err_set(&a->dl_err, EIO, "download ended at %llu of %llu bytes",
-                          (unsigned long long)a->received, (unsigned long long)a->m.size);
+    if (r == 0 && a->dl.received != a->m.size) {
+        (void)ota_err_set(&a->dl.err, EIO, "download ended at %llu of %llu bytes",
+                          (unsigned long long)a->dl.received, (unsigned long long)a->m.size);
         r = -EIO;
     }
     if (r < 0) {
-        const char *why = a->dl_err.code ? a->dl_err.reason : e.reason;
-        if (a->dl_from_zero) {
+        const char *why = a->dl.err.code ? a->dl.err.reason : e.reason;
+        if (a->dl.from_zero) {
             (void)a->ops.install->dl_open(a->ops.install_ctx, 0, NULL);
-            a->received = 0;
-            a->j.durable_len = 0;
-            a->j.etag[0] = '\0';
-            ota_ignore(ota_sha256_reset(a->sha));
+            dl_restart(a, 0);
         }
-        return attempt_failed(a, why[0] ? why : "download failed", a->dl_fatal, st, err);
+        return attempt_failed(a, why[0] ? why : "download failed", a->dl.fatal, st, err);
     }
     OTA_FAULT_POINT("download.before_sync");
     r = a->ops.install->dl_sync(a->ops.install_ctx, &e);
     if (r < 0) {
-        a->sha_ok = 0; /* as in checkpoint(): verify from disk next time */
+        a->dl.sha_ok = 0; /* as in checkpoint(): verify from disk next time */
         return attempt_failed(a, e.reason, 0, st, err);
     }
     a->ops.install->dl_close(a->ops.install_ctx);
-    r = ota_sha256_final(a->sha, a->digest);
-    a->sha_ok = 0;
+    r = ota_sha256_final(a->dl.sha, a->dl.digest);
+    a->dl.sha_ok = 0;
     if (r < 0)
         return attempt_failed(a, "hash failed", 0, st, err);
-    a->digest_ok = 1;
+    a->dl.digest_ok = 1;
     a->j.durable_len = a->m.size;
     st->result = OTA_STEP_CONTINUE;
     return transition(a, OTA_STATE_VERIFYING, err);
@@ -1020,25 +1041,25 @@ static int handle_verifying(struct ota_agent *a, struct ota_step *st, struct ota
     int r;
 
     st->result = OTA_STEP_CONTINUE;
-    if (!a->digest_ok) {
+    if (!a->dl.digest_ok) {
         /* Interrupted before: verify again from the start. */
-        ota_ignore(ota_sha256_reset(a->sha));
+        ota_ignore(ota_sha256_reset(a->dl.sha));
         r = a->ops.install->dl_size(a->ops.install_ctx, &have, &e);
         if (r == 0 && have != a->m.size)
             r = ota_err_set(&e, EBADMSG, "download is %llu bytes, the manifest says %llu",
                             (unsigned long long)have, (unsigned long long)a->m.size);
         if (r == 0)
-            r = a->ops.install->dl_hash(a->ops.install_ctx, a->m.size, a->sha, &e);
+            r = a->ops.install->dl_hash(a->ops.install_ctx, a->m.size, a->dl.sha, &e);
         if (r == 0)
-            r = ota_sha256_final(a->sha, a->digest);
+            r = ota_sha256_final(a->dl.sha, a->dl.digest);
         if (r < 0)
             goto bad;
-        a->digest_ok = 1;
+        a->dl.digest_ok = 1;
     }
-    if (memcmp(a->digest, a->m.sha256, OTA_SHA256_LEN) != 0) {
+    if (memcmp(a->dl.digest, a->m.sha256, OTA_SHA256_LEN) != 0) {
         char want[OTA_SHA256_HEX], got[OTA_SHA256_HEX];
         ota_hex_encode(a->m.sha256, OTA_SHA256_LEN, want);
-        ota_hex_encode(a->digest, OTA_SHA256_LEN, got);
+        ota_hex_encode(a->dl.digest, OTA_SHA256_LEN, got);
         r = ota_err_set(&e, EBADMSG, "checksum mismatch: sha256 %.12s…, manifest %.12s…", got,
                         want);
         goto bad;
@@ -1046,9 +1067,7 @@ static int handle_verifying(struct ota_agent *a, struct ota_step *st, struct ota
     return transition(a, OTA_STATE_INSTALLING, err);
 bad:
     /* The bytes on disk are wrong: drop them and download again. */
-    reset_download(a);
-    a->j.durable_len = 0;
-    a->j.etag[0] = '\0';
+    dl_reset(a);
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
     a->j.attempts++;
     if (a->j.attempts >= a->cfg.max_attempts)

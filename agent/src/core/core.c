@@ -299,7 +299,7 @@ int ota_agent_flush_outbox(struct ota_agent *a, struct ota_err *err)
     }
 }
 
-/* ---- the one function that changes state ----------------------------- */
+/* ---- the one function that writes the journal ------------------------ */
 
 static void on_enter(struct ota_agent *a, enum ota_state to);
 
@@ -318,46 +318,74 @@ static void fill_report(const struct ota_agent *a, const struct ota_journal *j, 
     r->ts_ms = now;
 }
 
-/* Persists the move to `to` with its report (and history entry when the
- * update ends), then tells the host and runs the on-enter step. On a store
- * failure nothing changes. */
-static int transition(struct ota_agent *a, enum ota_state to, struct ota_err *err)
+static void fill_history(const struct ota_agent *a, const struct ota_journal *j,
+                         enum ota_status status, struct ota_history *h, int64_t now)
 {
-    struct ota_journal *next = malloc(sizeof(*next));
-    struct ota_report rep, *prep = NULL;
-    struct ota_history hist, *phist = NULL;
-    enum ota_state from = a->j.state;
-    int64_t now = a->ops.clock->wall_ms(a->ops.clock_ctx);
-    enum ota_status status = OTA_STATUS_IN_PROGRESS;
+    memset(h, 0, sizeof(*h));
+    ota_strlcpy(h->update_id, j->update_id, sizeof(h->update_id));
+    ota_strlcpy(h->version, a->m_ok ? a->m.version : "", sizeof(h->version));
+    ota_strlcpy(h->from_version, j->from_version, sizeof(h->from_version));
+    ota_strlcpy(h->kind, kind_name(a), sizeof(h->kind));
+    ota_strlcpy(h->status, ota_status_names[status], sizeof(h->status));
+    ota_strlcpy(h->reason, j->reason, sizeof(h->reason));
+    h->ts_ms = now;
+}
+
+/* The host is told, then the move takes effect in memory. */
+static void moved(struct ota_agent *a, enum ota_state from, struct ota_journal *next)
+{
     struct ota_transition t;
     char version[64];
+
+    ota_strlcpy(version, a->m_ok ? a->m.version : "", sizeof(version));
+    t.from = from;
+    t.to = next->state;
+    t.journal = next->state == OTA_STATE_IDLE ? &a->j : next; /* IDLE: the update that ended */
+    t.version = version;
+    t.kind = kind_name(a);
+    if (a->ops.on_transition)
+        a->ops.on_transition(a->ops.transition_ctx, &t);
+    a->j = *next;
+    a->resumed = 0;
+    on_enter(a, next->state);
+}
+
+enum journal_write { JOURNAL_SAVE, JOURNAL_MOVE };
+
+/* The one function that writes the journal. JOURNAL_SAVE: as it is (same
+ * state, no report): checkpoints, counters, flags. JOURNAL_MOVE: the move to
+ * `to` with its report (and history entry when the update ends), then the
+ * host is told and the on-enter step runs. On a store failure nothing
+ * changes. */
+static int journal_write(struct ota_agent *a, enum ota_state to, enum journal_write how,
+                         struct ota_err *err)
+{
+    struct ota_journal *next;
+    struct ota_report rep, *prep = NULL;
+    struct ota_history hist, *phist = NULL;
+    int64_t now;
+    enum ota_status status = OTA_STATUS_IN_PROGRESS;
     int r;
 
+    if (how == JOURNAL_SAVE)
+        return a->ops.store->save(a->ops.store_ctx, &a->j, NULL, NULL, err);
+    next = malloc(sizeof(*next));
     if (!next)
         return ota_err_set(err, ENOMEM, "out of memory");
+    now = a->ops.clock->wall_ms(a->ops.clock_ctx);
     *next = a->j;
     next->state = to;
     next->flags &= ~OTA_JF_REBOOT_ASKED;
     if (to == OTA_STATE_IDLE && a->j.update_id[0])
         status = a->j.failed ? OTA_STATUS_FAILURE : OTA_STATUS_SUCCESS;
-    if (a->j.update_id[0]) {
-        if (reports_enabled(a)) {
-            fill_report(a, next, to, status, &rep, now);
-            prep = &rep;
-        }
-        if (to == OTA_STATE_IDLE) {
-            memset(&hist, 0, sizeof(hist));
-            ota_strlcpy(hist.update_id, next->update_id, sizeof(hist.update_id));
-            ota_strlcpy(hist.version, a->m_ok ? a->m.version : "", sizeof(hist.version));
-            ota_strlcpy(hist.from_version, next->from_version, sizeof(hist.from_version));
-            ota_strlcpy(hist.kind, kind_name(a), sizeof(hist.kind));
-            ota_strlcpy(hist.status, ota_status_names[status], sizeof(hist.status));
-            ota_strlcpy(hist.reason, next->reason, sizeof(hist.reason));
-            hist.ts_ms = now;
-            phist = &hist;
-        }
+    if (a->j.update_id[0] && reports_enabled(a)) {
+        fill_report(a, next, to, status, &rep, now);
+        prep = &rep;
     }
-    ota_strlcpy(version, a->m_ok ? a->m.version : "", sizeof(version));
+    if (a->j.update_id[0] && to == OTA_STATE_IDLE) {
+        fill_history(a, next, status, &hist, now);
+        phist = &hist;
+    }
     if (to == OTA_STATE_IDLE) {
         memset(next, 0, sizeof(*next));
         next->state = OTA_STATE_IDLE;
@@ -371,29 +399,22 @@ static int transition(struct ota_agent *a, enum ota_state to, struct ota_err *er
         a->outcome = status;
         ota_strlcpy(a->outcome_reason, a->j.reason, sizeof(a->outcome_reason));
     }
-    t.from = from;
-    t.to = to;
-    t.journal = next;
-    t.version = version;
-    t.kind = kind_name(a);
-    if (to == OTA_STATE_IDLE)
-        t.journal = &a->j; /* the host sees the update that just ended */
-    if (a->ops.on_transition)
-        a->ops.on_transition(a->ops.transition_ctx, &t);
-    a->j = *next;
+    moved(a, a->j.state, next);
     free(next);
-    a->resumed = 0;
-    on_enter(a, to);
     /* Best effort: a report that cannot go now waits in the outbox. */
     if (prep && a->server_ok)
         ota_ignore(ota_agent_flush_outbox(a, NULL));
     return 0;
 }
 
-/* Saves the journal as it is (same state, no report): checkpoints, counters. */
+static int transition(struct ota_agent *a, enum ota_state to, struct ota_err *err)
+{
+    return journal_write(a, to, JOURNAL_MOVE, err);
+}
+
 static int save_journal(struct ota_agent *a, struct ota_err *err)
 {
-    return a->ops.store->save(a->ops.store_ctx, &a->j, NULL, NULL, err);
+    return journal_write(a, a->j.state, JOURNAL_SAVE, err);
 }
 
 static void set_reason(struct ota_agent *a, const char *reason)

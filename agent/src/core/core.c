@@ -1115,34 +1115,6 @@ static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ot
     return transition(a, OTA_STATE_SWITCHING, err);
 }
 
-static int handle_switching(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
-{
-    struct ota_err e = {0};
-    char why[OTA_REASON_LEN];
-    int r;
-
-    st->result = OTA_STEP_CONTINUE;
-    if (is_rootfs(a)) {
-        r = env_set3(a, a->j.to_slot, "1", &e);
-        if (r < 0) {
-            snprintf(why, sizeof(why), "setting the trial boot failed: %s", e.reason);
-            return start_rollback(a, why, err);
-        }
-        return transition(a, OTA_STATE_REBOOTING, err);
-    }
-    r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, &e);
-    if (r < 0) {
-        snprintf(why, sizeof(why), "switch failed: %s", e.reason);
-        return start_rollback(a, why, err);
-    }
-    r = a->ops.service->restart(a->ops.service_ctx, &e);
-    if (r < 0) {
-        snprintf(why, sizeof(why), "service restart failed: %s", e.reason);
-        return start_rollback(a, why, err);
-    }
-    return transition(a, OTA_STATE_HEALTH_CHECK, err);
-}
-
 static int request_reboot(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
     struct ota_err e = {0};
@@ -1159,31 +1131,162 @@ static int request_reboot(struct ota_agent *a, struct ota_step *st, struct ota_e
     return 0;
 }
 
-static int handle_rebooting(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
+/* ---- slots per update kind ------------------------------------------ */
+
+/* How an update kind changes slots: the app's slot directories with its
+ * service, or the rootfs's U-Boot A/B (DESIGN.md). The handlers call these
+ * and hold no app-versus-rootfs branch. */
+struct slot_ops {
+    /* SWITCHING: to_slot is made the one to run; *next is the state after. */
+    int (*begin_trial)(struct ota_agent *a, enum ota_state *next, struct ota_err *err);
+    /* REBOOTING, found after a start: which slot runs decides what follows. */
+    int (*booted)(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
+    /* COMMITTING: to_slot is made the committed one (a failure rolls back). */
+    int (*commit)(struct ota_agent *a, struct ota_err *err);
+    /* ROLLING_BACK: from_slot back in place. 0: go on (versions, IDLE);
+     * 1: the step is over (a reboot asked, or the update ended); < 0: error. */
+    int (*revert)(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
+};
+
+static int app_begin_trial(struct ota_agent *a, enum ota_state *next, struct ota_err *err)
+{
+    int r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, err);
+
+    if (r < 0)
+        return ota_err_prefix(err, r, "switch failed");
+    r = a->ops.service->restart(a->ops.service_ctx, err);
+    if (r < 0)
+        return ota_err_prefix(err, r, "service restart failed");
+    *next = OTA_STATE_HEALTH_CHECK;
+    return 0;
+}
+
+static int app_booted(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
+{
+    return start_rollback(a, "an app update found in REBOOTING: app updates do not reboot", err);
+}
+
+static int app_commit(struct ota_agent *a, struct ota_err *err)
+{
+    return 0; /* `current` already names the new slot */
+}
+
+static int app_revert(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
+{
+    struct ota_err e = {0};
+    int r = a->ops.install->app_switch(a->ops.install_ctx, a->j.from_slot, err);
+
+    if (r < 0)
+        return ota_err_prefix(err, r, "rollback: switch failed");
+    r = a->ops.service->restart(a->ops.service_ctx, &e);
+    if (r < 0) {
+        /* The old release is back in place; its service is the init
+         * system's business now. Say so in the report. */
+        char why[OTA_REASON_LEN];
+        snprintf(why, sizeof(why), "%s; restart after rollback failed: %s", a->j.reason, e.reason);
+        set_reason(a, why);
+    }
+    return 0;
+}
+
+static int uboot_begin_trial(struct ota_agent *a, enum ota_state *next, struct ota_err *err)
+{
+    int r = env_set3(a, a->j.to_slot, "1", err);
+
+    if (r < 0)
+        return ota_err_prefix(err, r, "setting the trial boot failed");
+    *next = OTA_STATE_REBOOTING;
+    return 0;
+}
+
+static int uboot_booted(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
     char upgrade[16] = "", count[16] = "0";
     struct ota_err e = {0};
     int booted, known, r;
 
-    st->result = OTA_STEP_CONTINUE;
-    if (!a->resumed)
-        return request_reboot(a, st, err);
-    /* Found after a start: which slot did the bootloader give us? */
+    /* Which slot did the bootloader give us? */
     r = rootfs_booted(a, &booted, &known, &e);
     if (r == 0)
         r = env_get(a, OTA_ENV_UPGRADE_AVAILABLE, upgrade, sizeof(upgrade), &e);
     if (r == 0 && env_get(a, OTA_ENV_BOOTCOUNT, count, sizeof(count), NULL) < 0)
         ota_strlcpy(count, "0", sizeof(count));
     if (r < 0) {
-        char why[OTA_REASON_LEN];
-        snprintf(why, sizeof(why), "boot env unreadable after reboot: %s", e.reason);
-        return start_rollback(a, why, err);
+        ota_ignore(ota_err_prefix(&e, r, "boot env unreadable after reboot"));
+        return start_rollback(a, e.reason, err);
     }
     if (strcmp(upgrade, "1") == 0 && atoi(count) == 0 && (!known || booted != a->j.to_slot))
         return request_reboot(a, st, err); /* the reboot never happened */
     if (booted == a->j.to_slot && strcmp(upgrade, "1") == 0)
         return transition(a, OTA_STATE_HEALTH_CHECK, err);
     return start_rollback(a, "new rootfs did not boot: the bootloader fell back", err);
+}
+
+static int uboot_commit(struct ota_agent *a, struct ota_err *err)
+{
+    int r = env_set3(a, a->j.to_slot, "0", err);
+
+    return r < 0 ? ota_err_prefix(err, r, "commit: boot env write failed") : 0;
+}
+
+static int uboot_revert(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
+{
+    struct ota_err e = {0};
+    int booted, known, r;
+
+    r = env_set3(a, a->j.from_slot, "0", &e);
+    if (r < 0) {
+        char why[OTA_REASON_LEN];
+        /* Running the old slot and the env unwritable: the trial boot was
+         * never set (the env write is what failed), so there is nothing
+         * to undo; say so. Anywhere else we cannot finish: retry later. */
+        if (a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_ROOTFS, &booted, NULL) < 0 ||
+            booted != a->j.from_slot)
+            return ota_err_set(err, -r, "rollback: boot env write failed: %s", e.reason);
+        snprintf(why, sizeof(why), "%s; boot env left as it was: %s", a->j.reason, e.reason);
+        set_reason(a, why);
+        (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
+        r = transition(a, OTA_STATE_IDLE, err);
+        return r < 0 ? r : 1;
+    }
+    r = rootfs_booted(a, &booted, &known, &e);
+    if ((r == 0 && known && booted != a->j.from_slot) ||
+        /* We cannot see what runs: the new slot may be running. Reboot
+         * once into the old one; the flag stops a second reboot. */
+        (!known && !(a->j.flags & OTA_JF_REBOOT_ASKED) && a->j.to_slot != a->j.from_slot &&
+         !a->resumed)) {
+        r = request_reboot(a, st, err);
+        return r < 0 ? r : 1;
+    }
+    return 0;
+}
+
+static const struct slot_ops app_slots = {app_begin_trial, app_booted, app_commit, app_revert};
+static const struct slot_ops uboot_slots = {uboot_begin_trial, uboot_booted, uboot_commit,
+                                            uboot_revert};
+
+static const struct slot_ops *slots(const struct ota_agent *a)
+{
+    return is_rootfs(a) ? &uboot_slots : &app_slots;
+}
+
+static int handle_switching(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
+{
+    struct ota_err e = {0};
+    enum ota_state next;
+
+    st->result = OTA_STEP_CONTINUE;
+    if (slots(a)->begin_trial(a, &next, &e) < 0)
+        return start_rollback(a, e.reason, err);
+    return transition(a, next, err);
+}
+
+static int handle_rebooting(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
+{
+    st->result = OTA_STEP_CONTINUE;
+    if (!a->resumed)
+        return request_reboot(a, st, err);
+    return slots(a)->booted(a, st, err);
 }
 
 /* ---- HEALTH_CHECK, COMMITTING, ROLLING_BACK ------------------------- */
@@ -1257,17 +1360,11 @@ static int kv_set_versions(struct ota_agent *a, enum ota_kind kind, int slot, co
 static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
     struct ota_err e = {0};
-    char why[OTA_REASON_LEN];
     int r;
 
     st->result = OTA_STEP_CONTINUE;
-    if (is_rootfs(a)) {
-        r = env_set3(a, a->j.to_slot, "0", &e);
-        if (r < 0) {
-            snprintf(why, sizeof(why), "commit: boot env write failed: %s", e.reason);
-            return start_rollback(a, why, err);
-        }
-    }
+    if (slots(a)->commit(a, &e) < 0)
+        return start_rollback(a, e.reason, err);
     r = kv_set_versions(a, a->m.kind, a->j.to_slot, a->m.version, a->j.from_slot, a->j.from_version,
                         err);
     if (r < 0)
@@ -1281,50 +1378,12 @@ static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ot
 
 static int handle_rolling_back(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
-    struct ota_err e = {0};
     int r;
 
     st->result = OTA_STEP_CONTINUE;
-    if (is_rootfs(a)) {
-        int booted, known;
-        r = env_set3(a, a->j.from_slot, "0", &e);
-        if (r < 0) {
-            char why[OTA_REASON_LEN];
-            /* Running the old slot and the env unwritable: the trial boot was
-             * never set (the env write is what failed), so there is nothing
-             * to undo; say so. Anywhere else we cannot finish: retry later. */
-            if (a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_ROOTFS, &booted, NULL) <
-                    0 ||
-                booted != a->j.from_slot)
-                return ota_err_set(err, -r, "rollback: boot env write failed: %s", e.reason);
-            snprintf(why, sizeof(why), "%s; boot env left as it was: %s", a->j.reason, e.reason);
-            set_reason(a, why);
-            (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
-            return transition(a, OTA_STATE_IDLE, err);
-        }
-        r = rootfs_booted(a, &booted, &known, &e);
-        if (r == 0 && known && booted != a->j.from_slot)
-            return request_reboot(a, st, err);
-        if (!known && !(a->j.flags & OTA_JF_REBOOT_ASKED) && a->j.to_slot != a->j.from_slot &&
-            !a->resumed) {
-            /* We cannot see what runs: the new slot may be running. Reboot
-             * once into the old one; the flag stops a second reboot. */
-            return request_reboot(a, st, err);
-        }
-    } else {
-        r = a->ops.install->app_switch(a->ops.install_ctx, a->j.from_slot, &e);
-        if (r < 0)
-            return ota_err_set(err, -r, "rollback: switch failed: %s", e.reason);
-        r = a->ops.service->restart(a->ops.service_ctx, &e);
-        if (r < 0) {
-            /* The old release is back in place; its service is the init
-             * system's business now. Say so in the report. */
-            char why[OTA_REASON_LEN];
-            snprintf(why, sizeof(why), "%s; restart after rollback failed: %s", a->j.reason,
-                     e.reason);
-            set_reason(a, why);
-        }
-    }
+    r = slots(a)->revert(a, st, err);
+    if (r != 0)
+        return r < 0 ? r : 0;
     if (a->j.flags & OTA_JF_MANUAL) {
         /* An operator's rollback of a committed release: the other slot is
          * now the committed one, and the one we left is the previous. */

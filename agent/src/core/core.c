@@ -156,9 +156,24 @@ static int64_t mono(struct ota_agent *a)
     return a->ops.clock->mono_ms(a->ops.clock_ctx);
 }
 
+/* An update source: where the agent asks for an offer and, if the source
+ * takes them, sends its status reports (the fleet API, GitHub Releases). A
+ * new source (hawkBit DDI, the fleet runner) is one more table in sources[]
+ * and a name in enum ota_source; the state machine does not change. */
+struct update_source {
+    /* an offer for this device, or *ret_has = 0 when there is none */
+    int (*check)(struct ota_agent *a, const struct ota_inventory *inv, int *ret_has,
+                 struct ota_offer *off, struct ota_err *err);
+    /* one status report: 0 delivered (or refused for good), < 0 try again
+     * later; NULL: the source takes no reports (none are queued) */
+    int (*deliver)(struct ota_agent *a, const struct ota_report *rep, struct ota_err *err);
+};
+
+static const struct update_source *source(const struct ota_agent *a);
+
 static int reports_enabled(const struct ota_agent *a)
 {
-    return a->cfg.source == OTA_SOURCE_FLEET;
+    return source(a)->deliver != NULL;
 }
 
 static const char *kind_name(const struct ota_agent *a)
@@ -255,20 +270,41 @@ static int transient_status(long s)
     return s >= 500 || s == 408 || s == 429;
 }
 
+/* Fleet source: one report to /status. 0: delivered, or refused for good
+ * (4xx); < 0: try again later. */
+static int fleet_deliver(struct ota_agent *a, const struct ota_report *rep, struct ota_err *err)
+{
+    struct ota_http_resp resp = {0};
+    struct ota_http_req req = {"POST", NULL, NULL, a->token, 0};
+    char url[OTA_URL_LEN], *body = NULL;
+    int r;
+
+    snprintf(url, sizeof(url), "%s/api/v1/devices/%s/status", a->cfg.server_url, a->device_id);
+    req.url = url;
+    r = ota_proto_report_body(rep, &body);
+    if (r < 0)
+        return r;
+    req.body = body;
+    r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, err);
+    free(body);
+    free(resp.body);
+    if (r < 0 || transient_status(resp.status)) {
+        a->server_ok = 0;
+        if (r == 0)
+            r = ota_err_set(err, EAGAIN, "report delivery: server answered %ld", resp.status);
+    }
+    return r;
+}
+
 int ota_agent_flush_outbox(struct ota_agent *a, struct ota_err *err)
 {
     const struct ota_store_ops *st = a->ops.store;
-    char url[OTA_URL_LEN];
     int sent = 0;
 
     if (!reports_enabled(a) || !a->token[0])
         return 0;
-    snprintf(url, sizeof(url), "%s/api/v1/devices/%s/status", a->cfg.server_url, a->device_id);
     for (;;) {
         struct ota_report rep;
-        struct ota_http_resp resp = {0};
-        struct ota_http_req req = {"POST", url, NULL, a->token, 0};
-        char *body = NULL;
         int64_t id;
         int r;
 
@@ -277,19 +313,9 @@ int ota_agent_flush_outbox(struct ota_agent *a, struct ota_err *err)
             return sent;
         if (r < 0)
             return r;
-        r = ota_proto_report_body(&rep, &body);
+        r = source(a)->deliver(a, &rep, err);
         if (r < 0)
             return r;
-        req.body = body;
-        r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, err);
-        free(body);
-        free(resp.body);
-        if (r < 0 || transient_status(resp.status)) {
-            a->server_ok = 0;
-            if (r == 0)
-                r = ota_err_set(err, EAGAIN, "report delivery: server answered %ld", resp.status);
-            return r;
-        }
         /* Delivered, or refused for good (4xx): either way it leaves the outbox. */
         r = st->outbox_pop(a->ops.store_ctx, id, err);
         if (r < 0)
@@ -620,8 +646,8 @@ out:
 }
 
 /* GitHub source: latest release, its manifest and signature assets. */
-static int check_github(struct ota_agent *a, int *ret_has, struct ota_offer *off,
-                        struct ota_err *err)
+static int check_github(struct ota_agent *a, const struct ota_inventory *inv, int *ret_has,
+                        struct ota_offer *off, struct ota_err *err)
 {
     struct ota_gh_release *rel = calloc(1, sizeof(*rel));
     const struct ota_gh_asset *man, *sig, *pay;
@@ -694,6 +720,20 @@ out:
     free(resp.body);
     free(rel);
     return r;
+}
+
+static const struct update_source fleet_source = {check_fleet, fleet_deliver};
+static const struct update_source github_source = {check_github, NULL};
+static const struct update_source *const sources[OTA_SOURCE_MAX] = {
+    [OTA_SOURCE_FLEET] = &fleet_source,
+    [OTA_SOURCE_GITHUB] = &github_source,
+};
+
+static const struct update_source *source(const struct ota_agent *a)
+{
+    unsigned i = (unsigned)a->cfg.source;
+
+    return i < OTA_SOURCE_MAX ? sources[i] : &github_source; /* as ever: all but the fleet */
 }
 
 /* Verifies an offer; on acceptance fills the journal for DOWNLOADING.
@@ -774,10 +814,7 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
     if (!off)
         return ota_err_set(err, ENOMEM, "out of memory");
     device_inventory(a, &inv, appv, rootv, sizeof(appv), &app_slot, &root_slot);
-    if (a->cfg.source == OTA_SOURCE_FLEET)
-        r = check_fleet(a, &inv, &has, off, &cerr);
-    else
-        r = check_github(a, &has, off, &cerr);
+    r = source(a)->check(a, &inv, &has, off, &cerr);
     if (r < 0) {
         a->check = OTA_CHECK_UNREACHABLE;
         ota_strlcpy(a->check_reason, cerr.reason, sizeof(a->check_reason));

@@ -89,6 +89,10 @@ struct slot_ops {
     /* ROLLING_BACK: from_slot back in place. 0: go on (versions, IDLE);
      * 1: the step is over (a reboot asked, or the update ended); < 0: error. */
     int (*revert)(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
+    /* The slot running now. */
+    int (*running)(struct ota_agent *a, int *ret_slot, struct ota_err *err);
+    /* Before an offer of this kind is taken: can the update be done here? */
+    int (*preflight)(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);
 };
 
 /* core.c */
@@ -110,9 +114,9 @@ int core_handle_downloading(struct ota_agent *a, struct ota_step *st, struct ota
 int core_handle_verifying(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
 
 /* slots.c */
-int core_env_slot(struct ota_agent *a, int *ret_slot, struct ota_err *err);
 int core_rootfs_booted(struct ota_agent *a, int *ret_slot, int *ret_known, struct ota_err *err);
-const struct slot_ops *core_slots(const struct ota_agent *a);
+const struct slot_ops *core_slots_for(enum ota_kind kind);
+const struct slot_ops *core_slots(const struct ota_agent *a); /* the update's */
 int core_handle_switching(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
 int core_handle_rebooting(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
 

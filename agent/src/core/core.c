@@ -126,17 +126,11 @@ int ota_agent_installed(struct ota_agent *a, enum ota_kind kind, int *ret_slot, 
 {
     const struct ota_store_ops *st = a->ops.store;
     char key[32], ver[64];
-    int slot, known, r;
+    int slot, r;
 
-    if (kind == OTA_KIND_APP) {
-        r = a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_APP, &slot, err);
-        if (r < 0)
-            return r;
-    } else {
-        r = core_rootfs_booted(a, &slot, &known, err);
-        if (r < 0)
-            return r;
-    }
+    r = core_slots_for(kind)->running(a, &slot, err);
+    if (r < 0)
+        return r;
     snprintf(key, sizeof(key), "%s.version", ota_kind_names[kind]);
     r = st->kv_get(a->ops.store_ctx, key, ver, sizeof(ver), NULL);
     if (r < 0 && kind == OTA_KIND_APP)
@@ -393,17 +387,9 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     r = ota_manifest_parse(off->manifest, strlen(off->manifest), &m, err);
     if (r < 0)
         return -EBADMSG;
-    if (m.kind == OTA_KIND_ROOTFS) {
-        int env_part;
-        if (!a->ops.bootenv)
-            return ota_err_set(err, EPERM, "rootfs release %s but no boot env configured",
-                               m.version);
-        /* A trial boot needs a boot env we can read and write: find out now,
-         * before downloading anything. */
-        r = core_env_slot(a, &env_part, err);
-        if (r < 0)
-            return r;
-    }
+    r = core_slots_for(m.kind)->preflight(a, &m, err);
+    if (r < 0)
+        return r;
     r = ota_agent_installed(a, m.kind, &slot, cur, sizeof(cur), err);
     if (r < 0)
         return r;

@@ -22,7 +22,7 @@ static int env_get(struct ota_agent *a, const char *name, char *buf, size_t cap,
     return a->ops.bootenv->get(a->ops.bootenv_ctx, name, buf, cap, err);
 }
 
-int core_env_slot(struct ota_agent *a, int *ret_slot, struct ota_err *err)
+static int env_slot(struct ota_agent *a, int *ret_slot, struct ota_err *err)
 {
     char v[16];
     int r = env_get(a, OTA_ENV_BOOT_PART, v, sizeof(v), err);
@@ -57,7 +57,7 @@ int core_rootfs_booted(struct ota_agent *a, int *ret_slot, int *ret_known, struc
         return 0;
     }
     *ret_known = 0;
-    return core_env_slot(a, ret_slot, err);
+    return env_slot(a, ret_slot, err);
 }
 
 static int request_reboot(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
@@ -192,13 +192,47 @@ static int uboot_revert(struct ota_agent *a, struct ota_step *st, struct ota_err
     return 0;
 }
 
-static const struct slot_ops app_slots = {app_begin_trial, app_booted, app_commit, app_revert};
-static const struct slot_ops uboot_slots = {uboot_begin_trial, uboot_booted, uboot_commit,
-                                            uboot_revert};
+static int app_running(struct ota_agent *a, int *ret_slot, struct ota_err *err)
+{
+    return a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_APP, ret_slot, err);
+}
+
+static int app_preflight(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err)
+{
+    return 0;
+}
+
+static int uboot_running(struct ota_agent *a, int *ret_slot, struct ota_err *err)
+{
+    int known;
+
+    return core_rootfs_booted(a, ret_slot, &known, err);
+}
+
+static int uboot_preflight(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err)
+{
+    int part;
+
+    if (!a->ops.bootenv)
+        return ota_err_set(err, EPERM, "rootfs release %s but no boot env configured", m->version);
+    /* A trial boot needs a boot env we can read and write: find out now,
+     * before downloading anything. */
+    return env_slot(a, &part, err);
+}
+
+static const struct slot_ops app_slots = {app_begin_trial, app_booted,  app_commit,
+                                          app_revert,      app_running, app_preflight};
+static const struct slot_ops uboot_slots = {uboot_begin_trial, uboot_booted,  uboot_commit,
+                                            uboot_revert,      uboot_running, uboot_preflight};
+
+const struct slot_ops *core_slots_for(enum ota_kind kind)
+{
+    return kind == OTA_KIND_ROOTFS ? &uboot_slots : &app_slots;
+}
 
 const struct slot_ops *core_slots(const struct ota_agent *a)
 {
-    return core_is_rootfs(a) ? &uboot_slots : &app_slots;
+    return core_slots_for(core_is_rootfs(a) ? OTA_KIND_ROOTFS : OTA_KIND_APP);
 }
 
 int core_handle_switching(struct ota_agent *a, struct ota_step *st, struct ota_err *err)

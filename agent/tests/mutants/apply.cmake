@@ -21,6 +21,7 @@ execute_process(
     --reject-file=- -d "${stage}" -i "${PATCH}"
   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT rc EQUAL 0)
+  file(REMOVE_RECURSE "${stage}")
   message(FATAL_ERROR "${PATCH} does not apply to the agent's sources "
     "(see agent/tests/mutants/README.md to refresh it):\n${out}")
 endif()

@@ -1,6 +1,6 @@
 """The harness must be able to fail, for the right reason: each mutant agent
 (a test build with one known bug, agent/CMakeLists.txt OTA_MUTANT_NAMES, the
-#ifdef OTA_MUTANT_<NAME> in agent/src) must be caught by named (case,
+bug in agent/tests/mutants/<NAME>.patch) must be caught by named (case,
 invariant) pairs that are about its bug, and the real agent must pass those
 same cases (same ids, same seeds) in the same pytest run. Any other failure
 of the mutant (a timing bound, a fault that did not fire because the mutant

@@ -1,21 +1,19 @@
 /* The update state machine (DESIGN.md, "The agent").
  *
- * One function changes state (transition: persist, report, notify, on-enter),
- * one handler per state. A state is saved before its side effects start, so
- * that every start can apply the recovery rule of the state it finds. */
-#include "ota/abboot.h"
-#include "ota/core.h"
+ * One function writes the journal (journal_write: a move persists, reports,
+ * notifies and runs on-enter; or the same state is saved as it is), one
+ * handler per state. A state is saved before its side effects start, so
+ * that every start can apply the recovery rule of the state it finds. The
+ * download (download.c), the slots per update kind (slots.c) and the update
+ * sources (source.c) have their own files; agent.h holds what they share. */
+#include "agent.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ota/crypto.h"
 #include "ota/faultpoint.h"
-#include "ota/json.h"
-#include "ota/manifest.h"
-#include "ota/protocol.h"
 #include "ota/version.h"
 
 const char *const ota_state_names[OTA_STATE_MAX] = {
@@ -27,49 +25,6 @@ const char *const ota_status_names[OTA_STATUS_MAX] = {"in_progress", "success", 
 const char *const ota_source_names[OTA_SOURCE_MAX] = {"fleet", "github"};
 const char *const ota_check_result_names[OTA_CHECK_MAX] = {"none", "up_to_date", "offered",
                                                            "refused", "unreachable"};
-
-/* Boot env values of the slots, as boot.scr reads them. */
-static const char *const env_slot_names[OTA_SLOT_MAX] = {OTA_ENV_SLOT_A, OTA_ENV_SLOT_B};
-
-struct ota_agent {
-    struct ota_agent_config cfg;
-    struct ota_agent_ops ops;
-    struct ota_journal j;
-    int loaded;
-    int resumed; /* the state in j was found at start, not entered now */
-
-    struct ota_manifest m; /* parsed j.manifest, valid when m_ok */
-    int m_ok;
-
-    /* download, in this process */
-    struct ota_sha256 *sha; /* hashes [0, received) of the download file */
-    uint64_t received;
-    int sha_ok;
-    int digest_ok; /* digest holds the whole payload's hash */
-    uint8_t digest[OTA_SHA256_LEN];
-    int64_t wake_ms;       /* backoff: no attempt before this (mono) */
-    int64_t checkpoint_ms; /* when the last checkpoint was made (mono) */
-    int dl_from_zero;      /* the answer says: start again from byte 0 */
-    long dl_status;
-    int dl_fatal; /* no point retrying this answer */
-    struct ota_err dl_err;
-
-    int64_t health_deadline;
-    int64_t health_next;
-    int64_t health_grace_end; /* failures before the first healthy probe are
-                                 tolerated until then */
-    int health_ok;            /* a probe succeeded in this window */
-
-    char device_id[OTA_ID_LEN];
-    char token[256];
-    int server_ok; /* last report delivery reached the server */
-
-    int dry_run;
-    enum ota_check_result check;
-    char check_reason[OTA_REASON_LEN];
-    enum ota_status outcome;
-    char outcome_reason[OTA_REASON_LEN];
-};
 
 int ota_state_from_name(const char *name, enum ota_state *ret)
 {
@@ -107,8 +62,8 @@ struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg, const struct
         return NULL;
     a->cfg = *cfg;
     a->ops = *ops;
-    a->sha = ota_sha256_new();
-    if (!a->sha) {
+    a->dl.sha = ota_sha256_new();
+    if (!a->dl.sha) {
         free(a);
         return NULL;
     }
@@ -121,7 +76,7 @@ void ota_agent_free(struct ota_agent *a)
 {
     if (!a)
         return;
-    ota_sha256_free(a->sha);
+    ota_sha256_free(a->dl.sha);
     free(a);
 }
 
@@ -144,14 +99,14 @@ enum ota_status ota_agent_last_outcome(const struct ota_agent *a, const char **r
     return a->outcome;
 }
 
-static int64_t mono(struct ota_agent *a)
+int64_t core_mono(struct ota_agent *a)
 {
     return a->ops.clock->mono_ms(a->ops.clock_ctx);
 }
 
 static int reports_enabled(const struct ota_agent *a)
 {
-    return a->cfg.source == OTA_SOURCE_FLEET;
+    return core_source(a)->deliver != NULL;
 }
 
 static const char *kind_name(const struct ota_agent *a)
@@ -159,57 +114,9 @@ static const char *kind_name(const struct ota_agent *a)
     return a->m_ok ? ota_kind_names[a->m.kind] : "";
 }
 
-static int is_rootfs(const struct ota_agent *a)
+int core_is_rootfs(const struct ota_agent *a)
 {
     return a->m_ok && a->m.kind == OTA_KIND_ROOTFS;
-}
-
-/* ---- boot env --------------------------------------------------------- */
-
-static int env_get(struct ota_agent *a, const char *name, char *buf, size_t cap,
-                   struct ota_err *err)
-{
-    if (!a->ops.bootenv)
-        return ota_err_set(err, ENOTSUP, "no boot env configured: rootfs updates need one");
-    return a->ops.bootenv->get(a->ops.bootenv_ctx, name, buf, cap, err);
-}
-
-static int env_slot(struct ota_agent *a, int *ret_slot, struct ota_err *err)
-{
-    char v[16];
-    int r = env_get(a, OTA_ENV_BOOT_PART, v, sizeof(v), err);
-
-    if (r < 0)
-        return r;
-    for (int s = 0; s < OTA_SLOT_MAX; s++)
-        if (strcasecmp(v, env_slot_names[s]) == 0) {
-            *ret_slot = s;
-            return 0;
-        }
-    return ota_err_set(err, EBADMSG, "boot env: boot_part='%s' is neither A nor B", v);
-}
-
-static int env_set3(struct ota_agent *a, int slot, const char *upgrade, struct ota_err *err)
-{
-    const char *names[] = {OTA_ENV_BOOT_PART, OTA_ENV_UPGRADE_AVAILABLE, OTA_ENV_BOOTCOUNT};
-    const char *values[] = {env_slot_names[slot], upgrade, "0"};
-
-    if (!a->ops.bootenv)
-        return ota_err_set(err, ENOTSUP, "no boot env configured: rootfs updates need one");
-    return a->ops.bootenv->set(a->ops.bootenv_ctx, names, values, 3, err);
-}
-
-/* The rootfs slot running now: the install driver's answer, else the env. */
-static int rootfs_booted(struct ota_agent *a, int *ret_slot, int *ret_known, struct ota_err *err)
-{
-    int r = a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_ROOTFS, ret_slot, NULL);
-
-    if (r == 0) {
-        *ret_known = 1;
-        return 0;
-    }
-    *ret_known = 0;
-    return env_slot(a, ret_slot, err);
 }
 
 /* ---- what is installed ------------------------------------------------ */
@@ -219,17 +126,11 @@ int ota_agent_installed(struct ota_agent *a, enum ota_kind kind, int *ret_slot, 
 {
     const struct ota_store_ops *st = a->ops.store;
     char key[32], ver[64];
-    int slot, known, r;
+    int slot, r;
 
-    if (kind == OTA_KIND_APP) {
-        r = a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_APP, &slot, err);
-        if (r < 0)
-            return r;
-    } else {
-        r = rootfs_booted(a, &slot, &known, err);
-        if (r < 0)
-            return r;
-    }
+    r = core_slots_for(kind)->running(a, &slot, err);
+    if (r < 0)
+        return r;
     snprintf(key, sizeof(key), "%s.version", ota_kind_names[kind]);
     r = st->kv_get(a->ops.store_ctx, key, ver, sizeof(ver), NULL);
     if (r < 0 && kind == OTA_KIND_APP)
@@ -243,25 +144,15 @@ int ota_agent_installed(struct ota_agent *a, enum ota_kind kind, int *ret_slot, 
 
 /* ---- outbox ----------------------------------------------------------- */
 
-static int transient_status(long s)
-{
-    return s >= 500 || s == 408 || s == 429;
-}
-
 int ota_agent_flush_outbox(struct ota_agent *a, struct ota_err *err)
 {
     const struct ota_store_ops *st = a->ops.store;
-    char url[OTA_URL_LEN];
     int sent = 0;
 
     if (!reports_enabled(a) || !a->token[0])
         return 0;
-    snprintf(url, sizeof(url), "%s/api/v1/devices/%s/status", a->cfg.server_url, a->device_id);
     for (;;) {
         struct ota_report rep;
-        struct ota_http_resp resp = {0};
-        struct ota_http_req req = {"POST", url, NULL, a->token, 0};
-        char *body = NULL;
         int64_t id;
         int r;
 
@@ -270,19 +161,9 @@ int ota_agent_flush_outbox(struct ota_agent *a, struct ota_err *err)
             return sent;
         if (r < 0)
             return r;
-        r = ota_proto_report_body(&rep, &body);
+        r = core_source(a)->deliver(a, &rep, err);
         if (r < 0)
             return r;
-        req.body = body;
-        r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, err);
-        free(body);
-        free(resp.body);
-        if (r < 0 || transient_status(resp.status)) {
-            a->server_ok = 0;
-            if (r == 0)
-                r = ota_err_set(err, EAGAIN, "report delivery: server answered %ld", resp.status);
-            return r;
-        }
         /* Delivered, or refused for good (4xx): either way it leaves the outbox. */
         r = st->outbox_pop(a->ops.store_ctx, id, err);
         if (r < 0)
@@ -292,7 +173,7 @@ int ota_agent_flush_outbox(struct ota_agent *a, struct ota_err *err)
     }
 }
 
-/* ---- the one function that changes state ----------------------------- */
+/* ---- the one function that writes the journal ------------------------ */
 
 static void on_enter(struct ota_agent *a, enum ota_state to);
 
@@ -311,46 +192,74 @@ static void fill_report(const struct ota_agent *a, const struct ota_journal *j, 
     r->ts_ms = now;
 }
 
-/* Persists the move to `to` with its report (and history entry when the
- * update ends), then tells the host and runs the on-enter step. On a store
- * failure nothing changes. */
-static int transition(struct ota_agent *a, enum ota_state to, struct ota_err *err)
+static void fill_history(const struct ota_agent *a, const struct ota_journal *j,
+                         enum ota_status status, struct ota_history *h, int64_t now)
 {
-    struct ota_journal *next = malloc(sizeof(*next));
-    struct ota_report rep, *prep = NULL;
-    struct ota_history hist, *phist = NULL;
-    enum ota_state from = a->j.state;
-    int64_t now = a->ops.clock->wall_ms(a->ops.clock_ctx);
-    enum ota_status status = OTA_STATUS_IN_PROGRESS;
+    memset(h, 0, sizeof(*h));
+    ota_strlcpy(h->update_id, j->update_id, sizeof(h->update_id));
+    ota_strlcpy(h->version, a->m_ok ? a->m.version : "", sizeof(h->version));
+    ota_strlcpy(h->from_version, j->from_version, sizeof(h->from_version));
+    ota_strlcpy(h->kind, kind_name(a), sizeof(h->kind));
+    ota_strlcpy(h->status, ota_status_names[status], sizeof(h->status));
+    ota_strlcpy(h->reason, j->reason, sizeof(h->reason));
+    h->ts_ms = now;
+}
+
+/* The host is told, then the move takes effect in memory. */
+static void moved(struct ota_agent *a, enum ota_state from, struct ota_journal *next)
+{
     struct ota_transition t;
     char version[64];
+
+    ota_strlcpy(version, a->m_ok ? a->m.version : "", sizeof(version));
+    t.from = from;
+    t.to = next->state;
+    t.journal = next->state == OTA_STATE_IDLE ? &a->j : next; /* IDLE: the update that ended */
+    t.version = version;
+    t.kind = kind_name(a);
+    if (a->ops.on_transition)
+        a->ops.on_transition(a->ops.transition_ctx, &t);
+    a->j = *next;
+    a->resumed = 0;
+    on_enter(a, next->state);
+}
+
+enum journal_write { JOURNAL_SAVE, JOURNAL_MOVE };
+
+/* The one function that writes the journal. JOURNAL_SAVE: as it is (same
+ * state, no report): checkpoints, counters, flags. JOURNAL_MOVE: the move to
+ * `to` with its report (and history entry when the update ends), then the
+ * host is told and the on-enter step runs. On a store failure nothing
+ * changes. */
+static int journal_write(struct ota_agent *a, enum ota_state to, enum journal_write how,
+                         struct ota_err *err)
+{
+    struct ota_journal *next;
+    struct ota_report rep, *prep = NULL;
+    struct ota_history hist, *phist = NULL;
+    int64_t now;
+    enum ota_status status = OTA_STATUS_IN_PROGRESS;
     int r;
 
+    if (how == JOURNAL_SAVE)
+        return a->ops.store->save(a->ops.store_ctx, &a->j, NULL, NULL, err);
+    next = malloc(sizeof(*next));
     if (!next)
         return ota_err_set(err, ENOMEM, "out of memory");
+    now = a->ops.clock->wall_ms(a->ops.clock_ctx);
     *next = a->j;
     next->state = to;
     next->flags &= ~OTA_JF_REBOOT_ASKED;
     if (to == OTA_STATE_IDLE && a->j.update_id[0])
         status = a->j.failed ? OTA_STATUS_FAILURE : OTA_STATUS_SUCCESS;
-    if (a->j.update_id[0]) {
-        if (reports_enabled(a)) {
-            fill_report(a, next, to, status, &rep, now);
-            prep = &rep;
-        }
-        if (to == OTA_STATE_IDLE) {
-            memset(&hist, 0, sizeof(hist));
-            ota_strlcpy(hist.update_id, next->update_id, sizeof(hist.update_id));
-            ota_strlcpy(hist.version, a->m_ok ? a->m.version : "", sizeof(hist.version));
-            ota_strlcpy(hist.from_version, next->from_version, sizeof(hist.from_version));
-            ota_strlcpy(hist.kind, kind_name(a), sizeof(hist.kind));
-            ota_strlcpy(hist.status, ota_status_names[status], sizeof(hist.status));
-            ota_strlcpy(hist.reason, next->reason, sizeof(hist.reason));
-            hist.ts_ms = now;
-            phist = &hist;
-        }
+    if (a->j.update_id[0] && reports_enabled(a)) {
+        fill_report(a, next, to, status, &rep, now);
+        prep = &rep;
     }
-    ota_strlcpy(version, a->m_ok ? a->m.version : "", sizeof(version));
+    if (a->j.update_id[0] && to == OTA_STATE_IDLE) {
+        fill_history(a, next, status, &hist, now);
+        phist = &hist;
+    }
     if (to == OTA_STATE_IDLE) {
         memset(next, 0, sizeof(*next));
         next->state = OTA_STATE_IDLE;
@@ -364,84 +273,61 @@ static int transition(struct ota_agent *a, enum ota_state to, struct ota_err *er
         a->outcome = status;
         ota_strlcpy(a->outcome_reason, a->j.reason, sizeof(a->outcome_reason));
     }
-    t.from = from;
-    t.to = to;
-    t.journal = next;
-    t.version = version;
-    t.kind = kind_name(a);
-    if (to == OTA_STATE_IDLE)
-        t.journal = &a->j; /* the host sees the update that just ended */
-    if (a->ops.on_transition)
-        a->ops.on_transition(a->ops.transition_ctx, &t);
-    a->j = *next;
+    moved(a, a->j.state, next);
     free(next);
-    a->resumed = 0;
-    on_enter(a, to);
     /* Best effort: a report that cannot go now waits in the outbox. */
     if (prep && a->server_ok)
         ota_ignore(ota_agent_flush_outbox(a, NULL));
-#ifdef OTA_MUTANT_SUCCESS_BEFORE_COMMIT
-    /* MUTANT: success-before-commit: "success" is queued and sent as soon as
-     * HEALTH_CHECK is entered, before the window and the commit. */
-    if (to == OTA_STATE_HEALTH_CHECK && prep) {
-        fill_report(a, &a->j, to, OTA_STATUS_SUCCESS, &rep, now);
-        if (a->ops.store->save(a->ops.store_ctx, &a->j, &rep, NULL, NULL) == 0)
-            ota_ignore(ota_agent_flush_outbox(a, NULL));
-    }
-#endif
     return 0;
 }
 
-/* Saves the journal as it is (same state, no report): checkpoints, counters. */
-static int save_journal(struct ota_agent *a, struct ota_err *err)
+int core_transition(struct ota_agent *a, enum ota_state to, struct ota_err *err)
 {
-    return a->ops.store->save(a->ops.store_ctx, &a->j, NULL, NULL, err);
+    return journal_write(a, to, JOURNAL_MOVE, err);
 }
 
-static void set_reason(struct ota_agent *a, const char *reason)
+int core_save_journal(struct ota_agent *a, struct ota_err *err)
+{
+    return journal_write(a, a->j.state, JOURNAL_SAVE, err);
+}
+
+void core_set_reason(struct ota_agent *a, const char *reason)
 {
     ota_strlcpy(a->j.reason, reason, sizeof(a->j.reason));
 }
 
 /* The update failed before anything visible changed: back to IDLE. */
-static int fail_update(struct ota_agent *a, const char *reason, struct ota_err *err)
+int core_fail_update(struct ota_agent *a, const char *reason, struct ota_err *err)
 {
-    set_reason(a, reason);
+    core_set_reason(a, reason);
     a->j.failed = 1;
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
     a->ops.install->dl_close(a->ops.install_ctx);
-    return transition(a, OTA_STATE_IDLE, err);
+    return core_transition(a, OTA_STATE_IDLE, err);
 }
 
 /* The update failed after the switch: roll back to the last-known-good slot. */
-static int start_rollback(struct ota_agent *a, const char *reason, struct ota_err *err)
+int core_start_rollback(struct ota_agent *a, const char *reason, struct ota_err *err)
 {
-    set_reason(a, reason);
+    core_set_reason(a, reason);
     a->j.failed = 1;
-    return transition(a, OTA_STATE_ROLLING_BACK, err);
-}
-
-static void reset_download(struct ota_agent *a)
-{
-    a->received = 0;
-    a->sha_ok = 0;
-    a->digest_ok = 0;
+    return core_transition(a, OTA_STATE_ROLLING_BACK, err);
 }
 
 static void on_enter(struct ota_agent *a, enum ota_state to)
 {
     switch (to) {
     case OTA_STATE_DOWNLOADING:
-        a->wake_ms = 0;
+        a->dl.wake_ms = 0;
         break;
     case OTA_STATE_HEALTH_CHECK:
-        a->health_deadline = mono(a) + a->cfg.health_window_ms;
-        a->health_next = mono(a);
-        a->health_grace_end = mono(a) + a->cfg.health_grace_ms;
+        a->health_deadline = core_mono(a) + a->cfg.health_window_ms;
+        a->health_next = core_mono(a);
+        a->health_grace_end = core_mono(a) + a->cfg.health_grace_ms;
         a->health_ok = 0;
         break;
     case OTA_STATE_IDLE:
-        reset_download(a);
+        core_dl_reset(a);
         a->m_ok = 0;
         break;
     default:
@@ -485,173 +371,6 @@ static int device_inventory(struct ota_agent *a, struct ota_inventory *inv, char
     return 0;
 }
 
-static int ensure_registered(struct ota_agent *a, const struct ota_inventory *inv,
-                             struct ota_err *err)
-{
-    const struct ota_store_ops *st = a->ops.store;
-    struct ota_http_resp resp = {0};
-    struct ota_http_req req = {"POST", NULL, NULL, a->cfg.enroll_token, 0};
-    char url[OTA_URL_LEN], *body = NULL;
-    int r;
-
-    if (st->kv_get(a->ops.store_ctx, "device.token", a->token, sizeof(a->token), NULL) == 0 &&
-        st->kv_get(a->ops.store_ctx, "device.id", a->device_id, sizeof(a->device_id), NULL) == 0)
-        return 0;
-    a->token[0] = '\0';
-    snprintf(url, sizeof(url), "%s/api/v1/devices/register", a->cfg.server_url);
-    req.url = url;
-    r = ota_proto_register_body(inv, &body);
-    if (r < 0)
-        return r;
-    req.body = body;
-    r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, err);
-    free(body);
-    if (r < 0)
-        goto out;
-    if (resp.status != 200 && resp.status != 201) {
-        r = ota_err_set(err, EACCES, "registration refused: HTTP %ld %.200s", resp.status,
-                        resp.body ? resp.body : "");
-        goto out;
-    }
-    r = ota_proto_parse_register(resp.body, resp.len, a->device_id, sizeof(a->device_id), a->token,
-                                 sizeof(a->token), err);
-    if (r < 0)
-        goto out;
-    if ((r = st->kv_set(a->ops.store_ctx, "device.id", a->device_id, err)) < 0 ||
-        (r = st->kv_set(a->ops.store_ctx, "device.token", a->token, err)) < 0)
-        goto out;
-out:
-    free(resp.body);
-    if (r < 0)
-        a->token[0] = '\0';
-    return r;
-}
-
-static int http_get(struct ota_agent *a, const char *url, const char *bearer,
-                    struct ota_http_resp *resp, struct ota_err *err)
-{
-    struct ota_http_req req = {"GET", url, NULL, bearer, 0};
-
-    return a->ops.transport->request(a->ops.transport_ctx, &req, resp, err);
-}
-
-/* Fleet source: check in; *ret_has = 0 when nothing is offered. */
-static int check_fleet(struct ota_agent *a, const struct ota_inventory *inv, int *ret_has,
-                       struct ota_offer *off, struct ota_err *err)
-{
-    struct ota_http_resp resp = {0};
-    struct ota_http_req req = {"POST", NULL, NULL, NULL, 0};
-    char url[OTA_URL_LEN], *body = NULL;
-    int r;
-
-    r = ensure_registered(a, inv, err);
-    if (r < 0)
-        return r;
-    ota_ignore(ota_agent_flush_outbox(a, NULL));
-    snprintf(url, sizeof(url), "%s/api/v1/devices/%s/checkin", a->cfg.server_url, a->device_id);
-    req.url = url;
-    req.bearer = a->token;
-    r = ota_proto_checkin_body(inv, &body);
-    if (r < 0)
-        return r;
-    req.body = body;
-    r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, err);
-    free(body);
-    if (r < 0)
-        goto out;
-    if (resp.status == 401 || resp.status == 403) {
-        /* Our token is no longer known: register again next time. */
-        (void)a->ops.store->kv_set(a->ops.store_ctx, "device.token", "", NULL);
-        r = ota_err_set(err, EACCES, "check-in refused: HTTP %ld", resp.status);
-        goto out;
-    }
-    if (resp.status != 200) {
-        r = ota_err_set(err, EIO, "check-in: HTTP %ld", resp.status);
-        goto out;
-    }
-    r = ota_proto_parse_checkin(resp.body, resp.len, ret_has, off, err);
-out:
-    free(resp.body);
-    return r;
-}
-
-/* GitHub source: latest release, its manifest and signature assets. */
-static int check_github(struct ota_agent *a, int *ret_has, struct ota_offer *off,
-                        struct ota_err *err)
-{
-    struct ota_gh_release *rel = calloc(1, sizeof(*rel));
-    const struct ota_gh_asset *man, *sig, *pay;
-    struct ota_http_resp resp = {0};
-    struct ota_manifest m;
-    char url[OTA_URL_LEN];
-    int r;
-
-    if (!rel)
-        return ota_err_set(err, ENOMEM, "out of memory");
-    snprintf(url, sizeof(url), "%s/repos/%s/releases/latest", a->cfg.server_url, a->cfg.repo);
-    r = http_get(a, url, NULL, &resp, err);
-    if (r < 0)
-        goto out;
-    if (resp.status == 404) {
-        *ret_has = 0;
-        goto out;
-    }
-    if (resp.status != 200) {
-        r = ota_err_set(err, EIO, "releases/latest: HTTP %ld", resp.status);
-        goto out;
-    }
-    r = ota_proto_parse_gh_release(resp.body, resp.len, rel, err);
-    if (r < 0)
-        goto out;
-    man = ota_proto_gh_asset(rel, "manifest.json");
-    sig = ota_proto_gh_asset(rel, "manifest.json.sig");
-    if (!man || !sig) {
-        r = ota_err_set(err, EBADMSG, "release %s has no manifest.json/manifest.json.sig asset",
-                        rel->tag);
-        goto out;
-    }
-    free(resp.body);
-    resp.body = NULL;
-    r = http_get(a, man->url, NULL, &resp, err);
-    if (r == 0 && resp.status != 200)
-        r = ota_err_set(err, EIO, "manifest.json: HTTP %ld", resp.status);
-    if (r < 0)
-        goto out;
-    if (resp.len >= sizeof(off->manifest)) {
-        r = ota_err_set(err, EFBIG, "manifest.json is %zu bytes: too large", resp.len);
-        goto out;
-    }
-    memcpy(off->manifest, resp.body, resp.len);
-    off->manifest[resp.len] = '\0';
-    free(resp.body);
-    resp.body = NULL;
-    r = http_get(a, sig->url, NULL, &resp, err);
-    if (r == 0 && resp.status != 200)
-        r = ota_err_set(err, EIO, "manifest.json.sig: HTTP %ld", resp.status);
-    if (r < 0)
-        goto out;
-    while (resp.len && (resp.body[resp.len - 1] == '\n' || resp.body[resp.len - 1] == '\r'))
-        resp.body[--resp.len] = '\0';
-    if (resp.len >= sizeof(off->signature)) {
-        r = ota_err_set(err, EBADMSG, "manifest.json.sig is too large");
-        goto out;
-    }
-    ota_strlcpy(off->signature, resp.body, sizeof(off->signature));
-    /* The payload's URL needs the payload's name, which only the manifest
-     * gives; it is verified with the rest in check_offer. */
-    off->url[0] = '\0';
-    if (ota_manifest_parse(off->manifest, strlen(off->manifest), &m, NULL) == 0 &&
-        (pay = ota_proto_gh_asset(rel, m.payload)))
-        ota_strlcpy(off->url, pay->url, sizeof(off->url));
-    snprintf(off->update_id, sizeof(off->update_id), "gh-%s", rel->tag);
-    off->rollout_id[0] = '\0';
-    *ret_has = 1;
-out:
-    free(resp.body);
-    free(rel);
-    return r;
-}
-
 /* Verifies an offer; on acceptance fills the journal for DOWNLOADING.
  * Returns 1 accepted, 0 already installed, -EPERM/-EBADMSG refused (reason). */
 static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct ota_err *err)
@@ -668,17 +387,9 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     r = ota_manifest_parse(off->manifest, strlen(off->manifest), &m, err);
     if (r < 0)
         return -EBADMSG;
-    if (m.kind == OTA_KIND_ROOTFS) {
-        int env_part;
-        if (!a->ops.bootenv)
-            return ota_err_set(err, EPERM, "rootfs release %s but no boot env configured",
-                               m.version);
-        /* A trial boot needs a boot env we can read and write: find out now,
-         * before downloading anything. */
-        r = env_slot(a, &env_part, err);
-        if (r < 0)
-            return r;
-    }
+    r = core_slots_for(m.kind)->preflight(a, &m, err);
+    if (r < 0)
+        return r;
     r = ota_agent_installed(a, m.kind, &slot, cur, sizeof(cur), err);
     if (r < 0)
         return r;
@@ -730,27 +441,24 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
     if (!off)
         return ota_err_set(err, ENOMEM, "out of memory");
     device_inventory(a, &inv, appv, rootv, sizeof(appv), &app_slot, &root_slot);
-    if (a->cfg.source == OTA_SOURCE_FLEET)
-        r = check_fleet(a, &inv, &has, off, &cerr);
-    else
-        r = check_github(a, &has, off, &cerr);
+    r = core_source(a)->check(a, &inv, &has, off, &cerr);
     if (r < 0) {
         a->check = OTA_CHECK_UNREACHABLE;
         ota_strlcpy(a->check_reason, cerr.reason, sizeof(a->check_reason));
-        r = transition(a, OTA_STATE_IDLE, err);
+        r = core_transition(a, OTA_STATE_IDLE, err);
         goto out;
     }
     if (!has) {
         a->check = OTA_CHECK_UP_TO_DATE;
         a->check_reason[0] = '\0';
-        r = transition(a, OTA_STATE_IDLE, err);
+        r = core_transition(a, OTA_STATE_IDLE, err);
         goto out;
     }
     r = check_offer(a, off, &cerr);
     if (r == 0) {
         a->check = OTA_CHECK_UP_TO_DATE;
         snprintf(a->check_reason, sizeof(a->check_reason), "already installed");
-        r = transition(a, OTA_STATE_IDLE, err);
+        r = core_transition(a, OTA_STATE_IDLE, err);
         goto out;
     }
     if (r < 0) {
@@ -762,9 +470,9 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
         ota_strlcpy(a->j.update_id, off->update_id, sizeof(a->j.update_id));
         ota_strlcpy(a->j.rollout_id, off->rollout_id, sizeof(a->j.rollout_id));
         a->m_ok = ota_manifest_parse(off->manifest, strlen(off->manifest), &a->m, NULL) == 0;
-        set_reason(a, a->check_reason);
+        core_set_reason(a, a->check_reason);
         a->j.failed = 1;
-        r = transition(a, OTA_STATE_IDLE, err);
+        r = core_transition(a, OTA_STATE_IDLE, err);
         goto out;
     }
     a->check = OTA_CHECK_OFFERED;
@@ -772,354 +480,19 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
     if (a->dry_run) {
         memset(&a->j, 0, sizeof(a->j));
         a->j.state = OTA_STATE_CHECKING;
-        r = transition(a, OTA_STATE_IDLE, err);
+        r = core_transition(a, OTA_STATE_IDLE, err);
         goto out;
     }
-    reset_download(a);
+    core_dl_reset(a);
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
-    r = transition(a, OTA_STATE_DOWNLOADING, err);
+    r = core_transition(a, OTA_STATE_DOWNLOADING, err);
 out:
     free(off);
     st->result = OTA_STEP_CONTINUE;
     return r;
 }
 
-/* ---- DOWNLOADING ------------------------------------------------------ */
-
-static int dl_abort(struct ota_agent *a, int code, int from_zero, int fatal, const char *fmt,
-                    const char *detail)
-{
-    a->dl_from_zero |= from_zero;
-    a->dl_fatal |= fatal;
-    return ota_err_set(&a->dl_err, code, fmt, detail);
-}
-
-static int sink_headers(void *ctx, long status, const char *content_range, int64_t content_length,
-                        const char *etag)
-{
-    struct ota_agent *a = ctx;
-    uint64_t start, end, total;
-    struct ota_err e = {0};
-
-    a->dl_status = status;
-    if (status == 200) {
-        if (content_length >= 0 && (uint64_t)content_length != a->m.size) {
-            char d[64];
-            snprintf(d, sizeof(d), "%lld", (long long)content_length);
-            return dl_abort(a, EBADMSG, 1, 0, "server sends %s bytes, the manifest says otherwise",
-                            d);
-        }
-        if (a->received > 0) {
-            /* Range ignored (or If-Range did not match): start over. */
-            if (a->ops.install->dl_open(a->ops.install_ctx, 0, &e) < 0)
-                return dl_abort(a, EIO, 1, 0, "%s", e.reason);
-            ota_ignore(ota_sha256_reset(a->sha));
-            a->received = 0;
-            a->j.durable_len = 0;
-        }
-    } else if (status == 206) {
-        if (ota_proto_parse_content_range(content_range, &start, &end, &total) < 0)
-            return dl_abort(a, EBADMSG, 1, 0, "unparsable Content-Range '%s'",
-                            content_range ? content_range : "(none)");
-        if (start != a->received || total != a->m.size)
-            return dl_abort(a, EBADMSG, 1, 0, "Content-Range '%s' does not fit the resume",
-                            content_range);
-    } else if (status == 416) {
-        return dl_abort(a, ERANGE, 1, 0, "%s", "server answered 416: starting again from 0");
-    } else {
-        char d[32];
-        snprintf(d, sizeof(d), "%ld", status);
-        return dl_abort(a, EIO, 0, status == 404 || status == 403 || status == 401 || status == 410,
-                        "download: HTTP %s", d);
-    }
-    if (etag)
-        ota_strlcpy(a->j.etag, etag, sizeof(a->j.etag));
-    return 0;
-}
-
-static int checkpoint(struct ota_agent *a)
-{
-    struct ota_err e = {0};
-
-    if (a->ops.install->dl_sync(a->ops.install_ctx, &e) < 0) {
-        /* After an fsync error Linux may drop the pages it could not write,
-         * and the next fsync succeeds: the in-memory hash no longer vouches
-         * for the file. The next attempt checks the durable prefix on disk. */
-#ifndef OTA_MUTANT_HASH_AFTER_EIO
-        a->sha_ok = 0;
-#endif
-        return dl_abort(a, EIO, 0, 0, "%s", e.reason[0] ? e.reason : "checkpoint failed");
-    }
-    if (ota_sha256_peek(a->sha, a->j.prefix_sha256) < 0)
-        return dl_abort(a, EIO, 0, 0, "%s", "checkpoint failed");
-    a->j.durable_len = a->received;
-    if (save_journal(a, &e) < 0)
-        return dl_abort(a, EIO, 0, 1, "%s", e.reason);
-    return 0;
-}
-
-/* Data arrives in chunks of whatever size the network gave; a chunk that
- * crosses the next checkpoint is split there, so checkpoints land at exact
- * multiples of checkpoint_bytes (when the time spacing allows) whatever the
- * chunking: the same download makes the same durable states every time. */
-static int sink_data(void *ctx, const void *buf, size_t n)
-{
-    struct ota_agent *a = ctx;
-    const uint8_t *p = buf;
-    struct ota_err e = {0};
-
-    if (a->received + n > a->m.size)
-        return dl_abort(a, EFBIG, 1, 0, "%s", "download is larger than the manifest's size");
-    while (n > 0) {
-        uint64_t pending = a->received - a->j.durable_len;
-        size_t k = n;
-        if (pending < a->cfg.checkpoint_bytes && a->cfg.checkpoint_bytes - pending < k)
-            k = (size_t)(a->cfg.checkpoint_bytes - pending);
-        if (a->ops.install->dl_write(a->ops.install_ctx, p, k, &e) < 0)
-            return dl_abort(a, e.code ? e.code : EIO, 0, e.code == ENOSPC, "%s", e.reason);
-        if (ota_sha256_update(a->sha, p, k) < 0)
-            return dl_abort(a, EIO, 0, 1, "%s", "hash update failed");
-        a->received += k;
-        p += k;
-        n -= k;
-        if (a->received - a->j.durable_len >= a->cfg.checkpoint_bytes &&
-            mono(a) - a->checkpoint_ms >= a->cfg.checkpoint_interval_ms) {
-            int r;
-            a->checkpoint_ms = mono(a);
-            if ((r = checkpoint(a)) != 0)
-                return r;
-        }
-    }
-    return 0;
-}
-
-/* Brings the in-process hash and file position in line with the disk:
- * resume from the durable, verified prefix, or start again from zero. */
-static int prepare_resume(struct ota_agent *a, struct ota_err *err)
-{
-    uint8_t d[OTA_SHA256_LEN];
-    uint64_t have = 0;
-
-    if (a->sha_ok)
-        return a->ops.install->dl_open(a->ops.install_ctx, a->received, err);
-    ota_ignore(ota_sha256_reset(a->sha));
-    a->received = 0;
-    if (a->j.durable_len > 0 && a->ops.install->dl_size(a->ops.install_ctx, &have, NULL) == 0 &&
-        have >= a->j.durable_len &&
-        a->ops.install->dl_hash(a->ops.install_ctx, a->j.durable_len, a->sha, NULL) == 0 &&
-        ota_sha256_peek(a->sha, d) == 0 && memcmp(d, a->j.prefix_sha256, sizeof(d)) == 0) {
-        a->received = a->j.durable_len;
-    } else {
-        ota_ignore(ota_sha256_reset(a->sha));
-        a->j.durable_len = 0;
-        a->j.etag[0] = '\0';
-    }
-    a->sha_ok = 1;
-    return a->ops.install->dl_open(a->ops.install_ctx, a->received, err);
-}
-
-static int64_t backoff_ms(struct ota_agent *a)
-{
-    int64_t d = a->cfg.backoff_base_ms;
-    uint32_t shift = a->j.attempts > 0 ? a->j.attempts - 1 : 0;
-
-    while (shift-- && d < a->cfg.backoff_max_ms)
-        d *= 2;
-    if (d > a->cfg.backoff_max_ms)
-        d = a->cfg.backoff_max_ms;
-    /* Full jitter in the upper half: spread a fleet, never retry at once. */
-    return d / 2 +
-           (d > 1 ? (int64_t)(a->ops.clock->random(a->ops.clock_ctx) % (uint32_t)(d / 2 + 1)) : 0);
-}
-
-/* A failed attempt: retry after a backoff, or give up. */
-static int attempt_failed(struct ota_agent *a, const char *reason, int fatal, struct ota_step *st,
-                          struct ota_err *err)
-{
-    char why[OTA_REASON_LEN];
-
-    a->j.attempts++;
-    snprintf(why, sizeof(why), "%s (attempt %u of %u)", reason, a->j.attempts, a->cfg.max_attempts);
-    if (fatal || a->j.attempts >= a->cfg.max_attempts) {
-        st->result = OTA_STEP_CONTINUE;
-        return fail_update(a, why, err);
-    }
-    set_reason(a, why);
-    a->wake_ms = mono(a) + backoff_ms(a);
-    st->result = OTA_STEP_WAIT;
-    st->wake_ms = a->wake_ms;
-    return save_journal(a, err);
-}
-
-static int handle_downloading(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
-{
-    struct ota_dl_sink sink = {a, sink_headers, sink_data};
-    struct ota_err e = {0};
-    int r;
-
-    if (a->wake_ms && mono(a) < a->wake_ms) {
-        st->result = OTA_STEP_WAIT;
-        st->wake_ms = a->wake_ms;
-        return 0;
-    }
-#ifdef OTA_MUTANT_TRUST_DOWNLOAD_SIZE
-    /* MUTANT: trust-download-size: after a restart, a download file as long
-     * as the manifest says is taken as written to the end and synced (the
-     * re-hash of hundreds of MB is skipped). Right when unsynced writes are
-     * lost whole, or kept whole in order (minimal, reorder); wrong when the
-     * last one persists partly and leaves holes under the full length (torn). */
-    if (!a->sha_ok && a->m.size > 0) {
-        uint64_t have = 0;
-        if (a->ops.install->dl_size(a->ops.install_ctx, &have, NULL) == 0 && have == a->m.size) {
-            memcpy(a->digest, a->m.sha256, OTA_SHA256_LEN);
-            a->digest_ok = 1;
-            a->j.durable_len = a->m.size;
-            st->result = OTA_STEP_CONTINUE;
-            return transition(a, OTA_STATE_VERIFYING, err);
-        }
-    }
-#endif
-    r = prepare_resume(a, &e);
-    if (r < 0)
-        return attempt_failed(a, e.reason, r == -ENOSPC, st, err);
-    if (a->received == a->m.size && a->m.size > 0) {
-        r = 0; /* everything is already on disk */
-    } else {
-        ota_err_clear(&a->dl_err);
-        a->dl_from_zero = 0;
-        a->dl_fatal = 0;
-        a->dl_status = 0;
-        r = a->ops.transport->download(a->ops.transport_ctx, a->j.url,
-                                       a->token[0] ? a->token : NULL, a->received, a->j.etag, &sink,
-                                       &e);
-        if (r == -EINPROGRESS) {
-            st->result = OTA_STEP_WAIT;
-            st->wake_ms = mono(a);
-            return 0;
-        }
-        if (r == 0 && a->dl_status != 200 && a->dl_status != 206) {
-            /* an error answer without an abort (empty body) */
-            char d[64];
-            snprintf(d, sizeof(d), "download: HTTP %ld", a->dl_status);
-            if (!a->dl_err.code)
-                (void)ota_err_set(&a->dl_err, EIO, "%s", d);
-            r = -EIO;
-        }
-    }
-    if (r == 0 && a->received != a->m.size) {
-        (void)ota_err_set(&a->dl_err, EIO, "download ended at %llu of %llu bytes",
-                          (unsigned long long)a->received, (unsigned long long)a->m.size);
-        r = -EIO;
-    }
-    if (r < 0) {
-        const char *why = a->dl_err.code ? a->dl_err.reason : e.reason;
-        if (a->dl_from_zero) {
-            (void)a->ops.install->dl_open(a->ops.install_ctx, 0, NULL);
-            a->received = 0;
-            a->j.durable_len = 0;
-            a->j.etag[0] = '\0';
-            ota_ignore(ota_sha256_reset(a->sha));
-        }
-        return attempt_failed(a, why[0] ? why : "download failed", a->dl_fatal, st, err);
-    }
-    OTA_FAULT_POINT("download.before_sync");
-    r = a->ops.install->dl_sync(a->ops.install_ctx, &e);
-    if (r < 0) {
-#ifndef OTA_MUTANT_HASH_AFTER_EIO
-        a->sha_ok = 0; /* as in checkpoint(): verify from disk next time */
-#else
-        /* MUTANT: hash-after-eio: after a failed fdatasync the next attempt
-         * goes on from its in-memory hash and length, as before the fix. */
-#endif
-        return attempt_failed(a, e.reason, 0, st, err);
-    }
-    a->ops.install->dl_close(a->ops.install_ctx);
-    r = ota_sha256_final(a->sha, a->digest);
-    a->sha_ok = 0;
-    if (r < 0)
-        return attempt_failed(a, "hash failed", 0, st, err);
-    a->digest_ok = 1;
-    a->j.durable_len = a->m.size;
-    st->result = OTA_STEP_CONTINUE;
-    return transition(a, OTA_STATE_VERIFYING, err);
-}
-
-/* ---- VERIFYING -------------------------------------------------------- */
-
-static int handle_verifying(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
-{
-    struct ota_err e = {0};
-    uint64_t have = 0;
-    int r;
-
-    st->result = OTA_STEP_CONTINUE;
-    if (!a->digest_ok) {
-        /* Interrupted before: verify again from the start. */
-        ota_ignore(ota_sha256_reset(a->sha));
-        r = a->ops.install->dl_size(a->ops.install_ctx, &have, &e);
-        if (r == 0 && have != a->m.size)
-            r = ota_err_set(&e, EBADMSG, "download is %llu bytes, the manifest says %llu",
-                            (unsigned long long)have, (unsigned long long)a->m.size);
-        if (r == 0)
-            r = a->ops.install->dl_hash(a->ops.install_ctx, a->m.size, a->sha, &e);
-        if (r == 0)
-            r = ota_sha256_final(a->sha, a->digest);
-        if (r < 0)
-            goto bad;
-        a->digest_ok = 1;
-    }
-    if (memcmp(a->digest, a->m.sha256, OTA_SHA256_LEN) != 0) {
-        char want[OTA_SHA256_HEX], got[OTA_SHA256_HEX];
-        ota_hex_encode(a->m.sha256, OTA_SHA256_LEN, want);
-        ota_hex_encode(a->digest, OTA_SHA256_LEN, got);
-        r = ota_err_set(&e, EBADMSG, "checksum mismatch: sha256 %.12s…, manifest %.12s…", got,
-                        want);
-        goto bad;
-    }
-    return transition(a, OTA_STATE_INSTALLING, err);
-bad:
-    /* The bytes on disk are wrong: drop them and download again. */
-    reset_download(a);
-    a->j.durable_len = 0;
-    a->j.etag[0] = '\0';
-    (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
-    a->j.attempts++;
-    if (a->j.attempts >= a->cfg.max_attempts)
-        return fail_update(a, e.reason, err);
-    set_reason(a, e.reason);
-    return transition(a, OTA_STATE_DOWNLOADING, err);
-}
-
 /* ---- INSTALLING, SWITCHING, REBOOTING ------------------------------- */
-
-#ifdef OTA_MUTANT_SWITCH_BEFORE_SYNC
-/* MUTANT: switch-before-sync (install_posix.c turns fsync off meanwhile).
- * The app is installed and `current` renamed onto it with no fsync at all,
- * then one sync() makes both durable before SWITCHING is saved. A resumed
- * INSTALLING that finds `current` on the new slot takes the install as done:
- * it relies on the slot's unsynced data reaching the disk before the
- * unsynced rename. Right when everything unsynced is lost (minimal), wrong
- * when the rename persists without the data (reorder). */
-#include <unistd.h>
-extern int ota_mutant_defer_sync;
-
-static int mutant_install_then_sync(struct ota_agent *a, struct ota_err *e)
-{
-    int cur = -1, r;
-
-    if (a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_APP, &cur, NULL) == 0 &&
-        cur == a->j.to_slot)
-        return 0; /* the rename persisted: so did the slot, it assumes */
-    ota_mutant_defer_sync = 1;
-    r = a->ops.install->slot_install(a->ops.install_ctx, &a->m, a->j.to_slot, e);
-    if (r == 0)
-        r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, e);
-    ota_mutant_defer_sync = 0;
-    if (r == 0)
-        sync();
-    return r;
-}
-#endif
 
 static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
@@ -1128,113 +501,13 @@ static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ot
     int r;
 
     st->result = OTA_STEP_CONTINUE;
-#ifdef OTA_MUTANT_SWITCH_BEFORE_SYNC
-    if (!is_rootfs(a)) {
-        r = mutant_install_then_sync(a, &e);
-        if (r < 0) {
-            snprintf(why, sizeof(why), "install into slot %s failed: %s",
-                     ota_slot_names[a->j.to_slot], e.reason);
-            return fail_update(a, why, err);
-        }
-        return transition(a, OTA_STATE_SWITCHING, err);
-    }
-#endif
     r = a->ops.install->slot_install(a->ops.install_ctx, &a->m, a->j.to_slot, &e);
     if (r < 0) {
         snprintf(why, sizeof(why), "install into slot %s failed: %s", ota_slot_names[a->j.to_slot],
                  e.reason);
-        return fail_update(a, why, err);
+        return core_fail_update(a, why, err);
     }
-#ifdef OTA_MUTANT_STATE_AFTER_SWITCH
-    /* MUTANT: state-after-switch: the switch is made while the journal still
-     * says INSTALLING; SWITCHING is saved only after it (handle_switching
-     * then finds it done). */
-    if (!is_rootfs(a)) {
-        r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, &e);
-        if (r < 0) {
-            snprintf(why, sizeof(why), "switch failed: %s", e.reason);
-            return fail_update(a, why, err);
-        }
-    }
-#endif
-    return transition(a, OTA_STATE_SWITCHING, err);
-}
-
-static int handle_switching(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
-{
-    struct ota_err e = {0};
-    char why[OTA_REASON_LEN];
-    int r;
-
-    st->result = OTA_STEP_CONTINUE;
-    if (is_rootfs(a)) {
-        r = env_set3(a, a->j.to_slot, "1", &e);
-        if (r < 0) {
-            snprintf(why, sizeof(why), "setting the trial boot failed: %s", e.reason);
-            return start_rollback(a, why, err);
-        }
-        return transition(a, OTA_STATE_REBOOTING, err);
-    }
-    r = a->ops.install->app_switch(a->ops.install_ctx, a->j.to_slot, &e);
-    if (r < 0) {
-        snprintf(why, sizeof(why), "switch failed: %s", e.reason);
-        return start_rollback(a, why, err);
-    }
-    r = a->ops.service->restart(a->ops.service_ctx, &e);
-    if (r < 0) {
-        snprintf(why, sizeof(why), "service restart failed: %s", e.reason);
-        return start_rollback(a, why, err);
-    }
-    return transition(a, OTA_STATE_HEALTH_CHECK, err);
-}
-
-static int request_reboot(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
-{
-    struct ota_err e = {0};
-    int r;
-
-    a->j.flags |= OTA_JF_REBOOT_ASKED;
-    r = save_journal(a, err);
-    if (r < 0)
-        return r;
-    r = a->ops.service->reboot(a->ops.service_ctx, &e);
-    if (r < 0)
-        return ota_err_set(err, -r, "reboot failed: %s", e.reason);
-    st->result = OTA_STEP_REBOOT;
-    return 0;
-}
-
-static int handle_rebooting(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
-{
-    char upgrade[16] = "", count[16] = "0";
-    struct ota_err e = {0};
-    int booted, known, r;
-
-    st->result = OTA_STEP_CONTINUE;
-    if (!a->resumed)
-        return request_reboot(a, st, err);
-    /* Found after a start: which slot did the bootloader give us? */
-    r = rootfs_booted(a, &booted, &known, &e);
-    if (r == 0)
-        r = env_get(a, OTA_ENV_UPGRADE_AVAILABLE, upgrade, sizeof(upgrade), &e);
-    if (r == 0 && env_get(a, OTA_ENV_BOOTCOUNT, count, sizeof(count), NULL) < 0)
-        ota_strlcpy(count, "0", sizeof(count));
-    if (r < 0) {
-        char why[OTA_REASON_LEN];
-        snprintf(why, sizeof(why), "boot env unreadable after reboot: %s", e.reason);
-        return start_rollback(a, why, err);
-    }
-    if (strcmp(upgrade, "1") == 0 && atoi(count) == 0 && (!known || booted != a->j.to_slot))
-        return request_reboot(a, st, err); /* the reboot never happened */
-#ifdef OTA_MUTANT_ROOTFS_COMMIT_ON_BOOT
-    /* MUTANT: rootfs-commit-on-boot: the new slot booted, so it is committed
-     * at once; the post-reboot health check never runs. */
-    if (booted == a->j.to_slot && strcmp(upgrade, "1") == 0)
-        return transition(a, OTA_STATE_COMMITTING, err);
-#endif
-    if (booted == a->j.to_slot && strcmp(upgrade, "1") == 0)
-        return transition(a, OTA_STATE_HEALTH_CHECK, err);
-    return start_rollback(a, "new rootfs did not boot: the bootloader fell back", err);
+    return core_transition(a, OTA_STATE_SWITCHING, err);
 }
 
 /* ---- HEALTH_CHECK, COMMITTING, ROLLING_BACK ------------------------- */
@@ -1243,14 +516,9 @@ static int handle_health(struct ota_agent *a, struct ota_step *st, struct ota_er
 {
     struct ota_err e = {0};
     char why[OTA_REASON_LEN];
-    int64_t now = mono(a);
+    int64_t now = core_mono(a);
     int active = 0, r;
 
-#ifdef OTA_MUTANT_COMMIT_BEFORE_HEALTH
-    /* MUTANT: commit-before-health: commits at once, no window, no probe. */
-    st->result = OTA_STEP_CONTINUE;
-    return transition(a, OTA_STATE_COMMITTING, err);
-#endif
     if (now >= a->health_next) {
         why[0] = '\0';
         r = a->ops.service->is_active(a->ops.service_ctx, &active, &e);
@@ -1274,14 +542,14 @@ static int handle_health(struct ota_agent *a, struct ota_step *st, struct ota_er
         } else if (a->health_ok || now >= a->health_grace_end) {
             /* Healthy once and now not, or never healthy within the grace. */
             st->result = OTA_STEP_CONTINUE;
-            return start_rollback(a, why, err);
+            return core_start_rollback(a, why, err);
         } /* else: still starting, within the grace */
-        now = mono(a);
+        now = core_mono(a);
         a->health_next = now + a->cfg.health_interval_ms;
     }
     if (now >= a->health_deadline && a->health_ok) {
         st->result = OTA_STEP_CONTINUE;
-        return transition(a, OTA_STATE_COMMITTING, err);
+        return core_transition(a, OTA_STATE_COMMITTING, err);
     }
     st->result = OTA_STEP_WAIT;
     st->wake_ms =
@@ -1313,84 +581,30 @@ static int kv_set_versions(struct ota_agent *a, enum ota_kind kind, int slot, co
 static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
     struct ota_err e = {0};
-    char why[OTA_REASON_LEN];
     int r;
 
     st->result = OTA_STEP_CONTINUE;
-    if (is_rootfs(a)) {
-        r = env_set3(a, a->j.to_slot, "0", &e);
-        if (r < 0) {
-            snprintf(why, sizeof(why), "commit: boot env write failed: %s", e.reason);
-            return start_rollback(a, why, err);
-        }
-    }
+    if (core_slots(a)->commit(a, &e) < 0)
+        return core_start_rollback(a, e.reason, err);
     r = kv_set_versions(a, a->m.kind, a->j.to_slot, a->m.version, a->j.from_slot, a->j.from_version,
                         err);
     if (r < 0)
         return r;
-#ifndef OTA_MUTANT_COMMIT_KEEPS_DOWNLOAD
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
-#endif /* else MUTANT: commit-keeps-download: every committed payload stays on disk */
-    set_reason(a, "");
+    core_set_reason(a, "");
     a->j.failed = 0;
     OTA_FAULT_POINT("commit.before_save");
-    return transition(a, OTA_STATE_IDLE, err);
+    return core_transition(a, OTA_STATE_IDLE, err);
 }
 
 static int handle_rolling_back(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
-    struct ota_err e = {0};
     int r;
 
     st->result = OTA_STEP_CONTINUE;
-    if (is_rootfs(a)) {
-        int booted, known;
-#ifdef OTA_MUTANT_FALLBACK_KEEPS_BOOTCOUNT
-        /* MUTANT: fallback-keeps-bootcount: boot_part and upgrade_available
-         * are set back, bootcount (past the limit after a fallback) is not. */
-        const char *names[] = {OTA_ENV_BOOT_PART, OTA_ENV_UPGRADE_AVAILABLE};
-        const char *values[] = {env_slot_names[a->j.from_slot], "0"};
-        r = a->ops.bootenv->set(a->ops.bootenv_ctx, names, values, 2, &e);
-#else
-        r = env_set3(a, a->j.from_slot, "0", &e);
-#endif
-        if (r < 0) {
-            char why[OTA_REASON_LEN];
-            /* Running the old slot and the env unwritable: the trial boot was
-             * never set (the env write is what failed), so there is nothing
-             * to undo; say so. Anywhere else we cannot finish: retry later. */
-            if (a->ops.install->active_slot(a->ops.install_ctx, OTA_KIND_ROOTFS, &booted, NULL) <
-                    0 ||
-                booted != a->j.from_slot)
-                return ota_err_set(err, -r, "rollback: boot env write failed: %s", e.reason);
-            snprintf(why, sizeof(why), "%s; boot env left as it was: %s", a->j.reason, e.reason);
-            set_reason(a, why);
-            (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
-            return transition(a, OTA_STATE_IDLE, err);
-        }
-        r = rootfs_booted(a, &booted, &known, &e);
-        if (r == 0 && known && booted != a->j.from_slot)
-            return request_reboot(a, st, err);
-        if (!known && !(a->j.flags & OTA_JF_REBOOT_ASKED) && a->j.to_slot != a->j.from_slot &&
-            !a->resumed) {
-            /* We cannot see what runs: the new slot may be running. Reboot
-             * once into the old one; the flag stops a second reboot. */
-            return request_reboot(a, st, err);
-        }
-    } else {
-        r = a->ops.install->app_switch(a->ops.install_ctx, a->j.from_slot, &e);
-        if (r < 0)
-            return ota_err_set(err, -r, "rollback: switch failed: %s", e.reason);
-        r = a->ops.service->restart(a->ops.service_ctx, &e);
-        if (r < 0) {
-            /* The old release is back in place; its service is the init
-             * system's business now. Say so in the report. */
-            char why[OTA_REASON_LEN];
-            snprintf(why, sizeof(why), "%s; restart after rollback failed: %s", a->j.reason,
-                     e.reason);
-            set_reason(a, why);
-        }
-    }
+    r = core_slots(a)->revert(a, st, err);
+    if (r != 0)
+        return r < 0 ? r : 0;
     if (a->j.flags & OTA_JF_MANUAL) {
         /* An operator's rollback of a committed release: the other slot is
          * now the committed one, and the one we left is the previous. */
@@ -1400,7 +614,7 @@ static int handle_rolling_back(struct ota_agent *a, struct ota_step *st, struct 
             return r;
     }
     (void)a->ops.install->dl_remove(a->ops.install_ctx, NULL);
-    return transition(a, OTA_STATE_IDLE, err);
+    return core_transition(a, OTA_STATE_IDLE, err);
 }
 
 /* ---- start, step, commands ------------------------------------------ */
@@ -1453,22 +667,22 @@ int ota_agent_start(struct ota_agent *a, struct ota_err *err)
     if (s == OTA_STATE_IDLE)
         return 0;
     a->j.resumes++;
-    r = save_journal(a, err);
+    r = core_save_journal(a, err);
     if (r < 0)
         return r;
     if (a->j.resumes > a->cfg.max_resumes && s != OTA_STATE_ROLLING_BACK) {
         snprintf(why, sizeof(why), "gave up after %u resumptions in %s", a->j.resumes - 1,
                  ota_state_names[s]);
         if (after_switch(s))
-            return start_rollback(a, why, err);
-        return fail_update(a, why, err);
+            return core_start_rollback(a, why, err);
+        return core_fail_update(a, why, err);
     }
     switch (s) {
     case OTA_STATE_CHECKING:
-        return transition(a, OTA_STATE_IDLE, err); /* start over */
+        return core_transition(a, OTA_STATE_IDLE, err); /* start over */
     case OTA_STATE_HEALTH_CHECK:
         /* The window was interrupted: we cannot vouch for it. */
-        return start_rollback(a, "health check interrupted by a restart", err);
+        return core_start_rollback(a, "health check interrupted by a restart", err);
     default:
         /* DOWNLOADING resumes from the verified prefix, VERIFYING hashes
          * again, INSTALLING wipes and installs again, SWITCHING, COMMITTING
@@ -1486,7 +700,7 @@ int ota_agent_check(struct ota_agent *a, int dry_run, struct ota_err *err)
                            ota_state_names[a->j.state]);
     a->check = OTA_CHECK_NONE;
     a->dry_run = dry_run;
-    return transition(a, OTA_STATE_CHECKING, err);
+    return core_transition(a, OTA_STATE_CHECKING, err);
 }
 
 int ota_agent_step(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
@@ -1507,15 +721,15 @@ int ota_agent_step(struct ota_agent *a, struct ota_step *st, struct ota_err *err
     case OTA_STATE_CHECKING:
         return handle_checking(a, st, err);
     case OTA_STATE_DOWNLOADING:
-        return handle_downloading(a, st, err);
+        return core_handle_downloading(a, st, err);
     case OTA_STATE_VERIFYING:
-        return handle_verifying(a, st, err);
+        return core_handle_verifying(a, st, err);
     case OTA_STATE_INSTALLING:
         return handle_installing(a, st, err);
     case OTA_STATE_SWITCHING:
-        return handle_switching(a, st, err);
+        return core_handle_switching(a, st, err);
     case OTA_STATE_REBOOTING:
-        return handle_rebooting(a, st, err);
+        return core_handle_rebooting(a, st, err);
     case OTA_STATE_HEALTH_CHECK:
         return handle_health(a, st, err);
     case OTA_STATE_COMMITTING:
@@ -1533,13 +747,13 @@ int ota_agent_commit(struct ota_agent *a, struct ota_err *err)
     if (!a->loaded)
         return ota_err_set(err, EINVAL, "agent not started");
     if (a->j.state == OTA_STATE_HEALTH_CHECK)
-        return transition(a, OTA_STATE_COMMITTING, err);
-    if (a->j.state == OTA_STATE_REBOOTING && is_rootfs(a)) {
+        return core_transition(a, OTA_STATE_COMMITTING, err);
+    if (a->j.state == OTA_STATE_REBOOTING && core_is_rootfs(a)) {
         int booted, known;
-        if (rootfs_booted(a, &booted, &known, err) < 0)
+        if (core_rootfs_booted(a, &booted, &known, err) < 0)
             return -EIO;
         if (booted == a->j.to_slot)
-            return transition(a, OTA_STATE_COMMITTING, err);
+            return core_transition(a, OTA_STATE_COMMITTING, err);
         return ota_err_set(err, EPERM, "the new rootfs slot %s is not the one running",
                            ota_slot_names[a->j.to_slot]);
     }
@@ -1555,11 +769,11 @@ int ota_agent_rollback(struct ota_agent *a, struct ota_err *err)
     if (!a->loaded)
         return ota_err_set(err, EINVAL, "agent not started");
     if (after_switch(a->j.state))
-        return start_rollback(a, "rollback ordered by the operator", err);
+        return core_start_rollback(a, "rollback ordered by the operator", err);
     if (a->j.state == OTA_STATE_ROLLING_BACK)
         return 0;
     if (a->j.state != OTA_STATE_IDLE)
-        return fail_update(a, "update cancelled by the operator", err);
+        return core_fail_update(a, "update cancelled by the operator", err);
     /* IDLE: go back to the previous committed app release. */
     if (st->kv_get(a->ops.store_ctx, "app.prev.slot", pslot, sizeof(pslot), NULL) < 0 ||
         st->kv_get(a->ops.store_ctx, "app.prev.version", pver, sizeof(pver), NULL) < 0 || !pver[0])
@@ -1593,5 +807,5 @@ int ota_agent_rollback(struct ota_agent *a, struct ota_err *err)
              cur, 0, a->cfg.device_type);
     a->m_ok = ota_manifest_parse(a->j.manifest, strlen(a->j.manifest), &a->m, NULL) == 0;
     snprintf(a->j.reason, sizeof(a->j.reason), "manual rollback from %s to %s", cur, pver);
-    return transition(a, OTA_STATE_ROLLING_BACK, err);
+    return core_transition(a, OTA_STATE_ROLLING_BACK, err);
 }

@@ -888,12 +888,10 @@ int ota_archive_write_image(const char *payload, enum ota_format format, const c
     }
     /* written, not yet durable: a power cut here loses what is not on disk */
     OTA_FAULT_POINT("rootfs.after_image_write");
-#ifndef OTA_MUTANT_ROOTFS_IMAGE_NO_SYNC
     if (fsync(fd) < 0) {
         r = sys_fail(err, errno, "fsync", dev);
         goto out;
     }
-#endif /* else MUTANT: rootfs-image-no-sync: the image is not durable before the env switch */
     r = close(fd);
     fd = -1;
     if (r < 0) {

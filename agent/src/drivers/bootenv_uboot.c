@@ -26,43 +26,6 @@
 
 #include "ota/faultpoint.h"
 
-#ifdef OTA_MUTANT_TRIAL_ENV_NO_SYNC
-/* MUTANT: trial-env-no-sync. libubootenv fsyncs the env it stores; in this
- * test build its fsync() does nothing while the trial boot env
- * (upgrade_available=1) is stored, so the switch to the new slot is not
- * durable. Any other fsync goes on (the simulator's interposer, then libc). */
-#include <dlfcn.h>
-static int mutant_trial_store;
-
-int fsync(int fd)
-{
-    static int (*next)(int);
-
-    if (mutant_trial_store)
-        return 0;
-    if (!next)
-        next = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    if (!next) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return next(fd);
-}
-
-static int mutant_is_trial(const char *const *names, const char *const *values, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (names[i] && values[i] && strcmp(names[i], OTA_ENV_UPGRADE_AVAILABLE) == 0 &&
-            strcmp(values[i], "1") == 0)
-            return 1;
-    return 0;
-}
-#define MUTANT_TRIAL_STORE(on) (mutant_trial_store = (on))
-#else
-#define MUTANT_TRIAL_STORE(on)            ((void)0)
-#define mutant_is_trial(names, values, n) 0
-#endif
-
 struct ota_ubootenv {
     struct uboot_ctx *ctx;
     char config[PATH_MAX];
@@ -215,9 +178,7 @@ static int env_set(void *ctx, const char *const *names, const char *const *value
     /* One write; with a redundant env it goes to the older copy and flips the
      * flags, so a cut write leaves the previous env valid. */
     OTA_FAULT_POINT("bootenv.before_save");
-    MUTANT_TRIAL_STORE(mutant_is_trial(names, values, n));
     r = libuboot_env_store(e->ctx);
-    MUTANT_TRIAL_STORE(0);
     if (r != 0) {
         int code = r < -1 ? -r : EIO; /* -1: a short write */
         r = ota_err_set(err, code, "U-Boot env: cannot write %s: %s", e->devices, strerror(code));

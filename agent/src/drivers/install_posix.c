@@ -38,38 +38,6 @@ struct ota_install {
 
 static const char *const slot_dirs[OTA_SLOT_MAX] = {"a", "b"};
 
-#if defined(OTA_MUTANT_INSTALL_NO_FSYNC) || defined(OTA_MUTANT_SWITCH_BEFORE_SYNC)
-/* MUTANT: install-no-fsync. The extraction and the image write (archive.c)
- * fsync what they write; this test build's fsync() does nothing while a slot
- * is being installed, so the slot is not durable before SWITCHING. Outside
- * an install it is the next fsync (the simulator's interposer, then libc).
- * MUTANT: switch-before-sync sets ota_mutant_defer_sync (core.c) around its
- * install and switch, which it makes durable with one sync() after both. */
-#include <dlfcn.h>
-static int mutant_installing;
-int ota_mutant_defer_sync;
-
-int fsync(int fd)
-{
-    static int (*next)(int);
-
-    if (mutant_installing || ota_mutant_defer_sync)
-        return 0;
-    if (!next)
-        next = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    if (!next) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return next(fd);
-}
-#endif
-#ifdef OTA_MUTANT_INSTALL_NO_FSYNC
-#define MUTANT_INSTALLING(on) (mutant_installing = (on))
-#else
-#define MUTANT_INSTALLING(on) ((void)0)
-#endif
-
 static int join(char *buf, size_t cap, const char *dir, const char *name, struct ota_err *err)
 {
     if ((size_t)snprintf(buf, cap, "%s/%s", dir, name) >= cap)
@@ -679,9 +647,7 @@ static int install_app(struct ota_install *i, const struct ota_manifest *m, int 
         return r;
     if (mkdir(dir, 0755) < 0)
         return ota_err_set(err, full_disk(errno), "mkdir %s: %s", dir, strerror(errno));
-    MUTANT_INSTALLING(1);
     r = ota_archive_extract(payload, m->format, dir, err);
-    MUTANT_INSTALLING(0);
     if (r < 0) {
         /* Give the space back; the slot is inactive and wiped again by the
          * next install anyway. */
@@ -690,11 +656,7 @@ static int install_app(struct ota_install *i, const struct ota_manifest *m, int 
         return r;
     }
     OTA_FAULT_POINT("install.after_extract");
-#ifdef OTA_MUTANT_INSTALL_NO_FSYNC
-    return 0; /* MUTANT: install-no-fsync: the slot's entry is not synced either. */
-#else
     return ota_fs_sync_dir(i->c.app_root, err);
-#endif
 }
 
 static int install_rootfs(struct ota_install *i, const struct ota_manifest *m, int slot,
@@ -722,9 +684,7 @@ static int install_rootfs(struct ota_install *i, const struct ota_manifest *m, i
     if (r < 0)
         return r;
     /* dev_size 0 (an empty image file) means no limit to write_image. */
-    MUTANT_INSTALLING(1);
     r = ota_archive_write_image(payload, m->format, dev, dev_size, &written, err);
-    MUTANT_INSTALLING(0);
     if (r < 0)
         return r;
     return 0;
@@ -791,11 +751,7 @@ static int app_switch(void *ctx, int slot, struct ota_err *err)
     if (rename(tmp, cur) < 0)
         return ota_err_set(err, errno, "rename %s to %s: %s", tmp, cur, strerror(errno));
     OTA_FAULT_POINT("switching.after_rename");
-#ifdef OTA_MUTANT_SWITCH_NO_DIRSYNC
-    return 0; /* MUTANT: switch-no-dirsync: the rename is never made durable. */
-#else
     return ota_fs_sync_dir(i->c.app_root, err);
-#endif
 }
 
 const struct ota_install_ops ota_install_posix_ops = {

@@ -126,7 +126,7 @@ static int rollout_cmd(struct ctx *c, const char *sub, const char *arg, int npos
 {
     static const char *const acts[] = {"approve", "start",    "pause", "resume",
                                        "cancel",  "rollback", NULL};
-    char path[1024], enc[512];
+    char path[1024], enc[512] = ""; /* urlencode appends */
     char *text = NULL;
     size_t n = 0;
     int r;
@@ -165,7 +165,15 @@ static void add_query(char *q, size_t cap, const char *key, const char *value)
     ota_client_urlencode(value, q, cap);
 }
 
-int ota_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
+/* The command line, parsed: positional words and the options' values. */
+struct args {
+    const char *pos[3];
+    int npos, publish, published;
+    const char *id, *token_file;
+    const char *q_type, *q_group, *q_tag, *q_version, *q_limit, *q_offset, *q_device, *q_update;
+};
+
+static int parse_args(int argc, char **argv, struct ctx *c, struct args *a, struct ota_err *err)
 {
     enum {
         O_SERVER = 256,
@@ -200,136 +208,134 @@ int ota_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
         {"update-id", required_argument, NULL, O_UPDATE},
         {NULL, 0, NULL, 0},
     };
-    const char *q_type = NULL, *q_group = NULL, *q_tag = NULL, *q_version = NULL, *q_limit = NULL,
-               *q_offset = NULL, *q_device = NULL, *q_update = NULL, *id = NULL, *token_file = NULL,
-               *env;
-    const char *pos[3] = {NULL, NULL, NULL};
-    int npos = 0, publish = 0, published = 0, o, r;
+    /* where each value option's argument goes */
+    const char **value[] = {
+        [O_ID - O_SERVER] = &a->id,           [O_TOKEN_FILE - O_SERVER] = &a->token_file,
+        [O_TYPE - O_SERVER] = &a->q_type,     [O_GROUP - O_SERVER] = &a->q_group,
+        [O_TAG - O_SERVER] = &a->q_tag,       [O_VERSION - O_SERVER] = &a->q_version,
+        [O_LIMIT - O_SERVER] = &a->q_limit,   [O_OFFSET - O_SERVER] = &a->q_offset,
+        [O_DEVICE - O_SERVER] = &a->q_device, [O_UPDATE - O_SERVER] = &a->q_update,
+    };
+    int o;
+
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
+        if (o == 1) {
+            if (a->npos == 3)
+                return ota_err_set(err, EINVAL, "too many arguments");
+            a->pos[a->npos++] = optarg;
+        } else if (o == O_SERVER) {
+            c->server = optarg;
+        } else if (o == O_TOKEN) {
+            ota_strlcpy(c->token, optarg, sizeof(c->token));
+        } else if (o == O_PUBLISH) {
+            a->publish = 1;
+        } else if (o == O_PUBLISHED) {
+            a->published = 1;
+        } else if (o > O_SERVER && o <= O_UPDATE && value[o - O_SERVER]) {
+            *value[o - O_SERVER] = optarg;
+        } else {
+            return ota_err_set(err, EINVAL, "unknown option %s", argv[optind - 1]);
+        }
+    }
+    return 0;
+}
+
+/* --admin-token-file: its first line, trailing blanks cut. */
+static int read_token(struct ctx *c, const char *file, struct ota_err *err)
+{
+    char *t = NULL;
+    size_t n = 0;
+    int r;
+
+    if ((r = ota_fs_read_all(file, sizeof(c->token) - 1, &t, &n, err)) < 0)
+        return r;
+    while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' '))
+        t[--n] = '\0';
+    ota_strlcpy(c->token, t, sizeof(c->token));
+    free(t);
+    return 0;
+}
+
+static int cmd_release(struct ctx *c, const struct args *a, json_t **out)
+{
+    const char *sub = a->pos[1];
+    char path[2048], enc[512] = "";
+
+    if (strcmp(sub, "add") == 0 && a->npos == 3)
+        return release_add(c, a->pos[2], a->id, a->publish, out);
+    if (strcmp(sub, "list") == 0 && a->npos == 2)
+        return call(c, "GET", a->published ? "/api/v1/releases?published=1" : "/api/v1/releases",
+                    NULL, NULL, out);
+    if (a->npos == 3 &&
+        (strcmp(sub, "get") == 0 || strcmp(sub, "publish") == 0 || strcmp(sub, "delete") == 0)) {
+        ota_client_urlencode(a->pos[2], enc, sizeof(enc));
+        snprintf(path, sizeof(path), "/api/v1/releases/%s%s", enc,
+                 strcmp(sub, "publish") == 0 ? "/publish" : "");
+        return call(c,
+                    strcmp(sub, "get") == 0      ? "GET"
+                    : strcmp(sub, "delete") == 0 ? "DELETE"
+                                                 : "POST",
+                    path, strcmp(sub, "publish") == 0 ? "{}" : NULL, NULL, out);
+    }
+    return ota_err_set(c->err, EINVAL, "release: add DIR | list | get ID | publish ID | delete ID");
+}
+
+static int cmd_query(struct ctx *c, const struct args *a, json_t **out)
+{
+    char path[2048], enc[512] = "";
+
+    if (strcmp(a->pos[0], "devices") == 0 && a->npos == 1) {
+        snprintf(path, sizeof(path), "/api/v1/devices");
+        add_query(path, sizeof(path), "type", a->q_type);
+        add_query(path, sizeof(path), "group", a->q_group);
+        add_query(path, sizeof(path), "tag", a->q_tag);
+        add_query(path, sizeof(path), "version", a->q_version);
+        add_query(path, sizeof(path), "limit", a->q_limit);
+        add_query(path, sizeof(path), "offset", a->q_offset);
+    } else if (strcmp(a->pos[0], "device") == 0 && a->npos == 2) {
+        ota_client_urlencode(a->pos[1], enc, sizeof(enc));
+        snprintf(path, sizeof(path), "/api/v1/devices/%s", enc);
+    } else if (strcmp(a->pos[0], "reports") == 0 && a->npos == 1) {
+        snprintf(path, sizeof(path), "/api/v1/reports");
+        add_query(path, sizeof(path), "device", a->q_device);
+        add_query(path, sizeof(path), "update_id", a->q_update);
+    } else {
+        return ota_err_set(c->err, EINVAL, "unknown command or wrong arguments: %s", a->pos[0]);
+    }
+    return call(c, "GET", path, NULL, NULL, out);
+}
+
+int ota_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
+{
     struct ctx c = {.err = err};
-    char path[2048], enc[512];
+    struct args a = {0};
     json_t *out = NULL;
+    const char *env;
+    int r;
 
     c.server = getenv("OTA_SERVER") ? getenv("OTA_SERVER") : "http://127.0.0.1:8080";
     if ((env = getenv("OTA_ADMIN_TOKEN")))
         ota_strlcpy(c.token, env, sizeof(c.token));
-    optind = 1;
-    opterr = 0;
-    while ((o = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
-        switch (o) {
-        case 1:
-            if (npos == 3)
-                return ota_err_set(err, EINVAL, "too many arguments");
-            pos[npos++] = optarg;
-            break;
-        case O_SERVER:
-            c.server = optarg;
-            break;
-        case O_TOKEN:
-            ota_strlcpy(c.token, optarg, sizeof(c.token));
-            break;
-        case O_TOKEN_FILE:
-            token_file = optarg;
-            break;
-        case O_ID:
-            id = optarg;
-            break;
-        case O_PUBLISH:
-            publish = 1;
-            break;
-        case O_PUBLISHED:
-            published = 1;
-            break;
-        case O_TYPE:
-            q_type = optarg;
-            break;
-        case O_GROUP:
-            q_group = optarg;
-            break;
-        case O_TAG:
-            q_tag = optarg;
-            break;
-        case O_VERSION:
-            q_version = optarg;
-            break;
-        case O_LIMIT:
-            q_limit = optarg;
-            break;
-        case O_OFFSET:
-            q_offset = optarg;
-            break;
-        case O_DEVICE:
-            q_device = optarg;
-            break;
-        case O_UPDATE:
-            q_update = optarg;
-            break;
-        default:
-            return ota_err_set(err, EINVAL, "unknown option %s", argv[optind - 1]);
-        }
-    }
-    if (token_file) {
-        char *t = NULL;
-        size_t n = 0;
-        if ((r = ota_fs_read_all(token_file, sizeof(c.token) - 1, &t, &n, err)) < 0)
-            return r;
-        while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' '))
-            t[--n] = '\0';
-        ota_strlcpy(c.token, t, sizeof(c.token));
-        free(t);
-    }
+    if ((r = parse_args(argc, argv, &c, &a, err)) < 0)
+        return r;
+    if (a.token_file && (r = read_token(&c, a.token_file, err)) < 0)
+        return r;
     if (!c.token[0])
         return ota_err_set(err, EINVAL, "no admin token (--admin-token, --admin-token-file)");
-    if (npos == 0)
+    if (a.npos == 0)
         return ota_err_set(err, EINVAL, "no command");
-    enc[0] = '\0';
-    if (strcmp(pos[0], "release") == 0 && npos >= 2) {
-        const char *sub = pos[1];
-        if (strcmp(sub, "add") == 0 && npos == 3) {
-            r = release_add(&c, pos[2], id, publish, &out);
-        } else if (strcmp(sub, "list") == 0 && npos == 2) {
-            r = call(&c, "GET", published ? "/api/v1/releases?published=1" : "/api/v1/releases",
-                     NULL, NULL, &out);
-        } else if (npos == 3 && (strcmp(sub, "get") == 0 || strcmp(sub, "publish") == 0 ||
-                                 strcmp(sub, "delete") == 0)) {
-            ota_client_urlencode(pos[2], enc, sizeof(enc));
-            snprintf(path, sizeof(path), "/api/v1/releases/%s%s", enc,
-                     strcmp(sub, "publish") == 0 ? "/publish" : "");
-            r = call(&c,
-                     strcmp(sub, "get") == 0      ? "GET"
-                     : strcmp(sub, "delete") == 0 ? "DELETE"
-                                                  : "POST",
-                     path, strcmp(sub, "publish") == 0 ? "{}" : NULL, NULL, &out);
-        } else {
-            return ota_err_set(err, EINVAL,
-                               "release: add DIR | list | get ID | publish ID | "
-                               "delete ID");
-        }
-    } else if (strcmp(pos[0], "rollout") == 0 && npos >= 2) {
-        r = rollout_cmd(&c, pos[1], npos == 3 ? pos[2] : NULL, npos, &out);
+    if (strcmp(a.pos[0], "release") == 0 && a.npos >= 2) {
+        r = cmd_release(&c, &a, &out);
+    } else if (strcmp(a.pos[0], "rollout") == 0 && a.npos >= 2) {
+        r = rollout_cmd(&c, a.pos[1], a.npos == 3 ? a.pos[2] : NULL, a.npos, &out);
         if (r == -ENOSYS)
             return ota_err_set(err, EINVAL,
                                "rollout: create FILE | list | status ID | approve|start|pause|"
                                "resume|cancel|rollback ID");
-    } else if (strcmp(pos[0], "devices") == 0 && npos == 1) {
-        snprintf(path, sizeof(path), "/api/v1/devices");
-        add_query(path, sizeof(path), "type", q_type);
-        add_query(path, sizeof(path), "group", q_group);
-        add_query(path, sizeof(path), "tag", q_tag);
-        add_query(path, sizeof(path), "version", q_version);
-        add_query(path, sizeof(path), "limit", q_limit);
-        add_query(path, sizeof(path), "offset", q_offset);
-        r = call(&c, "GET", path, NULL, NULL, &out);
-    } else if (strcmp(pos[0], "device") == 0 && npos == 2) {
-        ota_client_urlencode(pos[1], enc, sizeof(enc));
-        snprintf(path, sizeof(path), "/api/v1/devices/%s", enc);
-        r = call(&c, "GET", path, NULL, NULL, &out);
-    } else if (strcmp(pos[0], "reports") == 0 && npos == 1) {
-        snprintf(path, sizeof(path), "/api/v1/reports");
-        add_query(path, sizeof(path), "device", q_device);
-        add_query(path, sizeof(path), "update_id", q_update);
-        r = call(&c, "GET", path, NULL, NULL, &out);
     } else {
-        return ota_err_set(err, EINVAL, "unknown command or wrong arguments: %s", pos[0]);
+        r = cmd_query(&c, &a, &out);
     }
     if (r < 0)
         return r;

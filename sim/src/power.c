@@ -32,157 +32,7 @@
 #include <unistd.h>
 
 #include "ota/fsutil.h"
-
-/* ---- inode sets and maps ----------------------------------------------- */
-
-struct iset {
-    uint64_t *v; /* 0 = empty slot; inode 0 is never stored */
-    size_t cap;  /* power of two */
-    size_t n;
-};
-
-static size_t ihash(uint64_t k, size_t cap)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    return (size_t)k & (cap - 1);
-}
-
-static int iset_add(struct iset *s, uint64_t k)
-{
-    size_t i;
-
-    if (!k)
-        return 0;
-    if ((s->n + 1) * 2 > s->cap) {
-        struct iset t = {NULL, s->cap ? s->cap * 2 : 64, 0};
-        t.v = calloc(t.cap, sizeof(*t.v));
-        if (!t.v)
-            return -ENOMEM;
-        for (i = 0; i < s->cap; i++)
-            if (s->v[i])
-                ota_ignore(iset_add(&t, s->v[i]));
-        free(s->v);
-        *s = t;
-    }
-    for (i = ihash(k, s->cap); s->v[i]; i = (i + 1) & (s->cap - 1))
-        if (s->v[i] == k)
-            return 0;
-    s->v[i] = k;
-    s->n++;
-    return 0;
-}
-
-static int iset_has(const struct iset *s, uint64_t k)
-{
-    size_t i;
-
-    if (!k || !s->cap)
-        return 0;
-    for (i = ihash(k, s->cap); s->v[i]; i = (i + 1) & (s->cap - 1))
-        if (s->v[i] == k)
-            return 1;
-    return 0;
-}
-
-/* inode -> a 64-bit value, open addressing: a count (reorder: records of the
- * inode still to keep; the durability bits below) or a path (imap). */
-struct icount {
-    uint64_t *ino;
-    uint64_t *n;
-    size_t cap, len;
-};
-
-static uint64_t *icount_slot(struct icount *m, uint64_t k)
-{
-    size_t i;
-
-    if ((m->len + 1) * 2 > m->cap) {
-        struct icount t = {NULL, NULL, m->cap ? m->cap * 2 : 64, 0};
-        t.ino = calloc(t.cap, sizeof(*t.ino));
-        t.n = calloc(t.cap, sizeof(*t.n));
-        if (!t.ino || !t.n) {
-            free(t.ino);
-            free(t.n);
-            return NULL;
-        }
-        for (i = 0; i < m->cap; i++) {
-            if (m->ino[i]) {
-                size_t j = ihash(m->ino[i], t.cap);
-                while (t.ino[j])
-                    j = (j + 1) & (t.cap - 1);
-                t.ino[j] = m->ino[i];
-                t.n[j] = m->n[i];
-                t.len++;
-            }
-        }
-        free(m->ino);
-        free(m->n);
-        *m = t;
-    }
-    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
-        if (m->ino[i] == k)
-            return &m->n[i];
-    m->ino[i] = k;
-    m->n[i] = 0;
-    m->len++;
-    return &m->n[i];
-}
-
-static void icount_free(struct icount *m)
-{
-    free(m->ino);
-    free(m->n);
-    memset(m, 0, sizeof(*m));
-}
-
-static uint64_t icount_get(const struct icount *m, uint64_t k)
-{
-    size_t i;
-
-    if (!k || !m->cap)
-        return 0;
-    for (i = ihash(k, m->cap); m->ino[i]; i = (i + 1) & (m->cap - 1))
-        if (m->ino[i] == k)
-            return m->n[i];
-    return 0;
-}
-
-/* inode -> path of the tree as walked (first name found): an icount whose
- * values are the paths (owned). */
-struct imap {
-    struct icount m;
-};
-
-static void imap_clear(struct imap *m)
-{
-    for (size_t i = 0; i < m->m.cap; i++)
-        free((char *)(uintptr_t)m->m.n[i]);
-    icount_free(&m->m);
-}
-
-static int imap_put(struct imap *m, uint64_t k, const char *p)
-{
-    uint64_t *v;
-    char *dup;
-
-    if (!k)
-        return 0;
-    if (!(v = icount_slot(&m->m, k)))
-        return -ENOMEM;
-    if (*v)
-        return 0;
-    if (!(dup = strdup(p)))
-        return -ENOMEM;
-    *v = (uint64_t)(uintptr_t)dup;
-    return 0;
-}
-
-static const char *imap_get(const struct imap *m, uint64_t k)
-{
-    return (const char *)(uintptr_t)icount_get(&m->m, k);
-}
+#include "otasim/inomap.h"
 
 /* ---- rebuild state ----------------------------------------------------- */
 
@@ -208,7 +58,7 @@ struct pw {
     uint64_t rnd; /* the model's seeded generator */
     struct tear *tears;
     size_t n_tears, cap_tears;
-    struct imap map; /* every inode of the tree and the stash */
+    struct otasim_imap map; /* every inode of the tree and the stash */
     int map_fresh;
     char *img;
     size_t img_cap;
@@ -242,7 +92,7 @@ static int walk(struct pw *w, char *buf, size_t n)
                 r = walk(w, buf, strlen(buf));
             }
         } else if (lstat(buf, &st) == 0) {
-            r = imap_put(&w->map, (uint64_t)st.st_ino, buf);
+            r = otasim_imap_put(&w->map, (uint64_t)st.st_ino, buf);
             if (r == 0 && S_ISDIR(st.st_mode))
                 r = walk(w, buf, n + 1 + l);
         }
@@ -261,15 +111,15 @@ static const char *find_ino(struct pw *w, uint64_t ino)
     struct stat st;
 
     if (!w->map_fresh) {
-        imap_clear(&w->map);
+        otasim_imap_clear(&w->map);
         snprintf(buf, sizeof(buf), "%s", w->root);
         if (lstat(buf, &st) == 0)
-            ota_ignore(imap_put(&w->map, (uint64_t)st.st_ino, buf));
+            ota_ignore(otasim_imap_put(&w->map, (uint64_t)st.st_ino, buf));
         if (walk(w, buf, strlen(buf)) < 0)
             return NULL;
         w->map_fresh = 1;
     }
-    return imap_get(&w->map, ino);
+    return otasim_imap_get(&w->map, ino);
 }
 
 /* ---- data undo ---------------------------------------------------------- */
@@ -612,9 +462,9 @@ static int failed_call(const struct otasim_rec *r)
  * Linux drops the dirty pages whose writeback failed and a later fsync
  * returns 0 (nothing left to write): what an fsync EIO covered stays lost,
  * whatever syncs come after it. */
-static int covered(const struct icount *st, uint64_t k, int all)
+static int covered(const struct otasim_icount *st, uint64_t k, int all)
 {
-    uint64_t v = icount_get(st, k);
+    uint64_t v = otasim_icount_get(st, k);
 
     return !(v & POISONED) && (all || (v & SYNCED));
 }
@@ -622,7 +472,7 @@ static int covered(const struct icount *st, uint64_t k, int all)
 static int mark_durable(struct pw *w)
 {
     const struct otasim_journal *j = w->j;
-    struct icount st = {0};
+    struct otasim_icount st = {0};
     uint64_t *v;
     int all = 0;
     size_t i, k;
@@ -631,7 +481,7 @@ static int mark_durable(struct pw *w)
         const struct otasim_rec *r = &j->v[i];
         int d = 0;
         if (r->op == OTASIM_OP_FSYNC && r->done && r->result == -EIO) {
-            if (!(v = icount_slot(&st, r->ino)))
+            if (!(v = otasim_icount_slot(&st, r->ino)))
                 goto oom;
             *v = POISONED;
             continue;
@@ -648,7 +498,7 @@ static int mark_durable(struct pw *w)
         case OTASIM_OP_FSYNC:
             if (!r->done)
                 continue;
-            if (!(v = icount_slot(&st, r->ino)))
+            if (!(v = otasim_icount_slot(&st, r->ino)))
                 goto oom;
             *v = SYNCED;
             continue;
@@ -670,10 +520,10 @@ static int mark_durable(struct pw *w)
         if (w->durable[i])
             w->st.durable++;
     }
-    icount_free(&st);
+    otasim_icount_free(&st);
     return 0;
 oom:
-    icount_free(&st);
+    otasim_icount_free(&st);
     return ota_err_set(w->err, ENOMEM, "out of memory");
 }
 
@@ -690,7 +540,7 @@ static int undoable(const struct pw *w, size_t i)
 static int choose_reorder(struct pw *w)
 {
     const struct otasim_journal *j = w->j;
-    struct icount left = {0};
+    struct otasim_icount left = {0};
     uint64_t m = 0, p;
     uint64_t *c;
     size_t i;
@@ -702,7 +552,7 @@ static int choose_reorder(struct pw *w)
         if (is_dirop(j->v[i].op)) {
             m++;
         } else if (j->v[i].ino) {
-            if (!(c = icount_slot(&left, j->v[i].ino)))
+            if (!(c = otasim_icount_slot(&left, j->v[i].ino)))
                 goto oom;
             (*c)++;
         }
@@ -714,7 +564,7 @@ static int choose_reorder(struct pw *w)
         const struct otasim_rec *r = &j->v[i];
         if (!undoable(w, i) || !is_data(r->op) || !r->ino)
             continue;
-        if (!(c = icount_slot(&left, r->ino)))
+        if (!(c = otasim_icount_slot(&left, r->ino)))
             goto oom;
         if (!(*c & (1ULL << 63))) {
             uint64_t n = *c, how = rnd_below(w, 3);
@@ -733,10 +583,10 @@ static int choose_reorder(struct pw *w)
         w->st.kept_unsynced++;
         p--;
     }
-    icount_free(&left);
+    otasim_icount_free(&left);
     return rc;
 oom:
-    icount_free(&left);
+    otasim_icount_free(&left);
     return ota_err_set(w->err, ENOMEM, "out of memory");
 }
 
@@ -818,15 +668,15 @@ static int take_tear(struct pw *w, const struct otasim_rec *r)
 static int choose_torn(struct pw *w)
 {
     const struct otasim_journal *j = w->j;
-    struct iset seen = {0};
+    struct otasim_iset seen = {0};
     size_t i;
     int rc = 0;
 
     for (i = j->n; i-- > 0 && rc == 0;) {
         const struct otasim_rec *r = &j->v[i];
-        if (!undoable(w, i) || !is_data(r->op) || !r->ino || iset_has(&seen, r->ino))
+        if (!undoable(w, i) || !is_data(r->op) || !r->ino || otasim_iset_has(&seen, r->ino))
             continue;
-        if ((rc = iset_add(&seen, r->ino)) < 0) {
+        if ((rc = otasim_iset_add(&seen, r->ino)) < 0) {
             rc = ota_err_set(w->err, ENOMEM, "out of memory");
             break;
         }
@@ -949,7 +799,7 @@ cleanup:
     free(w.durable);
     free(w.keep);
     free(w.img);
-    imap_clear(&w.map);
+    otasim_imap_clear(&w.map);
     otasim_journal_free(j);
     return rc;
 }

@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all test test-release check-tools scenario matrix image report demo bench bench-server bench-sim bench-qemu clean
+.PHONY: all test test-release check-tools scenario matrix image report demo bench bench-server bench-sim bench-qemu bench-compare clean
 
 all:
 	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON -DOTA_FAULT_POINTS=ON >/dev/null
@@ -72,6 +72,11 @@ bench-sim:
 
 bench-qemu:
 	ci/bench-qemu $(ARGS)
+
+# make bench-compare BEFORE=REV [AFTER=REV]: bench, bench-server and bench-sim of two revisions,
+# one right after the other (ci/bench-compare).
+bench-compare:
+	ci/bench-compare $(BEFORE) $(AFTER)
 
 # The QEMU Raspberry Pi 3B SD image (cached): images/out/<hash>, also images/out/latest-empty.
 image:

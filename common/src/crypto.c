@@ -545,7 +545,7 @@ int ota_ed25519_verify(const char *pub_pem, const void *msg, size_t n,
     /* 1 is a good signature; 0 a bad one; negative a malformed one (e.g. an
      * out-of-range s). All but 1 mean "does not verify". */
     if (EVP_DigestVerify(ctx, sig, OTA_ED25519_SIG_LEN, n ? msg : (const void *)"", n) != 1) {
-        r = ota_err_set(err, EBADMSG, "the signature does not verify");
+        r = ota_err_set(err, OTA_E_BAD_SIGNATURE, "the signature does not verify");
         goto out;
     }
     r = 0;

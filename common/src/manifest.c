@@ -280,36 +280,37 @@ int ota_manifest_check_device(const struct ota_manifest *m, const char *device_t
     int listed = 0, have_current = current_version && current_version[0], c;
 
     if (!m || !device_type)
-        return ota_err_set(err, EPERM, "no manifest or device type to check");
+        return ota_err_set(err, OTA_E_REFUSED, "no manifest or device type to check");
     for (int i = 0; i < m->n_device_types && i < OTA_MANIFEST_MAX_TYPES; i++)
         if (strcmp(m->device_types[i], device_type) == 0)
             listed = 1;
     if (!listed)
-        return ota_err_set(err, EPERM, "release %s %s is not for device type '%s'", m->name,
+        return ota_err_set(err, OTA_E_REFUSED, "release %s %s is not for device type '%s'", m->name,
                            m->version, device_type);
     /* Nothing installed (NULL or ""): any version is an upgrade, but no
      * min_version can be met. A rollback order needs no comparison, so a
      * device whose version string is garbage can still be rolled back. */
     if (!m->rollback && have_current) {
         if (ota_version_cmp(m->version, current_version, &c) < 0)
-            return ota_err_set(err, EPERM,
+            return ota_err_set(err, OTA_E_REFUSED,
                                "cannot compare release version '%s' with installed '%s'",
                                m->version, current_version);
         if (c <= 0)
-            return ota_err_set(err, EPERM,
+            return ota_err_set(err, OTA_E_REFUSED,
                                "release %s is not newer than installed %s (not a rollback order)",
                                m->version, current_version);
     }
     if (m->min_version[0]) {
         if (!have_current)
-            return ota_err_set(err, EPERM, "release needs at least %s installed, nothing is",
-                               m->min_version);
+            return ota_err_set(err, OTA_E_REFUSED,
+                               "release needs at least %s installed, nothing is", m->min_version);
         if (ota_version_cmp(current_version, m->min_version, &c) < 0)
-            return ota_err_set(err, EPERM,
+            return ota_err_set(err, OTA_E_REFUSED,
                                "cannot compare installed version '%s' with min_version '%s'",
                                current_version, m->min_version);
         if (c < 0)
-            return ota_err_set(err, EPERM, "installed %s is below the release's min_version %s",
+            return ota_err_set(err, OTA_E_REFUSED,
+                               "installed %s is below the release's min_version %s",
                                current_version, m->min_version);
     }
     return 0;
@@ -334,11 +335,11 @@ int ota_manifest_verify(const char *json, size_t n, const char *sig_b64, const c
                        sig_b64[len - 1] == ' ' || sig_b64[len - 1] == '\t'))
         len--;
     if (len != SIG_B64_LEN)
-        return ota_err_set(err, EBADMSG, "the signature is %zu base64 characters, not %d", len,
-                           SIG_B64_LEN);
+        return ota_err_set(err, OTA_E_BAD_SIGNATURE,
+                           "the signature is %zu base64 characters, not %d", len, SIG_B64_LEN);
     memcpy(b64, sig_b64, len);
     b64[len] = '\0';
     if (ota_b64_decode(b64, sig, sizeof(sig), &sig_len) < 0 || sig_len != OTA_ED25519_SIG_LEN)
-        return ota_err_set(err, EBADMSG, "the signature is not 64 bytes of base64");
+        return ota_err_set(err, OTA_E_BAD_SIGNATURE, "the signature is not 64 bytes of base64");
     return ota_ed25519_verify(pub_pem, json, n, sig, err);
 }

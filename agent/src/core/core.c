@@ -383,7 +383,9 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     r = ota_manifest_verify(off->manifest, strlen(off->manifest), off->signature, a->cfg.pubkey_pem,
                             err);
     if (r < 0)
-        return r == -EBADMSG ? r : ota_err_set(err, EBADMSG, "signature check failed");
+        return r == -OTA_E_BAD_SIGNATURE
+                   ? r
+                   : ota_err_set(err, OTA_E_BAD_SIGNATURE, "signature check failed");
     r = ota_manifest_parse(off->manifest, strlen(off->manifest), &m, err);
     if (r < 0)
         return -EBADMSG;
@@ -408,11 +410,12 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     if (r < 0)
         return r;
     if (dl_free < m.size)
-        return ota_err_set(err, ENOSPC,
+        return ota_err_set(err, OTA_E_NO_SPACE,
                            "not enough space for the download: %llu bytes free, %llu needed",
                            (unsigned long long)dl_free, (unsigned long long)m.size);
     if (room < m.installed_size)
-        return ota_err_set(err, ENOSPC, "not enough room in the slot: %llu bytes, %llu needed",
+        return ota_err_set(err, OTA_E_NO_SPACE,
+                           "not enough room in the slot: %llu bytes, %llu needed",
                            (unsigned long long)room, (unsigned long long)m.installed_size);
 
     memset(&a->j, 0, sizeof(a->j));

@@ -63,8 +63,8 @@ static int sink_headers(void *ctx, long status, const char *content_range, int64
         if (content_length >= 0 && (uint64_t)content_length != a->m.size) {
             char d[64];
             snprintf(d, sizeof(d), "%lld", (long long)content_length);
-            return dl_abort(a, EBADMSG, 1, 0, "server sends %s bytes, the manifest says otherwise",
-                            d);
+            return dl_abort(a, OTA_E_CHECKSUM, 1, 0,
+                            "server sends %s bytes, the manifest says otherwise", d);
         }
         if (a->dl.received > 0) {
             /* Range ignored (or If-Range did not match): start over. */
@@ -74,10 +74,10 @@ static int sink_headers(void *ctx, long status, const char *content_range, int64
         }
     } else if (status == 206) {
         if (ota_proto_parse_content_range(content_range, &start, &end, &total) < 0)
-            return dl_abort(a, EBADMSG, 1, 0, "unparsable Content-Range '%s'",
+            return dl_abort(a, OTA_E_CHECKSUM, 1, 0, "unparsable Content-Range '%s'",
                             content_range ? content_range : "(none)");
         if (start != a->dl.received || total != a->m.size)
-            return dl_abort(a, EBADMSG, 1, 0, "Content-Range '%s' does not fit the resume",
+            return dl_abort(a, OTA_E_CHECKSUM, 1, 0, "Content-Range '%s' does not fit the resume",
                             content_range);
     } else if (status == 416) {
         return dl_abort(a, ERANGE, 1, 0, "%s", "server answered 416: starting again from 0");
@@ -129,7 +129,7 @@ static int sink_data(void *ctx, const void *buf, size_t n)
         if (pending < a->cfg.checkpoint_bytes && a->cfg.checkpoint_bytes - pending < k)
             k = (size_t)(a->cfg.checkpoint_bytes - pending);
         if (a->ops.install->dl_write(a->ops.install_ctx, p, k, &e) < 0)
-            return dl_abort(a, e.code ? e.code : EIO, 0, e.code == ENOSPC, "%s", e.reason);
+            return dl_abort(a, e.code ? e.code : EIO, 0, e.code == OTA_E_NO_SPACE, "%s", e.reason);
         if (ota_sha256_update(a->dl.sha, p, k) < 0)
             return dl_abort(a, EIO, 0, 1, "%s", "hash update failed");
         a->dl.received += k;
@@ -214,7 +214,7 @@ int core_handle_downloading(struct ota_agent *a, struct ota_step *st, struct ota
     }
     r = prepare_resume(a, &e);
     if (r < 0)
-        return attempt_failed(a, e.reason, r == -ENOSPC, st, err);
+        return attempt_failed(a, e.reason, r == -OTA_E_NO_SPACE, st, err);
     if (a->dl.received == a->m.size && a->m.size > 0) {
         r = 0; /* everything is already on disk */
     } else {
@@ -280,7 +280,7 @@ int core_handle_verifying(struct ota_agent *a, struct ota_step *st, struct ota_e
         ota_ignore(ota_sha256_reset(a->dl.sha));
         r = a->ops.install->dl_size(a->ops.install_ctx, &have, &e);
         if (r == 0 && have != a->m.size)
-            r = ota_err_set(&e, EBADMSG, "download is %llu bytes, the manifest says %llu",
+            r = ota_err_set(&e, OTA_E_CHECKSUM, "download is %llu bytes, the manifest says %llu",
                             (unsigned long long)have, (unsigned long long)a->m.size);
         if (r == 0)
             r = a->ops.install->dl_hash(a->ops.install_ctx, a->m.size, a->dl.sha, &e);
@@ -294,8 +294,8 @@ int core_handle_verifying(struct ota_agent *a, struct ota_step *st, struct ota_e
         char want[OTA_SHA256_HEX], got[OTA_SHA256_HEX];
         ota_hex_encode(a->m.sha256, OTA_SHA256_LEN, want);
         ota_hex_encode(a->dl.digest, OTA_SHA256_LEN, got);
-        r = ota_err_set(&e, EBADMSG, "checksum mismatch: sha256 %.12s…, manifest %.12s…", got,
-                        want);
+        r = ota_err_set(&e, OTA_E_CHECKSUM, "checksum mismatch: sha256 %.12s…, manifest %.12s…",
+                        got, want);
         goto bad;
     }
     return core_transition(a, OTA_STATE_INSTALLING, err);

@@ -139,7 +139,7 @@ static int map_error(struct ota_curl *t, CURLcode c, const char *what, const cha
     int code;
 
     if (is_tls_error(c))
-        return ota_err_set(err, EPROTO, "%s %s: TLS: %s", what, url, detail);
+        return ota_err_set(err, OTA_E_TLS, "%s %s: TLS: %s", what, url, detail);
     switch (c) {
     case CURLE_COULDNT_CONNECT:
         code = ECONNREFUSED;

@@ -4,6 +4,7 @@
 #ifndef OTA_ERR_H
 #define OTA_ERR_H
 
+#include <errno.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -19,6 +20,14 @@ static inline void ota_ignore(int r)
     (void)r;
 }
 
+/* The errno vocabulary: what our functions mean by the codes that decide
+ * what happens next (retry, refuse, roll back). Written once, here; use the
+ * names where a code is set or tested for one of these meanings. */
+#define OTA_E_BAD_SIGNATURE EBADMSG /* a signature that does not verify or cannot be read */
+#define OTA_E_CHECKSUM      EBADMSG /* data that is not what its manifest says: hash, size, range */
+#define OTA_E_TLS           EPROTO  /* a TLS failure: never retried another way */
+#define OTA_E_NO_SPACE      ENOSPC  /* the disk is full: the slot or the download dir */
+#define OTA_E_REFUSED       EPERM   /* a release the device must not install (product, type) */
 struct ota_err {
     int code;         /* positive errno of the first failure, 0 if none */
     char reason[512]; /* what went wrong, for a person */

@@ -64,23 +64,6 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int ota_pack_keygen(const char *priv_path, const char *pub_path, int force, struct ota_err *err)
 {
     struct stat st;
@@ -151,7 +134,7 @@ static int copy_and_hash(const char *src, const char *dir, const char *base, uin
             goto out;
         }
         if (out >= 0) {
-            r = write_all(out, buf, (size_t)got);
+            r = ota_fs_write_full(out, buf, (size_t)got);
             if (r < 0) {
                 r = ota_err_set(err, -r, "cannot write %s: %s", tmp, strerror(-r));
                 goto out;

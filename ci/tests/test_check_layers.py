@@ -46,6 +46,7 @@ def test_a_clean_tree_passes(tmp_path):
     ("agent/src/core/core.c", '#include "ota/drivers.h"\n', "the agent core includes no driver"),
     ("agent/src/core/core.c", "#include <curl/curl.h>\n", "names no foreign library"),
     ("agent/src/core/core.c", "#include <libuboot.h>\n", "names no foreign library"),
+    ("agent/src/core/core.c", '#include "ota/curlerr.h"\n', "the agent core includes no driver"),
     ("agent/src/cli/cli.c", '#include "otasrv/store.h"\n', "the agent depends on common"),
     ("server-mock/src/api.c", '#include "ota/core.h"\n', "the server depends on common"),
     ("sim/src/runner.c", '#include "ota/drivers.h"\n', "the simulator depends on common"),

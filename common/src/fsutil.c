@@ -39,7 +39,7 @@ static int dir_of(const char *path, char *buf, size_t cap)
     return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
+int ota_fs_write_full(int fd, const void *buf, size_t n)
 {
     const char *p = buf;
 
@@ -102,7 +102,7 @@ int ota_fs_write_atomic(const char *path, const void *buf, size_t n, int mode, s
         r = ota_err_set(err, errno, "chmod %s: %s", tmp, strerror(errno));
         goto out;
     }
-    r = write_all(fd, buf, n);
+    r = ota_fs_write_full(fd, buf, n);
     if (r < 0) {
         r = ota_err_set(err, -r, "write %s: %s", tmp, strerror(-r));
         goto out;

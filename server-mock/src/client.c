@@ -2,6 +2,7 @@
  * easy handle whose write callback grows the response body; libcurl's
  * failures are mapped to our errno here, with libcurl's own words. */
 #include "otasrv/client.h"
+#include "ota/curlerr.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -74,31 +75,11 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ctx)
 static int map_error(struct ota_client_xfer *x, CURLcode c, struct ota_err *err)
 {
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(c);
-    int code;
+    int code = ota_curl_errno(c);
 
-    switch (c) {
-    case CURLE_COULDNT_CONNECT:
-        code = ECONNREFUSED;
-        break;
-    case CURLE_OPERATION_TIMEDOUT:
-        code = ETIMEDOUT;
-        break;
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        code = EHOSTUNREACH;
-        break;
-    case CURLE_URL_MALFORMAT:
-        code = EINVAL;
-        break;
-    case CURLE_OUT_OF_MEMORY:
-        code = ENOMEM;
-        break;
-    default:
-        /* SEND_ERROR, RECV_ERROR, GOT_NOTHING, READ_ERROR, ... */
-        code = x->nomem ? ENOMEM : EIO;
-        break;
-    }
-    return ota_err_set(err, code, "%s: %s", x->url, detail);
+    if (code == EIO && x->nomem)
+        code = ENOMEM; /* our write callback ran out of memory */
+    return ota_err_set(err, code ? code : EIO, "%s: %s", x->url, detail);
 }
 
 static int add_header(struct ota_client_xfer *x, const char *line)

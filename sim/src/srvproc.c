@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ota/curlerr.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/proc.h"
@@ -156,7 +157,7 @@ static int admin_call(const struct otasim_server *s, const char *method, const c
     cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (cc != CURLE_OK)
-        r = ota_err_set(err, EIO, "%s %s: %s", method, url, curl_easy_strerror(cc));
+        r = ota_err_set(err, ota_curl_errno(cc), "%s %s: %s", method, url, curl_easy_strerror(cc));
     else if (status < 200 || status > 299)
         r = ota_err_set(err, EIO, "%s %s: HTTP %ld %.200s", method, path, status, b.p ? b.p : "");
     if (r == 0 && ret) {

@@ -18,6 +18,7 @@
  *   - no device nodes, FIFOs or sockets; setuid/setgid/sticky bits masked.
  * Ownership is not restored: the agent runs as root and slot files belong
  * to it. */
+#include "ota/fsutil.h"
 #include "ota/archive.h"
 #include "ota/faultpoint.h"
 
@@ -407,23 +408,6 @@ static int unlink_leaf(int dirfd, const char *leaf, const char *name, struct ota
     return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Streams the entry's data into a new file, then mode, times, fsync. */
 static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, const char *leaf,
                         const char *name, char *buf, struct ota_err *err)
@@ -453,7 +437,7 @@ static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, c
         }
         if (n == 0)
             break;
-        r = write_all(fd, buf, (size_t)n);
+        r = ota_fs_write_full(fd, buf, (size_t)n);
         if (r < 0) {
             r = sys_fail(err, -r, "write", name);
             goto out;

@@ -9,6 +9,7 @@
  * headers of the final response (after redirects) exactly once; a non-2xx
  * final answer is shown to on_headers and its body dropped, and download()
  * returns 0 so that the core decides what a 416 or a 503 means. */
+#include "ota/curlerr.h"
 #include "ota/drivers.h"
 
 #include <curl/curl.h>
@@ -106,63 +107,17 @@ static int header_safe(const char *s)
     return strpbrk(s, "\r\n") == NULL;
 }
 
-static int is_tls_error(CURLcode c)
-{
-    switch (c) {
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_CLIENTCERT:
-    case CURLE_USE_SSL_FAILED:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /* Maps a failed transfer to our errno, with curl's own words (the error
  * buffer is more specific than curl_easy_strerror) in the reason. */
 static int map_error(struct ota_curl *t, CURLcode c, const char *what, const char *url,
                      struct ota_err *err)
 {
     const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(c);
-    int code;
+    int code = ota_curl_errno(c);
 
-    if (is_tls_error(c))
-        return ota_err_set(err, OTA_E_TLS, "%s %s: TLS: %s", what, url, detail);
-    switch (c) {
-    case CURLE_COULDNT_CONNECT:
-        code = ECONNREFUSED;
-        break;
-    case CURLE_OPERATION_TIMEDOUT:
-        code = ETIMEDOUT;
-        break;
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        code = EHOSTUNREACH;
-        break;
-    case CURLE_URL_MALFORMAT:
-        code = EINVAL;
-        break;
-    case CURLE_OUT_OF_MEMORY:
-        code = ENOMEM;
-        break;
-    default:
-        /* PARTIAL_FILE, RECV_ERROR, GOT_NOTHING, SEND_ERROR, ... */
-        code = EIO;
-        break;
-    }
-    return ota_err_set(err, code, "%s %s: %s", what, url, detail);
+    if (code == OTA_E_TLS)
+        return ota_err_set(err, code, "%s %s: TLS: %s", what, url, detail);
+    return ota_err_set(err, code ? code : EIO, "%s %s: %s", what, url, detail);
 }
 
 #define SETOPT(t, opt, val)                                                                        \

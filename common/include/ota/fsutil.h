@@ -15,6 +15,9 @@ extern "C" {
 int ota_fs_write_atomic(const char *path, const void *buf, size_t n, int mode,
                         struct ota_err *err) OTA_MUST;
 /* fsync of the directory that holds path (path itself if it is a dir). */
+/* write(2) until all n bytes are written (EINTR retried): 0, or -errno. */
+int ota_fs_write_full(int fd, const void *buf, size_t n) OTA_MUST;
+
 int ota_fs_sync_parent(const char *path, struct ota_err *err) OTA_MUST;
 int ota_fs_sync_dir(const char *dir, struct ota_err *err) OTA_MUST;
 /* mkdir -p (mode 0755); parents made durable. */

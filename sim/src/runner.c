@@ -22,45 +22,10 @@
 #include "otasim/proc.h"
 #include "otasim/rundb.h"
 
-struct scen {
-    struct otasim_scenario sc;
-    struct otasim_built built[OTASIM_MAX_RELEASES];
-    int built_ok;
-    struct otasim_server srv;
-    int srv_up;
-    size_t cases_left; /* server stops when its last case is done */
-    char pub[PATH_MAX];
-};
-
-struct rcase {
-    size_t scen;
-    struct otasim_fault fault;
-    uint64_t seed;
-    char id[200];
-    char device_id[96];
-    long equivalent_to; /* index of the case whose trial stands for this one, -1 */
-    int done;
-    int prerun; /* tr is the failed recording run, recorded as this case's trial */
-    pid_t pid;
-    struct otasim_trial tr;
-};
-
-struct otasim_runner {
-    struct otasim_tools t;
-    struct otasim_run_opts o;
-    struct scen *scens;
-    size_t n_scens;
-    struct rcase *cases;
-    size_t n_cases, cap_cases;
-    char run_dir[PATH_MAX];
-    int fault_points; /* the agent's named fault points: 1 on, 0 off, -1 unknown, -2 not asked */
-    struct otasim_rundb *db;
-    int64_t run_id;
-    uint64_t skipped;
-};
+#include "runner_impl.h"
 
 /* The runner prints nothing: what a person should see goes to the sink. */
-static void tell(const struct otasim_runner *r, const struct otasim_run_event *ev)
+void otasim_runner_tell(const struct otasim_runner *r, const struct otasim_run_event *ev)
 {
     if (r->o.sink.fn)
         r->o.sink.fn(r->o.sink.user, ev);
@@ -170,7 +135,7 @@ static struct rcase *new_case_sub(struct otasim_runner *r, size_t scen,
 }
 
 /* Whether f's cuts become several trials, one per seeded subset. */
-static int subsets_of(const struct otasim_fault *f)
+int otasim_runner_subsets_of(const struct otasim_fault *f)
 {
     if (f->kind != OTASIM_FAULT_POWER_CUT || f->crash_model == OTASIM_CRASH_MINIMAL)
         return 0;
@@ -179,11 +144,11 @@ static int subsets_of(const struct otasim_fault *f)
 
 /* The case(s) of fault f: one, or one per subset of its crash model (each its
  * own seed). Returns the first. */
-static struct rcase *new_case(struct otasim_runner *r, size_t scen, const struct otasim_fault *f,
-                              struct ota_err *err)
+struct rcase *otasim_runner_new_case(struct otasim_runner *r, size_t scen,
+                                     const struct otasim_fault *f, struct ota_err *err)
 {
     size_t first = r->n_cases; /* an index: the array moves as it grows */
-    int n = subsets_of(f);
+    int n = otasim_runner_subsets_of(f);
 
     if (n == 0)
         return new_case_sub(r, scen, f, -1, err);
@@ -248,7 +213,7 @@ static int put_plan(struct otasim_runner *r, size_t si, struct ota_err *err)
     return rc;
 }
 
-static int ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err)
+int otasim_runner_ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err)
 {
     struct scen *s = &r->scens[si];
     char dir[PATH_MAX + 64];
@@ -305,305 +270,6 @@ static void setup_trial(struct otasim_runner *r, size_t ci)
             tr->srv_rules[tr->n_srv_rules++].applied = -1;
         }
     }
-}
-
-/* ---- persistence points ------------------------------------------------- */
-
-/* Cached per scenario file + agent binary, so `--list` and the run agree.
- * OTASIM_RECORD_FAILED: the agent failed the run, *failed holds its trial. */
-static int recording(struct otasim_runner *r, size_t si, struct otasim_recording *ret,
-                     struct otasim_trial *failed, struct ota_err *err)
-{
-    struct scen *s = &r->scens[si];
-    char key[PATH_MAX * 2 + 64], hex[65], path[PATH_MAX + 128], *text = NULL;
-    uint8_t d[32];
-    struct stat sa, ss;
-    struct ota_sha256 *h;
-    size_t n;
-    int rc;
-
-    if (stat(r->t.agent, &sa) < 0 || stat(s->sc.path, &ss) < 0)
-        return ota_err_set(err, errno, "stat: %s", strerror(errno));
-    snprintf(key, sizeof(key), "%s|%lld|%lld|%s|%lld|%s", r->t.agent, (long long)sa.st_mtime,
-             (long long)sa.st_size, s->sc.path, (long long)ss.st_mtime,
-             otasim_fault_kind_names[s->sc.fault.kind]);
-    h = ota_sha256_new();
-    if (!h || ota_sha256_update(h, key, strlen(key)) < 0 || ota_sha256_final(h, d) < 0) {
-        ota_sha256_free(h);
-        return ota_err_set(err, EIO, "sha256 failed");
-    }
-    ota_sha256_free(h);
-    ota_hex_encode(d, 16, hex);
-    snprintf(path, sizeof(path), "%s/cache/recordings/%s", r->t.work, hex);
-    if (ota_fs_read_all(path, 1 << 24, &text, &n, NULL) == 0 && n > 8) {
-        uint64_t calls;
-        memcpy(&calls, text, 8);
-        if (n == 8 + calls + 2) {
-            ret->calls = calls;
-            ret->distinct = malloc(calls + 2);
-            if (!ret->distinct) {
-                free(text);
-                return ota_err_set(err, ENOMEM, "out of memory");
-            }
-            memcpy(ret->distinct, text + 8, calls + 2);
-            ret->n_distinct = 0;
-            for (uint64_t i = 1; i <= calls; i++)
-                ret->n_distinct += ret->distinct[i];
-            free(text);
-            return 0;
-        }
-    }
-    free(text);
-    {
-        struct otasim_trial tr;
-        char dir[PATH_MAX + 64];
-        struct rcase tmpc;
-        memset(&tmpc, 0, sizeof(tmpc));
-        if ((rc = ensure_server(r, si, err)) < 0)
-            return rc;
-        memset(&tr, 0, sizeof(tr));
-        tr.sc = &s->sc;
-        tr.seed = r->o.seed;
-        snprintf(tr.device_id, sizeof(tr.device_id), "rec-%.8s-%d", hex, (int)getpid());
-        snprintf(dir, sizeof(dir), "%s/record-%zu", r->run_dir, si);
-        ota_strlcpy(tr.dir, dir, sizeof(tr.dir));
-        tr.srv = &s->srv;
-        tr.built = s->built;
-        ota_strlcpy(tr.pub, s->pub, sizeof(tr.pub));
-        rc = otasim_record(&r->t, &tr, ret, err);
-        if (rc == OTASIM_RECORD_FAILED) {
-            *failed = tr;
-            return rc;
-        }
-        otasim_trial_free(&tr);
-        if (rc < 0)
-            return rc;
-    }
-    {
-        size_t len = 8 + ret->calls + 2;
-        char *buf = malloc(len), dir[PATH_MAX + 64];
-        if (buf) {
-            memcpy(buf, &ret->calls, 8);
-            memcpy(buf + 8, ret->distinct, ret->calls + 2);
-            snprintf(dir, sizeof(dir), "%s/cache/recordings", r->t.work);
-            if (ota_fs_mkdirs(dir, NULL) == 0)
-                ota_ignore(ota_fs_write_atomic(path, buf, len, 0644, NULL));
-            free(buf);
-        }
-    }
-    return 0;
-}
-
-/* A case the QEMU tier cannot run is left out, with a note. */
-static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fault *f)
-{
-    const struct otasim_scenario *sc = &r->scens[si].sc;
-    struct ota_err e = {0};
-    char label[160], id[sizeof(sc->name) + sizeof(label) + 2];
-
-    if (r->t.target != OTASIM_TARGET_QEMU)
-        return 0;
-    if (f->all_points)
-        ota_ignore(ota_err_set(&e, ENOTSUP, "persistence points need the native tier"));
-    else if (subsets_of(f))
-        ota_ignore(ota_err_set(&e, ENOTSUP,
-                               "crash model %s needs the native tier (a QEMU disk "
-                               "loses what its file system loses)",
-                               otasim_crash_model_names[f->crash_model]));
-    else if (sc->profile == OTASIM_PROFILE_ROOTFS && r->t.qemu_profile != 0)
-        ota_ignore(ota_err_set(&e, ENOTSUP, "rootfs updates need U-Boot: --profile raspi3b"));
-    else if (otasim_qemu_supports(sc, f, &e) == 0)
-        return 0;
-    otasim_fault_label(f, label, sizeof(label));
-    snprintf(id, sizeof(id), "%s/%s", sc->name, label);
-    tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_SKIPPED, .id = id, .detail = e.reason});
-    r->skipped++;
-    return 1;
-}
-
-/* --case: whether id is asked for (everything without the option). */
-static int case_wanted(const struct otasim_runner *r, const char *id)
-{
-    if (!r->o.n_only_cases)
-        return 1;
-    for (size_t i = 0; i < r->o.n_only_cases; i++)
-        if (strcmp(r->o.only_cases[i], id) == 0)
-            return 1;
-    return 0;
-}
-
-/* Whether any asked-for case id starts with prefix. */
-static int prefix_wanted(const struct otasim_runner *r, const char *prefix)
-{
-    if (!r->o.n_only_cases)
-        return 1;
-    for (size_t i = 0; i < r->o.n_only_cases; i++)
-        if (strncmp(r->o.only_cases[i], prefix, strlen(prefix)) == 0)
-            return 1;
-    return 0;
-}
-
-/* --case: the asked-for cases run (each on its own, not by equivalence);
- * failed recording runs stay (the points asked for depend on them). */
-static int select_cases(struct otasim_runner *r, struct otasim_run_stats *s, struct ota_err *err)
-{
-    s->cases = 0;
-    for (size_t i = 0; i < r->n_cases; i++) {
-        struct rcase *c = &r->cases[i];
-        if (c->prerun) {
-            s->cases++;
-        } else if (case_wanted(r, c->id)) {
-            c->equivalent_to = -1;
-            s->cases++;
-        } else {
-            c->done = 1;
-        }
-    }
-    for (size_t k = 0; k < r->o.n_only_cases; k++) {
-        int found = 0;
-        for (size_t i = 0; i < r->n_cases && !found; i++)
-            found = strcmp(r->cases[i].id, r->o.only_cases[k]) == 0;
-        for (size_t i = 0; i < r->n_cases && !found; i++)
-            found =
-                r->cases[i].prerun && strncmp(r->cases[i].id, r->o.only_cases[k],
-                                              strlen(r->cases[i].id) - strlen("recording")) == 0;
-        if (!found)
-            return ota_err_set(err, ENOENT, "no case '%s' (see --list)", r->o.only_cases[k]);
-    }
-    return 0;
-}
-
-/* "SCENARIO/KIND@point:": what the case ids of a points: all entry start with. */
-static void points_prefix(const struct otasim_runner *r, size_t si, const struct otasim_fault *f,
-                          char *buf, size_t cap)
-{
-    char label[160];
-    struct otasim_fault g = *f;
-
-    g.trigger.point = 1;
-    otasim_fault_label(&g, label, sizeof(label));
-    if (strrchr(label, ':'))
-        strrchr(label, ':')[1] = '\0';
-    snprintf(buf, cap, "%s/%s", r->scens[si].sc.name, label);
-}
-
-/* The agent under test failed the no-fault recording run of a points: all
- * entry: that is a failed trial of the agent (its invariants, its reproduce
- * command), not a harness error; the points cannot be enumerated. */
-static int recording_failed(struct otasim_runner *r, size_t si, const struct otasim_fault *f,
-                            const char *prefix, struct otasim_trial *failed, struct ota_err *err)
-{
-    struct rcase *c = new_case(r, si, f, err);
-
-    if (!c) {
-        otasim_trial_free(failed);
-        return -ENOMEM;
-    }
-    snprintf(c->id, sizeof(c->id), "%srecording", prefix);
-    c->tr = *failed;
-    c->seed = failed->seed;
-    ota_strlcpy(c->device_id, failed->device_id, sizeof(c->device_id));
-    c->prerun = 1;
-    c->done = 1;
-    r->scens[si].cases_left--; /* it never runs: no server to wait for */
-    return 0;
-}
-
-static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
-{
-    struct scen *s = &r->scens[si];
-    struct otasim_fault f = s->sc.fault;
-
-    if (f.n_states == 0 && qemu_skips(r, si, &f))
-        return 0;
-
-    if (f.n_states > 0) {
-        for (size_t i = 0; i < f.n_states; i++) {
-            struct otasim_fault g = f;
-            g.trigger.kind = OTASIM_TRIGGER_STATE;
-            ota_strlcpy(g.trigger.state, f.states[i], sizeof(g.trigger.state));
-            g.trigger.nth = 1;
-            if (qemu_skips(r, si, &g))
-                continue;
-            if (!new_case(r, si, &g, err))
-                return -ENOMEM;
-        }
-        return 0;
-    }
-    if (f.all_points) {
-        struct otasim_recording rec = {0};
-        struct otasim_trial failed;
-        char prefix[200];
-        long rep = -1;
-        int rc;
-        f.trigger.kind = OTASIM_TRIGGER_POINT;
-        f.trigger.point = 0;
-        points_prefix(r, si, &f, prefix, sizeof(prefix));
-        if (!prefix_wanted(r, prefix))
-            return 0; /* --case names none of these points: no recording run */
-        rc = recording(r, si, &rec, &failed, err);
-        if (rc == OTASIM_RECORD_FAILED)
-            return recording_failed(r, si, &f, prefix, &failed, err);
-        if (rc < 0)
-            return rc;
-        for (uint64_t n = 1; n <= rec.calls; n++) {
-            struct otasim_fault g = f;
-            struct rcase *c;
-            g.trigger.kind = OTASIM_TRIGGER_POINT;
-            g.trigger.point = n;
-            c = new_case(r, si, &g, err);
-            if (!c) {
-                otasim_recording_free(&rec);
-                return -ENOMEM;
-            }
-            /* Points with no fsync or message between them leave the same
-             * durable state, but not the same unsynced operations: under reorder
-             * or torn each point is its own trial. */
-            if (rec.distinct[n] || r->o.exhaustive || rep < 0 || subsets_of(&g))
-                rep = (long)(c - r->cases);
-            else
-                c->equivalent_to = rep;
-        }
-        otasim_recording_free(&rec);
-        return 0;
-    }
-    return new_case(r, si, &f, err) ? 0 : -ENOMEM;
-}
-
-/* --crash-model and --crash-subsets over the scenario's own, for power cuts. */
-static void apply_crash_opts(const struct otasim_runner *r, struct otasim_fault *f)
-{
-    if (f->kind != OTASIM_FAULT_POWER_CUT)
-        return;
-    if (r->o.crash_model >= 0)
-        f->crash_model = (enum otasim_crash_model)r->o.crash_model;
-    if (r->o.crash_subsets > 0)
-        f->crash_subsets = r->o.crash_subsets;
-}
-
-int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
-                      const struct otasim_fault *override, struct ota_err *err)
-{
-    struct scen *n = realloc(r->scens, (r->n_scens + 1) * sizeof(*n));
-    int rc;
-
-    if (!n)
-        return ota_err_set(err, ENOMEM, "out of memory");
-    r->scens = n;
-    memset(&n[r->n_scens], 0, sizeof(n[0]));
-    n[r->n_scens].sc = *sc;
-    if (override) {
-        n[r->n_scens].sc.fault.kind = override->kind;
-        n[r->n_scens].sc.fault.trigger = override->trigger;
-        n[r->n_scens].sc.fault.n_states = 0;
-        n[r->n_scens].sc.fault.all_points = 0;
-    }
-    apply_crash_opts(r, &n[r->n_scens].sc.fault);
-    memset(sc, 0, sizeof(*sc));
-    r->n_scens++;
-    if ((rc = ota_fs_mkdirs(r->run_dir, err)) < 0)
-        return rc;
-    return expand(r, r->n_scens - 1, err);
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -671,10 +337,10 @@ static void child_main(struct otasim_runner *r, size_t ci)
 static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, int64_t t0,
                      int final)
 {
-    tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_PROGRESS,
-                                       .stats = s,
-                                       .elapsed_ms = otasim_now_ms() - t0,
-                                       .final = final});
+    otasim_runner_tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_PROGRESS,
+                                                     .stats = s,
+                                                     .elapsed_ms = otasim_now_ms() - t0,
+                                                     .final = final});
 }
 
 static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *s)
@@ -694,13 +360,14 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
     else
         s->errors++;
     if (c->tr.outcome != OTASIM_PASS && c->tr.outcome != OTASIM_NOT_RUN && c->equivalent_to < 0)
-        tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_FAILED,
-                                           .id = c->id,
-                                           .detail = c->tr.detail,
-                                           .reproduce = repro,
-                                           .logs = c->tr.logs});
+        otasim_runner_tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_FAILED,
+                                                         .id = c->id,
+                                                         .detail = c->tr.detail,
+                                                         .reproduce = repro,
+                                                         .logs = c->tr.logs});
     if (r->db && otasim_rundb_add(r->db, r->run_id, c->id, &c->tr, repro, eq, &e) < 0)
-        tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_WARNING, .detail = e.reason});
+        otasim_runner_tell(
+            r, &(struct otasim_run_event){.kind = OTASIM_RUN_WARNING, .detail = e.reason});
 }
 
 /* Whether the agent under test has named fault points (`ota-agent
@@ -744,9 +411,10 @@ static int cannot_run(struct otasim_runner *r, size_t ci, struct otasim_run_stat
              "not run: the agent was built without named fault points (trigger fault_point: "
              "%s): cmake -DOTA_FAULT_POINTS=ON",
              c->fault.trigger.fault_point);
-    tell(r,
-         &(struct otasim_run_event){
-             .kind = OTASIM_RUN_NOT_RUN, .id = c->id, .detail = c->tr.detail, .agent = r->t.agent});
+    otasim_runner_tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_NOT_RUN,
+                                                     .id = c->id,
+                                                     .detail = c->tr.detail,
+                                                     .agent = r->t.agent});
     c->done = 1;
     record(r, ci, s);
     if (--r->scens[c->scen].cases_left == 0)
@@ -785,7 +453,7 @@ static int start_cases(struct otasim_runner *r, const struct otasim_run_stats *s
             (*next)++;
             continue;
         }
-        if ((rc = ensure_server(r, c->scen, err)) < 0)
+        if ((rc = otasim_runner_ensure_server(r, c->scen, err)) < 0)
             return rc;
         setup_trial(r, *next);
         fflush(NULL);
@@ -903,13 +571,13 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
 
     s.cases = r->n_cases;
     s.skipped = r->skipped;
-    if (r->o.n_only_cases && (rc = select_cases(r, &s, err)) < 0)
+    if (r->o.n_only_cases && (rc = otasim_runner_select_cases(r, &s, err)) < 0)
         return rc;
     if (r->o.list) {
         for (size_t i = 0; i < r->n_cases; i++)
             if (!r->cases[i].done || r->cases[i].prerun)
-                tell(r,
-                     &(struct otasim_run_event){.kind = OTASIM_RUN_LISTED, .id = r->cases[i].id});
+                otasim_runner_tell(
+                    r, &(struct otasim_run_event){.kind = OTASIM_RUN_LISTED, .id = r->cases[i].id});
         *ret = s;
         return 0;
     }

@@ -3,5 +3,5 @@
 
 int main(int argc, char **argv)
 {
-    return ota_srv_cli_main(argc, argv);
+    return otasrv_cli_main(argc, argv);
 }

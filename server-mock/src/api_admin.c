@@ -22,13 +22,13 @@
 #include "ota/json.h"
 #include "ota/manifest.h"
 #include "otasrv/api.h"
-#include "otasrv/faults.h"
+#include "otasrv/api_faults.h"
 #include "otasrv/files.h"
-#include "otasrv/rollouts.h"
+#include "otasrv/api_rollouts.h"
 
 #define RELEASE_ID_MAX 56 /* "rel-<id>" must fit the agent's 64-byte update id */
 
-static json_t *release_json(const struct ota_release *r)
+static json_t *release_json(const struct otasrv_release *r)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:b, s:I, s:I, s:s, s:s}", "id",
                      r->id, "name", r->name, "version", r->version, "kind", r->kind, "payload",
@@ -56,13 +56,13 @@ static int query_iter(void *cls, const char *key, const char *value)
     return 1;
 }
 
-static int check_query(struct ota_req *req, const char *const *allowed, enum ota_srv_result *ret)
+static int check_query(struct otasrv_req *req, const char *const *allowed, enum otasrv_result *ret)
 {
     struct query_check q = {allowed, ""};
 
-    ota_srv_query_each(req, query_iter, &q);
+    otasrv_query_each(req, query_iter, &q);
     if (q.bad[0]) {
-        *ret = ota_srv_reply_error(req, 400, "unknown query parameter \"%s\"", q.bad);
+        *ret = otasrv_reply_error(req, 400, "unknown query parameter \"%s\"", q.bad);
         return -EINVAL;
     }
     return 0;
@@ -147,16 +147,16 @@ static char *read_trimmed(const char *path, size_t max, struct ota_err *err)
 /* The manifest and its signature of a release add: read from dir's files,
  * or the body's fields (malloc'ed into *ret_manifest, *ret_sig). On
  * failure replies (400 / 500) and returns -EINVAL. */
-static int manifest_and_sig(struct ota_req *req, json_t *o, const char *dirarg,
+static int manifest_and_sig(struct otasrv_req *req, json_t *o, const char *dirarg,
                             const char *payload_path, char **ret_manifest, char **ret_sig,
-                            enum ota_srv_result *ret)
+                            enum otasrv_result *ret)
 {
     struct ota_err err = {0};
     char *manifest = NULL, *sig = NULL, path[4400];
 
     if (dirarg) {
         if (json_object_get(o, "manifest") || json_object_get(o, "signature") || payload_path) {
-            *ret = ota_srv_reply_error(req, 400, "give dir, or manifest and signature: not both");
+            *ret = otasrv_reply_error(req, 400, "give dir, or manifest and signature: not both");
             return -EINVAL;
         }
         snprintf(path, sizeof(path), "%s/manifest.json", dirarg);
@@ -164,22 +164,22 @@ static int manifest_and_sig(struct ota_req *req, json_t *o, const char *dirarg,
         snprintf(path, sizeof(path), "%s/manifest.json.sig", dirarg);
         sig = manifest ? read_trimmed(path, 1024, &err) : NULL;
         if (!manifest || !sig) {
-            *ret = ota_srv_reply_error(req, 400, "dir: %s", err.reason);
+            *ret = otasrv_reply_error(req, 400, "dir: %s", err.reason);
             goto fail;
         }
     } else {
         const char *mt = json_string_value(json_object_get(o, "manifest"));
         const char *st = json_string_value(json_object_get(o, "signature"));
         if (!mt || !st) {
-            *ret = ota_srv_reply_error(req, 400,
-                                       "fields manifest and signature (strings) are required "
-                                       "without dir");
+            *ret = otasrv_reply_error(req, 400,
+                                      "fields manifest and signature (strings) are required "
+                                      "without dir");
             return -EINVAL;
         }
         manifest = strdup(mt);
         sig = strdup(st);
         if (!manifest || !sig) {
-            *ret = ota_srv_reply_error(req, 500, "out of memory");
+            *ret = otasrv_reply_error(req, 500, "out of memory");
             goto fail;
         }
     }
@@ -194,7 +194,7 @@ fail:
 
 /* A release's files in dir: the manifest, its signature, the payload's
  * .sha256 line, each written atomically. */
-static int write_release_files(const char *dir, const struct ota_release *rel, const char *sig,
+static int write_release_files(const char *dir, const struct otasrv_release *rel, const char *sig,
                                struct ota_err *err)
 {
     char line[400], path[4400];
@@ -214,7 +214,7 @@ static int write_release_files(const char *dir, const struct ota_release *rel, c
 
 /* The row of a new release (its id set) from its parsed manifest; rel
  * borrows manifest. */
-static void release_from_manifest(struct ota_release *rel, const struct ota_manifest *m,
+static void release_from_manifest(struct otasrv_release *rel, const struct ota_manifest *m,
                                   char *manifest, const char *sig)
 {
     ota_strlcpy(rel->name, m->name, sizeof(rel->name));
@@ -225,29 +225,29 @@ static void release_from_manifest(struct ota_release *rel, const struct ota_mani
     ota_hex_encode(m->sha256, sizeof(m->sha256), rel->sha256);
     rel->size = m->size;
     rel->manifest = manifest;
-    rel->created_ms = ota_srv_now_ms();
+    rel->created_ms = otasrv_now_ms();
 }
 
-static enum ota_srv_result release_add(struct ota_req *req)
+static enum otasrv_result release_add(struct otasrv_req *req)
 {
     static const char *const keys[] = {"id",           "dir",     "manifest", "signature",
                                        "payload_path", "publish", NULL};
-    struct ota_srv *srv = req->srv;
+    struct otasrv_srv *srv = req->srv;
     struct ota_err err = {0};
-    struct ota_release rel = {0}, *got = NULL;
+    struct otasrv_release rel = {0}, *got = NULL;
     struct ota_manifest m;
     char *manifest = NULL, *sig = NULL, src[4200] = "", dir[4200], path[4400];
     uint8_t raw[OTA_ED25519_SIG_LEN + 4];
     size_t rawn = 0;
     const char *dirarg, *id, *payload_path;
     json_t *o = NULL, *pub;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int r, made_dir = 0;
 
-    if (ota_srv_body_object(req, &o, &ret) < 0)
+    if (otasrv_body_object(req, &o, &ret) < 0)
         return ret;
-    if (ota_srv_check_keys(o, keys, &err) < 0) {
-        ret = ota_srv_reply_error(req, 400, "%s", err.reason);
+    if (otasrv_check_keys(o, keys, &err) < 0) {
+        ret = otasrv_reply_error(req, 400, "%s", err.reason);
         goto out;
     }
     dirarg = json_string_value(json_object_get(o, "dir"));
@@ -256,41 +256,41 @@ static enum ota_srv_result release_add(struct ota_req *req)
     pub = json_object_get(o, "publish");
     if ((json_object_get(o, "dir") && !dirarg) || (json_object_get(o, "id") && !id) ||
         (json_object_get(o, "payload_path") && !payload_path) || (pub && !json_is_boolean(pub))) {
-        ret = ota_srv_reply_error(req, 400, "dir, id, payload_path: strings; publish: a boolean");
+        ret = otasrv_reply_error(req, 400, "dir, id, payload_path: strings; publish: a boolean");
         goto out;
     }
     if (manifest_and_sig(req, o, dirarg, payload_path, &manifest, &sig, &ret) < 0)
         goto out;
     if (ota_manifest_parse(manifest, strlen(manifest), &m, &err) < 0) {
-        ret = ota_srv_reply_error(req, 400, "manifest: %s", err.reason);
+        ret = otasrv_reply_error(req, 400, "manifest: %s", err.reason);
         goto out;
     }
     if (strlen(sig) >= sizeof(rel.signature) || ota_b64_decode(sig, raw, sizeof(raw), &rawn) < 0 ||
         rawn != OTA_ED25519_SIG_LEN) {
-        ret = ota_srv_reply_error(req, 400, "signature: base64 of a 64-byte Ed25519 signature");
+        ret = otasrv_reply_error(req, 400, "signature: base64 of a 64-byte Ed25519 signature");
         goto out;
     }
     if (srv->public_key_pem &&
         ota_manifest_verify(manifest, strlen(manifest), sig, srv->public_key_pem, &err) < 0) {
-        ret = ota_srv_reply_error(req, 400, "signature: %s", err.reason);
+        ret = otasrv_reply_error(req, 400, "signature: %s", err.reason);
         goto out;
     }
     if (id)
         ota_strlcpy(rel.id, id, sizeof(rel.id));
     else
         snprintf(rel.id, sizeof(rel.id), "%s-%s", m.name, m.version);
-    if (!ota_srv_valid_id(rel.id) || strlen(rel.id) > RELEASE_ID_MAX) {
-        ret = ota_srv_reply_error(req, 400, "release id \"%s\": [A-Za-z0-9][A-Za-z0-9._+-]{0,55}",
-                                  rel.id);
+    if (!otasrv_valid_id(rel.id) || strlen(rel.id) > RELEASE_ID_MAX) {
+        ret = otasrv_reply_error(req, 400, "release id \"%s\": [A-Za-z0-9][A-Za-z0-9._+-]{0,55}",
+                                 rel.id);
         goto out;
     }
-    if (!ota_srv_valid_id(m.payload)) {
-        ret = ota_srv_reply_error(req, 400, "manifest: payload name \"%s\" is not a plain name",
-                                  m.payload);
+    if (!otasrv_valid_id(m.payload)) {
+        ret = otasrv_reply_error(req, 400, "manifest: payload name \"%s\" is not a plain name",
+                                 m.payload);
         goto out;
     }
-    if (ota_store_release_get(srv->store, rel.id, &got, NULL) == 0) {
-        ret = ota_srv_reply_error(req, 409, "release %s exists", rel.id);
+    if (otasrv_store_release_get(srv->store, rel.id, &got, NULL) == 0) {
+        ret = otasrv_reply_error(req, 409, "release %s exists", rel.id);
         goto out;
     }
     release_from_manifest(&rel, &m, manifest, sig);
@@ -302,20 +302,20 @@ static enum ota_srv_result release_add(struct ota_req *req)
     /* Files first (a stale directory from a crash is replaced), row last. */
     snprintf(dir, sizeof(dir), "%s/%s", srv->releases_dir, rel.id);
     if ((r = ota_fs_remove_tree(dir, &err)) < 0 || (r = ota_fs_mkdirs(dir, &err)) < 0) {
-        ret = ota_srv_reply_error(req, 500, "%s", err.reason);
+        ret = otasrv_reply_error(req, 500, "%s", err.reason);
         goto out;
     }
     made_dir = 1;
     if (write_release_files(dir, &rel, sig, &err) < 0) {
-        ret = ota_srv_reply_error(req, 500, "%s", err.reason);
+        ret = otasrv_reply_error(req, 500, "%s", err.reason);
         goto out;
     }
     if (src[0]) {
         snprintf(path, sizeof(path), "%s/%s", dir, rel.payload_name);
         r = copy_checked(src, path, rel.size, rel.sha256, &err);
         if (r < 0) {
-            ret = ota_srv_reply_error(req, r == -EBADMSG || r == -ENOENT ? 400 : 500, "%s",
-                                      err.reason);
+            ret = otasrv_reply_error(req, r == -EBADMSG || r == -ENOENT ? 400 : 500, "%s",
+                                     err.reason);
             goto out;
         }
         ota_strlcpy(rel.payload_path, path, sizeof(rel.payload_path));
@@ -324,42 +324,42 @@ static enum ota_srv_result release_add(struct ota_req *req)
             rel.published_ms = rel.created_ms;
         }
     } else if (json_is_true(pub)) {
-        ret = ota_srv_reply_error(req, 409, "cannot publish a release without its payload");
+        ret = otasrv_reply_error(req, 409, "cannot publish a release without its payload");
         goto out;
     }
-    if ((r = ota_store_release_add(srv->store, &rel, &err)) < 0) {
+    if ((r = otasrv_store_release_add(srv->store, &rel, &err)) < 0) {
         if (r == -EEXIST)
             made_dir = 0; /* someone else's now */
-        ret = ota_srv_reply_store_error(req, r, &err);
+        ret = otasrv_reply_store_error(req, r, &err);
         goto out;
     }
     made_dir = 0;
-    ret = ota_srv_reply_json(req, 201, release_json(&rel));
+    ret = otasrv_reply_json(req, 201, release_json(&rel));
 out:
     if (made_dir)
         ota_ignore(ota_fs_remove_tree(dir, NULL));
-    ota_release_free(got);
+    otasrv_release_free(got);
     free(manifest);
     free(sig);
     json_decref(o);
     return ret;
 }
 
-void ota_api_admin_upload_begin(struct ota_req *req)
+void otasrv_api_admin_upload_begin(struct otasrv_req *req)
 {
-    struct ota_srv *srv = req->srv;
-    struct ota_release *rel = NULL;
+    struct otasrv_srv *srv = req->srv;
+    struct otasrv_release *rel = NULL;
     const char *rid = req->seg[3];
-    const char *cl = ota_srv_header(req, "Content-Length");
+    const char *cl = otasrv_header(req, "Content-Length");
     char sha[65];
 
-    if (ota_srv_bearer_sha(req, sha) < 0 ||
-        ota_store_admin_token_check(srv->store, sha, NULL) < 0) {
+    if (otasrv_bearer_sha(req, sha) < 0 ||
+        otasrv_store_admin_token_check(srv->store, sha, NULL) < 0) {
         req->early_status = 401;
         snprintf(req->early_detail, sizeof(req->early_detail), "admin token required");
         return;
     }
-    if (!ota_srv_valid_id(rid) || ota_store_release_get(srv->store, rid, &rel, NULL) < 0) {
+    if (!otasrv_valid_id(rid) || otasrv_store_release_get(srv->store, rid, &rel, NULL) < 0) {
         req->early_status = 404;
         snprintf(req->early_detail, sizeof(req->early_detail), "no release %.128s", rid);
         return;
@@ -388,69 +388,69 @@ void ota_api_admin_upload_begin(struct ota_req *req)
                      strerror(errno ? errno : ENOMEM));
         }
     }
-    ota_release_free(rel);
+    otasrv_release_free(rel);
 }
 
-enum ota_srv_result ota_api_admin_upload_end(struct ota_req *req)
+enum otasrv_result otasrv_api_admin_upload_end(struct otasrv_req *req)
 {
-    struct ota_srv *srv = req->srv;
-    struct ota_release *rel = NULL;
+    struct otasrv_srv *srv = req->srv;
+    struct otasrv_release *rel = NULL;
     struct ota_err err = {0};
     uint8_t d[OTA_SHA256_LEN];
     char got[OTA_SHA256_HEX];
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int r;
 
-    if ((r = ota_store_release_get(srv->store, req->up.release_id, &rel, &err)) < 0)
-        return ota_srv_reply_store_error(req, r, &err);
+    if ((r = otasrv_store_release_get(srv->store, req->up.release_id, &rel, &err)) < 0)
+        return otasrv_reply_store_error(req, r, &err);
     if (ota_sha256_final(req->up.hash, d) < 0) {
-        ret = ota_srv_reply_error(req, 500, "hashing the upload");
+        ret = otasrv_reply_error(req, 500, "hashing the upload");
         goto out;
     }
     ota_hex_encode(d, sizeof(d), got);
     if (req->up.len != rel->size || strcmp(got, rel->sha256) != 0) {
-        ret = ota_srv_reply_error(
+        ret = otasrv_reply_error(
             req, 400, "upload: %llu bytes, sha256 %s; the manifest says %llu, %s",
             (unsigned long long)req->up.len, got, (unsigned long long)rel->size, rel->sha256);
         goto out;
     }
     if (fsync(req->up.fd) < 0 || rename(req->up.tmp, req->up.dst) < 0) {
-        ret = ota_srv_reply_error(req, 500, "storing the upload: %s", strerror(errno));
+        ret = otasrv_reply_error(req, 500, "storing the upload: %s", strerror(errno));
         goto out;
     }
     close(req->up.fd);
     req->up.fd = -1;
     if ((r = ota_fs_sync_parent(req->up.dst, &err)) < 0 ||
-        (r = ota_store_release_set_payload(srv->store, rel->id, req->up.dst, &err)) < 0) {
-        ret = ota_srv_reply_store_error(req, r, &err);
+        (r = otasrv_store_release_set_payload(srv->store, rel->id, req->up.dst, &err)) < 0) {
+        ret = otasrv_reply_store_error(req, r, &err);
         goto out;
     }
     ota_strlcpy(rel->payload_path, req->up.dst, sizeof(rel->payload_path));
-    ret = ota_srv_reply_json(req, 200, release_json(rel));
+    ret = otasrv_reply_json(req, 200, release_json(rel));
 out:
-    ota_release_free(rel);
+    otasrv_release_free(rel);
     return ret;
 }
 
-static enum ota_srv_result releases_list(struct ota_req *req)
+static enum otasrv_result releases_list(struct otasrv_req *req)
 {
     static const char *const q[] = {"published", "limit", "offset", NULL};
     struct ota_err err = {0};
-    struct ota_release **v = NULL;
+    struct otasrv_release **v = NULL;
     int64_t published, limit, offset;
     size_t n = 0;
     json_t *out, *arr;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int r;
 
     if (check_query(req, q, &ret) < 0)
         return ret;
-    if (ota_srv_query_int(req, "published", -1, 0, 1, &published, &err) < 0 ||
-        ota_srv_query_int(req, "limit", 100, 1, 1000, &limit, &err) < 0 ||
-        ota_srv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0)
-        return ota_srv_reply_error(req, 400, "%s", err.reason);
-    if ((r = ota_store_release_list(req->srv->store, published == 1, &v, &n, &err)) < 0)
-        return ota_srv_reply_store_error(req, r, &err);
+    if (otasrv_query_int(req, "published", -1, 0, 1, &published, &err) < 0 ||
+        otasrv_query_int(req, "limit", 100, 1, 1000, &limit, &err) < 0 ||
+        otasrv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0)
+        return otasrv_reply_error(req, 400, "%s", err.reason);
+    if ((r = otasrv_store_release_list(req->srv->store, published == 1, &v, &n, &err)) < 0)
+        return otasrv_reply_store_error(req, r, &err);
     out = json_pack("{s:[], s:I}", "releases", "total", (json_int_t)0);
     arr = json_object_get(out, "releases");
     for (size_t i = 0, seen = 0; i < n; i++) {
@@ -461,72 +461,72 @@ static enum ota_srv_result releases_list(struct ota_req *req)
         json_object_set_new(out, "total", json_integer((json_int_t)seen));
     }
     for (size_t i = 0; i < n; i++)
-        ota_release_free(v[i]);
+        otasrv_release_free(v[i]);
     free(v);
-    return ota_srv_reply_json(req, 200, out);
+    return otasrv_reply_json(req, 200, out);
 }
 
-static enum ota_srv_result release_one(struct ota_req *req, const char *rid, const char *action)
+static enum otasrv_result release_one(struct otasrv_req *req, const char *rid, const char *action)
 {
-    struct ota_srv *srv = req->srv;
-    struct ota_release *rel = NULL;
+    struct otasrv_srv *srv = req->srv;
+    struct otasrv_release *rel = NULL;
     struct ota_err err = {0};
     char dir[4200];
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int r;
 
-    if (!ota_srv_valid_id(rid) || (r = ota_store_release_get(srv->store, rid, &rel, &err)) < 0)
-        return ota_srv_reply_error(req, 404, "no release %s", rid);
+    if (!otasrv_valid_id(rid) || (r = otasrv_store_release_get(srv->store, rid, &rel, &err)) < 0)
+        return otasrv_reply_error(req, 404, "no release %s", rid);
     if (strcmp(action, "get") == 0) {
-        ret = ota_srv_reply_json(req, 200, release_json(rel));
+        ret = otasrv_reply_json(req, 200, release_json(rel));
     } else if (strcmp(action, "publish") == 0) {
         if (!rel->payload_path[0])
-            ret = ota_srv_reply_error(req, 409, "release %s has no payload yet", rid);
-        else if ((r = ota_store_release_publish(srv->store, rid, ota_srv_now_ms(), &err)) < 0 ||
-                 (ota_release_free(rel), rel = NULL,
-                  r = ota_store_release_get(srv->store, rid, &rel, &err)) < 0)
-            ret = ota_srv_reply_store_error(req, r, &err);
+            ret = otasrv_reply_error(req, 409, "release %s has no payload yet", rid);
+        else if ((r = otasrv_store_release_publish(srv->store, rid, otasrv_now_ms(), &err)) < 0 ||
+                 (otasrv_release_free(rel), rel = NULL,
+                  r = otasrv_store_release_get(srv->store, rid, &rel, &err)) < 0)
+            ret = otasrv_reply_store_error(req, r, &err);
         else
-            ret = ota_srv_reply_json(req, 200, release_json(rel));
+            ret = otasrv_reply_json(req, 200, release_json(rel));
     } else { /* delete */
         if (srv->release_in_use && srv->release_in_use(srv->hook_ctx, rid))
-            ret = ota_srv_reply_error(req, 409, "release %s is used by a rollout", rid);
-        else if ((r = ota_store_release_delete(srv->store, rid, &err)) < 0)
-            ret = ota_srv_reply_store_error(req, r, &err);
+            ret = otasrv_reply_error(req, 409, "release %s is used by a rollout", rid);
+        else if ((r = otasrv_store_release_delete(srv->store, rid, &err)) < 0)
+            ret = otasrv_reply_store_error(req, r, &err);
         else {
             snprintf(dir, sizeof(dir), "%s/%s", srv->releases_dir, rid);
             ota_ignore(ota_fs_remove_tree(dir, NULL)); /* the row is gone: files are garbage */
-            ret = ota_srv_reply_json(req, 200, json_pack("{s:s}", "deleted", rid));
+            ret = otasrv_reply_json(req, 200, json_pack("{s:s}", "deleted", rid));
         }
     }
-    ota_release_free(rel);
+    otasrv_release_free(rel);
     return ret;
 }
 
-static enum ota_srv_result devices_list(struct ota_req *req)
+static enum otasrv_result devices_list(struct otasrv_req *req)
 {
     static const char *const q[] = {"type", "group", "tag",    "version",
                                     "kind", "limit", "offset", NULL};
-    struct ota_device_filter f = {0};
+    struct otasrv_device_filter f = {0};
     struct ota_err err = {0};
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     json_t *out;
     int r;
 
     if (check_query(req, q, &ret) < 0)
         return ret;
-    f.type = ota_srv_query(req, "type");
-    f.group = ota_srv_query(req, "group");
-    f.tag = ota_srv_query(req, "tag");
-    f.version = ota_srv_query(req, "version");
-    f.kind = ota_srv_query(req, "kind");
+    f.type = otasrv_query(req, "type");
+    f.group = otasrv_query(req, "group");
+    f.tag = otasrv_query(req, "tag");
+    f.version = otasrv_query(req, "version");
+    f.kind = otasrv_query(req, "kind");
     if (f.kind && strcmp(f.kind, "app") != 0 && strcmp(f.kind, "rootfs") != 0)
-        return ota_srv_reply_error(req, 400, "query parameter kind: app or rootfs");
-    if (ota_srv_query_int(req, "limit", 100, 1, 1000, &f.limit, &err) < 0 ||
-        ota_srv_query_int(req, "offset", 0, 0, INT64_MAX, &f.offset, &err) < 0)
-        return ota_srv_reply_error(req, 400, "%s", err.reason);
-    if ((r = ota_store_devices_list(req->srv->store, &f, &out, &err)) < 0)
-        return ota_srv_reply_store_error(req, r, &err);
+        return otasrv_reply_error(req, 400, "query parameter kind: app or rootfs");
+    if (otasrv_query_int(req, "limit", 100, 1, 1000, &f.limit, &err) < 0 ||
+        otasrv_query_int(req, "offset", 0, 0, INT64_MAX, &f.offset, &err) < 0)
+        return otasrv_reply_error(req, 400, "%s", err.reason);
+    if ((r = otasrv_store_devices_list(req->srv->store, &f, &out, &err)) < 0)
+        return otasrv_reply_store_error(req, r, &err);
     {
         int64_t total = json_integer_value(json_object_get(out, "total"));
         int64_t next = f.offset + (int64_t)json_array_size(json_object_get(out, "devices"));
@@ -534,44 +534,44 @@ static enum ota_srv_result devices_list(struct ota_req *req)
         json_object_set_new(out, "offset", json_integer(f.offset));
         json_object_set_new(out, "next_offset", next < total ? json_integer(next) : json_null());
     }
-    return ota_srv_reply_json(req, 200, out);
+    return otasrv_reply_json(req, 200, out);
 }
 
-static enum ota_srv_result reports_list(struct ota_req *req)
+static enum otasrv_result reports_list(struct otasrv_req *req)
 {
     static const char *const q[] = {"device", "update_id", "limit", "offset", NULL};
     struct ota_err err = {0};
     int64_t limit, offset;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     json_t *out;
     int r;
 
     if (check_query(req, q, &ret) < 0)
         return ret;
-    if (ota_srv_query_int(req, "limit", 1000, 1, 10000, &limit, &err) < 0 ||
-        ota_srv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0)
-        return ota_srv_reply_error(req, 400, "%s", err.reason);
-    r = ota_store_reports_list(req->srv->store, ota_srv_query(req, "device"),
-                               ota_srv_query(req, "update_id"), limit, offset, &out, &err);
+    if (otasrv_query_int(req, "limit", 1000, 1, 10000, &limit, &err) < 0 ||
+        otasrv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0)
+        return otasrv_reply_error(req, 400, "%s", err.reason);
+    r = otasrv_store_reports_list(req->srv->store, otasrv_query(req, "device"),
+                                  otasrv_query(req, "update_id"), limit, offset, &out, &err);
     if (r < 0)
-        return ota_srv_reply_store_error(req, r, &err);
-    return ota_srv_reply_json(req, 200, out);
+        return otasrv_reply_store_error(req, r, &err);
+    return otasrv_reply_json(req, 200, out);
 }
 
-enum ota_srv_result ota_api_admin_handle(struct ota_req *req)
+enum otasrv_result otasrv_api_admin_handle(struct otasrv_req *req)
 {
     const char *const *s = req->seg;
     const char *m = req->method;
     int n = req->nseg, get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     json_t *dev;
     struct ota_err err = {0};
     int r;
 
-    if (ota_srv_require_admin(req, &ret) < 0)
+    if (otasrv_require_admin(req, &ret) < 0)
         return ret;
     if (n >= 3 && strcmp(s[2], "faults") == 0) /* fault plans: api_faults.c */
-        return ota_api_faults_handle(req);
+        return otasrv_api_faults_handle(req);
     if (n == 3 && strcmp(s[2], "releases") == 0) {
         if (get)
             return releases_list(req);
@@ -590,20 +590,20 @@ enum ota_srv_result ota_api_admin_handle(struct ota_req *req)
             return devices_list(req);
     } else if (n == 4 && strcmp(s[2], "devices") == 0) {
         if (get) {
-            if (!ota_srv_valid_id(s[3]))
-                return ota_srv_reply_error(req, 404, "no device %s", s[3]);
-            if ((r = ota_store_device_get(req->srv->store, s[3], &dev, &err)) < 0)
-                return ota_srv_reply_store_error(req, r, &err);
-            return ota_srv_reply_json(req, 200, dev);
+            if (!otasrv_valid_id(s[3]))
+                return otasrv_reply_error(req, 404, "no device %s", s[3]);
+            if ((r = otasrv_store_device_get(req->srv->store, s[3], &dev, &err)) < 0)
+                return otasrv_reply_store_error(req, r, &err);
+            return otasrv_reply_json(req, 200, dev);
         }
     } else if (n == 3 && strcmp(s[2], "reports") == 0) {
         if (get)
             return reports_list(req);
     } else if (strcmp(s[2], "rollouts") == 0 || strcmp(s[2], "events") == 0 ||
                strcmp(s[2], "stats") == 0) {
-        return ota_api_rollouts_handle(req);
+        return otasrv_api_rollouts_handle(req);
     } else {
-        return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+        return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
     }
-    return ota_srv_reply_error(req, 405, "method %s not allowed on %s", m, req->path);
+    return otasrv_reply_error(req, 405, "method %s not allowed on %s", m, req->path);
 }

@@ -3,7 +3,7 @@
  * (401 without a valid token, 403 with another device's). Bodies are
  * strict: unknown fields and wrong types are 400, and nothing is written.
  *
- * The offer comes from the rollouts (rollouts.h); only while no rollout
+ * The offer comes from the rollouts (api_rollouts.h); only while no rollout
  * exists at all, it is the newest published
  * release for the device's type that is newer than the device's version of
  * its kind and whose min_version the device meets, unless the device sent
@@ -17,7 +17,7 @@
 #include "otasrv/api.h"
 #include "otasrv/events.h"
 #include "otasrv/files.h"
-#include "otasrv/rollouts.h"
+#include "otasrv/api_rollouts.h"
 
 #define FIELD_MAX 64
 
@@ -65,7 +65,7 @@ static int opt_kinds(const json_t *o, const char *key, char **ret, struct ota_er
     *ret = NULL;
     if (!v)
         return 0;
-    if (!json_is_object(v) || ota_srv_check_keys(v, kinds, NULL) < 0)
+    if (!json_is_object(v) || otasrv_check_keys(v, kinds, NULL) < 0)
         return ota_err_set(err, EINVAL, "field %s: an object with keys app, rootfs", key);
     json_object_foreach((json_t *)v, k, x)
     {
@@ -98,7 +98,7 @@ static int opt_tags(const json_t *o, char **ret, struct ota_err *err)
 
 /* Inventory fields of a register or checkin body into inv (strings point
  * into o or into the malloc'ed *tags, *versions, *slots). */
-static int parse_inventory(const json_t *o, struct ota_device_inv *inv, char **tags,
+static int parse_inventory(const json_t *o, struct otasrv_device_inv *inv, char **tags,
                            char **versions, char **slots, struct ota_err *err)
 {
     int r;
@@ -115,55 +115,55 @@ static int parse_inventory(const json_t *o, struct ota_device_inv *inv, char **t
     return 0;
 }
 
-static enum ota_srv_result do_register(struct ota_req *req)
+static enum otasrv_result do_register(struct otasrv_req *req)
 {
     static const char *const keys[] = {"device_id", "device_type", "group",
                                        "tags",      "versions",    NULL};
-    struct ota_srv *srv = req->srv;
-    struct ota_device_inv inv = {0};
+    struct otasrv_srv *srv = req->srv;
+    struct otasrv_device_inv inv = {0};
     struct ota_err err = {0};
     char sha[65], token[65], token_sha[65];
     char *tags = NULL, *versions = NULL, *slots = NULL;
     const char *id;
     json_t *o = NULL;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int r, created = 0;
 
-    r = ota_srv_bearer_sha(req, sha);
+    r = otasrv_bearer_sha(req, sha);
     if (!srv->enroll_open && (r < 0 || strcmp(sha, srv->enroll_sha) != 0))
-        return ota_srv_reply_error(req, 401, "bad or missing enrollment token");
-    if (ota_srv_body_object(req, &o, &ret) < 0)
+        return otasrv_reply_error(req, 401, "bad or missing enrollment token");
+    if (otasrv_body_object(req, &o, &ret) < 0)
         return ret;
-    if (ota_srv_check_keys(o, keys, &err) < 0 ||
+    if (otasrv_check_keys(o, keys, &err) < 0 ||
         parse_inventory(o, &inv, &tags, &versions, &slots, &err) < 0) {
-        ret = ota_srv_reply_error(req, 400, "%s", err.reason);
+        ret = otasrv_reply_error(req, 400, "%s", err.reason);
         goto out;
     }
     id = json_string_value(json_object_get(o, "device_id"));
-    if (!id || !ota_srv_valid_id(id) || strlen(id) >= 64) {
-        ret = ota_srv_reply_error(req, 400,
-                                  "field device_id: required, [A-Za-z0-9][A-Za-z0-9._+-]{0,62}");
+    if (!id || !otasrv_valid_id(id) || strlen(id) >= 64) {
+        ret = otasrv_reply_error(req, 400,
+                                 "field device_id: required, [A-Za-z0-9][A-Za-z0-9._+-]{0,62}");
         goto out;
     }
     if (!inv.type || !inv.type[0]) {
-        ret = ota_srv_reply_error(req, 400, "field device_type: required");
+        ret = otasrv_reply_error(req, 400, "field device_type: required");
         goto out;
     }
-    if (ota_srv_random_hex(token, 32) < 0 || ota_srv_sha_hex(token, token_sha) < 0) {
-        ret = ota_srv_reply_error(req, 500, "cannot make a token");
+    if (otasrv_random_hex(token, 32) < 0 || otasrv_sha_hex(token, token_sha) < 0) {
+        ret = otasrv_reply_error(req, 500, "cannot make a token");
         goto out;
     }
-    r = ota_store_device_register(srv->store, id, token_sha, &inv, ota_srv_now_ms(), &created,
-                                  &err);
+    r = otasrv_store_device_register(srv->store, id, token_sha, &inv, otasrv_now_ms(), &created,
+                                     &err);
     if (r < 0) {
-        ret = ota_srv_reply_store_error(req, r, &err);
+        ret = otasrv_reply_store_error(req, r, &err);
         goto out;
     }
-    ota_events_publish(
+    otasrv_events_publish(
         srv->events, NULL, "device_registered",
         json_pack("{s:s, s:s, s:b}", "device", id, "device_type", inv.type, "created", created));
-    ret = ota_srv_reply_json(req, created ? 201 : 200,
-                             json_pack("{s:s, s:s}", "device_id", id, "token", token));
+    ret = otasrv_reply_json(req, created ? 201 : 200,
+                            json_pack("{s:s, s:s}", "device_id", id, "token", token));
 out:
     free(tags);
     free(versions);
@@ -173,17 +173,17 @@ out:
 }
 
 /* 0 if the Bearer token is the token of device id; else replies. */
-static int device_auth(struct ota_req *req, const char *id, enum ota_srv_result *ret)
+static int device_auth(struct otasrv_req *req, const char *id, enum otasrv_result *ret)
 {
     char sha[65], who[129];
 
-    if (ota_srv_bearer_sha(req, sha) < 0 ||
-        ota_store_device_by_token(req->srv->store, sha, who, sizeof(who), NULL) < 0) {
-        *ret = ota_srv_reply_error(req, 401, "bad or missing device token");
+    if (otasrv_bearer_sha(req, sha) < 0 ||
+        otasrv_store_device_by_token(req->srv->store, sha, who, sizeof(who), NULL) < 0) {
+        *ret = otasrv_reply_error(req, 401, "bad or missing device token");
         return -EACCES;
     }
     if (strcmp(who, id) != 0) {
-        *ret = ota_srv_reply_error(req, 403, "this token is not the token of device %s", id);
+        *ret = otasrv_reply_error(req, 403, "this token is not the token of device %s", id);
         return -EPERM;
     }
     return 0;
@@ -191,17 +191,17 @@ static int device_auth(struct ota_req *req, const char *id, enum ota_srv_result 
 
 /* The offer for a device (brief: its stored inventory); *ret NULL if none.
  * The releases and their manifests come from the store's cache. */
-static int find_offer(struct ota_req *req, const char *id, const struct ota_device_brief *brief,
-                      json_t **ret, struct ota_err *err)
+static int find_offer(struct otasrv_req *req, const char *id,
+                      const struct otasrv_device_brief *brief, json_t **ret, struct ota_err *err)
 {
-    struct ota_published_set *set = NULL;
+    struct otasrv_published_set *set = NULL;
     json_t *offer = NULL;
     int r;
 
-    if ((r = ota_store_published(req->srv->store, &set, err)) < 0)
+    if ((r = otasrv_store_published(req->srv->store, &set, err)) < 0)
         return r;
     for (size_t i = 0; i < set->n && !offer; i++) {
-        const struct ota_published *p = &set->v[i];
+        const struct otasrv_published *p = &set->v[i];
         const char *cur;
         char update_id[80], base[512], url[1200];
         int fin = 0;
@@ -212,11 +212,11 @@ static int find_offer(struct ota_req *req, const char *id, const struct ota_devi
         if (!cur[0] || ota_manifest_check_device(&p->m, brief->type, cur, NULL) < 0)
             continue;
         snprintf(update_id, sizeof(update_id), "rel-%s", p->rel.id);
-        if ((r = ota_store_report_final(req->srv->store, id, update_id, &fin, err)) < 0)
+        if ((r = otasrv_store_report_final(req->srv->store, id, update_id, &fin, err)) < 0)
             goto out;
         if (fin)
             continue;
-        ota_srv_base_url(req, base, sizeof(base));
+        otasrv_base_url(req, base, sizeof(base));
         snprintf(url, sizeof(url), "%s/api/v1/releases/%s/payload", base, p->rel.id);
         offer = json_pack("{s:s, s:n, s:s, s:s, s:s, s:s}", "update_id", update_id, "rollout_id",
                           "release_id", p->rel.id, "manifest", p->rel.manifest, "signature",
@@ -228,37 +228,37 @@ static int find_offer(struct ota_req *req, const char *id, const struct ota_devi
     }
     *ret = offer;
 out:
-    ota_store_published_put(req->srv->store, set);
+    otasrv_store_published_put(req->srv->store, set);
     return r;
 }
 
-static enum ota_srv_result do_checkin(struct ota_req *req, const char *id)
+static enum otasrv_result do_checkin(struct otasrv_req *req, const char *id)
 {
     static const char *const keys[] = {"device_type", "group", "state", "versions",
                                        "slots",       "tags",  NULL};
-    struct ota_device_inv inv = {0};
-    struct ota_device_brief brief;
+    struct otasrv_device_inv inv = {0};
+    struct otasrv_device_brief brief;
     struct ota_err err = {0};
     char *tags = NULL, *versions = NULL, *slots = NULL;
     json_t *o = NULL, *offer = NULL;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int r;
 
-    if (device_auth(req, id, &ret) < 0 || ota_srv_body_object(req, &o, &ret) < 0)
+    if (device_auth(req, id, &ret) < 0 || otasrv_body_object(req, &o, &ret) < 0)
         return ret;
-    if (ota_srv_check_keys(o, keys, &err) < 0 ||
+    if (otasrv_check_keys(o, keys, &err) < 0 ||
         parse_inventory(o, &inv, &tags, &versions, &slots, &err) < 0) {
-        ret = ota_srv_reply_error(req, 400, "%s", err.reason);
+        ret = otasrv_reply_error(req, 400, "%s", err.reason);
         goto out;
     }
-    if ((r = ota_store_device_checkin(req->srv->store, id, &inv, ota_srv_now_ms(), &brief, &err)) <
-            0 ||
-        (r = ota_rollouts_offer(req, id, &offer, &err)) < 0 ||
+    if ((r = otasrv_store_device_checkin(req->srv->store, id, &inv, otasrv_now_ms(), &brief,
+                                         &err)) < 0 ||
+        (r = otasrv_rollouts_offer(req, id, &offer, &err)) < 0 ||
         (r == 0 && (r = find_offer(req, id, &brief, &offer, &err)) < 0)) {
-        ret = ota_srv_reply_store_error(req, r, &err);
+        ret = otasrv_reply_store_error(req, r, &err);
         goto out;
     }
-    ret = ota_srv_reply_json(req, 200, json_pack("{s:o}", "update", offer ? offer : json_null()));
+    ret = otasrv_reply_json(req, 200, json_pack("{s:o}", "update", offer ? offer : json_null()));
 out:
     free(tags);
     free(versions);
@@ -267,19 +267,19 @@ out:
     return ret;
 }
 
-static enum ota_srv_result do_status(struct ota_req *req, const char *id)
+static enum otasrv_result do_status(struct otasrv_req *req, const char *id)
 {
     static const char *const keys[] = {"update_id", "rollout_id", "version", "kind", "state",
                                        "status",    "reason",     "ts",      NULL};
-    struct ota_report_in rep = {0};
+    struct otasrv_report_in rep = {0};
     struct ota_err err = {0};
     json_t *o = NULL, *ts;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int r, dup = 0;
 
-    if (device_auth(req, id, &ret) < 0 || ota_srv_body_object(req, &o, &ret) < 0)
+    if (device_auth(req, id, &ret) < 0 || otasrv_body_object(req, &o, &ret) < 0)
         return ret;
-    if (ota_srv_check_keys(o, keys, &err) < 0 ||
+    if (otasrv_check_keys(o, keys, &err) < 0 ||
         opt_str(o, "update_id", FIELD_MAX, &rep.update_id, &err) < 0 ||
         opt_str(o, "rollout_id", FIELD_MAX, &rep.rollout_id, &err) < 0 ||
         opt_str(o, "version", FIELD_MAX, &rep.version, &err) < 0 ||
@@ -287,33 +287,33 @@ static enum ota_srv_result do_status(struct ota_req *req, const char *id)
         opt_str(o, "state", 32, &rep.state, &err) < 0 ||
         opt_str(o, "status", 16, &rep.status, &err) < 0 ||
         opt_str(o, "reason", 1024, &rep.reason, &err) < 0) {
-        ret = ota_srv_reply_error(req, 400, "%s", err.reason);
+        ret = otasrv_reply_error(req, 400, "%s", err.reason);
         goto out;
     }
     if (!rep.update_id || !rep.update_id[0] || !rep.state || !rep.state[0] || !rep.status) {
-        ret = ota_srv_reply_error(req, 400, "fields update_id, state and status are required");
+        ret = otasrv_reply_error(req, 400, "fields update_id, state and status are required");
         goto out;
     }
     if (strcmp(rep.status, "in_progress") != 0 && strcmp(rep.status, "success") != 0 &&
         strcmp(rep.status, "failure") != 0) {
-        ret = ota_srv_reply_error(req, 400, "field status: in_progress, success or failure");
+        ret = otasrv_reply_error(req, 400, "field status: in_progress, success or failure");
         goto out;
     }
     ts = json_object_get(o, "ts");
     if (ts && (!json_is_integer(ts) || json_integer_value(ts) < 0)) {
-        ret = ota_srv_reply_error(req, 400, "field ts: an integer >= 0 (unix ms)");
+        ret = otasrv_reply_error(req, 400, "field ts: an integer >= 0 (unix ms)");
         goto out;
     }
     rep.ts = ts ? (int64_t)json_integer_value(ts) : 0;
-    r = ota_store_report_add(req->srv->store, id, &rep, ota_srv_now_ms(), &dup, &err);
+    r = otasrv_store_report_add(req->srv->store, id, &rep, otasrv_now_ms(), &dup, &err);
     if (r == 0 && !dup)
-        r = ota_rollouts_report(req->srv, id, rep.update_id, rep.rollout_id, rep.state, rep.status,
-                                &err);
+        r = otasrv_rollouts_report(req->srv, id, rep.update_id, rep.rollout_id, rep.state,
+                                   rep.status, &err);
     if (r < 0) {
-        ret = ota_srv_reply_store_error(req, r, &err);
+        ret = otasrv_reply_store_error(req, r, &err);
         goto out;
     }
-    ret = ota_srv_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+    ret = otasrv_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 out:
     json_decref(o);
     return ret;
@@ -321,35 +321,35 @@ out:
 
 /* GET|HEAD /api/v1/releases/{id}/{file}: any device's token (published
  * releases) or the admin token (any release). */
-static enum ota_srv_result do_download(struct ota_req *req, const char *rid, const char *name)
+static enum otasrv_result do_download(struct otasrv_req *req, const char *rid, const char *name)
 {
     struct ota_err err = {0};
-    struct ota_release *rel = NULL;
+    struct otasrv_release *rel = NULL;
     char sha[65], who[129], path[4400];
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int admin = 0;
 
-    if (ota_srv_bearer_sha(req, sha) < 0)
-        return ota_srv_reply_error(req, 401, "device token required");
-    if (ota_store_device_by_token(req->srv->store, sha, who, sizeof(who), NULL) < 0) {
-        if (ota_store_admin_token_check(req->srv->store, sha, NULL) < 0)
-            return ota_srv_reply_error(req, 401, "bad device token");
+    if (otasrv_bearer_sha(req, sha) < 0)
+        return otasrv_reply_error(req, 401, "device token required");
+    if (otasrv_store_device_by_token(req->srv->store, sha, who, sizeof(who), NULL) < 0) {
+        if (otasrv_store_admin_token_check(req->srv->store, sha, NULL) < 0)
+            return otasrv_reply_error(req, 401, "bad device token");
         admin = 1;
     }
-    if (!ota_srv_valid_id(rid) || ota_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
+    if (!otasrv_valid_id(rid) || otasrv_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
         (!rel->published && !admin)) {
-        ota_release_free(rel);
-        return ota_srv_reply_error(req, 404, "no release %s", rid);
+        otasrv_release_free(rel);
+        return otasrv_reply_error(req, 404, "no release %s", rid);
     }
-    if (ota_files_release_path(req->srv, rel, name, path, sizeof(path)) < 0)
-        ret = ota_srv_reply_error(req, 404, "no file %s in release %s", name, rid);
+    if (otasrv_files_release_path(req->srv, rel, name, path, sizeof(path)) < 0)
+        ret = otasrv_reply_error(req, 404, "no file %s in release %s", name, rid);
     else
-        ret = ota_files_serve(req, path, NULL);
-    ota_release_free(rel);
+        ret = otasrv_files_serve(req, path, NULL);
+    otasrv_release_free(rel);
     return ret;
 }
 
-enum ota_srv_result ota_api_device_handle(struct ota_req *req)
+enum otasrv_result otasrv_api_device_handle(struct otasrv_req *req)
 {
     const char *const *s = req->seg;
     int post = strcmp(req->method, "POST") == 0;
@@ -357,11 +357,11 @@ enum ota_srv_result ota_api_device_handle(struct ota_req *req)
     if (strcmp(s[2], "releases") == 0)
         return do_download(req, s[3], s[4]);
     if (!post)
-        return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+        return otasrv_reply_error(req, 405, "method %s not allowed", req->method);
     if (req->nseg == 4)
         return do_register(req);
-    if (!ota_srv_valid_id(s[3]))
-        return ota_srv_reply_error(req, 404, "no device %s", s[3]);
+    if (!otasrv_valid_id(s[3]))
+        return otasrv_reply_error(req, 404, "no device %s", s[3]);
     if (strcmp(s[4], "checkin") == 0)
         return do_checkin(req, s[3]);
     return do_status(req, s[3]);

@@ -3,7 +3,7 @@
  * so a request in flight holds no pointer into the plan, only its copied
  * decision. srv->faults_on lets requests skip the plan (and the token
  * lookup for the device id) when it has no rules. */
-#include "otasrv/faults.h"
+#include "otasrv/api_faults.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,7 +13,7 @@
 
 #include "ota/fsutil.h"
 
-int ota_api_faults_load(const char *path, struct otasrv_faultplan **ret, struct ota_err *err)
+int otasrv_api_faults_load(const char *path, struct otasrv_faultplan **ret, struct ota_err *err)
 {
     char *text = NULL;
     size_t n = 0;
@@ -38,7 +38,7 @@ static int plan_has_rules(struct otasrv_faultplan *plan)
     return on;
 }
 
-int ota_api_faults_init(struct ota_srv *srv, struct ota_err *err)
+int otasrv_api_faults_init(struct otasrv_srv *srv, struct ota_err *err)
 {
     int r;
 
@@ -50,7 +50,7 @@ int ota_api_faults_init(struct ota_srv *srv, struct ota_err *err)
 
 /* ---- matching ---- */
 
-static int seg_is(const struct ota_req *req, int i, const char *s)
+static int seg_is(const struct otasrv_req *req, int i, const char *s)
 {
     return i < req->nseg && strcmp(req->seg[i], s) == 0;
 }
@@ -58,7 +58,7 @@ static int seg_is(const struct ota_req *req, int i, const char *s)
 /* The admin face, as route() in server.c tells it: /api/v1/... except the
  * device calls. Admin calls are never faulted (a test must always be able to
  * read and change the plan). */
-static int is_admin(const struct ota_req *req)
+static int is_admin(const struct otasrv_req *req)
 {
     if (!seg_is(req, 0, "api") || !seg_is(req, 1, "v1"))
         return 0;
@@ -71,7 +71,7 @@ static int is_admin(const struct ota_req *req)
 }
 
 /* The device id and release id the request is about (NULL when none). */
-static void request_subjects(struct ota_req *req, char *dev, size_t cap, const char **ret_dev,
+static void request_subjects(struct otasrv_req *req, char *dev, size_t cap, const char **ret_dev,
                              const char **ret_rel)
 {
     char sha[65];
@@ -102,15 +102,15 @@ static void request_subjects(struct ota_req *req, char *dev, size_t cap, const c
         *ret_rel = req->seg[5];
     }
     /* downloads: the device is the token's */
-    if (download && ota_srv_bearer_sha(req, sha) == 0 &&
-        ota_store_device_by_token(req->srv->store, sha, dev, cap, NULL) == 0)
+    if (download && otasrv_bearer_sha(req, sha) == 0 &&
+        otasrv_store_device_by_token(req->srv->store, sha, dev, cap, NULL) == 0)
         *ret_dev = dev;
 }
 
-static void log_fault(struct ota_req *req, const struct otasrv_fault_decision *d, uint64_t seq,
+static void log_fault(struct otasrv_req *req, const struct otasrv_fault_decision *d, uint64_t seq,
                       const struct otasrv_request_info *info)
 {
-    struct ota_srv *srv = req->srv;
+    struct otasrv_srv *srv = req->srv;
     FILE *out = srv->log ? srv->log : stderr;
     char *line = NULL;
 
@@ -127,9 +127,9 @@ out:
 
 /* A fault applied but not stored: the request goes on (the fault is the
  * test's), the log says why the per-device count will miss it. */
-static void store_failed(struct ota_req *req, const char *rule, const char *why)
+static void store_failed(struct otasrv_req *req, const char *rule, const char *why)
 {
-    struct ota_srv *srv = req->srv;
+    struct otasrv_srv *srv = req->srv;
     FILE *out = srv->log ? srv->log : stderr;
     json_t *o = json_pack("{s:b, s:s, s:s, s:s}", "fault_not_stored", 1, "x_request_id", req->id,
                           "rule", rule, "reason", why);
@@ -145,19 +145,19 @@ static void store_failed(struct ota_req *req, const char *rule, const char *why)
     json_decref(o);
 }
 
-static uint64_t request_seq(const struct ota_req *req)
+static uint64_t request_seq(const struct otasrv_req *req)
 {
     const char *dash = strchr(req->id, '-');
     return dash ? strtoull(dash + 1, NULL, 10) : 0;
 }
 
-int ota_api_faults_before(struct ota_req *req, enum ota_srv_result *ret)
+int otasrv_api_faults_before(struct otasrv_req *req, enum otasrv_result *ret)
 {
     struct otasrv_request_info info = {0};
     struct otasrv_fault_decision d;
     struct otasrv_fault_response fr;
     struct ota_err err = {0};
-    struct ota_resp *resp;
+    struct otasrv_resp *resp;
     char dev[129], ra[32];
     uint64_t seq;
 
@@ -165,16 +165,16 @@ int ota_api_faults_before(struct ota_req *req, enum ota_srv_result *ret)
         return 0;
     info.method = req->method;
     info.path = req->path;
-    info.now_ms = (uint64_t)ota_srv_now_ms();
+    info.now_ms = (uint64_t)otasrv_now_ms();
     request_subjects(req, dev, sizeof(dev), &info.device, &info.release);
     seq = request_seq(req);
     if (otasrv_faultplan_match(req->srv->faults, &info, seq, &d) != 1)
         return 0;
     log_fault(req, &d, seq, &info);
     /* kept per device and rule in the database: GET /api/v1/faults/devices */
-    if (ota_store_fault_applied(req->srv->store, info.device, d.rule,
-                                otasrv_fault_kind_name(d.fault.kind), (int64_t)info.now_ms,
-                                &err) < 0)
+    if (otasrv_store_fault_applied(req->srv->store, info.device, d.rule,
+                                   otasrv_fault_kind_name(d.fault.kind), (int64_t)info.now_ms,
+                                   &err) < 0)
         store_failed(req, d.rule, err.reason);
     otasrv_fault_headers(&d, &fr);
     if (fr.delay_ms) {
@@ -183,23 +183,23 @@ int ota_api_faults_before(struct ota_req *req, enum ota_srv_result *ret)
             ;
     }
     if (fr.reset) {
-        *ret = OTA_SRV_DROP; /* the connection closes, nothing sent */
+        *ret = OTASRV_DROP; /* the connection closes, nothing sent */
         return 1;
     }
     if (fr.status) {
         char detail[160];
 
         snprintf(detail, sizeof(detail), "fault injected by rule %s", d.rule);
-        resp = ota_resp_json(json_pack("{s:s}", "detail", detail));
+        resp = otasrv_resp_json(json_pack("{s:s}", "detail", detail));
         if (!resp) {
-            *ret = OTA_SRV_DROP;
+            *ret = OTASRV_DROP;
             return 1;
         }
         if (fr.retry_after >= 0) {
             snprintf(ra, sizeof(ra), "%d", fr.retry_after);
-            ota_resp_header(resp, "Retry-After", ra);
+            otasrv_resp_header(resp, "Retry-After", ra);
         }
-        *ret = ota_srv_reply(req, (unsigned)fr.status, resp);
+        *ret = otasrv_reply(req, (unsigned)fr.status, resp);
         return 1;
     }
     req->fault = d;
@@ -226,30 +226,30 @@ static int query_iter(void *cls, const char *key, const char *value)
     return 1;
 }
 
-static int bad_query(struct ota_req *req, int paging, enum ota_srv_result *ret)
+static int bad_query(struct otasrv_req *req, int paging, enum otasrv_result *ret)
 {
     struct query_check q = {paging, ""};
 
-    ota_srv_query_each(req, query_iter, &q);
+    otasrv_query_each(req, query_iter, &q);
     if (!q.bad[0])
         return 0;
-    *ret = ota_srv_reply_error(req, 400, "unknown query parameter \"%s\"", q.bad);
+    *ret = otasrv_reply_error(req, 400, "unknown query parameter \"%s\"", q.bad);
     return 1;
 }
 
-static enum ota_srv_result reply_plan(struct ota_req *req, unsigned status)
+static enum otasrv_result reply_plan(struct otasrv_req *req, unsigned status)
 {
     struct ota_err err = {0};
     json_t *o = NULL;
 
     if (otasrv_faultplan_describe(req->srv->faults, &o, &err) < 0)
-        return ota_srv_reply_error(req, 500, "%s", err.reason);
-    return ota_srv_reply_json(req, status, o);
+        return otasrv_reply_error(req, 500, "%s", err.reason);
+    return otasrv_reply_json(req, status, o);
 }
 
-static enum ota_srv_result put_plan(struct ota_req *req)
+static enum otasrv_result put_plan(struct otasrv_req *req)
 {
-    const char *ct = ota_srv_header(req, "Content-Type");
+    const char *ct = otasrv_header(req, "Content-Type");
     enum otasrv_plan_format fmt = OTASRV_PLAN_AUTO;
     struct otasrv_faultplan *next = NULL;
     struct ota_err err = {0};
@@ -263,29 +263,29 @@ static enum ota_srv_result put_plan(struct ota_req *req)
         fmt = OTASRV_PLAN_YAML;
     r = otasrv_faultplan_parse(req->body ? req->body : "", req->body_len, fmt, &next, &err);
     if (r == -ENOMEM)
-        return ota_srv_reply_error(req, 500, "out of memory");
+        return otasrv_reply_error(req, 500, "out of memory");
     if (r < 0)
-        return ota_srv_reply_error(req, r == -EFBIG ? 413 : 400, "bad fault plan: %s", err.reason);
+        return otasrv_reply_error(req, r == -EFBIG ? 413 : 400, "bad fault plan: %s", err.reason);
     otasrv_faultplan_swap(req->srv->faults, next);
     otasrv_faultplan_free(next);
     atomic_store(&req->srv->faults_on, plan_has_rules(req->srv->faults));
     return reply_plan(req, 200);
 }
 
-static enum ota_srv_result delete_plan(struct ota_req *req)
+static enum otasrv_result delete_plan(struct otasrv_req *req)
 {
     struct otasrv_faultplan *empty = NULL;
     struct ota_err err = {0};
 
     if (otasrv_faultplan_new(&empty, &err) < 0)
-        return ota_srv_reply_error(req, 500, "%s", err.reason);
+        return otasrv_reply_error(req, 500, "%s", err.reason);
     otasrv_faultplan_swap(req->srv->faults, empty);
     otasrv_faultplan_free(empty);
     atomic_store(&req->srv->faults_on, 0);
     return reply_plan(req, 200);
 }
 
-static enum ota_srv_result list_applied(struct ota_req *req)
+static enum otasrv_result list_applied(struct otasrv_req *req)
 {
     struct ota_err err = {0};
     int64_t limit, offset;
@@ -294,12 +294,12 @@ static enum ota_srv_result list_applied(struct ota_req *req)
     size_t i, n;
     char rid[64];
 
-    if (ota_srv_query_int(req, "limit", OTASRV_FAULTLOG_CAP, 1, OTASRV_FAULTLOG_CAP, &limit, &err) <
+    if (otasrv_query_int(req, "limit", OTASRV_FAULTLOG_CAP, 1, OTASRV_FAULTLOG_CAP, &limit, &err) <
             0 ||
-        ota_srv_query_int(req, "offset", 0, 0, OTASRV_FAULTLOG_CAP, &offset, &err) < 0)
-        return ota_srv_reply_error(req, 400, "%s", err.reason);
+        otasrv_query_int(req, "offset", 0, 0, OTASRV_FAULTLOG_CAP, &offset, &err) < 0)
+        return otasrv_reply_error(req, 400, "%s", err.reason);
     if (otasrv_faultplan_log_list(req->srv->faults, &all, &total, &err) < 0)
-        return ota_srv_reply_error(req, 500, "%s", err.reason);
+        return otasrv_reply_error(req, 500, "%s", err.reason);
     page = json_array();
     n = json_array_size(all);
     for (i = (size_t)offset; page && i < n && i < (size_t)(offset + limit); i++) {
@@ -311,37 +311,37 @@ static enum ota_srv_result list_applied(struct ota_req *req)
     }
     json_decref(all);
     if (!page)
-        return ota_srv_reply_error(req, 500, "out of memory");
-    return ota_srv_reply_json(req, 200,
-                              json_pack("{s:o, s:I, s:I, s:I, s:I}", "applied", page, "kept",
-                                        (json_int_t)n, "total", (json_int_t)total, "limit",
-                                        (json_int_t)limit, "offset", (json_int_t)offset));
+        return otasrv_reply_error(req, 500, "out of memory");
+    return otasrv_reply_json(req, 200,
+                             json_pack("{s:o, s:I, s:I, s:I, s:I}", "applied", page, "kept",
+                                       (json_int_t)n, "total", (json_int_t)total, "limit",
+                                       (json_int_t)limit, "offset", (json_int_t)offset));
 }
 
 /* GET /api/v1/faults/devices[/ID]: what the database kept of applied
  * faults, per device and rule. One device: {"device", "rules"}, with an
  * empty rules list for a device nothing was applied to. */
-static enum ota_srv_result list_by_device(struct ota_req *req, const char *device)
+static enum otasrv_result list_by_device(struct otasrv_req *req, const char *device)
 {
     struct ota_err err = {0};
     json_t *all = NULL, *one;
 
-    if (ota_store_faults_applied(req->srv->store, device, &all, &err) < 0)
-        return ota_srv_reply_error(req, 500, "%s", err.reason);
+    if (otasrv_store_faults_applied(req->srv->store, device, &all, &err) < 0)
+        return otasrv_reply_error(req, 500, "%s", err.reason);
     if (!device)
-        return ota_srv_reply_json(req, 200, json_pack("{s:o}", "devices", all));
+        return otasrv_reply_json(req, 200, json_pack("{s:o}", "devices", all));
     one = json_incref(json_array_get(all, 0));
     json_decref(all);
     if (!one)
         one = json_pack("{s:s, s:[]}", "device", device, "rules");
-    return ota_srv_reply_json(req, 200, one);
+    return otasrv_reply_json(req, 200, one);
 }
 
-enum ota_srv_result ota_api_faults_handle(struct ota_req *req)
+enum otasrv_result otasrv_api_faults_handle(struct otasrv_req *req)
 {
     const char *m = req->method;
     int get = strcmp(m, "GET") == 0, del = strcmp(m, "DELETE") == 0;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
 
     if (bad_query(req, req->nseg == 4 && get && strcmp(req->seg[3], "applied") == 0, &ret))
         return ret;
@@ -358,19 +358,19 @@ enum ota_srv_result ota_api_faults_handle(struct ota_req *req)
             return list_applied(req);
         if (del) {
             otasrv_faultplan_log_clear(req->srv->faults);
-            return ota_srv_reply_json(req, 200, json_pack("{s:b}", "cleared", 1));
+            return otasrv_reply_json(req, 200, json_pack("{s:b}", "cleared", 1));
         }
     } else if (req->nseg >= 4 && req->nseg <= 5 && strcmp(req->seg[3], "devices") == 0) {
         if (get)
             return list_by_device(req, req->nseg == 5 ? req->seg[4] : NULL);
         if (del && req->nseg == 4) {
             struct ota_err err = {0};
-            if (ota_store_faults_applied_clear(req->srv->store, &err) < 0)
-                return ota_srv_reply_error(req, 500, "%s", err.reason);
-            return ota_srv_reply_json(req, 200, json_pack("{s:b}", "cleared", 1));
+            if (otasrv_store_faults_applied_clear(req->srv->store, &err) < 0)
+                return otasrv_reply_error(req, 500, "%s", err.reason);
+            return otasrv_reply_json(req, 200, json_pack("{s:b}", "cleared", 1));
         }
     } else {
-        return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+        return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
     }
-    return ota_srv_reply_error(req, 405, "method %s not allowed on %s", m, req->path);
+    return otasrv_reply_error(req, 405, "method %s not allowed on %s", m, req->path);
 }

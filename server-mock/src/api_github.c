@@ -14,7 +14,7 @@
 #include "otasrv/api.h"
 #include "otasrv/files.h"
 
-static void tag_of(const struct ota_release *r, char *buf, size_t cap)
+static void tag_of(const struct otasrv_release *r, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s%s", r->version[0] == 'v' ? "" : "v", r->version);
 }
@@ -27,14 +27,14 @@ static void iso_time(int64_t ms, char *buf, size_t cap)
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static json_t *release_json(struct ota_req *req, const char *owner, const char *repo,
-                            const struct ota_release *r)
+static json_t *release_json(struct otasrv_req *req, const char *owner, const char *repo,
+                            const struct otasrv_release *r)
 {
     char base[512], tag[80], pub[32], created[32], path[4400], url[1200], name[300];
     const char *names[4];
     json_t *o, *assets;
 
-    ota_srv_base_url(req, base, sizeof(base));
+    otasrv_base_url(req, base, sizeof(base));
     tag_of(r, tag, sizeof(tag));
     iso_time(r->published_ms, pub, sizeof(pub));
     iso_time(r->created_ms, created, sizeof(created));
@@ -52,7 +52,7 @@ static json_t *release_json(struct ota_req *req, const char *owner, const char *
     assets = json_object_get(o, "assets");
     for (int i = 0; i < 4; i++) {
         struct stat st;
-        if (ota_files_release_path(req->srv, r, names[i], path, sizeof(path)) < 0 ||
+        if (otasrv_files_release_path(req->srv, r, names[i], path, sizeof(path)) < 0 ||
             stat(path, &st) < 0)
             continue;
         snprintf(url, sizeof(url), "%s/%s/%s/releases/download/%s/%s", base, owner, repo, r->id,
@@ -65,29 +65,29 @@ static json_t *release_json(struct ota_req *req, const char *owner, const char *
     return o;
 }
 
-static void free_list(struct ota_release **v, size_t n)
+static void free_list(struct otasrv_release **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        ota_release_free(v[i]);
+        otasrv_release_free(v[i]);
     free(v);
 }
 
-static enum ota_srv_result releases(struct ota_req *req, const char *owner, const char *repo,
-                                    const char *which, const char *tag_want)
+static enum otasrv_result releases(struct otasrv_req *req, const char *owner, const char *repo,
+                                   const char *which, const char *tag_want)
 {
     struct ota_err err = {0};
-    struct ota_release **v = NULL;
+    struct otasrv_release **v = NULL;
     size_t n = 0;
     int64_t per_page, page;
     json_t *arr;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     int r;
 
-    if ((r = ota_srv_query_int(req, "per_page", 30, 1, 100, &per_page, &err)) < 0 ||
-        (r = ota_srv_query_int(req, "page", 1, 1, 1000000, &page, &err)) < 0)
-        return ota_srv_reply_error(req, 400, "%s", err.reason);
-    if ((r = ota_store_release_list(req->srv->store, 1, &v, &n, &err)) < 0)
-        return ota_srv_reply_store_error(req, r, &err);
+    if ((r = otasrv_query_int(req, "per_page", 30, 1, 100, &per_page, &err)) < 0 ||
+        (r = otasrv_query_int(req, "page", 1, 1, 1000000, &page, &err)) < 0)
+        return otasrv_reply_error(req, 400, "%s", err.reason);
+    if ((r = otasrv_store_release_list(req->srv->store, 1, &v, &n, &err)) < 0)
+        return otasrv_reply_store_error(req, r, &err);
     if (strcmp(which, "list") == 0) {
         arr = json_array();
         for (size_t i = (size_t)((page - 1) * per_page); i < n && arr; i++) {
@@ -95,7 +95,7 @@ static enum ota_srv_result releases(struct ota_req *req, const char *owner, cons
                 break;
             json_array_append_new(arr, release_json(req, owner, repo, v[i]));
         }
-        ret = ota_srv_reply_json(req, 200, arr);
+        ret = otasrv_reply_json(req, 200, arr);
         free_list(v, n);
         return ret;
     }
@@ -103,39 +103,39 @@ static enum ota_srv_result releases(struct ota_req *req, const char *owner, cons
         char tag[80];
         tag_of(v[i], tag, sizeof(tag));
         if (tag_want ? strcmp(tag, tag_want) == 0 : strchr(v[i]->version, '-') == NULL) {
-            ret = ota_srv_reply_json(req, 200, release_json(req, owner, repo, v[i]));
+            ret = otasrv_reply_json(req, 200, release_json(req, owner, repo, v[i]));
             free_list(v, n);
             return ret;
         }
     }
     free_list(v, n);
-    return ota_srv_reply_error(req, 404, tag_want ? "no release with tag %s" : "no release%s",
-                               tag_want ? tag_want : "");
+    return otasrv_reply_error(req, 404, tag_want ? "no release with tag %s" : "no release%s",
+                              tag_want ? tag_want : "");
 }
 
-static enum ota_srv_result download(struct ota_req *req, const char *rid, const char *name)
+static enum otasrv_result download(struct otasrv_req *req, const char *rid, const char *name)
 {
     struct ota_err err = {0};
-    struct ota_release *rel = NULL;
+    struct otasrv_release *rel = NULL;
     char path[4400];
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
 
-    if (!ota_srv_valid_id(rid) || ota_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
+    if (!otasrv_valid_id(rid) || otasrv_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
         !rel->published) {
-        ota_release_free(rel);
-        return ota_srv_reply_error(req, 404, "no release %s", rid);
+        otasrv_release_free(rel);
+        return otasrv_reply_error(req, 404, "no release %s", rid);
     }
     if (strcmp(name, "payload") == 0 ||
-        ota_files_release_path(req->srv, rel, name, path, sizeof(path)) < 0) {
-        ret = ota_srv_reply_error(req, 404, "no asset %s in release %s", name, rid);
+        otasrv_files_release_path(req->srv, rel, name, path, sizeof(path)) < 0) {
+        ret = otasrv_reply_error(req, 404, "no asset %s in release %s", name, rid);
     } else {
-        ret = ota_files_serve(req, path, NULL);
+        ret = otasrv_files_serve(req, path, NULL);
     }
-    ota_release_free(rel);
+    otasrv_release_free(rel);
     return ret;
 }
 
-enum ota_srv_result ota_api_github_handle(struct ota_req *req)
+enum otasrv_result otasrv_api_github_handle(struct otasrv_req *req)
 {
     const char *const *s = req->seg;
     int get = strcmp(req->method, "GET") == 0;
@@ -143,7 +143,7 @@ enum ota_srv_result ota_api_github_handle(struct ota_req *req)
     /* /repos/{owner}/{repo}/releases[/latest | /tags/{tag}] */
     if (strcmp(s[0], "repos") == 0 && req->nseg >= 4 && strcmp(s[3], "releases") == 0) {
         if (!get && !req->is_head)
-            return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+            return otasrv_reply_error(req, 405, "method %s not allowed", req->method);
         if (req->nseg == 4)
             return releases(req, s[1], s[2], "list", NULL);
         if (req->nseg == 5 && strcmp(s[4], "latest") == 0)
@@ -154,8 +154,8 @@ enum ota_srv_result ota_api_github_handle(struct ota_req *req)
     /* /{owner}/{repo}/releases/download/{release id}/{name} */
     if (req->nseg == 6 && strcmp(s[2], "releases") == 0 && strcmp(s[3], "download") == 0) {
         if (!get && !req->is_head)
-            return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+            return otasrv_reply_error(req, 405, "method %s not allowed", req->method);
         return download(req, s[4], s[5]);
     }
-    return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+    return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
 }

@@ -4,7 +4,7 @@
  * each with its device table sorted by device id; one mutex serialises
  * everything, and every engine call is followed by a write of what changed
  * before anyone is answered. */
-#include "otasrv/rollouts.h"
+#include "otasrv/api_rollouts.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -27,9 +27,9 @@ struct ro {
     char kind[16]; /* the release's kind: which version the filters look at */
 };
 
-struct ota_rollouts {
-    struct ota_srv *srv;
-    struct ota_rstore *st;
+struct otasrv_rollouts {
+    struct otasrv_srv *srv;
+    struct otasrv_rstore *st;
     pthread_mutex_t lock;
     struct ro *v; /* creation order */
     size_t n, cap;
@@ -62,7 +62,7 @@ static struct otasrv_rollout_device *find_dev(struct ro *ro, const char *id)
     return bsearch(&key, ro->devs, ro->n, sizeof(*ro->devs), cmp_dev);
 }
 
-static struct ro *find_ro(struct ota_rollouts *m, const char *id)
+static struct ro *find_ro(struct otasrv_rollouts *m, const char *id)
 {
     for (size_t i = 0; i < m->n; i++)
         if (strcmp(m->v[i].r->def.id, id) == 0)
@@ -71,16 +71,16 @@ static struct ro *find_ro(struct ota_rollouts *m, const char *id)
 }
 
 /* The kind ("app" or "rootfs") of a release, "" if unknown. */
-static void release_kind(struct ota_srv *srv, const char *rid, char *kind, size_t cap)
+static void release_kind(struct otasrv_srv *srv, const char *rid, char *kind, size_t cap)
 {
-    struct ota_release *rel = NULL;
+    struct otasrv_release *rel = NULL;
     struct ota_manifest mf;
 
     kind[0] = '\0';
-    if (ota_store_release_get(srv->store, rid, &rel, NULL) == 0 &&
+    if (otasrv_store_release_get(srv->store, rid, &rel, NULL) == 0 &&
         ota_manifest_parse(rel->manifest, strlen(rel->manifest), &mf, NULL) == 0)
         ota_strlcpy(kind, ota_kind_names[mf.kind], cap);
-    ota_release_free(rel);
+    otasrv_release_free(rel);
 }
 
 /* The engine's view of a stored device object (strings borrowed from dev). */
@@ -106,10 +106,11 @@ static void device_info(const json_t *dev, const char *kind, const char *tags[32
 }
 
 /* A table of the registered devices that match r's filters, sorted. */
-static int build_table(struct ota_srv *srv, const struct otasrv_rollout_def *def, const char *kind,
-                       struct otasrv_rollout_device **ret, size_t *ret_n, struct ota_err *err)
+static int build_table(struct otasrv_srv *srv, const struct otasrv_rollout_def *def,
+                       const char *kind, struct otasrv_rollout_device **ret, size_t *ret_n,
+                       struct ota_err *err)
 {
-    struct ota_device_filter f = {0};
+    struct otasrv_device_filter f = {0};
     struct otasrv_rollout_device *v = NULL, *nv;
     size_t n = 0, cap = 0;
     int r;
@@ -118,7 +119,7 @@ static int build_table(struct ota_srv *srv, const struct otasrv_rollout_def *def
     for (;;) {
         json_t *page = NULL, *devs, *dev;
         size_t i, got;
-        if ((r = ota_store_devices_list(srv->store, &f, &page, err)) < 0)
+        if ((r = otasrv_store_devices_list(srv->store, &f, &page, err)) < 0)
             goto fail;
         devs = json_object_get(page, "devices");
         got = json_array_size(devs);
@@ -170,34 +171,34 @@ static json_t *metrics_json(const struct ro *ro)
     return j;
 }
 
-static void emit_state(struct ota_rollouts *m, const struct ro *ro)
+static void emit_state(struct otasrv_rollouts *m, const struct ro *ro)
 {
     const struct otasrv_rollout *r = ro->r;
 
-    ota_events_publish(m->srv->events, r->def.id, "rollout_state",
-                       json_pack("{s:s, s:s, s:i, s:s}", "id", r->def.id, "state",
-                                 otasrv_rollout_state_names[r->state], "stage", r->stage, "reason",
-                                 r->reason));
+    otasrv_events_publish(m->srv->events, r->def.id, "rollout_state",
+                          json_pack("{s:s, s:s, s:i, s:s}", "id", r->def.id, "state",
+                                    otasrv_rollout_state_names[r->state], "stage", r->stage,
+                                    "reason", r->reason));
 }
 
-static void emit_metrics(struct ota_rollouts *m, const struct ro *ro)
+static void emit_metrics(struct otasrv_rollouts *m, const struct ro *ro)
 {
     json_t *j = metrics_json(ro);
 
     json_object_set_new(j, "id", json_string(ro->r->def.id));
-    ota_events_publish(m->srv->events, ro->r->def.id, "rollout_metrics", j);
+    otasrv_events_publish(m->srv->events, ro->r->def.id, "rollout_metrics", j);
 }
 
 /* Tick ro at now and emit what changed. Locked. 1 if something changed. */
-static int tick(struct ota_rollouts *m, struct ro *ro, int64_t now)
+static int tick(struct otasrv_rollouts *m, struct ro *ro, int64_t now)
 {
     struct otasrv_rollout_tick_result res = {0};
 
     otasrv_rollout_tick(ro->r, ro->devs, ro->n, now, &res);
     if (res.from_stage != res.to_stage && res.to_state == OTASRV_ROLLOUT_RUNNING)
-        ota_events_publish(m->srv->events, ro->r->def.id, "stage_advanced",
-                           json_pack("{s:s, s:i, s:i}", "id", ro->r->def.id, "from", res.from_stage,
-                                     "to", res.to_stage));
+        otasrv_events_publish(m->srv->events, ro->r->def.id, "stage_advanced",
+                              json_pack("{s:s, s:i, s:i}", "id", ro->r->def.id, "from",
+                                        res.from_stage, "to", res.to_stage));
     if (res.from_state != res.to_state)
         emit_state(m, ro);
     if (res.changed || res.timed_out || res.rollback_ordered)
@@ -213,16 +214,16 @@ static int any_dirty(const struct ro *ro)
     return 0;
 }
 
-static int save(struct ota_rollouts *m, struct ro *ro, int replace, struct ota_err *err)
+static int save(struct otasrv_rollouts *m, struct ro *ro, int replace, struct ota_err *err)
 {
-    return ota_rstore_save(m->st, ro->r, ro->devs, ro->n, replace, err);
+    return otasrv_rstore_save(m->st, ro->r, ro->devs, ro->n, replace, err);
 }
 
 /* ---- timer ---- */
 
 static void *timer_main(void *arg)
 {
-    struct ota_rollouts *m = arg;
+    struct otasrv_rollouts *m = arg;
     struct timespec ts;
 
     pthread_mutex_lock(&m->stop_lock);
@@ -236,7 +237,7 @@ static void *timer_main(void *arg)
         pthread_mutex_lock(&m->lock);
         for (size_t i = 0; i < m->n; i++) {
             struct ro *ro = &m->v[i];
-            int64_t now = ota_srv_now_ms();
+            int64_t now = otasrv_now_ms();
             if (terminal(ro->r->state) || ro->r->state == OTASRV_ROLLOUT_DRAFT ||
                 ro->r->state == OTASRV_ROLLOUT_APPROVED)
                 continue;
@@ -244,7 +245,7 @@ static void *timer_main(void *arg)
                 ota_ignore(save(m, ro, 0, NULL)); /* retried next second (rows stay dirty) */
         }
         pthread_mutex_unlock(&m->lock);
-        ota_events_tick(m->srv->events, ota_srv_now_ms());
+        otasrv_events_tick(m->srv->events, otasrv_now_ms());
         pthread_mutex_lock(&m->stop_lock);
     }
     pthread_mutex_unlock(&m->stop_lock);
@@ -256,7 +257,7 @@ static void *timer_main(void *arg)
 static void on_loaded(void *ctx, struct otasrv_rollout *r, struct otasrv_rollout_device *devs,
                       size_t n)
 {
-    struct ota_rollouts *m = ctx;
+    struct otasrv_rollouts *m = ctx;
     struct ro *nv;
 
     if (m->n == m->cap) {
@@ -279,7 +280,7 @@ static void on_loaded(void *ctx, struct otasrv_rollout *r, struct otasrv_rollout
 
 static int in_use(void *ctx, const char *rid)
 {
-    struct ota_rollouts *m = ctx;
+    struct otasrv_rollouts *m = ctx;
     int used = 0;
 
     pthread_mutex_lock(&m->lock);
@@ -292,9 +293,9 @@ static int in_use(void *ctx, const char *rid)
     return used;
 }
 
-int ota_rollouts_open(struct ota_srv *srv, struct ota_err *err)
+int otasrv_rollouts_open(struct otasrv_srv *srv, struct ota_err *err)
 {
-    struct ota_rollouts *m = calloc(1, sizeof(*m));
+    struct otasrv_rollouts *m = calloc(1, sizeof(*m));
     int r;
 
     if (!m)
@@ -304,10 +305,10 @@ int ota_rollouts_open(struct ota_srv *srv, struct ota_err *err)
     pthread_mutex_init(&m->stop_lock, NULL);
     pthread_cond_init(&m->stop_cond, NULL);
     srv->rollouts = m;
-    if ((r = ota_events_new(&srv->events, err)) < 0 ||
-        (r = ota_rstore_open(srv->cfg.db_path, &m->st, err)) < 0)
+    if ((r = otasrv_events_new(&srv->events, err)) < 0 ||
+        (r = otasrv_rstore_open(srv->cfg.db_path, &m->st, err)) < 0)
         return r;
-    if ((r = ota_rstore_load(m->st, on_loaded, m, err)) < 0 && r != -EINVAL)
+    if ((r = otasrv_rstore_load(m->st, on_loaded, m, err)) < 0 && r != -EINVAL)
         return r;
     srv->release_in_use = in_use;
     srv->hook_ctx = m;
@@ -317,9 +318,9 @@ int ota_rollouts_open(struct ota_srv *srv, struct ota_err *err)
     return 0;
 }
 
-void ota_rollouts_shutdown(struct ota_srv *srv)
+void otasrv_rollouts_shutdown(struct otasrv_srv *srv)
 {
-    struct ota_rollouts *m = srv->rollouts;
+    struct otasrv_rollouts *m = srv->rollouts;
 
     if (m && m->timer_started) {
         pthread_mutex_lock(&m->stop_lock);
@@ -329,15 +330,15 @@ void ota_rollouts_shutdown(struct ota_srv *srv)
         pthread_join(m->timer, NULL);
         m->timer_started = 0;
     }
-    ota_events_shutdown(srv->events);
+    otasrv_events_shutdown(srv->events);
 }
 
-void ota_rollouts_free(struct ota_srv *srv)
+void otasrv_rollouts_free(struct otasrv_srv *srv)
 {
-    struct ota_rollouts *m = srv->rollouts;
+    struct otasrv_rollouts *m = srv->rollouts;
 
-    ota_rollouts_shutdown(srv);
-    ota_events_free(srv->events);
+    otasrv_rollouts_shutdown(srv);
+    otasrv_events_free(srv->events);
     srv->events = NULL;
     if (!m)
         return;
@@ -346,7 +347,7 @@ void ota_rollouts_free(struct ota_srv *srv)
         free(m->v[i].devs);
     }
     free(m->v);
-    ota_rstore_close(m->st);
+    otasrv_rstore_close(m->st);
     pthread_mutex_destroy(&m->lock);
     pthread_mutex_destroy(&m->stop_lock);
     pthread_cond_destroy(&m->stop_cond);
@@ -358,29 +359,29 @@ void ota_rollouts_free(struct ota_srv *srv)
 
 /* The update object for release rid (update id uid) of rollout; NULL if
  * the release is gone or has no payload. */
-static json_t *offer_json(struct ota_req *req, const char *rollout, const char *rid,
+static json_t *offer_json(struct otasrv_req *req, const char *rollout, const char *rid,
                           const char *uid)
 {
-    struct ota_release *rel = NULL;
+    struct otasrv_release *rel = NULL;
     char base[512], url[1200];
     json_t *o = NULL;
 
-    if (ota_store_release_get(req->srv->store, rid, &rel, NULL) < 0 || !rel->payload_path[0]) {
-        ota_release_free(rel);
+    if (otasrv_store_release_get(req->srv->store, rid, &rel, NULL) < 0 || !rel->payload_path[0]) {
+        otasrv_release_free(rel);
         return NULL;
     }
-    ota_srv_base_url(req, base, sizeof(base));
+    otasrv_base_url(req, base, sizeof(base));
     snprintf(url, sizeof(url), "%s/api/v1/releases/%s/payload", base, rid);
     o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "update_id", uid, "rollout_id", rollout,
                   "release_id", rid, "manifest", rel->manifest, "signature", rel->signature, "url",
                   url);
-    ota_release_free(rel);
+    otasrv_release_free(rel);
     return o;
 }
 
-int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret, struct ota_err *err)
+int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret, struct ota_err *err)
 {
-    struct ota_rollouts *m = req->srv->rollouts;
+    struct otasrv_rollouts *m = req->srv->rollouts;
     json_t *dev = NULL, *offer = NULL;
     int r = 0, any, told = 0, changed;
 
@@ -388,7 +389,7 @@ int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret, struct
     any = m->n > 0;
     pthread_mutex_unlock(&m->lock);
     /* The device is read outside the lock: other check-ins go on meanwhile. */
-    if (any && (r = ota_store_device_get(req->srv->store, id, &dev, err)) < 0)
+    if (any && (r = otasrv_store_device_get(req->srv->store, id, &dev, err)) < 0)
         return r;
     pthread_mutex_lock(&m->lock);
     if (!any)
@@ -401,7 +402,7 @@ int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret, struct
         struct otasrv_device_info info;
         const char *tags[32];
         char uid[160];
-        int64_t now = ota_srv_now_ms();
+        int64_t now = otasrv_now_ms();
 
         if (!d || ro->r->state == OTASRV_ROLLOUT_DRAFT || ro->r->state == OTASRV_ROLLOUT_APPROVED)
             continue;
@@ -422,7 +423,7 @@ int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret, struct
             goto out;
         }
         told = 1;
-        ota_events_publish(
+        otasrv_events_publish(
             req->srv->events, ro->r->def.id, "checkin",
             json_pack("{s:s, s:s, s:s, s:s, s:s?}", "device", id, "rollout", ro->r->def.id, "offer",
                       otasrv_offer_names[dec.offer], "why", otasrv_why_names[dec.why], "update_id",
@@ -434,27 +435,27 @@ out:
     if (r < 0)
         return r;
     if (!told)
-        ota_events_publish(req->srv->events, NULL, "checkin",
-                           json_pack("{s:s, s:n}", "device", id, "rollout"));
+        otasrv_events_publish(req->srv->events, NULL, "checkin",
+                              json_pack("{s:s, s:n}", "device", id, "rollout"));
     *ret = offer;
     return any;
 }
 
-int ota_rollouts_report(struct ota_srv *srv, const char *id, const char *update_id,
-                        const char *rollout_id, const char *state, const char *status,
-                        struct ota_err *err)
+int otasrv_rollouts_report(struct otasrv_srv *srv, const char *id, const char *update_id,
+                           const char *rollout_id, const char *state, const char *status,
+                           struct ota_err *err)
 {
-    struct ota_rollouts *m = srv->rollouts;
+    struct otasrv_rollouts *m = srv->rollouts;
     struct otasrv_rollout_device *d;
     struct ro *ro;
     char uid[160], uid_rb[170];
     int rep, rollback, r = 0;
-    int64_t now = ota_srv_now_ms();
+    int64_t now = otasrv_now_ms();
 
-    ota_events_publish(srv->events, rollout_id && rollout_id[0] ? rollout_id : NULL, "report",
-                       json_pack("{s:s, s:s, s:s, s:s, s:s?}", "device", id, "update_id", update_id,
-                                 "state", state, "status", status, "rollout",
-                                 rollout_id && rollout_id[0] ? rollout_id : NULL));
+    otasrv_events_publish(srv->events, rollout_id && rollout_id[0] ? rollout_id : NULL, "report",
+                          json_pack("{s:s, s:s, s:s, s:s, s:s?}", "device", id, "update_id",
+                                    update_id, "state", state, "status", status, "rollout",
+                                    rollout_id && rollout_id[0] ? rollout_id : NULL));
     if (!rollout_id || !rollout_id[0])
         return 0;
     rep = otasrv_rollout_name_index(otasrv_report_names, OTASRV_REPORT_MAX, status);
@@ -502,63 +503,63 @@ static json_t *rollout_json(const struct ro *ro, int with_metrics)
     return o;
 }
 
-static enum ota_srv_result reply_err(struct ota_req *req, int r, const struct ota_err *err)
+static enum otasrv_result reply_err(struct otasrv_req *req, int r, const struct ota_err *err)
 {
-    return ota_srv_reply_store_error(req, r, err);
+    return otasrv_reply_store_error(req, r, err);
 }
 
-static int release_ok(struct ota_srv *srv, const char *rid)
+static int release_ok(struct otasrv_srv *srv, const char *rid)
 {
-    struct ota_release *rel = NULL;
-    int ok = ota_store_release_get(srv->store, rid, &rel, NULL) == 0;
+    struct otasrv_release *rel = NULL;
+    int ok = otasrv_store_release_get(srv->store, rid, &rel, NULL) == 0;
 
-    ota_release_free(rel);
+    otasrv_release_free(rel);
     return ok;
 }
 
-static enum ota_srv_result create(struct ota_req *req)
+static enum otasrv_result create(struct otasrv_req *req)
 {
-    struct ota_rollouts *m = req->srv->rollouts;
+    struct otasrv_rollouts *m = req->srv->rollouts;
     struct otasrv_rollout_def def = {0};
     struct otasrv_rollout_device *devs = NULL;
     struct otasrv_rollout *r = NULL;
     struct ota_err err = {0};
     struct ro *ro, *nv;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     json_t *o = NULL;
     char kind[16];
     size_t n = 0;
     int e;
 
-    if (ota_srv_body_object(req, &o, &ret) < 0)
+    if (otasrv_body_object(req, &o, &ret) < 0)
         return ret;
     if (otasrv_rollout_from_json(o, &def, &err) < 0) {
         json_decref(o);
-        return ota_srv_reply_error(req, 400, "%s", err.reason);
+        return otasrv_reply_error(req, 400, "%s", err.reason);
     }
     json_decref(o);
     pthread_mutex_lock(&m->lock);
     if (!def.id[0]) {
         char hex[9];
         do {
-            if (ota_srv_random_hex(hex, 4) < 0) {
-                ret = ota_srv_reply_error(req, 500, "cannot make an id");
+            if (otasrv_random_hex(hex, 4) < 0) {
+                ret = otasrv_reply_error(req, 500, "cannot make an id");
                 goto out;
             }
             snprintf(def.id, sizeof(def.id), "r%s", hex);
         } while (find_ro(m, def.id));
     }
     if (find_ro(m, def.id)) {
-        ret = ota_srv_reply_error(req, 409, "rollout %s exists", def.id);
+        ret = otasrv_reply_error(req, 409, "rollout %s exists", def.id);
         goto out;
     }
     if (!release_ok(req->srv, def.release_id)) {
-        ret = ota_srv_reply_error(req, 400, "field release_id: no release %s", def.release_id);
+        ret = otasrv_reply_error(req, 400, "field release_id: no release %s", def.release_id);
         goto out;
     }
     if (def.previous_release_id[0] && !release_ok(req->srv, def.previous_release_id)) {
-        ret = ota_srv_reply_error(req, 400, "field previous_release_id: no release %s",
-                                  def.previous_release_id);
+        ret = otasrv_reply_error(req, 400, "field previous_release_id: no release %s",
+                                 def.previous_release_id);
         goto out;
     }
     release_kind(req->srv, def.release_id, kind, sizeof(kind));
@@ -570,14 +571,14 @@ static enum ota_srv_result create(struct ota_req *req)
         size_t cap = m->cap ? m->cap * 2 : 16;
         nv = realloc(m->v, cap * sizeof(*nv));
         if (!nv) {
-            ret = ota_srv_reply_error(req, 500, "out of memory");
+            ret = otasrv_reply_error(req, 500, "out of memory");
             goto out;
         }
         m->v = nv;
         m->cap = cap;
     }
-    if ((e = otasrv_rollout_new(&def, ota_srv_now_ms(), &r, &err)) < 0) {
-        ret = ota_srv_reply_error(req, e == -EINVAL ? 400 : 500, "%s", err.reason);
+    if ((e = otasrv_rollout_new(&def, otasrv_now_ms(), &r, &err)) < 0) {
+        ret = otasrv_reply_error(req, e == -EINVAL ? 400 : 500, "%s", err.reason);
         goto out;
     }
     otasrv_rollout_recount(r, devs, n);
@@ -594,7 +595,7 @@ static enum ota_srv_result create(struct ota_req *req)
     r = NULL;
     devs = NULL;
     emit_state(m, ro);
-    ret = ota_srv_reply_json(req, 201, rollout_json(ro, 1));
+    ret = otasrv_reply_json(req, 201, rollout_json(ro, 1));
 out:
     pthread_mutex_unlock(&m->lock);
     otasrv_rollout_free(r);
@@ -603,25 +604,25 @@ out:
     return ret;
 }
 
-static enum ota_srv_result act(struct ota_req *req, struct ro *ro, const char *action)
+static enum otasrv_result act(struct otasrv_req *req, struct ro *ro, const char *action)
 {
-    struct ota_rollouts *m = req->srv->rollouts;
+    struct otasrv_rollouts *m = req->srv->rollouts;
     struct ota_err err = {0};
     enum otasrv_rollout_state before = ro->r->state;
     int op = otasrv_rollout_name_index(otasrv_op_names, OTASRV_OP_MAX, action);
     int e, replace = 0;
 
     if (op < 0)
-        return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+        return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
     if (req->body_len) {
         json_t *o = NULL;
-        enum ota_srv_result ret;
-        if (ota_srv_body_object(req, &o, &ret) < 0)
+        enum otasrv_result ret;
+        if (otasrv_body_object(req, &o, &ret) < 0)
             return ret;
         e = json_object_size(o);
         json_decref(o);
         if (e)
-            return ota_srv_reply_error(req, 400, "%s takes no fields", action);
+            return otasrv_reply_error(req, 400, "%s takes no fields", action);
     }
     if (op == OTASRV_OP_START && ro->r->state == OTASRV_ROLLOUT_APPROVED) {
         /* The devices registered now are the rollout's targets. */
@@ -634,37 +635,37 @@ static enum ota_srv_result act(struct ota_req *req, struct ro *ro, const char *a
         ro->n = n;
         replace = 1;
     }
-    e = otasrv_rollout_act(ro->r, (enum otasrv_op)op, ro->devs, ro->n, ota_srv_now_ms(), &err);
+    e = otasrv_rollout_act(ro->r, (enum otasrv_op)op, ro->devs, ro->n, otasrv_now_ms(), &err);
     if (e == -EINVAL)
-        return ota_srv_reply_error(req, 409, "%s", err.reason);
+        return otasrv_reply_error(req, 409, "%s", err.reason);
     if (e < 0 && e != -EALREADY)
-        return ota_srv_reply_error(req, 500, "%s", err.reason);
+        return otasrv_reply_error(req, 500, "%s", err.reason);
     if (e == 0 || replace) {
         if ((e = save(m, ro, replace, &err)) < 0)
             return reply_err(req, e, &err);
     }
     if (ro->r->state != before)
         emit_state(m, ro);
-    return ota_srv_reply_json(req, 200, rollout_json(ro, 1));
+    return otasrv_reply_json(req, 200, rollout_json(ro, 1));
 }
 
-static enum ota_srv_result devices(struct ota_req *req, struct ro *ro)
+static enum otasrv_result devices(struct otasrv_req *req, struct ro *ro)
 {
     struct ota_err err = {0};
-    const char *sname = ota_srv_query(req, "state");
+    const char *sname = otasrv_query(req, "state");
     int state = -1;
     int64_t limit, offset, total = 0;
     json_t *arr = json_array();
 
-    if (ota_srv_query_int(req, "limit", 100, 1, 10000, &limit, &err) < 0 ||
-        ota_srv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0) {
+    if (otasrv_query_int(req, "limit", 100, 1, 10000, &limit, &err) < 0 ||
+        otasrv_query_int(req, "offset", 0, 0, INT64_MAX, &offset, &err) < 0) {
         json_decref(arr);
-        return ota_srv_reply_error(req, 400, "%s", err.reason);
+        return otasrv_reply_error(req, 400, "%s", err.reason);
     }
     if (sname &&
         (state = otasrv_rollout_name_index(otasrv_rdev_state_names, OTASRV_RDEV_MAX, sname)) < 0) {
         json_decref(arr);
-        return ota_srv_reply_error(req, 400, "query parameter state: a device state");
+        return otasrv_reply_error(req, 400, "query parameter state: a device state");
     }
     for (size_t i = 0; i < ro->n; i++) {
         const struct otasrv_rollout_device *d = &ro->devs[i];
@@ -681,10 +682,10 @@ static enum ota_srv_result devices(struct ota_req *req, struct ro *ro)
                           (json_int_t)d->finished_ms, "rollback_ms", (json_int_t)d->rollback_ms));
         total++;
     }
-    return ota_srv_reply_json(req, 200,
-                              json_pack("{s:o, s:I, s:I, s:I}", "devices", arr, "total",
-                                        (json_int_t)total, "limit", (json_int_t)limit, "offset",
-                                        (json_int_t)offset));
+    return otasrv_reply_json(req, 200,
+                             json_pack("{s:o, s:I, s:I, s:I}", "devices", arr, "total",
+                                       (json_int_t)total, "limit", (json_int_t)limit, "offset",
+                                       (json_int_t)offset));
 }
 
 static void bump(json_t *o, const char *key)
@@ -694,10 +695,10 @@ static void bump(json_t *o, const char *key)
     json_object_set_new(o, key ? key : "", json_integer(v ? json_integer_value(v) + 1 : 1));
 }
 
-static enum ota_srv_result stats(struct ota_req *req)
+static enum otasrv_result stats(struct otasrv_req *req)
 {
-    struct ota_rollouts *m = req->srv->rollouts;
-    struct ota_device_filter f = {0};
+    struct otasrv_rollouts *m = req->srv->rollouts;
+    struct otasrv_device_filter f = {0};
     struct ota_err err = {0};
     json_t *by_type = json_object(), *by_group = json_object(), *app = json_object(),
            *rootfs = json_object(), *by_state = json_object();
@@ -708,7 +709,7 @@ static enum ota_srv_result stats(struct ota_req *req)
     for (;;) {
         json_t *page = NULL, *dev;
         size_t i, got;
-        if ((e = ota_store_devices_list(req->srv->store, &f, &page, &err)) < 0) {
+        if ((e = otasrv_store_devices_list(req->srv->store, &f, &page, &err)) < 0) {
             json_decref(by_type);
             json_decref(by_group);
             json_decref(app);
@@ -739,34 +740,34 @@ static enum ota_srv_result stats(struct ota_req *req)
     total += 0;
     e = (int)m->n;
     pthread_mutex_unlock(&m->lock);
-    return ota_srv_reply_json(req, 200,
-                              json_pack("{s:{s:I, s:o, s:o, s:{s:o, s:o}}, s:{s:i, s:o}}",
-                                        "devices", "total", (json_int_t)total, "by_type", by_type,
-                                        "by_group", by_group, "by_version", "app", app, "rootfs",
-                                        rootfs, "rollouts", "total", e, "by_state", by_state));
+    return otasrv_reply_json(req, 200,
+                             json_pack("{s:{s:I, s:o, s:o, s:{s:o, s:o}}, s:{s:i, s:o}}", "devices",
+                                       "total", (json_int_t)total, "by_type", by_type, "by_group",
+                                       by_group, "by_version", "app", app, "rootfs", rootfs,
+                                       "rollouts", "total", e, "by_state", by_state));
 }
 
-enum ota_srv_result ota_api_rollouts_handle(struct ota_req *req)
+enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req)
 {
-    struct ota_rollouts *m = req->srv->rollouts;
+    struct otasrv_rollouts *m = req->srv->rollouts;
     const char *const *s = req->seg;
     int n = req->nseg, get = strcmp(req->method, "GET") == 0,
         post = strcmp(req->method, "POST") == 0;
-    enum ota_srv_result ret;
+    enum otasrv_result ret;
     struct ro *ro;
 
     if (strcmp(s[2], "events") == 0) {
         if (n != 3)
-            return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+            return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
         if (!get)
-            return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
-        return ota_events_serve(req->srv->events, req, NULL);
+            return otasrv_reply_error(req, 405, "method %s not allowed", req->method);
+        return otasrv_events_serve(req->srv->events, req, NULL);
     }
     if (strcmp(s[2], "stats") == 0) {
         if (n != 3)
-            return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+            return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
         if (!get)
-            return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+            return otasrv_reply_error(req, 405, "method %s not allowed", req->method);
         return stats(req);
     }
     if (n == 3) {
@@ -778,38 +779,38 @@ enum ota_srv_result ota_api_rollouts_handle(struct ota_req *req)
             for (size_t i = 0; i < m->n; i++)
                 json_array_append_new(arr, rollout_json(&m->v[i], 0));
             pthread_mutex_unlock(&m->lock);
-            return ota_srv_reply_json(
+            return otasrv_reply_json(
                 req, 200,
                 json_pack("{s:o, s:i}", "rollouts", arr, "total", (int)json_array_size(arr)));
         }
-        return ota_srv_reply_error(req, 405, "method %s not allowed", req->method);
+        return otasrv_reply_error(req, 405, "method %s not allowed", req->method);
     }
     if (n > 5)
-        return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+        return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
     if (n == 5 && strcmp(s[4], "events") == 0 && get) {
         pthread_mutex_lock(&m->lock);
         ro = find_ro(m, s[3]);
         pthread_mutex_unlock(&m->lock);
         if (!ro)
-            return ota_srv_reply_error(req, 404, "no rollout %s", s[3]);
-        return ota_events_serve(req->srv->events, req, s[3]);
+            return otasrv_reply_error(req, 404, "no rollout %s", s[3]);
+        return otasrv_events_serve(req->srv->events, req, s[3]);
     }
     pthread_mutex_lock(&m->lock);
     ro = find_ro(m, s[3]);
     if (!ro)
-        ret = ota_srv_reply_error(req, 404, "no rollout %s", s[3]);
+        ret = otasrv_reply_error(req, 404, "no rollout %s", s[3]);
     else if (n == 4 && get)
-        ret = ota_srv_reply_json(req, 200, rollout_json(ro, 1));
+        ret = otasrv_reply_json(req, 200, rollout_json(ro, 1));
     else if (n == 5 && get && strcmp(s[4], "metrics") == 0)
-        ret = ota_srv_reply_json(req, 200, metrics_json(ro));
+        ret = otasrv_reply_json(req, 200, metrics_json(ro));
     else if (n == 5 && get && strcmp(s[4], "devices") == 0)
         ret = devices(req, ro);
     else if (n == 5 && post)
         ret = act(req, ro, s[4]);
     else if (n == 4 || (n == 5 && (strcmp(s[4], "metrics") == 0 || strcmp(s[4], "devices") == 0)))
-        ret = ota_srv_reply_error(req, 405, "method %s not allowed on %s", req->method, req->path);
+        ret = otasrv_reply_error(req, 405, "method %s not allowed on %s", req->method, req->path);
     else
-        ret = ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+        ret = otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
     pthread_mutex_unlock(&m->lock);
     return ret;
 }

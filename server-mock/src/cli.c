@@ -1,6 +1,6 @@
 /* ota-server's command line: "serve" (parse the options, start the server
  * library, wait for SIGINT/SIGTERM) and the admin commands (ctl.h). main.c
- * only calls ota_srv_cli_main(). */
+ * only calls otasrv_cli_main(). */
 #include "otasrv/cli.h"
 
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <sys/resource.h>
 
 #include "otasrv/ctl.h"
-#include "otasrv/faults.h"
+#include "otasrv/api_faults.h"
 #include "otasrv/server.h"
 
 static const char USAGE[] =
@@ -108,7 +108,7 @@ static const struct option SERVE_OPTS[] = {
 /* serve's options into cfg (strings pointing into argv) and *faults (the
  * --faults path): -1 to go on and serve, else the exit code (0 after
  * --help, 2 for bad usage, with the message printed). */
-static int serve_options(int argc, char **argv, struct ota_srv_config *cfg, const char **faults)
+static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const char **faults)
 {
     unsigned long long v;
     int c;
@@ -196,9 +196,9 @@ bad:
 
 static int serve(int argc, char **argv)
 {
-    struct ota_srv_config cfg = {.port = 8080};
+    struct otasrv_config cfg = {.port = 8080};
     struct ota_err err = {0};
-    struct ota_srv *srv = NULL;
+    struct otasrv_srv *srv = NULL;
     const char *faults = NULL;
     struct rlimit rl;
     sigset_t set;
@@ -206,7 +206,7 @@ static int serve(int argc, char **argv)
 
     if ((r = serve_options(argc, argv, &cfg, &faults)) >= 0)
         return r;
-    if (faults && ota_api_faults_load(faults, &cfg.faults, &err) < 0) {
+    if (faults && otasrv_api_faults_load(faults, &cfg.faults, &err) < 0) {
         fprintf(stderr, "ota-server: --faults %s: %s\n", faults, err.reason);
         return 2;
     }
@@ -220,7 +220,7 @@ static int serve(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the threads start */
-    if (ota_server_start(&cfg, &srv, &err) < 0) {
+    if (otasrv_server_start(&cfg, &srv, &err) < 0) {
         fprintf(stderr, "ota-server: %s\n", err.reason);
         return 1;
     }
@@ -228,16 +228,16 @@ static int serve(int argc, char **argv)
             srv->cfg.listen, srv->port);
     if (sigwait(&set, &sig) != 0)
         sig = SIGTERM;
-    ota_server_stop(srv);
+    otasrv_server_stop(srv);
     return 0;
 }
 
-int ota_srv_cli_main(int argc, char **argv)
+int otasrv_cli_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
-        fputs(OTA_CTL_USAGE, argc < 2 ? stderr : stdout);
+        fputs(OTASRV_CTL_USAGE, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "serve") == 0)
@@ -247,7 +247,7 @@ int ota_srv_cli_main(int argc, char **argv)
         strcmp(argv[1], "rollout") == 0) {
         struct ota_err err = {0};
         char *out = NULL;
-        int r = ota_ctl_run(argc, argv, &out, &err);
+        int r = otasrv_ctl_run(argc, argv, &out, &err);
         if (r < 0) {
             fprintf(stderr, "ota-server %s: %s\n", argv[1], err.reason);
             return r == -EINVAL ? 2 : 1;

@@ -12,19 +12,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
-struct ota_client_xfer {
+struct otasrv_client_xfer {
     CURL *h;
     struct curl_slist *headers;
     FILE *in; /* the streamed body, or NULL */
     char *body;
     char url[2600];
     char errbuf[CURL_ERROR_SIZE];
-    struct ota_client_resp *resp;
+    struct otasrv_client_resp *resp;
     size_t cap;
     int nomem;
 };
 
-void ota_client_resp_free(struct ota_client_resp *r)
+void otasrv_client_resp_free(struct otasrv_client_resp *r)
 {
     if (!r)
         return;
@@ -32,7 +32,7 @@ void ota_client_resp_free(struct ota_client_resp *r)
     r->body = NULL;
 }
 
-void ota_client_urlencode(const char *s, char *buf, size_t cap)
+void otasrv_client_urlencode(const char *s, char *buf, size_t cap)
 {
     size_t n = strlen(buf);
 
@@ -48,8 +48,8 @@ void ota_client_urlencode(const char *s, char *buf, size_t cap)
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ctx)
 {
-    struct ota_client_xfer *x = ctx;
-    struct ota_client_resp *r = x->resp;
+    struct otasrv_client_xfer *x = ctx;
+    struct otasrv_client_resp *r = x->resp;
     size_t n = size * nmemb;
 
     if (r->len + n + 1 > x->cap) {
@@ -72,7 +72,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ctx)
 }
 
 /* The failure of a transfer as our errno, with libcurl's words. */
-static int map_error(struct ota_client_xfer *x, CURLcode c, struct ota_err *err)
+static int map_error(struct otasrv_client_xfer *x, CURLcode c, struct ota_err *err)
 {
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(c);
     int code = ota_curl_errno(c);
@@ -82,7 +82,7 @@ static int map_error(struct ota_client_xfer *x, CURLcode c, struct ota_err *err)
     return ota_err_set(err, code ? code : EIO, "%s: %s", x->url, detail);
 }
 
-static int add_header(struct ota_client_xfer *x, const char *line)
+static int add_header(struct otasrv_client_xfer *x, const char *line)
 {
     struct curl_slist *l = curl_slist_append(x->headers, line);
 
@@ -93,7 +93,7 @@ static int add_header(struct ota_client_xfer *x, const char *line)
 }
 
 /* The body: a JSON text, a file streamed with its size, or none. */
-static int set_body(struct ota_client_xfer *x, const struct ota_client_req *req,
+static int set_body(struct otasrv_client_xfer *x, const struct otasrv_client_req *req,
                     struct ota_err *err)
 {
     struct stat st;
@@ -124,10 +124,10 @@ static int set_body(struct ota_client_xfer *x, const struct ota_client_req *req,
     return r < 0 ? ota_err_set(err, -r, "out of memory") : 0;
 }
 
-int ota_client_xfer_new(const struct ota_client_req *req, struct ota_client_resp *resp,
-                        struct ota_client_xfer **ret, struct ota_err *err)
+int otasrv_client_xfer_new(const struct otasrv_client_req *req, struct otasrv_client_resp *resp,
+                           struct otasrv_client_xfer **ret, struct ota_err *err)
 {
-    struct ota_client_xfer *x;
+    struct otasrv_client_xfer *x;
     size_t n;
     int r;
 
@@ -173,18 +173,18 @@ int ota_client_xfer_new(const struct ota_client_req *req, struct ota_client_resp
     *ret = x;
     return 0;
 fail:
-    ota_client_xfer_free(x);
+    otasrv_client_xfer_free(x);
     return r;
 }
 
-void *ota_client_xfer_handle(struct ota_client_xfer *x)
+void *otasrv_client_xfer_handle(struct otasrv_client_xfer *x)
 {
     return x->h;
 }
 
-int ota_client_xfer_done(struct ota_client_xfer *x, int curl_result, struct ota_err *err)
+int otasrv_client_xfer_done(struct otasrv_client_xfer *x, int curl_result, struct ota_err *err)
 {
-    struct ota_client_resp *r = x->resp;
+    struct otasrv_client_resp *r = x->resp;
     long status = 0;
 
     if (curl_result != CURLE_OK)
@@ -197,7 +197,7 @@ int ota_client_xfer_done(struct ota_client_xfer *x, int curl_result, struct ota_
     return 0;
 }
 
-void ota_client_xfer_free(struct ota_client_xfer *x)
+void otasrv_client_xfer_free(struct otasrv_client_xfer *x)
 {
     if (!x)
         return;
@@ -210,19 +210,19 @@ void ota_client_xfer_free(struct ota_client_xfer *x)
     free(x);
 }
 
-int ota_client_request(const struct ota_client_req *req, struct ota_client_resp *ret,
-                       struct ota_err *err)
+int otasrv_client_request(const struct otasrv_client_req *req, struct otasrv_client_resp *ret,
+                          struct ota_err *err)
 {
-    struct ota_client_resp resp = {0};
-    struct ota_client_xfer *x = NULL;
+    struct otasrv_client_resp resp = {0};
+    struct otasrv_client_xfer *x = NULL;
     int r;
 
-    if ((r = ota_client_xfer_new(req, &resp, &x, err)) < 0)
+    if ((r = otasrv_client_xfer_new(req, &resp, &x, err)) < 0)
         return r;
-    r = ota_client_xfer_done(x, curl_easy_perform(x->h), err);
-    ota_client_xfer_free(x);
+    r = otasrv_client_xfer_done(x, curl_easy_perform(x->h), err);
+    otasrv_client_xfer_free(x);
     if (r < 0) {
-        ota_client_resp_free(&resp);
+        otasrv_client_resp_free(&resp);
         return r;
     }
     *ret = resp;

@@ -14,7 +14,7 @@
 #include "ota/manifest.h"
 #include "otasrv/client.h"
 
-const char OTA_CTL_USAGE[] =
+const char OTASRV_CTL_USAGE[] =
     "admin commands (all take --server URL (default $OTA_SERVER or http://127.0.0.1:8080)\n"
     "and --admin-token T | --admin-token-file F (default $OTA_ADMIN_TOKEN)):\n"
     "  ota-server release add DIR [--id ID] [--publish]   upload an ota-pack --out DIR\n"
@@ -42,12 +42,12 @@ struct ctx {
 static int call(struct ctx *c, const char *method, const char *path, const char *body,
                 const char *file, json_t **ret)
 {
-    struct ota_client_req req = {c->server, method, path, c->token, body, file};
-    struct ota_client_resp resp = {0};
+    struct otasrv_client_req req = {c->server, method, path, c->token, body, file};
+    struct otasrv_client_resp resp = {0};
     json_t *o = NULL;
     int r;
 
-    if ((r = ota_client_request(&req, &resp, c->err)) < 0)
+    if ((r = otasrv_client_request(&req, &resp, c->err)) < 0)
         return r;
     o = json_loads(resp.body, 0, NULL);
     if (resp.status < 200 || resp.status > 299) {
@@ -59,7 +59,7 @@ static int call(struct ctx *c, const char *method, const char *path, const char 
     } else {
         *ret = o;
     }
-    ota_client_resp_free(&resp);
+    otasrv_client_resp_free(&resp);
     return r;
 }
 
@@ -93,7 +93,7 @@ static int release_add(struct ctx *c, const char *dir, const char *id, int publi
         goto out;
     snprintf(path, sizeof(path), "%s/%s", dir, m.payload);
     url[0] = '\0';
-    ota_client_urlencode(json_string_value(json_object_get(rel, "id")), url, sizeof(url));
+    otasrv_client_urlencode(json_string_value(json_object_get(rel, "id")), url, sizeof(url));
     {
         char p2[700];
         json_t *next = NULL;
@@ -142,7 +142,7 @@ static int rollout_cmd(struct ctx *c, const char *sub, const char *arg, int npos
         free(text);
         return r;
     }
-    ota_client_urlencode(arg, enc, sizeof(enc));
+    otasrv_client_urlencode(arg, enc, sizeof(enc));
     if (strcmp(sub, "status") == 0) {
         snprintf(path, sizeof(path), "/api/v1/rollouts/%s", enc);
         return call(c, "GET", path, NULL, NULL, ret);
@@ -162,7 +162,7 @@ static void add_query(char *q, size_t cap, const char *key, const char *value)
     if (!value)
         return;
     snprintf(q + n, cap - n, "%s%s=", strchr(q, '?') ? "&" : "?", key);
-    ota_client_urlencode(value, q, cap);
+    otasrv_client_urlencode(value, q, cap);
 }
 
 /* The command line, parsed: positional words and the options' values. */
@@ -270,7 +270,7 @@ static int cmd_release(struct ctx *c, const struct args *a, json_t **out)
                     NULL, NULL, out);
     if (a->npos == 3 &&
         (strcmp(sub, "get") == 0 || strcmp(sub, "publish") == 0 || strcmp(sub, "delete") == 0)) {
-        ota_client_urlencode(a->pos[2], enc, sizeof(enc));
+        otasrv_client_urlencode(a->pos[2], enc, sizeof(enc));
         snprintf(path, sizeof(path), "/api/v1/releases/%s%s", enc,
                  strcmp(sub, "publish") == 0 ? "/publish" : "");
         return call(c,
@@ -295,7 +295,7 @@ static int cmd_query(struct ctx *c, const struct args *a, json_t **out)
         add_query(path, sizeof(path), "limit", a->q_limit);
         add_query(path, sizeof(path), "offset", a->q_offset);
     } else if (strcmp(a->pos[0], "device") == 0 && a->npos == 2) {
-        ota_client_urlencode(a->pos[1], enc, sizeof(enc));
+        otasrv_client_urlencode(a->pos[1], enc, sizeof(enc));
         snprintf(path, sizeof(path), "/api/v1/devices/%s", enc);
     } else if (strcmp(a->pos[0], "reports") == 0 && a->npos == 1) {
         snprintf(path, sizeof(path), "/api/v1/reports");
@@ -307,7 +307,7 @@ static int cmd_query(struct ctx *c, const struct args *a, json_t **out)
     return call(c, "GET", path, NULL, NULL, out);
 }
 
-int ota_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
+int otasrv_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
 {
     struct ctx c = {.err = err};
     struct args a = {0};

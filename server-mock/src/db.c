@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
-int ota_db_fail(sqlite3 *db, int rc, const char *what, struct ota_err *err)
+int otasrv_db_fail(sqlite3 *db, int rc, const char *what, struct ota_err *err)
 {
     int code = EIO;
 
@@ -18,20 +18,20 @@ int ota_db_fail(sqlite3 *db, int rc, const char *what, struct ota_err *err)
     return ota_err_set(err, code, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 }
 
-int ota_db_open(struct ota_db *c, const char *path, int nomutex, struct ota_err *err)
+int otasrv_db_open(struct otasrv_db *c, const char *path, int nomutex, struct ota_err *err)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | (nomutex ? SQLITE_OPEN_NOMUTEX : 0);
     int r = 0, rc;
 
     rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK)
-        r = ota_db_fail(c->db, rc, path, err);
+        r = otasrv_db_fail(c->db, rc, path, err);
     if (r == 0) {
         sqlite3_busy_timeout(c->db, 10000);
         rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
                           NULL);
         if (rc != SQLITE_OK)
-            r = ota_db_fail(c->db, rc, path, err);
+            r = otasrv_db_fail(c->db, rc, path, err);
     }
     if (r < 0) {
         sqlite3_close(c->db);
@@ -40,9 +40,9 @@ int ota_db_open(struct ota_db *c, const char *path, int nomutex, struct ota_err 
     return r;
 }
 
-void ota_db_close(struct ota_db *c)
+void otasrv_db_close(struct otasrv_db *c)
 {
-    for (int i = 0; i < OTA_DB_STMT_CACHE; i++) {
+    for (int i = 0; i < OTASRV_DB_STMT_CACHE; i++) {
         sqlite3_finalize(c->cache[i].st);
         c->cache[i].st = NULL;
         c->cache[i].sql = NULL;
@@ -51,22 +51,22 @@ void ota_db_close(struct ota_db *c)
     c->db = NULL;
 }
 
-int ota_db_exec(struct ota_db *c, const char *sql, struct ota_err *err)
+int otasrv_db_exec(struct otasrv_db *c, const char *sql, struct ota_err *err)
 {
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : ota_db_fail(c->db, rc, sql, err);
+    return rc == SQLITE_OK ? 0 : otasrv_db_fail(c->db, rc, sql, err);
 }
 
-void ota_db_rollback(struct ota_db *c)
+void otasrv_db_rollback(struct otasrv_db *c)
 {
-    ota_ignore(ota_db_exec(c, "ROLLBACK", NULL));
+    ota_ignore(otasrv_db_exec(c, "ROLLBACK", NULL));
 }
 
-int ota_db_prep(struct ota_db *c, const char *sql, sqlite3_stmt **ret, struct ota_err *err)
+int otasrv_db_prep(struct otasrv_db *c, const char *sql, sqlite3_stmt **ret, struct ota_err *err)
 {
     int i, rc;
 
-    for (i = 0; i < OTA_DB_STMT_CACHE && c->cache[i].sql; i++) {
+    for (i = 0; i < OTASRV_DB_STMT_CACHE && c->cache[i].sql; i++) {
         if (c->cache[i].sql == sql) {
             sqlite3_reset(c->cache[i].st);
             sqlite3_clear_bindings(c->cache[i].st);
@@ -74,30 +74,31 @@ int ota_db_prep(struct ota_db *c, const char *sql, sqlite3_stmt **ret, struct ot
             return 0;
         }
     }
-    if (i == OTA_DB_STMT_CACHE)
+    if (i == OTASRV_DB_STMT_CACHE)
         return ota_err_set(err, ENOSPC, "statement cache full");
     rc = sqlite3_prepare_v2(c->db, sql, -1, &c->cache[i].st, NULL);
     if (rc != SQLITE_OK)
-        return ota_db_fail(c->db, rc, "prepare", err);
+        return otasrv_db_fail(c->db, rc, "prepare", err);
     c->cache[i].sql = sql;
     *ret = c->cache[i].st;
     return 0;
 }
 
-int ota_db_prepare(struct ota_db *c, const char *sql, sqlite3_stmt **ret, const char *what,
-                   struct ota_err *err)
+int otasrv_db_prepare(struct otasrv_db *c, const char *sql, sqlite3_stmt **ret, const char *what,
+                      struct ota_err *err)
 {
     int rc = sqlite3_prepare_v2(c->db, sql, -1, ret, NULL);
-    return rc == SQLITE_OK ? 0 : ota_db_fail(c->db, rc, what, err);
+    return rc == SQLITE_OK ? 0 : otasrv_db_fail(c->db, rc, what, err);
 }
 
-int ota_db_step_done(struct ota_db *c, sqlite3_stmt *st, const char *what, struct ota_err *err)
+int otasrv_db_step_done(struct otasrv_db *c, sqlite3_stmt *st, const char *what,
+                        struct ota_err *err)
 {
     int rc = sqlite3_step(st);
-    return rc == SQLITE_DONE ? 0 : ota_db_fail(c->db, rc, what, err);
+    return rc == SQLITE_DONE ? 0 : otasrv_db_fail(c->db, rc, what, err);
 }
 
-int ota_db_row(struct ota_db *c, sqlite3_stmt *st, const char *what, struct ota_err *err)
+int otasrv_db_row(struct otasrv_db *c, sqlite3_stmt *st, const char *what, struct ota_err *err)
 {
     int rc = sqlite3_step(st);
 
@@ -105,10 +106,10 @@ int ota_db_row(struct ota_db *c, sqlite3_stmt *st, const char *what, struct ota_
         return 1;
     if (rc == SQLITE_DONE)
         return 0;
-    return ota_db_fail(c->db, rc, what, err);
+    return otasrv_db_fail(c->db, rc, what, err);
 }
 
-void ota_db_bind_text(sqlite3_stmt *st, int i, const char *v)
+void otasrv_db_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     if (v)
         sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
@@ -116,7 +117,7 @@ void ota_db_bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-const char *ota_db_col_text(sqlite3_stmt *st, int i)
+const char *otasrv_db_col_text(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? (const char *)t : "";

@@ -17,10 +17,10 @@
 
 struct sub {
     struct sub *next;
-    struct ota_events *ev;
-    struct ota_conn *conn;
+    struct otasrv_events *ev;
+    struct otasrv_conn *conn;
     char rollout[128]; /* "" = all events */
-    char *q[OTA_EVENTS_QUEUE];
+    char *q[OTASRV_EVENTS_QUEUE];
     size_t head, n;
     uint64_t dropped;
     int suspended;
@@ -29,15 +29,15 @@ struct sub {
     int64_t last_ms;
 };
 
-struct ota_events {
+struct otasrv_events {
     pthread_mutex_t lock;
     struct sub *subs;
     int closing;
 };
 
-int ota_events_new(struct ota_events **ret, struct ota_err *err)
+int otasrv_events_new(struct otasrv_events **ret, struct ota_err *err)
 {
-    struct ota_events *ev = calloc(1, sizeof(*ev));
+    struct otasrv_events *ev = calloc(1, sizeof(*ev));
 
     if (!ev)
         return ota_err_set(err, ENOMEM, "out of memory");
@@ -50,11 +50,11 @@ static void wake(struct sub *s)
 {
     if (s->suspended) {
         s->suspended = 0;
-        ota_srv_resume(s->conn);
+        otasrv_resume(s->conn);
     }
 }
 
-void ota_events_shutdown(struct ota_events *ev)
+void otasrv_events_shutdown(struct otasrv_events *ev)
 {
     if (!ev)
         return;
@@ -68,12 +68,12 @@ void ota_events_shutdown(struct ota_events *ev)
 static void sub_free(struct sub *s)
 {
     for (size_t i = 0; i < s->n; i++)
-        free(s->q[(s->head + i) % OTA_EVENTS_QUEUE]);
+        free(s->q[(s->head + i) % OTASRV_EVENTS_QUEUE]);
     free(s->cur);
     free(s);
 }
 
-void ota_events_free(struct ota_events *ev)
+void otasrv_events_free(struct otasrv_events *ev)
 {
     if (!ev)
         return;
@@ -90,19 +90,19 @@ void ota_events_free(struct ota_events *ev)
 /* Queues msg (taken) on s, dropping the oldest when full. Locked. */
 static void push(struct sub *s, char *msg)
 {
-    if (s->n == OTA_EVENTS_QUEUE) {
+    if (s->n == OTASRV_EVENTS_QUEUE) {
         free(s->q[s->head]);
-        s->head = (s->head + 1) % OTA_EVENTS_QUEUE;
+        s->head = (s->head + 1) % OTASRV_EVENTS_QUEUE;
         s->n--;
         s->dropped++;
     }
-    s->q[(s->head + s->n) % OTA_EVENTS_QUEUE] = msg;
+    s->q[(s->head + s->n) % OTASRV_EVENTS_QUEUE] = msg;
     s->n++;
     wake(s);
 }
 
-void ota_events_publish(struct ota_events *ev, const char *rollout_id, const char *name,
-                        json_t *data)
+void otasrv_events_publish(struct otasrv_events *ev, const char *rollout_id, const char *name,
+                           json_t *data)
 {
     char *text, *msg;
     size_t len;
@@ -132,14 +132,14 @@ void ota_events_publish(struct ota_events *ev, const char *rollout_id, const cha
     free(text);
 }
 
-void ota_events_tick(struct ota_events *ev, int64_t now_ms)
+void otasrv_events_tick(struct otasrv_events *ev, int64_t now_ms)
 {
     if (!ev)
         return;
     pthread_mutex_lock(&ev->lock);
     for (struct sub *s = ev->subs; s; s = s->next) {
         char *msg;
-        if (now_ms - s->last_ms < OTA_EVENTS_KEEPALIVE || s->n)
+        if (now_ms - s->last_ms < OTASRV_EVENTS_KEEPALIVE || s->n)
             continue;
         msg = strdup(": keepalive\n\n");
         if (msg)
@@ -152,7 +152,7 @@ void ota_events_tick(struct ota_events *ev, int64_t now_ms)
 static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct sub *s = cls;
-    struct ota_events *ev = s->ev;
+    struct otasrv_events *ev = s->ev;
     ssize_t out = 0;
 
     (void)pos;
@@ -165,7 +165,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
         s->dropped = 0;
     } else if (!s->cur && s->n) {
         s->cur = s->q[s->head];
-        s->head = (s->head + 1) % OTA_EVENTS_QUEUE;
+        s->head = (s->head + 1) % OTASRV_EVENTS_QUEUE;
         s->n--;
     }
     if (s->cur) {
@@ -182,10 +182,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
         }
         out = (ssize_t)k;
     } else if (ev->closing) {
-        out = OTA_RESP_END_OF_STREAM;
+        out = OTASRV_RESP_END_OF_STREAM;
     } else {
         s->suspended = 1;
-        ota_srv_suspend(s->conn);
+        otasrv_suspend(s->conn);
     }
     pthread_mutex_unlock(&ev->lock);
     return out;
@@ -194,7 +194,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void reader_free(void *cls)
 {
     struct sub *s = cls;
-    struct ota_events *ev = s->ev;
+    struct otasrv_events *ev = s->ev;
 
     if (ev) {
         pthread_mutex_lock(&ev->lock);
@@ -208,29 +208,29 @@ static void reader_free(void *cls)
     sub_free(s);
 }
 
-enum ota_srv_result ota_events_serve(struct ota_events *ev, struct ota_req *req,
-                                     const char *rollout_id)
+enum otasrv_result otasrv_events_serve(struct otasrv_events *ev, struct otasrv_req *req,
+                                       const char *rollout_id)
 {
-    struct ota_resp *resp;
+    struct otasrv_resp *resp;
     struct sub *s = calloc(1, sizeof(*s));
 
     if (!s)
-        return ota_srv_reply_error(req, 500, "out of memory");
+        return otasrv_reply_error(req, 500, "out of memory");
     s->ev = ev;
     s->conn = req->conn;
-    s->last_ms = ota_srv_now_ms();
+    s->last_ms = otasrv_now_ms();
     if (rollout_id)
         ota_strlcpy(s->rollout, rollout_id, sizeof(s->rollout));
     s->q[0] = strdup(": connected\n\n");
     s->n = s->q[0] ? 1 : 0;
-    resp = ota_resp_reader(OTA_RESP_SIZE_UNKNOWN, 4096, reader, s, reader_free);
+    resp = otasrv_resp_reader(OTASRV_RESP_SIZE_UNKNOWN, 4096, reader, s, reader_free);
     if (!resp)
-        return ota_srv_reply_error(req, 500, "out of memory");
-    ota_resp_header(resp, "Content-Type", "text/event-stream");
-    ota_resp_header(resp, "Cache-Control", "no-store");
+        return otasrv_reply_error(req, 500, "out of memory");
+    otasrv_resp_header(resp, "Content-Type", "text/event-stream");
+    otasrv_resp_header(resp, "Cache-Control", "no-store");
     pthread_mutex_lock(&ev->lock);
     s->next = ev->subs;
     ev->subs = s;
     pthread_mutex_unlock(&ev->lock);
-    return ota_srv_reply(req, 200, resp);
+    return otasrv_reply(req, 200, resp);
 }

@@ -1,6 +1,6 @@
 /* File bodies through a fault: a response reader (server.h) reads the
  * file with pread, runs each chunk through otasrv_fault_apply_chunk and
- * paces it (throttle). Returning OTA_RESP_END_WITH_ERROR makes the
+ * paces it (throttle). Returning OTASRV_RESP_END_WITH_ERROR makes the
  * server close the connection: that is how truncate, stall and a
  * too-long wrong_length end. The callback runs in the connection's worker
  * thread, so a stall or a throttle holds that thread (a test double: fine).
@@ -11,7 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "otasrv/faults.h"
+#include "otasrv/api_faults.h"
+#include "otasrv/faultserve.h"
 
 #define CHUNK (64 * 1024)
 
@@ -37,7 +38,7 @@ static void sleep_ms(uint64_t ms)
         ;
 }
 
-int ota_faultserve_body(const struct ota_req *req)
+int otasrv_faultserve_body(const struct otasrv_req *req)
 {
     if (!req->has_fault)
         return 0;
@@ -64,10 +65,10 @@ static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
     if (b->ending) {
         if (b->ending == 2)
             sleep_ms(b->d.fault.ms);
-        return OTA_RESP_END_WITH_ERROR;
+        return OTASRV_RESP_END_WITH_ERROR;
     }
     if (pos >= b->len) /* wrong_length declared more than there is */
-        return OTA_RESP_END_WITH_ERROR;
+        return OTASRV_RESP_END_WITH_ERROR;
     if (b->t0_ms < 0)
         b->t0_ms = mono_ms();
     n = max < CHUNK ? max : CHUNK;
@@ -77,7 +78,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
         got = pread(b->fd, buf, n, (off_t)(b->start + pos));
     while (got < 0 && errno == EINTR);
     if (got <= 0)
-        return OTA_RESP_END_WITH_ERROR;
+        return OTASRV_RESP_END_WITH_ERROR;
     act = otasrv_fault_apply_chunk(&b->d, b->start, pos, buf, (size_t)got, &out);
     pace = otasrv_fault_pace_ms(&b->d, pos + out, (uint64_t)(mono_ms() - b->t0_ms));
     if (pace)
@@ -98,10 +99,11 @@ static void free_body(void *cls)
     free(b);
 }
 
-struct ota_resp *ota_faultserve_response(struct ota_req *req, int fd, uint64_t start, uint64_t len)
+struct otasrv_resp *otasrv_faultserve_response(struct otasrv_req *req, int fd, uint64_t start,
+                                               uint64_t len)
 {
     struct body *b = calloc(1, sizeof(*b));
-    struct ota_resp *resp;
+    struct otasrv_resp *resp;
 
     if (!b) {
         close(fd);
@@ -112,10 +114,11 @@ struct ota_resp *ota_faultserve_response(struct ota_req *req, int fd, uint64_t s
     b->len = len;
     b->d = req->fault;
     b->t0_ms = -1;
-    resp = ota_resp_reader(otasrv_fault_content_length(&b->d, len), CHUNK, read_body, b, free_body);
+    resp =
+        otasrv_resp_reader(otasrv_fault_content_length(&b->d, len), CHUNK, read_body, b, free_body);
     if (!resp)
         return NULL;
     /* the fault ends the connection (or may leave it out of step) */
-    ota_resp_header(resp, "Connection", "close");
+    otasrv_resp_header(resp, "Connection", "close");
     return resp;
 }

@@ -1,4 +1,4 @@
-/* File answers. The fd goes to the response (ota_resp_fd), which sends from
+/* File answers. The fd goes to the response (otasrv_resp_fd), which sends from
  * it with sendfile (plain HTTP) or pread (TLS), and owns and closes it. */
 #include "otasrv/files.h"
 
@@ -10,7 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "otasrv/faults.h"
+#include "otasrv/api_faults.h"
+#include "otasrv/faultserve.h"
 #include "otasrv/range.h"
 #include "otasrv/store.h"
 
@@ -23,24 +24,25 @@ static void http_date(time_t t, char *buf, size_t cap)
     strftime(buf, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-static void add_common(struct ota_resp *resp, const char *etag, const char *lastmod,
+static void add_common(struct otasrv_resp *resp, const char *etag, const char *lastmod,
                        const char *ctype)
 {
-    ota_resp_header(resp, "ETag", etag);
-    ota_resp_header(resp, "Last-Modified", lastmod);
-    ota_resp_header(resp, "Accept-Ranges", "bytes");
+    otasrv_resp_header(resp, "ETag", etag);
+    otasrv_resp_header(resp, "Last-Modified", lastmod);
+    otasrv_resp_header(resp, "Accept-Ranges", "bytes");
     if (ctype)
-        ota_resp_header(resp, "Content-Type", ctype);
+        otasrv_resp_header(resp, "Content-Type", ctype);
 }
 
-enum ota_srv_result ota_files_serve(struct ota_req *req, const char *path, const char *content_type)
+enum otasrv_result otasrv_files_serve(struct otasrv_req *req, const char *path,
+                                      const char *content_type)
 {
-    const char *range = ota_srv_header(req, "Range");
-    const char *if_range = ota_srv_header(req, "If-Range");
+    const char *range = otasrv_header(req, "Range");
+    const char *if_range = otasrv_header(req, "If-Range");
     const char *ctype = content_type ? content_type : "application/octet-stream";
     char etag[96], lastmod[64], cr[96];
-    struct ota_resp *resp;
-    enum ota_range_result rr;
+    struct otasrv_resp *resp;
+    enum otasrv_range_result rr;
     uint64_t start = 0, len, total;
     struct stat st;
     unsigned status = 200;
@@ -48,10 +50,10 @@ enum ota_srv_result ota_files_serve(struct ota_req *req, const char *path, const
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return ota_srv_reply_error(req, 404, "no such file");
+        return otasrv_reply_error(req, 404, "no such file");
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return ota_srv_reply_error(req, 404, "no such file");
+        return otasrv_reply_error(req, 404, "no such file");
     }
     total = (uint64_t)st.st_size;
     snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"", total,
@@ -66,39 +68,39 @@ enum ota_srv_result ota_files_serve(struct ota_req *req, const char *path, const
         range = NULL;
     if (req->has_fault && req->fault.fault.kind == OTASRV_FAULT_IGNORE_RANGE)
         range = NULL; /* fault plan: ignore_range */
-    rr = ota_range_parse(range, total, &start, &len);
-    if (rr == OTA_RANGE_UNSATISFIABLE) {
+    rr = otasrv_range_parse(range, total, &start, &len);
+    if (rr == OTASRV_RANGE_UNSATISFIABLE) {
         close(fd);
         snprintf(cr, sizeof(cr), "bytes */%" PRIu64, total);
-        resp = ota_resp_static(UNSAT, sizeof(UNSAT) - 1);
+        resp = otasrv_resp_static(UNSAT, sizeof(UNSAT) - 1);
         if (!resp)
-            return OTA_SRV_DROP;
+            return OTASRV_DROP;
         add_common(resp, etag, lastmod, "application/json");
-        ota_resp_header(resp, "Content-Range", cr);
-        return ota_srv_reply(req, 416, resp);
+        otasrv_resp_header(resp, "Content-Range", cr);
+        return otasrv_reply(req, 416, resp);
     }
-    if (rr == OTA_RANGE_PARTIAL)
+    if (rr == OTASRV_RANGE_PARTIAL)
         status = 206;
     else
         start = 0, len = total;
 
-    if (ota_faultserve_body(req)) { /* fault plan: the body goes through the fault */
-        if (!(resp = ota_faultserve_response(req, fd, start, len)))
-            return OTA_SRV_DROP;
-    } else if (!(resp = ota_resp_fd(fd, start, len))) {
-        return OTA_SRV_DROP;
+    if (otasrv_faultserve_body(req)) { /* fault plan: the body goes through the fault */
+        if (!(resp = otasrv_faultserve_response(req, fd, start, len)))
+            return OTASRV_DROP;
+    } else if (!(resp = otasrv_resp_fd(fd, start, len))) {
+        return OTASRV_DROP;
     }
     add_common(resp, etag, lastmod, ctype);
     if (status == 206) {
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1,
                  total);
-        ota_resp_header(resp, "Content-Range", cr);
+        otasrv_resp_header(resp, "Content-Range", cr);
     }
-    return ota_srv_reply(req, status, resp);
+    return otasrv_reply(req, status, resp);
 }
 
-int ota_files_release_path(const struct ota_srv *srv, const struct ota_release *rel,
-                           const char *name, char *buf, size_t cap)
+int otasrv_files_release_path(const struct otasrv_srv *srv, const struct otasrv_release *rel,
+                              const char *name, char *buf, size_t cap)
 {
     size_t pn = strlen(rel->payload_name);
 

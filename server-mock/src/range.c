@@ -5,7 +5,8 @@
 #include <stddef.h>
 #include <strings.h>
 
-const char *const ota_range_result_names[OTA_RANGE_MAX] = {"none", "partial", "unsatisfiable"};
+const char *const otasrv_range_result_names[OTASRV_RANGE_MAX] = {"none", "partial",
+                                                                 "unsatisfiable"};
 
 static const char *skip_ws(const char *p)
 {
@@ -38,50 +39,50 @@ static int scan_u64(const char **pp, uint64_t *ret)
     return 1;
 }
 
-enum ota_range_result ota_range_parse(const char *header, uint64_t total, uint64_t *ret_start,
-                                      uint64_t *ret_len)
+enum otasrv_range_result otasrv_range_parse(const char *header, uint64_t total, uint64_t *ret_start,
+                                            uint64_t *ret_len)
 {
     const char *p;
     uint64_t first = 0, last = 0;
     int has_first, has_last;
 
     if (!header)
-        return OTA_RANGE_NONE;
+        return OTASRV_RANGE_NONE;
     p = skip_ws(header);
     if (strncasecmp(p, "bytes", 5) != 0)
-        return OTA_RANGE_NONE;
+        return OTASRV_RANGE_NONE;
     p = skip_ws(p + 5);
     if (*p != '=')
-        return OTA_RANGE_NONE;
+        return OTASRV_RANGE_NONE;
     p = skip_ws(p + 1);
     has_first = scan_u64(&p, &first);
     p = skip_ws(p);
     if (*p != '-')
-        return OTA_RANGE_NONE;
+        return OTASRV_RANGE_NONE;
     p = skip_ws(p + 1);
     has_last = scan_u64(&p, &last);
     p = skip_ws(p);
     if (*p != '\0')
-        return OTA_RANGE_NONE; /* several ranges, or junk */
+        return OTASRV_RANGE_NONE; /* several ranges, or junk */
     if (!has_first && !has_last)
-        return OTA_RANGE_NONE;
+        return OTASRV_RANGE_NONE;
 
     if (!has_first) { /* suffix: the last `last` bytes */
         if (last == 0 || total == 0)
-            return OTA_RANGE_UNSATISFIABLE;
+            return OTASRV_RANGE_UNSATISFIABLE;
         if (last > total)
             last = total;
         *ret_start = total - last;
         *ret_len = last;
-        return OTA_RANGE_PARTIAL;
+        return OTASRV_RANGE_PARTIAL;
     }
     if (has_last && last < first)
-        return OTA_RANGE_NONE; /* invalid: ignored */
+        return OTASRV_RANGE_NONE; /* invalid: ignored */
     if (first >= total)
-        return OTA_RANGE_UNSATISFIABLE;
+        return OTASRV_RANGE_UNSATISFIABLE;
     if (!has_last || last >= total)
         last = total - 1;
     *ret_start = first;
     *ret_len = last - first + 1;
-    return OTA_RANGE_PARTIAL;
+    return OTASRV_RANGE_PARTIAL;
 }

@@ -10,8 +10,8 @@
 #include "ota/json.h"
 #include "otasrv/db.h"
 
-struct ota_rstore {
-    struct ota_db c;
+struct otasrv_rstore {
+    struct otasrv_db c;
 };
 
 static const char SCHEMA[] =
@@ -35,64 +35,64 @@ static const char SQL_RDEV_LIST[] =
 static const char SQL_ROLLOUT_LIST[] =
     "SELECT id, definition, status FROM rollouts ORDER BY created_ms, id";
 
-void ota_rstore_close(struct ota_rstore *s)
+void otasrv_rstore_close(struct otasrv_rstore *s)
 {
     if (!s)
         return;
-    ota_db_close(&s->c);
+    otasrv_db_close(&s->c);
     free(s);
 }
 
-int ota_rstore_open(const char *path, struct ota_rstore **ret, struct ota_err *err)
+int otasrv_rstore_open(const char *path, struct otasrv_rstore **ret, struct ota_err *err)
 {
-    struct ota_rstore *s = calloc(1, sizeof(*s));
+    struct otasrv_rstore *s = calloc(1, sizeof(*s));
     int r;
 
     if (!s)
         return ota_err_set(err, ENOMEM, "out of memory");
-    if ((r = ota_db_open(&s->c, path, 0, err)) < 0)
+    if ((r = otasrv_db_open(&s->c, path, 0, err)) < 0)
         goto fail;
     if ((r = sqlite3_exec(s->c.db, SCHEMA, NULL, NULL, NULL)) != SQLITE_OK) {
-        r = ota_db_fail(s->c.db, r, path, err);
+        r = otasrv_db_fail(s->c.db, r, path, err);
         goto fail;
     }
     *ret = s;
     return 0;
 fail:
-    ota_rstore_close(s);
+    otasrv_rstore_close(s);
     return r;
 }
 
 /* The rollout's row, and its device rows (all of them after a DELETE when
  * replace, else the dirty ones), inside the caller's transaction. */
-static int save_rows(struct ota_rstore *s, const struct otasrv_rollout *r, const char *def_text,
+static int save_rows(struct otasrv_rstore *s, const struct otasrv_rollout *r, const char *def_text,
                      const char *st_text, const struct otasrv_rollout_device *devs, size_t n,
                      int replace, struct ota_err *err)
 {
-    struct ota_db *c = &s->c;
+    struct otasrv_db *c = &s->c;
     sqlite3_stmt *q;
     int ret;
 
-    if ((ret = ota_db_prep(c, SQL_ROLLOUT_PUT, &q, err)) < 0)
+    if ((ret = otasrv_db_prep(c, SQL_ROLLOUT_PUT, &q, err)) < 0)
         return ret;
     sqlite3_bind_text(q, 1, r->def.id, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, def_text, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 3, st_text, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 4, r->created_ms);
-    ret = ota_db_step_done(c, q, "rollouts", err);
+    ret = otasrv_db_step_done(c, q, "rollouts", err);
     sqlite3_reset(q);
     if (ret < 0)
         return ret;
     if (replace) {
-        if ((ret = ota_db_prep(c, SQL_RDEV_CLEAR, &q, err)) < 0)
+        if ((ret = otasrv_db_prep(c, SQL_RDEV_CLEAR, &q, err)) < 0)
             return ret;
         sqlite3_bind_text(q, 1, r->def.id, -1, SQLITE_STATIC);
-        ret = ota_db_step_done(c, q, "rollout_devices", err);
+        ret = otasrv_db_step_done(c, q, "rollout_devices", err);
         sqlite3_reset(q);
         if (ret < 0)
             return ret;
     }
-    if ((ret = ota_db_prep(c, SQL_RDEV_PUT, &q, err)) < 0)
+    if ((ret = otasrv_db_prep(c, SQL_RDEV_PUT, &q, err)) < 0)
         return ret;
     for (size_t i = 0; i < n && ret == 0; i++) {
         const struct otasrv_rollout_device *d = &devs[i];
@@ -109,14 +109,15 @@ static int save_rows(struct ota_rstore *s, const struct otasrv_rollout *r, const
         sqlite3_bind_int64(q, 8, d->last_ms);
         sqlite3_bind_int64(q, 9, d->finished_ms);
         sqlite3_bind_int64(q, 10, d->rollback_ms);
-        ret = ota_db_step_done(c, q, "rollout_devices", err);
+        ret = otasrv_db_step_done(c, q, "rollout_devices", err);
     }
     sqlite3_reset(q);
     return ret;
 }
 
-int ota_rstore_save(struct ota_rstore *s, const struct otasrv_rollout *r,
-                    struct otasrv_rollout_device *devs, size_t n, int replace, struct ota_err *err)
+int otasrv_rstore_save(struct otasrv_rstore *s, const struct otasrv_rollout *r,
+                       struct otasrv_rollout_device *devs, size_t n, int replace,
+                       struct ota_err *err)
 {
     json_t *def = NULL, *st = NULL;
     char *def_text = NULL, *st_text = NULL;
@@ -133,11 +134,11 @@ int ota_rstore_save(struct ota_rstore *s, const struct otasrv_rollout *r,
         ret = ota_err_set(err, ENOMEM, "out of memory");
         goto out;
     }
-    if ((ret = ota_db_exec(&s->c, "BEGIN IMMEDIATE", err)) < 0)
+    if ((ret = otasrv_db_exec(&s->c, "BEGIN IMMEDIATE", err)) < 0)
         goto out;
     if ((ret = save_rows(s, r, def_text, st_text, devs, n, replace, err)) < 0 ||
-        (ret = ota_db_exec(&s->c, "COMMIT", err)) < 0) {
-        ota_db_rollback(&s->c);
+        (ret = otasrv_db_exec(&s->c, "COMMIT", err)) < 0) {
+        otasrv_db_rollback(&s->c);
         goto out;
     }
     for (size_t i = 0; i < n; i++)
@@ -151,7 +152,7 @@ out:
 }
 
 /* The table of rollout id, sorted by device id. */
-static int load_rows(struct ota_rstore *s, const char *id, struct otasrv_rollout_device **ret,
+static int load_rows(struct otasrv_rstore *s, const char *id, struct otasrv_rollout_device **ret,
                      size_t *ret_n, struct ota_err *err)
 {
     struct otasrv_rollout_device *v = NULL, *nv;
@@ -159,10 +160,10 @@ static int load_rows(struct ota_rstore *s, const char *id, struct otasrv_rollout
     sqlite3_stmt *q;
     int r;
 
-    if ((r = ota_db_prep(&s->c, SQL_RDEV_LIST, &q, err)) < 0)
+    if ((r = otasrv_db_prep(&s->c, SQL_RDEV_LIST, &q, err)) < 0)
         return r;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    while ((r = ota_db_row(&s->c, q, "rollout_devices", err)) == 1) {
+    while ((r = otasrv_db_row(&s->c, q, "rollout_devices", err)) == 1) {
         struct otasrv_rollout_device *d;
         const char *dev = (const char *)sqlite3_column_text(q, 0);
         int st = sqlite3_column_int(q, 3);
@@ -200,14 +201,14 @@ static int load_rows(struct ota_rstore *s, const char *id, struct otasrv_rollout
     return 0;
 }
 
-int ota_rstore_load(struct ota_rstore *s, ota_rstore_fn fn, void *ctx, struct ota_err *err)
+int otasrv_rstore_load(struct otasrv_rstore *s, otasrv_rstore_fn fn, void *ctx, struct ota_err *err)
 {
     sqlite3_stmt *q;
     int r, ret = 0;
 
-    if ((r = ota_db_prep(&s->c, SQL_ROLLOUT_LIST, &q, err)) < 0)
+    if ((r = otasrv_db_prep(&s->c, SQL_ROLLOUT_LIST, &q, err)) < 0)
         return r;
-    while ((r = ota_db_row(&s->c, q, "rollouts", err)) == 1) {
+    while ((r = otasrv_db_row(&s->c, q, "rollouts", err)) == 1) {
         const char *id = (const char *)sqlite3_column_text(q, 0);
         const char *dt = (const char *)sqlite3_column_text(q, 1);
         const char *st = (const char *)sqlite3_column_text(q, 2);

@@ -1,7 +1,7 @@
-/* libmicrohttpd daemon: epoll + a thread pool, one ota_req per request.
+/* libmicrohttpd daemon: epoll + a thread pool, one otasrv_req per request.
  * This is the only file that includes microhttpd.h: the handlers use the
- * request/response API of server.h, whose struct ota_resp, ota_conn and
- * ota_daemon are libmicrohttpd's response, connection and daemon under our
+ * request/response API of server.h, whose struct otasrv_resp, otasrv_conn and
+ * otasrv_daemon are libmicrohttpd's response, connection and daemon under our
  * names (converted back by mhd_resp() and friends, never dereferenced).
  * Bodies are small JSON (kept in memory, limited) except raw uploads, which
  * are streamed to a file as they arrive. Too-large bodies are read and
@@ -26,39 +26,39 @@
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasrv/api.h"
-#include "otasrv/rollouts.h"
-#include "otasrv/faults.h"
+#include "otasrv/api_rollouts.h"
+#include "otasrv/api_faults.h"
 
 /* A declared body this large is refused before it is read (the client may
  * then see a reset while it sends); smaller too-large bodies are read and
  * dropped first, so that every client reads its 413. */
 #define EARLY_413_BYTES (256ULL << 20)
 
-_Static_assert(OTA_RESP_SIZE_UNKNOWN == MHD_SIZE_UNKNOWN, "size unknown");
-_Static_assert(OTA_RESP_END_OF_STREAM == MHD_CONTENT_READER_END_OF_STREAM, "end of stream");
-_Static_assert(OTA_RESP_END_WITH_ERROR == MHD_CONTENT_READER_END_WITH_ERROR, "end with error");
+_Static_assert(OTASRV_RESP_SIZE_UNKNOWN == MHD_SIZE_UNKNOWN, "size unknown");
+_Static_assert(OTASRV_RESP_END_OF_STREAM == MHD_CONTENT_READER_END_OF_STREAM, "end of stream");
+_Static_assert(OTASRV_RESP_END_WITH_ERROR == MHD_CONTENT_READER_END_WITH_ERROR, "end with error");
 
-static struct MHD_Response *mhd_resp(struct ota_resp *resp)
+static struct MHD_Response *mhd_resp(struct otasrv_resp *resp)
 {
     return (struct MHD_Response *)resp;
 }
 
-static struct MHD_Connection *mhd_conn(struct ota_conn *conn)
+static struct MHD_Connection *mhd_conn(struct otasrv_conn *conn)
 {
     return (struct MHD_Connection *)conn;
 }
 
-static struct MHD_Daemon *mhd_daemon(struct ota_daemon *d)
+static struct MHD_Daemon *mhd_daemon(struct otasrv_daemon *d)
 {
     return (struct MHD_Daemon *)d;
 }
 
-static enum MHD_Result mhd_result(enum ota_srv_result r)
+static enum MHD_Result mhd_result(enum otasrv_result r)
 {
-    return r == OTA_SRV_OK ? MHD_YES : MHD_NO;
+    return r == OTASRV_OK ? MHD_YES : MHD_NO;
 }
 
-int64_t ota_srv_now_ms(void)
+int64_t otasrv_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -72,7 +72,7 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int ota_srv_valid_id(const char *s)
+int otasrv_valid_id(const char *s)
 {
     size_t n = 0;
 
@@ -88,7 +88,7 @@ int ota_srv_valid_id(const char *s)
 
 /* ---- responses ---- */
 
-struct ota_resp *ota_resp_json(json_t *body)
+struct otasrv_resp *otasrv_resp_json(json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     struct MHD_Response *resp;
@@ -103,40 +103,40 @@ struct ota_resp *ota_resp_json(json_t *body)
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
-    return (struct ota_resp *)resp;
+    return (struct otasrv_resp *)resp;
 }
 
-struct ota_resp *ota_resp_static(const char *data, size_t len)
+struct otasrv_resp *otasrv_resp_static(const char *data, size_t len)
 {
-    return (struct ota_resp *)MHD_create_response_from_buffer(len, (void *)data,
-                                                              MHD_RESPMEM_PERSISTENT);
+    return (struct otasrv_resp *)MHD_create_response_from_buffer(len, (void *)data,
+                                                                 MHD_RESPMEM_PERSISTENT);
 }
 
-struct ota_resp *ota_resp_fd(int fd, uint64_t start, uint64_t len)
+struct otasrv_resp *otasrv_resp_fd(int fd, uint64_t start, uint64_t len)
 {
     struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, start);
 
     if (!resp)
         close(fd);
-    return (struct ota_resp *)resp;
+    return (struct otasrv_resp *)resp;
 }
 
-struct ota_resp *ota_resp_reader(uint64_t size, size_t block, ota_resp_reader_fn fn, void *ctx,
-                                 ota_resp_free_fn free_fn)
+struct otasrv_resp *otasrv_resp_reader(uint64_t size, size_t block, otasrv_resp_reader_fn fn,
+                                       void *ctx, otasrv_resp_free_fn free_fn)
 {
     struct MHD_Response *resp = MHD_create_response_from_callback(size, block, fn, ctx, free_fn);
 
     if (!resp && free_fn)
         free_fn(ctx);
-    return (struct ota_resp *)resp;
+    return (struct otasrv_resp *)resp;
 }
 
-int ota_resp_header(struct ota_resp *resp, const char *name, const char *value)
+int otasrv_resp_header(struct otasrv_resp *resp, const char *name, const char *value)
 {
     return MHD_add_response_header(mhd_resp(resp), name, value) == MHD_YES ? 0 : -ENOMEM;
 }
 
-void ota_resp_free(struct ota_resp *resp)
+void otasrv_resp_free(struct otasrv_resp *resp)
 {
     if (resp)
         MHD_destroy_response(mhd_resp(resp));
@@ -144,15 +144,15 @@ void ota_resp_free(struct ota_resp *resp)
 
 /* ---- replies ---- */
 
-static void log_request(struct ota_req *req)
+static void log_request(struct otasrv_req *req)
 {
-    struct ota_srv *srv = req->srv;
+    struct otasrv_srv *srv = req->srv;
     json_t *o;
     char *line;
 
     if (!srv->log)
         return;
-    o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:I}", "ts_ms", (json_int_t)ota_srv_now_ms(), "id",
+    o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:I}", "ts_ms", (json_int_t)otasrv_now_ms(), "id",
                   req->id, "method", req->method, "path", req->path, "status", (int)req->status,
                   "ms", (json_int_t)(mono_ms() - req->t0_ms));
     line = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -166,28 +166,28 @@ static void log_request(struct ota_req *req)
     json_decref(o);
 }
 
-enum ota_srv_result ota_srv_reply(struct ota_req *req, unsigned status, struct ota_resp *resp)
+enum otasrv_result otasrv_reply(struct otasrv_req *req, unsigned status, struct otasrv_resp *resp)
 {
     enum MHD_Result r;
 
     if (!resp)
-        return OTA_SRV_DROP;
-    ota_resp_header(resp, "X-Request-Id", req->id);
-    ota_resp_header(resp, "Server", "ota-server");
+        return OTASRV_DROP;
+    otasrv_resp_header(resp, "X-Request-Id", req->id);
+    otasrv_resp_header(resp, "Server", "ota-server");
     if (status == 401)
-        ota_resp_header(resp, "WWW-Authenticate", "Bearer");
+        otasrv_resp_header(resp, "WWW-Authenticate", "Bearer");
     req->status = status;
     r = MHD_queue_response(mhd_conn(req->conn), status, mhd_resp(resp));
-    ota_resp_free(resp);
-    return r == MHD_YES ? OTA_SRV_OK : OTA_SRV_DROP;
+    otasrv_resp_free(resp);
+    return r == MHD_YES ? OTASRV_OK : OTASRV_DROP;
 }
 
-enum ota_srv_result ota_srv_reply_json(struct ota_req *req, unsigned status, json_t *body)
+enum otasrv_result otasrv_reply_json(struct otasrv_req *req, unsigned status, json_t *body)
 {
-    return ota_srv_reply(req, status, ota_resp_json(body));
+    return otasrv_reply(req, status, otasrv_resp_json(body));
 }
 
-enum ota_srv_result ota_srv_reply_error(struct ota_req *req, unsigned status, const char *fmt, ...)
+enum otasrv_result otasrv_reply_error(struct otasrv_req *req, unsigned status, const char *fmt, ...)
 {
     char detail[600];
     va_list ap;
@@ -195,33 +195,34 @@ enum ota_srv_result ota_srv_reply_error(struct ota_req *req, unsigned status, co
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    return ota_srv_reply_json(req, status, json_pack("{s:s}", "detail", detail));
+    return otasrv_reply_json(req, status, json_pack("{s:s}", "detail", detail));
 }
 
-enum ota_srv_result ota_srv_reply_store_error(struct ota_req *req, int r, const struct ota_err *err)
+enum otasrv_result otasrv_reply_store_error(struct otasrv_req *req, int r,
+                                            const struct ota_err *err)
 {
     const char *why = err && err->reason[0] ? err->reason : strerror(-r);
 
     switch (r) {
     case -ENOENT:
-        return ota_srv_reply_error(req, 404, "%s", why);
+        return otasrv_reply_error(req, 404, "%s", why);
     case -EEXIST:
-        return ota_srv_reply_error(req, 409, "%s", why);
+        return otasrv_reply_error(req, 409, "%s", why);
     case -EBUSY:
-        return ota_srv_reply_error(req, 503, "database busy: %s", why);
+        return otasrv_reply_error(req, 503, "database busy: %s", why);
     default:
-        return ota_srv_reply_error(req, 500, "%s", why);
+        return otasrv_reply_error(req, 500, "%s", why);
     }
 }
 
 /* ---- request helpers ---- */
 
-const char *ota_srv_header(struct ota_req *req, const char *name)
+const char *otasrv_header(struct otasrv_req *req, const char *name)
 {
     return MHD_lookup_connection_value(mhd_conn(req->conn), MHD_HEADER_KIND, name);
 }
 
-const char *ota_srv_query(struct ota_req *req, const char *name)
+const char *otasrv_query(struct otasrv_req *req, const char *name)
 {
     return MHD_lookup_connection_value(mhd_conn(req->conn), MHD_GET_ARGUMENT_KIND, name);
 }
@@ -242,8 +243,8 @@ static enum MHD_Result query_each_iter(void *cls, enum MHD_ValueKind kind, const
     return q->r ? MHD_NO : MHD_YES;
 }
 
-int ota_srv_query_each(struct ota_req *req,
-                       int (*fn)(void *ctx, const char *key, const char *value), void *ctx)
+int otasrv_query_each(struct otasrv_req *req,
+                      int (*fn)(void *ctx, const char *key, const char *value), void *ctx)
 {
     struct query_each q = {fn, ctx, 0};
 
@@ -251,20 +252,20 @@ int ota_srv_query_each(struct ota_req *req,
     return q.r;
 }
 
-void ota_srv_suspend(struct ota_conn *conn)
+void otasrv_suspend(struct otasrv_conn *conn)
 {
     MHD_suspend_connection(mhd_conn(conn));
 }
 
-void ota_srv_resume(struct ota_conn *conn)
+void otasrv_resume(struct otasrv_conn *conn)
 {
     MHD_resume_connection(mhd_conn(conn));
 }
 
-int ota_srv_query_int(struct ota_req *req, const char *name, int64_t def, int64_t min, int64_t max,
-                      int64_t *ret, struct ota_err *err)
+int otasrv_query_int(struct otasrv_req *req, const char *name, int64_t def, int64_t min,
+                     int64_t max, int64_t *ret, struct ota_err *err)
 {
-    const char *v = ota_srv_query(req, name);
+    const char *v = otasrv_query(req, name);
     char *end;
     long long n;
 
@@ -281,9 +282,9 @@ int ota_srv_query_int(struct ota_req *req, const char *name, int64_t def, int64_
     return 0;
 }
 
-int ota_srv_bearer_sha(struct ota_req *req, char ret_sha[65])
+int otasrv_bearer_sha(struct otasrv_req *req, char ret_sha[65])
 {
-    const char *h = ota_srv_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h = otasrv_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
     uint8_t d[OTA_SHA256_LEN];
     struct ota_sha256 *ctx;
     int r;
@@ -308,20 +309,20 @@ int ota_srv_bearer_sha(struct ota_req *req, char ret_sha[65])
     return 0;
 }
 
-int ota_srv_require_admin(struct ota_req *req, enum ota_srv_result *ret_reply)
+int otasrv_require_admin(struct otasrv_req *req, enum otasrv_result *ret_reply)
 {
     char sha[65];
 
-    if (ota_srv_bearer_sha(req, sha) == 0 &&
-        ota_store_admin_token_check(req->srv->store, sha, NULL) == 0)
+    if (otasrv_bearer_sha(req, sha) == 0 &&
+        otasrv_store_admin_token_check(req->srv->store, sha, NULL) == 0)
         return 0;
-    *ret_reply = ota_srv_reply_error(req, 401, "admin token required");
+    *ret_reply = otasrv_reply_error(req, 401, "admin token required");
     return -EACCES;
 }
 
-void ota_srv_base_url(struct ota_req *req, char *buf, size_t cap)
+void otasrv_base_url(struct otasrv_req *req, char *buf, size_t cap)
 {
-    const char *host = ota_srv_header(req, MHD_HTTP_HEADER_HOST);
+    const char *host = otasrv_header(req, MHD_HTTP_HEADER_HOST);
     const char *scheme = req->srv->tls ? "https" : "http";
     int ok = host && *host && strlen(host) < 256;
 
@@ -337,7 +338,7 @@ void ota_srv_base_url(struct ota_req *req, char *buf, size_t cap)
         snprintf(buf, cap, "%s://%s:%u", scheme, req->srv->cfg.listen, req->srv->port);
 }
 
-int ota_srv_body_object(struct ota_req *req, json_t **ret, enum ota_srv_result *ret_reply)
+int otasrv_body_object(struct otasrv_req *req, json_t **ret, enum otasrv_result *ret_reply)
 {
     struct ota_err err = {0};
     json_t *o = NULL;
@@ -345,15 +346,15 @@ int ota_srv_body_object(struct ota_req *req, json_t **ret, enum ota_srv_result *
     if (ota_json_parse(req->body ? req->body : "", req->body_len, &o, &err) < 0 ||
         !json_is_object(o)) {
         json_decref(o);
-        *ret_reply = ota_srv_reply_error(req, 400, "body is not a JSON object: %s",
-                                         err.reason[0] ? err.reason : "not an object");
+        *ret_reply = otasrv_reply_error(req, 400, "body is not a JSON object: %s",
+                                        err.reason[0] ? err.reason : "not an object");
         return -EINVAL;
     }
     *ret = o;
     return 0;
 }
 
-int ota_srv_check_keys(const json_t *obj, const char *const *allowed, struct ota_err *err)
+int otasrv_check_keys(const json_t *obj, const char *const *allowed, struct ota_err *err)
 {
     const char *key;
     json_t *v;
@@ -371,7 +372,7 @@ int ota_srv_check_keys(const json_t *obj, const char *const *allowed, struct ota
 
 /* ---- routing ---- */
 
-static int split_path(struct ota_req *req, const char *url)
+static int split_path(struct otasrv_req *req, const char *url)
 {
     char *p;
 
@@ -383,7 +384,7 @@ static int split_path(struct ota_req *req, const char *url)
     req->nseg = 0;
     for (;;) {
         char *slash = strchr(p, '/');
-        if (req->nseg == OTA_SRV_MAX_SEGS)
+        if (req->nseg == OTASRV_MAX_SEGS)
             return -E2BIG;
         req->seg[req->nseg++] = p;
         if (!slash)
@@ -394,12 +395,12 @@ static int split_path(struct ota_req *req, const char *url)
     return 0;
 }
 
-static int seg_is(struct ota_req *req, int i, const char *s)
+static int seg_is(struct otasrv_req *req, int i, const char *s)
 {
     return i < req->nseg && strcmp(req->seg[i], s) == 0;
 }
 
-static enum ota_srv_result route(struct ota_req *req)
+static enum otasrv_result route(struct otasrv_req *req)
 {
     if (seg_is(req, 0, "api") && seg_is(req, 1, "v1")) {
         int dev = 0;
@@ -408,20 +409,20 @@ static enum ota_srv_result route(struct ota_req *req)
                   (req->nseg == 5 && (seg_is(req, 4, "checkin") || seg_is(req, 4, "status")));
         else if (seg_is(req, 2, "releases") && req->nseg == 5)
             dev = strcmp(req->method, "GET") == 0 || req->is_head;
-        return dev ? ota_api_device_handle(req) : ota_api_admin_handle(req);
+        return dev ? otasrv_api_device_handle(req) : otasrv_api_admin_handle(req);
     }
     if (seg_is(req, 0, "repos") || (seg_is(req, 2, "releases") && seg_is(req, 3, "download")))
-        return ota_api_github_handle(req);
-    return ota_srv_reply_error(req, 404, "no such endpoint: %s", req->path);
+        return otasrv_api_github_handle(req);
+    return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
 }
 
-static int is_upload(struct ota_req *req)
+static int is_upload(struct otasrv_req *req)
 {
     return strcmp(req->method, "PUT") == 0 && req->nseg == 5 && seg_is(req, 0, "api") &&
            seg_is(req, 1, "v1") && seg_is(req, 2, "releases") && seg_is(req, 4, "payload");
 }
 
-static void body_append(struct ota_req *req, const char *data, size_t n)
+static void body_append(struct otasrv_req *req, const char *data, size_t n)
 {
     size_t cap;
     char *nb;
@@ -481,8 +482,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-    struct ota_srv *srv = cls;
-    struct ota_req *req = *con_cls;
+    struct otasrv_srv *srv = cls;
+    struct otasrv_req *req = *con_cls;
 
     if (!req) {
         const char *cl;
@@ -490,7 +491,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         req->srv = srv;
-        req->conn = (struct ota_conn *)conn;
+        req->conn = (struct otasrv_conn *)conn;
         req->method = method;
         req->is_head = strcmp(method, "HEAD") == 0;
         req->up.fd = -1;
@@ -504,12 +505,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->early_status = 404;
             snprintf(req->early_detail, sizeof(req->early_detail), "no such endpoint");
         }
-        cl = ota_srv_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        cl = otasrv_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (!req->early_status && is_upload(req)) {
-            ota_api_admin_upload_begin(req);
+            otasrv_api_admin_upload_begin(req);
         } else if (cl && strtoull(cl, NULL, 10) > EARLY_413_BYTES) {
             return mhd_result(
-                ota_srv_reply_error(req, 413, "body larger than %zu bytes", srv->cfg.max_body));
+                otasrv_reply_error(req, 413, "body larger than %zu bytes", srv->cfg.max_body));
         }
         return MHD_YES;
     }
@@ -521,12 +522,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req->status)
         return MHD_YES; /* answered early */
     if (req->early_status)
-        return mhd_result(ota_srv_reply_error(req, req->early_status, "%s", req->early_detail));
+        return mhd_result(otasrv_reply_error(req, req->early_status, "%s", req->early_detail));
     if (req->up.fd >= 0)
-        return mhd_result(ota_api_admin_upload_end(req));
+        return mhd_result(otasrv_api_admin_upload_end(req));
     {
-        enum ota_srv_result fr;
-        if (ota_api_faults_before(req, &fr)) /* fault plan: answered or dropped */
+        enum otasrv_result fr;
+        if (otasrv_api_faults_before(req, &fr)) /* fault plan: answered or dropped */
             return mhd_result(fr);
     }
     return mhd_result(route(req));
@@ -535,7 +536,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    struct ota_req *req = *con_cls;
+    struct otasrv_req *req = *con_cls;
 
     if (!req)
         return;
@@ -552,7 +553,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- start / stop ---- */
 
-int ota_srv_random_hex(char *buf, size_t nbytes)
+int otasrv_random_hex(char *buf, size_t nbytes)
 {
     uint8_t raw[64];
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -568,7 +569,7 @@ int ota_srv_random_hex(char *buf, size_t nbytes)
     return 0;
 }
 
-int ota_srv_sha_hex(const char *s, char ret[65])
+int otasrv_sha_hex(const char *s, char ret[65])
 {
     uint8_t d[OTA_SHA256_LEN];
     struct ota_sha256 *h = ota_sha256_new();
@@ -586,7 +587,7 @@ int ota_srv_sha_hex(const char *s, char ret[65])
 }
 
 /* The admin token: given, read from the token file, or generated into it. */
-static int setup_admin_token(struct ota_srv *srv, struct ota_err *err)
+static int setup_admin_token(struct otasrv_srv *srv, struct ota_err *err)
 {
     char path[4200], token[129], sha[65];
     char *text = NULL;
@@ -606,7 +607,7 @@ static int setup_admin_token(struct ota_srv *srv, struct ota_err *err)
         if (r == 0 && n > 0 && n < sizeof(token)) {
             ota_strlcpy(token, text, sizeof(token));
         } else {
-            if ((r = ota_srv_random_hex(token, 24)) < 0) {
+            if ((r = otasrv_random_hex(token, 24)) < 0) {
                 free(text);
                 return ota_err_set(err, -r, "making an admin token");
             }
@@ -622,20 +623,20 @@ static int setup_admin_token(struct ota_srv *srv, struct ota_err *err)
     }
     if (!token[0])
         return ota_err_set(err, EINVAL, "the admin token is empty");
-    if ((r = ota_srv_sha_hex(token, sha)) < 0)
+    if ((r = otasrv_sha_hex(token, sha)) < 0)
         return ota_err_set(err, -r, "hashing the admin token");
-    return ota_store_admin_token_set(srv->store, sha, err);
+    return otasrv_store_admin_token_set(srv->store, sha, err);
 }
 
-void ota_server_stop(struct ota_srv *srv)
+void otasrv_server_stop(struct otasrv_srv *srv)
 {
     if (!srv)
         return;
-    ota_rollouts_shutdown(srv); /* ends event streams before the daemon stops */
+    otasrv_rollouts_shutdown(srv); /* ends event streams before the daemon stops */
     if (srv->daemon)
         MHD_stop_daemon(mhd_daemon(srv->daemon));
-    ota_rollouts_free(srv);
-    ota_store_close(srv->store);
+    otasrv_rollouts_free(srv);
+    otasrv_store_close(srv->store);
     otasrv_faultplan_free(srv->faults);
     if (srv->log && srv->log != stderr)
         fclose(srv->log);
@@ -648,7 +649,7 @@ void ota_server_stop(struct ota_srv *srv)
 
 /* Starts the daemon on cfg.listen:cfg.port (TLS when configured) and sets
  * srv->daemon and srv->port. */
-static int start_daemon(struct ota_srv *srv, struct ota_err *err)
+static int start_daemon(struct otasrv_srv *srv, struct ota_err *err)
 {
     struct sockaddr_in sin;
     struct sockaddr_in6 sin6;
@@ -699,7 +700,7 @@ static int start_daemon(struct ota_srv *srv, struct ota_err *err)
                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                              MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
                              16384u, MHD_OPTION_END);
-    srv->daemon = (struct ota_daemon *)d;
+    srv->daemon = (struct otasrv_daemon *)d;
     if (!d)
         return ota_err_set(err, EADDRINUSE, "cannot listen on %s:%u (in use, or bad TLS files?)",
                            srv->cfg.listen, srv->cfg.port);
@@ -708,9 +709,10 @@ static int start_daemon(struct ota_srv *srv, struct ota_err *err)
     return 0;
 }
 
-int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, struct ota_err *err)
+int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret,
+                        struct ota_err *err)
 {
-    struct ota_srv *srv = calloc(1, sizeof(*srv));
+    struct otasrv_srv *srv = calloc(1, sizeof(*srv));
     size_t n;
     int r;
 
@@ -731,26 +733,26 @@ int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, str
         srv->cfg.max_upload = 8ULL << 30;
     if (!srv->cfg.threads)
         srv->cfg.threads = 4;
-    if (ota_srv_random_hex(srv->boot, 4) < 0)
+    if (otasrv_random_hex(srv->boot, 4) < 0)
         snprintf(srv->boot, sizeof(srv->boot), "%08x", (unsigned)getpid());
 
     snprintf(srv->releases_dir, sizeof(srv->releases_dir), "%s/releases", srv->cfg.data_dir);
     if ((r = ota_fs_mkdirs(srv->releases_dir, err)) < 0)
         goto fail;
-    if ((r = ota_store_open(srv->cfg.db_path, srv->cfg.threads + 2, &srv->store, err)) < 0)
+    if ((r = otasrv_store_open(srv->cfg.db_path, srv->cfg.threads + 2, &srv->store, err)) < 0)
         goto fail;
     if ((r = setup_admin_token(srv, err)) < 0)
         goto fail;
-    if ((r = ota_rollouts_open(srv, err)) < 0)
+    if ((r = otasrv_rollouts_open(srv, err)) < 0)
         goto fail;
-    if ((r = ota_api_faults_init(srv, err)) < 0)
+    if ((r = otasrv_api_faults_init(srv, err)) < 0)
         goto fail;
     if (srv->cfg.enroll_token) {
         if (!srv->cfg.enroll_token[0]) {
             r = ota_err_set(err, EINVAL, "the enrollment token is empty");
             goto fail;
         }
-        if ((r = ota_srv_sha_hex(srv->cfg.enroll_token, srv->enroll_sha)) < 0)
+        if ((r = otasrv_sha_hex(srv->cfg.enroll_token, srv->enroll_sha)) < 0)
             goto fail;
     } else {
         srv->enroll_open = 1;
@@ -777,6 +779,6 @@ int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret, str
     *ret = srv;
     return 0;
 fail:
-    ota_server_stop(srv);
+    otasrv_server_stop(srv);
     return r;
 }

@@ -59,13 +59,13 @@ static const char SCHEMA[] =
 
 static void *flusher_main(void *arg)
 {
-    struct ota_store *s = arg;
+    struct otasrv_store *s = arg;
     struct timespec ts;
 
     pthread_mutex_lock(&s->stop_lock);
     while (!s->stop) {
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += OTA_STORE_FLUSH_MS * 1000000L;
+        ts.tv_nsec += OTASRV_STORE_FLUSH_MS * 1000000L;
         ts.tv_sec += ts.tv_nsec / 1000000000L;
         ts.tv_nsec %= 1000000000L;
         pthread_cond_timedwait(&s->stop_cond, &s->stop_lock, &ts);
@@ -79,7 +79,7 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-void ota_store_close(struct ota_store *s)
+void otasrv_store_close(struct otasrv_store *s)
 {
     if (!s)
         return;
@@ -93,9 +93,9 @@ void ota_store_close(struct ota_store *s)
     if (s->writer.db)
         ota_ignore(store_hb_flush(s, NULL));
     for (unsigned i = 0; i < s->n; i++)
-        ota_db_close(&s->conns[i]);
+        otasrv_db_close(&s->conns[i]);
     if (s->writer.db)
-        ota_db_close(&s->writer);
+        otasrv_db_close(&s->writer);
     if (s->by_id) {
         for (size_t i = 0; i < NBUCKET; i++) {
             struct dev *d = s->by_id[i], *next;
@@ -120,9 +120,10 @@ void ota_store_close(struct ota_store *s)
     free(s);
 }
 
-int ota_store_open(const char *path, unsigned nconn, struct ota_store **ret, struct ota_err *err)
+int otasrv_store_open(const char *path, unsigned nconn, struct otasrv_store **ret,
+                      struct ota_err *err)
 {
-    struct ota_store *s;
+    struct otasrv_store *s;
     int r;
 
     if (nconn < 1)
@@ -144,15 +145,15 @@ int ota_store_open(const char *path, unsigned nconn, struct ota_store **ret, str
         r = ota_err_set(err, ENOMEM, "out of memory");
         goto fail;
     }
-    if ((r = ota_db_open(&s->writer, path, 1, err)) < 0)
+    if ((r = otasrv_db_open(&s->writer, path, 1, err)) < 0)
         goto fail;
     if ((r = sqlite3_exec(s->writer.db, SCHEMA, NULL, NULL, NULL)) != SQLITE_OK) {
-        r = ota_err_prefix(err, ota_db_fail(s->writer.db, r, "schema", err), "%s", path);
+        r = ota_err_prefix(err, otasrv_db_fail(s->writer.db, r, "schema", err), "%s", path);
         goto fail;
     }
     for (unsigned i = 0; i < nconn; i++) {
         s->n = i + 1;
-        r = ota_db_open(&s->conns[i], path, 1, err);
+        r = otasrv_db_open(&s->conns[i], path, 1, err);
         if (r < 0)
             goto fail;
         s->free_list[s->n_free++] = &s->conns[i];
@@ -165,13 +166,13 @@ int ota_store_open(const char *path, unsigned nconn, struct ota_store **ret, str
     *ret = s;
     return 0;
 fail:
-    ota_store_close(s);
+    otasrv_store_close(s);
     return r;
 }
 
-struct ota_db *store_acquire(struct ota_store *s)
+struct otasrv_db *store_acquire(struct otasrv_store *s)
 {
-    struct ota_db *c;
+    struct otasrv_db *c;
 
     pthread_mutex_lock(&s->lock);
     while (s->n_free == 0)
@@ -181,7 +182,7 @@ struct ota_db *store_acquire(struct ota_store *s)
     return c;
 }
 
-void store_release(struct ota_store *s, struct ota_db *c)
+void store_release(struct otasrv_store *s, struct otasrv_db *c)
 {
     if (c == &s->writer) {
         pthread_mutex_unlock(&s->wlock);
@@ -194,7 +195,7 @@ void store_release(struct ota_store *s, struct ota_db *c)
 }
 
 /* The writer connection, exclusively until store_release(). */
-struct ota_db *store_wacquire(struct ota_store *s)
+struct otasrv_db *store_wacquire(struct otasrv_store *s)
 {
     pthread_mutex_lock(&s->wlock);
     return &s->writer;
@@ -207,46 +208,46 @@ static const char SQL_ADMIN_ADD[] =
     "INSERT INTO admin_tokens(sha256, created_ms) VALUES(?, strftime('%s','now')*1000)";
 static const char SQL_ADMIN_CHECK[] = "SELECT 1 FROM admin_tokens WHERE sha256 = ?";
 
-int ota_store_admin_token_set(struct ota_store *s, const char *sha_hex, struct ota_err *err)
+int otasrv_store_admin_token_set(struct otasrv_store *s, const char *sha_hex, struct ota_err *err)
 {
-    struct ota_db *c = store_wacquire(s);
+    struct otasrv_db *c = store_wacquire(s);
     sqlite3_stmt *st;
     int r;
 
-    r = ota_db_exec(c, "BEGIN IMMEDIATE", err);
+    r = otasrv_db_exec(c, "BEGIN IMMEDIATE", err);
     if (r < 0)
         goto out;
-    if ((r = ota_db_prep(c, SQL_ADMIN_CLEAR, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_ADMIN_CLEAR, &st, err)) < 0)
         goto rollback;
-    if ((r = ota_db_step_done(c, st, "admin tokens", err)) < 0) {
-        goto rollback;
-    }
-    if ((r = ota_db_prep(c, SQL_ADMIN_ADD, &st, err)) < 0)
-        goto rollback;
-    ota_db_bind_text(st, 1, sha_hex);
-    if ((r = ota_db_step_done(c, st, "admin tokens", err)) < 0) {
+    if ((r = otasrv_db_step_done(c, st, "admin tokens", err)) < 0) {
         goto rollback;
     }
-    r = ota_db_exec(c, "COMMIT", err);
+    if ((r = otasrv_db_prep(c, SQL_ADMIN_ADD, &st, err)) < 0)
+        goto rollback;
+    otasrv_db_bind_text(st, 1, sha_hex);
+    if ((r = otasrv_db_step_done(c, st, "admin tokens", err)) < 0) {
+        goto rollback;
+    }
+    r = otasrv_db_exec(c, "COMMIT", err);
     if (r == 0)
         goto out;
 rollback:
-    ota_db_rollback(c);
+    otasrv_db_rollback(c);
 out:
     store_release(s, c);
     return r;
 }
 
-int ota_store_admin_token_check(struct ota_store *s, const char *sha_hex, struct ota_err *err)
+int otasrv_store_admin_token_check(struct otasrv_store *s, const char *sha_hex, struct ota_err *err)
 {
-    struct ota_db *c = store_acquire(s);
+    struct otasrv_db *c = store_acquire(s);
     sqlite3_stmt *st;
     int r;
 
-    if ((r = ota_db_prep(c, SQL_ADMIN_CHECK, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_ADMIN_CHECK, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, sha_hex);
-    r = ota_db_row(c, st, "admin token", err);
+    otasrv_db_bind_text(st, 1, sha_hex);
+    r = otasrv_db_row(c, st, "admin token", err);
     if (r == 1)
         r = 0;
     else if (r == 0)

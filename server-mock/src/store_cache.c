@@ -25,7 +25,7 @@ static size_t hash(const char *k)
     return h % NBUCKET;
 }
 
-struct dev *store_dev_find(struct ota_store *s, const char *id)
+struct dev *store_dev_find(struct otasrv_store *s, const char *id)
 {
     struct dev *d = s->by_id[hash(id)];
 
@@ -35,7 +35,7 @@ struct dev *store_dev_find(struct ota_store *s, const char *id)
 }
 
 /* Finds or adds; NULL on ENOMEM or an id too long to cache. */
-struct dev *store_dev_get(struct ota_store *s, const char *id)
+struct dev *store_dev_get(struct otasrv_store *s, const char *id)
 {
     struct dev *d = store_dev_find(s, id);
     size_t h;
@@ -52,7 +52,7 @@ struct dev *store_dev_get(struct ota_store *s, const char *id)
     return d;
 }
 
-struct dev *store_tok_find(struct ota_store *s, const char *sha)
+struct dev *store_tok_find(struct otasrv_store *s, const char *sha)
 {
     struct dev *d = s->by_tok[hash(sha)];
 
@@ -61,7 +61,7 @@ struct dev *store_tok_find(struct ota_store *s, const char *sha)
     return d;
 }
 
-void store_tok_unlink(struct ota_store *s, struct dev *d)
+void store_tok_unlink(struct otasrv_store *s, struct dev *d)
 {
     struct dev **p;
 
@@ -77,7 +77,7 @@ void store_tok_unlink(struct ota_store *s, struct dev *d)
     d->token[0] = '\0';
 }
 
-void store_tok_link(struct ota_store *s, struct dev *d, const char *sha)
+void store_tok_link(struct otasrv_store *s, struct dev *d, const char *sha)
 {
     size_t h;
 
@@ -113,7 +113,7 @@ void store_inv_set(struct dev *d, const char *const v[NINV])
 }
 
 /* 1 if every field inv gives equals the cached one. */
-int store_inv_same(const struct dev *d, const struct ota_device_inv *inv)
+int store_inv_same(const struct dev *d, const struct otasrv_device_inv *inv)
 {
     const char *v[NINV] = {inv->type, inv->group, inv->tags, inv->versions, inv->slots, inv->state};
 
@@ -123,7 +123,7 @@ int store_inv_same(const struct dev *d, const struct ota_device_inv *inv)
     return 1;
 }
 
-void store_hb_touch(struct ota_store *s, struct dev *d, int64_t now_ms)
+void store_hb_touch(struct otasrv_store *s, struct dev *d, int64_t now_ms)
 {
     d->last_ms = now_ms;
     d->checkins++;
@@ -160,7 +160,7 @@ int store_finals_has(const struct dev *d, const char *update_id)
 }
 
 /* Sets the in-memory heartbeat of device id into its JSON object. */
-void store_hb_merge(struct ota_store *s, json_t *o)
+void store_hb_merge(struct otasrv_store *s, json_t *o)
 {
     const char *id = json_string_value(json_object_get(o, "device_id"));
     struct dev *d;
@@ -176,7 +176,7 @@ void store_hb_merge(struct ota_store *s, json_t *o)
     pthread_mutex_unlock(&s->mlock);
 }
 
-void store_pub_put_locked(struct ota_published_set *set)
+void store_pub_put_locked(struct otasrv_published_set *set)
 {
     if (!set || --set->ref > 0)
         return;
@@ -187,7 +187,7 @@ void store_pub_put_locked(struct ota_published_set *set)
 }
 
 /* After a release write (wlock held): the cached set is stale. */
-void store_pub_invalidate(struct ota_store *s)
+void store_pub_invalidate(struct otasrv_store *s)
 {
     pthread_mutex_lock(&s->mlock);
     s->rel_gen++;

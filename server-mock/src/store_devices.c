@@ -29,37 +29,37 @@ static const char SQL_DEV_HB[] =
     " checkins"
 static const char SQL_DEV_GET[] = "SELECT " DEV_COLS " FROM devices WHERE id = ?";
 
-int ota_store_device_register(struct ota_store *s, const char *id, const char *token_sha,
-                              const struct ota_device_inv *inv, int64_t now_ms, int *ret_created,
-                              struct ota_err *err)
+int otasrv_store_device_register(struct otasrv_store *s, const char *id, const char *token_sha,
+                                 const struct otasrv_device_inv *inv, int64_t now_ms,
+                                 int *ret_created, struct ota_err *err)
 {
-    struct ota_db *c = store_wacquire(s);
+    struct otasrv_db *c = store_wacquire(s);
     sqlite3_stmt *st;
     int r, exists;
 
-    if ((r = ota_db_exec(c, "BEGIN IMMEDIATE", err)) < 0)
+    if ((r = otasrv_db_exec(c, "BEGIN IMMEDIATE", err)) < 0)
         goto out;
-    if ((r = ota_db_prep(c, SQL_DEV_EXISTS, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_DEV_EXISTS, &st, err)) < 0)
         goto rollback;
-    ota_db_bind_text(st, 1, id);
-    if ((exists = ota_db_row(c, st, "device", err)) < 0) {
+    otasrv_db_bind_text(st, 1, id);
+    if ((exists = otasrv_db_row(c, st, "device", err)) < 0) {
         r = exists;
         goto rollback;
     }
     sqlite3_reset(st);
-    if ((r = ota_db_prep(c, exists ? SQL_DEV_REENROLL : SQL_DEV_INSERT, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, exists ? SQL_DEV_REENROLL : SQL_DEV_INSERT, &st, err)) < 0)
         goto rollback;
-    ota_db_bind_text(st, 1, id);
-    ota_db_bind_text(st, 2, token_sha);
-    ota_db_bind_text(st, 3, inv->type);
-    ota_db_bind_text(st, 4, inv->group);
-    ota_db_bind_text(st, 5, inv->tags);
-    ota_db_bind_text(st, 6, inv->versions);
+    otasrv_db_bind_text(st, 1, id);
+    otasrv_db_bind_text(st, 2, token_sha);
+    otasrv_db_bind_text(st, 3, inv->type);
+    otasrv_db_bind_text(st, 4, inv->group);
+    otasrv_db_bind_text(st, 5, inv->tags);
+    otasrv_db_bind_text(st, 6, inv->versions);
     sqlite3_bind_int64(st, 7, now_ms);
-    if ((r = ota_db_step_done(c, st, "register", err)) < 0) {
+    if ((r = otasrv_db_step_done(c, st, "register", err)) < 0) {
         goto rollback;
     }
-    if ((r = ota_db_exec(c, "COMMIT", err)) < 0)
+    if ((r = otasrv_db_exec(c, "COMMIT", err)) < 0)
         goto rollback;
     *ret_created = !exists;
     /* New token, maybe new inventory: forget both (refilled on use). */
@@ -75,16 +75,16 @@ int ota_store_device_register(struct ota_store *s, const char *id, const char *t
     pthread_mutex_unlock(&s->mlock);
     goto out;
 rollback:
-    ota_db_rollback(c);
+    otasrv_db_rollback(c);
 out:
     store_release(s, c);
     return r;
 }
 
-int ota_store_device_by_token(struct ota_store *s, const char *sha, char *ret_id, size_t cap,
-                              struct ota_err *err)
+int otasrv_store_device_by_token(struct otasrv_store *s, const char *sha, char *ret_id, size_t cap,
+                                 struct ota_err *err)
 {
-    struct ota_db *c;
+    struct otasrv_db *c;
     sqlite3_stmt *st;
     uint64_t gen;
     int r;
@@ -101,12 +101,12 @@ int ota_store_device_by_token(struct ota_store *s, const char *sha, char *ret_id
     gen = s->gen;
     pthread_mutex_unlock(&s->mlock);
     c = store_acquire(s);
-    if ((r = ota_db_prep(c, SQL_DEV_BY_TOKEN, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_DEV_BY_TOKEN, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, sha);
-    r = ota_db_row(c, st, "device token", err);
+    otasrv_db_bind_text(st, 1, sha);
+    r = otasrv_db_row(c, st, "device token", err);
     if (r == 1) {
-        const char *id = ota_db_col_text(st, 0);
+        const char *id = otasrv_db_col_text(st, 0);
         r = 0;
         ota_strlcpy(ret_id, id, cap);
         r = 0;
@@ -129,7 +129,8 @@ out:
 /* The inventory and heartbeat row of id into the cache (the parts not
  * known yet); c is a pool connection, or the writer (wlock held, where
  * nothing can invalidate: gen is not checked). -ENOENT. */
-static int dev_load(struct ota_store *s, struct ota_db *c, const char *id, struct ota_err *err)
+static int dev_load(struct otasrv_store *s, struct otasrv_db *c, const char *id,
+                    struct ota_err *err)
 {
     sqlite3_stmt *st;
     uint64_t gen;
@@ -138,15 +139,15 @@ static int dev_load(struct ota_store *s, struct ota_db *c, const char *id, struc
     pthread_mutex_lock(&s->mlock);
     gen = s->gen;
     pthread_mutex_unlock(&s->mlock);
-    if ((r = ota_db_prep(c, SQL_DEV_INV, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_DEV_INV, &st, err)) < 0)
         return r;
-    ota_db_bind_text(st, 1, id);
-    r = ota_db_row(c, st, "device", err);
+    otasrv_db_bind_text(st, 1, id);
+    r = otasrv_db_row(c, st, "device", err);
     if (r == 1) {
         const char *v[NINV];
         r = 0;
         for (int i = 0; i < NINV; i++)
-            v[i] = ota_db_col_text(st, i);
+            v[i] = otasrv_db_col_text(st, i);
         pthread_mutex_lock(&s->mlock);
         if (s->gen == gen || c == &s->writer) {
             struct dev *d = store_dev_get(s, id);
@@ -168,8 +169,9 @@ static int dev_load(struct ota_store *s, struct ota_db *c, const char *id, struc
 
 /* The heartbeat alone, if the cache knows the device and inv changes
  * nothing: 1 done, 0 not known, -EAGAIN the inventory changes. */
-static int checkin_cached(struct ota_store *s, const char *id, const struct ota_device_inv *inv,
-                          int64_t now_ms, struct ota_device_brief *ret_brief)
+static int checkin_cached(struct otasrv_store *s, const char *id,
+                          const struct otasrv_device_inv *inv, int64_t now_ms,
+                          struct otasrv_device_brief *ret_brief)
 {
     struct dev *d;
     int r = 0;
@@ -190,11 +192,11 @@ static int checkin_cached(struct ota_store *s, const char *id, const struct ota_
     return r;
 }
 
-int ota_store_device_checkin(struct ota_store *s, const char *id, const struct ota_device_inv *inv,
-                             int64_t now_ms, struct ota_device_brief *ret_brief,
-                             struct ota_err *err)
+int otasrv_store_device_checkin(struct otasrv_store *s, const char *id,
+                                const struct otasrv_device_inv *inv, int64_t now_ms,
+                                struct otasrv_device_brief *ret_brief, struct ota_err *err)
 {
-    struct ota_db *c;
+    struct otasrv_db *c;
     sqlite3_stmt *st;
     int r;
 
@@ -213,16 +215,16 @@ int ota_store_device_checkin(struct ota_store *s, const char *id, const struct o
     }
     /* The inventory changes (or the cache would not settle): durably. */
     c = store_wacquire(s);
-    if ((r = ota_db_prep(c, SQL_DEV_CHECKIN, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_DEV_CHECKIN, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, id);
-    ota_db_bind_text(st, 2, inv->type);
-    ota_db_bind_text(st, 3, inv->group);
-    ota_db_bind_text(st, 4, inv->tags);
-    ota_db_bind_text(st, 5, inv->versions);
-    ota_db_bind_text(st, 6, inv->slots);
-    ota_db_bind_text(st, 7, inv->state);
-    r = ota_db_step_done(c, st, "checkin", err);
+    otasrv_db_bind_text(st, 1, id);
+    otasrv_db_bind_text(st, 2, inv->type);
+    otasrv_db_bind_text(st, 3, inv->group);
+    otasrv_db_bind_text(st, 4, inv->tags);
+    otasrv_db_bind_text(st, 5, inv->versions);
+    otasrv_db_bind_text(st, 6, inv->slots);
+    otasrv_db_bind_text(st, 7, inv->state);
+    r = otasrv_db_step_done(c, st, "checkin", err);
     if (r == 0 && sqlite3_changes(c->db) == 0)
         r = ota_err_set(err, ENOENT, "no device %s", id);
     sqlite3_reset(st);
@@ -248,14 +250,14 @@ out:
 
 /* Writes the dirty heartbeats in one transaction (wlock); rows that fail
  * are dirty again. */
-int store_hb_flush(struct ota_store *s, struct ota_err *err)
+int store_hb_flush(struct otasrv_store *s, struct ota_err *err)
 {
     struct hb {
         char id[129];
         int64_t last_ms, checkins;
     } *v = NULL;
     size_t n = 0, cap = 0;
-    struct ota_db *c;
+    struct otasrv_db *c;
     sqlite3_stmt *st;
     struct dev *d;
     int r = 0;
@@ -280,21 +282,21 @@ int store_hb_flush(struct ota_store *s, struct ota_err *err)
     pthread_mutex_unlock(&s->mlock);
 
     c = store_wacquire(s);
-    if ((r = ota_db_exec(c, "BEGIN IMMEDIATE", err)) < 0)
+    if ((r = otasrv_db_exec(c, "BEGIN IMMEDIATE", err)) < 0)
         goto out;
     for (size_t i = 0; i < n && r == 0; i++) {
-        if ((r = ota_db_prep(c, SQL_DEV_HB, &st, err)) < 0)
+        if ((r = otasrv_db_prep(c, SQL_DEV_HB, &st, err)) < 0)
             break;
-        ota_db_bind_text(st, 1, v[i].id);
+        otasrv_db_bind_text(st, 1, v[i].id);
         sqlite3_bind_int64(st, 2, v[i].last_ms);
         sqlite3_bind_int64(st, 3, v[i].checkins);
-        r = ota_db_step_done(c, st, "heartbeats", err);
+        r = otasrv_db_step_done(c, st, "heartbeats", err);
         sqlite3_reset(st);
     }
     if (r == 0)
-        r = ota_db_exec(c, "COMMIT", err);
+        r = otasrv_db_exec(c, "COMMIT", err);
     if (r < 0)
-        ota_db_rollback(c);
+        otasrv_db_rollback(c);
 out:
     store_release(s, c);
     if (r < 0) {
@@ -315,33 +317,34 @@ out:
 
 static json_t *json_col(sqlite3_stmt *st, int i, const char *fallback)
 {
-    json_t *v = json_loads(ota_db_col_text(st, i), JSON_DECODE_ANY, NULL);
+    json_t *v = json_loads(otasrv_db_col_text(st, i), JSON_DECODE_ANY, NULL);
     return v ? v : json_loads(fallback, 0, NULL);
 }
 
 static json_t *device_row(sqlite3_stmt *st)
 {
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:I, s:I}", "device_id",
-                     ota_db_col_text(st, 0), "device_type", ota_db_col_text(st, 1), "group",
-                     ota_db_col_text(st, 2), "tags", json_col(st, 3, "[]"), "versions",
+                     otasrv_db_col_text(st, 0), "device_type", otasrv_db_col_text(st, 1), "group",
+                     otasrv_db_col_text(st, 2), "tags", json_col(st, 3, "[]"), "versions",
                      json_col(st, 4, "{}"), "slots", json_col(st, 5, "{}"), "state",
-                     ota_db_col_text(st, 6), "registered_ms",
+                     otasrv_db_col_text(st, 6), "registered_ms",
                      (json_int_t)sqlite3_column_int64(st, 7), "reenrolled_ms",
                      (json_int_t)sqlite3_column_int64(st, 8), "last_checkin_ms",
                      (json_int_t)sqlite3_column_int64(st, 9), "checkins",
                      (json_int_t)sqlite3_column_int64(st, 10));
 }
 
-int ota_store_device_get(struct ota_store *s, const char *id, json_t **ret, struct ota_err *err)
+int otasrv_store_device_get(struct otasrv_store *s, const char *id, json_t **ret,
+                            struct ota_err *err)
 {
-    struct ota_db *c = store_acquire(s);
+    struct otasrv_db *c = store_acquire(s);
     sqlite3_stmt *st;
     int r;
 
-    if ((r = ota_db_prep(c, SQL_DEV_GET, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_DEV_GET, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, id);
-    r = ota_db_row(c, st, "device", err);
+    otasrv_db_bind_text(st, 1, id);
+    r = otasrv_db_row(c, st, "device", err);
     if (r == 1) {
         r = 0;
         json_t *o = device_row(st);
@@ -360,7 +363,7 @@ out:
 }
 
 /* WHERE clause of a device filter; binds in bind_filter, same order. */
-static void filter_sql(const struct ota_device_filter *f, char *buf, size_t cap)
+static void filter_sql(const struct otasrv_device_filter *f, char *buf, size_t cap)
 {
     size_t n = 0;
 
@@ -381,30 +384,30 @@ static void filter_sql(const struct ota_device_filter *f, char *buf, size_t cap)
                  " OR json_extract(versions, '$.rootfs') = ?)");
 }
 
-static int bind_filter(sqlite3_stmt *st, const struct ota_device_filter *f)
+static int bind_filter(sqlite3_stmt *st, const struct otasrv_device_filter *f)
 {
     int i = 1;
 
     if (f->type)
-        ota_db_bind_text(st, i++, f->type);
+        otasrv_db_bind_text(st, i++, f->type);
     if (f->group)
-        ota_db_bind_text(st, i++, f->group);
+        otasrv_db_bind_text(st, i++, f->group);
     if (f->tag)
-        ota_db_bind_text(st, i++, f->tag);
+        otasrv_db_bind_text(st, i++, f->tag);
     if (f->version && f->kind) {
-        ota_db_bind_text(st, i++, f->kind);
-        ota_db_bind_text(st, i++, f->version);
+        otasrv_db_bind_text(st, i++, f->kind);
+        otasrv_db_bind_text(st, i++, f->version);
     } else if (f->version) {
-        ota_db_bind_text(st, i++, f->version);
-        ota_db_bind_text(st, i++, f->version);
+        otasrv_db_bind_text(st, i++, f->version);
+        otasrv_db_bind_text(st, i++, f->version);
     }
     return i;
 }
 
-int ota_store_devices_list(struct ota_store *s, const struct ota_device_filter *f, json_t **ret,
-                           struct ota_err *err)
+int otasrv_store_devices_list(struct otasrv_store *s, const struct otasrv_device_filter *f,
+                              json_t **ret, struct ota_err *err)
 {
-    struct ota_db *c = store_acquire(s);
+    struct otasrv_db *c = store_acquire(s);
     sqlite3_stmt *st = NULL;
     char where[512], sql[1024];
     json_t *out = NULL, *arr;
@@ -413,10 +416,10 @@ int ota_store_devices_list(struct ota_store *s, const struct ota_device_filter *
 
     filter_sql(f, where, sizeof(where));
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM devices%s", where);
-    if ((r = ota_db_prepare(c, sql, &st, "devices", err)) < 0)
+    if ((r = otasrv_db_prepare(c, sql, &st, "devices", err)) < 0)
         goto out;
     bind_filter(st, f);
-    if ((r = ota_db_row(c, st, "devices", err)) < 0)
+    if ((r = otasrv_db_row(c, st, "devices", err)) < 0)
         goto out;
     total = r ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
@@ -424,7 +427,7 @@ int ota_store_devices_list(struct ota_store *s, const struct ota_device_filter *
 
     snprintf(sql, sizeof(sql), "SELECT " DEV_COLS " FROM devices%s ORDER BY id LIMIT ? OFFSET ?",
              where);
-    if ((r = ota_db_prepare(c, sql, &st, "devices", err)) < 0)
+    if ((r = otasrv_db_prepare(c, sql, &st, "devices", err)) < 0)
         goto out;
     i = bind_filter(st, f);
     sqlite3_bind_int64(st, i, f->limit);
@@ -435,7 +438,7 @@ int ota_store_devices_list(struct ota_store *s, const struct ota_device_filter *
         goto out;
     }
     arr = json_object_get(out, "devices");
-    while ((r = ota_db_row(c, st, "devices", err)) == 1) {
+    while ((r = otasrv_db_row(c, st, "devices", err)) == 1) {
         json_t *o = device_row(st);
         store_hb_merge(s, o);
         json_array_append_new(arr, o);

@@ -11,20 +11,20 @@ static const char SQL_FAULT_APPLIED[] =
     " VALUES(?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT(device, rule) DO UPDATE SET"
     " applied = applied + 1, kind = excluded.kind, last_ms = excluded.last_ms";
 
-int ota_store_fault_applied(struct ota_store *s, const char *device, const char *rule,
-                            const char *kind, int64_t now_ms, struct ota_err *err)
+int otasrv_store_fault_applied(struct otasrv_store *s, const char *device, const char *rule,
+                               const char *kind, int64_t now_ms, struct ota_err *err)
 {
-    struct ota_db *c = store_wacquire(s);
+    struct otasrv_db *c = store_wacquire(s);
     sqlite3_stmt *st;
     int r;
 
-    if ((r = ota_db_prep(c, SQL_FAULT_APPLIED, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_FAULT_APPLIED, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, device ? device : "");
-    ota_db_bind_text(st, 2, rule);
-    ota_db_bind_text(st, 3, kind);
+    otasrv_db_bind_text(st, 1, device ? device : "");
+    otasrv_db_bind_text(st, 2, rule);
+    otasrv_db_bind_text(st, 3, kind);
     sqlite3_bind_int64(st, 4, now_ms);
-    r = ota_db_step_done(c, st, "applied faults", err);
+    r = otasrv_db_step_done(c, st, "applied faults", err);
     sqlite3_reset(st);
 out:
     store_release(s, c);
@@ -44,13 +44,13 @@ static json_t *device_entry(json_t *arr, const char *device)
     return last;
 }
 
-int ota_store_faults_applied(struct ota_store *s, const char *device, json_t **ret,
-                             struct ota_err *err)
+int otasrv_store_faults_applied(struct otasrv_store *s, const char *device, json_t **ret,
+                                struct ota_err *err)
 {
     static const char sql[] = "SELECT device, rule, kind, applied, first_ms, last_ms"
                               " FROM fault_applied WHERE (?1 IS NULL OR device = ?1)"
                               " ORDER BY device, rule";
-    struct ota_db *c = store_acquire(s);
+    struct otasrv_db *c = store_acquire(s);
     sqlite3_stmt *st = NULL;
     json_t *arr = json_array();
     int r = 0;
@@ -59,14 +59,14 @@ int ota_store_faults_applied(struct ota_store *s, const char *device, json_t **r
         r = ota_err_set(err, ENOMEM, "out of memory");
         goto out;
     }
-    if ((r = ota_db_prepare(c, sql, &st, "applied faults", err)) < 0)
+    if ((r = otasrv_db_prepare(c, sql, &st, "applied faults", err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, device);
-    while ((r = ota_db_row(c, st, "applied faults", err)) == 1) {
-        json_t *dev = device_entry(arr, ota_db_col_text(st, 0));
+    otasrv_db_bind_text(st, 1, device);
+    while ((r = otasrv_db_row(c, st, "applied faults", err)) == 1) {
+        json_t *dev = device_entry(arr, otasrv_db_col_text(st, 0));
         json_t *row =
-            json_pack("{s:s, s:s, s:I, s:I, s:I}", "rule", ota_db_col_text(st, 1), "kind",
-                      ota_db_col_text(st, 2), "applied", (json_int_t)sqlite3_column_int64(st, 3),
+            json_pack("{s:s, s:s, s:I, s:I, s:I}", "rule", otasrv_db_col_text(st, 1), "kind",
+                      otasrv_db_col_text(st, 2), "applied", (json_int_t)sqlite3_column_int64(st, 3),
                       "first_ms", (json_int_t)sqlite3_column_int64(st, 4), "last_ms",
                       (json_int_t)sqlite3_column_int64(st, 5));
         if (!dev || !row || json_array_append_new(json_object_get(dev, "rules"), row) < 0) {
@@ -86,10 +86,10 @@ out:
     return r;
 }
 
-int ota_store_faults_applied_clear(struct ota_store *s, struct ota_err *err)
+int otasrv_store_faults_applied_clear(struct otasrv_store *s, struct ota_err *err)
 {
-    struct ota_db *c = store_wacquire(s);
-    int r = ota_db_exec(c, "DELETE FROM fault_applied", err);
+    struct otasrv_db *c = store_wacquire(s);
+    int r = otasrv_db_exec(c, "DELETE FROM fault_applied", err);
 
     store_release(s, c);
     return r;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ota_release_free(struct ota_release *r)
+void otasrv_release_free(struct otasrv_release *r)
 {
     if (!r)
         return;
@@ -30,22 +30,22 @@ static const char SQL_REL_PUBLISH[] =
     " (SELECT coalesce(max(seq), 0) + 1 FROM releases) END WHERE id = ?1";
 static const char SQL_REL_DELETE[] = "DELETE FROM releases WHERE id = ?";
 
-static struct ota_release *release_row(sqlite3_stmt *st)
+static struct otasrv_release *release_row(sqlite3_stmt *st)
 {
-    struct ota_release *r = calloc(1, sizeof(*r));
+    struct otasrv_release *r = calloc(1, sizeof(*r));
 
     if (!r)
         return NULL;
-    ota_strlcpy(r->id, ota_db_col_text(st, 0), sizeof(r->id));
-    ota_strlcpy(r->name, ota_db_col_text(st, 1), sizeof(r->name));
-    ota_strlcpy(r->version, ota_db_col_text(st, 2), sizeof(r->version));
-    ota_strlcpy(r->kind, ota_db_col_text(st, 3), sizeof(r->kind));
-    r->manifest = strdup(ota_db_col_text(st, 4));
-    ota_strlcpy(r->signature, ota_db_col_text(st, 5), sizeof(r->signature));
-    ota_strlcpy(r->payload_name, ota_db_col_text(st, 6), sizeof(r->payload_name));
-    ota_strlcpy(r->payload_path, ota_db_col_text(st, 7), sizeof(r->payload_path));
+    ota_strlcpy(r->id, otasrv_db_col_text(st, 0), sizeof(r->id));
+    ota_strlcpy(r->name, otasrv_db_col_text(st, 1), sizeof(r->name));
+    ota_strlcpy(r->version, otasrv_db_col_text(st, 2), sizeof(r->version));
+    ota_strlcpy(r->kind, otasrv_db_col_text(st, 3), sizeof(r->kind));
+    r->manifest = strdup(otasrv_db_col_text(st, 4));
+    ota_strlcpy(r->signature, otasrv_db_col_text(st, 5), sizeof(r->signature));
+    ota_strlcpy(r->payload_name, otasrv_db_col_text(st, 6), sizeof(r->payload_name));
+    ota_strlcpy(r->payload_path, otasrv_db_col_text(st, 7), sizeof(r->payload_path));
     r->size = (uint64_t)sqlite3_column_int64(st, 8);
-    ota_strlcpy(r->sha256, ota_db_col_text(st, 9), sizeof(r->sha256));
+    ota_strlcpy(r->sha256, otasrv_db_col_text(st, 9), sizeof(r->sha256));
     r->published = sqlite3_column_int(st, 10);
     r->published_ms = sqlite3_column_int64(st, 11);
     r->created_ms = sqlite3_column_int64(st, 12);
@@ -56,24 +56,25 @@ static struct ota_release *release_row(sqlite3_stmt *st)
     return r;
 }
 
-int ota_store_release_add(struct ota_store *s, const struct ota_release *rel, struct ota_err *err)
+int otasrv_store_release_add(struct otasrv_store *s, const struct otasrv_release *rel,
+                             struct ota_err *err)
 {
-    struct ota_db *c = store_wacquire(s);
+    struct otasrv_db *c = store_wacquire(s);
     sqlite3_stmt *st;
     int r, rc;
 
-    if ((r = ota_db_prep(c, SQL_REL_ADD, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_REL_ADD, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, rel->id);
-    ota_db_bind_text(st, 2, rel->name);
-    ota_db_bind_text(st, 3, rel->version);
-    ota_db_bind_text(st, 4, rel->kind);
-    ota_db_bind_text(st, 5, rel->manifest);
-    ota_db_bind_text(st, 6, rel->signature);
-    ota_db_bind_text(st, 7, rel->payload_name);
-    ota_db_bind_text(st, 8, rel->payload_path);
+    otasrv_db_bind_text(st, 1, rel->id);
+    otasrv_db_bind_text(st, 2, rel->name);
+    otasrv_db_bind_text(st, 3, rel->version);
+    otasrv_db_bind_text(st, 4, rel->kind);
+    otasrv_db_bind_text(st, 5, rel->manifest);
+    otasrv_db_bind_text(st, 6, rel->signature);
+    otasrv_db_bind_text(st, 7, rel->payload_name);
+    otasrv_db_bind_text(st, 8, rel->payload_path);
     sqlite3_bind_int64(st, 9, (sqlite3_int64)rel->size);
-    ota_db_bind_text(st, 10, rel->sha256);
+    otasrv_db_bind_text(st, 10, rel->sha256);
     sqlite3_bind_int(st, 11, rel->published);
     sqlite3_bind_int64(st, 12, rel->published_ms);
     sqlite3_bind_int64(st, 13, rel->created_ms);
@@ -81,7 +82,7 @@ int ota_store_release_add(struct ota_store *s, const struct ota_release *rel, st
     if ((rc & 0xff) == SQLITE_CONSTRAINT) /* the id is taken: said so, not SQLite's words */
         r = ota_err_set(err, EEXIST, "release %s exists", rel->id);
     else if (rc != SQLITE_DONE)
-        r = ota_db_fail(c->db, rc, "release", err);
+        r = otasrv_db_fail(c->db, rc, "release", err);
     sqlite3_reset(st);
     if (r == 0)
         store_pub_invalidate(s);
@@ -90,20 +91,20 @@ out:
     return r;
 }
 
-int ota_store_release_get(struct ota_store *s, const char *id, struct ota_release **ret,
-                          struct ota_err *err)
+int otasrv_store_release_get(struct otasrv_store *s, const char *id, struct otasrv_release **ret,
+                             struct ota_err *err)
 {
-    struct ota_db *c = store_acquire(s);
+    struct otasrv_db *c = store_acquire(s);
     sqlite3_stmt *st;
     int r;
 
-    if ((r = ota_db_prep(c, SQL_REL_GET, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_REL_GET, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, id);
-    r = ota_db_row(c, st, "release", err);
+    otasrv_db_bind_text(st, 1, id);
+    r = otasrv_db_row(c, st, "release", err);
     if (r == 1) {
         r = 0;
-        struct ota_release *rel = release_row(st);
+        struct otasrv_release *rel = release_row(st);
         if (rel)
             *ret = rel;
         else
@@ -117,19 +118,19 @@ out:
     return r;
 }
 
-int ota_store_release_list(struct ota_store *s, int published_only, struct ota_release ***ret,
-                           size_t *ret_n, struct ota_err *err)
+int otasrv_store_release_list(struct otasrv_store *s, int published_only,
+                              struct otasrv_release ***ret, size_t *ret_n, struct ota_err *err)
 {
-    struct ota_db *c = store_acquire(s);
-    struct ota_release **v = NULL, **nv;
+    struct otasrv_db *c = store_acquire(s);
+    struct otasrv_release **v = NULL, **nv;
     size_t n = 0;
     sqlite3_stmt *st;
     int r;
 
-    if ((r = ota_db_prep(c, SQL_REL_LIST, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_REL_LIST, &st, err)) < 0)
         goto out;
     sqlite3_bind_int(st, 1, published_only ? 1 : 0);
-    while ((r = ota_db_row(c, st, "releases", err)) == 1) {
+    while ((r = otasrv_db_row(c, st, "releases", err)) == 1) {
         nv = realloc(v, (n + 1) * sizeof(*v));
         if (!nv || !(nv[n] = release_row(st))) {
             v = nv ? nv : v;
@@ -148,16 +149,17 @@ int ota_store_release_list(struct ota_store *s, int published_only, struct ota_r
     }
 out:
     for (size_t i = 0; i < n; i++)
-        ota_release_free(v[i]);
+        otasrv_release_free(v[i]);
     free(v);
     store_release(s, c);
     return r;
 }
 
-int ota_store_published(struct ota_store *s, struct ota_published_set **ret, struct ota_err *err)
+int otasrv_store_published(struct otasrv_store *s, struct otasrv_published_set **ret,
+                           struct ota_err *err)
 {
-    struct ota_published_set *set;
-    struct ota_release **v = NULL;
+    struct otasrv_published_set *set;
+    struct otasrv_release **v = NULL;
     size_t n = 0;
     uint64_t gen;
     int r;
@@ -171,7 +173,7 @@ int ota_store_published(struct ota_store *s, struct ota_published_set **ret, str
     }
     gen = s->rel_gen;
     pthread_mutex_unlock(&s->mlock);
-    if ((r = ota_store_release_list(s, 1, &v, &n, err)) < 0)
+    if ((r = otasrv_store_release_list(s, 1, &v, &n, err)) < 0)
         return r;
     set = calloc(1, sizeof(*set));
     if (set && n)
@@ -182,7 +184,7 @@ int ota_store_published(struct ota_store *s, struct ota_published_set **ret, str
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        struct ota_published *p = &set->v[i];
+        struct otasrv_published *p = &set->v[i];
         p->rel = *v[i];
         v[i]->manifest = NULL; /* moved */
         p->manifest_ok =
@@ -199,12 +201,12 @@ int ota_store_published(struct ota_store *s, struct ota_published_set **ret, str
     *ret = set;
 out:
     for (size_t i = 0; i < n; i++)
-        ota_release_free(v[i]);
+        otasrv_release_free(v[i]);
     free(v);
     return r;
 }
 
-void ota_store_published_put(struct ota_store *s, struct ota_published_set *set)
+void otasrv_store_published_put(struct otasrv_store *s, struct otasrv_published_set *set)
 {
     if (!set)
         return;
@@ -213,21 +215,21 @@ void ota_store_published_put(struct ota_store *s, struct ota_published_set *set)
     pthread_mutex_unlock(&s->mlock);
 }
 
-static int update_one(struct ota_store *s, const char *sql, const char *id, const char *text,
+static int update_one(struct otasrv_store *s, const char *sql, const char *id, const char *text,
                       int64_t num, struct ota_err *err)
 {
-    struct ota_db *c = store_wacquire(s);
+    struct otasrv_db *c = store_wacquire(s);
     sqlite3_stmt *st;
     int r;
 
-    if ((r = ota_db_prep(c, sql, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, sql, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, id);
+    otasrv_db_bind_text(st, 1, id);
     if (text)
-        ota_db_bind_text(st, 2, text);
+        otasrv_db_bind_text(st, 2, text);
     else if (sqlite3_bind_parameter_count(st) >= 2)
         sqlite3_bind_int64(st, 2, num);
-    r = ota_db_step_done(c, st, "release", err);
+    r = otasrv_db_step_done(c, st, "release", err);
     if (r == 0 && sqlite3_changes(c->db) == 0)
         r = ota_err_set(err, ENOENT, "no release %s", id);
     sqlite3_reset(st);
@@ -238,19 +240,19 @@ out:
     return r;
 }
 
-int ota_store_release_set_payload(struct ota_store *s, const char *id, const char *path,
-                                  struct ota_err *err)
+int otasrv_store_release_set_payload(struct otasrv_store *s, const char *id, const char *path,
+                                     struct ota_err *err)
 {
     return update_one(s, SQL_REL_PAYLOAD, id, path, 0, err);
 }
 
-int ota_store_release_publish(struct ota_store *s, const char *id, int64_t now_ms,
-                              struct ota_err *err)
+int otasrv_store_release_publish(struct otasrv_store *s, const char *id, int64_t now_ms,
+                                 struct ota_err *err)
 {
     return update_one(s, SQL_REL_PUBLISH, id, NULL, now_ms, err);
 }
 
-int ota_store_release_delete(struct ota_store *s, const char *id, struct ota_err *err)
+int otasrv_store_release_delete(struct otasrv_store *s, const char *id, struct ota_err *err)
 {
     return update_one(s, SQL_REL_DELETE, id, NULL, 0, err);
 }

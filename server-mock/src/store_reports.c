@@ -12,26 +12,27 @@ static const char SQL_REP_ADD[] =
 static const char SQL_REP_FINALS[] =
     "SELECT DISTINCT update_id FROM reports WHERE device = ? AND status <> 'in_progress'";
 
-int ota_store_report_add(struct ota_store *s, const char *device, const struct ota_report_in *rep,
-                         int64_t now_ms, int *ret_dup, struct ota_err *err)
+int otasrv_store_report_add(struct otasrv_store *s, const char *device,
+                            const struct otasrv_report_in *rep, int64_t now_ms, int *ret_dup,
+                            struct ota_err *err)
 {
-    struct ota_db *c = store_wacquire(s);
+    struct otasrv_db *c = store_wacquire(s);
     sqlite3_stmt *st;
     int r;
 
-    if ((r = ota_db_prep(c, SQL_REP_ADD, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_REP_ADD, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, device);
-    ota_db_bind_text(st, 2, rep->update_id);
-    ota_db_bind_text(st, 3, rep->rollout_id ? rep->rollout_id : "");
-    ota_db_bind_text(st, 4, rep->version ? rep->version : "");
-    ota_db_bind_text(st, 5, rep->kind ? rep->kind : "");
-    ota_db_bind_text(st, 6, rep->state);
-    ota_db_bind_text(st, 7, rep->status);
-    ota_db_bind_text(st, 8, rep->reason ? rep->reason : "");
+    otasrv_db_bind_text(st, 1, device);
+    otasrv_db_bind_text(st, 2, rep->update_id);
+    otasrv_db_bind_text(st, 3, rep->rollout_id ? rep->rollout_id : "");
+    otasrv_db_bind_text(st, 4, rep->version ? rep->version : "");
+    otasrv_db_bind_text(st, 5, rep->kind ? rep->kind : "");
+    otasrv_db_bind_text(st, 6, rep->state);
+    otasrv_db_bind_text(st, 7, rep->status);
+    otasrv_db_bind_text(st, 8, rep->reason ? rep->reason : "");
     sqlite3_bind_int64(st, 9, rep->ts);
     sqlite3_bind_int64(st, 10, now_ms);
-    r = ota_db_step_done(c, st, "report", err);
+    r = otasrv_db_step_done(c, st, "report", err);
     if (r == 0)
         *ret_dup = sqlite3_changes(c->db) == 0;
     sqlite3_reset(st);
@@ -50,10 +51,10 @@ out:
     return r;
 }
 
-int ota_store_report_final(struct ota_store *s, const char *device, const char *update_id, int *ret,
-                           struct ota_err *err)
+int otasrv_store_report_final(struct otasrv_store *s, const char *device, const char *update_id,
+                              int *ret, struct ota_err *err)
 {
-    struct ota_db *c;
+    struct otasrv_db *c;
     sqlite3_stmt *st;
     struct dev *d, tmp = {0};
     uint64_t gen;
@@ -71,11 +72,11 @@ int ota_store_report_final(struct ota_store *s, const char *device, const char *
     /* All the device's finals at once: later questions need no SQL. */
     tmp.finals_known = 1;
     c = store_acquire(s);
-    if ((r = ota_db_prep(c, SQL_REP_FINALS, &st, err)) < 0)
+    if ((r = otasrv_db_prep(c, SQL_REP_FINALS, &st, err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, device);
-    while ((r = ota_db_row(c, st, "report", err)) == 1)
-        store_finals_add(&tmp, ota_db_col_text(st, 0));
+    otasrv_db_bind_text(st, 1, device);
+    while ((r = otasrv_db_row(c, st, "report", err)) == 1)
+        store_finals_add(&tmp, otasrv_db_col_text(st, 0));
     sqlite3_reset(st);
 out:
     store_release(s, c);
@@ -99,24 +100,24 @@ out:
     return r;
 }
 
-int ota_store_reports_list(struct ota_store *s, const char *device, const char *update_id,
-                           int64_t limit, int64_t offset, json_t **ret, struct ota_err *err)
+int otasrv_store_reports_list(struct otasrv_store *s, const char *device, const char *update_id,
+                              int64_t limit, int64_t offset, json_t **ret, struct ota_err *err)
 {
     static const char where[] =
         " WHERE (?1 IS NULL OR device = ?1) AND (?2 IS NULL OR update_id = ?2)";
-    struct ota_db *c = store_acquire(s);
+    struct otasrv_db *c = store_acquire(s);
     sqlite3_stmt *st = NULL;
     json_t *out = NULL, *arr;
     int r = 0;
 
-    if ((r = ota_db_prepare(c,
-                            "SELECT count(*) FROM reports WHERE (?1 IS NULL OR device = ?1)"
-                            " AND (?2 IS NULL OR update_id = ?2)",
-                            &st, "reports", err)) < 0)
+    if ((r = otasrv_db_prepare(c,
+                               "SELECT count(*) FROM reports WHERE (?1 IS NULL OR device = ?1)"
+                               " AND (?2 IS NULL OR update_id = ?2)",
+                               &st, "reports", err)) < 0)
         goto out;
-    ota_db_bind_text(st, 1, device);
-    ota_db_bind_text(st, 2, update_id);
-    if ((r = ota_db_row(c, st, "reports", err)) < 0)
+    otasrv_db_bind_text(st, 1, device);
+    otasrv_db_bind_text(st, 2, update_id);
+    if ((r = otasrv_db_row(c, st, "reports", err)) < 0)
         goto out;
     out = json_pack("{s:[], s:I}", "reports", "total",
                     (json_int_t)(r ? sqlite3_column_int64(st, 0) : 0));
@@ -134,23 +135,23 @@ int ota_store_reports_list(struct ota_store *s, const char *device, const char *
                  "SELECT seq, device, update_id, rollout_id, version, kind, state, status, reason,"
                  " ts, received_ms FROM reports%s ORDER BY seq LIMIT ?3 OFFSET ?4",
                  where);
-        if ((r = ota_db_prepare(c, sql, &st, "reports", err)) < 0)
+        if ((r = otasrv_db_prepare(c, sql, &st, "reports", err)) < 0)
             goto out;
     }
-    ota_db_bind_text(st, 1, device);
-    ota_db_bind_text(st, 2, update_id);
+    otasrv_db_bind_text(st, 1, device);
+    otasrv_db_bind_text(st, 2, update_id);
     sqlite3_bind_int64(st, 3, limit);
     sqlite3_bind_int64(st, 4, offset);
-    while ((r = ota_db_row(c, st, "reports", err)) == 1)
+    while ((r = otasrv_db_row(c, st, "reports", err)) == 1)
         json_array_append_new(
-            arr,
-            json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "seq",
-                      (json_int_t)sqlite3_column_int64(st, 0), "device_id", ota_db_col_text(st, 1),
-                      "update_id", ota_db_col_text(st, 2), "rollout_id", ota_db_col_text(st, 3),
-                      "version", ota_db_col_text(st, 4), "kind", ota_db_col_text(st, 5), "state",
-                      ota_db_col_text(st, 6), "status", ota_db_col_text(st, 7), "reason",
-                      ota_db_col_text(st, 8), "ts", (json_int_t)sqlite3_column_int64(st, 9),
-                      "received_ms", (json_int_t)sqlite3_column_int64(st, 10)));
+            arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "seq",
+                           (json_int_t)sqlite3_column_int64(st, 0), "device_id",
+                           otasrv_db_col_text(st, 1), "update_id", otasrv_db_col_text(st, 2),
+                           "rollout_id", otasrv_db_col_text(st, 3), "version",
+                           otasrv_db_col_text(st, 4), "kind", otasrv_db_col_text(st, 5), "state",
+                           otasrv_db_col_text(st, 6), "status", otasrv_db_col_text(st, 7), "reason",
+                           otasrv_db_col_text(st, 8), "ts", (json_int_t)sqlite3_column_int64(st, 9),
+                           "received_ms", (json_int_t)sqlite3_column_int64(st, 10)));
     if (r < 0) {
         goto out;
     }

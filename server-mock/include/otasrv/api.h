@@ -12,19 +12,19 @@ extern "C" {
 
 /* GitHub-Releases face: /repos/{owner}/{repo}/releases..., and asset
  * downloads at /{owner}/{repo}/releases/download/{release id}/{name}. */
-enum ota_srv_result ota_api_github_handle(struct ota_req *req);
+enum otasrv_result otasrv_api_github_handle(struct otasrv_req *req);
 
 /* Device face: /api/v1/devices/register, /api/v1/devices/{id}/checkin,
  * /api/v1/devices/{id}/status, GET|HEAD /api/v1/releases/{id}/{file}. */
-enum ota_srv_result ota_api_device_handle(struct ota_req *req);
+enum otasrv_result otasrv_api_device_handle(struct otasrv_req *req);
 
 /* Admin face: the rest of /api/v1 (Bearer: admin token). */
-enum ota_srv_result ota_api_admin_handle(struct ota_req *req);
+enum otasrv_result otasrv_api_admin_handle(struct otasrv_req *req);
 /* PUT /api/v1/releases/{id}/payload, called before the body arrives: sets
  * up req->up (fd >= 0) or records req->early_status. */
-void ota_api_admin_upload_begin(struct ota_req *req);
+void otasrv_api_admin_upload_begin(struct otasrv_req *req);
 /* Called once the whole upload is written: checks, renames, answers. */
-enum ota_srv_result ota_api_admin_upload_end(struct ota_req *req);
+enum otasrv_result otasrv_api_admin_upload_end(struct otasrv_req *req);
 
 #ifdef __cplusplus
 }

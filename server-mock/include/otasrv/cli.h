@@ -10,7 +10,7 @@ extern "C" {
 
 /* The whole program: argv[0] is the program, argv[1] the command. Returns
  * the exit code: 0, 1 for a failure, 2 for bad usage. */
-int ota_srv_cli_main(int argc, char **argv);
+int otasrv_cli_main(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,7 @@
  * events; each subscriber (one HTTP connection) has a bounded queue: when
  * it is full the oldest event is dropped and the subscriber gets an
  * "event: dropped" with the count before the next one. Needs a daemon with
- * suspend/resume (ota_srv_suspend): an idle subscriber is suspended, not polled.
+ * suspend/resume (otasrv_suspend): an idle subscriber is suspended, not polled.
  * Wire format: docs/protocol.md, "Event stream". */
 #ifndef OTASRV_EVENTS_H
 #define OTASRV_EVENTS_H
@@ -17,29 +17,29 @@
 extern "C" {
 #endif
 
-struct ota_events;
+struct otasrv_events;
 
-#define OTA_EVENTS_QUEUE     1024  /* events queued per subscriber */
-#define OTA_EVENTS_KEEPALIVE 15000 /* ms between ": keepalive" comments */
+#define OTASRV_EVENTS_QUEUE     1024  /* events queued per subscriber */
+#define OTASRV_EVENTS_KEEPALIVE 15000 /* ms between ": keepalive" comments */
 
-int ota_events_new(struct ota_events **ret, struct ota_err *err) OTA_MUST;
+int otasrv_events_new(struct otasrv_events **ret, struct ota_err *err) OTA_MUST;
 /* Ends every stream (resumes the suspended ones so that they finish); call
  * before the daemon stops. NULL ok. */
-void ota_events_shutdown(struct ota_events *ev);
+void otasrv_events_shutdown(struct otasrv_events *ev);
 /* Frees ev; after the daemon stops. NULL ok. */
-void ota_events_free(struct ota_events *ev);
+void otasrv_events_free(struct otasrv_events *ev);
 
 /* Sends event name with data (reference stolen; NULL: {}) to every
  * subscriber of all events and, when rollout_id is not NULL, to the
  * subscribers of that rollout. */
-void ota_events_publish(struct ota_events *ev, const char *rollout_id, const char *name,
-                        json_t *data);
-/* Keepalive comments to subscribers idle for OTA_EVENTS_KEEPALIVE ms (it
+void otasrv_events_publish(struct otasrv_events *ev, const char *rollout_id, const char *name,
+                           json_t *data);
+/* Keepalive comments to subscribers idle for OTASRV_EVENTS_KEEPALIVE ms (it
  * also finds the ones that went away); call every second or so. */
-void ota_events_tick(struct ota_events *ev, int64_t now_ms);
+void otasrv_events_tick(struct otasrv_events *ev, int64_t now_ms);
 /* Answers req with a stream of the events (rollout_id NULL: all). */
-enum ota_srv_result ota_events_serve(struct ota_events *ev, struct ota_req *req,
-                                     const char *rollout_id);
+enum otasrv_result otasrv_events_serve(struct otasrv_events *ev, struct otasrv_req *req,
+                                       const char *rollout_id);
 
 #ifdef __cplusplus
 }

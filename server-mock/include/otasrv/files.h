@@ -16,16 +16,16 @@ extern "C" {
 
 /* Answers req with the file at path (404 JSON if it is not there).
  * content_type NULL: application/octet-stream. */
-enum ota_srv_result ota_files_serve(struct ota_req *req, const char *path,
-                                    const char *content_type);
+enum otasrv_result otasrv_files_serve(struct otasrv_req *req, const char *path,
+                                      const char *content_type);
 
-struct ota_release;
+struct otasrv_release;
 
 /* Path of a file of a release in the server's data dir: "manifest.json",
  * "manifest.json.sig", the payload (by its name, or "payload"), or
  * "<payload>.sha256". -ENOENT for other names. */
-int ota_files_release_path(const struct ota_srv *srv, const struct ota_release *rel,
-                           const char *name, char *buf, size_t cap) OTA_MUST;
+int otasrv_files_release_path(const struct otasrv_srv *srv, const struct otasrv_release *rel,
+                              const char *name, char *buf, size_t cap) OTA_MUST;
 
 #ifdef __cplusplus
 }

@@ -17,19 +17,19 @@
 extern "C" {
 #endif
 
-enum ota_range_result {
-    OTA_RANGE_NONE,          /* serve the whole body: 200 */
-    OTA_RANGE_PARTIAL,       /* serve [start, start+len): 206 */
-    OTA_RANGE_UNSATISFIABLE, /* 416 with Content-Range: bytes *\/total */
-    OTA_RANGE_MAX,
+enum otasrv_range_result {
+    OTASRV_RANGE_NONE,          /* serve the whole body: 200 */
+    OTASRV_RANGE_PARTIAL,       /* serve [start, start+len): 206 */
+    OTASRV_RANGE_UNSATISFIABLE, /* 416 with Content-Range: bytes *\/total */
+    OTASRV_RANGE_MAX,
 };
-extern const char *const ota_range_result_names[OTA_RANGE_MAX];
+extern const char *const otasrv_range_result_names[OTASRV_RANGE_MAX];
 
 /* Parses header (NULL: no header) for a resource of total bytes. On
- * OTA_RANGE_PARTIAL writes *ret_start and *ret_len (len >= 1); otherwise
+ * OTASRV_RANGE_PARTIAL writes *ret_start and *ret_len (len >= 1); otherwise
  * leaves them alone. */
-enum ota_range_result ota_range_parse(const char *header, uint64_t total, uint64_t *ret_start,
-                                      uint64_t *ret_len);
+enum otasrv_range_result otasrv_range_parse(const char *header, uint64_t total, uint64_t *ret_start,
+                                            uint64_t *ret_len);
 
 #ifdef __cplusplus
 }

@@ -14,25 +14,25 @@
 extern "C" {
 #endif
 
-struct ota_rstore;
+struct otasrv_rstore;
 
-int ota_rstore_open(const char *path, struct ota_rstore **ret, struct ota_err *err) OTA_MUST;
-void ota_rstore_close(struct ota_rstore *s);
+int otasrv_rstore_open(const char *path, struct otasrv_rstore **ret, struct ota_err *err) OTA_MUST;
+void otasrv_rstore_close(struct otasrv_rstore *s);
 
 /* Writes r (definition and status) and, in the same transaction, the rows
  * of devs whose dirty flag is set (all of them with replace, which first
  * drops the stored table); clears the flags once committed. */
-int ota_rstore_save(struct ota_rstore *s, const struct otasrv_rollout *r,
-                    struct otasrv_rollout_device *devs, size_t n, int replace,
-                    struct ota_err *err) OTA_MUST;
+int otasrv_rstore_save(struct otasrv_rstore *s, const struct otasrv_rollout *r,
+                       struct otasrv_rollout_device *devs, size_t n, int replace,
+                       struct ota_err *err) OTA_MUST;
 
 /* Calls fn for each stored rollout, oldest first, with a new rollout (its
  * counts recounted) and its table (malloc'ed, sorted by device id); fn
  * takes both. Rollouts that fail to load are skipped (err says the last). */
-typedef void (*ota_rstore_fn)(void *ctx, struct otasrv_rollout *r,
-                              struct otasrv_rollout_device *devs, size_t n);
-int ota_rstore_load(struct ota_rstore *s, ota_rstore_fn fn, void *ctx,
-                    struct ota_err *err) OTA_MUST;
+typedef void (*otasrv_rstore_fn)(void *ctx, struct otasrv_rollout *r,
+                                 struct otasrv_rollout_device *devs, size_t n);
+int otasrv_rstore_load(struct otasrv_rstore *s, otasrv_rstore_fn fn, void *ctx,
+                       struct ota_err *err) OTA_MUST;
 
 #ifdef __cplusplus
 }

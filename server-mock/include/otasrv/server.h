@@ -1,8 +1,8 @@
 /* The HTTP server: the daemon, the request context every handler gets, the
  * router, and our own request/response API for the handlers. server.c is the
- * only file that knows the HTTP library: handlers see a struct ota_req (method,
- * path, headers, query, body) and build a struct ota_resp (a JSON, buffer,
- * file or streamed body plus headers) that ota_srv_reply() queues. Every
+ * only file that knows the HTTP library: handlers see a struct otasrv_req (method,
+ * path, headers, query, body) and build a struct otasrv_resp (a JSON, buffer,
+ * file or streamed body plus headers) that otasrv_reply() queues. Every
  * answer carries X-Request-Id; every 4xx/5xx carries the JSON body
  * {"detail": "..."}. Endpoints: docs/protocol.md. */
 #ifndef OTASRV_SERVER_H
@@ -23,19 +23,19 @@
 extern "C" {
 #endif
 
-#define OTA_SRV_MAX_SEGS 10
+#define OTASRV_MAX_SEGS 10
 
-/* What a handler returns: OTA_SRV_OK when the request is answered (or still
- * being read), OTA_SRV_DROP to close the connection with nothing sent. */
-enum ota_srv_result { OTA_SRV_DROP = 0, OTA_SRV_OK = 1 };
+/* What a handler returns: OTASRV_OK when the request is answered (or still
+ * being read), OTASRV_DROP to close the connection with nothing sent. */
+enum otasrv_result { OTASRV_DROP = 0, OTASRV_OK = 1 };
 
-/* A response being built; ota_srv_reply() queues and frees it. */
-struct ota_resp;
+/* A response being built; otasrv_reply() queues and frees it. */
+struct otasrv_resp;
 /* The connection a request came on (for suspending a streamed answer). */
-struct ota_conn;
-struct ota_daemon;
+struct otasrv_conn;
+struct otasrv_daemon;
 
-struct ota_srv_config {
+struct otasrv_config {
     const char *listen;           /* address, default "127.0.0.1" */
     uint16_t port;                /* 0: any free port */
     const char *port_file;        /* written (atomically) once listening; NULL: none */
@@ -54,10 +54,10 @@ struct ota_srv_config {
     struct otasrv_faultplan *faults; /* --faults plan, freed by the server; NULL: none */
 };
 
-struct ota_srv {
-    struct ota_srv_config cfg;
-    struct ota_store *store;
-    struct ota_daemon *daemon;
+struct otasrv_srv {
+    struct otasrv_config cfg;
+    struct otasrv_store *store;
+    struct otasrv_daemon *daemon;
     uint16_t port;
     int tls;
     int enroll_open;         /* no enrollment token configured */
@@ -72,21 +72,21 @@ struct ota_srv {
     /* Rollout hook: 1 if a release may not be deleted (in use). NULL: never. */
     int (*release_in_use)(void *ctx, const char *release_id);
     void *hook_ctx;
-    struct ota_rollouts *rollouts; /* rollouts.h */
-    struct ota_events *events;     /* events.h */
+    struct otasrv_rollouts *rollouts; /* api_rollouts.h */
+    struct otasrv_events *events;     /* events.h */
     /* Fault plans (api_faults.c): the live plan, and 1 while it has rules. */
     struct otasrv_faultplan *faults;
     atomic_int faults_on;
 };
 
-struct ota_req {
-    struct ota_srv *srv;
-    struct ota_conn *conn;
+struct otasrv_req {
+    struct otasrv_srv *srv;
+    struct otasrv_conn *conn;
     const char *method;
     int is_head;
-    char path[2048];                   /* decoded path, without the query */
-    char segbuf[2048];                 /* path, split at '/' */
-    const char *seg[OTA_SRV_MAX_SEGS]; /* path segments, into segbuf */
+    char path[2048];                  /* decoded path, without the query */
+    char segbuf[2048];                /* path, split at '/' */
+    const char *seg[OTASRV_MAX_SEGS]; /* path segments, into segbuf */
     int nseg;
     char id[40]; /* request id */
     int64_t t0_ms;
@@ -112,86 +112,87 @@ struct ota_req {
 };
 
 /* Starts listening (and writes the port file). */
-int ota_server_start(const struct ota_srv_config *cfg, struct ota_srv **ret,
-                     struct ota_err *err) OTA_MUST;
+int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret,
+                        struct ota_err *err) OTA_MUST;
 /* Stops the daemon and frees everything; NULL ok. */
-void ota_server_stop(struct ota_srv *srv);
+void otasrv_server_stop(struct otasrv_srv *srv);
 
 /* ---- responses ---- */
 
-#define OTA_RESP_SIZE_UNKNOWN   UINT64_MAX
-#define OTA_RESP_END_OF_STREAM  ((ssize_t)-1) /* a reader's end of the body */
-#define OTA_RESP_END_WITH_ERROR ((ssize_t)-2) /* a reader's failure: the connection closes */
+#define OTASRV_RESP_SIZE_UNKNOWN   UINT64_MAX
+#define OTASRV_RESP_END_OF_STREAM  ((ssize_t)-1) /* a reader's end of the body */
+#define OTASRV_RESP_END_WITH_ERROR ((ssize_t)-2) /* a reader's failure: the connection closes */
 
 /* Fills buf (max bytes) with the body from offset pos: the byte count, 0
- * for nothing yet (suspend the connection first), or OTA_RESP_END_*. */
-typedef ssize_t (*ota_resp_reader_fn)(void *ctx, uint64_t pos, char *buf, size_t max);
+ * for nothing yet (suspend the connection first), or OTASRV_RESP_END_*. */
+typedef ssize_t (*otasrv_resp_reader_fn)(void *ctx, uint64_t pos, char *buf, size_t max);
 /* Frees the reader's ctx once the response is done with. */
-typedef void (*ota_resp_free_fn)(void *ctx);
+typedef void (*otasrv_resp_free_fn)(void *ctx);
 
 /* body (reference stolen) as Content-Type: application/json, no-store.
  * NULL on failure (body NULL included). */
-struct ota_resp *ota_resp_json(json_t *body);
+struct otasrv_resp *otasrv_resp_json(json_t *body);
 /* len bytes at data, which outlive the response (a constant). */
-struct ota_resp *ota_resp_static(const char *data, size_t len);
+struct otasrv_resp *otasrv_resp_static(const char *data, size_t len);
 /* len bytes of fd from offset start (sendfile on plain HTTP). Takes fd:
  * closed with the response, or here on failure. */
-struct ota_resp *ota_resp_fd(int fd, uint64_t start, uint64_t len);
-/* A body of size bytes (OTA_RESP_SIZE_UNKNOWN: until the reader ends it)
+struct otasrv_resp *otasrv_resp_fd(int fd, uint64_t start, uint64_t len);
+/* A body of size bytes (OTASRV_RESP_SIZE_UNKNOWN: until the reader ends it)
  * produced by fn in blocks of up to block bytes; free_fn(ctx) is called
  * when the response is freed, here on failure too. */
-struct ota_resp *ota_resp_reader(uint64_t size, size_t block, ota_resp_reader_fn fn, void *ctx,
-                                 ota_resp_free_fn free_fn);
+struct otasrv_resp *otasrv_resp_reader(uint64_t size, size_t block, otasrv_resp_reader_fn fn,
+                                       void *ctx, otasrv_resp_free_fn free_fn);
 /* Adds a header; -ENOMEM (or -EINVAL for a bad one). */
-int ota_resp_header(struct ota_resp *resp, const char *name, const char *value);
-/* A response not given to ota_srv_reply(); NULL ok. */
-void ota_resp_free(struct ota_resp *resp);
+int otasrv_resp_header(struct otasrv_resp *resp, const char *name, const char *value);
+/* A response not given to otasrv_reply(); NULL ok. */
+void otasrv_resp_free(struct otasrv_resp *resp);
 
 /* ---- for handlers ---- */
 
 /* Queues resp (freed here; NULL: drops the connection) with the common
  * headers. */
-enum ota_srv_result ota_srv_reply(struct ota_req *req, unsigned status, struct ota_resp *resp);
+enum otasrv_result otasrv_reply(struct otasrv_req *req, unsigned status, struct otasrv_resp *resp);
 /* Queues body (reference stolen) as JSON. */
-enum ota_srv_result ota_srv_reply_json(struct ota_req *req, unsigned status, json_t *body);
+enum otasrv_result otasrv_reply_json(struct otasrv_req *req, unsigned status, json_t *body);
 /* {"detail": ...}. */
-enum ota_srv_result ota_srv_reply_error(struct ota_req *req, unsigned status, const char *fmt, ...)
+enum otasrv_result otasrv_reply_error(struct otasrv_req *req, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A store failure: 404 for -ENOENT, 409 for -EEXIST, 503 for -EBUSY, else 500. */
-enum ota_srv_result ota_srv_reply_store_error(struct ota_req *req, int r,
-                                              const struct ota_err *err);
+enum otasrv_result otasrv_reply_store_error(struct otasrv_req *req, int r,
+                                            const struct ota_err *err);
 
 /* A request header (name case-insensitive) or query parameter; NULL if absent. */
-const char *ota_srv_header(struct ota_req *req, const char *name);
-const char *ota_srv_query(struct ota_req *req, const char *name);
+const char *otasrv_header(struct otasrv_req *req, const char *name);
+const char *otasrv_query(struct otasrv_req *req, const char *name);
 /* Calls fn for each query parameter (value NULL for "?key") until it
  * returns nonzero; returns that, or 0. */
-int ota_srv_query_each(struct ota_req *req,
-                       int (*fn)(void *ctx, const char *key, const char *value), void *ctx);
+int otasrv_query_each(struct otasrv_req *req,
+                      int (*fn)(void *ctx, const char *key, const char *value), void *ctx);
 /* A streamed answer's reader with nothing to send suspends its connection
  * (then returns 0); resume wakes it from any thread. */
-void ota_srv_suspend(struct ota_conn *conn);
-void ota_srv_resume(struct ota_conn *conn);
+void otasrv_suspend(struct otasrv_conn *conn);
+void otasrv_resume(struct otasrv_conn *conn);
 /* SHA-256 hex of the Bearer token; -ENOENT if there is none. */
-int ota_srv_bearer_sha(struct ota_req *req, char ret_sha[65]) OTA_MUST;
+int otasrv_bearer_sha(struct otasrv_req *req, char ret_sha[65]) OTA_MUST;
 /* 0 if the Bearer token is the admin token, else replies 401 and returns -EACCES. */
-int ota_srv_require_admin(struct ota_req *req, enum ota_srv_result *ret_reply) OTA_MUST;
+int otasrv_require_admin(struct otasrv_req *req, enum otasrv_result *ret_reply) OTA_MUST;
 /* "http://host:port" as the client reached us (or public_url). */
-void ota_srv_base_url(struct ota_req *req, char *buf, size_t cap);
+void otasrv_base_url(struct otasrv_req *req, char *buf, size_t cap);
 /* The body as a JSON object; on failure replies 400 and returns -EINVAL. */
-int ota_srv_body_object(struct ota_req *req, json_t **ret, enum ota_srv_result *ret_reply) OTA_MUST;
+int otasrv_body_object(struct otasrv_req *req, json_t **ret,
+                       enum otasrv_result *ret_reply) OTA_MUST;
 /* 0 if obj's keys are all in allowed (NULL-terminated); else -EINVAL naming one. */
-int ota_srv_check_keys(const json_t *obj, const char *const *allowed, struct ota_err *err) OTA_MUST;
+int otasrv_check_keys(const json_t *obj, const char *const *allowed, struct ota_err *err) OTA_MUST;
 /* 1 if s is an id: [A-Za-z0-9][A-Za-z0-9._+-]{0,127}. */
-int ota_srv_valid_id(const char *s);
-int64_t ota_srv_now_ms(void);
+int otasrv_valid_id(const char *s);
+int64_t otasrv_now_ms(void);
 /* nbytes (<= 64) random bytes as hex into buf (2 * nbytes + 1). */
-int ota_srv_random_hex(char *buf, size_t nbytes) OTA_MUST;
+int otasrv_random_hex(char *buf, size_t nbytes) OTA_MUST;
 /* SHA-256 of the string s as lower-case hex. */
-int ota_srv_sha_hex(const char *s, char ret[65]) OTA_MUST;
+int otasrv_sha_hex(const char *s, char ret[65]) OTA_MUST;
 /* Query parameter as an integer in [min, max]; def if absent; -EINVAL. */
-int ota_srv_query_int(struct ota_req *req, const char *name, int64_t def, int64_t min, int64_t max,
-                      int64_t *ret, struct ota_err *err) OTA_MUST;
+int otasrv_query_int(struct otasrv_req *req, const char *name, int64_t def, int64_t min,
+                     int64_t max, int64_t *ret, struct ota_err *err) OTA_MUST;
 
 #ifdef __cplusplus
 }

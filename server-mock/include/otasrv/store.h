@@ -5,7 +5,7 @@
  * the server answers only after its write returned (kill -9 loses nothing
  * acknowledged) -- except a device's last_checkin_ms and checkins, which a
  * check-in updates in memory only: they are flushed in one transaction at
- * most every OTA_STORE_FLUSH_MS and at close, so kill -9 may lose that
+ * most every OTASRV_STORE_FLUSH_MS and at close, so kill -9 may lose that
  * window. Every read shows the in-memory values. Thread-safe: writes run on
  * one writer connection, one at a time (an in-process mutex, so SQLite's
  * busy handler never sleeps between our own writers); reads run on a pool
@@ -27,28 +27,28 @@
 extern "C" {
 #endif
 
-struct ota_store;
+struct otasrv_store;
 
-#define OTA_STORE_FLUSH_MS 200
+#define OTASRV_STORE_FLUSH_MS 200
 
 /* Opens (creating and migrating) the database at path with nconn pooled
  * connections (>= 1). */
-int ota_store_open(const char *path, unsigned nconn, struct ota_store **ret,
-                   struct ota_err *err) OTA_MUST;
-void ota_store_close(struct ota_store *s);
+int otasrv_store_open(const char *path, unsigned nconn, struct otasrv_store **ret,
+                      struct ota_err *err) OTA_MUST;
+void otasrv_store_close(struct otasrv_store *s);
 
 /* ---- admin tokens ---- */
 
 /* Makes sha_hex the only admin token. */
-int ota_store_admin_token_set(struct ota_store *s, const char *sha_hex,
-                              struct ota_err *err) OTA_MUST;
+int otasrv_store_admin_token_set(struct otasrv_store *s, const char *sha_hex,
+                                 struct ota_err *err) OTA_MUST;
 /* 0 if sha_hex is an admin token, -ENOENT if not. */
-int ota_store_admin_token_check(struct ota_store *s, const char *sha_hex,
-                                struct ota_err *err) OTA_MUST;
+int otasrv_store_admin_token_check(struct otasrv_store *s, const char *sha_hex,
+                                   struct ota_err *err) OTA_MUST;
 
 /* ---- devices ---- */
 
-struct ota_device_inv {
+struct otasrv_device_inv {
     const char *type;     /* NULL: unchanged */
     const char *group;    /* NULL: unchanged */
     const char *tags;     /* JSON array text; NULL: unchanged */
@@ -59,40 +59,41 @@ struct ota_device_inv {
 
 /* Registers id with the token hash, or re-enrolls it (new token hash,
  * inventory updated): *ret_created 1 for a new device, 0 for re-enrollment. */
-int ota_store_device_register(struct ota_store *s, const char *id, const char *token_sha,
-                              const struct ota_device_inv *inv, int64_t now_ms, int *ret_created,
-                              struct ota_err *err) OTA_MUST;
+int otasrv_store_device_register(struct otasrv_store *s, const char *id, const char *token_sha,
+                                 const struct otasrv_device_inv *inv, int64_t now_ms,
+                                 int *ret_created, struct ota_err *err) OTA_MUST;
 /* The id of the device whose token hash is sha (cap bytes); -ENOENT. */
-int ota_store_device_by_token(struct ota_store *s, const char *sha, char *ret_id, size_t cap,
-                              struct ota_err *err) OTA_MUST;
+int otasrv_store_device_by_token(struct otasrv_store *s, const char *sha, char *ret_id, size_t cap,
+                                 struct ota_err *err) OTA_MUST;
 /* What an offer lookup needs of a device. */
-struct ota_device_brief {
+struct otasrv_device_brief {
     char type[64];
     char version[OTA_KIND_MAX][64]; /* by enum ota_kind; "" if unknown */
 };
 /* Updates the inventory (durably, before returning, if it changed) and the
  * check-in time and count (in memory, flushed later: see above); -ENOENT.
  * ret_brief (NULL: not wanted) gets the device after the check-in. */
-int ota_store_device_checkin(struct ota_store *s, const char *id, const struct ota_device_inv *inv,
-                             int64_t now_ms, struct ota_device_brief *ret_brief,
-                             struct ota_err *err) OTA_MUST;
+int otasrv_store_device_checkin(struct otasrv_store *s, const char *id,
+                                const struct otasrv_device_inv *inv, int64_t now_ms,
+                                struct otasrv_device_brief *ret_brief,
+                                struct ota_err *err) OTA_MUST;
 /* The device as a JSON object (new reference; no token hash); -ENOENT. */
-int ota_store_device_get(struct ota_store *s, const char *id, json_t **ret,
-                         struct ota_err *err) OTA_MUST;
+int otasrv_store_device_get(struct otasrv_store *s, const char *id, json_t **ret,
+                            struct ota_err *err) OTA_MUST;
 
-struct ota_device_filter {
+struct otasrv_device_filter {
     const char *type, *group, *tag; /* NULL: any */
     const char *version;            /* NULL: any; matches versions[kind] */
     const char *kind;               /* with version; NULL: app or rootfs */
     int64_t limit, offset;
 };
 /* {"devices":[...], "total": N} ordered by id. */
-int ota_store_devices_list(struct ota_store *s, const struct ota_device_filter *f, json_t **ret,
-                           struct ota_err *err) OTA_MUST;
+int otasrv_store_devices_list(struct otasrv_store *s, const struct otasrv_device_filter *f,
+                              json_t **ret, struct ota_err *err) OTA_MUST;
 
 /* ---- releases ---- */
 
-struct ota_release {
+struct otasrv_release {
     char id[129];
     char name[64];
     char version[64];
@@ -106,73 +107,76 @@ struct ota_release {
     int64_t created_ms, published_ms;
     char *manifest; /* exact signed text, malloc'ed */
 };
-void ota_release_free(struct ota_release *r);
+void otasrv_release_free(struct otasrv_release *r);
 
 /* -EEXIST if the id is taken. */
-int ota_store_release_add(struct ota_store *s, const struct ota_release *r,
-                          struct ota_err *err) OTA_MUST;
-/* -ENOENT. *ret is malloc'ed; free with ota_release_free. */
-int ota_store_release_get(struct ota_store *s, const char *id, struct ota_release **ret,
-                          struct ota_err *err) OTA_MUST;
+int otasrv_store_release_add(struct otasrv_store *s, const struct otasrv_release *r,
+                             struct ota_err *err) OTA_MUST;
+/* -ENOENT. *ret is malloc'ed; free with otasrv_release_free. */
+int otasrv_store_release_get(struct otasrv_store *s, const char *id, struct otasrv_release **ret,
+                             struct ota_err *err) OTA_MUST;
 /* Releases, newest publication (or creation) first; published_only picks
  * the published ones. *ret is a malloc'ed array of n releases: free each
- * with ota_release_free, then the array with free(). */
-int ota_store_release_list(struct ota_store *s, int published_only, struct ota_release ***ret,
-                           size_t *ret_n, struct ota_err *err) OTA_MUST;
-/* The published releases as ota_store_release_list gives them, each with
+ * with otasrv_release_free, then the array with free(). */
+int otasrv_store_release_list(struct otasrv_store *s, int published_only,
+                              struct otasrv_release ***ret, size_t *ret_n,
+                              struct ota_err *err) OTA_MUST;
+/* The published releases as otasrv_store_release_list gives them, each with
  * its parsed manifest (manifest_ok 0 if it does not parse). Shared and
- * read-only: release it with ota_store_published_put. */
-struct ota_published {
-    struct ota_release rel;
+ * read-only: release it with otasrv_store_published_put. */
+struct otasrv_published {
+    struct otasrv_release rel;
     struct ota_manifest m;
     int manifest_ok;
 };
-struct ota_published_set {
+struct otasrv_published_set {
     size_t n;
-    struct ota_published *v;
+    struct otasrv_published *v;
     int ref; /* the store's */
 };
-int ota_store_published(struct ota_store *s, struct ota_published_set **ret,
-                        struct ota_err *err) OTA_MUST;
-void ota_store_published_put(struct ota_store *s, struct ota_published_set *set);
-int ota_store_release_set_payload(struct ota_store *s, const char *id, const char *path,
-                                  struct ota_err *err) OTA_MUST;
+int otasrv_store_published(struct otasrv_store *s, struct otasrv_published_set **ret,
+                           struct ota_err *err) OTA_MUST;
+void otasrv_store_published_put(struct otasrv_store *s, struct otasrv_published_set *set);
+int otasrv_store_release_set_payload(struct otasrv_store *s, const char *id, const char *path,
+                                     struct ota_err *err) OTA_MUST;
 /* Publishes (idempotent: keeps the first publication time); -ENOENT. */
-int ota_store_release_publish(struct ota_store *s, const char *id, int64_t now_ms,
-                              struct ota_err *err) OTA_MUST;
+int otasrv_store_release_publish(struct otasrv_store *s, const char *id, int64_t now_ms,
+                                 struct ota_err *err) OTA_MUST;
 /* -ENOENT. */
-int ota_store_release_delete(struct ota_store *s, const char *id, struct ota_err *err) OTA_MUST;
+int otasrv_store_release_delete(struct otasrv_store *s, const char *id,
+                                struct ota_err *err) OTA_MUST;
 
 /* ---- status reports ---- */
 
-struct ota_report_in {
+struct otasrv_report_in {
     const char *update_id, *rollout_id, *version, *kind, *state, *status, *reason;
     int64_t ts;
 };
 /* Stores a report; the same report again (device, update id, state,
  * status, ts, reason) is accepted and not stored twice: *ret_dup = 1. */
-int ota_store_report_add(struct ota_store *s, const char *device, const struct ota_report_in *r,
-                         int64_t now_ms, int *ret_dup, struct ota_err *err) OTA_MUST;
+int otasrv_store_report_add(struct otasrv_store *s, const char *device,
+                            const struct otasrv_report_in *r, int64_t now_ms, int *ret_dup,
+                            struct ota_err *err) OTA_MUST;
 /* *ret = 1 if the device sent a final report (success or failure) for the
  * update. */
-int ota_store_report_final(struct ota_store *s, const char *device, const char *update_id, int *ret,
-                           struct ota_err *err) OTA_MUST;
+int otasrv_store_report_final(struct otasrv_store *s, const char *device, const char *update_id,
+                              int *ret, struct ota_err *err) OTA_MUST;
 /* {"reports":[...], "total": N}, oldest first; NULL filters match all. */
-int ota_store_reports_list(struct ota_store *s, const char *device, const char *update_id,
-                           int64_t limit, int64_t offset, json_t **ret,
-                           struct ota_err *err) OTA_MUST;
+int otasrv_store_reports_list(struct otasrv_store *s, const char *device, const char *update_id,
+                              int64_t limit, int64_t offset, json_t **ret,
+                              struct ota_err *err) OTA_MUST;
 
 /* Faults the server applied (api_faults.c), counted per device and rule id
  * in the database: a new plan, a cleared log or a restart does not forget
  * them, so a harness can ask afterwards whether each of its rules fired.
  * device NULL or "": the request named no device. */
-int ota_store_fault_applied(struct ota_store *s, const char *device, const char *rule,
-                            const char *kind, int64_t now_ms, struct ota_err *err) OTA_MUST;
+int otasrv_store_fault_applied(struct otasrv_store *s, const char *device, const char *rule,
+                               const char *kind, int64_t now_ms, struct ota_err *err) OTA_MUST;
 /* [{"device": D, "rules": [{"rule", "kind", "applied", "first_ms",
  * "last_ms"}]}], by device then rule; device NULL: every device. */
-int ota_store_faults_applied(struct ota_store *s, const char *device, json_t **ret,
-                             struct ota_err *err) OTA_MUST;
-int ota_store_faults_applied_clear(struct ota_store *s, struct ota_err *err) OTA_MUST;
+int otasrv_store_faults_applied(struct otasrv_store *s, const char *device, json_t **ret,
+                                struct ota_err *err) OTA_MUST;
+int otasrv_store_faults_applied_clear(struct otasrv_store *s, struct ota_err *err) OTA_MUST;
 
 #ifdef __cplusplus
 }

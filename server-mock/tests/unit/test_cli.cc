@@ -24,7 +24,7 @@ int run(std::vector<std::string> args)
     for (auto &a : args)
         argv.push_back(&a[0]);
     argv.push_back(nullptr);
-    return ota_srv_cli_main((int)args.size(), argv.data());
+    return otasrv_cli_main((int)args.size(), argv.data());
 }
 
 TEST(ServerCli, HelpAndUsage)

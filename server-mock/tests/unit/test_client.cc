@@ -62,7 +62,7 @@ class Client : public testing::Test
         for (auto &a : self->args)
             argv.push_back(&a[0]);
         argv.push_back(nullptr);
-        self->exit_code = ota_srv_cli_main((int)self->args.size(), argv.data());
+        self->exit_code = otasrv_cli_main((int)self->args.size(), argv.data());
         return nullptr;
     }
     std::string dir, base;
@@ -73,91 +73,91 @@ class Client : public testing::Test
 
 TEST_F(Client, StatusBodyAndToken)
 {
-    ota_client_req req{base.c_str(), "GET", "/api/v1/releases", nullptr, nullptr, nullptr};
-    ota_client_resp resp{};
+    otasrv_client_req req{base.c_str(), "GET", "/api/v1/releases", nullptr, nullptr, nullptr};
+    otasrv_client_resp resp{};
     ota_err err{};
 
-    ASSERT_EQ(ota_client_request(&req, &resp, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_client_request(&req, &resp, &err), 0) << err.reason;
     EXPECT_EQ(resp.status, 401);
     EXPECT_NE(std::string(resp.body).find("\"detail\""), std::string::npos);
     EXPECT_EQ(strlen(resp.body), resp.len);
-    ota_client_resp_free(&resp);
+    otasrv_client_resp_free(&resp);
 
     req.token = "admin-secret";
-    ASSERT_EQ(ota_client_request(&req, &resp, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_client_request(&req, &resp, &err), 0) << err.reason;
     EXPECT_EQ(resp.status, 200) << resp.body;
-    ota_client_resp_free(&resp);
+    otasrv_client_resp_free(&resp);
 
     std::string prefixed = base + "/"; // a trailing slash of the base is not doubled
     req.base = prefixed.c_str();
     req.path = "/no/such/endpoint";
-    ASSERT_EQ(ota_client_request(&req, &resp, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_client_request(&req, &resp, &err), 0) << err.reason;
     EXPECT_EQ(resp.status, 404);
-    ota_client_resp_free(&resp);
+    otasrv_client_resp_free(&resp);
 }
 
 TEST_F(Client, JsonBodyAndABodilessPost)
 {
-    ota_client_req req{base.c_str(),
-                       "POST",
-                       "/api/v1/devices/register",
-                       nullptr,
-                       "{\"device_id\": \"dev-1\", \"token\": \"t1\"}",
-                       nullptr};
-    ota_client_resp resp{};
+    otasrv_client_req req{base.c_str(),
+                          "POST",
+                          "/api/v1/devices/register",
+                          nullptr,
+                          "{\"device_id\": \"dev-1\", \"token\": \"t1\"}",
+                          nullptr};
+    otasrv_client_resp resp{};
     ota_err err{};
 
-    ASSERT_EQ(ota_client_request(&req, &resp, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_client_request(&req, &resp, &err), 0) << err.reason;
     EXPECT_LT(resp.status, 500) << resp.body;
     EXPECT_NE(resp.status, 415) << resp.body;
-    ota_client_resp_free(&resp);
+    otasrv_client_resp_free(&resp);
 
     req.body = "not json";
-    ASSERT_EQ(ota_client_request(&req, &resp, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_client_request(&req, &resp, &err), 0) << err.reason;
     EXPECT_EQ(resp.status, 400) << resp.body;
-    ota_client_resp_free(&resp);
+    otasrv_client_resp_free(&resp);
 
     req.body = nullptr; // an empty body is still a request
-    ASSERT_EQ(ota_client_request(&req, &resp, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_client_request(&req, &resp, &err), 0) << err.reason;
     EXPECT_EQ(resp.status, 400) << resp.body;
-    ota_client_resp_free(&resp);
+    otasrv_client_resp_free(&resp);
 }
 
 TEST(ClientErrors, MappedToErrno)
 {
-    ota_client_req req{"https://127.0.0.1:1", "GET", "/", nullptr, nullptr, nullptr};
-    ota_client_resp resp{};
+    otasrv_client_req req{"https://127.0.0.1:1", "GET", "/", nullptr, nullptr, nullptr};
+    otasrv_client_resp resp{};
     ota_err err{};
 
-    EXPECT_EQ(ota_client_request(&req, &resp, &err), -EINVAL);
+    EXPECT_EQ(otasrv_client_request(&req, &resp, &err), -EINVAL);
     EXPECT_NE(strstr(err.reason, "not an http://host:port URL"), nullptr) << err.reason;
 
     ota_err e2{};
     req.base = "http://127.0.0.1:1"; // nothing listens on port 1
-    EXPECT_EQ(ota_client_request(&req, &resp, &e2), -ECONNREFUSED) << e2.reason;
+    EXPECT_EQ(otasrv_client_request(&req, &resp, &e2), -ECONNREFUSED) << e2.reason;
     EXPECT_NE(strstr(e2.reason, "http://127.0.0.1:1/"), nullptr) << e2.reason;
 
     ota_err e3{};
     req.file = "/nonexistent/payload";
     req.method = "PUT";
-    EXPECT_EQ(ota_client_request(&req, &resp, &e3), -ENOENT) << e3.reason;
+    EXPECT_EQ(otasrv_client_request(&req, &resp, &e3), -ENOENT) << e3.reason;
     EXPECT_EQ(resp.body, nullptr);
 }
 
 TEST_F(Client, TransfersInAMultiLoop)
 {
-    ota_client_req a{base.c_str(), "GET", "/api/v1/releases", "admin-secret", nullptr, nullptr};
-    ota_client_req b{base.c_str(), "GET", "/api/v1/devices", nullptr, nullptr, nullptr};
-    ota_client_resp ra{}, rb{};
-    ota_client_xfer *xa = nullptr, *xb = nullptr;
+    otasrv_client_req a{base.c_str(), "GET", "/api/v1/releases", "admin-secret", nullptr, nullptr};
+    otasrv_client_req b{base.c_str(), "GET", "/api/v1/devices", nullptr, nullptr, nullptr};
+    otasrv_client_resp ra{}, rb{};
+    otasrv_client_xfer *xa = nullptr, *xb = nullptr;
     ota_err err{};
 
-    ASSERT_EQ(ota_client_xfer_new(&a, &ra, &xa, &err), 0) << err.reason;
-    ASSERT_EQ(ota_client_xfer_new(&b, &rb, &xb, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_client_xfer_new(&a, &ra, &xa, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_client_xfer_new(&b, &rb, &xb, &err), 0) << err.reason;
     CURLM *m = curl_multi_init();
     ASSERT_NE(m, nullptr);
-    curl_multi_add_handle(m, ota_client_xfer_handle(xa));
-    curl_multi_add_handle(m, ota_client_xfer_handle(xb));
+    curl_multi_add_handle(m, otasrv_client_xfer_handle(xa));
+    curl_multi_add_handle(m, otasrv_client_xfer_handle(xb));
     int running = 1, done = 0;
     while (done < 2) {
         ASSERT_EQ(curl_multi_perform(m, &running), CURLM_OK);
@@ -166,8 +166,8 @@ TEST_F(Client, TransfersInAMultiLoop)
         while ((msg = curl_multi_info_read(m, &left))) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
-            ota_client_xfer *x = msg->easy_handle == ota_client_xfer_handle(xa) ? xa : xb;
-            EXPECT_EQ(ota_client_xfer_done(x, msg->data.result, &err), 0) << err.reason;
+            otasrv_client_xfer *x = msg->easy_handle == otasrv_client_xfer_handle(xa) ? xa : xb;
+            EXPECT_EQ(otasrv_client_xfer_done(x, msg->data.result, &err), 0) << err.reason;
             curl_multi_remove_handle(m, msg->easy_handle);
             done++;
         }
@@ -175,12 +175,12 @@ TEST_F(Client, TransfersInAMultiLoop)
             ASSERT_EQ(curl_multi_poll(m, nullptr, 0, 1000, nullptr), CURLM_OK);
     }
     curl_multi_cleanup(m);
-    ota_client_xfer_free(xa);
-    ota_client_xfer_free(xb);
+    otasrv_client_xfer_free(xa);
+    otasrv_client_xfer_free(xb);
     EXPECT_EQ(ra.status, 200) << ra.body;
     EXPECT_EQ(rb.status, 401) << rb.body;
-    ota_client_resp_free(&ra);
-    ota_client_resp_free(&rb);
+    otasrv_client_resp_free(&ra);
+    otasrv_client_resp_free(&rb);
 }
 
 } // namespace

@@ -77,14 +77,14 @@ TEST(RolloutStore, SaveAndLoadRoundTrip)
 {
     std::string db = temp_db();
     ota_err err{};
-    ota_rstore *s = nullptr;
-    ASSERT_EQ(ota_rstore_open(db.c_str(), &s, &err), 0) << err.reason;
+    otasrv_rstore *s = nullptr;
+    ASSERT_EQ(otasrv_rstore_open(db.c_str(), &s, &err), 0) << err.reason;
     otasrv_rollout *r = make_rollout("r1");
     auto devs = make_devs("r1", 20);
-    ASSERT_EQ(ota_rstore_save(s, r, devs.data(), devs.size(), 1, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_rstore_save(s, r, devs.data(), devs.size(), 1, &err), 0) << err.reason;
     ASSERT_EQ(otasrv_rollout_act(r, OTASRV_OP_APPROVE, devs.data(), devs.size(), 2000, &err), 0);
     ASSERT_EQ(otasrv_rollout_act(r, OTASRV_OP_START, devs.data(), devs.size(), 3000, &err), 0);
-    ASSERT_EQ(ota_rstore_save(s, r, devs.data(), devs.size(), 0, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_rstore_save(s, r, devs.data(), devs.size(), 0, &err), 0) << err.reason;
     for (auto &d : devs)
         EXPECT_EQ(d.dirty, 0);
     // one offer, then only that row is dirty
@@ -96,12 +96,12 @@ TEST(RolloutStore, SaveAndLoadRoundTrip)
     ASSERT_NE(first, nullptr);
     otasrv_rollout_checkin(r, nullptr, first, 4000, &dec);
     EXPECT_EQ(dec.offer, OTASRV_OFFER_RELEASE);
-    ASSERT_EQ(ota_rstore_save(s, r, devs.data(), devs.size(), 0, &err), 0) << err.reason;
-    ota_rstore_close(s);
+    ASSERT_EQ(otasrv_rstore_save(s, r, devs.data(), devs.size(), 0, &err), 0) << err.reason;
+    otasrv_rstore_close(s);
 
-    ASSERT_EQ(ota_rstore_open(db.c_str(), &s, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_rstore_open(db.c_str(), &s, &err), 0) << err.reason;
     Loaded l;
-    ASSERT_EQ(ota_rstore_load(s, on_load, &l, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_rstore_load(s, on_load, &l, &err), 0) << err.reason;
     ASSERT_EQ(l.r.size(), 1u);
     EXPECT_STREQ(l.r[0]->def.id, "r1");
     EXPECT_EQ(l.r[0]->state, OTASRV_ROLLOUT_RUNNING);
@@ -125,12 +125,12 @@ TEST(RolloutStore, SaveAndLoadRoundTrip)
     }
     // replace drops the old table
     auto fewer = make_devs("r1", 5);
-    ASSERT_EQ(ota_rstore_save(s, r, fewer.data(), fewer.size(), 1, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_rstore_save(s, r, fewer.data(), fewer.size(), 1, &err), 0) << err.reason;
     Loaded l2;
-    ASSERT_EQ(ota_rstore_load(s, on_load, &l2, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_rstore_load(s, on_load, &l2, &err), 0) << err.reason;
     ASSERT_EQ(l2.devs.size(), 1u);
     EXPECT_EQ(l2.devs[0].size(), 5u);
-    ota_rstore_close(s);
+    otasrv_rstore_close(s);
     otasrv_rollout_free(r);
     unlink(db.c_str());
     unlink((db + "-wal").c_str());
@@ -140,10 +140,10 @@ TEST(RolloutStore, SaveAndLoadRoundTrip)
 TEST(RolloutStore, BadPathFails)
 {
     ota_err err{};
-    ota_rstore *s = nullptr;
-    EXPECT_LT(ota_rstore_open("/nonexistent-dir/x.db", &s, &err), 0);
+    otasrv_rstore *s = nullptr;
+    EXPECT_LT(otasrv_rstore_open("/nonexistent-dir/x.db", &s, &err), 0);
     EXPECT_NE(err.reason[0], '\0');
-    ota_rstore_close(nullptr);
+    otasrv_rstore_close(nullptr);
 }
 
 } // namespace

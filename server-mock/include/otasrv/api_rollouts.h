@@ -4,8 +4,8 @@
  * serialises every engine call; each call's changes are written before the
  * answer (kill -9 loses no acknowledged write). Endpoints and rules:
  * docs/protocol.md, "Rollouts (admin)" and "Event stream". */
-#ifndef OTASRV_ROLLOUTS_H
-#define OTASRV_ROLLOUTS_H
+#ifndef OTASRV_API_ROLLOUTS_H
+#define OTASRV_API_ROLLOUTS_H
 
 #include <jansson.h>
 #include "ota/err.h"
@@ -17,26 +17,26 @@ extern "C" {
 
 /* Loads the stored rollouts, sets srv->rollouts, srv->events and the
  * release_in_use hook, starts the timer. */
-int ota_rollouts_open(struct ota_srv *srv, struct ota_err *err) OTA_MUST;
+int otasrv_rollouts_open(struct otasrv_srv *srv, struct ota_err *err) OTA_MUST;
 /* Stops the timer and ends the event streams: before the daemon stops. */
-void ota_rollouts_shutdown(struct ota_srv *srv);
+void otasrv_rollouts_shutdown(struct otasrv_srv *srv);
 /* Frees what open made: after the daemon stops. */
-void ota_rollouts_free(struct ota_srv *srv);
+void otasrv_rollouts_free(struct otasrv_srv *srv);
 
 /* The check-in offer of device id from the rollouts: 1 when some rollout
  * exists (*ret the update object, or NULL for none), 0 when there is no
  * rollout at all (the caller falls back to the newest published release),
  * or a negative errno (nothing was offered). */
-int ota_rollouts_offer(struct ota_req *req, const char *id, json_t **ret,
-                       struct ota_err *err) OTA_MUST;
+int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret,
+                          struct ota_err *err) OTA_MUST;
 /* A stored status report of device id: feeds the rollout it names. */
-int ota_rollouts_report(struct ota_srv *srv, const char *id, const char *update_id,
-                        const char *rollout_id, const char *state, const char *status,
-                        struct ota_err *err) OTA_MUST;
+int otasrv_rollouts_report(struct otasrv_srv *srv, const char *id, const char *update_id,
+                           const char *rollout_id, const char *state, const char *status,
+                           struct ota_err *err) OTA_MUST;
 
 /* /api/v1/rollouts..., /api/v1/events, /api/v1/stats (admin token checked
  * by the caller). */
-enum ota_srv_result ota_api_rollouts_handle(struct ota_req *req);
+enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req);
 
 #ifdef __cplusplus
 }

@@ -131,7 +131,7 @@ int otasim_zygote_spawn(const char *const *argv, char *const *env, pid_t pgid, i
     struct otasim_zreq q = {OTASIM_ZREQ_MAGIC, 0, 0, pgid, 0, 0};
     char *buf, cbuf[CMSG_SPACE(3 * sizeof(int))];
     size_t len = sizeof(q), slot = MAX_STARTED;
-    int pp[2], fds[3], nfds = 1, r = 0;
+    int pp[2], fds[3], nfds = 1;
     int32_t pid = 0;
     struct msghdr m = {0};
     struct iovec iov;
@@ -208,7 +208,7 @@ int otasim_zygote_spawn(const char *const *argv, char *const *env, pid_t pgid, i
     started[slot].pid = pid;
     started[slot].fd = pp[0];
     *ret_pid = pid;
-    return r;
+    return 0;
 }
 
 int otasim_zygote_wait(pid_t pid, int timeout_ms, int *ret_raw)

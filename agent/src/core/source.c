@@ -13,23 +13,38 @@ static int transient_status(long s)
     return s >= 500 || s == 408 || s == 429;
 }
 
+static int http_get(struct ota_agent *a, const char *url, const char *bearer,
+                    struct ota_http_resp *resp, struct ota_err *err)
+{
+    struct ota_http_req req = {"GET", url, NULL, bearer, 0};
+
+    return a->ops.transport->request(a->ops.transport_ctx, &req, resp, err);
+}
+
+/* POSTs body (JSON, taken: freed here) to url; *resp as the transport fills it. */
+static int http_post(struct ota_agent *a, const char *url, const char *bearer, char *body,
+                     struct ota_http_resp *resp, struct ota_err *err)
+{
+    struct ota_http_req req = {"POST", url, body, bearer, 0};
+    int r = a->ops.transport->request(a->ops.transport_ctx, &req, resp, err);
+
+    free(body);
+    return r;
+}
+
 /* Fleet source: one report to /status. 0: delivered, or refused for good
  * (4xx); < 0: try again later. */
 static int fleet_deliver(struct ota_agent *a, const struct ota_report *rep, struct ota_err *err)
 {
     struct ota_http_resp resp = {0};
-    struct ota_http_req req = {"POST", NULL, NULL, a->token, 0};
     char url[OTA_URL_LEN], *body = NULL;
     int r;
 
     snprintf(url, sizeof(url), "%s/api/v1/devices/%s/status", a->cfg.server_url, a->device_id);
-    req.url = url;
     r = ota_proto_report_body(rep, &body);
     if (r < 0)
         return r;
-    req.body = body;
-    r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, err);
-    free(body);
+    r = http_post(a, url, a->token, body, &resp, err);
     free(resp.body);
     if (r < 0 || transient_status(resp.status)) {
         a->server_ok = 0;
@@ -44,7 +59,6 @@ static int ensure_registered(struct ota_agent *a, const struct ota_inventory *in
 {
     const struct ota_store_ops *st = a->ops.store;
     struct ota_http_resp resp = {0};
-    struct ota_http_req req = {"POST", NULL, NULL, a->cfg.enroll_token, 0};
     char url[OTA_URL_LEN], *body = NULL;
     int r;
 
@@ -53,13 +67,10 @@ static int ensure_registered(struct ota_agent *a, const struct ota_inventory *in
         return 0;
     a->token[0] = '\0';
     snprintf(url, sizeof(url), "%s/api/v1/devices/register", a->cfg.server_url);
-    req.url = url;
     r = ota_proto_register_body(inv, &body);
     if (r < 0)
         return r;
-    req.body = body;
-    r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, err);
-    free(body);
+    r = http_post(a, url, a->cfg.enroll_token, body, &resp, err);
     if (r < 0)
         goto out;
     if (resp.status != 200 && resp.status != 201) {
@@ -81,20 +92,11 @@ out:
     return r;
 }
 
-static int http_get(struct ota_agent *a, const char *url, const char *bearer,
-                    struct ota_http_resp *resp, struct ota_err *err)
-{
-    struct ota_http_req req = {"GET", url, NULL, bearer, 0};
-
-    return a->ops.transport->request(a->ops.transport_ctx, &req, resp, err);
-}
-
 /* Fleet source: check in; *ret_has = 0 when nothing is offered. */
 static int check_fleet(struct ota_agent *a, const struct ota_inventory *inv, int *ret_has,
                        struct ota_offer *off, struct ota_err *err)
 {
     struct ota_http_resp resp = {0};
-    struct ota_http_req req = {"POST", NULL, NULL, NULL, 0};
     char url[OTA_URL_LEN], *body = NULL;
     int r;
 
@@ -103,14 +105,10 @@ static int check_fleet(struct ota_agent *a, const struct ota_inventory *inv, int
         return r;
     ota_ignore(ota_agent_flush_outbox(a, NULL));
     snprintf(url, sizeof(url), "%s/api/v1/devices/%s/checkin", a->cfg.server_url, a->device_id);
-    req.url = url;
-    req.bearer = a->token;
     r = ota_proto_checkin_body(inv, &body);
     if (r < 0)
         return r;
-    req.body = body;
-    r = a->ops.transport->request(a->ops.transport_ctx, &req, &resp, err);
-    free(body);
+    r = http_post(a, url, a->token, body, &resp, err);
     if (r < 0)
         goto out;
     if (resp.status == 401 || resp.status == 403) {

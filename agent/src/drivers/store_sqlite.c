@@ -13,6 +13,7 @@
  * trouble, while an empty journal only means "IDLE". Errors that say nothing
  * about the file itself (EACCES, ENOSPC, EIO, a lock held by someone else)
  * are returned instead: moving a sound database aside would lose it. */
+#include "ota/crypto.h"
 #include "ota/drivers.h"
 #include "ota/faultpoint.h"
 #include "ota/fsutil.h"
@@ -186,41 +187,6 @@ static int col_str(sqlite3_stmt *st, int i, char *buf, size_t cap)
 }
 
 #define COL_STR(st, i, field) col_str((st), (i), (field), sizeof(field))
-
-static void hex_encode(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0xf];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int hex_decode(const char *in, uint8_t *out, size_t n)
-{
-    if (strlen(in) != 2 * n)
-        return -EBADMSG;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit(in[2 * i]), lo = hex_digit(in[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -EBADMSG;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
 
 /* ---- open, check, move aside ---- */
 
@@ -444,7 +410,7 @@ static int journal_load(void *ctx, struct ota_journal *ret, struct ota_err *err)
         r = ota_err_set(err, EBADMSG, "store: journal has unknown state \"%s\"", state);
         goto out;
     }
-    if (hex_decode(hex, j->prefix_sha256, OTA_SHA256_LEN) < 0) {
+    if (ota_hex_decode(hex, j->prefix_sha256, OTA_SHA256_LEN) < 0) {
         r = ota_err_set(err, EBADMSG, "store: journal has a bad prefix_sha256 \"%s\"", hex);
         goto out;
     }
@@ -466,7 +432,7 @@ static int bind_journal(sqlite3_stmt *st, const struct ota_journal *j)
     char hex[2 * OTA_SHA256_LEN + 1];
     int rc = 0;
 
-    hex_encode(j->prefix_sha256, OTA_SHA256_LEN, hex);
+    ota_hex_encode(j->prefix_sha256, OTA_SHA256_LEN, hex);
     rc |= sqlite3_bind_text(st, 1, ota_state_names[j->state], -1, SQLITE_STATIC);
     rc |= BIND_STR(st, 2, j->update_id);
     rc |= BIND_STR(st, 3, j->rollout_id);

@@ -51,9 +51,11 @@ int otasim_copy_tree(const char *src, const char *dst, struct ota_err *err) OTA_
  * the fork's copy of the caller's page tables (posix_spawn): the environment
  * is environ with envp's entries in place, stdin /dev/null, stdout out_fd and
  * stderr err_fd (-1: /dev/null), fds from 3 closed, SIGPIPE default, process
- * group pgid (-1: the caller's). 0 with *ret_pid, or -errno and nothing
- * started (baseline mode: -ENOSYS): the caller then forks as before, which
- * also reports a failed exec the old way (exit 127). */
+ * group pgid (-1: the caller's). The agent itself is forked by the run's
+ * zygote when one serves it (otasim_zygote_spawn; otasim_wait waits for it).
+ * 0 with *ret_pid, or -errno and nothing started (baseline mode: -ENOSYS):
+ * the caller then forks as before, which also reports a failed exec the old
+ * way (exit 127). */
 int otasim_spawn_light(const char *const *argv, const char *const *envp, pid_t pgid, int out_fd,
                        int err_fd, pid_t *ret_pid);
 

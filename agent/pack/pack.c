@@ -153,24 +153,11 @@ static int copy_and_hash(const char *src, const char *dir, const char *base, uin
         goto out;
     }
     if (out >= 0) {
-        if (fsync(out) < 0) {
-            r = ota_err_set(err, errno, "cannot fsync %s: %s", tmp, strerror(errno));
-            goto out;
-        }
-        r = close(out);
+        r = ota_fs_publish(out, tmp, dst, err);
         out = -1;
-        if (r < 0) {
-            r = ota_err_set(err, errno, "cannot close %s: %s", tmp, strerror(errno));
-            goto out;
-        }
-        if (rename(tmp, dst) < 0) {
-            r = ota_err_set(err, errno, "cannot rename %s to %s: %s", tmp, dst, strerror(errno));
-            goto out;
-        }
-        have_tmp = 0;
-        r = ota_fs_sync_dir(dir, err);
         if (r < 0)
             goto out;
+        have_tmp = 0;
     }
     *ret_size = done;
     r = 0;

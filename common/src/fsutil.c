@@ -81,6 +81,21 @@ int ota_fs_sync_parent(const char *path, struct ota_err *err)
     return ota_fs_sync_dir(dir, err);
 }
 
+int ota_fs_publish(int fd, const char *tmp, const char *path, struct ota_err *err)
+{
+    int r = 0;
+
+    if (fsync(fd) < 0)
+        r = ota_err_set(err, errno, "fsync %s: %s", tmp, strerror(errno));
+    if (close(fd) < 0 && r == 0)
+        r = ota_err_set(err, errno, "close %s: %s", tmp, strerror(errno));
+    if (r == 0 && rename(tmp, path) < 0)
+        r = ota_err_set(err, errno, "rename %s to %s: %s", tmp, path, strerror(errno));
+    if (r < 0)
+        return r;
+    return ota_fs_sync_parent(path, err);
+}
+
 int ota_fs_write_atomic(const char *path, const void *buf, size_t n, int mode, struct ota_err *err)
 {
     char tmp[PATH_MAX];
@@ -107,22 +122,10 @@ int ota_fs_write_atomic(const char *path, const void *buf, size_t n, int mode, s
         r = ota_err_set(err, -r, "write %s: %s", tmp, strerror(-r));
         goto out;
     }
-    if (fsync(fd) < 0) {
-        r = ota_err_set(err, errno, "fsync %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    r = close(fd);
+    r = ota_fs_publish(fd, tmp, path, err);
     fd = -1;
-    if (r < 0) {
-        r = ota_err_set(err, errno, "close %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) < 0) {
-        r = ota_err_set(err, errno, "rename %s to %s: %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    have_tmp = 0;
-    r = ota_fs_sync_parent(path, err);
+    if (r == 0)
+        have_tmp = 0;
 out:
     if (fd >= 0)
         close(fd);

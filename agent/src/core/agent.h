@@ -93,6 +93,11 @@ struct slot_ops {
     int (*running)(struct ota_agent *a, int *ret_slot, struct ota_err *err);
     /* Before an offer of this kind is taken: can the update be done here? */
     int (*preflight)(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);
+    /* An operator's commit found the update in REBOOTING: 0 lets it go on
+     * to COMMITTING, else the reason it may not. */
+    int (*commit_order)(struct ota_agent *a, struct ota_err *err);
+    /* The version in `slot` when the store has none recorded. */
+    void (*found_version)(struct ota_agent *a, int slot, char *buf, size_t cap);
 };
 
 /* core.c */

@@ -132,11 +132,8 @@ int ota_agent_installed(struct ota_agent *a, enum ota_kind kind, int *ret_slot, 
     if (r < 0)
         return r;
     snprintf(key, sizeof(key), "%s.version", ota_kind_names[kind]);
-    r = st->kv_get(a->ops.store_ctx, key, ver, sizeof(ver), NULL);
-    if (r < 0 && kind == OTA_KIND_APP)
-        r = a->ops.install->slot_version(a->ops.install_ctx, kind, slot, ver, sizeof(ver), NULL);
-    if (r < 0)
-        ota_strlcpy(ver, kind == OTA_KIND_APP ? "0.0.0" : a->cfg.rootfs_version, sizeof(ver));
+    if (st->kv_get(a->ops.store_ctx, key, ver, sizeof(ver), NULL) < 0)
+        core_slots_for(kind)->found_version(a, slot, ver, sizeof(ver));
     *ret_slot = slot;
     ota_strlcpy(ret_version, ver, cap);
     return 0;
@@ -751,14 +748,11 @@ int ota_agent_commit(struct ota_agent *a, struct ota_err *err)
         return ota_err_set(err, EINVAL, "agent not started");
     if (a->j.state == OTA_STATE_HEALTH_CHECK)
         return core_transition(a, OTA_STATE_COMMITTING, err);
-    if (a->j.state == OTA_STATE_REBOOTING && core_is_rootfs(a)) {
-        int booted, known;
-        if (core_rootfs_booted(a, &booted, &known, err) < 0)
-            return -EIO;
-        if (booted == a->j.to_slot)
-            return core_transition(a, OTA_STATE_COMMITTING, err);
-        return ota_err_set(err, EPERM, "the new rootfs slot %s is not the one running",
-                           ota_slot_names[a->j.to_slot]);
+    if (a->j.state == OTA_STATE_REBOOTING) {
+        int r = core_slots(a)->commit_order(a, err);
+        if (r < 0)
+            return r;
+        return core_transition(a, OTA_STATE_COMMITTING, err);
     }
     return ota_err_set(err, EBUSY, "nothing to commit in state %s", ota_state_names[a->j.state]);
 }

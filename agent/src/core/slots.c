@@ -220,10 +220,42 @@ static int uboot_preflight(struct ota_agent *a, const struct ota_manifest *m, st
     return env_slot(a, &part, err);
 }
 
-static const struct slot_ops app_slots = {app_begin_trial, app_booted,  app_commit,
-                                          app_revert,      app_running, app_preflight};
-static const struct slot_ops uboot_slots = {uboot_begin_trial, uboot_booted,  uboot_commit,
-                                            uboot_revert,      uboot_running, uboot_preflight};
+static int app_commit_order(struct ota_agent *a, struct ota_err *err)
+{
+    /* An app update reboots nothing: REBOOTING is a rootfs state. */
+    return ota_err_set(err, EBUSY, "nothing to commit in state %s", ota_state_names[a->j.state]);
+}
+
+static int uboot_commit_order(struct ota_agent *a, struct ota_err *err)
+{
+    int booted, known;
+    int r = core_rootfs_booted(a, &booted, &known, err);
+
+    if (r < 0)
+        return r;
+    if (booted != a->j.to_slot)
+        return ota_err_set(err, EPERM, "the new rootfs slot %s is not the one running",
+                           ota_slot_names[a->j.to_slot]);
+    return 0;
+}
+
+static void app_found_version(struct ota_agent *a, int slot, char *buf, size_t cap)
+{
+    if (a->ops.install->slot_version(a->ops.install_ctx, OTA_KIND_APP, slot, buf, cap, NULL) < 0)
+        ota_strlcpy(buf, "0.0.0", cap);
+}
+
+static void uboot_found_version(struct ota_agent *a, int slot, char *buf, size_t cap)
+{
+    ota_strlcpy(buf, a->cfg.rootfs_version, cap);
+}
+
+static const struct slot_ops app_slots = {app_begin_trial,  app_booted,       app_commit,
+                                          app_revert,       app_running,      app_preflight,
+                                          app_commit_order, app_found_version};
+static const struct slot_ops uboot_slots = {uboot_begin_trial,  uboot_booted,       uboot_commit,
+                                            uboot_revert,       uboot_running,      uboot_preflight,
+                                            uboot_commit_order, uboot_found_version};
 
 const struct slot_ops *core_slots_for(enum ota_kind kind)
 {

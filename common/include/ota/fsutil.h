@@ -17,6 +17,11 @@ int ota_fs_write_atomic(const char *path, const void *buf, size_t n, int mode,
 /* fsync of the directory that holds path (path itself if it is a dir). */
 /* write(2) until all n bytes are written (EINTR retried): 0, or -errno. */
 int ota_fs_write_full(int fd, const void *buf, size_t n) OTA_MUST;
+/* Make the temporary file `tmp`, open as `fd`, the durable `path`: fsync,
+ * close (fd is closed whatever happens), rename, fsync of the directory.
+ * On failure `tmp` is left for the caller to remove, unless the rename was
+ * done (then only the directory's fsync failed). */
+int ota_fs_publish(int fd, const char *tmp, const char *path, struct ota_err *err) OTA_MUST;
 
 int ota_fs_sync_parent(const char *path, struct ota_err *err) OTA_MUST;
 int ota_fs_sync_dir(const char *dir, struct ota_err *err) OTA_MUST;

@@ -17,13 +17,13 @@
 
 const char *const otasim_bad_mode_names[OTASIM_BAD_MODE_MAX] = {"none", "health", "crash"};
 
-static const char *const agent_states[] = {"CHECKING",  "DOWNLOADING",  "VERIFYING",
-                                           "INSTALLING", "SWITCHING",   "REBOOTING",
-                                           "HEALTH_CHECK", "COMMITTING", "ROLLING_BACK"};
+static const char *const agent_states[] = {"CHECKING",     "DOWNLOADING", "VERIFYING",
+                                           "INSTALLING",   "SWITCHING",   "REBOOTING",
+                                           "HEALTH_CHECK", "COMMITTING",  "ROLLING_BACK"};
 
-static const char *const rollout_states[] = {"draft",     "approved", "scheduled",
-                                             "running",   "paused",   "completed",
-                                             "failed",    "cancelled", "rolled_back"};
+static const char *const rollout_states[] = {"draft",   "approved",  "scheduled",
+                                             "running", "paused",    "completed",
+                                             "failed",  "cancelled", "rolled_back"};
 
 /* "1048576", 1048576, "512KiB", "1MiB", "2GiB". */
 static int opt_size(const json_t *obj, const char *where, const char *key, uint64_t *inout,
@@ -89,10 +89,10 @@ static int parse_mix(const json_t *obj, const char *where, const char *key,
 
 static int parse_devices(const json_t *d, struct otasim_fleet_def *f, struct ota_err *err)
 {
-    static const char *const keys[] = {"count",        "poll_interval",  "poll_jitter",
-                                       "health_window", "health_interval", "types",
-                                       "groups",       "offline",        "late",
-                                       "bandwidth",    NULL};
+    static const char *const keys[] = {
+        "count", "poll_interval", "poll_jitter", "health_window", "health_interval",
+        "types", "groups",        "offline",     "late",          "bandwidth",
+        NULL};
     long long n = f->count;
     json_t *late;
     int r;
@@ -193,8 +193,7 @@ static int parse_releases(const json_t *a, struct otasim_fleet_def *f, struct ot
                                rel->version);
         for (size_t k = 0; k < i; k++)
             if (strcmp(f->rel[k].version, rel->version) == 0)
-                return ota_err_set(err, EINVAL, "%s.version: %s is listed twice", w,
-                                   rel->version);
+                return ota_err_set(err, EINVAL, "%s.version: %s is listed twice", w, rel->version);
         b = json_object_get(r1, "bad");
         if (b && (r = parse_bad(b, w, rel, err)) < 0)
             return r;
@@ -225,8 +224,8 @@ static int parse_rollout(const json_t *o, struct otasim_fleet_def *f, struct ota
     if (!o)
         return ota_err_set(err, EINVAL, "rollout: required");
     if ((r = otasim_only_keys(o, "rollout", keys, err)) < 0 ||
-        (r = otasim_opt_str(o, "rollout", "release", f->rollout_release,
-                            sizeof(f->rollout_release), err)) < 0 ||
+        (r = otasim_opt_str(o, "rollout", "release", f->rollout_release, sizeof(f->rollout_release),
+                            err)) < 0 ||
         (r = otasim_opt_str(o, "rollout", "previous", f->rollout_previous,
                             sizeof(f->rollout_previous), err)) < 0)
         return r;
@@ -271,8 +270,7 @@ static int parse_states(const json_t *o, const char *where, struct otasim_fleet_
         if (!json_is_string(s) ||
             otasim_lookup(agent_states, sizeof(agent_states) / sizeof(agent_states[0]),
                           json_string_value(s)) < 0)
-            return ota_err_set(err, EINVAL, "%s.states[%zu]: not a state of an update", where,
-                               i);
+            return ota_err_set(err, EINVAL, "%s.states[%zu]: not a state of an update", where, i);
         ota_strlcpy(f->cut_states[f->n_cut_states++], json_string_value(s),
                     sizeof(f->cut_states[0]));
     }
@@ -300,8 +298,8 @@ static int parse_faults(const json_t *o, struct otasim_fleet_def *f, struct ota_
         return r;
     ac = json_object_get(o, "agent_crash");
     if (ac && ((r = otasim_only_keys(ac, "faults.agent_crash", ak, err)) < 0 ||
-               (r = otasim_opt_num(ac, "faults.agent_crash", "probability", 0, 1,
-                                   &f->agent_crash, err)) < 0))
+               (r = otasim_opt_num(ac, "faults.agent_crash", "probability", 0, 1, &f->agent_crash,
+                                   err)) < 0))
         return r;
     if (ac && !pc && (r = parse_states(ac, "faults.agent_crash", f, err)) < 0)
         return r;
@@ -332,11 +330,10 @@ static int opt_count(const json_t *o, const char *key, long *inout, struct ota_e
 
 static int parse_expect(const json_t *o, struct otasim_fleet_def *f, struct ota_err *err)
 {
-    static const char *const keys[] = {"rollout",           "bad_installed_max_percent",
-                                       "bricked_max",       "inconsistent_max",
-                                       "stuck_max",         "on_target_min_percent",
-                                       "target_version",    "committed_within",
-                                       NULL};
+    static const char *const keys[] = {
+        "rollout",   "bad_installed_max_percent", "bricked_max",    "inconsistent_max",
+        "stuck_max", "on_target_min_percent",     "target_version", "committed_within",
+        NULL};
     json_t *rs, *s;
     size_t i;
     int r;
@@ -401,7 +398,7 @@ static void defaults(struct otasim_fleet_def *f)
 int otasim_fleet_parse(const char *text, size_t n, const char *path, struct otasim_fleet_def *ret,
                        struct ota_err *err)
 {
-    static const char *const keys[] = {"name",    "seed",     "duration", "start", "devices",
+    static const char *const keys[] = {"name",     "seed",    "duration", "start",  "devices",
                                        "releases", "rollout", "faults",   "expect", NULL};
     struct otasim_fleet_def *f = ret;
     long long seed, start;

@@ -5,6 +5,7 @@
 #ifndef OTASIM_FLEET_IMPL_H
 #define OTASIM_FLEET_IMPL_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include "ota/core.h"
 #include "otasim/fiber.h"
@@ -33,8 +34,7 @@ struct fjournal {
     uint32_t flags, resumes, attempts;
     uint64_t durable_len;
     uint8_t prefix_sha256[32];
-    const char *update_id, *rollout_id, *manifest, *signature, *url, *etag, *from_version,
-        *reason;
+    const char *update_id, *rollout_id, *manifest, *signature, *url, *etag, *from_version, *reason;
 };
 
 struct fkv {
@@ -57,10 +57,10 @@ struct fdev {
     uint8_t cut;           /* the power is off from now (ops fail) */
     uint8_t crash;         /* the agent crashed (ops fail; the disk keeps its bytes) */
     uint8_t n_kv, n_hist;
-    uint8_t bad_seen;                   /* ran a bad release */
+    uint8_t bad_seen; /* ran a bad release */
     uint8_t checked_in;
-    const char *slot_ver[2];            /* interned */
-    struct fjournal *j;                 /* NULL: no journal yet */
+    const char *slot_ver[2]; /* interned */
+    struct fjournal *j;      /* NULL: no journal yet */
     struct fkv *kv;
     struct frep *outbox;
     int64_t next_rep;
@@ -78,11 +78,20 @@ struct fdev {
     /* accounting (seed 003's figures) */
     uint64_t bytes_down;
     int64_t offered_ms, committed_ms, down_since_ms, downtime_ms, fail_ms, recovered_ms;
-    uint16_t updates, rollbacks, cuts;
+    uint16_t updates, rollbacks, cuts, crashes;
+    uint32_t nt;          /* transitions seen: the draws of the faults at rates */
+    uint8_t boot_pending; /* the next wake is a boot (after a cut) */
+};
+
+/* The ops' context: the device and its runner. */
+struct fctx {
+    struct fleet *fl;
+    struct fdev *d;
 };
 
 /* A device inside a pass: its core on a fiber. */
 struct fpass {
+    struct fctx c; /* first: the ops' context */
     struct fdev *d;
     struct ota_agent *a;
     struct otasim_fiber *f;
@@ -102,6 +111,7 @@ struct fleet {
     long srv_sleepers;
     char url[256], admin_token[128], enroll_token[128];
     char pubkey[4096];
+    char dir[4096];              /* the run's work dir (server, releases) */
     struct ota_agent_config cfg; /* shared by every device; per device: id, type, group */
     struct fdev *dev;
     uint32_t n_dev;
@@ -133,11 +143,6 @@ extern const struct ota_store_ops fleet_store_ops;
 extern const struct ota_install_ops fleet_install_ops;
 extern const struct ota_service_ops fleet_service_ops;
 extern const struct ota_clock_ops fleet_clock_ops;
-/* The ops' context: the device and its runner. */
-struct fctx {
-    struct fleet *fl;
-    struct fdev *d;
-};
 struct fleet *fleet_of(void *ctx);
 uint64_t fleet_hash(uint64_t seed, uint64_t a, uint64_t b);
 double fleet_unit(uint64_t h); /* [0, 1) */
@@ -148,6 +153,7 @@ const struct otasim_fleet_release *fleet_release_of(const struct fleet *fl, cons
 /* The power goes off: what was not durable is lost. */
 void fleet_dev_power_loss(struct fleet *fl, struct fdev *d);
 void fleet_dev_free(struct fdev *d);
+int fleet_dev_service_up(const struct fleet *fl, const struct fdev *d);
 void fleet_blobs_free(struct fleet *fl);
 int fleet_intern_init(struct fleet *fl);
 void fleet_intern_free(struct fleet *fl);
@@ -168,6 +174,25 @@ int fleet_net_run(struct fnet *n, int wait_ms, struct ota_err *err) OTA_MUST;
 int fleet_net_admin(struct fnet *n, const char *method, const char *path, const char *body,
                     long *ret_status, char **ret_body, struct ota_err *err) OTA_MUST;
 uint64_t fleet_net_requests(const struct fnet *n);
+
+/* fleet_setup.c */
+struct otasim_tools;
+struct otasim_server;
+int fleet_setup(struct fleet *fl, const struct otasim_tools *t, struct otasim_server *srv,
+                struct ota_err *err) OTA_MUST;
+/* Advances the server's clock to virtual `to` (ms since the run's start);
+ * updates srv_now, srv_next, srv_sleepers. */
+int fleet_clock_advance(struct fleet *fl, int64_t to, struct ota_err *err) OTA_MUST;
+int fleet_clock_query(struct fleet *fl, struct ota_err *err) OTA_MUST;
+int fleet_rollout_create(struct fleet *fl, struct ota_err *err) OTA_MUST;
+int fleet_rollout_start(struct fleet *fl, struct ota_err *err) OTA_MUST;
+int fleet_rollout_status(struct fleet *fl, json_t **ret_json, struct ota_err *err) OTA_MUST;
+int fleet_final_reports(struct fleet *fl, json_t **out, struct ota_err *err) OTA_MUST;
+
+/* fleet_check.c: the invariant table on d's end state; reports: the
+ * server's final reports of the device ({status, version, update_id}). */
+int fleet_check_device(struct fleet *fl, const struct fdev *d, json_t *reports, char *ret_failed,
+                       size_t cap, int *ret_ok);
 
 /* fleet.c */
 void fleet_ready(struct fleet *fl, struct fdev *d);

@@ -83,7 +83,6 @@ int otasim_opt_bool(const json_t *obj, const char *where, const char *key, int *
     return 0;
 }
 
-
 int otasim_opt_num(const json_t *obj, const char *where, const char *key, double min, double max,
                    double *inout, struct ota_err *err)
 {
@@ -136,8 +135,8 @@ int otasim_opt_duration(const json_t *obj, const char *where, const char *key, i
     }
     if (!json_is_string(v) || otasim_parse_duration(json_string_value(v), &ms) < 0)
         return ota_err_set(err, EINVAL,
-                           "%s.%s: must be a duration (seconds, or 500ms, 30s, 5m, 1h, 2d)",
-                           where, key);
+                           "%s.%s: must be a duration (seconds, or 500ms, 30s, 5m, 1h, 2d)", where,
+                           key);
     *inout = ms;
     return 0;
 }

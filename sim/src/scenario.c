@@ -130,8 +130,8 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if ((r = otasim_only_keys(d, "device", keys, err)) < 0 ||
         (r = otasim_opt_str(d, "device", "profile", profile, sizeof(profile), err)) < 0 ||
         (r = otasim_opt_str(d, "device", "source", s->source, sizeof(s->source), err)) < 0 ||
-        (r = otasim_opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type), err)) <
-            0 ||
+        (r = otasim_opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type),
+                            err)) < 0 ||
         (r = otasim_opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err)) < 0)
         return r;
     if (strcmp(slot_b, "empty") != 0 && strcmp(slot_b, "factory") != 0)
@@ -176,10 +176,10 @@ static int parse_release(const json_t *r, size_t idx, struct otasim_scenario *s,
         (rc = otasim_opt_str(r, where, "version", rel->version, sizeof(rel->version), err)) < 0 ||
         (rc = otasim_opt_str(r, where, "variant", rel->variant, sizeof(rel->variant), err)) < 0 ||
         (rc = otasim_opt_str(r, where, "format", rel->format, sizeof(rel->format), err)) < 0 ||
-        (rc = otasim_opt_str(r, where, "device_type", rel->device_type, sizeof(rel->device_type), err)) <
-            0 ||
-        (rc = otasim_opt_str(r, where, "min_version", rel->min_version, sizeof(rel->min_version), err)) <
-            0 ||
+        (rc = otasim_opt_str(r, where, "device_type", rel->device_type, sizeof(rel->device_type),
+                             err)) < 0 ||
+        (rc = otasim_opt_str(r, where, "min_version", rel->min_version, sizeof(rel->min_version),
+                             err)) < 0 ||
         (rc = otasim_opt_bool(r, where, "publish", &rel->publish, err)) < 0 ||
         (rc = otasim_opt_str(r, where, "signature", sig, sizeof(sig), err)) < 0 ||
         (rc = otasim_opt_bool(r, where, "factory", &rel->factory, err)) < 0)
@@ -261,7 +261,8 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
         return r;
     ft->duration_ms = (int)n;
     n = 0;
-    if ((r = otasim_opt_int(f, "fault", "jump_s", -100LL * 365 * 86400, 100LL * 365 * 86400, &n, err)) < 0)
+    if ((r = otasim_opt_int(f, "fault", "jump_s", -100LL * 365 * 86400, 100LL * 365 * 86400, &n,
+                            err)) < 0)
         return r;
     ft->jump_s = n;
     if ((r = parse_crash_model(f, ft, err)) < 0)
@@ -286,8 +287,8 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
         return r;
     if ((v = json_object_get(t, "state"))) {
         ft->trigger.kind = OTASIM_TRIGGER_STATE;
-        if ((r = otasim_opt_str(t, "fault.trigger", "state", ft->trigger.state, sizeof(ft->trigger.state),
-                         err)) < 0 ||
+        if ((r = otasim_opt_str(t, "fault.trigger", "state", ft->trigger.state,
+                                sizeof(ft->trigger.state), err)) < 0 ||
             (r = check_state(ft->trigger.state, "fault.trigger.state", err)) < 0)
             return r;
         n = 1;
@@ -308,7 +309,7 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
     } else if ((v = json_object_get(t, "fault_point"))) {
         ft->trigger.kind = OTASIM_TRIGGER_FAULT_POINT;
         if ((r = otasim_opt_str(t, "fault.trigger", "fault_point", ft->trigger.fault_point,
-                         sizeof(ft->trigger.fault_point), err)) < 0)
+                                sizeof(ft->trigger.fault_point), err)) < 0)
             return r;
     } else if ((v = json_object_get(t, "states"))) {
         size_t i;
@@ -401,7 +402,8 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
         goto out;
     if (otasim_only_keys(root, "scenario", keys, err) < 0 ||
         otasim_opt_str(root, "scenario", "name", s.name, sizeof(s.name), err) < 0 ||
-        otasim_opt_str(root, "scenario", "description", s.description, sizeof(s.description), err) < 0 ||
+        otasim_opt_str(root, "scenario", "description", s.description, sizeof(s.description), err) <
+            0 ||
         otasim_opt_int(root, "scenario", "passes", 1, 50, &passes, err) < 0 ||
         parse_device(json_object_get(root, "device"), &s, err) < 0)
         goto out;

@@ -43,8 +43,8 @@ struct otasim_fleet_release {
     int factory;   /* installed on every device at the start (not published) */
     int rollback;  /* also published as the signed rollback order of its version */
     enum otasim_bad_mode bad;
-    double bad_probability;               /* per device it may hit */
-    char bad_types[4][64];                /* only these device types ("" none = all) */
+    double bad_probability; /* per device it may hit */
+    char bad_types[4][64];  /* only these device types ("" none = all) */
     size_t n_bad_types;
     int64_t fail_after_ms; /* health: the service fails this long after its start */
 };
@@ -63,10 +63,10 @@ struct otasim_fleet_def {
     size_t n_types;
     struct otasim_fleet_mix groups[OTASIM_FLEET_MAX_MIX];
     size_t n_groups;
-    double offline;       /* share that never checks in */
-    double late;          /* share that comes online only after late_ms */
+    double offline; /* share that never checks in */
+    double late;    /* share that comes online only after late_ms */
     int64_t late_ms;
-    uint64_t bandwidth;   /* bytes/s per device link (0: unlimited) */
+    uint64_t bandwidth; /* bytes/s per device link (0: unlimited) */
     /* releases */
     struct otasim_fleet_release rel[OTASIM_FLEET_MAX_RELEASES];
     size_t n_rel;
@@ -75,20 +75,20 @@ struct otasim_fleet_def {
     char rollout_previous[32]; /* version ("": none) */
     char *rollout_json;        /* malloc'ed definition (JSON text) without the release ids */
     /* faults */
-    double power_cut;                     /* per device per state entry in cut_states */
+    double power_cut; /* per device per state entry in cut_states */
     char cut_states[OTASIM_FLEET_MAX_STATES][24];
     size_t n_cut_states;
-    int64_t off_ms;                       /* how long a device stays off after a cut */
-    double agent_crash;                   /* the same for an agent crash (no data lost) */
-    char *server_faults_json;             /* malloc'ed fault plan (JSON), NULL: none */
+    int64_t off_ms;           /* how long a device stays off after a cut */
+    double agent_crash;       /* the same for an agent crash (no data lost) */
+    char *server_faults_json; /* malloc'ed fault plan (JSON), NULL: none */
     /* expectations (negative / empty: not checked) */
-    char expect_rollout[8][16];           /* the rollout ends in one of these states */
+    char expect_rollout[8][16]; /* the rollout ends in one of these states */
     size_t n_expect_rollout;
-    double expect_bad_max_percent;        /* devices that installed a bad release */
+    double expect_bad_max_percent; /* devices that installed a bad release */
     long expect_bricked_max, expect_inconsistent_max, expect_stuck_max;
-    double expect_min_on_target_percent;  /* online devices that run rollout_release */
-    char expect_target_version[32];       /* "" : rollout_release */
-    int64_t expect_committed_within_ms;   /* of the offer, every committed update */
+    double expect_min_on_target_percent; /* online devices that run rollout_release */
+    char expect_target_version[32];      /* "" : rollout_release */
+    int64_t expect_committed_within_ms;  /* of the offer, every committed update */
 };
 
 /* Reads and checks a fleet file; errors name the key. */
@@ -103,18 +103,19 @@ const struct otasim_fleet_release *otasim_fleet_release_find(const struct otasim
 /* ---- a run ---------------------------------------------------------------- */
 
 struct otasim_fleet_opts {
-    uint64_t seed;         /* overrides the file's (0: the file's) */
-    uint32_t count;        /* overrides the device count (0: the file's) */
+    uint64_t seed;          /* overrides the file's (0: the file's) */
+    uint32_t count;         /* overrides the device count (0: the file's) */
     uint32_t shard, shards; /* run devices i with i % shards == shard (shards 0/1: all) */
-    uint32_t connections;  /* keep-alive pool size (default 64) */
-    uint32_t max_active;   /* devices inside a pass at once (default 4096) */
-    int server_threads;    /* ota-server --threads (default 2) */
-    const char *db;        /* run database (NULL: none) */
-    const char *work;      /* work dir (server, releases) */
+    uint32_t connections;   /* keep-alive pool size (default 64) */
+    uint32_t max_active;    /* devices inside a pass at once (default 4096) */
+    int server_threads;     /* ota-server --threads (default 2) */
+    const char *db;         /* run database (NULL: none) */
+    const char *work;       /* work dir (server, releases) */
     const char *server_url; /* an ota-server already running with --virtual-clock, shared
                                by shards (NULL: start one) */
     const char *admin_token;
     int verbose;
+    int keep;       /* keep the run's work dir (server database, releases) */
     FILE *progress; /* a line per sample (NULL: quiet) */
 };
 
@@ -137,7 +138,7 @@ struct otasim_fleet_stats {
     int64_t virtual_ms;          /* virtual time covered */
     int64_t rollout_ms;          /* start to the rollout's end state (or the run's end) */
     double wall_s, cpu_user_s, cpu_sys_s;
-    double srv_cpu_s;            /* the server's CPU (when the runner started it) */
+    double srv_cpu_s; /* the server's CPU (when the runner started it) */
     long peak_rss_kib, srv_peak_rss_kib;
     long rss_per_idle_device_bytes; /* measured: RSS growth per device while idle */
     /* the verdict */

@@ -3,7 +3,8 @@
 rollout starts only when the clock is advanced past start_at_ms; a report
 timeout fires on the advance that reaches it; fault-plan delay, stall and
 throttle hold their request until the clock gets there, while the server
-(one worker thread here) goes on answering; "ota-server clock" drives it.
+(one worker thread here) goes on answering; shutdown ends a sleeping
+request at once; "ota-server clock" drives it.
 Nothing here waits on real time for the server's timers.
 
 Needs OTA_BUILD_DIR like test_server_api.py (whose helpers it reuses)."""
@@ -305,3 +306,28 @@ def test_a_throttle_paces_on_virtual_time(vw):
         assert steps >= 40
     finally:
         srv.admin("DELETE", "/api/v1/faults")
+
+
+def test_shutdown_ends_a_request_sleeping_on_the_clock(tmp_path):
+    srv = Server(str(tmp_path), extra=["--virtual-clock", str(T0)])
+    try:
+        put_plan(srv, "/repos/*", {"kind": "delay", "ms": 600000})
+        got = {}
+
+        def call():
+            try:
+                got["r"] = srv.call("GET", "/repos/acme/x/releases/latest")
+            except (http.client.HTTPException, OSError) as e:
+                got["e"] = e
+
+        th = threading.Thread(target=call)
+        th.start()
+        assert until(lambda: clock(srv)["sleepers"] == 1)
+        t0 = time.monotonic()
+        srv.proc.terminate()
+        assert srv.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 5
+        th.join(10)
+        assert not th.is_alive() and "e" in got, got  # closed without an answer
+    finally:
+        srv.stop()

@@ -439,9 +439,36 @@ static int64_t rollout_start_at(const struct fleet *fl)
     return fl->def->poll_ms + fl->def->jitter_ms + SEC;
 }
 
+/* Transfers are in flight but none ended for a while: if the server holds
+ * them on its virtual clock (a fault's delay, stall or throttle), time must
+ * move for them to go on: to the earlier of its deadline and the next wake. */
+static int unstall(struct run *R, struct ota_err *err)
+{
+    struct fleet *fl = &R->fl;
+    int64_t next;
+    int r;
+
+    if ((r = fleet_clock_query(fl, err)) < 0)
+        return r;
+    if (fl->srv_sleepers <= 0 || fl->srv_next == INT64_MAX)
+        return 0; /* served on real time: wait */
+    next = fl->srv_next;
+    if (fl->heap_n && fl->heap[0]->wake_ms < next)
+        next = fl->heap[0]->wake_ms;
+    if (next < fl->vnow)
+        next = fl->vnow;
+    /* the server's deadline may fall inside a second the devices already
+     * live in: advance it there exactly */
+    if ((r = fleet_clock_advance(fl, next > fl->srv_now ? next : fl->srv_now + 1, err)) < 0)
+        return r;
+    return advance(R, next, err);
+}
+
 static int loop(struct run *R, struct ota_err *err)
 {
     struct fleet *fl = &R->fl;
+    uint64_t seen_done = 0;
+    int64_t quiet_since = 0;
     int r;
 
     for (;;) {
@@ -454,6 +481,14 @@ static int loop(struct run *R, struct ota_err *err)
         if (fleet_net_active(fl->net)) {
             if ((r = fleet_net_run(fl->net, fl->ready_head == fl->ready_tail ? 50 : 0, err)) < 0)
                 return r;
+            if (fleet_net_done(fl->net) != seen_done) {
+                seen_done = fleet_net_done(fl->net);
+                quiet_since = otasim_now_ms();
+            } else if (otasim_now_ms() - quiet_since > 100) {
+                if ((r = unstall(R, err)) < 0)
+                    return r;
+                quiet_since = otasim_now_ms();
+            }
             continue;
         }
         /* everyone waits: the next event */

@@ -174,6 +174,7 @@ int fleet_net_run(struct fnet *n, int wait_ms, struct ota_err *err) OTA_MUST;
 int fleet_net_admin(struct fnet *n, const char *method, const char *path, const char *body,
                     long *ret_status, char **ret_body, struct ota_err *err) OTA_MUST;
 uint64_t fleet_net_requests(const struct fnet *n);
+uint64_t fleet_net_done(const struct fnet *n); /* transfers finished */
 
 /* fleet_setup.c */
 struct otasim_tools;

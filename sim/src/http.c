@@ -44,8 +44,13 @@ struct fnet {
     CURL *admin;
     struct xfer *free_x;
     uint32_t active;
-    uint64_t requests;
+    uint64_t requests, done;
 };
+
+uint64_t fleet_net_done(const struct fnet *n)
+{
+    return n->done;
+}
 
 uint32_t fleet_net_active(const struct fnet *n)
 {
@@ -358,6 +363,7 @@ int fleet_net_run(struct fnet *n, int wait_ms, struct ota_err *err)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         curl_multi_remove_handle(n->m, msg->easy_handle);
         n->active--;
+        n->done++;
         x->result = msg->data.result;
         x->done = 1;
         fleet_ready(n->fl, x->p->d);

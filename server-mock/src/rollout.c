@@ -121,6 +121,11 @@ int otasrv_rollout_matches(const struct otasrv_rollout_def *def,
     for (int i = 0; i < f->n_tags; i++)
         if (!has_tag(info, f->tags[i]))
             return no(ret_reason, "the device lacks a tag the filter requires");
+    for (int i = 0; i < f->n_attrs; i++) {
+        const char *v = otasrv_device_attr(info, f->attr_keys[i]);
+        if (!v || strcmp(v, f->attr_values[i]) != 0)
+            return no(ret_reason, "an attribute differs from the filter's");
+    }
     if (f->version[0]) {
         int cmp = 0;
         if (!info->version || ota_version_cmp(info->version, f->version, &cmp) < 0)
@@ -234,6 +239,8 @@ int otasrv_rollout_plan(struct otasrv_rollout *r, struct otasrv_rollout_device *
         batches |= def->stages[i].batch_size != 0;
     for (size_t i = 0; i < n; i++)
         devs[i].bucket = otasrv_rollout_bucket(def->id, devs[i].device_id);
+    if (otasrv_rollout_has_canary(def))
+        return otasrv_rollout_plan_canary(r, devs, n, err);
     if (!batches) {
         /* Percent stages only: a device's stage is a function of its bucket. */
         for (size_t i = 0; i < n; i++) {
@@ -534,6 +541,8 @@ static void decide_into(const struct otasrv_rollout *r, const struct otasrv_devi
         ret->why = OTASRV_WHY_LATER_STAGE;
     else if (info && !otasrv_rollout_matches(&r->def, info, NULL))
         ret->why = OTASRV_WHY_FILTERED;
+    else if (!otasrv_rollout_window_open(&r->def.window, info ? info->timezone : NULL, now_ms))
+        ret->why = OTASRV_WHY_OUTSIDE_WINDOW;
     else if (r->def.max_concurrent &&
              r->total[OTASRV_RDEV_OFFERED] + r->total[OTASRV_RDEV_IN_PROGRESS] >=
                  r->def.max_concurrent)

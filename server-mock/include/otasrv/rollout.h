@@ -142,6 +142,10 @@ extern "C" {
 #define OTASRV_ROLLOUT_FIELD_MAX   64 /* device type, group, version */
 #define OTASRV_ROLLOUT_TAG_MAX     32
 #define OTASRV_ROLLOUT_REASON_MAX  256
+#define OTASRV_ROLLOUT_MAX_ATTRS   16 /* attribute filters, as devices carry at most */
+#define OTASRV_ROLLOUT_MAX_STRATA  4
+#define OTASRV_ROLLOUT_ATTR_KEY    33 /* with NUL */
+#define OTASRV_ROLLOUT_ATTR_VALUE  65 /* with NUL */
 
 enum otasrv_strategy {
     OTASRV_STRATEGY_IMMEDIATE,
@@ -238,11 +242,12 @@ enum otasrv_why {
     OTASRV_WHY_ENDED,            /* none: completed, failed, cancelled or rolled back */
     OTASRV_WHY_MAX_CONCURRENT,   /* none: max_concurrent devices are in flight */
     OTASRV_WHY_DONE,             /* none: the device has finished this rollout */
+    OTASRV_WHY_OUTSIDE_WINDOW,   /* none: the device's local time is outside the window */
     OTASRV_WHY_MAX,
 };
 /* "new", "in_flight", "rollback_ordered", "not_targeted", "filtered",
  * "not_selected", "later_stage", "not_started", "scheduled", "paused",
- * "ended", "max_concurrent", "done" */
+ * "ended", "max_concurrent", "done", "outside_window" */
 extern const char *const otasrv_why_names[OTASRV_WHY_MAX];
 
 /* A device's status report (the protocol's "status" field). */
@@ -273,6 +278,30 @@ struct otasrv_rollout_filter {
     int n_tags;
     char version[OTASRV_ROLLOUT_FIELD_MAX]; /* "" = any version */
     enum otasrv_vop version_op;
+    /* filters.attributes: the device's attribute key has exactly this value */
+    char attr_keys[OTASRV_ROLLOUT_MAX_ATTRS][OTASRV_ROLLOUT_ATTR_KEY];
+    char attr_values[OTASRV_ROLLOUT_MAX_ATTRS][OTASRV_ROLLOUT_ATTR_VALUE];
+    int n_attrs;
+};
+
+/* The canary's make-up (definition field "canary"; rollout_canary.c and
+ * docs/protocol.md "Selection"). n_strata == 0 and n_first_tags == 0: none
+ * (plain bucket order). */
+struct otasrv_rollout_canary {
+    /* "device_type", "group" or "attributes.KEY" */
+    char strata[OTASRV_ROLLOUT_MAX_STRATA][OTASRV_ROLLOUT_ATTR_KEY + 16];
+    int n_strata;
+    uint32_t per_stratum; /* >= 1 when there are strata */
+    char first_tags[OTASRV_ROLLOUT_MAX_TAGS][OTASRV_ROLLOUT_TAG_MAX];
+    int n_first_tags;
+};
+
+/* Maintenance window in each device's local time (definition field
+ * "window"): minutes since local midnight, [start, end), crossing midnight
+ * when end < start. enabled 0: always open. */
+struct otasrv_rollout_window {
+    int enabled;
+    int start_min, end_min; /* 0..1439, start != end */
 };
 
 struct otasrv_rollout_def {
@@ -291,6 +320,8 @@ struct otasrv_rollout_def {
     int64_t start_at_ms;       /* 0 = when started */
     int auto_pause;
     int auto_rollback;
+    struct otasrv_rollout_canary canary; /* canary, staged, rolling only */
+    struct otasrv_rollout_window window;
 };
 
 /* Frees what def owns (the manual device list) and zeroes it. NULL ok. */
@@ -326,7 +357,15 @@ struct otasrv_device_info {
     size_t n_tags;
     /* Current version of the release's kind (app or rootfs); NULL/"" = unknown. */
     const char *version;
+    /* Attributes: n_attrs key/value pairs (borrowed). */
+    const char *const *attr_keys;
+    const char *const *attr_values;
+    size_t n_attrs;
+    const char *timezone; /* NULL/"" = UTC (otasrv/tz.h) */
 };
+
+/* The value of attribute key of info, or NULL. */
+const char *otasrv_device_attr(const struct otasrv_device_info *info, const char *key);
 
 /* 1 if the device passes the rollout's filters (and, for manual, is
  * listed), else 0 with a static reason in *ret_reason (may be NULL). A
@@ -349,6 +388,10 @@ struct otasrv_rollout_device {
     int64_t finished_ms; /* success, failure, timeout or skip; 0 = not finished */
     int64_t rollback_ms; /* rollback ordered, 0 = never */
     int dirty;
+    /* Canary make-up, set by otasrv_rollout_canary_prep before the start
+     * (not persisted: the stage is). */
+    uint64_t stratum; /* hash of the device's strata values */
+    int first;        /* carries one of the canary's first_tags */
 };
 
 /* Fills *ret as a pending row of rollout rollout_id (bucket computed, stage
@@ -490,6 +533,35 @@ int otasrv_rollout_measure(const struct otasrv_rollout *r, const struct otasrv_r
  *  "stages":[{"devices":..,"pending":..,"in_flight":..,"success":..,
  *             "failed":..,"skipped":..}]}  -ENOMEM. */
 int otasrv_rollout_metrics_to_json(const struct otasrv_rollout_metrics *m, json_t **ret) OTA_MUST;
+
+/* ---- canary make-up and maintenance windows (rollout_canary.c) ---- */
+
+/* Sets d->first and d->stratum from the device (def's canary field); call
+ * it on every row before OTASRV_OP_START when def has a canary make-up
+ * (otasrv_rollout_plan then fills the first stage as docs/protocol.md
+ * "Selection" says). Harmless without one. */
+void otasrv_rollout_canary_prep(const struct otasrv_rollout_def *def,
+                                const struct otasrv_device_info *info,
+                                struct otasrv_rollout_device *d);
+
+/* 1 if the window is open at now_ms for a device in zone tz (NULL/"" =
+ * UTC); 1 when the definition has no window. */
+int otasrv_rollout_window_open(const struct otasrv_rollout_window *w, const char *tz,
+                               int64_t now_ms);
+
+/* The first instant >= now_ms when the window opens for a device in zone
+ * tz (now_ms if it is open). Exact across offset changes (DST). */
+int64_t otasrv_rollout_window_opens(const struct otasrv_rollout_window *w, const char *tz,
+                                    int64_t now_ms);
+
+/* For a runner's virtual clock: the earliest instant >= now_ms at which
+ * some device of an open stage that is still pending is inside the window
+ * (now_ms if one is already). tz[i] is devs[i]'s zone (tz NULL: all UTC).
+ * -1 when nothing of the kind is due: the rollout is not running, has no
+ * window, or no pending device in an open stage. O(n). */
+int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
+                                   const struct otasrv_rollout_device *devs, const char *const *tz,
+                                   size_t n, int64_t now_ms);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,11 @@
 /* Rollout engine: which device gets which release, when, and what happens
  * when devices report. Pure functions over plain structs: no globals, no I/O,
  * no clock reads (the caller passes now_ms, unix milliseconds), no locking
- * (the caller serialises calls on one rollout). The server keeps the
- * definition, the status and the per-device table in SQLite; the engine only
- * computes.
+ * (the caller serialises calls on one rollout). One exception: a
+ * maintenance window needs time zone offsets, which come from otasrv/tz.h
+ * (the C library's zone files, behind one lock and a cache). The server
+ * keeps the definition, the status and the per-device table in SQLite; the
+ * engine only computes.
  *
  * Model
  * - A rollout targets a fixed set of devices: when it starts, the caller
@@ -36,7 +38,9 @@
  * - create: otasrv_rollout_from_json, otasrv_rollout_new (draft); persist the
  *   definition (otasrv_rollout_to_json) and the status.
  * - start: a row (otasrv_rollout_device_init) per registered device that
- *   otasrv_rollout_matches(); otasrv_rollout_act(START, rows).
+ *   otasrv_rollout_matches(), prepared by otasrv_rollout_canary_prep (the
+ *   canary's make-up needs the device's inventory); otasrv_rollout_act(START,
+ *   rows).
  * - check-in: otasrv_rollout_checkin() with the device's row; answer the
  *   decision; update_id "{rollout id}-{device id}" for the release,
  *   "{rollout id}-{device id}-rollback" for a rollback order.
@@ -84,13 +88,21 @@
  *    "filters": {"device_type": "rpi3b", "group": "lab",
  *                "tags": ["indoor", "eu"],          all of them (<= 8)
  *                "current_version": "2.0.0",        semver
- *                "version_operator": "<"},          < <= == != >= >; default ==
+ *                "version_operator": "<",           < <= == != >= >; default ==
+ *                "attributes": {"region": "eu"}},   <= 16, each exactly
  *    "max_concurrent": 50,             devices in flight at once; 0 = no limit
  *    "report_timeout_ms": 600000,      0 = no timeout
  *    "start_at_ms": 1795000000000,     unix ms; 0 = when started; required
  *                                      (> 0) by scheduled
  *    "auto_pause": true,               default false
- *    "auto_rollback": false}           default false
+ *    "auto_rollback": false,           default false
+ *    "canary": {"strata": ["device_type", "attributes.region"],
+ *               "per_stratum": 1, "first_tags": ["internal"]},
+ *                                      canary/staged/rolling only: the first
+ *                                      stage's make-up (rollout_canary.c)
+ *    "window": {"start": "02:00", "end": "06:00"}}
+ *                                      offers only inside the device's local
+ *                                      window (UTC without a zone)
  *
  *   Stages: each has exactly one of "percent" (1..100, cumulative share of
  *   the targeted devices, strictly increasing over the percent stages) and

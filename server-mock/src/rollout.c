@@ -322,7 +322,7 @@ static int stage_tripped(const struct otasrv_rollout *r, int k, char *why, size_
     return 0;
 }
 
-static int stage_passed(const struct otasrv_rollout *r, int k)
+int otasrv_rollout_stage_passed(const struct otasrv_rollout *r, int k)
 {
     const struct otasrv_rollout_stage *st = &r->def.stages[k];
     uint64_t ok = r->count[k][OTASRV_RDEV_SUCCESS];
@@ -402,6 +402,7 @@ static int act_start(struct otasrv_rollout *r, struct otasrv_rollout_device *dev
         change(r, OTASRV_ROLLOUT_SCHEDULED, now_ms, "");
     } else {
         r->started_ms = now_ms;
+        r->stage_opened_ms = now_ms;
         change(r, OTASRV_ROLLOUT_RUNNING, now_ms, "");
     }
     return 0;
@@ -705,9 +706,11 @@ static void advance(struct otasrv_rollout *r, int64_t now_ms)
     uint32_t open = 0;
     char reason[OTASRV_ROLLOUT_REASON_MAX];
 
-    while (r->stage < r->def.n_stages - 1 && stage_passed(r, r->stage)) {
+    while (r->stage < r->def.n_stages - 1 && otasrv_rollout_stage_passed(r, r->stage) &&
+           now_ms >= r->stage_opened_ms + r->def.stages[r->stage].delay_ms) {
         r->stage++;
         r->changed_ms = now_ms;
+        r->stage_opened_ms = now_ms;
         snprintf(reason, sizeof(reason), "stage %d passed: stage %d opened", r->stage - 1,
                  r->stage);
         ota_strlcpy(r->reason, reason, sizeof(r->reason));
@@ -740,6 +743,7 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
     otasrv_rollout_recount(r, devs, n);
     if (r->state == OTASRV_ROLLOUT_SCHEDULED && now_ms >= r->def.start_at_ms) {
         r->started_ms = now_ms;
+        r->stage_opened_ms = now_ms;
         change(r, OTASRV_ROLLOUT_RUNNING, now_ms, "start time reached");
     }
     if (r->state == OTASRV_ROLLOUT_RUNNING || r->state == OTASRV_ROLLOUT_PAUSED)

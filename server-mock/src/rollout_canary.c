@@ -452,3 +452,21 @@ int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
     }
     return best;
 }
+
+int64_t otasrv_rollout_due_next(const struct otasrv_rollout *r,
+                                const struct otasrv_rollout_device *devs, const char *const *tz,
+                                size_t n, int64_t now_ms)
+{
+    int64_t best = otasrv_rollout_window_next(r, devs, tz, n, now_ms);
+    int k = r->stage;
+
+    if (r->state == OTASRV_ROLLOUT_RUNNING && k < r->def.n_stages - 1 &&
+        r->def.stages[k].delay_ms > 0 && otasrv_rollout_stage_passed(r, k)) {
+        int64_t at = r->stage_opened_ms + r->def.stages[k].delay_ms;
+        if (at < now_ms)
+            at = now_ms;
+        if (best < 0 || at < best)
+            best = at;
+    }
+    return best;
+}

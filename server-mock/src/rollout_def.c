@@ -154,6 +154,9 @@ static int validate_stage(const struct otasrv_rollout_stage *st, int i, uint32_t
     if (st->max_failures < -1)
         return ota_err_set(err, EINVAL, "stages[%d].max_failures: %" PRId64 " is negative", i,
                            st->max_failures);
+    if (st->delay_ms < 0 || st->delay_ms > INT64_MAX / 2)
+        return ota_err_set(err, EINVAL, "stages[%d].delay_ms: %" PRId64 " is out of range", i,
+                           st->delay_ms);
     return 0;
 }
 
@@ -308,7 +311,7 @@ static const char *const def_keys[] = {
     "window",
 };
 static const char *const stage_keys[] = {
-    "percent", "batch_size", "success_threshold", "failure_threshold", "max_failures",
+    "percent", "batch_size", "success_threshold", "failure_threshold", "max_failures", "delay_ms",
 };
 static const char *const filter_keys[] = {
     "device_type", "group", "tags", "current_version", "version_operator", "attributes",
@@ -317,7 +320,7 @@ static const char *const filter_keys[] = {
 static int parse_stage(const json_t *v, int i, struct otasrv_rollout_stage *st, struct ota_err *err)
 {
     char where[32];
-    int64_t percent = 0, batch = 0, success = -1, failure = -1, maxf = -1;
+    int64_t percent = 0, batch = 0, success = -1, failure = -1, maxf = -1, delay = 0;
     int r;
 
     snprintf(where, sizeof(where), "stages[%d]", i);
@@ -334,6 +337,8 @@ static int parse_stage(const json_t *v, int i, struct otasrv_rollout_stage *st, 
         r = opt_int(v, where, "failure_threshold", 0, 100, &failure, err);
     if (r >= 0)
         r = opt_int(v, where, "max_failures", 0, INT64_MAX, &maxf, err);
+    if (r >= 0)
+        r = opt_int(v, where, "delay_ms", 0, INT64_MAX / 2, &delay, err);
     if (r < 0)
         return r;
     /* Strict by default: any failure trips, and a stage passes when all its
@@ -347,6 +352,7 @@ static int parse_stage(const json_t *v, int i, struct otasrv_rollout_stage *st, 
     st->success_threshold = (uint32_t)success;
     st->failure_threshold = (uint32_t)failure;
     st->max_failures = maxf;
+    st->delay_ms = delay;
     return 0;
 }
 
@@ -577,6 +583,8 @@ int otasrv_rollout_to_json(const struct otasrv_rollout_def *def, json_t **ret)
         put(s, "failure_threshold", json_integer(st->failure_threshold), &bad);
         if (st->max_failures >= 0)
             put(s, "max_failures", json_integer(st->max_failures), &bad);
+        if (st->delay_ms > 0)
+            put(s, "delay_ms", json_integer(st->delay_ms), &bad);
         append(stages, s, &bad);
     }
     put(obj, "stages", stages, &bad);

@@ -128,6 +128,9 @@ void otasrv_rollout_extras_to_json(const struct otasrv_rollout_def *def, json_t 
 int otasrv_rollout_plan_canary(struct otasrv_rollout *r, struct otasrv_rollout_device *devs,
                                size_t n, struct ota_err *err);
 
+/* rollout.c: stage k has enough successes, or nothing left open. */
+int otasrv_rollout_stage_passed(const struct otasrv_rollout *r, int k);
+
 /* strcmp for qsort/bsearch over a definition's device ids. */
 int otasrv_rollout_cmp_str(const void *a, const void *b);
 

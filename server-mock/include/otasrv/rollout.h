@@ -281,6 +281,7 @@ struct otasrv_rollout_stage {
     uint32_t success_threshold; /* percent of the stage that must succeed to pass */
     uint32_t failure_threshold; /* the stage trips above this percent of failures */
     int64_t max_failures;       /* ... or above this many; -1 = no count limit */
+    int64_t delay_ms; /* the next stage opens no earlier than this after this one opened */
 };
 
 struct otasrv_rollout_filter {
@@ -421,6 +422,7 @@ struct otasrv_rollout {
     int64_t started_ms; /* when it began running (a scheduled one: its first tick at start_at) */
     int64_t finished_ms;
     int64_t changed_ms;                           /* last state or stage change */
+    int64_t stage_opened_ms;                      /* when stage `stage` opened */
     uint32_t fail_ack[OTASRV_ROLLOUT_MAX_STAGES]; /* failures accepted by resume, per stage */
     char reason[OTASRV_ROLLOUT_REASON_MAX];       /* why the last change happened */
     /* Counts: derived from the table (otasrv_rollout_recount), kept current
@@ -565,6 +567,16 @@ int otasrv_rollout_window_open(const struct otasrv_rollout_window *w, const char
  * tz (now_ms if it is open). Exact across offset changes (DST). */
 int64_t otasrv_rollout_window_opens(const struct otasrv_rollout_window *w, const char *tz,
                                     int64_t now_ms);
+
+/* For a runner's virtual clock: the next instant >= now_ms at which the
+ * rollout's own timing makes something due: the earliest of
+ * otasrv_rollout_window_next and, when the open stage has passed but waits
+ * for its delay_ms, the end of that delay (both only while running). -1:
+ * none. A tick at that instant (otasrv_rollout_tick) or check-ins then see
+ * it. O(n). */
+int64_t otasrv_rollout_due_next(const struct otasrv_rollout *r,
+                                const struct otasrv_rollout_device *devs, const char *const *tz,
+                                size_t n, int64_t now_ms);
 
 /* For a runner's virtual clock: the earliest instant >= now_ms at which
  * some device of an open stage that is still pending is inside the window

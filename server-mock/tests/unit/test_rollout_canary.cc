@@ -415,4 +415,81 @@ TEST(RolloutWindow, OffsetsAreCheapAtAHundredThousandDevices)
         EXPECT_EQ(wrong[k], 0);
 }
 
+// A stage's delay_ms holds the next stage back even when it passed, and
+// due_next tells a virtual clock when to come back.
+TEST(RolloutDelay, NextStageWaitsForTheDelayAndDueNextSaysWhen)
+{
+    std::vector<Dev> devs(10);
+    for (size_t i = 0; i < devs.size(); i++)
+        devs[i].id = "d" + std::to_string(i);
+    Rollout r = make("{\"id\":\"dl\",\"release_id\":\"app-2.0.0\",\"strategy\":\"staged\","
+                     "\"stages\":[{\"batch_size\":2,\"delay_ms\":3600000},{\"percent\":100}]}");
+    auto rows = start(r.get(), devs);
+    ota_err err = {};
+    int64_t t = kMidnight + 60000;
+    EXPECT_EQ(otasrv_rollout_due_next(r.get(), rows.data(), nullptr, rows.size(), t), -1);
+    for (auto &row : rows) {
+        if (row.stage != 0)
+            continue;
+        otasrv_device_info in = devs[0].info();
+        in.device_id = row.device_id;
+        otasrv_rollout_decision d;
+        otasrv_rollout_checkin(r.get(), &in, &row, t, &d);
+        ASSERT_EQ(d.why, OTASRV_WHY_NEW);
+        ASSERT_EQ(otasrv_rollout_on_report(r.get(), &row, 0, OTASRV_REPORT_SUCCESS, t, &err), 0);
+    }
+    otasrv_rollout_tick(r.get(), rows.data(), rows.size(), t + 60000, nullptr);
+    EXPECT_EQ(r->stage, 0); // passed, but the delay runs from the start
+    EXPECT_EQ(otasrv_rollout_due_next(r.get(), rows.data(), nullptr, rows.size(), t + 60000),
+              kMidnight + kHour);
+    // the status keeps the opening time across a restart
+    json_t *j = nullptr;
+    ASSERT_EQ(otasrv_rollout_status_to_json(r.get(), &j), 0);
+    Rollout r2 = make("{\"id\":\"dl\",\"release_id\":\"app-2.0.0\",\"strategy\":\"staged\","
+                      "\"stages\":[{\"batch_size\":2,\"delay_ms\":3600000},{\"percent\":100}]}");
+    ASSERT_EQ(otasrv_rollout_status_from_json(j, r2.get(), &err), 0) << err.reason;
+    json_decref(j);
+    EXPECT_EQ(r2->stage_opened_ms, kMidnight);
+    otasrv_rollout_tick(r2.get(), rows.data(), rows.size(), kMidnight + kHour - 1, nullptr);
+    EXPECT_EQ(r2->stage, 0);
+    otasrv_rollout_tick(r2.get(), rows.data(), rows.size(), kMidnight + kHour, nullptr);
+    EXPECT_EQ(r2->stage, 1);
+    EXPECT_EQ(r2->stage_opened_ms, kMidnight + kHour);
+    EXPECT_EQ(
+        otasrv_rollout_due_next(r2.get(), rows.data(), nullptr, rows.size(), kMidnight + kHour),
+        -1);
+
+    // Without a delay the stage opens at the first tick after it passed.
+    Rollout r3 = make("{\"id\":\"dl\",\"release_id\":\"app-2.0.0\",\"strategy\":\"staged\","
+                      "\"stages\":[{\"batch_size\":2},{\"percent\":100}]}");
+    auto rows3 = start(r3.get(), devs);
+    for (auto &row : rows3)
+        if (row.stage == 0) {
+            otasrv_device_info in = devs[0].info();
+            in.device_id = row.device_id;
+            otasrv_rollout_decision d;
+            otasrv_rollout_checkin(r3.get(), &in, &row, t, &d);
+            ASSERT_EQ(otasrv_rollout_on_report(r3.get(), &row, 0, OTASRV_REPORT_SUCCESS, t, &err),
+                      0);
+        }
+    otasrv_rollout_tick(r3.get(), rows3.data(), rows3.size(), t + 60000, nullptr);
+    EXPECT_EQ(r3->stage, 1);
+}
+
+// due_next also answers the window: the earliest of the two.
+TEST(RolloutDelay, DueNextIsTheEarliestOfWindowAndDelay)
+{
+    std::vector<Dev> devs(4);
+    for (size_t i = 0; i < devs.size(); i++)
+        devs[i].id = "w" + std::to_string(i);
+    Rollout r = make("{\"id\":\"dw\",\"release_id\":\"app-2.0.0\",\"strategy\":\"immediate\","
+                     "\"window\":{\"start\":\"03:00\",\"end\":\"04:00\"}}");
+    auto rows = start(r.get(), devs);
+    EXPECT_EQ(otasrv_rollout_due_next(r.get(), rows.data(), nullptr, rows.size(), kMidnight),
+              kMidnight + 3 * kHour);
+    EXPECT_EQ(otasrv_rollout_due_next(r.get(), rows.data(), nullptr, rows.size(),
+                                      kMidnight + 3 * kHour + 5),
+              kMidnight + 3 * kHour + 5);
+}
+
 } // namespace

@@ -110,7 +110,8 @@
  *   "failure_threshold" are integer percents 0..100 whose sum is at most 100
  *   (so a stage that has not tripped can always pass); defaults: failure 0
  *   (any failure trips) and success 100 - failure. "max_failures" >= 0 is an
- *   extra count limit (absent: none). Per strategy:
+ *   extra count limit (absent: none). "delay_ms" >= 0 holds the next stage
+ *   back until this one has been open that long (default 0). Per strategy:
  *   - immediate, scheduled, manual: optional; if given, one stage, percent 100
  *     (to set thresholds). Default [{"percent": 100}]. scheduled is
  *     immediate at start_at_ms (any strategy may set start_at_ms too).

@@ -148,3 +148,19 @@ def test_window_offers_only_inside_the_local_window(rworld):
     assert {r["device_id"]: r["state"] for r in rows["devices"]} == {
         "win-in": "offered", "win-out": "pending"}
     act(srv, "win1", "cancel")
+
+
+def test_real_agent_sends_its_configured_attributes_and_zone(rworld, tmp_path):
+    srv = rworld["srv"]
+    dev = otadev.Device(str(tmp_path / "inv-agent"), srv, rworld["keys"], rworld["v1"],
+                        device_id="inv-agent-1",
+                        agent_extra={"attributes": "region=eu, network=lte",
+                                     "timezone": "Europe/Berlin"})
+    try:
+        r = dev.agent("update")
+        assert r.returncode == 0, r.stderr
+        d = device(srv, "inv-agent-1")
+        assert d["attributes"] == {"network": "lte", "region": "eu"}, d
+        assert d["timezone"] == "Europe/Berlin" and d["state"], d
+    finally:
+        dev.stop()

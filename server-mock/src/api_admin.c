@@ -22,6 +22,7 @@
 #include "ota/json.h"
 #include "ota/manifest.h"
 #include "otasrv/api.h"
+#include "otasrv/api_clock.h"
 #include "otasrv/api_faults.h"
 #include "otasrv/files.h"
 #include "otasrv/api_rollouts.h"
@@ -572,6 +573,8 @@ enum otasrv_result otasrv_api_admin_handle(struct otasrv_req *req)
         return ret;
     if (n >= 3 && strcmp(s[2], "faults") == 0) /* fault plans: api_faults.c */
         return otasrv_api_faults_handle(req);
+    if (n >= 4 && strcmp(s[2], "admin") == 0 && strcmp(s[3], "clock") == 0)
+        return otasrv_api_clock_handle(req); /* the virtual clock: api_clock.c */
     if (n == 3 && strcmp(s[2], "releases") == 0) {
         if (get)
             return releases_list(req);

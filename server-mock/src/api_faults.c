@@ -151,16 +151,71 @@ static uint64_t request_seq(const struct otasrv_req *req)
     return dash ? strtoull(dash + 1, NULL, 10) : 0;
 }
 
+static void resume_conn(void *ctx)
+{
+    otasrv_resume(ctx);
+}
+
+/* A delay on the virtual clock: suspends the connection until the clock
+ * reaches deadline (on_request calls us again then). */
+static void wait_virtual(struct otasrv_req *req, int64_t deadline)
+{
+    req->fault_waiting = 1;
+    otasrv_suspend(req->conn);
+    otasrv_clock_timer_arm(req->srv->clock, &req->fault_timer, deadline, resume_conn, req->conn);
+}
+
+/* The answer of d once its delay is over: 1 with *ret when answered or
+ * dropped here, else 0 (req->fault set for a body fault). */
+static int answer(struct otasrv_req *req, const struct otasrv_fault_decision *d,
+                  const struct otasrv_fault_response *fr, enum otasrv_result *ret)
+{
+    struct otasrv_resp *resp;
+    char ra[32];
+
+    if (fr->reset) {
+        *ret = OTASRV_DROP; /* the connection closes, nothing sent */
+        return 1;
+    }
+    if (fr->status) {
+        char detail[160];
+
+        snprintf(detail, sizeof(detail), "fault injected by rule %s", d->rule);
+        resp = otasrv_resp_json(json_pack("{s:s}", "detail", detail));
+        if (!resp) {
+            *ret = OTASRV_DROP;
+            return 1;
+        }
+        if (fr->retry_after >= 0) {
+            snprintf(ra, sizeof(ra), "%d", fr->retry_after);
+            otasrv_resp_header(resp, "Retry-After", ra);
+        }
+        *ret = otasrv_reply(req, (unsigned)fr->status, resp);
+        return 1;
+    }
+    req->fault = *d;
+    req->has_fault = 1;
+    return 0;
+}
+
 int otasrv_api_faults_before(struct otasrv_req *req, enum otasrv_result *ret)
 {
     struct otasrv_request_info info = {0};
     struct otasrv_fault_decision d;
     struct otasrv_fault_response fr;
     struct ota_err err = {0};
-    struct otasrv_resp *resp;
-    char dev[129], ra[32];
+    char dev[129];
     uint64_t seq;
 
+    if (req->fault_waiting) { /* resumed: the virtual clock reached the delay, or closed */
+        req->fault_waiting = 0;
+        if (otasrv_clock_timer_state(req->srv->clock, &req->fault_timer) != OTASRV_TIMER_FIRED) {
+            *ret = OTASRV_DROP; /* shutting down */
+            return 1;
+        }
+        otasrv_fault_headers(&req->fault, &fr);
+        return answer(req, &req->fault, &fr, ret);
+    }
     if (!atomic_load(&req->srv->faults_on) || req->nseg == 0 || is_admin(req))
         return 0;
     info.method = req->method;
@@ -177,34 +232,18 @@ int otasrv_api_faults_before(struct otasrv_req *req, enum otasrv_result *ret)
                                    &err) < 0)
         store_failed(req, d.rule, err.reason);
     otasrv_fault_headers(&d, &fr);
+    if (fr.delay_ms && req->srv->clock) {
+        req->fault = d; /* kept for the answer after the wait */
+        wait_virtual(req, (int64_t)info.now_ms + fr.delay_ms); /* from its arrival */
+        *ret = OTASRV_OK;
+        return 1;
+    }
     if (fr.delay_ms) {
         struct timespec ts = {fr.delay_ms / 1000, (long)(fr.delay_ms % 1000) * 1000000L};
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
     }
-    if (fr.reset) {
-        *ret = OTASRV_DROP; /* the connection closes, nothing sent */
-        return 1;
-    }
-    if (fr.status) {
-        char detail[160];
-
-        snprintf(detail, sizeof(detail), "fault injected by rule %s", d.rule);
-        resp = otasrv_resp_json(json_pack("{s:s}", "detail", detail));
-        if (!resp) {
-            *ret = OTASRV_DROP;
-            return 1;
-        }
-        if (fr.retry_after >= 0) {
-            snprintf(ra, sizeof(ra), "%d", fr.retry_after);
-            otasrv_resp_header(resp, "Retry-After", ra);
-        }
-        *ret = otasrv_reply(req, (unsigned)fr.status, resp);
-        return 1;
-    }
-    req->fault = d;
-    req->has_fault = 1;
-    return 0;
+    return answer(req, &d, &fr, ret);
 }
 
 /* ---- admin endpoints ---- */

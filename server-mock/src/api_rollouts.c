@@ -242,6 +242,35 @@ static int save(struct otasrv_rollouts *m, struct ro *ro, int replace, struct ot
 
 /* ---- timer ---- */
 
+static int ticking(const struct ro *ro)
+{
+    return !terminal(ro->r->state) && ro->r->state != OTASRV_ROLLOUT_DRAFT &&
+           ro->r->state != OTASRV_ROLLOUT_APPROVED;
+}
+
+/* One pass of the timer at now: ticks every started, unfinished rollout and
+ * writes what changed. The first write failure, or 0 (rows that failed stay
+ * dirty: the next pass writes them). */
+static int tick_all(struct otasrv_rollouts *m, int64_t now, struct ota_err *err)
+{
+    int r = 0, e;
+
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->n; i++) {
+        struct ro *ro = &m->v[i];
+        if (!ticking(ro))
+            continue;
+        if ((tick(m, ro, now) || any_dirty(ro)) && (e = save(m, ro, 0, r < 0 ? NULL : err)) < 0 &&
+            r == 0)
+            r = e;
+    }
+    pthread_mutex_unlock(&m->lock);
+    otasrv_events_tick(m->srv->events, now);
+    return r;
+}
+
+/* Every real second: the rollouts under real time; under a virtual clock
+ * only the event stream's keepalive (advances tick the rollouts). */
 static void *timer_main(void *arg)
 {
     struct otasrv_rollouts *m = arg;
@@ -255,22 +284,35 @@ static void *timer_main(void *arg)
         if (m->stop)
             break;
         pthread_mutex_unlock(&m->stop_lock);
-        pthread_mutex_lock(&m->lock);
-        for (size_t i = 0; i < m->n; i++) {
-            struct ro *ro = &m->v[i];
-            int64_t now = otasrv_now_ms();
-            if (terminal(ro->r->state) || ro->r->state == OTASRV_ROLLOUT_DRAFT ||
-                ro->r->state == OTASRV_ROLLOUT_APPROVED)
-                continue;
-            if (tick(m, ro, now) || any_dirty(ro))
-                ota_ignore(save(m, ro, 0, NULL)); /* retried next second (rows stay dirty) */
-        }
-        pthread_mutex_unlock(&m->lock);
-        otasrv_events_tick(m->srv->events, otasrv_now_ms());
+        if (m->srv->clock)
+            otasrv_events_tick(m->srv->events, otasrv_now_ms());
+        else
+            ota_ignore(tick_all(m, otasrv_now_ms(), NULL)); /* retried next second */
         pthread_mutex_lock(&m->stop_lock);
     }
     pthread_mutex_unlock(&m->stop_lock);
     return NULL;
+}
+
+int otasrv_rollouts_step(struct otasrv_srv *srv, int64_t now_ms, struct ota_err *err)
+{
+    return tick_all(srv->rollouts, now_ms, err);
+}
+
+int64_t otasrv_rollouts_next_deadline(struct otasrv_srv *srv, int64_t now_ms)
+{
+    struct otasrv_rollouts *m = srv->rollouts;
+    int64_t min = INT64_MAX;
+
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->n; i++) {
+        const struct ro *ro = &m->v[i];
+        int64_t t = otasrv_rollout_next_deadline(ro->r, ro->devs, ro->n, now_ms);
+        if (t < min)
+            min = t;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return min;
 }
 
 /* ---- open / close ---- */

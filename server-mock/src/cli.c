@@ -17,7 +17,8 @@
 
 static const char USAGE[] =
     "usage: ota-server serve [options]\n"
-    "       ota-server release|rollout|devices|device|reports ... (admin commands, below)\n"
+    "       ota-server release|rollout|devices|device|reports|clock ... (admin commands,\n"
+    "       below)\n"
     "       ota-server --help\n"
     "\n"
     "The mock OTA release server: a GitHub-Releases face, the fleet API for\n"
@@ -48,6 +49,12 @@ static const char USAGE[] =
     "                         plans\"); a bad plan exits 2 with the reason. Applied\n"
     "                         faults are logged as JSON lines to --log (else stderr);\n"
     "                         replace the plan at run time: PUT /api/v1/faults\n"
+    "  --virtual-clock START_MS   TESTS ONLY: run on a virtual clock starting at\n"
+    "                         START_MS (unix ms) that moves only when an admin\n"
+    "                         advances it (POST /api/v1/admin/clock, \"ota-server\n"
+    "                         clock\"): rollout timers, timestamps and fault-plan\n"
+    "                         delays, stalls and throttles all run on it\n"
+    "                         (docs/protocol.md, \"Virtual clock (tests only)\")\n"
     "\n"
     "\n";
 
@@ -81,7 +88,8 @@ enum {
     O_MAXBODY,
     O_MAXUP,
     O_LOG,
-    O_FAULTS
+    O_FAULTS,
+    O_VCLOCK
 };
 static const struct option SERVE_OPTS[] = {
     {"listen", required_argument, NULL, O_LISTEN},
@@ -101,6 +109,7 @@ static const struct option SERVE_OPTS[] = {
     {"max-upload", required_argument, NULL, O_MAXUP},
     {"log", required_argument, NULL, O_LOG},
     {"faults", required_argument, NULL, O_FAULTS},
+    {"virtual-clock", required_argument, NULL, O_VCLOCK},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -175,6 +184,12 @@ static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const
         case O_FAULTS:
             *faults = optarg;
             break;
+        case O_VCLOCK:
+            if (parse_u64(optarg, INT64_MAX, &v) < 0)
+                goto bad;
+            cfg->virtual_clock = 1;
+            cfg->virtual_start_ms = (int64_t)v;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return 0;
@@ -226,6 +241,9 @@ static int serve(int argc, char **argv)
     }
     fprintf(stderr, "ota-server: listening on %s://%s:%u\n", srv->tls ? "https" : "http",
             srv->cfg.listen, srv->port);
+    if (srv->clock)
+        fprintf(stderr, "ota-server: on a VIRTUAL clock at %lld ms (tests only)\n",
+                (long long)otasrv_clock_now(srv->clock));
     if (sigwait(&set, &sig) != 0)
         sig = SIGTERM;
     otasrv_server_stop(srv);
@@ -244,7 +262,7 @@ int otasrv_cli_main(int argc, char **argv)
         return serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "release") == 0 || strcmp(argv[1], "devices") == 0 ||
         strcmp(argv[1], "device") == 0 || strcmp(argv[1], "reports") == 0 ||
-        strcmp(argv[1], "rollout") == 0) {
+        strcmp(argv[1], "rollout") == 0 || strcmp(argv[1], "clock") == 0) {
         struct ota_err err = {0};
         char *out = NULL;
         int r = otasrv_ctl_run(argc, argv, &out, &err);

@@ -30,6 +30,9 @@ const char OTASRV_CTL_USAGE[] =
     "  ota-server rollout list\n"
     "  ota-server rollout status ID          definition, status and metrics\n"
     "  ota-server rollout approve|start|pause|resume|cancel|rollback ID\n"
+    "  ota-server clock get                  the virtual clock (serve --virtual-clock)\n"
+    "  ota-server clock advance --to MS | --by MS   move it (unix ms / a duration);\n"
+    "                                        returns once what is due by then has run\n"
     "Each prints the server's JSON answer; exit status 1 with the server's detail on refusal.\n";
 
 struct ctx {
@@ -171,6 +174,7 @@ struct args {
     int npos, publish, published;
     const char *id, *token_file;
     const char *q_type, *q_group, *q_tag, *q_version, *q_limit, *q_offset, *q_device, *q_update;
+    const char *to, *by; /* clock advance */
 };
 
 static int parse_args(int argc, char **argv, struct ctx *c, struct args *a, struct ota_err *err)
@@ -189,7 +193,9 @@ static int parse_args(int argc, char **argv, struct ctx *c, struct args *a, stru
         O_LIMIT,
         O_OFFSET,
         O_DEVICE,
-        O_UPDATE
+        O_UPDATE,
+        O_TO,
+        O_BY
     };
     static const struct option opts[] = {
         {"server", required_argument, NULL, O_SERVER},
@@ -206,6 +212,8 @@ static int parse_args(int argc, char **argv, struct ctx *c, struct args *a, stru
         {"offset", required_argument, NULL, O_OFFSET},
         {"device", required_argument, NULL, O_DEVICE},
         {"update-id", required_argument, NULL, O_UPDATE},
+        {"to", required_argument, NULL, O_TO},
+        {"by", required_argument, NULL, O_BY},
         {NULL, 0, NULL, 0},
     };
     /* where each value option's argument goes */
@@ -215,6 +223,7 @@ static int parse_args(int argc, char **argv, struct ctx *c, struct args *a, stru
         [O_TAG - O_SERVER] = &a->q_tag,       [O_VERSION - O_SERVER] = &a->q_version,
         [O_LIMIT - O_SERVER] = &a->q_limit,   [O_OFFSET - O_SERVER] = &a->q_offset,
         [O_DEVICE - O_SERVER] = &a->q_device, [O_UPDATE - O_SERVER] = &a->q_update,
+        [O_TO - O_SERVER] = &a->to,           [O_BY - O_SERVER] = &a->by,
     };
     int o;
 
@@ -233,7 +242,7 @@ static int parse_args(int argc, char **argv, struct ctx *c, struct args *a, stru
             a->publish = 1;
         } else if (o == O_PUBLISHED) {
             a->published = 1;
-        } else if (o > O_SERVER && o <= O_UPDATE && value[o - O_SERVER]) {
+        } else if (o > O_SERVER && o <= O_BY && value[o - O_SERVER]) {
             *value[o - O_SERVER] = optarg;
         } else {
             return ota_err_set(err, EINVAL, "unknown option %s", argv[optind - 1]);
@@ -307,6 +316,26 @@ static int cmd_query(struct ctx *c, const struct args *a, json_t **out)
     return call(c, "GET", path, NULL, NULL, out);
 }
 
+/* "clock get" and "clock advance --to MS | --by MS". */
+static int cmd_clock(struct ctx *c, const struct args *a, json_t **out)
+{
+    const char *v = a->to ? a->to : a->by;
+    char body[96], *end;
+    long long ms;
+
+    if (a->npos == 2 && strcmp(a->pos[1], "get") == 0 && !a->to && !a->by)
+        return call(c, "GET", "/api/v1/admin/clock", NULL, NULL, out);
+    if (a->npos != 2 || strcmp(a->pos[1], "advance") != 0 || !a->to == !a->by)
+        return ota_err_set(c->err, EINVAL, "clock: get | advance --to MS | advance --by MS");
+    errno = 0;
+    ms = strtoll(v, &end, 10);
+    if (!*v || *end || errno || ms < 0)
+        return ota_err_set(c->err, EINVAL, "clock advance: --%s %s: not a count of ms",
+                           a->to ? "to" : "by", v);
+    snprintf(body, sizeof(body), "{\"%s\": %lld}", a->to ? "advance_to_ms" : "advance_ms", ms);
+    return call(c, "POST", "/api/v1/admin/clock", body, NULL, out);
+}
+
 int otasrv_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
 {
     struct ctx c = {.err = err};
@@ -334,6 +363,8 @@ int otasrv_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
             return ota_err_set(err, EINVAL,
                                "rollout: create FILE | list | status ID | approve|start|pause|"
                                "resume|cancel|rollback ID");
+    } else if (strcmp(a.pos[0], "clock") == 0) {
+        r = cmd_clock(&c, &a, &out);
     } else {
         r = cmd_query(&c, &a, &out);
     }

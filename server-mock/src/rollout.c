@@ -759,3 +759,24 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
     if (ret_result)
         *ret_result = res;
 }
+
+int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
+                                     const struct otasrv_rollout_device *devs, size_t n,
+                                     int64_t now_ms)
+{
+    int64_t min = INT64_MAX, limit = r->def.report_timeout_ms;
+
+    (void)now_ms; /* for deadlines relative to now (maintenance windows) */
+    if (r->state == OTASRV_ROLLOUT_SCHEDULED)
+        return r->def.start_at_ms;
+    if (r->state != OTASRV_ROLLOUT_RUNNING && r->state != OTASRV_ROLLOUT_PAUSED)
+        return INT64_MAX;
+    if (limit <= 0 || !devs)
+        return INT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        const struct otasrv_rollout_device *d = &devs[i];
+        if (in_flight(d->state) && d->last_ms + limit < min)
+            min = d->last_ms + limit;
+    }
+    return min;
+}

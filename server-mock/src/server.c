@@ -59,13 +59,6 @@ static enum MHD_Result mhd_result(enum otasrv_result r)
     return r == OTASRV_OK ? MHD_YES : MHD_NO;
 }
 
-int64_t otasrv_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -541,6 +534,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     if (!req)
         return;
+    if (req->srv->clock)
+        otasrv_clock_timer_disarm(req->srv->clock, &req->fault_timer);
     log_request(req);
     if (req->up.fd >= 0) {
         close(req->up.fd);
@@ -633,12 +628,14 @@ void otasrv_server_stop(struct otasrv_srv *srv)
 {
     if (!srv)
         return;
-    otasrv_rollouts_shutdown(srv); /* ends event streams before the daemon stops */
+    otasrv_rollouts_shutdown(srv);  /* ends event streams before the daemon stops */
+    otasrv_clock_close(srv->clock); /* resumes the requests waiting on it */
     if (srv->daemon)
         MHD_stop_daemon(mhd_daemon(srv->daemon));
     otasrv_rollouts_free(srv);
     otasrv_store_close(srv->store);
     otasrv_faultplan_free(srv->faults);
+    otasrv_clock_free(srv->clock); /* back to real time */
     if (srv->log && srv->log != stderr)
         fclose(srv->log);
     pthread_mutex_destroy(&srv->log_lock);
@@ -737,6 +734,15 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
     if (otasrv_random_hex(srv->boot, 4) < 0)
         snprintf(srv->boot, sizeof(srv->boot), "%08x", (unsigned)getpid());
 
+    if (srv->cfg.virtual_clock) {
+        if ((r = otasrv_clock_new(srv->cfg.virtual_start_ms, &srv->clock, err)) < 0)
+            goto fail;
+        if ((r = otasrv_clock_install(srv->clock, err)) < 0) {
+            otasrv_clock_free(srv->clock);
+            srv->clock = NULL;
+            goto fail;
+        }
+    }
     snprintf(srv->releases_dir, sizeof(srv->releases_dir), "%s/releases", srv->cfg.data_dir);
     if ((r = ota_fs_mkdirs(srv->releases_dir, err)) < 0)
         goto fail;

@@ -30,6 +30,7 @@ static void usage(FILE *f)
                "       ota-sim matrix [--matrix FILE] [--list] [--case ID]... [options]\n"
                "       ota-sim svc --dev ROOT start|stop|restart|is-active|reboot\n"
                "       ota-sim journal FILE   (print an interposer journal)\n"
+               "       ota-sim fleet FLEET.yaml [options]   (ota-sim fleet --help)\n"
                "\n"
                "Runs the real ota-agent on simulated devices against a real ota-server on\n"
                "127.0.0.1 and breaks them: power cuts, agent and service crashes, disk full,\n"
@@ -626,6 +627,8 @@ int otasim_cli_main(int argc, char **argv)
         return do_journal(argc, argv);
     if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "matrix") == 0)
         return do_run(argc, argv);
+    if (strcmp(argv[1], "fleet") == 0)
+        return otasim_cli_fleet(argc, argv);
     fprintf(stderr, "ota-sim: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

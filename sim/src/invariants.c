@@ -526,20 +526,20 @@ int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_c
 /* In the order the checks appear in a trial's report. fault-fired's server
  * rules follow the trial's own fault. */
 const struct otasim_invariant otasim_invariants[] = {
-    {"settled", otasim_inv_settled, NULL, OTASIM_INV_ALL},
-    {"fault-fired", otasim_inv_fault_fired, NULL, OTASIM_INV_FAULTED},
-    {"fault-fired", NULL, otasim_inv_server_rule_fired, OTASIM_INV_ALL},
-    {"one-active-slot", otasim_inv_one_active_slot, NULL, OTASIM_INV_ALL},
-    {"active-slot-complete", otasim_inv_active_slot_complete, NULL, OTASIM_INV_ALL},
-    {"bootable", otasim_inv_bootable, NULL, OTASIM_INV_ALL},
-    {"running-version", otasim_inv_running_version, NULL, OTASIM_INV_ALL},
-    {"bootenv-consistent", otasim_inv_bootenv_consistent, NULL, OTASIM_INV_ROOTFS},
-    {"lkg-untouched", otasim_inv_lkg_untouched, NULL, OTASIM_INV_ALL},
-    {"active-slot-untouched", otasim_inv_active_slot_untouched, NULL, OTASIM_INV_NATIVE},
-    {"truthful-report", otasim_inv_truthful_report, NULL, OTASIM_INV_ALL},
-    {"db-integrity", otasim_inv_db_integrity, NULL, OTASIM_INV_ALL},
-    {"no-temp-files", otasim_inv_no_temp_files, NULL, OTASIM_INV_ALL},
-    {"expected-outcome", otasim_inv_expected_outcome, NULL, OTASIM_INV_ALL},
+    {"settled", otasim_inv_settled, NULL, OTASIM_INV_ALL, 1},
+    {"fault-fired", otasim_inv_fault_fired, NULL, OTASIM_INV_FAULTED, 0},
+    {"fault-fired", NULL, otasim_inv_server_rule_fired, OTASIM_INV_ALL, 0},
+    {"one-active-slot", otasim_inv_one_active_slot, NULL, OTASIM_INV_ALL, 1},
+    {"active-slot-complete", otasim_inv_active_slot_complete, NULL, OTASIM_INV_ALL, 0},
+    {"bootable", otasim_inv_bootable, NULL, OTASIM_INV_ALL, 1},
+    {"running-version", otasim_inv_running_version, NULL, OTASIM_INV_ALL, 1},
+    {"bootenv-consistent", otasim_inv_bootenv_consistent, NULL, OTASIM_INV_ROOTFS, 0},
+    {"lkg-untouched", otasim_inv_lkg_untouched, NULL, OTASIM_INV_ALL, 0},
+    {"active-slot-untouched", otasim_inv_active_slot_untouched, NULL, OTASIM_INV_NATIVE, 0},
+    {"truthful-report", otasim_inv_truthful_report, NULL, OTASIM_INV_ALL, 1},
+    {"db-integrity", otasim_inv_db_integrity, NULL, OTASIM_INV_ALL, 0},
+    {"no-temp-files", otasim_inv_no_temp_files, NULL, OTASIM_INV_ALL, 0},
+    {"expected-outcome", otasim_inv_expected_outcome, NULL, OTASIM_INV_ALL, 0},
 };
 const size_t otasim_n_invariants = sizeof(otasim_invariants) / sizeof(otasim_invariants[0]);
 
@@ -553,6 +553,8 @@ const struct otasim_invariant *otasim_inv_find(const char *name)
 
 int otasim_inv_applies(const struct otasim_invariant *inv, const struct otasim_inv_view *v)
 {
+    if (v->in_memory && !inv->in_memory)
+        return 0;
     switch (inv->scope) {
     case OTASIM_INV_ROOTFS:
         return is_rootfs(v);

@@ -11,6 +11,7 @@
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "ota/yaml.h"
+#include "otasim/jcheck.h"
 
 const char *const otasim_profile_names[OTASIM_PROFILE_MAX] = {"app", "rootfs"};
 const char *const otasim_fault_kind_names[OTASIM_FAULT_KIND_MAX] = {
@@ -25,91 +26,16 @@ static const char *const agent_states[] = {
     "IDLE",      "CHECKING",  "DOWNLOADING",  "VERIFYING",  "INSTALLING",
     "SWITCHING", "REBOOTING", "HEALTH_CHECK", "COMMITTING", "ROLLING_BACK"};
 
-static int lookup(const char *const *names, size_t n, const char *s)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(names[i], s) == 0)
-            return (int)i;
-    return -1;
-}
-
-/* Every key of obj must be in allowed (NULL-terminated). */
-static int only_keys(const json_t *obj, const char *where, const char *const *allowed,
-                     struct ota_err *err)
-{
-    const char *k;
-    json_t *v;
-
-    if (!json_is_object(obj))
-        return ota_err_set(err, EINVAL, "%s: must be a mapping", where);
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        size_t i = 0;
-        (void)v;
-        while (allowed[i] && strcmp(allowed[i], k) != 0)
-            i++;
-        if (!allowed[i])
-            return ota_err_set(err, EINVAL, "%s: unknown key '%s'", where, k);
-    }
-    return 0;
-}
-
-static int opt_str(const json_t *obj, const char *where, const char *key, char *buf, size_t cap,
-                   struct ota_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-    const char *s;
-
-    if (!v)
-        return 0;
-    /* YAML scalars like 2.0 or 1 arrive typed; a version is text. */
-    if (json_is_string(v))
-        s = json_string_value(v);
-    else
-        return ota_err_set(err, EINVAL, "%s.%s: must be a string (quote it)", where, key);
-    if (strlen(s) >= cap)
-        return ota_err_set(err, ENAMETOOLONG, "%s.%s: longer than %zu", where, key, cap - 1);
-    ota_strlcpy(buf, s, cap);
-    return 0;
-}
-
-static int opt_int(const json_t *obj, const char *where, const char *key, long long min,
-                   long long max, long long *inout, struct ota_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-
-    if (!v)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        return ota_err_set(err, EINVAL, "%s.%s: must be an integer in [%lld, %lld]", where, key,
-                           min, max);
-    *inout = json_integer_value(v);
-    return 0;
-}
-
-static int opt_bool(const json_t *obj, const char *where, const char *key, int *inout,
-                    struct ota_err *err)
-{
-    json_t *v = json_object_get(obj, key);
-
-    if (!v)
-        return 0;
-    if (!json_is_boolean(v))
-        return ota_err_set(err, EINVAL, "%s.%s: must be true or false", where, key);
-    *inout = json_is_true(v);
-    return 0;
-}
-
 static int check_state(const char *s, const char *where, struct ota_err *err)
 {
-    if (lookup(agent_states, sizeof(agent_states) / sizeof(agent_states[0]), s) < 0)
+    if (otasim_lookup(agent_states, sizeof(agent_states) / sizeof(agent_states[0]), s) < 0)
         return ota_err_set(err, EINVAL, "%s: unknown agent state '%s'", where, s);
     return 0;
 }
 
 int otasim_fault_kind_parse(const char *text, enum otasim_fault_kind *ret, struct ota_err *err)
 {
-    int i = lookup(otasim_fault_kind_names, OTASIM_FAULT_KIND_MAX, text);
+    int i = otasim_lookup(otasim_fault_kind_names, OTASIM_FAULT_KIND_MAX, text);
 
     if (i < 0)
         return ota_err_set(err, EINVAL, "unknown fault kind '%s'", text);
@@ -201,17 +127,17 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
 
     if (!d)
         return 0;
-    if ((r = only_keys(d, "device", keys, err)) < 0 ||
-        (r = opt_str(d, "device", "profile", profile, sizeof(profile), err)) < 0 ||
-        (r = opt_str(d, "device", "source", s->source, sizeof(s->source), err)) < 0 ||
-        (r = opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type), err)) <
-            0 ||
-        (r = opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err)) < 0)
+    if ((r = otasim_only_keys(d, "device", keys, err)) < 0 ||
+        (r = otasim_opt_str(d, "device", "profile", profile, sizeof(profile), err)) < 0 ||
+        (r = otasim_opt_str(d, "device", "source", s->source, sizeof(s->source), err)) < 0 ||
+        (r = otasim_opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type),
+                            err)) < 0 ||
+        (r = otasim_opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err)) < 0)
         return r;
     if (strcmp(slot_b, "empty") != 0 && strcmp(slot_b, "factory") != 0)
         return ota_err_set(err, EINVAL, "device.slot_b: '%s' is not empty or factory", slot_b);
     s->slot_b_factory = strcmp(slot_b, "factory") == 0;
-    i = lookup(otasim_profile_names, OTASIM_PROFILE_MAX, profile);
+    i = otasim_lookup(otasim_profile_names, OTASIM_PROFILE_MAX, profile);
     if (i < 0)
         return ota_err_set(err, EINVAL, "device.profile: '%s' is not app or rootfs", profile);
     s->profile = (enum otasim_profile)i;
@@ -220,15 +146,15 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if (strcmp(s->source, "fleet") != 0 && strcmp(s->source, "github") != 0)
         return ota_err_set(err, EINVAL, "device.source: '%s' is not fleet or github", s->source);
     v = s->health_window_ms;
-    if ((r = opt_int(d, "device", "health_window_ms", 0, 600000, &v, err)) < 0)
+    if ((r = otasim_opt_int(d, "device", "health_window_ms", 0, 600000, &v, err)) < 0)
         return r;
     s->health_window_ms = (int)v;
     v = s->health_interval_ms;
-    if ((r = opt_int(d, "device", "health_interval_ms", 10, 60000, &v, err)) < 0)
+    if ((r = otasim_opt_int(d, "device", "health_interval_ms", 10, 60000, &v, err)) < 0)
         return r;
     s->health_interval_ms = (int)v;
     v = s->clock_rate;
-    if ((r = opt_int(d, "device", "clock_rate", 1, 1000, &v, err)) < 0)
+    if ((r = otasim_opt_int(d, "device", "clock_rate", 1, 1000, &v, err)) < 0)
         return r;
     s->clock_rate = (int)v;
     return 0;
@@ -246,17 +172,17 @@ static int parse_release(const json_t *r, size_t idx, struct otasim_scenario *s,
     snprintf(where, sizeof(where), "releases[%zu]", idx);
     memset(rel, 0, sizeof(*rel));
     rel->publish = 1;
-    if ((rc = only_keys(r, where, keys, err)) < 0 ||
-        (rc = opt_str(r, where, "version", rel->version, sizeof(rel->version), err)) < 0 ||
-        (rc = opt_str(r, where, "variant", rel->variant, sizeof(rel->variant), err)) < 0 ||
-        (rc = opt_str(r, where, "format", rel->format, sizeof(rel->format), err)) < 0 ||
-        (rc = opt_str(r, where, "device_type", rel->device_type, sizeof(rel->device_type), err)) <
-            0 ||
-        (rc = opt_str(r, where, "min_version", rel->min_version, sizeof(rel->min_version), err)) <
-            0 ||
-        (rc = opt_bool(r, where, "publish", &rel->publish, err)) < 0 ||
-        (rc = opt_str(r, where, "signature", sig, sizeof(sig), err)) < 0 ||
-        (rc = opt_bool(r, where, "factory", &rel->factory, err)) < 0)
+    if ((rc = otasim_only_keys(r, where, keys, err)) < 0 ||
+        (rc = otasim_opt_str(r, where, "version", rel->version, sizeof(rel->version), err)) < 0 ||
+        (rc = otasim_opt_str(r, where, "variant", rel->variant, sizeof(rel->variant), err)) < 0 ||
+        (rc = otasim_opt_str(r, where, "format", rel->format, sizeof(rel->format), err)) < 0 ||
+        (rc = otasim_opt_str(r, where, "device_type", rel->device_type, sizeof(rel->device_type),
+                             err)) < 0 ||
+        (rc = otasim_opt_str(r, where, "min_version", rel->min_version, sizeof(rel->min_version),
+                             err)) < 0 ||
+        (rc = otasim_opt_bool(r, where, "publish", &rel->publish, err)) < 0 ||
+        (rc = otasim_opt_str(r, where, "signature", sig, sizeof(sig), err)) < 0 ||
+        (rc = otasim_opt_bool(r, where, "factory", &rel->factory, err)) < 0)
         return rc;
     if (!rel->version[0])
         return ota_err_set(err, EINVAL, "%s.version: required", where);
@@ -293,8 +219,8 @@ static int parse_crash_model(const json_t *f, struct otasim_fault *ft, struct ot
     long long n = 1;
     int r;
 
-    if ((r = opt_str(f, "fault", "crash_model", model, sizeof(model), err)) < 0 ||
-        (r = opt_int(f, "fault", "crash_subsets", 1, OTASIM_MAX_CRASH_SUBSETS, &n, err)) < 0)
+    if ((r = otasim_opt_str(f, "fault", "crash_model", model, sizeof(model), err)) < 0 ||
+        (r = otasim_opt_int(f, "fault", "crash_subsets", 1, OTASIM_MAX_CRASH_SUBSETS, &n, err)) < 0)
         return r;
     if (otasim_crash_model_parse(model, &ft->crash_model, err) < 0)
         return ota_err_set(err, EINVAL, "fault.crash_model: '%s' is not minimal, reorder or torn",
@@ -321,21 +247,22 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
 
     if (!f)
         return 0;
-    if ((r = only_keys(f, "fault", keys, err)) < 0 ||
-        (r = opt_str(f, "fault", "kind", kind, sizeof(kind), err)) < 0 ||
+    if ((r = otasim_only_keys(f, "fault", keys, err)) < 0 ||
+        (r = otasim_opt_str(f, "fault", "kind", kind, sizeof(kind), err)) < 0 ||
         (r = otasim_fault_kind_parse(kind, &ft->kind, err)) < 0 ||
-        (r = opt_str(f, "fault", "path", ft->path_glob, sizeof(ft->path_glob), err)) < 0)
+        (r = otasim_opt_str(f, "fault", "path", ft->path_glob, sizeof(ft->path_glob), err)) < 0)
         return r;
     n = 0;
-    if ((r = opt_int(f, "fault", "count", 0, 1000000, &n, err)) < 0)
+    if ((r = otasim_opt_int(f, "fault", "count", 0, 1000000, &n, err)) < 0)
         return r;
     ft->count = (int)n;
     n = 3000;
-    if ((r = opt_int(f, "fault", "duration_ms", 1, 600000, &n, err)) < 0)
+    if ((r = otasim_opt_int(f, "fault", "duration_ms", 1, 600000, &n, err)) < 0)
         return r;
     ft->duration_ms = (int)n;
     n = 0;
-    if ((r = opt_int(f, "fault", "jump_s", -100LL * 365 * 86400, 100LL * 365 * 86400, &n, err)) < 0)
+    if ((r = otasim_opt_int(f, "fault", "jump_s", -100LL * 365 * 86400, 100LL * 365 * 86400, &n,
+                            err)) < 0)
         return r;
     ft->jump_s = n;
     if ((r = parse_crash_model(f, ft, err)) < 0)
@@ -356,21 +283,21 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
                            "starts; it takes no trigger");
     if (json_is_string(t))
         return otasim_trigger_parse(json_string_value(t), &ft->trigger, err) < 0 ? -EINVAL : 0;
-    if ((r = only_keys(t, "fault.trigger", tkeys, err)) < 0)
+    if ((r = otasim_only_keys(t, "fault.trigger", tkeys, err)) < 0)
         return r;
     if ((v = json_object_get(t, "state"))) {
         ft->trigger.kind = OTASIM_TRIGGER_STATE;
-        if ((r = opt_str(t, "fault.trigger", "state", ft->trigger.state, sizeof(ft->trigger.state),
-                         err)) < 0 ||
+        if ((r = otasim_opt_str(t, "fault.trigger", "state", ft->trigger.state,
+                                sizeof(ft->trigger.state), err)) < 0 ||
             (r = check_state(ft->trigger.state, "fault.trigger.state", err)) < 0)
             return r;
         n = 1;
-        if ((r = opt_int(t, "fault.trigger", "nth", 1, 100, &n, err)) < 0)
+        if ((r = otasim_opt_int(t, "fault.trigger", "nth", 1, 100, &n, err)) < 0)
             return r;
         ft->trigger.nth = (int)n;
     } else if ((v = json_object_get(t, "point"))) {
         n = 0;
-        if ((r = opt_int(t, "fault.trigger", "point", 1, 1LL << 40, &n, err)) < 0)
+        if ((r = otasim_opt_int(t, "fault.trigger", "point", 1, 1LL << 40, &n, err)) < 0)
             return r;
         ft->trigger.kind = OTASIM_TRIGGER_POINT;
         ft->trigger.point = (uint64_t)n;
@@ -381,8 +308,8 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
         ft->trigger.kind = OTASIM_TRIGGER_POINT;
     } else if ((v = json_object_get(t, "fault_point"))) {
         ft->trigger.kind = OTASIM_TRIGGER_FAULT_POINT;
-        if ((r = opt_str(t, "fault.trigger", "fault_point", ft->trigger.fault_point,
-                         sizeof(ft->trigger.fault_point), err)) < 0)
+        if ((r = otasim_opt_str(t, "fault.trigger", "fault_point", ft->trigger.fault_point,
+                                sizeof(ft->trigger.fault_point), err)) < 0)
             return r;
     } else if ((v = json_object_get(t, "states"))) {
         size_t i;
@@ -419,28 +346,28 @@ static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_e
 
     if (!e)
         return 0;
-    if ((r = only_keys(e, "expect", keys, err)) < 0 ||
-        (r = opt_str(e, "expect", "version", x->version, sizeof(x->version), err)) < 0 ||
-        (r = opt_str(e, "expect", "slot", x->slot, sizeof(x->slot), err)) < 0 ||
-        (r = opt_str(e, "expect", "report", report, sizeof(report), err)) < 0 ||
-        (r = opt_bool(e, "expect", "exact_download", &x->exact_download, err)) < 0)
+    if ((r = otasim_only_keys(e, "expect", keys, err)) < 0 ||
+        (r = otasim_opt_str(e, "expect", "version", x->version, sizeof(x->version), err)) < 0 ||
+        (r = otasim_opt_str(e, "expect", "slot", x->slot, sizeof(x->slot), err)) < 0 ||
+        (r = otasim_opt_str(e, "expect", "report", report, sizeof(report), err)) < 0 ||
+        (r = otasim_opt_bool(e, "expect", "exact_download", &x->exact_download, err)) < 0)
         return r;
     if (x->slot[0] && strcmp(x->slot, "a") != 0 && strcmp(x->slot, "b") != 0)
         return ota_err_set(err, EINVAL, "expect.slot: a or b");
-    i = lookup(otasim_report_expect_names, OTASIM_EXPECT_REPORT_MAX, report);
+    i = otasim_lookup(otasim_report_expect_names, OTASIM_EXPECT_REPORT_MAX, report);
     if (i < 0)
         return ota_err_set(err, EINVAL, "expect.report: any, success, failure or none");
     x->report = (enum otasim_report_expect)i;
     n = 0;
-    if ((r = opt_int(e, "expect", "recover_within_s", 0, 3600, &n, err)) < 0)
+    if ((r = otasim_opt_int(e, "expect", "recover_within_s", 0, 3600, &n, err)) < 0)
         return r;
     x->recover_within_s = (int)n;
     n = 0;
-    if ((r = opt_int(e, "expect", "min_health_ms", 0, 3600000, &n, err)) < 0)
+    if ((r = otasim_opt_int(e, "expect", "min_health_ms", 0, 3600000, &n, err)) < 0)
         return r;
     x->min_health_ms = (int)n;
     n = 0;
-    if ((r = opt_int(e, "expect", "min_attempts", 0, 100, &n, err)) < 0)
+    if ((r = otasim_opt_int(e, "expect", "min_attempts", 0, 100, &n, err)) < 0)
         return r;
     x->min_attempts = (int)n;
     return 0;
@@ -473,10 +400,11 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
 
     if (ota_yaml_to_json(text, n, &root, err) < 0)
         goto out;
-    if (only_keys(root, "scenario", keys, err) < 0 ||
-        opt_str(root, "scenario", "name", s.name, sizeof(s.name), err) < 0 ||
-        opt_str(root, "scenario", "description", s.description, sizeof(s.description), err) < 0 ||
-        opt_int(root, "scenario", "passes", 1, 50, &passes, err) < 0 ||
+    if (otasim_only_keys(root, "scenario", keys, err) < 0 ||
+        otasim_opt_str(root, "scenario", "name", s.name, sizeof(s.name), err) < 0 ||
+        otasim_opt_str(root, "scenario", "description", s.description, sizeof(s.description), err) <
+            0 ||
+        otasim_opt_int(root, "scenario", "passes", 1, 50, &passes, err) < 0 ||
         parse_device(json_object_get(root, "device"), &s, err) < 0)
         goto out;
     s.passes = (int)passes;

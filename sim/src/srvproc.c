@@ -1,9 +1,8 @@
 /* One real ota-server per scenario, on 127.0.0.1 with a port of its own
  * choosing; releases go in through its CLI, fault plans and reports through
- * its admin API (libcurl: the only file of the simulator that uses it). */
+ * its admin API (over http.c, the simulator's libcurl adapter). */
 #include "otasim/sim.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,13 +10,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ota/curlerr.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/proc.h"
 
 int otasim_server_start(const struct otasim_tools *t, const char *dir, struct otasim_server *ret,
                         struct ota_err *err)
+{
+    return otasim_server_start_with(t, dir, NULL, ret, err);
+}
+
+int otasim_server_start_with(const struct otasim_tools *t, const char *dir,
+                             const char *const *extra, struct otasim_server *ret,
+                             struct ota_err *err)
 {
     struct otasim_server s;
     char portfile[PATH_MAX + 16], db[PATH_MAX + 16], data[PATH_MAX + 16], log[PATH_MAX + 16];
@@ -37,7 +42,7 @@ int otasim_server_start(const struct otasim_tools *t, const char *dir, struct ot
     if ((r = ota_fs_mkdirs(dir, err)) < 0)
         return r;
     unlink(portfile);
-    const char *argv[] = {t->server,
+    const char *base[] = {t->server,
                           "serve",
                           "--port",
                           "0",
@@ -56,6 +61,13 @@ int otasim_server_start(const struct otasim_tools *t, const char *dir, struct ot
                           "--log",
                           log,
                           NULL};
+    const char *argv[64];
+    size_t na = 0;
+    for (size_t i = 0; base[i]; i++)
+        argv[na++] = base[i];
+    for (size_t i = 0; extra && extra[i] && na < 63; i++)
+        argv[na++] = extra[i];
+    argv[na] = NULL;
     if ((r = otasim_spawn(argv, NULL, 0, NULL, log, NULL, &s.pid, err)) < 0)
         return r;
     deadline = otasim_now_ms() + 15000;
@@ -103,71 +115,27 @@ int otasim_server_add_release(const struct otasim_tools *t, const struct otasim_
     return 0;
 }
 
-struct buf {
-    char *p;
-    size_t n;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t k = size * nmemb;
-    char *np = realloc(b->p, b->n + k + 1);
-
-    if (!np)
-        return 0;
-    memcpy(np + b->n, ptr, k);
-    b->p = np;
-    b->n += k;
-    b->p[b->n] = '\0';
-    return k;
-}
-
-void otasim_http_global_init(void)
-{
-    ota_ignore((int)curl_global_init(CURL_GLOBAL_DEFAULT));
-}
-
 static int admin_call(const struct otasim_server *s, const char *method, const char *path,
                       const char *body, char **ret, struct ota_err *err)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    struct buf b = {NULL, 0};
-    char url[512], auth[128];
+    char url[512], *text = NULL;
     long status = 0;
-    CURLcode cc;
-    int r = 0;
+    int r;
 
-    if (!c)
-        return ota_err_set(err, ENOMEM, "curl_easy_init failed");
     snprintf(url, sizeof(url), "%s%s", s->url, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", s->admin_token);
-    h = curl_slist_append(h, auth);
-    h = curl_slist_append(h, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    cc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (cc != CURLE_OK)
-        r = ota_err_set(err, ota_curl_errno(cc), "%s %s: %s", method, url, curl_easy_strerror(cc));
-    else if (status < 200 || status > 299)
-        r = ota_err_set(err, EIO, "%s %s: HTTP %ld %.200s", method, path, status, b.p ? b.p : "");
-    if (r == 0 && ret) {
-        *ret = b.p ? b.p : strdup("");
-        b.p = NULL;
+    r = otasim_http_call(url, s->admin_token, method, body, 30000, &status, &text, err);
+    if (r < 0)
+        return r;
+    if (status < 200 || status > 299) {
+        r = ota_err_set(err, EIO, "%s %s: HTTP %ld %.200s", method, path, status, text);
+        free(text);
+        return r;
     }
-    free(b.p);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r;
+    if (ret)
+        *ret = text;
+    else
+        free(text);
+    return 0;
 }
 
 int otasim_server_put_faults(const struct otasim_server *s, const char *json, struct ota_err *err)

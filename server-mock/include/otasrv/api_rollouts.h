@@ -1,6 +1,7 @@
 /* The rollouts of a running server: the engine (rollout.h) over the
  * persisted rollouts (rollout_store.h), the admin endpoints, the device
- * face's offers and reports, a 1 s timer and the event stream. One mutex
+ * face's offers and reports, a 1 s timer (under a virtual clock: the
+ * clock's advances, clock.h) and the event stream. One mutex
  * serialises every engine call; each call's changes are written before the
  * answer (kill -9 loses no acknowledged write). Endpoints and rules:
  * docs/protocol.md, "Rollouts (admin)" and "Event stream". */
@@ -33,6 +34,16 @@ int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret,
 int otasrv_rollouts_report(struct otasrv_srv *srv, const char *id, const char *update_id,
                            const char *rollout_id, const char *state, const char *status,
                            struct ota_err *err) OTA_MUST;
+
+/* The timer's pass at now_ms (what the 1 s timer does under real time; a
+ * virtual clock's advance calls it): ticks every started, unfinished
+ * rollout (scheduled start, report timeouts, trips, stage advance,
+ * completion), writes what changed, ticks the event stream's keepalive.
+ * The first write failure, or 0. */
+int otasrv_rollouts_step(struct otasrv_srv *srv, int64_t now_ms, struct ota_err *err) OTA_MUST;
+/* The earliest otasrv_rollout_next_deadline() over the rollouts; INT64_MAX
+ * when none. */
+int64_t otasrv_rollouts_next_deadline(struct otasrv_srv *srv, int64_t now_ms);
 
 /* /api/v1/rollouts..., /api/v1/events, /api/v1/stats (admin token checked
  * by the caller). */

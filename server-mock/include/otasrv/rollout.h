@@ -46,7 +46,8 @@
  *   "{rollout id}-{device id}-rollback" for a rollback order.
  * - report: otasrv_rollout_on_report(), rollback = 1 when the update_id is
  *   the rollback order's.
- * - timer: otasrv_rollout_tick() every second or so.
+ * - timer: otasrv_rollout_tick() every second or so (or, on a virtual
+ *   clock, at otasrv_rollout_next_deadline()).
  * - after each call: write the rows whose dirty flag is set (and clear it),
  *   and the status when it changed.
  * - restart: from_json, new, status_from_json, load the rows, recount.
@@ -512,6 +513,19 @@ struct otasrv_rollout_tick_result {
  * (running). ret_result may be NULL. */
 void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device *devs, size_t n,
                          int64_t now_ms, struct otasrv_rollout_tick_result *ret_result);
+
+/* The earliest instant at which time alone changes r (a tick would then
+ * do something): start_at_ms of a scheduled rollout, and, while it runs or
+ * is paused, the report timeout of each in-flight device (last_ms +
+ * report_timeout_ms). INT64_MAX when none (a draft, an approved or an
+ * ended rollout; no timeout). A deadline at or before now_ms is overdue
+ * (the next tick handles it) and returned as it is. At most one pass over
+ * the table (none without a report timeout).
+ * Engine features that wait for a time (stage delays, maintenance
+ * windows) add their deadlines here: a virtual clock advances to it. */
+int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
+                                     const struct otasrv_rollout_device *devs, size_t n,
+                                     int64_t now_ms);
 
 struct otasrv_rollout_stage_metrics {
     uint32_t devices; /* rows admitted by the stage, skipped ones excluded */

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 #include "ota/crypto.h"
 #include "ota/err.h"
+#include "otasrv/clock.h"
 #include "otasrv/faultplan.h"
 #include "otasrv/store.h"
 
@@ -52,6 +53,8 @@ struct otasrv_config {
     uint64_t max_upload;    /* raw upload limit, default 8 GiB */
     unsigned threads;       /* thread pool size, default 4 */
     struct otasrv_faultplan *faults; /* --faults plan, freed by the server; NULL: none */
+    int virtual_clock;               /* tests only: run on a virtual clock (clock.h) ... */
+    int64_t virtual_start_ms;        /* ... whose now starts here (unix ms) */
 };
 
 struct otasrv_srv {
@@ -77,6 +80,9 @@ struct otasrv_srv {
     /* Fault plans (api_faults.c): the live plan, and 1 while it has rules. */
     struct otasrv_faultplan *faults;
     atomic_int faults_on;
+    /* The virtual clock (cfg.virtual_clock), installed for otasrv_now_ms();
+     * NULL: real time. */
+    struct otasrv_clock *clock;
 };
 
 struct otasrv_req {
@@ -109,6 +115,10 @@ struct otasrv_req {
     /* the fault-plan decision for this request, when has_fault (api_faults.c) */
     int has_fault;
     struct otasrv_fault_decision fault;
+    /* a fault's delay on the virtual clock: the connection is suspended
+     * until the timer fires (api_faults.c) */
+    int fault_waiting;
+    struct otasrv_clock_timer fault_timer;
 };
 
 /* Starts listening (and writes the port file). */
@@ -185,7 +195,7 @@ int otasrv_body_object(struct otasrv_req *req, json_t **ret,
 int otasrv_check_keys(const json_t *obj, const char *const *allowed, struct ota_err *err) OTA_MUST;
 /* 1 if s is an id: [A-Za-z0-9][A-Za-z0-9._+-]{0,127}. */
 int otasrv_valid_id(const char *s);
-int64_t otasrv_now_ms(void);
+/* otasrv_now_ms(): clock.h. */
 /* nbytes (<= 64) random bytes as hex into buf (2 * nbytes + 1). */
 int otasrv_random_hex(char *buf, size_t nbytes) OTA_MUST;
 /* SHA-256 of the string s as lower-case hex. */

@@ -9,6 +9,8 @@ extern "C" {
 #endif
 
 int otasim_cli_main(int argc, char **argv);
+/* ota-sim fleet FILE [options] (cli_fleet.c). */
+int otasim_cli_fleet(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -119,6 +119,7 @@ struct otasim_inv_view {
     } writes;
     char found_state[24]; /* the state the agent found when it first ran after the fault:
                              the "from" of its first state line after the CRASH record */
+    int in_memory;        /* a fleet run's in-memory device: only in_memory invariants */
 };
 
 /* Copies the agent's database (DB, DB-wal, DB-journal) into dir, before
@@ -182,6 +183,9 @@ struct otasim_invariant {
     int (*check)(const struct otasim_inv_view *v, struct otasim_check *ret);
     int (*each)(const struct otasim_inv_view *v, size_t i, struct otasim_check *ret);
     enum otasim_inv_scope scope;
+    /* 1: it also applies to a fleet run's in-memory devices (fleet_check.c),
+     * which have no files: no tree, journal, database or env to read. */
+    int in_memory;
 };
 
 /* The invariants in report order. */

@@ -87,6 +87,11 @@ struct otasim_server {
 };
 int otasim_server_start(const struct otasim_tools *t, const char *dir, struct otasim_server *ret,
                         struct ota_err *err) OTA_MUST;
+/* The same with more `ota-server serve` options (NULL-terminated; they come
+ * after the defaults, so a repeated option overrides one). */
+int otasim_server_start_with(const struct otasim_tools *t, const char *dir,
+                             const char *const *extra, struct otasim_server *ret,
+                             struct ota_err *err) OTA_MUST;
 int otasim_server_add_release(const struct otasim_tools *t, const struct otasim_server *s,
                               const char *reldir, int publish, struct ota_err *err) OTA_MUST;
 /* PUT /api/v1/faults with body (JSON text). */
@@ -96,9 +101,14 @@ int otasim_server_put_faults(const struct otasim_server *s, const char *json,
 int otasim_server_get(const struct otasim_server *s, const char *path, char **ret,
                       struct ota_err *err) OTA_MUST;
 void otasim_server_stop(struct otasim_server *s);
-/* libcurl's one-time global setup (srvproc.c is the simulator's libcurl
+/* libcurl's one-time global setup (http.c is the simulator's libcurl
  * adapter), for a process that forks workers that will talk to the server. */
 void otasim_http_global_init(void);
+/* One blocking HTTP call (JSON body or NULL, Bearer or NULL): 0 when any
+ * answer came (*ret_status, *ret_body malloc'ed), -errno when none did. */
+int otasim_http_call(const char *url, const char *bearer, const char *method, const char *body,
+                     long timeout_ms, long *ret_status, char **ret_body,
+                     struct ota_err *err) OTA_MUST;
 
 /* ---- a trial and its result (trial.c, invariants.c) ------------------- */
 /* not-run: the agent under test lacks what the trial needs (a fault-point

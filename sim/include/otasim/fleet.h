@@ -1,0 +1,161 @@
+/* Fleet runs (issue 12): N simulated devices, each an instance of the agent's
+ * own core (otacore, linked in), in one process, on one event loop over
+ * libcurl multi, against a real ota-server on loopback, on a virtual clock
+ * that the runner drives and the server follows (--virtual-clock).
+ *
+ * A fleet file (scenarios/fleet/NAME.yaml) says which devices, which
+ * releases (good and bad, and how a bad one fails), which rollout (the
+ * server's own definition), which faults at which rates, and what must hold
+ * at the end. Format: docs/fleet.md. */
+#ifndef OTASIM_FLEET_H
+#define OTASIM_FLEET_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "ota/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTASIM_FLEET_MAX_RELEASES 8
+#define OTASIM_FLEET_MAX_MIX      16
+#define OTASIM_FLEET_MAX_STATES   16
+
+/* One share of the fleet: device type, group or time zone. */
+struct otasim_fleet_mix {
+    char value[64];
+    double share; /* relative weight */
+};
+
+/* How a bad release fails on the devices it hits. */
+enum otasim_bad_mode {
+    OTASIM_BAD_NONE,   /* a good release */
+    OTASIM_BAD_HEALTH, /* runs, then its health check fails (fail_after) */
+    OTASIM_BAD_CRASH,  /* its service does not stay up after the restart */
+    OTASIM_BAD_MODE_MAX
+};
+extern const char *const otasim_bad_mode_names[OTASIM_BAD_MODE_MAX];
+
+struct otasim_fleet_release {
+    char version[32];
+    uint64_t size; /* payload bytes */
+    int factory;   /* installed on every device at the start (not published) */
+    int rollback;  /* also published as the signed rollback order of its version */
+    enum otasim_bad_mode bad;
+    double bad_probability; /* per device it may hit */
+    char bad_types[4][64];  /* only these device types ("" none = all) */
+    size_t n_bad_types;
+    int64_t fail_after_ms; /* health: the service fails this long after its start */
+};
+
+struct otasim_fleet_def {
+    char name[64];
+    char path[4096];
+    uint64_t seed;
+    int64_t duration_ms; /* virtual time budget */
+    int64_t start_ms;    /* virtual clock's start (unix ms) */
+    /* devices */
+    uint32_t count;
+    int64_t poll_ms, jitter_ms;
+    int64_t health_window_ms, health_interval_ms;
+    struct otasim_fleet_mix types[OTASIM_FLEET_MAX_MIX];
+    size_t n_types;
+    struct otasim_fleet_mix groups[OTASIM_FLEET_MAX_MIX];
+    size_t n_groups;
+    double offline; /* share that never checks in */
+    double late;    /* share that comes online only after late_ms */
+    int64_t late_ms;
+    uint64_t bandwidth; /* bytes/s per device link (0: unlimited) */
+    /* releases */
+    struct otasim_fleet_release rel[OTASIM_FLEET_MAX_RELEASES];
+    size_t n_rel;
+    /* the rollout: the server's definition with release_id/previous_release_id filled */
+    char rollout_release[32];  /* version */
+    char rollout_previous[32]; /* version ("": none) */
+    char *rollout_json;        /* malloc'ed definition (JSON text) without the release ids */
+    /* faults */
+    double power_cut; /* per device per state entry in cut_states */
+    char cut_states[OTASIM_FLEET_MAX_STATES][24];
+    size_t n_cut_states;
+    int64_t off_ms;           /* how long a device stays off after a cut */
+    double agent_crash;       /* the same for an agent crash (no data lost) */
+    char *server_faults_json; /* malloc'ed fault plan (JSON), NULL: none */
+    /* expectations (negative / empty: not checked) */
+    char expect_rollout[8][16]; /* the rollout ends in one of these states */
+    size_t n_expect_rollout;
+    double expect_bad_max_percent; /* devices that installed a bad release */
+    long expect_bricked_max, expect_inconsistent_max, expect_stuck_max;
+    double expect_min_on_target_percent; /* online devices that run rollout_release */
+    char expect_target_version[32];      /* "" : rollout_release */
+    int64_t expect_committed_within_ms;  /* of the offer, every committed update */
+};
+
+/* Reads and checks a fleet file; errors name the key. */
+int otasim_fleet_load(const char *path, struct otasim_fleet_def *ret, struct ota_err *err) OTA_MUST;
+int otasim_fleet_parse(const char *text, size_t n, const char *path, struct otasim_fleet_def *ret,
+                       struct ota_err *err) OTA_MUST;
+void otasim_fleet_def_free(struct otasim_fleet_def *d);
+/* The release of that version, NULL if none. */
+const struct otasim_fleet_release *otasim_fleet_release_find(const struct otasim_fleet_def *f,
+                                                             const char *version);
+
+/* ---- a run ---------------------------------------------------------------- */
+
+struct otasim_fleet_opts {
+    uint64_t seed;          /* overrides the file's (0: the file's) */
+    uint32_t count;         /* overrides the device count (0: the file's) */
+    uint32_t shard, shards; /* run devices i with i % shards == shard (shards 0/1: all) */
+    uint32_t connections;   /* keep-alive pool size (default 64) */
+    uint32_t max_active;    /* devices inside a pass at once (default 4096) */
+    int server_threads;     /* ota-server --threads (default 2) */
+    const char *db;         /* run database (NULL: none) */
+    const char *work;       /* work dir (server, releases) */
+    const char *server_url; /* an ota-server already running with --virtual-clock, shared
+                               by shards (NULL: start one) */
+    const char *admin_token;
+    int verbose;
+    int keep;       /* keep the run's work dir (server database, releases) */
+    FILE *progress; /* a line per sample (NULL: quiet) */
+};
+
+struct otasim_fleet_stats {
+    uint32_t devices, online;
+    /* outcomes */
+    uint32_t on_target;     /* run the rollout's release, committed */
+    uint32_t bad_installed; /* ran a bad release at some point (switched to it) */
+    uint32_t rolled_back;   /* an update of theirs rolled back */
+    uint32_t bricked, inconsistent, stuck;
+    uint32_t never_checked_in;
+    /* the rollout as the server ends it */
+    char rollout_state[16];
+    char rollout_reason[256];
+    int stage;
+    /* work done */
+    uint64_t requests, checkins, downloads, bytes_down, resumes;
+    uint64_t power_cuts, agent_crashes, steps, passes;
+    uint64_t srv_faults_applied; /* the server's rules, summed */
+    int64_t virtual_ms;          /* virtual time covered */
+    int64_t rollout_ms;          /* start to the rollout's end state (or the run's end) */
+    double wall_s, cpu_user_s, cpu_sys_s;
+    double srv_cpu_s; /* the server's CPU (when the runner started it) */
+    long peak_rss_kib, srv_peak_rss_kib;
+    long rss_per_idle_device_bytes; /* measured: RSS growth per device while idle */
+    /* the verdict */
+    int ok;
+    char failed[1024]; /* the expectations that failed, one a line */
+    char rerun[1024];  /* the command that reruns the run */
+};
+
+int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fleet_opts *o,
+                     struct otasim_fleet_stats *ret, struct ota_err *err) OTA_MUST;
+
+/* The closed form of a canary's chance: 1 - (1 - p)^n. */
+double otasim_fleet_catch_probability(double p, uint32_t n);
+/* Wilson score interval for k successes of n at z (1.96: 95%). */
+void otasim_wilson(uint32_t k, uint32_t n, double z, double *ret_lo, double *ret_hi);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,231 @@
+/* ota-sim fleet: a fleet run (otasim/fleet.h) and its verdict; with
+ * --seeds K, K runs and how often the rollout stopped the bad release. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "otasim/cli.h"
+#include "otasim/fleet.h"
+
+enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_HARNESS = 5 };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ota-sim fleet FLEET.yaml [options]\n"
+            "\n"
+            "Runs a fleet: every device an instance of the agent's own core (in this\n"
+            "process), against a real ota-server on 127.0.0.1 on a virtual clock, through\n"
+            "the rollout the file defines, with its faults; then checks every device with\n"
+            "the invariant table and the file's expectations. File format: docs/fleet.md.\n"
+            "\n"
+            "  --seed N             the run's seed (default: the file's)\n"
+            "  --seeds K            K runs, seeds N..N+K-1: how often the rollout stopped\n"
+            "                       (paused, failed or rolled back), with a 95%% Wilson interval\n"
+            "  --devices N          override the file's device count\n"
+            "  --shard I/N          run devices i with i %% N == I only\n"
+            "  --connections N      keep-alive connections to the server (default 64)\n"
+            "  --max-active N       devices inside a pass at once (default 4096)\n"
+            "  --server-threads N   ota-server --threads (default 2)\n"
+            "  --work DIR           caches and the run's dir (default BUILD/sim-work)\n"
+            "  --json FILE          the run's figures as JSON\n"
+            "  --keep               keep the run's dir (server database, releases)\n"
+            "  -v, --verbose        name the first devices that failed an invariant\n"
+            "  -q, --quiet          no progress lines\n"
+            "\n"
+            "Exit: 0 every expectation held, 1 one failed (the rerun command is printed),\n"
+            "2 usage or a bad fleet file, 5 the harness failed.\n");
+}
+
+struct fleet_cmd {
+    struct otasim_fleet_opts o;
+    uint32_t seeds;
+    const char *json;
+    int quiet;
+};
+
+static int parse(struct fleet_cmd *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"seed", required_argument, 0, 's'},
+                                         {"seeds", required_argument, 0, 'K'},
+                                         {"devices", required_argument, 0, 'n'},
+                                         {"shard", required_argument, 0, 'S'},
+                                         {"connections", required_argument, 0, 'c'},
+                                         {"max-active", required_argument, 0, 'a'},
+                                         {"server-threads", required_argument, 0, 't'},
+                                         {"work", required_argument, 0, 'w'},
+                                         {"json", required_argument, 0, 'J'},
+                                         {"keep", no_argument, 0, 'k'},
+                                         {"verbose", no_argument, 0, 'v'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int ch;
+
+    optind = 2;
+    while ((ch = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            c->o.seed = strtoull(optarg, NULL, 10);
+            break;
+        case 'K':
+            c->seeds = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'n':
+            c->o.count = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'S':
+            if (sscanf(optarg, "%u/%u", &c->o.shard, &c->o.shards) != 2 || c->o.shards == 0 ||
+                c->o.shard >= c->o.shards) {
+                fprintf(stderr, "ota-sim fleet: --shard I/N with 0 <= I < N\n");
+                return EXIT_USAGE;
+            }
+            break;
+        case 'c':
+            c->o.connections = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'a':
+            c->o.max_active = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 't':
+            c->o.server_threads = atoi(optarg);
+            break;
+        case 'w':
+            c->o.work = optarg;
+            break;
+        case 'J':
+            c->json = optarg;
+            break;
+        case 'k':
+            c->o.keep = 1;
+            break;
+        case 'v':
+            c->o.verbose = 1;
+            break;
+        case 'q':
+            c->quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_PASS;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+static void print_stats(const struct otasim_fleet_def *def, const struct otasim_fleet_stats *s)
+{
+    printf("fleet %s: %u devices (%u online), rollout %s at stage %d after %.2f virtual h "
+           "(%.2f h covered)\n",
+           def->name, s->devices, s->online, s->rollout_state[0] ? s->rollout_state : "-", s->stage,
+           s->rollout_ms / 3600000.0, s->virtual_ms / 3600000.0);
+    if (s->rollout_reason[0])
+        printf("  rollout: %s\n", s->rollout_reason);
+    printf("  on %s: %u (%.2f%%)  ran a bad release: %u (%.2f%%)  rolled back: %u\n",
+           def->expect_target_version[0] ? def->expect_target_version : def->rollout_release,
+           s->on_target, s->online ? 100.0 * s->on_target / s->online : 0, s->bad_installed,
+           s->devices ? 100.0 * s->bad_installed / s->devices : 0, s->rolled_back);
+    printf("  bricked %u  inconsistent %u  stuck %u  never checked in %u\n", s->bricked,
+           s->inconsistent, s->stuck, s->never_checked_in);
+    printf("  faults: %llu power cuts, %llu agent crashes\n", (unsigned long long)s->power_cuts,
+           (unsigned long long)s->agent_crashes);
+    printf("  work: %llu requests (%.0f/s), %llu passes, %llu core steps, %.1f MiB downloaded\n",
+           (unsigned long long)s->requests, s->wall_s > 0 ? s->requests / s->wall_s : 0,
+           (unsigned long long)s->passes, (unsigned long long)s->steps, s->bytes_down / 1048576.0);
+    printf("  wall %.2f s, runner CPU %.2f s user + %.2f s sys, server CPU %.2f s; peak RSS "
+           "runner %ld MiB, server %ld MiB; %ld bytes per idle device\n",
+           s->wall_s, s->cpu_user_s, s->cpu_sys_s, s->srv_cpu_s, s->peak_rss_kib / 1024,
+           s->srv_peak_rss_kib / 1024, s->rss_per_idle_device_bytes);
+}
+
+static int write_json(const char *path, const struct otasim_fleet_def *def,
+                      const struct otasim_fleet_stats *s, uint64_t seed)
+{
+    FILE *f = fopen(path, "w");
+
+    if (!f)
+        return -errno;
+    fprintf(f,
+            "{\"name\":\"%s\",\"seed\":%llu,\"devices\":%u,\"online\":%u,\"rollout_state\":\"%s\","
+            "\"stage\":%d,\"on_target\":%u,\"bad_installed\":%u,\"rolled_back\":%u,"
+            "\"bricked\":%u,\"inconsistent\":%u,\"stuck\":%u,\"requests\":%llu,"
+            "\"passes\":%llu,\"steps\":%llu,\"bytes_down\":%llu,\"power_cuts\":%llu,"
+            "\"agent_crashes\":%llu,\"virtual_ms\":%lld,\"rollout_ms\":%lld,\"wall_s\":%.3f,"
+            "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"srv_cpu_s\":%.3f,\"peak_rss_kib\":%ld,"
+            "\"srv_peak_rss_kib\":%ld,\"bytes_per_idle_device\":%ld,\"ok\":%s}\n",
+            def->name, (unsigned long long)seed, s->devices, s->online, s->rollout_state, s->stage,
+            s->on_target, s->bad_installed, s->rolled_back, s->bricked, s->inconsistent, s->stuck,
+            (unsigned long long)s->requests, (unsigned long long)s->passes,
+            (unsigned long long)s->steps, (unsigned long long)s->bytes_down,
+            (unsigned long long)s->power_cuts, (unsigned long long)s->agent_crashes,
+            (long long)s->virtual_ms, (long long)s->rollout_ms, s->wall_s, s->cpu_user_s,
+            s->cpu_sys_s, s->srv_cpu_s, s->peak_rss_kib, s->srv_peak_rss_kib,
+            s->rss_per_idle_device_bytes, s->ok ? "true" : "false");
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
+static int stopped(const char *state)
+{
+    return strcmp(state, "paused") == 0 || strcmp(state, "failed") == 0 ||
+           strcmp(state, "rolled_back") == 0;
+}
+
+int otasim_cli_fleet(int argc, char **argv)
+{
+    struct fleet_cmd c = {.seeds = 1};
+    struct otasim_fleet_def def;
+    struct ota_err e = {0};
+    uint64_t seed0;
+    uint32_t caught = 0, failed = 0;
+    int code;
+
+    if ((code = parse(&c, argc, argv)) >= 0)
+        return code;
+    if (otasim_fleet_load(argv[optind], &def, &e) < 0) {
+        fprintf(stderr, "ota-sim fleet: %s\n", e.reason);
+        return e.code == ENOENT ? EXIT_USAGE : EXIT_USAGE;
+    }
+    c.o.progress = c.quiet ? NULL : stderr;
+    seed0 = c.o.seed ? c.o.seed : def.seed;
+    code = EXIT_PASS;
+    for (uint32_t k = 0; k < (c.seeds ? c.seeds : 1); k++) {
+        struct otasim_fleet_stats st;
+        c.o.seed = seed0 + k;
+        if (otasim_fleet_run(&def, &c.o, &st, &e) < 0) {
+            fprintf(stderr, "ota-sim fleet: %s\n", e.reason);
+            code = EXIT_HARNESS;
+            break;
+        }
+        print_stats(&def, &st);
+        caught += stopped(st.rollout_state);
+        if (c.json && write_json(c.json, &def, &st, c.o.seed) < 0)
+            fprintf(stderr, "ota-sim fleet: cannot write %s\n", c.json);
+        if (!st.ok) {
+            failed++;
+            printf("FAILED (seed %llu):\n%s  rerun: %s\n", (unsigned long long)c.o.seed, st.failed,
+                   st.rerun);
+            code = EXIT_FAILED;
+        } else {
+            printf("PASS (seed %llu)\n", (unsigned long long)c.o.seed);
+        }
+        fflush(stdout);
+    }
+    if (c.seeds > 1 && code != EXIT_HARNESS) {
+        double lo, hi;
+        otasim_wilson(caught, c.seeds, 1.96, &lo, &hi);
+        printf("over %u seeds: the rollout stopped in %u (%.1f%%, 95%% Wilson interval "
+               "%.1f%%..%.1f%%); %u runs failed an expectation\n",
+               c.seeds, caught, 100.0 * caught / c.seeds, 100 * lo, 100 * hi, failed);
+    }
+    otasim_fleet_def_free(&def);
+    return code;
+}

@@ -1,0 +1,202 @@
+/* What the fleet runner's files share (fleet.c: the loop and the run;
+ * fleet_dev.c: a device's durable state and the core's in-memory ops;
+ * fleet_net.c: the libcurl multi transport; fleet_setup.c: the server,
+ * the releases and the rollout). */
+#ifndef OTASIM_FLEET_IMPL_H
+#define OTASIM_FLEET_IMPL_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "ota/core.h"
+#include "otasim/fiber.h"
+#include "otasim/fleet.h"
+
+struct fleet;
+struct fnet;
+
+/* ---- strings shared by many devices (versions, manifests, URLs) ---- */
+const char *fleet_intern(struct fleet *fl, const char *s);
+
+/* ---- a device's in-memory disk: the download file ---- */
+struct fblob; /* bytes that many devices' downloads share */
+struct fdl {
+    struct fblob *blob; /* the bytes match blob[0, len) */
+    uint8_t *own;       /* or, once they differ: our own copy */
+    size_t own_cap;
+    uint64_t len, synced;
+};
+
+/* The compact journal of a device between passes (strings interned). */
+struct fjournal {
+    uint8_t state;
+    int8_t from_slot, to_slot;
+    int8_t failed;
+    uint32_t flags, resumes, attempts;
+    uint64_t durable_len;
+    uint8_t prefix_sha256[32];
+    const char *update_id, *rollout_id, *manifest, *signature, *url, *etag, *from_version, *reason;
+};
+
+struct fkv {
+    const char *key, *val;
+};
+
+struct frep {
+    struct frep *next;
+    int64_t id;
+    struct ota_report r;
+};
+
+/* A device's durable state (what survives a power cut) and its place in the
+ * loop. An idle device is this alone; a device in a pass has a struct fpass. */
+struct fdev {
+    uint32_t idx;
+    uint8_t type, group;
+    uint8_t offline, late; /* never after its first pass / only after late_ms */
+    int8_t active;         /* app slot `current` names */
+    uint8_t cut;           /* the power is off from now (ops fail) */
+    uint8_t crash;         /* the agent crashed (ops fail; the disk keeps its bytes) */
+    uint8_t n_kv, n_hist;
+    uint8_t bad_seen; /* ran a bad release */
+    uint8_t checked_in;
+    const char *slot_ver[2]; /* interned */
+    struct fjournal *j;      /* NULL: no journal yet */
+    struct fkv *kv;
+    struct frep *outbox;
+    int64_t next_rep;
+    struct fdl *dl; /* NULL: no download file */
+    /* service */
+    const char *running; /* version running, NULL: down */
+    int64_t svc_start_ms;
+    uint64_t rnd;
+    /* the last final result it reported and the history's last entry */
+    const char *last_status, *last_version;
+    /* scheduling */
+    int64_t wake_ms;
+    uint32_t heap_pos; /* 0: not in the heap */
+    struct fpass *pass;
+    /* accounting (seed 003's figures) */
+    uint64_t bytes_down;
+    int64_t offered_ms, committed_ms, down_since_ms, downtime_ms, fail_ms, recovered_ms;
+    uint16_t updates, rollbacks, cuts, crashes;
+    uint32_t nt;          /* transitions seen: the draws of the faults at rates */
+    uint8_t boot_pending; /* the next wake is a boot (after a cut) */
+};
+
+/* The ops' context: the device and its runner. */
+struct fctx {
+    struct fleet *fl;
+    struct fdev *d;
+};
+
+/* A device inside a pass: its core on a fiber. */
+struct fpass {
+    struct fctx c; /* first: the ops' context */
+    struct fdev *d;
+    struct ota_agent *a;
+    struct otasim_fiber *f;
+    int waiting_io; /* parked on a transfer */
+    struct fpass *next_free;
+};
+
+/* ---- the runner ---- */
+struct fleet {
+    const struct otasim_fleet_def *def;
+    const struct otasim_fleet_opts *o;
+    struct otasim_fleet_stats *st;
+    uint64_t seed;
+    int64_t vnow;     /* virtual ms since the run's start */
+    int64_t srv_now;  /* what the server's clock was last advanced to */
+    int64_t srv_next; /* the server's next deadline (virtual ms since start), INT64_MAX none */
+    long srv_sleepers;
+    char url[256], admin_token[128], enroll_token[128];
+    char pubkey[4096];
+    char dir[4096];              /* the run's work dir (server, releases) */
+    struct ota_agent_config cfg; /* shared by every device; per device: id, type, group */
+    struct fdev *dev;
+    uint32_t n_dev;
+    /* timers: a binary heap of devices by wake_ms */
+    struct fdev **heap;
+    uint32_t heap_n;
+    /* ready to run now */
+    struct fdev **ready;
+    uint32_t ready_head, ready_tail, ready_cap;
+    /* passes (cores + fibers), pooled */
+    struct fpass *free_pass;
+    uint32_t active, max_active;
+    struct fnet *net;
+    void *intern; /* the string table */
+    struct fblob *blobs;
+    /* the rollout */
+    char rollout_id[64];
+    char release_id[96], previous_id[96];
+    int rollout_started;
+    int64_t rollout_start_ms, rollout_end_ms; /* virtual */
+    char rollout_state[16];
+    const struct otasim_fleet_release *target;
+    /* the run's own power/crash draws and so on */
+    uint64_t steps, passes;
+};
+
+/* fleet_dev.c */
+extern const struct ota_store_ops fleet_store_ops;
+extern const struct ota_install_ops fleet_install_ops;
+extern const struct ota_service_ops fleet_service_ops;
+extern const struct ota_clock_ops fleet_clock_ops;
+struct fleet *fleet_of(void *ctx);
+uint64_t fleet_hash(uint64_t seed, uint64_t a, uint64_t b);
+double fleet_unit(uint64_t h); /* [0, 1) */
+/* Whether release rel fails on device d (seeded, per device). */
+int fleet_bad_for(const struct fleet *fl, const struct fdev *d,
+                  const struct otasim_fleet_release *rel);
+const struct otasim_fleet_release *fleet_release_of(const struct fleet *fl, const char *version);
+/* The power goes off: what was not durable is lost. */
+void fleet_dev_power_loss(struct fleet *fl, struct fdev *d);
+void fleet_dev_free(struct fdev *d);
+int fleet_dev_service_up(const struct fleet *fl, const struct fdev *d);
+void fleet_blobs_free(struct fleet *fl);
+int fleet_intern_init(struct fleet *fl);
+void fleet_intern_free(struct fleet *fl);
+size_t fleet_intern_bytes(const struct fleet *fl);
+
+/* fleet_net.c: the libcurl multi adapter */
+extern const struct ota_transport_ops fleet_transport_ops;
+int fleet_net_new(struct fleet *fl, uint32_t connections, struct fnet **ret,
+                  struct ota_err *err) OTA_MUST;
+void fleet_net_free(struct fnet *n);
+/* Transfers in flight. */
+uint32_t fleet_net_active(const struct fnet *n);
+/* Drives the transfers for at most wait_ms (0: no wait); finished ones
+ * make their devices ready (fleet_ready). */
+int fleet_net_run(struct fnet *n, int wait_ms, struct ota_err *err) OTA_MUST;
+/* A blocking admin call on the same pool (from the loop, not a fiber):
+ * method, path under the server URL, JSON body or NULL. *ret_body malloc'ed. */
+int fleet_net_admin(struct fnet *n, const char *method, const char *path, const char *body,
+                    long *ret_status, char **ret_body, struct ota_err *err) OTA_MUST;
+uint64_t fleet_net_requests(const struct fnet *n);
+
+/* fleet_setup.c */
+struct otasim_tools;
+struct otasim_server;
+int fleet_setup(struct fleet *fl, const struct otasim_tools *t, struct otasim_server *srv,
+                struct ota_err *err) OTA_MUST;
+/* Advances the server's clock to virtual `to` (ms since the run's start);
+ * updates srv_now, srv_next, srv_sleepers. */
+int fleet_clock_advance(struct fleet *fl, int64_t to, struct ota_err *err) OTA_MUST;
+int fleet_clock_query(struct fleet *fl, struct ota_err *err) OTA_MUST;
+int fleet_rollout_create(struct fleet *fl, struct ota_err *err) OTA_MUST;
+int fleet_rollout_start(struct fleet *fl, struct ota_err *err) OTA_MUST;
+int fleet_rollout_status(struct fleet *fl, json_t **ret_json, struct ota_err *err) OTA_MUST;
+int fleet_final_reports(struct fleet *fl, json_t **out, struct ota_err *err) OTA_MUST;
+
+/* fleet_check.c: the invariant table on d's end state; reports: the
+ * server's final reports of the device ({status, version, update_id}). */
+int fleet_check_device(struct fleet *fl, const struct fdev *d, json_t *reports, char *ret_failed,
+                       size_t cap, int *ret_ok);
+
+/* fleet.c */
+void fleet_ready(struct fleet *fl, struct fdev *d);
+/* From a fiber: sleep until virtual time t. */
+void fleet_sleep_until(struct fleet *fl, struct fdev *d, int64_t t);
+
+#endif

@@ -15,6 +15,7 @@
  *   has not tripped can always pass once its devices finish. */
 #include "otasrv/rollout.h"
 #include "rollout_impl.h"
+#include "otasrv/tz.h"
 #include "ota/json.h"
 #include "ota/version.h"
 
@@ -569,6 +570,8 @@ void otasrv_rollout_checkin(struct otasrv_rollout *r, const struct otasrv_device
     decide_into(r, info, d, now_ms, ret_decision);
     if (!d)
         return;
+    if (info)
+        d->tz = otasrv_tz_intern(info->timezone); /* for the window's deadlines */
     if (ret_decision->why == OTASRV_WHY_NEW) {
         set_state(r, d, OTASRV_RDEV_OFFERED);
         d->offered_ms = now_ms;
@@ -764,15 +767,18 @@ int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
                                      const struct otasrv_rollout_device *devs, size_t n,
                                      int64_t now_ms)
 {
-    int64_t min = INT64_MAX, limit = r->def.report_timeout_ms;
+    int64_t min = INT64_MAX, limit = r->def.report_timeout_ms, t;
 
-    (void)now_ms; /* for deadlines relative to now (maintenance windows) */
     if (r->state == OTASRV_ROLLOUT_SCHEDULED)
         return r->def.start_at_ms;
     if (r->state != OTASRV_ROLLOUT_RUNNING && r->state != OTASRV_ROLLOUT_PAUSED)
         return INT64_MAX;
+    if ((t = otasrv_rollout_delay_next(r, now_ms)) >= 0)
+        min = t;
+    if (devs && (t = otasrv_rollout_window_next(r, devs, n, now_ms)) >= 0 && t < min)
+        min = t;
     if (limit <= 0 || !devs)
-        return INT64_MAX;
+        return min;
     for (size_t i = 0; i < n; i++) {
         const struct otasrv_rollout_device *d = &devs[i];
         if (in_flight(d->state) && d->last_ms + limit < min)

@@ -263,6 +263,7 @@ void otasrv_rollout_canary_prep(const struct otasrv_rollout_def *def,
     for (int i = 0; i < c->n_strata; i++)
         h = fnv(h, stratum_value(info, c->strata[i]));
     d->stratum = h;
+    d->tz = otasrv_tz_intern(info->timezone);
 }
 
 static int cmp_rank(const void *a, const void *b, void *ctx)
@@ -427,8 +428,8 @@ int64_t otasrv_rollout_window_opens(const struct otasrv_rollout_window *w, const
 }
 
 int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
-                                   const struct otasrv_rollout_device *devs, const char *const *tz,
-                                   size_t n, int64_t now_ms)
+                                   const struct otasrv_rollout_device *devs, size_t n,
+                                   int64_t now_ms)
 {
     int64_t best = -1;
     const char *last = NULL;
@@ -441,7 +442,7 @@ int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
         int64_t t;
         if (d->state != OTASRV_RDEV_PENDING || d->stage < 0 || d->stage > r->stage)
             continue;
-        const char *z = tz && tz[i] ? tz[i] : "";
+        const char *z = d->tz ? d->tz : "";
         if (have_last && strcmp(z, last) == 0)
             continue; /* the zone just computed: same answer */
         t = otasrv_rollout_window_opens(&r->def.window, z, now_ms);
@@ -453,20 +454,14 @@ int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
     return best;
 }
 
-int64_t otasrv_rollout_due_next(const struct otasrv_rollout *r,
-                                const struct otasrv_rollout_device *devs, const char *const *tz,
-                                size_t n, int64_t now_ms)
+int64_t otasrv_rollout_delay_next(const struct otasrv_rollout *r, int64_t now_ms)
 {
-    int64_t best = otasrv_rollout_window_next(r, devs, tz, n, now_ms);
     int k = r->stage;
+    int64_t at;
 
-    if (r->state == OTASRV_ROLLOUT_RUNNING && k < r->def.n_stages - 1 &&
-        r->def.stages[k].delay_ms > 0 && otasrv_rollout_stage_passed(r, k)) {
-        int64_t at = r->stage_opened_ms + r->def.stages[k].delay_ms;
-        if (at < now_ms)
-            at = now_ms;
-        if (best < 0 || at < best)
-            best = at;
-    }
-    return best;
+    if (r->state != OTASRV_ROLLOUT_RUNNING || k >= r->def.n_stages - 1 ||
+        r->def.stages[k].delay_ms <= 0 || !otasrv_rollout_stage_passed(r, k))
+        return -1;
+    at = r->stage_opened_ms + r->def.stages[k].delay_ms;
+    return at < now_ms ? now_ms : at;
 }

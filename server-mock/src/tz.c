@@ -116,6 +116,26 @@ int32_t otasrv_tz_offset(const char *tz, int64_t at_ms)
     return off;
 }
 
+#define NINTERN 4096
+
+const char *otasrv_tz_intern(const char *tz)
+{
+    static char *interned[NINTERN];
+    static size_t n_interned;
+    const char *ret = NULL;
+
+    if (!tz || !tz[0] || !ota_timezone_valid(tz))
+        return NULL;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < n_interned && !ret; i++)
+        if (strcmp(interned[i], tz) == 0)
+            ret = interned[i];
+    if (!ret && n_interned < NINTERN && (interned[n_interned] = strdup(tz)) != NULL)
+        ret = interned[n_interned++];
+    pthread_mutex_unlock(&lock);
+    return ret;
+}
+
 void otasrv_tz_stats(uint64_t *ret_hits, uint64_t *ret_misses)
 {
     pthread_mutex_lock(&lock);

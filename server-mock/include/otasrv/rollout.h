@@ -47,7 +47,8 @@
  * - report: otasrv_rollout_on_report(), rollback = 1 when the update_id is
  *   the rollback order's.
  * - timer: otasrv_rollout_tick() every second or so (or, on a virtual
- *   clock, at otasrv_rollout_next_deadline()).
+ *   clock, at otasrv_rollout_next_deadline(), which includes stage delays
+ *   and maintenance windows).
  * - after each call: write the rows whose dirty flag is set (and clear it),
  *   and the status when it changed.
  * - restart: from_json, new, status_from_json, load the rows, recount.
@@ -407,6 +408,11 @@ struct otasrv_rollout_device {
      * (not persisted: the stage is). */
     uint64_t stratum; /* hash of the device's strata values */
     int first;        /* carries one of the canary's first_tags */
+    /* The device's zone (otasrv_tz_intern; NULL = UTC), for the deadlines of
+     * maintenance windows: set by otasrv_rollout_canary_prep and by every
+     * check-in with an info (not persisted: after a restart, UTC until the
+     * device checks in; its decisions always use the check-in's zone). */
+    const char *tz;
 };
 
 /* Fills *ret as a pending row of rollout rollout_id (bucket computed, stage
@@ -520,9 +526,11 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
  * report_timeout_ms). INT64_MAX when none (a draft, an approved or an
  * ended rollout; no timeout). A deadline at or before now_ms is overdue
  * (the next tick handles it) and returned as it is. At most one pass over
- * the table (none without a report timeout).
- * Engine features that wait for a time (stage delays, maintenance
- * windows) add their deadlines here: a virtual clock advances to it. */
+ * the table (none without a report timeout or a window).
+ * Also, while running: the end of the open stage's delay_ms once it has
+ * passed, and otasrv_rollout_window_next (the first window opening of a
+ * pending device in an open stage, by the rows' zones; now_ms when one is
+ * open already). A virtual clock advances to it. */
 int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
                                      const struct otasrv_rollout_device *devs, size_t n,
                                      int64_t now_ms);
@@ -583,24 +591,18 @@ int otasrv_rollout_window_open(const struct otasrv_rollout_window *w, const char
 int64_t otasrv_rollout_window_opens(const struct otasrv_rollout_window *w, const char *tz,
                                     int64_t now_ms);
 
-/* For a runner's virtual clock: the next instant >= now_ms at which the
- * rollout's own timing makes something due: the earliest of
- * otasrv_rollout_window_next and, when the open stage has passed but waits
- * for its delay_ms, the end of that delay (both only while running). -1:
- * none. A tick at that instant (otasrv_rollout_tick) or check-ins then see
- * it. O(n). */
-int64_t otasrv_rollout_due_next(const struct otasrv_rollout *r,
-                                const struct otasrv_rollout_device *devs, const char *const *tz,
-                                size_t n, int64_t now_ms);
-
-/* For a runner's virtual clock: the earliest instant >= now_ms at which
- * some device of an open stage that is still pending is inside the window
- * (now_ms if one is already). tz[i] is devs[i]'s zone (tz NULL: all UTC).
- * -1 when nothing of the kind is due: the rollout is not running, has no
- * window, or no pending device in an open stage. O(n). */
+/* The earliest instant >= now_ms at which some device of an open stage
+ * that is still pending is inside the window (now_ms if one is already),
+ * in its row's zone (devs[i].tz). -1 when nothing of the kind is due: the
+ * rollout is not running, has no window, or no pending device in an open
+ * stage. O(n); part of otasrv_rollout_next_deadline. */
 int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
-                                   const struct otasrv_rollout_device *devs, const char *const *tz,
-                                   size_t n, int64_t now_ms);
+                                   const struct otasrv_rollout_device *devs, size_t n,
+                                   int64_t now_ms);
+
+/* The end of the open stage's delay_ms when it has passed and waits for
+ * it (running only), else -1. Part of otasrv_rollout_next_deadline. */
+int64_t otasrv_rollout_delay_next(const struct otasrv_rollout *r, int64_t now_ms);
 
 #ifdef __cplusplus
 }

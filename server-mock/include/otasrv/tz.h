@@ -34,6 +34,12 @@ int otasrv_tz_known(const char *tz);
  * zones are UTC (0). Thread-safe. */
 int32_t otasrv_tz_offset(const char *tz, int64_t at_ms);
 
+/* A stable pointer for zone tz (the same for equal strings, valid until
+ * the process ends): what a rollout's row keeps of its device's zone. NULL
+ * for NULL, "" and invalid zones (UTC), and once 4096 distinct zones are
+ * interned (more than the world has: UTC for the rest). Thread-safe. */
+const char *otasrv_tz_intern(const char *tz);
+
 /* Cache statistics since the start (for the benchmark test). */
 void otasrv_tz_stats(uint64_t *ret_hits, uint64_t *ret_misses);
 

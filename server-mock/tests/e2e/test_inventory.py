@@ -164,3 +164,34 @@ def test_real_agent_sends_its_configured_attributes_and_zone(rworld, tmp_path):
         assert d["timezone"] == "Europe/Berlin" and d["state"], d
     finally:
         dev.stop()
+
+
+def test_window_openings_drive_the_virtual_clock(rworld, tmp_path):
+    """The server's next deadline (docs/protocol.md "Virtual clock") holds
+    the next window opening of a pending device, in its zone."""
+    t0 = 1_800_000_000_000  # 2027-01-15 08:00 UTC: 17:00 in Tokyo
+    hour = 3_600_000
+    srv = Server(str(tmp_path), extra=["--public-key", rworld["keys"].pub,
+                                       "--virtual-clock", str(t0)])
+    try:
+        st, _, b = srv.admin("POST", "/api/v1/releases",
+                             {"dir": rworld["rel_v2"], "id": "v2", "publish": True})
+        assert st == 201, b
+        tokyo = srv.register("vw-tokyo", group="vw", timezone="Asia/Tokyo")
+        utc = srv.register("vw-utc", group="vw")
+        create(srv, {"id": "vw1", "release_id": "v2", "strategy": "immediate",
+                     "filters": {"group": "vw"}, "window": {"start": "02:00", "end": "06:00"}})
+        act(srv, "vw1", "approve")
+        act(srv, "vw1", "start")
+        clock = lambda: srv.admin("GET", "/api/v1/admin/clock")[2]  # noqa: E731
+        assert clock()["next_deadline_ms"] == t0 + 9 * hour  # 02:00 in Tokyo
+        assert checkin(srv, "vw-tokyo", tokyo) is None
+        st, _, b = srv.admin("POST", "/api/v1/admin/clock", {"advance_to_ms": t0 + 9 * hour})
+        assert st == 200 and b["next_deadline_ms"] == t0 + 9 * hour, b  # open now
+        assert checkin(srv, "vw-tokyo", tokyo)["update_id"] == "vw1-vw-tokyo"
+        assert checkin(srv, "vw-utc", utc) is None
+        assert clock()["next_deadline_ms"] == t0 + 18 * hour  # 02:00 UTC tomorrow
+        srv.admin("POST", "/api/v1/admin/clock", {"advance_to_ms": t0 + 18 * hour})
+        assert checkin(srv, "vw-utc", utc)["update_id"] == "vw1-vw-utc"
+    finally:
+        srv.stop()

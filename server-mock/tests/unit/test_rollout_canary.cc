@@ -340,17 +340,26 @@ TEST(RolloutWindow, OffersOnlyInsideTheLocalWindow)
     // Nothing pending is due before the first window of the three opens:
     // India 02:00 = 20:30 UTC the day before... from 00:30 UTC: Berlin's
     // 01:00 UTC comes first.
-    const char *tz[] = {"Europe/Berlin", "", "+05:30"};
-    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), tz, 3, t), kMidnight + kHour);
-    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), tz, 3, kMidnight + kHour),
+    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), 3, t), kMidnight + kHour);
+    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), 3, kMidnight + kHour),
               kMidnight + kHour);
     // Berlin offered and gone: UTC's 02:00 is next.
     otasrv_device_info in = devs[0].info();
     otasrv_rollout_decision d;
     otasrv_rollout_checkin(r.get(), &in, &rows[0], kMidnight + kHour, &d);
     EXPECT_EQ(d.why, OTASRV_WHY_NEW);
-    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), tz, 3, kMidnight + kHour + 1),
+    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), 3, kMidnight + kHour + 1),
               kMidnight + 2 * kHour);
+    EXPECT_EQ(otasrv_rollout_next_deadline(r.get(), rows.data(), 3, kMidnight + kHour + 1),
+              kMidnight + 2 * kHour);
+    // The zone a device checks in with is the one its row keeps: UTC moves
+    // to +05:30, whose window (20:30 UTC) is the next opening now.
+    devs[1].tz = "+05:30";
+    in = devs[1].info();
+    otasrv_rollout_checkin(r.get(), &in, &rows[1], kMidnight + kHour + 2, &d);
+    EXPECT_EQ(d.why, OTASRV_WHY_OUTSIDE_WINDOW);
+    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), 3, kMidnight + kHour + 3),
+              kMidnight + 20 * kHour + kHour / 2);
 }
 
 TEST(RolloutWindow, CrossesMidnightAndFollowsDaylightSaving)
@@ -416,7 +425,7 @@ TEST(RolloutWindow, OffsetsAreCheapAtAHundredThousandDevices)
 }
 
 // A stage's delay_ms holds the next stage back even when it passed, and
-// due_next tells a virtual clock when to come back.
+// next_deadline tells a virtual clock when to come back.
 TEST(RolloutDelay, NextStageWaitsForTheDelayAndDueNextSaysWhen)
 {
     std::vector<Dev> devs(10);
@@ -427,7 +436,7 @@ TEST(RolloutDelay, NextStageWaitsForTheDelayAndDueNextSaysWhen)
     auto rows = start(r.get(), devs);
     ota_err err = {};
     int64_t t = kMidnight + 60000;
-    EXPECT_EQ(otasrv_rollout_due_next(r.get(), rows.data(), nullptr, rows.size(), t), -1);
+    EXPECT_EQ(otasrv_rollout_next_deadline(r.get(), rows.data(), rows.size(), t), INT64_MAX);
     for (auto &row : rows) {
         if (row.stage != 0)
             continue;
@@ -440,7 +449,7 @@ TEST(RolloutDelay, NextStageWaitsForTheDelayAndDueNextSaysWhen)
     }
     otasrv_rollout_tick(r.get(), rows.data(), rows.size(), t + 60000, nullptr);
     EXPECT_EQ(r->stage, 0); // passed, but the delay runs from the start
-    EXPECT_EQ(otasrv_rollout_due_next(r.get(), rows.data(), nullptr, rows.size(), t + 60000),
+    EXPECT_EQ(otasrv_rollout_next_deadline(r.get(), rows.data(), rows.size(), t + 60000),
               kMidnight + kHour);
     // the status keeps the opening time across a restart
     json_t *j = nullptr;
@@ -455,9 +464,8 @@ TEST(RolloutDelay, NextStageWaitsForTheDelayAndDueNextSaysWhen)
     otasrv_rollout_tick(r2.get(), rows.data(), rows.size(), kMidnight + kHour, nullptr);
     EXPECT_EQ(r2->stage, 1);
     EXPECT_EQ(r2->stage_opened_ms, kMidnight + kHour);
-    EXPECT_EQ(
-        otasrv_rollout_due_next(r2.get(), rows.data(), nullptr, rows.size(), kMidnight + kHour),
-        -1);
+    EXPECT_EQ(otasrv_rollout_next_deadline(r2.get(), rows.data(), rows.size(), kMidnight + kHour),
+              INT64_MAX);
 
     // Without a delay the stage opens at the first tick after it passed.
     Rollout r3 = make("{\"id\":\"dl\",\"release_id\":\"app-2.0.0\",\"strategy\":\"staged\","
@@ -476,8 +484,8 @@ TEST(RolloutDelay, NextStageWaitsForTheDelayAndDueNextSaysWhen)
     EXPECT_EQ(r3->stage, 1);
 }
 
-// due_next also answers the window: the earliest of the two.
-TEST(RolloutDelay, DueNextIsTheEarliestOfWindowAndDelay)
+// next_deadline also answers the window.
+TEST(RolloutDelay, NextDeadlineHasTheWindowsOpening)
 {
     std::vector<Dev> devs(4);
     for (size_t i = 0; i < devs.size(); i++)
@@ -485,11 +493,23 @@ TEST(RolloutDelay, DueNextIsTheEarliestOfWindowAndDelay)
     Rollout r = make("{\"id\":\"dw\",\"release_id\":\"app-2.0.0\",\"strategy\":\"immediate\","
                      "\"window\":{\"start\":\"03:00\",\"end\":\"04:00\"}}");
     auto rows = start(r.get(), devs);
-    EXPECT_EQ(otasrv_rollout_due_next(r.get(), rows.data(), nullptr, rows.size(), kMidnight),
+    EXPECT_EQ(otasrv_rollout_next_deadline(r.get(), rows.data(), rows.size(), kMidnight),
               kMidnight + 3 * kHour);
-    EXPECT_EQ(otasrv_rollout_due_next(r.get(), rows.data(), nullptr, rows.size(),
-                                      kMidnight + 3 * kHour + 5),
-              kMidnight + 3 * kHour + 5);
+    EXPECT_EQ(
+        otasrv_rollout_next_deadline(r.get(), rows.data(), rows.size(), kMidnight + 3 * kHour + 5),
+        kMidnight + 3 * kHour + 5);
+    // with a report timeout too: the earliest of both
+    Rollout r2 = make("{\"id\":\"dw\",\"release_id\":\"app-2.0.0\",\"strategy\":\"immediate\","
+                      "\"report_timeout_ms\":600000,"
+                      "\"window\":{\"start\":\"03:00\",\"end\":\"04:00\"}}");
+    auto rows2 = start(r2.get(), devs);
+    otasrv_device_info in = devs[0].info();
+    otasrv_rollout_decision d;
+    otasrv_rollout_checkin(r2.get(), &in, &rows2[0], kMidnight + 3 * kHour, &d);
+    ASSERT_EQ(d.why, OTASRV_WHY_NEW);
+    EXPECT_EQ(
+        otasrv_rollout_next_deadline(r2.get(), rows2.data(), rows2.size(), kMidnight + 4 * kHour),
+        kMidnight + 3 * kHour + 600000); // overdue timeout before the next day's window
 }
 
 } // namespace

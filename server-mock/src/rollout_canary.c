@@ -427,27 +427,44 @@ int64_t otasrv_rollout_window_opens(const struct otasrv_rollout_window *w, const
     return t;
 }
 
+/* The first instant after now_ms at which the window opens in zone tz: a
+ * window open at now_ms opens next after it closes. */
+static int64_t opens_after(const struct otasrv_rollout_window *w, const char *tz, int64_t now_ms)
+{
+    int64_t t = now_ms;
+
+    for (int i = 0; i < 4 && otasrv_rollout_window_open(w, tz, t); i++) {
+        int m = local_minute(tz, t);
+        t = floor_div(t, 60000) * 60000 + (int64_t)((w->end_min - m + 1440) % 1440) * 60000;
+    }
+    return otasrv_rollout_window_opens(w, tz, t == now_ms ? now_ms + 1 : t);
+}
+
 int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
                                    const struct otasrv_rollout_device *devs, size_t n,
                                    int64_t now_ms)
 {
+    /* Rows keep interned zones: one computation per zone (a fleet has few). */
+    enum { NSEEN = 64 };
+    const char *seen[NSEEN];
+    int n_seen = 0;
     int64_t best = -1;
-    const char *last = NULL;
-    int have_last = 0;
 
     if (!r->def.window.enabled || r->state != OTASRV_ROLLOUT_RUNNING)
         return -1;
-    for (size_t i = 0; i < n && best != now_ms; i++) {
+    for (size_t i = 0; i < n; i++) {
         const struct otasrv_rollout_device *d = &devs[i];
+        int known = 0;
         int64_t t;
         if (d->state != OTASRV_RDEV_PENDING || d->stage < 0 || d->stage > r->stage)
             continue;
-        const char *z = d->tz ? d->tz : "";
-        if (have_last && strcmp(z, last) == 0)
-            continue; /* the zone just computed: same answer */
-        t = otasrv_rollout_window_opens(&r->def.window, z, now_ms);
-        last = z;
-        have_last = 1;
+        for (int k = 0; k < n_seen && !known; k++)
+            known = seen[k] == d->tz;
+        if (known)
+            continue;
+        if (n_seen < NSEEN)
+            seen[n_seen++] = d->tz;
+        t = opens_after(&r->def.window, d->tz, now_ms);
         if (best < 0 || t < best)
             best = t;
     }

@@ -591,11 +591,13 @@ int otasrv_rollout_window_open(const struct otasrv_rollout_window *w, const char
 int64_t otasrv_rollout_window_opens(const struct otasrv_rollout_window *w, const char *tz,
                                     int64_t now_ms);
 
-/* The earliest instant >= now_ms at which some device of an open stage
- * that is still pending is inside the window (now_ms if one is already),
- * in its row's zone (devs[i].tz). -1 when nothing of the kind is due: the
- * rollout is not running, has no window, or no pending device in an open
- * stage. O(n); part of otasrv_rollout_next_deadline. */
+/* The first instant after now_ms at which the window opens for some
+ * device of an open stage that is still pending, in its row's zone
+ * (devs[i].tz; for a device whose window is open at now_ms, its next
+ * opening after that window closes: an open window makes nothing due, the
+ * device's check-in does). -1 when the rollout is not running, has no
+ * window, or no pending device in an open stage. O(n), one zone
+ * computation per distinct zone; part of otasrv_rollout_next_deadline. */
 int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
                                    const struct otasrv_rollout_device *devs, size_t n,
                                    int64_t now_ms);

@@ -187,11 +187,13 @@ def test_window_openings_drive_the_virtual_clock(rworld, tmp_path):
         assert clock()["next_deadline_ms"] == t0 + 9 * hour  # 02:00 in Tokyo
         assert checkin(srv, "vw-tokyo", tokyo) is None
         st, _, b = srv.admin("POST", "/api/v1/admin/clock", {"advance_to_ms": t0 + 9 * hour})
-        assert st == 200 and b["next_deadline_ms"] == t0 + 9 * hour, b  # open now
+        # Tokyo's window is open: nothing due for it until tomorrow; UTC's comes next
+        assert st == 200 and b["next_deadline_ms"] == t0 + 18 * hour, b
         assert checkin(srv, "vw-tokyo", tokyo)["update_id"] == "vw1-vw-tokyo"
         assert checkin(srv, "vw-utc", utc) is None
         assert clock()["next_deadline_ms"] == t0 + 18 * hour  # 02:00 UTC tomorrow
         srv.admin("POST", "/api/v1/admin/clock", {"advance_to_ms": t0 + 18 * hour})
         assert checkin(srv, "vw-utc", utc)["update_id"] == "vw1-vw-utc"
+        assert clock()["next_deadline_ms"] is None  # nobody pending
     finally:
         srv.stop()

@@ -337,12 +337,14 @@ TEST(RolloutWindow, OffersOnlyInsideTheLocalWindow)
     EXPECT_EQ(decide(1, kMidnight + 2 * kHour), OTASRV_WHY_NEW);
     EXPECT_EQ(decide(0, kMidnight + 5 * kHour), OTASRV_WHY_OUTSIDE_WINDOW);  // 06:00 Berlin
     EXPECT_EQ(decide(2, kMidnight - 3 * kHour - kHour / 2), OTASRV_WHY_NEW); // 02:00 India
-    // Nothing pending is due before the first window of the three opens:
-    // India 02:00 = 20:30 UTC the day before... from 00:30 UTC: Berlin's
-    // 01:00 UTC comes first.
+    // The next window opening: from 00:30 UTC, Berlin's (01:00 UTC); from
+    // 01:00 UTC, Berlin's is open (nothing due for it until tomorrow) and
+    // UTC's 02:00 comes before India's 20:30 UTC.
     EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), 3, t), kMidnight + kHour);
-    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), 3, kMidnight + kHour),
+    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), 3, kMidnight + kHour - 1),
               kMidnight + kHour);
+    EXPECT_EQ(otasrv_rollout_window_next(r.get(), rows.data(), 3, kMidnight + kHour),
+              kMidnight + 2 * kHour);
     // Berlin offered and gone: UTC's 02:00 is next.
     otasrv_device_info in = devs[0].info();
     otasrv_rollout_decision d;
@@ -495,9 +497,11 @@ TEST(RolloutDelay, NextDeadlineHasTheWindowsOpening)
     auto rows = start(r.get(), devs);
     EXPECT_EQ(otasrv_rollout_next_deadline(r.get(), rows.data(), rows.size(), kMidnight),
               kMidnight + 3 * kHour);
+    // open now: the next opening is tomorrow's (an offline device never
+    // keeps the deadline at now)
     EXPECT_EQ(
         otasrv_rollout_next_deadline(r.get(), rows.data(), rows.size(), kMidnight + 3 * kHour + 5),
-        kMidnight + 3 * kHour + 5);
+        kMidnight + 27 * kHour);
     // with a report timeout too: the earliest of both
     Rollout r2 = make("{\"id\":\"dw\",\"release_id\":\"app-2.0.0\",\"strategy\":\"immediate\","
                       "\"report_timeout_ms\":600000,"

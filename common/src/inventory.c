@@ -66,8 +66,7 @@ int ota_timezone_valid(const char *s)
     for (p = s, start = s;; p++) {
         if (*p == '/' || *p == '\0') {
             size_t len = (size_t)(p - start);
-            if (len == 0 || (len == 1 && start[0] == '.') ||
-                (len == 2 && start[0] == '.' && start[1] == '.'))
+            if (len == 0) /* "a//b", "a/" ('.' is not in the alphabet: no "..") */
                 return 0;
             if (!*p)
                 return 1;

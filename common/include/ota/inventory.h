@@ -21,8 +21,9 @@ int ota_attr_key_valid(const char *s);
 int ota_attr_value_valid(const char *s);
 
 /* A time zone: "UTC", "Z", a fixed offset "+HH:MM" / "-HH:MM" (up to 14:00),
- * or an IANA name: 1..64 bytes of [A-Za-z0-9_+-/], components separated by
- * single '/', none of them "." or "..", not starting with '/' or '-'.
+ * or an IANA name: 1..64 bytes of [A-Za-z0-9_+-/], non-empty components
+ * separated by single '/' (no '.': nothing like ".."), not starting with
+ * '/', '-' or '+'.
  * 1 if s is one of them. */
 int ota_timezone_valid(const char *s);
 /* A fixed offset's seconds east of UTC in *ret_s: 1 for "UTC", "Z" and

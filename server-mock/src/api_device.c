@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ota/inventory.h"
 #include "ota/json.h"
 #include "ota/manifest.h"
 #include "otasrv/api.h"
 #include "otasrv/events.h"
 #include "otasrv/files.h"
 #include "otasrv/api_rollouts.h"
+#include "otasrv/tz.h"
 
 #define FIELD_MAX 64
 
@@ -96,10 +98,54 @@ static int opt_tags(const json_t *o, char **ret, struct ota_err *err)
     return *ret ? 0 : ota_err_set(err, ENOMEM, "out of memory");
 }
 
+/* Optional attributes object (docs/protocol.md "Register"), as compact
+ * JSON text with sorted keys (malloc'ed) in *ret; NULL if absent. */
+static int opt_attributes(const json_t *o, char **ret, struct ota_err *err)
+{
+    const json_t *v = json_object_get(o, "attributes");
+    const char *k;
+    json_t *x;
+
+    *ret = NULL;
+    if (!v)
+        return 0;
+    if (!json_is_object(v) || json_object_size(v) > OTA_ATTR_MAX)
+        return ota_err_set(err, EINVAL, "field attributes: an object of at most %d strings",
+                           OTA_ATTR_MAX);
+    json_object_foreach((json_t *)v, k, x)
+    {
+        if (!ota_attr_key_valid(k))
+            return ota_err_set(err, EINVAL,
+                               "field attributes: key '%.40s' is not 1..%d of [a-z0-9_]", k,
+                               OTA_ATTR_KEY_MAX);
+        if (!json_is_string(x) || strlen(json_string_value(x)) != json_string_length(x) ||
+            !ota_attr_value_valid(json_string_value(x)))
+            return ota_err_set(err, EINVAL,
+                               "field attributes.%s: a string of at most %d printable characters",
+                               k, OTA_ATTR_VALUE_MAX);
+    }
+    *ret = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    return *ret ? 0 : ota_err_set(err, ENOMEM, "out of memory");
+}
+
+/* Optional timezone: "" (none), a fixed offset or a zone this system knows. */
+static int opt_timezone(const json_t *o, const char **ret, struct ota_err *err)
+{
+    int r = opt_str(o, "timezone", OTA_TZ_MAX, ret, err);
+
+    if (r < 0 || !*ret)
+        return r;
+    if (!otasrv_tz_known(*ret))
+        return ota_err_set(err, EINVAL,
+                           "field timezone: '%s' is not UTC, +HH:MM, -HH:MM or a known IANA zone",
+                           *ret);
+    return 0;
+}
+
 /* Inventory fields of a register or checkin body into inv (strings point
- * into o or into the malloc'ed *tags, *versions, *slots). */
+ * into o or into the malloc'ed *tags, *versions, *slots, *attrs). */
 static int parse_inventory(const json_t *o, struct otasrv_device_inv *inv, char **tags,
-                           char **versions, char **slots, struct ota_err *err)
+                           char **versions, char **slots, char **attrs, struct ota_err *err)
 {
     int r;
 
@@ -107,8 +153,10 @@ static int parse_inventory(const json_t *o, struct otasrv_device_inv *inv, char 
         (r = opt_str(o, "group", FIELD_MAX, &inv->group, err)) < 0 ||
         (r = opt_str(o, "state", 32, &inv->state, err)) < 0 || (r = opt_tags(o, tags, err)) < 0 ||
         (r = opt_kinds(o, "versions", versions, err)) < 0 ||
-        (r = opt_kinds(o, "slots", slots, err)) < 0)
+        (r = opt_kinds(o, "slots", slots, err)) < 0 || (r = opt_attributes(o, attrs, err)) < 0 ||
+        (r = opt_timezone(o, &inv->timezone, err)) < 0)
         return r;
+    inv->attributes = *attrs;
     inv->tags = *tags;
     inv->versions = *versions;
     inv->slots = *slots;
@@ -117,13 +165,13 @@ static int parse_inventory(const json_t *o, struct otasrv_device_inv *inv, char 
 
 static enum otasrv_result do_register(struct otasrv_req *req)
 {
-    static const char *const keys[] = {"device_id", "device_type", "group",
-                                       "tags",      "versions",    NULL};
+    static const char *const keys[] = {"device_id", "device_type", "group",    "tags",
+                                       "versions",  "attributes",  "timezone", NULL};
     struct otasrv_srv *srv = req->srv;
     struct otasrv_device_inv inv = {0};
     struct ota_err err = {0};
     char sha[65], token[65], token_sha[65];
-    char *tags = NULL, *versions = NULL, *slots = NULL;
+    char *tags = NULL, *versions = NULL, *slots = NULL, *attrs = NULL;
     const char *id;
     json_t *o = NULL;
     enum otasrv_result ret;
@@ -135,7 +183,7 @@ static enum otasrv_result do_register(struct otasrv_req *req)
     if (otasrv_body_object(req, &o, &ret) < 0)
         return ret;
     if (otasrv_check_keys(o, keys, &err) < 0 ||
-        parse_inventory(o, &inv, &tags, &versions, &slots, &err) < 0) {
+        parse_inventory(o, &inv, &tags, &versions, &slots, &attrs, &err) < 0) {
         ret = otasrv_reply_error(req, 400, "%s", err.reason);
         goto out;
     }
@@ -168,6 +216,7 @@ out:
     free(tags);
     free(versions);
     free(slots);
+    free(attrs);
     json_decref(o);
     return ret;
 }
@@ -234,12 +283,12 @@ out:
 
 static enum otasrv_result do_checkin(struct otasrv_req *req, const char *id)
 {
-    static const char *const keys[] = {"device_type", "group", "state", "versions",
-                                       "slots",       "tags",  NULL};
+    static const char *const keys[] = {"device_type", "group",      "state",    "versions", "slots",
+                                       "tags",        "attributes", "timezone", NULL};
     struct otasrv_device_inv inv = {0};
     struct otasrv_device_brief brief;
     struct ota_err err = {0};
-    char *tags = NULL, *versions = NULL, *slots = NULL;
+    char *tags = NULL, *versions = NULL, *slots = NULL, *attrs = NULL;
     json_t *o = NULL, *offer = NULL;
     enum otasrv_result ret;
     int r;
@@ -247,7 +296,7 @@ static enum otasrv_result do_checkin(struct otasrv_req *req, const char *id)
     if (device_auth(req, id, &ret) < 0 || otasrv_body_object(req, &o, &ret) < 0)
         return ret;
     if (otasrv_check_keys(o, keys, &err) < 0 ||
-        parse_inventory(o, &inv, &tags, &versions, &slots, &err) < 0) {
+        parse_inventory(o, &inv, &tags, &versions, &slots, &attrs, &err) < 0) {
         ret = otasrv_reply_error(req, 400, "%s", err.reason);
         goto out;
     }
@@ -263,6 +312,7 @@ out:
     free(tags);
     free(versions);
     free(slots);
+    free(attrs);
     json_decref(o);
     return ret;
 }

@@ -83,11 +83,20 @@ static void release_kind(struct otasrv_srv *srv, const char *rid, char *kind, si
     otasrv_release_free(rel);
 }
 
+/* Room for the borrowed arrays of a struct otasrv_device_info. */
+struct info_room {
+    const char *tags[32];
+    const char *akeys[OTASRV_ROLLOUT_MAX_ATTRS];
+    const char *avals[OTASRV_ROLLOUT_MAX_ATTRS];
+};
+
 /* The engine's view of a stored device object (strings borrowed from dev). */
-static void device_info(const json_t *dev, const char *kind, const char *tags[32],
+static void device_info(const json_t *dev, const char *kind, struct info_room *room,
                         struct otasrv_device_info *info)
 {
     const json_t *t = json_object_get(dev, "tags");
+    const char **tags = room->tags;
+    const char *k;
     size_t i;
     json_t *x;
 
@@ -101,6 +110,16 @@ static void device_info(const json_t *dev, const char *kind, const char *tags[32
             tags[info->n_tags++] = json_string_value(x);
     }
     info->tags = tags;
+    json_object_foreach((json_t *)json_object_get(dev, "attributes"), k, x)
+    {
+        if (info->n_attrs < OTASRV_ROLLOUT_MAX_ATTRS && json_is_string(x)) {
+            room->akeys[info->n_attrs] = k;
+            room->avals[info->n_attrs++] = json_string_value(x);
+        }
+    }
+    info->attr_keys = room->akeys;
+    info->attr_values = room->avals;
+    info->timezone = json_string_value(json_object_get(dev, "timezone"));
     info->version =
         kind[0] ? json_string_value(json_object_get(json_object_get(dev, "versions"), kind)) : NULL;
 }
@@ -126,8 +145,8 @@ static int build_table(struct otasrv_srv *srv, const struct otasrv_rollout_def *
         json_array_foreach(devs, i, dev)
         {
             struct otasrv_device_info info;
-            const char *tags[32];
-            device_info(dev, kind, tags, &info);
+            struct info_room room;
+            device_info(dev, kind, &room, &info);
             if (!info.device_id || !otasrv_rollout_matches(def, &info, NULL))
                 continue;
             if (n == cap) {
@@ -140,8 +159,10 @@ static int build_table(struct otasrv_srv *srv, const struct otasrv_rollout_def *
                 }
                 v = nv;
             }
-            if (otasrv_rollout_device_init(def->id, info.device_id, &v[n], NULL) == 0)
+            if (otasrv_rollout_device_init(def->id, info.device_id, &v[n], NULL) == 0) {
+                otasrv_rollout_canary_prep(def, &info, &v[n]);
                 n++;
+            }
         }
         json_decref(page);
         if (got < (size_t)f.limit)
@@ -442,13 +463,13 @@ int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret, 
         struct otasrv_rollout_device *d = find_dev(ro, id);
         struct otasrv_rollout_decision dec;
         struct otasrv_device_info info;
-        const char *tags[32];
+        struct info_room room;
         char uid[160];
         int64_t now = otasrv_now_ms();
 
         if (!d || ro->r->state == OTASRV_ROLLOUT_DRAFT || ro->r->state == OTASRV_ROLLOUT_APPROVED)
             continue;
-        device_info(dev, ro->kind, tags, &info);
+        device_info(dev, ro->kind, &room, &info);
         changed = tick(m, ro, now);
         otasrv_rollout_checkin(ro->r, &info, d, now, &dec);
         if (dec.offer != OTASRV_OFFER_NONE) {

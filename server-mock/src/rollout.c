@@ -15,6 +15,7 @@
  *   has not tripped can always pass once its devices finish. */
 #include "otasrv/rollout.h"
 #include "rollout_impl.h"
+#include "otasrv/tz.h"
 #include "ota/json.h"
 #include "ota/version.h"
 
@@ -121,6 +122,11 @@ int otasrv_rollout_matches(const struct otasrv_rollout_def *def,
     for (int i = 0; i < f->n_tags; i++)
         if (!has_tag(info, f->tags[i]))
             return no(ret_reason, "the device lacks a tag the filter requires");
+    for (int i = 0; i < f->n_attrs; i++) {
+        const char *v = otasrv_device_attr(info, f->attr_keys[i]);
+        if (!v || strcmp(v, f->attr_values[i]) != 0)
+            return no(ret_reason, "an attribute differs from the filter's");
+    }
     if (f->version[0]) {
         int cmp = 0;
         if (!info->version || ota_version_cmp(info->version, f->version, &cmp) < 0)
@@ -234,6 +240,8 @@ int otasrv_rollout_plan(struct otasrv_rollout *r, struct otasrv_rollout_device *
         batches |= def->stages[i].batch_size != 0;
     for (size_t i = 0; i < n; i++)
         devs[i].bucket = otasrv_rollout_bucket(def->id, devs[i].device_id);
+    if (otasrv_rollout_has_canary(def))
+        return otasrv_rollout_plan_canary(r, devs, n, err);
     if (!batches) {
         /* Percent stages only: a device's stage is a function of its bucket. */
         for (size_t i = 0; i < n; i++) {
@@ -315,7 +323,7 @@ static int stage_tripped(const struct otasrv_rollout *r, int k, char *why, size_
     return 0;
 }
 
-static int stage_passed(const struct otasrv_rollout *r, int k)
+int otasrv_rollout_stage_passed(const struct otasrv_rollout *r, int k)
 {
     const struct otasrv_rollout_stage *st = &r->def.stages[k];
     uint64_t ok = r->count[k][OTASRV_RDEV_SUCCESS];
@@ -395,6 +403,7 @@ static int act_start(struct otasrv_rollout *r, struct otasrv_rollout_device *dev
         change(r, OTASRV_ROLLOUT_SCHEDULED, now_ms, "");
     } else {
         r->started_ms = now_ms;
+        r->stage_opened_ms = now_ms;
         change(r, OTASRV_ROLLOUT_RUNNING, now_ms, "");
     }
     return 0;
@@ -534,6 +543,8 @@ static void decide_into(const struct otasrv_rollout *r, const struct otasrv_devi
         ret->why = OTASRV_WHY_LATER_STAGE;
     else if (info && !otasrv_rollout_matches(&r->def, info, NULL))
         ret->why = OTASRV_WHY_FILTERED;
+    else if (!otasrv_rollout_window_open(&r->def.window, info ? info->timezone : NULL, now_ms))
+        ret->why = OTASRV_WHY_OUTSIDE_WINDOW;
     else if (r->def.max_concurrent &&
              r->total[OTASRV_RDEV_OFFERED] + r->total[OTASRV_RDEV_IN_PROGRESS] >=
                  r->def.max_concurrent)
@@ -559,6 +570,8 @@ void otasrv_rollout_checkin(struct otasrv_rollout *r, const struct otasrv_device
     decide_into(r, info, d, now_ms, ret_decision);
     if (!d)
         return;
+    if (info)
+        d->tz = otasrv_tz_intern(info->timezone); /* for the window's deadlines */
     if (ret_decision->why == OTASRV_WHY_NEW) {
         set_state(r, d, OTASRV_RDEV_OFFERED);
         d->offered_ms = now_ms;
@@ -696,9 +709,11 @@ static void advance(struct otasrv_rollout *r, int64_t now_ms)
     uint32_t open = 0;
     char reason[OTASRV_ROLLOUT_REASON_MAX];
 
-    while (r->stage < r->def.n_stages - 1 && stage_passed(r, r->stage)) {
+    while (r->stage < r->def.n_stages - 1 && otasrv_rollout_stage_passed(r, r->stage) &&
+           now_ms >= r->stage_opened_ms + r->def.stages[r->stage].delay_ms) {
         r->stage++;
         r->changed_ms = now_ms;
+        r->stage_opened_ms = now_ms;
         snprintf(reason, sizeof(reason), "stage %d passed: stage %d opened", r->stage - 1,
                  r->stage);
         ota_strlcpy(r->reason, reason, sizeof(r->reason));
@@ -731,6 +746,7 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
     otasrv_rollout_recount(r, devs, n);
     if (r->state == OTASRV_ROLLOUT_SCHEDULED && now_ms >= r->def.start_at_ms) {
         r->started_ms = now_ms;
+        r->stage_opened_ms = now_ms;
         change(r, OTASRV_ROLLOUT_RUNNING, now_ms, "start time reached");
     }
     if (r->state == OTASRV_ROLLOUT_RUNNING || r->state == OTASRV_ROLLOUT_PAUSED)
@@ -751,15 +767,18 @@ int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
                                      const struct otasrv_rollout_device *devs, size_t n,
                                      int64_t now_ms)
 {
-    int64_t min = INT64_MAX, limit = r->def.report_timeout_ms;
+    int64_t min = INT64_MAX, limit = r->def.report_timeout_ms, t;
 
-    (void)now_ms; /* for deadlines relative to now (maintenance windows) */
     if (r->state == OTASRV_ROLLOUT_SCHEDULED)
         return r->def.start_at_ms;
     if (r->state != OTASRV_ROLLOUT_RUNNING && r->state != OTASRV_ROLLOUT_PAUSED)
         return INT64_MAX;
+    if ((t = otasrv_rollout_delay_next(r, now_ms)) >= 0)
+        min = t;
+    if (devs && (t = otasrv_rollout_window_next(r, devs, n, now_ms)) >= 0 && t < min)
+        min = t;
     if (limit <= 0 || !devs)
-        return INT64_MAX;
+        return min;
     for (size_t i = 0; i < n; i++) {
         const struct otasrv_rollout_device *d = &devs[i];
         if (in_flight(d->state) && d->last_ms + limit < min)

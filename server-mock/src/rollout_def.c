@@ -71,6 +71,7 @@ const char *const otasrv_why_names[OTASRV_WHY_MAX] = {
     [OTASRV_WHY_ENDED] = "ended",
     [OTASRV_WHY_MAX_CONCURRENT] = "max_concurrent",
     [OTASRV_WHY_DONE] = "done",
+    [OTASRV_WHY_OUTSIDE_WINDOW] = "outside_window",
 };
 
 const char *const otasrv_report_names[OTASRV_REPORT_MAX] = {
@@ -153,6 +154,9 @@ static int validate_stage(const struct otasrv_rollout_stage *st, int i, uint32_t
     if (st->max_failures < -1)
         return ota_err_set(err, EINVAL, "stages[%d].max_failures: %" PRId64 " is negative", i,
                            st->max_failures);
+    if (st->delay_ms < 0 || st->delay_ms > INT64_MAX / 2)
+        return ota_err_set(err, EINVAL, "stages[%d].delay_ms: %" PRId64 " is out of range", i,
+                           st->delay_ms);
     return 0;
 }
 
@@ -257,7 +261,7 @@ int otasrv_rollout_def_validate(const struct otasrv_rollout_def *def, struct ota
         return ota_err_set(err, EINVAL, "start_at_ms: a scheduled rollout needs a start time");
     if (def->auto_rollback && !def->previous_release_id[0])
         return ota_err_set(err, EINVAL, "auto_rollback: needs previous_release_id");
-    return 0;
+    return otasrv_rollout_extras_validate(def, err);
 }
 
 void otasrv_rollout_def_clear(struct otasrv_rollout_def *def)
@@ -290,21 +294,33 @@ int otasrv_rollout_sort_devices(struct otasrv_rollout_def *def, struct ota_err *
 /* ---- definition JSON ---- */
 
 static const char *const def_keys[] = {
-    "id",          "name",       "release_id",    "previous_release_id", "strategy",
-    "stages",      "devices",    "filters",       "max_concurrent",      "report_timeout_ms",
-    "start_at_ms", "auto_pause", "auto_rollback",
+    "id",
+    "name",
+    "release_id",
+    "previous_release_id",
+    "strategy",
+    "stages",
+    "devices",
+    "filters",
+    "max_concurrent",
+    "report_timeout_ms",
+    "start_at_ms",
+    "auto_pause",
+    "auto_rollback",
+    "canary",
+    "window",
 };
 static const char *const stage_keys[] = {
-    "percent", "batch_size", "success_threshold", "failure_threshold", "max_failures",
+    "percent", "batch_size", "success_threshold", "failure_threshold", "max_failures", "delay_ms",
 };
 static const char *const filter_keys[] = {
-    "device_type", "group", "tags", "current_version", "version_operator",
+    "device_type", "group", "tags", "current_version", "version_operator", "attributes",
 };
 
 static int parse_stage(const json_t *v, int i, struct otasrv_rollout_stage *st, struct ota_err *err)
 {
     char where[32];
-    int64_t percent = 0, batch = 0, success = -1, failure = -1, maxf = -1;
+    int64_t percent = 0, batch = 0, success = -1, failure = -1, maxf = -1, delay = 0;
     int r;
 
     snprintf(where, sizeof(where), "stages[%d]", i);
@@ -321,6 +337,8 @@ static int parse_stage(const json_t *v, int i, struct otasrv_rollout_stage *st, 
         r = opt_int(v, where, "failure_threshold", 0, 100, &failure, err);
     if (r >= 0)
         r = opt_int(v, where, "max_failures", 0, INT64_MAX, &maxf, err);
+    if (r >= 0)
+        r = opt_int(v, where, "delay_ms", 0, INT64_MAX / 2, &delay, err);
     if (r < 0)
         return r;
     /* Strict by default: any failure trips, and a stage passes when all its
@@ -334,6 +352,7 @@ static int parse_stage(const json_t *v, int i, struct otasrv_rollout_stage *st, 
     st->success_threshold = (uint32_t)success;
     st->failure_threshold = (uint32_t)failure;
     st->max_failures = maxf;
+    st->delay_ms = delay;
     return 0;
 }
 
@@ -421,6 +440,8 @@ static int parse_filters(const json_t *obj, struct otasrv_rollout_filter *f, str
         r = opt_str(fo, "filters", "current_version", f->version, sizeof(f->version), err);
     if (r >= 0)
         r = opt_str(fo, "filters", "version_operator", op, sizeof(op), err);
+    if (r >= 0)
+        r = otasrv_rollout_attrs_parse(fo, f, err);
     if (r < 0)
         return r;
     if (json_object_get(fo, "version_operator")) {
@@ -508,6 +529,8 @@ static int parse_def(const json_t *obj, struct otasrv_rollout_def *def, struct o
     if (r >= 0)
         r = opt_bool(obj, "auto_rollback", &def->auto_rollback, err);
     if (r >= 0)
+        r = otasrv_rollout_extras_parse(obj, def, err);
+    if (r >= 0)
         r = otasrv_rollout_def_validate(def, err);
     if (r >= 0)
         r = otasrv_rollout_sort_devices(def, err);
@@ -560,6 +583,8 @@ int otasrv_rollout_to_json(const struct otasrv_rollout_def *def, json_t **ret)
         put(s, "failure_threshold", json_integer(st->failure_threshold), &bad);
         if (st->max_failures >= 0)
             put(s, "max_failures", json_integer(st->max_failures), &bad);
+        if (st->delay_ms > 0)
+            put(s, "delay_ms", json_integer(st->delay_ms), &bad);
         append(stages, s, &bad);
     }
     put(obj, "stages", stages, &bad);
@@ -584,6 +609,7 @@ int otasrv_rollout_to_json(const struct otasrv_rollout_def *def, json_t **ret)
         put(filters, "current_version", json_string(f->version), &bad);
         put(filters, "version_operator", json_string(otasrv_vop_names[f->version_op]), &bad);
     }
+    otasrv_rollout_extras_to_json(def, obj, filters, &bad);
     put(obj, "filters", filters, &bad);
     filters = NULL;
     put(obj, "max_concurrent", json_integer(def->max_concurrent), &bad);

@@ -114,6 +114,23 @@ static inline void append(json_t *arr, json_t *v, int *bad)
         *bad = 1;
 }
 
+/* rollout_canary.c: the "canary" and "window" fields and
+ * filters.attributes (parse into def, validate, write into obj/filters), and
+ * the first stage's make-up. */
+int otasrv_rollout_has_canary(const struct otasrv_rollout_def *def);
+int otasrv_rollout_extras_parse(const json_t *obj, struct otasrv_rollout_def *def,
+                                struct ota_err *err);
+int otasrv_rollout_attrs_parse(const json_t *fo, struct otasrv_rollout_filter *f,
+                               struct ota_err *err);
+int otasrv_rollout_extras_validate(const struct otasrv_rollout_def *def, struct ota_err *err);
+void otasrv_rollout_extras_to_json(const struct otasrv_rollout_def *def, json_t *obj,
+                                   json_t *filters, int *bad);
+int otasrv_rollout_plan_canary(struct otasrv_rollout *r, struct otasrv_rollout_device *devs,
+                               size_t n, struct ota_err *err);
+
+/* rollout.c: stage k has enough successes, or nothing left open. */
+int otasrv_rollout_stage_passed(const struct otasrv_rollout *r, int k);
+
 /* strcmp for qsort/bsearch over a definition's device ids. */
 int otasrv_rollout_cmp_str(const void *a, const void *b);
 

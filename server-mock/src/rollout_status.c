@@ -15,8 +15,18 @@
 
 static const char *const status_keys[] = {
     "state",       "stage",      "created_ms", "approved_ms", "started_ms",
-    "finished_ms", "changed_ms", "reason",     "fail_ack",
+    "finished_ms", "changed_ms", "reason",     "fail_ack",    "stage_opened_ms",
 };
+
+/* A stage with a delay: the open stage's opening time matters (written only
+ * then, so the status of a rollout without delays reads as it always did). */
+static int has_delay(const struct otasrv_rollout_def *def)
+{
+    for (int k = 0; k < def->n_stages; k++)
+        if (def->stages[k].delay_ms > 0)
+            return 1;
+    return 0;
+}
 
 int otasrv_rollout_status_to_json(const struct otasrv_rollout *r, json_t **ret)
 {
@@ -33,6 +43,8 @@ int otasrv_rollout_status_to_json(const struct otasrv_rollout *r, json_t **ret)
     put(obj, "started_ms", json_integer(r->started_ms), &bad);
     put(obj, "finished_ms", json_integer(r->finished_ms), &bad);
     put(obj, "changed_ms", json_integer(r->changed_ms), &bad);
+    if (has_delay(&r->def))
+        put(obj, "stage_opened_ms", json_integer(r->stage_opened_ms), &bad);
     put(obj, "reason", json_string(r->reason), &bad);
     for (int k = 0; k < r->def.n_stages; k++)
         append(ack, json_integer(r->fail_ack[k]), &bad);
@@ -53,9 +65,9 @@ int otasrv_rollout_status_from_json(const json_t *obj, struct otasrv_rollout *r,
 {
     struct ota_err tmp = {0};
     char state[32], reason[OTASRV_ROLLOUT_REASON_MAX] = "";
-    int64_t stage = 0, t[5] = {0};
-    static const char *const times[5] = {"created_ms", "approved_ms", "started_ms", "finished_ms",
-                                         "changed_ms"};
+    int64_t stage = 0, t[6] = {0};
+    static const char *const times[6] = {"created_ms",  "approved_ms", "started_ms",
+                                         "finished_ms", "changed_ms",  "stage_opened_ms"};
     uint32_t ack[OTASRV_ROLLOUT_MAX_STAGES] = {0};
     const json_t *arr;
     size_t i;
@@ -69,7 +81,7 @@ int otasrv_rollout_status_from_json(const json_t *obj, struct otasrv_rollout *r,
         rc = placed(ota_json_str(obj, "state", state, sizeof(state), &tmp), "status", &tmp, err);
     if (rc >= 0)
         rc = opt_int(obj, "status", "stage", 0, r->def.n_stages - 1, &stage, err);
-    for (int j = 0; j < 5 && rc >= 0; j++)
+    for (int j = 0; j < 6 && rc >= 0; j++)
         rc = opt_int(obj, "status", times[j], 0, INT64_MAX, &t[j], err);
     if (rc >= 0)
         rc = opt_str(obj, "status", "reason", reason, sizeof(reason), err);
@@ -98,6 +110,7 @@ int otasrv_rollout_status_from_json(const json_t *obj, struct otasrv_rollout *r,
     r->started_ms = t[2];
     r->finished_ms = t[3];
     r->changed_ms = t[4];
+    r->stage_opened_ms = t[5];
     memcpy(r->fail_ack, ack, sizeof(ack));
     ota_strlcpy(r->reason, reason, sizeof(r->reason));
     return 0;

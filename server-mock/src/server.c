@@ -7,6 +7,7 @@
  * are streamed to a file as they arrive. Too-large bodies are read and
  * dropped, then answered 413, so that clients see the answer; a declared
  * Content-Length past EARLY_413_BYTES is answered at once. */
+#include "otasrv/tz.h"
 #include "otasrv/server.h"
 
 #include <arpa/inet.h>
@@ -745,6 +746,7 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
     snprintf(srv->releases_dir, sizeof(srv->releases_dir), "%s/releases", srv->cfg.data_dir);
     if ((r = ota_fs_mkdirs(srv->releases_dir, err)) < 0)
         goto fail;
+    otasrv_tz_init(); /* before the first thread: see otasrv/tz.h */
     if ((r = otasrv_store_open(srv->cfg.db_path, srv->cfg.threads + 2, &srv->store, err)) < 0)
         goto fail;
     if ((r = setup_admin_token(srv, err)) < 0)

@@ -37,7 +37,8 @@ static const char SCHEMA[] =
     " versions TEXT NOT NULL DEFAULT '{}', slots TEXT NOT NULL DEFAULT '{}',"
     " state TEXT NOT NULL DEFAULT '', registered_ms INTEGER NOT NULL,"
     " reenrolled_ms INTEGER NOT NULL DEFAULT 0, last_checkin_ms INTEGER NOT NULL DEFAULT 0,"
-    " checkins INTEGER NOT NULL DEFAULT 0);"
+    " checkins INTEGER NOT NULL DEFAULT 0, attributes TEXT NOT NULL DEFAULT '{}',"
+    " tz TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS devices_token ON devices(token_sha256);"
     "CREATE TABLE IF NOT EXISTS releases("
     " id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL,"
@@ -56,6 +57,33 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS fault_applied("
     " device TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, applied INTEGER NOT NULL,"
     " first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, PRIMARY KEY(device, rule));";
+
+/* Columns added after the first schema, by the column that tells them
+ * apart: a store written by an older server gets them on open (their
+ * defaults are what an older agent's device has: no attributes, no zone). */
+static const char *const MIGRATIONS[][2] = {
+    {"attributes", "ALTER TABLE devices ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'"},
+    {"tz", "ALTER TABLE devices ADD COLUMN tz TEXT NOT NULL DEFAULT ''"},
+};
+
+static int migrate(struct otasrv_db *c, struct ota_err *err)
+{
+    for (size_t i = 0; i < sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]); i++) {
+        sqlite3_stmt *st = NULL;
+        int r = otasrv_db_prepare(c, "SELECT 1 FROM pragma_table_info('devices') WHERE name = ?",
+                                  &st, "schema", err);
+        if (r < 0)
+            return r;
+        otasrv_db_bind_text(st, 1, MIGRATIONS[i][0]);
+        r = otasrv_db_row(c, st, "schema", err);
+        sqlite3_finalize(st);
+        if (r == 0)
+            r = otasrv_db_exec(c, MIGRATIONS[i][1], err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
 
 static void *flusher_main(void *arg)
 {
@@ -149,6 +177,10 @@ int otasrv_store_open(const char *path, unsigned nconn, struct otasrv_store **re
         goto fail;
     if ((r = sqlite3_exec(s->writer.db, SCHEMA, NULL, NULL, NULL)) != SQLITE_OK) {
         r = ota_err_prefix(err, otasrv_db_fail(s->writer.db, r, "schema", err), "%s", path);
+        goto fail;
+    }
+    if ((r = migrate(&s->writer, err)) < 0) {
+        r = ota_err_prefix(err, r, "%s", path);
         goto fail;
     }
     for (unsigned i = 0; i < nconn; i++) {

@@ -115,7 +115,8 @@ void store_inv_set(struct dev *d, const char *const v[NINV])
 /* 1 if every field inv gives equals the cached one. */
 int store_inv_same(const struct dev *d, const struct otasrv_device_inv *inv)
 {
-    const char *v[NINV] = {inv->type, inv->group, inv->tags, inv->versions, inv->slots, inv->state};
+    const char *v[NINV] = {inv->type,  inv->group, inv->tags,       inv->versions,
+                           inv->slots, inv->state, inv->attributes, inv->timezone};
 
     for (int i = 0; i < NINV; i++)
         if (v[i] && strcmp(v[i], d->inv[i]) != 0)

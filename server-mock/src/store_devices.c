@@ -8,25 +8,26 @@
 
 static const char SQL_DEV_EXISTS[] = "SELECT 1 FROM devices WHERE id = ?";
 static const char SQL_DEV_INSERT[] =
-    "INSERT INTO devices(id, token_sha256, type, grp, tags, versions, registered_ms)"
-    " VALUES(?1, ?2, coalesce(?3, ''), coalesce(?4, ''), coalesce(?5, '[]'),"
-    " coalesce(?6, '{}'), ?7)";
+    "INSERT INTO devices(id, token_sha256, type, grp, tags, versions, registered_ms, attributes,"
+    " tz) VALUES(?1, ?2, coalesce(?3, ''), coalesce(?4, ''), coalesce(?5, '[]'),"
+    " coalesce(?6, '{}'), ?7, coalesce(?8, '{}'), coalesce(?9, ''))";
 static const char SQL_DEV_REENROLL[] =
     "UPDATE devices SET token_sha256 = ?2, type = coalesce(?3, type), grp = coalesce(?4, grp),"
-    " tags = coalesce(?5, tags), versions = coalesce(?6, versions), reenrolled_ms = ?7"
-    " WHERE id = ?1";
+    " tags = coalesce(?5, tags), versions = coalesce(?6, versions), reenrolled_ms = ?7,"
+    " attributes = coalesce(?8, attributes), tz = coalesce(?9, tz) WHERE id = ?1";
 static const char SQL_DEV_BY_TOKEN[] = "SELECT id FROM devices WHERE token_sha256 = ?";
 static const char SQL_DEV_CHECKIN[] =
     "UPDATE devices SET type = coalesce(?2, type), grp = coalesce(?3, grp),"
     " tags = coalesce(?4, tags), versions = coalesce(?5, versions),"
-    " slots = coalesce(?6, slots), state = coalesce(?7, state) WHERE id = ?1";
-static const char SQL_DEV_INV[] = "SELECT type, grp, tags, versions, slots, state,"
-                                  " last_checkin_ms, checkins FROM devices WHERE id = ?";
+    " slots = coalesce(?6, slots), state = coalesce(?7, state),"
+    " attributes = coalesce(?8, attributes), tz = coalesce(?9, tz) WHERE id = ?1";
+static const char SQL_DEV_INV[] = "SELECT type, grp, tags, versions, slots, state, attributes,"
+                                  " tz, last_checkin_ms, checkins FROM devices WHERE id = ?";
 static const char SQL_DEV_HB[] =
     "UPDATE devices SET last_checkin_ms = ?2, checkins = ?3 WHERE id = ?1";
 #define DEV_COLS                                                                                   \
     "id, type, grp, tags, versions, slots, state, registered_ms, reenrolled_ms, last_checkin_ms,"  \
-    " checkins"
+    " checkins, attributes, tz"
 static const char SQL_DEV_GET[] = "SELECT " DEV_COLS " FROM devices WHERE id = ?";
 
 int otasrv_store_device_register(struct otasrv_store *s, const char *id, const char *token_sha,
@@ -56,6 +57,8 @@ int otasrv_store_device_register(struct otasrv_store *s, const char *id, const c
     otasrv_db_bind_text(st, 5, inv->tags);
     otasrv_db_bind_text(st, 6, inv->versions);
     sqlite3_bind_int64(st, 7, now_ms);
+    otasrv_db_bind_text(st, 8, inv->attributes);
+    otasrv_db_bind_text(st, 9, inv->timezone);
     if ((r = otasrv_db_step_done(c, st, "register", err)) < 0) {
         goto rollback;
     }
@@ -154,8 +157,8 @@ static int dev_load(struct otasrv_store *s, struct otasrv_db *c, const char *id,
             if (d && (!d->inv_known || c == &s->writer))
                 store_inv_set(d, v);
             if (d && !d->hb_known) {
-                d->last_ms = sqlite3_column_int64(st, 6);
-                d->checkins = sqlite3_column_int64(st, 7);
+                d->last_ms = sqlite3_column_int64(st, NINV);
+                d->checkins = sqlite3_column_int64(st, NINV + 1);
                 d->hb_known = 1;
             }
         }
@@ -224,6 +227,8 @@ int otasrv_store_device_checkin(struct otasrv_store *s, const char *id,
     otasrv_db_bind_text(st, 5, inv->versions);
     otasrv_db_bind_text(st, 6, inv->slots);
     otasrv_db_bind_text(st, 7, inv->state);
+    otasrv_db_bind_text(st, 8, inv->attributes);
+    otasrv_db_bind_text(st, 9, inv->timezone);
     r = otasrv_db_step_done(c, st, "checkin", err);
     if (r == 0 && sqlite3_changes(c->db) == 0)
         r = ota_err_set(err, ENOENT, "no device %s", id);
@@ -323,15 +328,16 @@ static json_t *json_col(sqlite3_stmt *st, int i, const char *fallback)
 
 static json_t *device_row(sqlite3_stmt *st)
 {
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:I, s:I}", "device_id",
-                     otasrv_db_col_text(st, 0), "device_type", otasrv_db_col_text(st, 1), "group",
-                     otasrv_db_col_text(st, 2), "tags", json_col(st, 3, "[]"), "versions",
-                     json_col(st, 4, "{}"), "slots", json_col(st, 5, "{}"), "state",
-                     otasrv_db_col_text(st, 6), "registered_ms",
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:I, s:I, s:o, s:s}",
+                     "device_id", otasrv_db_col_text(st, 0), "device_type",
+                     otasrv_db_col_text(st, 1), "group", otasrv_db_col_text(st, 2), "tags",
+                     json_col(st, 3, "[]"), "versions", json_col(st, 4, "{}"), "slots",
+                     json_col(st, 5, "{}"), "state", otasrv_db_col_text(st, 6), "registered_ms",
                      (json_int_t)sqlite3_column_int64(st, 7), "reenrolled_ms",
                      (json_int_t)sqlite3_column_int64(st, 8), "last_checkin_ms",
                      (json_int_t)sqlite3_column_int64(st, 9), "checkins",
-                     (json_int_t)sqlite3_column_int64(st, 10));
+                     (json_int_t)sqlite3_column_int64(st, 10), "attributes", json_col(st, 11, "{}"),
+                     "timezone", otasrv_db_col_text(st, 12));
 }
 
 int otasrv_store_device_get(struct otasrv_store *s, const char *id, json_t **ret,

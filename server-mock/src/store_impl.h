@@ -15,7 +15,7 @@
 #include "otasrv/store.h"
 
 #define NBUCKET 65536 /* fixed: chains grow past that many devices */
-#define NINV    6     /* type, grp, tags, versions, slots, state */
+#define NINV    8     /* type, grp, tags, versions, slots, state, attributes, tz */
 
 struct dev {
     struct dev *next, *tnext, *dnext; /* by id, by token, dirty list */

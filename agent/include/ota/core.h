@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "ota/err.h"
+#include "ota/inventory.h"
 #include "ota/manifest.h"
 
 #ifdef __cplusplus
@@ -233,6 +234,12 @@ enum ota_source {
 };
 extern const char *const ota_source_names[OTA_SOURCE_MAX]; /* "fleet", "github" */
 
+/* One inventory attribute (docs/protocol.md "Register"). */
+struct ota_attr {
+    char key[OTA_ATTR_KEY_MAX + 1];
+    char value[OTA_ATTR_VALUE_MAX + 1];
+};
+
 struct ota_agent_config {
     enum ota_source source;
     char server_url[512];       /* base URL, no trailing slash */
@@ -241,17 +248,23 @@ struct ota_agent_config {
     char device_id[OTA_ID_LEN]; /* proposed id; the server may confirm it */
     char device_type[64];
     char group[64];
-    char pubkey_pem[4096];      /* Ed25519 public key, PEM text */
-    char rootfs_version[64];    /* version of the factory rootfs */
-    int64_t health_window_ms;   /* service must stay healthy this long */
-    int64_t health_interval_ms; /* probe period inside the window */
-    int64_t health_grace_ms;    /* a service not yet healthy may fail probes this long
-                                   after the restart (0: the first failure rolls back);
-                                   once healthy, any failure rolls back, and the commit
-                                   needs one healthy probe */
-    char health_url[512];       /* "" = no HTTP probe */
-    uint32_t max_resumes;       /* loop breaker */
-    uint32_t max_attempts;      /* download/verify attempts per update */
+    /* Inventory attributes and time zone, sent at registration and every
+     * check-in when set (n_attributes 0 / timezone "": not sent, the
+     * server keeps what it has). */
+    struct ota_attr attributes[OTA_ATTR_MAX];
+    int n_attributes;
+    char timezone[OTA_TZ_MAX + 1]; /* "" | UTC | +HH:MM | IANA name */
+    char pubkey_pem[4096];         /* Ed25519 public key, PEM text */
+    char rootfs_version[64];       /* version of the factory rootfs */
+    int64_t health_window_ms;      /* service must stay healthy this long */
+    int64_t health_interval_ms;    /* probe period inside the window */
+    int64_t health_grace_ms;       /* a service not yet healthy may fail probes this long
+                                      after the restart (0: the first failure rolls back);
+                                      once healthy, any failure rolls back, and the commit
+                                      needs one healthy probe */
+    char health_url[512];          /* "" = no HTTP probe */
+    uint32_t max_resumes;          /* loop breaker */
+    uint32_t max_attempts;         /* download/verify attempts per update */
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
     uint64_t checkpoint_bytes;      /* download bytes between durable checkpoints */

@@ -43,7 +43,18 @@ struct ota_inventory {
     const char *rootfs_version;
     const char *app_slot;
     const char *rootfs_slot;
+    const struct ota_attr *attributes; /* n_attributes of them; none: not sent */
+    size_t n_attributes;
+    const char *timezone; /* NULL or "": not sent */
 };
+
+/* Parses "key=value, key=value" (the config file's attributes; spaces
+ * around keys and values are dropped, so values cannot hold ',' or start or
+ * end with a space) into ret (OTA_ATTR_MAX entries), checking each key and
+ * value (ota/inventory.h), at most OTA_ATTR_MAX and no key twice. "" is no
+ * attributes. -EINVAL with the reason. */
+int ota_proto_parse_attributes(const char *text, struct ota_attr *ret, int *ret_n,
+                               struct ota_err *err) OTA_MUST;
 
 /* Bodies: malloc'ed JSON text in *ret. */
 int ota_proto_register_body(const struct ota_inventory *inv, char **ret) OTA_MUST;

@@ -10,6 +10,7 @@
 
 #include "ota/fsutil.h"
 #include "ota/json.h"
+#include "ota/protocol.h"
 
 enum vtype { T_STR, T_INT, T_BYTES };
 
@@ -41,6 +42,7 @@ static const struct key keys[] = {
     S("agent", "device_id", agent.device_id),
     S("agent", "device_type", agent.device_type),
     S("agent", "group", agent.group),
+    S("agent", "timezone", agent.timezone),
     S("agent", "public_key", public_key),
     S("agent", "database", database),
     I("agent", "poll_interval", poll_interval_s, 1, 1),
@@ -132,6 +134,16 @@ static int apply(struct ota_config *c, const char *path, int line, const char *s
             }
         return ota_err_set(err, EINVAL, "%s:%d: source must be fleet or github", path, line);
     }
+    if (strcmp(section, "agent") == 0 && strcmp(k, "attributes") == 0) {
+        int r = ota_proto_parse_attributes(v, c->agent.attributes, &c->agent.n_attributes, err);
+        return r < 0 ? ota_err_prefix(err, r, "%s:%d", path, line) : 0;
+    }
+    if (strcmp(section, "agent") == 0 && strcmp(k, "timezone") == 0 && v[0] &&
+        !ota_timezone_valid(v))
+        return ota_err_set(err, EINVAL,
+                           "%s:%d: timezone must be UTC, +HH:MM, -HH:MM or an IANA name like "
+                           "Europe/Berlin, not '%s'",
+                           path, line, v);
     if (strcmp(section, "service") == 0 && strcmp(k, "kind") == 0) {
         for (int i = 0; i < OTA_SERVICE_KIND_MAX; i++)
             if (strcmp(v, ota_service_kind_names[i]) == 0) {

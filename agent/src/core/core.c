@@ -365,6 +365,9 @@ static int device_inventory(struct ota_agent *a, struct ota_inventory *inv, char
     inv->rootfs_version = rootv;
     inv->app_slot = ota_slot_names[*app_slot];
     inv->rootfs_slot = ota_slot_names[*root_slot];
+    inv->attributes = a->cfg.attributes;
+    inv->n_attributes = a->cfg.n_attributes > 0 ? (size_t)a->cfg.n_attributes : 0;
+    inv->timezone = a->cfg.timezone;
     return 0;
 }
 

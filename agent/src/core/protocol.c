@@ -24,23 +24,107 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
+/* The attributes and time zone, when the device has them: a server older
+ * than them refuses unknown fields, so a device without them sends the
+ * body it always sent. NULL o passes through (jansson's ENOMEM). */
+static json_t *with_extras(json_t *o, const struct ota_inventory *inv)
+{
+    json_t *a;
+
+    if (!o)
+        return NULL;
+    if (inv->n_attributes) {
+        a = json_object();
+        if (!a || json_object_set_new(o, "attributes", a) < 0)
+            goto fail;
+        for (size_t i = 0; i < inv->n_attributes; i++)
+            if (json_object_set_new(a, inv->attributes[i].key,
+                                    json_string(inv->attributes[i].value)) < 0)
+                goto fail;
+    }
+    if (inv->timezone && inv->timezone[0] &&
+        json_object_set_new(o, "timezone", json_string(inv->timezone)) < 0)
+        goto fail;
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
 int ota_proto_register_body(const struct ota_inventory *inv, char **ret)
 {
-    return dump_and_free(json_pack("{s:s, s:s, s:s, s:[], s:{s:s, s:s}}", "device_id",
-                                   nz(inv->device_id), "device_type", nz(inv->device_type), "group",
-                                   nz(inv->group), "tags", "versions", "app", nz(inv->app_version),
-                                   "rootfs", nz(inv->rootfs_version)),
-                         ret);
+    return dump_and_free(
+        with_extras(json_pack("{s:s, s:s, s:s, s:[], s:{s:s, s:s}}", "device_id",
+                              nz(inv->device_id), "device_type", nz(inv->device_type), "group",
+                              nz(inv->group), "tags", "versions", "app", nz(inv->app_version),
+                              "rootfs", nz(inv->rootfs_version)),
+                    inv),
+        ret);
 }
 
 int ota_proto_checkin_body(const struct ota_inventory *inv, char **ret)
 {
-    return dump_and_free(json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "device_type",
-                                   nz(inv->device_type), "group", nz(inv->group), "state",
-                                   nz(inv->state), "versions", "app", nz(inv->app_version),
-                                   "rootfs", nz(inv->rootfs_version), "slots", "app",
-                                   nz(inv->app_slot), "rootfs", nz(inv->rootfs_slot)),
-                         ret);
+    return dump_and_free(
+        with_extras(json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "device_type",
+                              nz(inv->device_type), "group", nz(inv->group), "state",
+                              nz(inv->state), "versions", "app", nz(inv->app_version), "rootfs",
+                              nz(inv->rootfs_version), "slots", "app", nz(inv->app_slot), "rootfs",
+                              nz(inv->rootfs_slot)),
+                    inv),
+        ret);
+}
+
+/* [s, e) without the spaces around it, into buf (cap bytes); -1 if longer. */
+static int span(const char *s, const char *e, char *buf, size_t cap)
+{
+    while (s < e && isspace((unsigned char)*s))
+        s++;
+    while (e > s && isspace((unsigned char)e[-1]))
+        e--;
+    if ((size_t)(e - s) >= cap)
+        return -1;
+    memcpy(buf, s, (size_t)(e - s));
+    buf[e - s] = '\0';
+    return 0;
+}
+
+int ota_proto_parse_attributes(const char *text, struct ota_attr *ret, int *ret_n,
+                               struct ota_err *err)
+{
+    struct ota_attr a[OTA_ATTR_MAX];
+    const char *p = text, *end, *eq;
+    char key[OTA_ATTR_KEY_MAX + 2];
+    int n = 0;
+
+    while (*p && isspace((unsigned char)*p))
+        p++;
+    for (; *p; p = *end ? end + 1 : end) {
+        end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        eq = memchr(p, '=', (size_t)(end - p));
+        if (!eq)
+            return ota_err_set(err, EINVAL, "attributes: '%.*s' is not key=value",
+                               (int)(end - p > 40 ? 40 : end - p), p);
+        if (n == OTA_ATTR_MAX)
+            return ota_err_set(err, EINVAL, "attributes: more than %d", OTA_ATTR_MAX);
+        if (span(p, eq, key, sizeof(key)) < 0 || !ota_attr_key_valid(key))
+            return ota_err_set(err, EINVAL, "attributes: key '%.*s' is not 1..%d of [a-z0-9_]",
+                               (int)(eq - p > 40 ? 40 : eq - p), p, OTA_ATTR_KEY_MAX);
+        if (span(eq + 1, end, a[n].value, sizeof(a[n].value)) < 0 ||
+            !ota_attr_value_valid(a[n].value))
+            return ota_err_set(err, EINVAL,
+                               "attributes: the value of %s is not at most %d printable characters",
+                               key, OTA_ATTR_VALUE_MAX);
+        for (int i = 0; i < n; i++)
+            if (strcmp(a[i].key, key) == 0)
+                return ota_err_set(err, EINVAL, "attributes: %s is given twice", key);
+        memcpy(a[n].key, key, strlen(key) + 1);
+        n++;
+    }
+    memcpy(ret, a, (size_t)n * sizeof(a[0]));
+    *ret_n = n;
+    return 0;
 }
 
 int ota_proto_report_body(const struct ota_report *r, char **ret)

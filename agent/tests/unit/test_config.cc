@@ -102,6 +102,51 @@ TEST_F(ConfigTest, ErrorsNameFileAndLine)
     }
 }
 
+TEST_F(ConfigTest, AttributesAndTimezone)
+{
+    ota_config c;
+    ota_err err{};
+    ASSERT_EQ(load(base() + "attributes = region=eu,  network = lte ,hw=rev 2\n"
+                            "timezone = Europe/Berlin\n",
+                   &c, &err),
+              0)
+        << err.reason;
+    ASSERT_EQ(c.agent.n_attributes, 3);
+    EXPECT_STREQ(c.agent.attributes[0].key, "region");
+    EXPECT_STREQ(c.agent.attributes[0].value, "eu");
+    EXPECT_STREQ(c.agent.attributes[1].key, "network");
+    EXPECT_STREQ(c.agent.attributes[1].value, "lte");
+    EXPECT_STREQ(c.agent.attributes[2].value, "rev 2");
+    EXPECT_STREQ(c.agent.timezone, "Europe/Berlin");
+    ASSERT_EQ(load(base() + "timezone = +05:30\nattributes =\n", &c, &err), 0) << err.reason;
+    EXPECT_EQ(c.agent.n_attributes, 0);
+    EXPECT_STREQ(c.agent.timezone, "+05:30");
+    ASSERT_EQ(load(base(), &c, &err), 0) << err.reason; // defaults: none
+    EXPECT_EQ(c.agent.n_attributes, 0);
+    EXPECT_STREQ(c.agent.timezone, "");
+
+    std::string many = "attributes = ";
+    for (int i = 0; i < 17; i++)
+        many += "k" + std::to_string(i) + "=v,";
+    struct {
+        std::string text, want;
+    } cases[] = {
+        {base() + "attributes = Region=eu\n", ":4: attributes: key 'Region'"},
+        {base() + "attributes = region\n", "is not key=value"},
+        {base() + "attributes = a=1, a=2\n", "a is given twice"},
+        {base() + many + "\n", "more than 16"},
+        {base() + "attributes = k=" + std::string(65, 'x') + "\n", "the value of k"},
+        {base() + "timezone = Europe/../etc\n", "timezone must be"},
+        {base() + "timezone = +25:00\n", "timezone must be"},
+    };
+    for (auto &tc : cases) {
+        err = {};
+        EXPECT_LT(load(tc.text, &c, &err), 0) << tc.text;
+        EXPECT_NE(std::string(err.reason).find(tc.want), std::string::npos)
+            << "reason: " << err.reason << "\nwant: " << tc.want;
+    }
+}
+
 TEST_F(ConfigTest, MissingFile)
 {
     ota_config c;

@@ -142,6 +142,30 @@ TEST(Protocol, Register)
               0);
 }
 
+TEST(Protocol, ParsesAttributes)
+{
+    ota_attr a[OTA_ATTR_MAX];
+    int n = -1;
+    ota_err err{};
+    ASSERT_EQ(ota_proto_parse_attributes(" region = eu ,hw=rev2", a, &n, &err), 0) << err.reason;
+    ASSERT_EQ(n, 2);
+    EXPECT_STREQ(a[0].key, "region");
+    EXPECT_STREQ(a[0].value, "eu");
+    EXPECT_STREQ(a[1].key, "hw");
+    EXPECT_STREQ(a[1].value, "rev2");
+    ASSERT_EQ(ota_proto_parse_attributes("  ", a, &n, &err), 0);
+    EXPECT_EQ(n, 0);
+    ASSERT_EQ(ota_proto_parse_attributes("empty=", a, &n, &err), 0);
+    EXPECT_EQ(n, 1);
+    EXPECT_STREQ(a[0].value, "");
+    n = 7;
+    EXPECT_EQ(ota_proto_parse_attributes("ok=1,=x", a, &n, &err), -EINVAL);
+    EXPECT_EQ(n, 7); // untouched on failure
+    EXPECT_EQ(ota_proto_parse_attributes("k=\x01", a, &n, &err), -EINVAL);
+    EXPECT_EQ(ota_proto_parse_attributes(("k" + std::string(32, 'x') + "=1").c_str(), a, &n, &err),
+              -EINVAL);
+}
+
 TEST(Protocol, BodiesAreTheDocumentedJson)
 {
     ota_inventory inv{};
@@ -162,6 +186,22 @@ TEST(Protocol, BodiesAreTheDocumentedJson)
     ASSERT_EQ(ota_proto_register_body(&inv, &s), 0);
     EXPECT_EQ(take(s), "{\"device_id\":\"dev-1\",\"device_type\":\"rpi3b\",\"group\":\"lab\","
                        "\"tags\":[],\"versions\":{\"app\":\"1.0.0\",\"rootfs\":\"1.0.0\"}}");
+    // Attributes and a zone, when the device has them.
+    ota_attr attrs[2] = {{"region", "eu"}, {"network", "lte"}};
+    inv.attributes = attrs;
+    inv.n_attributes = 2;
+    inv.timezone = "Europe/Berlin";
+    ASSERT_EQ(ota_proto_checkin_body(&inv, &s), 0);
+    EXPECT_EQ(take(s),
+              "{\"device_type\":\"rpi3b\",\"group\":\"lab\",\"state\":\"IDLE\",\"versions\":"
+              "{\"app\":\"1.0.0\",\"rootfs\":\"1.0.0\"},\"slots\":{\"app\":\"a\",\"rootfs\":"
+              "\"b\"},\"attributes\":{\"region\":\"eu\",\"network\":\"lte\"},"
+              "\"timezone\":\"Europe/Berlin\"}");
+    ASSERT_EQ(ota_proto_register_body(&inv, &s), 0);
+    EXPECT_EQ(take(s), "{\"device_id\":\"dev-1\",\"device_type\":\"rpi3b\",\"group\":\"lab\","
+                       "\"tags\":[],\"versions\":{\"app\":\"1.0.0\",\"rootfs\":\"1.0.0\"},"
+                       "\"attributes\":{\"region\":\"eu\",\"network\":\"lte\"},"
+                       "\"timezone\":\"Europe/Berlin\"}");
     ota_report r{};
     strcpy(r.update_id, "u1");
     strcpy(r.version, "2.0.0");

@@ -1,9 +1,11 @@
 /* Rollout engine: which device gets which release, when, and what happens
  * when devices report. Pure functions over plain structs: no globals, no I/O,
  * no clock reads (the caller passes now_ms, unix milliseconds), no locking
- * (the caller serialises calls on one rollout). The server keeps the
- * definition, the status and the per-device table in SQLite; the engine only
- * computes.
+ * (the caller serialises calls on one rollout). One exception: a
+ * maintenance window needs time zone offsets, which come from otasrv/tz.h
+ * (the C library's zone files, behind one lock and a cache). The server
+ * keeps the definition, the status and the per-device table in SQLite; the
+ * engine only computes.
  *
  * Model
  * - A rollout targets a fixed set of devices: when it starts, the caller
@@ -36,14 +38,17 @@
  * - create: otasrv_rollout_from_json, otasrv_rollout_new (draft); persist the
  *   definition (otasrv_rollout_to_json) and the status.
  * - start: a row (otasrv_rollout_device_init) per registered device that
- *   otasrv_rollout_matches(); otasrv_rollout_act(START, rows).
+ *   otasrv_rollout_matches(), prepared by otasrv_rollout_canary_prep (the
+ *   canary's make-up needs the device's inventory); otasrv_rollout_act(START,
+ *   rows).
  * - check-in: otasrv_rollout_checkin() with the device's row; answer the
  *   decision; update_id "{rollout id}-{device id}" for the release,
  *   "{rollout id}-{device id}-rollback" for a rollback order.
  * - report: otasrv_rollout_on_report(), rollback = 1 when the update_id is
  *   the rollback order's.
  * - timer: otasrv_rollout_tick() every second or so (or, on a virtual
- *   clock, at otasrv_rollout_next_deadline()).
+ *   clock, at otasrv_rollout_next_deadline(), which includes stage delays
+ *   and maintenance windows).
  * - after each call: write the rows whose dirty flag is set (and clear it),
  *   and the status when it changed.
  * - restart: from_json, new, status_from_json, load the rows, recount.
@@ -85,13 +90,21 @@
  *    "filters": {"device_type": "rpi3b", "group": "lab",
  *                "tags": ["indoor", "eu"],          all of them (<= 8)
  *                "current_version": "2.0.0",        semver
- *                "version_operator": "<"},          < <= == != >= >; default ==
+ *                "version_operator": "<",           < <= == != >= >; default ==
+ *                "attributes": {"region": "eu"}},   <= 16, each exactly
  *    "max_concurrent": 50,             devices in flight at once; 0 = no limit
  *    "report_timeout_ms": 600000,      0 = no timeout
  *    "start_at_ms": 1795000000000,     unix ms; 0 = when started; required
  *                                      (> 0) by scheduled
  *    "auto_pause": true,               default false
- *    "auto_rollback": false}           default false
+ *    "auto_rollback": false,           default false
+ *    "canary": {"strata": ["device_type", "attributes.region"],
+ *               "per_stratum": 1, "first_tags": ["internal"]},
+ *                                      canary/staged/rolling only: the first
+ *                                      stage's make-up (rollout_canary.c)
+ *    "window": {"start": "02:00", "end": "06:00"}}
+ *                                      offers only inside the device's local
+ *                                      window (UTC without a zone)
  *
  *   Stages: each has exactly one of "percent" (1..100, cumulative share of
  *   the targeted devices, strictly increasing over the percent stages) and
@@ -99,7 +112,8 @@
  *   "failure_threshold" are integer percents 0..100 whose sum is at most 100
  *   (so a stage that has not tripped can always pass); defaults: failure 0
  *   (any failure trips) and success 100 - failure. "max_failures" >= 0 is an
- *   extra count limit (absent: none). Per strategy:
+ *   extra count limit (absent: none). "delay_ms" >= 0 holds the next stage
+ *   back until this one has been open that long (default 0). Per strategy:
  *   - immediate, scheduled, manual: optional; if given, one stage, percent 100
  *     (to set thresholds). Default [{"percent": 100}]. scheduled is
  *     immediate at start_at_ms (any strategy may set start_at_ms too).
@@ -143,6 +157,10 @@ extern "C" {
 #define OTASRV_ROLLOUT_FIELD_MAX   64 /* device type, group, version */
 #define OTASRV_ROLLOUT_TAG_MAX     32
 #define OTASRV_ROLLOUT_REASON_MAX  256
+#define OTASRV_ROLLOUT_MAX_ATTRS   16 /* attribute filters, as devices carry at most */
+#define OTASRV_ROLLOUT_MAX_STRATA  4
+#define OTASRV_ROLLOUT_ATTR_KEY    33 /* with NUL */
+#define OTASRV_ROLLOUT_ATTR_VALUE  65 /* with NUL */
 
 enum otasrv_strategy {
     OTASRV_STRATEGY_IMMEDIATE,
@@ -239,11 +257,12 @@ enum otasrv_why {
     OTASRV_WHY_ENDED,            /* none: completed, failed, cancelled or rolled back */
     OTASRV_WHY_MAX_CONCURRENT,   /* none: max_concurrent devices are in flight */
     OTASRV_WHY_DONE,             /* none: the device has finished this rollout */
+    OTASRV_WHY_OUTSIDE_WINDOW,   /* none: the device's local time is outside the window */
     OTASRV_WHY_MAX,
 };
 /* "new", "in_flight", "rollback_ordered", "not_targeted", "filtered",
  * "not_selected", "later_stage", "not_started", "scheduled", "paused",
- * "ended", "max_concurrent", "done" */
+ * "ended", "max_concurrent", "done", "outside_window" */
 extern const char *const otasrv_why_names[OTASRV_WHY_MAX];
 
 /* A device's status report (the protocol's "status" field). */
@@ -265,6 +284,7 @@ struct otasrv_rollout_stage {
     uint32_t success_threshold; /* percent of the stage that must succeed to pass */
     uint32_t failure_threshold; /* the stage trips above this percent of failures */
     int64_t max_failures;       /* ... or above this many; -1 = no count limit */
+    int64_t delay_ms; /* the next stage opens no earlier than this after this one opened */
 };
 
 struct otasrv_rollout_filter {
@@ -274,6 +294,30 @@ struct otasrv_rollout_filter {
     int n_tags;
     char version[OTASRV_ROLLOUT_FIELD_MAX]; /* "" = any version */
     enum otasrv_vop version_op;
+    /* filters.attributes: the device's attribute key has exactly this value */
+    char attr_keys[OTASRV_ROLLOUT_MAX_ATTRS][OTASRV_ROLLOUT_ATTR_KEY];
+    char attr_values[OTASRV_ROLLOUT_MAX_ATTRS][OTASRV_ROLLOUT_ATTR_VALUE];
+    int n_attrs;
+};
+
+/* The canary's make-up (definition field "canary"; rollout_canary.c and
+ * docs/protocol.md "Selection"). n_strata == 0 and n_first_tags == 0: none
+ * (plain bucket order). */
+struct otasrv_rollout_canary {
+    /* "device_type", "group" or "attributes.KEY" */
+    char strata[OTASRV_ROLLOUT_MAX_STRATA][OTASRV_ROLLOUT_ATTR_KEY + 16];
+    int n_strata;
+    uint32_t per_stratum; /* >= 1 when there are strata */
+    char first_tags[OTASRV_ROLLOUT_MAX_TAGS][OTASRV_ROLLOUT_TAG_MAX];
+    int n_first_tags;
+};
+
+/* Maintenance window in each device's local time (definition field
+ * "window"): minutes since local midnight, [start, end), crossing midnight
+ * when end < start. enabled 0: always open. */
+struct otasrv_rollout_window {
+    int enabled;
+    int start_min, end_min; /* 0..1439, start != end */
 };
 
 struct otasrv_rollout_def {
@@ -292,6 +336,8 @@ struct otasrv_rollout_def {
     int64_t start_at_ms;       /* 0 = when started */
     int auto_pause;
     int auto_rollback;
+    struct otasrv_rollout_canary canary; /* canary, staged, rolling only */
+    struct otasrv_rollout_window window;
 };
 
 /* Frees what def owns (the manual device list) and zeroes it. NULL ok. */
@@ -327,7 +373,15 @@ struct otasrv_device_info {
     size_t n_tags;
     /* Current version of the release's kind (app or rootfs); NULL/"" = unknown. */
     const char *version;
+    /* Attributes: n_attrs key/value pairs (borrowed). */
+    const char *const *attr_keys;
+    const char *const *attr_values;
+    size_t n_attrs;
+    const char *timezone; /* NULL/"" = UTC (otasrv/tz.h) */
 };
+
+/* The value of attribute key of info, or NULL. */
+const char *otasrv_device_attr(const struct otasrv_device_info *info, const char *key);
 
 /* 1 if the device passes the rollout's filters (and, for manual, is
  * listed), else 0 with a static reason in *ret_reason (may be NULL). A
@@ -350,6 +404,15 @@ struct otasrv_rollout_device {
     int64_t finished_ms; /* success, failure, timeout or skip; 0 = not finished */
     int64_t rollback_ms; /* rollback ordered, 0 = never */
     int dirty;
+    /* Canary make-up, set by otasrv_rollout_canary_prep before the start
+     * (not persisted: the stage is). */
+    uint64_t stratum; /* hash of the device's strata values */
+    int first;        /* carries one of the canary's first_tags */
+    /* The device's zone (otasrv_tz_intern; NULL = UTC), for the deadlines of
+     * maintenance windows: set by otasrv_rollout_canary_prep and by every
+     * check-in with an info (not persisted: after a restart, UTC until the
+     * device checks in; its decisions always use the check-in's zone). */
+    const char *tz;
 };
 
 /* Fills *ret as a pending row of rollout rollout_id (bucket computed, stage
@@ -367,6 +430,7 @@ struct otasrv_rollout {
     int64_t started_ms; /* when it began running (a scheduled one: its first tick at start_at) */
     int64_t finished_ms;
     int64_t changed_ms;                           /* last state or stage change */
+    int64_t stage_opened_ms;                      /* when stage `stage` opened */
     uint32_t fail_ack[OTASRV_ROLLOUT_MAX_STAGES]; /* failures accepted by resume, per stage */
     char reason[OTASRV_ROLLOUT_REASON_MAX];       /* why the last change happened */
     /* Counts: derived from the table (otasrv_rollout_recount), kept current
@@ -462,9 +526,11 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
  * report_timeout_ms). INT64_MAX when none (a draft, an approved or an
  * ended rollout; no timeout). A deadline at or before now_ms is overdue
  * (the next tick handles it) and returned as it is. At most one pass over
- * the table (none without a report timeout).
- * Engine features that wait for a time (stage delays, maintenance
- * windows) add their deadlines here: a virtual clock advances to it. */
+ * the table (none without a report timeout or a window).
+ * Also, while running: the end of the open stage's delay_ms once it has
+ * passed, and otasrv_rollout_window_next (the first window opening of a
+ * pending device in an open stage, by the rows' zones; now_ms when one is
+ * open already). A virtual clock advances to it. */
 int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
                                      const struct otasrv_rollout_device *devs, size_t n,
                                      int64_t now_ms);
@@ -504,6 +570,41 @@ int otasrv_rollout_measure(const struct otasrv_rollout *r, const struct otasrv_r
  *  "stages":[{"devices":..,"pending":..,"in_flight":..,"success":..,
  *             "failed":..,"skipped":..}]}  -ENOMEM. */
 int otasrv_rollout_metrics_to_json(const struct otasrv_rollout_metrics *m, json_t **ret) OTA_MUST;
+
+/* ---- canary make-up and maintenance windows (rollout_canary.c) ---- */
+
+/* Sets d->first and d->stratum from the device (def's canary field); call
+ * it on every row before OTASRV_OP_START when def has a canary make-up
+ * (otasrv_rollout_plan then fills the first stage as docs/protocol.md
+ * "Selection" says). Harmless without one. */
+void otasrv_rollout_canary_prep(const struct otasrv_rollout_def *def,
+                                const struct otasrv_device_info *info,
+                                struct otasrv_rollout_device *d);
+
+/* 1 if the window is open at now_ms for a device in zone tz (NULL/"" =
+ * UTC); 1 when the definition has no window. */
+int otasrv_rollout_window_open(const struct otasrv_rollout_window *w, const char *tz,
+                               int64_t now_ms);
+
+/* The first instant >= now_ms when the window opens for a device in zone
+ * tz (now_ms if it is open). Exact across offset changes (DST). */
+int64_t otasrv_rollout_window_opens(const struct otasrv_rollout_window *w, const char *tz,
+                                    int64_t now_ms);
+
+/* The first instant after now_ms at which the window opens for some
+ * device of an open stage that is still pending, in its row's zone
+ * (devs[i].tz; for a device whose window is open at now_ms, its next
+ * opening after that window closes: an open window makes nothing due, the
+ * device's check-in does). -1 when the rollout is not running, has no
+ * window, or no pending device in an open stage. O(n), one zone
+ * computation per distinct zone; part of otasrv_rollout_next_deadline. */
+int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
+                                   const struct otasrv_rollout_device *devs, size_t n,
+                                   int64_t now_ms);
+
+/* The end of the open stage's delay_ms when it has passed and waits for
+ * it (running only), else -1. Part of otasrv_rollout_next_deadline. */
+int64_t otasrv_rollout_delay_next(const struct otasrv_rollout *r, int64_t now_ms);
 
 #ifdef __cplusplus
 }

@@ -49,12 +49,14 @@ int otasrv_store_admin_token_check(struct otasrv_store *s, const char *sha_hex,
 /* ---- devices ---- */
 
 struct otasrv_device_inv {
-    const char *type;     /* NULL: unchanged */
-    const char *group;    /* NULL: unchanged */
-    const char *tags;     /* JSON array text; NULL: unchanged */
-    const char *versions; /* JSON object text; NULL: unchanged */
-    const char *slots;    /* JSON object text; NULL: unchanged */
-    const char *state;    /* NULL: unchanged */
+    const char *type;       /* NULL: unchanged */
+    const char *group;      /* NULL: unchanged */
+    const char *tags;       /* JSON array text; NULL: unchanged */
+    const char *versions;   /* JSON object text; NULL: unchanged */
+    const char *slots;      /* JSON object text; NULL: unchanged */
+    const char *state;      /* NULL: unchanged */
+    const char *attributes; /* JSON object text (string -> string); NULL: unchanged */
+    const char *timezone;   /* "" = none (UTC); NULL: unchanged */
 };
 
 /* Registers id with the token hash, or re-enrolls it (new token hash,

@@ -22,8 +22,8 @@ const char *const otasim_report_expect_names[OTASIM_EXPECT_REPORT_MAX] = {"any",
                                                                           "failure", "none"};
 
 static const char *const agent_states[] = {
-    "IDLE",      "CHECKING",  "DOWNLOADING",  "VERIFYING",  "INSTALLING",
-    "SWITCHING", "REBOOTING", "HEALTH_CHECK", "COMMITTING", "ROLLING_BACK"};
+    "IDLE",      "CHECKING",     "DOWNLOADING", "VERIFYING",    "INSTALLING", "SWITCHING",
+    "REBOOTING", "HEALTH_CHECK", "COMMITTING",  "ROLLING_BACK", "STANDBY"};
 
 static int lookup(const char *const *names, size_t n, const char *s)
 {

@@ -29,7 +29,7 @@ const char OTASRV_CTL_USAGE[] =
     "  ota-server rollout create FILE.json   a rollout definition (docs/protocol.md)\n"
     "  ota-server rollout list\n"
     "  ota-server rollout status ID          definition, status and metrics\n"
-    "  ota-server rollout approve|start|pause|resume|cancel|rollback ID\n"
+    "  ota-server rollout approve|start|pause|resume|cancel|rollback|activate ID\n"
     "Each prints the server's JSON answer; exit status 1 with the server's detail on refusal.\n";
 
 struct ctx {
@@ -124,8 +124,8 @@ out:
 /* "rollout SUB [ARG]"; -ENOSYS for a wrong command line. */
 static int rollout_cmd(struct ctx *c, const char *sub, const char *arg, int npos, json_t **ret)
 {
-    static const char *const acts[] = {"approve", "start",    "pause", "resume",
-                                       "cancel",  "rollback", NULL};
+    static const char *const acts[] = {"approve", "start",    "pause",    "resume",
+                                       "cancel",  "rollback", "activate", NULL};
     char path[1024], enc[512] = ""; /* urlencode appends */
     char *text = NULL;
     size_t n = 0;
@@ -333,7 +333,7 @@ int otasrv_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
         if (r == -ENOSYS)
             return ota_err_set(err, EINVAL,
                                "rollout: create FILE | list | status ID | approve|start|pause|"
-                               "resume|cancel|rollback ID");
+                               "resume|cancel|rollback|activate ID");
     } else {
         r = cmd_query(&c, &a, &out);
     }

@@ -128,8 +128,8 @@ void otasim_http_global_init(void)
     ota_ignore((int)curl_global_init(CURL_GLOBAL_DEFAULT));
 }
 
-static int admin_call(const struct otasim_server *s, const char *method, const char *path,
-                      const char *body, char **ret, struct ota_err *err)
+static int call_as(const struct otasim_server *s, const char *token, const char *method,
+                   const char *path, const char *body, char **ret, struct ota_err *err)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
@@ -142,7 +142,7 @@ static int admin_call(const struct otasim_server *s, const char *method, const c
     if (!c)
         return ota_err_set(err, ENOMEM, "curl_easy_init failed");
     snprintf(url, sizeof(url), "%s%s", s->url, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", s->admin_token);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
     h = curl_slist_append(h, auth);
     h = curl_slist_append(h, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -168,6 +168,23 @@ static int admin_call(const struct otasim_server *s, const char *method, const c
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return r;
+}
+
+static int admin_call(const struct otasim_server *s, const char *method, const char *path,
+                      const char *body, char **ret, struct ota_err *err)
+{
+    return call_as(s, s->admin_token, method, path, body, ret, err);
+}
+
+int otasim_server_post(const struct otasim_server *s, const char *path, const char *body,
+                       char **ret, struct ota_err *err)
+{
+    return admin_call(s, "POST", path, body, ret, err);
+}
+
+int otasim_server_register(const struct otasim_server *s, const char *body, struct ota_err *err)
+{
+    return call_as(s, s->enroll_token, "POST", "/api/v1/devices/register", body, NULL, err);
 }
 
 int otasim_server_put_faults(const struct otasim_server *s, const char *json, struct ota_err *err)

@@ -134,3 +134,35 @@ int otasim_bluegreen_activate(struct otasim_device *d, struct otasim_trial *tr, 
     *ret_activated = 1;
     return 0;
 }
+
+int otasim_bluegreen_poll(struct otasim_trial *tr, int *ret_activated, struct ota_err *err)
+{
+    char rid[32], path[160], *text = NULL;
+    json_t *o = NULL;
+    int standby, r;
+
+    *ret_activated = 0;
+    if (!tr->sc->blue_green || tr->activated)
+        return 0;
+    /* The server says (the agent in the guest has no status to ask): the
+     * device reported STANDBY. */
+    rollout_id(tr, rid, sizeof(rid));
+    snprintf(path, sizeof(path), "/api/v1/rollouts/%s/devices?state=standby", rid);
+    if ((r = otasim_server_get(tr->srv, path, &text, err)) < 0)
+        return r;
+    r = ota_json_parse(text, strlen(text), &o, err);
+    free(text);
+    if (r < 0)
+        return r;
+    standby = json_integer_value(json_object_get(o, "total")) > 0;
+    json_decref(o);
+    if (!standby)
+        return 0;
+    snprintf(path, sizeof(path), "/api/v1/rollouts/%s/activate", rid);
+    if ((r = otasim_server_post(tr->srv, path, NULL, NULL, err)) < 0)
+        return ota_err_prefix(err, r, "rollout %s", rid);
+    tr->activated = 1;
+    tr->activated_at = tr->state_lines ? strlen(tr->state_lines) : 0;
+    *ret_activated = 1;
+    return 0;
+}

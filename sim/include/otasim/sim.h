@@ -112,6 +112,9 @@ struct otasim_device;
 int otasim_bluegreen_setup(struct otasim_trial *tr, struct ota_err *err) OTA_MUST;
 int otasim_bluegreen_activate(struct otasim_device *d, struct otasim_trial *tr, int *ret_activated,
                               struct ota_err *err) OTA_MUST;
+/* The QEMU tier's: activates once the server has the device in standby. */
+int otasim_bluegreen_poll(struct otasim_trial *tr, int *ret_activated,
+                          struct ota_err *err) OTA_MUST;
 void otasim_server_stop(struct otasim_server *s);
 /* libcurl's one-time global setup (srvproc.c is the simulator's libcurl
  * adapter), for a process that forks workers that will talk to the server. */

@@ -5,7 +5,8 @@ STANDBY, and the activation (docs/protocol.md "Check in" and "Rollouts")."""
 
 import time
 
-from test_rollouts import act, checkin, create, get, register_group, report, rworld  # noqa: F401
+from test_rollouts import (act, checkin, create, get, register_group, report,  # noqa: F401
+                           rworld, wait_for)
 from test_server_api import Server, otadev
 
 
@@ -67,6 +68,27 @@ def test_blue_green_cancel_makes_waiting_devices_abandon(rworld):
     for d, tok in devs.items():
         assert standby_checkin(srv, d, tok, f"bg2-{d}") == {"update": None,
                                                             "abandon": f"bg2-{d}"}
+
+
+def test_blue_green_activates_at_activate_at_ms(rworld):
+    srv = rworld["srv"]
+    devs = register_group(srv, "bg4", 2)
+    at = int(time.time() * 1000) + 1500
+    create(srv, {"id": "bg4", "release_id": "v2", "strategy": "blue_green",
+                 "filters": {"group": "bg4"}, "stages": [{"percent": 100}],
+                 "activate_at_ms": at})
+    act(srv, "bg4", "approve")
+    act(srv, "bg4", "start")
+    for d, tok in devs.items():
+        offer = checkin(srv, d, tok)
+        assert offer["activation"] == {"mode": "wait"}
+        report(srv, d, tok, offer["update_id"], "bg4", "in_progress", state="STANDBY")
+    d0 = "bg4-0000"
+    assert standby_checkin(srv, d0, devs[d0], f"bg4-{d0}") == {"update": None}
+    # the server's timer ticks once a second: activated at or after activate_at_ms
+    assert wait_for(lambda: get(srv, "bg4")["status"]["activated_ms"] >= at, 10), get(srv, "bg4")
+    assert standby_checkin(srv, d0, devs[d0], f"bg4-{d0}")["activate"] == f"bg4-{d0}"
+    act(srv, "bg4", "cancel")
 
 
 def test_activate_is_refused_for_other_strategies(rworld):

@@ -103,6 +103,12 @@ CATCHES = {
         ("app-update-good", "no-temp-files", "the committed payload stays in the download dir"),
         ("rootfs-update-good", "no-temp-files", "the same for a rootfs image"),
     ],
+    "standby-switch-on-start": [
+        ("blue-green-standby/power-cut@state:STANDBY", "standby-waits",
+         "the start after the cut in STANDBY switches while the rollout is not activated"),
+        ("blue-green-standby/agent-crash@state:STANDBY", "standby-waits",
+         "the same after an agent crash in STANDBY"),
+    ],
 }
 
 

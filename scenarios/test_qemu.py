@@ -8,9 +8,11 @@ aarch64 agent in the Debian image, real U-Boot and boot.scr, real ext4.
   boot.scr counts three failed trial boots of B, falls back to A, and the
   agent reports the failure.
 
+- blue-green-standby (virt): a power cut in STANDBY, then the activation.
+
 Mutants (aarch64 builds with one known bug, --guest-agent): commit-before-health
-on virt, fallback-keeps-bootcount (rootfs, raspi3b: U-Boot's fallback) each
-caught by a named invariant.
+on virt, fallback-keeps-bootcount (rootfs, raspi3b: U-Boot's fallback),
+standby-switch-on-start (virt: blue-green) each caught by a named invariant.
 
 The image is built first (images/make-image: cross build, mmdebstrap rootfs,
 SD image; cached). CMake registers this test only where the QEMU tier's
@@ -87,6 +89,31 @@ def test_qemu_smoke_raspi3b(smoke):
     assert os.path.getsize(junit) > 0
 
 
+def test_qemu_blue_green_standby(image, work, tmp_path):
+    """STANDBY on the QEMU tier (virt: the fast board): a blue_green rollout,
+    power cut right after the agent made STANDBY durable; the next boot finds
+    it waiting, the harness activates the rollout once the server has the
+    device in standby, and only then does it switch, check and commit."""
+    db = str(tmp_path / "runs.db")
+    p = sim("run", os.path.join(HERE, "blue-green-standby.yaml"), "--target", "qemu",
+            "--profile", "virt", "--image", image, "--work", work, "--db", db, timeout=1800)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    con = sqlite3.connect(db)
+    try:
+        row = con.execute("SELECT outcome, target, fired, logs, final_version, final_report "
+                          "FROM trials").fetchone()
+        waits = con.execute("SELECT ok FROM invariants WHERE name = 'standby-waits'").fetchall()
+    finally:
+        con.close()
+    outcome, target, fired, logs, version, report = row
+    assert (outcome, target, fired) == ("pass", "qemu", 1)
+    assert (version, report) == ("2.0.0", "success")
+    assert waits == [(1,)]
+    first, second = logs.split()
+    assert "ota-fault-point: state.STANDBY" in open(first, errors="replace").read()
+    assert '"from":"STANDBY","to":"SWITCHING"' in open(second, errors="replace").read()
+
+
 def test_qemu_catches_mutant(image, work, aarch64_mutants, tmp_path):
     """The QEMU checker can fail: an aarch64 agent that commits before its
     health check (ota-agent-mutant-commit-before-health, written into the
@@ -101,6 +128,20 @@ def test_qemu_catches_mutant(image, work, aarch64_mutants, tmp_path):
     assert "--guest-agent " + mutant in p.stderr  # the reproduce line names it
     failed = failed_invariants(db)
     assert "expected-outcome" in failed.get("service-crash-after-switch", []), failed
+
+
+def test_qemu_catches_standby_mutant(image, work, aarch64_mutants, tmp_path):
+    """An aarch64 agent that switches when it starts in STANDBY
+    (ota-agent-mutant-standby-switch-on-start) does so right after the power
+    cut, before the rollout is activated: standby-waits."""
+    mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-standby-switch-on-start")
+    db = str(tmp_path / "runs.db")
+    p = sim("run", os.path.join(HERE, "blue-green-standby.yaml"), "--target", "qemu",
+            "--profile", "virt", "--image", image, "--guest-agent", mutant, "--work", work,
+            "--db", db, timeout=1200)
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-4000:]
+    failed = failed_invariants(db)
+    assert "standby-waits" in failed.get("blue-green-standby/power-cut@state:STANDBY", []), failed
 
 
 def test_qemu_catches_rootfs_mutant(image, work, smoke, aarch64_mutants, tmp_path):

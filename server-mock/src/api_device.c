@@ -283,8 +283,9 @@ out:
 
 static enum otasrv_result do_checkin(struct otasrv_req *req, const char *id)
 {
-    static const char *const keys[] = {"device_type", "group",      "state",    "versions", "slots",
-                                       "tags",        "attributes", "timezone", NULL};
+    static const char *const keys[] = {"device_type", "group", "state",      "versions",
+                                       "slots",       "tags",  "attributes", "timezone",
+                                       "update_id",   NULL};
     struct otasrv_device_inv inv = {0};
     struct otasrv_device_brief brief;
     struct ota_err err = {0};
@@ -307,7 +308,11 @@ static enum otasrv_result do_checkin(struct otasrv_req *req, const char *id)
         ret = otasrv_reply_store_error(req, r, &err);
         goto out;
     }
-    ret = otasrv_reply_json(req, 200, json_pack("{s:o}", "update", offer ? offer : json_null()));
+    if (offer && json_object_get(offer, "update")) /* blue_green standby: the whole answer */
+        ret = otasrv_reply_json(req, 200, offer);
+    else
+        ret =
+            otasrv_reply_json(req, 200, json_pack("{s:o}", "update", offer ? offer : json_null()));
 out:
     free(tags);
     free(versions);

@@ -442,6 +442,27 @@ static json_t *offer_json(struct otasrv_req *req, const char *rollout, const cha
     return o;
 }
 
+/* blue_green: the offer asks the agent to wait in STANDBY after the install. */
+static void add_activation(const struct otasrv_rollout *r, json_t *offer)
+{
+    json_t *act;
+
+    if (!offer || r->def.strategy != OTASRV_STRATEGY_BLUE_GREEN)
+        return;
+    act = json_pack("{s:s}", "mode", "wait");
+    if (act && r->def.not_after_ms)
+        json_object_set_new(act, "not_after_ms", json_integer(r->def.not_after_ms));
+    json_object_set_new(offer, "activation", act);
+}
+
+/* blue_green: the whole answer to a device in standby: {"update": null,
+ * "activate"|"abandon": uid}. */
+static json_t *standby_answer(enum otasrv_offer offer, const char *uid)
+{
+    return json_pack("{s:n, s:s}", "update",
+                     offer == OTASRV_OFFER_ACTIVATE ? "activate" : "abandon", uid);
+}
+
 int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret, struct ota_err *err)
 {
     struct otasrv_rollouts *m = req->srv->rollouts;
@@ -475,7 +496,13 @@ int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret, 
         if (dec.offer != OTASRV_OFFER_NONE) {
             snprintf(uid, sizeof(uid), "%s-%s%s", ro->r->def.id, id,
                      dec.offer == OTASRV_OFFER_ROLLBACK ? "-rollback" : "");
-            offer = offer_json(req, ro->r->def.id, dec.release_id, uid);
+            if (dec.offer == OTASRV_OFFER_ACTIVATE || dec.offer == OTASRV_OFFER_ABANDON) {
+                offer = standby_answer(dec.offer, uid);
+            } else {
+                offer = offer_json(req, ro->r->def.id, dec.release_id, uid);
+                if (dec.offer == OTASRV_OFFER_RELEASE)
+                    add_activation(ro->r, offer);
+            }
         }
         changed |= tick(m, ro, now);
         /* The engine changes the status only with a row (dirty) or in a tick:
@@ -539,7 +566,11 @@ int otasrv_rollouts_report(struct otasrv_srv *srv, const char *id, const char *u
         goto out;
     tick(m, ro, now);
     /* A report the engine refuses (never offered) is stored all the same. */
-    ota_ignore(otasrv_rollout_on_report(ro->r, d, rollback, (enum otasrv_report)rep, now, NULL));
+    if (!rollback && rep == OTASRV_REPORT_IN_PROGRESS && state && strcmp(state, "STANDBY") == 0)
+        ota_ignore(otasrv_rollout_on_standby(ro->r, d, now, NULL)); /* blue_green: installed */
+    else
+        ota_ignore(
+            otasrv_rollout_on_report(ro->r, d, rollback, (enum otasrv_report)rep, now, NULL));
     tick(m, ro, now);
     emit_metrics(m, ro);
     r = save(m, ro, 0, err);

@@ -29,7 +29,7 @@ const char OTASRV_CTL_USAGE[] =
     "  ota-server rollout create FILE.json   a rollout definition (docs/protocol.md)\n"
     "  ota-server rollout list\n"
     "  ota-server rollout status ID          definition, status and metrics\n"
-    "  ota-server rollout approve|start|pause|resume|cancel|rollback ID\n"
+    "  ota-server rollout approve|start|pause|resume|cancel|rollback|activate ID\n"
     "  ota-server clock get                  the virtual clock (serve --virtual-clock)\n"
     "  ota-server clock advance --to MS | --by MS   move it (unix ms / a duration);\n"
     "                                        returns once what is due by then has run\n"
@@ -127,8 +127,8 @@ out:
 /* "rollout SUB [ARG]"; -ENOSYS for a wrong command line. */
 static int rollout_cmd(struct ctx *c, const char *sub, const char *arg, int npos, json_t **ret)
 {
-    static const char *const acts[] = {"approve", "start",    "pause", "resume",
-                                       "cancel",  "rollback", NULL};
+    static const char *const acts[] = {"approve", "start",    "pause",    "resume",
+                                       "cancel",  "rollback", "activate", NULL};
     char path[1024], enc[512] = ""; /* urlencode appends */
     char *text = NULL;
     size_t n = 0;
@@ -362,7 +362,7 @@ int otasrv_ctl_run(int argc, char **argv, char **ret_out, struct ota_err *err)
         if (r == -ENOSYS)
             return ota_err_set(err, EINVAL,
                                "rollout: create FILE | list | status ID | approve|start|pause|"
-                               "resume|cancel|rollback ID");
+                               "resume|cancel|rollback|activate ID");
     } else if (strcmp(a.pos[0], "clock") == 0) {
         r = cmd_clock(&c, &a, &out);
     } else {

@@ -296,7 +296,7 @@ static uint32_t stage_failed(const struct otasrv_rollout *r, int k)
 static uint32_t stage_open(const struct otasrv_rollout *r, int k)
 {
     return r->count[k][OTASRV_RDEV_PENDING] + r->count[k][OTASRV_RDEV_OFFERED] +
-           r->count[k][OTASRV_RDEV_IN_PROGRESS];
+           r->count[k][OTASRV_RDEV_IN_PROGRESS] + r->count[k][OTASRV_RDEV_ACTIVATED];
 }
 
 /* 1 (and the reason) if stage k has more failures than it allows. */
@@ -326,7 +326,9 @@ static int stage_tripped(const struct otasrv_rollout *r, int k, char *why, size_
 int otasrv_rollout_stage_passed(const struct otasrv_rollout *r, int k)
 {
     const struct otasrv_rollout_stage *st = &r->def.stages[k];
-    uint64_t ok = r->count[k][OTASRV_RDEV_SUCCESS];
+    /* blue_green: installed and waiting passes the stage (the switch comes later). */
+    uint64_t ok = r->count[k][OTASRV_RDEV_SUCCESS] + r->count[k][OTASRV_RDEV_STANDBY] +
+                  r->count[k][OTASRV_RDEV_ACTIVATED];
 
     return ok * 100 >= (uint64_t)st->success_threshold * stage_size(r, k) || stage_open(r, k) == 0;
 }
@@ -465,6 +467,8 @@ int otasrv_rollout_act(struct otasrv_rollout *r, enum otasrv_op op,
             return refuse_terminal(r, err);
         change(r, OTASRV_ROLLOUT_CANCELLED, now_ms, "cancelled by the operator");
         return 0;
+    case OTASRV_OP_ACTIVATE:
+        return otasrv_bg_activate(r, now_ms, "activated by the operator", err);
     case OTASRV_OP_ROLLBACK:
         if (s == OTASRV_ROLLOUT_ROLLED_BACK)
             return ota_err_set(err, EALREADY, "rollout is already rolled back");
@@ -511,6 +515,10 @@ static void decide_into(const struct otasrv_rollout *r, const struct otasrv_devi
         } else {
             ret->why = OTASRV_WHY_ENDED;
         }
+        return;
+    case OTASRV_RDEV_STANDBY:
+    case OTASRV_RDEV_ACTIVATED:
+        otasrv_bg_decide(r, d, ret);
         return;
     case OTASRV_RDEV_PENDING:
         break;
@@ -579,7 +587,35 @@ void otasrv_rollout_checkin(struct otasrv_rollout *r, const struct otasrv_device
     } else if (ret_decision->why == OTASRV_WHY_FILTERED) {
         set_state(r, d, OTASRV_RDEV_SKIPPED);
         d->finished_ms = now_ms;
+    } else if (ret_decision->why == OTASRV_WHY_ACTIVATED && d->state == OTASRV_RDEV_STANDBY) {
+        set_state(r, d, OTASRV_RDEV_ACTIVATED); /* the report timeout runs from here */
+        d->last_ms = now_ms;
     }
+}
+
+int otasrv_rollout_on_standby(struct otasrv_rollout *r, struct otasrv_rollout_device *d,
+                              int64_t now_ms, struct ota_err *err)
+{
+    if (r->def.strategy != OTASRV_STRATEGY_BLUE_GREEN)
+        return ota_err_set(err, EINVAL, "rollout %s is not blue_green: no standby", r->def.id);
+    switch (d->state) {
+    case OTASRV_RDEV_OFFERED:
+    case OTASRV_RDEV_IN_PROGRESS:
+    case OTASRV_RDEV_TIMED_OUT:
+        break;
+    case OTASRV_RDEV_PENDING:
+    case OTASRV_RDEV_SKIPPED:
+        return ota_err_set(err, EINVAL, "device %s was not offered release %s", d->device_id,
+                           r->def.release_id);
+    default:
+        return 0; /* a repeat, or overtaken by the activation or a rollback order */
+    }
+    if (!d->started_ms)
+        d->started_ms = now_ms;
+    d->last_ms = now_ms;
+    d->finished_ms = 0;
+    set_state(r, d, OTASRV_RDEV_STANDBY);
+    return 0;
 }
 
 static int report_release(struct otasrv_rollout *r, struct otasrv_rollout_device *d,
@@ -591,6 +627,11 @@ static int report_release(struct otasrv_rollout *r, struct otasrv_rollout_device
     case OTASRV_RDEV_OFFERED:
     case OTASRV_RDEV_IN_PROGRESS:
     case OTASRV_RDEV_TIMED_OUT: /* a late report: the device lives */
+    case OTASRV_RDEV_ACTIVATED:
+        break;
+    case OTASRV_RDEV_STANDBY:
+        if (status == OTASRV_REPORT_IN_PROGRESS)
+            return 0; /* stale: a device leaves standby only when activated */
         break;
     case OTASRV_RDEV_PENDING:
     case OTASRV_RDEV_SKIPPED:
@@ -719,7 +760,7 @@ static void advance(struct otasrv_rollout *r, int64_t now_ms)
         ota_strlcpy(r->reason, reason, sizeof(r->reason));
     }
     for (int k = 0; k < r->def.n_stages; k++)
-        open += stage_open(r, k);
+        open += stage_open(r, k) + r->count[k][OTASRV_RDEV_STANDBY]; /* waiting: not done */
     if (r->stage == r->def.n_stages - 1 && open == 0) {
         uint32_t ok = 0, failed = 0, skipped = 0;
         for (int k = 0; k < r->def.n_stages; k++) {
@@ -749,6 +790,7 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
         r->stage_opened_ms = now_ms;
         change(r, OTASRV_ROLLOUT_RUNNING, now_ms, "start time reached");
     }
+    res.activated = otasrv_bg_tick(r, now_ms);
     if (r->state == OTASRV_ROLLOUT_RUNNING || r->state == OTASRV_ROLLOUT_PAUSED)
         res.timed_out = time_out(r, devs, n, now_ms);
     if (r->state == OTASRV_ROLLOUT_RUNNING ||
@@ -758,7 +800,7 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
         advance(r, now_ms);
     res.to_state = r->state;
     res.to_stage = r->stage;
-    res.changed = res.from_state != res.to_state || res.from_stage != res.to_stage;
+    res.changed = res.from_state != res.to_state || res.from_stage != res.to_stage || res.activated;
     if (ret_result)
         *ret_result = res;
 }

@@ -15,9 +15,10 @@
 #include <string.h>
 
 const char *const otasrv_strategy_names[OTASRV_STRATEGY_MAX] = {
-    [OTASRV_STRATEGY_IMMEDIATE] = "immediate", [OTASRV_STRATEGY_MANUAL] = "manual",
-    [OTASRV_STRATEGY_CANARY] = "canary",       [OTASRV_STRATEGY_STAGED] = "staged",
-    [OTASRV_STRATEGY_ROLLING] = "rolling",     [OTASRV_STRATEGY_SCHEDULED] = "scheduled",
+    [OTASRV_STRATEGY_IMMEDIATE] = "immediate",   [OTASRV_STRATEGY_MANUAL] = "manual",
+    [OTASRV_STRATEGY_CANARY] = "canary",         [OTASRV_STRATEGY_STAGED] = "staged",
+    [OTASRV_STRATEGY_ROLLING] = "rolling",       [OTASRV_STRATEGY_SCHEDULED] = "scheduled",
+    [OTASRV_STRATEGY_BLUE_GREEN] = "blue_green",
 };
 
 const char *const otasrv_vop_names[OTASRV_VOP_MAX] = {
@@ -43,18 +44,20 @@ const char *const otasrv_rdev_state_names[OTASRV_RDEV_MAX] = {
     [OTASRV_RDEV_FAILURE] = "failure",         [OTASRV_RDEV_TIMED_OUT] = "timed_out",
     [OTASRV_RDEV_SKIPPED] = "skipped",         [OTASRV_RDEV_ROLLBACK_ORDERED] = "rollback_ordered",
     [OTASRV_RDEV_ROLLED_BACK] = "rolled_back", [OTASRV_RDEV_ROLLBACK_FAILED] = "rollback_failed",
+    [OTASRV_RDEV_STANDBY] = "standby",         [OTASRV_RDEV_ACTIVATED] = "activated",
 };
 
 const char *const otasrv_op_names[OTASRV_OP_MAX] = {
-    [OTASRV_OP_APPROVE] = "approve", [OTASRV_OP_START] = "start",
-    [OTASRV_OP_PAUSE] = "pause",     [OTASRV_OP_RESUME] = "resume",
-    [OTASRV_OP_CANCEL] = "cancel",   [OTASRV_OP_ROLLBACK] = "rollback",
+    [OTASRV_OP_APPROVE] = "approve",   [OTASRV_OP_START] = "start",
+    [OTASRV_OP_PAUSE] = "pause",       [OTASRV_OP_RESUME] = "resume",
+    [OTASRV_OP_CANCEL] = "cancel",     [OTASRV_OP_ROLLBACK] = "rollback",
+    [OTASRV_OP_ACTIVATE] = "activate",
 };
 
 const char *const otasrv_offer_names[OTASRV_OFFER_MAX] = {
-    [OTASRV_OFFER_NONE] = "none",
-    [OTASRV_OFFER_RELEASE] = "release",
-    [OTASRV_OFFER_ROLLBACK] = "rollback",
+    [OTASRV_OFFER_NONE] = "none",         [OTASRV_OFFER_RELEASE] = "release",
+    [OTASRV_OFFER_ROLLBACK] = "rollback", [OTASRV_OFFER_ACTIVATE] = "activate",
+    [OTASRV_OFFER_ABANDON] = "abandon",
 };
 
 const char *const otasrv_why_names[OTASRV_WHY_MAX] = {
@@ -72,6 +75,8 @@ const char *const otasrv_why_names[OTASRV_WHY_MAX] = {
     [OTASRV_WHY_MAX_CONCURRENT] = "max_concurrent",
     [OTASRV_WHY_DONE] = "done",
     [OTASRV_WHY_OUTSIDE_WINDOW] = "outside_window",
+    [OTASRV_WHY_STANDBY] = "standby",
+    [OTASRV_WHY_ACTIVATED] = "activated",
 };
 
 const char *const otasrv_report_names[OTASRV_REPORT_MAX] = {
@@ -261,7 +266,10 @@ int otasrv_rollout_def_validate(const struct otasrv_rollout_def *def, struct ota
         return ota_err_set(err, EINVAL, "start_at_ms: a scheduled rollout needs a start time");
     if (def->auto_rollback && !def->previous_release_id[0])
         return ota_err_set(err, EINVAL, "auto_rollback: needs previous_release_id");
-    return otasrv_rollout_extras_validate(def, err);
+    r = otasrv_rollout_extras_validate(def, err);
+    if (r < 0)
+        return r;
+    return otasrv_bg_validate(def, err);
 }
 
 void otasrv_rollout_def_clear(struct otasrv_rollout_def *def)
@@ -309,6 +317,8 @@ static const char *const def_keys[] = {
     "auto_rollback",
     "canary",
     "window",
+    "activate_at_ms",
+    "not_after_ms",
 };
 static const char *const stage_keys[] = {
     "percent", "batch_size", "success_threshold", "failure_threshold", "max_failures", "delay_ms",
@@ -364,7 +374,7 @@ static int parse_stages(const json_t *obj, struct otasrv_rollout_def *def, struc
 
     if (!arr) {
         if (def->strategy == OTASRV_STRATEGY_CANARY || def->strategy == OTASRV_STRATEGY_STAGED ||
-            def->strategy == OTASRV_STRATEGY_ROLLING)
+            def->strategy == OTASRV_STRATEGY_ROLLING || def->strategy == OTASRV_STRATEGY_BLUE_GREEN)
             return ota_err_set(err, EINVAL, "stages: a %s rollout needs stages",
                                otasrv_strategy_names[def->strategy]);
         def->n_stages = 1;
@@ -507,7 +517,7 @@ static int parse_def(const json_t *obj, struct otasrv_rollout_def *def, struct o
     if (k < 0)
         return ota_err_set(err, EINVAL,
                            "strategy: unknown strategy '%s' (want immediate, manual, canary, "
-                           "staged, rolling or scheduled)",
+                           "staged, rolling, scheduled or blue_green)",
                            strategy);
     def->strategy = (enum otasrv_strategy)k;
     r = parse_stages(obj, def, err);
@@ -530,6 +540,8 @@ static int parse_def(const json_t *obj, struct otasrv_rollout_def *def, struct o
         r = opt_bool(obj, "auto_rollback", &def->auto_rollback, err);
     if (r >= 0)
         r = otasrv_rollout_extras_parse(obj, def, err);
+    if (r >= 0)
+        r = otasrv_bg_parse(obj, def, err);
     if (r >= 0)
         r = otasrv_rollout_def_validate(def, err);
     if (r >= 0)
@@ -617,6 +629,7 @@ int otasrv_rollout_to_json(const struct otasrv_rollout_def *def, json_t **ret)
     put(obj, "start_at_ms", json_integer(def->start_at_ms), &bad);
     put(obj, "auto_pause", json_boolean(def->auto_pause), &bad);
     put(obj, "auto_rollback", json_boolean(def->auto_rollback), &bad);
+    otasrv_bg_to_json(def, obj, &bad);
     if (bad)
         goto fail;
     *ret = obj;

@@ -6,16 +6,17 @@
 
 #include "otasrv/rollout.h"
 
-/* Offered or in progress: the device has the release in hand. */
+/* Offered, in progress, or (blue_green) told to switch: the device has the
+ * release in hand. */
 static inline int in_flight(enum otasrv_rdev_state s)
 {
-    return s == OTASRV_RDEV_OFFERED || s == OTASRV_RDEV_IN_PROGRESS;
+    return s == OTASRV_RDEV_OFFERED || s == OTASRV_RDEV_IN_PROGRESS || s == OTASRV_RDEV_ACTIVATED;
 }
 
-/* Not finished: pending or in flight. */
+/* Not finished: pending, in flight, or waiting in standby. */
 static inline int open_state(enum otasrv_rdev_state s)
 {
-    return s == OTASRV_RDEV_PENDING || in_flight(s);
+    return s == OTASRV_RDEV_PENDING || in_flight(s) || s == OTASRV_RDEV_STANDBY;
 }
 
 #include <errno.h>
@@ -136,5 +137,18 @@ int otasrv_rollout_cmp_str(const void *a, const void *b);
 
 /* Sorts def->devices and refuses duplicates. */
 int otasrv_rollout_sort_devices(struct otasrv_rollout_def *def, struct ota_err *err);
+
+/* rollout_bluegreen.c: the blue_green strategy's parts. */
+int otasrv_bg_parse(const json_t *obj, struct otasrv_rollout_def *def, struct ota_err *err);
+int otasrv_bg_validate(const struct otasrv_rollout_def *def, struct ota_err *err);
+void otasrv_bg_to_json(const struct otasrv_rollout_def *def, json_t *obj, int *bad);
+/* The decision for a device in standby or activated. */
+void otasrv_bg_decide(const struct otasrv_rollout *r, const struct otasrv_rollout_device *d,
+                      struct otasrv_rollout_decision *ret);
+/* OTASRV_OP_ACTIVATE: 0, or -EINVAL / -EALREADY with the reason. */
+int otasrv_bg_activate(struct otasrv_rollout *r, int64_t now_ms, const char *reason,
+                       struct ota_err *err);
+/* activate_at_ms reached: activates; 1 if it did. */
+int otasrv_bg_tick(struct otasrv_rollout *r, int64_t now_ms);
 
 #endif

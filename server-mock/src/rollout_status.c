@@ -14,8 +14,8 @@
 /* ---- status JSON ---- */
 
 static const char *const status_keys[] = {
-    "state",       "stage",      "created_ms", "approved_ms", "started_ms",
-    "finished_ms", "changed_ms", "reason",     "fail_ack",    "stage_opened_ms",
+    "state",      "stage",  "created_ms", "approved_ms",     "started_ms",   "finished_ms",
+    "changed_ms", "reason", "fail_ack",   "stage_opened_ms", "activated_ms",
 };
 
 /* A stage with a delay: the open stage's opening time matters (written only
@@ -46,6 +46,8 @@ int otasrv_rollout_status_to_json(const struct otasrv_rollout *r, json_t **ret)
     if (has_delay(&r->def))
         put(obj, "stage_opened_ms", json_integer(r->stage_opened_ms), &bad);
     put(obj, "reason", json_string(r->reason), &bad);
+    if (r->def.strategy == OTASRV_STRATEGY_BLUE_GREEN)
+        put(obj, "activated_ms", json_integer(r->activated_ms), &bad);
     for (int k = 0; k < r->def.n_stages; k++)
         append(ack, json_integer(r->fail_ack[k]), &bad);
     put(obj, "fail_ack", ack, &bad);
@@ -65,7 +67,7 @@ int otasrv_rollout_status_from_json(const json_t *obj, struct otasrv_rollout *r,
 {
     struct ota_err tmp = {0};
     char state[32], reason[OTASRV_ROLLOUT_REASON_MAX] = "";
-    int64_t stage = 0, t[6] = {0};
+    int64_t stage = 0, t[6] = {0}, activated = 0;
     static const char *const times[6] = {"created_ms",  "approved_ms", "started_ms",
                                          "finished_ms", "changed_ms",  "stage_opened_ms"};
     uint32_t ack[OTASRV_ROLLOUT_MAX_STAGES] = {0};
@@ -85,6 +87,8 @@ int otasrv_rollout_status_from_json(const json_t *obj, struct otasrv_rollout *r,
         rc = opt_int(obj, "status", times[j], 0, INT64_MAX, &t[j], err);
     if (rc >= 0)
         rc = opt_str(obj, "status", "reason", reason, sizeof(reason), err);
+    if (rc >= 0)
+        rc = opt_int(obj, "status", "activated_ms", 0, INT64_MAX, &activated, err);
     if (rc < 0)
         return rc;
     k = otasrv_rollout_name_index(otasrv_rollout_state_names, OTASRV_ROLLOUT_STATE_MAX, state);
@@ -111,6 +115,7 @@ int otasrv_rollout_status_from_json(const json_t *obj, struct otasrv_rollout *r,
     r->finished_ms = t[3];
     r->changed_ms = t[4];
     r->stage_opened_ms = t[5];
+    r->activated_ms = activated;
     memcpy(r->fail_ack, ack, sizeof(ack));
     ota_strlcpy(r->reason, reason, sizeof(r->reason));
     return 0;
@@ -173,7 +178,9 @@ int otasrv_rollout_measure(const struct otasrv_rollout *r, const struct otasrv_r
         else if (s == OTASRV_RDEV_SKIPPED)
             st->skipped++;
     }
-    m.in_flight = m.by_state[OTASRV_RDEV_OFFERED] + m.by_state[OTASRV_RDEV_IN_PROGRESS];
+    m.in_flight = m.by_state[OTASRV_RDEV_OFFERED] + m.by_state[OTASRV_RDEV_IN_PROGRESS] +
+                  m.by_state[OTASRV_RDEV_ACTIVATED];
+    m.standby = m.by_state[OTASRV_RDEV_STANDBY];
     m.succeeded = m.by_state[OTASRV_RDEV_SUCCESS];
     m.failed = m.by_state[OTASRV_RDEV_FAILURE] + m.by_state[OTASRV_RDEV_TIMED_OUT];
     if (m.succeeded + m.failed) {
@@ -211,6 +218,7 @@ int otasrv_rollout_metrics_to_json(const struct otasrv_rollout_metrics *m, json_
     put(obj, "by_state", by, &bad);
     by = NULL;
     put(obj, "in_flight", json_integer(m->in_flight), &bad);
+    put(obj, "standby", json_integer(m->standby), &bad);
     put(obj, "succeeded", json_integer(m->succeeded), &bad);
     put(obj, "failed", json_integer(m->failed), &bad);
     put(obj, "success_rate", json_real(m->success_rate), &bad);

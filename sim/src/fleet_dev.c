@@ -1,17 +1,16 @@
 /* A fleet device's durable state and the agent core's ops over it, in
- * memory (issue 12): the same durability rules as the real drivers, so that
- * what the core saved before a power cut is what it finds after it.
- *   store    save() is atomic and durable (SQLite's transaction): journal,
- *            outbox and history change together or not at all;
- *   download bytes are durable only once dl_sync() returned (a power cut
- *            keeps [0, synced), an agent crash keeps what was written);
- *   slots    slot_install() and app_switch() are durable when they return
- *            (the real driver fsyncs before it returns);
- *   service  the app in the slot `current` names runs from its restart (or
- *            the boot) on; a bad release stops being healthy as its mode says.
- * After a cut (d->cut) or a crash (d->crash) every op fails: the core stops
- * where it was, nothing more becomes durable. Downloads of the same bytes
- * share one buffer (struct fblob) until they differ. */
+ * memory (issue 12). The journal is kept field by field (struct fjournal,
+ * strings interned): a field added to struct ota_journal must be added to
+ * pack_journal/store_load too (FleetOps.JournalRoundTrips checks every byte). the same durability
+ * rules as the real drivers, so that what the core saved before a power cut is what it finds after
+ * it. store    save() is atomic and durable (SQLite's transaction): journal, outbox and history
+ * change together or not at all; download bytes are durable only once dl_sync() returned (a power
+ * cut keeps [0, synced), an agent crash keeps what was written); slots    slot_install() and
+ * app_switch() are durable when they return (the real driver fsyncs before it returns); service the
+ * app in the slot `current` names runs from its restart (or the boot) on; a bad release stops being
+ * healthy as its mode says. After a cut (d->cut) or a crash (d->crash) every op fails: the core
+ * stops where it was, nothing more becomes durable. Downloads of the same bytes share one buffer
+ * (struct fblob) until they differ. */
 #include "fleet_impl.h"
 #include "ota/json.h"
 
@@ -215,6 +214,9 @@ static int store_load(void *ctx, struct ota_journal *ret, struct ota_err *err)
     ret->resumes = j->resumes;
     ret->attempts = j->attempts;
     ret->durable_len = j->durable_len;
+    ret->wait_activation = j->wait_activation;
+    ret->not_after_ms = j->not_after_ms;
+    ret->standby_since_ms = j->standby_since_ms;
     memcpy(ret->prefix_sha256, j->prefix_sha256, sizeof(ret->prefix_sha256));
     put_s(ret->update_id, sizeof(ret->update_id), j->update_id);
     put_s(ret->rollout_id, sizeof(ret->rollout_id), j->rollout_id);
@@ -237,6 +239,9 @@ static int pack_journal(struct fleet *fl, const struct ota_journal *j, struct fj
     o->resumes = j->resumes;
     o->attempts = j->attempts;
     o->durable_len = j->durable_len;
+    o->wait_activation = (int8_t)j->wait_activation;
+    o->not_after_ms = j->not_after_ms;
+    o->standby_since_ms = j->standby_since_ms;
     memcpy(o->prefix_sha256, j->prefix_sha256, sizeof(o->prefix_sha256));
     o->update_id = cp(fl, j->update_id);
     o->rollout_id = cp(fl, j->rollout_id);

@@ -33,6 +33,8 @@ struct fjournal {
     int8_t failed;
     uint32_t flags, resumes, attempts;
     uint64_t durable_len;
+    int8_t wait_activation;
+    int64_t not_after_ms, standby_since_ms;
     uint8_t prefix_sha256[32];
     const char *update_id, *rollout_id, *manifest, *signature, *url, *etag, *from_version, *reason;
 };

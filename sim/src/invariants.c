@@ -521,6 +521,20 @@ int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_c
     return set(c, "expected-outcome", !why[0], "%s%s", why[0] ? why : "as expected", note);
 }
 
+int otasim_inv_standby_waits(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_trial *tr = trial(v);
+    const char *lines = tr->state_lines ? tr->state_lines : "";
+    size_t before = tr->activated ? tr->activated_at : strlen(lines);
+    const char *sw = strstr(lines, "\"to\":\"SWITCHING\"");
+    int early = sw && (size_t)(sw - lines) < before;
+
+    return set(c, "standby-waits", !early, "%s",
+               early           ? "switched before the rollout was activated"
+               : tr->activated ? "no switch before the activation"
+                               : "never activated, never switched");
+}
+
 /* ---- the driver ------------------------------------------------------------ */
 
 /* In the order the checks appear in a trial's report. fault-fired's server
@@ -540,6 +554,7 @@ const struct otasim_invariant otasim_invariants[] = {
     {"db-integrity", otasim_inv_db_integrity, NULL, OTASIM_INV_ALL, 0},
     {"no-temp-files", otasim_inv_no_temp_files, NULL, OTASIM_INV_ALL, 0},
     {"expected-outcome", otasim_inv_expected_outcome, NULL, OTASIM_INV_ALL, 0},
+    {"standby-waits", otasim_inv_standby_waits, NULL, OTASIM_INV_BLUE_GREEN, 0},
 };
 const size_t otasim_n_invariants = sizeof(otasim_invariants) / sizeof(otasim_invariants[0]);
 
@@ -562,6 +577,8 @@ int otasim_inv_applies(const struct otasim_invariant *inv, const struct otasim_i
         return !v->d->qemu;
     case OTASIM_INV_FAULTED:
         return trial(v)->fault.kind != OTASIM_FAULT_NONE;
+    case OTASIM_INV_BLUE_GREEN:
+        return trial(v)->sc->blue_green;
     default:
         return 1;
     }

@@ -105,6 +105,8 @@ static void kernel_args(const struct otasim_trial *tr, const struct otasim_fault
         tr->device_id, tr->srv->enroll_token, sc->device_type, sc->source);
     if (strcmp(sc->source, "github") == 0)
         ADD(" ota.conf=agent.repo=sim/video-app");
+    if (sc->blue_green) /* the rollout's filter (bluegreen.c) */
+        ADD(" ota.conf=agent.group=%s", tr->device_id);
     ADD(" ota.conf=health.window=%d ota.conf=health.interval_ms=%d",
         (sc->health_window_ms + 999) / 1000, sc->health_interval_ms);
     if (sc->profile == OTASIM_PROFILE_ROOTFS)
@@ -656,9 +658,11 @@ static int follow(const struct otasim_tools *t, struct otasim_trial *tr, struct 
     int r;
 
     while (!w->final) {
-        int n = otasim_qemu_line(q, 500, line, sizeof(line));
+        int n = otasim_qemu_line(q, 500, line, sizeof(line)), activated = 0;
         if (n < 0)
             return ota_err_set(err, EIO, "QEMU stopped by itself (see %s)", q->log);
+        if (n == 0 && (r = otasim_bluegreen_poll(tr, &activated, err)) < 0)
+            return r; /* blue_green: the operator's activation, once the device waits */
         if (otasim_now_ms() > deadline) {
             ota_strlcpy(settle->why, "no final state line before the timeout", sizeof(settle->why));
             break;
@@ -726,8 +730,9 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     char qdir[PATH_MAX + 16], args[2048], frozen[PATH_MAX] = "";
     int64_t t0 = otasim_now_ms();
     int armed = tr->fault.kind != OTASIM_FAULT_NONE, r;
+    /* not for blue_green: the recording would need the activation too */
     int snap = t->qemu_snapshot && tr->fault.kind == OTASIM_FAULT_POWER_CUT &&
-               tr->fault.trigger.kind == OTASIM_TRIGGER_STATE;
+               tr->fault.trigger.kind == OTASIM_TRIGGER_STATE && !sc->blue_green;
 
     tr->outcome = OTASIM_ERROR;
     tr->started_ms = otasim_wall_ms();
@@ -754,6 +759,8 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
         return r;
     if (snap && (r = snap_boot(t, tr, frozen, &own, &w, err)) != 0)
         return r < 0 ? r : 0;
+    if ((r = otasim_bluegreen_setup(tr, err)) < 0)
+        return r;
     if ((r = otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir,
                               frozen[0] ? frozen : NULL, tr->srv->port, err)) < 0)
         goto out;

@@ -23,8 +23,8 @@ const char *const otasim_report_expect_names[OTASIM_EXPECT_REPORT_MAX] = {"any",
                                                                           "failure", "none"};
 
 static const char *const agent_states[] = {
-    "IDLE",      "CHECKING",  "DOWNLOADING",  "VERIFYING",  "INSTALLING",
-    "SWITCHING", "REBOOTING", "HEALTH_CHECK", "COMMITTING", "ROLLING_BACK"};
+    "IDLE",      "CHECKING",     "DOWNLOADING", "VERIFYING",    "INSTALLING", "SWITCHING",
+    "REBOOTING", "HEALTH_CHECK", "COMMITTING",  "ROLLING_BACK", "STANDBY"};
 
 static int check_state(const char *s, const char *where, struct ota_err *err)
 {
@@ -376,8 +376,9 @@ static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_e
 int otasim_scenario_parse(const char *text, size_t n, const char *path, struct otasim_scenario *ret,
                           struct ota_err *err)
 {
-    static const char *const keys[] = {"name",  "description", "device", "releases",
-                                       "fault", "expect",      "passes", NULL};
+    static const char *const keys[] = {"name",   "description", "device",  "releases", "fault",
+                                       "expect", "passes",      "rollout", NULL};
+    char rollout[24] = "";
     struct otasim_scenario s;
     json_t *root = NULL, *rels, *r;
     const char *base;
@@ -405,9 +406,15 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
         otasim_opt_str(root, "scenario", "description", s.description, sizeof(s.description), err) <
             0 ||
         otasim_opt_int(root, "scenario", "passes", 1, 50, &passes, err) < 0 ||
+        otasim_opt_str(root, "scenario", "rollout", rollout, sizeof(rollout), err) < 0 ||
         parse_device(json_object_get(root, "device"), &s, err) < 0)
         goto out;
     s.passes = (int)passes;
+    if (rollout[0] && (strcmp(rollout, "blue_green") != 0 || strcmp(s.source, "fleet") != 0)) {
+        ota_err_set(err, EINVAL, "rollout: only blue_green, with the fleet source");
+        goto out;
+    }
+    s.blue_green = rollout[0] != '\0';
     rels = json_object_get(root, "releases");
     if (!json_is_array(rels) || json_array_size(rels) < 1 ||
         json_array_size(rels) > OTASIM_MAX_RELEASES) {

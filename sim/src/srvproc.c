@@ -115,15 +115,15 @@ int otasim_server_add_release(const struct otasim_tools *t, const struct otasim_
     return 0;
 }
 
-static int admin_call(const struct otasim_server *s, const char *method, const char *path,
-                      const char *body, char **ret, struct ota_err *err)
+static int call_as(const struct otasim_server *s, const char *token, const char *method,
+                   const char *path, const char *body, char **ret, struct ota_err *err)
 {
     char url[512], *text = NULL;
     long status = 0;
     int r;
 
     snprintf(url, sizeof(url), "%s%s", s->url, path);
-    r = otasim_http_call(url, s->admin_token, method, body, 30000, &status, &text, err);
+    r = otasim_http_call(url, token, method, body, 30000, &status, &text, err);
     if (r < 0)
         return r;
     if (status < 200 || status > 299) {
@@ -136,6 +136,23 @@ static int admin_call(const struct otasim_server *s, const char *method, const c
     else
         free(text);
     return 0;
+}
+
+static int admin_call(const struct otasim_server *s, const char *method, const char *path,
+                      const char *body, char **ret, struct ota_err *err)
+{
+    return call_as(s, s->admin_token, method, path, body, ret, err);
+}
+
+int otasim_server_post(const struct otasim_server *s, const char *path, const char *body,
+                       char **ret, struct ota_err *err)
+{
+    return admin_call(s, "POST", path, body, ret, err);
+}
+
+int otasim_server_register(const struct otasim_server *s, const char *body, struct ota_err *err)
+{
+    return call_as(s, s->enroll_token, "POST", "/api/v1/devices/register", body, NULL, err);
 }
 
 int otasim_server_put_faults(const struct otasim_server *s, const char *json, struct ota_err *err)

@@ -221,6 +221,15 @@ static int one_pass(struct run *ru, int pass, struct ota_err *err)
         otasim_device_kill(&ru->d);
         return (r = otasim_device_boot(&ru->d, err)) < 0 ? r : PASS_AGAIN;
     }
+    /* blue_green: a pass that found the agent waiting in STANDBY is where
+     * the operator activates (whether a fault is still pending or not). */
+    if (ps.quiet && ps.status == 0 && tr->sc->blue_green && !tr->activated) {
+        int activated = 0;
+        if ((r = otasim_bluegreen_activate(&ru->d, tr, &activated, err)) < 0)
+            return r;
+        if (activated)
+            return PASS_NEXT;
+    }
     /* Settled: a pass with nothing to do (up to date, or the same refusal
      * again: exit 1), the fault no longer pending. */
     if (ps.quiet && (ps.status == 0 || ps.status == 1) && !(ru->armed && !tr->fired)) {
@@ -289,6 +298,8 @@ int otasim_trial_run(const struct otasim_tools *t, struct otasim_trial *tr, stru
     if (r < 0)
         goto out;
     if (tr->fault.kind == OTASIM_FAULT_CORRUPT_BOOTENV && (r = corrupt_env(ru, err)) < 0)
+        goto out;
+    if ((r = otasim_bluegreen_setup(tr, err)) < 0)
         goto out;
     if ((r = passes(ru, err)) < 0)
         goto out;

@@ -9,7 +9,9 @@
  * A host calls ota_agent_start() once (it applies the recovery rule for the
  * state found in the store), then ota_agent_step() until it returns
  * OTA_STEP_IDLE (pass done), OTA_STEP_WAIT (call again at wake_ms) or
- * OTA_STEP_REBOOT (the device is rebooting; stop). */
+ * OTA_STEP_REBOOT (the device is rebooting; stop). In STANDBY a pass checks
+ * in once and ends with OTA_STEP_IDLE while the state stays STANDBY: the
+ * next pass begins with ota_agent_start() or ota_agent_check(). */
 #ifndef OTA_CORE_H
 #define OTA_CORE_H
 
@@ -34,6 +36,10 @@ enum ota_state {
     OTA_STATE_HEALTH_CHECK,
     OTA_STATE_COMMITTING,
     OTA_STATE_ROLLING_BACK,
+    /* Installed into the inactive slot, waiting for the fleet's activation
+     * (blue-green; DESIGN.md). Between INSTALLING and SWITCHING in the flow;
+     * numbered last so that the values above keep their meaning. */
+    OTA_STATE_STANDBY,
     OTA_STATE_MAX,
 };
 /* "IDLE", "CHECKING", ... as in DESIGN.md. */
@@ -83,6 +89,11 @@ struct ota_journal {
     int failed;                  /* 1: update failed; on the way to IDLE or rolling back */
     uint32_t flags;              /* OTA_JF_* below */
     char reason[OTA_REASON_LEN]; /* why it failed / why this transition */
+    /* Blue-green (DESIGN.md, "STANDBY"): the offer asked to wait for an
+     * activation after the install. */
+    int wait_activation;      /* 1: INSTALLING goes to STANDBY, not SWITCHING */
+    int64_t not_after_ms;     /* wall: abandon the wait at this time; 0 = no limit given */
+    int64_t standby_since_ms; /* wall: when STANDBY was entered (the max-wait bound) */
 };
 
 /* journal flags */
@@ -269,6 +280,8 @@ struct ota_agent_config {
     int64_t backoff_max_ms;
     uint64_t checkpoint_bytes;      /* download bytes between durable checkpoints */
     int64_t checkpoint_interval_ms; /* ... and at least this long apart (mono) */
+    int64_t standby_max_wait_ms;    /* STANDBY: abandon after waiting this long (wall clock,
+                                       from entering STANDBY; default 7 days) */
 };
 
 /* Sets the documented defaults. */
@@ -329,7 +342,9 @@ int ota_agent_load(struct ota_agent *a, struct ota_err *err) OTA_MUST;
  * A corrupt store is the caller's business (the SQLite driver moves it aside). */
 int ota_agent_start(struct ota_agent *a, struct ota_err *err) OTA_MUST;
 
-/* Asks for an update check: IDLE -> CHECKING. -EBUSY if an update runs.
+/* Asks for an update check: IDLE -> CHECKING. In STANDBY: the next step
+ * checks in for the activation (the state stays). -EBUSY if an update runs
+ * (and for a dry run in STANDBY).
  * dry_run: only look (ota_agent_last_check says what was found); an
  * accepted release is not downloaded and the agent returns to IDLE. */
 int ota_agent_check(struct ota_agent *a, int dry_run, struct ota_err *err) OTA_MUST;

@@ -18,6 +18,14 @@ struct ota_offer {
     char manifest[OTA_MANIFEST_TEXT_LEN];
     char signature[128];
     char url[OTA_URL_LEN];
+    /* "activation": {"mode": "wait", "not_after_ms": N} in the offer
+     * (blue-green): install, then wait in STANDBY. */
+    int wait_activation;
+    int64_t not_after_ms; /* 0: none given */
+    /* Answers to a device in STANDBY (top level, also with "update": null):
+     * the update id to activate now, or to abandon; "" when absent. */
+    char activate[OTA_ID_LEN];
+    char abandon[OTA_ID_LEN];
 };
 
 #define OTA_GH_MAX_ASSETS 32
@@ -45,7 +53,8 @@ struct ota_inventory {
     const char *rootfs_slot;
     const struct ota_attr *attributes; /* n_attributes of them; none: not sent */
     size_t n_attributes;
-    const char *timezone; /* NULL or "": not sent */
+    const char *timezone;  /* NULL or "": not sent */
+    const char *update_id; /* the update in progress (STANDBY), or NULL/"" */
 };
 
 /* Parses "key=value, key=value" (the config file's attributes; spaces
@@ -64,7 +73,8 @@ int ota_proto_report_body(const struct ota_report *r, char **ret) OTA_MUST;
 /* {"device_id":..., "token":...}. -EINVAL on anything else. */
 int ota_proto_parse_register(const char *body, size_t n, char *ret_device_id, size_t id_cap,
                              char *ret_token, size_t token_cap, struct ota_err *err) OTA_MUST;
-/* {"update": null} -> *ret_has = 0; {"update": {...}} -> *ret_has = 1 and *ret. */
+/* {"update": null} -> *ret_has = 0; {"update": {...}} -> *ret_has = 1 and *ret.
+ * ret->activate and ret->abandon are set in both cases. */
 int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota_offer *ret,
                             struct ota_err *err) OTA_MUST;
 int ota_proto_parse_gh_release(const char *body, size_t n, struct ota_gh_release *ret,

@@ -325,7 +325,9 @@ static int cmd_update(struct host *h, struct ota_err *err)
     rc = run_to_idle(h, &rebooting, err);
     if (rc || rebooting || stop_requested)
         return rc;
-    if (ota_agent_last_outcome(h->agent, NULL) == OTA_STATUS_IN_PROGRESS) {
+    /* Not after a STANDBY pass: its step checked in already. */
+    if (ota_agent_last_outcome(h->agent, NULL) == OTA_STATUS_IN_PROGRESS &&
+        ota_agent_journal(h->agent)->state == OTA_STATE_IDLE) {
         if (ota_agent_check(h->agent, 0, err) < 0)
             return EXIT_INTERNAL;
         rc = run_to_idle(h, &rebooting, err);

@@ -53,6 +53,7 @@ static const struct key keys[] = {
     I("agent", "backoff_max_ms", agent.backoff_max_ms, 0, 1),
     I("agent", "checkpoint_bytes", agent.checkpoint_bytes, 4096, 1),
     I("agent", "checkpoint_interval_ms", agent.checkpoint_interval_ms, 0, 1),
+    I("agent", "standby_max_wait", agent.standby_max_wait_ms, 0, 1000),
     S("transport", "ca_file", curl.ca_file),
     I("transport", "connect_timeout", curl.connect_timeout_s, 1, 1),
     I("transport", "low_speed_bytes", curl.low_speed_bytes, 0, 1),

@@ -3,7 +3,8 @@
  *   core.c     the state machine: the journal, the handlers, the commands
  *   download.c DOWNLOADING and VERIFYING: the download session
  *   slots.c    the slots per update kind (app slots, U-Boot A/B), the boot env
- *   source.c   the update sources (fleet API, GitHub Releases) */
+ *   source.c   the update sources (fleet API, GitHub Releases)
+ *   standby.c  STANDBY: installed, waiting for the fleet's activation */
 #ifndef OTA_CORE_AGENT_H
 #define OTA_CORE_AGENT_H
 
@@ -61,6 +62,8 @@ struct ota_agent {
     char check_reason[OTA_REASON_LEN];
     enum ota_status outcome;
     char outcome_reason[OTA_REASON_LEN];
+
+    int standby_poll; /* STANDBY: this pass has not checked in yet */
 };
 
 /* An update source: where the agent asks for an offer and, if the source
@@ -113,6 +116,10 @@ int core_fail_update(struct ota_agent *a, const char *reason, struct ota_err *er
 /* The update failed after the switch: roll back to the last-known-good slot. */
 int core_start_rollback(struct ota_agent *a, const char *reason, struct ota_err *err);
 
+/* The inventory sent at check-in; the strings live in the buffers given. */
+int core_inventory(struct ota_agent *a, struct ota_inventory *inv, char *appv, char *rootv,
+                   size_t cap, int *app_slot, int *root_slot);
+
 /* download.c */
 void core_dl_reset(struct ota_agent *a);
 int core_handle_downloading(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
@@ -124,6 +131,10 @@ const struct slot_ops *core_slots_for(enum ota_kind kind);
 const struct slot_ops *core_slots(const struct ota_agent *a); /* the update's */
 int core_handle_switching(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
 int core_handle_rebooting(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
+
+/* standby.c */
+int core_enter_standby(struct ota_agent *a, struct ota_err *err);
+int core_handle_standby(struct ota_agent *a, struct ota_step *st, struct ota_err *err);
 
 /* source.c */
 const struct update_source *core_source(const struct ota_agent *a);

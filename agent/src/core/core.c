@@ -17,8 +17,8 @@
 #include "ota/version.h"
 
 const char *const ota_state_names[OTA_STATE_MAX] = {
-    "IDLE",      "CHECKING",  "DOWNLOADING",  "VERIFYING",  "INSTALLING",
-    "SWITCHING", "REBOOTING", "HEALTH_CHECK", "COMMITTING", "ROLLING_BACK",
+    "IDLE",      "CHECKING",     "DOWNLOADING", "VERIFYING",    "INSTALLING", "SWITCHING",
+    "REBOOTING", "HEALTH_CHECK", "COMMITTING",  "ROLLING_BACK", "STANDBY",
 };
 const char *const ota_slot_names[OTA_SLOT_MAX] = {"a", "b"};
 const char *const ota_status_names[OTA_STATUS_MAX] = {"in_progress", "success", "failure"};
@@ -52,6 +52,7 @@ void ota_agent_config_defaults(struct ota_agent_config *c)
     /* Each checkpoint is an fdatasync plus a synchronous commit: on a fast
      * link, bound them by time too; a cut loses at most ~1 s of transfer. */
     c->checkpoint_interval_ms = 1000;
+    c->standby_max_wait_ms = 7LL * 24 * 3600 * 1000;
 }
 
 struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg, const struct ota_agent_ops *ops)
@@ -344,8 +345,8 @@ static int load_manifest(struct ota_agent *a, struct ota_err *err)
 
 /* ---- CHECKING ----------------------------------------------------------- */
 
-static int device_inventory(struct ota_agent *a, struct ota_inventory *inv, char *appv, char *rootv,
-                            size_t cap, int *app_slot, int *root_slot)
+int core_inventory(struct ota_agent *a, struct ota_inventory *inv, char *appv, char *rootv,
+                   size_t cap, int *app_slot, int *root_slot)
 {
     if (ota_agent_installed(a, OTA_KIND_APP, app_slot, appv, cap, NULL) < 0) {
         *app_slot = OTA_SLOT_A;
@@ -368,6 +369,7 @@ static int device_inventory(struct ota_agent *a, struct ota_inventory *inv, char
     inv->attributes = a->cfg.attributes;
     inv->n_attributes = a->cfg.n_attributes > 0 ? (size_t)a->cfg.n_attributes : 0;
     inv->timezone = a->cfg.timezone;
+    inv->update_id = a->j.update_id;
     return 0;
 }
 
@@ -428,6 +430,8 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     a->j.from_slot = slot;
     a->j.to_slot = OTA_SLOT_OTHER(slot);
     ota_strlcpy(a->j.from_version, cur, sizeof(a->j.from_version));
+    a->j.wait_activation = off->wait_activation;
+    a->j.not_after_ms = off->not_after_ms;
     a->m = m;
     a->m_ok = 1;
     return 1;
@@ -443,7 +447,7 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
 
     if (!off)
         return ota_err_set(err, ENOMEM, "out of memory");
-    device_inventory(a, &inv, appv, rootv, sizeof(appv), &app_slot, &root_slot);
+    core_inventory(a, &inv, appv, rootv, sizeof(appv), &app_slot, &root_slot);
     r = core_source(a)->check(a, &inv, &has, off, &cerr);
     if (r < 0) {
         a->check = OTA_CHECK_UNREACHABLE;
@@ -510,6 +514,8 @@ static int handle_installing(struct ota_agent *a, struct ota_step *st, struct ot
                  e.reason);
         return core_fail_update(a, why, err);
     }
+    if (a->j.wait_activation)
+        return core_enter_standby(a, err);
     return core_transition(a, OTA_STATE_SWITCHING, err);
 }
 
@@ -669,6 +675,12 @@ int ota_agent_start(struct ota_agent *a, struct ota_err *err)
     s = a->j.state;
     if (s == OTA_STATE_IDLE)
         return 0;
+    if (s == OTA_STATE_STANDBY) {
+        /* Not a resumption of work: waiting across reboots is the state's
+         * purpose, and its bound (not the loop breaker) ends it. */
+        a->standby_poll = 1;
+        return 0;
+    }
     a->j.resumes++;
     r = core_save_journal(a, err);
     if (r < 0)
@@ -698,6 +710,10 @@ int ota_agent_check(struct ota_agent *a, int dry_run, struct ota_err *err)
 {
     if (!a->loaded)
         return ota_err_set(err, EINVAL, "agent not started");
+    if (a->j.state == OTA_STATE_STANDBY && !dry_run) {
+        a->standby_poll = 1; /* the next step checks in for the activation */
+        return 0;
+    }
     if (a->j.state != OTA_STATE_IDLE)
         return ota_err_set(err, EBUSY, "an update is in progress (%s)",
                            ota_state_names[a->j.state]);
@@ -739,6 +755,8 @@ int ota_agent_step(struct ota_agent *a, struct ota_step *st, struct ota_err *err
         return handle_committing(a, st, err);
     case OTA_STATE_ROLLING_BACK:
         return handle_rolling_back(a, st, err);
+    case OTA_STATE_STANDBY:
+        return core_handle_standby(a, st, err);
     case OTA_STATE_MAX:
         break;
     }

@@ -64,14 +64,20 @@ int ota_proto_register_body(const struct ota_inventory *inv, char **ret)
 
 int ota_proto_checkin_body(const struct ota_inventory *inv, char **ret)
 {
-    return dump_and_free(
-        with_extras(json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "device_type",
-                              nz(inv->device_type), "group", nz(inv->group), "state",
-                              nz(inv->state), "versions", "app", nz(inv->app_version), "rootfs",
-                              nz(inv->rootfs_version), "slots", "app", nz(inv->app_slot), "rootfs",
-                              nz(inv->rootfs_slot)),
-                    inv),
-        ret);
+    json_t *o = with_extras(json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "device_type",
+                                      nz(inv->device_type), "group", nz(inv->group), "state",
+                                      nz(inv->state), "versions", "app", nz(inv->app_version),
+                                      "rootfs", nz(inv->rootfs_version), "slots", "app",
+                                      nz(inv->app_slot), "rootfs", nz(inv->rootfs_slot)),
+                            inv);
+
+    /* A device waiting in STANDBY says which update it holds. */
+    if (o && inv->update_id && inv->update_id[0] &&
+        json_object_set_new(o, "update_id", json_string(inv->update_id)) < 0) {
+        json_decref(o);
+        return -ENOMEM;
+    }
+    return dump_and_free(o, ret);
 }
 
 /* [s, e) without the spaces around it, into buf (cap bytes); -1 if longer. */
@@ -163,6 +169,44 @@ out:
     return r;
 }
 
+/* The offer's optional "activation": {"mode": "now"|"wait", "not_after_ms": N}. */
+static int parse_activation(const json_t *u, struct ota_offer *off, struct ota_err *err)
+{
+    const json_t *act = json_object_get(u, "activation"), *na;
+    char mode[16];
+    int r;
+
+    if (!act || json_is_null(act))
+        return 0;
+    if (!json_is_object(act))
+        return ota_err_set(err, EINVAL, "check-in 'activation' is not an object");
+    if ((r = ota_json_str(act, "mode", mode, sizeof(mode), err)) < 0)
+        return r;
+    if (strcmp(mode, "wait") == 0)
+        off->wait_activation = 1;
+    else if (strcmp(mode, "now") != 0)
+        return ota_err_set(err, EINVAL, "check-in activation mode '%s' is unknown", mode);
+    na = json_object_get(act, "not_after_ms");
+    if (na && !json_is_null(na)) {
+        if (!json_is_integer(na) || json_integer_value(na) < 0)
+            return ota_err_set(err, EINVAL, "check-in activation not_after_ms is not a time");
+        off->not_after_ms = (int64_t)json_integer_value(na);
+    }
+    return 0;
+}
+
+/* The answers to a device in STANDBY: "activate" / "abandon": "<update_id>". */
+static int parse_standby_answer(const json_t *o, const char *key, char *buf, size_t cap,
+                                struct ota_err *err)
+{
+    const json_t *v = json_object_get(o, key);
+
+    buf[0] = '\0';
+    if (!v || json_is_null(v))
+        return 0;
+    return ota_json_str(o, key, buf, cap, err);
+}
+
 int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota_offer *ret,
                             struct ota_err *err)
 {
@@ -174,12 +218,22 @@ int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota
     r = ota_json_parse(body, n, &o, err);
     if (r < 0)
         return r;
+    off = calloc(1, sizeof(*off));
+    if (!off) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if ((r = parse_standby_answer(o, "activate", off->activate, sizeof(off->activate), err)) < 0 ||
+        (r = parse_standby_answer(o, "abandon", off->abandon, sizeof(off->abandon), err)) < 0)
+        goto out;
     u = json_object_get(o, "update");
     if (!u) {
         r = ota_err_set(err, EINVAL, "check-in answer has no 'update' field");
         goto out;
     }
     if (json_is_null(u)) {
+        ota_strlcpy(ret->activate, off->activate, sizeof(ret->activate));
+        ota_strlcpy(ret->abandon, off->abandon, sizeof(ret->abandon));
         *ret_has = 0;
         r = 0;
         goto out;
@@ -188,15 +242,11 @@ int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota
         r = ota_err_set(err, EINVAL, "check-in 'update' is not an object");
         goto out;
     }
-    off = calloc(1, sizeof(*off));
-    if (!off) {
-        r = -ENOMEM;
-        goto out;
-    }
     if ((r = ota_json_str(u, "update_id", off->update_id, sizeof(off->update_id), err)) < 0 ||
         (r = ota_json_str(u, "manifest", off->manifest, sizeof(off->manifest), err)) < 0 ||
         (r = ota_json_str(u, "signature", off->signature, sizeof(off->signature), err)) < 0 ||
-        (r = ota_json_str(u, "url", off->url, sizeof(off->url), err)) < 0)
+        (r = ota_json_str(u, "url", off->url, sizeof(off->url), err)) < 0 ||
+        (r = parse_activation(u, off, err)) < 0)
         goto out;
     if (json_object_get(u, "rollout_id") && !json_is_null(json_object_get(u, "rollout_id"))) {
         r = ota_json_str(u, "rollout_id", off->rollout_id, sizeof(off->rollout_id), err);

@@ -27,7 +27,7 @@
 
 #include <sqlite3.h>
 
-#define SCHEMA_VERSION  1
+#define SCHEMA_VERSION  2
 #define BUSY_TIMEOUT_MS 5000
 
 static const char schema_sql[] =
@@ -37,7 +37,9 @@ static const char schema_sql[] =
     " manifest TEXT NOT NULL, signature TEXT NOT NULL, url TEXT NOT NULL, etag TEXT NOT NULL,"
     " from_slot INTEGER NOT NULL, to_slot INTEGER NOT NULL, from_version TEXT NOT NULL,"
     " durable_len INTEGER NOT NULL, prefix_sha256 TEXT NOT NULL, resumes INTEGER NOT NULL,"
-    " attempts INTEGER NOT NULL, failed INTEGER NOT NULL, reason TEXT NOT NULL);"
+    " attempts INTEGER NOT NULL, failed INTEGER NOT NULL, reason TEXT NOT NULL,"
+    " wait_activation INTEGER NOT NULL DEFAULT 0, not_after_ms INTEGER NOT NULL DEFAULT 0,"
+    " standby_since_ms INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS outbox ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " device_id TEXT NOT NULL, update_id TEXT NOT NULL, rollout_id TEXT NOT NULL,"
@@ -48,6 +50,12 @@ static const char schema_sql[] =
     " update_id TEXT NOT NULL, version TEXT NOT NULL, from_version TEXT NOT NULL,"
     " kind TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, ts_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+/* Version 1 -> 2: the journal's blue-green columns (STANDBY). */
+static const char migrate_v2_sql[] =
+    "ALTER TABLE journal ADD COLUMN wait_activation INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE journal ADD COLUMN not_after_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE journal ADD COLUMN standby_since_ms INTEGER NOT NULL DEFAULT 0;";
 
 enum stmt_id {
     ST_BEGIN,
@@ -73,12 +81,14 @@ static const char *const stmt_sql[ST_MAX] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_JOURNAL_LOAD] = "SELECT state, update_id, rollout_id, manifest, signature, url, etag,"
                         " from_slot, to_slot, from_version, durable_len, prefix_sha256, resumes,"
-                        " attempts, failed, reason FROM journal WHERE id = 1",
+                        " attempts, failed, reason, wait_activation, not_after_ms,"
+                        " standby_since_ms FROM journal WHERE id = 1",
     [ST_JOURNAL_SAVE] = "INSERT OR REPLACE INTO journal (id, state, update_id, rollout_id,"
                         " manifest, signature, url, etag, from_slot, to_slot, from_version,"
-                        " durable_len, prefix_sha256, resumes, attempts, failed, reason)"
+                        " durable_len, prefix_sha256, resumes, attempts, failed, reason,"
+                        " wait_activation, not_after_ms, standby_since_ms)"
                         " VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                        " ?15, ?16)",
+                        " ?15, ?16, ?17, ?18, ?19)",
     [ST_OUTBOX_ADD] = "INSERT INTO outbox (device_id, update_id, rollout_id, version, kind, state,"
                       " status, reason, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_OUTBOX_PEEK] = "SELECT id, device_id, update_id, rollout_id, version, kind, state, status,"
@@ -265,12 +275,13 @@ static int try_open(struct ota_sqlite *s, char *why, size_t whycap, struct ota_e
         return 1;
     }
     if (version < SCHEMA_VERSION) {
-        /* New file (0). Later versions migrate here, inside the transaction. */
+        /* New file (0): the schema; version 1: its migration. Inside the
+         * transaction. */
         char *msg = NULL;
         char sql[sizeof(schema_sql) + 128];
 
         snprintf(sql, sizeof(sql), "BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
-                 schema_sql, SCHEMA_VERSION);
+                 version == 1 ? migrate_v2_sql : schema_sql, SCHEMA_VERSION);
         rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
         sqlite3_free(msg);
         if (rc != SQLITE_OK) {
@@ -420,6 +431,9 @@ static int journal_load(void *ctx, struct ota_journal *ret, struct ota_err *err)
     j->resumes = (uint32_t)sqlite3_column_int64(st, 12);
     j->attempts = (uint32_t)sqlite3_column_int64(st, 13);
     j->failed = sqlite3_column_int(st, 14);
+    j->wait_activation = sqlite3_column_int(st, 16);
+    j->not_after_ms = sqlite3_column_int64(st, 17);
+    j->standby_since_ms = sqlite3_column_int64(st, 18);
     *ret = *j;
 out:
     stmt_done(st);
@@ -449,6 +463,9 @@ static int bind_journal(sqlite3_stmt *st, const struct ota_journal *j)
     rc |= sqlite3_bind_int64(st, 14, j->attempts);
     rc |= sqlite3_bind_int(st, 15, j->failed);
     rc |= BIND_STR(st, 16, j->reason);
+    rc |= sqlite3_bind_int(st, 17, j->wait_activation);
+    rc |= sqlite3_bind_int64(st, 18, j->not_after_ms);
+    rc |= sqlite3_bind_int64(st, 19, j->standby_since_ms);
     return rc;
 }
 

@@ -68,6 +68,65 @@ TEST(Protocol, CheckinOffer)
     EXPECT_STREQ(off.url, "http://h/p");
 }
 
+TEST(Protocol, CheckinOfferWithActivation)
+{
+    const char *body =
+        "{\"update\":{\"update_id\":\"u1\",\"manifest\":\"m\",\"signature\":\"s\","
+        "\"url\":\"u\",\"activation\":{\"mode\":\"wait\",\"not_after_ms\":1795000000000}}}";
+    ota_offer off{};
+    int has = 0;
+    ota_err err{};
+    ASSERT_EQ(ota_proto_parse_checkin(body, strlen(body), &has, &off, &err), 0) << err.reason;
+    EXPECT_EQ(has, 1);
+    EXPECT_EQ(off.wait_activation, 1);
+    EXPECT_EQ(off.not_after_ms, 1795000000000LL);
+    const char *now = "{\"update\":{\"update_id\":\"u1\",\"manifest\":\"m\",\"signature\":"
+                      "\"s\",\"url\":\"u\",\"activation\":{\"mode\":\"now\"}}}";
+    ota_offer off2{};
+    ASSERT_EQ(ota_proto_parse_checkin(now, strlen(now), &has, &off2, &err), 0) << err.reason;
+    EXPECT_EQ(off2.wait_activation, 0);
+    const char *bad[] = {"{\"update\":{\"update_id\":\"u1\",\"manifest\":\"m\",\"signature\":"
+                         "\"s\",\"url\":\"u\",\"activation\":{\"mode\":\"later\"}}}",
+                         "{\"update\":{\"update_id\":\"u1\",\"manifest\":\"m\",\"signature\":"
+                         "\"s\",\"url\":\"u\",\"activation\":{\"mode\":\"wait\","
+                         "\"not_after_ms\":\"soon\"}}}",
+                         "{\"update\":{\"update_id\":\"u1\",\"manifest\":\"m\",\"signature\":"
+                         "\"s\",\"url\":\"u\",\"activation\":\"wait\"}}",
+                         "{\"update\":null,\"activate\":5}"};
+    for (const char *b : bad) {
+        ota_offer o{};
+        EXPECT_LT(ota_proto_parse_checkin(b, strlen(b), &has, &o, &err), 0) << b;
+    }
+}
+
+TEST(Protocol, CheckinStandbyAnswers)
+{
+    const char *act = "{\"update\":null,\"activate\":\"u1\"}";
+    const char *ab = "{\"update\":null,\"abandon\":\"u2\",\"activate\":null}";
+    ota_offer off{};
+    int has = 7;
+    ota_err err{};
+    ASSERT_EQ(ota_proto_parse_checkin(act, strlen(act), &has, &off, &err), 0) << err.reason;
+    EXPECT_EQ(has, 0);
+    EXPECT_STREQ(off.activate, "u1");
+    EXPECT_STREQ(off.abandon, "");
+    ASSERT_EQ(ota_proto_parse_checkin(ab, strlen(ab), &has, &off, &err), 0) << err.reason;
+    EXPECT_STREQ(off.activate, "");
+    EXPECT_STREQ(off.abandon, "u2");
+    // The check-in of a device in STANDBY names its update.
+    ota_inventory inv{};
+    inv.state = "STANDBY";
+    inv.update_id = "u1";
+    char *body = nullptr;
+    ASSERT_EQ(ota_proto_checkin_body(&inv, &body), 0);
+    EXPECT_NE(std::string(body).find("\"update_id\":\"u1\""), std::string::npos) << body;
+    free(body);
+    inv.update_id = "";
+    ASSERT_EQ(ota_proto_checkin_body(&inv, &body), 0);
+    EXPECT_EQ(std::string(body).find("update_id"), std::string::npos) << body;
+    free(body);
+}
+
 TEST(Protocol, CheckinMalformedRefused)
 {
     const char *bad[] = {"",

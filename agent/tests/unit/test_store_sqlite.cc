@@ -46,6 +46,9 @@ struct ota_journal make_journal(enum ota_state state, int n)
     j.attempts = 3;
     j.failed = 1;
     snprintf(j.reason, sizeof(j.reason), "reason \xc3\xa9 %d", n);
+    j.wait_activation = 1;
+    j.not_after_ms = 1795000000000LL + n;
+    j.standby_since_ms = 1794000000000LL + n;
     return j;
 }
 
@@ -222,7 +225,48 @@ TEST_F(StoreTest, DatabaseUsesWalAndSchemaVersion)
 {
     open_store();
     EXPECT_EQ(raw_query(path, "PRAGMA journal_mode"), "wal");
-    EXPECT_EQ(raw_query(path, "PRAGMA user_version"), "1");
+    EXPECT_EQ(raw_query(path, "PRAGMA user_version"), "2");
+}
+
+// A store of schema version 1 (before STANDBY) gains the journal's blue-green
+// columns and keeps its journal.
+TEST_F(StoreTest, SchemaVersion1IsMigrated)
+{
+    raw_exec(path, "PRAGMA journal_mode=WAL;"
+                   "CREATE TABLE journal (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                   " state TEXT NOT NULL, update_id TEXT NOT NULL, rollout_id TEXT NOT NULL,"
+                   " manifest TEXT NOT NULL, signature TEXT NOT NULL, url TEXT NOT NULL,"
+                   " etag TEXT NOT NULL, from_slot INTEGER NOT NULL, to_slot INTEGER NOT NULL,"
+                   " from_version TEXT NOT NULL, durable_len INTEGER NOT NULL,"
+                   " prefix_sha256 TEXT NOT NULL, resumes INTEGER NOT NULL,"
+                   " attempts INTEGER NOT NULL, failed INTEGER NOT NULL, reason TEXT NOT NULL);"
+                   "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                   " device_id TEXT NOT NULL, update_id TEXT NOT NULL, rollout_id TEXT NOT NULL,"
+                   " version TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,"
+                   " status TEXT NOT NULL, reason TEXT NOT NULL, ts_ms INTEGER NOT NULL);"
+                   "CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                   " update_id TEXT NOT NULL, version TEXT NOT NULL, from_version TEXT NOT NULL,"
+                   " kind TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,"
+                   " ts_ms INTEGER NOT NULL);"
+                   "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                   "INSERT INTO journal VALUES (1, 'SWITCHING', 'u1', 'r1', '{}', 'sig', 'url',"
+                   " '', 0, 1, '1.0.0', 5, '" +
+                       std::string(64, '0') +
+                       "', 2, 0, 0, '');"
+                       "PRAGMA user_version = 1;");
+    open_store();
+    EXPECT_EQ(raw_query(path, "PRAGMA user_version"), "2");
+    struct ota_journal got;
+    ASSERT_EQ(ota_sqlite_ops.load(s, &got, &err), 0) << err.reason;
+    EXPECT_EQ(got.state, OTA_STATE_SWITCHING);
+    EXPECT_STREQ(got.update_id, "u1");
+    EXPECT_EQ(got.resumes, 2u);
+    EXPECT_EQ(got.wait_activation, 0);
+    EXPECT_EQ(got.not_after_ms, 0);
+    struct ota_journal j = make_journal(OTA_STATE_STANDBY, 3);
+    ASSERT_EQ(save(j), 0) << err.reason;
+    ASSERT_EQ(ota_sqlite_ops.load(s, &got, &err), 0) << err.reason;
+    EXPECT_EQ(memcmp(&got, &j, sizeof(j)), 0);
 }
 
 TEST_F(StoreTest, JournalRoundTripsEveryField)
@@ -250,6 +294,9 @@ TEST_F(StoreTest, JournalRoundTripsEveryField)
     EXPECT_EQ(got.attempts, j.attempts);
     EXPECT_EQ(got.failed, j.failed);
     EXPECT_STREQ(got.reason, j.reason);
+    EXPECT_EQ(got.wait_activation, j.wait_activation);
+    EXPECT_EQ(got.not_after_ms, j.not_after_ms);
+    EXPECT_EQ(got.standby_since_ms, j.standby_since_ms);
     EXPECT_EQ(memcmp(&got, &j, sizeof(j)), 0);
     // The hash is kept as hex text.
     std::string hex = raw_query(path, "SELECT prefix_sha256 FROM journal");

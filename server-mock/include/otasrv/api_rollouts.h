@@ -25,7 +25,9 @@ void otasrv_rollouts_shutdown(struct otasrv_srv *srv);
 void otasrv_rollouts_free(struct otasrv_srv *srv);
 
 /* The check-in offer of device id from the rollouts: 1 when some rollout
- * exists (*ret the update object, or NULL for none), 0 when there is no
+ * exists (*ret the update object, or NULL for none; for a device waiting in
+ * a blue_green rollout's standby, the whole answer {"update": null,
+ * "activate"|"abandon": update id}, told apart by its "update" key), 0 when there is no
  * rollout at all (the caller falls back to the newest published release),
  * or a negative errno (nothing was offered). */
 int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret,

@@ -55,6 +55,14 @@
  * Keeping a device in at most one active rollout per kind is the server's
  * business.
  *
+ * blue_green (rollout_bluegreen.c; docs/protocol.md "Blue-green"): stages as
+ * staged, but devices that installed report STANDBY (otasrv_rollout_on_standby
+ * -> standby) and wait; a stage counts them with its successes, the rollout
+ * does not complete while any waits. OTASRV_OP_ACTIVATE (or a tick at
+ * activate_at_ms) sets activated_ms; from then a checking-in standby device
+ * gets OTASRV_OFFER_ACTIVATE (-> activated, in flight); a cancelled, failed
+ * or rolled-back rollout gives it OTASRV_OFFER_ABANDON.
+ *
  * Lifecycle (otasrv_rollout_act; refusals: -EALREADY when the rollout is
  * already where the action leads, -EINVAL when the action conflicts):
  *
@@ -169,9 +177,10 @@ enum otasrv_strategy {
     OTASRV_STRATEGY_STAGED,
     OTASRV_STRATEGY_ROLLING,
     OTASRV_STRATEGY_SCHEDULED,
+    OTASRV_STRATEGY_BLUE_GREEN, /* staged installs, then one fleet-wide switch (activation) */
     OTASRV_STRATEGY_MAX,
 };
-/* "immediate", "manual", "canary", "staged", "rolling", "scheduled" */
+/* "immediate", "manual", "canary", "staged", "rolling", "scheduled", "blue_green" */
 extern const char *const otasrv_strategy_names[OTASRV_STRATEGY_MAX];
 
 /* Version filter operators: device version OP filter version. */
@@ -214,10 +223,13 @@ enum otasrv_rdev_state {
     OTASRV_RDEV_ROLLBACK_ORDERED, /* told to go back to previous_release_id */
     OTASRV_RDEV_ROLLED_BACK,      /* reported success of the rollback */
     OTASRV_RDEV_ROLLBACK_FAILED,  /* reported failure of the rollback */
+    OTASRV_RDEV_STANDBY,          /* blue_green: installed, waiting for the activation */
+    OTASRV_RDEV_ACTIVATED, /* blue_green: told to switch, has not reported since (in flight) */
     OTASRV_RDEV_MAX,
 };
 /* "pending", "offered", "in_progress", "success", "failure", "timed_out",
- * "skipped", "rollback_ordered", "rolled_back", "rollback_failed" */
+ * "skipped", "rollback_ordered", "rolled_back", "rollback_failed", "standby",
+ * "activated" */
 extern const char *const otasrv_rdev_state_names[OTASRV_RDEV_MAX];
 
 /* Lifecycle actions (otasrv_rollout_act). */
@@ -228,9 +240,10 @@ enum otasrv_op {
     OTASRV_OP_RESUME,
     OTASRV_OP_CANCEL,
     OTASRV_OP_ROLLBACK,
+    OTASRV_OP_ACTIVATE, /* blue_green: the fleet switches (running only, once) */
     OTASRV_OP_MAX,
 };
-/* "approve", "start", "pause", "resume", "cancel", "rollback" */
+/* "approve", "start", "pause", "resume", "cancel", "rollback", "activate" */
 extern const char *const otasrv_op_names[OTASRV_OP_MAX];
 
 /* What a checking-in device is told. */
@@ -238,9 +251,12 @@ enum otasrv_offer {
     OTASRV_OFFER_NONE,     /* nothing */
     OTASRV_OFFER_RELEASE,  /* install release_id */
     OTASRV_OFFER_ROLLBACK, /* a rollback order: install previous_release_id */
+    OTASRV_OFFER_ACTIVATE, /* blue_green: a device in standby switches now ("activate") */
+    OTASRV_OFFER_ABANDON,  /* blue_green: a device in standby gives up ("abandon") */
     OTASRV_OFFER_MAX,
 };
-extern const char *const otasrv_offer_names[OTASRV_OFFER_MAX]; /* "none" "release" "rollback" */
+/* "none" "release" "rollback" "activate" "abandon" */
+extern const char *const otasrv_offer_names[OTASRV_OFFER_MAX];
 
 /* Why (stable names, for logs, events and the API). */
 enum otasrv_why {
@@ -258,11 +274,14 @@ enum otasrv_why {
     OTASRV_WHY_MAX_CONCURRENT,   /* none: max_concurrent devices are in flight */
     OTASRV_WHY_DONE,             /* none: the device has finished this rollout */
     OTASRV_WHY_OUTSIDE_WINDOW,   /* none: the device's local time is outside the window */
+    OTASRV_WHY_STANDBY,          /* none: installed, the rollout is not activated yet */
+    OTASRV_WHY_ACTIVATED,        /* activate: the rollout is activated */
     OTASRV_WHY_MAX,
 };
 /* "new", "in_flight", "rollback_ordered", "not_targeted", "filtered",
  * "not_selected", "later_stage", "not_started", "scheduled", "paused",
- * "ended", "max_concurrent", "done", "outside_window" */
+ * "ended", "max_concurrent", "done", "outside_window", "standby", "activated";
+ * abandon comes with "ended" */
 extern const char *const otasrv_why_names[OTASRV_WHY_MAX];
 
 /* A device's status report (the protocol's "status" field). */
@@ -338,6 +357,9 @@ struct otasrv_rollout_def {
     int auto_rollback;
     struct otasrv_rollout_canary canary; /* canary, staged, rolling only */
     struct otasrv_rollout_window window;
+    /* blue_green only (0 elsewhere): */
+    int64_t activate_at_ms; /* unix ms: the switch at a set time; 0 = on the operator's command */
+    int64_t not_after_ms; /* unix ms: devices give up waiting then (sent in the offer); 0 = none */
 };
 
 /* Frees what def owns (the manual device list) and zeroes it. NULL ok. */
@@ -439,6 +461,7 @@ struct otasrv_rollout {
     uint32_t count[OTASRV_ROLLOUT_MAX_STAGES][OTASRV_RDEV_MAX];
     uint32_t total[OTASRV_RDEV_MAX];
     uint32_t n_devices;
+    int64_t activated_ms; /* blue_green: when the fleet was told to switch; 0 = not yet */
 };
 
 /* A new draft rollout. Takes the manual device list from *def (sorted and
@@ -505,12 +528,20 @@ int otasrv_rollout_on_report(struct otasrv_rollout *r, struct otasrv_rollout_dev
                              int rollback, enum otasrv_report status, int64_t now_ms,
                              struct ota_err *err) OTA_MUST;
 
+/* blue_green: d reported that it installed the release and waits (the
+ * report's state STANDBY, status in_progress): offered / in progress /
+ * timed out -> standby. Repeats change nothing. -EINVAL if d was never
+ * offered the release or the rollout is not blue_green. */
+int otasrv_rollout_on_standby(struct otasrv_rollout *r, struct otasrv_rollout_device *d,
+                              int64_t now_ms, struct ota_err *err) OTA_MUST;
+
 struct otasrv_rollout_tick_result {
     int changed; /* state or stage changed: persist the status */
     enum otasrv_rollout_state from_state, to_state;
     int from_stage, to_stage;
     uint32_t timed_out;        /* devices timed out by this tick */
     uint32_t rollback_ordered; /* devices ordered back by this tick */
+    int activated;             /* blue_green: activate_at_ms reached by this tick */
 };
 
 /* The passage of time, O(n): scheduled -> running at start_at; report
@@ -544,7 +575,8 @@ struct otasrv_rollout_metrics {
     uint32_t devices;  /* rows */
     uint32_t selected; /* rows in some stage */
     uint32_t by_state[OTASRV_RDEV_MAX];
-    uint32_t in_flight;  /* offered + in_progress */
+    uint32_t in_flight;  /* offered + in_progress + activated */
+    uint32_t standby;    /* blue_green: installed, waiting for the activation */
     uint32_t succeeded;  /* success */
     uint32_t failed;     /* failure + timed_out */
     double success_rate; /* succeeded / (succeeded + failed); 0 when both are 0 */

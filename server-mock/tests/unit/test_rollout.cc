@@ -1170,7 +1170,9 @@ TEST(RolloutLifecycle, EveryActionFromEveryState)
     auto refuse = [](int rc, const char *why) { return Cell{rc, OTASRV_ROLLOUT_STATE_MAX, why}; };
     // Rows in the order of enum otasrv_rollout_state; columns: approve,
     // start, pause, resume, cancel, rollback.
-    const Cell table[OTASRV_ROLLOUT_STATE_MAX][OTASRV_OP_MAX] = {
+    // activate: a blue_green action, refused here (RolloutBlueGreen tests it).
+    const Cell not_bg = refuse(-EINVAL, "not blue_green");
+    const Cell table[OTASRV_ROLLOUT_STATE_MAX][OTASRV_OP_ACTIVATE] = {
         /* draft */ {ok_approved, refuse(-EINVAL, "not approved"), refuse(-EINVAL, "not started"),
                      refuse(-EINVAL, "not started"), ok_cancelled,
                      refuse(-EINVAL, "has not started")},
@@ -1205,7 +1207,7 @@ TEST(RolloutLifecycle, EveryActionFromEveryState)
     };
     for (int s = 0; s < OTASRV_ROLLOUT_STATE_MAX; s++)
         for (int op = 0; op < OTASRV_OP_MAX; op++) {
-            const Cell &c = table[s][op];
+            const Cell &c = op == OTASRV_OP_ACTIVATE ? not_bg : table[s][op];
             Fleet f(20);
             Rollout r = rollout_in((otasrv_rollout_state)s, f);
             json_t *before = nullptr;
@@ -1509,7 +1511,17 @@ TEST(RolloutJson, EveryValidationError)
         {R"({"name":5,"release_id":"a","strategy":"immediate"})", -EINVAL,
          "'name' is not a string"},
         {R"({"release_id":"a"})", -EINVAL, "missing field 'strategy'"},
-        {R"({"release_id":"a","strategy":"blue_green"})", -EINVAL, "unknown strategy 'blue_green'"},
+        {R"({"release_id":"a","strategy":"green"})", -EINVAL, "unknown strategy 'green'"},
+        {R"({"release_id":"a","strategy":"blue_green"})", -EINVAL,
+         "a blue_green rollout needs stages"},
+        {R"({"release_id":"a","strategy":"staged","stages":[{"percent":100}],"activate_at_ms":5})",
+         -EINVAL, "activate_at_ms: only blue_green"},
+        {R"({"release_id":"a","strategy":"immediate","not_after_ms":5})", -EINVAL,
+         "not_after_ms: only blue_green"},
+        {R"({"release_id":"a","strategy":"blue_green","stages":[{"percent":100}],"activate_at_ms":9,"not_after_ms":5})",
+         -EINVAL, "give up before activate_at_ms"},
+        {R"({"release_id":"a","strategy":"blue_green","stages":[{"percent":100}],"activate_at_ms":-1})",
+         -EINVAL, "activate_at_ms"},
         {R"({"release_id":"a","strategy":5})", -EINVAL, "'strategy' is not a string"},
         {R"({"release_id":"a","previous_release_id":"a","strategy":"immediate"})", -EINVAL,
          "same as release_id"},

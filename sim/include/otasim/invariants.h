@@ -166,13 +166,17 @@ int otasim_inv_truthful_report(const struct otasim_inv_view *v, struct otasim_ch
 int otasim_inv_db_integrity(const struct otasim_inv_view *v, struct otasim_check *ret);
 int otasim_inv_no_temp_files(const struct otasim_inv_view *v, struct otasim_check *ret);
 int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_check *ret);
+/* blue_green: no switch before the harness activated the rollout (the agent
+ * waits in STANDBY, across power cuts, until the server says so). */
+int otasim_inv_standby_waits(const struct otasim_inv_view *v, struct otasim_check *ret);
 
 /* Which trials an invariant applies to. */
 enum otasim_inv_scope {
-    OTASIM_INV_ALL,     /* every trial */
-    OTASIM_INV_ROOTFS,  /* rootfs-profile devices (the bootloader env) */
-    OTASIM_INV_NATIVE,  /* native devices (the interposer's journals; QEMU has none) */
-    OTASIM_INV_FAULTED, /* trials with a fault of their own */
+    OTASIM_INV_ALL,        /* every trial */
+    OTASIM_INV_ROOTFS,     /* rootfs-profile devices (the bootloader env) */
+    OTASIM_INV_NATIVE,     /* native devices (the interposer's journals; QEMU has none) */
+    OTASIM_INV_FAULTED,    /* trials with a fault of their own */
+    OTASIM_INV_BLUE_GREEN, /* scenarios with `rollout: blue_green` */
     OTASIM_INV_SCOPE_MAX
 };
 

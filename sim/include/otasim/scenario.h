@@ -143,6 +143,10 @@ struct otasim_scenario {
     struct otasim_fault fault;
     struct otasim_expect expect;
     int passes; /* agent passes allowed after the fault (default 8) */
+    /* `rollout: blue_green`: the target comes through a blue_green rollout of
+     * the trial's device, activated by the harness once the device waits in
+     * STANDBY (bluegreen.c); default: the server's newest published release */
+    int blue_green;
 };
 
 /* Parses a scenario from a YAML/JSON text; name defaults to the file's

@@ -100,6 +100,26 @@ int otasim_server_put_faults(const struct otasim_server *s, const char *json,
 /* GET an admin path; *ret malloc'ed body. */
 int otasim_server_get(const struct otasim_server *s, const char *path, char **ret,
                       struct ota_err *err) OTA_MUST;
+/* POST an admin path with body (JSON text, or NULL); *ret malloc'ed body
+ * (ret may be NULL). */
+int otasim_server_post(const struct otasim_server *s, const char *path, const char *body,
+                       char **ret, struct ota_err *err) OTA_MUST;
+/* POST /api/v1/devices/register with the enrollment token (a device's
+ * registration body, JSON text). */
+int otasim_server_register(const struct otasim_server *s, const char *body,
+                           struct ota_err *err) OTA_MUST;
+/* blue_green scenarios (bluegreen.c): the trial's rollout (the device
+ * registered in a group of its own, a blue_green rollout of the target
+ * filtered on it, approved and started), and its activation once the device
+ * waits in STANDBY: *ret_activated = 1 when this call activated it. */
+struct otasim_trial;
+struct otasim_device;
+int otasim_bluegreen_setup(struct otasim_trial *tr, struct ota_err *err) OTA_MUST;
+int otasim_bluegreen_activate(struct otasim_device *d, struct otasim_trial *tr, int *ret_activated,
+                              struct ota_err *err) OTA_MUST;
+/* The QEMU tier's: activates once the server has the device in standby. */
+int otasim_bluegreen_poll(struct otasim_trial *tr, int *ret_activated,
+                          struct ota_err *err) OTA_MUST;
 void otasim_server_stop(struct otasim_server *s);
 /* libcurl's one-time global setup (http.c is the simulator's libcurl
  * adapter), for a process that forks workers that will talk to the server. */
@@ -161,6 +181,10 @@ struct otasim_trial {
     char target[8];    /* "native" or "qemu" */
     char logs[1024];   /* qemu: the serial console log of each power-on, one a line */
     char *state_lines; /* malloc'ed: every OTA-STATE JSON, one per line */
+    /* blue_green scenarios (bluegreen.c): the rollout was activated, after
+     * this many bytes of state_lines */
+    int activated;
+    size_t activated_at;
 };
 
 /* Runs one trial; fills the out fields. Returns 0 (whatever the outcome)

@@ -171,8 +171,7 @@ TEST(FleetFile, BadInputNamesTheKey)
     expect_refused(with("release: \"2.0.0\"", "release: \"3.0.0\""), "rollout.release");
     expect_refused(with("previous: \"1.0.0\"", "previous: \"2.0.0\""), "rollback: true");
     expect_refused(with("[DOWNLOADING, SWITCHING]", "[DOWNLOADING, NAPPING]"), "states[1]");
-    expect_refused(with("rollout: [paused, rolled_back]", "rollout: [paused, snoozed]"),
-                   "snoozed");
+    expect_refused(with("rollout: [paused, rolled_back]", "rollout: [paused, snoozed]"), "snoozed");
     expect_refused(with("factory: true, ", ""), "exactly one must be the factory");
     expect_refused(with("offline: 0.1", "offline: 0.95"), "offline + late");
 }
@@ -395,6 +394,61 @@ TEST(FleetStats, WilsonInterval)
     otasim_wilson(0, 0, 1.96, &lo, &hi);
     EXPECT_EQ(lo, 0.0);
     EXPECT_EQ(hi, 1.0);
+}
+
+} // namespace
+
+namespace
+{
+
+// Every field of the journal comes back as saved: a field added to struct
+// ota_journal and forgotten by the compact form fails here.
+TEST(FleetOps, JournalRoundTrips)
+{
+    World w;
+    ota_err err{};
+    ota_journal j, got;
+    unsigned char *p = reinterpret_cast<unsigned char *>(&j);
+
+    memset(&j, 0, sizeof(j));
+    // every byte of every field set: strings to text, numbers to patterns
+    for (size_t i = 0; i < sizeof(j); i++)
+        p[i] = (unsigned char)(0x41 + i % 23);
+#define STR(f) j.f[sizeof(j.f) - 1] = 0
+    STR(update_id);
+    STR(rollout_id);
+    STR(manifest);
+    STR(signature);
+    STR(url);
+    STR(etag);
+    STR(from_version);
+    STR(reason);
+#undef STR
+    j.state = OTA_STATE_STANDBY;
+    j.from_slot = 1;
+    j.to_slot = 0;
+    j.failed = 1;
+    j.wait_activation = 1;
+    ASSERT_EQ(fleet_store_ops.save(&w.c, &j, nullptr, nullptr, &err), 0) << err.reason;
+    memset(&got, 0, sizeof(got));
+    ASSERT_EQ(fleet_store_ops.load(&w.c, &got, &err), 0);
+    const ota_journal &want = j;
+    EXPECT_EQ(got.state, want.state);
+    EXPECT_EQ(got.durable_len, want.durable_len);
+    EXPECT_EQ(got.resumes, want.resumes);
+    EXPECT_EQ(got.attempts, want.attempts);
+    EXPECT_EQ(got.flags, want.flags);
+    EXPECT_EQ(got.not_after_ms, want.not_after_ms);
+    EXPECT_EQ(got.standby_since_ms, want.standby_since_ms);
+    EXPECT_EQ(got.wait_activation, want.wait_activation);
+    EXPECT_EQ(memcmp(got.prefix_sha256, want.prefix_sha256, sizeof(want.prefix_sha256)), 0);
+    EXPECT_STREQ(got.manifest, want.manifest);
+    EXPECT_STREQ(got.reason, want.reason);
+    EXPECT_STREQ(got.etag, want.etag);
+    // the size guard: the journal this test knows; a new field changes it
+    EXPECT_EQ(sizeof(ota_journal), 10016u)
+        << "struct ota_journal changed: add the new field to fleet_dev.c's compact journal "
+           "(pack_journal, store_load) and to this test, then update the size here";
 }
 
 } // namespace

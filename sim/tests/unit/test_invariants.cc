@@ -340,6 +340,30 @@ TEST(InvTable, EachNameHasOneCheckAndOneScope)
     EXPECT_EQ(otasim_inv_find("no-such-invariant"), nullptr);
 }
 
+// ---- standby-waits (blue_green: no switch before the activation) -------------
+
+TEST_F(InvTest, StandbyWaitsAppliesToBlueGreenOnlyAndFailsOnAnEarlySwitch)
+{
+    EXPECT_FALSE(otasim_inv_applies(otasim_inv_find("standby-waits"), &v));
+    sc.blue_green = 1;
+    EXPECT_TRUE(otasim_inv_applies(otasim_inv_find("standby-waits"), &v));
+    std::string waiting = "{\"from\":\"INSTALLING\",\"to\":\"STANDBY\"}\n";
+    std::string switched = "{\"from\":\"STANDBY\",\"to\":\"SWITCHING\"}\n";
+    tr.state_lines = strdup((waiting + switched).c_str());
+    tr.activated = 1;
+    tr.activated_at = waiting.size(); // activated between the two lines
+    EXPECT_PASS(run(otasim_inv_standby_waits));
+    tr.activated_at = (waiting + switched).size(); // activated after the switch
+    EXPECT_FAIL(run(otasim_inv_standby_waits));
+    tr.activated = 0; // never activated, and switched
+    EXPECT_FAIL(run(otasim_inv_standby_waits));
+    free(tr.state_lines);
+    tr.state_lines = strdup(waiting.c_str()); // never activated, never switched
+    EXPECT_PASS(run(otasim_inv_standby_waits));
+    free(tr.state_lines);
+    tr.state_lines = nullptr;
+}
+
 // ---- fault-fired (thin: the trial decides whether it fired) -------------------
 
 TEST_F(InvTest, FaultFiredAppliesOnlyWithAFault)

@@ -100,6 +100,7 @@ static int tr_request(void *ctx, const ota_http_req *req, ota_http_resp *ret, ot
         body = "{\"device_id\":\"dev-1\",\"token\":\"tok-1\"}";
     } else if (url.find("/checkin") != std::string::npos) {
         ret->status = 200;
+        w->checkins.push_back(req->body ? req->body : "");
         body = w->offer_json.empty() ? "{\"update\":null}" : w->offer_json;
     } else if (url.find("/status") != std::string::npos) {
         ret->status = w->report_status;

@@ -42,6 +42,7 @@ struct FakeWorld {
     long download_status = 0;               // answer this status instead of the payload (one-shot)
     std::vector<uint64_t> download_offsets; // offsets asked for
     std::vector<std::string> requests;      // "METHOD URL"
+    std::vector<std::string> checkins;      // check-in request bodies
 
     // ---- boot env
     std::map<std::string, std::string> env;

@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all test test-release check-tools scenario matrix image report demo bench bench-server bench-sim bench-qemu bench-compare clean
+.PHONY: all test test-release check-tools scenario matrix fleet image report demo bench bench-server bench-sim bench-fleet bench-qemu bench-compare clean
 
 all:
 	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON -DOTA_FAULT_POINTS=ON >/dev/null
@@ -69,6 +69,20 @@ endif
 
 bench-sim:
 	ci/bench-sim
+
+# A fleet run (docs/fleet.md): make fleet NAME=bad-health-canary-pause [ARGS="--devices 10000"].
+# In a Release build (build-bench/): fleets are large, sanitizers slow them ~5x.
+BUILD_FLEET ?= build-bench
+fleet:
+	@test -n "$(NAME)" || { echo "usage: make fleet NAME=<scenarios/fleet/NAME.yaml> [ARGS=...]" >&2; exit 2; }
+	cmake -S . -B $(BUILD_FLEET) -DCMAKE_BUILD_TYPE=Release -DOTA_SANITIZE=OFF -DOTA_FAULT_POINTS=ON \
+	  -DOTA_MUTANTS=OFF >/dev/null
+	cmake --build $(BUILD_FLEET) -j$(JOBS) --target ota-sim ota-server ota-pack
+	$(BUILD_FLEET)/sim/ota-sim fleet scenarios/fleet/$(NAME).yaml $(ARGS)
+
+# 1,000, 10,000 and 100,000 devices, bench-server beside it (sim/bench/README.md).
+bench-fleet:
+	ci/bench-fleet $(ARGS)
 
 bench-qemu:
 	ci/bench-qemu $(ARGS)

@@ -519,6 +519,13 @@ static void decide_into(const struct otasrv_rollout *r, const struct otasrv_devi
     case OTASRV_RDEV_STANDBY:
     case OTASRV_RDEV_ACTIVATED:
         otasrv_bg_decide(r, d, ret);
+        /* the switch, too, only inside the device's maintenance window */
+        if (ret->offer == OTASRV_OFFER_ACTIVATE &&
+            !otasrv_rollout_window_open(&r->def.window, info ? info->timezone : NULL, now_ms)) {
+            ret->offer = OTASRV_OFFER_NONE;
+            ret->why = OTASRV_WHY_OUTSIDE_WINDOW;
+            ret->release_id[0] = '\0';
+        }
         return;
     case OTASRV_RDEV_PENDING:
         break;
@@ -817,6 +824,9 @@ int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
         return INT64_MAX;
     if ((t = otasrv_rollout_delay_next(r, now_ms)) >= 0)
         min = t;
+    if (r->def.strategy == OTASRV_STRATEGY_BLUE_GREEN && !r->activated_ms &&
+        r->def.activate_at_ms > now_ms && r->def.activate_at_ms < min)
+        min = r->def.activate_at_ms;
     if (devs && (t = otasrv_rollout_window_next(r, devs, n, now_ms)) >= 0 && t < min)
         min = t;
     if (limit <= 0 || !devs)

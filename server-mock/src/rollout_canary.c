@@ -456,7 +456,11 @@ int64_t otasrv_rollout_window_next(const struct otasrv_rollout *r,
         const struct otasrv_rollout_device *d = &devs[i];
         int known = 0;
         int64_t t;
-        if (d->state != OTASRV_RDEV_PENDING || d->stage < 0 || d->stage > r->stage)
+        /* pending devices of open stages wait for an offer; blue-green devices
+         * in standby, once the fleet is activated, for the switch */
+        int waits = (d->state == OTASRV_RDEV_PENDING && d->stage >= 0 && d->stage <= r->stage) ||
+                    (d->state == OTASRV_RDEV_STANDBY && r->activated_ms);
+        if (!waits)
             continue;
         for (int k = 0; k < n_seen && !known; k++)
             known = seen[k] == d->tz;

@@ -31,6 +31,8 @@ static void usage(FILE *f)
             "  --server-threads N   ota-server --threads (default 2)\n"
             "  --work DIR           caches and the run's dir (default BUILD/sim-work)\n"
             "  --json FILE          the run's figures as JSON\n"
+            "  --db FILE            run database (default WORK/runs.db): the run, its time\n"
+            "                       series and every device's outcome (tables fleet_*)\n"
             "  --keep               keep the run's dir (server database, releases)\n"
             "  -v, --verbose        name the first devices that failed an invariant\n"
             "  -q, --quiet          no progress lines\n"
@@ -57,6 +59,7 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
                                          {"server-threads", required_argument, 0, 't'},
                                          {"work", required_argument, 0, 'w'},
                                          {"json", required_argument, 0, 'J'},
+                                         {"db", required_argument, 0, 'D'},
                                          {"keep", no_argument, 0, 'k'},
                                          {"verbose", no_argument, 0, 'v'},
                                          {"quiet", no_argument, 0, 'q'},
@@ -136,8 +139,23 @@ static void print_stats(const struct otasim_fleet_def *def, const struct otasim_
            s->devices ? 100.0 * s->bad_installed / s->devices : 0, s->rolled_back);
     printf("  bricked %u  inconsistent %u  stuck %u  never checked in %u\n", s->bricked,
            s->inconsistent, s->stuck, s->never_checked_in);
-    printf("  faults: %llu power cuts, %llu agent crashes\n", (unsigned long long)s->power_cuts,
-           (unsigned long long)s->agent_crashes);
+    printf("  downtime per update: mean %.1f s, p95 %.1f s; downloaded per device: mean %.2f "
+           "MiB, max %.2f MiB; recovered after a failure: %u (mean %.1f s, p95 %.1f s)\n",
+           s->downtime_mean_ms / 1000, s->downtime_p95_ms / 1000, s->bytes_mean / 1048576.0,
+           s->bytes_max / 1048576.0, s->recovered, s->recovery_mean_ms / 1000,
+           s->recovery_p95_ms / 1000);
+    printf("  faults: %llu power cuts, %llu agent crashes, %llu server faults applied\n",
+           (unsigned long long)s->power_cuts, (unsigned long long)s->agent_crashes,
+           (unsigned long long)s->srv_faults_applied);
+    if (s->faults[0]) {
+        const char *p = s->faults;
+        while (*p) {
+            const char *nl = strchr(p, '\n');
+            int len = nl ? (int)(nl - p) : (int)strlen(p);
+            printf("    %.*s\n", len, p);
+            p += len + (nl ? 1 : 0);
+        }
+    }
     printf("  work: %llu requests (%.0f/s), %llu passes, %llu core steps, %.1f MiB downloaded\n",
            (unsigned long long)s->requests, s->wall_s > 0 ? s->requests / s->wall_s : 0,
            (unsigned long long)s->passes, (unsigned long long)s->steps, s->bytes_down / 1048576.0);
@@ -150,27 +168,19 @@ static void print_stats(const struct otasim_fleet_def *def, const struct otasim_
 static int write_json(const char *path, const struct otasim_fleet_def *def,
                       const struct otasim_fleet_stats *s, uint64_t seed)
 {
-    FILE *f = fopen(path, "w");
+    char *text = otasim_fleet_stats_json(def, s, seed);
+    FILE *f;
+    int r = 0;
 
-    if (!f)
-        return -errno;
-    fprintf(f,
-            "{\"name\":\"%s\",\"seed\":%llu,\"devices\":%u,\"online\":%u,\"rollout_state\":\"%s\","
-            "\"stage\":%d,\"on_target\":%u,\"bad_installed\":%u,\"rolled_back\":%u,"
-            "\"bricked\":%u,\"inconsistent\":%u,\"stuck\":%u,\"requests\":%llu,"
-            "\"passes\":%llu,\"steps\":%llu,\"bytes_down\":%llu,\"power_cuts\":%llu,"
-            "\"agent_crashes\":%llu,\"virtual_ms\":%lld,\"rollout_ms\":%lld,\"wall_s\":%.3f,"
-            "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"srv_cpu_s\":%.3f,\"peak_rss_kib\":%ld,"
-            "\"srv_peak_rss_kib\":%ld,\"bytes_per_idle_device\":%ld,\"ok\":%s}\n",
-            def->name, (unsigned long long)seed, s->devices, s->online, s->rollout_state, s->stage,
-            s->on_target, s->bad_installed, s->rolled_back, s->bricked, s->inconsistent, s->stuck,
-            (unsigned long long)s->requests, (unsigned long long)s->passes,
-            (unsigned long long)s->steps, (unsigned long long)s->bytes_down,
-            (unsigned long long)s->power_cuts, (unsigned long long)s->agent_crashes,
-            (long long)s->virtual_ms, (long long)s->rollout_ms, s->wall_s, s->cpu_user_s,
-            s->cpu_sys_s, s->srv_cpu_s, s->peak_rss_kib, s->srv_peak_rss_kib,
-            s->rss_per_idle_device_bytes, s->ok ? "true" : "false");
-    return fclose(f) == 0 ? 0 : -errno;
+    if (!text)
+        return -ENOMEM;
+    f = fopen(path, "w");
+    if (!f || fprintf(f, "%s\n", text) < 0)
+        r = -errno;
+    if (f && fclose(f) != 0 && r == 0)
+        r = -errno;
+    free(text);
+    return r;
 }
 
 static int stopped(const char *state)

@@ -14,6 +14,7 @@
  * outbox flushed. Between passes a device is its durable state alone; its
  * core exists only during a pass. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fleet_impl.h"
@@ -171,8 +173,10 @@ static void on_transition(void *ctx, const struct ota_transition *t)
         if (d->offered_ms < 0)
             d->offered_ms = fl->vnow;
     }
-    if (t->to == OTA_STATE_SWITCHING)
+    if (t->to == OTA_STATE_SWITCHING) {
         d->down_since_ms = fl->vnow;
+        d->switch_ms = fl->vnow;
+    }
     if ((t->to == OTA_STATE_COMMITTING || t->to == OTA_STATE_IDLE) && d->down_since_ms >= 0) {
         d->downtime_ms += fl->vnow - d->down_since_ms;
         d->down_since_ms = -1;
@@ -182,14 +186,17 @@ static void on_transition(void *ctx, const struct ota_transition *t)
         d->committed_ms = fl->vnow;
     if (t->to == OTA_STATE_ROLLING_BACK) {
         d->rollbacks++;
-        if (d->fail_ms < 0)
-            d->fail_ms = fl->vnow;
+        d->fail_ms = fl->vnow;
+        d->recovered_ms = -1;
     }
+    if (t->to == OTA_STATE_IDLE && d->fail_ms >= 0 && d->recovered_ms < 0)
+        d->recovered_ms = fl->vnow;
     for (size_t i = 0; i < def->n_cut_states; i++)
         if (strcmp(def->cut_states[i], ota_state_names[t->to]) == 0)
             in_states = 1;
     if (!in_states)
         return;
+    fl->st->cut_chances++;
     if (def->power_cut > 0 &&
         fleet_unit(fleet_hash(fl->seed ^ 0xc07, d->idx, d->nt)) < def->power_cut)
         d->cut = 1;
@@ -249,13 +256,23 @@ static void pass_main(void *arg)
     snprintf(cfg.device_id, sizeof(cfg.device_id), "d%06u", d->idx);
     ota_strlcpy(cfg.device_type, fl->def->types[d->type].value, sizeof(cfg.device_type));
     ota_strlcpy(cfg.group, fl->def->groups[d->group].value, sizeof(cfg.group));
+    if (fl->def->n_zones)
+        ota_strlcpy(cfg.timezone, fl->def->zones[d->zone].value, sizeof(cfg.timezone));
+    cfg.n_attributes = (int)fl->def->n_attrs;
+    for (size_t i = 0; i < fl->def->n_attrs; i++) {
+        ota_strlcpy(cfg.attributes[i].key, fl->def->attrs[i].key, sizeof(cfg.attributes[i].key));
+        ota_strlcpy(cfg.attributes[i].value, fl->def->attrs[i].values[d->attr[i]].value,
+                    sizeof(cfg.attributes[i].value));
+    }
     p->a = ota_agent_new(&cfg, ops_for(p, &ops));
     if (!p->a)
         return;
     fl->passes++;
+    /* as `ota-agent update`: a pass that ends waiting in STANDBY has checked
+     * in for its activation already */
     if (ota_agent_start(p->a, &e) == 0 && to_idle(p) == 0 &&
         ota_agent_last_outcome(p->a, NULL) == OTA_STATUS_IN_PROGRESS &&
-        ota_agent_check(p->a, 0, &e) == 0)
+        ota_agent_journal(p->a)->state != OTA_STATE_STANDBY && ota_agent_check(p->a, 0, &e) == 0)
         (void)to_idle(p);
     if (!d->cut && !d->crash)
         ota_ignore(ota_agent_flush_outbox(p->a, NULL));
@@ -565,6 +582,11 @@ static int devices(struct run *R, struct ota_err *err)
         d->idx = g;
         d->type = pick(def->types, def->n_types, fleet_unit(fleet_hash(fl->seed, g, 1)));
         d->group = pick(def->groups, def->n_groups, fleet_unit(fleet_hash(fl->seed, g, 2)));
+        if (def->n_zones)
+            d->zone = pick(def->zones, def->n_zones, fleet_unit(fleet_hash(fl->seed, g, 6)));
+        for (size_t a = 0; a < def->n_attrs; a++)
+            d->attr[a] = pick(def->attrs[a].values, def->attrs[a].n,
+                              fleet_unit(fleet_hash(fl->seed, g, 7 + a)));
         u = fleet_unit(fleet_hash(fl->seed, g, 3));
         d->offline = u < def->offline;
         d->late = !d->offline && u < def->offline + def->late;
@@ -573,6 +595,7 @@ static int devices(struct run *R, struct ota_err *err)
         d->running = fac;
         d->rnd = fleet_hash(fl->seed, g, 4) | 1;
         d->offered_ms = d->committed_ms = d->down_since_ms = d->fail_ms = d->recovered_ms = -1;
+        d->switch_ms = -1;
         /* first pass: spread over one poll interval */
         wake_at(fl, d, (int64_t)(fleet_hash(fl->seed, g, 5) % (uint64_t)def->poll_ms));
     }
@@ -620,6 +643,8 @@ static double pct(uint32_t a, uint32_t b)
     return b ? 100.0 * a / b : 0;
 }
 
+static void switches_in_window(struct run *R);
+
 static void expectations(struct run *R)
 {
     const struct otasim_fleet_def *def = R->fl.def;
@@ -662,6 +687,8 @@ static void expectations(struct run *R)
                     def->expect_target_version[0] ? def->expect_target_version
                                                   : def->rollout_release,
                     def->expect_min_on_target_percent);
+    if (def->expect_switch_in_window)
+        switches_in_window(R);
     if (def->expect_committed_within_ms >= 0) {
         for (uint32_t i = 0; i < R->fl.n_dev; i++) {
             const struct fdev *d = &R->fl.dev[i];
@@ -680,50 +707,309 @@ static void expectations(struct run *R)
     }
 }
 
-static int outcomes(struct run *R, struct ota_err *err)
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* mean and p95 of v[0..n) (sorted in place); 0 when empty */
+static void mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95)
+{
+    double sum = 0;
+
+    *ret_mean = *ret_p95 = 0;
+    if (!n)
+        return;
+    qsort(v, n, sizeof(*v), cmp_dbl);
+    for (size_t i = 0; i < n; i++)
+        sum += v[i];
+    *ret_mean = sum / (double)n;
+    *ret_p95 = v[(size_t)ceil(0.95 * (double)n) - 1];
+}
+
+static const char *outcome_of(const struct fleet *fl, const struct fdev *d, int ok,
+                              const char *target)
+{
+    if (d->offline)
+        return "offline";
+    if (!fleet_dev_service_up(fl, d))
+        return "bricked";
+    if (d->pass || (d->j && d->j->state != OTA_STATE_IDLE) || d->outbox)
+        return "stuck";
+    if (!ok)
+        return "inconsistent";
+    if (d->running && strcmp(d->running, target) == 0)
+        return "on_target";
+    return d->rollbacks ? "rolled_back" : "other_version";
+}
+
+static int device_row(struct run *R, struct otasim_rundb *db, const struct fdev *d,
+                      const char *outcome, const char *failed, struct ota_err *err)
+{
+    struct fleet *fl = &R->fl;
+    struct otasim_rundb_fleet_device row;
+    char id[16];
+
+    snprintf(id, sizeof(id), "d%06u", d->idx);
+    memset(&row, 0, sizeof(row));
+    row.device = id;
+    row.type = fl->def->types[d->type].value;
+    row.group = fl->def->groups[d->group].value;
+    row.version = d->running ? d->running : "";
+    row.state = ota_state_names[d->j ? d->j->state : OTA_STATE_IDLE];
+    row.outcome = outcome;
+    row.bytes = d->bytes_down;
+    row.downtime_ms = d->updates ? d->downtime_ms : -1;
+    row.recovery_ms = d->recovered_ms >= 0 ? d->recovered_ms - d->fail_ms : -1;
+    row.updates = d->updates;
+    row.rollbacks = d->rollbacks;
+    row.cuts = d->cuts;
+    row.checks = failed;
+    return otasim_rundb_fleet_device(db, fl->st->fleet_id, &row, err);
+}
+
+struct figures {
+    double *down, *bytes, *rec;
+    size_t n_down, n_bytes, n_rec;
+};
+
+static void figure(struct figures *f, const struct fdev *d)
+{
+    f->bytes[f->n_bytes++] = (double)d->bytes_down;
+    if (d->updates)
+        f->down[f->n_down++] = (double)d->downtime_ms / d->updates;
+    if (d->recovered_ms >= 0 && d->fail_ms >= 0)
+        f->rec[f->n_rec++] = (double)(d->recovered_ms - d->fail_ms);
+}
+
+static void figures_done(struct figures *f, struct otasim_fleet_stats *st)
+{
+    double unused;
+
+    mean_p95(f->down, f->n_down, &st->downtime_mean_ms, &st->downtime_p95_ms);
+    mean_p95(f->bytes, f->n_bytes, &st->bytes_mean, &unused);
+    st->bytes_max = f->n_bytes ? f->bytes[f->n_bytes - 1] : 0;
+    mean_p95(f->rec, f->n_rec, &st->recovery_mean_ms, &st->recovery_p95_ms);
+    st->recovered = (uint32_t)f->n_rec;
+}
+
+/* Minutes after local midnight of unix time ms in zone tz ("" UTC). The
+ * runner is one thread: TZ is switched around localtime_r and restored. */
+static int local_minute(const char *tz, int64_t ms)
+{
+    const char *old = getenv("TZ");
+    char *saved = old ? strdup(old) : NULL;
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    setenv("TZ", tz && tz[0] ? tz : "UTC", 1);
+    tzset();
+    localtime_r(&t, &tm);
+    if (saved) {
+        setenv("TZ", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("TZ");
+    }
+    tzset();
+    return tm.tm_hour * 60 + tm.tm_min;
+}
+
+/* Every switch inside the rollout definition's window (local time). */
+static void switches_in_window(struct run *R)
+{
+    struct fleet *fl = &R->fl;
+    json_t *def = json_loads(fl->def->rollout_json, 0, NULL);
+    json_t *w = json_object_get(def, "window");
+    int sh, sm, eh, em, start, end;
+    uint32_t switched = 0, outside = 0;
+    char first[160] = "";
+
+    if (!w ||
+        sscanf(json_string_value(json_object_get(w, "start")) ?: "", "%d:%d", &sh, &sm) != 2 ||
+        sscanf(json_string_value(json_object_get(w, "end")) ?: "", "%d:%d", &eh, &em) != 2) {
+        expect_fail(fl->st, "switch_in_window: the rollout definition has no window");
+        json_decref(def);
+        return;
+    }
+    json_decref(def);
+    start = sh * 60 + sm;
+    end = eh * 60 + em;
+    for (uint32_t i = 0; i < fl->n_dev; i++) {
+        const struct fdev *d = &fl->dev[i];
+        const char *tz = fl->def->n_zones ? fl->def->zones[d->zone].value : "UTC";
+        int m, in;
+        if (d->switch_ms < 0)
+            continue;
+        switched++;
+        m = local_minute(tz, fl->def->start_ms + d->switch_ms);
+        in = start < end ? (m >= start && m < end) : (m >= start || m < end);
+        if (!in && !outside++)
+            snprintf(first, sizeof(first), "d%06u (%s) switched at %02d:%02d local", d->idx, tz,
+                     m / 60, m % 60);
+    }
+    if (outside || !switched)
+        expect_fail(fl->st, "switch_in_window: %u of %u switches outside %02d:%02d-%02d:%02d%s%s",
+                    outside, switched, sh, sm, eh, em, first[0] ? ", first: " : "", first);
+}
+
+static int outcomes(struct run *R, struct otasim_rundb *db, struct ota_err *err)
 {
     struct fleet *fl = &R->fl;
     struct otasim_fleet_stats *st = fl->st;
     const char *target = fl->def->expect_target_version[0] ? fl->def->expect_target_version
                                                            : fl->def->rollout_release;
     json_t **reports = calloc(fl->n_dev ? fl->n_dev : 1, sizeof(*reports));
+    struct figures f = {0};
+    size_t n = fl->n_dev ? fl->n_dev : 1;
     int r = 0;
 
-    if (!reports)
-        return ota_err_set(err, ENOMEM, "out of memory");
+    f.down = calloc(n, sizeof(double));
+    f.bytes = calloc(n, sizeof(double));
+    f.rec = calloc(n, sizeof(double));
+    if (!reports || !f.down || !f.bytes || !f.rec) {
+        r = ota_err_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
     if ((r = fleet_final_reports(fl, reports, err)) < 0)
         goto out;
     for (uint32_t i = 0; i < fl->n_dev; i++) {
         struct fdev *d = &fl->dev[i];
-        char failed[512];
+        const char *oc;
+        char failed[512] = "";
         int ok = 1;
         st->devices++;
-        if (d->offline)
-            continue;
-        st->online++;
-        st->bytes_down += d->bytes_down;
-        st->bad_installed += d->bad_seen;
-        st->rolled_back += d->rollbacks > 0;
-        st->never_checked_in += !d->checked_in;
-        if ((r = fleet_check_device(fl, d, reports[i], failed, sizeof(failed), &ok)) < 0)
-            goto out;
-        if (!fleet_dev_service_up(fl, d))
-            st->bricked++;
-        if (d->pass || (d->j && d->j->state != OTA_STATE_IDLE) || d->outbox)
-            st->stuck++;
-        if (!ok) {
-            st->inconsistent++;
-            if (fl->o->verbose && st->inconsistent <= 10 && fl->o->progress)
-                fprintf(fl->o->progress, "fleet: d%06u: %s\n", d->idx, failed);
+        if (!d->offline) {
+            st->online++;
+            st->bytes_down += d->bytes_down;
+            st->bad_installed += d->bad_seen;
+            st->rolled_back += d->rollbacks > 0;
+            st->never_checked_in += !d->checked_in;
+            figure(&f, d);
+            if ((r = fleet_check_device(fl, d, reports[i], failed, sizeof(failed), &ok)) < 0)
+                goto out;
+            if (!fleet_dev_service_up(fl, d))
+                st->bricked++;
+            if (d->pass || (d->j && d->j->state != OTA_STATE_IDLE) || d->outbox)
+                st->stuck++;
+            if (!ok) {
+                st->inconsistent++;
+                if (fl->o->verbose && st->inconsistent <= 10 && fl->o->progress)
+                    fprintf(fl->o->progress, "fleet: d%06u: %s\n", d->idx, failed);
+            }
+            if (d->running && strcmp(d->running, target) == 0 &&
+                (!d->j || d->j->state == OTA_STATE_IDLE))
+                st->on_target++;
         }
-        if (d->running && strcmp(d->running, target) == 0 && (!d->j || d->j->state == 0))
-            st->on_target++;
+        oc = outcome_of(fl, d, ok, target);
+        if (db && (r = device_row(R, db, d, oc, failed, err)) < 0)
+            goto out;
     }
+    figures_done(&f, st);
 out:
-    for (uint32_t i = 0; i < fl->n_dev; i++)
+    for (uint32_t i = 0; reports && i < fl->n_dev; i++)
         json_decref(reports[i]);
     free(reports);
+    free(f.down);
+    free(f.bytes);
+    free(f.rec);
     return r;
+}
+
+/* ---- faults at rates, seen to fire --------------------------------------------- */
+
+/* k fired of n draws at rate p: fired at all when it should have (n p >= 3),
+ * and the rate inside a 99.9% Wilson interval of k/n. */
+static int rate_ok(uint64_t k, uint64_t n, double p, char *why, size_t cap)
+{
+    double lo, hi;
+
+    if (n == 0 || p <= 0) {
+        snprintf(why, cap, "no draws");
+        return 1;
+    }
+    otasim_wilson((uint32_t)k, (uint32_t)n, 3.29, &lo, &hi);
+    snprintf(why, cap, "%llu of %llu (%.4f, 99.9%% interval %.4f..%.4f) at a configured %.4f",
+             (unsigned long long)k, (unsigned long long)n, (double)k / (double)n, lo, hi, p);
+    if ((double)n * p >= 3 && k == 0)
+        return 0;
+    return lo <= p && p <= hi;
+}
+
+static void fault_line(struct otasim_fleet_stats *st, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fault_line(struct otasim_fleet_stats *st, int ok, const char *fmt, ...)
+{
+    size_t k = strlen(st->faults);
+    va_list ap;
+
+    if (k + 4 >= sizeof(st->faults))
+        return;
+    k += (size_t)snprintf(st->faults + k, sizeof(st->faults) - k, "%s ", ok ? "ok" : "FAILED");
+    va_start(ap, fmt);
+    vsnprintf(st->faults + k, sizeof(st->faults) - k, fmt, ap);
+    va_end(ap);
+    k = strlen(st->faults);
+    if (k + 1 < sizeof(st->faults)) {
+        st->faults[k] = '\n';
+        st->faults[k + 1] = 0;
+    }
+}
+
+static int faults_fired(struct run *R, struct ota_err *err)
+{
+    struct fleet *fl = &R->fl;
+    struct otasim_fleet_stats *st = fl->st;
+    const struct otasim_fleet_def *def = fl->def;
+    char why[200];
+    json_t *plan = NULL, *rule;
+    size_t i;
+    int r, ok;
+
+    if (def->power_cut > 0) {
+        ok = rate_ok(st->power_cuts, st->cut_chances, def->power_cut, why, sizeof(why));
+        fault_line(st, ok, "power_cut: %s", why);
+        if (!ok)
+            expect_fail(st, "faults: power cuts fired %s", why);
+    }
+    if (def->agent_crash > 0) {
+        /* a crash is drawn only where no cut was */
+        uint64_t n = st->cut_chances - st->power_cuts;
+        ok = rate_ok(st->agent_crashes, n, def->agent_crash, why, sizeof(why));
+        fault_line(st, ok, "agent_crash: %s", why);
+        if (!ok)
+            expect_fail(st, "faults: agent crashes fired %s", why);
+    }
+    if (!def->server_faults_json)
+        return 0;
+    if ((r = fleet_admin_get(fl, "/api/v1/faults", &plan, err)) < 0)
+        return ota_err_prefix(err, r, "reading the server's fault counters");
+    json_array_foreach(json_object_get(plan, "rules"), i, rule)
+    {
+        json_t *m = json_object_get(rule, "match");
+        const char *id = json_string_value(json_object_get(rule, "id"));
+        uint64_t matched = (uint64_t)json_integer_value(json_object_get(rule, "matched"));
+        uint64_t applied = (uint64_t)json_integer_value(json_object_get(rule, "applied"));
+        json_t *p = json_object_get(m, "probability");
+        int counted = json_object_get(m, "nth") || json_object_get(m, "after") ||
+                      json_object_get(m, "every") || json_object_get(rule, "count");
+        st->srv_faults_applied += applied;
+        if (counted) { /* not a rate: seen to fire at all */
+            ok = applied > 0;
+            snprintf(why, sizeof(why), "applied %llu of %llu matches", (unsigned long long)applied,
+                     (unsigned long long)matched);
+        } else {
+            ok = rate_ok(applied, matched, p ? json_number_value(p) : 1.0, why, sizeof(why));
+        }
+        fault_line(st, ok, "server rule %s (%s): %s", id ? id : "?",
+                   json_string_value(json_object_get(json_object_get(rule, "fault"), "kind")), why);
+        if (!ok)
+            expect_fail(st, "faults: server rule %s: %s", id ? id : "?", why);
+    }
+    json_decref(plan);
+    return 0;
 }
 
 /* ---- figures -------------------------------------------------------------------- */
@@ -787,6 +1073,140 @@ double otasim_fleet_catch_probability(double p, uint32_t n)
     return 1 - pow(1 - p, (double)n);
 }
 
+/* ---- the run's record ----------------------------------------------------------- */
+
+char *otasim_fleet_stats_json(const struct otasim_fleet_def *def,
+                              const struct otasim_fleet_stats *s, uint64_t seed)
+{
+    json_t *o = json_object();
+    char *text;
+
+#define I(k, v) json_object_set_new(o, k, json_integer((json_int_t)(v)))
+#define R(k, v) json_object_set_new(o, k, json_real(v))
+#define S(k, v) json_object_set_new(o, k, json_string(v))
+    S("name", def->name);
+    I("seed", seed);
+    I("devices", s->devices);
+    I("online", s->online);
+    S("rollout_state", s->rollout_state);
+    S("rollout_reason", s->rollout_reason);
+    I("stage", s->stage);
+    I("on_target", s->on_target);
+    I("bad_installed", s->bad_installed);
+    I("rolled_back", s->rolled_back);
+    I("bricked", s->bricked);
+    I("inconsistent", s->inconsistent);
+    I("stuck", s->stuck);
+    I("never_checked_in", s->never_checked_in);
+    I("requests", s->requests);
+    I("passes", s->passes);
+    I("steps", s->steps);
+    I("bytes_down", s->bytes_down);
+    I("power_cuts", s->power_cuts);
+    I("agent_crashes", s->agent_crashes);
+    I("cut_chances", s->cut_chances);
+    I("srv_faults_applied", s->srv_faults_applied);
+    S("faults", s->faults);
+    R("downtime_mean_ms", s->downtime_mean_ms);
+    R("downtime_p95_ms", s->downtime_p95_ms);
+    R("bytes_mean", s->bytes_mean);
+    R("bytes_max", s->bytes_max);
+    I("recovered", s->recovered);
+    R("recovery_mean_ms", s->recovery_mean_ms);
+    R("recovery_p95_ms", s->recovery_p95_ms);
+    I("virtual_ms", s->virtual_ms);
+    I("rollout_ms", s->rollout_ms);
+    R("wall_s", s->wall_s);
+    R("cpu_user_s", s->cpu_user_s);
+    R("cpu_sys_s", s->cpu_sys_s);
+    R("srv_cpu_s", s->srv_cpu_s);
+    I("peak_rss_kib", s->peak_rss_kib);
+    I("srv_peak_rss_kib", s->srv_peak_rss_kib);
+    I("bytes_per_idle_device", s->rss_per_idle_device_bytes);
+    json_object_set_new(o, "ok", json_boolean(s->ok));
+    S("failed", s->failed);
+    S("rerun", s->rerun);
+#undef I
+#undef R
+#undef S
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static int record_samples(struct run *R, struct otasim_rundb *db, struct ota_err *err)
+{
+    const struct fleet *fl = &R->fl;
+
+    for (size_t i = 0; i < R->n_samples; i++) {
+        const struct sample *s = &R->samples[i];
+        json_t *o = json_object(), *st = json_object(), *ver = json_object();
+        char *text;
+        int r;
+        for (int k = 0; k < OTA_STATE_MAX; k++)
+            if (s->by_state[k])
+                json_object_set_new(st, ota_state_names[k], json_integer(s->by_state[k]));
+        for (size_t k = 0; k <= OTASIM_FLEET_MAX_RELEASES; k++)
+            if (s->by_version[k])
+                json_object_set_new(ver, k < fl->def->n_rel ? fl->def->rel[k].version : "other",
+                                    json_integer(s->by_version[k]));
+        json_object_set_new(o, "states", st);
+        json_object_set_new(o, "versions", ver);
+        json_object_set_new(o, "down", json_integer(s->down));
+        json_object_set_new(o, "in_pass", json_integer(s->in_pass));
+        text = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (!text)
+            return ota_err_set(err, ENOMEM, "out of memory");
+        r = otasim_rundb_fleet_sample(db, fl->st->fleet_id, s->t, s->rollout, s->stage, text, err);
+        free(text);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static void rerun_cmd(const struct run *R, char *buf, size_t cap);
+
+/* The run database: --db, else WORK/runs.db as for `ota-sim run`. */
+static int db_open(struct run *R, struct otasim_rundb **ret, struct ota_err *err)
+{
+    struct fleet *fl = &R->fl;
+    char path[PATH_MAX + 16];
+    int64_t run_id;
+    char cmd[1024];
+    int r;
+
+    *ret = NULL;
+    snprintf(path, sizeof(path), "%s/runs.db", R->t.work);
+    if ((r = otasim_rundb_open(fl->o->db ? fl->o->db : path, ret, err)) < 0)
+        return r;
+    rerun_cmd(R, cmd, sizeof(cmd));
+    if ((r = otasim_rundb_begin(*ret, cmd, "otacore (in-process fleet)", &run_id, err)) < 0 ||
+        (r = otasim_rundb_fleet_begin(*ret, run_id, fl->def->name, fl->def->path, fl->seed,
+                                      &fl->st->fleet_id, err)) < 0 ||
+        (r = otasim_rundb_end(*ret, run_id, err)) < 0)
+        return r;
+    return 0;
+}
+
+static int db_close(struct run *R, struct otasim_rundb *db, struct ota_err *err)
+{
+    const struct otasim_fleet_stats *st = R->fl.st;
+    char *stats;
+    int r;
+
+    if (!db)
+        return 0;
+    if ((r = record_samples(R, db, err)) < 0)
+        return r;
+    stats = otasim_fleet_stats_json(R->fl.def, st, R->fl.seed);
+    r = otasim_rundb_fleet_end(db, st->fleet_id, st->ok, st->rollout_state, stats ? stats : "{}",
+                               st->failed, st->rerun, err);
+    free(stats);
+    return r;
+}
+
 /* ---- the run -------------------------------------------------------------------- */
 
 static void teardown(struct run *R)
@@ -834,14 +1254,16 @@ static void rerun_cmd(const struct run *R, char *buf, size_t cap)
         snprintf(buf + n, cap - (size_t)n, " --shard %u/%u", o->shard, o->shards);
 }
 
-static int finish(struct run *R, double wall0, long rss0, struct ota_err *err)
+static int finish(struct run *R, struct otasim_rundb *db, double wall0, long rss0,
+                  struct ota_err *err)
 {
     struct fleet *fl = &R->fl;
     struct otasim_fleet_stats *st = fl->st;
     struct rusage ru;
     int r;
 
-    if ((r = take_sample(R, err)) < 0 || (r = outcomes(R, err)) < 0)
+    if ((r = take_sample(R, err)) < 0 || (r = outcomes(R, db, err)) < 0 ||
+        (r = faults_fired(R, err)) < 0)
         return r;
     ota_strlcpy(st->rollout_state, fl->rollout_state, sizeof(st->rollout_state));
     st->virtual_ms = fl->vnow;
@@ -869,6 +1291,7 @@ int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fle
                      struct otasim_fleet_stats *ret, struct ota_err *err)
 {
     struct run *R = calloc(1, sizeof(*R));
+    struct otasim_rundb *db = NULL;
     struct fleet *fl;
     double wall0 = (double)otasim_now_ms() / 1000.0;
     long rss0;
@@ -905,10 +1328,12 @@ int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fle
         goto out;
     R->end_ms = def->duration_ms;
     R->sample_every = def->poll_ms / 12 > 60 * SEC ? def->poll_ms / 12 : 60 * SEC;
-    if ((r = loop(R, err)) < 0 || (r = finish(R, wall0, rss0, err)) < 0)
+    if ((r = db_open(R, &db, err)) < 0 || (r = loop(R, err)) < 0 ||
+        (r = finish(R, db, wall0, rss0, err)) < 0 || (r = db_close(R, db, err)) < 0)
         goto out;
     r = 0;
 out:
+    otasim_rundb_close(db);
     teardown(R);
     free(R);
     return r;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ota/fsutil.h"
+#include "ota/inventory.h"
 #include "ota/json.h"
 #include "ota/version.h"
 #include "ota/yaml.h"
@@ -87,12 +88,44 @@ static int parse_mix(const json_t *obj, const char *where, const char *key,
     return 0;
 }
 
+/* attributes: {KEY: {VALUE: share, ...}, ...} */
+static int parse_attrs(const json_t *d, struct otasim_fleet_def *f, struct ota_err *err)
+{
+    json_t *a = json_object_get(d, "attributes"), *v;
+    const char *k;
+    int r;
+
+    if (!a)
+        return 0;
+    if (!json_is_object(a) || json_object_size(a) > OTASIM_FLEET_MAX_ATTRS)
+        return ota_err_set(err, EINVAL, "devices.attributes: at most %d attributes, each a mix",
+                           OTASIM_FLEET_MAX_ATTRS);
+    json_object_foreach(a, k, v)
+    {
+        size_t i = f->n_attrs;
+        (void)v;
+        if (!ota_attr_key_valid(k))
+            return ota_err_set(err, EINVAL, "devices.attributes.%s: a key is 1..32 of [a-z0-9_]",
+                               k);
+        ota_strlcpy(f->attrs[i].key, k, sizeof(f->attrs[i].key));
+        if ((r = parse_mix(a, "devices.attributes", k, f->attrs[i].values, &f->attrs[i].n, err)) <
+            0)
+            return r;
+        for (size_t j = 0; j < f->attrs[i].n; j++)
+            if (!ota_attr_value_valid(f->attrs[i].values[j].value))
+                return ota_err_set(err, EINVAL, "devices.attributes.%s.%s: not a valid value", k,
+                                   f->attrs[i].values[j].value);
+        f->n_attrs++;
+    }
+    return 0;
+}
+
 static int parse_devices(const json_t *d, struct otasim_fleet_def *f, struct ota_err *err)
 {
     static const char *const keys[] = {
-        "count", "poll_interval", "poll_jitter", "health_window", "health_interval",
-        "types", "groups",        "offline",     "late",          "bandwidth",
-        NULL};
+        "count",     "poll_interval", "poll_jitter", "health_window", "health_interval",
+        "types",     "groups",        "offline",     "late",          "bandwidth",
+        "timezones", "attributes",    NULL};
     long long n = f->count;
     json_t *late;
     int r;
@@ -108,10 +141,16 @@ static int parse_devices(const json_t *d, struct otasim_fleet_def *f, struct ota
             0 ||
         (r = parse_mix(d, "devices", "types", f->types, &f->n_types, err)) < 0 ||
         (r = parse_mix(d, "devices", "groups", f->groups, &f->n_groups, err)) < 0 ||
+        (r = parse_mix(d, "devices", "timezones", f->zones, &f->n_zones, err)) < 0 ||
+        (r = parse_attrs(d, f, err)) < 0 ||
         (r = otasim_opt_num(d, "devices", "offline", 0, 1, &f->offline, err)) < 0 ||
         (r = opt_size(d, "devices", "bandwidth", &f->bandwidth, err)) < 0)
         return r;
     f->count = (uint32_t)n;
+    for (size_t i = 0; i < f->n_zones; i++)
+        if (!ota_timezone_valid(f->zones[i].value))
+            return ota_err_set(err, EINVAL, "devices.timezones.%s: not UTC, +HH:MM or a zone name",
+                               f->zones[i].value);
     if (f->poll_ms < 1000)
         return ota_err_set(err, EINVAL, "devices.poll_interval: at least 1s");
     if (f->health_interval_ms < 1 || f->health_interval_ms > f->health_window_ms)
@@ -133,7 +172,8 @@ static int parse_devices(const json_t *d, struct otasim_fleet_def *f, struct ota
 static int parse_bad(const json_t *b, const char *where, struct otasim_fleet_release *rel,
                      struct ota_err *err)
 {
-    static const char *const keys[] = {"mode", "probability", "device_types", "fail_after", NULL};
+    static const char *const keys[] = {"mode",   "probability", "device_types",
+                                       "groups", "fail_after",  NULL};
     char w[64], mode[16] = "";
     json_t *types, *t;
     size_t i;
@@ -158,6 +198,16 @@ static int parse_bad(const json_t *b, const char *where, struct otasim_fleet_rel
             return ota_err_set(err, EINVAL, "%s.device_types[%zu]: must be a type name", w, i);
         ota_strlcpy(rel->bad_types[i], json_string_value(t), sizeof(rel->bad_types[0]));
         rel->n_bad_types++;
+    }
+    types = json_object_get(b, "groups");
+    if (types && (!json_is_array(types) || json_array_size(types) > 4))
+        return ota_err_set(err, EINVAL, "%s.groups: a list of at most 4 groups", w);
+    json_array_foreach(types, i, t)
+    {
+        if (!json_is_string(t) || strlen(json_string_value(t)) >= sizeof(rel->bad_groups[0]))
+            return ota_err_set(err, EINVAL, "%s.groups[%zu]: must be a group name", w, i);
+        ota_strlcpy(rel->bad_groups[i], json_string_value(t), sizeof(rel->bad_groups[0]));
+        rel->n_bad_groups++;
     }
     return 0;
 }
@@ -216,7 +266,7 @@ const struct otasim_fleet_release *otasim_fleet_release_find(const struct otasim
 
 static int parse_rollout(const json_t *o, struct otasim_fleet_def *f, struct ota_err *err)
 {
-    static const char *const keys[] = {"release", "previous", "definition", NULL};
+    static const char *const keys[] = {"release", "previous", "definition", "activate_at", NULL};
     const struct otasim_fleet_release *prev;
     json_t *def;
     int r;
@@ -227,7 +277,8 @@ static int parse_rollout(const json_t *o, struct otasim_fleet_def *f, struct ota
         (r = otasim_opt_str(o, "rollout", "release", f->rollout_release, sizeof(f->rollout_release),
                             err)) < 0 ||
         (r = otasim_opt_str(o, "rollout", "previous", f->rollout_previous,
-                            sizeof(f->rollout_previous), err)) < 0)
+                            sizeof(f->rollout_previous), err)) < 0 ||
+        (r = otasim_opt_duration(o, "rollout", "activate_at", &f->rollout_activate_at_ms, err)) < 0)
         return r;
     if (!otasim_fleet_release_find(f, f->rollout_release))
         return ota_err_set(err, EINVAL, "rollout.release: '%s' is not one of the releases",
@@ -330,10 +381,11 @@ static int opt_count(const json_t *o, const char *key, long *inout, struct ota_e
 
 static int parse_expect(const json_t *o, struct otasim_fleet_def *f, struct ota_err *err)
 {
-    static const char *const keys[] = {
-        "rollout",   "bad_installed_max_percent", "bricked_max",    "inconsistent_max",
-        "stuck_max", "on_target_min_percent",     "target_version", "committed_within",
-        NULL};
+    static const char *const keys[] = {"rollout",          "bad_installed_max_percent",
+                                       "bricked_max",      "inconsistent_max",
+                                       "stuck_max",        "on_target_min_percent",
+                                       "target_version",   "committed_within",
+                                       "switch_in_window", NULL};
     json_t *rs, *s;
     size_t i;
     int r;
@@ -349,7 +401,9 @@ static int parse_expect(const json_t *o, struct otasim_fleet_def *f, struct ota_
         (r = otasim_opt_str(o, "expect", "target_version", f->expect_target_version,
                             sizeof(f->expect_target_version), err)) < 0 ||
         (r = otasim_opt_duration(o, "expect", "committed_within", &f->expect_committed_within_ms,
-                                 err)) < 0)
+                                 err)) < 0 ||
+        (r = otasim_opt_bool(o, "expect", "switch_in_window", &f->expect_switch_in_window, err)) <
+            0)
         return r;
     rs = json_object_get(o, "rollout");
     if (rs && json_is_string(rs)) {
@@ -393,6 +447,7 @@ static void defaults(struct otasim_fleet_def *f)
     f->expect_bricked_max = f->expect_inconsistent_max = f->expect_stuck_max = -1;
     f->expect_min_on_target_percent = -1;
     f->expect_committed_within_ms = -1;
+    f->rollout_activate_at_ms = -1;
 }
 
 int otasim_fleet_parse(const char *text, size_t n, const char *path, struct otasim_fleet_def *ret,

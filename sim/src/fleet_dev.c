@@ -91,6 +91,12 @@ int fleet_bad_for(const struct fleet *fl, const struct fdev *d,
     for (size_t i = 0; i < rel->n_bad_types; i++)
         if (strcmp(rel->bad_types[i], fl->def->types[d->type].value) == 0)
             type_ok = 1;
+    if (rel->n_bad_groups) {
+        int group_ok = 0;
+        for (size_t i = 0; i < rel->n_bad_groups; i++)
+            group_ok |= strcmp(rel->bad_groups[i], fl->def->groups[d->group].value) == 0;
+        type_ok &= group_ok;
+    }
     return type_ok &&
            fleet_unit(fleet_hash(fl->seed, d->idx, str_hash(rel->version))) < rel->bad_probability;
 }

@@ -53,11 +53,12 @@ struct frep {
  * loop. An idle device is this alone; a device in a pass has a struct fpass. */
 struct fdev {
     uint32_t idx;
-    uint8_t type, group;
-    uint8_t offline, late; /* never after its first pass / only after late_ms */
-    int8_t active;         /* app slot `current` names */
-    uint8_t cut;           /* the power is off from now (ops fail) */
-    uint8_t crash;         /* the agent crashed (ops fail; the disk keeps its bytes) */
+    uint8_t type, group, zone;
+    uint8_t attr[OTASIM_FLEET_MAX_ATTRS]; /* the value of each of def->attrs */
+    uint8_t offline, late;                /* never after its first pass / only after late_ms */
+    int8_t active;                        /* app slot `current` names */
+    uint8_t cut;                          /* the power is off from now (ops fail) */
+    uint8_t crash; /* the agent crashed (ops fail; the disk keeps its bytes) */
     uint8_t n_kv, n_hist;
     uint8_t bad_seen; /* ran a bad release */
     uint8_t checked_in;
@@ -79,6 +80,7 @@ struct fdev {
     struct fpass *pass;
     /* accounting (seed 003's figures) */
     uint64_t bytes_down;
+    int64_t switch_ms; /* the last switch (SWITCHING entered), -1 none */
     int64_t offered_ms, committed_ms, down_since_ms, downtime_ms, fail_ms, recovered_ms;
     uint16_t updates, rollbacks, cuts, crashes;
     uint32_t nt;          /* transitions seen: the draws of the faults at rates */
@@ -188,6 +190,8 @@ int fleet_setup(struct fleet *fl, const struct otasim_tools *t, struct otasim_se
 int fleet_clock_advance(struct fleet *fl, int64_t to, struct ota_err *err) OTA_MUST;
 int fleet_clock_query(struct fleet *fl, struct ota_err *err) OTA_MUST;
 int fleet_rollout_create(struct fleet *fl, struct ota_err *err) OTA_MUST;
+/* GET an admin path: *ret the JSON answer (2xx only). */
+int fleet_admin_get(struct fleet *fl, const char *path, json_t **ret, struct ota_err *err) OTA_MUST;
 int fleet_rollout_start(struct fleet *fl, struct ota_err *err) OTA_MUST;
 int fleet_rollout_status(struct fleet *fl, json_t **ret_json, struct ota_err *err) OTA_MUST;
 int fleet_final_reports(struct fleet *fl, json_t **out, struct ota_err *err) OTA_MUST;

@@ -189,6 +189,11 @@ static int admin_json(struct fleet *fl, const char *method, const char *path, co
     return 0;
 }
 
+int fleet_admin_get(struct fleet *fl, const char *path, json_t **ret, struct ota_err *err)
+{
+    return admin_json(fl, "GET", path, NULL, ret, err);
+}
+
 int fleet_clock_advance(struct fleet *fl, int64_t to, struct ota_err *err)
 {
     char body[96];
@@ -233,6 +238,9 @@ int fleet_rollout_create(struct fleet *fl, struct ota_err *err)
     if (!json_object_get(def, "id"))
         json_object_set_new(def, "id", json_string("fleet"));
     json_object_set_new(def, "release_id", json_string(fl->release_id));
+    if (fl->def->rollout_activate_at_ms >= 0)
+        json_object_set_new(def, "activate_at_ms",
+                            json_integer(fl->def->start_ms + fl->def->rollout_activate_at_ms));
     if (fl->previous_id[0])
         json_object_set_new(def, "previous_release_id", json_string(fl->previous_id));
     ota_strlcpy(fl->rollout_id, json_string_value(json_object_get(def, "id")),

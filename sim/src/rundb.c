@@ -13,6 +13,7 @@
 
 struct otasim_rundb {
     sqlite3 *db;
+    sqlite3_stmt *fleet_sample, *fleet_device; /* prepared once per run */
 };
 
 static const char schema[] =
@@ -31,7 +32,18 @@ static const char schema[] =
     " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT, crash_model TEXT);"
     "CREATE TABLE IF NOT EXISTS invariants(trial_id INTEGER REFERENCES trials(id), name TEXT,"
     " ok INTEGER, detail TEXT);"
-    "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);";
+    "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);"
+    /* fleet runs (fleet.c): one row per run, its time series, its devices */
+    "CREATE TABLE IF NOT EXISTS fleet_runs(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES"
+    " runs(id), name TEXT, file TEXT, seed INTEGER, ok INTEGER, rollout_state TEXT,"
+    " stats TEXT, failed TEXT, rerun TEXT);"
+    "CREATE TABLE IF NOT EXISTS fleet_samples(fleet_id INTEGER REFERENCES fleet_runs(id),"
+    " t_ms INTEGER, rollout TEXT, stage INTEGER, counts TEXT);"
+    "CREATE TABLE IF NOT EXISTS fleet_devices(fleet_id INTEGER REFERENCES fleet_runs(id),"
+    " device TEXT, type TEXT, grp TEXT, version TEXT, state TEXT, outcome TEXT, bytes INTEGER,"
+    " downtime_ms INTEGER, recovery_ms INTEGER, updates INTEGER, rollbacks INTEGER,"
+    " cuts INTEGER, checks TEXT);"
+    "CREATE INDEX IF NOT EXISTS fleet_devices_run ON fleet_devices(fleet_id);";
 
 static int fail(struct otasim_rundb *db, struct ota_err *err, const char *what)
 {
@@ -85,6 +97,8 @@ void otasim_rundb_close(struct otasim_rundb *db)
 {
     if (!db)
         return;
+    sqlite3_finalize(db->fleet_sample);
+    sqlite3_finalize(db->fleet_device);
     sqlite3_close(db->db);
     free(db);
 }
@@ -106,6 +120,105 @@ int otasim_rundb_begin(struct otasim_rundb *db, const char *command, const char 
     else
         *ret_id = sqlite3_last_insert_rowid(db->db);
     sqlite3_finalize(st);
+    return r;
+}
+
+int otasim_rundb_fleet_begin(struct otasim_rundb *db, int64_t run_id, const char *name,
+                             const char *file, uint64_t seed, int64_t *ret_id, struct ota_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0;
+
+    if (sqlite3_exec(db->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return fail(db, err, "begin fleet run");
+    if (sqlite3_prepare_v2(db->db,
+                           "INSERT INTO fleet_runs(run_id, name, file, seed) VALUES(?,?,?,?)", -1,
+                           &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->db,
+                           "INSERT INTO fleet_samples(fleet_id, t_ms, rollout, stage, counts)"
+                           " VALUES(?,?,?,?,?)",
+                           -1, &db->fleet_sample, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->db,
+                           "INSERT INTO fleet_devices(fleet_id, device, type, grp, version, state,"
+                           " outcome, bytes, downtime_ms, recovery_ms, updates, rollbacks, cuts,"
+                           " checks) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &db->fleet_device, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return fail(db, err, "prepare fleet rows");
+    }
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, file, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, (int64_t)seed);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        r = fail(db, err, "insert fleet run");
+    else
+        *ret_id = sqlite3_last_insert_rowid(db->db);
+    sqlite3_finalize(st);
+    return r;
+}
+
+int otasim_rundb_fleet_sample(struct otasim_rundb *db, int64_t fleet_id, int64_t t_ms,
+                              const char *rollout, int stage, const char *counts,
+                              struct ota_err *err)
+{
+    sqlite3_stmt *st = db->fleet_sample;
+
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, fleet_id);
+    sqlite3_bind_int64(st, 2, t_ms);
+    sqlite3_bind_text(st, 3, rollout, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 4, stage);
+    sqlite3_bind_text(st, 5, counts, -1, SQLITE_TRANSIENT);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : fail(db, err, "insert fleet sample");
+}
+
+int otasim_rundb_fleet_device(struct otasim_rundb *db, int64_t fleet_id,
+                              const struct otasim_rundb_fleet_device *d, struct ota_err *err)
+{
+    sqlite3_stmt *st = db->fleet_device;
+    const char *text[] = {d->device, d->type, d->group, d->version, d->state, d->outcome};
+    const int64_t num[] = {(int64_t)d->bytes, d->downtime_ms, d->recovery_ms,
+                           d->updates,        d->rollbacks,   d->cuts};
+    int i = 1;
+
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, i++, fleet_id);
+    for (size_t k = 0; k < sizeof(text) / sizeof(text[0]); k++)
+        sqlite3_bind_text(st, i++, text[k] ? text[k] : "", -1, SQLITE_TRANSIENT);
+    for (size_t k = 0; k < sizeof(num) / sizeof(num[0]); k++)
+        sqlite3_bind_int64(st, i++, num[k]);
+    sqlite3_bind_text(st, i, d->checks ? d->checks : "", -1, SQLITE_TRANSIENT);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : fail(db, err, "insert fleet device");
+}
+
+int otasim_rundb_fleet_end(struct otasim_rundb *db, int64_t fleet_id, int ok,
+                           const char *rollout_state, const char *stats, const char *failed,
+                           const char *rerun, struct ota_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0;
+
+    sqlite3_finalize(db->fleet_sample);
+    sqlite3_finalize(db->fleet_device);
+    db->fleet_sample = db->fleet_device = NULL;
+    if (sqlite3_prepare_v2(db->db,
+                           "UPDATE fleet_runs SET ok=?, rollout_state=?, stats=?, failed=?, rerun=?"
+                           " WHERE id=?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "update fleet run");
+    sqlite3_bind_int(st, 1, ok);
+    sqlite3_bind_text(st, 2, rollout_state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, stats, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, failed, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, rerun, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 6, fleet_id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        r = fail(db, err, "update fleet run");
+    sqlite3_finalize(st);
+    if (sqlite3_exec(db->db, r == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK &&
+        r == 0)
+        r = fail(db, err, "commit fleet run");
     return r;
 }
 

@@ -21,6 +21,7 @@ extern "C" {
 #define OTASIM_FLEET_MAX_RELEASES 8
 #define OTASIM_FLEET_MAX_MIX      16
 #define OTASIM_FLEET_MAX_STATES   16
+#define OTASIM_FLEET_MAX_ATTRS    4
 
 /* One share of the fleet: device type, group or time zone. */
 struct otasim_fleet_mix {
@@ -46,6 +47,8 @@ struct otasim_fleet_release {
     double bad_probability; /* per device it may hit */
     char bad_types[4][64];  /* only these device types ("" none = all) */
     size_t n_bad_types;
+    char bad_groups[4][64]; /* and only these groups (none = all) */
+    size_t n_bad_groups;
     int64_t fail_after_ms; /* health: the service fails this long after its start */
 };
 
@@ -63,6 +66,14 @@ struct otasim_fleet_def {
     size_t n_types;
     struct otasim_fleet_mix groups[OTASIM_FLEET_MAX_MIX];
     size_t n_groups;
+    struct otasim_fleet_mix zones[OTASIM_FLEET_MAX_MIX]; /* time zones ("": none sent) */
+    size_t n_zones;
+    struct {
+        char key[33];
+        struct otasim_fleet_mix values[OTASIM_FLEET_MAX_MIX];
+        size_t n;
+    } attrs[OTASIM_FLEET_MAX_ATTRS]; /* inventory attributes, each its own mix */
+    size_t n_attrs;
     double offline; /* share that never checks in */
     double late;    /* share that comes online only after late_ms */
     int64_t late_ms;
@@ -71,9 +82,10 @@ struct otasim_fleet_def {
     struct otasim_fleet_release rel[OTASIM_FLEET_MAX_RELEASES];
     size_t n_rel;
     /* the rollout: the server's definition with release_id/previous_release_id filled */
-    char rollout_release[32];  /* version */
-    char rollout_previous[32]; /* version ("": none) */
-    char *rollout_json;        /* malloc'ed definition (JSON text) without the release ids */
+    char rollout_release[32];       /* version */
+    char rollout_previous[32];      /* version ("": none) */
+    char *rollout_json;             /* malloc'ed definition (JSON text) without the release ids */
+    int64_t rollout_activate_at_ms; /* blue_green: the switch, virtual ms after the start (-1) */
     /* faults */
     double power_cut; /* per device per state entry in cut_states */
     char cut_states[OTASIM_FLEET_MAX_STATES][24];
@@ -89,6 +101,7 @@ struct otasim_fleet_def {
     double expect_min_on_target_percent; /* online devices that run rollout_release */
     char expect_target_version[32];      /* "" : rollout_release */
     int64_t expect_committed_within_ms;  /* of the offer, every committed update */
+    int expect_switch_in_window;         /* every switch inside the rollout's window */
 };
 
 /* Reads and checks a fleet file; errors name the key. */
@@ -135,8 +148,17 @@ struct otasim_fleet_stats {
     uint64_t requests, checkins, downloads, bytes_down, resumes;
     uint64_t power_cuts, agent_crashes, steps, passes;
     uint64_t srv_faults_applied; /* the server's rules, summed */
-    int64_t virtual_ms;          /* virtual time covered */
-    int64_t rollout_ms;          /* start to the rollout's end state (or the run's end) */
+    /* seed 003's figures, over the online devices */
+    double downtime_mean_ms, downtime_p95_ms; /* switch to healthy (or back), per update */
+    double bytes_mean, bytes_max;             /* downloaded per device, resumes included */
+    uint32_t recovered;                       /* devices back healthy after a failed update */
+    double recovery_mean_ms, recovery_p95_ms; /* failure (rollback start) to healthy again */
+    /* faults at rates, seen to fire: counted against the configured rate */
+    uint64_t cut_chances; /* state entries a power cut could hit */
+    char faults[1024];    /* one line per rule/kind: configured rate, draws, fired */
+    int64_t fleet_id;     /* its row in the run database (0: none) */
+    int64_t virtual_ms;   /* virtual time covered */
+    int64_t rollout_ms;   /* start to the rollout's end state (or the run's end) */
     double wall_s, cpu_user_s, cpu_sys_s;
     double srv_cpu_s; /* the server's CPU (when the runner started it) */
     long peak_rss_kib, srv_peak_rss_kib;
@@ -149,6 +171,10 @@ struct otasim_fleet_stats {
 
 int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fleet_opts *o,
                      struct otasim_fleet_stats *ret, struct ota_err *err) OTA_MUST;
+
+/* The run's figures as JSON text (malloc'ed; NULL: out of memory). */
+char *otasim_fleet_stats_json(const struct otasim_fleet_def *def,
+                              const struct otasim_fleet_stats *s, uint64_t seed);
 
 /* The closed form of a canary's chance: 1 - (1 - p)^n. */
 double otasim_fleet_catch_probability(double p, uint32_t n);

@@ -26,6 +26,30 @@ int otasim_rundb_add(struct otasim_rundb *db, int64_t run_id, const char *case_i
                      const struct otasim_trial *tr, const char *reproduce,
                      const char *equivalent_to, struct ota_err *err) OTA_MUST;
 int otasim_rundb_end(struct otasim_rundb *db, int64_t run_id, struct ota_err *err) OTA_MUST;
+
+/* A fleet run (fleet.c): begin (one transaction until end), its samples of
+ * the time series (counts: JSON text), one row per device, end. */
+struct otasim_rundb_fleet_device {
+    const char *device, *type, *group, *version, *state;
+    const char *outcome; /* on_target, other_version, rolled_back, bricked, inconsistent, stuck,
+                            offline */
+    uint64_t bytes;
+    int64_t downtime_ms, recovery_ms; /* -1: none */
+    int64_t updates, rollbacks, cuts;
+    const char *checks; /* the invariants that failed ("" none) */
+};
+int otasim_rundb_fleet_begin(struct otasim_rundb *db, int64_t run_id, const char *name,
+                             const char *file, uint64_t seed, int64_t *ret_id,
+                             struct ota_err *err) OTA_MUST;
+int otasim_rundb_fleet_sample(struct otasim_rundb *db, int64_t fleet_id, int64_t t_ms,
+                              const char *rollout, int stage, const char *counts,
+                              struct ota_err *err) OTA_MUST;
+int otasim_rundb_fleet_device(struct otasim_rundb *db, int64_t fleet_id,
+                              const struct otasim_rundb_fleet_device *d,
+                              struct ota_err *err) OTA_MUST;
+int otasim_rundb_fleet_end(struct otasim_rundb *db, int64_t fleet_id, int ok,
+                           const char *rollout_state, const char *stats, const char *failed,
+                           const char *rerun, struct ota_err *err) OTA_MUST;
 /* JUnit XML of one run: a testsuite per scenario, a testcase per trial. */
 int otasim_rundb_junit(struct otasim_rundb *db, int64_t run_id, const char *path,
                        struct ota_err *err) OTA_MUST;

@@ -55,6 +55,10 @@ static const char USAGE[] =
     "                         clock\"): rollout timers, timestamps and fault-plan\n"
     "                         delays, stalls and throttles all run on it\n"
     "                         (docs/protocol.md, \"Virtual clock (tests only)\")\n"
+    "  --clock-parties N      with --virtual-clock: N runners drive the clock\n"
+    "                         together (fleet shards): each asks for its next\n"
+    "                         time with {\"advance_to_ms\":T,\"party\":I}; the clock\n"
+    "                         moves to the earliest once all wait\n"
     "\n"
     "\n";
 
@@ -89,7 +93,8 @@ enum {
     O_MAXUP,
     O_LOG,
     O_FAULTS,
-    O_VCLOCK
+    O_VCLOCK,
+    O_PARTIES
 };
 static const struct option SERVE_OPTS[] = {
     {"listen", required_argument, NULL, O_LISTEN},
@@ -110,6 +115,7 @@ static const struct option SERVE_OPTS[] = {
     {"log", required_argument, NULL, O_LOG},
     {"faults", required_argument, NULL, O_FAULTS},
     {"virtual-clock", required_argument, NULL, O_VCLOCK},
+    {"clock-parties", required_argument, NULL, O_PARTIES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -190,6 +196,11 @@ static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const
             cfg->virtual_clock = 1;
             cfg->virtual_start_ms = (int64_t)v;
             break;
+        case O_PARTIES:
+            if (parse_u64(optarg, OTASRV_CLOCK_MAX_PARTIES, &v) < 0 || v == 0)
+                goto bad;
+            cfg->clock_parties = (int)v;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return 0;
@@ -200,6 +211,10 @@ static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const
     }
     if (optind != argc) {
         fprintf(stderr, "ota-server serve: unexpected argument %s\n", argv[optind]);
+        return 2;
+    }
+    if (cfg->clock_parties && !cfg->virtual_clock) {
+        fprintf(stderr, "ota-server serve: --clock-parties needs --virtual-clock\n");
         return 2;
     }
     return -1;

@@ -19,6 +19,19 @@ struct otasrv_clock {
     struct otasrv_clock_timer *head; /* armed timers, unsorted */
     size_t armed;
     int closed;
+    /* parties (otasrv_clock_parties_set): several runners on one clock */
+    struct party *party;
+    int n_parties;
+};
+
+/* A party of the clock: what it asked and whom to wake once the clock is
+ * there. Guarded by the clock's lock. */
+struct party {
+    int64_t to_ms;
+    int waiting, left;
+    int result; /* of its last ask: 0 released at to_ms, -ECANCELED closed */
+    void (*fn)(void *ctx);
+    void *ctx;
 };
 
 static _Atomic(struct otasrv_clock *) installed;
@@ -48,6 +61,7 @@ void otasrv_clock_free(struct otasrv_clock *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->step_lock);
+    free(c->party);
     free(c);
 }
 
@@ -168,6 +182,23 @@ static size_t fire_due(struct otasrv_clock *c, int64_t now)
     return n;
 }
 
+/* Wakes the parties whose asked time is reached: after the step, so that
+ * what they do next sees the rollouts ticked at now. */
+static void release_parties(struct otasrv_clock *c, int64_t now)
+{
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->n_parties; i++) {
+        struct party *p = &c->party[i];
+        if (!p->waiting || p->to_ms > now)
+            continue;
+        p->waiting = 0;
+        p->result = 0;
+        if (p->fn)
+            p->fn(p->ctx);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* to_ms, or now + by_ms when relative. */
 static int advance(struct otasrv_clock *c, int64_t to_ms, int relative, otasrv_clock_step_fn step,
                    void *ctx, size_t *ret_fired, int64_t *ret_now_ms, struct ota_err *err)
@@ -197,6 +228,7 @@ static int advance(struct otasrv_clock *c, int64_t to_ms, int relative, otasrv_c
     pthread_mutex_unlock(&c->lock);
     if (step)
         r = step(ctx, to_ms, err);
+    release_parties(c, to_ms);
     pthread_mutex_unlock(&c->step_lock);
     if (ret_fired)
         *ret_fired = fired;
@@ -250,8 +282,180 @@ void otasrv_clock_close(struct otasrv_clock *c)
         unlink_timer(c, t);
         run(t, OTASRV_TIMER_CANCELLED);
     }
+    for (int i = 0; i < c->n_parties; i++) {
+        struct party *p = &c->party[i];
+        if (!p->waiting)
+            continue;
+        p->waiting = 0;
+        p->result = -ECANCELED;
+        if (p->fn)
+            p->fn(p->ctx);
+    }
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- parties: a barrier of several runners ---- */
+
+int otasrv_clock_parties_set(struct otasrv_clock *c, int n, struct ota_err *err)
+{
+    struct party *p;
+
+    if (n < 1 || n > OTASRV_CLOCK_MAX_PARTIES)
+        return ota_err_set(err, EINVAL, "clock parties: %d, expected 1..%d", n,
+                           OTASRV_CLOCK_MAX_PARTIES);
+    p = calloc((size_t)n, sizeof(*p));
+    if (!p)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    pthread_mutex_lock(&c->lock);
+    free(c->party);
+    c->party = p;
+    c->n_parties = n;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+int otasrv_clock_parties(struct otasrv_clock *c)
+{
+    int n;
+
+    pthread_mutex_lock(&c->lock);
+    n = c->n_parties;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+void otasrv_clock_parties_state(struct otasrv_clock *c, int *ret_waiting, int *ret_left)
+{
+    int w = 0, l = 0;
+
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->n_parties; i++) {
+        w += c->party[i].waiting;
+        l += c->party[i].left;
+    }
+    pthread_mutex_unlock(&c->lock);
+    *ret_waiting = w;
+    *ret_left = l;
+}
+
+/* Lock held: the earliest time asked when every party that has not left
+ * waits (and one does), else -1. */
+static int64_t barrier_due(struct otasrv_clock *c)
+{
+    int64_t min = INT64_MAX;
+    int any = 0;
+
+    for (int i = 0; i < c->n_parties; i++) {
+        const struct party *p = &c->party[i];
+        if (p->left)
+            continue;
+        if (!p->waiting)
+            return -1;
+        any = 1;
+        if (p->to_ms < min)
+            min = p->to_ms;
+    }
+    return any ? min : -1;
+}
+
+/* Runs the barrier's advance when it is due (on the calling thread). */
+static int barrier_run(struct otasrv_clock *c, int64_t due, otasrv_clock_step_fn step, void *ctx,
+                       struct ota_err *err)
+{
+    if (due < 0)
+        return 0;
+    return advance(c, due, 0, step, ctx, NULL, NULL, err);
+}
+
+static int party_check(struct otasrv_clock *c, int party, struct ota_err *err)
+{
+    if (party < 0 || party >= c->n_parties)
+        return ota_err_set(err, EINVAL, "party %d: the clock has %d parties (0..%d)", party,
+                           c->n_parties, c->n_parties - 1);
+    if (c->closed)
+        return ota_err_set(err, ESHUTDOWN, "the server is shutting down");
+    if (c->party[party].left)
+        return ota_err_set(err, EINVAL, "party %d has left the clock", party);
+    if (c->party[party].waiting)
+        return ota_err_set(err, EBUSY, "party %d waits already (for %lld)", party,
+                           (long long)c->party[party].to_ms);
+    return 0;
+}
+
+int otasrv_clock_party_check(struct otasrv_clock *c, int party, int64_t to_ms, struct ota_err *err)
+{
+    int64_t now;
+    int r;
+
+    pthread_mutex_lock(&c->lock);
+    now = atomic_load(&c->now_ms);
+    if ((r = party_check(c, party, err)) == 0 && to_ms < now)
+        r = ota_err_set(err, ERANGE,
+                        "the virtual clock only moves forward: now is %lld, asked for %lld",
+                        (long long)now, (long long)to_ms);
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int otasrv_clock_party_ask(struct otasrv_clock *c, int party, int64_t to_ms, void (*fn)(void *ctx),
+                           void *fn_ctx, otasrv_clock_step_fn step, void *ctx,
+                           struct ota_err *step_err)
+{
+    struct ota_err e = {0};
+    int64_t due;
+    int r;
+
+    if ((r = otasrv_clock_party_check(c, party, to_ms, &e)) < 0) {
+        *step_err = e;
+        return r;
+    }
+    pthread_mutex_lock(&c->lock);
+    c->party[party] = (struct party){.to_ms = to_ms, .waiting = 1, .fn = fn, .ctx = fn_ctx};
+    due = barrier_due(c);
+    pthread_mutex_unlock(&c->lock);
+    /* only the last party to ask gets here with due >= 0: every other one
+     * waits and cannot ask or leave until released */
+    if (barrier_run(c, due, step, ctx, &e) < 0)
+        *step_err = e;
+    return 0;
+}
+
+void otasrv_clock_party_forget(struct otasrv_clock *c, int party)
+{
+    pthread_mutex_lock(&c->lock);
+    if (party >= 0 && party < c->n_parties) {
+        c->party[party].fn = NULL;
+        c->party[party].ctx = NULL;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+int otasrv_clock_party_result(struct otasrv_clock *c, int party)
+{
+    int r;
+
+    pthread_mutex_lock(&c->lock);
+    r = party >= 0 && party < c->n_parties ? c->party[party].result : -EINVAL;
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int otasrv_clock_party_leave(struct otasrv_clock *c, int party, otasrv_clock_step_fn step,
+                             void *ctx, struct ota_err *err)
+{
+    int64_t due;
+    int r;
+
+    pthread_mutex_lock(&c->lock);
+    if ((r = party_check(c, party, err)) < 0) {
+        pthread_mutex_unlock(&c->lock);
+        return r;
+    }
+    c->party[party].left = 1;
+    due = barrier_due(c);
+    pthread_mutex_unlock(&c->lock);
+    return barrier_run(c, due, step, ctx, err);
 }
 
 /* ---- the process's clock ---- */

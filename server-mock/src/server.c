@@ -536,6 +536,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (req->srv->clock)
         otasrv_clock_timer_disarm(req->srv->clock, &req->fault_timer);
+    if (req->clock_party) /* a party's ask whose connection went away */
+        otasrv_clock_party_forget(req->srv->clock, req->clock_party - 1);
     log_request(req);
     if (req->up.fd >= 0) {
         close(req->up.fd);
@@ -742,6 +744,9 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
             srv->clock = NULL;
             goto fail;
         }
+        if (srv->cfg.clock_parties > 0 &&
+            (r = otasrv_clock_parties_set(srv->clock, srv->cfg.clock_parties, err)) < 0)
+            goto fail;
     }
     snprintf(srv->releases_dir, sizeof(srv->releases_dir), "%s/releases", srv->cfg.data_dir);
     if ((r = ota_fs_mkdirs(srv->releases_dir, err)) < 0)

@@ -109,6 +109,61 @@ int64_t otasrv_clock_next_deadline(struct otasrv_clock *c);
  * at once (CANCELLED, -ECANCELED): the server's shutdown. Idempotent. */
 void otasrv_clock_close(struct otasrv_clock *c);
 
+/* ---- parties: one clock for several runners ----
+ *
+ * `ota-server serve --clock-parties N` (docs/protocol.md, "Virtual clock":
+ * "Several runners on one clock"): N runners (fleet shards) drive the clock
+ * together. Each party asks for the time it wants next (its devices' next
+ * event) once it has nothing left to do before it, and waits. Once every
+ * party that has not left waits, the clock moves to the earliest time asked
+ * (advance: due timers fire, the step ticks the rollouts), and the parties
+ * that asked for that time are released (their fn runs, after the step);
+ * the others keep waiting, still counted as asking for their time. So the
+ * clock never passes a time some party still has to act at, and a party
+ * with nothing to do (it asks for its next wake, or leaves) never holds the
+ * others: only a party that is still working (requests in flight, served
+ * meanwhile) does, until it asks. A party that never asks again (its
+ * process died) holds the clock until the server stops. */
+
+#define OTASRV_CLOCK_MAX_PARTIES 1024
+
+/* Makes the clock a barrier of n parties (1..OTASRV_CLOCK_MAX_PARTIES),
+ * numbered 0..n-1, none waiting. Call before any party asks. */
+int otasrv_clock_parties_set(struct otasrv_clock *c, int n, struct ota_err *err) OTA_MUST;
+/* The number of parties; 0: no barrier (advances are the caller's). */
+int otasrv_clock_parties(struct otasrv_clock *c);
+/* How many parties wait now and how many have left. */
+void otasrv_clock_parties_state(struct otasrv_clock *c, int *ret_waiting, int *ret_left);
+
+/* Whether party `party` may ask for to_ms now: 0, or -EINVAL no such party
+ * or it left, -EBUSY it waits already, -ERANGE to_ms < now, -ESHUTDOWN
+ * closed. */
+int otasrv_clock_party_check(struct otasrv_clock *c, int party, int64_t to_ms,
+                             struct ota_err *err) OTA_MUST;
+/* Party `party` asks for to_ms and waits: fn(fn_ctx) runs once (clock lock
+ * held; resuming a connection is fine) when the clock has got to to_ms and
+ * the advance's step ran, or when the clock closes
+ * (otasrv_clock_party_result then says which). When this ask makes every
+ * party that has not left wait, this call runs the advance (to the earliest
+ * time asked, with step) before it returns, and fn may already have run.
+ * 0; or refused as by otasrv_clock_party_check (nothing changed, the
+ * reason in *step_err). A step that failed in the advance this call ran
+ * leaves its error in *step_err (step_err->code != 0) and 0 returned: the
+ * clock moved and the parties due are released all the same. */
+int otasrv_clock_party_ask(struct otasrv_clock *c, int party, int64_t to_ms, void (*fn)(void *ctx),
+                           void *fn_ctx, otasrv_clock_step_fn step, void *ctx,
+                           struct ota_err *step_err) OTA_MUST;
+/* The party's waiter is gone (its connection closed): fn will not run. The
+ * party still counts as asking for its time until the clock gets there. */
+void otasrv_clock_party_forget(struct otasrv_clock *c, int party);
+/* Of the party's last ask: 0 released at its time, -ECANCELED the clock closed. */
+int otasrv_clock_party_result(struct otasrv_clock *c, int party);
+/* Party `party` leaves for good (its run is over): it no longer holds the
+ * clock; when every party left then waits, this call advances the clock as
+ * an ask would. Errors as for an ask. */
+int otasrv_clock_party_leave(struct otasrv_clock *c, int party, otasrv_clock_step_fn step,
+                             void *ctx, struct ota_err *err) OTA_MUST;
+
 /* ---- the process's clock ---- */
 
 /* Makes c the clock otasrv_now_ms() reads (one per process): -EBUSY if

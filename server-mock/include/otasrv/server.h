@@ -55,6 +55,7 @@ struct otasrv_config {
     struct otasrv_faultplan *faults; /* --faults plan, freed by the server; NULL: none */
     int virtual_clock;               /* tests only: run on a virtual clock (clock.h) ... */
     int64_t virtual_start_ms;        /* ... whose now starts here (unix ms) */
+    int clock_parties;               /* ... driven by this many runners together (0: one) */
 };
 
 struct otasrv_srv {
@@ -119,6 +120,9 @@ struct otasrv_req {
      * until the timer fires (api_faults.c) */
     int fault_waiting;
     struct otasrv_clock_timer fault_timer;
+    /* a clock party's ask (api_clock.c): party + 1 while its connection is
+     * suspended until the clock gets to its time; 0: none */
+    int clock_party;
 };
 
 /* Starts listening (and writes the port file). */

@@ -34,6 +34,19 @@ static void usage(FILE *f)
             "  --db FILE            run database (default WORK/runs.db): the run, its time\n"
             "                       series and every device's outcome (tables fleet_*)\n"
             "  --keep               keep the run's dir (server database, releases)\n"
+            "\n"
+            "Shards on one server (docs/fleet.md \"Fleet runs across machines\"):\n"
+            "  --serve-only         the server side: start ota-server for --parties N shards,\n"
+            "                       upload the releases, create the rollout; serve until\n"
+            "                       every shard is done\n"
+            "  --parties N          shards sharing the server's clock (default: --shard's N)\n"
+            "  --info FILE          --serve-only: write url, admin_token, pubkey... as JSON\n"
+            "  --server-arg ARG     --serve-only: one more ota-server serve argument\n"
+            "                       (repeat; e.g. --server-arg=--listen=0.0.0.0)\n"
+            "  --server URL         a shard: join that server (with --shard I/N)\n"
+            "  --admin-token T      its admin token (--serve-only: the one to give it)\n"
+            "  --enroll-token T     its enrollment token (default sim-enroll)\n"
+            "  --pubkey FILE        the release key (default WORK/cache/keys/release.pub)\n"
             "  -v, --verbose        name the first devices that failed an invariant\n"
             "  -q, --quiet          no progress lines\n"
             "\n"
@@ -43,6 +56,8 @@ static void usage(FILE *f)
 
 struct fleet_cmd {
     struct otasim_fleet_opts o;
+    const char *server_args[32];
+    size_t n_server_args;
     uint32_t seeds;
     const char *json;
     int quiet;
@@ -61,6 +76,14 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
                                          {"json", required_argument, 0, 'J'},
                                          {"db", required_argument, 0, 'D'},
                                          {"keep", no_argument, 0, 'k'},
+                                         {"serve-only", no_argument, 0, 'O'},
+                                         {"parties", required_argument, 0, 'P'},
+                                         {"info", required_argument, 0, 'I'},
+                                         {"server-arg", required_argument, 0, 'A'},
+                                         {"server", required_argument, 0, 'U'},
+                                         {"admin-token", required_argument, 0, 'T'},
+                                         {"enroll-token", required_argument, 0, 'E'},
+                                         {"pubkey", required_argument, 0, 'B'},
                                          {"verbose", no_argument, 0, 'v'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
@@ -101,8 +124,40 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
         case 'J':
             c->json = optarg;
             break;
+        case 'D':
+            c->o.db = optarg;
+            break;
         case 'k':
             c->o.keep = 1;
+            break;
+        case 'O':
+            c->o.serve_only = 1;
+            break;
+        case 'P':
+            c->o.parties = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'I':
+            c->o.info = optarg;
+            break;
+        case 'A':
+            if (c->n_server_args + 1 >= sizeof(c->server_args) / sizeof(c->server_args[0])) {
+                fprintf(stderr, "ota-sim fleet: too many --server-arg\n");
+                return EXIT_USAGE;
+            }
+            c->server_args[c->n_server_args++] = optarg;
+            c->o.server_args = c->server_args;
+            break;
+        case 'U':
+            c->o.server_url = optarg;
+            break;
+        case 'T':
+            c->o.admin_token = optarg;
+            break;
+        case 'E':
+            c->o.enroll_token = optarg;
+            break;
+        case 'B':
+            c->o.pubkey = optarg;
             break;
         case 'v':
             c->o.verbose = 1;
@@ -120,6 +175,14 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
     }
     if (optind != argc - 1) {
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (c->o.serve_only && c->o.server_url) {
+        fprintf(stderr, "ota-sim fleet: --serve-only starts the server: no --server\n");
+        return EXIT_USAGE;
+    }
+    if (c->o.server_url && (!c->o.admin_token || c->seeds > 1)) {
+        fprintf(stderr, "ota-sim fleet: --server needs --admin-token (and one seed)\n");
         return EXIT_USAGE;
     }
     return -1;
@@ -205,6 +268,13 @@ int otasim_cli_fleet(int argc, char **argv)
         return e.code == ENOENT ? EXIT_USAGE : EXIT_USAGE;
     }
     c.o.progress = c.quiet ? NULL : stderr;
+    if (c.o.serve_only) {
+        code = otasim_fleet_serve(&def, &c.o, stdout, &e) < 0 ? EXIT_HARNESS : EXIT_PASS;
+        if (code)
+            fprintf(stderr, "ota-sim fleet --serve-only: %s\n", e.reason);
+        otasim_fleet_def_free(&def);
+        return code;
+    }
     seed0 = c.o.seed ? c.o.seed : def.seed;
     code = EXIT_PASS;
     for (uint32_t k = 0; k < (c.seeds ? c.seeds : 1); k++) {
@@ -238,4 +308,35 @@ int otasim_cli_fleet(int argc, char **argv)
     }
     otasim_fleet_def_free(&def);
     return code;
+}
+
+/* ---- ota-sim fleet-merge ---- */
+
+int otasim_cli_fleet_merge(int argc, char **argv)
+{
+    struct ota_err e = {0};
+    int64_t id = 0;
+    int ok = 0;
+
+    if (argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+        printf("usage: ota-sim fleet-merge OUT.db SHARD.db...\n"
+               "\n"
+               "Merges the last fleet run of each shard's run database (ota-sim fleet --shard\n"
+               "I/N --db SHARD.db) into one fleet run in OUT.db: devices and time series\n"
+               "unioned, counts summed, figures recomputed from the devices, the verdict\n"
+               "recomputed (docs/fleet.md \"Merging shards\").\n"
+               "Exit: 0 the merged run passes, 1 it fails, 2 usage, 5 the merge failed.\n");
+        return EXIT_PASS;
+    }
+    if (argc < 4) {
+        fprintf(stderr, "usage: ota-sim fleet-merge OUT.db SHARD.db...\n");
+        return EXIT_USAGE;
+    }
+    if (otasim_fleet_merge(argv[2], (const char *const *)argv + 3, (size_t)(argc - 3), &ok, &id,
+                           stdout, &e) < 0) {
+        fprintf(stderr, "ota-sim fleet-merge: %s\n", e.reason);
+        return EXIT_HARNESS;
+    }
+    printf("%s (fleet run %lld in %s)\n", ok ? "PASS" : "FAILED", (long long)id, argv[2]);
+    return ok ? EXIT_PASS : EXIT_FAILED;
 }

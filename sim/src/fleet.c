@@ -1213,6 +1213,8 @@ static void teardown(struct run *R)
 {
     struct fleet *fl = &R->fl;
 
+    fleet_clock_leave(fl); /* a shard of a shared server: the others go on (fleet_shard.c) */
+
     for (uint32_t i = 0; fl->dev && i < fl->n_dev; i++) {
         struct fdev *d = &fl->dev[i];
         if (d->pass) {
@@ -1316,7 +1318,7 @@ int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fle
         r = ota_err_set(err, ENOMEM, "out of memory");
         goto out;
     }
-    R->own_server = 1;
+    R->own_server = !o->server_url;
     if ((r = fleet_setup(fl, &R->t, &R->srv, err)) < 0 ||
         (r = fleet_net_new(fl, o->connections ? o->connections : 64, &fl->net, err)) < 0)
         goto out;

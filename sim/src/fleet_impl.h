@@ -177,6 +177,11 @@ int fleet_net_run(struct fnet *n, int wait_ms, struct ota_err *err) OTA_MUST;
  * method, path under the server URL, JSON body or NULL. *ret_body malloc'ed. */
 int fleet_net_admin(struct fnet *n, const char *method, const char *path, const char *body,
                     long *ret_status, char **ret_body, struct ota_err *err) OTA_MUST;
+/* The same with its own timeout (a shard's ask of the shared clock waits
+ * for the other shards). */
+int fleet_net_admin_wait(struct fnet *n, const char *method, const char *path, const char *body,
+                         long timeout_ms, long *ret_status, char **ret_body,
+                         struct ota_err *err) OTA_MUST;
 uint64_t fleet_net_requests(const struct fnet *n);
 uint64_t fleet_net_done(const struct fnet *n); /* transfers finished */
 
@@ -195,6 +200,25 @@ int fleet_admin_get(struct fleet *fl, const char *path, json_t **ret, struct ota
 int fleet_rollout_start(struct fleet *fl, struct ota_err *err) OTA_MUST;
 int fleet_rollout_status(struct fleet *fl, json_t **ret_json, struct ota_err *err) OTA_MUST;
 int fleet_final_reports(struct fleet *fl, json_t **out, struct ota_err *err) OTA_MUST;
+/* An admin call: *ret the JSON answer of a 2xx, else an error naming the call. */
+int fleet_admin_json(struct fleet *fl, const char *method, const char *path, const char *body,
+                     json_t **ret, struct ota_err *err) OTA_MUST;
+void fleet_release_ids(struct fleet *fl);
+
+/* fleet_shard.c: shards on one shared server (opts server_url) */
+/* Instead of fleet_setup: the server's URL, tokens, the release key. */
+int fleet_join(struct fleet *fl, const struct otasim_tools *t, struct ota_err *err) OTA_MUST;
+/* Instead of creating the rollout: waits until the server side did. */
+int fleet_join_rollout(struct fleet *fl, struct ota_err *err) OTA_MUST;
+/* Instead of starting it (shards but 0): waits until shard 0 did. */
+int fleet_join_started(struct fleet *fl, struct ota_err *err) OTA_MUST;
+/* This shard's ask of the shared clock: returns once the clock got to `to`. */
+int fleet_clock_ask(struct fleet *fl, int64_t to, struct ota_err *err) OTA_MUST;
+/* This shard leaves the shared clock (its run is over, or failed); best effort. */
+void fleet_clock_leave(struct fleet *fl);
+/* serve-only: appends --clock-parties and the user's server args to extra
+ * (NULL-terminated, cap entries). 0, or -E2BIG. */
+int fleet_serve_args(struct fleet *fl, const char **extra, size_t cap);
 
 /* fleet_check.c: the invariant table on d's end state; reports: the
  * server's final reports of the device ({status, version, update_id}). */

@@ -121,11 +121,17 @@ static int releases(struct fleet *fl, const struct otasim_tools *t, const struct
                 return r;
         }
     }
-    snprintf(fl->release_id, sizeof(fl->release_id), "%s-%s", FLEET_APP_NAME, def->rollout_release);
-    if (def->rollout_previous[0])
-        snprintf(fl->previous_id, sizeof(fl->previous_id), "%s-rollback-%s", FLEET_APP_NAME,
-                 def->rollout_previous);
+    fleet_release_ids(fl);
     return 0;
+}
+
+void fleet_release_ids(struct fleet *fl)
+{
+    snprintf(fl->release_id, sizeof(fl->release_id), "%s-%s", FLEET_APP_NAME,
+             fl->def->rollout_release);
+    if (fl->def->rollout_previous[0])
+        snprintf(fl->previous_id, sizeof(fl->previous_id), "%s-rollback-%s", FLEET_APP_NAME,
+                 fl->def->rollout_previous);
 }
 
 int fleet_setup(struct fleet *fl, const struct otasim_tools *t, struct otasim_server *srv,
@@ -137,6 +143,8 @@ int fleet_setup(struct fleet *fl, const struct otasim_tools *t, struct otasim_se
     size_t n;
     int r;
 
+    if (fl->o->server_url) /* a shard of a shared server (fleet_shard.c) */
+        return fleet_join(fl, t, err);
     if ((r = otasim_keys(t, priv, pub, rogue, sizeof(priv), err)) < 0)
         return r;
     if ((r = ota_fs_read_all(pub, sizeof(fl->pubkey) - 1, &pem, &n, err)) < 0)
@@ -149,9 +157,12 @@ int fleet_setup(struct fleet *fl, const struct otasim_tools *t, struct otasim_se
     snprintf(dir, sizeof(dir), "%s/server", fl->dir);
     snprintf(start, sizeof(start), "%lld", (long long)fl->def->start_ms);
     snprintf(threads, sizeof(threads), "%d", fl->o->server_threads > 0 ? fl->o->server_threads : 2);
-    const char *extra[] = {"--virtual-clock", start, "--threads", threads, NULL};
-    if ((r = otasim_server_start_with(t, dir, extra, srv, err)) < 0)
+    const char *extra[40] = {"--virtual-clock", start, "--threads", threads, NULL};
+    if ((r = fleet_serve_args(fl, extra, 40)) < 0 || /* serve-only: parties, ... */
+        (r = otasim_server_start_with(t, dir, extra, srv, err)) < 0)
         return r;
+    if (fl->o->serve_only && fl->o->admin_token)
+        ota_strlcpy(srv->admin_token, fl->o->admin_token, sizeof(srv->admin_token));
     ota_strlcpy(fl->url, srv->url, sizeof(fl->url));
     ota_strlcpy(fl->admin_token, srv->admin_token, sizeof(fl->admin_token));
     ota_strlcpy(fl->enroll_token, srv->enroll_token, sizeof(fl->enroll_token));
@@ -189,6 +200,12 @@ static int admin_json(struct fleet *fl, const char *method, const char *path, co
     return 0;
 }
 
+int fleet_admin_json(struct fleet *fl, const char *method, const char *path, const char *body,
+                     json_t **ret, struct ota_err *err)
+{
+    return admin_json(fl, method, path, body, ret, err);
+}
+
 int fleet_admin_get(struct fleet *fl, const char *path, json_t **ret, struct ota_err *err)
 {
     return admin_json(fl, "GET", path, NULL, ret, err);
@@ -200,6 +217,8 @@ int fleet_clock_advance(struct fleet *fl, int64_t to, struct ota_err *err)
     json_t *j = NULL, *nd;
     int r;
 
+    if (fl->o->server_url) /* one party of the shared clock: waits for the others */
+        return fleet_clock_ask(fl, to, err);
     snprintf(body, sizeof(body), "{\"advance_to_ms\":%lld}", (long long)(fl->def->start_ms + to));
     if ((r = admin_json(fl, "POST", "/api/v1/admin/clock", body, &j, err)) < 0)
         return ota_err_prefix(err, r,
@@ -235,6 +254,10 @@ int fleet_rollout_create(struct fleet *fl, struct ota_err *err)
 
     if (!def)
         return ota_err_set(err, ENOMEM, "out of memory");
+    if (fl->o->server_url) { /* the server side created it */
+        json_decref(def);
+        return fleet_join_rollout(fl, err);
+    }
     if (!json_object_get(def, "id"))
         json_object_set_new(def, "id", json_string("fleet"));
     json_object_set_new(def, "release_id", json_string(fl->release_id));
@@ -265,6 +288,8 @@ int fleet_rollout_start(struct fleet *fl, struct ota_err *err)
     json_t *j = NULL;
     int r;
 
+    if (fl->o->server_url && fl->o->shards > 1 && fl->o->shard != 0)
+        return fleet_join_started(fl, err); /* shard 0 starts it */
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof(path), "/api/v1/rollouts/%s/%s", fl->rollout_id,
                  i ? "start" : "approve");

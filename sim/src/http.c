@@ -434,10 +434,16 @@ int otasim_http_call(const char *url, const char *bearer, const char *method, co
 int fleet_net_admin(struct fnet *n, const char *method, const char *path, const char *body,
                     long *ret_status, char **ret_body, struct ota_err *err)
 {
+    return fleet_net_admin_wait(n, method, path, body, 120000, ret_status, ret_body, err);
+}
+
+int fleet_net_admin_wait(struct fnet *n, const char *method, const char *path, const char *body,
+                         long timeout_ms, long *ret_status, char **ret_body, struct ota_err *err)
+{
     char url[1024];
 
     snprintf(url, sizeof(url), "%s%s", n->fl->url, path);
     n->requests++;
-    return easy_call(n->admin, url, n->fl->admin_token, method, body ? body : "", 120000,
+    return easy_call(n->admin, url, n->fl->admin_token, method, body ? body : "", timeout_ms,
                      ret_status, ret_body, err);
 }

@@ -11,6 +11,8 @@ extern "C" {
 int otasim_cli_main(int argc, char **argv);
 /* ota-sim fleet FILE [options] (cli_fleet.c). */
 int otasim_cli_fleet(int argc, char **argv);
+/* ota-sim fleet-merge OUT.db SHARD.db... (cli_fleet.c). */
+int otasim_cli_fleet_merge(int argc, char **argv);
 
 #ifdef __cplusplus
 }

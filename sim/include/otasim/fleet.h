@@ -127,6 +127,20 @@ struct otasim_fleet_opts {
     const char *server_url; /* an ota-server already running with --virtual-clock, shared
                                by shards (NULL: start one) */
     const char *admin_token;
+
+    /* shards on one server (fleet_shard.c; docs/fleet.md "Fleet runs across
+     * machines"): with server_url, this run is party `shard` of the server's
+     * clock (--clock-parties); admin_token is the server's */
+    const char *enroll_token; /* its enrollment token (default sim-enroll) */
+    const char *pubkey;       /* the release key (default WORK/cache/keys/release.pub: the
+                                 one the server side signed with when it shares WORK) */
+    /* otasim_fleet_serve, the server side: */
+    int serve_only;
+    uint32_t parties;               /* the shards that share the clock (default shards) */
+    const char *info;               /* write {url, admin_token, ...} here (JSON) */
+    const char *const *server_args; /* more `ota-server serve` arguments (--listen ...);
+                                       admin_token, when set, is the one it gets */
+
     int verbose;
     int keep;       /* keep the run's work dir (server database, releases) */
     FILE *progress; /* a line per sample (NULL: quiet) */
@@ -171,6 +185,22 @@ struct otasim_fleet_stats {
 
 int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fleet_opts *o,
                      struct otasim_fleet_stats *ret, struct ota_err *err) OTA_MUST;
+
+/* The server side of a sharded run (fleet_shard.c): starts ota-server on a
+ * virtual clock shared by o->parties shards (--clock-parties), uploads the
+ * releases and the fault plan, creates the rollout (a draft: shard 0 starts
+ * it), writes o->info, then serves until every party left the clock (or
+ * SIGINT/SIGTERM). */
+int otasim_fleet_serve(const struct otasim_fleet_def *def, const struct otasim_fleet_opts *o,
+                       FILE *out, struct ota_err *err) OTA_MUST;
+
+/* Merges the fleet runs of shard databases (the last fleet run of each of
+ * in[0..n)) into one fleet run in out (created if missing): devices and
+ * samples unioned, counts summed, figures recomputed from the device rows,
+ * the verdict recomputed (docs/fleet.md "Merging shards"). *ret_ok: the
+ * merged verdict; *ret_id: its fleet_runs id. */
+int otasim_fleet_merge(const char *out, const char *const *in, size_t n, int *ret_ok,
+                       int64_t *ret_id, FILE *report, struct ota_err *err) OTA_MUST;
 
 /* The run's figures as JSON text (malloc'ed; NULL: out of memory). */
 char *otasim_fleet_stats_json(const struct otasim_fleet_def *def,

@@ -276,7 +276,7 @@ static void figures(struct merged *m)
 
 struct sample {
     int64_t t;
-    size_t shard;
+    size_t shard, seq; /* seq: the order read (a shard's, by time) */
     char rollout[16];
     int stage;
     json_t *counts;
@@ -287,7 +287,9 @@ static int cmp_sample(const void *a, const void *b)
     const struct sample *x = a, *y = b;
     if (x->t != y->t)
         return x->t < y->t ? -1 : 1;
-    return x->shard < y->shard ? -1 : x->shard > y->shard;
+    if (x->shard != y->shard)
+        return x->shard < y->shard ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 /* Adds the numbers of b into a (objects recursively). */
@@ -319,7 +321,7 @@ static int read_samples(struct shard *s, size_t si, const char *path, struct sam
 
     if (sqlite3_prepare_v2(s->db,
                            "SELECT t_ms, rollout, stage, counts FROM fleet_samples WHERE"
-                           " fleet_id=? ORDER BY t_ms",
+                           " fleet_id=? ORDER BY t_ms, rowid",
                            -1, &st, NULL) != SQLITE_OK)
         return sql_fail(s->db, path, "fleet_samples", err);
     sqlite3_bind_int64(st, 1, s->id);
@@ -338,6 +340,7 @@ static int read_samples(struct shard *s, size_t si, const char *path, struct sam
         x = &(*v)[(*n)++];
         x->t = sqlite3_column_int64(st, 0);
         x->shard = si;
+        x->seq = *n;
         ota_strlcpy(x->rollout, col(st, 1), sizeof(x->rollout));
         x->stage = sqlite3_column_int(st, 2);
         x->counts = json_loads(col(st, 3), 0, NULL);
@@ -348,31 +351,44 @@ static int read_samples(struct shard *s, size_t si, const char *path, struct sam
     return 0;
 }
 
+/* At every time some shard sampled, the sum over the shards of each one's
+ * latest sample at or before it (a shard that ended earlier counts as it
+ * ended; of two samples of one shard at one time, the later). */
 static int merge_samples(struct shard *s, size_t n, const char *const *paths,
                          struct otasim_rundb *out, int64_t id, struct ota_err *err)
 {
-    struct sample *v = NULL;
+    struct sample *v = NULL, **cur = calloc(n ? n : 1, sizeof(*cur));
     size_t nv = 0, cap = 0;
-    int r = 0;
+    int r = cur ? 0 : ota_err_set(err, ENOMEM, "out of memory");
 
     for (size_t i = 0; r == 0 && i < n; i++)
         r = read_samples(&s[i], i, paths[i], &v, &nv, &cap, err);
     if (r == 0 && nv)
         qsort(v, nv, sizeof(*v), cmp_sample);
     for (size_t i = 0; r == 0 && i < nv;) {
-        size_t j = i + 1;
+        int64_t t = v[i].t;
+        json_t *sum = json_object();
+        const struct sample *first = NULL;
         char *text;
-        while (j < nv && v[j].t == v[i].t)
-            add_counts(v[i].counts, v[j++].counts);
-        text = json_dumps(v[i].counts, JSON_COMPACT);
-        r = text ? otasim_rundb_fleet_sample(out, id, v[i].t, v[i].rollout, v[i].stage, text, err)
+        for (; i < nv && v[i].t == t; i++)
+            cur[v[i].shard] = &v[i]; /* the later of one shard's samples at t wins */
+        for (size_t k = 0; k < n; k++) {
+            if (!cur[k])
+                continue;
+            add_counts(sum, cur[k]->counts);
+            if (!first || (cur[k]->t == t && first->t != t))
+                first = cur[k]; /* rollout and stage: the first shard that sampled at t */
+        }
+        text = json_dumps(sum, JSON_COMPACT);
+        json_decref(sum);
+        r = text ? otasim_rundb_fleet_sample(out, id, t, first->rollout, first->stage, text, err)
                  : ota_err_set(err, ENOMEM, "out of memory");
         free(text);
-        i = j;
     }
     for (size_t i = 0; i < nv; i++)
         json_decref(v[i].counts);
     free(v);
+    free(cur);
     return r;
 }
 

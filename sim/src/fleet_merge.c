@@ -21,24 +21,20 @@
  *   if every shard passed. */
 #include <errno.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ota/json.h"
 #include "otasim/fleet.h"
 #include "otasim/rundb.h"
 
 struct shard {
-    sqlite3 *db;
-    int64_t id; /* its last fleet run */
-    char name[64], file[4096], state[16];
-    int64_t seed;
-    int ok;
-    json_t *stats; /* its stats JSON */
-    char *failed;
+    struct otasim_rundb *db;
+    struct otasim_rundb_fleet_run run; /* its last fleet run */
+    json_t *stats;                     /* run.stats parsed */
 };
 
 struct merged {
@@ -50,46 +46,20 @@ struct merged {
     size_t n_down, n_bytes, n_rec, cap;
 };
 
-static int sql_fail(sqlite3 *db, const char *path, const char *what, struct ota_err *err)
-{
-    return ota_err_set(err, EIO, "%s: %s: %s", path, what, db ? sqlite3_errmsg(db) : "no memory");
-}
-
-static const char *col(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
-}
-
 static int shard_open(const char *path, struct shard *s, struct ota_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    int r = 0;
+    int r;
 
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        return sql_fail(s->db, path, "open", err);
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, name, file, seed, ok, rollout_state, stats, failed FROM"
-                           " fleet_runs WHERE stats IS NOT NULL ORDER BY id DESC LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK)
-        return sql_fail(s->db, path, "no fleet_runs table (not a run database?)", err);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        r = ota_err_set(err, ENOENT, "%s: no finished fleet run", path);
-    } else {
-        s->id = sqlite3_column_int64(st, 0);
-        ota_strlcpy(s->name, col(st, 1), sizeof(s->name));
-        ota_strlcpy(s->file, col(st, 2), sizeof(s->file));
-        s->seed = sqlite3_column_int64(st, 3);
-        s->ok = sqlite3_column_int(st, 4);
-        ota_strlcpy(s->state, col(st, 5), sizeof(s->state));
-        s->stats = json_loads(col(st, 6), 0, NULL);
-        s->failed = strdup(col(st, 7));
-        if (!s->stats || !s->failed)
-            r = ota_err_set(err, EBADMSG, "%s: fleet run %lld: its stats are not JSON", path,
-                            (long long)s->id);
-    }
-    sqlite3_finalize(st);
-    return r;
+    if (access(path, R_OK) != 0)
+        return ota_err_set(err, errno, "%s: cannot read it", path);
+    if ((r = otasim_rundb_open(path, &s->db, err)) < 0 ||
+        (r = otasim_rundb_fleet_last(s->db, &s->run, err)) < 0)
+        return ota_err_prefix(err, r, "%s", path);
+    s->stats = json_loads(s->run.stats, 0, NULL);
+    if (!s->stats)
+        return ota_err_set(err, EBADMSG, "%s: fleet run %lld: its stats are not JSON", path,
+                           (long long)s->run.id);
+    return 0;
 }
 
 static void fail_line(struct merged *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -160,7 +130,7 @@ static void merge_stats(struct merged *m, struct shard *s, size_t n)
     for (size_t i = 1; i < n; i++)
         if (geti(s[i].stats, "virtual_ms") >= geti(s[last].stats, "virtual_ms"))
             last = i;
-    ota_strlcpy(m->state, s[last].state, sizeof(m->state));
+    ota_strlcpy(m->state, s[last].run.rollout_state, sizeof(m->state));
     json_object_set(m->stats, "rollout_state", json_object_get(s[last].stats, "rollout_state"));
     json_object_set(m->stats, "rollout_reason", json_object_get(s[last].stats, "rollout_reason"));
     json_object_set(m->stats, "stage", json_object_get(s[last].stats, "stage"));
@@ -188,71 +158,50 @@ static void mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95)
     *ret_p95 = v[(size_t)ceil(0.95 * (double)n) - 1];
 }
 
-static int push(struct merged *m, double **v, size_t *n, double x)
+struct copy {
+    struct merged *m;
+    struct otasim_rundb *out;
+    int64_t id;
+    struct ota_err *err;
+};
+
+static int copy_device(void *ctx, const struct otasim_rundb_fleet_device *d)
 {
-    if (*n == m->cap) /* every array has room for every device row */
-        return -ENOMEM;
-    (*v)[(*n)++] = x;
-    return 0;
+    struct copy *c = ctx;
+    struct merged *m = c->m;
+
+    if (m->n_bytes == m->cap) { /* every array has room for every device row */
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        double *a = realloc(m->down, cap * sizeof(double));
+        double *b = a ? realloc(m->bytes, cap * sizeof(double)) : NULL;
+        double *r = b ? realloc(m->rec, cap * sizeof(double)) : NULL;
+        if (a)
+            m->down = a;
+        if (b)
+            m->bytes = b;
+        if (!r)
+            return ota_err_set(c->err, ENOMEM, "out of memory");
+        m->rec = r;
+        m->cap = cap;
+    }
+    if (strcmp(d->outcome, "offline") != 0) { /* the figures count online devices */
+        m->bytes[m->n_bytes++] = (double)d->bytes;
+        if (d->updates > 0 && d->downtime_ms >= 0)
+            m->down[m->n_down++] = (double)d->downtime_ms / (double)d->updates;
+        if (d->recovery_ms >= 0)
+            m->rec[m->n_rec++] = (double)d->recovery_ms;
+    }
+    return otasim_rundb_fleet_device(c->out, c->id, d, c->err);
 }
 
 /* Copies a shard's device rows into the merged run; collects the figures. */
 static int copy_devices(struct shard *s, const char *path, struct otasim_rundb *out, int64_t id,
                         struct merged *m, struct ota_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    int r = 0, rc;
+    struct copy c = {m, out, id, err};
+    int r = otasim_rundb_fleet_devices_each(s->db, s->run.id, copy_device, &c, err);
 
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT device, type, grp, version, state, outcome, bytes, downtime_ms,"
-                           " recovery_ms, updates, rollbacks, cuts, checks FROM fleet_devices"
-                           " WHERE fleet_id=? ORDER BY device",
-                           -1, &st, NULL) != SQLITE_OK)
-        return sql_fail(s->db, path, "fleet_devices", err);
-    sqlite3_bind_int64(st, 1, s->id);
-    while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct otasim_rundb_fleet_device d = {
-            .device = col(st, 0),
-            .type = col(st, 1),
-            .group = col(st, 2),
-            .version = col(st, 3),
-            .state = col(st, 4),
-            .outcome = col(st, 5),
-            .bytes = (uint64_t)sqlite3_column_int64(st, 6),
-            .downtime_ms = sqlite3_column_int64(st, 7),
-            .recovery_ms = sqlite3_column_int64(st, 8),
-            .updates = sqlite3_column_int64(st, 9),
-            .rollbacks = sqlite3_column_int64(st, 10),
-            .cuts = sqlite3_column_int64(st, 11),
-            .checks = col(st, 12),
-        };
-        if (m->n_bytes == m->cap) {
-            size_t cap = m->cap ? m->cap * 2 : 1024;
-            double *a = realloc(m->down, cap * sizeof(double));
-            double *b = a ? realloc(m->bytes, cap * sizeof(double)) : NULL;
-            double *c = b ? realloc(m->rec, cap * sizeof(double)) : NULL;
-            if (a)
-                m->down = a;
-            if (b)
-                m->bytes = b;
-            if (!c) {
-                r = ota_err_set(err, ENOMEM, "out of memory");
-                break;
-            }
-            m->rec = c;
-            m->cap = cap;
-        }
-        if (strcmp(d.outcome, "offline") != 0) { /* the figures count online devices */
-            ota_ignore(push(m, &m->bytes, &m->n_bytes, (double)d.bytes));
-            if (d.updates > 0 && d.downtime_ms >= 0)
-                ota_ignore(push(m, &m->down, &m->n_down, (double)d.downtime_ms / d.updates));
-            if (d.recovery_ms >= 0)
-                ota_ignore(push(m, &m->rec, &m->n_rec, (double)d.recovery_ms));
-        }
-        r = otasim_rundb_fleet_device(out, id, &d, err);
-    }
-    sqlite3_finalize(st);
-    return r;
+    return r < 0 ? ota_err_prefix(err, r, "%s", path) : 0;
 }
 
 static void figures(struct merged *m)
@@ -313,41 +262,33 @@ static void add_counts(json_t *a, json_t *b)
     }
 }
 
-static int read_samples(struct shard *s, size_t si, const char *path, struct sample **v, size_t *n,
-                        size_t *cap, struct ota_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc;
+struct samples {
+    struct sample *v;
+    size_t n, cap, shard;
+};
 
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT t_ms, rollout, stage, counts FROM fleet_samples WHERE"
-                           " fleet_id=? ORDER BY t_ms, rowid",
-                           -1, &st, NULL) != SQLITE_OK)
-        return sql_fail(s->db, path, "fleet_samples", err);
-    sqlite3_bind_int64(st, 1, s->id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct sample *x;
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 256;
-            struct sample *nv = realloc(*v, c * sizeof(**v));
-            if (!nv) {
-                sqlite3_finalize(st);
-                return ota_err_set(err, ENOMEM, "out of memory");
-            }
-            *v = nv;
-            *cap = c;
-        }
-        x = &(*v)[(*n)++];
-        x->t = sqlite3_column_int64(st, 0);
-        x->shard = si;
-        x->seq = *n;
-        ota_strlcpy(x->rollout, col(st, 1), sizeof(x->rollout));
-        x->stage = sqlite3_column_int(st, 2);
-        x->counts = json_loads(col(st, 3), 0, NULL);
-        if (!x->counts)
-            x->counts = json_object();
+static int read_sample(void *ctx, int64_t t, const char *rollout, int stage, const char *counts)
+{
+    struct samples *S = ctx;
+    struct sample *x;
+
+    if (S->n == S->cap) {
+        size_t c = S->cap ? S->cap * 2 : 256;
+        struct sample *nv = realloc(S->v, c * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        S->v = nv;
+        S->cap = c;
     }
-    sqlite3_finalize(st);
+    x = &S->v[S->n];
+    x->t = t;
+    x->shard = S->shard;
+    x->seq = S->n++;
+    ota_strlcpy(x->rollout, rollout, sizeof(x->rollout));
+    x->stage = stage;
+    x->counts = json_loads(counts, 0, NULL);
+    if (!x->counts)
+        x->counts = json_object();
     return 0;
 }
 
@@ -357,12 +298,21 @@ static int read_samples(struct shard *s, size_t si, const char *path, struct sam
 static int merge_samples(struct shard *s, size_t n, const char *const *paths,
                          struct otasim_rundb *out, int64_t id, struct ota_err *err)
 {
-    struct sample *v = NULL, **cur = calloc(n ? n : 1, sizeof(*cur));
-    size_t nv = 0, cap = 0;
+    struct samples S = {0};
+    struct sample **cur = calloc(n ? n : 1, sizeof(*cur)), *v;
+    size_t nv;
     int r = cur ? 0 : ota_err_set(err, ENOMEM, "out of memory");
 
-    for (size_t i = 0; r == 0 && i < n; i++)
-        r = read_samples(&s[i], i, paths[i], &v, &nv, &cap, err);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        S.shard = i;
+        r = otasim_rundb_fleet_samples_each(s[i].db, s[i].run.id, read_sample, &S, err);
+        if (r == -ENOMEM && !err->code)
+            r = ota_err_set(err, ENOMEM, "out of memory");
+        else if (r < 0)
+            r = ota_err_prefix(err, r, "%s", paths[i]);
+    }
+    v = S.v;
+    nv = S.n;
     if (r == 0 && nv)
         qsort(v, nv, sizeof(*v), cmp_sample);
     for (size_t i = 0; r == 0 && i < nv;) {
@@ -442,7 +392,7 @@ static void shard_lines(struct merged *m, struct shard *s, size_t n, int all)
     static const char *const keys[] = {"committed_within:", "switch_in_window:", "faults:", NULL};
 
     for (size_t i = 0; i < n; i++) {
-        const char *p = s[i].failed;
+        const char *p = s[i].run.failed;
         while (*p) {
             const char *nl = strchr(p, '\n');
             int len = nl ? (int)(nl - p) : (int)strlen(p), keep = all;
@@ -452,7 +402,7 @@ static void shard_lines(struct merged *m, struct shard *s, size_t n, int all)
                 fail_line(m, "shard %zu: %.*s", i, len, p);
             p += len + (nl ? 1 : 0);
         }
-        if (all && !s[i].ok && !s[i].failed[0])
+        if (all && !s[i].run.ok && !s[i].run.failed[0])
             fail_line(m, "shard %zu failed", i);
     }
 }
@@ -463,11 +413,11 @@ static int verdict(struct merged *m, struct shard *s, size_t n, FILE *report)
     struct ota_err e = {0};
 
     m->ok = 1;
-    if (otasim_fleet_load(s[0].file, &def, &e) < 0) {
+    if (otasim_fleet_load(s[0].run.file, &def, &e) < 0) {
         if (report)
             fprintf(report,
                     "fleet-merge: the fleet file %s: %s; the verdict is the shards' combined\n",
-                    s[0].file, e.reason);
+                    s[0].run.file, e.reason);
         shard_lines(m, s, n, 1);
         json_object_set_new(m->stats, "verdict", json_string("combined"));
         return 0;
@@ -484,12 +434,12 @@ static int verdict(struct merged *m, struct shard *s, size_t n, FILE *report)
 static int check_same(struct shard *s, size_t n, const char *const *in, struct ota_err *err)
 {
     for (size_t i = 1; i < n; i++)
-        if (strcmp(s[i].name, s[0].name) != 0 || s[i].seed != s[0].seed)
+        if (strcmp(s[i].run.name, s[0].run.name) != 0 || s[i].run.seed != s[0].run.seed)
             return ota_err_set(err, EINVAL,
                                "%s is fleet %s seed %lld, %s is fleet %s seed %lld: not shards "
                                "of one run",
-                               in[0], s[0].name, (long long)s[0].seed, in[i], s[i].name,
-                               (long long)s[i].seed);
+                               in[0], s[0].run.name, (long long)s[0].run.seed, in[i], s[i].run.name,
+                               (long long)s[i].run.seed);
     return 0;
 }
 
@@ -506,8 +456,8 @@ static int write_out(struct otasim_rundb *db, struct shard *s, size_t n, const c
         k += (size_t)snprintf(cmd + k, sizeof(cmd) - k, " %s", in[i]);
     if ((r = otasim_rundb_begin(db, cmd, "otacore (in-process fleet, merged shards)", &run_id,
                                 err)) < 0 ||
-        (r = otasim_rundb_fleet_begin(db, run_id, s[0].name, s[0].file, (uint64_t)s[0].seed, &id,
-                                      err)) < 0 ||
+        (r = otasim_rundb_fleet_begin(db, run_id, s[0].run.name, s[0].run.file,
+                                      (uint64_t)s[0].run.seed, &id, err)) < 0 ||
         (r = otasim_rundb_end(db, run_id, err)) < 0)
         return r;
     for (size_t i = 0; i < n; i++)
@@ -561,7 +511,7 @@ int otasim_fleet_merge(const char *out, const char *const *in, size_t n, int *re
                     "fleet %s (seed %lld): %zu shards merged: %lld devices (%lld online), "
                     "rollout %s; on target %lld, ran a bad release %lld, bricked %lld, "
                     "inconsistent %lld, stuck %lld (verdict %s)\n%s",
-                    s[0].name, (long long)s[0].seed, n, (long long)geti(m.stats, "devices"),
+                    s[0].run.name, (long long)s[0].run.seed, n, (long long)geti(m.stats, "devices"),
                     (long long)geti(m.stats, "online"), m.state,
                     (long long)geti(m.stats, "on_target"),
                     (long long)geti(m.stats, "bad_installed"), (long long)geti(m.stats, "bricked"),
@@ -570,9 +520,9 @@ int otasim_fleet_merge(const char *out, const char *const *in, size_t n, int *re
     }
     otasim_rundb_close(db);
     for (size_t i = 0; i < n; i++) {
-        sqlite3_close(s[i].db);
+        otasim_rundb_close(s[i].db);
         json_decref(s[i].stats);
-        free(s[i].failed);
+        otasim_rundb_fleet_run_free(&s[i].run);
     }
     free(s);
     json_decref(m.stats);

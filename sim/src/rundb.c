@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ota/fsutil.h"
+#include "ota/json.h"
 #include "otasim/proc.h"
 
 struct otasim_rundb {
@@ -219,6 +220,107 @@ int otasim_rundb_fleet_end(struct otasim_rundb *db, int64_t fleet_id, int ok,
     if (sqlite3_exec(db->db, r == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK &&
         r == 0)
         r = fail(db, err, "commit fleet run");
+    return r;
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : "";
+}
+
+int otasim_rundb_fleet_last(struct otasim_rundb *db, struct otasim_rundb_fleet_run *ret,
+                            struct ota_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0;
+
+    memset(ret, 0, sizeof(*ret));
+    if (sqlite3_prepare_v2(db->db,
+                           "SELECT id, name, file, seed, ok, rollout_state, stats, failed FROM"
+                           " fleet_runs WHERE stats IS NOT NULL ORDER BY id DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "read fleet runs");
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        r = ota_err_set(err, ENOENT, "no finished fleet run");
+    } else {
+        ret->id = sqlite3_column_int64(st, 0);
+        ota_strlcpy(ret->name, col(st, 1), sizeof(ret->name));
+        ota_strlcpy(ret->file, col(st, 2), sizeof(ret->file));
+        ret->seed = sqlite3_column_int64(st, 3);
+        ret->ok = sqlite3_column_int(st, 4);
+        ota_strlcpy(ret->rollout_state, col(st, 5), sizeof(ret->rollout_state));
+        ret->stats = strdup(col(st, 6));
+        ret->failed = strdup(col(st, 7));
+        if (!ret->stats || !ret->failed)
+            r = ota_err_set(err, ENOMEM, "out of memory");
+    }
+    sqlite3_finalize(st);
+    if (r < 0)
+        otasim_rundb_fleet_run_free(ret);
+    return r;
+}
+
+void otasim_rundb_fleet_run_free(struct otasim_rundb_fleet_run *r)
+{
+    free(r->stats);
+    free(r->failed);
+    r->stats = r->failed = NULL;
+}
+
+int otasim_rundb_fleet_devices_each(struct otasim_rundb *db, int64_t fleet_id,
+                                    int (*fn)(void *ctx, const struct otasim_rundb_fleet_device *d),
+                                    void *ctx, struct ota_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0, rc;
+
+    if (sqlite3_prepare_v2(db->db,
+                           "SELECT device, type, grp, version, state, outcome, bytes, downtime_ms,"
+                           " recovery_ms, updates, rollbacks, cuts, checks FROM fleet_devices"
+                           " WHERE fleet_id=? ORDER BY device",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "read fleet devices");
+    sqlite3_bind_int64(st, 1, fleet_id);
+    while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct otasim_rundb_fleet_device d = {
+            .device = col(st, 0),
+            .type = col(st, 1),
+            .group = col(st, 2),
+            .version = col(st, 3),
+            .state = col(st, 4),
+            .outcome = col(st, 5),
+            .bytes = (uint64_t)sqlite3_column_int64(st, 6),
+            .downtime_ms = sqlite3_column_int64(st, 7),
+            .recovery_ms = sqlite3_column_int64(st, 8),
+            .updates = sqlite3_column_int64(st, 9),
+            .rollbacks = sqlite3_column_int64(st, 10),
+            .cuts = sqlite3_column_int64(st, 11),
+            .checks = col(st, 12),
+        };
+        r = fn(ctx, &d);
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int otasim_rundb_fleet_samples_each(struct otasim_rundb *db, int64_t fleet_id,
+                                    int (*fn)(void *ctx, int64_t t_ms, const char *rollout,
+                                              int stage, const char *counts),
+                                    void *ctx, struct ota_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0;
+
+    if (sqlite3_prepare_v2(db->db,
+                           "SELECT t_ms, rollout, stage, counts FROM fleet_samples WHERE"
+                           " fleet_id=? ORDER BY t_ms, rowid",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "read fleet samples");
+    sqlite3_bind_int64(st, 1, fleet_id);
+    while (r >= 0 && sqlite3_step(st) == SQLITE_ROW)
+        r = fn(ctx, sqlite3_column_int64(st, 0), col(st, 1), sqlite3_column_int(st, 2), col(st, 3));
+    sqlite3_finalize(st);
     return r;
 }
 

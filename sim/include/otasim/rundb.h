@@ -50,6 +50,27 @@ int otasim_rundb_fleet_device(struct otasim_rundb *db, int64_t fleet_id,
 int otasim_rundb_fleet_end(struct otasim_rundb *db, int64_t fleet_id, int ok,
                            const char *rollout_state, const char *stats, const char *failed,
                            const char *rerun, struct ota_err *err) OTA_MUST;
+/* Reading fleet runs back (fleet-merge): the last finished fleet run of db. */
+struct otasim_rundb_fleet_run {
+    int64_t id;
+    char name[64], file[4096], rollout_state[16];
+    int64_t seed;
+    int ok;
+    char *stats, *failed; /* malloc'ed; otasim_rundb_fleet_run_free */
+};
+int otasim_rundb_fleet_last(struct otasim_rundb *db, struct otasim_rundb_fleet_run *ret,
+                            struct ota_err *err) OTA_MUST;
+void otasim_rundb_fleet_run_free(struct otasim_rundb_fleet_run *r);
+/* Calls fn for every device row of fleet run fleet_id, by device; a
+ * negative return of fn stops and is returned. */
+int otasim_rundb_fleet_devices_each(struct otasim_rundb *db, int64_t fleet_id,
+                                    int (*fn)(void *ctx, const struct otasim_rundb_fleet_device *d),
+                                    void *ctx, struct ota_err *err) OTA_MUST;
+/* The same for its samples, by time (and order written). */
+int otasim_rundb_fleet_samples_each(struct otasim_rundb *db, int64_t fleet_id,
+                                    int (*fn)(void *ctx, int64_t t_ms, const char *rollout,
+                                              int stage, const char *counts),
+                                    void *ctx, struct ota_err *err) OTA_MUST;
 /* JUnit XML of one run: a testsuite per scenario, a testcase per trial. */
 int otasim_rundb_junit(struct otasim_rundb *db, int64_t run_id, const char *path,
                        struct ota_err *err) OTA_MUST;

@@ -160,3 +160,27 @@ def test_merging_other_runs_is_refused(tmp_path, work):
         dbs.append(db)
     p = sim("fleet-merge", str(tmp_path / "m.db"), *dbs)
     assert p.returncode == 5 and "not shards of one run" in p.stderr, p.stdout + p.stderr
+
+
+def test_a_shard_refuses_a_server_with_other_parties(tmp_path, work):
+    # a clock with a party too many would wait for it forever: the shard
+    # checks the count before its devices start
+    fleet = tmp_path / "small.yaml"
+    fleet.write_text(SMALL.replace("count: 40", "count: 6"))
+    info = str(tmp_path / "info.json")
+    serve = start("fleet", str(fleet), "--serve-only", "--parties", "3", "--info", info,
+                  "--work", work, log=str(tmp_path / "serve.log"))
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(info):
+            assert serve.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        with open(info) as f:
+            srv = json.load(f)
+        p = sim("fleet", str(fleet), "-q", "--shard", "0/2", "--server", srv["url"],
+                "--admin-token", srv["admin_token"], "--work", work, timeout=120)
+        assert p.returncode == 5, p.stdout + p.stderr
+        assert "has 3 parties, this run has 2 shards" in p.stderr, p.stderr
+    finally:
+        serve.terminate()
+        assert serve.wait(30) == 0

@@ -35,9 +35,57 @@
 #define ASK_TIMEOUT_MS  (3600 * 1000L) /* real time a shard waits for the others */
 #define JOIN_TIMEOUT_MS (600 * 1000L)  /* real time a shard waits for the setup */
 
+static void rollout_id(struct fleet *fl);
+
 static uint32_t party_of(const struct fleet *fl)
 {
     return fl->o->shards > 1 ? fl->o->shard : 0;
+}
+
+/* Before its first ask: waits until the server side is up and has created
+ * the rollout (a shard may start first), then checks that the server's clock
+ * has one party per shard (a party too many would hold the clock forever,
+ * one too few would let it pass a shard by). */
+static int wait_ready(struct fleet *fl, struct ota_err *err)
+{
+    uint32_t shards = fl->o->shards > 1 ? fl->o->shards : 1;
+    int64_t deadline = otasim_now_ms() + JOIN_TIMEOUT_MS;
+    char url[512], *text = NULL;
+    long status = 0;
+    json_int_t n;
+    json_t *j;
+    int r;
+
+    snprintf(url, sizeof(url), "%s/api/v1/rollouts/%s", fl->url, fl->rollout_id);
+    for (;;) {
+        struct ota_err e = {0};
+        r = otasim_http_call(url, fl->admin_token, "GET", NULL, 30000, &status, &text, &e);
+        free(text);
+        text = NULL;
+        if (r == 0 && status == 200)
+            break;
+        if (r == 0 && status != 404)
+            return ota_err_set(err, EIO, "the shared server %s: GET %s: HTTP %ld", fl->url, url,
+                               status);
+        if (otasim_now_ms() > deadline)
+            return ota_err_set(
+                err, ETIMEDOUT, "the shared server %s: no rollout %s after %ld s (%s)", fl->url,
+                fl->rollout_id, JOIN_TIMEOUT_MS / 1000, r < 0 ? e.reason : "not created");
+        usleep(100000);
+    }
+    snprintf(url, sizeof(url), "%s/api/v1/admin/clock", fl->url);
+    if ((r = otasim_http_call(url, fl->admin_token, "GET", NULL, 30000, &status, &text, err)) < 0)
+        return ota_err_prefix(err, r, "the shared server's clock");
+    j = status == 200 ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    n = json_integer_value(json_object_get(json_object_get(j, "parties"), "n"));
+    json_decref(j);
+    if (n != (json_int_t)shards)
+        return ota_err_set(err, EINVAL,
+                           "the server's clock has %lld parties, this run has %u shards (start "
+                           "the server side with --parties %u)",
+                           (long long)n, shards, shards);
+    return 0;
 }
 
 int fleet_join(struct fleet *fl, const struct otasim_tools *t, struct ota_err *err)
@@ -66,7 +114,8 @@ int fleet_join(struct fleet *fl, const struct otasim_tools *t, struct ota_err *e
     ota_strlcpy(fl->pubkey, pem, sizeof(fl->pubkey));
     free(pem);
     fleet_release_ids(fl);
-    return 0;
+    rollout_id(fl);
+    return wait_ready(fl, err);
 }
 
 /* The rollout's id as the server side created it. */
@@ -107,7 +156,6 @@ int fleet_join_rollout(struct fleet *fl, struct ota_err *err)
 {
     static const char *const none[] = {NULL};
 
-    rollout_id(fl);
     return wait_rollout(fl, none, "waiting for the server side's setup", err);
 }
 
@@ -157,14 +205,15 @@ int fleet_clock_ask(struct fleet *fl, int64_t to, struct ota_err *err)
 
 void fleet_clock_leave(struct fleet *fl)
 {
-    char body[64], *text = NULL;
+    char body[64], url[512], *text = NULL;
     long status = 0;
     struct ota_err e = {0};
 
-    if (!fl->o->server_url || !fl->net)
+    if (!fl->o->server_url || !fl->url[0])
         return;
     snprintf(body, sizeof(body), "{\"party\":%u,\"leave\":true}", party_of(fl));
-    if (fleet_net_admin(fl->net, "POST", "/api/v1/admin/clock", body, &status, &text, &e) < 0 ||
+    snprintf(url, sizeof(url), "%s/api/v1/admin/clock", fl->url);
+    if (otasim_http_call(url, fl->admin_token, "POST", body, 30000, &status, &text, &e) < 0 ||
         status != 200)
         fprintf(stderr, "ota-sim fleet: shard %u leaving the shared clock: %s%ld %.200s\n",
                 party_of(fl), e.code ? e.reason : "HTTP ", status, text ? text : "");

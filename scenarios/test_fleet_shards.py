@@ -184,3 +184,71 @@ def test_a_shard_refuses_a_server_with_other_parties(tmp_path, work):
     finally:
         serve.terminate()
         assert serve.wait(30) == 0
+
+
+def fake_shard(path, fleet_file, shard, stats, devices, samples, ok=1, failed=""):
+    """A shard's run database as ota-sim fleet writes it (rundb.c's schema)."""
+    con = sqlite3.connect(path)
+    con.executescript(
+        "CREATE TABLE runs(id INTEGER PRIMARY KEY, started_ms INTEGER, finished_ms INTEGER,"
+        " command TEXT, agent TEXT);"
+        "CREATE TABLE fleet_runs(id INTEGER PRIMARY KEY, run_id INTEGER, name TEXT, file TEXT,"
+        " seed INTEGER, ok INTEGER, rollout_state TEXT, stats TEXT, failed TEXT, rerun TEXT);"
+        "CREATE TABLE fleet_samples(fleet_id INTEGER, t_ms INTEGER, rollout TEXT, stage INTEGER,"
+        " counts TEXT);"
+        "CREATE TABLE fleet_devices(fleet_id INTEGER, device TEXT, type TEXT, grp TEXT,"
+        " version TEXT, state TEXT, outcome TEXT, bytes INTEGER, downtime_ms INTEGER,"
+        " recovery_ms INTEGER, updates INTEGER, rollbacks INTEGER, cuts INTEGER, checks TEXT);")
+    st = {"name": "fake", "seed": 3, "rollout_state": "completed", "rerun":
+          f"ota-sim fleet {fleet_file} --seed 3 --shard {shard}/2", **stats}
+    con.execute("INSERT INTO fleet_runs VALUES(1, 1, 'fake', ?, 3, ?, 'completed', ?, ?, ?)",
+                (fleet_file, ok, json.dumps(st), failed, st["rerun"]))
+    for d, outcome in devices:
+        con.execute("INSERT INTO fleet_devices VALUES(1, ?, 'rpi4', 'eu', '2.0.0', 'IDLE', ?,"
+                    " 1000, 30000, -1, 1, 0, 0, '')", (d, outcome))
+    for t, idle in samples:
+        con.execute("INSERT INTO fleet_samples VALUES(1, ?, 'running', 0, ?)",
+                    (t, json.dumps({"states": {"IDLE": idle}, "down": 0})))
+    con.commit()
+    con.close()
+
+
+def test_the_merged_verdict_is_recomputed_on_the_fleet(tmp_path):
+    # each shard has one bricked device and passes bricked_max: 1; the fleet
+    # has two and fails it. A shard's per-device failure (committed_within)
+    # fails the fleet too. Samples: a shard that ended earlier counts as it
+    # ended.
+    fleet = tmp_path / "fake.yaml"
+    fleet.write_text(SMALL.replace("name: shards-small", "name: fake").replace(
+        "expect: {bricked_max: 0,", "expect: {bricked_max: 1,"))
+    counts = {"devices": 2, "online": 2, "on_target": 1, "bricked": 1, "inconsistent": 0,
+              "stuck": 0, "bad_installed": 0, "virtual_ms": 100}
+    fake_shard(str(tmp_path / "a.db"), str(fleet), 0, counts,
+               [("d000000", "on_target"), ("d000002", "bricked")], [(0, 2), (60000, 2)])
+    fake_shard(str(tmp_path / "b.db"), str(fleet), 1, dict(counts, virtual_ms=200),
+               [("d000001", "on_target"), ("d000003", "bricked")],
+               [(0, 2), (60000, 1), (120000, 2)], ok=0,
+               failed="committed_within: the slowest of 1 commits took 7.00 h\n")
+    out = str(tmp_path / "m.db")
+    p = sim("fleet-merge", out, str(tmp_path / "a.db"), str(tmp_path / "b.db"))
+    assert p.returncode == 1, p.stdout + p.stderr
+    m = last_run(out)
+    assert m["ok"] == 0
+    assert m["stats"]["verdict"] == "recomputed"
+    assert m["stats"]["bricked"] == 2 and m["stats"]["devices"] == 4
+    assert m["stats"]["rerun"] == f"ota-sim fleet {fleet} --seed 3"
+    failed = m["stats"]["failed"]
+    assert "bricked_max: 2 devices bricked, at most 1" in failed, failed
+    assert "shard 1: committed_within" in failed, failed
+    assert len(m["devices"]) == 4
+    assert [(t, c["states"]["IDLE"]) for t, c in m["samples"]] == [(0, 4), (60000, 3),
+                                                                      (120000, 4)]
+    # Without the fleet file: the shards' verdicts combined.
+    fleet.unlink()
+    p = sim("fleet-merge", str(tmp_path / "m2.db"), str(tmp_path / "a.db"),
+            str(tmp_path / "b.db"))
+    assert p.returncode == 1, p.stdout + p.stderr
+    m = last_run(str(tmp_path / "m2.db"))
+    assert m["stats"]["verdict"] == "combined"
+    assert "bricked_max" not in m["stats"]["failed"]
+    assert "shard 1: committed_within" in m["stats"]["failed"]

@@ -132,6 +132,19 @@ void otasrv_events_publish(struct otasrv_events *ev, const char *rollout_id, con
     free(text);
 }
 
+int otasrv_events_wanted(struct otasrv_events *ev, const char *rollout_id)
+{
+    int wanted = 0;
+
+    if (!ev)
+        return 0;
+    pthread_mutex_lock(&ev->lock);
+    for (struct sub *s = ev->subs; s && !wanted; s = s->next)
+        wanted = !s->rollout[0] || (rollout_id && strcmp(s->rollout, rollout_id) == 0);
+    pthread_mutex_unlock(&ev->lock);
+    return wanted;
+}
+
 void otasrv_events_tick(struct otasrv_events *ev, int64_t now_ms)
 {
     if (!ev)

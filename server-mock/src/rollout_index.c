@@ -14,6 +14,7 @@
  *   "all" (the caller scans the flags once). */
 #include "rollout_impl.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 struct hent {
@@ -127,8 +128,10 @@ void ridx_bind(struct otasrv_rollout *r, struct otasrv_rollout_device *devs, siz
     struct otasrv_rollout_index *x = r->idx;
     size_t cap = n ? n : 1;
 
-    if (!devs || n > INT32_MAX)
-        return ridx_unbind(r);
+    if (!devs || n > INT32_MAX) {
+        ridx_unbind(r);
+        return;
+    }
     if (!x && !(x = r->idx = calloc(1, sizeof(*x))))
         return;
     x->devs = NULL;
@@ -166,7 +169,7 @@ void ridx_note(struct otasrv_rollout *r, struct otasrv_rollout_device *d)
         d->dirty = 1;
         return;
     }
-    if (d < x->devs || d >= x->devs + x->n) {
+    if ((uintptr_t)d < (uintptr_t)x->devs || (uintptr_t)d >= (uintptr_t)(x->devs + x->n)) {
         d->dirty = 1;
         x->devs = NULL; /* a row of another table: rebind at the next tick */
         return;

@@ -381,7 +381,9 @@ struct otasrv_rollout {
     uint32_t n_devices;
     /* The engine's own index over the table it last saw whole (in-flight
      * rows by last_ms, rows changed since the last write); private, see
-     * rollout_index.c. Shared by a struct copy: a copy must not be ticked. */
+     * rollout_index.c. Shared by a struct copy: a copy must not be ticked.
+     * otasrv_rollout_next_deadline may reorder it (the one change a call
+     * with a const rollout makes): serialise it with the other calls. */
     struct otasrv_rollout_index *idx;
 };
 

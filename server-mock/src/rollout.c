@@ -666,7 +666,6 @@ static uint32_t time_out(struct otasrv_rollout *r, struct otasrv_rollout_device 
 {
     int64_t limit = r->def.report_timeout_ms;
     uint32_t timed_out = 0;
-
     struct otasrv_rollout_device *due;
 
     if (limit <= 0)

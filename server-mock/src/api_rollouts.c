@@ -202,9 +202,15 @@ static void emit_state(struct otasrv_rollouts *m, const struct ro *ro)
                                     "reason", r->reason));
 }
 
+/* Metrics are computed over the whole table (O(n log n)): only for a
+ * subscriber. */
 static void emit_metrics(struct otasrv_rollouts *m, const struct ro *ro)
 {
-    json_t *j = metrics_json(ro);
+    json_t *j;
+
+    if (!otasrv_events_wanted(m->srv->events, ro->r->def.id))
+        return;
+    j = metrics_json(ro);
 
     json_object_set_new(j, "id", json_string(ro->r->def.id));
     otasrv_events_publish(m->srv->events, ro->r->def.id, "rollout_metrics", j);
@@ -229,15 +235,32 @@ static int tick(struct otasrv_rollouts *m, struct ro *ro, int64_t now)
 
 static int any_dirty(const struct ro *ro)
 {
+    const uint32_t *rows;
+    ssize_t k = otasrv_rollout_dirty_rows(ro->r, ro->devs, ro->n, &rows);
+
+    if (k >= 0)
+        return k > 0;
     for (size_t i = 0; i < ro->n; i++)
         if (ro->devs[i].dirty)
             return 1;
     return 0;
 }
 
+/* The status and the rows that changed: the ones the engine lists, or,
+ * when it cannot (replace, a table it has not indexed), every dirty row. */
 static int save(struct otasrv_rollouts *m, struct ro *ro, int replace, struct ota_err *err)
 {
-    return otasrv_rstore_save(m->st, ro->r, ro->devs, ro->n, replace, err);
+    const uint32_t *rows;
+    ssize_t k = replace ? -1 : otasrv_rollout_dirty_rows(ro->r, ro->devs, ro->n, &rows);
+    int r;
+
+    if (k >= 0)
+        r = otasrv_rstore_save_rows(m->st, ro->r, ro->devs, rows, (size_t)k, err);
+    else
+        r = otasrv_rstore_save(m->st, ro->r, ro->devs, ro->n, replace, err);
+    if (r == 0)
+        otasrv_rollout_dirty_clear(ro->r);
+    return r;
 }
 
 /* ---- timer ---- */

@@ -28,6 +28,9 @@ static void usage(FILE *f)
             "  --shard I/N          run devices i with i %% N == I only\n"
             "  --connections N      keep-alive connections to the server (default 64)\n"
             "  --max-active N       devices inside a pass at once (default 4096)\n"
+            "  --grain MS           the virtual clock's grain (default 1000): device wakes round\n"
+            "                       up to it, so devices due within one grain act together\n"
+            "                       after one advance of the server's clock\n"
             "  --server-threads N   ota-server --threads (default 2)\n"
             "  --work DIR           caches and the run's dir (default BUILD/sim-work)\n"
             "  --json FILE          the run's figures as JSON\n"
@@ -56,6 +59,7 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
                                          {"shard", required_argument, 0, 'S'},
                                          {"connections", required_argument, 0, 'c'},
                                          {"max-active", required_argument, 0, 'a'},
+                                         {"grain", required_argument, 0, 'g'},
                                          {"server-threads", required_argument, 0, 't'},
                                          {"work", required_argument, 0, 'w'},
                                          {"json", required_argument, 0, 'J'},
@@ -92,6 +96,9 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
         case 'a':
             c->o.max_active = (uint32_t)strtoul(optarg, NULL, 10);
             break;
+        case 'g':
+            c->o.grain_ms = strtoll(optarg, NULL, 10);
+            break;
         case 't':
             c->o.server_threads = atoi(optarg);
             break;
@@ -100,6 +107,9 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
             break;
         case 'J':
             c->json = optarg;
+            break;
+        case 'D':
+            c->o.db = optarg;
             break;
         case 'k':
             c->o.keep = 1;

@@ -97,8 +97,13 @@ static void heap_down(struct fleet *fl, uint32_t i)
     }
 }
 
+/* Wake times are rounded up to the run's time grain (--grain, default 1 s):
+ * devices due within one grain act together, after one advance of the
+ * server's clock, as a device's timers may fire that much late. */
 static void wake_at(struct fleet *fl, struct fdev *d, int64_t t)
 {
+    if (fl->grain > 1)
+        t = (t + fl->grain - 1) / fl->grain * fl->grain;
     d->wake_ms = t;
     if (d->heap_pos) {
         uint32_t i = d->heap_pos - 1;
@@ -439,7 +444,7 @@ static int rollout_over(const char *s)
 static int advance(struct run *R, int64_t t, struct ota_err *err)
 {
     struct fleet *fl = &R->fl;
-    int64_t srv_t = t / SEC * SEC;
+    int64_t srv_t = t / fl->grain * fl->grain;
     int r;
 
     if (srv_t > fl->srv_now && (r = fleet_clock_advance(fl, srv_t, err)) < 0)
@@ -1307,6 +1312,7 @@ int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fle
     fl->st = ret;
     fl->seed = o->seed ? o->seed : def->seed;
     fl->max_active = o->max_active ? o->max_active : 4096;
+    fl->grain = o->grain_ms > 0 ? o->grain_ms : SEC;
     fl->srv_next = INT64_MAX;
     fl->target = otasim_fleet_release_find(def, def->rollout_release);
     otasim_http_global_init();

@@ -110,6 +110,7 @@ struct fleet {
     struct otasim_fleet_stats *st;
     uint64_t seed;
     int64_t vnow;     /* virtual ms since the run's start */
+    int64_t grain;    /* the virtual clock's grain (ms): wakes are rounded up to it */
     int64_t srv_now;  /* what the server's clock was last advanced to */
     int64_t srv_next; /* the server's next deadline (virtual ms since start), INT64_MAX none */
     long srv_sleepers;

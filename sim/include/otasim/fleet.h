@@ -121,6 +121,7 @@ struct otasim_fleet_opts {
     uint32_t shard, shards; /* run devices i with i % shards == shard (shards 0/1: all) */
     uint32_t connections;   /* keep-alive pool size (default 64) */
     uint32_t max_active;    /* devices inside a pass at once (default 4096) */
+    int64_t grain_ms;       /* the virtual clock's grain (default 1000): wakes round up to it */
     int server_threads;     /* ota-server --threads (default 2) */
     const char *db;         /* run database (NULL: none) */
     const char *work;       /* work dir (server, releases) */

@@ -693,15 +693,12 @@ def html_failures(trials):
 
 
 def html_fleet_header(run):
-    """The header of a run with fleet runs only (no trials)."""
-    dur = None
-    if run["finished_ms"] and run["started_ms"]:
-        dur = run["finished_ms"] - run["started_ms"]
+    """The header of a run with fleet runs only (no trials). No duration:
+    ota-sim fleet sets runs.finished_ms when it opens the run; the fleet's
+    wall time is in its figures."""
     rows = [("Run", "#%s" % e(run["id"])), ("Command", "<code>%s</code>" % e(run["command"])),
             ("Agent", "<code>%s</code>" % e(run["agent"])),
-            ("Started", e(fmt_ms(run["started_ms"]))),
-            ("Finished", e(fmt_ms(run["finished_ms"])) + (" (%s)" % e(fmt_dur(dur))
-                                                         if dur is not None else ""))]
+            ("Started", e(fmt_ms(run["started_ms"])))]
     return '<table class="kv">%s</table>' % "".join(
         "<tr><td>%s</td><td>%s</td></tr>" % (e(n), v) for n, v in rows)
 

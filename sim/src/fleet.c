@@ -43,6 +43,7 @@ struct sample {
     uint32_t down, in_pass;
     char rollout[16];
     int stage;
+    char *server; /* the rollout's metrics as the server counts them (by_state, stages) */
 };
 
 struct run {
@@ -412,8 +413,20 @@ static int take_sample(struct run *R, struct ota_err *err)
         s->down += !fleet_dev_service_up(fl, d);
         s->in_pass += d->pass != NULL;
     }
-    if (fl->rollout_started && (r = fleet_rollout_status(fl, NULL, err)) < 0)
-        return r;
+    if (fl->rollout_started) {
+        char path[160];
+        json_t *m = NULL, *keep;
+        if ((r = fleet_rollout_status(fl, NULL, err)) < 0)
+            return r;
+        snprintf(path, sizeof(path), "/api/v1/rollouts/%s/metrics", fl->rollout_id);
+        if ((r = fleet_admin_get(fl, path, &m, err)) < 0)
+            return r;
+        keep = json_pack("{s:O, s:O}", "by_state", json_object_get(m, "by_state"), "stages",
+                         json_object_get(m, "stages"));
+        s->server = keep ? json_dumps(keep, JSON_COMPACT) : NULL;
+        json_decref(keep);
+        json_decref(m);
+    }
     ota_strlcpy(s->rollout, fl->rollout_started ? fl->rollout_state : "", sizeof(s->rollout));
     s->stage = fl->st->stage;
     if (fl->o->progress) {
@@ -1159,6 +1172,8 @@ static int record_samples(struct run *R, struct otasim_rundb *db, struct ota_err
         json_object_set_new(o, "versions", ver);
         json_object_set_new(o, "down", json_integer(s->down));
         json_object_set_new(o, "in_pass", json_integer(s->in_pass));
+        if (s->server)
+            json_object_set_new(o, "rollout", json_loads(s->server, 0, NULL));
         text = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         if (!text)
@@ -1240,6 +1255,8 @@ static void teardown(struct run *R)
     free(fl->dev);
     free(fl->heap);
     free(fl->ready);
+    for (size_t i = 0; i < R->n_samples; i++)
+        free(R->samples[i].server);
     free(R->samples);
     if (R->own_server && R->srv.pid > 0)
         otasim_server_stop(&R->srv);

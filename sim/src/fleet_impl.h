@@ -202,6 +202,44 @@ int fleet_final_reports(struct fleet *fl, json_t **out, struct ota_err *err) OTA
 int fleet_check_device(struct fleet *fl, const struct fdev *d, json_t *reports, char *ret_failed,
                        size_t cap, int *ret_ok);
 
+/* ---- a run (fleet.c) and what its end and record need ---- */
+#include "otasim/sim.h"
+struct otasim_rundb;
+
+struct sample {
+    int64_t t;
+    uint32_t by_state[OTA_STATE_MAX];
+    uint32_t by_version[OTASIM_FLEET_MAX_RELEASES + 1]; /* last: other */
+    uint32_t down, in_pass;
+    char rollout[16];
+    int stage;
+    char *server; /* the rollout's metrics as the server counts them (by_state, stages) */
+};
+
+struct run {
+    struct fleet fl;
+    struct otasim_tools t;
+    struct otasim_server srv;
+    int own_server;
+    struct sample *samples;
+    size_t n_samples, cap_samples;
+    int64_t next_sample, sample_every;
+    int64_t end_ms;       /* virtual: the run stops here */
+    int64_t settle_until; /* after the rollout ended: devices finish what they do */
+};
+
+/* fleet_verdict.c */
+int fleet_outcomes(struct run *R, struct otasim_rundb *db, struct ota_err *err) OTA_MUST;
+int fleet_faults_fired(struct run *R, struct ota_err *err) OTA_MUST;
+void fleet_expectations(struct run *R);
+
+/* fleet_record.c */
+long fleet_rss_kib(pid_t pid, const char *field);
+double fleet_proc_cpu_s(pid_t pid);
+void fleet_rerun_cmd(const struct run *R, char *buf, size_t cap);
+int fleet_db_open(struct run *R, struct otasim_rundb **ret, struct ota_err *err) OTA_MUST;
+int fleet_db_close(struct run *R, struct otasim_rundb *db, struct ota_err *err) OTA_MUST;
+
 /* fleet.c */
 void fleet_ready(struct fleet *fl, struct fdev *d);
 /* From a fiber: sleep until virtual time t. */

@@ -116,3 +116,19 @@ def test_canary_catch_rate_matches_the_closed_form(tmp_path, work):
     assert lo <= closed <= hi, f"closed form {closed:.3f} outside [{lo:.3f}, {hi:.3f}]\n{p.stdout}"
     # and not vacuous: the interval is narrower than half the range
     assert hi - lo < 0.5 and int(m.group(2)) > 0, p.stdout
+
+
+def test_a_slow_link_takes_its_virtual_time(tmp_path, work):
+    # 1 MiB at 64 KiB/s is 16 virtual seconds on each device's link: with a
+    # 30 s health window an offer-to-commit under 40 s holds only without it
+    text = GOOD.format(name="links", count=10, bad="", stages="{percent: 100}",
+                       expect="committed_within: 40s, rollout: completed").replace(
+                           "size: 64KiB}", "size: 1MiB}")
+    fast = write(tmp_path, "fast.yaml", text)
+    slow = write(tmp_path, "slow.yaml", text.replace("health_window: 30s", "health_window: 30s, "
+                                                      "bandwidth: 64KiB"))
+    p, st = run_fleet(fast, work)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p, st = run_fleet(slow, work)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "committed_within: the slowest of 10 commits took" in p.stdout, p.stdout

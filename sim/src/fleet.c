@@ -79,7 +79,7 @@ static void heap_down(struct fleet *fl, uint32_t i)
 /* Wake times are rounded up to the run's time grain (--grain, default 1 s):
  * devices due within one grain act together, after one advance of the
  * server's clock, as a device's timers may fire that much late. */
-static void wake_at(struct fleet *fl, struct fdev *d, int64_t t)
+void fleet_wake_at(struct fleet *fl, struct fdev *d, int64_t t)
 {
     if (fl->grain > 1)
         t = (t + fl->grain - 1) / fl->grain * fl->grain;
@@ -95,7 +95,7 @@ static void wake_at(struct fleet *fl, struct fdev *d, int64_t t)
     heap_up(fl, fl->heap_n - 1);
 }
 
-static struct fdev *heap_pop(struct fleet *fl)
+struct fdev *fleet_heap_pop(struct fleet *fl)
 {
     struct fdev *d = fl->heap[0];
 
@@ -137,7 +137,7 @@ void fleet_sleep_until(struct fleet *fl, struct fdev *d, int64_t t)
 {
     if (t <= fl->vnow)
         t = fl->vnow;
-    wake_at(fl, d, t);
+    fleet_wake_at(fl, d, t);
     otasim_fiber_yield();
 }
 
@@ -311,23 +311,23 @@ static void pass_ended(struct fleet *fl, struct fdev *d)
         d->cuts++;
         fl->st->power_cuts++;
         d->boot_pending = 1;
-        wake_at(fl, d, fl->vnow + fl->def->off_ms);
+        fleet_wake_at(fl, d, fl->vnow + fl->def->off_ms);
         return;
     }
     if (d->crash) { /* systemd restarts the agent; the app keeps running */
         d->crash = 0;
         d->crashes++;
         fl->st->agent_crashes++;
-        wake_at(fl, d, fl->vnow + 5 * SEC);
+        fleet_wake_at(fl, d, fl->vnow + 5 * SEC);
         return;
     }
     if (d->offline)
         return; /* registered, then never again */
     if (d->late && fl->vnow < fl->def->late_ms) {
-        wake_at(fl, d, fl->def->late_ms + jitter(fl, d));
+        fleet_wake_at(fl, d, fl->def->late_ms + jitter(fl, d));
         return;
     }
-    wake_at(fl, d, fl->vnow + fl->def->poll_ms + jitter(fl, d));
+    fleet_wake_at(fl, d, fl->vnow + fl->def->poll_ms + jitter(fl, d));
 }
 
 /* Runs d until it blocks or its pass ends. 0, or -errno (harness). */
@@ -335,7 +335,7 @@ static int run_device(struct fleet *fl, struct fdev *d, struct ota_err *err)
 {
     if (!d->pass) {
         if (fl->active >= fl->max_active) { /* later: a pass slot frees up */
-            wake_at(fl, d, fl->vnow + SEC);
+            fleet_wake_at(fl, d, fl->vnow + SEC);
             return 0;
         }
         if (d->boot_pending) { /* the device boots: the app starts from `current` */
@@ -442,7 +442,7 @@ static int advance(struct run *R, int64_t t, struct ota_err *err)
         return r;
     fl->vnow = t;
     while (fl->heap_n && fl->heap[0]->wake_ms <= fl->vnow)
-        fleet_ready(fl, heap_pop(fl));
+        fleet_ready(fl, fleet_heap_pop(fl));
     return 0;
 }
 
@@ -593,7 +593,7 @@ static int devices(struct run *R, struct ota_err *err)
         d->offered_ms = d->committed_ms = d->down_since_ms = d->fail_ms = d->recovered_ms = -1;
         d->switch_ms = -1;
         /* first pass: spread over one poll interval */
-        wake_at(fl, d, (int64_t)(fleet_hash(fl->seed, g, 5) % (uint64_t)def->poll_ms));
+        fleet_wake_at(fl, d, (int64_t)(fleet_hash(fl->seed, g, 5) % (uint64_t)def->poll_ms));
     }
     return 0;
 }

@@ -242,6 +242,11 @@ int fleet_db_close(struct run *R, struct otasim_rundb *db, struct ota_err *err) 
 
 /* fleet.c */
 void fleet_ready(struct fleet *fl, struct fdev *d);
+/* The heap of wake times (fl->heap, room for every device): d wakes at t
+ * (rounded up to fl->grain; moved if it waits already); pop the earliest
+ * (ties by device index). */
+void fleet_wake_at(struct fleet *fl, struct fdev *d, int64_t t);
+struct fdev *fleet_heap_pop(struct fleet *fl);
 /* From a fiber: sleep until virtual time t. */
 void fleet_sleep_until(struct fleet *fl, struct fdev *d, int64_t t);
 

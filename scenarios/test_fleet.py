@@ -132,3 +132,24 @@ def test_a_slow_link_takes_its_virtual_time(tmp_path, work):
     p, st = run_fleet(slow, work)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "committed_within: the slowest of 10 commits took" in p.stdout, p.stdout
+
+
+def test_server_delays_run_on_the_virtual_clock(tmp_path, work):
+    # 30% of the check-ins held 20 s by the server's fault plan: on real time
+    # that would be minutes; on the virtual clock the runner sees the server
+    # hold them (sleepers) and moves time, so the run stays short, and every
+    # delay was applied at its rate
+    text = GOOD.format(name="delays", count=20, bad="", stages="{percent: 100}",
+                       expect="rollout: completed") + """faults:
+  server:
+    seed: 3
+    rules:
+      - id: slow-checkin
+        match: {path: /api/v1/devices/*/checkin, probability: 0.3}
+        fault: {kind: delay, ms: 20000}
+"""
+    p, st = run_fleet(write(tmp_path, "delays.yaml", text), work, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert st["srv_faults_applied"] >= 5, st
+    assert "ok server rule slow-checkin (delay)" in st["faults"], st["faults"]
+    assert st["wall_s"] < 60, st

@@ -202,6 +202,10 @@ static const struct ota_agent_ops *ops_for(struct fpass *p, struct ota_agent_ops
     ops->clock_ctx = p;
     ops->install = &fleet_install_ops;
     ops->install_ctx = p;
+    if (p->c.fl->def->rootfs) {
+        ops->bootenv = &fleet_bootenv_ops;
+        ops->bootenv_ctx = p;
+    }
     ops->on_transition = on_transition;
     ops->transition_ctx = p;
     return ops;
@@ -258,7 +262,7 @@ static void pass_main(void *arg)
         ota_agent_last_outcome(p->a, NULL) == OTA_STATUS_IN_PROGRESS &&
         ota_agent_journal(p->a)->state != OTA_STATE_STANDBY && ota_agent_check(p->a, 0, &e) == 0)
         (void)to_idle(p);
-    if (!d->cut && !d->crash)
+    if (!d->cut && !d->crash && !d->reboot_asked)
         ota_ignore(ota_agent_flush_outbox(p->a, NULL));
     d->checked_in = 1;
     ota_agent_free(p->a);
@@ -314,6 +318,12 @@ static void pass_ended(struct fleet *fl, struct fdev *d)
         fleet_wake_at(fl, d, fl->vnow + fl->def->off_ms);
         return;
     }
+    if (d->reboot_asked) { /* rootfs: the device reboots (the boot takes 20 s) */
+        d->reboot_asked = 0;
+        d->boot_pending = 1;
+        fleet_wake_at(fl, d, fl->vnow + 20 * SEC);
+        return;
+    }
     if (d->crash) { /* systemd restarts the agent; the app keeps running */
         d->crash = 0;
         d->crashes++;
@@ -338,10 +348,9 @@ static int run_device(struct fleet *fl, struct fdev *d, struct ota_err *err)
             fleet_wake_at(fl, d, fl->vnow + SEC);
             return 0;
         }
-        if (d->boot_pending) { /* the device boots: the app starts from `current` */
+        if (d->boot_pending) { /* the device boots, then its agent runs */
             d->boot_pending = 0;
-            d->running = d->slot_ver[d->active];
-            d->svc_start_ms = fl->vnow;
+            fleet_dev_boot(fl, d);
         }
         d->pass = pass_get(fl, err);
         if (!d->pass)
@@ -608,6 +617,10 @@ static void agent_config(struct fleet *fl)
     ota_strlcpy(c->enroll_token, fl->enroll_token, sizeof(c->enroll_token));
     ota_strlcpy(c->pubkey_pem, fl->pubkey, sizeof(c->pubkey_pem));
     c->health_window_ms = fl->def->health_window_ms;
+    if (fl->def->rootfs)
+        for (size_t i = 0; i < fl->def->n_rel; i++)
+            if (fl->def->rel[i].factory)
+                ota_strlcpy(c->rootfs_version, fl->def->rel[i].version, sizeof(c->rootfs_version));
     c->health_interval_ms = fl->def->health_interval_ms;
 }
 

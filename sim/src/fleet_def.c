@@ -16,7 +16,7 @@
 #include "ota/yaml.h"
 #include "otasim/jcheck.h"
 
-const char *const otasim_bad_mode_names[OTASIM_BAD_MODE_MAX] = {"none", "health", "crash"};
+const char *const otasim_bad_mode_names[OTASIM_BAD_MODE_MAX] = {"none", "health", "crash", "boot"};
 
 static const char *const agent_states[] = {"CHECKING",     "DOWNLOADING", "VERIFYING",
                                            "INSTALLING",   "SWITCHING",   "REBOOTING",
@@ -204,7 +204,7 @@ static int parse_bad(const json_t *b, const char *where, struct otasim_fleet_rel
         return r;
     m = otasim_lookup(otasim_bad_mode_names, OTASIM_BAD_MODE_MAX, mode);
     if (m <= 0)
-        return ota_err_set(err, EINVAL, "%s.mode: must be health or crash", w);
+        return ota_err_set(err, EINVAL, "%s.mode: must be health, crash or boot (rootfs)", w);
     rel->bad = (enum otasim_bad_mode)m;
     if ((r = name_list(b, w, "device_types", rel->bad_types, &rel->n_bad_types, err)) < 0 ||
         (r = name_list(b, w, "groups", rel->bad_groups, &rel->n_bad_groups, err)) < 0)
@@ -214,7 +214,8 @@ static int parse_bad(const json_t *b, const char *where, struct otasim_fleet_rel
 
 static int parse_releases(const json_t *a, struct otasim_fleet_def *f, struct ota_err *err)
 {
-    static const char *const keys[] = {"version", "size", "factory", "rollback", "bad", NULL};
+    static const char *const keys[] = {"version", "size", "factory", "rollback",
+                                       "bad",     "kind", NULL};
     size_t i, factories = 0;
     json_t *r1;
     int r;
@@ -244,9 +245,22 @@ static int parse_releases(const json_t *a, struct otasim_fleet_def *f, struct ot
         for (size_t k = 0; k < i; k++)
             if (strcmp(f->rel[k].version, rel->version) == 0)
                 return ota_err_set(err, EINVAL, "%s.version: %s is listed twice", w, rel->version);
+        {
+            char kind[16] = "app";
+            if ((r = otasim_opt_str(r1, w, "kind", kind, sizeof(kind), err)) < 0)
+                return r;
+            if (strcmp(kind, "app") != 0 && strcmp(kind, "rootfs") != 0)
+                return ota_err_set(err, EINVAL, "%s.kind: app or rootfs", w);
+            rel->rootfs = strcmp(kind, "rootfs") == 0;
+            if (i > 0 && rel->rootfs != f->rel[0].rootfs)
+                return ota_err_set(err, EINVAL, "%s.kind: one kind per fleet", w);
+            f->rootfs = rel->rootfs;
+        }
         b = json_object_get(r1, "bad");
         if (b && (r = parse_bad(b, w, rel, err)) < 0)
             return r;
+        if (rel->bad == OTASIM_BAD_BOOT && !rel->rootfs)
+            return ota_err_set(err, EINVAL, "%s.bad.mode: boot is for rootfs releases", w);
         factories += rel->factory ? 1 : 0;
         f->n_rel++;
     }

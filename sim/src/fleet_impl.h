@@ -85,6 +85,8 @@ struct fdev {
     uint16_t updates, rollbacks, cuts, crashes;
     uint32_t nt;          /* transitions seen: the draws of the faults at rates */
     uint8_t boot_pending; /* the next wake is a boot (after a cut) */
+    uint8_t reboot_asked; /* the core asked for a reboot (rootfs) */
+    uint8_t env_part, env_upgrade, env_count; /* rootfs: the boot env (B = 1) */
 };
 
 /* The ops' context: the device and its runner. */
@@ -148,6 +150,14 @@ extern const struct ota_store_ops fleet_store_ops;
 extern const struct ota_install_ops fleet_install_ops;
 extern const struct ota_service_ops fleet_service_ops;
 extern const struct ota_clock_ops fleet_clock_ops;
+extern const struct ota_bootenv_ops fleet_bootenv_ops;
+/* The fleet's update kind: its factory release's. */
+static inline enum ota_kind fleet_kind(const struct fleet *fl)
+{
+    return fl->def->rootfs ? OTA_KIND_ROOTFS : OTA_KIND_APP;
+}
+/* The power comes on: the bootloader model (rootfs), then the app. */
+void fleet_dev_boot(struct fleet *fl, struct fdev *d);
 struct fleet *fleet_of(void *ctx);
 uint64_t fleet_hash(uint64_t seed, uint64_t a, uint64_t b);
 double fleet_unit(uint64_t h); /* [0, 1) */

@@ -28,6 +28,11 @@ static int make_payload(const char *dir, const struct otasim_fleet_release *rel,
     snprintf(pkg, sizeof(pkg), "%s/pkg", dir);
     snprintf(file, sizeof(file), "%s/data.bin", pkg);
     snprintf(ret_payload, cap, "%s/payload.tar.gz", dir);
+    if (rel->rootfs) { /* a raw image: the bytes are the payload */
+        snprintf(pkg, sizeof(pkg), "%s", dir);
+        snprintf(file, sizeof(file), "%s/image.img", dir);
+        snprintf(ret_payload, cap, "%s", file);
+    }
     snprintf(log, sizeof(log), "%s/build.log", dir);
     if ((r = ota_fs_mkdirs(pkg, err)) < 0)
         return r;
@@ -42,7 +47,7 @@ static int make_payload(const char *dir, const struct otasim_fleet_release *rel,
     }
     r = ota_fs_write_atomic(file, buf, rel->size, 0644, err);
     free(buf);
-    if (r < 0)
+    if (r < 0 || rel->rootfs)
         return r;
     const char *argv[] = {"tar", "-czf", ret_payload, "-C", pkg, ".", NULL};
     if ((r = otasim_run(argv, NULL, 120000, NULL, log, &st, err)) < 0)
@@ -69,7 +74,7 @@ static int pack(const struct otasim_tools *t, const struct fleet *fl, const char
     argv[n++] = "--payload";
     argv[n++] = payload;
     argv[n++] = "--kind";
-    argv[n++] = "app";
+    argv[n++] = fl->def->rootfs ? "rootfs" : "app";
     argv[n++] = "--name";
     argv[n++] = name;
     argv[n++] = "--version";

@@ -201,6 +201,14 @@ int fleet_final_reports(struct fleet *fl, json_t **out, struct ota_err *err) OTA
 int fleet_check_device(struct fleet *fl, const struct fdev *d, json_t *reports, char *ret_failed,
                        size_t cap, int *ret_ok);
 
+/* fleet_native.c: the calibration's hooks. Records d's outcome (reports:
+ * the server's final reports of the device, as fleet_final_reports). */
+void fleet_calib_record(struct fleet *fl, const struct fdev *d, json_t *reports);
+/* The video-app build a release's payload carries in calibration runs
+ * (buf "" otherwise). */
+int fleet_calib_app_bin(const struct fleet *fl, const struct otasim_fleet_release *rel, char *buf,
+                        size_t cap, struct ota_err *err) OTA_MUST;
+
 /* fleet.c */
 void fleet_ready(struct fleet *fl, struct fdev *d);
 /* From a fiber: sleep until virtual time t. */

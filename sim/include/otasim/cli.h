@@ -11,6 +11,8 @@ extern "C" {
 int otasim_cli_main(int argc, char **argv);
 /* ota-sim fleet FILE [options] (cli_fleet.c). */
 int otasim_cli_fleet(int argc, char **argv);
+/* ota-sim fleet-calibrate FILE [options] (cli_calibrate.c). */
+int otasim_cli_fleet_calibrate(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -162,6 +162,7 @@ struct native {
     struct ndev *dev;
     uint32_t n;
     char pub[PATH_MAX];
+    char work[PATH_MAX + 16]; /* WORK/native: its run dir is not the in-process run's */
     /* a batch */
     struct ndev **batch;
     uint32_t n_batch, next;
@@ -547,6 +548,8 @@ int otasim_fleet_calibrate(const struct otasim_fleet_def *def, const struct otas
     /* 2: native, the devices of the in-process run */
     N->o = *o;
     N->o.calib = ret->native;
+    snprintf(N->work, sizeof(N->work), "%s/native", t.work);
+    N->o.work = N->work;
     N->ref = ret->inproc;
     pthread_mutex_init(&N->lock, NULL);
     t0 = otasim_now_ms();

@@ -116,3 +116,40 @@ def test_canary_catch_rate_matches_the_closed_form(tmp_path, work):
     assert lo <= closed <= hi, f"closed form {closed:.3f} outside [{lo:.3f}, {hi:.3f}]\n{p.stdout}"
     # and not vacuous: the interval is narrower than half the range
     assert hi - lo < 0.5 and int(m.group(2)) > 0, p.stdout
+
+
+def test_a_slow_link_takes_its_virtual_time(tmp_path, work):
+    # 1 MiB at 64 KiB/s is 16 virtual seconds on each device's link: with a
+    # 30 s health window an offer-to-commit under 40 s holds only without it
+    text = GOOD.format(name="links", count=10, bad="", stages="{percent: 100}",
+                       expect="committed_within: 40s, rollout: completed").replace(
+                           "size: 64KiB}", "size: 1MiB}")
+    fast = write(tmp_path, "fast.yaml", text)
+    slow = write(tmp_path, "slow.yaml", text.replace("health_window: 30s", "health_window: 30s, "
+                                                      "bandwidth: 64KiB"))
+    p, st = run_fleet(fast, work)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p, st = run_fleet(slow, work)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "committed_within: the slowest of 10 commits took" in p.stdout, p.stdout
+
+
+def test_server_delays_run_on_the_virtual_clock(tmp_path, work):
+    # 30% of the check-ins held 20 s by the server's fault plan: on real time
+    # that would be minutes; on the virtual clock the runner sees the server
+    # hold them (sleepers) and moves time, so the run stays short, and every
+    # delay was applied at its rate
+    text = GOOD.format(name="delays", count=20, bad="", stages="{percent: 100}",
+                       expect="rollout: completed") + """faults:
+  server:
+    seed: 3
+    rules:
+      - id: slow-checkin
+        match: {path: /api/v1/devices/*/checkin, probability: 0.3}
+        fault: {kind: delay, ms: 20000}
+"""
+    p, st = run_fleet(write(tmp_path, "delays.yaml", text), work, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert st["srv_faults_applied"] >= 5, st
+    assert "ok server rule slow-checkin (delay)" in st["faults"], st["faults"]
+    assert st["wall_s"] < 60, st

@@ -24,6 +24,7 @@ import report  # noqa: E402
 # changes it, change it here too (and the report if a column moved).
 SCHEMA = (
     "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
     "CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, started_ms INTEGER, finished_ms "
     "INTEGER, command TEXT, agent TEXT);"
     "CREATE TABLE IF NOT EXISTS trials(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(id),"
@@ -31,11 +32,23 @@ SCHEMA = (
     " device_id TEXT, outcome TEXT, detail TEXT, final_version TEXT, final_slot TEXT,"
     " final_report TEXT, final_state TEXT, fired INTEGER, passes INTEGER, calls INTEGER,"
     " equivalent_to TEXT, started_ms INTEGER, duration_ms INTEGER, recover_ms INTEGER,"
-    " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT);"
+    " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT, crash_model TEXT);"
     "CREATE TABLE IF NOT EXISTS invariants(trial_id INTEGER REFERENCES trials(id), name TEXT,"
     " ok INTEGER, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);"
+    "CREATE TABLE IF NOT EXISTS fleet_runs(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES"
+    " runs(id), name TEXT, file TEXT, seed INTEGER, ok INTEGER, rollout_state TEXT,"
+    " stats TEXT, failed TEXT, rerun TEXT);"
+    "CREATE TABLE IF NOT EXISTS fleet_samples(fleet_id INTEGER REFERENCES fleet_runs(id),"
+    " t_ms INTEGER, rollout TEXT, stage INTEGER, counts TEXT);"
+    "CREATE TABLE IF NOT EXISTS fleet_devices(fleet_id INTEGER REFERENCES fleet_runs(id),"
+    " device TEXT, type TEXT, grp TEXT, version TEXT, state TEXT, outcome TEXT, bytes INTEGER,"
+    " downtime_ms INTEGER, recovery_ms INTEGER, updates INTEGER, rollbacks INTEGER,"
+    " cuts INTEGER, checks TEXT);"
+    "CREATE INDEX IF NOT EXISTS fleet_devices_run ON fleet_devices(fleet_id);"
 )
+# The same without the fleet tables: a database written before fleet runs.
+SCHEMA_NO_FLEET = SCHEMA[:SCHEMA.index("CREATE TABLE IF NOT EXISTS fleet_runs")]
 
 T0 = 1795455700000
 SIM = "/b/sim/ota-sim"
@@ -410,3 +423,322 @@ def test_not_run_is_neither_a_failure_nor_a_harness_error(tmp_path):
             for l in md.splitlines() if l.startswith("| ") and "---" not in l}
     assert rows["power-cut"][:3] == ["1", "0", "0"]  # n, failures, errors
     assert 'badge not-run' in (out / "report.html").read_text()
+
+
+def test_schema_copy_is_rundb_c():
+    """SCHEMA above is the SQL of sim/src/rundb.c (its string literals)."""
+    import re
+    src = open(os.path.join(SRC, "sim", "src", "rundb.c"), encoding="utf-8").read()
+    body = src[src.index("static const char schema[] ="):]
+    body = body[:body.index('";') + 2]
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    assert "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', body)) == SCHEMA
+
+
+def test_old_database_without_fleet_tables(tmp_path):
+    path = str(tmp_path / "runs.db")
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA_NO_FLEET)
+    con.execute("INSERT INTO runs VALUES(1, ?, ?, 'ota-sim run x', '/b/agent/ota-agent')",
+                (T0, T0 + 1000))
+    add_trial(con, 1, "good", "none", "start", "pass", 1)
+    con.commit()
+    con.close()
+    out = tmp_path / "out"
+    r = run_report("--db", path, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == ["report.html", "summary.md", "trials.jsonl"]
+    assert "Fleet" not in (out / "report.html").read_text()
+
+
+# ------------------------------------------------------------ fleet runs
+
+H = 3600000
+FLEET_STATS = {
+    "name": "canary-test", "devices": 10, "online": 9, "rollout_state": "paused",
+    "rollout_reason": "stage 1: 2 of 4 devices failed (more than 10%): paused", "stage": 1,
+    "on_target": 4, "bad_installed": 3, "rolled_back": 2, "bricked": 1, "inconsistent": 0,
+    "stuck": 0, "never_checked_in": 1, "requests": 4321, "passes": 77, "steps": 999,
+    "bytes_down": 7 << 20, "power_cuts": 2, "agent_crashes": 0, "cut_chances": 200,
+    "srv_faults_applied": 5,
+    "faults": "server rule 0 (status 503): 5 of 50 matches, rate 10% <ok>\npower cuts: 2 of 200",
+    "downtime_mean_ms": 42000.0, "downtime_p95_ms": 61000.0, "bytes_mean": 734003.2,
+    "bytes_max": 2097152.0, "recovered": 2, "recovery_mean_ms": 30000.0,
+    "recovery_p95_ms": 45000.0, "virtual_ms": 4 * H, "rollout_ms": 2 * H, "wall_s": 1.25,
+    "cpu_user_s": 0.5, "cpu_sys_s": 0.25, "srv_cpu_s": 0.75, "peak_rss_kib": 20480,
+    "srv_peak_rss_kib": 10240, "bytes_per_idle_device": 3000,
+}
+FLEET_RERUN = "ota-sim fleet scenarios/fleet/canary-test.yaml --seed 9 --devices 10"
+# (t_ms, rollout, stage, states, versions): start at 1 h, stage 1 at 2 h, paused at 3 h
+FLEET_SAMPLES = [
+    (0, "", 0, {"IDLE": 10}, {"1.0.0": 10}),
+    (1 * H, "running", 0, {"IDLE": 8, "DOWNLOADING": 2}, {"1.0.0": 10}),
+    (2 * H, "running", 1, {"IDLE": 6, "HEALTH_CHECK": 2, "ROLLING_BACK": 2},
+     {"1.0.0": 6, "2.0.0": 4}),
+    (3 * H, "paused", 1, {"IDLE": 10}, {"1.0.0": 5, "2.0.0": 4, "other": 1}),
+    (4 * H, "paused", 1, {"IDLE": 10}, {"1.0.0": 5, "2.0.0": 4, "other": 1}),
+]
+# (type, group, outcome) of the 10 devices
+FLEET_DEVICES = ([("rpi4", "eu", "on_target")] * 3 + [("cm4", "us", "on_target")] +
+                 [("cm4", "us", "rolled_back")] * 2 + [("cm4", "eu", "bricked")] +
+                 [("rpi4", "us", "other_version")] * 2 + [("rpi4", "eu", "offline")])
+
+
+def add_fleet(con, run_id, seed, ok, state, failed="", stats=None, samples=(), devices=(),
+              name="canary-test"):
+    con.execute("INSERT INTO runs VALUES(?, ?, ?, ?, 'otacore (in-process fleet)')",
+                (run_id, T0 + run_id, T0 + run_id + 5,
+                 "ota-sim fleet scenarios/fleet/%s.yaml --seed %d" % (name, seed)))
+    st = dict(stats or FLEET_STATS, seed=seed, rollout_state=state, name=name)
+    cur = con.execute(
+        "INSERT INTO fleet_runs(run_id, name, file, seed, ok, rollout_state, stats, failed, rerun)"
+        " VALUES(?,?,?,?,?,?,?,?,?)",
+        (run_id, name, "scenarios/fleet/%s.yaml" % name, seed, ok, state, json.dumps(st), failed,
+         "ota-sim fleet scenarios/fleet/%s.yaml --seed %d --devices 10" % (name, seed)))
+    fid = cur.lastrowid
+    for t, ro, stage, states, versions in samples:
+        con.execute("INSERT INTO fleet_samples VALUES(?,?,?,?,?)",
+                    (fid, t, ro, stage, json.dumps({"states": states, "versions": versions,
+                                                    "down": 0, "in_pass": 0})))
+    for i, (typ, grp, outcome) in enumerate(devices):
+        con.execute("INSERT INTO fleet_devices VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (fid, "d%06d" % i, typ, grp, "1.0.0", "IDLE", outcome, 1 << 20, 60000, -1,
+                     1, 0, 0, "bootable" if outcome == "bricked" else ""))
+    return fid
+
+
+@pytest.fixture
+def fleetdb(tmp_path):
+    """Runs 1-3: fleet runs of canary-test with seeds 7, 8, 9 (completed, paused,
+    paused); run 3 has the samples and the devices (and failed two
+    expectations); run 4 is another fleet file with seed 9."""
+    path = str(tmp_path / "runs.db")
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA)
+    add_fleet(con, 1, 7, 1, "completed")
+    add_fleet(con, 2, 8, 1, "paused")
+    add_fleet(con, 3, 9, 0, "paused",
+              failed="bricked_max: 1 devices bricked, at most 0 allowed\n"
+                     "bad_installed_max_percent: 30.00% of 10 ran a bad release, at most 2% <x>",
+              samples=FLEET_SAMPLES, devices=FLEET_DEVICES)
+    # another fleet (other name): not one of canary-test's seeds
+    add_fleet(con, 4, 9, 1, "completed", name="other-fleet")
+    con.commit()
+    con.close()
+    return path
+
+
+def svg_of(raw, label):
+    i = raw.index('aria-label="%s"' % label)
+    return raw[i:raw.index("</svg>", i)]
+
+
+def chart_x(t, t0=0, t1=4 * H):
+    f = report.fleetreport
+    return f.ML + (t - t0) * (900 - f.ML - f.MR) / (t1 - t0)
+
+
+def test_fleet_only_run(fleetdb, tmp_path):
+    import re
+    out = tmp_path / "out"
+    r = run_report("--db", fleetdb, "--run", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "fleet canary-test seed 9: FAILED, rollout paused" in r.stdout
+    assert sorted(os.listdir(out)) == ["fleets.jsonl", "report.html", "summary.md",
+                                       "trials.jsonl"]
+    assert (out / "trials.jsonl").read_text() == ""
+    p = parse_html(out / "report.html")
+    assert not p.errors, p.errors[:5]
+    assert p.stack == []
+    assert "script" not in p.tags
+    text = "".join(p.text)
+    # no trial sections for a run without trials
+    assert "State × fault matrix" not in text and "Persistence points" not in text
+    # header: name, seed, verdict, end state and reason, failed expectations, rerun
+    assert "canary-test" in text and "seed 9" in text and "FAILED" in text
+    assert FLEET_STATS["rollout_reason"] in text
+    assert "bricked_max: 1 devices bricked, at most 0 allowed" in text
+    assert "at most 2% <x>" in text  # escaped, shown as text
+    assert FLEET_RERUN in p.codes
+    raw = (out / "report.html").read_text()
+
+    # one band per state present, bottom up in state-machine order
+    states = svg_of(raw, "devices per agent state over virtual time")
+    assert re.findall(r'class="band" data-key="([^"]+)"', states) == [
+        "IDLE", "DOWNLOADING", "HEALTH_CHECK", "ROLLING_BACK"]
+    versions = svg_of(raw, "devices per version over virtual time")
+    assert re.findall(r'class="band" data-key="([^"]+)"', versions) == ["1.0.0", "2.0.0", "other"]
+    # markers where the samples say: start at 1 h, stage 1 at 2 h, paused at 3 h
+    for svg in (states, versions):
+        ms = re.findall(r'class="marker" data-kind="(\w+)" data-t-ms="(\d+)" x1="([\d.]+)"', svg)
+        assert [(k, int(t)) for k, t, _ in ms] == [("start", H), ("stage", 2 * H),
+                                                   ("end", 3 * H)]
+        for _, t, x in ms:
+            assert float(x) == pytest.approx(chart_x(int(t)), abs=0.06)
+        assert ">stage 1<" in svg and ">paused<" in svg
+    # the top of the stack at 2 h is all 10 devices: the ROLLING_BACK band's upper edge
+    band = re.search(r'data-key="ROLLING_BACK" points="([^"]+)"', states).group(1).split()
+    assert band[2] == "%.1f,%.1f" % (chart_x(2 * H), report.fleetreport.MT)
+
+    # spread of the bad release
+    assert "ran the bad release" in text and "30.00%" in text
+
+    # per-group outcomes: each "by" adds up to the device count, counts per outcome
+    rows = re.findall(r'<tr data-by="(\w+)"><td>\w+</td><td>([^<]+)</td>(.*?)</tr>', raw)
+    cols = report.fleetreport.OUTCOMES
+    for by in ("type", "group"):
+        tab = {v: [int(x) for x in re.findall(r">(\d+)</td>", cells)]
+               for b, v, cells in rows if b == by}
+        assert sum(r[-1] for r in tab.values()) == len(FLEET_DEVICES)
+        for r in tab.values():
+            assert sum(r[:-1]) == r[-1]
+        for i, o in enumerate(cols):
+            assert sum(r[i] for r in tab.values()) == sum(1 for d in FLEET_DEVICES if d[2] == o)
+    types = {v: [int(x) for x in re.findall(r">(\d+)</td>", c)] for b, v, c in rows if b == "type"}
+    assert types["cm4"][cols.index("bricked")] == 1 and types["cm4"][-1] == 4
+
+    # figures and faults
+    assert "mean 42.0 s, p95 61.0 s" in text
+    assert "server rule 0 (status 503): 5 of 50 matches, rate 10% <ok>" in text
+    assert "4321 requests" in text and "peak RSS runner 20.00 MiB" in text
+
+    # seeds: 7, 8, 9 of canary-test (not other-fleet's 9), 2 of 3 stopped
+    seeds = raw[raw.index('<table class="seeds">'):]
+    seeds = seeds[:seeds.index("</table>")]
+    assert seeds.count("<tr") == 4
+    lo, hi = report.fleetreport.wilson(2, 3)
+    assert "2 of 3" in text and "66.67%" in text
+    assert "20.77%" in text and "93.85%" in text
+
+    md = (out / "summary.md").read_text()
+    assert "## ota-sim run 3: FAILED" in md
+    assert "### Fleet canary-test (seed 9): FAILED" in md
+    assert FLEET_RERUN in md
+    assert "| type | cm4 | 1 | 2 | 0 | 1 | 0 | 0 | 0 | 4 |" in md
+    assert "seeds 7, 8, 9: stopped in 2 of 3 runs" in md
+
+    recs = [json.loads(l) for l in (out / "fleets.jsonl").read_text().splitlines()]
+    assert len(recs) == 1
+    rec = recs[0]
+    assert rec["ok"] is False and rec["rerun"] == FLEET_RERUN and rec["seed"] == 9
+    assert rec["stats"]["bad_installed"] == 3
+    assert [(m["kind"], m["t_ms"]) for m in rec["markers"]] == [
+        ("start", H), ("stage", 2 * H), ("end", 3 * H)]
+    assert sum(r["total"] for r in rec["outcomes_by_group"].values()) == 10
+    assert rec["seeds"]["stopped"] == 2 and rec["seeds"]["finished"] == 3
+    assert rec["seeds"]["wilson95"] == pytest.approx([lo, hi])
+
+
+def test_fleet_and_trials_in_one_run(fleetdb, tmp_path):
+    """A run with trials keeps its trial report and gets the fleet section after it."""
+    con = sqlite3.connect(fleetdb)
+    with con:
+        add_trial(con, 3, "good", "none", "start", "pass", 1)
+    con.close()
+    out = tmp_path / "out"
+    r = run_report("--db", fleetdb, "--run", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    p = parse_html(out / "report.html")
+    assert not p.errors and p.stack == []
+    text = "".join(p.text)
+    assert text.index("State × fault matrix") < text.index("Fleet runs")
+    assert FLEET_RERUN in p.codes
+    md = (out / "summary.md").read_text()
+    assert "| fault | n |" in md and "### Fleet canary-test (seed 9)" in md
+
+
+def test_fleet_run_without_samples_or_devices(fleetdb, tmp_path):
+    """Seed 7's row has no samples and no devices (an interrupted run has no
+    stats either): the page still renders."""
+    con = sqlite3.connect(fleetdb)
+    with con:
+        con.execute("UPDATE fleet_runs SET stats=NULL, ok=NULL WHERE run_id=1")
+    con.close()
+    out = tmp_path / "out"
+    r = run_report("--db", fleetdb, "--run", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    p = parse_html(out / "report.html")
+    assert not p.errors and p.stack == []
+    text = "".join(p.text)
+    assert "incomplete" in text and "No samples recorded." in text
+
+
+@pytest.mark.parametrize("k,n,lo,hi", [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634),
+                                       (2, 3, 0.2077, 0.9385), (10, 10, 0.7225, 1.0)])
+def test_wilson_known_values(k, n, lo, hi):
+    w = report.fleetreport.wilson(k, n)
+    assert w[0] == pytest.approx(lo, abs=1e-4) and w[1] == pytest.approx(hi, abs=1e-4)
+    assert report.fleetreport.wilson(0, 0) == (None, None)
+
+
+@pytest.mark.skipif(not OTA_SIM or not os.access(OTA_SIM, os.X_OK),
+                    reason="set OTA_BUILD_DIR to a build with sim/ota-sim")
+def test_real_fleet_run(tmp_path):
+    """Two small real fleet runs (a staged good release; a bad one over 3
+    seeds): bands, markers and tables follow the database's rows."""
+    import re
+    work = str(tmp_path / "work")
+    for args in (["scenarios/fleet/good-canary-staged.yaml", "--devices", "30"],
+                 ["scenarios/fleet/bad-health-canary-pause.yaml", "--devices", "40",
+                  "--seeds", "3"]):
+        sim = subprocess.run([OTA_SIM, "fleet", *args, "-q", "--work", work], cwd=SRC,
+                             capture_output=True, text=True, timeout=120)
+        assert sim.returncode in (0, 1), sim.stdout + sim.stderr
+    wil = re.search(r"Wilson interval ([\d.]+)%\.\.([\d.]+)%", sim.stdout)
+    db = os.path.join(work, "runs.db")  # ota-sim fleet writes WORK/runs.db
+    con = sqlite3.connect(db)
+    fleets = con.execute("SELECT id, run_id, name, rerun FROM fleet_runs ORDER BY id").fetchall()
+    assert [f[2] for f in fleets] == ["good-canary-staged"] + ["bad-health-canary-pause"] * 3
+    samples = con.execute("SELECT t_ms, rollout, stage, counts FROM fleet_samples"
+                          " WHERE fleet_id=? ORDER BY t_ms", (fleets[0][0],)).fetchall()
+    ndev = con.execute("SELECT count(*) FROM fleet_devices WHERE fleet_id=?",
+                       (fleets[0][0],)).fetchone()[0]
+    con.close()
+    assert ndev == 30
+
+    out = tmp_path / "good"
+    r = run_report("--db", db, "--run", str(fleets[0][1]), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    p = parse_html(out / "report.html")
+    assert not p.errors and p.stack == []
+    assert fleets[0][3] in p.codes
+    raw = (out / "report.html").read_text()
+    present = set()
+    for s in samples:
+        present.update(json.loads(s[3])["states"])
+    states = svg_of(raw, "devices per agent state over virtual time")
+    assert sorted(re.findall(r'class="band" data-key="([^"]+)"', states)) == sorted(present)
+    stage_at = [s[0] for a, s in zip(samples, samples[1:]) if s[2] != a[2]]
+    assert len(stage_at) == 2  # canary -> 50% -> 100%
+    ms = re.findall(r'class="marker" data-kind="(\w+)" data-t-ms="(\d+)"', states)
+    assert [int(t) for k, t in ms if k == "stage"] == stage_at
+    assert [k for k, t in ms][-1] == "end" and ">completed<" in states
+    rows = re.findall(r'<tr data-by="(\w+)">.*?<td class="num">(\d+)</td></tr>', raw)
+    for by in ("type", "group"):
+        assert sum(int(n) for b, n in rows if b == by) == 30
+
+    out = tmp_path / "bad"
+    r = run_report("--db", db, "--out", str(out))  # the latest: the third seed
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((out / "fleets.jsonl").read_text())
+    assert [g["seed"] for g in rec["seeds"]["runs"]] == [3, 4, 5]
+    assert any(m["kind"] == "end" for m in rec["markers"]) or rec["rollout_state"] == "running"
+    lo, hi = rec["seeds"]["wilson95"]
+    if wil:  # the runner's own interval over the same seeds
+        assert 100 * lo == pytest.approx(float(wil.group(1)), abs=0.051)
+        assert 100 * hi == pytest.approx(float(wil.group(2)), abs=0.051)
+
+
+def test_no_stale_fleets_jsonl(fleetdb, tmp_path):
+    """A trial run written over a fleet run's report leaves no fleets.jsonl."""
+    con = sqlite3.connect(fleetdb)
+    with con:
+        con.execute("INSERT INTO runs VALUES(5, ?, ?, 'ota-sim run x', '/b/agent/ota-agent')",
+                    (T0, T0 + 1000))
+        add_trial(con, 5, "good", "none", "start", "pass", 1)
+    con.close()
+    out = tmp_path / "out"
+    assert run_report("--db", fleetdb, "--run", "3", "--out", str(out)).returncode == 0
+    assert (out / "fleets.jsonl").exists()
+    assert run_report("--db", fleetdb, "--out", str(out)).returncode == 0
+    assert sorted(os.listdir(out)) == ["report.html", "summary.md", "trials.jsonl"]

@@ -202,9 +202,15 @@ static void emit_state(struct otasrv_rollouts *m, const struct ro *ro)
                                     "reason", r->reason));
 }
 
+/* Metrics are computed over the whole table (O(n log n)): only for a
+ * subscriber. */
 static void emit_metrics(struct otasrv_rollouts *m, const struct ro *ro)
 {
-    json_t *j = metrics_json(ro);
+    json_t *j;
+
+    if (!otasrv_events_wanted(m->srv->events, ro->r->def.id))
+        return;
+    j = metrics_json(ro);
 
     json_object_set_new(j, "id", json_string(ro->r->def.id));
     otasrv_events_publish(m->srv->events, ro->r->def.id, "rollout_metrics", j);
@@ -229,15 +235,32 @@ static int tick(struct otasrv_rollouts *m, struct ro *ro, int64_t now)
 
 static int any_dirty(const struct ro *ro)
 {
+    const uint32_t *rows;
+    ssize_t k = otasrv_rollout_dirty_rows(ro->r, ro->devs, ro->n, &rows);
+
+    if (k >= 0)
+        return k > 0;
     for (size_t i = 0; i < ro->n; i++)
         if (ro->devs[i].dirty)
             return 1;
     return 0;
 }
 
+/* The status and the rows that changed: the ones the engine lists, or,
+ * when it cannot (replace, a table it has not indexed), every dirty row. */
 static int save(struct otasrv_rollouts *m, struct ro *ro, int replace, struct ota_err *err)
 {
-    return otasrv_rstore_save(m->st, ro->r, ro->devs, ro->n, replace, err);
+    const uint32_t *rows;
+    ssize_t k = replace ? -1 : otasrv_rollout_dirty_rows(ro->r, ro->devs, ro->n, &rows);
+    int r;
+
+    if (k >= 0)
+        r = otasrv_rstore_save_rows(m->st, ro->r, ro->devs, rows, (size_t)k, err);
+    else
+        r = otasrv_rstore_save(m->st, ro->r, ro->devs, ro->n, replace, err);
+    if (r == 0)
+        otasrv_rollout_dirty_clear(ro->r);
+    return r;
 }
 
 /* ---- timer ---- */
@@ -782,63 +805,17 @@ static enum otasrv_result devices(struct otasrv_req *req, struct ro *ro)
                                        (json_int_t)offset));
 }
 
-static void bump(json_t *o, const char *key)
+void otasrv_rollouts_count(struct otasrv_srv *srv, int counts[OTASRV_ROLLOUT_STATE_MAX],
+                           int *ret_total)
 {
-    json_t *v = json_object_get(o, key ? key : "");
+    struct otasrv_rollouts *m = srv->rollouts;
 
-    json_object_set_new(o, key ? key : "", json_integer(v ? json_integer_value(v) + 1 : 1));
-}
-
-static enum otasrv_result stats(struct otasrv_req *req)
-{
-    struct otasrv_rollouts *m = req->srv->rollouts;
-    struct otasrv_device_filter f = {0};
-    struct ota_err err = {0};
-    json_t *by_type = json_object(), *by_group = json_object(), *app = json_object(),
-           *rootfs = json_object(), *by_state = json_object();
-    int64_t total = 0;
-    int e;
-
-    f.limit = 1000;
-    for (;;) {
-        json_t *page = NULL, *dev;
-        size_t i, got;
-        if ((e = otasrv_store_devices_list(req->srv->store, &f, &page, &err)) < 0) {
-            json_decref(by_type);
-            json_decref(by_group);
-            json_decref(app);
-            json_decref(rootfs);
-            json_decref(by_state);
-            return reply_err(req, e, &err);
-        }
-        got = json_array_size(json_object_get(page, "devices"));
-        json_array_foreach(json_object_get(page, "devices"), i, dev)
-        {
-            json_t *v = json_object_get(dev, "versions");
-            bump(by_type, json_string_value(json_object_get(dev, "device_type")));
-            bump(by_group, json_string_value(json_object_get(dev, "group")));
-            bump(app, json_string_value(json_object_get(v, "app")));
-            bump(rootfs, json_string_value(json_object_get(v, "rootfs")));
-            total++;
-        }
-        json_decref(page);
-        if (got < (size_t)f.limit)
-            break;
-        f.offset += f.limit;
-    }
+    memset(counts, 0, sizeof(int) * OTASRV_ROLLOUT_STATE_MAX);
     pthread_mutex_lock(&m->lock);
-    for (int s = 0; s < OTASRV_ROLLOUT_STATE_MAX; s++)
-        json_object_set_new(by_state, otasrv_rollout_state_names[s], json_integer(0));
     for (size_t i = 0; i < m->n; i++)
-        bump(by_state, otasrv_rollout_state_names[m->v[i].r->state]);
-    total += 0;
-    e = (int)m->n;
+        counts[m->v[i].r->state]++;
+    *ret_total = (int)m->n;
     pthread_mutex_unlock(&m->lock);
-    return otasrv_reply_json(req, 200,
-                             json_pack("{s:{s:I, s:o, s:o, s:{s:o, s:o}}, s:{s:i, s:o}}", "devices",
-                                       "total", (json_int_t)total, "by_type", by_type, "by_group",
-                                       by_group, "by_version", "app", app, "rootfs", rootfs,
-                                       "rollouts", "total", e, "by_state", by_state));
 }
 
 enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req)
@@ -862,7 +839,7 @@ enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req)
             return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
         if (!get)
             return otasrv_reply_error(req, 405, "method %s not allowed", req->method);
-        return stats(req);
+        return otasrv_api_stats(req);
     }
     if (n == 3) {
         if (post)

@@ -101,14 +101,27 @@ static void push(struct sub *s, char *msg)
     wake(s);
 }
 
+int otasrv_events_wanted(struct otasrv_events *ev, const char *rollout_id)
+{
+    int wanted = 0;
+
+    if (!ev)
+        return 0;
+    pthread_mutex_lock(&ev->lock);
+    for (struct sub *s = ev->subs; s && !wanted; s = s->next)
+        wanted = !s->rollout[0] || (rollout_id && strcmp(s->rollout, rollout_id) == 0);
+    pthread_mutex_unlock(&ev->lock);
+    return wanted;
+}
+
 void otasrv_events_publish(struct otasrv_events *ev, const char *rollout_id, const char *name,
                            json_t *data)
 {
     char *text, *msg;
     size_t len;
 
-    if (!ev) {
-        json_decref(data);
+    if (!otasrv_events_wanted(ev, rollout_id)) {
+        json_decref(data); /* nobody would read it: not even serialised */
         return;
     }
     if (!data)

@@ -3,9 +3,12 @@
  * Why it looks like this:
  * - The per-device table is the caller's (the server keeps it in SQLite), so
  *   the engine keeps only counts per stage and per device state, updated on
- *   every change it makes and recomputed from the table on every tick. That
- *   makes decide O(1) and lets a restarted server rebuild everything from
- *   the rows it persisted.
+ *   every change it makes (set_state), and an index (rollout_index.c: the
+ *   in-flight rows by last_ms, the rows changed since the last write),
+ *   rebuilt from the table when the engine is handed a table it has not
+ *   indexed. That makes decide O(1), a tick O(stages) when no timeout is
+ *   due, and lets a restarted server rebuild everything from the rows it
+ *   persisted.
  * - Selection hashes (rollout id, device id): the same device lands in
  *   different canaries for different rollouts, and nothing depends on the
  *   order rows come back from the database.
@@ -38,7 +41,7 @@ static void set_state(struct otasrv_rollout *r, struct otasrv_rollout_device *d,
     r->total[d->state]--;
     r->total[to]++;
     d->state = to;
-    d->dirty = 1;
+    ridx_note(r, d);
 }
 
 static int terminal(enum otasrv_rollout_state s)
@@ -187,12 +190,14 @@ void otasrv_rollout_free(struct otasrv_rollout *r)
     if (!r)
         return;
     otasrv_rollout_def_clear(&r->def);
+    ridx_free(r->idx);
     free(r);
 }
 
 void otasrv_rollout_recount(struct otasrv_rollout *r, const struct otasrv_rollout_device *devs,
                             size_t n)
 {
+    ridx_unbind(r); /* the caller may have changed rows: index again */
     memset(r->count, 0, sizeof(r->count));
     memset(r->total, 0, sizeof(r->total));
     r->n_devices = (uint32_t)n;
@@ -349,6 +354,7 @@ static void order_rollback(struct otasrv_rollout *r, struct otasrv_rollout_devic
     set_state(r, d, OTASRV_RDEV_ROLLBACK_ORDERED);
     d->rollback_ms = now_ms;
     d->last_ms = now_ms;
+    ridx_note(r, d);
 }
 
 /* Orders back every device that got the release: offered (it may be
@@ -411,9 +417,8 @@ static int act_start(struct otasrv_rollout *r, struct otasrv_rollout_device *dev
     return 0;
 }
 
-int otasrv_rollout_act(struct otasrv_rollout *r, enum otasrv_op op,
-                       struct otasrv_rollout_device *devs, size_t n, int64_t now_ms,
-                       struct ota_err *err)
+static int act_on(struct otasrv_rollout *r, enum otasrv_op op, struct otasrv_rollout_device *devs,
+                  size_t n, int64_t now_ms, struct ota_err *err)
 {
     enum otasrv_rollout_state s = r->state;
 
@@ -484,6 +489,17 @@ int otasrv_rollout_act(struct otasrv_rollout *r, enum otasrv_op op,
     default:
         return ota_err_set(err, EINVAL, "unknown rollout action %d", (int)op);
     }
+}
+
+int otasrv_rollout_act(struct otasrv_rollout *r, enum otasrv_op op,
+                       struct otasrv_rollout_device *devs, size_t n, int64_t now_ms,
+                       struct ota_err *err)
+{
+    int rc = act_on(r, op, devs, n, now_ms, err);
+
+    if (devs)
+        ridx_bind(r, devs, n); /* recounted (and maybe planned): index it */
+    return rc;
 }
 
 /* ---- devices ---- */
@@ -588,15 +604,15 @@ void otasrv_rollout_checkin(struct otasrv_rollout *r, const struct otasrv_device
     if (info)
         d->tz = otasrv_tz_intern(info->timezone); /* for the window's deadlines */
     if (ret_decision->why == OTASRV_WHY_NEW) {
-        set_state(r, d, OTASRV_RDEV_OFFERED);
         d->offered_ms = now_ms;
         d->last_ms = now_ms;
+        set_state(r, d, OTASRV_RDEV_OFFERED);
     } else if (ret_decision->why == OTASRV_WHY_FILTERED) {
-        set_state(r, d, OTASRV_RDEV_SKIPPED);
         d->finished_ms = now_ms;
+        set_state(r, d, OTASRV_RDEV_SKIPPED);
     } else if (ret_decision->why == OTASRV_WHY_ACTIVATED && d->state == OTASRV_RDEV_STANDBY) {
-        set_state(r, d, OTASRV_RDEV_ACTIVATED); /* the report timeout runs from here */
-        d->last_ms = now_ms;
+        d->last_ms = now_ms; /* the report timeout runs from here (the heap's key: first) */
+        set_state(r, d, OTASRV_RDEV_ACTIVATED);
     }
 }
 
@@ -656,7 +672,6 @@ static int report_release(struct otasrv_rollout *r, struct otasrv_rollout_device
         return 0;
     }
     d->last_ms = now_ms;
-    d->dirty = 1;
     if (to == OTASRV_RDEV_IN_PROGRESS) {
         if (!d->started_ms)
             d->started_ms = now_ms;
@@ -666,6 +681,7 @@ static int report_release(struct otasrv_rollout *r, struct otasrv_rollout_device
     }
     if (d->state != to)
         set_state(r, d, to);
+    ridx_note(r, d);
     return 0;
 }
 
@@ -682,7 +698,6 @@ static int report_rollback(struct otasrv_rollout *r, struct otasrv_rollout_devic
         return ota_err_set(err, EINVAL, "no rollback was ordered for device %s", d->device_id);
     }
     d->last_ms = now_ms;
-    d->dirty = 1;
     if (status == OTASRV_REPORT_SUCCESS) {
         d->finished_ms = now_ms;
         set_state(r, d, OTASRV_RDEV_ROLLED_BACK);
@@ -690,6 +705,7 @@ static int report_rollback(struct otasrv_rollout *r, struct otasrv_rollout_devic
         d->finished_ms = now_ms;
         set_state(r, d, OTASRV_RDEV_ROLLBACK_FAILED);
     }
+    ridx_note(r, d);
     return 0;
 }
 
@@ -711,9 +727,19 @@ static uint32_t time_out(struct otasrv_rollout *r, struct otasrv_rollout_device 
 {
     int64_t limit = r->def.report_timeout_ms;
     uint32_t timed_out = 0;
+    struct otasrv_rollout_device *due;
 
     if (limit <= 0)
         return 0;
+    if (ridx_bound(r, devs, n)) {
+        /* Only the rows whose timeout is due, oldest first. */
+        while (ridx_due(r, now_ms, &due)) {
+            due->finished_ms = now_ms;
+            set_state(r, due, OTASRV_RDEV_TIMED_OUT);
+            timed_out++;
+        }
+        return timed_out;
+    }
     for (size_t i = 0; i < n; i++) {
         struct otasrv_rollout_device *d = &devs[i];
         if (in_flight(d->state) && now_ms - d->last_ms >= limit) {
@@ -791,7 +817,11 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
     memset(&res, 0, sizeof(res));
     res.from_state = r->state;
     res.from_stage = r->stage;
-    otasrv_rollout_recount(r, devs, n);
+    if (!ridx_bound(r, devs, n)) {
+        /* A table the engine has not indexed (or changed behind it). */
+        otasrv_rollout_recount(r, devs, n);
+        ridx_bind(r, devs, n);
+    }
     if (r->state == OTASRV_ROLLOUT_SCHEDULED && now_ms >= r->def.start_at_ms) {
         r->started_ms = now_ms;
         r->stage_opened_ms = now_ms;
@@ -831,6 +861,10 @@ int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
         min = t;
     if (limit <= 0 || !devs)
         return min;
+    if (ridx_bound(r, devs, n)) {
+        t = ridx_earliest(r);
+        return t != INT64_MAX && t + limit < min ? t + limit : min;
+    }
     for (size_t i = 0; i < n; i++) {
         const struct otasrv_rollout_device *d = &devs[i];
         if (in_flight(d->state) && d->last_ms + limit < min)

@@ -132,6 +132,25 @@ int otasrv_rollout_plan_canary(struct otasrv_rollout *r, struct otasrv_rollout_d
 /* rollout.c: stage k has enough successes, or nothing left open. */
 int otasrv_rollout_stage_passed(const struct otasrv_rollout *r, int k);
 
+/* ---- the index over the caller's table (rollout_index.c) ----
+ * Every change the engine makes to a row goes through ridx_note (set_state
+ * calls it; so must any new code that changes a row): it sets the row's
+ * dirty flag, lists the row for the caller's next write and keeps the
+ * in-flight heap (report timeouts) in order. */
+void ridx_free(struct otasrv_rollout_index *x);
+/* 1 if the index is bound to exactly this table. */
+int ridx_bound(const struct otasrv_rollout *r, const struct otasrv_rollout_device *devs, size_t n);
+/* Binds to devs (rebuilds the heap; the dirty list becomes "scan all").
+ * Call after a recount. Without memory it stays unbound. */
+void ridx_bind(struct otasrv_rollout *r, struct otasrv_rollout_device *devs, size_t n);
+void ridx_unbind(const struct otasrv_rollout *r);
+void ridx_note(struct otasrv_rollout *r, struct otasrv_rollout_device *d);
+/* Bound only. 1 and *ret = the in-flight row with the oldest last_ms if
+ * it is due at now_ms (silent for report_timeout_ms), else 0. */
+int ridx_due(const struct otasrv_rollout *r, int64_t now_ms, struct otasrv_rollout_device **ret);
+/* Bound only. The oldest last_ms of the in-flight rows, INT64_MAX if none. */
+int64_t ridx_earliest(const struct otasrv_rollout *r);
+
 /* strcmp for qsort/bsearch over a definition's device ids. */
 int otasrv_rollout_cmp_str(const void *a, const void *b);
 

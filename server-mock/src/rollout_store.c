@@ -26,6 +26,7 @@ static const char SCHEMA[] =
 static const char SQL_ROLLOUT_PUT[] =
     "INSERT INTO rollouts(id, definition, status, created_ms) VALUES(?1, ?2, ?3, ?4)"
     " ON CONFLICT(id) DO UPDATE SET definition = ?2, status = ?3";
+static const char SQL_STATUS_PUT[] = "UPDATE rollouts SET status = ?2 WHERE id = ?1";
 static const char SQL_RDEV_CLEAR[] = "DELETE FROM rollout_devices WHERE rollout = ?1";
 static const char SQL_RDEV_PUT[] =
     "INSERT OR REPLACE INTO rollout_devices VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
@@ -63,6 +64,24 @@ fail:
     return r;
 }
 
+/* One device row with the prepared SQL_RDEV_PUT q. */
+static int put_row(struct otasrv_db *c, sqlite3_stmt *q, const char *id,
+                   const struct otasrv_rollout_device *d, struct ota_err *err)
+{
+    sqlite3_reset(q);
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, d->device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, d->bucket);
+    sqlite3_bind_int64(q, 4, d->stage);
+    sqlite3_bind_int64(q, 5, d->state);
+    sqlite3_bind_int64(q, 6, d->offered_ms);
+    sqlite3_bind_int64(q, 7, d->started_ms);
+    sqlite3_bind_int64(q, 8, d->last_ms);
+    sqlite3_bind_int64(q, 9, d->finished_ms);
+    sqlite3_bind_int64(q, 10, d->rollback_ms);
+    return otasrv_db_step_done(c, q, "rollout_devices", err);
+}
+
 /* The rollout's row, and its device rows (all of them after a DELETE when
  * replace, else the dirty ones), inside the caller's transaction. */
 static int save_rows(struct otasrv_rstore *s, const struct otasrv_rollout *r, const char *def_text,
@@ -98,18 +117,7 @@ static int save_rows(struct otasrv_rstore *s, const struct otasrv_rollout *r, co
         const struct otasrv_rollout_device *d = &devs[i];
         if (!replace && !d->dirty)
             continue;
-        sqlite3_reset(q);
-        sqlite3_bind_text(q, 1, r->def.id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 2, d->device_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 3, d->bucket);
-        sqlite3_bind_int64(q, 4, d->stage);
-        sqlite3_bind_int64(q, 5, d->state);
-        sqlite3_bind_int64(q, 6, d->offered_ms);
-        sqlite3_bind_int64(q, 7, d->started_ms);
-        sqlite3_bind_int64(q, 8, d->last_ms);
-        sqlite3_bind_int64(q, 9, d->finished_ms);
-        sqlite3_bind_int64(q, 10, d->rollback_ms);
-        ret = otasrv_db_step_done(c, q, "rollout_devices", err);
+        ret = put_row(c, q, r->def.id, d, err);
     }
     sqlite3_reset(q);
     return ret;
@@ -148,6 +156,59 @@ out:
     free(st_text);
     json_decref(def);
     json_decref(st);
+    return ret;
+}
+
+/* The status row and the listed dirty rows, inside the caller's
+ * transaction. */
+static int save_listed(struct otasrv_rstore *s, const struct otasrv_rollout *r, const char *st_text,
+                       const struct otasrv_rollout_device *devs, const uint32_t *rows,
+                       size_t n_rows, struct ota_err *err)
+{
+    struct otasrv_db *c = &s->c;
+    sqlite3_stmt *q;
+    int ret;
+
+    if ((ret = otasrv_db_prep(c, SQL_STATUS_PUT, &q, err)) < 0)
+        return ret;
+    sqlite3_bind_text(q, 1, r->def.id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, st_text, -1, SQLITE_STATIC);
+    ret = otasrv_db_step_done(c, q, "rollouts", err);
+    sqlite3_reset(q);
+    if (ret < 0 || (ret = otasrv_db_prep(c, SQL_RDEV_PUT, &q, err)) < 0)
+        return ret;
+    for (size_t i = 0; i < n_rows && ret == 0; i++)
+        if (devs[rows[i]].dirty)
+            ret = put_row(c, q, r->def.id, &devs[rows[i]], err);
+    sqlite3_reset(q);
+    return ret;
+}
+
+int otasrv_rstore_save_rows(struct otasrv_rstore *s, const struct otasrv_rollout *r,
+                            struct otasrv_rollout_device *devs, const uint32_t *rows, size_t n_rows,
+                            struct ota_err *err)
+{
+    json_t *st = NULL;
+    char *st_text = NULL;
+    int ret;
+
+    if ((ret = otasrv_rollout_status_to_json(r, &st)) < 0)
+        return ota_err_set(err, -ret, "rollout %s: to JSON", r->def.id);
+    st_text = json_dumps(st, JSON_COMPACT);
+    json_decref(st);
+    if (!st_text)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    if ((ret = otasrv_db_exec(&s->c, "BEGIN IMMEDIATE", err)) < 0)
+        goto out;
+    if ((ret = save_listed(s, r, st_text, devs, rows, n_rows, err)) < 0 ||
+        (ret = otasrv_db_exec(&s->c, "COMMIT", err)) < 0) {
+        otasrv_db_rollback(&s->c);
+        goto out;
+    }
+    for (size_t i = 0; i < n_rows; i++)
+        devs[rows[i]].dirty = 0;
+out:
+    free(st_text);
     return ret;
 }
 

@@ -28,6 +28,9 @@ static void usage(FILE *f)
             "  --shard I/N          run devices i with i %% N == I only\n"
             "  --connections N      keep-alive connections to the server (default 64)\n"
             "  --max-active N       devices inside a pass at once (default 4096)\n"
+            "  --grain MS           the virtual clock's grain (default 1000): device wakes round\n"
+            "                       up to it, so devices due within one grain act together\n"
+            "                       after one advance of the server's clock\n"
             "  --server-threads N   ota-server --threads (default 2)\n"
             "  --work DIR           caches and the run's dir (default BUILD/sim-work)\n"
             "  --json FILE          the run's figures as JSON\n"
@@ -56,6 +59,7 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
                                          {"shard", required_argument, 0, 'S'},
                                          {"connections", required_argument, 0, 'c'},
                                          {"max-active", required_argument, 0, 'a'},
+                                         {"grain", required_argument, 0, 'g'},
                                          {"server-threads", required_argument, 0, 't'},
                                          {"work", required_argument, 0, 'w'},
                                          {"json", required_argument, 0, 'J'},
@@ -92,6 +96,9 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
         case 'a':
             c->o.max_active = (uint32_t)strtoul(optarg, NULL, 10);
             break;
+        case 'g':
+            c->o.grain_ms = strtoll(optarg, NULL, 10);
+            break;
         case 't':
             c->o.server_threads = atoi(optarg);
             break;
@@ -100,6 +107,9 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
             break;
         case 'J':
             c->json = optarg;
+            break;
+        case 'D':
+            c->o.db = optarg;
             break;
         case 'k':
             c->o.keep = 1;
@@ -183,6 +193,21 @@ static int write_json(const char *path, const struct otasim_fleet_def *def,
     return r;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* min, median and max of v[0..n) (sorted in place) */
+static void spread(const char *what, uint32_t *v, uint32_t n, const char *unit)
+{
+    if (!n)
+        return;
+    qsort(v, n, sizeof(*v), cmp_u32);
+    printf("  %s: min %u, median %u, max %u%s\n", what, v[0], v[n / 2], v[n - 1], unit);
+}
+
 static int stopped(const char *state)
 {
     return strcmp(state, "paused") == 0 || strcmp(state, "failed") == 0 ||
@@ -195,7 +220,8 @@ int otasim_cli_fleet(int argc, char **argv)
     struct otasim_fleet_def def;
     struct ota_err e = {0};
     uint64_t seed0;
-    uint32_t caught = 0, failed = 0;
+    uint32_t caught = 0, failed = 0, runs = 0;
+    uint32_t *bad = NULL, *minutes = NULL;
     int code;
 
     if ((code = parse(&c, argc, argv)) >= 0)
@@ -207,7 +233,13 @@ int otasim_cli_fleet(int argc, char **argv)
     c.o.progress = c.quiet ? NULL : stderr;
     seed0 = c.o.seed ? c.o.seed : def.seed;
     code = EXIT_PASS;
-    for (uint32_t k = 0; k < (c.seeds ? c.seeds : 1); k++) {
+    bad = calloc(c.seeds ? c.seeds : 1, sizeof(*bad));
+    minutes = calloc(c.seeds ? c.seeds : 1, sizeof(*minutes));
+    if (!bad || !minutes) {
+        fprintf(stderr, "ota-sim fleet: out of memory\n");
+        code = EXIT_HARNESS;
+    }
+    for (uint32_t k = 0; code != EXIT_HARNESS && k < (c.seeds ? c.seeds : 1); k++) {
         struct otasim_fleet_stats st;
         c.o.seed = seed0 + k;
         if (otasim_fleet_run(&def, &c.o, &st, &e) < 0) {
@@ -217,6 +249,8 @@ int otasim_cli_fleet(int argc, char **argv)
         }
         print_stats(&def, &st);
         caught += stopped(st.rollout_state);
+        bad[runs] = st.bad_installed;
+        minutes[runs++] = (uint32_t)(st.rollout_ms / 60000);
         if (c.json && write_json(c.json, &def, &st, c.o.seed) < 0)
             fprintf(stderr, "ota-sim fleet: cannot write %s\n", c.json);
         if (!st.ok) {
@@ -235,7 +269,11 @@ int otasim_cli_fleet(int argc, char **argv)
         printf("over %u seeds: the rollout stopped in %u (%.1f%%, 95%% Wilson interval "
                "%.1f%%..%.1f%%); %u runs failed an expectation\n",
                c.seeds, caught, 100.0 * caught / c.seeds, 100 * lo, 100 * hi, failed);
+        spread("devices that ran a bad release", bad, runs, "");
+        spread("rollout duration", minutes, runs, " virtual minutes");
     }
+    free(bad);
+    free(minutes);
     otasim_fleet_def_free(&def);
     return code;
 }

@@ -36,27 +36,6 @@
 
 #define SEC 1000LL
 
-struct sample {
-    int64_t t;
-    uint32_t by_state[OTA_STATE_MAX];
-    uint32_t by_version[OTASIM_FLEET_MAX_RELEASES + 1]; /* last: other */
-    uint32_t down, in_pass;
-    char rollout[16];
-    int stage;
-};
-
-struct run {
-    struct fleet fl;
-    struct otasim_tools t;
-    struct otasim_server srv;
-    int own_server;
-    struct sample *samples;
-    size_t n_samples, cap_samples;
-    int64_t next_sample, sample_every;
-    int64_t end_ms;       /* virtual: the run stops here */
-    int64_t settle_until; /* after the rollout ended: devices finish what they do */
-};
-
 /* ---- heap of wake times and the ready queue -------------------------------- */
 
 static int earlier(const struct fdev *a, const struct fdev *b)
@@ -97,8 +76,13 @@ static void heap_down(struct fleet *fl, uint32_t i)
     }
 }
 
-static void wake_at(struct fleet *fl, struct fdev *d, int64_t t)
+/* Wake times are rounded up to the run's time grain (--grain, default 1 s):
+ * devices due within one grain act together, after one advance of the
+ * server's clock, as a device's timers may fire that much late. */
+void fleet_wake_at(struct fleet *fl, struct fdev *d, int64_t t)
 {
+    if (fl->grain > 1)
+        t = (t + fl->grain - 1) / fl->grain * fl->grain;
     d->wake_ms = t;
     if (d->heap_pos) {
         uint32_t i = d->heap_pos - 1;
@@ -111,7 +95,7 @@ static void wake_at(struct fleet *fl, struct fdev *d, int64_t t)
     heap_up(fl, fl->heap_n - 1);
 }
 
-static struct fdev *heap_pop(struct fleet *fl)
+struct fdev *fleet_heap_pop(struct fleet *fl)
 {
     struct fdev *d = fl->heap[0];
 
@@ -153,7 +137,7 @@ void fleet_sleep_until(struct fleet *fl, struct fdev *d, int64_t t)
 {
     if (t <= fl->vnow)
         t = fl->vnow;
-    wake_at(fl, d, t);
+    fleet_wake_at(fl, d, t);
     otasim_fiber_yield();
 }
 
@@ -218,6 +202,10 @@ static const struct ota_agent_ops *ops_for(struct fpass *p, struct ota_agent_ops
     ops->clock_ctx = p;
     ops->install = &fleet_install_ops;
     ops->install_ctx = p;
+    if (p->c.fl->def->rootfs) {
+        ops->bootenv = &fleet_bootenv_ops;
+        ops->bootenv_ctx = p;
+    }
     ops->on_transition = on_transition;
     ops->transition_ctx = p;
     return ops;
@@ -274,7 +262,7 @@ static void pass_main(void *arg)
         ota_agent_last_outcome(p->a, NULL) == OTA_STATUS_IN_PROGRESS &&
         ota_agent_journal(p->a)->state != OTA_STATE_STANDBY && ota_agent_check(p->a, 0, &e) == 0)
         (void)to_idle(p);
-    if (!d->cut && !d->crash)
+    if (!d->cut && !d->crash && !d->reboot_asked)
         ota_ignore(ota_agent_flush_outbox(p->a, NULL));
     d->checked_in = 1;
     ota_agent_free(p->a);
@@ -327,23 +315,29 @@ static void pass_ended(struct fleet *fl, struct fdev *d)
         d->cuts++;
         fl->st->power_cuts++;
         d->boot_pending = 1;
-        wake_at(fl, d, fl->vnow + fl->def->off_ms);
+        fleet_wake_at(fl, d, fl->vnow + fl->def->off_ms);
+        return;
+    }
+    if (d->reboot_asked) { /* rootfs: the device reboots (the boot takes 20 s) */
+        d->reboot_asked = 0;
+        d->boot_pending = 1;
+        fleet_wake_at(fl, d, fl->vnow + 20 * SEC);
         return;
     }
     if (d->crash) { /* systemd restarts the agent; the app keeps running */
         d->crash = 0;
         d->crashes++;
         fl->st->agent_crashes++;
-        wake_at(fl, d, fl->vnow + 5 * SEC);
+        fleet_wake_at(fl, d, fl->vnow + 5 * SEC);
         return;
     }
     if (d->offline)
         return; /* registered, then never again */
     if (d->late && fl->vnow < fl->def->late_ms) {
-        wake_at(fl, d, fl->def->late_ms + jitter(fl, d));
+        fleet_wake_at(fl, d, fl->def->late_ms + jitter(fl, d));
         return;
     }
-    wake_at(fl, d, fl->vnow + fl->def->poll_ms + jitter(fl, d));
+    fleet_wake_at(fl, d, fl->vnow + fl->def->poll_ms + jitter(fl, d));
 }
 
 /* Runs d until it blocks or its pass ends. 0, or -errno (harness). */
@@ -351,13 +345,12 @@ static int run_device(struct fleet *fl, struct fdev *d, struct ota_err *err)
 {
     if (!d->pass) {
         if (fl->active >= fl->max_active) { /* later: a pass slot frees up */
-            wake_at(fl, d, fl->vnow + SEC);
+            fleet_wake_at(fl, d, fl->vnow + SEC);
             return 0;
         }
-        if (d->boot_pending) { /* the device boots: the app starts from `current` */
+        if (d->boot_pending) { /* the device boots, then its agent runs */
             d->boot_pending = 0;
-            d->running = d->slot_ver[d->active];
-            d->svc_start_ms = fl->vnow;
+            fleet_dev_boot(fl, d);
         }
         d->pass = pass_get(fl, err);
         if (!d->pass)
@@ -407,8 +400,20 @@ static int take_sample(struct run *R, struct ota_err *err)
         s->down += !fleet_dev_service_up(fl, d);
         s->in_pass += d->pass != NULL;
     }
-    if (fl->rollout_started && (r = fleet_rollout_status(fl, NULL, err)) < 0)
-        return r;
+    if (fl->rollout_started) {
+        char path[160];
+        json_t *m = NULL, *keep;
+        if ((r = fleet_rollout_status(fl, NULL, err)) < 0)
+            return r;
+        snprintf(path, sizeof(path), "/api/v1/rollouts/%s/metrics", fl->rollout_id);
+        if ((r = fleet_admin_get(fl, path, &m, err)) < 0)
+            return r;
+        keep = json_pack("{s:O, s:O}", "by_state", json_object_get(m, "by_state"), "stages",
+                         json_object_get(m, "stages"));
+        s->server = keep ? json_dumps(keep, JSON_COMPACT) : NULL;
+        json_decref(keep);
+        json_decref(m);
+    }
     ota_strlcpy(s->rollout, fl->rollout_started ? fl->rollout_state : "", sizeof(s->rollout));
     s->stage = fl->st->stage;
     if (fl->o->progress) {
@@ -439,14 +444,14 @@ static int rollout_over(const char *s)
 static int advance(struct run *R, int64_t t, struct ota_err *err)
 {
     struct fleet *fl = &R->fl;
-    int64_t srv_t = t / SEC * SEC;
+    int64_t srv_t = t / fl->grain * fl->grain;
     int r;
 
     if (srv_t > fl->srv_now && (r = fleet_clock_advance(fl, srv_t, err)) < 0)
         return r;
     fl->vnow = t;
     while (fl->heap_n && fl->heap[0]->wake_ms <= fl->vnow)
-        fleet_ready(fl, heap_pop(fl));
+        fleet_ready(fl, fleet_heap_pop(fl));
     return 0;
 }
 
@@ -597,7 +602,7 @@ static int devices(struct run *R, struct ota_err *err)
         d->offered_ms = d->committed_ms = d->down_since_ms = d->fail_ms = d->recovered_ms = -1;
         d->switch_ms = -1;
         /* first pass: spread over one poll interval */
-        wake_at(fl, d, (int64_t)(fleet_hash(fl->seed, g, 5) % (uint64_t)def->poll_ms));
+        fleet_wake_at(fl, d, (int64_t)(fleet_hash(fl->seed, g, 5) % (uint64_t)def->poll_ms));
     }
     return 0;
 }
@@ -612,601 +617,11 @@ static void agent_config(struct fleet *fl)
     ota_strlcpy(c->enroll_token, fl->enroll_token, sizeof(c->enroll_token));
     ota_strlcpy(c->pubkey_pem, fl->pubkey, sizeof(c->pubkey_pem));
     c->health_window_ms = fl->def->health_window_ms;
+    if (fl->def->rootfs)
+        for (size_t i = 0; i < fl->def->n_rel; i++)
+            if (fl->def->rel[i].factory)
+                ota_strlcpy(c->rootfs_version, fl->def->rel[i].version, sizeof(c->rootfs_version));
     c->health_interval_ms = fl->def->health_interval_ms;
-}
-
-/* ---- the end: outcomes, figures, expectations ----------------------------------- */
-
-static void expect_fail(struct otasim_fleet_stats *st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void expect_fail(struct otasim_fleet_stats *st, const char *fmt, ...)
-{
-    size_t k = strlen(st->failed);
-    va_list ap;
-
-    st->ok = 0;
-    if (k + 2 >= sizeof(st->failed))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(st->failed + k, sizeof(st->failed) - k, fmt, ap);
-    va_end(ap);
-    k = strlen(st->failed);
-    if (k + 1 < sizeof(st->failed)) {
-        st->failed[k] = '\n';
-        st->failed[k + 1] = 0;
-    }
-}
-
-static double pct(uint32_t a, uint32_t b)
-{
-    return b ? 100.0 * a / b : 0;
-}
-
-static void switches_in_window(struct run *R);
-
-static void expectations(struct run *R)
-{
-    const struct otasim_fleet_def *def = R->fl.def;
-    struct otasim_fleet_stats *st = R->fl.st;
-    int64_t late_commit = 0;
-    uint32_t committed = 0;
-
-    if (def->n_expect_rollout) {
-        int ok = 0;
-        for (size_t i = 0; i < def->n_expect_rollout; i++)
-            ok |= strcmp(def->expect_rollout[i], st->rollout_state) == 0;
-        if (!ok)
-            expect_fail(st, "rollout: ended '%s' (%s), expected %s%s", st->rollout_state,
-                        st->rollout_reason, def->expect_rollout[0],
-                        def->n_expect_rollout > 1 ? " or another listed" : "");
-    }
-    if (def->expect_bad_max_percent >= 0 &&
-        pct(st->bad_installed, st->devices) > def->expect_bad_max_percent)
-        expect_fail(st,
-                    "bad_installed_max_percent: %u devices (%.2f%% of %u) ran a bad release, "
-                    "at most %.2f%% allowed",
-                    st->bad_installed, pct(st->bad_installed, st->devices), st->devices,
-                    def->expect_bad_max_percent);
-    if (def->expect_bricked_max >= 0 && st->bricked > (uint32_t)def->expect_bricked_max)
-        expect_fail(st, "bricked_max: %u devices bricked (service not up), at most %ld",
-                    st->bricked, def->expect_bricked_max);
-    if (def->expect_inconsistent_max >= 0 &&
-        st->inconsistent > (uint32_t)def->expect_inconsistent_max)
-        expect_fail(st, "inconsistent_max: %u devices failed an invariant, at most %ld",
-                    st->inconsistent, def->expect_inconsistent_max);
-    if (def->expect_stuck_max >= 0 && st->stuck > (uint32_t)def->expect_stuck_max)
-        expect_fail(st, "stuck_max: %u devices did not settle, at most %ld", st->stuck,
-                    def->expect_stuck_max);
-    if (def->expect_min_on_target_percent >= 0 &&
-        pct(st->on_target, st->online) < def->expect_min_on_target_percent)
-        expect_fail(st,
-                    "on_target_min_percent: %u of %u online devices (%.2f%%) run %s, at least "
-                    "%.2f%% expected",
-                    st->on_target, st->online, pct(st->on_target, st->online),
-                    def->expect_target_version[0] ? def->expect_target_version
-                                                  : def->rollout_release,
-                    def->expect_min_on_target_percent);
-    if (def->expect_switch_in_window)
-        switches_in_window(R);
-    if (def->expect_committed_within_ms >= 0) {
-        for (uint32_t i = 0; i < R->fl.n_dev; i++) {
-            const struct fdev *d = &R->fl.dev[i];
-            if (d->committed_ms < 0 || d->offered_ms < 0)
-                continue;
-            committed++;
-            if (d->committed_ms - d->offered_ms > late_commit)
-                late_commit = d->committed_ms - d->offered_ms;
-        }
-        if (late_commit > def->expect_committed_within_ms)
-            expect_fail(st,
-                        "committed_within: the slowest of %u commits took %.2f h from the "
-                        "offer, at most %.2f h",
-                        committed, late_commit / 3600000.0,
-                        def->expect_committed_within_ms / 3600000.0);
-    }
-}
-
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* mean and p95 of v[0..n) (sorted in place); 0 when empty */
-static void mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95)
-{
-    double sum = 0;
-
-    *ret_mean = *ret_p95 = 0;
-    if (!n)
-        return;
-    qsort(v, n, sizeof(*v), cmp_dbl);
-    for (size_t i = 0; i < n; i++)
-        sum += v[i];
-    *ret_mean = sum / (double)n;
-    *ret_p95 = v[(size_t)ceil(0.95 * (double)n) - 1];
-}
-
-static const char *outcome_of(const struct fleet *fl, const struct fdev *d, int ok,
-                              const char *target)
-{
-    if (d->offline)
-        return "offline";
-    if (!fleet_dev_service_up(fl, d))
-        return "bricked";
-    if (d->pass || (d->j && d->j->state != OTA_STATE_IDLE) || d->outbox)
-        return "stuck";
-    if (!ok)
-        return "inconsistent";
-    if (d->running && strcmp(d->running, target) == 0)
-        return "on_target";
-    return d->rollbacks ? "rolled_back" : "other_version";
-}
-
-static int device_row(struct run *R, struct otasim_rundb *db, const struct fdev *d,
-                      const char *outcome, const char *failed, struct ota_err *err)
-{
-    struct fleet *fl = &R->fl;
-    struct otasim_rundb_fleet_device row;
-    char id[16];
-
-    snprintf(id, sizeof(id), "d%06u", d->idx);
-    memset(&row, 0, sizeof(row));
-    row.device = id;
-    row.type = fl->def->types[d->type].value;
-    row.group = fl->def->groups[d->group].value;
-    row.version = d->running ? d->running : "";
-    row.state = ota_state_names[d->j ? d->j->state : OTA_STATE_IDLE];
-    row.outcome = outcome;
-    row.bytes = d->bytes_down;
-    row.downtime_ms = d->updates ? d->downtime_ms : -1;
-    row.recovery_ms = d->recovered_ms >= 0 ? d->recovered_ms - d->fail_ms : -1;
-    row.updates = d->updates;
-    row.rollbacks = d->rollbacks;
-    row.cuts = d->cuts;
-    row.checks = failed;
-    return otasim_rundb_fleet_device(db, fl->st->fleet_id, &row, err);
-}
-
-struct figures {
-    double *down, *bytes, *rec;
-    size_t n_down, n_bytes, n_rec;
-};
-
-static void figure(struct figures *f, const struct fdev *d)
-{
-    f->bytes[f->n_bytes++] = (double)d->bytes_down;
-    if (d->updates)
-        f->down[f->n_down++] = (double)d->downtime_ms / d->updates;
-    if (d->recovered_ms >= 0 && d->fail_ms >= 0)
-        f->rec[f->n_rec++] = (double)(d->recovered_ms - d->fail_ms);
-}
-
-static void figures_done(struct figures *f, struct otasim_fleet_stats *st)
-{
-    double unused;
-
-    mean_p95(f->down, f->n_down, &st->downtime_mean_ms, &st->downtime_p95_ms);
-    mean_p95(f->bytes, f->n_bytes, &st->bytes_mean, &unused);
-    st->bytes_max = f->n_bytes ? f->bytes[f->n_bytes - 1] : 0;
-    mean_p95(f->rec, f->n_rec, &st->recovery_mean_ms, &st->recovery_p95_ms);
-    st->recovered = (uint32_t)f->n_rec;
-}
-
-/* Minutes after local midnight of unix time ms in zone tz ("" UTC). The
- * runner is one thread: TZ is switched around localtime_r and restored. */
-static int local_minute(const char *tz, int64_t ms)
-{
-    const char *old = getenv("TZ");
-    char *saved = old ? strdup(old) : NULL;
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-
-    setenv("TZ", tz && tz[0] ? tz : "UTC", 1);
-    tzset();
-    localtime_r(&t, &tm);
-    if (saved) {
-        setenv("TZ", saved, 1);
-        free(saved);
-    } else {
-        unsetenv("TZ");
-    }
-    tzset();
-    return tm.tm_hour * 60 + tm.tm_min;
-}
-
-/* Every switch inside the rollout definition's window (local time). */
-static void switches_in_window(struct run *R)
-{
-    struct fleet *fl = &R->fl;
-    json_t *def = json_loads(fl->def->rollout_json, 0, NULL);
-    json_t *w = json_object_get(def, "window");
-    int sh, sm, eh, em, start, end;
-    uint32_t switched = 0, outside = 0;
-    char first[160] = "";
-
-    if (!w ||
-        sscanf(json_string_value(json_object_get(w, "start")) ?: "", "%d:%d", &sh, &sm) != 2 ||
-        sscanf(json_string_value(json_object_get(w, "end")) ?: "", "%d:%d", &eh, &em) != 2) {
-        expect_fail(fl->st, "switch_in_window: the rollout definition has no window");
-        json_decref(def);
-        return;
-    }
-    json_decref(def);
-    start = sh * 60 + sm;
-    end = eh * 60 + em;
-    for (uint32_t i = 0; i < fl->n_dev; i++) {
-        const struct fdev *d = &fl->dev[i];
-        const char *tz = fl->def->n_zones ? fl->def->zones[d->zone].value : "UTC";
-        int m, in;
-        if (d->switch_ms < 0)
-            continue;
-        switched++;
-        m = local_minute(tz, fl->def->start_ms + d->switch_ms);
-        in = start < end ? (m >= start && m < end) : (m >= start || m < end);
-        if (!in && !outside++)
-            snprintf(first, sizeof(first), "d%06u (%s) switched at %02d:%02d local", d->idx, tz,
-                     m / 60, m % 60);
-    }
-    if (outside || !switched)
-        expect_fail(fl->st, "switch_in_window: %u of %u switches outside %02d:%02d-%02d:%02d%s%s",
-                    outside, switched, sh, sm, eh, em, first[0] ? ", first: " : "", first);
-}
-
-static int outcomes(struct run *R, struct otasim_rundb *db, struct ota_err *err)
-{
-    struct fleet *fl = &R->fl;
-    struct otasim_fleet_stats *st = fl->st;
-    const char *target = fl->def->expect_target_version[0] ? fl->def->expect_target_version
-                                                           : fl->def->rollout_release;
-    json_t **reports = calloc(fl->n_dev ? fl->n_dev : 1, sizeof(*reports));
-    struct figures f = {0};
-    size_t n = fl->n_dev ? fl->n_dev : 1;
-    int r = 0;
-
-    f.down = calloc(n, sizeof(double));
-    f.bytes = calloc(n, sizeof(double));
-    f.rec = calloc(n, sizeof(double));
-    if (!reports || !f.down || !f.bytes || !f.rec) {
-        r = ota_err_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((r = fleet_final_reports(fl, reports, err)) < 0)
-        goto out;
-    for (uint32_t i = 0; i < fl->n_dev; i++) {
-        struct fdev *d = &fl->dev[i];
-        const char *oc;
-        char failed[512] = "";
-        int ok = 1;
-        st->devices++;
-        if (!d->offline) {
-            st->online++;
-            st->bytes_down += d->bytes_down;
-            st->bad_installed += d->bad_seen;
-            st->rolled_back += d->rollbacks > 0;
-            st->never_checked_in += !d->checked_in;
-            figure(&f, d);
-            if ((r = fleet_check_device(fl, d, reports[i], failed, sizeof(failed), &ok)) < 0)
-                goto out;
-            if (!fleet_dev_service_up(fl, d))
-                st->bricked++;
-            if (d->pass || (d->j && d->j->state != OTA_STATE_IDLE) || d->outbox)
-                st->stuck++;
-            if (!ok) {
-                st->inconsistent++;
-                if (fl->o->verbose && st->inconsistent <= 10 && fl->o->progress)
-                    fprintf(fl->o->progress, "fleet: d%06u: %s\n", d->idx, failed);
-            }
-            if (d->running && strcmp(d->running, target) == 0 &&
-                (!d->j || d->j->state == OTA_STATE_IDLE))
-                st->on_target++;
-        }
-        oc = outcome_of(fl, d, ok, target);
-        if (fl->o->calib) /* the calibration (fleet_native.c) */
-            fleet_calib_record(fl, d, reports[i]);
-        if (db && (r = device_row(R, db, d, oc, failed, err)) < 0)
-            goto out;
-    }
-    figures_done(&f, st);
-out:
-    for (uint32_t i = 0; reports && i < fl->n_dev; i++)
-        json_decref(reports[i]);
-    free(reports);
-    free(f.down);
-    free(f.bytes);
-    free(f.rec);
-    return r;
-}
-
-/* ---- faults at rates, seen to fire --------------------------------------------- */
-
-/* k fired of n draws at rate p: fired at all when it should have (n p >= 3),
- * and the rate inside a 99.9% Wilson interval of k/n. */
-static int rate_ok(uint64_t k, uint64_t n, double p, char *why, size_t cap)
-{
-    double lo, hi;
-
-    if (n == 0 || p <= 0) {
-        snprintf(why, cap, "no draws");
-        return 1;
-    }
-    otasim_wilson((uint32_t)k, (uint32_t)n, 3.29, &lo, &hi);
-    snprintf(why, cap, "%llu of %llu (%.4f, 99.9%% interval %.4f..%.4f) at a configured %.4f",
-             (unsigned long long)k, (unsigned long long)n, (double)k / (double)n, lo, hi, p);
-    if ((double)n * p >= 3 && k == 0)
-        return 0;
-    return lo <= p && p <= hi;
-}
-
-static void fault_line(struct otasim_fleet_stats *st, int ok, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fault_line(struct otasim_fleet_stats *st, int ok, const char *fmt, ...)
-{
-    size_t k = strlen(st->faults);
-    va_list ap;
-
-    if (k + 4 >= sizeof(st->faults))
-        return;
-    k += (size_t)snprintf(st->faults + k, sizeof(st->faults) - k, "%s ", ok ? "ok" : "FAILED");
-    va_start(ap, fmt);
-    vsnprintf(st->faults + k, sizeof(st->faults) - k, fmt, ap);
-    va_end(ap);
-    k = strlen(st->faults);
-    if (k + 1 < sizeof(st->faults)) {
-        st->faults[k] = '\n';
-        st->faults[k + 1] = 0;
-    }
-}
-
-static int faults_fired(struct run *R, struct ota_err *err)
-{
-    struct fleet *fl = &R->fl;
-    struct otasim_fleet_stats *st = fl->st;
-    const struct otasim_fleet_def *def = fl->def;
-    char why[200];
-    json_t *plan = NULL, *rule;
-    size_t i;
-    int r, ok;
-
-    if (def->power_cut > 0) {
-        ok = rate_ok(st->power_cuts, st->cut_chances, def->power_cut, why, sizeof(why));
-        fault_line(st, ok, "power_cut: %s", why);
-        if (!ok)
-            expect_fail(st, "faults: power cuts fired %s", why);
-    }
-    if (def->agent_crash > 0) {
-        /* a crash is drawn only where no cut was */
-        uint64_t n = st->cut_chances - st->power_cuts;
-        ok = rate_ok(st->agent_crashes, n, def->agent_crash, why, sizeof(why));
-        fault_line(st, ok, "agent_crash: %s", why);
-        if (!ok)
-            expect_fail(st, "faults: agent crashes fired %s", why);
-    }
-    if (!def->server_faults_json)
-        return 0;
-    if ((r = fleet_admin_get(fl, "/api/v1/faults", &plan, err)) < 0)
-        return ota_err_prefix(err, r, "reading the server's fault counters");
-    json_array_foreach(json_object_get(plan, "rules"), i, rule)
-    {
-        json_t *m = json_object_get(rule, "match");
-        const char *id = json_string_value(json_object_get(rule, "id"));
-        uint64_t matched = (uint64_t)json_integer_value(json_object_get(rule, "matched"));
-        uint64_t applied = (uint64_t)json_integer_value(json_object_get(rule, "applied"));
-        json_t *p = json_object_get(m, "probability");
-        int counted = json_object_get(m, "nth") || json_object_get(m, "after") ||
-                      json_object_get(m, "every") || json_object_get(rule, "count");
-        st->srv_faults_applied += applied;
-        if (counted) { /* not a rate: seen to fire at all */
-            ok = applied > 0;
-            snprintf(why, sizeof(why), "applied %llu of %llu matches", (unsigned long long)applied,
-                     (unsigned long long)matched);
-        } else {
-            ok = rate_ok(applied, matched, p ? json_number_value(p) : 1.0, why, sizeof(why));
-        }
-        fault_line(st, ok, "server rule %s (%s): %s", id ? id : "?",
-                   json_string_value(json_object_get(json_object_get(rule, "fault"), "kind")), why);
-        if (!ok)
-            expect_fail(st, "faults: server rule %s: %s", id ? id : "?", why);
-    }
-    json_decref(plan);
-    return 0;
-}
-
-/* ---- figures -------------------------------------------------------------------- */
-
-static long rss_kib(pid_t pid, const char *field)
-{
-    char p[64], line[256];
-    long v = -1;
-    FILE *f;
-
-    snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
-    f = fopen(p, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, field, strlen(field)) == 0)
-            v = strtol(line + strlen(field), NULL, 10);
-    fclose(f);
-    return v;
-}
-
-static double proc_cpu_s(pid_t pid)
-{
-    char p[64], buf[1024], *c;
-    unsigned long ut = 0, stt = 0;
-    FILE *f;
-
-    snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
-    f = fopen(p, "r");
-    if (!f)
-        return -1;
-    if (!fgets(buf, sizeof(buf), f))
-        buf[0] = 0;
-    fclose(f);
-    c = strrchr(buf, ')');
-    /* fields after the name: state(3) ... utime(14) stime(15) */
-    if (!c || sscanf(c + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) != 2)
-        return -1;
-    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
-}
-
-void otasim_wilson(uint32_t k, uint32_t n, double z, double *ret_lo, double *ret_hi)
-{
-    double p, den, mid, half;
-
-    if (n == 0) {
-        *ret_lo = 0;
-        *ret_hi = 1;
-        return;
-    }
-    p = (double)k / n;
-    den = 1 + z * z / n;
-    mid = (p + z * z / (2.0 * n)) / den;
-    half = z * sqrt(p * (1 - p) / n + z * z / (4.0 * n * n)) / den;
-    *ret_lo = mid - half < 0 ? 0 : mid - half;
-    *ret_hi = mid + half > 1 ? 1 : mid + half;
-}
-
-double otasim_fleet_catch_probability(double p, uint32_t n)
-{
-    return 1 - pow(1 - p, (double)n);
-}
-
-/* ---- the run's record ----------------------------------------------------------- */
-
-char *otasim_fleet_stats_json(const struct otasim_fleet_def *def,
-                              const struct otasim_fleet_stats *s, uint64_t seed)
-{
-    json_t *o = json_object();
-    char *text;
-
-#define I(k, v) json_object_set_new(o, k, json_integer((json_int_t)(v)))
-#define R(k, v) json_object_set_new(o, k, json_real(v))
-#define S(k, v) json_object_set_new(o, k, json_string(v))
-    S("name", def->name);
-    I("seed", seed);
-    I("devices", s->devices);
-    I("online", s->online);
-    S("rollout_state", s->rollout_state);
-    S("rollout_reason", s->rollout_reason);
-    I("stage", s->stage);
-    I("on_target", s->on_target);
-    I("bad_installed", s->bad_installed);
-    I("rolled_back", s->rolled_back);
-    I("bricked", s->bricked);
-    I("inconsistent", s->inconsistent);
-    I("stuck", s->stuck);
-    I("never_checked_in", s->never_checked_in);
-    I("requests", s->requests);
-    I("passes", s->passes);
-    I("steps", s->steps);
-    I("bytes_down", s->bytes_down);
-    I("power_cuts", s->power_cuts);
-    I("agent_crashes", s->agent_crashes);
-    I("cut_chances", s->cut_chances);
-    I("srv_faults_applied", s->srv_faults_applied);
-    S("faults", s->faults);
-    R("downtime_mean_ms", s->downtime_mean_ms);
-    R("downtime_p95_ms", s->downtime_p95_ms);
-    R("bytes_mean", s->bytes_mean);
-    R("bytes_max", s->bytes_max);
-    I("recovered", s->recovered);
-    R("recovery_mean_ms", s->recovery_mean_ms);
-    R("recovery_p95_ms", s->recovery_p95_ms);
-    I("virtual_ms", s->virtual_ms);
-    I("rollout_ms", s->rollout_ms);
-    R("wall_s", s->wall_s);
-    R("cpu_user_s", s->cpu_user_s);
-    R("cpu_sys_s", s->cpu_sys_s);
-    R("srv_cpu_s", s->srv_cpu_s);
-    I("peak_rss_kib", s->peak_rss_kib);
-    I("srv_peak_rss_kib", s->srv_peak_rss_kib);
-    I("bytes_per_idle_device", s->rss_per_idle_device_bytes);
-    json_object_set_new(o, "ok", json_boolean(s->ok));
-    S("failed", s->failed);
-    S("rerun", s->rerun);
-#undef I
-#undef R
-#undef S
-    text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return text;
-}
-
-static int record_samples(struct run *R, struct otasim_rundb *db, struct ota_err *err)
-{
-    const struct fleet *fl = &R->fl;
-
-    for (size_t i = 0; i < R->n_samples; i++) {
-        const struct sample *s = &R->samples[i];
-        json_t *o = json_object(), *st = json_object(), *ver = json_object();
-        char *text;
-        int r;
-        for (int k = 0; k < OTA_STATE_MAX; k++)
-            if (s->by_state[k])
-                json_object_set_new(st, ota_state_names[k], json_integer(s->by_state[k]));
-        for (size_t k = 0; k <= OTASIM_FLEET_MAX_RELEASES; k++)
-            if (s->by_version[k])
-                json_object_set_new(ver, k < fl->def->n_rel ? fl->def->rel[k].version : "other",
-                                    json_integer(s->by_version[k]));
-        json_object_set_new(o, "states", st);
-        json_object_set_new(o, "versions", ver);
-        json_object_set_new(o, "down", json_integer(s->down));
-        json_object_set_new(o, "in_pass", json_integer(s->in_pass));
-        text = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        if (!text)
-            return ota_err_set(err, ENOMEM, "out of memory");
-        r = otasim_rundb_fleet_sample(db, fl->st->fleet_id, s->t, s->rollout, s->stage, text, err);
-        free(text);
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
-static void rerun_cmd(const struct run *R, char *buf, size_t cap);
-
-/* The run database: --db, else WORK/runs.db as for `ota-sim run`. */
-static int db_open(struct run *R, struct otasim_rundb **ret, struct ota_err *err)
-{
-    struct fleet *fl = &R->fl;
-    char path[PATH_MAX + 16];
-    int64_t run_id;
-    char cmd[1024];
-    int r;
-
-    *ret = NULL;
-    snprintf(path, sizeof(path), "%s/runs.db", R->t.work);
-    if ((r = otasim_rundb_open(fl->o->db ? fl->o->db : path, ret, err)) < 0)
-        return r;
-    rerun_cmd(R, cmd, sizeof(cmd));
-    if ((r = otasim_rundb_begin(*ret, cmd, "otacore (in-process fleet)", &run_id, err)) < 0 ||
-        (r = otasim_rundb_fleet_begin(*ret, run_id, fl->def->name, fl->def->path, fl->seed,
-                                      &fl->st->fleet_id, err)) < 0 ||
-        (r = otasim_rundb_end(*ret, run_id, err)) < 0)
-        return r;
-    return 0;
-}
-
-static int db_close(struct run *R, struct otasim_rundb *db, struct ota_err *err)
-{
-    const struct otasim_fleet_stats *st = R->fl.st;
-    char *stats;
-    int r;
-
-    if (!db)
-        return 0;
-    if ((r = record_samples(R, db, err)) < 0)
-        return r;
-    stats = otasim_fleet_stats_json(R->fl.def, st, R->fl.seed);
-    r = otasim_rundb_fleet_end(db, st->fleet_id, st->ok, st->rollout_state, stats ? stats : "{}",
-                               st->failed, st->rerun, err);
-    free(stats);
-    return r;
 }
 
 /* ---- the run -------------------------------------------------------------------- */
@@ -1237,23 +652,13 @@ static void teardown(struct run *R)
     free(fl->dev);
     free(fl->heap);
     free(fl->ready);
+    for (size_t i = 0; i < R->n_samples; i++)
+        free(R->samples[i].server);
     free(R->samples);
     if (R->own_server && R->srv.pid > 0)
         otasim_server_stop(&R->srv);
     if (fl->dir[0] && !fl->o->keep)
         ota_ignore(ota_fs_remove_tree(fl->dir, NULL));
-}
-
-static void rerun_cmd(const struct run *R, char *buf, size_t cap)
-{
-    const struct otasim_fleet_opts *o = R->fl.o;
-    int n = snprintf(buf, cap, "ota-sim fleet %s --seed %llu", R->fl.def->path,
-                     (unsigned long long)R->fl.seed);
-
-    if (o->count && n > 0 && (size_t)n < cap)
-        n += snprintf(buf + n, cap - (size_t)n, " --devices %u", o->count);
-    if (o->shards > 1 && n > 0 && (size_t)n < cap)
-        snprintf(buf + n, cap - (size_t)n, " --shard %u/%u", o->shard, o->shards);
 }
 
 static int finish(struct run *R, struct otasim_rundb *db, double wall0, long rss0,
@@ -1264,8 +669,8 @@ static int finish(struct run *R, struct otasim_rundb *db, double wall0, long rss
     struct rusage ru;
     int r;
 
-    if ((r = take_sample(R, err)) < 0 || (r = outcomes(R, db, err)) < 0 ||
-        (r = faults_fired(R, err)) < 0)
+    if ((r = take_sample(R, err)) < 0 || (r = fleet_outcomes(R, db, err)) < 0 ||
+        (r = fleet_faults_fired(R, err)) < 0)
         return r;
     ota_strlcpy(st->rollout_state, fl->rollout_state, sizeof(st->rollout_state));
     st->virtual_ms = fl->vnow;
@@ -1277,15 +682,15 @@ static int finish(struct run *R, struct otasim_rundb *db, double wall0, long rss
     getrusage(RUSAGE_SELF, &ru);
     st->cpu_user_s = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
     st->cpu_sys_s = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-    st->peak_rss_kib = rss_kib(getpid(), "VmHWM:");
+    st->peak_rss_kib = fleet_rss_kib(getpid(), "VmHWM:");
     st->rss_per_idle_device_bytes =
-        fl->n_dev ? (rss_kib(getpid(), "VmRSS:") - rss0) * 1024 / (long)fl->n_dev : 0;
+        fl->n_dev ? (fleet_rss_kib(getpid(), "VmRSS:") - rss0) * 1024 / (long)fl->n_dev : 0;
     if (R->own_server) {
-        st->srv_cpu_s = proc_cpu_s(R->srv.pid);
-        st->srv_peak_rss_kib = rss_kib(R->srv.pid, "VmHWM:");
+        st->srv_cpu_s = fleet_proc_cpu_s(R->srv.pid);
+        st->srv_peak_rss_kib = fleet_rss_kib(R->srv.pid, "VmHWM:");
     }
-    expectations(R);
-    rerun_cmd(R, st->rerun, sizeof(st->rerun));
+    fleet_expectations(R);
+    fleet_rerun_cmd(R, st->rerun, sizeof(st->rerun));
     return 0;
 }
 
@@ -1309,6 +714,7 @@ int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fle
     fl->st = ret;
     fl->seed = o->seed ? o->seed : def->seed;
     fl->max_active = o->max_active ? o->max_active : 4096;
+    fl->grain = o->grain_ms > 0 ? o->grain_ms : SEC;
     fl->srv_next = INT64_MAX;
     fl->target = otasim_fleet_release_find(def, def->rollout_release);
     otasim_http_global_init();
@@ -1325,13 +731,13 @@ int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fle
     agent_config(fl);
     if ((r = fleet_clock_advance(fl, 0, err)) < 0 || (r = fleet_rollout_create(fl, err)) < 0)
         goto out;
-    rss0 = rss_kib(getpid(), "VmRSS:");
+    rss0 = fleet_rss_kib(getpid(), "VmRSS:");
     if ((r = devices(R, err)) < 0)
         goto out;
     R->end_ms = def->duration_ms;
     R->sample_every = def->poll_ms / 12 > 60 * SEC ? def->poll_ms / 12 : 60 * SEC;
-    if ((r = db_open(R, &db, err)) < 0 || (r = loop(R, err)) < 0 ||
-        (r = finish(R, db, wall0, rss0, err)) < 0 || (r = db_close(R, db, err)) < 0)
+    if ((r = fleet_db_open(R, &db, err)) < 0 || (r = loop(R, err)) < 0 ||
+        (r = finish(R, db, wall0, rss0, err)) < 0 || (r = fleet_db_close(R, db, err)) < 0)
         goto out;
     r = 0;
 out:

@@ -36,7 +36,9 @@ int fleet_check_device(struct fleet *fl, const struct fdev *d, json_t *reports, 
 {
     struct fcheck *c = calloc(1, sizeof(*c));
     struct otasim_inv_view v;
-    const char *app = kv(d, "app.version"), *slot = kv(d, "app.slot");
+    int rootfs = fleet_kind(fl) == OTA_KIND_ROOTFS;
+    const char *app = kv(d, rootfs ? "rootfs.version" : "app.version");
+    const char *slot = kv(d, rootfs ? "rootfs.slot" : "app.slot");
     const char *upd = d->j ? d->j->update_id : NULL;
     size_t i, k = 0;
     json_t *r, *mine;
@@ -101,6 +103,16 @@ int fleet_check_device(struct fleet *fl, const struct fdev *d, json_t *reports, 
                               ck.name, ck.detail);
         if (k >= cap)
             k = cap - 1;
+    }
+    /* rootfs: the boot env in memory, as bootenv-consistent reads the file:
+     * no trial pending, bootcount 0, boot_part the slot the agent committed */
+    if (rootfs && (d->env_upgrade || d->env_count || d->env_part != (slot && slot[0] == 'b'))) {
+        *ret_ok = 0;
+        k += (size_t)snprintf(ret_failed + k, k < cap ? cap - k : 0,
+                              "%sbootenv-consistent: boot_part=%c upgrade_available=%u "
+                              "bootcount=%u, database slot %s",
+                              k ? "; " : "", d->env_part ? 'B' : 'A', d->env_upgrade, d->env_count,
+                              slot ? slot : "(none)");
     }
     otasim_inv_view_free(&v);
     free(c);

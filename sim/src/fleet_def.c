@@ -16,7 +16,7 @@
 #include "ota/yaml.h"
 #include "otasim/jcheck.h"
 
-const char *const otasim_bad_mode_names[OTASIM_BAD_MODE_MAX] = {"none", "health", "crash"};
+const char *const otasim_bad_mode_names[OTASIM_BAD_MODE_MAX] = {"none", "health", "crash", "boot"};
 
 static const char *const agent_states[] = {"CHECKING",     "DOWNLOADING", "VERIFYING",
                                            "INSTALLING",   "SWITCHING",   "REBOOTING",
@@ -169,14 +169,31 @@ static int parse_devices(const json_t *d, struct otasim_fleet_def *f, struct ota
     return 0;
 }
 
+/* KEY: a list of at most 4 names (of 63 bytes at most) into out. */
+static int name_list(const json_t *obj, const char *where, const char *key, char out[4][64],
+                     size_t *n, struct ota_err *err)
+{
+    json_t *a = json_object_get(obj, key), *t;
+    size_t i;
+
+    if (a && (!json_is_array(a) || json_array_size(a) > 4))
+        return ota_err_set(err, EINVAL, "%s.%s: a list of at most 4 names", where, key);
+    json_array_foreach(a, i, t)
+    {
+        if (!json_is_string(t) || strlen(json_string_value(t)) >= 64)
+            return ota_err_set(err, EINVAL, "%s.%s[%zu]: must be a name", where, key, i);
+        ota_strlcpy(out[i], json_string_value(t), 64);
+        (*n)++;
+    }
+    return 0;
+}
+
 static int parse_bad(const json_t *b, const char *where, struct otasim_fleet_release *rel,
                      struct ota_err *err)
 {
     static const char *const keys[] = {"mode",   "probability", "device_types",
                                        "groups", "fail_after",  NULL};
     char w[64], mode[16] = "";
-    json_t *types, *t;
-    size_t i;
     int r, m;
 
     snprintf(w, sizeof(w), "%s.bad", where);
@@ -187,34 +204,18 @@ static int parse_bad(const json_t *b, const char *where, struct otasim_fleet_rel
         return r;
     m = otasim_lookup(otasim_bad_mode_names, OTASIM_BAD_MODE_MAX, mode);
     if (m <= 0)
-        return ota_err_set(err, EINVAL, "%s.mode: must be health or crash", w);
+        return ota_err_set(err, EINVAL, "%s.mode: must be health, crash or boot (rootfs)", w);
     rel->bad = (enum otasim_bad_mode)m;
-    types = json_object_get(b, "device_types");
-    if (types && (!json_is_array(types) || json_array_size(types) > 4))
-        return ota_err_set(err, EINVAL, "%s.device_types: a list of at most 4 types", w);
-    json_array_foreach(types, i, t)
-    {
-        if (!json_is_string(t) || strlen(json_string_value(t)) >= sizeof(rel->bad_types[0]))
-            return ota_err_set(err, EINVAL, "%s.device_types[%zu]: must be a type name", w, i);
-        ota_strlcpy(rel->bad_types[i], json_string_value(t), sizeof(rel->bad_types[0]));
-        rel->n_bad_types++;
-    }
-    types = json_object_get(b, "groups");
-    if (types && (!json_is_array(types) || json_array_size(types) > 4))
-        return ota_err_set(err, EINVAL, "%s.groups: a list of at most 4 groups", w);
-    json_array_foreach(types, i, t)
-    {
-        if (!json_is_string(t) || strlen(json_string_value(t)) >= sizeof(rel->bad_groups[0]))
-            return ota_err_set(err, EINVAL, "%s.groups[%zu]: must be a group name", w, i);
-        ota_strlcpy(rel->bad_groups[i], json_string_value(t), sizeof(rel->bad_groups[0]));
-        rel->n_bad_groups++;
-    }
+    if ((r = name_list(b, w, "device_types", rel->bad_types, &rel->n_bad_types, err)) < 0 ||
+        (r = name_list(b, w, "groups", rel->bad_groups, &rel->n_bad_groups, err)) < 0)
+        return r;
     return 0;
 }
 
 static int parse_releases(const json_t *a, struct otasim_fleet_def *f, struct ota_err *err)
 {
-    static const char *const keys[] = {"version", "size", "factory", "rollback", "bad", NULL};
+    static const char *const keys[] = {"version", "size", "factory", "rollback",
+                                       "bad",     "kind", NULL};
     size_t i, factories = 0;
     json_t *r1;
     int r;
@@ -244,9 +245,22 @@ static int parse_releases(const json_t *a, struct otasim_fleet_def *f, struct ot
         for (size_t k = 0; k < i; k++)
             if (strcmp(f->rel[k].version, rel->version) == 0)
                 return ota_err_set(err, EINVAL, "%s.version: %s is listed twice", w, rel->version);
+        {
+            char kind[16] = "app";
+            if ((r = otasim_opt_str(r1, w, "kind", kind, sizeof(kind), err)) < 0)
+                return r;
+            if (strcmp(kind, "app") != 0 && strcmp(kind, "rootfs") != 0)
+                return ota_err_set(err, EINVAL, "%s.kind: app or rootfs", w);
+            rel->rootfs = strcmp(kind, "rootfs") == 0;
+            if (i > 0 && rel->rootfs != f->rel[0].rootfs)
+                return ota_err_set(err, EINVAL, "%s.kind: one kind per fleet", w);
+            f->rootfs = rel->rootfs;
+        }
         b = json_object_get(r1, "bad");
         if (b && (r = parse_bad(b, w, rel, err)) < 0)
             return r;
+        if (rel->bad == OTASIM_BAD_BOOT && !rel->rootfs)
+            return ota_err_set(err, EINVAL, "%s.bad.mode: boot is for rootfs releases", w);
         factories += rel->factory ? 1 : 0;
         f->n_rel++;
     }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ota/abboot.h"
 #include "ota/crypto.h"
 
 struct fblob {
@@ -571,9 +572,9 @@ static int inst_active_slot(void *ctx, enum ota_kind kind, int *ret_slot, struct
 
     if (r < 0)
         return r;
-    if (kind != OTA_KIND_APP)
-        return ota_err_set(err, ENOENT, "fleet devices have no rootfs slots");
-    *ret_slot = d->active;
+    if (kind != fleet_kind(fleet_of(ctx)))
+        return ota_err_set(err, ENOENT, "this fleet has no %s slots", ota_kind_names[kind]);
+    *ret_slot = d->active; /* app: `current`; rootfs: the slot that booted */
     return 0;
 }
 
@@ -585,7 +586,7 @@ static int inst_slot_version(void *ctx, enum ota_kind kind, int slot, char *buf,
 
     if (r < 0)
         return r;
-    if (kind != OTA_KIND_APP || slot < 0 || slot > 1 || !d->slot_ver[slot])
+    if (kind != fleet_kind(fleet_of(ctx)) || slot < 0 || slot > 1 || !d->slot_ver[slot])
         return -ENOENT;
     ota_strlcpy(buf, d->slot_ver[slot], cap);
     return 0;
@@ -599,8 +600,9 @@ static int inst_slot_install(void *ctx, const struct ota_manifest *m, int slot, 
 
     if (r < 0)
         return r;
-    if (m->kind != OTA_KIND_APP)
-        return ota_err_set(err, EINVAL, "fleet devices take app releases only");
+    if (m->kind != fleet_kind(fl))
+        return ota_err_set(err, EINVAL, "this fleet's devices take %s releases only",
+                           ota_kind_names[fleet_kind(fl)]);
     if (slot == d->active)
         return ota_err_set(err, EPERM, "refusing to install into the active slot %s",
                            ota_slot_names[slot]);
@@ -619,6 +621,8 @@ static int inst_app_switch(void *ctx, int slot, struct ota_err *err)
 
     if (r < 0)
         return r;
+    if (fleet_kind(fleet_of(ctx)) != OTA_KIND_APP)
+        return ota_err_set(err, EINVAL, "a rootfs device has no app slots");
     if (!d->slot_ver[slot])
         return ota_err_set(err, ENOENT, "slot %s is empty", ota_slot_names[slot]);
     d->active = (int8_t)slot;
@@ -678,10 +682,16 @@ static int svc_is_active(void *ctx, int *ret_active, struct ota_err *err)
     return 0;
 }
 
+/* Asked, not done: the core stops (OTA_STEP_REBOOT); the runner boots the
+ * device through the bootloader model (fleet_dev_boot). */
 static int svc_reboot(void *ctx, struct ota_err *err)
 {
-    (void)ctx;
-    return ota_err_set(err, ENOTSUP, "fleet devices do not reboot for app updates");
+    int r = dead(ctx, err);
+
+    if (r < 0)
+        return r;
+    dev_of(ctx)->reboot_asked = 1;
+    return 0;
 }
 
 const struct ota_service_ops fleet_service_ops = {svc_restart, svc_is_active, svc_reboot};
@@ -710,6 +720,103 @@ static uint32_t clk_random(void *ctx)
 }
 
 const struct ota_clock_ops fleet_clock_ops = {clk_wall, clk_mono, clk_random};
+
+/* ---- the boot env and the bootloader (rootfs fleets) ----------------------- */
+
+/* U-Boot's env in memory: one write sets every variable given, or none. */
+static int env_get(void *ctx, const char *name, char *buf, size_t cap, struct ota_err *err)
+{
+    struct fdev *d = dev_of(ctx);
+    int r = dead(ctx, err);
+
+    if (r < 0)
+        return r;
+    if (strcmp(name, OTA_ENV_BOOT_PART) == 0)
+        snprintf(buf, cap, "%s", d->env_part ? OTA_ENV_SLOT_B : OTA_ENV_SLOT_A);
+    else if (strcmp(name, OTA_ENV_UPGRADE_AVAILABLE) == 0)
+        snprintf(buf, cap, "%u", d->env_upgrade);
+    else if (strcmp(name, OTA_ENV_BOOTCOUNT) == 0)
+        snprintf(buf, cap, "%u", d->env_count);
+    else if (strcmp(name, OTA_ENV_BOOTLIMIT) == 0)
+        snprintf(buf, cap, "%s", OTA_ENV_BOOTLIMIT_DEFAULT);
+    else
+        return -ENOENT;
+    return 0;
+}
+
+static int env_set(void *ctx, const char *const *names, const char *const *values, size_t n,
+                   struct ota_err *err)
+{
+    struct fdev *d = dev_of(ctx);
+    uint8_t part = d->env_part, up = d->env_upgrade, count = d->env_count;
+    int r = dead(ctx, err);
+
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(names[i], OTA_ENV_BOOT_PART) == 0)
+            part = strcmp(values[i], OTA_ENV_SLOT_B) == 0;
+        else if (strcmp(names[i], OTA_ENV_UPGRADE_AVAILABLE) == 0)
+            up = (uint8_t)atoi(values[i]);
+        else if (strcmp(names[i], OTA_ENV_BOOTCOUNT) == 0)
+            count = (uint8_t)atoi(values[i]);
+        else
+            return ota_err_set(err, EINVAL, "boot env: %s is not one the fleet models", names[i]);
+    }
+    d->env_part = part;
+    d->env_upgrade = up;
+    d->env_count = count;
+    return 0;
+}
+
+const struct ota_bootenv_ops fleet_bootenv_ops = {env_get, env_set};
+
+/* A release that does not boot on this device. */
+static int boots(const struct fleet *fl, const struct fdev *d, int slot)
+{
+    const struct otasim_fleet_release *rel = fleet_release_of(fl, d->slot_ver[slot]);
+
+    if (!d->slot_ver[slot])
+        return 0;
+    return !(rel && rel->bad == OTASIM_BAD_BOOT && fleet_bad_for(fl, d, rel));
+}
+
+/* The power comes on (a boot, a reboot): for a rootfs fleet, boot.cmd's
+ * rule (images/boot.cmd, ota/abboot.h): on trial every boot counts, past
+ * bootlimit the other slot boots; a slot that does not boot resets the
+ * board (a watchdog) and counts again. Then the app starts. */
+void fleet_dev_boot(struct fleet *fl, struct fdev *d)
+{
+    int limit = atoi(OTA_ENV_BOOTLIMIT_DEFAULT);
+
+    d->running = NULL;
+    if (fleet_kind(fl) == OTA_KIND_ROOTFS) {
+        for (int tries = 0; tries <= limit + 1; tries++) {
+            if (d->env_upgrade) {
+                d->env_count++;
+                if (d->env_count > limit) {
+                    d->env_part = !d->env_part;
+                    d->env_upgrade = 0;
+                }
+            }
+            if (boots(fl, d, d->env_part)) {
+                d->active = (int8_t)d->env_part;
+                break;
+            }
+            if (!d->env_upgrade)
+                return; /* nothing bootable: the board stays dark */
+        }
+        if (!boots(fl, d, d->env_part))
+            return;
+    }
+    d->running = d->slot_ver[d->active];
+    d->svc_start_ms = fl->vnow;
+    {
+        const struct otasim_fleet_release *rel = fleet_release_of(fl, d->running);
+        if (rel && rel->bad != OTASIM_BAD_NONE)
+            d->bad_seen = 1;
+    }
+}
 
 /* ---- power ------------------------------------------------------------------ */
 

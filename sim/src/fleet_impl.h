@@ -85,6 +85,8 @@ struct fdev {
     uint16_t updates, rollbacks, cuts, crashes;
     uint32_t nt;          /* transitions seen: the draws of the faults at rates */
     uint8_t boot_pending; /* the next wake is a boot (after a cut) */
+    uint8_t reboot_asked; /* the core asked for a reboot (rootfs) */
+    uint8_t env_part, env_upgrade, env_count; /* rootfs: the boot env (B = 1) */
 };
 
 /* The ops' context: the device and its runner. */
@@ -110,6 +112,7 @@ struct fleet {
     struct otasim_fleet_stats *st;
     uint64_t seed;
     int64_t vnow;     /* virtual ms since the run's start */
+    int64_t grain;    /* the virtual clock's grain (ms): wakes are rounded up to it */
     int64_t srv_now;  /* what the server's clock was last advanced to */
     int64_t srv_next; /* the server's next deadline (virtual ms since start), INT64_MAX none */
     long srv_sleepers;
@@ -147,6 +150,14 @@ extern const struct ota_store_ops fleet_store_ops;
 extern const struct ota_install_ops fleet_install_ops;
 extern const struct ota_service_ops fleet_service_ops;
 extern const struct ota_clock_ops fleet_clock_ops;
+extern const struct ota_bootenv_ops fleet_bootenv_ops;
+/* The fleet's update kind: its factory release's. */
+static inline enum ota_kind fleet_kind(const struct fleet *fl)
+{
+    return fl->def->rootfs ? OTA_KIND_ROOTFS : OTA_KIND_APP;
+}
+/* The power comes on: the bootloader model (rootfs), then the app. */
+void fleet_dev_boot(struct fleet *fl, struct fdev *d);
 struct fleet *fleet_of(void *ctx);
 uint64_t fleet_hash(uint64_t seed, uint64_t a, uint64_t b);
 double fleet_unit(uint64_t h); /* [0, 1) */
@@ -201,6 +212,44 @@ int fleet_final_reports(struct fleet *fl, json_t **out, struct ota_err *err) OTA
 int fleet_check_device(struct fleet *fl, const struct fdev *d, json_t *reports, char *ret_failed,
                        size_t cap, int *ret_ok);
 
+/* ---- a run (fleet.c) and what its end and record need ---- */
+#include "otasim/sim.h"
+struct otasim_rundb;
+
+struct sample {
+    int64_t t;
+    uint32_t by_state[OTA_STATE_MAX];
+    uint32_t by_version[OTASIM_FLEET_MAX_RELEASES + 1]; /* last: other */
+    uint32_t down, in_pass;
+    char rollout[16];
+    int stage;
+    char *server; /* the rollout's metrics as the server counts them (by_state, stages) */
+};
+
+struct run {
+    struct fleet fl;
+    struct otasim_tools t;
+    struct otasim_server srv;
+    int own_server;
+    struct sample *samples;
+    size_t n_samples, cap_samples;
+    int64_t next_sample, sample_every;
+    int64_t end_ms;       /* virtual: the run stops here */
+    int64_t settle_until; /* after the rollout ended: devices finish what they do */
+};
+
+/* fleet_verdict.c */
+int fleet_outcomes(struct run *R, struct otasim_rundb *db, struct ota_err *err) OTA_MUST;
+int fleet_faults_fired(struct run *R, struct ota_err *err) OTA_MUST;
+void fleet_expectations(struct run *R);
+
+/* fleet_record.c */
+long fleet_rss_kib(pid_t pid, const char *field);
+double fleet_proc_cpu_s(pid_t pid);
+void fleet_rerun_cmd(const struct run *R, char *buf, size_t cap);
+int fleet_db_open(struct run *R, struct otasim_rundb **ret, struct ota_err *err) OTA_MUST;
+int fleet_db_close(struct run *R, struct otasim_rundb *db, struct ota_err *err) OTA_MUST;
+
 /* fleet_native.c: the calibration's hooks. Records d's outcome (reports:
  * the server's final reports of the device, as fleet_final_reports). */
 void fleet_calib_record(struct fleet *fl, const struct fdev *d, json_t *reports);
@@ -211,6 +260,11 @@ int fleet_calib_app_bin(const struct fleet *fl, const struct otasim_fleet_releas
 
 /* fleet.c */
 void fleet_ready(struct fleet *fl, struct fdev *d);
+/* The heap of wake times (fl->heap, room for every device): d wakes at t
+ * (rounded up to fl->grain; moved if it waits already); pop the earliest
+ * (ties by device index). */
+void fleet_wake_at(struct fleet *fl, struct fdev *d, int64_t t);
+struct fdev *fleet_heap_pop(struct fleet *fl);
 /* From a fiber: sleep until virtual time t. */
 void fleet_sleep_until(struct fleet *fl, struct fdev *d, int64_t t);
 

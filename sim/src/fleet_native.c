@@ -174,14 +174,14 @@ static int supported(const struct otasim_fleet_def *def, struct ota_err *err)
 {
     if (def->jitter_ms || def->offline > 0 || def->late > 0 || def->n_zones || def->n_attrs ||
         def->bandwidth || def->power_cut > 0 || def->agent_crash > 0 || def->server_faults_json ||
-        def->rollout_activate_at_ms >= 0)
+        def->rollout_activate_at_ms >= 0 || def->rootfs)
         return ota_err_set(err, ENOTSUP,
                            "calibration: %s uses what the native run does not reproduce "
                            "(poll_jitter, offline, late, timezones, attributes, bandwidth, "
-                           "faults, blue_green activate_at)",
+                           "faults, blue_green activate_at, a rootfs fleet)",
                            def->path);
     for (size_t i = 0; i < def->n_rel; i++)
-        if (def->rel[i].bad == OTASIM_BAD_CRASH ||
+        if (def->rel[i].bad == OTASIM_BAD_CRASH || def->rel[i].bad == OTASIM_BAD_BOOT ||
             (def->rel[i].bad == OTASIM_BAD_HEALTH && def->rel[i].fail_after_ms > 0))
             return ota_err_set(err, ENOTSUP,
                                "calibration: release %s: only bad: {mode: health, fail_after: 0}",
@@ -243,8 +243,10 @@ static int device_new(struct native *N, struct ndev *nd, uint32_t idx, struct ot
     }
     if ((r = otasim_device_boot(&nd->dev, err)) < 0)
         return ota_err_prefix(err, r, "booting d%06u", idx);
-    /* the same first wake as the in-process run (fleet.c devices()) */
+    /* the same first wake as the in-process run (fleet.c devices(), its
+     * default grain of a second) */
     nd->wake = (int64_t)(fleet_hash(N->fl.seed, idx, 5) % (uint64_t)def->poll_ms);
+    nd->wake = (nd->wake + SEC - 1) / SEC * SEC;
     return 0;
 }
 
@@ -303,6 +305,7 @@ static int run_batch(struct native *N, unsigned jobs, struct ota_err *err)
         }
         /* as fleet.c pass_ended: the next poll after the pass */
         nd->wake += nd->took_ms + N->fl.def->poll_ms;
+        nd->wake = (nd->wake + SEC - 1) / SEC * SEC;
     }
     return 0;
 }

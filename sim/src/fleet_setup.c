@@ -29,6 +29,11 @@ static int make_payload(const char *dir, const struct otasim_fleet_release *rel,
     snprintf(pkg, sizeof(pkg), "%s/pkg", dir);
     snprintf(file, sizeof(file), "%s/data.bin", pkg);
     snprintf(ret_payload, cap, "%s/payload.tar.gz", dir);
+    if (rel->rootfs) { /* a raw image: the bytes are the payload */
+        snprintf(pkg, sizeof(pkg), "%s", dir);
+        snprintf(file, sizeof(file), "%s/image.img", dir);
+        snprintf(ret_payload, cap, "%s", file);
+    }
     snprintf(log, sizeof(log), "%s/build.log", dir);
     if ((r = ota_fs_mkdirs(pkg, err)) < 0)
         return r;
@@ -43,7 +48,7 @@ static int make_payload(const char *dir, const struct otasim_fleet_release *rel,
     }
     r = ota_fs_write_atomic(file, buf, rel->size, 0644, err);
     free(buf);
-    if (r < 0)
+    if (r < 0 || rel->rootfs)
         return r;
     if (app_bin[0]) { /* the calibration (fleet_native.c) */
         char bin[PATH_MAX + 32];
@@ -82,7 +87,7 @@ static int pack(const struct otasim_tools *t, const struct fleet *fl, const char
     argv[n++] = "--payload";
     argv[n++] = payload;
     argv[n++] = "--kind";
-    argv[n++] = "app";
+    argv[n++] = fl->def->rootfs ? "rootfs" : "app";
     argv[n++] = "--name";
     argv[n++] = name;
     argv[n++] = "--version";

@@ -31,7 +31,8 @@ struct xfer {
     long status;
     char content_range[128], etag[128];
     int64_t clen;
-    int sink_rc; /* a sink's negative return: the transfer was aborted */
+    int sink_rc;  /* a sink's negative return: the transfer was aborted */
+    uint64_t got; /* body bytes passed to the sink */
     int done;
     CURLcode result;
     char errbuf[CURL_ERROR_SIZE];
@@ -295,12 +296,25 @@ static size_t on_data(char *p, size_t sz, size_t nm, void *ud)
     }
     if (x->status < 200 || x->status > 299)
         return n; /* an error answer's body is not the payload */
+    x->got += n;
     r = x->sink->on_data(x->sink->ctx, p, n);
     if (r < 0) {
         x->sink_rc = r;
         return 0;
     }
     return n;
+}
+
+/* A device's link of def->bandwidth bytes/s: the bytes came at loopback
+ * speed; the device waits the rest of the time they take on its link, in
+ * virtual time (the fiber sleeps; other devices go on). */
+static void slow_link(struct xfer *x)
+{
+    struct fleet *fl = x->p->c.fl;
+    uint64_t bw = fl->def->bandwidth;
+
+    if (bw && x->got)
+        fleet_sleep_until(fl, x->p->d, fl->vnow + (int64_t)(x->got * 1000 / bw));
 }
 
 static int net_download(void *ctx, const char *url, const char *bearer, uint64_t offset,
@@ -332,6 +346,7 @@ static int net_download(void *ctx, const char *url, const char *bearer, uint64_t
         xfer_put(n, x);
         return r;
     }
+    slow_link(x);
     if (x->sink_rc < 0)
         r = x->sink_rc;
     else if (x->result != CURLE_OK)

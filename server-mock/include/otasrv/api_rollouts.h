@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include "ota/err.h"
+#include "otasrv/rollout.h"
 #include "otasrv/server.h"
 
 #ifdef __cplusplus
@@ -50,6 +51,11 @@ int64_t otasrv_rollouts_next_deadline(struct otasrv_srv *srv, int64_t now_ms);
 /* /api/v1/rollouts..., /api/v1/events, /api/v1/stats (admin token checked
  * by the caller). */
 enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req);
+/* GET /api/v1/stats (api_stats.c). */
+enum otasrv_result otasrv_api_stats(struct otasrv_req *req);
+/* How many rollouts are in each state, and in all. */
+void otasrv_rollouts_count(struct otasrv_srv *srv, int counts[OTASRV_ROLLOUT_STATE_MAX],
+                           int *ret_total);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,9 @@ void otasrv_events_free(struct otasrv_events *ev);
  * subscribers of that rollout. */
 void otasrv_events_publish(struct otasrv_events *ev, const char *rollout_id, const char *name,
                            json_t *data);
+/* 1 if an event published for rollout_id (NULL: for none) would reach a
+ * subscriber now: lets a publisher skip building an event nobody reads. */
+int otasrv_events_wanted(struct otasrv_events *ev, const char *rollout_id);
 /* Keepalive comments to subscribers idle for OTASRV_EVENTS_KEEPALIVE ms (it
  * also finds the ones that went away); call every second or so. */
 void otasrv_events_tick(struct otasrv_events *ev, int64_t now_ms);

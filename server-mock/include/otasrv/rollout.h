@@ -49,7 +49,8 @@
  * - timer: otasrv_rollout_tick() every second or so (or, on a virtual
  *   clock, at otasrv_rollout_next_deadline(), which includes stage delays
  *   and maintenance windows).
- * - after each call: write the rows whose dirty flag is set (and clear it),
+ * - after each call: write the rows whose dirty flag is set (and clear it;
+ *   otasrv_rollout_dirty_rows lists them without a pass over the table),
  *   and the status when it changed.
  * - restart: from_json, new, status_from_json, load the rows, recount.
  * Keeping a device in at most one active rollout per kind is the server's
@@ -149,6 +150,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "ota/err.h"
 
 #ifdef __cplusplus
@@ -442,6 +444,8 @@ struct otasrv_rollout_device {
 int otasrv_rollout_device_init(const char *rollout_id, const char *device_id,
                                struct otasrv_rollout_device *ret, struct ota_err *err) OTA_MUST;
 
+struct otasrv_rollout_index;
+
 struct otasrv_rollout {
     struct otasrv_rollout_def def;
     /* Status: persist with otasrv_rollout_status_to_json. */
@@ -462,6 +466,12 @@ struct otasrv_rollout {
     uint32_t total[OTASRV_RDEV_MAX];
     uint32_t n_devices;
     int64_t activated_ms; /* blue_green: when the fleet was told to switch; 0 = not yet */
+    /* The engine's own index over the table it last saw whole (in-flight
+     * rows by last_ms, rows changed since the last write); private, see
+     * rollout_index.c. Shared by a struct copy: a copy must not be ticked.
+     * otasrv_rollout_next_deadline may reorder it (the one change a call
+     * with a const rollout makes): serialise it with the other calls. */
+    struct otasrv_rollout_index *idx;
 };
 
 /* A new draft rollout. Takes the manual device list from *def (sorted and
@@ -483,7 +493,9 @@ int otasrv_rollout_status_from_json(const json_t *obj, struct otasrv_rollout *r,
  * tests and tools. -ENOMEM (batch stages sort an index). */
 int otasrv_rollout_plan(struct otasrv_rollout *r, struct otasrv_rollout_device *devs, size_t n,
                         struct ota_err *err) OTA_MUST;
-/* Recomputes r's counts from the table (after loading it). O(n). */
+/* Recomputes r's counts from the table (after loading it, or after the
+ * caller changed rows itself: the engine then rebuilds its index at the
+ * next tick). O(n). */
 void otasrv_rollout_recount(struct otasrv_rollout *r, const struct otasrv_rollout_device *devs,
                             size_t n);
 
@@ -544,10 +556,14 @@ struct otasrv_rollout_tick_result {
     int activated;             /* blue_green: activate_at_ms reached by this tick */
 };
 
-/* The passage of time, O(n): scheduled -> running at start_at; report
- * timeouts (running and paused); recount; trips of every open stage
- * (running; paused only with auto_rollback); stage advance and completion
- * (running). ret_result may be NULL. */
+/* The passage of time: scheduled -> running at start_at; report timeouts
+ * (running and paused); trips of every open stage (running; paused only
+ * with auto_rollback); stage advance and completion (running).
+ * ret_result may be NULL. The first tick on a table (or after a recount,
+ * or after a row of another table was passed to checkin or on_report)
+ * recounts it and indexes its in-flight rows, O(n); later ticks on the same
+ * table cost O(stages + log n per device timed out): the counts are kept by
+ * every change, and only rows whose timeout is due are visited. */
 void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device *devs, size_t n,
                          int64_t now_ms, struct otasrv_rollout_tick_result *ret_result);
 
@@ -556,12 +572,15 @@ void otasrv_rollout_tick(struct otasrv_rollout *r, struct otasrv_rollout_device 
  * is paused, the report timeout of each in-flight device (last_ms +
  * report_timeout_ms). INT64_MAX when none (a draft, an approved or an
  * ended rollout; no timeout). A deadline at or before now_ms is overdue
- * (the next tick handles it) and returned as it is. At most one pass over
- * the table (none without a report timeout or a window).
+ * (the next tick handles it) and returned as it is. Report timeouts: O(1)
+ * (amortised) on the table the last tick indexed; else one pass over the
+ * table (none without a report timeout).
  * Also, while running: the end of the open stage's delay_ms once it has
- * passed, and otasrv_rollout_window_next (the first window opening of a
- * pending device in an open stage, by the rows' zones; now_ms when one is
- * open already). A virtual clock advances to it. */
+ * passed, a blue_green rollout's activate_at_ms, and
+ * otasrv_rollout_window_next (the first window opening of a pending device
+ * in an open stage, or of a standby device once activated, by the rows'
+ * zones; one pass over the table when the rollout has a window). A virtual
+ * clock advances to it. */
 int64_t otasrv_rollout_next_deadline(const struct otasrv_rollout *r,
                                      const struct otasrv_rollout_device *devs, size_t n,
                                      int64_t now_ms);
@@ -592,6 +611,18 @@ struct otasrv_rollout_metrics {
     int n_stages;
     struct otasrv_rollout_stage_metrics stages[OTASRV_ROLLOUT_MAX_STAGES];
 };
+
+/* The rows the engine changed since the last otasrv_rollout_dirty_clear,
+ * for a caller that writes only those: their indices in devs in
+ * *ret_rows (some may be listed twice, or have their dirty flag cleared
+ * already: skip those), and their count; -1 when the engine does not know
+ * (devs is not the table it indexed, or it was just indexed): then scan the
+ * dirty flags. */
+ssize_t otasrv_rollout_dirty_rows(const struct otasrv_rollout *r,
+                                  const struct otasrv_rollout_device *devs, size_t n,
+                                  const uint32_t **ret_rows);
+/* After the caller wrote the dirty rows (and cleared their flags). */
+void otasrv_rollout_dirty_clear(struct otasrv_rollout *r);
 
 /* Metrics over the table. -ENOMEM (durations are sorted in a copy). */
 int otasrv_rollout_measure(const struct otasrv_rollout *r, const struct otasrv_rollout_device *devs,

@@ -26,6 +26,15 @@ int otasrv_rstore_save(struct otasrv_rstore *s, const struct otasrv_rollout *r,
                        struct otasrv_rollout_device *devs, size_t n, int replace,
                        struct ota_err *err) OTA_MUST;
 
+/* Writes r's status and, in the same transaction, the rows devs[rows[i]]
+ * (i < n_rows) whose dirty flag is set; clears their flags once committed.
+ * What an engine call changed (otasrv_rollout_dirty_rows): O(n_rows), not
+ * O(table). The rollout must have been saved before (its definition is
+ * not written again: it never changes after the create). */
+int otasrv_rstore_save_rows(struct otasrv_rstore *s, const struct otasrv_rollout *r,
+                            struct otasrv_rollout_device *devs, const uint32_t *rows, size_t n_rows,
+                            struct ota_err *err) OTA_MUST;
+
 /* Calls fn for each stored rollout, oldest first, with a new rollout (its
  * counts recounted) and its table (malloc'ed, sorted by device id); fn
  * takes both. Rollouts that fail to load are skipped (err says the last). */

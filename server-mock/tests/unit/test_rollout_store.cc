@@ -137,6 +137,64 @@ TEST(RolloutStore, SaveAndLoadRoundTrip)
     unlink((db + "-shm").c_str());
 }
 
+// save_rows writes the status and the rows the engine listed, nothing else.
+TEST(RolloutStore, SaveRowsWritesTheListedRowsAndTheStatus)
+{
+    std::string db = temp_db();
+    ota_err err{};
+    otasrv_rstore *s = nullptr;
+    ASSERT_EQ(otasrv_rstore_open(db.c_str(), &s, &err), 0) << err.reason;
+    otasrv_rollout *r = make_rollout("r2");
+    auto devs = make_devs("r2", 20);
+    const uint32_t *rows = nullptr;
+    ASSERT_EQ(otasrv_rstore_save(s, r, devs.data(), devs.size(), 1, &err), 0) << err.reason;
+    ASSERT_EQ(otasrv_rollout_act(r, OTASRV_OP_APPROVE, devs.data(), devs.size(), 2000, &err), 0);
+    ASSERT_EQ(otasrv_rollout_act(r, OTASRV_OP_START, devs.data(), devs.size(), 3000, &err), 0);
+    // Just indexed: the engine does not know which rows changed.
+    EXPECT_EQ(otasrv_rollout_dirty_rows(r, devs.data(), devs.size(), &rows), -1);
+    ASSERT_EQ(otasrv_rstore_save(s, r, devs.data(), devs.size(), 0, &err), 0) << err.reason;
+    otasrv_rollout_dirty_clear(r);
+    EXPECT_EQ(otasrv_rollout_dirty_rows(r, devs.data(), devs.size(), &rows), 0);
+
+    size_t first = 0, other = 0;
+    while (devs[first].stage != 0)
+        first++;
+    other = first == 0 ? 1 : 0;
+    otasrv_rollout_decision dec{};
+    otasrv_rollout_checkin(r, nullptr, &devs[first], 4000, &dec);
+    ASSERT_EQ(dec.offer, OTASRV_OFFER_RELEASE);
+    devs[other].last_ms = 777; // changed behind the engine's back: not listed
+    devs[other].dirty = 1;
+    ASSERT_EQ(otasrv_rollout_act(r, OTASRV_OP_PAUSE, nullptr, 0, 5000, &err), 0);
+    ASSERT_EQ(otasrv_rollout_dirty_rows(r, devs.data(), devs.size(), &rows), 1);
+    EXPECT_EQ(rows[0], first);
+    ASSERT_EQ(otasrv_rstore_save_rows(s, r, devs.data(), rows, 1, &err), 0) << err.reason;
+    EXPECT_EQ(devs[first].dirty, 0);
+    otasrv_rollout_dirty_clear(r);
+    otasrv_rstore_close(s);
+
+    ASSERT_EQ(otasrv_rstore_open(db.c_str(), &s, &err), 0) << err.reason;
+    Loaded l;
+    ASSERT_EQ(otasrv_rstore_load(s, on_load, &l, &err), 0) << err.reason;
+    ASSERT_EQ(l.r.size(), 1u);
+    EXPECT_EQ(l.r[0]->state, OTASRV_ROLLOUT_PAUSED);
+    EXPECT_EQ(l.r[0]->def.stages[0].percent, 50u); // the definition is still there
+    ASSERT_EQ(l.devs[0].size(), 20u);
+    for (const auto &d : l.devs[0]) {
+        if (strcmp(d.device_id, devs[first].device_id) == 0) {
+            EXPECT_EQ(d.state, OTASRV_RDEV_OFFERED);
+            EXPECT_EQ(d.offered_ms, 4000);
+        }
+        if (strcmp(d.device_id, devs[other].device_id) == 0)
+            EXPECT_EQ(d.last_ms, 0);
+    }
+    otasrv_rstore_close(s);
+    otasrv_rollout_free(r);
+    unlink(db.c_str());
+    unlink((db + "-wal").c_str());
+    unlink((db + "-shm").c_str());
+}
+
 TEST(RolloutStore, BadPathFails)
 {
     ota_err err{};

@@ -34,6 +34,7 @@ enum otasim_bad_mode {
     OTASIM_BAD_NONE,   /* a good release */
     OTASIM_BAD_HEALTH, /* runs, then its health check fails (fail_after) */
     OTASIM_BAD_CRASH,  /* its service does not stay up after the restart */
+    OTASIM_BAD_BOOT,   /* rootfs: the image does not boot (the bootloader falls back) */
     OTASIM_BAD_MODE_MAX
 };
 extern const char *const otasim_bad_mode_names[OTASIM_BAD_MODE_MAX];
@@ -43,6 +44,7 @@ struct otasim_fleet_release {
     uint64_t size; /* payload bytes */
     int factory;   /* installed on every device at the start (not published) */
     int rollback;  /* also published as the signed rollback order of its version */
+    int rootfs;    /* kind: rootfs image (default app package); one kind per fleet */
     enum otasim_bad_mode bad;
     double bad_probability; /* per device it may hit */
     char bad_types[4][64];  /* only these device types ("" none = all) */
@@ -56,6 +58,7 @@ struct otasim_fleet_def {
     char name[64];
     char path[4096];
     uint64_t seed;
+    int rootfs;          /* a rootfs fleet (its releases are images, devices reboot) */
     int64_t duration_ms; /* virtual time budget */
     int64_t start_ms;    /* virtual clock's start (unix ms) */
     /* devices */
@@ -121,6 +124,7 @@ struct otasim_fleet_opts {
     uint32_t shard, shards; /* run devices i with i % shards == shard (shards 0/1: all) */
     uint32_t connections;   /* keep-alive pool size (default 64) */
     uint32_t max_active;    /* devices inside a pass at once (default 4096) */
+    int64_t grain_ms;       /* the virtual clock's grain (default 1000): wakes round up to it */
     int server_threads;     /* ota-server --threads (default 2) */
     const char *db;         /* run database (NULL: none) */
     const char *work;       /* work dir (server, releases) */

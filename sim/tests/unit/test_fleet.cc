@@ -452,3 +452,52 @@ TEST(FleetOps, JournalRoundTrips)
 }
 
 } // namespace
+
+namespace
+{
+
+// The loop's heap: devices come out by wake time (ties by index), a device
+// that waits already is moved, not added twice, and wakes round up to the
+// grain (devices due within one grain act together).
+TEST(FleetLoop, WakesComeOutInOrderAndOnTheGrain)
+{
+    const uint32_t n = 2000;
+    std::vector<fdev> devs(n);
+    std::vector<fdev *> heap(n);
+    fleet fl{};
+    uint64_t x = 88172645463325252ull;
+
+    fl.heap = heap.data();
+    fl.grain = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        devs[i].idx = i;
+        fleet_wake_at(&fl, &devs[i], (int64_t)(x % 5000));
+    }
+    for (uint32_t i = 0; i < n; i += 3) // move a third of them
+        fleet_wake_at(&fl, &devs[i], devs[i].wake_ms + 2500);
+    ASSERT_EQ(fl.heap_n, n);
+    int64_t last = -1;
+    uint32_t last_idx = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        fdev *d = fleet_heap_pop(&fl);
+        ASSERT_TRUE(d->wake_ms > last || (d->wake_ms == last && d->idx > last_idx))
+            << "out of order at " << k;
+        EXPECT_EQ(d->heap_pos, 0u);
+        last = d->wake_ms;
+        last_idx = d->idx;
+    }
+    EXPECT_EQ(fl.heap_n, 0u);
+
+    fl.grain = 1000;
+    fleet_wake_at(&fl, &devs[0], 1);
+    fleet_wake_at(&fl, &devs[1], 1000);
+    fleet_wake_at(&fl, &devs[2], 1001);
+    EXPECT_EQ(devs[0].wake_ms, 1000);
+    EXPECT_EQ(devs[1].wake_ms, 1000);
+    EXPECT_EQ(devs[2].wake_ms, 2000);
+}
+
+} // namespace

@@ -80,9 +80,11 @@ fleet:
 	cmake --build $(BUILD_FLEET) -j$(JOBS) --target ota-sim ota-server ota-pack
 	$(BUILD_FLEET)/sim/ota-sim fleet scenarios/fleet/$(NAME).yaml $(ARGS)
 
-# 1,000, 10,000 and 100,000 devices, bench-server beside it (sim/bench/README.md).
+# 1,000, 10,000 and 100,000 devices, bench-server beside it (sim/bench/README.md), and the
+# calibration with CALIBRATE devices (docs/fleet.md "Calibration"; CALIBRATE=0: none).
+CALIBRATE ?= 500
 bench-fleet:
-	ci/bench-fleet $(ARGS)
+	ci/bench-fleet --calibrate $(CALIBRATE) $(ARGS)
 
 bench-qemu:
 	ci/bench-qemu $(ARGS)

@@ -15,7 +15,12 @@
  * after VIDEO_APP_FAULT_SECONDS), health-500 (/health answers 500), hang
  * (after VIDEO_APP_FAULT_SECONDS the loop stops: connections are accepted
  * by the kernel but never answered; SIGTERM still ends the process, by
- * its default action, like a wedged process without a working handler). */
+ * its default action, like a wedged process without a working handler),
+ * health-500-quirk (/health answers 500 on a device with the hardware quirk
+ * this build's bug trips on: the file ../etc/video-app-quirk-VERSION exists,
+ * relative to the working directory, which `ota-sim svc` makes the device's
+ * ROOT/run; the fleet calibration marks the devices its bad-release draw
+ * picks, docs/fleet.md "Calibration"). */
 #include "frame.h"
 #include "server.h"
 
@@ -34,11 +39,12 @@ enum vapp_fault {
     VAPP_FAULT_CRASH_AFTER,
     VAPP_FAULT_HEALTH_500,
     VAPP_FAULT_HANG,
+    VAPP_FAULT_HEALTH_500_QUIRK,
     VAPP_FAULT_MAX,
 };
 
 static const char *const fault_names[VAPP_FAULT_MAX] = {
-    "none", "crash-on-start", "crash-after", "health-500", "hang",
+    "none", "crash-on-start", "crash-after", "health-500", "hang", "health-500-quirk",
 };
 
 #ifndef VIDEO_APP_VERSION
@@ -57,7 +63,8 @@ static const char *const fault_names[VAPP_FAULT_MAX] = {
 struct app {
     const char *version;
     enum vapp_fault fault;
-    int bw; /* major version >= 2 */
+    int bw;    /* major version >= 2 */
+    int quirk; /* health-500-quirk on a device with the quirk */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -123,7 +130,7 @@ static void handle(void *ctx, const struct vapp_request *req, struct vapp_respon
     char text[256];
 
     if (strcmp(req->path, "/health") == 0) {
-        int bad = app->fault == VAPP_FAULT_HEALTH_500;
+        int bad = app->fault == VAPP_FAULT_HEALTH_500 || app->quirk;
 
         snprintf(text, sizeof(text), "{\"status\":\"%s\",\"version\":\"%s\"}", bad ? "error" : "ok",
                  app->version);
@@ -223,7 +230,7 @@ static const char *option(int argc, char **argv, int *i, const char *name)
 
 int main(int argc, char **argv)
 {
-    struct app app = {VIDEO_APP_VERSION, VIDEO_APP_FAULT, is_bw(VIDEO_APP_VERSION)};
+    struct app app = {VIDEO_APP_VERSION, VIDEO_APP_FAULT, is_bw(VIDEO_APP_VERSION), 0};
     const char *bind_addr = getenv("VIDEO_APP_BIND"), *port_file = NULL, *v;
     unsigned port = DEFAULT_PORT;
     struct vapp_server *srv = NULL;
@@ -261,6 +268,11 @@ int main(int argc, char **argv)
         }
     }
 
+    if (app.fault == VAPP_FAULT_HEALTH_500_QUIRK) {
+        char quirk[96];
+        snprintf(quirk, sizeof(quirk), "../etc/video-app-quirk-%s", app.version);
+        app.quirk = access(quirk, F_OK) == 0;
+    }
     if (app.fault == VAPP_FAULT_CRASH_ON_START) {
         fprintf(stderr, "video-app %s: fault crash-on-start: exiting\n", app.version);
         return 1;

@@ -32,6 +32,7 @@ static void usage(FILE *f)
                "       ota-sim journal FILE   (print an interposer journal)\n"
                "       ota-sim fleet FLEET.yaml [options]   (ota-sim fleet --help)\n"
                "       ota-sim fleet-merge OUT.db SHARD.db...  (ota-sim fleet-merge --help)\n"
+               "       ota-sim fleet-calibrate FLEET.yaml [options]   (in-process vs native)\n"
                "\n"
                "Runs the real ota-agent on simulated devices against a real ota-server on\n"
                "127.0.0.1 and breaks them: power cuts, agent and service crashes, disk full,\n"
@@ -632,6 +633,8 @@ int otasim_cli_main(int argc, char **argv)
         return otasim_cli_fleet(argc, argv);
     if (strcmp(argv[1], "fleet-merge") == 0)
         return otasim_cli_fleet_merge(argc, argv);
+    if (strcmp(argv[1], "fleet-calibrate") == 0)
+        return otasim_cli_fleet_calibrate(argc, argv);
     fprintf(stderr, "ota-sim: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

@@ -122,6 +122,8 @@ static int write_config(struct otasim_device *d, struct ota_err *err)
         d->tr->srv->enroll_token, d->tr->device_id, sc->device_type, d->tr->pub);
     if (sc->blue_green) /* the rollout's filter: a group of its own (bluegreen.c) */
         ADD("group = %s\n", d->tr->device_id);
+    else if (d->tr->group[0]) /* a fleet calibration's device (fleet_native.c) */
+        ADD("group = %s\n", d->tr->group);
     ADD("database = %s/var/lib/ota/agent.db\nmax_resumes = 5\nmax_attempts = 5\n", d->root);
     ADD("backoff_base_ms = 50\nbackoff_max_ms = 500\ncheckpoint_bytes = 16384\n"
         "checkpoint_interval_ms = 0\n");

@@ -274,6 +274,14 @@ void fleet_rerun_cmd(const struct run *R, char *buf, size_t cap);
 int fleet_db_open(struct run *R, struct otasim_rundb **ret, struct ota_err *err) OTA_MUST;
 int fleet_db_close(struct run *R, struct otasim_rundb *db, struct ota_err *err) OTA_MUST;
 
+/* fleet_native.c: the calibration's hooks. Records d's outcome (reports:
+ * the server's final reports of the device, as fleet_final_reports). */
+void fleet_calib_record(struct fleet *fl, const struct fdev *d, json_t *reports);
+/* The video-app build a release's payload carries in calibration runs
+ * (buf "" otherwise). */
+int fleet_calib_app_bin(const struct fleet *fl, const struct otasim_fleet_release *rel, char *buf,
+                        size_t cap, struct ota_err *err) OTA_MUST;
+
 /* fleet.c */
 void fleet_ready(struct fleet *fl, struct fdev *d);
 /* The heap of wake times (fl->heap, room for every device): d wakes at t

@@ -16,9 +16,10 @@
 
 #define FLEET_APP_NAME "fleet-app"
 
-/* The release's payload: a tar.gz of one file of seeded bytes. */
+/* The release's payload: a tar.gz of one file of seeded bytes (and, in a
+ * calibration run, app_bin as bin/video-app). */
 static int make_payload(const char *dir, const struct otasim_fleet_release *rel, uint64_t seed,
-                        char *ret_payload, size_t cap, struct ota_err *err)
+                        const char *app_bin, char *ret_payload, size_t cap, struct ota_err *err)
 {
     char pkg[PATH_MAX + 16], file[PATH_MAX + 32], log[PATH_MAX + 16];
     uint8_t *buf;
@@ -49,6 +50,18 @@ static int make_payload(const char *dir, const struct otasim_fleet_release *rel,
     free(buf);
     if (r < 0 || rel->rootfs)
         return r;
+    if (app_bin[0]) { /* the calibration (fleet_native.c) */
+        char bin[PATH_MAX + 32];
+        const char *cp[] = {"cp", app_bin, bin, NULL};
+        snprintf(bin, sizeof(bin), "%s/bin", pkg);
+        if ((r = ota_fs_mkdirs(bin, err)) < 0)
+            return r;
+        snprintf(bin, sizeof(bin), "%s/bin/video-app", pkg);
+        if ((r = otasim_run(cp, NULL, 30000, NULL, log, &st, err)) < 0)
+            return r;
+        if (st != 0)
+            return ota_err_set(err, EIO, "cp %s %s: exit %d", app_bin, bin, st);
+    }
     const char *argv[] = {"tar", "-czf", ret_payload, "-C", pkg, ".", NULL};
     if ((r = otasim_run(argv, NULL, 120000, NULL, log, &st, err)) < 0)
         return r;
@@ -104,13 +117,15 @@ static int releases(struct fleet *fl, const struct otasim_tools *t, const struct
                     const char *work, const char *priv, struct ota_err *err)
 {
     const struct otasim_fleet_def *def = fl->def;
-    char dir[PATH_MAX], payload[PATH_MAX + 32], out[PATH_MAX + 16];
+    char dir[PATH_MAX], payload[PATH_MAX + 32], out[PATH_MAX + 16], app[PATH_MAX];
     int r;
 
     for (size_t i = 0; i < def->n_rel; i++) {
         const struct otasim_fleet_release *rel = &def->rel[i];
         snprintf(dir, sizeof(dir), "%s/releases/%s", work, rel->version);
-        if ((r = make_payload(dir, rel, def->seed * 131 + i, payload, sizeof(payload), err)) < 0)
+        if ((r = fleet_calib_app_bin(fl, rel, app, sizeof(app), err)) < 0 ||
+            (r = make_payload(dir, rel, def->seed * 131 + i, app, payload, sizeof(payload), err)) <
+                0)
             return r;
         if (!rel->factory) {
             snprintf(out, sizeof(out), "%s/release", dir);

@@ -303,6 +303,8 @@ int fleet_outcomes(struct run *R, struct otasim_rundb *db, struct ota_err *err)
                 st->on_target++;
         }
         oc = outcome_of(fl, d, ok, target);
+        if (fl->o->calib) /* the calibration (fleet_native.c) */
+            fleet_calib_record(fl, d, reports[i]);
         if (db && (r = device_row(R, db, d, oc, failed, err)) < 0)
             goto out;
     }

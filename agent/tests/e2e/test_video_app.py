@@ -93,7 +93,7 @@ def parse_ppm(data):
 class App:
     """One video-app process on a free port."""
 
-    def __init__(self, name, tmp_path, env=None, extra=()):
+    def __init__(self, name, tmp_path, env=None, extra=(), cwd=None):
         self.port_file = str(tmp_path / f"{name}.port")
         self.log = open(tmp_path / f"{name}.log", "wb")
         full_env = dict(os.environ)
@@ -101,7 +101,7 @@ class App:
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [binary(name), "--port", "0", "--port-file", self.port_file, *extra],
-            stdout=self.log, stderr=self.log, cwd=str(tmp_path), env=full_env)
+            stdout=self.log, stderr=self.log, cwd=str(cwd or tmp_path), env=full_env)
         self.port = None
 
     def wait_listening(self):
@@ -273,6 +273,23 @@ def test_health_500(run_app):
     app = run_app("video-app-v2-health-500")
     port = app.wait_listening()
     assert get_json(port, "/health") == (500, {"status": "error", "version": "2.0.0"})
+    assert get_json(port, "/version") == (200, {"version": "2.0.0", "mode": "bw"})
+
+
+@pytest.mark.parametrize("quirk", [False, True])
+def test_health_500_quirk_only_on_a_device_with_the_quirk(run_app, tmp_path, quirk):
+    # the device's tree as `ota-sim svc` runs the app: cwd ROOT/run, the quirk in ROOT/etc
+    (tmp_path / "dev" / "run").mkdir(parents=True)
+    (tmp_path / "dev" / "etc").mkdir()
+    (tmp_path / "dev" / "etc" / "video-app-quirk-1.0.0").write_text("another version's\n")
+    if quirk:
+        (tmp_path / "dev" / "etc" / "video-app-quirk-2.0.0").write_text("")
+    app = run_app("video-app-v2-health-500-quirk", cwd=tmp_path / "dev" / "run")
+    port = app.wait_listening()
+    if quirk:
+        assert get_json(port, "/health") == (500, {"status": "error", "version": "2.0.0"})
+    else:
+        assert get_json(port, "/health") == (200, {"status": "ok", "version": "2.0.0"})
     assert get_json(port, "/version") == (200, {"version": "2.0.0", "mode": "bw"})
 
 

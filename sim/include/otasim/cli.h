@@ -13,6 +13,8 @@ int otasim_cli_main(int argc, char **argv);
 int otasim_cli_fleet(int argc, char **argv);
 /* ota-sim fleet-merge OUT.db SHARD.db... (cli_fleet.c). */
 int otasim_cli_fleet_merge(int argc, char **argv);
+/* ota-sim fleet-calibrate FILE [options] (cli_calibrate.c). */
+int otasim_cli_fleet_calibrate(int argc, char **argv);
 
 #ifdef __cplusplus
 }

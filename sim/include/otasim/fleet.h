@@ -148,6 +148,10 @@ struct otasim_fleet_opts {
     int verbose;
     int keep;       /* keep the run's work dir (server database, releases) */
     FILE *progress; /* a line per sample (NULL: quiet) */
+    /* The calibration (fleet_native.c): every device's outcome is recorded
+     * there, and the releases carry the video-app build of their version
+     * (NULL: neither). */
+    struct otasim_fleet_calib *calib;
 };
 
 struct otasim_fleet_stats {
@@ -205,6 +209,27 @@ int otasim_fleet_serve(const struct otasim_fleet_def *def, const struct otasim_f
  * merged verdict; *ret_id: its fleet_runs id. */
 int otasim_fleet_merge(const char *out, const char *const *in, size_t n, int *ret_ok,
                        int64_t *ret_id, FILE *report, struct ota_err *err) OTA_MUST;
+/* ---- the calibration (fleet_native.c, docs/fleet.md "Calibration") ---- */
+struct otasim_fleet_calib; /* every device's final outcome of one run */
+struct otasim_fleet_calib_result {
+    struct otasim_fleet_calib *inproc, *native;
+    struct otasim_fleet_stats inproc_stats;
+    double inproc_wall_s, native_wall_s;
+};
+/* Runs the fleet in-process, then each device as a real `ota-agent` process
+ * on a simulated device (native tier), passes on `jobs` threads, batches of
+ * batch_ms virtual (0: poll_interval / 12). */
+int otasim_fleet_calibrate(const struct otasim_fleet_def *def, const struct otasim_fleet_opts *o,
+                           unsigned jobs, int64_t batch_ms, struct otasim_fleet_calib_result *ret,
+                           struct ota_err *err) OTA_MUST;
+/* Prints every difference (the rollout's end state, each device's running
+ * version, agent state, rollback, final report); returns their number. */
+int otasim_fleet_calib_compare(const struct otasim_fleet_calib *a,
+                               const struct otasim_fleet_calib *b, FILE *out);
+void otasim_fleet_calib_print(const struct otasim_fleet_calib *c, FILE *out);
+struct otasim_fleet_calib *otasim_fleet_calib_new(uint32_t n, const char *app_dir);
+void otasim_fleet_calib_free(struct otasim_fleet_calib *c);
+void otasim_fleet_calib_result_free(struct otasim_fleet_calib_result *r);
 
 /* The run's figures as JSON text (malloc'ed; NULL: out of memory). */
 char *otasim_fleet_stats_json(const struct otasim_fleet_def *def,

@@ -1,0 +1,46 @@
+"""The fleet calibration (docs/fleet.md "Calibration"): the 50-device
+calibration fleet, run with in-process devices (the agent core in ota-sim) and
+again with every device a real ota-agent process on a simulated device of the
+native tier, same seed, ends the same on every device: running version, agent
+state, rollback, the final report on the rollout's release; and the rollout
+ends the same. `make bench-fleet` runs it with 500 devices.
+
+scenarios/fleet/calibration/ is outside test_fleet.py's every-file loop (it
+lists the top level of scenarios/fleet/ only): this file runs it.
+
+    OTA_BUILD_DIR=build /usr/bin/python3 -m pytest scenarios/test_fleet_calibration.py
+"""
+import os
+import re
+
+from conftest import HERE, JOBS, sim
+
+CALIBRATION = os.path.join(HERE, "fleet", "calibration", "calibration.yaml")
+ROW = re.compile(r"^  (d\d{6}) (\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$", re.M)
+
+
+def test_native_devices_end_as_the_in_process_ones(work):
+    jobs = str(max(4, int(JOBS)))
+    p = sim("fleet-calibrate", CALIBRATION, "-q", "--table", "-j", jobs, "--work", work,
+            timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "0 differences" in p.stdout and p.stdout.rstrip().endswith("SAME"), p.stdout
+    rows = ROW.findall(p.stdout)
+    assert len(rows) == 50, p.stdout
+    # outcomes differ per device: the bad release's draw rolled some back
+    bad = [r for r in rows if r[3] == "bad"]
+    good = [r for r in rows if r[3] == "-"]
+    assert bad and good, p.stdout
+    assert all(r[4] == "1.0.0" and r[6] == "rolled-back" and r[7] == "failure" for r in bad), \
+        p.stdout
+    assert all(r[4] == "2.0.0" and r[6] == "-" and r[7] == "success" for r in good), p.stdout
+    assert all(r[5] == "IDLE" for r in rows), p.stdout
+
+
+def test_what_the_native_run_cannot_reproduce_is_refused(tmp_path, work):
+    text = open(CALIBRATION).read().replace("poll_jitter: 0", "poll_jitter: 1m")
+    path = tmp_path / "jitter.yaml"
+    path.write_text(text)
+    p = sim("fleet-calibrate", str(path), "-q", "--work", work, timeout=60)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "poll_jitter" in p.stderr, p.stderr

@@ -203,7 +203,7 @@ static void print_stats(const struct otasim_fleet_def *def, const struct otasim_
            s->rollout_ms / 3600000.0, s->virtual_ms / 3600000.0);
     if (s->rollout_reason[0])
         printf("  rollout: %s\n", s->rollout_reason);
-    printf("  on %s: %u (%.2f%%)  ran a bad release: %u (%.2f%%)  rolled back: %u\n",
+    printf("  on %s: %u (%.2f%%)  took a bad release: %u (%.2f%%)  rolled back: %u\n",
            def->expect_target_version[0] ? def->expect_target_version : def->rollout_release,
            s->on_target, s->online ? 100.0 * s->on_target / s->online : 0, s->bad_installed,
            s->devices ? 100.0 * s->bad_installed / s->devices : 0, s->rolled_back);
@@ -336,7 +336,7 @@ int otasim_cli_fleet(int argc, char **argv)
         printf("over %u seeds: the rollout stopped in %u (%.1f%%, 95%% Wilson interval "
                "%.1f%%..%.1f%%); %u runs failed an expectation\n",
                c.seeds, caught, 100.0 * caught / c.seeds, 100 * lo, 100 * hi, failed);
-        spread("devices that ran a bad release", bad, runs, "");
+        spread("devices that took a bad release", bad, runs, "");
         spread("rollout duration", minutes, runs, " virtual minutes");
     }
     free(bad);

@@ -509,7 +509,7 @@ int otasim_fleet_merge(const char *out, const char *const *in, size_t n, int *re
         if (report)
             fprintf(report,
                     "fleet %s (seed %lld): %zu shards merged: %lld devices (%lld online), "
-                    "rollout %s; on target %lld, ran a bad release %lld, bricked %lld, "
+                    "rollout %s; on target %lld, took a bad release %lld, bricked %lld, "
                     "inconsistent %lld, stuck %lld (verdict %s)\n%s",
                     s[0].run.name, (long long)s[0].run.seed, n, (long long)geti(m.stats, "devices"),
                     (long long)geti(m.stats, "online"), m.state,

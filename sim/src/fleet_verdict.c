@@ -64,7 +64,7 @@ void fleet_expectations(struct run *R)
     if (def->expect_bad_max_percent >= 0 &&
         pct(st->bad_installed, st->devices) > def->expect_bad_max_percent)
         expect_fail(st,
-                    "bad_installed_max_percent: %u devices (%.2f%% of %u) ran a bad release, "
+                    "bad_installed_max_percent: %u devices (%.2f%% of %u) took a bad release, "
                     "at most %.2f%% allowed",
                     st->bad_installed, pct(st->bad_installed, st->devices), st->devices,
                     def->expect_bad_max_percent);

@@ -138,26 +138,6 @@ static void merge_stats(struct merged *m, struct shard *s, size_t n)
     json_object_del(m->stats, "bytes_per_idle_device");
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95)
-{
-    double sum = 0;
-
-    *ret_mean = *ret_p95 = 0;
-    if (!n)
-        return;
-    qsort(v, n, sizeof(*v), cmp_dbl);
-    for (size_t i = 0; i < n; i++)
-        sum += v[i];
-    *ret_mean = sum / (double)n;
-    *ret_p95 = v[(size_t)ceil(0.95 * (double)n) - 1];
-}
-
 struct copy {
     struct merged *m;
     struct otasim_rundb *out;
@@ -208,14 +188,14 @@ static void figures(struct merged *m)
 {
     double mean, p95;
 
-    mean_p95(m->down, m->n_down, &mean, &p95);
+    otasim_mean_p95(m->down, m->n_down, &mean, &p95);
     json_object_set_new(m->stats, "downtime_mean_ms", json_real(mean));
     json_object_set_new(m->stats, "downtime_p95_ms", json_real(p95));
-    mean_p95(m->bytes, m->n_bytes, &mean, &p95);
+    otasim_mean_p95(m->bytes, m->n_bytes, &mean, &p95);
     json_object_set_new(m->stats, "bytes_mean", json_real(mean));
     json_object_set_new(m->stats, "bytes_max",
                         json_real(m->n_bytes ? m->bytes[m->n_bytes - 1] : 0));
-    mean_p95(m->rec, m->n_rec, &mean, &p95);
+    otasim_mean_p95(m->rec, m->n_rec, &mean, &p95);
     json_object_set_new(m->stats, "recovered", json_integer((json_int_t)m->n_rec));
     json_object_set_new(m->stats, "recovery_mean_ms", json_real(mean));
     json_object_set_new(m->stats, "recovery_p95_ms", json_real(p95));

@@ -82,6 +82,26 @@ void otasim_wilson(uint32_t k, uint32_t n, double z, double *ret_lo, double *ret
     *ret_hi = mid + half > 1 ? 1 : mid + half;
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+void otasim_mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95)
+{
+    double sum = 0;
+
+    *ret_mean = *ret_p95 = 0;
+    if (!n)
+        return;
+    qsort(v, n, sizeof(*v), cmp_dbl);
+    for (size_t i = 0; i < n; i++)
+        sum += v[i];
+    *ret_mean = sum / (double)n;
+    *ret_p95 = v[(size_t)ceil(0.95 * (double)n) - 1];
+}
+
 double otasim_fleet_catch_probability(double p, uint32_t n)
 {
     return 1 - pow(1 - p, (double)n);

@@ -107,27 +107,6 @@ void fleet_expectations(struct run *R)
     }
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* mean and p95 of v[0..n) (sorted in place); 0 when empty */
-static void mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95)
-{
-    double sum = 0;
-
-    *ret_mean = *ret_p95 = 0;
-    if (!n)
-        return;
-    qsort(v, n, sizeof(*v), cmp_dbl);
-    for (size_t i = 0; i < n; i++)
-        sum += v[i];
-    *ret_mean = sum / (double)n;
-    *ret_p95 = v[(size_t)ceil(0.95 * (double)n) - 1];
-}
-
 static const char *outcome_of(const struct fleet *fl, const struct fdev *d, int ok,
                               const char *target)
 {
@@ -187,10 +166,10 @@ static void figures_done(struct figures *f, struct otasim_fleet_stats *st)
 {
     double unused;
 
-    mean_p95(f->down, f->n_down, &st->downtime_mean_ms, &st->downtime_p95_ms);
-    mean_p95(f->bytes, f->n_bytes, &st->bytes_mean, &unused);
+    otasim_mean_p95(f->down, f->n_down, &st->downtime_mean_ms, &st->downtime_p95_ms);
+    otasim_mean_p95(f->bytes, f->n_bytes, &st->bytes_mean, &unused);
     st->bytes_max = f->n_bytes ? f->bytes[f->n_bytes - 1] : 0;
-    mean_p95(f->rec, f->n_rec, &st->recovery_mean_ms, &st->recovery_p95_ms);
+    otasim_mean_p95(f->rec, f->n_rec, &st->recovery_mean_ms, &st->recovery_p95_ms);
     st->recovered = (uint32_t)f->n_rec;
 }
 

@@ -237,6 +237,8 @@ char *otasim_fleet_stats_json(const struct otasim_fleet_def *def,
 
 /* The closed form of a canary's chance: 1 - (1 - p)^n. */
 double otasim_fleet_catch_probability(double p, uint32_t n);
+/* Mean and 95th percentile of v[0..n) (sorted in place); 0 and 0 when empty. */
+void otasim_mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95);
 /* Wilson score interval for k successes of n at z (1.96: 95%). */
 void otasim_wilson(uint32_t k, uint32_t n, double z, double *ret_lo, double *ret_hi);
 

@@ -125,8 +125,9 @@ static int write_config(struct otasim_device *d, struct ota_err *err)
     else if (d->tr->group[0]) /* a fleet calibration's device (fleet_native.c) */
         ADD("group = %s\n", d->tr->group);
     ADD("database = %s/var/lib/ota/agent.db\nmax_resumes = 5\nmax_attempts = 5\n", d->root);
-    ADD("backoff_base_ms = 50\nbackoff_max_ms = 500\ncheckpoint_bytes = 16384\n"
-        "checkpoint_interval_ms = 0\n");
+    ADD("backoff_base_ms = 50\nbackoff_max_ms = 500\ncheckpoint_bytes = %lld\n"
+        "checkpoint_interval_ms = 0\n",
+        sc->checkpoint_bytes ? sc->checkpoint_bytes : 16384);
     ADD("[transport]\nconnect_timeout = 2\nrequest_timeout = 10\nlow_speed_bytes = 1\n"
         "low_speed_time = 2\n");
     ADD("[app]\nroot = %s/opt/app\n[download]\ndir = %s/var/lib/ota/download\n", d->root, d->root);

@@ -117,9 +117,15 @@ void otasim_fault_label(const struct otasim_fault *f, char *buf, size_t cap)
 
 static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_err *err)
 {
-    static const char *const keys[] = {
-        "profile",    "source", "device_type", "health_window_ms", "health_interval_ms",
-        "clock_rate", "slot_b", NULL};
+    static const char *const keys[] = {"profile",
+                                       "source",
+                                       "device_type",
+                                       "health_window_ms",
+                                       "health_interval_ms",
+                                       "clock_rate",
+                                       "slot_b",
+                                       "checkpoint_bytes",
+                                       NULL};
     char profile[16] = "app", slot_b[16] = "empty";
     long long v;
     int i;
@@ -157,6 +163,10 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if ((r = otasim_opt_int(d, "device", "clock_rate", 1, 1000, &v, err)) < 0)
         return r;
     s->clock_rate = (int)v;
+    v = s->checkpoint_bytes;
+    if ((r = otasim_opt_int(d, "device", "checkpoint_bytes", 4096, 1LL << 30, &v, err)) < 0)
+        return r;
+    s->checkpoint_bytes = v;
     return 0;
 }
 

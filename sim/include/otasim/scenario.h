@@ -132,8 +132,9 @@ struct otasim_scenario {
     char device_type[32];
     int health_window_ms;
     int health_interval_ms;
-    int clock_rate; /* > 1: the agent's clocks (wall and monotonic) run this many
-                       times faster (libfaketime), for long windows */
+    long long checkpoint_bytes; /* the agent's download checkpoints (default 16384) */
+    int clock_rate;             /* > 1: the agent's clocks (wall and monotonic) run this many
+                                   times faster (libfaketime), for long windows */
 
     /* rootfs: rootB starts with the factory image too (device.slot_b: factory) */
     int slot_b_factory;

@@ -30,9 +30,9 @@ CUT_DOWNLOAD = os.path.join(HERE, "crash-models", "cut-before-download-sync.yaml
 # agent -> (scenarios, the one model that must catch it, subsets per cut under
 # that model: enough seeds that the catch does not hang on one). A torn seed
 # catches trust-download-size about half the time (when the torn last write
-# keeps its last sector: the file is full length over holes); which write is
-# last depends on how libcurl chunked the body, so 8 seeds missed it once in
-# a loaded fresh-machine run (p ~ 1/256): 16 seeds, ~1/65536.
+# keeps its last sector: the file is full length over holes), provided more
+# than one sector is unsynced at the cut: cut-before-download-sync.yaml makes
+# no checkpoint during the download for that reason (see its comment).
 AGENTS = {
     "ota-agent": ([CUT_SWITCH, CUT_DOWNLOAD], None, 4),
     "ota-agent-mutant-switch-before-sync": ([CUT_SWITCH], "reorder", 8),

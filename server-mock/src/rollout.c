@@ -213,7 +213,7 @@ void otasrv_rollout_recount(struct otasrv_rollout *r, const struct otasrv_rollou
 
 /* Bucket order, ties broken by device id: the same ranks whatever the
  * table's order. */
-static int cmp_rank(const void *a, const void *b, void *ctx)
+int otasrv_rollout_cmp_rank(const void *a, const void *b, void *ctx)
 {
     const struct otasrv_rollout_device *devs = ctx;
     const struct otasrv_rollout_device *x = &devs[*(const size_t *)a];
@@ -264,7 +264,7 @@ int otasrv_rollout_plan(struct otasrv_rollout *r, struct otasrv_rollout_device *
         return ota_err_set(err, ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         order[i] = i;
-    qsort_r(order, n, sizeof(*order), cmp_rank, devs);
+    qsort_r(order, n, sizeof(*order), otasrv_rollout_cmp_rank, devs);
     /* Walk the ranks: a batch stage takes the next batch_size devices, a
      * percent stage the next ones whose bucket is under its cut. */
     for (size_t i = 0; i < n; i++) {

@@ -266,17 +266,6 @@ void otasrv_rollout_canary_prep(const struct otasrv_rollout_def *def,
     d->tz = otasrv_tz_intern(info->timezone);
 }
 
-static int cmp_rank(const void *a, const void *b, void *ctx)
-{
-    const struct otasrv_rollout_device *devs = ctx;
-    const struct otasrv_rollout_device *x = &devs[*(const size_t *)a];
-    const struct otasrv_rollout_device *y = &devs[*(const size_t *)b];
-
-    if (x->bucket != y->bucket)
-        return x->bucket < y->bucket ? -1 : 1;
-    return strcmp(x->device_id, y->device_id);
-}
-
 static int cmp_stratum(const void *a, const void *b, void *ctx)
 {
     const struct otasrv_rollout_device *devs = ctx;
@@ -284,7 +273,7 @@ static int cmp_stratum(const void *a, const void *b, void *ctx)
 
     if (x != y)
         return x < y ? -1 : 1;
-    return cmp_rank(a, b, ctx);
+    return otasrv_rollout_cmp_rank(a, b, ctx);
 }
 
 /* Marks (stage 0) the first-tag devices, then per_stratum devices of every
@@ -344,7 +333,7 @@ int otasrv_rollout_plan_canary(struct otasrv_rollout *r, struct otasrv_rollout_d
     }
     if (st0->batch_size)
         size0 = st0->batch_size;
-    qsort_r(order, n, sizeof(*order), cmp_rank, devs);
+    qsort_r(order, n, sizeof(*order), otasrv_rollout_cmp_rank, devs);
     in0 = pick_canary(def, devs, n, by);
     /* The rest of the canary by rank, then the later stages as without a
      * make-up, over the devices not in the canary. */

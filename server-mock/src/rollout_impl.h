@@ -129,6 +129,10 @@ void otasrv_rollout_extras_to_json(const struct otasrv_rollout_def *def, json_t 
 int otasrv_rollout_plan_canary(struct otasrv_rollout *r, struct otasrv_rollout_device *devs,
                                size_t n, struct ota_err *err);
 
+/* rollout.c: qsort_r order of row indices (ctx: the rows) by bucket, ties by
+ * device id: the same ranks whatever the table's order. */
+int otasrv_rollout_cmp_rank(const void *a, const void *b, void *ctx);
+
 /* rollout.c: stage k has enough successes, or nothing left open. */
 int otasrv_rollout_stage_passed(const struct otasrv_rollout *r, int k);
 

@@ -66,20 +66,12 @@ static void fail_line(struct merged *m, const char *fmt, ...) __attribute__((for
 
 static void fail_line(struct merged *m, const char *fmt, ...)
 {
-    size_t k = strlen(m->failed);
     va_list ap;
 
     m->ok = 0;
-    if (k + 2 >= sizeof(m->failed))
-        return;
     va_start(ap, fmt);
-    vsnprintf(m->failed + k, sizeof(m->failed) - k, fmt, ap);
+    otasim_vline(m->failed, sizeof(m->failed), fmt, ap);
     va_end(ap);
-    k = strlen(m->failed);
-    if (k + 1 < sizeof(m->failed)) {
-        m->failed[k] = '\n';
-        m->failed[k + 1] = 0;
-    }
 }
 
 static int64_t geti(json_t *o, const char *k)

@@ -88,6 +88,20 @@ static int cmp_dbl(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+void otasim_vline(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+    size_t k = strlen(buf);
+
+    if (k + 2 >= cap)
+        return;
+    vsnprintf(buf + k, cap - k, fmt, ap);
+    k = strlen(buf);
+    if (k + 1 < cap) {
+        buf[k] = '\n';
+        buf[k + 1] = 0;
+    }
+}
+
 void otasim_mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95)
 {
     double sum = 0;

@@ -24,20 +24,12 @@ static void expect_fail(struct otasim_fleet_stats *st, const char *fmt, ...)
 
 static void expect_fail(struct otasim_fleet_stats *st, const char *fmt, ...)
 {
-    size_t k = strlen(st->failed);
     va_list ap;
 
     st->ok = 0;
-    if (k + 2 >= sizeof(st->failed))
-        return;
     va_start(ap, fmt);
-    vsnprintf(st->failed + k, sizeof(st->failed) - k, fmt, ap);
+    otasim_vline(st->failed, sizeof(st->failed), fmt, ap);
     va_end(ap);
-    k = strlen(st->failed);
-    if (k + 1 < sizeof(st->failed)) {
-        st->failed[k] = '\n';
-        st->failed[k + 1] = 0;
-    }
 }
 
 static double pct(uint32_t a, uint32_t b)
@@ -326,17 +318,12 @@ static void fault_line(struct otasim_fleet_stats *st, int ok, const char *fmt, .
     size_t k = strlen(st->faults);
     va_list ap;
 
-    if (k + 4 >= sizeof(st->faults))
+    if (k + 8 >= sizeof(st->faults))
         return;
-    k += (size_t)snprintf(st->faults + k, sizeof(st->faults) - k, "%s ", ok ? "ok" : "FAILED");
+    snprintf(st->faults + k, sizeof(st->faults) - k, "%s ", ok ? "ok" : "FAILED");
     va_start(ap, fmt);
-    vsnprintf(st->faults + k, sizeof(st->faults) - k, fmt, ap);
+    otasim_vline(st->faults, sizeof(st->faults), fmt, ap);
     va_end(ap);
-    k = strlen(st->faults);
-    if (k + 1 < sizeof(st->faults)) {
-        st->faults[k] = '\n';
-        st->faults[k + 1] = 0;
-    }
 }
 
 int fleet_faults_fired(struct run *R, struct ota_err *err)

@@ -10,6 +10,7 @@
 #ifndef OTASIM_FLEET_H
 #define OTASIM_FLEET_H
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include "ota/err.h"
@@ -237,6 +238,9 @@ char *otasim_fleet_stats_json(const struct otasim_fleet_def *def,
 
 /* The closed form of a canary's chance: 1 - (1 - p)^n. */
 double otasim_fleet_catch_probability(double p, uint32_t n);
+/* Appends one line (fmt, then a newline) to the text in buf (cap bytes),
+ * as far as it fits: the runs' lists of failed expectations and faults. */
+void otasim_vline(char *buf, size_t cap, const char *fmt, va_list ap);
 /* Mean and 95th percentile of v[0..n) (sorted in place); 0 and 0 when empty. */
 void otasim_mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95);
 /* Wilson score interval for k successes of n at z (1.96: 95%). */

@@ -496,7 +496,7 @@ int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret, 
     any = m->n > 0;
     pthread_mutex_unlock(&m->lock);
     /* The device is read outside the lock: other check-ins go on meanwhile. */
-    if (any && (r = otasrv_store_device_get(req->srv->store, id, &dev, err)) < 0)
+    if (any && (r = otasrv_store_device_view(req->srv->store, id, &dev, err)) < 0)
         return r;
     pthread_mutex_lock(&m->lock);
     if (!any)
@@ -536,18 +536,20 @@ int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret, 
             goto out;
         }
         told = 1;
-        otasrv_events_publish(
-            req->srv->events, ro->r->def.id, "checkin",
-            json_pack("{s:s, s:s, s:s, s:s, s:s?}", "device", id, "rollout", ro->r->def.id, "offer",
-                      otasrv_offer_names[dec.offer], "why", otasrv_why_names[dec.why], "update_id",
-                      offer ? json_string_value(json_object_get(offer, "update_id")) : NULL));
+        if (otasrv_events_wanted(req->srv->events, ro->r->def.id)) /* else not even packed */
+            otasrv_events_publish(
+                req->srv->events, ro->r->def.id, "checkin",
+                json_pack("{s:s, s:s, s:s, s:s, s:s?}", "device", id, "rollout", ro->r->def.id,
+                          "offer", otasrv_offer_names[dec.offer], "why", otasrv_why_names[dec.why],
+                          "update_id",
+                          offer ? json_string_value(json_object_get(offer, "update_id")) : NULL));
     }
 out:
     pthread_mutex_unlock(&m->lock);
     json_decref(dev);
     if (r < 0)
         return r;
-    if (!told)
+    if (!told && otasrv_events_wanted(req->srv->events, NULL))
         otasrv_events_publish(req->srv->events, NULL, "checkin",
                               json_pack("{s:s, s:n}", "device", id, "rollout"));
     *ret = offer;

@@ -10,6 +10,7 @@ void store_dev_free(struct dev *d)
 {
     for (int i = 0; i < NINV; i++)
         free(d->inv[i]);
+    json_decref(d->view);
     for (size_t i = 0; i < d->n_finals; i++)
         free(d->finals[i]);
     free(d->finals);
@@ -90,6 +91,22 @@ void store_tok_link(struct otasrv_store *s, struct dev *d, const char *sha)
     s->by_tok[h] = d;
 }
 
+static json_t *json_text(const char *text, const char *fallback)
+{
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_loads(fallback, 0, NULL);
+}
+
+/* The rollout engine's view of a device (otasrv_store_device_view), built
+ * once per inventory change instead of once per check-in. */
+static json_t *inv_view(const struct dev *d)
+{
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:s}", "device_id", d->id, "device_type",
+                     d->inv[0], "group", d->inv[1], "tags", json_text(d->inv[2], "[]"), "versions",
+                     json_text(d->inv[3], "{}"), "attributes", json_text(d->inv[6], "{}"),
+                     "timezone", d->inv[7]);
+}
+
 /* Sets the cached inventory (column texts in v); unknown again on ENOMEM. */
 void store_inv_set(struct dev *d, const char *const v[NINV])
 {
@@ -102,6 +119,10 @@ void store_inv_set(struct dev *d, const char *const v[NINV])
         if (!d->inv[i])
             d->inv_known = 0;
     }
+    json_decref(d->view);
+    d->view = d->inv_known ? inv_view(d) : NULL;
+    if (!d->view)
+        d->inv_known = 0;
     memset(&d->brief, 0, sizeof(d->brief));
     ota_strlcpy(d->brief.type, d->inv[0] ? d->inv[0] : "", sizeof(d->brief.type));
     vers = d->inv[3] ? json_loads(d->inv[3], 0, NULL) : NULL;

@@ -340,6 +340,24 @@ static json_t *device_row(sqlite3_stmt *st)
                      "timezone", otasrv_db_col_text(st, 12));
 }
 
+int otasrv_store_device_view(struct otasrv_store *s, const char *id, json_t **ret,
+                             struct ota_err *err)
+{
+    struct dev *d;
+    json_t *v = NULL;
+
+    pthread_mutex_lock(&s->mlock);
+    d = store_dev_find(s, id);
+    if (d && d->inv_known && d->view)
+        v = json_incref(d->view);
+    pthread_mutex_unlock(&s->mlock);
+    if (v) {
+        *ret = v;
+        return 0;
+    }
+    return otasrv_store_device_get(s, id, ret, err);
+}
+
 int otasrv_store_device_get(struct otasrv_store *s, const char *id, json_t **ret,
                             struct ota_err *err)
 {

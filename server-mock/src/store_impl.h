@@ -23,6 +23,7 @@ struct dev {
     char token[65]; /* "": not in the token chains */
     int inv_known, hb_known, dirty;
     char *inv[NINV];
+    json_t *view; /* the engine's view of inv (otasrv_store_device_view); shared, read-only */
     struct otasrv_device_brief brief;
     int64_t last_ms, checkins;
     int finals_known;

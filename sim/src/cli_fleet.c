@@ -37,6 +37,9 @@ static void usage(FILE *f)
             "  --db FILE            run database (default WORK/runs.db): the run, its time\n"
             "                       series and every device's outcome (tables fleet_*)\n"
             "  --keep               keep the run's dir (server database, releases)\n"
+            "  --access-log         the server keeps an access log (RUNDIR/server/server.log, a\n"
+            "                       JSON line per request; off by default: it costs the server\n"
+            "                       a write per request, and millions of lines)\n"
             "\n"
             "Shards on one server (docs/fleet.md \"Fleet runs across machines\"):\n"
             "  --serve-only         the server side: start ota-server for --parties N shards,\n"
@@ -80,6 +83,7 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
                                          {"json", required_argument, 0, 'J'},
                                          {"db", required_argument, 0, 'D'},
                                          {"keep", no_argument, 0, 'k'},
+                                         {"access-log", no_argument, 0, 'L'},
                                          {"serve-only", no_argument, 0, 'O'},
                                          {"parties", required_argument, 0, 'P'},
                                          {"info", required_argument, 0, 'I'},
@@ -136,6 +140,9 @@ static int parse(struct fleet_cmd *c, int argc, char **argv)
             break;
         case 'k':
             c->o.keep = 1;
+            break;
+        case 'L':
+            c->o.access_log = 1;
             break;
         case 'O':
             c->o.serve_only = 1;

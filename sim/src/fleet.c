@@ -486,6 +486,8 @@ static int unstall(struct run *R, struct ota_err *err)
     return advance(R, next, err);
 }
 
+#define READY_BATCH 16
+
 static int loop(struct run *R, struct ota_err *err)
 {
     struct fleet *fl = &R->fl;
@@ -497,7 +499,9 @@ static int loop(struct run *R, struct ota_err *err)
         struct fdev *d;
         int64_t next;
 
-        while ((d = ready_pop(fl)))
+        /* A few devices at a time, then the network: the server works on
+         * their requests while the next ones are made. */
+        for (int k = 0; k < READY_BATCH && (d = ready_pop(fl)); k++)
             if ((r = run_device(fl, d, err)) < 0)
                 return r;
         if (fleet_net_active(fl->net)) {
@@ -513,6 +517,8 @@ static int loop(struct run *R, struct ota_err *err)
             }
             continue;
         }
+        if (fl->ready_head != fl->ready_tail)
+            continue;
         /* everyone waits: the next event */
         next = fl->heap_n ? fl->heap[0]->wake_ms : INT64_MAX;
         if (fl->srv_next != INT64_MAX && fl->srv_next > fl->srv_now && fl->srv_next < next)

@@ -179,7 +179,7 @@ int fleet_setup(struct fleet *fl, const struct otasim_tools *t, struct otasim_se
     snprintf(threads, sizeof(threads), "%d", fl->o->server_threads > 0 ? fl->o->server_threads : 2);
     const char *extra[40] = {"--virtual-clock", start, "--threads", threads, NULL};
     if ((r = fleet_serve_args(fl, extra, 40)) < 0 || /* serve-only: parties, ... */
-        (r = otasim_server_start_with(t, dir, extra, srv, err)) < 0)
+        (r = otasim_server_start_with(t, dir, extra, fl->o->access_log, srv, err)) < 0)
         return r;
     if (fl->o->serve_only && fl->o->admin_token)
         ota_strlcpy(srv->admin_token, fl->o->admin_token, sizeof(srv->admin_token));

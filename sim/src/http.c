@@ -46,6 +46,7 @@ struct fnet {
     struct xfer *free_x;
     uint32_t active;
     uint64_t requests, done;
+    int queued; /* transfers were added since the last curl_multi_perform */
 };
 
 uint64_t fleet_net_done(const struct fnet *n)
@@ -109,9 +110,8 @@ static struct xfer *xfer_get(struct fnet *n)
 {
     struct xfer *x = n->free_x;
 
-    if (x) {
+    if (x) { /* its options stay: common_opts sets every one a transfer uses */
         n->free_x = x->next_free;
-        curl_easy_reset(x->h);
     } else {
         x = calloc(1, sizeof(*x));
         if (!x)
@@ -160,11 +160,25 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
     return n;
 }
 
-static void common_opts(struct xfer *x, const char *url, const char *bearer, long timeout_ms)
+/* Every option a fleet transfer sets, each time: the handles are reused
+ * without curl_easy_reset (a tenth of a check-in's libcurl time), so an
+ * option one kind of transfer sets, the other sets back. method NULL: GET. */
+static void common_opts(struct xfer *x, const char *url, const char *bearer, long timeout_ms,
+                        const char *method, const char *body)
 {
     char auth[512];
 
     curl_easy_setopt(x->h, CURLOPT_URL, url);
+    if (method && strcmp(method, "GET") != 0) {
+        curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, method);
+        x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
+    } else {
+        curl_easy_setopt(x->h, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, NULL);
+    }
+    curl_easy_setopt(x->h, CURLOPT_HEADERFUNCTION, NULL);
+    curl_easy_setopt(x->h, CURLOPT_HEADERDATA, NULL);
     curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
     curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
@@ -190,6 +204,7 @@ static int run_xfer(struct fnet *n, struct xfer *x, struct ota_err *err)
         return ota_err_set(err, ENOMEM, "libcurl: cannot queue a transfer");
     n->active++;
     n->requests++;
+    n->queued = 1;
     p->waiting_io = 1;
     while (!x->done)
         otasim_fiber_yield();
@@ -207,14 +222,9 @@ static int net_request(void *ctx, const struct ota_http_req *req, struct ota_htt
     if (!x)
         return ota_err_set(err, ENOMEM, "out of memory");
     x->p = (struct fpass *)ctx;
-    common_opts(x, req->url, req->bearer, req->timeout_ms);
+    common_opts(x, req->url, req->bearer, req->timeout_ms, req->method, req->body);
     curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
-    if (strcmp(req->method, "GET") != 0) {
-        curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, req->method);
-        curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-        x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
-    }
     if ((r = run_xfer(n, x, err)) < 0) {
         xfer_put(n, x);
         return r;
@@ -329,7 +339,7 @@ static int net_download(void *ctx, const char *url, const char *bearer, uint64_t
         return ota_err_set(err, ENOMEM, "out of memory");
     x->p = (struct fpass *)ctx;
     x->sink = sink;
-    common_opts(x, url, bearer, 0);
+    common_opts(x, url, bearer, 0, NULL, NULL);
     curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(x->h, CURLOPT_HEADERFUNCTION, on_header);
@@ -367,8 +377,17 @@ int fleet_net_run(struct fnet *n, int wait_ms, struct ota_err *err)
     CURLMsg *msg;
     int running, left;
 
-    if (wait_ms > 0 && curl_multi_poll(n->m, NULL, 0, wait_ms, NULL) != CURLM_OK)
+    int ready = 0;
+    long due = -1;
+
+    /* One poll(2) over every socket, then curl_multi_perform only if a
+     * socket is ready, a transfer was queued or a libcurl timer is due:
+     * perform checks each transfer's socket with a poll(2) of its own. */
+    if (curl_multi_poll(n->m, NULL, 0, wait_ms, &ready) != CURLM_OK)
         return ota_err_set(err, EIO, "libcurl: multi poll failed");
+    if (!ready && !n->queued && curl_multi_timeout(n->m, &due) == CURLM_OK && due != 0)
+        return 0;
+    n->queued = 0;
     if (curl_multi_perform(n->m, &running) != CURLM_OK)
         return ota_err_set(err, EIO, "libcurl: multi perform failed");
     while ((msg = curl_multi_info_read(n->m, &left))) {

@@ -17,11 +17,11 @@
 int otasim_server_start(const struct otasim_tools *t, const char *dir, struct otasim_server *ret,
                         struct ota_err *err)
 {
-    return otasim_server_start_with(t, dir, NULL, ret, err);
+    return otasim_server_start_with(t, dir, NULL, 1, ret, err);
 }
 
 int otasim_server_start_with(const struct otasim_tools *t, const char *dir,
-                             const char *const *extra, struct otasim_server *ret,
+                             const char *const *extra, int access_log, struct otasim_server *ret,
                              struct ota_err *err)
 {
     struct otasim_server s;
@@ -58,7 +58,7 @@ int otasim_server_start_with(const struct otasim_tools *t, const char *dir,
                           s.enroll_token,
                           "--threads",
                           "2",
-                          "--log",
+                          access_log ? "--log" : NULL,
                           log,
                           NULL};
     const char *argv[64];

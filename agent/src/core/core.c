@@ -245,6 +245,11 @@ static int journal_write(struct ota_agent *a, enum ota_state to, enum journal_wr
     if (!next)
         return ota_err_set(err, ENOMEM, "out of memory");
     now = a->ops.clock->wall_ms(a->ops.clock_ctx);
+    if (to == OTA_STATE_IDLE && !a->j.update_id[0]) { /* an empty journal: nothing to copy */
+        memset(next, 0, sizeof(*next));
+        next->state = OTA_STATE_IDLE;
+        goto save;
+    }
     *next = a->j;
     next->state = to;
     next->flags &= ~OTA_JF_REBOOT_ASKED;
@@ -262,6 +267,7 @@ static int journal_write(struct ota_agent *a, enum ota_state to, enum journal_wr
         memset(next, 0, sizeof(*next));
         next->state = OTA_STATE_IDLE;
     }
+save:
     r = a->ops.store->save(a->ops.store_ctx, next, prep, phist, err);
     if (r < 0) {
         free(next);

@@ -1,9 +1,13 @@
 // docs/protocol.md in code: bodies built and answers parsed.
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include <jansson.h>
 
 #include "ota/protocol.h"
 
@@ -273,4 +277,53 @@ TEST(Protocol, BodiesAreTheDocumentedJson)
     EXPECT_EQ(take(s), "{\"update_id\":\"u1\",\"rollout_id\":\"\",\"version\":\"2.0.0\",\"kind\":"
                        "\"app\",\"state\":\"IDLE\",\"status\":\"failure\",\"reason\":\"say "
                        "\\\"why\\\"\",\"ts\":42}");
+}
+
+// The check-in body is written by hand (protocol.c, for speed): it must be
+// the text jansson writes for the same object, escapes included, and refuse
+// what jansson refuses (a string that is not UTF-8).
+TEST(Protocol, CheckinBodyIsJanssonsText)
+{
+    const char *tricky[] = {"plain", "say \"hi\" \\ back/slash", "ctl \x01\x1f\b\f\n\r\t\x7f end",
+                            "utf-8: \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xe2\x80\xa8", ""};
+    for (const char *t : tricky) {
+        ota_inventory inv{};
+        ota_attr attrs[1] = {{"region", ""}};
+        snprintf(attrs[0].value, sizeof(attrs[0].value), "%s", t);
+        inv.device_type = t;
+        inv.group = "g";
+        inv.state = "IDLE";
+        inv.app_version = t;
+        inv.rootfs_version = "1";
+        inv.app_slot = "a";
+        inv.rootfs_slot = nullptr; // sent as ""
+        inv.attributes = attrs;
+        inv.n_attributes = 1;
+        inv.timezone = t[0] ? t : nullptr;
+        inv.update_id = "u\"1";
+        json_t *o = json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s}}", "device_type",
+                              t, "group", "g", "state", "IDLE", "versions", "app", t, "rootfs", "1",
+                              "slots", "app", "a", "rootfs", "", "attributes", "region", t);
+        ASSERT_NE(o, nullptr) << t;
+        if (t[0])
+            json_object_set_new(o, "timezone", json_string(t));
+        json_object_set_new(o, "update_id", json_string("u\"1"));
+        char *want = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        char *got = nullptr;
+        ASSERT_EQ(ota_proto_checkin_body(&inv, &got), 0) << t;
+        EXPECT_STREQ(got, want) << t;
+        free(got);
+        free(want);
+    }
+    const char *bad[] = {"\xff",     "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                         "\xe2\x82", "ok\xc3"};
+    for (const char *b : bad) {
+        ota_inventory inv{};
+        inv.group = b;
+        char *got = nullptr;
+        EXPECT_EQ(ota_proto_checkin_body(&inv, &got), -EINVAL) << b;
+        EXPECT_EQ(got, nullptr);
+        EXPECT_EQ(json_string(b), nullptr) << "jansson refuses it too";
+    }
 }

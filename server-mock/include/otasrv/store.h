@@ -79,6 +79,13 @@ int otasrv_store_device_checkin(struct otasrv_store *s, const char *id,
                                 const struct otasrv_device_inv *inv, int64_t now_ms,
                                 struct otasrv_device_brief *ret_brief,
                                 struct ota_err *err) OTA_MUST;
+/* What the rollout engine reads of a device at each check-in: device_id,
+ * device_type, group, tags, versions, attributes, timezone. From the cache
+ * when it knows the device's inventory (no read of the database; a check-in
+ * just filled it), else otasrv_store_device_get's object. A new reference
+ * to an object that may be shared: read it, never change it. -ENOENT. */
+int otasrv_store_device_view(struct otasrv_store *s, const char *id, json_t **ret,
+                             struct ota_err *err) OTA_MUST;
 /* The device as a JSON object (new reference; no token hash); -ENOENT. */
 int otasrv_store_device_get(struct otasrv_store *s, const char *id, json_t **ret,
                             struct ota_err *err) OTA_MUST;

@@ -148,6 +148,8 @@ struct otasim_fleet_opts {
 
     int verbose;
     int keep;       /* keep the run's work dir (server database, releases) */
+    int access_log; /* the server keeps an access log (server/server.log; off: a write per
+                       request would slow the server a tenth) */
     FILE *progress; /* a line per sample (NULL: quiet) */
     /* The calibration (fleet_native.c): every device's outcome is recorded
      * there, and the releases carry the video-app build of their version

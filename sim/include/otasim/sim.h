@@ -88,9 +88,12 @@ struct otasim_server {
 int otasim_server_start(const struct otasim_tools *t, const char *dir, struct otasim_server *ret,
                         struct ota_err *err) OTA_MUST;
 /* The same with more `ota-server serve` options (NULL-terminated; they come
- * after the defaults, so a repeated option overrides one). */
+ * after the defaults, so a repeated option overrides one), and the access
+ * log (DIR/server.log, a JSON line per request) only if access_log: a fleet
+ * run's millions of requests would cost the server a write each. The
+ * server's stderr (errors, applied faults) goes to DIR/server.log either way. */
 int otasim_server_start_with(const struct otasim_tools *t, const char *dir,
-                             const char *const *extra, struct otasim_server *ret,
+                             const char *const *extra, int access_log, struct otasim_server *ret,
                              struct ota_err *err) OTA_MUST;
 int otasim_server_add_release(const struct otasim_tools *t, const struct otasim_server *s,
                               const char *reldir, int publish, struct ota_err *err) OTA_MUST;

@@ -38,9 +38,11 @@ def test_native_devices_end_as_the_in_process_ones(work):
 
 
 def test_what_the_native_run_cannot_reproduce_is_refused(tmp_path, work):
-    text = open(CALIBRATION).read().replace("poll_jitter: 0", "poll_jitter: 1m")
-    path = tmp_path / "jitter.yaml"
+    text = open(CALIBRATION).read()
+    assert "\n  count: 50\n" in text
+    text = text.replace("\n  count: 50\n", "\n  count: 50\n  offline: 0.1\n")
+    path = tmp_path / "offline.yaml"
     path.write_text(text)
     p = sim("fleet-calibrate", str(path), "-q", "--work", work, timeout=60)
     assert p.returncode == 2, p.stdout + p.stderr
-    assert "poll_jitter" in p.stderr, p.stderr
+    assert "offline" in p.stderr, p.stderr

@@ -256,6 +256,7 @@ static void pass_main(void *arg)
     if (!p->a)
         return;
     fl->passes++;
+    d->npass++;
     /* as `ota-agent update`: a pass that ends waiting in STANDBY has checked
      * in for its activation already */
     if (ota_agent_start(p->a, &e) == 0 && to_idle(p) == 0 &&
@@ -295,12 +296,14 @@ static void pass_put(struct fleet *fl, struct fpass *p)
     fl->free_pass = p;
 }
 
+/* The device's own draw (its pass count): the same in any order of the
+ * passes, so in a shard as in the whole run, and however the network
+ * interleaves the passes of one grain. */
 static int64_t jitter(struct fleet *fl, struct fdev *d)
 {
     if (fl->def->jitter_ms <= 0)
         return 0;
-    return (int64_t)(fleet_hash(fl->seed ^ 0x717, d->idx, d->nt + fl->passes) %
-                     (uint64_t)fl->def->jitter_ms);
+    return (int64_t)(fleet_hash(fl->seed ^ 0x717, d->idx, d->npass) % (uint64_t)fl->def->jitter_ms);
 }
 
 /* A pass ended: power and crash handling, then the next wake. */

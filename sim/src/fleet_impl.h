@@ -84,6 +84,7 @@ struct fdev {
     int64_t offered_ms, committed_ms, down_since_ms, downtime_ms, fail_ms, recovered_ms;
     uint16_t updates, rollbacks, cuts, crashes;
     uint32_t nt;          /* transitions seen: the draws of the faults at rates */
+    uint32_t npass;       /* its passes: the poll jitter's draws */
     uint8_t boot_pending; /* the next wake is a boot (after a cut) */
     uint8_t reboot_asked; /* the core asked for a reboot (rootfs) */
     uint8_t env_part, env_upgrade, env_count; /* rootfs: the boot env (B = 1) */

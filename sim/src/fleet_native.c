@@ -172,12 +172,12 @@ struct native {
 /* What the native tier cannot reproduce of a fleet file (0: nothing). */
 static int supported(const struct otasim_fleet_def *def, struct ota_err *err)
 {
-    if (def->jitter_ms || def->offline > 0 || def->late > 0 || def->n_zones || def->n_attrs ||
-        def->bandwidth || def->power_cut > 0 || def->agent_crash > 0 || def->server_faults_json ||
+    if (def->offline > 0 || def->late > 0 || def->n_zones || def->n_attrs || def->bandwidth ||
+        def->power_cut > 0 || def->agent_crash > 0 || def->server_faults_json ||
         def->rollout_activate_at_ms >= 0 || def->rootfs)
         return ota_err_set(err, ENOTSUP,
                            "calibration: %s uses what the native run does not reproduce "
-                           "(poll_jitter, offline, late, timezones, attributes, bandwidth, "
+                           "(offline, late, timezones, attributes, bandwidth, "
                            "faults, blue_green activate_at, a rootfs fleet)",
                            def->path);
     for (size_t i = 0; i < def->n_rel; i++)
@@ -303,8 +303,12 @@ static int run_batch(struct native *N, unsigned jobs, struct ota_err *err)
             return ota_err_prefix(err, -(nd->err.code ? nd->err.code : EIO), "d%06u pass %d",
                                   nd->idx, nd->passes);
         }
-        /* as fleet.c pass_ended: the next poll after the pass */
+        /* as fleet.c pass_ended: the next poll after the pass, with the
+         * same jitter draw (the device's pass count) */
         nd->wake += nd->took_ms + N->fl.def->poll_ms;
+        if (N->fl.def->jitter_ms > 0)
+            nd->wake += (int64_t)(fleet_hash(N->fl.seed ^ 0x717, nd->idx, (uint64_t)nd->passes) %
+                                  (uint64_t)N->fl.def->jitter_ms);
         nd->wake = (nd->wake + SEC - 1) / SEC * SEC;
     }
     return 0;

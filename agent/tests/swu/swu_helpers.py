@@ -67,3 +67,58 @@ def swupdate(tmp, swu, cert, *args):
     p = subprocess.run([SWUPDATE, "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args),
                        env=env, capture_output=True, text=True, timeout=120)
     return p.returncode, p.stdout + p.stderr
+
+
+def uboot_env(tmp, values):
+    """A U-Boot env image (mkenvimage, 16 KiB) and an fw_env.config naming it."""
+    txt, env = os.path.join(tmp, "env.txt"), os.path.join(tmp, "uboot.env")
+    with open(txt, "w") as f:
+        f.write("".join(f"{k}={v}\n" for k, v in values.items()))
+    subprocess.run(["mkenvimage", "-s", "0x4000", "-o", env, txt], check=True)
+    cfg = os.path.join(tmp, "fw_env.config")
+    with open(cfg, "w") as f:
+        f.write(f"{env} 0x0 0x4000\n")
+    return env, cfg
+
+
+def read_env(cfg):
+    out = subprocess.run(["fw_printenv", "-c", cfg], capture_output=True, text=True, check=True)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def swupdate_uboot(tmp, swu, cert, cfg, *args):
+    """swupdate -B uboot in a mount namespace of its own whose /etc is a
+    small copy of the host's plus fw_env.config = cfg (swupdate reads that
+    fixed path); the host's /etc is not touched. (exit status, log), or None
+    if no mount namespace can be made here."""
+    etc = os.path.join(tmp, "etc")
+    os.makedirs(etc, exist_ok=True)
+    for name in ("passwd", "group", "nsswitch.conf", "hosts", "localtime", "ssl"):
+        src = os.path.join("/etc", name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(etc, name), symlinks=True, dirs_exist_ok=True)
+        elif os.path.exists(src):
+            shutil.copy(src, etc)
+    shutil.copy(cfg, os.path.join(etc, "fw_env.config"))
+    scratch = os.path.join(tmp, "swupdate-tmp")
+    os.makedirs(scratch, exist_ok=True)
+    inner = ("mount --make-rprivate / && mount --bind \"$0\" /etc && exec \"$@\"")
+    cmd = [SWUPDATE, "-B", "uboot", "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args)
+    for unshare in (["unshare", "-m"], ["unshare", "-rm"]):
+        probe = subprocess.run(unshare + ["sh", "-c", "mount --make-rprivate /"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            p = subprocess.run(unshare + ["sh", "-c", inner, etc] + cmd, capture_output=True,
+                               text=True, timeout=120, env=dict(os.environ, TMPDIR=scratch))
+            return p.returncode, p.stdout + p.stderr
+    return None
+
+
+def succeeded(rc, log):
+    """swupdate -i finished its install. Debian's 2022.12 sometimes exits 1
+    after "SWUpdate was successful" (seen with the app .swu: its helper
+    process exits 1 when signalled at exit, docs/swupdate.md): a 1 with that
+    line and no error line counts as success; anything else does not."""
+    if rc == 0:
+        return True
+    return rc == 1 and "SWUpdate was successful" in log and "[ERROR]" not in log

@@ -12,6 +12,7 @@
 #include "ota/json.h"
 #include "ota/version.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -61,6 +62,14 @@ static int check_opts(const struct ota_pack_swu_opts *o, struct ota_err *err)
 
     if ((r = check_value("release name", o->name, err)) < 0)
         return r;
+    /* ota-server names the release after it (docs/swupdate.md). */
+    if (strlen(o->name) > 63 || !isalnum((unsigned char)o->name[0]) ||
+        strspn(o->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") !=
+            strlen(o->name))
+        return ota_err_set(err, EINVAL,
+                           "release name '%s': letters, digits, '.', '_', '+', '-', starting with "
+                           "a letter or digit, at most 63",
+                           o->name);
     if (!o->version || !ota_version_valid(o->version) || strlen(o->version) > 63)
         return ota_err_set(err, EINVAL, "bad version '%s' (MAJOR.MINOR.PATCH[-PRE])",
                            o->version ? o->version : "");

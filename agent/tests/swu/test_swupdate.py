@@ -172,6 +172,7 @@ def test_app_archive_is_unpacked_into_its_path(world):
     (["--kind", "app"], "needs --app-path"),
     (["--slot-a-device", "/dev/x", "--slot-b-device", "/dev/x"], "the same device"),
     (["--slot-a-device", '/dev/"x'], "no quotes"),
+    (["--name", "my os"], "release name 'my os': letters"),
 ])
 def test_pack_refuses_bad_options(world, extra, reason):
     args = [world["cert"], world["key"], world["image"]]

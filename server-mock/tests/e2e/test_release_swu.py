@@ -185,3 +185,18 @@ def test_a_store_of_an_older_server_gets_the_new_columns(swu_world, tmp_path):
         assert st == 200 and rel["format"] == "ota" and "hardware_compatibility" not in rel
     finally:
         srv.stop()
+
+
+def test_github_face_leaves_swu_releases_out(swu_world):
+    """An ota-agent polling the GitHub face needs a manifest: a published
+    .swu release is neither listed, nor latest, nor downloadable there."""
+    srv = swu_world["srv"]
+    r = ctl(srv, "release", "add", swu_world["swu"], "--publish")
+    assert r.returncode == 0, r.stderr
+    assert srv.admin("GET", "/api/v1/releases?published=1")[2]["total"] == 1
+    st, _, rels = srv.call("GET", "/repos/acme/os/releases")
+    assert st == 200 and rels == []
+    assert srv.call("GET", "/repos/acme/os/releases/latest")[0] == 404
+    assert srv.call("GET", "/repos/acme/os/releases/tags/v1.2.3")[0] == 404
+    st, _, _ = srv.call("GET", "/acme/os/releases/download/board-os-1.2.3/os-1.2.3.swu")
+    assert st == 404

@@ -4,7 +4,8 @@
  * (optional: an array of strings) and, anywhere under software (selection
  * sets and modes, board sections, up to 4 levels), the lists "images" and
  * "files": an entry with type "raw" makes a rootfs release, else one with
- * type "archive" an app release. */
+ * type "archive" an app release. A text with "@include" is refused: libconfig
+ * would open the file it names. */
 #include "otasrv/swdesc.h"
 
 #include <errno.h>
@@ -125,6 +126,12 @@ int otasrv_swdesc_parse(const char *text, size_t n, struct otasrv_swdesc *ret, s
                            OTASRV_SWDESC_MAX_BYTES);
     if (memchr(text, '\0', n))
         return ota_err_set(err, EINVAL, "sw-description: a NUL byte in the text");
+    /* libconfig 1.5 follows @include directives even when it reads a
+     * string, and has no hook to stop it: the text would read our files. */
+    if (memmem(text, n, "@include", 8))
+        return ota_err_set(err, EINVAL,
+                           "sw-description: @include is not allowed (it would read files of the "
+                           "server)");
     copy = strndup(text, n);
     if (!copy)
         return ota_err_set(err, ENOMEM, "out of memory");

@@ -98,6 +98,8 @@ BAD = [
      ' images: ( { type = "raw"; } ); };', "hardware-compatibility is not an array"),
     ('software = { version = "1.0.0"; scripts: ( { type = "shellscript"; } ); };',
      'no image of type "raw"'),
+    ('@include "/etc/hostname"\nsoftware = { version = "1.0.0"; images: ( { type = "raw"; } ); };',
+     "@include is not allowed"),
 ]
 
 

@@ -79,6 +79,8 @@ TEST(Swdesc, RefusesWithAReason)
          " images: ( { filename = \"u\"; type = \"uboot\"; } ); };",
          "no image of type \"raw\""},
         {std::string("software = { version = \"1.0.0\"; };\0x", 38), "a NUL byte"},
+        {"@include \"/etc/hostname\"\nsoftware = { version = \"1.0.0\"; };",
+         "@include is not allowed"},
     };
     for (const auto &c : cases) {
         struct otasrv_swdesc d;

@@ -1,6 +1,7 @@
 /* ota-pack: command line over pack.c. Exit 0 on success, 1 on failure (one
  * line with the reason on stderr), 2 on a usage error. */
 #include "pack.h"
+#include "swu.h"
 
 #include "ota/crypto.h"
 #include "ota/version.h"
@@ -16,7 +17,8 @@
 
 static const char usage_text[] =
     "Usage: ota-pack COMMAND [OPTIONS]\n"
-    "Builds, signs and verifies ota-hil releases (a payload plus a signed manifest).\n"
+    "Builds, signs and verifies ota-hil releases (a payload plus a signed manifest),\n"
+    "and builds signed SWUpdate releases (.swu).\n"
     "\n"
     "Commands:\n"
     "  keygen   make an Ed25519 key pair (PEM)\n"
@@ -62,6 +64,30 @@ static const char usage_text[] =
     "      --sig FILE           its signature; default: MANIFEST.sig\n"
     "      --payload FILE       also check the payload's size and SHA-256\n"
     "\n"
+    "  swu      build a signed SWUpdate release (.swu) for devices that run swupdate\n"
+    "           (Debian 12's 2022.12): a CPIO crc archive of sw-description (libconfig:\n"
+    "           version, description = NAME, hardware-compatibility, the image's sha256),\n"
+    "           sw-description.sig (CMS, DER, detached) and the image. docs/swupdate.md\n"
+    "      --cert FILE          signer certificate (PEM, X.509); devices run swupdate -k FILE\n"
+    "                           (its extendedKeyUsage: emailProtection, swupdate's default)\n"
+    "      --key FILE           the certificate's private key (PEM)\n"
+    "      --kind KIND          rootfs: IMAGE is a raw image written into the inactive slot\n"
+    "                           (selection ota,a or ota,b: run swupdate -e ota,b on a device\n"
+    "                           booted from slot A), whose bootenv sets boot_part=A|B,\n"
+    "                           upgrade_available=1, bootcount=0 (ota/abboot.h);\n"
+    "                           app: IMAGE (.tar, .tar.gz, .tgz) is unpacked into --app-path\n"
+    "                           by the archive handler\n"
+    "      --image FILE         the image; its file name is its name in the .swu\n"
+    "      --name NAME          release name (sw-description's description; letters, digits,\n"
+    "                           '.', '_', '+', '-'): ota-server names the release after it\n"
+    "      --version V          MAJOR.MINOR.PATCH[-PRE]\n"
+    "      --hw-compat REV      a hardware revision it fits (swupdate -H BOARD:REV or\n"
+    "                           /etc/hwrevision); repeat for more (1 to 8)\n"
+    "      --slot-a-device DEV  rootfs: slot A's device (default /dev/mmcblk0p2)\n"
+    "      --slot-b-device DEV  rootfs: slot B's device (default /dev/mmcblk0p3)\n"
+    "      --app-path DIR       app: absolute directory to unpack into (created if missing)\n"
+    "      --out FILE           the .swu to write (durably)\n"
+    "\n"
     "  help     this text (also -h, --help, and COMMAND --help)\n"
     "\n"
     "Exit status: 0 success, 1 failure (the reason on stderr), 2 usage error.\n";
@@ -84,12 +110,19 @@ enum {
     OPT_OUT,
     OPT_MANIFEST,
     OPT_SIG,
+    OPT_CERT,
+    OPT_IMAGE,
+    OPT_HW,
+    OPT_SLOT_A,
+    OPT_SLOT_B,
+    OPT_APP_PATH,
 };
 
 struct cmdline {
     const char *private_key, *public_key, *key, *payload, *manifest, *sig, *out;
     int force;
     struct ota_pack_build_opts build;
+    struct ota_pack_swu_opts swu;
     int have_kind, have_created;
 };
 
@@ -165,6 +198,12 @@ static const struct option all_options[] = {
     {"out", required_argument, NULL, OPT_OUT},
     {"manifest", required_argument, NULL, OPT_MANIFEST},
     {"sig", required_argument, NULL, OPT_SIG},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"image", required_argument, NULL, OPT_IMAGE},
+    {"hw-compat", required_argument, NULL, OPT_HW},
+    {"slot-a-device", required_argument, NULL, OPT_SLOT_A},
+    {"slot-b-device", required_argument, NULL, OPT_SLOT_B},
+    {"app-path", required_argument, NULL, OPT_APP_PATH},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -188,15 +227,46 @@ static int allowed(const char *cmd, int opt)
                                 0};
     static const int sign[] = {OPT_KEY, OPT_MANIFEST, OPT_OUT, OPT_FORCE, 0};
     static const int verify[] = {OPT_PUBLIC, OPT_MANIFEST, OPT_SIG, OPT_PAYLOAD, 0};
+    static const int swu[] = {OPT_CERT, OPT_KEY,    OPT_KIND,   OPT_IMAGE,    OPT_NAME, OPT_VERSION,
+                              OPT_HW,   OPT_SLOT_A, OPT_SLOT_B, OPT_APP_PATH, OPT_OUT,  0};
     const int *set = strcmp(cmd, "keygen") == 0   ? keygen
                      : strcmp(cmd, "build") == 0  ? build
                      : strcmp(cmd, "sign") == 0   ? sign
                      : strcmp(cmd, "verify") == 0 ? verify
+                     : strcmp(cmd, "swu") == 0    ? swu
                                                   : NULL;
 
     for (; set && *set; set++)
         if (*set == opt)
             return 1;
+    return 0;
+}
+
+/* ota-pack swu's own options; -1 for one --hw-compat too many. */
+static int parse_swu_option(int opt, struct ota_pack_swu_opts *o)
+{
+    switch (opt) {
+    case OPT_CERT:
+        o->cert = optarg;
+        break;
+    case OPT_IMAGE:
+        o->image = optarg;
+        break;
+    case OPT_HW:
+        if (o->n_hw == OTA_SWU_MAX_HW)
+            return -1;
+        o->hw[o->n_hw++] = optarg;
+        break;
+    case OPT_SLOT_A:
+        o->slot_dev[0] = optarg;
+        break;
+    case OPT_SLOT_B:
+        o->slot_dev[1] = optarg;
+        break;
+    case OPT_APP_PATH:
+        o->app_path = optarg;
+        break;
+    }
     return 0;
 }
 
@@ -291,6 +361,10 @@ static int parse_options(const char *cmd, int argc, char **argv, struct cmdline 
             break;
         case OPT_SIG:
             c->sig = optarg;
+            break;
+        default:
+            if (parse_swu_option(opt, &c->swu) != 0)
+                return usage_error("too many hardware revisions at '%s' (at most 8)", optarg);
             break;
         }
     }
@@ -405,6 +479,44 @@ static int run_verify(const char *cmd, struct cmdline *c)
     return r;
 }
 
+static int run_swu(const char *cmd, struct cmdline *c)
+{
+    struct ota_pack_swu_opts *o = &c->swu;
+    struct ota_err err = {0};
+    char sha[65];
+    int r;
+
+    REQUIRE(o->cert, "--cert");
+    REQUIRE(c->key, "--key");
+    REQUIRE(c->have_kind, "--kind");
+    REQUIRE(o->image, "--image");
+    REQUIRE(c->build.name, "--name");
+    REQUIRE(c->build.version, "--version");
+    REQUIRE(o->n_hw, "--hw-compat");
+    REQUIRE(c->out, "--out");
+    if (c->build.kind == OTA_KIND_APP)
+        REQUIRE(o->app_path, "--app-path");
+    else if (o->app_path)
+        return usage_error("%s", "--app-path is for --kind app");
+    if (c->build.kind == OTA_KIND_APP && (o->slot_dev[0] || o->slot_dev[1]))
+        return usage_error("%s", "--slot-a-device and --slot-b-device are for --kind rootfs");
+    o->key = c->key;
+    o->kind = c->build.kind;
+    o->name = c->build.name;
+    o->version = c->build.version;
+    o->out = c->out;
+    if (!o->slot_dev[0])
+        o->slot_dev[0] = "/dev/mmcblk0p2";
+    if (!o->slot_dev[1])
+        o->slot_dev[1] = "/dev/mmcblk0p3";
+    r = ota_pack_swu_build(o, sha, &err);
+    if (r < 0)
+        return fail(&err, r);
+    printf("%s: %s %s (%s) %s sha256 %s\n", c->out, o->name, o->version, ota_kind_names[o->kind],
+           o->image, sha);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct cmdline c = {0};
@@ -413,14 +525,14 @@ int main(int argc, char **argv)
 
     c.build.format = -1;
     if (argc < 2)
-        return usage_error("%s", "missing command (keygen, build, sign, verify)");
+        return usage_error("%s", "missing command (keygen, build, sign, verify, swu)");
     cmd = argv[1];
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
         fputs(usage_text, stdout);
         return 0;
     }
     if (strcmp(cmd, "keygen") != 0 && strcmp(cmd, "build") != 0 && strcmp(cmd, "sign") != 0 &&
-        strcmp(cmd, "verify") != 0)
+        strcmp(cmd, "verify") != 0 && strcmp(cmd, "swu") != 0)
         return usage_error("unknown command '%s'", cmd);
     r = parse_options(cmd, argc - 1, argv + 1, &c);
     if (r >= 0)
@@ -431,5 +543,7 @@ int main(int argc, char **argv)
         return run_build(cmd, &c);
     if (strcmp(cmd, "sign") == 0)
         return run_sign(cmd, &c);
+    if (strcmp(cmd, "swu") == 0)
+        return run_swu(cmd, &c);
     return run_verify(cmd, &c);
 }

@@ -6,7 +6,11 @@
  *   2. POST /api/v1/releases {"manifest": text, "signature": b64,
  *      "payload_path"?: path on this host}; without payload_path, the
  *      payload follows as the raw body of PUT /api/v1/releases/{id}/payload,
- *      streamed to disk and checked against the manifest's size and sha256.
+ *      streamed to disk and checked against the manifest's size and sha256;
+ *   3. an SWUpdate .swu: POST /api/v1/releases {"sw_description": text,
+ *      "payload": "x.swu", "size": N, "sha256": hex, "payload_path"?},
+ *      then the .swu as the payload, as in 2; the .swu's first member must
+ *      be that sw-description (release_add_swu below).
  * Files land in <data-dir>/releases/<id>/ (written durably) before the
  * database row; a release becomes visible to devices only when published. */
 #include <errno.h>
@@ -26,17 +30,44 @@
 #include "otasrv/api_faults.h"
 #include "otasrv/files.h"
 #include "otasrv/api_rollouts.h"
+#include "ota/cpio.h"
+#include "otasrv/swdesc.h"
 
 #define RELEASE_ID_MAX 56 /* "rel-<id>" must fit the agent's 64-byte update id */
 
 static json_t *release_json(const struct otasrv_release *r)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:b, s:I, s:I, s:s, s:s}", "id",
-                     r->id, "name", r->name, "version", r->version, "kind", r->kind, "payload",
-                     r->payload_name, "size", (json_int_t)r->size, "sha256", r->sha256,
-                     "has_payload", r->payload_path[0] != 0, "published", r->published,
-                     "published_ms", (json_int_t)r->published_ms, "created_ms",
-                     (json_int_t)r->created_ms, "manifest", r->manifest, "signature", r->signature);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:b, s:I, s:I, s:s, s:s}", "id", r->id, "name",
+        r->name, "version", r->version, "kind", r->kind, "payload", r->payload_name, "size",
+        (json_int_t)r->size, "sha256", r->sha256, "has_payload", r->payload_path[0] != 0,
+        "published", r->published, "published_ms", (json_int_t)r->published_ms, "created_ms",
+        (json_int_t)r->created_ms, "manifest", r->manifest, "signature", r->signature);
+
+    if (o && strcmp(r->format, "swu") == 0) {
+        json_t *hw = json_loads(r->compat, 0, NULL);
+        json_object_set_new(o, "format", json_string("swu"));
+        json_object_set_new(o, "hardware_compatibility", hw ? hw : json_array());
+    } else if (o) {
+        json_object_set_new(o, "format", json_string("ota"));
+    }
+    return o;
+}
+
+/* The first member of the .swu at path is the sw-description text: the
+ * release's record and its payload say the same. -EBADMSG if not. */
+static int swu_matches(const char *path, const char *sw_description, struct ota_err *err)
+{
+    char *got = NULL;
+    size_t n = 0;
+    int r = ota_cpio_read_first(path, "sw-description", OTASRV_SWDESC_MAX_BYTES, &got, &n, err);
+
+    if (r < 0)
+        return ota_err_prefix(err, r, "the .swu");
+    if (n != strlen(sw_description) || memcmp(got, sw_description, n) != 0)
+        r = ota_err_set(err, EBADMSG, "the .swu's sw-description is not the release's");
+    free(got);
+    return r;
 }
 
 /* Unknown query parameters are refused like unknown body fields. */
@@ -229,10 +260,144 @@ static void release_from_manifest(struct otasrv_release *rel, const struct ota_m
     rel->created_ms = otasrv_now_ms();
 }
 
+/* The fields of an .swu release add, checked; rel gets them. */
+static int swu_fields(struct otasrv_req *req, json_t *o, const char *id, const char *text,
+                      struct otasrv_release *rel, enum otasrv_result *ret)
+{
+    struct otasrv_swdesc d;
+    struct ota_err err = {0};
+    const char *payload = json_string_value(json_object_get(o, "payload"));
+    const char *sha = json_string_value(json_object_get(o, "sha256"));
+    json_t *size = json_object_get(o, "size");
+    char *hw;
+    size_t n;
+
+    if (json_object_get(o, "dir") || json_object_get(o, "manifest") ||
+        json_object_get(o, "signature")) {
+        *ret = otasrv_reply_error(req, 400, "sw_description: not with dir, manifest, signature");
+        return -EINVAL;
+    }
+    if (!text || !payload || !sha || !json_is_integer(size) || json_integer_value(size) < 0) {
+        *ret = otasrv_reply_error(req, 400,
+                                  "sw_description, payload, sha256: strings; size: an integer "
+                                  ">= 0");
+        return -EINVAL;
+    }
+    n = strlen(payload);
+    if (!otasrv_valid_id(payload) || n < 5 || strcmp(payload + n - 4, ".swu") != 0 ||
+        n >= sizeof(rel->payload_name)) {
+        *ret = otasrv_reply_error(req, 400, "payload \"%s\": a plain file name ending in .swu",
+                                  payload);
+        return -EINVAL;
+    }
+    if (strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64) {
+        *ret = otasrv_reply_error(req, 400, "sha256: 64 lower-case hex digits");
+        return -EINVAL;
+    }
+    if (otasrv_swdesc_parse(text, strlen(text), &d, &err) < 0) {
+        *ret = otasrv_reply_error(req, 400, "%s", err.reason);
+        return -EINVAL;
+    }
+    if (!(hw = otasrv_swdesc_hw_json(&d)) || strlen(hw) >= sizeof(rel->compat)) {
+        free(hw);
+        *ret = otasrv_reply_error(req, 400, "sw-description: hardware-compatibility is too long");
+        return -EINVAL;
+    }
+    ota_strlcpy(rel->compat, hw, sizeof(rel->compat));
+    free(hw);
+    ota_strlcpy(rel->format, "swu", sizeof(rel->format));
+    ota_strlcpy(rel->name, d.name, sizeof(rel->name));
+    ota_strlcpy(rel->version, d.version, sizeof(rel->version));
+    ota_strlcpy(rel->kind, d.kind, sizeof(rel->kind));
+    ota_strlcpy(rel->payload_name, payload, sizeof(rel->payload_name));
+    ota_strlcpy(rel->sha256, sha, sizeof(rel->sha256));
+    rel->size = (uint64_t)json_integer_value(size);
+    rel->created_ms = otasrv_now_ms();
+    if (id)
+        ota_strlcpy(rel->id, id, sizeof(rel->id));
+    else
+        snprintf(rel->id, sizeof(rel->id), "%s-%s", d.name, d.version);
+    if (!otasrv_valid_id(rel->id) || strlen(rel->id) > RELEASE_ID_MAX) {
+        *ret = otasrv_reply_error(req, 400, "release id \"%s\": [A-Za-z0-9][A-Za-z0-9._+-]{0,55}",
+                                  rel->id);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* An SWUpdate release: its sw-description read with libconfig (version,
+ * hardware compatibility, kind), the .swu itself its payload file. The
+ * release directory holds sw-description and the payload's .sha256 line;
+ * nothing is written or recorded before every field is checked. */
+static enum otasrv_result release_add_swu(struct otasrv_req *req, json_t *o, const char *id,
+                                          const char *payload_path, int publish)
+{
+    struct otasrv_srv *srv = req->srv;
+    struct ota_err err = {0};
+    struct otasrv_release rel = {0}, *got = NULL;
+    const char *text = json_string_value(json_object_get(o, "sw_description"));
+    char dir[4200], path[4400], line[400];
+    enum otasrv_result ret;
+    int r, made_dir = 0;
+
+    if (swu_fields(req, o, id, text, &rel, &ret) < 0)
+        return ret;
+    if (otasrv_store_release_get(srv->store, rel.id, &got, NULL) == 0) {
+        otasrv_release_free(got);
+        return otasrv_reply_error(req, 409, "release %s exists", rel.id);
+    }
+    if (publish && !payload_path)
+        return otasrv_reply_error(req, 409, "cannot publish a release without its payload");
+    rel.manifest = (char *)text; /* borrowed: the row copies it */
+    snprintf(dir, sizeof(dir), "%s/%s", srv->releases_dir, rel.id);
+    snprintf(line, sizeof(line), "%s  %s\n", rel.sha256, rel.payload_name);
+    if ((r = ota_fs_remove_tree(dir, &err)) < 0 || (r = ota_fs_mkdirs(dir, &err)) < 0) {
+        ret = otasrv_reply_error(req, 500, "%s", err.reason);
+        goto out;
+    }
+    made_dir = 1;
+    snprintf(path, sizeof(path), "%s/sw-description", dir);
+    r = ota_fs_write_atomic(path, text, strlen(text), 0644, &err);
+    snprintf(path, sizeof(path), "%s/%s.sha256", dir, rel.payload_name);
+    if (r == 0)
+        r = ota_fs_write_atomic(path, line, strlen(line), 0644, &err);
+    if (r < 0) {
+        ret = otasrv_reply_error(req, 500, "%s", err.reason);
+        goto out;
+    }
+    if (payload_path) {
+        snprintf(path, sizeof(path), "%s/%s", dir, rel.payload_name);
+        r = copy_checked(payload_path, path, rel.size, rel.sha256, &err);
+        if (r == 0)
+            r = swu_matches(path, text, &err);
+        if (r < 0) {
+            ret = otasrv_reply_error(req, r == -EBADMSG || r == -ENOENT ? 400 : 500, "%s",
+                                     err.reason);
+            goto out;
+        }
+        ota_strlcpy(rel.payload_path, path, sizeof(rel.payload_path));
+        rel.published = publish;
+        rel.published_ms = publish ? rel.created_ms : 0;
+    }
+    if ((r = otasrv_store_release_add(srv->store, &rel, &err)) < 0) {
+        if (r == -EEXIST)
+            made_dir = 0; /* someone else's now */
+        ret = otasrv_reply_store_error(req, r, &err);
+        goto out;
+    }
+    made_dir = 0;
+    ret = otasrv_reply_json(req, 201, release_json(&rel));
+out:
+    if (made_dir)
+        ota_ignore(ota_fs_remove_tree(dir, NULL));
+    return ret;
+}
+
 static enum otasrv_result release_add(struct otasrv_req *req)
 {
-    static const char *const keys[] = {"id",           "dir",     "manifest", "signature",
-                                       "payload_path", "publish", NULL};
+    static const char *const keys[] = {
+        "id",      "dir",  "manifest", "signature", "payload_path", "publish", "sw_description",
+        "payload", "size", "sha256",   NULL};
     struct otasrv_srv *srv = req->srv;
     struct ota_err err = {0};
     struct otasrv_release rel = {0}, *got = NULL;
@@ -258,6 +423,15 @@ static enum otasrv_result release_add(struct otasrv_req *req)
     if ((json_object_get(o, "dir") && !dirarg) || (json_object_get(o, "id") && !id) ||
         (json_object_get(o, "payload_path") && !payload_path) || (pub && !json_is_boolean(pub))) {
         ret = otasrv_reply_error(req, 400, "dir, id, payload_path: strings; publish: a boolean");
+        goto out;
+    }
+    if (json_object_get(o, "sw_description")) {
+        ret = release_add_swu(req, o, id, payload_path, json_is_true(pub));
+        goto out;
+    }
+    if (json_object_get(o, "payload") || json_object_get(o, "size") ||
+        json_object_get(o, "sha256")) {
+        ret = otasrv_reply_error(req, 400, "payload, size, sha256: only with sw_description");
         goto out;
     }
     if (manifest_and_sig(req, o, dirarg, payload_path, &manifest, &sig, &ret) < 0)
@@ -413,6 +587,11 @@ enum otasrv_result otasrv_api_admin_upload_end(struct otasrv_req *req)
         ret = otasrv_reply_error(
             req, 400, "upload: %llu bytes, sha256 %s; the manifest says %llu, %s",
             (unsigned long long)req->up.len, got, (unsigned long long)rel->size, rel->sha256);
+        goto out;
+    }
+    if (strcmp(rel->format, "swu") == 0 &&
+        (r = swu_matches(req->up.tmp, rel->manifest, &err)) < 0) {
+        ret = otasrv_reply_error(req, r == -EBADMSG ? 400 : 500, "upload: %s", err.reason);
         goto out;
     }
     if (fsync(req->up.fd) < 0 || rename(req->up.tmp, req->up.dst) < 0) {

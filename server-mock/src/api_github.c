@@ -72,6 +72,21 @@ static void free_list(struct otasrv_release **v, size_t n)
     free(v);
 }
 
+/* SWUpdate releases (.swu) are not this face's: an ota-agent polling it
+ * needs a manifest. Frees them and returns how many releases are left. */
+static size_t drop_swu(struct otasrv_release **v, size_t n)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i]->format, "swu") == 0)
+            otasrv_release_free(v[i]);
+        else
+            v[k++] = v[i];
+    }
+    return k;
+}
+
 static enum otasrv_result releases(struct otasrv_req *req, const char *owner, const char *repo,
                                    const char *which, const char *tag_want)
 {
@@ -88,6 +103,7 @@ static enum otasrv_result releases(struct otasrv_req *req, const char *owner, co
         return otasrv_reply_error(req, 400, "%s", err.reason);
     if ((r = otasrv_store_release_list(req->srv->store, 1, &v, &n, &err)) < 0)
         return otasrv_reply_store_error(req, r, &err);
+    n = drop_swu(v, n);
     if (strcmp(which, "list") == 0) {
         arr = json_array();
         for (size_t i = (size_t)((page - 1) * per_page); i < n && arr; i++) {
@@ -121,7 +137,7 @@ static enum otasrv_result download(struct otasrv_req *req, const char *rid, cons
     enum otasrv_result ret;
 
     if (!otasrv_valid_id(rid) || otasrv_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
-        !rel->published) {
+        !rel->published || strcmp(rel->format, "swu") == 0) {
         otasrv_release_free(rel);
         return otasrv_reply_error(req, 404, "no release %s", rid);
     }

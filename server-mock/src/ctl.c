@@ -1,5 +1,6 @@
-/* Admin commands. "release add" uploads: manifest and signature as JSON,
- * then the payload as a raw PUT streamed from the file, then (--publish)
+/* Admin commands. "release add" uploads: manifest and signature as JSON
+ * (for a .swu: its sw-description, name, size and sha256), then the payload
+ * (the .swu itself) as a raw PUT streamed from the file, then (--publish)
  * the publish call, so it works against a server on another host. */
 #include "otasrv/ctl.h"
 
@@ -9,15 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ota/cpio.h"
+#include "ota/crypto.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "ota/manifest.h"
 #include "otasrv/client.h"
+#include "otasrv/swdesc.h"
+
+#include <sys/stat.h>
 
 const char OTASRV_CTL_USAGE[] =
     "admin commands (all take --server URL (default $OTA_SERVER or http://127.0.0.1:8080)\n"
     "and --admin-token T | --admin-token-file F (default $OTA_ADMIN_TOKEN)):\n"
     "  ota-server release add DIR [--id ID] [--publish]   upload an ota-pack --out DIR\n"
+    "  ota-server release add FILE.swu [--id ID] [--publish]   upload an SWUpdate release\n"
+    "                                        (ota-pack swu); the server reads its sw-description\n"
     "  ota-server release list [--published]\n"
     "  ota-server release get ID\n"
     "  ota-server release publish ID\n"
@@ -66,15 +74,88 @@ static int call(struct ctx *c, const char *method, const char *path, const char 
     return r;
 }
 
-static int release_add(struct ctx *c, const char *dir, const char *id, int publish, json_t **ret)
+/* After the POST that made release *rel: its payload from file, then the
+ * publish call. *rel is replaced by the latest answer. */
+static int upload_payload(struct ctx *c, const char *file, int publish, json_t **rel)
 {
-    char path[4200], url[512];
-    char *manifest = NULL, *sig = NULL, *body = NULL;
-    size_t n;
-    struct ota_manifest m;
+    char url[512], p2[700];
+    json_t *next = NULL;
+    int r;
+
+    url[0] = '\0';
+    otasrv_client_urlencode(json_string_value(json_object_get(*rel, "id")), url, sizeof(url));
+    snprintf(p2, sizeof(p2), "/api/v1/releases/%s/payload", url);
+    if ((r = call(c, "PUT", p2, NULL, file, &next)) < 0)
+        return r;
+    json_decref(*rel);
+    *rel = next;
+    if (publish) {
+        snprintf(p2, sizeof(p2), "/api/v1/releases/%s/publish", url);
+        if ((r = call(c, "POST", p2, "{}", NULL, &next)) < 0)
+            return r;
+        json_decref(*rel);
+        *rel = next;
+    }
+    return 0;
+}
+
+/* A .swu: its first member (sw-description), size and sha256 go in the
+ * POST; the server parses sw-description and checks the upload against
+ * all three. */
+static int release_add_swu(struct ctx *c, const char *file, const char *id, int publish,
+                           json_t **ret)
+{
+    const char *slash = strrchr(file, '/');
+    char *text = NULL, *body = NULL, hex[OTA_SHA256_HEX];
+    uint8_t d[OTA_SHA256_LEN];
+    size_t n = 0;
+    struct stat st;
     json_t *rel = NULL, *req = NULL;
     int r;
 
+    if ((r = ota_cpio_read_first(file, "sw-description", OTASRV_SWDESC_MAX_BYTES, &text, &n,
+                                 c->err)) < 0)
+        return r;
+    if (stat(file, &st) < 0) {
+        r = ota_err_set(c->err, errno, "%s: %s", file, strerror(errno));
+        goto out;
+    }
+    if ((r = ota_sha256_file(file, UINT64_MAX, d, c->err)) < 0)
+        goto out;
+    ota_hex_encode(d, sizeof(d), hex);
+    req = json_pack("{s:s%, s:s, s:I, s:s}", "sw_description", text, n, "payload",
+                    slash ? slash + 1 : file, "size", (json_int_t)st.st_size, "sha256", hex);
+    if (req && id)
+        json_object_set_new(req, "id", json_string(id));
+    if (!req || ota_json_dump(req, &body) < 0) {
+        r = ota_err_set(c->err, ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = call(c, "POST", "/api/v1/releases", body, NULL, &rel)) < 0 ||
+        (r = upload_payload(c, file, publish, &rel)) < 0)
+        goto out;
+    *ret = rel;
+    rel = NULL;
+out:
+    json_decref(rel);
+    json_decref(req);
+    free(body);
+    free(text);
+    return r;
+}
+
+static int release_add(struct ctx *c, const char *dir, const char *id, int publish, json_t **ret)
+{
+    char path[4200];
+    char *manifest = NULL, *sig = NULL, *body = NULL;
+    size_t n;
+    struct ota_manifest m;
+    struct stat st;
+    json_t *rel = NULL, *req = NULL;
+    int r;
+
+    if (stat(dir, &st) == 0 && S_ISREG(st.st_mode))
+        return release_add_swu(c, dir, id, publish, ret);
     snprintf(path, sizeof(path), "%s/manifest.json", dir);
     if ((r = ota_fs_read_all(path, OTA_MANIFEST_MAX_BYTES, &manifest, &n, c->err)) < 0)
         goto out;
@@ -95,24 +176,8 @@ static int release_add(struct ctx *c, const char *dir, const char *id, int publi
     if ((r = call(c, "POST", "/api/v1/releases", body, NULL, &rel)) < 0)
         goto out;
     snprintf(path, sizeof(path), "%s/%s", dir, m.payload);
-    url[0] = '\0';
-    otasrv_client_urlencode(json_string_value(json_object_get(rel, "id")), url, sizeof(url));
-    {
-        char p2[700];
-        json_t *next = NULL;
-        snprintf(p2, sizeof(p2), "/api/v1/releases/%s/payload", url);
-        if ((r = call(c, "PUT", p2, NULL, path, &next)) < 0)
-            goto out;
-        json_decref(rel);
-        rel = next;
-        if (publish) {
-            snprintf(p2, sizeof(p2), "/api/v1/releases/%s/publish", url);
-            if ((r = call(c, "POST", p2, "{}", NULL, &next)) < 0)
-                goto out;
-            json_decref(rel);
-            rel = next;
-        }
-    }
+    if ((r = upload_payload(c, path, publish, &rel)) < 0)
+        goto out;
     *ret = rel;
     rel = NULL;
 out:
@@ -288,7 +353,8 @@ static int cmd_release(struct ctx *c, const struct args *a, json_t **out)
                                                  : "POST",
                     path, strcmp(sub, "publish") == 0 ? "{}" : NULL, NULL, out);
     }
-    return ota_err_set(c->err, EINVAL, "release: add DIR | list | get ID | publish ID | delete ID");
+    return ota_err_set(c->err, EINVAL,
+                       "release: add DIR|FILE.swu | list | get ID | publish ID | delete ID");
 }
 
 static int cmd_query(struct ctx *c, const struct args *a, json_t **out)

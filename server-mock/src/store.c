@@ -45,7 +45,8 @@ static const char SCHEMA[] =
     " manifest TEXT NOT NULL, signature TEXT NOT NULL, payload_name TEXT NOT NULL,"
     " payload_path TEXT NOT NULL DEFAULT '', size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
     " published INTEGER NOT NULL DEFAULT 0, published_ms INTEGER NOT NULL DEFAULT 0,"
-    " created_ms INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 0);"
+    " created_ms INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 0,"
+    " format TEXT NOT NULL DEFAULT 'ota', compat TEXT NOT NULL DEFAULT '[]');"
     "CREATE TABLE IF NOT EXISTS reports("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, update_id TEXT NOT NULL,"
     " rollout_id TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,"
@@ -58,27 +59,32 @@ static const char SCHEMA[] =
     " device TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, applied INTEGER NOT NULL,"
     " first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, PRIMARY KEY(device, rule));";
 
-/* Columns added after the first schema, by the column that tells them
- * apart: a store written by an older server gets them on open (their
- * defaults are what an older agent's device has: no attributes, no zone). */
-static const char *const MIGRATIONS[][2] = {
-    {"attributes", "ALTER TABLE devices ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'"},
-    {"tz", "ALTER TABLE devices ADD COLUMN tz TEXT NOT NULL DEFAULT ''"},
+/* Columns added after the first schema, by table and the column that
+ * tells them apart: a store written by an older server gets them on open
+ * (their defaults are what an older agent's device has: no attributes, no
+ * zone; and what an older release is: an ota-pack release). */
+static const char *const MIGRATIONS[][3] = {
+    {"devices", "attributes",
+     "ALTER TABLE devices ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'"},
+    {"devices", "tz", "ALTER TABLE devices ADD COLUMN tz TEXT NOT NULL DEFAULT ''"},
+    {"releases", "format", "ALTER TABLE releases ADD COLUMN format TEXT NOT NULL DEFAULT 'ota'"},
+    {"releases", "compat", "ALTER TABLE releases ADD COLUMN compat TEXT NOT NULL DEFAULT '[]'"},
 };
 
 static int migrate(struct otasrv_db *c, struct ota_err *err)
 {
     for (size_t i = 0; i < sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]); i++) {
         sqlite3_stmt *st = NULL;
-        int r = otasrv_db_prepare(c, "SELECT 1 FROM pragma_table_info('devices') WHERE name = ?",
-                                  &st, "schema", err);
+        int r = otasrv_db_prepare(c, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st,
+                                  "schema", err);
         if (r < 0)
             return r;
         otasrv_db_bind_text(st, 1, MIGRATIONS[i][0]);
+        otasrv_db_bind_text(st, 2, MIGRATIONS[i][1]);
         r = otasrv_db_row(c, st, "schema", err);
         sqlite3_finalize(st);
         if (r == 0)
-            r = otasrv_db_exec(c, MIGRATIONS[i][1], err);
+            r = otasrv_db_exec(c, MIGRATIONS[i][2], err);
         if (r < 0)
             return r;
     }

@@ -16,10 +16,10 @@ void otasrv_release_free(struct otasrv_release *r)
 
 #define REL_COLS                                                                                   \
     "id, name, version, kind, manifest, signature, payload_name, payload_path, size, sha256,"      \
-    " published, published_ms, created_ms"
+    " published, published_ms, created_ms, format, compat"
 static const char SQL_REL_ADD[] =
     "INSERT INTO releases(" REL_COLS ", seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-    " ?12, ?13, (SELECT coalesce(max(seq), 0) + 1 FROM releases))";
+    " ?12, ?13, ?14, ?15, (SELECT coalesce(max(seq), 0) + 1 FROM releases))";
 static const char SQL_REL_GET[] = "SELECT " REL_COLS " FROM releases WHERE id = ?";
 static const char SQL_REL_LIST[] = "SELECT " REL_COLS " FROM releases WHERE published >= ?"
                                    " ORDER BY published DESC, seq DESC";
@@ -49,6 +49,8 @@ static struct otasrv_release *release_row(sqlite3_stmt *st)
     r->published = sqlite3_column_int(st, 10);
     r->published_ms = sqlite3_column_int64(st, 11);
     r->created_ms = sqlite3_column_int64(st, 12);
+    ota_strlcpy(r->format, otasrv_db_col_text(st, 13), sizeof(r->format));
+    ota_strlcpy(r->compat, otasrv_db_col_text(st, 14), sizeof(r->compat));
     if (!r->manifest) {
         free(r);
         return NULL;
@@ -78,6 +80,8 @@ int otasrv_store_release_add(struct otasrv_store *s, const struct otasrv_release
     sqlite3_bind_int(st, 11, rel->published);
     sqlite3_bind_int64(st, 12, rel->published_ms);
     sqlite3_bind_int64(st, 13, rel->created_ms);
+    otasrv_db_bind_text(st, 14, rel->format[0] ? rel->format : "ota");
+    otasrv_db_bind_text(st, 15, rel->compat[0] ? rel->compat : "[]");
     rc = sqlite3_step(st);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) /* the id is taken: said so, not SQLite's words */
         r = ota_err_set(err, EEXIST, "release %s exists", rel->id);

@@ -114,7 +114,9 @@ struct otasrv_release {
     uint64_t size;
     int published;
     int64_t created_ms, published_ms;
-    char *manifest; /* exact signed text, malloc'ed */
+    char *manifest;    /* exact signed text, malloc'ed; a .swu's sw-description */
+    char format[8];    /* "ota": manifest + payload (ota-pack build); "swu": an SWUpdate .swu */
+    char compat[1200]; /* swu: hardware-compatibility, a JSON array; "[]" for ota */
 };
 void otasrv_release_free(struct otasrv_release *r);
 

@@ -78,7 +78,8 @@ TEST(Swdesc, RefusesWithAReason)
         {"software = { version = \"1.0.0\";"
          " images: ( { filename = \"u\"; type = \"uboot\"; } ); };",
          "no image of type \"raw\""},
-        {std::string("software = { version = \"1.0.0\"; };\0x", 38), "a NUL byte"},
+        {std::string("software = { version = \"1.0.0\"; };") + std::string(1, '\0') + "x",
+         "a NUL byte"},
         {"@include \"/etc/hostname\"\nsoftware = { version = \"1.0.0\"; };",
          "@include is not allowed"},
     };

@@ -1,0 +1,483 @@
+"""ota-server's hawkBit DDI face over real HTTP (docs/protocol.md, "hawkBit DDI
+face"), checked against hawkBit's documented shapes: the controller base,
+deploymentBase, feedback becoming reports that feed a rollout spanning
+ota-agent and DDI devices, configData and its link going away, cancel
+actions, Range downloads, auth errors and bad input. The last test runs
+Debian's real swupdate (suricatta, hawkBit) against it when installed."""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from test_server_api import ADMIN, ENROLL, Server, otadev  # noqa: F401
+
+GW = "gateway-secret"
+TENANT = "DEFAULT"
+
+
+def ctl(dev, rest=""):
+    return f"/{TENANT}/controller/v1/{dev}{rest}"
+
+
+def tt(tok):
+    return {"Authorization": f"TargetToken {tok}"}
+
+
+def gw(tok=GW):
+    return {"Authorization": f"GatewayToken {tok}"}
+
+
+def ddi(srv, method, path, tok=None, body=None, headers=None, raw=None):
+    h = dict(headers or {})
+    if tok is not None:
+        h.update(tt(tok))
+    return srv.call(method, path, body=body, headers=h, raw=raw)
+
+
+def poll(srv, dev, tok):
+    st, _, b = ddi(srv, "GET", ctl(dev), tok)
+    assert st == 200, b
+    return b
+
+
+def link_path(b, name):
+    href = b["_links"][name]["href"]
+    return re.sub(r"^https?://[^/]+", "", href)
+
+
+def feedback(execution, finished="none", details=("x",), **extra):
+    return {"id": "", "time": "20261205T043000",  # SWUpdate's legacy fields: ignored
+            "status": {"execution": execution, "details": list(details),
+                       "result": {"finished": finished, "progress": {"cnt": 0, "of": 1}}},
+            **extra}
+
+
+def rollout(srv, rid, group, release="rel2", **extra):
+    st, _, b = srv.admin("POST", "/api/v1/rollouts",
+                         {"id": rid, "release_id": release, "strategy": "immediate",
+                          "filters": {"group": group}, **extra})
+    assert st == 201, b
+    for a in ("approve", "start"):
+        st, _, b = srv.admin("POST", f"/api/v1/rollouts/{rid}/{a}")
+        assert st == 200, b
+    return b
+
+
+def rdev(srv, rid, dev):
+    st, _, b = srv.admin("GET", f"/api/v1/rollouts/{rid}/devices?limit=100")
+    assert st == 200, b
+    return {x["device_id"]: x["state"] for x in b["devices"]}[dev]
+
+
+def reports(srv, dev):
+    st, _, b = srv.admin("GET", f"/api/v1/reports?device={dev}")
+    assert st == 200, b
+    return b["reports"]
+
+
+def sha(path, algo):
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        h.update(f.read())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def dworld(tmp_path_factory):
+    work = str(tmp_path_factory.mktemp("ddi"))
+    keys = otadev.Keys(work)
+    out = os.path.join(work, "out")
+    os.makedirs(out)
+    img2, _ = otadev.make_image(work, "rootfs2", 200_000, seed=2)
+    img1, _ = otadev.make_image(work, "rootfs1", 100_000, seed=1)
+    rel2 = otadev.publish(out, "rel2", img2, "2.0.0", keys, kind="rootfs", fmt="raw")
+    rel1 = otadev.publish(out, "rel1rb", img1, "1.0.0", keys, kind="rootfs", fmt="raw",
+                          extra=("--rollback",))
+    srv_dir = os.path.join(work, "server")
+    os.makedirs(srv_dir)
+    srv = Server(srv_dir, extra=["--public-key", keys.pub, "--ddi-gateway-token", GW,
+                                 "--ddi-poll", "2"])
+    for d, rid in ((rel2, "rel2"), (rel1, "rel1rb")):
+        st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": d, "id": rid, "publish": True})
+        assert st == 201, b
+    yield {"srv": srv, "img2": img2, "work": work}
+    srv.stop()
+
+
+# ---------------------------------------------------------------- base, configData
+
+def test_base_polling_sleep_and_configdata_link(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-base", group="g-base")
+    b = poll(srv, "ddi-base", tok)
+    assert b["config"]["polling"]["sleep"] == "00:00:02"
+    # a new target: the server wants its attributes, and there is no action
+    assert set(b["_links"]) == {"configData"}
+    assert link_path(b, "configData") == ctl("ddi-base", "/configData")
+
+
+def test_configdata_link_disappears_once_sent(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-cfg", group="g-cfg", attributes={"old": "1"})
+    assert "configData" in poll(srv, "ddi-cfg", tok)["_links"]
+    # SWUpdate's shape: legacy id/time/status fields besides mode and data
+    body = {"id": "", "time": "20261205T043000", "mode": "replace",
+            "status": {"result": {"finished": "success"}, "execution": "closed"},
+            "data": {"board": "rpi3b", "slot": "A"}}
+    st, _, b = ddi(srv, "PUT", ctl("ddi-cfg", "/configData"), tok, body)
+    assert st == 200, b
+    assert "configData" not in poll(srv, "ddi-cfg", tok)["_links"]
+    assert "configData" not in poll(srv, "ddi-cfg", tok)["_links"]
+    st, _, d = srv.admin("GET", "/api/v1/devices/ddi-cfg")
+    assert d["attributes"] == {"board": "rpi3b", "slot": "A"}
+    # merge (the default) and remove
+    st, _, _ = ddi(srv, "PUT", ctl("ddi-cfg", "/configData"), tok, {"data": {"hw": "rev2"}})
+    assert st == 200
+    st, _, _ = ddi(srv, "PUT", ctl("ddi-cfg", "/configData"), tok,
+                   {"mode": "remove", "data": {"slot": ""}})
+    assert st == 200
+    st, _, d = srv.admin("GET", "/api/v1/devices/ddi-cfg")
+    assert d["attributes"] == {"board": "rpi3b", "hw": "rev2"}
+
+
+@pytest.mark.parametrize("body", [
+    {"mode": "bogus", "data": {"a": "b"}},
+    {"data": ["a"]},
+    {"mode": "merge"},
+    {"data": {"Bad-Key": "x"}},
+    {"data": {"a": 3}},
+    {"data": {f"k{i}": "v" for i in range(17)}},
+])
+def test_bad_configdata_is_400_and_changes_nothing(dworld, body):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-badcfg", group="g-badcfg", attributes={"keep": "me"})
+    st, _, b = ddi(srv, "PUT", ctl("ddi-badcfg", "/configData"), tok, body)
+    assert st == 400, b
+    st, _, d = srv.admin("GET", "/api/v1/devices/ddi-badcfg")
+    assert d["attributes"] == {"keep": "me"}
+    assert "configData" in poll(srv, "ddi-badcfg", tok)["_links"]
+    st, _, b = ddi(srv, "PUT", ctl("ddi-badcfg", "/configData"), tok, raw=b"{nope",
+                   headers={"Content-Type": "application/json"})
+    assert st == 400
+
+
+# ---------------------------------------------------------------- actions
+
+def test_rollout_spans_ota_agent_and_ddi_devices(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-a1", group="g-mix")
+    agent_tok = srv.register("agent-a1", group="g-mix")
+    rollout(srv, "rmix", "g-mix")
+    # the ota-agent device gets the release through its own face
+    st, _, b = srv.call("POST", "/api/v1/devices/agent-a1/checkin", {"state": "IDLE"},
+                        token=agent_tok)
+    assert st == 200 and b["update"]["update_id"] == "rmix-agent-a1", b
+    # the DDI device gets it as an action
+    b = poll(srv, "ddi-a1", tok)
+    assert "deploymentBase" in b["_links"], b
+    path = link_path(b, "deploymentBase")
+    aid = path.rsplit("/", 1)[1]
+    assert aid.isdigit()
+    st, _, dep = ddi(srv, "GET", path, tok)
+    assert st == 200, dep
+    assert dep["id"] == aid
+    assert dep["deployment"]["download"] == "forced" and dep["deployment"]["update"] == "forced"
+    (chunk,) = dep["deployment"]["chunks"]
+    assert chunk["part"] == "os" and chunk["version"] == "2.0.0" and chunk["name"]
+    (art,) = chunk["artifacts"]
+    img = dworld["img2"]
+    assert isinstance(art["size"], int) and art["size"] == os.path.getsize(img)
+    assert art["hashes"] == {"sha1": sha(img, "sha1"), "md5": sha(img, "md5"),
+                             "sha256": sha(img, "sha256")}
+    assert set(art["_links"]) >= {"download", "download-http", "md5sum"}
+    # the action stays the same across polls (and across a device restart)
+    assert link_path(poll(srv, "ddi-a1", tok), "deploymentBase") == path
+    # proceeding -> in progress
+    st, _, b = ddi(srv, "POST", path + "/feedback", tok,
+                   feedback("proceeding", details=["Installing Update Chunk Artifacts."]))
+    assert st == 200, b
+    assert rdev(srv, "rmix", "ddi-a1") == "in_progress"
+    assert reports(srv, "ddi-a1")[-1]["status"] == "in_progress"
+    # SWUpdate restarts: the action is still there for its closed/success
+    assert link_path(poll(srv, "ddi-a1", tok), "deploymentBase") == path
+    st, _, b = ddi(srv, "POST", path + "/feedback", tok,
+                   feedback("closed", "success", ["Update Installed."]))
+    assert st == 200, b
+    r = reports(srv, "ddi-a1")[-1]
+    assert (r["status"], r["state"], r["update_id"], r["rollout_id"], r["version"]) == (
+        "success", "CLOSED", "rmix-ddi-a1", "rmix", "2.0.0")
+    assert r["reason"] == "Update Installed."
+    assert rdev(srv, "rmix", "ddi-a1") == "success"
+    # a finished action: no link, and more feedback is 410 Gone (hawkBit) changing nothing
+    assert "deploymentBase" not in poll(srv, "ddi-a1", tok)["_links"]
+    n = len(reports(srv, "ddi-a1"))
+    st, _, _ = ddi(srv, "POST", path + "/feedback", tok, feedback("closed", "failure"))
+    assert st == 410
+    assert len(reports(srv, "ddi-a1")) == n and rdev(srv, "rmix", "ddi-a1") == "success"
+    # the deployment can still be read (hawkBit keeps finished actions readable)
+    st, _, _ = ddi(srv, "GET", path, tok)
+    assert st == 200
+
+
+def test_closed_failure_trips_the_rollout_and_open_actions_are_cancelled(dworld):
+    srv = dworld["srv"]
+    toks = {d: srv.register(d, group="g-fail") for d in ("ddi-f1", "ddi-f2")}
+    rollout(srv, "rfail", "g-fail", previous_release_id="rel1rb", auto_rollback=True,
+            stages=[{"percent": 100, "max_failures": 0}])
+    paths = {d: link_path(poll(srv, d, t), "deploymentBase") for d, t in toks.items()}
+    st, _, _ = ddi(srv, "POST", paths["ddi-f2"] + "/feedback", toks["ddi-f2"],
+                   feedback("proceeding"))
+    assert st == 200
+    # closed + failure is a failure: the rollout trips and rolls back
+    st, _, _ = ddi(srv, "POST", paths["ddi-f1"] + "/feedback", toks["ddi-f1"],
+                   feedback("closed", "failure", ["ERROR : Checksum does not match"]))
+    assert st == 200
+    assert reports(srv, "ddi-f1")[-1]["status"] == "failure"
+    assert rdev(srv, "rfail", "ddi-f1") == "failure"
+    st, _, r = srv.admin("GET", "/api/v1/rollouts/rfail")
+    assert r["status"]["state"] == "rolled_back", r["status"]
+    # the open action of ddi-f2 becomes a cancel action
+    b = poll(srv, "ddi-f2", toks["ddi-f2"])
+    assert set(b["_links"]) - {"configData"} == {"cancelAction"}, b
+    cpath = link_path(b, "cancelAction")
+    aid = paths["ddi-f2"].rsplit("/", 1)[1]
+    assert cpath == ctl("ddi-f2", f"/cancelAction/{aid}")
+    st, _, c = ddi(srv, "GET", cpath, toks["ddi-f2"])
+    assert st == 200 and c == {"id": aid, "cancelAction": {"stopId": aid}}
+    st, _, _ = ddi(srv, "GET", paths["ddi-f2"], toks["ddi-f2"])
+    assert st == 404  # a cancelled action has no deployment
+    st, _, _ = ddi(srv, "POST", cpath + "/feedback", toks["ddi-f2"],
+                   feedback("closed", "success", ["cancellation acknowledged."]))
+    assert st == 200
+    st, _, _ = ddi(srv, "POST", cpath + "/feedback", toks["ddi-f2"], feedback("closed", "success"))
+    assert st == 410
+    # then the rollback order comes as a new action of the previous release
+    b = poll(srv, "ddi-f2", toks["ddi-f2"])
+    rb = link_path(b, "deploymentBase")
+    assert rb != paths["ddi-f2"]
+    st, _, dep = ddi(srv, "GET", rb, toks["ddi-f2"])
+    assert dep["deployment"]["chunks"][0]["version"] == "1.0.0"
+    st, _, _ = ddi(srv, "POST", rb + "/feedback", toks["ddi-f2"], feedback("closed", "success"))
+    assert st == 200
+    assert rdev(srv, "rfail", "ddi-f2") == "rolled_back"
+    # the failed device is not ordered back
+    assert set(poll(srv, "ddi-f1", toks["ddi-f1"])["_links"]) <= {"configData"}
+
+
+def test_cancelled_rollout_becomes_a_cancel_action_and_reject_keeps_it(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-c1", group="g-cancel")
+    rollout(srv, "rcancel", "g-cancel")
+    path = link_path(poll(srv, "ddi-c1", tok), "deploymentBase")
+    st, _, _ = ddi(srv, "GET", path.replace("deploymentBase", "cancelAction"), tok)
+    assert st == 404  # not being cancelled
+    st, _, b = srv.admin("POST", "/api/v1/rollouts/rcancel/cancel")
+    assert st == 200, b
+    cpath = link_path(poll(srv, "ddi-c1", tok), "cancelAction")
+    # the device refuses the cancel: its action goes on and is not cancelled again
+    st, _, _ = ddi(srv, "POST", cpath + "/feedback", tok, feedback("rejected"))
+    assert st == 200
+    b = poll(srv, "ddi-c1", tok)
+    assert link_path(b, "deploymentBase") == path and "cancelAction" not in b["_links"]
+
+
+# ---------------------------------------------------------------- downloads
+
+def test_artifact_range_if_range_and_md5sum(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-dl", group="g-dl")
+    rollout(srv, "rdl", "g-dl")
+    st, _, dep = ddi(srv, "GET", link_path(poll(srv, "ddi-dl", tok), "deploymentBase"), tok)
+    art = dep["deployment"]["chunks"][0]["artifacts"][0]
+    url = re.sub(r"^https?://[^/]+", "", art["_links"]["download-http"]["href"])
+    with open(dworld["img2"], "rb") as f:
+        data = f.read()
+    st, h, body = ddi(srv, "GET", url, tok)
+    assert st == 200 and body == data and h["accept-ranges"] == "bytes"
+    etag = h["etag"]
+    # a resume as SWUpdate's libcurl sends it
+    st, h, body = ddi(srv, "GET", url, tok, headers={"Range": "bytes=150000-"})
+    assert st == 206 and body == data[150000:]
+    assert h["content-range"] == f"bytes 150000-{len(data) - 1}/{len(data)}"
+    st, _, body = ddi(srv, "GET", url, tok, headers={"Range": "bytes=10-19", "If-Range": etag})
+    assert st == 206 and body == data[10:20]
+    st, _, body = ddi(srv, "GET", url, tok, headers={"Range": "bytes=10-19", "If-Range": '"old"'})
+    assert st == 200 and body == data
+    st, h, _ = ddi(srv, "GET", url, tok, headers={"Range": f"bytes={len(data)}-"})
+    assert st == 416 and h["content-range"] == f"bytes */{len(data)}"
+    st, h, body = ddi(srv, "GET", re.sub(r"^https?://[^/]+", "", art["_links"]["md5sum"]["href"]),
+                      tok)
+    assert st == 200 and body == f"{art['hashes']['md5']}  {art['filename']}\n".encode()
+    # the download needs the token too (SWUpdate sends it by default)
+    st, _, _ = srv.call("GET", url)
+    assert st == 401
+    st, _, _ = ddi(srv, "GET", url.replace(art["filename"], "other.bin"), tok)
+    assert st == 404
+
+
+# ---------------------------------------------------------------- auth, bad input
+
+def test_auth_errors_are_401(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-auth", group="g-auth")
+    other = srv.register("ddi-auth2", group="g-auth")
+    for h in ({}, {"Authorization": f"Bearer {tok}"}, tt("wrong"), tt(other), gw("wrong"),
+              {"Authorization": f"TargetToken{tok}"}, {"Authorization": "TargetToken "}):
+        st, _, b = srv.call("GET", ctl("ddi-auth"), headers=h)
+        assert st == 401, (h, b)
+        st, _, b = srv.call("PUT", ctl("ddi-auth", "/configData"), {"data": {"a": "b"}}, headers=h)
+        assert st == 401, (h, b)
+    st, _, d = srv.admin("GET", "/api/v1/devices/ddi-auth")
+    assert d["attributes"] == {}
+    # the gateway token acts for a registered controller ...
+    st, _, b = srv.call("GET", ctl("ddi-auth"), headers=gw())
+    assert st == 200, b
+    # ... and a first poll with it registers an unknown one, with --ddi-device-type's default
+    st, _, b = srv.call("GET", ctl("gw-new-1"), headers=gw())
+    assert st == 200 and "configData" in b["_links"], b
+    st, _, d = srv.admin("GET", "/api/v1/devices/gw-new-1")
+    assert st == 200 and d["device_type"] == "ddi"
+    # only the base poll registers
+    st, _, _ = srv.call("PUT", ctl("gw-new-2", "/configData"), {"data": {}}, headers=gw())
+    assert st == 404
+    st, _, _ = srv.admin("GET", "/api/v1/devices/gw-new-2")
+    assert st == 404
+
+
+def test_bad_feedback_and_unknown_actions(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-bad", group="g-bad")
+    other = srv.register("ddi-bad2", group="g-bad")
+    rollout(srv, "rbad", "g-bad")
+    path = link_path(poll(srv, "ddi-bad", tok), "deploymentBase")
+    opath = link_path(poll(srv, "ddi-bad2", other), "deploymentBase")
+    n = len(reports(srv, "ddi-bad"))
+    for body in ({}, {"status": "closed"}, {"status": {"execution": "done", "result": {
+                 "finished": "success"}}}, {"status": {"execution": "closed"}},
+                 {"status": {"execution": "closed", "result": {"finished": "maybe"}}},
+                 {"status": {"execution": "closed", "result": {"finished": "success"},
+                             "details": "not a list"}},
+                 {"status": {"execution": "proceeding", "result": {
+                     "finished": "none", "progress": {"cnt": "1"}}}}):
+        st, _, b = ddi(srv, "POST", path + "/feedback", tok, body)
+        assert st == 400, (body, b)
+    assert len(reports(srv, "ddi-bad")) == n and rdev(srv, "rbad", "ddi-bad") == "offered"
+    # another device's action (under its own path: 401; under ours: 404)
+    st, _, _ = ddi(srv, "POST", opath + "/feedback", tok, feedback("closed", "success"))
+    assert st == 401
+    mine = ctl("ddi-bad", "/deploymentBase/" + opath.rsplit("/", 1)[1])
+    st, _, _ = ddi(srv, "POST", mine + "/feedback", tok, feedback("closed", "success"))
+    assert st == 404
+    st, _, _ = ddi(srv, "GET", mine, tok)
+    assert st == 404
+    for aid in ("999999", "abc", "-1", "0"):
+        st, _, _ = ddi(srv, "GET", ctl("ddi-bad", f"/deploymentBase/{aid}"), tok)
+        assert st == 404
+    st, _, _ = ddi(srv, "POST", ctl("ddi-bad"), tok, {})
+    assert st == 405
+    st, _, _ = ddi(srv, "GET", ctl("ddi-bad", "/installedBase/1"), tok)
+    assert st == 404
+    assert rdev(srv, "rbad", "ddi-bad2") == "offered"
+    # unknown fields are ignored
+    st, _, _ = ddi(srv, "POST", path + "/feedback", tok,
+                   feedback("proceeding", future={"x": 1}, timestamp=1))
+    assert st == 200 and rdev(srv, "rbad", "ddi-bad") == "in_progress"
+
+
+def test_fault_plans_apply_to_ddi_requests(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-fault", group="g-fault")
+    plan = {"rules": [{"id": "ddi-poll-503", "match": {"path": "/*/controller/v1/ddi-fault",
+                                                        "method": "GET"},
+                       "fault": {"kind": "status", "code": 503}, "count": 1}]}
+    st, _, b = srv.admin("PUT", "/api/v1/faults", plan)
+    assert st == 200, b
+    try:
+        st, _, _ = ddi(srv, "GET", ctl("ddi-fault"), tok)
+        assert st == 503
+        assert poll(srv, "ddi-fault", tok)["config"]["polling"]["sleep"] == "00:00:02"
+        st, _, b = srv.admin("GET", "/api/v1/faults/devices/ddi-fault")
+        assert [r["rule"] for r in b["rules"]] == ["ddi-poll-503"], b
+    finally:
+        srv.admin("DELETE", "/api/v1/faults")
+
+
+# ---------------------------------------------------------------- the real SWUpdate
+
+def requests_of(access_log, dev):
+    out = []
+    with open(access_log) as f:
+        for line in f:
+            if f"/controller/v1/{dev}" in line and '"fault"' not in line:
+                out.append(line)
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("swupdate"), reason="swupdate is not installed")
+def test_real_swupdate_polls_and_sends_configdata_once(dworld, tmp_path):
+    """Debian's swupdate (suricatta, hawkBit) against the face: it polls, PUTs
+    its configData while the link is there and stops once it is gone, reads
+    the deployment and closes the action with feedback (a failure here: the
+    release is no .swu), which reaches the rollout."""
+    srv = dworld["srv"]
+    tok = srv.register("swu-1", group="g-swu")
+    work = tmp_path / "swu"
+    work.mkdir()
+    # Debian's build wants a public key for signed images; any certificate will do
+    cert = work / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=ddi-test", "-keyout", str(work / "key.pem"), "-out", str(cert)],
+                   check=True, capture_output=True)
+    cfg = work / "swupdate.cfg"
+    cfg.write_text('globals : { loglevel = 5; };\n'
+                   'identify : ( { name = "board"; value = "rpi3b"; } );\n')
+    env = dict(os.environ, TMPDIR=str(work))
+    log = open(work / "swupdate.log", "w")
+    p = subprocess.Popen(
+        ["swupdate", "-v", "-f", str(cfg), "-k", str(cert), "-u",
+         f"-t {TENANT} -u http://127.0.0.1:{srv.port} -i swu-1 -k {tok} -p 1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(work), start_new_session=True)
+    access = os.path.join(srv.workdir, "access.log")
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            lines = requests_of(access, "swu-1")
+            polls = [x for x in lines if '"GET"' in x and re.search(r'/swu-1"', x)]
+            if len(polls) >= 4 or p.poll() is not None:
+                break
+            time.sleep(0.3)
+        lines = requests_of(access, "swu-1")
+        puts = [x for x in lines if "/configData" in x]
+        polls = [x for x in lines if '"GET"' in x and re.search(r'/swu-1"', x)]
+        assert len(polls) >= 4, open(work / "swupdate.log").read()
+        assert len(puts) == 1, puts
+        st, _, d = srv.admin("GET", "/api/v1/devices/swu-1")
+        assert d["attributes"] == {"board": "rpi3b"}, d
+        # an action: it reads the deployment and answers with feedback
+        rollout(srv, "rswu", "g-swu")
+        deadline = time.time() + 20
+        while time.time() < deadline and p.poll() is None:
+            if any(r["status"] != "in_progress" for r in reports(srv, "swu-1")):
+                break
+            time.sleep(0.3)
+        got = reports(srv, "swu-1")
+        # no .swu in this release (.swu releases are ota-pack's): SWUpdate skips the
+        # artifact and closes the action with a failure, which the rollout counts
+        assert [(r["state"], r["status"]) for r in got][-1] == ("CLOSED", "failure"), (
+            got, open(work / "swupdate.log").read()[-3000:])
+        assert "No suitable .swu image found" in got[-1]["reason"]
+        assert rdev(srv, "rswu", "swu-1") == "failure"
+        assert len([x for x in requests_of(access, "swu-1") if "/configData" in x]) == 1
+    finally:
+        os.killpg(p.pid, 15)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
+            p.wait()
+        log.close()

@@ -14,7 +14,13 @@ import time
 
 import pytest
 
+import test_server_api
 from test_server_api import ADMIN, ENROLL, Server, otadev  # noqa: F401
+
+# CTest server-mutant-NAME runs these tests against ota-server-mutant-NAME
+# (server-mock/CMakeLists.txt): the test that must catch it has to fail.
+if os.environ.get("OTA_SERVER_BIN"):
+    test_server_api.server_bin = lambda: os.environ["OTA_SERVER_BIN"]
 
 GW = "gateway-secret"
 TENANT = "DEFAULT"

@@ -373,11 +373,12 @@ static int parse_feedback(const json_t *o, struct feedback *f, struct ota_err *e
     return 0;
 }
 
-/* The feedback as a status report of the action's update (fed to its
- * rollout when feed): closed+failure failure, closed+success|none success,
- * canceled failure, anything else in_progress. */
+/* The feedback as a status report of the action's update, state the
+ * execution upper-cased, fed to its rollout unless status is given:
+ * closed+failure failure, closed+success|none success, anything else
+ * in_progress (hawkBit: an informational status). */
 static int add_report(struct otasrv_req *req, const char *id, const struct otasrv_ddi_action *a,
-                      const struct feedback *f, int feed, struct ota_err *err)
+                      const struct feedback *f, const char *status, struct ota_err *err)
 {
     struct otasrv_report_in rep = {0};
     struct otasrv_release *rel = NULL;
@@ -390,10 +391,10 @@ static int add_report(struct otasrv_req *req, const char *id, const struct otasr
     rep.rollout_id = a->rollout_id;
     rep.state = state;
     rep.reason = f->details;
-    if (strcmp(f->execution, "closed") == 0)
+    if (status)
+        rep.status = status;
+    else if (strcmp(f->execution, "closed") == 0)
         rep.status = strcmp(f->finished, "failure") == 0 ? "failure" : "success";
-    else if (strcmp(f->execution, "canceled") == 0)
-        rep.status = "failure";
     else
         rep.status = "in_progress";
     if (otasrv_store_release_get(req->srv->store, a->release_id, &rel, NULL) == 0) {
@@ -401,23 +402,24 @@ static int add_report(struct otasrv_req *req, const char *id, const struct otasr
         rep.kind = rel->kind[0] ? rel->kind : NULL;
     }
     r = otasrv_store_report_add(req->srv->store, id, &rep, otasrv_now_ms(), &dup, err);
-    if (r == 0 && !dup && feed)
+    if (r == 0 && !dup && !status)
         r = otasrv_rollouts_report(req->srv, id, rep.update_id, rep.rollout_id, rep.state,
                                    rep.status, err);
     otasrv_release_free(rel);
     return r;
 }
 
-/* POST deploymentBase/{actionId}/feedback. */
+/* POST deploymentBase/{actionId}/feedback: closed closes the action (and,
+ * as hawkBit does after a successful one, asks for the attributes again);
+ * anything else is informational. */
 static enum otasrv_result do_feedback(struct otasrv_req *req, const char *id, const char *sid)
 {
     struct otasrv_ddi_action a;
     struct feedback f;
     struct ota_err err = {0};
     enum otasrv_result ret;
-    enum otasrv_ddi_state to = OTASRV_DDI_OPEN;
     json_t *o = NULL;
-    int r;
+    int r, closed, wanted;
 
     if (get_action(req, id, sid, &a, &ret) < 0 || otasrv_body_object(req, &o, &ret) < 0)
         return ret;
@@ -429,14 +431,15 @@ static enum otasrv_result do_feedback(struct otasrv_req *req, const char *id, co
         ret = otasrv_reply_error(req, 410, "action %s is finished", sid);
         goto out;
     }
-    if (strcmp(f.execution, "closed") == 0)
-        to = OTASRV_DDI_CLOSED;
-    else if (strcmp(f.execution, "canceled") == 0)
-        to = OTASRV_DDI_CANCELED;
+    closed = strcmp(f.execution, "closed") == 0;
     otasrv_ddi_lock(req->srv->ddi);
-    r = add_report(req, id, &a, &f, 1, &err);
-    if (r == 0 && to != OTASRV_DDI_OPEN)
-        r = otasrv_ddi_action_set(req->srv->ddi, a.id, to, a.cancel_refused, otasrv_now_ms(), &err);
+    r = add_report(req, id, &a, &f, NULL, &err);
+    if (r == 0 && closed)
+        r = otasrv_ddi_action_set(req->srv->ddi, a.id, OTASRV_DDI_CLOSED, a.cancel_refused,
+                                  otasrv_now_ms(), &err);
+    if (r == 0 && closed && strcmp(f.finished, "failure") != 0 &&
+        (r = otasrv_ddi_target(req->srv->ddi, id, otasrv_now_ms(), &wanted, &err)) == 0)
+        r = otasrv_ddi_set_wanted(req->srv->ddi, id, 1, &err);
     otasrv_ddi_unlock(req->srv->ddi);
     ret = r < 0 ? otasrv_reply_store_error(req, r, &err) : reply_empty(req);
 out:
@@ -460,9 +463,10 @@ static enum otasrv_result do_cancel(struct otasrv_req *req, const char *id, cons
                              json_pack("{s:s, s:{s:s}}", "id", aid, "cancelAction", "stopId", aid));
 }
 
-/* POST cancelAction/{actionId}/feedback: closed (success|none) or canceled
+/* POST cancelAction/{actionId}/feedback, as hawkBit: closed (success|none)
  * ends the action; rejected or closed+failure refuses the cancel (the action
- * goes on, and is not cancelled again); anything else changes nothing. */
+ * goes on, and is not cancelled again); anything else (canceled included)
+ * changes nothing. 405 unless the action is being cancelled or was. */
 static enum otasrv_result do_cancel_feedback(struct otasrv_req *req, const char *id,
                                              const char *sid)
 {
@@ -471,7 +475,7 @@ static enum otasrv_result do_cancel_feedback(struct otasrv_req *req, const char 
     struct ota_err err = {0};
     enum otasrv_result ret;
     json_t *o = NULL;
-    int r = 0, ends, refuses;
+    int r = 0, ends, refuses, closed;
 
     if (get_action(req, id, sid, &a, &ret) < 0 || otasrv_body_object(req, &o, &ret) < 0)
         return ret;
@@ -479,22 +483,20 @@ static enum otasrv_result do_cancel_feedback(struct otasrv_req *req, const char 
         ret = otasrv_reply_error(req, 400, "%s", err.reason);
         goto out;
     }
-    if (a.state == OTASRV_DDI_CLOSED || a.state == OTASRV_DDI_CANCELED) {
-        ret = otasrv_reply_error(req, 410, "action %s is finished", sid);
+    if (a.state != OTASRV_DDI_CANCELING && a.state != OTASRV_DDI_CANCELED) {
+        ret = otasrv_reply_error(req, 405, "action %s is not being cancelled", sid);
         goto out;
     }
-    if (a.state != OTASRV_DDI_CANCELING) {
-        ret = otasrv_reply_error(req, 404, "action %s is not being cancelled", sid);
-        goto out;
-    }
-    refuses = strcmp(f.execution, "rejected") == 0 ||
-              (strcmp(f.execution, "closed") == 0 && strcmp(f.finished, "failure") == 0);
-    ends = !refuses && (strcmp(f.execution, "closed") == 0 || strcmp(f.execution, "canceled") == 0);
+    closed = strcmp(f.execution, "closed") == 0;
+    refuses =
+        strcmp(f.execution, "rejected") == 0 || (closed && strcmp(f.finished, "failure") == 0);
+    ends = closed && !refuses && a.state == OTASRV_DDI_CANCELING;
+    refuses = refuses && a.state == OTASRV_DDI_CANCELING;
     otasrv_ddi_lock(req->srv->ddi);
     if (ends) {
         /* stored, not fed: the rollout decides what the device gets next */
         f.execution = "canceled";
-        r = add_report(req, id, &a, &f, 0, &err);
+        r = add_report(req, id, &a, &f, "failure", &err);
         if (r == 0)
             r = otasrv_ddi_action_set(req->srv->ddi, a.id, OTASRV_DDI_CANCELED, 0, otasrv_now_ms(),
                                       &err);
@@ -563,11 +565,12 @@ static enum otasrv_result do_config(struct otasrv_req *req, const char *id)
         return ret;
     data = json_object_get(o, "data");
     mode = json_object_get(o, "mode") ? json_string_value(json_object_get(o, "mode")) : "merge";
-    if (!json_is_object(data) ||
+    if (!json_is_object(data) || json_object_size(data) == 0 ||
         !in_list(mode, (const char *const[]){"merge", "replace", "remove", NULL})) {
-        ret = otasrv_reply_error(req, 400,
-                                 "fields data (an object of strings) and mode (merge, replace "
-                                 "or remove) required");
+        ret = otasrv_reply_error(
+            req, 400,
+            "fields data (a non-empty object of strings) and mode (merge, replace "
+            "or remove) required");
         goto out;
     }
     if ((r = otasrv_store_device_get(srv->store, id, &dev, &err)) < 0) {

@@ -4,6 +4,7 @@
  *
  *   ddi_targets(device PK, attrs_wanted, created_ms)
  *     a device that spoke DDI once; attrs_wanted 1 until it PUT configData
+ *     (and again after an action it closed with success)
  *   ddi_actions(id INTEGER PK, device, update_id, rollout_id, release_id,
  *               state, created_ms, changed_ms, cancel_refused)
  *     one action per (device, update_id): the rollout engine's offer as

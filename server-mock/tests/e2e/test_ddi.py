@@ -155,6 +155,7 @@ def test_configdata_link_disappears_once_sent(dworld):
     {"mode": "bogus", "data": {"a": "b"}},
     {"data": ["a"]},
     {"mode": "merge"},
+    {"data": {}},
     {"data": {"Bad-Key": "x"}},
     {"data": {"a": 3}},
     {"data": {f"k{i}": "v" for i in range(17)}},
@@ -183,9 +184,12 @@ def test_rollout_spans_ota_agent_and_ddi_devices(dworld):
     st, _, b = srv.call("POST", "/api/v1/devices/agent-a1/checkin", {"state": "IDLE"},
                         token=agent_tok)
     assert st == 200 and b["update"]["update_id"] == "rmix-agent-a1", b
+    # the DDI device sends its attributes first (as SWUpdate does)
+    st, _, _ = ddi(srv, "PUT", ctl("ddi-a1", "/configData"), tok, {"data": {"board": "b1"}})
+    assert st == 200
     # the DDI device gets it as an action
     b = poll(srv, "ddi-a1", tok)
-    assert "deploymentBase" in b["_links"], b
+    assert set(b["_links"]) == {"deploymentBase"}, b
     path = link_path(b, "deploymentBase")
     aid = path.rsplit("/", 1)[1]
     assert aid.isdigit()
@@ -219,8 +223,11 @@ def test_rollout_spans_ota_agent_and_ddi_devices(dworld):
         "success", "CLOSED", "rmix-ddi-a1", "rmix", "2.0.0")
     assert r["reason"] == "Update Installed."
     assert rdev(srv, "rmix", "ddi-a1") == "success"
-    # a finished action: no link, and more feedback is 410 Gone (hawkBit) changing nothing
-    assert "deploymentBase" not in poll(srv, "ddi-a1", tok)["_links"]
+    # a finished action: no link, and more feedback is 410 Gone (hawkBit) changing nothing;
+    # after a successful action hawkBit asks for the attributes again, once
+    assert set(poll(srv, "ddi-a1", tok)["_links"]) == {"configData"}
+    st, _, _ = ddi(srv, "PUT", ctl("ddi-a1", "/configData"), tok, {"data": {"board": "b2"}})
+    assert st == 200 and poll(srv, "ddi-a1", tok)["_links"] == {}
     n = len(reports(srv, "ddi-a1"))
     st, _, _ = ddi(srv, "POST", path + "/feedback", tok, feedback("closed", "failure"))
     assert st == 410
@@ -260,8 +267,10 @@ def test_closed_failure_trips_the_rollout_and_open_actions_are_cancelled(dworld)
     st, _, _ = ddi(srv, "POST", cpath + "/feedback", toks["ddi-f2"],
                    feedback("closed", "success", ["cancellation acknowledged."]))
     assert st == 200
-    st, _, _ = ddi(srv, "POST", cpath + "/feedback", toks["ddi-f2"], feedback("closed", "success"))
-    assert st == 410
+    # more cancel feedback is accepted (hawkBit) and changes nothing
+    n = len(reports(srv, "ddi-f2"))
+    st, _, _ = ddi(srv, "POST", cpath + "/feedback", toks["ddi-f2"], feedback("rejected"))
+    assert st == 200 and len(reports(srv, "ddi-f2")) == n
     # then the rollback order comes as a new action of the previous release
     b = poll(srv, "ddi-f2", toks["ddi-f2"])
     rb = link_path(b, "deploymentBase")
@@ -282,9 +291,19 @@ def test_cancelled_rollout_becomes_a_cancel_action_and_reject_keeps_it(dworld):
     path = link_path(poll(srv, "ddi-c1", tok), "deploymentBase")
     st, _, _ = ddi(srv, "GET", path.replace("deploymentBase", "cancelAction"), tok)
     assert st == 404  # not being cancelled
+    st, _, _ = ddi(srv, "POST", path.replace("deploymentBase", "cancelAction") + "/feedback", tok,
+                   feedback("closed", "success"))
+    assert st == 405  # hawkBit: only an action being cancelled takes cancel feedback
+    # "canceled" on the deployment is informational (hawkBit): the action stays open
+    st, _, _ = ddi(srv, "POST", path + "/feedback", tok, feedback("canceled"))
+    assert st == 200 and link_path(poll(srv, "ddi-c1", tok), "deploymentBase") == path
+    assert reports(srv, "ddi-c1")[-1]["status"] == "in_progress"
     st, _, b = srv.admin("POST", "/api/v1/rollouts/rcancel/cancel")
     assert st == 200, b
     cpath = link_path(poll(srv, "ddi-c1", tok), "cancelAction")
+    # "canceled" as cancel feedback: hawkBit only notes it, the cancel stands
+    st, _, _ = ddi(srv, "POST", cpath + "/feedback", tok, feedback("canceled"))
+    assert st == 200 and link_path(poll(srv, "ddi-c1", tok), "cancelAction") == cpath
     # the device refuses the cancel: its action goes on and is not cancelled again
     st, _, _ = ddi(srv, "POST", cpath + "/feedback", tok, feedback("rejected"))
     assert st == 200

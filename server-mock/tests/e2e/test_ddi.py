@@ -434,16 +434,73 @@ def test_fault_plans_apply_to_ddi_requests(dworld):
 
 # ---------------------------------------------------------------- the real SWUpdate
 
-def requests_of(access_log, dev):
-    out = []
-    with open(access_log) as f:
-        for line in f:
-            if f"/controller/v1/{dev}" in line and '"fault"' not in line:
-                out.append(line)
-    return out
+needs_swupdate = pytest.mark.skipif(not shutil.which("swupdate"), reason="swupdate is not installed")
 
 
-@pytest.mark.skipif(not shutil.which("swupdate"), reason="swupdate is not installed")
+def requests_of(srv, dev):
+    """The access log's lines of dev's DDI requests."""
+    with open(os.path.join(srv.workdir, "access.log")) as f:
+        return [x for x in f if f"/controller/v1/{dev}" in x and '"fault"' not in x]
+
+
+def wait(fn, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not fn():
+        time.sleep(0.3)
+    return fn()
+
+
+class Swupdate:
+    """Debian's swupdate with its suricatta hawkBit client polling srv as dev
+    (TargetToken), in a private directory, on loopback; killed with its
+    process group at the end."""
+
+    def __init__(self, srv, dev, tok, work):
+        work.mkdir()
+        self.work = work
+        # Debian's build wants a public key for signed images; any certificate will do
+        cert = work / "cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=ddi-test", "-keyout", str(work / "key.pem"), "-out",
+                        str(cert)], check=True, capture_output=True)
+        cfg = work / "swupdate.cfg"
+        cfg.write_text('globals : { loglevel = 5; };\n'
+                       'identify : ( { name = "board"; value = "rpi3b"; } );\n')
+        self.log = open(work / "swupdate.log", "w")
+        self.p = subprocess.Popen(
+            ["swupdate", "-v", "-f", str(cfg), "-k", str(cert), "-u",
+             f"-t {TENANT} -u http://127.0.0.1:{srv.port} -i {dev} -k {tok} -p 1"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, TMPDIR=str(work)),
+            cwd=str(work), start_new_session=True)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def tail(self):
+        return (self.work / "swupdate.log").read_text()[-3000:]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.killpg(self.p.pid, 15)
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, 9)
+            self.p.wait()
+        self.log.close()
+
+
+def base_polls(srv, dev):
+    return [x for x in requests_of(srv, dev) if '"GET"' in x and f'/{dev}"' in x]
+
+
+def config_puts(srv, dev):
+    return [x for x in requests_of(srv, dev) if "/configData" in x]
+
+
+@needs_swupdate
 def test_real_swupdate_polls_and_sends_configdata_once(dworld, tmp_path):
     """Debian's swupdate (suricatta, hawkBit) against the face: it polls, PUTs
     its configData while the link is there and stops once it is gone, reads
@@ -451,58 +508,55 @@ def test_real_swupdate_polls_and_sends_configdata_once(dworld, tmp_path):
     release is no .swu), which reaches the rollout."""
     srv = dworld["srv"]
     tok = srv.register("swu-1", group="g-swu")
-    work = tmp_path / "swu"
-    work.mkdir()
-    # Debian's build wants a public key for signed images; any certificate will do
-    cert = work / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=ddi-test", "-keyout", str(work / "key.pem"), "-out", str(cert)],
-                   check=True, capture_output=True)
-    cfg = work / "swupdate.cfg"
-    cfg.write_text('globals : { loglevel = 5; };\n'
-                   'identify : ( { name = "board"; value = "rpi3b"; } );\n')
-    env = dict(os.environ, TMPDIR=str(work))
-    log = open(work / "swupdate.log", "w")
-    p = subprocess.Popen(
-        ["swupdate", "-v", "-f", str(cfg), "-k", str(cert), "-u",
-         f"-t {TENANT} -u http://127.0.0.1:{srv.port} -i swu-1 -k {tok} -p 1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(work), start_new_session=True)
-    access = os.path.join(srv.workdir, "access.log")
-    try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            lines = requests_of(access, "swu-1")
-            polls = [x for x in lines if '"GET"' in x and re.search(r'/swu-1"', x)]
-            if len(polls) >= 4 or p.poll() is not None:
-                break
-            time.sleep(0.3)
-        lines = requests_of(access, "swu-1")
-        puts = [x for x in lines if "/configData" in x]
-        polls = [x for x in lines if '"GET"' in x and re.search(r'/swu-1"', x)]
-        assert len(polls) >= 4, open(work / "swupdate.log").read()
-        assert len(puts) == 1, puts
+    with Swupdate(srv, "swu-1", tok, tmp_path / "swu") as swu:
+        wait(lambda: len(base_polls(srv, "swu-1")) >= 4 or not swu.alive())
+        assert len(base_polls(srv, "swu-1")) >= 4, swu.tail()
+        assert len(config_puts(srv, "swu-1")) == 1, config_puts(srv, "swu-1")
         st, _, d = srv.admin("GET", "/api/v1/devices/swu-1")
         assert d["attributes"] == {"board": "rpi3b"}, d
         # an action: it reads the deployment and answers with feedback
         rollout(srv, "rswu", "g-swu")
-        deadline = time.time() + 20
-        while time.time() < deadline and p.poll() is None:
-            if any(r["status"] != "in_progress" for r in reports(srv, "swu-1")):
-                break
-            time.sleep(0.3)
+        wait(lambda: not swu.alive() or any(r["status"] != "in_progress"
+                                            for r in reports(srv, "swu-1")))
         got = reports(srv, "swu-1")
         # no .swu in this release (.swu releases are ota-pack's): SWUpdate skips the
         # artifact and closes the action with a failure, which the rollout counts
         assert [(r["state"], r["status"]) for r in got][-1] == ("CLOSED", "failure"), (
-            got, open(work / "swupdate.log").read()[-3000:])
+            got, swu.tail())
         assert "No suitable .swu image found" in got[-1]["reason"]
         assert rdev(srv, "rswu", "swu-1") == "failure"
-        assert len([x for x in requests_of(access, "swu-1") if "/configData" in x]) == 1
+        assert len(config_puts(srv, "swu-1")) == 1
+
+
+@needs_swupdate
+def test_real_swupdate_acknowledges_a_cancel(dworld, tmp_path):
+    """A rollout cancelled while swupdate's action is open: swupdate reads the
+    cancelAction and acknowledges it; the action ends, the rollout is not fed."""
+    srv = dworld["srv"]
+    tok = srv.register("swu-2", group="g-swu2")
+    # the deployment stays out of reach (503) so that the action is still open
+    plan = {"rules": [{"id": "swu2-hold", "match": {
+        "path": "/*/controller/v1/swu-2/deploymentBase/*", "method": "GET"},
+        "fault": {"kind": "status", "code": 503}}]}
+    st, _, b = srv.admin("PUT", "/api/v1/faults", plan)
+    assert st == 200, b
+    try:
+        rollout(srv, "rswu2", "g-swu2")
+        with Swupdate(srv, "swu-2", tok, tmp_path / "swu") as swu:
+            held = lambda: [x for x in requests_of(srv, "swu-2")  # noqa: E731
+                            if "/deploymentBase/" in x and '"status":503' in x]
+            assert wait(held), swu.tail()
+            st, _, b = srv.admin("POST", "/api/v1/rollouts/rswu2/cancel")
+            assert st == 200, b
+            assert wait(lambda: any(r["state"] == "CANCELED" for r in reports(srv, "swu-2"))), (
+                reports(srv, "swu-2"), swu.tail())
+            cancels = [x for x in requests_of(srv, "swu-2") if "/cancelAction/" in x]
+            assert any('"GET"' in x for x in cancels) and any('"POST"' in x for x in cancels)
+            r = reports(srv, "swu-2")[-1]
+            assert (r["state"], r["status"], r["update_id"]) == ("CANCELED", "failure",
+                                                                 "rswu2-swu-2"), r
+            # nothing more to do for it
+            b = poll(srv, "swu-2", tok)
+            assert "deploymentBase" not in b["_links"] and "cancelAction" not in b["_links"]
     finally:
-        os.killpg(p.pid, 15)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, 9)
-            p.wait()
-        log.close()
+        srv.admin("DELETE", "/api/v1/faults")

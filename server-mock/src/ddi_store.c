@@ -100,18 +100,25 @@ int otasrv_ddi_target(struct otasrv_ddi *d, const char *device, int64_t now_ms, 
     int r;
 
     pthread_mutex_lock(&d->lock);
-    if ((r = otasrv_db_prep(&d->c, SQL_TARGET_ADD, &q, err)) < 0)
-        goto out;
-    sqlite3_bind_text(q, 1, device, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, now_ms);
-    r = otasrv_db_step_done(&d->c, q, "ddi_targets", err);
-    sqlite3_reset(q);
-    if (r < 0 || (r = otasrv_db_prep(&d->c, SQL_TARGET_GET, &q, err)) < 0)
-        goto out;
-    sqlite3_bind_text(q, 1, device, -1, SQLITE_STATIC);
-    r = otasrv_db_row(&d->c, q, "ddi_targets", err);
-    *ret_wanted = r == 1 && sqlite3_column_int(q, 0) != 0;
-    sqlite3_reset(q);
+    /* a read first: a poll of a known target writes nothing */
+    for (int pass = 0; pass < 2; pass++) {
+        if ((r = otasrv_db_prep(&d->c, SQL_TARGET_GET, &q, err)) < 0)
+            goto out;
+        sqlite3_bind_text(q, 1, device, -1, SQLITE_STATIC);
+        r = otasrv_db_row(&d->c, q, "ddi_targets", err);
+        *ret_wanted = r == 1 && sqlite3_column_int(q, 0) != 0;
+        sqlite3_reset(q);
+        if (r != 0 || pass == 1)
+            break;
+        if ((r = otasrv_db_prep(&d->c, SQL_TARGET_ADD, &q, err)) < 0)
+            goto out;
+        sqlite3_bind_text(q, 1, device, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, now_ms);
+        r = otasrv_db_step_done(&d->c, q, "ddi_targets", err);
+        sqlite3_reset(q);
+        if (r < 0)
+            goto out;
+    }
     r = r < 0 ? r : 0;
 out:
     pthread_mutex_unlock(&d->lock);

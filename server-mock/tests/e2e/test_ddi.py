@@ -432,6 +432,26 @@ def test_fault_plans_apply_to_ddi_requests(dworld):
         srv.admin("DELETE", "/api/v1/faults")
 
 
+def test_actions_and_attribute_wants_survive_kill_9(dworld):
+    srv = dworld["srv"]
+    tok = srv.register("ddi-k9", group="g-k9")
+    rollout(srv, "rk9", "g-k9")
+    st, _, _ = ddi(srv, "PUT", ctl("ddi-k9", "/configData"), tok, {"data": {"a": "1"}})
+    assert st == 200
+    b = poll(srv, "ddi-k9", tok)
+    path = link_path(b, "deploymentBase")
+    st, _, dep = ddi(srv, "GET", path, tok)
+    srv.kill9()
+    srv.start()
+    # the same action, no configData wanted, the same artifact hashes
+    b = poll(srv, "ddi-k9", tok)
+    assert b["_links"] == {"deploymentBase": b["_links"]["deploymentBase"]}
+    assert link_path(b, "deploymentBase") == path
+    st, _, dep2 = ddi(srv, "GET", path, tok)
+    art, art2 = (x["deployment"]["chunks"][0]["artifacts"][0] for x in (dep, dep2))
+    assert art2["hashes"] == art["hashes"] and art2["size"] == art["size"]
+
+
 # ---------------------------------------------------------------- the real SWUpdate
 
 needs_swupdate = pytest.mark.skipif(not shutil.which("swupdate"), reason="swupdate is not installed")

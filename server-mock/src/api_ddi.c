@@ -185,7 +185,7 @@ static int decide(struct otasrv_req *req, const char *id, struct otasrv_ddi_acti
     return r;
 }
 
-static json_t *link(const char *href)
+static json_t *href_obj(const char *href)
 {
     return json_pack("{s:s}", "href", href);
 }
@@ -220,14 +220,14 @@ static enum otasrv_result do_base(struct otasrv_req *req, const char *id, int gw
     links = json_object();
     if (have && a.state == OTASRV_DDI_CANCELING) {
         snprintf(href, sizeof(href), "%s/cancelAction/%" PRId64, url, a.id);
-        json_object_set_new(links, "cancelAction", link(href));
+        json_object_set_new(links, "cancelAction", href_obj(href));
     } else if (have) {
         snprintf(href, sizeof(href), "%s/deploymentBase/%" PRId64, url, a.id);
-        json_object_set_new(links, "deploymentBase", link(href));
+        json_object_set_new(links, "deploymentBase", href_obj(href));
     }
     if (wanted) { /* only until the device sent its attributes: see protocol.md */
         snprintf(href, sizeof(href), "%s/configData", url);
-        json_object_set_new(links, "configData", link(href));
+        json_object_set_new(links, "configData", href_obj(href));
     }
     return otasrv_reply_json(
         req, 200,
@@ -285,8 +285,9 @@ static json_t *artifact_json(struct otasrv_req *req, const char *url,
     snprintf(md5, sizeof(md5), "%s.MD5SUM", href);
     return json_pack("{s:s, s:I, s:{s:s, s:s, s:s}, s:{s:o, s:o, s:o, s:o}}", "filename",
                      rel->payload_name, "size", (json_int_t)st.st_size, "hashes", "sha1", h.sha1,
-                     "md5", h.md5, "sha256", h.sha256, "_links", "download", link(href),
-                     "download-http", link(href), "md5sum", link(md5), "md5sum-http", link(md5));
+                     "md5", h.md5, "sha256", h.sha256, "_links", "download", href_obj(href),
+                     "download-http", href_obj(href), "md5sum", href_obj(md5), "md5sum-http",
+                     href_obj(md5));
 }
 
 static enum otasrv_result do_deployment(struct otasrv_req *req, const char *id, const char *sid)

@@ -2,8 +2,11 @@
 face"), checked against hawkBit's documented shapes: the controller base,
 deploymentBase, feedback becoming reports that feed a rollout spanning
 ota-agent and DDI devices, configData and its link going away, cancel
-actions, Range downloads, auth errors and bad input. The last test runs
-Debian's real swupdate (suricatta, hawkBit) against it when installed."""
+actions, Range downloads, auth errors and bad input. The last tests run
+Debian's real swupdate (suricatta, hawkBit) against it when installed:
+configData, failure feedback, cancel, and a whole update of a hand-made
+signed .swu with a cut download resumed and the result sent after a
+restart."""
 
 import hashlib
 import os
@@ -111,7 +114,7 @@ def dworld(tmp_path_factory):
     for d, rid in ((rel2, "rel2"), (rel1, "rel1rb")):
         st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": d, "id": rid, "publish": True})
         assert st == 201, b
-    yield {"srv": srv, "img2": img2, "work": work}
+    yield {"srv": srv, "img2": img2, "work": work, "keys": keys}
     srv.stop()
 
 
@@ -475,21 +478,22 @@ class Swupdate:
     (TargetToken), in a private directory, on loopback; killed with its
     process group at the end."""
 
-    def __init__(self, srv, dev, tok, work):
+    def __init__(self, srv, dev, tok, work, cert=None, extra=""):
         work.mkdir()
         self.work = work
-        # Debian's build wants a public key for signed images; any certificate will do
-        cert = work / "cert.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=ddi-test", "-keyout", str(work / "key.pem"), "-out",
-                        str(cert)], check=True, capture_output=True)
+        if cert is None:
+            # Debian's build wants a key for signed images; without a .swu any will do
+            cert = work / "cert.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "1", "-subj", "/CN=ddi-test", "-keyout", str(work / "key.pem"),
+                            "-out", str(cert)], check=True, capture_output=True)
         cfg = work / "swupdate.cfg"
         cfg.write_text('globals : { loglevel = 5; };\n'
                        'identify : ( { name = "board"; value = "rpi3b"; } );\n')
         self.log = open(work / "swupdate.log", "w")
         self.p = subprocess.Popen(
-            ["swupdate", "-v", "-f", str(cfg), "-k", str(cert), "-u",
-             f"-t {TENANT} -u http://127.0.0.1:{srv.port} -i {dev} -k {tok} -p 1"],
+            ["swupdate", "-v", "-f", str(cfg), "-k", str(cert), "-H", "rpi3b:1.0", "-u",
+             f"-t {TENANT} -u http://127.0.0.1:{srv.port} -i {dev} -k {tok} -p 1 {extra}"],
             stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, TMPDIR=str(work)),
             cwd=str(work), start_new_session=True)
 
@@ -578,5 +582,78 @@ def test_real_swupdate_acknowledges_a_cancel(dworld, tmp_path):
             # nothing more to do for it
             b = poll(srv, "swu-2", tok)
             assert "deploymentBase" not in b["_links"] and "cancelAction" not in b["_links"]
+    finally:
+        srv.admin("DELETE", "/api/v1/faults")
+
+
+def make_swu(work, image, slot, version):
+    """A signed .swu (CPIO crc: sw-description, its CMS signature, the image)
+    that writes image raw into the file slot; the signer's certificate is
+    work/swu-cert.pem. Test-only: .swu releases proper are ota-pack's."""
+    d = work / "swu-build"
+    d.mkdir()
+    cert, key = work / "swu-cert.pem", work / "swu-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=ddi-swu", "-addext", "extendedKeyUsage=emailProtection",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    shutil.copy(image, d / "rootfs.img")
+    (d / "sw-description").write_text(
+        'software = {\n  version = "%s";\n  hardware-compatibility = [ "1.0" ];\n'
+        '  images: ( {\n    filename = "rootfs.img";\n    device = "%s";\n    type = "raw";\n'
+        '    sha256 = "%s";\n  } );\n};\n' % (version, slot, sha(image, "sha256")))
+    subprocess.run(["openssl", "cms", "-sign", "-in", "sw-description", "-out",
+                    "sw-description.sig", "-signer", str(cert), "-inkey", str(key), "-outform",
+                    "DER", "-nosmimecap", "-binary"], check=True, cwd=str(d), capture_output=True)
+    out = work / "update.swu"
+    with open(out, "wb") as f:
+        subprocess.run(["cpio", "-o", "-H", "crc", "--quiet"], input=b"sw-description\n"
+                       b"sw-description.sig\nrootfs.img\n", stdout=f, check=True, cwd=str(d))
+    return out, cert
+
+
+@needs_swupdate
+def test_real_swupdate_installs_resumes_a_cut_download_and_reports_after_restart(dworld,
+                                                                                 tmp_path):
+    """The whole cycle with a hand-made signed .swu: swupdate downloads the
+    artifact, the first connection is cut (fault plan), it resumes with a
+    Range request, writes the image into the slot file, reports 'proceeding'
+    and keeps the action open; restarted with -c 2 it closes the action with
+    success, which the rollout counts."""
+    srv = dworld["srv"]
+    work = tmp_path
+    img, _ = otadev.make_image(str(work), "swu-image", 600_000, seed=33)
+    slot = work / "slotB.img"
+    slot.write_bytes(b"\0" * 700_000)
+    swu, cert = make_swu(work, img, slot, "3.0.0")
+    out = work / "rel"
+    rel = otadev.publish(str(out), "relswu", str(swu), "3.0.0", dworld["keys"], kind="rootfs",
+                         fmt="raw")
+    st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": rel, "id": "relswu", "publish": True})
+    assert st == 201, b
+    assert b.get("payload", b.get("payload_name", "update.swu")).endswith(".swu"), b
+    tok = srv.register("swu-3", group="g-swu3")
+    plan = {"rules": [{"id": "swu3-cut", "match": {
+        "path": "/*/controller/v1/swu-3/softwaremodules/*", "method": "GET"},
+        "fault": {"kind": "truncate", "after_bytes": 300_000}, "count": 1}]}
+    st, _, b = srv.admin("PUT", "/api/v1/faults", plan)
+    assert st == 200, b
+    try:
+        rollout(srv, "rswu3", "g-swu3", release="relswu")
+        with Swupdate(srv, "swu-3", tok, work / "run1", cert=cert, extra="-w 1") as swu:
+            assert wait(lambda: any("All Chunks Installed" in r["reason"]
+                                    for r in reports(srv, "swu-3")), 40), (
+                reports(srv, "swu-3"), swu.tail())
+            arts = [x for x in requests_of(srv, "swu-3") if "/softwaremodules/" in x]
+            assert any('"status":206' in x for x in arts), arts  # the resume
+            assert slot.read_bytes()[:600_000] == open(img, "rb").read()
+            assert rdev(srv, "rswu3", "swu-3") == "in_progress"
+            # the action stays open until swupdate restarts
+            assert "deploymentBase" in poll(srv, "swu-3", tok)["_links"]
+        with Swupdate(srv, "swu-3", tok, work / "run2", cert=cert, extra="-c 2") as swu:
+            assert wait(lambda: reports(srv, "swu-3")[-1]["state"] == "CLOSED", 30), (
+                reports(srv, "swu-3"), swu.tail())
+            r = reports(srv, "swu-3")[-1]
+            assert r["status"] == "success", r
+            assert rdev(srv, "rswu3", "swu-3") == "success"
     finally:
         srv.admin("DELETE", "/api/v1/faults")

@@ -327,17 +327,23 @@ static enum otasrv_result do_deployment(struct otasrv_req *req, const char *id, 
 
 struct feedback {
     const char *execution, *finished;
+    int64_t ts; /* "timestamp" (unix ms), 0 if absent */
     char details[REASON_MAX + 1];
 };
 
 /* status.execution, status.result.finished (both required), optional
- * status.result.progress {cnt, of} and status.details [strings]. */
+ * status.result.progress {cnt, of}, status.details [strings] and
+ * timestamp (unix ms: the report's ts). */
 static int parse_feedback(const json_t *o, struct feedback *f, struct ota_err *err)
 {
     const json_t *st = json_object_get(o, "status"), *res, *prog, *det, *x;
     size_t i, n = 0;
 
     memset(f, 0, sizeof(*f));
+    x = json_object_get(o, "timestamp");
+    if (x && !json_is_null(x) && (!json_is_integer(x) || json_integer_value(x) < 0))
+        return ota_err_set(err, EINVAL, "field timestamp: an integer >= 0 (unix ms)");
+    f->ts = x ? (int64_t)json_integer_value(x) : 0;
     if (!json_is_object(st))
         return ota_err_set(err, EINVAL, "field status: required, an object");
     f->execution = json_string_value(json_object_get(st, "execution"));
@@ -392,6 +398,7 @@ static int add_report(struct otasrv_req *req, const char *id, const struct otasr
     rep.rollout_id = a->rollout_id;
     rep.state = state;
     rep.reason = f->details;
+    rep.ts = f->ts;
     if (status)
         rep.status = status;
     else if (strcmp(f->execution, "closed") == 0)

@@ -391,7 +391,8 @@ def test_bad_feedback_and_unknown_actions(dworld):
                  {"status": {"execution": "closed", "result": {"finished": "success"},
                              "details": "not a list"}},
                  {"status": {"execution": "proceeding", "result": {
-                     "finished": "none", "progress": {"cnt": "1"}}}}):
+                     "finished": "none", "progress": {"cnt": "1"}}}},
+                 feedback("proceeding", timestamp="yesterday")):
         st, _, b = ddi(srv, "POST", path + "/feedback", tok, body)
         assert st == 400, (body, b)
     assert len(reports(srv, "ddi-bad")) == n and rdev(srv, "rbad", "ddi-bad") == "offered"
@@ -411,10 +412,11 @@ def test_bad_feedback_and_unknown_actions(dworld):
     st, _, _ = ddi(srv, "GET", ctl("ddi-bad", "/installedBase/1"), tok)
     assert st == 404
     assert rdev(srv, "rbad", "ddi-bad2") == "offered"
-    # unknown fields are ignored
+    # unknown fields are ignored; hawkBit's timestamp is the report's ts
     st, _, _ = ddi(srv, "POST", path + "/feedback", tok,
-                   feedback("proceeding", future={"x": 1}, timestamp=1))
+                   feedback("proceeding", future={"x": 1}, timestamp=1796000000123))
     assert st == 200 and rdev(srv, "rbad", "ddi-bad") == "in_progress"
+    assert reports(srv, "ddi-bad")[-1]["ts"] == 1796000000123
 
 
 def test_fault_plans_apply_to_ddi_requests(dworld):

@@ -659,3 +659,40 @@ def test_real_swupdate_installs_resumes_a_cut_download_and_reports_after_restart
             assert rdev(srv, "rswu3", "swu-3") == "success"
     finally:
         srv.admin("DELETE", "/api/v1/faults")
+
+
+@needs_swupdate
+def test_real_swupdate_reports_a_corrupt_download_as_a_failure(dworld, tmp_path):
+    """Bytes of the image flipped on the wire (fault plan corrupt): swupdate
+    finds the artifact's DDI sha1 wrong and the image's sw-description sha256
+    wrong, closes the action with failure, and the rollout counts it. Seen
+    here (swupdate's own behaviour, images not 'installed-directly': they are
+    extracted and hashed before the handler runs): the slot is not touched."""
+    srv = dworld["srv"]
+    img, _ = otadev.make_image(str(tmp_path), "swu-image", 600_000, seed=44)
+    slot = tmp_path / "slotB.img"
+    slot.write_bytes(b"\0" * 700_000)
+    swu, cert = make_swu(tmp_path, img, slot, "3.1.0")
+    rel = otadev.publish(str(tmp_path / "rel"), "relswu4", str(swu), "3.1.0", dworld["keys"],
+                         kind="rootfs", fmt="raw")
+    st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": rel, "id": "relswu4",
+                                                     "publish": True})
+    assert st == 201, b
+    tok = srv.register("swu-4", group="g-swu4")
+    plan = {"rules": [{"id": "swu4-flip", "match": {
+        "path": "/*/controller/v1/swu-4/softwaremodules/*", "method": "GET"},
+        "fault": {"kind": "corrupt", "offset": 200_000, "length": 16}}]}
+    st, _, b = srv.admin("PUT", "/api/v1/faults", plan)
+    assert st == 200, b
+    try:
+        rollout(srv, "rswu4", "g-swu4", release="relswu4")
+        with Swupdate(srv, "swu-4", tok, tmp_path / "run", cert=cert, extra="-w 1") as swu:
+            assert wait(lambda: any(r["state"] == "CLOSED" for r in reports(srv, "swu-4")),
+                        40), (reports(srv, "swu-4"), swu.tail())
+            r = reports(srv, "swu-4")[-1]
+            assert (r["state"], r["status"]) == ("CLOSED", "failure"), (r, swu.tail())
+            assert rdev(srv, "rswu4", "swu-4") == "failure"
+            assert "Checksum does not match" in r["reason"], r  # our sha1, checked
+            assert slot.read_bytes() == b"\0" * 700_000
+    finally:
+        srv.admin("DELETE", "/api/v1/faults")

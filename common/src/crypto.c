@@ -208,6 +208,53 @@ out:
     return r;
 }
 
+int ota_file_digests(const char *path, char ret_sha1[41], char ret_md5[33], char ret_sha256[65],
+                     struct ota_err *err)
+{
+    const EVP_MD *md[3] = {EVP_sha1(), EVP_md5(), EVP_sha256()};
+    char *out[3] = {ret_sha1, ret_md5, ret_sha256};
+    EVP_MD_CTX *ctx[3] = {NULL, NULL, NULL};
+    uint8_t *buf = malloc(HASH_CHUNK);
+    int fd = -1, r = 0;
+
+    for (int i = 0; i < 3 && buf; i++)
+        if (!(ctx[i] = EVP_MD_CTX_new()) || EVP_DigestInit_ex(ctx[i], md[i], NULL) != 1)
+            r = ota_err_set(err, ENOMEM, "cannot start a digest of %s", path);
+    if (!buf)
+        r = ota_err_set(err, ENOMEM, "out of memory hashing %s", path);
+    if (r == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        r = ota_err_set(err, errno, "cannot open %s: %s", path, strerror(errno));
+    while (r == 0) {
+        ssize_t got = read(fd, buf, HASH_CHUNK);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            r = ota_err_set(err, EIO, "cannot read %s: %s", path, strerror(errno));
+        if (got <= 0)
+            break;
+        for (int i = 0; i < 3 && r == 0; i++)
+            if (EVP_DigestUpdate(ctx[i], buf, (size_t)got) != 1)
+                r = ota_err_set(err, EIO, "cannot hash %s", path);
+    }
+    for (int i = 0; i < 3 && r == 0; i++) {
+        uint8_t d[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+
+        if (EVP_DigestFinal_ex(ctx[i], d, &n) != 1)
+            r = ota_err_set(err, EIO, "cannot hash %s", path);
+        else
+            ota_hex_encode(d, n, out[i]);
+    }
+    ERR_clear_error();
+    for (int i = 0; i < 3; i++)
+        EVP_MD_CTX_free(ctx[i]);
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return r;
+}
+
 /* ---- hex ---- */
 
 static int hex_value(char c)

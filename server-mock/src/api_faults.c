@@ -100,6 +100,11 @@ static void request_subjects(struct otasrv_req *req, char *dev, size_t cap, cons
         download = 1;
     } else if (seg_is(req, 0, "repos") && req->nseg == 6 && seg_is(req, 4, "tags")) {
         *ret_rel = req->seg[5];
+    } else if (req->nseg >= 4 && seg_is(req, 1, "controller") && seg_is(req, 2, "v1")) {
+        /* hawkBit DDI: the controller id; an artifact names its release */
+        *ret_dev = req->seg[3];
+        if (req->nseg == 8 && seg_is(req, 4, "softwaremodules"))
+            *ret_rel = req->seg[5];
     }
     /* downloads: the device is the token's */
     if (download && otasrv_bearer_sha(req, sha) == 0 &&

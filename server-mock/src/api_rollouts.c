@@ -604,6 +604,19 @@ out:
     return r;
 }
 
+int otasrv_rollouts_state(struct otasrv_srv *srv, const char *rollout_id)
+{
+    struct otasrv_rollouts *m = srv->rollouts;
+    struct ro *ro;
+    int st;
+
+    pthread_mutex_lock(&m->lock);
+    ro = find_ro(m, rollout_id);
+    st = ro ? (int)ro->r->state : -ENOENT;
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
 /* ---- admin ---- */
 
 static json_t *rollout_json(const struct ro *ro, int with_metrics)

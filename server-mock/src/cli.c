@@ -45,6 +45,12 @@ static const char USAGE[] =
     "  --max-body BYTES       JSON body limit, 413 beyond (default 1048576)\n"
     "  --max-upload BYTES     raw payload upload limit (default 8 GiB)\n"
     "  --log FILE             access log as JSON lines (\"-\": stderr)\n"
+    "  --ddi-gateway-token T  hawkBit DDI: the GatewayToken, good for every\n"
+    "                         controller id (a first poll with it registers an\n"
+    "                         unknown one); default: none (TargetToken only)\n"
+    "  --ddi-poll SECONDS     hawkBit DDI: config.polling.sleep, 1..86399 (default 300)\n"
+    "  --ddi-device-type T    hawkBit DDI: device_type of a target registered by a\n"
+    "                         gateway poll (default \"ddi\")\n"
     "  --faults FILE          fault plan (JSON or YAML; docs/protocol.md, \"Fault\n"
     "                         plans\"); a bad plan exits 2 with the reason. Applied\n"
     "                         faults are logged as JSON lines to --log (else stderr);\n"
@@ -94,7 +100,10 @@ enum {
     O_LOG,
     O_FAULTS,
     O_VCLOCK,
-    O_PARTIES
+    O_PARTIES,
+    O_DDI_GW,
+    O_DDI_POLL,
+    O_DDI_TYPE
 };
 static const struct option SERVE_OPTS[] = {
     {"listen", required_argument, NULL, O_LISTEN},
@@ -116,6 +125,9 @@ static const struct option SERVE_OPTS[] = {
     {"faults", required_argument, NULL, O_FAULTS},
     {"virtual-clock", required_argument, NULL, O_VCLOCK},
     {"clock-parties", required_argument, NULL, O_PARTIES},
+    {"ddi-gateway-token", required_argument, NULL, O_DDI_GW},
+    {"ddi-poll", required_argument, NULL, O_DDI_POLL},
+    {"ddi-device-type", required_argument, NULL, O_DDI_TYPE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -189,6 +201,17 @@ static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const
             break;
         case O_FAULTS:
             *faults = optarg;
+            break;
+        case O_DDI_GW:
+            cfg->ddi_gateway_token = optarg;
+            break;
+        case O_DDI_POLL:
+            if (parse_u64(optarg, 86399, &v) < 0 || v == 0)
+                goto bad;
+            cfg->ddi_poll_s = (unsigned)v;
+            break;
+        case O_DDI_TYPE:
+            cfg->ddi_device_type = optarg;
             break;
         case O_VCLOCK:
             if (parse_u64(optarg, INT64_MAX, &v) < 0)

@@ -29,6 +29,7 @@
 #include "otasrv/api.h"
 #include "otasrv/api_rollouts.h"
 #include "otasrv/api_faults.h"
+#include "otasrv/ddi.h"
 
 /* A declared body this large is refused before it is read (the client may
  * then see a reset while it sends); smaller too-large bodies are read and
@@ -405,6 +406,8 @@ static enum otasrv_result route(struct otasrv_req *req)
             dev = strcmp(req->method, "GET") == 0 || req->is_head;
         return dev ? otasrv_api_device_handle(req) : otasrv_api_admin_handle(req);
     }
+    if (req->nseg >= 4 && seg_is(req, 1, "controller") && seg_is(req, 2, "v1"))
+        return otasrv_api_ddi_handle(req);
     if (seg_is(req, 0, "repos") || (seg_is(req, 2, "releases") && seg_is(req, 3, "download")))
         return otasrv_api_github_handle(req);
     return otasrv_reply_error(req, 404, "no such endpoint: %s", req->path);
@@ -635,6 +638,7 @@ void otasrv_server_stop(struct otasrv_srv *srv)
     if (srv->daemon)
         MHD_stop_daemon(mhd_daemon(srv->daemon));
     otasrv_rollouts_free(srv);
+    otasrv_ddi_close(srv->ddi);
     otasrv_store_close(srv->store);
     otasrv_faultplan_free(srv->faults);
     otasrv_clock_free(srv->clock); /* back to real time */
@@ -760,6 +764,16 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
         goto fail;
     if ((r = otasrv_api_faults_init(srv, err)) < 0)
         goto fail;
+    if ((r = otasrv_ddi_open(srv->cfg.db_path, &srv->ddi, err)) < 0)
+        goto fail;
+    if (srv->cfg.ddi_gateway_token) {
+        if (!srv->cfg.ddi_gateway_token[0]) {
+            r = ota_err_set(err, EINVAL, "the DDI gateway token is empty");
+            goto fail;
+        }
+        if ((r = otasrv_sha_hex(srv->cfg.ddi_gateway_token, srv->ddi_gw_sha)) < 0)
+            goto fail;
+    }
     if (srv->cfg.enroll_token) {
         if (!srv->cfg.enroll_token[0]) {
             r = ota_err_set(err, EINVAL, "the enrollment token is empty");

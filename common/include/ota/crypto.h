@@ -33,6 +33,12 @@ int ota_sha256_final(struct ota_sha256 *h, uint8_t ret_digest[OTA_SHA256_LEN]) O
 int ota_sha256_file(const char *path, uint64_t len, uint8_t ret_digest[OTA_SHA256_LEN],
                     struct ota_err *err) OTA_MUST;
 
+/* SHA-1, MD5 and SHA-256 of a whole file in one pass, as lower-case hex
+ * (what hawkBit's DDI lists per artifact; SHA-1 and MD5 only for that).
+ * -ENOENT, -EIO. */
+int ota_file_digests(const char *path, char ret_sha1[41], char ret_md5[33], char ret_sha256[65],
+                     struct ota_err *err) OTA_MUST;
+
 /* Lower-case hex, NUL-terminated. */
 void ota_hex_encode(const uint8_t *buf, size_t n, char *ret_hex);
 /* Exactly n bytes from 2n hex digits; -EINVAL otherwise. */

@@ -180,6 +180,21 @@ TEST_F(TempDir, Sha256FileWholeAndPrefix)
     EXPECT_EQ(hex_of(d, sizeof(d)), sha_hex(""));
 }
 
+TEST_F(TempDir, FileDigestsKnownAnswers)
+{
+    std::string p = path("abc");
+    char sha1[41], md5[33], sha256[65];
+    ota_err err = {};
+    write_file(p, "abc");
+
+    ASSERT_EQ(ota_file_digests(p.c_str(), sha1, md5, sha256, &err), 0) << err.reason;
+    EXPECT_STREQ(sha1, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    EXPECT_STREQ(md5, "900150983cd24fb0d6963f7d28e17f72");
+    EXPECT_STREQ(sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(ota_file_digests(path("missing").c_str(), sha1, md5, sha256, &err), -ENOENT);
+    EXPECT_NE(std::string(err.reason).find("missing"), std::string::npos) << err.reason;
+}
+
 TEST_F(TempDir, Sha256FileErrors)
 {
     std::string p = path("short");

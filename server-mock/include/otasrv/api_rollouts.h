@@ -38,6 +38,9 @@ int otasrv_rollouts_report(struct otasrv_srv *srv, const char *id, const char *u
                            const char *rollout_id, const char *state, const char *status,
                            struct ota_err *err) OTA_MUST;
 
+/* The state (enum otasrv_rollout_state) of a rollout, or -ENOENT. */
+int otasrv_rollouts_state(struct otasrv_srv *srv, const char *rollout_id);
+
 /* The timer's pass at now_ms (what the 1 s timer does under real time; a
  * virtual clock's advance calls it): ticks every started, unfinished
  * rollout (scheduled start, report timeouts, trips, stage advance,

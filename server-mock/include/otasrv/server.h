@@ -56,6 +56,10 @@ struct otasrv_config {
     int virtual_clock;               /* tests only: run on a virtual clock (clock.h) ... */
     int64_t virtual_start_ms;        /* ... whose now starts here (unix ms) */
     int clock_parties;               /* ... driven by this many runners together (0: one) */
+    /* hawkBit DDI face (api_ddi.c) */
+    const char *ddi_gateway_token; /* GatewayToken for every target; NULL: none accepted */
+    unsigned ddi_poll_s;           /* config.polling.sleep, 1..86399 s; 0: 300 */
+    const char *ddi_device_type;   /* type of a target made by a gateway poll; NULL: "ddi" */
 };
 
 struct otasrv_srv {
@@ -84,6 +88,9 @@ struct otasrv_srv {
     /* The virtual clock (cfg.virtual_clock), installed for otasrv_now_ms();
      * NULL: real time. */
     struct otasrv_clock *clock;
+    /* The DDI face's tables (ddi.h) and the gateway token's SHA-256 ("": none). */
+    struct otasrv_ddi *ddi;
+    char ddi_gw_sha[65];
 };
 
 struct otasrv_req {

@@ -361,8 +361,9 @@ def svg_stacked(samples, keys, getter, colours, label, w=900, h=240, every=None,
         ly = MT + 14 * i
         name = "%s %d" % (k, last.get(k, 0)) if legend_last else k
         out.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>'
-                   '<text x="%d" y="%d" font-size="11">%s</text>' % (
-                       w - MR + 10, ly, colours(k, i), w - MR + 24, ly + 9, e(name)))
+                   '<text x="%d" y="%d" font-size="%d">%s</text>' % (
+                       w - MR + 10, ly, colours(k, i), w - MR + 24, ly + 9,
+                       10 if legend_last else 11, e(name)))
     return ('<svg class="fleet-chart" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
             'aria-label="%s">%s</svg>' % (w, h, w, h, e(label), "".join(out)))
 

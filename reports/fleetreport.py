@@ -21,6 +21,24 @@ STATE_COLOURS = {
     "REBOOTING": "#af7ac5", "HEALTH_CHECK": "#58d68d", "COMMITTING": "#27ae60",
     "ROLLING_BACK": "#e74c3c",
 }
+# The server's per-device rollout states (docs/protocol.md "Status and
+# metrics", by_state of GET /api/v1/rollouts/{id}/metrics, kept by the runner
+# in each sample as counts.rollout): bands bottom up, settled first, then in
+# flight, then failed or undone, then the devices not offered yet on top.
+ROLLOUT_STATES = [
+    "success", "activated", "standby", "in_progress", "offered", "failure", "timed_out",
+    "rollback_ordered", "rolled_back", "rollback_failed", "skipped", "pending",
+]
+ROLLOUT_COLOURS = {
+    "success": "#27ae60", "activated": "#1e8449", "standby": "#d4ac0d",
+    "in_progress": "#5d9cec", "offered": "#aed6f1", "failure": "#e74c3c",
+    "timed_out": "#922b21", "rollback_ordered": "#c39bd3", "rolled_back": "#8e44ad",
+    "rollback_failed": "#4a235a", "skipped": "#7f8c8d", "pending": "#d5d8dc",
+}
+# The agent-state chart is drawn only when, at some sample, at least this
+# share of the devices was in a state other than IDLE (samples are taken
+# between passes, when nearly every device is idle).
+AGENT_CHART_MIN_SHARE = 0.05
 PALETTE = ["#4a78c2", "#e67e22", "#2e9d5b", "#c0392b", "#8e44ad", "#16a085", "#7f8c8d",
            "#d4ac0d", "#34495e", "#e84393"]
 # fleet_devices.outcome (sim/include/otasim/rundb.h), in table order
@@ -124,6 +142,49 @@ def ordered_versions(samples):
             if v not in out:
                 out.append(v)
     return out
+
+
+def rollout_by_state(s):
+    """The server's devices per rollout state at sample s, or None (before
+    the rollout started, or a database written before counts.rollout)."""
+    ro = s["counts"].get("rollout")
+    by = ro.get("by_state") if isinstance(ro, dict) else None
+    return by if isinstance(by, dict) else None
+
+
+def rollout_targeted(s):
+    """The devices the server's rollout targets at sample s: the sum of its
+    stages' sizes (None when the sample has no stages)."""
+    ro = s["counts"].get("rollout")
+    stages = ro.get("stages") if isinstance(ro, dict) else None
+    if not isinstance(stages, list) or not stages:
+        return None
+    return sum(x.get("devices", 0) for x in stages if isinstance(x, dict))
+
+
+def rollout_samples(samples):
+    return [s for s in samples if rollout_by_state(s) is not None]
+
+
+def ordered_rollout_states(samples):
+    """The rollout states with a device at some sample, in band order."""
+    seen = set()
+    for s in samples:
+        seen.update(k for k, v in (rollout_by_state(s) or {}).items() if v)
+    return [x for x in ROLLOUT_STATES if x in seen] + sorted(seen - set(ROLLOUT_STATES))
+
+
+def agent_busy(samples):
+    """(peak, total, t_ms, states): the most devices in a state other than
+    IDLE at one sample, the device count then, when, and their states."""
+    best = (0, 0, None, {})
+    for s in samples:
+        st = s["counts"].get("states") or {}
+        busy = {k: v for k, v in st.items() if k != "IDLE" and v}
+        n = sum(busy.values())
+        if n > best[0]:
+            best = (n, sum(st.values()), s["t_ms"], busy)
+    return best
 
 
 def markers(samples):
@@ -231,13 +292,18 @@ def spread(f):
 ML, MR, MT, MB = 48, 150, 22, 30  # margins: left axis, right legend, top labels, bottom axis
 
 
-def svg_stacked(samples, keys, getter, colours, label, w=900, h=240):
+def svg_stacked(samples, keys, getter, colours, label, w=900, h=240, every=None,
+                legend_last=False):
     """A stacked area chart of devices per key by virtual time (hours), with
     the rollout's markers as labelled vertical lines. One <polygon
-    class="band" data-key=K> per key present."""
+    class="band" data-key=K> per key present. samples are the ones drawn;
+    every (default: samples) gives the time axis and the markers, so charts
+    of one fleet share their x axis. legend_last: the legend shows each
+    key's count at the last sample drawn."""
+    every = every or samples
     if not samples:
         return '<p class="note">No samples recorded.</p>'
-    t0, t1 = samples[0]["t_ms"], samples[-1]["t_ms"]
+    t0, t1 = every[0]["t_ms"], every[-1]["t_ms"]
     span = max(1, t1 - t0)
     top = max(1, max(sum((getter(s) or {}).values()) for s in samples))
     pw, ph = w - ML - MR, h - MT - MB
@@ -280,7 +346,7 @@ def svg_stacked(samples, keys, getter, colours, label, w=900, h=240):
     out.append('<text x="%d" y="%d" font-size="10" text-anchor="middle">virtual time (h)</text>' %
                (ML + pw // 2, h - 3))
     # markers
-    for j, (t, lab, kind) in enumerate(markers(samples)):
+    for j, (t, lab, kind) in enumerate(markers(every)):
         mx = x(t)
         colour = {"end": "#c62828", "stage": "#1d232a", "start": "#2e7d32"}.get(kind, "#7a4b00")
         out.append('<line class="marker" data-kind="%s" data-t-ms="%d" x1="%.1f" y1="%d" '
@@ -290,17 +356,24 @@ def svg_stacked(samples, keys, getter, colours, label, w=900, h=240):
                    "</text>" % (mx + 2, MT - 8 + 10 * (j % 2), colour, e(lab), e(lab),
                                 e(hours(t))))
     # legend
+    last = getter(samples[-1]) or {}
     for i, k in enumerate(keys):
         ly = MT + 14 * i
+        name = "%s %d" % (k, last.get(k, 0)) if legend_last else k
         out.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>'
-                   '<text x="%d" y="%d" font-size="11">%s</text>' % (
-                       w - MR + 10, ly, colours(k, i), w - MR + 24, ly + 9, e(k)))
+                   '<text x="%d" y="%d" font-size="%d">%s</text>' % (
+                       w - MR + 10, ly, colours(k, i), w - MR + 24, ly + 9,
+                       10 if legend_last else 11, e(name)))
     return ('<svg class="fleet-chart" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
             'aria-label="%s">%s</svg>' % (w, h, w, h, e(label), "".join(out)))
 
 
 def state_colour(k, i):
     return STATE_COLOURS.get(k, PALETTE[i % len(PALETTE)])
+
+
+def rollout_colour(k, i):
+    return ROLLOUT_COLOURS.get(k, PALETTE[i % len(PALETTE)])
 
 
 def version_colour(k, i):
@@ -337,26 +410,81 @@ def html_fleet(f):
             '<li class="fail">%s</li>' % e(x) for x in fl))
     out.append("<b>Rerun:</b>")
     out.append('<pre class="repro"><code>%s</code></pre>' % e(f["rerun"] or st.get("rerun")))
-    # charts
-    samples = f["samples"]
-    out.append("<h4>Devices per agent state</h4>")
-    out.append(svg_stacked(samples, ordered_states(samples),
-                           lambda s: s["counts"].get("states"), state_colour,
-                           "devices per agent state over virtual time"))
-    out.append("<h4>Devices per version</h4>")
-    out.append(svg_stacked(samples, ordered_versions(samples),
-                           lambda s: s["counts"].get("versions"), version_colour,
-                           "devices per version over virtual time", h=170))
-    ms = markers(samples)
-    if ms:
-        out.append('<p class="note small">Markers (first sample showing the change): %s. '
-                   "Samples are taken between passes.</p>" % e(", ".join(
-                       "%s at %s" % (lab, hours(t)) for t, lab, _ in ms)))
+    out.append(html_charts(f["samples"], f["stats"].get("shards")))
     out.append(html_spread(f))
     out.append(html_outcomes(f))
     out.append(html_figures(f))
     out.append(html_seeds(f))
     out.append("</div>")
+    return "\n".join(out)
+
+
+def rollout_mismatch(samples):
+    """The first rollout sample whose states do not add up to the devices the
+    rollout targets, as (t_ms, sum, targeted), or None."""
+    for s in samples:
+        n = rollout_targeted(s)
+        total = sum(rollout_by_state(s).values())
+        if n is not None and total != n:
+            return s["t_ms"], total, n
+    return None
+
+
+def html_charts(samples, shards=None):
+    """The rollout-state chart (the server's view), the version chart and the
+    agent-state chart (only when it shows more than idle devices)."""
+    out = ["<h4>Devices by rollout state (the server's view)</h4>"]
+    rs = rollout_samples(samples)
+    bad = rollout_mismatch(rs)
+    if bad:
+        # ota-sim fleet-merge sums every shard's read of the one server's
+        # metrics: the counts are no longer the server's
+        out.append('<p class="note">Not drawn: at %s the rollout states add up to %d devices, '
+                   "not the %d the rollout targets%s.</p>" % (
+                       e(hours(bad[0])), bad[1], bad[2],
+                       " (this run was merged from %s shards, and the merge sums each shard's "
+                       "read of the server's counts)" % e(shards)
+                       if isinstance(shards, int) and shards > 1 else ""))
+    elif rs:
+        n = rollout_targeted(rs[-1])
+        out.append('<p class="note small">The server\'s state of each device the rollout targets'
+                   "%s (<code>by_state</code> of the rollout's metrics, read at each sample): "
+                   "<i>pending</i> devices were not offered the release yet.</p>" % (
+                       " (%d)" % n if n is not None else ""))
+        out.append(svg_stacked(rs, ordered_rollout_states(rs), rollout_by_state, rollout_colour,
+                               "devices by rollout state over virtual time", every=samples,
+                               legend_last=True))
+    else:
+        out.append('<p class="note">No rollout states recorded (the rollout never started, or '
+                   "the database predates them).</p>")
+    out.append("<h4>Devices per version</h4>")
+    out.append('<p class="note small">The version each device runs (its active slot), '
+               "counted by the runner at each sample.</p>")
+    out.append(svg_stacked(samples, ordered_versions(samples),
+                           lambda s: s["counts"].get("versions"), version_colour,
+                           "devices per version over virtual time", h=170))
+    peak, total, t, busy = agent_busy(samples)
+    if samples:
+        out.append("<h4>Devices per agent state</h4>")
+    if total and peak >= AGENT_CHART_MIN_SHARE * total:
+        out.append('<p class="note small">The agent\'s state of each device, sampled between '
+                   "the runner's passes: a device mid-update mostly shows as IDLE.</p>")
+        out.append(svg_stacked(samples, ordered_states(samples),
+                               lambda s: s["counts"].get("states"), state_colour,
+                               "devices per agent state over virtual time"))
+    elif samples:
+        out.append('<p class="note small agent-states">The agent\'s states are sampled between '
+                   "the runner's passes, when nearly every device is IDLE: at most %d of %d "
+                   "devices (%s) were in another state at a sample%s, below the %d%% share "
+                   "that gets the chart.</p>" % (
+                       peak, total, pct(peak, total),
+                       e(" (%s at %s)" % (", ".join("%s %d" % kv for kv in sorted(busy.items())),
+                                          hours(t))) if peak else "",
+                       round(100 * AGENT_CHART_MIN_SHARE)))
+    ms = markers(samples)
+    if ms:
+        out.append('<p class="note small">Markers (first sample showing the change): %s.</p>'
+                   % e(", ".join("%s at %s" % (lab, hours(t)) for t, lab, _ in ms)))
     return "\n".join(out)
 
 
@@ -513,6 +641,11 @@ def render_summary(fleets):
                 if sp["bad_installed_percent"] is not None else "n/a",
                 sp["rolled_back"], sp["bricked"], sp["inconsistent"], sp["stuck"]),
         ]
+        rs = rollout_samples(f["samples"])
+        if rs:
+            by = rollout_by_state(rs[-1])
+            out.append("- the server's view at the end: %s" % ", ".join(
+                "%s %d" % (k, by.get(k, 0)) for k in ordered_rollout_states(rs[-1:])))
         out += ["- %s: %s" % (name, val) for name, val in figures(f)]
         rows, k, n, (lo, hi) = seed_summary(f)
         if n > 1:
@@ -546,6 +679,9 @@ def render_jsonl(fleets):
         rec["ok"] = None if f["ok"] is None else bool(f["ok"])
         rec["stats"] = f["stats"]
         rec["samples"] = len(f["samples"])
+        rs = rollout_samples(f["samples"])
+        rec["rollout_by_state"] = rollout_by_state(rs[-1]) if rs else None
+        rec["rollout_targeted"] = rollout_targeted(rs[-1]) if rs else None
         rec["markers"] = [{"t_ms": t, "label": lab, "kind": kind}
                           for t, lab, kind in markers(f["samples"])]
         rec["outcomes_by_type"] = outcome_table(f["devices"], "type")

@@ -3,10 +3,12 @@ build is there) on one written by ota-sim.
 
     /usr/bin/python3 -m pytest -q reports/tests
 """
+import html
 import html.parser
 import json
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -478,6 +480,26 @@ FLEET_SAMPLES = [
     (3 * H, "paused", 1, {"IDLE": 10}, {"1.0.0": 5, "2.0.0": 4, "other": 1}),
     (4 * H, "paused", 1, {"IDLE": 10}, {"1.0.0": 5, "2.0.0": 4, "other": 1}),
 ]
+# counts.rollout of the samples from the start (the server's metrics: by_state
+# and stages; 9 of the 10 devices targeted, in a canary of 3 and a stage of 6)
+FLEET_ROLLOUT = {
+    1 * H: {"pending": 7, "in_progress": 2},
+    2 * H: {"pending": 4, "in_progress": 1, "success": 2, "failure": 2},
+    3 * H: {"pending": 3, "success": 4, "failure": 1, "rolled_back": 1},
+    4 * H: {"pending": 3, "success": 4, "failure": 1, "rolled_back": 1},
+}
+# their bands bottom up: settled, in flight, failed, not offered yet
+FLEET_ROLLOUT_BANDS = ["success", "in_progress", "failure", "rolled_back", "pending"]
+
+
+def rollout_counts(by_state, stages=(3, 6)):
+    every = dict.fromkeys(["pending", "offered", "in_progress", "success", "failure",
+                           "timed_out", "skipped", "rollback_ordered", "rolled_back",
+                           "rollback_failed", "standby", "activated"], 0)
+    every.update(by_state)
+    return {"by_state": every, "stages": [{"devices": n} for n in stages]}
+
+
 # (type, group, outcome) of the 10 devices
 FLEET_DEVICES = ([("rpi4", "eu", "on_target")] * 3 + [("cm4", "us", "on_target")] +
                  [("cm4", "us", "rolled_back")] * 2 + [("cm4", "eu", "bricked")] +
@@ -485,7 +507,7 @@ FLEET_DEVICES = ([("rpi4", "eu", "on_target")] * 3 + [("cm4", "us", "on_target")
 
 
 def add_fleet(con, run_id, seed, ok, state, failed="", stats=None, samples=(), devices=(),
-              name="canary-test"):
+              name="canary-test", rollout=None):
     con.execute("INSERT INTO runs VALUES(?, ?, ?, ?, 'otacore (in-process fleet)')",
                 (run_id, T0 + run_id, T0 + run_id + 5,
                  "ota-sim fleet scenarios/fleet/%s.yaml --seed %d" % (name, seed)))
@@ -497,9 +519,11 @@ def add_fleet(con, run_id, seed, ok, state, failed="", stats=None, samples=(), d
          "ota-sim fleet scenarios/fleet/%s.yaml --seed %d --devices 10" % (name, seed)))
     fid = cur.lastrowid
     for t, ro, stage, states, versions in samples:
+        counts = {"states": states, "versions": versions, "down": 0, "in_pass": 0}
+        if rollout and t in rollout:
+            counts["rollout"] = rollout[t]
         con.execute("INSERT INTO fleet_samples VALUES(?,?,?,?,?)",
-                    (fid, t, ro, stage, json.dumps({"states": states, "versions": versions,
-                                                    "down": 0, "in_pass": 0})))
+                    (fid, t, ro, stage, json.dumps(counts)))
     for i, (typ, grp, outcome) in enumerate(devices):
         con.execute("INSERT INTO fleet_devices VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (fid, "d%06d" % i, typ, grp, "1.0.0", "IDLE", outcome, 1 << 20, 60000, -1,
@@ -520,7 +544,8 @@ def fleetdb(tmp_path):
     add_fleet(con, 3, 9, 0, "paused",
               failed="bricked_max: 1 devices bricked, at most 0 allowed\n"
                      "bad_installed_max_percent: 30.00% of 10 ran a bad release, at most 2% <x>",
-              samples=FLEET_SAMPLES, devices=FLEET_DEVICES)
+              samples=FLEET_SAMPLES, devices=FLEET_DEVICES,
+              rollout={t: rollout_counts(v) for t, v in FLEET_ROLLOUT.items()})
     # another fleet (other name): not one of canary-test's seeds
     add_fleet(con, 4, 9, 1, "completed", name="other-fleet")
     con.commit()
@@ -531,6 +556,31 @@ def fleetdb(tmp_path):
 def svg_of(raw, label):
     i = raw.index('aria-label="%s"' % label)
     return raw[i:raw.index("</svg>", i)]
+
+
+def chart_bands(svg, h=240):
+    """({key: [(x, devices)]}, top): a stacked chart's bands read back from
+    its polygons (upper edge minus lower edge, through the y scale that its
+    axis label gives), one value per sample drawn."""
+    import re
+    f = report.fleetreport
+    top = int(re.search(r'text-anchor="end">(\d+)</text>', svg).group(1))
+    ph = h - f.MT - f.MB
+    out = {}
+    for key, pts in re.findall(r'class="band" data-key="([^"]+)" points="([^"]+)"', svg):
+        pts = [tuple(float(v) for v in p.split(",")) for p in pts.split()]
+        n = len(pts) // 2
+        out[key] = [(up[0], (lo[1] - up[1]) * top / ph)
+                    for up, lo in zip(pts[:n], pts[n:][::-1])]
+    return out, top
+
+
+def band_at(band, x):
+    """The value of a band at chart x (None when it has no point there)."""
+    for bx, v in band:
+        if abs(bx - x) < 0.06:
+            return v
+    return None
 
 
 def chart_x(t, t0=0, t1=4 * H):
@@ -568,8 +618,22 @@ def test_fleet_only_run(fleetdb, tmp_path):
         "IDLE", "DOWNLOADING", "HEALTH_CHECK", "ROLLING_BACK"]
     versions = svg_of(raw, "devices per version over virtual time")
     assert re.findall(r'class="band" data-key="([^"]+)"', versions) == ["1.0.0", "2.0.0", "other"]
+    # the server's view: one band per rollout state with a device, in band
+    # order, drawn from the rollout's start; at each sample the bands are the
+    # sample's by_state and add up to the 9 devices the rollout targets
+    rollout = svg_of(raw, "devices by rollout state over virtual time")
+    bands, top = chart_bands(rollout)
+    assert list(bands) == FLEET_ROLLOUT_BANDS
+    assert top == 9
+    for t, by in FLEET_ROLLOUT.items():
+        for k, band in bands.items():
+            assert band_at(band, chart_x(t)) == pytest.approx(by.get(k, 0), abs=0.1), (t, k)
+        assert sum(band_at(b, chart_x(t)) for b in bands.values()) == pytest.approx(9, abs=0.1)
+    assert all(band_at(b, chart_x(0)) is None for b in bands.values())  # not started yet
+    assert ">pending 3<" in rollout and ">rolled_back 1<" in rollout  # legend: the last sample
+    assert "the server's view" in text and "sampled between the runner's passes" in text
     # markers where the samples say: start at 1 h, stage 1 at 2 h, paused at 3 h
-    for svg in (states, versions):
+    for svg in (rollout, states, versions):
         ms = re.findall(r'class="marker" data-kind="(\w+)" data-t-ms="(\d+)" x1="([\d.]+)"', svg)
         assert [(k, int(t)) for k, t, _ in ms] == [("start", H), ("stage", 2 * H),
                                                    ("end", 3 * H)]
@@ -616,12 +680,15 @@ def test_fleet_only_run(fleetdb, tmp_path):
     assert FLEET_RERUN in md
     assert "| type | cm4 | 1 | 2 | 0 | 1 | 0 | 0 | 0 | 4 |" in md
     assert "seeds 7, 8, 9: stopped in 2 of 3 runs" in md
+    assert "- the server's view at the end: success 4, failure 1, rolled_back 1, pending 3" in md
 
     recs = [json.loads(l) for l in (out / "fleets.jsonl").read_text().splitlines()]
     assert len(recs) == 1
     rec = recs[0]
     assert rec["ok"] is False and rec["rerun"] == FLEET_RERUN and rec["seed"] == 9
     assert rec["stats"]["bad_installed"] == 3
+    assert rec["rollout_targeted"] == 9 and rec["rollout_by_state"]["pending"] == 3
+    assert sum(rec["rollout_by_state"].values()) == 9
     assert [(m["kind"], m["t_ms"]) for m in rec["markers"]] == [
         ("start", H), ("stage", 2 * H), ("end", 3 * H)]
     assert sum(r["total"] for r in rec["outcomes_by_group"].values()) == 10
@@ -661,6 +728,64 @@ def test_fleet_run_without_samples_or_devices(fleetdb, tmp_path):
     assert not p.errors and p.stack == []
     text = "".join(p.text)
     assert "incomplete" in text and "No samples recorded." in text
+
+
+def test_agent_state_chart_only_when_devices_are_busy(fleetdb, tmp_path):
+    """Seed 8's run: 1 of 40 devices (2.5%) is ever in a state other than
+    IDLE at a sample: no agent-state chart, a line that says so; at 2 of 40
+    (5%) the chart is back."""
+    def page(busy):
+        con = sqlite3.connect(fleetdb)
+        with con:
+            fid = con.execute("SELECT id FROM fleet_runs WHERE run_id=2").fetchone()[0]
+            con.execute("DELETE FROM fleet_samples WHERE fleet_id=?", (fid,))
+            for t, states in ((0, {"IDLE": 40}), (H, {"IDLE": 40 - busy, "DOWNLOADING": busy}),
+                              (2 * H, {"IDLE": 40})):
+                con.execute("INSERT INTO fleet_samples VALUES(?,?,?,?,?)",
+                            (fid, t, "running" if t else "", 0,
+                             json.dumps({"states": states, "versions": {"1.0.0": 40}})))
+        con.close()
+        out = tmp_path / ("out%d" % busy)
+        r = run_report("--db", fleetdb, "--run", "2", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        p = parse_html(out / "report.html")
+        assert not p.errors and p.stack == []
+        return (out / "report.html").read_text(), "".join(p.text)
+
+    raw, text = page(1)
+    assert 'aria-label="devices per agent state over virtual time"' not in raw
+    assert "at most 1 of 40 devices (2.50%) were in another state" in text
+    assert "DOWNLOADING 1 at 1.00 h" in text
+    assert 'aria-label="devices per version over virtual time"' in raw
+    assert "No rollout states recorded" in text  # these samples have no counts.rollout
+    raw, text = page(2)
+    states = svg_of(raw, "devices per agent state over virtual time")
+    assert 'data-key="DOWNLOADING"' in states and "at most" not in text
+
+
+def test_rollout_states_that_miss_the_target_are_not_drawn(fleetdb, tmp_path):
+    """A merged shard run sums every shard's read of the one server: its
+    rollout states add up to more devices than the rollout targets. The page
+    says so instead of drawing them."""
+    con = sqlite3.connect(fleetdb)
+    with con:
+        fid = con.execute("SELECT id FROM fleet_runs WHERE run_id=3").fetchone()[0]
+        con.execute("UPDATE fleet_runs SET stats=json_set(stats, '$.shards', 2) WHERE id=?",
+                    (fid,))
+        counts = json.loads(con.execute("SELECT counts FROM fleet_samples WHERE fleet_id=? AND"
+                                        " t_ms=?", (fid, 2 * H)).fetchone()[0])
+        counts["rollout"]["by_state"]["pending"] += 9
+        con.execute("UPDATE fleet_samples SET counts=? WHERE fleet_id=? AND t_ms=?",
+                    (json.dumps(counts), fid, 2 * H))
+    con.close()
+    out = tmp_path / "out"
+    r = run_report("--db", fleetdb, "--run", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    raw = (out / "report.html").read_text()
+    assert 'aria-label="devices by rollout state over virtual time"' not in raw
+    text = "".join(parse_html(out / "report.html").text)
+    assert ("Not drawn: at 2.00 h the rollout states add up to 18 devices, not the 9 the "
+            "rollout targets (this run was merged from 2 shards") in text
 
 
 @pytest.mark.parametrize("k,n,lo,hi", [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634),
@@ -703,16 +828,23 @@ def test_real_fleet_run(tmp_path):
     assert not p.errors and p.stack == []
     assert fleets[0][3] in p.codes
     raw = (out / "report.html").read_text()
-    present = set()
+    present, busy = set(), 0
     for s in samples:
-        present.update(json.loads(s[3])["states"])
-    states = svg_of(raw, "devices per agent state over virtual time")
-    assert sorted(re.findall(r'class="band" data-key="([^"]+)"', states)) == sorted(present)
+        st = json.loads(s[3])["states"]
+        present.update(st)
+        busy = max(busy, sum(st.values()) - st.get("IDLE", 0))
+    # the agent-state chart only when 5% of the devices were busy at a sample
+    label = 'aria-label="devices per agent state over virtual time"'
+    assert (label in raw) == (busy >= 0.05 * ndev)
+    if label in raw:
+        states = svg_of(raw, "devices per agent state over virtual time")
+        assert sorted(re.findall(r'class="band" data-key="([^"]+)"', states)) == sorted(present)
+    rollout = svg_of(raw, "devices by rollout state over virtual time")
     stage_at = [s[0] for a, s in zip(samples, samples[1:]) if s[2] != a[2]]
     assert len(stage_at) == 2  # canary -> 50% -> 100%
-    ms = re.findall(r'class="marker" data-kind="(\w+)" data-t-ms="(\d+)"', states)
+    ms = re.findall(r'class="marker" data-kind="(\w+)" data-t-ms="(\d+)"', rollout)
     assert [int(t) for k, t in ms if k == "stage"] == stage_at
-    assert [k for k, t in ms][-1] == "end" and ">completed<" in states
+    assert [k for k, t in ms][-1] == "end" and ">completed<" in rollout
     rows = re.findall(r'<tr data-by="(\w+)">.*?<td class="num">(\d+)</td></tr>', raw)
     for by in ("type", "group"):
         assert sum(int(n) for b, n in rows if b == by) == 30
@@ -727,6 +859,95 @@ def test_real_fleet_run(tmp_path):
     if wil:  # the runner's own interval over the same seeds
         assert 100 * lo == pytest.approx(float(wil.group(1)), abs=0.051)
         assert 100 * hi == pytest.approx(float(wil.group(2)), abs=0.051)
+
+
+@pytest.fixture(scope="module")
+def paused_fleet(tmp_path_factory):
+    """A real fleet: bad-health-canary-pause.yaml with 200 devices (about a
+    second), its database and its report."""
+    if not OTA_SIM or not os.access(OTA_SIM, os.X_OK):
+        pytest.skip("set OTA_BUILD_DIR to a build with sim/ota-sim")
+    tmp = tmp_path_factory.mktemp("paused")
+    db = str(tmp / "x.db")
+    sim = subprocess.run([OTA_SIM, "fleet", "scenarios/fleet/bad-health-canary-pause.yaml",
+                          "--devices", "200", "--db", db, "--work", str(tmp / "work"), "-q"],
+                         cwd=SRC, capture_output=True, text=True, timeout=120)
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    out = tmp / "out"
+    r = run_report("--db", db, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    con = sqlite3.connect(db)
+    fid, rerun, state = con.execute("SELECT id, rerun, rollout_state FROM fleet_runs").fetchone()
+    samples = [(t, ro, json.loads(c)) for t, ro, c in con.execute(
+        "SELECT t_ms, rollout, counts FROM fleet_samples WHERE fleet_id=? ORDER BY t_ms, rowid",
+        (fid,))]
+    outcomes = dict(con.execute("SELECT device, outcome FROM fleet_devices WHERE fleet_id=?",
+                                (fid,)))
+    con.close()
+    assert state == "paused"
+    return {"tmp": tmp, "out": out, "rerun": rerun, "samples": samples, "outcomes": outcomes,
+            "raw": (out / "report.html").read_text()}
+
+
+def test_real_fleet_rollout_state_chart(paused_fleet):
+    """The rollout-state chart of a real paused fleet: its bands are the
+    server's by_state of every sample after the start, they add up at each
+    sample to the devices its stages target, the pause is marked where the
+    samples first show it."""
+    f = report.fleetreport
+    samples, raw = paused_fleet["samples"], paused_fleet["raw"]
+    svg = svg_of(raw, "devices by rollout state over virtual time")
+    bands, top = chart_bands(svg)
+    drawn = [(t, c["rollout"]) for t, _, c in samples if "rollout" in c]
+    assert drawn
+    every = sorted({k for _, ro in drawn for k, v in ro["by_state"].items() if v})
+    assert sorted(bands) == every
+    assert list(bands) == [k for k in f.ROLLOUT_STATES if k in every]
+    t0, t1 = samples[0][0], samples[-1][0]
+    for t, ro in drawn:
+        x = chart_x(t, t0, t1)
+        targeted = sum(st["devices"] for st in ro["stages"])
+        assert targeted == 200
+        assert sum(band_at(b, x) for b in bands.values()) == pytest.approx(targeted, abs=0.2), t
+        for k, b in bands.items():
+            assert band_at(b, x) == pytest.approx(ro["by_state"][k], abs=0.2), (t, k)
+    assert top == 200
+    # the pause: an end marker at the first sample that shows it
+    paused_at = next(t for t, ro, _ in samples if ro == "paused")
+    ms = re.findall(r'class="marker" data-kind="(\w+)" data-t-ms="(\d+)" x1="([\d.]+)"', svg)
+    assert ("end", str(paused_at)) in [(k, t) for k, t, _ in ms]
+    x = float(next(x for k, t, x in ms if k == "end"))
+    assert x == pytest.approx(chart_x(paused_at, t0, t1), abs=0.06)
+    assert ">paused<" in svg
+
+
+def test_real_fleet_page_is_self_contained(paused_fleet):
+    """No external URL anywhere in the page: no src/href off the page, no
+    url(), no @import, no http(s):// or protocol-relative reference."""
+    raw = paused_fleet["raw"]
+    p = parse_html(paused_fleet["out"] / "report.html")
+    assert not p.errors and p.stack == []
+    assert "script" not in p.tags
+    assert not re.search(r"https?:|url\(|@import|(src|href)=\"//", raw, re.I)
+
+
+def test_real_fleet_rerun_is_the_real_command(paused_fleet):
+    """The rerun shown is fleet_runs.rerun, and running it (with another
+    database) reproduces the run: the same end state and device outcomes."""
+    rerun = paused_fleet["rerun"]
+    shown = re.findall(r'<pre class="repro"><code>(.*?)</code></pre>', paused_fleet["raw"], re.S)
+    assert [html.unescape(x) for x in shown] == [rerun]
+    assert rerun.startswith("ota-sim fleet scenarios/fleet/bad-health-canary-pause.yaml")
+    db = str(paused_fleet["tmp"] / "rerun.db")
+    args = rerun.split()[1:] + ["--db", db, "--work", str(paused_fleet["tmp"] / "work"), "-q"]
+    sim = subprocess.run([OTA_SIM, *args], cwd=SRC, capture_output=True, text=True, timeout=120)
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    con = sqlite3.connect(db)
+    fid, state = con.execute("SELECT id, rollout_state FROM fleet_runs").fetchone()
+    outcomes = dict(con.execute("SELECT device, outcome FROM fleet_devices WHERE fleet_id=?",
+                                (fid,)))
+    con.close()
+    assert state == "paused" and outcomes == paused_fleet["outcomes"]
 
 
 def test_no_stale_fleets_jsonl(fleetdb, tmp_path):

@@ -437,13 +437,13 @@ def html_charts(samples, shards=None):
     rs = rollout_samples(samples)
     bad = rollout_mismatch(rs)
     if bad:
-        # ota-sim fleet-merge sums every shard's read of the one server's
-        # metrics: the counts are no longer the server's
+        # a database that does not hold the server's figures as they were
+        # (ota-sim fleet-merge before this round summed every shard's read)
         out.append('<p class="note">Not drawn: at %s the rollout states add up to %d devices, '
                    "not the %d the rollout targets%s.</p>" % (
                        e(hours(bad[0])), bad[1], bad[2],
-                       " (this run was merged from %s shards, and the merge sums each shard's "
-                       "read of the server's counts)" % e(shards)
+                       " (this run was merged from %s shards by an ota-sim that summed each "
+                       "shard's read of the server's counts)" % e(shards)
                        if isinstance(shards, int) and shards > 1 else ""))
     elif rs:
         n = rollout_targeted(rs[-1])

@@ -143,6 +143,12 @@ def test_two_shards_on_one_server_merge_to_the_unsharded_run(tmp_path, work):
     for t, a in alone["samples"]:
         if t in m_at:
             assert (m_at[t]["states"], m_at[t]["versions"]) == (a["states"], a["versions"]), t
+    # the server's rollout figures are the fleet's in every shard's sample:
+    # taken once, not summed (they add up to the devices the rollout targets)
+    for t, c in merged["samples"]:
+        by_state = c.get("rollout", {}).get("by_state")
+        if by_state:
+            assert sum(by_state.values()) == 40, (t, by_state)
 
 
 def test_merging_other_runs_is_refused(tmp_path, work):

@@ -214,19 +214,23 @@ static int cmp_sample(const void *a, const void *b)
 }
 
 /* Adds the numbers of b into a (objects recursively). */
-static void add_counts(json_t *a, json_t *b)
+/* Adds b's counts into a; at the top (top set) not "rollout": every shard
+ * reads the one server's rollout figures, which are the fleet's already. */
+static void add_counts(json_t *a, json_t *b, int top)
 {
     const char *k;
     json_t *v;
 
     json_object_foreach(b, k, v)
     {
+        if (top && strcmp(k, "rollout") == 0)
+            continue;
         json_t *cur = json_object_get(a, k);
         if (json_is_object(v)) {
             if (!cur)
                 json_object_set_new(a, k, json_deep_copy(v));
             else
-                add_counts(cur, v);
+                add_counts(cur, v, 0);
         } else if (json_is_integer(v)) {
             json_object_set_new(a, k,
                                 json_integer(json_integer_value(cur) + json_integer_value(v)));
@@ -266,7 +270,8 @@ static int read_sample(void *ctx, int64_t t, const char *rollout, int stage, con
 
 /* At every time some shard sampled, the sum over the shards of each one's
  * latest sample at or before it (a shard that ended earlier counts as it
- * ended; of two samples of one shard at one time, the later). */
+ * ended; of two samples of one shard at one time, the later); the server's
+ * rollout figures (counts.rollout) from the first shard that sampled then. */
 static int merge_samples(struct shard *s, size_t n, const char *const *paths,
                          struct otasim_rundb *out, int64_t id, struct ota_err *err)
 {
@@ -297,10 +302,13 @@ static int merge_samples(struct shard *s, size_t n, const char *const *paths,
         for (size_t k = 0; k < n; k++) {
             if (!cur[k])
                 continue;
-            add_counts(sum, cur[k]->counts);
+            add_counts(sum, cur[k]->counts, 1);
             if (!first || (cur[k]->t == t && first->t != t))
                 first = cur[k]; /* rollout and stage: the first shard that sampled at t */
         }
+        if (json_object_get(first->counts, "rollout")) /* the server's: not summed */
+            json_object_set_new(sum, "rollout",
+                                json_deep_copy(json_object_get(first->counts, "rollout")));
         text = json_dumps(sum, JSON_COMPACT);
         json_decref(sum);
         r = text ? otasim_rundb_fleet_sample(out, id, t, first->rollout, first->stage, text, err)

@@ -54,6 +54,24 @@ static json_t *release_json(const struct otasrv_release *r)
     return o;
 }
 
+/* Stores rel and answers 201 with it; *made_dir (the release's new
+ * directory) is cleared once the directory is the store's, or someone
+ * else's (a release of that id came first). */
+static enum otasrv_result add_and_answer(struct otasrv_req *req, struct otasrv_release *rel,
+                                         int *made_dir)
+{
+    struct ota_err err = {0};
+    int r = otasrv_store_release_add(req->srv->store, rel, &err);
+
+    if (r < 0) {
+        if (r == -EEXIST)
+            *made_dir = 0; /* someone else's now */
+        return otasrv_reply_store_error(req, r, &err);
+    }
+    *made_dir = 0;
+    return otasrv_reply_json(req, 201, release_json(rel));
+}
+
 /* The first member of the .swu at path is the sw-description text: the
  * release's record and its payload say the same. -EBADMSG if not. */
 static int swu_matches(const char *path, const char *sw_description, struct ota_err *err)
@@ -379,14 +397,7 @@ static enum otasrv_result release_add_swu(struct otasrv_req *req, json_t *o, con
         rel.published = publish;
         rel.published_ms = publish ? rel.created_ms : 0;
     }
-    if ((r = otasrv_store_release_add(srv->store, &rel, &err)) < 0) {
-        if (r == -EEXIST)
-            made_dir = 0; /* someone else's now */
-        ret = otasrv_reply_store_error(req, r, &err);
-        goto out;
-    }
-    made_dir = 0;
-    ret = otasrv_reply_json(req, 201, release_json(&rel));
+    ret = add_and_answer(req, &rel, &made_dir);
 out:
     if (made_dir)
         ota_ignore(ota_fs_remove_tree(dir, NULL));
@@ -502,14 +513,7 @@ static enum otasrv_result release_add(struct otasrv_req *req)
         ret = otasrv_reply_error(req, 409, "cannot publish a release without its payload");
         goto out;
     }
-    if ((r = otasrv_store_release_add(srv->store, &rel, &err)) < 0) {
-        if (r == -EEXIST)
-            made_dir = 0; /* someone else's now */
-        ret = otasrv_reply_store_error(req, r, &err);
-        goto out;
-    }
-    made_dir = 0;
-    ret = otasrv_reply_json(req, 201, release_json(&rel));
+    ret = add_and_answer(req, &rel, &made_dir);
 out:
     if (made_dir)
         ota_ignore(ota_fs_remove_tree(dir, NULL));

@@ -55,6 +55,29 @@ static int opt_str(const json_t *o, const char *key, size_t max, const char **re
     return 0;
 }
 
+/* jansson's JSON_COMPACT | JSON_SORT_KEYS text of v, an object of checked
+ * strings under keys (sorted), written directly when no value needs an escape
+ * (check_str refused control characters: only '"' and '\\' would): every
+ * check-in sends two of these, and the dump was a tenth of its time. */
+static char *kinds_text(const json_t *v, const char *const *keys)
+{
+    char buf[2 * FIELD_MAX + 64];
+    size_t n = 0;
+
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{");
+    for (size_t i = 0; keys[i]; i++) {
+        const char *s = json_string_value(json_object_get(v, keys[i]));
+        if (!s)
+            continue;
+        if (strpbrk(s, "\"\\") || n + strlen(keys[i]) + strlen(s) + 8 >= sizeof(buf))
+            return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"%s\":\"%s\"", n > 1 ? "," : "",
+                              keys[i], s);
+    }
+    snprintf(buf + n, sizeof(buf) - n, "}");
+    return strdup(buf);
+}
+
 /* Optional {"app": str, "rootfs": str} field, as compact JSON text
  * (malloc'ed) in *ret; NULL if absent. */
 static int opt_kinds(const json_t *o, const char *key, char **ret, struct ota_err *err)
@@ -74,7 +97,7 @@ static int opt_kinds(const json_t *o, const char *key, char **ret, struct ota_er
         if (!check_str(x, FIELD_MAX, 1))
             return ota_err_set(err, EINVAL, "field %s.%s: a short string", key, k);
     }
-    *ret = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    *ret = kinds_text(v, kinds);
     return *ret ? 0 : ota_err_set(err, ENOMEM, "out of memory");
 }
 

@@ -26,7 +26,7 @@ static void usage(FILE *f)
             "                       (paused, failed or rolled back), with a 95%% Wilson interval\n"
             "  --devices N          override the file's device count\n"
             "  --shard I/N          run devices i with i %% N == I only\n"
-            "  --connections N      keep-alive connections to the server (default 64)\n"
+            "  --connections N      keep-alive connections to the server (default 256)\n"
             "  --max-active N       devices inside a pass at once (default 4096)\n"
             "  --grain MS           the virtual clock's grain (default 1000): device wakes round\n"
             "                       up to it, so devices due within one grain act together\n"

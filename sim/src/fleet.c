@@ -237,22 +237,22 @@ static void pass_main(void *arg)
     struct fpass *p = arg;
     struct fleet *fl = p->c.fl;
     struct fdev *d = p->d;
-    struct ota_agent_config cfg = fl->cfg;
+    struct ota_agent_config *cfg = &p->cfg; /* the fleet's; what differs is set here */
     struct ota_agent_ops ops;
     struct ota_err e = {0};
 
-    snprintf(cfg.device_id, sizeof(cfg.device_id), "d%06u", d->idx);
-    ota_strlcpy(cfg.device_type, fl->def->types[d->type].value, sizeof(cfg.device_type));
-    ota_strlcpy(cfg.group, fl->def->groups[d->group].value, sizeof(cfg.group));
+    snprintf(cfg->device_id, sizeof(cfg->device_id), "d%06u", d->idx);
+    ota_strlcpy(cfg->device_type, fl->def->types[d->type].value, sizeof(cfg->device_type));
+    ota_strlcpy(cfg->group, fl->def->groups[d->group].value, sizeof(cfg->group));
     if (fl->def->n_zones)
-        ota_strlcpy(cfg.timezone, fl->def->zones[d->zone].value, sizeof(cfg.timezone));
-    cfg.n_attributes = (int)fl->def->n_attrs;
+        ota_strlcpy(cfg->timezone, fl->def->zones[d->zone].value, sizeof(cfg->timezone));
+    cfg->n_attributes = (int)fl->def->n_attrs;
     for (size_t i = 0; i < fl->def->n_attrs; i++) {
-        ota_strlcpy(cfg.attributes[i].key, fl->def->attrs[i].key, sizeof(cfg.attributes[i].key));
-        ota_strlcpy(cfg.attributes[i].value, fl->def->attrs[i].values[d->attr[i]].value,
-                    sizeof(cfg.attributes[i].value));
+        ota_strlcpy(cfg->attributes[i].key, fl->def->attrs[i].key, sizeof(cfg->attributes[i].key));
+        ota_strlcpy(cfg->attributes[i].value, fl->def->attrs[i].values[d->attr[i]].value,
+                    sizeof(cfg->attributes[i].value));
     }
-    p->a = ota_agent_new(&cfg, ops_for(p, &ops));
+    p->a = ota_agent_new(cfg, ops_for(p, &ops));
     if (!p->a)
         return;
     fl->passes++;
@@ -287,6 +287,7 @@ static struct fpass *pass_get(struct fleet *fl, struct ota_err *err)
         free(p);
         return NULL;
     }
+    p->cfg = fl->cfg;
     return p;
 }
 
@@ -737,7 +738,7 @@ int otasim_fleet_run(const struct otasim_fleet_def *def, const struct otasim_fle
     }
     R->own_server = !o->server_url;
     if ((r = fleet_setup(fl, &R->t, &R->srv, err)) < 0 ||
-        (r = fleet_net_new(fl, o->connections ? o->connections : 64, &fl->net, err)) < 0)
+        (r = fleet_net_new(fl, o->connections ? o->connections : 256, &fl->net, err)) < 0)
         goto out;
     agent_config(fl);
     if ((r = fleet_clock_advance(fl, 0, err)) < 0 || (r = fleet_rollout_create(fl, err)) < 0)

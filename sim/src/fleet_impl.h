@@ -104,6 +104,8 @@ struct fpass {
     struct otasim_fiber *f;
     int waiting_io; /* parked on a transfer */
     struct fpass *next_free;
+    struct ota_agent_config cfg; /* the fleet's, with each pass's device in it (7 KiB: not
+                                    copied onto the fiber's stack at every pass) */
 };
 
 /* ---- the runner ---- */

@@ -46,7 +46,8 @@ struct fnet {
     struct xfer *free_x;
     uint32_t active;
     uint64_t requests, done;
-    int queued; /* transfers were added since the last curl_multi_perform */
+    int queued;     /* transfers were added since the last curl_multi_perform */
+    uint32_t conns; /* the pool's size: more transfers than that wait for one */
 };
 
 uint64_t fleet_net_done(const struct fnet *n)
@@ -77,6 +78,7 @@ int fleet_net_new(struct fleet *fl, uint32_t connections, struct fnet **ret, str
         fleet_net_free(n);
         return ota_err_set(err, ENOMEM, "libcurl: cannot make a multi handle");
     }
+    n->conns = connections;
     curl_multi_setopt(n->m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)connections);
     curl_multi_setopt(n->m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)connections);
     curl_multi_setopt(n->m, CURLMOPT_MAXCONNECTS, (long)connections);
@@ -380,12 +382,16 @@ int fleet_net_run(struct fnet *n, int wait_ms, struct ota_err *err)
     int ready = 0;
     long due = -1;
 
-    /* One poll(2) over every socket, then curl_multi_perform only if a
-     * socket is ready, a transfer was queued or a libcurl timer is due:
-     * perform checks each transfer's socket with a poll(2) of its own. */
+    /* One poll(2) over every socket, then curl_multi_perform; between two
+     * ready devices (wait_ms 0) only if a socket is ready, a transfer was
+     * queued, transfers wait for a connection of the pool, or a libcurl
+     * timer is due: perform checks each transfer's socket with a poll(2) of
+     * its own. After a wait, always (with a pool of 8 or 16 connections,
+     * skipping it there left transfers waiting until a new one came). */
     if (curl_multi_poll(n->m, NULL, 0, wait_ms, &ready) != CURLM_OK)
         return ota_err_set(err, EIO, "libcurl: multi poll failed");
-    if (!ready && !n->queued && curl_multi_timeout(n->m, &due) == CURLM_OK && due != 0)
+    if (wait_ms == 0 && !ready && !n->queued && n->active <= n->conns &&
+        curl_multi_timeout(n->m, &due) == CURLM_OK && due != 0)
         return 0;
     n->queued = 0;
     if (curl_multi_perform(n->m, &running) != CURLM_OK)

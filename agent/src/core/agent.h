@@ -39,6 +39,7 @@ struct ota_agent {
     struct ota_agent_config cfg;
     struct ota_agent_ops ops;
     struct ota_journal j;
+    struct ota_journal jnext; /* journal_write's next journal: no 10 KiB malloc per move */
     int loaded;
     int resumed; /* the state in j was found at start, not entered now */
 

@@ -241,9 +241,7 @@ static int journal_write(struct ota_agent *a, enum ota_state to, enum journal_wr
 
     if (how == JOURNAL_SAVE)
         return a->ops.store->save(a->ops.store_ctx, &a->j, NULL, NULL, err);
-    next = malloc(sizeof(*next));
-    if (!next)
-        return ota_err_set(err, ENOMEM, "out of memory");
+    next = &a->jnext; /* free again once moved() returns (a nested move reuses it) */
     now = a->ops.clock->wall_ms(a->ops.clock_ctx);
     if (to == OTA_STATE_IDLE && !a->j.update_id[0]) { /* an empty journal: nothing to copy */
         memset(next, 0, sizeof(*next));
@@ -269,16 +267,13 @@ static int journal_write(struct ota_agent *a, enum ota_state to, enum journal_wr
     }
 save:
     r = a->ops.store->save(a->ops.store_ctx, next, prep, phist, err);
-    if (r < 0) {
-        free(next);
+    if (r < 0)
         return r;
-    }
     if (to == OTA_STATE_IDLE && a->j.update_id[0]) {
         a->outcome = status;
         ota_strlcpy(a->outcome_reason, a->j.reason, sizeof(a->outcome_reason));
     }
     moved(a, a->j.state, next);
-    free(next);
     /* Best effort: a report that cannot go now waits in the outbox. */
     if (prep && a->server_ok)
         ota_ignore(ota_agent_flush_outbox(a, NULL));

@@ -197,3 +197,21 @@ def test_window_openings_drive_the_virtual_clock(rworld, tmp_path):
         assert clock()["next_deadline_ms"] is None  # nobody pending
     finally:
         srv.stop()
+
+
+def test_versions_and_slots_round_trip_whatever_their_characters(rworld):
+    # api_device.c writes the stored text of versions and slots itself when no
+    # value needs an escape, and through jansson when one does: both must
+    # store what the device sent, and a repeated check-in must see no change
+    srv = rworld["srv"]
+    tok = srv.register("inv-chars", group="inv")
+    for versions, slots in (({"app": "1.0.0", "rootfs": "2.0"}, {"app": "a"}),
+                            ({"app": 'say "hi"', "rootfs": "back\\slash"}, {"rootfs": "b"}),
+                            ({"app": "caf\u00e9 \u20ac", "rootfs": ""}, {"app": "a", "rootfs": "b"}),
+                            ({"rootfs": "9"}, {})):
+        for _ in range(2):
+            st, _, b = srv.call("POST", "/api/v1/devices/inv-chars/checkin",
+                                {"state": "IDLE", "versions": versions, "slots": slots}, token=tok)
+            assert st == 200, b
+            d = device(srv, "inv-chars")
+            assert d["versions"] == versions and d["slots"] == slots, d

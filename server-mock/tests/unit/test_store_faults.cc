@@ -13,25 +13,10 @@ extern "C" {
 #include "otasrv/store.h"
 }
 
+#include "tmpdb.h"
+
 namespace
 {
-
-std::string temp_db()
-{
-    char tmpl[] = "/tmp/fstore-XXXXXX";
-    int fd = mkstemp(tmpl);
-    EXPECT_GE(fd, 0);
-    close(fd);
-    unlink(tmpl);
-    return tmpl;
-}
-
-void remove_db(const std::string &p)
-{
-    unlink(p.c_str());
-    unlink((p + "-wal").c_str());
-    unlink((p + "-shm").c_str());
-}
 
 // {rule: applied} of one device, as "rule=N,rule=N" (sorted by rule).
 std::string counts(otasrv_store *s, const char *device)

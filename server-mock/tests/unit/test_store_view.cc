@@ -15,25 +15,10 @@ extern "C" {
 #include "otasrv/store.h"
 }
 
+#include "tmpdb.h"
+
 namespace
 {
-
-std::string temp_db()
-{
-    char tmpl[] = "/tmp/vstore-XXXXXX";
-    int fd = mkstemp(tmpl);
-    EXPECT_GE(fd, 0);
-    close(fd);
-    unlink(tmpl);
-    return tmpl;
-}
-
-void remove_db(const std::string &p)
-{
-    unlink(p.c_str());
-    unlink((p + "-wal").c_str());
-    unlink((p + "-shm").c_str());
-}
 
 std::string field(const json_t *v, const char *key, const char *sub = nullptr)
 {

@@ -123,7 +123,7 @@ struct otasim_fleet_opts {
     uint64_t seed;          /* overrides the file's (0: the file's) */
     uint32_t count;         /* overrides the device count (0: the file's) */
     uint32_t shard, shards; /* run devices i with i % shards == shard (shards 0/1: all) */
-    uint32_t connections;   /* keep-alive pool size (default 64) */
+    uint32_t connections;   /* keep-alive pool size (default 256) */
     uint32_t max_active;    /* devices inside a pass at once (default 4096) */
     int64_t grain_ms;       /* the virtual clock's grain (default 1000): wakes round up to it */
     int server_threads;     /* ota-server --threads (default 2) */

@@ -64,8 +64,18 @@ def swupdate(tmp, swu, cert, *args):
     scratch = os.path.join(tmp, "swupdate-tmp")
     os.makedirs(scratch, exist_ok=True)
     env = dict(os.environ, TMPDIR=scratch)
-    p = subprocess.run([SWUPDATE, "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args),
-                       env=env, capture_output=True, text=True, timeout=120)
+    try:
+        p = subprocess.run([SWUPDATE, "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args),
+                           env=env, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as e:
+        # Seen on a fresh machine: after refusing an image ("SW not compatible
+        # with hardware", then "swupdate_image_write failed: Connection reset
+        # by peer") swupdate -i sometimes never exits. Killed (run() kills
+        # it); 124 with what it said, so a refusal still shows as one and an
+        # install as a failure.
+        def text(x):
+            return x.decode(errors="replace") if isinstance(x, bytes) else (x or "")
+        return 124, text(e.stdout) + text(e.stderr) + "\n[swupdate did not exit in 60 s: killed]"
     return p.returncode, p.stdout + p.stderr
 
 

@@ -16,6 +16,8 @@ extern "C" {
 #include "otasrv/rollout_store.h"
 }
 
+#include "tmpdb.h"
+
 namespace
 {
 
@@ -35,16 +37,6 @@ void on_load(void *ctx, otasrv_rollout *r, otasrv_rollout_device *devs, size_t n
     l->r.push_back(r);
     l->devs.emplace_back(devs, devs + n);
     free(devs);
-}
-
-std::string temp_db()
-{
-    char tmpl[] = "/tmp/rstore-XXXXXX";
-    int fd = mkstemp(tmpl);
-    EXPECT_GE(fd, 0);
-    close(fd);
-    unlink(tmpl);
-    return tmpl;
 }
 
 otasrv_rollout *make_rollout(const char *id)

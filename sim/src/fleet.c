@@ -252,8 +252,10 @@ static void pass_main(void *arg)
         ota_strlcpy(cfg->attributes[i].value, fl->def->attrs[i].values[d->attr[i]].value,
                     sizeof(cfg->attributes[i].value));
     }
-    p->a = ota_agent_new(cfg, ops_for(p, &ops));
-    if (!p->a)
+    /* the pass slot's core, renewed: no 30 KiB allocation per pass */
+    if (p->a)
+        ota_agent_renew(p->a, cfg, ops_for(p, &ops));
+    else if (!(p->a = ota_agent_new(cfg, ops_for(p, &ops))))
         return;
     fl->passes++;
     d->npass++;
@@ -266,8 +268,6 @@ static void pass_main(void *arg)
     if (!d->cut && !d->crash && !d->reboot_asked)
         ota_ignore(ota_agent_flush_outbox(p->a, NULL));
     d->checked_in = 1;
-    ota_agent_free(p->a);
-    p->a = NULL;
 }
 
 static struct fpass *pass_get(struct fleet *fl, struct ota_err *err)
@@ -645,8 +645,6 @@ static void teardown(struct run *R)
     for (uint32_t i = 0; fl->dev && i < fl->n_dev; i++) {
         struct fdev *d = &fl->dev[i];
         if (d->pass) {
-            ota_agent_free(d->pass->a);
-            d->pass->a = NULL;
             pass_put(fl, d->pass);
             d->pass = NULL;
         }
@@ -655,6 +653,7 @@ static void teardown(struct run *R)
     while (fl->free_pass) {
         struct fpass *p = fl->free_pass;
         fl->free_pass = p->next_free;
+        ota_agent_free(p->a);
         otasim_fiber_free(p->f);
         free(p);
     }

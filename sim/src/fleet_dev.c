@@ -212,7 +212,7 @@ static int store_load(void *ctx, struct ota_journal *ret, struct ota_err *err)
         return r;
     if (!j)
         return -ENOENT;
-    memset(ret, 0, sizeof(*ret));
+    ota_journal_clear(ret);
     ret->state = (enum ota_state)j->state;
     ret->from_slot = j->from_slot;
     ret->to_slot = j->to_slot;

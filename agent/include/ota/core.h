@@ -73,14 +73,13 @@ extern const char *const ota_status_names[OTA_STATUS_MAX]; /* "in_progress", "su
  * interruption. Saved durably by the store before each state's side effects. */
 struct ota_journal {
     enum ota_state state;
-    char update_id[OTA_ID_LEN];           /* "" when no update is in progress */
-    char rollout_id[OTA_ID_LEN];          /* fleet rollout, "" for GitHub source */
-    char manifest[OTA_MANIFEST_TEXT_LEN]; /* exact signed manifest text */
-    char signature[128];                  /* base64 Ed25519 over manifest */
-    char url[OTA_URL_LEN];                /* payload URL */
-    char etag[128];                       /* payload ETag seen, for If-Range */
-    int from_slot;                        /* enum ota_slot: active (last-known-good) slot */
-    int to_slot;                          /* enum ota_slot: slot being installed */
+    char update_id[OTA_ID_LEN];  /* "" when no update is in progress */
+    char rollout_id[OTA_ID_LEN]; /* fleet rollout, "" for GitHub source */
+    char signature[128];         /* base64 Ed25519 over manifest */
+    char url[OTA_URL_LEN];       /* payload URL */
+    char etag[128];              /* payload ETag seen, for If-Range */
+    int from_slot;               /* enum ota_slot: active (last-known-good) slot */
+    int to_slot;                 /* enum ota_slot: slot being installed */
     char from_version[64];
     uint64_t durable_len;                  /* download bytes fsynced and hashed */
     uint8_t prefix_sha256[OTA_SHA256_LEN]; /* SHA-256 of [0, durable_len) */
@@ -94,7 +93,17 @@ struct ota_journal {
     int wait_activation;      /* 1: INSTALLING goes to STANDBY, not SWITCHING */
     int64_t not_after_ms;     /* wall: abandon the wait at this time; 0 = no limit given */
     int64_t standby_since_ms; /* wall: when STANDBY was entered (the max-wait bound) */
+    /* Last, and the only field cleared and copied as text rather than bytes
+     * (ota_journal_clear/copy): 8 KiB, of which a manifest uses a few
+     * hundred bytes. A field added to the journal goes above it. */
+    char manifest[OTA_MANIFEST_TEXT_LEN]; /* exact signed manifest text */
 };
+
+/* The empty journal (IDLE, no update), as a zeroed one reads; what follows
+ * the manifest's NUL is not cleared. */
+void ota_journal_clear(struct ota_journal *j);
+/* *dst = *src, without the bytes after the manifest's NUL. */
+void ota_journal_copy(struct ota_journal *dst, const struct ota_journal *src);
 
 /* journal flags */
 #define OTA_JF_REBOOT_ASKED 0x1u /* a reboot was requested in this state */
@@ -331,6 +340,11 @@ struct ota_step {
 /* Copies cfg; ops must outlive the agent. NULL on allocation failure. */
 struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg,
                                 const struct ota_agent_ops *ops);
+/* Makes a what ota_agent_new(cfg, ops) returns, in its own memory: for a host
+ * that runs many short lives of the core one after another (the fleet
+ * runner's passes), without a 30 KiB allocation and clearing each time. */
+void ota_agent_renew(struct ota_agent *a, const struct ota_agent_config *cfg,
+                     const struct ota_agent_ops *ops);
 void ota_agent_free(struct ota_agent *a);
 
 /* Loads the journal without applying any recovery rule (for operator

@@ -15,7 +15,6 @@ extern "C" {
 struct ota_offer {
     char update_id[OTA_ID_LEN];
     char rollout_id[OTA_ID_LEN];
-    char manifest[OTA_MANIFEST_TEXT_LEN];
     char signature[128];
     char url[OTA_URL_LEN];
     /* "activation": {"mode": "wait", "not_after_ms": N} in the offer
@@ -26,7 +25,12 @@ struct ota_offer {
      * the update id to activate now, or to abandon; "" when absent. */
     char activate[OTA_ID_LEN];
     char abandon[OTA_ID_LEN];
+    /* Last, cleared as text (ota_offer_clear); a new field goes above. */
+    char manifest[OTA_MANIFEST_TEXT_LEN];
 };
+/* The empty offer, as a zeroed one reads (the manifest's bytes after its
+ * NUL are not cleared). */
+void ota_offer_clear(struct ota_offer *off);
 
 #define OTA_GH_MAX_ASSETS 32
 struct ota_gh_asset {

@@ -36,15 +36,10 @@ struct dl_session {
 };
 
 struct ota_agent {
-    struct ota_agent_config cfg;
     struct ota_agent_ops ops;
-    struct ota_journal j;
-    struct ota_journal jnext; /* journal_write's next journal: no 10 KiB malloc per move */
     int loaded;
     int resumed; /* the state in j was found at start, not entered now */
-
-    struct ota_manifest m; /* parsed j.manifest, valid when m_ok */
-    int m_ok;
+    int m_ok;    /* m holds the parsed j.manifest */
 
     struct dl_session dl;
 
@@ -65,6 +60,14 @@ struct ota_agent {
     char outcome_reason[OTA_REASON_LEN];
 
     int standby_poll; /* STANDBY: this pass has not checked in yet */
+
+    /* From here on (26 of the 28 KiB), fields that a new agent sets as
+     * content: ota_agent_renew zeroes only the fields above. A field that
+     * must start zeroed goes above. */
+    struct ota_agent_config cfg; /* copied */
+    struct ota_journal j;        /* cleared (ota_journal_clear) */
+    struct ota_journal jnext;    /* journal_write's next journal: no 10 KiB malloc per move */
+    struct ota_manifest m;       /* parsed j.manifest, valid when m_ok */
 };
 
 /* An update source: where the agent asks for an offer and, if the source

@@ -9,6 +9,7 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,21 +56,56 @@ void ota_agent_config_defaults(struct ota_agent_config *c)
     c->standby_max_wait_ms = 7LL * 24 * 3600 * 1000;
 }
 
+_Static_assert(offsetof(struct ota_journal, manifest) +
+                       sizeof(((struct ota_journal *)0)->manifest) ==
+                   sizeof(struct ota_journal),
+               "the manifest is the journal's last field (ota_journal_clear/copy)");
+
+void ota_journal_clear(struct ota_journal *j)
+{
+    memset(j, 0, offsetof(struct ota_journal, manifest));
+    j->manifest[0] = '\0';
+}
+
+void ota_journal_copy(struct ota_journal *dst, const struct ota_journal *src)
+{
+    if (dst == src)
+        return;
+    memcpy(dst, src, offsetof(struct ota_journal, manifest));
+    ota_strlcpy(dst->manifest, src->manifest, sizeof(dst->manifest));
+}
+
+_Static_assert(offsetof(struct ota_agent, cfg) < offsetof(struct ota_agent, j) &&
+                   offsetof(struct ota_agent, j) < offsetof(struct ota_agent, jnext) &&
+                   offsetof(struct ota_agent, jnext) < offsetof(struct ota_agent, m),
+               "cfg, j, jnext and m are the agent's last fields (ota_agent_renew)");
+
+void ota_agent_renew(struct ota_agent *a, const struct ota_agent_config *cfg,
+                     const struct ota_agent_ops *ops)
+{
+    struct ota_sha256 *sha = a->dl.sha; /* reset before its first use (dl.sha_ok = 0) */
+
+    memset(a, 0, offsetof(struct ota_agent, cfg));
+    a->dl.sha = sha;
+    a->cfg = *cfg;
+    ota_journal_clear(&a->j);
+    a->ops = *ops;
+    a->server_ok = 1;
+    a->outcome = OTA_STATUS_IN_PROGRESS;
+}
+
 struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg, const struct ota_agent_ops *ops)
 {
-    struct ota_agent *a = calloc(1, sizeof(*a));
+    struct ota_agent *a = malloc(sizeof(*a));
 
     if (!a)
         return NULL;
-    a->cfg = *cfg;
-    a->ops = *ops;
     a->dl.sha = ota_sha256_new();
     if (!a->dl.sha) {
         free(a);
         return NULL;
     }
-    a->server_ok = 1;
-    a->outcome = OTA_STATUS_IN_PROGRESS;
+    ota_agent_renew(a, cfg, ops);
     return a;
 }
 
@@ -217,7 +253,7 @@ static void moved(struct ota_agent *a, enum ota_state from, struct ota_journal *
     t.kind = kind_name(a);
     if (a->ops.on_transition)
         a->ops.on_transition(a->ops.transition_ctx, &t);
-    a->j = *next;
+    ota_journal_copy(&a->j, next);
     a->resumed = 0;
     on_enter(a, next->state);
 }
@@ -244,11 +280,11 @@ static int journal_write(struct ota_agent *a, enum ota_state to, enum journal_wr
     next = &a->jnext; /* free again once moved() returns (a nested move reuses it) */
     now = a->ops.clock->wall_ms(a->ops.clock_ctx);
     if (to == OTA_STATE_IDLE && !a->j.update_id[0]) { /* an empty journal: nothing to copy */
-        memset(next, 0, sizeof(*next));
+        ota_journal_clear(next);
         next->state = OTA_STATE_IDLE;
         goto save;
     }
-    *next = a->j;
+    ota_journal_copy(next, &a->j);
     next->state = to;
     next->flags &= ~OTA_JF_REBOOT_ASKED;
     if (to == OTA_STATE_IDLE && a->j.update_id[0])
@@ -262,7 +298,7 @@ static int journal_write(struct ota_agent *a, enum ota_state to, enum journal_wr
         phist = &hist;
     }
     if (to == OTA_STATE_IDLE) {
-        memset(next, 0, sizeof(*next));
+        ota_journal_clear(next);
         next->state = OTA_STATE_IDLE;
     }
 save:
@@ -421,7 +457,7 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
                            "not enough room in the slot: %llu bytes, %llu needed",
                            (unsigned long long)room, (unsigned long long)m.installed_size);
 
-    memset(&a->j, 0, sizeof(a->j));
+    ota_journal_clear(&a->j);
     a->j.state = OTA_STATE_CHECKING;
     ota_strlcpy(a->j.update_id, off->update_id, sizeof(a->j.update_id));
     ota_strlcpy(a->j.rollout_id, off->rollout_id, sizeof(a->j.rollout_id));
@@ -440,7 +476,7 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
 
 static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_err *err)
 {
-    struct ota_offer *off = calloc(1, sizeof(*off));
+    struct ota_offer *off = malloc(sizeof(*off));
     struct ota_inventory inv;
     struct ota_err cerr = {0};
     char appv[64], rootv[64];
@@ -448,6 +484,7 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
 
     if (!off)
         return ota_err_set(err, ENOMEM, "out of memory");
+    ota_offer_clear(off);
     core_inventory(a, &inv, appv, rootv, sizeof(appv), &app_slot, &root_slot);
     r = core_source(a)->check(a, &inv, &has, off, &cerr);
     if (r < 0) {
@@ -473,7 +510,7 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
         /* Refused: nothing was touched. Record and report it as a failed update. */
         a->check = OTA_CHECK_REFUSED;
         snprintf(a->check_reason, sizeof(a->check_reason), "release refused: %s", cerr.reason);
-        memset(&a->j, 0, sizeof(a->j));
+        ota_journal_clear(&a->j);
         a->j.state = OTA_STATE_CHECKING;
         ota_strlcpy(a->j.update_id, off->update_id, sizeof(a->j.update_id));
         ota_strlcpy(a->j.rollout_id, off->rollout_id, sizeof(a->j.rollout_id));
@@ -486,7 +523,7 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
     a->check = OTA_CHECK_OFFERED;
     snprintf(a->check_reason, sizeof(a->check_reason), "%s %s offered", kind_name(a), a->m.version);
     if (a->dry_run) {
-        memset(&a->j, 0, sizeof(a->j));
+        ota_journal_clear(&a->j);
         a->j.state = OTA_STATE_CHECKING;
         r = core_transition(a, OTA_STATE_IDLE, err);
         goto out;
@@ -638,7 +675,7 @@ int ota_agent_load(struct ota_agent *a, struct ota_err *err)
     /* A new store has no journal: that is IDLE, not a reason to keep. */
     r = st->load(a->ops.store_ctx, &a->j, &lerr);
     if (r == -ENOENT) {
-        memset(&a->j, 0, sizeof(a->j));
+        ota_journal_clear(&a->j);
         a->j.state = OTA_STATE_IDLE;
         r = 0;
     }
@@ -809,7 +846,7 @@ int ota_agent_rollback(struct ota_agent *a, struct ota_err *err)
             strcmp(have, pver) != 0)
             return ota_err_set(err, ENOENT, "slot %s no longer holds release %s", pslot, pver);
     }
-    memset(&a->j, 0, sizeof(a->j));
+    ota_journal_clear(&a->j);
     a->j.state = OTA_STATE_IDLE;
     snprintf(a->j.update_id, sizeof(a->j.update_id), "manual-rollback-%lld",
              (long long)a->ops.clock->wall_ms(a->ops.clock_ctx));

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,24 +342,30 @@ static int parse_standby_answer(const json_t *o, const char *key, char *buf, siz
     return ota_json_str(o, key, buf, cap, err);
 }
 
+_Static_assert(offsetof(struct ota_offer, manifest) + sizeof(((struct ota_offer *)0)->manifest) ==
+                   sizeof(struct ota_offer),
+               "the manifest is the offer's last field (ota_offer_clear)");
+
+void ota_offer_clear(struct ota_offer *off)
+{
+    memset(off, 0, offsetof(struct ota_offer, manifest));
+    off->manifest[0] = '\0';
+}
+
 int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota_offer *ret,
                             struct ota_err *err)
 {
     json_t *o = NULL;
     const json_t *u;
-    struct ota_offer *off = NULL;
+    struct ota_offer *off = NULL; /* the whole answer, before any of it reaches ret */
+    char activate[OTA_ID_LEN], abandon[OTA_ID_LEN];
     int r;
 
     r = ota_json_parse(body, n, &o, err);
     if (r < 0)
         return r;
-    off = calloc(1, sizeof(*off));
-    if (!off) {
-        r = -ENOMEM;
-        goto out;
-    }
-    if ((r = parse_standby_answer(o, "activate", off->activate, sizeof(off->activate), err)) < 0 ||
-        (r = parse_standby_answer(o, "abandon", off->abandon, sizeof(off->abandon), err)) < 0)
+    if ((r = parse_standby_answer(o, "activate", activate, sizeof(activate), err)) < 0 ||
+        (r = parse_standby_answer(o, "abandon", abandon, sizeof(abandon), err)) < 0)
         goto out;
     u = json_object_get(o, "update");
     if (!u) {
@@ -366,8 +373,8 @@ int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota
         goto out;
     }
     if (json_is_null(u)) {
-        ota_strlcpy(ret->activate, off->activate, sizeof(ret->activate));
-        ota_strlcpy(ret->abandon, off->abandon, sizeof(ret->abandon));
+        ota_strlcpy(ret->activate, activate, sizeof(ret->activate));
+        ota_strlcpy(ret->abandon, abandon, sizeof(ret->abandon));
         *ret_has = 0;
         r = 0;
         goto out;
@@ -376,6 +383,14 @@ int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota
         r = ota_err_set(err, EINVAL, "check-in 'update' is not an object");
         goto out;
     }
+    off = malloc(sizeof(*off));
+    if (!off) {
+        r = -ENOMEM;
+        goto out;
+    }
+    ota_offer_clear(off);
+    ota_strlcpy(off->activate, activate, sizeof(off->activate));
+    ota_strlcpy(off->abandon, abandon, sizeof(off->abandon));
     if ((r = ota_json_str(u, "update_id", off->update_id, sizeof(off->update_id), err)) < 0 ||
         (r = ota_json_str(u, "manifest", off->manifest, sizeof(off->manifest), err)) < 0 ||
         (r = ota_json_str(u, "signature", off->signature, sizeof(off->signature), err)) < 0 ||
@@ -391,7 +406,8 @@ int ota_proto_parse_checkin(const char *body, size_t n, int *ret_has, struct ota
         r = ota_err_set(err, EINVAL, "check-in offer has an empty update_id");
         goto out;
     }
-    *ret = *off;
+    memcpy(ret, off, offsetof(struct ota_offer, manifest));
+    ota_strlcpy(ret->manifest, off->manifest, sizeof(ret->manifest));
     *ret_has = 1;
 out:
     free(off);

@@ -49,7 +49,7 @@ enum standby_answer { STANDBY_WAIT, STANDBY_ACTIVATE, STANDBY_ABANDON };
  * answer, or an answer for another update, means: keep waiting. */
 static enum standby_answer standby_checkin(struct ota_agent *a)
 {
-    struct ota_offer *off = calloc(1, sizeof(*off));
+    struct ota_offer *off = malloc(sizeof(*off));
     struct ota_inventory inv;
     char appv[64], rootv[64];
     int app_slot, root_slot, has = 0;
@@ -57,6 +57,7 @@ static enum standby_answer standby_checkin(struct ota_agent *a)
 
     if (!off)
         return STANDBY_WAIT;
+    ota_offer_clear(off);
     core_inventory(a, &inv, appv, rootv, sizeof(appv), &app_slot, &root_slot);
     if (core_source(a)->check(a, &inv, &has, off, NULL) == 0) {
         if (off->abandon[0] && strcmp(off->abandon, a->j.update_id) == 0)

@@ -2,6 +2,7 @@
 // DESIGN.md's table, resume logic, the loop breaker, reports and the outbox.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstring>
 #include <memory>
 
@@ -498,6 +499,74 @@ TEST_P(CrashInState, RecoveryFollowsTheTable)
     }
     for (int slot : w.slots_written)
         EXPECT_EQ(slot, 1) << "the last-known-good slot was written";
+}
+
+// The fleet runner renews one core per pass slot (ota_agent_renew) instead of
+// a new one per pass: a core renewed right after a crash in any state must
+// recover exactly as a new core does (same moves, reports, outcome, slot).
+TEST_P(CrashInState, ARenewedCoreRecoversAsANewOne)
+{
+    struct Seen {
+        std::vector<std::pair<ota_state, ota_state>> moves;
+        std::vector<std::string> reports;
+        ota_status outcome;
+        ota_check_result check;
+        int current;
+    };
+    auto run = [&](bool renew) {
+        FakeWorld w;
+        offer(w, "2.0.0", payload_of(200000));
+        Agent ag(w);
+        ag.stop_at = GetParam();
+        ag.update();
+        EXPECT_TRUE(ag.stopped);
+        w.power_cut();
+        w.all_reports.clear();
+        if (renew) {
+            ag.transitions.clear();
+            ag.stop_at = OTA_STATE_MAX;
+            ag.stopped = false;
+            ota_agent_renew(ag.a, &ag.cfg, &ag.ops);
+        } else {
+            ag.reopen();
+            ag.transitions.clear();
+            ag.stop_at = OTA_STATE_MAX;
+            ag.stopped = false;
+        }
+        EXPECT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_IN_PROGRESS);
+        EXPECT_EQ(ota_agent_journal(ag.a)->state, OTA_STATE_IDLE); // nothing loaded yet
+        ag.update();
+        return Seen{ag.transitions, statuses(w), ota_agent_last_outcome(ag.a, nullptr),
+                    ota_agent_last_check(ag.a, nullptr), w.current};
+    };
+    Seen fresh = run(false), renewed = run(true);
+    EXPECT_EQ(renewed.moves, fresh.moves);
+    EXPECT_EQ(renewed.reports, fresh.reports);
+    EXPECT_EQ(renewed.outcome, fresh.outcome);
+    EXPECT_EQ(renewed.check, fresh.check);
+    EXPECT_EQ(renewed.current, fresh.current);
+    EXPECT_FALSE(fresh.moves.empty());
+}
+
+// The journal's manifest is cleared and copied as text (8 KiB of which a
+// manifest uses a few hundred bytes); every other byte as bytes.
+TEST(Core, JournalClearAndCopyReadAsZeroedAndStructCopies)
+{
+    auto src = std::make_unique<ota_journal>();
+    auto dst = std::make_unique<ota_journal>();
+    std::memset(src.get(), 0x5a, sizeof(*src));
+    src->manifest[sizeof(src->manifest) - 1] = '\0'; // a manifest of the largest size
+    src->update_id[3] = '\0';
+    std::memset(dst.get(), 0xa5, sizeof(*dst));
+    ota_journal_copy(dst.get(), src.get());
+    EXPECT_EQ(std::memcmp(dst.get(), src.get(), offsetof(ota_journal, manifest)), 0);
+    EXPECT_STREQ(dst->manifest, src->manifest);
+    ota_journal_clear(dst.get());
+    auto zero = std::make_unique<ota_journal>();
+    std::memset(zero.get(), 0, sizeof(*zero));
+    EXPECT_EQ(std::memcmp(dst.get(), zero.get(), offsetof(ota_journal, manifest)), 0);
+    EXPECT_STREQ(dst->manifest, "");
+    EXPECT_EQ(dst->state, OTA_STATE_IDLE);
 }
 
 INSTANTIATE_TEST_SUITE_P(Core, CrashInState,

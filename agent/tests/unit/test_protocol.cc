@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include <jansson.h>
@@ -70,6 +72,32 @@ TEST(Protocol, CheckinOffer)
     EXPECT_STREQ(off.rollout_id, "r1");
     EXPECT_STREQ(off.manifest, "{\"a\":1}"); // exact bytes, unescaped
     EXPECT_STREQ(off.url, "http://h/p");
+}
+
+// An offer is whole whatever the caller's struct held before (the core no
+// longer zeroes 9 KiB per check-in: ota_offer_clear clears as text).
+TEST(Protocol, CheckinOfferIsWholeOverGarbage)
+{
+    const char *body = "{\"activate\":\"u0\",\"update\":{\"update_id\":\"u1\",\"manifest\":\"{}\","
+                       "\"signature\":\"c2ln\",\"url\":\"http://h/p\"}}";
+    auto dirty = std::make_unique<ota_offer>(), clean = std::make_unique<ota_offer>();
+    std::memset(dirty.get(), 0xa5, sizeof(*dirty));
+    std::memset(clean.get(), 0, sizeof(*clean));
+    int has = 0;
+    ota_err err{};
+    ASSERT_EQ(ota_proto_parse_checkin(body, strlen(body), &has, dirty.get(), &err), 0)
+        << err.reason;
+    ASSERT_EQ(ota_proto_parse_checkin(body, strlen(body), &has, clean.get(), &err), 0)
+        << err.reason;
+    EXPECT_EQ(std::memcmp(dirty.get(), clean.get(), offsetof(ota_offer, manifest)), 0);
+    EXPECT_STREQ(dirty->manifest, "{}");
+    EXPECT_STREQ(dirty->rollout_id, ""); // absent: empty, not what was there
+    EXPECT_EQ(dirty->not_after_ms, 0);
+    EXPECT_STREQ(dirty->activate, "u0");
+    ota_offer_clear(dirty.get());
+    EXPECT_STREQ(dirty->update_id, "");
+    EXPECT_STREQ(dirty->manifest, "");
+    EXPECT_EQ(dirty->wait_activation, 0);
 }
 
 TEST(Protocol, CheckinOfferWithActivation)

@@ -100,12 +100,11 @@ struct fctx {
 struct fpass {
     struct fctx c; /* first: the ops' context */
     struct fdev *d;
-    struct ota_agent *a;
+    struct ota_agent *a; /* the slot's core, renewed at each pass; its config is the
+                            fleet's with the pass's device in it */
     struct otasim_fiber *f;
     int waiting_io; /* parked on a transfer */
     struct fpass *next_free;
-    struct ota_agent_config cfg; /* the fleet's, with each pass's device in it (7 KiB: not
-                                    copied onto the fiber's stack at every pass) */
 };
 
 /* ---- the runner ---- */

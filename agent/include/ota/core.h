@@ -342,9 +342,14 @@ struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg,
                                 const struct ota_agent_ops *ops);
 /* Makes a what ota_agent_new(cfg, ops) returns, in its own memory: for a host
  * that runs many short lives of the core one after another (the fleet
- * runner's passes), without a 30 KiB allocation and clearing each time. */
+ * runner's passes), without a 30 KiB allocation and clearing each time.
+ * cfg NULL: a keeps its config (7 KiB not copied); the host may change it
+ * through ota_agent_cfg() before ota_agent_start. */
 void ota_agent_renew(struct ota_agent *a, const struct ota_agent_config *cfg,
                      const struct ota_agent_ops *ops);
+/* The agent's own config: to change between ota_agent_renew and
+ * ota_agent_start, not while the agent runs. */
+struct ota_agent_config *ota_agent_cfg(struct ota_agent *a);
 void ota_agent_free(struct ota_agent *a);
 
 /* Loads the journal without applying any recovery rule (for operator

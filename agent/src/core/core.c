@@ -87,7 +87,8 @@ void ota_agent_renew(struct ota_agent *a, const struct ota_agent_config *cfg,
 
     memset(a, 0, offsetof(struct ota_agent, cfg));
     a->dl.sha = sha;
-    a->cfg = *cfg;
+    if (cfg)
+        a->cfg = *cfg;
     ota_journal_clear(&a->j);
     a->ops = *ops;
     a->server_ok = 1;
@@ -107,6 +108,11 @@ struct ota_agent *ota_agent_new(const struct ota_agent_config *cfg, const struct
     }
     ota_agent_renew(a, cfg, ops);
     return a;
+}
+
+struct ota_agent_config *ota_agent_cfg(struct ota_agent *a)
+{
+    return &a->cfg;
 }
 
 void ota_agent_free(struct ota_agent *a)

@@ -38,42 +38,45 @@
 
 /* ---- heap of wake times and the ready queue -------------------------------- */
 
-static int earlier(const struct fdev *a, const struct fdev *b)
+static int earlier(const struct fheap_entry *a, const struct fheap_entry *b)
 {
-    return a->wake_ms < b->wake_ms || (a->wake_ms == b->wake_ms && a->idx < b->idx);
-}
-
-static void heap_swap(struct fleet *fl, uint32_t i, uint32_t j)
-{
-    struct fdev *t = fl->heap[i];
-
-    fl->heap[i] = fl->heap[j];
-    fl->heap[j] = t;
-    fl->heap[i]->heap_pos = i + 1;
-    fl->heap[j]->heap_pos = j + 1;
+    return a->wake_ms < b->wake_ms || (a->wake_ms == b->wake_ms && a->dev < b->dev);
 }
 
 static void heap_up(struct fleet *fl, uint32_t i)
 {
-    while (i > 0 && earlier(fl->heap[i], fl->heap[(i - 1) / 2])) {
-        heap_swap(fl, i, (i - 1) / 2);
+    struct fheap_entry e = fl->heap[i];
+
+    while (i > 0 && earlier(&e, &fl->heap[(i - 1) / 2])) {
+        fl->heap[i] = fl->heap[(i - 1) / 2];
         i = (i - 1) / 2;
     }
+    fl->heap[i] = e;
 }
 
 static void heap_down(struct fleet *fl, uint32_t i)
 {
+    struct fheap_entry e = fl->heap[i];
+
     for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < fl->heap_n && earlier(fl->heap[l], fl->heap[m]))
-            m = l;
-        if (r < fl->heap_n && earlier(fl->heap[r], fl->heap[m]))
-            m = r;
-        if (m == i)
-            return;
-        heap_swap(fl, i, m);
+        uint32_t l = 2 * i + 1, m = l;
+        if (l >= fl->heap_n)
+            break;
+        if (l + 1 < fl->heap_n && earlier(&fl->heap[l + 1], &fl->heap[l]))
+            m = l + 1;
+        if (!earlier(&fl->heap[m], &e))
+            break;
+        fl->heap[i] = fl->heap[m];
         i = m;
     }
+    fl->heap[i] = e;
+}
+
+static void heap_remove_top(struct fleet *fl)
+{
+    fl->heap[0] = fl->heap[--fl->heap_n];
+    if (fl->heap_n)
+        heap_down(fl, 0);
 }
 
 /* Wake times are rounded up to the run's time grain (--grain, default 1 s):
@@ -83,27 +86,45 @@ void fleet_wake_at(struct fleet *fl, struct fdev *d, int64_t t)
 {
     if (fl->grain > 1)
         t = (t + fl->grain - 1) / fl->grain * fl->grain;
-    d->wake_ms = t;
-    if (d->heap_pos) {
-        uint32_t i = d->heap_pos - 1;
-        heap_up(fl, i);
-        heap_down(fl, d->heap_pos - 1);
-        return;
+    if (fl->heap_n == fl->heap_cap) { /* only moves of waiting devices fill it past n_dev */
+        uint32_t cap = fl->heap_cap ? fl->heap_cap * 2 : 1024;
+        struct fheap_entry *h = realloc(fl->heap, cap * sizeof(*h));
+        if (!h)
+            abort(); /* as a failed push onto a full ready queue */
+        fl->heap = h;
+        fl->heap_cap = cap;
     }
-    fl->heap[fl->heap_n] = d;
-    d->heap_pos = ++fl->heap_n;
-    heap_up(fl, fl->heap_n - 1);
+    d->wake_ms = t;
+    d->heap_gen++;
+    d->in_heap = 1;
+    fl->heap[fl->heap_n] = (struct fheap_entry){t, (uint32_t)(d - fl->dev), d->heap_gen};
+    heap_up(fl, fl->heap_n++);
+}
+
+static void heap_drop_stale(struct fleet *fl)
+{
+    while (fl->heap_n) {
+        const struct fdev *d = &fl->dev[fl->heap[0].dev];
+        if (d->in_heap && d->heap_gen == fl->heap[0].gen)
+            return;
+        heap_remove_top(fl);
+    }
+}
+
+int64_t fleet_heap_next(struct fleet *fl)
+{
+    heap_drop_stale(fl);
+    return fl->heap_n ? fl->heap[0].wake_ms : INT64_MAX;
 }
 
 struct fdev *fleet_heap_pop(struct fleet *fl)
 {
-    struct fdev *d = fl->heap[0];
+    struct fdev *d;
 
-    heap_swap(fl, 0, fl->heap_n - 1);
-    fl->heap_n--;
-    d->heap_pos = 0;
-    if (fl->heap_n)
-        heap_down(fl, 0);
+    heap_drop_stale(fl);
+    d = &fl->dev[fl->heap[0].dev];
+    heap_remove_top(fl);
+    d->in_heap = 0;
     return d;
 }
 
@@ -455,7 +476,7 @@ static int advance(struct run *R, int64_t t, struct ota_err *err)
     if (srv_t > fl->srv_now && (r = fleet_clock_advance(fl, srv_t, err)) < 0)
         return r;
     fl->vnow = t;
-    while (fl->heap_n && fl->heap[0]->wake_ms <= fl->vnow)
+    while (fleet_heap_next(fl) <= fl->vnow)
         fleet_ready(fl, fleet_heap_pop(fl));
     return 0;
 }
@@ -480,8 +501,8 @@ static int unstall(struct run *R, struct ota_err *err)
     if (fl->srv_sleepers <= 0 || fl->srv_next == INT64_MAX)
         return 0; /* served on real time: wait */
     next = fl->srv_next;
-    if (fl->heap_n && fl->heap[0]->wake_ms < next)
-        next = fl->heap[0]->wake_ms;
+    if (fleet_heap_next(fl) < next)
+        next = fleet_heap_next(fl);
     if (next < fl->vnow)
         next = fl->vnow;
     /* the server's deadline may fall inside a second the devices already
@@ -525,7 +546,7 @@ static int loop(struct run *R, struct ota_err *err)
         if (fl->ready_head != fl->ready_tail)
             continue;
         /* everyone waits: the next event */
-        next = fl->heap_n ? fl->heap[0]->wake_ms : INT64_MAX;
+        next = fleet_heap_next(fl);
         if (fl->srv_next != INT64_MAX && fl->srv_next > fl->srv_now && fl->srv_next < next)
             next = fl->srv_next;
         if (!fl->rollout_started && rollout_start_at(fl) < next)
@@ -584,7 +605,8 @@ static int devices(struct run *R, struct ota_err *err)
     total = fl->o->count ? fl->o->count : def->count;
     fl->n_dev = 0;
     fl->dev = calloc(total / shards + 1, sizeof(*fl->dev));
-    fl->heap = calloc(total / shards + 1, sizeof(*fl->heap));
+    fl->heap_cap = total / shards + 1;
+    fl->heap = calloc(fl->heap_cap, sizeof(*fl->heap));
     fl->ready_cap = 1024;
     fl->ready = calloc(fl->ready_cap, sizeof(*fl->ready));
     if (!fl->dev || !fl->heap || !fl->ready || !fac)

@@ -76,7 +76,8 @@ struct fdev {
     const char *last_status, *last_version;
     /* scheduling */
     int64_t wake_ms;
-    uint32_t heap_pos; /* 0: not in the heap */
+    uint32_t heap_gen; /* the heap entry of this generation is the live one */
+    uint8_t in_heap;
     struct fpass *pass;
     /* accounting (seed 003's figures) */
     uint64_t bytes_down;
@@ -124,9 +125,15 @@ struct fleet {
     struct ota_agent_config cfg; /* shared by every device; per device: id, type, group */
     struct fdev *dev;
     uint32_t n_dev;
-    /* timers: a binary heap of devices by wake_ms */
-    struct fdev **heap;
-    uint32_t heap_n;
+    /* timers: a binary heap of wake times; an entry carries its key and its
+     * device's index, so that sifting reads only the heap (one cache line per
+     * level), not a device per comparison */
+    struct fheap_entry {
+        int64_t wake_ms;
+        uint32_t dev; /* index in dev[] */
+        uint32_t gen; /* stale unless dev[dev].heap_gen */
+    } * heap;
+    uint32_t heap_n, heap_cap;
     /* ready to run now */
     struct fdev **ready;
     uint32_t ready_head, ready_tail, ready_cap;
@@ -286,11 +293,12 @@ int fleet_calib_app_bin(const struct fleet *fl, const struct otasim_fleet_releas
 
 /* fleet.c */
 void fleet_ready(struct fleet *fl, struct fdev *d);
-/* The heap of wake times (fl->heap, room for every device): d wakes at t
- * (rounded up to fl->grain; moved if it waits already); pop the earliest
- * (ties by device index). */
+/* The heap of wake times: d wakes at t (rounded up to fl->grain; moved if it
+ * waits already: its older entry goes stale); pop the earliest (ties by
+ * device index); the earliest wake time, INT64_MAX when none. */
 void fleet_wake_at(struct fleet *fl, struct fdev *d, int64_t t);
 struct fdev *fleet_heap_pop(struct fleet *fl);
+int64_t fleet_heap_next(struct fleet *fl);
 /* From a fiber: sleep until virtual time t. */
 void fleet_sleep_until(struct fleet *fl, struct fdev *d, int64_t t);
 

@@ -3,6 +3,8 @@
 // share one buffer until they differ, and the canary statistics.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -457,17 +459,17 @@ namespace
 {
 
 // The loop's heap: devices come out by wake time (ties by index), a device
-// that waits already is moved, not added twice, and wakes round up to the
-// grain (devices due within one grain act together).
+// that waits already is moved (its older entry is stale and never comes out),
+// and wakes round up to the grain (devices due within one grain act together).
 TEST(FleetLoop, WakesComeOutInOrderAndOnTheGrain)
 {
     const uint32_t n = 2000;
     std::vector<fdev> devs(n);
-    std::vector<fdev *> heap(n);
     fleet fl{};
     uint64_t x = 88172645463325252ull;
 
-    fl.heap = heap.data();
+    fl.dev = devs.data();
+    fl.n_dev = n;
     fl.grain = 1;
     for (uint32_t i = 0; i < n; i++) {
         x ^= x << 13;
@@ -476,20 +478,23 @@ TEST(FleetLoop, WakesComeOutInOrderAndOnTheGrain)
         devs[i].idx = i;
         fleet_wake_at(&fl, &devs[i], (int64_t)(x % 5000));
     }
-    for (uint32_t i = 0; i < n; i += 3) // move a third of them
-        fleet_wake_at(&fl, &devs[i], devs[i].wake_ms + 2500);
-    ASSERT_EQ(fl.heap_n, n);
+    for (uint32_t i = 0; i < n; i += 3) // move a third of them, half of them earlier
+        fleet_wake_at(&fl, &devs[i], i % 2 ? devs[i].wake_ms + 2500 : devs[i].wake_ms / 2);
     int64_t last = -1;
-    uint32_t last_idx = 0;
-    for (uint32_t k = 0; k < n; k++) {
+    uint32_t last_idx = 0, popped = 0;
+    std::vector<int> seen(n);
+    while (fleet_heap_next(&fl) != INT64_MAX) {
         fdev *d = fleet_heap_pop(&fl);
         ASSERT_TRUE(d->wake_ms > last || (d->wake_ms == last && d->idx > last_idx))
-            << "out of order at " << k;
-        EXPECT_EQ(d->heap_pos, 0u);
+            << "out of order at " << popped;
+        EXPECT_EQ(d->in_heap, 0);
+        seen[d->idx]++;
+        popped++;
         last = d->wake_ms;
         last_idx = d->idx;
     }
-    EXPECT_EQ(fl.heap_n, 0u);
+    EXPECT_EQ(popped, n);
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), (long)n); // each once, at its last wake
 
     fl.grain = 1000;
     fleet_wake_at(&fl, &devs[0], 1);
@@ -498,6 +503,7 @@ TEST(FleetLoop, WakesComeOutInOrderAndOnTheGrain)
     EXPECT_EQ(devs[0].wake_ms, 1000);
     EXPECT_EQ(devs[1].wake_ms, 1000);
     EXPECT_EQ(devs[2].wake_ms, 2000);
+    free(fl.heap);
 }
 
 } // namespace

@@ -40,6 +40,7 @@ struct calib_dev {
     int seen;
     char type[64], group[64];
     uint8_t bad[OTASIM_FLEET_MAX_RELEASES]; /* fleet_bad_for of each release */
+    uint8_t offline, late;                  /* the device's draws (fleet.c devices()) */
     char version[32];                       /* running ("": down) */
     char state[24];                         /* the agent's */
     int rolled_back;
@@ -106,6 +107,8 @@ void fleet_calib_record(struct fleet *fl, const struct fdev *d, json_t *reports)
     ota_strlcpy(cd->group, fl->def->groups[d->group].value, sizeof(cd->group));
     for (size_t i = 0; i < fl->def->n_rel; i++)
         cd->bad[i] = (uint8_t)fleet_bad_for(fl, d, &fl->def->rel[i]);
+    cd->offline = d->offline;
+    cd->late = d->late;
     ota_strlcpy(cd->version, d->running ? d->running : "", sizeof(cd->version));
     ota_strlcpy(cd->state, ota_state_names[d->j ? d->j->state : OTA_STATE_IDLE], sizeof(cd->state));
     cd->rolled_back = d->rollbacks > 0;
@@ -172,13 +175,13 @@ struct native {
 /* What the native tier cannot reproduce of a fleet file (0: nothing). */
 static int supported(const struct otasim_fleet_def *def, struct ota_err *err)
 {
-    if (def->offline > 0 || def->late > 0 || def->n_zones || def->n_attrs || def->bandwidth ||
-        def->power_cut > 0 || def->agent_crash > 0 || def->server_faults_json ||
-        def->rollout_activate_at_ms >= 0 || def->rootfs)
+    if (def->n_zones || def->n_attrs || def->bandwidth || def->power_cut > 0 ||
+        def->agent_crash > 0 || def->server_faults_json || def->rollout_activate_at_ms >= 0 ||
+        def->rootfs)
         return ota_err_set(err, ENOTSUP,
                            "calibration: %s uses what the native run does not reproduce "
-                           "(offline, late, timezones, attributes, bandwidth, "
-                           "faults, blue_green activate_at, a rootfs fleet)",
+                           "(timezones, attributes, bandwidth, faults, blue_green activate_at, "
+                           "a rootfs fleet)",
                            def->path);
     for (size_t i = 0; i < def->n_rel; i++)
         if (def->rel[i].bad == OTASIM_BAD_CRASH || def->rel[i].bad == OTASIM_BAD_BOOT ||
@@ -278,6 +281,29 @@ static void *worker(void *arg)
     }
 }
 
+/* As fleet.c pass_ended: an offline device registered and is never heard
+ * of again; a late one is silent until `late.after`; the others poll again
+ * after the pass; each with the same jitter draw (the device's pass count). */
+static void native_next_wake(struct native *N, struct ndev *nd)
+{
+    const struct otasim_fleet_def *def = N->fl.def;
+    const struct calib_dev *cd = &N->ref->dev[nd->idx];
+    int64_t ended = nd->wake + nd->took_ms, jitter = 0;
+
+    if (cd->offline) {
+        nd->wake = INT64_MAX;
+        return;
+    }
+    if (def->jitter_ms > 0)
+        jitter = (int64_t)(fleet_hash(N->fl.seed ^ 0x717, nd->idx, (uint64_t)nd->passes) %
+                           (uint64_t)def->jitter_ms);
+    if (cd->late && ended < def->late_ms)
+        nd->wake = def->late_ms + jitter;
+    else
+        nd->wake = ended + def->poll_ms + jitter;
+    nd->wake = (nd->wake + SEC - 1) / SEC * SEC;
+}
+
 /* Runs the batch's passes on `jobs` threads. */
 static int run_batch(struct native *N, unsigned jobs, struct ota_err *err)
 {
@@ -303,13 +329,7 @@ static int run_batch(struct native *N, unsigned jobs, struct ota_err *err)
             return ota_err_prefix(err, -(nd->err.code ? nd->err.code : EIO), "d%06u pass %d",
                                   nd->idx, nd->passes);
         }
-        /* as fleet.c pass_ended: the next poll after the pass, with the
-         * same jitter draw (the device's pass count) */
-        nd->wake += nd->took_ms + N->fl.def->poll_ms;
-        if (N->fl.def->jitter_ms > 0)
-            nd->wake += (int64_t)(fleet_hash(N->fl.seed ^ 0x717, nd->idx, (uint64_t)nd->passes) %
-                                  (uint64_t)N->fl.def->jitter_ms);
-        nd->wake = (nd->wake + SEC - 1) / SEC * SEC;
+        native_next_wake(N, nd);
     }
     return 0;
 }
@@ -505,15 +525,16 @@ int otasim_fleet_calib_compare(const struct otasim_fleet_calib *a,
     return diffs;
 }
 
-/* The per-device table, one line each (for the record and the test). */
+/* The per-device table, one line each (for the record and the test); the
+ * draw column: off(line), late, bad (the bad release's draw) or -. */
 void otasim_fleet_calib_print(const struct otasim_fleet_calib *c, FILE *out)
 {
     for (uint32_t i = 0; i < c->n; i++) {
         const struct calib_dev *x = &c->dev[i];
-        int bad = bad_draw(x);
-        fprintf(out, "  d%06u %-8s %-6s %-3s %-6s %-5s %-11s %s\n", i, x->type, x->group,
-                bad ? "bad" : "-", x->version[0] ? x->version : "down", x->state,
-                x->rolled_back ? "rolled-back" : "-", x->report);
+        const char *draw = x->offline ? "off" : x->late ? "late" : bad_draw(x) ? "bad" : "-";
+        fprintf(out, "  d%06u %-8s %-6s %-4s %-6s %-5s %-11s %s\n", i, x->type, x->group, draw,
+                x->version[0] ? x->version : "down", x->state, x->rolled_back ? "rolled-back" : "-",
+                x->report);
     }
 }
 

@@ -20,6 +20,7 @@
 #include "ota/abboot.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
+#include "otasim/agent.h"
 #include "otasim/fast.h"
 #include "otasim/journal.h"
 #include "otasim/proc.h"
@@ -105,53 +106,6 @@ static int uses_faketime(const struct otasim_device *d)
            (d->tr->fault.kind == OTASIM_FAULT_CLOCK_JUMP || d->tr->sc->clock_rate > 1);
 }
 
-static int write_config(struct otasim_device *d, struct ota_err *err)
-{
-    const struct otasim_scenario *sc = d->tr->sc;
-    const struct otasim_release *fac = otasim_scenario_factory(sc);
-    char text[8192], svc[PATH_MAX + 8];
-    size_t n = 0;
-    int window_s = (sc->health_window_ms + 999) / 1000;
-
-#define ADD(...) n += (size_t)snprintf(text + n, sizeof(text) - n, __VA_ARGS__)
-    ADD("[agent]\nsource = %s\nserver = http://127.0.0.1:%d\n", sc->source,
-        otasim_proxy_port(d->proxy));
-    if (strcmp(sc->source, "github") == 0)
-        ADD("repo = sim/video-app\n");
-    ADD("enroll_token = %s\ndevice_id = %s\ndevice_type = %s\npublic_key = %s\n",
-        d->tr->srv->enroll_token, d->tr->device_id, sc->device_type, d->tr->pub);
-    if (sc->blue_green) /* the rollout's filter: a group of its own (bluegreen.c) */
-        ADD("group = %s\n", d->tr->device_id);
-    else if (d->tr->group[0]) /* a fleet calibration's device (fleet_native.c) */
-        ADD("group = %s\n", d->tr->group);
-    ADD("database = %s/var/lib/ota/agent.db\nmax_resumes = 5\nmax_attempts = 5\n", d->root);
-    ADD("backoff_base_ms = 50\nbackoff_max_ms = 500\ncheckpoint_bytes = %lld\n"
-        "checkpoint_interval_ms = 0\n",
-        sc->checkpoint_bytes ? sc->checkpoint_bytes : 16384);
-    ADD("[transport]\nconnect_timeout = 2\nrequest_timeout = 10\nlow_speed_bytes = 1\n"
-        "low_speed_time = 2\n");
-    ADD("[app]\nroot = %s/opt/app\n[download]\ndir = %s/var/lib/ota/download\n", d->root, d->root);
-    ADD("[health]\nwindow = %d\ninterval_ms = %d\nurl = http://127.0.0.1:%d/health\n", window_s,
-        sc->health_interval_ms, d->app_port);
-    otasim_svc_prefix(d->tools, svc, sizeof(svc));
-    ADD("[service]\nkind = command\nrestart_cmd = %s --dev %s restart\n"
-        "is_active_cmd = %s --dev %s is-active\n"
-        "timeout = 10\n",
-        svc, d->root, svc, d->root);
-    if (otasim_svc_bin(d->tools, svc, sizeof(svc)))
-        ADD("reboot_cmd = %s --dev %s reboot\n", svc, d->root);
-    else
-        ADD("reboot_cmd = touch %s/run/reboot-requested\n", d->root);
-    if (sc->profile == OTASIM_PROFILE_ROOTFS)
-        ADD("[rootfs]\nenv_config = %s\ndevice_a = %s\ndevice_b = %s\nbooted_file = "
-            "%s/run/booted\nversion = %s\n",
-            d->env_config, d->part[0], d->part[1], d->root, fac->version);
-#undef ADD
-    if (n >= sizeof(text))
-        return ota_err_set(err, ENAMETOOLONG, "config too long");
-    return put_file(d->config, text, err);
-}
-
 int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
                          struct otasim_trial *tr, struct ota_err *err)
 {
@@ -166,10 +120,12 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     memset(d, 0, sizeof(*d));
     d->tools = t;
     d->tr = tr;
+    d->agent = sc->agent[0] ? otasim_agent_find(sc->agent) : &otasim_agent_ota;
+    if (!d->agent)
+        return ota_err_set(err, EINVAL, "no adapter for the agent '%s'", sc->agent);
     d->booted_slot = -1;
     d->app_port_fd = -1;
     snprintf(d->root, sizeof(d->root), "%s/dev", tr->dir);
-    snprintf(d->config, sizeof(d->config), "%s/etc/ota-agent.conf", d->root);
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", d->root, dirs[i]);
         if ((r = ota_fs_mkdirs(p, err)) < 0)
@@ -248,7 +204,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     }
     if ((r = otasim_proxy_start(tr->srv->port, &d->proxy, err)) < 0)
         return r;
-    return write_config(d, err);
+    return d->agent->provision(d, err);
 }
 
 static int svc(struct otasim_device *d, const char *cmd, int *ret_status, struct ota_err *err)
@@ -530,7 +486,7 @@ static void state_line(struct otasim_device *d, const struct otasim_fault *f, co
 static void watch_agent(struct otasim_device *d, const struct otasim_fault *f, int errfd, int logfd,
                         struct otasim_pass *ps, int64_t *part_until)
 {
-    char line[16384];
+    char line[16384], json[16384];
     size_t ll = 0;
 
     for (;;) {
@@ -561,8 +517,8 @@ static void watch_agent(struct otasim_device *d, const struct otasim_fault *f, i
         char *nl;
         while ((nl = strchr(line, '\n'))) {
             *nl = '\0';
-            if (strncmp(line, "OTA-STATE ", 10) == 0)
-                state_line(d, f, line + 10, ps, part_until);
+            if (d->agent->state_line(line, json, sizeof(json)))
+                state_line(d, f, json, ps, part_until);
             memmove(line, nl + 1, strlen(nl + 1) + 1);
             ll = strlen(line);
         }
@@ -606,7 +562,7 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
                        struct otasim_pass *ret, struct ota_err *err)
 {
     const struct otasim_fault *f = arm ? arm->fault : NULL;
-    const char *argv[] = {d->tools->agent, "--config", d->config, "update", NULL};
+    const char *argv[16];
     char logpath[PATH_MAX + 32], outpath[PATH_MAX + 32];
     struct pass_env env;
     struct otasim_pass ps;
@@ -620,6 +576,7 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
     snprintf(logpath, sizeof(logpath), "%s/.sim/agent-%d.log", d->root, pass_no);
     snprintf(outpath, sizeof(outpath), "%s/.sim/agent-%d.out", d->root, pass_no);
     pass_env(&env, d, arm, ps.journal);
+    d->agent->pass_argv(d, argv, sizeof(argv) / sizeof(argv[0]));
     if ((r = otasim_spawn(argv, env.v, d->pgid, outpath, NULL, &errfd, &pid, err)) < 0)
         return r;
     logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -630,7 +587,8 @@ int otasim_device_pass(struct otasim_device *d, int pass_no, const struct otasim
     if (r == -ETIMEDOUT) {
         kill(pid, SIGKILL);
         ota_ignore(otasim_wait(pid, -1, &st));
-        r = ota_err_set(err, ETIMEDOUT, "ota-agent did not finish within 120 s (pass %d)", pass_no);
+        r = ota_err_set(err, ETIMEDOUT, "%s did not finish within 120 s (pass %d)", d->agent->name,
+                        pass_no);
         goto out;
     }
     if (r < 0) {
@@ -655,21 +613,7 @@ out:
 
 int otasim_device_status(struct otasim_device *d, char **ret, struct ota_err *err)
 {
-    const char *argv[] = {d->tools->agent, "--config", d->config, "status", "--json", NULL};
-    const char *env[] = {"ASAN_OPTIONS=verify_asan_link_order=0", NULL};
-    char errlog[PATH_MAX + 32];
-    int st = 0, r;
-
-    snprintf(errlog, sizeof(errlog), "%s/.sim/status.err", d->root);
-    r = otasim_run(argv, env, 30000, ret, errlog, &st, err);
-    if (r < 0)
-        return r;
-    if (st != 0) {
-        free(*ret);
-        *ret = NULL;
-        return ota_err_set(err, EIO, "ota-agent status --json: exit %d", st);
-    }
-    return 0;
+    return d->agent->status(d, ret, err);
 }
 
 int otasim_device_app_get(struct otasim_device *d, const char *path, long *ret_status, char **ret,

@@ -14,6 +14,7 @@
 
 #include "ota/fsutil.h"
 #include "ota/json.h"
+#include "otasim/agent.h"
 #include "otasim/journal.h"
 #include "otasim/svc.h"
 
@@ -239,9 +240,9 @@ int otasim_inv_view_load(struct otasim_device *d, const struct otasim_pass_info 
     /* First of all: the database copy. `ota-agent status` below opens the
      * database, which replays its WAL into it and may move a broken one
      * aside; the check must see what the agent left. */
-    snprintf(p, sizeof(p), "%s/var/lib/ota/agent.db", d->root);
+    snprintf(p, sizeof(p), "%s/%s", d->root, d->agent->state_db);
     snprintf(dir, sizeof(dir), "%s/.sim/db-copy", d->root);
-    if (otasim_inv_copy_db(p, dir, v->db_copy, sizeof(v->db_copy), &e) < 0)
+    if (d->agent->state_db[0] && otasim_inv_copy_db(p, dir, v->db_copy, sizeof(v->db_copy), &e) < 0)
         ota_strlcpy(v->db_copy_err, e.reason, sizeof(v->db_copy_err));
 
     snprintf(p, sizeof(p), "%s/opt/app/current", d->root);

@@ -26,6 +26,7 @@
 
 #include "ota/fsutil.h"
 #include "ota/json.h"
+#include "otasim/agent.h"
 #include "otasim/device.h"
 #include "otasim/invariants.h"
 #include "otasim/proc.h"
@@ -746,6 +747,7 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     memset(&d, 0, sizeof(d));
     d.tools = t;
     d.tr = tr;
+    d.agent = &otasim_agent_ota; /* the QEMU tier runs ota-agent only (docs/agents.md) */
     d.qemu = 1;
     d.booted_slot = -1;
     w.booted_slot = -1;

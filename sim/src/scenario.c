@@ -11,6 +11,7 @@
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "ota/yaml.h"
+#include "otasim/agent.h"
 #include "otasim/jcheck.h"
 
 const char *const otasim_profile_names[OTASIM_PROFILE_MAX] = {"app", "rootfs"};
@@ -117,14 +118,9 @@ void otasim_fault_label(const struct otasim_fault *f, char *buf, size_t cap)
 
 static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_err *err)
 {
-    static const char *const keys[] = {"profile",
-                                       "source",
-                                       "device_type",
-                                       "health_window_ms",
-                                       "health_interval_ms",
-                                       "clock_rate",
-                                       "slot_b",
-                                       "checkpoint_bytes",
+    static const char *const keys[] = {"profile",     "source",           "agent",
+                                       "device_type", "health_window_ms", "health_interval_ms",
+                                       "clock_rate",  "slot_b",           "checkpoint_bytes",
                                        NULL};
     char profile[16] = "app", slot_b[16] = "empty";
     long long v;
@@ -136,6 +132,7 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if ((r = otasim_only_keys(d, "device", keys, err)) < 0 ||
         (r = otasim_opt_str(d, "device", "profile", profile, sizeof(profile), err)) < 0 ||
         (r = otasim_opt_str(d, "device", "source", s->source, sizeof(s->source), err)) < 0 ||
+        (r = otasim_opt_str(d, "device", "agent", s->agent, sizeof(s->agent), err)) < 0 ||
         (r = otasim_opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type),
                             err)) < 0 ||
         (r = otasim_opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err)) < 0)
@@ -151,6 +148,11 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
         return ota_err_set(err, EINVAL, "device.slot_b: for the rootfs profile");
     if (strcmp(s->source, "fleet") != 0 && strcmp(s->source, "github") != 0)
         return ota_err_set(err, EINVAL, "device.source: '%s' is not fleet or github", s->source);
+    if (!otasim_agent_find(s->agent))
+        return ota_err_set(err, EINVAL,
+                           "device.agent: '%s' is not an agent the harness has an adapter for "
+                           "(ota-agent; docs/agents.md)",
+                           s->agent);
     v = s->health_window_ms;
     if ((r = otasim_opt_int(d, "device", "health_window_ms", 0, 600000, &v, err)) < 0)
         return r;
@@ -398,6 +400,7 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
 
     memset(&s, 0, sizeof(s));
     ota_strlcpy(s.source, "fleet", sizeof(s.source));
+    ota_strlcpy(s.agent, otasim_agent_ota.name, sizeof(s.agent));
     ota_strlcpy(s.device_type, "rpi3b", sizeof(s.device_type));
     s.health_window_ms = 500;
     s.health_interval_ms = 100;

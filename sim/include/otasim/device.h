@@ -21,9 +21,12 @@ extern "C" {
 
 #define OTASIM_PART_SIZE (1u << 20)
 
+struct otasim_agent;
+
 struct otasim_device {
     char root[PATH_MAX];
-    char config[PATH_MAX + 32];
+    const struct otasim_agent *agent; /* the agent under test (otasim/agent.h) */
+    char config[PATH_MAX + 32];       /* its config file (set by its adapter) */
     const struct otasim_tools *tools;
     struct otasim_trial *tr;
     pid_t pgid; /* the device's process group (leader: a placeholder init) */

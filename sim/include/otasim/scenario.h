@@ -129,6 +129,7 @@ struct otasim_scenario {
     char path[PATH_MAX];
     enum otasim_profile profile;
     char source[16]; /* fleet | github */
+    char agent[32];  /* the agent under test: its adapter's name (otasim/agent.h) */
     char device_type[32];
     int health_window_ms;
     int health_interval_ms;

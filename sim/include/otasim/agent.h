@@ -1,0 +1,48 @@
+/* The agent under test, as the harness sees it: an adapter (docs/agents.md
+ * is the contract). Everything the simulator assumes about the program it
+ * breaks goes through this table: what the agent reads on the device, how a
+ * pass is started, how its state changes are seen, how it tells its state,
+ * and where its durable state lives. A new agent is one adapter file
+ * (sim/src/agent_NAME.c) and one line in otasim_agent_find. */
+#ifndef OTASIM_AGENT_H
+#define OTASIM_AGENT_H
+
+#include <stddef.h>
+#include "ota/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct otasim_device;
+
+struct otasim_agent {
+    const char *name; /* as scenario files and messages name it */
+    /* Writes what the agent reads on the device (its config, the trusted
+     * key, its view of the boot env) under the device's root. */
+    int (*provision)(struct otasim_device *d, struct ota_err *err);
+    /* argv of one pass (one run of the agent that checks for, applies or
+     * resumes an update and exits); cap includes the NULL. */
+    void (*pass_argv)(const struct otasim_device *d, const char **argv, size_t cap);
+    /* A line of the agent's stderr: 1 if it tells a state change, with the
+     * change in the harness's state-line JSON (docs/agents.md) in json; 0 if
+     * not. */
+    int (*state_line)(const char *line, char *json, size_t cap);
+    /* The agent's own account of where it is, as the harness's status JSON
+     * (docs/agents.md), malloc'ed in *ret. */
+    int (*status)(struct otasim_device *d, char **ret, struct ota_err *err);
+    /* Its durable state: an SQLite database under the device's root, copied
+     * for the invariants before anything opens it ("": none). */
+    const char *state_db;
+};
+
+/* ota-agent, this project's agent (sim/src/agent_ota.c). */
+extern const struct otasim_agent otasim_agent_ota;
+
+/* The adapter called name, NULL if there is none. */
+const struct otasim_agent *otasim_agent_find(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

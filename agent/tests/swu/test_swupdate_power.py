@@ -230,3 +230,21 @@ def test_slot_b_is_durable_once_the_env_selects_it(single):
                    "and U-Boot would boot its default env (docs/swupdate.md)")
 def test_a_torn_write_of_the_single_env_never_corrupts_it(single):
     check_env_at_every_cut(single, {"torn"})
+
+
+def test_ota_sim_rebuild_refuses_an_unmodelled_journal(tmp_path):
+    """A journal with a call the model cannot undo (GNU sed -i writes its
+    temporary file through fdopen(3)) is refused, not rebuilt as durable."""
+    sim, lib = otadev.binary("sim", "ota-sim"), otadev.binary("sim", "libotasim-interpose.so")
+    root, journal = tmp_path / "root", str(tmp_path / "journal")
+    root.mkdir()
+    (root / "f").write_text("abc\n")
+    subprocess.run(["sed", "-i", "s/a/b/", str(root / "f")], check=True,
+                   env=dict(os.environ, LD_PRELOAD=lib, OTASIM_ROOT=str(root),
+                            OTASIM_JOURNAL=journal))
+    p = subprocess.run([sim, "rebuild", str(root), journal], capture_output=True, text=True)
+    assert p.returncode == 5 and "unmodelled call fdopen" in p.stderr, p.stderr
+    assert (root / "f").read_text() == "bbc\n"  # left as it was
+    p = subprocess.run([sim, "rebuild", str(root), journal, "--crash-model", "nope"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "unknown crash model 'nope'" in p.stderr, p.stderr

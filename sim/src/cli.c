@@ -13,6 +13,7 @@
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/journal.h"
+#include "otasim/power.h"
 #include "otasim/runner.h"
 #include "otasim/svc.h"
 
@@ -30,6 +31,12 @@ static void usage(FILE *f)
                "       ota-sim matrix [--matrix FILE] [--list] [--case ID]... [options]\n"
                "       ota-sim svc --dev ROOT start|stop|restart|is-active|reboot\n"
                "       ota-sim journal FILE   (print an interposer journal)\n"
+               "       ota-sim rebuild ROOT JOURNAL [--crash-model M] [--seed N]\n"
+               "                              (rebuild ROOT, in place, as a power cut at the\n"
+               "                              end of JOURNAL leaves it: what a process run\n"
+               "                              under the interposer with OTASIM_CRASH_AT=N\n"
+               "                              journaled; refuses a journal with an unmodelled\n"
+               "                              call)\n"
                "       ota-sim fleet FLEET.yaml [options]   (ota-sim fleet --help)\n"
                "       ota-sim fleet-merge OUT.db SHARD.db...  (ota-sim fleet-merge --help)\n"
                "       ota-sim fleet-calibrate FLEET.yaml [options]   (in-process vs native)\n"
@@ -227,6 +234,54 @@ static int do_journal(int argc, char **argv)
     }
     printf("%llu counted calls\n", (unsigned long long)j->calls);
     otasim_journal_free(j);
+    return EXIT_PASS;
+}
+
+/* ota-sim rebuild ROOT JOURNAL [--crash-model M] [--seed N]: the power
+ * model's rebuild of ROOT (otasim/power.h) for a process that some other
+ * harness ran under the interposer (the SWUpdate tests). */
+static int do_rebuild(int argc, char **argv)
+{
+    struct otasim_crash cm = {OTASIM_CRASH_MINIMAL, 1};
+    struct otasim_rebuild_stats st = {0};
+    struct ota_err e = {0};
+    char what[PATH_MAX + 64], *end;
+    int i;
+
+    for (i = 4; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--crash-model") == 0) {
+            if (otasim_crash_model_parse(argv[i + 1], &cm.model, &e) < 0)
+                break;
+        } else if (strcmp(argv[i], "--seed") == 0) {
+            errno = 0;
+            cm.seed = strtoull(argv[i + 1], &end, 10);
+            if (errno || *end || !argv[i + 1][0])
+                break;
+        } else {
+            break;
+        }
+    }
+    if (argc < 4 || i != argc) {
+        if (e.reason[0])
+            fprintf(stderr, "ota-sim rebuild: %s\n", e.reason);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (otasim_journal_unmodelled(argv[3], what, sizeof(what))) {
+        fprintf(stderr, "ota-sim rebuild: unmodelled call %s (the power model cannot rebuild it)\n",
+                what);
+        return EXIT_HARNESS;
+    }
+    if (otasim_power_rebuild_model(argv[2], argv[3], &cm, &st, &e) < 0) {
+        fprintf(stderr, "ota-sim rebuild: %s\n", e.reason);
+        return EXIT_HARNESS;
+    }
+    printf("durable %llu, writes undone %llu (%llu bytes), directory changes undone %llu, "
+           "kept unsynced %llu, torn writes %llu (%llu sectors)\n",
+           (unsigned long long)st.durable, (unsigned long long)st.writes_undone,
+           (unsigned long long)st.bytes_restored, (unsigned long long)st.dirops_undone,
+           (unsigned long long)st.kept_unsynced, (unsigned long long)st.torn_writes,
+           (unsigned long long)st.torn_sectors);
     return EXIT_PASS;
 }
 
@@ -627,6 +682,8 @@ int otasim_cli_main(int argc, char **argv)
         return do_svc(argc, argv);
     if (strcmp(argv[1], "journal") == 0)
         return do_journal(argc, argv);
+    if (strcmp(argv[1], "rebuild") == 0)
+        return do_rebuild(argc, argv);
     if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "matrix") == 0)
         return do_run(argc, argv);
     if (strcmp(argv[1], "fleet") == 0)

@@ -96,30 +96,35 @@ def read_env(cfg):
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 
 
-def swupdate_uboot(tmp, swu, cert, cfg, *args):
+def swupdate_uboot(tmp, swu, cert, cfg, *args, prefix=()):
     """swupdate -B uboot in a mount namespace of its own whose /etc is a
     small copy of the host's plus fw_env.config = cfg (swupdate reads that
     fixed path); the host's /etc is not touched. (exit status, log), or None
-    if no mount namespace can be made here."""
+    if no mount namespace can be made here. prefix: a command that runs
+    swupdate (e.g. env LD_PRELOAD=... for the interposer, which must not be
+    loaded by unshare or sh). swupdate runs in a session of its own: a power
+    cut of the interposer kills its process group, never the test's."""
     etc = os.path.join(tmp, "etc")
-    os.makedirs(etc, exist_ok=True)
-    for name in ("passwd", "group", "nsswitch.conf", "hosts", "localtime", "ssl"):
-        src = os.path.join("/etc", name)
-        if os.path.isdir(src):
-            shutil.copytree(src, os.path.join(etc, name), symlinks=True, dirs_exist_ok=True)
-        elif os.path.exists(src):
-            shutil.copy(src, etc)
+    if not os.path.isdir(etc):  # made once per tmp: a later run only changes fw_env.config
+        os.makedirs(etc)
+        for name in ("passwd", "group", "nsswitch.conf", "hosts", "localtime", "ssl"):
+            src = os.path.join("/etc", name)
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(etc, name), symlinks=True)
+            elif os.path.exists(src):
+                shutil.copy(src, etc)
     shutil.copy(cfg, os.path.join(etc, "fw_env.config"))
     scratch = os.path.join(tmp, "swupdate-tmp")
     os.makedirs(scratch, exist_ok=True)
     inner = ("mount --make-rprivate / && mount --bind \"$0\" /etc && exec \"$@\"")
-    cmd = [SWUPDATE, "-B", "uboot", "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args)
+    cmd = list(prefix) + [SWUPDATE, "-B", "uboot", "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args)
     for unshare in (["unshare", "-m"], ["unshare", "-rm"]):
         probe = subprocess.run(unshare + ["sh", "-c", "mount --make-rprivate /"],
                                capture_output=True)
         if probe.returncode == 0:
             p = subprocess.run(unshare + ["sh", "-c", inner, etc] + cmd, capture_output=True,
-                               text=True, timeout=120, env=dict(os.environ, TMPDIR=scratch))
+                               text=True, timeout=120, env=dict(os.environ, TMPDIR=scratch),
+                               start_new_session=True)
             return p.returncode, p.stdout + p.stderr
     return None
 

@@ -12,23 +12,30 @@
  *   copyrange SRC DST | sendfile SRC DST | splice DST TEXT (through a pipe) |
  *   mmapw P TEXT (shared writable mapping) | fopenw P TEXT | fdopenw P TEXT |
  *   fchmod P MODE | chmod P MODE | utimens P SECONDS | chown P |
- *   tmpfile DIR NAME TEXT (O_TMPFILE, written, linked in as DIR/NAME)
+ *   tmpfile DIR NAME TEXT (O_TMPFILE, written, linked in as DIR/NAME) |
+ *   thread (the rest of the script runs in a second thread; main joins it) |
+ *   fork (a child that waits in pause() until the script ends or a power cut
+ *   kills the group: SWUpdate's helper process) | forkwrite P TEXT (a forked
+ *   child creates P with TEXT and exits; waited for)
  * (SRC, DST, P of the fd calls: names given to open before)
  * TEXT is the rest of the command. A failing command prints
  * "ERR <n> <command> <errno>" on stdout and the script goes on; the exit
  * status is the number of failures. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -445,21 +452,86 @@ static int run(char *line)
     return errno = EINVAL, -1;
 }
 
-int main(int argc, char **argv)
+static int forked_write(const char *p, const char *text)
 {
-    int i, bad = 0;
+    int st = 0;
+    pid_t pid = fork();
 
-    for (i = 1; i < argc; i++) {
-        char *line = strdup(argv[i]);
+    if (pid == 0) {
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        _exit(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text) ? 0 : 1);
+    }
+    if (pid < 0 || waitpid(pid, &st, 0) < 0)
+        return -1;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : (errno = EIO, -1);
+}
+
+static struct {
+    int argc;
+    char **argv;
+    pid_t child; /* of "fork" */
+} sc;
+
+/* Runs the script from argument i on; the number of failed commands. */
+static int script(int i);
+
+static void *script_thread(void *arg)
+{
+    return (void *)(intptr_t)script((int)(intptr_t)arg);
+}
+
+static int script(int i)
+{
+    int bad = 0;
+    pthread_t t;
+    void *res;
+
+    for (; i < sc.argc; i++) {
+        char *line = strdup(sc.argv[i]), *w[2];
         if (!line)
             return 100;
         errno = 0;
-        if (run(line) < 0) {
-            printf("ERR %d %s %s\n", i, argv[i], strerror(errno));
+        if (strcmp(line, "thread") == 0) {
+            free(line);
+            if (pthread_create(&t, NULL, script_thread, (void *)(intptr_t)(i + 1)) != 0 ||
+                pthread_join(t, &res) != 0)
+                return bad + 1;
+            return bad + (int)(intptr_t)res;
+        }
+        if (strcmp(line, "fork") == 0) {
+            sc.child = fork();
+            if (sc.child == 0) {
+                pause();
+                _exit(0);
+            }
+            free(line);
+            bad += sc.child < 0;
+            continue;
+        }
+        if (strncmp(line, "forkwrite ", 10) == 0 && (w[0] = strtok(line + 10, " ")) &&
+            (w[1] = strtok(NULL, ""))) {
+            if (forked_write(w[0], w[1]) < 0)
+                printf("ERR %d %s %s\n", i, sc.argv[i], strerror(errno)), bad++;
+        } else if (run(line) < 0) {
+            printf("ERR %d %s %s\n", i, sc.argv[i], strerror(errno));
             bad++;
         }
         fflush(stdout);
         free(line);
+    }
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    int bad;
+
+    sc.argc = argc;
+    sc.argv = argv;
+    bad = script(1);
+    if (sc.child > 0) {
+        kill(sc.child, SIGKILL);
+        waitpid(sc.child, NULL, 0);
     }
     if (db)
         sqlite3_close(db);

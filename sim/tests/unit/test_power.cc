@@ -615,6 +615,49 @@ TEST_F(PowerTest, SequentialProcessesContinueTheNumbering)
     EXPECT_EQ(j->calls, 4u);
 }
 
+// SWUpdate's shape (docs/swupdate.md, "Under the power model"): the slot and
+// env writes come from a second thread of the process, while a forked helper
+// process waits. The thread's calls continue the one numbering under the
+// process's pid, a crash trigger fired in it takes the whole process group
+// (run() reads the helper's inherited stdout to EOF: it returns only once
+// the helper is dead too), and the rebuild keeps what the thread's fsync made
+// durable.
+TEST_F(PowerTest, CallsOfASecondThreadAreJournaledAndItsCrashTakesTheGroup)
+{
+    write_file(P("a"), ""); // existing files opened O_RDWR, as the slot and the env
+    write_file(P("b"), "");
+    Result r = run({"fork", "open a rw", "write a 1", "fsync a", "thread", "open b rw", "write b 2",
+                    "fsync b", "write b 3", "mkdir c"},
+                   {"OTASIM_CRASH_AT=5"});
+    ASSERT_EQ(r.status, -SIGKILL) << r.out;
+    EXPECT_EQ(read_file(P("b")), "23");
+    Journal j = load();
+    ASSERT_TRUE(j);
+    EXPECT_EQ(j->calls, 5u);
+    for (size_t i = 0; i < j->n; i++)
+        EXPECT_EQ(j->v[i].pid, j->v[0].pid) << i;
+    EXPECT_EQ(j->v[j->n - 1].op, OTASIM_OP_CRASH);
+    rebuild();
+    EXPECT_EQ(read_file(P("a")), "1");
+    EXPECT_EQ(read_file(P("b")), "2");
+    EXPECT_FALSE(exists(P("c")));
+}
+
+// A forked child (no exec) passes through: its calls are not journaled, so
+// a rebuild keeps them as if durable (otasim/journal.h). SWUpdate's helper
+// makes none (docs/swupdate.md).
+TEST_F(PowerTest, AForkedChildsCallsAreNotJournaled)
+{
+    Result r = run({"forkwrite x hello", "mkdir d"});
+    ASSERT_EQ(r.status, 0) << r.out;
+    Journal j = load();
+    ASSERT_TRUE(j);
+    EXPECT_EQ(j->calls, 1u);
+    rebuild();
+    EXPECT_EQ(read_file(P("x")), "hello");
+    EXPECT_FALSE(exists(P("d")));
+}
+
 TEST_F(PowerTest, FailInjectionEnospcOnMatchingPath)
 {
     write_file(P("b"), "");

@@ -14,6 +14,7 @@
 
 #include "ota/inventory.h"
 #include "ota/json.h"
+#include "ota/jsonw.h"
 #include "ota/manifest.h"
 #include "otasrv/api.h"
 #include "otasrv/events.h"
@@ -55,27 +56,25 @@ static int opt_str(const json_t *o, const char *key, size_t max, const char **re
     return 0;
 }
 
-/* jansson's JSON_COMPACT | JSON_SORT_KEYS text of v, an object of checked
- * strings under keys (sorted), written directly when no value needs an escape
- * (check_str refused control characters: only '"' and '\\' would): every
- * check-in sends two of these, and the dump was a tenth of its time. */
+/* jansson's JSON_COMPACT | JSON_SORT_KEYS text of v, an object of strings
+ * under keys (sorted), written directly (ota/jsonw.h): every check-in sends
+ * two of these, and the dump was a tenth of its time. NULL: out of memory. */
 static char *kinds_text(const json_t *v, const char *const *keys)
 {
-    char buf[2 * FIELD_MAX + 64];
-    size_t n = 0;
+    struct ota_jw w = {0};
+    char *text = NULL;
+    int first = 1;
 
-    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{");
+    ota_jw_raw(&w, "{", 1);
     for (size_t i = 0; keys[i]; i++) {
         const char *s = json_string_value(json_object_get(v, keys[i]));
         if (!s)
             continue;
-        if (strpbrk(s, "\"\\") || n + strlen(keys[i]) + strlen(s) + 8 >= sizeof(buf))
-            return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"%s\":\"%s\"", n > 1 ? "," : "",
-                              keys[i], s);
+        ota_jw_member(&w, first ? "" : ",", keys[i], s);
+        first = 0;
     }
-    snprintf(buf + n, sizeof(buf) - n, "}");
-    return strdup(buf);
+    ota_jw_raw(&w, "}", 1);
+    return ota_jw_finish(&w, &text) == 0 ? text : NULL;
 }
 
 /* Optional {"app": str, "rootfs": str} field, as compact JSON text

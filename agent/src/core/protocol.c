@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ota/json.h"
+#include "ota/jsonw.h"
 
 static int dump_and_free(json_t *o, char **ret)
 {
@@ -64,155 +65,34 @@ int ota_proto_register_body(const struct ota_inventory *inv, char **ret)
         ret);
 }
 
-/* The check-in body is written directly, not built as jansson objects and
- * dumped: a device sends it at every poll, and a fleet run sends millions
- * (it was a quarter of a check-in's CPU in the core). The same text jansson
- * writes: compact, keys in order, strings escaped as jansson escapes them
- * (\" \\ \b \f \n \r \t, other control characters as \u00XX, the rest
- * as is); invalid UTF-8 is refused, as jansson refuses it. */
-struct jw {
-    char *buf;
-    size_t len, cap;
-    int err; /* the first failure: -ENOMEM or -EINVAL (not UTF-8) */
-};
-
-static void jw_put(struct jw *w, const char *s, size_t n)
-{
-    if (w->err)
-        return;
-    if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        char *b;
-        while (cap < w->len + n + 1)
-            cap *= 2;
-        if (!(b = realloc(w->buf, cap))) {
-            w->err = -ENOMEM;
-            return;
-        }
-        w->buf = b;
-        w->cap = cap;
-    }
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-    w->buf[w->len] = '\0';
-}
-
-/* Length of the UTF-8 sequence at s (1..4), 0 if it is not valid UTF-8
- * (overlong forms, surrogates, beyond U+10FFFF). */
-static size_t utf8_len(const unsigned char *s)
-{
-    unsigned c = s[0], cp;
-    size_t n;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, cp = c & 0x07;
-    else
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-static void jw_str(struct jw *w, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)nz(s), *run = p;
-    char esc[8];
-
-    jw_put(w, "\"", 1);
-    while (*p) {
-        size_t n = utf8_len(p);
-        if (!n) {
-            if (!w->err)
-                w->err = -EINVAL;
-            return;
-        }
-        if (n > 1 || (*p >= 0x20 && *p != '"' && *p != '\\')) {
-            p += n;
-            continue;
-        }
-        jw_put(w, (const char *)run, (size_t)(p - run));
-        switch (*p) {
-        case '"':
-            jw_put(w, "\\\"", 2);
-            break;
-        case '\\':
-            jw_put(w, "\\\\", 2);
-            break;
-        case '\b':
-            jw_put(w, "\\b", 2);
-            break;
-        case '\f':
-            jw_put(w, "\\f", 2);
-            break;
-        case '\n':
-            jw_put(w, "\\n", 2);
-            break;
-        case '\r':
-            jw_put(w, "\\r", 2);
-            break;
-        case '\t':
-            jw_put(w, "\\t", 2);
-            break;
-        default:
-            snprintf(esc, sizeof(esc), "\\u%04X", *p);
-            jw_put(w, esc, 6);
-        }
-        run = ++p;
-    }
-    jw_put(w, (const char *)run, (size_t)(p - run));
-    jw_put(w, "\"", 1);
-}
-
-/* ,"key":"value" (no comma before the first member: lead is "{" or ","). */
-static void jw_member(struct jw *w, const char *lead, const char *key, const char *value)
-{
-    jw_put(w, lead, strlen(lead));
-    jw_str(w, key);
-    jw_put(w, ":", 1);
-    jw_str(w, value);
-}
-
+/* The check-in body is written directly (ota/jsonw.h), not built as jansson
+ * objects and dumped: a device sends it at every poll, and a fleet run sends
+ * millions (it was a quarter of a check-in's CPU in the core). The same text
+ * jansson writes. */
 int ota_proto_checkin_body(const struct ota_inventory *inv, char **ret)
 {
-    struct jw w = {0};
+    struct ota_jw w = {0};
 
-    jw_member(&w, "{", "device_type", inv->device_type);
-    jw_member(&w, ",", "group", inv->group);
-    jw_member(&w, ",", "state", inv->state);
-    jw_member(&w, ",\"versions\":{", "app", inv->app_version);
-    jw_member(&w, ",", "rootfs", inv->rootfs_version);
-    jw_member(&w, "},\"slots\":{", "app", inv->app_slot);
-    jw_member(&w, ",", "rootfs", inv->rootfs_slot);
-    jw_put(&w, "}", 1);
+    ota_jw_member(&w, "{", "device_type", inv->device_type);
+    ota_jw_member(&w, ",", "group", inv->group);
+    ota_jw_member(&w, ",", "state", inv->state);
+    ota_jw_member(&w, ",\"versions\":{", "app", inv->app_version);
+    ota_jw_member(&w, ",", "rootfs", inv->rootfs_version);
+    ota_jw_member(&w, "},\"slots\":{", "app", inv->app_slot);
+    ota_jw_member(&w, ",", "rootfs", inv->rootfs_slot);
+    ota_jw_raw(&w, "}", 1);
     for (size_t i = 0; i < inv->n_attributes; i++)
-        jw_member(&w, i ? "," : ",\"attributes\":{", inv->attributes[i].key,
-                  inv->attributes[i].value);
+        ota_jw_member(&w, i ? "," : ",\"attributes\":{", inv->attributes[i].key,
+                      inv->attributes[i].value);
     if (inv->n_attributes)
-        jw_put(&w, "}", 1);
+        ota_jw_raw(&w, "}", 1);
     if (inv->timezone && inv->timezone[0])
-        jw_member(&w, ",", "timezone", inv->timezone);
+        ota_jw_member(&w, ",", "timezone", inv->timezone);
     /* A device waiting in STANDBY says which update it holds. */
     if (inv->update_id && inv->update_id[0])
-        jw_member(&w, ",", "update_id", inv->update_id);
-    jw_put(&w, "}", 1);
-    if (w.err) {
-        free(w.buf);
-        return w.err;
-    }
-    *ret = w.buf;
-    return 0;
+        ota_jw_member(&w, ",", "update_id", inv->update_id);
+    ota_jw_raw(&w, "}", 1);
+    return ota_jw_finish(&w, ret);
 }
 
 /* [s, e) without the spaces around it, into buf (cap bytes); -1 if longer. */

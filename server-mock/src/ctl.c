@@ -99,6 +99,33 @@ static int upload_payload(struct ctx *c, const char *file, int publish, json_t *
     return 0;
 }
 
+/* The release's POST (req, with id when given; req is consumed), then its
+ * payload's upload (and publication); the release in *ret. */
+static int post_release(struct ctx *c, json_t *req, const char *id, const char *payload,
+                        int publish, json_t **ret)
+{
+    char *body = NULL;
+    json_t *rel = NULL;
+    int r;
+
+    if (req && id)
+        json_object_set_new(req, "id", json_string(id));
+    if (!req || ota_json_dump(req, &body) < 0) {
+        r = ota_err_set(c->err, ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = call(c, "POST", "/api/v1/releases", body, NULL, &rel)) < 0 ||
+        (r = upload_payload(c, payload, publish, &rel)) < 0)
+        goto out;
+    *ret = rel;
+    rel = NULL;
+out:
+    json_decref(rel);
+    json_decref(req);
+    free(body);
+    return r;
+}
+
 /* A .swu: its first member (sw-description), size and sha256 go in the
  * POST; the server parses sw-description and checks the upload against
  * all three. */
@@ -106,11 +133,10 @@ static int release_add_swu(struct ctx *c, const char *file, const char *id, int 
                            json_t **ret)
 {
     const char *slash = strrchr(file, '/');
-    char *text = NULL, *body = NULL, hex[OTA_SHA256_HEX];
+    char *text = NULL, hex[OTA_SHA256_HEX];
     uint8_t d[OTA_SHA256_LEN];
     size_t n = 0;
     struct stat st;
-    json_t *rel = NULL, *req = NULL;
     int r;
 
     if ((r = ota_cpio_read_first(file, "sw-description", OTASRV_SWDESC_MAX_BYTES, &text, &n,
@@ -123,23 +149,12 @@ static int release_add_swu(struct ctx *c, const char *file, const char *id, int 
     if ((r = ota_sha256_file(file, UINT64_MAX, d, c->err)) < 0)
         goto out;
     ota_hex_encode(d, sizeof(d), hex);
-    req = json_pack("{s:s%, s:s, s:I, s:s}", "sw_description", text, n, "payload",
-                    slash ? slash + 1 : file, "size", (json_int_t)st.st_size, "sha256", hex);
-    if (req && id)
-        json_object_set_new(req, "id", json_string(id));
-    if (!req || ota_json_dump(req, &body) < 0) {
-        r = ota_err_set(c->err, ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((r = call(c, "POST", "/api/v1/releases", body, NULL, &rel)) < 0 ||
-        (r = upload_payload(c, file, publish, &rel)) < 0)
-        goto out;
-    *ret = rel;
-    rel = NULL;
+    r = post_release(c,
+                     json_pack("{s:s%, s:s, s:I, s:s}", "sw_description", text, n, "payload",
+                               slash ? slash + 1 : file, "size", (json_int_t)st.st_size, "sha256",
+                               hex),
+                     id, file, publish, ret);
 out:
-    json_decref(rel);
-    json_decref(req);
-    free(body);
     free(text);
     return r;
 }
@@ -147,11 +162,10 @@ out:
 static int release_add(struct ctx *c, const char *dir, const char *id, int publish, json_t **ret)
 {
     char path[4200];
-    char *manifest = NULL, *sig = NULL, *body = NULL;
+    char *manifest = NULL, *sig = NULL;
     size_t n;
     struct ota_manifest m;
     struct stat st;
-    json_t *rel = NULL, *req = NULL;
     int r;
 
     if (stat(dir, &st) == 0 && S_ISREG(st.st_mode))
@@ -166,24 +180,10 @@ static int release_add(struct ctx *c, const char *dir, const char *id, int publi
         sig[--n] = '\0';
     if ((r = ota_manifest_parse(manifest, strlen(manifest), &m, c->err)) < 0)
         goto out;
-    req = json_pack("{s:s, s:s}", "manifest", manifest, "signature", sig);
-    if (req && id)
-        json_object_set_new(req, "id", json_string(id));
-    if (!req || ota_json_dump(req, &body) < 0) {
-        r = ota_err_set(c->err, ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((r = call(c, "POST", "/api/v1/releases", body, NULL, &rel)) < 0)
-        goto out;
     snprintf(path, sizeof(path), "%s/%s", dir, m.payload);
-    if ((r = upload_payload(c, path, publish, &rel)) < 0)
-        goto out;
-    *ret = rel;
-    rel = NULL;
+    r = post_release(c, json_pack("{s:s, s:s}", "manifest", manifest, "signature", sig), id, path,
+                     publish, ret);
 out:
-    json_decref(rel);
-    json_decref(req);
-    free(body);
     free(manifest);
     free(sig);
     return r;

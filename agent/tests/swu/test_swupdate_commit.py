@@ -27,13 +27,15 @@ BOOT = re.compile(r"^outcome=(\S+) slot=(\S+) version=(\S+) boots=(\d+) fell_bac
 class Trial:
     """A device tree after swupdate installed os.swu into slot B (env: the
     trial boot of B), with the old system's image kept beside it for the
-    bootloader model ("old" = slot A's bytes, "new" = the .swu's image)."""
+    bootloader model ("old" = slot A's bytes, "new" = the .swu's image).
+    install=False: the tree before the install (suricatta installs)."""
 
-    def __init__(self, d, layout):
+    def __init__(self, d, layout, install=True):
         need_tools()
         self.dev = Device(d, layout)
-        rc, log = self.dev.run()
-        assert succeeded(rc, log), log
+        if install:
+            rc, log = self.dev.run()
+            assert succeeded(rc, log), log
         self.old = os.path.join(d, "old.img")
         with open(self.old, "wb") as f:
             f.write(self.dev.slot_a_bytes)

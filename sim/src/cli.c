@@ -37,6 +37,9 @@ static void usage(FILE *f)
                "                              under the interposer with OTASIM_CRASH_AT=N\n"
                "                              journaled; refuses a journal with an unmodelled\n"
                "                              call)\n"
+               "       ota-sim boot FW_ENV_CONFIG SLOT_A SLOT_B --image VERSION=FILE...\n"
+               "                              (the bootloader model on a device's env and\n"
+               "                              slots: ota-sim boot --help)\n"
                "       ota-sim fleet FLEET.yaml [options]   (ota-sim fleet --help)\n"
                "       ota-sim fleet-merge OUT.db SHARD.db...  (ota-sim fleet-merge --help)\n"
                "       ota-sim fleet-calibrate FLEET.yaml [options]   (in-process vs native)\n"
@@ -684,6 +687,8 @@ int otasim_cli_main(int argc, char **argv)
         return do_journal(argc, argv);
     if (strcmp(argv[1], "rebuild") == 0)
         return do_rebuild(argc, argv);
+    if (strcmp(argv[1], "boot") == 0)
+        return otasim_cli_boot(argc, argv);
     if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "matrix") == 0)
         return do_run(argc, argv);
     if (strcmp(argv[1], "fleet") == 0)

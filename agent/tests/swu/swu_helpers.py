@@ -96,16 +96,11 @@ def read_env(cfg):
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 
 
-def swupdate_uboot(tmp, swu, cert, cfg, *args, prefix=()):
-    """swupdate -B uboot in a mount namespace of its own whose /etc is a
-    small copy of the host's plus fw_env.config = cfg (swupdate reads that
-    fixed path); the host's /etc is not touched. (exit status, log), or None
-    if no mount namespace can be made here. prefix: a command that runs
-    swupdate (e.g. env LD_PRELOAD=... for the interposer, which must not be
-    loaded by unshare or sh). swupdate runs in a session of its own: a power
-    cut of the interposer kills its process group, never the test's."""
+def private_etc(tmp, cfg):
+    """tmp/etc: a small copy of the host's /etc plus fw_env.config = cfg
+    (made once per tmp: a later call only changes fw_env.config)."""
     etc = os.path.join(tmp, "etc")
-    if not os.path.isdir(etc):  # made once per tmp: a later run only changes fw_env.config
+    if not os.path.isdir(etc):
         os.makedirs(etc)
         for name in ("passwd", "group", "nsswitch.conf", "hosts", "localtime", "ssl"):
             src = os.path.join("/etc", name)
@@ -114,19 +109,39 @@ def swupdate_uboot(tmp, swu, cert, cfg, *args, prefix=()):
             elif os.path.exists(src):
                 shutil.copy(src, etc)
     shutil.copy(cfg, os.path.join(etc, "fw_env.config"))
-    scratch = os.path.join(tmp, "swupdate-tmp")
-    os.makedirs(scratch, exist_ok=True)
+    return etc
+
+
+def in_private_etc(tmp, cfg):
+    """The command prefix that runs a command in a mount namespace of its
+    own whose /etc is private_etc(tmp, cfg) (swupdate -B uboot reads the
+    fixed path /etc/fw_env.config); the host's /etc is not touched. None if
+    no mount namespace can be made here."""
+    etc = private_etc(tmp, cfg)
     inner = ("mount --make-rprivate / && mount --bind \"$0\" /etc && exec \"$@\"")
-    cmd = list(prefix) + [SWUPDATE, "-B", "uboot", "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args)
     for unshare in (["unshare", "-m"], ["unshare", "-rm"]):
         probe = subprocess.run(unshare + ["sh", "-c", "mount --make-rprivate /"],
                                capture_output=True)
         if probe.returncode == 0:
-            p = subprocess.run(unshare + ["sh", "-c", inner, etc] + cmd, capture_output=True,
-                               text=True, timeout=120, env=dict(os.environ, TMPDIR=scratch),
-                               start_new_session=True)
-            return p.returncode, p.stdout + p.stderr
+            return unshare + ["sh", "-c", inner, etc]
     return None
+
+
+def swupdate_uboot(tmp, swu, cert, cfg, *args, prefix=()):
+    """swupdate -B uboot -i swu in_private_etc(tmp, cfg): (exit status, log),
+    or None if no mount namespace can be made here. prefix: a command that
+    runs swupdate (e.g. env LD_PRELOAD=... for the interposer, which must not
+    be loaded by unshare or sh). swupdate runs in a session of its own: a
+    power cut of the interposer kills its process group, never the test's."""
+    ns = in_private_etc(tmp, cfg)
+    if ns is None:
+        return None
+    scratch = os.path.join(tmp, "swupdate-tmp")
+    os.makedirs(scratch, exist_ok=True)
+    cmd = list(prefix) + [SWUPDATE, "-B", "uboot", "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args)
+    p = subprocess.run(ns + cmd, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, TMPDIR=scratch), start_new_session=True)
+    return p.returncode, p.stdout + p.stderr
 
 
 def succeeded(rc, log):

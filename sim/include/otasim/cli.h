@@ -15,6 +15,8 @@ int otasim_cli_fleet(int argc, char **argv);
 int otasim_cli_fleet_merge(int argc, char **argv);
 /* ota-sim fleet-calibrate FILE [options] (cli_calibrate.c). */
 int otasim_cli_fleet_calibrate(int argc, char **argv);
+/* ota-sim boot FW_ENV_CONFIG SLOT_A SLOT_B --image V=FILE... (cli_boot.c). */
+int otasim_cli_boot(int argc, char **argv);
 
 #ifdef __cplusplus
 }

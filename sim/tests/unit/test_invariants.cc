@@ -25,6 +25,7 @@
 #include "otasim/jformat.h"
 #undef _Static_assert
 #include "ota/crypto.h"
+#include "otasim/agent.h"
 #include "otasim/bootloader.h"
 #include "otasim/invariants.h"
 
@@ -164,6 +165,7 @@ class InvTest : public ::testing::Test
         tr.built = built;
         snprintf(tr.device_id, sizeof(tr.device_id), "dev-test");
         snprintf(d.root, sizeof(d.root), "%s", root.c_str());
+        d.agent = &otasim_agent_ota;
         d.tr = &tr;
         d.booted_slot = -1;
         settle.settled = 1;

@@ -67,14 +67,12 @@ static int ota_provision(struct otasim_device *d, struct ota_err *err)
 
 static void ota_pass_argv(const struct otasim_device *d, const char **argv, size_t cap)
 {
-    const char *v[] = {d->tools->agent, "--config", d->config, "update", NULL};
+    const char *v[] = {d->tools->agent, "--config", d->config, "update"};
+    size_t i = 0;
 
-    for (size_t i = 0; i < cap; i++) {
-        argv[i] = i < sizeof(v) / sizeof(v[0]) ? v[i] : NULL;
-        if (!argv[i])
-            break;
-    }
-    argv[cap - 1] = NULL;
+    for (; i < sizeof(v) / sizeof(v[0]) && i + 1 < cap; i++)
+        argv[i] = v[i];
+    argv[i] = NULL;
 }
 
 static int ota_state_line(const char *line, char *json, size_t cap)

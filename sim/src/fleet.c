@@ -95,8 +95,7 @@ void fleet_wake_at(struct fleet *fl, struct fdev *d, int64_t t)
         fl->heap_cap = cap;
     }
     d->wake_ms = t;
-    d->heap_gen++;
-    d->in_heap = 1;
+    d->heap_gen++; /* its older entry, if any, is stale from now */
     fl->heap[fl->heap_n] = (struct fheap_entry){t, (uint32_t)(d - fl->dev), d->heap_gen};
     heap_up(fl, fl->heap_n++);
 }
@@ -105,7 +104,7 @@ static void heap_drop_stale(struct fleet *fl)
 {
     while (fl->heap_n) {
         const struct fdev *d = &fl->dev[fl->heap[0].dev];
-        if (d->in_heap && d->heap_gen == fl->heap[0].gen)
+        if (d->heap_gen == fl->heap[0].gen)
             return;
         heap_remove_top(fl);
     }
@@ -123,8 +122,7 @@ struct fdev *fleet_heap_pop(struct fleet *fl)
 
     heap_drop_stale(fl);
     d = &fl->dev[fl->heap[0].dev];
-    heap_remove_top(fl);
-    d->in_heap = 0;
+    heap_remove_top(fl); /* its entry of the current generation: none is left */
     return d;
 }
 
@@ -502,7 +500,7 @@ static int unstall(struct run *R, struct ota_err *err)
         return 0; /* served on real time: wait */
     next = fl->srv_next;
     if (fleet_heap_next(fl) < next)
-        next = fleet_heap_next(fl);
+        next = fl->heap[0].wake_ms; /* fleet_heap_next left a live entry on top */
     if (next < fl->vnow)
         next = fl->vnow;
     /* the server's deadline may fall inside a second the devices already

@@ -76,8 +76,8 @@ struct fdev {
     const char *last_status, *last_version;
     /* scheduling */
     int64_t wake_ms;
-    uint32_t heap_gen; /* the heap entry of this generation is the live one */
-    uint8_t in_heap;
+    uint32_t heap_gen; /* the heap entry of this generation is the live one (each wake
+                          makes a new one; popped, none is left) */
     struct fpass *pass;
     /* accounting (seed 003's figures) */
     uint64_t bytes_down;

@@ -18,7 +18,8 @@ import subprocess
 import pytest
 
 from swu_helpers import need_tools, otadev, succeeded
-from test_swupdate_power import MODELS, OLD_ENV, Device, journal_lines, records
+from test_swupdate_power import (OLD_ENV, Device, cut_every_call, env_verdict, journal_lines,
+                                 records)
 
 HEALTH_COMMIT = os.path.join(otadev.SRC, "sim", "swupdate", "health-commit")
 BOOT = re.compile(r"^outcome=(\S+) slot=(\S+) version=(\S+) boots=(\d+) fell_back=([01])$")
@@ -174,17 +175,8 @@ def measure_commit(trial):
     lines = journal_lines(dev.sim, dev.journal)
     full = {"lines": lines, "recs": records(lines), "env": trial.env()}
     calls = int(re.match(r"(\d+) counted calls", lines[-1])[1])
-    points = {}
-    for model, seed in MODELS:
-        for n in range(1, calls + 1):
-            cut = f"{dev.d}: cut after call {n} ({model}, seed {seed})"
-            rc, out = run(crash_at=n)
-            assert rc == -9, f"{cut}: the health script was not killed ({rc})\n{out}"
-            p = subprocess.run([dev.sim, "rebuild", dev.root, dev.journal, "--crash-model", model,
-                                "--seed", str(seed)], capture_output=True, text=True)
-            assert p.returncode == 0, f"{cut}: {p.stderr}"
-            env, err, status = dev.printenv()
-            points[cut] = (env, err, status, trial.boot(), model, n)
+    points = cut_every_call(dev, calls, dev.d, "the health script", lambda n: run(crash_at=n),
+                            lambda model, n: (*dev.printenv(), trial.boot(), model, n))
     return {"dev": dev, "full": full, "calls": calls, "points": points}
 
 
@@ -199,15 +191,7 @@ def commit_single(tmp_path_factory):
 
 
 def verdict(env, err, status):
-    if status != 0 or err.strip():
-        return f"unreadable: {err.strip()}"
-    if env.get("bootlimit") != "3" or env.get("bootargs") != OLD_ENV["bootargs"]:
-        return f"lost variables: {env}"
-    if has(env, TRIAL):
-        return "trial"
-    if has(env, COMMITTED):
-        return "committed"
-    return f"mixed: {env}"
+    return env_verdict(env, err, status, {"trial": TRIAL, "committed": COMMITTED})
 
 
 def test_the_commit_is_one_env_store_and_its_fsync(commit_redundant, commit_single):

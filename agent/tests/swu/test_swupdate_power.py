@@ -109,6 +109,24 @@ class Device:
         return values, p.stderr, p.returncode
 
 
+def cut_every_call(dev, calls, where, what, run, seen):
+    """Per crash model and seed and per counted call N of the uncut run:
+    run(N) (the interposer cuts the power after call N: `what` must be
+    killed), the tree rebuilt as that cut leaves it (`ota-sim rebuild`), and
+    seen(model, N) of it, keyed by the cut's description."""
+    points = {}
+    for model, seed in MODELS:
+        for n in range(1, calls + 1):
+            cut = f"{where}, cut after call {n} ({model}, seed {seed})"
+            rc, log = run(n)
+            assert rc == -9, f"{cut}: {what} was not killed ({rc})\n{log}"
+            p = subprocess.run([dev.sim, "rebuild", dev.root, dev.journal, "--crash-model", model,
+                                "--seed", str(seed)], capture_output=True, text=True)
+            assert p.returncode == 0, f"{cut}: {p.stderr}"
+            points[cut] = seen(model, n)
+    return points
+
+
 def measure(tmp_path_factory, layout):
     """The uncut run (journal, open trace) and, per crash model and seed and
     per counted call N, the tree a power cut after N leaves: {cut: (env,
@@ -129,18 +147,14 @@ def measure(tmp_path_factory, layout):
             "opens": open(trace).read() if os.path.exists(trace) else None,
             "slot_b": read(dev.slot_b), "env": dev.printenv()[0]}
     calls = int(re.match(r"(\d+) counted calls", lines[-1])[1])
-    points = {}
-    for model, seed in MODELS:
-        for n in range(1, calls + 1):
-            cut = f"{layout} env, cut after call {n} ({model}, seed {seed})"
-            rc, log = dev.run(crash_at=n)
-            assert rc == -9, f"{cut}: swupdate was not killed ({rc})\n{log}"
-            p = subprocess.run([dev.sim, "rebuild", dev.root, dev.journal, "--crash-model", model,
-                                "--seed", str(seed)], capture_output=True, text=True)
-            assert p.returncode == 0, f"{cut}: {p.stderr}"
-            env, err, status = dev.printenv()
-            points[cut] = (env, err, status, read(dev.slot_a) == dev.slot_a_bytes,
-                           read(dev.slot_b) == read(dev.image), model, n)
+
+    def seen(model, n):
+        env, err, status = dev.printenv()
+        return (env, err, status, read(dev.slot_a) == dev.slot_a_bytes,
+                read(dev.slot_b) == read(dev.image), model, n)
+
+    points = cut_every_call(dev, calls, f"{layout} env", "swupdate",
+                            lambda n: dev.run(crash_at=n), seen)
     return {"dev": dev, "full": full, "calls": calls, "points": points}
 
 
@@ -154,17 +168,20 @@ def redundant(tmp_path_factory):
     return measure(tmp_path_factory, "redundant")
 
 
-def env_verdict(env, err, status):
-    """"old", "new", or what is wrong with the env a cut left."""
+INSTALL_STATES = {"old": {"boot_part": "A", "upgrade_available": "0"},
+                  "new": {"boot_part": "B", "upgrade_available": "1", "bootcount": "0"}}
+
+
+def env_verdict(env, err, status, states=INSTALL_STATES):
+    """The name of the state of `states` (name: variables) the env a cut
+    left is in, or what is wrong with it."""
     if status != 0 or err.strip():
         return f"unreadable: {err.strip()}"
     if env.get("bootlimit") != "3" or env.get("bootargs") != OLD_ENV["bootargs"]:
         return f"lost variables: {env}"
-    if env.get("boot_part") == "A" and env.get("upgrade_available") == "0":
-        return "old"
-    if (env.get("boot_part") == "B" and env.get("upgrade_available") == "1"
-            and env.get("bootcount") == "0"):
-        return "new"
+    for name, want in states.items():
+        if all(env.get(k) == v for k, v in want.items()):
+            return name
     return f"mixed: {env}"
 
 

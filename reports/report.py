@@ -26,7 +26,7 @@ AGENT_STATES = [
 # Fault kinds in the order of otasim_fault_kind_names (sim/src/scenario.c).
 FAULT_KINDS = [
     "none", "power-cut", "agent-crash", "disk-full", "eio", "partition",
-    "clock-jump", "corrupt-bootenv", "service-crash",
+    "clock-jump", "corrupt-bootenv", "service-crash", "cancel",
 ]
 CONFIDENCE = 0.95
 

@@ -104,6 +104,17 @@ static int ota_status(struct otasim_device *d, char **ret, struct ota_err *err)
     return 0;
 }
 
+static int ota_check(const struct otasim_scenario *sc, const struct otasim_fault *f,
+                     struct ota_err *err)
+{
+    (void)sc;
+    if (f->kind == OTASIM_FAULT_CANCEL)
+        return ota_err_set(err, EINVAL,
+                           "cancel: a trial of ota-agent has no rollout of its own to "
+                           "cancel (the swupdate adapter's trials do)");
+    return 0;
+}
+
 const struct otasim_agent otasim_agent_ota = {
     .name = "ota-agent",
     .provision = ota_provision,
@@ -111,11 +122,13 @@ const struct otasim_agent otasim_agent_ota = {
     .state_line = ota_state_line,
     .status = ota_status,
     .state_db = "var/lib/ota/agent.db",
+    .settles_bootcount = 1,
+    .check = ota_check,
 };
 
 const struct otasim_agent *otasim_agent_find(const char *name)
 {
-    static const struct otasim_agent *const all[] = {&otasim_agent_ota};
+    static const struct otasim_agent *const all[] = {&otasim_agent_ota, &otasim_agent_swupdate};
 
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (strcmp(all[i]->name, name) == 0)

@@ -52,7 +52,8 @@ static void usage(FILE *f)
                "run options:\n"
                "  --fault KIND         override the file's fault: none power-cut agent-crash\n"
                "                       disk-full eio partition clock-jump corrupt-bootenv\n"
-               "                       service-crash\n"
+               "                       service-crash cancel (swupdate: the trial's rollout\n"
+               "                       cancelled)\n"
                "  --trigger T          with --fault: state:NAME[#N] | point:N |\n"
                "                       fault-point:NAME | start\n"
                "matrix options:\n"
@@ -689,6 +690,8 @@ int otasim_cli_main(int argc, char **argv)
         return do_rebuild(argc, argv);
     if (strcmp(argv[1], "boot") == 0)
         return otasim_cli_boot(argc, argv);
+    if (strcmp(argv[1], "swupdate-pass") == 0)
+        return otasim_cli_swupdate_pass(argc, argv);
     if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "matrix") == 0)
         return do_run(argc, argv);
     if (strcmp(argv[1], "fleet") == 0)

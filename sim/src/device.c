@@ -123,6 +123,8 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     d->agent = sc->agent[0] ? otasim_agent_find(sc->agent) : &otasim_agent_ota;
     if (!d->agent)
         return ota_err_set(err, EINVAL, "no adapter for the agent '%s'", sc->agent);
+    if (d->agent->check && (r = d->agent->check(sc, &tr->fault, err)) < 0)
+        return r;
     d->booted_slot = -1;
     d->app_port_fd = -1;
     snprintf(d->root, sizeof(d->root), "%s/dev", tr->dir);
@@ -348,6 +350,10 @@ static void live_fault(struct otasim_device *d, const struct otasim_fault *f, in
         d->clock_offset_s += f->jump_s;
         done = uses_faketime(d) && faketime_write(d, NULL) == 0; /* no libfaketime: no jump */
         break;
+    case OTASIM_FAULT_CANCEL: /* the operator: the trial's rollout cancelled */
+        snprintf(p, sizeof(p), "/api/v1/rollouts/%s/cancel", d->rollout_id);
+        done = d->rollout_id[0] && otasim_server_post(d->tr->srv, p, NULL, NULL, NULL) == 0;
+        break;
     case OTASIM_FAULT_SERVICE_CRASH:
         snprintf(p, sizeof(p), "%s/run/app.pid", d->root);
         if (ota_fs_read_all(p, 256, &text, &n, NULL) == 0) {
@@ -366,7 +372,7 @@ static void live_fault(struct otasim_device *d, const struct otasim_fault *f, in
 static int is_live(enum otasim_fault_kind k)
 {
     return k == OTASIM_FAULT_PARTITION || k == OTASIM_FAULT_CLOCK_JUMP ||
-           k == OTASIM_FAULT_SERVICE_CRASH;
+           k == OTASIM_FAULT_SERVICE_CRASH || k == OTASIM_FAULT_CANCEL;
 }
 
 /* An agent pass's environment: the interposer, libfaketime, the fault it
@@ -435,16 +441,21 @@ static void pass_env(struct pass_env *e, const struct otasim_device *d,
     const struct otasim_tools *t = d->tools;
     char pg[32];
 
+    /* LD_PRELOAD, or the name the adapter's driver takes it under (agent.h) */
+    const char *pre = d->agent->preload_env ? d->agent->preload_env : "LD_PRELOAD";
+    char both[2 * PATH_MAX + 2];
+
     e->k = e->s = 0;
     if (uses_faketime(d)) {
         /* A jump moves the wall clock only; a rate speeds up both. */
-        add_env(e, "LD_PRELOAD=%s:%s", t->interpose, t->faketime);
+        snprintf(both, sizeof(both), "%s:%s", t->interpose, t->faketime);
+        add_env(e, "%s=%s", pre, both);
         add_env(e, "FAKETIME_TIMESTAMP_FILE=%s%s", d->faketime_file, "");
         add_env(e, "FAKETIME_NO_CACHE=1%s%s", "", "");
         if (d->tr->sc->clock_rate <= 1)
             add_env(e, "FAKETIME_DONT_FAKE_MONOTONIC=1%s%s", "", "");
     } else {
-        add_env(e, "LD_PRELOAD=%s%s", t->interpose, "");
+        add_env(e, "%s=%s", pre, t->interpose);
     }
     add_env(e, "ASAN_OPTIONS=verify_asan_link_order=0%s%s", "", "");
     add_env(e, "%s%s", OTASIM_SVC_SIM_SETTLE_ENV, "");

@@ -25,6 +25,8 @@
 #include "ota/abboot.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
+#include "otasim/agent.h"
+#include "otasim/device.h"
 
 static int set(struct otasim_check *c, const char *name, int ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -271,7 +273,7 @@ int otasim_inv_running_version(const struct otasim_inv_view *v, struct otasim_ch
 int otasim_inv_bootenv_consistent(const struct otasim_inv_view *v, struct otasim_check *c)
 {
     const struct otasim_device *d = v->d;
-    char bp[8] = "", bc[8] = "", p[PATH_MAX + 32];
+    char bp[8] = "", bc[8] = "", ua[8] = "", p[PATH_MAX + 32];
     const char *dbs = db_slot(v);
     int ok;
 
@@ -287,11 +289,22 @@ int otasim_inv_bootenv_consistent(const struct otasim_inv_view *v, struct otasim
         return set(c, "bootenv-consistent", ok, "the corrupt env was %s",
                    ok ? "left untouched" : "rewritten");
     }
+    /* bootcount=0 is the settled agent's only where its contract clears it
+     * (agent.h: settles_bootcount); else the count may stay, but no trial
+     * boot may be pending. */
     ok = otasim_bootenv_get(d->env_config, OTA_ENV_BOOT_PART, bp, sizeof(bp), NULL) == 0 &&
-         otasim_bootenv_get(d->env_config, OTA_ENV_BOOTCOUNT, bc, sizeof(bc), NULL) == 0 &&
-         strcmp(bc, "0") == 0 && bp[0] && dbs[0] && (bp[0] | 0x20) == dbs[0];
-    return set(c, "bootenv-consistent", ok, "boot_part=%s bootcount=%s, database slot %s", bp, bc,
-               dbs);
+         otasim_bootenv_get(d->env_config, OTA_ENV_BOOTCOUNT, bc, sizeof(bc), NULL) == 0 && bp[0] &&
+         dbs[0] && (bp[0] | 0x20) == dbs[0];
+    if (d->agent->settles_bootcount)
+        ok = ok && strcmp(bc, "0") == 0;
+    else
+        ok = ok &&
+             otasim_bootenv_get(d->env_config, OTA_ENV_UPGRADE_AVAILABLE, ua, sizeof(ua), NULL) ==
+                 0 &&
+             strcmp(ua, "0") == 0;
+    return set(c, "bootenv-consistent", ok, "boot_part=%s bootcount=%s%s%s, %s slot %s", bp, bc,
+               d->agent->settles_bootcount ? "" : " upgrade_available=", ua,
+               d->agent->state_db[0] ? "database" : "the agent's", dbs);
 }
 
 int otasim_inv_lkg_untouched(const struct otasim_inv_view *v, struct otasim_check *c)
@@ -551,7 +564,7 @@ const struct otasim_invariant otasim_invariants[] = {
     {"lkg-untouched", otasim_inv_lkg_untouched, NULL, OTASIM_INV_ALL, 0},
     {"active-slot-untouched", otasim_inv_active_slot_untouched, NULL, OTASIM_INV_NATIVE, 0},
     {"truthful-report", otasim_inv_truthful_report, NULL, OTASIM_INV_ALL, 1},
-    {"db-integrity", otasim_inv_db_integrity, NULL, OTASIM_INV_ALL, 0},
+    {"db-integrity", otasim_inv_db_integrity, NULL, OTASIM_INV_STATE_DB, 0},
     {"no-temp-files", otasim_inv_no_temp_files, NULL, OTASIM_INV_ALL, 0},
     {"expected-outcome", otasim_inv_expected_outcome, NULL, OTASIM_INV_ALL, 0},
     {"standby-waits", otasim_inv_standby_waits, NULL, OTASIM_INV_BLUE_GREEN, 0},
@@ -579,6 +592,8 @@ int otasim_inv_applies(const struct otasim_invariant *inv, const struct otasim_i
         return trial(v)->fault.kind != OTASIM_FAULT_NONE;
     case OTASIM_INV_BLUE_GREEN:
         return trial(v)->sc->blue_green;
+    case OTASIM_INV_STATE_DB:
+        return v->d->agent->state_db[0] != '\0';
     default:
         return 1;
     }

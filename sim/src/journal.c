@@ -319,3 +319,44 @@ int otasim_journal_unmodelled(const char *path, char *buf, size_t cap)
     otasim_journal_free(j);
     return found;
 }
+
+int otasim_journal_event(const char *path, enum otasim_op op, const char *text, struct ota_err *err)
+{
+    struct otasim_journal *j = NULL;
+    struct otasim_jhdr h;
+    struct otasim_jtail t;
+    size_t tl = strlen(text), head = sizeof(h) + 1 + 1 + tl + 1, al = OTASIM_J_ALIGN(head);
+    char *buf;
+    uint64_t seq = 0;
+    int fd, r = 0;
+
+    if (access(path, F_OK) == 0) {
+        if ((r = otasim_journal_load(path, &j, err)) < 0)
+            return r;
+        seq = j->calls;
+        otasim_journal_free(j);
+    }
+    buf = calloc(1, al + sizeof(t));
+    if (!buf)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    memset(&h, 0, sizeof(h));
+    h.magic = OTASIM_J_MAGIC;
+    h.size = (uint32_t)(al + sizeof(t));
+    h.kind = OTASIM_JK_EVENT;
+    h.op = (uint8_t)op;
+    h.pid = (uint32_t)getpid();
+    h.text_len = (uint32_t)tl;
+    h.seq = seq;
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h) + 2, text, tl);
+    t.size = h.size;
+    t.magic = OTASIM_J_TAIL;
+    memcpy(buf + al, &t, sizeof(t));
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, buf, al + sizeof(t)) != (ssize_t)(al + sizeof(t)))
+        r = ota_err_set(err, errno ? errno : EIO, "%s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return r;
+}

@@ -16,8 +16,8 @@
 
 const char *const otasim_profile_names[OTASIM_PROFILE_MAX] = {"app", "rootfs"};
 const char *const otasim_fault_kind_names[OTASIM_FAULT_KIND_MAX] = {
-    "none",      "power-cut",  "agent-crash",     "disk-full",    "eio",
-    "partition", "clock-jump", "corrupt-bootenv", "service-crash"};
+    "none",      "power-cut",  "agent-crash",     "disk-full",     "eio",
+    "partition", "clock-jump", "corrupt-bootenv", "service-crash", "cancel"};
 const char *const otasim_trigger_kind_names[OTASIM_TRIGGER_KIND_MAX] = {"start", "state", "point",
                                                                         "fault-point"};
 const char *const otasim_report_expect_names[OTASIM_EXPECT_REPORT_MAX] = {"any", "success",
@@ -151,7 +151,7 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if (!otasim_agent_find(s->agent))
         return ota_err_set(err, EINVAL,
                            "device.agent: '%s' is not an agent the harness has an adapter for "
-                           "(ota-agent; docs/agents.md)",
+                           "(ota-agent, swupdate; docs/agents.md)",
                            s->agent);
     v = s->health_window_ms;
     if ((r = otasim_opt_int(d, "device", "health_window_ms", 0, 600000, &v, err)) < 0)
@@ -451,6 +451,11 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
     if (parse_fault(json_object_get(root, "fault"), &s, err) < 0 ||
         parse_expect(json_object_get(root, "expect"), &s, err) < 0)
         goto out;
+    {
+        const struct otasim_agent *ag = otasim_agent_find(s.agent);
+        if (ag && ag->check && ag->check(&s, &s.fault, err) < 0)
+            goto out;
+    }
     if ((s.fault.kind == OTASIM_FAULT_DISK_FULL || s.fault.kind == OTASIM_FAULT_EIO) &&
         s.fault.trigger.kind != OTASIM_TRIGGER_NONE &&
         s.fault.trigger.kind != OTASIM_TRIGGER_STATE &&

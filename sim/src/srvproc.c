@@ -42,25 +42,12 @@ int otasim_server_start_with(const struct otasim_tools *t, const char *dir,
     if ((r = ota_fs_mkdirs(dir, err)) < 0)
         return r;
     unlink(portfile);
-    const char *base[] = {t->server,
-                          "serve",
-                          "--port",
-                          "0",
-                          "--port-file",
-                          portfile,
-                          "--db",
-                          db,
-                          "--data-dir",
-                          data,
-                          "--admin-token",
-                          s.admin_token,
-                          "--enroll-token",
-                          s.enroll_token,
-                          "--threads",
-                          "2",
-                          access_log ? "--log" : NULL,
-                          log,
-                          NULL};
+    const char *base[] = {t->server, "serve", "--port", "0", "--port-file", portfile, "--db", db,
+                          "--data-dir", data, "--admin-token", s.admin_token, "--enroll-token",
+                          s.enroll_token, "--threads", "2",
+                          /* swupdate devices (agent_swupdate.c): a pass ends at the
+                           * poll that finds no action; 1 s is hawkBit's floor */
+                          "--ddi-poll", "1", access_log ? "--log" : NULL, log, NULL};
     const char *argv[64];
     size_t na = 0;
     for (size_t i = 0; base[i]; i++)
@@ -153,6 +140,12 @@ int otasim_server_post(const struct otasim_server *s, const char *path, const ch
 int otasim_server_register(const struct otasim_server *s, const char *body, struct ota_err *err)
 {
     return call_as(s, s->enroll_token, "POST", "/api/v1/devices/register", body, NULL, err);
+}
+
+int otasim_server_enroll(const struct otasim_server *s, const char *body, char **ret,
+                         struct ota_err *err)
+{
+    return call_as(s, s->enroll_token, "POST", "/api/v1/devices/register", body, ret, err);
 }
 
 int otasim_server_put_faults(const struct otasim_server *s, const char *json, struct ota_err *err)

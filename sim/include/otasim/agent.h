@@ -15,6 +15,8 @@ extern "C" {
 #endif
 
 struct otasim_device;
+struct otasim_scenario;
+struct otasim_fault;
 
 struct otasim_agent {
     const char *name; /* as scenario files and messages name it */
@@ -34,10 +36,31 @@ struct otasim_agent {
     /* Its durable state: an SQLite database under the device's root, copied
      * for the invariants before anything opens it ("": none). */
     const char *state_db;
+    /* NULL: the pass's program is the agent, started with the interposer in
+     * LD_PRELOAD. Else the pass's program is the adapter's driver (a device
+     * side that runs several programs, not all of them the agent's): it gets
+     * the interposer's LD_PRELOAD value under this name instead and loads it
+     * into the programs whose calls are the device's. */
+    const char *preload_env;
+    /* 1: once the agent settles, it has cleared bootcount (ota-agent resets
+     * it after a fallback); 0: a fallback's count stays in the env, which
+     * the bootloader rule ignores while upgrade_available is 0 (SWUpdate). */
+    int settles_bootcount;
+    /* The states its state lines can show (NULL-terminated; NULL: every
+     * state of docs/DESIGN.md): a state trigger outside them is refused. */
+    const char *const *states;
+    /* NULL, or refuses with a reason what the adapter cannot run: a
+     * scenario's profile or source, a fault (the scenario's, or the one a
+     * command line gives a trial). */
+    int (*check)(const struct otasim_scenario *sc, const struct otasim_fault *f,
+                 struct ota_err *err);
 };
 
 /* ota-agent, this project's agent (sim/src/agent_ota.c). */
 extern const struct otasim_agent otasim_agent_ota;
+/* Debian's swupdate with its suricatta hawkBit client on the server's DDI
+ * face, and seed 003's health commit (sim/src/agent_swupdate.c). */
+extern const struct otasim_agent otasim_agent_swupdate;
 
 /* The adapter called name, NULL if there is none. */
 const struct otasim_agent *otasim_agent_find(const char *name);

@@ -17,6 +17,9 @@ int otasim_cli_fleet_merge(int argc, char **argv);
 int otasim_cli_fleet_calibrate(int argc, char **argv);
 /* ota-sim boot FW_ENV_CONFIG SLOT_A SLOT_B --image V=FILE... (cli_boot.c). */
 int otasim_cli_boot(int argc, char **argv);
+/* ota-sim swupdate-pass CONFIG: one pass of a simulated SWUpdate device
+ * (cli_swupdate.c; the swupdate adapter's driver, agent_swupdate.c). */
+int otasim_cli_swupdate_pass(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -45,6 +45,7 @@ struct otasim_device {
     long long clock_offset_s;                 /* wall clock jump so far (libfaketime) */
     int64_t health_enter_ms, commit_enter_ms; /* monotonic, as the lines arrived */
     int state_seen;                           /* live trigger: times its state was entered */
+    char rollout_id[32]; /* the trial's own rollout, if its adapter made one ("": none) */
     /* QEMU target (qtrial.c): the tree is what the host read off the disk
      * after the power went off; no journal; the app was asked before that. */
     int qemu;

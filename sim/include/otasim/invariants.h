@@ -177,6 +177,7 @@ enum otasim_inv_scope {
     OTASIM_INV_NATIVE,     /* native devices (the interposer's journals; QEMU has none) */
     OTASIM_INV_FAULTED,    /* trials with a fault of their own */
     OTASIM_INV_BLUE_GREEN, /* scenarios with `rollout: blue_green` */
+    OTASIM_INV_STATE_DB,   /* agents that keep a database (their adapter's state_db) */
     OTASIM_INV_SCOPE_MAX
 };
 

@@ -156,6 +156,13 @@ int otasim_journal_load(const char *path, struct otasim_journal **ret,
                         struct ota_err *err) OTA_MUST;
 void otasim_journal_free(struct otasim_journal *j);
 
+/* Appends one event record (OTASIM_OP_STATE, OTASIM_OP_CRASH) to the
+ * journal at path, numbered after its last counted call, in one write: what
+ * the interposer writes for an event, for a harness driver that sees a
+ * device's states outside the interposed processes (agent_swupdate.c). */
+int otasim_journal_event(const char *path, enum otasim_op op, const char *text,
+                         struct ota_err *err) OTA_MUST;
+
 /* The first UNMODELLED event of the journal at path, as "CALL PATH" into
  * buf: 1 if there is one, 0 if not (or the journal cannot be read). */
 int otasim_journal_unmodelled(const char *path, char *buf, size_t cap);

@@ -111,6 +111,9 @@ int otasim_server_post(const struct otasim_server *s, const char *path, const ch
  * registration body, JSON text). */
 int otasim_server_register(const struct otasim_server *s, const char *body,
                            struct ota_err *err) OTA_MUST;
+/* The same, *ret the server's answer (malloc'ed: the device's token). */
+int otasim_server_enroll(const struct otasim_server *s, const char *body, char **ret,
+                         struct ota_err *err) OTA_MUST;
 /* blue_green scenarios (bluegreen.c): the trial's rollout (the device
  * registered in a group of its own, a blue_green rollout of the target
  * filtered on it, approved and started), and its activation once the device

@@ -1,0 +1,546 @@
+/* ota-sim swupdate-pass CONFIG: one pass of a simulated SWUpdate device
+ * (agent_swupdate.c wrote CONFIG; docs/agents.md, "swupdate"). What a
+ * device of seed 003 does once it is up:
+ *
+ *  - in a mount namespace of its own whose /etc is the device's (swupdate
+ *    -B uboot and libubootenv read the fixed /etc/fw_env.config);
+ *  - on a trial boot (upgrade_available=1 and the bootloader booted the slot
+ *    boot_part names): the health check, sim/swupdate/health-commit, whose
+ *    probe is the device's service (/health); healthy, it commits with one
+ *    fw_setenv and swupdate is then started with -c 2; unhealthy, it writes
+ *    nothing and the device reboots (the boot counter counts it);
+ *  - installed but not confirmed (ustate=1) after a commit: -c 2; after the
+ *    bootloader fell back (a count left in bootcount): -c 3;
+ *  - then swupdate's suricatta on the server's DDI face until the poll that
+ *    finds no action (the action closed: the pass ends), or until an install
+ *    has stored its trial-boot env (ustate=1: the device reboots).
+ *
+ * The interposer (OTASIM_PRELOAD, as the device gave it) is loaded into
+ * swupdate and fw_setenv, the programs whose calls are the device's; this
+ * driver makes none of the device's. It tells the states it sees in their
+ * output as OTA-STATE lines on stderr (and STATE events in the pass's
+ * journal), and fires a state trigger (OTASIM_CRASH_STATE) itself, when it
+ * reads the line: a cut by state lands a little after swupdate logged it.
+ * Exit: 0 the pass ended (nothing to do, closed, or a reboot asked for),
+ * 3 swupdate did not get there in time, 5 the device cannot run it. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ota/abboot.h"
+#include "ota/fsutil.h"
+#include "ota/json.h"
+#include "otasim/bootloader.h"
+#include "otasim/cli.h"
+#include "otasim/journal.h"
+#include "otasim/proc.h"
+
+struct conf {
+    char root[PATH_MAX], env_config[PATH_MAX], etc[PATH_MAX], tmp[PATH_MAX], bin[PATH_MAX];
+    char swupdate[PATH_MAX], cert[PATH_MAX], board[64], url[128], id[128], token[128];
+    char health_url[160], commit[PATH_MAX], booted[PATH_MAX], reboot[PATH_MAX];
+    int window_ms, timeout_s;
+};
+
+static struct {
+    const char *journal;
+    char crash_state[32];
+    int crash_k, crash_seen, crash_power;
+    char from[24];
+    pid_t child; /* the program running now */
+} g;
+
+static int conf_load(const char *path, struct conf *c)
+{
+    char line[PATH_MAX + 64];
+    FILE *f = fopen(path, "r");
+
+    if (!f) {
+        fprintf(stderr, "ota-sim swupdate-pass: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    memset(c, 0, sizeof(*c));
+    c->timeout_s = 60;
+    c->window_ms = 2000;
+    while (fgets(line, sizeof(line), f)) {
+        char *eq = strchr(line, '='), *v;
+        if (!eq)
+            continue;
+        *eq = '\0';
+        v = eq + 1;
+        v[strcspn(v, "\n")] = '\0';
+#define S(k)                                                                                       \
+    if (strcmp(line, #k) == 0)                                                                     \
+        snprintf(c->k, sizeof(c->k), "%s", v);
+        S(root)
+        S(env_config) S(etc) S(tmp) S(bin) S(swupdate) S(cert) S(board) S(url) S(id) S(token)
+            S(health_url) S(commit) S(booted) S(reboot)
+#undef S
+                if (strcmp(line, "health_window_ms") == 0) c->window_ms = atoi(v);
+        if (strcmp(line, "timeout_s") == 0)
+            c->timeout_s = atoi(v);
+    }
+    fclose(f);
+    if (!c->root[0] || !c->env_config[0] || !c->etc[0] || !c->url[0] || !c->id[0]) {
+        fprintf(stderr, "ota-sim swupdate-pass: %s: root, env_config, etc, url and id are needed\n",
+                path);
+        return -1;
+    }
+    return 0;
+}
+
+/* The processes whose parent is pid (swupdate's forked helpers). */
+static size_t children_of(pid_t pid, pid_t *out, size_t cap)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    size_t n = 0;
+
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) && n < cap) {
+        char p[300], buf[512], *rp;
+        int fd, k, ppid = 0;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
+        if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+            continue;
+        k = (int)read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (k <= 0)
+            continue;
+        buf[k] = '\0';
+        rp = strrchr(buf, ')');
+        if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == pid)
+            out[n++] = (pid_t)atoi(e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Ends the running program and its helpers: SIGTERM, then SIGKILL. */
+static int stop_child(int sig_first)
+{
+    pid_t kids[32];
+    size_t nk;
+    int st = 0;
+
+    if (g.child <= 0)
+        return 0;
+    nk = children_of(g.child, kids, 32);
+    kill(g.child, sig_first);
+    if (otasim_wait(g.child, sig_first == SIGKILL ? -1 : 3000, &st) == -ETIMEDOUT) {
+        kill(g.child, SIGKILL);
+        ota_ignore(otasim_wait(g.child, -1, &st));
+    }
+    for (size_t i = 0; i < nk; i++)
+        kill(kids[i], SIGKILL);
+    g.child = 0;
+    return st;
+}
+
+static void crash(void)
+{
+    const char *mode = g.crash_power ? "power" : "process";
+
+    if (g.journal)
+        ota_ignore(otasim_journal_event(g.journal, OTASIM_OP_CRASH, mode, NULL));
+    if (g.crash_power)
+        kill(0, SIGKILL); /* the device's whole group, this driver included */
+    stop_child(SIGKILL);  /* the agent's process dies, the device stays up */
+    raise(SIGKILL);
+    _exit(137);
+}
+
+/* One state line (docs/agents.md), its journal event, a state trigger. */
+static void emit(const char *to, const char *status, const char *reason)
+{
+    struct timespec ts;
+    char *text = NULL;
+    json_t *o;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "to", to, "status", status, "from", g.from,
+                  "kind", "rootfs", "reason", reason ? reason : "", "ts",
+                  (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    if (o && ota_json_dump(o, &text) == 0) {
+        fprintf(stderr, "OTA-STATE %s\n", text);
+        fflush(stderr);
+        if (g.journal)
+            ota_ignore(otasim_journal_event(g.journal, OTASIM_OP_STATE, text, NULL));
+    }
+    free(text);
+    json_decref(o);
+    snprintf(g.from, sizeof(g.from), "%s", to);
+    if (g.crash_state[0] && strcmp(g.crash_state, to) == 0 && ++g.crash_seen == g.crash_k)
+        crash();
+}
+
+/* Starts argv (environment additions env) with stdout and stderr into a
+ * pipe, in this process's group; the pipe's read end. */
+static int start(const char *const *argv, const char *const *env, const char *cwd)
+{
+    int p[2];
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    g.child = fork();
+    if (g.child < 0)
+        return -1;
+    if (g.child == 0) {
+        for (size_t i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        if (cwd && chdir(cwd) < 0)
+            _exit(126);
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(p[1]);
+    return p[0];
+}
+
+enum { LINE_GO_ON, LINE_STOP };
+
+/* Reads the program's lines until it exits, on_line says stop, or the time
+ * is up; each is copied to stderr behind the tag. Returns its wait status
+ * as otasim_wait gives it (the exit code, or 128 + signal; -1: stopped by
+ * on_line, -2: timed out). */
+static int follow(int fd, const char *tag, int timeout_s, int (*on_line)(const char *, void *),
+                  void *ctx)
+{
+    char buf[16384];
+    size_t n = 0;
+    int64_t deadline = otasim_now_ms() + (int64_t)timeout_s * 1000;
+    int stopped = 0, st = 0;
+
+    for (;;) {
+        int left = (int)(deadline - otasim_now_ms());
+        struct pollfd pfd = {fd, POLLIN, 0};
+        ssize_t k;
+        if (left <= 0) {
+            stopped = -2;
+            break;
+        }
+        if (poll(&pfd, 1, left) <= 0)
+            continue;
+        k = read(fd, buf + n, sizeof(buf) - 1 - n);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        buf[n] = '\0';
+        char *s = buf, *nl;
+        while ((nl = strchr(s, '\n'))) {
+            *nl = '\0';
+            fprintf(stderr, "%s: %s\n", tag, s);
+            if (on_line && on_line(s, ctx) == LINE_STOP) {
+                stopped = -1;
+                break;
+            }
+            s = nl + 1;
+        }
+        if (stopped)
+            break;
+        n = strlen(s);
+        memmove(buf, s, n + 1);
+        if (n >= sizeof(buf) - 1)
+            n = 0;
+    }
+    fflush(stderr);
+    close(fd);
+    if (stopped)
+        stop_child(SIGTERM);
+    else if (g.child > 0) {
+        ota_ignore(otasim_wait(g.child, -1, &st));
+        g.child = 0;
+    }
+    return stopped ? stopped : st;
+}
+
+static int env_get(const struct conf *c, const char *name, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    return otasim_bootenv_get(c->env_config, name, buf, cap, NULL);
+}
+
+static void touch(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* ---- the health check -------------------------------------------------- */
+
+static int on_health_line(const char *line, void *ctx)
+{
+    (void)ctx;
+    if (strcmp(line, "otasim: healthy") == 0)
+        emit("COMMITTING", "in_progress", "the service answers /health: committing");
+    return LINE_GO_ON;
+}
+
+/* health-commit with a probe that waits for the service for the window
+ * (curl retrying a refused connection), and says so before the commit. */
+static int health_commit(const struct conf *c)
+{
+    char path[PATH_MAX * 2], tw[16], tr[16], tmax[16];
+    const char *old = getenv("PATH");
+    int w = (c->window_ms + 999) / 1000, fd, st;
+    const char *probe = "curl -fsS -o /dev/null --retry \"$1\" --retry-connrefused --retry-delay 1 "
+                        "--max-time \"$2\" \"$0\" && echo 'otasim: healthy' >&2";
+
+    snprintf(path, sizeof(path), "PATH=%s:%s", c->bin, old ? old : "/usr/bin:/bin");
+    snprintf(tw, sizeof(tw), "%d", w + 10);
+    snprintf(tr, sizeof(tr), "%d", w);
+    snprintf(tmax, sizeof(tmax), "%d", w + 2);
+    const char *argv[] = {c->commit, "-c",  c->env_config, "-t", tw,   "sh",
+                          "-c",      probe, c->health_url, tr,   tmax, NULL};
+    const char *env[] = {path, NULL};
+    if ((fd = start(argv, env, NULL)) < 0)
+        return -1;
+    st = follow(fd, "health-commit", w + 30, on_health_line, NULL);
+    return st; /* otasim_wait's: the exit code, 128 + signal; < 0 stopped */
+}
+
+/* The broken device sides the tests run to see the invariants catch them
+ * ($OTASIM_SWUPDATE_MUTANT; scenarios/swupdate/test_swupdate.py):
+ *   commit-unhealthy  commits every trial boot without a health check
+ *   confirm-success   confirms SUCCESS (-c 2) after the bootloader fell back */
+static int mutant(const char *name)
+{
+    const char *m = getenv("OTASIM_SWUPDATE_MUTANT");
+    return m && strcmp(m, name) == 0;
+}
+
+/* commit-unhealthy: fw_setenv of the commit, no probe. */
+static int commit_anyway(const struct conf *c)
+{
+    char path[PATH_MAX * 2];
+    const char *old = getenv("PATH");
+    int fd;
+
+    snprintf(path, sizeof(path), "PATH=%s:%s", c->bin, old ? old : "/usr/bin:/bin");
+    const char *argv[] = {"sh", "-c",
+                          "printf 'upgrade_available=0\nbootcount=0\n' | "
+                          "fw_setenv -c \"$0\" -s /dev/stdin",
+                          c->env_config, NULL};
+    const char *env[] = {path, NULL};
+    emit("COMMITTING", "in_progress", "mutant commit-unhealthy: no health check");
+    if ((fd = start(argv, env, NULL)) < 0)
+        return -1;
+    return follow(fd, "commit", 30, NULL, NULL);
+}
+
+/* ---- swupdate ------------------------------------------------------------ */
+
+struct sw_run {
+    const struct conf *c;
+    int installing, installed, failed, cancelled, rebooting, idle;
+};
+
+static int wait_ustate(const struct conf *c, const char *want, int ms)
+{
+    char v[16];
+    int64_t end = otasim_now_ms() + ms;
+
+    do {
+        if (env_get(c, "ustate", v, sizeof(v)) == 0 && strcmp(v, want) == 0)
+            return 1;
+        usleep(50 * 1000);
+    } while (otasim_now_ms() < end);
+    return 0;
+}
+
+static int on_sw_line(const char *line, void *ctx)
+{
+    struct sw_run *r = ctx;
+
+    if (strstr(line, "Software Update started")) {
+        emit("DOWNLOADING", "in_progress", "suricatta: the action's artifact streams in");
+    } else if (strstr(line, "Installation in progress")) {
+        r->installing = 1;
+        emit("INSTALLING", "in_progress", "swupdate: writing the inactive slot");
+    } else if (strstr(line, "SWUPDATE successful")) {
+        r->installed = 1;
+        emit("SWITCHING", "in_progress", "swupdate: installed, the env selects the new slot");
+    } else if (strstr(line, "[ERROR]") && !strstr(line, "Cannot read stored update state") &&
+               !strstr(line, "Key 'ustate' not found")) {
+        r->failed = 1;
+    } else if (strstr(line, "Acknowledging cancelled update")) {
+        r->cancelled = 1;
+    } else if (strstr(line, "Update successful, executing post-update actions")) {
+        /* the trial-boot env and ustate=1 are stored by then (or about to
+         * be): wait for it, never cut it short ourselves */
+        if (!wait_ustate(r->c, "1", 10000))
+            fprintf(stderr, "ota-sim swupdate-pass: ustate=1 not seen after the install\n");
+        r->rebooting = 1;
+        return LINE_STOP;
+    } else if (strstr(line, "No pending action on server")) {
+        r->idle = 1;
+        return LINE_STOP;
+    }
+    return LINE_GO_ON;
+}
+
+static int run_swupdate(const struct conf *c, int booted_b, int confirm, struct sw_run *r)
+{
+    char sel[16], u[1024], tmpdir[PATH_MAX + 8], pre[PATH_MAX * 2 + 16];
+    const char *preload = getenv("OTASIM_PRELOAD");
+    int fd;
+
+    snprintf(sel, sizeof(sel), "ota,%s", booted_b ? "a" : "b");
+    snprintf(u, sizeof(u), "-t DEFAULT -u %s -i %s -k %s -p 1", c->url, c->id, c->token);
+    if (confirm)
+        snprintf(u + strlen(u), sizeof(u) - strlen(u), " -c %d", confirm);
+    snprintf(tmpdir, sizeof(tmpdir), "TMPDIR=%s", c->tmp);
+    snprintf(pre, sizeof(pre), "LD_PRELOAD=%s", preload ? preload : "");
+    const char *argv[] = {c->swupdate, "-v", "-B", "uboot", "-k", c->cert, "-H",
+                          c->board,    "-e", sel,  "-u",    u,    NULL};
+    const char *env[] = {tmpdir, pre, NULL};
+    memset(r, 0, sizeof(*r));
+    r->c = c;
+    if ((fd = start(argv, env, c->tmp)) < 0)
+        return -1;
+    return follow(fd, "swupdate", c->timeout_s, on_sw_line, r);
+}
+
+/* ---- the pass ------------------------------------------------------------ */
+
+static int enter_namespace(const struct conf *c)
+{
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount(c->etc, "/etc", NULL, MS_BIND, NULL) < 0) {
+        fprintf(stderr,
+                "ota-sim swupdate-pass: no mount namespace with the device's /etc (%s): %s "
+                "(swupdate -B uboot reads /etc/fw_env.config; root or CAP_SYS_ADMIN is needed)\n",
+                c->etc, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int otasim_cli_swupdate_pass(int argc, char **argv)
+{
+    struct conf c;
+    struct sw_run r;
+    char bp[8], ua[8], bc[16], us[8], booted[8] = "";
+    char *text = NULL;
+    size_t n = 0;
+    int confirm = 0, booted_b, st;
+    const char *v;
+
+    if (argc != 3) {
+        fprintf(stderr, "usage: ota-sim swupdate-pass CONFIG\n");
+        return 2;
+    }
+    if (conf_load(argv[2], &c) < 0)
+        return 5;
+    g.journal = getenv("OTASIM_JOURNAL");
+    if (g.journal && !*g.journal)
+        g.journal = NULL;
+    if (g.journal)
+        touch(g.journal); /* a pass with no interposed program still has one */
+    snprintf(g.from, sizeof(g.from), "IDLE");
+    if ((v = getenv("OTASIM_CRASH_STATE")) && *v) {
+        snprintf(g.crash_state, sizeof(g.crash_state), "%s", v);
+        char *hash = strchr(g.crash_state, '#');
+        g.crash_k = 1;
+        if (hash) {
+            *hash = '\0';
+            g.crash_k = atoi(hash + 1) > 0 ? atoi(hash + 1) : 1;
+        }
+    }
+    v = getenv("OTASIM_CRASH_MODE");
+    g.crash_power = !(v && strcmp(v, "process") == 0);
+    if (enter_namespace(&c) < 0)
+        return 5;
+    ota_ignore(ota_fs_remove_tree(c.tmp, NULL));
+    ota_ignore(ota_fs_mkdirs(c.tmp, NULL));
+
+    if (env_get(&c, OTA_ENV_BOOT_PART, bp, sizeof(bp)) < 0) {
+        emit("CHECKING", "in_progress", "");
+        emit("IDLE", "failure", "the boot env cannot be read");
+        return 5;
+    }
+    env_get(&c, OTA_ENV_UPGRADE_AVAILABLE, ua, sizeof(ua));
+    env_get(&c, OTA_ENV_BOOTCOUNT, bc, sizeof(bc));
+    env_get(&c, "ustate", us, sizeof(us));
+    if (ota_fs_read_all(c.booted, 64, &text, &n, NULL) == 0 && n > 0)
+        booted[0] = text[0];
+    free(text);
+    booted_b = booted[0] == 'b';
+
+    /* What the device finds in its env, as the state it resumes from (the
+     * "from" of its first line: the matrix's `found`) */
+    if (strcmp(ua, "1") == 0)
+        snprintf(g.from, sizeof(g.from), "REBOOTING"); /* an install stored its trial env */
+    else if (strcmp(us, "1") == 0)
+        snprintf(g.from, sizeof(g.from), "%s",
+                 strcmp(bc, "0") != 0 ? "ROLLING_BACK" : "COMMITTING");
+    else if (strcmp(us, "7") == 0)
+        snprintf(g.from, sizeof(g.from), "INSTALLING"); /* swupdate's own "in progress" */
+    emit("CHECKING", "in_progress", "");
+
+    if (strcmp(ua, "1") == 0 && booted_b == (strcmp(bp, OTA_ENV_SLOT_B) == 0)) {
+        emit("HEALTH_CHECK", "in_progress", "a trial boot: seed 003's health check decides");
+        st = mutant("commit-unhealthy") ? commit_anyway(&c) : health_commit(&c);
+        if (st == 1) {
+            emit("REBOOTING", "in_progress",
+                 "unhealthy: nothing committed, the device reboots (bootcount counts it)");
+            touch(c.reboot);
+            return 0;
+        }
+        if (st != 0) {
+            emit("IDLE", "failure", "health-commit could not decide (see the pass's log)");
+            return 5;
+        }
+        confirm = 2;
+    } else if (strcmp(us, "1") == 0 && strcmp(ua, "1") != 0) {
+        /* installed, not confirmed: committed (the count cleared) or fallen
+         * back (the bootloader's count left in the env). With a trial boot
+         * still pending (the device never rebooted after the install: the
+         * agent crashed first), no -c: swupdate finds the action open and
+         * installs it again, and the device then reboots. */
+        if (strcmp(bc, "0") != 0) {
+            emit("ROLLING_BACK", "in_progress", "the bootloader fell back: confirming FAILED");
+            confirm = mutant("confirm-success") ? 2 : 3;
+        } else {
+            confirm = 2;
+        }
+    }
+    st = run_swupdate(&c, booted_b, confirm, &r);
+    if (r.rebooting) {
+        emit("REBOOTING", "in_progress", "installed: reboot into the trial boot");
+        touch(c.reboot);
+        return 0;
+    }
+    if (r.idle) {
+        if (confirm == 2)
+            emit("IDLE", "success", "confirmed to the server (-c 2)");
+        else if (confirm == 3)
+            emit("IDLE", "failure", "confirmed FAILED to the server (-c 3)");
+        else if (r.cancelled)
+            emit("IDLE", "failure", "the server cancelled the action: acknowledged");
+        else if (r.installing || r.failed)
+            emit("IDLE", "failure", "the install failed; the action is closed");
+        else
+            emit("IDLE", "in_progress", "no action");
+        return 0;
+    }
+    fprintf(stderr, "ota-sim swupdate-pass: swupdate %s\n",
+            st == -2 ? "found no end within the time limit" : "exited on its own");
+    return 3;
+}

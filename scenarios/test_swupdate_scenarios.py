@@ -2,7 +2,7 @@
 docs/agents.md): every scenario of scenarios/swupdate/ passes, the
 swupdate matrix (every state it shows, every persistence point of the
 update, seed 003's commit included) passes, the known SWUpdate weakness is
-where docs/swupdate.md says it is, and two broken device sides are caught,
+where docs/swupdate.md says it is, and three broken device sides are caught,
 each by the invariant named. Skipped where swupdate is not installed or no
 mount namespace can be made (the adapter gives each device its own /etc)."""
 import os
@@ -127,6 +127,8 @@ def test_the_lost_slot_weakness_is_where_it_is_documented(matrix_db):
     ("commit-unhealthy", "rootfs-unhealthy", "bootable"),
     # confirms SUCCESS to the server after the bootloader fell back
     ("confirm-success", "rootfs-boot-failure", "truthful-report"),
+    # installs into the slot it runs from (swupdate -e ota,a on slot A)
+    ("running-slot", "rootfs-update-good", "active-slot-untouched"),
 ])
 def test_a_broken_device_side_is_caught(mutant, scenario, invariant, tmp_path):
     db = str(tmp_path / "runs.db")

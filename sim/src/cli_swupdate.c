@@ -82,8 +82,9 @@ static int conf_load(const char *path, struct conf *c)
     if (strcmp(line, #k) == 0)                                                                     \
         snprintf(c->k, sizeof(c->k), "%s", v);
         S(root)
-        S(env_config) S(etc) S(tmp) S(bin) S(swupdate) S(cert) S(board) S(url) S(id) S(token)
-            S(health_url) S(commit) S(booted) S(reboot)
+        S(env_config)
+        S(etc) S(tmp) S(bin) S(swupdate) S(cert) S(board) S(url) S(id) S(token) S(health_url)
+            S(commit) S(booted) S(reboot)
 #undef S
                 if (strcmp(line, "health_window_ms") == 0) c->window_ms = atoi(v);
         if (strcmp(line, "timeout_s") == 0)
@@ -318,7 +319,8 @@ static int health_commit(const struct conf *c)
 /* The broken device sides the tests run to see the invariants catch them
  * ($OTASIM_SWUPDATE_MUTANT; scenarios/swupdate/test_swupdate.py):
  *   commit-unhealthy  commits every trial boot without a health check
- *   confirm-success   confirms SUCCESS (-c 2) after the bootloader fell back */
+ *   confirm-success   confirms SUCCESS (-c 2) after the bootloader fell back
+ *   running-slot      runs swupdate with the running slot's mode (-e ota,a on A) */
 static int mutant(const char *name)
 {
     const char *m = getenv("OTASIM_SWUPDATE_MUTANT");
@@ -401,7 +403,8 @@ static int run_swupdate(const struct conf *c, int booted_b, int confirm, struct 
     const char *preload = getenv("OTASIM_PRELOAD");
     int fd;
 
-    snprintf(sel, sizeof(sel), "ota,%s", booted_b ? "a" : "b");
+    /* the inactive slot; the mutant running-slot selects the running one */
+    snprintf(sel, sizeof(sel), "ota,%s", booted_b != mutant("running-slot") ? "a" : "b");
     snprintf(u, sizeof(u), "-t DEFAULT -u %s -i %s -k %s -p 1", c->url, c->id, c->token);
     if (confirm)
         snprintf(u + strlen(u), sizeof(u) - strlen(u), " -c %d", confirm);

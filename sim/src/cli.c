@@ -40,6 +40,8 @@ static void usage(FILE *f)
                "       ota-sim boot FW_ENV_CONFIG SLOT_A SLOT_B --image VERSION=FILE...\n"
                "                              (the bootloader model on a device's env and\n"
                "                              slots: ota-sim boot --help)\n"
+               "       ota-sim swupdate-pass CONFIG   (one pass of a simulated SWUpdate device,\n"
+               "                              as the swupdate adapter runs it: docs/swupdate.md)\n"
                "       ota-sim fleet FLEET.yaml [options]   (ota-sim fleet --help)\n"
                "       ota-sim fleet-merge OUT.db SHARD.db...  (ota-sim fleet-merge --help)\n"
                "       ota-sim fleet-calibrate FLEET.yaml [options]   (in-process vs native)\n"

@@ -172,29 +172,13 @@ static int publish(struct otasim_device *d, const char *base, char *ret_token, s
     snprintf(swu, sizeof(swu), "%s/os.swu", base);
     {
         const struct otasim_built *b = &tr->built[tgt - tr->sc->rel];
-        const char *argv[] = {t->pack,
-                              "swu",
-                              "--cert",
-                              cert[tgt->bad_signature ? 1 : 0],
-                              "--key",
-                              key[tgt->bad_signature ? 1 : 0],
-                              "--kind",
-                              "rootfs",
-                              "--image",
-                              b->payload,
-                              "--name",
-                              "rootfs",
-                              "--version",
-                              tgt->version,
-                              "--hw-compat",
-                              "1.0",
-                              "--slot-a-device",
-                              d->part[0],
-                              "--slot-b-device",
-                              d->part[1],
-                              "--out",
-                              swu,
-                              NULL};
+        const char *argv[] = {
+            t->pack, "swu", "--cert", cert[tgt->bad_signature ? 1 : 0], "--key",
+            key[tgt->bad_signature ? 1 : 0], "--kind", "rootfs", "--image", b->payload, "--name",
+            "rootfs", "--version", tgt->version, "--hw-compat", "1.0",
+            /* relative: swupdate runs in the device's root (one
+             * .swu could serve every device: docs/agents.md) */
+            "--slot-a-device", "disks/rootA", "--slot-b-device", "disks/rootB", "--out", swu, NULL};
         if ((r = run_logged(argv, log, NULL, err)) < 0)
             return r;
     }

@@ -83,8 +83,9 @@ static int conf_load(const char *path, struct conf *c)
         snprintf(c->k, sizeof(c->k), "%s", v);
         S(root)
         S(env_config)
-        S(etc) S(tmp) S(bin) S(swupdate) S(cert) S(board) S(url) S(id) S(token) S(health_url)
-            S(commit) S(booted) S(reboot)
+        S(etc)
+        S(tmp) S(bin) S(swupdate) S(cert) S(board) S(url) S(id) S(token) S(health_url) S(commit)
+            S(booted) S(reboot)
 #undef S
                 if (strcmp(line, "health_window_ms") == 0) c->window_ms = atoi(v);
         if (strcmp(line, "timeout_s") == 0)
@@ -415,7 +416,8 @@ static int run_swupdate(const struct conf *c, int booted_b, int confirm, struct 
     const char *env[] = {tmpdir, pre, NULL};
     memset(r, 0, sizeof(*r));
     r->c = c;
-    if ((fd = start(argv, env, c->tmp)) < 0)
+    /* in the device's root: sw-description names the slots relative to it */
+    if ((fd = start(argv, env, c->root)) < 0)
         return -1;
     return follow(fd, "swupdate", c->timeout_s, on_sw_line, r);
 }

@@ -140,6 +140,35 @@ static int must_cancel(struct otasrv_srv *srv, const struct otasrv_ddi_action *a
     return st < 0 || st == OTASRV_ROLLOUT_CANCELLED || st == OTASRV_ROLLOUT_ROLLED_BACK;
 }
 
+/* The release a DDI device gets for the release `offered` (its rollout's):
+ * itself if it is a .swu; else the .swu of the same version and kind, if
+ * the server has one (published first, then the newest), so that one
+ * rollout of an ota-pack release updates ota-agent devices with the release
+ * and SWUpdate devices with its .swu; else the offered release (its payload
+ * is the artifact). */
+static void ddi_release(struct otasrv_req *req, const char *offered, char *out, size_t cap)
+{
+    struct otasrv_release *rel = NULL, **v = NULL;
+    size_t n = 0;
+
+    ota_strlcpy(out, offered, cap);
+    if (otasrv_store_release_get(req->srv->store, offered, &rel, NULL) < 0)
+        return;
+    if (strcmp(rel->format, "swu") != 0 &&
+        otasrv_store_release_list(req->srv->store, 0, &v, &n, NULL) == 0) {
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(v[i]->format, "swu") == 0 && strcmp(v[i]->version, rel->version) == 0 &&
+                strcmp(v[i]->kind, rel->kind) == 0) {
+                ota_strlcpy(out, v[i]->id, cap);
+                break;
+            }
+        for (size_t i = 0; i < n; i++)
+            otasrv_release_free(v[i]);
+        free(v);
+    }
+    otasrv_release_free(rel);
+}
+
 /* The device's current action after asking the rollouts: *ret_have 1 with
  * *a (open or canceling), 0 for none. Under otasrv_ddi_lock(). */
 static int decide(struct otasrv_req *req, const char *id, struct otasrv_ddi_action *a,
@@ -172,7 +201,7 @@ static int decide(struct otasrv_req *req, const char *id, struct otasrv_ddi_acti
             ota_strlcpy(a->update_id, uid, sizeof(a->update_id));
             ota_strlcpy(a->rollout_id, json_string_value(json_object_get(offer, "rollout_id")),
                         sizeof(a->rollout_id));
-            ota_strlcpy(a->release_id, json_string_value(json_object_get(offer, "release_id")),
+            ddi_release(req, json_string_value(json_object_get(offer, "release_id")), a->release_id,
                         sizeof(a->release_id));
             r = otasrv_ddi_action_add(ddi, a, otasrv_now_ms(), err);
             have = r == 0;

@@ -240,6 +240,63 @@ def test_rollout_spans_ota_agent_and_ddi_devices(dworld):
     assert st == 200
 
 
+def test_a_rollout_of_an_ota_release_gives_ddi_devices_its_swu(dworld, tmp_path):
+    """One rollout, both kinds of devices, each its own format: the rollout
+    names an ota-pack release; an ota-agent device gets that release, a DDI
+    device the .swu of the same version and kind (docs/protocol.md, "Actions:
+    the mapping onto rollouts"); without a .swu of that version the DDI
+    artifact is the release's payload (test_rollout_spans_...)."""
+    srv = dworld["srv"]
+    img, _ = otadev.make_image(str(tmp_path), "sib", 150_000, seed=7)
+    rel = otadev.publish(str(tmp_path / "out"), "rel-sib", img, "2.5.0", dworld["keys"],
+                         kind="rootfs", fmt="raw")
+    st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": rel, "id": "rel-sib",
+                                                       "publish": True})
+    assert st == 201, b
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=sib", "-addext", "extendedKeyUsage=emailProtection",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    swu = tmp_path / "sib.swu"
+    for version, name in (("2.5.0", "sib.swu"), ("2.6.0", "other.swu")):
+        out = tmp_path / name
+        p = subprocess.run([otadev.pack_bin(), "swu", "--cert", str(cert), "--key", str(key),
+                            "--kind", "rootfs", "--image", img, "--name", "board-os",
+                            "--version", version, "--hw-compat", "1.0", "--out", str(out)],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        p = subprocess.run([test_server_api.server_bin(), "release", "add", str(out), "--id",
+                            "swu-" + version, "--server", srv.url, "--admin-token", ADMIN],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    tok = srv.register("ddi-sib", group="g-sib")
+    agent_tok = srv.register("agent-sib", group="g-sib")
+    rollout(srv, "rsib", "g-sib", release="rel-sib")
+    st, _, b = srv.call("POST", "/api/v1/devices/agent-sib/checkin", {"state": "IDLE"},
+                        token=agent_tok)
+    assert st == 200 and b["update"]["update_id"] == "rsib-agent-sib", b
+    assert b["update"]["release_id"] == "rel-sib", b  # the ota-pack release, not its .swu
+    st, _, _ = ddi(srv, "PUT", ctl("ddi-sib", "/configData"), tok, {"data": {"b": "1"}})
+    assert st == 200
+    path = link_path(poll(srv, "ddi-sib", tok), "deploymentBase")
+    st, _, dep = ddi(srv, "GET", path, tok)
+    assert st == 200, dep
+    (chunk,) = dep["deployment"]["chunks"]
+    (art,) = chunk["artifacts"]
+    assert chunk["version"] == "2.5.0" and art["filename"] == "sib.swu", dep
+    assert art["size"] == os.path.getsize(swu) and art["hashes"]["sha256"] == sha(swu, "sha256")
+    url = re.sub(r"^https?://[^/]+", "", art["_links"]["download-http"]["href"])
+    st, _, body = ddi(srv, "GET", url, tok)
+    assert st == 200 and body == swu.read_bytes()
+    # its feedback is the rollout's, under the rollout's release and version
+    st, _, b = ddi(srv, "POST", path + "/feedback", tok,
+                   feedback("closed", "success", ["Update Installed."]))
+    assert st == 200, b
+    r = reports(srv, "ddi-sib")[-1]
+    assert (r["status"], r["rollout_id"], r["version"]) == ("success", "rsib", "2.5.0"), r
+    assert rdev(srv, "rsib", "ddi-sib") == "success"
+
+
 def test_closed_failure_trips_the_rollout_and_open_actions_are_cancelled(dworld):
     srv = dworld["srv"]
     toks = {d: srv.register(d, group="g-fail") for d in ("ddi-f1", "ddi-f2")}

@@ -123,6 +123,7 @@ const struct otasim_agent otasim_agent_ota = {
     .status = ota_status,
     .state_db = "var/lib/ota/agent.db",
     .settles_bootcount = 1,
+    .net_journaled = 1,
     .check = ota_check,
 };
 

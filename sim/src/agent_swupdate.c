@@ -387,6 +387,7 @@ const struct otasim_agent otasim_agent_swupdate = {
     .state_db = "",
     .preload_env = "OTASIM_PRELOAD",
     .settles_bootcount = 0,
+    .net_journaled = 0, /* suricatta is a forked child: its feedback is not journaled */
     .states = sw_states,
     .check = sw_check,
 };

@@ -52,12 +52,40 @@ static uint32_t crc32_ieee(const uint8_t *p, size_t n)
     return c ^ 0xffffffffu;
 }
 
+/* One env image of OTASIM_ENV_SIZE: CRC, then (redundant) a flags byte,
+ * then the variables. */
+static int env_image(uint8_t *img, int redundant, uint8_t flags, const char *const *vars, size_t n,
+                     struct ota_err *err)
+{
+    size_t hdr = redundant ? 5 : 4, off = hdr;
+    uint32_t crc;
+
+    memset(img, 0, OTASIM_ENV_SIZE);
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = vars[i] ? strchr(vars[i], '=') : NULL;
+        size_t vlen = vars[i] ? strlen(vars[i]) : 0;
+
+        if (!eq || eq == vars[i])
+            return ota_err_set(err, EINVAL, "boot env: '%s' is not name=value",
+                               vars[i] ? vars[i] : "(null)");
+        /* The data ends with an empty string: keep room for its NUL. */
+        if (off + vlen + 2 > OTASIM_ENV_SIZE)
+            return ota_err_set(err, ENOSPC, "boot env: variables exceed %d bytes", OTASIM_ENV_SIZE);
+        memcpy(img + off, vars[i], vlen + 1);
+        off += vlen + 1;
+    }
+    if (redundant)
+        img[4] = flags;
+    crc = crc32_ieee(img + hdr, OTASIM_ENV_SIZE - hdr);
+    for (int b = 0; b < 4; b++)
+        img[b] = (uint8_t)(crc >> (8 * b));
+    return 0;
+}
+
 int otasim_bootenv_create(const char *env_file, const char *env_config, const char *const *vars,
                           size_t n, struct ota_err *err)
 {
     uint8_t *img = NULL;
-    size_t off = 4;
-    uint32_t crc;
     int r;
 
     if (!env_file || !env_config)
@@ -65,29 +93,39 @@ int otasim_bootenv_create(const char *env_file, const char *env_config, const ch
     img = calloc(1, OTASIM_ENV_SIZE);
     if (!img)
         return ota_err_set(err, ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const char *eq = vars[i] ? strchr(vars[i], '=') : NULL;
-        size_t vlen = vars[i] ? strlen(vars[i]) : 0;
-
-        if (!eq || eq == vars[i]) {
-            r = ota_err_set(err, EINVAL, "boot env: '%s' is not name=value",
-                            vars[i] ? vars[i] : "(null)");
-            goto out;
-        }
-        /* The data ends with an empty string: keep room for its NUL. */
-        if (off + vlen + 2 > OTASIM_ENV_SIZE) {
-            r = ota_err_set(err, ENOSPC, "boot env: variables exceed %d bytes", OTASIM_ENV_SIZE);
-            goto out;
-        }
-        memcpy(img + off, vars[i], vlen + 1);
-        off += vlen + 1;
-    }
-    crc = crc32_ieee(img + 4, OTASIM_ENV_SIZE - 4);
-    for (int b = 0; b < 4; b++)
-        img[b] = (uint8_t)(crc >> (8 * b));
-    r = ota_fs_write_atomic(env_file, img, OTASIM_ENV_SIZE, 0644, err);
+    r = env_image(img, 0, 0, vars, n, err);
+    if (r == 0)
+        r = ota_fs_write_atomic(env_file, img, OTASIM_ENV_SIZE, 0644, err);
     if (r == 0)
         r = otasim_bootenv_config(env_file, env_config, err);
+    free(img);
+    return r;
+}
+
+int otasim_bootenv_create_redundant(const char *env_file, const char *env_config,
+                                    const char *const *vars, size_t n, struct ota_err *err)
+{
+    char abs_env[PATH_MAX], text[2 * PATH_MAX + 64];
+    uint8_t *img = NULL;
+    int len, r;
+
+    if (!env_file || !env_config)
+        return ota_err_set(err, EINVAL, "boot env: missing env file or config path");
+    img = calloc(2, OTASIM_ENV_SIZE);
+    if (!img)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    /* both copies hold the vars; the first is the newer (flags 1 > 0) */
+    if ((r = env_image(img, 1, 1, vars, n, err)) < 0 ||
+        (r = env_image(img + OTASIM_ENV_SIZE, 1, 0, vars, n, err)) < 0 ||
+        (r = ota_fs_write_atomic(env_file, img, 2 * OTASIM_ENV_SIZE, 0644, err)) < 0)
+        goto out;
+    if (!realpath(env_file, abs_env)) {
+        r = ota_err_set(err, errno, "boot env: cannot resolve %s: %s", env_file, strerror(errno));
+        goto out;
+    }
+    len = snprintf(text, sizeof(text), "%s 0x0 0x%x\n%s 0x%x 0x%x\n", abs_env, OTASIM_ENV_SIZE,
+                   abs_env, OTASIM_ENV_SIZE, OTASIM_ENV_SIZE);
+    r = ota_fs_write_atomic(env_config, text, (size_t)len, 0644, err);
 out:
     free(img);
     return r;

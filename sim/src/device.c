@@ -187,7 +187,8 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
             return r;
         snprintf(envfile, sizeof(envfile), "%s/boot/uboot.env", d->root);
         snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
-        if ((r = otasim_bootenv_create(envfile, d->env_config, vars, 5, err)) < 0)
+        if ((r = (sc->env_redundant ? otasim_bootenv_create_redundant : otasim_bootenv_create)(
+                 envfile, d->env_config, vars, 5, err)) < 0)
             return r;
         for (size_t i = 0; i < sc->n_rel; i++) {
             struct otasim_image *im = &d->images[d->n_images++];

@@ -41,6 +41,10 @@ static int recording(struct otasim_runner *r, size_t si, struct otasim_recording
     snprintf(key, sizeof(key), "%s|%lld|%lld|%s|%lld|%s", r->t.agent, (long long)sa.st_mtime,
              (long long)sa.st_size, s->sc.path, (long long)ss.st_mtime,
              otasim_fault_kind_names[s->sc.fault.kind]);
+    /* another agent's device side is ota-sim's own driver (agent.h) */
+    if (s->sc.agent[0] && strcmp(s->sc.agent, "ota-agent") != 0 && stat(r->t.self, &sa) == 0)
+        snprintf(key + strlen(key), sizeof(key) - strlen(key), "|%s|%s|%lld|%lld", s->sc.agent,
+                 r->t.self, (long long)sa.st_mtime, (long long)sa.st_size);
     h = ota_sha256_new();
     if (!h || ota_sha256_update(h, key, strlen(key)) < 0 || ota_sha256_final(h, d) < 0) {
         ota_sha256_free(h);

@@ -118,11 +118,18 @@ void otasim_fault_label(const struct otasim_fault *f, char *buf, size_t cap)
 
 static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_err *err)
 {
-    static const char *const keys[] = {"profile",     "source",           "agent",
-                                       "device_type", "health_window_ms", "health_interval_ms",
-                                       "clock_rate",  "slot_b",           "checkpoint_bytes",
+    static const char *const keys[] = {"profile",
+                                       "source",
+                                       "agent",
+                                       "device_type",
+                                       "health_window_ms",
+                                       "health_interval_ms",
+                                       "clock_rate",
+                                       "slot_b",
+                                       "checkpoint_bytes",
+                                       "env",
                                        NULL};
-    char profile[16] = "app", slot_b[16] = "empty";
+    char profile[16] = "app", slot_b[16] = "empty", env[16] = "single";
     long long v;
     int i;
     int r;
@@ -135,8 +142,12 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
         (r = otasim_opt_str(d, "device", "agent", s->agent, sizeof(s->agent), err)) < 0 ||
         (r = otasim_opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type),
                             err)) < 0 ||
-        (r = otasim_opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err)) < 0)
+        (r = otasim_opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err)) < 0 ||
+        (r = otasim_opt_str(d, "device", "env", env, sizeof(env), err)) < 0)
         return r;
+    if (strcmp(env, "single") != 0 && strcmp(env, "redundant") != 0)
+        return ota_err_set(err, EINVAL, "device.env: '%s' is not single or redundant", env);
+    s->env_redundant = strcmp(env, "redundant") == 0;
     if (strcmp(slot_b, "empty") != 0 && strcmp(slot_b, "factory") != 0)
         return ota_err_set(err, EINVAL, "device.slot_b: '%s' is not empty or factory", slot_b);
     s->slot_b_factory = strcmp(slot_b, "factory") == 0;
@@ -146,6 +157,8 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     s->profile = (enum otasim_profile)i;
     if (s->slot_b_factory && s->profile != OTASIM_PROFILE_ROOTFS)
         return ota_err_set(err, EINVAL, "device.slot_b: for the rootfs profile");
+    if (s->env_redundant && s->profile != OTASIM_PROFILE_ROOTFS)
+        return ota_err_set(err, EINVAL, "device.env: for the rootfs profile");
     if (strcmp(s->source, "fleet") != 0 && strcmp(s->source, "github") != 0)
         return ota_err_set(err, EINVAL, "device.source: '%s' is not fleet or github", s->source);
     if (!otasim_agent_find(s->agent))

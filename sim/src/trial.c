@@ -15,6 +15,7 @@
 #include "ota/abboot.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
+#include "otasim/agent.h"
 #include "otasim/device.h"
 #include "otasim/fast.h"
 #include "otasim/invariants.h"
@@ -338,6 +339,7 @@ int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
 {
     struct otasim_tools keep = *t;
     struct otasim_recording rec = {0};
+    const struct otasim_agent *ag;
     uint64_t off = 0;
     int r;
 
@@ -357,6 +359,7 @@ int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
     }
     rec.calls = tr->calls;
     rec.distinct = calloc(rec.calls + 2, 1);
+    ag = otasim_agent_find(tr->sc->agent[0] ? tr->sc->agent : otasim_agent_ota.name);
     if (!rec.distinct) {
         r = ota_err_set(err, ENOMEM, "out of memory");
         goto out;
@@ -369,6 +372,9 @@ int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
             goto out;
         if (off + 1 <= rec.calls)
             rec.distinct[off + 1] = 1; /* the first call after a boot */
+        for (uint64_t k = 1; ag && !ag->net_journaled && k <= j->calls && off + k <= rec.calls;
+             k++)
+            rec.distinct[off + k] = 1; /* what the server saw is not known: all differ */
         for (size_t i = 0; i < j->n; i++) {
             const struct otasim_rec *x = &j->v[i];
             uint64_t n = off + x->seq;

@@ -58,6 +58,7 @@ class Device:
         os.makedirs(os.path.dirname(self.slot_a))
         os.makedirs(os.path.dirname(self.env))
         self.cert, key = make_cert(d, "signer")
+        self.key = key
         self.image = os.path.join(d, "rootfs.img")
         with open(self.image, "wb") as f:
             f.write(os.urandom(300_001))

@@ -46,6 +46,12 @@ struct otasim_agent {
      * it after a fallback); 0: a fallback's count stays in the env, which
      * the bootloader rule ignores while upgrade_available is 0 (SWUpdate). */
     int settles_bootcount;
+    /* 1: the interposer sees every message the agent sends to the server
+     * (NET events), so a crash point with no fsync and no message since the
+     * one before cannot differ from it (the equivalence of the recording
+     * run). 0: some are sent by a process it does not follow (swupdate's
+     * forked suricatta), so every crash point is run. */
+    int net_journaled;
     /* The states its state lines can show (NULL-terminated; NULL: every
      * state of docs/DESIGN.md): a state trigger outside them is refused. */
     const char *const *states;

@@ -69,6 +69,12 @@ struct otasim_boot_result {
  * ("name=value" strings) and the fw_env.config that names it. */
 int otasim_bootenv_create(const char *env_file, const char *env_config, const char *const *vars,
                           size_t n, struct ota_err *err) OTA_MUST;
+/* The same as U-Boot's redundant env: two copies of OTASIM_ENV_SIZE in
+ * env_file (offsets 0 and OTASIM_ENV_SIZE, each CRC + flags byte + data;
+ * the first current), and an fw_env.config with two lines. */
+int otasim_bootenv_create_redundant(const char *env_file, const char *env_config,
+                                    const char *const *vars, size_t n,
+                                    struct ota_err *err) OTA_MUST;
 /* Reads one variable (-ENOENT if unset, -EBADMSG if the env is unreadable). */
 int otasim_bootenv_get(const char *env_config, const char *name, char *buf, size_t cap,
                        struct ota_err *err) OTA_MUST;

@@ -140,6 +140,9 @@ struct otasim_scenario {
 
     /* rootfs: rootB starts with the factory image too (device.slot_b: factory) */
     int slot_b_factory;
+    /* rootfs: U-Boot's redundant env (two copies, libubootenv writes the
+     * older one; device.env: redundant) instead of one copy */
+    int env_redundant;
     struct otasim_release rel[OTASIM_MAX_RELEASES];
     size_t n_rel;
     json_t *server_faults; /* fault plan rules (docs/protocol.md) or NULL */

@@ -1,8 +1,9 @@
 """Debian 12's swupdate under the harness (the swupdate adapter,
 docs/agents.md): every scenario of scenarios/swupdate/ passes, the
 swupdate matrix (every state it shows, every persistence point of the
-update, seed 003's commit included) passes, the known SWUpdate weakness is
-where docs/swupdate.md says it is, and three broken device sides are caught,
+update, seed 003's commit included, on the single and the redundant env)
+passes but for the cases where it catches swupdate itself, the known SWUpdate
+weaknesses are where docs/swupdate.md says they are, and three broken device sides are caught,
 each by the invariant named. Skipped where swupdate is not installed or no
 mount namespace can be made (the adapter gives each device its own /etc)."""
 import os
@@ -87,18 +88,32 @@ def matrix_db(tmp_path_factory):
     return db
 
 
+# The cases where the harness catches swupdate 2022.12 itself (docs/swupdate.md,
+# "A lost ustate store"): a cut after swupdate -c 2's feedback reached the server and
+# before its ustate=0 store is durable leaves ustate=1 for good (the next start's -c 2
+# finds no action and clears nothing; a later rollout's action would be closed with
+# success uninstalled: agent/tests/swu, test_a_lost_ustate_store_never_confirms_the_next_action).
+KNOWN = {
+    "rootfs-update-good/power-cut@point:14": ["settled"],
+    "rootfs-update-good-redundant-env/power-cut@point:14": ["settled"],
+}
+
+
 def test_matrix_every_state_and_persistence_point(matrix_db):
     got = rows(matrix_db)
     points = [r for r in got if "@point:" in r[0]]
     states = [r for r in got if "@state:" in r[0]]
-    # swupdate's 11 counted calls (5 env stores, the slot write), the commit's
-    # 2 (fw_setenv), -c 2's ustate=0 store (2): 15 points
-    assert len(points) == 15, sorted(r[0] for r in points)
+    # per scenario: swupdate's 11 counted calls (5 env stores, the slot write), the
+    # commit's 2 (fw_setenv), -c 2's ustate=0 store 2; every one run (swupdate's
+    # feedback is not journaled, so no point is taken as equivalent to another)
+    assert len(points) == 30 and not any(r[4] for r in points), sorted(r[0] for r in points)
     assert len(states) == 14, sorted(r[0] for r in states)
-    failed = [(c, o, d, rep) for c, o, d, rep, _ in got if o != "pass"]
-    assert not failed, "\n".join(f"{c}: {o}: {d}\n  reproduce: {rep}" for c, o, d, rep in failed)
-    ran = [r for r in points if not r[4]]
-    assert len(ran) >= 9, "fewer than 9 distinct crash states were run"
+    failed = {c: (o, d, rep) for c, o, d, rep, _ in got if o != "pass"}
+    bad = failed_invariants(matrix_db)
+    unexpected = {c: v for c, v in failed.items() if bad.get(c) != KNOWN.get(c)}
+    assert not unexpected, "\n".join(f"{c}: {o}: {d}\n  invariants: {bad.get(c)}\n  reproduce: {rep}"
+                                     for c, (o, d, rep) in unexpected.items())
+    assert set(failed) == set(KNOWN), f"the known swupdate weakness no longer shows: {sorted(failed)}"
 
 
 def test_the_lost_slot_weakness_is_where_it_is_documented(matrix_db):
@@ -117,7 +132,8 @@ def test_the_lost_slot_weakness_is_where_it_is_documented(matrix_db):
     finally:
         con.close()
     lost = sorted(c for c, d in found.items() if "found ROLLING_BACK" in d)
-    assert lost == ["rootfs-update-good/power-cut@point:11"], lost
+    assert lost == ["rootfs-update-good-redundant-env/power-cut@point:11",
+                    "rootfs-update-good/power-cut@point:11"], lost
     for p in (7, 9):
         assert "found INSTALLING" in found[f"rootfs-update-good/power-cut@point:{p}"], found
 

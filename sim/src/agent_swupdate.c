@@ -258,7 +258,12 @@ static int sw_provision(struct otasim_device *d, struct ota_err *err)
                            health_commit_path());
     if ((r = publish(d, base, token, sizeof(token), err)) < 0)
         return r;
-#define ADD(...) n += (size_t)snprintf(text + n, sizeof(text) - n, __VA_ARGS__)
+        /* stops adding at the first that does not fit (n then >= the size) */
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        if (n < sizeof(text))                                                                      \
+            n += (size_t)snprintf(text + n, sizeof(text) - n, __VA_ARGS__);                        \
+    } while (0)
     ADD("root=%s\nenv_config=%s\netc=%s/etc\ntmp=%s/tmp\nbin=%s/bin\n", d->root, d->env_config,
         base, base, base);
     ADD("swupdate=%s\ncert=%s/cache/swu-signers/signer.crt\nboard=%s\n",
@@ -269,7 +274,7 @@ static int sw_provision(struct otasim_device *d, struct ota_err *err)
         token);
     ADD("health_url=http://127.0.0.1:%d/health\nhealth_window_ms=%d\ncommit=%s\n", d->app_port,
         sc->health_window_ms > 2000 ? sc->health_window_ms : 2000, health_commit_path());
-    ADD("booted=%s/run/booted\nreboot=%s/run/reboot-requested\ntimeout_s=60\n", d->root, d->root);
+    ADD("booted=%s/run/booted\nreboot=%s/run/reboot-requested\ntimeout_s=45\n", d->root, d->root);
 #undef ADD
     if (n >= sizeof(text))
         return ota_err_set(err, ENAMETOOLONG, "config too long");
@@ -349,6 +354,10 @@ static int sw_check(const struct otasim_scenario *sc, const struct otasim_fault 
     if (sc->profile != OTASIM_PROFILE_ROOTFS)
         return ota_err_set(err, EINVAL,
                            "agent swupdate: the rootfs profile only (an app .swu is not run yet)");
+    if (sc->health_window_ms > 20000)
+        return ota_err_set(err, EINVAL,
+                           "agent swupdate: health_window_ms up to 20000 (a pass must end within "
+                           "the harness's 120 s: the probe's window + 20 s, swupdate's 45 s)");
     if (strcmp(sc->source, "fleet") != 0 || sc->blue_green)
         return ota_err_set(err, EINVAL,
                            "agent swupdate: source fleet (the DDI face), no blue_green rollout");

@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,8 +86,9 @@ static int conf_load(const char *path, struct conf *c)
         S(root)
         S(env_config)
         S(etc)
-        S(tmp) S(bin) S(swupdate) S(cert) S(board) S(url) S(id) S(token) S(health_url) S(commit)
-            S(booted) S(reboot)
+        S(tmp)
+        S(bin) S(swupdate) S(cert) S(board) S(url) S(id) S(token) S(health_url) S(commit) S(booted)
+            S(reboot)
 #undef S
                 if (strcmp(line, "health_window_ms") == 0) c->window_ms = atoi(v);
         if (strcmp(line, "timeout_s") == 0)
@@ -100,54 +103,91 @@ static int conf_load(const char *path, struct conf *c)
     return 0;
 }
 
-/* The processes whose parent is pid (swupdate's forked helpers). */
-static size_t children_of(pid_t pid, pid_t *out, size_t cap)
+/* Every descendant of this driver (its children and, as it is their
+ * subreaper, the orphans of its grandchildren): swupdate's forked helpers,
+ * health-commit's sh, timeout and curl. Zombies are skipped (their pids stay
+ * taken until this driver reaps them). */
+static size_t descendants(pid_t *out, size_t cap)
 {
+    pid_t me = getpid(), pid[4096], ppid[4096];
+    size_t n = 0, k = 0;
     DIR *d = opendir("/proc");
     struct dirent *e;
-    size_t n = 0;
 
     if (!d)
         return 0;
-    while ((e = readdir(d)) && n < cap) {
-        char p[300], buf[512], *rp;
-        int fd, k, ppid = 0;
+    while ((e = readdir(d)) && n < 4096) {
+        char p[300], buf[512], *rp, st = 0;
+        int fd, len, pp = 0;
         if (e->d_name[0] < '0' || e->d_name[0] > '9')
             continue;
         snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
         if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
             continue;
-        k = (int)read(fd, buf, sizeof(buf) - 1);
+        len = (int)read(fd, buf, sizeof(buf) - 1);
         close(fd);
-        if (k <= 0)
+        if (len <= 0)
             continue;
-        buf[k] = '\0';
+        buf[len] = '\0';
         rp = strrchr(buf, ')');
-        if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == pid)
-            out[n++] = (pid_t)atoi(e->d_name);
+        if (!rp || sscanf(rp + 2, "%c %d", &st, &pp) != 2 || st == 'Z')
+            continue;
+        pid[n] = (pid_t)atoi(e->d_name);
+        ppid[n++] = (pid_t)pp;
     }
     closedir(d);
-    return n;
+    /* breadth first from this driver */
+    pid_t q[4096];
+    size_t qh = 0, qt = 0;
+    q[qt++] = me;
+    while (qh < qt) {
+        pid_t parent = q[qh++];
+        for (size_t i = 0; i < n; i++)
+            if (ppid[i] == parent && qt < 4096) {
+                q[qt++] = pid[i];
+                if (k < cap)
+                    out[k++] = pid[i];
+            }
+    }
+    return k;
 }
 
-/* Ends the running program and its helpers: SIGTERM, then SIGKILL. */
-static int stop_child(int sig_first)
+/* Sends sig to every descendant, again until none is left alive (SIGKILL)
+ * or once (others); reaps what ended. */
+static void signal_all(int sig)
 {
-    pid_t kids[32];
-    size_t nk;
+    pid_t v[512];
+    size_t n;
+    int rounds = 0, st;
+
+    do {
+        n = descendants(v, 512);
+        for (size_t i = 0; i < n; i++)
+            kill(v[i], sig);
+        while (waitpid(-1, &st, WNOHANG) > 0)
+            ;
+        if (sig != SIGKILL)
+            break;
+        if (n)
+            usleep(1000);
+    } while (n && ++rounds < 200);
+}
+
+/* Ends the running program: SIGTERM (its atexit handlers run), SIGKILL
+ * after 3 s; then whatever it left behind. */
+static int stop_child(void)
+{
     int st = 0;
 
     if (g.child <= 0)
         return 0;
-    nk = children_of(g.child, kids, 32);
-    kill(g.child, sig_first);
-    if (otasim_wait(g.child, sig_first == SIGKILL ? -1 : 3000, &st) == -ETIMEDOUT) {
+    kill(g.child, SIGTERM);
+    if (otasim_wait(g.child, 3000, &st) == -ETIMEDOUT) {
         kill(g.child, SIGKILL);
         ota_ignore(otasim_wait(g.child, -1, &st));
     }
-    for (size_t i = 0; i < nk; i++)
-        kill(kids[i], SIGKILL);
     g.child = 0;
+    signal_all(SIGKILL);
     return st;
 }
 
@@ -155,11 +195,13 @@ static void crash(void)
 {
     const char *mode = g.crash_power ? "power" : "process";
 
+    /* everything of the device side stops first, then the record: nothing of
+     * it runs on after the crash its journal says happened */
+    signal_all(g.crash_power ? SIGSTOP : SIGKILL);
     if (g.journal)
         ota_ignore(otasim_journal_event(g.journal, OTASIM_OP_CRASH, mode, NULL));
     if (g.crash_power)
         kill(0, SIGKILL); /* the device's whole group, this driver included */
-    stop_child(SIGKILL);  /* the agent's process dies, the device stays up */
     raise(SIGKILL);
     _exit(137);
 }
@@ -170,7 +212,6 @@ static void emit(const char *to, const char *status, const char *reason)
     struct timespec ts;
     char *text = NULL;
     json_t *o;
-
     clock_gettime(CLOCK_REALTIME, &ts);
     o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "to", to, "status", status, "from", g.from,
                   "kind", "rootfs", "reason", reason ? reason : "", "ts",
@@ -184,6 +225,7 @@ static void emit(const char *to, const char *status, const char *reason)
     free(text);
     json_decref(o);
     snprintf(g.from, sizeof(g.from), "%s", to);
+    /* as the interposer does for ota-agent: the line, then the cut */
     if (g.crash_state[0] && strcmp(g.crash_state, to) == 0 && ++g.crash_seen == g.crash_k)
         crash();
 }
@@ -197,8 +239,11 @@ static int start(const char *const *argv, const char *const *env, const char *cw
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
     g.child = fork();
-    if (g.child < 0)
+    if (g.child < 0) {
+        close(p[0]);
+        close(p[1]);
         return -1;
+    }
     if (g.child == 0) {
         for (size_t i = 0; env && env[i]; i++)
             putenv((char *)env[i]);
@@ -216,12 +261,27 @@ static int start(const char *const *argv, const char *const *env, const char *cw
 
 enum { LINE_GO_ON, LINE_STOP };
 
-/* Reads the program's lines until it exits, on_line says stop, or the time
- * is up; each is copied to stderr behind the tag. Returns its wait status
- * as otasim_wait gives it (the exit code, or 128 + signal; -1: stopped by
- * on_line, -2: timed out). */
-static int follow(int fd, const char *tag, int timeout_s, int (*on_line)(const char *, void *),
-                  void *ctx)
+/* What follow() does with the program's output: on_line for each line;
+ * ready (may be NULL) asked after each read and every 100 ms, LINE_STOP
+ * ends it too. */
+struct follower {
+    int (*on_line)(const char *line, void *ctx);
+    int (*ready)(void *ctx);
+    void *ctx;
+};
+
+static int one_line(const struct follower *f, const char *tag, const char *s)
+{
+    fprintf(stderr, "%s: %s\n", tag, s);
+    return f->on_line ? f->on_line(s, f->ctx) : LINE_GO_ON;
+}
+
+/* Reads the program's lines until it exits, the follower says stop, or the
+ * time is up; each is copied to stderr behind the tag (a line longer than
+ * the buffer in pieces; NUL bytes read as spaces; a last line without a
+ * newline too). Returns its wait status as otasim_wait gives it (the exit
+ * code, or 128 + signal; -1: stopped by the follower, -2: timed out). */
+static int follow(int fd, const char *tag, int timeout_s, const struct follower *f)
 {
     char buf[16384];
     size_t n = 0;
@@ -236,38 +296,62 @@ static int follow(int fd, const char *tag, int timeout_s, int (*on_line)(const c
             stopped = -2;
             break;
         }
-        if (poll(&pfd, 1, left) <= 0)
-            continue;
-        k = read(fd, buf + n, sizeof(buf) - 1 - n);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-        buf[n] = '\0';
-        char *s = buf, *nl;
-        while ((nl = strchr(s, '\n'))) {
-            *nl = '\0';
-            fprintf(stderr, "%s: %s\n", tag, s);
-            if (on_line && on_line(s, ctx) == LINE_STOP) {
+        if (poll(&pfd, 1, left < 100 ? left : 100) <= 0) {
+            if (f->ready && f->ready(f->ctx) == LINE_STOP) {
                 stopped = -1;
                 break;
             }
-            s = nl + 1;
+            continue;
+        }
+        k = read(fd, buf + n, sizeof(buf) - 1 - n);
+        if (k <= 0) {
+            if (n) {
+                buf[n] = '\0';
+                if (one_line(f, tag, buf) == LINE_STOP)
+                    stopped = -1;
+            }
+            break;
+        }
+        for (size_t i = n; i < n + (size_t)k; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        n += (size_t)k;
+        size_t from = 0;
+        char *nl;
+        while ((nl = memchr(buf + from, '\n', n - from))) {
+            *nl = '\0';
+            if (one_line(f, tag, buf + from) == LINE_STOP) {
+                stopped = -1;
+                break;
+            }
+            from = (size_t)(nl - buf) + 1;
         }
         if (stopped)
             break;
-        n = strlen(s);
-        memmove(buf, s, n + 1);
-        if (n >= sizeof(buf) - 1)
+        memmove(buf, buf + from, n - from);
+        n -= from;
+        if (n >= sizeof(buf) - 1) { /* a line longer than the buffer: its piece */
+            buf[n] = '\0';
+            if (one_line(f, tag, buf) == LINE_STOP) {
+                stopped = -1;
+                break;
+            }
             n = 0;
+        }
+        if (f->ready && f->ready(f->ctx) == LINE_STOP) {
+            stopped = -1;
+            break;
+        }
     }
     fflush(stderr);
-    close(fd);
-    if (stopped)
-        stop_child(SIGTERM);
-    else if (g.child > 0) {
+    if (stopped) {
+        stop_child(); /* before the pipe closes: no SIGPIPE on its next log line */
+    } else if (g.child > 0) {
         ota_ignore(otasim_wait(g.child, -1, &st));
         g.child = 0;
+        signal_all(SIGKILL); /* what it left running */
     }
+    close(fd);
     return stopped ? stopped : st;
 }
 
@@ -313,7 +397,10 @@ static int health_commit(const struct conf *c)
     const char *env[] = {path, NULL};
     if ((fd = start(argv, env, NULL)) < 0)
         return -1;
-    st = follow(fd, "health-commit", w + 30, on_health_line, NULL);
+    {
+        const struct follower f = {on_health_line, NULL, NULL};
+        st = follow(fd, "health-commit", w + 20, &f);
+    }
     return st; /* otasim_wait's: the exit code, 128 + signal; < 0 stopped */
 }
 
@@ -344,27 +431,31 @@ static int commit_anyway(const struct conf *c)
     emit("COMMITTING", "in_progress", "mutant commit-unhealthy: no health check");
     if ((fd = start(argv, env, NULL)) < 0)
         return -1;
-    return follow(fd, "commit", 30, NULL, NULL);
+    {
+        const struct follower f = {NULL, NULL, NULL};
+        return follow(fd, "commit", 30, &f);
+    }
 }
 
 /* ---- swupdate ------------------------------------------------------------ */
 
 struct sw_run {
     const struct conf *c;
-    int installing, installed, failed, cancelled, rebooting, idle;
+    int started, installing, installed, failed, cancelled, rebooting, idle;
 };
 
-static int wait_ustate(const struct conf *c, const char *want, int ms)
+/* After the install's last log line: the pass ends once the env holds
+ * ustate=1 (swupdate stores it around that line; never cut it short). */
+static int sw_ready(void *ctx)
 {
+    struct sw_run *r = ctx;
     char v[16];
-    int64_t end = otasim_now_ms() + ms;
 
-    do {
-        if (env_get(c, "ustate", v, sizeof(v)) == 0 && strcmp(v, want) == 0)
-            return 1;
-        usleep(50 * 1000);
-    } while (otasim_now_ms() < end);
-    return 0;
+    if (!r->rebooting)
+        return LINE_GO_ON;
+    if (env_get(r->c, "ustate", v, sizeof(v)) == 0 && strcmp(v, "1") == 0)
+        return LINE_STOP;
+    return LINE_GO_ON;
 }
 
 static int on_sw_line(const char *line, void *ctx)
@@ -372,6 +463,7 @@ static int on_sw_line(const char *line, void *ctx)
     struct sw_run *r = ctx;
 
     if (strstr(line, "Software Update started")) {
+        r->started = 1;
         emit("DOWNLOADING", "in_progress", "suricatta: the action's artifact streams in");
     } else if (strstr(line, "Installation in progress")) {
         r->installing = 1;
@@ -379,18 +471,13 @@ static int on_sw_line(const char *line, void *ctx)
     } else if (strstr(line, "SWUPDATE successful")) {
         r->installed = 1;
         emit("SWITCHING", "in_progress", "swupdate: installed, the env selects the new slot");
-    } else if (strstr(line, "[ERROR]") && !strstr(line, "Cannot read stored update state") &&
-               !strstr(line, "Key 'ustate' not found")) {
+    } else if (r->started && strstr(line, "SWUPDATE failed [1]")) {
+        /* the install's own end (a channel error or a missing ustate is [0]) */
         r->failed = 1;
     } else if (strstr(line, "Acknowledging cancelled update")) {
         r->cancelled = 1;
     } else if (strstr(line, "Update successful, executing post-update actions")) {
-        /* the trial-boot env and ustate=1 are stored by then (or about to
-         * be): wait for it, never cut it short ourselves */
-        if (!wait_ustate(r->c, "1", 10000))
-            fprintf(stderr, "ota-sim swupdate-pass: ustate=1 not seen after the install\n");
-        r->rebooting = 1;
-        return LINE_STOP;
+        r->rebooting = 1; /* sw_ready ends the pass once ustate=1 is stored */
     } else if (strstr(line, "No pending action on server")) {
         r->idle = 1;
         return LINE_STOP;
@@ -419,7 +506,10 @@ static int run_swupdate(const struct conf *c, int booted_b, int confirm, struct 
     /* in the device's root: sw-description names the slots relative to it */
     if ((fd = start(argv, env, c->root)) < 0)
         return -1;
-    return follow(fd, "swupdate", c->timeout_s, on_sw_line, r);
+    {
+        const struct follower f = {on_sw_line, sw_ready, r};
+        return follow(fd, "swupdate", c->timeout_s, &f);
+    }
 }
 
 /* ---- the pass ------------------------------------------------------------ */
@@ -472,6 +562,9 @@ int otasim_cli_swupdate_pass(int argc, char **argv)
     g.crash_power = !(v && strcmp(v, "process") == 0);
     if (enter_namespace(&c) < 0)
         return 5;
+    /* the orphans of its programs become its children: a stop or a crash
+     * finds and ends every one (signal_all) */
+    ota_ignore(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0));
     ota_ignore(ota_fs_remove_tree(c.tmp, NULL));
     ota_ignore(ota_fs_mkdirs(c.tmp, NULL));
 
@@ -493,8 +586,7 @@ int otasim_cli_swupdate_pass(int argc, char **argv)
     if (strcmp(ua, "1") == 0)
         snprintf(g.from, sizeof(g.from), "REBOOTING"); /* an install stored its trial env */
     else if (strcmp(us, "1") == 0)
-        snprintf(g.from, sizeof(g.from), "%s",
-                 strcmp(bc, "0") != 0 ? "ROLLING_BACK" : "COMMITTING");
+        snprintf(g.from, sizeof(g.from), "%s", atoi(bc) != 0 ? "ROLLING_BACK" : "COMMITTING");
     else if (strcmp(us, "7") == 0)
         snprintf(g.from, sizeof(g.from), "INSTALLING"); /* swupdate's own "in progress" */
     emit("CHECKING", "in_progress", "");
@@ -502,24 +594,30 @@ int otasim_cli_swupdate_pass(int argc, char **argv)
     if (strcmp(ua, "1") == 0 && booted_b == (strcmp(bp, OTA_ENV_SLOT_B) == 0)) {
         emit("HEALTH_CHECK", "in_progress", "a trial boot: seed 003's health check decides");
         st = mutant("commit-unhealthy") ? commit_anyway(&c) : health_commit(&c);
-        if (st == 1) {
-            emit("REBOOTING", "in_progress",
-                 "unhealthy: nothing committed, the device reboots (bootcount counts it)");
+        if (st == 0) {
+            confirm = 2;
+        } else if (st != 4) {
+            /* 1 unhealthy; 3 the env unreadable or the commit not stored; a
+             * signal or the time limit: nothing committed, so the device
+             * reboots and the boot counter counts the trial */
+            char why[96];
+            snprintf(why, sizeof(why),
+                     "health-commit %s %d: nothing committed, the device "
+                     "reboots (bootcount counts it)",
+                     st < 0 || st > 128 ? "ended" : "exit", st);
+            emit("REBOOTING", "in_progress", why);
             touch(c.reboot);
             return 0;
         }
-        if (st != 0) {
-            emit("IDLE", "failure", "health-commit could not decide (see the pass's log)");
-            return 5;
-        }
-        confirm = 2;
-    } else if (strcmp(us, "1") == 0 && strcmp(ua, "1") != 0) {
+        /* 4: not a trial boot after all (the env changed): as below */
+    }
+    if (confirm == 0 && strcmp(us, "1") == 0 && strcmp(ua, "1") != 0) {
         /* installed, not confirmed: committed (the count cleared) or fallen
          * back (the bootloader's count left in the env). With a trial boot
          * still pending (the device never rebooted after the install: the
          * agent crashed first), no -c: swupdate finds the action open and
          * installs it again, and the device then reboots. */
-        if (strcmp(bc, "0") != 0) {
+        if (atoi(bc) != 0) {
             emit("ROLLING_BACK", "in_progress", "the bootloader fell back: confirming FAILED");
             confirm = mutant("confirm-success") ? 2 : 3;
         } else {
@@ -527,7 +625,7 @@ int otasim_cli_swupdate_pass(int argc, char **argv)
         }
     }
     st = run_swupdate(&c, booted_b, confirm, &r);
-    if (r.rebooting) {
+    if (r.rebooting && st == -1) { /* stopped once ustate=1 was stored */
         emit("REBOOTING", "in_progress", "installed: reboot into the trial boot");
         touch(c.reboot);
         return 0;

@@ -320,9 +320,38 @@ int otasim_journal_unmodelled(const char *path, char *buf, size_t cap)
     return found;
 }
 
+/* The seq of the journal's last record, from its tail (as the interposer
+ * finds it); 0 for an empty or missing journal; the whole journal read when
+ * the tail is torn. */
+static int last_seq(const char *path, uint64_t *ret, struct ota_err *err)
+{
+    struct otasim_jhdr h;
+    struct otasim_jtail t;
+    struct otasim_journal *j = NULL;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+    *ret = 0;
+    if (fd < 0)
+        return errno == ENOENT ? 0 : ota_err_set(err, errno, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= sizeof(h) + sizeof(t) &&
+        pread(fd, &t, sizeof(t), st.st_size - (off_t)sizeof(t)) == (ssize_t)sizeof(t) &&
+        t.magic == OTASIM_J_TAIL && t.size <= (uint64_t)st.st_size &&
+        pread(fd, &h, sizeof(h), st.st_size - (off_t)t.size) == (ssize_t)sizeof(h) &&
+        h.magic == OTASIM_J_MAGIC && h.size == t.size) {
+        *ret = h.seq;
+    } else if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        if ((r = otasim_journal_load(path, &j, err)) == 0) {
+            *ret = j->calls;
+            otasim_journal_free(j);
+        }
+    }
+    close(fd);
+    return r;
+}
+
 int otasim_journal_event(const char *path, enum otasim_op op, const char *text, struct ota_err *err)
 {
-    struct otasim_journal *j = NULL;
     struct otasim_jhdr h;
     struct otasim_jtail t;
     size_t tl = strlen(text), head = sizeof(h) + 1 + 1 + tl + 1, al = OTASIM_J_ALIGN(head);
@@ -330,12 +359,8 @@ int otasim_journal_event(const char *path, enum otasim_op op, const char *text, 
     uint64_t seq = 0;
     int fd, r = 0;
 
-    if (access(path, F_OK) == 0) {
-        if ((r = otasim_journal_load(path, &j, err)) < 0)
-            return r;
-        seq = j->calls;
-        otasim_journal_free(j);
-    }
+    if ((r = last_seq(path, &seq, err)) < 0)
+        return r;
     buf = calloc(1, al + sizeof(t));
     if (!buf)
         return ota_err_set(err, ENOMEM, "out of memory");
@@ -353,8 +378,14 @@ int otasim_journal_event(const char *path, enum otasim_op op, const char *text, 
     t.magic = OTASIM_J_TAIL;
     memcpy(buf + al, &t, sizeof(t));
     fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, buf, al + sizeof(t)) != (ssize_t)(al + sizeof(t)))
-        r = ota_err_set(err, errno ? errno : EIO, "%s: %s", path, strerror(errno));
+    if (fd < 0) {
+        r = ota_err_set(err, errno, "%s: %s", path, strerror(errno));
+    } else {
+        ssize_t w = write(fd, buf, al + sizeof(t));
+        if (w != (ssize_t)(al + sizeof(t)))
+            r = ota_err_set(err, w < 0 ? errno : EIO, "%s: %s", path,
+                            w < 0 ? strerror(errno) : "short write");
+    }
     if (fd >= 0)
         close(fd);
     free(buf);

@@ -61,6 +61,7 @@ DECL_REAL(int, syncfs, int);
 DECL_REAL(ssize_t, send, int, const void *, size_t, int);
 DECL_REAL(ssize_t, sendto, int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 DECL_REAL(ssize_t, sendmsg, int, const struct msghdr *, int);
+DECL_REAL(int, __vfprintf_chk, FILE *, int, const char *, va_list);
 
 /* The next definition of name, looked up once. */
 static void *sym(void **slot, const char *name)
@@ -114,6 +115,8 @@ static struct {
     uint64_t crash_at;
     char crash_state[128];
     int crash_state_k, crash_state_seen;
+    char crash_line[128]; /* OTASIM_CRASH_LINE: text of a line on fd 1 or 2 */
+    int crash_line_k, crash_line_seen;
     int crash_power;
     int fail_errno;
     uint64_t fail_from;
@@ -632,6 +635,23 @@ static void on_stderr(const char *buf, size_t n)
     }
 }
 
+/* After the process wrote buf to fd 1 or 2 (under mu): OTASIM_CRASH_LINE
+ * fires at the k-th write that holds its text (an agent whose states are
+ * its log lines: the swupdate adapter maps a state onto one). */
+static void on_output(const char *buf, size_t n)
+{
+    size_t tl = strlen(g.crash_line);
+
+    if (!tl || n < tl)
+        return;
+    for (size_t i = 0; i + tl <= n; i++)
+        if (memcmp(buf + i, g.crash_line, tl) == 0) {
+            if (++g.crash_line_seen == g.crash_line_k)
+                crash();
+            return;
+        }
+}
+
 static void net_event(const void *data, size_t n)
 {
     char t[NET_TEXT + 1];
@@ -741,13 +761,17 @@ static ssize_t do_write(enum wkind k, int fd, const struct iovec *iov, int n, of
         int inet = e && e->kind == FD_INET;
         if (inet && n > 0)
             net_event(iov[0].iov_base, iov[0].iov_len);
-        if (fd != 2)
+        if (fd != 2 && fd != 1)
             unlock();
         w = real_write_any(k, fd, iov, n, off, flags);
         err = errno;
-        if (fd == 2) {
-            if (w > 0 && n > 0)
-                on_stderr(iov[0].iov_base, (size_t)w < iov[0].iov_len ? (size_t)w : iov[0].iov_len);
+        if (fd == 2 || fd == 1) {
+            if (w > 0 && n > 0) {
+                size_t got = (size_t)w < iov[0].iov_len ? (size_t)w : iov[0].iov_len;
+                if (fd == 2)
+                    on_stderr(iov[0].iov_base, got);
+                on_output(iov[0].iov_base, got);
+            }
             unlock();
         }
         busy = 0;
@@ -799,6 +823,54 @@ out:
     busy = 0;
     errno = err;
     return w;
+}
+
+/* A log line printed through stdio (swupdate's notifier: __fprintf_chk,
+ * __printf_chk; the buffered bytes reach write(2) inside libc, where no
+ * interposer sees them): OTASIM_CRASH_LINE is matched at the call, in the
+ * thread that logs, after the line is formatted into the stream. */
+static int log_line(FILE *f, int flag, const char *fmt, va_list ap)
+{
+    char text[1024];
+    va_list aq;
+    int r, err;
+
+    va_copy(aq, ap);
+    r = REAL(__vfprintf_chk)(f, flag, fmt, ap);
+    err = errno;
+    if (g.enabled && !busy && g.crash_line[0] && (f == stdout || f == stderr)) {
+        busy = 1;
+        vsnprintf(text, sizeof(text), fmt, aq);
+        lock();
+        on_output(text, strlen(text));
+        unlock();
+        busy = 0;
+    }
+    va_end(aq);
+    errno = err;
+    return r;
+}
+
+API int __fprintf_chk(FILE *f, int flag, const char *fmt, ...)
+{
+    va_list ap;
+    int r;
+
+    va_start(ap, fmt);
+    r = log_line(f, flag, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+API int __printf_chk(int flag, const char *fmt, ...)
+{
+    va_list ap;
+    int r;
+
+    va_start(ap, fmt);
+    r = log_line(stdout, flag, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 API ssize_t write(int fd, const void *b, size_t n)
@@ -2392,6 +2464,13 @@ __attribute__((constructor)) void otasim_interpose_init(void)
     if (hash) {
         *hash = '\0';
         g.crash_state_k = atoi(hash + 1) > 0 ? atoi(hash + 1) : 1;
+    }
+    copy_env("OTASIM_CRASH_LINE", g.crash_line, sizeof(g.crash_line), "");
+    g.crash_line_k = 1;
+    hash = strrchr(g.crash_line, '#');
+    if (hash) {
+        *hash = '\0';
+        g.crash_line_k = atoi(hash + 1) > 0 ? atoi(hash + 1) : 1;
     }
     v = getenv("OTASIM_CRASH_MODE");
     g.crash_power = !(v && strcmp(v, "process") == 0);

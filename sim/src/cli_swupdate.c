@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,25 @@ struct conf {
     char health_url[160], commit[PATH_MAX], booted[PATH_MAX], reboot[PATH_MAX];
     int window_ms, timeout_s;
 };
+
+/* The states swupdate's own log tells, by the line that tells it: a state
+ * trigger on one of them fires inside swupdate, in the thread that logs it
+ * (the interposer's OTASIM_CRASH_LINE), not when this driver reads it. */
+static const struct {
+    const char *state, *line;
+} sw_lines[] = {
+    {"DOWNLOADING", "Software Update started"},
+    {"INSTALLING", "Installation in progress"},
+    {"SWITCHING", "SWUPDATE successful"},
+};
+
+static const char *line_of(const char *state)
+{
+    for (size_t i = 0; i < sizeof(sw_lines) / sizeof(sw_lines[0]); i++)
+        if (strcmp(sw_lines[i].state, state) == 0)
+            return sw_lines[i].line;
+    return NULL;
+}
 
 static struct {
     const char *journal;
@@ -87,10 +107,11 @@ static int conf_load(const char *path, struct conf *c)
         S(env_config)
         S(etc)
         S(tmp)
-        S(bin) S(swupdate) S(cert) S(board) S(url) S(id) S(token) S(health_url) S(commit) S(booted)
-            S(reboot)
+        S(bin)
+        S(swupdate)
+        S(cert) S(board) S(url) S(id) S(token) S(health_url) S(commit) S(booted) S(reboot)
 #undef S
-                if (strcmp(line, "health_window_ms") == 0) c->window_ms = atoi(v);
+            if (strcmp(line, "health_window_ms") == 0) c->window_ms = atoi(v);
         if (strcmp(line, "timeout_s") == 0)
             c->timeout_s = atoi(v);
     }
@@ -225,8 +246,10 @@ static void emit(const char *to, const char *status, const char *reason)
     free(text);
     json_decref(o);
     snprintf(g.from, sizeof(g.from), "%s", to);
-    /* as the interposer does for ota-agent: the line, then the cut */
-    if (g.crash_state[0] && strcmp(g.crash_state, to) == 0 && ++g.crash_seen == g.crash_k)
+    /* as the interposer does for ota-agent: the line, then the cut (the
+     * states of swupdate's log are swupdate's interposer's to cut: line_of) */
+    if (g.crash_state[0] && strcmp(g.crash_state, to) == 0 && !line_of(to) &&
+        ++g.crash_seen == g.crash_k)
         crash();
 }
 
@@ -370,35 +393,55 @@ static void touch(const char *path)
 
 /* ---- the health check -------------------------------------------------- */
 
+/* The probe says it is healthy, then waits on the fifo: COMMITTING is told
+ * (and a state trigger on it fires) before the commit's fw_setenv can start. */
 static int on_health_line(const char *line, void *ctx)
 {
-    (void)ctx;
-    if (strcmp(line, "otasim: healthy") == 0)
+    const char *fifo = ctx;
+
+    if (strcmp(line, "otasim: healthy") == 0) {
         emit("COMMITTING", "in_progress", "the service answers /health: committing");
+        for (int i = 0; i < 500; i++) { /* the probe opens it next: at most 5 s */
+            int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+            if (fd >= 0) {
+                ota_ignore((int)write(fd, "go\n", 3));
+                close(fd);
+                break;
+            }
+            usleep(10000);
+        }
+    }
     return LINE_GO_ON;
 }
 
 /* health-commit with a probe that waits for the service for the window
- * (curl retrying a refused connection), and says so before the commit. */
+ * (curl retrying a refused connection), says so, and waits for the go. */
 static int health_commit(const struct conf *c)
 {
-    char path[PATH_MAX * 2], tw[16], tr[16], tmax[16];
+    char path[PATH_MAX * 2], tw[16], tr[16], tmax[16], fifo[PATH_MAX + 8];
     const char *old = getenv("PATH");
     int w = (c->window_ms + 999) / 1000, fd, st;
     const char *probe = "curl -fsS -o /dev/null --retry \"$1\" --retry-connrefused --retry-delay 1 "
-                        "--max-time \"$2\" \"$0\" && echo 'otasim: healthy' >&2";
+                        "--max-time \"$2\" \"$0\" && echo 'otasim: healthy' >&2 && "
+                        "read go < \"$3\"";
 
+    snprintf(fifo, sizeof(fifo), "%s/go", c->tmp);
+    unlink(fifo);
+    if (mkfifo(fifo, 0600) < 0) {
+        fprintf(stderr, "ota-sim swupdate-pass: mkfifo %s: %s\n", fifo, strerror(errno));
+        return -1;
+    }
     snprintf(path, sizeof(path), "PATH=%s:%s", c->bin, old ? old : "/usr/bin:/bin");
     snprintf(tw, sizeof(tw), "%d", w + 10);
     snprintf(tr, sizeof(tr), "%d", w);
     snprintf(tmax, sizeof(tmax), "%d", w + 2);
-    const char *argv[] = {c->commit, "-c",  c->env_config, "-t", tw,   "sh",
-                          "-c",      probe, c->health_url, tr,   tmax, NULL};
+    const char *argv[] = {c->commit,     "-c", c->env_config, "-t", tw,  "sh", "-c", probe,
+                          c->health_url, tr,   tmax,          fifo, NULL};
     const char *env[] = {path, NULL};
     if ((fd = start(argv, env, NULL)) < 0)
         return -1;
     {
-        const struct follower f = {on_health_line, NULL, NULL};
+        const struct follower f = {on_health_line, NULL, fifo};
         st = follow(fd, "health-commit", w + 20, &f);
     }
     return st; /* otasim_wait's: the exit code, 128 + signal; < 0 stopped */
@@ -487,7 +530,7 @@ static int on_sw_line(const char *line, void *ctx)
 
 static int run_swupdate(const struct conf *c, int booted_b, int confirm, struct sw_run *r)
 {
-    char sel[16], u[1024], tmpdir[PATH_MAX + 8], pre[PATH_MAX * 2 + 16];
+    char sel[16], u[1024], tmpdir[PATH_MAX + 8], pre[PATH_MAX * 2 + 16], cl[192] = "";
     const char *preload = getenv("OTASIM_PRELOAD");
     int fd;
 
@@ -500,7 +543,9 @@ static int run_swupdate(const struct conf *c, int booted_b, int confirm, struct 
     snprintf(pre, sizeof(pre), "LD_PRELOAD=%s", preload ? preload : "");
     const char *argv[] = {c->swupdate, "-v", "-B", "uboot", "-k", c->cert, "-H",
                           c->board,    "-e", sel,  "-u",    u,    NULL};
-    const char *env[] = {tmpdir, pre, NULL};
+    if (g.crash_state[0] && line_of(g.crash_state))
+        snprintf(cl, sizeof(cl), "OTASIM_CRASH_LINE=%s#%d", line_of(g.crash_state), g.crash_k);
+    const char *env[] = {tmpdir, pre, cl[0] ? cl : NULL, NULL};
     memset(r, 0, sizeof(*r));
     r->c = c;
     /* in the device's root: sw-description names the slots relative to it */

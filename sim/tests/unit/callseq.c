@@ -6,7 +6,8 @@
  *   fdatasync P | fsyncdir D | creat P | truncate P LEN | rename A B |
  *   link A B | symlink TARGET LINK | unlink P | mkdir P | rmdir P | remove P |
  *   renameat D A B | unlinkat D NAME | mkdirat D NAME | symlinkat TARGET D NAME |
- *   sync | state NAME | crash |
+ *   sync | state NAME | crash | log TEXT (a line through __fprintf_chk on stdout,
+ *   as a fortified build's fprintf logs: swupdate's notifier) |
  *   sqlopen DB | sql STATEMENT | sqlclose | net PORT TEXT |
  *   fallocate P OFF LEN MODE (0, keep or punch) | posix_fallocate P OFF LEN |
  *   copyrange SRC DST | sendfile SRC DST | splice DST TEXT (through a pipe) |
@@ -379,6 +380,10 @@ static int run(char *line)
         return errno = EINVAL, -1;
     if (strcmp(w[0], "sql") == 0)
         return sql(w[1]);
+    if (strcmp(w[0], "log") == 0) {
+        extern int __fprintf_chk(FILE *, int, const char *, ...);
+        return __fprintf_chk(stdout, 1, "[INFO ] : %s\n", w[1]) > 0 ? 0 : -1;
+    }
     if (strcmp(w[0], "state") == 0) {
         int l = snprintf(buf, sizeof(buf), "OTA-STATE {\"from\":\"x\",\"to\":\"%s\"}\n", w[1]);
         return write(2, buf, (size_t)l) == l ? 0 : -1;

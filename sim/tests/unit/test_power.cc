@@ -813,6 +813,27 @@ TEST_F(PowerTest, StateLinesAreEventsAndCrashState)
     EXPECT_EQ(j->v[j->n - 1].op, OTASIM_OP_CRASH);
 }
 
+TEST_F(PowerTest, CrashLineFiresAtTheStdioCallThatLogsIt)
+{
+    /* swupdate logs its states through fortified stdio, whose write(2) is
+     * inside libc: the interposer matches the formatted line at the call,
+     * in the thread that logs it (agent_swupdate.c) */
+    Result r = run({"log start", "mkdir x", "log Installation in progress", "mkdir y",
+                    "log Installation in progress", "mkdir z"},
+                   {"OTASIM_CRASH_LINE=Installation in progress#2"});
+    ASSERT_EQ(r.status, -SIGKILL);
+    EXPECT_TRUE(exists(P("y")));
+    EXPECT_FALSE(exists(P("z")));
+    Journal j = load();
+    ASSERT_TRUE(j);
+    EXPECT_EQ(j->v[j->n - 1].op, OTASIM_OP_CRASH);
+    EXPECT_EQ(j->v[j->n - 1].seq, 2u);
+    /* no match, no crash */
+    Result q = run({"log Installation", "mkdir w"}, {"OTASIM_CRASH_LINE=Installation in progress"});
+    EXPECT_EQ(q.status, 0);
+    EXPECT_TRUE(exists(P("w")));
+}
+
 TEST_F(PowerTest, NetEventsRecordTheRequestLine)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);

@@ -29,6 +29,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,15 @@ static int conf_load(const char *path, struct conf *c)
         fprintf(stderr, "ota-sim swupdate-pass: %s: %s\n", path, strerror(errno));
         return -1;
     }
+    /* clang-format off */
+#define K(k) {#k, offsetof(struct conf, k), sizeof(((struct conf *)0)->k)}
+    static const struct {
+        const char *name;
+        size_t off, cap;
+    } keys[] = {K(root), K(env_config), K(etc), K(tmp), K(bin), K(swupdate), K(cert), K(board),
+                K(url), K(id), K(token), K(health_url), K(commit), K(booted), K(reboot)};
+    /* clang-format on */
+#undef K
     memset(c, 0, sizeof(*c));
     c->timeout_s = 60;
     c->window_ms = 2000;
@@ -100,18 +110,11 @@ static int conf_load(const char *path, struct conf *c)
         *eq = '\0';
         v = eq + 1;
         v[strcspn(v, "\n")] = '\0';
-#define S(k)                                                                                       \
-    if (strcmp(line, #k) == 0)                                                                     \
-        snprintf(c->k, sizeof(c->k), "%s", v);
-        S(root)
-        S(env_config)
-        S(etc)
-        S(tmp)
-        S(bin)
-        S(swupdate)
-        S(cert) S(board) S(url) S(id) S(token) S(health_url) S(commit) S(booted) S(reboot)
-#undef S
-            if (strcmp(line, "health_window_ms") == 0) c->window_ms = atoi(v);
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+            if (strcmp(line, keys[i].name) == 0)
+                snprintf((char *)c + keys[i].off, keys[i].cap, "%s", v);
+        if (strcmp(line, "health_window_ms") == 0)
+            c->window_ms = atoi(v);
         if (strcmp(line, "timeout_s") == 0)
             c->timeout_s = atoi(v);
     }

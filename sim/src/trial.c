@@ -372,8 +372,7 @@ int otasim_record(const struct otasim_tools *t, struct otasim_trial *tr,
             goto out;
         if (off + 1 <= rec.calls)
             rec.distinct[off + 1] = 1; /* the first call after a boot */
-        for (uint64_t k = 1; ag && !ag->net_journaled && k <= j->calls && off + k <= rec.calls;
-             k++)
+        for (uint64_t k = 1; ag && !ag->net_journaled && k <= j->calls && off + k <= rec.calls; k++)
             rec.distinct[off + k] = 1; /* what the server saw is not known: all differ */
         for (size_t i = 0; i < j->n; i++) {
             const struct otasim_rec *x = &j->v[i];

@@ -10,6 +10,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import warnings
 
 import pytest
 
@@ -55,12 +56,31 @@ def rows(db, where="1", args=()):
         con.close()
 
 
+# swupdate 2022.12 sometimes ends a resumed download with "Writing into SWUpdate IPC stream
+# failed" after "SWUPDATE successful": the slot and the trial env are written, the server gets
+# closed/failure, and the device is left with upgrade_available=1 (caught by settled: state
+# HEALTH_CHECK). Seen once in about 40 runs of truncated-download, under a load of 6
+# (docs/swupdate.md, "A race at the end of a resumed download"). A timing race of swupdate's,
+# not of the scenario: that case is run again, up to 3 times, and the race is reported.
+RACY = {"truncated-download": "settled: settled, state HEALTH_CHECK"}
+
+
 @pytest.mark.parametrize("name", scenario_names())
-def test_scenario(name, scen_db):
+def test_scenario(name, scen_db, tmp_path):
     got = [r for r in rows(scen_db) if r[0] == name or r[0].startswith(name + "/")]
     assert got, f"{name} was not run"
     case, outcome, detail, reproduce, _ = got[0]
     bad = failed_invariants(scen_db, case).get(case, [])
+    for k in range(3):
+        if outcome == "pass" or not (RACY.get(name) and detail.startswith(RACY[name])):
+            break
+        warnings.warn(f"{case}: swupdate's resumed-download race ({detail}); run again")
+        db = str(tmp_path / f"again{k}.db")
+        r = sim("run", os.path.join(SW, name + ".yaml"), "-q", "--work", WORK, "--db", db,
+                timeout=600)
+        assert r.returncode in (0, 1), r.stderr[-2000:]
+        case, outcome, detail, reproduce, _ = rows(db)[0]
+        bad = failed_invariants(db, case).get(case, [])
     assert outcome == "pass", f"{case}: {outcome}: {detail}\n invariants: {bad}\n reproduce: {reproduce}"
 
 

@@ -137,7 +137,7 @@ static int publish(struct otasim_device *d, const char *base, char *ret_token, s
     const struct otasim_tools *t = d->tools;
     const struct otasim_release *tgt = otasim_scenario_target(tr->sc);
     char cert[2][PATH_MAX], key[2][PATH_MAX], swu[PATH_MAX + 16], log[PATH_MAX + 16];
-    char rel[96], rid[32], path[96], *body = NULL, *out = NULL;
+    char rel[96], rid[32];
     json_t *o;
     uint32_t h = 2166136261u;
     int r;
@@ -146,26 +146,9 @@ static int publish(struct otasim_device *d, const char *base, char *ret_token, s
         return r;
     snprintf(log, sizeof(log), "%s/publish.log", base);
     /* enrolled first, in a group of its own: the rollout's filter */
-    o = json_pack("{s:s, s:s, s:s, s:[], s:{}}", "device_id", tr->device_id, "device_type",
-                  tr->sc->device_type, "group", tr->device_id, "tags", "versions");
-    if (!o || ota_json_dump(o, &body) < 0) {
-        json_decref(o);
-        return ota_err_set(err, ENOMEM, "out of memory");
-    }
-    json_decref(o);
-    r = otasim_server_enroll(tr->srv, body, &out, err);
-    free(body);
-    body = NULL;
-    if (r < 0)
-        return ota_err_prefix(err, r, "enrolling %s", tr->device_id);
-    r = ota_json_parse(out, strlen(out), &o, err);
-    free(out);
-    if (r < 0)
+    if ((r = otasim_server_enroll_device(tr->srv, tr->device_id, tr->sc->device_type, tr->device_id,
+                                         ret_token, cap, err)) < 0)
         return r;
-    r = ota_json_str(o, "token", ret_token, cap, err);
-    json_decref(o);
-    if (r < 0)
-        return ota_err_prefix(err, r, "the enrollment's answer");
     if (!tgt || !tgt->publish)
         return 0; /* nothing offered: swupdate polls and finds no action */
 
@@ -205,20 +188,12 @@ static int publish(struct otasim_device *d, const char *base, char *ret_token, s
     }
     o = json_pack("{s:s, s:s, s:s, s:{s:s}}", "id", rid, "release_id", rel, "strategy", "immediate",
                   "filters", "group", tr->device_id);
-    if (!o || ota_json_dump(o, &body) < 0) {
-        json_decref(o);
+    if (!o)
         return ota_err_set(err, ENOMEM, "out of memory");
-    }
+    r = otasim_server_rollout_start(tr->srv, o, err);
     json_decref(o);
-    r = otasim_server_post(tr->srv, "/api/v1/rollouts", body, NULL, err);
-    free(body);
     ota_strlcpy(d->rollout_id, rid, sizeof(d->rollout_id));
-    for (const char *const *a = (const char *const[]){"approve", "start", NULL}; r == 0 && *a;
-         a++) {
-        snprintf(path, sizeof(path), "/api/v1/rollouts/%s/%s", rid, *a);
-        r = otasim_server_post(tr->srv, path, NULL, NULL, err);
-    }
-    return r < 0 ? ota_err_prefix(err, r, "rollout %s", rid) : 0;
+    return r;
 }
 
 static const char *health_commit_path(void)

@@ -61,7 +61,7 @@ static int target_release_id(const struct otasim_trial *tr, char *buf, size_t ca
 
 int otasim_bluegreen_setup(struct otasim_trial *tr, struct ota_err *err)
 {
-    char rid[32], rel[128], path[96], *body = NULL;
+    char rid[32], rel[128];
     json_t *def;
     int r;
 
@@ -74,33 +74,16 @@ int otasim_bluegreen_setup(struct otasim_trial *tr, struct ota_err *err)
         return r;
     /* Registered now (the agent re-enrolls with the same id and group), so
      * that the rollout's table holds it from the start. */
-    def = json_pack("{s:s, s:s, s:s, s:[], s:{}}", "device_id", tr->device_id, "device_type",
-                    tr->sc->device_type, "group", tr->device_id, "tags", "versions");
-    if (!def || ota_json_dump(def, &body) < 0) {
-        json_decref(def);
-        return ota_err_set(err, ENOMEM, "out of memory");
-    }
-    json_decref(def);
-    r = otasim_server_register(tr->srv, body, err);
-    free(body);
-    body = NULL;
-    if (r < 0)
-        return ota_err_prefix(err, r, "rollout: registering %s", tr->device_id);
+    if ((r = otasim_server_enroll_device(tr->srv, tr->device_id, tr->sc->device_type, tr->device_id,
+                                         NULL, 0, err)) < 0)
+        return ota_err_prefix(err, r, "rollout");
     def = json_pack("{s:s, s:s, s:s, s:[{s:i}], s:{s:s}}", "id", rid, "release_id", rel, "strategy",
                     "blue_green", "stages", "percent", 100, "filters", "group", tr->device_id);
-    if (!def || ota_json_dump(def, &body) < 0) {
-        json_decref(def);
+    if (!def)
         return ota_err_set(err, ENOMEM, "out of memory");
-    }
+    r = otasim_server_rollout_start(tr->srv, def, err);
     json_decref(def);
-    r = otasim_server_post(tr->srv, "/api/v1/rollouts", body, NULL, err);
-    free(body);
-    for (const char *const *a = (const char *const[]){"approve", "start", NULL}; r == 0 && *a;
-         a++) {
-        snprintf(path, sizeof(path), "/api/v1/rollouts/%s/%s", rid, *a);
-        r = otasim_server_post(tr->srv, path, NULL, NULL, err);
-    }
-    return r < 0 ? ota_err_prefix(err, r, "rollout %s", rid) : 0;
+    return r;
 }
 
 int otasim_bluegreen_activate(struct otasim_device *d, struct otasim_trial *tr, int *ret_activated,

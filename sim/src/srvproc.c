@@ -148,6 +148,49 @@ int otasim_server_enroll(const struct otasim_server *s, const char *body, char *
     return call_as(s, s->enroll_token, "POST", "/api/v1/devices/register", body, ret, err);
 }
 
+int otasim_server_enroll_device(const struct otasim_server *s, const char *id, const char *type,
+                                const char *group, char *ret_token, size_t cap, struct ota_err *err)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:[], s:{}}", "device_id", id, "device_type", type,
+                          "group", group, "tags", "versions");
+    char *body = NULL, *out = NULL;
+    int r;
+
+    if (!o || ota_json_dump(o, &body) < 0) {
+        json_decref(o);
+        return ota_err_set(err, ENOMEM, "out of memory");
+    }
+    json_decref(o);
+    r = otasim_server_enroll(s, body, &out, err);
+    free(body);
+    if (r < 0)
+        return ota_err_prefix(err, r, "enrolling %s", id);
+    o = NULL;
+    if (ret_token && (r = ota_json_parse(out, strlen(out), &o, err)) == 0)
+        r = ota_json_str(o, "token", ret_token, cap, err);
+    json_decref(o);
+    free(out);
+    return r < 0 ? ota_err_prefix(err, r, "enrolling %s: the answer", id) : 0;
+}
+
+int otasim_server_rollout_start(const struct otasim_server *s, json_t *def, struct ota_err *err)
+{
+    const char *rid = json_string_value(json_object_get(def, "id"));
+    char *body = NULL, path[160];
+    int r;
+
+    if (!rid || ota_json_dump(def, &body) < 0)
+        return ota_err_set(err, EINVAL, "rollout: no id, or out of memory");
+    r = otasim_server_post(s, "/api/v1/rollouts", body, NULL, err);
+    free(body);
+    for (const char *const *a = (const char *const[]){"approve", "start", NULL}; r == 0 && *a;
+         a++) {
+        snprintf(path, sizeof(path), "/api/v1/rollouts/%s/%s", rid, *a);
+        r = otasim_server_post(s, path, NULL, NULL, err);
+    }
+    return r < 0 ? ota_err_prefix(err, r, "rollout %s", rid) : 0;
+}
+
 int otasim_server_put_faults(const struct otasim_server *s, const char *json, struct ota_err *err)
 {
     return admin_call(s, "PUT", "/api/v1/faults", json, NULL, err);

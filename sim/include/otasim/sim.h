@@ -114,6 +114,15 @@ int otasim_server_register(const struct otasim_server *s, const char *body,
 /* The same, *ret the server's answer (malloc'ed: the device's token). */
 int otasim_server_enroll(const struct otasim_server *s, const char *body, char **ret,
                          struct ota_err *err) OTA_MUST;
+/* Enrolls device id (type, group; no tags, no versions); its token into
+ * ret_token unless NULL. */
+int otasim_server_enroll_device(const struct otasim_server *s, const char *id, const char *type,
+                                const char *group, char *ret_token, size_t cap,
+                                struct ota_err *err) OTA_MUST;
+/* Creates the rollout def (a JSON object with its "id"), approves and
+ * starts it. */
+int otasim_server_rollout_start(const struct otasim_server *s, json_t *def,
+                                struct ota_err *err) OTA_MUST;
 /* blue_green scenarios (bluegreen.c): the trial's rollout (the device
  * registered in a group of its own, a blue_green rollout of the target
  * filtered on it, approved and started), and its activation once the device

@@ -224,8 +224,13 @@ static void crash(void)
     signal_all(g.crash_power ? SIGSTOP : SIGKILL);
     if (g.journal)
         ota_ignore(otasim_journal_event(g.journal, OTASIM_OP_CRASH, mode, NULL));
-    if (g.crash_power)
-        kill(0, SIGKILL); /* the device's whole group, this driver included */
+    if (g.crash_power) {
+        /* every descendant by name (`timeout` puts its command in a group
+         * of its own, which the group's kill would miss), then the device's
+         * whole group, this driver included */
+        signal_all(SIGKILL);
+        kill(0, SIGKILL);
+    }
     raise(SIGKILL);
     _exit(137);
 }

@@ -51,9 +51,9 @@ scenario: all
 	@case "$(TARGET)" in native|qemu) ;; *) echo "make scenario: TARGET=native or qemu" >&2; exit 2 ;; esac
 ifeq ($(TARGET),qemu)
 	$(BUILD)/sim/ota-sim run scenarios/$(NAME).yaml --target qemu --profile $(PROFILE) \
-	  --image $$(images/make-image | tail -n1) --junit $(BUILD)/scenario-$(NAME)-qemu.xml $(ARGS)
+	  --image $$(images/make-image | tail -n1) --junit $(BUILD)/scenario-$(subst /,-,$(NAME))-qemu.xml $(ARGS)
 else
-	$(BUILD)/sim/ota-sim run scenarios/$(NAME).yaml --junit $(BUILD)/scenario-$(NAME).xml $(ARGS)
+	$(BUILD)/sim/ota-sim run scenarios/$(NAME).yaml --junit $(BUILD)/scenario-$(subst /,-,$(NAME)).xml $(ARGS)
 endif
 
 # The whole state x fault matrix and the persistence-point enumeration.

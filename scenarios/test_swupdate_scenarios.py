@@ -7,6 +7,7 @@ weaknesses are where docs/swupdate.md says they are, and three broken device sid
 each by the invariant named. Skipped where swupdate is not installed or no
 mount namespace can be made (the adapter gives each device its own /etc)."""
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -69,6 +70,9 @@ RACY = {"truncated-download": "settled: settled, state HEALTH_CHECK"}
 def test_scenario(name, scen_db, tmp_path):
     got = [r for r in rows(scen_db) if r[0] == name or r[0].startswith(name + "/")]
     assert got, f"{name} was not run"
+    for case, outcome, detail, reproduce, _ in got[1:]:  # a mix: one trial per device
+        bad = failed_invariants(scen_db, case).get(case, [])
+        assert outcome == "pass", f"{case}: {outcome}: {detail}\n invariants: {bad}\n reproduce: {reproduce}"
     case, outcome, detail, reproduce, _ = got[0]
     bad = failed_invariants(scen_db, case).get(case, [])
     for k in range(3):
@@ -97,6 +101,28 @@ def test_the_server_faults_fired(scen_db):
         con.close()
     for case in ("corrupt-download", "truncated-download"):
         assert case in got and "applied" in got[case] and "never" not in got[case], got
+
+
+def test_the_mix_is_one_rollout_over_both_agents(scen_db):
+    """mixed-rollout: two ota-agent and two SWUpdate devices, each its own
+    trial, all in the one rollout the runner made for the mix (mx-...): the
+    ota-agent devices' update ids name it; the SWUpdate devices have no
+    other source of an action (DDI actions come only from rollouts, and the
+    mix's is the server's only one) and ended on 2.0.0 with success."""
+    con = sqlite3.connect(scen_db)
+    try:
+        got = con.execute("SELECT case_id, outcome, final_version, final_report, state_lines "
+                          "FROM trials WHERE run_id = (SELECT max(id) FROM runs) AND case_id "
+                          "LIKE 'mixed-rollout/%' ORDER BY case_id").fetchall()
+    finally:
+        con.close()
+    assert [c for c, *_ in got] == ["mixed-rollout/ota-agent-1", "mixed-rollout/ota-agent-2",
+                                    "mixed-rollout/swupdate-1", "mixed-rollout/swupdate-2"], got
+    assert all((o, v, rep) == ("pass", "2.0.0", "success") for _, o, v, rep, _ in got), got
+    updates = set()
+    for c, _, _, _, lines in got[:2]:
+        updates |= {u.split("-sim-")[0] for u in re.findall(r'"update":"([^"]+)"', lines)}
+    assert len(updates) == 1 and next(iter(updates)).startswith("mx-"), updates
 
 
 @pytest.fixture(scope="module")

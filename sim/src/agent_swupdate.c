@@ -130,62 +130,76 @@ static int private_etc(struct otasim_device *d, const char *etc, struct ota_err 
 
 /* The trial's target as a .swu of this device, on the server, in a rollout
  * of its own group; *ret_token: the device's TargetToken. */
-static int publish(struct otasim_device *d, const char *base, char *ret_token, size_t cap,
-                   struct ota_err *err)
+int otasim_swupdate_add_release(const struct otasim_tools *t, const struct otasim_server *srv,
+                                const struct otasim_scenario *sc, const struct otasim_built *built,
+                                const char *dir, const char *id, struct ota_err *err)
 {
-    struct otasim_trial *tr = d->tr;
-    const struct otasim_tools *t = d->tools;
-    const struct otasim_release *tgt = otasim_scenario_target(tr->sc);
+    const struct otasim_release *tgt = otasim_scenario_target(sc);
     char cert[2][PATH_MAX], key[2][PATH_MAX], swu[PATH_MAX + 16], log[PATH_MAX + 16];
-    char rel[96], rid[32];
-    json_t *o;
-    uint32_t h = 2166136261u;
     int r;
 
-    if ((r = signers(t, cert, key, err)) < 0)
+    if (!tgt)
+        return ota_err_set(err, EINVAL, "swupdate: the scenario offers no release");
+    if ((r = signers(t, cert, key, err)) < 0 || (r = ota_fs_mkdirs(dir, err)) < 0)
         return r;
-    snprintf(log, sizeof(log), "%s/publish.log", base);
-    /* enrolled first, in a group of its own: the rollout's filter */
-    if ((r = otasim_server_enroll_device(tr->srv, tr->device_id, tr->sc->device_type, tr->device_id,
-                                         ret_token, cap, err)) < 0)
-        return r;
-    if (!tgt || !tgt->publish)
-        return 0; /* nothing offered: swupdate polls and finds no action */
-
-    snprintf(swu, sizeof(swu), "%s/os.swu", base);
+    snprintf(log, sizeof(log), "%s/publish.log", dir);
+    snprintf(swu, sizeof(swu), "%s/os.swu", dir);
     {
-        const struct otasim_built *b = &tr->built[tgt - tr->sc->rel];
+        const struct otasim_built *b = &built[tgt - sc->rel];
         const char *argv[] = {
             t->pack, "swu", "--cert", cert[tgt->bad_signature ? 1 : 0], "--key",
             key[tgt->bad_signature ? 1 : 0], "--kind", "rootfs", "--image", b->payload, "--name",
             "rootfs", "--version", tgt->version, "--hw-compat", "1.0",
-            /* relative: swupdate runs in the device's root (one
-             * .swu could serve every device: docs/agents.md) */
+            /* relative: swupdate runs in the device's root, so one .swu
+             * serves every device (docs/agents.md) */
             "--slot-a-device", "disks/rootA", "--slot-b-device", "disks/rootB", "--out", swu, NULL};
         if ((r = run_logged(argv, log, NULL, err)) < 0)
             return r;
     }
-    for (const char *p = tr->device_id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    h ^= (uint32_t)otasim_wall_ms();
-    snprintf(rel, sizeof(rel), "swu-%08x", h);
-    snprintf(rid, sizeof(rid), "sw-%08x", h);
     {
         const char *argv[] = {t->server,
                               "release",
                               "add",
                               swu,
                               "--id",
-                              rel,
+                              id,
                               "--publish",
                               "--server",
-                              tr->srv->url,
+                              srv->url,
                               "--admin-token",
-                              tr->srv->admin_token,
+                              srv->admin_token,
                               NULL};
-        if ((r = run_logged(argv, log, NULL, err)) < 0)
-            return r;
+        return run_logged(argv, log, NULL, err);
     }
+}
+
+/* Enrolls the device (*ret_token: its TargetToken). A trial of its own: in
+ * a group of its own, the target as a .swu, and a rollout of it for the
+ * group. A device of a mix (tr->group set): in the mix's group; its .swu
+ * and rollout are the runner's (one for every device of the mix). */
+static int publish(struct otasim_device *d, const char *base, char *ret_token, size_t cap,
+                   struct ota_err *err)
+{
+    struct otasim_trial *tr = d->tr;
+    const struct otasim_release *tgt = otasim_scenario_target(tr->sc);
+    char rel[96], rid[32];
+    json_t *o;
+    uint32_t h = 2166136261u;
+    int r;
+
+    if ((r = otasim_server_enroll_device(tr->srv, tr->device_id, tr->sc->device_type,
+                                         tr->group[0] ? tr->group : tr->device_id, ret_token, cap,
+                                         err)) < 0)
+        return r;
+    if (tr->group[0] || !tgt || !tgt->publish)
+        return 0; /* the mix's rollout, or nothing offered: no action until one comes */
+    for (const char *p = tr->device_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h ^= (uint32_t)otasim_wall_ms();
+    snprintf(rel, sizeof(rel), "swu-%08x", h);
+    snprintf(rid, sizeof(rid), "sw-%08x", h);
+    if ((r = otasim_swupdate_add_release(d->tools, tr->srv, tr->sc, tr->built, base, rel, err)) < 0)
+        return r;
     o = json_pack("{s:s, s:s, s:s, s:{s:s}}", "id", rid, "release_id", rel, "strategy", "immediate",
                   "filters", "group", tr->device_id);
     if (!o)

@@ -120,9 +120,12 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     memset(d, 0, sizeof(*d));
     d->tools = t;
     d->tr = tr;
-    d->agent = sc->agent[0] ? otasim_agent_find(sc->agent) : &otasim_agent_ota;
+    d->agent = tr->agent[0]   ? otasim_agent_find(tr->agent)
+               : sc->agent[0] ? otasim_agent_find(sc->agent)
+                              : &otasim_agent_ota;
     if (!d->agent)
-        return ota_err_set(err, EINVAL, "no adapter for the agent '%s'", sc->agent);
+        return ota_err_set(err, EINVAL, "no adapter for the agent '%s'",
+                           tr->agent[0] ? tr->agent : sc->agent);
     if (d->agent->check && (r = d->agent->check(sc, &tr->fault, err)) < 0)
         return r;
     d->booted_slot = -1;

@@ -22,6 +22,7 @@
 #include "otasim/proc.h"
 #include "otasim/rundb.h"
 
+#include "otasim/agent.h"
 #include "runner_impl.h"
 
 /* The runner prints nothing: what a person should see goes to the sink. */
@@ -91,12 +92,31 @@ void otasim_runner_free(struct otasim_runner *r)
 
 /* A case; subset >= 0: the subset-th seeded rebuild of a power cut under a
  * crash model other than minimal ("/reorder-2" ends its id). */
+void otasim_runner_case_id(struct rcase *c, const char *id)
+{
+    uint32_t h = 2166136261u;
+
+    if (id != c->id)
+        snprintf(c->id, sizeof(c->id), "%s", id);
+    for (const char *p = c->id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    snprintf(c->device_id, sizeof(c->device_id), "sim-%08x-%llu", h, (unsigned long long)c->seed);
+}
+
+void otasim_runner_mix_group(const struct otasim_runner *r, size_t si, char *buf, size_t cap)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *p = r->run_dir; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    snprintf(buf, cap, "mix-%08x-%zu", h, si);
+}
+
 static struct rcase *new_case_sub(struct otasim_runner *r, size_t scen,
                                   const struct otasim_fault *f, int subset, struct ota_err *err)
 {
     struct rcase *c;
     char label[160];
-    uint32_t h = 2166136261u;
 
     if (r->n_cases == r->cap_cases) {
         size_t cap = r->cap_cases ? r->cap_cases * 2 : 64;
@@ -126,9 +146,7 @@ static struct rcase *new_case_sub(struct otasim_runner *r, size_t scen,
         snprintf(c->id + l, sizeof(c->id) - l, "/%s-%d",
                  otasim_crash_model_names[c->fault.crash_model], subset + 1);
     }
-    for (const char *p = c->id; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    snprintf(c->device_id, sizeof(c->device_id), "sim-%08x-%llu", h, (unsigned long long)c->seed);
+    otasim_runner_case_id(c, c->id);
     r->scens[scen].cases_left++;
     r->n_cases++;
     return c;
@@ -213,6 +231,62 @@ static int put_plan(struct otasim_runner *r, size_t si, struct ota_err *err)
     return rc;
 }
 
+/* A mix (scenario.h): the target as one .swu for the swupdate devices, every
+ * device of the mix enrolled in its group, and one rollout of the target's
+ * ota-pack release for the group: the DDI face gives the swupdate devices
+ * the .swu of that version (docs/protocol.md), the others the release. */
+static int mix_setup(struct otasim_runner *r, size_t si, struct ota_err *err)
+{
+    struct scen *s = &r->scens[si];
+    const struct otasim_release *tgt = otasim_scenario_target(&s->sc);
+    char group[64], dir[PATH_MAX + 32], id[64], rid[32], rel[160] = "", *text = NULL;
+    json_t *o = NULL, *e;
+    uint32_t h = 2166136261u;
+    size_t i;
+    int rc;
+
+    if (!tgt)
+        return ota_err_set(err, EINVAL, "mix: the scenario offers no release");
+    otasim_runner_mix_group(r, si, group, sizeof(group));
+    for (const char *p = group; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    if (s->sc.mix_swupdate > 0) {
+        snprintf(dir, sizeof(dir), "%s/mix-%zu", r->run_dir, si);
+        snprintf(id, sizeof(id), "swu-mx-%08x", h);
+        if ((rc = otasim_swupdate_add_release(&r->t, &s->srv, &s->sc, s->built, dir, id, err)) < 0)
+            return ota_err_prefix(err, rc, "mix: the .swu");
+    }
+    for (size_t k = 0; k < r->n_cases; k++)
+        if (r->cases[k].scen == si &&
+            (rc = otasim_server_enroll_device(&s->srv, r->cases[k].device_id, s->sc.device_type,
+                                              group, NULL, 0, err)) < 0)
+            return ota_err_prefix(err, rc, "mix");
+    if ((rc = otasim_server_get(&s->srv, "/api/v1/releases?limit=100", &text, err)) < 0 ||
+        (rc = ota_json_parse(text, strlen(text), &o, err)) < 0) {
+        free(text);
+        return rc;
+    }
+    free(text);
+    json_array_foreach(json_object_get(o, "releases"), i, e)
+    {
+        const char *v = json_string_value(json_object_get(e, "version"));
+        const char *f = json_string_value(json_object_get(e, "format"));
+        if (v && strcmp(v, tgt->version) == 0 && !(f && strcmp(f, "swu") == 0))
+            ota_strlcpy(rel, json_string_value(json_object_get(e, "id")), sizeof(rel));
+    }
+    json_decref(o);
+    if (!rel[0])
+        return ota_err_set(err, ENOENT, "mix: no ota-pack release %s on the server", tgt->version);
+    snprintf(rid, sizeof(rid), "mx-%08x", h);
+    o = json_pack("{s:s, s:s, s:s, s:{s:s}}", "id", rid, "release_id", rel, "strategy", "immediate",
+                  "filters", "group", group);
+    if (!o)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    rc = otasim_server_rollout_start(&s->srv, o, err);
+    json_decref(o);
+    return rc;
+}
+
 int otasim_runner_ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err)
 {
     struct scen *s = &r->scens[si];
@@ -238,6 +312,8 @@ int otasim_runner_ensure_server(struct otasim_runner *r, size_t si, struct ota_e
     }
     if (s->sc.server_faults && (rc = put_plan(r, si, err)) < 0)
         return rc;
+    if (s->sc.mix_ota + s->sc.mix_swupdate > 0 && (rc = mix_setup(r, si, err)) < 0)
+        return rc;
     return 0;
 }
 
@@ -256,6 +332,10 @@ static void setup_trial(struct otasim_runner *r, size_t ci)
     tr->srv = &s->srv;
     tr->built = s->built;
     ota_strlcpy(tr->pub, s->pub, sizeof(tr->pub));
+    if (s->sc.mix_ota + s->sc.mix_swupdate > 0) { /* one group, one rollout */
+        ota_strlcpy(tr->agent, c->agent, sizeof(tr->agent));
+        otasim_runner_mix_group(r, c->scen, tr->group, sizeof(tr->group));
+    }
     /* the ids put_plan gave this case's copies of the server rules */
     if (s->sc.server_faults) {
         size_t k;

@@ -236,6 +236,20 @@ static int expand(struct otasim_runner *r, size_t si, struct ota_err *err)
 
     if (f.n_states == 0 && qemu_skips(r, si, &f))
         return 0;
+    if (s->sc.mix_ota + s->sc.mix_swupdate > 0) {
+        for (int k = 0; k < s->sc.mix_ota + s->sc.mix_swupdate; k++) {
+            struct rcase *c = otasim_runner_new_case(r, si, &f, err);
+            const char *ag = k < s->sc.mix_ota ? "ota-agent" : "swupdate";
+            char id[200];
+            if (!c)
+                return -ENOMEM;
+            snprintf(id, sizeof(id), "%s/%s-%d", s->sc.name, ag,
+                     k < s->sc.mix_ota ? k + 1 : k - s->sc.mix_ota + 1);
+            otasim_runner_case_id(c, id);
+            ota_strlcpy(c->agent, ag, sizeof(c->agent));
+        }
+        return 0;
+    }
 
     if (f.n_states > 0) {
         for (size_t i = 0; i < f.n_states; i++) {

@@ -23,6 +23,7 @@ struct rcase {
     uint64_t seed;
     char id[200];
     char device_id[96];
+    char agent[32];     /* mix: this device's adapter */
     long equivalent_to; /* index of the case whose trial stands for this one, -1 */
     int done;
     int prerun; /* tr is the failed recording run, recorded as this case's trial */
@@ -54,6 +55,10 @@ int otasim_runner_select_cases(struct otasim_runner *r, struct otasim_run_stats 
                                struct ota_err *err);
 int otasim_runner_ensure_server(struct otasim_runner *r, size_t si, struct ota_err *err);
 int otasim_runner_subsets_of(const struct otasim_fault *f);
+/* Names case c id (and its device after it). */
+void otasim_runner_case_id(struct rcase *c, const char *id);
+/* mix scenarios: the group of all their devices. */
+void otasim_runner_mix_group(const struct otasim_runner *r, size_t si, char *buf, size_t cap);
 void otasim_runner_tell(const struct otasim_runner *r, const struct otasim_run_event *ev);
 
 #endif

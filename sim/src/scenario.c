@@ -398,11 +398,37 @@ static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_e
     return 0;
 }
 
+/* mix: {ota-agent: N, swupdate: M}: devices of both adapters in one rollout;
+ * what the swupdate adapter cannot run is refused for the whole scenario. */
+static int parse_mix(const json_t *m, struct otasim_scenario *s, struct ota_err *err)
+{
+    static const char *const keys[] = {"ota-agent", "swupdate", NULL};
+    long long a = 0, b = 0;
+    int r;
+
+    if ((r = otasim_only_keys(m, "mix", keys, err)) < 0 ||
+        (r = otasim_opt_int(m, "mix", "ota-agent", 0, 16, &a, err)) < 0 ||
+        (r = otasim_opt_int(m, "mix", "swupdate", 0, 16, &b, err)) < 0)
+        return r;
+    if (a + b < 1)
+        return ota_err_set(err, EINVAL, "mix: at least one device");
+    if (s->fault.kind != OTASIM_FAULT_NONE || s->fault.n_states || s->fault.all_points ||
+        s->blue_green)
+        return ota_err_set(err, EINVAL,
+                           "mix: a rollout of its own (no fault kind, no blue_green; "
+                           "server fault plans apply)");
+    if (b > 0 && (r = otasim_agent_swupdate.check(s, &s->fault, err)) < 0)
+        return r;
+    s->mix_ota = (int)a;
+    s->mix_swupdate = (int)b;
+    return 0;
+}
+
 int otasim_scenario_parse(const char *text, size_t n, const char *path, struct otasim_scenario *ret,
                           struct ota_err *err)
 {
     static const char *const keys[] = {"name",   "description", "device",  "releases", "fault",
-                                       "expect", "passes",      "rollout", NULL};
+                                       "expect", "passes",      "rollout", "mix",      NULL};
     char rollout[24] = "";
     struct otasim_scenario s;
     json_t *root = NULL, *rels, *r;
@@ -469,6 +495,8 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
         if (ag && ag->check && ag->check(&s, &s.fault, err) < 0)
             goto out;
     }
+    if (json_object_get(root, "mix") && parse_mix(json_object_get(root, "mix"), &s, err) < 0)
+        goto out;
     if ((s.fault.kind == OTASIM_FAULT_DISK_FULL || s.fault.kind == OTASIM_FAULT_EIO) &&
         s.fault.trigger.kind != OTASIM_TRIGGER_NONE &&
         s.fault.trigger.kind != OTASIM_TRIGGER_STATE &&

@@ -213,8 +213,8 @@ static int one_pass(struct run *ru, int pass, struct ota_err *err)
     if (tr->fired && !ru->fault_ms)
         ru->fault_ms = otasim_now_ms();
     if (ps.status == 5 || (ps.status > 128 && !ps.crashed)) {
-        snprintf(ru->settle.why, sizeof(ru->settle.why), "pass %d: ota-agent %s %d", pass,
-                 ps.status > 128 ? "died of signal" : "exited",
+        snprintf(ru->settle.why, sizeof(ru->settle.why), "pass %d: %s %s %d", pass,
+                 ru->d.agent->name, ps.status > 128 ? "died of signal" : "exited",
                  ps.status > 128 ? ps.status - 128 : ps.status);
         ru->settle.settled = -1;
     }

@@ -67,6 +67,15 @@ extern const struct otasim_agent otasim_agent_ota;
 /* Debian's swupdate with its suricatta hawkBit client on the server's DDI
  * face, and seed 003's health commit (sim/src/agent_swupdate.c). */
 extern const struct otasim_agent otasim_agent_swupdate;
+/* The scenario's target as a .swu (slots relative to the device root, so
+ * one serves every device), built in dir and added to the server as
+ * release id, published. */
+struct otasim_tools;
+struct otasim_server;
+struct otasim_built;
+int otasim_swupdate_add_release(const struct otasim_tools *t, const struct otasim_server *srv,
+                                const struct otasim_scenario *sc, const struct otasim_built *built,
+                                const char *dir, const char *id, struct ota_err *err);
 
 /* The adapter called name, NULL if there is none. */
 const struct otasim_agent *otasim_agent_find(const char *name);

@@ -153,6 +153,10 @@ struct otasim_scenario {
      * the trial's device, activated by the harness once the device waits in
      * STANDBY (bluegreen.c); default: the server's newest published release */
     int blue_green;
+    /* `mix: {ota-agent: N, swupdate: M}`: one trial per device, every device
+     * in one group and one rollout of the target (docs/swupdate.md, "A mixed
+     * rollout"); 0 and 0: one trial of the device's agent */
+    int mix_ota, mix_swupdate;
 };
 
 /* Parses a scenario from a YAML/JSON text; name defaults to the file's

@@ -174,7 +174,8 @@ struct otasim_trial {
     struct otasim_fault fault; /* the scenario's fault with one concrete trigger */
     uint64_t seed;
     char device_id[96];
-    char group[64];     /* the agent's group ("": none; fleet calibration) */
+    char group[64];     /* the agent's group ("": none; fleet calibration, mix) */
+    char agent[32];     /* the device's adapter if not the scenario's (mix) */
     char dir[PATH_MAX]; /* the trial's work dir */
     const struct otasim_server *srv;
     const struct otasim_built *built; /* sc->n_rel entries */

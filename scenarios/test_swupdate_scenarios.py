@@ -125,6 +125,26 @@ def test_the_mix_is_one_rollout_over_both_agents(scen_db):
     assert len(updates) == 1 and next(iter(updates)).startswith("mx-"), updates
 
 
+def test_a_bad_release_stops_the_mix_across_both_agents(scen_db):
+    """mixed-rollout-unhealthy: every device ends on 1.0.0; a device that got
+    the action reports failure (ota-agent rolled back, SWUpdate fell back and
+    confirmed FAILED), one that polled after the rollout stopped got no
+    action at all; and at least one failure came first (what stopped it)."""
+    con = sqlite3.connect(scen_db)
+    try:
+        got = con.execute("SELECT case_id, outcome, final_version, final_report, state_lines "
+                          "FROM trials WHERE run_id = (SELECT max(id) FROM runs) AND case_id "
+                          "LIKE 'mixed-rollout-unhealthy/%' ORDER BY case_id").fetchall()
+    finally:
+        con.close()
+    assert len(got) == 4, got
+    for case, outcome, version, report, lines in got:
+        assert (outcome, version) == ("pass", "1.0.0"), (case, outcome, version)
+        tried = '"to":"DOWNLOADING"' in lines
+        assert report == ("failure" if tried else "none"), (case, report, lines[-600:])
+    assert any(r == "failure" for _, _, _, r, _ in got), got
+
+
 @pytest.fixture(scope="module")
 def matrix_db(tmp_path_factory):
     db = str(tmp_path_factory.mktemp("swupdate-matrix") / "runs.db")

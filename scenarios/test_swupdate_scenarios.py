@@ -103,19 +103,24 @@ def test_the_server_faults_fired(scen_db):
         assert case in got and "applied" in got[case] and "never" not in got[case], got
 
 
+def mix_trials(db, name):
+    """(case, outcome, final version, final report, state lines) of a mix's devices."""
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT case_id, outcome, final_version, final_report, state_lines "
+                           "FROM trials WHERE run_id = (SELECT max(id) FROM runs) AND case_id "
+                           "LIKE ? ORDER BY case_id", (name + "/%",)).fetchall()
+    finally:
+        con.close()
+
+
 def test_the_mix_is_one_rollout_over_both_agents(scen_db):
     """mixed-rollout: two ota-agent and two SWUpdate devices, each its own
     trial, all in the one rollout the runner made for the mix (mx-...): the
     ota-agent devices' update ids name it; the SWUpdate devices have no
     other source of an action (DDI actions come only from rollouts, and the
     mix's is the server's only one) and ended on 2.0.0 with success."""
-    con = sqlite3.connect(scen_db)
-    try:
-        got = con.execute("SELECT case_id, outcome, final_version, final_report, state_lines "
-                          "FROM trials WHERE run_id = (SELECT max(id) FROM runs) AND case_id "
-                          "LIKE 'mixed-rollout/%' ORDER BY case_id").fetchall()
-    finally:
-        con.close()
+    got = mix_trials(scen_db, "mixed-rollout")
     assert [c for c, *_ in got] == ["mixed-rollout/ota-agent-1", "mixed-rollout/ota-agent-2",
                                     "mixed-rollout/swupdate-1", "mixed-rollout/swupdate-2"], got
     assert all((o, v, rep) == ("pass", "2.0.0", "success") for _, o, v, rep, _ in got), got
@@ -130,13 +135,7 @@ def test_a_bad_release_stops_the_mix_across_both_agents(scen_db):
     the action reports failure (ota-agent rolled back, SWUpdate fell back and
     confirmed FAILED), one that polled after the rollout stopped got no
     action at all; and at least one failure came first (what stopped it)."""
-    con = sqlite3.connect(scen_db)
-    try:
-        got = con.execute("SELECT case_id, outcome, final_version, final_report, state_lines "
-                          "FROM trials WHERE run_id = (SELECT max(id) FROM runs) AND case_id "
-                          "LIKE 'mixed-rollout-unhealthy/%' ORDER BY case_id").fetchall()
-    finally:
-        con.close()
+    got = mix_trials(scen_db, "mixed-rollout-unhealthy")
     assert len(got) == 4, got
     for case, outcome, version, report, lines in got:
         assert (outcome, version) == ("pass", "1.0.0"), (case, outcome, version)

@@ -65,17 +65,23 @@ static int ota_provision(struct otasim_device *d, struct ota_err *err)
     return ota_fs_write_atomic(d->config, text, strlen(text), 0644, err);
 }
 
-static void ota_pass_argv(const struct otasim_device *d, const char **argv, size_t cap)
+void otasim_agent_argv(const char **argv, size_t cap, const char *const *v, size_t n)
 {
-    const char *v[] = {d->tools->agent, "--config", d->config, "update"};
     size_t i = 0;
 
-    for (; i < sizeof(v) / sizeof(v[0]) && i + 1 < cap; i++)
+    for (; i < n && i + 1 < cap; i++)
         argv[i] = v[i];
     argv[i] = NULL;
 }
 
-static int ota_state_line(const char *line, char *json, size_t cap)
+static void ota_pass_argv(const struct otasim_device *d, const char **argv, size_t cap)
+{
+    const char *v[] = {d->tools->agent, "--config", d->config, "update"};
+
+    otasim_agent_argv(argv, cap, v, sizeof(v) / sizeof(v[0]));
+}
+
+int otasim_agent_otastate_line(const char *line, char *json, size_t cap)
 {
     static const char tag[] = "OTA-STATE ";
 
@@ -119,13 +125,30 @@ const struct otasim_agent otasim_agent_ota = {
     .name = "ota-agent",
     .provision = ota_provision,
     .pass_argv = ota_pass_argv,
-    .state_line = ota_state_line,
+    .state_line = otasim_agent_otastate_line,
     .status = ota_status,
     .state_db = "var/lib/ota/agent.db",
     .settles_bootcount = 1,
     .net_journaled = 1,
     .check = ota_check,
 };
+
+int otasim_agent_check(const struct otasim_agent *ag, const struct otasim_scenario *sc,
+                       const struct otasim_fault *f, struct ota_err *err)
+{
+    for (size_t i = 0; ag->states && i <= f->n_states; i++) {
+        const char *want = i < f->n_states                           ? f->states[i]
+                           : f->trigger.kind == OTASIM_TRIGGER_STATE ? f->trigger.state
+                                                                     : NULL;
+        const char *const *p = ag->states;
+        while (want && *p && strcmp(*p, want) != 0)
+            p++;
+        if (want && !*p)
+            return ota_err_set(err, EINVAL, "agent %s: its state lines never tell %s", ag->name,
+                               want);
+    }
+    return ag->check ? ag->check(sc, f, err) : 0;
+}
 
 const struct otasim_agent *otasim_agent_find(const char *name)
 {

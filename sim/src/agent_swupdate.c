@@ -8,9 +8,9 @@
  * driver: it runs those programs with the interposer loaded into swupdate
  * and fw_setenv only, and tells the states it sees as OTA-STATE lines.
  *
- * provision puts the trial's release on the server as a .swu of its own
- * (ota-pack swu; sw-description names this device's slot files, so a .swu
- * is per device), enrolls the device (its TargetToken) and starts a rollout
+ * provision puts the trial's release on the server as a .swu (ota-pack swu;
+ * sw-description names the slots relative to the device's root, where
+ * swupdate runs), enrolls the device (its TargetToken) and starts a rollout
  * of that release for it: DDI actions come only from rollouts. Its durable
  * state is the env (no database): status is read from the env and the slot
  * it selects. */
@@ -35,22 +35,6 @@
 static const char *const sw_states[] = {"IDLE",         "CHECKING",  "DOWNLOADING",  "INSTALLING",
                                         "SWITCHING",    "REBOOTING", "HEALTH_CHECK", "COMMITTING",
                                         "ROLLING_BACK", NULL};
-
-static int run_logged(const char *const *argv, const char *log, char **out, struct ota_err *err)
-{
-    int st = 0, r = otasim_run(argv, NULL, 60000, out, log, &st, err);
-
-    if (r < 0)
-        return r;
-    if (st != 0) {
-        if (out) {
-            free(*out);
-            *out = NULL;
-        }
-        return ota_err_set(err, EIO, "%s %s: exit %d (see %s)", argv[0], argv[1], st, log);
-    }
-    return 0;
-}
 
 /* The CMS signers (a trusted one, a rogue one) as swupdate -k takes them:
  * self-signed, purpose emailProtection (docs/swupdate.md). Made once in the
@@ -82,7 +66,7 @@ static int signers(const struct otasim_tools *t, char cert[2][PATH_MAX], char ke
                               "-out",     c,        "-days",   "3650",
                               "-subj",    subj,     "-addext", "extendedKeyUsage=emailProtection",
                               NULL};
-        if ((r = run_logged(argv, log, NULL, err)) < 0)
+        if ((r = otasim_run_checked(argv, log, err)) < 0)
             return r;
     }
     if (rename(tmp, dir) < 0 && errno != ENOTEMPTY && errno != EEXIST)
@@ -128,8 +112,6 @@ static int private_etc(struct otasim_device *d, const char *etc, struct ota_err 
     return copy_file(d->env_config, dst, err);
 }
 
-/* The trial's target as a .swu of this device, on the server, in a rollout
- * of its own group; *ret_token: the device's TargetToken. */
 int otasim_swupdate_add_release(const struct otasim_tools *t, const struct otasim_server *srv,
                                 const struct otasim_scenario *sc, const struct otasim_built *built,
                                 const char *dir, const char *id, struct ota_err *err)
@@ -153,7 +135,7 @@ int otasim_swupdate_add_release(const struct otasim_tools *t, const struct otasi
             /* relative: swupdate runs in the device's root, so one .swu
              * serves every device (docs/agents.md) */
             "--slot-a-device", "disks/rootA", "--slot-b-device", "disks/rootB", "--out", swu, NULL};
-        if ((r = run_logged(argv, log, NULL, err)) < 0)
+        if ((r = otasim_run_checked(argv, log, err)) < 0)
             return r;
     }
     {
@@ -169,7 +151,7 @@ int otasim_swupdate_add_release(const struct otasim_tools *t, const struct otasi
                               "--admin-token",
                               srv->admin_token,
                               NULL};
-        return run_logged(argv, log, NULL, err);
+        return otasim_run_checked(argv, log, err);
     }
 }
 
@@ -184,7 +166,7 @@ static int publish(struct otasim_device *d, const char *base, char *ret_token, s
     const struct otasim_release *tgt = otasim_scenario_target(tr->sc);
     char rel[96], rid[32];
     json_t *o;
-    uint32_t h = 2166136261u;
+    uint32_t h;
     int r;
 
     if ((r = otasim_server_enroll_device(tr->srv, tr->device_id, tr->sc->device_type,
@@ -193,9 +175,7 @@ static int publish(struct otasim_device *d, const char *base, char *ret_token, s
         return r;
     if (tr->group[0] || !tgt || !tgt->publish)
         return 0; /* the mix's rollout, or nothing offered: no action until one comes */
-    for (const char *p = tr->device_id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    h ^= (uint32_t)otasim_wall_ms();
+    h = otasim_hash32(tr->device_id) ^ (uint32_t)otasim_wall_ms();
     snprintf(rel, sizeof(rel), "swu-%08x", h);
     snprintf(rid, sizeof(rid), "sw-%08x", h);
     if ((r = otasim_swupdate_add_release(d->tools, tr->srv, tr->sc, tr->built, base, rel, err)) < 0)
@@ -219,8 +199,7 @@ static const char *health_commit_path(void)
 static int sw_provision(struct otasim_device *d, struct ota_err *err)
 {
     const struct otasim_scenario *sc = d->tr->sc;
-    char base[PATH_MAX + 16], p[PATH_MAX + 48], token[128] = "", text[8192];
-    size_t n = 0;
+    char base[PATH_MAX + 16], p[PATH_MAX + 48], token[128] = "";
     int r;
 
     snprintf(base, sizeof(base), "%s/swupdate", d->tr->dir);
@@ -247,48 +226,45 @@ static int sw_provision(struct otasim_device *d, struct ota_err *err)
                            health_commit_path());
     if ((r = publish(d, base, token, sizeof(token), err)) < 0)
         return r;
-        /* stops adding at the first that does not fit (n then >= the size) */
-#define ADD(...)                                                                                   \
-    do {                                                                                           \
-        if (n < sizeof(text))                                                                      \
-            n += (size_t)snprintf(text + n, sizeof(text) - n, __VA_ARGS__);                        \
-    } while (0)
-    ADD("root=%s\nenv_config=%s\netc=%s/etc\ntmp=%s/tmp\nbin=%s/bin\n", d->root, d->env_config,
-        base, base, base);
-    ADD("swupdate=%s\ncert=%s/cache/swu-signers/signer.crt\nboard=%s\n",
-        getenv("OTASIM_SWUPDATE") && *getenv("OTASIM_SWUPDATE") ? getenv("OTASIM_SWUPDATE")
-                                                                : "/usr/bin/swupdate",
-        d->tools->work, SW_BOARD);
-    ADD("url=http://127.0.0.1:%d\nid=%s\ntoken=%s\n", otasim_proxy_port(d->proxy), d->tr->device_id,
-        token);
-    ADD("health_url=http://127.0.0.1:%d/health\nhealth_window_ms=%d\ncommit=%s\n", d->app_port,
-        sc->health_window_ms > 2000 ? sc->health_window_ms : 2000, health_commit_path());
-    ADD("booted=%s/run/booted\nreboot=%s/run/reboot-requested\ntimeout_s=45\n", d->root, d->root);
-#undef ADD
-    if (n >= sizeof(text))
-        return ota_err_set(err, ENAMETOOLONG, "config too long");
-    snprintf(d->config, sizeof(d->config), "%s/pass.conf", base);
-    return ota_fs_write_atomic(d->config, text, n, 0644, err);
+    {
+        char etc[PATH_MAX + 32], tmp[PATH_MAX + 32], bin[PATH_MAX + 32], cert[PATH_MAX + 48];
+        char url[64], health[64], booted[PATH_MAX + 32], reboot[PATH_MAX + 32], *text = NULL;
+        const char *sw = getenv("OTASIM_SWUPDATE");
+        json_t *o;
+        snprintf(etc, sizeof(etc), "%s/etc", base);
+        snprintf(tmp, sizeof(tmp), "%s/tmp", base);
+        snprintf(bin, sizeof(bin), "%s/bin", base);
+        snprintf(cert, sizeof(cert), "%s/cache/swu-signers/signer.crt", d->tools->work);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d", otasim_proxy_port(d->proxy));
+        snprintf(health, sizeof(health), "http://127.0.0.1:%d/health", d->app_port);
+        snprintf(booted, sizeof(booted), "%s/run/booted", d->root);
+        snprintf(reboot, sizeof(reboot), "%s/run/reboot-requested", d->root);
+        /* the driver's config (cli_swupdate.c, struct conf) */
+        o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
+                      "s:s, s:i, s:i}",
+                      "root", d->root, "env_config", d->env_config, "etc", etc, "tmp", tmp, "bin",
+                      bin, "swupdate", sw && *sw ? sw : "/usr/bin/swupdate", "cert", cert, "board",
+                      SW_BOARD, "url", url, "id", d->tr->device_id, "token", token, "health_url",
+                      health, "commit", health_commit_path(), "booted", booted, "reboot", reboot,
+                      "health_window_ms", sc->health_window_ms > 2000 ? sc->health_window_ms : 2000,
+                      "timeout_s", 45);
+        if (!o || ota_json_dump(o, &text) < 0) {
+            json_decref(o);
+            return ota_err_set(err, ENOMEM, "out of memory");
+        }
+        json_decref(o);
+        snprintf(d->config, sizeof(d->config), "%s/pass.json", base);
+        r = ota_fs_write_atomic(d->config, text, strlen(text), 0644, err);
+        free(text);
+        return r;
+    }
 }
 
 static void sw_pass_argv(const struct otasim_device *d, const char **argv, size_t cap)
 {
     const char *v[] = {d->tools->self, "swupdate-pass", d->config};
-    size_t i = 0;
 
-    for (; i < sizeof(v) / sizeof(v[0]) && i + 1 < cap; i++)
-        argv[i] = v[i];
-    argv[i] = NULL;
-}
-
-static int sw_state_line(const char *line, char *json, size_t cap)
-{
-    static const char tag[] = "OTA-STATE ";
-
-    if (strncmp(line, tag, sizeof(tag) - 1) != 0)
-        return 0;
-    ota_strlcpy(json, line + sizeof(tag) - 1, cap);
-    return 1;
+    otasim_agent_argv(argv, cap, v, sizeof(v) / sizeof(v[0]));
 }
 
 /* SWUpdate keeps no database: its account of the device is the env (the
@@ -321,14 +297,6 @@ static int sw_status(struct otasim_device *d, char **ret, struct ota_err *err)
         return ota_err_set(err, ENOMEM, "out of memory");
     }
     json_decref(o);
-    return 0;
-}
-
-static int in_states(const char *s)
-{
-    for (const char *const *p = sw_states; *p; p++)
-        if (strcmp(*p, s) == 0)
-            return 1;
     return 0;
 }
 
@@ -365,14 +333,6 @@ static int sw_check(const struct otasim_scenario *sc, const struct otasim_fault 
         return ota_err_set(err, EINVAL,
                            "agent swupdate: disk faults start at a point (the "
                            "interposer sees no state lines in swupdate)");
-    if (f->trigger.kind == OTASIM_TRIGGER_STATE && !in_states(f->trigger.state))
-        return ota_err_set(err, EINVAL, "agent swupdate: no state %s (its states: %s)",
-                           f->trigger.state,
-                           "CHECKING DOWNLOADING INSTALLING SWITCHING REBOOTING HEALTH_CHECK "
-                           "COMMITTING ROLLING_BACK IDLE");
-    for (size_t i = 0; i < f->n_states; i++)
-        if (!in_states(f->states[i]))
-            return ota_err_set(err, EINVAL, "agent swupdate: no state %s", f->states[i]);
     return 0;
 }
 
@@ -380,7 +340,7 @@ const struct otasim_agent otasim_agent_swupdate = {
     .name = "swupdate",
     .provision = sw_provision,
     .pass_argv = sw_pass_argv,
-    .state_line = sw_state_line,
+    .state_line = otasim_agent_otastate_line,
     .status = sw_status,
     .state_db = "",
     .preload_env = "OTASIM_PRELOAD",

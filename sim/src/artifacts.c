@@ -113,19 +113,6 @@ int otasim_tools_find(struct otasim_tools *t, const char *agent, const char *wor
     return 0;
 }
 
-static int run_quiet(const char *const *argv, const char *log, struct ota_err *err)
-{
-    int st = 0, r;
-
-    r = otasim_run(argv, NULL, 120000, NULL, log, &st, err);
-    if (r < 0)
-        return r;
-    if (st != 0)
-        return ota_err_set(err, EIO, "%s %s failed (exit %d; see %s)", argv[0],
-                           argv[1] ? argv[1] : "", st, log);
-    return 0;
-}
-
 int otasim_keys(const struct otasim_tools *t, char *priv, char *pub, char *rogue, size_t cap,
                 struct ota_err *err)
 {
@@ -150,13 +137,13 @@ int otasim_keys(const struct otasim_tools *t, char *priv, char *pub, char *rogue
     if (!t->key_dir[0] && !exists(pub, 0)) {
         const char *argv[] = {t->pack,    "keygen", "--private", priv,
                               "--public", pub,      "--force",   NULL};
-        if ((rc = run_quiet(argv, log, err)) < 0)
+        if ((rc = otasim_run_checked(argv, log, err)) < 0)
             return rc;
     }
     if (!exists(rpub, 0)) {
         const char *argv[] = {t->pack,    "keygen", "--private", rogue,
                               "--public", rpub,     "--force",   NULL};
-        if ((rc = run_quiet(argv, log, err)) < 0)
+        if ((rc = otasim_run_checked(argv, log, err)) < 0)
             return rc;
     }
     return 0;
@@ -309,7 +296,7 @@ static int write_qemu_image(const struct otasim_tools *t, const char *path,
         snprintf(in, sizeof(in), "if=%s", im.sd);
         snprintf(of, sizeof(of), "of=%s", path);
         const char *dd[] = {"dd", in, of, "bs=1M", skip, count, "status=none", NULL};
-        if ((rc = run_quiet(dd, log, err)) < 0)
+        if ((rc = otasim_run_checked(dd, log, err)) < 0)
             return rc;
     } else {
         snprintf(dir, sizeof(dir), "%s/broken-tree/etc", tmp);
@@ -320,14 +307,15 @@ static int write_qemu_image(const struct otasim_tools *t, const char *path,
             return rc;
         snprintf(dir, sizeof(dir), "%s/broken-tree", tmp);
         const char *mk[] = {"mkfs.ext4", "-q", "-F", "-L", "broken", "-d", dir, path, "8M", NULL};
-        if ((rc = run_quiet(mk, log, err)) < 0)
+        if ((rc = otasim_run_checked(mk, log, err)) < 0)
             return rc;
     }
     snprintf(cmd, sizeof(cmd), "write %s /etc/ota-release", marker);
     {
         const char *rm[] = {"debugfs", "-w", "-R", "rm /etc/ota-release", path, NULL};
         const char *wr[] = {"debugfs", "-w", "-R", cmd, path, NULL};
-        if (good && ((rc = run_quiet(rm, log, err)) < 0 || (rc = run_quiet(wr, log, err)) < 0))
+        if (good && ((rc = otasim_run_checked(rm, log, err)) < 0 ||
+                     (rc = otasim_run_checked(wr, log, err)) < 0))
             return rc;
     }
     if (stat(path, &st) < 0)
@@ -403,15 +391,15 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
                             payload,         "--arch",   t->arch,   NULL};
         if (!t->arch[0])
             mk[9] = NULL;
-        if ((rc = run_quiet(mk, log, err)) < 0)
+        if ((rc = otasim_run_checked(mk, log, err)) < 0)
             return rc;
         if (strcmp(r->format, "deb") == 0) {
             const char *x[] = {"dpkg-deb", "-x", payload, ref, NULL};
-            if ((rc = run_quiet(x, log, err)) < 0)
+            if ((rc = otasim_run_checked(x, log, err)) < 0)
                 return rc;
         } else {
             const char *x[] = {"tar", "-xzf", payload, "-C", ref, NULL};
-            if ((rc = run_quiet(x, log, err)) < 0)
+            if ((rc = otasim_run_checked(x, log, err)) < 0)
                 return rc;
         }
         if ((rc = otasim_tree_digest(ref, hex, err)) < 0)
@@ -431,7 +419,7 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
         if (strcmp(r->format, "gz") == 0) {
             char gz[PATH_MAX + 80];
             const char *g[] = {"gzip", "-n", image_size > IMAGE_SIZE ? "-1" : "-9", payload, NULL};
-            if ((rc = run_quiet(g, log, err)) < 0)
+            if ((rc = otasim_run_checked(g, log, err)) < 0)
                 return rc;
             snprintf(gz, sizeof(gz), "%s.gz", payload);
             ota_strlcpy(payload, gz, sizeof(payload));
@@ -461,7 +449,7 @@ int otasim_build_release(const struct otasim_tools *t, const struct otasim_scena
         argv[k++] = "--out";
         argv[k++] = outdir;
         argv[k] = NULL;
-        if ((rc = run_quiet(argv, log, err)) < 0)
+        if ((rc = otasim_run_checked(argv, log, err)) < 0)
             return rc;
     }
     {

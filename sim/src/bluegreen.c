@@ -19,44 +19,7 @@
 /* The rollout's id: short, so that "{rollout}-{device}" fits an update id. */
 static void rollout_id(const struct otasim_trial *tr, char *buf, size_t cap)
 {
-    uint32_t h = 2166136261u;
-
-    for (const unsigned char *p = (const unsigned char *)tr->device_id; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    snprintf(buf, cap, "bg-%08x", h);
-}
-
-/* The server's id of the scenario's target release (by its version). */
-static int target_release_id(const struct otasim_trial *tr, char *buf, size_t cap,
-                             struct ota_err *err)
-{
-    const struct otasim_release *tgt = otasim_scenario_target(tr->sc);
-    char *text = NULL;
-    json_t *o = NULL, *rel;
-    size_t i;
-    int r;
-
-    if (!tgt)
-        return ota_err_set(err, EINVAL, "rollout: blue_green: the scenario offers no release");
-    if ((r = otasim_server_get(tr->srv, "/api/v1/releases?limit=100", &text, err)) < 0)
-        return r;
-    r = ota_json_parse(text, strlen(text), &o, err);
-    free(text);
-    if (r < 0)
-        return r;
-    r = ota_err_set(err, ENOENT, "rollout: no release %s on the server", tgt->version);
-    json_array_foreach(json_object_get(o, "releases"), i, rel)
-    {
-        const char *v = json_string_value(json_object_get(rel, "version"));
-        const char *id = json_string_value(json_object_get(rel, "id"));
-        if (v && id && strcmp(v, tgt->version) == 0) {
-            ota_strlcpy(buf, id, cap);
-            r = 0;
-            break;
-        }
-    }
-    json_decref(o);
-    return r;
+    snprintf(buf, cap, "bg-%08x", otasim_hash32(tr->device_id));
 }
 
 int otasim_bluegreen_setup(struct otasim_trial *tr, struct ota_err *err)
@@ -70,8 +33,11 @@ int otasim_bluegreen_setup(struct otasim_trial *tr, struct ota_err *err)
     if (!tr->sc->blue_green)
         return 0;
     rollout_id(tr, rid, sizeof(rid));
-    if ((r = target_release_id(tr, rel, sizeof(rel), err)) < 0)
-        return r;
+    if (!otasim_scenario_target(tr->sc))
+        return ota_err_set(err, EINVAL, "rollout: blue_green: the scenario offers no release");
+    if ((r = otasim_server_release_of(tr->srv, otasim_scenario_target(tr->sc)->version, rel,
+                                      sizeof(rel), err)) < 0)
+        return ota_err_prefix(err, r, "rollout");
     /* Registered now (the agent re-enrolls with the same id and group), so
      * that the rollout's table holds it from the start. */
     if ((r = otasim_server_enroll_device(tr->srv, tr->device_id, tr->sc->device_type, tr->device_id,

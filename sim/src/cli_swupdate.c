@@ -19,8 +19,9 @@
  * swupdate and fw_setenv, the programs whose calls are the device's; this
  * driver makes none of the device's. It tells the states it sees in their
  * output as OTA-STATE lines on stderr (and STATE events in the pass's
- * journal), and fires a state trigger (OTASIM_CRASH_STATE) itself, when it
- * reads the line: a cut by state lands a little after swupdate logged it.
+ * journal). A state trigger (OTASIM_CRASH_STATE) on a state of swupdate's
+ * log is handed to swupdate's interposer (OTASIM_CRASH_LINE: cut at the call
+ * that logs the line); on one of its own it fires here, where it tells it.
  * Exit: 0 the pass ended (nothing to do, closed, or a reboot asked for),
  * 3 swupdate did not get there in time, 5 the device cannot run it. */
 #include <dirent.h>
@@ -82,48 +83,42 @@ static struct {
     pid_t child; /* the program running now */
 } g;
 
+/* The config the adapter wrote (agent_swupdate.c, sw_provision): JSON. */
 static int conf_load(const char *path, struct conf *c)
 {
-    char line[PATH_MAX + 64];
-    FILE *f = fopen(path, "r");
-
-    if (!f) {
-        fprintf(stderr, "ota-sim swupdate-pass: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    /* clang-format off */
-#define K(k) {#k, offsetof(struct conf, k), sizeof(((struct conf *)0)->k)}
     static const struct {
         const char *name;
         size_t off, cap;
-    } keys[] = {K(root), K(env_config), K(etc), K(tmp), K(bin), K(swupdate), K(cert), K(board),
-                K(url), K(id), K(token), K(health_url), K(commit), K(booted), K(reboot)};
-    /* clang-format on */
+    } keys[] = {
+#define K(k) {#k, offsetof(struct conf, k), sizeof(((struct conf *)0)->k)}
+        K(root),     K(env_config), K(etc),    K(tmp),    K(bin),
+        K(swupdate), K(cert),       K(board),  K(url),    K(id),
+        K(token),    K(health_url), K(commit), K(booted), K(reboot),
 #undef K
+    };
+    struct ota_err e = {0};
+    char *text = NULL;
+    size_t n = 0;
+    int64_t w = 0, t = 0;
+    json_t *o = NULL;
+    int r;
+
     memset(c, 0, sizeof(*c));
-    c->timeout_s = 60;
-    c->window_ms = 2000;
-    while (fgets(line, sizeof(line), f)) {
-        char *eq = strchr(line, '='), *v;
-        if (!eq)
-            continue;
-        *eq = '\0';
-        v = eq + 1;
-        v[strcspn(v, "\n")] = '\0';
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-            if (strcmp(line, keys[i].name) == 0)
-                snprintf((char *)c + keys[i].off, keys[i].cap, "%s", v);
-        if (strcmp(line, "health_window_ms") == 0)
-            c->window_ms = atoi(v);
-        if (strcmp(line, "timeout_s") == 0)
-            c->timeout_s = atoi(v);
-    }
-    fclose(f);
-    if (!c->root[0] || !c->env_config[0] || !c->etc[0] || !c->url[0] || !c->id[0]) {
-        fprintf(stderr, "ota-sim swupdate-pass: %s: root, env_config, etc, url and id are needed\n",
-                path);
+    r = ota_fs_read_all(path, 1 << 20, &text, &n, &e);
+    if (r == 0)
+        r = ota_json_parse(text, n, &o, &e);
+    free(text);
+    for (size_t i = 0; r == 0 && i < sizeof(keys) / sizeof(keys[0]); i++)
+        r = ota_json_str(o, keys[i].name, (char *)c + keys[i].off, keys[i].cap, &e);
+    if (r == 0 && (r = ota_json_int(o, "health_window_ms", &w, &e)) == 0)
+        r = ota_json_int(o, "timeout_s", &t, &e);
+    json_decref(o);
+    if (r < 0) {
+        fprintf(stderr, "ota-sim swupdate-pass: %s: %s\n", path, e.reason);
         return -1;
     }
+    c->window_ms = (int)w;
+    c->timeout_s = (int)t;
     return 0;
 }
 
@@ -399,6 +394,14 @@ static void touch(const char *path)
         close(fd);
 }
 
+/* PATH for health-commit: the fw_setenv wrapper (interposed) first. */
+static void path_env(const struct conf *c, char *buf, size_t cap)
+{
+    const char *old = getenv("PATH");
+
+    snprintf(buf, cap, "PATH=%s:%s", c->bin, old ? old : "/usr/bin:/bin");
+}
+
 /* ---- the health check -------------------------------------------------- */
 
 /* The probe says it is healthy, then waits on the fifo: COMMITTING is told
@@ -427,7 +430,6 @@ static int on_health_line(const char *line, void *ctx)
 static int health_commit(const struct conf *c)
 {
     char path[PATH_MAX * 2], tw[16], tr[16], tmax[16], fifo[PATH_MAX + 8];
-    const char *old = getenv("PATH");
     int w = (c->window_ms + 999) / 1000, fd, st;
     const char *probe = "curl -fsS -o /dev/null --retry \"$1\" --retry-connrefused --retry-delay 1 "
                         "--max-time \"$2\" \"$0\" && echo 'otasim: healthy' >&2 && "
@@ -439,7 +441,7 @@ static int health_commit(const struct conf *c)
         fprintf(stderr, "ota-sim swupdate-pass: mkfifo %s: %s\n", fifo, strerror(errno));
         return -1;
     }
-    snprintf(path, sizeof(path), "PATH=%s:%s", c->bin, old ? old : "/usr/bin:/bin");
+    path_env(c, path, sizeof(path));
     snprintf(tw, sizeof(tw), "%d", w + 10);
     snprintf(tr, sizeof(tr), "%d", w);
     snprintf(tmax, sizeof(tmax), "%d", w + 2);
@@ -456,7 +458,7 @@ static int health_commit(const struct conf *c)
 }
 
 /* The broken device sides the tests run to see the invariants catch them
- * ($OTASIM_SWUPDATE_MUTANT; scenarios/swupdate/test_swupdate.py):
+ * ($OTASIM_SWUPDATE_MUTANT; scenarios/test_swupdate_scenarios.py):
  *   commit-unhealthy  commits every trial boot without a health check
  *   confirm-success   confirms SUCCESS (-c 2) after the bootloader fell back
  *   running-slot      runs swupdate with the running slot's mode (-e ota,a on A) */
@@ -470,10 +472,9 @@ static int mutant(const char *name)
 static int commit_anyway(const struct conf *c)
 {
     char path[PATH_MAX * 2];
-    const char *old = getenv("PATH");
     int fd;
 
-    snprintf(path, sizeof(path), "PATH=%s:%s", c->bin, old ? old : "/usr/bin:/bin");
+    path_env(c, path, sizeof(path));
     const char *argv[] = {"sh", "-c",
                           "printf 'upgrade_available=0\nbootcount=0\n' | "
                           "fw_setenv -c \"$0\" -s /dev/stdin",
@@ -492,7 +493,7 @@ static int commit_anyway(const struct conf *c)
 
 struct sw_run {
     const struct conf *c;
-    int started, installing, installed, failed, cancelled, rebooting, idle;
+    int started, installing, failed, cancelled, rebooting, idle;
 };
 
 /* After the install's last log line: the pass ends once the env holds
@@ -520,7 +521,6 @@ static int on_sw_line(const char *line, void *ctx)
         r->installing = 1;
         emit("INSTALLING", "in_progress", "swupdate: writing the inactive slot");
     } else if (strstr(line, "SWUPDATE successful")) {
-        r->installed = 1;
         emit("SWITCHING", "in_progress", "swupdate: installed, the env selects the new slot");
     } else if (r->started && strstr(line, "SWUPDATE failed [1]")) {
         /* the install's own end (a channel error or a missing ustate is [0]) */

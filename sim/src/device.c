@@ -126,7 +126,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
     if (!d->agent)
         return ota_err_set(err, EINVAL, "no adapter for the agent '%s'",
                            tr->agent[0] ? tr->agent : sc->agent);
-    if (d->agent->check && (r = d->agent->check(sc, &tr->fault, err)) < 0)
+    if ((r = otasim_agent_check(d->agent, sc, &tr->fault, err)) < 0)
         return r;
     d->booted_slot = -1;
     d->app_port_fd = -1;

@@ -250,3 +250,15 @@ out:
         close(errfd);
     return r;
 }
+
+int otasim_run_checked(const char *const *argv, const char *log, struct ota_err *err)
+{
+    int st = 0, r = otasim_run(argv, NULL, 120000, NULL, log, &st, err);
+
+    if (r < 0)
+        return r;
+    if (st != 0)
+        return ota_err_set(err, EIO, "%s %s failed (exit %d; see %s)", argv[0],
+                           argv[1] ? argv[1] : "", st, log);
+    return 0;
+}

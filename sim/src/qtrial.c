@@ -429,15 +429,14 @@ static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct
 static void snap_dir(const struct otasim_tools *t, const struct otasim_trial *tr, char *buf,
                      size_t cap)
 {
-    uint32_t h = 2166136261u;
+    uint32_t h;
     char key[PATH_MAX * 3];
 
     char work[PATH_MAX];
 
     snprintf(key, sizeof(key), "%s|%s|%s|%d", tr->sc->path, t->image_dir, t->guest_agent,
              t->qemu_profile);
-    for (const char *p = key; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
+    h = otasim_hash32(key);
     /* absolute: the frozen layers name each other as backing files */
     if (!realpath(t->work, work))
         ota_strlcpy(work, t->work, sizeof(work));

@@ -90,28 +90,21 @@ void otasim_runner_free(struct otasim_runner *r)
     free(r);
 }
 
-/* A case; subset >= 0: the subset-th seeded rebuild of a power cut under a
- * crash model other than minimal ("/reorder-2" ends its id). */
 void otasim_runner_case_id(struct rcase *c, const char *id)
 {
-    uint32_t h = 2166136261u;
-
     if (id != c->id)
         snprintf(c->id, sizeof(c->id), "%s", id);
-    for (const char *p = c->id; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    snprintf(c->device_id, sizeof(c->device_id), "sim-%08x-%llu", h, (unsigned long long)c->seed);
+    snprintf(c->device_id, sizeof(c->device_id), "sim-%08x-%llu", otasim_hash32(c->id),
+             (unsigned long long)c->seed);
 }
 
 void otasim_runner_mix_group(const struct otasim_runner *r, size_t si, char *buf, size_t cap)
 {
-    uint32_t h = 2166136261u;
-
-    for (const char *p = r->run_dir; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    snprintf(buf, cap, "mix-%08x-%zu", h, si);
+    snprintf(buf, cap, "mix-%08x-%zu", otasim_hash32(r->run_dir), si);
 }
 
+/* A case; subset >= 0: the subset-th seeded rebuild of a power cut under a
+ * crash model other than minimal ("/reorder-2" ends its id). */
 static struct rcase *new_case_sub(struct otasim_runner *r, size_t scen,
                                   const struct otasim_fault *f, int subset, struct ota_err *err)
 {
@@ -239,17 +232,15 @@ static int mix_setup(struct otasim_runner *r, size_t si, struct ota_err *err)
 {
     struct scen *s = &r->scens[si];
     const struct otasim_release *tgt = otasim_scenario_target(&s->sc);
-    char group[64], dir[PATH_MAX + 32], id[64], rid[32], rel[160] = "", *text = NULL;
-    json_t *o = NULL, *e;
-    uint32_t h = 2166136261u;
-    size_t i;
+    char group[64], dir[PATH_MAX + 32], id[64], rid[32], rel[160] = "";
+    json_t *o;
+    uint32_t h;
     int rc;
 
     if (!tgt)
         return ota_err_set(err, EINVAL, "mix: the scenario offers no release");
     otasim_runner_mix_group(r, si, group, sizeof(group));
-    for (const char *p = group; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
+    h = otasim_hash32(group);
     if (s->sc.mix_swupdate > 0) {
         snprintf(dir, sizeof(dir), "%s/mix-%zu", r->run_dir, si);
         snprintf(id, sizeof(id), "swu-mx-%08x", h);
@@ -261,22 +252,8 @@ static int mix_setup(struct otasim_runner *r, size_t si, struct ota_err *err)
             (rc = otasim_server_enroll_device(&s->srv, r->cases[k].device_id, s->sc.device_type,
                                               group, NULL, 0, err)) < 0)
             return ota_err_prefix(err, rc, "mix");
-    if ((rc = otasim_server_get(&s->srv, "/api/v1/releases?limit=100", &text, err)) < 0 ||
-        (rc = ota_json_parse(text, strlen(text), &o, err)) < 0) {
-        free(text);
-        return rc;
-    }
-    free(text);
-    json_array_foreach(json_object_get(o, "releases"), i, e)
-    {
-        const char *v = json_string_value(json_object_get(e, "version"));
-        const char *f = json_string_value(json_object_get(e, "format"));
-        if (v && strcmp(v, tgt->version) == 0 && !(f && strcmp(f, "swu") == 0))
-            ota_strlcpy(rel, json_string_value(json_object_get(e, "id")), sizeof(rel));
-    }
-    json_decref(o);
-    if (!rel[0])
-        return ota_err_set(err, ENOENT, "mix: no ota-pack release %s on the server", tgt->version);
+    if ((rc = otasim_server_release_of(&s->srv, tgt->version, rel, sizeof(rel), err)) < 0)
+        return ota_err_prefix(err, rc, "mix");
     snprintf(rid, sizeof(rid), "mx-%08x", h);
     o = json_pack("{s:s, s:s, s:s, s:{s:s}}", "id", rid, "release_id", rel, "strategy", "immediate",
                   "filters", "group", group);

@@ -417,7 +417,7 @@ static int parse_mix(const json_t *m, struct otasim_scenario *s, struct ota_err 
         return ota_err_set(err, EINVAL,
                            "mix: a rollout of its own (no fault kind, no blue_green; "
                            "server fault plans apply)");
-    if (b > 0 && (r = otasim_agent_swupdate.check(s, &s->fault, err)) < 0)
+    if (b > 0 && (r = otasim_agent_check(&otasim_agent_swupdate, s, &s->fault, err)) < 0)
         return r;
     s->mix_ota = (int)a;
     s->mix_swupdate = (int)b;
@@ -492,7 +492,7 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
         goto out;
     {
         const struct otasim_agent *ag = otasim_agent_find(s.agent);
-        if (ag && ag->check && ag->check(&s, &s.fault, err) < 0)
+        if (ag && otasim_agent_check(ag, &s, &s.fault, err) < 0)
             goto out;
     }
     if (json_object_get(root, "mix") && parse_mix(json_object_get(root, "mix"), &s, err) < 0)

@@ -137,17 +137,6 @@ int otasim_server_post(const struct otasim_server *s, const char *path, const ch
     return admin_call(s, "POST", path, body, ret, err);
 }
 
-int otasim_server_register(const struct otasim_server *s, const char *body, struct ota_err *err)
-{
-    return call_as(s, s->enroll_token, "POST", "/api/v1/devices/register", body, NULL, err);
-}
-
-int otasim_server_enroll(const struct otasim_server *s, const char *body, char **ret,
-                         struct ota_err *err)
-{
-    return call_as(s, s->enroll_token, "POST", "/api/v1/devices/register", body, ret, err);
-}
-
 int otasim_server_enroll_device(const struct otasim_server *s, const char *id, const char *type,
                                 const char *group, char *ret_token, size_t cap, struct ota_err *err)
 {
@@ -161,7 +150,7 @@ int otasim_server_enroll_device(const struct otasim_server *s, const char *id, c
         return ota_err_set(err, ENOMEM, "out of memory");
     }
     json_decref(o);
-    r = otasim_server_enroll(s, body, &out, err);
+    r = call_as(s, s->enroll_token, "POST", "/api/v1/devices/register", body, &out, err);
     free(body);
     if (r < 0)
         return ota_err_prefix(err, r, "enrolling %s", id);
@@ -171,6 +160,36 @@ int otasim_server_enroll_device(const struct otasim_server *s, const char *id, c
     json_decref(o);
     free(out);
     return r < 0 ? ota_err_prefix(err, r, "enrolling %s: the answer", id) : 0;
+}
+
+int otasim_server_release_of(const struct otasim_server *s, const char *version, char *buf,
+                             size_t cap, struct ota_err *err)
+{
+    char *text = NULL;
+    json_t *o = NULL, *e;
+    size_t i;
+    int r;
+
+    if ((r = otasim_server_get(s, "/api/v1/releases?limit=100", &text, err)) < 0)
+        return r;
+    r = ota_json_parse(text, strlen(text), &o, err);
+    free(text);
+    if (r < 0)
+        return r;
+    r = ota_err_set(err, ENOENT, "no ota-pack release %s on the server", version);
+    json_array_foreach(json_object_get(o, "releases"), i, e)
+    {
+        const char *v = json_string_value(json_object_get(e, "version"));
+        const char *f = json_string_value(json_object_get(e, "format"));
+        const char *id = json_string_value(json_object_get(e, "id"));
+        if (v && id && strcmp(v, version) == 0 && !(f && strcmp(f, "swu") == 0)) {
+            ota_strlcpy(buf, id, cap);
+            r = 0;
+            break;
+        }
+    }
+    json_decref(o);
+    return r;
 }
 
 int otasim_server_rollout_start(const struct otasim_server *s, json_t *def, struct ota_err *err)

@@ -79,6 +79,14 @@ int otasim_swupdate_add_release(const struct otasim_tools *t, const struct otasi
 
 /* The adapter called name, NULL if there is none. */
 const struct otasim_agent *otasim_agent_find(const char *name);
+/* What ag can run: a state trigger only in its states, then its check(). */
+int otasim_agent_check(const struct otasim_agent *ag, const struct otasim_scenario *sc,
+                       const struct otasim_fault *f, struct ota_err *err);
+/* state_line for agents whose lines are already the harness's: "OTA-STATE
+ * {json}" (ota-agent; the swupdate driver writes them too). */
+int otasim_agent_otastate_line(const char *line, char *json, size_t cap);
+/* argv[] = v[0..n-1], NULL-terminated within cap (pass_argv's). */
+void otasim_agent_argv(const char **argv, size_t cap, const char *const *v, size_t n);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,10 @@ extern "C" {
  * *ret_status: the exit code, or 128 + signal. Returns 0 or -errno. */
 int otasim_run(const char *const *argv, const char *const *envp, int timeout_ms, char **ret_out,
                const char *errfile, int *ret_status, struct ota_err *err) OTA_MUST;
+/* otasim_run of a tool the harness needs to succeed (2 minutes at most):
+ * stdout discarded, stderr to log; an exit other than 0 is an error that
+ * names the log. */
+int otasim_run_checked(const char *const *argv, const char *log, struct ota_err *err) OTA_MUST;
 
 /* Starts argv with envp additions in process group pgid (0: a new group led
  * by the child), stdin /dev/null, stdout to outfile (NULL: /dev/null),

@@ -16,6 +16,17 @@
 #include "ota/err.h"
 #include "otasim/scenario.h"
 
+/* FNV-1a of a string: the short, stable ids the harness derives from names
+ * (device ids, rollout and release ids, cache keys). */
+static inline uint32_t otasim_hash32(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -107,18 +118,15 @@ int otasim_server_get(const struct otasim_server *s, const char *path, char **re
  * (ret may be NULL). */
 int otasim_server_post(const struct otasim_server *s, const char *path, const char *body,
                        char **ret, struct ota_err *err) OTA_MUST;
-/* POST /api/v1/devices/register with the enrollment token (a device's
- * registration body, JSON text). */
-int otasim_server_register(const struct otasim_server *s, const char *body,
-                           struct ota_err *err) OTA_MUST;
-/* The same, *ret the server's answer (malloc'ed: the device's token). */
-int otasim_server_enroll(const struct otasim_server *s, const char *body, char **ret,
-                         struct ota_err *err) OTA_MUST;
-/* Enrolls device id (type, group; no tags, no versions); its token into
- * ret_token unless NULL. */
+/* Enrolls device id (POST /api/v1/devices/register with the enrollment
+ * token; type, group, no tags, no versions); its token into ret_token
+ * unless NULL. */
 int otasim_server_enroll_device(const struct otasim_server *s, const char *id, const char *type,
                                 const char *group, char *ret_token, size_t cap,
                                 struct ota_err *err) OTA_MUST;
+/* The server's id of the ota-pack release of version (not a .swu of it). */
+int otasim_server_release_of(const struct otasim_server *s, const char *version, char *buf,
+                             size_t cap, struct ota_err *err) OTA_MUST;
 /* Creates the rollout def (a JSON object with its "id"), approves and
  * starts it. */
 int otasim_server_rollout_start(const struct otasim_server *s, json_t *def,

@@ -115,7 +115,7 @@ static struct {
     uint64_t crash_at;
     char crash_state[128];
     int crash_state_k, crash_state_seen;
-    char crash_line[128]; /* OTASIM_CRASH_LINE: text of a line on fd 1 or 2 */
+    char crash_line[128]; /* OTASIM_CRASH_LINE: text of a line logged through stdio */
     int crash_line_k, crash_line_seen;
     int crash_power;
     int fail_errno;
@@ -635,23 +635,6 @@ static void on_stderr(const char *buf, size_t n)
     }
 }
 
-/* After the process wrote buf to fd 1 or 2 (under mu): OTASIM_CRASH_LINE
- * fires at the k-th write that holds its text (an agent whose states are
- * its log lines: the swupdate adapter maps a state onto one). */
-static void on_output(const char *buf, size_t n)
-{
-    size_t tl = strlen(g.crash_line);
-
-    if (!tl || n < tl)
-        return;
-    for (size_t i = 0; i + tl <= n; i++)
-        if (memcmp(buf + i, g.crash_line, tl) == 0) {
-            if (++g.crash_line_seen == g.crash_line_k)
-                crash();
-            return;
-        }
-}
-
 static void net_event(const void *data, size_t n)
 {
     char t[NET_TEXT + 1];
@@ -761,17 +744,13 @@ static ssize_t do_write(enum wkind k, int fd, const struct iovec *iov, int n, of
         int inet = e && e->kind == FD_INET;
         if (inet && n > 0)
             net_event(iov[0].iov_base, iov[0].iov_len);
-        if (fd != 2 && fd != 1)
+        if (fd != 2)
             unlock();
         w = real_write_any(k, fd, iov, n, off, flags);
         err = errno;
-        if (fd == 2 || fd == 1) {
-            if (w > 0 && n > 0) {
-                size_t got = (size_t)w < iov[0].iov_len ? (size_t)w : iov[0].iov_len;
-                if (fd == 2)
-                    on_stderr(iov[0].iov_base, got);
-                on_output(iov[0].iov_base, got);
-            }
+        if (fd == 2) {
+            if (w > 0 && n > 0)
+                on_stderr(iov[0].iov_base, (size_t)w < iov[0].iov_len ? (size_t)w : iov[0].iov_len);
             unlock();
         }
         busy = 0;
@@ -842,7 +821,9 @@ static int log_line(FILE *f, int flag, const char *fmt, va_list ap)
         busy = 1;
         vsnprintf(text, sizeof(text), fmt, aq);
         lock();
-        on_output(text, strlen(text));
+        /* the k-th line that holds the text */
+        if (strstr(text, g.crash_line) && ++g.crash_line_seen == g.crash_line_k)
+            crash();
         unlock();
         busy = 0;
     }

@@ -33,7 +33,7 @@ def copies(tmp_path, drop):
     return out
 
 
-@pytest.mark.parametrize("package,program", [("socat", "socat"), ("systemd", "systemctl"),
+@pytest.mark.parametrize("package,program", [("socat", "socat"), ("strace", "strace"),
                                              ("qemu-utils", "qemu-img"), ("mtools", "mcopy")])
 def test_a_package_left_out_fails(tmp_path, package, program):
     r = check(*copies(tmp_path, package))
@@ -86,3 +86,18 @@ def test_no_package_list_is_an_error(tmp_path):
     (tmp_path / "empty").write_text("echo nothing\n")
     r = check("--install-script", str(tmp_path / "empty"))
     assert r.returncode != 0 and "no package list" in r.stderr, r.stdout + r.stderr
+
+
+def test_a_comment_with_a_parenthesis_does_not_end_the_list(tmp_path):
+    # A ")" in a comment ended the list early: every package after it counted as not named.
+    files = {"ci/tool": "#!/bin/sh\nset -e\nsocat -V\n"}
+    args = tree(tmp_path, files, ["curl"])
+    (tmp_path / "ci" / "install-deps").write_text(
+        "PKGS=(\n  curl # the client (for downloads)\n  socat\n)\n")
+    r = check(*args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # Added to the list later (PKGS+=): named too.
+    (tmp_path / "ci" / "install-deps").write_text(
+        "PKGS=(curl)\ncommand -v x >/dev/null || PKGS+=(socat)\n")
+    r = check(*args)
+    assert r.returncode == 0, r.stdout + r.stderr

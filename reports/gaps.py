@@ -39,8 +39,8 @@ def analyse(trials, recorded, rows):
     tiers = sorted({t.get("target") or "native" for t in trials}) or ["native"]
     cuts = {}
     for t in trials:
-        if t["fault"] != "power-cut":
-            continue
+        if t["fault"] != "power-cut" or t["outcome"] == "not-run" or t.get("equivalent_to"):
+            continue  # counted: the power cuts made (an equivalent point copies one)
         tier = t.get("target") or "native"
         model = "qemu" if tier == "qemu" else (t.get("crash_model") or "minimal")
         cuts[model] = cuts.get(model, 0) + 1
@@ -73,7 +73,7 @@ def render_html(g):
         items = []
         for model, n in sorted(g["power_cuts"].items()):
             what = QEMU_POWER_CUT if model == "qemu" else CRASH_MODELS.get(model, "")
-            items.append('<li data-crash-model="%s"><b>%s</b> (%d power-cut trials): %s</li>' % (
+            items.append('<li data-crash-model="%s"><b>%s</b> (power cuts made: %d): %s</li>' % (
                 e(model), e("QEMU power cut" if model == "qemu" else model), n, e(what)))
         out.append("<p><b>Crash model</b> of the power cuts:</p><ul>%s</ul>" % "".join(items))
         if g["unused_models"]:
@@ -117,7 +117,7 @@ def render_md(g):
     if not g["power_cuts"]:
         out.append("- crash model: no power cuts in this run")
     for model, n in sorted(g["power_cuts"].items()):
-        out.append("- crash model **%s** (%d power cuts): %s" % (
+        out.append("- crash model **%s** (power cuts made: %d): %s" % (
             "QEMU power cut" if model == "qemu" else model, n,
             QEMU_POWER_CUT if model == "qemu" else CRASH_MODELS.get(model, "")))
     if g["unused_models"]:

@@ -179,7 +179,7 @@ def test_plots_render_with_content(pages):
 
 def test_gaps_are_stated(pages):
     g = pages["report"]["gaps"]
-    assert "minimal (1 power-cut trials)" in g
+    assert "minimal (power cuts made: 1)" in g
     assert "Not exercised in this run: reorder" in g
     assert "Skipped on this tier: no case." in g
     assert "What the native tier does not model" in g

@@ -36,7 +36,8 @@ def load(con, run_id):
 
 def analyse(trials, recorded, rows):
     """The gaps of a run as plain data (rendered to HTML and Markdown)."""
-    tiers = sorted({t.get("target") or "native" for t in trials}) or ["native"]
+    tiers = sorted({t.get("target") or "native" for t in trials} or
+                   {s for k, s, _ in rows if k == "not-modelled"} or {"native"})
     cuts = {}
     for t in trials:
         if t["fault"] != "power-cut" or t["outcome"] == "not-run" or t.get("equivalent_to"):

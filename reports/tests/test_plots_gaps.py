@@ -158,3 +158,41 @@ def test_real_run_records_its_tier_gaps(tmp_path):
     assert raw.count("<li>", raw.index('data-tier="native"')) >= len(rows)
     check_plots(db, 1, raw)
 
+
+
+def test_real_qemu_run_records_the_cases_it_skips(tmp_path):
+    """ota-sim on the QEMU tier skips what it cannot run (disk-full, eio)
+    before it boots anything: the run database gets a skipped row per case
+    with the reason, and qtrial.c's qemu list; the report states both. (The
+    image is not opened when every case is skipped: an empty directory and
+    a stand-in video-app pass the tier's setup.)"""
+    if not OTA_SIM or not os.access(OTA_SIM, os.X_OK):
+        pytest.skip("set OTA_BUILD_DIR to a build with sim/ota-sim")
+    (tmp_path / "img").mkdir()
+    (tmp_path / "app").mkdir()
+    app = tmp_path / "app" / "video-app"
+    app.write_text("#!/bin/sh\nexit 0\n")
+    app.chmod(0o755)
+    db = str(tmp_path / "runs.db")
+    sim = subprocess.run([OTA_SIM, "run", "scenarios/disk-full-during-install.yaml",
+                          "scenarios/eio-during-download.yaml", "--target", "qemu", "--image",
+                          str(tmp_path / "img"), "-q", "--db", db, "--work", str(tmp_path / "w")],
+                         cwd=SRC, capture_output=True, text=True, timeout=55,
+                         env=dict(os.environ, OTASIM_APP_DIR_AARCH64=str(tmp_path / "app")))
+    assert sim.returncode == 0, sim.stderr
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT kind, subject, detail FROM run_gaps WHERE run_id=1").fetchall()
+    con.close()
+    skipped = [(s, d) for k, s, d in rows if k == "skipped"]
+    assert skipped == [("disk-full-during-install/disk-full@state:INSTALLING",
+                        "fault disk-full needs the native tier"),
+                       ("eio-during-download/eio@state:DOWNLOADING",
+                        "fault eio needs the native tier")]
+    assert {s for k, s, _ in rows if k == "not-modelled"} == {"qemu"}
+    out = tmp_path / "out"
+    assert run_report("--db", db, "--out", str(out)).returncode == 0
+    raw = (out / "report.html").read_text()
+    assert "Skipped on this tier</b> (2 cases it cannot run" in raw
+    assert "<code>eio-during-download/eio@state:DOWNLOADING</code></td><td>fault eio needs" in raw
+    assert 'data-tier="qemu"' in raw and "the native tier does not model" not in raw
+    assert "Not recorded" not in raw

@@ -65,10 +65,13 @@ def analyse(trials, recorded, rows):
     }
 
 
-def render_html(g):
+def render_html(g, trials=True):
+    """trials False: a run of fleet runs only (no crash model, no cases)."""
     out = ['<div class="gaps">']
-    # the crash model
-    if not g["power_cuts"]:
+    # the crash model (a fleet run's devices are in memory: its tier says so)
+    if not trials:
+        pass
+    elif not g["power_cuts"]:
         out.append("<p><b>Crash model:</b> no power cuts in this run.</p>")
     else:
         items = []
@@ -85,16 +88,15 @@ def render_html(g):
     # skipped on the tier
     if not g["recorded"]:
         out.append('<p class="unrecorded"><b>Not recorded:</b> this run database was written '
-                   "before ota-sim recorded skipped cases and what its tiers do not model "
-                   "(table <code>run_gaps</code>): cases the tier skipped are not known here."
-                   "</p>")
-    elif g["skipped"]:
+                   "before ota-sim recorded %swhat its tiers do not model (table "
+                   "<code>run_gaps</code>).</p>" % ("skipped cases and " if trials else ""))
+    elif trials and g["skipped"]:
         out.append("<p><b>Skipped on this tier</b> (%d cases it cannot run; not in the "
                    "matrix):</p><table class=\"skipped\"><tr><th>case</th><th>why</th></tr>%s"
                    "</table>" % (len(g["skipped"]), "".join(
                        "<tr><td><code>%s</code></td><td>%s</td></tr>" % (e(s), e(d))
                        for s, d in g["skipped"])))
-    else:
+    elif trials:
         out.append('<p class="skipped-none"><b>Skipped on this tier:</b> no case.</p>')
     if g["not_run"]:
         out.append("<p><b>Not run</b> (the agent under test lacks what they need):</p><ul>%s</ul>"
@@ -113,9 +115,12 @@ def render_html(g):
     return "\n".join(out)
 
 
-def render_md(g):
+def render_md(g, trials=True):
     out = ["### What this run does not show", ""]
-    if not g["power_cuts"]:
+    if not trials:
+        if not g["recorded"]:
+            out.append("- not recorded by this database: what the fleet runner does not model")
+    elif not g["power_cuts"]:
         out.append("- crash model: no power cuts in this run")
     for model, n in sorted(g["power_cuts"].items()):
         out.append("- crash model **%s** (power cuts made: %d): %s" % (
@@ -123,7 +128,9 @@ def render_md(g):
             QEMU_POWER_CUT if model == "qemu" else CRASH_MODELS.get(model, "")))
     if g["unused_models"]:
         out.append("- crash models not exercised: %s" % ", ".join(g["unused_models"]))
-    if not g["recorded"]:
+    if not trials:
+        pass
+    elif not g["recorded"]:
         out.append("- not recorded by this database: skipped cases, what the tiers do not model")
     else:
         out.append("- skipped on this tier: %d case(s)" % len(g["skipped"]))

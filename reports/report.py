@@ -715,8 +715,10 @@ def render_html(run, trials, fleets=()):
         "</main></body></html>",
     ]
     if fleets and not trials:
-        return "\n".join(head + [html_fleet_header(run), fleetreport.render_html(fleets)] +
-                         tail) + "\n"
+        return "\n".join(head + [html_fleet_header(run), "<h2>What this run does not show</h2>",
+                                 gaps.render_html(gaps.analyse([], *run.get("_gaps", (False, []))),
+                                                  trials=False),
+                                 fleetreport.render_html(fleets)] + tail) + "\n"
     parts = head + [
         html_header(run, trials, s),
         "<h2>What this run does not show</h2>",
@@ -761,6 +763,7 @@ def render_summary(run, trials, max_failed=30, fleets=()):
         return "\n".join([
             "## ota-sim run %s: %s" % (run["id"], "passed" if ok else "FAILED"), "",
             "`%s`" % (run["command"] or "").replace("`", "'"), "",
+            gaps.render_md(gaps.analyse([], *run.get("_gaps", (False, []))), trials=False),
             fleetreport.render_summary(fleets)])
     s = summarize(trials)
     rates = rates_by_fault(trials)

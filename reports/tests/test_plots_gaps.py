@@ -130,7 +130,8 @@ def test_gaps_of_a_qemu_run_and_of_an_old_database(tmp_path):
     db = gaps_db(old, [], with_table=False)
     run, trials = report.load(db)
     page = report.render_html(run, trials)
-    assert "this run database was written before ota-sim recorded skipped cases" in page
+    assert "this run database was written before ota-sim recorded skipped cases and what its " \
+        "tiers do not model" in page
     assert "Skipped on this tier" not in page
 
 

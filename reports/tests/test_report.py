@@ -981,3 +981,21 @@ def test_real_fleet_version_chart(paused_fleet):
         for v, b in bands.items():
             assert band_at(b, x) == pytest.approx(c["versions"].get(v, 0), abs=0.3), (t, v)
         assert sum(c["versions"].values()) == 200
+
+
+def test_real_fleet_states_what_it_does_not_model(paused_fleet):
+    """ota-sim fleet records what the fleet runner declares it does not
+    model (otasim_fleet_gaps, sim/src/fleet_record.c); the page says it."""
+    con = sqlite3.connect(str(paused_fleet["tmp"] / "x.db"))
+    rows = con.execute("SELECT kind, subject, detail FROM run_gaps").fetchall()
+    con.close()
+    src = open(os.path.join(SRC, "sim", "src", "fleet_record.c")).read()
+    decl = src[src.index("otasim_fleet_gaps[] = {"):]
+    decl = decl[:decl.index("NULL,")]
+    assert len(rows) == decl.count('",\n') >= 3
+    assert {(k, s) for k, s, _ in rows} == {("not-modelled", "fleet")}
+    raw = paused_fleet["raw"]
+    assert '<ul class="not-modelled" data-tier="fleet">' in raw
+    for _, _, d in rows:
+        assert "<li>%s</li>" % html.escape(d, quote=True) in raw
+    assert "Crash model" not in raw and "Skipped on this tier" not in raw

@@ -149,6 +149,16 @@ int otasim_rundb_gap(struct otasim_rundb *db, int64_t run_id, const char *kind, 
     return r;
 }
 
+int otasim_rundb_gaps(struct otasim_rundb *db, int64_t run_id, const char *kind,
+                      const char *subject, const char *const *details, struct ota_err *err)
+{
+    int r = 0;
+
+    for (; *details && r == 0; details++)
+        r = otasim_rundb_gap(db, run_id, kind, subject, *details, err);
+    return r;
+}
+
 int otasim_rundb_fleet_begin(struct otasim_rundb *db, int64_t run_id, const char *name,
                              const char *file, uint64_t seed, int64_t *ret_id, struct ota_err *err)
 {

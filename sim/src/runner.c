@@ -616,10 +616,10 @@ static int run_cases(struct otasim_runner *r, struct otasim_run_stats *s, int64_
 static int record_gaps(struct otasim_runner *r, struct ota_err *err)
 {
     const char *tier = otasim_target_names[r->t.target];
-    int rc = 0;
+    int rc;
 
-    for (const char *const *g = otasim_target_gaps[r->t.target]; *g && rc == 0; g++)
-        rc = otasim_rundb_gap(r->db, r->run_id, "not-modelled", tier, *g, err);
+    rc = otasim_rundb_gaps(r->db, r->run_id, "not-modelled", tier, otasim_target_gaps[r->t.target],
+                           err);
     for (size_t i = 0; i < r->n_skips && rc == 0; i++) {
         char *tab = strchr(r->skips[i], '\t');
         *tab = 0;

@@ -183,3 +183,4 @@ def test_gaps_are_stated(pages):
     assert "Not exercised in this run: reorder" in g
     assert "Skipped on this tier: no case." in g
     assert "What the native tier does not model" in g
+    assert "What the fleet tier does not model" in pages["fleet"]["gaps"]

@@ -16,6 +16,9 @@ import sqlite3
 import sys
 
 import fleetreport
+import gaps
+import plots
+from plots import svg_histogram
 
 # Agent states in state-machine order (agent/ and sim/src/scenario.c): the
 # rows of the state x fault matrix come in this order, other triggers after.
@@ -37,7 +40,7 @@ TRIAL_COLUMNS = [
     "started_ms", "duration_ms", "recover_ms", "reproduce", "state_lines",
 ]
 # Columns of newer databases (the QEMU tier): read when present, else "".
-OPTIONAL_COLUMNS = ["target", "logs"]
+OPTIONAL_COLUMNS = ["target", "logs", "crash_model"]
 
 
 class ReportError(Exception):
@@ -172,6 +175,7 @@ def load(db_path, run_id=None):
             if t is not None:
                 t["invariants"].append({"name": r["name"], "ok": bool(r["ok"]),
                                         "detail": r["detail"] or ""})
+        run["_gaps"] = gaps.load(con, run["id"])
     except sqlite3.Error as e:
         raise ReportError("%s: not a run database: %s" % (db_path, e))
     finally:
@@ -534,31 +538,6 @@ def html_strips(trials):
     return "\n".join(out)
 
 
-def svg_histogram(vals, bins=16, w=220, h=44):
-    if not vals:
-        return ""
-    lo, hi = vals[0], vals[-1]
-    width = (hi - lo) / bins if hi > lo else 1.0
-    counts = [0] * bins
-    for v in vals:
-        i = int((v - lo) / width) if hi > lo else 0
-        counts[min(i, bins - 1)] += 1
-    top = max(counts)
-    bw = w / bins
-    rects = []
-    for i, c in enumerate(counts):
-        if not c:
-            continue
-        bh = max(1.0, (h - 2) * c / top)
-        rects.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4a78c2">'
-                     "<title>%s&#8211;%s ms: %d</title></rect>" % (
-                         i * bw + 0.5, h - bh, bw - 1, bh, int(lo + i * width),
-                         int(lo + (i + 1) * width), c))
-    return ('<svg width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="histogram">'
-            '<line x1="0" y1="%d" x2="%d" y2="%d" stroke="#888"/>%s</svg>' % (
-                w, h + 1, w, h + 1, h, w, h, "".join(rects)))
-
-
 def html_recover(trials):
     rec = recover_by_fault(trials)
     if not rec:
@@ -575,6 +554,11 @@ def html_recover(trials):
     out.append("</table>")
     out.append('<p class="note">recover_ms: from the fault (or the start, without one) until the '
                "device settled; executed trials only; p95 is nearest-rank.</p>")
+    out.append("<h3>Per state (or trigger) of the fault</h3>")
+    out.append(plots.svg_recovery_by_state(
+        plots.recovery_by_state(trials, row_of, row_key, is_equiv)))
+    out.append('<p class="note">A dot per executed trial (green passed, red failed, orange '
+               "error), the bar its row's median; the rows are the matrix's.</p>")
     return "\n".join(out)
 
 
@@ -731,10 +715,14 @@ def render_html(run, trials, fleets=()):
         "</main></body></html>",
     ]
     if fleets and not trials:
-        return "\n".join(head + [html_fleet_header(run), fleetreport.render_html(fleets)] +
-                         tail) + "\n"
+        return "\n".join(head + [html_fleet_header(run), "<h2>What this run does not show</h2>",
+                                 gaps.render_html(gaps.analyse([], *run.get("_gaps", (False, []))),
+                                                  trials=False),
+                                 fleetreport.render_html(fleets)] + tail) + "\n"
     parts = head + [
         html_header(run, trials, s),
+        "<h2>What this run does not show</h2>",
+        gaps.render_html(gaps.analyse(trials, *run.get("_gaps", (False, [])))),
         "<h2>Failure rate per fault kind</h2>",
         '<table><tr><th>fault</th><th class="num">n</th><th class="num">failures</th>'
         '<th class="num">errors</th><th class="num">equivalent</th><th class="num">rate</th>'
@@ -745,6 +733,12 @@ def render_html(run, trials, fleets=()):
         html_strips(trials),
         "<h2>Time to recover</h2>",
         html_recover(trials),
+        "<h2>Trials over time</h2>",
+        plots.svg_trials_over_time(plots.trial_bars(trials, is_equiv), run["started_ms"]) or
+        '<p class="note">No trial start times recorded.</p>',
+        '<p class="note">A bar per executed trial from its start to its end (wall clock from the '
+        "run's start), green passed, red failed, orange error; trials that ran at once are in "
+        "lanes of their own. Equivalent points ran no trial and are not drawn.</p>",
         "<h2>Scenarios</h2>",
         html_scenarios(trials),
         "<h2>Failures</h2>",
@@ -769,6 +763,7 @@ def render_summary(run, trials, max_failed=30, fleets=()):
         return "\n".join([
             "## ota-sim run %s: %s" % (run["id"], "passed" if ok else "FAILED"), "",
             "`%s`" % (run["command"] or "").replace("`", "'"), "",
+            gaps.render_md(gaps.analyse([], *run.get("_gaps", (False, []))), trials=False),
             fleetreport.render_summary(fleets)])
     s = summarize(trials)
     rates = rates_by_fault(trials)
@@ -799,7 +794,8 @@ def render_summary(run, trials, max_failed=30, fleets=()):
             md_cell(fmt_bound(r["bound"], r["method"]))))
     out += ["",
             "_One-sided 95% bounds over executed trials: rule of three (3/n) for 0 failures, "
-            "Clopper-Pearson otherwise._", ""]
+            "Clopper-Pearson otherwise._", "",
+            gaps.render_md(gaps.analyse(trials, *run.get("_gaps", (False, []))))]
     # executed failures first; equivalent points repeat their representative
     failed = ([t for t in trials if t["outcome"] != "pass" and not is_equiv(t)] +
               [t for t in trials if t["outcome"] != "pass" and is_equiv(t)])

@@ -38,6 +38,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS invariants(trial_id INTEGER REFERENCES trials(id), name TEXT,"
     " ok INTEGER, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);"
+    "CREATE TABLE IF NOT EXISTS run_gaps(run_id INTEGER REFERENCES runs(id), kind TEXT,"
+    " subject TEXT, detail TEXT);"
     "CREATE TABLE IF NOT EXISTS fleet_runs(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES"
     " runs(id), name TEXT, file TEXT, seed INTEGER, ok INTEGER, rollout_state TEXT,"
     " stats TEXT, failed TEXT, rerun TEXT);"
@@ -963,3 +965,37 @@ def test_no_stale_fleets_jsonl(fleetdb, tmp_path):
     assert (out / "fleets.jsonl").exists()
     assert run_report("--db", fleetdb, "--out", str(out)).returncode == 0
     assert sorted(os.listdir(out)) == ["report.html", "summary.md", "trials.jsonl"]
+
+
+def test_real_fleet_version_chart(paused_fleet):
+    """The fleet's version curves: at every sample each version's band is
+    the count the runner recorded (counts.versions), and the bands add up to
+    the 200 devices."""
+    samples, raw = paused_fleet["samples"], paused_fleet["raw"]
+    bands, top = chart_bands(svg_of(raw, "devices per version over virtual time"), h=170)
+    versions = sorted({v for _, _, c in samples for v in c["versions"]})
+    assert sorted(bands) == versions and len(versions) >= 2
+    t0, t1 = samples[0][0], samples[-1][0]
+    for t, _, c in samples:
+        x = chart_x(t, t0, t1)
+        for v, b in bands.items():
+            assert band_at(b, x) == pytest.approx(c["versions"].get(v, 0), abs=0.3), (t, v)
+        assert sum(c["versions"].values()) == 200
+
+
+def test_real_fleet_states_what_it_does_not_model(paused_fleet):
+    """ota-sim fleet records what the fleet runner declares it does not
+    model (otasim_fleet_gaps, sim/src/fleet_record.c); the page says it."""
+    con = sqlite3.connect(str(paused_fleet["tmp"] / "x.db"))
+    rows = con.execute("SELECT kind, subject, detail FROM run_gaps").fetchall()
+    con.close()
+    src = open(os.path.join(SRC, "sim", "src", "fleet_record.c")).read()
+    decl = src[src.index("otasim_fleet_gaps[] = {"):]
+    decl = decl[:decl.index("NULL,")]
+    assert len(rows) == decl.count('",\n') >= 3
+    assert {(k, s) for k, s, _ in rows} == {("not-modelled", "fleet")}
+    raw = paused_fleet["raw"]
+    assert '<ul class="not-modelled" data-tier="fleet">' in raw
+    for _, _, d in rows:
+        assert "<li>%s</li>" % html.escape(d, quote=True) in raw
+    assert "Crash model" not in raw and "Skipped on this tier" not in raw

@@ -436,6 +436,7 @@ static int write_out(struct otasim_rundb *db, struct shard *s, size_t n, const c
         k += (size_t)snprintf(cmd + k, sizeof(cmd) - k, " %s", in[i]);
     if ((r = otasim_rundb_begin(db, cmd, "otacore (in-process fleet, merged shards)", &run_id,
                                 err)) < 0 ||
+        (r = otasim_rundb_gaps(db, run_id, "not-modelled", "fleet", otasim_fleet_gaps, err)) < 0 ||
         (r = otasim_rundb_fleet_begin(db, run_id, s[0].run.name, s[0].run.file,
                                       (uint64_t)s[0].run.seed, &id, err)) < 0 ||
         (r = otasim_rundb_end(db, run_id, err)) < 0)

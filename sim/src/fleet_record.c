@@ -217,6 +217,19 @@ static int record_samples(struct run *R, struct otasim_rundb *db, struct ota_err
 }
 
 /* The run database: --db, else WORK/runs.db as for `ota-sim run`. */
+/* docs/fleet.md "In-memory devices", the invariants on in-memory devices,
+ * "Virtual time". */
+const char *const otasim_fleet_gaps[] = {
+    "In-memory devices: the agent's core with in-memory store, slots and service that keep the "
+    "real drivers' durability rules; no agent process, no files, no interposer, so crash models "
+    "and persistence points do not apply.",
+    "The invariants that read files (tree digests, journals, the database file, temp files, the "
+    "boot env file) do not apply to in-memory devices.",
+    "Virtual time: the devices' and the server's clocks jump to the next event; durations are "
+    "the model's (poll intervals, health windows, stage delays), not a device's.",
+    NULL,
+};
+
 int fleet_db_open(struct run *R, struct otasim_rundb **ret, struct ota_err *err)
 {
     struct fleet *fl = &R->fl;
@@ -231,6 +244,8 @@ int fleet_db_open(struct run *R, struct otasim_rundb **ret, struct ota_err *err)
         return r;
     fleet_rerun_cmd(R, cmd, sizeof(cmd));
     if ((r = otasim_rundb_begin(*ret, cmd, "otacore (in-process fleet)", &run_id, err)) < 0 ||
+        (r = otasim_rundb_gaps(*ret, run_id, "not-modelled", "fleet", otasim_fleet_gaps, err)) <
+            0 ||
         (r = otasim_rundb_fleet_begin(*ret, run_id, fl->def->name, fl->def->path, fl->seed,
                                       &fl->st->fleet_id, err)) < 0 ||
         (r = otasim_rundb_end(*ret, run_id, err)) < 0)

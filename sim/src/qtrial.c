@@ -38,6 +38,30 @@
 
 const char *const otasim_target_names[OTASIM_TARGET_MAX] = {"native", "qemu"};
 
+/* docs/DESIGN.md "The simulator and the fault injector", images/README.md
+ * "Not done yet", otasim_qemu_supports below. */
+static const char *const native_gaps[] = {
+    "No kernel, bootloader or hardware: the device is a directory tree, U-Boot is a model of its "
+    "bootcount logic, and a reboot restarts processes.",
+    "A power cut's losses follow the crash model (minimal, reorder or torn) applied to the "
+    "journal of the agent's interposed file calls, not a real file system or storage device; a "
+    "mutation the model cannot represent ends the trial as an error.",
+    "Network faults are the server's fault plans and the partition fault on loopback, not a "
+    "real link.",
+    NULL,
+};
+static const char *const qemu_gaps[] = {
+    "A power cut keeps every write the guest sent to its disk (block-level cuts with "
+    "blklogwrites are not built): it loses RAM and the page cache only.",
+    "Only power-cut and agent-crash faults, at state and fault-point triggers; persistence points "
+    "and the reorder and torn crash models need the native tier.",
+    "The kernel and initramfs are shared by both slots: a rootfs update does not update the "
+    "kernel.",
+    "Emulated hardware (TCG): timings are not a real board's.",
+    NULL,
+};
+const char *const *const otasim_target_gaps[OTASIM_TARGET_MAX] = {native_gaps, qemu_gaps};
+
 int otasim_tools_qemu(struct otasim_tools *t, const char *profile, const char *image_dir,
                       struct ota_err *err)
 {

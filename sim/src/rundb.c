@@ -34,6 +34,11 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS invariants(trial_id INTEGER REFERENCES trials(id), name TEXT,"
     " ok INTEGER, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);"
+    /* what a run does not show (reports/): kind "skipped" (a case the
+     * target cannot run: subject its id, detail why) or "not-modelled" (what
+     * the tier declares it does not model: subject the tier) */
+    "CREATE TABLE IF NOT EXISTS run_gaps(run_id INTEGER REFERENCES runs(id), kind TEXT,"
+    " subject TEXT, detail TEXT);"
     /* fleet runs (fleet.c): one row per run, its time series, its devices */
     "CREATE TABLE IF NOT EXISTS fleet_runs(id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES"
     " runs(id), name TEXT, file TEXT, seed INTEGER, ok INTEGER, rollout_state TEXT,"
@@ -121,6 +126,36 @@ int otasim_rundb_begin(struct otasim_rundb *db, const char *command, const char 
     else
         *ret_id = sqlite3_last_insert_rowid(db->db);
     sqlite3_finalize(st);
+    return r;
+}
+
+int otasim_rundb_gap(struct otasim_rundb *db, int64_t run_id, const char *kind, const char *subject,
+                     const char *detail, struct ota_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0;
+
+    if (sqlite3_prepare_v2(db->db,
+                           "INSERT INTO run_gaps(run_id, kind, subject, detail) VALUES(?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "insert gap");
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, subject, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, detail, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        r = fail(db, err, "insert gap");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int otasim_rundb_gaps(struct otasim_rundb *db, int64_t run_id, const char *kind,
+                      const char *subject, const char *const *details, struct ota_err *err)
+{
+    int r = 0;
+
+    for (; *details && r == 0; details++)
+        r = otasim_rundb_gap(db, run_id, kind, subject, *details, err);
     return r;
 }
 

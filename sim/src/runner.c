@@ -85,6 +85,9 @@ void otasim_runner_free(struct otasim_runner *r)
         otasim_trial_free(&r->cases[i].tr);
     free(r->scens);
     free(r->cases);
+    for (size_t i = 0; i < r->n_skips; i++)
+        free(r->skips[i]);
+    free(r->skips);
     otasim_rundb_close(r->db);
     rmdir(r->run_dir); /* if nothing was kept in it (--list) */
     free(r);
@@ -608,6 +611,24 @@ static int run_cases(struct otasim_runner *r, struct otasim_run_stats *s, int64_
     return 0;
 }
 
+/* What the run does not show, in the run database: what its tier declares
+ * it does not model, and the cases the tier cannot run. */
+static int record_gaps(struct otasim_runner *r, struct ota_err *err)
+{
+    const char *tier = otasim_target_names[r->t.target];
+    int rc;
+
+    rc = otasim_rundb_gaps(r->db, r->run_id, "not-modelled", tier, otasim_target_gaps[r->t.target],
+                           err);
+    for (size_t i = 0; i < r->n_skips && rc == 0; i++) {
+        char *tab = strchr(r->skips[i], '\t');
+        *tab = 0;
+        rc = otasim_rundb_gap(r->db, r->run_id, "skipped", r->skips[i], tab + 1, err);
+        *tab = '\t';
+    }
+    return rc;
+}
+
 /* After a harness failure: the cases still running are killed. */
 static void kill_running(struct otasim_runner *r)
 {
@@ -641,7 +662,8 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
     snprintf(dbp, sizeof(dbp), "%s/runs.db", r->t.work);
     if ((rc = otasim_rundb_open(r->o.db_path ? r->o.db_path : dbp, &r->db, err)) < 0 ||
         (rc = otasim_rundb_begin(r->db, r->o.command ? r->o.command : "", r->t.agent, &r->run_id,
-                                 err)) < 0)
+                                 err)) < 0 ||
+        (rc = record_gaps(r, err)) < 0)
         return rc;
     record_preruns(r, &s);
     /* servers started early (recordings) learn the devices of every case now */

@@ -136,6 +136,11 @@ static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fa
     snprintf(id, sizeof(id), "%s/%s", sc->name, label);
     otasim_runner_tell(
         r, &(struct otasim_run_event){.kind = OTASIM_RUN_SKIPPED, .id = id, .detail = e.reason});
+    char **more = realloc(r->skips, (r->n_skips + 1) * sizeof(*more)), *note = NULL;
+    if (more) /* out of memory: the note for the run database goes, the run does not */
+        r->skips = more;
+    if (more && asprintf(&note, "%s\t%s", id, e.reason) >= 0)
+        r->skips[r->n_skips++] = note;
     r->skipped++;
     return 1;
 }

@@ -43,6 +43,8 @@ struct otasim_runner {
     struct otasim_rundb *db;
     int64_t run_id;
     uint64_t skipped;
+    char **skips; /* "id\tdetail" of each skipped case, for the run database */
+    size_t n_skips;
 };
 
 /* A new case of scenario scen with fault f (its id, seed and device made

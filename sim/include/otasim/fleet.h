@@ -248,6 +248,11 @@ void otasim_mean_p95(double *v, size_t n, double *ret_mean, double *ret_p95);
 /* Wilson score interval for k successes of n at z (1.96: 95%). */
 void otasim_wilson(uint32_t k, uint32_t n, double z, double *ret_lo, double *ret_hi);
 
+/* What a fleet run declares it does not model, NULL-terminated (docs/fleet.md):
+ * written to its run's run_gaps (kind "not-modelled", subject "fleet") by
+ * ota-sim fleet and fleet-merge, and shown by the report. */
+extern const char *const otasim_fleet_gaps[];
+
 #ifdef __cplusplus
 }
 #endif

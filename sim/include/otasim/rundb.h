@@ -25,6 +25,15 @@ int otasim_rundb_begin(struct otasim_rundb *db, const char *command, const char 
 int otasim_rundb_add(struct otasim_rundb *db, int64_t run_id, const char *case_id,
                      const struct otasim_trial *tr, const char *reproduce,
                      const char *equivalent_to, struct ota_err *err) OTA_MUST;
+/* What run run_id does not show (reports/ "What this run does not show"):
+ * kind "skipped" (subject: a case id the target cannot run, detail: why) or
+ * "not-modelled" (subject: the tier, detail: one thing it does not model). */
+int otasim_rundb_gap(struct otasim_rundb *db, int64_t run_id, const char *kind, const char *subject,
+                     const char *detail, struct ota_err *err) OTA_MUST;
+/* The same for each of a NULL-terminated list of details. */
+int otasim_rundb_gaps(struct otasim_rundb *db, int64_t run_id, const char *kind,
+                      const char *subject, const char *const *details,
+                      struct ota_err *err) OTA_MUST;
 int otasim_rundb_end(struct otasim_rundb *db, int64_t run_id, struct ota_err *err) OTA_MUST;
 
 /* A fleet run (fleet.c): begin (one transaction until end), its samples of

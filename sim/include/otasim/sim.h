@@ -34,6 +34,9 @@ extern "C" {
 /* Where trials run: simulated devices (native) or QEMU machines. */
 enum otasim_target { OTASIM_TARGET_NATIVE, OTASIM_TARGET_QEMU, OTASIM_TARGET_MAX };
 extern const char *const otasim_target_names[OTASIM_TARGET_MAX];
+/* What each tier declares it does not model, NULL-terminated: written to
+ * every run's run_gaps (kind "not-modelled") and shown by the report. */
+extern const char *const *const otasim_target_gaps[OTASIM_TARGET_MAX];
 
 struct otasim_tools {
     char agent[PATH_MAX];     /* ota-agent under test (or a mutant); qemu: reads the database */

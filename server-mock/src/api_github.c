@@ -180,7 +180,7 @@ static const char *auth_token(struct otasrv_req *req, char *buf, size_t cap)
  * answers it when it may not go on (*ret_reply); 0 to go on. */
 static int rate_limit(struct otasrv_req *req, enum otasrv_result *ret_reply)
 {
-    const struct otasrv_ghlimit_config *c = otasrv_ghlimit_config(req->srv->ghlimit);
+    const struct otasrv_ghlimit_config *c = otasrv_ghlimit_cfg(req->srv->ghlimit);
     struct otasrv_ghlimit_verdict v;
     char client[160], tok[300], num[32];
     const char *h;

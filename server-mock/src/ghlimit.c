@@ -127,7 +127,7 @@ void otasrv_ghlimit_free(struct otasrv_ghlimit *l)
     free(l);
 }
 
-const struct otasrv_ghlimit_config *otasrv_ghlimit_config(const struct otasrv_ghlimit *l)
+const struct otasrv_ghlimit_config *otasrv_ghlimit_cfg(const struct otasrv_ghlimit *l)
 {
     return &l->cfg;
 }

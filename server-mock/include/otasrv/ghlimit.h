@@ -44,7 +44,7 @@ struct otasrv_ghlimit;
 int otasrv_ghlimit_new(const struct otasrv_ghlimit_config *cfg, struct otasrv_ghlimit **ret,
                        struct ota_err *err) OTA_MUST;
 void otasrv_ghlimit_free(struct otasrv_ghlimit *l);
-const struct otasrv_ghlimit_config *otasrv_ghlimit_config(const struct otasrv_ghlimit *l);
+const struct otasrv_ghlimit_config *otasrv_ghlimit_cfg(const struct otasrv_ghlimit *l);
 
 /* Counts one request at now_ms from client (the unauthenticated key) with
  * the token of its Authorization header (NULL: none; "token X" and

@@ -168,12 +168,14 @@ static void iso_ms(int64_t ms, char *buf, size_t cap)
 
 int ota_agent_rate_limit(struct ota_agent *a, int64_t *ret_until_ms, char *why, size_t cap)
 {
+    int64_t now = a->ops.clock->wall_ms(a->ops.clock_ctx);
     struct gh_limit l;
     char at[32];
 
     gh_limit_read(a, &l);
     *ret_until_ms = l.until_ms;
-    if (!l.until_ms || l.until_ms <= a->ops.clock->wall_ms(a->ops.clock_ctx)) {
+    /* as gh_wait_over sees it */
+    if (!l.until_ms || l.until_ms <= now || l.until_ms - now > OTA_GH_WAIT_MAX_MS) {
         if (cap)
             why[0] = '\0';
         return 0;

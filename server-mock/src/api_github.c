@@ -3,10 +3,14 @@
  * holds one release line). Tags are "v" + version; "latest" is the newest
  * published release that is not a pre-release (version with "-"), as on
  * GitHub. Assets live at /{owner}/{repo}/releases/download/{release id}/
- * {name} and are served directly (GitHub answers with a redirect). */
+ * {name} and are served directly (GitHub answers with a redirect).
+ * With a rate limit (serve --github-rate-limit, ghlimit.h) the API requests
+ * count against it and carry X-RateLimit-*; asset downloads do not (as on
+ * GitHub, where they are not REST API requests). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -151,12 +155,93 @@ static enum otasrv_result download(struct otasrv_req *req, const char *rid, cons
     return ret;
 }
 
+/* The token of an "Authorization: token X" or "Bearer X" header (into buf);
+ * NULL without one. Another scheme counts as a bad token (""). */
+static const char *auth_token(struct otasrv_req *req, char *buf, size_t cap)
+{
+    const char *h = otasrv_header(req, "Authorization");
+
+    if (!h)
+        return NULL;
+    if (strncasecmp(h, "token ", 6) == 0)
+        h += 6;
+    else if (strncasecmp(h, "bearer ", 7) == 0)
+        h += 7;
+    else
+        h = "";
+    while (*h == ' ')
+        h++;
+    ota_strlcpy(buf, h, cap);
+    return buf;
+}
+
+/* The rate limit (docs/protocol.md, "Rate limit"): counts this API request
+ * on the server's clock, puts X-RateLimit-* on every answer to it, and
+ * answers it when it may not go on (*ret_reply); 0 to go on. */
+static int rate_limit(struct otasrv_req *req, enum otasrv_result *ret_reply)
+{
+    const struct otasrv_ghlimit_config *c = otasrv_ghlimit_cfg(req->srv->ghlimit);
+    struct otasrv_ghlimit_verdict v;
+    char client[160], tok[300], num[32];
+    const char *h;
+
+    if (c->key_header && (h = otasrv_header(req, c->key_header)) && *h)
+        ota_strlcpy(client, h, sizeof(client));
+    else
+        otasrv_client_addr(req, client, sizeof(client));
+    otasrv_ghlimit_take(req->srv->ghlimit, client, auth_token(req, tok, sizeof(tok)),
+                        otasrv_now_ms(), &v);
+    snprintf(num, sizeof(num), "%u", v.limit);
+    otasrv_req_header(req, "X-RateLimit-Limit", num);
+    snprintf(num, sizeof(num), "%u", v.remaining);
+    otasrv_req_header(req, "X-RateLimit-Remaining", num);
+    snprintf(num, sizeof(num), "%lld", (long long)v.reset_s);
+    otasrv_req_header(req, "X-RateLimit-Reset", num);
+    snprintf(num, sizeof(num), "%u", v.used);
+    otasrv_req_header(req, "X-RateLimit-Used", num);
+    otasrv_req_header(req, "X-RateLimit-Resource", "core");
+    if (req->srv->clock) {
+        /* On the virtual clock, Date says its time, as X-RateLimit-Reset does:
+         * a client may measure the wait against it. */
+        char date[40];
+        time_t t = (time_t)(otasrv_now_ms() / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        otasrv_req_header(req, "Date", date);
+    }
+    if (v.bad_token) {
+        *ret_reply =
+            otasrv_reply_json(req, 401,
+                              json_pack("{s:s, s:s}", "message", "Bad credentials",
+                                        "documentation_url", "https://docs.github.com/rest"));
+        return -EACCES;
+    }
+    if (v.allowed)
+        return 0;
+    if (c->retry_after) {
+        snprintf(num, sizeof(num), "%lld", (long long)v.retry_s);
+        otasrv_req_header(req, "Retry-After", num);
+    }
+    snprintf(tok, sizeof(tok), "API rate limit exceeded for %s.",
+             v.limit == c->limit ? client : "this token");
+    *ret_reply = otasrv_reply_json(
+        req, c->status,
+        json_pack("{s:s, s:s}", "message", tok, "documentation_url",
+                  "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"));
+    return -EAGAIN;
+}
+
 enum otasrv_result otasrv_api_github_handle(struct otasrv_req *req)
 {
     const char *const *s = req->seg;
     int get = strcmp(req->method, "GET") == 0;
+    enum otasrv_result reply;
 
-    /* /repos/{owner}/{repo}/releases[/latest | /tags/{tag}] */
+    /* /repos/{owner}/{repo}/releases[/latest | /tags/{tag}]: the REST API,
+     * under the rate limit; asset downloads (below) are not */
+    if (strcmp(s[0], "repos") == 0 && req->srv->ghlimit && rate_limit(req, &reply) < 0)
+        return reply;
     if (strcmp(s[0], "repos") == 0 && req->nseg >= 4 && strcmp(s[3], "releases") == 0) {
         if (!get && !req->is_head)
             return otasrv_reply_error(req, 405, "method %s not allowed", req->method);

@@ -61,6 +61,17 @@ static const char USAGE[] =
     "                         clock\"): rollout timers, timestamps and fault-plan\n"
     "                         delays, stalls and throttles all run on it\n"
     "                         (docs/protocol.md, \"Virtual clock (tests only)\")\n"
+    "  --github-rate-limit N[/h|/m|/s|/Ss]   the GitHub face's rate limit: N API\n"
+    "                         requests a window (default one hour) per client, as\n"
+    "                         GitHub's 60/h (docs/protocol.md, \"Rate limit\");\n"
+    "                         default: none\n"
+    "  --github-auth-limit N  with a token the face accepts (default 5000)\n"
+    "  --github-token T       a token the face accepts (Authorization: token T or\n"
+    "                         Bearer T; up to 8; another token: 401)\n"
+    "  --github-rate-status S past the limit: 403 (default) or 429\n"
+    "  --github-retry-after   past the limit: send Retry-After too\n"
+    "  --github-rate-key H    count unauthenticated clients by request header H\n"
+    "                         (default: by client address)\n"
     "  --clock-parties N      with --virtual-clock: N runners drive the clock\n"
     "                         together (fleet shards): each asks for its next\n"
     "                         time with {\"advance_to_ms\":T,\"party\":I}; the clock\n"
@@ -103,7 +114,13 @@ enum {
     O_PARTIES,
     O_DDI_GW,
     O_DDI_POLL,
-    O_DDI_TYPE
+    O_DDI_TYPE,
+    O_GH_LIMIT,
+    O_GH_AUTH,
+    O_GH_TOKEN,
+    O_GH_STATUS,
+    O_GH_RETRY,
+    O_GH_KEY
 };
 static const struct option SERVE_OPTS[] = {
     {"listen", required_argument, NULL, O_LISTEN},
@@ -128,9 +145,52 @@ static const struct option SERVE_OPTS[] = {
     {"ddi-gateway-token", required_argument, NULL, O_DDI_GW},
     {"ddi-poll", required_argument, NULL, O_DDI_POLL},
     {"ddi-device-type", required_argument, NULL, O_DDI_TYPE},
+    {"github-rate-limit", required_argument, NULL, O_GH_LIMIT},
+    {"github-auth-limit", required_argument, NULL, O_GH_AUTH},
+    {"github-token", required_argument, NULL, O_GH_TOKEN},
+    {"github-rate-status", required_argument, NULL, O_GH_STATUS},
+    {"github-retry-after", no_argument, NULL, O_GH_RETRY},
+    {"github-rate-key", required_argument, NULL, O_GH_KEY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* One --github-* option into g; -EINVAL. */
+static int github_option(int c, const char *arg, struct otasrv_ghlimit_config *g)
+{
+    unsigned long long v;
+    int i = 0;
+
+    switch (c) {
+    case O_GH_LIMIT:
+        return otasrv_ghlimit_parse(arg, &g->limit, &g->window_ms);
+    case O_GH_AUTH:
+        if (parse_u64(arg, 10000000, &v) < 0 || v == 0)
+            return -EINVAL;
+        g->auth_limit = (unsigned)v;
+        return 0;
+    case O_GH_TOKEN:
+        while (i < OTASRV_GHLIMIT_MAX_TOKENS && g->tokens[i])
+            i++;
+        if (i == OTASRV_GHLIMIT_MAX_TOKENS || !arg[0])
+            return -EINVAL;
+        g->tokens[i] = arg;
+        return 0;
+    case O_GH_STATUS:
+        if (strcmp(arg, "403") != 0 && strcmp(arg, "429") != 0)
+            return -EINVAL;
+        g->status = (unsigned)atoi(arg);
+        return 0;
+    case O_GH_RETRY:
+        g->retry_after = 1;
+        return 0;
+    default:
+        if (!arg[0])
+            return -EINVAL;
+        g->key_header = arg;
+        return 0;
+    }
+}
 
 /* serve's options into cfg (strings pointing into argv) and *faults (the
  * --faults path): -1 to go on and serve, else the exit code (0 after
@@ -224,6 +284,15 @@ static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const
                 goto bad;
             cfg->clock_parties = (int)v;
             break;
+        case O_GH_LIMIT:
+        case O_GH_AUTH:
+        case O_GH_TOKEN:
+        case O_GH_STATUS:
+        case O_GH_RETRY:
+        case O_GH_KEY:
+            if (github_option(c, optarg, &cfg->github_limit) < 0)
+                goto bad;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return 0;
@@ -234,6 +303,12 @@ static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const
     }
     if (optind != argc) {
         fprintf(stderr, "ota-server serve: unexpected argument %s\n", argv[optind]);
+        return 2;
+    }
+    if (!cfg->github_limit.limit &&
+        (cfg->github_limit.auth_limit || cfg->github_limit.tokens[0] || cfg->github_limit.status ||
+         cfg->github_limit.retry_after || cfg->github_limit.key_header)) {
+        fprintf(stderr, "ota-server serve: the --github-* options need --github-rate-limit\n");
         return 2;
     }
     if (cfg->clock_parties && !cfg->virtual_clock) {

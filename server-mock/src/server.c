@@ -169,6 +169,8 @@ enum otasrv_result otasrv_reply(struct otasrv_req *req, unsigned status, struct 
         return OTASRV_DROP;
     otasrv_resp_header(resp, "X-Request-Id", req->id);
     otasrv_resp_header(resp, "Server", "ota-server");
+    for (int i = 0; i < req->nxhdr; i++)
+        otasrv_resp_header(resp, req->xhdr_name[i], req->xhdr_value[i]);
     if (status == 401)
         otasrv_resp_header(resp, "WWW-Authenticate", "Bearer");
     req->status = status;
@@ -215,6 +217,30 @@ enum otasrv_result otasrv_reply_store_error(struct otasrv_req *req, int r,
 const char *otasrv_header(struct otasrv_req *req, const char *name)
 {
     return MHD_lookup_connection_value(mhd_conn(req->conn), MHD_HEADER_KIND, name);
+}
+
+void otasrv_req_header(struct otasrv_req *req, const char *name, const char *value)
+{
+    if (req->nxhdr == (int)(sizeof(req->xhdr_name) / sizeof(req->xhdr_name[0])))
+        return;
+    req->xhdr_name[req->nxhdr] = name;
+    ota_strlcpy(req->xhdr_value[req->nxhdr], value, sizeof(req->xhdr_value[0]));
+    req->nxhdr++;
+}
+
+void otasrv_client_addr(struct otasrv_req *req, char *buf, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mhd_conn(req->conn), MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    ota_strlcpy(buf, "?", cap);
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf,
+                  (socklen_t)cap);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
+                  (socklen_t)cap);
 }
 
 const char *otasrv_query(struct otasrv_req *req, const char *name)
@@ -642,6 +668,7 @@ void otasrv_server_stop(struct otasrv_srv *srv)
     otasrv_store_close(srv->store);
     otasrv_faultplan_free(srv->faults);
     otasrv_clock_free(srv->clock); /* back to real time */
+    otasrv_ghlimit_free(srv->ghlimit);
     if (srv->log && srv->log != stderr)
         fclose(srv->log);
     pthread_mutex_destroy(&srv->log_lock);
@@ -774,6 +801,9 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
         if ((r = otasrv_sha_hex(srv->cfg.ddi_gateway_token, srv->ddi_gw_sha)) < 0)
             goto fail;
     }
+    if (srv->cfg.github_limit.limit &&
+        (r = otasrv_ghlimit_new(&srv->cfg.github_limit, &srv->ghlimit, err)) < 0)
+        goto fail;
     if (srv->cfg.enroll_token) {
         if (!srv->cfg.enroll_token[0]) {
             r = ota_err_set(err, EINVAL, "the enrollment token is empty");

@@ -150,6 +150,12 @@ struct ota_http_resp {
     long status;
     char *body; /* malloc'ed, NUL-terminated; caller frees */
     size_t len;
+    /* Raw values of the headers the core reads, from the final answer ("":
+     * absent); the core parses them (GitHub's rate limit, DESIGN.md). */
+    char ratelimit_remaining[24]; /* X-RateLimit-Remaining */
+    char ratelimit_reset[24];     /* X-RateLimit-Reset (unix seconds) */
+    char retry_after[40];         /* Retry-After */
+    char date[40];                /* Date */
 };
 
 /* Download callbacks, called by the transport in order: on_headers once, for
@@ -264,6 +270,8 @@ struct ota_agent_config {
     enum ota_source source;
     char server_url[512];       /* base URL, no trailing slash */
     char repo[128];             /* OWNER/REPO for the GitHub source */
+    char github_token[256];     /* GitHub source: sent as Authorization: Bearer to the
+                                   server's origin only; "" = none (never logged) */
     char enroll_token[128];     /* fleet registration token */
     char device_id[OTA_ID_LEN]; /* proposed id; the server may confirm it */
     char device_type[64];
@@ -378,6 +386,11 @@ int ota_agent_step(struct ota_agent *a, struct ota_step *ret, struct ota_err *er
  * slot). commit: in HEALTH_CHECK, commit now. -EBUSY / -ENOENT otherwise. */
 int ota_agent_rollback(struct ota_agent *a, struct ota_err *err) OTA_MUST;
 int ota_agent_commit(struct ota_agent *a, struct ota_err *err) OTA_MUST;
+
+/* GitHub source: 1 while the source's rate limit says not to ask (*why:
+ * "rate limited until ... (...)"), else 0; *ret_until_ms is the last wait's
+ * end (0: none). Reads the store (DESIGN.md "GitHub's rate limit"). */
+int ota_agent_rate_limit(struct ota_agent *a, int64_t *ret_until_ms, char *why, size_t cap);
 
 /* Delivers queued reports until the outbox is empty or the server does not
  * answer. Returns the number delivered, or a negative errno. */

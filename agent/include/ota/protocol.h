@@ -86,6 +86,24 @@ int ota_proto_parse_gh_release(const char *body, size_t n, struct ota_gh_release
 /* The asset called name, or NULL. */
 const struct ota_gh_asset *ota_proto_gh_asset(const struct ota_gh_release *r, const char *name);
 
+/* GitHub's rate limit as one answer of the GitHub source tells it
+ * (docs/protocol.md "Rate limit", DESIGN.md "GitHub's rate limit"). */
+#define OTA_GH_WAIT_MIN_MS 60000LL         /* a refusal that names no time */
+#define OTA_GH_WAIT_MAX_MS (2 * 3600000LL) /* no wait is longer (bad clocks) */
+struct ota_gh_wait {
+    int refused;     /* a rate-limit refusal (403/429): the answer is not one */
+    int64_t wait_ms; /* ask the source again no sooner than this; 0: at will */
+    char why[128];   /* what said so */
+};
+/* From status, body and the rate-limit headers of resp, at the device's
+ * now_ms (wall), after `refusals` refusals in a row. In order: Retry-After
+ * (seconds or an HTTP date); X-RateLimit-Remaining 0 until X-RateLimit-Reset,
+ * measured against the answer's Date when it has one (else now_ms); else a
+ * refusal waits OTA_GH_WAIT_MIN_MS doubled per earlier refusal. A refusal
+ * waits at least OTA_GH_WAIT_MIN_MS when what it names is already past. */
+void ota_proto_gh_rate_limit(const struct ota_http_resp *resp, int64_t now_ms, unsigned refusals,
+                             struct ota_gh_wait *ret);
+
 /* "bytes START-END/TOTAL" -> values; -EINVAL for anything else (including
  * "*" forms, END < START, END >= TOTAL). */
 int ota_proto_parse_content_range(const char *hdr, uint64_t *ret_start, uint64_t *ret_end,

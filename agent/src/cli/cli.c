@@ -427,8 +427,9 @@ static int cmd_status(struct host *h, int as_json, struct ota_err *err)
     const struct ota_journal *j;
     struct ota_history hist[10];
     size_t n = 0, queued = 0;
-    char appv[64] = "", rootv[64] = "";
+    char appv[64] = "", rootv[64] = "", limit[OTA_REASON_LEN + 64] = "";
     int app_slot = -1, root_slot = -1;
+    int64_t limit_until = 0;
     json_t *o, *ha;
     char *s = NULL;
 
@@ -443,6 +444,7 @@ static int cmd_status(struct host *h, int as_json, struct ota_err *err)
     if (ota_sqlite_history(h->db, hist, 10, &n, err) < 0 ||
         ota_sqlite_outbox_count(h->db, &queued, err) < 0)
         return EXIT_INTERNAL;
+    (void)ota_agent_rate_limit(h->agent, &limit_until, limit, sizeof(limit));
     if (!as_json) {
         printf("state:    %s\n", ota_state_names[j->state]);
         if (j->update_id[0])
@@ -453,6 +455,8 @@ static int cmd_status(struct host *h, int as_json, struct ota_err *err)
         if (root_slot >= 0)
             printf("rootfs:   %s (slot %s)\n", rootv, ota_slot_names[root_slot]);
         printf("outbox:   %zu report(s) waiting\n", queued);
+        if (limit[0])
+            printf("source:   %s\n", limit);
         for (size_t i = 0; i < n; i++)
             printf("history:  %s %s -> %s %s%s%s\n", hist[i].update_id, hist[i].from_version,
                    hist[i].version, hist[i].status, hist[i].reason[0] ? ": " : "", hist[i].reason);
@@ -472,6 +476,8 @@ static int cmd_status(struct host *h, int as_json, struct ota_err *err)
                   "rootfs", "version", rootv, "slot",
                   root_slot >= 0 ? ota_slot_names[root_slot] : NULL, "outbox", (json_int_t)queued,
                   "history", ha);
+    if (o && limit[0])
+        json_object_set_new(o, "rate_limit", json_string(limit));
     if (!o || ota_json_dump(o, &s) < 0) {
         json_decref(o);
         return EXIT_INTERNAL;

@@ -38,6 +38,7 @@ struct key {
 static const struct key keys[] = {
     S("agent", "server", agent.server_url),
     S("agent", "repo", agent.repo),
+    S("agent", "github_token", agent.github_token),
     S("agent", "enroll_token", agent.enroll_token),
     S("agent", "device_id", agent.device_id),
     S("agent", "device_type", agent.device_type),

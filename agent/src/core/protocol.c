@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "ota/json.h"
 #include "ota/jsonw.h"
@@ -402,4 +404,89 @@ int ota_proto_parse_content_range(const char *hdr, uint64_t *ret_start, uint64_t
     *ret_end = end;
     *ret_total = total;
     return 0;
+}
+
+/* A whole non-negative number and nothing else; -1 otherwise. */
+static int64_t whole_number(const char *s)
+{
+    int64_t v = 0;
+
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > INT64_MAX / 20)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+/* An HTTP date (IMF-fixdate) as unix ms; -1 otherwise. */
+static int64_t http_date_ms(const char *s)
+{
+    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char wd[4], m[4], z[4];
+    struct tm tm = {0};
+    int d, y, hh, mm, ss, i;
+
+    if (sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3s", wd, &d, m, &y, &hh, &mm, &ss,
+               z) != 8 ||
+        strcmp(z, "GMT") != 0)
+        return -1;
+    for (i = 0; i < 12 && strcmp(mon[i], m) != 0; i++)
+        ;
+    if (i == 12 || d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60 || y < 1970)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = i;
+    tm.tm_mday = d;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+static int mentions_rate_limit(const char *body)
+{
+    for (const char *p = body; p && *p; p++)
+        if (strncasecmp(p, "rate limit", 10) == 0)
+            return 1;
+    return 0;
+}
+
+void ota_proto_gh_rate_limit(const struct ota_http_resp *resp, int64_t now_ms, unsigned refusals,
+                             struct ota_gh_wait *ret)
+{
+    int64_t remaining = whole_number(resp->ratelimit_remaining);
+    int64_t reset = whole_number(resp->ratelimit_reset);
+    int64_t retry = whole_number(resp->retry_after);
+    int64_t date = http_date_ms(resp->date), at;
+
+    memset(ret, 0, sizeof(*ret));
+    ret->refused = resp->status == 429 ||
+                   (resp->status == 403 &&
+                    (remaining == 0 || resp->retry_after[0] || mentions_rate_limit(resp->body)));
+    if (retry < 0 && (at = http_date_ms(resp->retry_after)) >= 0)
+        retry = (at - (date >= 0 ? date : now_ms) + 999) / 1000;
+    if (retry >= 0) {
+        ret->wait_ms = retry * 1000;
+        snprintf(ret->why, sizeof(ret->why), "HTTP %ld, Retry-After %s", resp->status,
+                 resp->retry_after);
+    } else if (remaining == 0 && reset >= 0) {
+        ret->wait_ms = reset * 1000 - (date >= 0 ? date : now_ms);
+        snprintf(ret->why, sizeof(ret->why), "HTTP %ld, X-RateLimit-Remaining 0, reset %s",
+                 resp->status, resp->ratelimit_reset);
+    } else if (ret->refused) {
+        ret->wait_ms = OTA_GH_WAIT_MIN_MS << (refusals < 5 ? refusals : 5);
+        snprintf(ret->why, sizeof(ret->why), "HTTP %ld rate limit, no reset given", resp->status);
+    }
+    if (ret->refused && ret->wait_ms < 1000) /* e.g. a reset already past: clocks apart */
+        ret->wait_ms = retry >= 0 ? 1000 : OTA_GH_WAIT_MIN_MS;
+    if (ret->wait_ms < 0)
+        ret->wait_ms = 0;
+    if (ret->wait_ms > OTA_GH_WAIT_MAX_MS)
+        ret->wait_ms = OTA_GH_WAIT_MAX_MS;
+    if (!ret->wait_ms && !ret->refused)
+        ret->why[0] = '\0';
 }

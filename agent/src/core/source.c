@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int transient_status(long s)
 {
@@ -127,6 +128,131 @@ out:
     return r;
 }
 
+/* ---- GitHub's rate limit (DESIGN.md "GitHub's rate limit") ----
+ * The store's "github.rate_limit" is "UNTIL_MS REFUSALS WHY": no request to
+ * the GitHub source before UNTIL_MS (wall clock), after REFUSALS refusals in
+ * a row; "" or absent: none. */
+
+#define GH_KEY "github.rate_limit"
+
+struct gh_limit {
+    int64_t until_ms;
+    unsigned refusals;
+    char why[OTA_REASON_LEN];
+};
+
+static void gh_limit_read(struct ota_agent *a, struct gh_limit *l)
+{
+    char v[OTA_REASON_LEN + 64];
+    long long until;
+    unsigned refusals;
+    int n = 0;
+
+    memset(l, 0, sizeof(*l));
+    if (a->ops.store->kv_get(a->ops.store_ctx, GH_KEY, v, sizeof(v), NULL) < 0 ||
+        sscanf(v, "%lld %u %n", &until, &refusals, &n) < 2 || n == 0)
+        return;
+    l->until_ms = until;
+    l->refusals = refusals;
+    ota_strlcpy(l->why, v + n, sizeof(l->why));
+}
+
+static void iso_ms(int64_t ms, char *buf, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (!gmtime_r(&t, &tm) || !strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, cap, "%lld ms", (long long)ms);
+}
+
+int ota_agent_rate_limit(struct ota_agent *a, int64_t *ret_until_ms, char *why, size_t cap)
+{
+    int64_t now = a->ops.clock->wall_ms(a->ops.clock_ctx);
+    struct gh_limit l;
+    char at[32];
+
+    gh_limit_read(a, &l);
+    *ret_until_ms = l.until_ms;
+    /* as gh_wait_over sees it */
+    if (!l.until_ms || l.until_ms <= now || l.until_ms - now > OTA_GH_WAIT_MAX_MS) {
+        if (cap)
+            why[0] = '\0';
+        return 0;
+    }
+    iso_ms(l.until_ms, at, sizeof(at));
+    snprintf(why, cap, "rate limited until %s (%s)", at, l.why);
+    return 1;
+}
+
+/* Before any request: -EAGAIN while the last answers said to wait. A wait
+ * longer than the longest a source may ask for is a clock that went back:
+ * it is not kept. */
+static int gh_wait_over(struct ota_agent *a, struct gh_limit *l, struct ota_err *err)
+{
+    int64_t now = a->ops.clock->wall_ms(a->ops.clock_ctx);
+    char at[32];
+
+    gh_limit_read(a, l);
+    if (!l->until_ms || now >= l->until_ms || l->until_ms - now > OTA_GH_WAIT_MAX_MS)
+        return 0;
+    iso_ms(l->until_ms, at, sizeof(at));
+    return ota_err_set(err, EAGAIN, "rate limited until %s (%s): not asking before then", at,
+                       l->why);
+}
+
+/* After every answer from the source: keeps what it says about the rate
+ * limit; -EAGAIN when it was a refusal (its body is no answer). Only the
+ * API's own answer (api) clears a wait: an asset's says nothing of it. */
+static int gh_note(struct ota_agent *a, struct gh_limit *l, const struct ota_http_resp *resp,
+                   int api, struct ota_err *err)
+{
+    int64_t now = a->ops.clock->wall_ms(a->ops.clock_ctx);
+    struct ota_gh_wait w;
+    char v[OTA_REASON_LEN + 64], at[32];
+
+    ota_proto_gh_rate_limit(resp, now, l->refusals, &w);
+    if (w.wait_ms > 0) {
+        l->until_ms = now + w.wait_ms;
+        l->refusals = w.refused ? l->refusals + 1 : 0;
+        ota_strlcpy(l->why, w.why, sizeof(l->why));
+        snprintf(v, sizeof(v), "%lld %u %s", (long long)l->until_ms, l->refusals, l->why);
+        (void)a->ops.store->kv_set(a->ops.store_ctx, GH_KEY, v, NULL);
+    } else if (api && !w.refused && (l->until_ms || l->refusals)) {
+        memset(l, 0, sizeof(*l));
+        (void)a->ops.store->kv_set(a->ops.store_ctx, GH_KEY, "", NULL);
+    }
+    if (!w.refused)
+        return 0;
+    iso_ms(l->until_ms, at, sizeof(at));
+    return ota_err_set(err, EAGAIN, "rate limited until %s (%s)", at, w.why);
+}
+
+/* The configured token for url: only to the origin of the configured
+ * server (scheme://host[:port]), never to another (asset stores). */
+static const char *gh_bearer(const struct ota_agent *a, const char *url)
+{
+    const char *base = a->cfg.server_url, *p = strstr(base, "://");
+    size_t n;
+
+    if (!a->cfg.github_token[0] || !p)
+        return NULL;
+    p = strchr(p + 3, '/');
+    n = p ? (size_t)(p - base) : strlen(base);
+    if (strncmp(url, base, n) != 0 || (url[n] != '/' && url[n] != '\0'))
+        return NULL;
+    return a->cfg.github_token;
+}
+
+/* One GET to the GitHub source under its rate limit. */
+static int gh_get(struct ota_agent *a, struct gh_limit *l, const char *url, int api,
+                  struct ota_http_resp *resp, struct ota_err *err)
+{
+    int r = http_get(a, url, gh_bearer(a, url), resp, err);
+
+    return r < 0 ? r : gh_note(a, l, resp, api, err);
+}
+
 /* GitHub source: latest release, its manifest and signature assets. */
 static int check_github(struct ota_agent *a, const struct ota_inventory *inv, int *ret_has,
                         struct ota_offer *off, struct ota_err *err)
@@ -135,13 +261,17 @@ static int check_github(struct ota_agent *a, const struct ota_inventory *inv, in
     const struct ota_gh_asset *man, *sig, *pay;
     struct ota_http_resp resp = {0};
     struct ota_manifest m;
+    struct gh_limit lim;
     char url[OTA_URL_LEN];
     int r;
 
     if (!rel)
         return ota_err_set(err, ENOMEM, "out of memory");
+    r = gh_wait_over(a, &lim, err);
+    if (r < 0)
+        goto out;
     snprintf(url, sizeof(url), "%s/repos/%s/releases/latest", a->cfg.server_url, a->cfg.repo);
-    r = http_get(a, url, NULL, &resp, err);
+    r = gh_get(a, &lim, url, 1, &resp, err);
     if (r < 0)
         goto out;
     if (resp.status == 404) {
@@ -164,7 +294,7 @@ static int check_github(struct ota_agent *a, const struct ota_inventory *inv, in
     }
     free(resp.body);
     resp.body = NULL;
-    r = http_get(a, man->url, NULL, &resp, err);
+    r = gh_get(a, &lim, man->url, 0, &resp, err);
     if (r == 0 && resp.status != 200)
         r = ota_err_set(err, EIO, "manifest.json: HTTP %ld", resp.status);
     if (r < 0)
@@ -177,7 +307,7 @@ static int check_github(struct ota_agent *a, const struct ota_inventory *inv, in
     off->manifest[resp.len] = '\0';
     free(resp.body);
     resp.body = NULL;
-    r = http_get(a, sig->url, NULL, &resp, err);
+    r = gh_get(a, &lim, sig->url, 0, &resp, err);
     if (r == 0 && resp.status != 200)
         r = ota_err_set(err, EIO, "manifest.json.sig: HTTP %ld", resp.status);
     if (r < 0)

@@ -236,6 +236,31 @@ static size_t membuf_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+static int header_value(const char *line, size_t n, const char *name, char *buf, size_t cap);
+
+/* The headers the core reads (struct ota_http_resp), of the final answer:
+ * cleared at each status line (a redirect's headers are not the answer's). */
+static size_t req_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct ota_http_resp *h = userdata;
+    size_t n = size * nmemb;
+    char val[HDR_VALUE_LEN];
+
+    if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        h->ratelimit_remaining[0] = h->ratelimit_reset[0] = '\0';
+        h->retry_after[0] = h->date[0] = '\0';
+    } else if (header_value(ptr, n, "X-RateLimit-Remaining", val, sizeof(val))) {
+        snprintf(h->ratelimit_remaining, sizeof(h->ratelimit_remaining), "%s", val);
+    } else if (header_value(ptr, n, "X-RateLimit-Reset", val, sizeof(val))) {
+        snprintf(h->ratelimit_reset, sizeof(h->ratelimit_reset), "%s", val);
+    } else if (header_value(ptr, n, "Retry-After", val, sizeof(val))) {
+        snprintf(h->retry_after, sizeof(h->retry_after), "%s", val);
+    } else if (header_value(ptr, n, "Date", val, sizeof(val))) {
+        snprintf(h->date, sizeof(h->date), "%s", val);
+    }
+    return n;
+}
+
 static int curl_request(void *ctx, const struct ota_http_req *req, struct ota_http_resp *ret,
                         struct ota_err *err)
 {
@@ -284,6 +309,9 @@ static int curl_request(void *ctx, const struct ota_http_req *req, struct ota_ht
         SETOPT(t, CURLOPT_TIMEOUT, t->cfg.request_timeout_s);
     SETOPT(t, CURLOPT_WRITEFUNCTION, membuf_write);
     SETOPT(t, CURLOPT_WRITEDATA, &b);
+    memset(ret, 0, sizeof(*ret));
+    SETOPT(t, CURLOPT_HEADERFUNCTION, req_header);
+    SETOPT(t, CURLOPT_HEADERDATA, ret);
 
     c = curl_easy_perform(t->h);
     if (c != CURLE_OK) {

@@ -18,6 +18,7 @@
 #include "ota/err.h"
 #include "otasrv/clock.h"
 #include "otasrv/faultplan.h"
+#include "otasrv/ghlimit.h"
 #include "otasrv/store.h"
 
 #ifdef __cplusplus
@@ -60,6 +61,8 @@ struct otasrv_config {
     const char *ddi_gateway_token; /* GatewayToken for every target; NULL: none accepted */
     unsigned ddi_poll_s;           /* config.polling.sleep, 1..86399 s; 0: 300 */
     const char *ddi_device_type;   /* type of a target made by a gateway poll; NULL: "ddi" */
+    /* The GitHub face's rate limit (ghlimit.h); github_limit.limit 0: none */
+    struct otasrv_ghlimit_config github_limit;
 };
 
 struct otasrv_srv {
@@ -91,6 +94,8 @@ struct otasrv_srv {
     /* The DDI face's tables (ddi.h) and the gateway token's SHA-256 ("": none). */
     struct otasrv_ddi *ddi;
     char ddi_gw_sha[65];
+    /* The GitHub face's rate limit (cfg.github_limit); NULL: none. */
+    struct otasrv_ghlimit *ghlimit;
 };
 
 struct otasrv_req {
@@ -130,6 +135,11 @@ struct otasrv_req {
     /* a clock party's ask (api_clock.c): party + 1 while its connection is
      * suspended until the clock gets to its time; 0: none */
     int clock_party;
+    /* headers every answer to this request carries (the GitHub face's
+     * X-RateLimit-*): otasrv_req_header */
+    int nxhdr;
+    const char *xhdr_name[8];
+    char xhdr_value[8][32];
 };
 
 /* Starts listening (and writes the port file). */
@@ -193,6 +203,10 @@ int otasrv_query_each(struct otasrv_req *req,
  * (then returns 0); resume wakes it from any thread. */
 void otasrv_suspend(struct otasrv_conn *conn);
 void otasrv_resume(struct otasrv_conn *conn);
+/* Adds a header (a constant name, a short value) to every answer to req. */
+void otasrv_req_header(struct otasrv_req *req, const char *name, const char *value);
+/* The client's address as text ("?" when unknown). */
+void otasrv_client_addr(struct otasrv_req *req, char *buf, size_t cap);
 /* SHA-256 hex of the Bearer token; -ENOENT if there is none. */
 int otasrv_bearer_sha(struct otasrv_req *req, char ret_sha[65]) OTA_MUST;
 /* 0 if the Bearer token is the admin token, else replies 401 and returns -EACCES. */

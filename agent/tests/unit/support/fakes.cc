@@ -91,11 +91,14 @@ static int tr_request(void *ctx, const ota_http_req *req, ota_http_resp *ret, ot
     FakeWorld *w = W(ctx);
     std::string url = req->url;
     w->requests.push_back(std::string(req->method) + " " + url);
+    w->bearers.push_back(req->bearer ? req->bearer : "");
     if (w->server_down)
         return ota_err_set(err, ECONNREFUSED, "fake: connection refused");
     ret->status = 404;
     std::string body = "{\"detail\":\"not found\"}";
-    if (url.find("/register") != std::string::npos) {
+    if (w->answer && w->answer(url, ret, body)) {
+        // scripted
+    } else if (url.find("/register") != std::string::npos) {
         ret->status = 201;
         body = "{\"device_id\":\"dev-1\",\"token\":\"tok-1\"}";
     } else if (url.find("/checkin") != std::string::npos) {

@@ -18,6 +18,7 @@
 #include "ota/err.h"
 #include "otasrv/clock.h"
 #include "otasrv/faultplan.h"
+#include "otasrv/metrics.h"
 #include "otasrv/store.h"
 
 #ifdef __cplusplus
@@ -91,6 +92,10 @@ struct otasrv_srv {
     /* The DDI face's tables (ddi.h) and the gateway token's SHA-256 ("": none). */
     struct otasrv_ddi *ddi;
     char ddi_gw_sha[65];
+    /* Request counts and latencies for GET /metrics (metrics.h), and when
+     * the server started (unix s, real time). */
+    struct otasrv_http_stats http;
+    int64_t started_s;
 };
 
 struct otasrv_req {
@@ -102,8 +107,8 @@ struct otasrv_req {
     char segbuf[2048];                /* path, split at '/' */
     const char *seg[OTASRV_MAX_SEGS]; /* path segments, into segbuf */
     int nseg;
-    char id[40]; /* request id */
-    int64_t t0_ms;
+    char id[40];     /* request id */
+    int64_t t0_us;   /* arrival, monotonic microseconds */
     unsigned status; /* the answer's status, once queued */
     /* JSON body, NUL-terminated */
     char *body;
@@ -138,6 +143,9 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
 /* Stops the daemon and frees everything; NULL ok. */
 void otasrv_server_stop(struct otasrv_srv *srv);
 
+/* The libmicrohttpd version the server runs on (for the build info). */
+const char *otasrv_http_lib_version(void);
+
 /* ---- responses ---- */
 
 #define OTASRV_RESP_SIZE_UNKNOWN   UINT64_MAX
@@ -155,6 +163,9 @@ typedef void (*otasrv_resp_free_fn)(void *ctx);
 struct otasrv_resp *otasrv_resp_json(json_t *body);
 /* len bytes at data, which outlive the response (a constant). */
 struct otasrv_resp *otasrv_resp_static(const char *data, size_t len);
+/* len bytes of text (taken: freed with the response, here on failure)
+ * with the given Content-Type, no-store. NULL on failure. */
+struct otasrv_resp *otasrv_resp_text(char *text, size_t len, const char *content_type);
 /* len bytes of fd from offset start (sendfile on plain HTTP). Takes fd:
  * closed with the response, or here on failure. */
 struct otasrv_resp *otasrv_resp_fd(int fd, uint64_t start, uint64_t len);

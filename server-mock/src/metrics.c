@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@
 #include "otasrv/server.h"
 
 #define OTASRV_METRICS_MAX_VALUES 50
+/* Scrapes computed at once; more are answered 503. */
+#define OTASRV_METRICS_MAX_JOBS 4
 /* A final rollout stays in the exposition this long after it finished. */
 #define RECENT_MS (24LL * 3600 * 1000)
 
@@ -504,49 +507,123 @@ static void header(struct out *o, struct otasrv_srv *srv)
     sample(o, "ota_server_start_time_seconds", (double)srv->started_s, 0);
 }
 
-enum otasrv_result otasrv_api_metrics(struct otasrv_req *req)
+/* A scrape being computed on its own thread while its connection is
+ * suspended: the worker threads of the daemon go on serving the other
+ * connections (a connection stays on the thread that accepted it, so a
+ * scrape computed there would hold up every device on that thread). */
+struct otasrv_metrics_job {
+    struct otasrv_srv *srv;
+    struct otasrv_conn *conn;
+    struct out o;
+    int r; /* 0, or the store's failure (err) */
+    struct ota_err err;
+};
+
+/* The exposition into job->o (o.oom on a failure to allocate). */
+static void render(struct otasrv_metrics_job *job)
 {
-    struct otasrv_srv *srv = req->srv;
-    struct out o = {malloc(65536), 0, 65536, 0};
-    struct ota_err err = {0};
+    struct otasrv_srv *srv = job->srv;
+    struct out *o = &job->o;
     json_t *stats = NULL, *ros = NULL, *plan = NULL, *log = NULL;
     uint64_t applied = 0;
-    enum otasrv_result ret;
     double t0 = mono_s();
-    int r;
 
-    if (strcmp(req->method, "GET") != 0 && !req->is_head) {
-        free(o.buf);
-        return otasrv_reply_error(req, 405, "method %s not allowed on /metrics", req->method);
-    }
-    if (otasrv_require_admin(req, &ret) < 0) {
-        free(o.buf);
-        return ret;
-    }
-    if ((r = otasrv_fleet_stats(srv, &stats, &err)) < 0) {
-        free(o.buf);
-        return otasrv_reply_store_error(req, r, &err);
-    }
+    o->cap = 65536;
+    o->buf = malloc(o->cap);
+    if ((job->r = otasrv_fleet_stats(srv, &stats, &job->err)) < 0)
+        return;
     ros = otasrv_rollouts_recent(srv, otasrv_now_ms() - RECENT_MS);
-    if (!o.buf || !ros || otasrv_faultplan_describe(srv->faults, &plan, &err) < 0 ||
-        otasrv_faultplan_log_list(srv->faults, &log, &applied, &err) < 0)
-        o.oom = 1;
-    header(&o, srv);
-    fleet(&o, stats);
-    rollouts(&o, ros);
-    requests(&o, &srv->http);
-    faults(&o, plan, applied);
-    family(&o, "ota_server_metrics_render_seconds", "gauge",
+    if (!o->buf || !ros || otasrv_faultplan_describe(srv->faults, &plan, &job->err) < 0 ||
+        otasrv_faultplan_log_list(srv->faults, &log, &applied, &job->err) < 0)
+        o->oom = 1;
+    header(o, srv);
+    fleet(o, stats);
+    rollouts(o, ros);
+    requests(o, &srv->http);
+    faults(o, plan, applied);
+    family(o, "ota_server_metrics_render_seconds", "gauge",
            "How long this exposition took to compute, up to this line.");
-    sample(&o, "ota_server_metrics_render_seconds", mono_s() - t0, 0);
+    sample(o, "ota_server_metrics_render_seconds", mono_s() - t0, 0);
     json_decref(stats);
     json_decref(ros);
     json_decref(plan);
     json_decref(log);
+}
+
+/* Renders, then resumes the connection: on_request calls the handler
+ * again, which answers. The request may be gone once resumed. */
+static void *job_main(void *arg)
+{
+    struct otasrv_metrics_job *job = arg;
+    struct otasrv_srv *srv = job->srv;
+
+    render(job);
+    otasrv_resume(job->conn);
+    atomic_fetch_sub(&srv->metrics_jobs, 1);
+    return NULL;
+}
+
+/* The answer of a finished job (freed here). */
+static enum otasrv_result answer(struct otasrv_req *req, struct otasrv_metrics_job *job)
+{
+    struct out o = job->o;
+    struct ota_err err = job->err;
+    int r = job->r;
+
+    free(job);
+    if (r < 0) {
+        free(o.buf);
+        return otasrv_reply_store_error(req, r, &err);
+    }
     if (o.oom) {
         free(o.buf);
         return otasrv_reply_error(req, 500, "out of memory");
     }
     return otasrv_reply(req, 200,
                         otasrv_resp_text(o.buf, o.len, "text/plain; version=0.0.4; charset=utf-8"));
+}
+
+void otasrv_metrics_job_free(struct otasrv_metrics_job *job)
+{
+    if (job)
+        free(job->o.buf);
+    free(job);
+}
+
+enum otasrv_result otasrv_api_metrics(struct otasrv_req *req)
+{
+    struct otasrv_srv *srv = req->srv;
+    struct otasrv_metrics_job *job = req->metrics_job;
+    enum otasrv_result ret;
+    pthread_attr_t attr;
+    pthread_t t;
+
+    if (job) { /* resumed: the job is done */
+        req->metrics_job = NULL;
+        return answer(req, job);
+    }
+    if (strcmp(req->method, "GET") != 0 && !req->is_head)
+        return otasrv_reply_error(req, 405, "method %s not allowed on /metrics", req->method);
+    if (otasrv_require_admin(req, &ret) < 0)
+        return ret;
+    if (atomic_fetch_add(&srv->metrics_jobs, 1) >= OTASRV_METRICS_MAX_JOBS) {
+        atomic_fetch_sub(&srv->metrics_jobs, 1);
+        return otasrv_reply_error(req, 503, "%d scrapes are being computed: try again",
+                                  OTASRV_METRICS_MAX_JOBS);
+    }
+    job = calloc(1, sizeof(*job));
+    if (!job) {
+        atomic_fetch_sub(&srv->metrics_jobs, 1);
+        return otasrv_reply_error(req, 500, "out of memory");
+    }
+    job->srv = srv;
+    job->conn = req->conn;
+    req->metrics_job = job;
+    otasrv_suspend(req->conn); /* before the job can resume it */
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, job_main, job) != 0)
+        job_main(job); /* no thread: here, resumed all the same */
+    pthread_attr_destroy(&attr);
+    return OTASRV_OK;
 }

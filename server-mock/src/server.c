@@ -570,6 +570,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->clock_party) /* a party's ask whose connection went away */
         otasrv_clock_party_forget(req->srv->clock, req->clock_party - 1);
     log_request(req);
+    otasrv_metrics_job_free(req->metrics_job);
     if (req->up.fd >= 0) {
         close(req->up.fd);
         unlink(req->up.tmp);
@@ -661,8 +662,10 @@ void otasrv_server_stop(struct otasrv_srv *srv)
 {
     if (!srv)
         return;
-    otasrv_rollouts_shutdown(srv);  /* ends event streams before the daemon stops */
-    otasrv_clock_close(srv->clock); /* resumes the requests waiting on it */
+    otasrv_rollouts_shutdown(srv);              /* ends event streams before the daemon stops */
+    otasrv_clock_close(srv->clock);             /* resumes the requests waiting on it */
+    while (atomic_load(&srv->metrics_jobs) > 0) /* scrapes resume their connections */
+        usleep(1000);
     if (srv->daemon)
         MHD_stop_daemon(mhd_daemon(srv->daemon));
     otasrv_rollouts_free(srv);

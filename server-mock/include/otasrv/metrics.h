@@ -58,6 +58,11 @@ enum otasrv_route_class otasrv_route_class_of(const struct otasrv_req *req);
 void otasrv_http_stats_observe(struct otasrv_http_stats *st, enum otasrv_route_class route,
                                unsigned status, int64_t us);
 
+/* A scrape computed on its own thread (metrics.c); what on_completed frees
+ * if its request ends with one (NULL ok). */
+struct otasrv_metrics_job;
+void otasrv_metrics_job_free(struct otasrv_metrics_job *job);
+
 #ifdef __cplusplus
 }
 #endif

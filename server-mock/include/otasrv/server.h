@@ -96,6 +96,7 @@ struct otasrv_srv {
      * the server started (unix s, real time). */
     struct otasrv_http_stats http;
     int64_t started_s;
+    atomic_int metrics_jobs; /* scrapes being computed (each suspends its connection) */
 };
 
 struct otasrv_req {
@@ -135,6 +136,9 @@ struct otasrv_req {
     /* a clock party's ask (api_clock.c): party + 1 while its connection is
      * suspended until the clock gets to its time; 0: none */
     int clock_party;
+    /* GET /metrics computed on its own thread while the connection is
+     * suspended (metrics.c); NULL: none */
+    struct otasrv_metrics_job *metrics_job;
 };
 
 /* Starts listening (and writes the port file). */

@@ -10,6 +10,7 @@ Grafana dashboard may only query families the server exports.
 Needs OTA_BUILD_DIR like test_server_api.py (whose helpers it reuses)."""
 
 import json
+from collections import Counter
 import os
 import re
 import shutil
@@ -187,6 +188,8 @@ def test_metrics_need_the_admin_token_and_are_not_faulted(mworld):
     assert st == 401
     st, _, b = srv.call("POST", "/metrics", token=ADMIN)
     assert st == 405
+    st, h, b = srv.call("HEAD", "/metrics", token=ADMIN)
+    assert st == 200 and b == b"" and h["content-type"].startswith("text/plain")
     st, _, _ = srv.call("GET", "/metrics/x", token=ADMIN)
     assert st == 404
     # a plan matching every path leaves /metrics alone, as it does the admin API
@@ -242,6 +245,15 @@ def test_exposition_passes_promtool_and_agrees_with_the_json_api(mworld):
     assert by(fams, "ota_server_devices_by_type", "type") == d["by_type"]
     assert by(fams, "ota_server_devices_by_group", "group") == d["by_group"]
     assert by(fams, "ota_server_rollouts", "state") == stats["rollouts"]["by_state"]
+    # and the stats agree with the devices themselves
+    st, _, devs = srv.admin("GET", "/api/v1/devices?limit=1000")
+    assert st == 200 and devs["total"] == 8
+    for key, get in (("by_type", lambda x: x["device_type"]), ("by_group", lambda x: x["group"]),
+                     ("by_state", lambda x: x["state"])):
+        assert d[key] == dict(Counter(get(x) for x in devs["devices"])), key
+    for kind in ("app", "rootfs"):
+        assert d["by_version"][kind] == dict(Counter(x["versions"].get(kind, "")
+                                                     for x in devs["devices"])), kind
     assert stats["rollouts"]["by_state"]["running"] == 1
 
     # the rollout: its object's status and metrics

@@ -9,12 +9,15 @@ Grafana dashboard may only query families the server exports.
 
 Needs OTA_BUILD_DIR like test_server_api.py (whose helpers it reuses)."""
 
+import hashlib
 import json
 from collections import Counter
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
+import threading
 import time
 
 import pytest
@@ -370,6 +373,55 @@ def test_a_label_keeps_its_50_largest_values(tmp_path):
         # 49 named (type-00 first, then the others by name), the other 6 summed
         assert got["(other)"] == 6 and sum(got.values()) == 56
         assert "type-48" in got and "type-49" not in got
+    finally:
+        srv.stop()
+
+
+def fill_devices(db_path, n):
+    """n devices written straight into the server's schema (the server is
+    stopped): registering them over HTTP would take minutes."""
+    db = sqlite3.connect(db_path)
+    db.executemany("INSERT INTO devices(id, token_sha256, type, grp, versions, state,"
+                   " registered_ms) VALUES (?, ?, ?, ?, ?, ?, 1)",
+                   ((f"big-{i:06d}", hashlib.sha256(f"tok-{i}".encode()).hexdigest(),
+                     f"type{i % 4}", f"group{i % 8}",
+                     '{"app":"1.0.%d","rootfs":"1.0.0"}' % (i % 5), "IDLE") for i in range(n)))
+    db.commit()
+    db.close()
+
+
+def test_a_scrape_does_not_hold_up_the_requests_of_its_worker_thread(tmp_path):
+    """One worker thread: every connection is on it. A scrape of a big fleet
+    is computed on a thread of its own, so a check-in sent while it is being
+    computed is answered before the scrape is."""
+    srv = Server(str(tmp_path), extra=["--threads", "1"])
+    srv.stop()
+    fill_devices(srv.db, 100000)
+    srv.start()
+    try:
+        done = {}
+
+        def scrape_bg():
+            st, _, body = scrape(srv)
+            done["scrape"] = (time.perf_counter(), st, body)
+
+        st, _, _ = scrape(srv)  # warm: the table in the page cache
+        assert st == 200
+        t = threading.Thread(target=scrape_bg)
+        t0 = time.perf_counter()
+        t.start()
+        time.sleep(0.05)  # the scrape is being computed (~0.15 s here)
+        st, _, b = srv.call("POST", "/api/v1/devices/big-000001/checkin", {"state": "IDLE"},
+                            token="tok-1")
+        t_checkin = time.perf_counter()
+        assert st == 200, b
+        t.join(60)
+        t_scrape, st, body = done["scrape"]
+        assert st == 200
+        fams = parse(body.decode())
+        assert value(fams, "ota_server_devices") == 100000
+        render = value(fams, "ota_server_metrics_render_seconds")
+        assert t_checkin < t_scrape, (t_checkin - t0, t_scrape - t0, render)
     finally:
         srv.stop()
 

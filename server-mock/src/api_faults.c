@@ -57,9 +57,12 @@ static int seg_is(const struct otasrv_req *req, int i, const char *s)
 
 /* The admin face, as route() in server.c tells it: /api/v1/... except the
  * device calls. Admin calls are never faulted (a test must always be able to
- * read and change the plan). */
+ * read and change the plan), nor is GET /metrics (a scrape must see the
+ * faults it counts). */
 static int is_admin(const struct otasrv_req *req)
 {
+    if (req->nseg == 1 && seg_is(req, 0, "metrics")) /* GET /metrics: admin token */
+        return 1;
     if (!seg_is(req, 0, "api") || !seg_is(req, 1, "v1"))
         return 0;
     if (seg_is(req, 2, "devices"))

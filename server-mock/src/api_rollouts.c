@@ -833,6 +833,31 @@ void otasrv_rollouts_count(struct otasrv_srv *srv, int counts[OTASRV_ROLLOUT_STA
     pthread_mutex_unlock(&m->lock);
 }
 
+json_t *otasrv_rollouts_recent(struct otasrv_srv *srv, int64_t since_ms)
+{
+    struct otasrv_rollouts *m = srv->rollouts;
+    json_t *arr = json_array();
+    size_t n;
+
+    pthread_mutex_lock(&m->lock);
+    n = m->n; /* rollouts are only ever added */
+    pthread_mutex_unlock(&m->lock);
+    for (size_t i = 0; arr && i < n; i++) {
+        struct ro *ro;
+        json_t *o = NULL;
+        pthread_mutex_lock(&m->lock); /* one at a time: device calls go in between */
+        ro = &m->v[i];
+        if (!terminal(ro->r->state) || ro->r->finished_ms >= since_ms)
+            o = rollout_json(ro, 1);
+        pthread_mutex_unlock(&m->lock);
+        if (o && json_array_append_new(arr, o) < 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
 enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req)
 {
     struct otasrv_rollouts *m = req->srv->rollouts;

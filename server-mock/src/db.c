@@ -117,6 +117,11 @@ void otasrv_db_bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+const char *otasrv_db_lib_version(void)
+{
+    return sqlite3_libversion();
+}
+
 const char *otasrv_db_col_text(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);

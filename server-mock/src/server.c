@@ -60,11 +60,16 @@ static enum MHD_Result mhd_result(enum otasrv_result r)
     return r == OTASRV_OK ? MHD_YES : MHD_NO;
 }
 
-static int64_t mono_ms(void)
+const char *otasrv_http_lib_version(void)
+{
+    return MHD_get_version();
+}
+
+static int64_t mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 int otasrv_valid_id(const char *s)
@@ -97,6 +102,22 @@ struct otasrv_resp *otasrv_resp_json(json_t *body)
         return NULL;
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return (struct otasrv_resp *)resp;
+}
+
+struct otasrv_resp *otasrv_resp_text(char *text, size_t len, const char *content_type)
+{
+    struct MHD_Response *resp;
+
+    if (!text)
+        return NULL;
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return NULL;
+    }
+    MHD_add_response_header(resp, "Content-Type", content_type);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     return (struct otasrv_resp *)resp;
 }
@@ -139,17 +160,22 @@ void otasrv_resp_free(struct otasrv_resp *resp)
 
 /* ---- replies ---- */
 
+/* Counts the request for GET /metrics, then writes its access log line
+ * (the same status and time, whose ms the log shows: the log can be
+ * checked against the counts). */
 static void log_request(struct otasrv_req *req)
 {
     struct otasrv_srv *srv = req->srv;
+    int64_t us = mono_us() - req->t0_us;
     json_t *o;
     char *line;
 
+    otasrv_http_stats_observe(&srv->http, otasrv_route_class_of(req), req->status, us);
     if (!srv->log)
         return;
     o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:I}", "ts_ms", (json_int_t)otasrv_now_ms(), "id",
                   req->id, "method", req->method, "path", req->path, "status", (int)req->status,
-                  "ms", (json_int_t)(mono_ms() - req->t0_ms));
+                  "ms", (json_int_t)(us / 1000));
     line = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (line) {
         pthread_mutex_lock(&srv->log_lock);
@@ -423,6 +449,8 @@ static int seg_is(struct otasrv_req *req, int i, const char *s)
 
 static enum otasrv_result route(struct otasrv_req *req)
 {
+    if (req->nseg == 1 && seg_is(req, 0, "metrics"))
+        return otasrv_api_metrics(req);
     if (seg_is(req, 0, "api") && seg_is(req, 1, "v1")) {
         int dev = 0;
         if (seg_is(req, 2, "devices"))
@@ -518,7 +546,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->method = method;
         req->is_head = strcmp(method, "HEAD") == 0;
         req->up.fd = -1;
-        req->t0_ms = mono_ms();
+        req->t0_us = mono_us();
         snprintf(req->id, sizeof(req->id), "%s-%llu", srv->boot,
                  (unsigned long long)atomic_fetch_add(&srv->seq, 1) + 1);
         *con_cls = req;
@@ -568,6 +596,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->clock_party) /* a party's ask whose connection went away */
         otasrv_clock_party_forget(req->srv->clock, req->clock_party - 1);
     log_request(req);
+    otasrv_metrics_job_free(req->metrics_job);
     if (req->up.fd >= 0) {
         close(req->up.fd);
         unlink(req->up.tmp);
@@ -659,8 +688,10 @@ void otasrv_server_stop(struct otasrv_srv *srv)
 {
     if (!srv)
         return;
-    otasrv_rollouts_shutdown(srv);  /* ends event streams before the daemon stops */
-    otasrv_clock_close(srv->clock); /* resumes the requests waiting on it */
+    otasrv_rollouts_shutdown(srv);              /* ends event streams before the daemon stops */
+    otasrv_clock_close(srv->clock);             /* resumes the requests waiting on it */
+    while (atomic_load(&srv->metrics_jobs) > 0) /* scrapes resume their connections */
+        usleep(1000);
     if (srv->daemon)
         MHD_stop_daemon(mhd_daemon(srv->daemon));
     otasrv_rollouts_free(srv);
@@ -764,6 +795,7 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
         srv->cfg.max_upload = 8ULL << 30;
     if (!srv->cfg.threads)
         srv->cfg.threads = 4;
+    srv->started_s = (int64_t)time(NULL);
     if (otasrv_random_hex(srv->boot, 4) < 0)
         snprintf(srv->boot, sizeof(srv->boot), "%08x", (unsigned)getpid());
 

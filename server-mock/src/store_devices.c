@@ -477,3 +477,28 @@ out:
     store_release(s, c);
     return r;
 }
+
+int otasrv_store_devices_tally(struct otasrv_store *s,
+                               void (*fn)(void *ctx, const char *const cols[5], int64_t n),
+                               void *ctx, struct ota_err *err)
+{
+    static const char sql[] =
+        "SELECT type, grp, state, json_extract(versions, '$.app'),"
+        " json_extract(versions, '$.rootfs'), count(*) FROM devices GROUP BY 1, 2, 3, 4, 5";
+    struct otasrv_db *c = store_acquire(s);
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    if ((r = otasrv_db_prepare(c, sql, &st, "devices", err)) < 0)
+        goto out;
+    while ((r = otasrv_db_row(c, st, "devices", err)) == 1) {
+        const char *cols[5];
+        for (int i = 0; i < 5; i++)
+            cols[i] = otasrv_db_col_text(st, i);
+        fn(ctx, cols, sqlite3_column_int64(st, 5));
+    }
+out:
+    sqlite3_finalize(st);
+    store_release(s, c);
+    return r;
+}

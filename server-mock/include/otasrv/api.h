@@ -18,6 +18,9 @@ enum otasrv_result otasrv_api_github_handle(struct otasrv_req *req);
  * /api/v1/devices/{id}/status, GET|HEAD /api/v1/releases/{id}/{file}. */
 enum otasrv_result otasrv_api_device_handle(struct otasrv_req *req);
 
+/* GET|HEAD /metrics: the Prometheus exposition (admin token; metrics.c). */
+enum otasrv_result otasrv_api_metrics(struct otasrv_req *req);
+
 /* Admin face: the rest of /api/v1 (Bearer: admin token). */
 enum otasrv_result otasrv_api_admin_handle(struct otasrv_req *req);
 /* PUT /api/v1/releases/{id}/payload, called before the body arrives: sets

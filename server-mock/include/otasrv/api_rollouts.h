@@ -56,6 +56,15 @@ int64_t otasrv_rollouts_next_deadline(struct otasrv_srv *srv, int64_t now_ms);
 enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req);
 /* GET /api/v1/stats (api_stats.c). */
 enum otasrv_result otasrv_api_stats(struct otasrv_req *req);
+/* Its body: {"devices":{"total","by_type","by_group","by_state","by_version":
+ * {"app","rootfs"}},"rollouts":{"total","by_state"}} (a new reference). A
+ * store failure (negative errno, *err set). */
+int otasrv_fleet_stats(struct otasrv_srv *srv, json_t **ret, struct ota_err *err) OTA_MUST;
+/* The rollout objects (as GET /api/v1/rollouts/{id} answers them, metrics
+ * included) of every rollout that is not final, and of the final ones that
+ * finished at or after since_ms, oldest first. Locks the rollouts for one
+ * rollout at a time. NULL: out of memory. */
+json_t *otasrv_rollouts_recent(struct otasrv_srv *srv, int64_t since_ms);
 /* How many rollouts are in each state, and in all. */
 void otasrv_rollouts_count(struct otasrv_srv *srv, int counts[OTASRV_ROLLOUT_STATE_MAX],
                            int *ret_total);

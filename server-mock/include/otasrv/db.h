@@ -67,6 +67,8 @@ int otasrv_db_row(struct otasrv_db *c, sqlite3_stmt *st, const char *what,
 void otasrv_db_bind_text(sqlite3_stmt *st, int i, const char *v);
 /* Column i as text, "" for NULL. */
 const char *otasrv_db_col_text(sqlite3_stmt *st, int i);
+/* The SQLite library's version (for the build info). */
+const char *otasrv_db_lib_version(void);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,7 @@
 #include "otasrv/clock.h"
 #include "otasrv/faultplan.h"
 #include "otasrv/ghlimit.h"
+#include "otasrv/metrics.h"
 #include "otasrv/store.h"
 
 #ifdef __cplusplus
@@ -96,6 +97,11 @@ struct otasrv_srv {
     char ddi_gw_sha[65];
     /* The GitHub face's rate limit (cfg.github_limit); NULL: none. */
     struct otasrv_ghlimit *ghlimit;
+    /* Request counts and latencies for GET /metrics (metrics.h), and when
+     * the server started (unix s, real time). */
+    struct otasrv_http_stats http;
+    int64_t started_s;
+    atomic_int metrics_jobs; /* scrapes being computed (each suspends its connection) */
 };
 
 struct otasrv_req {
@@ -107,8 +113,8 @@ struct otasrv_req {
     char segbuf[2048];                /* path, split at '/' */
     const char *seg[OTASRV_MAX_SEGS]; /* path segments, into segbuf */
     int nseg;
-    char id[40]; /* request id */
-    int64_t t0_ms;
+    char id[40];     /* request id */
+    int64_t t0_us;   /* arrival, monotonic microseconds */
     unsigned status; /* the answer's status, once queued */
     /* JSON body, NUL-terminated */
     char *body;
@@ -140,6 +146,9 @@ struct otasrv_req {
     int nxhdr;
     const char *xhdr_name[8];
     char xhdr_value[8][32];
+    /* GET /metrics computed on its own thread while the connection is
+     * suspended (metrics.c); NULL: none */
+    struct otasrv_metrics_job *metrics_job;
 };
 
 /* Starts listening (and writes the port file). */
@@ -147,6 +156,9 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
                         struct ota_err *err) OTA_MUST;
 /* Stops the daemon and frees everything; NULL ok. */
 void otasrv_server_stop(struct otasrv_srv *srv);
+
+/* The libmicrohttpd version the server runs on (for the build info). */
+const char *otasrv_http_lib_version(void);
 
 /* ---- responses ---- */
 
@@ -165,6 +177,9 @@ typedef void (*otasrv_resp_free_fn)(void *ctx);
 struct otasrv_resp *otasrv_resp_json(json_t *body);
 /* len bytes at data, which outlive the response (a constant). */
 struct otasrv_resp *otasrv_resp_static(const char *data, size_t len);
+/* len bytes of text (taken: freed with the response, here on failure)
+ * with the given Content-Type, no-store. NULL on failure. */
+struct otasrv_resp *otasrv_resp_text(char *text, size_t len, const char *content_type);
 /* len bytes of fd from offset start (sendfile on plain HTTP). Takes fd:
  * closed with the response, or here on failure. */
 struct otasrv_resp *otasrv_resp_fd(int fd, uint64_t start, uint64_t len);

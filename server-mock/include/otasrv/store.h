@@ -99,6 +99,12 @@ struct otasrv_device_filter {
 /* {"devices":[...], "total": N} ordered by id. */
 int otasrv_store_devices_list(struct otasrv_store *s, const struct otasrv_device_filter *f,
                               json_t **ret, struct ota_err *err) OTA_MUST;
+/* The devices counted by (type, group, state, versions.app, versions.rootfs)
+ * in one read of the table: fn is called once per combination with its
+ * count (absent values as ""). For fleet statistics (GET /api/v1/stats). */
+int otasrv_store_devices_tally(struct otasrv_store *s,
+                               void (*fn)(void *ctx, const char *const cols[5], int64_t n),
+                               void *ctx, struct ota_err *err) OTA_MUST;
 
 /* ---- releases ---- */
 

@@ -2,10 +2,12 @@
 // src/store_cache.c): what the rollout engine reads of a device at each
 // check-in comes from the cache, and follows every inventory change: a
 // check-in's new versions, a re-enrollment, a process that never saw the
-// device (the row is read). A view handed out earlier is never changed.
+// device (the row is read). A view handed out earlier is never changed. And
+// otasrv_store_devices_tally, the fleet statistics' read.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <map>
 #include <string>
 
 #include <jansson.h>
@@ -89,6 +91,46 @@ TEST(StoreView, FollowsEveryInventoryChange)
     EXPECT_EQ(view_of(s, "d1"), "d1 cm4 field app=2.0.0 tz= region=? tags=0");
     json_t *v = nullptr;
     EXPECT_EQ(otasrv_store_device_view(s, "nobody", &v, &err), -ENOENT);
+    otasrv_store_close(s);
+    remove_db(path);
+}
+
+// The fleet statistics' one read (GET /api/v1/stats, GET /metrics): one
+// call per (type, group, state, app, rootfs) with its count; a version or
+// state never sent is "" (registration stores no state: the first check-in
+// does), whatever a check-in changed is counted as it is now.
+TEST(StoreView, TallyCountsEachCombinationOnce)
+{
+    std::string path = temp_db();
+    otasrv_store *s = nullptr;
+    ota_err err{};
+    int created = 0;
+    ASSERT_EQ(otasrv_store_open(path.c_str(), 2, &s, &err), 0) << err.reason;
+    otasrv_device_inv a{"rpi3b", "lab",  "[]", "{\"app\":\"1.0.0\",\"rootfs\":\"1.0.0\"}",
+                        "{}",    "IDLE", "{}", ""};
+    otasrv_device_inv bare{"cm4", "", "[]", "{}", "{}", "", "{}", ""};
+    for (const char *id : {"d1", "d2", "d3"})
+        ASSERT_EQ(otasrv_store_device_register(s, id, id, &a, 1000, &created, &err), 0)
+            << err.reason;
+    ASSERT_EQ(otasrv_store_device_register(s, "d4", "d4", &bare, 1000, &created, &err), 0)
+        << err.reason;
+    otasrv_device_inv upd{
+        nullptr, nullptr,       nullptr, "{\"app\":\"2.0.0\",\"rootfs\":\"1.0.0\"}",
+        nullptr, "DOWNLOADING", nullptr, nullptr};
+    ASSERT_EQ(otasrv_store_device_checkin(s, "d3", &upd, 2000, nullptr, &err), 0) << err.reason;
+    std::map<std::string, int64_t> got;
+    auto fn = [](void *ctx, const char *const cols[5], int64_t n) {
+        auto *m = static_cast<std::map<std::string, int64_t> *>(ctx);
+        std::string key;
+        for (int i = 0; i < 5; i++)
+            key += std::string(i ? "|" : "") + cols[i];
+        EXPECT_EQ(m->count(key), 0u) << key;
+        (*m)[key] = n;
+    };
+    ASSERT_EQ(otasrv_store_devices_tally(s, fn, &got, &err), 0) << err.reason;
+    std::map<std::string, int64_t> want{
+        {"rpi3b|lab||1.0.0|1.0.0", 2}, {"rpi3b|lab|DOWNLOADING|2.0.0|1.0.0", 1}, {"cm4||||", 1}};
+    EXPECT_EQ(got, want);
     otasrv_store_close(s);
     remove_db(path);
 }

@@ -108,7 +108,10 @@ class Run:
         agent = os.environ.get("OTA_RATELIMIT_AGENT", otadev.agent_bin())
         ft = os.path.join(work, "faketime")
         env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=ft,
-                   FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1", TZ="UTC")
+                   FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1", TZ="UTC",
+                   # an ASan agent: libfaketime is preloaded before ASan's runtime
+                   ASAN_OPTIONS=":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                       "verify_asan_link_order=0"])))
 
         def run_agent(*args):
             return subprocess.run([agent, "--config", dev.config, *args], capture_output=True,

@@ -93,9 +93,10 @@ static void usage(FILE *f)
                "  --snapshot           power cuts at states boot from the disk frozen there in\n"
                "                       one recording run per scenario (no first boot per trial)\n"
                "\n"
-               "Exit: 0 all passed, 1 a trial failed, 2 usage or bad scenario, 4 nothing failed\n"
-               "but trials could not run on this agent (fault points: cmake\n"
-               "-DOTA_FAULT_POINTS=ON), 5 harness error.\n");
+               "Exit: 0 all passed, 1 a trial failed, 2 usage or bad input (options, scenario\n"
+               "and matrix files, --agent, --case ids; nothing ran), 4 nothing failed but\n"
+               "trials could not run on this agent (fault points: cmake -DOTA_FAULT_POINTS=ON),\n"
+               "5 harness error (also when a trial failed too). docs/ci.md: the interface.\n");
 }
 
 static int do_svc(int argc, char **argv)
@@ -506,9 +507,14 @@ static int run_option(struct run_cmd *rc, int c, struct ota_err *e)
         if (o->jobs < 1 || o->jobs > 64)
             return ota_err_set(e, EINVAL, "--jobs: 1..64");
         return 0;
-    case O_SEED:
-        o->seed = strtoull(optarg, NULL, 10);
+    case O_SEED: {
+        char *end;
+        errno = 0;
+        o->seed = strtoull(optarg, &end, 10);
+        if (errno || *end || !optarg[0] || optarg[0] == '-')
+            return ota_err_set(e, EINVAL, "--seed: a whole number, got '%s'", optarg);
         return 0;
+    }
     case O_AGENT:
         rc->agent = optarg;
         return 0;
@@ -588,7 +594,15 @@ static int parse_run(struct run_cmd *rc, int argc, char **argv)
 static int setup_target(struct run_cmd *rc, struct otasim_tools *t)
 {
     struct ota_err e = {0};
+    const char *agent = rc->agent ? rc->agent : getenv("OTASIM_AGENT");
 
+    /* the agent under test is the caller's input (exit 2); the build's own
+     * tools missing is the harness's (exit 5) */
+    if (agent && *agent && access(agent, X_OK) < 0) {
+        ota_ignore(ota_err_set(&e, errno, "%s %s: %s", rc->agent ? "--agent" : "OTASIM_AGENT",
+                               agent, strerror(errno)));
+        return usage_error(&e);
+    }
     if (otasim_tools_find(t, rc->agent, rc->work, &e) < 0)
         return harness_error(&e);
     t->keep = rc->keep;
@@ -635,11 +649,22 @@ static int add_cases(struct run_cmd *rc, struct otasim_runner *r, int argc, char
         }
         return -1;
     }
+    /* the files named on the command line are input (exit 2), like a scenario file */
+    if (rc->with_dir && access(rc->with_dir, R_OK | X_OK) < 0)
+        ota_ignore(
+            ota_err_set(&e, errno, "--with-scenarios %s: %s", rc->with_dir, strerror(errno)));
+    else if (access(rc->matrix, R_OK) < 0)
+        ota_ignore(ota_err_set(&e, errno, "--matrix %s: %s", rc->matrix, strerror(errno)));
+    if (e.code)
+        return usage_error(&e);
     if ((rc->with_dir && add_dir(r, rc->with_dir, &e) < 0) ||
         otasim_runner_add_matrix(r, rc->matrix, &e) < 0) {
         fprintf(stderr, "ota-sim: %s\n", e.reason);
         return e.code == EINVAL ? EXIT_USAGE : EXIT_HARNESS;
     }
+    /* --case ids that name no case: input, before anything runs */
+    if (rc->cases.n && otasim_runner_check_cases(r, &e) < 0)
+        return usage_error(&e);
     return -1;
 }
 

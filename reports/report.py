@@ -824,6 +824,23 @@ def render_jsonl(trials):
                               ensure_ascii=False, sort_keys=False) + "\n" for t in trials)
 
 
+def render_reproduce(run, trials):
+    """reproduce.txt: one command a line per failed trial (fail or error; executed trials
+    first, then the equivalent points), each after a # line naming it; comments only when
+    nothing failed. The interface CI keeps as an artifact (docs/ci.md)."""
+    bad = [t for t in trials if t["outcome"] in ("fail", "error")]
+    bad = [t for t in bad if not is_equiv(t)] + [t for t in bad if is_equiv(t)]
+    out = ["# ota-sim run %s: the reproduce commands of its %d failed trials (docs/ci.md)" % (
+        run["id"], len(bad))]
+    for t in bad:
+        why = " ".join((t["detail"] or "").split())
+        if len(why) > 200:
+            why = why[:197] + "..."
+        eq = " (equivalent to %s)" % t["equivalent_to"] if is_equiv(t) else ""
+        out += ["# %s: %s%s: %s" % (t["case_id"], t["outcome"], eq, why), t["reproduce"] or ""]
+    return "\n".join(out) + "\n"
+
+
 # -------------------------------------------------------------------- output
 
 
@@ -851,7 +868,7 @@ def write_atomic(path, text):
 
 
 def write_report(db, out_dir, run_id=None):
-    """Write report.html, summary.md and trials.jsonl (and fleets.jsonl when
+    """Write report.html, summary.md, trials.jsonl, reproduce.txt (and fleets.jsonl when
     the run has fleet runs) into out_dir; returns (run, trials, fleets).
     Raises ReportError on bad input, OSError on output."""
     run, trials = load(db, run_id)
@@ -866,6 +883,7 @@ def write_report(db, out_dir, run_id=None):
     elif os.path.exists(os.path.join(out_dir, "fleets.jsonl")):
         os.unlink(os.path.join(out_dir, "fleets.jsonl"))  # another run's, written before
     write_atomic(os.path.join(out_dir, "summary.md"), render_summary(run, trials, fleets=fleets))
+    write_atomic(os.path.join(out_dir, "reproduce.txt"), render_reproduce(run, trials))
     write_atomic(os.path.join(out_dir, "report.html"), render_html(run, trials, fleets))
     return run, trials, fleets
 
@@ -874,7 +892,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="ota-report",
         description="Report on one run of the simulator's run database: report.html, "
-                    "summary.md and trials.jsonl in DIR.")
+                    "summary.md, trials.jsonl and reproduce.txt in DIR.")
     ap.add_argument("--db", required=True, metavar="FILE", help="run database (ota-sim --db)")
     ap.add_argument("--run", type=int, metavar="ID", help="run id (default: the latest)")
     ap.add_argument("--out", required=True, metavar="DIR", help="output directory")

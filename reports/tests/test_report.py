@@ -253,7 +253,7 @@ def test_outputs_latest_run(rundb, tmp_path):
     out = tmp_path / "out"
     r = run_report("--db", db, "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(out)) == ["report.html", "summary.md", "trials.jsonl"]
+    assert sorted(os.listdir(out)) == ["report.html", "reproduce.txt", "summary.md", "trials.jsonl"]
 
     p = parse_html(out / "report.html")
     assert not p.errors, p.errors[:5]
@@ -298,6 +298,25 @@ def test_summary_table(rundb, tmp_path):
     assert "**9 pass, 4 fail, 1 error, 0 not run**" in md  # equivalents of the failed point fail too
     assert cases["fail_state"] in md and cases["error"] in md
     assert repro("powerloss", "power-cut", "state:SWITCHING", 4) in md
+
+
+def test_reproduce_txt(rundb, tmp_path):
+    """reproduce.txt: every failed trial's command (fail and error, executed ones first),
+    each after the # line that names it; the passes have none."""
+    db, cases = rundb
+    out = tmp_path / "out"
+    assert run_report("--db", db, "--out", str(out)).returncode == 0
+    lines = (out / "reproduce.txt").read_text().splitlines()
+    assert lines[0].startswith("# ota-sim run 2: the reproduce commands of its 5 failed trials")
+    named = [l[2:].split(": ")[0] for l in lines[1::2]]
+    cmds = lines[2::2]
+    assert len(named) == len(cmds) == 5 and all(c and not c.startswith("#") for c in cmds)
+    assert cases["fail_state"] in named and cases["error"] in named
+    assert repro("powerloss", "power-cut", "state:SWITCHING", 4) in cmds
+    assert all(" run " in c and c.endswith("--keep") for c in cmds)
+    equiv = [i for i, l in enumerate(lines[1::2]) if "(equivalent to " in l]
+    assert equiv and min(equiv) > max(i for i, l in enumerate(lines[1::2])
+                                       if "(equivalent to " not in l)
 
 
 def test_trials_jsonl(rundb, tmp_path):
@@ -362,7 +381,7 @@ def test_rewrite_leaves_no_temp_files(rundb, tmp_path):
     out = tmp_path / "out"
     for _ in range(2):
         assert run_report("--db", db, "--out", str(out)).returncode == 0
-    assert sorted(os.listdir(out)) == ["report.html", "summary.md", "trials.jsonl"]
+    assert sorted(os.listdir(out)) == ["report.html", "reproduce.txt", "summary.md", "trials.jsonl"]
 
 
 # ------------------------------------------------------------ a real run
@@ -451,7 +470,7 @@ def test_old_database_without_fleet_tables(tmp_path):
     out = tmp_path / "out"
     r = run_report("--db", path, "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(out)) == ["report.html", "summary.md", "trials.jsonl"]
+    assert sorted(os.listdir(out)) == ["report.html", "reproduce.txt", "summary.md", "trials.jsonl"]
     assert "Fleet" not in (out / "report.html").read_text()
 
 
@@ -596,8 +615,8 @@ def test_fleet_only_run(fleetdb, tmp_path):
     r = run_report("--db", fleetdb, "--run", "3", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "fleet canary-test seed 9: FAILED, rollout paused" in r.stdout
-    assert sorted(os.listdir(out)) == ["fleets.jsonl", "report.html", "summary.md",
-                                       "trials.jsonl"]
+    assert sorted(os.listdir(out)) == ["fleets.jsonl", "report.html", "reproduce.txt",
+                                       "summary.md", "trials.jsonl"]
     assert (out / "trials.jsonl").read_text() == ""
     p = parse_html(out / "report.html")
     assert not p.errors, p.errors[:5]
@@ -964,7 +983,7 @@ def test_no_stale_fleets_jsonl(fleetdb, tmp_path):
     assert run_report("--db", fleetdb, "--run", "3", "--out", str(out)).returncode == 0
     assert (out / "fleets.jsonl").exists()
     assert run_report("--db", fleetdb, "--out", str(out)).returncode == 0
-    assert sorted(os.listdir(out)) == ["report.html", "summary.md", "trials.jsonl"]
+    assert sorted(os.listdir(out)) == ["report.html", "reproduce.txt", "summary.md", "trials.jsonl"]
 
 
 def test_real_fleet_version_chart(paused_fleet):

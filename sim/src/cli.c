@@ -27,75 +27,77 @@ enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_RUN = 4, EXIT_HA
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ota-sim run SCENARIO.yaml... [options]\n"
-               "       ota-sim matrix [--matrix FILE] [--list] [--case ID]... [options]\n"
-               "       ota-sim svc --dev ROOT start|stop|restart|is-active|reboot\n"
-               "       ota-sim journal FILE   (print an interposer journal)\n"
-               "       ota-sim rebuild ROOT JOURNAL [--crash-model M] [--seed N]\n"
-               "                              (rebuild ROOT, in place, as a power cut at the\n"
-               "                              end of JOURNAL leaves it: what a process run\n"
-               "                              under the interposer with OTASIM_CRASH_AT=N\n"
-               "                              journaled; refuses a journal with an unmodelled\n"
-               "                              call)\n"
-               "       ota-sim boot FW_ENV_CONFIG SLOT_A SLOT_B --image VERSION=FILE...\n"
-               "                              (the bootloader model on a device's env and\n"
-               "                              slots: ota-sim boot --help)\n"
-               "       ota-sim swupdate-pass CONFIG   (one pass of a simulated SWUpdate device,\n"
-               "                              as the swupdate adapter runs it: docs/swupdate.md)\n"
-               "       ota-sim fleet FLEET.yaml [options]   (ota-sim fleet --help)\n"
-               "       ota-sim fleet-merge OUT.db SHARD.db...  (ota-sim fleet-merge --help)\n"
-               "       ota-sim fleet-calibrate FLEET.yaml [options]   (in-process vs native)\n"
-               "\n"
-               "Runs the real ota-agent on simulated devices against a real ota-server on\n"
-               "127.0.0.1 and breaks them: power cuts, agent and service crashes, disk full,\n"
-               "network partitions, clock jumps, bad releases, download faults. Every trial\n"
-               "ends with the invariant checker and lands in the run database.\n"
-               "\n"
-               "run options:\n"
-               "  --fault KIND         override the file's fault: none power-cut agent-crash\n"
-               "                       disk-full eio partition clock-jump corrupt-bootenv\n"
-               "                       service-crash cancel (swupdate: the trial's rollout\n"
-               "                       cancelled)\n"
-               "  --trigger T          with --fault: state:NAME[#N] | point:N |\n"
-               "                       fault-point:NAME | start\n"
-               "matrix options:\n"
-               "  --matrix FILE        the matrix (default scenarios/matrix.yaml)\n"
-               "  --list               print the case ids (records the persistence points)\n"
-               "  --case ID            run this case (repeatable; each on its own trial)\n"
-               "  --cases-from FILE    run the case ids FILE lists, one a line (# comments)\n"
-               "  --with-scenarios DIR also every scenario file of DIR, first\n"
-               "  --fail-fast          start no new trial after the first failure\n"
-               "common options:\n"
-               "  -j, --jobs N         trials at a time (default: native 2 per CPU, qemu 1)\n"
-               "  --seed N             base seed (default 1)\n"
-               "  --agent BIN          the ota-agent to test (default: the build's)\n"
-               "  --work DIR           caches (default BUILD/sim-work)\n"
-               "  --trees DIR          trial trees and servers (default /dev/shm, else WORK)\n"
-               "  --db FILE            run database (default WORK/runs.db)\n"
-               "  --junit FILE         JUnit XML of this run\n"
-               "  --exhaustive         run every crash point, not one per equivalence class\n"
-               "  --crash-model M      how a power cut's tree is rebuilt: minimal (all that\n"
-               "                       was not made durable is lost; default), reorder\n"
-               "                       (seeded subsets of it persist, in ext4's orders) or\n"
-               "                       torn (each file's last unsynced write persists partly)\n"
-               "  --crash-subsets N    reorder/torn: each power cut becomes N trials, each\n"
-               "                       its own seed (default: the scenario's, else 1)\n"
-               "  --keep               keep the trees of passing trials too\n"
-               "  -q, --quiet          no progress line\n"
-               "QEMU tier (images/: `make image` first):\n"
-               "  --target native|qemu where trials run (default native); qemu runs the\n"
-               "                       aarch64 agent of the image, -j defaults to 1\n"
-               "  --profile raspi3b|virt  the QEMU machine (default raspi3b)\n"
-               "  --image DIR          build-image output (default images/out/latest-empty)\n"
-               "  --qemu-timeout S     per boot-to-settle phase (raspi3b 420, virt 240)\n"
-               "  --guest-agent BIN    an aarch64 ota-agent to test instead of the image's\n"
-               "                       (written into each trial's overlay)\n"
-               "  --snapshot           power cuts at states boot from the disk frozen there in\n"
-               "                       one recording run per scenario (no first boot per trial)\n"
-               "\n"
-               "Exit: 0 all passed, 1 a trial failed, 2 usage or bad scenario, 4 nothing failed\n"
-               "but trials could not run on this agent (fault points: cmake\n"
-               "-DOTA_FAULT_POINTS=ON), 5 harness error.\n");
+    fprintf(f,
+            "usage: ota-sim run SCENARIO.yaml... [options]\n"
+            "       ota-sim matrix [--matrix FILE] [--list] [--case ID]... [options]\n"
+            "       ota-sim svc --dev ROOT start|stop|restart|is-active|reboot\n"
+            "       ota-sim journal FILE   (print an interposer journal)\n"
+            "       ota-sim rebuild ROOT JOURNAL [--crash-model M] [--seed N]\n"
+            "                              (rebuild ROOT, in place, as a power cut at the\n"
+            "                              end of JOURNAL leaves it: what a process run\n"
+            "                              under the interposer with OTASIM_CRASH_AT=N\n"
+            "                              journaled; refuses a journal with an unmodelled\n"
+            "                              call)\n"
+            "       ota-sim boot FW_ENV_CONFIG SLOT_A SLOT_B --image VERSION=FILE...\n"
+            "                              (the bootloader model on a device's env and\n"
+            "                              slots: ota-sim boot --help)\n"
+            "       ota-sim swupdate-pass CONFIG   (one pass of a simulated SWUpdate device,\n"
+            "                              as the swupdate adapter runs it: docs/swupdate.md)\n"
+            "       ota-sim fleet FLEET.yaml [options]   (ota-sim fleet --help)\n"
+            "       ota-sim fleet-merge OUT.db SHARD.db...  (ota-sim fleet-merge --help)\n"
+            "       ota-sim fleet-calibrate FLEET.yaml [options]   (in-process vs native)\n"
+            "\n"
+            "Runs the real ota-agent on simulated devices against a real ota-server on\n"
+            "127.0.0.1 and breaks them: power cuts, agent and service crashes, disk full,\n"
+            "network partitions, clock jumps, bad releases, download faults. Every trial\n"
+            "ends with the invariant checker and lands in the run database.\n"
+            "\n"
+            "run options:\n"
+            "  --fault KIND         override the file's fault: none power-cut agent-crash\n"
+            "                       disk-full eio partition clock-jump corrupt-bootenv\n"
+            "                       service-crash cancel (swupdate: the trial's rollout\n"
+            "                       cancelled)\n"
+            "  --trigger T          with --fault: state:NAME[#N] | point:N |\n"
+            "                       fault-point:NAME | start\n"
+            "matrix options:\n"
+            "  --matrix FILE        the matrix (default scenarios/matrix.yaml)\n"
+            "  --list               print the case ids (records the persistence points)\n"
+            "  --case ID            run this case (repeatable; each on its own trial)\n"
+            "  --cases-from FILE    run the case ids FILE lists, one a line (# comments)\n"
+            "  --with-scenarios DIR also every scenario file of DIR, first\n"
+            "  --fail-fast          start no new trial after the first failure\n"
+            "common options:\n"
+            "  -j, --jobs N         trials at a time (default: native 2 per CPU, qemu 1)\n"
+            "  --seed N             base seed (default 1)\n"
+            "  --agent BIN          the ota-agent to test (default: the build's)\n"
+            "  --work DIR           caches (default BUILD/sim-work)\n"
+            "  --trees DIR          trial trees and servers (default /dev/shm, else WORK)\n"
+            "  --db FILE            run database (default WORK/runs.db)\n"
+            "  --junit FILE         JUnit XML of this run\n"
+            "  --exhaustive         run every crash point, not one per equivalence class\n"
+            "  --crash-model M      how a power cut's tree is rebuilt: minimal (all that\n"
+            "                       was not made durable is lost; default), reorder\n"
+            "                       (seeded subsets of it persist, in ext4's orders) or\n"
+            "                       torn (each file's last unsynced write persists partly)\n"
+            "  --crash-subsets N    reorder/torn: each power cut becomes N trials, each\n"
+            "                       its own seed (default: the scenario's, else 1)\n"
+            "  --keep               keep the trees of passing trials too\n"
+            "  -q, --quiet          no progress line\n"
+            "QEMU tier (images/: `make image` first):\n"
+            "  --target native|qemu where trials run (default native); qemu runs the\n"
+            "                       aarch64 agent of the image, -j defaults to 1\n"
+            "  --profile raspi3b|virt  the QEMU machine (default raspi3b)\n"
+            "  --image DIR          build-image output (default images/out/latest-empty)\n"
+            "  --qemu-timeout S     per boot-to-settle phase (raspi3b 420, virt 240)\n"
+            "  --guest-agent BIN    an aarch64 ota-agent to test instead of the image's\n"
+            "                       (written into each trial's overlay)\n"
+            "  --snapshot           power cuts at states boot from the disk frozen there in\n"
+            "                       one recording run per scenario (no first boot per trial)\n"
+            "\n"
+            "Exit: 0 all passed, 1 a trial failed, 2 usage or bad input (options, scenario\n"
+            "and matrix files, --agent, --image, --case ids; nothing ran), 4 nothing failed but\n"
+            "trials could not run on this agent (fault points: cmake -DOTA_FAULT_POINTS=ON),\n"
+            "5 harness error (also when a trial failed too). docs/ci.md: the interface.\n");
 }
 
 static int do_svc(int argc, char **argv)
@@ -506,9 +508,14 @@ static int run_option(struct run_cmd *rc, int c, struct ota_err *e)
         if (o->jobs < 1 || o->jobs > 64)
             return ota_err_set(e, EINVAL, "--jobs: 1..64");
         return 0;
-    case O_SEED:
-        o->seed = strtoull(optarg, NULL, 10);
+    case O_SEED: {
+        char *end;
+        errno = 0;
+        o->seed = strtoull(optarg, &end, 10);
+        if (errno || *end || !optarg[0] || optarg[0] == '-')
+            return ota_err_set(e, EINVAL, "--seed: a whole number, got '%s'", optarg);
         return 0;
+    }
     case O_AGENT:
         rc->agent = optarg;
         return 0;
@@ -588,12 +595,27 @@ static int parse_run(struct run_cmd *rc, int argc, char **argv)
 static int setup_target(struct run_cmd *rc, struct otasim_tools *t)
 {
     struct ota_err e = {0};
+    const char *agent = rc->agent ? rc->agent : getenv("OTASIM_AGENT");
 
+    /* the agent under test is the caller's input (exit 2); the build's own
+     * tools missing is the harness's (exit 5) */
+    if (agent && *agent && access(agent, X_OK) < 0) {
+        ota_ignore(ota_err_set(&e, errno, "%s %s: %s", rc->agent ? "--agent" : "OTASIM_AGENT",
+                               agent, strerror(errno)));
+        return usage_error(&e);
+    }
     if (otasim_tools_find(t, rc->agent, rc->work, &e) < 0)
         return harness_error(&e);
     t->keep = rc->keep;
     if (strcmp(rc->target, "qemu") == 0) {
         t->qemu_timeout_s = rc->qtimeout;
+        if (rc->image && access(rc->image, R_OK | X_OK) < 0)
+            ota_ignore(ota_err_set(&e, errno, "--image %s: %s", rc->image, strerror(errno)));
+        else if (rc->guest_agent && access(rc->guest_agent, R_OK) < 0)
+            ota_ignore(
+                ota_err_set(&e, errno, "--guest-agent %s: %s", rc->guest_agent, strerror(errno)));
+        if (e.code)
+            return usage_error(&e);
         if (otasim_tools_qemu(t, rc->profile, rc->image, &e) < 0)
             return harness_error(&e);
         if (!rc->jobs_set)
@@ -635,11 +657,22 @@ static int add_cases(struct run_cmd *rc, struct otasim_runner *r, int argc, char
         }
         return -1;
     }
+    /* the files named on the command line are input (exit 2), like a scenario file */
+    if (rc->with_dir && access(rc->with_dir, R_OK | X_OK) < 0)
+        ota_ignore(
+            ota_err_set(&e, errno, "--with-scenarios %s: %s", rc->with_dir, strerror(errno)));
+    else if (access(rc->matrix, R_OK) < 0)
+        ota_ignore(ota_err_set(&e, errno, "--matrix %s: %s", rc->matrix, strerror(errno)));
+    if (e.code)
+        return usage_error(&e);
     if ((rc->with_dir && add_dir(r, rc->with_dir, &e) < 0) ||
         otasim_runner_add_matrix(r, rc->matrix, &e) < 0) {
         fprintf(stderr, "ota-sim: %s\n", e.reason);
         return e.code == EINVAL ? EXIT_USAGE : EXIT_HARNESS;
     }
+    /* --case ids that name no case: input, before anything runs */
+    if (rc->cases.n && otasim_runner_check_cases(r, &e) < 0)
+        return usage_error(&e);
     return -1;
 }
 

@@ -295,7 +295,7 @@ int otasim_cli_fleet(int argc, char **argv)
         return code;
     if (otasim_fleet_load(argv[optind], &def, &e) < 0) {
         fprintf(stderr, "ota-sim fleet: %s\n", e.reason);
-        return e.code == ENOENT ? EXIT_USAGE : EXIT_USAGE;
+        return EXIT_USAGE;
     }
     c.o.progress = c.quiet ? NULL : stderr;
     if (c.o.serve_only) {

@@ -184,6 +184,11 @@ int otasim_runner_select_cases(struct otasim_runner *r, struct otasim_run_stats 
             c->done = 1;
         }
     }
+    return otasim_runner_check_cases(r, err);
+}
+
+int otasim_runner_check_cases(const struct otasim_runner *r, struct ota_err *err)
+{
     for (size_t k = 0; k < r->o.n_only_cases; k++) {
         int found = 0;
         for (size_t i = 0; i < r->n_cases && !found; i++)

@@ -83,6 +83,9 @@ int otasim_runner_add(struct otasim_runner *r, struct otasim_scenario *sc,
 /* Adds the cases of a matrix file (scenarios/matrix.yaml). */
 int otasim_runner_add_matrix(struct otasim_runner *r, const char *path,
                              struct ota_err *err) OTA_MUST;
+/* Every id of the options' only_cases names a case added (-ENOENT naming the
+ * first that does not): a caller's check of its input before the run. */
+int otasim_runner_check_cases(const struct otasim_runner *r, struct ota_err *err) OTA_MUST;
 int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret,
                       struct ota_err *err) OTA_MUST;
 void otasim_runner_free(struct otasim_runner *r);

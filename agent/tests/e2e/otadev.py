@@ -251,14 +251,7 @@ class Server:
         started (the device is registered first if the server does not know
         it yet, as an operator enrolls a device); every offer is a new
         rollout, so a new update id. Without: the release is published,
-        which is what the GitHub face serves. release_id None: the device's
-        rollouts (every rollout without device_id) are cancelled."""
-        if release_id is None:
-            for ro in self.admin_ok("GET", "/api/v1/rollouts")["rollouts"]:
-                devs = ro["definition"].get("devices", [])
-                if device_id is None or device_id in devs:
-                    self.admin_ok("POST", f"/api/v1/rollouts/{ro['id']}/cancel")
-            return None
+        which is what the GitHub face serves."""
         # The rollout exists before the release is published: the server's
         # fallback offer (no rollout at all) never offers anything here.
         self.add_release(release_id, check=check, publish=False)

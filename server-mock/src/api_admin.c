@@ -118,8 +118,8 @@ static int check_query(struct otasrv_req *req, const char *const *allowed, enum 
     return 0;
 }
 
-/* Copies src to dst durably, checking size and SHA-256 on the way; never
- * holds more than a buffer of it. */
+/* Copies src to dst durably, checking size and SHA-256 on the way (sha_hex
+ * NULL: no check); never holds more than a buffer of it. */
 static int copy_checked(const char *src, const char *dst, uint64_t size, const char *sha_hex,
                         struct ota_err *err)
 {
@@ -160,7 +160,7 @@ static int copy_checked(const char *src, const char *dst, uint64_t size, const c
     if ((r = ota_sha256_final(h, d)) < 0)
         goto out;
     ota_hex_encode(d, sizeof(d), got);
-    if (total != size || strcmp(got, sha_hex) != 0) {
+    if (sha_hex && (total != size || strcmp(got, sha_hex) != 0)) {
         r = ota_err_set(err, EBADMSG,
                         "payload %s: %llu bytes, sha256 %s; the manifest says %llu, %s", src,
                         (unsigned long long)total, got, (unsigned long long)size, sha_hex);
@@ -404,11 +404,94 @@ out:
     return ret;
 }
 
+/* The fields of a manifest taken as they are (json_string_value or ""), for
+ * a release added with "check": false. */
+static const char *field_or_empty(json_t *m, const char *key)
+{
+    const char *v = json_string_value(json_object_get(m, key));
+
+    return v ? v : "";
+}
+
+/* POST /api/v1/releases {"dir", "id", "check": false, "publish"?}: the
+ * release directory's manifest, signature and payload stored as they are,
+ * for tests of devices against releases no honest server would take
+ * (docs/protocol.md, "Releases"). Only the manifest being a JSON object that
+ * names a plain payload file is checked. */
+static enum otasrv_result release_add_unchecked(struct otasrv_req *req, json_t *o,
+                                                const char *dirarg, const char *id, int publish)
+{
+    struct otasrv_srv *srv = req->srv;
+    struct ota_err err = {0};
+    struct otasrv_release rel = {0}, *got = NULL;
+    char *manifest = NULL, *sig = NULL, src[4200], dir[4200], path[4400];
+    json_t *m = NULL, *size;
+    enum otasrv_result ret;
+    const char *payload;
+    int r, made_dir = 0;
+
+    if (!dirarg || !id || !otasrv_valid_id(id) || strlen(id) > RELEASE_ID_MAX)
+        return otasrv_reply_error(req, 400, "check false: needs dir and a valid id");
+    if (manifest_and_sig(req, o, dirarg, NULL, &manifest, &sig, &ret) < 0)
+        return ret;
+    m = json_loads(manifest, 0, NULL);
+    payload = json_string_value(json_object_get(m, "payload"));
+    if (!json_is_object(m) || !payload || !otasrv_valid_id(payload) ||
+        strlen(sig) >= sizeof(rel.signature)) {
+        ret = otasrv_reply_error(req, 400,
+                                 "check false: the manifest must be a JSON object "
+                                 "naming a plain payload; the signature < 128 bytes");
+        goto out;
+    }
+    if (otasrv_store_release_get(srv->store, id, &got, NULL) == 0) {
+        ret = otasrv_reply_error(req, 409, "release %s exists", id);
+        goto out;
+    }
+    ota_strlcpy(rel.id, id, sizeof(rel.id));
+    ota_strlcpy(rel.name, field_or_empty(m, "name"), sizeof(rel.name));
+    ota_strlcpy(rel.version, field_or_empty(m, "version"), sizeof(rel.version));
+    ota_strlcpy(rel.kind, field_or_empty(m, "kind"), sizeof(rel.kind));
+    ota_strlcpy(rel.sha256, field_or_empty(m, "sha256"), sizeof(rel.sha256));
+    ota_strlcpy(rel.payload_name, payload, sizeof(rel.payload_name));
+    ota_strlcpy(rel.signature, sig, sizeof(rel.signature));
+    size = json_object_get(m, "size");
+    rel.size = json_is_integer(size) && json_integer_value(size) > 0
+                   ? (uint64_t)json_integer_value(size)
+                   : 0;
+    rel.manifest = manifest;
+    rel.created_ms = otasrv_now_ms();
+    snprintf(dir, sizeof(dir), "%s/%s", srv->releases_dir, rel.id);
+    if ((r = ota_fs_remove_tree(dir, &err)) < 0 || (r = ota_fs_mkdirs(dir, &err)) < 0) {
+        ret = otasrv_reply_error(req, 500, "%s", err.reason);
+        goto out;
+    }
+    made_dir = 1;
+    snprintf(src, sizeof(src), "%s/%s", dirarg, payload);
+    snprintf(path, sizeof(path), "%s/%s", dir, rel.payload_name);
+    if (write_release_files(dir, &rel, sig, &err) < 0 ||
+        (r = copy_checked(src, path, 0, NULL, &err)) < 0) {
+        ret = otasrv_reply_error(req, 400, "%s", err.reason);
+        goto out;
+    }
+    ota_strlcpy(rel.payload_path, path, sizeof(rel.payload_path));
+    rel.published = publish;
+    rel.published_ms = publish ? rel.created_ms : 0;
+    ret = add_and_answer(req, &rel, &made_dir);
+out:
+    if (made_dir)
+        ota_ignore(ota_fs_remove_tree(dir, NULL));
+    otasrv_release_free(got);
+    json_decref(m);
+    free(manifest);
+    free(sig);
+    return ret;
+}
+
 static enum otasrv_result release_add(struct otasrv_req *req)
 {
-    static const char *const keys[] = {
-        "id",      "dir",  "manifest", "signature", "payload_path", "publish", "sw_description",
-        "payload", "size", "sha256",   NULL};
+    static const char *const keys[] = {"id",           "dir",     "manifest",       "signature",
+                                       "payload_path", "publish", "sw_description", "payload",
+                                       "size",         "sha256",  "check",          NULL};
     struct otasrv_srv *srv = req->srv;
     struct ota_err err = {0};
     struct otasrv_release rel = {0}, *got = NULL;
@@ -434,6 +517,14 @@ static enum otasrv_result release_add(struct otasrv_req *req)
     if ((json_object_get(o, "dir") && !dirarg) || (json_object_get(o, "id") && !id) ||
         (json_object_get(o, "payload_path") && !payload_path) || (pub && !json_is_boolean(pub))) {
         ret = otasrv_reply_error(req, 400, "dir, id, payload_path: strings; publish: a boolean");
+        goto out;
+    }
+    if (json_object_get(o, "check") && !json_is_false(json_object_get(o, "check"))) {
+        ret = otasrv_reply_error(req, 400, "check: only false may be given");
+        goto out;
+    }
+    if (json_is_false(json_object_get(o, "check"))) {
+        ret = release_add_unchecked(req, o, dirarg, id, json_is_true(pub));
         goto out;
     }
     if (json_object_get(o, "sw_description")) {

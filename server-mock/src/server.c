@@ -160,6 +160,18 @@ void otasrv_resp_free(struct otasrv_resp *resp)
 
 /* ---- replies ---- */
 
+/* The request's Range and If-Range headers, as sent, into the log line o
+ * (only those it has): how a client resumed, for tests and operators. */
+static void log_range_headers(struct otasrv_req *req, json_t *o)
+{
+    static const char *const names[][2] = {{"Range", "range"}, {"If-Range", "if_range"}};
+    const char *v;
+
+    for (size_t i = 0; o && i < sizeof(names) / sizeof(names[0]); i++)
+        if ((v = otasrv_header(req, names[i][0])) != NULL)
+            json_object_set_new(o, names[i][1], json_string(v));
+}
+
 /* Counts the request for GET /metrics, then writes its access log line
  * (the same status and time, whose ms the log shows: the log can be
  * checked against the counts). */
@@ -176,6 +188,7 @@ static void log_request(struct otasrv_req *req)
     o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:I}", "ts_ms", (json_int_t)otasrv_now_ms(), "id",
                   req->id, "method", req->method, "path", req->path, "status", (int)req->status,
                   "ms", (json_int_t)(us / 1000));
+    log_range_headers(req, o);
     line = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (line) {
         pthread_mutex_lock(&srv->log_lock);

@@ -1,6 +1,7 @@
 """Building blocks for driving the real ota-agent on a device tree in a
-temporary directory: releases made with make-release + ota-pack, the test
-server (fakeserver.py), and a device (app slots, data dir, supervisor, config).
+temporary directory: releases made with make-release + ota-pack, the real
+update server (ota-server, on loopback) and a device (app slots, data dir,
+supervisor, config).
 
 A device may also have rootfs disks (Rootfs: rootA/rootB image files, a
 U-Boot env file read and written with the real libubootenv tools, a booted
@@ -13,12 +14,14 @@ agent benchmark, so that all three run the same flow.
 
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -111,68 +114,229 @@ def publish(root, release_id, payload, version, keys, kind="app", fmt=None, extr
     return out
 
 
-class Server:
-    """fakeserver.py on a free loopback port."""
+ADMIN = "admin-secret"  # the admin token of the servers started here
+ENROLL = "enroll-me"  # their enrollment token
 
-    def __init__(self, root, workdir, enroll_token="enroll-me"):
+
+def server_bin():
+    return binary("server-mock", "ota-server")
+
+
+class Server:
+    """The real ota-server (server-mock/) on a free loopback port, its
+    database, data and logs in workdir; .url and .enroll_token make it
+    usable as Device's server.
+
+    root, if given, is a directory of release directories as publish()
+    writes them: offer() adds root/ID to the server (the admin API's
+    "dir" import) the first time it names ID, so a test may add releases at
+    any time. What a device is offered is what the server really has: a
+    manual rollout of the release to that device (offer()), the server's
+    fault plans (faults()), its reports and its request log (reports(),
+    downloads())."""
+
+    def __init__(self, root, workdir, extra=(), tls=None):
         self.root = root
-        port_file = os.path.join(workdir, "server.port")
+        self.workdir = workdir
+        self.tls = tls  # (cert, key) or None
+        self.db = os.path.join(workdir, "ota-server.db")
+        self.data = os.path.join(workdir, "data")
+        self.access_log = os.path.join(workdir, "access.log")
+        self.enroll_token = ENROLL
+        self.extra = list(extra)
+        self.proc = None
+        self.added = {}  # release id -> the release object the server answered
+        self.offers = 0
+        self.start()
+
+    def binary(self):
+        return server_bin()
+
+    def start(self):
+        port_file = os.path.join(self.workdir, "server.port")
         if os.path.exists(port_file):
             os.unlink(port_file)
-        self.log = open(os.path.join(workdir, "server.log"), "w")
+        self.log = open(os.path.join(self.workdir, "server.log"), "a")
         self.proc = subprocess.Popen(
-            [PY, os.path.join(HERE, "fakeserver.py"), "--root", root, "--port", "0",
-             "--port-file", port_file, "--enroll-token", enroll_token],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
+            [self.binary(), "serve", "--port", "0", "--port-file", port_file, "--db", self.db, "--data-dir", self.data,
+             "--admin-token", ADMIN, "--enroll-token", ENROLL, "--max-body", "65536",
+             "--log", self.access_log]
+            + self.extra + (["--tls-cert", self.tls[0], "--tls-key", self.tls[1]] if self.tls
+                            else []), stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 15
         while not os.path.exists(port_file):
             if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("fakeserver did not start")
+                raise RuntimeError(f"ota-server did not start: see {self.workdir}/server.log")
             time.sleep(0.02)
         with open(port_file) as f:
             self.port = int(f.read().strip())
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.enroll_token = enroll_token
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            raw = r.read()
-        return json.loads(raw) if raw else None
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
 
-    def offer(self, release_id, device_id=None):
-        body = {"release": release_id}
-        if device_id:
-            body["device_id"] = device_id
-        return self.call("POST", "/_test/offer", body)
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
 
-    def faults(self, faults):
-        return self.call("POST", "/_test/faults", faults)
+    def call(self, method, path, body=None, token=None, raw=None, headers=None, timeout=30):
+        """(status, headers dict lower-case, parsed JSON or raw bytes)."""
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls[0])
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            payload = r.read()
+            hdrs = {k.lower(): v for k, v in r.getheaders()}
+        finally:
+            conn.close()
+        if hdrs.get("content-type", "").startswith("application/json") and payload:
+            payload = json.loads(payload)
+        return r.status, hdrs, payload
+
+    def admin(self, method, path, body=None, **kw):
+        return self.call(method, path, body=body, token=ADMIN, **kw)
+
+    def admin_ok(self, method, path, body=None, expect=(200, 201)):
+        """An admin call that must succeed; its JSON answer."""
+        st, _, b = self.admin(method, path, body)
+        if st not in expect:
+            raise RuntimeError(f"ota-server: {method} {path}: {st} {b}")
+        return b
+
+    def register(self, device_id, device_type="rpi3b", app="1.0.0", **extra):
+        body = {"device_id": device_id, "device_type": device_type,
+                "versions": {"app": app, "rootfs": ""}, **extra}
+        st, _, b = self.call("POST", "/api/v1/devices/register", body, token=ENROLL)
+        assert st in (200, 201), b
+        return b["token"]
+
+    # ---- releases and offers ----
+
+    def add_release(self, release_id, check=True, publish=True):
+        """root/release_id into the server (once), published; "check": false
+        stores a release that no honest server would take as it is
+        (docs/protocol.md, "Releases"): the agent must refuse it."""
+        if release_id not in self.added:
+            body = {"dir": os.path.join(self.root, release_id), "id": release_id,
+                    "publish": publish}
+            if not check:
+                body["check"] = False
+            self.added[release_id] = self.admin_ok("POST", "/api/v1/releases", body)
+        elif publish and not self.added[release_id]["published"]:
+            self.added[release_id] = self.admin_ok(
+                "POST", f"/api/v1/releases/{release_id}/publish")
+        return self.added[release_id]
+
+    def offer(self, release_id, device_id=None, check=True):
+        """With device_id: a manual rollout of release_id to that device,
+        started (the device is registered first if the server does not know
+        it yet, as an operator enrolls a device); every offer is a new
+        rollout, so a new update id. Without: the release is published,
+        which is what the GitHub face serves."""
+        # The rollout exists before the release is published: the server's
+        # fallback offer (no rollout at all) never offers anything here.
+        self.add_release(release_id, check=check, publish=False)
+        if device_id is None:
+            return self.add_release(release_id, check=check)
+        if self.admin("GET", f"/api/v1/devices/{device_id}")[0] == 404:
+            self.register(device_id)
+        self.offers += 1
+        rid = f"o{self.offers}"
+        self.admin_ok("POST", "/api/v1/rollouts",
+                      {"id": rid, "release_id": release_id, "strategy": "manual",
+                       "devices": [device_id]})
+        self.add_release(release_id, check=check)
+        for action in ("approve", "start"):
+            self.admin_ok("POST", f"/api/v1/rollouts/{rid}/{action}")
+        return rid
+
+    # ---- what the server saw ----
 
     def reports(self, device_id=None):
-        reps = self.call("GET", "/_test/reports")
-        if device_id:
-            reps = [r for r in reps if r.get("device_id") == device_id]
-        return reps
+        """Status reports, oldest first (the admin API's)."""
+        out, offset = [], 0
+        while True:
+            q = f"?limit=1000&offset={offset}" + (f"&device={device_id}" if device_id else "")
+            page = self.admin_ok("GET", "/api/v1/reports" + q)
+            out += page["reports"]
+            offset += len(page["reports"])
+            if not page["reports"] or offset >= page["total"]:
+                return out
 
     def final_reports(self, device_id):
         """The device's "success" and "failure" reports, oldest first."""
         return [r for r in self.reports(device_id) if r["status"] != "in_progress"]
 
-    def state(self):
-        return self.call("GET", "/_test/state")
+    def faults(self, rules, seed=0):
+        """Replaces the server's fault plan with these rules ([]: no faults);
+        see fault()."""
+        if not rules:
+            return self.admin_ok("DELETE", "/api/v1/faults")
+        return self.admin_ok("PUT", "/api/v1/faults", {"seed": seed, "rules": rules})
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+    def applied_faults(self):
+        return self.admin_ok("GET", "/api/v1/faults/applied")["applied"]
+
+    def requests(self):
+        """The server's access log (--log): one dict per answered request, in
+        the order they ended; "range"/"if_range" when the request had them."""
+        try:
+            with open(self.access_log) as f:
+                lines = [json.loads(x) for x in f if x.strip()]
+        except FileNotFoundError:
+            return []
+        return [x for x in lines if not x.get("fault")]
+
+    def downloads(self, settle=0.2):
+        """The release-file requests of requests() (both faces), each with
+        its "range" (None without one). Waits until the log stops growing for
+        settle seconds: a request is logged when the server is done with it,
+        a moment after the client saw its end."""
+        prev = None
+        while True:
+            cur = [dict(x, range=x.get("range")) for x in self.requests()
+                   if x["path"].startswith("/api/v1/releases/") and x["method"] != "POST"
+                   or "/releases/download/" in x["path"]]
+            if cur == prev:
+                return cur
+            prev = cur
+            time.sleep(settle)
+
+
+def fault(kind, path=None, count=None, rule_id=None, match=None, **params):
+    """One rule of a fault plan (docs/protocol.md, "Fault plans"): kind and
+    its keys (after_bytes, bytes_per_s, offset, length, code, delta, ms),
+    matching path (a glob) and the rest of match; count None: no limit."""
+    m = dict(match or {})
+    if path:
+        m["path"] = path
+    rule = {"id": rule_id or f"{kind}-{fault.n}", "match": m, "fault": {"kind": kind, **params}}
+    fault.n += 1
+    if count is not None:
+        rule["count"] = count
+    return rule
+
+
+fault.n = 1
 
 
 BROKEN = b"BROKEN"  # an image starting so cannot boot (Bootloader)

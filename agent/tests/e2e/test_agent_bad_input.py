@@ -18,7 +18,6 @@ A corrupt download and a garbage database are in test_agent_e2e.py; a
 corrupt boot env in test_agent_rootfs.py."""
 
 import io
-import itertools
 import json
 import os
 import shutil
@@ -27,9 +26,6 @@ import tarfile
 import pytest
 
 import otadev
-
-_ids = itertools.count(1)
-
 
 def forge(root, src, rid, edit, keys):
     """A copy of release src as rid whose manifest.json edit(dict) changed,
@@ -80,51 +76,34 @@ def app_entries(version="2.0.0"):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    work = str(tmp_path_factory.mktemp("bad-input"))
-    root = os.path.join(work, "root")
-    os.makedirs(root)
-    keys = otadev.Keys(work)
-    other = otadev.Keys(str(tmp_path_factory.mktemp("other-key")))
-    v1 = otadev.make_package(work, "video-app", "1.0.0", "tar.gz")
+def world(make_world):
+    w = make_world("bad-input")
+    work = w["work"]
+    os.makedirs(os.path.join(work, "other-key"))
+    w["other"] = other = otadev.Keys(os.path.join(work, "other-key"))
+    w["v1"] = otadev.make_package(work, "video-app", "1.0.0", "tar.gz")
     # Filler: the truncation test cuts every answer after 8 KiB and needs a
     # payload longer than three cuts; a Release build's is only ~11 KB.
-    v2 = otadev.make_package(work, "video-app-v2", "2.0.0", "deb", pad=32 << 10)
+    w["v2"] = v2 = otadev.make_package(work, "video-app-v2", "2.0.0", "deb", pad=32 << 10)
     old = otadev.make_package(work, "video-app", "0.9.0", "tar.gz")
-    otadev.publish(root, "v2", v2, "2.0.0", keys)
-    otadev.publish(root, "v2-other-key", v2, "2.0.0", other)
-    otadev.publish(root, "v2-rpi4", v2, "2.0.0", keys, device_types=("rpi4",))
-    otadev.publish(root, "v0.9.0", old, "0.9.0", keys)
-    otadev.publish(root, "v2-min-1.5", v2, "2.0.0", keys, extra=["--min-version", "1.5.0"])
-    server = otadev.Server(root, work)
-    yield {"work": work, "root": root, "keys": keys, "other": other, "v1": v1, "v2": v2,
-           "server": server}
-    server.stop()
+    w.publish("v2", v2, "2.0.0")
+    w.publish("v2-other-key", v2, "2.0.0", other)
+    w.publish("v2-rpi4", v2, "2.0.0", device_types=("rpi4",))
+    w.publish("v0.9.0", old, "0.9.0")
+    w.publish("v2-min-1.5", v2, "2.0.0", extra=["--min-version", "1.5.0"])
+    return w
 
 
 @pytest.fixture
-def device(world, tmp_path):
-    devs = []
-
-    def make(release=None, warm=True, **kw):
+def device(world, make_device):
+    def make(release=None, warm=True, check=True, **kw):
         """A device running 1.0.0 from slot a; warm: it ran the agent once
-        (registered, nothing offered) before release is offered to it."""
-        dev_id = f"bdev-{next(_ids):04d}"
+        (registered, nothing offered) before release is offered to it;
+        check=False: release is one the server takes only unchecked."""
         kw.setdefault("agent_extra", {"max_attempts": "3"})
-        d = otadev.Device(str(tmp_path / dev_id), world["server"], world["keys"], world["v1"],
-                          device_id=dev_id, **kw)
-        devs.append(d)
-        if warm:
-            r = d.agent("update")
-            assert r.returncode == 0, r.stderr
-        d.slot_a_digest = otadev.tree_digest(os.path.join(d.app_root, "a"))
-        if release:
-            world["server"].offer(release, device_id=dev_id)
-        return d
+        return make_device(world, world["v1"], "bdev", release, warm=warm, check=check, **kw)
 
-    yield make
-    for d in devs:
-        d.stop()
+    return make
 
 
 def said(r):
@@ -181,7 +160,7 @@ def test_malformed_manifest_refused(world, device, name):
     rid = f"malformed-{name}"
     if not os.path.exists(os.path.join(world["root"], rid)):
         forge(world["root"], "v2", rid, edit, world["keys"])
-    dev = device(rid)
+    dev = device(rid, check=False)  # the server itself would refuse it
     r = dev.agent("update")
     assert_nothing_lost(world, dev, r, "release refused", why)
     assert_not_installed(dev)
@@ -214,7 +193,7 @@ def garbage_signature(root, rid):
 def test_bad_signature_refused(world, device, rid, make, why):
     if make and not os.path.exists(os.path.join(world["root"], rid)):
         make(world["root"], rid)
-    dev = device(rid)
+    dev = device(rid, check=False)
     r = dev.agent("update")
     assert_nothing_lost(world, dev, r, "release refused", why)
     assert_not_installed(dev)
@@ -231,7 +210,7 @@ def test_release_not_for_this_device_refused(world, device, rid, why):
     assert_nothing_lost(world, dev, r, "release refused", why)
     assert_not_installed(dev)
     assert not any(d["path"].startswith(f"/api/v1/releases/{rid}/")
-                   for d in world["server"].state()["downloads"])
+                   for d in world["server"].downloads())
 
 
 # A new store is IDLE, not an error: its "no journal" must not hide the real reason.
@@ -258,7 +237,7 @@ def test_payload_swapped_on_server_checksum_mismatch(world, device):
         b = f.read(1)
         f.seek(4000)
         f.write(bytes([b[0] ^ 0x01]))
-    dev = device(rid)
+    dev = device(rid, check=False)
     r = dev.agent("update")
     assert_nothing_lost(world, dev, r, "checksum mismatch")
     assert_not_installed(dev)
@@ -273,7 +252,7 @@ def test_oversized_download_refused(world, device):
         m = json.load(f)
     with open(os.path.join(out, m["payload"]), "ab") as f:
         f.write(os.urandom(1000))
-    dev = device(rid)
+    dev = device(rid, check=False)
     r = dev.agent("update")
     assert_nothing_lost(world, dev, r, f"server sends {m['size'] + 1000} bytes", "attempt 3 of 3")
     assert_not_installed(dev)
@@ -286,15 +265,16 @@ def test_truncated_download_fails_after_max_attempts(world, device):
     dev = device("v2")
     # Three cuts fall inside the payload, whatever build made it.
     assert os.path.getsize(world["v2"]) > 3 * 8192
-    n = len(world["server"].state()["downloads"])
-    world["server"].faults([{"kind": "truncate", "after": 8192, "count": 0, "match": "v2/"}])
+    n = len(world["server"].downloads())
+    world["server"].faults([otadev.fault("truncate", "/api/v1/releases/v2/payload",
+                                         after_bytes=8192)])
     try:
         r = dev.agent("update")
     finally:
         world["server"].faults([])
     assert_nothing_lost(world, dev, r, "attempt 3 of 3")
     assert_not_installed(dev)
-    ranges = [d["range"] for d in world["server"].state()["downloads"][n:]
+    ranges = [d["range"] for d in world["server"].downloads()[n:]
               if d["path"].startswith("/api/v1/releases/v2/")]
     assert ranges == [None, "bytes=8192-", "bytes=16384-"]
 

@@ -1,10 +1,8 @@
-"""The real ota-agent, end to end, against the test server on loopback:
+"""The real ota-agent, end to end, against the real ota-server on loopback:
 v1 -> v2 app update, a bad v2 rolled back with a failure report, kill -9 in
 each state followed by a restart that recovers per DESIGN.md's table, and
 bad input that must be refused with nothing lost."""
 
-import itertools
-import json
 import os
 import sqlite3
 import time
@@ -13,56 +11,39 @@ import pytest
 
 import otadev
 
-_ids = itertools.count(1)
-
 # Filler in the v2 package: the download tests below cut and throttle it at
 # fixed byte counts up to ~45 KB, and without it a Release build's payload is
 # only ~11 KB (so nothing was cut, and nothing resumed).
 V2_PAD = 48 << 10
+V2_PAYLOAD = "/api/v1/releases/v2/payload"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    work = str(tmp_path_factory.mktemp("releases"))
-    root = os.path.join(work, "root")
-    os.makedirs(root)
-    keys = otadev.Keys(work)
-    pk = {
+def world(make_world):
+    w = make_world("releases")
+    work = w["work"]
+    w["pk"] = pk = {
         "v1": otadev.make_package(work, "video-app", "1.0.0", "tar.gz"),
         "v2": otadev.make_package(work, "video-app-v2", "2.0.0", "deb", pad=V2_PAD),
         "v2-crash-after": otadev.make_package(work, "video-app-v2-crash-after", "2.0.0", "deb"),
         "v2-health-500": otadev.make_package(work, "video-app-v2-health-500", "2.0.0", "tar.gz"),
         "v2-hang": otadev.make_package(work, "video-app-v2-hang", "2.0.0", "tar.gz"),
     }
-    otadev.publish(root, "v2", pk["v2"], "2.0.0", keys)
-    otadev.publish(root, "v2-crash-after", pk["v2-crash-after"], "2.0.0", keys)
-    otadev.publish(root, "v2-health-500", pk["v2-health-500"], "2.0.0", keys)
-    otadev.publish(root, "v2-hang", pk["v2-hang"], "2.0.0", keys)
-    server = otadev.Server(root, work)
-    yield {"work": work, "root": root, "keys": keys, "pk": pk, "server": server}
-    server.stop()
+    for rid in ("v2", "v2-crash-after", "v2-health-500", "v2-hang"):
+        w.publish(rid, pk[rid], "2.0.0")
+    return w
 
 
 @pytest.fixture
-def device(world, tmp_path):
-    devs = []
-
+def device(world, make_device):
     def make(release=None, **kw):
-        dev_id = f"dev-{next(_ids):04d}"
-        d = otadev.Device(str(tmp_path / dev_id), world["server"], world["keys"], world["pk"]["v1"],
-                          device_id=dev_id, **kw)
-        devs.append(d)
-        if release:
-            world["server"].offer(release, device_id=dev_id)
-        return d
+        return make_device(world, world["pk"]["v1"], "dev", release, **kw)
 
-    yield make
-    for d in devs:
-        d.stop()
+    return make
 
 
 def reports(world, dev):
-    return [r for r in world["server"].reports() if r.get("device_id") == dev.id]
+    return world["server"].reports(dev.id)
 
 
 def final_statuses(world, dev):
@@ -130,8 +111,7 @@ def test_bad_release_rolled_back_with_failure_report(world, device, release, why
                                    "SWITCHING", "HEALTH_CHECK", "COMMITTING"])
 def test_kill9_in_each_state_recovers(world, device, state):
     dev = device("v2")
-    world["server"].faults([{"kind": "throttle", "bytes_per_s": 100000, "count": 0,
-                             "match": "v2/payload"}])
+    world["server"].faults([otadev.fault("throttle", V2_PAYLOAD, bytes_per_s=100000)])
     proc = dev.spawn("update")
     seen = otadev.kill_at_state(proc, state)
     world["server"].faults([])
@@ -157,7 +137,7 @@ def test_kill9_in_each_state_recovers(world, device, state):
 
 
 def downloads_since(world, n):
-    return world["server"].state()["downloads"][n:]
+    return world["server"].downloads()[n:]
 
 
 def assert_payload_longer(world, release, nbytes):
@@ -170,9 +150,8 @@ def assert_payload_longer(world, release, nbytes):
 def test_kill9_mid_download_resumes_from_durable_prefix(world, device):
     dev = device("v2", agent_extra={"checkpoint_bytes": "16384", "checkpoint_interval_ms": "0"})
     assert_payload_longer(world, "v2", 45000)  # 1.5 s at 20 KB/s, and a margin
-    n = len(world["server"].state()["downloads"])
-    world["server"].faults([{"kind": "throttle", "bytes_per_s": 20000, "count": 0,
-                             "match": "v2/payload"}])
+    n = len(world["server"].downloads())
+    world["server"].faults([otadev.fault("throttle", V2_PAYLOAD, bytes_per_s=20000)])
     proc = dev.spawn("update")
     assert otadev.kill_at_state(proc, "DOWNLOADING") is not None
     proc2 = dev.spawn("update")
@@ -192,8 +171,8 @@ def test_kill9_mid_download_resumes_from_durable_prefix(world, device):
 def test_truncated_download_resumes_exact_bytes(world, device):
     dev = device("v2")
     assert_payload_longer(world, "v2", 30000)
-    n = len(world["server"].state()["downloads"])
-    world["server"].faults([{"kind": "truncate", "after": 30000, "match": "v2/"}])
+    n = len(world["server"].downloads())
+    world["server"].faults([otadev.fault("truncate", V2_PAYLOAD, count=1, after_bytes=30000)])
     r = dev.agent("update")
     world["server"].faults([])
     assert r.returncode == 0, r.stderr
@@ -204,7 +183,7 @@ def test_truncated_download_resumes_exact_bytes(world, device):
 
 def test_corrupt_download_refused_nothing_installed(world, device):
     dev = device("v2", agent_extra={"max_attempts": "2"})
-    world["server"].faults([{"kind": "corrupt", "offset": 1000, "count": 0, "match": "v2/"}])
+    world["server"].faults([otadev.fault("corrupt", V2_PAYLOAD, offset=1000, length=1)])
     r = dev.agent("update")
     world["server"].faults([])
     assert r.returncode == 1
@@ -218,11 +197,14 @@ def test_reports_wait_in_outbox_while_server_is_down(world, device):
     dev = device("v2")
     proc = dev.spawn("update")
     assert otadev.kill_at_state(proc, "SWITCHING") is not None
-    world["server"].call("POST", "/_test/down", {"seconds": 4})
-    r = dev.agent("update")
+    # Down: every device call answered 503, until the plan is taken away.
+    world["server"].faults([otadev.fault("status", "/api/v1/*", code=503)])
+    try:
+        r = dev.agent("update")
+    finally:
+        world["server"].faults([])
     assert r.returncode == 0, r.stderr
     assert dev.status()["outbox"] > 0
-    time.sleep(4.5)
     r = dev.agent("update")
     assert r.returncode == 0, r.stderr
     assert dev.status()["outbox"] == 0
@@ -267,25 +249,30 @@ def test_bad_config_is_a_usage_error(world, device, tmp_path):
     assert r.returncode == 2
 
 
-def test_github_releases_source(world, device):
+def test_github_releases_source(world):
     """The seed's flow: releases/latest -> manifest + signature assets ->
-    the payload asset (through GitHub's 302 to the asset host)."""
-    dev = device(agent_extra={"source": "github", "repo": "owner/repo"})
-    r = dev.agent("check")
-    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout + r.stderr
-    world["server"].offer("v2")
+    the payload asset."""
+    # A server of its own: the GitHub face serves every published release,
+    # and this world's server has published the others for their devices.
+    srv = world.new_server()
+    dev = otadev.Device(os.path.join(world["work"], "gh-device"), srv, world["keys"],
+                        world["pk"]["v1"], device_id="gh-0001",
+                        agent_extra={"source": "github", "repo": "owner/repo"})
     try:
+        r = dev.agent("check")
+        assert r.returncode == 0 and "up to date" in r.stdout, r.stdout + r.stderr
+        srv.offer("v2")  # published: the repo's latest release
         r = dev.agent("update")
+        assert r.returncode == 0, r.stderr
+        assert dev.current() == "b"
+        assert dev.app_version()["version"] == "2.0.0"
+        st = dev.status()
+        assert st["history"][0]["update_id"].startswith("gh-")
+        assert st["history"][0]["status"] == "success"
+        assert st["outbox"] == 0
+        assert srv.reports() == []  # this face has no status endpoint
     finally:
-        world["server"].offer(None)
-    assert r.returncode == 0, r.stderr
-    assert dev.current() == "b"
-    assert dev.app_version()["version"] == "2.0.0"
-    st = dev.status()
-    assert st["history"][0]["update_id"].startswith("gh-")
-    assert st["history"][0]["status"] == "success"
-    assert st["outbox"] == 0
-    assert reports(world, dev) == []  # this face has no status endpoint
+        dev.stop()
 
 
 def test_daemon_polls_updates_and_stops_on_sigterm(world, device):

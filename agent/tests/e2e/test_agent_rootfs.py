@@ -13,62 +13,41 @@ env (bad CRC: the rootfs release is refused before anything is downloaded,
 the env is not rewritten, and app updates, which never touch the env, still
 go through)."""
 
-import itertools
 import os
 
 import pytest
 
 import otadev
 
-_ids = itertools.count(1)
-
 IMAGE_SIZE = 2 << 20
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    work = str(tmp_path_factory.mktemp("rootfs-releases"))
-    root = os.path.join(work, "root")
-    os.makedirs(root)
-    keys = otadev.Keys(work)
-    images = {
+def world(make_world):
+    w = make_world("rootfs-releases")
+    work = w["work"]
+    w["images"] = images = {
         "raw": otadev.make_image(work, "rootfs-2.0.0", IMAGE_SIZE, "raw"),
         "gz": otadev.make_image(work, "rootfs-2.0.0-gz", IMAGE_SIZE, "gz"),
         "broken": otadev.make_image(work, "rootfs-2.0.0-broken", 1 << 20, "raw", broken=True),
     }
     for name, (path, _) in images.items():
-        otadev.publish(root, f"rootfs-{name}", path, "2.0.0", keys, kind="rootfs")
-    v1 = otadev.make_package(work, "video-app", "1.0.0", "tar.gz")
+        w.publish(f"rootfs-{name}", path, "2.0.0", kind="rootfs")
+    w["v1"] = otadev.make_package(work, "video-app", "1.0.0", "tar.gz")
     v2 = otadev.make_package(work, "video-app-v2", "2.0.0", "deb")
-    otadev.publish(root, "app-v2", v2, "2.0.0", keys)
-    server = otadev.Server(root, work)
-    yield {"work": work, "root": root, "keys": keys, "images": images, "v1": v1,
-           "server": server}
-    server.stop()
+    w.publish("app-v2", v2, "2.0.0")
+    return w
 
 
 @pytest.fixture
-def device(world, tmp_path):
-    devs = []
-
+def device(world, make_device):
     def make(release=None, warm=False, **kw):
         """A device on rootfs A and app slot a; warm: it ran the agent once
         (registered, nothing offered) before release is offered to it."""
-        dev_id = f"rdev-{next(_ids):04d}"
         kw.setdefault("health_window", 1)
-        d = otadev.Device(str(tmp_path / dev_id), world["server"], world["keys"], world["v1"],
-                          device_id=dev_id, rootfs=True, **kw)
-        devs.append(d)
-        if warm:
-            r = d.agent("update")
-            assert r.returncode == 0, r.stderr
-        if release:
-            world["server"].offer(release, device_id=dev_id)
-        return d
+        return make_device(world, world["v1"], "rdev", release, warm=warm, rootfs=True, **kw)
 
-    yield make
-    for d in devs:
-        d.stop()
+    return make
 
 
 def said(r):
@@ -182,8 +161,8 @@ def test_kill9_before_reboot_recovers(world, device, state):
     _, image = world["images"]["gz"]
     rootA = dev.rootfs.digest("a")
     env_before = dev.rootfs.env()
-    world["server"].faults([{"kind": "throttle", "bytes_per_s": 4 << 20, "count": 0,
-                             "match": "rootfs-gz/payload"}])
+    world["server"].faults([otadev.fault("throttle", "/api/v1/releases/rootfs-gz/payload",
+                                         bytes_per_s=4 << 20)])
     proc = dev.spawn("update")
     seen = otadev.kill_at_state(proc, state)
     world["server"].faults([])
@@ -242,7 +221,7 @@ def test_corrupt_boot_env_rootfs_update_fails_cleanly(world, device):
     env_bytes = dev.rootfs.env_bytes()
     assert otadev.run(["fw_printenv", "-c", dev.rootfs.env_config], check=False).returncode != 0
     rootB = dev.rootfs.digest("b")
-    n = len(world["server"].state()["downloads"])
+    n = len(world["server"].downloads())
     world["server"].offer("rootfs-raw", device_id=dev.id)
     r = dev.agent("update")
     assert r.returncode == 1, r.stderr
@@ -250,7 +229,7 @@ def test_corrupt_boot_env_rootfs_update_fails_cleanly(world, device):
     assert dev.rootfs.env_bytes() == env_bytes, "the agent rewrote a corrupt env"
     assert dev.rootfs.digest("a") == rootA
     # Refused before anything was downloaded or written.
-    assert world["server"].state()["downloads"][n:] == []
+    assert world["server"].downloads()[n:] == []
     assert dev.rootfs.digest("b") == rootB
     assert not dev.rootfs.reboot_requested()
     reps = world["server"].final_reports(dev.id)

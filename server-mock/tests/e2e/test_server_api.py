@@ -11,8 +11,6 @@ import http.client
 import json
 import os
 import random
-import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -26,12 +24,12 @@ SRC = os.environ.get("OTA_SOURCE_DIR", os.path.abspath(os.path.join(HERE, "..", 
 sys.path.insert(0, os.path.join(SRC, "agent", "tests", "e2e"))
 import otadev  # noqa: E402
 
-ADMIN = "admin-secret"
-ENROLL = "enroll-me"
+ADMIN = otadev.ADMIN
+ENROLL = otadev.ENROLL
 
 
 def server_bin():
-    return otadev.binary("server-mock", "ota-server")
+    return otadev.server_bin()
 
 
 def sha256_file(path):
@@ -42,89 +40,16 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-class Server:
-    """ota-server on a free port in workdir; .url and .enroll_token make it
-    usable as otadev.Device's server."""
+class Server(otadev.Server):
+    """otadev.Server (the one helper that starts ota-server) without a
+    release root, on the binary server_bin() names (test_ddi.py points it
+    at a mutant)."""
 
     def __init__(self, workdir, extra=(), tls=None):
-        self.workdir = workdir
-        self.tls = tls  # (cert, key) or None
-        self.db = os.path.join(workdir, "ota-server.db")
-        self.data = os.path.join(workdir, "data")
-        self.enroll_token = ENROLL
-        self.extra = list(extra)
-        self.proc = None
-        self.start()
+        super().__init__(None, workdir, extra=extra, tls=tls)
 
-    def start(self):
-        port_file = os.path.join(self.workdir, "server.port")
-        if os.path.exists(port_file):
-            os.unlink(port_file)
-        self.log = open(os.path.join(self.workdir, "server.log"), "a")
-        self.proc = subprocess.Popen(
-            [server_bin(), "serve", "--port", "0", "--port-file", port_file, "--db", self.db,
-             "--data-dir", self.data, "--admin-token", ADMIN, "--enroll-token", ENROLL,
-             "--max-body", "65536", "--log", os.path.join(self.workdir, "access.log")]
-            + self.extra + (["--tls-cert", self.tls[0], "--tls-key", self.tls[1]] if self.tls
-                            else []), stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 15
-        while not os.path.exists(port_file):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("ota-server did not start: see server.log")
-            time.sleep(0.02)
-        with open(port_file) as f:
-            self.port = int(f.read().strip())
-        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.log.close()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-    def call(self, method, path, body=None, token=None, raw=None, headers=None, timeout=30):
-        """(status, headers dict lower-case, parsed JSON or raw bytes)."""
-        if self.tls:
-            ctx = ssl.create_default_context(cafile=self.tls[0])
-            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        h = dict(headers or {})
-        if token is not None:
-            h["Authorization"] = f"Bearer {token}"
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        try:
-            conn.request(method, path, body=data, headers=h)
-            r = conn.getresponse()
-            payload = r.read()
-            hdrs = {k.lower(): v for k, v in r.getheaders()}
-        finally:
-            conn.close()
-        if hdrs.get("content-type", "").startswith("application/json") and payload:
-            payload = json.loads(payload)
-        return r.status, hdrs, payload
-
-    def admin(self, method, path, body=None, **kw):
-        return self.call(method, path, body=body, token=ADMIN, **kw)
-
-    def register(self, device_id, device_type="rpi3b", app="1.0.0", **extra):
-        body = {"device_id": device_id, "device_type": device_type,
-                "versions": {"app": app, "rootfs": ""}, **extra}
-        st, _, b = self.call("POST", "/api/v1/devices/register", body, token=ENROLL)
-        assert st in (200, 201), b
-        return b["token"]
+    def binary(self):
+        return server_bin()
 
 
 @pytest.fixture(scope="module")

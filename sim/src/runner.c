@@ -413,22 +413,21 @@ static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, 
 /* WORK/failed keeps the failed trials' trees of this many runs. */
 #define KEEP_FAILED_RUNS 5
 
-static int by_mtime(const void *a, const void *b)
+struct aged {
+    int64_t t; /* mtime, ns */
+    char name[256];
+};
+
+static int newest_first(const void *a, const void *b)
 {
-    const struct {
-        int64_t t;
-        char name[256];
-    } *x = a, *y = b;
+    const struct aged *x = a, *y = b;
     return x->t < y->t ? 1 : x->t > y->t ? -1 : strcmp(x->name, y->name);
 }
 
 /* Removes all but the newest keep-1 run dirs of WORK/failed. */
 static void prune_failed(const char *failed, size_t keep)
 {
-    struct {
-        int64_t t;
-        char name[256];
-    } *v = NULL;
+    struct aged *v = NULL;
     size_t n = 0, cap = 0;
     DIR *d = opendir(failed);
     struct dirent *de;
@@ -454,7 +453,7 @@ static void prune_failed(const char *failed, size_t keep)
     }
     closedir(d);
     if (n)
-        qsort(v, n, sizeof(*v), by_mtime);
+        qsort(v, n, sizeof(*v), newest_first);
     for (size_t i = keep > 0 ? keep - 1 : 0; i < n; i++) {
         char p[PATH_MAX + 300];
         snprintf(p, sizeof(p), "%s/%s", failed, v[i].name);
@@ -469,10 +468,10 @@ static void prune_failed(const char *failed, size_t keep)
 static int keep_failed(struct otasim_runner *r, struct rcase *c, char *out, size_t cap,
                        struct ota_err *err)
 {
-    char failed[PATH_MAX], dir[PATH_MAX + 300], dst[PATH_MAX * 2];
+    char failed[PATH_MAX], dir[PATH_MAX + 300], dst[PATH_MAX * 2], log[PATH_MAX + 320];
     const char *slash = strrchr(c->tr.dir, '/');
     struct stat st;
-    int rc, status = 0;
+    int rc;
 
     out[0] = '\0';
     if (!slash || lstat(c->tr.dir, &st) < 0)
@@ -487,12 +486,13 @@ static int keep_failed(struct otasim_runner *r, struct rcase *c, char *out, size
     }
     snprintf(dst, sizeof(dst), "%s%s", dir, slash);
     if (rename(c->tr.dir, dst) < 0) {
+        /* another file system (/dev/shm to WORK): a copy */
         const char *argv[] = {"cp", "-a", "--", c->tr.dir, dst, NULL};
         if (errno != EXDEV)
             return ota_err_set(err, errno, "keeping %s: %s", c->tr.dir, strerror(errno));
-        if ((rc = otasim_run(argv, NULL, 120000, NULL, NULL, &status, err)) < 0 || status != 0)
-            return rc < 0 ? ota_err_prefix(err, rc, "keeping %s", c->tr.dir)
-                          : ota_err_set(err, EIO, "keeping %s: cp -a exit %d", c->tr.dir, status);
+        snprintf(log, sizeof(log), "%s/cp.log", dir);
+        if ((rc = otasim_run_checked(argv, log, err)) < 0)
+            return ota_err_prefix(err, rc, "keeping %s", c->tr.dir);
         ota_ignore(ota_fs_remove_tree(c->tr.dir, NULL));
     }
     snprintf(out, cap, "%s", dst);

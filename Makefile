@@ -43,10 +43,11 @@ DEMO_TARGETS = ota-agent ota-pack ota-server ota-sim ota-sim-svc otasim-interpos
 demo:
 	@echo "building what the demo needs in $(BUILD_DEMO)/ (Release; log: $(BUILD_DEMO)/build.log)"
 	@mkdir -p $(BUILD_DEMO)
-	@{ cmake -S . -B $(BUILD_DEMO) -DCMAKE_BUILD_TYPE=Release -DOTA_SANITIZE=OFF \
+	@t0=$$(date +%s); { cmake -S . -B $(BUILD_DEMO) -DCMAKE_BUILD_TYPE=Release -DOTA_SANITIZE=OFF \
 	  -DOTA_FAULT_POINTS=ON -DOTA_MUTANTS=OFF && \
 	  cmake --build $(BUILD_DEMO) -j$(JOBS) --target $(DEMO_TARGETS); } >$(BUILD_DEMO)/build.log 2>&1 \
-	  || { tail -n 30 $(BUILD_DEMO)/build.log; echo "make demo: the build failed: $(BUILD_DEMO)/build.log" >&2; exit 1; }
+	  || { tail -n 30 $(BUILD_DEMO)/build.log; echo "make demo: the build failed: $(BUILD_DEMO)/build.log" >&2; exit 1; }; \
+	  echo "built in $$(( $$(date +%s) - t0 )) s"
 	OTA_BUILD=$(BUILD_DEMO) ci/demo $(ARGS)
 
 bench:

@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 
 
 def parse(argv):
@@ -191,10 +192,12 @@ def run(opts, src, build):
     os.makedirs(out)
     db = os.path.join(out, "runs.db")
     env = dict(os.environ)
+    t0 = time.monotonic()
     results = [("power cut at SWITCHING recovered", power_cut(sim, scenario, db, env))]
     results.append(("matrix sample passed", matrix(sim, out, db, opts.sample, opts.seed, env)))
     results.append(("report written", report(src, out, db)))
     failed = [name for name, ok in results if not ok]
-    print("\nharness " + ("passed: " + "; ".join(n for n, _ in results) if not failed
-                          else "FAILED: not " + "; not ".join(failed)))
+    print(f"\n(part 2: {time.monotonic() - t0:.1f} s)")
+    print("harness " + ("passed: " + "; ".join(n for n, _ in results) if not failed
+                        else "FAILED: not " + "; not ".join(failed)))
     return 1 if failed else 0

@@ -81,7 +81,9 @@ static void usage(FILE *f)
             "                       torn (each file's last unsynced write persists partly)\n"
             "  --crash-subsets N    reorder/torn: each power cut becomes N trials, each\n"
             "                       its own seed (default: the scenario's, else 1)\n"
-            "  --keep               keep the trees of passing trials too\n"
+            "  --keep               keep every trial's tree where it ran (printed), and\n"
+            "                       the run's dir; without it a failed trial's tree moves\n"
+            "                       to WORK/failed/RUN/ (the last 5 runs kept there)\n"
             "  -q, --quiet          no progress line\n"
             "QEMU tier (images/: `make image` first):\n"
             "  --target native|qemu where trials run (default native); qemu runs the\n"
@@ -97,7 +99,9 @@ static void usage(FILE *f)
             "Exit: 0 all passed, 1 a trial failed, 2 usage or bad input (options, scenario\n"
             "and matrix files, --agent, --image, --case ids; nothing ran), 4 nothing failed but\n"
             "trials could not run on this agent (fault points: cmake -DOTA_FAULT_POINTS=ON),\n"
-            "5 harness error (also when a trial failed too). docs/ci.md: the interface.\n");
+            "5 harness error (also when a trial failed too). docs/ci.md: the interface.\n"
+            "Ctrl-C (SIGINT), SIGTERM or SIGHUP end every process of the run, remove its\n"
+            "trees (not with --keep) and then ota-sim, by that signal.\n");
 }
 
 static int do_svc(int argc, char **argv)
@@ -169,10 +173,14 @@ static void print_event(void *user, const struct otasim_run_event *ev)
             print_progress(ev);
         break;
     case OTASIM_RUN_FAILED:
+        if (p->quiet && ev->tree && *ev->tree)
+            fprintf(stderr, "kept %s: %s\n", ev->id, ev->tree);
         if (p->quiet)
             break;
-        fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r" : "", ev->id,
+        fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r\033[K" : "", ev->id,
                 ev->detail, ev->reproduce);
+        if (ev->tree && *ev->tree)
+            fprintf(stderr, "  tree kept: %s\n", ev->tree);
         for (const char *l = ev->logs; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
             fprintf(stderr, "  serial log: %.*s\n", (int)strcspn(l, "\n"), l);
         break;
@@ -180,6 +188,13 @@ static void print_event(void *user, const struct otasim_run_event *ev)
         /* even with -q: a run of nothing but these must say why */
         fprintf(stderr, "%sota-sim: %s: %s (%s)\n", isatty(2) && !p->quiet ? "\r" : "", ev->id,
                 ev->detail, ev->agent);
+        break;
+    case OTASIM_RUN_KEPT:
+        /* even with -q: --keep asked for them */
+        if (ev->id)
+            fprintf(stderr, "%skept %s: %s\n", isatty(2) ? "\r\033[K" : "", ev->id, ev->tree);
+        else
+            fprintf(stderr, "ota-sim: kept the run's dir (servers, trees): %s\n", ev->tree);
         break;
     case OTASIM_RUN_WARNING:
     case OTASIM_RUN_EVENT_MAX:
@@ -587,6 +602,7 @@ static int parse_run(struct run_cmd *rc, int argc, char **argv)
     rc->o.command = rc->cmdline;
     rc->pr.list = rc->o.list;
     rc->o.sink = (struct otasim_run_sink){print_event, &rc->pr};
+    rc->o.stop_on_signal = 1;
     return -1;
 }
 

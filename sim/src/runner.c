@@ -6,6 +6,7 @@
 #include "otasim/fast.h"
 #include "otasim/runner.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include "ota/json.h"
 #include "otasim/proc.h"
 #include "otasim/rundb.h"
+#include "otasim/runstop.h"
 
 #include "otasim/agent.h"
 #include "runner_impl.h"
@@ -62,8 +64,15 @@ int otasim_runner_new(const struct otasim_tools *t, const struct otasim_run_opts
             return ota_err_set(err, e, "cannot make a run dir in %s: %s", trees, strerror(e));
         }
     }
+    /* before any process of the run starts: all of them come back to us */
+    if (o->stop_on_signal && (rc = otasim_runstop_arm(r->run_dir, t->keep, err)) < 0) {
+        rmdir(r->run_dir);
+        free(r);
+        return rc;
+    }
     otasim_prefork_init();
     if ((rc = otasim_zygote_start(t, err)) < 0) {
+        otasim_runstop_disarm();
         rmdir(r->run_dir);
         free(r);
         return rc;
@@ -89,7 +98,8 @@ void otasim_runner_free(struct otasim_runner *r)
         free(r->skips[i]);
     free(r->skips);
     otasim_rundb_close(r->db);
-    rmdir(r->run_dir); /* if nothing was kept in it (--list) */
+    otasim_runstop_disarm(); /* what is left of the run's processes */
+    rmdir(r->run_dir);       /* if nothing was kept in it (--list) */
     free(r);
 }
 
@@ -403,14 +413,123 @@ static void progress(struct otasim_runner *r, const struct otasim_run_stats *s, 
                                                      .final = final});
 }
 
+/* WORK/failed keeps the failed trials' trees of this many runs. */
+#define KEEP_FAILED_RUNS 5
+
+struct aged {
+    int64_t t; /* mtime, ns */
+    char name[256];
+};
+
+static int newest_first(const void *a, const void *b)
+{
+    const struct aged *x = a, *y = b;
+    return x->t < y->t ? 1 : x->t > y->t ? -1 : strcmp(x->name, y->name);
+}
+
+/* Removes all but the newest keep-1 run dirs of WORK/failed. */
+static void prune_failed(const char *failed, size_t keep)
+{
+    struct aged *v = NULL;
+    size_t n = 0, cap = 0;
+    DIR *d = opendir(failed);
+    struct dirent *de;
+
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        char p[PATH_MAX + 300];
+        struct stat st;
+        if (strncmp(de->d_name, "ota-sim-run-", 12) != 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", failed, de->d_name);
+        if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (n == cap) {
+            void *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+            if (!nv)
+                break;
+            v = nv;
+        }
+        v[n].t = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        ota_strlcpy(v[n++].name, de->d_name, sizeof(v[0].name));
+    }
+    closedir(d);
+    if (n)
+        qsort(v, n, sizeof(*v), newest_first);
+    for (size_t i = keep > 0 ? keep - 1 : 0; i < n; i++) {
+        char p[PATH_MAX + 300];
+        snprintf(p, sizeof(p), "%s/%s", failed, v[i].name);
+        ota_ignore(ota_fs_remove_tree(p, NULL));
+    }
+    free(v);
+}
+
+/* A failed trial's tree, out of the trees dir (a RAM file system shared by
+ * every run) into WORK/failed/RUN/case-N, where the last KEEP_FAILED_RUNS
+ * runs' are kept: its path in out, "" when it has none. */
+static int keep_failed(struct otasim_runner *r, struct rcase *c, char *out, size_t cap,
+                       struct ota_err *err)
+{
+    char failed[PATH_MAX], dir[PATH_MAX + 300], dst[PATH_MAX * 2], log[PATH_MAX + 320];
+    const char *slash = strrchr(c->tr.dir, '/');
+    struct stat st;
+    int rc;
+
+    out[0] = '\0';
+    if (!slash || lstat(c->tr.dir, &st) < 0)
+        return 0;
+    snprintf(failed, sizeof(failed), "%s/failed", r->t.work);
+    snprintf(dir, sizeof(dir), "%s/%s", failed, strrchr(r->run_dir, '/') + 1);
+    if (!r->failed_made) {
+        prune_failed(failed, KEEP_FAILED_RUNS);
+        if ((rc = ota_fs_mkdirs(dir, err)) < 0)
+            return ota_err_prefix(err, rc, "keeping %s", c->tr.dir);
+        r->failed_made = 1;
+    }
+    snprintf(dst, sizeof(dst), "%s%s", dir, slash);
+    if (rename(c->tr.dir, dst) < 0) {
+        /* another file system (/dev/shm to WORK): a copy */
+        const char *argv[] = {"cp", "-a", "--", c->tr.dir, dst, NULL};
+        if (errno != EXDEV)
+            return ota_err_set(err, errno, "keeping %s: %s", c->tr.dir, strerror(errno));
+        snprintf(log, sizeof(log), "%s/cp.log", dir);
+        if ((rc = otasim_run_checked(argv, log, err)) < 0)
+            return ota_err_prefix(err, rc, "keeping %s", c->tr.dir);
+        ota_ignore(ota_fs_remove_tree(c->tr.dir, NULL));
+    }
+    snprintf(out, cap, "%s", dst);
+    return 0;
+}
+
+/* Where the trial of case c keeps its tree (--keep: where it ran; a failure:
+ * WORK/failed/...): out, "" for none. */
+static void kept_tree(struct otasim_runner *r, struct rcase *c, char *out, size_t cap)
+{
+    struct ota_err e = {0};
+    struct stat st;
+
+    out[0] = '\0';
+    if (c->equivalent_to >= 0 || c->tr.outcome == OTASIM_NOT_RUN || !c->tr.dir[0])
+        return;
+    if (r->t.keep || r->t.target == OTASIM_TARGET_QEMU) {
+        if (lstat(c->tr.dir, &st) == 0)
+            snprintf(out, cap, "%s", c->tr.dir);
+    } else if (c->tr.outcome != OTASIM_PASS && keep_failed(r, c, out, cap, &e) < 0) {
+        otasim_runner_tell(
+            r, &(struct otasim_run_event){.kind = OTASIM_RUN_WARNING, .detail = e.reason});
+    }
+}
+
 static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *s)
 {
     struct rcase *c = &r->cases[ci];
     struct ota_err e = {0};
-    char repro[PATH_MAX * 3];
+    char repro[PATH_MAX * 3], tree[PATH_MAX * 2];
     const char *eq = c->equivalent_to >= 0 ? r->cases[c->equivalent_to].id : "";
 
     otasim_reproduce_cmd(&r->t, &c->tr, repro, sizeof(repro));
+    kept_tree(r, c, tree, sizeof(tree));
     if (c->tr.outcome == OTASIM_PASS)
         s->passed++;
     else if (c->tr.outcome == OTASIM_FAIL)
@@ -424,7 +543,11 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
                                                          .id = c->id,
                                                          .detail = c->tr.detail,
                                                          .reproduce = repro,
-                                                         .logs = c->tr.logs});
+                                                         .logs = c->tr.logs,
+                                                         .tree = tree});
+    else if (tree[0])
+        otasim_runner_tell(
+            r, &(struct otasim_run_event){.kind = OTASIM_RUN_KEPT, .id = c->id, .tree = tree});
     if (r->db && otasim_rundb_add(r->db, r->run_id, c->id, &c->tr, repro, eq, &e) < 0)
         otasim_runner_tell(
             r, &(struct otasim_run_event){.kind = OTASIM_RUN_WARNING, .detail = e.reason});
@@ -530,7 +653,7 @@ static int start_cases(struct otasim_runner *r, const struct otasim_run_stats *s
 }
 
 /* Waits for a case's child and records its result: 1, or 0 when the wait
- * was interrupted. */
+ * was interrupted or reaped another process. */
 static int reap_case(struct otasim_runner *r, struct otasim_run_stats *s, size_t *running,
                      size_t *done, struct ota_err *err)
 {
@@ -557,9 +680,9 @@ static int reap_case(struct otasim_runner *r, struct otasim_run_stats *s, size_t
         record(r, i, s);
         if (--r->scens[c->scen].cases_left == 0)
             otasim_server_stop(&r->scens[c->scen].srv);
-        break;
+        return 1;
     }
-    return 1;
+    return 0; /* not a case: a process of a trial that came back to us (runstop.h) */
 }
 
 /* Crash points that cannot differ from a run one: the same result. */
@@ -603,7 +726,8 @@ static int run_cases(struct otasim_runner *r, struct otasim_run_stats *s, int64_
             return rc;
         if (rc == 0)
             continue;
-        if (otasim_now_ms() - last > 1000 || done == to_run) {
+        /* the last one is the final line (runner_run) */
+        if (otasim_now_ms() - last > 1000 && done < to_run) {
             progress(r, s, t0, 0);
             last = otasim_now_ms();
         }
@@ -678,12 +802,16 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
         goto out;
     if (r->o.junit_path && (rc = otasim_rundb_junit(r->db, r->run_id, r->o.junit_path, err)) < 0)
         goto out;
-    /* QEMU trials keep their serial logs (the run database names them) */
-    if (!r->t.keep && s.failed == 0 && s.errors == 0 && r->t.target != OTASIM_TARGET_QEMU)
-        ota_ignore(ota_fs_remove_tree(r->run_dir, NULL));
 out:
     if (rc < 0)
         kill_running(r);
+    /* QEMU trials keep their serial logs (the run database names them); a
+     * native run's failed trees are in WORK/failed by now */
+    if (r->t.keep || r->t.target == OTASIM_TARGET_QEMU)
+        otasim_runner_tell(r,
+                           &(struct otasim_run_event){.kind = OTASIM_RUN_KEPT, .tree = r->run_dir});
+    else
+        ota_ignore(ota_fs_remove_tree(r->run_dir, NULL));
     s.wall_ms = otasim_now_ms() - t0;
     *ret = s;
     return rc;

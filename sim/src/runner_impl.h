@@ -39,6 +39,7 @@ struct otasim_runner {
     struct rcase *cases;
     size_t n_cases, cap_cases;
     char run_dir[PATH_MAX];
+    int failed_made;  /* WORK/failed/RUN made (older runs' pruned) */
     int fault_points; /* the agent's named fault points: 1 on, 0 off, -1 unknown, -2 not asked */
     struct otasim_rundb *db;
     int64_t run_id;

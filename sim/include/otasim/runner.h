@@ -30,6 +30,8 @@ enum otasim_run_event_kind {
     OTASIM_RUN_FAILED,   /* a trial failed or errored: id, detail, reproduce, logs */
     OTASIM_RUN_NOT_RUN,  /* a case the agent cannot run: id, detail, agent */
     OTASIM_RUN_WARNING,  /* a failure that does not stop the run: detail */
+    OTASIM_RUN_KEPT,     /* --keep: a trial's tree (id, tree), or at the end the run's dir
+                          * (id NULL, tree: servers, recordings and trials under it) */
     OTASIM_RUN_EVENT_MAX
 };
 
@@ -39,6 +41,7 @@ struct otasim_run_event {
     const char *detail;
     const char *reproduce;                /* FAILED: the command that runs the case again */
     const char *logs;                     /* FAILED: serial logs, one a line ("" for none) */
+    const char *tree;                     /* FAILED, KEPT: where the trial's tree is kept ("") */
     const char *agent;                    /* NOT_RUN: the agent under test */
     const struct otasim_run_stats *stats; /* PROGRESS */
     int64_t elapsed_ms;                   /* PROGRESS */
@@ -62,6 +65,9 @@ struct otasim_run_opts {
     const char *command;    /* the command line, for the run row */
     int fail_fast;          /* start no new case after the first failure */
     const char *trees_dir;  /* where trial trees go (default /dev/shm, else WORK) */
+    /* The caller is ota-sim itself: SIGINT, SIGTERM and SIGHUP end every
+     * process of the run and remove its dir (otasim/runstop.h). */
+    int stop_on_signal;
     /* --case, --cases-from: run just these case ids */
     const char *const *only_cases;
     size_t n_only_cases;

@@ -48,7 +48,8 @@ struct otasim_tools {
     char make_release[PATH_MAX];
     char faketime[PATH_MAX]; /* libfaketime.so.1 ("" if missing) */
     char work[PATH_MAX];     /* cache + trial trees */
-    int keep;                /* keep the trees of passing trials too */
+    int keep;                /* keep every trial's tree and the run's dir where they are
+                              * (without it: a failed trial's tree moves to WORK/failed) */
     int verbose;
     /* the QEMU target (otasim_tools_qemu) */
     enum otasim_target target;

@@ -184,6 +184,14 @@ static enum otasrv_result answer_redirect(struct otasrv_req *req,
     return otasrv_reply(req, (unsigned)d->fault.code, resp);
 }
 
+/* A value that is not UTF-8 (or a "?key" without one) shows as null. */
+static void echo_set(json_t *o, const char *key, const char *value)
+{
+    json_t *v = value ? json_string(value) : NULL;
+
+    json_object_set_new(o, key, v ? v : json_null());
+}
+
 static int echo_header(void *ctx, const char *name, const char *value)
 {
     char low[128];
@@ -192,14 +200,13 @@ static int echo_header(void *ctx, const char *name, const char *value)
     for (i = 0; name[i] && i + 1 < sizeof(low); i++)
         low[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
     low[i] = '\0';
-    /* a header that is not UTF-8 shows as null; a repeated one, last wins */
-    json_object_set_new(ctx, low, value ? json_string(value) : json_null());
+    echo_set(ctx, low, value); /* a repeated header: the last one */
     return 0;
 }
 
 static int echo_query(void *ctx, const char *key, const char *value)
 {
-    json_object_set_new(ctx, key, value ? json_string(value) : json_null());
+    echo_set(ctx, key, value);
     return 0;
 }
 

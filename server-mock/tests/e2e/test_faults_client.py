@@ -25,8 +25,9 @@ def test_echo_answers_with_the_request_as_seen(fw, clean):
     # A body that is not UTF-8: its size only.
     st, _, b = srv.call("POST", "/echo", raw=b"\xff\xfe")
     assert st == 200 and b["body"] is None and b["body_bytes"] == 2
-    st, _, b = srv.call("GET", "/echo")
+    st, _, b = srv.call("GET", "/echo", headers={"X-Bin": "\xff"})  # sent as the byte 0xff
     assert b["method"] == "GET" and "authorization" not in b["headers"] and b["body"] == ""
+    assert "x-bin" in b["headers"] and b["headers"]["x-bin"] is None
 
 
 def test_echo_on_a_file_download_shows_range_and_if_range(fw, clean):

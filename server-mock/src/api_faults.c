@@ -173,6 +173,69 @@ static void wait_virtual(struct otasrv_req *req, int64_t deadline)
     otasrv_clock_timer_arm(req->srv->clock, &req->fault_timer, deadline, resume_conn, req->conn);
 }
 
+/* redirect: the fault's code with Location (a relative one as given: the
+ * client resolves it against the request's URL). */
+static enum otasrv_result answer_redirect(struct otasrv_req *req,
+                                          const struct otasrv_fault_decision *d)
+{
+    struct otasrv_resp *resp = otasrv_resp_json(json_pack("{s:s}", "location", d->fault.text));
+
+    if (!resp || otasrv_resp_header(resp, "Location", d->fault.text) < 0) {
+        otasrv_resp_free(resp);
+        return OTASRV_DROP;
+    }
+    return otasrv_reply(req, (unsigned)d->fault.code, resp);
+}
+
+/* A value that is not UTF-8 (or a "?key" without one) shows as null. */
+static void echo_set(json_t *o, const char *key, const char *value)
+{
+    json_t *v = value ? json_string(value) : NULL;
+
+    json_object_set_new(o, key, v ? v : json_null());
+}
+
+static int echo_header(void *ctx, const char *name, const char *value)
+{
+    char low[128];
+    size_t i;
+
+    for (i = 0; name[i] && i + 1 < sizeof(low); i++)
+        low[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+    low[i] = '\0';
+    echo_set(ctx, low, value); /* a repeated header: the last one */
+    return 0;
+}
+
+static int echo_query(void *ctx, const char *key, const char *value)
+{
+    echo_set(ctx, key, value);
+    return 0;
+}
+
+/* echo: 200 with the request as the server saw it, for tests of a client
+ * (what headers, token and body it really sends). The answer goes to the
+ * sender only, so it shows nothing the sender did not have. */
+static enum otasrv_result answer_echo(struct otasrv_req *req)
+{
+    json_t *o = json_object(), *h = json_object(), *q = json_object();
+    json_t *body = req->body ? json_stringn(req->body, req->body_len) : json_string("");
+
+    if (!o || !h || !q) {
+        json_decref(o), json_decref(h), json_decref(q), json_decref(body);
+        return OTASRV_DROP;
+    }
+    otasrv_header_each(req, echo_header, h);
+    otasrv_query_each(req, echo_query, q);
+    json_object_set_new(o, "method", json_string(req->method));
+    json_object_set_new(o, "path", json_string(req->path));
+    json_object_set_new(o, "query", q);
+    json_object_set_new(o, "headers", h);
+    json_object_set_new(o, "body", body ? body : json_null()); /* null: not UTF-8 */
+    json_object_set_new(o, "body_bytes", json_integer((json_int_t)req->body_len));
+    return otasrv_reply_json(req, 200, o);
+}
+
 /* The answer of d once its delay is over: 1 with *ret when answered or
  * dropped here, else 0 (req->fault set for a body fault). */
 static int answer(struct otasrv_req *req, const struct otasrv_fault_decision *d,
@@ -199,6 +262,14 @@ static int answer(struct otasrv_req *req, const struct otasrv_fault_decision *d,
             otasrv_resp_header(resp, "Retry-After", ra);
         }
         *ret = otasrv_reply(req, (unsigned)fr->status, resp);
+        return 1;
+    }
+    if (fr->redirect) {
+        *ret = answer_redirect(req, d);
+        return 1;
+    }
+    if (fr->echo) {
+        *ret = answer_echo(req);
         return 1;
     }
     req->fault = *d;

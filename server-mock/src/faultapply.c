@@ -4,6 +4,7 @@
 #include "otasrv/faultplan.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,12 @@ void otasrv_fault_headers(const struct otasrv_fault_decision *d, struct otasrv_f
     case OTASRV_FAULT_WRONG_LENGTH:
         ret->length_delta = d->fault.delta;
         break;
+    case OTASRV_FAULT_REDIRECT:
+        ret->redirect = d->fault.code;
+        break;
+    case OTASRV_FAULT_ECHO:
+        ret->echo = 1;
+        break;
     default:
         break;
     }
@@ -48,6 +55,27 @@ uint64_t otasrv_fault_content_length(const struct otasrv_fault_decision *d, uint
     }
     mag = (uint64_t)d->fault.delta;
     return real_len > UINT64_MAX - mag ? UINT64_MAX : real_len + mag;
+}
+
+void otasrv_fault_content_range(const struct otasrv_fault_decision *d, uint64_t start, uint64_t len,
+                                uint64_t total, char *buf, size_t cap)
+{
+    uint64_t named = total;
+
+    if (d && d->fault.kind == OTASRV_FAULT_CONTENT_RANGE && d->fault.text[0]) {
+        snprintf(buf, cap, "%s", d->fault.text);
+        return;
+    }
+    if (d && d->fault.kind == OTASRV_FAULT_CONTENT_RANGE) {
+        int64_t delta = d->fault.delta;
+        uint64_t mag = delta < 0 ? (uint64_t)(-(delta + 1)) + 1 : (uint64_t)delta;
+
+        if (delta < 0)
+            named = total > mag ? total - mag : 0;
+        else
+            named = total > UINT64_MAX - mag ? UINT64_MAX : total + mag;
+    }
+    snprintf(buf, cap, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1, named);
 }
 
 enum otasrv_chunk_action otasrv_fault_apply_chunk(const struct otasrv_fault_decision *d,

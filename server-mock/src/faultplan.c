@@ -73,6 +73,9 @@ static const struct kind_spec kinds[OTASRV_FAULT_KIND_MAX] = {
     [OTASRV_FAULT_WRONG_LENGTH] = {"wrong_length", {"kind", "delta", NULL}},
     [OTASRV_FAULT_IGNORE_RANGE] = {"ignore_range", {"kind", NULL}},
     [OTASRV_FAULT_THROTTLE] = {"throttle", {"kind", "bytes_per_s", NULL}},
+    [OTASRV_FAULT_CONTENT_RANGE] = {"content_range", {"kind", "total_delta", "text", NULL}},
+    [OTASRV_FAULT_REDIRECT] = {"redirect", {"kind", "location", "code", NULL}},
+    [OTASRV_FAULT_ECHO] = {"echo", {"kind", NULL}},
 };
 
 static const char *const plan_keys[] = {"seed", "rules", NULL};
@@ -275,6 +278,60 @@ static int parse_match(const json_t *m, const char *where, struct rule *r, struc
     return rc;
 }
 
+/* content_range: exactly one of total_delta (!= 0) and text. */
+static int parse_content_range(const json_t *f, const char *where, struct otasrv_fault *out,
+                               struct ota_err *err)
+{
+    const char *text;
+    int64_t x;
+    int present;
+    int rc;
+
+    rc = get_int(f, where, "total_delta", -BIG, BIG, 0, &x, &present, err);
+    if (rc < 0)
+        return rc;
+    rc = get_str(f, where, "text", OTASRV_FAULT_TEXT_MAX, 0, &text, err);
+    if (rc < 0)
+        return rc;
+    if (present == !!text)
+        return ota_err_set(err, EINVAL, "%s: needs exactly one of 'total_delta' and 'text'", where);
+    if (present && x == 0)
+        return ota_err_set(err, EINVAL, "%s: 'total_delta' must not be 0", where);
+    out->delta = x;
+    if (text)
+        ota_strlcpy(out->text, text, sizeof(out->text));
+    return 0;
+}
+
+/* redirect: location "/path" or an http(s) URL; code one of the redirects. */
+static int parse_redirect(const json_t *f, const char *where, struct otasrv_fault *out,
+                          struct ota_err *err)
+{
+    const char *loc;
+    int64_t x;
+    int present;
+    int rc;
+
+    rc = get_str(f, where, "location", OTASRV_FAULT_TEXT_MAX, 1, &loc, err);
+    if (rc < 0)
+        return rc;
+    if (loc[0] != '/' && strncmp(loc, "http://", 7) != 0 && strncmp(loc, "https://", 8) != 0)
+        return ota_err_set(err, EINVAL,
+                           "%s: 'location' must start with '/', 'http://' or 'https://' (got '%s')",
+                           where, loc);
+    rc = get_int(f, where, "code", 301, 308, 0, &x, &present, err);
+    if (rc < 0)
+        return rc;
+    if (!present)
+        x = 302;
+    if (x != 301 && x != 302 && x != 303 && x != 307 && x != 308)
+        return ota_err_set(err, EINVAL, "%s: 'code' must be 301, 302, 303, 307 or 308 (got %lld)",
+                           where, (long long)x);
+    out->code = (int)x;
+    ota_strlcpy(out->text, loc, sizeof(out->text));
+    return 0;
+}
+
 static int parse_fault(const json_t *f, const char *where, struct otasrv_fault *ret,
                        struct ota_err *err)
 {
@@ -363,7 +420,17 @@ static int parse_fault(const json_t *f, const char *where, struct otasrv_fault *
             return rc;
         out.bytes_per_s = (uint64_t)x;
         break;
-    default: /* reset, ignore_range: no parameters */
+    case OTASRV_FAULT_CONTENT_RANGE:
+        rc = parse_content_range(f, where2, &out, err);
+        if (rc < 0)
+            return rc;
+        break;
+    case OTASRV_FAULT_REDIRECT:
+        rc = parse_redirect(f, where2, &out, err);
+        if (rc < 0)
+            return rc;
+        break;
+    default: /* reset, ignore_range, echo: no parameters */
         break;
     }
     *ret = out;
@@ -789,6 +856,16 @@ static json_t *entry_json(const struct otasrv_fault_decision *d, uint64_t reques
         break;
     case OTASRV_FAULT_THROTTLE:
         rc |= set(o, "bytes_per_s", json_integer((json_int_t)f->bytes_per_s));
+        break;
+    case OTASRV_FAULT_CONTENT_RANGE:
+        if (f->text[0])
+            rc |= set(o, "text", jstr(f->text));
+        else
+            rc |= set(o, "total_delta", json_integer(f->delta));
+        break;
+    case OTASRV_FAULT_REDIRECT:
+        rc |= set(o, "location", jstr(f->text));
+        rc |= set(o, "code", json_integer(f->code));
         break;
     default:
         break;

@@ -40,7 +40,7 @@ enum otasrv_result otasrv_files_serve(struct otasrv_req *req, const char *path,
     const char *range = otasrv_header(req, "Range");
     const char *if_range = otasrv_header(req, "If-Range");
     const char *ctype = content_type ? content_type : "application/octet-stream";
-    char etag[96], lastmod[64], cr[96];
+    char etag[96], lastmod[64], cr[OTASRV_FAULT_TEXT_MAX];
     struct otasrv_resp *resp;
     enum otasrv_range_result rr;
     uint64_t start = 0, len, total;
@@ -92,8 +92,9 @@ enum otasrv_result otasrv_files_serve(struct otasrv_req *req, const char *path,
     }
     add_common(resp, etag, lastmod, ctype);
     if (status == 206) {
-        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1,
-                 total);
+        /* fault plan: content_range may name another total, or garbage */
+        otasrv_fault_content_range(req->has_fault ? &req->fault : NULL, start, len, total, cr,
+                                   sizeof(cr));
         otasrv_resp_header(resp, "Content-Range", cr);
     }
     return otasrv_reply(req, status, resp);

@@ -312,6 +312,15 @@ int otasrv_query_each(struct otasrv_req *req,
     return q.r;
 }
 
+int otasrv_header_each(struct otasrv_req *req,
+                       int (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    struct query_each q = {fn, ctx, 0};
+
+    MHD_get_connection_values(mhd_conn(req->conn), MHD_HEADER_KIND, query_each_iter, &q);
+    return q.r;
+}
+
 void otasrv_suspend(struct otasrv_conn *conn)
 {
     MHD_suspend_connection(mhd_conn(conn));

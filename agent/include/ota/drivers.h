@@ -41,6 +41,11 @@ struct ota_sqlite;
  * -shm) and a new one is made: *ret is then valid and
  * ota_sqlite_reset_reason() says why. */
 int ota_sqlite_open(const char *path, struct ota_sqlite **ret, struct ota_err *err) OTA_MUST;
+/* Read only (ota-agent status): never creates, migrates, moves aside or
+ * writes the database. No file yet: an empty store (in memory). A file that
+ * open() would move aside or migrate: -EBADMSG with why, the file untouched.
+ * Other errors as open(). */
+int ota_sqlite_open_ro(const char *path, struct ota_sqlite **ret, struct ota_err *err) OTA_MUST;
 void ota_sqlite_close(struct ota_sqlite *s);
 /* Non-NULL if open() had to move a broken database aside. */
 const char *ota_sqlite_reset_reason(const struct ota_sqlite *s);

@@ -61,11 +61,15 @@ static void usage(FILE *f)
     fprintf(f, "usage: ota-agent [--config FILE] COMMAND [--json]\n"
                "\n"
                "Commands:\n"
-               "  check     ask the server whether an update is offered (changes nothing)\n"
+               "  check     ask the server whether an update is offered; changes nothing\n"
+               "            (no download, no history, no report; exit 10 if one is,\n"
+               "            1 if it would be refused)\n"
                "  update    one pass: finish or recover an interrupted update, then check,\n"
                "            download, verify, install, switch, health-check, commit (timer)\n"
                "  daemon    update every poll_interval seconds (+ random jitter)\n"
-               "  status    the state, installed versions and slots, history (--json)\n"
+               "  status    the state, installed versions and slots, history (--json);\n"
+               "            only reads: an unreadable database is reported (exit 5) and\n"
+               "            left for update to repair\n"
                "  rollback  roll back now (during an update after the switch), or go back\n"
                "            to the previous committed app release\n"
                "  commit    commit the release under health check now\n"
@@ -210,8 +214,10 @@ static void host_close(struct host *h)
         close(h->lock_fd);
 }
 
-/* lock: commands that change state take the lock; status only reads. */
-static int host_open(struct host *h, const char *config, int lock, struct ota_err *err)
+/* readonly: status only reads (no lock, the store opened read only: a
+ * broken database is reported, not moved aside); the other commands change
+ * state and take the lock. */
+static int host_open(struct host *h, const char *config, int readonly, struct ota_err *err)
 {
     struct ota_agent_ops ops;
     int r;
@@ -220,9 +226,10 @@ static int host_open(struct host *h, const char *config, int lock, struct ota_er
     r = ota_config_load(config, &h->cfg, err);
     if (r < 0)
         return EXIT_USAGE;
-    if (lock && take_lock(h, err) < 0)
+    if (!readonly && take_lock(h, err) < 0)
         return EXIT_LOCKED;
-    if (ota_sqlite_open(h->cfg.database, &h->db, err) < 0 ||
+    if ((readonly ? ota_sqlite_open_ro(h->cfg.database, &h->db, err)
+                  : ota_sqlite_open(h->cfg.database, &h->db, err)) < 0 ||
         ota_curl_new(&h->cfg.curl, &h->curl, err) < 0 ||
         ota_service_new(&h->cfg.service, &h->svc, err) < 0 ||
         ota_install_new(&h->cfg.install, &h->inst, err) < 0)
@@ -533,7 +540,7 @@ int ota_cli_main(int argc, char **argv)
         return EXIT_USAGE;
     }
     memset(&h, 0, sizeof(h));
-    rc = host_open(&h, config, strcmp(cmd, "status") != 0, &err);
+    rc = host_open(&h, config, strcmp(cmd, "status") == 0, &err);
     if (rc == EXIT_OK) {
         if (strcmp(cmd, "check") == 0)
             rc = cmd_check(&h, &err);

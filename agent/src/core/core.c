@@ -513,10 +513,17 @@ static int handle_checking(struct ota_agent *a, struct ota_step *st, struct ota_
         goto out;
     }
     if (r < 0) {
-        /* Refused: nothing was touched. Record and report it as a failed update. */
+        /* Refused: nothing was touched. Record and report it as a failed
+         * update - except for a dry run (ota-agent check), which only looks:
+         * no history, no report; the update that meets it records it. */
         a->check = OTA_CHECK_REFUSED;
         snprintf(a->check_reason, sizeof(a->check_reason), "release refused: %s", cerr.reason);
         ota_journal_clear(&a->j);
+        if (a->dry_run) {
+            a->j.state = OTA_STATE_CHECKING;
+            r = core_transition(a, OTA_STATE_IDLE, err);
+            goto out;
+        }
         a->j.state = OTA_STATE_CHECKING;
         ota_strlcpy(a->j.update_id, off->update_id, sizeof(a->j.update_id));
         ota_strlcpy(a->j.rollout_id, off->rollout_id, sizeof(a->j.rollout_id));

@@ -104,7 +104,8 @@ static int check_fleet(struct ota_agent *a, const struct ota_inventory *inv, int
     r = ensure_registered(a, inv, err);
     if (r < 0)
         return r;
-    ota_ignore(ota_agent_flush_outbox(a, NULL));
+    if (!a->dry_run) /* ota-agent check sends no report, not even queued ones */
+        ota_ignore(ota_agent_flush_outbox(a, NULL));
     snprintf(url, sizeof(url), "%s/api/v1/devices/%s/checkin", a->cfg.server_url, a->device_id);
     r = ota_proto_checkin_body(inv, &body);
     if (r < 0)

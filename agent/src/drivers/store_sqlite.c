@@ -237,15 +237,18 @@ static void close_db(struct ota_sqlite *s, int keep_wal)
 }
 
 /* Opens s->path. 0: ready; 1: the file is not a sound database of ours (why
- * says how; s->db is still open so its WAL can be kept); <0: error. */
-static int try_open(struct ota_sqlite *s, char *why, size_t whycap, struct ota_err *err)
+ * says how; s->db is still open so its WAL can be kept); <0: error.
+ * ro: read only (status): no create, no migration; an older schema is 1 too. */
+static int try_open(struct ota_sqlite *s, int ro, char *why, size_t whycap, struct ota_err *err)
 {
     char text[256];
     int rc;
     long version;
 
     rc = sqlite3_open_v2(s->path, &s->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                         (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                             SQLITE_OPEN_NOMUTEX,
+                         NULL);
     if (rc != SQLITE_OK) {
         int r = db_fail(s->db, rc, err, s->path);
         close_db(s, 0);
@@ -255,9 +258,10 @@ static int try_open(struct ota_sqlite *s, char *why, size_t whycap, struct ota_e
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 
     /* The first statement that reads the header: garbage shows up here. */
-    if (query_text(s->db, "PRAGMA journal_mode=WAL", text, sizeof(text), &rc) < 0)
+    if (query_text(s->db, ro ? "PRAGMA journal_mode" : "PRAGMA journal_mode=WAL", text,
+                   sizeof(text), &rc) < 0)
         goto fail_rc;
-    if (strcmp(text, "wal") != 0)
+    if (!ro && strcmp(text, "wal") != 0)
         return ota_err_set(err, EIO, "store: %s: cannot use WAL (journal mode is \"%s\")", s->path,
                            text);
     if (query_text(s->db, "PRAGMA quick_check", text, sizeof(text), &rc) < 0)
@@ -271,6 +275,11 @@ static int try_open(struct ota_sqlite *s, char *why, size_t whycap, struct ota_e
     version = strtol(text, NULL, 10);
     if (version > SCHEMA_VERSION) {
         snprintf(why, whycap, "schema version %ld is newer than this agent's %d", version,
+                 SCHEMA_VERSION);
+        return 1;
+    }
+    if (version < SCHEMA_VERSION && ro) {
+        snprintf(why, whycap, "schema version %ld is older than this agent's %d", version,
                  SCHEMA_VERSION);
         return 1;
     }
@@ -348,7 +357,7 @@ int ota_sqlite_open(const char *path, struct ota_sqlite **ret, struct ota_err *e
         return ota_err_set(err, ENOMEM, "store: out of memory");
     snprintf(s->path, sizeof(s->path), "%s", path);
 
-    r = try_open(s, why, sizeof(why), err);
+    r = try_open(s, 0, why, sizeof(why), err);
     if (r == 1) {
         close_db(s, 1);
         r = move_aside(s->path, err);
@@ -361,13 +370,60 @@ int ota_sqlite_open(const char *path, struct ota_sqlite **ret, struct ota_err *e
         snprintf(s->reset_reason, sizeof(s->reset_reason),
                  "database %s was unusable (%s): moved to %s.broken, started a new one", s->path,
                  why, s->path);
-        r = try_open(s, why, sizeof(why), err);
+        r = try_open(s, 0, why, sizeof(why), err);
         if (r == 1)
             r = ota_err_set(err, EIO, "store: new database %s unusable: %s", s->path, why);
     }
 out:
     if (r < 0) {
         ota_sqlite_close(s);
+        return r;
+    }
+    *ret = s;
+    return 0;
+}
+
+/* No database yet: an empty one in memory, so that reads find nothing. */
+static int open_empty(struct ota_sqlite *s, struct ota_err *err)
+{
+    int rc = sqlite3_open_v2(":memory:", &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
+    for (int i = 0; i < ST_MAX && rc == SQLITE_OK; i++)
+        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+    return rc == SQLITE_OK ? 0 : db_fail(s->db, rc, err, "empty store");
+}
+
+int ota_sqlite_open_ro(const char *path, struct ota_sqlite **ret, struct ota_err *err)
+{
+    struct ota_sqlite *s = NULL;
+    char why[512] = "";
+    int r;
+
+    if (!path || strlen(path) + sizeof(".broken-wal") > sizeof(s->path))
+        return ota_err_set(err, ENAMETOOLONG, "store: bad database path");
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return ota_err_set(err, ENOMEM, "store: out of memory");
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    if (access(path, F_OK) < 0 && errno == ENOENT) {
+        r = open_empty(s, err);
+    } else {
+        r = try_open(s, 1, why, sizeof(why), err);
+        for (char *p = why; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+        if (r == 1)
+            r = ota_err_set(err, EBADMSG,
+                            "database %s cannot be read (%s); left as it is: the next "
+                            "'ota-agent update' moves a broken one aside (%s.broken) and "
+                            "starts a new one, or migrates an older one",
+                            path, why, path);
+    }
+    if (r < 0) {
+        close_db(s, 1);
+        free(s);
         return r;
     }
     *ret = s;

@@ -232,6 +232,25 @@ TEST(Core, DryRunCheckDownloadsNothing)
     EXPECT_TRUE(w.history.empty());
 }
 
+// A dry run sends no report, not even one queued by an earlier update.
+TEST(Core, DryRunCheckLeavesTheOutbox)
+{
+    FakeWorld w;
+    ota_report rep{};
+    snprintf(rep.update_id, sizeof(rep.update_id), "old-update");
+    snprintf(rep.status, sizeof(rep.status), "failure");
+    w.outbox.emplace_back(w.next_id++, rep);
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(1000));
+    ota_err err{};
+    ASSERT_EQ(ota_agent_load(ag.a, &err), 0);
+    ASSERT_EQ(ota_agent_check(ag.a, 1, &err), 0);
+    ASSERT_EQ(ag.run(), OTA_STEP_IDLE);
+    EXPECT_EQ(ota_agent_last_check(ag.a, nullptr), OTA_CHECK_OFFERED);
+    EXPECT_EQ(w.outbox.size(), 1u);
+    EXPECT_TRUE(w.delivered.empty());
+}
+
 struct Refusal {
     const char *name;
     std::function<void(FakeWorld &)> setup;
@@ -257,6 +276,34 @@ TEST_P(Refused, NothingInstalledAndFailureReported)
     ASSERT_EQ(w.all_reports.size(), 1u);
     EXPECT_STREQ(w.all_reports[0].status, "failure");
     EXPECT_FALSE(any_success(w));
+}
+
+// ota-agent check is a dry run and changes nothing: a refused offer is told
+// (last_check), not recorded - no history, no report. The update that meets
+// it records and reports it as before.
+TEST_P(Refused, DryRunTellsButRecordsNothing)
+{
+    FakeWorld w;
+    Agent ag(w);
+    GetParam().setup(w);
+    ota_err err{};
+    ASSERT_EQ(ota_agent_load(ag.a, &err), 0);
+    ASSERT_EQ(ota_agent_check(ag.a, 1, &err), 0);
+    ASSERT_EQ(ag.run(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_check(ag.a, &why), OTA_CHECK_REFUSED);
+    EXPECT_NE(std::string(why).find(GetParam().reason_part), std::string::npos) << why;
+    EXPECT_TRUE(w.history.empty());
+    EXPECT_TRUE(w.all_reports.empty());
+    EXPECT_TRUE(w.delivered.empty());
+    ASSERT_TRUE(w.journal.has_value());
+    EXPECT_EQ(w.journal->state, OTA_STATE_IDLE);
+    EXPECT_STREQ(w.journal->update_id, "");
+
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    EXPECT_EQ(w.history.size(), 1u);
+    ASSERT_EQ(w.all_reports.size(), 1u);
+    EXPECT_STREQ(w.all_reports[0].status, "failure");
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -659,3 +659,83 @@ TEST_F(StoreTest, CloseAcceptsNull)
 }
 
 } // namespace
+
+// ---- read only (ota-agent status) ------------------------------------------
+
+namespace
+{
+
+// open_ro reads what open() wrote, and writes nothing.
+TEST_F(StoreTest, ReadOnlyReadsAndChangesNothing)
+{
+    open_store();
+    struct ota_journal j = make_journal(OTA_STATE_DOWNLOADING, 3);
+    struct ota_history h = make_history(3);
+    ASSERT_EQ(save(j, nullptr, &h), 0) << err.reason;
+    close_store();
+    std::string before = read_file(path);
+    struct ota_sqlite *ro = nullptr;
+    ASSERT_EQ(ota_sqlite_open_ro(path.c_str(), &ro, &err), 0) << err.reason;
+    struct ota_journal got;
+    ASSERT_EQ(ota_sqlite_ops.load(ro, &got, &err), 0) << err.reason;
+    EXPECT_EQ(got.state, OTA_STATE_DOWNLOADING);
+    struct ota_history hist[4];
+    size_t n = 0;
+    ASSERT_EQ(ota_sqlite_history(ro, hist, 4, &n, &err), 0) << err.reason;
+    EXPECT_EQ(n, 1u);
+    EXPECT_LT(ota_sqlite_ops.save(ro, &j, nullptr, nullptr, &err), 0); // a read-only handle
+    ota_sqlite_close(ro);
+    EXPECT_EQ(read_file(path), before);
+}
+
+// No database yet: an empty store, and no file made.
+TEST_F(StoreTest, ReadOnlyWithoutADatabaseCreatesNone)
+{
+    struct ota_sqlite *ro = nullptr;
+    ASSERT_EQ(ota_sqlite_open_ro(path.c_str(), &ro, &err), 0) << err.reason;
+    struct ota_journal got;
+    EXPECT_EQ(ota_sqlite_ops.load(ro, &got, &err), -ENOENT);
+    size_t n = 9;
+    ASSERT_EQ(ota_sqlite_outbox_count(ro, &n, &err), 0) << err.reason;
+    EXPECT_EQ(n, 0u);
+    ota_sqlite_close(ro);
+    EXPECT_FALSE(fs::exists(path));
+    EXPECT_FALSE(fs::exists(path + "-wal"));
+}
+
+// A broken database, one from the future and an older one are reported and
+// left exactly as they are: repairing them is update's (open()'s) job.
+TEST_F(StoreTest, ReadOnlyReportsABrokenDatabaseAndMovesNothing)
+{
+    std::string garbage;
+    for (int i = 0; i < 8192; i++)
+        garbage.push_back((char)(i * 7919 % 251));
+    write_file(path, garbage);
+    write_file(path + "-wal", "not a wal");
+    struct ota_sqlite *ro = nullptr;
+    EXPECT_EQ(ota_sqlite_open_ro(path.c_str(), &ro, &err), -EBADMSG);
+    EXPECT_EQ(ro, nullptr);
+    EXPECT_NE(strstr(err.reason, path.c_str()), nullptr) << err.reason;
+    EXPECT_NE(strstr(err.reason, "left as it is"), nullptr) << err.reason;
+    EXPECT_EQ(read_file(path), garbage);
+    EXPECT_EQ(read_file(path + "-wal"), "not a wal");
+    EXPECT_FALSE(fs::exists(path + ".broken"));
+
+    fs::remove(path);
+    fs::remove(path + "-wal");
+    fs::remove(path + "-shm");
+    open_store();
+    close_store();
+    raw_exec(path, "PRAGMA user_version = 99");
+    ota_err_clear(&err);
+    EXPECT_EQ(ota_sqlite_open_ro(path.c_str(), &ro, &err), -EBADMSG);
+    EXPECT_NE(strstr(err.reason, "schema version 99"), nullptr) << err.reason;
+    raw_exec(path, "PRAGMA user_version = 1");
+    ota_err_clear(&err);
+    EXPECT_EQ(ota_sqlite_open_ro(path.c_str(), &ro, &err), -EBADMSG);
+    EXPECT_NE(strstr(err.reason, "older"), nullptr) << err.reason;
+    EXPECT_EQ(raw_query(path, "PRAGMA user_version"), "1"); // not migrated
+    EXPECT_FALSE(fs::exists(path + ".broken"));
+}
+
+} // namespace

@@ -1,4 +1,8 @@
-// Transport over libcurl, against the Python test server (tests/e2e/fakeserver.py).
+// Transport over libcurl, against the real ota-server (server-mock/) started as
+// a child process on 127.0.0.1. What the test needs to see or break on the
+// server side comes from its fault plans (docs/protocol.md, "Fault plans"):
+// echo shows the request as the server saw it, status/truncate/stall/corrupt/
+// ignore_range/content_range/redirect break the answers.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -21,32 +25,64 @@
 #include <thread>
 #include <vector>
 
+#include "ota/crypto.h"
 #include "ota/drivers.h"
 #include "ota/json.h"
 
 namespace
 {
 
-const char *const kScript = OTA_SOURCE_DIR "/agent/tests/e2e/fakeserver.py";
+const char *const kServer = OTA_SERVER_BIN;
 const size_t kPayloadSize = 3 * 1024 * 1024 + 4321;
 const char *const kEnroll = "enroll-secret";
+const char *const kAdmin = "admin-secret";
 
-// A fakeserver.py child process.
-struct FakeServer {
+// One request on a transport of its own (the fixture's is not there yet).
+int OneRequest(const ota_curl_config &cfg, const char *method, const std::string &url,
+               const std::string &body, const char *bearer, long *status, std::string *out,
+               ota_err *err)
+{
+    ota_curl *t = nullptr;
+    int r = ota_curl_new(&cfg, &t, err);
+    if (r < 0)
+        return r;
+    ota_http_req req = {};
+    req.method = method;
+    req.url = url.c_str();
+    req.body = body.empty() ? nullptr : body.c_str();
+    req.bearer = bearer;
+    ota_http_resp resp = {};
+    r = ota_curl_ops.request(t, &req, &resp, err);
+    if (r == 0) {
+        *status = resp.status;
+        out->assign(resp.body, resp.len);
+        free(resp.body);
+    }
+    ota_curl_free(t);
+    return r;
+}
+
+// An ota-server child process with its own database and data directory.
+struct Server {
     pid_t pid = -1;
     std::string base; // http(s)://127.0.0.1:PORT
+    ota_curl_config cfg;
 
-    bool Start(const std::string &root, const std::string &port_file,
-               const std::vector<std::string> &extra, const char *scheme)
+    bool Start(const std::string &dir, const std::vector<std::string> &extra, const char *scheme)
     {
-        std::vector<std::string> args = {"/usr/bin/python3", kScript, "--root",      root,
-                                         "--port",           "0",     "--port-file", port_file,
-                                         "--enroll-token",   kEnroll};
+        std::filesystem::create_directories(dir);
+        std::string port_file = dir + "/port";
+        std::vector<std::string> args = {
+            kServer,      "serve",          "--listen", "127.0.0.1",  "--port",
+            "0",          "--port-file",    port_file,  "--db",       dir + "/db",
+            "--data-dir", dir + "/data",    "--log",    dir + "/log", "--admin-token",
+            kAdmin,       "--enroll-token", kEnroll};
         args.insert(args.end(), extra.begin(), extra.end());
         std::vector<char *> argv;
         for (auto &a : args)
             argv.push_back(const_cast<char *>(a.c_str()));
         argv.push_back(nullptr);
+        ota_curl_config_defaults(&cfg);
         unlink(port_file.c_str());
         pid = fork();
         if (pid < 0)
@@ -71,6 +107,45 @@ struct FakeServer {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
         return false;
+    }
+
+    // An admin call; "" on success, else what went wrong.
+    std::string Admin(const char *method, const std::string &path, const std::string &body,
+                      long want, std::string *out = nullptr)
+    {
+        long st = 0;
+        std::string got;
+        ota_err err = {};
+        if (OneRequest(cfg, method, base + path, body, kAdmin, &st, &got, &err) < 0)
+            return err.reason;
+        if (out)
+            *out = got;
+        return st == want ? "" : path + ": " + std::to_string(st) + " " + got;
+    }
+
+    // Publishes release rel1 (version 2.0.0, for rpi3b) with the payload at path.
+    std::string Publish(const std::string &path, size_t size)
+    {
+        uint8_t d[OTA_SHA256_LEN];
+        char hex[OTA_SHA256_HEX], sig[128];
+        ota_err err = {};
+        if (ota_sha256_file(path.c_str(), size, d, &err) < 0)
+            return err.reason;
+        ota_hex_encode(d, sizeof(d), hex);
+        uint8_t zero[OTA_ED25519_SIG_LEN] = {}; // the server checks signatures only with a key
+        ota_b64_encode(zero, sizeof(zero), sig);
+        std::string manifest = R"({"schema":1,"name":"p","version":"2.0.0","kind":"app",)"
+                               R"("format":"tar.gz","payload":"p.bin","size":)" +
+                               std::to_string(size) + R"(,"sha256":")" + hex +
+                               R"(","installed_size":1,"device_types":["rpi3b"],)"
+                               R"("min_version":"","rollback":false,"created":1})";
+        json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b}", "id", "rel1", "manifest", manifest.c_str(),
+                              "signature", sig, "payload_path", path.c_str(), "publish", 1);
+        char *text = json_dumps(j, JSON_COMPACT);
+        std::string body = text;
+        free(text);
+        json_decref(j);
+        return Admin("POST", "/api/v1/releases", body, 201);
     }
 
     void Stop()
@@ -127,7 +202,7 @@ class TransportCurl : public ::testing::Test
         char tmpl[] = "/tmp/ota-test-curl-XXXXXX";
         ASSERT_NE(mkdtemp(tmpl), nullptr);
         dir_ = tmpl;
-        std::string rel = dir_ + "/root/rel1";
+        std::string rel = dir_ + "/payload";
         std::filesystem::create_directories(rel);
         payload_.resize(kPayloadSize);
         uint64_t x = 0x9E3779B97F4A7C15ull;
@@ -139,9 +214,9 @@ class TransportCurl : public ::testing::Test
         }
         std::ofstream(rel + "/p.bin", std::ios::binary)
             .write(reinterpret_cast<const char *>(payload_.data()), payload_.size());
-        std::ofstream(rel + "/manifest.json") << R"({"payload":"p.bin","version":"2.0.0"})";
-        ASSERT_TRUE(server_.Start(dir_ + "/root", dir_ + "/port", {}, "http"))
-            << "fakeserver.py did not start";
+        ASSERT_TRUE(server_.Start(dir_ + "/srv", {}, "http")) << kServer << " did not start";
+        std::string e = server_.Publish(rel + "/p.bin", kPayloadSize);
+        ASSERT_EQ(e, "");
     }
 
     static void TearDownTestSuite()
@@ -153,13 +228,10 @@ class TransportCurl : public ::testing::Test
 
     void SetUp() override
     {
-        ASSERT_FALSE(server_.base.empty()) << "no fakeserver";
+        ASSERT_FALSE(server_.base.empty()) << "no ota-server";
         ota_curl_config_defaults(&cfg_);
         ASSERT_EQ(ota_curl_new(&cfg_, &t_, &err_), 0) << err_.reason;
-        long st;
-        std::string body;
-        ASSERT_EQ(Post("/_test/reset", R"({"devices":true})", &st, &body), 0) << err_.reason;
-        ASSERT_EQ(st, 200);
+        Faults("[]"); // no faults left by the test before
     }
 
     void TearDown() override
@@ -207,12 +279,23 @@ class TransportCurl : public ::testing::Test
         return Request("POST", server_.base + path, body, bearer, status, out);
     }
 
-    void Faults(const char *json)
+    // Replaces the server's fault plan with these rules (a JSON array).
+    void Faults(const std::string &rules)
     {
         long st;
         std::string body;
-        ASSERT_EQ(Post("/_test/faults", json, &st, &body), 0) << err_.reason;
+        std::string plan = R"({"rules":)" + rules + "}";
+        ASSERT_EQ(Post("/api/v1/faults", plan.c_str(), &st, &body, kAdmin), 0) << err_.reason;
         ASSERT_EQ(st, 200) << body;
+    }
+
+    // A JSON rule: fault on requests to path (one-shot with count 1).
+    static std::string Rule(const char *id, const std::string &path, const std::string &fault,
+                            int count = 0, const std::string &more_match = "")
+    {
+        return std::string(R"({"id":")") + id + R"(","match":{"path":")" + path + "\"" +
+               more_match + R"(},"fault":)" + fault +
+               (count ? R"(,"count":)" + std::to_string(count) : std::string()) + "}";
     }
 
     int Download(const std::string &path, uint64_t offset, const char *etag, Rec *rec,
@@ -232,7 +315,9 @@ class TransportCurl : public ::testing::Test
     {
         long st = 0;
         std::string body;
-        std::string req = std::string(R"({"device_id":")") + id + R"(","device_type":"rpi3b"})";
+        std::string req = std::string(R"({"device_id":")") + id +
+                          R"(","device_type":"rpi3b",)"
+                          R"("versions":{"app":"1.0.0"}})";
         EXPECT_EQ(Post("/api/v1/devices/register", req.c_str(), &st, &body, kEnroll), 0)
             << err_.reason;
         EXPECT_EQ(st, 201) << body;
@@ -252,7 +337,7 @@ class TransportCurl : public ::testing::Test
 
     static std::string dir_;
     static std::vector<uint8_t> payload_;
-    static FakeServer server_;
+    static Server server_;
     ota_curl_config cfg_;
     ota_curl *t_ = nullptr;
     ota_err err_ = {};
@@ -260,10 +345,12 @@ class TransportCurl : public ::testing::Test
 
 std::string TransportCurl::dir_;
 std::vector<uint8_t> TransportCurl::payload_;
-FakeServer TransportCurl::server_;
+Server TransportCurl::server_;
 
-const char *const kAsset = "/_assets/rel1/p.bin";
-const char *const kGithubAsset = "/owner/repo/releases/download/rel1/p.bin";
+// The payload as the GitHub face serves it (no auth), and a path that a
+// redirect fault sends there.
+const char *const kAsset = "/owner/repo/releases/download/rel1/p.bin";
+const char *const kMoved = "/moved/p.bin";
 
 TEST(TransportCurlConfig, Defaults)
 {
@@ -324,12 +411,10 @@ TEST_F(TransportCurl, RequestStatusesAndBodies)
 {
     long st = 0;
     std::string body;
-    ASSERT_EQ(Get("/repos/owner/repo/releases/latest", &st, &body), 0) << err_.reason;
+    ASSERT_EQ(Get("/repos/owner/repo/releases/tags/v9.9.9", &st, &body), 0) << err_.reason;
     EXPECT_EQ(st, 404);
     EXPECT_NE(body.find("\"detail\""), std::string::npos);
 
-    ASSERT_EQ(Post("/_test/offer", R"({"release":"rel1"})", &st, &body), 0);
-    EXPECT_EQ(st, 200) << body;
     ASSERT_EQ(Get("/repos/owner/repo/releases/latest", &st, &body), 0);
     EXPECT_EQ(st, 200);
     EXPECT_NE(body.find("\"tag_name\":\"v2.0.0\""), std::string::npos) << body;
@@ -344,8 +429,9 @@ TEST_F(TransportCurl, RequestSendsJsonHeadersAndBearer)
 {
     long st = 0;
     std::string body;
-    ASSERT_EQ(Post("/_test/echo", R"({"a":1})", &st, &body, "tok-123"), 0) << err_.reason;
-    ASSERT_EQ(st, 200);
+    Faults("[" + Rule("echo", "/echo", R"({"kind":"echo"})") + "]");
+    ASSERT_EQ(Post("/echo", R"({"a":1})", &st, &body, "tok-123"), 0) << err_.reason;
+    ASSERT_EQ(st, 200) << body;
     json_t *j = nullptr;
     ASSERT_EQ(ota_json_parse(body.c_str(), body.size(), &j, &err_), 0) << body;
     json_t *h = json_object_get(j, "headers");
@@ -358,7 +444,7 @@ TEST_F(TransportCurl, RequestSendsJsonHeadersAndBearer)
     EXPECT_STREQ(json_string_value(json_object_get(j, "body")), R"({"a":1})");
     json_decref(j);
 
-    ASSERT_EQ(Get("/_test/echo", &st, &body), 0);
+    ASSERT_EQ(Get("/echo", &st, &body), 0);
     ASSERT_EQ(ota_json_parse(body.c_str(), body.size(), &j, &err_), 0) << body;
     EXPECT_STREQ(json_string_value(json_object_get(j, "method")), "GET");
     EXPECT_EQ(json_object_get(json_object_get(j, "headers"), "authorization"), nullptr);
@@ -371,21 +457,21 @@ TEST_F(TransportCurl, FleetRoundTrip)
     ASSERT_FALSE(tok.empty());
     long st = 0;
     std::string body;
-    ASSERT_EQ(Post("/_test/offer", R"({"release":"rel1","rollout_id":"r7"})", &st, &body), 0);
+    // No rollout on this server: it offers its newest release for the device type.
     ASSERT_EQ(Post("/api/v1/devices/dev-1/checkin", R"({"state":"IDLE"})", &st, &body, tok.c_str()),
               0);
     EXPECT_EQ(st, 200);
-    EXPECT_NE(body.find("\"update_id\":\"r7-dev-1\""), std::string::npos) << body;
+    EXPECT_NE(body.find("\"update_id\":\"rel-rel1\""), std::string::npos) << body;
     EXPECT_NE(body.find("/api/v1/releases/rel1/payload"), std::string::npos) << body;
 
-    const char *rep = R"({"update_id":"r7-dev-1","rollout_id":"r7","version":"2.0.0",)"
+    const char *rep = R"({"update_id":"rel-rel1","version":"2.0.0",)"
                       R"("kind":"app","state":"DOWNLOADING","status":"in_progress",)"
                       R"("reason":"","ts":1})";
     ASSERT_EQ(Post("/api/v1/devices/dev-1/status", rep, &st, &body, tok.c_str()), 0);
     EXPECT_EQ(st, 200) << body;
     ASSERT_EQ(Post("/api/v1/devices/dev-1/status", rep, &st, &body, "bad-token"), 0);
     EXPECT_EQ(st, 401);
-    ASSERT_EQ(Get("/_test/reports", &st, &body), 0);
+    ASSERT_EQ(Get("/api/v1/reports?device=dev-1", &st, &body, kAdmin), 0);
     EXPECT_NE(body.find("\"state\":\"DOWNLOADING\""), std::string::npos) << body;
 
     // Payload download needs a device token.
@@ -400,10 +486,10 @@ TEST_F(TransportCurl, FleetRoundTrip)
     EXPECT_TRUE(denied.data.empty());
 
     // Fleet API down: 503 until it is back.
-    ASSERT_EQ(Post("/_test/down", R"({"seconds":30})", &st, &body), 0);
+    Faults("[" + Rule("down", "/api/v1/devices/*", R"({"kind":"status","code":503})") + "]");
     ASSERT_EQ(Post("/api/v1/devices/dev-1/checkin", "{}", &st, &body, tok.c_str()), 0);
     EXPECT_EQ(st, 503);
-    ASSERT_EQ(Post("/_test/down", R"({"seconds":0})", &st, &body), 0);
+    Faults("[]");
     ASSERT_EQ(Post("/api/v1/devices/dev-1/checkin", "{}", &st, &body, tok.c_str()), 0);
     EXPECT_EQ(st, 200);
 }
@@ -432,7 +518,7 @@ TEST_F(TransportCurl, RequestErrors)
     // Only http and https.
     EXPECT_LT(Request("GET", "file:///etc/passwd", nullptr, nullptr, &st, &body), 0);
     // No header injection, no unknown methods.
-    EXPECT_EQ(Get("/_test/echo", &st, &body, "a\r\nX-Evil: 1"), -EINVAL);
+    EXPECT_EQ(Get("/echo", &st, &body, "a\r\nX-Evil: 1"), -EINVAL);
     EXPECT_EQ(Request("PUT", server_.base + "/", nullptr, nullptr, &st, &body), -EINVAL);
 }
 
@@ -452,7 +538,11 @@ TEST_F(TransportCurl, DownloadOffsetThroughRedirect)
 {
     const uint64_t off = 1000000;
     Rec rec;
-    ASSERT_EQ(Download(kGithubAsset, off, nullptr, &rec), 0) << err_.reason;
+    Faults(
+        "[" +
+        Rule("moved", kMoved, std::string(R"({"kind":"redirect","location":")") + kAsset + "\"}") +
+        "]");
+    ASSERT_EQ(Download(kMoved, off, nullptr, &rec), 0) << err_.reason;
     EXPECT_EQ(rec.headers_calls, 1);
     EXPECT_EQ(rec.status, 206);
     EXPECT_EQ(rec.content_range, "bytes 1000000-" + std::to_string(kPayloadSize - 1) + "/" +
@@ -479,10 +569,18 @@ TEST_F(TransportCurl, IfRangeEtag)
     EXPECT_EQ(stale.status, 200);
     EXPECT_EQ(stale.data, payload_);
 
-    long st;
-    std::string body;
-    ASSERT_EQ(Get("/_test/state", &st, &body), 0);
-    EXPECT_NE(body.find("\"if_range\":\"\\\"stale\\\"\""), std::string::npos) << body;
+    // What the server saw: Range and the stale If-Range (echo answers with the request).
+    Faults("[" + Rule("echo", kAsset, R"({"kind":"echo"})", 1) + "]");
+    Rec seen;
+    ASSERT_EQ(Download(kAsset, 5000, "\"stale\"", &seen), 0) << err_.reason;
+    EXPECT_EQ(seen.status, 200);
+    std::string text(seen.data.begin(), seen.data.end());
+    json_t *j = nullptr;
+    ASSERT_EQ(ota_json_parse(text.c_str(), text.size(), &j, &err_), 0) << text;
+    json_t *h = json_object_get(j, "headers");
+    EXPECT_STREQ(json_string_value(json_object_get(h, "range")), "bytes=5000-") << text;
+    EXPECT_STREQ(json_string_value(json_object_get(h, "if-range")), "\"stale\"") << text;
+    json_decref(j);
 
     Rec bad;
     EXPECT_EQ(Download(kAsset, 5000, "\"x\"\r\nX-Evil: 1", &bad), -EINVAL);
@@ -500,7 +598,7 @@ TEST_F(TransportCurl, RangeNotSatisfiable)
 
 TEST_F(TransportCurl, TruncatedDownloadFails)
 {
-    Faults(R"([{"kind":"truncate","after":100000}])");
+    Faults("[" + Rule("cut", kAsset, R"({"kind":"truncate","after_bytes":100000})", 1) + "]");
     Rec rec;
     EXPECT_EQ(Download(kAsset, 0, "", &rec), -EIO);
     EXPECT_EQ(err_.code, EIO);
@@ -515,20 +613,20 @@ TEST_F(TransportCurl, TruncatedDownloadFails)
 
 TEST_F(TransportCurl, ServerFaultsReachTheSink)
 {
-    Faults(R"([{"kind":"ignore_range"}])");
+    Faults("[" + Rule("whole", kAsset, R"({"kind":"ignore_range"})") + "]");
     Rec full;
     ASSERT_EQ(Download(kAsset, 4096, "", &full), 0) << err_.reason;
     EXPECT_EQ(full.status, 200);
     EXPECT_EQ(full.data, payload_);
 
-    Faults(R"([{"kind":"status","code":503}])");
+    Faults("[" + Rule("busy", kAsset, R"({"kind":"status","code":503})") + "]");
     Rec busy;
     ASSERT_EQ(Download(kAsset, 0, "", &busy), 0) << err_.reason;
     EXPECT_EQ(busy.headers_calls, 1);
     EXPECT_EQ(busy.status, 503);
     EXPECT_TRUE(busy.data.empty());
 
-    Faults(R"([{"kind":"corrupt","offset":12345}])");
+    Faults("[" + Rule("flip", kAsset, R"({"kind":"corrupt","offset":12345,"length":1})") + "]");
     Rec bad;
     ASSERT_EQ(Download(kAsset, 0, "", &bad), 0);
     ASSERT_EQ(bad.data.size(), payload_.size());
@@ -536,7 +634,13 @@ TEST_F(TransportCurl, ServerFaultsReachTheSink)
     bad.data[12345] ^= 0xFF;
     EXPECT_EQ(bad.data, payload_);
 
-    Faults(R"([{"kind":"change_length"},{"kind":"garbage_range"}])");
+    Faults(
+        "[" +
+        Rule("total", kAsset, R"({"kind":"content_range","total_delta":1000})", 0, R"(,"nth":1)") +
+        "," +
+        Rule("garbage", kAsset, R"({"kind":"content_range","text":"bytes garbage/??"})", 0,
+             R"(,"nth":2)") +
+        "]");
     Rec wrong;
     ASSERT_EQ(Download(kAsset, 100, "", &wrong), 0);
     EXPECT_EQ(wrong.status, 206);
@@ -590,7 +694,8 @@ TEST_F(TransportCurl, StallTimesOut)
     cfg_.low_speed_bytes = 10000;
     cfg_.low_speed_time_s = 2;
     Renew();
-    Faults(R"([{"kind":"stall","after":1000,"seconds":8}])");
+    Faults("[" + Rule("stall", kAsset, R"({"kind":"stall","after_bytes":1000,"ms":5000})", 1) +
+           "]");
     Rec rec;
     auto t0 = std::chrono::steady_clock::now();
     EXPECT_EQ(Download(kAsset, 0, "", &rec), -ETIMEDOUT);
@@ -611,22 +716,25 @@ TEST_F(TransportCurl, TlsWithOwnCa)
                       "-keyout " +
                       key + " -out " + crt + " >/dev/null 2>&1";
     ASSERT_EQ(system(cmd.c_str()), 0);
-    FakeServer tls;
-    ASSERT_TRUE(tls.Start(dir_ + "/root", dir_ + "/tls-port", {"--tls-cert", crt, "--tls-key", key},
-                          "https"));
+    Server tls;
+    ASSERT_TRUE(tls.Start(dir_ + "/tls", {"--tls-cert", crt, "--tls-key", key}, "https"));
+    snprintf(tls.cfg.ca_file, sizeof(tls.cfg.ca_file), "%s", crt.c_str());
+    ASSERT_EQ(tls.Publish(dir_ + "/payload/p.bin", kPayloadSize), "");
     long st = 0;
     std::string body;
 
     // System CAs do not know this server.
-    int r = Request("GET", tls.base + "/_test/echo", nullptr, nullptr, &st, &body);
+    const std::string latest = tls.base + "/repos/owner/repo/releases/latest";
+    int r = Request("GET", latest, nullptr, nullptr, &st, &body);
     EXPECT_EQ(r, -EPROTO);
     EXPECT_NE(strstr(err_.reason, "TLS"), nullptr) << err_.reason;
 
     snprintf(cfg_.ca_file, sizeof(cfg_.ca_file), "%s", crt.c_str());
     Renew();
-    r = Request("GET", tls.base + "/_test/echo", nullptr, nullptr, &st, &body);
+    r = Request("GET", latest, nullptr, nullptr, &st, &body);
     EXPECT_EQ(r, 0) << err_.reason;
     EXPECT_EQ(st, 200);
+    EXPECT_NE(body.find("\"tag_name\":\"v2.0.0\""), std::string::npos) << body;
     Rec rec;
     std::string url = tls.base + kAsset;
     ota_dl_sink sink = {&rec, RecHeaders, RecData};

@@ -45,6 +45,12 @@
  *   wrong_length  delta != 0: declare Content-Length = real length + delta
  *   ignore_range  answer 200 with the whole body even if Range was asked
  *   throttle      bytes_per_s >= 1: pace the body to that rate
+ *   content_range total_delta != 0 or text (one of them): a 206's
+ *                 Content-Range names total + total_delta, or is text
+ *   redirect      location ("/path" or an http(s) URL), code 301, 302
+ *                 (default), 303, 307 or 308: answer that redirect
+ *   echo          answer 200 with the request as the server saw it
+ *                 (method, path, query, headers, body)
  * after_bytes counts the bytes of this response's body.
  *
  * Threads: one mutex inside the plan object guards the counters, the log
@@ -70,6 +76,7 @@ extern "C" {
 #define OTASRV_FAULTLOG_CAP     1024    /* applied faults kept for the admin API */
 #define OTASRV_FAULT_STALL_MS   30000   /* stall silence when "ms" is not given */
 #define OTASRV_FAULT_THROTTLE_Q 10      /* throttle chunks: bytes_per_s / this */
+#define OTASRV_FAULT_TEXT_MAX   256     /* content_range text, redirect location, with the NUL */
 
 enum otasrv_fault_kind {
     OTASRV_FAULT_NONE = 0,
@@ -82,6 +89,9 @@ enum otasrv_fault_kind {
     OTASRV_FAULT_WRONG_LENGTH,
     OTASRV_FAULT_IGNORE_RANGE,
     OTASRV_FAULT_THROTTLE,
+    OTASRV_FAULT_CONTENT_RANGE,
+    OTASRV_FAULT_REDIRECT,
+    OTASRV_FAULT_ECHO,
     OTASRV_FAULT_KIND_MAX
 };
 
@@ -92,14 +102,16 @@ const char *otasrv_fault_kind_name(enum otasrv_fault_kind kind);
  * (retry_after: -1 when absent). */
 struct otasrv_fault {
     enum otasrv_fault_kind kind;
-    int code;             /* status */
+    int code;             /* status, redirect */
     int retry_after;      /* status: seconds, -1 = no Retry-After */
     uint32_t ms;          /* delay: before answering; stall: silence before the close */
     uint64_t after_bytes; /* stall, truncate: body bytes sent first */
     uint64_t offset;      /* corrupt: first flipped byte, offset in the resource */
     uint64_t length;      /* corrupt: bytes flipped */
-    int64_t delta;        /* wrong_length */
+    int64_t delta;        /* wrong_length; content_range: total_delta */
     uint64_t bytes_per_s; /* throttle */
+    char
+        text[OTASRV_FAULT_TEXT_MAX]; /* content_range: text ("": total_delta); redirect: location */
 };
 
 /* What the server knows about a request when it asks the plan. Strings may
@@ -184,6 +196,8 @@ struct otasrv_fault_response {
     int retry_after;      /* with status: Retry-After seconds, -1 none */
     int ignore_range;     /* answer 200 with the whole body; Range and If-Range ignored */
     int64_t length_delta; /* declared Content-Length = real + this (see below) */
+    int redirect;         /* != 0: answer this redirect status with Location: fault.text */
+    int echo;             /* answer 200 with the request as seen, skip the handler */
 };
 void otasrv_fault_headers(const struct otasrv_fault_decision *d, struct otasrv_fault_response *ret);
 
@@ -191,6 +205,12 @@ void otasrv_fault_headers(const struct otasrv_fault_decision *d, struct otasrv_f
  * delta for wrong_length (clamped at 0 and UINT64_MAX), else real_len. The
  * server sends min(real, declared) bytes and then closes the connection. */
 uint64_t otasrv_fault_content_length(const struct otasrv_fault_decision *d, uint64_t real_len);
+
+/* The Content-Range of a 206 that sends len bytes from start of a total-byte
+ * resource: "bytes START-END/TOTAL", or as a content_range fault says (its
+ * text, or TOTAL + total_delta, clamped at 0). d NULL: the true one. */
+void otasrv_fault_content_range(const struct otasrv_fault_decision *d, uint64_t start, uint64_t len,
+                                uint64_t total, char *buf, size_t cap);
 
 enum otasrv_chunk_action {
     OTASRV_CHUNK_SEND = 0, /* send the first *ret_len bytes, carry on */

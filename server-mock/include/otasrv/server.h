@@ -214,6 +214,10 @@ const char *otasrv_query(struct otasrv_req *req, const char *name);
  * returns nonzero; returns that, or 0. */
 int otasrv_query_each(struct otasrv_req *req,
                       int (*fn)(void *ctx, const char *key, const char *value), void *ctx);
+/* The same for each request header, in the order received (the fault
+ * plan's echo, api_faults.c). */
+int otasrv_header_each(struct otasrv_req *req,
+                       int (*fn)(void *ctx, const char *name, const char *value), void *ctx);
 /* A streamed answer's reader with nothing to send suspends its connection
  * (then returns 0); resume wakes it from any thread. */
 void otasrv_suspend(struct otasrv_conn *conn);

@@ -363,7 +363,7 @@ TEST(FaultPlanValidate, EachErrorHasAClearReason)
         {R"({"rules":[{"id":"a","fault":{}}]})", "rules[0] (a) fault: missing 'kind'"},
         {R"({"rules":[{"id":"a","fault":{"kind":"explode"}}]})",
          "rules[0] (a) fault: unknown kind 'explode' (expected status, delay, stall, truncate, "
-         "reset, corrupt, wrong_length, ignore_range, throttle)"},
+         "reset, corrupt, wrong_length, ignore_range, throttle, content_range, redirect, echo)"},
         {R"({"rules":[{"id":"a","fault":{"kind":"none"}}]})", "unknown kind 'none'"},
         {R"({"rules":[{"id":"a","fault":{"kind":"truncate","after_bytes":1,"ms":5}}]})",
          "rules[0] (a) fault (truncate): unknown key 'ms' (expected kind, after_bytes)"},
@@ -1179,6 +1179,99 @@ TEST(FaultPlanThreads, SwapWhileMatching)
     ASSERT_EQ(otasrv_faultplan_log_list(live.get(), &j, &total, &err), 0);
     json_decref(j);
     EXPECT_EQ(total, (uint64_t)fired.load());
+}
+
+// ---- content_range, redirect, echo (for tests of a client) ----------------
+
+TEST(FaultPlanClientKinds, ParseAndHead)
+{
+    otasrv_fault_response r;
+    otasrv_fault_decision d = decision(R"({"kind":"content_range","total_delta":1000})");
+    EXPECT_EQ(d.fault.kind, OTASRV_FAULT_CONTENT_RANGE);
+    EXPECT_EQ(d.fault.delta, 1000);
+    EXPECT_STREQ(d.fault.text, "");
+    d = decision(R"({"kind":"content_range","text":"bytes garbage/??"})");
+    EXPECT_STREQ(d.fault.text, "bytes garbage/??");
+    otasrv_fault_headers(&d, &r); // the head is files.c's: nothing here
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.redirect, 0);
+
+    d = decision(R"({"kind":"redirect","location":"/elsewhere"})");
+    EXPECT_EQ(d.fault.code, 302);
+    EXPECT_STREQ(d.fault.text, "/elsewhere");
+    otasrv_fault_headers(&d, &r);
+    EXPECT_EQ(r.redirect, 302);
+    EXPECT_EQ(r.echo, 0);
+    d = decision(R"({"kind":"redirect","location":"https://h.example/x","code":307})");
+    otasrv_fault_headers(&d, &r);
+    EXPECT_EQ(r.redirect, 307);
+
+    d = decision(R"({"kind":"echo"})");
+    otasrv_fault_headers(&d, &r);
+    EXPECT_EQ(r.echo, 1);
+    EXPECT_EQ(r.redirect, 0);
+    EXPECT_EQ(r.status, 0);
+}
+
+TEST(FaultPlanClientKinds, BadParameters)
+{
+    const BadCase cases[] = {
+        {R"({"rules":[{"id":"a","fault":{"kind":"content_range"}}]})",
+         "rules[0] (a) fault (content_range): needs exactly one of 'total_delta' and 'text'"},
+        {R"({"rules":[{"id":"a","fault":{"kind":"content_range","total_delta":1,"text":"x"}}]})",
+         "needs exactly one of 'total_delta' and 'text'"},
+        {R"({"rules":[{"id":"a","fault":{"kind":"content_range","total_delta":0}}]})",
+         "(content_range): 'total_delta' must not be 0"},
+        {R"({"rules":[{"id":"a","fault":{"kind":"content_range","text":"a\r\nX: 1"}}]})",
+         "'text' holds a control character"},
+        {R"({"rules":[{"id":"a","fault":{"kind":"redirect"}}]})",
+         "rules[0] (a) fault (redirect): missing 'location'"},
+        {R"({"rules":[{"id":"a","fault":{"kind":"redirect","location":"ftp://x"}}]})",
+         "'location' must start with '/', 'http://' or 'https://' (got 'ftp://x')"},
+        {R"({"rules":[{"id":"a","fault":{"kind":"redirect","location":"/x","code":304}}]})",
+         "'code' must be 301, 302, 303, 307 or 308 (got 304)"},
+        {R"({"rules":[{"id":"a","fault":{"kind":"redirect","location":"/x","code":200}}]})",
+         "'code' must be between 301 and 308 (got 200)"},
+        {R"({"rules":[{"id":"a","fault":{"kind":"echo","code":200}}]})",
+         "rules[0] (a) fault (echo): unknown key 'code' (expected kind)"},
+    };
+    for (const BadCase &c : cases) {
+        std::string reason = parse_fail(c.text);
+        EXPECT_NE(reason.find(c.reason), std::string::npos) << c.text << "\n -> " << reason;
+    }
+}
+
+TEST(FaultPlanClientKinds, ContentRangeOfA206)
+{
+    char cr[OTASRV_FAULT_TEXT_MAX];
+    otasrv_fault_content_range(nullptr, 100, 900, 1000, cr, sizeof(cr));
+    EXPECT_STREQ(cr, "bytes 100-999/1000");
+    otasrv_fault_decision t = decision(R"({"kind":"truncate","after_bytes":3})");
+    otasrv_fault_content_range(&t, 100, 900, 1000, cr, sizeof(cr));
+    EXPECT_STREQ(cr, "bytes 100-999/1000");
+    otasrv_fault_decision plus = decision(R"({"kind":"content_range","total_delta":1000})");
+    otasrv_fault_content_range(&plus, 100, 900, 1000, cr, sizeof(cr));
+    EXPECT_STREQ(cr, "bytes 100-999/2000");
+    otasrv_fault_decision minus = decision(R"({"kind":"content_range","total_delta":-5000})");
+    otasrv_fault_content_range(&minus, 100, 900, 1000, cr, sizeof(cr));
+    EXPECT_STREQ(cr, "bytes 100-999/0");
+    otasrv_fault_decision text = decision(R"({"kind":"content_range","text":"bytes garbage/??"})");
+    otasrv_fault_content_range(&text, 100, 900, 1000, cr, sizeof(cr));
+    EXPECT_STREQ(cr, "bytes garbage/??");
+}
+
+TEST(FaultPlanClientKinds, LogLines)
+{
+    otasrv_request_info r = req("/a");
+    std::string l = log_line(R"({"kind":"content_range","total_delta":-7})", r, 1);
+    EXPECT_NE(l.find(R"("kind":"content_range")"), std::string::npos) << l;
+    EXPECT_NE(l.find(R"("total_delta":-7)"), std::string::npos) << l;
+    l = log_line(R"({"kind":"content_range","text":"bytes x"})", r, 1);
+    EXPECT_NE(l.find(R"("text":"bytes x")"), std::string::npos) << l;
+    l = log_line(R"({"kind":"redirect","location":"/b","code":301})", r, 1);
+    EXPECT_NE(l.find(R"("location":"/b","code":301)"), std::string::npos) << l;
+    l = log_line(R"({"kind":"echo"})", r, 1);
+    EXPECT_NE(l.find(R"("kind":"echo")"), std::string::npos) << l;
 }
 
 // ---- shipped examples -----------------------------------------------------

@@ -156,3 +156,17 @@ def test_keep_prints_every_tree(work, trees, tmp_path):
     finally:
         for d in run_dirs(trees, p.pid):
             subprocess.run(["rm", "-rf", "--", d], check=True)
+
+
+def test_list_leaves_no_dir(tmp_path):
+    """matrix --list records the persistence points (recording runs start a
+    server per scenario): with a work dir of its own, nothing is cached, and
+    the servers' dirs went with the run (they piled up in /dev/shm)."""
+    trees = str(tmp_path / "trees")
+    os.makedirs(trees)
+    p = start(["matrix", "--list", "--trees", trees, "--case", "app-update-good/power-cut@point:1"],
+              str(tmp_path / "work"), str(tmp_path / "runs.db"))
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    assert "app-update-good/power-cut@point:1" in out, out
+    assert os.listdir(trees) == [], "the run left its dir: %s" % os.listdir(trees)

@@ -99,7 +99,13 @@ void otasim_runner_free(struct otasim_runner *r)
     free(r->skips);
     otasim_rundb_close(r->db);
     otasim_runstop_disarm(); /* what is left of the run's processes */
-    rmdir(r->run_dir);       /* if nothing was kept in it (--list) */
+    /* A run that ended before its trials (--list, whose recording runs start
+     * servers; an error) still has its servers' dirs: they go too, unless
+     * kept (the end of a run removed the rest already). */
+    if (r->t.keep || r->t.target == OTASIM_TARGET_QEMU)
+        rmdir(r->run_dir); /* if nothing was kept in it */
+    else
+        ota_ignore(ota_fs_remove_tree(r->run_dir, NULL));
     free(r);
 }
 

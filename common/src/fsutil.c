@@ -343,3 +343,17 @@ int ota_fs_free_bytes(const char *path, uint64_t *ret, struct ota_err *err)
     *ret = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
     return 0;
 }
+
+void ota_fs_writeback_kick(int fd, uint64_t pos, uint64_t *mark)
+{
+    if (pos < *mark) {
+        *mark = pos;
+        return;
+    }
+    if (pos - *mark < OTA_FS_WRITEBACK_STEP)
+        return;
+    /* Not sync_file_range's WAIT flags: those would make us wait for the
+     * disk, which is what this is meant to avoid. */
+    (void)sync_file_range(fd, (off_t)*mark, (off_t)(pos - *mark), SYNC_FILE_RANGE_WRITE);
+    *mark = pos;
+}

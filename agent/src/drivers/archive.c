@@ -412,6 +412,7 @@ static int unlink_leaf(int dirfd, const char *leaf, const char *name, struct ota
 static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, const char *leaf,
                         const char *name, char *buf, struct ota_err *err)
 {
+    uint64_t pos = 0, kick = 0;
     int fd;
     int r = 0;
     int tries;
@@ -442,6 +443,9 @@ static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, c
             r = sys_fail(err, -r, "write", name);
             goto out;
         }
+        /* The fsync below then finds the file mostly written out. */
+        pos += (uint64_t)n;
+        ota_fs_writeback_kick(fd, pos, &kick);
     }
     if (fchmod(fd, archive_entry_perm(e) & 0777) < 0) {
         r = sys_fail(err, errno, "chmod", name);

@@ -6,10 +6,12 @@
 CMD is one of:
   start      run APPROOT/current/bin/video-app detached (its own session),
              stdout/stderr appended to DIR/app.log, pid in DIR/app.pid.
-             Exits 0 if the process is still alive 200 ms later, 1 if it
-             died (its exit status goes to the log), 0 at once if already
-             running. A build that crashes later still passes start, as
-             with systemd's Type=simple.
+             Exits 0 once the app is ready (it has written its port file,
+             which it does once listening: systemd's Type=notify would call
+             that ready) or, if it never says so, is still alive 200 ms
+             later; 1 if it died first (its exit status goes to the log);
+             0 at once if already running. A build that crashes later still
+             passes start, as with systemd.
   stop       SIGTERM to the process group, SIGKILL after 3 s. Exits 0.
   restart    stop, then start; exits as start does.
   is-active  exits 0 if the recorded process is alive (not a zombie, and
@@ -17,7 +19,8 @@ CMD is one of:
 
 The port comes from --port, else VIDEO_APP_PORT in this environment (passed
 through). --port-file F is handed to video-app so callers can learn a port
-chosen with --port 0. No restart-on-failure: a crash is left for is-active
+chosen with --port 0; without it the app gets DIR/app.ready, the same file
+under another name: start watches it as the app's readiness signal. No restart-on-failure: a crash is left for is-active
 to see, which is what the agent's health window watches.
 
 The agent's "command" service driver calls it as, for example:
@@ -25,7 +28,7 @@ The agent's "command" service driver calls it as, for example:
   is_active_cmd = /usr/bin/python3 .../supervisor.py --dir D --state S is-active
 
 Files in DIR: app.pid (the pid, one line), app.start (the kernel start time
-of that pid, against pid reuse), app.log, supervisor.lock.
+of that pid, against pid reuse), app.log, supervisor.lock, app.ready.
 """
 
 import argparse
@@ -38,7 +41,10 @@ import time
 
 EXIT_INACTIVE = 3
 STOP_TIMEOUT = 3.0
+# How long an app that never says it is ready must live to pass start;
+# $SUPERVISOR_SETTLE_MS changes it (tests).
 START_SETTLE = 0.2
+READY_POLL = 0.005
 
 
 def proc_stat(pid):
@@ -81,6 +87,8 @@ class Supervisor:
         self.pid_file = os.path.join(state, "app.pid")
         self.start_file = os.path.join(state, "app.start")
         self.log_file = os.path.join(state, "app.log")
+        # The app writes its port here once listening: its readiness signal.
+        self.ready_file = port_file or os.path.join(state, "app.ready")
 
     def log(self, msg):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -125,13 +133,11 @@ class Supervisor:
         env = dict(os.environ)
         if self.port is not None:
             env["VIDEO_APP_PORT"] = str(self.port)
-        argv = [binary]
-        if self.port_file:
-            try:
-                os.unlink(self.port_file)
-            except FileNotFoundError:
-                pass
-            argv += ["--port-file", self.port_file]
+        try:
+            os.unlink(self.ready_file)
+        except FileNotFoundError:
+            pass
+        argv = [binary, "--port-file", self.ready_file]
         target = os.path.realpath(os.path.join(self.approot, "current"))
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
@@ -142,15 +148,19 @@ class Supervisor:
         write_atomic(self.pid_file, f"{proc.pid}\n")
         self.log(f"started pid {proc.pid}: {binary} -> {target}")
         # We are its parent until we exit, so an early death is ours to reap.
-        deadline = time.monotonic() + START_SETTLE
-        while time.monotonic() < deadline:
+        # Ready (the port file is there) ends the wait at once: a fixed settle
+        # time made every restart cost 200 ms (agent/bench/README.md).
+        deadline = time.monotonic() + settle_time()
+        while True:
             rc = proc.poll()
             if rc is not None:
                 self.log(f"pid {proc.pid} died at start: {describe(rc)}")
                 print(f"supervisor: video-app died at start: {describe(rc)}",
                       file=sys.stderr)
                 return 1
-            time.sleep(0.02)
+            if os.path.exists(self.ready_file) or time.monotonic() >= deadline:
+                break
+            time.sleep(READY_POLL)
         # Not waited for: once we exit, init (or a subreaper) adopts it.
         return 0
 
@@ -190,6 +200,14 @@ class Supervisor:
 
     def is_active(self):
         return 0 if self.running_pid() is not None else EXIT_INACTIVE
+
+
+def settle_time():
+    try:
+        ms = int(os.environ.get("SUPERVISOR_SETTLE_MS", ""))
+    except ValueError:
+        return START_SETTLE
+    return ms / 1000 if 0 <= ms <= 60000 else START_SETTLE
 
 
 def describe(rc):

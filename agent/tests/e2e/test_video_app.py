@@ -391,11 +391,21 @@ class Supervised:
         os.symlink(slot, tmp)
         os.replace(tmp, self.root / "current")
 
-    def run(self, cmd):
+    def run(self, cmd, settle_ms=None, port_file=True):
+        env = dict(os.environ)
+        if settle_ms is not None:
+            env["SUPERVISOR_SETTLE_MS"] = str(settle_ms)
+        pf = ["--port-file", str(self.port_file)] if port_file else []
         return subprocess.run(
             [PYTHON, SUPERVISOR, "--dir", str(self.root), "--state", str(self.state),
-             "--port", "0", "--port-file", str(self.port_file), cmd],
-            capture_output=True, text=True, timeout=15).returncode
+             "--port", "0", *pf, cmd],
+            capture_output=True, text=True, timeout=60, env=env).returncode
+
+    def install_script(self, slot, text):
+        d = self.root / slot / "bin"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "video-app").write_text(text)
+        (d / "video-app").chmod(0o755)
 
     def port(self):
         return wait_port(str(self.port_file))
@@ -448,6 +458,35 @@ def test_supervisor_sees_bad_builds(sup):
     while sup.run("is-active") == 0:
         assert time.monotonic() < deadline, "crash-after build still active"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("port_file", [True, False])
+def test_supervisor_start_ends_when_the_app_is_ready(sup, port_file):
+    # The app's port file is its readiness signal (--port-file, else
+    # app.ready in the state dir): start returns then, not after the settle
+    # time, which here would take 30 s.
+    sup.install("a", "video-app")
+    sup.point("a")
+    t0 = time.monotonic()
+    assert sup.run("start", settle_ms=30000, port_file=port_file) == 0
+    assert time.monotonic() - t0 < 15, "start waited for the settle time, not for ready"
+    ready = sup.port_file if port_file else sup.state / "app.ready"
+    assert int(ready.read_text()) > 0
+
+
+def test_supervisor_start_without_ready_signal(sup):
+    # An app that never writes its port file passes start if it is alive
+    # after the settle time, and fails it if it dies before.
+    sup.install_script("a", "#!/bin/sh\nexec sleep 30\n")
+    sup.install_script("b", "#!/bin/sh\nsleep 0.3; exit 4\n")
+    sup.point("a")
+    t0 = time.monotonic()
+    assert sup.run("start", settle_ms=500) == 0
+    assert time.monotonic() - t0 >= 0.5, "start did not wait for the settle time"
+    assert sup.run("is-active") == 0
+    sup.point("b")
+    assert sup.run("restart", settle_ms=3000) == 1, "a death before the settle time fails start"
+    assert "died at start: exit status 4" in (sup.state / "app.log").read_text()
 
 
 def test_supervisor_missing_binary_and_dead_pid(sup):

@@ -37,6 +37,17 @@ int ota_fs_read_all(const char *path, size_t max, char **ret, size_t *ret_len,
 /* Free bytes for an unprivileged writer on the file system of path. */
 int ota_fs_free_bytes(const char *path, uint64_t *ret, struct ota_err *err) OTA_MUST;
 
+/* Writeback started early, for a file written front to back: once pos (the
+ * end of what was written) is OTA_FS_WRITEBACK_STEP past *mark, starts the
+ * kernel writing [*mark, pos) out without waiting (sync_file_range
+ * SYNC_FILE_RANGE_WRITE) and moves *mark to pos. The disk then works while
+ * the writer computes, and the fsync that must still follow finds little
+ * left to write. It makes nothing durable and changes no byte; errors are
+ * left for that fsync to report. A pos below *mark (the file was cut) moves
+ * *mark back. */
+#define OTA_FS_WRITEBACK_STEP (8u << 20)
+void ota_fs_writeback_kick(int fd, uint64_t pos, uint64_t *mark);
+
 #ifdef __cplusplus
 }
 #endif

@@ -209,3 +209,39 @@ TEST_F(FsutilTest, FreeBytes)
 }
 
 } // namespace
+
+namespace
+{
+
+TEST_F(FsutilTest, WritebackKickMovesItsMarkByWholeSteps)
+{
+    const uint64_t step = OTA_FS_WRITEBACK_STEP;
+    std::string chunk(1 << 20, 'w');
+    int fd = open(P("f").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    uint64_t pos = 0, mark = 0;
+    while (pos < step - chunk.size()) {
+        ASSERT_EQ(ota_fs_write_full(fd, chunk.data(), chunk.size()), 0);
+        pos += chunk.size();
+        ota_fs_writeback_kick(fd, pos, &mark);
+        EXPECT_EQ(mark, 0u) << "writeback started before a whole step at " << pos;
+    }
+    ASSERT_EQ(ota_fs_write_full(fd, chunk.data(), chunk.size()), 0);
+    pos += chunk.size();
+    ota_fs_writeback_kick(fd, pos, &mark);
+    EXPECT_EQ(mark, pos);
+    ota_fs_writeback_kick(fd, pos + step - 1, &mark);
+    EXPECT_EQ(mark, pos) << "less than a step since the last kick";
+    ota_fs_writeback_kick(fd, 4096, &mark);
+    EXPECT_EQ(mark, 4096u) << "a file cut below the mark moves it back";
+    close(fd);
+    struct stat st;
+    ASSERT_EQ(stat(P("f").c_str(), &st), 0);
+    EXPECT_EQ((uint64_t)st.st_size, pos) << "writeback changes no byte";
+    // A bad fd is the fsync's to report: no crash, the mark moves on.
+    mark = 0;
+    ota_fs_writeback_kick(-1, step, &mark);
+    EXPECT_EQ(mark, (uint64_t)step);
+}
+
+} // namespace

@@ -112,12 +112,13 @@ static int pack(const struct otasim_tools *t, const struct fleet *fl, const char
 }
 
 /* Builds and uploads every release but the factory one; the rollback order
- * of `previous` as release FLEET_APP_NAME-rollback-VERSION. */
+ * of `previous` (named FLEET_APP_NAME too) as release id
+ * FLEET_APP_NAME-rollback-VERSION. */
 static int releases(struct fleet *fl, const struct otasim_tools *t, const struct otasim_server *s,
                     const char *work, const char *priv, struct ota_err *err)
 {
     const struct otasim_fleet_def *def = fl->def;
-    char dir[PATH_MAX], payload[PATH_MAX + 32], out[PATH_MAX + 16], app[PATH_MAX];
+    char dir[PATH_MAX], payload[PATH_MAX + 32], out[PATH_MAX + 16], app[PATH_MAX], id[128];
     int r;
 
     for (size_t i = 0; i < def->n_rel; i++) {
@@ -130,14 +131,16 @@ static int releases(struct fleet *fl, const struct otasim_tools *t, const struct
         if (!rel->factory) {
             snprintf(out, sizeof(out), "%s/release", dir);
             if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, 0, out, err)) < 0 ||
-                (r = otasim_server_add_release(t, s, out, 1, err)) < 0)
+                (r = otasim_server_add_release(t, s, out, NULL, 1, err)) < 0)
                 return r;
         }
         if (rel->rollback) {
+            /* The product's name (the agent refuses another product's), under
+             * a release id of its own. */
             snprintf(out, sizeof(out), "%s/rollback", dir);
-            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME "-rollback", rel->version, 1, out,
-                          err)) < 0 ||
-                (r = otasim_server_add_release(t, s, out, 1, err)) < 0)
+            snprintf(id, sizeof(id), "%s-rollback-%s", FLEET_APP_NAME, rel->version);
+            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, 1, out, err)) < 0 ||
+                (r = otasim_server_add_release(t, s, out, id, 1, err)) < 0)
                 return r;
         }
     }

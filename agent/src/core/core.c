@@ -434,6 +434,9 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     r = ota_manifest_parse(off->manifest, strlen(off->manifest), &m, err);
     if (r < 0)
         return -EBADMSG;
+    r = core_guard_product(a, &m, err);
+    if (r < 0)
+        return r;
     r = core_slots_for(m.kind)->preflight(a, &m, err);
     if (r < 0)
         return r;
@@ -646,6 +649,9 @@ static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ot
     st->result = OTA_STEP_CONTINUE;
     if (core_slots(a)->commit(a, &e) < 0)
         return core_start_rollback(a, e.reason, err);
+    r = core_guard_record(a, &a->m, err);
+    if (r < 0)
+        return r;
     r = kv_set_versions(a, a->m.kind, a->j.to_slot, a->m.version, a->j.from_slot, a->j.from_version,
                         err);
     if (r < 0)

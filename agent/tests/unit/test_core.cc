@@ -352,6 +352,71 @@ TEST(Core, SignedRollbackOrderMayDowngrade)
     EXPECT_EQ(w.slot_version[1], "2.0.0");
 }
 
+// A release of another product signed by the same key: refused with the
+// reason in the check, the report and the history; nothing downloaded, the
+// running slot untouched. Today's agent installed it (the name was never read).
+static void offer_named(FakeWorld &w, const std::string &name, const std::string &version,
+                        const std::string &payload)
+{
+    std::string m = make_manifest(version, "app", payload);
+    m.replace(m.find("\"video-app\""), 11, "\"" + name + "\"");
+    w.offer_json = make_offer("u-" + version, m, keys().sign(m), w.payload_url);
+    w.payload = payload;
+}
+
+static void expect_refused_product(FakeWorld &w, Agent &ag, const char *want)
+{
+    const char *why;
+    EXPECT_EQ(ota_agent_last_check(ag.a, &why), OTA_CHECK_REFUSED);
+    EXPECT_NE(std::string(why).find("another product"), std::string::npos) << why;
+    EXPECT_NE(std::string(why).find(want), std::string::npos) << why;
+    EXPECT_TRUE(w.download_offsets.empty());
+    ASSERT_FALSE(w.history.empty());
+    EXPECT_STREQ(w.history.back().status, "failure");
+    EXPECT_NE(std::string(w.history.back().reason).find("another product"), std::string::npos);
+    ASSERT_FALSE(w.all_reports.empty());
+    EXPECT_STREQ(w.all_reports.back().status, "failure");
+    EXPECT_NE(std::string(w.all_reports.back().reason).find("another product"), std::string::npos);
+}
+
+TEST(Core, ConfiguredProductRefusesAnotherProduct)
+{
+    FakeWorld w;
+    Agent ag(w);
+    strcpy(ag.cfg.product, "video-app");
+    ag.reopen();
+    offer_named(w, "camera-app", "2.0.0", payload_of(500));
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    expect_refused_product(w, ag, "'video-app' ([agent] product)");
+    EXPECT_TRUE(w.slots_written.empty());
+    EXPECT_EQ(w.current, 0);
+
+    offer_named(w, "video-app", "2.0.0", payload_of(500)); // its own product installs
+    ag.reopen();
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    EXPECT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_SUCCESS);
+    EXPECT_EQ(w.slot_version[1], "2.0.0");
+}
+
+TEST(Core, WithoutProductSettingTheFirstInstallNamesTheProduct)
+{
+    FakeWorld w;
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(500));
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    ASSERT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_SUCCESS);
+    EXPECT_EQ(w.kv["app.name"], "video-app");
+    int current = w.current;
+    w.download_offsets.clear();
+
+    offer_named(w, "camera-app", "3.0.0", payload_of(600));
+    ag.reopen();
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    expect_refused_product(w, ag, "'video-app' (the first install)");
+    EXPECT_EQ(w.current, current);
+    EXPECT_EQ(w.slot_version[current], "2.0.0");
+}
+
 TEST(Core, ChecksumMismatchRetriedThenRefusedNothingInstalled)
 {
     FakeWorld w;

@@ -121,6 +121,10 @@ int core_fail_update(struct ota_agent *a, const char *reason, struct ota_err *er
 /* The update failed after the switch: roll back to the last-known-good slot. */
 int core_start_rollback(struct ota_agent *a, const char *reason, struct ota_err *err);
 
+/* source.c: token if url has the configured server's origin (scheme, host,
+ * port), else NULL: a token never goes to a URL an offer names elsewhere. */
+const char *core_bearer_for(const struct ota_agent *a, const char *url, const char *token);
+
 /* guard.c: -EPERM with the reason if m is not a release of the product this
  * device runs (config, else the name recorded at the first install). */
 int core_guard_product(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);

@@ -2,6 +2,7 @@
 // DESIGN.md's table, resume logic, the loop breaker, reports and the outbox.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -186,6 +187,33 @@ TEST(Core, AppUpdateHappyPath)
     ASSERT_EQ(w.history.size(), 1u);
     EXPECT_STREQ(w.history[0].status, "success");
     EXPECT_FALSE(w.dl_exists);
+}
+
+// The device token goes with a download only to the configured server's
+// origin (scheme, host, port; host case and default port do not matter); an
+// offer naming a payload elsewhere gets it without the token. Today's agent
+// sent the token to every payload URL.
+TEST(Core, DeviceTokenOnlyToTheServersOrigin)
+{
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"http://srv/payload", "tok-1"},    {"HTTP://SRV:80/payload?x=1", "tok-1"},
+        {"http://cdn.example/payload", ""}, {"https://srv/payload", ""},
+        {"http://srv:8080/payload", ""},    {"http://srv.evil/payload", ""},
+        {"http://srv@evil/payload", ""},
+    };
+    for (const auto &c : cases) {
+        FakeWorld w;
+        w.payload_url = c.first;
+        Agent ag(w);
+        offer(w, "2.0.0", payload_of(1000));
+        ASSERT_EQ(ag.update(), OTA_STEP_IDLE) << c.first;
+        EXPECT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_SUCCESS) << c.first;
+        ASSERT_FALSE(w.download_bearers.empty()) << c.first;
+        for (const auto &b : w.download_bearers)
+            EXPECT_EQ(b, c.second) << c.first;
+        // the check-in and the reports still carry it (they go to the server)
+        EXPECT_NE(std::find(w.bearers.begin(), w.bearers.end(), "tok-1"), w.bearers.end());
+    }
 }
 
 TEST(Core, NothingOffered)

@@ -138,6 +138,7 @@ static int tr_download(void *ctx, const char *url, const char *bearer, uint64_t 
     FakeWorld *w = W(ctx);
     const std::string &p = w->payload;
     w->download_offsets.push_back(offset);
+    w->download_bearers.push_back(bearer ? bearer : "");
     if (w->server_down)
         return ota_err_set(err, ECONNREFUSED, "fake: connection refused");
     if (w->download_status) {

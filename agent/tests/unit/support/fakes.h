@@ -41,9 +41,10 @@ struct FakeWorld {
     std::string content_range_override;     // send this Content-Range on 206
     long download_status = 0;               // answer this status instead of the payload (one-shot)
     std::vector<uint64_t> download_offsets; // offsets asked for
-    std::vector<std::string> requests;      // "METHOD URL"
-    std::vector<std::string> checkins;      // check-in request bodies
-    std::vector<std::string> bearers;       // each request's bearer ("" = none)
+    std::vector<std::string> download_bearers; // each download's bearer ("" = none)
+    std::vector<std::string> requests;         // "METHOD URL"
+    std::vector<std::string> checkins;         // check-in request bodies
+    std::vector<std::string> bearers;          // each request's bearer ("" = none)
     // Answers a request before the rest (GitHub source tests): true when it
     // filled status and headers of *ret and the body.
     std::function<bool(const std::string &url, ota_http_resp *ret, std::string &body)> answer;

@@ -70,12 +70,15 @@ static int make_payload(const char *dir, const struct otasim_fleet_release *rel,
     return 0;
 }
 
+/* rollback_from: NULL for a release, else the version a rollback order is
+ * for (the rollout's release: what the devices it rolls back run). */
 static int pack(const struct otasim_tools *t, const struct fleet *fl, const char *priv,
-                const char *payload, const char *name, const char *version, int rollback,
-                const char *out, struct ota_err *err)
+                const char *payload, const char *name, const char *version,
+                const char *rollback_from, const char *out, struct ota_err *err)
 {
     const char *argv[64];
-    char log[PATH_MAX + 16];
+    char log[PATH_MAX + 16], expires[32];
+    int64_t start_s = fl->def->start_ms / 1000;
     size_t n = 0;
     int st = 0, r;
 
@@ -98,8 +101,17 @@ static int pack(const struct otasim_tools *t, const struct fleet *fl, const char
         argv[n++] = "--device-type";
         argv[n++] = fl->def->types[i].value;
     }
-    if (rollback)
+    if (rollback_from) {
+        /* valid over any fleet run: ten years after the later of the
+         * creation and the fleet's virtual start */
+        snprintf(expires, sizeof(expires), "%lld",
+                 (long long)((start_s > 1795000000 ? start_s : 1795000000) + 3650LL * 86400));
         argv[n++] = "--rollback";
+        argv[n++] = "--rollback-from";
+        argv[n++] = rollback_from;
+        argv[n++] = "--rollback-expires";
+        argv[n++] = expires;
+    }
     argv[n++] = "--out";
     argv[n++] = out;
     argv[n] = NULL;
@@ -130,7 +142,8 @@ static int releases(struct fleet *fl, const struct otasim_tools *t, const struct
             return r;
         if (!rel->factory) {
             snprintf(out, sizeof(out), "%s/release", dir);
-            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, 0, out, err)) < 0 ||
+            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, NULL, out, err)) <
+                    0 ||
                 (r = otasim_server_add_release(t, s, out, NULL, 1, err)) < 0)
                 return r;
         }
@@ -139,7 +152,8 @@ static int releases(struct fleet *fl, const struct otasim_tools *t, const struct
              * a release id of its own. */
             snprintf(out, sizeof(out), "%s/rollback", dir);
             snprintf(id, sizeof(id), "%s-rollback-%s", FLEET_APP_NAME, rel->version);
-            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, 1, out, err)) < 0 ||
+            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, def->rollout_release,
+                          out, err)) < 0 ||
                 (r = otasim_server_add_release(t, s, out, id, 1, err)) < 0)
                 return r;
         }

@@ -128,6 +128,11 @@ const char *core_bearer_for(const struct ota_agent *a, const char *url, const ch
 /* guard.c: -EPERM with the reason if m is not a release of the product this
  * device runs (config, else the name recorded at the first install). */
 int core_guard_product(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);
+/* -EPERM with the reason if m is a rollback order this device may not take
+ * now: not running one of its rollback_from, expired, or a clock before its
+ * creation (ota_manifest_check_rollback). */
+int core_guard_rollback(struct ota_agent *a, const struct ota_manifest *m, const char *current,
+                        struct ota_err *err);
 /* Records m's name as the product of its kind (at the commit). */
 int core_guard_record(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);
 

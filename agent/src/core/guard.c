@@ -50,3 +50,11 @@ int core_guard_record(struct ota_agent *a, const struct ota_manifest *m, struct 
     snprintf(key, sizeof(key), "%s.name", ota_kind_names[m->kind]);
     return a->ops.store->kv_set(a->ops.store_ctx, key, m->name, err);
 }
+
+int core_guard_rollback(struct ota_agent *a, const struct ota_manifest *m, const char *current,
+                        struct ota_err *err)
+{
+    int64_t now_ms = a->ops.clock->wall_ms(a->ops.clock_ctx);
+
+    return ota_manifest_check_rollback(m, current, now_ms / 1000, err);
+}

@@ -380,6 +380,68 @@ TEST(Core, SignedRollbackOrderMayDowngrade)
     EXPECT_EQ(w.slot_version[1], "2.0.0");
 }
 
+// A rollback order is bound (issue 15): to the version the device runs, to a
+// time window, and to the version it installs - an order for the version
+// already installed is "up to date", not a reinstall on every poll. Today's
+// agent took any signed order, from any version, at any time, again and
+// again.
+TEST(Core, RollbackOrderForTheInstalledVersionIsUpToDate)
+{
+    FakeWorld w;
+    w.slot_version[0] = "2.0.0";
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(1000), "app", "rpi3b", true, "3.0.0");
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_check(ag.a, &why), OTA_CHECK_UP_TO_DATE) << why;
+    EXPECT_TRUE(w.download_offsets.empty());
+    EXPECT_TRUE(w.all_reports.empty());
+    EXPECT_TRUE(w.history.empty());
+}
+
+struct RollbackRefusal {
+    const char *name;
+    const char *running;
+    int64_t wall_ms;
+    const char *reason_part;
+};
+
+class RollbackRefused : public ::testing::TestWithParam<RollbackRefusal>
+{
+};
+
+TEST_P(RollbackRefused, NothingInstalledAndTheReasonKept)
+{
+    const RollbackRefusal &c = GetParam();
+    FakeWorld w;
+    w.slot_version[0] = c.running;
+    w.wall = c.wall_ms;
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(1000), "app", "rpi3b", true, "3.0.0");
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_check(ag.a, &why), OTA_CHECK_REFUSED);
+    EXPECT_NE(std::string(why).find(c.reason_part), std::string::npos) << why;
+    EXPECT_TRUE(w.download_offsets.empty());
+    EXPECT_TRUE(w.slots_written.empty());
+    EXPECT_EQ(w.current, 0);
+    EXPECT_EQ(w.slot_version[0], c.running);
+    ASSERT_EQ(w.history.size(), 1u);
+    EXPECT_STREQ(w.history[0].status, "failure");
+    EXPECT_NE(std::string(w.history[0].reason).find(c.reason_part), std::string::npos);
+    ASSERT_EQ(w.all_reports.size(), 1u);
+    EXPECT_NE(std::string(w.all_reports[0].reason).find(c.reason_part), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Core, RollbackRefused,
+    ::testing::Values(RollbackRefusal{"not_from_this_version", "4.0.0", 1795000000000,
+                                      "for devices running 3.0.0, not 4.0.0"},
+                      RollbackRefusal{"expired", "3.0.0", 1795086401000, "expired at 1795086400"},
+                      RollbackRefusal{"clock_before_creation", "3.0.0", 1000,
+                                      "the clock is wrong"}),
+    [](const ::testing::TestParamInfo<RollbackRefusal> &i) { return std::string(i.param.name); });
+
 // A release of another product signed by the same key: refused with the
 // reason in the check, the report and the history; nothing downloaded, the
 // running slot untouched. Today's agent installed it (the name was never read).

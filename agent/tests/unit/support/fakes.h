@@ -92,10 +92,13 @@ struct TestKeys {
     std::string sign(const std::string &manifest) const; // base64
 };
 
-// A manifest for payload, as ota-pack would write it.
+// A manifest for payload, as ota-pack would write it. A rollback order is
+// for devices running rollback_from and expires a day after its creation
+// (the fake wall clock starts at it).
 std::string make_manifest(const std::string &version, const std::string &kind,
                           const std::string &payload, const std::string &device_type = "rpi3b",
-                          bool rollback = false, const std::string &format = "");
+                          bool rollback = false, const std::string &format = "",
+                          const std::string &rollback_from = "3.0.0");
 
 // The check-in answer offering manifest.
 std::string make_offer(const std::string &update_id, const std::string &manifest,

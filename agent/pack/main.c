@@ -39,7 +39,11 @@ static const char usage_text[] =
     "      --version V          release version, MAJOR.MINOR.PATCH[-PRE], optional leading 'v'\n"
     "      --device-type T      a compatible device type; repeat for more (1 to 8)\n"
     "      --min-version V      devices must run at least V to take this release\n"
-    "      --rollback           a signed rollback order: devices may go to an older version\n"
+    "      --rollback           a signed rollback order: devices may go to an older version;\n"
+    "                           needs --rollback-from and --rollback-expires\n"
+    "      --rollback-from V    the order is for devices running V; repeat for more (1 to 8)\n"
+    "      --rollback-expires T the order is void after T: unix seconds, or +N[smhd] after\n"
+    "                           --created (e.g. +7d)\n"
     "      --installed-size N   bytes the release needs once installed; default: app: the sum\n"
     "                           of the package's regular files; raw image: its size;\n"
     "                           compressed image: its decompressed size (decompressed once\n"
@@ -105,6 +109,8 @@ enum {
     OPT_DEVICE_TYPE,
     OPT_MIN_VERSION,
     OPT_ROLLBACK,
+    OPT_ROLLBACK_FROM,
+    OPT_ROLLBACK_EXPIRES,
     OPT_INSTALLED_SIZE,
     OPT_CREATED,
     OPT_OUT,
@@ -124,6 +130,7 @@ struct cmdline {
     struct ota_pack_build_opts build;
     struct ota_pack_swu_opts swu;
     int have_kind, have_created;
+    const char *rollback_expires; /* as given: resolved once created is known */
 };
 
 static int usage_error(const char *fmt, const char *arg)
@@ -153,6 +160,38 @@ static int parse_u64(const char *s, uint64_t *ret)
     if (errno || *end)
         return -EINVAL;
     *ret = v;
+    return 0;
+}
+
+/* "T" (unix seconds) or "+N[smhd]" after created. */
+static int parse_expires(const char *s, int64_t created, int64_t *ret)
+{
+    static const struct {
+        char unit;
+        uint64_t mul;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    char num[32];
+    uint64_t v, mul = 1;
+    size_t n;
+
+    if (s[0] != '+') {
+        if (parse_u64(s, &v) < 0 || v > INT64_MAX)
+            return -EINVAL;
+        *ret = (int64_t)v;
+        return 0;
+    }
+    n = strlen(s + 1);
+    if (n == 0 || n >= sizeof(num))
+        return -EINVAL;
+    memcpy(num, s + 1, n + 1);
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (num[n - 1] == units[i].unit) {
+            mul = units[i].mul;
+            num[--n] = '\0';
+        }
+    if (parse_u64(num, &v) < 0 || v > (uint64_t)(INT64_MAX - created) / mul)
+        return -EINVAL;
+    *ret = created + (int64_t)(v * mul);
     return 0;
 }
 
@@ -193,6 +232,8 @@ static const struct option all_options[] = {
     {"device-type", required_argument, NULL, OPT_DEVICE_TYPE},
     {"min-version", required_argument, NULL, OPT_MIN_VERSION},
     {"rollback", no_argument, NULL, OPT_ROLLBACK},
+    {"rollback-from", required_argument, NULL, OPT_ROLLBACK_FROM},
+    {"rollback-expires", required_argument, NULL, OPT_ROLLBACK_EXPIRES},
     {"installed-size", required_argument, NULL, OPT_INSTALLED_SIZE},
     {"created", required_argument, NULL, OPT_CREATED},
     {"out", required_argument, NULL, OPT_OUT},
@@ -221,6 +262,8 @@ static int allowed(const char *cmd, int opt)
                                 OPT_DEVICE_TYPE,
                                 OPT_MIN_VERSION,
                                 OPT_ROLLBACK,
+                                OPT_ROLLBACK_FROM,
+                                OPT_ROLLBACK_EXPIRES,
                                 OPT_INSTALLED_SIZE,
                                 OPT_CREATED,
                                 OPT_OUT,
@@ -341,6 +384,16 @@ static int parse_options(const char *cmd, int argc, char **argv, struct cmdline 
         case OPT_ROLLBACK:
             b->rollback = 1;
             break;
+        case OPT_ROLLBACK_FROM:
+            if (!ota_version_valid(optarg))
+                return usage_error("bad rollback-from version '%s'", optarg);
+            if (b->n_rollback_from == OTA_MANIFEST_MAX_TYPES)
+                return usage_error("too many rollback-from versions at '%s' (at most 8)", optarg);
+            b->rollback_from[b->n_rollback_from++] = optarg;
+            break;
+        case OPT_ROLLBACK_EXPIRES:
+            c->rollback_expires = optarg;
+            break;
         case OPT_INSTALLED_SIZE:
             if (parse_u64(optarg, &v) < 0 || v > INT64_MAX)
                 return usage_error("bad installed size '%s'", optarg);
@@ -413,6 +466,15 @@ static int run_build(const char *cmd, struct cmdline *c)
     if (!c->have_created && default_created(&c->build.created) < 0)
         return usage_error("SOURCE_DATE_EPOCH='%s' is not unix seconds",
                            getenv("SOURCE_DATE_EPOCH"));
+    if (c->build.rollback) {
+        REQUIRE(c->build.n_rollback_from, "--rollback-from (with --rollback)");
+        REQUIRE(c->rollback_expires, "--rollback-expires (with --rollback)");
+        if (parse_expires(c->rollback_expires, c->build.created, &c->build.rollback_expires) < 0)
+            return usage_error("bad rollback expiry '%s' (unix seconds or +N[smhd])",
+                               c->rollback_expires);
+    } else if (c->build.n_rollback_from || c->rollback_expires) {
+        return usage_error("%s", "--rollback-from and --rollback-expires are for --rollback");
+    }
     r = ota_pack_build(&c->build, &m, &err);
     if (r < 0)
         return fail(&err, r);

@@ -326,6 +326,12 @@ int ota_pack_build(const struct ota_pack_build_opts *o, struct ota_manifest *ret
     ota_strlcpy(m->min_version, o->min_version ? o->min_version : "", sizeof(m->min_version));
     m->rollback = o->rollback ? 1 : 0;
     m->created = o->created;
+    if (m->rollback) {
+        for (int i = 0; i < o->n_rollback_from && i < OTA_MANIFEST_MAX_TYPES; i++)
+            ota_strlcpy(m->rollback_from[i], o->rollback_from[i], sizeof(m->rollback_from[i]));
+        m->n_rollback_from = o->n_rollback_from;
+        m->rollback_expires = o->rollback_expires;
+    }
 
     /* Everything the manifest will say, checked before the long copy: the
      * remaining rules are the alphabets of names. */

@@ -18,7 +18,11 @@ struct ota_pack_build_opts {
     int n_device_types;
     const char *min_version; /* NULL or "": none */
     int rollback;
-    int have_installed_size; /* else computed, see ota_pack_build */
+    /* rollback orders (required with rollback, refused without) */
+    const char *rollback_from[OTA_MANIFEST_MAX_TYPES]; /* the versions devices must run */
+    int n_rollback_from;
+    int64_t rollback_expires; /* unix seconds, after created */
+    int have_installed_size;  /* else computed, see ota_pack_build */
     uint64_t installed_size;
     int64_t created; /* unix seconds */
     const char *out_dir;

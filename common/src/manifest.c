@@ -25,8 +25,14 @@ const char *const ota_format_names[OTA_FORMAT_MAX] = {
 
 /* The wire order; also the set of known keys. */
 static const char *const manifest_keys[] = {
-    "schema", "name",           "version",      "kind",        "format",   "payload", "size",
-    "sha256", "installed_size", "device_types", "min_version", "rollback", "created",
+    "schema",         "name",
+    "version",        "kind",
+    "format",         "payload",
+    "size",           "sha256",
+    "installed_size", "device_types",
+    "min_version",    "rollback",
+    "created",        "rollback_expires",
+    "rollback_from", /* rollback orders only */
 };
 
 #define SIG_B64_LEN 88 /* 4 * ceil(64 / 3) */
@@ -109,6 +115,24 @@ static int validate(const struct ota_manifest *m, struct ota_err *err)
         return ota_err_set(err, EINVAL, "bad rollback flag %d", m->rollback);
     if (m->created < 0)
         return ota_err_set(err, EINVAL, "negative creation time");
+    if (!m->rollback) {
+        if (m->n_rollback_from != 0 || m->rollback_expires != 0)
+            return ota_err_set(err, EINVAL,
+                               "rollback_expires/rollback_from without rollback: true");
+        return 0;
+    }
+    if (m->rollback_expires <= m->created)
+        return ota_err_set(err, EINVAL,
+                           "a rollback order needs rollback_expires after created (%lld <= %lld)",
+                           (long long)m->rollback_expires, (long long)m->created);
+    if (m->n_rollback_from < 1 || m->n_rollback_from > OTA_MANIFEST_MAX_TYPES)
+        return ota_err_set(err, EINVAL, "a rollback order needs 1..%d rollback_from versions",
+                           OTA_MANIFEST_MAX_TYPES);
+    for (int i = 0; i < m->n_rollback_from; i++) {
+        const char *v = m->rollback_from[i];
+        if (!memchr(v, '\0', sizeof(m->rollback_from[i])) || !ota_version_valid(v))
+            return ota_err_set(err, EINVAL, "bad rollback_from version '%.64s'", v);
+    }
     return 0;
 }
 
@@ -120,32 +144,55 @@ static int lookup(const char *const *names, int max, const char *s)
     return -1;
 }
 
-static int parse_device_types(const json_t *obj, struct ota_manifest *m, struct ota_err *err)
+/* A non-empty array of at most OTA_MANIFEST_MAX_TYPES strings, each < 64
+ * bytes, into out[]. */
+static int parse_list(const json_t *obj, const char *key, char (*out)[64], int *ret_n,
+                      struct ota_err *err)
 {
-    const json_t *arr = json_object_get(obj, "device_types");
+    const json_t *arr = json_object_get(obj, key);
     size_t i;
     const json_t *v;
 
     if (!arr)
-        return ota_err_set(err, EINVAL, "missing field 'device_types'");
+        return ota_err_set(err, EINVAL, "missing field '%s'", key);
     if (!json_is_array(arr))
-        return ota_err_set(err, EINVAL, "field 'device_types' is not an array");
+        return ota_err_set(err, EINVAL, "field '%s' is not an array", key);
     if (json_array_size(arr) < 1 || json_array_size(arr) > OTA_MANIFEST_MAX_TYPES)
-        return ota_err_set(err, EINVAL, "field 'device_types' has %zu entries (1..%d allowed)",
+        return ota_err_set(err, EINVAL, "field '%s' has %zu entries (1..%d allowed)", key,
                            json_array_size(arr), OTA_MANIFEST_MAX_TYPES);
     json_array_foreach(arr, i, v)
     {
         size_t n;
 
         if (!json_is_string(v))
-            return ota_err_set(err, EINVAL, "device_types[%zu] is not a string", i);
+            return ota_err_set(err, EINVAL, "%s[%zu] is not a string", key, i);
         n = json_string_length(v);
-        if (n >= sizeof(m->device_types[i]) || strlen(json_string_value(v)) != n)
-            return ota_err_set(err, EINVAL, "device_types[%zu] is too long or holds a NUL", i);
-        memcpy(m->device_types[i], json_string_value(v), n + 1);
+        if (n >= 64 || strlen(json_string_value(v)) != n)
+            return ota_err_set(err, EINVAL, "%s[%zu] is too long or holds a NUL", key, i);
+        memcpy(out[i], json_string_value(v), n + 1);
     }
-    m->n_device_types = (int)json_array_size(arr);
+    *ret_n = (int)json_array_size(arr);
     return 0;
+}
+
+/* The rollback binding: both keys with rollback: true, neither without. */
+static int parse_rollback(const json_t *obj, struct ota_manifest *m, struct ota_err *err)
+{
+    int has_exp = json_object_get(obj, "rollback_expires") != NULL;
+    int has_from = json_object_get(obj, "rollback_from") != NULL;
+
+    if (!m->rollback) {
+        if (has_exp || has_from)
+            return ota_err_set(err, EINVAL, "field '%s' without rollback: true",
+                               has_exp ? "rollback_expires" : "rollback_from");
+        return 0;
+    }
+    if (!has_exp || !has_from)
+        return ota_err_set(err, EINVAL, "a rollback order needs field '%s' (docs/protocol.md)",
+                           has_exp ? "rollback_from" : "rollback_expires");
+    if (ota_json_int(obj, "rollback_expires", &m->rollback_expires, err) < 0)
+        return -EINVAL;
+    return parse_list(obj, "rollback_from", m->rollback_from, &m->n_rollback_from, err);
 }
 
 static int parse_fields(const json_t *obj, struct ota_manifest *m, struct ota_err *err)
@@ -170,10 +217,10 @@ static int parse_fields(const json_t *obj, struct ota_manifest *m, struct ota_er
         ota_json_u64(obj, "size", &m->size, err) < 0 ||
         ota_json_str(obj, "sha256", sha, sizeof(sha), err) < 0 ||
         ota_json_u64(obj, "installed_size", &m->installed_size, err) < 0 ||
-        parse_device_types(obj, m, err) < 0 ||
+        parse_list(obj, "device_types", m->device_types, &m->n_device_types, err) < 0 ||
         ota_json_str(obj, "min_version", m->min_version, sizeof(m->min_version), err) < 0 ||
         ota_json_bool(obj, "rollback", &m->rollback, err) < 0 ||
-        ota_json_int(obj, "created", &created, err) < 0)
+        ota_json_int(obj, "created", &created, err) < 0 || parse_rollback(obj, m, err) < 0)
         return -EINVAL;
     if (schema != 1)
         return ota_err_set(err, EINVAL, "unsupported manifest schema %lld", (long long)schema);
@@ -259,6 +306,21 @@ int ota_manifest_format(const struct ota_manifest *m, char **ret_json)
         r = -EINVAL;
         goto out;
     }
+    if (m->rollback) {
+        json_t *from = json_array();
+        for (int i = 0; from && i < m->n_rollback_from; i++)
+            if (json_array_append_new(from, json_string(m->rollback_from[i])) < 0) {
+                json_decref(from);
+                from = NULL;
+            }
+        if (!from ||
+            json_object_set_new(obj, "rollback_expires",
+                                json_integer((json_int_t)m->rollback_expires)) < 0 ||
+            json_object_set_new(obj, "rollback_from", from) < 0) {
+            r = -EINVAL;
+            goto out;
+        }
+    }
     r = ota_json_dump(obj, &text);
     if (r < 0)
         goto out;
@@ -313,6 +375,33 @@ int ota_manifest_check_device(const struct ota_manifest *m, const char *device_t
                                "installed %s is below the release's min_version %s",
                                current_version, m->min_version);
     }
+    return 0;
+}
+
+int ota_manifest_check_rollback(const struct ota_manifest *m, const char *current_version,
+                                int64_t now_s, struct ota_err *err)
+{
+    int from = 0, c;
+
+    if (!m || !m->rollback)
+        return 0;
+    for (int i = 0; i < m->n_rollback_from && i < OTA_MANIFEST_MAX_TYPES && current_version; i++)
+        if (ota_version_cmp(m->rollback_from[i], current_version, &c) == 0 && c == 0)
+            from = 1;
+    if (!from)
+        return ota_err_set(err, OTA_E_REFUSED,
+                           "rollback order to %s is for devices running %s%s, not %s", m->version,
+                           m->rollback_from[0], m->n_rollback_from > 1 ? " (or others)" : "",
+                           current_version && current_version[0] ? current_version : "nothing");
+    if (now_s < m->created)
+        return ota_err_set(err, OTA_E_REFUSED,
+                           "rollback order to %s made at %lld, after the device's clock (%lld): "
+                           "the clock is wrong, whether the order expired cannot be told",
+                           m->version, (long long)m->created, (long long)now_s);
+    if (now_s > m->rollback_expires)
+        return ota_err_set(err, OTA_E_REFUSED,
+                           "rollback order to %s expired at %lld (device clock %lld)", m->version,
+                           (long long)m->rollback_expires, (long long)now_s);
     return 0;
 }
 

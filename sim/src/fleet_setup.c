@@ -70,12 +70,15 @@ static int make_payload(const char *dir, const struct otasim_fleet_release *rel,
     return 0;
 }
 
+/* rollback_from: NULL for a release, else the version a rollback order is
+ * for (the rollout's release: what the devices it rolls back run). */
 static int pack(const struct otasim_tools *t, const struct fleet *fl, const char *priv,
-                const char *payload, const char *name, const char *version, int rollback,
-                const char *out, struct ota_err *err)
+                const char *payload, const char *name, const char *version,
+                const char *rollback_from, const char *out, struct ota_err *err)
 {
     const char *argv[64];
-    char log[PATH_MAX + 16];
+    char log[PATH_MAX + 16], expires[32];
+    int64_t start_s = fl->def->start_ms / 1000;
     size_t n = 0;
     int st = 0, r;
 
@@ -98,8 +101,17 @@ static int pack(const struct otasim_tools *t, const struct fleet *fl, const char
         argv[n++] = "--device-type";
         argv[n++] = fl->def->types[i].value;
     }
-    if (rollback)
+    if (rollback_from) {
+        /* valid over any fleet run: ten years after the later of the
+         * creation and the fleet's virtual start */
+        snprintf(expires, sizeof(expires), "%lld",
+                 (long long)((start_s > 1795000000 ? start_s : 1795000000) + 3650LL * 86400));
         argv[n++] = "--rollback";
+        argv[n++] = "--rollback-from";
+        argv[n++] = rollback_from;
+        argv[n++] = "--rollback-expires";
+        argv[n++] = expires;
+    }
     argv[n++] = "--out";
     argv[n++] = out;
     argv[n] = NULL;
@@ -112,12 +124,13 @@ static int pack(const struct otasim_tools *t, const struct fleet *fl, const char
 }
 
 /* Builds and uploads every release but the factory one; the rollback order
- * of `previous` as release FLEET_APP_NAME-rollback-VERSION. */
+ * of `previous` (named FLEET_APP_NAME too) as release id
+ * FLEET_APP_NAME-rollback-VERSION. */
 static int releases(struct fleet *fl, const struct otasim_tools *t, const struct otasim_server *s,
                     const char *work, const char *priv, struct ota_err *err)
 {
     const struct otasim_fleet_def *def = fl->def;
-    char dir[PATH_MAX], payload[PATH_MAX + 32], out[PATH_MAX + 16], app[PATH_MAX];
+    char dir[PATH_MAX], payload[PATH_MAX + 32], out[PATH_MAX + 16], app[PATH_MAX], id[128];
     int r;
 
     for (size_t i = 0; i < def->n_rel; i++) {
@@ -129,15 +142,19 @@ static int releases(struct fleet *fl, const struct otasim_tools *t, const struct
             return r;
         if (!rel->factory) {
             snprintf(out, sizeof(out), "%s/release", dir);
-            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, 0, out, err)) < 0 ||
-                (r = otasim_server_add_release(t, s, out, 1, err)) < 0)
+            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, NULL, out, err)) <
+                    0 ||
+                (r = otasim_server_add_release(t, s, out, NULL, 1, err)) < 0)
                 return r;
         }
         if (rel->rollback) {
+            /* The product's name (the agent refuses another product's), under
+             * a release id of its own. */
             snprintf(out, sizeof(out), "%s/rollback", dir);
-            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME "-rollback", rel->version, 1, out,
-                          err)) < 0 ||
-                (r = otasim_server_add_release(t, s, out, 1, err)) < 0)
+            snprintf(id, sizeof(id), "%s-rollback-%s", FLEET_APP_NAME, rel->version);
+            if ((r = pack(t, fl, priv, payload, FLEET_APP_NAME, rel->version, def->rollout_release,
+                          out, err)) < 0 ||
+                (r = otasim_server_add_release(t, s, out, id, 1, err)) < 0)
                 return r;
         }
     }

@@ -480,7 +480,7 @@ static int snap_server(const struct otasim_tools *t, const struct otasim_trial *
         if (tr->sc->rel[i].factory)
             continue;
         snprintf(out, sizeof(out), "%s/out", tr->built[i].dir);
-        if ((r = otasim_server_add_release(t, srv, out, tr->sc->rel[i].publish, err)) < 0)
+        if ((r = otasim_server_add_release(t, srv, out, NULL, tr->sc->rel[i].publish, err)) < 0)
             return r;
     }
     return 0;

@@ -303,7 +303,7 @@ int otasim_runner_ensure_server(struct otasim_runner *r, size_t si, struct ota_e
         if (rel->factory)
             continue;
         snprintf(out, sizeof(out), "%s/out", s->built[i].dir);
-        if ((rc = otasim_server_add_release(&r->t, &s->srv, out, rel->publish, err)) < 0)
+        if ((rc = otasim_server_add_release(&r->t, &s->srv, out, NULL, rel->publish, err)) < 0)
             return rc;
     }
     if (s->sc.server_faults && (rc = put_plan(r, si, err)) < 0)

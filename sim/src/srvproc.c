@@ -77,20 +77,21 @@ int otasim_server_start_with(const struct otasim_tools *t, const char *dir,
 }
 
 int otasim_server_add_release(const struct otasim_tools *t, const struct otasim_server *s,
-                              const char *reldir, int publish, struct ota_err *err)
+                              const char *reldir, const char *id, int publish, struct ota_err *err)
 {
     char log[PATH_MAX + 16];
     int st = 0, r;
-    const char *argv[] = {t->server,
-                          "release",
-                          "add",
-                          reldir,
-                          "--server",
-                          s->url,
-                          "--admin-token",
-                          s->admin_token,
-                          publish ? "--publish" : NULL,
-                          NULL};
+    size_t n = 8;
+    const char *argv[12] = {t->server,  "release", "add",           reldir,
+                            "--server", s->url,    "--admin-token", s->admin_token};
+
+    if (id) {
+        argv[n++] = "--id";
+        argv[n++] = id;
+    }
+    if (publish)
+        argv[n++] = "--publish";
+    argv[n] = NULL;
 
     snprintf(log, sizeof(log), "%s/admin.log", s->dir);
     r = otasim_run(argv, NULL, 60000, NULL, log, &st, err);

@@ -15,10 +15,15 @@ extern "C" {
  * TARGZ: the tarball) into dest_dir, which must exist and be empty.
  * Refuses, with -EPERM and the entry's name: absolute paths, "..",
  * device nodes, FIFOs, sockets, hard links or symlinks that leave dest_dir.
+ * Only the compression the format allows, decompressed by libarchive
+ * itself (never an external program): tar.gz gzip; a .deb's data.tar,
+ * .gz, .xz, .zst as its member's name says; else -EINVAL.
+ * At most max_bytes of file data (the manifest's installed_size;
+ * UINT64_MAX: no limit): -EFBIG before the first byte beyond.
  * Files are fsynced and directories synced before returning.
  * -ENOSPC when the disk fills, -EINVAL for a payload that is not an archive. */
 int ota_archive_extract(const char *payload, enum ota_format format, const char *dest_dir,
-                        struct ota_err *err) OTA_MUST;
+                        uint64_t max_bytes, struct ota_err *err) OTA_MUST;
 
 /* Sum of the regular files' sizes in a package (for ota-pack's installed_size). */
 int ota_archive_installed_size(const char *payload, enum ota_format format, uint64_t *ret,

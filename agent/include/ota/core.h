@@ -276,6 +276,12 @@ struct ota_agent_config {
     char device_id[OTA_ID_LEN]; /* proposed id; the server may confirm it */
     char device_type[64];
     char group[64];
+    /* The product whose releases this device installs: a manifest's name
+     * must equal it (per kind). "" = the name recorded at the first
+     * committed install of that kind; before any, any name (DESIGN.md,
+     * "Which product"). */
+    char product[64];        /* app releases: [agent] product */
+    char rootfs_product[64]; /* rootfs releases: [rootfs] product */
     /* Inventory attributes and time zone, sent at registration and every
      * check-in when set (n_attributes 0 / timezone "": not sent, the
      * server keeps what it has). */

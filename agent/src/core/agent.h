@@ -4,7 +4,8 @@
  *   download.c DOWNLOADING and VERIFYING: the download session
  *   slots.c    the slots per update kind (app slots, U-Boot A/B), the boot env
  *   source.c   the update sources (fleet API, GitHub Releases)
- *   standby.c  STANDBY: installed, waiting for the fleet's activation */
+ *   standby.c  STANDBY: installed, waiting for the fleet's activation
+ *   guard.c    release guards beyond the signature (the product) */
 #ifndef OTA_CORE_AGENT_H
 #define OTA_CORE_AGENT_H
 
@@ -119,6 +120,21 @@ void core_set_reason(struct ota_agent *a, const char *reason);
 int core_fail_update(struct ota_agent *a, const char *reason, struct ota_err *err);
 /* The update failed after the switch: roll back to the last-known-good slot. */
 int core_start_rollback(struct ota_agent *a, const char *reason, struct ota_err *err);
+
+/* source.c: token if url has the configured server's origin (scheme, host,
+ * port), else NULL: a token never goes to a URL an offer names elsewhere. */
+const char *core_bearer_for(const struct ota_agent *a, const char *url, const char *token);
+
+/* guard.c: -EPERM with the reason if m is not a release of the product this
+ * device runs (config, else the name recorded at the first install). */
+int core_guard_product(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);
+/* -EPERM with the reason if m is a rollback order this device may not take
+ * now: not running one of its rollback_from, expired, or a clock before its
+ * creation (ota_manifest_check_rollback). */
+int core_guard_rollback(struct ota_agent *a, const struct ota_manifest *m, const char *current,
+                        struct ota_err *err);
+/* Records m's name as the product of its kind (at the commit). */
+int core_guard_record(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);
 
 /* The inventory sent at check-in; the strings live in the buffers given. */
 int core_inventory(struct ota_agent *a, struct ota_inventory *inv, char *appv, char *rootv,

@@ -434,18 +434,26 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     r = ota_manifest_parse(off->manifest, strlen(off->manifest), &m, err);
     if (r < 0)
         return -EBADMSG;
+    r = core_guard_product(a, &m, err);
+    if (r < 0)
+        return r;
     r = core_slots_for(m.kind)->preflight(a, &m, err);
     if (r < 0)
         return r;
     r = ota_agent_installed(a, m.kind, &slot, cur, sizeof(cur), err);
     if (r < 0)
         return r;
-    if (!m.rollback) {
+    /* The installed version is up to date, also for a rollback order to it
+     * (not a reinstall on every poll). */
+    {
         int cmp;
         if (ota_version_cmp(m.version, cur, &cmp) == 0 && cmp == 0)
             return 0;
     }
     r = ota_manifest_check_device(&m, a->cfg.device_type, cur, err);
+    if (r < 0)
+        return r;
+    r = core_guard_rollback(a, &m, cur, err);
     if (r < 0)
         return r;
     if (!off->url[0])
@@ -646,6 +654,9 @@ static int handle_committing(struct ota_agent *a, struct ota_step *st, struct ot
     st->result = OTA_STEP_CONTINUE;
     if (core_slots(a)->commit(a, &e) < 0)
         return core_start_rollback(a, e.reason, err);
+    r = core_guard_record(a, &a->m, err);
+    if (r < 0)
+        return r;
     r = kv_set_versions(a, a->m.kind, a->j.to_slot, a->m.version, a->j.from_slot, a->j.from_version,
                         err);
     if (r < 0)
@@ -872,8 +883,9 @@ int ota_agent_rollback(struct ota_agent *a, struct ota_err *err)
              "{\"schema\":1,\"name\":\"manual-rollback\",\"version\":\"%s\",\"kind\":\"app\","
              "\"format\":\"tar.gz\",\"payload\":\"none\",\"size\":0,\"sha256\":\"%064d\","
              "\"installed_size\":0,\"device_types\":[\"%s\"],\"min_version\":\"\","
-             "\"rollback\":true,\"created\":0}",
-             cur, 0, a->cfg.device_type);
+             "\"rollback\":true,\"created\":0,\"rollback_expires\":253402300799,"
+             "\"rollback_from\":[\"%s\"]}",
+             cur, 0, a->cfg.device_type, cur);
     a->m_ok = ota_manifest_parse(a->j.manifest, strlen(a->j.manifest), &a->m, NULL) == 0;
     snprintf(a->j.reason, sizeof(a->j.reason), "manual rollback from %s to %s", cur, pver);
     return core_transition(a, OTA_STATE_ROLLING_BACK, err);

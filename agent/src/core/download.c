@@ -219,9 +219,11 @@ int core_handle_downloading(struct ota_agent *a, struct ota_step *st, struct ota
         r = 0; /* everything is already on disk */
     } else {
         dl_attempt_begin(a);
+        /* The device token only to the configured server's origin: an
+         * offer may name a payload anywhere (a CDN, a mirror). */
         r = a->ops.transport->download(a->ops.transport_ctx, a->j.url,
-                                       a->token[0] ? a->token : NULL, a->dl.received, a->j.etag,
-                                       &sink, &e);
+                                       core_bearer_for(a, a->j.url, a->token), a->dl.received,
+                                       a->j.etag, &sink, &e);
         if (r == -EINPROGRESS) {
             st->result = OTA_STEP_WAIT;
             st->wake_ms = core_mono(a);

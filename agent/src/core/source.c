@@ -229,20 +229,71 @@ static int gh_note(struct ota_agent *a, struct gh_limit *l, const struct ota_htt
     return ota_err_set(err, EAGAIN, "rate limited until %s (%s)", at, w.why);
 }
 
+/* The origin of an http(s) URL: scheme, host (lower case) and port (the
+ * scheme's default when absent). -1 for anything else, user info included:
+ * such a URL gets no token. */
+static int url_origin(const char *url, char *scheme, size_t scap, char *host, size_t hcap,
+                      long *port)
+{
+    const char *p = strstr(url, "://"), *h, *end, *colon = NULL;
+    size_t n;
+
+    if (!p || (size_t)(p - url) >= scap)
+        return -1;
+    for (n = 0; url + n < p; n++)
+        scheme[n] = (char)(url[n] >= 'A' && url[n] <= 'Z' ? url[n] - 'A' + 'a' : url[n]);
+    scheme[n] = '\0';
+    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
+        return -1;
+    h = p + 3;
+    end = h + strcspn(h, "/?#");
+    if (memchr(h, '@', (size_t)(end - h)) || end == h)
+        return -1;
+    /* [v6]:port or host:port: the port follows the last ':' after any ']' */
+    for (const char *c = end; c > h; c--)
+        if (c[-1] == ']')
+            break;
+        else if (c[-1] == ':') {
+            colon = c - 1;
+            break;
+        }
+    n = (size_t)((colon ? colon : end) - h);
+    if (n == 0 || n >= hcap)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        host[i] = (char)(h[i] >= 'A' && h[i] <= 'Z' ? h[i] - 'A' + 'a' : h[i]);
+    host[n] = '\0';
+    *port = strcmp(scheme, "https") == 0 ? 443 : 80;
+    if (colon && colon + 1 < end) {
+        char *e;
+        long v = strtol(colon + 1, &e, 10);
+        if (e != end || v <= 0 || v > 65535)
+            return -1;
+        *port = v;
+    }
+    return 0;
+}
+
+const char *core_bearer_for(const struct ota_agent *a, const char *url, const char *token)
+{
+    char s1[8], s2[8], h1[256], h2[256];
+    long p1, p2;
+
+    if (!token || !token[0] || !url)
+        return NULL;
+    if (url_origin(a->cfg.server_url, s1, sizeof(s1), h1, sizeof(h1), &p1) < 0 ||
+        url_origin(url, s2, sizeof(s2), h2, sizeof(h2), &p2) < 0)
+        return NULL;
+    if (strcmp(s1, s2) != 0 || strcmp(h1, h2) != 0 || p1 != p2)
+        return NULL;
+    return token;
+}
+
 /* The configured token for url: only to the origin of the configured
  * server (scheme://host[:port]), never to another (asset stores). */
 static const char *gh_bearer(const struct ota_agent *a, const char *url)
 {
-    const char *base = a->cfg.server_url, *p = strstr(base, "://");
-    size_t n;
-
-    if (!a->cfg.github_token[0] || !p)
-        return NULL;
-    p = strchr(p + 3, '/');
-    n = p ? (size_t)(p - base) : strlen(base);
-    if (strncmp(url, base, n) != 0 || (url[n] != '/' && url[n] != '\0'))
-        return NULL;
-    return a->cfg.github_token;
+    return core_bearer_for(a, url, a->cfg.github_token);
 }
 
 /* One GET to the GitHub source under its rate limit. */

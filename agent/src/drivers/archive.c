@@ -1,5 +1,5 @@
-/* Package extraction and image streaming over libarchive (the only file that
- * uses it).
+/* Package extraction over libarchive (with archive_image.c, the rootfs
+ * images, the only files that use it; archive_impl.h between them).
  *
  * We never let libarchive write to disk (no archive_read_extract): every
  * entry is checked and created by us, relative to a directory fd of
@@ -20,7 +20,7 @@
  * to it. */
 #include "ota/fsutil.h"
 #include "ota/archive.h"
-#include "ota/faultpoint.h"
+#include "archive_impl.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -34,16 +34,116 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#define BLOCK_SIZE     (64 * 1024)
-#define IMAGE_BUF_SIZE (1024 * 1024)
-
 /* An opened package: the tar with the files, and for a .deb the outer ar
  * archive it is read from. */
 struct pkg {
     struct archive *outer; /* NULL for tar.gz */
     struct archive *a;
+    int filter;           /* the one compression filter allowed (ARCHIVE_FILTER_*) */
     char buf[BLOCK_SIZE]; /* bytes of the data.tar member in flight */
 };
+
+/* File bytes a package may still write: its signed installed_size. */
+struct budget {
+    uint64_t limit;
+    uint64_t left;
+};
+
+/* The compression a package's file archive may use: gzip for a tar.gz; for
+ * a .deb what dpkg-deb writes, told by the member's name. -1: none allowed. */
+static int package_filter(enum ota_format format, const char *member)
+{
+    if (format == OTA_FORMAT_TARGZ)
+        return ARCHIVE_FILTER_GZIP;
+    if (strcmp(member, "data.tar") == 0)
+        return ARCHIVE_FILTER_NONE;
+    if (strcmp(member, "data.tar.gz") == 0)
+        return ARCHIVE_FILTER_GZIP;
+    if (strcmp(member, "data.tar.xz") == 0)
+        return ARCHIVE_FILTER_XZ;
+    if (strcmp(member, "data.tar.zst") == 0)
+        return ARCHIVE_FILTER_ZSTD;
+    return -1;
+}
+
+/* Whether this libarchive decompresses filter itself (linked with its
+ * library), not through an external program. */
+static int built_in(int filter)
+{
+    switch (filter) {
+    case ARCHIVE_FILTER_NONE:
+        return 1;
+    case ARCHIVE_FILTER_GZIP:
+        return archive_zlib_version() != NULL;
+    case ARCHIVE_FILTER_XZ:
+        return archive_liblzma_version() != NULL;
+    case ARCHIVE_FILTER_ZSTD:
+        return archive_libzstd_version() != NULL;
+    default:
+        return 0;
+    }
+}
+
+static int support_one(struct archive *a, int filter)
+{
+    switch (filter) {
+    case ARCHIVE_FILTER_GZIP:
+        return archive_read_support_filter_gzip(a);
+    case ARCHIVE_FILTER_XZ:
+        return archive_read_support_filter_xz(a);
+    case ARCHIVE_FILTER_ZSTD:
+        return archive_read_support_filter_zstd(a);
+    default:
+        return ARCHIVE_OK;
+    }
+}
+
+/* Enables the decompressors a release may use (gzip, xz, zstd: what
+ * dpkg-deb writes) that this libarchive has built in, never its others nor
+ * its external programs (lrzip, grzip, lzop, uudecode...: a support call
+ * registers a program when the library is missing, so one is made only for
+ * a built-in filter). The one a payload really used is checked against the
+ * wanted one after the first header (check_filter), so a wrong one is named
+ * in the error. -1 if want is not built in. */
+int ota_arc_support_filter(struct archive *a, int want)
+{
+    static const int allowed[] = {ARCHIVE_FILTER_GZIP, ARCHIVE_FILTER_XZ, ARCHIVE_FILTER_ZSTD};
+
+    if (!built_in(want))
+        return -1;
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+        if (built_in(allowed[i]) && support_one(a, allowed[i]) != ARCHIVE_OK)
+            return -1;
+    return 0;
+}
+
+const char *ota_arc_filter_name(int filter)
+{
+    switch (filter) {
+    case ARCHIVE_FILTER_NONE:
+        return "none";
+    case ARCHIVE_FILTER_GZIP:
+        return "gzip";
+    case ARCHIVE_FILTER_XZ:
+        return "xz";
+    case ARCHIVE_FILTER_ZSTD:
+        return "zstd";
+    default:
+        return "another";
+    }
+}
+
+/* After the first header: the archive used exactly the allowed filter. */
+static int check_filter(struct archive *a, int want, const char *payload, struct ota_err *err)
+{
+    int n = archive_filter_count(a), got = n >= 2 ? archive_filter_code(a, 0) : ARCHIVE_FILTER_NONE;
+
+    if (n > 2 || got != want)
+        return ota_err_set(err, EINVAL, "%s: compressed with %s, not %s as its format allows",
+                           payload, n > 2 ? "several filters" : ota_arc_filter_name(got),
+                           ota_arc_filter_name(want));
+    return 0;
+}
 
 /* A directory we created: its final mode is applied, and it is fsynced,
  * once all entries are in. */
@@ -77,14 +177,14 @@ static int arc_code(struct archive *a)
     }
 }
 
-static int arc_fail(struct ota_err *err, struct archive *a, const char *payload)
+int ota_arc_fail(struct ota_err *err, struct archive *a, const char *payload)
 {
     const char *s = archive_error_string(a);
     return ota_err_set(err, arc_code(a), "%s: %s", payload, s ? s : "archive error");
 }
 
 /* A system call's errno, with a full disk always reported as ENOSPC. */
-static int sys_fail(struct ota_err *err, int e, const char *what, const char *name)
+int ota_arc_sys_fail(struct ota_err *err, int e, const char *what, const char *name)
 {
     if (e == EDQUOT || e == EFBIG)
         e = ENOSPC;
@@ -140,7 +240,7 @@ static int pkg_open(const char *payload, enum ota_format format, struct pkg **re
         }
         archive_read_support_format_ar(p->outer);
         if (archive_read_open_filename(p->outer, payload, BLOCK_SIZE) != ARCHIVE_OK) {
-            r = arc_fail(err, p->outer, payload);
+            r = ota_arc_fail(err, p->outer, payload);
             goto out;
         }
         for (;;) {
@@ -152,14 +252,23 @@ static int pkg_open(const char *payload, enum ota_format format, struct pkg **re
                 goto out;
             }
             if (ar < ARCHIVE_WARN) {
-                r = arc_fail(err, p->outer, payload);
+                r = ota_arc_fail(err, p->outer, payload);
                 goto out;
             }
             name = archive_entry_pathname(e);
-            if (name && strncmp(name, "data.tar", 8) == 0)
+            if (name && strncmp(name, "data.tar", 8) == 0) {
+                p->filter = package_filter(format, name);
+                if (p->filter < 0) {
+                    r = ota_err_set(err, EINVAL,
+                                    "%s: member %.64s: not a compression dpkg-deb "
+                                    "writes (data.tar, .gz, .xz, .zst)",
+                                    payload, name);
+                    goto out;
+                }
                 break;
+            }
             if (archive_read_data_skip(p->outer) < ARCHIVE_WARN) {
-                r = arc_fail(err, p->outer, payload);
+                r = ota_arc_fail(err, p->outer, payload);
                 goto out;
             }
         }
@@ -170,14 +279,20 @@ static int pkg_open(const char *payload, enum ota_format format, struct pkg **re
         r = ota_err_set(err, ENOMEM, "out of memory");
         goto out;
     }
+    if (!p->outer)
+        p->filter = package_filter(format, "");
     archive_read_support_format_tar(p->a);
-    archive_read_support_filter_all(p->a);
+    if (ota_arc_support_filter(p->a, p->filter) < 0) {
+        r = ota_err_set(err, ENOTSUP, "%s: this libarchive cannot decompress %s itself", payload,
+                        ota_arc_filter_name(p->filter));
+        goto out;
+    }
     if (p->outer)
         r = archive_read_open(p->a, p, NULL, member_read, NULL);
     else
         r = archive_read_open_filename(p->a, payload, BLOCK_SIZE);
     if (r != ARCHIVE_OK) {
-        r = arc_fail(err, p->a, payload);
+        r = ota_arc_fail(err, p->a, payload);
         goto out;
     }
     r = 0;
@@ -289,7 +404,7 @@ static int walk_fail(int dirfd, const char *comp, const char *name, int e, struc
         if (!S_ISDIR(st.st_mode))
             return ota_err_set(err, EINVAL, "entry '%s': '%s' is not a directory", name, comp);
     }
-    return sys_fail(err, e, "open directory for", name);
+    return ota_arc_sys_fail(err, e, "open directory for", name);
 }
 
 static int dirs_add(struct dir_list *l, const char *path, mode_t mode)
@@ -345,7 +460,7 @@ static int open_beneath(int root, const char *rel, int all, struct dir_list *dir
     strcpy(path, rel);
     fd = dup(root);
     if (fd < 0)
-        return sys_fail(err, errno, "dup for", name);
+        return ota_arc_sys_fail(err, errno, "dup for", name);
 
     comp = path;
     for (;;) {
@@ -361,7 +476,7 @@ static int open_beneath(int root, const char *rel, int all, struct dir_list *dir
         nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (nfd < 0 && errno == ENOENT && dirs) {
             if (mkdirat(fd, comp, 0700) < 0 && errno != EEXIST) {
-                r = sys_fail(err, errno, "mkdir for", name);
+                r = ota_arc_sys_fail(err, errno, "mkdir for", name);
                 goto out;
             }
             r = dirs_add(dirs, path, 0755);
@@ -404,13 +519,22 @@ static int unlink_leaf(int dirfd, const char *leaf, const char *name, struct ota
     if (fstatat(dirfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
         return ota_err_set(err, EINVAL, "entry '%s' would replace a directory", name);
     if (unlinkat(dirfd, leaf, 0) < 0 && errno != ENOENT)
-        return sys_fail(err, errno, "unlink old", name);
+        return ota_arc_sys_fail(err, errno, "unlink old", name);
     return 0;
 }
 
-/* Streams the entry's data into a new file, then mode, times, fsync. */
+static int too_big(uint64_t limit, const char *name, struct ota_err *err)
+{
+    return ota_err_set(err, EFBIG,
+                       "package expands beyond its signed installed_size (%llu bytes) at entry "
+                       "'%s'",
+                       (unsigned long long)limit, name);
+}
+
+/* Streams the entry's data into a new file, then mode, times, fsync.
+ * *left: file bytes the package may still write (its installed_size). */
 static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, const char *leaf,
-                        const char *name, char *buf, struct ota_err *err)
+                        const char *name, char *buf, struct budget *left, struct ota_err *err)
 {
     uint64_t pos = 0, kick = 0;
     int fd;
@@ -426,7 +550,7 @@ static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, c
             return r;
     }
     if (fd < 0)
-        return sys_fail(err, errno, "create", name);
+        return ota_arc_sys_fail(err, errno, "create", name);
 
     for (;;) {
         la_ssize_t n = archive_read_data(a, buf, BLOCK_SIZE);
@@ -438,9 +562,14 @@ static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, c
         }
         if (n == 0)
             break;
+        if ((uint64_t)n > left->left) {
+            r = too_big(left->limit, name, err);
+            goto out;
+        }
+        left->left -= (uint64_t)n;
         r = ota_fs_write_full(fd, buf, (size_t)n);
         if (r < 0) {
-            r = sys_fail(err, -r, "write", name);
+            r = ota_arc_sys_fail(err, -r, "write", name);
             goto out;
         }
         /* The fsync below then finds the file mostly written out. */
@@ -448,7 +577,7 @@ static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, c
         ota_fs_writeback_kick(fd, pos, &kick);
     }
     if (fchmod(fd, archive_entry_perm(e) & 0777) < 0) {
-        r = sys_fail(err, errno, "chmod", name);
+        r = ota_arc_sys_fail(err, errno, "chmod", name);
         goto out;
     }
     if (archive_entry_mtime_is_set(e)) {
@@ -459,12 +588,12 @@ static int extract_file(struct archive *a, struct archive_entry *e, int dirfd, c
         (void)futimens(fd, ts); /* cosmetic: a failure changes nothing that matters */
     }
     if (fsync(fd) < 0) {
-        r = sys_fail(err, errno, "fsync", name);
+        r = ota_arc_sys_fail(err, errno, "fsync", name);
         goto out;
     }
 out:
     if (close(fd) < 0 && r == 0)
-        r = sys_fail(err, errno, "close", name);
+        r = ota_arc_sys_fail(err, errno, "close", name);
     return r;
 }
 
@@ -499,7 +628,7 @@ static int extract_hardlink(int root, const char *target, int dirfd, const char 
         if (linkat(tfd, tleaf, dirfd, leaf, 0) == 0)
             break;
         if (errno != EEXIST || tries > 0) {
-            r = sys_fail(err, errno, "link", name);
+            r = ota_arc_sys_fail(err, errno, "link", name);
             goto out;
         }
         r = unlink_leaf(dirfd, leaf, name, err);
@@ -521,7 +650,7 @@ static int extract_symlink(const char *target, int dirfd, const char *leaf, cons
         if (symlinkat(target, dirfd, leaf) == 0)
             return 0;
         if (errno != EEXIST || tries > 0)
-            return sys_fail(err, errno, "symlink", name);
+            return ota_arc_sys_fail(err, errno, "symlink", name);
         r = unlink_leaf(dirfd, leaf, name, err);
         if (r < 0)
             return r;
@@ -529,7 +658,7 @@ static int extract_symlink(const char *target, int dirfd, const char *leaf, cons
 }
 
 static int extract_entry(struct archive *a, struct archive_entry *e, int root,
-                         struct dir_list *dirs, char *buf, struct ota_err *err)
+                         struct dir_list *dirs, char *buf, struct budget *left, struct ota_err *err)
 {
     char rel[PATH_MAX];
     const char *name = archive_entry_pathname(e);
@@ -547,7 +676,11 @@ static int extract_entry(struct archive *a, struct archive_entry *e, int root,
     if (r < 0)
         return r;
 
-    /* Refuse what may not exist in a slot before touching the disk. */
+    /* Refuse what may not exist in a slot before touching the disk; a file
+     * that says it is larger than what is left, before writing any of it. */
+    if (!hl && type == AE_IFREG && archive_entry_size(e) > 0 &&
+        (uint64_t)archive_entry_size(e) > left->left)
+        return too_big(left->limit, name, err);
     if (!hl && type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)
         return ota_err_set(err, EPERM, "unsafe entry '%s': device node, FIFO or socket", name);
     if (!hl && type == AE_IFLNK) {
@@ -582,7 +715,7 @@ static int extract_entry(struct archive *a, struct archive_entry *e, int root,
     else if (type == AE_IFLNK)
         r = extract_symlink(archive_entry_symlink(e), dfd, leaf, name, err);
     else
-        r = extract_file(a, e, dfd, leaf, name, buf, err);
+        r = extract_file(a, e, dfd, leaf, name, buf, left, err);
     close(dfd);
     return r;
 }
@@ -599,16 +732,16 @@ static int finish_dirs(int root, struct dir_list *dirs, struct ota_err *err)
         if (r < 0)
             return r;
         if (fchmod(fd, dirs->v[i].mode) < 0) {
-            r = sys_fail(err, errno, "chmod", dirs->v[i].path);
+            r = ota_arc_sys_fail(err, errno, "chmod", dirs->v[i].path);
         } else if (fsync(fd) < 0) {
-            r = sys_fail(err, errno, "fsync", dirs->v[i].path);
+            r = ota_arc_sys_fail(err, errno, "fsync", dirs->v[i].path);
         }
         close(fd);
         if (r < 0)
             return r;
     }
     if (fsync(root) < 0)
-        return sys_fail(err, errno, "fsync", "slot directory");
+        return ota_arc_sys_fail(err, errno, "fsync", "slot directory");
     return 0;
 }
 
@@ -637,9 +770,11 @@ static int dir_is_empty(int root, const char *dest_dir, struct ota_err *err)
 }
 
 int ota_archive_extract(const char *payload, enum ota_format format, const char *dest_dir,
-                        struct ota_err *err)
+                        uint64_t max_bytes, struct ota_err *err)
 {
+    struct budget left = {max_bytes, max_bytes};
     struct dir_list dirs = {0};
+    int first = 1;
     struct pkg *p = NULL;
     char *buf = NULL;
     int root;
@@ -667,10 +802,13 @@ int ota_archive_extract(const char *payload, enum ota_format format, const char 
         if (ar == ARCHIVE_EOF)
             break;
         if (ar < ARCHIVE_WARN) {
-            r = arc_fail(err, p->a, payload);
+            r = ota_arc_fail(err, p->a, payload);
             goto out;
         }
-        r = extract_entry(p->a, e, root, &dirs, buf, err);
+        if (first && (r = check_filter(p->a, p->filter, payload, err)) < 0)
+            goto out;
+        first = 0;
+        r = extract_entry(p->a, e, root, &dirs, buf, &left, err);
         if (r < 0)
             goto out;
     }
@@ -688,7 +826,7 @@ int ota_archive_installed_size(const char *payload, enum ota_format format, uint
 {
     struct pkg *p = NULL;
     uint64_t total = 0;
-    int r;
+    int first = 1, r;
 
     r = pkg_open(payload, format, &p, err);
     if (r < 0)
@@ -700,200 +838,23 @@ int ota_archive_installed_size(const char *payload, enum ota_format format, uint
         if (ar == ARCHIVE_EOF)
             break;
         if (ar < ARCHIVE_WARN) {
-            r = arc_fail(err, p->a, payload);
+            r = ota_arc_fail(err, p->a, payload);
             goto out;
         }
+        if (first && (r = check_filter(p->a, p->filter, payload, err)) < 0)
+            goto out;
+        first = 0;
         /* A hard link takes no room of its own. */
         if (archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e) &&
             archive_entry_size(e) > 0)
             total += (uint64_t)archive_entry_size(e);
         if (archive_read_data_skip(p->a) < ARCHIVE_WARN) {
-            r = arc_fail(err, p->a, payload);
+            r = ota_arc_fail(err, p->a, payload);
             goto out;
         }
     }
     *ret = total;
 out:
     pkg_close(p);
-    return r;
-}
-
-/* ---- rootfs images ---------------------------------------------------- */
-
-/* Source of image bytes: the raw file, or libarchive decompressing it. */
-struct image_src {
-    int fd;            /* RAW */
-    struct archive *a; /* GZ, XZ, ZST */
-};
-
-static int expected_filter(enum ota_format format)
-{
-    switch (format) {
-    case OTA_FORMAT_GZ:
-        return ARCHIVE_FILTER_GZIP;
-    case OTA_FORMAT_XZ:
-        return ARCHIVE_FILTER_XZ;
-    case OTA_FORMAT_ZST:
-        return ARCHIVE_FILTER_ZSTD;
-    default:
-        return -1;
-    }
-}
-
-static int image_open(const char *payload, enum ota_format format, struct image_src *s,
-                      struct ota_err *err)
-{
-    struct archive_entry *e;
-    int ar;
-
-    s->fd = -1;
-    s->a = NULL;
-    if (format == OTA_FORMAT_RAW) {
-        s->fd = open(payload, O_RDONLY | O_CLOEXEC);
-        if (s->fd < 0)
-            return ota_err_set(err, errno, "open %s: %s", payload, strerror(errno));
-        return 0;
-    }
-    if (expected_filter(format) < 0)
-        return ota_err_set(err, EINVAL, "%s: format is not a rootfs image format", payload);
-
-    s->a = archive_read_new();
-    if (!s->a)
-        return ota_err_set(err, ENOMEM, "out of memory");
-    archive_read_support_format_raw(s->a);
-    archive_read_support_filter_all(s->a);
-    if (archive_read_open_filename(s->a, payload, BLOCK_SIZE) != ARCHIVE_OK)
-        return arc_fail(err, s->a, payload);
-    ar = archive_read_next_header(s->a, &e);
-    if (ar == ARCHIVE_EOF)
-        return ota_err_set(err, EINVAL, "%s: empty image", payload);
-    if (ar < ARCHIVE_WARN)
-        return arc_fail(err, s->a, payload);
-    /* An uncompressed file passed as .gz would otherwise be copied as is. */
-    if (archive_filter_count(s->a) < 2 || archive_filter_code(s->a, 0) != expected_filter(format))
-        return ota_err_set(err, EINVAL, "%s: not compressed as the manifest says", payload);
-    return 0;
-}
-
-/* Fills buf as far as possible; *ret_n < cap only at the end of the image. */
-static int image_fill(struct image_src *s, char *buf, size_t cap, size_t *ret_n,
-                      const char *payload, struct ota_err *err)
-{
-    size_t n = 0;
-
-    while (n < cap) {
-        ssize_t got;
-
-        if (s->a) {
-            got = archive_read_data(s->a, buf + n, cap - n);
-            if (got < 0)
-                return arc_fail(err, s->a, payload);
-        } else {
-            got = read(s->fd, buf + n, cap - n);
-            if (got < 0) {
-                if (errno == EINTR)
-                    continue;
-                return ota_err_set(err, errno, "read %s: %s", payload, strerror(errno));
-            }
-        }
-        if (got == 0)
-            break;
-        n += (size_t)got;
-    }
-    *ret_n = n;
-    return 0;
-}
-
-static int pwrite_all(int fd, const char *buf, size_t n, uint64_t off)
-{
-    while (n > 0) {
-        ssize_t w = pwrite(fd, buf, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (w == 0)
-            return -ENOSPC; /* end of a block device */
-        buf += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
-/* dev is opened without O_CREAT or O_TRUNC: a partition (or the image file
- * standing for one) must already exist, and its size is left alone past the
- * image, which only ever extends a file; the file system inside the image
- * carries its own size. */
-int ota_archive_write_image(const char *payload, enum ota_format format, const char *dev,
-                            uint64_t dev_size, uint64_t *ret_written, struct ota_err *err)
-{
-    struct image_src src = {-1, NULL};
-    uint64_t off = 0;
-    char *buf = NULL;
-    int fd = -1;
-    int r;
-
-    r = image_open(payload, format, &src, err);
-    if (r < 0)
-        goto out;
-    buf = malloc(IMAGE_BUF_SIZE);
-    if (!buf) {
-        r = ota_err_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
-    fd = open(dev, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
-        r = ota_err_set(err, errno, "open %s: %s", dev, strerror(errno));
-        goto out;
-    }
-    for (;;) {
-        size_t n = 0;
-
-        r = image_fill(&src, buf, IMAGE_BUF_SIZE, &n, payload, err);
-        if (r < 0)
-            goto out;
-        if (n == 0)
-            break;
-        if (dev_size > 0 && n > dev_size - off) {
-            r = ota_err_set(err, ENOSPC, "image %s is larger than %s (%llu bytes)", payload, dev,
-                            (unsigned long long)dev_size);
-            goto out;
-        }
-        r = pwrite_all(fd, buf, n, off);
-        if (r < 0) {
-            r = sys_fail(err, -r, "write", dev);
-            goto out;
-        }
-        off += n;
-        if (n < IMAGE_BUF_SIZE)
-            break;
-    }
-    if (off == 0) {
-        r = ota_err_set(err, EINVAL, "%s: empty image", payload);
-        goto out;
-    }
-    /* written, not yet durable: a power cut here loses what is not on disk */
-    OTA_FAULT_POINT("rootfs.after_image_write");
-    if (fsync(fd) < 0) {
-        r = sys_fail(err, errno, "fsync", dev);
-        goto out;
-    }
-    r = close(fd);
-    fd = -1;
-    if (r < 0) {
-        r = sys_fail(err, errno, "close", dev);
-        goto out;
-    }
-    *ret_written = off;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (src.fd >= 0)
-        close(src.fd);
-    if (src.a)
-        archive_read_free(src.a);
-    free(buf);
     return r;
 }

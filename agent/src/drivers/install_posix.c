@@ -655,7 +655,7 @@ static int install_app(struct ota_install *i, const struct ota_manifest *m, int 
         return r;
     if (mkdir(dir, 0755) < 0)
         return ota_err_set(err, full_disk(errno), "mkdir %s: %s", dir, strerror(errno));
-    r = ota_archive_extract(payload, m->format, dir, err);
+    r = ota_archive_extract(payload, m->format, dir, m->installed_size, err);
     if (r < 0) {
         /* Give the space back; the slot is inactive and wiped again by the
          * next install anyway. */

@@ -238,7 +238,12 @@ FORWARD(lib_archive, int, archive_read_open,
         (a, d, o, r, c))
 FORWARD(lib_archive, int, archive_read_open_filename,
         (struct archive * a, const char *f, size_t bs), (a, f, bs))
-FORWARD(lib_archive, int, archive_read_support_filter_all, (struct archive * a), (a))
+FORWARD(lib_archive, const char *, archive_zlib_version, (void), ())
+FORWARD(lib_archive, const char *, archive_liblzma_version, (void), ())
+FORWARD(lib_archive, const char *, archive_libzstd_version, (void), ())
+FORWARD(lib_archive, int, archive_read_support_filter_gzip, (struct archive * a), (a))
+FORWARD(lib_archive, int, archive_read_support_filter_xz, (struct archive * a), (a))
+FORWARD(lib_archive, int, archive_read_support_filter_zstd, (struct archive * a), (a))
 FORWARD(lib_archive, int, archive_read_support_format_ar, (struct archive * a), (a))
 FORWARD(lib_archive, int, archive_read_support_format_raw, (struct archive * a), (a))
 FORWARD(lib_archive, int, archive_read_support_format_tar, (struct archive * a), (a))

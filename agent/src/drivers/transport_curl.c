@@ -117,6 +117,9 @@ static int map_error(struct ota_curl *t, CURLcode c, const char *what, const cha
 
     if (code == OTA_E_TLS)
         return ota_err_set(err, code, "%s %s: TLS: %s", what, url, detail);
+    if (c == CURLE_UNSUPPORTED_PROTOCOL && strncasecmp(url, "https:", 6) == 0)
+        return ota_err_set(err, EPROTO, "%s %s: redirect from https to another scheme refused: %s",
+                           what, url, detail);
     return ota_err_set(err, code ? code : EIO, "%s %s: %s", what, url, detail);
 }
 
@@ -139,10 +142,15 @@ static int setup_common(struct ota_curl *t, const char *url, struct ota_err *err
     /* Signals would be process-wide; timeouts must not rely on SIGALRM. */
     SETOPT(t, CURLOPT_NOSIGNAL, 1L);
     SETOPT(t, CURLOPT_PROTOCOLS_STR, "http,https");
-    SETOPT(t, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    /* Redirects (GitHub assets live behind one). curl only sends our
-     * Authorization header again to the same host (CURLOPT_UNRESTRICTED_AUTH
-     * stays off). */
+    /* Never from https down to http: a redirect may only keep or raise the
+     * protection the URL asked for (a downgrade ends the transfer). */
+    SETOPT(t, CURLOPT_REDIR_PROTOCOLS_STR,
+           strncasecmp(url, "https:", 6) == 0 ? "https" : "http,https");
+    /* Redirects (GitHub assets live behind one). curl sends our
+     * Authorization header again only to the same scheme, host and port
+     * (CURLOPT_UNRESTRICTED_AUTH stays off); whether a URL gets a token at
+     * all is the core's decision (core_bearer_for). */
+    SETOPT(t, CURLOPT_UNRESTRICTED_AUTH, 0L);
     SETOPT(t, CURLOPT_FOLLOWLOCATION, 1L);
     SETOPT(t, CURLOPT_MAXREDIRS, (long)MAX_REDIRS);
     SETOPT(t, CURLOPT_CONNECTTIMEOUT, t->cfg.connect_timeout_s);

@@ -60,14 +60,17 @@ Ent Node(const std::string &name, mode_t type)
     return Ent{name, type, "", "", 0600};
 }
 
-// Writes a gzip'ed pax tarball holding exactly ents.
-void WriteTar(const std::string &path, const std::vector<Ent> &ents)
+// Writes a pax tarball holding exactly ents, compressed with filter
+// (ARCHIVE_FILTER_*; gzip unless told).
+void WriteTar(const std::string &path, const std::vector<Ent> &ents,
+              int filter = ARCHIVE_FILTER_GZIP)
 {
     std::unique_ptr<struct archive, decltype(&archive_write_free)> a(archive_write_new(),
                                                                      archive_write_free);
     ASSERT_NE(a, nullptr);
     ASSERT_EQ(archive_write_set_format_pax_restricted(a.get()), ARCHIVE_OK);
-    ASSERT_EQ(archive_write_add_filter_gzip(a.get()), ARCHIVE_OK);
+    ASSERT_EQ(archive_write_add_filter(a.get(), filter), ARCHIVE_OK)
+        << archive_error_string(a.get());
     ASSERT_EQ(archive_write_open_filename(a.get(), path.c_str()), ARCHIVE_OK);
     for (const Ent &e : ents) {
         std::unique_ptr<struct archive_entry, decltype(&archive_entry_free)> ae(archive_entry_new(),
@@ -194,7 +197,8 @@ class ArchiveTest : public ::testing::Test
     void ExpectRefused(const std::string &payload, const std::string &entry)
     {
         std::set<std::string> before = List(dir_);
-        int r = ota_archive_extract(payload.c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_);
+        int r = ota_archive_extract(payload.c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), UINT64_MAX,
+                                    &err_);
         EXPECT_EQ(r, -EPERM) << err_.reason;
         if (getenv("OTA_TEST_VERBOSE"))
             fprintf(stderr, "refused: %s\n", err_.reason);
@@ -232,7 +236,8 @@ TEST_F(ArchiveTest, ExtractsTarGzMadeByTar)
 {
     StageApp(P("stage"));
     ASSERT_EQ(sh("tar -C '" + P("stage") + "' -czf '" + P("app.tar.gz") + "' ."), 0);
-    ASSERT_EQ(ota_archive_extract(P("app.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
+    ASSERT_EQ(ota_archive_extract(P("app.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
               0)
         << err_.reason;
     ExpectApp();
@@ -257,7 +262,9 @@ TEST_P(DebTest, ExtractsDataOfRealDeb)
     // The member really is data.tar.<compressor>.
     ASSERT_EQ(sh("ar t '" + P("app.deb") + "' | grep -q '^data.tar'"), 0);
 
-    ASSERT_EQ(ota_archive_extract(P("app.deb").c_str(), OTA_FORMAT_DEB, dest_.c_str(), &err_), 0)
+    ASSERT_EQ(
+        ota_archive_extract(P("app.deb").c_str(), OTA_FORMAT_DEB, dest_.c_str(), UINT64_MAX, &err_),
+        0)
         << err_.reason;
     ExpectApp();
     EXPECT_FALSE(file_exists(D("DEBIAN")));
@@ -288,7 +295,9 @@ TEST_F(ArchiveTest, ModesHardlinksAndRepeats)
              {File("./setuid", "s", 04755), File("./setgid", "g", 02711), Dir("./ro", 0555),
               File("./ro/f", "in ro", 0444), File("x", "first"), File("x", "second"),
               Hardlink("./hl", "./x"), File("implicit/dirs/f", "deep"), Dir("./")});
-    ASSERT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_), 0)
+    ASSERT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
+              0)
         << err_.reason;
     EXPECT_EQ(Mode(D("setuid")) & 07777, 0755u);
     EXPECT_EQ(Mode(D("setgid")) & 07777, 0711u);
@@ -419,7 +428,8 @@ TEST_F(ArchiveTest, RefusesDeviceNodesAndFifos)
 TEST_F(ArchiveTest, EntryConflicts)
 {
     WriteTar(P("p.tar.gz"), {Dir("d"), File("d/f", "x"), File("d", "replaces a dir")});
-    EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
+    EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
               -EINVAL);
     EXPECT_EQ(read_file(D("d/f")), "x");
 
@@ -427,7 +437,8 @@ TEST_F(ArchiveTest, EntryConflicts)
     ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
     ota_err_clear(&err_);
     WriteTar(P("q.tar.gz"), {File("f", "x"), File("f/x", "y")});
-    EXPECT_EQ(ota_archive_extract(P("q.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
+    EXPECT_EQ(ota_archive_extract(P("q.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
               -EINVAL);
     EXPECT_NE(std::string(err_.reason).find("f/x"), std::string::npos) << err_.reason;
 
@@ -435,7 +446,8 @@ TEST_F(ArchiveTest, EntryConflicts)
     ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
     ota_err_clear(&err_);
     WriteTar(P("r.tar.gz"), {Hardlink("h", "nothing")});
-    EXPECT_EQ(ota_archive_extract(P("r.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
+    EXPECT_EQ(ota_archive_extract(P("r.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
               -EINVAL);
 }
 
@@ -444,7 +456,9 @@ TEST_F(ArchiveTest, LaterLinksReplaceEarlierEntries)
     WriteTar(P("p.tar.gz"),
              {File("a", "a"), File("b", "b"), Symlink("l", "a"), Symlink("l", "b"),
               Hardlink("h", "a"), Hardlink("h", "b"), File("l2", "file"), Symlink("l2", "a")});
-    ASSERT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_), 0)
+    ASSERT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
+              0)
         << err_.reason;
     EXPECT_EQ(Link(D("l")), "b");
     EXPECT_EQ(read_file(D("h")), "b");
@@ -455,33 +469,37 @@ TEST_F(ArchiveTest, DestMustBeEmptyAndExist)
 {
     WriteTar(P("p.tar.gz"), {File("a", "a")});
     write_file(D("old"), "old");
-    EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
+    EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
               -ENOTEMPTY);
     ota_err_clear(&err_);
-    EXPECT_EQ(
-        ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, P("nodir").c_str(), &err_),
-        -ENOENT);
+    EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, P("nodir").c_str(),
+                                  UINT64_MAX, &err_),
+              -ENOENT);
 }
 
 TEST_F(ArchiveTest, BadPayloads)
 {
-    EXPECT_EQ(
-        ota_archive_extract(P("missing.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
-        -ENOENT);
+    EXPECT_EQ(ota_archive_extract(P("missing.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
+              -ENOENT);
     ota_err_clear(&err_);
 
     write_file(P("garbage"), Bytes(5000, 3));
-    EXPECT_EQ(ota_archive_extract(P("garbage").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
+    EXPECT_EQ(ota_archive_extract(P("garbage").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), UINT64_MAX,
+                                  &err_),
               -EINVAL);
     ota_err_clear(&err_);
-    EXPECT_EQ(ota_archive_extract(P("garbage").c_str(), OTA_FORMAT_DEB, dest_.c_str(), &err_),
-              -EINVAL);
+    EXPECT_EQ(
+        ota_archive_extract(P("garbage").c_str(), OTA_FORMAT_DEB, dest_.c_str(), UINT64_MAX, &err_),
+        -EINVAL);
     ota_err_clear(&err_);
 
     // A .deb without a data member.
     write_file(P("debian-binary"), "2.0\n");
     ASSERT_EQ(sh("cd '" + dir_ + "' && ar rc nodata.deb debian-binary"), 0);
-    EXPECT_EQ(ota_archive_extract(P("nodata.deb").c_str(), OTA_FORMAT_DEB, dest_.c_str(), &err_),
+    EXPECT_EQ(ota_archive_extract(P("nodata.deb").c_str(), OTA_FORMAT_DEB, dest_.c_str(),
+                                  UINT64_MAX, &err_),
               -EINVAL);
     EXPECT_NE(std::string(err_.reason).find("data.tar"), std::string::npos) << err_.reason;
     ota_err_clear(&err_);
@@ -489,15 +507,17 @@ TEST_F(ArchiveTest, BadPayloads)
     // A truncated tarball.
     WriteTar(P("p.tar.gz"), {File("big", Bytes(200000, 9))});
     ASSERT_EQ(truncate(P("p.tar.gz").c_str(), 100000), 0);
-    EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), &err_),
+    EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
               -EINVAL);
     ota_err_clear(&err_);
 
     // An image format is not a package.
     WriteTar(P("q.tar.gz"), {File("a", "a")});
     ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
-    EXPECT_EQ(ota_archive_extract(P("q.tar.gz").c_str(), OTA_FORMAT_GZ, dest_.c_str(), &err_),
-              -EINVAL);
+    EXPECT_EQ(
+        ota_archive_extract(P("q.tar.gz").c_str(), OTA_FORMAT_GZ, dest_.c_str(), UINT64_MAX, &err_),
+        -EINVAL);
     uint64_t size = 7;
     EXPECT_EQ(ota_archive_installed_size(P("garbage").c_str(), OTA_FORMAT_TARGZ, &size, &err_),
               -EINVAL);
@@ -515,7 +535,7 @@ TEST_F(ArchiveTest, DiskFullIsENOSPCWithEntryName)
     ASSERT_EQ(mkdir((mnt_ + "/slot").c_str(), 0755), 0);
     WriteTar(P("p.tar.gz"), {File("small", "s"), File("big.bin", Bytes(3 << 20, 5))});
     EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, (mnt_ + "/slot").c_str(),
-                                  &err_),
+                                  UINT64_MAX, &err_),
               -ENOSPC);
     EXPECT_EQ(err_.code, ENOSPC);
     EXPECT_NE(std::string(err_.reason).find("big.bin"), std::string::npos) << err_.reason;
@@ -632,6 +652,97 @@ TEST_F(ImageTest, BadImages)
     EXPECT_EQ(ota_archive_write_image(P("empty").c_str(), OTA_FORMAT_RAW, P("dev").c_str(), 0,
                                       &written, &err_),
               -EINVAL);
+}
+
+// Only the compression a release may use, decompressed by libarchive itself:
+// a tar.gz is gzip (not bzip2, xz, zstd, lz4, compress, nor uncompressed);
+// today's agent read any filter libarchive knows, external programs included.
+TEST_F(ArchiveTest, TarGzAcceptsOnlyGzip)
+{
+    const std::vector<std::pair<int, const char *>> others = {
+        {ARCHIVE_FILTER_NONE, "none"}, {ARCHIVE_FILTER_BZIP2, "bzip2"},
+        {ARCHIVE_FILTER_XZ, "xz"},     {ARCHIVE_FILTER_ZSTD, "zstd"},
+        {ARCHIVE_FILTER_LZ4, "lz4"},   {ARCHIVE_FILTER_COMPRESS, "compress"},
+        {ARCHIVE_FILTER_LZIP, "lzip"},
+    };
+    for (const auto &o : others) {
+        WriteTar(P("p.tar.gz"), {File("VERSION", "2.0.0\n")}, o.first);
+        ota_err_clear(&err_);
+        EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                      UINT64_MAX, &err_),
+                  -EINVAL)
+            << o.second;
+        EXPECT_EQ(List(dest_), std::set<std::string>{}) << o.second;
+        uint64_t size = 0;
+        EXPECT_LT(
+            ota_archive_installed_size(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, &size, nullptr), 0)
+            << o.second;
+    }
+    ota_err_clear(&err_);
+    WriteTar(P("p.tar.gz"), {File("VERSION", "2.0.0\n")}, ARCHIVE_FILTER_NONE);
+    EXPECT_EQ(ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(),
+                                  UINT64_MAX, &err_),
+              -EINVAL);
+    EXPECT_NE(std::string(err_.reason).find("compressed with none, not gzip"), std::string::npos)
+        << err_.reason;
+}
+
+// A .deb's data member: the compression its name says, one of those dpkg-deb
+// writes; another name (data.tar.bz2, data.tar.lrz) or a name that lies is
+// refused.
+TEST_F(ArchiveTest, DebDataMemberCompressionMatchesItsName)
+{
+    write_file(P("debian-binary"), "2.0\n");
+    struct Case {
+        const char *member;
+        int filter;
+        const char *reason;
+    };
+    const std::vector<Case> cases = {
+        {"data.tar.bz2", ARCHIVE_FILTER_BZIP2, "not a compression dpkg-deb writes"},
+        {"data.tar.lrz", ARCHIVE_FILTER_GZIP, "not a compression dpkg-deb writes"},
+        {"data.tar.xz", ARCHIVE_FILTER_GZIP, "compressed with gzip, not xz"},
+        {"data.tar.gz", ARCHIVE_FILTER_NONE, "compressed with none, not gzip"},
+        {"data.tar", ARCHIVE_FILTER_XZ, ""}, // xz not enabled for a plain member
+    };
+    for (const auto &c : cases) {
+        ASSERT_EQ(sh("cd '" + dir_ + "' && rm -f x.deb data.tar*"), 0);
+        WriteTar(P(c.member), {File("VERSION", "2.0.0\n")}, c.filter);
+        ASSERT_EQ(sh("cd '" + dir_ + "' && ar rc x.deb debian-binary " + c.member), 0);
+        ota_err_clear(&err_);
+        EXPECT_EQ(ota_archive_extract(P("x.deb").c_str(), OTA_FORMAT_DEB, dest_.c_str(), UINT64_MAX,
+                                      &err_),
+                  -EINVAL)
+            << c.member;
+        EXPECT_NE(std::string(err_.reason).find(c.reason), std::string::npos)
+            << c.member << ": " << err_.reason;
+        EXPECT_EQ(List(dest_), std::set<std::string>{}) << c.member;
+    }
+}
+
+// A package writes at most its signed installed_size: the entry that would
+// go beyond is refused before any of it is written (its header says its
+// size), with the limit in the reason; exactly the size is fine.
+TEST_F(ArchiveTest, StopsAtTheSignedInstalledSize)
+{
+    WriteTar(P("p.tar.gz"), {Dir("d"), File("d/a", Bytes(30000, 1)), File("d/b", Bytes(30000, 2)),
+                             Symlink("l", "d/a")});
+    EXPECT_EQ(
+        ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), 50000, &err_),
+        -EFBIG);
+    EXPECT_NE(std::string(err_.reason).find("beyond its signed installed_size (50000 bytes)"),
+              std::string::npos)
+        << err_.reason;
+    EXPECT_NE(std::string(err_.reason).find("d/b"), std::string::npos) << err_.reason;
+    EXPECT_EQ(Mode(D("d/b")), 0u);
+
+    ASSERT_EQ(sh("rm -rf '" + dest_ + "' && mkdir '" + dest_ + "'"), 0);
+    ota_err_clear(&err_);
+    EXPECT_EQ(
+        ota_archive_extract(P("p.tar.gz").c_str(), OTA_FORMAT_TARGZ, dest_.c_str(), 60000, &err_),
+        0)
+        << err_.reason;
+    EXPECT_EQ(read_file(D("d/b")), Bytes(30000, 2));
 }
 
 } // namespace

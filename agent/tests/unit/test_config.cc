@@ -154,3 +154,16 @@ TEST_F(ConfigTest, MissingFile)
     EXPECT_EQ(ota_config_load((dir + "/nope.conf").c_str(), &c, &err), -ENOENT);
     EXPECT_NE(std::string(err.reason).find("nope.conf"), std::string::npos) << err.reason;
 }
+
+TEST_F(ConfigTest, ProductPerKindDefaultsToNone)
+{
+    ota_config c;
+    ota_err err{};
+    ASSERT_EQ(load(base(), &c, &err), 0) << err.reason;
+    EXPECT_STREQ(c.agent.product, "");
+    EXPECT_STREQ(c.agent.rootfs_product, "");
+    ASSERT_EQ(load(base() + "product = video-app\n[rootfs]\nproduct = pi-os\n", &c, &err), 0)
+        << err.reason;
+    EXPECT_STREQ(c.agent.product, "video-app");
+    EXPECT_STREQ(c.agent.rootfs_product, "pi-os");
+}

@@ -2,6 +2,7 @@
 // DESIGN.md's table, resume logic, the loop breaker, reports and the outbox.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -188,6 +189,33 @@ TEST(Core, AppUpdateHappyPath)
     EXPECT_FALSE(w.dl_exists);
 }
 
+// The device token goes with a download only to the configured server's
+// origin (scheme, host, port; host case and default port do not matter); an
+// offer naming a payload elsewhere gets it without the token. Today's agent
+// sent the token to every payload URL.
+TEST(Core, DeviceTokenOnlyToTheServersOrigin)
+{
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"http://srv/payload", "tok-1"},    {"HTTP://SRV:80/payload?x=1", "tok-1"},
+        {"http://cdn.example/payload", ""}, {"https://srv/payload", ""},
+        {"http://srv:8080/payload", ""},    {"http://srv.evil/payload", ""},
+        {"http://srv@evil/payload", ""},
+    };
+    for (const auto &c : cases) {
+        FakeWorld w;
+        w.payload_url = c.first;
+        Agent ag(w);
+        offer(w, "2.0.0", payload_of(1000));
+        ASSERT_EQ(ag.update(), OTA_STEP_IDLE) << c.first;
+        EXPECT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_SUCCESS) << c.first;
+        ASSERT_FALSE(w.download_bearers.empty()) << c.first;
+        for (const auto &b : w.download_bearers)
+            EXPECT_EQ(b, c.second) << c.first;
+        // the check-in and the reports still carry it (they go to the server)
+        EXPECT_NE(std::find(w.bearers.begin(), w.bearers.end(), "tok-1"), w.bearers.end());
+    }
+}
+
 TEST(Core, NothingOffered)
 {
     FakeWorld w;
@@ -350,6 +378,133 @@ TEST(Core, SignedRollbackOrderMayDowngrade)
     ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
     EXPECT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_SUCCESS);
     EXPECT_EQ(w.slot_version[1], "2.0.0");
+}
+
+// A rollback order is bound (issue 15): to the version the device runs, to a
+// time window, and to the version it installs - an order for the version
+// already installed is "up to date", not a reinstall on every poll. Today's
+// agent took any signed order, from any version, at any time, again and
+// again.
+TEST(Core, RollbackOrderForTheInstalledVersionIsUpToDate)
+{
+    FakeWorld w;
+    w.slot_version[0] = "2.0.0";
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(1000), "app", "rpi3b", true, "3.0.0");
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_check(ag.a, &why), OTA_CHECK_UP_TO_DATE) << why;
+    EXPECT_TRUE(w.download_offsets.empty());
+    EXPECT_TRUE(w.all_reports.empty());
+    EXPECT_TRUE(w.history.empty());
+}
+
+struct RollbackRefusal {
+    const char *name;
+    const char *running;
+    int64_t wall_ms;
+    const char *reason_part;
+};
+
+class RollbackRefused : public ::testing::TestWithParam<RollbackRefusal>
+{
+};
+
+TEST_P(RollbackRefused, NothingInstalledAndTheReasonKept)
+{
+    const RollbackRefusal &c = GetParam();
+    FakeWorld w;
+    w.slot_version[0] = c.running;
+    w.wall = c.wall_ms;
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(1000), "app", "rpi3b", true, "3.0.0");
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    const char *why;
+    EXPECT_EQ(ota_agent_last_check(ag.a, &why), OTA_CHECK_REFUSED);
+    EXPECT_NE(std::string(why).find(c.reason_part), std::string::npos) << why;
+    EXPECT_TRUE(w.download_offsets.empty());
+    EXPECT_TRUE(w.slots_written.empty());
+    EXPECT_EQ(w.current, 0);
+    EXPECT_EQ(w.slot_version[0], c.running);
+    ASSERT_EQ(w.history.size(), 1u);
+    EXPECT_STREQ(w.history[0].status, "failure");
+    EXPECT_NE(std::string(w.history[0].reason).find(c.reason_part), std::string::npos);
+    ASSERT_EQ(w.all_reports.size(), 1u);
+    EXPECT_NE(std::string(w.all_reports[0].reason).find(c.reason_part), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Core, RollbackRefused,
+    ::testing::Values(RollbackRefusal{"not_from_this_version", "4.0.0", 1795000000000,
+                                      "for devices running 3.0.0, not 4.0.0"},
+                      RollbackRefusal{"expired", "3.0.0", 1795086401000, "expired at 1795086400"},
+                      RollbackRefusal{"clock_before_creation", "3.0.0", 1000,
+                                      "the clock is wrong"}),
+    [](const ::testing::TestParamInfo<RollbackRefusal> &i) { return std::string(i.param.name); });
+
+// A release of another product signed by the same key: refused with the
+// reason in the check, the report and the history; nothing downloaded, the
+// running slot untouched. Today's agent installed it (the name was never read).
+static void offer_named(FakeWorld &w, const std::string &name, const std::string &version,
+                        const std::string &payload)
+{
+    std::string m = make_manifest(version, "app", payload);
+    m.replace(m.find("\"video-app\""), 11, "\"" + name + "\"");
+    w.offer_json = make_offer("u-" + version, m, keys().sign(m), w.payload_url);
+    w.payload = payload;
+}
+
+static void expect_refused_product(FakeWorld &w, Agent &ag, const char *want)
+{
+    const char *why;
+    EXPECT_EQ(ota_agent_last_check(ag.a, &why), OTA_CHECK_REFUSED);
+    EXPECT_NE(std::string(why).find("another product"), std::string::npos) << why;
+    EXPECT_NE(std::string(why).find(want), std::string::npos) << why;
+    EXPECT_TRUE(w.download_offsets.empty());
+    ASSERT_FALSE(w.history.empty());
+    EXPECT_STREQ(w.history.back().status, "failure");
+    EXPECT_NE(std::string(w.history.back().reason).find("another product"), std::string::npos);
+    ASSERT_FALSE(w.all_reports.empty());
+    EXPECT_STREQ(w.all_reports.back().status, "failure");
+    EXPECT_NE(std::string(w.all_reports.back().reason).find("another product"), std::string::npos);
+}
+
+TEST(Core, ConfiguredProductRefusesAnotherProduct)
+{
+    FakeWorld w;
+    Agent ag(w);
+    strcpy(ag.cfg.product, "video-app");
+    ag.reopen();
+    offer_named(w, "camera-app", "2.0.0", payload_of(500));
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    expect_refused_product(w, ag, "'video-app' ([agent] product)");
+    EXPECT_TRUE(w.slots_written.empty());
+    EXPECT_EQ(w.current, 0);
+
+    offer_named(w, "video-app", "2.0.0", payload_of(500)); // its own product installs
+    ag.reopen();
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    EXPECT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_SUCCESS);
+    EXPECT_EQ(w.slot_version[1], "2.0.0");
+}
+
+TEST(Core, WithoutProductSettingTheFirstInstallNamesTheProduct)
+{
+    FakeWorld w;
+    Agent ag(w);
+    offer(w, "2.0.0", payload_of(500));
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    ASSERT_EQ(ota_agent_last_outcome(ag.a, nullptr), OTA_STATUS_SUCCESS);
+    EXPECT_EQ(w.kv["app.name"], "video-app");
+    int current = w.current;
+    w.download_offsets.clear();
+
+    offer_named(w, "camera-app", "3.0.0", payload_of(600));
+    ag.reopen();
+    ASSERT_EQ(ag.update(), OTA_STEP_IDLE);
+    expect_refused_product(w, ag, "'video-app' (the first install)");
+    EXPECT_EQ(w.current, current);
+    EXPECT_EQ(w.slot_version[current], "2.0.0");
 }
 
 TEST(Core, ChecksumMismatchRetriedThenRefusedNothingInstalled)

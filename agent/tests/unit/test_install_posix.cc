@@ -111,6 +111,7 @@ class InstallTest : public ::testing::Test
         m.schema = 1;
         m.kind = kind;
         m.format = format;
+        m.installed_size = 1 << 20; // what the test packages may unpack (at most)
         return m;
     }
     // Mounts a small tmpfs on path; false where this is not allowed.
@@ -410,6 +411,24 @@ TEST_F(InstallTest, AppInstallFromDeb)
     ASSERT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_B, &err_), 0) << err_.reason;
     EXPECT_EQ(read_file(A("b/VERSION")), "3.0.0\n");
     EXPECT_FALSE(file_exists(A("b/DEBIAN")));
+}
+
+// A package beyond its signed installed_size: refused, the half-written
+// slot wiped, the active slot untouched.
+TEST_F(InstallTest, AppInstallBeyondInstalledSizeLeavesNoHalfSlot)
+{
+    struct ota_manifest m = Manifest(OTA_KIND_APP, OTA_FORMAT_TARGZ);
+    Download(AppPackage("1.0.0"));
+    ASSERT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_A, &err_), 0) << err_.reason;
+    ASSERT_EQ(ops.app_switch(inst_, OTA_SLOT_A, &err_), 0) << err_.reason;
+    m.installed_size = 3;
+    Download(AppPackage("2.0.0"));
+    EXPECT_EQ(ops.slot_install(inst_, &m, OTA_SLOT_B, &err_), -EFBIG);
+    EXPECT_NE(std::string(err_.reason).find("beyond its signed installed_size (3 bytes)"),
+              std::string::npos)
+        << err_.reason;
+    EXPECT_FALSE(file_exists(A("b")));
+    EXPECT_EQ(read_file(A("a/VERSION")), "1.0.0\n");
 }
 
 TEST_F(InstallTest, AppInstallFailureLeavesNoHalfSlot)

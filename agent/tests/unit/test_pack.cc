@@ -149,13 +149,27 @@ TEST_F(Pack, BuildWritesASignedRelease)
 
 TEST_F(Pack, BuildOptions)
 {
-    ASSERT_EQ(run(build_app("--min-version 1.5.0 --rollback --installed-size 123")), 0) << err_text;
+    ASSERT_EQ(run(build_app("--min-version 1.5.0 --rollback --rollback-from 3.0.0 "
+                            "--rollback-from 3.1.0 --rollback-expires +7d --created 1000 "
+                            "--installed-size 123")),
+              0)
+        << err_text;
     std::string text = read_file(p("rel/manifest.json"));
     ota_manifest m;
     ASSERT_EQ(ota_manifest_parse(text.data(), text.size(), &m, nullptr), 0);
     EXPECT_STREQ(m.min_version, "1.5.0");
     EXPECT_EQ(m.rollback, 1);
+    EXPECT_EQ(m.rollback_expires, 1000 + 7 * 86400);
+    ASSERT_EQ(m.n_rollback_from, 2);
+    EXPECT_STREQ(m.rollback_from[1], "3.1.0");
     EXPECT_EQ(m.installed_size, 123u);
+    ASSERT_EQ(run(build_app("--rollback --rollback-from 3.0.0 --rollback-expires 5000 "
+                            "--created 1000")),
+              0)
+        << err_text;
+    text = read_file(p("rel/manifest.json"));
+    ASSERT_EQ(ota_manifest_parse(text.data(), text.size(), &m, nullptr), 0);
+    EXPECT_EQ(m.rollback_expires, 5000);
 
     // SOURCE_DATE_EPOCH gives reproducible manifests.
     ASSERT_EQ(run("--help"), 0);
@@ -297,6 +311,15 @@ TEST_F(Pack, UsageErrors)
     EXPECT_EQ(run(build_app("--installed-size -1")), 2);
     EXPECT_EQ(run(build_app("--installed-size 12k")), 2);
     EXPECT_EQ(run(build_app("extra-argument")), 2);
+    // a rollback order needs its binding, and only a rollback order has one
+    EXPECT_EQ(run(build_app("--rollback")), 2);
+    EXPECT_NE(err_text.find("--rollback-from"), std::string::npos) << err_text;
+    EXPECT_EQ(run(build_app("--rollback --rollback-from 3.0.0")), 2);
+    EXPECT_NE(err_text.find("--rollback-expires"), std::string::npos) << err_text;
+    EXPECT_EQ(run(build_app("--rollback --rollback-from 3.0 --rollback-expires +1d")), 2);
+    EXPECT_EQ(run(build_app("--rollback --rollback-from 3.0.0 --rollback-expires +1w")), 2);
+    EXPECT_EQ(run(build_app("--rollback-from 3.0.0")), 2);
+    EXPECT_EQ(run(build_app("--rollback-expires +1d")), 2);
     EXPECT_EQ(run(build_app("--device-type a --device-type b --device-type c --device-type d "
                             "--device-type e --device-type f --device-type g --device-type h")),
               2); // 9 with rpi3b
@@ -309,28 +332,14 @@ TEST_F(Pack, HelpDocumentsEveryOption)
     for (const char *args : {"--help", "-h", "help", "build --help"}) {
         ASSERT_EQ(run(args), 0) << args;
         EXPECT_EQ(err_text, "");
-        for (const char *word : {"keygen",
-                                 "build",
-                                 "sign",
-                                 "verify",
-                                 "--private",
-                                 "--public",
-                                 "--force",
-                                 "--key",
-                                 "--payload",
-                                 "--kind",
-                                 "--format",
-                                 "--name",
-                                 "--version",
-                                 "--device-type",
-                                 "--min-version",
-                                 "--rollback",
-                                 "--installed-size",
-                                 "--created",
-                                 "--out",
-                                 "--manifest",
-                                 "--sig",
-                                 "SOURCE_DATE_EPOCH",
+        for (const char *word : {"keygen",           "build",           "sign",
+                                 "verify",           "--private",       "--public",
+                                 "--force",          "--key",           "--payload",
+                                 "--kind",           "--format",        "--name",
+                                 "--version",        "--device-type",   "--min-version",
+                                 "--rollback",       "--rollback-from", "--rollback-expires",
+                                 "--installed-size", "--created",       "--out",
+                                 "--manifest",       "--sig",           "SOURCE_DATE_EPOCH",
                                  "Exit status"})
             EXPECT_NE(out_text.find(word), std::string::npos) << word;
     }

@@ -552,6 +552,29 @@ TEST_F(TransportCurl, DownloadOffsetThroughRedirect)
     EXPECT_EQ(rec.data, Tail(off));
 }
 
+// The bearer token follows a redirect on the same origin, never to another
+// host (curl's rule; CURLOPT_UNRESTRICTED_AUTH stays off): echo shows what
+// each target really received.
+TEST_F(TransportCurl, BearerStaysOnItsOriginThroughRedirects)
+{
+    const std::string other =
+        "http://localhost:" + server_.base.substr(server_.base.rfind(':') + 1);
+    long st = 0;
+    std::string body;
+    Faults("[" + Rule("same", "/same", R"({"kind":"redirect","location":"/echo"})") + "," +
+           Rule("away", "/away",
+                std::string(R"({"kind":"redirect","location":")") + other + "/echo\"}") +
+           "," + Rule("echo", "/echo", R"({"kind":"echo"})") + "]");
+    ASSERT_EQ(Get("/same", &st, &body, "tok-123"), 0) << err_.reason;
+    EXPECT_EQ(st, 200);
+    EXPECT_NE(body.find("\"authorization\":\"Bearer tok-123\""), std::string::npos) << body;
+    ASSERT_EQ(Get("/away", &st, &body, "tok-123"), 0) << err_.reason;
+    EXPECT_EQ(st, 200);
+    EXPECT_NE(body.find("\"path\":\"/echo\""), std::string::npos) << body;
+    EXPECT_EQ(body.find("tok-123"), std::string::npos) << body;
+    EXPECT_EQ(body.find("authorization"), std::string::npos) << body;
+}
+
 TEST_F(TransportCurl, IfRangeEtag)
 {
     Rec whole;
@@ -741,6 +764,45 @@ TEST_F(TransportCurl, TlsWithOwnCa)
     EXPECT_EQ(ota_curl_ops.download(t_, url.c_str(), nullptr, 0, "", &sink, &err_), 0)
         << err_.reason;
     EXPECT_EQ(rec.data, payload_);
+    tls.Stop();
+}
+
+// A redirect from https to http is refused, for requests and downloads:
+// the answer never comes over plain http (the http server would echo it).
+TEST_F(TransportCurl, HttpsNeverRedirectsToHttp)
+{
+    if (access("/usr/bin/openssl", X_OK) != 0)
+        GTEST_SKIP() << "no openssl command";
+    std::string key = dir_ + "/tls2.key", crt = dir_ + "/tls2.crt";
+    std::string cmd = "/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                      "-nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                      "-keyout " +
+                      key + " -out " + crt + " >/dev/null 2>&1";
+    ASSERT_EQ(system(cmd.c_str()), 0);
+    Server tls;
+    ASSERT_TRUE(tls.Start(dir_ + "/tls2", {"--tls-cert", crt, "--tls-key", key}, "https"));
+    snprintf(tls.cfg.ca_file, sizeof(tls.cfg.ca_file), "%s", crt.c_str());
+    Faults("[" + Rule("echo", "/echo", R"({"kind":"echo"})") + "]"); // on the plain server
+    std::string plan =
+        R"({"rules":[)" +
+        Rule("down", "/down",
+             std::string(R"({"kind":"redirect","location":")") + server_.base + "/echo\"}") +
+        "]}";
+    ASSERT_EQ(tls.Admin("POST", "/api/v1/faults", plan, 200), "");
+    snprintf(cfg_.ca_file, sizeof(cfg_.ca_file), "%s", crt.c_str());
+    Renew();
+    long st = 0;
+    std::string body;
+
+    int r = Request("GET", tls.base + "/down", nullptr, "tok-123", &st, &body);
+    EXPECT_EQ(r, -EPROTO) << "followed to http: " << st << " " << body;
+    EXPECT_NE(strstr(err_.reason, "redirect from https"), nullptr) << err_.reason;
+    Rec rec;
+    std::string url = tls.base + "/down";
+    ota_dl_sink sink = {&rec, RecHeaders, RecData};
+    r = ota_curl_ops.download(t_, url.c_str(), nullptr, 0, "", &sink, &err_);
+    EXPECT_EQ(r, -EPROTO) << err_.reason;
+    EXPECT_TRUE(rec.data.empty());
     tls.Stop();
 }
 

@@ -53,6 +53,13 @@ struct ota_manifest {
     char min_version[64]; /* "" = none */
     int rollback;         /* 1: a signed rollback order (downgrade allowed) */
     int64_t created;      /* unix seconds */
+    /* Rollback orders only (absent otherwise, so that agents that do not know
+     * these keys still take ordinary releases): the order is void after
+     * rollback_expires (unix seconds, after created), and only for a device
+     * running one of rollback_from (1..8 versions). */
+    int64_t rollback_expires;
+    char rollback_from[OTA_MANIFEST_MAX_TYPES][64];
+    int n_rollback_from;
 };
 
 /* Parses and validates manifest JSON (n bytes, not NUL-terminated).
@@ -70,6 +77,15 @@ int ota_manifest_format(const struct ota_manifest *m, char **ret_json) OTA_MUST;
  * current below min_version. */
 int ota_manifest_check_device(const struct ota_manifest *m, const char *device_type,
                               const char *current_version, struct ota_err *err) OTA_MUST;
+
+/* Binds a rollback order (m->rollback) to a device: 0 when current is one
+ * of rollback_from and now_s (the device's clock, unix seconds) lies in
+ * [created, rollback_expires]; else -EPERM with the reason. A clock before
+ * created is wrong (an order is not made in the future), so whether the
+ * order expired cannot be told: refused, to be taken once the clock is set.
+ * 0 for a release that is not a rollback order. */
+int ota_manifest_check_rollback(const struct ota_manifest *m, const char *current_version,
+                                int64_t now_s, struct ota_err *err) OTA_MUST;
 
 /* Verifies sig_b64 (base64 Ed25519) over the exact manifest bytes with the
  * public key PEM text. -EBADMSG if it does not verify, -EINVAL if unreadable. */

@@ -137,6 +137,7 @@ TEST(Manifest, KeysInAnyOrderAndWhitespaceParse)
                        kSha +
                        "\", \"size\": 7, \"payload\": \"root.img.zst\", \"format\": \"zst\", "
                        "\"kind\": \"rootfs\", \"version\": \"v1.2.3-rc.1\", \"name\": \"rootfs\","
+                       " \"rollback_from\": [\"2.0.0\"], \"rollback_expires\": 99,"
                        " \"schema\": 1 }\n";
     ota_manifest m;
     ota_err err = {};
@@ -148,6 +149,9 @@ TEST(Manifest, KeysInAnyOrderAndWhitespaceParse)
     EXPECT_STREQ(m.device_types[1], "virt");
     EXPECT_STREQ(m.min_version, "v1.0.0");
     EXPECT_EQ(m.created, 5);
+    EXPECT_EQ(m.rollback_expires, 99);
+    ASSERT_EQ(m.n_rollback_from, 1);
+    EXPECT_STREQ(m.rollback_from[0], "2.0.0");
 }
 
 TEST(Manifest, FormatParseRoundTripIsByteIdentical)
@@ -160,6 +164,10 @@ TEST(Manifest, FormatParseRoundTripIsByteIdentical)
     strcpy(m.payload, "rootfs-2.0.0.img.xz");
     strcpy(m.min_version, "1.5.0");
     m.rollback = 1;
+    m.rollback_expires = m.created + 86400;
+    m.n_rollback_from = 2;
+    strcpy(m.rollback_from[0], "2.0.0");
+    strcpy(m.rollback_from[1], "2.1.0-rc.1");
     m.n_device_types = OTA_MANIFEST_MAX_TYPES;
     for (int i = 0; i < m.n_device_types; i++)
         snprintf(m.device_types[i], sizeof(m.device_types[i]), "type-%d", i);
@@ -178,6 +186,15 @@ TEST(Manifest, FormatParseRoundTripIsByteIdentical)
     EXPECT_EQ(memcmp(back.sha256, m.sha256, OTA_SHA256_LEN), 0);
     EXPECT_EQ(back.n_device_types, OTA_MANIFEST_MAX_TYPES);
     EXPECT_STREQ(back.device_types[7], "type-7");
+    EXPECT_EQ(back.rollback_expires, m.rollback_expires);
+    ASSERT_EQ(back.n_rollback_from, 2);
+    EXPECT_STREQ(back.rollback_from[1], "2.1.0-rc.1");
+    // the binding keys come last, and only in a rollback order
+    EXPECT_NE(text.find(R"("created":1795000000,"rollback_expires":1795086400,)"
+                        R"("rollback_from":["2.0.0","2.1.0-rc.1"]})"),
+              std::string::npos)
+        << text;
+    EXPECT_EQ(format(good()).find("rollback_"), std::string::npos);
     EXPECT_EQ(text.find('\n'), std::string::npos);
     EXPECT_EQ(text.rfind("{\"schema\":1,\"name\":", 0), 0u) << text;
 }
@@ -511,4 +528,61 @@ TEST_F(ManifestSig, UnreadableKeyOrTooLarge)
               -EINVAL);
     std::string big = kGood + std::string(OTA_MANIFEST_MAX_BYTES, ' ');
     EXPECT_EQ(verify(big, sign(big)), -EINVAL);
+}
+
+// A rollback order is bound (issue 15): an expiry after its creation and
+// the versions it goes from, both required with rollback: true and refused
+// without; a signed order without them (today's format) is refused.
+TEST(Manifest, RollbackOrderNeedsItsBinding)
+{
+    auto with = [](const std::string &rb, const std::string &more) {
+        std::string t = kGood;
+        t.replace(t.find("\"rollback\":false"), 16, "\"rollback\":" + rb);
+        t.insert(t.size() - 1, more);
+        return t;
+    };
+    ota_manifest m;
+    ota_err err = {};
+    ASSERT_EQ(parse(with("true", R"(,"rollback_expires":1795086400,"rollback_from":["2.0.0"])"), &m,
+                    &err),
+              0)
+        << err.reason;
+    expect_refused(with("true", ""), "needs field 'rollback_expires'");
+    expect_refused(with("true", R"(,"rollback_expires":1795086400)"),
+                   "needs field 'rollback_from'");
+    expect_refused(with("true", R"(,"rollback_expires":1795000000,"rollback_from":["2.0.0"])"),
+                   "rollback_expires after created");
+    expect_refused(with("true", R"(,"rollback_expires":1795086400,"rollback_from":[])"),
+                   "1..8 allowed");
+    expect_refused(with("true", R"(,"rollback_expires":1795086400,"rollback_from":["x"])"),
+                   "bad rollback_from version");
+    expect_refused(with("false", R"(,"rollback_expires":1795086400)"),
+                   "'rollback_expires' without rollback: true");
+    expect_refused(with("false", R"(,"rollback_from":["2.0.0"])"),
+                   "'rollback_from' without rollback: true");
+}
+
+TEST(Manifest, RollbackOrderCheckedAgainstVersionAndClock)
+{
+    ota_manifest m = good();
+    ota_err err = {};
+    EXPECT_EQ(ota_manifest_check_rollback(&m, "9.9.9", 0, &err), 0); // not an order
+    m.rollback = 1;
+    m.rollback_expires = m.created + 3600;
+    m.n_rollback_from = 2;
+    strcpy(m.rollback_from[0], "3.0.0");
+    strcpy(m.rollback_from[1], "3.1.0");
+    EXPECT_EQ(ota_manifest_check_rollback(&m, "3.1.0", m.created + 10, &err), 0) << err.reason;
+    EXPECT_EQ(ota_manifest_check_rollback(&m, "v3.0.0", m.created + 3600, &err), 0) << err.reason;
+    EXPECT_EQ(ota_manifest_check_rollback(&m, "2.5.0", m.created + 10, &err), -OTA_E_REFUSED);
+    EXPECT_NE(std::string(err.reason).find("for devices running 3.0.0 (or others), not 2.5.0"),
+              std::string::npos)
+        << err.reason;
+    err = {};
+    EXPECT_EQ(ota_manifest_check_rollback(&m, "3.0.0", m.created + 3601, &err), -OTA_E_REFUSED);
+    EXPECT_NE(std::string(err.reason).find("expired at 1795003600"), std::string::npos)
+        << err.reason;
+    err = {};
+    EXPECT_EQ(ota_manifest_check_rollback(&m, "3.0.0", 1000, &err), -OTA_E_REFUSED);
+    EXPECT_NE(std::string(err.reason).find("the clock is wrong"), std::string::npos) << err.reason;
 }

@@ -106,7 +106,8 @@ def dworld(tmp_path_factory):
     img1, _ = otadev.make_image(work, "rootfs1", 100_000, seed=1)
     rel2 = otadev.publish(out, "rel2", img2, "2.0.0", keys, kind="rootfs", fmt="raw")
     rel1 = otadev.publish(out, "rel1rb", img1, "1.0.0", keys, kind="rootfs", fmt="raw",
-                          extra=("--rollback",))
+                          extra=("--rollback", "--rollback-from", "2.0.0",
+                                 "--rollback-expires", "+3650d"))
     srv_dir = os.path.join(work, "server")
     os.makedirs(srv_dir)
     srv = Server(srv_dir, extra=["--public-key", keys.pub, "--ddi-gateway-token", GW,

@@ -43,7 +43,9 @@ def rworld(tmp_path_factory):
     out = os.path.join(work, "out")
     os.makedirs(out)
     rel_v2 = otadev.publish(out, "v2", v2, "2.0.0", keys)
-    rel_v1rb = otadev.publish(out, "v1rb", v1, "1.0.0", keys, extra=("--rollback",))
+    rel_v1rb = otadev.publish(out, "v1rb", v1, "1.0.0", keys,
+                              extra=("--rollback", "--rollback-from", "2.0.0",
+                                     "--rollback-expires", "+3650d"))
     srv_dir = os.path.join(work, "server")
     os.makedirs(srv_dir)
     srv = Server(srv_dir, extra=["--public-key", keys.pub])

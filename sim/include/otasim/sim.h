@@ -111,7 +111,8 @@ int otasim_server_start_with(const struct otasim_tools *t, const char *dir,
                              const char *const *extra, int access_log, struct otasim_server *ret,
                              struct ota_err *err) OTA_MUST;
 int otasim_server_add_release(const struct otasim_tools *t, const struct otasim_server *s,
-                              const char *reldir, int publish, struct ota_err *err) OTA_MUST;
+                              const char *reldir, const char *id, int publish,
+                              struct ota_err *err) OTA_MUST;
 /* PUT /api/v1/faults with body (JSON text). */
 int otasim_server_put_faults(const struct otasim_server *s, const char *json,
                              struct ota_err *err) OTA_MUST;

@@ -138,6 +138,7 @@ static int tr_download(void *ctx, const char *url, const char *bearer, uint64_t 
     FakeWorld *w = W(ctx);
     const std::string &p = w->payload;
     w->download_offsets.push_back(offset);
+    w->download_bearers.push_back(bearer ? bearer : "");
     if (w->server_down)
         return ota_err_set(err, ECONNREFUSED, "fake: connection refused");
     if (w->download_status) {
@@ -416,7 +417,7 @@ std::string TestKeys::sign(const std::string &m) const
 
 std::string make_manifest(const std::string &version, const std::string &kind,
                           const std::string &payload, const std::string &device_type, bool rollback,
-                          const std::string &format)
+                          const std::string &format, const std::string &rollback_from)
 {
     uint8_t d[OTA_SHA256_LEN];
     char hex[OTA_SHA256_HEX];
@@ -432,7 +433,11 @@ std::string make_manifest(const std::string &version, const std::string &kind,
            ",\"sha256\":\"" + hex + "\",\"installed_size\":" + std::to_string(payload.size()) +
            ",\"device_types\":[\"" + device_type +
            "\"],\"min_version\":\"\",\"rollback\":" + (rollback ? "true" : "false") +
-           ",\"created\":1795000000}";
+           ",\"created\":1795000000" +
+           (rollback
+                ? ",\"rollback_expires\":1795086400,\"rollback_from\":[\"" + rollback_from + "\"]"
+                : std::string()) +
+           "}";
 }
 
 std::string make_offer(const std::string &update_id, const std::string &manifest,

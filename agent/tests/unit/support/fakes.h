@@ -41,9 +41,10 @@ struct FakeWorld {
     std::string content_range_override;     // send this Content-Range on 206
     long download_status = 0;               // answer this status instead of the payload (one-shot)
     std::vector<uint64_t> download_offsets; // offsets asked for
-    std::vector<std::string> requests;      // "METHOD URL"
-    std::vector<std::string> checkins;      // check-in request bodies
-    std::vector<std::string> bearers;       // each request's bearer ("" = none)
+    std::vector<std::string> download_bearers; // each download's bearer ("" = none)
+    std::vector<std::string> requests;         // "METHOD URL"
+    std::vector<std::string> checkins;         // check-in request bodies
+    std::vector<std::string> bearers;          // each request's bearer ("" = none)
     // Answers a request before the rest (GitHub source tests): true when it
     // filled status and headers of *ret and the body.
     std::function<bool(const std::string &url, ota_http_resp *ret, std::string &body)> answer;
@@ -91,10 +92,13 @@ struct TestKeys {
     std::string sign(const std::string &manifest) const; // base64
 };
 
-// A manifest for payload, as ota-pack would write it.
+// A manifest for payload, as ota-pack would write it. A rollback order is
+// for devices running rollback_from and expires a day after its creation
+// (the fake wall clock starts at it).
 std::string make_manifest(const std::string &version, const std::string &kind,
                           const std::string &payload, const std::string &device_type = "rpi3b",
-                          bool rollback = false, const std::string &format = "");
+                          bool rollback = false, const std::string &format = "",
+                          const std::string &rollback_from = "3.0.0");
 
 // The check-in answer offering manifest.
 std::string make_offer(const std::string &update_id, const std::string &manifest,

@@ -17,6 +17,7 @@
 #include "ota/jsonw.h"
 #include "ota/manifest.h"
 #include "otasrv/api.h"
+#include "otasrv/auth.h"
 #include "otasrv/events.h"
 #include "otasrv/files.h"
 #include "otasrv/api_rollouts.h"
@@ -200,7 +201,7 @@ static enum otasrv_result do_register(struct otasrv_req *req)
     int r, created = 0;
 
     r = otasrv_bearer_sha(req, sha);
-    if (!srv->enroll_open && (r < 0 || strcmp(sha, srv->enroll_sha) != 0))
+    if (!srv->enroll_open && (r < 0 || !otasrv_secret_eq(sha, srv->enroll_sha)))
         return otasrv_reply_error(req, 401, "bad or missing enrollment token");
     if (otasrv_body_object(req, &o, &ret) < 0)
         return ret;

@@ -200,8 +200,7 @@ static enum otasrv_result do_register(struct otasrv_req *req)
     enum otasrv_result ret;
     int r, created = 0;
 
-    r = otasrv_bearer_sha(req, sha);
-    if (!srv->enroll_open && (r < 0 || !otasrv_secret_eq(sha, srv->enroll_sha)))
+    if (otasrv_bearer_sha(req, sha) < 0)
         return otasrv_reply_error(req, 401, "bad or missing enrollment token");
     if (otasrv_body_object(req, &o, &ret) < 0)
         return ret;
@@ -220,6 +219,8 @@ static enum otasrv_result do_register(struct otasrv_req *req)
         ret = otasrv_reply_error(req, 400, "field device_type: required");
         goto out;
     }
+    if (otasrv_enroll_authorize(req, id, &ret) < 0)
+        goto out;
     if (otasrv_random_hex(token, 32) < 0 || otasrv_sha_hex(token, token_sha) < 0) {
         ret = otasrv_reply_error(req, 500, "cannot make a token");
         goto out;

@@ -858,6 +858,10 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
     if (srv->cfg.github_limit.limit &&
         (r = otasrv_ghlimit_new(&srv->cfg.github_limit, &srv->ghlimit, err)) < 0)
         goto fail;
+    if (srv->cfg.enroll_token && srv->cfg.open_enrollment) {
+        r = ota_err_set(err, EINVAL, "--enroll-token and --open-enrollment: choose one");
+        goto fail;
+    }
     if (srv->cfg.enroll_token) {
         if (!srv->cfg.enroll_token[0]) {
             r = ota_err_set(err, EINVAL, "the enrollment token is empty");
@@ -866,7 +870,8 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
         if ((r = otasrv_sha_hex(srv->cfg.enroll_token, srv->enroll_sha)) < 0)
             goto fail;
     } else {
-        srv->enroll_open = 1;
+        srv->enroll_open = srv->cfg.open_enrollment;
+        srv->enroll_closed = !srv->cfg.open_enrollment;
     }
     if (srv->cfg.public_key &&
         (r = ota_fs_read_all(srv->cfg.public_key, 65536, &srv->public_key_pem, &n, err)) < 0)

@@ -56,6 +56,7 @@ static const char SCHEMA[] =
     " UNIQUE(device, update_id, state, status, ts, reason));"
     "CREATE INDEX IF NOT EXISTS reports_update ON reports(update_id);"
     "CREATE TABLE IF NOT EXISTS admin_tokens(sha256 TEXT PRIMARY KEY, created_ms INTEGER);"
+    "CREATE TABLE IF NOT EXISTS reenroll_grants(id TEXT PRIMARY KEY, granted_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS fault_applied("
     " device TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, applied INTEGER NOT NULL,"
     " first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, PRIMARY KEY(device, rule));";

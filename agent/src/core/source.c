@@ -55,23 +55,52 @@ static int fleet_deliver(struct ota_agent *a, const struct ota_report *rep, stru
     return r;
 }
 
+/* POST /register with bearer; 0 and the answer in *resp whatever the status. */
+static int post_register(struct ota_agent *a, const struct ota_inventory *inv, const char *bearer,
+                         struct ota_http_resp *resp, struct ota_err *err)
+{
+    char url[OTA_URL_LEN], *body = NULL;
+    int r;
+
+    snprintf(url, sizeof(url), "%s/api/v1/devices/register", a->cfg.server_url);
+    r = ota_proto_register_body(inv, &body);
+    if (r < 0)
+        return r;
+    return http_post(a, url, bearer, body, resp, err);
+}
+
+/* Registers when the store holds no token. A token the server refused at a
+ * check-in is kept as "device.token_prev" and presented first: the server
+ * re-enrolls a known device on its current token (docs/protocol.md,
+ * "Register"), the enrollment token only a new one (or with an admin's
+ * approval). */
 static int ensure_registered(struct ota_agent *a, const struct ota_inventory *inv,
                              struct ota_err *err)
 {
     const struct ota_store_ops *st = a->ops.store;
     struct ota_http_resp resp = {0};
-    char url[OTA_URL_LEN], *body = NULL;
+    char prev[sizeof(a->token)] = "";
     int r;
 
+    /* "" is no token: what a refused check-in leaves */
     if (st->kv_get(a->ops.store_ctx, "device.token", a->token, sizeof(a->token), NULL) == 0 &&
+        a->token[0] &&
         st->kv_get(a->ops.store_ctx, "device.id", a->device_id, sizeof(a->device_id), NULL) == 0)
         return 0;
     a->token[0] = '\0';
-    snprintf(url, sizeof(url), "%s/api/v1/devices/register", a->cfg.server_url);
-    r = ota_proto_register_body(inv, &body);
-    if (r < 0)
-        return r;
-    r = http_post(a, url, a->cfg.enroll_token, body, &resp, err);
+    if (st->kv_get(a->ops.store_ctx, "device.token_prev", prev, sizeof(prev), NULL) < 0)
+        prev[0] = '\0';
+    r = -ENOENT;
+    if (prev[0]) {
+        r = post_register(a, inv, prev, &resp, err);
+        if (r == 0 && resp.status != 200 && resp.status != 201) {
+            free(resp.body);
+            resp = (struct ota_http_resp){0};
+            r = -ENOENT;
+        }
+    }
+    if (r == -ENOENT)
+        r = post_register(a, inv, a->cfg.enroll_token, &resp, err);
     if (r < 0)
         goto out;
     if (resp.status != 200 && resp.status != 201) {
@@ -86,6 +115,8 @@ static int ensure_registered(struct ota_agent *a, const struct ota_inventory *in
     if ((r = st->kv_set(a->ops.store_ctx, "device.id", a->device_id, err)) < 0 ||
         (r = st->kv_set(a->ops.store_ctx, "device.token", a->token, err)) < 0)
         goto out;
+    if (prev[0])
+        (void)st->kv_set(a->ops.store_ctx, "device.token_prev", "", NULL);
 out:
     free(resp.body);
     if (r < 0)
@@ -114,7 +145,9 @@ static int check_fleet(struct ota_agent *a, const struct ota_inventory *inv, int
     if (r < 0)
         goto out;
     if (resp.status == 401 || resp.status == 403) {
-        /* Our token is no longer known: register again next time. */
+        /* Our token is refused: register again next time, presenting it
+         * first (a refusal by a proxy or a fault leaves it valid). */
+        (void)a->ops.store->kv_set(a->ops.store_ctx, "device.token_prev", a->token, NULL);
         (void)a->ops.store->kv_set(a->ops.store_ctx, "device.token", "", NULL);
         r = ota_err_set(err, EACCES, "check-in refused: HTTP %ld", resp.status);
         goto out;

@@ -3,7 +3,8 @@
  * face's offers and reports, a 1 s timer (under a virtual clock: the
  * clock's advances, clock.h) and the event stream. One mutex
  * serialises every engine call; each call's changes are written before the
- * answer (kill -9 loses no acknowledged write). Endpoints and rules:
+ * answer (kill -9 loses no acknowledged write of a rollout; the devices'
+ * check-in heartbeats are the store's, flushed every ~200 ms). Endpoints and rules:
  * docs/protocol.md, "Rollouts (admin)" and "Event stream". */
 #ifndef OTASRV_API_ROLLOUTS_H
 #define OTASRV_API_ROLLOUTS_H

@@ -46,7 +46,8 @@ struct otasrv_config {
     const char *data_dir;         /* release files; default "./ota-server-data" */
     const char *admin_token;      /* NULL: read or generate admin_token_file */
     const char *admin_token_file; /* NULL: <data_dir>/admin.token */
-    const char *enroll_token;     /* NULL: registration takes any token */
+    const char *enroll_token;     /* NULL: enrollment closed unless open_enrollment */
+    int open_enrollment;          /* registration takes any token (labs, tests) */
     const char *tls_cert, *tls_key;
     const char *public_key; /* PEM file: releases must verify against it; NULL: not checked */
     const char *public_url; /* base of URLs in answers; NULL: from Host */
@@ -72,7 +73,8 @@ struct otasrv_srv {
     struct otasrv_daemon *daemon;
     uint16_t port;
     int tls;
-    int enroll_open;         /* no enrollment token configured */
+    int enroll_open;         /* cfg.open_enrollment: any token enrolls */
+    int enroll_closed;       /* neither an enrollment token nor open enrollment */
     char enroll_sha[65];     /* its SHA-256 */
     char releases_dir[4096]; /* <data_dir>/releases */
     char *public_key_pem;    /* NULL: signatures not checked */

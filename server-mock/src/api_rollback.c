@@ -1,7 +1,8 @@
 /* A rollout's rollback target (previous_release_id) checked at creation
  * against what ota-agent will install (docs/protocol.md, "The definition"):
- * a signed rollback order of the same release name and kind, at a version
- * older than the rollout's release. */
+ * a signed rollback order of the same kind, at a version older than the
+ * rollout's release. (Not the same name: ota-agent does not compare names
+ * today, and ota-sim's fleet packs its rollback order as another name.) */
 #include <errno.h>
 #include <string.h>
 
@@ -34,12 +35,10 @@ static int check_pair(const struct otasrv_release *rel, const struct otasrv_rele
                            "\"rollback\": true; ota-pack build --rollback): the agents refuse to "
                            "go back to an older version with it",
                            prev->id);
-    if (pm.kind != m.kind || strcmp(pm.name, m.name) != 0)
-        return ota_err_set(err, EINVAL,
-                           "release %s is %s %s, release_id %s is %s %s: not the same release "
-                           "name and kind",
-                           prev->id, pm.name, ota_kind_names[pm.kind], rel->id, m.name,
-                           ota_kind_names[m.kind]);
+    if (pm.kind != m.kind)
+        return ota_err_set(err, EINVAL, "release %s is a%s %s release, release_id %s a%s %s one",
+                           prev->id, pm.kind == OTA_KIND_APP ? "n" : "", ota_kind_names[pm.kind],
+                           rel->id, m.kind == OTA_KIND_APP ? "n" : "", ota_kind_names[m.kind]);
     if ((r = ota_version_cmp(pm.version, m.version, &cmp)) < 0)
         return ota_err_set(err, -r, "versions %s, %s: not comparable", pm.version, m.version);
     if (cmp >= 0)

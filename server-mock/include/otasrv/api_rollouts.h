@@ -56,8 +56,8 @@ int64_t otasrv_rollouts_next_deadline(struct otasrv_srv *srv, int64_t now_ms);
  * by the caller). */
 enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req);
 /* 0 if previous_id is a rollback target the agents install after
- * release_id: a signed rollback order ("rollback": true) of the same name
- * and kind at an older version (api_rollback.c; .swu releases: not
+ * release_id: a signed rollback order ("rollback": true) of the same kind
+ * at an older version (api_rollback.c; .swu releases: not
  * checked); else -EINVAL with the reason. */
 int otasrv_rollback_target_check(struct otasrv_srv *srv, const char *release_id,
                                  const char *previous_id, struct ota_err *err) OTA_MUST;

@@ -219,7 +219,7 @@ static enum otasrv_result do_register(struct otasrv_req *req)
         ret = otasrv_reply_error(req, 400, "field device_type: required");
         goto out;
     }
-    if (otasrv_enroll_authorize(req, id, &ret) < 0)
+    if (otasrv_enroll_authorize(req, id, &ret) < 0 || otasrv_device_rate_check(req, id, &ret) < 0)
         goto out;
     if (otasrv_random_hex(token, 32) < 0 || otasrv_sha_hex(token, token_sha) < 0) {
         ret = otasrv_reply_error(req, 500, "cannot make a token");
@@ -259,7 +259,7 @@ static int device_auth(struct otasrv_req *req, const char *id, enum otasrv_resul
         *ret = otasrv_reply_error(req, 403, "this token is not the token of device %s", id);
         return -EPERM;
     }
-    return 0;
+    return otasrv_device_rate_check(req, id, ret);
 }
 
 /* The offer for a device (brief: its stored inventory); *ret NULL if none.
@@ -414,6 +414,8 @@ static enum otasrv_result do_download(struct otasrv_req *req, const char *rid, c
         if (otasrv_store_admin_token_check(req->srv->store, sha, NULL) < 0)
             return otasrv_reply_error(req, 401, "bad device token");
         admin = 1;
+    } else if (otasrv_device_rate_check(req, who, &ret) < 0) {
+        return ret;
     }
     if (!otasrv_valid_id(rid) || otasrv_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
         (!rel->published && !admin)) {

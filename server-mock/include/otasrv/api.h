@@ -27,6 +27,11 @@ int otasrv_enroll_authorize(struct otasrv_req *req, const char *id,
 /* POST /api/v1/devices/{id}/reenroll (admin): allows one re-enrollment. */
 enum otasrv_result otasrv_api_reenroll_allow(struct otasrv_req *req, const char *id);
 
+/* The fleet API's per-device rate limit (api_devlimit.c): 0 if device id's
+ * request may go, else replies 429 with Retry-After and returns -EAGAIN. */
+int otasrv_device_rate_check(struct otasrv_req *req, const char *id,
+                             enum otasrv_result *ret) OTA_MUST;
+
 /* GET|HEAD /metrics: the Prometheus exposition (admin token; metrics.c). */
 enum otasrv_result otasrv_api_metrics(struct otasrv_req *req);
 

@@ -37,6 +37,7 @@ struct otasrv_resp;
 /* The connection a request came on (for suspending a streamed answer). */
 struct otasrv_conn;
 struct otasrv_daemon;
+struct otasrv_devlimit;
 
 struct otasrv_config {
     const char *listen;           /* address, default "127.0.0.1" */
@@ -65,6 +66,9 @@ struct otasrv_config {
     const char *ddi_device_type;   /* type of a target made by a gateway poll; NULL: "ddi" */
     /* The GitHub face's rate limit (ghlimit.h); github_limit.limit 0: none */
     struct otasrv_ghlimit_config github_limit;
+    /* The fleet API's per-device rate limit (devlimit.h); n 0: none */
+    unsigned device_rate_n;
+    int64_t device_rate_period_ms;
 };
 
 struct otasrv_srv {
@@ -99,6 +103,8 @@ struct otasrv_srv {
     char ddi_gw_sha[65];
     /* The GitHub face's rate limit (cfg.github_limit); NULL: none. */
     struct otasrv_ghlimit *ghlimit;
+    /* The fleet API's per-device rate limit (cfg.device_rate_n); NULL: none. */
+    struct otasrv_devlimit *devlimit;
     /* Request counts and latencies for GET /metrics (metrics.h), and when
      * the server started (unix s, real time). */
     struct otasrv_http_stats http;

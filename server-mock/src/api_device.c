@@ -193,15 +193,15 @@ static enum otasrv_result do_register(struct otasrv_req *req)
     struct otasrv_srv *srv = req->srv;
     struct otasrv_device_inv inv = {0};
     struct ota_err err = {0};
-    char sha[65], token[65], token_sha[65];
+    char token[65], token_sha[65];
     char *tags = NULL, *versions = NULL, *slots = NULL, *attrs = NULL;
     const char *id;
     json_t *o = NULL;
     enum otasrv_result ret;
     int r, created = 0;
 
-    if (otasrv_bearer_sha(req, sha) < 0)
-        return otasrv_reply_error(req, 401, "bad or missing enrollment token");
+    if (otasrv_enroll_precheck(req, &ret) < 0)
+        return ret;
     if (otasrv_body_object(req, &o, &ret) < 0)
         return ret;
     if (otasrv_check_keys(o, keys, &err) < 0 ||

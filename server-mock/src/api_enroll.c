@@ -25,18 +25,37 @@ static int token_unused(struct otasrv_srv *srv, const char *id)
     return last < issued || last == 0;
 }
 
+int otasrv_enroll_precheck(struct otasrv_req *req, enum otasrv_result *ret)
+{
+    struct otasrv_srv *srv = req->srv;
+    char sha[65], who[129];
+    int have = otasrv_bearer_sha(req, sha) == 0;
+
+    if (srv->enroll_open ||
+        (have && !srv->enroll_closed && otasrv_secret_eq(sha, srv->enroll_sha)) ||
+        (have && otasrv_store_device_by_token(srv->store, sha, who, sizeof(who), NULL) == 0))
+        return 0;
+    *ret =
+        srv->enroll_closed
+            ? otasrv_reply_error(req, 401, "enrollment is closed: the server has no --enroll-token")
+            : otasrv_reply_error(req, 401, "bad or missing enrollment token");
+    return -EACCES;
+}
+
 int otasrv_enroll_authorize(struct otasrv_req *req, const char *id, enum otasrv_result *ret)
 {
     struct otasrv_srv *srv = req->srv;
     struct ota_err err = {0};
-    char sha[65], cur[65];
+    char sha[65] = "", cur[65];
     int enroll, r;
 
-    if (otasrv_bearer_sha(req, sha) < 0) {
+    /* no token at all: enough for --open-enrollment's new ids only */
+    if (otasrv_bearer_sha(req, sha) < 0 && !srv->enroll_open) {
         *ret = otasrv_reply_error(req, 401, "bad or missing enrollment token");
         return -EACCES;
     }
-    enroll = srv->enroll_open || (!srv->enroll_closed && otasrv_secret_eq(sha, srv->enroll_sha));
+    enroll = srv->enroll_open ||
+             (sha[0] && !srv->enroll_closed && otasrv_secret_eq(sha, srv->enroll_sha));
     r = otasrv_store_device_token_of(srv->store, id, cur, &err);
     if (r == -ENOENT) { /* a new device */
         if (enroll)
@@ -51,7 +70,7 @@ int otasrv_enroll_authorize(struct otasrv_req *req, const char *id, enum otasrv_
         *ret = otasrv_reply_store_error(req, r, &err);
         return r;
     }
-    if (otasrv_secret_eq(sha, cur)) /* the device itself, with its current token */
+    if (sha[0] && otasrv_secret_eq(sha, cur)) /* the device itself, with its current token */
         return 0;
     if (!enroll) {
         *ret = otasrv_reply_error(req, 401, "bad or missing enrollment token");

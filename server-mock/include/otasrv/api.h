@@ -24,6 +24,10 @@ enum otasrv_result otasrv_api_device_handle(struct otasrv_req *req);
  * an admin's approval, which this takes), else replies and returns < 0. */
 int otasrv_enroll_authorize(struct otasrv_req *req, const char *id,
                             enum otasrv_result *ret) OTA_MUST;
+/* Before the body is read: 0 if the Bearer token may register something
+ * (open enrollment, the enrollment token, or some device's current token),
+ * else replies 401 and returns -EACCES. */
+int otasrv_enroll_precheck(struct otasrv_req *req, enum otasrv_result *ret) OTA_MUST;
 /* POST /api/v1/devices/{id}/reenroll (admin): allows one re-enrollment. */
 enum otasrv_result otasrv_api_reenroll_allow(struct otasrv_req *req, const char *id);
 

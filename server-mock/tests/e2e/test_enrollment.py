@@ -48,10 +48,13 @@ def test_open_enrollment_takes_any_token_but_not_a_known_device(tmp_path):
         assert st == 201, b
         tok = b["token"]
         assert checkin(s, "o-1", tok) == 200
-        # another "whatever" cannot take the device over
+        # another "whatever" cannot take the device over, nor a request without a token
         st, _, b = s.call("POST", REG, body("o-1"), token="someone-else")
         assert st == 409, b
+        assert s.call("POST", REG, body("o-1"))[0] == 409
         assert checkin(s, "o-1", tok) == 200
+        # a new id needs no token at all here (as the old default did)
+        assert s.call("POST", REG, body("o-2"))[0] == 201
     finally:
         s.stop()
 

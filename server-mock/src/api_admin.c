@@ -873,6 +873,9 @@ enum otasrv_result otasrv_api_admin_handle(struct otasrv_req *req)
                 return otasrv_reply_store_error(req, r, &err);
             return otasrv_reply_json(req, 200, dev);
         }
+    } else if (n == 5 && strcmp(s[2], "devices") == 0 && strcmp(s[4], "reenroll") == 0) {
+        if (post)
+            return otasrv_api_reenroll_allow(req, s[3]);
     } else if (n == 3 && strcmp(s[2], "reports") == 0) {
         if (get)
             return reports_list(req);

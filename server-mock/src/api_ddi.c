@@ -23,6 +23,7 @@
 #include "ota/inventory.h"
 #include "ota/json.h"
 #include "otasrv/api.h"
+#include "otasrv/auth.h"
 #include "otasrv/api_rollouts.h"
 #include "otasrv/ddi.h"
 #include "otasrv/events.h"
@@ -90,7 +91,7 @@ static int ddi_auth(struct otasrv_req *req, const char *id, int *ret_gw, enum ot
             return 0;
     } else if ((tok = auth_token(req, "GatewayToken")) != NULL) {
         if (req->srv->ddi_gw_sha[0] && otasrv_sha_hex(tok, sha) == 0 &&
-            strcmp(sha, req->srv->ddi_gw_sha) == 0) {
+            otasrv_secret_eq(sha, req->srv->ddi_gw_sha)) {
             *ret_gw = 1;
             return 0;
         }

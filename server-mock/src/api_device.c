@@ -17,6 +17,7 @@
 #include "ota/jsonw.h"
 #include "ota/manifest.h"
 #include "otasrv/api.h"
+#include "otasrv/auth.h"
 #include "otasrv/events.h"
 #include "otasrv/files.h"
 #include "otasrv/api_rollouts.h"
@@ -192,16 +193,15 @@ static enum otasrv_result do_register(struct otasrv_req *req)
     struct otasrv_srv *srv = req->srv;
     struct otasrv_device_inv inv = {0};
     struct ota_err err = {0};
-    char sha[65], token[65], token_sha[65];
+    char token[65], token_sha[65];
     char *tags = NULL, *versions = NULL, *slots = NULL, *attrs = NULL;
     const char *id;
     json_t *o = NULL;
     enum otasrv_result ret;
     int r, created = 0;
 
-    r = otasrv_bearer_sha(req, sha);
-    if (!srv->enroll_open && (r < 0 || strcmp(sha, srv->enroll_sha) != 0))
-        return otasrv_reply_error(req, 401, "bad or missing enrollment token");
+    if (otasrv_enroll_precheck(req, &ret) < 0)
+        return ret;
     if (otasrv_body_object(req, &o, &ret) < 0)
         return ret;
     if (otasrv_check_keys(o, keys, &err) < 0 ||
@@ -219,6 +219,8 @@ static enum otasrv_result do_register(struct otasrv_req *req)
         ret = otasrv_reply_error(req, 400, "field device_type: required");
         goto out;
     }
+    if (otasrv_enroll_authorize(req, id, &ret) < 0 || otasrv_device_rate_check(req, id, &ret) < 0)
+        goto out;
     if (otasrv_random_hex(token, 32) < 0 || otasrv_sha_hex(token, token_sha) < 0) {
         ret = otasrv_reply_error(req, 500, "cannot make a token");
         goto out;
@@ -257,7 +259,7 @@ static int device_auth(struct otasrv_req *req, const char *id, enum otasrv_resul
         *ret = otasrv_reply_error(req, 403, "this token is not the token of device %s", id);
         return -EPERM;
     }
-    return 0;
+    return otasrv_device_rate_check(req, id, ret);
 }
 
 /* The offer for a device (brief: its stored inventory); *ret NULL if none.
@@ -412,6 +414,8 @@ static enum otasrv_result do_download(struct otasrv_req *req, const char *rid, c
         if (otasrv_store_admin_token_check(req->srv->store, sha, NULL) < 0)
             return otasrv_reply_error(req, 401, "bad device token");
         admin = 1;
+    } else if (otasrv_device_rate_check(req, who, &ret) < 0) {
+        return ret;
     }
     if (!otasrv_valid_id(rid) || otasrv_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||
         (!rel->published && !admin)) {

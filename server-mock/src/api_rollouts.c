@@ -694,6 +694,11 @@ static enum otasrv_result create(struct otasrv_req *req)
                                  def.previous_release_id);
         goto out;
     }
+    if (def.previous_release_id[0] &&
+        otasrv_rollback_target_check(req->srv, def.release_id, def.previous_release_id, &err) < 0) {
+        ret = otasrv_reply_error(req, 400, "field previous_release_id: %s", err.reason);
+        goto out;
+    }
     release_kind(req->srv, def.release_id, kind, sizeof(kind));
     if ((e = build_table(req->srv, &def, kind, &devs, &n, &err)) < 0) {
         ret = reply_err(req, e, &err);

@@ -13,6 +13,7 @@
 
 #include "otasrv/ctl.h"
 #include "otasrv/api_faults.h"
+#include "otasrv/devlimit.h"
 #include "otasrv/server.h"
 
 static const char USAGE[] =
@@ -36,8 +37,11 @@ static const char USAGE[] =
     "  --admin-token T        the admin API's Bearer token\n"
     "  --admin-token-file F   read the admin token from F, or generate one and\n"
     "                         write it there (default DATA-DIR/admin.token)\n"
-    "  --enroll-token T       the token devices register with (default: any\n"
-    "                         token is taken: open enrollment)\n"
+    "  --enroll-token T       the token devices register with (default: none,\n"
+    "                         enrollment is closed)\n"
+    "  --open-enrollment      labs and tests: registration takes any token\n"
+    "  --device-rate-limit N/s|N/m|N/h  fleet API requests per device (burst N;\n"
+    "                         beyond: 429 with Retry-After; default: no limit)\n"
     "  --public-key PEM       refuse releases whose signature this key does not verify\n"
     "  --public-url URL       base of URLs in answers (default: from the Host header)\n"
     "  --tls-cert PEM --tls-key PEM   serve HTTPS\n"
@@ -101,6 +105,8 @@ enum {
     O_ADMIN,
     O_ADMIN_FILE,
     O_ENROLL,
+    O_OPEN_ENROLL,
+    O_DEV_RATE,
     O_PUBKEY,
     O_PUBURL,
     O_CERT,
@@ -131,6 +137,8 @@ static const struct option SERVE_OPTS[] = {
     {"admin-token", required_argument, NULL, O_ADMIN},
     {"admin-token-file", required_argument, NULL, O_ADMIN_FILE},
     {"enroll-token", required_argument, NULL, O_ENROLL},
+    {"open-enrollment", no_argument, NULL, O_OPEN_ENROLL},
+    {"device-rate-limit", required_argument, NULL, O_DEV_RATE},
     {"public-key", required_argument, NULL, O_PUBKEY},
     {"public-url", required_argument, NULL, O_PUBURL},
     {"tls-cert", required_argument, NULL, O_CERT},
@@ -228,6 +236,13 @@ static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const
             break;
         case O_ENROLL:
             cfg->enroll_token = optarg;
+            break;
+        case O_OPEN_ENROLL:
+            cfg->open_enrollment = 1;
+            break;
+        case O_DEV_RATE:
+            if (otasrv_devlimit_parse(optarg, &cfg->device_rate_n, &cfg->device_rate_period_ms) < 0)
+                goto bad;
             break;
         case O_PUBKEY:
             cfg->public_key = optarg;

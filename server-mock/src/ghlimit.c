@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ota/json.h" /* ota_strlcpy */
+#include "otasrv/auth.h"
 
 #define MAX_KEYS 1024
 #define KEY_LEN  200
@@ -135,7 +136,7 @@ const struct otasrv_ghlimit_config *otasrv_ghlimit_cfg(const struct otasrv_ghlim
 static int token_known(const struct otasrv_ghlimit *l, const char *token)
 {
     for (int i = 0; i < OTASRV_GHLIMIT_MAX_TOKENS && l->cfg.tokens[i]; i++)
-        if (strcmp(l->cfg.tokens[i], token) == 0)
+        if (otasrv_secret_eq(l->cfg.tokens[i], token))
             return 1;
     return 0;
 }

@@ -29,6 +29,7 @@
 #include "otasrv/api.h"
 #include "otasrv/api_rollouts.h"
 #include "otasrv/api_faults.h"
+#include "otasrv/devlimit.h"
 #include "otasrv/ddi.h"
 
 /* A declared body this large is refused before it is read (the client may
@@ -722,6 +723,7 @@ void otasrv_server_stop(struct otasrv_srv *srv)
     otasrv_faultplan_free(srv->faults);
     otasrv_clock_free(srv->clock); /* back to real time */
     otasrv_ghlimit_free(srv->ghlimit);
+    otasrv_devlimit_free(srv->devlimit);
     if (srv->log && srv->log != stderr)
         fclose(srv->log);
     pthread_mutex_destroy(&srv->log_lock);
@@ -855,9 +857,17 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
         if ((r = otasrv_sha_hex(srv->cfg.ddi_gateway_token, srv->ddi_gw_sha)) < 0)
             goto fail;
     }
+    if (srv->cfg.device_rate_n &&
+        (r = otasrv_devlimit_new(srv->cfg.device_rate_n, srv->cfg.device_rate_period_ms,
+                                 &srv->devlimit, err)) < 0)
+        goto fail;
     if (srv->cfg.github_limit.limit &&
         (r = otasrv_ghlimit_new(&srv->cfg.github_limit, &srv->ghlimit, err)) < 0)
         goto fail;
+    if (srv->cfg.enroll_token && srv->cfg.open_enrollment) {
+        r = ota_err_set(err, EINVAL, "--enroll-token and --open-enrollment: choose one");
+        goto fail;
+    }
     if (srv->cfg.enroll_token) {
         if (!srv->cfg.enroll_token[0]) {
             r = ota_err_set(err, EINVAL, "the enrollment token is empty");
@@ -866,7 +876,8 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
         if ((r = otasrv_sha_hex(srv->cfg.enroll_token, srv->enroll_sha)) < 0)
             goto fail;
     } else {
-        srv->enroll_open = 1;
+        srv->enroll_open = srv->cfg.open_enrollment;
+        srv->enroll_closed = !srv->cfg.open_enrollment;
     }
     if (srv->cfg.public_key &&
         (r = ota_fs_read_all(srv->cfg.public_key, 65536, &srv->public_key_pem, &n, err)) < 0)

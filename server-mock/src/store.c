@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "otasrv/auth.h"
 #include "store_impl.h"
 
 static const char SCHEMA[] =
@@ -55,6 +56,7 @@ static const char SCHEMA[] =
     " UNIQUE(device, update_id, state, status, ts, reason));"
     "CREATE INDEX IF NOT EXISTS reports_update ON reports(update_id);"
     "CREATE TABLE IF NOT EXISTS admin_tokens(sha256 TEXT PRIMARY KEY, created_ms INTEGER);"
+    "CREATE TABLE IF NOT EXISTS reenroll_grants(id TEXT PRIMARY KEY, granted_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS fault_applied("
     " device TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL, applied INTEGER NOT NULL,"
     " first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, PRIMARY KEY(device, rule));";
@@ -244,7 +246,9 @@ struct otasrv_db *store_wacquire(struct otasrv_store *s)
 static const char SQL_ADMIN_CLEAR[] = "DELETE FROM admin_tokens";
 static const char SQL_ADMIN_ADD[] =
     "INSERT INTO admin_tokens(sha256, created_ms) VALUES(?, strftime('%s','now')*1000)";
-static const char SQL_ADMIN_CHECK[] = "SELECT 1 FROM admin_tokens WHERE sha256 = ?";
+/* Every admin token hash, compared in constant time (not looked up by
+ * value: the lookup's timing would depend on the bytes). */
+static const char SQL_ADMIN_CHECK[] = "SELECT sha256 FROM admin_tokens";
 
 int otasrv_store_admin_token_set(struct otasrv_store *s, const char *sha_hex, struct ota_err *err)
 {
@@ -284,12 +288,11 @@ int otasrv_store_admin_token_check(struct otasrv_store *s, const char *sha_hex, 
 
     if ((r = otasrv_db_prep(c, SQL_ADMIN_CHECK, &st, err)) < 0)
         goto out;
-    otasrv_db_bind_text(st, 1, sha_hex);
-    r = otasrv_db_row(c, st, "admin token", err);
-    if (r == 1)
-        r = 0;
-    else if (r == 0)
-        r = ota_err_set(err, ENOENT, "not an admin token");
+    int found = 0;
+    while ((r = otasrv_db_row(c, st, "admin token", err)) == 1)
+        found |= otasrv_secret_eq(otasrv_db_col_text(st, 0), sha_hex);
+    if (r == 0)
+        r = found ? 0 : ota_err_set(err, ENOENT, "not an admin token");
     sqlite3_reset(st);
 out:
     store_release(s, c);

@@ -2,6 +2,7 @@
  * devices by id and by token hash, their inventory, heartbeat and final
  * reports, and the published releases. How they stay coherent: store.c. */
 #include "store_impl.h"
+#include "otasrv/auth.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ struct dev *store_tok_find(struct otasrv_store *s, const char *sha)
 {
     struct dev *d = s->by_tok[hash(sha)];
 
-    while (d && strcmp(d->token, sha) != 0)
+    while (d && !otasrv_secret_eq(d->token, sha))
         d = d->tnext;
     return d;
 }

@@ -14,6 +14,9 @@ static int transient_status(long s)
     return s >= 500 || s == 408 || s == 429;
 }
 
+static int fleet_wait_over(struct ota_agent *a, struct ota_err *err);
+static int fleet_note(struct ota_agent *a, const struct ota_http_resp *resp, struct ota_err *err);
+
 static int http_get(struct ota_agent *a, const char *url, const char *bearer,
                     struct ota_http_resp *resp, struct ota_err *err)
 {
@@ -41,11 +44,17 @@ static int fleet_deliver(struct ota_agent *a, const struct ota_report *rep, stru
     char url[OTA_URL_LEN], *body = NULL;
     int r;
 
+    if ((r = fleet_wait_over(a, err)) < 0) {
+        a->server_ok = 0;
+        return r;
+    }
     snprintf(url, sizeof(url), "%s/api/v1/devices/%s/status", a->cfg.server_url, a->device_id);
     r = ota_proto_report_body(rep, &body);
     if (r < 0)
         return r;
     r = http_post(a, url, a->token, body, &resp, err);
+    if (r == 0 && (r = fleet_note(a, &resp, err)) < 0)
+        a->server_ok = 0;
     free(resp.body);
     if (r < 0 || transient_status(resp.status)) {
         a->server_ok = 0;
@@ -55,24 +64,53 @@ static int fleet_deliver(struct ota_agent *a, const struct ota_report *rep, stru
     return r;
 }
 
+/* POST /register with bearer; 0 and the answer in *resp whatever the status. */
+static int post_register(struct ota_agent *a, const struct ota_inventory *inv, const char *bearer,
+                         struct ota_http_resp *resp, struct ota_err *err)
+{
+    char url[OTA_URL_LEN], *body = NULL;
+    int r;
+
+    snprintf(url, sizeof(url), "%s/api/v1/devices/register", a->cfg.server_url);
+    r = ota_proto_register_body(inv, &body);
+    if (r < 0)
+        return r;
+    return http_post(a, url, bearer, body, resp, err);
+}
+
+/* Registers when the store holds no token. A token the server refused at a
+ * check-in is kept as "device.token_prev" and presented first: the server
+ * re-enrolls a known device on its current token (docs/protocol.md,
+ * "Register"), the enrollment token only a new one (or with an admin's
+ * approval). */
 static int ensure_registered(struct ota_agent *a, const struct ota_inventory *inv,
                              struct ota_err *err)
 {
     const struct ota_store_ops *st = a->ops.store;
     struct ota_http_resp resp = {0};
-    char url[OTA_URL_LEN], *body = NULL;
+    char prev[sizeof(a->token)] = "";
     int r;
 
+    /* "" is no token: what a refused check-in leaves */
     if (st->kv_get(a->ops.store_ctx, "device.token", a->token, sizeof(a->token), NULL) == 0 &&
+        a->token[0] &&
         st->kv_get(a->ops.store_ctx, "device.id", a->device_id, sizeof(a->device_id), NULL) == 0)
         return 0;
     a->token[0] = '\0';
-    snprintf(url, sizeof(url), "%s/api/v1/devices/register", a->cfg.server_url);
-    r = ota_proto_register_body(inv, &body);
-    if (r < 0)
-        return r;
-    r = http_post(a, url, a->cfg.enroll_token, body, &resp, err);
-    if (r < 0)
+    if (st->kv_get(a->ops.store_ctx, "device.token_prev", prev, sizeof(prev), NULL) < 0)
+        prev[0] = '\0';
+    r = -ENOENT;
+    if (prev[0]) {
+        r = post_register(a, inv, prev, &resp, err);
+        if (r == 0 && resp.status != 200 && resp.status != 201) {
+            free(resp.body);
+            resp = (struct ota_http_resp){0};
+            r = -ENOENT;
+        }
+    }
+    if (r == -ENOENT)
+        r = post_register(a, inv, a->cfg.enroll_token, &resp, err);
+    if (r < 0 || (r = fleet_note(a, &resp, err)) < 0)
         goto out;
     if (resp.status != 200 && resp.status != 201) {
         r = ota_err_set(err, EACCES, "registration refused: HTTP %ld %.200s", resp.status,
@@ -86,6 +124,8 @@ static int ensure_registered(struct ota_agent *a, const struct ota_inventory *in
     if ((r = st->kv_set(a->ops.store_ctx, "device.id", a->device_id, err)) < 0 ||
         (r = st->kv_set(a->ops.store_ctx, "device.token", a->token, err)) < 0)
         goto out;
+    if (prev[0])
+        (void)st->kv_set(a->ops.store_ctx, "device.token_prev", "", NULL);
 out:
     free(resp.body);
     if (r < 0)
@@ -101,6 +141,8 @@ static int check_fleet(struct ota_agent *a, const struct ota_inventory *inv, int
     char url[OTA_URL_LEN], *body = NULL;
     int r;
 
+    if ((r = fleet_wait_over(a, err)) < 0)
+        return r;
     r = ensure_registered(a, inv, err);
     if (r < 0)
         return r;
@@ -111,10 +153,12 @@ static int check_fleet(struct ota_agent *a, const struct ota_inventory *inv, int
     if (r < 0)
         return r;
     r = http_post(a, url, a->token, body, &resp, err);
-    if (r < 0)
+    if (r < 0 || (r = fleet_note(a, &resp, err)) < 0)
         goto out;
     if (resp.status == 401 || resp.status == 403) {
-        /* Our token is no longer known: register again next time. */
+        /* Our token is refused: register again next time, presenting it
+         * first (a refusal by a proxy or a fault leaves it valid). */
+        (void)a->ops.store->kv_set(a->ops.store_ctx, "device.token_prev", a->token, NULL);
         (void)a->ops.store->kv_set(a->ops.store_ctx, "device.token", "", NULL);
         r = ota_err_set(err, EACCES, "check-in refused: HTTP %ld", resp.status);
         goto out;
@@ -142,7 +186,7 @@ struct gh_limit {
     char why[OTA_REASON_LEN];
 };
 
-static void gh_limit_read(struct ota_agent *a, struct gh_limit *l)
+static void limit_read(struct ota_agent *a, const char *key, struct gh_limit *l)
 {
     char v[OTA_REASON_LEN + 64];
     long long until;
@@ -150,12 +194,17 @@ static void gh_limit_read(struct ota_agent *a, struct gh_limit *l)
     int n = 0;
 
     memset(l, 0, sizeof(*l));
-    if (a->ops.store->kv_get(a->ops.store_ctx, GH_KEY, v, sizeof(v), NULL) < 0 ||
+    if (a->ops.store->kv_get(a->ops.store_ctx, key, v, sizeof(v), NULL) < 0 ||
         sscanf(v, "%lld %u %n", &until, &refusals, &n) < 2 || n == 0)
         return;
     l->until_ms = until;
     l->refusals = refusals;
     ota_strlcpy(l->why, v + n, sizeof(l->why));
+}
+
+static void gh_limit_read(struct ota_agent *a, struct gh_limit *l)
+{
+    limit_read(a, GH_KEY, l);
 }
 
 static void iso_ms(int64_t ms, char *buf, size_t cap)
@@ -270,6 +319,55 @@ static int url_origin(const char *url, char *scheme, size_t scap, char *host, si
         if (e != end || v <= 0 || v > 65535)
             return -1;
         *port = v;
+    }
+    return 0;
+}
+
+/* ---- The fleet server's Retry-After (docs/protocol.md "Rate limits") ----
+ * The store's "fleet.rate_limit" is "UNTIL_MS 0 WHY" as GH_KEY's: after a
+ * 429 no check-in, registration or report before UNTIL_MS, across passes. */
+
+#define FLEET_WAIT_KEY "fleet.rate_limit"
+
+static int fleet_wait_over(struct ota_agent *a, struct ota_err *err)
+{
+    int64_t now = a->ops.clock->wall_ms(a->ops.clock_ctx);
+    struct gh_limit l;
+    char at[32];
+
+    limit_read(a, FLEET_WAIT_KEY, &l);
+    if (!l.until_ms || now >= l.until_ms || l.until_ms - now > OTA_GH_WAIT_MAX_MS)
+        return 0; /* none, over, or a clock that went back */
+    iso_ms(l.until_ms, at, sizeof(at));
+    return ota_err_set(err, EAGAIN,
+                       "the server asked to wait until %s (%s): not asking before then", at, l.why);
+}
+
+/* After a fleet answer: a 429 is kept as a wait (its Retry-After, seconds
+ * or a date; none: a minute) and is -EAGAIN; a 2xx clears a kept one. A 503
+ * is retried at the next pass as before, whatever its Retry-After. */
+static int fleet_note(struct ota_agent *a, const struct ota_http_resp *resp, struct ota_err *err)
+{
+    int64_t now = a->ops.clock->wall_ms(a->ops.clock_ctx);
+    struct ota_gh_wait w;
+    struct gh_limit l;
+    char v[OTA_REASON_LEN + 64], at[32];
+
+    if (resp->status == 429) {
+        ota_proto_gh_rate_limit(resp, now, 0, &w);
+        if (w.wait_ms < 1000)
+            w.wait_ms = 1000;
+        snprintf(v, sizeof(v), "%lld 0 %s", (long long)(now + w.wait_ms), w.why);
+        (void)a->ops.store->kv_set(a->ops.store_ctx, FLEET_WAIT_KEY, v, NULL);
+        iso_ms(now + w.wait_ms, at, sizeof(at));
+        return ota_err_set(err, EAGAIN, "server busy: HTTP %ld%s%s: not asking before %s",
+                           resp->status, resp->retry_after[0] ? ", Retry-After " : "",
+                           resp->retry_after, at);
+    }
+    if (resp->status >= 200 && resp->status < 300) {
+        limit_read(a, FLEET_WAIT_KEY, &l);
+        if (l.until_ms)
+            (void)a->ops.store->kv_set(a->ops.store_ctx, FLEET_WAIT_KEY, "", NULL);
     }
     return 0;
 }

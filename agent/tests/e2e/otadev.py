@@ -125,7 +125,7 @@ def server_bin():
 class Server:
     """The real ota-server (server-mock/) on a free loopback port, its
     database, data and logs in workdir; .url and .enroll_token make it
-    usable as Device's server.
+    usable as Device's server (enrollment by the token ENROLL).
 
     root, if given, is a directory of release directories as publish()
     writes them: offer() adds root/ID to the server (the admin API's
@@ -135,8 +135,12 @@ class Server:
     fault plans (faults()), its reports and its request log (reports(),
     downloads())."""
 
-    def __init__(self, root, workdir, extra=(), tls=None):
+    def __init__(self, root, workdir, extra=(), tls=None, enroll=("--enroll-token", ENROLL)):
+        """enroll: how the server takes registrations (docs/protocol.md,
+        "Register"): the enrollment token by default, ("--open-enrollment",)
+        or () for a server with enrollment closed."""
         self.root = root
+        self.enroll = list(enroll)
         self.workdir = workdir
         self.tls = tls  # (cert, key) or None
         self.db = os.path.join(workdir, "ota-server.db")
@@ -159,8 +163,8 @@ class Server:
         self.log = open(os.path.join(self.workdir, "server.log"), "a")
         self.proc = subprocess.Popen(
             [self.binary(), "serve", "--port", "0", "--port-file", port_file, "--db", self.db, "--data-dir", self.data,
-             "--admin-token", ADMIN, "--enroll-token", ENROLL, "--max-body", "65536",
-             "--log", self.access_log]
+             "--admin-token", ADMIN, "--max-body", "65536", "--log", self.access_log]
+            + self.enroll
             + self.extra + (["--tls-cert", self.tls[0], "--tls-key", self.tls[1]] if self.tls
                             else []), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 15
@@ -222,12 +226,19 @@ class Server:
             raise RuntimeError(f"ota-server: {method} {path}: {st} {b}")
         return b
 
-    def register(self, device_id, device_type="rpi3b", app="1.0.0", **extra):
+    def register(self, device_id, device_type="rpi3b", app="1.0.0", token=ENROLL, **extra):
+        """Registers device_id with the enrollment token (a known id: pass
+        its current token, or allow_reenroll() it first); its new token."""
         body = {"device_id": device_id, "device_type": device_type,
                 "versions": {"app": app, "rootfs": ""}, **extra}
-        st, _, b = self.call("POST", "/api/v1/devices/register", body, token=ENROLL)
+        st, _, b = self.call("POST", "/api/v1/devices/register", body, token=token)
         assert st in (200, 201), b
         return b["token"]
+
+    def allow_reenroll(self, device_id):
+        """The admin's approval of one re-enrollment of a known device_id."""
+        st, _, b = self.admin("POST", f"/api/v1/devices/{device_id}/reenroll")
+        assert st == 200, b
 
     # ---- releases and offers ----
 

@@ -294,3 +294,26 @@ def test_daemon_polls_updates_and_stops_on_sigterm(world, device):
         proc.terminate()
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
+
+
+def test_a_refused_check_in_re_registers_on_the_old_token(world, device):
+    """A 401 at check-in (here a fault rule; in the field a proxy) makes the
+    agent register again. The server re-enrolls a known device only on its
+    current token (docs/protocol.md, "Register"): the agent presents the
+    token it was refused with first, so it gets back in without an admin."""
+    dev = device(warm=True)
+    srv = world["server"]
+    n_regs = len([x for x in srv.requests() if x["path"] == "/api/v1/devices/register"])
+    srv.faults([otadev.fault("status", f"/api/v1/devices/{dev.id}/checkin", count=1, code=401)])
+    try:
+        r = dev.agent("update")
+        assert r.returncode != 0 and "check-in refused: HTTP 401" in r.stderr, r.stderr
+    finally:
+        srv.faults([])
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr
+    regs = [x for x in srv.requests() if x["path"] == "/api/v1/devices/register"][n_regs:]
+    assert [x["status"] for x in regs] == [200], regs  # once, on its old token
+    assert srv.admin_ok("GET", f"/api/v1/devices/{dev.id}")["reenrolled_ms"] > 0
+    r = dev.agent("update")
+    assert r.returncode == 0, r.stderr

@@ -3,7 +3,8 @@
  * face's offers and reports, a 1 s timer (under a virtual clock: the
  * clock's advances, clock.h) and the event stream. One mutex
  * serialises every engine call; each call's changes are written before the
- * answer (kill -9 loses no acknowledged write). Endpoints and rules:
+ * answer (kill -9 loses no acknowledged write of a rollout; the devices'
+ * check-in heartbeats are the store's, flushed every ~200 ms). Endpoints and rules:
  * docs/protocol.md, "Rollouts (admin)" and "Event stream". */
 #ifndef OTASRV_API_ROLLOUTS_H
 #define OTASRV_API_ROLLOUTS_H
@@ -54,6 +55,12 @@ int64_t otasrv_rollouts_next_deadline(struct otasrv_srv *srv, int64_t now_ms);
 /* /api/v1/rollouts..., /api/v1/events, /api/v1/stats (admin token checked
  * by the caller). */
 enum otasrv_result otasrv_api_rollouts_handle(struct otasrv_req *req);
+/* 0 if previous_id is a rollback target the agents install after
+ * release_id: a signed rollback order ("rollback": true) of the same kind
+ * at an older version (api_rollback.c; .swu releases: not
+ * checked); else -EINVAL with the reason. */
+int otasrv_rollback_target_check(struct otasrv_srv *srv, const char *release_id,
+                                 const char *previous_id, struct ota_err *err) OTA_MUST;
 /* GET /api/v1/stats (api_stats.c). */
 enum otasrv_result otasrv_api_stats(struct otasrv_req *req);
 /* Its body: {"devices":{"total","by_type","by_group","by_state","by_version":

@@ -37,6 +37,7 @@ struct otasrv_resp;
 /* The connection a request came on (for suspending a streamed answer). */
 struct otasrv_conn;
 struct otasrv_daemon;
+struct otasrv_devlimit;
 
 struct otasrv_config {
     const char *listen;           /* address, default "127.0.0.1" */
@@ -46,7 +47,8 @@ struct otasrv_config {
     const char *data_dir;         /* release files; default "./ota-server-data" */
     const char *admin_token;      /* NULL: read or generate admin_token_file */
     const char *admin_token_file; /* NULL: <data_dir>/admin.token */
-    const char *enroll_token;     /* NULL: registration takes any token */
+    const char *enroll_token;     /* NULL: enrollment closed unless open_enrollment */
+    int open_enrollment;          /* registration takes any token (labs, tests) */
     const char *tls_cert, *tls_key;
     const char *public_key; /* PEM file: releases must verify against it; NULL: not checked */
     const char *public_url; /* base of URLs in answers; NULL: from Host */
@@ -64,6 +66,9 @@ struct otasrv_config {
     const char *ddi_device_type;   /* type of a target made by a gateway poll; NULL: "ddi" */
     /* The GitHub face's rate limit (ghlimit.h); github_limit.limit 0: none */
     struct otasrv_ghlimit_config github_limit;
+    /* The fleet API's per-device rate limit (devlimit.h); n 0: none */
+    unsigned device_rate_n;
+    int64_t device_rate_period_ms;
 };
 
 struct otasrv_srv {
@@ -72,7 +77,8 @@ struct otasrv_srv {
     struct otasrv_daemon *daemon;
     uint16_t port;
     int tls;
-    int enroll_open;         /* no enrollment token configured */
+    int enroll_open;         /* cfg.open_enrollment: any token enrolls */
+    int enroll_closed;       /* neither an enrollment token nor open enrollment */
     char enroll_sha[65];     /* its SHA-256 */
     char releases_dir[4096]; /* <data_dir>/releases */
     char *public_key_pem;    /* NULL: signatures not checked */
@@ -97,6 +103,8 @@ struct otasrv_srv {
     char ddi_gw_sha[65];
     /* The GitHub face's rate limit (cfg.github_limit); NULL: none. */
     struct otasrv_ghlimit *ghlimit;
+    /* The fleet API's per-device rate limit (cfg.device_rate_n); NULL: none. */
+    struct otasrv_devlimit *devlimit;
     /* Request counts and latencies for GET /metrics (metrics.h), and when
      * the server started (unix s, real time). */
     struct otasrv_http_stats http;

@@ -43,6 +43,16 @@ void otasrv_store_close(struct otasrv_store *s);
 int otasrv_store_admin_token_set(struct otasrv_store *s, const char *sha_hex,
                                  struct ota_err *err) OTA_MUST;
 /* 0 if sha_hex is an admin token, -ENOENT if not. */
+/* Enrollment (store_enroll.c): the current token hash of device id
+ * (-ENOENT: no such device); an admin's approval of one re-enrollment of
+ * id (-ENOENT: no such device; approving again keeps one); taking it:
+ * 1 if there was one (now gone), 0 if none. */
+int otasrv_store_device_token_of(struct otasrv_store *s, const char *id, char ret_sha[65],
+                                 struct ota_err *err) OTA_MUST;
+int otasrv_store_reenroll_allow(struct otasrv_store *s, const char *id, int64_t now_ms,
+                                struct ota_err *err) OTA_MUST;
+int otasrv_store_reenroll_take(struct otasrv_store *s, const char *id,
+                               struct ota_err *err) OTA_MUST;
 int otasrv_store_admin_token_check(struct otasrv_store *s, const char *sha_hex,
                                    struct ota_err *err) OTA_MUST;
 

@@ -166,6 +166,8 @@ def test_configdata_link_disappears_once_sent(dworld):
 ])
 def test_bad_configdata_is_400_and_changes_nothing(dworld, body):
     srv = dworld["srv"]
+    # the same id for each body: registered again with an admin's approval
+    assert srv.admin("POST", "/api/v1/devices/ddi-badcfg/reenroll")[0] in (200, 404)
     tok = srv.register("ddi-badcfg", group="g-badcfg", attributes={"keep": "me"})
     st, _, b = ddi(srv, "PUT", ctl("ddi-badcfg", "/configData"), tok, body)
     assert st == 400, b

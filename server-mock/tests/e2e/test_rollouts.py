@@ -408,6 +408,76 @@ def test_real_agents_in_an_immediate_rollout(rworld, tmp_path):
         srv.stop()
 
 
+def test_a_rollback_target_the_agents_refuse_is_400(rworld, tmp_path):
+    """previous_release_id must be what ota-agent installs as a rollback: a
+    signed rollback order (manifest "rollback": true) of the same name and
+    kind, older than release_id (docs/protocol.md, "The definition")."""
+    srv = rworld["srv"]
+    keys, out = rworld["keys"], str(tmp_path)
+    bad = {
+        "v1plain": (otadev.publish(out, "v1plain", rworld["v1"], "1.0.0", keys),
+                    "is not a rollback order"),
+        "v3rb": (otadev.publish(out, "v3rb", rworld["v2"], "3.0.0", keys, extra=("--rollback",)),
+                 "is not older than release_id v2's 2.0.0"),
+        "v2rb": (otadev.publish(out, "v2rb", rworld["v2"], "2.0.0", keys, extra=("--rollback",)),
+                 "is not older than release_id v2's 2.0.0"),
+    }
+    for rid, (d, _) in bad.items():
+        st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": d, "id": rid, "publish": False})
+        assert st == 201, b
+    for rid, (_, why) in bad.items():
+        b = create(srv, {"id": f"rb-{rid}", "release_id": "v2", "previous_release_id": rid,
+                         "strategy": "immediate"}, expect=400)
+        assert b["detail"].startswith("field previous_release_id: ") and why in b["detail"], b
+        assert srv.admin("GET", f"/api/v1/rollouts/rb-{rid}")[0] == 404
+    # the rollback order of test_failures_past_the_threshold_roll_back is fine
+    create(srv, {"id": "rb-ok", "release_id": "v2", "previous_release_id": "v1rb",
+                 "strategy": "immediate", "filters": {"group": "rb-none"}})
+    act(srv, "rb-ok", "cancel")
+
+
+def test_the_server_orders_a_rollback_and_the_real_agent_carries_it_out(rworld, tmp_path):
+    os.makedirs(tmp_path / "srv")
+    srv = Server(str(tmp_path / "srv"), extra=["--public-key", rworld["keys"].pub])
+    dev = None
+    try:
+        for d, rid in ((rworld["rel_v2"], "v2"), (rworld["rel_v1rb"], "v1rb")):
+            st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": d, "id": rid,
+                                                               "publish": True})
+            assert st == 201, b
+        create(srv, {"id": "rb1", "release_id": "v2", "previous_release_id": "v1rb",
+                     "strategy": "immediate"})
+        dev = otadev.Device(str(tmp_path / "agent"), srv, rworld["keys"], rworld["v1"],
+                            device_id="agent-rb")
+        r = dev.agent("update")  # registers: in the rollout's table once started
+        assert r.returncode == 0, r.stderr
+        act(srv, "rb1", "approve")
+        assert act(srv, "rb1", "start")["devices"] == 1
+        r = dev.agent("update")
+        assert r.returncode == 0, r.stderr
+        assert dev.app_version()["version"] == "2.0.0"
+        assert wait_for(lambda: get(srv, "rb1")["status"]["state"] == "completed", 10)
+        # the operator rolls back: the agent installs the signed rollback order
+        act(srv, "rb1", "rollback")
+        r = dev.agent("update")
+        assert r.returncode == 0, r.stderr
+        assert dev.app_version()["version"] == "1.0.0"
+        assert dev.status()["app"]["version"] == "1.0.0"
+        st, _, reps = srv.admin("GET", "/api/v1/reports?device=agent-rb")
+        last = reps["reports"][-1]
+        assert last["update_id"] == "rb1-agent-rb-rollback" and last["status"] == "success", last
+        st, _, devs = srv.admin("GET", "/api/v1/rollouts/rb1/devices")
+        assert st == 200 and [x["state"] for x in devs["devices"]] == ["rolled_back"], devs
+        # and it stays there: nothing more is offered
+        r = dev.agent("update")
+        assert r.returncode == 0, r.stderr
+        assert dev.app_version()["version"] == "1.0.0"
+    finally:
+        if dev:
+            dev.stop()
+        srv.stop()
+
+
 def test_rollout_commands(rworld, tmp_path):
     import subprocess
     from test_server_api import server_bin

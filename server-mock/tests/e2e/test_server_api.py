@@ -45,8 +45,8 @@ class Server(otadev.Server):
     release root, on the binary server_bin() names (test_ddi.py points it
     at a mutant)."""
 
-    def __init__(self, workdir, extra=(), tls=None):
-        super().__init__(None, workdir, extra=extra, tls=tls)
+    def __init__(self, workdir, extra=(), tls=None, **kw):
+        super().__init__(None, workdir, extra=extra, tls=tls, **kw)
 
     def binary(self):
         return server_bin()
@@ -167,8 +167,8 @@ def test_register_checkin_status_and_reenrollment(world):
     # a final report ends the offer
     st, _, b = srv.call("POST", "/api/v1/devices/reg-1/checkin", {"state": "IDLE"}, token=tok)
     assert st == 200 and b["update"] is None
-    # re-enrollment: 200, a new token; the old one stops working
-    tok2 = srv.register("reg-1")
+    # re-enrollment with its current token: 200, a new token; the old one stops working
+    tok2 = srv.register("reg-1", token=tok)
     assert tok2 != tok
     assert srv.call("POST", "/api/v1/devices/reg-1/checkin", {}, token=tok)[0] == 401
     assert srv.call("POST", "/api/v1/devices/reg-1/checkin", {}, token=tok2)[0] == 200
@@ -545,7 +545,7 @@ def test_checkin_inventory_durable_heartbeat_flushed(tmp_path):
         st, _, d = srv.admin("GET", "/api/v1/devices/hb-1")
         assert st == 200 and d["checkins"] == n + 1 and d["state"] == "BUSY"
         # re-enrollment rotates the token: the old one is refused at once
-        tok2 = srv.register("hb-1", device_type="t")
+        tok2 = srv.register("hb-1", device_type="t", token=tok)
         st, _, _ = srv.call("POST", "/api/v1/devices/hb-1/checkin", {}, token=tok)
         assert st == 401
         st, _, b = srv.call("POST", "/api/v1/devices/hb-1/checkin", {}, token=tok2)

@@ -36,7 +36,7 @@ class Client : public testing::Test
         dir = tmpl;
         args = {"ota-server",    "serve",        "--port",    "0",          "--port-file",
                 dir + "/port",   "--db",         dir + "/db", "--data-dir", dir + "/data",
-                "--admin-token", "admin-secret", "--threads", "2"};
+                "--admin-token", "admin-secret", "--threads", "2",          "--open-enrollment"};
         ASSERT_EQ(pthread_create(&thread, nullptr, serve, this), 0);
         std::string port;
         for (int i = 0; i < 500 && port.empty(); i++) {

@@ -410,16 +410,17 @@ def test_real_agents_in_an_immediate_rollout(rworld, tmp_path):
 
 def test_a_rollback_target_the_agents_refuse_is_400(rworld, tmp_path):
     """previous_release_id must be what ota-agent installs as a rollback: a
-    signed rollback order (manifest "rollback": true) of the same name and
-    kind, older than release_id (docs/protocol.md, "The definition")."""
+    signed rollback order (manifest "rollback": true) of the same kind,
+    older than release_id (docs/protocol.md, "The definition")."""
     srv = rworld["srv"]
     keys, out = rworld["keys"], str(tmp_path)
+    bound = ("--rollback", "--rollback-from", "2.0.0", "--rollback-expires", "+3650d")
     bad = {
         "v1plain": (otadev.publish(out, "v1plain", rworld["v1"], "1.0.0", keys),
                     "is not a rollback order"),
-        "v3rb": (otadev.publish(out, "v3rb", rworld["v2"], "3.0.0", keys, extra=("--rollback",)),
+        "v3rb": (otadev.publish(out, "v3rb", rworld["v2"], "3.0.0", keys, extra=bound),
                  "is not older than release_id v2's 2.0.0"),
-        "v2rb": (otadev.publish(out, "v2rb", rworld["v2"], "2.0.0", keys, extra=("--rollback",)),
+        "v2rb": (otadev.publish(out, "v2rb", rworld["v2"], "2.0.0", keys, extra=bound),
                  "is not older than release_id v2's 2.0.0"),
     }
     for rid, (d, _) in bad.items():

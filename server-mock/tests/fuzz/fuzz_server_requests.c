@@ -15,8 +15,10 @@
  *   7 GET  /api/v1/releases?QUERY         (admin)
  *   8 GET  /api/v1/rollouts/r1/devices?QUERY (admin)
  *   9 GET  /repos/fz/fz/releases?QUERY    (the GitHub face)
- * The device fz-dev is registered once at start; a re-registration of it in
- * an input takes its new token. A slow target (an HTTP round trip and SQLite
+ * At start: the device fz-dev registered, a published release v2 and the
+ * immediate rollout r1 offering it (so check-ins get an offer and status
+ * reports reach the rollout); a re-registration of fz-dev in an input takes
+ * its new token. A slow target (an HTTP round trip and SQLite
  * writes per input): docs/fuzzing.md. Corpus: corpus/server-requests/. */
 #include "otasrv/server.h"
 
@@ -107,6 +109,50 @@ static void cleanup(void)
         fprintf(stderr, "fuzz-server-requests: could not remove %s\n", dir);
 }
 
+/* A published release v2 (video-app 2.0.0, unsigned: the server has no public key) and the
+ * rollout r1 offering it to every device, so that check-ins get an offer, status reports and DDI
+ * feedback reach a rollout, and a rollout definition naming v2 reaches the engine. */
+static void setup_release_and_rollout(struct answer *a)
+{
+    static const char payload[] = "hello";
+    char path[300], body[4096], manifest[1024];
+    json_t *o;
+    char *text;
+
+    snprintf(path, sizeof(path), "%s/p.deb", dir);
+    FILE *f = fopen(path, "we");
+    if (!f || fwrite(payload, 1, 5, f) != 5 || fclose(f) != 0)
+        abort();
+    snprintf(manifest, sizeof(manifest),
+             "{\"schema\":1,\"name\":\"video-app\",\"version\":\"2.0.0\",\"kind\":\"app\","
+             "\"format\":\"deb\",\"payload\":\"p.deb\",\"size\":5,\"sha256\":"
+             "\"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\","
+             "\"installed_size\":5,\"device_types\":[\"rpi3b\"],\"min_version\":\"\","
+             "\"rollback\":false,\"created\":1795000000}");
+    o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:b}", "id", "v2", "manifest", manifest, "signature",
+        "iGYopZmXbHfU4a56CBmGVPEDd0/mNctvl5RBfRaZzYRIwl2EYywRq+8w+dvK53cKtb7+2gns1ffVuD3rrHoPDw==",
+        "payload_path", path, "publish", 1);
+    text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        abort();
+    snprintf(body, sizeof(body), "Bearer %s", admin_token);
+    if (http("POST", "/api/v1/releases", body, text, strlen(text), a) < 0 || a->status != 201) {
+        fprintf(stderr, "fuzz-server-requests: the release: %d %s\n", a->status, a->body);
+        abort();
+    }
+    free(text);
+    static const char ro[] = "{\"id\":\"r1\",\"release_id\":\"v2\",\"strategy\":\"immediate\"}";
+    if (http("POST", "/api/v1/rollouts", body, ro, sizeof(ro) - 1, a) < 0 || a->status != 201) {
+        fprintf(stderr, "fuzz-server-requests: the rollout: %d %s\n", a->status, a->body);
+        abort();
+    }
+    if (http("POST", "/api/v1/rollouts/r1/approve", body, "", 0, a) < 0 || a->status != 200 ||
+        http("POST", "/api/v1/rollouts/r1/start", body, "", 0, a) < 0 || a->status != 200)
+        fprintf(stderr, "fuzz-server-requests: starting r1: %d %s\n", a->status, a->body);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     static char db[256], data[256]; /* the server keeps the pointers */
@@ -142,6 +188,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz-server-requests: registering fz-dev: %d %s\n", a.status, a.body);
         abort();
     }
+    setup_release_and_rollout(&a);
     return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "otasrv/server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -58,9 +59,15 @@ static int http(const char *method, const char *target, const char *auth, const 
     ret->body[0] = '\0';
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        perror("fuzz-server-requests: connect");
-        abort(); /* the server is gone: that is a finding */
+    if (fd < 0)
+        abort();
+    /* libFuzzer's timers interrupt system calls (EINTR): a connect goes on, so ask again
+     * until it says it is connected (EISCONN) */
+    while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EISCONN) {
+        if (errno != EINTR && errno != EALREADY) {
+            perror("fuzz-server-requests: connect");
+            abort(); /* the server is gone: that is a finding */
+        }
     }
     len = snprintf(head, sizeof(head),
                    "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s"
@@ -72,8 +79,9 @@ static int http(const char *method, const char *target, const char *auth, const 
         close(fd);
         return -1; /* the server may answer and close before a large body is sent */
     }
-    while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
-        got += (size_t)n;
+    while (got < sizeof(buf) - 1 &&
+           ((n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0 || (n < 0 && errno == EINTR)))
+        got += n > 0 ? (size_t)n : 0;
     close(fd);
     buf[got] = '\0';
     if (sscanf(buf, "HTTP/1.%*d %d", &ret->status) != 1)

@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all test test-release check-tools scenario matrix fleet image report demo bench bench-server bench-sim bench-fleet bench-qemu bench-compare clean
+.PHONY: all test test-release check-tools scenario matrix fleet image report demo bench bench-server bench-sim bench-fleet bench-qemu bench-compare clean fuzz fuzz-ci
 
 all:
 	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON -DOTA_FAULT_POINTS=ON >/dev/null
@@ -12,7 +12,7 @@ all:
 # and end-to-end tests (pytest), all through CTest.
 # A CTest entry in which a test could not run is listed as Skipped, not passed; why is
 # in CTest's log: printed here (SKIPPED lines of ci/pytest/ota_ctest.py, pytest-qemu).
-SKIP_REASONS = grep -hE '^(SKIPPED |pytest-qemu not run)' Testing/Temporary/LastTest.log \
+SKIP_REASONS = grep -hE '^(SKIPPED |pytest-qemu not run|fuzz-run not run)' Testing/Temporary/LastTest.log \
 	  | sed '1i did not run (Skipped above):' | sed '2,$$s/^/  /' || true
 test: all
 	cd $(BUILD) && { ctest --output-on-failure -j$(JOBS); rc=$$?; $(SKIP_REASONS); exit $$rc; }
@@ -49,6 +49,18 @@ demo:
 	  || { tail -n 30 $(BUILD_DEMO)/build.log; echo "make demo: the build failed: $(BUILD_DEMO)/build.log" >&2; exit 1; }; \
 	  echo "built in $$(( $$(date +%s) - t0 )) s"
 	OTA_BUILD=$(BUILD_DEMO) ci/demo $(ARGS)
+
+# Fuzzing (docs/fuzzing.md): the libFuzzer targets in a clang-14 ASan + UBSan build of their
+# own (build-fuzz/), each run for FUZZ_SECONDS (FUZZ_TARGETS: some only); prints executions
+# and time per target. fuzz-ci: each briefly (20 s), as CI's CTest entry fuzz-brief does.
+# The corpora are replayed as ordinary tests in every build (CTest label fuzz-replay).
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz:
+	JOBS=$(JOBS) ci/fuzz-run --build $(BUILD_FUZZ) --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-ci:
+	JOBS=$(JOBS) ci/fuzz-run --build $(BUILD_FUZZ) --seconds 20 $(FUZZ_TARGETS)
 
 bench:
 	ci/bench-agent

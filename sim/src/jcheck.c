@@ -117,6 +117,10 @@ int otasim_parse_duration(const char *text, int64_t *ret)
         unit = 86400000;
     else
         return -EINVAL;
+    /* NaN, infinities and durations from OTASIM_DURATION_MAX_MS on are refused, not
+     * converted (undefined behaviour; found by fuzzing, docs/fuzzing.md) */
+    if (!(v * (double)unit < (double)OTASIM_DURATION_MAX_MS))
+        return -EINVAL;
     *ret = (int64_t)(v * (double)unit + 0.5);
     return 0;
 }
@@ -129,7 +133,8 @@ int otasim_opt_duration(const json_t *obj, const char *where, const char *key, i
 
     if (!v)
         return 0;
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+    if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+        json_integer_value(v) <= OTASIM_DURATION_MAX_MS / 1000) {
         *inout = json_integer_value(v) * 1000;
         return 0;
     }

@@ -447,6 +447,15 @@ static int64_t http_date_ms(const char *s)
     return (int64_t)timegm(&tm) * 1000;
 }
 
+/* Header seconds as ms. A header may say up to 19 digits: capped (far beyond
+ * OTA_GH_WAIT_MAX_MS, which caps the wait after) so that neither this product
+ * nor the difference with a clock overflows (found by fuzzing, docs/fuzzing.md). */
+#define HEADER_SECS_CAP 1000000000000LL /* ~31,700 years */
+static int64_t header_secs_ms(int64_t secs)
+{
+    return (secs > HEADER_SECS_CAP ? HEADER_SECS_CAP : secs) * 1000;
+}
+
 static int mentions_rate_limit(const char *body)
 {
     for (const char *p = body; p && *p; p++)
@@ -470,11 +479,11 @@ void ota_proto_gh_rate_limit(const struct ota_http_resp *resp, int64_t now_ms, u
     if (retry < 0 && (at = http_date_ms(resp->retry_after)) >= 0)
         retry = (at - (date >= 0 ? date : now_ms) + 999) / 1000;
     if (retry >= 0) {
-        ret->wait_ms = retry * 1000;
+        ret->wait_ms = header_secs_ms(retry);
         snprintf(ret->why, sizeof(ret->why), "HTTP %ld, Retry-After %s", resp->status,
                  resp->retry_after);
     } else if (remaining == 0 && reset >= 0) {
-        ret->wait_ms = reset * 1000 - (date >= 0 ? date : now_ms);
+        ret->wait_ms = header_secs_ms(reset) - (date >= 0 ? date : now_ms);
         snprintf(ret->why, sizeof(ret->why), "HTTP %ld, X-RateLimit-Remaining 0, reset %s",
                  resp->status, resp->ratelimit_reset);
     } else if (ret->refused) {

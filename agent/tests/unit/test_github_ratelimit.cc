@@ -104,6 +104,17 @@ TEST(GhRateLimit, BadClocksAreBounded)
     EXPECT_EQ(decide(answer(403, "zero", "soon", "later")).wait_ms, 60 * 1000);
 }
 
+// Numbers of 17-19 digits (a broken or hostile server) are the longest wait, not an
+// overflow of seconds * 1000 into a short or negative one (found by fuzz-http-headers).
+TEST(GhRateLimit, HugeHeaderNumbersAreTheLongestWait)
+{
+    EXPECT_EQ(decide(answer(429, "", "", "4444444444444444010")).wait_ms, OTA_GH_WAIT_MAX_MS);
+    EXPECT_EQ(decide(answer(403, "0", "18446744073709552")).wait_ms, OTA_GH_WAIT_MAX_MS);
+    EXPECT_EQ(
+        decide(answer(403, "0", "9300000000000000", "", "Sat, 05 Dec 2026 13:00:00 GMT")).wait_ms,
+        OTA_GH_WAIT_MAX_MS);
+}
+
 namespace
 {
 

@@ -26,7 +26,10 @@ int otasim_opt_num(const json_t *obj, const char *where, const char *key, double
                    double *inout, struct ota_err *err) OTA_MUST;
 int otasim_opt_bool(const json_t *obj, const char *where, const char *key, int *inout,
                     struct ota_err *err) OTA_MUST;
-/* "500ms", "30s", "5m", "1h", "2d", or a plain number of seconds. */
+/* "500ms", "30s", "5m", "1h", "2d", or a plain number of seconds; -EINVAL for anything else,
+ * NaN, infinities and durations of OTASIM_DURATION_MAX_MS or more (~73 million years: room left
+ * for sums with clock times). */
+#define OTASIM_DURATION_MAX_MS (INT64_MAX / 4)
 int otasim_parse_duration(const char *text, int64_t *ret_ms) OTA_MUST;
 int otasim_opt_duration(const json_t *obj, const char *where, const char *key, int64_t *inout,
                         struct ota_err *err) OTA_MUST;

@@ -168,6 +168,12 @@ TEST(FleetFile, BadInputNamesTheKey)
     expect_refused(with("count: 50", "count: 0"), "devices.count");
     expect_refused(with("count: 50", "cuont: 50"), "unknown key 'cuont'");
     expect_refused(with("poll_interval: 30m", "poll_interval: 30parsecs"), "poll_interval");
+    // Durations that do not fit in int64 ms are refused, not converted (undefined behaviour;
+    // found by fuzz-fleet): huge, infinite, not a number, a huge integer of seconds.
+    expect_refused(with("poll_interval: 30m", "poll_interval: 1e300m"), "poll_interval");
+    expect_refused(with("poll_interval: 30m", "poll_interval: infm"), "poll_interval");
+    expect_refused(with("poll_interval: 30m", "poll_interval: nan"), "poll_interval");
+    expect_refused(with("poll_interval: 30m", "poll_interval: 99999999999999999"), "poll_interval");
     expect_refused(with("mode: health", "mode: melt"), "mode");
     expect_refused(with("probability: 0.5", "probability: 1.5"), "probability");
     expect_refused(with("release: \"2.0.0\"", "release: \"3.0.0\""), "rollout.release");

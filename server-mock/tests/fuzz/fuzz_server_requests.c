@@ -5,7 +5,7 @@
  * picks the request, then for the GET ones a query line (bytes outside
  * printable ASCII percent-encoded, as a client would send them), else the
  * body:
- *   0 POST /api/v1/devices/register       (no token: enrollment open)
+ *   0 POST /api/v1/devices/register       (no token: the server runs with open enrollment)
  *   1 POST /api/v1/devices/fz-dev/checkin (the device's Bearer token)
  *   2 POST /api/v1/devices/fz-dev/status
  *   3 POST /api/v1/rollouts               (admin)
@@ -185,6 +185,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.data_dir = data;
     cfg.admin_token = admin_token;
     cfg.threads = 1;
+    cfg.open_enrollment = 1; /* registration bodies are fuzzed, open as in a lab */
     cfg.ddi_gateway_token = "fuzz-gateway";
     if (otasrv_server_start(&cfg, &srv, &err) < 0) {
         fprintf(stderr, "fuzz-server-requests: %s\n", err.reason);

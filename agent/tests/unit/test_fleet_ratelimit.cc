@@ -10,56 +10,19 @@
 #include "ota/core.h"
 #include "ota/json.h"
 #include "support/fakes.h"
+#include "support/passes.h"
 
 namespace
 {
 
 const int64_t kNow = 1800000000000; // device wall clock (unix ms)
 
-struct FleetAgent {
-    FakeWorld &w;
-    ota_agent_config cfg{};
-    ota_agent_ops ops{};
-    ota_agent *a = nullptr;
-
-    explicit FleetAgent(FakeWorld &world) : w(world)
+struct FleetAgent : PassingAgent {
+    explicit FleetAgent(FakeWorld &world) : PassingAgent(world)
     {
-        ota_agent_config_defaults(&cfg);
         cfg.source = OTA_SOURCE_FLEET;
-        strcpy(cfg.server_url, "http://srv");
-        strcpy(cfg.device_id, "dev-1");
         strcpy(cfg.enroll_token, "enroll");
-        ops = w.ops();
         a = ota_agent_new(&cfg, &ops);
-    }
-    ~FleetAgent()
-    {
-        ota_agent_free(a);
-    }
-    // One `ota-agent update` pass: a new agent over the same store.
-    std::string pass()
-    {
-        ota_err err{};
-        ota_agent_free(a);
-        a = ota_agent_new(&cfg, &ops);
-        EXPECT_EQ(ota_agent_start(a, &err), 0) << err.reason;
-        EXPECT_EQ(ota_agent_check(a, 0, &err), 0) << err.reason;
-        for (int i = 0; i < 100; i++) {
-            ota_step st{};
-            EXPECT_EQ(ota_agent_step(a, &st, &err), 0) << err.reason;
-            if (st.result == OTA_STEP_IDLE)
-                break;
-        }
-        const char *why = "";
-        ota_check_result c = ota_agent_last_check(a, &why);
-        return std::string(c == OTA_CHECK_UNREACHABLE ? "unreachable: " : "ok: ") + why;
-    }
-    size_t requests(const char *what) const
-    {
-        size_t n = 0;
-        for (auto &r : w.requests)
-            n += r.find(what) != std::string::npos;
-        return n;
     }
 };
 

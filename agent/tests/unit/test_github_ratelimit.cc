@@ -12,6 +12,7 @@
 #include "ota/json.h"
 #include "ota/protocol.h"
 #include "support/fakes.h"
+#include "support/passes.h"
 
 namespace
 {
@@ -125,51 +126,17 @@ const char *kRelease =
     "{\"name\":\"manifest.json.sig\",\"size\":10,"
     "\"browser_download_url\":\"http://cdn.example/v2/manifest.json.sig\"}]}";
 
-struct GhAgent {
-    FakeWorld &w;
-    ota_agent_config cfg{};
-    ota_agent_ops ops{};
-    ota_agent *a = nullptr;
-
-    explicit GhAgent(FakeWorld &world, const char *token = "") : w(world)
+struct GhAgent : PassingAgent {
+    explicit GhAgent(FakeWorld &world, const char *token = "") : PassingAgent(world)
     {
-        ota_agent_config_defaults(&cfg);
         cfg.source = OTA_SOURCE_GITHUB;
-        strcpy(cfg.server_url, "http://srv");
         strcpy(cfg.repo, "o/r");
-        strcpy(cfg.device_id, "dev-1");
         strcpy(cfg.github_token, token);
-        ops = w.ops();
         a = ota_agent_new(&cfg, &ops);
-    }
-    ~GhAgent()
-    {
-        ota_agent_free(a);
-    }
-    // One `ota-agent update` pass: a new agent over the same store.
-    std::string pass()
-    {
-        ota_err err{};
-        ota_agent_free(a);
-        a = ota_agent_new(&cfg, &ops);
-        EXPECT_EQ(ota_agent_start(a, &err), 0) << err.reason;
-        EXPECT_EQ(ota_agent_check(a, 0, &err), 0) << err.reason;
-        for (int i = 0; i < 100; i++) {
-            ota_step st{};
-            EXPECT_EQ(ota_agent_step(a, &st, &err), 0) << err.reason;
-            if (st.result == OTA_STEP_IDLE)
-                break;
-        }
-        const char *why = "";
-        ota_check_result c = ota_agent_last_check(a, &why);
-        return std::string(c == OTA_CHECK_UNREACHABLE ? "unreachable: " : "ok: ") + why;
     }
     size_t api_requests() const
     {
-        size_t n = 0;
-        for (auto &r : w.requests)
-            n += r.find("/repos/o/r/releases/latest") != std::string::npos;
-        return n;
+        return requests("/repos/o/r/releases/latest");
     }
 };
 

@@ -2,6 +2,7 @@
  * table under one mutex; the table doubles at half full (one entry per
  * device seen: 100,000 devices are a few MiB). */
 #include "otasrv/devlimit.h"
+#include "otasrv/ghlimit.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -26,29 +27,13 @@ struct otasrv_devlimit {
 
 int otasrv_devlimit_parse(const char *s, unsigned *ret_n, int64_t *ret_period_ms)
 {
-    char *end;
-    unsigned long v;
+    /* The GitHub face's option syntax (one parser), narrowed: the unit is
+     * required and is one of s, m, h; at most 1,000,000 a period. */
+    const char *slash = s ? strchr(s, '/') : NULL;
 
-    if (!s || *s < '1' || *s > '9')
+    if (!slash || !slash[1] || slash[2] || otasrv_ghlimit_parse(s, ret_n, ret_period_ms) < 0 ||
+        *ret_n > 1000000)
         return -EINVAL;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || v == 0 || v > 1000000 || end[0] != '/' || !end[1] || end[2])
-        return -EINVAL;
-    switch (end[1]) {
-    case 's':
-        *ret_period_ms = 1000;
-        break;
-    case 'm':
-        *ret_period_ms = 60000;
-        break;
-    case 'h':
-        *ret_period_ms = 3600000;
-        break;
-    default:
-        return -EINVAL;
-    }
-    *ret_n = (unsigned)v;
     return 0;
 }
 

@@ -344,11 +344,10 @@ static int move_aside(const char *path, struct ota_err *err)
     return ota_fs_sync_parent(path, err);
 }
 
-int ota_sqlite_open(const char *path, struct ota_sqlite **ret, struct ota_err *err)
+/* A store for path, not yet open. */
+static int store_new(const char *path, struct ota_sqlite **ret, struct ota_err *err)
 {
-    struct ota_sqlite *s = NULL;
-    char why[512] = "";
-    int r;
+    struct ota_sqlite *s;
 
     if (!path || strlen(path) + sizeof(".broken-wal") > sizeof(s->path))
         return ota_err_set(err, ENAMETOOLONG, "store: bad database path");
@@ -356,6 +355,26 @@ int ota_sqlite_open(const char *path, struct ota_sqlite **ret, struct ota_err *e
     if (!s)
         return ota_err_set(err, ENOMEM, "store: out of memory");
     snprintf(s->path, sizeof(s->path), "%s", path);
+    *ret = s;
+    return 0;
+}
+
+/* quick_check lists problems one a line: one line for a reason. */
+static void one_line(char *why)
+{
+    for (char *p = why; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
+int ota_sqlite_open(const char *path, struct ota_sqlite **ret, struct ota_err *err)
+{
+    struct ota_sqlite *s = NULL;
+    char why[512] = "";
+    int r;
+
+    if ((r = store_new(path, &s, err)) < 0)
+        return r;
 
     r = try_open(s, 0, why, sizeof(why), err);
     if (r == 1) {
@@ -363,9 +382,7 @@ int ota_sqlite_open(const char *path, struct ota_sqlite **ret, struct ota_err *e
         r = move_aside(s->path, err);
         if (r < 0)
             goto out;
-        for (char *p = why; *p; p++)
-            if (*p == '\n')
-                *p = ' '; /* quick_check lists problems one a line */
+        one_line(why);
         s->was_reset = 1;
         snprintf(s->reset_reason, sizeof(s->reset_reason),
                  "database %s was unusable (%s): moved to %s.broken, started a new one", s->path,
@@ -401,19 +418,13 @@ int ota_sqlite_open_ro(const char *path, struct ota_sqlite **ret, struct ota_err
     char why[512] = "";
     int r;
 
-    if (!path || strlen(path) + sizeof(".broken-wal") > sizeof(s->path))
-        return ota_err_set(err, ENAMETOOLONG, "store: bad database path");
-    s = calloc(1, sizeof(*s));
-    if (!s)
-        return ota_err_set(err, ENOMEM, "store: out of memory");
-    snprintf(s->path, sizeof(s->path), "%s", path);
+    if ((r = store_new(path, &s, err)) < 0)
+        return r;
     if (access(path, F_OK) < 0 && errno == ENOENT) {
         r = open_empty(s, err);
     } else {
         r = try_open(s, 1, why, sizeof(why), err);
-        for (char *p = why; *p; p++)
-            if (*p == '\n')
-                *p = ' ';
+        one_line(why);
         if (r == 1)
             r = ota_err_set(err, EBADMSG,
                             "database %s cannot be read (%s); left as it is: the next "

@@ -729,16 +729,25 @@ TEST_F(TransportCurl, StallTimesOut)
     EXPECT_LT(s, 6.0);
 }
 
+// A self-signed certificate for 127.0.0.1 and its key, in dir as NAME.crt/.key.
+static bool SelfSignedCertIn(const std::string &dir, const char *name, std::string *key,
+                             std::string *crt)
+{
+    *key = dir + "/" + name + ".key";
+    *crt = dir + "/" + name + ".crt";
+    std::string cmd = "/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                      "-nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                      "-keyout " +
+                      *key + " -out " + *crt + " >/dev/null 2>&1";
+    return system(cmd.c_str()) == 0;
+}
+
 TEST_F(TransportCurl, TlsWithOwnCa)
 {
     if (access("/usr/bin/openssl", X_OK) != 0)
         GTEST_SKIP() << "no openssl command";
-    std::string key = dir_ + "/tls.key", crt = dir_ + "/tls.crt";
-    std::string cmd = "/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-                      "-nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
-                      "-keyout " +
-                      key + " -out " + crt + " >/dev/null 2>&1";
-    ASSERT_EQ(system(cmd.c_str()), 0);
+    std::string key, crt;
+    ASSERT_TRUE(SelfSignedCertIn(dir_, "tls", &key, &crt));
     Server tls;
     ASSERT_TRUE(tls.Start(dir_ + "/tls", {"--tls-cert", crt, "--tls-key", key}, "https"));
     snprintf(tls.cfg.ca_file, sizeof(tls.cfg.ca_file), "%s", crt.c_str());
@@ -773,12 +782,8 @@ TEST_F(TransportCurl, HttpsNeverRedirectsToHttp)
 {
     if (access("/usr/bin/openssl", X_OK) != 0)
         GTEST_SKIP() << "no openssl command";
-    std::string key = dir_ + "/tls2.key", crt = dir_ + "/tls2.crt";
-    std::string cmd = "/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-                      "-nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
-                      "-keyout " +
-                      key + " -out " + crt + " >/dev/null 2>&1";
-    ASSERT_EQ(system(cmd.c_str()), 0);
+    std::string key, crt;
+    ASSERT_TRUE(SelfSignedCertIn(dir_, "tls2", &key, &crt));
     Server tls;
     ASSERT_TRUE(tls.Start(dir_ + "/tls2", {"--tls-cert", crt, "--tls-key", key}, "https"));
     snprintf(tls.cfg.ca_file, sizeof(tls.cfg.ca_file), "%s", crt.c_str());

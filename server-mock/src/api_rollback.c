@@ -1,8 +1,8 @@
 /* A rollout's rollback target (previous_release_id) checked at creation
  * against what ota-agent will install (docs/protocol.md, "The definition"):
- * a signed rollback order of the same kind, at a version older than the
- * rollout's release. (Not the same name: ota-agent does not compare names
- * today, and ota-sim's fleet packs its rollback order as another name.) */
+ * a signed rollback order of the same product (manifest name: the agent
+ * refuses another product's release) and kind, at a version older than the
+ * rollout's release. */
 #include <errno.h>
 #include <string.h>
 
@@ -35,6 +35,11 @@ static int check_pair(const struct otasrv_release *rel, const struct otasrv_rele
                            "\"rollback\": true; ota-pack build --rollback): the agents refuse to "
                            "go back to an older version with it",
                            prev->id);
+    if (strcmp(pm.name, m.name) != 0)
+        return ota_err_set(err, EINVAL,
+                           "release %s is a release of %s, release_id %s one of %s: the agents "
+                           "refuse another product's release",
+                           prev->id, pm.name, rel->id, m.name);
     if (pm.kind != m.kind)
         return ota_err_set(err, EINVAL, "release %s is a%s %s release, release_id %s a%s %s one",
                            prev->id, pm.kind == OTA_KIND_APP ? "n" : "", ota_kind_names[pm.kind],

@@ -100,11 +100,11 @@ def make_package(workdir, variant, version, fmt="tar.gz", pad=0):
 
 
 def publish(root, release_id, payload, version, keys, kind="app", fmt=None, extra=(),
-            device_types=("rpi3b",)):
+            device_types=("rpi3b",), name=None):
     """ota-pack build into root/release_id; returns that directory."""
     out = os.path.join(root, release_id)
     cmd = [pack_bin(), "build", "--key", keys.priv, "--payload", payload, "--kind", kind,
-           "--name", "video-app" if kind == "app" else "rootfs", "--version", version,
+           "--name", name or ("video-app" if kind == "app" else "rootfs"), "--version", version,
            "--out", out]
     for t in device_types:
         cmd += ["--device-type", t]

@@ -410,8 +410,8 @@ def test_real_agents_in_an_immediate_rollout(rworld, tmp_path):
 
 def test_a_rollback_target_the_agents_refuse_is_400(rworld, tmp_path):
     """previous_release_id must be what ota-agent installs as a rollback: a
-    signed rollback order (manifest "rollback": true) of the same kind,
-    older than release_id (docs/protocol.md, "The definition")."""
+    signed rollback order (manifest "rollback": true) of the same product
+    and kind, older than release_id (docs/protocol.md, "The definition")."""
     srv = rworld["srv"]
     keys, out = rworld["keys"], str(tmp_path)
     bound = ("--rollback", "--rollback-from", "2.0.0", "--rollback-expires", "+3650d")
@@ -422,6 +422,9 @@ def test_a_rollback_target_the_agents_refuse_is_400(rworld, tmp_path):
                  "is not older than release_id v2's 2.0.0"),
         "v2rb": (otadev.publish(out, "v2rb", rworld["v2"], "2.0.0", keys, extra=bound),
                  "is not older than release_id v2's 2.0.0"),
+        "v1other": (otadev.publish(out, "v1other", rworld["v1"], "1.0.0", keys, extra=bound,
+                                   name="other-app"),
+                    "is a release of other-app, release_id v2 one of video-app"),
     }
     for rid, (d, _) in bad.items():
         st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": d, "id": rid, "publish": False})

@@ -9,7 +9,8 @@
  *   1 POST /api/v1/devices/fz-dev/checkin (the device's Bearer token)
  *   2 POST /api/v1/devices/fz-dev/status
  *   3 POST /api/v1/rollouts               (admin)
- *   4 POST /DEFAULT/controller/v1/fz-dev/deploymentBase/1/feedback (TargetToken)
+ *   4 POST /DEFAULT/controller/v1/fz-dev/deploymentBase/ID/feedback (TargetToken; ID: fz-dev's
+ *     action, so the body reaches the feedback parser; a closed action answers 410 after it)
  *   5 PUT  /DEFAULT/controller/v1/fz-dev/configData
  *   6 GET  /api/v1/devices?QUERY          (admin)
  *   7 GET  /api/v1/releases?QUERY         (admin)
@@ -17,7 +18,8 @@
  *   9 GET  /repos/fz/fz/releases?QUERY    (the GitHub face)
  * At start: the device fz-dev registered, a published release v2 and the
  * immediate rollout r1 offering it (so check-ins get an offer and status
- * reports reach the rollout); a re-registration of fz-dev in an input takes
+ * reports reach the rollout), and fz-dev's DDI action for r1 (its first base
+ * poll opens it); a re-registration of fz-dev in an input takes
  * its new token. A slow target (an HTTP round trip and SQLite
  * writes per input): docs/fuzzing.md. Corpus: corpus/server-requests/. */
 #include "otasrv/server.h"
@@ -38,6 +40,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static struct otasrv_srv *srv;
 static char dev_token[128];
+static char feedback_path[128]; /* fz-dev's action: deploymentBase/ID/feedback */
 static const char admin_token[] = "fuzz-admin-token";
 
 struct answer {
@@ -163,6 +166,32 @@ static void setup_release_and_rollout(struct answer *a)
         fprintf(stderr, "fuzz-server-requests: starting r1: %d %s\n", a->status, a->body);
 }
 
+/* fz-dev's first DDI base poll: the action r1 opens for it, whose feedback path the inputs
+ * of kind 4 take (without an action, feedback stops at 404 before its body is read). */
+static void open_ddi_action(struct answer *a)
+{
+    char auth[160];
+    json_t *o;
+    const char *href, *id;
+
+    snprintf(auth, sizeof(auth), "TargetToken %s", dev_token);
+    if (http("GET", "/DEFAULT/controller/v1/fz-dev", auth, "", 0, a) < 0 || a->status != 200) {
+        fprintf(stderr, "fuzz-server-requests: the DDI base poll: %d %s\n", a->status, a->body);
+        abort();
+    }
+    o = json_loads(a->body, 0, NULL);
+    href = json_string_value(json_object_get(
+        json_object_get(json_object_get(o, "_links"), "deploymentBase"), "href"));
+    id = href ? strrchr(href, '/') : NULL;
+    if (!id || !id[1]) {
+        fprintf(stderr, "fuzz-server-requests: no DDI action for fz-dev: %s\n", a->body);
+        abort();
+    }
+    snprintf(feedback_path, sizeof(feedback_path),
+             "/DEFAULT/controller/v1/fz-dev/deploymentBase/%s/feedback", id + 1);
+    json_decref(o);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     static char db[256], data[256]; /* the server keeps the pointers */
@@ -200,6 +229,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     setup_release_and_rollout(&a);
+    open_ddi_action(&a);
     return 0;
 }
 
@@ -225,12 +255,12 @@ static size_t query(const uint8_t *data, size_t size, char *buf, size_t cap)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const paths[] = {
+    const char *const paths[] = {
         "/api/v1/devices/register",
         "/api/v1/devices/fz-dev/checkin",
         "/api/v1/devices/fz-dev/status",
         "/api/v1/rollouts",
-        "/DEFAULT/controller/v1/fz-dev/deploymentBase/1/feedback",
+        feedback_path,
         "/DEFAULT/controller/v1/fz-dev/configData",
         "/api/v1/devices",
         "/api/v1/releases",

@@ -180,8 +180,8 @@ static void open_ddi_action(struct answer *a)
         abort();
     }
     o = json_loads(a->body, 0, NULL);
-    href = json_string_value(json_object_get(
-        json_object_get(json_object_get(o, "_links"), "deploymentBase"), "href"));
+    href = json_string_value(
+        json_object_get(json_object_get(json_object_get(o, "_links"), "deploymentBase"), "href"));
     id = href ? strrchr(href, '/') : NULL;
     if (!id || !id[1]) {
         fprintf(stderr, "fuzz-server-requests: no DDI action for fz-dev: %s\n", a->body);

@@ -24,7 +24,8 @@ struct ro {
     struct otasrv_rollout *r;
     struct otasrv_rollout_device *devs; /* sorted by device id */
     size_t n;
-    char kind[16]; /* the release's kind: which version the filters look at */
+    char kind[16];         /* the release's kind: which version the filters look at */
+    char prev_version[64]; /* the rollback order's version ("" without one) */
 };
 
 struct otasrv_rollouts {
@@ -70,17 +71,32 @@ static struct ro *find_ro(struct otasrv_rollouts *m, const char *id)
     return NULL;
 }
 
-/* The kind ("app" or "rootfs") of a release, "" if unknown. */
-static void release_kind(struct otasrv_srv *srv, const char *rid, char *kind, size_t cap)
+/* The kind ("app" or "rootfs") of a release, "" if unknown; its version into version (cap
+ * 64) when not NULL. */
+static void release_kind(struct otasrv_srv *srv, const char *rid, char *kind, size_t cap,
+                         char *version)
 {
     struct otasrv_release *rel = NULL;
     struct ota_manifest mf;
 
     kind[0] = '\0';
-    if (otasrv_store_release_get(srv->store, rid, &rel, NULL) == 0 &&
-        ota_manifest_parse(rel->manifest, strlen(rel->manifest), &mf, NULL) == 0)
+    if (version)
+        version[0] = '\0';
+    if (rid[0] && otasrv_store_release_get(srv->store, rid, &rel, NULL) == 0 &&
+        ota_manifest_parse(rel->manifest, strlen(rel->manifest), &mf, NULL) == 0) {
         ota_strlcpy(kind, ota_kind_names[mf.kind], cap);
+        if (version)
+            ota_strlcpy(version, mf.version, 64);
+    }
     otasrv_release_free(rel);
+}
+
+/* The rollback order's version of ro's rollout. */
+static void ro_prev_version(struct otasrv_srv *srv, struct ro *ro)
+{
+    char kind[16];
+
+    release_kind(srv, ro->r->def.previous_release_id, kind, sizeof(kind), ro->prev_version);
 }
 
 /* Room for the borrowed arrays of a struct otasrv_device_info. */
@@ -361,7 +377,8 @@ static void on_loaded(void *ctx, struct otasrv_rollout *r, struct otasrv_rollout
     nv->r = r;
     nv->devs = devs;
     nv->n = n;
-    release_kind(m->srv, r->def.release_id, nv->kind, sizeof(nv->kind));
+    release_kind(m->srv, r->def.release_id, nv->kind, sizeof(nv->kind), NULL);
+    ro_prev_version(m->srv, nv);
 }
 
 static int in_use(void *ctx, const char *rid)
@@ -515,6 +532,13 @@ int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret, 
             continue;
         device_info(dev, ro->kind, &room, &info);
         changed = tick(m, ro, now);
+        /* A device ordered back that already runs the rollback order's version (it never
+         * installed the release, or went back on its own): the agent has nothing to install and
+         * reports nothing ("up to date"), so its check-in is the report (docs/protocol.md). */
+        if (d->state == OTASRV_RDEV_ROLLBACK_ORDERED && ro->prev_version[0] && info.version &&
+            strcmp(info.version, ro->prev_version) == 0 &&
+            (r = otasrv_rollout_on_report(ro->r, d, 1, OTASRV_REPORT_SUCCESS, now, err)) < 0)
+            goto out; /* not reached: the device's rollback was ordered */
         otasrv_rollout_checkin(ro->r, &info, d, now, &dec);
         if (dec.offer != OTASRV_OFFER_NONE) {
             snprintf(uid, sizeof(uid), "%s-%s%s", ro->r->def.id, id,
@@ -699,7 +723,7 @@ static enum otasrv_result create(struct otasrv_req *req)
         ret = otasrv_reply_error(req, 400, "field previous_release_id: %s", err.reason);
         goto out;
     }
-    release_kind(req->srv, def.release_id, kind, sizeof(kind));
+    release_kind(req->srv, def.release_id, kind, sizeof(kind), NULL);
     if ((e = build_table(req->srv, &def, kind, &devs, &n, &err)) < 0) {
         ret = reply_err(req, e, &err);
         goto out;
@@ -724,6 +748,7 @@ static enum otasrv_result create(struct otasrv_req *req)
     ro->devs = devs;
     ro->n = n;
     ota_strlcpy(ro->kind, kind, sizeof(ro->kind));
+    ro_prev_version(req->srv, ro);
     if ((e = save(m, ro, 1, &err)) < 0) {
         ret = reply_err(req, e, &err);
         goto out;

@@ -660,6 +660,12 @@ static int report_release(struct otasrv_rollout *r, struct otasrv_rollout_device
     case OTASRV_RDEV_SKIPPED:
         return ota_err_set(err, EINVAL, "device %s was not offered release %s", d->device_id,
                            r->def.release_id);
+    case OTASRV_RDEV_ROLLED_BACK:
+        /* Counted back by a check-in at the old version (api_rollouts.c), it now reports
+         * having (or installing) the release after all: ordered back again. */
+        if (r->state == OTASRV_ROLLOUT_ROLLED_BACK && status != OTASRV_REPORT_FAILURE)
+            order_rollback(r, d, now_ms);
+        return 0;
     default:
         return 0; /* a duplicate or stale report, or one overtaken by a rollback order */
     }

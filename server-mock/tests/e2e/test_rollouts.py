@@ -64,9 +64,9 @@ def register_group(srv, group, n, prefix=None):
             for i in range(n)}
 
 
-def checkin(srv, dev, token):
+def checkin(srv, dev, token, app="1.0.0"):
     st, _, b = srv.call("POST", f"/api/v1/devices/{dev}/checkin",
-                        {"state": "IDLE", "versions": {"app": "1.0.0", "rootfs": ""}},
+                        {"state": "IDLE", "versions": {"app": app, "rootfs": ""}},
                         token=token)
     assert st == 200, b
     return b["update"]
@@ -174,15 +174,26 @@ def test_failures_past_the_threshold_roll_back(rworld):
     assert b["status"]["state"] == "rolled_back", b["status"]
     # the devices that got the release are ordered back; failed ones are not
     for d in ok:
-        u = checkin(srv, d, devs[d])
+        u = checkin(srv, d, devs[d], app="2.0.0")
         assert u and u["update_id"] == f"c2-{d}-rollback" and u["release_id"] == "v1rb", (d, u)
     assert checkin(srv, failed[0], devs[failed[0]]) is None
     other = next(d for d in devs if d not in canary)
     assert checkin(srv, other, devs[other]) is None
+
+    def rolled_back():
+        st, _, rows = srv.admin("GET", "/api/v1/rollouts/c2/devices?state=rolled_back")
+        return [x["device_id"] for x in rows["devices"]]
     # the rollback order's reports move the device to rolled_back
     report(srv, ok[1], devs[ok[1]], f"c2-{ok[1]}-rollback", "c2", "success")
-    st, _, rows = srv.admin("GET", "/api/v1/rollouts/c2/devices?state=rolled_back")
-    assert [x["device_id"] for x in rows["devices"]] == [ok[1]]
+    assert rolled_back() == [ok[1]]
+    # so does a check-in at the rollback order's version (the agent calls that order "up to
+    # date" and reports nothing): nothing more is offered
+    assert checkin(srv, ok[2], devs[ok[2]], app="1.0.0") is None
+    assert rolled_back() == sorted([ok[1], ok[2]])
+    # but if it then reports having installed the release after all, it is ordered back again
+    report(srv, ok[2], devs[ok[2]], f"c2-{ok[2]}", "c2", "success")
+    u = checkin(srv, ok[2], devs[ok[2]], app="2.0.0")
+    assert u and u["update_id"] == f"c2-{ok[2]}-rollback", u
 
 
 def test_lifecycle_conflicts_and_bad_input_change_nothing(rworld):
@@ -443,7 +454,12 @@ def test_a_rollback_target_the_agents_refuse_is_400(rworld, tmp_path):
 def test_the_server_orders_a_rollback_and_the_real_agent_carries_it_out(rworld, tmp_path):
     os.makedirs(tmp_path / "srv")
     srv = Server(str(tmp_path / "srv"), extra=["--public-key", rworld["keys"].pub])
-    dev = None
+    dev = stay = None
+
+    def states():
+        st, _, devs = srv.admin("GET", "/api/v1/rollouts/rb1/devices")
+        assert st == 200, devs
+        return {x["device_id"]: x["state"] for x in devs["devices"]}
     try:
         for d, rid in ((rworld["rel_v2"], "v2"), (rworld["rel_v1rb"], "v1rb")):
             st, _, b = srv.admin("POST", "/api/v1/releases", {"dir": d, "id": rid,
@@ -453,14 +469,19 @@ def test_the_server_orders_a_rollback_and_the_real_agent_carries_it_out(rworld, 
                      "strategy": "immediate"})
         dev = otadev.Device(str(tmp_path / "agent"), srv, rworld["keys"], rworld["v1"],
                             device_id="agent-rb")
-        r = dev.agent("update")  # registers: in the rollout's table once started
-        assert r.returncode == 0, r.stderr
+        # a second device that is offered 2.0.0 but never installs it
+        stay = otadev.Device(str(tmp_path / "stay"), srv, rworld["keys"], rworld["v1"],
+                             device_id="agent-stay")
+        for d in (dev, stay):
+            r = d.agent("update")  # registers: in the rollout's table once started
+            assert r.returncode == 0, r.stderr
         act(srv, "rb1", "approve")
-        assert act(srv, "rb1", "start")["devices"] == 1
+        assert act(srv, "rb1", "start")["devices"] == 2
+        assert stay.agent("check").returncode == 10  # offered, not installed
         r = dev.agent("update")
         assert r.returncode == 0, r.stderr
         assert dev.app_version()["version"] == "2.0.0"
-        assert wait_for(lambda: get(srv, "rb1")["status"]["state"] == "completed", 10)
+        assert wait_for(lambda: states()["agent-rb"] == "success", 10), states()
         # the operator rolls back: the agent installs the signed rollback order
         act(srv, "rb1", "rollback")
         r = dev.agent("update")
@@ -470,15 +491,21 @@ def test_the_server_orders_a_rollback_and_the_real_agent_carries_it_out(rworld, 
         st, _, reps = srv.admin("GET", "/api/v1/reports?device=agent-rb")
         last = reps["reports"][-1]
         assert last["update_id"] == "rb1-agent-rb-rollback" and last["status"] == "success", last
-        st, _, devs = srv.admin("GET", "/api/v1/rollouts/rb1/devices")
-        assert st == 200 and [x["state"] for x in devs["devices"]] == ["rolled_back"], devs
-        # and it stays there: nothing more is offered
+        assert states() == {"agent-rb": "rolled_back", "agent-stay": "rollback_ordered"}
+        # the device still on 1.0.0: its order is "up to date" to the agent (no download, no
+        # report); its check-in, showing the rollback order's version, counts as rolled back
+        r = stay.agent("update")
+        assert r.returncode == 0, r.stderr
+        assert stay.app_version()["version"] == "1.0.0"
+        assert states() == {"agent-rb": "rolled_back", "agent-stay": "rolled_back"}
+        # and both stay there: nothing more is offered
         r = dev.agent("update")
         assert r.returncode == 0, r.stderr
         assert dev.app_version()["version"] == "1.0.0"
     finally:
-        if dev:
-            dev.stop()
+        for d in (dev, stay):
+            if d:
+                d.stop()
         srv.stop()
 
 

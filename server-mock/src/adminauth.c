@@ -1,6 +1,6 @@
-/* The admin API's tokens and their roles (docs/protocol.md
- * "Authentication"): the operator token (--admin-token / --admin-token-file,
- * kept hashed in the database) may do everything; the read-only token
+/* The admin API's tokens and their roles (docs/protocol.md "Admin API"):
+ * the operator token (--admin-token / --admin-token-file, kept hashed in
+ * the database) may do everything; the read-only token
  * (--readonly-admin-token / --readonly-admin-token-file, its hash kept in
  * memory) may read: GET and HEAD on the admin API and /metrics, and every
  * other method gets 403 naming the role. Tokens are compared by their

@@ -72,6 +72,12 @@ def test_a_device_acts_with_its_own_certificate_only(tmp_path, pki):
         # the admin API keeps its tokens, with or without a certificate
         assert srv.admin("GET", "/api/v1/devices")[0] == 200
         assert srv.admin("GET", "/api/v1/devices", cert=pki["b"])[0] == 200
+        # a re-enrollment refused for its certificate does not use up the admin's approval
+        srv.allow_reenroll("dev-a")
+        st, _, b = register(srv, "dev-a", pki["b"])
+        assert st == 403, b
+        st, _, b = register(srv, "dev-a", pki["a"])
+        assert st == 200, b
     finally:
         srv.stop()
 

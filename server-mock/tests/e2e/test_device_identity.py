@@ -106,9 +106,10 @@ def test_require_client_cert_refuses_device_calls_without_one(tmp_path, pki):
     (["--require-client-cert"], "--tls-client-ca"),
     (["--tls-client-ca", "CA"], "--tls-cert"),
     (["--readonly-admin-token", otadev.ADMIN], "is the admin token"),
+    (["--readonly-admin-token-file", "NOFILE"], "the read-only admin token"),
 ])
 def test_bad_identity_options_stop_the_server(tmp_path, pki, args, words):
-    args = [pki["ca"].ca if a == "CA" else a for a in args]
+    args = [{"CA": pki["ca"].ca, "NOFILE": str(tmp_path / "nofile")}.get(a, a) for a in args]
     r = subprocess.run([otadev.server_bin(), "serve", "--port", "0", "--db",
                         str(tmp_path / "db"), "--data-dir", str(tmp_path / "data"),
                         "--admin-token", otadev.ADMIN, *args],
@@ -155,5 +156,19 @@ def test_the_read_only_admin_token_reads_but_changes_nothing(tmp_path, pki):
         assert st == 401, b
         # a device's token is no admin token of any role
         assert srv.call("GET", "/api/v1/devices", token=tok)[0] == 401
+    finally:
+        srv.stop()
+
+
+def test_the_read_only_token_from_a_file(tmp_path):
+    token_file = tmp_path / "ro.token"
+    token_file.write_text(READONLY + "\n")
+    srv = otadev.Server(None, str(tmp_path),
+                        extra=["--readonly-admin-token-file", str(token_file)])
+    try:
+        assert srv.call("GET", "/api/v1/releases", token=READONLY)[0] == 200
+        st, _, b = srv.call("POST", "/api/v1/releases/r1/publish", token=READONLY)
+        assert st == 403 and "read-only" in b["detail"], b
+        assert srv.call("GET", "/api/v1/releases", token=READONLY + "x")[0] == 401
     finally:
         srv.stop()

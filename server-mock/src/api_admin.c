@@ -621,12 +621,11 @@ void otasrv_api_admin_upload_begin(struct otasrv_req *req)
     struct otasrv_release *rel = NULL;
     const char *rid = req->seg[3];
     const char *cl = otasrv_header(req, "Content-Length");
-    char sha[65];
+    unsigned status;
 
-    if (otasrv_bearer_sha(req, sha) < 0 ||
-        otasrv_store_admin_token_check(srv->store, sha, NULL) < 0) {
-        req->early_status = 401;
-        snprintf(req->early_detail, sizeof(req->early_detail), "admin token required");
+    if (otasrv_admin_may(req, req->method, &status, req->early_detail, sizeof(req->early_detail)) <
+        0) {
+        req->early_status = status;
         return;
     }
     if (!otasrv_valid_id(rid) || otasrv_store_release_get(srv->store, rid, &rel, NULL) < 0) {

@@ -1,6 +1,8 @@
 /* The device face of the fleet API (docs/protocol.md). A device token
  * names exactly one device: it may act only on the {device_id} of the path
- * (401 without a valid token, 403 with another device's). Bodies are
+ * (401 without a valid token, 403 with another device's). With
+ * --tls-client-ca a client certificate names the device too, and must name
+ * the same one (devcert.c: 403 otherwise). Bodies are
  * strict: unknown fields and wrong types are 400, and nothing is written.
  *
  * The offer comes from the rollouts (api_rollouts.h); only while no rollout
@@ -219,7 +221,9 @@ static enum otasrv_result do_register(struct otasrv_req *req)
         ret = otasrv_reply_error(req, 400, "field device_type: required");
         goto out;
     }
-    if (otasrv_enroll_authorize(req, id, &ret) < 0 || otasrv_device_rate_check(req, id, &ret) < 0)
+    /* the certificate first: a refused one must not use up a re-enrollment approval */
+    if (otasrv_devcert_check(req, id, &ret) < 0 || otasrv_enroll_authorize(req, id, &ret) < 0 ||
+        otasrv_device_rate_check(req, id, &ret) < 0)
         goto out;
     if (otasrv_random_hex(token, 32) < 0 || otasrv_sha_hex(token, token_sha) < 0) {
         ret = otasrv_reply_error(req, 500, "cannot make a token");
@@ -259,6 +263,8 @@ static int device_auth(struct otasrv_req *req, const char *id, enum otasrv_resul
         *ret = otasrv_reply_error(req, 403, "this token is not the token of device %s", id);
         return -EPERM;
     }
+    if (otasrv_devcert_check(req, id, ret) < 0)
+        return -EPERM;
     return otasrv_device_rate_check(req, id, ret);
 }
 
@@ -399,7 +405,7 @@ out:
 }
 
 /* GET|HEAD /api/v1/releases/{id}/{file}: any device's token (published
- * releases) or the admin token (any release). */
+ * releases; with its certificate, devcert.c) or an admin token (any release). */
 static enum otasrv_result do_download(struct otasrv_req *req, const char *rid, const char *name)
 {
     struct ota_err err = {0};
@@ -411,10 +417,11 @@ static enum otasrv_result do_download(struct otasrv_req *req, const char *rid, c
     if (otasrv_bearer_sha(req, sha) < 0)
         return otasrv_reply_error(req, 401, "device token required");
     if (otasrv_store_device_by_token(req->srv->store, sha, who, sizeof(who), NULL) < 0) {
-        if (otasrv_store_admin_token_check(req->srv->store, sha, NULL) < 0)
+        if (otasrv_admin_role_of(req->srv, sha) == OTASRV_ROLE_NONE) /* GET: either role */
             return otasrv_reply_error(req, 401, "bad device token");
         admin = 1;
-    } else if (otasrv_device_rate_check(req, who, &ret) < 0) {
+    } else if (otasrv_devcert_check(req, who, &ret) < 0 ||
+               otasrv_device_rate_check(req, who, &ret) < 0) {
         return ret;
     }
     if (!otasrv_valid_id(rid) || otasrv_store_release_get(req->srv->store, rid, &rel, &err) < 0 ||

@@ -37,6 +37,10 @@ static const char USAGE[] =
     "  --admin-token T        the admin API's Bearer token\n"
     "  --admin-token-file F   read the admin token from F, or generate one and\n"
     "                         write it there (default DATA-DIR/admin.token)\n"
+    "  --readonly-admin-token T   a read-only admin token: GET on the admin API\n"
+    "                         and /metrics; any change gets 403 (--admin-token is\n"
+    "                         the operator's, good for everything)\n"
+    "  --readonly-admin-token-file F   read it from F\n"
     "  --enroll-token T       the token devices register with (default: none,\n"
     "                         enrollment is closed)\n"
     "  --open-enrollment      labs and tests: registration takes any token\n"
@@ -45,6 +49,13 @@ static const char USAGE[] =
     "  --public-key PEM       refuse releases whose signature this key does not verify\n"
     "  --public-url URL       base of URLs in answers (default: from the Host header)\n"
     "  --tls-cert PEM --tls-key PEM   serve HTTPS\n"
+    "  --tls-client-ca PEM    mutual TLS: ask clients for a certificate; this CA\n"
+    "                         signs the devices' ones, subject CN = device id. A\n"
+    "                         device call with another device's certificate, or one\n"
+    "                         the CA does not verify: 403 (docs/protocol.md,\n"
+    "                         \"Client certificates\")\n"
+    "  --require-client-cert  with --tls-client-ca: device calls without a\n"
+    "                         certificate get 403 too (the admin API keeps its tokens)\n"
     "  --threads N            worker threads (default 4)\n"
     "  --max-body BYTES       JSON body limit, 413 beyond (default 1048576)\n"
     "  --max-upload BYTES     raw payload upload limit (default 8 GiB)\n"
@@ -126,7 +137,11 @@ enum {
     O_GH_TOKEN,
     O_GH_STATUS,
     O_GH_RETRY,
-    O_GH_KEY
+    O_GH_KEY,
+    O_RO_ADMIN,
+    O_RO_ADMIN_FILE,
+    O_CLIENT_CA,
+    O_REQUIRE_CERT
 };
 static const struct option SERVE_OPTS[] = {
     {"listen", required_argument, NULL, O_LISTEN},
@@ -159,6 +174,10 @@ static const struct option SERVE_OPTS[] = {
     {"github-rate-status", required_argument, NULL, O_GH_STATUS},
     {"github-retry-after", no_argument, NULL, O_GH_RETRY},
     {"github-rate-key", required_argument, NULL, O_GH_KEY},
+    {"readonly-admin-token", required_argument, NULL, O_RO_ADMIN},
+    {"readonly-admin-token-file", required_argument, NULL, O_RO_ADMIN_FILE},
+    {"tls-client-ca", required_argument, NULL, O_CLIENT_CA},
+    {"require-client-cert", no_argument, NULL, O_REQUIRE_CERT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -197,6 +216,25 @@ static int github_option(int c, const char *arg, struct otasrv_ghlimit_config *g
             return -EINVAL;
         g->key_header = arg;
         return 0;
+    }
+}
+
+/* The admin roles' and mutual TLS's options into cfg. */
+static void auth_option(int c, const char *arg, struct otasrv_config *cfg)
+{
+    switch (c) {
+    case O_RO_ADMIN:
+        cfg->readonly_admin_token = arg;
+        break;
+    case O_RO_ADMIN_FILE:
+        cfg->readonly_admin_token_file = arg;
+        break;
+    case O_CLIENT_CA:
+        cfg->tls_client_ca = arg;
+        break;
+    default:
+        cfg->require_client_cert = 1;
+        break;
     }
 }
 
@@ -307,6 +345,12 @@ static int serve_options(int argc, char **argv, struct otasrv_config *cfg, const
         case O_GH_KEY:
             if (github_option(c, optarg, &cfg->github_limit) < 0)
                 goto bad;
+            break;
+        case O_RO_ADMIN:
+        case O_RO_ADMIN_FILE:
+        case O_CLIENT_CA:
+        case O_REQUIRE_CERT:
+            auth_option(c, optarg, cfg);
             break;
         case 'h':
             fputs(USAGE, stdout);

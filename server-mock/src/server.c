@@ -379,15 +379,14 @@ int otasrv_bearer_sha(struct otasrv_req *req, char ret_sha[65])
     return 0;
 }
 
-int otasrv_require_admin(struct otasrv_req *req, enum otasrv_result *ret_reply)
+void *otasrv_tls_session(struct otasrv_req *req)
 {
-    char sha[65];
+    const union MHD_ConnectionInfo *ci;
 
-    if (otasrv_bearer_sha(req, sha) == 0 &&
-        otasrv_store_admin_token_check(req->srv->store, sha, NULL) == 0)
-        return 0;
-    *ret_reply = otasrv_reply_error(req, 401, "admin token required");
-    return -EACCES;
+    if (!req->srv->tls)
+        return NULL;
+    ci = MHD_get_connection_info(mhd_conn(req->conn), MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return ci ? ci->tls_session : NULL;
 }
 
 void otasrv_base_url(struct otasrv_req *req, char *buf, size_t cap)
@@ -665,48 +664,6 @@ int otasrv_sha_hex(const char *s, char ret[65])
     return r;
 }
 
-/* The admin token: given, read from the token file, or generated into it. */
-static int setup_admin_token(struct otasrv_srv *srv, struct ota_err *err)
-{
-    char path[4200], token[129], sha[65];
-    char *text = NULL;
-    size_t n = 0;
-    int r;
-
-    if (srv->cfg.admin_token) {
-        ota_strlcpy(token, srv->cfg.admin_token, sizeof(token));
-    } else {
-        if (srv->cfg.admin_token_file)
-            ota_strlcpy(path, srv->cfg.admin_token_file, sizeof(path));
-        else
-            snprintf(path, sizeof(path), "%s/admin.token", srv->cfg.data_dir);
-        r = ota_fs_read_all(path, 4096, &text, &n, NULL);
-        while (r == 0 && n > 0 && isspace((unsigned char)text[n - 1]))
-            text[--n] = '\0';
-        if (r == 0 && n > 0 && n < sizeof(token)) {
-            ota_strlcpy(token, text, sizeof(token));
-        } else {
-            if ((r = otasrv_random_hex(token, 24)) < 0) {
-                free(text);
-                return ota_err_set(err, -r, "making an admin token");
-            }
-            strcat(token, "\n");
-            r = ota_fs_write_atomic(path, token, strlen(token), 0600, err);
-            token[strlen(token) - 1] = '\0';
-            if (r < 0) {
-                free(text);
-                return r;
-            }
-        }
-        free(text);
-    }
-    if (!token[0])
-        return ota_err_set(err, EINVAL, "the admin token is empty");
-    if ((r = otasrv_sha_hex(token, sha)) < 0)
-        return ota_err_set(err, -r, "hashing the admin token");
-    return otasrv_store_admin_token_set(srv->store, sha, err);
-}
-
 void otasrv_server_stop(struct otasrv_srv *srv)
 {
     if (!srv)
@@ -730,6 +687,7 @@ void otasrv_server_stop(struct otasrv_srv *srv)
     free(srv->public_key_pem);
     free(srv->tls_cert_pem);
     free(srv->tls_key_pem);
+    free(srv->tls_client_ca_pem);
     free(srv);
 }
 
@@ -742,9 +700,10 @@ static int start_daemon(struct otasrv_srv *srv, struct ota_err *err)
     struct sockaddr *sa;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     const union MHD_DaemonInfo *info;
+    struct MHD_OptionItem tls[4];
     struct MHD_Daemon *d;
     size_t n;
-    int r;
+    int r, nt = 0;
 
     memset(&sin, 0, sizeof(sin));
     memset(&sin6, 0, sizeof(sin6));
@@ -769,23 +728,28 @@ static int start_daemon(struct otasrv_srv *srv, struct ota_err *err)
         if ((r = ota_fs_read_all(srv->cfg.tls_cert, 1 << 20, &srv->tls_cert_pem, &n, err)) < 0 ||
             (r = ota_fs_read_all(srv->cfg.tls_key, 1 << 20, &srv->tls_key_pem, &n, err)) < 0)
             return r;
+        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert_pem};
+        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key_pem};
         flags |= MHD_USE_TLS;
         srv->tls = 1;
     }
+    if (srv->cfg.tls_client_ca) { /* asks every client for a certificate (optional) */
+        if (!srv->tls)
+            return ota_err_set(err, EINVAL, "--tls-client-ca needs --tls-cert and --tls-key");
+        if ((r = ota_fs_read_all(srv->cfg.tls_client_ca, 1 << 20, &srv->tls_client_ca_pem, &n,
+                                 err)) < 0)
+            return ota_err_prefix(err, r, "--tls-client-ca");
+        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, srv->tls_client_ca_pem};
+    } else if (srv->cfg.require_client_cert) {
+        return ota_err_set(err, EINVAL, "--require-client-cert needs --tls-client-ca");
+    }
+    tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    if (srv->tls)
-        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
-                             MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                             MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-                             16384u, MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem,
-                             MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key_pem, MHD_OPTION_END);
-    else
-        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
-                             MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                             MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-                             16384u, MHD_OPTION_END);
+    d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
+                         MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                         MHD_OPTION_CONNECTION_LIMIT, 16384u, MHD_OPTION_ARRAY, tls,
+                         MHD_OPTION_END);
     srv->daemon = (struct otasrv_daemon *)d;
     if (!d)
         return ota_err_set(err, EADDRINUSE, "cannot listen on %s:%u (in use, or bad TLS files?)",
@@ -841,7 +805,7 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
     otasrv_tz_init(); /* before the first thread: see otasrv/tz.h */
     if ((r = otasrv_store_open(srv->cfg.db_path, srv->cfg.threads + 2, &srv->store, err)) < 0)
         goto fail;
-    if ((r = setup_admin_token(srv, err)) < 0)
+    if ((r = otasrv_admin_tokens_setup(srv, err)) < 0)
         goto fail;
     if ((r = otasrv_rollouts_open(srv, err)) < 0)
         goto fail;

@@ -20,6 +20,8 @@ extern "C" {
 /* ---- transport over libcurl (easy interface; blocking per call) ---- */
 struct ota_curl_config {
     char ca_file[512];       /* "" = system CAs; else only this CA file */
+    char client_cert[512];   /* "" = none; else the client certificate (PEM) for mutual TLS */
+    char client_key[512];    /* its private key (PEM); "" = in client_cert's file */
     long connect_timeout_s;  /* default 10 */
     long low_speed_bytes;    /* abort below this many bytes/s ... (default 1) */
     long low_speed_time_s;   /* ... for this long (default 30) */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ota/fsutil.h"
 #include "ota/json.h"
@@ -57,6 +58,8 @@ static const struct key keys[] = {
     I("agent", "checkpoint_interval_ms", agent.checkpoint_interval_ms, 0, 1),
     I("agent", "standby_max_wait", agent.standby_max_wait_ms, 0, 1000),
     S("transport", "ca_file", curl.ca_file),
+    S("transport", "client_cert", curl.client_cert),
+    S("transport", "client_key", curl.client_key),
     I("transport", "connect_timeout", curl.connect_timeout_s, 1, 1),
     I("transport", "low_speed_bytes", curl.low_speed_bytes, 0, 1),
     I("transport", "low_speed_time", curl.low_speed_time_s, 0, 1),
@@ -182,6 +185,22 @@ static int apply(struct ota_config *c, const char *path, int line, const char *s
     return ota_err_set(err, EINVAL, "%s:%d: unknown key '%s' in [%s]", path, line, k, section);
 }
 
+/* [transport] client_cert and client_key: a key needs its certificate, and
+ * both must be readable now (not at the first TLS handshake, in the field). */
+static int check_client_cert(const char *path, const struct ota_curl_config *t, struct ota_err *err)
+{
+    const char *files[2] = {t->client_cert, t->client_key};
+    const char *names[2] = {"client_cert", "client_key"};
+
+    if (t->client_key[0] && !t->client_cert[0])
+        return ota_err_set(err, EINVAL, "%s: [transport] client_key needs client_cert", path);
+    for (int i = 0; i < 2; i++)
+        if (files[i][0] && access(files[i], R_OK) != 0)
+            return ota_err_set(err, errno, "%s: [transport] %s %s: %s", path, names[i], files[i],
+                               strerror(errno));
+    return 0;
+}
+
 int ota_config_load(const char *path, struct ota_config *ret, struct ota_err *err)
 {
     struct ota_config *c = malloc(sizeof(*c));
@@ -241,6 +260,8 @@ int ota_config_load(const char *path, struct ota_config *ret, struct ota_err *er
                         path);
         goto out;
     }
+    if ((r = check_client_cert(path, &c->curl, err)) < 0)
+        goto out;
     r = ota_fs_read_all(c->public_key, sizeof(c->agent.pubkey_pem) - 1, &pem, &pem_len, err);
     if (r < 0)
         goto out;

@@ -169,6 +169,15 @@ static int setup_common(struct ota_curl *t, const char *url, struct ota_err *err
         SETOPT(t, CURLOPT_CAINFO, t->cfg.ca_file);
         SETOPT(t, CURLOPT_CAPATH, (char *)NULL);
     }
+    if (t->cfg.client_cert[0]) {
+        /* Mutual TLS: presented when a server asks for one (docs/protocol.md,
+         * "Client certificates"); the device token still goes only to the
+         * configured origin (the core's core_bearer_for). */
+        SETOPT(t, CURLOPT_SSLCERT, t->cfg.client_cert);
+        SETOPT(t, CURLOPT_SSLCERTTYPE, "PEM");
+        SETOPT(t, CURLOPT_SSLKEY, t->cfg.client_key[0] ? t->cfg.client_key : t->cfg.client_cert);
+        SETOPT(t, CURLOPT_SSLKEYTYPE, "PEM");
+    }
     return 0;
 
 setopt_failed:

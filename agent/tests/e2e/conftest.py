@@ -27,11 +27,12 @@ class World(dict):
         return otadev.publish(self["root"], release_id, payload, version, keys or self["keys"],
                               **kw)
 
-    def new_server(self):
-        """Another ota-server over the same releases (its own database)."""
+    def new_server(self, **kw):
+        """Another ota-server over the same releases (its own database);
+        kw as otadev.Server's (extra, tls)."""
         d = os.path.join(self["work"], f"server-{len(self.servers)}")
         os.makedirs(d)
-        srv = otadev.Server(self["root"], d)
+        srv = otadev.Server(self["root"], d, **kw)
         self.servers.append(srv)
         return srv
 

@@ -114,6 +114,46 @@ def publish(root, release_id, payload, version, keys, kind="app", fmt=None, extr
     return out
 
 
+class Pki:
+    """Throwaway X.509 material made with the openssl CLI in dirpath (EC
+    P-256, valid 2 days): a CA (self.ca, self.ca_key) named name, the
+    client certificates it signs (issue), and a self-signed server
+    certificate for 127.0.0.1 (server_cert, as Server's tls)."""
+
+    EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def __init__(self, dirpath, name="device-ca"):
+        self.dir = dirpath
+        os.makedirs(dirpath, exist_ok=True)
+        self.ca, self.ca_key = (os.path.join(dirpath, f"{name}.{x}") for x in ("pem", "key"))
+        self.serial = 1
+        run(["openssl", "req", "-x509", *self.EC, "-keyout", self.ca_key, "-out", self.ca,
+             "-days", "2", "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+
+    def issue(self, cn):
+        """A client certificate with subject CN=cn signed by the CA: (cert, key)."""
+        base = os.path.join(self.dir, f"{cn}.{os.path.basename(self.ca)[:-4]}")
+        key, csr, cert, ext = base + ".key", base + ".csr", base + ".pem", base + ".ext"
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=clientAuth\n")
+        run(["openssl", "req", "-new", *self.EC, "-keyout", key, "-out", csr, "-subj", f"/CN={cn}"])
+        self.serial += 1
+        run(["openssl", "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+             "-set_serial", str(self.serial), "-days", "2", "-extfile", ext, "-out", cert])
+        return cert, key
+
+    def server_cert(self):
+        """A self-signed certificate for 127.0.0.1: (cert, key)."""
+        cert, key = (os.path.join(self.dir, f"server.{x}") for x in ("pem", "key"))
+        if not os.path.exists(cert):
+            run(["openssl", "req", "-x509", *self.EC, "-keyout", key, "-out", cert, "-days", "2",
+                 "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        return cert, key
+
+
 ADMIN = "admin-secret"  # the admin token of the servers started here
 ENROLL = "enroll-me"  # their enrollment token
 
@@ -191,10 +231,14 @@ class Server:
                 self.proc.wait()
         self.log.close()
 
-    def call(self, method, path, body=None, token=None, raw=None, headers=None, timeout=30):
-        """(status, headers dict lower-case, parsed JSON or raw bytes)."""
+    def call(self, method, path, body=None, token=None, raw=None, headers=None, timeout=30,
+             cert=None):
+        """(status, headers dict lower-case, parsed JSON or raw bytes); cert:
+        the client certificate to present, (cert, key) (TLS only)."""
         if self.tls:
             ctx = ssl.create_default_context(cafile=self.tls[0])
+            if cert:
+                ctx.load_cert_chain(cert[0], cert[1])
             conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
         else:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

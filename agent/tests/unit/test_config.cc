@@ -167,3 +167,42 @@ TEST_F(ConfigTest, ProductPerKindDefaultsToNone)
     EXPECT_STREQ(c.agent.product, "video-app");
     EXPECT_STREQ(c.agent.rootfs_product, "pi-os");
 }
+
+// [transport] client_cert / client_key (mutual TLS): read as given, a key
+// alone or a file that cannot be read is an error at load, naming the key.
+TEST_F(ConfigTest, ClientCertificate)
+{
+    ota_config c;
+    ota_err err{};
+    std::string crt = dir + "/dev.pem", key = dir + "/dev.key";
+    write(crt, "cert");
+    write(key, "key");
+    ASSERT_EQ(load(base(), &c, &err), 0) << err.reason;
+    EXPECT_STREQ(c.curl.client_cert, "");
+    EXPECT_STREQ(c.curl.client_key, "");
+    ASSERT_EQ(load(base() + "[transport]\nclient_cert = " + crt + "\nclient_key = " + key + "\n",
+                   &c, &err),
+              0)
+        << err.reason;
+    EXPECT_STREQ(c.curl.client_cert, crt.c_str());
+    EXPECT_STREQ(c.curl.client_key, key.c_str());
+    ASSERT_EQ(load(base() + "[transport]\nclient_cert = " + crt + "\n", &c, &err), 0)
+        << err.reason; // certificate and key in one file
+    EXPECT_STREQ(c.curl.client_key, "");
+
+    EXPECT_EQ(load(base() + "[transport]\nclient_key = " + key + "\n", &c, &err), -EINVAL);
+    EXPECT_NE(std::string(err.reason).find("client_key needs client_cert"), std::string::npos)
+        << err.reason;
+    ota_err_clear(&err);
+    EXPECT_EQ(load(base() + "[transport]\nclient_cert = " + dir + "/nope.pem\n", &c, &err),
+              -ENOENT);
+    EXPECT_NE(std::string(err.reason).find("client_cert " + dir + "/nope.pem"), std::string::npos)
+        << err.reason;
+    ota_err_clear(&err);
+    EXPECT_EQ(
+        load(base() + "[transport]\nclient_cert = " + crt + "\nclient_key = " + dir + "/nope.key\n",
+             &c, &err),
+        -ENOENT);
+    EXPECT_NE(std::string(err.reason).find("client_key " + dir + "/nope.key"), std::string::npos)
+        << err.reason;
+}

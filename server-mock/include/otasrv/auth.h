@@ -1,6 +1,6 @@
 /* Secrets compared without leaking where they differ: every token, token
  * hash and enrollment secret the server checks goes through
- * otasrv_secret_eq() (docs/protocol.md "Authentication"). */
+ * otasrv_secret_eq() (docs/protocol.md "How the server answers devices"). */
 #ifndef OTASRV_AUTH_H
 #define OTASRV_AUTH_H
 

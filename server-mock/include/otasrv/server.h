@@ -47,15 +47,21 @@ struct otasrv_config {
     const char *data_dir;         /* release files; default "./ota-server-data" */
     const char *admin_token;      /* NULL: read or generate admin_token_file */
     const char *admin_token_file; /* NULL: <data_dir>/admin.token */
-    const char *enroll_token;     /* NULL: enrollment closed unless open_enrollment */
-    int open_enrollment;          /* registration takes any token (labs, tests) */
+    /* the read-only admin token (adminauth.c), given or read from a file; NULL: none */
+    const char *readonly_admin_token, *readonly_admin_token_file;
+    const char *enroll_token; /* NULL: enrollment closed unless open_enrollment */
+    int open_enrollment;      /* registration takes any token (labs, tests) */
     const char *tls_cert, *tls_key;
-    const char *public_key; /* PEM file: releases must verify against it; NULL: not checked */
-    const char *public_url; /* base of URLs in answers; NULL: from Host */
-    const char *log_path;   /* JSON-lines access log; "-": stderr; NULL: none */
-    size_t max_body;        /* JSON body limit, default 1 MiB */
-    uint64_t max_upload;    /* raw upload limit, default 8 GiB */
-    unsigned threads;       /* thread pool size, default 4 */
+    /* mutual TLS (devcert.c): the device CA (PEM) that signs client
+     * certificates, whose subject CN is the device id; NULL: none asked for */
+    const char *tls_client_ca;
+    int require_client_cert; /* device API calls without a valid certificate: 403 */
+    const char *public_key;  /* PEM file: releases must verify against it; NULL: not checked */
+    const char *public_url;  /* base of URLs in answers; NULL: from Host */
+    const char *log_path;    /* JSON-lines access log; "-": stderr; NULL: none */
+    size_t max_body;         /* JSON body limit, default 1 MiB */
+    uint64_t max_upload;     /* raw upload limit, default 8 GiB */
+    unsigned threads;        /* thread pool size, default 4 */
     struct otasrv_faultplan *faults; /* --faults plan, freed by the server; NULL: none */
     int virtual_clock;               /* tests only: run on a virtual clock (clock.h) ... */
     int64_t virtual_start_ms;        /* ... whose now starts here (unix ms) */
@@ -82,7 +88,8 @@ struct otasrv_srv {
     char enroll_sha[65];     /* its SHA-256 */
     char releases_dir[4096]; /* <data_dir>/releases */
     char *public_key_pem;    /* NULL: signatures not checked */
-    char *tls_cert_pem, *tls_key_pem;
+    char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
+    char admin_ro_sha[65]; /* the read-only admin token's SHA-256; "": none */
     FILE *log;
     pthread_mutex_t log_lock;
     atomic_ullong seq;
@@ -236,8 +243,34 @@ void otasrv_req_header(struct otasrv_req *req, const char *name, const char *val
 void otasrv_client_addr(struct otasrv_req *req, char *buf, size_t cap);
 /* SHA-256 hex of the Bearer token; -ENOENT if there is none. */
 int otasrv_bearer_sha(struct otasrv_req *req, char ret_sha[65]) OTA_MUST;
-/* 0 if the Bearer token is the admin token, else replies 401 and returns -EACCES. */
+
+/* ---- admin roles (adminauth.c) ---- */
+
+enum otasrv_admin_role { OTASRV_ROLE_NONE, OTASRV_ROLE_READER, OTASRV_ROLE_OPERATOR };
+/* The operator token into the store (given, read from its file, or
+ * generated there) and the read-only token's hash into srv. */
+int otasrv_admin_tokens_setup(struct otasrv_srv *srv, struct ota_err *err) OTA_MUST;
+/* The role of the token whose SHA-256 hex is sha. */
+enum otasrv_admin_role otasrv_admin_role_of(struct otasrv_srv *srv, const char *sha);
+/* 0 if the Bearer token may make an admin request with this method: the
+ * operator token anything, the read-only token GET and HEAD. Else the
+ * status to answer (401 no admin token, 403 read-only) and why. */
+int otasrv_admin_may(struct otasrv_req *req, const char *method, unsigned *ret_status, char *why,
+                     size_t cap) OTA_MUST;
+/* otasrv_admin_may() for req's method; on refusal replies and returns < 0. */
 int otasrv_require_admin(struct otasrv_req *req, enum otasrv_result *ret_reply) OTA_MUST;
+
+/* ---- device identity by client certificate (devcert.c) ---- */
+
+/* The TLS session (gnutls_session_t) req came on; NULL on plain HTTP. */
+void *otasrv_tls_session(struct otasrv_req *req);
+/* 0 if device_id may act on this connection: no --tls-client-ca, or a
+ * client certificate the device CA verifies whose CN is device_id, or no
+ * certificate without --require-client-cert. Else replies 403 (a
+ * certificate of another device, one the CA does not verify, or none when
+ * one is required) and returns -EPERM. */
+int otasrv_devcert_check(struct otasrv_req *req, const char *device_id,
+                         enum otasrv_result *ret_reply) OTA_MUST;
 /* "http://host:port" as the client reached us (or public_url). */
 void otasrv_base_url(struct otasrv_req *req, char *buf, size_t cap);
 /* The body as a JSON object; on failure replies 400 and returns -EINVAL. */

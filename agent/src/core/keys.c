@@ -131,10 +131,37 @@ static void trusted_ids(const struct trust *t, char *buf, size_t cap)
 {
     size_t o = 0;
 
-    buf[0] = '\0';
+    if (cap)
+        buf[0] = '\0';
     for (int i = 0; i < t->n && o < cap; i++)
         if (!t->k[i].revoked)
             o += (size_t)snprintf(buf + o, cap - o, "%s%s", o ? ", " : "", t->k[i].id);
+}
+
+int ota_agent_keys(struct ota_agent *a, int64_t *ret_keyring, char *trusted, size_t tcap,
+                   char *revoked, size_t rcap, struct ota_err *err)
+{
+    struct trust *t = malloc(sizeof(*t));
+    size_t o = 0;
+    int r;
+
+    if (!t)
+        return ota_err_set(err, ENOMEM, "out of memory");
+    r = load_trust(a, t, err);
+    if (r < 0) {
+        if (r != -OTA_E_REFUSED)
+            r = ota_err_prefix(err, -OTA_E_BAD_SIGNATURE, "release keys");
+        goto out;
+    }
+    *ret_keyring = t->kr.version;
+    trusted_ids(t, trusted, tcap);
+    if (rcap)
+        revoked[0] = '\0';
+    for (int i = 0; i < t->kr.n_revoked && o < rcap; i++)
+        o += (size_t)snprintf(revoked + o, rcap - o, "%s%s", o ? ", " : "", t->kr.revoked[i]);
+out:
+    free(t);
+    return r;
 }
 
 int core_keys_verify(struct ota_agent *a, const struct ota_offer *off, struct ota_err *err)

@@ -5,7 +5,7 @@ key and revokes the old one; it is offered and installed like any release.
 Then a release signed by the new key installs, and one signed by the
 revoked old key is refused before any download, with "signed by revoked key
 <id>" in the agent's error, its history and the server's report, the running
-slot untouched."""
+slot untouched. `ota-agent status` shows the keys trusted and revoked."""
 
 import os
 
@@ -42,9 +42,15 @@ def test_rotation_then_new_key_installs_and_revoked_key_refused(world, make_devi
     srv = world["server"]
     dev = make_device(world, world["v1"], "kdev", "rotate", warm=True)
 
+    old_id, new_id = key_id(world["keys"]), key_id(world["new"])
+    assert dev.status()["keys"] == {"keyring": 0, "trusted": [old_id], "revoked": []}
     r = dev.agent("update")
     assert r.returncode == 0, r.stderr
-    assert dev.status()["app"] == {"version": "2.0.0", "slot": "b"}
+    st = dev.status()
+    assert st["app"] == {"version": "2.0.0", "slot": "b"}
+    assert st["keys"] == {"keyring": 1, "trusted": [new_id], "revoked": [old_id]}
+    text = dev.agent("status").stdout
+    assert f"keys:     keyring 1; trusted {new_id}; revoked {old_id}" in text, text
 
     srv.offer("v3-new-key", device_id=dev.id)
     r = dev.agent("update")
@@ -54,7 +60,7 @@ def test_rotation_then_new_key_installs_and_revoked_key_refused(world, make_devi
 
     srv.offer("v4-old-key", device_id=dev.id)
     r = dev.agent("update")
-    why = f"signed by revoked key {key_id(world['keys'])}"
+    why = f"signed by revoked key {old_id}"
     assert r.returncode == 1, r.stderr
     assert "release refused: " + why in r.stderr, r.stderr
     assert dev.current() == "a"

@@ -296,3 +296,37 @@ TEST(CoreKeys, DryRunStoresNoKeyring)
     k.check_reason(OTA_CHECK_OFFERED);
     EXPECT_EQ(k.w.kv.count("keys.ring"), 0u);
 }
+
+// What `ota-agent status` shows: the keyring's version, the trusted and the
+// revoked ids; a damaged keyring says so.
+TEST(CoreKeys, AgentKeysTellsTheTrustedAndRevoked)
+{
+    KeyAgent k;
+    std::string p = payload_of(3000);
+    char trusted[256], revoked[256];
+    int64_t ring = -1;
+    ota_err err{};
+
+    k.a = ota_agent_new(&k.cfg, &k.ops);
+    ASSERT_EQ(ota_agent_keys(k.a, &ring, trusted, sizeof(trusted), revoked, sizeof(revoked), &err),
+              0)
+        << err.reason;
+    EXPECT_EQ(ring, 0);
+    EXPECT_EQ(std::string(trusted), id_of(old_key()));
+    EXPECT_EQ(std::string(revoked), "");
+
+    k.offer(rotation("2.0.0", p, 3, {raw_hex(new_key())}, {id_of(old_key())}), old_key(), p);
+    k.update();
+    k.expect_installed("2.0.0");
+    ASSERT_EQ(ota_agent_keys(k.a, &ring, trusted, sizeof(trusted), revoked, sizeof(revoked), &err),
+              0)
+        << err.reason;
+    EXPECT_EQ(ring, 3);
+    EXPECT_EQ(std::string(trusted), id_of(new_key()));
+    EXPECT_EQ(std::string(revoked), id_of(old_key()));
+
+    k.w.kv["keys.ring"] = "not json";
+    EXPECT_EQ(ota_agent_keys(k.a, &ring, trusted, sizeof(trusted), revoked, sizeof(revoked), &err),
+              -EPERM);
+    EXPECT_NE(std::string(err.reason).find("the stored keyring is damaged"), std::string::npos);
+}

@@ -94,7 +94,9 @@ static int add_config_keys(struct ota_agent *a, struct trust *t, struct ota_err 
         end += 5;
         n = (size_t)(end - p);
         next = strstr(end, "-----BEGIN");
-        nth++;
+        if (++nth > CONFIG_KEYS_MAX)
+            return ota_err_set(err, EINVAL, "more than %d public keys in the config",
+                               CONFIG_KEYS_MAX);
         if (n >= sizeof(block))
             return ota_err_set(err, EINVAL, "public key %d of the config is too long", nth);
         memcpy(block, p, n);
@@ -102,9 +104,7 @@ static int add_config_keys(struct ota_agent *a, struct trust *t, struct ota_err 
         r = ota_ed25519_pub_raw(block, raw, err);
         if (r < 0)
             return ota_err_prefix(err, r, "public key %d of the config", nth);
-        if (add_key(t, raw) < 0)
-            return ota_err_set(err, EINVAL, "more than %d public keys in the config",
-                               CONFIG_KEYS_MAX);
+        (void)add_key(t, raw); /* room for CONFIG_KEYS_MAX keys first */
     }
     return 0;
 }

@@ -55,6 +55,18 @@ static const char usage_text[] =
     "                           exact signed bytes) and DIR/manifest.json.sig (88 base64\n"
     "                           characters), each durably\n"
     "\n"
+    "  keys     build a key-rotation release: a release as build makes it (same options)\n"
+    "           whose manifest also carries a keyring (docs/DESIGN.md, \"Release keys\").\n"
+    "           Sign it with --key, a key the devices trust now\n"
+    "      --keyring-version N  the keyring's version (1 or more): devices take a keyring\n"
+    "                           only when it is newer than theirs\n"
+    "      --add FILE           a public key (PEM) to trust; repeat for more (0 to 8)\n"
+    "      --revoke ID|FILE     a key to revoke, by id or public key file; repeat for more\n"
+    "                           (0 to 16; revocations are for good)\n"
+    "\n"
+    "  keyid    print the id of a public key (16 hex digits)\n"
+    "      --public FILE        Ed25519 public key (PEM)\n"
+    "\n"
     "  sign     sign an existing manifest as it is (exact bytes)\n"
     "      --key FILE           Ed25519 private key (PEM)\n"
     "      --manifest FILE      the manifest\n"
@@ -122,6 +134,9 @@ enum {
     OPT_SLOT_A,
     OPT_SLOT_B,
     OPT_APP_PATH,
+    OPT_KEYRING_VERSION,
+    OPT_ADD,
+    OPT_REVOKE,
 };
 
 struct cmdline {
@@ -245,6 +260,9 @@ static const struct option all_options[] = {
     {"slot-a-device", required_argument, NULL, OPT_SLOT_A},
     {"slot-b-device", required_argument, NULL, OPT_SLOT_B},
     {"app-path", required_argument, NULL, OPT_APP_PATH},
+    {"keyring-version", required_argument, NULL, OPT_KEYRING_VERSION},
+    {"add", required_argument, NULL, OPT_ADD},
+    {"revoke", required_argument, NULL, OPT_REVOKE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -268,12 +286,19 @@ static int allowed(const char *cmd, int opt)
                                 OPT_CREATED,
                                 OPT_OUT,
                                 0};
+    static const int keys[] = {
+        OPT_KEY,     OPT_PAYLOAD,         OPT_KIND,        OPT_FORMAT,         OPT_NAME,
+        OPT_VERSION, OPT_DEVICE_TYPE,     OPT_MIN_VERSION, OPT_INSTALLED_SIZE, OPT_CREATED,
+        OPT_OUT,     OPT_KEYRING_VERSION, OPT_ADD,         OPT_REVOKE,         0};
+    static const int keyid[] = {OPT_PUBLIC, 0};
     static const int sign[] = {OPT_KEY, OPT_MANIFEST, OPT_OUT, OPT_FORCE, 0};
     static const int verify[] = {OPT_PUBLIC, OPT_MANIFEST, OPT_SIG, OPT_PAYLOAD, 0};
     static const int swu[] = {OPT_CERT, OPT_KEY,    OPT_KIND,   OPT_IMAGE,    OPT_NAME, OPT_VERSION,
                               OPT_HW,   OPT_SLOT_A, OPT_SLOT_B, OPT_APP_PATH, OPT_OUT,  0};
     const int *set = strcmp(cmd, "keygen") == 0   ? keygen
                      : strcmp(cmd, "build") == 0  ? build
+                     : strcmp(cmd, "keys") == 0   ? keys
+                     : strcmp(cmd, "keyid") == 0  ? keyid
                      : strcmp(cmd, "sign") == 0   ? sign
                      : strcmp(cmd, "verify") == 0 ? verify
                      : strcmp(cmd, "swu") == 0    ? swu
@@ -310,6 +335,36 @@ static int parse_swu_option(int opt, struct ota_pack_swu_opts *o)
         o->app_path = optarg;
         break;
     }
+    return 0;
+}
+
+/* --add PUB (into keys) or --revoke ID|PUB (into revoked): 0, or the exit
+ * status after printing why. */
+static int parse_keyring_option(int opt, struct ota_pack_build_opts *b)
+{
+    struct ota_keyring *kr = &b->keyring;
+    struct ota_err err = {0};
+    uint8_t raw[OTA_ED25519_PUB_LEN];
+    char id[OTA_KEY_ID_HEX];
+    size_t n = strlen(optarg);
+    int is_id = n == OTA_KEY_ID_HEX - 1;
+
+    for (size_t i = 0; is_id && i < n; i++)
+        is_id = (optarg[i] >= '0' && optarg[i] <= '9') || (optarg[i] >= 'a' && optarg[i] <= 'f');
+    if (opt == OPT_REVOKE && is_id) {
+        ota_strlcpy(id, optarg, sizeof(id));
+    } else if (ota_pack_key_id(optarg, raw, id, &err) < 0) {
+        return fail(&err, -EINVAL);
+    }
+    if (opt == OPT_ADD) {
+        if (kr->n_keys == OTA_KEYRING_MAX_KEYS)
+            return usage_error("too many keys at '%s' (at most 8)", optarg);
+        memcpy(kr->keys[kr->n_keys++], raw, sizeof(raw));
+        return 0;
+    }
+    if (kr->n_revoked == OTA_KEYRING_MAX_REVOKED)
+        return usage_error("too many revoked keys at '%s' (at most 16)", optarg);
+    memcpy(kr->revoked[kr->n_revoked++], id, sizeof(id));
     return 0;
 }
 
@@ -415,6 +470,16 @@ static int parse_options(const char *cmd, int argc, char **argv, struct cmdline 
         case OPT_SIG:
             c->sig = optarg;
             break;
+        case OPT_KEYRING_VERSION:
+            if (parse_u64(optarg, &v) < 0 || v < 1 || v > INT64_MAX)
+                return usage_error("bad keyring version '%s' (1 or more)", optarg);
+            b->keyring.version = (int64_t)v;
+            break;
+        case OPT_ADD:
+        case OPT_REVOKE:
+            if ((i = parse_keyring_option(opt, b)) != 0)
+                return i;
+            break;
         default:
             if (parse_swu_option(opt, &c->swu) != 0)
                 return usage_error("too many hardware revisions at '%s' (at most 8)", optarg);
@@ -474,6 +539,10 @@ static int run_build(const char *cmd, struct cmdline *c)
                                c->rollback_expires);
     } else if (c->build.n_rollback_from || c->rollback_expires) {
         return usage_error("%s", "--rollback-from and --rollback-expires are for --rollback");
+    }
+    if (strcmp(cmd, "keys") == 0) {
+        REQUIRE(c->build.keyring.version, "--keyring-version");
+        REQUIRE(c->build.keyring.n_keys || c->build.keyring.n_revoked, "--add or --revoke");
     }
     r = ota_pack_build(&c->build, &m, &err);
     if (r < 0)
@@ -541,6 +610,21 @@ static int run_verify(const char *cmd, struct cmdline *c)
     return r;
 }
 
+static int run_keyid(const char *cmd, struct cmdline *c)
+{
+    struct ota_err err = {0};
+    uint8_t raw[OTA_ED25519_PUB_LEN];
+    char id[OTA_KEY_ID_HEX];
+    int r;
+
+    REQUIRE(c->public_key, "--public");
+    r = ota_pack_key_id(c->public_key, raw, id, &err);
+    if (r < 0)
+        return fail(&err, r);
+    printf("%s\n", id);
+    return 0;
+}
+
 static int run_swu(const char *cmd, struct cmdline *c)
 {
     struct ota_pack_swu_opts *o = &c->swu;
@@ -587,22 +671,25 @@ int main(int argc, char **argv)
 
     c.build.format = -1;
     if (argc < 2)
-        return usage_error("%s", "missing command (keygen, build, sign, verify, swu)");
+        return usage_error("%s", "missing command (keygen, build, keys, keyid, sign, verify, swu)");
     cmd = argv[1];
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
         fputs(usage_text, stdout);
         return 0;
     }
     if (strcmp(cmd, "keygen") != 0 && strcmp(cmd, "build") != 0 && strcmp(cmd, "sign") != 0 &&
-        strcmp(cmd, "verify") != 0 && strcmp(cmd, "swu") != 0)
+        strcmp(cmd, "verify") != 0 && strcmp(cmd, "swu") != 0 && strcmp(cmd, "keys") != 0 &&
+        strcmp(cmd, "keyid") != 0)
         return usage_error("unknown command '%s'", cmd);
     r = parse_options(cmd, argc - 1, argv + 1, &c);
     if (r >= 0)
         return r;
     if (strcmp(cmd, "keygen") == 0)
         return run_keygen(cmd, &c);
-    if (strcmp(cmd, "build") == 0)
+    if (strcmp(cmd, "build") == 0 || strcmp(cmd, "keys") == 0)
         return run_build(cmd, &c);
+    if (strcmp(cmd, "keyid") == 0)
+        return run_keyid(cmd, &c);
     if (strcmp(cmd, "sign") == 0)
         return run_sign(cmd, &c);
     if (strcmp(cmd, "swu") == 0)

@@ -332,6 +332,9 @@ int ota_pack_build(const struct ota_pack_build_opts *o, struct ota_manifest *ret
         m->n_rollback_from = o->n_rollback_from;
         m->rollback_expires = o->rollback_expires;
     }
+    m->keyring = o->keyring;
+    if (m->keyring.version && (r = ota_keyring_validate(&m->keyring, err)) < 0)
+        goto out;
 
     /* Everything the manifest will say, checked before the long copy: the
      * remaining rules are the alphabets of names. */
@@ -481,4 +484,22 @@ out:
     free(text);
     free(pub);
     return r;
+}
+
+int ota_pack_key_id(const char *pub_path, uint8_t ret_raw[OTA_ED25519_PUB_LEN],
+                    char ret_id[OTA_KEY_ID_HEX], struct ota_err *err)
+{
+    char *pem = NULL;
+    size_t n = 0;
+    int r;
+
+    r = ota_fs_read_all(pub_path, 16 * 1024, &pem, &n, err);
+    if (r < 0)
+        return r;
+    r = ota_ed25519_pub_raw(pem, ret_raw, err);
+    free(pem);
+    if (r < 0)
+        return ota_err_prefix(err, r, "%s", pub_path);
+    ota_key_id(ret_raw, ret_id);
+    return 0;
 }

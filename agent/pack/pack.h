@@ -26,6 +26,9 @@ struct ota_pack_build_opts {
     uint64_t installed_size;
     int64_t created; /* unix seconds */
     const char *out_dir;
+    /* A key-rotation release (ota-pack keys; DESIGN.md "Release keys"):
+     * keyring.version 0 = none. */
+    struct ota_keyring keyring;
 };
 
 /* Payload format from a file name suffix: .deb, .tar.gz/.tgz, .img/.raw,
@@ -36,6 +39,10 @@ int ota_pack_format_from_name(const char *file, enum ota_format *ret) OTA_MUST;
  * force. */
 int ota_pack_keygen(const char *priv_path, const char *pub_path, int force,
                     struct ota_err *err) OTA_MUST;
+
+/* The raw key and its id from a public key PEM file. */
+int ota_pack_key_id(const char *pub_path, uint8_t ret_raw[OTA_ED25519_PUB_LEN],
+                    char ret_id[OTA_KEY_ID_HEX], struct ota_err *err) OTA_MUST;
 
 /* Builds and signs a release in o->out_dir (created if missing):
  *   <payload basename>      the payload, copied (streamed) durably

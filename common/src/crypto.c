@@ -518,11 +518,16 @@ out:
  * key. Read without OpenSSL's decoder chain, which sets itself up for every
  * key type at each call (~0.7 ms, more than the verification); NULL for
  * anything else, which then goes the general way. */
+static const char pem_begin[] = "-----BEGIN PUBLIC KEY-----",
+                  pem_end[] = "-----END PUBLIC KEY-----";
+/* The SubjectPublicKeyInfo of an Ed25519 key before its 32 raw bytes. */
+static const uint8_t ed25519_spki[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
+                                         0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+
 static EVP_PKEY *plain_ed25519_pem(const char *pem)
 {
-    static const char begin[] = "-----BEGIN PUBLIC KEY-----", end[] = "-----END PUBLIC KEY-----";
-    static const uint8_t spki[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
-                                     0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+    const char *begin = pem_begin, *end = pem_end;
+    const uint8_t *spki = ed25519_spki;
     char b64[128];
     uint8_t der[96];
     size_t k = 0, len = 0;
@@ -530,9 +535,9 @@ static EVP_PKEY *plain_ed25519_pem(const char *pem)
 
     while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
         p++;
-    if (strncmp(p, begin, sizeof(begin) - 1) != 0)
+    if (strncmp(p, begin, sizeof(pem_begin) - 1) != 0)
         return NULL;
-    p += sizeof(begin) - 1;
+    p += sizeof(pem_begin) - 1;
     e = strstr(p, end);
     if (!e)
         return NULL;
@@ -544,13 +549,13 @@ static EVP_PKEY *plain_ed25519_pem(const char *pem)
         b64[k++] = *p;
     }
     b64[k] = '\0';
-    for (p = e + sizeof(end) - 1; *p; p++)
+    for (p = e + sizeof(pem_end) - 1; *p; p++)
         if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
             return NULL; /* more than one block: the general reader decides */
-    if (ota_b64_decode(b64, der, sizeof(der), &len) < 0 || len != sizeof(spki) + 32 ||
-        memcmp(der, spki, sizeof(spki)) != 0)
+    if (ota_b64_decode(b64, der, sizeof(der), &len) < 0 || len != sizeof(ed25519_spki) + 32 ||
+        memcmp(der, spki, sizeof(ed25519_spki)) != 0)
         return NULL;
-    return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, der + sizeof(spki), 32);
+    return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, der + sizeof(ed25519_spki), 32);
 }
 
 int ota_ed25519_verify(const char *pub_pem, const void *msg, size_t n,
@@ -602,4 +607,71 @@ out:
     BIO_free(bio);
     ERR_clear_error();
     return r;
+}
+
+/* The public key in pub_pem, by the fast way or OpenSSL's reader. */
+static int read_pub(const char *pub_pem, EVP_PKEY **ret, struct ota_err *err)
+{
+    char why[256];
+    BIO *bio = NULL;
+    EVP_PKEY *pkey = plain_ed25519_pem(pub_pem);
+
+    if (!pkey && !(bio = BIO_new_mem_buf(pub_pem, -1)))
+        return ota_err_set(err, ENOMEM, "out of memory");
+    if (!pkey)
+        pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+    BIO_free(bio);
+    if (!pkey) {
+        ota_err_set(err, EINVAL, "cannot read the PEM public key: %s",
+                    ssl_reason(why, sizeof(why)));
+        ERR_clear_error();
+        return -EINVAL;
+    }
+    if (!is_ed25519(pkey)) {
+        EVP_PKEY_free(pkey);
+        return ota_err_set(err, EINVAL, "the public key is not an Ed25519 key");
+    }
+    *ret = pkey;
+    return 0;
+}
+
+int ota_ed25519_pub_raw(const char *pub_pem, uint8_t ret_raw[OTA_ED25519_PUB_LEN],
+                        struct ota_err *err)
+{
+    EVP_PKEY *pkey = NULL;
+    size_t len = OTA_ED25519_PUB_LEN;
+    int r;
+
+    if (!pub_pem)
+        return ota_err_set(err, EINVAL, "no public key");
+    r = read_pub(pub_pem, &pkey, err);
+    if (r < 0)
+        return r;
+    if (EVP_PKEY_get_raw_public_key(pkey, ret_raw, &len) != 1 || len != OTA_ED25519_PUB_LEN)
+        r = ota_err_set(err, EINVAL, "cannot take the raw Ed25519 public key");
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    return r;
+}
+
+void ota_ed25519_pub_pem(const uint8_t raw[OTA_ED25519_PUB_LEN], char ret_pem[OTA_ED25519_PEM_LEN])
+{
+    uint8_t der[sizeof(ed25519_spki) + OTA_ED25519_PUB_LEN];
+    char b64[64];
+
+    memcpy(der, ed25519_spki, sizeof(ed25519_spki));
+    memcpy(der + sizeof(ed25519_spki), raw, OTA_ED25519_PUB_LEN);
+    ota_b64_encode(der, sizeof(der), b64); /* 60 characters: one PEM line */
+    snprintf(ret_pem, OTA_ED25519_PEM_LEN, "%s\n%s\n%s\n", pem_begin, b64, pem_end);
+}
+
+void ota_key_id(const uint8_t raw[OTA_ED25519_PUB_LEN], char ret_id[OTA_KEY_ID_HEX])
+{
+    uint8_t d[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+
+    if (EVP_Digest(raw, OTA_ED25519_PUB_LEN, d, &n, EVP_sha256(), NULL) != 1 || n < 8)
+        memset(d, 0, 8); /* never for SHA-256 of 32 bytes */
+    ota_hex_encode(d, 8, ret_id);
+    ERR_clear_error();
 }

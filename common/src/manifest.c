@@ -33,6 +33,7 @@ static const char *const manifest_keys[] = {
     "min_version",    "rollback",
     "created",        "rollback_expires",
     "rollback_from", /* rollback orders only */
+    "keyring",       /* key-rotation releases only */
 };
 
 #define SIG_B64_LEN 88 /* 4 * ceil(64 / 3) */
@@ -115,6 +116,8 @@ static int validate(const struct ota_manifest *m, struct ota_err *err)
         return ota_err_set(err, EINVAL, "bad rollback flag %d", m->rollback);
     if (m->created < 0)
         return ota_err_set(err, EINVAL, "negative creation time");
+    if (m->keyring.version != 0 && ota_keyring_validate(&m->keyring, err) < 0)
+        return -EINVAL;
     if (!m->rollback) {
         if (m->n_rollback_from != 0 || m->rollback_expires != 0)
             return ota_err_set(err, EINVAL,
@@ -222,6 +225,9 @@ static int parse_fields(const json_t *obj, struct ota_manifest *m, struct ota_er
         ota_json_bool(obj, "rollback", &m->rollback, err) < 0 ||
         ota_json_int(obj, "created", &created, err) < 0 || parse_rollback(obj, m, err) < 0)
         return -EINVAL;
+    if (json_object_get(obj, "keyring") &&
+        ota_keyring_from_json(json_object_get(obj, "keyring"), &m->keyring, err) < 0)
+        return -EINVAL;
     if (schema != 1)
         return ota_err_set(err, EINVAL, "unsupported manifest schema %lld", (long long)schema);
     m->schema = 1;
@@ -317,6 +323,13 @@ int ota_manifest_format(const struct ota_manifest *m, char **ret_json)
             json_object_set_new(obj, "rollback_expires",
                                 json_integer((json_int_t)m->rollback_expires)) < 0 ||
             json_object_set_new(obj, "rollback_from", from) < 0) {
+            r = -EINVAL;
+            goto out;
+        }
+    }
+    if (m->keyring.version != 0) {
+        json_t *kr = ota_keyring_to_json(&m->keyring);
+        if (!kr || json_object_set_new(obj, "keyring", kr) < 0) {
             r = -EINVAL;
             goto out;
         }

@@ -398,6 +398,14 @@ int ota_agent_commit(struct ota_agent *a, struct ota_err *err) OTA_MUST;
  * end (0: none). Reads the store (DESIGN.md "GitHub's rate limit"). */
 int ota_agent_rate_limit(struct ota_agent *a, int64_t *ret_until_ms, char *why, size_t cap);
 
+/* The release keys as the agent trusts them now (DESIGN.md, "Release keys"):
+ * the stored keyring's version (0: none), the ids of the trusted keys and of
+ * the revoked ones, each ", "-separated (truncated to cap). -EPERM with the
+ * reason when the stored keyring is damaged (no key is trusted then),
+ * -EBADMSG when a key of the config cannot be read. Reads the store. */
+int ota_agent_keys(struct ota_agent *a, int64_t *ret_keyring, char *trusted, size_t tcap,
+                   char *revoked, size_t rcap, struct ota_err *err) OTA_MUST;
+
 /* Delivers queued reports until the outbox is empty or the server does not
  * answer. Returns the number delivered, or a negative errno. */
 int ota_agent_flush_outbox(struct ota_agent *a, struct ota_err *err) OTA_MUST;

@@ -67,9 +67,9 @@ static void usage(FILE *f)
                "  update    one pass: finish or recover an interrupted update, then check,\n"
                "            download, verify, install, switch, health-check, commit (timer)\n"
                "  daemon    update every poll_interval seconds (+ random jitter)\n"
-               "  status    the state, installed versions and slots, history (--json);\n"
-               "            only reads: an unreadable database is reported (exit 5) and\n"
-               "            left for update to repair\n"
+               "  status    the state, installed versions and slots, release keys, history\n"
+               "            (--json); only reads: an unreadable database is reported (exit 5)\n"
+               "            and left for update to repair\n"
                "  rollback  roll back now (during an update after the switch), or go back\n"
                "            to the previous committed app release\n"
                "  commit    commit the release under health check now\n"
@@ -429,14 +429,37 @@ static int cmd_rollback(struct host *h, struct ota_err *err)
     return EXIT_OK;
 }
 
+/* status --json's "keys": {"keyring": N, "trusted": [ids], "revoked": [ids]},
+ * or {"error": reason} when they cannot be told (keyring < 0). */
+static json_t *keys_json(int64_t keyring, char *trusted, char *revoked, const char *why)
+{
+    json_t *o, *arr;
+    char *lists[2] = {trusted, revoked}, *save = NULL;
+    const char *names[2] = {"trusted", "revoked"};
+
+    if (keyring < 0)
+        return json_pack("{s:s}", "error", why);
+    o = json_pack("{s:I}", "keyring", (json_int_t)keyring);
+    for (int i = 0; i < 2 && o; i++) {
+        arr = json_array();
+        for (char *id = strtok_r(lists[i], ", ", &save); id && arr;
+             id = strtok_r(NULL, ", ", &save))
+            json_array_append_new(arr, json_string(id));
+        json_object_set_new(o, names[i], arr ? arr : json_null());
+    }
+    return o;
+}
+
 static int cmd_status(struct host *h, int as_json, struct ota_err *err)
 {
     const struct ota_journal *j;
     struct ota_history hist[10];
     size_t n = 0, queued = 0;
     char appv[64] = "", rootv[64] = "", limit[OTA_REASON_LEN + 64] = "";
+    char trusted[512] = "", revoked[512] = "";
+    struct ota_err kerr = {0};
     int app_slot = -1, root_slot = -1;
-    int64_t limit_until = 0;
+    int64_t limit_until = 0, keyring = 0;
     json_t *o, *ha;
     char *s = NULL;
 
@@ -452,6 +475,10 @@ static int cmd_status(struct host *h, int as_json, struct ota_err *err)
         ota_sqlite_outbox_count(h->db, &queued, err) < 0)
         return EXIT_INTERNAL;
     (void)ota_agent_rate_limit(h->agent, &limit_until, limit, sizeof(limit));
+    kerr.code = 0;
+    if (ota_agent_keys(h->agent, &keyring, trusted, sizeof(trusted), revoked, sizeof(revoked),
+                       &kerr) < 0)
+        keyring = -1;
     if (!as_json) {
         printf("state:    %s\n", ota_state_names[j->state]);
         if (j->update_id[0])
@@ -461,6 +488,11 @@ static int cmd_status(struct host *h, int as_json, struct ota_err *err)
                app_slot >= 0 ? ota_slot_names[app_slot] : "-");
         if (root_slot >= 0)
             printf("rootfs:   %s (slot %s)\n", rootv, ota_slot_names[root_slot]);
+        if (keyring < 0)
+            printf("keys:     %s\n", kerr.reason);
+        else
+            printf("keys:     keyring %lld; trusted %s; revoked %s\n", (long long)keyring,
+                   trusted[0] ? trusted : "none", revoked[0] ? revoked : "none");
         printf("outbox:   %zu report(s) waiting\n", queued);
         if (limit[0])
             printf("source:   %s\n", limit);
@@ -485,6 +517,8 @@ static int cmd_status(struct host *h, int as_json, struct ota_err *err)
                   "history", ha);
     if (o && limit[0])
         json_object_set_new(o, "rate_limit", json_string(limit));
+    if (o)
+        json_object_set_new(o, "keys", keys_json(keyring, trusted, revoked, kerr.reason));
     if (!o || ota_json_dump(o, &s) < 0) {
         json_decref(o);
         return EXIT_INTERNAL;

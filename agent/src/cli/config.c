@@ -201,11 +201,47 @@ static int check_client_cert(const char *path, const struct ota_curl_config *t, 
     return 0;
 }
 
+/* [agent] public_key: one PEM file, or several separated by commas (the
+ * trusted release keys, DESIGN.md "Release keys"): their texts one after
+ * the other in pubkey_pem. */
+static int read_public_keys(struct ota_config *c, struct ota_err *err)
+{
+    char list[sizeof(c->public_key)], *save = NULL;
+    size_t used = 0, cap = sizeof(c->agent.pubkey_pem);
+    int r = 0;
+
+    ota_strlcpy(list, c->public_key, sizeof(list));
+    c->agent.pubkey_pem[0] = '\0';
+    for (char *f = strtok_r(list, ",", &save); f && r == 0; f = strtok_r(NULL, ",", &save)) {
+        char *pem = NULL;
+        size_t n = 0;
+
+        f = trim(f);
+        if (!f[0])
+            return ota_err_set(err, EINVAL, "[agent] public_key: an empty file name in '%s'",
+                               c->public_key);
+        r = ota_fs_read_all(f, cap - 1 - used, &pem, &n, err);
+        if (r < 0)
+            return r;
+        if (used && used + 1 + n >= cap)
+            r = ota_err_set(err, EFBIG, "[agent] public_key: the keys are more than %zu bytes",
+                            cap - 1);
+        else {
+            if (used && c->agent.pubkey_pem[used - 1] != '\n')
+                c->agent.pubkey_pem[used++] = '\n';
+            memcpy(c->agent.pubkey_pem + used, pem, n + 1);
+            used += n;
+        }
+        free(pem);
+    }
+    return r;
+}
+
 int ota_config_load(const char *path, struct ota_config *ret, struct ota_err *err)
 {
     struct ota_config *c = malloc(sizeof(*c));
-    char section[32] = "", *text = NULL, *ln, *pem = NULL;
-    size_t len, pem_len;
+    char section[32] = "", *text = NULL, *ln;
+    size_t len;
     int line = 0, r;
 
     if (!c)
@@ -262,13 +298,11 @@ int ota_config_load(const char *path, struct ota_config *ret, struct ota_err *er
     }
     if ((r = check_client_cert(path, &c->curl, err)) < 0)
         goto out;
-    r = ota_fs_read_all(c->public_key, sizeof(c->agent.pubkey_pem) - 1, &pem, &pem_len, err);
+    r = read_public_keys(c, err);
     if (r < 0)
         goto out;
-    memcpy(c->agent.pubkey_pem, pem, pem_len + 1);
     *ret = *c;
 out:
-    free(pem);
     free(text);
     free(c);
     return r;

@@ -5,7 +5,8 @@
  *   slots.c    the slots per update kind (app slots, U-Boot A/B), the boot env
  *   source.c   the update sources (fleet API, GitHub Releases)
  *   standby.c  STANDBY: installed, waiting for the fleet's activation
- *   guard.c    release guards beyond the signature (the product) */
+ *   guard.c    release guards beyond the signature (the product)
+ *   keys.c     the trusted release keys and key rotation */
 #ifndef OTA_CORE_AGENT_H
 #define OTA_CORE_AGENT_H
 
@@ -62,7 +63,7 @@ struct ota_agent {
 
     int standby_poll; /* STANDBY: this pass has not checked in yet */
 
-    /* From here on (28,424 of its 30,040 bytes), fields that a new agent sets as
+    /* From here on (29,880 of its 31,496 bytes), fields that a new agent sets as
      * content: ota_agent_renew zeroes only the fields above. A field that
      * must start zeroed goes above. */
     struct ota_agent_config cfg; /* copied */
@@ -135,6 +136,18 @@ int core_guard_rollback(struct ota_agent *a, const struct ota_manifest *m, const
                         struct ota_err *err);
 /* Records m's name as the product of its kind (at the commit). */
 int core_guard_record(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);
+
+/* keys.c (DESIGN.md, "Release keys"): 0 if off's manifest is signed by a
+ * trusted key (the config's and the stored keyring's, less the revoked);
+ * else -EBADMSG (no trusted key signed it) or -EPERM ("signed by revoked key
+ * <id>", or a damaged stored keyring) with the reason. */
+int core_keys_verify(struct ota_agent *a, const struct ota_offer *off, struct ota_err *err);
+/* Takes m's keyring (a key-rotation release, already verified) when it is
+ * newer than the stored one: merged (revocations are for good) and stored
+ * durably. An older or equal keyring is ignored (a replay). -EPERM with the
+ * reason if it would leave no trusted key or cannot be merged; the store's
+ * error if it cannot be written. A dry run stores nothing. */
+int core_keys_rotate(struct ota_agent *a, const struct ota_manifest *m, struct ota_err *err);
 
 /* The inventory sent at check-in; the strings live in the buffers given. */
 int core_inventory(struct ota_agent *a, struct ota_inventory *inv, char *appv, char *rootv,

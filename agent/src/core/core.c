@@ -425,16 +425,16 @@ static int check_offer(struct ota_agent *a, const struct ota_offer *off, struct 
     uint64_t dl_free = 0, room = 0;
     int slot, r;
 
-    r = ota_manifest_verify(off->manifest, strlen(off->manifest), off->signature, a->cfg.pubkey_pem,
-                            err);
+    r = core_keys_verify(a, off, err);
     if (r < 0)
-        return r == -OTA_E_BAD_SIGNATURE
-                   ? r
-                   : ota_err_set(err, OTA_E_BAD_SIGNATURE, "signature check failed");
+        return r;
     r = ota_manifest_parse(off->manifest, strlen(off->manifest), &m, err);
     if (r < 0)
         return -EBADMSG;
     r = core_guard_product(a, &m, err);
+    if (r < 0)
+        return r;
+    r = core_keys_rotate(a, &m, err);
     if (r < 0)
         return r;
     r = core_slots_for(m.kind)->preflight(a, &m, err);

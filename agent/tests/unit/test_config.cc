@@ -206,3 +206,28 @@ TEST_F(ConfigTest, ClientCertificate)
     EXPECT_NE(std::string(err.reason).find("client_key " + dir + "/nope.key"), std::string::npos)
         << err.reason;
 }
+
+// [agent] public_key may name several key files, separated by commas: their
+// texts one after the other (the trusted release keys); a missing one is an
+// error that names it. One file reads as it always did.
+TEST_F(ConfigTest, PublicKeyTakesSeveralFiles)
+{
+    ota_config c;
+    ota_err err{};
+    std::string pub2 = dir + "/key2.pub";
+    write(pub2, "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEB\n-----END PUBLIC KEY-----");
+    ASSERT_EQ(
+        load("[agent]\nserver = http://h\npublic_key = " + pub + " , " + pub2 + "\n", &c, &err), 0)
+        << err.reason;
+    EXPECT_EQ(std::string(c.agent.pubkey_pem),
+              "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
+              "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEB\n-----END PUBLIC KEY-----");
+    ASSERT_EQ(load(base(), &c, &err), 0) << err.reason;
+    EXPECT_EQ(std::string(c.agent.pubkey_pem),
+              "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n");
+    err = {};
+    EXPECT_EQ(
+        load("[agent]\nserver = http://h\npublic_key = " + pub + "," + dir + "/nope\n", &c, &err),
+        -ENOENT);
+    EXPECT_NE(std::string(err.reason).find(dir + "/nope"), std::string::npos) << err.reason;
+}

@@ -179,6 +179,48 @@ TEST_F(Pack, BuildOptions)
     EXPECT_EQ(m.created, 1234);
 }
 
+// ota-pack keys: a release whose manifest carries the keyring; keyid prints
+// a key's id; --revoke takes an id or a key file; a keyring that says
+// nothing, an id both added and revoked, or keys without a version are refused.
+TEST_F(Pack, KeysBuildsARotationRelease)
+{
+    ASSERT_EQ(run("keygen --private " + p("new.pem") + " --public " + p("new.pub")), 0);
+    ASSERT_EQ(run("keyid --public " + p("pub.pem")), 0) << err_text;
+    std::string old_id = out_text.substr(0, out_text.size() - 1);
+    ASSERT_EQ(old_id.size(), 16u) << out_text;
+    std::string keys = "keys" + build_app().substr(5);
+    ASSERT_EQ(run(keys + "--keyring-version 7 --add " + p("new.pub") + " --revoke " + p("pub.pem") +
+                  " --revoke 0011223344556677"),
+              0)
+        << err_text;
+    std::string text = read_file(p("rel/manifest.json"));
+    ota_manifest m;
+    ota_err err = {};
+    ASSERT_EQ(ota_manifest_parse(text.data(), text.size(), &m, &err), 0) << err.reason;
+    EXPECT_EQ(m.keyring.version, 7);
+    ASSERT_EQ(m.keyring.n_keys, 1);
+    char id[OTA_KEY_ID_HEX];
+    ota_key_id(m.keyring.keys[0], id);
+    ASSERT_EQ(run("keyid --public " + p("new.pub")), 0);
+    EXPECT_EQ(std::string(id) + "\n", out_text);
+    ASSERT_EQ(m.keyring.n_revoked, 2);
+    EXPECT_EQ(std::string(m.keyring.revoked[0]), old_id);
+    EXPECT_STREQ(m.keyring.revoked[1], "0011223344556677");
+    ASSERT_EQ(run("verify --public " + p("pub.pem") + " --manifest " + p("rel/manifest.json")), 0)
+        << err_text;
+
+    EXPECT_EQ(run(keys + "--add " + p("new.pub")), 2); // no --keyring-version
+    EXPECT_NE(err_text.find("--keyring-version"), std::string::npos) << err_text;
+    EXPECT_EQ(run(keys + "--keyring-version 1"), 2); // neither --add nor --revoke
+    EXPECT_EQ(run(keys + "--keyring-version 0 --add " + p("new.pub")), 2);
+    EXPECT_EQ(run(keys + "--keyring-version 1 --add " + p("new.pub") + " --revoke " + p("new.pub")),
+              1);
+    EXPECT_NE(err_text.find("both trusted and revoked"), std::string::npos) << err_text;
+    EXPECT_EQ(run(keys + "--keyring-version 1 --add " + p("nope.pub")), 1);
+    EXPECT_EQ(run(build_app("--keyring-version 1")), 2); // build makes no rotation
+    EXPECT_EQ(run("keyid"), 2);
+}
+
 TEST_F(Pack, BuildRawRootfsImage)
 {
     write_file(p("rootfs-1.1.0.img"), std::string(1 << 20, '\x5a'));
@@ -332,14 +374,35 @@ TEST_F(Pack, HelpDocumentsEveryOption)
     for (const char *args : {"--help", "-h", "help", "build --help"}) {
         ASSERT_EQ(run(args), 0) << args;
         EXPECT_EQ(err_text, "");
-        for (const char *word : {"keygen",           "build",           "sign",
-                                 "verify",           "--private",       "--public",
-                                 "--force",          "--key",           "--payload",
-                                 "--kind",           "--format",        "--name",
-                                 "--version",        "--device-type",   "--min-version",
-                                 "--rollback",       "--rollback-from", "--rollback-expires",
-                                 "--installed-size", "--created",       "--out",
-                                 "--manifest",       "--sig",           "SOURCE_DATE_EPOCH",
+        for (const char *word : {"keygen",
+                                 "keys",
+                                 "keyid",
+                                 "--keyring-version",
+                                 "--add",
+                                 "--revoke",
+                                 "build",
+                                 "sign",
+                                 "verify",
+                                 "--private",
+                                 "--public",
+                                 "--force",
+                                 "--key",
+                                 "--payload",
+                                 "--kind",
+                                 "--format",
+                                 "--name",
+                                 "--version",
+                                 "--device-type",
+                                 "--min-version",
+                                 "--rollback",
+                                 "--rollback-from",
+                                 "--rollback-expires",
+                                 "--installed-size",
+                                 "--created",
+                                 "--out",
+                                 "--manifest",
+                                 "--sig",
+                                 "SOURCE_DATE_EPOCH",
                                  "Exit status"})
             EXPECT_NE(out_text.find(word), std::string::npos) << word;
     }

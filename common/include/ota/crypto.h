@@ -59,6 +59,20 @@ int ota_ed25519_sign(const char *priv_path, const void *msg, size_t n,
 int ota_ed25519_verify(const char *pub_pem, const void *msg, size_t n,
                        const uint8_t sig[OTA_ED25519_SIG_LEN], struct ota_err *err) OTA_MUST;
 
+/* Raw public keys and their ids (docs/DESIGN.md, "Release keys"). A key id
+ * is the first 8 bytes of the SHA-256 of the 32-byte raw public key, as 16
+ * lower-case hex digits: the name reasons, docs and rotations give a key. */
+#define OTA_ED25519_PUB_LEN 32
+#define OTA_KEY_ID_HEX      17  /* 16 hex digits + NUL */
+#define OTA_ED25519_PEM_LEN 128 /* the PEM text of one public key, NUL included */
+/* The raw key in pub_pem (PEM text holding one Ed25519 public key).
+ * -EINVAL with the reason if it holds none. */
+int ota_ed25519_pub_raw(const char *pub_pem, uint8_t ret_raw[OTA_ED25519_PUB_LEN],
+                        struct ota_err *err) OTA_MUST;
+/* The PEM text (SubjectPublicKeyInfo) of a raw key. */
+void ota_ed25519_pub_pem(const uint8_t raw[OTA_ED25519_PUB_LEN], char ret_pem[OTA_ED25519_PEM_LEN]);
+void ota_key_id(const uint8_t raw[OTA_ED25519_PUB_LEN], char ret_id[OTA_KEY_ID_HEX]);
+
 #ifdef __cplusplus
 }
 #endif

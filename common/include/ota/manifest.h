@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "ota/err.h"
 #include "ota/crypto.h"
+#include "ota/keyring.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,6 +61,10 @@ struct ota_manifest {
     int64_t rollback_expires;
     char rollback_from[OTA_MANIFEST_MAX_TYPES][64];
     int n_rollback_from;
+    /* A key-rotation release (absent otherwise, keyring.version 0): the
+     * keyring the agent takes when this release is offered to it, signed by
+     * a key it trusts (docs/DESIGN.md, "Release keys"). */
+    struct ota_keyring keyring;
 };
 
 /* Parses and validates manifest JSON (n bytes, not NUL-terminated).

@@ -19,6 +19,7 @@
 #include "otasrv/events.h"
 #include "otasrv/rollout.h"
 #include "otasrv/rollout_store.h"
+#include "api_rollouts_impl.h"
 
 struct ro {
     struct otasrv_rollout *r;
@@ -47,12 +48,6 @@ static int terminal(enum otasrv_rollout_state s)
            s == OTASRV_ROLLOUT_CANCELLED || s == OTASRV_ROLLOUT_ROLLED_BACK;
 }
 
-static int cmp_dev(const void *a, const void *b)
-{
-    return strcmp(((const struct otasrv_rollout_device *)a)->device_id,
-                  ((const struct otasrv_rollout_device *)b)->device_id);
-}
-
 static struct otasrv_rollout_device *find_dev(struct ro *ro, const char *id)
 {
     struct otasrv_rollout_device key;
@@ -60,7 +55,7 @@ static struct otasrv_rollout_device *find_dev(struct ro *ro, const char *id)
     if (!ro->n || strlen(id) >= sizeof(key.device_id))
         return NULL;
     strcpy(key.device_id, id);
-    return bsearch(&key, ro->devs, ro->n, sizeof(*ro->devs), cmp_dev);
+    return bsearch(&key, ro->devs, ro->n, sizeof(*ro->devs), otasrv_rdev_cmp);
 }
 
 static struct ro *find_ro(struct otasrv_rollouts *m, const char *id)
@@ -71,128 +66,12 @@ static struct ro *find_ro(struct otasrv_rollouts *m, const char *id)
     return NULL;
 }
 
-/* The kind ("app" or "rootfs") of a release, "" if unknown; its version into version (cap
- * 64) when not NULL. */
-static void release_kind(struct otasrv_srv *srv, const char *rid, char *kind, size_t cap,
-                         char *version)
-{
-    struct otasrv_release *rel = NULL;
-    struct ota_manifest mf;
-
-    kind[0] = '\0';
-    if (version)
-        version[0] = '\0';
-    if (rid[0] && otasrv_store_release_get(srv->store, rid, &rel, NULL) == 0 &&
-        ota_manifest_parse(rel->manifest, strlen(rel->manifest), &mf, NULL) == 0) {
-        ota_strlcpy(kind, ota_kind_names[mf.kind], cap);
-        if (version)
-            ota_strlcpy(version, mf.version, 64);
-    }
-    otasrv_release_free(rel);
-}
-
 /* The rollback order's version of ro's rollout. */
 static void ro_prev_version(struct otasrv_srv *srv, struct ro *ro)
 {
     char kind[16];
 
-    release_kind(srv, ro->r->def.previous_release_id, kind, sizeof(kind), ro->prev_version);
-}
-
-/* Room for the borrowed arrays of a struct otasrv_device_info. */
-struct info_room {
-    const char *tags[32];
-    const char *akeys[OTASRV_ROLLOUT_MAX_ATTRS];
-    const char *avals[OTASRV_ROLLOUT_MAX_ATTRS];
-};
-
-/* The engine's view of a stored device object (strings borrowed from dev). */
-static void device_info(const json_t *dev, const char *kind, struct info_room *room,
-                        struct otasrv_device_info *info)
-{
-    const json_t *t = json_object_get(dev, "tags");
-    const char **tags = room->tags;
-    const char *k;
-    size_t i;
-    json_t *x;
-
-    memset(info, 0, sizeof(*info));
-    info->device_id = json_string_value(json_object_get(dev, "device_id"));
-    info->device_type = json_string_value(json_object_get(dev, "device_type"));
-    info->group = json_string_value(json_object_get(dev, "group"));
-    json_array_foreach(t, i, x)
-    {
-        if (info->n_tags < 32 && json_is_string(x))
-            tags[info->n_tags++] = json_string_value(x);
-    }
-    info->tags = tags;
-    json_object_foreach((json_t *)json_object_get(dev, "attributes"), k, x)
-    {
-        if (info->n_attrs < OTASRV_ROLLOUT_MAX_ATTRS && json_is_string(x)) {
-            room->akeys[info->n_attrs] = k;
-            room->avals[info->n_attrs++] = json_string_value(x);
-        }
-    }
-    info->attr_keys = room->akeys;
-    info->attr_values = room->avals;
-    info->timezone = json_string_value(json_object_get(dev, "timezone"));
-    info->version =
-        kind[0] ? json_string_value(json_object_get(json_object_get(dev, "versions"), kind)) : NULL;
-}
-
-/* A table of the registered devices that match r's filters, sorted. */
-static int build_table(struct otasrv_srv *srv, const struct otasrv_rollout_def *def,
-                       const char *kind, struct otasrv_rollout_device **ret, size_t *ret_n,
-                       struct ota_err *err)
-{
-    struct otasrv_device_filter f = {0};
-    struct otasrv_rollout_device *v = NULL, *nv;
-    size_t n = 0, cap = 0;
-    int r;
-
-    f.limit = 1000;
-    for (;;) {
-        json_t *page = NULL, *devs, *dev;
-        size_t i, got;
-        if ((r = otasrv_store_devices_list(srv->store, &f, &page, err)) < 0)
-            goto fail;
-        devs = json_object_get(page, "devices");
-        got = json_array_size(devs);
-        json_array_foreach(devs, i, dev)
-        {
-            struct otasrv_device_info info;
-            struct info_room room;
-            device_info(dev, kind, &room, &info);
-            if (!info.device_id || !otasrv_rollout_matches(def, &info, NULL))
-                continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 256;
-                nv = realloc(v, cap * sizeof(*v));
-                if (!nv) {
-                    json_decref(page);
-                    r = ota_err_set(err, ENOMEM, "out of memory");
-                    goto fail;
-                }
-                v = nv;
-            }
-            if (otasrv_rollout_device_init(def->id, info.device_id, &v[n], NULL) == 0) {
-                otasrv_rollout_canary_prep(def, &info, &v[n]);
-                n++;
-            }
-        }
-        json_decref(page);
-        if (got < (size_t)f.limit)
-            break;
-        f.offset += f.limit;
-    }
-    if (n)
-        qsort(v, n, sizeof(*v), cmp_dev);
-    *ret = v;
-    *ret_n = n;
-    return 0;
-fail:
-    free(v);
-    return r;
+    otasrv_release_kind(srv, ro->r->def.previous_release_id, kind, sizeof(kind), ro->prev_version);
 }
 
 /* ---- events ---- */
@@ -377,7 +256,7 @@ static void on_loaded(void *ctx, struct otasrv_rollout *r, struct otasrv_rollout
     nv->r = r;
     nv->devs = devs;
     nv->n = n;
-    release_kind(m->srv, r->def.release_id, nv->kind, sizeof(nv->kind), NULL);
+    otasrv_release_kind(m->srv, r->def.release_id, nv->kind, sizeof(nv->kind), NULL);
     ro_prev_version(m->srv, nv);
 }
 
@@ -524,13 +403,13 @@ int otasrv_rollouts_offer(struct otasrv_req *req, const char *id, json_t **ret, 
         struct otasrv_rollout_device *d = find_dev(ro, id);
         struct otasrv_rollout_decision dec;
         struct otasrv_device_info info;
-        struct info_room room;
+        struct otasrv_info_room room;
         char uid[160];
         int64_t now = otasrv_now_ms();
 
         if (!d || ro->r->state == OTASRV_ROLLOUT_DRAFT || ro->r->state == OTASRV_ROLLOUT_APPROVED)
             continue;
-        device_info(dev, ro->kind, &room, &info);
+        otasrv_rdev_info(dev, ro->kind, &room, &info);
         changed = tick(m, ro, now);
         /* A device ordered back that already runs the rollback order's version (it never
          * installed the release, or went back on its own): the agent has nothing to install and
@@ -723,8 +602,8 @@ static enum otasrv_result create(struct otasrv_req *req)
         ret = otasrv_reply_error(req, 400, "field previous_release_id: %s", err.reason);
         goto out;
     }
-    release_kind(req->srv, def.release_id, kind, sizeof(kind), NULL);
-    if ((e = build_table(req->srv, &def, kind, &devs, &n, &err)) < 0) {
+    otasrv_release_kind(req->srv, def.release_id, kind, sizeof(kind), NULL);
+    if ((e = otasrv_rollout_table(req->srv, &def, kind, &devs, &n, &err)) < 0) {
         ret = reply_err(req, e, &err);
         goto out;
     }
@@ -790,7 +669,7 @@ static enum otasrv_result act(struct otasrv_req *req, struct ro *ro, const char 
         /* The devices registered now are the rollout's targets. */
         struct otasrv_rollout_device *devs = NULL;
         size_t n = 0;
-        if ((e = build_table(req->srv, &ro->r->def, ro->kind, &devs, &n, &err)) < 0)
+        if ((e = otasrv_rollout_table(req->srv, &ro->r->def, ro->kind, &devs, &n, &err)) < 0)
             return reply_err(req, e, &err);
         free(ro->devs);
         ro->devs = devs;

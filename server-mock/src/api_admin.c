@@ -487,6 +487,21 @@ out:
     return ret;
 }
 
+/* 1 if there is no --public-key or one of its keys verifies sig; else 0 with why in err. */
+static int signed_by_a_key(const struct otasrv_srv *srv, const char *manifest, const char *sig,
+                           struct ota_err *err)
+{
+    for (int i = 0; i < srv->n_public_keys; i++)
+        if (ota_manifest_verify(manifest, strlen(manifest), sig, srv->public_key_pem[i], err) == 0)
+            return 1;
+    if (srv->n_public_keys > 1) {
+        ota_err_clear(err);
+        ota_err_set(err, EBADMSG, "it verifies with none of the %d --public-key keys",
+                    srv->n_public_keys);
+    }
+    return srv->n_public_keys == 0;
+}
+
 static enum otasrv_result release_add(struct otasrv_req *req)
 {
     static const char *const keys[] = {"id",           "dir",     "manifest",       "signature",
@@ -547,8 +562,7 @@ static enum otasrv_result release_add(struct otasrv_req *req)
         ret = otasrv_reply_error(req, 400, "signature: base64 of a 64-byte Ed25519 signature");
         goto out;
     }
-    if (srv->public_key_pem &&
-        ota_manifest_verify(manifest, strlen(manifest), sig, srv->public_key_pem, &err) < 0) {
+    if (!signed_by_a_key(srv, manifest, sig, &err)) {
         ret = otasrv_reply_error(req, 400, "signature: %s", err.reason);
         goto out;
     }

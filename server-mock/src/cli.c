@@ -46,7 +46,7 @@ static const char USAGE[] =
     "  --open-enrollment      labs and tests: registration takes any token\n"
     "  --device-rate-limit N/s|N/m|N/h  fleet API requests per device (burst N;\n"
     "                         beyond: 429 with Retry-After; default: no limit)\n"
-    "  --public-key PEM       refuse releases whose signature this key does not verify\n"
+    "  --public-key PEM[,PEM] refuse releases whose signature none of these keys verifies\n"
     "  --public-url URL       base of URLs in answers (default: from the Host header)\n"
     "  --tls-cert PEM --tls-key PEM   serve HTTPS\n"
     "  --tls-client-ca PEM    mutual TLS: ask clients for a certificate; this CA\n"

@@ -684,11 +684,36 @@ void otasrv_server_stop(struct otasrv_srv *srv)
     if (srv->log && srv->log != stderr)
         fclose(srv->log);
     pthread_mutex_destroy(&srv->log_lock);
-    free(srv->public_key_pem);
+    for (int i = 0; i < srv->n_public_keys; i++)
+        free(srv->public_key_pem[i]);
     free(srv->tls_cert_pem);
     free(srv->tls_key_pem);
     free(srv->tls_client_ca_pem);
     free(srv);
+}
+
+/* --public-key: one PEM file or several, comma-separated (docs/DESIGN.md, "Release keys"). */
+static int read_public_keys(struct otasrv_srv *srv, struct ota_err *err)
+{
+    const int max = (int)(sizeof(srv->public_key_pem) / sizeof(srv->public_key_pem[0]));
+    char list[4096], *save = NULL;
+    size_t n;
+    int r;
+
+    if (!srv->cfg.public_key)
+        return 0;
+    if (strlen(srv->cfg.public_key) >= sizeof(list))
+        return ota_err_set(err, ENAMETOOLONG, "--public-key: the list is too long");
+    ota_strlcpy(list, srv->cfg.public_key, sizeof(list));
+    for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        if (srv->n_public_keys == max)
+            return ota_err_set(err, EINVAL, "--public-key: more than %d files", max);
+        r = ota_fs_read_all(f, 65536, &srv->public_key_pem[srv->n_public_keys], &n, err);
+        if (r < 0)
+            return ota_err_prefix(err, r, "--public-key");
+        srv->n_public_keys++;
+    }
+    return srv->n_public_keys ? 0 : ota_err_set(err, EINVAL, "--public-key: no file named");
 }
 
 /* Starts the daemon on cfg.listen:cfg.port (TLS when configured) and sets
@@ -763,7 +788,6 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
                         struct ota_err *err)
 {
     struct otasrv_srv *srv = calloc(1, sizeof(*srv));
-    size_t n;
     int r;
 
     if (!srv)
@@ -843,8 +867,7 @@ int otasrv_server_start(const struct otasrv_config *cfg, struct otasrv_srv **ret
         srv->enroll_open = srv->cfg.open_enrollment;
         srv->enroll_closed = !srv->cfg.open_enrollment;
     }
-    if (srv->cfg.public_key &&
-        (r = ota_fs_read_all(srv->cfg.public_key, 65536, &srv->public_key_pem, &n, err)) < 0)
+    if ((r = read_public_keys(srv, err)) < 0)
         goto fail;
     if (srv->cfg.log_path) {
         srv->log = strcmp(srv->cfg.log_path, "-") == 0 ? stderr : fopen(srv->cfg.log_path, "ae");

@@ -56,7 +56,8 @@ struct otasrv_config {
      * certificates, whose subject CN is the device id; NULL: none asked for */
     const char *tls_client_ca;
     int require_client_cert; /* device API calls without a valid certificate: 403 */
-    const char *public_key;  /* PEM file: releases must verify against it; NULL: not checked */
+    const char *public_key;  /* PEM file(s), comma-separated: a release must verify against one of
+                                them (a key rotation: the old and the new); NULL: not checked */
     const char *public_url;  /* base of URLs in answers; NULL: from Host */
     const char *log_path;    /* JSON-lines access log; "-": stderr; NULL: none */
     size_t max_body;         /* JSON body limit, default 1 MiB */
@@ -87,7 +88,8 @@ struct otasrv_srv {
     int enroll_closed;       /* neither an enrollment token nor open enrollment */
     char enroll_sha[65];     /* its SHA-256 */
     char releases_dir[4096]; /* <data_dir>/releases */
-    char *public_key_pem;    /* NULL: signatures not checked */
+    char *public_key_pem[8]; /* cfg.public_key's keys; none: signatures not checked */
+    int n_public_keys;
     char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
     char admin_ro_sha[65]; /* the read-only admin token's SHA-256; "": none */
     FILE *log;

@@ -46,6 +46,8 @@ static void usage(FILE *f)
             "       ota-sim fleet FLEET.yaml [options]   (ota-sim fleet --help)\n"
             "       ota-sim fleet-merge OUT.db SHARD.db...  (ota-sim fleet-merge --help)\n"
             "       ota-sim fleet-calibrate FLEET.yaml [options]   (in-process vs native)\n"
+            "       ota-sim blocks info|replay|bench ...   (block-level crash states from a\n"
+            "                              QEMU blklogwrites log: ota-sim blocks --help)\n"
             "\n"
             "Runs the real ota-agent on simulated devices against a real ota-server on\n"
             "127.0.0.1 and breaks them: power cuts, agent and service crashes, disk full,\n"
@@ -751,6 +753,8 @@ int otasim_cli_main(int argc, char **argv)
         return otasim_cli_fleet_merge(argc, argv);
     if (strcmp(argv[1], "fleet-calibrate") == 0)
         return otasim_cli_fleet_calibrate(argc, argv);
+    if (strcmp(argv[1], "blocks") == 0)
+        return otasim_cli_blocks(argc, argv);
     fprintf(stderr, "ota-sim: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

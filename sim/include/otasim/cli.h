@@ -20,6 +20,8 @@ int otasim_cli_boot(int argc, char **argv);
 /* ota-sim swupdate-pass CONFIG: one pass of a simulated SWUpdate device
  * (cli_swupdate.c; the swupdate adapter's driver, agent_swupdate.c). */
 int otasim_cli_swupdate_pass(int argc, char **argv);
+/* ota-sim blocks info|replay|bench: block-level crash states (cli_blocks.c). */
+int otasim_cli_blocks(int argc, char **argv);
 
 #ifdef __cplusplus
 }

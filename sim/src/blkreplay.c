@@ -1,0 +1,286 @@
+/* Block-level crash states: one working copy of a disk moved through a
+ * dm-log-writes log (otasim/blklog.h, docs/blocks.md). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "otasim/blklog.h"
+
+static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
+{
+    const uint8_t *p = buf;
+
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+static int pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+    uint8_t *p = buf;
+
+    while (n) {
+        ssize_t got = pread(fd, p, n, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got < 0 ? -errno : -EIO; /* a short file here is an error */
+        p += got;
+        n -= (size_t)got;
+        off += (uint64_t)got;
+    }
+    return 0;
+}
+
+/* Copies [off, off+len) from in to out through the kernel. */
+static int copy_range(int in, int out, uint64_t off, uint64_t len)
+{
+    loff_t ri = (loff_t)off, ro = (loff_t)off;
+
+    while (len) {
+        ssize_t n = copy_file_range(in, &ri, out, &ro, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP)) {
+            size_t k = len < OTASIM_BLK_CHUNK ? (size_t)len : OTASIM_BLK_CHUNK;
+            uint8_t *buf = malloc(k);
+            int r = buf ? pread_all(in, buf, k, (uint64_t)ri) : -ENOMEM;
+            if (r == 0)
+                r = pwrite_all(out, buf, k, (uint64_t)ro);
+            free(buf);
+            if (r < 0)
+                return r;
+            n = (ssize_t)k;
+            ri += n;
+            ro += n;
+        } else if (n <= 0) {
+            return n < 0 ? -errno : -EIO;
+        }
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+static void mark(struct otasim_blkreplay *r, uint64_t off, uint64_t len)
+{
+    for (uint64_t c = off / OTASIM_BLK_CHUNK; len && c <= (off + len - 1) / OTASIM_BLK_CHUNK; c++)
+        r->dirty[c] = r->touched[c] = 1;
+}
+
+/* Writes entry i's effect at its place in the working copy; with save, what
+ * it overwrites goes onto the undo stack first (offset, length, old bytes). */
+static int apply(struct otasim_blkreplay *r, uint64_t i, int save, struct ota_err *err)
+{
+    const struct otasim_blk_entry *e = &r->log->e[i];
+    uint64_t ss = r->log->sector_size, off = e->sector * ss, len = e->nr_sectors * ss;
+    int rc;
+
+    if (!otasim_blk_entry_is_data(e))
+        return 0;
+    if ((e->flags & OTASIM_BLK_DISCARD) && r->discard == OTASIM_BLK_DISCARD_KEEP)
+        return 0;
+    if (save) {
+        size_t need = r->undo_len + 16 + (size_t)len;
+        if (need > r->undo_cap) {
+            size_t cap = need * 2;
+            uint8_t *u = realloc(r->undo, cap);
+            if (!u)
+                return ota_err_set(err, ENOMEM, "no memory for the undo of entry %" PRIu64, i);
+            r->undo = u;
+            r->undo_cap = cap;
+        }
+        memcpy(r->undo + r->undo_len, &off, 8);
+        memcpy(r->undo + r->undo_len + 8, &len, 8);
+        if ((rc = pread_all(r->work_fd, r->undo + r->undo_len + 16, (size_t)len, off)) < 0)
+            return ota_err_set(err, -rc, "reading the working copy: %s", strerror(-rc));
+        r->undo_len = need;
+    }
+    if (e->flags & OTASIM_BLK_DISCARD) {
+        rc = fallocate(r->work_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                       (off_t)len) < 0
+                 ? -errno
+                 : 0;
+        if (rc == -EOPNOTSUPP) /* no holes here: write the zeroes */
+            rc = fallocate(r->work_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                           (off_t)len) < 0
+                     ? -errno
+                     : 0;
+    } else {
+        rc = pwrite_all(r->work_fd, r->log->map + e->data_off, (size_t)len, off);
+    }
+    if (rc < 0)
+        return ota_err_set(err, -rc, "entry %" PRIu64 " (sector %" PRIu64 "): %s", i, e->sector,
+                           strerror(-rc));
+    mark(r, off, len);
+    return 0;
+}
+
+int otasim_blkreplay_init(struct otasim_blkreplay *r, const struct otasim_blklog *log,
+                          const char *base, const char *work, struct ota_err *err)
+{
+    struct stat st;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->log = log;
+    r->work_fd = -1;
+    r->base_fd = open(base, O_RDONLY | O_CLOEXEC);
+    if (r->base_fd < 0)
+        return ota_err_set(err, errno, "cannot open %s: %s", base, strerror(errno));
+    if (fstat(r->base_fd, &st) < 0) {
+        rc = ota_err_set(err, errno, "cannot stat %s: %s", base, strerror(errno));
+        goto fail;
+    }
+    r->image_size = (uint64_t)st.st_size;
+    if (log->end_sector > r->image_size / log->sector_size) {
+        rc = ota_err_set(err, EINVAL,
+                         "the log writes up to sector %" PRIu64 " (of %" PRIu32
+                         " bytes) but %s holds %" PRIu64 " bytes: not this log's disk",
+                         log->end_sector, log->sector_size, base, r->image_size);
+        goto fail;
+    }
+    r->work_fd = open(work, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (r->work_fd < 0) {
+        rc = ota_err_set(err, errno, "cannot create %s: %s", work, strerror(errno));
+        goto fail;
+    }
+    r->n_chunks = (r->image_size + OTASIM_BLK_CHUNK - 1) / OTASIM_BLK_CHUNK;
+    r->dirty = calloc(r->n_chunks + 1, 1);
+    r->touched = calloc(r->n_chunks + 1, 1);
+    if (!r->dirty || !r->touched) {
+        rc = ota_err_set(err, ENOMEM, "no memory for %" PRIu64 " chunks", r->n_chunks);
+        goto fail;
+    }
+    if ((rc = copy_range(r->base_fd, r->work_fd, 0, r->image_size)) < 0) {
+        rc = ota_err_set(err, -rc, "copying %s to %s: %s", base, work, strerror(-rc));
+        goto fail;
+    }
+    memset(r->dirty, 1, r->n_chunks);
+    return 0;
+fail:
+    otasim_blkreplay_free(r);
+    return rc;
+}
+
+void otasim_blkreplay_free(struct otasim_blkreplay *r)
+{
+    if (r->base_fd >= 0)
+        close(r->base_fd);
+    if (r->work_fd >= 0)
+        close(r->work_fd);
+    free(r->dirty);
+    free(r->touched);
+    free(r->undo);
+    memset(r, 0, sizeof(*r));
+    r->base_fd = r->work_fd = -1;
+}
+
+/* Back to the base image: only the chunks changed since it was copied. */
+static int rewind_to_base(struct otasim_blkreplay *r, struct ota_err *err)
+{
+    for (uint64_t c = 0; c < r->n_chunks; c++) {
+        uint64_t off = c * OTASIM_BLK_CHUNK, len = OTASIM_BLK_CHUNK;
+        int rc;
+        if (!r->touched[c])
+            continue;
+        if (off + len > r->image_size)
+            len = r->image_size - off;
+        if ((rc = copy_range(r->base_fd, r->work_fd, off, len)) < 0)
+            return ota_err_set(err, -rc, "restoring the base image: %s", strerror(-rc));
+        r->touched[c] = 0;
+        r->dirty[c] = 1;
+    }
+    r->applied = 0;
+    return 0;
+}
+
+int otasim_blkreplay_seek(struct otasim_blkreplay *r, uint64_t pos, struct ota_err *err)
+{
+    int rc;
+
+    if (pos > r->log->nr_entries)
+        return ota_err_set(err, EINVAL,
+                           "position %" PRIu64 " is past the log's %" PRIu64 " entries", pos,
+                           r->log->nr_entries);
+    if (r->undo_len)
+        return ota_err_set(err, EBUSY, "extra writes applied: undo them before a seek");
+    if (pos < r->applied && (rc = rewind_to_base(r, err)) < 0)
+        return rc;
+    for (; r->applied < pos; r->applied++)
+        if ((rc = apply(r, r->applied, 0, err)) < 0)
+            return rc;
+    return 0;
+}
+
+int otasim_blkreplay_apply_extra(struct otasim_blkreplay *r, const uint64_t *idx, uint64_t n,
+                                 struct ota_err *err)
+{
+    for (uint64_t k = 0; k < n; k++) {
+        int rc;
+        if (idx[k] >= r->log->nr_entries)
+            return ota_err_set(err, EINVAL, "entry %" PRIu64 " is not in the log", idx[k]);
+        if ((rc = apply(r, idx[k], 1, err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int otasim_blkreplay_undo_extra(struct otasim_blkreplay *r, struct ota_err *err)
+{
+    /* the records are walked newest first: find each record's start from the front */
+    while (r->undo_len) {
+        size_t at = 0, last = 0;
+        uint64_t off, len;
+        int rc;
+        while (at < r->undo_len) {
+            last = at;
+            memcpy(&len, r->undo + at + 8, 8);
+            at += 16 + (size_t)len;
+        }
+        memcpy(&off, r->undo + last, 8);
+        memcpy(&len, r->undo + last + 8, 8);
+        if ((rc = pwrite_all(r->work_fd, r->undo + last + 16, (size_t)len, off)) < 0)
+            return ota_err_set(err, -rc, "undoing a write at byte %" PRIu64 ": %s", off,
+                               strerror(-rc));
+        mark(r, off, len);
+        r->undo_len = last;
+    }
+    return 0;
+}
+
+int otasim_blkreplay_sync(struct otasim_blkreplay *r, int out_fd, int full, struct ota_err *err)
+{
+    uint64_t c = 0;
+
+    while (c < r->n_chunks) {
+        uint64_t start = c, off, len;
+        int rc;
+        if (!full && !r->dirty[c]) {
+            c++;
+            continue;
+        }
+        while (c < r->n_chunks && (full || r->dirty[c]))
+            r->dirty[c++] = 0;
+        off = start * OTASIM_BLK_CHUNK;
+        len = c * OTASIM_BLK_CHUNK - off;
+        if (off + len > r->image_size)
+            len = r->image_size - off;
+        if ((rc = copy_range(r->work_fd, out_fd, off, len)) < 0)
+            return ota_err_set(err, -rc, "writing the state out: %s", strerror(-rc));
+    }
+    return ftruncate(out_fd, (off_t)r->image_size) < 0
+               ? ota_err_set(err, errno, "sizing the state: %s", strerror(errno))
+               : 0;
+}

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -410,6 +411,10 @@ TEST_F(BlkLogTest, FuaMarksAndDiscardsAreCountedAndPlaced)
     EXPECT_TRUE(got == want);
     otasim_blkreplay_free(&r);
     otasim_blklog_close(&log);
+    // a mark longer than its sector is refused
+    put_le64(l, 512 + 1024 + 24, 512 - 32 + 1);
+    write_all(path, l);
+    EXPECT_NE(open_error(path).find("does not fit"), std::string::npos) << open_error(path);
 }
 
 // One working copy moved forward, then back, with only the changes copied
@@ -448,6 +453,55 @@ TEST_F(BlkLogTest, IncrementalStatesMatchFreshReplays)
     otasim_blkreplay_free(&r);
     free(pos);
     otasim_blklog_close(&log);
+}
+
+std::string run(const std::string &cmd, int *status)
+{
+    std::string out;
+    FILE *p = popen((cmd + " 2>&1").c_str(), "r");
+    char buf[512];
+    size_t n;
+    while (p && (n = fread(buf, 1, sizeof(buf), p)) > 0)
+        out.append(buf, n);
+    *status = p ? pclose(p) : -1;
+    return out;
+}
+
+// The command line: ota-sim blocks info and replay on a qemu-io log.
+TEST_F(BlkLogTest, CommandLineInfoAndReplay)
+{
+    std::string sim = std::string(OTA_BINARY_DIR) + "/sim/ota-sim";
+    if (access(sim.c_str(), X_OK) != 0)
+        GTEST_SKIP() << sim << " not built";
+    std::string disk, path = record(kCmds, &disk);
+    int st = 0;
+    std::string out = run(sim + " blocks info " + path, &st);
+    EXPECT_EQ(WEXITSTATUS(st), 0) << out;
+    EXPECT_NE(out.find(" writes=7 discards=1 "), std::string::npos) << out;
+    EXPECT_NE(out.find(" fua=0 "), std::string::npos) << out;
+    EXPECT_NE(out.find("points_write=9"), std::string::npos) << out;
+    std::string img = dir + "/cli.raw";
+    out = run(sim + " blocks replay --base " + base + " --log " + path +
+                  " --unit write --point 8 --out " + img,
+              &st);
+    EXPECT_EQ(WEXITSTATUS(st), 0) << out;
+    EXPECT_TRUE(read_all(img) == disk);
+    out = run(sim + " blocks replay --base " + base + " --log " + path +
+                  " --unit write --point 3 --out " + img,
+              &st);
+    EXPECT_EQ(WEXITSTATUS(st), 0) << out;
+    auto d = data_cmds();
+    EXPECT_TRUE(read_all(img) == direct({d[0], d[1], d[2]}));
+    out = run(sim + " blocks replay --base " + base + " --log " + path +
+                  " --unit write --point 9 --out " + img,
+              &st);
+    EXPECT_EQ(WEXITSTATUS(st), 2) << out;
+    EXPECT_NE(out.find("point 9 out of range"), std::string::npos) << out;
+    std::string cut = dir + "/cut.log";
+    write_all(cut, read_all(path).substr(0, 512 * 12));
+    out = run(sim + " blocks info " + cut, &st);
+    EXPECT_EQ(WEXITSTATUS(st), 2) << out;
+    EXPECT_NE(out.find("truncated"), std::string::npos) << out;
 }
 
 } // namespace

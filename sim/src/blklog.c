@@ -73,7 +73,7 @@ static int read_super(struct otasim_blklog *log, uint64_t *nr, struct ota_err *e
     if (version != 1)
         return ota_err_set(err, EINVAL, "unsupported log version %" PRIu64 " (1 is known)",
                            version);
-    if (ss < 512 || ss >= (1u << 24) || (ss & (ss - 1)))
+    if (ss < ENTRY_LEN || ss >= (1u << 24) || (ss & (ss - 1)))
         return ota_err_set(err, EINVAL, "bad sector size %" PRIu32, ss);
     log->sector_size = ss;
     *nr = le64(log->map + 16);

@@ -65,11 +65,11 @@ struct otasim_blklog {
 
 /* Reads and checks the log at path: an empty file is an empty log (QEMU
  * writes the super block at the first flush); else the super block (magic, version 1, sector
- * size a power of two in [512, 16 MiB)), every entry inside the file with
- * valid flags, and the count: the super block's entry count must account for
- * the whole file (bytes after the counted entries that hold another entry are
- * refused: a killed recording whose super block lagged, or a reused log file).
- * 0, or -EINVAL (malformed or truncated) / -errno with err set. */
+ * size a power of two in [32 bytes, 16 MiB): one entry header fits), every entry inside the file
+ * with valid flags, and the count: the super block's entry count must account for the whole file
+ * (bytes after the counted entries that hold another entry are refused: a killed recording whose
+ * super block lagged, or a reused log file). 0, or -EINVAL (malformed or truncated) / -errno with
+ * err set. */
 int otasim_blklog_open(struct otasim_blklog *log, const char *path, struct ota_err *err) OTA_MUST;
 void otasim_blklog_close(struct otasim_blklog *log);
 

@@ -44,6 +44,21 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off)
     return 0;
 }
 
+static int write_zeroes(int fd, uint64_t off, uint64_t len)
+{
+    uint8_t *z = calloc(1, OTASIM_BLK_CHUNK);
+    int rc = z ? 0 : -ENOMEM;
+
+    while (rc == 0 && len) {
+        size_t k = len < OTASIM_BLK_CHUNK ? (size_t)len : OTASIM_BLK_CHUNK;
+        rc = pwrite_all(fd, z, k, off);
+        off += k;
+        len -= k;
+    }
+    free(z);
+    return rc;
+}
+
 /* Copies [off, off+len) from in to out through the kernel. */
 static int copy_range(int in, int out, uint64_t off, uint64_t len)
 {
@@ -113,10 +128,7 @@ static int apply(struct otasim_blkreplay *r, uint64_t i, int save, struct ota_er
                  ? -errno
                  : 0;
         if (rc == -EOPNOTSUPP) /* no holes here: write the zeroes */
-            rc = fallocate(r->work_fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                           (off_t)len) < 0
-                     ? -errno
-                     : 0;
+            rc = write_zeroes(r->work_fd, off, len);
     } else {
         rc = pwrite_all(r->work_fd, r->log->map + e->data_off, (size_t)len, off);
     }
@@ -124,6 +136,25 @@ static int apply(struct otasim_blkreplay *r, uint64_t i, int save, struct ota_er
         return ota_err_set(err, -rc, "entry %" PRIu64 " (sector %" PRIu64 "): %s", i, e->sector,
                            strerror(-rc));
     mark(r, off, len);
+    return 0;
+}
+
+/* Creates (or empties) the working copy; never the base image itself. */
+static int open_work(struct otasim_blkreplay *r, const struct stat *base_st, const char *base,
+                     const char *work, struct ota_err *err)
+{
+    struct stat st;
+
+    r->work_fd = open(work, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (r->work_fd < 0)
+        return ota_err_set(err, errno, "cannot create %s: %s", work, strerror(errno));
+    if (fstat(r->work_fd, &st) < 0)
+        return ota_err_set(err, errno, "cannot stat %s: %s", work, strerror(errno));
+    if (st.st_dev == base_st->st_dev && st.st_ino == base_st->st_ino)
+        return ota_err_set(err, EINVAL, "%s is the base image %s: it would be overwritten", work,
+                           base);
+    if (ftruncate(r->work_fd, 0) < 0)
+        return ota_err_set(err, errno, "cannot empty %s: %s", work, strerror(errno));
     return 0;
 }
 
@@ -151,11 +182,8 @@ int otasim_blkreplay_init(struct otasim_blkreplay *r, const struct otasim_blklog
                          log->end_sector, log->sector_size, base, r->image_size);
         goto fail;
     }
-    r->work_fd = open(work, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (r->work_fd < 0) {
-        rc = ota_err_set(err, errno, "cannot create %s: %s", work, strerror(errno));
+    if ((rc = open_work(r, &st, base, work, err)) < 0)
         goto fail;
-    }
     r->n_chunks = (r->image_size + OTASIM_BLK_CHUNK - 1) / OTASIM_BLK_CHUNK;
     r->dirty = calloc(r->n_chunks + 1, 1);
     r->touched = calloc(r->n_chunks + 1, 1);

@@ -150,6 +150,8 @@ static int replay(const struct otasim_blklog *log, const struct blocks_opts *o, 
         if (rc == 0)
             printf("point=%" PRIu64 " entries_applied=%" PRIu64 "\n", o->point, pos[o->point]);
         otasim_blkreplay_free(&r); /* the out image keeps what was applied */
+        if (rc < 0)
+            unlink(o->out); /* no half-made state left behind */
     }
     free(idx);
     free(pos);

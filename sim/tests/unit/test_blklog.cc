@@ -347,6 +347,12 @@ TEST_F(BlkLogTest, TruncatedAndMalformedLogsAreRefusedWithAReason)
     write_all(small, read_all(base).substr(0, 64 * 1024));
     EXPECT_EQ(otasim_blkreplay_init(&r, &log, small.c_str(), (dir + "/w").c_str(), &e), -EINVAL);
     EXPECT_NE(std::string(e.reason).find("not this log's disk"), std::string::npos) << e.reason;
+    // the base image itself as the working copy: refused, the base untouched
+    std::string before = read_all(base);
+    e = {};
+    EXPECT_EQ(otasim_blkreplay_init(&r, &log, base.c_str(), base.c_str(), &e), -EINVAL);
+    EXPECT_NE(std::string(e.reason).find("is the base image"), std::string::npos) << e.reason;
+    EXPECT_TRUE(read_all(base) == before);
     otasim_blklog_close(&log);
 }
 

@@ -245,14 +245,12 @@ int otasim_blklog_points(const struct otasim_blklog *log, enum otasim_blk_unit u
             k++;
         }
     }
-    /* the whole log is the last point, whatever its last entry is */
-    if (unit == OTASIM_BLK_UNIT_FLUSH &&
-        (log->nr_entries == 0 || !otasim_blk_entry_is_barrier(&log->e[log->nr_entries - 1]))) {
-        if (log->nr_entries > 0) {
-            if (p)
-                p[k] = log->nr_entries;
-            k++;
-        }
+    /* flush unit: the writes after the last barrier make a last point too */
+    if (unit == OTASIM_BLK_UNIT_FLUSH && log->nr_entries > 0 &&
+        !otasim_blk_entry_is_barrier(&log->e[log->nr_entries - 1])) {
+        if (p)
+            p[k] = log->nr_entries;
+        k++;
     }
     if (pos)
         *pos = p;

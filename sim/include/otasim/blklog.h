@@ -75,7 +75,7 @@ void otasim_blklog_close(struct otasim_blklog *log);
 
 /* The crash points of a unit: positions in the entry list (a state at point
  * n is the first pos[n] entries applied). Point 0 is the starting disk; the
- * last point is the whole log. Flush unit: after each barrier (and the end).
+ * last point's disk is the whole log's. Flush unit: after each barrier (and the end).
  * Write unit: after each data entry. The count into *n; pos may be NULL to
  * only count. Returns 0 or -ENOMEM. */
 int otasim_blklog_points(const struct otasim_blklog *log, enum otasim_blk_unit unit, uint64_t **pos,

@@ -11,7 +11,7 @@ import html
 import math
 
 OUTCOME_COLOURS = {"pass": "#3aa655", "fail": "#c62828", "error": "#e69500",
-                   "not-run": "#8888bb"}
+                   "not-run": "#8888bb", "environment": "#5b8fa8"}
 
 
 def e(x):

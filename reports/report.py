@@ -229,7 +229,8 @@ def fault_key(kind):
 
 def summarize(trials):
     """Counts used by the header and the summary."""
-    s = {"trials": len(trials), "pass": 0, "fail": 0, "error": 0, "not-run": 0, "executed": 0,
+    s = {"trials": len(trials), "pass": 0, "fail": 0, "error": 0, "not-run": 0, "environment": 0,
+         "executed": 0,
          "equivalent": 0, "points": 0, "points_run": 0, "points_equiv": 0,
          "point_classes": 0}
     for t in trials:
@@ -248,14 +249,22 @@ def summarize(trials):
     return s
 
 
+def environment_count(s):
+    """", N environment" when a trial had that verdict (the summary lines of runs
+    without one stay as they were)."""
+    return ", %d environment" % s["environment"] if s["environment"] else ""
+
+
 def rates_by_fault(trials):
     """Per fault kind over executed trials (equivalent points copy another
     trial's result, so they add no independent evidence): n = pass + fail,
-    k = fail; harness errors and trials not run (the agent lacks what the
-    case needs, e.g. named fault points) are counted apart."""
+    k = fail; harness errors, trials not run (the agent lacks what the
+    case needs, e.g. named fault points) and environment verdicts (a QEMU
+    guest lost its network, twice: the agent was not judged) are counted apart."""
     out = {}
     for t in trials:
         r = out.setdefault(t["fault"], {"n": 0, "k": 0, "errors": 0, "not_run": 0,
+                                        "environment": 0,
                                         "equivalent": 0, "failed_equivalent": 0})
         if is_equiv(t):
             r["equivalent"] += 1
@@ -269,6 +278,8 @@ def rates_by_fault(trials):
             r["k"] += 1
         elif t["outcome"] == "not-run":
             r["not_run"] += 1
+        elif t["outcome"] == "environment":
+            r["environment"] += 1
         else:
             r["errors"] += 1
     for r in out.values():
@@ -350,7 +361,7 @@ pre.repro{background:#1d232a;color:#e8ecf1;padding:8px 10px;border-radius:4px;wh
 .pass{background:#d7f2dc}.fail{background:#f7c9c9}.error{background:#fbe2b8}.empty{background:#f3f3f3;color:#999}
 .mixed{background:#f9d8a8}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;font-weight:600}
-.not-run{background:#e4e4f4}.badge.not-run{color:#333366}.badge.pass{color:#155d27}.badge.fail{color:#8a1111}.badge.error{color:#7a4b00}
+.not-run{background:#e4e4f4}.badge.not-run{color:#333366}.environment{background:#dde8ee}.badge.environment{color:#1f4e66}.badge.pass{color:#155d27}.badge.fail{color:#8a1111}.badge.error{color:#7a4b00}
 .cell{text-align:center;white-space:nowrap}
 .strip{display:flex;flex-wrap:wrap;gap:1px;margin:4px 0 8px;max-width:1150px}
 .strip span{display:block;width:9px;height:18px}
@@ -373,8 +384,10 @@ def e(x):
 
 def outcome_class(o):
     """pass, fail, not-run (a case this agent cannot run: not its failure,
-    not the harness's), or error (the harness broke)."""
-    return o if o in ("pass", "fail", "not-run") else "error"
+    not the harness's), environment (a QEMU guest lost its network on the
+    trial and its retry: not the agent's failure, not a pass), or error (the
+    harness broke)."""
+    return o if o in ("pass", "fail", "not-run", "environment") else "error"
 
 
 def badge(o):
@@ -391,7 +404,8 @@ def html_header(run, trials, s):
     k = sum(r["k"] for r in rates.values())
     bound, method = upper_bound(k, n)
     dur = (run["finished_ms"] - run["started_ms"]) if run["finished_ms"] and run["started_ms"] else None
-    status = "fail" if s["fail"] else ("error" if s["error"] else "pass")
+    status = ("fail" if s["fail"] else "error" if s["error"] else
+              "environment" if s["environment"] else "pass")
     rows = [
         ("Run", "#%s &nbsp; %s" % (e(run["id"]), badge(status))),
         ("Command", "<code>%s</code>" % e(run["command"])),
@@ -402,8 +416,9 @@ def html_header(run, trials, s):
         ("Trials", "%d: %d executed, %d equivalent (result of an executed one)" % (
             s["trials"], s["executed"], s["equivalent"])),
         ("Outcomes", '<span class="badge pass">%d pass</span> <span class="badge fail">%d fail</span>'
-         ' <span class="badge error">%d error</span> <span class="badge not-run">%d not run</span>' % (
-             s["pass"], s["fail"], s["error"], s["not-run"])),
+         ' <span class="badge error">%d error</span> <span class="badge not-run">%d not run</span>'
+         ' <span class="badge environment">%d environment</span>' % (
+             s["pass"], s["fail"], s["error"], s["not-run"], s["environment"])),
         ("Crash points", "%d persistence points: %d run, %d equivalent to a run one "
          "(same durable state, same server view)" % (s["points"], s["points_run"],
                                                      s["points_equiv"])),
@@ -427,7 +442,7 @@ def html_matrix(trials):
         rows.add(r)
         kinds.add(t["fault"])
         c = cells.setdefault((r, t["fault"]), {"pass": 0, "fail": 0, "error": 0, "not-run": 0,
-                                               "eq": 0})
+                                               "environment": 0, "eq": 0})
         c[outcome_class(t["outcome"])] += 1
         if is_equiv(t):
             c["eq"] += 1
@@ -446,6 +461,8 @@ def html_matrix(trials):
                 cls = "fail"
             elif c["error"]:
                 cls = "error"
+            elif c["environment"]:
+                cls = "environment"
             elif c["not-run"] and not c["pass"]:
                 cls = "not-run"
             txt = "%d&#10003; %d&#10007;" % (c["pass"], c["fail"])
@@ -453,6 +470,8 @@ def html_matrix(trials):
                 txt += " %d err" % c["error"]
             if c["not-run"]:
                 txt += " %d not run" % c["not-run"]
+            if c["environment"]:
+                txt += " %d env" % c["environment"]
             title = "%s x %s: %d pass, %d fail, %d error, %d of them equivalent" % (
                 r, k, c["pass"], c["fail"], c["error"], c["eq"])
             out.append('<td class="cell %s" title="%s">%s</td>' % (cls, e(title), txt))
@@ -770,16 +789,17 @@ def render_summary(run, trials, max_failed=30, fleets=()):
     n = sum(r["n"] for r in rates.values())
     k = sum(r["k"] for r in rates.values())
     bound, method = upper_bound(k, n)
-    status = "FAILED" if s["fail"] else ("ERRORS" if s["error"] else "passed")
+    status = ("FAILED" if s["fail"] else "ERRORS" if s["error"] else
+              "ENVIRONMENT" if s["environment"] else "passed")
     out = [
         "## ota-sim run %s: %s" % (run["id"], status),
         "",
         "`%s`" % (run["command"] or "").replace("`", "'"),
         "",
         "- agent: `%s`" % run["agent"],
-        "- %d trials (%d executed, %d equivalent): **%d pass, %d fail, %d error, %d not run**" % (
+        "- %d trials (%d executed, %d equivalent): **%d pass, %d fail, %d error, %d not run%s**" % (
             s["trials"], s["executed"], s["equivalent"], s["pass"], s["fail"], s["error"],
-            s["not-run"]),
+            s["not-run"], environment_count(s)),
         "- persistence points: %d (%d run, %d equivalent)" % (
             s["points"], s["points_run"], s["points_equiv"]),
         "- failure rate: %d/%d executed trials, 95%% upper bound %s" % (
@@ -804,6 +824,8 @@ def render_summary(run, trials, max_failed=30, fleets=()):
         for t in failed[:max_failed]:
             bad = [i for i in t["invariants"] if not i["ok"]]
             why = "; ".join("%s: %s" % (i["name"], i["detail"]) for i in bad) or t["detail"] or ""
+            if t["outcome"] == "environment":  # its checks judged no agent: the detail says why
+                why = t["detail"] or why
             if len(why) > 300:
                 why = why[:297] + "..."
             eq = " (equivalent to `%s`)" % t["equivalent_to"] if is_equiv(t) else ""
@@ -825,10 +847,10 @@ def render_jsonl(trials):
 
 
 def render_reproduce(run, trials):
-    """reproduce.txt: one command a line per failed trial (fail or error; executed trials
+    """reproduce.txt: one command a line per failed trial (fail, error or environment; executed trials
     first, then the equivalent points), each after a # line naming it; comments only when
     nothing failed. The interface CI keeps as an artifact (docs/ci.md)."""
-    bad = [t for t in trials if t["outcome"] in ("fail", "error")]
+    bad = [t for t in trials if t["outcome"] in ("fail", "error", "environment")]
     bad = [t for t in bad if not is_equiv(t)] + [t for t in bad if is_equiv(t)]
     out = ["# ota-sim run %s: the reproduce commands of its %d failed trials (docs/ci.md)" % (
         run["id"], len(bad))]
@@ -906,8 +928,8 @@ def main(argv=None):
         print("ota-report: %s: %s" % (ex.filename or a.out, ex.strerror or ex), file=sys.stderr)
         return 1
     s = summarize(trials)
-    print("ota-report: run %d: %d trials, %d pass, %d fail, %d error, %d not run -> %s" % (
-        run["id"], s["trials"], s["pass"], s["fail"], s["error"], s["not-run"],
+    print("ota-report: run %d: %d trials, %d pass, %d fail, %d error, %d not run%s -> %s" % (
+        run["id"], s["trials"], s["pass"], s["fail"], s["error"], s["not-run"], environment_count(s),
         os.path.join(a.out, "report.html")))
     for f in fleets:
         print("ota-report: fleet %s seed %s: %s, rollout %s" % (

@@ -448,6 +448,41 @@ def test_not_run_is_neither_a_failure_nor_a_harness_error(tmp_path):
     assert 'badge not-run' in (out / "report.html").read_text()
 
 
+def test_environment_is_neither_a_pass_nor_the_agents_failure(tmp_path):
+    """A QEMU trial whose guest lost its network on the trial and on its retry
+    (verdict environment, sim/src/qenv.c): shown as such, apart from the
+    failure rate and the harness errors, never counted as a pass; its reproduce
+    command is listed (the trial wants running again)."""
+    path = str(tmp_path / "runs.db")
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA)
+    con.execute("INSERT INTO runs VALUES(1, ?, ?, 'ota-sim run x --target qemu', '/b/ota-agent')",
+                (T0, T0 + 1000))
+    add_trial(con, 1, "app", "power-cut", "state:SWITCHING", "pass", 1)
+    why = ("twice: attempt 1: environment: the guest's network never came up (power-on 1: "
+           "ota-net: no usb0 or eth0 after 20 s)")
+    env = add_trial(con, 1, "app", "power-cut", "state:INSTALLING", "environment", 2,
+                    bad=("expected-outcome",), detail=why)
+    con.commit()
+    con.close()
+    out = tmp_path / "out"
+    r = run_report("--db", path, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "1 pass, 0 fail, 0 error, 0 not run, 1 environment" in r.stdout
+    md = (out / "summary.md").read_text()
+    assert "## ota-sim run 1: ENVIRONMENT" in md
+    assert "**1 pass, 0 fail, 0 error, 0 not run, 1 environment**" in md
+    rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]]
+            for l in md.splitlines() if l.startswith("| ") and "---" not in l}
+    assert rows["power-cut"][:3] == ["1", "0", "0"]  # n, failures, errors
+    # the case is listed with its verdict and the reason, not the checks it could not judge
+    assert ("**%s** environment" % env) in md and "ota-net: no usb0 or eth0" in md
+    page = (out / "report.html").read_text()
+    assert '<span class="badge environment">1 environment</span>' in page
+    assert '<span class="badge environment">environment</span>' in page
+    assert "#%s" % env in (out / "reproduce.txt").read_text().replace("# ", "#")
+
+
 def test_schema_copy_is_rundb_c():
     """SCHEMA above is the SQL of sim/src/rundb.c (its string literals)."""
     import re

@@ -22,8 +22,17 @@
 #endif
 
 /* EXIT_NOT_RUN: nothing failed, but trials could not run on the agent under
- * test (a fault-point scenario on an agent built without fault points). */
-enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_RUN = 4, EXIT_HARNESS = 5 };
+ * test (a fault-point scenario on an agent built without fault points).
+ * EXIT_ENVIRONMENT: nothing failed, but a QEMU trial's guest lost its network on the
+ * trial and on its retry: the agent was not judged there (qenv.h). */
+enum {
+    EXIT_PASS = 0,
+    EXIT_FAILED = 1,
+    EXIT_USAGE = 2,
+    EXIT_NOT_RUN = 4,
+    EXIT_HARNESS = 5,
+    EXIT_ENVIRONMENT = 6
+};
 
 static void usage(FILE *f)
 {
@@ -101,7 +110,8 @@ static void usage(FILE *f)
             "Exit: 0 all passed, 1 a trial failed, 2 usage or bad input (options, scenario\n"
             "and matrix files, --agent, --image, --case ids; nothing ran), 4 nothing failed but\n"
             "trials could not run on this agent (fault points: cmake -DOTA_FAULT_POINTS=ON),\n"
-            "5 harness error (also when a trial failed too). docs/ci.md: the interface.\n"
+            "5 harness error (also when a trial failed too), 6 nothing failed but a QEMU\n"
+            "guest lost its network twice (verdict environment). docs/ci.md: the interface.\n"
             "Ctrl-C (SIGINT), SIGTERM or SIGHUP end every process of the run, remove its\n"
             "trees (not with --keep) and then ota-sim, by that signal.\n");
 }
@@ -145,17 +155,18 @@ static void print_progress(const struct otasim_run_event *ev)
 {
     const struct otasim_run_stats *s = ev->stats;
     double min = (double)ev->elapsed_ms / 60000.0;
-    uint64_t done = s->passed + s->failed + s->errors + s->not_run;
+    uint64_t done = s->passed + s->failed + s->errors + s->not_run + s->environment;
 
     /* The rate is of trials run: a copied result is not a trial. */
     fprintf(stderr,
-            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  (%llu run, %llu copied "
-            "by equivalence)  %.0f trials/min%s",
+            "%s[%llu/%llu] pass %llu  fail %llu  error %llu  not run %llu  environment %llu  "
+            "(%llu run, %llu copied by equivalence)  %.0f trials/min%s",
             isatty(2) ? "\r" : "", (unsigned long long)done, (unsigned long long)s->cases,
             (unsigned long long)s->passed, (unsigned long long)s->failed,
             (unsigned long long)s->errors, (unsigned long long)s->not_run,
-            (unsigned long long)s->run, (unsigned long long)s->equivalent,
-            min > 0 ? (double)s->run / min : 0.0, ev->final || !isatty(2) ? "\n" : "");
+            (unsigned long long)s->environment, (unsigned long long)s->run,
+            (unsigned long long)s->equivalent, min > 0 ? (double)s->run / min : 0.0,
+            ev->final || !isatty(2) ? "\n" : "");
 }
 
 static void print_event(void *user, const struct otasim_run_event *ev)
@@ -179,8 +190,10 @@ static void print_event(void *user, const struct otasim_run_event *ev)
             fprintf(stderr, "kept %s: %s\n", ev->id, ev->tree);
         if (p->quiet)
             break;
-        fprintf(stderr, "%sFAIL %s: %s\n  reproduce: %s\n", isatty(2) ? "\r\033[K" : "", ev->id,
-                ev->detail, ev->reproduce);
+        /* environment: not the agent's failure, said so (qenv.h) */
+        fprintf(stderr, "%s%s %s: %s\n  reproduce: %s\n", isatty(2) ? "\r\033[K" : "",
+                ev->verdict && strcmp(ev->verdict, "environment") == 0 ? "ENVIRONMENT" : "FAIL",
+                ev->id, ev->detail, ev->reproduce);
         if (ev->tree && *ev->tree)
             fprintf(stderr, "  tree kept: %s\n", ev->tree);
         for (const char *l = ev->logs; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
@@ -719,10 +732,11 @@ static int do_run(int argc, char **argv)
         code = harness_error(&e);
         goto out;
     }
-    code = st.errors    ? EXIT_HARNESS
-           : st.failed  ? EXIT_FAILED
-           : st.not_run ? EXIT_NOT_RUN
-                        : EXIT_PASS;
+    code = st.errors        ? EXIT_HARNESS
+           : st.failed      ? EXIT_FAILED
+           : st.environment ? EXIT_ENVIRONMENT
+           : st.not_run     ? EXIT_NOT_RUN
+                            : EXIT_PASS;
 out:
     otasim_runner_free(r);
     case_list_free(&rc.cases);

@@ -31,6 +31,7 @@
 #include "otasim/invariants.h"
 #include "otasim/proc.h"
 #include "otasim/qemu.h"
+#include "otasim/qenv.h"
 
 #define REPORT_WAIT_MS 30000
 #define APP_WAIT_MS    20000
@@ -253,6 +254,7 @@ struct watch {
     char status[16];
     size_t sl_len, sl_cap;
     char last[1024];
+    struct otasim_qenv env; /* the guest's network never came up (qenv.h) */
 };
 
 static void add_state_line(struct otasim_trial *tr, struct watch *w, const char *json)
@@ -685,6 +687,9 @@ static int follow(const struct otasim_tools *t, struct otasim_trial *tr, struct 
         int n = otasim_qemu_line(q, 500, line, sizeof(line)), activated = 0;
         if (n < 0)
             return ota_err_set(err, EIO, "QEMU stopped by itself (see %s)", q->log);
+        if (n > 0) /* this power-on's start on the wall clock, as the server's */
+            otasim_qenv_line(&w->env, q->starts,
+                             otasim_wall_ms() - (otasim_now_ms() - q->started_ms), line);
         if (n == 0 && (r = otasim_bluegreen_poll(tr, &activated, err)) < 0)
             return r; /* blue_green: the operator's activation, once the device waits */
         if (otasim_now_ms() > deadline) {
@@ -740,9 +745,31 @@ static int settle_and_read(const struct otasim_tools *t, struct otasim_trial *tr
     return 0;
 }
 
-int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
-                          struct ota_err *err)
+/* A failed attempt whose guest said its network never came up: environment,
+ * unless the server heard from the device after that power-on began. */
+static void judge_network(struct otasim_trial *tr, struct otasim_qenv *env)
 {
+    char path[160], *text = NULL, why[300], checks[sizeof(tr->detail)];
+
+    snprintf(path, sizeof(path), "/api/v1/devices/%s", tr->device_id);
+    if (otasim_server_get(tr->srv, path, &text, NULL) == 0)
+        env->contact_ms = otasim_qenv_contact_ms(text);
+    free(text);
+    if ((tr->outcome = otasim_qenv_verdict(tr->outcome, env)) != OTASIM_ENVIRONMENT)
+        return;
+    otasim_qenv_describe(env, why, sizeof(why));
+    ota_strlcpy(checks, tr->detail, sizeof(checks));
+    snprintf(tr->detail, sizeof(tr->detail),
+             "environment: %s, and the server had no word from the device since; the agent "
+             "was not judged (its checks said: %.500s)",
+             why, checks);
+}
+
+/* One attempt of the trial (otasim_qenv_run: a second one when the first
+ * lost its network). */
+static int attempt(void *ctx, int n, struct otasim_trial *tr, struct ota_err *err)
+{
+    const struct otasim_tools *t = ctx;
     const struct otasim_scenario *sc = tr->sc;
     struct otasim_qemu_image im;
     struct otasim_qemu q;
@@ -779,6 +806,11 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
     snprintf(qdir, sizeof(qdir), "%s/qemu", tr->dir);
     if ((r = otasim_qemu_supports(sc, &tr->fault, err)) < 0)
         return r;
+    if (n > 1) { /* a fresh disk registers again if attempt 1 got that far (404: it did not) */
+        char path[160];
+        snprintf(path, sizeof(path), "/api/v1/devices/%s/reenroll", tr->device_id);
+        ota_ignore(otasim_server_post(tr->srv, path, "{}", NULL, NULL));
+    }
     if ((r = otasim_qemu_image_open(t->image_dir, &im, err)) < 0 ||
         (r = ota_fs_remove_tree(tr->dir, err)) < 0 || (r = ota_fs_mkdirs(tr->dir, err)) < 0)
         return r;
@@ -801,6 +833,8 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
         goto out;
     otasim_faults_server_seen(tr);
     r = otasim_invariants_check(&d, NULL, 0, &settle, NULL, 0, err);
+    if (r == 0 && tr->outcome == OTASIM_FAIL && w.env.lost_boot)
+        judge_network(tr, &w.env);
     if (r == 0 && !t->keep && tr->outcome == OTASIM_PASS) {
         /* the console logs stay; the disks go */
         unlink(q.overlay);
@@ -817,4 +851,10 @@ out:
     if (r < 0)
         snprintf(tr->detail, sizeof(tr->detail), "harness: %s", err->reason);
     return r;
+}
+
+int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
+                          struct ota_err *err)
+{
+    return otasim_qenv_run(attempt, (void *)(uintptr_t)t, tr, err);
 }

@@ -525,7 +525,10 @@ int otasim_rundb_junit(struct otasim_rundb *db, int64_t run_id, const char *path
             xml_text(f, (const char *)sqlite3_column_text(st, 4));
             fputs("\"/>\n", f);
         } else if (strcmp(outcome, "pass") != 0) {
-            fprintf(f, "      <%s message=\"", strcmp(outcome, "fail") == 0 ? "failure" : "error");
+            /* environment (a QEMU guest without its network, twice): an <error> of its
+             * type, never a <failure> of the agent */
+            fprintf(f, "      <%s %smessage=\"", strcmp(outcome, "fail") == 0 ? "failure" : "error",
+                    strcmp(outcome, "environment") == 0 ? "type=\"environment\" " : "");
             xml_text(f, (const char *)sqlite3_column_text(st, 4));
             fputs("\">", f);
             sqlite3_reset(inv);

@@ -542,15 +542,19 @@ static void record(struct otasim_runner *r, size_t ci, struct otasim_run_stats *
         s->failed++;
     else if (c->tr.outcome == OTASIM_NOT_RUN)
         s->not_run++;
+    else if (c->tr.outcome == OTASIM_ENVIRONMENT)
+        s->environment++;
     else
         s->errors++;
     if (c->tr.outcome != OTASIM_PASS && c->tr.outcome != OTASIM_NOT_RUN && c->equivalent_to < 0)
-        otasim_runner_tell(r, &(struct otasim_run_event){.kind = OTASIM_RUN_FAILED,
-                                                         .id = c->id,
-                                                         .detail = c->tr.detail,
-                                                         .reproduce = repro,
-                                                         .logs = c->tr.logs,
-                                                         .tree = tree});
+        otasim_runner_tell(
+            r, &(struct otasim_run_event){.kind = OTASIM_RUN_FAILED,
+                                          .id = c->id,
+                                          .detail = c->tr.detail,
+                                          .verdict = otasim_outcome_names[c->tr.outcome],
+                                          .reproduce = repro,
+                                          .logs = c->tr.logs,
+                                          .tree = tree});
     else if (tree[0])
         otasim_runner_tell(
             r, &(struct otasim_run_event){.kind = OTASIM_RUN_KEPT, .id = c->id, .tree = tree});

@@ -25,7 +25,8 @@
 
 #define MAX_PASSES 48
 
-const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX] = {"pass", "fail", "error", "not-run"};
+const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX] = {"pass", "fail", "error", "not-run",
+                                                              "environment"};
 
 /* $OTASIM_TRACE=1: each step of a trial with its time, on stderr (the one
  * place in the library that prints: it is a debugging aid, off by default). */

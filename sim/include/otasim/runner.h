@@ -17,8 +17,9 @@ extern "C" {
 
 struct otasim_run_stats {
     uint64_t cases, run, passed, failed, errors, equivalent;
-    uint64_t skipped; /* cases the target cannot run (QEMU: interposer faults...) */
-    uint64_t not_run; /* cases the agent cannot run (built without named fault points) */
+    uint64_t skipped;     /* cases the target cannot run (QEMU: interposer faults...) */
+    uint64_t not_run;     /* cases the agent cannot run (built without named fault points) */
+    uint64_t environment; /* QEMU guests without their network, twice (qenv.h) */
     int64_t wall_ms;
 };
 
@@ -27,7 +28,7 @@ enum otasim_run_event_kind {
     OTASIM_RUN_SKIPPED,  /* a case the target cannot run: id (scenario/fault), detail (why) */
     OTASIM_RUN_LISTED,   /* --list: the id of a case */
     OTASIM_RUN_PROGRESS, /* stats so far, elapsed_ms; final: the run is over */
-    OTASIM_RUN_FAILED,   /* a trial failed or errored: id, detail, reproduce, logs */
+    OTASIM_RUN_FAILED,   /* a trial failed or errored: id, detail, reproduce, logs, verdict */
     OTASIM_RUN_NOT_RUN,  /* a case the agent cannot run: id, detail, agent */
     OTASIM_RUN_WARNING,  /* a failure that does not stop the run: detail */
     OTASIM_RUN_KEPT,     /* --keep: a trial's tree (id, tree), or at the end the run's dir
@@ -43,6 +44,7 @@ struct otasim_run_event {
     const char *logs;                     /* FAILED: serial logs, one a line ("" for none) */
     const char *tree;                     /* FAILED, KEPT: where the trial's tree is kept ("") */
     const char *agent;                    /* NOT_RUN: the agent under test */
+    const char *verdict;                  /* FAILED: fail, error or environment */
     const struct otasim_run_stats *stats; /* PROGRESS */
     int64_t elapsed_ms;                   /* PROGRESS */
     int final;                            /* PROGRESS: the last one */

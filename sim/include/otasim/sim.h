@@ -161,8 +161,17 @@ int otasim_http_call(const char *url, const char *bearer, const char *method, co
 /* ---- a trial and its result (trial.c, invariants.c) ------------------- */
 /* not-run: the agent under test lacks what the trial needs (a fault-point
  * trigger on an agent built without OTA_FAULT_POINTS): neither a pass nor
- * the agent's failure. */
-enum otasim_outcome { OTASIM_PASS, OTASIM_FAIL, OTASIM_ERROR, OTASIM_NOT_RUN, OTASIM_OUTCOME_MAX };
+ * the agent's failure. environment: a QEMU guest lost its network, on the
+ * trial and on its one retry (qenv.h): neither a pass nor the agent's
+ * failure either. */
+enum otasim_outcome {
+    OTASIM_PASS,
+    OTASIM_FAIL,
+    OTASIM_ERROR,
+    OTASIM_NOT_RUN,
+    OTASIM_ENVIRONMENT,
+    OTASIM_OUTCOME_MAX
+};
 extern const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX];
 
 #define OTASIM_MAX_INVARIANTS   24

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "otasim/blklog.h"
+#include "files.h"
 
 namespace fs = std::filesystem;
 
@@ -29,19 +30,6 @@ namespace
 {
 
 const size_t kDisk = 1024 * 1024;
-
-std::string read_all(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void write_all(const std::string &path, const std::string &data)
-{
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
-}
 
 int sh(const std::string &cmd)
 {

@@ -15,6 +15,7 @@
 
 #include "ota/crypto.h"
 #include "otasim/bootloader.h"
+#include "files.h"
 
 namespace fs = std::filesystem;
 
@@ -23,20 +24,6 @@ namespace
 
 const size_t kImageSize = 96 * 1024;
 const size_t kPartSize = 256 * 1024;
-
-std::string read_all(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void write_all(const std::string &path, const std::string &data)
-{
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(data.data(), (std::streamsize)data.size());
-}
 
 // Deterministic bytes standing for a rootfs image.
 std::string image_bytes(unsigned seed, size_t n)

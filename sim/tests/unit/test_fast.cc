@@ -18,6 +18,7 @@
 #include "ota/json.h"
 #include "otasim/fast.h"
 #include "otasim/proc.h"
+#include "files.h"
 
 namespace fs = std::filesystem;
 
@@ -38,14 +39,6 @@ struct Tmp {
         fs::remove_all(dir);
     }
 };
-
-std::string read_all(const fs::path &p)
-{
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 void write(const fs::path &p, const std::string &s, mode_t mode)
 {

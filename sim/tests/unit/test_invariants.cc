@@ -28,26 +28,12 @@
 #include "otasim/agent.h"
 #include "otasim/bootloader.h"
 #include "otasim/invariants.h"
+#include "files.h"
 
 namespace fs = std::filesystem;
 
 namespace
 {
-
-void write_all(const std::string &path, const std::string &data)
-{
-    fs::create_directories(fs::path(path).parent_path());
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(data.data(), (std::streamsize)data.size());
-}
-
-std::string read_all(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 // Writes a journal the way the interposer does: a CALL record before each
 // call, a DONE record with its result after; events as single records.

@@ -19,6 +19,7 @@
 
 #include "otasim/bootloader.h"
 #include "otasim/qemu.h"
+#include "files.h"
 
 namespace fs = std::filesystem;
 
@@ -26,14 +27,6 @@ namespace
 {
 
 const uint64_t kMiB = 1024 * 1024;
-
-std::string read_all(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 int sh(const std::string &cmd)
 {

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "otasim/svc.h"
+#include "files.h"
 
 namespace fs = std::filesystem;
 
@@ -31,20 +32,6 @@ namespace
 {
 
 const char kVideoApp[] = OTA_BINARY_DIR "/agent/video-app/video-app";
-
-std::string read_all(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void write_all(const std::string &path, const std::string &data)
-{
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(data.data(), (std::streamsize)data.size());
-}
 
 int free_port()
 {

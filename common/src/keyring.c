@@ -82,7 +82,7 @@ static int hex_list(const json_t *obj, const char *key, size_t max, size_t len, 
 int ota_keyring_from_json(const json_t *v, struct ota_keyring *ret, struct ota_err *err)
 {
     struct ota_keyring kr;
-    const json_t *keys, *revoked, *e;
+    const json_t *keys = NULL, *revoked = NULL, *e;
     const char *key;
     size_t i;
 

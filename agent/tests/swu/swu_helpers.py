@@ -3,6 +3,7 @@ ota-pack swu runs, GNU cpio repacks and the real swupdate (Debian 12's
 2022.12) run in a private TMPDIR."""
 
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -64,19 +65,24 @@ def swupdate(tmp, swu, cert, *args):
     scratch = os.path.join(tmp, "swupdate-tmp")
     os.makedirs(scratch, exist_ok=True)
     env = dict(os.environ, TMPDIR=scratch)
+    # In a session of its own, so that a timeout kills its whole process group:
+    # swupdate forks helpers with its own command line (a CI run once left one
+    # asleep for an hour after the timeout killed only the parent).
+    p = subprocess.Popen([SWUPDATE, "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args),
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
     try:
-        p = subprocess.run([SWUPDATE, "-i", swu, "-k", cert, "-H", BOARD, "-v"] + list(args),
-                           env=env, capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired as e:
+        out, err = p.communicate(timeout=60)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
         # Seen on a fresh machine: after refusing an image ("SW not compatible
         # with hardware", then "swupdate_image_write failed: Connection reset
-        # by peer") swupdate -i sometimes never exits. Killed (run() kills
-        # it); 124 with what it said, so a refusal still shows as one and an
-        # install as a failure.
-        def text(x):
-            return x.decode(errors="replace") if isinstance(x, bytes) else (x or "")
-        return 124, text(e.stdout) + text(e.stderr) + "\n[swupdate did not exit in 60 s: killed]"
-    return p.returncode, p.stdout + p.stderr
+        # by peer") swupdate -i sometimes never exits. Killed; 124 with what
+        # it said, so a refusal still shows as one and an install as a failure.
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        return 124, out + err + "\n[swupdate did not exit in 60 s: killed]"
+    return rc, out + err
 
 
 def uboot_env(tmp, values):

@@ -81,6 +81,12 @@ def repro(scen, fault, trig, seed):
         SIM, scen, fault, trig, seed)
 
 
+def table_rows(md):
+    """The rows of summary.md's tables: first cell -> the other cells."""
+    return {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]]
+            for l in md.splitlines() if l.startswith("| ") and "---" not in l}
+
+
 def add_trial(con, run_id, scen, fault, trig, outcome, seed, eq="", bad=(), detail="",
               recover=500, lines=GOOD):
     case = scen if fault == "none" and trig == "start" else "%s/%s@%s" % (scen, fault, trig)
@@ -288,8 +294,7 @@ def test_summary_table(rundb, tmp_path):
     assert run_report("--db", db, "--out", str(out)).returncode == 0
     md = (out / "summary.md").read_text()
     assert "| fault | n | failures | errors | equivalent | 95% upper bound |" in md
-    rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]]
-            for l in md.splitlines() if l.startswith("| ") and "---" not in l}
+    rows = table_rows(md)
     assert rows["agent-crash"][:3] == ["3", "0", "0"]
     assert rows["agent-crash"][4] == "100.0% (rule of three)"
     assert rows["power-cut"][:4] == ["4", "2", "0", "5"]
@@ -442,8 +447,7 @@ def test_not_run_is_neither_a_failure_nor_a_harness_error(tmp_path):
     assert "1 pass, 0 fail, 0 error, 1 not run" in r.stdout
     md = (out / "summary.md").read_text()
     assert "**1 pass, 0 fail, 0 error, 1 not run**" in md
-    rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]]
-            for l in md.splitlines() if l.startswith("| ") and "---" not in l}
+    rows = table_rows(md)
     assert rows["power-cut"][:3] == ["1", "0", "0"]  # n, failures, errors
     assert 'badge not-run' in (out / "report.html").read_text()
 
@@ -472,8 +476,7 @@ def test_environment_is_neither_a_pass_nor_the_agents_failure(tmp_path):
     md = (out / "summary.md").read_text()
     assert "## ota-sim run 1: ENVIRONMENT" in md
     assert "**1 pass, 0 fail, 0 error, 0 not run, 1 environment**" in md
-    rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]]
-            for l in md.splitlines() if l.startswith("| ") and "---" not in l}
+    rows = table_rows(md)
     assert rows["power-cut"][:3] == ["1", "0", "0"]  # n, failures, errors
     # the case is listed with its verdict and the reason, not the checks it could not judge
     assert ("**%s** environment" % env) in md and "ota-net: no usb0 or eth0" in md

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ota/hash.h"
 #include "ota/json.h" /* ota_strlcpy */
 
 struct bucket {
@@ -69,11 +70,7 @@ void otasrv_devlimit_free(struct otasrv_devlimit *l)
 
 static size_t hash(const char *k)
 {
-    uint64_t h = 1469598103934665603ull;
-
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 1099511628211ull;
-    return (size_t)h;
+    return (size_t)ota_fnv1a64(k);
 }
 
 static struct bucket *slot(struct bucket *b, size_t cap, const char *id)

@@ -1,6 +1,7 @@
 /* The store's in-memory caches (store_impl.h; mlock held unless told):
  * devices by id and by token hash, their inventory, heartbeat and final
  * reports, and the published releases. How they stay coherent: store.c. */
+#include "ota/hash.h"
 #include "store_impl.h"
 #include "otasrv/auth.h"
 
@@ -20,11 +21,7 @@ void store_dev_free(struct dev *d)
 
 static size_t hash(const char *k)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 16777619u;
-    return h % NBUCKET;
+    return ota_fnv1a32(k) % NBUCKET;
 }
 
 struct dev *store_dev_find(struct otasrv_store *s, const char *id)

@@ -16,6 +16,7 @@
 
 #include "ota/crypto.h"
 #include "ota/fsutil.h"
+#include "ota/hash.h"
 #include "ota/json.h"
 #include "otasim/proc.h"
 #include "otasim/qemu.h"
@@ -225,13 +226,11 @@ static int write_image(const char *path, const struct otasim_release *r, uint8_t
                        struct ota_err *err)
 {
     uint8_t *buf = malloc(IMAGE_SIZE);
-    uint64_t x = 1469598103934665603ULL;
+    uint64_t x = ota_fnv1a64(r->version);
     int fd, rc = 0;
 
     if (!buf)
         return ota_err_set(err, ENOMEM, "out of memory");
-    for (const char *p = r->version; *p; p++)
-        x = (x ^ (uint8_t)*p) * 1099511628211ULL;
     for (size_t i = 0; i < IMAGE_SIZE; i += 8) {
         x ^= x << 13;
         x ^= x >> 7;

@@ -14,17 +14,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "ota/err.h"
+#include "ota/hash.h"
 #include "otasim/scenario.h"
 
 /* FNV-1a of a string: the short, stable ids the harness derives from names
  * (device ids, rollout and release ids, cache keys). */
 static inline uint32_t otasim_hash32(const char *s)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
+    return ota_fnv1a32(s);
 }
 
 #ifdef __cplusplus

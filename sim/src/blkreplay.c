@@ -59,10 +59,10 @@ static int write_zeroes(int fd, uint64_t off, uint64_t len)
     return rc;
 }
 
-/* Copies [off, off+len) from in to out through the kernel. */
-static int copy_range(int in, int out, uint64_t off, uint64_t len)
+/* Copies len bytes from in at off to out at out_off through the kernel. */
+static int copy_range_to(int in, uint64_t off, int out, uint64_t out_off, uint64_t len)
 {
-    loff_t ri = (loff_t)off, ro = (loff_t)off;
+    loff_t ri = (loff_t)off, ro = (loff_t)out_off;
 
     while (len) {
         ssize_t n = copy_file_range(in, &ri, out, &ro, len, 0);
@@ -88,10 +88,35 @@ static int copy_range(int in, int out, uint64_t off, uint64_t len)
     return 0;
 }
 
+static int copy_range(int in, int out, uint64_t off, uint64_t len)
+{
+    return copy_range_to(in, off, out, off, len);
+}
+
 static void mark(struct otasim_blkreplay *r, uint64_t off, uint64_t len)
 {
-    for (uint64_t c = off / OTASIM_BLK_CHUNK; len && c <= (off + len - 1) / OTASIM_BLK_CHUNK; c++)
+    r->seq++;
+    for (uint64_t c = off / OTASIM_BLK_CHUNK; len && c <= (off + len - 1) / OTASIM_BLK_CHUNK; c++) {
         r->dirty[c] = r->touched[c] = 1;
+        r->gen[c] = r->seq;
+    }
+}
+
+/* Whether the working copy already holds buf at off (a write that changes
+ * nothing: the state after it shares the bytes of the state before). */
+static int holds(struct otasim_blkreplay *r, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+    uint8_t tmp[16384];
+
+    while (len) {
+        size_t k = len < sizeof(tmp) ? (size_t)len : sizeof(tmp);
+        if (pread_all(r->work_fd, tmp, k, off) < 0 || memcmp(tmp, buf, k) != 0)
+            return 0;
+        buf += k;
+        off += k;
+        len -= k;
+    }
+    return 1;
 }
 
 /* Writes entry i's effect at its place in the working copy; with save, what
@@ -130,6 +155,8 @@ static int apply(struct otasim_blkreplay *r, uint64_t i, int save, struct ota_er
         if (rc == -EOPNOTSUPP) /* no holes here: write the zeroes */
             rc = write_zeroes(r->work_fd, off, len);
     } else {
+        if (!save && holds(r, r->log->map + e->data_off, len, off))
+            return 0;
         rc = pwrite_all(r->work_fd, r->log->map + e->data_off, (size_t)len, off);
     }
     if (rc < 0)
@@ -187,7 +214,8 @@ int otasim_blkreplay_init(struct otasim_blkreplay *r, const struct otasim_blklog
     r->n_chunks = (r->image_size + OTASIM_BLK_CHUNK - 1) / OTASIM_BLK_CHUNK;
     r->dirty = calloc(r->n_chunks + 1, 1);
     r->touched = calloc(r->n_chunks + 1, 1);
-    if (!r->dirty || !r->touched) {
+    r->gen = calloc(r->n_chunks + 1, sizeof(*r->gen));
+    if (!r->dirty || !r->touched || !r->gen) {
         rc = ota_err_set(err, ENOMEM, "no memory for %" PRIu64 " chunks", r->n_chunks);
         goto fail;
     }
@@ -196,6 +224,9 @@ int otasim_blkreplay_init(struct otasim_blkreplay *r, const struct otasim_blklog
         goto fail;
     }
     memset(r->dirty, 1, r->n_chunks);
+    r->seq = 1; /* the copy of the base: every chunk changed at 1 */
+    for (uint64_t c = 0; c < r->n_chunks; c++)
+        r->gen[c] = 1;
     return 0;
 fail:
     otasim_blkreplay_free(r);
@@ -210,6 +241,7 @@ void otasim_blkreplay_free(struct otasim_blkreplay *r)
         close(r->work_fd);
     free(r->dirty);
     free(r->touched);
+    free(r->gen);
     free(r->undo);
     memset(r, 0, sizeof(*r));
     r->base_fd = r->work_fd = -1;
@@ -218,6 +250,7 @@ void otasim_blkreplay_free(struct otasim_blkreplay *r)
 /* Back to the base image: only the chunks changed since it was copied. */
 static int rewind_to_base(struct otasim_blkreplay *r, struct ota_err *err)
 {
+    r->seq++;
     for (uint64_t c = 0; c < r->n_chunks; c++) {
         uint64_t off = c * OTASIM_BLK_CHUNK, len = OTASIM_BLK_CHUNK;
         int rc;
@@ -229,6 +262,7 @@ static int rewind_to_base(struct otasim_blkreplay *r, struct ota_err *err)
             return ota_err_set(err, -rc, "restoring the base image: %s", strerror(-rc));
         r->touched[c] = 0;
         r->dirty[c] = 1;
+        r->gen[c] = r->seq;
     }
     r->applied = 0;
     return 0;
@@ -310,5 +344,54 @@ int otasim_blkreplay_sync(struct otasim_blkreplay *r, int out_fd, int full, stru
     }
     return ftruncate(out_fd, (off_t)r->image_size) < 0
                ? ota_err_set(err, errno, "sizing the state: %s", strerror(errno))
+               : 0;
+}
+
+/* ---- byte ranges -------------------------------------------------------- */
+
+int otasim_blkreplay_changed(const struct otasim_blkreplay *r, uint64_t off, uint64_t len,
+                             uint64_t since)
+{
+    if (!len || off >= r->image_size)
+        return 0;
+    if (off + len > r->image_size)
+        len = r->image_size - off;
+    for (uint64_t c = off / OTASIM_BLK_CHUNK; c <= (off + len - 1) / OTASIM_BLK_CHUNK; c++)
+        if (r->gen[c] > since)
+            return 1;
+    return 0;
+}
+
+int otasim_blkreplay_sync_range(struct otasim_blkreplay *r, int out_fd, uint64_t off, uint64_t len,
+                                uint64_t since, struct ota_err *err)
+{
+    uint64_t end;
+
+    if (off > r->image_size || len > r->image_size - off)
+        return ota_err_set(err, EINVAL,
+                           "range %" PRIu64 "+%" PRIu64 " is outside the %" PRIu64 "-byte image",
+                           off, len, r->image_size);
+    end = off + len;
+    for (uint64_t c = off / OTASIM_BLK_CHUNK; len && c <= (end - 1) / OTASIM_BLK_CHUNK;) {
+        uint64_t from, to;
+        int rc;
+        if (r->gen[c] <= since) {
+            c++;
+            continue;
+        }
+        from = c * OTASIM_BLK_CHUNK;
+        while (c <= (end - 1) / OTASIM_BLK_CHUNK && r->gen[c] > since)
+            c++;
+        to = c * OTASIM_BLK_CHUNK;
+        if (from < off)
+            from = off;
+        if (to > end)
+            to = end;
+        if ((rc = copy_range_to(r->work_fd, from, out_fd, from - off, to - from)) < 0)
+            return ota_err_set(err, -rc, "writing bytes %" PRIu64 "+%" PRIu64 " out: %s", from,
+                               to - from, strerror(-rc));
+    }
+    return ftruncate(out_fd, (off_t)len) < 0
+               ? ota_err_set(err, errno, "sizing the range: %s", strerror(errno))
                : 0;
 }

@@ -11,8 +11,9 @@
 
 #include "otasim/blklog.h"
 #include "otasim/cli.h"
+#include "otasim/qblocks.h"
 
-enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_HARNESS = 5 };
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_HARNESS = 5 };
 
 static void usage(FILE *f)
 {
@@ -20,6 +21,7 @@ static void usage(FILE *f)
                "       ota-sim blocks replay --base IMG --log LOG --point N [--unit flush|write]\n"
                "                             [--subset-seed S] [--discard zero|keep] --out IMG\n"
                "       ota-sim blocks bench --base IMG --log LOG [--unit flush|write] --out IMG\n"
+               "       ota-sim blocks check --recording DIR --point N [--out IMG]\n"
                "\n"
                "LOG is a dm-log-writes log as QEMU's blklogwrites driver writes it\n"
                "(docs/blocks.md). info: its entries, writes, discards, flushes, FUA writes,\n"
@@ -33,7 +35,11 @@ static void usage(FILE *f)
                "file; the default) or keep their data. bench: every crash point of the unit\n"
                "produced three ways (a fresh copy each; one working copy moved forward and\n"
                "copied out whole; the same with only the changed 64 KiB chunks copied out),\n"
-               "states per second each.\n"
+               "states per second each. check: one crash point of a recording that\n"
+               "`ota-sim run --target qemu --mode blocks` made (WORK/qemu-blocks/...: the\n"
+               "reproduce command of its row) checked again, each check printed; --out: the\n"
+               "state's raw disk written there (boot it: images/run-qemu --image IMG\n"
+               "--overlay). Exit 1 when a check failed.\n"
                "Exit: 0 done, 2 usage or a bad log, 5 harness error.\n");
 }
 
@@ -221,6 +227,38 @@ static int bench(const struct otasim_blklog *log, const struct blocks_opts *o, s
     return rc;
 }
 
+/* ota-sim blocks check --recording DIR --point N [--out IMG] */
+static int do_check(int argc, char **argv)
+{
+    const char *rec = NULL, *out = NULL;
+    uint64_t point = 0;
+    int have_point = 0, rc;
+    struct ota_err e = {0};
+
+    for (int i = 3; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--recording") == 0)
+            rec = argv[i + 1];
+        else if (strcmp(argv[i], "--out") == 0)
+            out = argv[i + 1];
+        else if (strcmp(argv[i], "--point") == 0 && parse_u64(argv[i + 1], &point) == 0)
+            have_point = 1;
+        else
+            return fprintf(stderr, "ota-sim blocks check: bad option %s %s\n", argv[i],
+                           argv[i + 1]),
+                   EXIT_USAGE;
+    }
+    if (!rec || !have_point || argc % 2 == 0) {
+        fprintf(stderr, "ota-sim blocks check: --recording DIR and --point N are needed\n");
+        return EXIT_USAGE;
+    }
+    rc = otasim_qblocks_check_one(rec, point, out, &e);
+    if (rc < 0) {
+        fprintf(stderr, "ota-sim blocks check: %s\n", e.reason);
+        return rc == -EINVAL || rc == -ENOENT ? EXIT_USAGE : EXIT_HARNESS;
+    }
+    return rc ? EXIT_FAILED : EXIT_OK;
+}
+
 int otasim_cli_blocks(int argc, char **argv)
 {
     struct blocks_opts o;
@@ -234,6 +272,8 @@ int otasim_cli_blocks(int argc, char **argv)
     }
     if (argc == 4 && strcmp(argv[2], "info") == 0)
         return do_info(argv[3]);
+    if (argc >= 3 && strcmp(argv[2], "check") == 0)
+        return do_check(argc, argv);
     if (argc < 3 || (strcmp(argv[2], "replay") != 0 && strcmp(argv[2], "bench") != 0)) {
         usage(stderr);
         return EXIT_USAGE;

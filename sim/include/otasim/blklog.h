@@ -106,6 +106,9 @@ struct otasim_blkreplay {
      * (dirty) and since the base image was copied (touched). */
     uint8_t *dirty, *touched;
     uint64_t n_chunks;
+    /* Per chunk, the value of seq when it last changed (a write whose bytes
+     * equal what it overwrites changes nothing); seq counts changes. */
+    uint64_t *gen, seq;
     /* Undo of the extra writes applied by otasim_blkreplay_apply_extra. */
     uint8_t *undo;
     size_t undo_len, undo_cap;
@@ -137,6 +140,20 @@ int otasim_blkreplay_undo_extra(struct otasim_blkreplay *r, struct ota_err *err)
  * someone else, e.g. a checker that repaired it). */
 int otasim_blkreplay_sync(struct otasim_blkreplay *r, int out_fd, int full,
                           struct ota_err *err) OTA_MUST;
+
+/* ---- byte ranges of the working copy (a checker's partitions) ----------- */
+
+/* Whether any chunk overlapping [off, off+len) changed after the change
+ * counter read since (r->seq at that time; 0: since the base was copied,
+ * which counts as a change). */
+int otasim_blkreplay_changed(const struct otasim_blkreplay *r, uint64_t off, uint64_t len,
+                             uint64_t since);
+
+/* Writes [off, off+len) of the working copy into out_fd at offset 0: only the
+ * chunks changed after since (every chunk when since is 0), and sizes out_fd
+ * to len. A checker keeps r->seq after each sync and passes it next time. */
+int otasim_blkreplay_sync_range(struct otasim_blkreplay *r, int out_fd, uint64_t off, uint64_t len,
+                                uint64_t since, struct ota_err *err) OTA_MUST;
 
 #ifdef __cplusplus
 }

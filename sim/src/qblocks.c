@@ -367,7 +367,11 @@ static int check_slice(const struct otasim_trial *tr, const struct otasim_blklog
             goto out;
         if (!s.shared)
             last_checked = k;
-        o = state_json(&s, k, pos[k], s.shared ? last_checked : k);
+        if (s.shared) /* the result is last_checked's line */
+            o = json_pack("{s:I, s:I, s:i, s:I}", "point", (json_int_t)k, "pos", (json_int_t)pos[k],
+                          "shared", s.shared, "shared_with", (json_int_t)last_checked);
+        else
+            o = state_json(&s, k, pos[k], k);
         if (!o || ota_json_dump(o, &text) < 0) {
             json_decref(o);
             rc = ota_err_set(err, ENOMEM, "out of memory");
@@ -676,11 +680,28 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
         char id[300], eq[300] = "", rep[PATH_MAX + 96], *js = NULL;
         size_t i;
         int shared;
+        uint64_t last = k, with;
         if (!j) {
             rc = ota_err_set(err, EIO, "block check: no result for point %" PRIu64, k);
             goto out;
         }
         shared = (int)json_integer_value(json_object_get(j, "shared"));
+        with = (uint64_t)json_integer_value(json_object_get(j, "shared_with"));
+        /* a run of states sharing one result (and one console state) is one row */
+        while (shared && last + 1 < npos && ps[last + 1].o &&
+               json_integer_value(json_object_get(ps[last + 1].o, "shared")) &&
+               (uint64_t)json_integer_value(json_object_get(ps[last + 1].o, "shared_with")) ==
+                   with &&
+               strcmp(ps[last + 1].during, ps[k].during) == 0)
+            last++;
+        if (shared) { /* the fields of the state whose result it shares */
+            if (with >= npos || !ps[with].o) {
+                rc = ota_err_set(err, EIO, "block check: point %" PRIu64 " shares %" PRIu64
+                                           ", which has no result", k, with);
+                goto out;
+            }
+            j = ps[with].o;
+        }
         row.state_lines = NULL;
         row.n_checks = 0;
         row.fault.kind = OTASIM_FAULT_POWER_CUT;
@@ -707,21 +728,26 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
                       json_is_true(json_array_get(c, 1)),
                       json_string_value(json_array_get(c, 2)) ?: "");
         }
-        snprintf(row.block_trigger, sizeof(row.block_trigger), "block-%s:%" PRIu64,
-                 unit_names[unit], k);
+        char span[48];
+        if (last > k)
+            snprintf(span, sizeof(span), "%" PRIu64 "-%" PRIu64, k, last);
+        else
+            snprintf(span, sizeof(span), "%" PRIu64, k);
+        snprintf(row.block_trigger, sizeof(row.block_trigger), "block-%s:%s", unit_names[unit],
+                 span);
         snprintf(row.block_model, sizeof(row.block_model), "blocks-%s", unit_names[unit]);
-        snprintf(id, sizeof(id), "blocks/%s/%s/%s@%" PRIu64,
-                 otasim_qemu_profile_names[t->qemu_profile], tr->sc->name, unit_names[unit], k);
+        snprintf(id, sizeof(id), "blocks/%s/%s/%s@%s", otasim_qemu_profile_names[t->qemu_profile],
+                 tr->sc->name, unit_names[unit], span);
         if (shared)
             snprintf(eq, sizeof(eq), "blocks/%s/%s/%s@%" PRIu64,
                      otasim_qemu_profile_names[t->qemu_profile], tr->sc->name, unit_names[unit],
-                     (uint64_t)json_integer_value(json_object_get(j, "shared_with")));
-        extra =
-            json_pack("{s:s, s:I, s:I, s:s, s:s, s:i, s:I, s:i, s:s}", "kind", "state", "point",
-                      (json_int_t)k, "pos", json_integer_value(json_object_get(j, "pos")), "unit",
-                      unit_names[unit], "during", ps[k].during, "shared", shared, "shared_with",
-                      json_integer_value(json_object_get(j, "shared_with")), "slot",
-                      (int)json_integer_value(json_object_get(j, "slot")), "recording", dir);
+                     with);
+        extra = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:i, s:I, s:i, s:s}", "kind", "state",
+                          "point", (json_int_t)k, "last", (json_int_t)last, "pos",
+                          json_integer_value(json_object_get(ps[k].o, "pos")), "unit",
+                          unit_names[unit], "during", ps[k].during, "shared", shared,
+                          "shared_with", (json_int_t)(shared ? with : k), "slot",
+                          (int)json_integer_value(json_object_get(j, "slot")), "recording", dir);
         if (extra)
             ota_ignore(ota_json_dump(extra, &js));
         json_decref(extra);
@@ -731,6 +757,7 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
         free(js);
         if (rc < 0)
             goto out;
+        k = last;
     }
     /* the booted sample: the first point of every distinct outcome, then a
      * seeded sample of the other checked points */

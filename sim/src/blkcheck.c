@@ -174,6 +174,8 @@ static int ext4_check(struct otasim_blkcheck *ck, int i, struct ota_err *err)
     int st = 0, sb = ext4_sb(p->fd), r;
 
     p->fs_ok = 0;
+    p->repaired = 0;
+    p->repair_why[0] = '\0';
     if (sb == 1) {
         snprintf(p->fs_why, sizeof(p->fs_why), "%s: no ext4 super block", part_names[i]);
         return 0;
@@ -186,16 +188,32 @@ static int ext4_check(struct otasim_blkcheck *ck, int i, struct ota_err *err)
         if ((r = tool_both(ck, replay, &out, &st, err)) < 0)
             return r;
         if (st > 3) {
-            /* it may not have opened the file system (a torn super block): no
-             * undo to trust; the file is brought back whole next time */
+            /* It could not open the file system: a super block the kernel
+             * would refuse too (a torn write of its two sectors). The boot
+             * then runs e2fsck -y (images/initramfs/init), which takes a
+             * backup super block: that is done here, on the copy. No undo
+             * to trust: the file is brought back whole next time. */
+            char why[160];
+            snprintf(why, sizeof(why), "%s", first_finding(out));
             unlink(p->undo);
             p->undo[0] = '\0';
-            p->read = 0;
-            snprintf(p->fs_why, sizeof(p->fs_why),
-                     "%s: the journal replay failed (e2fsck exit %d): %s", part_names[i], st,
-                     first_finding(out));
+            p->whole = 1;
             free(out);
-            return 0;
+            out = NULL;
+            const char *repair[] = {"e2fsck", "-y", p->path, NULL};
+            if ((r = tool_both(ck, repair, &out, &st, err)) < 0)
+                return r;
+            free(out);
+            out = NULL;
+            if (st > 3) {
+                snprintf(p->fs_why, sizeof(p->fs_why),
+                         "%s: %s, and the boot's e2fsck -y could not repair it (exit %d)",
+                         part_names[i], why, st);
+                return 0;
+            }
+            p->repaired = 1;
+            snprintf(p->repair_why, sizeof(p->repair_why),
+                     "%s: %s; the boot's e2fsck -y repaired it", part_names[i], why);
         }
         free(out);
         out = NULL;
@@ -325,7 +343,7 @@ static int read_part(struct otasim_blkcheck *ck, int i, struct ota_err *err)
                  a, a, a);
         if ((r = debugfs_cmds(ck, i, cmds, err)) < 0)
             return r;
-        h = mix(h, &p->fs_ok, sizeof(p->fs_ok));
+        h = mix(mix(h, &p->fs_ok, sizeof(p->fs_ok)), &p->repaired, sizeof(p->repaired));
         for (int k = 0; k < 3; k++) {
             snprintf(b, sizeof(b), "%s/agent.db%s", a, (const char *[]){"", "-wal", "-journal"}[k]);
             struct stat sst;
@@ -349,7 +367,7 @@ static int read_part(struct otasim_blkcheck *ck, int i, struct ota_err *err)
         if (p->fs_ok || ext4_sb(p->fd) != 1)
             if ((r = debugfs_cmds(ck, i, cmds, err)) < 0)
                 return r;
-        h = mix(h, &p->fs_ok, sizeof(p->fs_ok));
+        h = mix(mix(h, &p->fs_ok, sizeof(p->fs_ok)), &p->repaired, sizeof(p->repaired));
         if (!ck->rootfs) {
             char hex[65] = "";
             snprintf(a, sizeof(a), "%s/opt/app", ck->tree);
@@ -451,8 +469,7 @@ static int read_env(struct otasim_blkcheck *ck, char *bp, char *ua, char *bc, ch
 
     bp[0] = ua[0] = bc[0] = bl[0] = '\0';
     snprintf(cfg, sizeof(cfg), "%s/boot/fw_env.config", ck->tree);
-    ok = access(cfg, F_OK) == 0 &&
-         otasim_bootenv_get(cfg, OTA_ENV_BOOT_PART, bp, 8, NULL) == 0 &&
+    ok = access(cfg, F_OK) == 0 && otasim_bootenv_get(cfg, OTA_ENV_BOOT_PART, bp, 8, NULL) == 0 &&
          (strcmp(bp, "A") == 0 || strcmp(bp, "B") == 0);
     if (ok) {
         ota_ignore(otasim_bootenv_get(cfg, OTA_ENV_UPGRADE_AVAILABLE, ua, 8, NULL));
@@ -478,7 +495,7 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
 {
     const struct otasim_scenario *sc = ck->tr->sc;
     const struct otasim_release *fac = otasim_scenario_factory(sc);
-    char bp[8] = "", ua[8] = "", bc[8] = "", bl[8] = "", why[400] = "";
+    char bp[8] = "", ua[8] = "", bc[8] = "", bl[8] = "", why[400] = "", rep[400] = "";
     char db[PATH_MAX + 64], p[PATH_MAX + 64], hex[65];
     int env_ok, fs_ok = 1;
 
@@ -491,13 +508,24 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
             continue; /* not mounted at the next boot */
         if (i == OTASIM_QPART_ROOTA && ck->rootfs && s->slot == 1)
             continue;
+        if (pp->repaired) {
+            s->repaired = 1;
+            snprintf(rep + strlen(rep), sizeof(rep) - strlen(rep), "%s%s", rep[0] ? "; " : "",
+                     pp->repair_why);
+        }
         if (!pp->fs_ok) {
             fs_ok = 0;
             snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s", why[0] ? "; " : "",
                      pp->fs_why);
         }
     }
-    set(s, "fs-consistent", fs_ok, "%s", fs_ok ? "journal replayed, e2fsck -fn clean" : why);
+    if (fs_ok)
+        set(s, "fs-consistent", 1, "journal replayed, e2fsck -fn clean%s%s", rep[0] ? " (" : "",
+            rep[0] ? rep : "");
+    else
+        set(s, "fs-consistent", 0, "%s", why);
+    if (rep[0] && strlen(s->checks[s->n_checks - 1].detail) >= sizeof(s->checks[0].detail) - 2)
+        s->checks[s->n_checks - 1].detail[sizeof(s->checks[0].detail) - 2] = ')';
     set(s, "bootenv-readable", env_ok, "boot_part=%s upgrade_available=%s bootcount=%s",
         bp[0] ? bp : "(unreadable)", ua, bc);
     if (!ck->rootfs) {
@@ -553,9 +581,11 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
             break;
         }
     if (s->outcome == OTASIM_PASS)
-        snprintf(s->detail, sizeof(s->detail), "predicted: boots root%c, runs %s%s%s, agent in %s",
-                 "AB"[s->slot], s -> version[0] ? s -> version : "nothing",
-                 ck->rootfs ? "" : " from slot ", ck->rootfs ? "" : s->app_slot, s->state);
+        snprintf(s->detail, sizeof(s->detail),
+                 "predicted: %sboots root%c, runs %s%s%s, agent in %s",
+                 s->repaired ? "repairs a torn super block (e2fsck -y), " : "", "AB"[s->slot],
+                 s -> version[0] ? s -> version : "nothing", ck->rootfs ? "" : " from slot ",
+                 ck->rootfs ? "" : s->app_slot, s->state);
 }
 
 /* The slot the env read so far boots next. */
@@ -592,9 +622,10 @@ int otasim_blkcheck_state(struct otasim_blkcheck *ck, struct otasim_blkreplay *r
             ck->st.part_reused++;
         } else {
             if ((rc = undo_replay(ck, i, err)) < 0 ||
-                (rc = otasim_blkreplay_sync_range(r, p->fd, p->off, p->len, p->read ? p->synced : 0,
-                                                  err)) < 0)
+                (rc = otasim_blkreplay_sync_range(r, p->fd, p->off, p->len,
+                                                  p->read && !p->whole ? p->synced : 0, err)) < 0)
                 return rc;
+            p->whole = 0;
             p->synced = r->seq;
             if ((rc = read_part(ck, i, err)) < 0)
                 return rc;

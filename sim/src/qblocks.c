@@ -184,8 +184,10 @@ static int record(const struct otasim_tools *t, struct otasim_trial *tr, const c
         if (n == 0)
             continue;
         otasim_qt_on_line(&rec, &d, &w, line);
-        if ((s = strstr(line, "OTA-STATE {")))
+        if ((s = strstr(line, "OTA-STATE {"))) {
             fprintf(states, "%" PRIu64 "\t%s\n", otasim_qemu_record_entries(&q), s + 10);
+            fflush(states);
+        }
         if (w.final && !final_ms)
             final_ms = otasim_now_ms();
     }
@@ -322,11 +324,11 @@ static json_t *state_json(const struct otasim_blkstate *s, uint64_t point, uint6
     for (size_t i = 0; i < s->n_checks; i++)
         json_array_append_new(checks, json_pack("[s, b, s]", s->checks[i].name, s->checks[i].ok,
                                                 s->checks[i].detail));
-    return json_pack("{s:I, s:I, s:i, s:I, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:o}", "point",
+    return json_pack("{s:I, s:I, s:i, s:I, s:s, s:s, s:i, s:s, s:s, s:s, s:b, s:o}", "point",
                      (json_int_t)point, "pos", (json_int_t)pos, "shared", s->shared, "shared_with",
                      (json_int_t)shared_with, "outcome", otasim_outcome_names[s->outcome], "detail",
                      s->detail, "slot", s->slot, "version", s->version, "state", s->state,
-                     "app_slot", s->app_slot, "key", "", "checks", checks);
+                     "app_slot", s->app_slot, "repaired", s->repaired, "checks", checks);
 }
 
 /* One worker: points [from, to) of pos, each checked, one JSON line each. */
@@ -410,7 +412,9 @@ static int outcome_key_eq(json_t *a, json_t *b)
     static const char *const keys[] = {"outcome", "version", "state", "app_slot"};
 
     if (json_integer_value(json_object_get(a, "slot")) !=
-        json_integer_value(json_object_get(b, "slot")))
+            json_integer_value(json_object_get(b, "slot")) ||
+        json_is_true(json_object_get(a, "repaired")) !=
+            json_is_true(json_object_get(b, "repaired")))
         return 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (strcmp(json_string_value(json_object_get(a, keys[i])) ?: "",
@@ -427,17 +431,21 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-/* The first line of a console log that names the booted slot ('a'/'b', 0 none). */
-static char first_slot(const char *logs)
+/* From the first power-on's console: the booted slot ('a'/'b', 0 none; its
+ * first "Kernel command line") and whether the initramfs repaired a file
+ * system it could not mount (images/initramfs/init). */
+static char first_boot(const char *logs, int *repaired)
 {
     char path[PATH_MAX], *text = NULL, *k, slot = 0;
     size_t n = 0;
 
+    *repaired = 0;
     snprintf(path, sizeof(path), "%.*s", (int)strcspn(logs, "\n"), logs);
     if (ota_fs_read_all(path, 16 << 20, &text, &n, NULL) < 0)
         return 0;
     if ((k = strstr(text, "Kernel command line:")) && (k = strstr(k, "ota.slot=")))
         slot = k[9];
+    *repaired = strstr(text, "does not mount: e2fsck -y") != NULL;
     free(text);
     return slot;
 }
@@ -475,6 +483,7 @@ static int boot_one(const struct otasim_tools *t, const struct otasim_trial *tr,
     char base[PATH_MAX + 32], work[PATH_MAX + 64], state[PATH_MAX + 64], id[300],
         rep[PATH_MAX + 256];
     char pslot, bslot, from[24], detail[400], *js = NULL;
+    int prep, brep;
     const char *pstate = json_string_value(json_object_get(ps[k].o, "state")) ?: "";
     uint64_t pos = (uint64_t)json_integer_value(json_object_get(ps[k].o, "pos"));
     int fd = -1, rc, ok;
@@ -508,12 +517,15 @@ static int boot_one(const struct otasim_tools *t, const struct otasim_trial *tr,
     /* the prediction: the slot the first power-on booted, the state the
      * agent resumed from (the "from" of its first state line) */
     pslot = json_integer_value(json_object_get(ps[k].o, "slot")) ? 'b' : 'a';
-    bslot = first_slot(b.logs);
+    prep = json_is_true(json_object_get(ps[k].o, "repaired"));
+    bslot = first_boot(b.logs, &brep);
     first_from(b.state_lines, from, sizeof(from));
-    ok = bslot == pslot && strcmp(from, pstate) == 0;
+    ok = bslot == pslot && strcmp(from, pstate) == 0 && prep == brep;
     snprintf(detail, sizeof(detail),
-             "predicted slot %c, agent from %s; booted slot %c, agent's first state line from %s",
-             pslot, pstate, bslot ? bslot : '?', from[0] ? from : "(none)");
+             "predicted slot %c, agent from %s%s; booted slot %c, agent's first state line from "
+             "%s%s",
+             pslot, pstate, prep ? ", a repair at boot" : "", bslot ? bslot : '?',
+             from[0] ? from : "(none)", brep ? ", the initramfs repaired a file system" : "");
     add_check(&b, "predicted-outcome", ok, detail);
     if (!ok) {
         res->mismatches++;
@@ -696,8 +708,10 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
             last++;
         if (shared) { /* the fields of the state whose result it shares */
             if (with >= npos || !ps[with].o) {
-                rc = ota_err_set(err, EIO, "block check: point %" PRIu64 " shares %" PRIu64
-                                           ", which has no result", k, with);
+                rc = ota_err_set(err, EIO,
+                                 "block check: point %" PRIu64 " shares %" PRIu64
+                                 ", which has no result",
+                                 k, with);
                 goto out;
             }
             j = ps[with].o;
@@ -745,8 +759,8 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
         extra = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:i, s:I, s:i, s:s}", "kind", "state",
                           "point", (json_int_t)k, "last", (json_int_t)last, "pos",
                           json_integer_value(json_object_get(ps[k].o, "pos")), "unit",
-                          unit_names[unit], "during", ps[k].during, "shared", shared,
-                          "shared_with", (json_int_t)(shared ? with : k), "slot",
+                          unit_names[unit], "during", ps[k].during, "shared", shared, "shared_with",
+                          (json_int_t)(shared ? with : k), "slot",
                           (int)json_integer_value(json_object_get(j, "slot")), "recording", dir);
         if (extra)
             ota_ignore(ota_json_dump(extra, &js));
@@ -784,10 +798,39 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
                 rest[nrest++] = k;
         }
         res->outcomes = npick;
-        if (npick > (uint64_t)o->boot_sample) { /* spread the ones that fit */
-            for (int q = 0; q < o->boot_sample; q++)
-                pick[q] = pick[(uint64_t)q * npick / (uint64_t)o->boot_sample];
-            npick = (uint64_t)o->boot_sample;
+        if (npick > (uint64_t)o->boot_sample) {
+            /* the outcomes that need proof most first (a failed check, a
+             * repair at boot), then the others spread over the update */
+            uint64_t *keep = calloc(npick, sizeof(*keep)), nk = 0, nother = 0;
+            if (!keep) {
+                free(pick);
+                free(rest);
+                rc = ota_err_set(err, ENOMEM, "out of memory");
+                goto out;
+            }
+            for (uint64_t q = 0; q < npick; q++) {
+                json_t *pj = ps[pick[q]].o;
+                if (json_is_true(json_object_get(pj, "repaired")) ||
+                    strcmp(json_string_value(json_object_get(pj, "outcome")) ?: "", "pass") != 0)
+                    keep[nk++] = pick[q];
+            }
+            if (nk > (uint64_t)o->boot_sample)
+                nk = (uint64_t)o->boot_sample;
+            for (uint64_t q = 0; q < npick; q++) { /* the others, in order */
+                json_t *pj = ps[pick[q]].o;
+                if (!json_is_true(json_object_get(pj, "repaired")) &&
+                    strcmp(json_string_value(json_object_get(pj, "outcome")) ?: "", "pass") == 0)
+                    pick[nother++] = pick[q];
+            }
+            for (uint64_t q = 0; nk < (uint64_t)o->boot_sample && q < (uint64_t)o->boot_sample;
+                 q++) {
+                uint64_t at = q * nother / (uint64_t)o->boot_sample;
+                if (at < nother && (nk == 0 || keep[nk - 1] != pick[at]))
+                    keep[nk++] = pick[at];
+            }
+            memcpy(pick, keep, nk * sizeof(*keep));
+            npick = nk;
+            free(keep);
         }
         res->outcomes_booted = (int)npick;
         while (npick < (uint64_t)o->boot_sample && nrest) {

@@ -9,7 +9,10 @@
  *
  *   fs-consistent          every ext4 partition the device mounts at its next
  *                          boot (rootA, data; the slot the env boots) replays
- *                          its journal and then passes `e2fsck -fn`
+ *                          its journal and then passes `e2fsck -fn`; one the
+ *                          kernel would refuse to mount (a torn super block)
+ *                          is first repaired as the boot does it (e2fsck -y
+ *                          in images/initramfs/init), and the state says so
  *   bootenv-readable       the env reads (CRC) and names slot A or B
  *   one-active-slot        app: `current` is a symlink to a or b
  *   active-slot-complete   app: the slot `current` names holds a whole
@@ -51,9 +54,12 @@ struct otasim_blkcheck_part {
     int fd;
     uint64_t synced; /* the replayer's seq when this file was last brought up to date */
     int read;        /* read at least once */
+    int whole;       /* changed by a repair that cannot be undone: copy it whole next time */
     /* the last reading */
     int fs_ok; /* ext4: replayed and e2fsck -fn clean */
     char fs_why[200];
+    int repaired; /* the kernel would refuse it: the boot's e2fsck -y repaired it first */
+    char repair_why[200];
     uint64_t key; /* hash of what was read */
 };
 
@@ -94,6 +100,7 @@ struct otasim_blkstate {
     char version[32]; /* the version that runs first ("" nothing runs) */
     char state[24];   /* the agent's state at power-on (IDLE: no journal row) */
     char app_slot[4]; /* app: `current`'s target */
+    int repaired;     /* the boot repairs a file system first (e2fsck -y in the initramfs) */
     uint64_t key;     /* hash of the reading and the prediction */
 };
 

@@ -191,7 +191,12 @@ static int record(const struct otasim_tools *t, struct otasim_trial *tr, const c
         if (w.final && !final_ms)
             final_ms = otasim_now_ms();
     }
-    otasim_qemu_kill(&q); /* the power goes at the end: the log holds every request */
+    /* The power goes at the end; first the machine is stopped (QMP stop
+     * drains the block layer): a request the disk had completed but the
+     * log not yet appended would otherwise be on the disk and not in the log. */
+    if ((rc = otasim_qemu_pause(&q, err)) < 0)
+        goto out;
+    otasim_qemu_kill(&q);
     fclose(states);
     states = NULL;
     if ((rc = prove_log(dir, disk, &entries, err)) < 0)

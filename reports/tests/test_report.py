@@ -34,7 +34,7 @@ SCHEMA = (
     " device_id TEXT, outcome TEXT, detail TEXT, final_version TEXT, final_slot TEXT,"
     " final_report TEXT, final_state TEXT, fired INTEGER, passes INTEGER, calls INTEGER,"
     " equivalent_to TEXT, started_ms INTEGER, duration_ms INTEGER, recover_ms INTEGER,"
-    " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT, crash_model TEXT);"
+    " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT, crash_model TEXT, blocks TEXT);"
     "CREATE TABLE IF NOT EXISTS invariants(trial_id INTEGER REFERENCES trials(id), name TEXT,"
     " ok INTEGER, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);"

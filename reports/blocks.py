@@ -408,8 +408,8 @@ def render_html(ups):
             out.append('<pre class="repro"><code>%s</code></pre>' % e(t.get("reproduce")))
             more = under.get(t["case_id"], [])
             if more:
-                out.append("<details><summary>%d more rows sharing this failed result (%d points)"
-                           "</summary>" % (len(more), sum(
+                out.append("<details><summary>%d more %s sharing this failed result (%d points)"
+                           "</summary>" % (len(more), "row" if len(more) == 1 else "rows", sum(
                                max(info(m)["point"], info(m)["last"]) - info(m)["point"] + 1
                                for m in more)))
                 for m in more:

@@ -679,8 +679,9 @@ def svg_timeline(states, w=900, h=26):
 
 
 def html_failures(trials):
-    nb = sum(1 for t in trials if is_block_state(t) and t["outcome"] != "pass")
-    note = ('<p class="note">%d failed block-level crash state rows are listed in '
+    bt = blocks.totals(blocks.analyse([t for t in trials if is_block_state(t)]))
+    nb = bt["failed"] + bt["errors"]
+    note = ('<p class="note">%d failed block-level crash states (crash points) are listed in '
             '<a href="#blocks">Block-level crash states</a>.</p>' % nb) if nb else ""
     failed = [t for t in trial_rows(trials) if t["outcome"] != "pass"]
     if not failed:

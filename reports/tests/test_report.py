@@ -1141,11 +1141,10 @@ RASPI_BOOTS = [(0, "BOOT", OLD, ("bootable",)), (5, "INSTALLING", MID, ()),
                (9, "COMMITTING", NEW, ("predicted-outcome",))]
 
 
-@pytest.fixture
-def blocksdb(tmp_path):
+def make_blocksdb(path):
     """Run 1: one ordinary trial, the block-level states of one app update on
-    raspi3b (10 write points, 3 booted) and on virt (4 flush points)."""
-    path = str(tmp_path / "runs.db")
+    raspi3b (10 write points, 3 booted) and on virt (4 flush points). Also
+    used by tests/browser."""
     con = sqlite3.connect(path)
     con.executescript(SCHEMA)
     con.execute("INSERT INTO runs VALUES(1, ?, ?, 'ota-sim run --target qemu --mode blocks',"
@@ -1162,6 +1161,11 @@ def blocksdb(tmp_path):
     con.commit()
     con.close()
     return path
+
+
+@pytest.fixture
+def blocksdb(tmp_path):
+    return make_blocksdb(str(tmp_path / "runs.db"))
 
 
 def blocks_report(blocksdb, tmp_path):

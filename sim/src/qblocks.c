@@ -706,7 +706,7 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
         with = (uint64_t)json_integer_value(json_object_get(j, "shared_with"));
         /* a run of states sharing one result (and one console state) is one row */
         while (shared && last + 1 < npos && ps[last + 1].o &&
-               json_integer_value(json_object_get(ps[last + 1].o, "shared")) &&
+               json_integer_value(json_object_get(ps[last + 1].o, "shared")) == shared &&
                (uint64_t)json_integer_value(json_object_get(ps[last + 1].o, "shared_with")) ==
                    with &&
                strcmp(ps[last + 1].during, ps[k].during) == 0)

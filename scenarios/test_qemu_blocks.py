@@ -97,8 +97,9 @@ def test_every_crash_point_checked_and_a_boot_proves_the_prediction(image, work,
     assert sorted(covered(rs, unit)) == list(range(points))
     if profile == "raspi3b":
         # the SD card never flushes: a raspi3b log recorded with the drive in
-        # writeback mode has no flush at all (docs/blocks.md)
-        assert nfo["flushes"] == "0" and int(nfo["writes"]) > 100
+        # writeback mode has none of the guest's, only QEMU's own at the stop
+        # that ends the recording (docs/blocks.md)
+        assert int(nfo["flushes"]) <= 1 and int(nfo["writes"]) > 100
     else:
         assert int(nfo["flushes"]) > 10
     m = re.search(r"(\d+) checked .*?of them (\d+) with a new reading judged \((\d+) failed\)", line)
@@ -149,3 +150,29 @@ def test_block_check_refuses_a_bad_point(image, work, tmp_path_factory, tmp_path
     nodir = subprocess.run([SIM, "blocks", "check", "--recording", str(tmp_path), "--point", "1"],
                            capture_output=True, text=True, timeout=60)
     assert nodir.returncode == 2 and "not a block recording" in nodir.stderr
+
+
+def test_blocks_catch_an_unsynced_install(image, work, tmp_path):
+    """The install-no-fsync mutant (the slot's files not made durable before
+    the switch) survives the QEMU tier's power cuts at states only by luck; at
+    block level the crash points between the switch reaching the card and the
+    files' data being written back leave `current` -> b over an incomplete
+    slot: active-slot-complete catches it."""
+    mbuild = os.path.join(os.environ.get("OTA_BUILD_DIR", os.path.join(SRC, "build")),
+                          "aarch64-mutants")
+    b = subprocess.run([os.path.join(SRC, "images", "build-agent-aarch64"), mbuild],
+                       env={**os.environ, "OTA_AARCH64_MUTANTS": "1"}, capture_output=True,
+                       text=True, timeout=1800)
+    assert b.returncode == 0, b.stderr[-3000:]
+    mutant = os.path.join(mbuild, "agent", "ota-agent-mutant-install-no-fsync")
+    db = str(tmp_path / "runs.db")
+    p = sim("run", APP, "--target", "qemu", "--profile", "raspi3b", "--image", image, "--mode",
+            "blocks", "--boot-sample", "0", "--guest-agent", mutant, "--work", work, "--db", db,
+            timeout=2400)
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
+    failed = [r for r in rows(db) if r[2] != "pass"]
+    assert failed
+    for r in failed:
+        assert r[8].startswith("active-slot-complete: slot b digest") and "no release" in r[8], r
+        # after the install: never while downloading or verifying
+        assert json.loads(r[7])["during"] not in ("BOOT", "CHECKING", "DOWNLOADING", "VERIFYING"), r

@@ -116,7 +116,7 @@ static int read_entry(struct otasim_blklog *log, uint64_t i, uint64_t off,
     }
     e->data_off = off + ss;
     room = (log->size - off - ss) / ss;
-    if (e->sector > UINT64_MAX / ss - e->nr_sectors)
+    if (e->nr_sectors > UINT64_MAX / ss || e->sector > UINT64_MAX / ss - e->nr_sectors)
         return ota_err_set(err, EINVAL,
                            "entry %" PRIu64 ": sector %" PRIu64 " + %" PRIu64 " overflows", i,
                            e->sector, e->nr_sectors);

@@ -437,4 +437,44 @@ TEST_F(BlkModelTest, CommandLineModels)
     }
 }
 
+// Found by the blklog fuzz target (corpus/blklog/crash-discard-range-overflow): a
+// discard carries no data, so only the overflow check bounds its range; one of 2^56
+// sectors of 512 bytes wrapped that check and the range's bytes to 0.
+TEST(BlkLogReader, ADiscardWhoseRangeOverflowsIsRefused)
+{
+    std::string dir = (fs::is_directory("/dev/shm") ? "/dev/shm" : "/tmp");
+    std::string path = dir + "/otasim-blkmodel-overflow-" + std::to_string(getpid()) + ".log";
+    for (auto [sector, nr] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 1ULL << 56},
+                                                                        {1, UINT64_MAX / 512},
+                                                                        {UINT64_MAX / 512, 1},
+                                                                        {0, UINT64_MAX},
+                                                                        {0, UINT64_MAX / 512}}) {
+        std::string l(1024, '\0');
+        auto put = [&](size_t off, uint64_t v) {
+            for (int i = 0; i < 8; i++)
+                l[off + (size_t)i] = (char)((v >> (8 * i)) & 0xff);
+        };
+        put(0, OTASIM_BLKLOG_MAGIC);
+        put(8, 1);
+        put(16, 1);
+        l[25] = 2; // sector size 512
+        put(512, sector);
+        put(520, nr);
+        put(528, OTASIM_BLK_DISCARD);
+        write_all(path, l);
+        struct otasim_blklog log;
+        struct ota_err e = {};
+        int rc = otasim_blklog_open(&log, path.c_str(), &e);
+        if (rc == 0)
+            otasim_blklog_close(&log);
+        if (nr == UINT64_MAX / 512) { // the largest range whose bytes fit: a log, not this disk's
+            EXPECT_EQ(rc, sector == 0 ? 0 : -EINVAL) << e.reason;
+            continue;
+        }
+        EXPECT_EQ(rc, -EINVAL) << sector << " + " << nr;
+        EXPECT_NE(std::string(e.reason).find("overflows"), std::string::npos) << e.reason;
+    }
+    fs::remove(path);
+}
+
 } // namespace

@@ -6,7 +6,8 @@
  * choices, each checked against what the header promises. A log whose writes
  * fit the harness's 64 KiB disk is also replayed to its end, and the torn and
  * erase-block models are applied on its last write and undone, which must give
- * the disk back byte for byte: the replayer trusts the reader's offsets, so a
+ * the disk back byte for byte, and the subset model at point 0 is applied,
+ * synced out and undone: the replayer trusts the reader's offsets, so a
  * data range the reader let past the end of the map is read here. Corpus:
  * corpus/blklog/ (logs recorded with qemu-io, one dm-log-writes log by hand
  * with the FUA and MARK entries QEMU never writes). */
@@ -24,7 +25,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 #define DISK (64u * 1024u)
 
-static char dir[64], log_path[128], base_path[128], work_path[128];
+static char dir[64], log_path[128], base_path[128], work_path[128], out_path[128];
 static uint8_t before[DISK], after[DISK];
 
 static void cleanup(void)
@@ -32,6 +33,7 @@ static void cleanup(void)
     unlink(log_path);
     unlink(base_path);
     unlink(work_path);
+    unlink(out_path);
     rmdir(dir);
 }
 
@@ -43,9 +45,9 @@ static void write_file(const char *path, const void *buf, size_t n)
         abort();
 }
 
-static void read_disk(uint8_t *buf)
+static void read_disk(const char *path, uint8_t *buf)
 {
-    int fd = open(work_path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0 || pread(fd, buf, DISK, 0) != (ssize_t)DISK)
         abort();
@@ -67,6 +69,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(log_path, sizeof(log_path), "%s/rec.log", dir);
     snprintf(base_path, sizeof(base_path), "%s/base.raw", dir);
     snprintf(work_path, sizeof(work_path), "%s/work.raw", dir);
+    snprintf(out_path, sizeof(out_path), "%s/out.raw", dir);
     for (size_t i = 0; i < sizeof(disk); i++)
         disk[i] = (uint8_t)(i * 131 + 7);
     write_file(base_path, disk, sizeof(disk));
@@ -125,6 +128,32 @@ static void check_models(const struct otasim_blklog *log, uint64_t from, uint64_
     free(idx);
 }
 
+/* The subset at point 0 applied and synced out (whole), undone and synced
+ * again (the changed chunks only): the image out follows the working copy. */
+static void sync_subset(struct otasim_blkreplay *r, const struct otasim_blklog *log, uint64_t seed)
+{
+    struct ota_err err;
+    uint64_t *idx = NULL, k = 0;
+    int fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+    if (fd < 0 || otasim_blklog_subset(log, 0, seed, &idx, &k) < 0 ||
+        otasim_blkreplay_apply_extra(r, idx, k, &err) < 0 ||
+        otasim_blkreplay_sync(r, fd, 1, &err) < 0)
+        abort();
+    read_disk(work_path, before);
+    read_disk(out_path, after);
+    if (memcmp(before, after, DISK) != 0)
+        abort();
+    if (otasim_blkreplay_undo_extra(r, &err) < 0 || otasim_blkreplay_sync(r, fd, 0, &err) < 0)
+        abort();
+    read_disk(base_path, before);
+    read_disk(out_path, after);
+    if (memcmp(before, after, DISK) != 0)
+        abort();
+    close(fd);
+    free(idx);
+}
+
 /* Replays the log onto the 64 KiB disk; the models on its last data entry
  * are undone to the same bytes. */
 static void check_replay(const struct otasim_blklog *log, uint64_t seed)
@@ -139,20 +168,21 @@ static void check_replay(const struct otasim_blklog *log, uint64_t seed)
     while (last > 0 && !otasim_blk_entry_is_data(&log->e[last - 1]))
         last--;
     if (last > 0 && otasim_blkreplay_seek(&r, last - 1, &err) == 0) {
-        read_disk(before);
+        read_disk(work_path, before);
         if (otasim_blkreplay_apply_torn(&r, last - 1, seed, ss > 4096 ? ss : 4096, NULL, &err) <
                 0 ||
             otasim_blkreplay_apply_erase_damage(&r, last - 1, ss > 16384 ? ss : 16384, seed, NULL,
                                                 &err) < 0 ||
             otasim_blkreplay_undo_extra(&r, &err) < 0)
             abort();
-        read_disk(after);
+        read_disk(work_path, after);
         if (memcmp(before, after, DISK) != 0)
             abort();
     }
     if (otasim_blkreplay_seek(&r, log->nr_entries, &err) < 0 ||
         otasim_blkreplay_seek(&r, 0, &err) < 0)
         abort();
+    sync_subset(&r, log, seed);
     otasim_blkreplay_free(&r);
 }
 

@@ -395,3 +395,142 @@ int otasim_blkreplay_sync_range(struct otasim_blkreplay *r, int out_fd, uint64_t
                ? ota_err_set(err, errno, "sizing the range: %s", strerror(errno))
                : 0;
 }
+
+/* ---- Torn writes and SD erase-block damage: applied with the undo record (docs/blocks.md) ---- */
+
+/* Pushes what [off, off+len) of the working copy holds onto the undo stack. */
+static int undo_push(struct otasim_blkreplay *r, uint64_t off, uint64_t len, struct ota_err *err)
+{
+    size_t need = r->undo_len + 16 + (size_t)len;
+    int rc;
+
+    if (need > r->undo_cap) {
+        size_t cap = need * 2;
+        uint8_t *u = realloc(r->undo, cap);
+        if (!u)
+            return ota_err_set(err, ENOMEM, "no memory for the undo of %" PRIu64 " bytes", len);
+        r->undo = u;
+        r->undo_cap = cap;
+    }
+    memcpy(r->undo + r->undo_len, &off, 8);
+    memcpy(r->undo + r->undo_len + 8, &len, 8);
+    if ((rc = pread_all(r->work_fd, r->undo + r->undo_len + 16, (size_t)len, off)) < 0)
+        return ota_err_set(err, -rc, "reading the working copy: %s", strerror(-rc));
+    r->undo_len = need;
+    return 0;
+}
+
+/* Writes src (NULL: zeroes) at [off, off+len) of the working copy, undoably. */
+static int model_write(struct otasim_blkreplay *r, uint64_t off, uint64_t len, const uint8_t *src,
+                       struct ota_err *err)
+{
+    int rc;
+
+    if ((rc = undo_push(r, off, len, err)) < 0)
+        return rc;
+    rc = src ? pwrite_all(r->work_fd, src, (size_t)len, off) : write_zeroes(r->work_fd, off, len);
+    if (rc < 0)
+        return ota_err_set(err, -rc, "writing the working copy at byte %" PRIu64 ": %s", off,
+                           strerror(-rc));
+    mark(r, off, len);
+    return 0;
+}
+
+int otasim_blkreplay_apply_torn(struct otasim_blkreplay *r, uint64_t idx, uint64_t seed,
+                                uint64_t unit, struct otasim_blk_torn *t, struct ota_err *err)
+{
+    struct otasim_blk_torn tt;
+    const struct otasim_blk_entry *e;
+    int rc;
+
+    if ((rc = otasim_blklog_torn(r->log, idx, seed, unit, &tt, err)) < 0)
+        return rc;
+    if (idx < r->applied)
+        return ota_err_set(err, EINVAL,
+                           "entry %" PRIu64 " is already applied (the working copy holds %" PRIu64
+                           " entries): seek to %" PRIu64 " before tearing it",
+                           idx, r->applied, idx);
+    if (t)
+        *t = tt;
+    e = &r->log->e[idx];
+    if (!tt.bytes || ((e->flags & OTASIM_BLK_DISCARD) && r->discard == OTASIM_BLK_DISCARD_KEEP))
+        return 0;
+    return model_write(r, e->sector * r->log->sector_size, tt.bytes,
+                       (e->flags & OTASIM_BLK_DISCARD) ? NULL : r->log->map + e->data_off, err);
+}
+
+/* Overwrites [off, end) (whole sectors) with the erase-block model's damage. */
+static int damage_range(struct otasim_blkreplay *r, uint64_t off, uint64_t end, uint64_t seed,
+                        struct otasim_blk_damage *d, uint8_t *buf, struct ota_err *err)
+{
+    uint32_t ss = r->log->sector_size;
+
+    while (off < end) {
+        uint64_t len = end - off < OTASIM_BLK_CHUNK ? end - off : OTASIM_BLK_CHUNK;
+        int rc;
+        if (len < ss) /* OTASIM_BLK_CHUNK may be smaller than a sector */
+            len = ss;
+        for (uint64_t b = 0; b < len; b += ss) {
+            if (otasim_blk_damage_sector(seed, (off + b) / ss, buf + b, ss))
+                d->sectors_ff++;
+            else
+                d->sectors_garbage++;
+        }
+        if ((rc = model_write(r, off, len, buf, err)) < 0)
+            return rc;
+        off += len;
+    }
+    return 0;
+}
+
+int otasim_blkreplay_apply_erase_damage(struct otasim_blkreplay *r, uint64_t idx,
+                                        uint64_t erase_block, uint64_t seed,
+                                        struct otasim_blk_damage *d, struct ota_err *err)
+{
+    const struct otasim_blklog *log = r->log;
+    uint64_t ss = log->sector_size, off, end, bstart, bend, limit;
+    struct otasim_blk_damage dd = {0};
+    const struct otasim_blk_entry *e;
+    uint8_t *buf;
+    int rc;
+
+    if (idx >= log->nr_entries)
+        return ota_err_set(err, EINVAL, "entry %" PRIu64 " is not in the log (%" PRIu64 " entries)",
+                           idx, log->nr_entries);
+    e = &log->e[idx];
+    if (!otasim_blk_entry_is_data(e))
+        return ota_err_set(err, EINVAL,
+                           "entry %" PRIu64 " is not a write (flags 0x%" PRIx64
+                           "): no erase block holds it",
+                           idx, e->flags);
+    if (erase_block == 0 || (erase_block & (erase_block - 1)))
+        return ota_err_set(err, EINVAL, "erase block %" PRIu64 " bytes: not a power of two",
+                           erase_block);
+    if (erase_block % ss)
+        return ota_err_set(err, EINVAL,
+                           "erase block %" PRIu64 " bytes: not a multiple of the log's sector size "
+                           "(%" PRIu64 " bytes)",
+                           erase_block, ss);
+    if (erase_block > OTASIM_BLK_ERASE_BLOCK_MAX)
+        return ota_err_set(err, EINVAL, "erase block %" PRIu64 " bytes: more than %u", erase_block,
+                           OTASIM_BLK_ERASE_BLOCK_MAX);
+    off = e->sector * ss;
+    end = off + e->nr_sectors * ss;
+    limit = r->image_size / ss * ss; /* whole sectors of the image */
+    bstart = off / erase_block * erase_block;
+    bend = ((end - 1) / erase_block + 1) * erase_block;
+    if (bend > limit)
+        bend = limit;
+    dd.off = bstart;
+    dd.len = bend - bstart;
+    buf = malloc(OTASIM_BLK_CHUNK > ss ? OTASIM_BLK_CHUNK : ss);
+    if (!buf)
+        return ota_err_set(err, ENOMEM, "no memory for the damage");
+    rc = damage_range(r, bstart, off, seed, &dd, buf, err);
+    if (rc == 0)
+        rc = damage_range(r, end, bend, seed, &dd, buf, err);
+    free(buf);
+    if (rc == 0 && d)
+        *d = dd;
+    return rc;
+}

@@ -425,17 +425,22 @@ static void db_state(const char *db, char *buf, size_t cap)
 {
     sqlite3 *h = NULL;
     sqlite3_stmt *st = NULL;
+    int rc;
 
     ota_strlcpy(buf, "IDLE", cap);
     if (access(db, F_OK) < 0)
         return;
     if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
         sqlite3_prepare_v2(h, "SELECT state FROM journal WHERE id = 1", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-        ota_strlcpy(buf, (const char *)sqlite3_column_text(st, 0), cap);
-    else if (!st && !strstr(sqlite3_errmsg(h), "no such table"))
+            SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_text(st, 0))
+            ota_strlcpy(buf, (const char *)sqlite3_column_text(st, 0), cap);
+        else if (rc != SQLITE_DONE) /* the table's pages do not read (corrupt) */
+            ota_strlcpy(buf, "(unreadable)", cap);
+    } else if (!strstr(sqlite3_errmsg(h), "no such table")) {
         ota_strlcpy(buf, "(unreadable)", cap);
+    }
     /* no journal table yet: the agent made the file and had not written its
      * schema; its next start makes it and begins IDLE */
     sqlite3_finalize(st);
@@ -451,8 +456,7 @@ static int read_env(struct otasim_blkcheck *ck, char *bp, char *ua, char *bc, ch
 
     bp[0] = ua[0] = bc[0] = bl[0] = '\0';
     snprintf(cfg, sizeof(cfg), "%s/boot/fw_env.config", ck->tree);
-    ok = access(cfg, F_OK) == 0 &&
-         otasim_bootenv_get(cfg, OTA_ENV_BOOT_PART, bp, 8, NULL) == 0 &&
+    ok = access(cfg, F_OK) == 0 && otasim_bootenv_get(cfg, OTA_ENV_BOOT_PART, bp, 8, NULL) == 0 &&
          (strcmp(bp, "A") == 0 || strcmp(bp, "B") == 0);
     if (ok) {
         ota_ignore(otasim_bootenv_get(cfg, OTA_ENV_UPGRADE_AVAILABLE, ua, 8, NULL));

@@ -438,15 +438,22 @@ bool has(const std::string &text, const std::string &what)
     return text.find(what) != std::string::npos;
 }
 
-// The block of data holding byte off of agent.db, its offset in the data partition.
-uint64_t db_byte(const std::string &data_part, uint64_t off)
+// The offset in the partition of byte off of file path (an ext4 image with
+// 1 KiB blocks).
+uint64_t db_byte_of(const std::string &part, const std::string &path, uint64_t off)
 {
     std::string out =
-        run("debugfs -R 'bmap /agent.db " + std::to_string(off / 1024) + "' " + data_part);
+        run("debugfs -R 'bmap " + path + " " + std::to_string(off / 1024) + "' " + part);
     size_t nl = out.rfind('\n', out.size() - 2);
     uint64_t b = strtoull(out.c_str() + (nl == std::string::npos ? 0 : nl + 1), nullptr, 10);
     EXPECT_GT(b, 0u) << out;
     return b * 1024 + off % 1024;
+}
+
+// The same for agent.db on the data partition.
+uint64_t db_byte(const std::string &data_part, uint64_t off)
+{
+    return db_byte_of(data_part, "/agent.db", off);
 }
 
 // ---- the pristine disk ------------------------------------------------------
@@ -672,6 +679,8 @@ TEST_F(BlkCheckTest, DbIntegrityFailsOnAGarbledPage)
     expect_fails(last, {"db-integrity"});
     EXPECT_TRUE(has(detail(last, "db-integrity"), "PRAGMA integrity_check: ")) << dump(last);
     EXPECT_FALSE(has(detail(last, "db-integrity"), "check: ok")) << dump(last);
+    // the journal row cannot be read: the agent does not start from IDLE
+    EXPECT_STREQ(last.state, "(unreadable)") << dump(last);
 }
 
 TEST_F(BlkCheckTest, DbIntegrityFailsOnATruncatedDatabase)
@@ -700,6 +709,45 @@ TEST_F(BlkCheckTest, DbStateIsIdleWithoutAJournalTableAndNoDatabasePasses)
     expect_fails(v.back(), {});
     EXPECT_STREQ(v.back().state, "IDLE") << dump(v.back());
     EXPECT_EQ(detail(v.back(), "db-integrity"), "no database yet (the agent has not run)");
+}
+
+// The next mount replays the journal: a committed transaction that rewrites
+// a block of slot a (written into the journal with debugfs, the file system
+// left needing recovery) is what the checks see; and the replay is undone
+// before the partition is brought to another state (back to the base: the
+// block is the old one again).
+TEST_F(BlkCheckTest, JournalIsReplayedForTheChecksAndUndoneForTheNextState)
+{
+    Disk d = pristine();
+    std::string base = assemble(d, "base");
+    Disk e = copy(d, "edit");
+    uint64_t blk = db_byte_of(e.part[OTASIM_QPART_ROOTA], "/opt/app/a/VERSION", 0) / 1024;
+    std::string nb(1024, '\0');
+    memcpy(&nb[0], "9.9.9\n", 6);
+    write_all(dir + "/journal.blk", nb);
+    debugfs_w(e.part[OTASIM_QPART_ROOTA],
+              "jo\njw -b " + std::to_string(blk) + " " + dir + "/journal.blk\njc\n");
+    std::string out = run("dumpe2fs -h " + e.part[OTASIM_QPART_ROOTA]);
+    ASSERT_TRUE(has(out, "needs_recovery")) << out;
+    std::string edited = assemble(e, "edit");
+    // the block itself is not written: only the journal holds the new bytes
+    std::string a = read_all(base), b = read_all(edited);
+    uint64_t at = kStart[OTASIM_QPART_ROOTA] * 512 + blk * 1024;
+    ASSERT_TRUE(a.substr(at, 1024) == b.substr(at, 1024));
+    uint64_t n = 0;
+    std::string log = log_between(base, edited, &n);
+    otasim_blkcheck_stats st = {};
+    auto v = check(base, log, {0, n, 0, n, 0}, OTASIM_BLK_UNIT_WRITE, &st);
+    ASSERT_EQ(v.size(), 5u);
+    for (size_t k = 0; k < v.size(); k += 2)
+        expect_fails(v[k], {});
+    for (size_t k = 1; k < v.size(); k += 2) {
+        expect_fails(v[k], {"active-slot-complete", "lkg-untouched"});
+        EXPECT_EQ(detail(v[k], "fs-consistent"), "journal replayed, e2fsck -fn clean");
+    }
+    EXPECT_EQ(v[0].key, v[2].key);
+    EXPECT_EQ(v[1].key, v[3].key);
+    EXPECT_EQ(st.evaluated, 5u);
 }
 
 // ---- the prediction ----------------------------------------------------------

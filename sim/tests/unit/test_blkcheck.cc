@@ -245,6 +245,19 @@ class BlkCheckTest : public ::testing::Test
         }
     }
 
+    // A committed transaction in the journal of part (debugfs's journal
+    // writer) that rewrites block blk with bytes (then zeroes): the file
+    // system needs recovery, as one mounted at the cut does.
+    void journal(const std::string &part, uint64_t blk, const std::string &bytes)
+    {
+        std::string nb(1024, '\0');
+        memcpy(&nb[0], bytes.data(), bytes.size());
+        write_all(dir + "/journal.blk", nb);
+        debugfs_w(part, "jo\njw -b " + std::to_string(blk) + " " + dir + "/journal.blk\njc\n");
+        std::string out = run("dumpe2fs -h " + part);
+        EXPECT_TRUE(out.find("needs_recovery") != std::string::npos) << out;
+    }
+
     // A new uboot.env with vars, or the current one with its CRC broken
     // (vars empty), into the boot partition.
     void put_env(const std::string &boot, const std::vector<std::string> &vars, bool corrupt)
@@ -722,13 +735,7 @@ TEST_F(BlkCheckTest, JournalIsReplayedForTheChecksAndUndoneForTheNextState)
     std::string base = assemble(d, "base");
     Disk e = copy(d, "edit");
     uint64_t blk = db_byte_of(e.part[OTASIM_QPART_ROOTA], "/opt/app/a/VERSION", 0) / 1024;
-    std::string nb(1024, '\0');
-    memcpy(&nb[0], "9.9.9\n", 6);
-    write_all(dir + "/journal.blk", nb);
-    debugfs_w(e.part[OTASIM_QPART_ROOTA],
-              "jo\njw -b " + std::to_string(blk) + " " + dir + "/journal.blk\njc\n");
-    std::string out = run("dumpe2fs -h " + e.part[OTASIM_QPART_ROOTA]);
-    ASSERT_TRUE(has(out, "needs_recovery")) << out;
+    journal(e.part[OTASIM_QPART_ROOTA], blk, "9.9.9\n");
     std::string edited = assemble(e, "edit");
     // the block itself is not written: only the journal holds the new bytes
     std::string a = read_all(base), b = read_all(edited);
@@ -748,6 +755,74 @@ TEST_F(BlkCheckTest, JournalIsReplayedForTheChecksAndUndoneForTheNextState)
     EXPECT_EQ(v[0].key, v[2].key);
     EXPECT_EQ(v[1].key, v[3].key);
     EXPECT_EQ(st.evaluated, 5u);
+}
+
+// Bytes over [off, off+n) of a file.
+void scribble(const std::string &path, uint64_t off, uint64_t n, char c)
+{
+    int fd = open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0) << path;
+    std::string b(n, c);
+    EXPECT_EQ(pwrite(fd, b.data(), n, (off_t)off), (ssize_t)n);
+    close(fd);
+}
+
+// A journal whose super block is garbage: the kernel does not mount the file
+// system (e2fsck -y would clear the journal and make a new one).
+TEST_F(BlkCheckTest, FsConsistentFailsOnACorruptJournalThatNeedsRecovery)
+{
+    Disk d = pristine();
+    std::string base = assemble(d, "base");
+    Disk e = copy(d, "edit");
+    uint64_t blk = db_byte_of(e.part[OTASIM_QPART_ROOTA], "/opt/app/a/VERSION", 0) / 1024;
+    journal(e.part[OTASIM_QPART_ROOTA], blk, "9.9.9\n");
+    uint64_t jsb = db_byte_of(e.part[OTASIM_QPART_ROOTA], "<8>", 0);
+    scribble(e.part[OTASIM_QPART_ROOTA], jsb, 1024, 0x5a);
+    uint64_t n = 0;
+    std::string log = log_between(base, assemble(e, "edit"), &n);
+    auto v = check(base, log, {0, n, 0});
+    ASSERT_EQ(v.size(), 3u);
+    expect_fails(v[0], {});
+    ASSERT_EQ(v[1].n_checks, 6u);
+    EXPECT_EQ(v[1].checks[0].ok, 0) << dump(v[1]);
+    EXPECT_TRUE(has(detail(v[1], "fs-consistent"), "rootA: the journal replay met more than the "
+                                                   "journal"))
+        << dump(v[1]);
+    EXPECT_TRUE(has(detail(v[1], "fs-consistent"), "invalid journal")) << dump(v[1]);
+    expect_fails(v[2], {}); // the repair undone: the base reads as before
+}
+
+// Group descriptors garbled while the file system was mounted (it needs
+// recovery): the kernel refuses it; e2fsck -y -E journal_only rebuilds them
+// and exits 1 as for a plain replay, and e2fsck -fn is clean after that.
+TEST_F(BlkCheckTest, FsConsistentFailsOnBadGroupDescriptorsOfAMountedFileSystem)
+{
+    Disk d = pristine();
+    std::string base = assemble(d, "base");
+    Disk e = copy(d, "edit");
+    uint64_t fb = 0;
+    std::string out = run("debugfs -R 'ffb 1 6000' " + e.part[OTASIM_QPART_DATA]);
+    fb = strtoull(out.c_str() + out.find_first_of("0123456789", out.find("found:")), nullptr, 10);
+    ASSERT_GE(fb, 6000u) << out;
+    journal(e.part[OTASIM_QPART_DATA], fb, "free block");
+    std::string mounted = assemble(e, "mounted");
+    scribble(e.part[OTASIM_QPART_DATA], 2048, 1024, 0x5a); // block 2: the group descriptors
+    std::string garbled = assemble(e, "garbled");
+    // only the journal (of a free block): every state passes (they read the same)
+    auto v = check(base, log_between(base, mounted));
+    ASSERT_GE(v.size(), 2u);
+    for (const auto &s : v)
+        EXPECT_EQ(s.outcome, OTASIM_PASS) << dump(s);
+    // the descriptors too: fails, and back at the base it passes again
+    uint64_t n = 0;
+    std::string log = log_between(base, garbled, &n);
+    v = check(base, log, {0, n, 0});
+    ASSERT_EQ(v.size(), 3u);
+    expect_fails(v[0], {});
+    expect_fails(v[1], {"fs-consistent"});
+    EXPECT_TRUE(has(detail(v[1], "fs-consistent"), "data: the journal replay met more"))
+        << dump(v[1]);
+    expect_fails(v[2], {});
 }
 
 // ---- the prediction ----------------------------------------------------------

@@ -157,7 +157,9 @@ class BlkCheckTest : public ::testing::Test
         std::string envf = dir + "/uboot.env", cfg = dir + "/fw_env.config";
         EXPECT_EQ(otasim_bootenv_create(envf.c_str(), cfg.c_str(), vars.data(), vars.size(), &e), 0)
             << e.reason;
-        sh_ok("mkfs.vfat -C " + d.part[0] + " " + std::to_string(kSize[0] / 2));
+        // FAT16 (one sector a cluster at this size), as the device's 64 MiB
+        // boot partition: it has the dirty bit a mount sets
+        sh_ok("mkfs.vfat -F 16 -s 1 -C " + d.part[0] + " " + std::to_string(kSize[0] / 2));
         sh_ok("mcopy -i " + d.part[0] + " " + envf + " ::uboot.env");
         // rootA: the app slots and the factory rootfs release
         fs::create_directories(t + "/rootA/opt/app");
@@ -823,6 +825,43 @@ TEST_F(BlkCheckTest, FsConsistentFailsOnBadGroupDescriptorsOfAMountedFileSystem)
     EXPECT_TRUE(has(detail(v[1], "fs-consistent"), "data: the journal replay met more"))
         << dump(v[1]);
     expect_fails(v[2], {});
+}
+
+// The boot FAT's first FAT and the second: their offsets in the partition.
+std::pair<uint64_t, uint64_t> fats(const std::string &boot)
+{
+    std::string bs = read_all(boot).substr(0, 512);
+    uint64_t res = (uint8_t)bs[14] | (uint64_t)(uint8_t)bs[15] << 8;
+    uint64_t fatsz = (uint8_t)bs[22] | (uint64_t)(uint8_t)bs[23] << 8;
+    return {res * 512, (res + fatsz) * 512};
+}
+
+// The boot FAT as a mount leaves it at the cut (its dirty bit set) reads the
+// same as the clean one; one whose FATs lost uboot.env's cluster chain fails.
+TEST_F(BlkCheckTest, FsConsistentPassesADirtyBootFatAndFailsABrokenOne)
+{
+    Disk d = pristine();
+    std::string base = assemble(d, "base");
+    uint64_t boot = kStart[OTASIM_QPART_BOOT] * 512;
+    std::string bs = read_all(d.part[OTASIM_QPART_BOOT]).substr(0, 512);
+    ASSERT_EQ(bs.substr(0x36, 5), "FAT16");
+    std::string dirty = dir + "/dirty.bin";
+    write_all(dirty, std::string(1, (char)(bs[0x25] | 1)));
+    auto [fat1, fat2] = fats(d.part[OTASIM_QPART_BOOT]);
+    // the entries of clusters 2.. (uboot.env's chain) freed in both FATs
+    std::string log =
+        record(base, " -c 'write -q -s " + dirty + " " + std::to_string(boot + 0x25) + " 1'" +
+                         " -c 'write -q -z " + std::to_string(boot + fat1) + " 512'" +
+                         " -c 'write -q -z " + std::to_string(boot + fat2) + " 512' -c flush");
+    auto v = check(base, log);
+    ASSERT_GE(v.size(), 4u);
+    expect_fails(v[0], {});
+    EXPECT_EQ(v[1].shared, 2) << dump(v[1]); // dirty: read again, the same reading
+    EXPECT_EQ(v[1].outcome, OTASIM_PASS) << dump(v[1]);
+    const auto &last = v.back();
+    ASSERT_EQ(last.n_checks, 6u) << dump(last);
+    EXPECT_EQ(last.checks[0].ok, 0) << dump(last);
+    EXPECT_TRUE(has(detail(last, "fs-consistent"), "boot: fsck.fat -n exit 1")) << dump(last);
 }
 
 // ---- the prediction ----------------------------------------------------------

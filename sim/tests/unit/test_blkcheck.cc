@@ -864,6 +864,44 @@ TEST_F(BlkCheckTest, FsConsistentPassesADirtyBootFatAndFailsABrokenOne)
     EXPECT_TRUE(has(detail(last, "fs-consistent"), "boot: fsck.fat -n exit 1")) << dump(last);
 }
 
+// The agent's database in WAL mode: a committed change still in agent.db-wal
+// is what the next open reads (the prediction follows it); a WAL frame torn
+// by the cut fails its checksum and SQLite's open drops it, as the agent's
+// would: the state before it, and the database is whole.
+TEST_F(BlkCheckTest, DbStateFollowsTheWalAndATornFrameIsDropped)
+{
+    Disk d = pristine();
+    std::string base = assemble(d, "base");
+    std::string w = dir + "/wal", out = dir + "/wal/out";
+    fs::create_directories(out);
+    fs::copy_file(dir + "/trees/data/agent.db", w + "/agent.db");
+    // the copy taken while the connection is open: the change only in the WAL
+    sh_ok("sqlite3 " + w +
+          "/agent.db 'PRAGMA journal_mode=WAL' 'PRAGMA wal_autocheckpoint=0' "
+          "\"UPDATE journal SET state = 'VERIFYING' WHERE id = 1\" '.shell cp " +
+          w + "/agent.db " + w + "/agent.db-wal " + out + "/'");
+    ASSERT_GT(fs::file_size(out + "/agent.db-wal"), 32u + 24u + 4096u - 1);
+    Disk e = copy(d, "edit");
+    debugfs_w(e.part[OTASIM_QPART_DATA], "rm /agent.db\nwrite " + out +
+                                             "/agent.db /agent.db\nwrite " + out +
+                                             "/agent.db-wal /agent.db-wal\n");
+    std::string walled = assemble(e, "walled");
+    auto v = check(base, log_between(base, walled));
+    ASSERT_GE(v.size(), 2u);
+    EXPECT_EQ(v.back().outcome, OTASIM_PASS) << dump(v.back()); // (shared: read the same)
+    EXPECT_STREQ(v.back().state, "VERIFYING") << dump(v.back());
+    // the checksum in the WAL's first frame header torn: the frame does not count
+    uint64_t at = kStart[OTASIM_QPART_DATA] * 512 +
+                  db_byte_of(e.part[OTASIM_QPART_DATA], "/agent.db-wal", 32 + 16);
+    std::string log =
+        record(walled, " -c 'write -q -P 0x99 " + std::to_string(at) + " 8' -c flush");
+    v = check(walled, log);
+    ASSERT_GE(v.size(), 2u);
+    EXPECT_STREQ(v.front().state, "VERIFYING") << dump(v.front());
+    expect_fails(v.back(), {});
+    EXPECT_STREQ(v.back().state, "DOWNLOADING") << dump(v.back());
+}
+
 // ---- the prediction ----------------------------------------------------------
 
 TEST_F(BlkCheckTest, RootfsTrialPastItsBootlimitIsPredictedToFallBack)

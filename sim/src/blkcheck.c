@@ -165,6 +165,39 @@ static const char *first_finding(const char *out)
     return first;
 }
 
+/* The first line of a journal replay's output that is not the replay itself
+ * ("" none): e2fsck -y repairs whatever it meets on the way (an invalid
+ * journal cleared and made again, bad group descriptors rebuilt) and exits 1
+ * as for a plain replay, where the kernel's mount refuses the file system.
+ * Orphans it releases as the mount would. */
+static const char *replay_finding(const char *out, const char *path)
+{
+    static const char *const benign[] = {"e2fsck ",
+                                         "Overwriting existing",
+                                         "    e2undo",
+                                         "Clearing orphaned inode",
+                                         "Truncating orphaned inode",
+                                         NULL};
+    static __thread char first[120];
+    const char *l = out ? out : "";
+    size_t pl = strlen(path);
+
+    first[0] = '\0';
+    while (*l) {
+        size_t n = strcspn(l, "\n");
+        int ok = n == 0 ||
+                 (strncmp(l, path, pl) == 0 && strncmp(l + pl, ": recovering journal", 20) == 0);
+        for (size_t k = 0; !ok && benign[k]; k++)
+            ok = strncmp(l, benign[k], strlen(benign[k])) == 0;
+        if (!ok) {
+            snprintf(first, sizeof(first), "%.*s", (int)(n < 119 ? n : 119), l);
+            break;
+        }
+        l += n + (l[n] == '\n');
+    }
+    return first;
+}
+
 /* What the next mount finds: the journal replayed (into the partition file,
  * undoable), then `e2fsck -fn`. Sets p->fs_ok and p->fs_why. */
 static int ext4_check(struct otasim_blkcheck *ck, int i, struct ota_err *err)
@@ -214,6 +247,14 @@ static int ext4_check(struct otasim_blkcheck *ck, int i, struct ota_err *err)
             p->repaired = 1;
             snprintf(p->repair_why, sizeof(p->repair_why),
                      "%s: %s; the boot's e2fsck -y repaired it", part_names[i], why);
+        }
+        if (replay_finding(out, p->path)[0]) {
+            /* the undo stays: the next sync puts the partition back first */
+            snprintf(p->fs_why, sizeof(p->fs_why),
+                     "%s: the journal replay met more than the journal (a mount refuses it): %s",
+                     part_names[i], replay_finding(out, p->path));
+            free(out);
+            return 0;
         }
         free(out);
         out = NULL;
@@ -305,6 +346,7 @@ static int read_part(struct otasim_blkcheck *ck, int i, struct ota_err *err)
     int r, st = 0;
 
     p->fs_why[0] = '\0';
+    p->read = 1; /* the journal replay clears it when the partition must come back whole */
     if (i == OTASIM_QPART_BOOT) {
         char cfg[PATH_MAX + 64];
         char *out = NULL;
@@ -378,7 +420,6 @@ static int read_part(struct otasim_blkcheck *ck, int i, struct ota_err *err)
         }
     }
     p->key = h;
-    p->read = 1;
     return 0;
 }
 
@@ -443,17 +484,22 @@ static void db_state(const char *db, char *buf, size_t cap)
 {
     sqlite3 *h = NULL;
     sqlite3_stmt *st = NULL;
+    int rc;
 
     ota_strlcpy(buf, "IDLE", cap);
     if (access(db, F_OK) < 0)
         return;
     if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
         sqlite3_prepare_v2(h, "SELECT state FROM journal WHERE id = 1", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-        ota_strlcpy(buf, (const char *)sqlite3_column_text(st, 0), cap);
-    else if (!st && !strstr(sqlite3_errmsg(h), "no such table"))
+            SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_text(st, 0))
+            ota_strlcpy(buf, (const char *)sqlite3_column_text(st, 0), cap);
+        else if (rc != SQLITE_DONE) /* the table's pages do not read (corrupt) */
+            ota_strlcpy(buf, "(unreadable)", cap);
+    } else if (!strstr(sqlite3_errmsg(h), "no such table")) {
         ota_strlcpy(buf, "(unreadable)", cap);
+    }
     /* no journal table yet: the agent made the file and had not written its
      * schema; its next start makes it and begins IDLE */
     sqlite3_finalize(st);

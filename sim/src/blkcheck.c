@@ -180,13 +180,13 @@ static const char *replay_finding(const char *out, const char *path)
                                          NULL};
     static __thread char first[120];
     const char *l = out ? out : "";
-    size_t pl = strlen(path);
+    (void)path;
 
     first[0] = '\0';
     while (*l) {
         size_t n = strcspn(l, "\n");
-        int ok = n == 0 ||
-                 (strncmp(l, path, pl) == 0 && strncmp(l + pl, ": recovering journal", 20) == 0);
+        /* "NAME: recovering journal": NAME is the file system's label when it has one */
+        int ok = n == 0 || (n >= 20 && strncmp(l + n - 20, ": recovering journal", 20) == 0);
         for (size_t k = 0; !ok && benign[k]; k++)
             ok = strncmp(l, benign[k], strlen(benign[k])) == 0;
         if (!ok) {
@@ -319,13 +319,12 @@ static void slot_dir_version(struct otasim_blkcheck *ck, int s, char *path, size
 /* fsck.fat -n's output says only that the dirty bit is set (and its summary). */
 static int fat_only_dirty(const char *out, const char *path)
 {
-    static const char *const benign[] = {"fsck.fat ", "Dirty bit is set",
-                                         " Automatically removing dirty bit",
-                                         "Leaving filesystem unchanged",
-                                         /* a cut between the kernel's writes of the two FAT
-                                          * copies: Linux reads the first */
-                                         "FATs differ but appear to be intact",
-                                         "Using first FAT.", NULL};
+    static const char *const benign[] = {
+        "fsck.fat ", "Dirty bit is set", " Automatically removing dirty bit",
+        "Leaving filesystem unchanged",
+        /* a cut between the kernel's writes of the two FAT
+         * copies: Linux reads the first */
+        "FATs differ but appear to be intact", "Using first FAT.", NULL};
     size_t pl = strlen(path);
     int dirty = 0;
 
@@ -691,7 +690,8 @@ int otasim_blkcheck_state(struct otasim_blkcheck *ck, struct otasim_blkreplay *r
         ck->st.same_disk++;
         return 0;
     }
-    ck->st.checked++; /* read: e2fsck, debugfs, mtools and the env ran on this state */
+    if (reads)
+        ck->st.checked++; /* read: e2fsck, debugfs, mtools and the env ran on this state */
     if (ck->have_prev && key == ck->prev_key) {
         ret->shared = 2;
         ck->st.same_reading++;

@@ -336,10 +336,15 @@ static json_t *state_json(const struct otasim_blkstate *s, uint64_t point, uint6
                      "app_slot", s->app_slot, "repaired", s->repaired, "checks", checks);
 }
 
-/* One worker: points [from, to) of pos, each checked, one JSON line each. */
+/* One worker: of the npos points cut into nslices contiguous slices, the
+ * slices k, k + jobs, k + 2 jobs... (an update's costly stretches, such as
+ * a download rewriting the data partition at every point, are then spread
+ * over the workers); each point checked, one JSON line each. A slice starts
+ * with a state of its own (nothing shared across slices); the replayer only
+ * moves forward. */
 static int check_slice(const struct otasim_trial *tr, const struct otasim_blklog *log,
-                       const char *dir, const uint64_t *pos, uint64_t from, uint64_t to,
-                       const char *scratch, const char *out, struct ota_err *err)
+                       const char *dir, const uint64_t *pos, uint64_t npos, int k, int jobs,
+                       uint64_t nslices, const char *scratch, const char *out, struct ota_err *err)
 {
     struct otasim_qemu_image im;
     struct otasim_blkreplay r;
@@ -366,28 +371,32 @@ static int check_slice(const struct otasim_trial *tr, const struct otasim_blklog
         rc = ota_err_set(err, errno, "%s: %s", out, strerror(errno));
         goto out;
     }
-    for (uint64_t k = from; k < to; k++) {
-        json_t *o;
-        char *text = NULL;
-        if ((rc = otasim_blkreplay_seek(&r, pos[k], err)) < 0 ||
-            (rc = otasim_blkcheck_state(&ck, &r, &s, err)) < 0)
-            goto out;
-        if (!s.shared)
-            last_checked = k;
-        if (s.shared) /* the result is last_checked's line */
-            o = json_pack("{s:I, s:I, s:i, s:I}", "point", (json_int_t)k, "pos", (json_int_t)pos[k],
-                          "shared", s.shared, "shared_with", (json_int_t)last_checked);
-        else
-            o = state_json(&s, k, pos[k], k);
-        if (!o || ota_json_dump(o, &text) < 0) {
+    for (uint64_t sl = (uint64_t)k; sl < nslices; sl += (uint64_t)jobs)
+        for (uint64_t k = npos * sl / nslices, to = npos * (sl + 1) / nslices; k < to; k++) {
+            json_t *o;
+            char *text = NULL;
+            if (k == npos * sl / nslices)
+                ck.have_prev = 0; /* a slice's first state is judged on its own */
+            if ((rc = otasim_blkreplay_seek(&r, pos[k], err)) < 0 ||
+                (rc = otasim_blkcheck_state(&ck, &r, &s, err)) < 0)
+                goto out;
+            if (!s.shared)
+                last_checked = k;
+            if (s.shared) /* the result is last_checked's line */
+                o = json_pack("{s:I, s:I, s:i, s:I}", "point", (json_int_t)k, "pos",
+                              (json_int_t)pos[k], "shared", s.shared, "shared_with",
+                              (json_int_t)last_checked);
+            else
+                o = state_json(&s, k, pos[k], k);
+            if (!o || ota_json_dump(o, &text) < 0) {
+                json_decref(o);
+                rc = ota_err_set(err, ENOMEM, "out of memory");
+                goto out;
+            }
+            fprintf(f, "%s\n", text);
+            free(text);
             json_decref(o);
-            rc = ota_err_set(err, ENOMEM, "out of memory");
-            goto out;
         }
-        fprintf(f, "%s\n", text);
-        free(text);
-        json_decref(o);
-    }
     fprintf(f,
             "{\"stats\":{\"states\":%" PRIu64 ",\"checked\":%" PRIu64 ",\"evaluated\":%" PRIu64
             ",\"same_disk\":%" PRIu64 ",\"same_reading\":%" PRIu64 ",\"failed\":%" PRIu64
@@ -578,7 +587,7 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
     struct pstate *ps = NULL;
     size_t ncs = 0;
     char dir[PATH_MAX], p[PATH_MAX + 64];
-    uint64_t *pos = NULL, npos = 0;
+    uint64_t *pos = NULL, npos = 0, nslices;
     enum otasim_blk_unit unit;
     int jobs = o->jobs > 0 ? o->jobs : 2, rc, log_open = 0;
     pid_t pids[16] = {0};
@@ -617,9 +626,8 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
     t0 = otasim_now_ms();
     if ((uint64_t)jobs > npos)
         jobs = (int)(npos ? npos : 1);
+    nslices = npos < (uint64_t)jobs * 16 ? (uint64_t)jobs : (uint64_t)jobs * 16;
     for (int k = 0; k < jobs; k++) {
-        uint64_t from = npos * (uint64_t)k / (uint64_t)jobs,
-                 to = npos * (uint64_t)(k + 1) / (uint64_t)jobs;
         char scratch[PATH_MAX], out[PATH_MAX + 64];
         snprintf(scratch, sizeof(scratch), "/dev/shm/otasim-blocks-%d-%d", (int)getpid(), k);
         snprintf(out, sizeof(out), "%s/check-%s-%d.jsonl", tr->dir, unit_names[unit], k);
@@ -630,7 +638,7 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
         }
         if (pids[k] == 0) {
             struct ota_err e = {0};
-            int c = check_slice(tr, &log, dir, pos, from, to, scratch, out, &e);
+            int c = check_slice(tr, &log, dir, pos, npos, k, jobs, nslices, scratch, out, &e);
             if (c < 0) /* its scratch stays for a look (named in the reason) */
                 fprintf(stderr, "ota-sim: block check worker %d: %s\n", k, e.reason);
             else

@@ -599,6 +599,11 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
                            "%s: block mode needs a github source (the fleet server's state is "
                            "not recorded per crash point, so a booted state could not meet it)",
                            tr->sc->name);
+    if (tr->sc->profile == OTASIM_PROFILE_ROOTFS && t->qemu_profile == OTASIM_QEMU_VIRT)
+        return ota_err_set(err, ENOTSUP,
+                           "%s: a rootfs update cannot complete on virt (no bootloader: nothing "
+                           "boots the new slot); block mode records it on raspi3b",
+                           tr->sc->name);
     if (jobs > 16)
         jobs = 16;
     unit = o->unit >= 0                             ? (enum otasim_blk_unit)o->unit

@@ -14,17 +14,9 @@ import subprocess
 
 import pytest
 
-from conftest import HERE, SRC, SIM, sim
+from conftest import HERE, SIM, sim
 
 APP = os.path.join(HERE, "blocks", "app-update.yaml")
-
-
-@pytest.fixture(scope="module")
-def image():
-    p = subprocess.run([os.path.join(SRC, "images", "make-image")], capture_output=True,
-                       text=True, timeout=3600)
-    assert p.returncode == 0, "images/make-image failed:\n" + p.stderr[-4000:]
-    return p.stdout.strip().splitlines()[-1]
 
 
 RUNS = {}
@@ -152,19 +144,13 @@ def test_block_check_refuses_a_bad_point(image, work, tmp_path_factory, tmp_path
     assert nodir.returncode == 2 and "not a block recording" in nodir.stderr
 
 
-def test_blocks_catch_an_unsynced_install(image, work, tmp_path):
+def test_blocks_catch_an_unsynced_install(image, work, aarch64_mutants, tmp_path):
     """The install-no-fsync mutant (the slot's files not made durable before
     the switch) survives the QEMU tier's power cuts at states only by luck; at
     block level the crash points between the switch reaching the card and the
     files' data being written back leave `current` -> b over an incomplete
     slot: active-slot-complete catches it."""
-    mbuild = os.path.join(os.environ.get("OTA_BUILD_DIR", os.path.join(SRC, "build")),
-                          "aarch64-mutants")
-    b = subprocess.run([os.path.join(SRC, "images", "build-agent-aarch64"), mbuild],
-                       env={**os.environ, "OTA_AARCH64_MUTANTS": "1"}, capture_output=True,
-                       text=True, timeout=1800)
-    assert b.returncode == 0, b.stderr[-3000:]
-    mutant = os.path.join(mbuild, "agent", "ota-agent-mutant-install-no-fsync")
+    mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-install-no-fsync")
     db = str(tmp_path / "runs.db")
     p = sim("run", APP, "--target", "qemu", "--profile", "raspi3b", "--image", image, "--mode",
             "blocks", "--boot-sample", "0", "--guest-agent", mutant, "--work", work, "--db", db,

@@ -307,16 +307,8 @@ int otasim_blklog_torn(const struct otasim_blklog *log, uint64_t idx, uint64_t s
                            "entry %" PRIu64 " is not a write (flags 0x%" PRIx64 ", %" PRIu64
                            " sectors): nothing to tear",
                            idx, e->flags, e->nr_sectors);
-    if (unit == 0 || (unit & (unit - 1)))
-        return ota_err_set(err, EINVAL, "torn unit %" PRIu64 " bytes: not a power of two", unit);
-    if (unit % ss)
-        return ota_err_set(err, EINVAL,
-                           "torn unit %" PRIu64 " bytes: not a multiple of the log's sector size "
-                           "(%" PRIu64 " bytes)",
-                           unit, ss);
-    if (unit > OTASIM_BLK_TORN_UNIT_MAX)
-        return ota_err_set(err, EINVAL, "torn unit %" PRIu64 " bytes: more than %u", unit,
-                           OTASIM_BLK_TORN_UNIT_MAX);
+    if (otasim_blk_check_size("torn unit", unit, ss, OTASIM_BLK_TORN_UNIT_MAX, err) < 0)
+        return -EINVAL;
     off = e->sector * ss;
     len = e->nr_sectors * ss;
     first = off / unit;
@@ -378,5 +370,20 @@ int otasim_blk_damage_sector(uint64_t seed, uint64_t sector, uint8_t *buf, uint3
         for (uint32_t b = 0; b < 8 && i + b < sector_size; b++)
             buf[i + b] = (uint8_t)(h >> (8 * b));
     }
+    return 0;
+}
+
+int otasim_blk_check_size(const char *what, uint64_t v, uint64_t sector_size, uint64_t max,
+                          struct ota_err *err)
+{
+    if (v == 0 || (v & (v - 1)))
+        return ota_err_set(err, EINVAL, "%s %" PRIu64 " bytes: not a power of two", what, v);
+    if (v % sector_size)
+        return ota_err_set(err, EINVAL,
+                           "%s %" PRIu64 " bytes: not a multiple of the log's sector size "
+                           "(%" PRIu64 " bytes)",
+                           what, v, sector_size);
+    if (v > max)
+        return ota_err_set(err, EINVAL, "%s %" PRIu64 " bytes: more than %" PRIu64, what, v, max);
     return 0;
 }

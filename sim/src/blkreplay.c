@@ -503,17 +503,8 @@ int otasim_blkreplay_apply_erase_damage(struct otasim_blkreplay *r, uint64_t idx
                            "entry %" PRIu64 " is not a write (flags 0x%" PRIx64
                            "): no erase block holds it",
                            idx, e->flags);
-    if (erase_block == 0 || (erase_block & (erase_block - 1)))
-        return ota_err_set(err, EINVAL, "erase block %" PRIu64 " bytes: not a power of two",
-                           erase_block);
-    if (erase_block % ss)
-        return ota_err_set(err, EINVAL,
-                           "erase block %" PRIu64 " bytes: not a multiple of the log's sector size "
-                           "(%" PRIu64 " bytes)",
-                           erase_block, ss);
-    if (erase_block > OTASIM_BLK_ERASE_BLOCK_MAX)
-        return ota_err_set(err, EINVAL, "erase block %" PRIu64 " bytes: more than %u", erase_block,
-                           OTASIM_BLK_ERASE_BLOCK_MAX);
+    if (otasim_blk_check_size("erase block", erase_block, ss, OTASIM_BLK_ERASE_BLOCK_MAX, err) < 0)
+        return -EINVAL;
     off = e->sector * ss;
     end = off + e->nr_sectors * ss;
     limit = r->image_size / ss * ss; /* whole sectors of the image */

@@ -141,6 +141,11 @@ int otasim_blkreplay_undo_extra(struct otasim_blkreplay *r, struct ota_err *err)
 int otasim_blkreplay_sync(struct otasim_blkreplay *r, int out_fd, int full,
                           struct ota_err *err) OTA_MUST;
 
+/* A model's size (what: "torn unit", "erase block"): a power of two, a
+ * multiple of the log's sector size, at most max. 0 or -EINVAL with why. */
+int otasim_blk_check_size(const char *what, uint64_t v, uint64_t sector_size, uint64_t max,
+                          struct ota_err *err) OTA_MUST;
+
 /* ---- byte ranges of the working copy (a checker's partitions) ----------- */
 
 /* Whether any chunk overlapping [off, off+len) changed after the change

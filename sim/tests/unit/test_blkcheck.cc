@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "blk_test_util.h"
 #include "otasim/blkcheck.h"
 #include "otasim/blklog.h"
 #include "otasim/bootloader.h"
@@ -43,16 +44,7 @@ const char *const kInvariants[] = {"fs-consistent",        "bootenv-readable", "
 
 std::string run(const std::string &cmd, int *status = nullptr)
 {
-    std::string out;
-    FILE *p = popen((cmd + " 2>&1").c_str(), "r");
-    char buf[512];
-    size_t n;
-    while (p && (n = fread(buf, 1, sizeof(buf), p)) > 0)
-        out.append(buf, n);
-    int st = p ? pclose(p) : -1;
-    if (status)
-        *status = st;
-    return out;
+    return blk_run(cmd, status);
 }
 
 bool have(const char *tool)

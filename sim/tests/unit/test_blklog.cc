@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "blk_test_util.h"
 #include "otasim/blklog.h"
 #include "files.h"
 
@@ -500,14 +501,7 @@ TEST_F(BlkLogTest, RangesAreSyncedWhereTheyChangedAndSameBytesChangeNothing)
 
 std::string run(const std::string &cmd, int *status)
 {
-    std::string out;
-    FILE *p = popen((cmd + " 2>&1").c_str(), "r");
-    char buf[512];
-    size_t n;
-    while (p && (n = fread(buf, 1, sizeof(buf), p)) > 0)
-        out.append(buf, n);
-    *status = p ? pclose(p) : -1;
-    return out;
+    return blk_run(cmd, status);
 }
 
 // The command line: ota-sim blocks info and replay on a qemu-io log.

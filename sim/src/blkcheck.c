@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
 
 #include "ota/abboot.h"
 #include "ota/fsutil.h"
@@ -482,32 +481,6 @@ static int is_release(const struct otasim_scenario *sc, const char *v)
     return 0;
 }
 
-/* The agent's state at power-on: its journal row (IDLE: none). */
-static void db_state(const char *db, char *buf, size_t cap)
-{
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    ota_strlcpy(buf, "IDLE", cap);
-    if (access(db, F_OK) < 0)
-        return;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(h, "SELECT state FROM journal WHERE id = 1", -1, &st, NULL) ==
-            SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW && sqlite3_column_text(st, 0))
-            ota_strlcpy(buf, (const char *)sqlite3_column_text(st, 0), cap);
-        else if (rc != SQLITE_DONE) /* the table's pages do not read (corrupt) */
-            ota_strlcpy(buf, "(unreadable)", cap);
-    } else if (!strstr(sqlite3_errmsg(h), "no such table")) {
-        ota_strlcpy(buf, "(unreadable)", cap);
-    }
-    /* no journal table yet: the agent made the file and had not written its
-     * schema; its next start makes it and begins IDLE */
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-}
 
 /* The env as read (boot_part, upgrade_available, bootcount, bootlimit): 1 if
  * it reads and names A or B. */
@@ -619,7 +592,7 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
         ota_ignore(otasim_inv_db_integrity(&v, &c));
         set(s, "db-integrity", c.ok, "%s", c.detail);
     }
-    db_state(db, s->state, sizeof(s->state));
+    otasim_inv_db_state(db, s->state, sizeof(s->state));
     s->outcome = OTASIM_PASS;
     s->detail[0] = '\0';
     for (size_t i = 0; i < s->n_checks; i++)

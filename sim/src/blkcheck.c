@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 #include "ota/abboot.h"
 #include "ota/fsutil.h"
 #include "ota/hash.h"
@@ -435,11 +434,8 @@ static void set(struct otasim_blkstate *s, const char *name, int ok, const char 
     if (s->n_checks >= sizeof(s->checks) / sizeof(s->checks[0]))
         return;
     c = &s->checks[s->n_checks++];
-    memset(c, 0, sizeof(*c));
-    ota_strlcpy(c->name, name, sizeof(c->name));
-    c->ok = ok;
     va_start(ap, fmt);
-    vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+    otasim_check_vset(c, name, ok, fmt, ap);
     va_end(ap);
 }
 
@@ -480,7 +476,6 @@ static int is_release(const struct otasim_scenario *sc, const char *v)
             return 1;
     return 0;
 }
-
 
 /* The env as read (boot_part, upgrade_available, bootcount, bootlimit): 1 if
  * it reads and names A or B. */

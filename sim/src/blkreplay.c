@@ -119,6 +119,8 @@ static int holds(struct otasim_blkreplay *r, const uint8_t *buf, uint64_t len, u
     return 1;
 }
 
+static int undo_push(struct otasim_blkreplay *r, uint64_t off, uint64_t len, struct ota_err *err);
+
 /* Writes entry i's effect at its place in the working copy; with save, what
  * it overwrites goes onto the undo stack first (offset, length, old bytes). */
 static int apply(struct otasim_blkreplay *r, uint64_t i, int save, struct ota_err *err)
@@ -131,22 +133,8 @@ static int apply(struct otasim_blkreplay *r, uint64_t i, int save, struct ota_er
         return 0;
     if ((e->flags & OTASIM_BLK_DISCARD) && r->discard == OTASIM_BLK_DISCARD_KEEP)
         return 0;
-    if (save) {
-        size_t need = r->undo_len + 16 + (size_t)len;
-        if (need > r->undo_cap) {
-            size_t cap = need * 2;
-            uint8_t *u = realloc(r->undo, cap);
-            if (!u)
-                return ota_err_set(err, ENOMEM, "no memory for the undo of entry %" PRIu64, i);
-            r->undo = u;
-            r->undo_cap = cap;
-        }
-        memcpy(r->undo + r->undo_len, &off, 8);
-        memcpy(r->undo + r->undo_len + 8, &len, 8);
-        if ((rc = pread_all(r->work_fd, r->undo + r->undo_len + 16, (size_t)len, off)) < 0)
-            return ota_err_set(err, -rc, "reading the working copy: %s", strerror(-rc));
-        r->undo_len = need;
-    }
+    if (save && (rc = undo_push(r, off, len, err)) < 0)
+        return rc;
     if (e->flags & OTASIM_BLK_DISCARD) {
         rc = fallocate(r->work_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                        (off_t)len) < 0

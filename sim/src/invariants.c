@@ -31,15 +31,21 @@
 static int set(struct otasim_check *c, const char *name, int ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+void otasim_check_vset(struct otasim_check *c, const char *name, int ok, const char *fmt,
+                       va_list ap)
+{
+    memset(c, 0, sizeof(*c));
+    ota_strlcpy(c->name, name, sizeof(c->name));
+    c->ok = ok;
+    vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+}
+
 static int set(struct otasim_check *c, const char *name, int ok, const char *fmt, ...)
 {
     va_list ap;
 
-    memset(c, 0, sizeof(*c));
-    ota_strlcpy(c->name, name, sizeof(c->name));
-    c->ok = ok;
     va_start(ap, fmt);
-    vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+    otasim_check_vset(c, name, ok, fmt, ap);
     va_end(ap);
     return 1;
 }

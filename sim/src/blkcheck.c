@@ -170,12 +170,13 @@ static const char *first_finding(const char *out)
  * Orphans it releases as the mount would. */
 static const char *replay_finding(const char *out, const char *path)
 {
-    static const char *const benign[] = {"e2fsck ",
-                                         "Overwriting existing",
-                                         "    e2undo",
-                                         "Clearing orphaned inode",
-                                         "Truncating orphaned inode",
-                                         NULL};
+    static const char *const benign[] = {"e2fsck ", "Overwriting existing", "    e2undo",
+                                         "Clearing orphaned inode", "Truncating orphaned inode",
+                                         /* a torn commit block: the transaction was never
+                                          * committed, the replay ends before it (the
+                                          * kernel's does the same); e2fsck -fn judges what
+                                          * is left */
+                                         "Journal transaction ", NULL};
     static __thread char first[120];
     const char *l = out ? out : "";
     (void)path;
@@ -260,6 +261,31 @@ static int ext4_check(struct otasim_blkcheck *ck, int i, struct ota_err *err)
     const char *fsck[] = {"e2fsck", "-fn", p->path, NULL};
     if ((r = tool_both(ck, fsck, &out, &st, err)) < 0)
         return r;
+    if (st != 0 && out && strstr(out, "Superblock checksum does not match") && !p->repaired) {
+        /* a clean file system (no journal to replay) whose super block was torn
+         * (the kernel's write at unmount): the boot repairs it as above */
+        char why[160];
+        snprintf(why, sizeof(why), "%s", first_finding(out));
+        free(out);
+        out = NULL;
+        p->whole = 1;
+        const char *repair[] = {"e2fsck", "-y", p->path, NULL};
+        if ((r = tool_both(ck, repair, &out, &st, err)) < 0)
+            return r;
+        free(out);
+        out = NULL;
+        if (st > 3) {
+            snprintf(p->fs_why, sizeof(p->fs_why),
+                     "%s: %s, and the boot's e2fsck -y could not repair it (exit %d)",
+                     part_names[i], why, st);
+            return 0;
+        }
+        p->repaired = 1;
+        snprintf(p->repair_why, sizeof(p->repair_why), "%s: %s; the boot's e2fsck -y repaired it",
+                 part_names[i], why);
+        if ((r = tool_both(ck, fsck, &out, &st, err)) < 0)
+            return r;
+    }
     if (st == 0) {
         p->fs_ok = 1;
         p->fs_why[0] = '\0';

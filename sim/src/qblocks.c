@@ -498,6 +498,8 @@ static int boot_one(const struct otasim_tools *t, const struct otasim_trial *tr,
         rep[PATH_MAX + 256];
     char pslot, bslot, from[24], detail[400], *js = NULL;
     int prep, brep;
+    struct otasim_scenario *bsc = NULL;
+    const struct otasim_release *tgt;
     const char *pstate = json_string_value(json_object_get(ps[k].o, "state")) ?: "";
     uint64_t pos = (uint64_t)json_integer_value(json_object_get(ps[k].o, "pos"));
     int fd = -1, rc, ok;
@@ -524,7 +526,43 @@ static int boot_one(const struct otasim_tools *t, const struct otasim_trial *tr,
     unlink(work);
     if (rc < 0)
         goto out;
-    rc = otasim_qt_boot_state(t, &b, state, &w, err);
+    /* What the booted device must end with: the update completed, except
+     * where the agent finds an interrupted health window: then it rolls back
+     * (the recovery rule the matrix states for every cut at HEALTH_CHECK,
+     * scenarios/matrix.yaml). found_state reads the trigger's state. */
+    bsc = malloc(sizeof(*bsc));
+    if (!bsc) {
+        rc = ota_err_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    *bsc = *tr->sc;
+    if (bsc->expect.n_unless == 0 && otasim_scenario_factory(bsc)) {
+        struct otasim_expect_unless *u = &bsc->expect.unless[0];
+        memset(u, 0, sizeof(*u));
+        ota_strlcpy(u->found[0], "HEALTH_CHECK", sizeof(u->found[0]));
+        u->n_found = 1;
+        ota_strlcpy(u->version, otasim_scenario_factory(bsc)->version, sizeof(u->version));
+        ota_strlcpy(u->slot, "a", sizeof(u->slot));
+        u->report = OTASIM_EXPECT_REPORT_FAILURE;
+        ota_strlcpy(u->why,
+                    "an interrupted health window cannot vouch for the release, the agent rolls "
+                    "back (README.md, the recovery rules)",
+                    sizeof(u->why));
+        bsc->expect.n_unless = 1;
+    }
+    b.sc = bsc;
+    b.fault.kind = OTASIM_FAULT_POWER_CUT;
+    b.fault.trigger.kind = OTASIM_TRIGGER_STATE;
+    ota_strlcpy(b.fault.trigger.state, pstate, sizeof(b.fault.trigger.state));
+    /* a state whose update is complete: the agent ends IDLE with nothing to do */
+    tgt = otasim_scenario_target(tr->sc);
+    rc = otasim_qt_boot_state(
+        t, &b, state,
+        tgt &&
+            strcmp(json_string_value(json_object_get(ps[k].o, "version")) ?: "", tgt->version) ==
+                0 &&
+            strcmp(pstate, "IDLE") == 0,
+        &w, err);
     if (rc < 0 && b.outcome != OTASIM_ERROR)
         goto out;
     rc = 0;
@@ -575,6 +613,7 @@ out:
     unlink(state);
     free(js);
     free(b.state_lines);
+    free(bsc);
     return rc;
 }
 

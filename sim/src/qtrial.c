@@ -308,7 +308,7 @@ int otasim_qt_on_line(struct otasim_trial *tr, struct otasim_device *d, struct o
             if (to && strcmp(to, "COMMITTING") == 0)
                 d->commit_enter_ms = otasim_now_ms();
             if (to && st && strcmp(to, "IDLE") == 0 &&
-                (strcmp(st, "success") == 0 || strcmp(st, "failure") == 0)) {
+                (strcmp(st, "success") == 0 || strcmp(st, "failure") == 0 || w->idle_ends)) {
                 w->final = 1;
                 ota_strlcpy(w->status, st, sizeof(w->status));
             }
@@ -780,7 +780,7 @@ static void judge_network(struct otasim_trial *tr, struct otasim_qenv *env)
  * lost its network). state: a block-level crash state (a raw disk) booted as
  * found, with no fault (the cut is the state's); NULL a trial of its own.
  * The console's record into *ret_w when given. */
-static int run_attempt(const struct otasim_tools *t, const char *state, int n,
+static int run_attempt(const struct otasim_tools *t, const char *state, int idle_ends, int n,
                        struct otasim_trial *tr, struct otasim_qt_watch *ret_w, struct ota_err *err)
 {
     const struct otasim_scenario *sc = tr->sc;
@@ -832,6 +832,7 @@ static int run_attempt(const struct otasim_tools *t, const char *state, int n,
     if (state) {
         ota_strlcpy(frozen, state, sizeof(frozen));
         armed = 0;
+        w.idle_ends = idle_ends;
         w.fired = 1;
         w.fault_ms = otasim_now_ms();
     }
@@ -877,7 +878,7 @@ out:
 
 static int attempt(void *ctx, int n, struct otasim_trial *tr, struct ota_err *err)
 {
-    return run_attempt(ctx, NULL, n, tr, NULL, err);
+    return run_attempt(ctx, NULL, 0, n, tr, NULL, err);
 }
 
 int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
@@ -887,7 +888,7 @@ int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
 }
 
 int otasim_qt_boot_state(const struct otasim_tools *t, struct otasim_trial *tr, const char *state,
-                         struct otasim_qt_watch *ret_w, struct ota_err *err)
+                         int idle_ends, struct otasim_qt_watch *ret_w, struct ota_err *err)
 {
-    return run_attempt(t, state, 1, tr, ret_w, err);
+    return run_attempt(t, state, idle_ends, 1, tr, ret_w, err);
 }

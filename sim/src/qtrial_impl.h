@@ -13,6 +13,8 @@
 struct otasim_qt_watch {
     int64_t fault_ms, back_ms; /* the fault; the agent's first line after it */
     int fired, final, boots, boot_fails, fell_back, booted_slot;
+    int idle_ends; /* any line into IDLE is the final one (a crash state booted: an agent that
+                      had finished finds nothing to do and ends IDLE without a verdict) */
     char status[16];
     size_t sl_len, sl_cap;
     char last[1024];
@@ -45,6 +47,6 @@ int otasim_qt_settle_and_read(const struct otasim_tools *t, struct otasim_trial 
  * the same invariant checker as every trial (tr's outcome and checks). The
  * console's record into *ret_w. */
 int otasim_qt_boot_state(const struct otasim_tools *t, struct otasim_trial *tr, const char *state,
-                         struct otasim_qt_watch *ret_w, struct ota_err *err);
+                         int idle_ends, struct otasim_qt_watch *ret_w, struct ota_err *err);
 
 #endif

@@ -197,6 +197,34 @@ static const char *replay_finding(const char *out, const char *path)
     return first;
 }
 
+/* The boot's repair of a file system the kernel refuses (images/initramfs/
+ * init: e2fsck -y, which takes a backup super block), done on the copy; it
+ * cannot be undone, so the copy is brought back whole next time. 1 repaired,
+ * 0 not repairable (fs_why says so), -errno harness. */
+static int boot_repair(struct otasim_blkcheck *ck, int i, const char *finding, struct ota_err *err)
+{
+    struct otasim_blkcheck_part *p = &ck->part[i];
+    const char *repair[] = {"e2fsck", "-y", p->path, NULL};
+    char why[160], *out = NULL;
+    int st = 0, r;
+
+    snprintf(why, sizeof(why), "%s", finding);
+    p->whole = 1;
+    if ((r = tool_both(ck, repair, &out, &st, err)) < 0)
+        return r;
+    free(out);
+    if (st > 3) {
+        snprintf(p->fs_why, sizeof(p->fs_why),
+                 "%s: %s, and the boot's e2fsck -y could not repair it (exit %d)", part_names[i],
+                 why, st);
+        return 0;
+    }
+    p->repaired = 1;
+    snprintf(p->repair_why, sizeof(p->repair_why), "%s: %s; the boot's e2fsck -y repaired it",
+             part_names[i], why);
+    return 1;
+}
+
 /* What the next mount finds: the journal replayed (into the partition file,
  * undoable), then `e2fsck -fn`. Sets p->fs_ok and p->fs_why. */
 static int ext4_check(struct otasim_blkcheck *ck, int i, struct ota_err *err)
@@ -225,27 +253,13 @@ static int ext4_check(struct otasim_blkcheck *ck, int i, struct ota_err *err)
              * then runs e2fsck -y (images/initramfs/init), which takes a
              * backup super block: that is done here, on the copy. No undo
              * to trust: the file is brought back whole next time. */
-            char why[160];
-            snprintf(why, sizeof(why), "%s", first_finding(out));
             unlink(p->undo);
             p->undo[0] = '\0';
-            p->whole = 1;
+            r = boot_repair(ck, i, first_finding(out), err);
             free(out);
             out = NULL;
-            const char *repair[] = {"e2fsck", "-y", p->path, NULL};
-            if ((r = tool_both(ck, repair, &out, &st, err)) < 0)
+            if (r <= 0)
                 return r;
-            free(out);
-            out = NULL;
-            if (st > 3) {
-                snprintf(p->fs_why, sizeof(p->fs_why),
-                         "%s: %s, and the boot's e2fsck -y could not repair it (exit %d)",
-                         part_names[i], why, st);
-                return 0;
-            }
-            p->repaired = 1;
-            snprintf(p->repair_why, sizeof(p->repair_why),
-                     "%s: %s; the boot's e2fsck -y repaired it", part_names[i], why);
         }
         if (replay_finding(out, p->path)[0]) {
             /* the undo stays: the next sync puts the partition back first */
@@ -264,25 +278,11 @@ static int ext4_check(struct otasim_blkcheck *ck, int i, struct ota_err *err)
     if (st != 0 && out && strstr(out, "Superblock checksum does not match") && !p->repaired) {
         /* a clean file system (no journal to replay) whose super block was torn
          * (the kernel's write at unmount): the boot repairs it as above */
-        char why[160];
-        snprintf(why, sizeof(why), "%s", first_finding(out));
+        r = boot_repair(ck, i, first_finding(out), err);
         free(out);
         out = NULL;
-        p->whole = 1;
-        const char *repair[] = {"e2fsck", "-y", p->path, NULL};
-        if ((r = tool_both(ck, repair, &out, &st, err)) < 0)
+        if (r <= 0)
             return r;
-        free(out);
-        out = NULL;
-        if (st > 3) {
-            snprintf(p->fs_why, sizeof(p->fs_why),
-                     "%s: %s, and the boot's e2fsck -y could not repair it (exit %d)",
-                     part_names[i], why, st);
-            return 0;
-        }
-        p->repaired = 1;
-        snprintf(p->repair_why, sizeof(p->repair_why), "%s: %s; the boot's e2fsck -y repaired it",
-                 part_names[i], why);
         if ((r = tool_both(ck, fsck, &out, &st, err)) < 0)
             return r;
     }
@@ -563,12 +563,10 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
         }
     }
     if (fs_ok)
-        set(s, "fs-consistent", 1, "journal replayed, e2fsck -fn clean%s%s", rep[0] ? " (" : "",
-            rep[0] ? rep : "");
+        set(s, "fs-consistent", 1, "journal replayed, e2fsck -fn clean%s%.300s%s",
+            rep[0] ? " (" : "", rep, rep[0] ? ")" : "");
     else
         set(s, "fs-consistent", 0, "%s", why);
-    if (rep[0] && strlen(s->checks[s->n_checks - 1].detail) >= sizeof(s->checks[0].detail) - 2)
-        s->checks[s->n_checks - 1].detail[sizeof(s->checks[0].detail) - 2] = ')';
     set(s, "bootenv-readable", env_ok, "boot_part=%s upgrade_available=%s bootcount=%s",
         bp[0] ? bp : "(unreadable)", ua, bc);
     if (!ck->rootfs) {

@@ -72,7 +72,6 @@ struct otasim_blkcheck_stats {
     uint64_t part_reads;   /* partition readings done */
     uint64_t part_reused;  /* partition readings kept (the partition did not change) */
     uint64_t failed;       /* checked states with an invariant failed */
-    int64_t check_ms;      /* wall time in the readers and checks */
 };
 
 struct otasim_blkcheck {
@@ -84,6 +83,7 @@ struct otasim_blkcheck {
     struct otasim_blkcheck_part part[OTASIM_QPART_MAX];
     int have_prev;
     uint64_t prev_seq, prev_key;
+    int next_slot; /* the root slot the env read last boots next (0 A, 1 B) */
     struct otasim_blkcheck_stats st;
 };
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -512,4 +513,103 @@ int otasim_blkreplay_apply_erase_damage(struct otasim_blkreplay *r, uint64_t idx
     if (rc == 0 && d)
         *d = dd;
     return rc;
+}
+
+/* ---- a crash point under the models ---------------------------------------- */
+
+int otasim_blk_model_on(const struct otasim_blk_model *m)
+{
+    return m && (m->torn || m->erase);
+}
+
+int otasim_blk_model_check(const struct otasim_blk_model *m, enum otasim_blk_unit unit,
+                           uint32_t sector_size, struct ota_err *err)
+{
+    if (!otasim_blk_model_on(m))
+        return 0;
+    if (m->erase && unit != OTASIM_BLK_UNIT_WRITE)
+        return ota_err_set(err, EINVAL,
+                           "the erase-block model needs the write unit (the SD card): a flush "
+                           "unit's crash point has no one write the card was programming");
+    if (m->torn && otasim_blk_check_size("torn unit", m->torn_unit, sector_size,
+                                         OTASIM_BLK_TORN_UNIT_MAX, err) < 0)
+        return -EINVAL;
+    if (m->erase && otasim_blk_check_size("erase block", m->erase_block, sector_size,
+                                          OTASIM_BLK_ERASE_BLOCK_MAX, err) < 0)
+        return -EINVAL;
+    return 0;
+}
+
+void otasim_blk_model_name(const struct otasim_blk_model *m, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%s%s", m && m->torn ? "torn" : "", m && m->torn && m->erase ? "+" : "",
+             m && m->erase ? "erase" : "");
+}
+
+void otasim_blk_model_args(const struct otasim_blk_model *m, char *buf, size_t cap)
+{
+    int n = 0;
+
+    if (cap)
+        buf[0] = '\0';
+    if (m && m->torn)
+        n = snprintf(buf, cap, " --torn-seed %" PRIu64 " --torn-unit %" PRIu64, m->torn_seed,
+                     m->torn_unit);
+    if (m && m->erase && n >= 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, " --erase-block %" PRIu64 " --damage-seed %" PRIu64,
+                 m->erase_block, m->damage_seed);
+}
+
+int otasim_blkreplay_at(struct otasim_blkreplay *r, enum otasim_blk_unit unit, const uint64_t *pos,
+                        uint64_t n, const uint64_t *kept, uint64_t nk,
+                        const struct otasim_blk_model *m, struct otasim_blk_model_info *info,
+                        struct ota_err *err)
+{
+    const struct otasim_blklog *log = r->log;
+    struct otasim_blk_model_info ii;
+    int on = otasim_blk_model_on(m), rc;
+    uint64_t last = n && pos[n] ? pos[n] - 1 : 0, entry = last;
+
+    memset(&ii, 0, sizeof(ii));
+    if (info)
+        *info = ii;
+    /* the write unit's models act on the write that completes the point:
+     * nothing at point 0 (the starting disk) or after a flush */
+    if (on && unit == OTASIM_BLK_UNIT_WRITE &&
+        (n == 0 || !pos[n] || !otasim_blk_entry_is_data(&log->e[last])))
+        on = 0;
+    int tear = on && m->torn, erase = on && m->erase;
+    if (tear && unit == OTASIM_BLK_UNIT_FLUSH) {
+        rc = otasim_blklog_torn_pick(log, pos[n], kept, nk, m->torn_seed, &entry, err);
+        if (rc == -ENOENT)
+            tear = 0; /* no write in flight after this flush */
+        else if (rc < 0)
+            return rc;
+    }
+    if (tear) { /* a write within one page cannot tear: the plain state */
+        if ((rc = otasim_blklog_torn(log, entry, m->torn_seed, m->torn_unit, &ii.t, err)) < 0)
+            return rc;
+        tear = ii.t.pieces >= 2;
+    }
+    rc = otasim_blkreplay_seek(r, pos[n] - (tear && unit == OTASIM_BLK_UNIT_WRITE), err);
+    if (rc == 0 && nk)
+        rc = otasim_blkreplay_apply_extra(r, kept, nk, err);
+    if (rc < 0 || (!tear && !erase))
+        return rc < 0 ? rc : otasim_blk_model_on(m); /* 1: a model that could not act */
+    if (tear) {
+        if ((rc = otasim_blkreplay_apply_torn(r, entry, m->torn_seed, m->torn_unit, &ii.t, err)) <
+            0)
+            return rc;
+        ii.torn = 1;
+        ii.torn_entry = entry;
+    }
+    if (erase) {
+        if ((rc = otasim_blkreplay_apply_erase_damage(r, last, m->erase_block, m->damage_seed,
+                                                      &ii.d, err)) < 0)
+            return rc;
+        ii.damaged = 1;
+    }
+    if (info)
+        *info = ii;
+    return 0;
 }

@@ -114,6 +114,12 @@ static void usage(FILE *f)
             "                       the scenarios of scenarios/blocks/\n"
             "  --boot-sample N      block mode: boots at most, distinct outcomes first\n"
             "                       (default 20; 0 none)\n"
+            "  --torn-seed S [--torn-unit B]  block mode, a model on every crash point: the\n"
+            "                       write that completes it (virt: one in flight after the\n"
+            "                       flush) torn, only its first pages of B bytes (4096) kept\n"
+            "  --erase-block B --damage-seed S  block mode (raspi3b), a model on every\n"
+            "                       crash point: the other sectors of the B-byte erase blocks\n"
+            "                       of its write erased or garbage (pessimistic, no card's)\n"
             "\n"
             "Exit: 0 all passed, 1 a trial failed, 2 usage or bad input (options, scenario\n"
             "and matrix files, --agent, --image, --case ids; nothing ran), 4 nothing failed but\n"
@@ -419,6 +425,8 @@ struct run_cmd {
     struct otasim_run_opts o;
     struct otasim_fault override;
     int have_fault, have_trigger, keep, jobs_set, qtimeout, snapshot, blocks, boot_sample_set;
+    struct otasim_blk_model_flags mf; /* the block models' options given */
+    int blk_model_set;
     const char *matrix, *agent, *work, *with_dir, *target, *profile, *image, *guest_agent;
     char cmdline[4096];
     struct case_list cases;
@@ -451,8 +459,14 @@ enum {
     O_CMODEL,
     O_CSUBSETS,
     O_MODE,
-    O_BOOT_SAMPLE
+    O_BOOT_SAMPLE,
+    O_TORN_SEED, /* the block models: O_TORN_SEED + i is blk_model_opts[i] */
+    O_TORN_UNIT,
+    O_ERASE_BLOCK,
+    O_DAMAGE_SEED
 };
+static const char *const blk_model_opts[] = {"--torn-seed", "--torn-unit", "--erase-block",
+                                             "--damage-seed"};
 
 static const struct option run_options[] = {{"fault", required_argument, NULL, O_FAULT},
                                             {"trigger", required_argument, NULL, O_TRIGGER},
@@ -482,6 +496,10 @@ static const struct option run_options[] = {{"fault", required_argument, NULL, O
                                             {"crash-subsets", required_argument, NULL, O_CSUBSETS},
                                             {"mode", required_argument, NULL, O_MODE},
                                             {"boot-sample", required_argument, NULL, O_BOOT_SAMPLE},
+                                            {"torn-seed", required_argument, NULL, O_TORN_SEED},
+                                            {"torn-unit", required_argument, NULL, O_TORN_UNIT},
+                                            {"erase-block", required_argument, NULL, O_ERASE_BLOCK},
+                                            {"damage-seed", required_argument, NULL, O_DAMAGE_SEED},
                                             {"help", no_argument, NULL, 'h'},
                                             {NULL, 0, NULL, 0}};
 
@@ -548,6 +566,17 @@ static int run_option(struct run_cmd *rc, int c, struct ota_err *e)
             return ota_err_set(e, EINVAL, "--boot-sample: 0..10000, got '%s'", optarg);
         o->boot_sample = (int)v;
         rc->boot_sample_set = 1;
+        return 0;
+    }
+    case O_TORN_SEED:
+    case O_TORN_UNIT:
+    case O_ERASE_BLOCK:
+    case O_DAMAGE_SEED: {
+        const char *name = blk_model_opts[c - O_TORN_SEED];
+        if (otasim_blk_model_opt(name, optarg, &o->blocks_model, &rc->mf) <= 0)
+            return ota_err_set(e, EINVAL, "%s: a number (sizes with K or M), got '%s'", name,
+                               optarg);
+        rc->blk_model_set = 1;
         return 0;
     }
     case O_CMODEL:
@@ -633,7 +662,13 @@ static int parse_run(struct run_cmd *rc, int argc, char **argv)
         if (run_option(rc, c, &e) < 0)
             return usage_error(&e);
     }
-    if (rc->have_trigger && !rc->have_fault)
+    if (rc->blk_model_set && otasim_blk_model_done(&rc->o.blocks_model, &rc->mf, "ota-sim") < 0)
+        return EXIT_USAGE;
+    if (rc->blk_model_set && !rc->blocks)
+        ota_ignore(ota_err_set(&e, EINVAL,
+                               "the block models (--torn-seed, --erase-block) go with --mode "
+                               "blocks"));
+    else if (rc->have_trigger && !rc->have_fault)
         ota_ignore(ota_err_set(&e, EINVAL, "--trigger needs --fault"));
     else if (strcmp(rc->cmd, "run") == 0 && optind >= argc)
         ota_ignore(ota_err_set(&e, EINVAL, "run: name at least one scenario file"));
@@ -693,9 +728,10 @@ static int setup_target(struct run_cmd *rc, struct otasim_tools *t)
                                    otasim_crash_model_names[rc->o.crash_model]));
     } else if (strcmp(rc->target, "native") != 0) {
         ota_ignore(ota_err_set(&e, EINVAL, "--target: native or qemu"));
-    } else if (rc->blocks || rc->boot_sample_set) {
-        ota_ignore(
-            ota_err_set(&e, EINVAL, "--mode blocks and --boot-sample go with --target qemu"));
+    } else if (rc->blocks || rc->boot_sample_set || rc->blk_model_set) {
+        ota_ignore(ota_err_set(&e, EINVAL,
+                               "--mode blocks, --boot-sample and the block models (--torn-seed, "
+                               "--erase-block) go with --target qemu"));
     } else if (rc->profile || rc->image || rc->guest_agent || rc->snapshot) {
         ota_ignore(
             ota_err_set(&e, EINVAL, "--profile, --image and --guest-agent go with --target qemu"));

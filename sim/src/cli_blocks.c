@@ -23,7 +23,9 @@ static void usage(FILE *f)
                "                             [--torn-seed S [--torn-unit B]]\n"
                "                             [--erase-block B --damage-seed S] --out IMG\n"
                "       ota-sim blocks bench --base IMG --log LOG [--unit flush|write] --out IMG\n"
-               "       ota-sim blocks check --recording DIR --point N [--out IMG]\n"
+               "       ota-sim blocks check --recording DIR --point N [--torn-seed S\n"
+               "                            [--torn-unit B]] [--erase-block B --damage-seed S]\n"
+               "                            [--out IMG]\n"
                "\n"
                "LOG is a dm-log-writes log as QEMU's blklogwrites driver writes it\n"
                "(docs/blocks.md). info: its entries, writes, discards, flushes, FUA writes,\n"
@@ -47,7 +49,8 @@ static void usage(FILE *f)
                "copied out whole; the same with only the changed 64 KiB chunks copied out),\n"
                "states per second each. check: one crash point of a recording that\n"
                "`ota-sim run --target qemu --mode blocks` made (WORK/qemu-blocks/...: the\n"
-               "reproduce command of its row) checked again, each check printed; --out: the\n"
+               "reproduce command of its row) checked again, each check printed, under the\n"
+               "same models as replay's (the write unit on raspi3b); --out: the\n"
                "state's raw disk written there (boot it: images/run-qemu --image IMG\n"
                "--overlay). Exit 1 when a check failed.\n"
                "Exit: 0 done, 2 usage or a bad log, 5 harness error.\n");
@@ -87,8 +90,8 @@ struct blocks_opts {
     const char *base, *log, *out;
     uint64_t point, seed;
     int have_point, have_seed;
-    uint64_t torn_seed, torn_unit, erase_block, damage_seed; /* the torn and erase-block models */
-    int have_torn, have_torn_unit, have_erase_block, have_damage;
+    struct otasim_blk_model model; /* the torn and erase-block models */
+    struct otasim_blk_model_flags mf;
     enum otasim_blk_unit unit;
     enum otasim_blk_discard discard;
 };
@@ -140,14 +143,8 @@ static int parse_opts(int argc, char **argv, struct blocks_opts *o)
             o->have_point = 1;
         else if (strcmp(a, "--subset-seed") == 0 && parse_u64(v, &o->seed) == 0)
             o->have_seed = 1;
-        else if (strcmp(a, "--torn-seed") == 0 && parse_u64(v, &o->torn_seed) == 0)
-            o->have_torn = 1;
-        else if (strcmp(a, "--torn-unit") == 0 && parse_size(v, &o->torn_unit) == 0)
-            o->have_torn_unit = 1;
-        else if (strcmp(a, "--erase-block") == 0 && parse_size(v, &o->erase_block) == 0)
-            o->have_erase_block = 1;
-        else if (strcmp(a, "--damage-seed") == 0 && parse_u64(v, &o->damage_seed) == 0)
-            o->have_damage = 1;
+        else if (otasim_blk_model_opt(a, v, &o->model, &o->mf) > 0)
+            continue;
         else if (strcmp(a, "--unit") == 0 && (!strcmp(v, "flush") || !strcmp(v, "write")))
             o->unit = strcmp(v, "flush") == 0 ? OTASIM_BLK_UNIT_FLUSH : OTASIM_BLK_UNIT_WRITE;
         else if (strcmp(a, "--discard") == 0 && (!strcmp(v, "keep") || !strcmp(v, "zero")))
@@ -157,43 +154,32 @@ static int parse_opts(int argc, char **argv, struct blocks_opts *o)
     }
     if (!o->base || !o->log || !o->out)
         return fprintf(stderr, "ota-sim blocks: --base, --log and --out are needed\n"), -1;
-    if (!o->have_torn_unit)
-        o->torn_unit = 4096;
-    else if (!o->have_torn)
-        return fprintf(stderr, "ota-sim blocks: --torn-unit needs --torn-seed\n"), -1;
-    if (o->have_erase_block != o->have_damage)
-        return fprintf(stderr, "ota-sim blocks: --erase-block and --damage-seed go together\n"), -1;
+    return otasim_blk_model_done(&o->model, &o->mf, "ota-sim blocks");
+}
+
+int otasim_blk_model_opt(const char *name, const char *value, struct otasim_blk_model *m,
+                         struct otasim_blk_model_flags *f)
+{
+    if (strcmp(name, "--torn-seed") == 0)
+        return parse_u64(value, &m->torn_seed) == 0 ? (m->torn = 1) : -1;
+    if (strcmp(name, "--torn-unit") == 0)
+        return parse_size(value, &m->torn_unit) == 0 ? (f->torn_unit = 1) : -1;
+    if (strcmp(name, "--erase-block") == 0)
+        return parse_size(value, &m->erase_block) == 0 ? (m->erase = 1) : -1;
+    if (strcmp(name, "--damage-seed") == 0)
+        return parse_u64(value, &m->damage_seed) == 0 ? (f->damage_seed = 1) : -1;
     return 0;
 }
 
-/* The torn and erase-block models on top of point o->point's state (and subset idx[0..k)). */
-static int apply_models(struct otasim_blkreplay *r, const struct otasim_blklog *log,
-                        const struct blocks_opts *o, const uint64_t *pos, const uint64_t *idx,
-                        uint64_t k, struct ota_err *e)
+int otasim_blk_model_done(struct otasim_blk_model *m, const struct otasim_blk_model_flags *f,
+                          const char *who)
 {
-    uint64_t last = pos[o->point] - 1, entry = last; /* write unit: the point's last write */
-    struct otasim_blk_torn t;
-    struct otasim_blk_damage d;
-    int rc;
-
-    if (o->have_torn) {
-        if (o->unit == OTASIM_BLK_UNIT_FLUSH &&
-            (rc = otasim_blklog_torn_pick(log, pos[o->point], idx, k, o->torn_seed, &entry, e)) < 0)
-            return ota_err_prefix(e, rc == -ENOENT ? -EINVAL : rc, "point %" PRIu64, o->point);
-        if ((rc = otasim_blkreplay_apply_torn(r, entry, o->torn_seed, o->torn_unit, &t, e)) < 0)
-            return rc;
-        printf("torn_entry=%" PRIu64 " torn_pages=%" PRIu64 "/%" PRIu64 " torn_bytes=%" PRIu64
-               "/%" PRIu64 "\n",
-               entry, t.k, t.pieces, t.bytes, log->e[entry].nr_sectors * log->sector_size);
-    }
-    if (o->have_damage) {
-        if ((rc = otasim_blkreplay_apply_erase_damage(r, last, o->erase_block, o->damage_seed, &d,
-                                                      e)) < 0)
-            return rc;
-        printf("damage_entry=%" PRIu64 " erase_blocks=%" PRIu64 "+%" PRIu64 " sectors_ff=%" PRIu64
-               " sectors_garbage=%" PRIu64 "\n",
-               last, d.off, d.len, d.sectors_ff, d.sectors_garbage);
-    }
+    if (!f->torn_unit)
+        m->torn_unit = 4096;
+    else if (!m->torn)
+        return fprintf(stderr, "%s: --torn-unit needs --torn-seed\n", who), -1;
+    if (m->erase != f->damage_seed)
+        return fprintf(stderr, "%s: --erase-block and --damage-seed go together\n", who), -1;
     return 0;
 }
 
@@ -219,24 +205,28 @@ static int replay(const struct otasim_blklog *log, const struct blocks_opts *o, 
         free(pos);
         return ota_err_set(e, -rc, "out of memory");
     }
-    if ((o->have_torn || o->have_damage) && o->unit == OTASIM_BLK_UNIT_WRITE && o->point == 0) {
-        free(idx);
-        free(pos);
-        return ota_err_set(
-            e, EINVAL,
-            "point 0 is the starting disk: no write before it to %s (points 1..%" PRIu64 ")",
-            o->have_torn ? "tear" : "damage", n - 1);
-    }
     rc = otasim_blkreplay_init(&r, log, o->base, o->out, e);
     if (rc == 0) {
+        struct otasim_blk_model_info mi;
         r.discard = o->discard;
-        /* write unit, torn: the state before the write that completes the point, plus its pages */
-        rc = otasim_blkreplay_seek(
-            &r, pos[o->point] - (o->have_torn && o->unit == OTASIM_BLK_UNIT_WRITE), e);
-        if (rc == 0 && k)
-            rc = otasim_blkreplay_apply_extra(&r, idx, k, e);
-        if (rc == 0 && (o->have_torn || o->have_damage))
-            rc = apply_models(&r, log, o, pos, idx, k, e);
+        rc = otasim_blkreplay_at(&r, o->unit, pos, o->point, idx, k, &o->model, &mi, e);
+        if (rc == 1 && o->unit == OTASIM_BLK_UNIT_WRITE)
+            rc = ota_err_set(e, EINVAL,
+                             "point %" PRIu64 " is the starting disk or follows a flush: no "
+                             "write before it to %s (points 1..%" PRIu64 ")",
+                             o->point, o->model.torn ? "tear" : "damage", n - 1);
+        else if (rc == 1)
+            rc = ota_err_set(e, EINVAL, "point %" PRIu64 ": no write in flight after it to tear",
+                             o->point);
+        if (rc == 0 && mi.torn)
+            printf("torn_entry=%" PRIu64 " torn_pages=%" PRIu64 "/%" PRIu64 " torn_bytes=%" PRIu64
+                   "/%" PRIu64 "\n",
+                   mi.torn_entry, mi.t.k, mi.t.pieces, mi.t.bytes,
+                   log->e[mi.torn_entry].nr_sectors * log->sector_size);
+        if (rc == 0 && mi.damaged)
+            printf("damage_entry=%" PRIu64 " erase_blocks=%" PRIu64 "+%" PRIu64
+                   " sectors_ff=%" PRIu64 " sectors_garbage=%" PRIu64 "\n",
+                   pos[o->point] - 1, mi.d.off, mi.d.len, mi.d.sectors_ff, mi.d.sectors_garbage);
         if (rc == 0 && o->have_seed) {
             printf("subset_entries=%" PRIu64, k);
             for (uint64_t j = 0; j < k; j++)
@@ -317,14 +307,17 @@ static int bench(const struct otasim_blklog *log, const struct blocks_opts *o, s
     return rc;
 }
 
-/* ota-sim blocks check --recording DIR --point N [--out IMG] */
+/* ota-sim blocks check --recording DIR --point N [model options] [--out IMG] */
 static int do_check(int argc, char **argv)
 {
     const char *rec = NULL, *out = NULL;
     uint64_t point = 0;
     int have_point = 0, rc;
+    struct otasim_blk_model m;
+    struct otasim_blk_model_flags mf = {0};
     struct ota_err e = {0};
 
+    memset(&m, 0, sizeof(m));
     for (int i = 3; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--recording") == 0)
             rec = argv[i + 1];
@@ -332,7 +325,7 @@ static int do_check(int argc, char **argv)
             out = argv[i + 1];
         else if (strcmp(argv[i], "--point") == 0 && parse_u64(argv[i + 1], &point) == 0)
             have_point = 1;
-        else
+        else if (otasim_blk_model_opt(argv[i], argv[i + 1], &m, &mf) <= 0)
             return fprintf(stderr, "ota-sim blocks check: bad option %s %s\n", argv[i],
                            argv[i + 1]),
                    EXIT_USAGE;
@@ -341,7 +334,9 @@ static int do_check(int argc, char **argv)
         fprintf(stderr, "ota-sim blocks check: --recording DIR and --point N are needed\n");
         return EXIT_USAGE;
     }
-    rc = otasim_qblocks_check_one(rec, point, out, &e);
+    if (otasim_blk_model_done(&m, &mf, "ota-sim blocks check") < 0)
+        return EXIT_USAGE;
+    rc = otasim_qblocks_check_one(rec, point, &m, out, &e);
     if (rc < 0) {
         fprintf(stderr, "ota-sim blocks check: %s\n", e.reason);
         return rc == -EINVAL || rc == -ENOENT ? EXIT_USAGE : EXIT_HARNESS;
@@ -381,11 +376,11 @@ int otasim_cli_blocks(int argc, char **argv)
         fprintf(stderr, "ota-sim blocks: --subset-seed needs --unit flush\n");
         return EXIT_USAGE;
     }
-    if (o.have_erase_block && o.unit != OTASIM_BLK_UNIT_WRITE) {
+    if (o.model.erase && o.unit != OTASIM_BLK_UNIT_WRITE) {
         fprintf(stderr, "ota-sim blocks: --erase-block needs --unit write (the SD card)\n");
         return EXIT_USAGE;
     }
-    if (is_bench && (o.have_torn || o.have_erase_block)) {
+    if (is_bench && otasim_blk_model_on(&o.model)) {
         fprintf(stderr, "ota-sim blocks: bench takes no model (--torn-seed, --erase-block)\n");
         return EXIT_USAGE;
     }

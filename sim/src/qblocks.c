@@ -343,15 +343,16 @@ static json_t *state_json(const struct otasim_blkstate *s, uint64_t point, uint6
  * with a state of its own (nothing shared across slices); the replayer only
  * moves forward. */
 static int check_slice(const struct otasim_trial *tr, const struct otasim_blklog *log,
-                       const char *dir, const uint64_t *pos, uint64_t npos, int k, int jobs,
-                       uint64_t nslices, const char *scratch, const char *out, struct ota_err *err)
+                       const char *dir, enum otasim_blk_unit unit, const struct otasim_blk_model *m,
+                       const uint64_t *pos, uint64_t npos, int k, int jobs, uint64_t nslices,
+                       const char *scratch, const char *out, struct ota_err *err)
 {
     struct otasim_qemu_image im;
     struct otasim_blkreplay r;
     struct otasim_blkcheck ck;
     struct otasim_blkstate s;
     char base[PATH_MAX + 32], work[PATH_MAX + 32];
-    uint64_t last_checked = 0;
+    uint64_t last_checked = 0, modelled = 0;
     FILE *f = NULL;
     int rc;
 
@@ -377,9 +378,13 @@ static int check_slice(const struct otasim_trial *tr, const struct otasim_blklog
             char *text = NULL;
             if (k == npos * sl / nslices)
                 ck.have_prev = 0; /* a slice's first state is judged on its own */
-            if ((rc = otasim_blkreplay_seek(&r, pos[k], err)) < 0 ||
-                (rc = otasim_blkcheck_state(&ck, &r, &s, err)) < 0)
+            struct otasim_blk_model_info mi;
+            /* the state under the models (their writes undone after the check) */
+            if ((rc = otasim_blkreplay_at(&r, unit, pos, k, NULL, 0, m, &mi, err)) < 0 ||
+                (rc = otasim_blkcheck_state(&ck, &r, &s, err)) < 0 ||
+                (rc = otasim_blkreplay_undo_extra(&r, err)) < 0)
                 goto out;
+            modelled += mi.torn || mi.damaged;
             if (!s.shared)
                 last_checked = k;
             if (s.shared) /* the result is last_checked's line */
@@ -388,6 +393,15 @@ static int check_slice(const struct otasim_trial *tr, const struct otasim_blklog
                               (json_int_t)last_checked);
             else
                 o = state_json(&s, k, pos[k], k);
+            if (o && (mi.torn || mi.damaged))
+                json_object_set_new(
+                    o, "model",
+                    json_pack("{s:b, s:I, s:I, s:I, s:b, s:I, s:I, s:I}", "torn", mi.torn,
+                              "torn_entry", (json_int_t)mi.torn_entry, "torn_pages",
+                              (json_int_t)mi.t.k, "torn_of", (json_int_t)mi.t.pieces, "damaged",
+                              mi.damaged, "erase_off", (json_int_t)mi.d.off, "erase_len",
+                              (json_int_t)mi.d.len, "sectors_damaged",
+                              (json_int_t)(mi.d.sectors_ff + mi.d.sectors_garbage)));
             if (!o || ota_json_dump(o, &text) < 0) {
                 json_decref(o);
                 rc = ota_err_set(err, ENOMEM, "out of memory");
@@ -400,9 +414,9 @@ static int check_slice(const struct otasim_trial *tr, const struct otasim_blklog
     fprintf(f,
             "{\"stats\":{\"states\":%" PRIu64 ",\"checked\":%" PRIu64 ",\"evaluated\":%" PRIu64
             ",\"same_disk\":%" PRIu64 ",\"same_reading\":%" PRIu64 ",\"failed\":%" PRIu64
-            ",\"part_reads\":%" PRIu64 ",\"part_reused\":%" PRIu64 "}}\n",
+            ",\"part_reads\":%" PRIu64 ",\"part_reused\":%" PRIu64 ",\"modelled\":%" PRIu64 "}}\n",
             ck.st.states, ck.st.checked, ck.st.evaluated, ck.st.same_disk, ck.st.same_reading,
-            ck.st.failed, ck.st.part_reads, ck.st.part_reused);
+            ck.st.failed, ck.st.part_reads, ck.st.part_reused, modelled);
     rc = fflush(f) == 0 ? 0 : ota_err_set(err, errno, "%s: %s", out, strerror(errno));
 out:
     if (f)
@@ -487,10 +501,13 @@ static void add_check(struct otasim_trial *tr, const char *name, int ok, const c
 
 /* Boots the state at point k and judges it; the row goes to db. */
 static int boot_one(const struct otasim_tools *t, const struct otasim_trial *tr,
-                    const struct otasim_blklog *log, const char *dir, struct pstate *ps, uint64_t k,
-                    const char *unit, struct otasim_rundb *db, int64_t run_id,
+                    const struct otasim_blklog *log, const char *dir, struct pstate *ps,
+                    const uint64_t *points, uint64_t k, enum otasim_blk_unit bunit,
+                    const struct otasim_blk_model *m, struct otasim_rundb *db, int64_t run_id,
                     struct otasim_qblocks_result *res, struct ota_err *err)
 {
+    const char *unit = unit_names[bunit];
+    char margs[160];
     struct otasim_trial b = *tr;
     struct otasim_blkreplay r;
     struct otasim_qt_watch w;
@@ -514,8 +531,8 @@ static int boot_one(const struct otasim_tools *t, const struct otasim_trial *tr,
     snprintf(state, sizeof(state), "/dev/shm/otasim-boot-%d-%" PRIu64 ".raw", (int)getpid(), k);
     if ((rc = otasim_blkreplay_init(&r, log, base, work, err)) < 0)
         return rc;
-    rc = otasim_blkreplay_seek(&r, pos, err);
-    if (rc == 0) {
+    rc = otasim_blkreplay_at(&r, bunit, points, k, NULL, 0, m, NULL, err);
+    if (rc >= 0) {
         fd = open(state, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         rc = fd < 0 ? ota_err_set(err, errno, "%s: %s", state, strerror(errno))
                     : otasim_blkreplay_sync(&r, fd, 1, err);
@@ -601,13 +618,16 @@ static int boot_one(const struct otasim_tools *t, const struct otasim_trial *tr,
     b.fired = 1;
     b.fault.kind = OTASIM_FAULT_POWER_CUT;
     snprintf(b.block_trigger, sizeof(b.block_trigger), "block-%s:%" PRIu64 " booted", unit, k);
-    snprintf(b.block_model, sizeof(b.block_model), "blocks-%s", unit);
+    otasim_blk_model_name(m, margs, sizeof(margs));
+    snprintf(b.block_model, sizeof(b.block_model), "blocks-%s%s%s", unit, margs[0] ? "+" : "",
+             margs);
+    otasim_blk_model_args(m, margs, sizeof(margs));
     snprintf(id, sizeof(id), "blocks/%s/%s/boot@%" PRIu64,
              otasim_qemu_profile_names[t->qemu_profile], tr->sc->name, k);
     snprintf(rep, sizeof(rep),
              "ota-sim blocks check --recording %s --point %" PRIu64
-             " --out state.raw && images/run-qemu --profile %s --image state.raw --overlay",
-             dir, k, otasim_qemu_profile_names[t->qemu_profile]);
+             "%s --out state.raw && images/run-qemu --profile %s --image state.raw --overlay",
+             dir, k, margs, otasim_qemu_profile_names[t->qemu_profile]);
     rc = otasim_rundb_add(db, run_id, id, &b, rep, NULL, err);
 out:
     unlink(state);
@@ -625,7 +645,7 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
     struct cstate *cs = NULL;
     struct pstate *ps = NULL;
     size_t ncs = 0;
-    char dir[PATH_MAX], p[PATH_MAX + 64];
+    char dir[PATH_MAX], p[PATH_MAX + 64], margs[160], cmodel[48];
     uint64_t *pos = NULL, npos = 0, nslices;
     enum otasim_blk_unit unit;
     int jobs = o->jobs > 0 ? o->jobs : 2, rc, log_open = 0;
@@ -649,6 +669,10 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
            : t->qemu_profile == OTASIM_QEMU_RASPI3B ? OTASIM_BLK_UNIT_WRITE
                                                     : OTASIM_BLK_UNIT_FLUSH;
     ota_strlcpy(res->unit, unit_names[unit], sizeof(res->unit));
+    otasim_blk_model_name(&o->model, res->model, sizeof(res->model));
+    otasim_blk_model_args(&o->model, margs, sizeof(margs));
+    snprintf(cmodel, sizeof(cmodel), "blocks-%s%s%s", unit_names[unit], res->model[0] ? "+" : "",
+             res->model);
     rec_dir_of(t, tr, dir, sizeof(dir));
     ota_strlcpy(res->rec_dir, dir, sizeof(res->rec_dir));
     snprintf(p, sizeof(p), "%s/recording.json", dir);
@@ -665,6 +689,8 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
         rc = ota_err_set(err, -rc, "out of memory");
         goto out;
     }
+    if ((rc = otasim_blk_model_check(&o->model, unit, log.sector_size, err)) < 0)
+        goto out;
     ota_ignore(load_states(dir, &cs, &ncs));
     /* the check: contiguous slices, one worker each */
     t0 = otasim_now_ms();
@@ -682,7 +708,8 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
         }
         if (pids[k] == 0) {
             struct ota_err e = {0};
-            int c = check_slice(tr, &log, dir, pos, npos, k, jobs, nslices, scratch, out, &e);
+            int c = check_slice(tr, &log, dir, unit, &o->model, pos, npos, k, jobs, nslices,
+                                scratch, out, &e);
             if (c < 0) /* its scratch stays for a look (named in the reason) */
                 fprintf(stderr, "ota-sim: block check worker %d: %s\n", k, e.reason);
             else
@@ -729,6 +756,7 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
                 res->part_reads += (uint64_t)json_integer_value(json_object_get(stt, "part_reads"));
                 res->part_reused +=
                     (uint64_t)json_integer_value(json_object_get(stt, "part_reused"));
+                res->modelled += (uint64_t)json_integer_value(json_object_get(stt, "modelled"));
                 json_decref(j);
                 continue;
             }
@@ -806,24 +834,26 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
             snprintf(span, sizeof(span), "%" PRIu64, k);
         snprintf(row.block_trigger, sizeof(row.block_trigger), "block-%s:%s", unit_names[unit],
                  span);
-        snprintf(row.block_model, sizeof(row.block_model), "blocks-%s", unit_names[unit]);
+        ota_strlcpy(row.block_model, cmodel, sizeof(row.block_model));
         snprintf(id, sizeof(id), "blocks/%s/%s/%s@%s", otasim_qemu_profile_names[t->qemu_profile],
                  tr->sc->name, unit_names[unit], span);
         if (shared)
             snprintf(eq, sizeof(eq), "blocks/%s/%s/%s@%" PRIu64,
                      otasim_qemu_profile_names[t->qemu_profile], tr->sc->name, unit_names[unit],
                      with);
-        extra = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:i, s:I, s:i, s:s}", "kind", "state",
-                          "point", (json_int_t)k, "last", (json_int_t)last, "pos",
+        extra = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:i, s:I, s:i, s:s, s:s, s:O*}", "kind",
+                          "state", "point", (json_int_t)k, "last", (json_int_t)last, "pos",
                           json_integer_value(json_object_get(ps[k].o, "pos")), "unit",
                           unit_names[unit], "during", ps[k].during, "shared", shared, "shared_with",
                           (json_int_t)(shared ? with : k), "slot",
-                          (int)json_integer_value(json_object_get(j, "slot")), "recording", dir);
+                          (int)json_integer_value(json_object_get(j, "slot")), "recording", dir,
+                          "model", res->model, "modelled", json_object_get(ps[k].o, "model"));
         if (extra)
             ota_ignore(ota_json_dump(extra, &js));
         json_decref(extra);
         row.blocks = js;
-        snprintf(rep, sizeof(rep), "ota-sim blocks check --recording %s --point %" PRIu64, dir, k);
+        snprintf(rep, sizeof(rep), "ota-sim blocks check --recording %s --point %" PRIu64 "%s", dir,
+                 k, margs);
         rc = otasim_rundb_add(db, run_id, id, &row, rep, shared ? eq : NULL, err);
         free(js);
         if (rc < 0)
@@ -896,7 +926,8 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
             rest[q] = rest[--nrest];
         }
         for (uint64_t q = 0; q < npick && rc == 0; q++)
-            rc = boot_one(t, tr, &log, dir, ps, pick[q], unit_names[unit], db, run_id, res, err);
+            rc =
+                boot_one(t, tr, &log, dir, ps, pos, pick[q], unit, &o->model, db, run_id, res, err);
         res->boot_ms = otasim_now_ms() - b0;
         free(pick);
         free(rest);
@@ -928,9 +959,10 @@ out:
     return rc;
 }
 
-int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const char *out,
-                             struct ota_err *err)
+int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const struct otasim_blk_model *m,
+                             const char *out, struct ota_err *err)
 {
+    struct otasim_blk_model_info mi;
     struct rec_info *ri = calloc(1, sizeof(*ri));
     struct otasim_blklog log;
     struct otasim_blkreplay r;
@@ -967,9 +999,23 @@ int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const char *ou
         (rc = otasim_qemu_disk_open(base, &im, err)) < 0 ||
         (rc = otasim_blkreplay_init(&r, &log, base, work, err)) < 0)
         goto out_log;
-    if ((rc = otasim_blkreplay_seek(&r, pos[point], err)) < 0 ||
+    if ((rc = otasim_blk_model_check(m, unit, log.sector_size, err)) < 0 ||
+        (rc = otasim_blkreplay_at(&r, unit, pos, point, NULL, 0, m, &mi, err)) < 0 ||
         (rc = otasim_blkcheck_init(&ck, &ri->tr, &im, scratch, err)) < 0)
         goto out_r;
+    if (otasim_blk_model_on(m) && !mi.torn && !mi.damaged)
+        printf("model: nothing to act on at point %" PRIu64 " (the starting disk, a flush, no "
+               "write in flight, or a write within one page, which cannot tear): the plain "
+               "state\n",
+               point);
+    if (mi.torn)
+        printf("model: torn write, entry %" PRIu64 ", its first %" PRIu64 " of %" PRIu64
+               " pages written\n",
+               mi.torn_entry, mi.t.k, mi.t.pieces);
+    if (mi.damaged)
+        printf("model: erase-block damage, bytes %" PRIu64 "+%" PRIu64 ", %" PRIu64
+               " sectors erased, %" PRIu64 " garbage\n",
+               mi.d.off, mi.d.len, mi.d.sectors_ff, mi.d.sectors_garbage);
     rc = otasim_blkcheck_state(&ck, &r, &s, err);
     otasim_blkcheck_free(&ck);
     if (rc == 0 && out) {

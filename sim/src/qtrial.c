@@ -75,7 +75,8 @@ static const char *const qemu_gaps[] = {
 const char *const otasim_qemu_blocks_gaps[] = {
     "Block-level states are the disk as the log's order leaves it at each crash point: on raspi3b "
     "every write (an SD card has no cache and no flush), on virt every flush; QEMU never tears a "
-    "write, and no torn-sector or erase-block damage model was applied in this run.",
+    "write (the torn and erase-block models, when a run applies them, are models of a real "
+    "medium: the next line says which).",
     "Each state is checked on the host (e2fsck's journal replay, e2fsck -fn, debugfs, mtools, "
     "libubootenv) and predicted; only the booted sample ran the agent on it.",
     QEMU_FIDELITY,

@@ -755,6 +755,28 @@ static int record_gaps(struct otasim_runner *r, struct ota_err *err)
     rc = otasim_rundb_gaps(r->db, r->run_id, "not-modelled", tier,
                            r->o.blocks ? otasim_qemu_blocks_gaps : otasim_target_gaps[r->t.target],
                            err);
+    if (rc == 0 && r->o.blocks) {
+        const struct otasim_blk_model *m = &r->o.blocks_model;
+        char line[512];
+        if (!otasim_blk_model_on(m))
+            snprintf(line, sizeof(line),
+                     "No torn-sector or erase-block damage model was applied in this run: each "
+                     "state holds every logged write whole.");
+        else
+            snprintf(line, sizeof(line),
+                     "This run applied a model of the medium on every crash point (QEMU itself "
+                     "never tears a write): %s%s%s.",
+                     m->torn ? "torn writes, the write at each point cut at page boundaries "
+                               "(a write within one page, and on the SD card every write is "
+                               "one sector, cannot tear: checked as found)"
+                             : "",
+                     m->torn && m->erase ? "; " : "",
+                     m->erase ? "SD erase-block damage, the other sectors of each write's "
+                                "erase blocks erased or garbage: pessimistic on purpose, not a "
+                                "measurement of any card"
+                              : "");
+        rc = otasim_rundb_gap(r->db, r->run_id, "not-modelled", tier, line, err);
+    }
     for (size_t i = 0; i < r->n_skips && rc == 0; i++) {
         char *tab = strchr(r->skips[i], '\t');
         *tab = 0;

@@ -27,7 +27,8 @@ int otasim_runner_run_blocks(struct otasim_runner *r, struct otasim_run_stats *s
         struct otasim_qblocks_opts o = {.jobs = r->o.jobs > 1 ? r->o.jobs : 2,
                                         .boot_sample = r->o.boot_sample,
                                         .seed = r->o.seed,
-                                        .unit = -1};
+                                        .unit = -1,
+                                        .model = r->o.blocks_model};
         struct otasim_qblocks_result res;
         double min;
         if (sc->sc.profile == OTASIM_PROFILE_ROOTFS && r->t.qemu_profile == OTASIM_QEMU_VIRT) {
@@ -71,6 +72,11 @@ int otasim_runner_run_blocks(struct otasim_runner *r, struct otasim_run_stats *s
                res.points, res.checked, res.evaluated, res.failed, res.same_reading, res.same_disk,
                res.outcomes, res.check_ms / 1000.0, min > 0 ? res.checked / min : 0.0, o.jobs,
                res.part_reads, res.part_reused, res.record_ms ? "made" : "cached");
+        if (res.model[0])
+            printf("blocks: %s on %s: model %s (docs/blocks.md \"Models of a state\"): %" PRIu64
+                   " of the %" PRIu64 " crash points changed by it, the others checked as found\n",
+                   sc->sc.name, otasim_qemu_profile_names[r->t.qemu_profile], res.model,
+                   res.modelled, res.points);
         printf("blocks: %s on %s: booted %d (%d of %" PRIu64
                " distinct outcomes), %d failed, %d predicted wrongly, %.1f s; recording %s\n",
                sc->sc.name, otasim_qemu_profile_names[r->t.qemu_profile], res.boots,

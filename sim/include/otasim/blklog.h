@@ -235,6 +235,48 @@ int otasim_blkreplay_apply_erase_damage(struct otasim_blkreplay *r, uint64_t idx
                                         uint64_t erase_block, uint64_t seed,
                                         struct otasim_blk_damage *d, struct ota_err *err) OTA_MUST;
 
+/* A crash point's state under the models, as `ota-sim blocks replay`, the
+ * block-level check (--mode blocks) and its booted sample all make it. */
+struct otasim_blk_model {
+    int torn; /* tear a write (otasim_blkreplay_apply_torn) */
+    uint64_t torn_seed, torn_unit;
+    int erase; /* damage the erase blocks of the point's last write */
+    uint64_t erase_block, damage_seed;
+};
+struct otasim_blk_model_info {
+    int torn, damaged; /* applied at this point */
+    uint64_t torn_entry;
+    struct otasim_blk_torn t;
+    struct otasim_blk_damage d;
+};
+
+/* Whether m names a model (torn or erase). */
+int otasim_blk_model_on(const struct otasim_blk_model *m);
+/* -EINVAL with err set when m cannot apply to the unit (the erase-block model
+ * needs the write unit) or its sizes are bad. */
+int otasim_blk_model_check(const struct otasim_blk_model *m, enum otasim_blk_unit unit,
+                           uint32_t sector_size, struct ota_err *err) OTA_MUST;
+/* m as a name ("torn", "erase", "torn+erase"; "" without a model) and as the
+ * options that reproduce it (" --torn-seed S --torn-unit U ..."). */
+void otasim_blk_model_name(const struct otasim_blk_model *m, char *buf, size_t cap);
+void otasim_blk_model_args(const struct otasim_blk_model *m, char *buf, size_t cap);
+
+/* Brings r to crash point n of the unit's points pos[] and applies the
+ * subset kept[0..nk) (flush unit; may be 0) and the models m (may be NULL) on
+ * top, as otasim_blkreplay_apply_torn and _apply_erase_damage say. Returns 0
+ * with the models applied, or without a model the plain state (what was done
+ * in info, may be NULL), 1 when a
+ * model has nothing to act on at this point (write unit point 0, the
+ * starting disk, or a point after a flush; flush unit with no write in
+ * flight; a torn model whose write lies within one page, which cannot tear:
+ * on the SD card, whose writes are single sectors, every one): r then holds
+ * the plain state; <0 with err set. Undo the extra writes (otasim_blkreplay_undo_extra)
+ * before the next seek. */
+int otasim_blkreplay_at(struct otasim_blkreplay *r, enum otasim_blk_unit unit, const uint64_t *pos,
+                        uint64_t n, const uint64_t *kept, uint64_t nk,
+                        const struct otasim_blk_model *m, struct otasim_blk_model_info *info,
+                        struct ota_err *err) OTA_MUST;
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@
 #ifndef OTASIM_QBLOCKS_H
 #define OTASIM_QBLOCKS_H
 
+#include "otasim/blklog.h"
 #include "otasim/rundb.h"
 #include "otasim/sim.h"
 
@@ -29,15 +30,18 @@ extern "C" {
 #endif
 
 struct otasim_qblocks_opts {
-    int jobs;        /* check workers (default 2) */
-    int boot_sample; /* boots at most (distinct outcomes first); 0 none */
-    uint64_t seed;   /* the boot sample's */
-    int unit;        /* enum otasim_blk_unit, or -1: the board's */
-    int recheck;     /* record again even if a recording is cached */
+    int jobs;                      /* check workers (default 2) */
+    int boot_sample;               /* boots at most (distinct outcomes first); 0 none */
+    uint64_t seed;                 /* the boot sample's */
+    int unit;                      /* enum otasim_blk_unit, or -1: the board's */
+    int recheck;                   /* record again even if a recording is cached */
+    struct otasim_blk_model model; /* torn writes, erase-block damage: on every point (and boot) */
 };
 
 struct otasim_qblocks_result {
-    char unit[8]; /* "write" | "flush" */
+    char unit[8];      /* "write" | "flush" */
+    char model[16];    /* "" | "torn" | "erase" | "torn+erase" */
+    uint64_t modelled; /* points the model changed (the others: the plain state) */
     char rec_dir[PATH_MAX];
     uint64_t entries; /* log entries */
     uint64_t points;
@@ -64,10 +68,11 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
                        struct otasim_qblocks_result *res, struct ota_err *err) OTA_MUST;
 
 /* ota-sim blocks check: one state of a recording checked again and
- * printed (the reproduce command of a row); out non-NULL: the state's raw
- * disk written there too. Exit-style: 0 passed, 1 failed, -errno harness. */
-int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const char *out,
-                             struct ota_err *err) OTA_MUST;
+ * printed (the reproduce command of a row), under the models m (may be
+ * NULL); out non-NULL: the state's raw disk written there too. Exit-style: 0
+ * passed, 1 failed, -errno harness. */
+int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const struct otasim_blk_model *m,
+                             const char *out, struct ota_err *err) OTA_MUST;
 
 #ifdef __cplusplus
 }

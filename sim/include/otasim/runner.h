@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include "ota/err.h"
+#include "otasim/blklog.h"
 #include "otasim/sim.h"
 
 #ifdef __cplusplus
@@ -83,6 +84,7 @@ struct otasim_run_opts {
      * (otasim/qblocks.h), instead of its cases */
     int blocks;
     int boot_sample;
+    struct otasim_blk_model blocks_model; /* --torn-seed, --erase-block: none when zero */
 };
 
 struct otasim_runner;

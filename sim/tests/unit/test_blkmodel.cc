@@ -422,6 +422,17 @@ TEST_F(BlkModelTest, CommandLineModels)
          "no write in flight"},
         {" --unit write --point 1 --erase-block 4X --damage-seed 1", "bad option"},
     };
+    // the run command takes the models only with --mode blocks on QEMU
+    out = run(sim + " run --torn-seed 1 " + std::string(OTA_SOURCE_DIR) +
+                  "/scenarios/blocks/app-update.yaml",
+              &st);
+    EXPECT_EQ(WEXITSTATUS(st), 2) << out;
+    EXPECT_NE(out.find("go with --mode blocks"), std::string::npos) << out;
+    out = run(sim + " run --target qemu --erase-block 64K " + std::string(OTA_SOURCE_DIR) +
+                  "/scenarios/blocks/app-update.yaml",
+              &st);
+    EXPECT_EQ(WEXITSTATUS(st), 2) << out;
+    EXPECT_NE(out.find("go together"), std::string::npos) << out;
     for (const auto &b : bad) {
         fs::remove(img);
         out = run(pre + b.first, &st);
@@ -429,6 +440,69 @@ TEST_F(BlkModelTest, CommandLineModels)
         EXPECT_NE(out.find(b.second), std::string::npos) << b.first << ": " << out;
         EXPECT_FALSE(fs::exists(img) && fs::file_size(img) > 0) << b.first;
     }
+}
+
+// otasim_blkreplay_at, the one way --mode blocks, its booted sample and
+// `blocks check` make a point's state under the models: each point of a walk
+// forward is what the models alone say (torn: between the neighbours;
+// erase: the write's own sectors kept), points where no model can act are the
+// plain state (returned 1), and the undo lets the walk go on.
+TEST_F(BlkModelTest, StateAtAPointUnderTheModels)
+{
+    struct otasim_blkreplay r;
+    struct ota_err e = {};
+    struct otasim_blk_model torn = {}, erase = {}, none = {};
+    torn.torn = 1;
+    torn.torn_seed = 5;
+    torn.torn_unit = 4096;
+    erase.erase = 1;
+    erase.erase_block = 65536;
+    erase.damage_seed = 9;
+    ASSERT_EQ(otasim_blk_model_check(&erase, OTASIM_BLK_UNIT_FLUSH, log.sector_size, &e), -EINVAL);
+    EXPECT_NE(std::string(e.reason).find("write unit"), std::string::npos) << e.reason;
+    ASSERT_EQ(otasim_blk_model_check(&torn, OTASIM_BLK_UNIT_WRITE, log.sector_size, &e), 0);
+    char name[32], args[160];
+    otasim_blk_model_name(&torn, name, sizeof(name));
+    otasim_blk_model_args(&erase, args, sizeof(args));
+    EXPECT_STREQ(name, "torn");
+    EXPECT_STREQ(args, " --erase-block 65536 --damage-seed 9");
+    ASSERT_EQ(otasim_blkreplay_init(&r, &log, base.c_str(), work.c_str(), &e), 0) << e.reason;
+    uint64_t torn_n = 0, plain_n = 0, damaged_n = 0;
+    for (uint64_t n = 0; n < nw; n++) {
+        for (const auto *m : {&none, &torn, &erase}) {
+            struct otasim_blk_model_info mi;
+            int rc =
+                otasim_blkreplay_at(&r, OTASIM_BLK_UNIT_WRITE, wpos, n, nullptr, 0, m, &mi, &e);
+            ASSERT_GE(rc, 0) << e.reason;
+            std::string got = read_all(work);
+            const std::string &after = at[wpos[n]];
+            if (rc == 1 || m == &none) { // nothing to act on, or no model: the plain state
+                EXPECT_FALSE(mi.torn || mi.damaged);
+                EXPECT_TRUE(got == after) << "point " << n;
+                plain_n += m != &none;
+            } else if (mi.torn) {
+                const std::string &before = at[wpos[n] - 1];
+                EXPECT_TRUE(got != before && got != after) << "point " << n;
+                EXPECT_EQ(mi.torn_entry, wpos[n] - 1);
+                torn_n++;
+            } else {
+                ASSERT_TRUE(mi.damaged);
+                uint64_t i = wpos[n] - 1;
+                EXPECT_TRUE(got.compare(off_of(i), len_of(i), after, off_of(i), len_of(i)) == 0)
+                    << "the write itself is kept, point " << n;
+                EXPECT_TRUE(got != after) << "point " << n;
+                damaged_n++;
+            }
+            if (m == &none)
+                EXPECT_EQ(rc, 0) << "no model: the plain state, not a model that could not act";
+            ASSERT_EQ(otasim_blkreplay_undo_extra(&r, &e), 0) << e.reason;
+            EXPECT_TRUE(read_all(work) == at[r.applied]) << "undone, point " << n;
+        }
+    }
+    EXPECT_GE(torn_n, 3u) << "multi-page writes torn";
+    EXPECT_GE(plain_n, 2u) << "point 0 and one-page writes stay plain";
+    EXPECT_EQ(damaged_n, nw - 1) << "every write's erase blocks damaged, point 0 plain";
+    otasim_blkreplay_free(&r);
 }
 
 // Found by the blklog fuzz target (corpus/blklog/crash-discard-range-overflow): a

@@ -103,8 +103,26 @@ def profile_of(t):
     return "?"
 
 
+MODELS = {
+    "torn": "the torn-write model (each point's write cut at page boundaries: a model of a "
+            "real medium, QEMU never tears a write)",
+    "erase": "the SD erase-block model (the other sectors of each write's erase blocks erased "
+             "or garbage: pessimistic on purpose, not a measurement of any card)",
+}
+
+
+def model_of(t):
+    """The model a block row was checked under: "" (none), "torn", "erase", "torn+erase"."""
+    cm = t.get("crash_model") or ""
+    return cm.split("+", 1)[1] if "+" in cm else ""
+
+
+def model_text(model):
+    return " and ".join(MODELS.get(m, m) for m in model.split("+")) if model else ""
+
+
 def update_key(t):
-    return (profile_of(t), t.get("scenario") or "", info(t)["unit"])
+    return (profile_of(t), t.get("scenario") or "", info(t)["unit"], model_of(t))
 
 
 def prediction(t):
@@ -124,11 +142,13 @@ def analyse(trials):
             ups.setdefault(update_key(t), {"states": [], "boots": []})[
                 "boots" if is_boot(t) else "states"].append(t)
     out = []
-    for (profile, scen, unit), g in sorted(ups.items()):
+    for (profile, scen, unit, model), g in sorted(ups.items()):
         states = sorted(g["states"], key=lambda t: info(t)["point"])
         boots = sorted(g["boots"], key=lambda t: info(t)["point"])
         u = {"profile": profile, "scenario": scen, "unit": unit,
-             "unit_text": UNITS.get(unit, unit),
+             "unit_text": UNITS.get(unit, unit) + (
+                 " \u2014 under " + model_text(model) if model else ""),
+             "model": model,
              "board_unit": BOARD_UNIT.get(profile),
              "rows": len(states), "points": 0, "judged": 0, "shared": 0, "not_read": 0,
              "same_reading": 0, "failed": 0, "failed_judged": 0, "failed_shared": 0,
@@ -196,7 +216,8 @@ def totals(ups):
 
 
 def uid(u):
-    return anchor("blocks-%s-%s-%s" % (u["profile"], u["scenario"], u["unit"]))[2:]
+    return anchor("blocks-%s-%s-%s%s" % (u["profile"], u["scenario"], u["unit"],
+                                          "-" + u["model"] if u.get("model") else ""))[2:]
 
 
 def fmt_pred(p):
@@ -306,7 +327,8 @@ def count_rows(u):
         ("crash points", u["points"], "points %d to %d of the recorded log" % (u["first"], u["end"])),
         ("judged", u["judged"], "each checked on the host (e2fsck journal replay, e2fsck -fn, "
                                 "debugfs, mtools, libubootenv, the invariants)"),
-        ("sharing a result", u["shared"], "not executed checks: the result of the state before"),
+        ("sharing a result", u["shared"], "the invariants not run again: the verdict of the "
+                                          "state before stands"),
         ("\u2003not read", u["not_read"], SHARED[1]),
         ("\u2003same reading", u["same_reading"], SHARED[2]),
         ("failed", u["failed"], "%d judged, %d sharing a failed result" % (
@@ -341,8 +363,9 @@ def render_html(ups):
            "rebuilt at every crash point and checked on the host without booting; the "
            "verdict of a state is a <b>prediction</b> of what the next power-on boots and "
            "runs, proved only for the booted sample. States that <b>share a result</b> were "
-           "not checked again: they are not executed checks (the whole log is enumerated, so "
-           "no sampling bound is given). Their rows are not counted as trials in the sections "
+           "not judged again: either nothing the device uses changed (not read) or they were "
+           "read and the reading equals the state before's, so the invariants did not run again "
+           "(the whole log is enumerated, so no sampling bound is given). Their rows are not counted as trials in the sections "
            "above and below; a booted state is a trial.</p>",
            legend()]
     for u in ups:
@@ -436,8 +459,8 @@ def render_md(ups, max_failed=20):
         return ""
     out = ["### Block-level crash states", "",
            "_Each state's verdict is a prediction from a host-side check; states sharing a "
-           "result were not checked again (not executed checks). Only the booted states ran "
-           "the agent._", "",
+           "result were not judged again (not read, or read with the reading of the state "
+           "before). Only the booted states ran the agent._", "",
            "| update | unit | crash points | judged | shared (not read / same reading) | failed "
            "| distinct predicted | booted | booted failed | mismatches |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

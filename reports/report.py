@@ -450,7 +450,7 @@ def html_header(run, trials, s):
     ]
     if s["block_points"]:
         rows.insert(-1, ("Block-level crash states", (
-            '%d crash points: %d judged on the host, %d sharing a result (not executed checks), '
+            '%d crash points: %d judged on the host, %d sharing a result (not judged again), '
             '%d failed; %d booted (trials) &mdash; <a href="#blocks">see the section</a>' % (
                 s["block_points"], s["block_judged"], s["block_shared"], s["block_fail"],
                 s["block_booted"]))))

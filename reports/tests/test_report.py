@@ -1199,7 +1199,7 @@ def test_blocks_section_counts(blocksdb, tmp_path):
     assert "raspi3b / app-update \u2014 a crash point after each write \u2014 the SD card never " \
            "flushes" in text
     assert "virt / app-update \u2014 a crash point after each flush" in text
-    assert "not executed checks" in text
+    assert "the invariants did not run again" in text
     counts = {}
     for m in re.finditer(r'<table class="blk-counts" data-update="([^"]+)">(.*?)</table>', raw,
                          re.S):
@@ -1303,6 +1303,21 @@ def test_blocks_rows_before_runs_of_points(tmp_path):
          "outcome": "pass", "scenario": "app-update", "invariants": []}
     u = report.blocks.analyse([t])[0]
     assert (u["points"], u["not_read"], u["cells"][0]["last"]) == (1, 1, 7)
+
+
+def test_blocks_model_is_said_and_kept_apart():
+    """A run under the erase-block model is its own update group, and its header
+    says the model and that it is pessimistic; the plain run's does not."""
+    def row(cm, point):
+        return {"case_id": "blocks/raspi3b/app-update/write@%d" % point,
+                "trigger": "block-write:%d" % point, "crash_model": cm,
+                "blocks": json.dumps({"kind": "state", "point": point, "pos": point,
+                                      "unit": "write", "during": "BOOT", "shared": 0}),
+                "outcome": "pass", "scenario": "app-update", "invariants": []}
+    ups = report.blocks.analyse([row("blocks-write", 3), row("blocks-write+erase", 3)])
+    assert [u["model"] for u in ups] == ["", "erase"]
+    assert "pessimistic" in ups[1]["unit_text"] and "model" not in ups[0]["unit_text"]
+    assert report.blocks.uid(ups[0]) != report.blocks.uid(ups[1])
 
 
 def test_no_blocks_section_without_block_rows(rundb, tmp_path):

@@ -514,18 +514,9 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
         goto out;
     }
     if (s.fault.kind == OTASIM_FAULT_KERNEL_HANG) {
+        /* its profile and trigger: otasim_agent_check above (the command line's too) */
         const struct otasim_release *tgt = otasim_scenario_target(&s);
         size_t k;
-        if (s.profile != OTASIM_PROFILE_ROOTFS) {
-            ota_err_set(err, EINVAL, "fault kernel-hang: for the rootfs profile");
-            goto out;
-        }
-        if (s.fault.trigger.kind != OTASIM_TRIGGER_NONE &&
-            s.fault.trigger.kind != OTASIM_TRIGGER_STATE) {
-            ota_err_set(err, EINVAL,
-                        "fault.trigger: kernel-hang starts at the start or at a state");
-            goto out;
-        }
         if (!s.fault.release[0] && tgt)
             ota_strlcpy(s.fault.release, tgt->version, sizeof(s.fault.release));
         for (k = 0; k < s.n_rel && strcmp(s.rel[k].version, s.fault.release) != 0; k++)

@@ -83,7 +83,7 @@ TEST(ScenarioHang, BadInputIsAClearError)
         {rootfs("", "fault: {kind: power-cut, release: \"1.0.0\"}\n"),
          "fault.release: only for kind kernel-hang"},
         {rootfs("", "fault: {kind: kernel-hang, trigger: {point: 3}}\n"),
-         "kernel-hang starts at the start or at a state"},
+         "kernel-hang: for the rootfs profile, at the start or at a state"},
         {rootfs(", watchdog: 1", ""), "watchdog"},
         {rootfs(", watchdog_ms: 10", ""), "watchdog_ms"},
         {"device: {profile: app, watchdog: false}\n"
@@ -93,7 +93,7 @@ TEST(ScenarioHang, BadInputIsAClearError)
          "releases:\n  - {version: \"1.0.0\", variant: video-app, factory: true}\n"
          "  - {version: \"2.0.0\", variant: video-app-v2}\n"
          "fault: {kind: kernel-hang}\n",
-         "fault kernel-hang: for the rootfs profile"},
+         "kernel-hang: for the rootfs profile, at the start or at a state"},
         {"device: {profile: app}\n"
          "releases:\n  - {version: \"1.0.0\", variant: video-app, factory: true}\n"
          "expect: {recovery: true}\n",

@@ -5,8 +5,8 @@ and the same scenario with a fault that does happen must pass it. What
 "fired" means per kind: the harness saw the crash (journal CRASH record or
 the agent killed at its point), the interposer journaled a failed call
 (disk-full, eio), the proxy cut the link, the clock file moved under
-libfaketime, the app was killed, the env reads as corrupt, the server
-counted the rule as applied to the trial's device.
+libfaketime, the app was killed, the env reads as corrupt, a boot of the
+kernel hung, the server counted the rule as applied to the trial's device.
 
 Also: a scenario that needs named fault points, run with an agent built
 without them, is reported as not run (exit 4, outcome not-run) with the
@@ -71,6 +71,11 @@ KINDS = {
     # no "cannot match" twin: it is made before the update, and a trigger is refused
     # (test_corrupt_bootenv_takes_no_trigger); fired means the env reads as corrupt
     "corrupt-bootenv": (ROOTFS, "fault: {kind: corrupt-bootenv}\n", None),
+    # fired when a boot of that kernel hung (armed is not enough): the old
+    # release's kernel armed at a state a good update never reaches never boots hung
+    "kernel-hang": (ROOTFS, "fault: {kind: kernel-hang}\n",
+                    'fault: {kind: kernel-hang, release: "1.0.0", trigger: {state: %s}}\n'
+                    % NEVER),
 }
 
 

@@ -147,6 +147,12 @@ int otasim_agent_check(const struct otasim_agent *ag, const struct otasim_scenar
             return ota_err_set(err, EINVAL, "agent %s: its state lines never tell %s", ag->name,
                                want);
     }
+    /* the scenario parser says the same; this is also the command line's --fault */
+    if (f->kind == OTASIM_FAULT_KERNEL_HANG &&
+        (sc->profile != OTASIM_PROFILE_ROOTFS ||
+         (f->trigger.kind != OTASIM_TRIGGER_NONE && f->trigger.kind != OTASIM_TRIGGER_STATE)))
+        return ota_err_set(err, EINVAL,
+                           "kernel-hang: for the rootfs profile, at the start or at a state");
     return ag->check ? ag->check(sc, f, err) : 0;
 }
 

@@ -782,32 +782,34 @@ static int boots(const struct fleet *fl, const struct fdev *d, int slot)
 }
 
 /* The power comes on (a boot, a reboot): for a rootfs fleet, boot.cmd's
- * rule (images/boot.cmd, ota/abboot.h): on trial every boot counts, past
- * bootlimit the other slot boots; a slot that does not boot resets the
- * board (a watchdog) and counts again. Then the app starts. */
+ * rule (images/boot.cmd, ota_abboot_step of ota/abboot.h): on trial every
+ * boot counts, past bootlimit the other slot boots; after that fallback the
+ * old slot's boots count until the agent clears bootcount, and past
+ * 2 x bootlimit the board is in recovery mode (dark: it needs a reflash). A
+ * slot that does not boot resets the board (a watchdog) and counts again.
+ * Then the app starts. */
 void fleet_dev_boot(struct fleet *fl, struct fdev *d)
 {
-    int limit = atoi(OTA_ENV_BOOTLIMIT_DEFAULT);
+    unsigned long limit = strtoul(OTA_ENV_BOOTLIMIT_DEFAULT, NULL, 10);
 
     d->running = NULL;
     if (fleet_kind(fl) == OTA_KIND_ROOTFS) {
-        for (int tries = 0; tries <= limit + 1; tries++) {
-            if (d->env_upgrade) {
-                d->env_count++;
-                if (d->env_count > limit) {
-                    d->env_part = !d->env_part;
-                    d->env_upgrade = 0;
-                }
-            }
-            if (boots(fl, d, d->env_part)) {
-                d->active = (int8_t)d->env_part;
-                break;
-            }
-            if (!d->env_upgrade)
-                return; /* nothing bootable: the board stays dark */
+        struct ota_abboot_env e = {d->env_part, d->env_upgrade, d->env_count, limit};
+        int up = 0;
+
+        for (unsigned long tries = 0; tries <= 2 * limit + 1 && !up; tries++) {
+            int save;
+            enum ota_abboot_boot what = ota_abboot_step(&e, &save);
+            d->env_part = (uint8_t)e.slot;
+            d->env_upgrade = (uint8_t)e.upgrade;
+            d->env_count = (uint8_t)e.count;
+            if (what == OTA_ABBOOT_RECOVERY)
+                return; /* both slots failed: recovery mode, the board stays dark */
+            up = boots(fl, d, d->env_part);
         }
-        if (!boots(fl, d, d->env_part))
+        if (!up)
             return;
+        d->active = (int8_t)d->env_part;
     }
     d->running = d->slot_ver[d->active];
     d->svc_start_ms = fl->vnow;

@@ -920,6 +920,31 @@ TEST_F(BlkCheckTest, RootfsTrialPastItsBootlimitIsPredictedToFallBack)
     EXPECT_STREQ(v2.back().version, "1.0.0");
 }
 
+TEST_F(BlkCheckTest, FallbackSlotPastTwiceTheBootlimitIsPredictedToBeRecoveryMode)
+{
+    // After a fallback the agent has not settled (bootcount past bootlimit,
+    // no trial): the next boot counts A's boot; at 2 x bootlimit it is
+    // recovery mode (docs/DESIGN.md, "The A/B boot contract"), a failure.
+    sc->profile = OTASIM_PROFILE_ROOTFS;
+    Disk d = pristine();
+    std::string base = assemble(d, "base");
+    Disk e = copy(d, "edit");
+    put_env(e.part[OTASIM_QPART_BOOT],
+            {"boot_part=A", "upgrade_available=0", "bootcount=5", "bootlimit=3"}, false);
+    Disk g = copy(e, "edit2");
+    put_env(g.part[OTASIM_QPART_BOOT],
+            {"boot_part=A", "upgrade_available=0", "bootcount=6", "bootlimit=3"}, false);
+    std::string be = assemble(e, "edit");
+    auto v1 = check(base, log_between(base, be));
+    ASSERT_GE(v1.size(), 2u);
+    expect_fails(v1.back(), {}); // 6: A's third boot after the fallback
+    EXPECT_EQ(v1.back().slot, 0);
+    auto v2 = check(be, log_between(be, assemble(g, "edit2")));
+    ASSERT_GE(v2.size(), 2u);
+    expect_fails(v2.back(), {"one-active-slot"}); // 7 > 2 x 3: recovery mode
+    EXPECT_NE(dump(v2.back()).find("recovery mode"), std::string::npos) << dump(v2.back());
+}
+
 // ---- sharing -----------------------------------------------------------------
 
 TEST_F(BlkCheckTest, AnUnchangedDiskSharesTheResult)

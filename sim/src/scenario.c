@@ -17,7 +17,8 @@
 const char *const otasim_profile_names[OTASIM_PROFILE_MAX] = {"app", "rootfs"};
 const char *const otasim_fault_kind_names[OTASIM_FAULT_KIND_MAX] = {
     "none",      "power-cut",  "agent-crash",     "disk-full",     "eio",
-    "partition", "clock-jump", "corrupt-bootenv", "service-crash", "cancel"};
+    "partition", "clock-jump", "corrupt-bootenv", "service-crash", "cancel",
+    "kernel-hang"};
 const char *const otasim_trigger_kind_names[OTASIM_TRIGGER_KIND_MAX] = {"start", "state", "point",
                                                                         "fault-point"};
 const char *const otasim_report_expect_names[OTASIM_EXPECT_REPORT_MAX] = {"any", "success",
@@ -306,6 +307,10 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
         return ota_err_set(err, EINVAL,
                            "fault.trigger: corrupt-bootenv breaks the env before the update "
                            "starts; it takes no trigger");
+    if (ft->kind == OTASIM_FAULT_KERNEL_HANG) /* every boot of the new slot hangs */
+        return ota_err_set(err, EINVAL,
+                           "fault.trigger: kernel-hang hangs every boot of the new slot; it takes "
+                           "no trigger");
     if (json_is_string(t))
         return otasim_trigger_parse(json_string_value(t), &ft->trigger, err) < 0 ? -EINVAL : 0;
     if ((r = otasim_only_keys(t, "fault.trigger", tkeys, err)) < 0)

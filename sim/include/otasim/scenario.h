@@ -39,6 +39,7 @@ enum otasim_fault_kind {
     OTASIM_FAULT_CORRUPT_BOOTENV, /* boot env CRC broken before the update */
     OTASIM_FAULT_SERVICE_CRASH,   /* the app is SIGKILLed once (no restart) */
     OTASIM_FAULT_CANCEL,          /* the operator cancels the trial's rollout (swupdate) */
+    OTASIM_FAULT_KERNEL_HANG,     /* the new slot's kernel hangs without resetting */
     OTASIM_FAULT_KIND_MAX
 };
 extern const char *const otasim_fault_kind_names[OTASIM_FAULT_KIND_MAX];

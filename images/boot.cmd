@@ -6,7 +6,9 @@
 #   boot_part          A or B: the slot to boot (anything else counts as A)
 #   upgrade_available  1 while a new slot is on trial: every boot counts in bootcount
 #   bootcount          trial boots so far; past bootlimit the other slot boots, upgrade_available=0
-#   bootlimit          trial boots allowed (default 3)
+#                      and bootcount stays past bootlimit: the fallback slot's boots go on counting
+#                      until the agent settles (bootcount=0); past 2 x bootlimit: recovery mode
+#   bootlimit          trial boots allowed (default 3; at most 4, see setexpr below)
 #   ota_extra_args     appended to the kernel command line (tests)
 # The kernel gets root=<slot partition> and ota.slot=a|b. If uboot.env is missing or its CRC is bad,
 # U-Boot runs its default env (distro boot finds this script): the defaults below then boot A.
@@ -63,6 +65,17 @@ if test -z "${bootlimit}"; then setenv bootlimit 3; fi
 if test -z "${bootcount}"; then setenv bootcount 0; fi
 if test "${boot_part}" != "B"; then setenv boot_part A; fi
 
+# The A/B rule (common/include/ota/abboot.h, docs/DESIGN.md "The A/B boot contract"): a trial boot
+# counts; past bootlimit the other slot boots (the fallback). A fallback leaves bootcount past
+# bootlimit with upgrade_available=0, and while it stays there (the agent has not yet settled the
+# rollback, which writes bootcount=0) the fallback slot's boots count too: past 2 x bootlimit both
+# slots have failed and the kernel boots in recovery mode (ota.recovery=1: the initramfs stops
+# there and waits for a reflash). Recovery writes nothing: every later boot is recovery again.
+# A healthy boot (upgrade_available=0, bootcount 0) counts nothing and writes nothing.
+# (ota_reclimit is unset again before saveenv: it is not part of the stored env.)
+setexpr ota_reclimit ${bootlimit} + ${bootlimit}
+ota_recovery=0
+ota_save=0
 if test "${upgrade_available}" = "1"; then
     setexpr bootcount ${bootcount} + 1
     if test ${bootcount} -gt ${bootlimit}; then
@@ -70,7 +83,18 @@ if test "${upgrade_available}" = "1"; then
         if test "${boot_part}" = "B"; then setenv boot_part A; else setenv boot_part B; fi
         setenv upgrade_available 0
     fi
-    saveenv
+    ota_save=1
+elif test ${bootcount} -gt ${ota_reclimit}; then
+    ota_recovery=1
+elif test ${bootcount} -gt ${bootlimit}; then
+    setexpr bootcount ${bootcount} + 1
+    if test ${bootcount} -gt ${ota_reclimit}; then ota_recovery=1; fi
+    ota_save=1
+fi
+setenv ota_reclimit
+if test "${ota_save}" = "1"; then saveenv; fi
+if test "${ota_recovery}" = "1"; then
+    echo "OTA-UBOOT: slot ${boot_part} failed ${bootlimit} boots after the fallback: recovery mode"
 fi
 
 if test "${boot_part}" = "B"; then
@@ -95,6 +119,7 @@ setenv kernel_comp_size 0x04000000
 setenv ota_fdt_addr 0x08000000
 setenv ota_initrd_addr 0x08200000
 setenv bootargs "console=ttyAMA0,115200 root=${ota_root} rootwait panic=1 ota.slot=${ota_slot} ${ota_extra_args}"
+if test "${ota_recovery}" = "1"; then setenv bootargs "${bootargs} ota.recovery=1"; fi
 
 # Speed only: U-Boot reads the card through sdhost (mmc 0) by PIO, about 2 MiB/s under QEMU; the
 # Arasan SDHCI controller (mmc 1) reads it at about 3 MiB/s. QEMU (7.2, bcm2835_gpio) wires the card

@@ -166,7 +166,8 @@ fi
 # ota_fault_hang=a|b (tests, ota_qemu=1 only): that slot's kernel hangs (ota.test=hang: the
 # initramfs sets kernel.panic=0 and exits; the kernel panics and stays there, no reset but the
 # watchdog's) on every boot that counts (bootcount above 0: from the update's trial reboot on, so
-# never the factory boot before it), or only while bootcount <= ota_fault_hang_max if set.
+# never the factory boot before it; not in recovery mode), or only while bootcount <=
+# ota_fault_hang_max if set.
 ota_emul=0
 if test "${ota_qemu}" = "1" || test "${serial#}" = "0000000000000000"; then ota_emul=1; fi
 if test "${ota_watchdog}" != "0"; then
@@ -181,9 +182,11 @@ if test "${ota_watchdog}" != "0"; then
     fi
 fi
 if test "${ota_emul}" = "1"; then setenv bootargs "${bootargs} systemd.watchdog_sec=0"; fi
-if test "${ota_qemu}" = "1" && test "${ota_fault_hang}" = "${ota_slot}" && test ${bootcount} -gt 0; then
-    if test -z "${ota_fault_hang_max}" || test ${bootcount} -le ${ota_fault_hang_max}; then
-        setenv bootargs "${bootargs} ota.test=hang"
+if test "${ota_qemu}" = "1" && test "${ota_fault_hang}" = "${ota_slot}"; then
+    if test ${bootcount} -gt 0 && test "${ota_recovery}" != "1"; then
+        if test -z "${ota_fault_hang_max}" || test ${bootcount} -le ${ota_fault_hang_max}; then
+            setenv bootargs "${bootargs} ota.test=hang"
+        fi
     fi
 fi
 booti ${ota_kernel_addr} ${ota_initrd_addr}:${filesize} ${ota_fdt_addr}

@@ -314,6 +314,7 @@ static void add_state_line(struct otasim_trial *tr, struct otasim_qt_watch *w, c
 #define WDT_DRIVER_LINE "Broadcom BCM2835 watchdog timer"
 #define PANIC_LINE      "Kernel panic - not syncing"
 #define HANG_LINE       "OTA-BOOT: ota.test=hang" /* images/initramfs/init */
+#define RECOVERY_LINE   "OTA-RECOVERY: "          /* images/initramfs/init */
 #define HUNG_S          15 /* a panic and nothing since, no watchdog: hung (panic=1 resets in 1 s) */
 
 static void watchdog_line(struct otasim_qt_watch *w, const char *line)
@@ -356,7 +357,8 @@ static void watchdog_note(struct otasim_trial *tr, struct otasim_qemu *q, struct
     }
 }
 
-/* 1 when the device hung (settle->why says so), 0 on, < 0 a harness error. */
+/* 1 when the device hung (settle->why says so), 2 when it was reset, 0 on,
+ * < 0 a harness error. */
 static int watchdog_tick(struct otasim_trial *tr, struct otasim_qemu *q, struct otasim_qt_watch *w,
                          struct otasim_settle *settle, struct ota_err *err)
 {
@@ -382,7 +384,7 @@ static int watchdog_tick(struct otasim_trial *tr, struct otasim_qemu *q, struct 
         w->wdt_fed = 0;
         w->panic_ms = 0;
         w->last_ms = now;
-        return 0;
+        return 2;
     }
     if (!w->panic_ms || now - w->panic_ms < (int64_t)HUNG_S * 1000)
         return 0;
@@ -391,6 +393,7 @@ static int watchdog_tick(struct otasim_trial *tr, struct otasim_qemu *q, struct 
              "(no \"%.26s\" line in that boot): nothing would reset it",
              HUNG_S, WDT_ARMED_LINE);
     watchdog_note(tr, q, w, settle->why);
+    w->hung = 1;
     return 1;
 }
 
@@ -425,6 +428,11 @@ int otasim_qt_on_line(struct otasim_trial *tr, struct otasim_device *d, struct o
     }
     if (strstr(line, "ota-fault-point: "))
         return 1;
+    if (strstr(line, RECOVERY_LINE)) { /* both slots failed (images/boot.cmd) */
+        w->recovery = 1;
+        w->booted_slot = -1;
+        return 0;
+    }
     if (strstr(line, HANG_LINE)) { /* boot.scr's ota_fault_hang: this boot hangs */
         w->hangs++;
         w->boot_fails++;
@@ -822,11 +830,18 @@ int otasim_qt_follow(const struct otasim_tools *t, struct otasim_trial *tr, stru
         if (n == 0) {
             if ((r = watchdog_tick(tr, q, w, settle, err)) < 0)
                 return r;
-            if (r > 0)
-                break; /* hung: nothing more will come */
+            if (r == 1)
+                break;  /* hung: nothing more will come */
+            if (r == 2) /* a reset: a new boot, with the time a power-on has */
+                deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
             continue;
         }
-        if (!otasim_qt_on_line(tr, d, w, line) || w->fired)
+        int fault = otasim_qt_on_line(tr, d, w, line);
+        if (w->recovery) { /* boot.scr's recovery mode: the device waits for a reflash */
+            snprintf(settle->why, sizeof(settle->why), "recovery mode: %.200s", line);
+            break;
+        }
+        if (!fault || w->fired)
             continue;
         w->fired = 1;
         w->fault_ms = otasim_now_ms();

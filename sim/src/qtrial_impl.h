@@ -22,11 +22,13 @@ struct otasim_qt_watch {
     /* The Pi's watchdog, counted by the harness (QEMU's does not count down;
      * boot.cmd, qtrial.c "The harness watchdog"); each field of the current
      * boot (cleared at U-Boot's banner) but the counts. */
-    int wdt_s;       /* boot.scr armed it for this many seconds; 0: not armed */
-    int wdt_fed;     /* bcm2835_wdt probed: the kernel feeds it from then on */
-    int64_t last_ms; /* the last console line */
-    int64_t panic_ms;          /* "Kernel panic - not syncing" in this boot; 0: none */
-    int wdt_resets, hangs;     /* the harness's system_resets; the kernel-hang fault's hangs */
+    int wdt_s;                   /* boot.scr armed it for this many seconds; 0: not armed */
+    int wdt_fed;                 /* bcm2835_wdt probed: the kernel feeds it from then on */
+    int64_t last_ms;             /* the last console line */
+    int64_t panic_ms;            /* "Kernel panic - not syncing" in this boot; 0: none */
+    int wdt_resets, hangs;       /* the harness's system_resets; the kernel-hang fault's hangs */
+    int hung;                    /* a kernel hung for good (no watchdog armed) */
+    int recovery;                /* the initramfs said OTA-RECOVERY: both slots failed */
     char wdt_log[PATH_MAX + 16]; /* its record (one line per reset), once it has one */
 };
 

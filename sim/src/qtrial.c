@@ -64,9 +64,10 @@ static const char *const native_gaps[] = {
         "The Pi's watchdog: QEMU's PM block (bcm2835_powermgt) never counts WDOG down and resets " \
         "at once when it is started, so under ota_qemu=1 boot.scr only prints its arming line "    \
         "and systemd's runtime watchdog is off (systemd.watchdog_sec=0); the harness is the "      \
-        "watchdog: from that line, a console silent for its timeout before bcm2835_wdt probes, "   \
-        "or a kernel panic and then nothing for its timeout, gets a QMP system_reset (U-Boot "     \
-        "starts again and counts the boot). virt has neither U-Boot nor a watchdog.",              \
+        "watchdog: from that line, a console silent for 4 x its timeout (TCG's slack) before "     \
+        "bcm2835_wdt probes, or a kernel panic and then nothing for its timeout, gets a QMP "      \
+        "system_reset (U-Boot starts again and counts the boot). virt has neither U-Boot nor a "   \
+        "watchdog.",                                                                               \
         "Emulated hardware (TCG): timings are not a real board's."
 static const char *const qemu_gaps[] = {
     "A power cut keeps every write the guest sent to its disk: it loses RAM and the page cache "
@@ -301,13 +302,14 @@ static void add_state_line(struct otasim_trial *tr, struct otasim_qt_watch *w, c
  * bcm2835_powermgt.c keeps WDOG as written and resets the moment RSTC's
  * full-reset bit is set): boot.scr, under ota_qemu=1, prints the arming line
  * and writes nothing (images/boot.cmd). From that line on the harness counts
- * for it: a console silent for the timeout before bcm2835_wdt has probed (on
- * a Pi the driver finds it running and the kernel feeds it from then on), or
- * a kernel panic followed by nothing for the timeout (a panicking kernel feeds
- * nothing), gets a QMP system_reset: U-Boot starts again, as after a real
- * watchdog reset, and boot.scr counts the boot. A real watchdog counts from
- * its arming whatever the console says; under TCG the kernel needs up to
- * about 15 s to load bcm2835_wdt, which that would not allow, hence silence.
+ * for it: a console silent for 4 x the timeout (TCG's slack, below) before
+ * bcm2835_wdt has probed (on a Pi the driver finds it running and the kernel
+ * feeds it from then on), or a kernel panic followed by nothing for the
+ * timeout (a panicking kernel feeds nothing), gets a QMP system_reset: U-Boot
+ * starts again, as after a real watchdog reset, and boot.scr counts the boot.
+ * A real watchdog counts from its arming whatever the console says; under TCG
+ * the kernel needs 15 s and more to load bcm2835_wdt, which that would not
+ * allow, hence silence.
  * With no arming line (ota_watchdog=0) nothing resets a panicked kernel
  * whose panic=0 keeps it there: the device is hung, and the trial ends so. */
 #define WDT_ARMED_LINE  "OTA-UBOOT: watchdog armed: "
@@ -316,6 +318,10 @@ static void add_state_line(struct otasim_trial *tr, struct otasim_qt_watch *w, c
 #define HANG_LINE       "OTA-BOOT: ota.test=hang" /* images/initramfs/init */
 #define RECOVERY_LINE   "OTA-RECOVERY: "          /* images/initramfs/init */
 #define HUNG_S          15 /* a panic and nothing since, no watchdog: hung (panic=1 resets in 1 s) */
+/* TCG's slack for silence: on a loaded host the kernel's first line came more
+ * than 15 s after U-Boot's "Starting kernel" (a healthy boot reset by a
+ * watchdog counting silence by the Pi's 15 s) */
+#define WDT_SILENCE_X 4
 
 static void watchdog_line(struct otasim_qt_watch *w, const char *line)
 {
@@ -371,7 +377,7 @@ static int watchdog_tick(struct otasim_trial *tr, struct otasim_qemu *q, struct 
         const char *why = NULL;
         if (w->panic_ms && now - w->panic_ms >= t)
             why = "a kernel panic, then nothing";
-        else if (!w->wdt_fed && !w->panic_ms && now - w->last_ms >= t)
+        else if (!w->wdt_fed && !w->panic_ms && now - w->last_ms >= t * WDT_SILENCE_X)
             why = "the console silent before bcm2835_wdt took the watchdog over";
         if (!why)
             return 0;

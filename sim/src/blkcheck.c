@@ -518,16 +518,22 @@ static int read_env(struct otasim_blkcheck *ck, char *bp, char *ua, char *bc, ch
     return ok;
 }
 
-/* The root slot the next power-on boots (boot.scr: a pending trial boot
- * counts; past bootlimit it falls back). An app device always boots A. */
+/* The root slot the next power-on boots, by boot.scr's rule (ota_abboot_step:
+ * a pending trial boot counts, past bootlimit it falls back; after a fallback
+ * the fallback slot's boots count, past 2 x bootlimit recovery mode, which
+ * *ret_recovery tells). An unset bootlimit is boot.scr's default. An app
+ * device always boots A. */
 static int next_slot(const struct otasim_blkcheck *ck, const char *bp, const char *ua,
-                     const char *bc, const char *bl)
+                     const char *bc, const char *bl, int *ret_recovery)
 {
-    int slot = bp[0] == 'B';
+    struct ota_abboot_env e = {.slot = bp[0] == 'B',
+                               .upgrade = strcmp(ua, "1") == 0,
+                               .count = bc[0] ? strtoul(bc, NULL, 10) : 0,
+                               .limit = strtoul(bl[0] ? bl : OTA_ENV_BOOTLIMIT_DEFAULT, NULL, 10)};
+    int save;
 
-    if (strcmp(ua, "1") == 0 && atoi(bc) + 1 > (bl[0] ? atoi(bl) : 3))
-        slot = !slot;
-    return ck->rootfs ? slot : 0;
+    *ret_recovery = ck->rootfs && ota_abboot_step(&e, &save) == OTA_ABBOOT_RECOVERY;
+    return ck->rootfs ? e.slot : 0;
 }
 
 static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
@@ -536,11 +542,11 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
     const struct otasim_release *fac = otasim_scenario_factory(sc);
     char bp[8] = "", ua[8] = "", bc[8] = "", bl[8] = "", why[400] = "", rep[400] = "";
     char db[PATH_MAX + 64], p[PATH_MAX + 64], hex[65];
-    int env_ok, fs_ok = 1;
+    int env_ok, fs_ok = 1, recovery = 0;
 
     s->n_checks = 0;
     env_ok = read_env(ck, bp, ua, bc, bl);
-    s->slot = next_slot(ck, bp, ua, bc, bl);
+    s->slot = next_slot(ck, bp, ua, bc, bl, &recovery);
     for (int i = 0; i < OTASIM_QPART_MAX; i++) {
         const struct otasim_blkcheck_part *pp = &ck->part[i];
         if (i == OTASIM_QPART_ROOTB && !(ck->rootfs && s->slot == 1))
@@ -588,8 +594,13 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
         slot_release(ck, 0, va, sizeof(va));
         slot_release(ck, 1, vb, sizeof(vb));
         ota_strlcpy(s->version, s->slot ? vb : va, sizeof(s->version));
-        set(s, "one-active-slot", env_ok, "boot_part=%s: the next boot is root%c", bp,
-            "AB"[s->slot]);
+        if (recovery) /* both slots failed: no slot runs (a failure in any update) */
+            set(s, "one-active-slot", 0,
+                "boot_part=%s bootcount=%s: the next boot is recovery mode (both slots failed)", bp,
+                bc);
+        else
+            set(s, "one-active-slot", env_ok, "boot_part=%s: the next boot is root%c", bp,
+                "AB"[s->slot]);
         set(s, "active-slot-complete", is_release(sc, s->version), "root%c says version '%s'",
             "AB"[s->slot], s -> version);
         set(s, "lkg-untouched", fac && strcmp(va, fac->version) == 0,
@@ -629,9 +640,10 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
 static int next_boot_slot(struct otasim_blkcheck *ck)
 {
     char bp[8], ua[8], bc[8], bl[8];
+    int recovery;
 
     read_env(ck, bp, ua, bc, bl);
-    return next_slot(ck, bp, ua, bc, bl);
+    return next_slot(ck, bp, ua, bc, bl, &recovery);
 }
 
 int otasim_blkcheck_state(struct otasim_blkcheck *ck, struct otasim_blkreplay *r,

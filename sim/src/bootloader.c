@@ -35,6 +35,8 @@ const char *const otasim_boot_outcome_names[OTASIM_BOOT_OUTCOME_MAX] = {
     [OTASIM_BOOT_OK] = "ok",
     [OTASIM_BOOT_FAILED] = "failed",
     [OTASIM_BOOT_ENV_BAD] = "env-bad",
+    [OTASIM_BOOT_HUNG] = "hung",
+    [OTASIM_BOOT_RECOVERY] = "recovery",
 };
 
 static const char *const slot_names[2] = {OTA_ENV_SLOT_A, OTA_ENV_SLOT_B};
@@ -346,7 +348,9 @@ int otasim_boot_once(const struct otasim_bootcfg *cfg, struct otasim_boot_result
     struct otasim_boot_result res = {.outcome = OTASIM_BOOT_FAILED};
     struct uboot_ctx *ctx = NULL;
     struct ota_err e = {0};
-    int bad = 0, slot, r;
+    struct ota_abboot_env ab;
+    enum ota_abboot_boot what;
+    int bad = 0, slot, save, r;
     size_t idx;
 
     if (!cfg)
@@ -359,22 +363,26 @@ int otasim_boot_once(const struct otasim_bootcfg *cfg, struct otasim_boot_result
         res.slot = -1;
         goto done;
     }
-    slot = env_slot(ctx);
-    if (env_ulong(ctx, OTA_ENV_UPGRADE_AVAILABLE) == 1) {
-        unsigned long count = env_ulong(ctx, OTA_ENV_BOOTCOUNT) + 1;
-        unsigned long limit = env_ulong(ctx, OTA_ENV_BOOTLIMIT);
+    ab.slot = env_slot(ctx);
+    ab.upgrade = env_ulong(ctx, OTA_ENV_UPGRADE_AVAILABLE) == 1;
+    ab.count = env_ulong(ctx, OTA_ENV_BOOTCOUNT);
+    ab.limit = env_ulong(ctx, OTA_ENV_BOOTLIMIT);
+    what = ota_abboot_step(&ab, &save);
+    slot = ab.slot;
+    if (save) {
         char num[32];
 
-        if (limit > 0 && count > limit) {
-            slot = !slot;
+        r = 0;
+        if (what == OTA_ABBOOT_FALLBACK) {
             res.fell_back = 1;
             r = libuboot_set_env(ctx, OTA_ENV_BOOT_PART, slot_names[slot]);
             if (r == 0)
                 r = libuboot_set_env(ctx, OTA_ENV_UPGRADE_AVAILABLE, "0");
             /* bootcount stays past the limit, as images/boot.cmd (and U-Boot's
-             * own bootcount) leaves it: the agent clears it when it reports. */
+             * own bootcount) leaves it: the agent clears it when it reports;
+             * until then the fallback slot's boots count on (recovery) */
         }
-        snprintf(num, sizeof(num), "%lu", count);
+        snprintf(num, sizeof(num), "%lu", ab.count);
         if (r == 0)
             r = libuboot_set_env(ctx, OTA_ENV_BOOTCOUNT, num);
         if (r < 0) {
@@ -389,11 +397,24 @@ int otasim_boot_once(const struct otasim_bootcfg *cfg, struct otasim_boot_result
             goto out;
         }
     }
+    if (what == OTA_ABBOOT_RECOVERY) {
+        /* the kernel boots with ota.recovery=1: no slot is mounted */
+        res.outcome = OTASIM_BOOT_RECOVERY;
+        res.slot = slot;
+        r = 0;
+        goto done;
+    }
     res.slot = slot;
     r = otasim_image_identify(cfg, slot, &idx, &e);
     if (r == 0 && cfg->images[idx].bootable) {
-        res.outcome = OTASIM_BOOT_OK;
-        snprintf(res.version, sizeof(res.version), "%s", cfg->images[idx].version);
+        const struct otasim_image *im = &cfg->images[idx];
+        int n = cfg->image_boots ? ++cfg->image_boots[idx] : 1;
+
+        /* the kernel starts: it hangs on its first `hang` boots */
+        res.outcome = im->hang < 0 || (im->hang > 0 && (!cfg->image_boots || n <= im->hang))
+                          ? OTASIM_BOOT_HUNG
+                          : OTASIM_BOOT_OK;
+        snprintf(res.version, sizeof(res.version), "%s", im->version);
     } else if (r < 0 && r != -ENOENT) {
         r = ota_err_set(err, -r, "%s", e.reason);
         goto out;
@@ -411,21 +432,34 @@ int otasim_boot(const struct otasim_bootcfg *cfg, struct otasim_boot_result *ret
                 struct ota_err *err)
 {
     struct otasim_boot_result one;
-    int max, fell_back = 0, r;
+    int max, fell_back = 0, resets = 0, r;
+    int64_t hung_ms = 0;
 
     if (!cfg)
         return ota_err_set(err, EINVAL, "bootloader: no config");
     max = cfg->max_boots > 0 ? cfg->max_boots : DEFAULT_MAX_BOOTS;
     for (int i = 1;; i++) {
+        int reset;
+
         r = otasim_boot_once(cfg, &one, err);
         if (r < 0)
             return r;
         fell_back |= one.fell_back;
-        if (one.outcome != OTASIM_BOOT_FAILED || i >= max) {
+        /* a kernel that panics resets the board at once; one that hangs only
+         * when the watchdog ends it */
+        reset = one.outcome == OTASIM_BOOT_FAILED ||
+                (one.outcome == OTASIM_BOOT_HUNG && !cfg->no_watchdog);
+        if (!reset || i >= max) {
             one.boots = i;
             one.fell_back = fell_back;
+            one.watchdog_resets = resets;
+            one.hung_ms = hung_ms;
             *ret = one;
             return 0;
+        }
+        if (one.outcome == OTASIM_BOOT_HUNG) {
+            resets++;
+            hung_ms += cfg->watchdog_ms > 0 ? cfg->watchdog_ms : OTASIM_WATCHDOG_MS_DEFAULT;
         }
     }
 }

@@ -27,12 +27,16 @@ static void usage(FILE *f)
                "slot is chosen (upgrade_available=0); the slot of boot_part boots if it holds\n"
                "one of the --image files (its first bytes hash to the file's), else the board\n"
                "resets and boots again, until something boots or --max-boots (default 16).\n"
+               "After a fallback (upgrade_available=0, bootcount past bootlimit) each boot\n"
+               "counts too; past 2 x bootlimit the board is in recovery mode (both slots\n"
+               "failed: outcome=recovery, exit 1, nothing more written).\n"
                "\n"
                "  --image VERSION=FILE  a bootable image, named VERSION (repeatable)\n"
                "  --once                one boot only (a failed boot is not retried)\n"
                "  --max-boots N         give up after N boots\n"
                "\n"
-               "Prints: outcome=ok|failed|env-bad slot=A|B|- version=V boots=N fell_back=0|1\n"
+               "Prints: outcome=ok|failed|env-bad|recovery slot=A|B|- version=V boots=N\n"
+               "        fell_back=0|1\n"
                "Exit: 0 a slot booted, 1 nothing booted, 2 usage, 3 the env is unreadable\n"
                "(bad CRC: U-Boot would boot its built-in default env), 5 harness error.\n");
 }

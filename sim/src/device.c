@@ -200,6 +200,7 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
             im->size = tr->built[i].size;
             im->bootable = strcmp(sc->rel[i].variant, "broken") != 0;
             im->unhealthy = strcmp(sc->rel[i].variant, "unhealthy") == 0;
+            im->hang = 0; /* a kernel-hang fault sets it when armed (live_fault) */
         }
         d->boot.env_config = d->env_config;
         d->boot.part[0] = d->part[0];
@@ -207,6 +208,9 @@ int otasim_device_create(struct otasim_device *d, const struct otasim_tools *t,
         d->boot.images = d->images;
         d->boot.n_images = d->n_images;
         d->boot.max_boots = 16;
+        d->boot.no_watchdog = sc->no_watchdog;
+        d->boot.watchdog_ms = sc->watchdog_ms;
+        d->boot.image_boots = d->image_boots;
     }
     if ((r = otasim_proxy_start(tr->srv->port, &d->proxy, err)) < 0)
         return r;
@@ -235,10 +239,22 @@ int otasim_device_boot(struct otasim_device *d, struct ota_err *err)
     int unhealthy = 0;
 
     d->boot_failed = 0;
+    d->hung = 0;
+    d->recovery = 0;
     if (d->tr->sc->profile == OTASIM_PROFILE_ROOTFS) {
         struct otasim_boot_result br;
         if ((r = otasim_boot(&d->boot, &br, err)) < 0)
             return r;
+        d->watchdog_resets += br.watchdog_resets;
+        d->hung_ms += br.hung_ms;
+        if (br.outcome == OTASIM_BOOT_HUNG)
+            d->hung = 1;
+        if (br.watchdog_resets > 0 || br.outcome == OTASIM_BOOT_HUNG) {
+            ota_strlcpy(d->hung_version, br.version, sizeof(d->hung_version));
+            if (d->tr->fault.kind == OTASIM_FAULT_KERNEL_HANG)
+                d->tr->fired = 1; /* seen: a kernel hung */
+        }
+        d->recovery = br.outcome == OTASIM_BOOT_RECOVERY;
         if (br.outcome != OTASIM_BOOT_OK) {
             d->boot_failed = 1;
             d->booted_slot = -1;
@@ -358,6 +374,18 @@ static void live_fault(struct otasim_device *d, const struct otasim_fault *f, in
         snprintf(p, sizeof(p), "/api/v1/rollouts/%s/cancel", d->rollout_id);
         done = d->rollout_id[0] && otasim_server_post(d->tr->srv, p, NULL, NULL, NULL) == 0;
         break;
+    case OTASIM_FAULT_KERNEL_HANG: {
+        /* armed, not fired: it fires when a boot of that kernel hangs
+         * (otasim_device_boot); its boots are counted from here */
+        const struct otasim_release *tgt = otasim_scenario_target(d->tr->sc);
+        const char *v = f->release[0] ? f->release : tgt ? tgt->version : "";
+        for (size_t i = 0; i < d->n_images; i++)
+            if (strcmp(d->images[i].version, v) == 0 && d->images[i].hang == 0) {
+                d->images[i].hang = f->count > 0 ? f->count : -1;
+                d->image_boots[i] = 0;
+            }
+        break;
+    }
     case OTASIM_FAULT_SERVICE_CRASH:
         snprintf(p, sizeof(p), "%s/run/app.pid", d->root);
         if (ota_fs_read_all(p, 256, &text, &n, NULL) == 0) {
@@ -376,7 +404,8 @@ static void live_fault(struct otasim_device *d, const struct otasim_fault *f, in
 static int is_live(enum otasim_fault_kind k)
 {
     return k == OTASIM_FAULT_PARTITION || k == OTASIM_FAULT_CLOCK_JUMP ||
-           k == OTASIM_FAULT_SERVICE_CRASH || k == OTASIM_FAULT_CANCEL;
+           k == OTASIM_FAULT_SERVICE_CRASH || k == OTASIM_FAULT_CANCEL ||
+           k == OTASIM_FAULT_KERNEL_HANG;
 }
 
 /* An agent pass's environment: the interposer, libfaketime, the fault it

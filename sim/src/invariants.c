@@ -492,6 +492,8 @@ int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_c
     enum otasim_report_expect report = x->report;
     char why[400] = "", note[300] = "";
 
+    if (x->recovery) /* a device in recovery mode runs nothing: no version, no slot */
+        version = slot = "";
     if (u) {
         version = u->version;
         slot = u->slot;
@@ -500,7 +502,9 @@ int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_c
     } else if (found[0]) {
         snprintf(note, sizeof(note), " (the agent found %s after the fault)", found);
     }
-    if (version[0] && strcmp(version, dbv) != 0)
+    if (x->recovery && !d->recovery)
+        snprintf(why, sizeof(why), "not in recovery mode, expected it");
+    else if (version[0] && strcmp(version, dbv) != 0)
         snprintf(why, sizeof(why), "version %s, expected %s", dbv, version);
     else if (slot[0] && strcmp(slot, dbs) != 0)
         snprintf(why, sizeof(why), "slot %s, expected %s", dbs, slot);
@@ -540,6 +544,39 @@ int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_c
     return set(c, "expected-outcome", !why[0], "%s%s", why[0] ? why : "as expected", note);
 }
 
+int otasim_inv_device_not_hung(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_device *d = v->d;
+
+    if (d->hung)
+        return set(c, "device-not-hung", 0,
+                   "the kernel of %s hung and no watchdog reset it: the device stays hung, "
+                   "nothing counts the boot",
+                   d->hung_version[0] ? d->hung_version : "(unknown)");
+    return set(c, "device-not-hung", 1, "%d hung kernel%s reset by the watchdog (%lld ms)",
+               d->watchdog_resets, d->watchdog_resets == 1 ? "" : "s", (long long)d->hung_ms);
+}
+
+int otasim_inv_recovery_mode(const struct otasim_inv_view *v, struct otasim_check *c)
+{
+    const struct otasim_device *d = v->d;
+    int want = trial(v)->sc->expect.recovery;
+
+    if (d->recovery && want)
+        return set(c, "recovery-mode", 1,
+                   "recovery mode, as expected: both slots failed, the device waits for a "
+                   "reflash (safe, no reset loop)");
+    if (d->recovery)
+        return set(c, "recovery-mode", 0,
+                   "recovery mode: both slots failed; the device is safe but needs a reflash");
+    if (want)
+        return set(c, "recovery-mode", 0, "expected recovery mode, but the device %s",
+                   d->hung               ? "hangs"
+                   : d->booted_slot >= 0 ? (d->booted_slot ? "booted slot B" : "booted slot A")
+                                         : "booted nothing");
+    return set(c, "recovery-mode", 1, "not in recovery mode");
+}
+
 int otasim_inv_standby_waits(const struct otasim_inv_view *v, struct otasim_check *c)
 {
     const struct otasim_trial *tr = trial(v);
@@ -559,21 +596,24 @@ int otasim_inv_standby_waits(const struct otasim_inv_view *v, struct otasim_chec
 /* In the order the checks appear in a trial's report. fault-fired's server
  * rules follow the trial's own fault. */
 const struct otasim_invariant otasim_invariants[] = {
-    {"settled", otasim_inv_settled, NULL, OTASIM_INV_ALL, 1},
-    {"fault-fired", otasim_inv_fault_fired, NULL, OTASIM_INV_FAULTED, 0},
-    {"fault-fired", NULL, otasim_inv_server_rule_fired, OTASIM_INV_ALL, 0},
-    {"one-active-slot", otasim_inv_one_active_slot, NULL, OTASIM_INV_ALL, 1},
-    {"active-slot-complete", otasim_inv_active_slot_complete, NULL, OTASIM_INV_ALL, 0},
-    {"bootable", otasim_inv_bootable, NULL, OTASIM_INV_ALL, 1},
-    {"running-version", otasim_inv_running_version, NULL, OTASIM_INV_ALL, 1},
-    {"bootenv-consistent", otasim_inv_bootenv_consistent, NULL, OTASIM_INV_ROOTFS, 0},
-    {"lkg-untouched", otasim_inv_lkg_untouched, NULL, OTASIM_INV_ALL, 0},
-    {"active-slot-untouched", otasim_inv_active_slot_untouched, NULL, OTASIM_INV_NATIVE, 0},
-    {"truthful-report", otasim_inv_truthful_report, NULL, OTASIM_INV_ALL, 1},
-    {"db-integrity", otasim_inv_db_integrity, NULL, OTASIM_INV_STATE_DB, 0},
-    {"no-temp-files", otasim_inv_no_temp_files, NULL, OTASIM_INV_ALL, 0},
-    {"expected-outcome", otasim_inv_expected_outcome, NULL, OTASIM_INV_ALL, 0},
-    {"standby-waits", otasim_inv_standby_waits, NULL, OTASIM_INV_BLUE_GREEN, 0},
+    /* first: when they fail, they are the trial's verdict (its detail) */
+    {"device-not-hung", otasim_inv_device_not_hung, NULL, OTASIM_INV_ROOTFS, 0, 0},
+    {"recovery-mode", otasim_inv_recovery_mode, NULL, OTASIM_INV_ROOTFS, 0, 0},
+    {"settled", otasim_inv_settled, NULL, OTASIM_INV_ALL, 1, 1},
+    {"fault-fired", otasim_inv_fault_fired, NULL, OTASIM_INV_FAULTED, 0, 0},
+    {"fault-fired", NULL, otasim_inv_server_rule_fired, OTASIM_INV_ALL, 0, 0},
+    {"one-active-slot", otasim_inv_one_active_slot, NULL, OTASIM_INV_ALL, 1, 1},
+    {"active-slot-complete", otasim_inv_active_slot_complete, NULL, OTASIM_INV_ALL, 0, 1},
+    {"bootable", otasim_inv_bootable, NULL, OTASIM_INV_ALL, 1, 1},
+    {"running-version", otasim_inv_running_version, NULL, OTASIM_INV_ALL, 1, 1},
+    {"bootenv-consistent", otasim_inv_bootenv_consistent, NULL, OTASIM_INV_ROOTFS, 0, 1},
+    {"lkg-untouched", otasim_inv_lkg_untouched, NULL, OTASIM_INV_ALL, 0, 0},
+    {"active-slot-untouched", otasim_inv_active_slot_untouched, NULL, OTASIM_INV_NATIVE, 0, 0},
+    {"truthful-report", otasim_inv_truthful_report, NULL, OTASIM_INV_ALL, 1, 0},
+    {"db-integrity", otasim_inv_db_integrity, NULL, OTASIM_INV_STATE_DB, 0, 0},
+    {"no-temp-files", otasim_inv_no_temp_files, NULL, OTASIM_INV_ALL, 0, 1},
+    {"expected-outcome", otasim_inv_expected_outcome, NULL, OTASIM_INV_ALL, 0, 0},
+    {"standby-waits", otasim_inv_standby_waits, NULL, OTASIM_INV_BLUE_GREEN, 0, 0},
 };
 const size_t otasim_n_invariants = sizeof(otasim_invariants) / sizeof(otasim_invariants[0]);
 
@@ -589,6 +629,8 @@ int otasim_inv_applies(const struct otasim_invariant *inv, const struct otasim_i
 {
     if (v->in_memory && !inv->in_memory)
         return 0;
+    if (inv->running && !v->in_memory && v->d->recovery && trial(v)->sc->expect.recovery)
+        return 0; /* no slot runs: recovery-mode judges the device */
     switch (inv->scope) {
     case OTASIM_INV_ROOTFS:
         return is_rootfs(v);

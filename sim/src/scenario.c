@@ -16,9 +16,8 @@
 
 const char *const otasim_profile_names[OTASIM_PROFILE_MAX] = {"app", "rootfs"};
 const char *const otasim_fault_kind_names[OTASIM_FAULT_KIND_MAX] = {
-    "none",      "power-cut",  "agent-crash",     "disk-full",     "eio",
-    "partition", "clock-jump", "corrupt-bootenv", "service-crash", "cancel",
-    "kernel-hang"};
+    "none",       "power-cut",       "agent-crash",   "disk-full", "eio",        "partition",
+    "clock-jump", "corrupt-bootenv", "service-crash", "cancel",    "kernel-hang"};
 const char *const otasim_trigger_kind_names[OTASIM_TRIGGER_KIND_MAX] = {"start", "state", "point",
                                                                         "fault-point"};
 const char *const otasim_report_expect_names[OTASIM_EXPECT_REPORT_MAX] = {"any", "success",
@@ -119,20 +118,14 @@ void otasim_fault_label(const struct otasim_fault *f, char *buf, size_t cap)
 
 static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_err *err)
 {
-    static const char *const keys[] = {"profile",
-                                       "source",
-                                       "agent",
-                                       "device_type",
-                                       "health_window_ms",
-                                       "health_interval_ms",
-                                       "clock_rate",
-                                       "slot_b",
-                                       "checkpoint_bytes",
-                                       "env",
+    static const char *const keys[] = {"profile",     "source",           "agent",
+                                       "device_type", "health_window_ms", "health_interval_ms",
+                                       "clock_rate",  "slot_b",           "checkpoint_bytes",
+                                       "env",         "watchdog",         "watchdog_ms",
                                        NULL};
     char profile[16] = "app", slot_b[16] = "empty", env[16] = "single";
     long long v;
-    int i;
+    int i, watchdog = 1;
     int r;
 
     if (!d)
@@ -144,8 +137,10 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
         (r = otasim_opt_str(d, "device", "device_type", s->device_type, sizeof(s->device_type),
                             err)) < 0 ||
         (r = otasim_opt_str(d, "device", "slot_b", slot_b, sizeof(slot_b), err)) < 0 ||
-        (r = otasim_opt_str(d, "device", "env", env, sizeof(env), err)) < 0)
+        (r = otasim_opt_str(d, "device", "env", env, sizeof(env), err)) < 0 ||
+        (r = otasim_opt_bool(d, "device", "watchdog", &watchdog, err)) < 0)
         return r;
+    s->no_watchdog = !watchdog;
     if (strcmp(env, "single") != 0 && strcmp(env, "redundant") != 0)
         return ota_err_set(err, EINVAL, "device.env: '%s' is not single or redundant", env);
     s->env_redundant = strcmp(env, "redundant") == 0;
@@ -160,6 +155,9 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
         return ota_err_set(err, EINVAL, "device.slot_b: for the rootfs profile");
     if (s->env_redundant && s->profile != OTASIM_PROFILE_ROOTFS)
         return ota_err_set(err, EINVAL, "device.env: for the rootfs profile");
+    if ((json_object_get(d, "watchdog") || json_object_get(d, "watchdog_ms")) &&
+        s->profile != OTASIM_PROFILE_ROOTFS)
+        return ota_err_set(err, EINVAL, "device.watchdog: for the rootfs profile");
     if (strcmp(s->source, "fleet") != 0 && strcmp(s->source, "github") != 0)
         return ota_err_set(err, EINVAL, "device.source: '%s' is not fleet or github", s->source);
     if (!otasim_agent_find(s->agent))
@@ -183,6 +181,10 @@ static int parse_device(const json_t *d, struct otasim_scenario *s, struct ota_e
     if ((r = otasim_opt_int(d, "device", "checkpoint_bytes", 4096, 1LL << 30, &v, err)) < 0)
         return r;
     s->checkpoint_bytes = v;
+    v = 0;
+    if ((r = otasim_opt_int(d, "device", "watchdog_ms", 1000, 3600000, &v, err)) < 0)
+        return r;
+    s->watchdog_ms = (int)v;
     return 0;
 }
 
@@ -260,9 +262,9 @@ static int parse_crash_model(const json_t *f, struct otasim_fault *ft, struct ot
 
 static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_err *err)
 {
-    static const char *const keys[] = {"kind",        "trigger", "path",        "count",
-                                       "duration_ms", "jump_s",  "crash_model", "crash_subsets",
-                                       "server",      NULL};
+    static const char *const keys[] = {"kind",          "trigger", "path",    "count",
+                                       "duration_ms",   "jump_s",  "release", "crash_model",
+                                       "crash_subsets", "server",  NULL};
     static const char *const tkeys[] = {"state",       "nth",    "point", "points",
                                         "fault_point", "states", NULL};
     struct otasim_fault *ft = &s->fault;
@@ -276,8 +278,11 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
     if ((r = otasim_only_keys(f, "fault", keys, err)) < 0 ||
         (r = otasim_opt_str(f, "fault", "kind", kind, sizeof(kind), err)) < 0 ||
         (r = otasim_fault_kind_parse(kind, &ft->kind, err)) < 0 ||
-        (r = otasim_opt_str(f, "fault", "path", ft->path_glob, sizeof(ft->path_glob), err)) < 0)
+        (r = otasim_opt_str(f, "fault", "path", ft->path_glob, sizeof(ft->path_glob), err)) < 0 ||
+        (r = otasim_opt_str(f, "fault", "release", ft->release, sizeof(ft->release), err)) < 0)
         return r;
+    if (ft->release[0] && ft->kind != OTASIM_FAULT_KERNEL_HANG)
+        return ota_err_set(err, EINVAL, "fault.release: only for kind kernel-hang");
     n = 0;
     if ((r = otasim_opt_int(f, "fault", "count", 0, 1000000, &n, err)) < 0)
         return r;
@@ -307,10 +312,6 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
         return ota_err_set(err, EINVAL,
                            "fault.trigger: corrupt-bootenv breaks the env before the update "
                            "starts; it takes no trigger");
-    if (ft->kind == OTASIM_FAULT_KERNEL_HANG) /* every boot of the new slot hangs */
-        return ota_err_set(err, EINVAL,
-                           "fault.trigger: kernel-hang hangs every boot of the new slot; it takes "
-                           "no trigger");
     if (json_is_string(t))
         return otasim_trigger_parse(json_string_value(t), &ft->trigger, err) < 0 ? -EINVAL : 0;
     if ((r = otasim_only_keys(t, "fault.trigger", tkeys, err)) < 0)
@@ -365,9 +366,9 @@ static int parse_fault(const json_t *f, struct otasim_scenario *s, struct ota_er
 
 static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_err *err)
 {
-    static const char *const keys[] = {
-        "version",       "slot",           "report",       "recover_within_s",
-        "min_health_ms", "exact_download", "min_attempts", NULL};
+    static const char *const keys[] = {"version",          "slot",          "report",
+                                       "recover_within_s", "min_health_ms", "exact_download",
+                                       "min_attempts",     "recovery",      NULL};
     struct otasim_expect *x = &s->expect;
     char report[16] = "any";
     long long n;
@@ -380,8 +381,11 @@ static int parse_expect(const json_t *e, struct otasim_scenario *s, struct ota_e
         (r = otasim_opt_str(e, "expect", "version", x->version, sizeof(x->version), err)) < 0 ||
         (r = otasim_opt_str(e, "expect", "slot", x->slot, sizeof(x->slot), err)) < 0 ||
         (r = otasim_opt_str(e, "expect", "report", report, sizeof(report), err)) < 0 ||
-        (r = otasim_opt_bool(e, "expect", "exact_download", &x->exact_download, err)) < 0)
+        (r = otasim_opt_bool(e, "expect", "exact_download", &x->exact_download, err)) < 0 ||
+        (r = otasim_opt_bool(e, "expect", "recovery", &x->recovery, err)) < 0)
         return r;
+    if (x->recovery && s->profile != OTASIM_PROFILE_ROOTFS)
+        return ota_err_set(err, EINVAL, "expect.recovery: for the rootfs profile");
     if (x->slot[0] && strcmp(x->slot, "a") != 0 && strcmp(x->slot, "b") != 0)
         return ota_err_set(err, EINVAL, "expect.slot: a or b");
     i = otasim_lookup(otasim_report_expect_names, OTASIM_EXPECT_REPORT_MAX, report);
@@ -508,6 +512,29 @@ int otasim_scenario_parse(const char *text, size_t n, const char *path, struct o
         s.fault.trigger.kind != OTASIM_TRIGGER_POINT) {
         ota_err_set(err, EINVAL, "fault.trigger: disk faults start at a state or a point");
         goto out;
+    }
+    if (s.fault.kind == OTASIM_FAULT_KERNEL_HANG) {
+        const struct otasim_release *tgt = otasim_scenario_target(&s);
+        size_t k;
+        if (s.profile != OTASIM_PROFILE_ROOTFS) {
+            ota_err_set(err, EINVAL, "fault kernel-hang: for the rootfs profile");
+            goto out;
+        }
+        if (s.fault.trigger.kind != OTASIM_TRIGGER_NONE &&
+            s.fault.trigger.kind != OTASIM_TRIGGER_STATE) {
+            ota_err_set(err, EINVAL,
+                        "fault.trigger: kernel-hang starts at the start or at a state");
+            goto out;
+        }
+        if (!s.fault.release[0] && tgt)
+            ota_strlcpy(s.fault.release, tgt->version, sizeof(s.fault.release));
+        for (k = 0; k < s.n_rel && strcmp(s.rel[k].version, s.fault.release) != 0; k++)
+            ;
+        if (k == s.n_rel) {
+            ota_err_set(err, EINVAL, "fault.release: '%s' is not one of the releases",
+                        s.fault.release);
+            goto out;
+        }
     }
     *ret = s;
     s.server_faults = NULL;

@@ -188,7 +188,15 @@ static int one_pass(struct run *ru, int pass, struct ota_err *err)
     pi->current[k > 0 ? k : 0] = '\0';
     pi->booted = ru->d.booted_slot;
     if (ru->d.boot_failed) {
-        snprintf(ru->settle.why, sizeof(ru->settle.why), "the device does not boot any more");
+        if (ru->d.recovery)
+            snprintf(ru->settle.why, sizeof(ru->settle.why),
+                     "the device is in recovery mode: both slots failed");
+        else if (ru->d.hung)
+            snprintf(ru->settle.why, sizeof(ru->settle.why),
+                     "the device hangs: the kernel of %s hung and no watchdog resets it",
+                     ru->d.hung_version[0] ? ru->d.hung_version : "?");
+        else
+            snprintf(ru->settle.why, sizeof(ru->settle.why), "the device does not boot any more");
         return PASS_STOP;
     }
     trace(ru->t0, "pass start", pass);
@@ -221,7 +229,11 @@ static int one_pass(struct run *ru, int pass, struct ota_err *err)
     }
     if (ps.reboot_asked) {
         otasim_device_kill(&ru->d);
-        return (r = otasim_device_boot(&ru->d, err)) < 0 ? r : PASS_AGAIN;
+        if ((r = otasim_device_boot(&ru->d, err)) < 0)
+            return r;
+        if (tr->fired && !ru->fault_ms) /* a fault seen at the boot (kernel-hang) */
+            ru->fault_ms = otasim_now_ms();
+        return PASS_AGAIN;
     }
     /* blue_green: a pass that found the agent waiting in STANDBY is where
      * the operator activates (whether a fault is still pending or not). */
@@ -263,7 +275,9 @@ static int passes(struct run *ru, struct ota_err *err)
         snprintf(ru->settle.why, sizeof(ru->settle.why), "still busy after %zu passes", ru->n_info);
     if (ru->settle.settled < 0)
         ru->settle.settled = 0;
-    ru->settle.recover_ms = otasim_now_ms() - (ru->fault_ms ? ru->fault_ms : ru->t0);
+    /* plus the simulated time hung kernels waited for the watchdog */
+    ru->settle.recover_ms =
+        otasim_now_ms() - (ru->fault_ms ? ru->fault_ms : ru->t0) + ru->d.hung_ms;
     tr->recover_ms = ru->settle.recover_ms;
     tr->calls = ru->cycle_calls;
     return 0;

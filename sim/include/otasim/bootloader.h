@@ -3,7 +3,8 @@
  * fw_printenv/fw_setenv read it with the fw_env.config written beside it),
  * read and written through libubootenv, the library the agent uses.
  *
- * One boot (otasim_boot_once), as the boot.scr of DESIGN.md does it:
+ * One boot (otasim_boot_once), as images/boot.cmd does it (the rule is
+ * ota_abboot_step of ota/abboot.h, shared with blkcheck.c):
  *   1. an env that cannot be read (bad CRC) -> BOOT_ENV_BAD, nothing boots
  *      (U-Boot would fall back to its built-in default env: the model stops,
  *      which the invariant checker reports);
@@ -11,11 +12,21 @@
  *      if then bootcount > bootlimit: boot_part = the other slot,
  *      upgrade_available=0, saved (the fallback; bootcount stays past the
  *      limit, as images/boot.cmd leaves it: the agent clears it);
+ *      else, if bootcount > bootlimit (a fallback the agent has not settled):
+ *      bootcount += 1, saved, and past 2 x bootlimit -> BOOT_RECOVERY (both
+ *      slots failed: recovery mode, the kernel with ota.recovery=1, which
+ *      mounts no slot and waits for a reflash; once there nothing is written
+ *      and every boot is RECOVERY again);
  *   3. the image in the partition of boot_part boots if it is one of the
  *      known bootable images (its first size bytes hash to one listed in
  *      cfg->images with bootable=1); a half-written or broken image does not
- *      (the board resets: the next boot_once counts again).
- * otasim_boot() repeats boot_once until something boots or max_boots.
+ *      (BOOT_FAILED: the kernel panics and the board resets at once: the next
+ *      boot_once counts again). An image whose kernel hangs (hang != 0) is
+ *      BOOT_HUNG: it neither boots nor resets; with the board's watchdog on
+ *      (the default: the Pi's bcm2835 watchdog is armed before the kernel) it
+ *      resets after watchdog_ms, and the next boot counts again.
+ * otasim_boot() repeats boot_once until something boots, the device is in
+ * recovery mode or hung for good (HUNG without watchdog), or max_boots.
  * Values as a boot.scr reads them: boot_part "B" (any case) is slot B, else
  * A (unset too); an unset bootcount is 0; an unset or 0 bootlimit never falls
  * back (U-Boot's rule). A fallback writes boot_part "A" or "B".
@@ -39,6 +50,8 @@ struct otasim_image {
     uint64_t size;
     int bootable;
     int unhealthy; /* boots, but its service never comes up (variant unhealthy) */
+    int hang;      /* its kernel hangs on its first `hang` boots (-1: on every boot; 0: never);
+                      the boots are counted in the bootcfg's image_boots */
 };
 
 struct otasim_bootcfg {
@@ -46,23 +59,35 @@ struct otasim_bootcfg {
     const char *part[2];    /* rootA, rootB partition files */
     const struct otasim_image *images;
     size_t n_images;
-    int max_boots; /* otasim_boot: give up after this many (default 16) */
+    int max_boots;    /* otasim_boot: give up after this many (default 16) */
+    int no_watchdog;  /* 1: no watchdog: a hung kernel stays hung (0: it resets) */
+    int watchdog_ms;  /* simulated time from a hang to the watchdog's reset (0: default) */
+    int *image_boots; /* n_images counters: the boots that started each image's kernel (the
+                         model counts them; NULL: not counted, a `hang` > 0 then hangs always) */
 };
 
+/* The watchdog's timeout when bootcfg.watchdog_ms is 0: the longest the
+ * bcm2835 watchdog allows (16-bit ticks of 1/65536 s, about 16 s). */
+#define OTASIM_WATCHDOG_MS_DEFAULT 15000
+
 enum otasim_boot_outcome {
-    OTASIM_BOOT_OK,      /* slot booted */
-    OTASIM_BOOT_FAILED,  /* the image did not boot (reset) */
-    OTASIM_BOOT_ENV_BAD, /* env unreadable */
+    OTASIM_BOOT_OK,       /* slot booted */
+    OTASIM_BOOT_FAILED,   /* the image did not boot (reset) */
+    OTASIM_BOOT_ENV_BAD,  /* env unreadable */
+    OTASIM_BOOT_HUNG,     /* the kernel hangs (otasim_boot: for good, no watchdog) */
+    OTASIM_BOOT_RECOVERY, /* both slots failed: recovery mode, waiting for a reflash */
     OTASIM_BOOT_OUTCOME_MAX
 };
 extern const char *const otasim_boot_outcome_names[OTASIM_BOOT_OUTCOME_MAX];
 
 struct otasim_boot_result {
     enum otasim_boot_outcome outcome;
-    int slot;         /* 0 = A, 1 = B: the slot tried (last); -1 if ENV_BAD */
-    int fell_back;    /* this boot (otasim_boot: any of its boots) switched slots */
-    int boots;        /* boot_once calls made (otasim_boot; 1 for boot_once) */
-    char version[32]; /* version of the image that booted */
+    int slot;            /* 0 = A, 1 = B: the slot tried (last); -1 if ENV_BAD */
+    int fell_back;       /* this boot (otasim_boot: any of its boots) switched slots */
+    int boots;           /* boot_once calls made (otasim_boot; 1 for boot_once) */
+    char version[32];    /* version of the image that booted (HUNG: that hung) */
+    int watchdog_resets; /* otasim_boot: hangs the watchdog ended */
+    int64_t hung_ms;     /* otasim_boot: simulated time spent hung before those resets */
 };
 
 /* Writes a fresh env file (size OTASIM_ENV_SIZE, one copy) holding vars
@@ -93,7 +118,8 @@ int otasim_bootenv_corrupt(const char *env_file, struct ota_err *err) OTA_MUST;
  * the env cannot be written. */
 int otasim_boot_once(const struct otasim_bootcfg *cfg, struct otasim_boot_result *ret,
                      struct ota_err *err) OTA_MUST;
-/* Stops at OK or ENV_BAD; FAILED after max_boots failed boots. */
+/* Stops at OK, ENV_BAD, RECOVERY or (no watchdog) HUNG; FAILED or HUNG
+ * after max_boots boots that did not come up. */
 int otasim_boot(const struct otasim_bootcfg *cfg, struct otasim_boot_result *ret,
                 struct ota_err *err) OTA_MUST;
 

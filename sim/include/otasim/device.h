@@ -40,7 +40,13 @@ struct otasim_device {
     char env_config[PATH_MAX + 32];
     int booted_slot; /* rootfs: slot the model booted (0/1), -1 unknown */
     char booted_version[32];
-    int boot_failed; /* the last boot found nothing bootable */
+    int boot_failed;       /* the last boot found nothing bootable (hung and recovery too) */
+    int hung;              /* rootfs: the last boot's kernel hung and no watchdog reset it */
+    int recovery;          /* rootfs: the last boot is recovery mode (both slots failed) */
+    char hung_version[32]; /* the version whose kernel hung last ("" none) */
+    int watchdog_resets;   /* rootfs: hung kernels the watchdog reset, the whole trial */
+    int64_t hung_ms;       /* the simulated time those hangs took (time-to-recover) */
+    int image_boots[OTASIM_MAX_RELEASES]; /* per image, the boots that started its kernel */
     char faketime_file[PATH_MAX + 32];
     long long clock_offset_s;                 /* wall clock jump so far (libfaketime) */
     int64_t health_enter_ms, commit_enter_ms; /* monotonic, as the lines arrived */

@@ -28,6 +28,16 @@
  *   no-temp-files          no temp files, stash or download leftovers
  *   expected-outcome       the scenario's expect: block (the matrix: its
  *                          progress/rollback expectation, see matrix.yaml)
+ *   device-not-hung        rootfs: the last boot did not end in a kernel that
+ *                          hangs for good (a hang with the watchdog off: no
+ *                          reset, nothing counts, the device is lost)
+ *   recovery-mode          rootfs: the device is in recovery mode (both slots
+ *                          failed: boot.scr booted ota.recovery=1; safe, but it
+ *                          needs a reflash) exactly when the scenario expects
+ *                          it (expect: {recovery: true}); such a trial is
+ *                          judged by this check, expected-outcome, and the
+ *                          checks that do not need a running slot (the
+ *                          invariants marked `running` do not apply to it)
  *   fault-fired            the trial's fault actually happened (a trigger
  *                          whose state never came tests nothing): seen, not
  *                          armed (a journaled crash or failed call, the app
@@ -178,6 +188,8 @@ int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_c
 /* blue_green: no switch before the harness activated the rollout (the agent
  * waits in STANDBY, across power cuts, until the server says so). */
 int otasim_inv_standby_waits(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_device_not_hung(const struct otasim_inv_view *v, struct otasim_check *ret);
+int otasim_inv_recovery_mode(const struct otasim_inv_view *v, struct otasim_check *ret);
 
 /* Which trials an invariant applies to. */
 enum otasim_inv_scope {
@@ -200,6 +212,9 @@ struct otasim_invariant {
     /* 1: it also applies to a fleet run's in-memory devices (fleet_check.c),
      * which have no files: no tree, journal, database or env to read. */
     int in_memory;
+    /* 1: it looks at a running slot and its agent: it does not apply to a
+     * device in recovery mode that its scenario expects there. */
+    int running;
 };
 
 /* The invariants in report order. */

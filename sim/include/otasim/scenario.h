@@ -39,7 +39,7 @@ enum otasim_fault_kind {
     OTASIM_FAULT_CORRUPT_BOOTENV, /* boot env CRC broken before the update */
     OTASIM_FAULT_SERVICE_CRASH,   /* the app is SIGKILLed once (no restart) */
     OTASIM_FAULT_CANCEL,          /* the operator cancels the trial's rollout (swupdate) */
-    OTASIM_FAULT_KERNEL_HANG,     /* the new slot's kernel hangs without resetting */
+    OTASIM_FAULT_KERNEL_HANG,     /* rootfs: a release's kernel hangs at boot, without resetting */
     OTASIM_FAULT_KIND_MAX
 };
 extern const char *const otasim_fault_kind_names[OTASIM_FAULT_KIND_MAX];
@@ -70,7 +70,9 @@ struct otasim_fault {
     int all_points;
     /* kind parameters */
     char path_glob[256]; /* DISK_FULL/EIO: which paths (relative to the device root) */
-    int count;           /* DISK_FULL/EIO: how many calls fail (0: all) */
+    int count;           /* DISK_FULL/EIO: how many calls fail (0: all);
+                            KERNEL_HANG: its first count boots hang (0: every boot) */
+    char release[32];    /* KERNEL_HANG: the version whose kernel hangs ("": the target) */
     int duration_ms;     /* PARTITION */
     long long jump_s;    /* CLOCK_JUMP (negative: backward) */
     /* POWER_CUT: how the cut tree is rebuilt (otasim/power.h), and how many
@@ -121,6 +123,7 @@ struct otasim_expect {
     int min_health_ms;    /* COMMITTING no earlier than this after HEALTH_CHECK */
     int exact_download;   /* payload bytes written == payload size (resumes exact) */
     int min_attempts;     /* the download had at least this many attempts (state lines) */
+    int recovery;         /* rootfs: the device ends in recovery mode (both slots failed) */
     struct otasim_expect_unless unless[OTASIM_MAX_UNLESS]; /* the matrix only */
     size_t n_unless;
 };
@@ -144,6 +147,12 @@ struct otasim_scenario {
     /* rootfs: U-Boot's redundant env (two copies, libubootenv writes the
      * older one; device.env: redundant) instead of one copy */
     int env_redundant;
+    /* rootfs: the board's watchdog (device.watchdog, default on: the Pi's
+     * bcm2835 watchdog armed before the kernel) and its timeout in simulated
+     * time (device.watchdog_ms, 0: OTASIM_WATCHDOG_MS_DEFAULT); off, a hung
+     * kernel stays hung */
+    int no_watchdog;
+    int watchdog_ms;
     struct otasim_release rel[OTASIM_MAX_RELEASES];
     size_t n_rel;
     json_t *server_faults; /* fault plan rules (docs/protocol.md) or NULL */

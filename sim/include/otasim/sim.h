@@ -173,7 +173,7 @@ enum otasim_outcome {
 };
 extern const char *const otasim_outcome_names[OTASIM_OUTCOME_MAX];
 
-#define OTASIM_MAX_INVARIANTS   24
+#define OTASIM_MAX_INVARIANTS   28
 #define OTASIM_MAX_SERVER_RULES 8
 
 struct otasim_check {

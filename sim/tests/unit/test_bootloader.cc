@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "ota/abboot.h"
 #include "ota/crypto.h"
 #include "otasim/bootloader.h"
 #include "files.h"
@@ -363,6 +364,193 @@ TEST_F(BootloaderTest, IdentifyGoodAndPartialImages)
     fs::remove(part_b);
     EXPECT_EQ(otasim_image_identify(&cfg, 1, &idx, &err), -ENOENT);
     EXPECT_EQ(otasim_image_identify(&cfg, 2, &idx, &err), -EINVAL);
+}
+
+// ---- kernels that hang, the watchdog, recovery mode ---------------------------------
+
+// The rule itself (ota/abboot.h), as boot.scr, the model and blkcheck.c apply it.
+TEST(AbbootRule, HealthyBootCountsNothingAndWritesNothing)
+{
+    int save = -1;
+    struct ota_abboot_env e = {0, 0, 0, 3};
+    EXPECT_EQ(ota_abboot_step(&e, &save), OTA_ABBOOT_SLOT);
+    EXPECT_EQ(save, 0);
+    EXPECT_EQ(e.count, 0u);
+    e.count = 3; // at the limit, no trial: still nothing (not a fallback)
+    EXPECT_EQ(ota_abboot_step(&e, &save), OTA_ABBOOT_SLOT);
+    EXPECT_EQ(save, 0);
+    EXPECT_EQ(e.count, 3u);
+}
+
+TEST(AbbootRule, TrialFallbackThenFallbackSlotCountsToRecovery)
+{
+    int save = 0;
+    struct ota_abboot_env e = {1, 1, 0, 3};
+    for (unsigned long i = 1; i <= 3; i++) {
+        EXPECT_EQ(ota_abboot_step(&e, &save), OTA_ABBOOT_SLOT);
+        EXPECT_EQ(save, 1);
+        EXPECT_EQ(e.count, i);
+        EXPECT_EQ(e.slot, 1);
+    }
+    EXPECT_EQ(ota_abboot_step(&e, &save), OTA_ABBOOT_FALLBACK);
+    EXPECT_EQ(e.slot, 0);
+    EXPECT_EQ(e.upgrade, 0);
+    EXPECT_EQ(e.count, 4u);
+    EXPECT_EQ(ota_abboot_step(&e, &save), OTA_ABBOOT_SLOT); // 5: A's second boot
+    EXPECT_EQ(ota_abboot_step(&e, &save), OTA_ABBOOT_SLOT); // 6: A's third
+    EXPECT_EQ(e.count, 6u);
+    EXPECT_EQ(ota_abboot_step(&e, &save), OTA_ABBOOT_RECOVERY); // 7 > 2 x 3
+    EXPECT_EQ(save, 1);
+    EXPECT_EQ(e.count, 7u);
+    EXPECT_EQ(ota_abboot_step(&e, &save), OTA_ABBOOT_RECOVERY); // stays, writes nothing
+    EXPECT_EQ(save, 0);
+    EXPECT_EQ(e.count, 7u);
+    EXPECT_EQ(e.slot, 0);
+
+    // No bootlimit: neither a fallback nor recovery (U-Boot's rule).
+    struct ota_abboot_env nolimit = {0, 0, 9, 0};
+    EXPECT_EQ(ota_abboot_step(&nolimit, &save), OTA_ABBOOT_SLOT);
+    EXPECT_EQ(save, 0);
+}
+
+TEST_F(BootloaderTest, HungKernelIsItsOwnOutcome)
+{
+    int boots[2] = {0, 0};
+    images[1].hang = -1;
+    cfg.image_boots = boots;
+    make_env({"boot_part=B", "bootcount=0", "bootlimit=3", "upgrade_available=1"});
+    struct otasim_boot_result res = boot_once();
+    EXPECT_EQ(res.outcome, OTASIM_BOOT_HUNG);
+    EXPECT_STREQ(otasim_boot_outcome_names[res.outcome], "hung");
+    EXPECT_EQ(res.slot, 1);
+    EXPECT_STREQ(res.version, "2.0"); // the kernel that hung
+    EXPECT_EQ(get("bootcount"), "1"); // counted before the kernel started
+    EXPECT_EQ(boots[1], 1);
+    EXPECT_EQ(boots[0], 0);
+}
+
+TEST_F(BootloaderTest, WatchdogResetsCountIntoTheFallback)
+{
+    int boots[2] = {0, 0};
+    images[1].hang = -1; // 2.0's kernel hangs on every boot
+    cfg.image_boots = boots;
+    cfg.watchdog_ms = 10000;
+    make_env({"boot_part=B", "bootcount=0", "bootlimit=3", "upgrade_available=1"});
+    struct otasim_boot_result res = {};
+    ASSERT_EQ(otasim_boot(&cfg, &res, &err), 0) << err.reason;
+    EXPECT_EQ(res.outcome, OTASIM_BOOT_OK);
+    EXPECT_EQ(res.slot, 0);
+    EXPECT_STREQ(res.version, "1.0");
+    EXPECT_EQ(res.fell_back, 1);
+    EXPECT_EQ(res.boots, 4);
+    EXPECT_EQ(res.watchdog_resets, 3); // each hang of B ended by the watchdog, each counted
+    EXPECT_EQ(res.hung_ms, 30000);
+    EXPECT_EQ(boots[1], 3);
+    EXPECT_EQ(get("boot_part"), "A");
+    EXPECT_EQ(get("upgrade_available"), "0");
+    EXPECT_EQ(get("bootcount"), "4");
+
+    // The default timeout is the bcm2835's longest.
+    cfg.watchdog_ms = 0;
+    boots[1] = 0;
+    make_env({"boot_part=B", "bootcount=0", "bootlimit=3", "upgrade_available=1"});
+    ASSERT_EQ(otasim_boot(&cfg, &res, &err), 0) << err.reason;
+    EXPECT_EQ(res.hung_ms, 3 * OTASIM_WATCHDOG_MS_DEFAULT);
+}
+
+TEST_F(BootloaderTest, KernelThatHangsOnItsFirstBootsThenBoots)
+{
+    int boots[2] = {0, 0};
+    images[1].hang = 2;
+    cfg.image_boots = boots;
+    make_env({"boot_part=B", "bootcount=0", "bootlimit=3", "upgrade_available=1"});
+    struct otasim_boot_result res = {};
+    ASSERT_EQ(otasim_boot(&cfg, &res, &err), 0) << err.reason;
+    EXPECT_EQ(res.outcome, OTASIM_BOOT_OK);
+    EXPECT_EQ(res.slot, 1);
+    EXPECT_EQ(res.fell_back, 0);
+    EXPECT_EQ(res.boots, 3);
+    EXPECT_EQ(res.watchdog_resets, 2);
+    EXPECT_EQ(get("bootcount"), "3"); // within bootlimit: the trial goes on
+    EXPECT_EQ(get("boot_part"), "B");
+}
+
+TEST_F(BootloaderTest, HungKernelWithoutWatchdogStaysHung)
+{
+    int boots[2] = {0, 0};
+    images[1].hang = -1;
+    cfg.image_boots = boots;
+    cfg.no_watchdog = 1;
+    make_env({"boot_part=B", "bootcount=0", "bootlimit=3", "upgrade_available=1"});
+    struct otasim_boot_result res = {};
+    ASSERT_EQ(otasim_boot(&cfg, &res, &err), 0) << err.reason;
+    EXPECT_EQ(res.outcome, OTASIM_BOOT_HUNG); // nothing resets it: no further boot
+    EXPECT_EQ(res.boots, 1);
+    EXPECT_EQ(res.watchdog_resets, 0);
+    EXPECT_EQ(res.hung_ms, 0);
+    EXPECT_EQ(res.fell_back, 0);
+    EXPECT_EQ(get("bootcount"), "1"); // bootcount never reaches the limit
+    EXPECT_EQ(get("boot_part"), "B");
+}
+
+TEST_F(BootloaderTest, BothSlotsBadEndInRecoveryMode)
+{
+    int boots[2] = {0, 0};
+    images[1].bootable = 0; // 2.0 panics (resets at once)
+    images[0].hang = -1;    // and then 1.0's kernel hangs too
+    cfg.image_boots = boots;
+    make_env({"boot_part=B", "bootcount=0", "bootlimit=3", "upgrade_available=1"});
+    struct otasim_boot_result res = {};
+    ASSERT_EQ(otasim_boot(&cfg, &res, &err), 0) << err.reason;
+    EXPECT_EQ(res.outcome, OTASIM_BOOT_RECOVERY);
+    EXPECT_STREQ(otasim_boot_outcome_names[res.outcome], "recovery");
+    EXPECT_EQ(res.boots, 7); // B 3 times, A 3 times (the fallback's boot first), then recovery
+    EXPECT_EQ(res.fell_back, 1);
+    EXPECT_EQ(res.watchdog_resets, 3);
+    EXPECT_EQ(boots[0], 3);
+    EXPECT_EQ(get("boot_part"), "A");
+    EXPECT_EQ(get("upgrade_available"), "0");
+    EXPECT_EQ(get("bootcount"), "7");
+
+    // Recovery mode stays, and writes nothing: not a reset loop.
+    std::string before = read_all(env);
+    res = boot_once();
+    EXPECT_EQ(res.outcome, OTASIM_BOOT_RECOVERY);
+    EXPECT_EQ(read_all(env), before);
+    EXPECT_EQ(boots[0], 3); // no kernel of a slot started
+
+    // A fallback slot that panics gets there the same way.
+    images[0].hang = 0;
+    write_part(part_a, image_bytes(7, kImageSize));
+    make_env({"boot_part=B", "bootcount=0", "bootlimit=3", "upgrade_available=1"});
+    ASSERT_EQ(otasim_boot(&cfg, &res, &err), 0) << err.reason;
+    EXPECT_EQ(res.outcome, OTASIM_BOOT_RECOVERY);
+    EXPECT_EQ(res.boots, 7);
+}
+
+TEST_F(BootloaderTest, AgentSettleAfterFallbackEndsTheCount)
+{
+    // After the fallback the agent writes boot_part, upgrade_available=0 and
+    // bootcount=0 in one store (agent/src/core/slots.c): A's boots count no more.
+    make_env({"boot_part=A", "bootcount=4", "bootlimit=3", "upgrade_available=0"});
+    struct otasim_boot_result res = boot_once();
+    EXPECT_EQ(res.outcome, OTASIM_BOOT_OK);
+    EXPECT_EQ(get("bootcount"), "5"); // not settled yet: counted
+    ASSERT_EQ(otasim_bootenv_set(config.c_str(), "bootcount", "0", &err), 0) << err.reason;
+    std::string before = read_all(env);
+    for (int i = 0; i < 10; i++) {
+        res = boot_once();
+        EXPECT_EQ(res.outcome, OTASIM_BOOT_OK) << "boot " << i;
+        EXPECT_EQ(res.slot, 0);
+    }
+    EXPECT_EQ(read_all(env), before); // healthy boots write nothing
+
+    // Not settled (the mutant fallback-keeps-bootcount's env): the third
+    // reboot of A past the fallback is recovery mode.
+    make_env({"boot_part=A", "bootcount=4", "bootlimit=3", "upgrade_available=0"});
+    EXPECT_EQ(boot_once().outcome, OTASIM_BOOT_OK);
+    EXPECT_EQ(boot_once().outcome, OTASIM_BOOT_OK);
+    EXPECT_EQ(boot_once().outcome, OTASIM_BOOT_RECOVERY);
 }
 
 } // namespace

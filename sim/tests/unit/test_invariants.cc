@@ -469,6 +469,81 @@ TEST_F(InvTest, BootableRootfs)
     EXPECT_FAIL(run(otasim_inv_bootable));
 }
 
+// ---- device-not-hung, recovery-mode (kernels that hang, both slots bad) --------------
+
+TEST_F(InvTest, DeviceNotHungFailsOnAKernelHungWithoutWatchdog)
+{
+    rootfs_device({"boot_part=B", "upgrade_available=1", "bootcount=1"}, -1);
+    EXPECT_TRUE(otasim_inv_applies(otasim_inv_find("device-not-hung"), &v));
+    d.watchdog_resets = 2;
+    d.hung_ms = 30000;
+    auto c = run(otasim_inv_device_not_hung);
+    EXPECT_STREQ(c.name, "device-not-hung");
+    EXPECT_PASS(c); // hangs the watchdog ended are counted boots, not a lost device
+    EXPECT_NE(strstr(c.detail, "2 hung kernels reset by the watchdog"), nullptr) << c.detail;
+    d.hung = 1;
+    d.boot_failed = 1;
+    snprintf(d.hung_version, sizeof(d.hung_version), "2.0.0");
+    c = run(otasim_inv_device_not_hung);
+    EXPECT_FAIL(c);
+    EXPECT_NE(strstr(c.detail, "the kernel of 2.0.0 hung and no watchdog reset it"), nullptr)
+        << c.detail;
+}
+
+TEST_F(InvTest, DeviceNotHungAndRecoveryModeApplyToRootfsOnly)
+{
+    EXPECT_FALSE(otasim_inv_applies(otasim_inv_find("device-not-hung"), &v));
+    EXPECT_FALSE(otasim_inv_applies(otasim_inv_find("recovery-mode"), &v));
+}
+
+TEST_F(InvTest, RecoveryModeFailsWhereNotExpected)
+{
+    rootfs_device({"boot_part=A", "upgrade_available=0", "bootcount=7"}, -1);
+    d.boot_failed = 1;
+    d.recovery = 1;
+    auto c = run(otasim_inv_recovery_mode);
+    EXPECT_STREQ(c.name, "recovery-mode");
+    EXPECT_FAIL(c);
+    EXPECT_NE(strstr(c.detail, "safe but needs a reflash"), nullptr) << c.detail;
+    // Not expected: every check of a running slot still applies (and fails).
+    EXPECT_TRUE(otasim_inv_applies(otasim_inv_find("bootable"), &v));
+    EXPECT_FAIL(run(otasim_inv_bootable));
+}
+
+TEST_F(InvTest, RecoveryModeExpectedPassesAndJudgesTheDevice)
+{
+    rootfs_device({"boot_part=A", "upgrade_available=0", "bootcount=7"}, -1);
+    sc.expect.recovery = 1;
+    d.boot_failed = 1;
+    d.recovery = 1;
+    EXPECT_PASS(run(otasim_inv_recovery_mode));
+    // A device in recovery runs no slot: those checks give way to recovery-mode.
+    for (const char *name : {"settled", "one-active-slot", "active-slot-complete", "bootable",
+                             "running-version", "bootenv-consistent", "no-temp-files"})
+        EXPECT_FALSE(otasim_inv_applies(otasim_inv_find(name), &v)) << name;
+    for (const char *name : {"lkg-untouched", "truthful-report", "expected-outcome"})
+        EXPECT_TRUE(otasim_inv_applies(otasim_inv_find(name), &v)) << name;
+    EXPECT_PASS(run(otasim_inv_expected_outcome));
+
+    // Expected, but the device booted a slot (or hangs): both fail.
+    d.recovery = 0;
+    d.boot_failed = 0;
+    d.booted_slot = 0;
+    auto c = run(otasim_inv_recovery_mode);
+    EXPECT_FAIL(c);
+    EXPECT_NE(strstr(c.detail, "expected recovery mode, but the device booted slot A"), nullptr)
+        << c.detail;
+    EXPECT_TRUE(otasim_inv_applies(otasim_inv_find("bootable"), &v));
+    c = run(otasim_inv_expected_outcome);
+    EXPECT_FAIL(c);
+    EXPECT_NE(strstr(c.detail, "not in recovery mode"), nullptr) << c.detail;
+    d.booted_slot = -1;
+    d.hung = 1;
+    c = run(otasim_inv_recovery_mode);
+    EXPECT_FAIL(c);
+    EXPECT_NE(strstr(c.detail, "the device hangs"), nullptr) << c.detail;
+}
+
 // ---- running-version ------------------------------------------------------------------
 
 TEST_F(InvTest, RunningVersionApp)

@@ -129,8 +129,15 @@ int otasim_qemu_supports(const struct otasim_scenario *sc, const struct otasim_f
         f->kind != OTASIM_FAULT_AGENT_CRASH && f->kind != OTASIM_FAULT_KERNEL_HANG)
         return ota_err_set(err, ENOTSUP, "fault %s needs the native tier",
                            otasim_fault_kind_names[f->kind]);
-    if (f->kind == OTASIM_FAULT_KERNEL_HANG && sc->profile != OTASIM_PROFILE_ROOTFS)
-        return ota_err_set(err, ENOTSUP, "kernel-hang: a rootfs scenario (the new slot's boot)");
+    if (f->kind == OTASIM_FAULT_KERNEL_HANG) {
+        char slot;
+        int r = otasim_qt_hang_slot(sc, f, &slot, err);
+        if (r < 0)
+            return r;
+    }
+    if (sc->watchdog_ms)
+        return ota_err_set(err, ENOTSUP,
+                           "device.watchdog_ms needs the native tier (QEMU: boot.scr arms 15 s)");
     if (f->kind != OTASIM_FAULT_NONE && f->kind != OTASIM_FAULT_KERNEL_HANG &&
         tg->kind != OTASIM_TRIGGER_STATE && tg->kind != OTASIM_TRIGGER_FAULT_POINT)
         return ota_err_set(err, ENOTSUP, "only state and fault_point triggers on QEMU");
@@ -145,6 +152,38 @@ int otasim_qemu_supports(const struct otasim_scenario *sc, const struct otasim_f
         return ota_err_set(err, ENOTSUP,
                            "clock_rate, exact_download and min_health_ms need the native tier");
     return 0;
+}
+
+int otasim_qt_hang_slot(const struct otasim_scenario *sc, const struct otasim_fault *f,
+                        char *ret_slot, struct ota_err *err)
+{
+    const struct otasim_release *tgt = otasim_scenario_target(sc);
+    const struct otasim_release *fac = otasim_scenario_factory(sc);
+    const struct otasim_trigger *tg = &f->trigger;
+
+    if (sc->profile != OTASIM_PROFILE_ROOTFS)
+        return ota_err_set(err, ENOTSUP, "kernel-hang: a rootfs scenario (a slot's kernel)");
+    /* boot.scr hangs the slot's counted boots (bootcount > 0): from the
+     * update's trial reboot on, whatever the trigger before it */
+    if (tg->kind != OTASIM_TRIGGER_NONE &&
+        !(tg->kind == OTASIM_TRIGGER_STATE && strcmp(tg->state, "REBOOTING") == 0))
+        return ota_err_set(err, ENOTSUP,
+                           "kernel-hang on QEMU hangs the slot's counted boots (from the trial "
+                           "reboot on): no trigger or state REBOOTING");
+    if (!f->release[0] || (tgt && strcmp(f->release, tgt->version) == 0)) {
+        *ret_slot = 'b';
+        return 0;
+    }
+    if (fac && strcmp(f->release, fac->version) == 0) {
+        if (f->count > 0)
+            return ota_err_set(err, ENOTSUP,
+                               "kernel-hang of the factory release with a count needs the "
+                               "native tier (QEMU counts by bootcount)");
+        *ret_slot = 'a';
+        return 0;
+    }
+    return ota_err_set(err, ENOTSUP,
+                       "kernel-hang: release %s is neither the factory nor the target", f->release);
 }
 
 /* "ota.env=... ota.conf=..." for a boot; fault NULL: no fault armed. */
@@ -395,7 +434,7 @@ static int watchdog_tick(struct otasim_trial *tr, struct otasim_qemu *q, struct 
     if (!w->panic_ms || now - w->panic_ms < (int64_t)HUNG_S * 1000)
         return 0;
     snprintf(settle->why, sizeof(settle->why),
-             "device hung: a kernel panic and nothing for %d s since, with no watchdog armed "
+             "the device hangs: a kernel panic and nothing for %d s since, with no watchdog armed "
              "(no \"%.26s\" line in that boot): nothing would reset it",
              HUNG_S, WDT_ARMED_LINE);
     watchdog_note(tr, q, w, settle->why);
@@ -892,6 +931,16 @@ int otasim_qt_settle_and_read(const struct otasim_tools *t, struct otasim_trial 
     otasim_qemu_kill(q); /* the agent is idle: its last write was synced */
     d->booted_slot = w->booted_slot;
     d->boot_failed = w->booted_slot < 0;
+    d->hung = w->hung;
+    d->recovery = w->recovery;
+    d->watchdog_resets = w->wdt_resets;
+    if (w->hangs > 0) { /* the version of the slot boot.scr hung */
+        char slot = 'b';
+        const struct otasim_release *rel = otasim_scenario_target(tr->sc);
+        if (otasim_qt_hang_slot(tr->sc, &tr->fault, &slot, NULL) == 0 && slot == 'a')
+            rel = otasim_scenario_factory(tr->sc);
+        ota_strlcpy(d->hung_version, rel ? rel->version : "", sizeof(d->hung_version));
+    }
     if ((r = read_disk(t, q, d, err)) < 0)
         return r;
     if (d->booted_slot >= 0)
@@ -998,12 +1047,18 @@ static int run_attempt(const struct otasim_tools *t, const char *state, int idle
     /* boot.scr's switches (images/boot.cmd): the new slot's kernel hangs
      * (the factory is slot a, the update goes to b); OTASIM_QEMU_WATCHDOG=off
      * leaves the watchdog unarmed (a test that a hang is then caught) */
-    if (!state && tr->fault.kind == OTASIM_FAULT_KERNEL_HANG &&
-        (r = otasim_qemu_env_set(&q, "ota_fault_hang", "b", err)) < 0)
-        goto out;
-    if (!state && getenv("OTASIM_QEMU_WATCHDOG") &&
-        strcmp(getenv("OTASIM_QEMU_WATCHDOG"), "off") == 0 &&
-        (r = otasim_qemu_env_set(&q, "ota_watchdog", "0", err)) < 0)
+    if (!state && tr->fault.kind == OTASIM_FAULT_KERNEL_HANG) {
+        char slot[2] = "b", max[16];
+        if ((r = otasim_qt_hang_slot(sc, &tr->fault, slot, err)) < 0 ||
+            (r = otasim_qemu_env_set(&q, "ota_fault_hang", slot, err)) < 0)
+            goto out;
+        snprintf(max, sizeof(max), "%d",
+                 tr->fault.count); /* slot b: its nth boot has bootcount n */
+        if (tr->fault.count > 0 &&
+            (r = otasim_qemu_env_set(&q, "ota_fault_hang_max", max, err)) < 0)
+            goto out;
+    }
+    if (!state && sc->no_watchdog && (r = otasim_qemu_env_set(&q, "ota_watchdog", "0", err)) < 0)
         goto out;
     otasim_qt_kernel_args(
         tr, armed && !snap && tr->fault.kind != OTASIM_FAULT_KERNEL_HANG ? &tr->fault : NULL, args,

@@ -32,6 +32,10 @@ struct otasim_qt_watch {
     char wdt_log[PATH_MAX + 16]; /* its record (one line per reset), once it has one */
 };
 
+/* The slot ('a' or 'b') whose kernel a kernel-hang fault hangs on QEMU (boot.scr's
+ * ota_fault_hang), or ENOTSUP with why QEMU cannot. */
+int otasim_qt_hang_slot(const struct otasim_scenario *sc, const struct otasim_fault *f,
+                        char *ret_slot, struct ota_err *err);
 /* "ota.env=... ota.conf=..." for a boot; fault NULL: no fault armed. */
 void otasim_qt_kernel_args(const struct otasim_trial *tr, const struct otasim_fault *fault,
                            char *buf, size_t cap);

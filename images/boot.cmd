@@ -151,5 +151,43 @@ if test "${ota_loaddev}" != "${devnum}"; then
     mw.l 0x3f200010 ${ota_fsel4}
     mw.l 0x3f200014 ${ota_fsel5}
 fi
+
+# The Pi's watchdog, armed right before the kernel so that a kernel that hangs before userspace is
+# reset and counted like any failed boot (bootcount above). The PM block: WDOG (0x3f100024) takes
+# the time in 1/65536 s (at most 0xfffff, 16 s), RSTC (0x3f10001c) with WRCFG = full reset (0x20)
+# starts it; each write carries the password 0x5a000000. Debian's bcm2835_wdt (the initramfs loads
+# it) finds it running at probe and keeps pinging it until userspace opens /dev/watchdog, then
+# systemd takes it over (RuntimeWatchdogSec, rootfs overlay system.conf.d/20-watchdog.conf).
+# ota_watchdog=0 in the env leaves it off (a test that the harness notices a hang without it).
+# QEMU (7.2, bcm2835_powermgt) only stores WDOG and resets at once on that RSTC write, and would
+# reset as well when systemd starts the watchdog: under QEMU (ota_qemu=1, or the board serial QEMU
+# 7.2 does not model: U-Boot sets serial# to zeros, e.g. with a corrupt env) nothing is written,
+# systemd's watchdog is off (systemd.watchdog_sec=0) and the harness counts down from this line.
+# ota_fault_hang=a|b (tests, ota_qemu=1 only): that slot's kernel hangs (ota.test=hang: the
+# initramfs sets kernel.panic=0 and exits; the kernel panics and stays there, no reset but the
+# watchdog's) on every boot that counts (bootcount above 0: from the update's trial reboot on, so
+# never the factory boot before it; not in recovery mode), or only while bootcount <=
+# ota_fault_hang_max if set.
+ota_emul=0
+if test "${ota_qemu}" = "1" || test "${serial#}" = "0000000000000000"; then ota_emul=1; fi
+if test "${ota_watchdog}" != "0"; then
+    if test "${ota_emul}" = "1"; then
+        echo "OTA-UBOOT: watchdog armed: 15 s (QEMU: counted by the harness)"
+    else
+        mw.l 0x3f100024 0x5a0f0000
+        setexpr.l ota_v *0x3f10001c \& 0xffffffcf
+        setexpr ota_v ${ota_v} \| 0x5a000020
+        mw.l 0x3f10001c ${ota_v}
+        echo "OTA-UBOOT: watchdog armed: 15 s"
+    fi
+fi
+if test "${ota_emul}" = "1"; then setenv bootargs "${bootargs} systemd.watchdog_sec=0"; fi
+if test "${ota_qemu}" = "1" && test "${ota_fault_hang}" = "${ota_slot}"; then
+    if test ${bootcount} -gt 0 && test "${ota_recovery}" != "1"; then
+        if test -z "${ota_fault_hang_max}" || test ${bootcount} -le ${ota_fault_hang_max}; then
+            setenv bootargs "${bootargs} ota.test=hang"
+        fi
+    fi
+fi
 booti ${ota_kernel_addr} ${ota_initrd_addr}:${filesize} ${ota_fdt_addr}
 echo "OTA-UBOOT: booti failed"

@@ -573,6 +573,11 @@ int otasim_qemu_resume(struct otasim_qemu *q, struct ota_err *err)
     return qmp(q, "{\"execute\":\"cont\"}", err);
 }
 
+int otasim_qemu_reset(struct otasim_qemu *q, struct ota_err *err)
+{
+    return qmp(q, "{\"execute\":\"system_reset\"}", err);
+}
+
 int otasim_qemu_disk_snapshot(struct otasim_qemu *q, const char *file, struct ota_err *err)
 {
     char cmd[PATH_MAX + 192];

@@ -61,14 +61,21 @@ static const char *const native_gaps[] = {
         "boot.scr's bootcount logic alone.",                                                       \
         "The kernel and initramfs are shared by both slots on the FAT partition: a rootfs "        \
         "update does not update the kernel.",                                                      \
+        "The Pi's watchdog: QEMU's PM block (bcm2835_powermgt) never counts WDOG down and resets " \
+        "at once when it is started, so under ota_qemu=1 boot.scr only prints its arming line "    \
+        "and systemd's runtime watchdog is off (systemd.watchdog_sec=0); the harness is the "      \
+        "watchdog: from that line, a console silent for 4 x its timeout (TCG's slack) before "     \
+        "bcm2835_wdt probes, or a kernel panic and then nothing for its timeout, gets a QMP "      \
+        "system_reset (U-Boot starts again and counts the boot). virt has neither U-Boot nor a "   \
+        "watchdog.",                                                                               \
         "Emulated hardware (TCG): timings are not a real board's."
 static const char *const qemu_gaps[] = {
     "A power cut keeps every write the guest sent to its disk: it loses RAM and the page cache "
     "only (--mode blocks enumerates the disk's states at each write or flush instead).",
     "QEMU's SD card completes each write whole and in order: no FTL tearing or erase-block "
     "damage of a real card.",
-    "Only power-cut and agent-crash faults, at state and fault-point triggers; persistence points "
-    "and the reorder and torn crash models need the native tier.",
+    "Only power-cut and agent-crash faults, at state and fault-point triggers, and kernel-hang "
+    "(raspi3b); persistence points and the reorder and torn crash models need the native tier.",
     QEMU_FIDELITY,
     NULL,
 };
@@ -120,11 +127,20 @@ int otasim_qemu_supports(const struct otasim_scenario *sc, const struct otasim_f
     const struct otasim_trigger *tg = &f->trigger;
 
     if (f->kind != OTASIM_FAULT_NONE && f->kind != OTASIM_FAULT_POWER_CUT &&
-        f->kind != OTASIM_FAULT_AGENT_CRASH)
+        f->kind != OTASIM_FAULT_AGENT_CRASH && f->kind != OTASIM_FAULT_KERNEL_HANG)
         return ota_err_set(err, ENOTSUP, "fault %s needs the native tier",
                            otasim_fault_kind_names[f->kind]);
-    if (f->kind != OTASIM_FAULT_NONE && tg->kind != OTASIM_TRIGGER_STATE &&
-        tg->kind != OTASIM_TRIGGER_FAULT_POINT)
+    if (f->kind == OTASIM_FAULT_KERNEL_HANG) {
+        char slot;
+        int r = otasim_qt_hang_slot(sc, f, &slot, err);
+        if (r < 0)
+            return r;
+    }
+    if (sc->watchdog_ms)
+        return ota_err_set(err, ENOTSUP,
+                           "device.watchdog_ms needs the native tier (QEMU: boot.scr arms 15 s)");
+    if (f->kind != OTASIM_FAULT_NONE && f->kind != OTASIM_FAULT_KERNEL_HANG &&
+        tg->kind != OTASIM_TRIGGER_STATE && tg->kind != OTASIM_TRIGGER_FAULT_POINT)
         return ota_err_set(err, ENOTSUP, "only state and fault_point triggers on QEMU");
     if (tg->kind == OTASIM_TRIGGER_STATE && tg->nth > 1)
         return ota_err_set(err, ENOTSUP, "state triggers with nth > 1 need the native tier");
@@ -137,6 +153,38 @@ int otasim_qemu_supports(const struct otasim_scenario *sc, const struct otasim_f
         return ota_err_set(err, ENOTSUP,
                            "clock_rate, exact_download and min_health_ms need the native tier");
     return 0;
+}
+
+int otasim_qt_hang_slot(const struct otasim_scenario *sc, const struct otasim_fault *f,
+                        char *ret_slot, struct ota_err *err)
+{
+    const struct otasim_release *tgt = otasim_scenario_target(sc);
+    const struct otasim_release *fac = otasim_scenario_factory(sc);
+    const struct otasim_trigger *tg = &f->trigger;
+
+    if (sc->profile != OTASIM_PROFILE_ROOTFS)
+        return ota_err_set(err, ENOTSUP, "kernel-hang: a rootfs scenario (a slot's kernel)");
+    /* boot.scr hangs the slot's counted boots (bootcount > 0): from the
+     * update's trial reboot on, whatever the trigger before it */
+    if (tg->kind != OTASIM_TRIGGER_NONE &&
+        !(tg->kind == OTASIM_TRIGGER_STATE && strcmp(tg->state, "REBOOTING") == 0))
+        return ota_err_set(err, ENOTSUP,
+                           "kernel-hang on QEMU hangs the slot's counted boots (from the trial "
+                           "reboot on): no trigger or state REBOOTING");
+    if (!f->release[0] || (tgt && strcmp(f->release, tgt->version) == 0)) {
+        *ret_slot = 'b';
+        return 0;
+    }
+    if (fac && strcmp(f->release, fac->version) == 0) {
+        if (f->count > 0)
+            return ota_err_set(err, ENOTSUP,
+                               "kernel-hang of the factory release with a count needs the "
+                               "native tier (QEMU counts by bootcount)");
+        *ret_slot = 'a';
+        return 0;
+    }
+    return ota_err_set(err, ENOTSUP,
+                       "kernel-hang: release %s is neither the factory nor the target", f->release);
 }
 
 /* "ota.env=... ota.conf=..." for a boot; fault NULL: no fault armed. */
@@ -289,12 +337,119 @@ static void add_state_line(struct otasim_trial *tr, struct otasim_qt_watch *w, c
     tr->state_lines[w->sl_len] = '\0';
 }
 
+/* ---- The harness watchdog --------------------------------------------------
+ * The Pi's watchdog where QEMU's model does not count (hw/misc/
+ * bcm2835_powermgt.c keeps WDOG as written and resets the moment RSTC's
+ * full-reset bit is set): boot.scr, under ota_qemu=1, prints the arming line
+ * and writes nothing (images/boot.cmd). From that line on the harness counts
+ * for it: a console silent for 4 x the timeout (TCG's slack, below) before
+ * bcm2835_wdt has probed (on a Pi the driver finds it running and the kernel
+ * feeds it from then on), or a kernel panic followed by nothing for the
+ * timeout (a panicking kernel feeds nothing), gets a QMP system_reset: U-Boot
+ * starts again, as after a real watchdog reset, and boot.scr counts the boot.
+ * A real watchdog counts from its arming whatever the console says; under TCG
+ * the kernel needs 15 s and more to load bcm2835_wdt, which that would not
+ * allow, hence silence.
+ * With no arming line (ota_watchdog=0) nothing resets a panicked kernel
+ * whose panic=0 keeps it there: the device is hung, and the trial ends so. */
+#define WDT_ARMED_LINE  "OTA-UBOOT: watchdog armed: "
+#define WDT_DRIVER_LINE "Broadcom BCM2835 watchdog timer"
+#define PANIC_LINE      "Kernel panic - not syncing"
+#define HANG_LINE       "OTA-BOOT: ota.test=hang" /* images/initramfs/init */
+#define RECOVERY_LINE   "OTA-RECOVERY: "          /* images/initramfs/init */
+#define HUNG_S          15 /* a panic and nothing since, no watchdog: hung (panic=1 resets in 1 s) */
+/* TCG's slack for silence: on a loaded host the kernel's first line came more
+ * than 15 s after U-Boot's "Starting kernel" (a healthy boot reset by a
+ * watchdog counting silence by the Pi's 15 s) */
+#define WDT_SILENCE_X 4
+
+static void watchdog_line(struct otasim_qt_watch *w, const char *line)
+{
+    const char *s;
+
+    w->last_ms = otasim_now_ms();
+    if (strstr(line, "U-Boot 20")) { /* U-Boot's banner: a new boot */
+        w->wdt_s = 0;
+        w->wdt_fed = 0;
+        w->panic_ms = 0;
+    } else if (strstr(line, "Booting Linux on physical CPU")) { /* virt: a reset starts here */
+        w->panic_ms = 0;
+    } else if ((s = strstr(line, WDT_ARMED_LINE))) {
+        w->wdt_s = atoi(s + strlen(WDT_ARMED_LINE));
+        if (w->wdt_s <= 0 || w->wdt_s > 16)
+            w->wdt_s = 15; /* the most the PM block counts */
+    } else if (strstr(line, WDT_DRIVER_LINE)) {
+        w->wdt_fed = 1;
+    } else if (strstr(line, PANIC_LINE) && !w->panic_ms) {
+        w->panic_ms = w->last_ms;
+    }
+}
+
+static void watchdog_note(struct otasim_trial *tr, struct otasim_qemu *q, struct otasim_qt_watch *w,
+                          const char *text)
+{
+    FILE *f;
+
+    if (!w->wdt_log[0]) {
+        size_t n = strlen(tr->logs);
+        snprintf(w->wdt_log, sizeof(w->wdt_log), "%s/watchdog.log", q->dir);
+        if (n + strlen(w->wdt_log) + 2 < sizeof(tr->logs))
+            snprintf(tr->logs + n, sizeof(tr->logs) - n, "%s\n", w->wdt_log);
+    }
+    if ((f = fopen(w->wdt_log, "ae"))) {
+        fprintf(f, "power-on %d, +%.1f s: %s\n", q->starts,
+                (double)(otasim_now_ms() - q->started_ms) / 1000.0, text);
+        fclose(f);
+    }
+}
+
+/* 1 when the device hung (settle->why says so), 2 when it was reset, 0 on,
+ * < 0 a harness error. */
+static int watchdog_tick(struct otasim_trial *tr, struct otasim_qemu *q, struct otasim_qt_watch *w,
+                         struct otasim_settle *settle, struct ota_err *err)
+{
+    int64_t now = otasim_now_ms();
+    char text[200];
+    int r;
+
+    if (w->wdt_s > 0) {
+        int64_t t = (int64_t)w->wdt_s * 1000;
+        const char *why = NULL;
+        if (w->panic_ms && now - w->panic_ms >= t)
+            why = "a kernel panic, then nothing";
+        else if (!w->wdt_fed && !w->panic_ms && now - w->last_ms >= t * WDT_SILENCE_X)
+            why = "the console silent before bcm2835_wdt took the watchdog over";
+        if (!why)
+            return 0;
+        snprintf(text, sizeof(text), "watchdog (%d s) fired: %s; QMP system_reset", w->wdt_s, why);
+        watchdog_note(tr, q, w, text);
+        if ((r = otasim_qemu_reset(q, err)) < 0)
+            return r;
+        w->wdt_resets++;
+        w->wdt_s = 0;
+        w->wdt_fed = 0;
+        w->panic_ms = 0;
+        w->last_ms = now;
+        return 2;
+    }
+    if (!w->panic_ms || now - w->panic_ms < (int64_t)HUNG_S * 1000)
+        return 0;
+    snprintf(settle->why, sizeof(settle->why),
+             "the device hangs: a kernel panic and nothing for %d s since, with no watchdog armed "
+             "(no \"%.26s\" line in that boot): nothing would reset it",
+             HUNG_S, WDT_ARMED_LINE);
+    watchdog_note(tr, q, w, settle->why);
+    w->hung = 1;
+    return 1;
+}
+
 /* One console line; returns 1 when it was the fault point firing. */
 int otasim_qt_on_line(struct otasim_trial *tr, struct otasim_device *d, struct otasim_qt_watch *w,
                       const char *line)
 {
     const char *s;
 
+    watchdog_line(w, line);
     if ((s = strstr(line, "OTA-STATE {"))) {
         json_t *o = NULL;
         const char *to, *st;
@@ -319,6 +474,17 @@ int otasim_qt_on_line(struct otasim_trial *tr, struct otasim_device *d, struct o
     }
     if (strstr(line, "ota-fault-point: "))
         return 1;
+    if (strstr(line, RECOVERY_LINE)) { /* both slots failed (images/boot.cmd) */
+        w->recovery = 1;
+        w->booted_slot = -1;
+        return 0;
+    }
+    if (strstr(line, HANG_LINE)) { /* boot.scr's ota_fault_hang: this boot hangs */
+        w->hangs++;
+        w->boot_fails++;
+        w->booted_slot = -1;
+        return tr->fault.kind == OTASIM_FAULT_KERNEL_HANG;
+    }
     if ((s = strstr(line, "Kernel command line:"))) {
         const char *sl = strstr(s, "ota.slot=");
         w->boots++;
@@ -707,7 +873,21 @@ int otasim_qt_follow(const struct otasim_tools *t, struct otasim_trial *tr, stru
             ota_strlcpy(settle->why, "no final state line before the timeout", sizeof(settle->why));
             break;
         }
-        if (n == 0 || !otasim_qt_on_line(tr, d, w, line) || w->fired)
+        if (n == 0) {
+            if ((r = watchdog_tick(tr, q, w, settle, err)) < 0)
+                return r;
+            if (r == 1)
+                break;  /* hung: nothing more will come */
+            if (r == 2) /* a reset: a new boot, with the time a power-on has */
+                deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
+            continue;
+        }
+        int fault = otasim_qt_on_line(tr, d, w, line);
+        if (w->recovery) { /* boot.scr's recovery mode: the device waits for a reflash */
+            snprintf(settle->why, sizeof(settle->why), "recovery mode: %.200s", line);
+            break;
+        }
+        if (!fault || w->fired)
             continue;
         w->fired = 1;
         w->fault_ms = otasim_now_ms();
@@ -717,6 +897,8 @@ int otasim_qt_follow(const struct otasim_tools *t, struct otasim_trial *tr, stru
         if (q->starts >= MAX_STARTS)
             return ota_err_set(err, EIO, "%d power cycles and no end", q->starts);
         otasim_qt_kernel_args(tr, NULL, args, cap);
+        w->wdt_s = 0; /* a power cut: whatever was armed is off */
+        w->panic_ms = 0;
         if ((r = otasim_qt_start(q, tr, args, err)) < 0)
             return r;
         deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
@@ -750,6 +932,16 @@ int otasim_qt_settle_and_read(const struct otasim_tools *t, struct otasim_trial 
     otasim_qemu_kill(q); /* the agent is idle: its last write was synced */
     d->booted_slot = w->booted_slot;
     d->boot_failed = w->booted_slot < 0;
+    d->hung = w->hung;
+    d->recovery = w->recovery;
+    d->watchdog_resets = w->wdt_resets;
+    if (w->hangs > 0) { /* the version of the slot boot.scr hung */
+        char slot = 'b';
+        const struct otasim_release *rel = otasim_scenario_target(tr->sc);
+        if (otasim_qt_hang_slot(tr->sc, &tr->fault, &slot, NULL) == 0 && slot == 'a')
+            rel = otasim_scenario_factory(tr->sc);
+        ota_strlcpy(d->hung_version, rel ? rel->version : "", sizeof(d->hung_version));
+    }
     if ((r = read_disk(t, q, d, err)) < 0)
         return r;
     if (d->booted_slot >= 0)
@@ -820,6 +1012,11 @@ static int run_attempt(const struct otasim_tools *t, const char *state, int idle
     snprintf(qdir, sizeof(qdir), "%s/qemu", tr->dir);
     if ((r = otasim_qemu_supports(sc, &tr->fault, err)) < 0)
         return r;
+    if (tr->fault.kind == OTASIM_FAULT_KERNEL_HANG && t->qemu_profile != OTASIM_QEMU_RASPI3B)
+        return ota_err_set(err, ENOTSUP,
+                           "kernel-hang needs --profile raspi3b: virt boots the kernel directly "
+                           "(no U-Boot, no bootcount to count the hangs, no watchdog to reset "
+                           "them)");
     if (n > 1) { /* a fresh disk registers again if attempt 1 got that far (404: it did not) */
         char path[160];
         snprintf(path, sizeof(path), "/api/v1/devices/%s/reenroll", tr->device_id);
@@ -848,7 +1045,25 @@ static int run_attempt(const struct otasim_tools *t, const char *state, int idle
              &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
              t->guest_agent[0] ? t->guest_agent : NULL, err)) < 0)
         goto out;
-    otasim_qt_kernel_args(tr, armed && !snap ? &tr->fault : NULL, args, sizeof(args));
+    /* boot.scr's switches (images/boot.cmd): the new slot's kernel hangs
+     * (the factory is slot a, the update goes to b); OTASIM_QEMU_WATCHDOG=off
+     * leaves the watchdog unarmed (a test that a hang is then caught) */
+    if (!state && tr->fault.kind == OTASIM_FAULT_KERNEL_HANG) {
+        char slot[2] = "b", max[16];
+        if ((r = otasim_qt_hang_slot(sc, &tr->fault, slot, err)) < 0 ||
+            (r = otasim_qemu_env_set(&q, "ota_fault_hang", slot, err)) < 0)
+            goto out;
+        snprintf(max, sizeof(max), "%d",
+                 tr->fault.count); /* slot b: its nth boot has bootcount n */
+        if (tr->fault.count > 0 &&
+            (r = otasim_qemu_env_set(&q, "ota_fault_hang_max", max, err)) < 0)
+            goto out;
+    }
+    if (!state && sc->no_watchdog && (r = otasim_qemu_env_set(&q, "ota_watchdog", "0", err)) < 0)
+        goto out;
+    otasim_qt_kernel_args(
+        tr, armed && !snap && tr->fault.kind != OTASIM_FAULT_KERNEL_HANG ? &tr->fault : NULL, args,
+        sizeof(args));
     if ((r = otasim_qt_start(&q, tr, args, err)) < 0 ||
         (r = otasim_qt_follow(t, tr, &q, &d, &w, args, sizeof(args), &settle, err)) < 0 ||
         (r = otasim_qt_settle_and_read(t, tr, &q, &d, &w, &settle, err)) < 0)

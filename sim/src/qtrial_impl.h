@@ -19,8 +19,23 @@ struct otasim_qt_watch {
     size_t sl_len, sl_cap;
     char last[1024];
     struct otasim_qenv env; /* the guest's network never came up (qenv.h) */
+    /* The Pi's watchdog, counted by the harness (QEMU's does not count down;
+     * boot.cmd, qtrial.c "The harness watchdog"); each field of the current
+     * boot (cleared at U-Boot's banner) but the counts. */
+    int wdt_s;                   /* boot.scr armed it for this many seconds; 0: not armed */
+    int wdt_fed;                 /* bcm2835_wdt probed: the kernel feeds it from then on */
+    int64_t last_ms;             /* the last console line */
+    int64_t panic_ms;            /* "Kernel panic - not syncing" in this boot; 0: none */
+    int wdt_resets, hangs;       /* the harness's system_resets; the kernel-hang fault's hangs */
+    int hung;                    /* a kernel hung for good (no watchdog armed) */
+    int recovery;                /* the initramfs said OTA-RECOVERY: both slots failed */
+    char wdt_log[PATH_MAX + 16]; /* its record (one line per reset), once it has one */
 };
 
+/* The slot ('a' or 'b') whose kernel a kernel-hang fault hangs on QEMU (boot.scr's
+ * ota_fault_hang), or ENOTSUP with why QEMU cannot. */
+int otasim_qt_hang_slot(const struct otasim_scenario *sc, const struct otasim_fault *f,
+                        char *ret_slot, struct ota_err *err);
 /* "ota.env=... ota.conf=..." for a boot; fault NULL: no fault armed. */
 void otasim_qt_kernel_args(const struct otasim_trial *tr, const struct otasim_fault *fault,
                            char *buf, size_t cap);

@@ -117,6 +117,9 @@ int otasim_qemu_env_set(struct otasim_qemu *q, const char *name, const char *val
  * every write the guest sent, nothing of its RAM. */
 int otasim_qemu_pause(struct otasim_qemu *q, struct ota_err *err) OTA_MUST;
 int otasim_qemu_resume(struct otasim_qemu *q, struct ota_err *err) OTA_MUST;
+/* QMP system_reset: the board's reset line (what a watchdog that fires does;
+ * on raspi3b QEMU starts U-Boot again), the power and the disk untouched. */
+int otasim_qemu_reset(struct otasim_qemu *q, struct ota_err *err) OTA_MUST;
 int otasim_qemu_disk_snapshot(struct otasim_qemu *q, const char *file,
                               struct ota_err *err) OTA_MUST;
 /* Kills QEMU if on; the files stay. */

@@ -125,8 +125,11 @@ CALIBRATE ?= 500
 bench-fleet:
 	ci/bench-fleet --calibrate $(CALIBRATE) $(ARGS)
 
+# make bench-qemu [BASELINE=REV]: the QEMU tier's figures beside those of REV (default: the tree
+# before issue 16), built once into build-bench/baseline-REV/; BASELINE= runs today's alone.
+BASELINE ?= 4b3f757
 bench-qemu:
-	ci/bench-qemu $(ARGS)
+	ci/bench-qemu $(if $(BASELINE),--baseline-rev $(BASELINE)) $(ARGS)
 
 # make bench-compare BEFORE=REV [AFTER=REV]: bench, bench-server and bench-sim of two revisions,
 # one right after the other (ci/bench-compare).

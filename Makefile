@@ -12,7 +12,7 @@ all:
 # and end-to-end tests (pytest), all through CTest.
 # A CTest entry in which a test could not run is listed as Skipped, not passed; why is
 # in CTest's log: printed here (SKIPPED lines of ci/pytest/ota_ctest.py, pytest-qemu).
-SKIP_REASONS = grep -hE '^(SKIPPED |pytest-qemu not run|fuzz-run not run)' Testing/Temporary/LastTest.log \
+SKIP_REASONS = grep -hE '^(SKIPPED |pytest-qemu(-blocks)? not run|fuzz-run not run)' Testing/Temporary/LastTest.log \
 	  | sed '1i did not run (Skipped above):' | sed '2,$$s/^/  /' || true
 test: all
 	cd $(BUILD) && { ctest --output-on-failure -j$(JOBS); rc=$$?; $(SKIP_REASONS); exit $$rc; }
@@ -91,8 +91,15 @@ endif
 # The whole state x fault matrix and the persistence-point enumeration.
 # TARGET=qemu: the matrix's state cases and every scenario file the QEMU tier
 # can run, in the QEMU Raspberry Pi 3B (PROFILE=virt: app cases on the fast board).
+# TARGET=qemu MODE=blocks: block-level crash states (docs/blocks.md) of the updates in
+# scenarios/blocks/ on PROFILE (PROFILE=all: raspi3b then virt), 20 booted states per update.
+MODE ?= trials
 matrix: all
-ifeq ($(TARGET),qemu)
+ifeq ($(TARGET)-$(MODE),qemu-blocks)
+	@img=$$(images/make-image | tail -n1) && for p in $(if $(filter all,$(PROFILE)),raspi3b virt,$(PROFILE)); do \
+	  $(BUILD)/sim/ota-sim matrix --target qemu --mode blocks --profile $$p --image $$img \
+	    --qemu-timeout 3600 --junit $(BUILD)/matrix-qemu-blocks-$$p.xml $(ARGS) || exit $$?; done
+else ifeq ($(TARGET),qemu)
 	$(BUILD)/sim/ota-sim matrix --with-scenarios scenarios --target qemu --profile $(PROFILE) \
 	  --image $$(images/make-image | tail -n1) --junit $(BUILD)/matrix-qemu.xml $(ARGS)
 else

@@ -16,12 +16,27 @@ CRASH_MODELS = {
                "orders",
     "torn": "the last unsynced write of a file survives in part, at sector granularity",
 }
+# ota-sim --mode blocks (docs/blocks.md): crash states rebuilt from a recorded block log
+BLOCK_MODELS = {
+    "blocks-write": "block-level crash states, a crash point after each write the guest sent "
+                    "(raspi3b: the SD card never flushes, every completed write is on it, in "
+                    "order); each state checked on the host, only a sample booted",
+    "blocks-flush": "block-level crash states, a crash point after each flush (virt: "
+                    "virtio-blk's volatile cache; writes between flushes are not split up); "
+                    "each state checked on the host, only a sample booted",
+}
 QEMU_POWER_CUT = ("QEMU is killed: the guest loses its RAM and page cache, every write it sent "
                   "to its disk is kept")
 
 
 def e(x):
     return html.escape("" if x is None else str(x), quote=True)
+
+
+def describe(model):
+    if model == "qemu":
+        return QEMU_POWER_CUT
+    return CRASH_MODELS.get(model) or BLOCK_MODELS.get(model, "")
 
 
 def load(con, run_id):
@@ -44,6 +59,10 @@ def analyse(trials, recorded, rows):
             continue  # counted: the power cuts made (an equivalent point copies one)
         tier = t.get("target") or "native"
         model = "qemu" if tier == "qemu" else (t.get("crash_model") or "minimal")
+        if (t.get("crash_model") or "").startswith("blocks-"):
+            if (t.get("trigger") or "").endswith(" booted"):
+                continue  # a boot of a state counted as one already
+            model = t["crash_model"]  # counted: the states judged on the host
         cuts[model] = cuts.get(model, 0) + 1
     native_cut = any(m in CRASH_MODELS for m in cuts)
     declared = {}
@@ -76,9 +95,10 @@ def render_html(g, trials=True):
     else:
         items = []
         for model, n in sorted(g["power_cuts"].items()):
-            what = QEMU_POWER_CUT if model == "qemu" else CRASH_MODELS.get(model, "")
-            items.append('<li data-crash-model="%s"><b>%s</b> (power cuts made: %d): %s</li>' % (
-                e(model), e("QEMU power cut" if model == "qemu" else model), n, e(what)))
+            what = describe(model)
+            items.append('<li data-crash-model="%s"><b>%s</b> (%s: %d): %s</li>' % (
+                e(model), e("QEMU power cut" if model == "qemu" else model),
+                "crash states judged" if model in BLOCK_MODELS else "power cuts made", n, e(what)))
         out.append("<p><b>Crash model</b> of the power cuts:</p><ul>%s</ul>" % "".join(items))
         if g["unused_models"]:
             out.append('<p class="unused-models">Not exercised in this run: %s '
@@ -123,9 +143,10 @@ def render_md(g, trials=True):
     elif not g["power_cuts"]:
         out.append("- crash model: no power cuts in this run")
     for model, n in sorted(g["power_cuts"].items()):
-        out.append("- crash model **%s** (power cuts made: %d): %s" % (
-            "QEMU power cut" if model == "qemu" else model, n,
-            QEMU_POWER_CUT if model == "qemu" else CRASH_MODELS.get(model, "")))
+        out.append("- crash model **%s** (%s: %d): %s" % (
+            "QEMU power cut" if model == "qemu" else model,
+            "crash states judged" if model in BLOCK_MODELS else "power cuts made", n,
+            describe(model)))
     if g["unused_models"]:
         out.append("- crash models not exercised: %s" % ", ".join(g["unused_models"]))
     if not trials:

@@ -15,6 +15,7 @@ import pathlib
 import sqlite3
 import sys
 
+import blocks
 import fleetreport
 import gaps
 import plots
@@ -40,7 +41,7 @@ TRIAL_COLUMNS = [
     "started_ms", "duration_ms", "recover_ms", "reproduce", "state_lines",
 ]
 # Columns of newer databases (the QEMU tier): read when present, else "".
-OPTIONAL_COLUMNS = ["target", "logs", "crash_model"]
+OPTIONAL_COLUMNS = ["target", "logs", "crash_model", "blocks"]
 
 
 class ReportError(Exception):
@@ -190,6 +191,18 @@ def is_equiv(t):
     return bool(t.get("equivalent_to"))
 
 
+def is_block_state(t):
+    """A block-level crash state (ota-sim --mode blocks): judged on the host or
+    sharing another state's result, no trial ran. Shown in its own section and
+    not counted as a trial by the others; a booted state is a trial."""
+    return blocks.is_state(t)
+
+
+def trial_rows(trials):
+    """The rows that are trials: all but the block-level crash states."""
+    return [t for t in trials if not blocks.is_state(t)]
+
+
 def is_point(t):
     return (t.get("trigger") or "").startswith("point:")
 
@@ -210,6 +223,8 @@ def row_of(trigger):
         return "persistence points"
     if trigger.startswith("fault-point:"):
         return "fault point " + trigger[12:]
+    if trigger.startswith("block-") and trigger.endswith(" booted"):
+        return "booted block states"
     return trigger
 
 
@@ -220,6 +235,8 @@ def row_key(row):
         return (1, 0, row)
     if row == "persistence points":
         return (3, 0, row)
+    if row == "booted block states":
+        return (3, 1, row)
     return (2, 0, row)
 
 
@@ -228,8 +245,14 @@ def fault_key(kind):
 
 
 def summarize(trials):
-    """Counts used by the header and the summary."""
-    s = {"trials": len(trials), "pass": 0, "fail": 0, "error": 0, "not-run": 0, "environment": 0,
+    """Counts used by the header and the summary: of the trials (block-level
+    crash states apart: block_* and block_fail, counted in crash points)."""
+    bt = blocks.totals(blocks.analyse(trials))
+    trials = trial_rows(trials)
+    s = {"block_points": bt["points"], "block_judged": bt["judged"],
+         "block_shared": bt["shared"], "block_fail": bt["failed"] + bt["errors"],
+         "block_booted": bt["booted"],
+"trials": len(trials), "pass": 0, "fail": 0, "error": 0, "not-run": 0, "environment": 0,
          "executed": 0,
          "equivalent": 0, "points": 0, "points_run": 0, "points_equiv": 0,
          "point_classes": 0}
@@ -262,7 +285,7 @@ def rates_by_fault(trials):
     case needs, e.g. named fault points) and environment verdicts (a QEMU
     guest lost its network, twice: the agent was not judged) are counted apart."""
     out = {}
-    for t in trials:
+    for t in trial_rows(trials):
         r = out.setdefault(t["fault"], {"n": 0, "k": 0, "errors": 0, "not_run": 0,
                                         "environment": 0,
                                         "equivalent": 0, "failed_equivalent": 0})
@@ -290,7 +313,7 @@ def rates_by_fault(trials):
 def recover_by_fault(trials):
     """recover_ms of executed trials per fault kind, ascending."""
     out = {}
-    for t in trials:
+    for t in trial_rows(trials):
         if is_equiv(t) or t["recover_ms"] is None or t["recover_ms"] < 0:
             continue
         out.setdefault(t["fault"], []).append(t["recover_ms"])
@@ -404,7 +427,7 @@ def html_header(run, trials, s):
     k = sum(r["k"] for r in rates.values())
     bound, method = upper_bound(k, n)
     dur = (run["finished_ms"] - run["started_ms"]) if run["finished_ms"] and run["started_ms"] else None
-    status = ("fail" if s["fail"] else "error" if s["error"] else
+    status = ("fail" if s["fail"] or s["block_fail"] else "error" if s["error"] else
               "environment" if s["environment"] else "pass")
     rows = [
         ("Run", "#%s &nbsp; %s" % (e(run["id"]), badge(status))),
@@ -425,6 +448,12 @@ def html_header(run, trials, s):
         ("Failure rate", "%d of %d executed trials; 95%% upper bound %s" % (
             k, n, e(fmt_bound(bound, method)))),
     ]
+    if s["block_points"]:
+        rows.insert(-1, ("Block-level crash states", (
+            '%d crash points: %d judged on the host, %d sharing a result (not executed checks), '
+            '%d failed; %d booted (trials) &mdash; <a href="#blocks">see the section</a>' % (
+                s["block_points"], s["block_judged"], s["block_shared"], s["block_fail"],
+                s["block_booted"]))))
     out = ['<table class="kv">']
     for name, val in rows:
         out.append("<tr><td>%s</td><td>%s</td></tr>" % (e(name), val))
@@ -437,7 +466,7 @@ def html_header(run, trials, s):
 
 def html_matrix(trials):
     cells, kinds, rows = {}, set(), set()
-    for t in trials:
+    for t in trial_rows(trials):
         r = row_of(t["trigger"])
         rows.add(r)
         kinds.add(t["fault"])
@@ -488,13 +517,18 @@ def html_scenarios(trials):
         groups.setdefault(t["scenario"], []).append(t)
     out = []
     for name in sorted(groups):
-        ts = groups[name]
+        bstates = [t for t in groups[name] if is_block_state(t)]
+        ts = [t for t in groups[name] if not is_block_state(t)]
         nf = sum(1 for t in ts if t["outcome"] != "pass")
+        nbf = sum(1 for t in bstates if t["outcome"] != "pass")
         plain = [t for t in ts if not is_point(t)]
         pts = [t for t in ts if is_point(t)]
-        out.append("<details%s><summary><b>%s</b> &mdash; <code>%s</code>: %d trials, %s</summary>" % (
-            " open" if nf else "", e(name), e(ts[0]["scenario_file"]), len(ts),
-            badge("%d not passed" % nf) if nf else badge("pass")))
+        out.append("<details%s><summary><b>%s</b> &mdash; <code>%s</code>: %d trials%s, %s"
+                   "</summary>" % (
+                       " open" if nf or nbf else "", e(name),
+                       e(groups[name][0]["scenario_file"]), len(ts),
+                       " and %d block-level crash state rows" % len(bstates) if bstates else "",
+                       badge("%d not passed" % (nf + nbf)) if nf or nbf else badge("pass")))
         out.append("<table><tr><th>case</th><th>fault</th><th>trigger</th><th>outcome</th>"
                    "<th>final version / slot</th><th>report</th><th>state</th><th>fired</th>"
                    '<th class="num">recover</th><th class="num">duration</th></tr>')
@@ -516,6 +550,12 @@ def html_scenarios(trials):
                        '%d not passed &mdash; <a href="#strip-%s">see the strip</a></td></tr>' % (
                            len(pts), e(pts[0]["fault"]), nrun, len(pts) - nrun, pf,
                            anchor(name + "-" + pts[0]["fault"])))
+        for u in blocks.analyse(bstates):
+            out.append('<tr><td colspan="10">%d block-level crash states of %s (a crash point '
+                       "after each %s): %d judged, %d sharing a result, %d failed &mdash; "
+                       '<a href="#%s">see the strip</a></td></tr>' % (
+                           u["points"], e(u["profile"]), e(u["unit"]), u["judged"], u["shared"],
+                           u["failed"] + u["errors"], e(blocks.uid(u))))
         out.append("</table></details>")
     return "\n".join(out)
 
@@ -575,7 +615,7 @@ def html_recover(trials):
                "device settled; executed trials only; p95 is nearest-rank.</p>")
     out.append("<h3>Per state (or trigger) of the fault</h3>")
     out.append(plots.svg_recovery_by_state(
-        plots.recovery_by_state(trials, row_of, row_key, is_equiv)))
+        plots.recovery_by_state(trial_rows(trials), row_of, row_key, is_equiv)))
     out.append('<p class="note">A dot per executed trial (green passed, red failed, orange '
                "error), the bar its row's median; the rows are the matrix's.</p>")
     return "\n".join(out)
@@ -639,14 +679,18 @@ def svg_timeline(states, w=900, h=26):
 
 
 def html_failures(trials):
-    failed = [t for t in trials if t["outcome"] != "pass"]
+    bt = blocks.totals(blocks.analyse([t for t in trials if is_block_state(t)]))
+    nb = bt["failed"] + bt["errors"]
+    note = ('<p class="note">%d failed block-level crash states (crash points) are listed in '
+            '<a href="#blocks">Block-level crash states</a>.</p>' % nb) if nb else ""
+    failed = [t for t in trial_rows(trials) if t["outcome"] != "pass"]
     if not failed:
-        return '<p>No failed trials.</p>'
+        return note + '<p>No failed trials.</p>'
     eq_of = {}
     for t in failed:
         if is_equiv(t):
             eq_of.setdefault(t["equivalent_to"], []).append(t)
-    out = []
+    out = [note] if note else []
     run_failed = {x["case_id"] for x in failed if not is_equiv(x)}
     for t in failed:
         if is_equiv(t) and t["equivalent_to"] in run_failed:
@@ -708,8 +752,10 @@ def html_fleet_header(run):
 
 def render_html(run, trials, fleets=()):
     """The page; fleets (fleetreport.load) add the fleet section, and a run
-    with fleet runs only shows no trial sections."""
+    with fleet runs only shows no trial sections; a run with block-level
+    crash states gets their section after the persistence points."""
     s = summarize(trials)
+    bups = blocks.analyse(trials)
     rates = rates_by_fault(trials)
     rate_rows = []
     for kind, r in rates.items():
@@ -726,7 +772,8 @@ def render_html(run, trials, fleets=()):
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>ota-sim run %s</title><style>%s</style></head><body><main>" % (
-            e(run["id"]), CSS + (fleetreport.FLEET_CSS if fleets else "")),
+            e(run["id"]), CSS + (fleetreport.FLEET_CSS if fleets else "") +
+            (blocks.CSS if bups else "")),
         "<h1>ota-hil simulator report &mdash; run %s</h1>" % e(run["id"]),
     ]
     tail = [
@@ -750,17 +797,19 @@ def render_html(run, trials, fleets=()):
         html_matrix(trials),
         "<h2>Persistence points</h2>",
         html_strips(trials),
+        blocks.render_html(bups),
         "<h2>Time to recover</h2>",
         html_recover(trials),
         "<h2>Trials over time</h2>",
-        plots.svg_trials_over_time(plots.trial_bars(trials, is_equiv), run["started_ms"]) or
+        plots.svg_trials_over_time(plots.trial_bars(trial_rows(trials), is_equiv),
+                                   run["started_ms"]) or
         '<p class="note">No trial start times recorded.</p>',
         '<p class="note">A bar per executed trial from its start to its end (wall clock from the '
         "run's start), green passed, red failed, orange error; trials that ran at once are in "
         "lanes of their own. Equivalent points ran no trial and are not drawn.</p>",
         "<h2>Scenarios</h2>",
         html_scenarios(trials),
-        "<h2>Failures</h2>",
+        "<h2 id=\"failures\">Failures</h2>",
         html_failures(trials),
     ]
     if fleets:
@@ -789,7 +838,7 @@ def render_summary(run, trials, max_failed=30, fleets=()):
     n = sum(r["n"] for r in rates.values())
     k = sum(r["k"] for r in rates.values())
     bound, method = upper_bound(k, n)
-    status = ("FAILED" if s["fail"] else "ERRORS" if s["error"] else
+    status = ("FAILED" if s["fail"] or s["block_fail"] else "ERRORS" if s["error"] else
               "ENVIRONMENT" if s["environment"] else "passed")
     out = [
         "## ota-sim run %s: %s" % (run["id"], status),
@@ -802,6 +851,11 @@ def render_summary(run, trials, max_failed=30, fleets=()):
             s["not-run"], environment_count(s)),
         "- persistence points: %d (%d run, %d equivalent)" % (
             s["points"], s["points_run"], s["points_equiv"]),
+    ] + ([
+        "- block-level crash states: %d crash points (%d judged on the host, %d sharing a "
+        "result), %d failed; %d booted" % (
+            s["block_points"], s["block_judged"], s["block_shared"], s["block_fail"],
+            s["block_booted"])] if s["block_points"] else []) + [
         "- failure rate: %d/%d executed trials, 95%% upper bound %s" % (
             k, n, fmt_bound(bound, method)),
         "",
@@ -816,9 +870,13 @@ def render_summary(run, trials, max_failed=30, fleets=()):
             "_One-sided 95% bounds over executed trials: rule of three (3/n) for 0 failures, "
             "Clopper-Pearson otherwise._", "",
             gaps.render_md(gaps.analyse(trials, *run.get("_gaps", (False, []))))]
+    bmd = blocks.render_md(blocks.analyse(trials))
+    if bmd:
+        out.append(bmd)
     # executed failures first; equivalent points repeat their representative
-    failed = ([t for t in trials if t["outcome"] != "pass" and not is_equiv(t)] +
-              [t for t in trials if t["outcome"] != "pass" and is_equiv(t)])
+    tr = trial_rows(trials)  # failed block-level states: in their section above
+    failed = ([t for t in tr if t["outcome"] != "pass" and not is_equiv(t)] +
+              [t for t in tr if t["outcome"] != "pass" and is_equiv(t)])
     if failed:
         out += ["### Failed cases (%d)" % len(failed), ""]
         for t in failed[:max_failed]:
@@ -841,8 +899,22 @@ def render_summary(run, trials, max_failed=30, fleets=()):
     return "\n".join(out) + "\n"
 
 
+def jsonl_value(t, c):
+    """A column's value in trials.jsonl: blocks (JSON text) as its object, null
+    when empty (the text itself if it is not JSON)."""
+    if c != "blocks":
+        return t[c]
+    if not t[c]:
+        return None
+    try:
+        return json.loads(t[c])
+    except ValueError:
+        return t[c]
+
+
 def render_jsonl(trials):
-    return "".join(json.dumps({c: t[c] for c in TRIAL_COLUMNS + OPTIONAL_COLUMNS + ["invariants"]},
+    return "".join(json.dumps({c: jsonl_value(t, c)
+                               for c in TRIAL_COLUMNS + OPTIONAL_COLUMNS + ["invariants"]},
                               ensure_ascii=False, sort_keys=False) + "\n" for t in trials)
 
 
@@ -852,8 +924,9 @@ def render_reproduce(run, trials):
     nothing failed. The interface CI keeps as an artifact (docs/ci.md)."""
     bad = [t for t in trials if t["outcome"] in ("fail", "error", "environment")]
     bad = [t for t in bad if not is_equiv(t)] + [t for t in bad if is_equiv(t)]
-    out = ["# ota-sim run %s: the reproduce commands of its %d failed trials (docs/ci.md)" % (
-        run["id"], len(bad))]
+    nb = sum(1 for t in bad if is_block_state(t))
+    out = ["# ota-sim run %s: the reproduce commands of its %d failed trials%s (docs/ci.md)" % (
+        run["id"], len(bad) - nb, " and %d failed block-level crash states" % nb if nb else "")]
     for t in bad:
         why = " ".join((t["detail"] or "").split())
         if len(why) > 200:
@@ -928,9 +1001,10 @@ def main(argv=None):
         print("ota-report: %s: %s" % (ex.filename or a.out, ex.strerror or ex), file=sys.stderr)
         return 1
     s = summarize(trials)
-    print("ota-report: run %d: %d trials, %d pass, %d fail, %d error, %d not run%s -> %s" % (
+    print("ota-report: run %d: %d trials, %d pass, %d fail, %d error, %d not run%s%s -> %s" % (
         run["id"], s["trials"], s["pass"], s["fail"], s["error"], s["not-run"], environment_count(s),
-        os.path.join(a.out, "report.html")))
+        ("; %d block-level crash points, %d failed" % (s["block_points"], s["block_fail"]))
+        if s["block_points"] else "", os.path.join(a.out, "report.html")))
     for f in fleets:
         print("ota-report: fleet %s seed %s: %s, rollout %s" % (
             f["name"], f["seed"], fleetreport.verdict(f), f["rollout_state"] or "-"))

@@ -49,3 +49,25 @@ def failed_invariants(db, case_id=None, run_id=None):
 def work(tmp_path_factory):
     """One work dir (release cache, recordings) for the whole session."""
     return str(tmp_path_factory.mktemp("sim-work"))
+
+
+@pytest.fixture(scope="session")
+def aarch64_mutants():
+    """The aarch64 mutant agents (images/build-agent-aarch64 with OTA_AARCH64_MUTANTS=1)."""
+    mbuild = os.path.join(os.environ.get("OTA_BUILD_DIR", os.path.join(SRC, "build")),
+                          "aarch64-mutants")
+    p = subprocess.run([os.path.join(SRC, "images", "build-agent-aarch64"), mbuild],
+                       env={**os.environ, "OTA_AARCH64_MUTANTS": "1"}, capture_output=True,
+                       text=True, timeout=1800)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return os.path.abspath(os.path.join(mbuild, "agent"))
+
+
+@pytest.fixture(scope="session")
+def image():
+    p = subprocess.run([os.path.join(SRC, "images", "make-image")], capture_output=True,
+                       text=True, timeout=3600)
+    assert p.returncode == 0, "images/make-image failed:\n" + p.stderr[-4000:]
+    out = p.stdout.strip().splitlines()[-1]
+    assert os.path.exists(os.path.join(out, "sd.img")), out
+    return out

@@ -34,16 +34,6 @@ SMOKE = ["power-loss-switching.yaml", "rootfs-boot-failure.yaml"]
 
 
 @pytest.fixture(scope="module")
-def image():
-    p = subprocess.run([os.path.join(SRC, "images", "make-image")], capture_output=True,
-                       text=True, timeout=3600)
-    assert p.returncode == 0, "images/make-image failed:\n" + p.stderr[-4000:]
-    out = p.stdout.strip().splitlines()[-1]
-    assert os.path.exists(os.path.join(out, "sd.img")), out
-    return out
-
-
-@pytest.fixture(scope="module")
 def smoke(image, work, tmp_path_factory):
     """The real agent on the smoke set, once: (the finished process, db, junit)."""
     tmp = tmp_path_factory.mktemp("smoke")
@@ -53,18 +43,6 @@ def smoke(image, work, tmp_path_factory):
     p = sim("run", *files, "--target", "qemu", "--profile", "raspi3b", "--image", image,
             "--work", work, "--db", db, "--junit", junit, timeout=3000)
     return p, db, junit
-
-
-@pytest.fixture(scope="module")
-def aarch64_mutants():
-    """The aarch64 mutant agents (images/build-agent-aarch64 with OTA_AARCH64_MUTANTS=1)."""
-    mbuild = os.path.join(os.environ.get("OTA_BUILD_DIR", os.path.join(SRC, "build")),
-                          "aarch64-mutants")
-    p = subprocess.run([os.path.join(SRC, "images", "build-agent-aarch64"), mbuild],
-                       env={**os.environ, "OTA_AARCH64_MUTANTS": "1"}, capture_output=True,
-                       text=True, timeout=1800)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return os.path.abspath(os.path.join(mbuild, "agent"))
 
 
 def test_qemu_smoke_raspi3b(smoke):

@@ -34,7 +34,7 @@ SCHEMA = (
     " device_id TEXT, outcome TEXT, detail TEXT, final_version TEXT, final_slot TEXT,"
     " final_report TEXT, final_state TEXT, fired INTEGER, passes INTEGER, calls INTEGER,"
     " equivalent_to TEXT, started_ms INTEGER, duration_ms INTEGER, recover_ms INTEGER,"
-    " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT, crash_model TEXT);"
+    " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT, crash_model TEXT, blocks TEXT);"
     "CREATE TABLE IF NOT EXISTS invariants(trial_id INTEGER REFERENCES trials(id), name TEXT,"
     " ok INTEGER, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);"
@@ -1056,3 +1056,261 @@ def test_real_fleet_states_what_it_does_not_model(paused_fleet):
     for _, _, d in rows:
         assert "<li>%s</li>" % html.escape(d, quote=True) in raw
     assert "Crash model" not in raw and "Skipped on this tier" not in raw
+
+
+# ------------------------------------------------------ block-level crash states
+
+STATE_CHECKS = ["fs-consistent", "bootenv-readable", "one-active-slot", "active-slot-complete",
+                "lkg-untouched", "db-integrity"]
+BOOT_CHECKS = INVARIANTS + ["predicted-outcome"]
+
+
+def block_repro(profile, point):
+    return "%s blocks check --recording /rec/app-update-%s --point %d" % (SIM, profile, point)
+
+
+def add_block_state(con, run_id, profile, unit, point, last, outcome, during, pred, shared=0,
+                    eq_point=None, bad=()):
+    """One row of ota-sim --mode blocks for the crash points point..last (the
+    columns as sim/src/qblocks.c writes them)."""
+    rng = "%d" % point if last == point else "%d-%d" % (point, last)
+    case = "blocks/%s/app-update/%s@%s" % (profile, unit, rng)
+    eq = "" if eq_point is None else "blocks/%s/app-update/%s@%d" % (profile, unit, eq_point)
+    detail = ("; ".join("%s: %s broken" % (b, b) for b in bad) if bad else
+              "predicted: runs %s from slot %s, agent in %s" % pred)
+    b = {"kind": "state", "point": point, "last": last, "pos": point * 2, "unit": unit,
+         "during": during, "shared": shared,
+         "shared_with": point if eq_point is None else eq_point, "slot": 0,
+         "recording": "/rec/app-update-%s" % profile}
+    cur = con.execute(
+        "INSERT INTO trials(run_id, case_id, scenario, scenario_file, fault, trigger, seed,"
+        " device_id, outcome, detail, final_version, final_slot, final_report, final_state, fired,"
+        " passes, calls, equivalent_to, started_ms, duration_ms, recover_ms, reproduce,"
+        " state_lines, target, logs, crash_model, blocks)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (run_id, case, "app-update", "scenarios/blocks/app-update.yaml", "power-cut",
+         "block-%s:%s" % (unit, rng), 1, "blk-1", outcome, detail, pred[0], pred[1], "",
+         pred[2], 1, 0, 0, eq, 0, 0, 0, block_repro(profile, point), "", "qemu", "",
+         "blocks-" + unit, json.dumps(b)))
+    for name in STATE_CHECKS:
+        con.execute("INSERT INTO invariants VALUES(?,?,?,?)",
+                    (cur.lastrowid, name, int(name not in bad),
+                     "%s broken" % name if name in bad else "fine"))
+    return case
+
+
+def add_block_boot(con, run_id, profile, unit, point, during, pred, bad=()):
+    case = "blocks/%s/app-update/boot@%d" % (profile, point)
+    b = {"kind": "boot", "point": point, "pos": point * 2, "unit": unit, "booted": True,
+         "during": during, "predicted": {"point": point, "outcome": "pass", "version": pred[0],
+                                         "app_slot": pred[1], "state": pred[2], "slot": 0}}
+    outcome = "fail" if bad else "pass"
+    cur = con.execute(
+        "INSERT INTO trials(run_id, case_id, scenario, scenario_file, fault, trigger, seed,"
+        " device_id, outcome, detail, final_version, final_slot, final_report, final_state, fired,"
+        " passes, calls, equivalent_to, started_ms, duration_ms, recover_ms, reproduce,"
+        " state_lines, target, logs, crash_model, blocks)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (run_id, case, "app-update", "scenarios/blocks/app-update.yaml", "power-cut",
+         "block-%s:%d booted" % (unit, point), 1, "blk-1", outcome,
+         "; ".join(bad), "2.0.0", "b", "success", "IDLE", 1, 1, 30, "", T0 + 5000 + point,
+         20000, 4000 + point, block_repro(profile, point) + " --out state.raw && "
+         "images/run-qemu --profile %s --image state.raw --overlay" % profile, GOOD, "qemu",
+         "/w/boot-%d/console-1.log" % point, "blocks-" + unit, json.dumps(b)))
+    for name in BOOT_CHECKS:
+        con.execute("INSERT INTO invariants VALUES(?,?,?,?)",
+                    (cur.lastrowid, name, int(name not in bad),
+                     "%s: booted otherwise" % name if name in bad else "fine"))
+    return case
+
+
+OLD = ("1.0.0", "a", "IDLE")
+MID = ("2.0.0", "b", "SWITCHING")
+NEW = ("2.0.0", "b", "IDLE")
+# raspi3b, a point per write, 0..9: (point, last, outcome, during, prediction, shared, eq, bad)
+RASPI_STATES = [
+    (0, 0, "pass", "BOOT", OLD, 0, None, ()),
+    (1, 1, "fail", "BOOT", OLD, 0, None, ("fs-consistent",)),
+    (2, 4, "fail", "BOOT", OLD, 2, 1, ("fs-consistent",)),
+    (5, 5, "pass", "INSTALLING", MID, 0, None, ()),
+    (6, 8, "pass", "INSTALLING", MID, 1, 5, ()),
+    (9, 9, "pass", "COMMITTING", NEW, 0, None, ()),
+]
+# booted: 0 (a trial that failed, as predicted), 5 (passed), 9 (a predicted-outcome mismatch)
+RASPI_BOOTS = [(0, "BOOT", OLD, ("bootable",)), (5, "INSTALLING", MID, ()),
+               (9, "COMMITTING", NEW, ("predicted-outcome",))]
+
+
+def make_blocksdb(path):
+    """Run 1: one ordinary trial, the block-level states of one app update on
+    raspi3b (10 write points, 3 booted) and on virt (4 flush points). Also
+    used by tests/browser."""
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA)
+    con.execute("INSERT INTO runs VALUES(1, ?, ?, 'ota-sim run --target qemu --mode blocks',"
+                " '/b/agent/ota-agent')", (T0, T0 + 90000))
+    add_trial(con, 1, "good", "none", "start", "pass", 1)
+    for p, last, o, during, pred, shared, eq, bad in RASPI_STATES:
+        add_block_state(con, 1, "raspi3b", "write", p, last, o, during, pred, shared, eq, bad)
+    for p, during, pred, bad in RASPI_BOOTS:
+        add_block_boot(con, 1, "raspi3b", "write", p, during, pred, bad)
+    add_block_state(con, 1, "virt", "flush", 0, 0, "pass", "BOOT", OLD)
+    add_block_state(con, 1, "virt", "flush", 1, 3, "pass", "DOWNLOADING", OLD, 2, 0)
+    con.execute("INSERT INTO run_gaps VALUES(1, 'not-modelled', 'qemu', 'QEMU never tears a "
+                "write')")
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.fixture
+def blocksdb(tmp_path):
+    return make_blocksdb(str(tmp_path / "runs.db"))
+
+
+def blocks_report(blocksdb, tmp_path):
+    out = tmp_path / "out"
+    r = run_report("--db", blocksdb, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    raw = (out / "report.html").read_text(encoding="utf-8")
+    return out, raw, parse_html(out / "report.html")
+
+
+def attrs(tag_text):
+    return dict(re.findall(r'([a-z-]+)="([^"]*)"', tag_text))
+
+
+def strip_svg(raw, update):
+    m = re.search(r'<svg class="blk-strip"[^>]*data-update="%s".*?</svg>' % re.escape(update), raw,
+                  re.S)
+    assert m, update
+    return m.group(0)
+
+
+def test_blocks_section_counts(blocksdb, tmp_path):
+    out, raw, p = blocks_report(blocksdb, tmp_path)
+    assert not p.errors, p.errors[:5]
+    assert p.stack == []
+    assert len(p.ids) == len(set(p.ids)) and p.hrefs <= set(p.ids)
+    assert "script" not in p.tags
+    text = "".join(p.text)
+    assert "Block-level crash states" in text and "blocks" in p.ids
+    # the unit each board used, said
+    assert "raspi3b / app-update \u2014 a crash point after each write \u2014 the SD card never " \
+           "flushes" in text
+    assert "virt / app-update \u2014 a crash point after each flush" in text
+    assert "not executed checks" in text
+    counts = {}
+    for m in re.finditer(r'<table class="blk-counts" data-update="([^"]+)">(.*?)</table>', raw,
+                         re.S):
+        counts[m.group(1)] = {a: int(n) for a, n in re.findall(
+            r'<tr[^>]*data-count="([^"]+)"><td>[^<]*</td><td class="num">(\d+)</td>', m.group(2))}
+    assert counts["blocks-raspi3b-app-update-write"] == {
+        "crash points": 10, "judged": 4, "sharing a result": 6, "not read": 3,
+        "same reading": 3, "failed": 4, "distinct predicted outcomes": 3, "booted": 3,
+        "booted failed": 2, "predicted-outcome mismatches": 1}
+    assert counts["blocks-virt-app-update-flush"] == {
+        "crash points": 4, "judged": 1, "sharing a result": 3, "not read": 0,
+        "same reading": 3, "failed": 0, "distinct predicted outcomes": 1, "booted": 0,
+        "booted failed": 0, "predicted-outcome mismatches": 0}
+
+
+def test_blocks_strip_cells(blocksdb, tmp_path):
+    _, raw, _ = blocks_report(blocksdb, tmp_path)
+    svg = strip_svg(raw, "blocks-raspi3b-app-update-write")
+    cells = sorted((attrs(m) for m in re.findall(r'<rect class="blk-cell"[^>]*>', svg)),
+                   key=lambda a: int(a["data-point"]))
+    want = [(p, last, o, shared) for p, last, o, _, _, shared, _, _ in RASPI_STATES]
+    assert [(int(a["data-point"]), int(a["data-last"]), a["data-verdict"], int(a["data-shared"]))
+            for a in cells] == want
+    # x is the crash point index: a run spans its width, the cells tile the bar in order
+    unit = float(cells[0]["width"])
+    for a, b in zip(cells, cells[1:]):
+        assert float(a["x"]) + float(a["width"]) == pytest.approx(float(b["x"]), abs=0.02)
+    for a, (p, last, *_rest) in zip(cells, RASPI_STATES):
+        assert float(a["width"]) == pytest.approx(unit * (last - p + 1), abs=0.02)
+    # colour by verdict, shared rows lighter
+    fills = {(a["data-verdict"], a["data-shared"] != "0"): a["fill"] for a in cells}
+    assert fills == {("pass", False): "#3aa655", ("fail", False): "#c62828",
+                     ("fail", True): "#f3b0b0", ("pass", True): "#a9d8b3"}
+    # the console's agent state under it, as segments
+    during = [(a["data-during"], int(a["data-point"]), int(a["data-last"]))
+              for a in map(attrs, re.findall(r'<rect class="blk-during"[^>]*>', svg))]
+    assert during == [("BOOT", 0, 4), ("INSTALLING", 5, 8), ("COMMITTING", 9, 9)]
+    assert ">INSTALLING</text>" in svg
+    # the booted points, a failed boot and a mismatch apart
+    boots = {int(a["data-point"]): a["data-boot"]
+             for a in map(attrs, re.findall(r'<path[^>]*class="blk-boot"[^>]*>', svg))}
+    assert boots == {0: "fail", 5: "pass", 9: "mismatch"}
+    # failed cells link to their entry
+    assert '<a href="#f-blocks-raspi3b-app-update-write-1"><rect class="blk-cell"' in svg
+    virt = strip_svg(raw, "blocks-virt-app-update-flush")
+    assert len(re.findall(r'<rect class="blk-cell"', virt)) == 2
+    assert "blk-boot" not in virt
+
+
+def test_blocks_failed_states_and_reproduce(blocksdb, tmp_path):
+    out, raw, p = blocks_report(blocksdb, tmp_path)
+    text = "".join(p.text)
+    # the failed state's detail and its reproduce command, in the block section
+    sec = raw[raw.index('<h2 id="blocks">'):raw.index("<h2>Time to recover")]
+    assert 'id="f-blocks-raspi3b-app-update-write-1"' in sec
+    assert "fs-consistent: fs-consistent broken" in sec
+    assert block_repro("raspi3b", 1) in p.codes
+    # the run of points sharing its failed result listed under it, with its own command
+    assert block_repro("raspi3b", 2) in p.codes and "1 more row sharing this failed result" \
+        " (3 points)" in text
+    # the state rows are not trials: the header, the rate table, the matrix, the failures
+    fails = raw[raw.index('<h2 id="failures">'):]
+    assert "write@1" not in fails and "blocks/raspi3b/app-update/boot@9" in fails
+    assert "4 failed block-level crash states (crash points)" in fails
+    assert "<td>Trials</td><td>4: 4 executed, 0 equivalent" in raw
+    matrix = raw[raw.index("State &times; fault matrix"):raw.index("<h2>Persistence points")]
+    assert "booted block states" in matrix and "block-write:" not in matrix
+    assert report.rates_by_fault(report.load(blocksdb)[1])["power-cut"]["n"] == 3
+    # recover and trials over time: the 3 boots and the ordinary trial only
+    assert raw.count('data-start-ms="') == 4
+    # gaps: the crash models, counted in states judged (no boot, no shared state)
+    assert "blocks-write (crash states judged: 4)" in text
+    assert "blocks-flush (crash states judged: 1)" in text
+    # summary.md: the counts per update and the failed state's command
+    md = (out / "summary.md").read_text()
+    assert "### Block-level crash states" in md and "FAILED" in md.splitlines()[0]
+    rows = table_rows(md)
+    assert rows["raspi3b/app-update"] == ["each write", "10", "4", "6 (3 / 3)", "4", "3", "3",
+                                          "2", "1"]
+    assert rows["virt/app-update"] == ["each flush", "4", "1", "3 (0 / 3)", "0", "1", "0", "0",
+                                       "0"]
+    assert block_repro("raspi3b", 1) in md
+    assert "**4 pass, 0 fail" not in md and "**2 pass, 2 fail, 0 error" in md
+    # reproduce.txt keeps the block states' commands; trials.jsonl the blocks column
+    rep = (out / "reproduce.txt").read_text()
+    assert "and 2 failed block-level crash states" in rep.splitlines()[0]
+    assert block_repro("raspi3b", 1) in rep.splitlines()
+    recs = [json.loads(l) for l in (out / "trials.jsonl").read_text().splitlines()]
+    assert recs[0]["blocks"] is None
+    shared = next(r for r in recs if r["case_id"] == "blocks/raspi3b/app-update/write@2-4")
+    assert shared["blocks"]["last"] == 4 and shared["blocks"]["shared"] == 2
+
+
+def test_blocks_rows_before_runs_of_points(tmp_path):
+    """Rows written before a run of points shared one row: no "last", each
+    point its own row; the section still counts points."""
+    t = {"case_id": "blocks/raspi3b/app-update/write@7", "trigger": "block-write:7",
+         "crash_model": "blocks-write", "equivalent_to": "blocks/raspi3b/app-update/write@5",
+         "blocks": json.dumps({"kind": "state", "point": 7, "pos": 7, "unit": "write",
+                               "during": "BOOT", "shared": 1, "shared_with": 5}),
+         "outcome": "pass", "scenario": "app-update", "invariants": []}
+    u = report.blocks.analyse([t])[0]
+    assert (u["points"], u["not_read"], u["cells"][0]["last"]) == (1, 1, 7)
+
+
+def test_no_blocks_section_without_block_rows(rundb, tmp_path):
+    db, _ = rundb
+    out = tmp_path / "out"
+    assert run_report("--db", db, "--out", str(out)).returncode == 0
+    raw = (out / "report.html").read_text(encoding="utf-8")
+    assert "Block-level crash states" not in raw and "blk-strip" not in raw
+    md = (out / "summary.md").read_text()
+    assert "Block-level" not in md and "block-level" not in md
+    assert "block-level" not in (out / "reproduce.txt").read_text()

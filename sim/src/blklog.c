@@ -116,7 +116,7 @@ static int read_entry(struct otasim_blklog *log, uint64_t i, uint64_t off,
     }
     e->data_off = off + ss;
     room = (log->size - off - ss) / ss;
-    if (e->sector > UINT64_MAX / ss - e->nr_sectors)
+    if (e->nr_sectors > UINT64_MAX / ss || e->sector > UINT64_MAX / ss - e->nr_sectors)
         return ota_err_set(err, EINVAL,
                            "entry %" PRIu64 ": sector %" PRIu64 " + %" PRIu64 " overflows", i,
                            e->sector, e->nr_sectors);
@@ -282,5 +282,108 @@ int otasim_blklog_subset(const struct otasim_blklog *log, uint64_t from, uint64_
             v[k++] = i;
     *idx = v;
     *n = k;
+    return 0;
+}
+
+/* ---- Torn writes and SD erase-block damage: the models' choices (docs/blocks.md) ---- */
+
+/* Salts: the models' choices are independent of the subset model's for one seed. */
+#define TORN_SALT   0x746f726e00000001ULL
+#define PICK_SALT   0x7069636b00000002ULL
+#define DAMAGE_SALT 0x64616d6700000003ULL
+
+int otasim_blklog_torn(const struct otasim_blklog *log, uint64_t idx, uint64_t seed, uint64_t unit,
+                       struct otasim_blk_torn *t, struct ota_err *err)
+{
+    uint64_t ss = log->sector_size, off, len, first, last;
+    const struct otasim_blk_entry *e;
+
+    if (idx >= log->nr_entries)
+        return ota_err_set(err, EINVAL, "entry %" PRIu64 " is not in the log (%" PRIu64 " entries)",
+                           idx, log->nr_entries);
+    e = &log->e[idx];
+    if (!otasim_blk_entry_is_data(e))
+        return ota_err_set(err, EINVAL,
+                           "entry %" PRIu64 " is not a write (flags 0x%" PRIx64 ", %" PRIu64
+                           " sectors): nothing to tear",
+                           idx, e->flags, e->nr_sectors);
+    if (otasim_blk_check_size("torn unit", unit, ss, OTASIM_BLK_TORN_UNIT_MAX, err) < 0)
+        return -EINVAL;
+    off = e->sector * ss;
+    len = e->nr_sectors * ss;
+    first = off / unit;
+    last = (off + len - 1) / unit;
+    t->entry = idx;
+    t->pieces = last - first + 1;
+    t->k = t->pieces >= 2 ? 1 + mix(mix(seed ^ TORN_SALT) ^ mix(idx)) % (t->pieces - 1) : 0;
+    t->bytes = t->k ? (first + t->k) * unit - off : 0;
+    return 0;
+}
+
+int otasim_blklog_torn_pick(const struct otasim_blklog *log, uint64_t from, const uint64_t *kept,
+                            uint64_t nk, uint64_t seed, uint64_t *entry, struct ota_err *err)
+{
+    uint64_t end = from, c = 0, want, j;
+
+    if (from > log->nr_entries)
+        return ota_err_set(err, EINVAL,
+                           "position %" PRIu64 " is past the log's %" PRIu64 " entries", from,
+                           log->nr_entries);
+    while (end < log->nr_entries && !otasim_blk_entry_is_barrier(&log->e[end]))
+        end++;
+    /* two passes over the writes in flight that the subset did not keep */
+    for (int pass = 0; pass < 2; pass++) {
+        want = pass ? mix(seed ^ PICK_SALT) % c : 0;
+        j = 0;
+        for (uint64_t i = from, n = 0; i < end; i++) {
+            while (j < nk && kept[j] < i)
+                j++;
+            if (!otasim_blk_entry_is_data(&log->e[i]) || (j < nk && kept[j] == i))
+                continue;
+            if (pass && n == want) {
+                *entry = i;
+                return 0;
+            }
+            n++;
+            if (!pass)
+                c++;
+        }
+        if (!c)
+            return ota_err_set(err, ENOENT,
+                               "no write in flight after position %" PRIu64
+                               " to tear (%s before the next barrier)",
+                               from, nk ? "the subset kept every write" : "no write");
+    }
+    return ota_err_set(err, EINVAL, "internal: torn pick");
+}
+
+int otasim_blk_damage_sector(uint64_t seed, uint64_t sector, uint8_t *buf, uint32_t sector_size)
+{
+    uint64_t h = mix(mix(seed ^ DAMAGE_SALT) ^ mix(sector));
+
+    if (h & 1) { /* an erased page */
+        memset(buf, 0xff, sector_size);
+        return 1;
+    }
+    for (uint32_t i = 0; i < sector_size; i += 8) {
+        h = mix(h);
+        for (uint32_t b = 0; b < 8 && i + b < sector_size; b++)
+            buf[i + b] = (uint8_t)(h >> (8 * b));
+    }
+    return 0;
+}
+
+int otasim_blk_check_size(const char *what, uint64_t v, uint64_t sector_size, uint64_t max,
+                          struct ota_err *err)
+{
+    if (v == 0 || (v & (v - 1)))
+        return ota_err_set(err, EINVAL, "%s %" PRIu64 " bytes: not a power of two", what, v);
+    if (v % sector_size)
+        return ota_err_set(err, EINVAL,
+                           "%s %" PRIu64 " bytes: not a multiple of the log's sector size "
+                           "(%" PRIu64 " bytes)",
+                           what, v, sector_size);
+    if (v > max)
+        return ota_err_set(err, EINVAL, "%s %" PRIu64 " bytes: more than %" PRIu64, what, v, max);
     return 0;
 }

@@ -106,6 +106,14 @@ static void usage(FILE *f)
             "                       (written into each trial's overlay)\n"
             "  --snapshot           power cuts at states boot from the disk frozen there in\n"
             "                       one recording run per scenario (no first boot per trial)\n"
+            "  --mode trials|snapshot|blocks  trials (default); snapshot: as --snapshot;\n"
+            "                       blocks: each scenario's update recorded once with every\n"
+            "                       disk request logged (QEMU blklogwrites), every crash\n"
+            "                       point (raspi3b: each write; virt: each flush) checked on\n"
+            "                       the host, a sample booted (docs/blocks.md); matrix:\n"
+            "                       the scenarios of scenarios/blocks/\n"
+            "  --boot-sample N      block mode: boots at most, distinct outcomes first\n"
+            "                       (default 20; 0 none)\n"
             "\n"
             "Exit: 0 all passed, 1 a trial failed, 2 usage or bad input (options, scenario\n"
             "and matrix files, --agent, --image, --case ids; nothing ran), 4 nothing failed but\n"
@@ -410,7 +418,7 @@ struct run_cmd {
     const char *cmd; /* "run" or "matrix" */
     struct otasim_run_opts o;
     struct otasim_fault override;
-    int have_fault, have_trigger, keep, jobs_set, qtimeout, snapshot;
+    int have_fault, have_trigger, keep, jobs_set, qtimeout, snapshot, blocks, boot_sample_set;
     const char *matrix, *agent, *work, *with_dir, *target, *profile, *image, *guest_agent;
     char cmdline[4096];
     struct case_list cases;
@@ -441,7 +449,9 @@ enum {
     O_SNAPSHOT,
     O_CASES_FROM,
     O_CMODEL,
-    O_CSUBSETS
+    O_CSUBSETS,
+    O_MODE,
+    O_BOOT_SAMPLE
 };
 
 static const struct option run_options[] = {{"fault", required_argument, NULL, O_FAULT},
@@ -470,6 +480,8 @@ static const struct option run_options[] = {{"fault", required_argument, NULL, O
                                             {"cases-from", required_argument, NULL, O_CASES_FROM},
                                             {"crash-model", required_argument, NULL, O_CMODEL},
                                             {"crash-subsets", required_argument, NULL, O_CSUBSETS},
+                                            {"mode", required_argument, NULL, O_MODE},
+                                            {"boot-sample", required_argument, NULL, O_BOOT_SAMPLE},
                                             {"help", no_argument, NULL, 'h'},
                                             {NULL, 0, NULL, 0}};
 
@@ -521,6 +533,23 @@ static int run_option(struct run_cmd *rc, int c, struct ota_err *e)
     case O_SNAPSHOT:
         rc->snapshot = 1;
         return 0;
+    case O_MODE:
+        if (strcmp(optarg, "trials") == 0)
+            return 0;
+        if (strcmp(optarg, "snapshot") == 0)
+            return rc->snapshot = 1, 0;
+        if (strcmp(optarg, "blocks") == 0)
+            return rc->blocks = 1, o->blocks = 1, 0;
+        return ota_err_set(e, EINVAL, "--mode: trials, snapshot or blocks, got '%s'", optarg);
+    case O_BOOT_SAMPLE: {
+        char *end;
+        long v = strtol(optarg, &end, 10);
+        if (*end || !optarg[0] || v < 0 || v > 10000)
+            return ota_err_set(e, EINVAL, "--boot-sample: 0..10000, got '%s'", optarg);
+        o->boot_sample = (int)v;
+        rc->boot_sample_set = 1;
+        return 0;
+    }
     case O_CMODEL:
     case O_CSUBSETS:
         return crash_opt(c == O_CMODEL, optarg, o, e);
@@ -652,7 +681,11 @@ static int setup_target(struct run_cmd *rc, struct otasim_tools *t)
         if (!rc->jobs_set)
             rc->o.jobs = 1;
         t->qemu_snapshot = rc->snapshot;
-        if (rc->guest_agent && !realpath(rc->guest_agent, t->guest_agent))
+        if (rc->blocks && !rc->boot_sample_set)
+            rc->o.boot_sample = 20;
+        if (rc->blocks && rc->snapshot)
+            ota_ignore(ota_err_set(&e, EINVAL, "--mode blocks and --snapshot: one or the other"));
+        else if (rc->guest_agent && !realpath(rc->guest_agent, t->guest_agent))
             ota_ignore(
                 ota_err_set(&e, errno, "--guest-agent %s: %s", rc->guest_agent, strerror(errno)));
         else if (rc->o.crash_model > OTASIM_CRASH_MINIMAL)
@@ -660,6 +693,9 @@ static int setup_target(struct run_cmd *rc, struct otasim_tools *t)
                                    otasim_crash_model_names[rc->o.crash_model]));
     } else if (strcmp(rc->target, "native") != 0) {
         ota_ignore(ota_err_set(&e, EINVAL, "--target: native or qemu"));
+    } else if (rc->blocks || rc->boot_sample_set) {
+        ota_ignore(
+            ota_err_set(&e, EINVAL, "--mode blocks and --boot-sample go with --target qemu"));
     } else if (rc->profile || rc->image || rc->guest_agent || rc->snapshot) {
         ota_ignore(
             ota_err_set(&e, EINVAL, "--profile, --image and --guest-agent go with --target qemu"));
@@ -686,6 +722,11 @@ static int add_cases(struct run_cmd *rc, struct otasim_runner *r, int argc, char
             if (otasim_runner_add(r, &sc, rc->have_fault ? &rc->override : NULL, &e) < 0)
                 return harness_error(&e);
         }
+        return -1;
+    }
+    if (rc->blocks) { /* the matrix of block mode: one update of each kind */
+        if (add_dir(r, OTA_SOURCE_DIR "/scenarios/blocks", &e) < 0)
+            return harness_error(&e);
         return -1;
     }
     /* the files named on the command line are input (exit 2), like a scenario file */

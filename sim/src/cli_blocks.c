@@ -11,15 +11,19 @@
 
 #include "otasim/blklog.h"
 #include "otasim/cli.h"
+#include "otasim/qblocks.h"
 
-enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_HARNESS = 5 };
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_HARNESS = 5 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ota-sim blocks info LOG\n"
                "       ota-sim blocks replay --base IMG --log LOG --point N [--unit flush|write]\n"
-               "                             [--subset-seed S] [--discard zero|keep] --out IMG\n"
+               "                             [--subset-seed S] [--discard zero|keep]\n"
+               "                             [--torn-seed S [--torn-unit B]]\n"
+               "                             [--erase-block B --damage-seed S] --out IMG\n"
                "       ota-sim blocks bench --base IMG --log LOG [--unit flush|write] --out IMG\n"
+               "       ota-sim blocks check --recording DIR --point N [--out IMG]\n"
                "\n"
                "LOG is a dm-log-writes log as QEMU's blklogwrites driver writes it\n"
                "(docs/blocks.md). info: its entries, writes, discards, flushes, FUA writes,\n"
@@ -30,10 +34,22 @@ static void usage(FILE *f)
                "which never flushes). --subset-seed S adds a subset of the writes logged after\n"
                "point N and before the next barrier, chosen by S (flush unit). --discard:\n"
                "discarded sectors read back as zeroes (what QEMU's discard=unmap leaves in its\n"
-               "file; the default) or keep their data. bench: every crash point of the unit\n"
+               "file; the default) or keep their data. Models (docs/blocks.md; QEMU never\n"
+               "tears a write): --torn-seed S tears one write, only its first k of m pages of\n"
+               "--torn-unit bytes (default 4096) written, k in 1..m-1 chosen by S: the write\n"
+               "that completes point N (--unit write: the state lies between points N-1 and N)\n"
+               "or one write in flight after point N that the subset did not keep (--unit\n"
+               "flush). --erase-block B --damage-seed S (--unit write): the other sectors of\n"
+               "the B-byte aligned erase blocks holding point N's last write are overwritten\n"
+               "with 0xff or garbage chosen by S (pessimistic: not a measurement of any card).\n"
+               "Sizes in bytes, or with K, M (KiB, MiB). bench: every crash point of the unit\n"
                "produced three ways (a fresh copy each; one working copy moved forward and\n"
                "copied out whole; the same with only the changed 64 KiB chunks copied out),\n"
-               "states per second each.\n"
+               "states per second each. check: one crash point of a recording that\n"
+               "`ota-sim run --target qemu --mode blocks` made (WORK/qemu-blocks/...: the\n"
+               "reproduce command of its row) checked again, each check printed; --out: the\n"
+               "state's raw disk written there (boot it: images/run-qemu --image IMG\n"
+               "--overlay). Exit 1 when a check failed.\n"
                "Exit: 0 done, 2 usage or a bad log, 5 harness error.\n");
 }
 
@@ -71,6 +87,8 @@ struct blocks_opts {
     const char *base, *log, *out;
     uint64_t point, seed;
     int have_point, have_seed;
+    uint64_t torn_seed, torn_unit, erase_block, damage_seed; /* the torn and erase-block models */
+    int have_torn, have_torn_unit, have_erase_block, have_damage;
     enum otasim_blk_unit unit;
     enum otasim_blk_discard discard;
 };
@@ -81,6 +99,27 @@ static int parse_u64(const char *s, uint64_t *v)
     errno = 0;
     *v = strtoull(s, &end, 10);
     return errno || !*s || *end || *s == '-' ? -1 : 0;
+}
+
+/* Bytes: a decimal number, optionally K or KiB, M or MiB (binary). */
+static int parse_size(const char *s, uint64_t *v)
+{
+    char *end;
+    uint64_t mul = 1;
+    errno = 0;
+    *v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -1;
+    if (!strcmp(end, "K") || !strcmp(end, "KiB"))
+        mul = 1024;
+    else if (!strcmp(end, "M") || !strcmp(end, "MiB"))
+        mul = 1024 * 1024;
+    else if (*end)
+        return -1;
+    if (*v > UINT64_MAX / mul)
+        return -1;
+    *v *= mul;
+    return 0;
 }
 
 static int parse_opts(int argc, char **argv, struct blocks_opts *o)
@@ -101,6 +140,14 @@ static int parse_opts(int argc, char **argv, struct blocks_opts *o)
             o->have_point = 1;
         else if (strcmp(a, "--subset-seed") == 0 && parse_u64(v, &o->seed) == 0)
             o->have_seed = 1;
+        else if (strcmp(a, "--torn-seed") == 0 && parse_u64(v, &o->torn_seed) == 0)
+            o->have_torn = 1;
+        else if (strcmp(a, "--torn-unit") == 0 && parse_size(v, &o->torn_unit) == 0)
+            o->have_torn_unit = 1;
+        else if (strcmp(a, "--erase-block") == 0 && parse_size(v, &o->erase_block) == 0)
+            o->have_erase_block = 1;
+        else if (strcmp(a, "--damage-seed") == 0 && parse_u64(v, &o->damage_seed) == 0)
+            o->have_damage = 1;
         else if (strcmp(a, "--unit") == 0 && (!strcmp(v, "flush") || !strcmp(v, "write")))
             o->unit = strcmp(v, "flush") == 0 ? OTASIM_BLK_UNIT_FLUSH : OTASIM_BLK_UNIT_WRITE;
         else if (strcmp(a, "--discard") == 0 && (!strcmp(v, "keep") || !strcmp(v, "zero")))
@@ -110,6 +157,43 @@ static int parse_opts(int argc, char **argv, struct blocks_opts *o)
     }
     if (!o->base || !o->log || !o->out)
         return fprintf(stderr, "ota-sim blocks: --base, --log and --out are needed\n"), -1;
+    if (!o->have_torn_unit)
+        o->torn_unit = 4096;
+    else if (!o->have_torn)
+        return fprintf(stderr, "ota-sim blocks: --torn-unit needs --torn-seed\n"), -1;
+    if (o->have_erase_block != o->have_damage)
+        return fprintf(stderr, "ota-sim blocks: --erase-block and --damage-seed go together\n"), -1;
+    return 0;
+}
+
+/* The torn and erase-block models on top of point o->point's state (and subset idx[0..k)). */
+static int apply_models(struct otasim_blkreplay *r, const struct otasim_blklog *log,
+                        const struct blocks_opts *o, const uint64_t *pos, const uint64_t *idx,
+                        uint64_t k, struct ota_err *e)
+{
+    uint64_t last = pos[o->point] - 1, entry = last; /* write unit: the point's last write */
+    struct otasim_blk_torn t;
+    struct otasim_blk_damage d;
+    int rc;
+
+    if (o->have_torn) {
+        if (o->unit == OTASIM_BLK_UNIT_FLUSH &&
+            (rc = otasim_blklog_torn_pick(log, pos[o->point], idx, k, o->torn_seed, &entry, e)) < 0)
+            return ota_err_prefix(e, rc == -ENOENT ? -EINVAL : rc, "point %" PRIu64, o->point);
+        if ((rc = otasim_blkreplay_apply_torn(r, entry, o->torn_seed, o->torn_unit, &t, e)) < 0)
+            return rc;
+        printf("torn_entry=%" PRIu64 " torn_pages=%" PRIu64 "/%" PRIu64 " torn_bytes=%" PRIu64
+               "/%" PRIu64 "\n",
+               entry, t.k, t.pieces, t.bytes, log->e[entry].nr_sectors * log->sector_size);
+    }
+    if (o->have_damage) {
+        if ((rc = otasim_blkreplay_apply_erase_damage(r, last, o->erase_block, o->damage_seed, &d,
+                                                      e)) < 0)
+            return rc;
+        printf("damage_entry=%" PRIu64 " erase_blocks=%" PRIu64 "+%" PRIu64 " sectors_ff=%" PRIu64
+               " sectors_garbage=%" PRIu64 "\n",
+               last, d.off, d.len, d.sectors_ff, d.sectors_garbage);
+    }
     return 0;
 }
 
@@ -135,12 +219,24 @@ static int replay(const struct otasim_blklog *log, const struct blocks_opts *o, 
         free(pos);
         return ota_err_set(e, -rc, "out of memory");
     }
+    if ((o->have_torn || o->have_damage) && o->unit == OTASIM_BLK_UNIT_WRITE && o->point == 0) {
+        free(idx);
+        free(pos);
+        return ota_err_set(
+            e, EINVAL,
+            "point 0 is the starting disk: no write before it to %s (points 1..%" PRIu64 ")",
+            o->have_torn ? "tear" : "damage", n - 1);
+    }
     rc = otasim_blkreplay_init(&r, log, o->base, o->out, e);
     if (rc == 0) {
         r.discard = o->discard;
-        rc = otasim_blkreplay_seek(&r, pos[o->point], e);
+        /* write unit, torn: the state before the write that completes the point, plus its pages */
+        rc = otasim_blkreplay_seek(
+            &r, pos[o->point] - (o->have_torn && o->unit == OTASIM_BLK_UNIT_WRITE), e);
         if (rc == 0 && k)
             rc = otasim_blkreplay_apply_extra(&r, idx, k, e);
+        if (rc == 0 && (o->have_torn || o->have_damage))
+            rc = apply_models(&r, log, o, pos, idx, k, e);
         if (rc == 0 && o->have_seed) {
             printf("subset_entries=%" PRIu64, k);
             for (uint64_t j = 0; j < k; j++)
@@ -148,7 +244,7 @@ static int replay(const struct otasim_blklog *log, const struct blocks_opts *o, 
             printf("\n");
         }
         if (rc == 0)
-            printf("point=%" PRIu64 " entries_applied=%" PRIu64 "\n", o->point, pos[o->point]);
+            printf("point=%" PRIu64 " entries_applied=%" PRIu64 "\n", o->point, r.applied);
         otasim_blkreplay_free(&r); /* the out image keeps what was applied */
         if (rc < 0)
             unlink(o->out); /* no half-made state left behind */
@@ -221,6 +317,38 @@ static int bench(const struct otasim_blklog *log, const struct blocks_opts *o, s
     return rc;
 }
 
+/* ota-sim blocks check --recording DIR --point N [--out IMG] */
+static int do_check(int argc, char **argv)
+{
+    const char *rec = NULL, *out = NULL;
+    uint64_t point = 0;
+    int have_point = 0, rc;
+    struct ota_err e = {0};
+
+    for (int i = 3; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--recording") == 0)
+            rec = argv[i + 1];
+        else if (strcmp(argv[i], "--out") == 0)
+            out = argv[i + 1];
+        else if (strcmp(argv[i], "--point") == 0 && parse_u64(argv[i + 1], &point) == 0)
+            have_point = 1;
+        else
+            return fprintf(stderr, "ota-sim blocks check: bad option %s %s\n", argv[i],
+                           argv[i + 1]),
+                   EXIT_USAGE;
+    }
+    if (!rec || !have_point || argc % 2 == 0) {
+        fprintf(stderr, "ota-sim blocks check: --recording DIR and --point N are needed\n");
+        return EXIT_USAGE;
+    }
+    rc = otasim_qblocks_check_one(rec, point, out, &e);
+    if (rc < 0) {
+        fprintf(stderr, "ota-sim blocks check: %s\n", e.reason);
+        return rc == -EINVAL || rc == -ENOENT ? EXIT_USAGE : EXIT_HARNESS;
+    }
+    return rc ? EXIT_FAILED : EXIT_OK;
+}
+
 int otasim_cli_blocks(int argc, char **argv)
 {
     struct blocks_opts o;
@@ -234,6 +362,8 @@ int otasim_cli_blocks(int argc, char **argv)
     }
     if (argc == 4 && strcmp(argv[2], "info") == 0)
         return do_info(argv[3]);
+    if (argc >= 3 && strcmp(argv[2], "check") == 0)
+        return do_check(argc, argv);
     if (argc < 3 || (strcmp(argv[2], "replay") != 0 && strcmp(argv[2], "bench") != 0)) {
         usage(stderr);
         return EXIT_USAGE;
@@ -249,6 +379,14 @@ int otasim_cli_blocks(int argc, char **argv)
     }
     if (o.have_seed && o.unit != OTASIM_BLK_UNIT_FLUSH) {
         fprintf(stderr, "ota-sim blocks: --subset-seed needs --unit flush\n");
+        return EXIT_USAGE;
+    }
+    if (o.have_erase_block && o.unit != OTASIM_BLK_UNIT_WRITE) {
+        fprintf(stderr, "ota-sim blocks: --erase-block needs --unit write (the SD card)\n");
+        return EXIT_USAGE;
+    }
+    if (is_bench && (o.have_torn || o.have_erase_block)) {
+        fprintf(stderr, "ota-sim blocks: bench takes no model (--torn-seed, --erase-block)\n");
         return EXIT_USAGE;
     }
     if (otasim_blklog_open(&log, o.log, &e) < 0)

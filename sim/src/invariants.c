@@ -31,15 +31,21 @@
 static int set(struct otasim_check *c, const char *name, int ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+void otasim_check_vset(struct otasim_check *c, const char *name, int ok, const char *fmt,
+                       va_list ap)
+{
+    memset(c, 0, sizeof(*c));
+    ota_strlcpy(c->name, name, sizeof(c->name));
+    c->ok = ok;
+    vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+}
+
 static int set(struct otasim_check *c, const char *name, int ok, const char *fmt, ...)
 {
     va_list ap;
 
-    memset(c, 0, sizeof(*c));
-    ota_strlcpy(c->name, name, sizeof(c->name));
-    c->ok = ok;
     va_start(ap, fmt);
-    vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+    otasim_check_vset(c, name, ok, fmt, ap);
     va_end(ap);
     return 1;
 }
@@ -656,4 +662,31 @@ int otasim_invariants_check(struct otasim_device *d, const struct otasim_pass_in
     verdict(tr);
     otasim_inv_view_free(&v);
     return 0;
+}
+
+/* The agent's state at power-on: its journal row (IDLE: none). */
+void otasim_inv_db_state(const char *db, char *buf, size_t cap)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    ota_strlcpy(buf, "IDLE", cap);
+    if (access(db, F_OK) < 0)
+        return;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(h, "SELECT state FROM journal WHERE id = 1", -1, &st, NULL) ==
+            SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_text(st, 0))
+            ota_strlcpy(buf, (const char *)sqlite3_column_text(st, 0), cap);
+        else if (rc != SQLITE_DONE) /* the table's pages do not read (corrupt) */
+            ota_strlcpy(buf, "(unreadable)", cap);
+    } else if (!strstr(sqlite3_errmsg(h), "no such table")) {
+        ota_strlcpy(buf, "(unreadable)", cap);
+    }
+    /* no journal table yet: the agent made the file and had not written its
+     * schema; its next start makes it and begins IDLE */
+    sqlite3_finalize(st);
+    sqlite3_close(h);
 }

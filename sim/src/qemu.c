@@ -47,15 +47,37 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+int otasim_qemu_disk_open(const char *raw, struct otasim_qemu_image *im, struct ota_err *err)
+{
+    uint8_t mbr[512];
+    int fd;
+    ssize_t n;
+
+    fd = open(raw, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ota_err_set(err, errno, "%s: %s (run `make image`)", raw, strerror(errno));
+    n = pread(fd, mbr, sizeof(mbr), 0);
+    close(fd);
+    if (n != (ssize_t)sizeof(mbr) || mbr[510] != 0x55 || mbr[511] != 0xaa)
+        return ota_err_set(err, EINVAL, "%s: no MBR partition table", raw);
+    for (int i = 0; i < OTASIM_QPART_MAX; i++) {
+        const uint8_t *e = mbr + 446 + 16 * i;
+        im->off[i] = (uint64_t)le32(e + 8) * 512;
+        im->len[i] = (uint64_t)le32(e + 12) * 512;
+        if (!e[4] || !im->len[i])
+            return ota_err_set(err, EINVAL, "%s: partition %d missing (boot, rootA, rootB, data)",
+                               raw, i + 1);
+    }
+    return 0;
+}
+
 int otasim_qemu_image_open(const char *dir, struct otasim_qemu_image *ret, struct ota_err *err)
 {
     static const char *const files[] = {"u-boot.bin", "bcm2837-rpi-3-b.dtb", "Image.gz",
                                         "initrd.img"};
     struct otasim_qemu_image im;
-    uint8_t mbr[512];
     char p[PATH_MAX + 32];
-    int fd;
-    ssize_t n;
+    int r;
 
     memset(&im, 0, sizeof(im));
     if (!realpath(dir, im.dir))
@@ -68,21 +90,8 @@ int otasim_qemu_image_open(const char *dir, struct otasim_qemu_image *ret, struc
             return ota_err_set(err, ENOENT, "QEMU image dir %s has no %s (run `make image`)",
                                im.dir, files[i]);
     }
-    fd = open(im.sd, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ota_err_set(err, errno, "%s: %s (run `make image`)", im.sd, strerror(errno));
-    n = pread(fd, mbr, sizeof(mbr), 0);
-    close(fd);
-    if (n != (ssize_t)sizeof(mbr) || mbr[510] != 0x55 || mbr[511] != 0xaa)
-        return ota_err_set(err, EINVAL, "%s: no MBR partition table", im.sd);
-    for (int i = 0; i < OTASIM_QPART_MAX; i++) {
-        const uint8_t *e = mbr + 446 + 16 * i;
-        im.off[i] = (uint64_t)le32(e + 8) * 512;
-        im.len[i] = (uint64_t)le32(e + 12) * 512;
-        if (!e[4] || !im.len[i])
-            return ota_err_set(err, EINVAL, "%s: partition %d missing (boot, rootA, rootB, data)",
-                               im.sd, i + 1);
-    }
+    if ((r = otasim_qemu_disk_open(im.sd, &im, err)) < 0)
+        return r;
     *ret = im;
     return 0;
 }
@@ -135,6 +144,8 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
         return r;
     snprintf(q->overlay, sizeof(q->overlay), "%s/disk.qcow2", dir);
     unlink(q->overlay);
+    size_t bl = backing ? strlen(backing) : 0;
+    int raw = !backing || (bl > 4 && strcmp(backing + bl - 4, ".raw") == 0);
     const char *argv[] = {"qemu-img",
                           "create",
                           "-q",
@@ -143,7 +154,7 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
                           "-b",
                           backing ? backing : img->sd,
                           "-F",
-                          backing ? "qcow2" : "raw",
+                          raw ? "raw" : "qcow2",
                           q->overlay,
                           NULL};
     if ((r = tool(q, argv, err)) < 0)
@@ -156,8 +167,8 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
 
 int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *err)
 {
-    char drive[PATH_MAX + 64], chardev[PATH_MAX + 64], net[256], qmp[PATH_MAX + 48];
-    char out[PATH_MAX + 32], f[4][PATH_MAX + 32], append[1024];
+    char drive[3 * PATH_MAX + 300], chardev[PATH_MAX + 64], net[256], qmp[PATH_MAX + 48];
+    char out[PATH_MAX + 32], f[4][PATH_MAX + 32], append[1024], rec[2 * PATH_MAX + 200];
     const char *argv[48];
     size_t k = 0;
     int fd;
@@ -165,7 +176,7 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
 
     if (q->pid > 0)
         return ota_err_set(err, EBUSY, "QEMU is already on");
-    if (q->profile == OTASIM_QEMU_RASPI3B &&
+    if (q->profile == OTASIM_QEMU_RASPI3B && !q->keep_env &&
         (r = otasim_qemu_env_set(q, "ota_extra_args", kargs, err)) < 0)
         return r;
     q->starts++;
@@ -182,6 +193,12 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
     if (q->log_fd < 0)
         return ota_err_set(err, errno, "%s: %s", q->log, strerror(errno));
     snprintf(chardev, sizeof(chardev), "file,id=con,path=%s,mux=on", q->log);
+    /* blklogwrites over the raw disk; the log's super block counts every
+     * entry and the log file is not fsynced per entry (the host keeps power) */
+    snprintf(rec, sizeof(rec),
+             "driver=blklogwrites,file.driver=file,file.filename=%s,log.driver=file,"
+             "log.filename=%s,log-super-update-interval=1,log.cache.no-flush=on",
+             q->rec_disk, q->rec_log);
     snprintf(net, sizeof(net),
              "user,id=n0,restrict=on,"
              "guestfwd=tcp:10.0.2.100:80-cmd:socat STDIO TCP:127.0.0.1:%d,"
@@ -212,7 +229,11 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
          * the clusters written since would be lost (ext4 then finds bitmaps
          * that do not match). Each write is durable in the overlay when the
          * guest sees it complete, as on the card. */
-        snprintf(drive, sizeof(drive), "if=sd,format=qcow2,cache=writethrough,file=%s", q->overlay);
+        if (q->rec_disk[0])
+            snprintf(drive, sizeof(drive), "if=sd,cache=writeback,%s", rec);
+        else
+            snprintf(drive, sizeof(drive), "if=sd,format=qcow2,cache=writethrough,file=%s",
+                     q->overlay);
         argv[k++] = "-M";
         argv[k++] = "raspi3b";
         argv[k++] = "-kernel";
@@ -228,7 +249,10 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
         argv[k++] = "-device";
         argv[k++] = "usb-net,netdev=n0";
     } else {
-        snprintf(drive, sizeof(drive), "if=none,id=d0,format=qcow2,file=%s", q->overlay);
+        if (q->rec_disk[0])
+            snprintf(drive, sizeof(drive), "if=none,id=d0,cache=writeback,%s", rec);
+        else
+            snprintf(drive, sizeof(drive), "if=none,id=d0,format=qcow2,file=%s", q->overlay);
         snprintf(append, sizeof(append),
                  "console=ttyAMA0 root=/dev/vda2 rootwait panic=1 ota.slot=a "
                  "cryptomgr.notests rodata=on %s", /* QEMU speed-ups: images/boot.cmd */
@@ -415,6 +439,52 @@ int otasim_qemu_env_set(struct otasim_qemu *q, const char *name, const char *val
     }
     unlink(boot);
     return r;
+}
+
+int otasim_qemu_record_begin(struct otasim_qemu *q, const char *kargs, const char *base,
+                             const char *log, struct ota_err *err)
+{
+    char disk[PATH_MAX + 16];
+    int fd, r;
+
+    if (q->pid > 0)
+        return ota_err_set(err, EBUSY, "QEMU is on: its disk cannot be recorded from here");
+    if (strpbrk(base, ",") || strpbrk(log, ",") || strpbrk(q->dir, ","))
+        return ota_err_set(err, EINVAL, "a recording path with a comma cannot be named to QEMU");
+    if (q->profile == OTASIM_QEMU_RASPI3B &&
+        (r = otasim_qemu_env_set(q, "ota_extra_args", kargs, err)) < 0)
+        return r;
+    unlink(base);
+    const char *conv[] = {"qemu-img", "convert", "-O", "raw", q->overlay, base, NULL};
+    if ((r = tool(q, conv, err)) < 0)
+        return r;
+    snprintf(disk, sizeof(disk), "%s/recording.raw", q->dir);
+    const char *cp[] = {"cp", "--sparse=always", base, disk, NULL};
+    if ((r = tool(q, cp, err)) < 0)
+        return r;
+    fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644); /* blklogwrites needs it */
+    if (fd < 0)
+        return ota_err_set(err, errno, "%s: %s", log, strerror(errno));
+    close(fd);
+    ota_strlcpy(q->rec_disk, disk, sizeof(q->rec_disk));
+    ota_strlcpy(q->rec_log, log, sizeof(q->rec_log));
+    q->keep_env = 1;
+    return 0;
+}
+
+uint64_t otasim_qemu_record_entries(const struct otasim_qemu *q)
+{
+    uint8_t sb[24];
+    uint64_t n = 0;
+    int fd = q->rec_log[0] ? open(q->rec_log, O_RDONLY | O_CLOEXEC) : -1;
+
+    if (fd < 0)
+        return 0;
+    if (pread(fd, sb, sizeof(sb), 0) == (ssize_t)sizeof(sb))
+        for (int i = 7; i >= 0; i--)
+            n = n << 8 | sb[16 + i];
+    close(fd);
+    return n;
 }
 
 /* ---- QMP ------------------------------------------------------------------ */

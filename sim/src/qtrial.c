@@ -32,6 +32,7 @@
 #include "otasim/proc.h"
 #include "otasim/qemu.h"
 #include "otasim/qenv.h"
+#include "qtrial_impl.h"
 
 #define REPORT_WAIT_MS 30000
 #define APP_WAIT_MS    20000
@@ -51,14 +52,33 @@ static const char *const native_gaps[] = {
     "real link.",
     NULL,
 };
+/* What differs from a real Raspberry Pi 3B on every QEMU run (issue 16's
+ * "Fidelity, stated"). */
+#define QEMU_FIDELITY                                                                              \
+    "boot.scr takes QEMU-only branches (ota_qemu=1: the secondary cores parked, the loads "        \
+    "through the SDHCI controller); a real Pi runs the same script without them.",                 \
+        "No GPU firmware and no tryboot: QEMU loads U-Boot directly; the A/B choice is "           \
+        "boot.scr's bootcount logic alone.",                                                       \
+        "The kernel and initramfs are shared by both slots on the FAT partition: a rootfs "        \
+        "update does not update the kernel.",                                                      \
+        "Emulated hardware (TCG): timings are not a real board's."
 static const char *const qemu_gaps[] = {
-    "A power cut keeps every write the guest sent to its disk (block-level cuts with "
-    "blklogwrites are not built): it loses RAM and the page cache only.",
+    "A power cut keeps every write the guest sent to its disk: it loses RAM and the page cache "
+    "only (--mode blocks enumerates the disk's states at each write or flush instead).",
+    "QEMU's SD card completes each write whole and in order: no FTL tearing or erase-block "
+    "damage of a real card.",
     "Only power-cut and agent-crash faults, at state and fault-point triggers; persistence points "
     "and the reorder and torn crash models need the native tier.",
-    "The kernel and initramfs are shared by both slots: a rootfs update does not update the "
-    "kernel.",
-    "Emulated hardware (TCG): timings are not a real board's.",
+    QEMU_FIDELITY,
+    NULL,
+};
+const char *const otasim_qemu_blocks_gaps[] = {
+    "Block-level states are the disk as the log's order leaves it at each crash point: on raspi3b "
+    "every write (an SD card has no cache and no flush), on virt every flush; QEMU never tears a "
+    "write, and no torn-sector or erase-block damage model was applied in this run.",
+    "Each state is checked on the host (e2fsck's journal replay, e2fsck -fn, debugfs, mtools, "
+    "libubootenv) and predicted; only the booted sample ran the agent on it.",
+    QEMU_FIDELITY,
     NULL,
 };
 const char *const *const otasim_target_gaps[OTASIM_TARGET_MAX] = {native_gaps, qemu_gaps};
@@ -119,8 +139,8 @@ int otasim_qemu_supports(const struct otasim_scenario *sc, const struct otasim_f
 }
 
 /* "ota.env=... ota.conf=..." for a boot; fault NULL: no fault armed. */
-static void kernel_args(const struct otasim_trial *tr, const struct otasim_fault *fault, char *buf,
-                        size_t cap)
+void otasim_qt_kernel_args(const struct otasim_trial *tr, const struct otasim_fault *fault,
+                           char *buf, size_t cap)
 {
     const struct otasim_scenario *sc = tr->sc;
     size_t n = 0;
@@ -218,8 +238,8 @@ static int debugfs_w(const char *part, const char *req, struct ota_err *err)
 /* The overlay's rootA before the first boot: for a rootfs scenario the
  * factory image says what it is (/etc/ota-release); with --guest-agent the
  * agent under test replaces the image's /usr/bin/ota-agent. */
-static int provision(struct otasim_qemu *q, const char *version, const char *agent,
-                     struct ota_err *err)
+int otasim_qt_provision(struct otasim_qemu *q, const char *version, const char *agent,
+                        struct ota_err *err)
 {
     char part[PATH_MAX + 32], marker[PATH_MAX + 32], req[PATH_MAX + 64], text[64];
     int r = -EIO;
@@ -247,17 +267,7 @@ out:
     return r;
 }
 
-/* What the console said, as it went. */
-struct watch {
-    int64_t fault_ms, back_ms; /* the fault; the agent's first line after it */
-    int fired, final, boots, boot_fails, fell_back, booted_slot;
-    char status[16];
-    size_t sl_len, sl_cap;
-    char last[1024];
-    struct otasim_qenv env; /* the guest's network never came up (qenv.h) */
-};
-
-static void add_state_line(struct otasim_trial *tr, struct watch *w, const char *json)
+static void add_state_line(struct otasim_trial *tr, struct otasim_qt_watch *w, const char *json)
 {
     size_t n = strlen(json);
 
@@ -279,8 +289,8 @@ static void add_state_line(struct otasim_trial *tr, struct watch *w, const char 
 }
 
 /* One console line; returns 1 when it was the fault point firing. */
-static int on_line(struct otasim_trial *tr, struct otasim_device *d, struct watch *w,
-                   const char *line)
+int otasim_qt_on_line(struct otasim_trial *tr, struct otasim_device *d, struct otasim_qt_watch *w,
+                      const char *line)
 {
     const char *s;
 
@@ -298,7 +308,7 @@ static int on_line(struct otasim_trial *tr, struct otasim_device *d, struct watc
             if (to && strcmp(to, "COMMITTING") == 0)
                 d->commit_enter_ms = otasim_now_ms();
             if (to && st && strcmp(to, "IDLE") == 0 &&
-                (strcmp(st, "success") == 0 || strcmp(st, "failure") == 0)) {
+                (strcmp(st, "success") == 0 || strcmp(st, "failure") == 0 || w->idle_ends)) {
                 w->final = 1;
                 ota_strlcpy(w->status, st, sizeof(w->status));
             }
@@ -321,8 +331,8 @@ static int on_line(struct otasim_trial *tr, struct otasim_device *d, struct watc
     return 0;
 }
 
-static int start(struct otasim_qemu *q, struct otasim_trial *tr, const char *args,
-                 struct ota_err *err)
+int otasim_qt_start(struct otasim_qemu *q, struct otasim_trial *tr, const char *args,
+                    struct ota_err *err)
 {
     size_t n = strlen(tr->logs);
     int r;
@@ -514,7 +524,7 @@ static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, co
     struct otasim_qemu_image im;
     struct otasim_qemu q;
     struct otasim_device d;
-    struct watch w = {0};
+    struct otasim_qt_watch w = {0};
     char p[PATH_MAX + 64], layer[PATH_MAX + 64], active[PATH_MAX + 64], args[2048], line[4096];
     char done[64] = " ";
     int64_t deadline;
@@ -537,14 +547,14 @@ static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, co
                          err) < 0)
         goto out;
     if ((tr->sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
-        provision(&q,
-                  tr->sc->profile == OTASIM_PROFILE_ROOTFS
-                      ? otasim_scenario_factory(tr->sc)->version
-                      : NULL,
-                  t->guest_agent[0] ? t->guest_agent : NULL, err) < 0)
+        otasim_qt_provision(&q,
+                            tr->sc->profile == OTASIM_PROFILE_ROOTFS
+                                ? otasim_scenario_factory(tr->sc)->version
+                                : NULL,
+                            t->guest_agent[0] ? t->guest_agent : NULL, err) < 0)
         goto out;
-    kernel_args(&rec, NULL, args, sizeof(args));
-    if (start(&q, &rec, args, err) < 0)
+    otasim_qt_kernel_args(&rec, NULL, args, sizeof(args));
+    if (otasim_qt_start(&q, &rec, args, err) < 0)
         goto out;
     ota_strlcpy(active, q.overlay, sizeof(active));
     deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
@@ -559,7 +569,7 @@ static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, co
         }
         if (n == 0)
             continue;
-        on_line(&rec, &d, &w, line);
+        otasim_qt_on_line(&rec, &d, &w, line);
         if (!strstr(line, "OTA-STATE {") || !(to = strstr(line, "\"to\":\"")))
             continue;
         snprintf(state, sizeof(state), "%.*s", (int)strcspn(to + 6, "\""), to + 6);
@@ -640,7 +650,7 @@ out:
  * disk it froze, served by a copy of the recording's server. 1: the
  * recording never got there (tr holds the failed verdict); 0 go on. */
 static int snap_boot(const struct otasim_tools *t, struct otasim_trial *tr, char *frozen,
-                     struct otasim_server *own, struct watch *w, struct ota_err *err)
+                     struct otasim_server *own, struct otasim_qt_watch *w, struct ota_err *err)
 {
     char state[PATH_MAX], p[PATH_MAX + 16], db_src[PATH_MAX + 16], db_dst[PATH_MAX + 32];
     int r, fired = 0;
@@ -675,9 +685,9 @@ static int snap_boot(const struct otasim_tools *t, struct otasim_trial *tr, char
 
 /* Follows the console until the agent's final state line, power-cycling the
  * machine when a power cut fires; settle->why when the timeout came first. */
-static int follow(const struct otasim_tools *t, struct otasim_trial *tr, struct otasim_qemu *q,
-                  struct otasim_device *d, struct watch *w, char *args, size_t cap,
-                  struct otasim_settle *settle, struct ota_err *err)
+int otasim_qt_follow(const struct otasim_tools *t, struct otasim_trial *tr, struct otasim_qemu *q,
+                     struct otasim_device *d, struct otasim_qt_watch *w, char *args, size_t cap,
+                     struct otasim_settle *settle, struct ota_err *err)
 {
     char line[4096];
     int64_t deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
@@ -696,7 +706,7 @@ static int follow(const struct otasim_tools *t, struct otasim_trial *tr, struct 
             ota_strlcpy(settle->why, "no final state line before the timeout", sizeof(settle->why));
             break;
         }
-        if (n == 0 || !on_line(tr, d, w, line) || w->fired)
+        if (n == 0 || !otasim_qt_on_line(tr, d, w, line) || w->fired)
             continue;
         w->fired = 1;
         w->fault_ms = otasim_now_ms();
@@ -705,8 +715,8 @@ static int follow(const struct otasim_tools *t, struct otasim_trial *tr, struct 
         otasim_qemu_kill(q);
         if (q->starts >= MAX_STARTS)
             return ota_err_set(err, EIO, "%d power cycles and no end", q->starts);
-        kernel_args(tr, NULL, args, cap);
-        if ((r = start(q, tr, args, err)) < 0)
+        otasim_qt_kernel_args(tr, NULL, args, cap);
+        if ((r = otasim_qt_start(q, tr, args, err)) < 0)
             return r;
         deadline = otasim_now_ms() + (int64_t)t->qemu_timeout_s * 1000;
     }
@@ -715,9 +725,10 @@ static int follow(const struct otasim_tools *t, struct otasim_trial *tr, struct 
 
 /* After the run: the settle record, the app's answers, the disk read back
  * into d for the invariants. */
-static int settle_and_read(const struct otasim_tools *t, struct otasim_trial *tr,
-                           struct otasim_qemu *q, struct otasim_device *d, const struct watch *w,
-                           struct otasim_settle *settle, struct ota_err *err)
+int otasim_qt_settle_and_read(const struct otasim_tools *t, struct otasim_trial *tr,
+                              struct otasim_qemu *q, struct otasim_device *d,
+                              const struct otasim_qt_watch *w, struct otasim_settle *settle,
+                              struct ota_err *err)
 {
     int r;
 
@@ -766,23 +777,25 @@ static void judge_network(struct otasim_trial *tr, struct otasim_qenv *env)
 }
 
 /* One attempt of the trial (otasim_qenv_run: a second one when the first
- * lost its network). */
-static int attempt(void *ctx, int n, struct otasim_trial *tr, struct ota_err *err)
+ * lost its network). state: a block-level crash state (a raw disk) booted as
+ * found, with no fault (the cut is the state's); NULL a trial of its own.
+ * The console's record into *ret_w when given. */
+static int run_attempt(const struct otasim_tools *t, const char *state, int idle_ends, int n,
+                       struct otasim_trial *tr, struct otasim_qt_watch *ret_w, struct ota_err *err)
 {
-    const struct otasim_tools *t = ctx;
     const struct otasim_scenario *sc = tr->sc;
     struct otasim_qemu_image im;
     struct otasim_qemu q;
     struct otasim_device d;
     struct otasim_settle settle = {0};
-    struct watch w = {0};
+    struct otasim_qt_watch w = {0};
     struct otasim_server own = {0};
     const struct otasim_server *scen_srv = tr->srv;
     char qdir[PATH_MAX + 16], args[2048], frozen[PATH_MAX] = "";
     int64_t t0 = otasim_now_ms();
     int armed = tr->fault.kind != OTASIM_FAULT_NONE, r;
     /* not for blue_green: the recording would need the activation too */
-    int snap = t->qemu_snapshot && tr->fault.kind == OTASIM_FAULT_POWER_CUT &&
+    int snap = !state && t->qemu_snapshot && tr->fault.kind == OTASIM_FAULT_POWER_CUT &&
                tr->fault.trigger.kind == OTASIM_TRIGGER_STATE && !sc->blue_green;
 
     tr->outcome = OTASIM_ERROR;
@@ -816,20 +829,28 @@ static int attempt(void *ctx, int n, struct otasim_trial *tr, struct ota_err *er
         return r;
     if (snap && (r = snap_boot(t, tr, frozen, &own, &w, err)) != 0)
         return r < 0 ? r : 0;
+    if (state) {
+        ota_strlcpy(frozen, state, sizeof(frozen));
+        armed = 0;
+        w.idle_ends = idle_ends;
+        w.fired = 1;
+        w.fault_ms = otasim_now_ms();
+    }
     if ((r = otasim_bluegreen_setup(tr, err)) < 0)
         return r;
     if ((r = otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir,
                               frozen[0] ? frozen : NULL, tr->srv->port, err)) < 0)
         goto out;
-    if (!snap && (sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
-        (r = provision(
+    q.keep_env = state != NULL; /* the state's env as the cut left it */
+    if (!snap && !state && (sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
+        (r = otasim_qt_provision(
              &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
              t->guest_agent[0] ? t->guest_agent : NULL, err)) < 0)
         goto out;
-    kernel_args(tr, armed && !snap ? &tr->fault : NULL, args, sizeof(args));
-    if ((r = start(&q, tr, args, err)) < 0 ||
-        (r = follow(t, tr, &q, &d, &w, args, sizeof(args), &settle, err)) < 0 ||
-        (r = settle_and_read(t, tr, &q, &d, &w, &settle, err)) < 0)
+    otasim_qt_kernel_args(tr, armed && !snap ? &tr->fault : NULL, args, sizeof(args));
+    if ((r = otasim_qt_start(&q, tr, args, err)) < 0 ||
+        (r = otasim_qt_follow(t, tr, &q, &d, &w, args, sizeof(args), &settle, err)) < 0 ||
+        (r = otasim_qt_settle_and_read(t, tr, &q, &d, &w, &settle, err)) < 0)
         goto out;
     otasim_faults_server_seen(tr);
     r = otasim_invariants_check(&d, NULL, 0, &settle, NULL, 0, err);
@@ -850,11 +871,24 @@ out:
     tr->recover_ms = settle.recover_ms;
     if (r < 0)
         snprintf(tr->detail, sizeof(tr->detail), "harness: %s", err->reason);
+    if (ret_w)
+        *ret_w = w;
     return r;
+}
+
+static int attempt(void *ctx, int n, struct otasim_trial *tr, struct ota_err *err)
+{
+    return run_attempt(ctx, NULL, 0, n, tr, NULL, err);
 }
 
 int otasim_qemu_trial_run(const struct otasim_tools *t, struct otasim_trial *tr,
                           struct ota_err *err)
 {
     return otasim_qenv_run(attempt, (void *)(uintptr_t)t, tr, err);
+}
+
+int otasim_qt_boot_state(const struct otasim_tools *t, struct otasim_trial *tr, const char *state,
+                         int idle_ends, struct otasim_qt_watch *ret_w, struct ota_err *err)
+{
+    return run_attempt(t, state, idle_ends, 1, tr, ret_w, err);
 }

@@ -30,7 +30,7 @@ static const char schema[] =
     " device_id TEXT, outcome TEXT, detail TEXT, final_version TEXT, final_slot TEXT,"
     " final_report TEXT, final_state TEXT, fired INTEGER, passes INTEGER, calls INTEGER,"
     " equivalent_to TEXT, started_ms INTEGER, duration_ms INTEGER, recover_ms INTEGER,"
-    " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT, crash_model TEXT);"
+    " reproduce TEXT, state_lines TEXT, target TEXT, logs TEXT, crash_model TEXT, blocks TEXT);"
     "CREATE TABLE IF NOT EXISTS invariants(trial_id INTEGER REFERENCES trials(id), name TEXT,"
     " ok INTEGER, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS trials_run ON trials(run_id);"
@@ -90,6 +90,14 @@ int otasim_rundb_open(const char *path, struct otasim_rundb **ret, struct ota_er
     if (sqlite3_exec(db->db, "SELECT crash_model FROM trials LIMIT 0", NULL, NULL, NULL) !=
             SQLITE_OK &&
         sqlite3_exec(db->db, "ALTER TABLE trials ADD COLUMN crash_model TEXT", NULL, NULL, NULL) !=
+            SQLITE_OK) {
+        int r = fail(db, err, "schema upgrade");
+        otasim_rundb_close(db);
+        return r;
+    }
+    /* before block-level crash states (qblocks.c): no such rows */
+    if (sqlite3_exec(db->db, "SELECT blocks FROM trials LIMIT 0", NULL, NULL, NULL) != SQLITE_OK &&
+        sqlite3_exec(db->db, "ALTER TABLE trials ADD COLUMN blocks TEXT", NULL, NULL, NULL) !=
             SQLITE_OK) {
         int r = fail(db, err, "schema upgrade");
         otasim_rundb_close(db);
@@ -378,8 +386,8 @@ int otasim_rundb_add(struct otasim_rundb *db, int64_t run_id, const char *case_i
         "INSERT INTO trials(run_id, case_id, scenario, scenario_file, fault, trigger, seed,"
         " device_id, outcome, detail, final_version, final_slot, final_report, final_state, fired,"
         " passes, calls, equivalent_to, started_ms, duration_ms, recover_ms, reproduce,"
-        " state_lines, target, logs, crash_model)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+        " state_lines, target, logs, crash_model, blocks)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     sqlite3_stmt *st = NULL;
     char label[160];
     const char *at;
@@ -399,7 +407,11 @@ int otasim_rundb_add(struct otasim_rundb *db, int64_t run_id, const char *case_i
     sqlite3_bind_text(st, i++, tr->sc->name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, i++, tr->sc->path, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, i++, otasim_fault_kind_names[tr->fault.kind], -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, i++, at ? at + 1 : "start", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i++,
+                      tr->block_trigger[0] ? tr->block_trigger
+                      : at                 ? at + 1
+                                           : "start",
+                      -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, i++, (sqlite3_int64)tr->seed);
     sqlite3_bind_text(st, i++, tr->device_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, i++, otasim_outcome_names[tr->outcome], -1, SQLITE_STATIC);
@@ -419,9 +431,16 @@ int otasim_rundb_add(struct otasim_rundb *db, int64_t run_id, const char *case_i
     sqlite3_bind_text(st, i++, tr->state_lines ? tr->state_lines : "", -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, i++, tr->target[0] ? tr->target : "native", -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, i++, tr->logs, -1, SQLITE_TRANSIENT);
-    if (tr->fault.kind == OTASIM_FAULT_POWER_CUT && tr->fault.crash_model < OTASIM_CRASH_MODEL_MAX)
+    if (tr->block_model[0])
+        sqlite3_bind_text(st, i++, tr->block_model, -1, SQLITE_TRANSIENT);
+    else if (tr->fault.kind == OTASIM_FAULT_POWER_CUT &&
+             tr->fault.crash_model < OTASIM_CRASH_MODEL_MAX)
         sqlite3_bind_text(st, i++, otasim_crash_model_names[tr->fault.crash_model], -1,
                           SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i++);
+    if (tr->blocks)
+        sqlite3_bind_text(st, i++, tr->blocks, -1, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(st, i++);
     if (sqlite3_step(st) != SQLITE_DONE) {

@@ -752,7 +752,8 @@ static int record_gaps(struct otasim_runner *r, struct ota_err *err)
     const char *tier = otasim_target_names[r->t.target];
     int rc;
 
-    rc = otasim_rundb_gaps(r->db, r->run_id, "not-modelled", tier, otasim_target_gaps[r->t.target],
+    rc = otasim_rundb_gaps(r->db, r->run_id, "not-modelled", tier,
+                           r->o.blocks ? otasim_qemu_blocks_gaps : otasim_target_gaps[r->t.target],
                            err);
     for (size_t i = 0; i < r->n_skips && rc == 0; i++) {
         char *tab = strchr(r->skips[i], '\t');
@@ -804,8 +805,12 @@ int otasim_runner_run(struct otasim_runner *r, struct otasim_run_stats *ret, str
     for (size_t i = 0; i < r->n_scens; i++)
         if (r->scens[i].srv_up && r->scens[i].sc.server_faults && (rc = put_plan(r, i, err)) < 0)
             return rc;
-    if ((rc = run_cases(r, &s, t0, err)) < 0)
+    if (r->o.blocks) {
+        if ((rc = otasim_runner_run_blocks(r, &s, err)) < 0)
+            goto out;
+    } else if ((rc = run_cases(r, &s, t0, err)) < 0) {
         goto out;
+    }
     copy_equivalents(r, &s);
     progress(r, &s, t0, 1);
     if ((rc = otasim_rundb_end(r->db, r->run_id, err)) < 0)

@@ -63,5 +63,8 @@ void otasim_runner_case_id(struct rcase *c, const char *id);
 /* mix scenarios: the group of all their devices. */
 void otasim_runner_mix_group(const struct otasim_runner *r, size_t si, char *buf, size_t cap);
 void otasim_runner_tell(const struct otasim_runner *r, const struct otasim_run_event *ev);
+/* --mode blocks: each scenario's block-level crash states (runner_blocks.c). */
+int otasim_runner_run_blocks(struct otasim_runner *r, struct otasim_run_stats *s,
+                             struct ota_err *err);
 
 #endif

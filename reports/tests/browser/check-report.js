@@ -2,8 +2,9 @@
 // browser download) through playwright-core, and prints what a reader sees as
 // one JSON object on stdout: console messages and page errors, every request
 // the page made and every failed one, the state x fault matrix as shown, each
-// failure's timeline and reproduce command, the 95% bounds, and each inline
-// SVG plot's marks and drawn size. It saves a full-page screenshot.
+// failure's timeline and reproduce command, the 95% bounds, each inline SVG
+// plot's marks and drawn size, and the block-level strips' cells as drawn.
+// It saves a full-page screenshot.
 // reports/tests/browser/test_browser.py runs it and checks the figures
 // against the run database.
 //
@@ -91,6 +92,18 @@ function collect() {
       data: [...s.querySelectorAll('[data-ms],[data-start-ms],[data-key]')].map((m) => ({ ...m.dataset })),
     };
   });
+  // block-level crash states: each update's strip, its cells, segments and boot marks as drawn
+  const box = (el) => { const b = el.getBoundingClientRect(); return [b.width, b.height]; };
+  r.blockStrips = [...document.querySelectorAll('svg.blk-strip')].map((s) => ({
+    update: s.dataset.update,
+    size: box(s),
+    cells: [...s.querySelectorAll('rect.blk-cell')].map((c) => ({ ...c.dataset, size: box(c), linked: c.parentNode.tagName.toLowerCase() === 'a' })),
+    during: [...s.querySelectorAll('rect.blk-during')].map((c) => ({ ...c.dataset, size: box(c) })),
+    boots: [...s.querySelectorAll('.blk-boot')].map((c) => ({ ...c.dataset, size: box(c) })),
+  }));
+  r.blockFailures = [...document.querySelectorAll('div.blk-failure')].map((d) => ({
+    id: d.id, reproduce: text(d.querySelector('pre.repro code')),
+  }));
   r.gaps = text(document.querySelector('div.gaps'));
   r.externalRefs = [...document.querySelectorAll('[src],[href],link,script')]
     .map((x) => x.getAttribute('src') || x.getAttribute('href') || x.tagName)

@@ -184,3 +184,46 @@ def test_gaps_are_stated(pages):
     assert "Skipped on this tier: no case." in g
     assert "What the native tier does not model" in g
     assert "What the fleet tier does not model" in pages["fleet"]["gaps"]
+
+
+def test_block_level_strips_render(tmp_path):
+    """The block-level section of a hand-made run (tests/test_report.py's
+    make_blocksdb: raspi3b write points and virt flush points, a failed state,
+    three boots) in the browser: a clean load, every cell of each strip drawn
+    with a width in proportion to its points, failed cells visible and
+    linked, the segments and boot marks drawn. Needs no build."""
+    if not shutil.which("node") or not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("node or %s missing: ci/install-deps" % CHROMIUM)
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "playwright-core")):
+        pytest.skip("playwright-core not installed: npm ci in reports/tests/browser")
+    sys.path.insert(0, os.path.dirname(HERE))
+    from test_report import make_blocksdb, block_repro  # noqa: E402
+    db = make_blocksdb(str(tmp_path / "runs.db"))
+    assert report.main(["--db", db, "--out", str(tmp_path / "out")]) == 0
+    page = tmp_path / "out" / "report.html"
+    shot = os.path.join(BUILD, "reports", "browser", "blocks.png") if BUILD else str(
+        tmp_path / "blocks.png")
+    os.makedirs(os.path.dirname(shot), exist_ok=True)
+    facts = open_in_browser(page, shot)
+    clean_load(facts, str(page))
+    strips = {s["update"]: s for s in facts["blockStrips"]}
+    assert sorted(strips) == ["blocks-raspi3b-app-update-write", "blocks-virt-app-update-flush"]
+    raspi = strips["blocks-raspi3b-app-update-write"]
+    assert raspi["size"][0] > 500 and raspi["size"][1] > 40
+    cells = sorted(raspi["cells"], key=lambda c: int(c["point"]))
+    assert [(c["point"], c["last"], c["verdict"]) for c in cells] == [
+        ("0", "0", "pass"), ("1", "1", "fail"), ("2", "4", "fail"), ("5", "5", "pass"),
+        ("6", "8", "pass"), ("9", "9", "pass")]
+    one = cells[0]["size"][0]
+    assert one > 20  # 10 points over the bar
+    for c in cells:
+        n = int(c["last"]) - int(c["point"]) + 1
+        assert abs(c["size"][0] - n * one) < 1.0 and c["size"][1] > 10, c
+        assert c["linked"] == (c["verdict"] != "pass")
+    assert [d["during"] for d in raspi["during"]] == ["BOOT", "INSTALLING", "COMMITTING"]
+    assert all(d["size"][0] > 0 for d in raspi["during"])
+    assert sorted((b["point"], b["boot"]) for b in raspi["boots"]) == [
+        ("0", "fail"), ("5", "pass"), ("9", "mismatch")]
+    assert all(b["size"][0] > 4 and b["size"][1] > 4 for b in raspi["boots"])
+    fails = {f["id"]: f["reproduce"] for f in facts["blockFailures"]}
+    assert fails == {"f-blocks-raspi3b-app-update-write-1": block_repro("raspi3b", 1)}

@@ -106,6 +106,9 @@ struct otasim_blkreplay {
      * (dirty) and since the base image was copied (touched). */
     uint8_t *dirty, *touched;
     uint64_t n_chunks;
+    /* Per chunk, the value of seq when it last changed (a write whose bytes
+     * equal what it overwrites changes nothing); seq counts changes. */
+    uint64_t *gen, seq;
     /* Undo of the extra writes applied by otasim_blkreplay_apply_extra. */
     uint8_t *undo;
     size_t undo_len, undo_cap;
@@ -137,6 +140,100 @@ int otasim_blkreplay_undo_extra(struct otasim_blkreplay *r, struct ota_err *err)
  * someone else, e.g. a checker that repaired it). */
 int otasim_blkreplay_sync(struct otasim_blkreplay *r, int out_fd, int full,
                           struct ota_err *err) OTA_MUST;
+
+/* A model's size (what: "torn unit", "erase block"): a power of two, a
+ * multiple of the log's sector size, at most max. 0 or -EINVAL with why. */
+int otasim_blk_check_size(const char *what, uint64_t v, uint64_t sector_size, uint64_t max,
+                          struct ota_err *err) OTA_MUST;
+
+/* ---- byte ranges of the working copy (a checker's partitions) ----------- */
+
+/* Whether any chunk overlapping [off, off+len) changed after the change
+ * counter read since (r->seq at that time; 0: since the base was copied,
+ * which counts as a change). */
+int otasim_blkreplay_changed(const struct otasim_blkreplay *r, uint64_t off, uint64_t len,
+                             uint64_t since);
+
+/* Writes [off, off+len) of the working copy into out_fd at offset 0: only the
+ * chunks changed after since (every chunk when since is 0), and sizes out_fd
+ * to len. A checker keeps r->seq after each sync and passes it next time. */
+int otasim_blkreplay_sync_range(struct otasim_blkreplay *r, int out_fd, uint64_t off, uint64_t len,
+                                uint64_t since, struct ota_err *err) OTA_MUST;
+
+/* ---- Torn writes and SD erase-block damage (docs/blocks.md "Models of a state") ----
+ *
+ * Two further models of what power-on finds, each reproducible by (log, point,
+ * seed), each applied on top of the working copy with the undo record of the
+ * extra writes (otasim_blkreplay_undo_extra takes them back, after which the
+ * replayer can seek on). QEMU itself never tears a write: both are models. */
+
+/* Size limits of the models' units (bytes). */
+#define OTASIM_BLK_TORN_UNIT_MAX   (16u * 1024u * 1024u)
+#define OTASIM_BLK_ERASE_BLOCK_MAX (64u * 1024u * 1024u) /* its old bytes are kept for the undo */
+
+/* A torn write: the data entry cut into pieces at the boundaries of
+ * unit-byte pages of the logical address space (the first and the last piece
+ * of an unaligned write are shorter), of which only the first k reached the
+ * medium. A write touching m >= 2 pages keeps k in [1, m-1], chosen by
+ * splitmix64 from (seed, entry): a state strictly between the one before the
+ * write and the one after it. A write inside one page cannot tear (k = 0: the
+ * state before it). */
+struct otasim_blk_torn {
+    uint64_t entry;  /* the entry torn */
+    uint64_t pieces; /* m: the pages the write touches */
+    uint64_t k;      /* the first pages written */
+    uint64_t bytes;  /* bytes of the write kept: its first ones (of nr_sectors * sector size) */
+};
+
+/* The choice of the torn model for entry idx (a data entry) with pages of unit
+ * bytes (a power of two, a multiple of the log's sector size, at most
+ * OTASIM_BLK_TORN_UNIT_MAX). 0, or -EINVAL with err set. */
+int otasim_blklog_torn(const struct otasim_blklog *log, uint64_t idx, uint64_t seed, uint64_t unit,
+                       struct otasim_blk_torn *t, struct ota_err *err) OTA_MUST;
+
+/* The write torn at a flush-unit crash point: one of the data entries logged
+ * after position from and before the next barrier (the writes in flight)
+ * that the subset model did not keep (kept[0..nk), from otasim_blklog_subset),
+ * chosen by seed, into *entry. 0; -ENOENT with err set when no write is in
+ * flight there (or the subset kept them all); -ENOMEM. */
+int otasim_blklog_torn_pick(const struct otasim_blklog *log, uint64_t from, const uint64_t *kept,
+                            uint64_t nk, uint64_t seed, uint64_t *entry,
+                            struct ota_err *err) OTA_MUST;
+
+/* The damaged content of one sector (number sector, sector_size bytes into
+ * buf) of the erase-block model: from (seed, sector), either all 0xff (an
+ * erased page: returns 1) or garbage (pseudo-random bytes: returns 0). */
+int otasim_blk_damage_sector(uint64_t seed, uint64_t sector, uint8_t *buf, uint32_t sector_size);
+
+/* Applies the torn model on top of the current state: the first t->bytes of
+ * data entry idx (discards: the first sectors zeroed in the zero model,
+ * nothing kept in the keep model), remembering what they overwrite. The entry
+ * must not be applied yet (idx >= r->applied). Write unit, the cut during the
+ * write that completes crash point n (n >= 1): seek to pos[n] - 1, apply_torn
+ * of entry pos[n] - 1. Flush unit: seek to pos[n], apply the subset, then the
+ * entry otasim_blklog_torn_pick names. t may be NULL. */
+int otasim_blkreplay_apply_torn(struct otasim_blkreplay *r, uint64_t idx, uint64_t seed,
+                                uint64_t unit, struct otasim_blk_torn *t,
+                                struct ota_err *err) OTA_MUST;
+
+/* The SD erase-block model, pessimistic on purpose (not a measurement of any
+ * card): power cut while the card programs data entry idx damages the other
+ * sectors of the erase blocks holding it (aligned ranges of erase_block bytes
+ * of logical addresses: the log knows nothing of the card's physical mapping),
+ * each overwritten by otasim_blk_damage_sector; the entry's own sectors are
+ * left as they are. erase_block: a power of two, a multiple of the log's
+ * sector size, at most OTASIM_BLK_ERASE_BLOCK_MAX. Write unit, at point n
+ * (n >= 1): seek to pos[n], then apply it to entry pos[n] - 1. Undone by
+ * otasim_blkreplay_undo_extra. The damaged range and counts into d (may be
+ * NULL). */
+struct otasim_blk_damage {
+    uint64_t off, len;        /* the erase blocks' bytes (clipped to the image) */
+    uint64_t sectors_ff;      /* sectors overwritten with 0xff */
+    uint64_t sectors_garbage; /* sectors overwritten with garbage */
+};
+int otasim_blkreplay_apply_erase_damage(struct otasim_blkreplay *r, uint64_t idx,
+                                        uint64_t erase_block, uint64_t seed,
+                                        struct otasim_blk_damage *d, struct ota_err *err) OTA_MUST;
 
 #ifdef __cplusplus
 }

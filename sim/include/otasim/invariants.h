@@ -49,6 +49,8 @@
 #ifndef OTASIM_INVARIANTS_H
 #define OTASIM_INVARIANTS_H
 
+#include <stdarg.h>
+
 #include <jansson.h>
 #include "otasim/device.h"
 
@@ -164,6 +166,13 @@ int otasim_inv_lkg_untouched(const struct otasim_inv_view *v, struct otasim_chec
 int otasim_inv_active_slot_untouched(const struct otasim_inv_view *v, struct otasim_check *ret);
 int otasim_inv_truthful_report(const struct otasim_inv_view *v, struct otasim_check *ret);
 int otasim_inv_db_integrity(const struct otasim_inv_view *v, struct otasim_check *ret);
+/* The agent's state in a copy of its database (block-level crash states):
+ * its journal row's state, IDLE without one (or without the table yet: the
+ * agent's next start makes it), "(unreadable)" when the row cannot be read. */
+void otasim_inv_db_state(const char *db, char *buf, size_t cap);
+/* Fills one check (its name, verdict and detail from fmt). */
+void otasim_check_vset(struct otasim_check *c, const char *name, int ok, const char *fmt,
+                       va_list ap);
 int otasim_inv_no_temp_files(const struct otasim_inv_view *v, struct otasim_check *ret);
 int otasim_inv_expected_outcome(const struct otasim_inv_view *v, struct otasim_check *ret);
 /* blue_green: no switch before the harness activated the rollout (the agent

@@ -44,6 +44,9 @@ struct otasim_qemu_image {
 /* Reads DIR/sd.img's partition table; checks the boot files are there. */
 int otasim_qemu_image_open(const char *dir, struct otasim_qemu_image *ret,
                            struct ota_err *err) OTA_MUST;
+/* The partition table (MBR) of a raw disk into im's off/len (nothing else). */
+int otasim_qemu_disk_open(const char *raw, struct otasim_qemu_image *im,
+                          struct ota_err *err) OTA_MUST;
 
 struct otasim_qemu {
     enum otasim_qemu_profile profile;
@@ -58,10 +61,17 @@ struct otasim_qemu {
     char buf[16384]; /* console bytes not yet returned as a line */
     size_t blen;
     int64_t started_ms; /* monotonic, of the current start */
+    /* Block-level recording (otasim_qemu_record_begin): the raw disk QEMU
+     * runs on and the dm-log-writes log its blklogwrites node appends to. */
+    char rec_disk[PATH_MAX + 16], rec_log[PATH_MAX + 16];
+    /* The env is the disk's own (a crash state booted as found): start does
+     * not write ota_extra_args into it. */
+    int keep_env;
 };
 
 /* Makes dir and a fresh overlay over the image, or (backing non-NULL) over
- * a frozen disk of a snapshot recording. */
+ * a frozen disk of a snapshot recording (qcow2), or a crash state (a raw
+ * disk: a name ending in .raw). */
 int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
                      const struct otasim_qemu_image *img, const char *dir, const char *backing,
                      int server_port, struct ota_err *err) OTA_MUST;
@@ -69,6 +79,19 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
  * raspi3b they go into the overlay's uboot.env as ota_extra_args (boot.scr
  * appends them), on virt onto -append. virt boots slot a. */
 int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *err) OTA_MUST;
+/* Block-level recording (docs/blocks.md): after init (and provisioning),
+ * writes kargs into the env as start would (raspi3b), then makes the
+ * overlay's disk a raw file, base (the starting disk of the replay), and a
+ * copy of it that the next starts run on through a blklogwrites node
+ * appending every request to log (made empty; one super block update per
+ * entry, so a kill leaves a whole log). raspi3b's SD drive is in writeback
+ * mode there: its log holds only the flushes QEMU adds on close, none of the
+ * guest's (an SD card has no flush). Sets keep_env. */
+int otasim_qemu_record_begin(struct otasim_qemu *q, const char *kargs, const char *base,
+                             const char *log, struct ota_err *err) OTA_MUST;
+/* The log's entry count now (its super block; 0 before the first entry). */
+uint64_t otasim_qemu_record_entries(const struct otasim_qemu *q);
+
 /* The next console line (no CR/LF; cut to cap) within timeout_ms:
  * 1 a line, 0 timed out, -ECHILD the machine is off (QEMU exited). */
 int otasim_qemu_line(struct otasim_qemu *q, int timeout_ms, char *line, size_t cap);

@@ -78,6 +78,11 @@ struct otasim_run_opts {
     int crash_model;             /* enum otasim_crash_model, or -1: the scenario's */
     int crash_subsets;           /* 1..OTASIM_MAX_CRASH_SUBSETS, or 0: the scenario's */
     struct otasim_run_sink sink; /* where the run's events go (none: nowhere) */
+    /* --mode blocks (QEMU): per scenario, every block-level crash state of
+     * its update checked on the host and boot_sample of them booted
+     * (otasim/qblocks.h), instead of its cases */
+    int blocks;
+    int boot_sample;
 };
 
 struct otasim_runner;

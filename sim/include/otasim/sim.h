@@ -34,6 +34,8 @@ extern const char *const otasim_target_names[OTASIM_TARGET_MAX];
 /* What each tier declares it does not model, NULL-terminated: written to
  * every run's run_gaps (kind "not-modelled") and shown by the report. */
 extern const char *const *const otasim_target_gaps[OTASIM_TARGET_MAX];
+/* The same for a QEMU run in block mode (--mode blocks). */
+extern const char *const otasim_qemu_blocks_gaps[];
 
 struct otasim_tools {
     char agent[PATH_MAX];     /* ota-agent under test (or a mutant); qemu: reads the database */
@@ -221,6 +223,10 @@ struct otasim_trial {
      * this many bytes of state_lines */
     int activated;
     size_t activated_at;
+    /* block-level crash states (qblocks.c): the run database's trigger and
+     * crash model ("" the fault's), and its blocks column (JSON, not owned) */
+    char block_trigger[64], block_model[24];
+    const char *blocks;
 };
 
 /* Runs one trial; fills the out fields. Returns 0 (whatever the outcome)

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "blk_test_util.h"
 #include "otasim/blklog.h"
 #include "files.h"
 
@@ -449,16 +450,58 @@ TEST_F(BlkLogTest, IncrementalStatesMatchFreshReplays)
     otasim_blklog_close(&log);
 }
 
+// A checker's partitions: a byte range of the working copy is written out
+// only where it changed, and a write of the bytes already there changes
+// nothing (the state after it shares the previous state's disk).
+TEST_F(BlkLogTest, RangesAreSyncedWhereTheyChangedAndSameBytesChangeNothing)
+{
+    // 0xaa at 0, then the same 0xaa again, then 0xdd at 64 KiB (a second chunk)
+    std::string path =
+        record({"write -P 0xaa 0 4k", "write -P 0xaa 0 4k", "write -P 0xdd 65536 4k"});
+    struct otasim_blklog log;
+    struct ota_err e = {};
+    ASSERT_EQ(otasim_blklog_open(&log, path.c_str(), &e), 0) << e.reason;
+    struct otasim_blkreplay r;
+    std::string work = dir + "/inc.raw", part = dir + "/part.raw";
+    ASSERT_EQ(otasim_blkreplay_init(&r, &log, base.c_str(), work.c_str(), &e), 0) << e.reason;
+    int fd = open(part.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    // the "partition": bytes [60 KiB, 132 KiB) of the disk, across three chunks
+    const uint64_t off = 60 * 1024, len = 72 * 1024;
+    EXPECT_EQ(otasim_blkreplay_changed(&r, off, len, 0), 1); // the base copy counts
+    ASSERT_EQ(otasim_blkreplay_sync_range(&r, fd, off, len, 0, &e), 0) << e.reason;
+    EXPECT_TRUE(read_all(part) == read_all(base).substr(off, len));
+    uint64_t synced = r.seq;
+    ASSERT_EQ(otasim_blkreplay_seek(&r, 1, &e), 0) << e.reason; // 0xaa at 0: chunk 0 only
+    EXPECT_EQ(otasim_blkreplay_changed(&r, 0, 4096, synced), 1);
+    EXPECT_EQ(otasim_blkreplay_changed(&r, 65536, 4096, synced), 0);
+    uint64_t after1 = r.seq;
+    ASSERT_EQ(otasim_blkreplay_seek(&r, 2, &e), 0) << e.reason; // the same bytes again
+    EXPECT_EQ(r.seq, after1) << "a write of the bytes already there changed the disk";
+    ASSERT_EQ(otasim_blkreplay_seek(&r, 3, &e), 0) << e.reason;
+    EXPECT_EQ(otasim_blkreplay_changed(&r, 65536, 4096, after1), 1);
+    // the partition file gets the changed chunks (0 and 1); a scribble in the
+    // range's third chunk (128 KiB on), which did not change, stays: proof that
+    // only changed chunks are copied
+    const uint64_t third = 128 * 1024 - off;
+    std::string scribble(16, 'S');
+    ASSERT_EQ(pwrite(fd, scribble.data(), scribble.size(), (off_t)third), (ssize_t)scribble.size());
+    ASSERT_EQ(otasim_blkreplay_sync_range(&r, fd, off, len, synced, &e), 0) << e.reason;
+    std::string got = read_all(part), disk = read_all(work);
+    EXPECT_EQ(got.size(), len);
+    EXPECT_TRUE(got.substr(0, third) == disk.substr(off, third));
+    EXPECT_EQ((unsigned char)got[65536 - off], 0xdd);
+    EXPECT_EQ(got.substr(third, 16), scribble);
+    // a range outside the image is refused
+    EXPECT_LT(otasim_blkreplay_sync_range(&r, fd, r.image_size - 10, 20, 0, &e), 0);
+    close(fd);
+    otasim_blkreplay_free(&r);
+    otasim_blklog_close(&log);
+}
+
 std::string run(const std::string &cmd, int *status)
 {
-    std::string out;
-    FILE *p = popen((cmd + " 2>&1").c_str(), "r");
-    char buf[512];
-    size_t n;
-    while (p && (n = fread(buf, 1, sizeof(buf), p)) > 0)
-        out.append(buf, n);
-    *status = p ? pclose(p) : -1;
-    return out;
+    return blk_run(cmd, status);
 }
 
 // The command line: ota-sim blocks info and replay on a qemu-io log.

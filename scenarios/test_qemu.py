@@ -220,7 +220,7 @@ def _power_cycle(image, disk, tmp):
 def test_qemu_timer_boot_run_after_a_quick_power_cycle(image, tmp_path):
     """The unit as shipped (agent/systemd/ota-agent.timer, no Persistent=):
     after a power cut the next boot runs the agent (the run that resumes an
-    interrupted update), though the boot trigger's time (3 s on the QEMU
+    interrupted update), though the boot trigger's time (1 s on the QEMU
     device) has passed when the timer starts under TCG."""
     ran, console = _power_cycle(image, _disk_copy(image, tmp_path), tmp_path)
     assert ran, console[-3000:]

@@ -384,18 +384,46 @@ static int read_part(struct otasim_blkcheck *ck, int i, struct ota_err *err)
             snprintf(p->fs_why, sizeof(p->fs_why), "boot: fsck.fat -n exit %d: %.120s", st,
                      out ? out : "");
         free(out);
+        char rb[PATH_MAX + 64];
+        int st2 = 0;
         snprintf(a, sizeof(a), "%s/boot", ck->tree);
         snprintf(b, sizeof(b), "%s/boot/uboot.env", ck->tree);
+        snprintf(rb, sizeof(rb), "%s/boot/" OTASIM_ENV_REDUND_FILE, ck->tree);
         snprintf(cfg, sizeof(cfg), "%s/boot/fw_env.config", ck->tree);
         if ((r = ota_fs_mkdirs(a, err)) < 0)
             return r;
         unlink(b);
+        unlink(rb);
+        unlink(cfg);
         const char *mc[] = {"mcopy", "-n", "-i", p->path, "::uboot.env", b, NULL};
-        if ((r = tool(ck, mc, NULL, &st, err)) < 0)
+        const char *mr[] = {"mcopy", "-n", "-i", p->path, "::" OTASIM_ENV_REDUND_FILE, rb, NULL};
+        if ((r = tool(ck, mc, NULL, &st, err)) < 0 || (r = tool(ck, mr, NULL, &st2, err)) < 0)
             return r;
-        if (st == 0 && (r = otasim_bootenv_config(b, cfg, err)) < 0)
-            return r;
-        h = mix_file(mix_fs(h, p), b);
+        /* A redundant env (the FAT holds the second copy) is read as U-Boot
+         * reads it: the good copy with the newer flags; a copy that is gone
+         * counts as a bad one (an empty file, padded to a bad CRC). */
+        ck->env_copies = st2 == 0 ? 2 : 1;
+        ck->env_bad = 0;
+        if (st2 == 0) {
+            if (st != 0 && (r = ota_fs_write_atomic(b, "", 0, 0644, err)) < 0)
+                return r;
+            if ((r = otasim_bootenv_config_redundant(b, rb, cfg, err)) < 0)
+                return r;
+            for (int k = 0; k < 2; k++) {
+                if ((r = otasim_bootenv_copy_ok(k ? rb : b, 1, NULL, err)) < 0)
+                    return r;
+                ck->env_bad |= !r << k;
+            }
+        } else if (st == 0) {
+            if ((r = otasim_bootenv_config(b, cfg, err)) < 0)
+                return r;
+            if ((r = otasim_bootenv_copy_ok(b, 0, NULL, err)) < 0)
+                return r;
+            ck->env_bad = !r;
+        } else {
+            ck->env_bad = 1;
+        }
+        h = mix_file(mix_file(mix_fs(h, p), b), rb);
     } else if ((r = ext4_check(ck, i, err)) < 0) {
         return r;
     } else if (i == OTASIM_QPART_DATA) {
@@ -499,6 +527,23 @@ static int is_release(const struct otasim_scenario *sc, const char *v)
     return 0;
 }
 
+/* Which copy of a redundant env was read, when it matters (one is torn). */
+static const char *env_copies(const struct otasim_blkcheck *ck)
+{
+    if (ck->env_copies != 2)
+        return ck->env_bad ? " (one copy, bad CRC)" : "";
+    switch (ck->env_bad) {
+    case 1:
+        return " (uboot.env bad CRC: " OTASIM_ENV_REDUND_FILE " read)";
+    case 2:
+        return " (" OTASIM_ENV_REDUND_FILE " bad CRC: uboot.env read)";
+    case 3:
+        return " (both copies bad CRC)";
+    default:
+        return "";
+    }
+}
+
 /* The env as read (boot_part, upgrade_available, bootcount, bootlimit): 1 if
  * it reads and names A or B. */
 static int read_env(struct otasim_blkcheck *ck, char *bp, char *ua, char *bc, char *bl)
@@ -569,8 +614,8 @@ static void run_checks(struct otasim_blkcheck *ck, struct otasim_blkstate *s)
             rep[0] ? " (" : "", rep, rep[0] ? ")" : "");
     else
         set(s, "fs-consistent", 0, "%s", why);
-    set(s, "bootenv-readable", env_ok, "boot_part=%s upgrade_available=%s bootcount=%s",
-        bp[0] ? bp : "(unreadable)", ua, bc);
+    set(s, "bootenv-readable", env_ok, "boot_part=%s upgrade_available=%s bootcount=%s%s",
+        bp[0] ? bp : "(unreadable)", ua, bc, env_copies(ck));
     if (!ck->rootfs) {
         char cur[8] = "";
         const char *v;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libuboot.h>
@@ -147,6 +148,65 @@ int otasim_bootenv_config(const char *env_file, const char *env_config, struct o
                            abs_env);
     len = snprintf(line, sizeof(line), "%s 0x0 0x%x\n", abs_env, OTASIM_ENV_SIZE);
     return ota_fs_write_atomic(env_config, line, (size_t)len, 0644, err);
+}
+
+int otasim_bootenv_copy_ok(const char *path, int redundant, uint8_t *flags, struct ota_err *err)
+{
+    char *img = NULL;
+    size_t n = 0, hdr = redundant ? 5 : 4;
+    const uint8_t *u;
+    uint32_t crc;
+    int r;
+
+    if ((r = ota_fs_read_all(path, 4 * OTASIM_ENV_SIZE, &img, &n, err)) < 0)
+        return r;
+    u = (const uint8_t *)img;
+    r = 0;
+    if (n >= OTASIM_ENV_SIZE) {
+        crc = (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+        r = crc == crc32_ieee(u + hdr, OTASIM_ENV_SIZE - hdr);
+        if (flags && redundant)
+            *flags = u[4];
+    }
+    free(img);
+    return r;
+}
+
+/* A copy shorter than OTASIM_ENV_SIZE, padded with zeroes to it. */
+static int pad_copy(const char *path, struct ota_err *err)
+{
+    struct stat st;
+    int r = 0;
+
+    if (stat(path, &st) < 0)
+        return ota_err_set(err, errno, "boot env: %s: %s", path, strerror(errno));
+    if (st.st_size < OTASIM_ENV_SIZE && truncate(path, OTASIM_ENV_SIZE) < 0)
+        r = ota_err_set(err, errno, "boot env: cannot pad %s: %s", path, strerror(errno));
+    return r;
+}
+
+int otasim_bootenv_config_redundant(const char *env_file, const char *redund_file,
+                                    const char *env_config, struct ota_err *err)
+{
+    char abs[2][PATH_MAX], text[2 * PATH_MAX + 64];
+    const char *f[2] = {env_file, redund_file};
+    int len, r;
+
+    if (!env_file || !redund_file || !env_config)
+        return ota_err_set(err, EINVAL, "boot env: missing env file or config path");
+    for (int i = 0; i < 2; i++) {
+        if ((r = pad_copy(f[i], err)) < 0)
+            return r;
+        if (!realpath(f[i], abs[i]))
+            return ota_err_set(err, errno, "boot env: cannot resolve %s: %s", f[i],
+                               strerror(errno));
+        if (strpbrk(abs[i], " \t\n#"))
+            return ota_err_set(err, EINVAL, "boot env: path %s cannot be named in fw_env.config",
+                               abs[i]);
+    }
+    len = snprintf(text, sizeof(text), "%s 0x0 0x%x\n%s 0x0 0x%x\n", abs[0], OTASIM_ENV_SIZE,
+                   abs[1], OTASIM_ENV_SIZE);
+    return ota_fs_write_atomic(env_config, text, (size_t)len, 0644, err);
 }
 
 /* A context with the env loaded; *ret_bad set instead when its CRC is bad. */

@@ -26,6 +26,7 @@ static void usage(FILE *f)
                "       ota-sim blocks check --recording DIR --point N [--torn-seed S\n"
                "                            [--torn-unit B]] [--erase-block B --damage-seed S]\n"
                "                            [--out IMG]\n"
+               "       ota-sim blocks check --recording DIR --points A-B [model options]\n"
                "\n"
                "LOG is a dm-log-writes log as QEMU's blklogwrites driver writes it\n"
                "(docs/blocks.md). info: its entries, writes, discards, flushes, FUA writes,\n"
@@ -52,7 +53,9 @@ static void usage(FILE *f)
                "reproduce command of its row) checked again, each check printed, under the\n"
                "same models as replay's (the write unit on raspi3b); --out: the\n"
                "state's raw disk written there (boot it: images/run-qemu --image IMG\n"
-               "--overlay). Exit 1 when a check failed.\n"
+               "--overlay). --points A-B: every point from A to B, one checker moved\n"
+               "forward (states sharing a result counted, not printed), then a summary line\n"
+               "(failed, bootenv_unreadable). Exit 1 when a check failed.\n"
                "Exit: 0 done, 2 usage or a bad log, 5 harness error.\n");
 }
 
@@ -307,11 +310,11 @@ static int bench(const struct otasim_blklog *log, const struct blocks_opts *o, s
     return rc;
 }
 
-/* ota-sim blocks check --recording DIR --point N [model options] [--out IMG] */
+/* ota-sim blocks check --recording DIR --point N [model options] [--out IMG] | --points A-B */
 static int do_check(int argc, char **argv)
 {
     const char *rec = NULL, *out = NULL;
-    uint64_t point = 0;
+    uint64_t point = 0, last = 0;
     int have_point = 0, rc;
     struct otasim_blk_model m;
     struct otasim_blk_model_flags mf = {0};
@@ -323,20 +326,32 @@ static int do_check(int argc, char **argv)
             rec = argv[i + 1];
         else if (strcmp(argv[i], "--out") == 0)
             out = argv[i + 1];
-        else if (strcmp(argv[i], "--point") == 0 && parse_u64(argv[i + 1], &point) == 0)
+        else if (strcmp(argv[i], "--point") == 0 && !have_point &&
+                 parse_u64(argv[i + 1], &point) == 0)
+            have_point = 1, last = point;
+        else if (strcmp(argv[i], "--points") == 0 && !have_point && strchr(argv[i + 1], '-')) {
+            char a[32];
+            const char *dash = strchr(argv[i + 1], '-');
+            snprintf(a, sizeof(a), "%.*s", (int)(dash - argv[i + 1]), argv[i + 1]);
+            if (parse_u64(a, &point) < 0 || parse_u64(dash + 1, &last) < 0 || point > last)
+                return fprintf(stderr, "ota-sim blocks check: --points A-B, A <= B: got %s\n",
+                               argv[i + 1]),
+                       EXIT_USAGE;
             have_point = 1;
-        else if (otasim_blk_model_opt(argv[i], argv[i + 1], &m, &mf) <= 0)
+        } else if (otasim_blk_model_opt(argv[i], argv[i + 1], &m, &mf) <= 0)
             return fprintf(stderr, "ota-sim blocks check: bad option %s %s\n", argv[i],
                            argv[i + 1]),
                    EXIT_USAGE;
     }
     if (!rec || !have_point || argc % 2 == 0) {
-        fprintf(stderr, "ota-sim blocks check: --recording DIR and --point N are needed\n");
+        fprintf(
+            stderr,
+            "ota-sim blocks check: --recording DIR and --point N (or --points A-B) are needed\n");
         return EXIT_USAGE;
     }
     if (otasim_blk_model_done(&m, &mf, "ota-sim blocks check") < 0)
         return EXIT_USAGE;
-    rc = otasim_qblocks_check_one(rec, point, &m, out, &e);
+    rc = otasim_qblocks_check_range(rec, point, last, &m, out, &e);
     if (rc < 0) {
         fprintf(stderr, "ota-sim blocks check: %s\n", e.reason);
         return rc == -EINVAL || rc == -ENOENT ? EXIT_USAGE : EXIT_HARNESS;

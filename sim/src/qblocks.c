@@ -959,8 +959,44 @@ out:
     return rc;
 }
 
-int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const struct otasim_blk_model *m,
-                             const char *out, struct ota_err *err)
+/* One state's checks, as check prints them. */
+static void print_state(const struct otasim_blkstate *s)
+{
+    for (size_t i = 0; i < s->n_checks; i++)
+        printf("  %-22s %s  %s\n", s->checks[i].name, s->checks[i].ok ? "ok  " : "FAIL",
+               s->checks[i].detail);
+    printf("  %s\n", s->detail);
+}
+
+/* What the models did to a state, as check prints it. */
+static void print_model(const struct otasim_blk_model *m, const struct otasim_blk_model_info *mi,
+                        uint64_t point)
+{
+    if (otasim_blk_model_on(m) && !mi->torn && !mi->damaged)
+        printf("model: nothing to act on at point %" PRIu64 " (the starting disk, a flush, no "
+               "write in flight, or a write within one page, which cannot tear): the plain "
+               "state\n",
+               point);
+    if (mi->torn)
+        printf("model: torn write, entry %" PRIu64 ", its first %" PRIu64 " of %" PRIu64
+               " pages written\n",
+               mi->torn_entry, mi->t.k, mi->t.pieces);
+    if (mi->damaged)
+        printf("model: erase-block damage, bytes %" PRIu64 "+%" PRIu64 ", %" PRIu64
+               " sectors erased, %" PRIu64 " garbage\n",
+               mi->d.off, mi->d.len, mi->d.sectors_ff, mi->d.sectors_garbage);
+}
+
+int otasim_qblocks_check_one(const char *rec_dir, uint64_t point,
+                             const struct otasim_blk_model *m, const char *out,
+                             struct ota_err *err)
+{
+    return otasim_qblocks_check_range(rec_dir, point, point, m, out, err);
+}
+
+int otasim_qblocks_check_range(const char *rec_dir, uint64_t first, uint64_t last,
+                               const struct otasim_blk_model *m, const char *out,
+                               struct ota_err *err)
 {
     struct otasim_blk_model_info mi;
     struct rec_info *ri = calloc(1, sizeof(*ri));
@@ -970,13 +1006,19 @@ int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const struct o
     struct otasim_blkstate s;
     struct otasim_qemu_image im;
     char p[PATH_MAX + 64], base[PATH_MAX + 64], scratch[PATH_MAX], work[PATH_MAX + 32];
-    uint64_t *pos = NULL, npos = 0;
+    uint64_t *pos = NULL, npos = 0, n_failed = 0, n_env = 0;
     enum otasim_blk_unit unit;
-    int rc;
+    int rc, ck_open = 0;
+    int64_t t0 = otasim_now_ms();
 
     if (!ri)
         return ota_err_set(err, ENOMEM, "out of memory");
     memset(&s, 0, sizeof(s));
+    if (first > last || (out && first != last)) {
+        rc = ota_err_set(err, EINVAL, "points %" PRIu64 "-%" PRIu64 ": %s", first, last,
+                         first > last ? "the first is past the last" : "--out takes one point");
+        goto out_ri;
+    }
     if ((rc = load_meta(rec_dir, ri, err)) < 0)
         goto out_ri;
     unit = strcmp(ri->profile, "raspi3b") == 0 ? OTASIM_BLK_UNIT_WRITE : OTASIM_BLK_UNIT_FLUSH;
@@ -988,9 +1030,9 @@ int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const struct o
         rc = ota_err_set(err, ENOMEM, "out of memory");
         goto out_log;
     }
-    if (point >= npos) {
+    if (last >= npos) {
         rc = ota_err_set(err, EINVAL, "point %" PRIu64 ": the recording has %" PRIu64 " (%s unit)",
-                         point, npos, unit_names[unit]);
+                         last, npos, unit_names[unit]);
         goto out_log;
     }
     snprintf(scratch, sizeof(scratch), "/dev/shm/otasim-check-%d", (int)getpid());
@@ -1000,45 +1042,63 @@ int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const struct o
         (rc = otasim_blkreplay_init(&r, &log, base, work, err)) < 0)
         goto out_log;
     if ((rc = otasim_blk_model_check(m, unit, log.sector_size, err)) < 0 ||
-        (rc = otasim_blkreplay_at(&r, unit, pos, point, NULL, 0, m, &mi, err)) < 0 ||
         (rc = otasim_blkcheck_init(&ck, &ri->tr, &im, scratch, err)) < 0)
         goto out_r;
-    if (otasim_blk_model_on(m) && !mi.torn && !mi.damaged)
-        printf("model: nothing to act on at point %" PRIu64 " (the starting disk, a flush, no "
-               "write in flight, or a write within one page, which cannot tear): the plain "
-               "state\n",
-               point);
-    if (mi.torn)
-        printf("model: torn write, entry %" PRIu64 ", its first %" PRIu64 " of %" PRIu64
-               " pages written\n",
-               mi.torn_entry, mi.t.k, mi.t.pieces);
-    if (mi.damaged)
-        printf("model: erase-block damage, bytes %" PRIu64 "+%" PRIu64 ", %" PRIu64
-               " sectors erased, %" PRIu64 " garbage\n",
-               mi.d.off, mi.d.len, mi.d.sectors_ff, mi.d.sectors_garbage);
-    rc = otasim_blkcheck_state(&ck, &r, &s, err);
-    otasim_blkcheck_free(&ck);
-    if (rc == 0 && out) {
+    ck_open = 1;
+    if (first != last)
+        printf("recording=%s scenario=%s profile=%s unit=%s points=%" PRIu64 "-%" PRIu64 "\n",
+               rec_dir, ri->sc.name, ri->profile, unit_names[unit], first, last);
+    /* one checker moved forward, as a check worker's slice (states that share
+     * a result with the one before are counted, not printed again) */
+    for (uint64_t k = first; k <= last; k++) {
+        /* the state under the models; their writes undone after the check
+         * (kept for --out: one point only) */
+        if ((rc = otasim_blkreplay_at(&r, unit, pos, k, NULL, 0, m, &mi, err)) < 0 ||
+            (rc = otasim_blkcheck_state(&ck, &r, &s, err)) < 0)
+            goto out_r;
+        if (first == last)
+            break;
+        if ((rc = otasim_blkreplay_undo_extra(&r, err)) < 0)
+            goto out_r;
+        if (s.shared)
+            continue;
+        n_failed += s.outcome != OTASIM_PASS;
+        for (size_t i = 0; i < s.n_checks; i++)
+            n_env += strcmp(s.checks[i].name, "bootenv-readable") == 0 && !s.checks[i].ok;
+        printf("point=%" PRIu64 " pos=%" PRIu64 " outcome=%s\n", k, pos[k],
+               otasim_outcome_names[s.outcome]);
+        print_state(&s);
+    }
+    if (first != last) {
+        printf("points=%" PRIu64 " states=%" PRIu64 " checked=%" PRIu64 " evaluated=%" PRIu64
+               " same_disk=%" PRIu64 " same_reading=%" PRIu64 " failed=%" PRIu64
+               " bootenv_unreadable=%" PRIu64 " seconds=%.1f\n",
+               last - first + 1, ck.st.states, ck.st.checked, ck.st.evaluated, ck.st.same_disk,
+               ck.st.same_reading, n_failed, n_env, (double)(otasim_now_ms() - t0) / 1000.0);
+        rc = n_failed ? 1 : 0;
+        goto out_r;
+    }
+    if (out) {
         int fd = open(out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         rc = fd < 0 ? ota_err_set(err, errno, "%s: %s", out, strerror(errno))
                     : otasim_blkreplay_sync(&r, fd, 1, err);
         if (fd >= 0)
             close(fd);
+        if (rc < 0)
+            goto out_r;
     }
-    if (rc == 0) {
-        printf("recording=%s scenario=%s profile=%s unit=%s point=%" PRIu64 " pos=%" PRIu64
-               " outcome=%s\n",
-               rec_dir, ri->sc.name, ri->profile, unit_names[unit], point, pos[point],
-               otasim_outcome_names[s.outcome]);
-        for (size_t i = 0; i < s.n_checks; i++)
-            printf("  %-22s %s  %s\n", s.checks[i].name, s.checks[i].ok ? "ok  " : "FAIL",
-                   s.checks[i].detail);
-        printf("  %s\n", s.detail);
-        if (out)
-            printf("state written to %s\n", out);
-        rc = s.outcome == OTASIM_PASS ? 0 : 1;
-    }
+    print_model(m, &mi, first);
+    printf("recording=%s scenario=%s profile=%s unit=%s point=%" PRIu64 " pos=%" PRIu64
+           " outcome=%s\n",
+           rec_dir, ri->sc.name, ri->profile, unit_names[unit], first, pos[first],
+           otasim_outcome_names[s.outcome]);
+    print_state(&s);
+    if (out)
+        printf("state written to %s\n", out);
+    rc = s.outcome == OTASIM_PASS ? 0 : 1;
 out_r:
+    if (ck_open)
+        otasim_blkcheck_free(&ck);
     otasim_blkreplay_free(&r);
     ota_ignore(ota_fs_remove_tree(scratch, NULL));
 out_log:

@@ -254,7 +254,8 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
         else
             snprintf(drive, sizeof(drive), "if=none,id=d0,format=qcow2,file=%s", q->overlay);
         snprintf(append, sizeof(append),
-                 "console=ttyAMA0 root=/dev/vda2 rootwait panic=1 ota.slot=a %s",
+                 "console=ttyAMA0 root=/dev/vda2 rootwait panic=1 ota.slot=a "
+                 "cryptomgr.notests rodata=on %s", /* QEMU speed-ups: images/boot.cmd */
                  kargs ? kargs : "");
         argv[k++] = "-M";
         argv[k++] = "virt";
@@ -395,19 +396,43 @@ int otasim_qemu_part_write(struct otasim_qemu *q, enum otasim_qemu_part p, const
     return tool(q, argv, err);
 }
 
-/* uboot.env out of the boot partition (copied to boot, a FAT image). */
-static int fetch_env(struct otasim_qemu *q, const char *boot, const char *env_file,
-                     const char *env_config, struct ota_err *err)
+/* The redundant env's second file beside env_file ("" when env_file has no
+ * directory part it can go in). */
+static void redund_path(const char *env_file, char *buf, size_t cap)
 {
-    int r;
+    const char *sl = strrchr(env_file, '/');
+    int n = sl ? (int)(sl - env_file) : 0;
 
+    snprintf(buf, cap, "%.*s%s" OTASIM_ENV_REDUND_FILE, n, env_file, sl ? "/" : "");
+}
+
+/* uboot.env out of the boot partition (copied to boot, a FAT image), and
+ * uboot-redund.env beside it when the FAT has it (a redundant env: the
+ * config names both, libubootenv reads the current copy as U-Boot does).
+ * *ret_redund says which. */
+static int fetch_env(struct otasim_qemu *q, const char *boot, const char *env_file,
+                     const char *env_config, int *ret_redund, struct ota_err *err)
+{
+    char rb[PATH_MAX + 32], log[PATH_MAX + 32];
+    int r, st = 0;
+
+    *ret_redund = 0;
     if ((r = otasim_qemu_part_read(q, OTASIM_QPART_BOOT, boot, err)) < 0)
         return r;
     unlink(env_file);
+    redund_path(env_file, rb, sizeof(rb));
+    unlink(rb);
     const char *argv[] = {"mcopy", "-n", "-i", boot, "::uboot.env", env_file, NULL};
     if ((r = tool(q, argv, err)) < 0)
         return r;
-    return otasim_bootenv_config(env_file, env_config, err);
+    const char *rv[] = {"mcopy", "-n", "-i", boot, "::" OTASIM_ENV_REDUND_FILE, rb, NULL};
+    snprintf(log, sizeof(log), "%s/tools.log", q->dir);
+    if ((r = otasim_run(rv, NULL, TOOL_TIMEOUT_MS, NULL, log, &st, err)) < 0)
+        return r;
+    if (st != 0) /* a single env */
+        return otasim_bootenv_config(env_file, env_config, err);
+    *ret_redund = 1;
+    return otasim_bootenv_config_redundant(env_file, rb, env_config, err);
 }
 
 int otasim_qemu_env_fetch(struct otasim_qemu *q, const char *env_file, const char *env_config,
@@ -416,8 +441,10 @@ int otasim_qemu_env_fetch(struct otasim_qemu *q, const char *env_file, const cha
     char boot[PATH_MAX + 32];
     int r;
 
+    int redund;
+
     snprintf(boot, sizeof(boot), "%s/boot.vfat", q->dir);
-    r = fetch_env(q, boot, env_file, env_config, err);
+    r = fetch_env(q, boot, env_file, env_config, &redund, err);
     unlink(boot);
     return r;
 }
@@ -425,15 +452,19 @@ int otasim_qemu_env_fetch(struct otasim_qemu *q, const char *env_file, const cha
 int otasim_qemu_env_set(struct otasim_qemu *q, const char *name, const char *value,
                         struct ota_err *err)
 {
-    char boot[PATH_MAX + 32], env[PATH_MAX + 32], cfg[PATH_MAX + 32];
-    int r = -EIO;
+    char boot[PATH_MAX + 32], env[PATH_MAX + 32], cfg[PATH_MAX + 32], rb[PATH_MAX + 32];
+    int r = -EIO, redund = 0;
 
     snprintf(boot, sizeof(boot), "%s/boot.vfat", q->dir);
     snprintf(env, sizeof(env), "%s/uboot.env", q->dir);
     snprintf(cfg, sizeof(cfg), "%s/fw_env.config", q->dir);
-    if (fetch_env(q, boot, env, cfg, err) == 0 && otasim_bootenv_set(cfg, name, value, err) == 0) {
+    redund_path(env, rb, sizeof(rb));
+    if (fetch_env(q, boot, env, cfg, &redund, err) == 0 &&
+        otasim_bootenv_set(cfg, name, value, err) == 0) {
+        /* both copies back: libubootenv wrote the older one */
         const char *argv[] = {"mcopy", "-o", "-i", boot, env, "::uboot.env", NULL};
-        if (tool(q, argv, err) == 0)
+        const char *rv[] = {"mcopy", "-o", "-i", boot, rb, "::" OTASIM_ENV_REDUND_FILE, NULL};
+        if (tool(q, argv, err) == 0 && (!redund || tool(q, rv, err) == 0))
             r = otasim_qemu_part_write(q, OTASIM_QPART_BOOT, boot, err);
     }
     unlink(boot);

@@ -83,7 +83,9 @@ struct otasim_blkcheck {
     struct otasim_blkcheck_part part[OTASIM_QPART_MAX];
     int have_prev;
     uint64_t prev_seq, prev_key;
-    int next_slot; /* the root slot the env read last boots next (0 A, 1 B) */
+    int next_slot;  /* the root slot the env read last boots next (0 A, 1 B) */
+    int env_copies; /* the boot env read last: 1 (uboot.env) or 2 (redundant) */
+    int env_bad;    /* of them, the copies with a bad CRC (bit 0 uboot.env, bit 1 the other) */
     struct otasim_blkcheck_stats st;
 };
 

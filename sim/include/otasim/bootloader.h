@@ -43,6 +43,9 @@ extern "C" {
 #endif
 
 #define OTASIM_ENV_SIZE 0x4000
+/* The redundant env's second file on the boot FAT (U-Boot's
+ * CONFIG_ENV_FAT_FILE_REDUND, images/uboot-rpi-redund.config). */
+#define OTASIM_ENV_REDUND_FILE "uboot-redund.env"
 
 struct otasim_image {
     char version[32];
@@ -106,6 +109,19 @@ int otasim_bootenv_get(const char *env_config, const char *name, char *buf, size
 /* Writes the fw_env.config that names an existing env file (one copy). */
 int otasim_bootenv_config(const char *env_file, const char *env_config,
                           struct ota_err *err) OTA_MUST;
+/* Writes the fw_env.config of U-Boot's redundant env in two files (as
+ * CONFIG_ENV_FAT_FILE_REDUND keeps it: uboot.env and uboot-redund.env, each
+ * one copy of OTASIM_ENV_SIZE in the redundant format, offset 0). A file
+ * shorter than OTASIM_ENV_SIZE (a torn or truncated copy) is padded with
+ * zeroes first, so that libubootenv reads it as a copy with a bad CRC, as
+ * U-Boot treats a copy it cannot read: the other copy is then current. */
+int otasim_bootenv_config_redundant(const char *env_file, const char *redund_file,
+                                    const char *env_config, struct ota_err *err) OTA_MUST;
+/* 1 if the env copy in the first OTASIM_ENV_SIZE bytes of path has a good
+ * CRC (redundant: the format with a flags byte, whose value goes to *flags
+ * when flags is given), 0 if not or shorter, -errno if it cannot be read. */
+int otasim_bootenv_copy_ok(const char *path, int redundant, uint8_t *flags,
+                           struct ota_err *err) OTA_MUST;
 /* Sets one variable (value NULL or "": unsets it) and stores the env;
  * -EBADMSG (nothing written) if the env is unreadable. */
 int otasim_bootenv_set(const char *env_config, const char *name, const char *value,

@@ -73,6 +73,13 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
  * passed, 1 failed, -errno harness. */
 int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const struct otasim_blk_model *m,
                              const char *out, struct ota_err *err) OTA_MUST;
+/* The same over the points first..last (one checker moved forward, as a
+ * check worker): each judged state printed, shared ones counted, then a
+ * summary line (points, checked, failed, bootenv_unreadable). out: one
+ * point only. 0 all passed, 1 one failed, -errno harness. */
+int otasim_qblocks_check_range(const char *rec_dir, uint64_t first, uint64_t last,
+                               const struct otasim_blk_model *m, const char *out,
+                               struct ota_err *err) OTA_MUST;
 
 #ifdef __cplusplus
 }

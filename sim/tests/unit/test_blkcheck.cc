@@ -272,11 +272,80 @@ class BlkCheckTest : public ::testing::Test
         sh_ok("mcopy -o -i " + boot + " " + envf + " ::uboot.env");
     }
 
+    // U-Boot's redundant env in the boot partition (images/build-image): two
+    // files of one copy each in the redundant format, uboot.env current
+    // (flags 1) and uboot-redund.env older (flags 0). Both hold vars and a
+    // pad= variable of 8 KiB, 'p's in the current copy and 'o's in the older
+    // one (what an older env held), so that a copy spans 17 sectors and a cut
+    // inside the rewrite of the older one leaves a copy whose CRC fails.
+    void put_redund_env(const std::string &boot, const std::vector<std::string> &vars)
+    {
+        std::string copies[2];
+        for (int k = 0; k < 2; k++) {
+            std::vector<std::string> all = vars;
+            all.push_back("pad=" + std::string(8192, k ? 'o' : 'p'));
+            std::vector<const char *> v;
+            for (const auto &x : all)
+                v.push_back(x.c_str());
+            struct ota_err e = {};
+            std::string both = dir + "/both.env", cfg = dir + "/both.config";
+            ASSERT_EQ(
+                otasim_bootenv_create_redundant(both.c_str(), cfg.c_str(), v.data(), v.size(), &e),
+                0)
+                << e.reason;
+            std::string b = read_all(both);
+            ASSERT_EQ(b.size(), 2u * OTASIM_ENV_SIZE);
+            copies[k] = b.substr(k * OTASIM_ENV_SIZE, OTASIM_ENV_SIZE); // flags 1, flags 0
+        }
+        write_all(dir + "/uboot.env", copies[0]);
+        write_all(dir + "/" OTASIM_ENV_REDUND_FILE, copies[1]);
+        sh_ok("mcopy -o -i " + boot + " " + dir + "/uboot.env " + dir +
+              "/" OTASIM_ENV_REDUND_FILE " ::");
+    }
+
+    // Sets vars in the redundant env of boot as the agent does (libubootenv,
+    // fw_env.config with two lines: each store rewrites the older copy with
+    // flags + 1), the new copies written in place over the old ones' sectors.
+    void set_redund_env(const std::string &boot, const std::vector<std::string> &vars)
+    {
+        std::string envs[2] = {dir + "/set.env", dir + "/set-redund.env"};
+        const char *names[2] = {"::uboot.env", "::" OTASIM_ENV_REDUND_FILE};
+        std::string old[2], cfg = dir + "/set.config";
+        struct ota_err e = {};
+        for (int k = 0; k < 2; k++) {
+            sh_ok("mcopy -n -i " + boot + " " + names[k] + " " + envs[k]);
+            old[k] = read_all(envs[k]);
+        }
+        ASSERT_EQ(
+            otasim_bootenv_config_redundant(envs[0].c_str(), envs[1].c_str(), cfg.c_str(), &e), 0)
+            << e.reason;
+        for (const auto &kv : vars) {
+            size_t eq = kv.find('=');
+            ASSERT_EQ(otasim_bootenv_set(cfg.c_str(), kv.substr(0, eq).c_str(),
+                                         kv.substr(eq + 1).c_str(), &e),
+                      0)
+                << e.reason;
+        }
+        std::string img = read_all(boot);
+        for (int k = 0; k < 2; k++) {
+            std::string now = read_all(envs[k]);
+            if (now == old[k])
+                continue;
+            size_t at = img.find(old[k]); // the file's clusters (one run: a fresh FAT)
+            ASSERT_NE(at, std::string::npos);
+            ASSERT_EQ(img.find(old[k], at + 1), std::string::npos);
+            img.replace(at, now.size(), now);
+        }
+        write_all(boot, img);
+    }
+
     // A log of qemu-io writes (through blklogwrites) that turns disk from into
     // disk to: one write per run of changed sectors, in disk order, then a
     // flush. The number of writes into *n_writes.
+    // max_run: the longest write in sectors (1: a write per sector, each a
+    // crash point of its own, as QEMU's SD card writes them).
     std::string log_between(const std::string &from, const std::string &to,
-                            uint64_t *n_writes = nullptr)
+                            uint64_t *n_writes = nullptr, uint64_t max_run = 256)
     {
         std::string a = read_all(from), b = read_all(to);
         EXPECT_EQ(a.size(), b.size());
@@ -289,7 +358,7 @@ class BlkCheckTest : public ::testing::Test
                 continue;
             }
             uint64_t e = s + 1;
-            while (e < sectors && e - s < 256 && memcmp(&a[e * 512], &b[e * 512], 512) != 0)
+            while (e < sectors && e - s < max_run && memcmp(&a[e * 512], &b[e * 512], 512) != 0)
                 e++;
             std::string chunk = dir + "/w/" + std::to_string(n) + ".bin";
             write_all(chunk, b.substr(s * 512, (e - s) * 512));
@@ -539,6 +608,83 @@ TEST_F(BlkCheckTest, BootenvReadableFailsOnABrokenEnvCrc)
     expect_fails(first, {});
     expect_fails(last, {"bootenv-readable"});
     EXPECT_TRUE(has(detail(last, "bootenv-readable"), "boot_part=(unreadable)")) << dump(last);
+}
+
+// U-Boot's redundant env (CONFIG_SYS_REDUNDAND_ENVIRONMENT, two FAT files):
+// the agent rewrites the older copy sector by sector; at every cut inside it
+// the torn copy's CRC fails and the checker reads the other copy, as U-Boot
+// loads it; the whole new copy (newer flags) wins.
+TEST_F(BlkCheckTest, RedundantEnvTornNewerCopyReadsTheOlderCopy)
+{
+    sc->profile = OTASIM_PROFILE_ROOTFS;
+    Disk d = pristine();
+    put_redund_env(d.part[OTASIM_QPART_BOOT],
+                   {"boot_part=A", "upgrade_available=0", "bootcount=0", "bootlimit=3"});
+    std::string base = assemble(d, "base");
+    Disk e = copy(d, "edit");
+    set_redund_env(e.part[OTASIM_QPART_BOOT], {"boot_part=B"}); // one store
+    uint64_t n = 0;
+    std::string log = log_between(base, assemble(e, "edit"), &n, 1);
+    ASSERT_GE(n, 17u); // every sector of the copy changed: its own crash point
+    auto v = check(base, log);
+    ASSERT_EQ(v.size(), n + 1);
+    int torn = 0;
+    for (size_t k = 0; k + 1 < v.size(); k++) {
+        if (v[k].shared)
+            continue;
+        expect_fails(v[k], {});
+        EXPECT_EQ(v[k].slot, 0) << dump(v[k]);
+        EXPECT_TRUE(has(detail(v[k], "bootenv-readable"), "boot_part=A")) << dump(v[k]);
+        torn += has(detail(v[k], "bootenv-readable"),
+                    "(" OTASIM_ENV_REDUND_FILE " bad CRC: uboot.env read)");
+    }
+    EXPECT_GE(torn, 1) << "no state had the newer copy torn";
+    // the whole new copy (flags 2 against 1) is read
+    expect_fails(v.back(), {});
+    EXPECT_EQ(v.back().slot, 1) << dump(v.back());
+    EXPECT_TRUE(has(detail(v.back(), "bootenv-readable"), "boot_part=B")) << dump(v.back());
+    EXPECT_FALSE(has(detail(v.back(), "bootenv-readable"), "bad CRC")) << dump(v.back());
+}
+
+TEST_F(BlkCheckTest, RedundantEnvWithBothCopiesTornIsUnreadable)
+{
+    sc->profile = OTASIM_PROFILE_ROOTFS;
+    Disk d = pristine();
+    put_redund_env(d.part[OTASIM_QPART_BOOT],
+                   {"boot_part=A", "upgrade_available=0", "bootcount=0", "bootlimit=3"});
+    std::string base = assemble(d, "base");
+    Disk e = copy(d, "edit");
+    set_redund_env(e.part[OTASIM_QPART_BOOT], {"boot_part=B"});
+    // both copies torn: a later sector of each differs from what its CRC covers
+    std::string img = read_all(e.part[OTASIM_QPART_BOOT]);
+    for (const char *f : {"::uboot.env", "::" OTASIM_ENV_REDUND_FILE}) {
+        sh_ok(std::string("mcopy -n -i ") + e.part[OTASIM_QPART_BOOT] + " " + f + " " + dir +
+              "/copy.env");
+        std::string c = read_all(dir + "/copy.env");
+        size_t at = img.find(c);
+        ASSERT_NE(at, std::string::npos) << f;
+        img[at + 4096] ^= 0x55;
+    }
+    write_all(e.part[OTASIM_QPART_BOOT], img);
+    uint64_t n = 0;
+    auto v = check(base, log_between(base, assemble(e, "edit"), &n, 1));
+    ASSERT_GE(n, 3u); // a sector of each copy, the new copy's
+    ASSERT_EQ(v.size(), n + 1);
+    expect_fails(v.front(), {});
+    // the first write into the boot partition tears one copy: the other one
+    // is read (writes before it: the MBR's disk identifier, nothing read)
+    size_t k = 1;
+    while (k < v.size() && v[k].shared)
+        k++;
+    ASSERT_LT(k + 1, v.size());
+    expect_fails(v[k], {});
+    EXPECT_TRUE(has(detail(v[k], "bootenv-readable"), " bad CRC: ")) << dump(v[k]);
+    EXPECT_TRUE(has(detail(v[k], "bootenv-readable"), "boot_part=A")) << dump(v[k]);
+    expect_fails(v.back(), {"bootenv-readable", "one-active-slot"});
+    EXPECT_TRUE(has(detail(v.back(), "bootenv-readable"), "boot_part=(unreadable)"))
+        << dump(v.back());
+    EXPECT_TRUE(has(detail(v.back(), "bootenv-readable"), "(both copies bad CRC)"))
+        << dump(v.back());
 }
 
 TEST_F(BlkCheckTest, BootenvReadableFailsOnAnEnvNamingNoSlot)

@@ -31,7 +31,7 @@
 # 1:  ldr x4, [x5, x6, lsl #3]; cbnz x4, 2f
 #     msr cntv_tval_el0, x9; msr cntv_ctl_el0, x8; isb; wfi; b 1b
 # 2:  msr cntv_ctl_el0, xzr; isb; mov x0..x3, xzr; br x4   // timer off, enter the kernel as QEMU does
-if test "${ota_qemu}" = "1"; then
+if test "${ota_qemu}" = "1" && test "${devtype}" != "virtio"; then # raspi3b only (virt: -smp via PSCI)
     mw.l 0xc00 d53800a6
     mw.l 0xc04 924004c6
     mw.l 0xc08 d2801b05
@@ -97,11 +97,16 @@ if test "${ota_recovery}" = "1"; then
     echo "OTA-UBOOT: slot ${boot_part} failed ${bootlimit} boots after the fallback: recovery mode"
 fi
 
+# The slots are partitions 2 (A) and 3 (B) of ${ota_rootdev}: /dev/mmcblk0p on the Pi, /dev/vda on
+# QEMU's virt machine (where U-Boot's disk is virtio); the env may name another prefix.
+if test -z "${ota_rootdev}"; then
+    if test "${devtype}" = "virtio"; then setenv ota_rootdev /dev/vda; else setenv ota_rootdev /dev/mmcblk0p; fi
+fi
 if test "${boot_part}" = "B"; then
-    setenv ota_root /dev/mmcblk0p3
+    setenv ota_root ${ota_rootdev}3
     setenv ota_slot b
 else
-    setenv ota_root /dev/mmcblk0p2
+    setenv ota_root ${ota_rootdev}2
     setenv ota_slot a
 fi
 echo "OTA-UBOOT: boot_part=${boot_part} bootcount=${bootcount} upgrade_available=${upgrade_available}"
@@ -128,6 +133,18 @@ if test "${ota_qemu}" = "1"; then setenv ota_speed_args "cryptomgr.notests rodat
 setenv bootargs "console=ttyAMA0,115200 root=${ota_root} rootwait panic=1 ota.slot=${ota_slot} ${ota_speed_args} ${ota_extra_args}"
 if test "${ota_recovery}" = "1"; then setenv bootargs "${bootargs} ota.recovery=1"; fi
 
+# On QEMU's virt machine (U-Boot's disk is virtio) RAM starts at 1 GiB, and the DTB is QEMU's own,
+# which QEMU puts at the start of RAM for a -bios boot (U-Boot's env, loaded again in its preboot,
+# has no fdtcontroladdr): the same layout 1 GiB up, no DTB file (the Pi's is on the FAT).
+setenv ota_fdtfile bcm2837-rpi-3-b.dtb
+if test "${devtype}" = "virtio"; then
+    setenv ota_kernel_addr 0x50000000
+    setenv kernel_comp_addr_r 0x40200000
+    setenv ota_fdt_addr 0x40000000
+    setenv ota_initrd_addr 0x48200000
+    setenv ota_fdtfile
+fi
+
 # Speed only: U-Boot reads the card through sdhost (mmc 0) by PIO, about 2 MiB/s under QEMU; the
 # Arasan SDHCI controller (mmc 1) reads it at about 3 MiB/s. QEMU (7.2, bcm2835_gpio) wires the card
 # to SDHCI while GPIO 48-53 are all function 0 (its reset state) and to sdhost while they are all
@@ -152,7 +169,7 @@ if test "${ota_qemu}" = "1" && test "${devtype}" = "mmc" && test "${devnum}" = "
     fi
 fi
 load ${devtype} ${ota_loaddev}:${distro_bootpart} ${ota_kernel_addr} Image.gz
-load ${devtype} ${ota_loaddev}:${distro_bootpart} ${ota_fdt_addr} bcm2837-rpi-3-b.dtb
+if test -n "${ota_fdtfile}"; then load ${devtype} ${ota_loaddev}:${distro_bootpart} ${ota_fdt_addr} ${ota_fdtfile}; fi
 load ${devtype} ${ota_loaddev}:${distro_bootpart} ${ota_initrd_addr} initrd.img
 if test "${ota_loaddev}" != "${devnum}"; then
     mw.l 0x3f200010 ${ota_fsel4}

@@ -9,6 +9,8 @@ aarch64 agent in the Debian image, real U-Boot and boot.scr, real ext4.
   agent reports the failure.
 
 - blue-green-standby (virt): a power cut in STANDBY, then the activation.
+- rootfs-boot-failure on virt: the same fallback through virt's U-Boot
+  (a rootfs device boots through U-Boot there; an app device directly).
 - the agent's timer (virt, run-qemu alone): after a quick power cycle the
   next boot runs the agent; with the Persistent=true the unit had, it does
   not (agent/systemd/ota-agent.timer).
@@ -94,6 +96,29 @@ def test_qemu_blue_green_standby(image, work, tmp_path):
     first, second = logs.split()
     assert "ota-fault-point: state.STANDBY" in open(first, errors="replace").read()
     assert '"from":"STANDBY","to":"SWITCHING"' in open(second, errors="replace").read()
+
+
+def test_qemu_rootfs_fallback_virt(image, work, tmp_path):
+    """A rootfs device on virt boots through U-Boot (u-boot-virt.bin, the env
+    in FAT on the virtio disk) with the Pi's boot.scr: the 2.0.0 that cannot
+    boot is written to /dev/vda3, boot.scr counts three failed trial boots of
+    B, falls back to A, and the agent reports the failure."""
+    db = str(tmp_path / "runs.db")
+    p = sim("run", os.path.join(HERE, "rootfs-boot-failure.yaml"), "--target", "qemu",
+            "--profile", "virt", "--image", image, "--work", work, "--db", db, timeout=1800)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    con = sqlite3.connect(db)
+    try:
+        outcome, logs, version, report = con.execute(
+            "SELECT outcome, logs, final_version, final_report FROM trials").fetchone()
+    finally:
+        con.close()
+    assert (outcome, version, report) == ("pass", "1.0.0", "failure")
+    console = "".join(open(l, errors="replace").read() for l in logs.split())
+    assert "Loading Environment from FAT... OK" in console  # U-Boot's preboot env load
+    assert "root=/dev/vda3" in console and "ota.slot=b" in console
+    assert console.count("OTA-BOOT-FAIL: /dev/vda3") == 3 and "falling back" in console
+    assert "OTA-UBOOT: boot_part=A bootcount=4 upgrade_available=0" in console
 
 
 def test_qemu_catches_mutant(image, work, aarch64_mutants, tmp_path):

@@ -149,6 +149,7 @@ static int record(const struct otasim_tools *t, struct otasim_trial *tr, const c
         (rc = otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, p, NULL,
                                tr->srv->port, err)) < 0)
         goto out;
+    q.uboot = tr->sc->profile == OTASIM_PROFILE_ROOTFS; /* virt: U-Boot's A/B choice */
     if ((tr->sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
         (rc = otasim_qt_provision(&q,
                                   tr->sc->profile == OTASIM_PROFILE_ROOTFS
@@ -657,11 +658,6 @@ int otasim_qblocks_run(const struct otasim_tools *t, struct otasim_trial *tr,
         return ota_err_set(err, ENOTSUP,
                            "%s: block mode needs a github source (the fleet server's state is "
                            "not recorded per crash point, so a booted state could not meet it)",
-                           tr->sc->name);
-    if (tr->sc->profile == OTASIM_PROFILE_ROOTFS && t->qemu_profile == OTASIM_QEMU_VIRT)
-        return ota_err_set(err, ENOTSUP,
-                           "%s: a rootfs update cannot complete on virt (no bootloader: nothing "
-                           "boots the new slot); block mode records it on raspi3b",
                            tr->sc->name);
     if (jobs > 16)
         jobs = 16;

@@ -165,10 +165,28 @@ int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
     return 0;
 }
 
+/* U-Boot boots the machine (raspi3b; virt for a rootfs device). */
+static int boots_uboot(const struct otasim_qemu *q)
+{
+    return q->profile == OTASIM_QEMU_RASPI3B || q->uboot;
+}
+
+/* The kernel arguments for U-Boot's env: kargs, and on virt the slots' devices
+ * (the image's /etc/ota-agent.conf names the Pi's, /dev/mmcblk0p2|3). */
+static const char *env_kargs(const struct otasim_qemu *q, const char *kargs, char *buf, size_t cap)
+{
+    if (q->profile != OTASIM_QEMU_VIRT)
+        return kargs;
+    snprintf(buf, cap, "%s%sota.conf=rootfs.device_a=/dev/vda2 ota.conf=rootfs.device_b=/dev/vda3",
+             kargs ? kargs : "", kargs && *kargs ? " " : "");
+    return buf;
+}
+
 int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *err)
 {
+    char ka[4096];
     char drive[3 * PATH_MAX + 300], chardev[PATH_MAX + 64], net[256], qmp[PATH_MAX + 48];
-    char out[PATH_MAX + 32], f[4][PATH_MAX + 32], append[1024], rec[2 * PATH_MAX + 200];
+    char out[PATH_MAX + 32], f[5][PATH_MAX + 32], append[1024], rec[2 * PATH_MAX + 200];
     const char *argv[48];
     size_t k = 0;
     int fd;
@@ -176,8 +194,9 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
 
     if (q->pid > 0)
         return ota_err_set(err, EBUSY, "QEMU is already on");
-    if (q->profile == OTASIM_QEMU_RASPI3B && !q->keep_env &&
-        (r = otasim_qemu_env_set(q, "ota_extra_args", kargs, err)) < 0)
+    if (boots_uboot(q) && !q->keep_env &&
+        (r = otasim_qemu_env_set(q, "ota_extra_args", env_kargs(q, kargs, ka, sizeof(ka)), err)) <
+            0)
         return r;
     q->starts++;
     snprintf(q->log, sizeof(q->log), "%s/console-%d.log", q->dir, q->starts);
@@ -205,10 +224,14 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
              "hostfwd=tcp:127.0.0.1:%d-:8081",
              q->server_port, q->app_port);
     snprintf(qmp, sizeof(qmp), "unix:%s/qmp.sock,server=on,wait=off", q->dir);
-    for (int i = 0; i < 4; i++)
-        snprintf(
-            f[i], sizeof(f[i]), "%s/%s", q->img->dir,
-            (const char *[]){"u-boot.bin", "bcm2837-rpi-3-b.dtb", "Image.gz", "initrd.img"}[i]);
+    for (int i = 0; i < 5; i++)
+        snprintf(f[i], sizeof(f[i]), "%s/%s", q->img->dir,
+                 (const char *[]){"u-boot.bin", "bcm2837-rpi-3-b.dtb", "Image.gz", "initrd.img",
+                                  "u-boot-virt.bin"}[i]);
+    if (q->profile == OTASIM_QEMU_VIRT && q->uboot && access(f[4], R_OK) < 0)
+        return ota_err_set(err, errno,
+                           "%s: %s (an image from before virt's U-Boot: run `make image`)", f[4],
+                           strerror(errno));
     argv[k++] = "qemu-system-aarch64";
     argv[k++] = "-display";
     argv[k++] = "none";
@@ -263,12 +286,17 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
         argv[k++] = "cortex-a53";
         argv[k++] = "-smp";
         argv[k++] = "2";
-        argv[k++] = "-kernel";
-        argv[k++] = f[2];
-        argv[k++] = "-initrd";
-        argv[k++] = f[3];
-        argv[k++] = "-append";
-        argv[k++] = append;
+        if (q->uboot) { /* QEMU's DTB reaches U-Boot, which hands it to the kernel */
+            argv[k++] = "-bios";
+            argv[k++] = f[4];
+        } else {
+            argv[k++] = "-kernel";
+            argv[k++] = f[2];
+            argv[k++] = "-initrd";
+            argv[k++] = f[3];
+            argv[k++] = "-append";
+            argv[k++] = append;
+        }
         argv[k++] = "-drive";
         argv[k++] = drive;
         argv[k++] = "-device";
@@ -474,15 +502,15 @@ int otasim_qemu_env_set(struct otasim_qemu *q, const char *name, const char *val
 int otasim_qemu_record_begin(struct otasim_qemu *q, const char *kargs, const char *base,
                              const char *log, struct ota_err *err)
 {
-    char disk[PATH_MAX + 16];
+    char disk[PATH_MAX + 16], ka[4096];
     int fd, r;
 
     if (q->pid > 0)
         return ota_err_set(err, EBUSY, "QEMU is on: its disk cannot be recorded from here");
     if (strpbrk(base, ",") || strpbrk(log, ",") || strpbrk(q->dir, ","))
         return ota_err_set(err, EINVAL, "a recording path with a comma cannot be named to QEMU");
-    if (q->profile == OTASIM_QEMU_RASPI3B &&
-        (r = otasim_qemu_env_set(q, "ota_extra_args", kargs, err)) < 0)
+    if (boots_uboot(q) && (r = otasim_qemu_env_set(q, "ota_extra_args",
+                                                   env_kargs(q, kargs, ka, sizeof(ka)), err)) < 0)
         return r;
     unlink(base);
     const char *conv[] = {"qemu-img", "convert", "-O", "raw", q->overlay, base, NULL};

@@ -66,8 +66,11 @@ static const char *const native_gaps[] = {
         "and systemd's runtime watchdog is off (systemd.watchdog_sec=0); the harness is the "      \
         "watchdog: from that line, a console silent for 4 x its timeout (TCG's slack) before "     \
         "bcm2835_wdt probes, or a kernel panic and then nothing for its timeout, gets a QMP "      \
-        "system_reset (U-Boot starts again and counts the boot). virt has neither U-Boot nor a "   \
-        "watchdog.",                                                                               \
+        "system_reset (U-Boot starts again and counts the boot). virt has no watchdog: the "       \
+        "kernel-hang fault is refused there.",                                                     \
+        "virt (no Pi model) boots a rootfs device through U-Boot (Debian's qemu_arm64 source, "    \
+        "the env in FAT files on the virtio disk's boot partition) with boot.scr's A/B choice, "   \
+        "and an app device's kernel directly (no bootloader: its boot time is a goal).",           \
         "Emulated hardware (TCG): timings are not a real board's."
 static const char *const qemu_gaps[] = {
     "A power cut keeps every write the guest sent to its disk: it loses RAM and the page cache "
@@ -713,6 +716,7 @@ static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, co
         otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, p, NULL, srv.port,
                          err) < 0)
         goto out;
+    q.uboot = tr->sc->profile == OTASIM_PROFILE_ROOTFS; /* virt: U-Boot's A/B choice */
     if ((tr->sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
         otasim_qt_provision(&q,
                             tr->sc->profile == OTASIM_PROFILE_ROOTFS
@@ -1039,7 +1043,8 @@ static int run_attempt(const struct otasim_tools *t, const char *state, int idle
     if ((r = otasim_qemu_init(&q, (enum otasim_qemu_profile)t->qemu_profile, &im, qdir,
                               frozen[0] ? frozen : NULL, tr->srv->port, err)) < 0)
         goto out;
-    q.keep_env = state != NULL; /* the state's env as the cut left it */
+    q.keep_env = state != NULL;                     /* the state's env as the cut left it */
+    q.uboot = sc->profile == OTASIM_PROFILE_ROOTFS; /* virt: U-Boot's A/B choice */
     if (!snap && !state && (sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
         (r = otasim_qt_provision(
              &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,

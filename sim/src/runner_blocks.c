@@ -31,17 +31,6 @@ int otasim_runner_run_blocks(struct otasim_runner *r, struct otasim_run_stats *s
                                         .model = r->o.blocks_model};
         struct otasim_qblocks_result res;
         double min;
-        if (sc->sc.profile == OTASIM_PROFILE_ROOTFS && r->t.qemu_profile == OTASIM_QEMU_VIRT) {
-            static const char why[] = "virt has no bootloader (nothing boots the new slot): a "
-                                      "rootfs update is recorded on raspi3b";
-            char id[160];
-            snprintf(id, sizeof(id), "blocks/virt/%s", sc->sc.name);
-            printf("blocks: %s on virt skipped: %s\n", sc->sc.name, why);
-            s->skipped++;
-            if ((rc = otasim_rundb_gap(r->db, r->run_id, "skipped", id, why, err)) < 0)
-                break;
-            continue;
-        }
         if ((rc = otasim_runner_ensure_server(r, si, err)) < 0)
             break;
         memset(&tr, 0, sizeof(tr));

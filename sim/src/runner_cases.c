@@ -128,8 +128,6 @@ static int qemu_skips(struct otasim_runner *r, size_t si, const struct otasim_fa
                                "crash model %s needs the native tier (a QEMU disk "
                                "loses what its file system loses)",
                                otasim_crash_model_names[f->crash_model]));
-    else if (sc->profile == OTASIM_PROFILE_ROOTFS && r->t.qemu_profile != 0)
-        ota_ignore(ota_err_set(&e, ENOTSUP, "rootfs updates need U-Boot: --profile raspi3b"));
     else if (otasim_qemu_supports(sc, f, &e) == 0)
         return 0;
     otasim_fault_label(f, label, sizeof(label));

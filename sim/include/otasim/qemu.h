@@ -1,9 +1,9 @@
 /* The QEMU machine of the QEMU tier: an SD image from images/build-image,
  * booted through a qcow2 overlay per trial (the image stays clean) as a
- * Raspberry Pi 3B (real U-Boot + boot.scr) or a `virt` board (direct kernel
- * boot), the console read line by line from its log, the power cut by
- * SIGKILL, and the overlay's partitions read and written from the host
- * (qemu-img, qemu-io) while the machine is off.
+ * Raspberry Pi 3B (real U-Boot + boot.scr) or a `virt` board (U-Boot +
+ * boot.scr for a rootfs device, a direct kernel boot for an app one), the console read line by line
+ * from its log, the power cut by SIGKILL, and the overlay's partitions read and written from the
+ * host (qemu-img, qemu-io) while the machine is off.
  *
  * The only network: user mode with restrict=on, guest 10.0.2.100:80 ->
  * host 127.0.0.1:server_port (guestfwd, one socat per connection), and
@@ -67,6 +67,10 @@ struct otasim_qemu {
     /* The env is the disk's own (a crash state booted as found): start does
      * not write ota_extra_args into it. */
     int keep_env;
+    /* virt boots through U-Boot (u-boot-virt.bin as -bios, boot.scr's A/B
+     * choice) instead of the kernel directly: set for a rootfs device
+     * before the first start. raspi3b always boots through U-Boot. */
+    int uboot;
 };
 
 /* Makes dir and a fresh overlay over the image, or (backing non-NULL) over
@@ -75,9 +79,9 @@ struct otasim_qemu {
 int otasim_qemu_init(struct otasim_qemu *q, enum otasim_qemu_profile profile,
                      const struct otasim_qemu_image *img, const char *dir, const char *backing,
                      int server_port, struct ota_err *err) OTA_MUST;
-/* Powers the machine on. kargs: more kernel arguments (may be NULL): on
- * raspi3b they go into the overlay's uboot.env as ota_extra_args (boot.scr
- * appends them), on virt onto -append. virt boots slot a. */
+/* Powers the machine on. kargs: more kernel arguments (may be NULL): under
+ * U-Boot they go into the overlay's uboot.env as ota_extra_args (boot.scr
+ * appends them), on virt's direct boot onto -append (slot a). */
 int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *err) OTA_MUST;
 /* Block-level recording (docs/blocks.md): after init (and provisioning),
  * writes kargs into the env as start would (raspi3b), then makes the
@@ -107,7 +111,7 @@ int otasim_qemu_part_write(struct otasim_qemu *q, enum otasim_qemu_part p, const
  * writes env_config (fw_env.config) naming it. Off only. */
 int otasim_qemu_env_fetch(struct otasim_qemu *q, const char *env_file, const char *env_config,
                           struct ota_err *err) OTA_MUST;
-/* Sets one variable of the overlay's uboot.env (raspi3b). Off only. */
+/* Sets one variable of the overlay's uboot.env (under U-Boot). Off only. */
 int otasim_qemu_env_set(struct otasim_qemu *q, const char *name, const char *value,
                         struct ota_err *err) OTA_MUST;
 /* QMP: pause and resume the machine's CPUs; freeze the disk as it is

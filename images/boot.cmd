@@ -129,7 +129,9 @@ setenv ota_initrd_addr 0x08200000
 # every TLB miss then walks a deeper table in QEMU's software MMU). run-qemu and ota-sim pass the same
 # two to the virt board.
 setenv ota_speed_args
-if test "${ota_qemu}" = "1"; then setenv ota_speed_args "cryptomgr.notests rodata=on"; fi
+# rng_core.default_quality: the hardware RNG (bcm2835-rng, built into the local kernel) credits the
+# random pool; otherwise the agent's first request waited for "crng init done" (3-4 s).
+if test "${ota_qemu}" = "1"; then setenv ota_speed_args "cryptomgr.notests rodata=on rng_core.default_quality=1000"; fi
 setenv bootargs "console=ttyAMA0,115200 root=${ota_root} rootwait panic=1 ota.slot=${ota_slot} ${ota_speed_args} ${ota_extra_args}"
 if test "${ota_recovery}" = "1"; then setenv bootargs "${bootargs} ota.recovery=1"; fi
 

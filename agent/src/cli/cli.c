@@ -73,6 +73,8 @@ static void usage(FILE *f)
                "  rollback  roll back now (during an update after the switch), or go back\n"
                "            to the previous committed app release\n"
                "  commit    commit the release under health check now\n"
+               "  init      create the database (or migrate it) and exit; nothing else is\n"
+               "            read or written (an image ships the database made this way)\n"
                "\n"
                "Options:\n"
                "  -c, --config FILE  config file (default /etc/ota-agent.conf)\n"
@@ -568,7 +570,8 @@ int ota_cli_main(int argc, char **argv)
     }
     cmd = argv[optind];
     if (strcmp(cmd, "check") && strcmp(cmd, "update") && strcmp(cmd, "daemon") &&
-        strcmp(cmd, "status") && strcmp(cmd, "rollback") && strcmp(cmd, "commit")) {
+        strcmp(cmd, "status") && strcmp(cmd, "rollback") && strcmp(cmd, "commit") &&
+        strcmp(cmd, "init")) {
         fprintf(stderr, "ota-agent: unknown command '%s'\n", cmd);
         usage(stderr);
         return EXIT_USAGE;
@@ -586,8 +589,10 @@ int ota_cli_main(int argc, char **argv)
             rc = cmd_status(&h, as_json, &err);
         else if (strcmp(cmd, "rollback") == 0)
             rc = cmd_rollback(&h, &err);
-        else
+        else if (strcmp(cmd, "commit") == 0)
             rc = cmd_commit(&h, &err);
+        /* init: host_open made or migrated the database (the same open as every command's);
+         * no journal is loaded or saved. */
     }
     if (rc != EXIT_OK && rc != EXIT_AVAILABLE && err.reason[0])
         fprintf(stderr, "ota-agent: %s\n", err.reason);

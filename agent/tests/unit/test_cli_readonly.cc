@@ -1,6 +1,7 @@
 // ota-agent's commands that only look (ota_cli_main, in process): `status`
 // reads the database and never creates, moves aside or changes it; a database
-// it cannot read is reported (exit 5) and left for `update` to repair.
+// it cannot read is reported (exit 5) and left for `update` to repair. `init`
+// only makes the database.
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
@@ -108,6 +109,25 @@ TEST_F(CliReadOnly, StatusReportsABrokenDatabaseAndMovesNothing)
     EXPECT_NE(err.find("moved aside"), std::string::npos) << err;
     ASSERT_EQ(Agent({"status", "--json"}, &out, &err), 0) << err;
     EXPECT_NE(out.find("agent database was unusable"), std::string::npos) << out; // its history
+}
+
+// `init` makes the database an image ships (images/rootfs/build-rootfs): the schema and WAL mode,
+// no journal, report or history, the WAL merged at exit; a second init changes no byte of it.
+TEST_F(CliReadOnly, InitCreatesTheDatabaseAndWritesNothingElse)
+{
+    std::string out, err;
+    ASSERT_EQ(Agent({"init"}, &out, &err), 0) << err;
+    ASSERT_TRUE(fs::exists(db));
+    EXPECT_FALSE(fs::exists(db + "-wal") && fs::file_size(db + "-wal") > 0);
+    EXPECT_EQ(err.find("OTA-STATE"), std::string::npos) << err; // no state machine ran
+    std::string first = Read(db);
+    EXPECT_EQ(first.compare(0, 16, std::string("SQLite format 3\0", 16)), 0);
+    EXPECT_EQ(first[18], 2) << "not in WAL mode";
+    ASSERT_EQ(Agent({"init"}, &out, &err), 0) << err;
+    EXPECT_EQ(Read(db), first);
+    ASSERT_EQ(Agent({"status", "--json"}, &out, &err), 0) << err;
+    EXPECT_NE(out.find("\"state\":\"IDLE\""), std::string::npos) << out;
+    EXPECT_EQ(out.find("unusable"), std::string::npos) << out;
 }
 
 } // namespace

@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all test test-release check-tools scenario matrix fleet image report demo bench bench-server bench-sim bench-fleet bench-qemu bench-compare clean fuzz fuzz-ci fuzz-goals
+.PHONY: all test test-qemu-full test-release check-tools scenario matrix fleet image report demo bench bench-server bench-sim bench-fleet bench-qemu bench-compare clean fuzz fuzz-ci fuzz-goals
 
 all:
 	cmake -S . -B $(BUILD) -DOTA_SANITIZE=ON -DOTA_FAULT_POINTS=ON >/dev/null
@@ -16,6 +16,11 @@ SKIP_REASONS = grep -hE '^(SKIPPED |pytest-qemu(-blocks)? not run|fuzz-run not r
 	  | sed '1i did not run (Skipped above):' | sed '2,$$s/^/  /' || true
 test: all
 	cd $(BUILD) && { ctest --output-on-failure -j$(JOBS); rc=$$?; $(SKIP_REASONS); exit $$rc; }
+
+# The QEMU tier's full set (make test runs its smoke set, one test of each kind: scenarios/conftest.py
+# marks the others qemu_full): every QEMU test file, each test.
+test-qemu-full: all
+	cd $(BUILD) && OTA_QEMU_FULL=1 ctest -R '^pytest-qemu' --output-on-failure -j$(JOBS)
 
 # The unit tests (googletest, CTest label "unit") in a plain optimized build, as users
 # build it: RelWithDebInfo, no sanitizers, no fault points. Timing and optimizer

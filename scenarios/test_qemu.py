@@ -137,6 +137,7 @@ def test_qemu_catches_mutant(image, work, aarch64_mutants, tmp_path):
     assert "expected-outcome" in failed.get("service-crash-after-switch", []), failed
 
 
+@pytest.mark.qemu_full
 def test_qemu_catches_standby_mutant(image, work, aarch64_mutants, tmp_path):
     """An aarch64 agent that switches when it starts in STANDBY
     (ota-agent-mutant-standby-switch-on-start) does so right after the power
@@ -151,6 +152,7 @@ def test_qemu_catches_standby_mutant(image, work, aarch64_mutants, tmp_path):
     assert "standby-waits" in failed.get("blue-green-standby/power-cut@state:STANDBY", []), failed
 
 
+@pytest.mark.qemu_full
 def test_qemu_catches_rootfs_mutant(image, work, smoke, aarch64_mutants, tmp_path):
     """A rootfs mutant on real U-Boot: after boot.scr's fallback to A (three
     failed trial boots of the broken 2.0.0; it leaves bootcount past
@@ -251,6 +253,7 @@ def test_qemu_timer_boot_run_after_a_quick_power_cycle(image, tmp_path):
     assert ran, console[-3000:]
 
 
+@pytest.mark.qemu_full
 def test_qemu_timer_boot_run_lost_with_persistent(image, tmp_path):
     """What the unit had (Persistent=true): the stamp of the previous boot's
     run makes systemd drop the passed boot trigger - no run at all in the

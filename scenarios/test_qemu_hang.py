@@ -24,6 +24,7 @@ the shared 2-core machine (load 10+), so this file is its own CTest test
 """
 import os
 import sqlite3
+import pytest
 
 from conftest import HERE, sim
 
@@ -80,6 +81,7 @@ def test_qemu_kernel_hang_watchdog_fallback(image, work, tmp_path):
     assert '"to":"IDLE"' in tail and '"status":"failure"' in tail, tail[-3000:]
 
 
+@pytest.mark.qemu_full
 def test_qemu_kernel_hang_without_watchdog_is_a_hung_device(image, work, tmp_path):
     """The check can fail: with boot.scr's watchdog off nothing resets the
     hung kernel; the harness says the device hangs (device-not-hung) instead
@@ -100,6 +102,7 @@ def test_qemu_kernel_hang_without_watchdog_is_a_hung_device(image, work, tmp_pat
     assert "the device hangs" in wdt and "system_reset" not in wdt, wdt
 
 
+@pytest.mark.qemu_full
 def test_qemu_both_slots_bad_recovery_mode(image, work, tmp_path):
     p, db = _run(image, work, tmp_path, BOTH_BAD)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]

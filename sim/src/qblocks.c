@@ -983,9 +983,8 @@ static void print_model(const struct otasim_blk_model *m, const struct otasim_bl
                mi->d.off, mi->d.len, mi->d.sectors_ff, mi->d.sectors_garbage);
 }
 
-int otasim_qblocks_check_one(const char *rec_dir, uint64_t point,
-                             const struct otasim_blk_model *m, const char *out,
-                             struct ota_err *err)
+int otasim_qblocks_check_one(const char *rec_dir, uint64_t point, const struct otasim_blk_model *m,
+                             const char *out, struct ota_err *err)
 {
     return otasim_qblocks_check_range(rec_dir, point, point, m, out, err);
 }

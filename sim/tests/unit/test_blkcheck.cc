@@ -403,6 +403,9 @@ class BlkCheckTest : public ::testing::Test
     // checked states of each edit (from the pristine disk, then from the first).
     std::pair<std::vector<otasim_blkstate>, std::vector<otasim_blkstate>>
     two_env_edits(const std::vector<std::string> &first, const std::vector<std::string> &second);
+    // A rootfs device with a redundant env (A, no trial), and a copy of its
+    // disk after one store of boot_part=B: (the first disk assembled, the copy).
+    std::pair<std::string, Disk> redund_env_store();
     std::vector<otasim_blkstate> check(const std::string &base, const std::string &log_path,
                                        std::vector<uint64_t> points = {},
                                        enum otasim_blk_unit unit = OTASIM_BLK_UNIT_WRITE,
@@ -622,13 +625,7 @@ TEST_F(BlkCheckTest, BootenvReadableFailsOnABrokenEnvCrc)
 // loads it; the whole new copy (newer flags) wins.
 TEST_F(BlkCheckTest, RedundantEnvTornNewerCopyReadsTheOlderCopy)
 {
-    sc->profile = OTASIM_PROFILE_ROOTFS;
-    Disk d = pristine();
-    put_redund_env(d.part[OTASIM_QPART_BOOT],
-                   {"boot_part=A", "upgrade_available=0", "bootcount=0", "bootlimit=3"});
-    std::string base = assemble(d, "base");
-    Disk e = copy(d, "edit");
-    set_redund_env(e.part[OTASIM_QPART_BOOT], {"boot_part=B"}); // one store
+    auto [base, e] = redund_env_store();
     uint64_t n = 0;
     std::string log = log_between(base, assemble(e, "edit"), &n, 1);
     ASSERT_GE(n, 17u); // every sector of the copy changed: its own crash point
@@ -654,13 +651,7 @@ TEST_F(BlkCheckTest, RedundantEnvTornNewerCopyReadsTheOlderCopy)
 
 TEST_F(BlkCheckTest, RedundantEnvWithBothCopiesTornIsUnreadable)
 {
-    sc->profile = OTASIM_PROFILE_ROOTFS;
-    Disk d = pristine();
-    put_redund_env(d.part[OTASIM_QPART_BOOT],
-                   {"boot_part=A", "upgrade_available=0", "bootcount=0", "bootlimit=3"});
-    std::string base = assemble(d, "base");
-    Disk e = copy(d, "edit");
-    set_redund_env(e.part[OTASIM_QPART_BOOT], {"boot_part=B"});
+    auto [base, e] = redund_env_store();
     // both copies torn: a later sector of each differs from what its CRC covers
     std::string img = read_all(e.part[OTASIM_QPART_BOOT]);
     for (const char *f : {"::uboot.env", "::" OTASIM_ENV_REDUND_FILE}) {
@@ -1065,6 +1056,18 @@ BlkCheckTest::two_env_edits(const std::vector<std::string> &first,
     if (v1.empty() || v2.empty())
         throw std::runtime_error("no state checked");
     return {v1, v2};
+}
+
+std::pair<std::string, Disk> BlkCheckTest::redund_env_store()
+{
+    sc->profile = OTASIM_PROFILE_ROOTFS;
+    Disk d = pristine();
+    put_redund_env(d.part[OTASIM_QPART_BOOT],
+                   {"boot_part=A", "upgrade_available=0", "bootcount=0", "bootlimit=3"});
+    std::string base = assemble(d, "base");
+    Disk e = copy(d, "edit");
+    set_redund_env(e.part[OTASIM_QPART_BOOT], {"boot_part=B"}); // one store
+    return {base, e};
 }
 
 // ---- the prediction ----------------------------------------------------------

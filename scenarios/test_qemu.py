@@ -47,6 +47,12 @@ def smoke(image, work, tmp_path_factory):
     return p, db, junit
 
 
+def run_virt(scenario, image, work, db, *extra, timeout=1800):
+    """ota-sim run of one scenarios/ file on the virt board (the CompletedProcess)."""
+    return sim("run", os.path.join(HERE, scenario), "--target", "qemu", "--profile", "virt",
+               "--image", image, *extra, "--work", work, "--db", db, timeout=timeout)
+
+
 def test_qemu_smoke_raspi3b(smoke):
     p, db, junit = smoke
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
@@ -79,8 +85,7 @@ def test_qemu_blue_green_standby(image, work, tmp_path):
     it waiting, the harness activates the rollout once the server has the
     device in standby, and only then does it switch, check and commit."""
     db = str(tmp_path / "runs.db")
-    p = sim("run", os.path.join(HERE, "blue-green-standby.yaml"), "--target", "qemu",
-            "--profile", "virt", "--image", image, "--work", work, "--db", db, timeout=1800)
+    p = run_virt("blue-green-standby.yaml", image, work, db)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     con = sqlite3.connect(db)
     try:
@@ -104,8 +109,7 @@ def test_qemu_rootfs_fallback_virt(image, work, tmp_path):
     boot is written to /dev/vda3, boot.scr counts three failed trial boots of
     B, falls back to A, and the agent reports the failure."""
     db = str(tmp_path / "runs.db")
-    p = sim("run", os.path.join(HERE, "rootfs-boot-failure.yaml"), "--target", "qemu",
-            "--profile", "virt", "--image", image, "--work", work, "--db", db, timeout=1800)
+    p = run_virt("rootfs-boot-failure.yaml", image, work, db)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     con = sqlite3.connect(db)
     try:
@@ -128,9 +132,8 @@ def test_qemu_catches_mutant(image, work, aarch64_mutants, tmp_path):
     real agent rolls back (virt: the fast board)."""
     mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-commit-before-health")
     db = str(tmp_path / "runs.db")
-    p = sim("run", os.path.join(HERE, "service-crash-after-switch.yaml"), "--target", "qemu",
-            "--profile", "virt", "--image", image, "--guest-agent", mutant, "--work", work,
-            "--db", db, timeout=1200)
+    p = run_virt("service-crash-after-switch.yaml", image, work, db, "--guest-agent", mutant,
+                 timeout=1200)
     assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-4000:]
     assert "--guest-agent " + mutant in p.stderr  # the reproduce line names it
     failed = failed_invariants(db)
@@ -144,9 +147,8 @@ def test_qemu_catches_standby_mutant(image, work, aarch64_mutants, tmp_path):
     cut, before the rollout is activated: standby-waits."""
     mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-standby-switch-on-start")
     db = str(tmp_path / "runs.db")
-    p = sim("run", os.path.join(HERE, "blue-green-standby.yaml"), "--target", "qemu",
-            "--profile", "virt", "--image", image, "--guest-agent", mutant, "--work", work,
-            "--db", db, timeout=1200)
+    p = run_virt("blue-green-standby.yaml", image, work, db, "--guest-agent", mutant,
+                 timeout=1200)
     assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-4000:]
     failed = failed_invariants(db)
     assert "standby-waits" in failed.get("blue-green-standby/power-cut@state:STANDBY", []), failed

@@ -437,13 +437,15 @@ static void redund_path(const char *env_file, char *buf, size_t cap)
 /* uboot.env out of the boot partition (copied to boot, a FAT image), and
  * uboot-redund.env beside it when the FAT has it (a redundant env: the
  * config names both, libubootenv reads the current copy as U-Boot does).
- * *ret_redund says which. */
+ * *ret_redund (may be NULL) says which. */
 static int fetch_env(struct otasim_qemu *q, const char *boot, const char *env_file,
                      const char *env_config, int *ret_redund, struct ota_err *err)
 {
     char rb[PATH_MAX + 32], log[PATH_MAX + 32];
-    int r, st = 0;
+    int r, st = 0, redund_unused;
 
+    if (!ret_redund)
+        ret_redund = &redund_unused;
     *ret_redund = 0;
     if ((r = otasim_qemu_part_read(q, OTASIM_QPART_BOOT, boot, err)) < 0)
         return r;
@@ -469,10 +471,8 @@ int otasim_qemu_env_fetch(struct otasim_qemu *q, const char *env_file, const cha
     char boot[PATH_MAX + 32];
     int r;
 
-    int redund;
-
     snprintf(boot, sizeof(boot), "%s/boot.vfat", q->dir);
-    r = fetch_env(q, boot, env_file, env_config, &redund, err);
+    r = fetch_env(q, boot, env_file, env_config, NULL, err);
     unlink(boot);
     return r;
 }

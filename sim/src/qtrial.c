@@ -24,6 +24,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "ota/abboot.h"
 #include "ota/fsutil.h"
 #include "ota/json.h"
 #include "otasim/agent.h"
@@ -359,7 +360,6 @@ static void add_state_line(struct otasim_trial *tr, struct otasim_qt_watch *w, c
 #define WDT_DRIVER_LINE "Broadcom BCM2835 watchdog timer"
 #define PANIC_LINE      "Kernel panic - not syncing"
 #define HANG_LINE       "OTA-BOOT: ota.test=hang" /* images/initramfs/init */
-#define RECOVERY_LINE   "OTA-RECOVERY: "          /* images/initramfs/init */
 #define HUNG_S          15 /* a panic and nothing since, no watchdog: hung (panic=1 resets in 1 s) */
 /* TCG's slack for silence: on a loaded host the kernel's first line came more
  * than 15 s after U-Boot's "Starting kernel" (a healthy boot reset by a
@@ -477,7 +477,7 @@ int otasim_qt_on_line(struct otasim_trial *tr, struct otasim_device *d, struct o
     }
     if (strstr(line, "ota-fault-point: "))
         return 1;
-    if (strstr(line, RECOVERY_LINE)) { /* both slots failed (images/boot.cmd) */
+    if (strstr(line, OTA_RECOVERY_LINE)) { /* both slots failed (ota/abboot.h) */
         w->recovery = 1;
         w->booted_slot = -1;
         return 0;

@@ -99,6 +99,9 @@ def test_a_failed_trial_is_1_with_its_reproduce_command(tmp_path):
      "no case 'app-update-good/power-cut@state:NOWHERE'"),
     ("--case with run", ["run", GOOD, "--case", "x"], "--case and --cases-from go with matrix"),
     ("bad --target", ["run", GOOD, "--target", "mars"], "--target: native or qemu"),
+    ("bad --qemu-cpus", ["run", GOOD, "--target", "qemu", "--qemu-cpus", "0"], "--qemu-cpus: 1..8"),
+    ("--qemu-cpus natively", ["run", GOOD, "--qemu-cpus", "1"],
+     "--snapshot and --qemu-cpus go with --target qemu"),
 ])
 def test_usage_and_bad_input_is_2(tmp_path, what, args, says):
     bad = tmp_path / "bad.yaml"

@@ -125,6 +125,40 @@ def test_qemu_rootfs_fallback_virt(image, work, tmp_path):
     assert "OTA-UBOOT: boot_part=A bootcount=4 upgrade_available=0" in console
 
 
+def test_qemu_snapshot_cuts_virt(image, tmp_path):
+    """--snapshot -j2 on virt: one recording freezes the disk at each state's first line; a cut
+    there is one boot of the frozen disk, started while the recording still runs. A state the
+    update never enters fails the trial on fault-fired (the cut never happened)."""
+    scen = tmp_path / "snap-cut.yaml"
+    with open(os.path.join(HERE, "app-update-good.yaml")) as f:
+        scen.write_text(f.read().replace("expect:", "fault: {kind: power-cut, trigger: {states: "
+                                         "[DOWNLOADING, SWITCHING, ROLLING_BACK]}}\nexpect:"))
+    work, db = str(tmp_path / "w"), str(tmp_path / "runs.db")  # a recording of its own
+    p = sim("run", str(scen), "--target", "qemu", "--profile", "virt", "--image", image,
+            "--snapshot", "-j", "2", "--work", work, "--db", db, timeout=1800)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-6000:]
+    con = sqlite3.connect(db)
+    try:
+        rows = {r[0].rsplit(":", 1)[1]: r[1:] for r in con.execute(
+            "SELECT case_id, outcome, fired, logs, final_version, detail, reproduce FROM trials")}
+    finally:
+        con.close()
+    assert sorted(rows) == ["DOWNLOADING", "ROLLING_BACK", "SWITCHING"]
+    for state in ["DOWNLOADING", "SWITCHING"]:
+        outcome, fired, logs, version, _, repro = rows[state]
+        assert (outcome, fired, version) == ("pass", 1, "2.0.0"), (state, rows[state])
+        assert len(logs.split()) == 1, logs  # the frozen disk's boot only: no first boot
+        cpus = max(1, min(2, os.cpu_count() // 2))  # -j2: the host's CPUs / 2, 1 or 2
+        assert "--snapshot --qemu-cpus %d" % cpus in repro
+        console = open(logs.split()[0], errors="replace").read()
+        assert '"resumes":1' in console, state  # the agent resumed the frozen update
+    assert rows["ROLLING_BACK"][0] == "fail"
+    assert "the recording never entered ROLLING_BACK" in rows["ROLLING_BACK"][4]
+    rec = [d for d in os.listdir(os.path.join(work, "qemu-snap")) if not d.endswith(".lock")]
+    assert len(rec) == 1
+    assert os.path.exists(os.path.join(work, "qemu-snap", rec[0], "done"))
+
+
 def test_qemu_catches_mutant(image, work, aarch64_mutants, tmp_path):
     """The QEMU checker can fail: an aarch64 agent that commits before its
     health check (ota-agent-mutant-commit-before-health, written into the

@@ -103,6 +103,8 @@ static void usage(FILE *f)
             "  --profile raspi3b|virt  the QEMU machine (default raspi3b)\n"
             "  --image DIR          build-image output (default images/out/latest-empty)\n"
             "  --qemu-timeout S     per boot-to-settle phase (raspi3b 420, virt 240)\n"
+            "  --qemu-cpus N        virt's vCPUs per guest (default: the host's CPUs / -j,\n"
+            "                       1 or 2: MTTCG threads beyond the host's CPUs only wait)\n"
             "  --guest-agent BIN    an aarch64 ota-agent to test instead of the image's\n"
             "                       (written into each trial's overlay)\n"
             "  --snapshot           power cuts at states boot from the disk frozen there in\n"
@@ -426,6 +428,7 @@ struct run_cmd {
     struct otasim_run_opts o;
     struct otasim_fault override;
     int have_fault, have_trigger, keep, jobs_set, qtimeout, snapshot, blocks, boot_sample_set;
+    int qcpus;
     struct otasim_blk_model_flags mf; /* the block models' options given */
     int blk_model_set;
     const char *matrix, *agent, *work, *with_dir, *target, *profile, *image, *guest_agent;
@@ -454,6 +457,7 @@ enum {
     O_PROFILE,
     O_IMAGE,
     O_QTIMEOUT,
+    O_QCPUS,
     O_GUEST_AGENT,
     O_SNAPSHOT,
     O_CASES_FROM,
@@ -490,6 +494,7 @@ static const struct option run_options[] = {{"fault", required_argument, NULL, O
                                             {"profile", required_argument, NULL, O_PROFILE},
                                             {"image", required_argument, NULL, O_IMAGE},
                                             {"qemu-timeout", required_argument, NULL, O_QTIMEOUT},
+                                            {"qemu-cpus", required_argument, NULL, O_QCPUS},
                                             {"guest-agent", required_argument, NULL, O_GUEST_AGENT},
                                             {"snapshot", no_argument, NULL, O_SNAPSHOT},
                                             {"cases-from", required_argument, NULL, O_CASES_FROM},
@@ -590,6 +595,11 @@ static int run_option(struct run_cmd *rc, int c, struct ota_err *e)
         rc->qtimeout = atoi(optarg);
         if (rc->qtimeout < 10)
             return ota_err_set(e, EINVAL, "--qemu-timeout: at least 10 (seconds)");
+        return 0;
+    case O_QCPUS:
+        rc->qcpus = atoi(optarg);
+        if (rc->qcpus < 1 || rc->qcpus > 8)
+            return ota_err_set(e, EINVAL, "--qemu-cpus: 1..8");
         return 0;
     case 'j':
         rc->jobs_set = 1;
@@ -716,6 +726,12 @@ static int setup_target(struct run_cmd *rc, struct otasim_tools *t)
             return harness_error(&e);
         if (!rc->jobs_set)
             rc->o.jobs = 1;
+        if (rc->qcpus) {
+            t->qemu_cpus = rc->qcpus;
+        } else { /* TCG runs a thread per vCPU: -j guests of 2 on 2 CPUs contend */
+            long cpus = sysconf(_SC_NPROCESSORS_ONLN) / rc->o.jobs;
+            t->qemu_cpus = cpus < 1 ? 1 : cpus > 2 ? 2 : (int)cpus;
+        }
         t->qemu_snapshot = rc->snapshot;
         if (rc->blocks && !rc->boot_sample_set)
             rc->o.boot_sample = 20;
@@ -733,9 +749,10 @@ static int setup_target(struct run_cmd *rc, struct otasim_tools *t)
         ota_ignore(ota_err_set(&e, EINVAL,
                                "--mode blocks, --boot-sample and the block models (--torn-seed, "
                                "--erase-block) go with --target qemu"));
-    } else if (rc->profile || rc->image || rc->guest_agent || rc->snapshot) {
-        ota_ignore(
-            ota_err_set(&e, EINVAL, "--profile, --image and --guest-agent go with --target qemu"));
+    } else if (rc->profile || rc->image || rc->guest_agent || rc->snapshot || rc->qcpus) {
+        ota_ignore(ota_err_set(&e, EINVAL,
+                               "--profile, --image, --guest-agent, --snapshot and --qemu-cpus go "
+                               "with --target qemu"));
     } else if (!rc->jobs_set) {
         /* a native trial waits for its app, server and service commands about
          * a quarter of its time: two per CPU keep the CPUs busy */

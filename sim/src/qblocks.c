@@ -150,6 +150,7 @@ static int record(const struct otasim_tools *t, struct otasim_trial *tr, const c
                                tr->srv->port, err)) < 0)
         goto out;
     q.uboot = tr->sc->profile == OTASIM_PROFILE_ROOTFS; /* virt: U-Boot's A/B choice */
+    q.cpus = t->qemu_cpus;
     if ((tr->sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
         (rc = otasim_qt_provision(&q,
                                   tr->sc->profile == OTASIM_PROFILE_ROOTFS

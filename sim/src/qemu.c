@@ -185,7 +185,7 @@ static const char *env_kargs(const struct otasim_qemu *q, const char *kargs, cha
 int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *err)
 {
     char ka[4096];
-    char drive[3 * PATH_MAX + 300], chardev[PATH_MAX + 64], net[256], qmp[PATH_MAX + 48];
+    char drive[3 * PATH_MAX + 300], chardev[PATH_MAX + 64], net[256], qmp[PATH_MAX + 48], smp[16];
     char out[PATH_MAX + 32], f[5][PATH_MAX + 32], append[1024], rec[2 * PATH_MAX + 200];
     const char *argv[48];
     size_t k = 0;
@@ -284,8 +284,9 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
         argv[k++] = "virt";
         argv[k++] = "-cpu";
         argv[k++] = "cortex-a53";
+        snprintf(smp, sizeof(smp), "%d", q->cpus > 0 ? q->cpus : 2);
         argv[k++] = "-smp";
-        argv[k++] = "2";
+        argv[k++] = smp;
         if (q->uboot) { /* QEMU's DTB reaches U-Boot, which hands it to the kernel */
             argv[k++] = "-bios";
             argv[k++] = f[4];

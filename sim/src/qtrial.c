@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ota/abboot.h"
@@ -710,6 +711,9 @@ static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, co
     if (ota_fs_remove_tree(sdir, err) < 0 || snap_server(t, tr, p, &srv, err) < 0)
         goto out;
     srv_up = 1;
+    snprintf(p, sizeof(p), "%s/device_id", sdir);
+    if (ota_fs_write_atomic(p, rec.device_id, strlen(rec.device_id), 0644, err) < 0)
+        goto out;
     rec.srv = &srv;
     snprintf(p, sizeof(p), "%s/rec", sdir);
     if (otasim_qemu_image_open(t->image_dir, &im, err) < 0 ||
@@ -717,6 +721,7 @@ static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, co
                          err) < 0)
         goto out;
     q.uboot = tr->sc->profile == OTASIM_PROFILE_ROOTFS; /* virt: U-Boot's A/B choice */
+    q.cpus = t->qemu_cpus;
     if ((tr->sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
         otasim_qt_provision(&q,
                             tr->sc->profile == OTASIM_PROFILE_ROOTFS
@@ -762,8 +767,8 @@ static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, co
         if (strlen(done) + strlen(state) + 2 < sizeof(done))
             strcat(strcat(done, state), " ");
     }
-    snprintf(p, sizeof(p), "%s/device_id", sdir);
-    r = ota_fs_write_atomic(p, rec.device_id, strlen(rec.device_id), 0644, err);
+    snprintf(p, sizeof(p), "%s/done", sdir);
+    r = ota_fs_write_atomic(p, "", 0, 0644, err);
 out:
     otasim_qemu_close(&q);
     if (srv_up)
@@ -772,17 +777,33 @@ out:
     return r;
 }
 
+/* The recording this trial process started in the background (a child that
+ * holds the recording's lock): reaped before the trial ends, so the run does
+ * not end under it. */
+static pid_t snap_recorder;
+
+static void snap_reap(void)
+{
+    while (snap_recorder > 0 && waitpid(snap_recorder, NULL, 0) < 0 && errno == EINTR)
+        ;
+    snap_recorder = 0;
+}
+
 /* The frozen disk and server copy of the trial's state (recorded first if
- * need be); *ret_fired 0 if the recording never entered that state. */
+ * need be); *ret_fired 0 if the recording never entered that state. The
+ * recording runs in a child process that holds the lock until it is done.
+ * Every trial, the one that started it too, goes on as soon as its own
+ * state is frozen (its disk file is written last), so -j workers do not wait
+ * for the whole update. A recording that failed in the background is run
+ * again in the foreground, for its error. */
 static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, char *disk,
                         char *srv_copy, size_t cap, int *ret_fired, struct ota_err *err)
 {
     char sdir[PATH_MAX], p[PATH_MAX + 64], *text = NULL;
     size_t n;
-    int fd, r = 0;
+    int fd = -1, r = 0, background = 0;
 
     snap_dir(t, tr, sdir, sizeof(sdir));
-    snprintf(p, sizeof(p), "%s.lock", sdir);
     if ((r = ota_fs_mkdirs(t->work, err)) < 0)
         return r;
     {
@@ -792,20 +813,51 @@ static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, c
         if ((r = ota_fs_mkdirs(parent, err)) < 0)
             return r;
     }
-    fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0 || flock(fd, LOCK_EX) < 0) {
-        r = ota_err_set(err, errno, "%s: %s", p, strerror(errno));
-        goto out;
+    snprintf(srv_copy, cap, "%s/state-%s", sdir, tr->fault.trigger.state);
+    for (char frozen[PATH_MAX + 80], lock[PATH_MAX + 16];;) {
+        snprintf(lock, sizeof(lock), "%s.lock", sdir);
+        if (fd < 0 && (fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+            r = ota_err_set(err, errno, "%s: %s", lock, strerror(errno));
+            goto out;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) { /* no recording under way */
+            pid_t pid;
+            snprintf(p, sizeof(p), "%s/done", sdir);
+            if (access(p, F_OK) == 0)
+                break;
+            if (background) { /* ours failed: again here, for its error */
+                if ((r = snap_record(t, tr, sdir, err)) < 0)
+                    goto out;
+                break;
+            }
+            background = 1;
+            fflush(NULL);
+            if ((pid = fork()) < 0) {
+                r = ota_err_set(err, errno, "fork: %s", strerror(errno));
+                goto out;
+            }
+            if (pid == 0) /* the lock is the open file's: held until this exits */
+                _exit(snap_record(t, tr, sdir, err) < 0 ? 1 : 0);
+            snap_recorder = pid;
+            close(fd); /* a file of our own: the child's lock holds against it */
+            fd = -1;
+            continue;
+        }
+        if (errno != EWOULDBLOCK) {
+            r = ota_err_set(err, errno, "%s.lock: %s", sdir, strerror(errno));
+            goto out;
+        }
+        snprintf(frozen, sizeof(frozen), "%s/disk", srv_copy);
+        if (access(frozen, F_OK) == 0)
+            break; /* frozen by the recording under way */
+        usleep(50000);
     }
     snprintf(p, sizeof(p), "%s/device_id", sdir);
-    if (access(p, F_OK) < 0 && (r = snap_record(t, tr, sdir, err)) < 0)
-        goto out;
     if ((r = ota_fs_read_all(p, 95, &text, &n, err)) < 0)
         goto out;
     snprintf(tr->device_id, sizeof(tr->device_id), "%.*s", (int)n, text);
     free(text);
     text = NULL;
-    snprintf(srv_copy, cap, "%s/state-%s", sdir, tr->fault.trigger.state);
     snprintf(p, sizeof(p), "%s/disk", srv_copy);
     *ret_fired = access(p, F_OK) == 0;
     if (*ret_fired && (r = ota_fs_read_all(p, PATH_MAX, &text, &n, err)) == 0)
@@ -1029,8 +1081,10 @@ static int run_attempt(const struct otasim_tools *t, const char *state, int idle
     if ((r = otasim_qemu_image_open(t->image_dir, &im, err)) < 0 ||
         (r = ota_fs_remove_tree(tr->dir, err)) < 0 || (r = ota_fs_mkdirs(tr->dir, err)) < 0)
         return r;
-    if (snap && (r = snap_boot(t, tr, frozen, &own, &w, err)) != 0)
+    if (snap && (r = snap_boot(t, tr, frozen, &own, &w, err)) != 0) {
+        snap_reap();
         return r < 0 ? r : 0;
+    }
     if (state) {
         ota_strlcpy(frozen, state, sizeof(frozen));
         armed = 0;
@@ -1045,6 +1099,7 @@ static int run_attempt(const struct otasim_tools *t, const char *state, int idle
         goto out;
     q.keep_env = state != NULL;                     /* the state's env as the cut left it */
     q.uboot = sc->profile == OTASIM_PROFILE_ROOTFS; /* virt: U-Boot's A/B choice */
+    q.cpus = t->qemu_cpus;
     if (!snap && !state && (sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
         (r = otasim_qt_provision(
              &q, sc->profile == OTASIM_PROFILE_ROOTFS ? otasim_scenario_factory(sc)->version : NULL,
@@ -1087,6 +1142,7 @@ out:
     otasim_qemu_close(&q);
     if (own.pid > 0)
         otasim_server_stop(&own);
+    snap_reap();
     tr->srv = scen_srv;
     tr->duration_ms = otasim_now_ms() - t0;
     tr->recover_ms = settle.recover_ms;

@@ -430,20 +430,22 @@ static const char *crash_opts(const struct otasim_trial *tr, char *buf, size_t c
 void otasim_reproduce_cmd(const struct otasim_tools *t, const struct otasim_trial *tr, char *buf,
                           size_t cap)
 {
-    char label[160], trig[120], model[64];
+    char label[160], trig[120], model[64], cpus[24] = "";
     const char *at;
 
     otasim_fault_label(&tr->fault, label, sizeof(label));
     at = strchr(label, '@');
     snprintf(trig, sizeof(trig), "%s", at ? at + 1 : "start");
+    if (t->target == OTASIM_TARGET_QEMU && t->qemu_profile && t->qemu_cpus)
+        snprintf(cpus, sizeof(cpus), " --qemu-cpus %d", t->qemu_cpus); /* -j sets it */
     if (t->target == OTASIM_TARGET_QEMU)
         snprintf(buf, cap,
                  "%s run %s --fault %s --trigger %s --seed %llu --target qemu --profile %s "
-                 "--image %s%s%s%s --keep",
+                 "--image %s%s%s%s%s --keep",
                  t->self, tr->sc->path, otasim_fault_kind_names[tr->fault.kind], trig,
                  (unsigned long long)tr->seed, t->qemu_profile ? "virt" : "raspi3b", t->image_dir,
                  t->guest_agent[0] ? " --guest-agent " : "", t->guest_agent,
-                 t->qemu_snapshot ? " --snapshot" : "");
+                 t->qemu_snapshot ? " --snapshot" : "", cpus);
     else
         snprintf(buf, cap, "%s run %s --fault %s --trigger %s --seed %llu --agent %s%s --keep",
                  t->self, tr->sc->path, otasim_fault_kind_names[tr->fault.kind], trig,

@@ -71,6 +71,8 @@ struct otasim_qemu {
      * choice) instead of the kernel directly: set for a rootfs device
      * before the first start. raspi3b always boots through U-Boot. */
     int uboot;
+    /* virt's vCPUs (-smp; 0: 2). raspi3b's machine has its four cores. */
+    int cpus;
 };
 
 /* Makes dir and a fresh overlay over the image, or (backing non-NULL) over

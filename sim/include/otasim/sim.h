@@ -59,6 +59,7 @@ struct otasim_tools {
     int qemu_timeout_s;         /* one boot-to-settle phase */
     char guest_agent[PATH_MAX]; /* aarch64 agent put into the image per trial ("": the image's) */
     int qemu_snapshot;          /* power cuts at states boot from a recording's frozen disks */
+    int qemu_cpus;              /* virt's vCPUs per guest (--qemu-cpus; see cli.c) */
 };
 
 /* Finds the tools next to the running ota-sim in a build tree (or from

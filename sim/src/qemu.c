@@ -182,6 +182,14 @@ static const char *env_kargs(const struct otasim_qemu *q, const char *kargs, cha
     return buf;
 }
 
+/* A guest's flush still makes QEMU write its qcow2 metadata out to the host
+ * file (the format layer flushes); only the host file's fdatasync is skipped.
+ * A power cut is a kill of QEMU, and the host's page cache keeps every write
+ * QEMU made, so the disk the next boot finds is the same; the fdatasync only
+ * guarded against the host losing power, and cost a trial on a host disk about
+ * a second (4 snapshot trials at -j2 took 14.2 s in /tmp, 12.9 s in /dev/shm). */
+#define NOFSYNC ",file.cache.no-flush=on"
+
 int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *err)
 {
     char ka[4096];
@@ -251,11 +259,12 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
          * asks QEMU to write out the qcow2 metadata it caches; after a kill
          * the clusters written since would be lost (ext4 then finds bitmaps
          * that do not match). Each write is durable in the overlay when the
-         * guest sees it complete, as on the card. */
+         * guest sees it complete, as on the card. The host file's fdatasync
+         * is skipped (NOFSYNC): see virt's drive. */
         if (q->rec_disk[0])
             snprintf(drive, sizeof(drive), "if=sd,cache=writeback,%s", rec);
         else
-            snprintf(drive, sizeof(drive), "if=sd,format=qcow2,cache=writethrough,file=%s",
+            snprintf(drive, sizeof(drive), "if=sd,format=qcow2,cache=writethrough,file=%s" NOFSYNC,
                      q->overlay);
         argv[k++] = "-M";
         argv[k++] = "raspi3b";
@@ -275,7 +284,8 @@ int otasim_qemu_start(struct otasim_qemu *q, const char *kargs, struct ota_err *
         if (q->rec_disk[0])
             snprintf(drive, sizeof(drive), "if=none,id=d0,cache=writeback,%s", rec);
         else
-            snprintf(drive, sizeof(drive), "if=none,id=d0,format=qcow2,file=%s", q->overlay);
+            snprintf(drive, sizeof(drive), "if=none,id=d0,format=qcow2,file=%s" NOFSYNC,
+                     q->overlay);
         snprintf(append, sizeof(append),
                  "console=ttyAMA0 root=/dev/vda2 rootwait panic=1 ota.slot=a "
                  "cryptomgr.notests rodata=on %s", /* QEMU speed-ups: images/boot.cmd */
@@ -640,15 +650,39 @@ int otasim_qemu_reset(struct otasim_qemu *q, struct ota_err *err)
 
 int otasim_qemu_disk_snapshot(struct otasim_qemu *q, const char *file, struct ota_err *err)
 {
-    char cmd[PATH_MAX + 192];
+    char cmd[2 * PATH_MAX + 256], size[32], node[32];
+    const char *top = q->top[0] ? q->top : q->overlay;
+    struct stat st;
+    int r;
 
     if (strpbrk(file, "\"\\"))
         return ota_err_set(err, EINVAL, "%s: cannot be named in QMP", file);
+    if (stat(q->img->sd, &st) < 0)
+        return ota_err_set(err, errno, "%s: %s", q->img->sd, strerror(errno));
+    /* the new layer over the top one (-u: QEMU holds the top one's lock) */
+    snprintf(size, sizeof(size), "%lld", (long long)st.st_size);
+    const char *create[] = {"qemu-img", "create", "-q",    "-f", "qcow2", "-u", "-b",
+                            top,        "-F",     "qcow2", file, size,    NULL};
+    if ((r = tool(q, create, err)) < 0)
+        return r;
+    /* added as blockdev-snapshot-sync would, with the overlay's host-file
+     * options (NOFSYNC), then made the device's top */
+    snprintf(node, sizeof(node), "snap%d", ++q->n_snaps);
     snprintf(cmd, sizeof(cmd),
-             "{\"execute\":\"blockdev-snapshot-sync\",\"arguments\":{\"device\":\"%s\","
-             "\"snapshot-file\":\"%s\",\"format\":\"qcow2\"}}",
-             q->profile == OTASIM_QEMU_RASPI3B ? "sd0" : "d0", file);
-    return qmp(q, cmd, err);
+             "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"qcow2\",\"node-name\":"
+             "\"%s\",\"backing\":null,\"file\":{\"driver\":\"file\",\"filename\":\"%s\","
+             "\"cache\":{\"no-flush\":true}}}}",
+             node, file);
+    if ((r = qmp(q, cmd, err)) < 0)
+        return r;
+    snprintf(cmd, sizeof(cmd),
+             "{\"execute\":\"blockdev-snapshot\",\"arguments\":{\"node\":\"%s\","
+             "\"overlay\":\"%s\"}}",
+             q->profile == OTASIM_QEMU_RASPI3B ? "sd0" : "d0", node);
+    if ((r = qmp(q, cmd, err)) < 0)
+        return r;
+    ota_strlcpy(q->top, file, sizeof(q->top));
+    return 0;
 }
 
 void otasim_qemu_close(struct otasim_qemu *q)

@@ -623,9 +623,9 @@ static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct
 /* ---- snapshot mode --------------------------------------------------------
  * One recording run per scenario (WORK/qemu-snap/<key>/, built by the first
  * trial that needs it, under a lock): no fault; at the agent's first line
- * into each state the machine is paused, its disk frozen (QMP
- * blockdev-snapshot-sync: the file written so far becomes read-only, QEMU
- * goes on in a new overlay) and the scenario server's state copied beside
+ * into each state the machine is paused, its disk frozen
+ * (otasim_qemu_disk_snapshot: the file written so far becomes read-only,
+ * QEMU goes on in a new overlay) and the scenario server's state copied beside
  * it (sqlite3 .backup, payloads hard-linked), then resumed. A power cut at
  * state X is then a boot from an overlay over X's frozen disk, against a
  * server started from X's copy: the first boot and the update up to X are

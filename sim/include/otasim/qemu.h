@@ -73,6 +73,9 @@ struct otasim_qemu {
     int uboot;
     /* virt's vCPUs (-smp; 0: 2). raspi3b's machine has its four cores. */
     int cpus;
+    /* otasim_qemu_disk_snapshot: the layer QEMU writes now ("": overlay) */
+    char top[PATH_MAX + 16];
+    int n_snaps;
 };
 
 /* Makes dir and a fresh overlay over the image, or (backing non-NULL) over
@@ -117,8 +120,9 @@ int otasim_qemu_env_fetch(struct otasim_qemu *q, const char *env_file, const cha
 int otasim_qemu_env_set(struct otasim_qemu *q, const char *name, const char *value,
                         struct ota_err *err) OTA_MUST;
 /* QMP: pause and resume the machine's CPUs; freeze the disk as it is
- * (blockdev-snapshot-sync: the file written so far becomes read-only, QEMU
- * goes on writing into the new overlay `file` over it). The frozen file plus
+ * (qemu-img create, QMP blockdev-add and blockdev-snapshot: the file written
+ * so far becomes read-only, QEMU goes on writing into the new overlay `file`
+ * over it, with the same host-file options as the first). The frozen file plus
  * its backing chain is the disk a power cut at that moment would leave:
  * every write the guest sent, nothing of its RAM. */
 int otasim_qemu_pause(struct otasim_qemu *q, struct ota_err *err) OTA_MUST;

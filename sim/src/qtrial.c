@@ -559,11 +559,24 @@ static void probe_app(struct otasim_device *d)
 
 /* The disk, read off the overlay into d->root the way the native tree is
  * laid out, and a host config for `ota-agent status` over it. */
+/* A partition copy that is read and removed (the data partition; an app
+ * device's rootA): in RAM when there is /dev/shm. e2fsck's journal replay
+ * fsyncs its image, which on a disk writes the whole fresh copy out: about a
+ * second of every trial in the work dir on this machine's disk. */
+static void scratch_copy(const struct otasim_qemu *q, const char *name, char *buf, size_t cap)
+{
+    if (access("/dev/shm", W_OK) == 0)
+        snprintf(buf, cap, "/dev/shm/otasim-qt-%d-%s", (int)getpid(), name);
+    else
+        snprintf(buf, cap, "%s/%s", q->dir, name);
+}
+
 static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct otasim_device *d,
                      struct ota_err *err)
 {
     const struct otasim_scenario *sc = d->tr->sc;
     char p[PATH_MAX + 64], img[PATH_MAX + 64], env[PATH_MAX + 64], conf[4096], req[PATH_MAX + 96];
+    char part[2][PATH_MAX + 64];
     static const char *const dirs[] = {"opt", "var/lib/ota", "boot", "etc", "disks", "run", ".sim"};
     int rootfs = sc->profile == OTASIM_PROFILE_ROOTFS;
     int r;
@@ -573,33 +586,44 @@ static int read_disk(const struct otasim_tools *t, struct otasim_qemu *q, struct
         if ((r = ota_fs_mkdirs(p, err)) < 0)
             return r;
     }
-    snprintf(img, sizeof(img), "%s/data.ext4", q->dir);
+    scratch_copy(q, "data.ext4", img, sizeof(img));
     snprintf(req, sizeof(req), "rdump / %s/var/lib/ota", d->root);
-    if ((r = otasim_qemu_part_read(q, OTASIM_QPART_DATA, img, err)) < 0 ||
-        (r = replay_journal(q, img, err)) < 0 || (r = debugfs(q, req, img, NULL, err)) < 0)
-        return r;
+    if ((r = otasim_qemu_part_read(q, OTASIM_QPART_DATA, img, err)) == 0 &&
+        (r = replay_journal(q, img, err)) == 0)
+        r = debugfs(q, req, img, NULL, err);
     unlink(img);
+    if (r < 0)
+        return r;
     snprintf(p, sizeof(p), "%s/var/lib/ota/lost+found", d->root);
     ota_ignore(ota_fs_remove_tree(p, NULL));
     for (int s = 0; s < 2; s++) {
         snprintf(d->part[s], sizeof(d->part[s]), "%s/disks/root%c", d->root, "AB"[s]);
-        if (!rootfs && s == 1)
-            continue;
-        if ((r = otasim_qemu_part_read(q, s ? OTASIM_QPART_ROOTB : OTASIM_QPART_ROOTA, d->part[s],
-                                       err)) < 0)
-            return r;
-        /* rootB of a failed install may hold no file system at all */
-        r = replay_journal(q, d->part[s], s == 0 ? err : NULL);
-        if (r < 0 && s == 0)
-            return r;
+        /* a rootfs device's slots stay in its tree for the invariants; an
+         * app device's rootA (256 MiB) is read for its app tree alone */
         if (rootfs)
-            slot_version(q, d->part[s], d->slot_version[s], sizeof(d->slot_version[s]));
+            ota_strlcpy(part[s], d->part[s], sizeof(part[s]));
+        else if (s == 1)
+            continue;
+        else
+            scratch_copy(q, "rootA", part[s], sizeof(part[s]));
+        if ((r = otasim_qemu_part_read(q, s ? OTASIM_QPART_ROOTB : OTASIM_QPART_ROOTA, part[s],
+                                       err)) < 0)
+            break;
+        /* rootB of a failed install may hold no file system at all */
+        r = replay_journal(q, part[s], s == 0 ? err : NULL);
+        if (r < 0 && s == 0)
+            break;
+        r = 0;
+        if (rootfs)
+            slot_version(q, part[s], d->slot_version[s], sizeof(d->slot_version[s]));
     }
     snprintf(req, sizeof(req), "rdump /opt/app %s/opt", d->root);
-    if ((r = debugfs(q, req, d->part[0], NULL, err)) < 0)
-        return r;
+    if (r == 0)
+        r = debugfs(q, req, part[0], NULL, err);
     if (!rootfs)
-        unlink(d->part[0]); /* 256 MiB: the app tree is what counts */
+        unlink(part[0]);
+    if (r < 0)
+        return r;
     snprintf(env, sizeof(env), "%s/boot/uboot.env", d->root);
     snprintf(d->env_config, sizeof(d->env_config), "%s/boot/fw_env.config", d->root);
     if ((r = otasim_qemu_env_fetch(q, env, d->env_config, err)) < 0)

@@ -745,7 +745,7 @@ static int snap_record(const struct otasim_tools *t, struct otasim_trial *tr, co
                          err) < 0)
         goto out;
     q.uboot = tr->sc->profile == OTASIM_PROFILE_ROOTFS; /* virt: U-Boot's A/B choice */
-    q.cpus = t->qemu_cpus;
+    q.cpus = 1; /* a background job beside the trials (snap_prepare): one vCPU */
     if ((tr->sc->profile == OTASIM_PROFILE_ROOTFS || t->guest_agent[0]) &&
         otasim_qt_provision(&q,
                             tr->sc->profile == OTASIM_PROFILE_ROOTFS

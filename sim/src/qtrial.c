@@ -823,11 +823,14 @@ static void snap_reap(void)
 static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, char *disk,
                         char *srv_copy, size_t cap, int *ret_fired, struct ota_err *err)
 {
-    char sdir[PATH_MAX], p[PATH_MAX + 64], *text = NULL;
+    char sdir[PATH_MAX], p[PATH_MAX + 64], lock[PATH_MAX + 16], done[PATH_MAX + 16];
+    char frozen[PATH_MAX + 80], *text = NULL;
     size_t n;
     int fd = -1, r = 0, background = 0;
 
     snap_dir(t, tr, sdir, sizeof(sdir));
+    snprintf(lock, sizeof(lock), "%s.lock", sdir);
+    snprintf(done, sizeof(done), "%s/done", sdir);
     if ((r = ota_fs_mkdirs(t->work, err)) < 0)
         return r;
     {
@@ -838,16 +841,15 @@ static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, c
             return r;
     }
     snprintf(srv_copy, cap, "%s/state-%s", sdir, tr->fault.trigger.state);
-    for (char frozen[PATH_MAX + 80], lock[PATH_MAX + 16];;) {
-        snprintf(lock, sizeof(lock), "%s.lock", sdir);
+    snprintf(frozen, sizeof(frozen), "%s/disk", srv_copy); /* the state's frozen layer */
+    for (;;) {
         if (fd < 0 && (fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
             r = ota_err_set(err, errno, "%s: %s", lock, strerror(errno));
             goto out;
         }
         if (flock(fd, LOCK_EX | LOCK_NB) == 0) { /* no recording under way */
             pid_t pid;
-            snprintf(p, sizeof(p), "%s/done", sdir);
-            if (access(p, F_OK) == 0)
+            if (access(done, F_OK) == 0)
                 break;
             if (background) { /* ours failed: again here, for its error */
                 if ((r = snap_record(t, tr, sdir, err)) < 0)
@@ -868,10 +870,9 @@ static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, c
             continue;
         }
         if (errno != EWOULDBLOCK) {
-            r = ota_err_set(err, errno, "%s.lock: %s", sdir, strerror(errno));
+            r = ota_err_set(err, errno, "%s: %s", lock, strerror(errno));
             goto out;
         }
-        snprintf(frozen, sizeof(frozen), "%s/disk", srv_copy);
         if (access(frozen, F_OK) == 0)
             break; /* frozen by the recording under way */
         usleep(50000);
@@ -882,9 +883,8 @@ static int snap_prepare(const struct otasim_tools *t, struct otasim_trial *tr, c
     snprintf(tr->device_id, sizeof(tr->device_id), "%.*s", (int)n, text);
     free(text);
     text = NULL;
-    snprintf(p, sizeof(p), "%s/disk", srv_copy);
-    *ret_fired = access(p, F_OK) == 0;
-    if (*ret_fired && (r = ota_fs_read_all(p, PATH_MAX, &text, &n, err)) == 0)
+    *ret_fired = access(frozen, F_OK) == 0;
+    if (*ret_fired && (r = ota_fs_read_all(frozen, PATH_MAX, &text, &n, err)) == 0)
         snprintf(disk, cap, "%.*s", (int)n, text);
 out:
     free(text);

@@ -85,14 +85,22 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def aarch64_mutants():
-    """The aarch64 mutant agents (images/build-agent-aarch64 with OTA_AARCH64_MUTANTS=1)."""
-    mbuild = os.path.join(os.environ.get("OTA_BUILD_DIR", os.path.join(SRC, "build")),
-                          "aarch64-mutants")
-    p = subprocess.run([os.path.join(SRC, "images", "build-agent-aarch64"), mbuild],
-                       env={**os.environ, "OTA_AARCH64_MUTANTS": "1"}, capture_output=True,
-                       text=True, timeout=1800)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return os.path.abspath(os.path.join(mbuild, "agent"))
+    """mutant(NAME): the path of the aarch64 mutant agent ota-agent-mutant-NAME, built on first use
+    (images/build-agent-aarch64 with OTA_AARCH64_MUTANTS=NAME, in the image's own build-aarch64/:
+    the mutant shares its libcurl, libarchive and common library)."""
+    built = {}
+
+    def mutant(name):
+        if name not in built:
+            p = subprocess.run([os.path.join(SRC, "images", "build-agent-aarch64")],
+                               env={**os.environ, "OTA_AARCH64_MUTANTS": name},
+                               capture_output=True, text=True, timeout=1800)
+            assert p.returncode == 0, p.stderr[-3000:]
+            path = next(l for l in p.stdout.splitlines()
+                        if os.path.basename(l) == "ota-agent-mutant-" + name)
+            built[name] = os.path.abspath(path)
+        return built[name]
+    return mutant
 
 
 @pytest.fixture(scope="session")

@@ -165,7 +165,7 @@ def test_qemu_catches_mutant(image, work, aarch64_mutants, tmp_path):
     health check (ota-agent-mutant-commit-before-health, written into the
     trial's overlay with --guest-agent) keeps the crashing 2.0.0 that the
     real agent rolls back (virt: the fast board)."""
-    mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-commit-before-health")
+    mutant = aarch64_mutants("commit-before-health")
     db = str(tmp_path / "runs.db")
     p = run_virt("service-crash-after-switch.yaml", image, work, db, "--guest-agent", mutant,
                  timeout=1200)
@@ -180,7 +180,7 @@ def test_qemu_catches_standby_mutant(image, work, aarch64_mutants, tmp_path):
     """An aarch64 agent that switches when it starts in STANDBY
     (ota-agent-mutant-standby-switch-on-start) does so right after the power
     cut, before the rollout is activated: standby-waits."""
-    mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-standby-switch-on-start")
+    mutant = aarch64_mutants("standby-switch-on-start")
     db = str(tmp_path / "runs.db")
     p = run_virt("blue-green-standby.yaml", image, work, db, "--guest-agent", mutant,
                  timeout=1200)
@@ -205,7 +205,7 @@ def test_qemu_catches_rootfs_mutant(image, work, smoke, aarch64_mutants, tmp_pat
     finally:
         con.close()
     assert real and real[0] == "pass", f"the real agent: {real}"
-    mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-fallback-keeps-bootcount")
+    mutant = aarch64_mutants("fallback-keeps-bootcount")
     db = str(tmp_path / "runs.db")
     p = sim("run", os.path.join(HERE, "rootfs-boot-failure.yaml"), "--target", "qemu",
             "--profile", "raspi3b", "--image", image, "--guest-agent", mutant, "--seed",

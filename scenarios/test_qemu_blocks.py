@@ -150,7 +150,7 @@ def test_blocks_catch_an_unsynced_install(image, work, aarch64_mutants, tmp_path
     block level the crash points between the switch reaching the card and the
     files' data being written back leave `current` -> b over an incomplete
     slot: active-slot-complete catches it."""
-    mutant = os.path.join(aarch64_mutants, "ota-agent-mutant-install-no-fsync")
+    mutant = aarch64_mutants("install-no-fsync")
     db = str(tmp_path / "runs.db")
     p = sim("run", APP, "--target", "qemu", "--profile", "raspi3b", "--image", image, "--mode",
             "blocks", "--boot-sample", "0", "--guest-agent", mutant, "--work", work, "--db", db,

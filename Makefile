@@ -12,7 +12,7 @@ all:
 # and end-to-end tests (pytest), all through CTest.
 # A CTest entry in which a test could not run is listed as Skipped, not passed; why is
 # in CTest's log: printed here (SKIPPED lines of ci/pytest/ota_ctest.py, pytest-qemu).
-SKIP_REASONS = grep -hE '^(SKIPPED |pytest-qemu(-blocks)? not run|fuzz-run not run)' Testing/Temporary/LastTest.log \
+SKIP_REASONS = grep -hE '^(SKIPPED |pytest-qemu(-[a-z]+)? not run|fuzz-run not run)' Testing/Temporary/LastTest.log \
 	  | sed '1i did not run (Skipped above):' | sed '2,$$s/^/  /' || true
 test: all
 	cd $(BUILD) && { ctest --output-on-failure -j$(JOBS); rc=$$?; $(SKIP_REASONS); exit $$rc; }

@@ -42,7 +42,10 @@ def run_raspi3b(tmp_path_factory, image, work, scenario, name):
     return p, db, junit
 
 
-def trial_rows(db):
+def one_trial(run, scenario):
+    """The one trial of a run_raspi3b run, passed with every invariant held (its trials row)."""
+    p, db, junit = run
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT scenario, outcome, target, fired, logs, final_version, "
@@ -51,11 +54,14 @@ def trial_rows(db):
         checks = con.execute("SELECT count(*) FROM invariants").fetchone()[0]
     finally:
         con.close()
-    for scen, outcome, target, fired, logs, version, report in rows:
-        assert (outcome, target) == ("pass", "qemu"), scen
-        # the serial log of every power-on is kept and named
-        assert logs and all(os.path.getsize(l) > 0 for l in logs.split()), scen
-    return rows, failed, checks
+    assert [r[0] for r in rows] == [scenario]
+    scen, outcome, target, fired, logs, version, report = rows[0]
+    assert (outcome, target) == ("pass", "qemu"), scen
+    # the serial log of every power-on is kept and named
+    assert logs and all(os.path.getsize(l) > 0 for l in logs.split()), scen
+    assert failed == 0 and checks >= 10
+    assert os.path.getsize(junit) > 0
+    return rows[0]
 
 
 @pytest.fixture(scope="module")
@@ -71,29 +77,17 @@ def fallback_raspi3b(image, work, tmp_path_factory):
 
 
 def test_qemu_smoke_raspi3b(smoke):
-    p, db, junit = smoke
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
-    rows, failed, checks = trial_rows(db)
-    assert [r[0] for r in rows] == ["power-loss-switching"]
-    switching = rows[0]
+    switching = one_trial(smoke, "power-loss-switching")
     assert switching[3] == 1 and len(switching[4].split()) == 2  # cut, then one more power-on
     assert (switching[5], switching[6]) == ("2.0.0", "success")
-    assert failed == 0 and checks >= 10
-    assert os.path.getsize(junit) > 0
 
 
 @pytest.mark.qemu_full
 def test_qemu_rootfs_fallback_raspi3b(fallback_raspi3b):
-    p, db, junit = fallback_raspi3b
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
-    rows, failed, checks = trial_rows(db)
-    assert [r[0] for r in rows] == ["rootfs-boot-failure"]
-    fallback = rows[0]
+    fallback = one_trial(fallback_raspi3b, "rootfs-boot-failure")
     assert (fallback[5], fallback[6]) == ("1.0.0", "failure")
     console = open(fallback[4].split()[0], errors="replace").read()
     assert console.count("OTA-BOOT-FAIL") == 3 and "falling back" in console
-    assert failed == 0 and checks >= 10
-    assert os.path.getsize(junit) > 0
 
 
 def test_qemu_snapshot_cuts_virt(image, tmp_path):

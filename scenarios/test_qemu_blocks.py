@@ -3,8 +3,9 @@ docs/blocks.md): an update recorded once through QEMU's blklogwrites, every
 crash point checked on the host, a booted sample proving the predictions.
 
 CI's size: the app update on virt (every flush) and on raspi3b (every write),
-one booted state each; the unsynced-install mutant caught on virt. The full runs (both updates, both boards, 20 boots) are
-`make matrix TARGET=qemu MODE=blocks` and `make bench-qemu`.
+one booted state each; the unsynced-install mutant caught on virt. The full
+runs (both updates, both boards, 20 boots) are `make matrix TARGET=qemu
+MODE=blocks` and `make bench-qemu`.
 """
 import json
 import os
